@@ -1,0 +1,556 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// run drives one transfer. Only its goroutine touches t; everyone else
+// reads the saved copy from the store.
+type run struct {
+	e       *Engine
+	t       *Transfer
+	p       Provider
+	flow    Flow
+	log     zerolog.Logger
+	signals chan Signal
+	wake    chan struct{}
+	entered time.Time // when t entered its current state
+	held    bool      // counted in the on-hold gauge
+	// persistErr is set when a save failed: the run stops driving, because
+	// a side effect whose intent is not saved must never be made.
+	persistErr error
+}
+
+// drive runs the machine until the transfer is terminal or cannot be
+// persisted any more.
+func (r *run) drive() {
+	ctx := r.log.WithContext(r.e.hard)
+	if r.t.State != StatePending {
+		r.reconcile(ctx)
+	}
+	for !r.t.State.Terminal() && r.persistErr == nil && ctx.Err() == nil {
+		switch r.t.State {
+		case StatePending:
+			r.locate(ctx)
+		case StateHolding:
+			r.hold(ctx)
+		case StateDialing:
+			r.dial(ctx)
+		case StateConsulting:
+			r.consult(ctx)
+		case StateCompleting:
+			r.complete(ctx)
+		case StateRecovering:
+			r.recover(ctx)
+		default:
+			r.fail(ctx, ReasonInternal, fmt.Sprintf("unknown state %q", r.t.State), nil)
+		}
+	}
+	if r.persistErr != nil {
+		r.log.Error().Err(r.persistErr).Str("state", string(r.t.State)).
+			Msg("cannot save the transfer; stopped driving it so that no unrecorded side effect is made")
+	}
+	if r.held {
+		r.e.m.onHold.WithLabelValues(r.p.Name()).Dec()
+	}
+}
+
+// save persists t and tells waiters.
+func (r *run) save(ctx context.Context) bool {
+	if r.persistErr != nil {
+		return false
+	}
+	r.t.UpdatedAt = r.e.now()
+	if err := r.e.store.Update(context.WithoutCancel(ctx), r.t); err != nil {
+		r.persistErr = err
+		return false
+	}
+	r.e.publish(r.t.ID)
+	return true
+}
+
+// transition moves t to state `to`, saves it and logs one line.
+func (r *run) transition(ctx context.Context, to State) {
+	from := r.t.State
+	now := r.e.now()
+	r.e.m.stateSeconds.WithLabelValues(r.p.Name(), string(from)).Observe(now.Sub(r.entered).Seconds())
+	r.entered = now
+	r.t.State = to
+	if !r.save(ctx) {
+		return
+	}
+	ev := r.log.Info().Str("from", string(from)).Str("to", string(to))
+	if l := r.t.Legs; !l.Caller.IsZero() {
+		ev = ev.Str("caller_call_id", l.Caller.CallID).Str("caller_session_id", l.Caller.SessionID).
+			Str("agent_call_id", l.Agent.CallID).Str("consult_call_id", l.Consult.CallID)
+	}
+	if o := r.t.Outcome; o != nil {
+		ev = ev.Str("reason", string(o.Reason)).Bool("caller_restored", o.CallerRestored)
+	} else if f := r.t.Failure; f != nil && to == StateRecovering {
+		ev = ev.Str("reason", string(f.Reason))
+	}
+	ev.Msg("transfer " + string(to))
+}
+
+// step saves the intent of a provider side effect, makes it, and saves
+// its result. It returns the side effect's error.
+func (r *run) step(ctx context.Context, name string, f func(context.Context) error) error {
+	r.t.Steps = append(r.t.Steps, Step{Name: name, Status: StepStarted, StartedAt: r.e.now()})
+	if !r.save(ctx) {
+		return r.persistErr
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.e.cfg.StepTimeout)
+	err := f(sctx)
+	cancel()
+	s := &r.t.Steps[len(r.t.Steps)-1]
+	s.EndedAt = r.e.now()
+	result := "ok"
+	if err != nil {
+		s.Status, s.Detail, s.Evidence = StepFailed, err.Error(), EvidenceOf(err)
+		result = KindOf(err).String()
+		r.log.Warn().Err(err).Str("step", name).Msg("transfer step failed")
+	} else {
+		s.Status = StepSucceeded
+	}
+	r.e.m.stepSeconds.WithLabelValues(r.p.Name(), name, result).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
+	if !r.save(ctx) {
+		return r.persistErr
+	}
+	return err
+}
+
+// note records an observed event (no side effect) as a finished step.
+func (r *run) note(name, detail string) {
+	now := r.e.now()
+	r.t.Steps = append(r.t.Steps, Step{Name: name, Status: StepSucceeded, StartedAt: now, EndedAt: now, Detail: detail})
+}
+
+// stopping reports whether shutdown has begun.
+func (r *run) stopping() bool {
+	select {
+	case <-r.e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// interrupted checks for a cancel signal or shutdown between steps and
+// starts recovery if there is one.
+func (r *run) interrupted(ctx context.Context) bool {
+	select {
+	case s := <-r.signals:
+		if s == SignalCancel {
+			r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
+			return true
+		}
+	default:
+	}
+	if r.stopping() {
+		r.fail(ctx, ReasonShutdown, "transferd shut down before the transfer finished", nil)
+		return true
+	}
+	return false
+}
+
+// fail enters recovering with the given reason.
+func (r *run) fail(ctx context.Context, reason Reason, detail string, ev *Evidence) {
+	r.t.Failure = &Outcome{Reason: reason, Detail: detail, Evidence: ev}
+	r.transition(ctx, StateRecovering)
+}
+
+// failErr enters recovering for a step error.
+func (r *run) failErr(ctx context.Context, step string, err error) {
+	if errors.Is(err, r.persistErr) && r.persistErr != nil {
+		return
+	}
+	r.fail(ctx, reasonFor(KindOf(err)), fmt.Sprintf("%s: %v", step, err), EvidenceOf(err))
+}
+
+func (r *run) locate(ctx context.Context) {
+	if r.interrupted(ctx) {
+		return
+	}
+	err := r.step(ctx, StepLocate, func(ctx context.Context) error {
+		legs, err := r.p.Locate(ctx, r.t)
+		if err == nil {
+			r.t.Legs = legs
+		}
+		return err
+	})
+	if err != nil {
+		r.failErr(ctx, StepLocate, err)
+		return
+	}
+	if r.flow.Hold {
+		r.transition(ctx, StateHolding)
+	} else {
+		r.transition(ctx, StateDialing)
+	}
+}
+
+func (r *run) hold(ctx context.Context) {
+	if r.interrupted(ctx) {
+		return
+	}
+	// The undo is registered with the intent: if the hold's response is
+	// lost, or the process dies mid-step, the caller is still unheld.
+	r.t.Undo = append(r.t.Undo, Undo{Action: StepUnhold})
+	if err := r.step(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }); err != nil {
+		r.failErr(ctx, StepHold, err)
+		return
+	}
+	r.markHeld(true)
+	r.transition(ctx, StateDialing)
+}
+
+func (r *run) markHeld(held bool) {
+	if held != r.held {
+		r.held = held
+		g := r.e.m.onHold.WithLabelValues(r.p.Name())
+		if held {
+			g.Inc()
+		} else {
+			g.Dec()
+		}
+	}
+}
+
+func (r *run) dial(ctx context.Context) {
+	if r.interrupted(ctx) {
+		return
+	}
+	r.t.Undo = append(r.t.Undo, Undo{Action: StepHangup})
+	err := r.step(ctx, StepDial, func(ctx context.Context) error {
+		leg, err := r.p.Dial(ctx, r.t)
+		if !leg.IsZero() {
+			r.t.Legs.Consult = leg
+		}
+		return err
+	})
+	if err != nil {
+		r.failErr(ctx, StepDial, err)
+		return
+	}
+	r.t.ConsultDeadline = r.e.now().Add(r.t.Request.ConsultTimeout)
+	r.transition(ctx, StateConsulting)
+}
+
+// poller paces observations: immediately, then doubling up to the maximum.
+type poller struct {
+	timer      *time.Timer
+	next, max  time.Duration
+	resetFirst time.Duration
+}
+
+func newPoller(first, max time.Duration) *poller {
+	return &poller{timer: time.NewTimer(0), next: first, max: max, resetFirst: first}
+}
+
+func (p *poller) again() {
+	p.timer.Reset(p.next)
+	p.next = min(p.next*2, p.max)
+}
+
+func (p *poller) now() {
+	p.timer.Reset(0)
+	p.next = p.resetFirst
+}
+
+func (r *run) consult(ctx context.Context) {
+	deadline := time.NewTimer(time.Until(r.t.ConsultDeadline))
+	defer deadline.Stop()
+	poll := newPoller(r.e.cfg.PollInterval, r.e.cfg.PollMaxInterval)
+	defer poll.timer.Stop()
+	for {
+		select {
+		case <-poll.timer.C:
+			obs, err := r.observe(ctx)
+			if err != nil {
+				if k := KindOf(err); k == KindProviderAuth || k == KindInternal {
+					r.failErr(ctx, "observe", err)
+					return
+				}
+				// Transient: the provider is unreachable or throttling.
+				// Keep trying until the consult deadline.
+				r.log.Warn().Err(err).Msg("observing the consult failed; will retry")
+				poll.again()
+				continue
+			}
+			if r.consulted(ctx, obs) {
+				return
+			}
+			poll.again()
+		case <-r.wake:
+			poll.now()
+		case s := <-r.signals:
+			switch s {
+			case SignalCancel:
+				r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
+				return
+			case SignalComplete:
+				r.transition(ctx, StateCompleting)
+				return
+			}
+		case <-deadline.C:
+			if r.t.Answered {
+				r.fail(ctx, ReasonTimeout, fmt.Sprintf("not completed within consult_timeout %s", r.t.Request.ConsultTimeout), nil)
+			} else {
+				r.fail(ctx, ReasonNoAnswer, fmt.Sprintf("the target did not answer within consult_timeout %s", r.t.Request.ConsultTimeout), nil)
+			}
+			return
+		case <-r.e.stop:
+			r.fail(ctx, ReasonShutdown, "transferd shut down while the transfer was consulting", nil)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (r *run) observe(ctx context.Context) (Observation, error) {
+	octx, cancel := context.WithTimeout(ctx, r.e.cfg.StepTimeout)
+	defer cancel()
+	return r.p.Observe(octx, r.t)
+}
+
+// consulted applies one observation made while consulting and reports
+// whether the state changed.
+func (r *run) consulted(ctx context.Context, obs Observation) bool {
+	switch {
+	case obs.Caller == CallerGone:
+		r.fail(ctx, ReasonCallerHungUp, "the caller hung up during the consult", nil)
+		return true
+	case obs.Consult == ConsultEnded && obs.Caller != CallerTransferred:
+		reason := obs.EndReason
+		if reason == "" {
+			reason = ReasonRejected
+			if r.t.Answered {
+				reason = ReasonTargetHungUp
+			}
+		}
+		detail := obs.Detail
+		if detail == "" {
+			detail = "the consult call ended before the transfer completed"
+		}
+		r.fail(ctx, reason, detail, nil)
+		return true
+	case (obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred) && !r.t.Answered:
+		r.t.Answered = true
+		r.note(StepAnswered, "the target answered")
+		if r.t.Request.Completion == CompletionAuto {
+			r.transition(ctx, StateCompleting)
+			return true
+		}
+		r.save(ctx)
+		r.log.Info().Msg("target answered; waiting for the client to complete or cancel")
+	}
+	return false
+}
+
+func (r *run) complete(ctx context.Context) {
+	if r.flow.Join {
+		if err := r.step(ctx, StepTransfer, func(ctx context.Context) error { return r.p.Complete(ctx, r.t) }); err != nil {
+			r.failErr(ctx, StepTransfer, err)
+			return
+		}
+	}
+	// The provider accepts a join asynchronously (NetSapiens answers 202):
+	// only its state says whether caller and target are connected.
+	var end *Outcome
+	err := r.step(ctx, StepVerify, func(context.Context) error {
+		vctx, cancel := context.WithTimeout(ctx, r.e.cfg.VerifyTimeout)
+		defer cancel()
+		poll := newPoller(r.e.cfg.PollInterval, r.e.cfg.PollMaxInterval)
+		defer poll.timer.Stop()
+		var lastErr error
+		for {
+			select {
+			case <-poll.timer.C:
+			case <-r.wake:
+			case <-vctx.Done():
+				if lastErr != nil {
+					return fmt.Errorf("caller not seen connected to the target within %s: %w", r.e.cfg.VerifyTimeout, lastErr)
+				}
+				return E("verify", KindProviderRejected, fmt.Errorf(
+					"the provider accepted the transfer but the caller was not connected to the target within %s", r.e.cfg.VerifyTimeout))
+			}
+			obs, err := r.observe(vctx)
+			switch {
+			case err != nil:
+				lastErr = err
+			case obs.Caller == CallerTransferred:
+				return nil
+			case obs.Caller == CallerGone:
+				end = &Outcome{Reason: ReasonCallerHungUp, Detail: "the caller hung up while the transfer was completing"}
+				return errors.New(end.Detail)
+			case obs.Consult == ConsultEnded:
+				end = &Outcome{Reason: ReasonTargetHungUp, Detail: "the target hung up while the transfer was completing"}
+				return errors.New(end.Detail)
+			}
+			poll.again()
+		}
+	})
+	if err != nil {
+		if end != nil {
+			r.fail(ctx, end.Reason, end.Detail, nil)
+		} else {
+			r.failErr(ctx, StepVerify, err)
+		}
+		return
+	}
+	// The consult leg now carries the caller: it must never be undone.
+	for i := range r.t.Undo {
+		r.t.Undo[i].Done = true
+	}
+	r.markHeld(false)
+	r.finish(ctx, StateCompleted, Outcome{Reason: ReasonTransferred, Detail: "the caller is connected to the target"})
+}
+
+// recover runs the registered undos newest first on a context detached
+// from shutdown, then ends the transfer.
+func (r *run) recover(ctx context.Context) {
+	failure := r.t.Failure
+	if failure == nil {
+		failure = &Outcome{Reason: ReasonInternal, Detail: "recovering without a recorded failure"}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.CompensationTimeout)
+	defer cancel()
+	restored := failure.Reason != ReasonCallerHungUp
+	var notes []string
+	for i := len(r.t.Undo) - 1; i >= 0; i-- {
+		u := &r.t.Undo[i]
+		if u.Done {
+			continue
+		}
+		if u.Action == StepUnhold && failure.Reason == ReasonCallerHungUp {
+			u.Done = true // nobody to take off hold
+			continue
+		}
+		err := r.undo(cctx, u.Action)
+		switch {
+		case err == nil:
+			u.Done = true
+			if u.Action == StepUnhold {
+				r.markHeld(false)
+			}
+		case u.Action == StepUnhold && KindOf(err) == KindCallNotFound:
+			// The caller's call is gone: hung up while held.
+			u.Done = true
+			r.markHeld(false)
+			restored = false
+			notes = append(notes, "the caller hung up before being taken off hold")
+		default:
+			if u.Action == StepUnhold {
+				restored = false
+			}
+			notes = append(notes, fmt.Sprintf("%s failed: %v", u.Action, err))
+		}
+		if r.persistErr != nil {
+			return
+		}
+	}
+	if !r.flow.Hold && restored && r.t.lastStep(StepDial) != nil {
+		// Nothing of ours held the caller, but the provider's own transfer
+		// may have ended the caller's call: only its state tells.
+		if obs, err := r.observe(cctx); err != nil || obs.Caller != CallerConnected {
+			restored = false
+			notes = append(notes, "the provider did not return the caller to the original call")
+		}
+	}
+	out := *failure
+	out.CallerRestored = restored
+	for _, n := range notes {
+		out.Detail += "; " + n
+	}
+	final := StateFailed
+	if failure.Reason == ReasonCancelled {
+		final = StateCancelled
+	}
+	r.finish(ctx, final, out)
+}
+
+// undo runs one compensation until it succeeds, the call is gone, or the
+// compensation deadline passes. Adapters already retry transient errors;
+// this loop adds patience across a longer provider outage, because a
+// caller left on hold is the failure transferd exists to prevent.
+func (r *run) undo(ctx context.Context, action string) error {
+	f := r.p.Unhold
+	if action == StepHangup {
+		f = r.p.HangupConsult
+	}
+	wait := r.e.cfg.PollInterval
+	for {
+		err := r.step(ctx, action, func(ctx context.Context) error { return f(ctx, r.t) })
+		if err == nil || r.persistErr != nil {
+			return err
+		}
+		switch KindOf(err) {
+		case KindProviderUnavailable, KindTimeout:
+		default:
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(wait*2, r.e.cfg.PollMaxInterval)
+	}
+}
+
+func (r *run) finish(ctx context.Context, final State, out Outcome) {
+	r.t.Outcome = &out
+	r.transition(ctx, final)
+	if r.persistErr == nil {
+		r.e.m.finished.WithLabelValues(r.p.Name(), string(final), string(out.Reason)).Inc()
+	}
+}
+
+// reconcile runs when a transfer is resumed by a process that did not
+// start it. The last saved step may be an intent whose result was never
+// saved; the provider's state says what really happened.
+func (r *run) reconcile(ctx context.Context) {
+	if r.t.CallerHeld() && r.t.State != StateCompleting {
+		r.markHeld(true)
+	}
+	obs, err := r.observe(ctx)
+	detail := "resumed after a restart"
+	if err == nil {
+		detail = fmt.Sprintf("resumed after a restart; provider shows caller=%d consult=%d", obs.Caller, obs.Consult)
+	}
+	r.note(StepReconcile, detail)
+	r.log.Info().Str("state", string(r.t.State)).Msg("resuming transfer")
+	switch r.t.State {
+	case StateCompleting:
+		if err == nil && obs.Caller == CallerTransferred {
+			return // complete() verifies and finishes
+		}
+		if s := r.t.lastStep(StepTransfer); s != nil && s.Status != StepFailed {
+			return // the join was sent or may have been: verify it
+		}
+	case StateConsulting:
+		if err == nil && (obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred) {
+			r.t.Answered = true
+		}
+		if !r.t.ConsultDeadline.IsZero() {
+			return // the deadline survives the restart
+		}
+	case StateRecovering:
+		return
+	case StatePending:
+		return
+	}
+	// Holding or dialing with an intent of unknown result: the safe course
+	// is to abandon, which the registered undos make harmless.
+	if s := len(r.t.Steps); s > 0 && r.t.State != StatePending {
+		r.fail(ctx, ReasonInternal, "transferd restarted during "+string(r.t.State)+"; the transfer was abandoned safely", nil)
+	}
+}

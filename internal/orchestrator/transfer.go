@@ -1,0 +1,322 @@
+package orchestrator
+
+import (
+	"slices"
+	"time"
+)
+
+// State is a step of the published state machine (DESIGN.md §2).
+type State string
+
+const (
+	StatePending    State = "pending"
+	StateHolding    State = "holding"
+	StateDialing    State = "dialing"
+	StateConsulting State = "consulting"
+	StateCompleting State = "completing"
+	StateCompleted  State = "completed"
+	StateRecovering State = "recovering"
+	StateFailed     State = "failed"
+	StateCancelled  State = "cancelled"
+)
+
+// States lists every state in machine order.
+var States = []State{StatePending, StateHolding, StateDialing, StateConsulting,
+	StateCompleting, StateCompleted, StateRecovering, StateFailed, StateCancelled}
+
+// Terminal reports whether no further transition can happen.
+func (s State) Terminal() bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
+
+// Valid reports whether s is one of the published states.
+func (s State) Valid() bool { return slices.Contains(States, s) }
+
+// Reason says why a transfer ended the way it did.
+type Reason string
+
+const (
+	ReasonTransferred         Reason = "transferred"
+	ReasonNoAnswer            Reason = "no_answer"
+	ReasonBusy                Reason = "busy"
+	ReasonRejected            Reason = "rejected"
+	ReasonTargetHungUp        Reason = "target_hung_up"
+	ReasonCallerHungUp        Reason = "caller_hung_up"
+	ReasonCallNotFound        Reason = "call_not_found"
+	ReasonCallNotActive       Reason = "call_not_active"
+	ReasonProviderError       Reason = "provider_error"
+	ReasonProviderUnavailable Reason = "provider_unavailable"
+	ReasonTimeout             Reason = "timeout"
+	ReasonCancelled           Reason = "cancelled"
+	ReasonShutdown            Reason = "shutdown"
+	ReasonInternal            Reason = "internal"
+)
+
+// Reasons lists every reason, for documentation and metric pre-registration.
+var Reasons = []Reason{ReasonTransferred, ReasonNoAnswer, ReasonBusy, ReasonRejected,
+	ReasonTargetHungUp, ReasonCallerHungUp, ReasonCallNotFound, ReasonCallNotActive,
+	ReasonProviderError, ReasonProviderUnavailable, ReasonTimeout, ReasonCancelled,
+	ReasonShutdown, ReasonInternal}
+
+// reasonFor maps an error kind onto the outcome vocabulary.
+func reasonFor(k Kind) Reason {
+	switch k {
+	case KindCallNotFound:
+		return ReasonCallNotFound
+	case KindCallNotActive:
+		return ReasonCallNotActive
+	case KindProviderRejected, KindProviderAuth:
+		return ReasonProviderError
+	case KindProviderUnavailable:
+		return ReasonProviderUnavailable
+	case KindTimeout:
+		return ReasonTimeout
+	default:
+		return ReasonInternal
+	}
+}
+
+// Completion says who decides that the caller joins the target.
+type Completion string
+
+const (
+	// CompletionAuto completes as soon as the target answers.
+	CompletionAuto Completion = "auto"
+	// CompletionManual waits in consulting for /complete or /cancel.
+	CompletionManual Completion = "manual"
+)
+
+// Mode selects the provider choreography.
+type Mode string
+
+const (
+	// ModeAttended holds the caller, consults the target, then joins them.
+	ModeAttended Mode = "attended"
+	// ModeAnnounced hands the caller to the target with the provider's own
+	// transfer primitive; the target may hear a whisper first.
+	ModeAnnounced Mode = "announced"
+)
+
+// CallRef names the call to move, in the provider's terms.
+type CallRef struct {
+	Domain string `json:"domain,omitempty"`
+	User   string `json:"user,omitempty"`
+	CallID string `json:"call_id,omitempty"`
+	// AgentCallID is the agent's own leg where a provider models it as a
+	// separate call (Bandwidth attended transfers).
+	AgentCallID string `json:"agent_call_id,omitempty"`
+}
+
+// Whisper is audio played to the target before it is connected.
+type Whisper struct {
+	Sentence string `json:"sentence,omitempty"`
+	FileURL  string `json:"file_url,omitempty"`
+	Gender   string `json:"gender,omitempty"`
+	Locale   string `json:"locale,omitempty"`
+	Voice    string `json:"voice,omitempty"`
+}
+
+// Diversion controls SIP Diversion headers on the new leg.
+type Diversion struct {
+	Treatment string `json:"treatment,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// Recording asks the provider to record the transferred call.
+type Recording struct {
+	Enabled    *bool  `json:"enabled,omitempty"`
+	FileFormat string `json:"file_format,omitempty"`
+}
+
+// Request is what a client asked for, after defaults are applied.
+type Request struct {
+	Provider       string        `json:"provider"`
+	Mode           Mode          `json:"mode"`
+	Call           CallRef       `json:"call"`
+	Target         string        `json:"target"`
+	Completion     Completion    `json:"completion"`
+	ConsultTimeout time.Duration `json:"consult_timeout"`
+	CallerID       string        `json:"caller_id,omitempty"`
+	Whisper        *Whisper      `json:"whisper,omitempty"`
+	Diversion      *Diversion    `json:"diversion,omitempty"`
+	Recording      *Recording    `json:"recording,omitempty"`
+}
+
+// LegRef holds a provider's identifiers for one leg of the transfer.
+type LegRef struct {
+	CallID    string `json:"call_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	Server    string `json:"server,omitempty"`
+	BridgeID  string `json:"bridge_id,omitempty"`
+}
+
+// IsZero reports whether no identifier is known.
+func (l LegRef) IsZero() bool { return l == LegRef{} }
+
+// Legs are the provider ids of every leg the transfer touches.
+type Legs struct {
+	// Caller is the call being moved (NetSapiens: the session and its
+	// call-orig-call-id; Bandwidth: the A leg).
+	Caller LegRef `json:"caller"`
+	// Agent is the transferring party's leg (NetSapiens: call-term-call-id).
+	Agent LegRef `json:"agent"`
+	// Consult is the leg to the target.
+	Consult LegRef `json:"consult"`
+}
+
+// StepStatus is where a step is in its write-ahead life.
+type StepStatus string
+
+const (
+	// StepStarted is saved before the side effect: an intent.
+	StepStarted   StepStatus = "started"
+	StepSucceeded StepStatus = "succeeded"
+	StepFailed    StepStatus = "failed"
+)
+
+// Step names.
+const (
+	StepLocate    = "locate"
+	StepHold      = "hold"
+	StepDial      = "dial"
+	StepAnswered  = "answered"
+	StepTransfer  = "transfer"
+	StepVerify    = "verify"
+	StepHangup    = "hangup_consult"
+	StepUnhold    = "unhold"
+	StepReconcile = "reconcile"
+)
+
+// Step records one provider interaction.
+type Step struct {
+	Name      string     `json:"name"`
+	Status    StepStatus `json:"status"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   time.Time  `json:"ended_at,omitzero"`
+	Detail    string     `json:"detail,omitempty"`
+	Evidence  *Evidence  `json:"evidence,omitempty"`
+}
+
+// Undo is a registered compensation. It is registered when the intent of
+// the step it undoes is saved (so a crash mid-step still undoes it) and
+// marked done once it has run.
+type Undo struct {
+	Action string `json:"action"` // StepUnhold or StepHangup
+	Done   bool   `json:"done"`
+}
+
+// Signal is a client's request to a running transfer.
+type Signal string
+
+const (
+	SignalNone     Signal = ""
+	SignalComplete Signal = "complete"
+	SignalCancel   Signal = "cancel"
+)
+
+// Outcome is the verdict on a terminal transfer.
+type Outcome struct {
+	Reason Reason `json:"reason"`
+	// CallerRestored is true when the caller is connected as before the
+	// transfer started: never held, or taken off hold. It is false when
+	// the caller was transferred, hung up, or could not be taken off hold.
+	CallerRestored bool      `json:"caller_restored"`
+	Detail         string    `json:"detail,omitempty"`
+	Evidence       *Evidence `json:"evidence,omitempty"`
+}
+
+// Transfer is the persisted record of one transfer.
+type Transfer struct {
+	ID      string `json:"id"`
+	Version int64  `json:"version"`
+	Request Request
+	State   State
+	Legs    Legs
+	Steps   []Step
+	Undo    []Undo
+	// Answered is set when the target answered the consult.
+	Answered bool
+	// Failure is why the transfer is recovering (set on entering recovering).
+	Failure *Outcome
+	Outcome *Outcome
+	Signal  Signal
+	// ConsultDeadline is when consulting gives up; persisted so that it
+	// survives restarts.
+	ConsultDeadline time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Clone returns a deep copy, so that stores and readers never share the
+// runner's mutable slices.
+func (t *Transfer) Clone() *Transfer {
+	c := *t
+	c.Steps = slices.Clone(t.Steps)
+	for i := range c.Steps {
+		if c.Steps[i].Evidence != nil {
+			ev := *c.Steps[i].Evidence
+			c.Steps[i].Evidence = &ev
+		}
+	}
+	c.Undo = slices.Clone(t.Undo)
+	c.Failure = cloneOutcome(t.Failure)
+	c.Outcome = cloneOutcome(t.Outcome)
+	c.Request = t.Request.clone()
+	return &c
+}
+
+func cloneOutcome(o *Outcome) *Outcome {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	if o.Evidence != nil {
+		ev := *o.Evidence
+		c.Evidence = &ev
+	}
+	return &c
+}
+
+func (r Request) clone() Request {
+	if r.Whisper != nil {
+		w := *r.Whisper
+		r.Whisper = &w
+	}
+	if r.Diversion != nil {
+		d := *r.Diversion
+		r.Diversion = &d
+	}
+	if r.Recording != nil {
+		rec := *r.Recording
+		if rec.Enabled != nil {
+			v := *rec.Enabled
+			rec.Enabled = &v
+		}
+		r.Recording = &rec
+	}
+	return r
+}
+
+// lastStep returns the most recent step with the given name.
+func (t *Transfer) lastStep(name string) *Step {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		if t.Steps[i].Name == name {
+			return &t.Steps[i]
+		}
+	}
+	return nil
+}
+
+// pendingUndo reports whether an undo for action is registered and not done.
+func (t *Transfer) pendingUndo(action string) bool {
+	for _, u := range t.Undo {
+		if u.Action == action && !u.Done {
+			return true
+		}
+	}
+	return false
+}
+
+// CallerHeld reports whether transferd currently holds the caller (a hold
+// was started and not yet undone).
+func (t *Transfer) CallerHeld() bool { return t.pendingUndo(StepUnhold) }
