@@ -54,6 +54,10 @@ type Observation struct {
 	// (busy, rejected, no_answer, target_hung_up); empty when unknown.
 	EndReason Reason
 	Detail    string
+	// ConsultLeg carries consult ids learned by observing (NetSapiens
+	// shows the consult's call-session-id only once the call exists); the
+	// engine saves the non-empty ones.
+	ConsultLeg LegRef
 }
 
 // Provider is what the machine needs from a telephony provider. Every

@@ -316,7 +316,29 @@ func (r *run) consult(ctx context.Context) {
 func (r *run) observe(ctx context.Context) (Observation, error) {
 	octx, cancel := context.WithTimeout(ctx, r.e.cfg.StepTimeout)
 	defer cancel()
-	return r.p.Observe(octx, r.t)
+	obs, err := r.p.Observe(octx, r.t)
+	if err == nil {
+		r.learn(ctx, obs.ConsultLeg)
+	}
+	return obs, err
+}
+
+// learn saves consult ids the provider revealed.
+func (r *run) learn(ctx context.Context, l LegRef) {
+	c := &r.t.Legs.Consult
+	changed := false
+	set := func(dst *string, v string) {
+		if v != "" && *dst != v {
+			*dst, changed = v, true
+		}
+	}
+	set(&c.CallID, l.CallID)
+	set(&c.SessionID, l.SessionID)
+	set(&c.Server, l.Server)
+	set(&c.BridgeID, l.BridgeID)
+	if changed {
+		r.save(ctx)
+	}
 }
 
 // consulted applies one observation made while consulting and reports

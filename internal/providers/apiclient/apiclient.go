@@ -1,0 +1,91 @@
+// Package apiclient holds the HTTP plumbing every provider adapter shares:
+// request metrics, retry pacing that honours the provider's rate-limit
+// headers, and bounded body reads. Adapters keep their own wire formats.
+package apiclient
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// MaxBody bounds how much of a provider response is read.
+const MaxBody = 1 << 20
+
+// Metrics measures provider requests. One instance is shared by all
+// adapters of a process, since they share the metric names.
+type Metrics struct {
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the provider request metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	return &Metrics{duration: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "transferd_provider_request_duration_seconds",
+		Help:    "Provider API request latency by provider, operation and HTTP status (\"error\" when no response arrived).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"provider", "operation", "code"})}
+}
+
+// Observe records one request. status 0 means no response.
+func (m *Metrics) Observe(provider, op string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	code := "error"
+	if status > 0 {
+		code = strconv.Itoa(status)
+	}
+	m.duration.WithLabelValues(provider, op, code).Observe(d.Seconds())
+}
+
+// RetryAfter reads a Retry-After header (seconds or an HTTP date).
+func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// Backoff is the wait before retry n (1-based) when the provider gave no
+// hint: exponential from base, capped at max.
+func Backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// Sleep waits d or until ctx is done, whichever is first.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ReadBody reads at most MaxBody bytes of a response body and closes it.
+func ReadBody(body io.ReadCloser) ([]byte, error) {
+	defer body.Close()
+	return io.ReadAll(io.LimitReader(body, MaxBody))
+}

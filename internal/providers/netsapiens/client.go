@@ -1,0 +1,232 @@
+// Package netsapiens drives attended transfers through the NetSapiens NS
+// API v2, exactly as NetSapiens' "Attended Transfer via API" guide
+// describes: list the calls, hold with call-term-call-id, create the
+// consult call, find its call-session-id, transfer with call-orig-call-id
+// and {"hostname", "call-destination-session-id"}, never call-term-user.
+package netsapiens
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+)
+
+// Name is the provider name requests use.
+const Name = "netsapiens"
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API root, e.g. https://pbx.example.com/ns-api/v2.
+	BaseURL string
+	// APIKey is sent as a bearer credential. It never appears in logs,
+	// errors or metrics.
+	APIKey string
+	// HTTPClient defaults to a client with RequestTimeout.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one HTTP request (default 10s).
+	RequestTimeout time.Duration
+	// Attempts is how often a safe request is tried in all (default 3).
+	Attempts int
+	// RetryBase is the first wait between attempts (default 200ms).
+	RetryBase time.Duration
+	// AutoAnswer asks the PBX to auto-answer the agent's side of the
+	// consult call (auto-answer-enabled). NetSapiens' click-to-call rings
+	// the agent's device first; without auto-answer the agent must pick
+	// up. Device support varies, so it is configurable (default true).
+	AutoAnswer *bool
+	Metrics    *apiclient.Metrics
+}
+
+// Client is the NS API v2 adapter. It is safe for concurrent use.
+type Client struct {
+	base       *url.URL
+	httpc      *http.Client
+	key        string
+	attempts   int
+	retryBase  time.Duration
+	autoAnswer bool
+	metrics    *apiclient.Metrics
+}
+
+var _ orchestrator.Provider = (*Client)(nil)
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("netsapiens: base URL must be an absolute http(s) URL such as https://pbx.example.com/ns-api/v2")
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("netsapiens: an API key is required")
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	httpc := cfg.HTTPClient
+	if httpc == nil {
+		httpc = &http.Client{Timeout: cfg.RequestTimeout}
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 200 * time.Millisecond
+	}
+	auto := true
+	if cfg.AutoAnswer != nil {
+		auto = *cfg.AutoAnswer
+	}
+	return &Client{base: u, httpc: httpc, key: cfg.APIKey, attempts: cfg.Attempts,
+		retryBase: cfg.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}, nil
+}
+
+// APIError is a non-2xx answer of the NS API: {"code": int, "message": string}.
+type APIError struct {
+	Status  int
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
+}
+
+// kindOf maps an NS answer onto the orchestrator's vocabulary. A 401 or
+// 403 is our misconfiguration, never the caller's problem.
+func kindOf(status int) orchestrator.Kind {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return orchestrator.KindProviderAuth
+	case status == http.StatusNotFound:
+		return orchestrator.KindCallNotFound
+	case status == http.StatusTooManyRequests || status >= 500:
+		return orchestrator.KindProviderUnavailable
+	default:
+		return orchestrator.KindProviderRejected
+	}
+}
+
+// request describes one API call.
+type request struct {
+	op     string // metric and error label, e.g. "hold"
+	method string
+	path   string // already escaped
+	body   any
+	// safe: repeating the request cannot do harm, so transient failures
+	// are retried. Creating a call and transferring are never safe.
+	safe bool
+}
+
+// do performs r and decodes a 2xx body into out (when out is not nil).
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	var payload []byte
+	if r.body != nil {
+		var err error
+		if payload, err = json.Marshal(r.body); err != nil {
+			return orchestrator.E("netsapiens."+r.op, orchestrator.KindInternal, err)
+		}
+	}
+	attempts := 1
+	if r.safe {
+		attempts = c.attempts
+	}
+	var last error
+	for n := 1; n <= attempts; n++ {
+		wait, err := c.once(ctx, r, payload, out)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if n == attempts || orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+			break
+		}
+		if wait <= 0 {
+			wait = apiclient.Backoff(n, c.retryBase, 5*time.Second)
+		}
+		if apiclient.Sleep(ctx, wait) != nil {
+			break
+		}
+	}
+	return last
+}
+
+// once sends one request. It returns how long the provider asked us to
+// wait (Retry-After) alongside a retryable error.
+func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (time.Duration, error) {
+	op := "netsapiens." + r.op
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, body)
+	if err != nil {
+		return 0, orchestrator.E(op, orchestrator.KindInternal, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Accept", "application/json")
+	start := time.Now()
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		c.metrics.Observe(Name, r.op, 0, time.Since(start))
+		zerolog.Ctx(ctx).Debug().Str("op", r.op).Err(err).Msg("netsapiens request failed")
+		return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))
+	}
+	data, rerr := apiclient.ReadBody(resp.Body)
+	c.metrics.Observe(Name, r.op, resp.StatusCode, time.Since(start))
+	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
+		Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("netsapiens request")
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if rerr != nil {
+			return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))
+		}
+		if out != nil && len(bytes.TrimSpace(data)) > 0 {
+			if err := json.Unmarshal(data, out); err != nil {
+				return 0, orchestrator.E(op, orchestrator.KindProviderRejected, fmt.Errorf("decoding the response: %w", err))
+			}
+		}
+		return 0, nil
+	}
+	apiErr := &APIError{Status: resp.StatusCode}
+	var eb struct {
+		Code    flexString `json:"code"`
+		Message string     `json:"message"`
+	}
+	if json.Unmarshal(data, &eb) == nil {
+		apiErr.Code, _ = strconv.Atoi(string(eb.Code))
+		apiErr.Message = eb.Message
+	}
+	wait, _ := apiclient.RetryAfter(resp.Header, time.Now())
+	return wait, &orchestrator.Error{Op: op, Kind: kindOf(resp.StatusCode), Err: apiErr,
+		Evidence: &orchestrator.Evidence{Status: resp.StatusCode, Code: string(eb.Code), Message: eb.Message}}
+}
+
+// stripURL drops the URL from a transport error: it carries no secret
+// (the key travels in a header) but can be long and noisy.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func seg(s string) string { return url.PathEscape(s) }

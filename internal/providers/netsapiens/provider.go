@@ -1,0 +1,333 @@
+package netsapiens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Name implements orchestrator.Provider.
+func (c *Client) Name() string { return Name }
+
+// Capabilities implements orchestrator.Provider. NS v2 offers hold,
+// click-to-call and attended transfer; it has no whisper, caller id,
+// diversion or recording options on these endpoints.
+func (c *Client) Capabilities() orchestrator.Capabilities {
+	return orchestrator.Capabilities{Attended: true}
+}
+
+// Flow implements orchestrator.Provider.
+func (c *Client) Flow(*orchestrator.Request) orchestrator.Flow {
+	return orchestrator.Flow{Hold: true, Join: true}
+}
+
+var (
+	// domainRE is the spec's DomainNamePath without the "~"/"*" forms,
+	// which would make transferd act on a domain the client did not name.
+	domainRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	userRE   = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,16}$`)
+	targetRE = regexp.MustCompile(`^[A-Za-z0-9._+*#@-]{1,64}$`)
+)
+
+// Validate implements orchestrator.Provider.
+func (c *Client) Validate(r *orchestrator.Request) map[string]string {
+	bad := map[string]string{}
+	switch {
+	case r.Call.Domain == "":
+		bad["call.domain"] = "is required for netsapiens"
+	case !domainRE.MatchString(r.Call.Domain):
+		bad["call.domain"] = "must be 1-64 letters, digits, '.', '_' or '-'"
+	}
+	switch {
+	case r.Call.User == "":
+		bad["call.user"] = "is required for netsapiens: the user (extension) whose call is transferred"
+	case !userRE.MatchString(r.Call.User):
+		bad["call.user"] = "must be 1-16 letters, digits, '.', '_', '+' or '-'"
+	}
+	if len(r.Call.CallID) > 256 {
+		bad["call.call_id"] = "must be at most 256 characters"
+	}
+	if r.Call.AgentCallID != "" {
+		bad["call.agent_call_id"] = "is not used by netsapiens; name the agent with call.user"
+	}
+	if r.Target != "" && !targetRE.MatchString(r.Target) {
+		bad["target"] = "must be an extension, number or user@domain (1-64 characters, no spaces or '/')"
+	}
+	if r.Target != "" && sameUser(r.Target, r.Call.User) {
+		bad["target"] = "must differ from call.user"
+	}
+	return bad
+}
+
+func (c *Client) userPath(r *orchestrator.Request) string {
+	return "/domains/" + seg(r.Call.Domain) + "/users/" + seg(r.Call.User) + "/calls"
+}
+
+// listCalls is the guide's "Read Active Calls in Domain".
+func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]activeCall, error) {
+	var calls []activeCall
+	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
+		path: "/domains/" + seg(r.Call.Domain) + "/calls", safe: true}, &calls)
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+		// A 404 on the collection means the domain does not exist: the
+		// request is wrong, not a call.
+		return nil, &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
+			Evidence: orchestrator.EvidenceOf(err)}
+	}
+	return calls, err
+}
+
+// Locate implements orchestrator.Provider (guide step 2). The agent is
+// the user's leg of the session; the caller is the other leg. In the
+// guide's inbound case the agent is the term leg: hold uses
+// call-term-call-id and the transfer call-orig-call-id. When the agent
+// placed the call (orig leg) the roles mirror [inferred, not documented].
+func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Legs, error) {
+	const op = "netsapiens.locate"
+	r := &t.Request
+	calls, err := c.listCalls(ctx, r)
+	if err != nil {
+		return orchestrator.Legs{}, err
+	}
+	var found []activeCall
+	for _, ac := range calls {
+		if !sameUser(ac.TermUser, r.Call.User) && !sameUser(ac.OrigUser, r.Call.User) {
+			continue
+		}
+		if r.Call.CallID != "" && !ac.hasCall(r.Call.CallID) && ac.SessionID != r.Call.CallID {
+			continue
+		}
+		found = append(found, ac)
+	}
+	switch {
+	case len(found) == 0 && r.Call.CallID != "":
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotFound,
+			fmt.Errorf("no active call %q of user %s in domain %s", r.Call.CallID, r.Call.User, r.Call.Domain))
+	case len(found) == 0:
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotFound,
+			fmt.Errorf("user %s has no active call in domain %s", r.Call.User, r.Call.Domain))
+	case len(found) > 1:
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotFound,
+			fmt.Errorf("user %s has %d active calls; name the one to transfer with call.call_id", r.Call.User, len(found)))
+	}
+	ac := found[0]
+	agentID, callerID := ac.TermCallID, ac.OrigCallID
+	agentInfo, callerInfo := ac.TermInfo, ac.OrigInfo
+	if !sameUser(ac.TermUser, r.Call.User) {
+		agentID, callerID = ac.OrigCallID, ac.TermCallID
+		agentInfo, callerInfo = ac.OrigInfo, ac.TermInfo
+	}
+	// The guide's best practice: verify the call is active before acting.
+	if agentInfo != "active" || callerInfo != "active" {
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotActive,
+			fmt.Errorf("call %s is not active (caller %q, agent %q)", ac.SessionID, callerInfo, agentInfo))
+	}
+	if ac.Server == "" || agentID == "" || callerID == "" {
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindProviderRejected,
+			fmt.Errorf("call %s lacks core-server or leg call ids", ac.SessionID))
+	}
+	return orchestrator.Legs{
+		Caller: orchestrator.LegRef{CallID: callerID, SessionID: ac.SessionID, Server: ac.Server},
+		Agent:  orchestrator.LegRef{CallID: agentID},
+	}, nil
+}
+
+// Hold implements orchestrator.Provider (guide step 3): the agent's leg,
+// call-term-call-id in the guide's case. Holding twice is harmless, so
+// the request is retried on transient failures.
+func (c *Client) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	return c.do(ctx, request{op: "hold", method: http.MethodPatch,
+		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Agent.CallID) + "/hold", safe: true}, nil)
+}
+
+// Unhold implements orchestrator.Provider. A 404 means the caller's call
+// is gone and is reported as KindCallNotFound.
+func (c *Client) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
+	return c.do(ctx, request{op: "unhold", method: http.MethodPatch,
+		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Agent.CallID) + "/unhold", safe: true}, nil)
+}
+
+// ConsultCallID is the call-id transferd gives the consult call of a
+// transfer. It is derived from the transfer id, so that after a crash or
+// a lost response the call can be found again instead of dialled twice.
+func ConsultCallID(transferID string) string {
+	return "transferd-" + strings.ToLower(strings.TrimPrefix(transferID, "tr_"))
+}
+
+// callRequest is the official CallRequest schema, hyphenated keys.
+type callRequest struct {
+	Synchronous string `json:"synchronous"`
+	CallID      string `json:"call-id"`
+	TermUser    string `json:"call-term-user"`
+	AutoAnswer  string `json:"auto-answer-enabled,omitempty"`
+}
+
+// Dial implements orchestrator.Provider (guide step 4): click-to-call
+// from the agent to the target with our own call-id. Creating a call is
+// not idempotent, so a repeated attempt first looks for the call, and a
+// failed attempt whose outcome is unknown is checked the same way.
+func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
+	id := ConsultCallID(t.ID)
+	leg := orchestrator.LegRef{CallID: id}
+	dials := 0
+	for _, s := range t.Steps {
+		if s.Name == orchestrator.StepDial {
+			dials++
+		}
+	}
+	if dials > 1 {
+		if ac, err := c.findConsult(ctx, t, id); err != nil {
+			return leg, err
+		} else if ac != nil {
+			return withSession(leg, ac), nil
+		}
+	}
+	body := callRequest{Synchronous: "no", CallID: id, TermUser: t.Request.Target}
+	if c.autoAnswer {
+		body.AutoAnswer = "yes"
+	}
+	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: c.userPath(&t.Request), body: body}, nil)
+	if orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable {
+		// The PBX may have created the call before the answer was lost.
+		if ac, ferr := c.findConsult(ctx, t, id); ferr == nil && ac != nil {
+			return withSession(leg, ac), nil
+		}
+	}
+	return leg, err
+}
+
+func withSession(l orchestrator.LegRef, ac *activeCall) orchestrator.LegRef {
+	l.SessionID, l.Server = ac.SessionID, ac.Server
+	return l
+}
+
+// findConsult returns the consult call's row, or nil when there is none.
+func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id string) (*activeCall, error) {
+	calls, err := c.listCalls(ctx, &t.Request)
+	if err != nil {
+		return nil, err
+	}
+	for i := range calls {
+		if calls[i].OrigCallID == id || calls[i].ByCallID == id {
+			return &calls[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// Observe implements orchestrator.Provider (guide step 5): one domain
+// listing shows both the caller's session and the consult call.
+func (c *Client) Observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	calls, err := c.listCalls(ctx, &t.Request)
+	if err != nil {
+		return orchestrator.Observation{}, err
+	}
+	return observe(t, calls), nil
+}
+
+func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observation {
+	consultID := t.Legs.Consult.CallID
+	var obs orchestrator.Observation
+	var caller, consult *activeCall
+	for i := range calls {
+		ac := &calls[i]
+		switch {
+		case consultID != "" && (ac.OrigCallID == consultID || ac.ByCallID == consultID):
+			consult = ac
+		case ac.hasCall(t.Legs.Caller.CallID) || (ac.SessionID != "" && ac.SessionID == t.Legs.Caller.SessionID):
+			caller = ac
+		}
+	}
+	switch {
+	case caller == nil:
+		obs.Caller = orchestrator.CallerGone
+	case caller.hasCall(t.Legs.Agent.CallID):
+		obs.Caller = orchestrator.CallerConnected
+		// Which leg shows "held" is undocumented; either means held.
+		if caller.OrigInfo == "held" || caller.TermInfo == "held" {
+			obs.Caller = orchestrator.CallerHeld
+		}
+	case sameUser(caller.TermUser, t.Request.Target) || sameUser(caller.OrigUser, t.Request.Target):
+		obs.Caller = orchestrator.CallerTransferred
+	default:
+		obs.Caller = orchestrator.CallerUnknown
+		obs.Detail = "the caller's call no longer includes the agent or the target"
+	}
+	switch {
+	case consult != nil:
+		obs.ConsultLeg = orchestrator.LegRef{SessionID: consult.SessionID, Server: consult.Server}
+		obs.Consult = orchestrator.ConsultRinging
+		if consult.TermInfo == "active" && consult.OrigInfo == "active" {
+			obs.Consult = orchestrator.ConsultAnswered
+		}
+	case t.Legs.Consult.SessionID != "":
+		// Seen before and gone now. NetSapiens does not say why a call
+		// ended (busy, rejected and unanswered all just disappear).
+		obs.Consult = orchestrator.ConsultEnded
+		obs.Detail = "the consult call ended; NetSapiens does not report why"
+	}
+	return obs
+}
+
+// transferBody is the attended-transfer body of the guide. It has no
+// call-term-user field at all, so that it can never be sent: with it the
+// PBX does not complete an attended transfer.
+type transferBody struct {
+	Hostname             string `json:"hostname"`
+	DestinationSessionID string `json:"call-destination-session-id"`
+}
+
+// Complete implements orchestrator.Provider (guide step 6).
+func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
+	const op = "netsapiens.transfer"
+	sessionID := t.Legs.Consult.SessionID
+	if sessionID == "" {
+		ac, err := c.findConsult(ctx, t, t.Legs.Consult.CallID)
+		if err != nil {
+			return err
+		}
+		if ac == nil {
+			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is gone"))
+		}
+		sessionID = ac.SessionID
+	}
+	body := transferBody{Hostname: t.Legs.Caller.Server, DestinationSessionID: sessionID}
+	err := c.do(ctx, request{op: "transfer", method: http.MethodPatch,
+		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer", body: body}, nil)
+	if orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable {
+		// Never repeat a transfer blindly: if the answer was lost, the
+		// calls may already be joined.
+		if calls, lerr := c.listCalls(ctx, &t.Request); lerr == nil &&
+			observe(t, calls).Caller == orchestrator.CallerTransferred {
+			return nil
+		}
+	}
+	return err
+}
+
+// HangupConsult implements orchestrator.Provider: a consult still ringing
+// is rejected, an answered one disconnected, a missing one is success.
+func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	id := t.Legs.Consult.CallID
+	if id == "" {
+		id = ConsultCallID(t.ID)
+	}
+	ac, err := c.findConsult(ctx, t, id)
+	if err != nil || ac == nil {
+		return err
+	}
+	r := request{op: "disconnect", method: http.MethodDelete, path: c.userPath(&t.Request) + "/" + seg(id), safe: true}
+	if ac.TermInfo == "alerting" || ac.TermInfo == "" {
+		r.op, r.path = "reject", r.path+"/reject"
+	}
+	err = c.do(ctx, r, nil)
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+		return nil // ended meanwhile
+	}
+	return err
+}
