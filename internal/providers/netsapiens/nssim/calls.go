@@ -1,0 +1,210 @@
+package nssim
+
+// The call state machine. Every function here runs with s.mu held.
+
+// ringLocked makes the leg at sd ring and schedules what the rung user's device does.
+func (s *Sim) ringLocked(sess *session, sd side) {
+	l := sess.leg(sd)
+	l.info = InfoAlerting
+	s.notifyLocked()
+	stillRinging := func() bool {
+		return s.liveLocked(sess) && sess.leg(sd) == l && l.info == InfoAlerting
+	}
+	who := l.user + "@" + l.domain
+	b := s.behaviourLocked(l.domain, l.user)
+	switch b.Mode {
+	case ModeBusy:
+		s.afterLocked(0, func() {
+			if stillRinging() {
+				s.endLocked(sess, EndBusy, who+" is busy")
+			}
+		})
+		return
+	case ModeReject:
+		s.afterLocked(0, func() {
+			if stillRinging() {
+				s.endLocked(sess, EndRejected, who+" rejected the call")
+			}
+		})
+		return
+	case ModeAfter:
+		d := b.Delay
+		if d <= 0 {
+			d = s.cfg.AnswerDelay
+		}
+		s.afterLocked(d, func() {
+			if stillRinging() {
+				s.answerLegLocked(sess, sd)
+			}
+		})
+	case ModeNever, ModeManual:
+	default:
+		s.afterLocked(0, func() {
+			if stillRinging() {
+				s.answerLegLocked(sess, sd)
+			}
+		})
+		return
+	}
+	// Every leg that may ring for a while gives up after the PBX's answer timeout, ModeManual
+	// included, as a real phone nobody picks up would.
+	l.ringTimer = s.afterLocked(s.cfg.RingTimeout, func() {
+		l.ringTimer = 0
+		if stillRinging() {
+			s.endLocked(sess, EndNoAnswer, who+" did not answer within the ring timeout")
+		}
+	})
+}
+
+// answerLegLocked connects a ringing leg. When it is the callback leg of a CallRequest, the
+// PBX then dials the destination [C-doc: the spec's SIP trace connects the first leg before
+// ringing the second].
+func (s *Sim) answerLegLocked(sess *session, sd side) {
+	l := sess.leg(sd)
+	s.cancelLocked(l.ringTimer)
+	l.ringTimer = 0
+	l.info = InfoActive
+	if other := sess.leg(sd.other()); !other.dialled() {
+		other.callID = s.newLegIDLocked()
+		s.indexLegLocked(sess, other)
+		s.ringLocked(sess, sd.other())
+		return
+	}
+	s.markAnsweredLocked(sess)
+	s.notifyLocked()
+}
+
+// markAnsweredLocked stamps the answer time once both parties are connected.
+func (s *Sim) markAnsweredLocked(sess *session) {
+	if sess.answered.IsZero() && sess.leg(origSide).connected() && sess.leg(termSide).connected() {
+		sess.answered = s.cfg.Now()
+	}
+}
+
+// callRequest is the decoded body of POST .../users/{user}/calls.
+type callRequest struct {
+	callID     string
+	termUser   string
+	origUser   string
+	callerID   string
+	autoAnswer bool
+}
+
+// createCallLocked starts a click-to-call for user@domain: the orig (callback) leg rings
+// first, and the destination is dialled once it is connected.
+func (s *Sim) createCallLocked(domain, user string, req callRequest) *session {
+	delete(s.creating, req.callID)
+	ou, od := parseParty(req.origUser, domain)
+	if ou == "" {
+		ou, od = user, domain
+	}
+	tu, td := parseParty(req.termUser, domain)
+	orig := userLeg(ou, od)
+	orig.callID = req.callID
+	callerID := req.callerID
+	if callerID == "" {
+		callerID = user
+	}
+	sess := &session{
+		id:       s.newIDLocked(),
+		core:     s.nextCoreLocked(),
+		domain:   domain,
+		legs:     [2]*leg{orig, userLeg(tu, td)},
+		callerID: callerID,
+		dialed:   tu,
+		byAction: "CallRequest",
+		byUser:   user,
+		byDomain: domain,
+		byCallID: req.callID,
+		start:    s.cfg.Now(),
+		codec:    "PCMU",
+	}
+	s.addSessionLocked(sess)
+	if !req.autoAnswer {
+		s.ringLocked(sess, origSide)
+		return sess
+	}
+	// Auto-answer headers make the device pick up by itself, whatever its Behaviour.
+	orig.info = InfoAlerting
+	s.afterLocked(0, func() {
+		if s.liveLocked(sess) && sess.leg(origSide) == orig && orig.info == InfoAlerting {
+			s.answerLegLocked(sess, origSide)
+		}
+	})
+	return sess
+}
+
+// holdLocked puts the other party of uSide on hold or takes it off (both parties with
+// HeldBoth). A call that is not connected end to end (still ringing) cannot be held [G].
+func (s *Sim) holdLocked(sess *session, uSide side, hold bool) {
+	if !s.liveLocked(sess) || !sess.leg(origSide).connected() || !sess.leg(termSide).connected() {
+		return
+	}
+	from, to := InfoActive, InfoHeld
+	if !hold {
+		from, to = to, from
+	}
+	sides := []side{uSide.other()}
+	if s.cfg.HeldSide == HeldBoth {
+		sides = []side{origSide, termSide}
+	}
+	for _, sd := range sides {
+		if l := sess.leg(sd); l.info == from {
+			l.info = to
+		}
+	}
+	s.notifyLocked()
+}
+
+// blindTransferLocked replaces uSide's leg with a new leg to target, which rings per the
+// target's Behaviour; if it fails, the session ends with the failure's reason.
+func (s *Sim) blindTransferLocked(sess *session, uSide side, target, domain string) {
+	if !s.liveLocked(sess) {
+		return
+	}
+	tu, td := parseParty(target, domain)
+	nl := userLeg(tu, td)
+	nl.callID = s.newLegIDLocked()
+	s.setLegLocked(sess, uSide, nl)
+	// The transferred party is no longer parked behind the transferring user's hold.
+	if r := sess.leg(uSide.other()); r.info == InfoHeld {
+		r.info = InfoActive
+	}
+	s.ringLocked(sess, uSide)
+}
+
+// attendedTransferLocked merges the remote party of sess with the consulted party of dest and
+// drops the transferring user's legs in both.
+//
+// Which ids survive is undocumented [G]: here sess keeps its call-session-id and its remote
+// leg, the consulted party's leg (with its Call-ID) takes the place of the transferring
+// user's leg, and dest ends with EndTransferred.
+func (s *Sim) attendedTransferLocked(sess, dest *session, domain, user string, uSide side) {
+	if !s.liveLocked(sess) || !s.liveLocked(dest) || sess == dest {
+		return
+	}
+	remote := sess.leg(uSide.other())
+	var target *leg
+	switch {
+	case dest.leg(origSide).is(domain, user):
+		target = dest.leg(termSide)
+	case dest.leg(termSide).is(domain, user):
+		target = dest.leg(origSide)
+	default:
+		target = dest.leg(termSide)
+	}
+	// The switch bridges only connected parties: a consultation that has not been answered
+	// yet is not merged [G], which is why the guide says to check it first.
+	if !target.connected() || !remote.connected() {
+		return
+	}
+	merged := *target
+	merged.info = InfoActive
+	merged.ringTimer = 0
+	// End dest first: it un-indexes the consulted party's Call-ID, which sess then takes over.
+	s.endLocked(dest, EndTransferred, "merged into session "+sess.id+" by "+user+"@"+domain)
+	s.setLegLocked(sess, uSide, &merged)
+	remote.info = InfoActive
+	s.markAnsweredLocked(sess)
+	s.notifyLocked()
+}

@@ -1,0 +1,269 @@
+package nssim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Values of Config.TermInfoField.
+const (
+	// TermInfoCall renders the term leg state as "call-term-info", the name real servers and
+	// the vendor guide use.
+	TermInfoCall = "call-term-info"
+	// TermInfoSpec renders it as "term-orig-info", the (misspelt) name in the official schema.
+	TermInfoSpec = "term-orig-info"
+	// TermInfoBoth renders both names, so clients written against either keep working.
+	TermInfoBoth = "both"
+)
+
+// Values of Config.TransferWithTermUser.
+const (
+	// TermUserIgnore accepts the request with 202 and merges nothing: the vendor guide says a
+	// call-term-user in an attended transfer "will prevent the attended transfer from
+	// completing", so the consult call stays up and the caller stays on hold.
+	TermUserIgnore = "ignore"
+	// TermUserBlind treats the request as a blind transfer to call-term-user.
+	TermUserBlind = "blind"
+)
+
+// Values of Config.WrongHostname.
+const (
+	// HostnameIgnore accepts the request with 202 and does nothing.
+	HostnameIgnore = "ignore"
+	// HostnameReject answers 400.
+	HostnameReject = "reject"
+)
+
+// Values of Config.HostnameMatch.
+const (
+	// HostnameOfOriginal requires hostname to be the core-server of the call being transferred
+	// (the schema: "the hostname where the call currently resides").
+	HostnameOfOriginal = "original"
+	// HostnameOfDestination requires the core-server of the consultation session.
+	HostnameOfDestination = "destination"
+	// HostnameOfEither accepts either core-server.
+	HostnameOfEither = "either"
+)
+
+// Values of Config.UnknownDestination.
+const (
+	// DestinationIgnore accepts the request with 202 and does nothing.
+	DestinationIgnore = "ignore"
+	// DestinationNotFound answers 404.
+	DestinationNotFound = "notfound"
+)
+
+// Values of Config.HeldSide.
+const (
+	// HeldRemote marks only the other party's leg "held" (NetSapiens' own Horizon demo treats
+	// either leg being "held" as on hold, so both renderings are plausible).
+	HeldRemote = "remote"
+	// HeldBoth marks both legs "held".
+	HeldBoth = "both"
+)
+
+// Config tunes the simulator. The zero value is usable: every field has a default, and every
+// behaviour the reference notes tag as a guess [G] is a field here so a test can pin the
+// variant it depends on.
+type Config struct {
+	// APIKeys maps an accepted bearer credential to its scope. An empty map accepts any
+	// non-empty bearer credential with domain "*".
+	APIKeys map[string]KeyScope
+
+	// CoreServers are the hostnames reported as core-server, assigned round-robin to new
+	// sessions so clients are exercised against a multi-core cluster. Default
+	// {"core1-sim.netsapiens.test", "core2-sim.netsapiens.test"}.
+	CoreServers []string
+
+	// ActionDelay is how long an accepted (202) action waits before it takes effect. Actions
+	// are applied asynchronously even when it is 0, as on the real server, where a 202 only
+	// means the command was accepted.
+	ActionDelay time.Duration
+
+	// RingTimeout removes a leg that is still ringing after this long; its session ends with
+	// EndNoAnswer. Default 60s, the answer timeout in the spec's SIP trace [C-doc].
+	RingTimeout time.Duration
+
+	// AnswerDelay is how long a user whose Behaviour is ModeAfter rings when the Behaviour has
+	// no Delay of its own. Default 3s.
+	AnswerDelay time.Duration
+
+	// DefaultBehaviour is how the devices of users without a SetBehaviour react when rung.
+	// The zero value answers at once; demo mode may prefer {Mode: ModeAfter}, so a person
+	// watching sees each leg ring for AnswerDelay.
+	DefaultBehaviour Behaviour
+
+	// TermInfoField chooses the JSON name of the term leg state: TermInfoCall, TermInfoSpec
+	// or TermInfoBoth (default). The schema's "term-orig-info" is most likely a typo.
+	TermInfoField string
+
+	// NumericUsers renders call-orig-user and call-term-user as JSON numbers when they are
+	// all digits, as the vendor guide's example does, although the schema says string.
+	NumericUsers bool
+
+	// TransferWithTermUser is what an attended transfer body that also carries
+	// call-term-user does: TermUserIgnore (default) or TermUserBlind. The real behaviour is
+	// unknown [G].
+	TransferWithTermUser string
+
+	// WrongHostname is what an attended transfer whose hostname is not the expected
+	// core-server does: HostnameIgnore (default, a silent failure) or HostnameReject [G].
+	WrongHostname string
+
+	// HostnameMatch is which session's core-server hostname must name: HostnameOfOriginal
+	// (default), HostnameOfDestination or HostnameOfEither. The notes could not settle it [I].
+	HostnameMatch string
+
+	// UnknownDestination is what an attended transfer to an unknown
+	// call-destination-session-id does: DestinationIgnore (default) or DestinationNotFound [G].
+	UnknownDestination string
+
+	// HeldSide is which leg hold and unhold flip: HeldRemote (default) or HeldBoth [G].
+	HeldSide string
+
+	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
+	// By default it is optional and means "no", because the real server may default it [G].
+	StrictSynchronous bool
+
+	// NotRingingStatus is the status of answer or reject on a call that is not ringing.
+	// Default 409 [G].
+	NotRingingStatus int
+
+	// DuplicateCallIDStatus is the status of a CallRequest whose call-id belongs to a live
+	// call. Default 409 [G].
+	DuplicateCallIDStatus int
+
+	// HistoryLimit bounds the recorded requests and ended sessions, oldest dropped first, so
+	// a long-running demo or load test does not grow without bound. 0 keeps everything.
+	HistoryLimit int
+
+	// Seed seeds the random part of generated ids, for reproducible demos. 0 picks a random
+	// seed.
+	Seed uint64
+
+	// Now is the clock for timestamps and ids. Default time.Now. Timers always use real time.
+	Now func() time.Time
+}
+
+// KeyScope is what a credential may do.
+type KeyScope struct {
+	// Domain is the only domain the key may address; "*" means every domain.
+	Domain string
+	// User, when set, is what "~" resolves to in {user}, and the only user the key may
+	// address (a Basic User key). Domain keys leave it empty.
+	User string
+	// ReadOnly keys get 403 on anything but GET [C-code].
+	ReadOnly bool
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.CoreServers) == 0 {
+		c.CoreServers = []string{"core1-sim.netsapiens.test", "core2-sim.netsapiens.test"}
+	} else {
+		c.CoreServers = append([]string(nil), c.CoreServers...)
+	}
+	keys := make(map[string]KeyScope, len(c.APIKeys))
+	for k, v := range c.APIKeys {
+		keys[k] = v
+	}
+	c.APIKeys = keys
+	if c.RingTimeout == 0 {
+		c.RingTimeout = 60 * time.Second
+	}
+	if c.AnswerDelay == 0 {
+		c.AnswerDelay = 3 * time.Second
+	}
+	if c.TermInfoField == "" {
+		c.TermInfoField = TermInfoBoth
+	}
+	if c.TransferWithTermUser == "" {
+		c.TransferWithTermUser = TermUserIgnore
+	}
+	if c.WrongHostname == "" {
+		c.WrongHostname = HostnameIgnore
+	}
+	if c.HostnameMatch == "" {
+		c.HostnameMatch = HostnameOfOriginal
+	}
+	if c.UnknownDestination == "" {
+		c.UnknownDestination = DestinationIgnore
+	}
+	if c.HeldSide == "" {
+		c.HeldSide = HeldRemote
+	}
+	if c.NotRingingStatus == 0 {
+		c.NotRingingStatus = 409
+	}
+	if c.DuplicateCallIDStatus == 0 {
+		c.DuplicateCallIDStatus = 409
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports every field that holds a value the simulator does not know. Empty values
+// are valid: they select the defaults.
+func (c Config) Validate() error {
+	var errs []error
+	oneOf := func(field, v string, allowed ...string) {
+		if v == "" {
+			return
+		}
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		errs = append(errs, fmt.Errorf("nssim: %s %q is not one of %q", field, v, allowed))
+	}
+	if !validMode(c.DefaultBehaviour.Mode) {
+		errs = append(errs, fmt.Errorf("nssim: DefaultBehaviour.Mode %q is not a Behaviour mode", c.DefaultBehaviour.Mode))
+	}
+	if c.DefaultBehaviour.Delay < 0 {
+		errs = append(errs, fmt.Errorf("nssim: DefaultBehaviour.Delay %v is negative", c.DefaultBehaviour.Delay))
+	}
+	oneOf("TermInfoField", c.TermInfoField, TermInfoCall, TermInfoSpec, TermInfoBoth)
+	oneOf("TransferWithTermUser", c.TransferWithTermUser, TermUserIgnore, TermUserBlind)
+	oneOf("WrongHostname", c.WrongHostname, HostnameIgnore, HostnameReject)
+	oneOf("HostnameMatch", c.HostnameMatch, HostnameOfOriginal, HostnameOfDestination, HostnameOfEither)
+	oneOf("UnknownDestination", c.UnknownDestination, DestinationIgnore, DestinationNotFound)
+	oneOf("HeldSide", c.HeldSide, HeldRemote, HeldBoth)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ActionDelay", c.ActionDelay}, {"RingTimeout", c.RingTimeout}, {"AnswerDelay", c.AnswerDelay}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
+		}
+	}
+	for _, code := range []struct {
+		name string
+		v    int
+	}{{"NotRingingStatus", c.NotRingingStatus}, {"DuplicateCallIDStatus", c.DuplicateCallIDStatus}} {
+		if code.v != 0 && (code.v < 400 || code.v > 499) {
+			errs = append(errs, fmt.Errorf("nssim: %s %d is not a 4xx status", code.name, code.v))
+		}
+	}
+	if c.HistoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("nssim: HistoryLimit %d is negative", c.HistoryLimit))
+	}
+	for _, h := range c.CoreServers {
+		if h == "" {
+			errs = append(errs, errors.New("nssim: CoreServers holds an empty hostname"))
+			break
+		}
+	}
+	for k, v := range c.APIKeys {
+		if k == "" {
+			errs = append(errs, errors.New("nssim: APIKeys holds an empty credential"))
+		}
+		if v.Domain == "" {
+			// The key itself must never reach an error message.
+			errs = append(errs, errors.New("nssim: an APIKeys entry has an empty Domain (use \"*\" for all)"))
+		}
+	}
+	return errors.Join(errs...)
+}

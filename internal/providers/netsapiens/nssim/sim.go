@@ -1,0 +1,489 @@
+package nssim
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors of the Go control API. The control surface maps them to 404, 409 and 400.
+var (
+	ErrNotFound   = errors.New("nssim: not found")
+	ErrNotRinging = errors.New("nssim: nothing is ringing")
+	ErrInvalid    = errors.New("nssim: invalid argument")
+)
+
+// Behaviour modes: how a user's device reacts when it rings.
+const (
+	ModeAnswer = "answer" // answers at once (the default)
+	ModeAfter  = "after"  // answers after Behaviour.Delay, or Config.AnswerDelay
+	ModeNever  = "never"  // rings until RingTimeout, then the session ends with EndNoAnswer
+	ModeBusy   = "busy"   // the leg fails at once; the session ends with EndBusy
+	ModeReject = "reject" // the leg is declined at once; the session ends with EndRejected
+	ModeManual = "manual" // rings until Sim.Answer or PATCH .../answer (or RingTimeout)
+)
+
+// Behaviour is how a user's device reacts when it rings. The zero value answers at once.
+type Behaviour struct {
+	Mode  string
+	Delay time.Duration // for ModeAfter; 0 uses Config.AnswerDelay
+}
+
+func validMode(m string) bool {
+	switch m {
+	case "", ModeAnswer, ModeAfter, ModeNever, ModeBusy, ModeReject, ModeManual:
+		return true
+	}
+	return false
+}
+
+// InboundCall is a call from outside the PBX routed to a user.
+type InboundCall struct {
+	Domain string // default "TEST"
+	User   string // required: the user the call is routed to
+	From   string // the caller's number; default "15555555555"
+	To     string // the dialled number; default "11111111111"
+	// Ring makes the user's device ring per its Behaviour instead of the call arriving
+	// answered, so clients can exercise answer and reject on inbound calls.
+	Ring bool
+}
+
+// Sim is a stateful NetSapiens NS API v2 live-calls simulator. All methods are safe for
+// concurrent use.
+type Sim struct {
+	cfg    Config
+	render renderOptions
+
+	mu         sync.Mutex
+	rng        *rand.Rand
+	idSeq      uint64
+	sessionSeq uint64
+	nextCore   int
+	sessions   map[string]*session // by call-session-id
+	byCallID   map[string]*session // by every live leg Call-ID
+	// creating holds the call-ids of accepted CallRequests whose session does not exist yet,
+	// so a duplicate is refused in that window too.
+	creating   map[string]bool
+	ended      []EndedSession
+	behaviours map[string]Behaviour
+	faults     []*faultState
+	requests   []*Request
+
+	timers    map[uint64]*simTimer
+	timerSeq  uint64
+	immediate int           // timers due without delay that have not run yet
+	changed   chan struct{} // closed and replaced on every state change
+	closed    bool
+}
+
+type simTimer struct {
+	t         *time.Timer
+	immediate bool
+}
+
+// New returns a simulator. It panics if cfg.Validate fails; validate first when cfg comes
+// from outside input.
+func New(cfg Config) *Sim {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	s := &Sim{
+		cfg:     cfg,
+		render:  renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers},
+		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		timers:  make(map[uint64]*simTimer),
+		changed: make(chan struct{}),
+	}
+	s.clearLocked()
+	return s
+}
+
+func (s *Sim) clearLocked() {
+	s.sessions = make(map[string]*session)
+	s.byCallID = make(map[string]*session)
+	s.creating = make(map[string]bool)
+	s.ended = nil
+	s.behaviours = make(map[string]Behaviour)
+	s.faults = nil
+	s.requests = nil
+	s.nextCore = 0
+}
+
+// Close stops every pending timer; actions accepted afterwards never take effect. It is safe
+// to call more than once.
+func (s *Sim) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.stopTimersLocked()
+}
+
+// Reset forgets all calls, ended sessions, behaviours, faults and recorded requests, and
+// stops pending timers. Generated ids keep counting so ids are never reused.
+func (s *Sim) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopTimersLocked()
+	s.clearLocked()
+	s.notifyLocked()
+}
+
+// WaitIdle blocks until every action that is due without delay has been applied: 202 actions
+// when ActionDelay is 0, and the devices that answer, are busy or reject at once. Actions
+// with a delay (ActionDelay, ModeAfter, RingTimeout) are not waited for; use Wait with a
+// condition for those.
+func (s *Sim) WaitIdle(ctx context.Context) error {
+	return s.waitFor(ctx, func() bool { return s.immediate == 0 })
+}
+
+// Wait blocks until cond returns true, re-checking it after every change of the simulator's
+// state (calls, timers, recorded requests). cond runs without the simulator's lock, so it
+// may call any method of Sim.
+func (s *Sim) Wait(ctx context.Context, cond func() bool) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		// Taking the channel before checking means a change between the check and the
+		// select still wakes us.
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("nssim: wait: %w", ctx.Err())
+		}
+	}
+}
+
+// waitFor is Wait for a condition on state that must be read under the lock.
+func (s *Sim) waitFor(ctx context.Context, condLocked func() bool) error {
+	for {
+		s.mu.Lock()
+		ok, ch := condLocked(), s.changed
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("nssim: wait: %w", ctx.Err())
+		}
+	}
+}
+
+// notifyLocked wakes every waiter.
+func (s *Sim) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// afterLocked runs fn under the lock after d and returns a handle for cancelLocked. Nothing
+// is scheduled once the simulator is closed.
+func (s *Sim) afterLocked(d time.Duration, fn func()) uint64 {
+	if s.closed {
+		return 0
+	}
+	s.timerSeq++
+	id := s.timerSeq
+	t := &simTimer{immediate: d <= 0}
+	if t.immediate {
+		s.immediate++
+	}
+	s.timers[id] = t
+	t.t = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// A timer stopped by Reset or Close may already have fired and be waiting for the
+		// lock; its absence from the map is what cancels it.
+		if _, ok := s.timers[id]; !ok {
+			return
+		}
+		delete(s.timers, id)
+		fn()
+		// Decrement only after fn, so follow-up actions fn schedules keep WaitIdle waiting.
+		if t.immediate {
+			s.immediate--
+		}
+		s.notifyLocked()
+	})
+	return id
+}
+
+func (s *Sim) cancelLocked(id uint64) {
+	t, ok := s.timers[id]
+	if !ok {
+		return
+	}
+	t.t.Stop()
+	delete(s.timers, id)
+	if t.immediate {
+		s.immediate--
+	}
+	s.notifyLocked()
+}
+
+func (s *Sim) stopTimersLocked() {
+	for id, t := range s.timers {
+		t.t.Stop()
+		delete(s.timers, id)
+	}
+	s.immediate = 0
+	s.notifyLocked()
+}
+
+// actionLocked applies an accepted (202) action after ActionDelay.
+func (s *Sim) actionLocked(fn func()) {
+	s.afterLocked(s.cfg.ActionDelay, fn)
+}
+
+// --- ids -------------------------------------------------------------------------------------
+
+// newIDLocked returns a 20-digit id shaped like NetSapiens' (a timestamp and a counter), e.g.
+// 20220119004825004744.
+func (s *Sim) newIDLocked() string {
+	s.idSeq++
+	return s.cfg.Now().UTC().Format("20060102150405") + fmt.Sprintf("%06d", s.idSeq%1_000_000)
+}
+
+// newLegIDLocked returns a NetSapiens-generated leg Call-ID: <20 digits>-<32 hex>.
+func (s *Sim) newLegIDLocked() string {
+	return fmt.Sprintf("%s-%016x%016x", s.newIDLocked(), s.rng.Uint64(), s.rng.Uint64())
+}
+
+// newDeviceCallIDLocked returns a Call-ID as a SIP device or gateway sends it.
+func (s *Sim) newDeviceCallIDLocked() string {
+	return fmt.Sprintf("0_%010d@%s", s.rng.Uint32(), gatewayIP)
+}
+
+// gatewayIP is where simulated PSTN calls come from (TEST-NET-1, never routable).
+const gatewayIP = "192.0.2.10"
+
+func (s *Sim) nextCoreLocked() string {
+	c := s.cfg.CoreServers[s.nextCore%len(s.cfg.CoreServers)]
+	s.nextCore++
+	return c
+}
+
+// --- session bookkeeping ----------------------------------------------------------------------
+
+func (s *Sim) addSessionLocked(sess *session) {
+	s.sessionSeq++
+	sess.seq = s.sessionSeq
+	s.sessions[sess.id] = sess
+	for _, l := range sess.legs {
+		s.indexLegLocked(sess, l)
+	}
+	s.notifyLocked()
+}
+
+func (s *Sim) indexLegLocked(sess *session, l *leg) {
+	if l.callID != "" {
+		s.byCallID[l.callID] = sess
+	}
+}
+
+func (s *Sim) unindexLegLocked(sess *session, l *leg) {
+	if l.callID != "" && s.byCallID[l.callID] == sess {
+		delete(s.byCallID, l.callID)
+	}
+	s.cancelLocked(l.ringTimer)
+	l.ringTimer = 0
+}
+
+// setLegLocked replaces one end of a session.
+func (s *Sim) setLegLocked(sess *session, sd side, l *leg) {
+	s.unindexLegLocked(sess, sess.legs[sd])
+	sess.legs[sd] = l
+	s.indexLegLocked(sess, l)
+}
+
+func (s *Sim) liveLocked(sess *session) bool {
+	return sess != nil && s.sessions[sess.id] == sess
+}
+
+// endLocked removes a session and records why.
+func (s *Sim) endLocked(sess *session, reason EndReason, detail string) {
+	if !s.liveLocked(sess) {
+		return
+	}
+	for _, l := range sess.legs {
+		s.unindexLegLocked(sess, l)
+	}
+	delete(s.sessions, sess.id)
+	s.ended = appendBounded(s.ended, EndedSession{
+		Call: sess.record(s.render), Reason: reason, Detail: detail, Time: s.cfg.Now(),
+	}, s.cfg.HistoryLimit)
+	s.notifyLocked()
+}
+
+// appendBounded appends v and drops the oldest entries beyond limit (0 = unbounded).
+func appendBounded[T any](list []T, v T, limit int) []T {
+	list = append(list, v)
+	if limit > 0 && len(list) > limit {
+		list = slices.Delete(list, 0, len(list)-limit)
+	}
+	return list
+}
+
+// sortedLocked returns the live sessions that pass keep, oldest first.
+func (s *Sim) sortedLocked(keep func(*session) bool) []*session {
+	var out []*session
+	for _, sess := range s.sessions {
+		if keep(sess) {
+			out = append(out, sess)
+		}
+	}
+	slices.SortFunc(out, func(a, b *session) int { return cmp.Compare(a.seq, b.seq) })
+	return out
+}
+
+func (s *Sim) recordsLocked(list []*session) []ActiveCall {
+	out := make([]ActiveCall, 0, len(list))
+	for _, sess := range list {
+		out = append(out, sess.record(s.render))
+	}
+	return out
+}
+
+func behaviourKey(domain, user string) string {
+	return strings.ToLower(domain) + "\x00" + user
+}
+
+func (s *Sim) behaviourLocked(domain, user string) Behaviour {
+	if b, ok := s.behaviours[behaviourKey(domain, user)]; ok {
+		return b
+	}
+	return s.cfg.DefaultBehaviour
+}
+
+// --- Go control API -----------------------------------------------------------------------------
+
+// PlaceCall delivers an inbound call from a PSTN number to a user. By default the user has
+// answered it: the session has both legs active. With in.Ring the user's leg rings per the
+// user's Behaviour instead.
+func (s *Sim) PlaceCall(in InboundCall) (ActiveCall, error) {
+	if in.User == "" {
+		return ActiveCall{}, fmt.Errorf("%w: inbound call needs a user", ErrInvalid)
+	}
+	if in.Domain == "" {
+		in.Domain = "TEST"
+	}
+	if in.From == "" {
+		in.From = "15555555555"
+	}
+	if in.To == "" {
+		in.To = "11111111111"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	// A PSTN caller has no user or domain of its own [C-doc spec example: orig_user "",
+	// orig_domain ""]; the gateway is what it matched.
+	orig := &leg{
+		callID: s.newDeviceCallIDLocked(),
+		uri:    "sip:" + in.From + "@" + gatewayIP,
+		match:  "sip:*@" + gatewayIP,
+		name:   in.From,
+		info:   InfoActive,
+	}
+	term := userLeg(in.User, in.Domain)
+	term.callID = s.newLegIDLocked()
+	term.info = InfoActive
+	sess := &session{
+		id:       s.newIDLocked(),
+		core:     s.nextCoreLocked(),
+		domain:   in.Domain,
+		legs:     [2]*leg{orig, term},
+		callerID: in.From,
+		dialed:   in.To,
+		start:    now,
+		codec:    "PCMU",
+	}
+	if in.Ring {
+		term.info = InfoAlerting
+	} else {
+		sess.answered = now
+	}
+	s.addSessionLocked(sess)
+	if in.Ring {
+		s.ringLocked(sess, termSide)
+	}
+	return sess.record(s.render), nil
+}
+
+// SetBehaviour sets how user@domain's device reacts when it rings from now on. Legs already
+// ringing keep their course. An unknown mode behaves as ModeAnswer.
+func (s *Sim) SetBehaviour(domain, user string, b Behaviour) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.behaviours[behaviourKey(domain, user)] = b
+}
+
+// Answer answers every leg of user@domain that is ringing now.
+func (s *Sim) Answer(domain, user string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type ringing struct {
+		sess *session
+		sd   side
+	}
+	var found []ringing
+	for _, sess := range s.sessions {
+		for _, sd := range []side{origSide, termSide} {
+			if l := sess.leg(sd); l.info == InfoAlerting && l.is(domain, user) {
+				found = append(found, ringing{sess, sd})
+			}
+		}
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("%w: no leg of %s@%s", ErrNotRinging, user, domain)
+	}
+	for _, r := range found {
+		s.answerLegLocked(r.sess, r.sd)
+	}
+	return nil
+}
+
+// Hangup makes a party of a session hang up ("orig" or "term"); the session ends with
+// EndHangup.
+func (s *Sim) Hangup(sessionID string, party string) error {
+	if party != "orig" && party != "term" {
+		return fmt.Errorf("%w: party %q is neither orig nor term", ErrInvalid, party)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[sessionID]
+	if !ok {
+		return fmt.Errorf("%w: session %s", ErrNotFound, sessionID)
+	}
+	s.endLocked(sess, EndHangup, party+" party hung up")
+	return nil
+}
+
+// Sessions returns the live sessions of domain ("" = every domain), oldest first.
+func (s *Sim) Sessions(domain string) []ActiveCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recordsLocked(s.sortedLocked(func(sess *session) bool { return sess.visibleIn(domain) }))
+}
+
+// Ended returns the sessions that have ended, oldest first.
+func (s *Sim) Ended() []EndedSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]EndedSession{}, s.ended...)
+}
