@@ -1,0 +1,199 @@
+package bwsim
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Values of Config.TransferFailure.
+const (
+	// TransferFailureHangup hangs the A-leg up when the transfer's B-leg fails (busy, no
+	// answer, rejected, cancelled). The v1 BXML <Transfer> docs say "an attempt to transfer to
+	// an invalid destination completes the call"; nothing documents the REST transfer, so this
+	// is a [GUESS] and the default.
+	TransferFailureHangup = "hangup"
+	// TransferFailureRestore puts the A-leg back to "active", as if the transfer never
+	// happened.
+	TransferFailureRestore = "restore"
+)
+
+// Values of Config.TransferLegCallback.
+const (
+	// TransferLegCallbackALeg sends the events of a transfer B-leg created without a
+	// callbackUrl to the A-leg's callbackUrl. The notes say "probably the A-leg's URL or the
+	// application's URL" ([GUESS]); for an inbound A-leg the two are the same, so this is the
+	// default.
+	TransferLegCallbackALeg = "a-leg"
+	// TransferLegCallbackNone sends them nowhere.
+	TransferLegCallbackNone = "none"
+)
+
+// Defaults of Config.
+const (
+	DefaultUserID            = "u-sim"
+	DefaultRingTimeout       = 60 * time.Second // postCalls.md: callTimeout default 60 s
+	DefaultAnswerDelay       = 2 * time.Second
+	DefaultForbiddenCategory = "forbidden" // [GUESS] no doc shows a 403 FORBIDDEN body
+	DefaultMaxRecords        = 10000
+	defaultCallbackTimeout   = 10 * time.Second // callbackTimeout default and maximum (10000 ms)
+)
+
+// Config tunes the simulator. The zero value is usable: every field has a default. Every
+// behaviour the reference notes tag [GUESS] or [INF] is a field here, so a test can pin the
+// variant it depends on.
+type Config struct {
+	// UserID is the only {userId} the API serves. Default "u-sim".
+	UserID string
+
+	// Token and Secret are the HTTP Basic credentials the API accepts. When both are empty any
+	// credentials, or none, are accepted, which suits demo mode and quick experiments.
+	Token, Secret string
+
+	// OwnedNumbers are the numbers the account owns: valid "from" of a created call and valid
+	// transferCallerId. When empty every E.164 number counts as owned, so a zero Config can
+	// place calls; tests that exercise caller-id validation set it.
+	OwnedNumbers []string
+
+	// AbsoluteLocation is kept for callers that set it explicitly. Absolute Location headers
+	// are the default whatever its value ([INF] from the C# SDK, which reads
+	// Location.AbsolutePath and would throw on a relative URI), because a bool's zero value
+	// cannot mean "true by default". Set RelativeLocation for the docs' relative form.
+	AbsoluteLocation bool
+	// RelativeLocation makes Location headers relative ("/v1/users/..."), the form printed in
+	// the 2016 docs. Ignored when AbsoluteLocation is true.
+	RelativeLocation bool
+
+	// BaseURL is the external base of the API, e.g. "http://127.0.0.1:1234/v1", used for
+	// absolute Location headers, the URLs in call objects and the callUri of callbacks. When
+	// empty it is derived from each request: scheme, Host and the prefix the handler is
+	// mounted under (falling back to "/v1"). See also Sim.SetBaseURL.
+	BaseURL string
+
+	// RingTimeout is how long an outbound leg rings before it times out when the request gave
+	// no callTimeout; transfer B-legs always use it (the transfer has no callTimeout).
+	// Default 60s.
+	RingTimeout time.Duration
+
+	// AnswerDelay is the delay of Behaviour "after" when the behaviour sets none. Default 2s.
+	AnswerDelay time.Duration
+
+	// DefaultBehaviour is how numbers without their own Behaviour (SetBehaviour) react. The
+	// zero value answers at once; demo mode may prefer {Mode: ModeAfter} so people see legs
+	// ring.
+	DefaultBehaviour Behaviour
+
+	// TransferFailure says what happens to the A-leg when the transfer B-leg fails before it
+	// is answered: TransferFailureHangup (default, [GUESS]) or TransferFailureRestore.
+	TransferFailure string
+
+	// TransferredALegState is the A-leg's state once the B-leg answered and the two are
+	// connected: "transferring" (default; the docs' how-to only says the call reads
+	// transferring while it is transferred, [GUESS]) or "active".
+	TransferredALegState string
+
+	// TransferLegCallback says where the events of a B-leg go when the transfer request had
+	// no callbackUrl ([GUESS]): TransferLegCallbackALeg (default) or TransferLegCallbackNone.
+	TransferLegCallback string
+
+	// ForbiddenCategory is the error category of the 403 FORBIDDEN group (call-invalid-state,
+	// bridge-callIds-overflow, ...). errors.md names the group but no doc shows a body, so it
+	// is a [GUESS]. Default "forbidden".
+	ForbiddenCategory string
+
+	// CallRateLimit is how many POST /calls are accepted per second (sliding window over
+	// Now) before 403 call-rate-limit. 0 means unlimited.
+	CallRateLimit int
+
+	// RequestRateLimit is how many other API requests are accepted per second before 429
+	// rate-limit-reached with X-RateLimit-Reset in epoch milliseconds. 0 means unlimited.
+	RequestRateLimit int
+
+	// MaxRecords caps the request and callback logs; the oldest entries are dropped so load
+	// tests run in bounded memory. Default 10000.
+	MaxRecords int
+
+	// CallbackClient delivers callbacks. Default: a client with a 10s timeout (the documented
+	// callbackTimeout maximum). Never http.DefaultClient.
+	CallbackClient *http.Client
+
+	// Now is the clock of timestamps and rate-limit windows. Default time.Now. Ring and
+	// answer delays always run on real timers.
+	Now func() time.Time
+}
+
+// Validate reports the first invalid field, so a caller that builds the Config from outside
+// input (demo mode) can refuse it before New panics.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.TransferFailure {
+	case "", TransferFailureHangup, TransferFailureRestore:
+	default:
+		errs = append(errs, fmt.Errorf("TransferFailure %q: want %q or %q", c.TransferFailure, TransferFailureHangup, TransferFailureRestore))
+	}
+	switch c.TransferredALegState {
+	case "", StateTransferring, StateActive:
+	default:
+		errs = append(errs, fmt.Errorf("TransferredALegState %q: want %q or %q", c.TransferredALegState, StateTransferring, StateActive))
+	}
+	switch c.TransferLegCallback {
+	case "", TransferLegCallbackALeg, TransferLegCallbackNone:
+	default:
+		errs = append(errs, fmt.Errorf("TransferLegCallback %q: want %q or %q", c.TransferLegCallback, TransferLegCallbackALeg, TransferLegCallbackNone))
+	}
+	if !validMode(c.DefaultBehaviour.Mode) {
+		errs = append(errs, fmt.Errorf("DefaultBehaviour.Mode %q: want one of %v", c.DefaultBehaviour.Mode, modes()))
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("BaseURL %q: want an absolute URL", c.BaseURL))
+		}
+	}
+	if c.RingTimeout < 0 || c.AnswerDelay < 0 || c.DefaultBehaviour.Delay < 0 || c.CallRateLimit < 0 || c.RequestRateLimit < 0 || c.MaxRecords < 0 {
+		errs = append(errs, errors.New("durations and limits must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bwsim: invalid config: %w", err)
+	}
+	return nil
+}
+
+// withDefaults fills every unset field.
+func (c Config) withDefaults() Config {
+	if c.UserID == "" {
+		c.UserID = DefaultUserID
+	}
+	if c.RingTimeout == 0 {
+		c.RingTimeout = DefaultRingTimeout
+	}
+	if c.AnswerDelay == 0 {
+		c.AnswerDelay = DefaultAnswerDelay
+	}
+	if c.TransferFailure == "" {
+		c.TransferFailure = TransferFailureHangup
+	}
+	if c.TransferredALegState == "" {
+		c.TransferredALegState = StateTransferring
+	}
+	if c.TransferLegCallback == "" {
+		c.TransferLegCallback = TransferLegCallbackALeg
+	}
+	if c.ForbiddenCategory == "" {
+		c.ForbiddenCategory = DefaultForbiddenCategory
+	}
+	if c.MaxRecords == 0 {
+		c.MaxRecords = DefaultMaxRecords
+	}
+	if c.CallbackClient == nil {
+		c.CallbackClient = &http.Client{Timeout: defaultCallbackTimeout}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.BaseURL = strings.TrimSuffix(c.BaseURL, "/")
+	c.OwnedNumbers = append([]string(nil), c.OwnedNumbers...)
+	return c
+}

@@ -1,0 +1,305 @@
+package bwsim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// ControlHandler serves the simulator's JSON control surface (snake_case; errors are
+// {"error": "..."}; 204 unless data is returned):
+//
+//	POST   /calls                       place an inbound call {"from","to","agent","callback_url","unanswered"}
+//	                                    → 201 {"call":{...},"agent_call":{...},"bridge":{...}}
+//	GET    /calls                       every call
+//	GET    /calls/{id}                  one call
+//	GET    /calls/{id}/connections      {"held":bool,"connected_to":[ids]}
+//	POST   /calls/{id}/hangup           the remote party hangs up
+//	POST   /calls/{id}/timeout          a ringing outbound leg times out now
+//	GET    /bridges, /bridges/{id}      bridges
+//	GET    /callbacks                   attempted callback deliveries
+//	GET    /requests                    recorded API requests; DELETE forgets them
+//	PUT    /numbers/{number}/behaviour  {"mode":"after","delay":"2s"}
+//	POST   /numbers/{number}/answer     answer the legs ringing there now
+//	POST   /faults                      {"operation","status","code","category","message","count",
+//	                                    "latency":"50ms","drop","apply","rate_limit_reset":"2s"}
+//	GET    /faults, DELETE /faults      list or clear faults
+//	GET    /idle?timeout=5s             204 once no zero-delay work is pending, else 504
+//	POST   /reset                       forget everything
+func (s *Sim) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /calls", s.ctlPlaceCall)
+	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Calls()) })
+	mux.HandleFunc("GET /calls/{id}", s.ctlGetCall)
+	mux.HandleFunc("GET /calls/{id}/connections", s.ctlConnections)
+	mux.HandleFunc("POST /calls/{id}/hangup", func(w http.ResponseWriter, r *http.Request) {
+		ctlResult(w, s.Hangup(r.PathValue("id")))
+	})
+	mux.HandleFunc("POST /calls/{id}/timeout", func(w http.ResponseWriter, r *http.Request) {
+		ctlResult(w, s.Timeout(r.PathValue("id")))
+	})
+	mux.HandleFunc("GET /bridges", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Bridges()) })
+	mux.HandleFunc("GET /bridges/{id}", func(w http.ResponseWriter, r *http.Request) {
+		b, ok := s.Bridge(r.PathValue("id"))
+		if !ok {
+			ctlError(w, http.StatusNotFound, "no bridge "+r.PathValue("id"))
+			return
+		}
+		ctlJSON(w, http.StatusOK, b)
+	})
+	mux.HandleFunc("GET /callbacks", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Callbacks()) })
+	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Requests()) })
+	mux.HandleFunc("DELETE /requests", func(w http.ResponseWriter, r *http.Request) {
+		s.ResetRequests()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /numbers/{number}/behaviour", s.ctlSetBehaviour)
+	mux.HandleFunc("POST /numbers/{number}/answer", func(w http.ResponseWriter, r *http.Request) {
+		ctlResult(w, s.Answer(r.PathValue("number")))
+	})
+	mux.HandleFunc("POST /faults", s.ctlInjectFault)
+	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) {
+		out := []faultJSON{}
+		for _, f := range s.Faults() {
+			out = append(out, toFaultJSON(f))
+		}
+		ctlJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("DELETE /faults", func(w http.ResponseWriter, r *http.Request) {
+		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /idle", s.ctlIdle)
+	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
+		s.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// Let the mux decide between 404 and 405 (with Allow), then answer in JSON.
+			rec := &bufferedWriter{header: make(http.Header)}
+			mux.ServeHTTP(rec, r)
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			ctlError(w, rec.statusCode(), fmt.Sprintf("no control endpoint %s %s", r.Method, r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// placeCallRequest is the body of POST /calls.
+type placeCallRequest struct {
+	From        string `json:"from"`
+	To          string `json:"to"`
+	Agent       string `json:"agent"`
+	CallbackURL string `json:"callback_url"`
+	Unanswered  bool   `json:"unanswered"`
+}
+
+// PlaceCallResult is the answer of the control surface's POST /calls.
+type PlaceCallResult struct {
+	Call      Call    `json:"call"`
+	AgentCall *Call   `json:"agent_call,omitempty"`
+	Bridge    *Bridge `json:"bridge,omitempty"`
+}
+
+func (s *Sim) ctlPlaceCall(w http.ResponseWriter, r *http.Request) {
+	var in placeCallRequest
+	if err := ctlDecode(w, r, &in); err != nil {
+		ctlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, g, b, err := s.PlaceCallWithAgent(InboundCall(in))
+	if err != nil {
+		ctlResult(w, err)
+		return
+	}
+	out := PlaceCallResult{Call: a}
+	if g.ID != "" {
+		out.AgentCall, out.Bridge = &g, &b
+	}
+	ctlJSON(w, http.StatusCreated, out)
+}
+
+func (s *Sim) ctlGetCall(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.Call(r.PathValue("id"))
+	if !ok {
+		ctlError(w, http.StatusNotFound, "no call "+r.PathValue("id"))
+		return
+	}
+	ctlJSON(w, http.StatusOK, c)
+}
+
+// Connections says what a call hears, for people watching a demo.
+type Connections struct {
+	Held        bool     `json:"held"`
+	ConnectedTo []string `json:"connected_to"`
+}
+
+func (s *Sim) ctlConnections(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, ok := s.Call(id); !ok {
+		ctlError(w, http.StatusNotFound, "no call "+id)
+		return
+	}
+	out := Connections{Held: s.Held(id), ConnectedTo: []string{}}
+	for _, c := range s.Calls() {
+		if s.Connected(id, c.ID) {
+			out.ConnectedTo = append(out.ConnectedTo, c.ID)
+		}
+	}
+	ctlJSON(w, http.StatusOK, out)
+}
+
+type behaviourJSON struct {
+	Mode  string       `json:"mode"`
+	Delay jsonDuration `json:"delay"`
+}
+
+func (s *Sim) ctlSetBehaviour(w http.ResponseWriter, r *http.Request) {
+	var in behaviourJSON
+	if err := ctlDecode(w, r, &in); err != nil {
+		ctlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !validMode(in.Mode) {
+		ctlError(w, http.StatusBadRequest, fmt.Sprintf("mode %q: want one of %v", in.Mode, modes()))
+		return
+	}
+	s.SetBehaviour(r.PathValue("number"), Behaviour{Mode: in.Mode, Delay: time.Duration(in.Delay)})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// faultJSON is a Fault on the control surface.
+type faultJSON struct {
+	Operation      string       `json:"operation"`
+	Status         int          `json:"status,omitempty"`
+	Code           string       `json:"code,omitempty"`
+	Category       string       `json:"category,omitempty"`
+	Message        string       `json:"message,omitempty"`
+	Count          int          `json:"count,omitempty"`
+	Latency        jsonDuration `json:"latency,omitempty"`
+	Drop           bool         `json:"drop,omitempty"`
+	Apply          bool         `json:"apply,omitempty"`
+	RateLimitReset jsonDuration `json:"rate_limit_reset,omitempty"`
+}
+
+func toFaultJSON(f Fault) faultJSON {
+	return faultJSON{Operation: f.Operation, Status: f.Status, Code: f.Code, Category: f.Category,
+		Message: f.Message, Count: f.Count, Latency: jsonDuration(f.Latency), Drop: f.Drop,
+		Apply: f.Apply, RateLimitReset: jsonDuration(f.RateLimitReset)}
+}
+
+func (s *Sim) ctlInjectFault(w http.ResponseWriter, r *http.Request) {
+	var in faultJSON
+	if err := ctlDecode(w, r, &in); err != nil {
+		ctlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var problems []error
+	if !slices.Contains(Operations(), in.Operation) {
+		problems = append(problems, fmt.Errorf("operation %q: want one of %v", in.Operation, Operations()))
+	}
+	if in.Status != 0 && (in.Status < 400 || in.Status > 599) {
+		problems = append(problems, fmt.Errorf("status %d: want 400 to 599", in.Status))
+	}
+	if in.Count < 0 {
+		problems = append(problems, errors.New("count must not be negative"))
+	}
+	if in.Status == 0 && !in.Drop && in.Latency == 0 {
+		problems = append(problems, errors.New("a fault needs a status, drop or latency"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		ctlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.InjectFault(Fault{Operation: in.Operation, Status: in.Status, Code: in.Code, Category: in.Category,
+		Message: in.Message, Count: in.Count, Latency: time.Duration(in.Latency), Drop: in.Drop,
+		Apply: in.Apply, RateLimitReset: time.Duration(in.RateLimitReset)})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Sim) ctlIdle(w http.ResponseWriter, r *http.Request) {
+	timeout := 5 * time.Second
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			ctlError(w, http.StatusBadRequest, fmt.Sprintf("timeout %q: want a duration such as 5s", v))
+			return
+		}
+		timeout = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if err := s.WaitIdle(ctx); err != nil {
+		ctlError(w, http.StatusGatewayTimeout, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// jsonDuration is a duration written as a Go duration string ("2s", "150ms").
+type jsonDuration time.Duration
+
+func (d jsonDuration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return errors.New(`want a duration string such as "2s"`)
+	}
+	if v == "" {
+		*d = 0
+		return nil
+	}
+	p, err := time.ParseDuration(v)
+	if err != nil || p < 0 {
+		return fmt.Errorf("duration %q: want a non-negative duration such as \"2s\"", v)
+	}
+	*d = jsonDuration(p)
+	return nil
+}
+
+// ctlDecode reads one JSON object, rejecting unknown fields and trailing data.
+func ctlDecode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON body: trailing data")
+	}
+	return nil
+}
+
+// ctlResult answers 204, or the error mapped to a status.
+func ctlResult(w http.ResponseWriter, err error) {
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrNotFound):
+		ctlError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrInvalidState):
+		ctlError(w, http.StatusConflict, err.Error())
+	default:
+		ctlError(w, http.StatusBadRequest, err.Error())
+	}
+}
+
+func ctlJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // a client that left is not our concern
+}
+
+func ctlError(w http.ResponseWriter, status int, msg string) {
+	ctlJSON(w, status, map[string]string{"error": msg})
+}
