@@ -68,7 +68,14 @@ type Engine struct {
 	mu       sync.Mutex
 	stopping bool
 	runs     map[string]*run
-	watch    map[string]chan struct{}
+	watch    map[string]*watcher
+}
+
+// watcher is the channel closed on a transfer's next saved change, shared
+// by every Wait on that transfer.
+type watcher struct {
+	ch chan struct{}
+	n  int // waiters holding ch
 }
 
 // New returns an engine. Providers are addressed by their Name().
@@ -89,7 +96,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		cfg: cfg, store: store, providers: byName, log: log, m: newMetrics(reg),
 		now:  func() time.Time { return time.Now().UTC() },
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}),
-		runs: map[string]*run{}, watch: map[string]chan struct{}{},
+		runs: map[string]*run{}, watch: map[string]*watcher{},
 	}, nil
 }
 
@@ -178,15 +185,13 @@ func (e *Engine) Start(ctx context.Context, r Request) (*Transfer, error) {
 	if err := e.Validate(&r); err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	stopping := e.stopping
-	e.mu.Unlock()
-	if stopping {
+	if !e.reserve() {
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	now := e.now()
 	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now}
 	if err := e.store.Create(ctx, t); err != nil {
+		e.wg.Done()
 		return nil, err
 	}
 	e.m.started.WithLabelValues(r.Provider).Inc()
@@ -284,49 +289,55 @@ func (e *Engine) Notify(id string) {
 // ctx is done (then the latest record and no error).
 func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool) (*Transfer, error) {
 	for {
-		ch := e.changed(id)
+		w := e.watchOn(id)
 		t, err := e.Get(ctx, id)
 		if err != nil {
+			e.unwatch(id, w)
 			return nil, err
 		}
 		if t.State.Terminal() || until(t) {
-			e.forget(id, ch)
+			e.unwatch(id, w)
 			return t, nil
 		}
 		select {
-		case <-ch:
+		case <-w.ch: // publish closed and dropped w
 		case <-ctx.Done():
-			e.forget(id, ch)
+			e.unwatch(id, w)
 			return t, nil
 		}
 	}
 }
 
-func (e *Engine) changed(id string) chan struct{} {
+// watchOn returns the transfer's current watcher, counting the caller as
+// one more waiter on it.
+func (e *Engine) watchOn(id string) *watcher {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ch, ok := e.watch[id]
-	if !ok {
-		ch = make(chan struct{})
-		e.watch[id] = ch
+	w := e.watch[id]
+	if w == nil {
+		w = &watcher{ch: make(chan struct{})}
+		e.watch[id] = w
 	}
-	return ch
+	w.n++
+	return w
 }
 
-// forget drops a watch channel nobody will be woken by; waiters that
-// still hold it get a fresh one on their next loop.
-func (e *Engine) forget(id string, ch chan struct{}) {
+// unwatch is called by a waiter that stops waiting without having been
+// woken. The watcher is dropped only when no other waiter still holds it:
+// they are woken by the next publish.
+func (e *Engine) unwatch(id string, w *watcher) {
 	e.mu.Lock()
-	if e.watch[id] == ch {
+	defer e.mu.Unlock()
+	w.n--
+	if w.n == 0 && e.watch[id] == w {
 		delete(e.watch, id)
 	}
-	e.mu.Unlock()
 }
 
 func (e *Engine) publish(id string) {
 	e.mu.Lock()
-	if ch, ok := e.watch[id]; ok {
-		close(ch)
+	if w, ok := e.watch[id]; ok {
+		close(w.ch)
 		delete(e.watch, id)
 	}
 	e.mu.Unlock()
@@ -372,6 +383,10 @@ func (e *Engine) Resume(ts []*Transfer) {
 				Msg("cannot resume transfer: its provider is not configured")
 			continue
 		}
+		if !e.reserve() {
+			e.log.Warn().Str("transfer_id", t.ID).Msg("not resuming transfer: transferd is shutting down")
+			continue
+		}
 		e.launch(t)
 	}
 }
@@ -388,6 +403,20 @@ func (e *Engine) Running() []string {
 	return ids
 }
 
+// reserve counts a transfer about to be launched, unless shutdown has
+// begun. Checking and counting under one lock orders every launch before
+// Shutdown's wait, so Shutdown never returns with a runner still to start.
+func (e *Engine) reserve() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
+
+// launch starts driving t; the caller has reserved it.
 func (e *Engine) launch(t *Transfer) {
 	p := e.providers[t.Request.Provider]
 	r := &run{
@@ -400,7 +429,6 @@ func (e *Engine) launch(t *Transfer) {
 	e.mu.Lock()
 	e.runs[t.ID] = r
 	e.mu.Unlock()
-	e.wg.Add(1)
 	e.m.inFlight.WithLabelValues(p.Name()).Inc()
 	go func() {
 		defer e.wg.Done()

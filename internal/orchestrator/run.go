@@ -81,6 +81,15 @@ func (r *run) transition(ctx context.Context, to State) {
 	r.e.m.stateSeconds.WithLabelValues(r.p.Name(), string(from)).Observe(now.Sub(r.entered).Seconds())
 	r.entered = now
 	r.t.State = to
+	if to.Terminal() && r.persistErr == nil {
+		// Settle the metrics before the terminal state can be read, so that
+		// whoever saw it also sees it counted. The outcome has happened at
+		// the provider even if saving it fails below.
+		r.markHeld(false)
+		if o := r.t.Outcome; o != nil {
+			r.e.m.finished.WithLabelValues(r.p.Name(), string(to), string(o.Reason)).Inc()
+		}
+	}
 	if !r.save(ctx) {
 		return
 	}
@@ -376,10 +385,18 @@ func (r *run) consulted(ctx context.Context, obs Observation) bool {
 }
 
 func (r *run) complete(ctx context.Context) {
+	// joinErr is a join whose result is unknown (the provider timed out or
+	// its response was lost): the join may have happened, and undoing it
+	// would hang up the leg that now carries the caller. The provider's
+	// state decides, as for a join that succeeded.
+	var joinErr error
 	if r.flow.Join {
 		if err := r.step(ctx, StepTransfer, func(ctx context.Context) error { return r.p.Complete(ctx, r.t) }); err != nil {
-			r.failErr(ctx, StepTransfer, err)
-			return
+			if k := KindOf(err); r.persistErr != nil || (k != KindProviderUnavailable && k != KindTimeout) {
+				r.failErr(ctx, StepTransfer, err)
+				return
+			}
+			joinErr = err
 		}
 	}
 	// The provider accepts a join asynchronously (NetSapiens answers 202):
@@ -404,6 +421,8 @@ func (r *run) complete(ctx context.Context) {
 			}
 			obs, err := r.observe(vctx)
 			switch {
+			case err != nil && vctx.Err() != nil:
+				// Cut off by our own deadline: not the provider's answer.
 			case err != nil:
 				lastErr = err
 			case obs.Caller == CallerTransferred:
@@ -419,9 +438,12 @@ func (r *run) complete(ctx context.Context) {
 		}
 	})
 	if err != nil {
-		if end != nil {
+		switch {
+		case end != nil:
 			r.fail(ctx, end.Reason, end.Detail, nil)
-		} else {
+		case joinErr != nil && r.persistErr == nil:
+			r.failErr(ctx, StepTransfer, joinErr)
+		default:
 			r.failErr(ctx, StepVerify, err)
 		}
 		return
@@ -528,12 +550,10 @@ func (r *run) undo(ctx context.Context, action string) error {
 	}
 }
 
+// finish ends the transfer; transition counts it.
 func (r *run) finish(ctx context.Context, final State, out Outcome) {
 	r.t.Outcome = &out
 	r.transition(ctx, final)
-	if r.persistErr == nil {
-		r.e.m.finished.WithLabelValues(r.p.Name(), string(final), string(out.Reason)).Inc()
-	}
 }
 
 // reconcile runs when a transfer is resumed by a process that did not

@@ -243,8 +243,12 @@ type Transfer struct {
 	// ConsultDeadline is when consulting gives up; persisted so that it
 	// survives restarts.
 	ConsultDeadline time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// Owner is the process that drives the transfer, until LeaseExpires;
+	// another replica may take it over once the lease has expired.
+	Owner        string
+	LeaseExpires time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Clone returns a deep copy, so that stores and readers never share the

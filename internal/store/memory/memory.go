@@ -3,7 +3,9 @@
 package memory
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -14,17 +16,20 @@ import (
 
 // Store keeps transfers in a map guarded by a mutex.
 type Store struct {
-	mu     sync.RWMutex
-	byID   map[string]*orchestrator.Transfer
-	active map[string]string // CallKey -> id of the non-terminal transfer
-	ids    []string          // ascending; ids sort by creation time
+	mu      sync.RWMutex
+	byID    map[string]*orchestrator.Transfer
+	active  map[string]string // CallKey -> id of the non-terminal transfer
+	ids     []string          // ascending; ids sort by creation time
+	signals map[string]orchestrator.Signal
+	idem    map[[2]string]orchestrator.IdempotencyRecord
 }
 
 var _ orchestrator.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{}}
+	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{},
+		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]orchestrator.IdempotencyRecord{}}
 }
 
 // Create implements orchestrator.Store.
@@ -106,18 +111,133 @@ func (s *Store) List(_ context.Context, f orchestrator.ListFilter) ([]*orchestra
 	return out, false, nil
 }
 
-// NonTerminal returns every transfer that has not ended, oldest first.
-func (s *Store) NonTerminal(_ context.Context) ([]*orchestrator.Transfer, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+// Ping implements orchestrator.Store.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// Acquire implements orchestrator.Store.
+func (s *Store) Acquire(_ context.Context, owner string, now time.Time, ttl time.Duration, limit int) ([]*orchestrator.Transfer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []*orchestrator.Transfer
 	for _, id := range s.ids {
-		if t := s.byID[id]; !t.State.Terminal() {
-			out = append(out, t.Clone())
+		if len(out) == limit {
+			break
 		}
+		t := s.byID[id]
+		if t.State.Terminal() || (t.Owner != "" && t.LeaseExpires.After(now)) {
+			continue
+		}
+		t.Owner, t.LeaseExpires = owner, now.Add(ttl)
+		t.Version++
+		out = append(out, t.Clone())
 	}
 	return out, nil
 }
 
-// Ping implements orchestrator.Store.
-func (s *Store) Ping(context.Context) error { return nil }
+// Renew implements orchestrator.Store.
+func (s *Store) Renew(_ context.Context, owner string, ids []string, now time.Time, ttl time.Duration) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lost []string
+	for _, id := range ids {
+		t, ok := s.byID[id]
+		if !ok || t.Owner != owner || t.State.Terminal() {
+			lost = append(lost, id)
+			continue
+		}
+		t.LeaseExpires = now.Add(ttl)
+	}
+	return lost, nil
+}
+
+// PutSignal implements orchestrator.Store.
+func (s *Store) PutSignal(_ context.Context, id string, sig orchestrator.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; !ok {
+		return orchestrator.E("memory.PutSignal", orchestrator.KindNotFound, nil)
+	}
+	if s.signals[id] != orchestrator.SignalNone {
+		return orchestrator.E("memory.PutSignal", orchestrator.KindConflict, errors.New("another signal is pending"))
+	}
+	s.signals[id] = sig
+	return nil
+}
+
+// TakeSignal implements orchestrator.Store.
+func (s *Store) TakeSignal(_ context.Context, id string) (orchestrator.Signal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig := s.signals[id]
+	delete(s.signals, id)
+	return sig, nil
+}
+
+// ReserveIdempotency implements orchestrator.Store.
+func (s *Store) ReserveIdempotency(_ context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{rec.Scope, rec.Key}
+	if cur, ok := s.idem[k]; ok {
+		return cloneIdem(cur), false, nil
+	}
+	s.idem[k] = cloneIdem(rec)
+	return rec, true, nil
+}
+
+// CompleteIdempotency implements orchestrator.Store.
+func (s *Store) CompleteIdempotency(_ context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{scope, key}
+	cur, ok := s.idem[k]
+	if !ok {
+		return orchestrator.E("memory.CompleteIdempotency", orchestrator.KindNotFound, nil)
+	}
+	resp.Body = bytes.Clone(resp.Body)
+	cur.Response = &resp
+	s.idem[k] = cur
+	return nil
+}
+
+// DeleteIdempotency implements orchestrator.Store.
+func (s *Store) DeleteIdempotency(_ context.Context, scope, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.idem, [2]string{scope, key})
+	return nil
+}
+
+// Purge implements orchestrator.Store.
+func (s *Store) Purge(_ context.Context, before time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	kept := s.ids[:0]
+	for _, id := range s.ids {
+		t := s.byID[id]
+		if t.State.Terminal() && t.UpdatedAt.Before(before) {
+			delete(s.byID, id)
+			delete(s.signals, id)
+			n++
+			continue
+		}
+		kept = append(kept, id)
+	}
+	s.ids = kept
+	for k, rec := range s.idem {
+		if rec.CreatedAt.Before(before) {
+			delete(s.idem, k)
+		}
+	}
+	return n, nil
+}
+
+func cloneIdem(r orchestrator.IdempotencyRecord) orchestrator.IdempotencyRecord {
+	if r.Response != nil {
+		resp := *r.Response
+		resp.Body = bytes.Clone(resp.Body)
+		r.Response = &resp
+	}
+	return r
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// secret is a configuration value that must never be printed.
+type secret string
+
+// MarshalText masks the value wherever a config is encoded (logs).
+func (s secret) MarshalText() ([]byte, error) {
+	if s == "" {
+		return []byte(""), nil
+	}
+	return []byte("********"), nil
+}
+
+func (s secret) String() string {
+	b, _ := s.MarshalText()
+	return string(b)
+}
+
+// config is every setting, read from TRANSFERD_* variables only.
+type config struct {
+	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP API listens on"`
+	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	ConsultTimeout    time.Duration `envconfig:"CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
+	MaxConsultTimeout time.Duration `envconfig:"MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"time to finish or compensate in-flight transfers on SIGTERM"`
+	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"250ms" desc:"first wait between provider observations while waiting for an answer"`
+	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"longest wait between provider observations"`
+	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses"`
+
+	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
+	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
+	NetSapiensAutoAnswer bool   `envconfig:"NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
+
+	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		errs = append(errs, fmt.Errorf("TRANSFERD_LOG_LEVEL: %q is not a level (debug, info, warn, error)", c.LogLevel))
+	}
+	if c.ConsultTimeout < time.Second || c.ConsultTimeout > c.MaxConsultTimeout {
+		errs = append(errs, fmt.Errorf("TRANSFERD_CONSULT_TIMEOUT: must be between 1s and TRANSFERD_MAX_CONSULT_TIMEOUT (%s)", c.MaxConsultTimeout))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if c.PollInterval <= 0 || c.PollMaxInterval < c.PollInterval {
+		errs = append(errs, errors.New("TRANSFERD_POLL_INTERVAL and TRANSFERD_POLL_MAX_INTERVAL: must be positive, the maximum at least the first"))
+	}
+	if c.NetSapiensBaseURL != "" {
+		if u, err := url.Parse(c.NetSapiensBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errors.New("TRANSFERD_NETSAPIENS_BASE_URL: must be an absolute http(s) URL"))
+		}
+		if c.NetSapiensAPIKey == "" {
+			errs = append(errs, errors.New("TRANSFERD_NETSAPIENS_API_KEY: required with TRANSFERD_NETSAPIENS_BASE_URL"))
+		}
+	} else if c.NetSapiensAPIKey != "" {
+		errs = append(errs, errors.New("TRANSFERD_NETSAPIENS_BASE_URL: required with TRANSFERD_NETSAPIENS_API_KEY"))
+	}
+	return errors.Join(errs...)
+}
+
+// demo reports whether no provider is configured, so that transferd runs
+// against its built-in simulator.
+func (c *config) demo() bool {
+	return c.NetSapiensBaseURL == ""
+}
+
+// MarshalZerologObject logs every setting under its variable name, with
+// durations readable and secrets masked by their String method.
+func (c config) MarshalZerologObject(e *zerolog.Event) {
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if name := f.Tag.Get("envconfig"); name != "" {
+			e.Str("TRANSFERD_"+name, fmt.Sprint(v.Field(i).Interface()))
+		}
+	}
+}

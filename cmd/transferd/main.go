@@ -1,0 +1,143 @@
+// Command transferd performs attended call transfers through telephony
+// providers' REST APIs. All configuration comes from TRANSFERD_*
+// environment variables; run with -h to list them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/pbxsim"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "transferd:", err)
+		os.Exit(1)
+	}
+}
+
+const usageHeader = `transferd performs attended call transfers through telephony providers.
+
+Usage: transferd [-h]
+
+With no provider configured it runs in demo mode against its built-in
+simulator. Configuration comes from these environment variables:
+
+`
+
+// run is the whole program: it returns when ctx is cancelled (SIGINT,
+// SIGTERM) and every in-flight transfer is finished or compensated.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			fmt.Fprint(stdout, usageHeader)
+			return envconfig.Usagef("TRANSFERD", &config{}, stdout, envconfig.DefaultTableFormat)
+		default:
+			return fmt.Errorf("unknown argument %q; run with -h for the configuration variables", a)
+		}
+	}
+	var cfg config
+	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+
+	level, _ := zerolog.ParseLevel(cfg.LogLevel)
+	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("service", "transferd").Logger()
+	log.Info().Object("config", cfg).Msg("starting")
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pm := apiclient.NewMetrics(reg)
+
+	var providers []orchestrator.Provider
+	if cfg.demo() {
+		sim, addr, err := startDemo(cfg.DemoAddr, log)
+		if err != nil {
+			return err
+		}
+		defer sim.Close()
+		log.Warn().Str("simulator", "http://"+addr).
+			Msg("DEMO MODE: no provider is configured; calls are SIMULATED by the built-in simulator. " +
+				"Place a simulated call with POST http://" + addr + "/sim/netsapiens/calls")
+		cfg.NetSapiensBaseURL = "http://" + addr + pbxsim.NetSapiensAPIPath
+		cfg.NetSapiensAPIKey = pbxsim.DemoNetSapiensKey
+	}
+	ns, err := netsapiens.New(netsapiens.Config{
+		BaseURL: cfg.NetSapiensBaseURL, APIKey: string(cfg.NetSapiensAPIKey),
+		AutoAnswer: &cfg.NetSapiensAutoAnswer, Metrics: pm,
+	})
+	if err != nil {
+		return err
+	}
+	providers = append(providers, ns)
+
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{
+		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
+		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
+	}, store, providers, log, reg)
+	if err != nil {
+		return err
+	}
+
+	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies}, eng, log, reg, reg)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	log.Info().Str("addr", ln.Addr().String()).Strs("providers", eng.Providers()).Msg("listening")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing or compensating in-flight transfers")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	// Transfers first, while the HTTP server still answers status reads;
+	// then the server.
+	engErr := eng.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if engErr != nil {
+		return engErr
+	}
+	log.Info().Msg("stopped")
+	return nil
+}

@@ -1,0 +1,131 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// ProblemBase prefixes every problem type URI; the fragment names the
+// problem, and docs/problems.md describes each one.
+const ProblemBase = "https://github.com/transferd/transferd/blob/main/docs/problems.md#"
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Errors lists every bad field of a request.
+	Errors []FieldError `json:"errors,omitempty"`
+	// TransferID names the transfer a conflict is about.
+	TransferID string `json:"transfer_id,omitempty"`
+	// State is the transfer's state when an action conflicts with it.
+	State string `json:"state,omitempty"`
+}
+
+// FieldError names one bad field (a JSON path or query parameter).
+type FieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
+}
+
+// problem kinds: slug, title, status.
+var (
+	probMalformed   = Problem{Type: ProblemBase + "malformed-request", Title: "The request body is not valid JSON of the expected shape", Status: http.StatusBadRequest}
+	probValidation  = Problem{Type: ProblemBase + "validation-error", Title: "The request has invalid fields", Status: http.StatusBadRequest}
+	probUnsupported = Problem{Type: ProblemBase + "unsupported-option", Title: "The provider cannot honour an option of the request", Status: http.StatusUnprocessableEntity}
+	probTooLarge    = Problem{Type: ProblemBase + "body-too-large", Title: "The request body is too large", Status: http.StatusRequestEntityTooLarge}
+	probMediaType   = Problem{Type: ProblemBase + "unsupported-media-type", Title: "The request body must be application/json", Status: http.StatusUnsupportedMediaType}
+	probNotFound    = Problem{Type: ProblemBase + "not-found", Title: "No such resource", Status: http.StatusNotFound}
+	probMethod      = Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}
+	probConflict    = Problem{Type: ProblemBase + "state-conflict", Title: "The transfer's state does not allow this action", Status: http.StatusConflict}
+	probActive      = Problem{Type: ProblemBase + "active-transfer", Title: "The call already has an active transfer", Status: http.StatusConflict}
+	probUnavailable = Problem{Type: ProblemBase + "unavailable", Title: "transferd cannot take the request now", Status: http.StatusServiceUnavailable}
+	probProvider    = Problem{Type: ProblemBase + "provider-error", Title: "The provider refused the request", Status: http.StatusBadGateway}
+	probInternal    = Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+)
+
+// writeProblem sends p as application/problem+json.
+func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+	if p.Instance == "" {
+		p.Instance = r.URL.Path
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// fieldProblem lists fields sorted by name, so responses are stable.
+func fieldProblem(base Problem, fields map[string]string) Problem {
+	p := base
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		p.Errors = append(p.Errors, FieldError{Field: f, Detail: fields[f]})
+	}
+	if len(names) == 1 {
+		p.Detail = names[0] + " " + fields[names[0]]
+	} else {
+		p.Detail = "see errors for each invalid field"
+	}
+	return p
+}
+
+// writeError maps an error onto a problem: the one place where error
+// kinds become HTTP statuses. Details of 5xx problems are generic; the
+// cause is logged here, once.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p Problem
+	switch k := orchestrator.KindOf(err); k {
+	case orchestrator.KindInvalid:
+		p = fieldProblem(probValidation, orchestrator.FieldsOf(err))
+	case orchestrator.KindUnsupported:
+		p = fieldProblem(probUnsupported, orchestrator.FieldsOf(err))
+	case orchestrator.KindNotFound:
+		p = probNotFound
+		p.Detail = "no transfer with this id"
+	case orchestrator.KindConflict:
+		var active *orchestrator.ActiveTransferError
+		if errors.As(err, &active) {
+			p = probActive
+			p.TransferID = active.ID
+			p.Detail = "transfer " + active.ID + " is still moving this call; wait for it to end or cancel it"
+		} else {
+			p = probConflict
+			p.Detail = conflictDetail(err)
+		}
+	case orchestrator.KindUnavailable:
+		p = probUnavailable
+		p.Detail = "transferd is shutting down; retry on another instance"
+	case orchestrator.KindProviderAuth, orchestrator.KindProviderRejected, orchestrator.KindProviderUnavailable:
+		hlog.FromRequest(r).Error().Err(err).Msg("provider error")
+		p = probProvider
+		p.Detail = "the telephony provider could not serve the request; see the service logs"
+	default:
+		hlog.FromRequest(r).Error().Err(err).Msg("internal error")
+		p = probInternal
+		p.Detail = "an internal error occurred; see the service logs"
+	}
+	writeProblem(w, r, p)
+}
+
+// conflictDetail returns the innermost message of a conflict, which the
+// engine words for people ("the target has not answered yet").
+func conflictDetail(err error) string {
+	var e *orchestrator.Error
+	if errors.As(err, &e) && e.Err != nil {
+		return e.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,24 @@
+package api
+
+import (
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// routes is the one place every route is declared; it matches openapi.yaml.
+func routes(r chi.Router, cfg Config, eng *orchestrator.Engine, gath prometheus.Gatherer) {
+	r.Method("POST", "/v1/transfers", handleCreateTransfer(eng))
+	r.Method("GET", "/v1/transfers", handleListTransfers(eng))
+	r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng))
+	r.Method("POST", "/v1/transfers/{id}/complete", handleSignal(eng, eng.Complete))
+	r.Method("POST", "/v1/transfers/{id}/cancel", handleSignal(eng, eng.Cancel))
+	r.Method("GET", "/healthz", handleHealthz())
+	r.Method("GET", "/readyz", handleReadyz(eng))
+	r.Method("GET", "/metrics", handleMetrics(gath))
+	r.Method("GET", "/openapi.yaml", handleOpenAPI(cfg.OpenAPI))
+	for pattern, h := range cfg.Extra {
+		r.Handle(pattern, h)
+	}
+}

@@ -1,0 +1,190 @@
+// Package api is transferd's HTTP facade: the v1 transfers resource,
+// operations endpoints, problem details and middleware.
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/xid"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Config configures the HTTP facade.
+type Config struct {
+	// OpenAPI is the contract served at /openapi.yaml.
+	OpenAPI []byte
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed when
+	// logging the client address; empty means the peer address is used.
+	TrustedProxies []string
+	// Extra mounts additional handlers (provider callbacks) by pattern.
+	Extra map[string]http.Handler
+}
+
+// NewServer returns the transferd HTTP handler.
+func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) http.Handler {
+	r := chi.NewRouter()
+	m := newHTTPMetrics(reg)
+	r.Use(hlog.NewHandler(log))
+	r.Use(requestID)
+	if len(cfg.TrustedProxies) > 0 {
+		r.Use(middleware.ClientIPFromXFF(cfg.TrustedProxies...))
+	} else {
+		r.Use(middleware.ClientIPFromRemoteAddr)
+	}
+	r.Use(accessLog)
+	r.Use(recoverer)
+	r.Use(m.middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		p := probNotFound
+		p.Detail = "no route for " + r.URL.Path
+		writeProblem(w, r, p)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		p := probMethod
+		p.Detail = req.Method + " is not allowed on " + req.URL.Path
+		writeProblem(w, req, p)
+	})
+	routes(r, cfg, eng, gath)
+	return r
+}
+
+// requestIDRE bounds what an incoming X-Request-Id may look like before it
+// is trusted into logs: a gateway's id is kept, anything else replaced.
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// requestID keeps a sane X-Request-Id from the gateway or makes one, and
+// puts it in the response and on every log line of the request.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !requestIDRE.MatchString(id) {
+			id = xid.New().String()
+		}
+		w.Header().Set("X-Request-Id", id)
+		log := zerolog.Ctx(r.Context()).With().Str("request_id", id).Logger()
+		next.ServeHTTP(w, r.WithContext(log.WithContext(r.Context())))
+	})
+}
+
+// accessLog writes one line per request with the route, status and the
+// client address chi resolved.
+func accessLog(next http.Handler) http.Handler {
+	return hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
+		ev := hlog.FromRequest(r).Info()
+		if status >= 500 {
+			ev = hlog.FromRequest(r).Error()
+		}
+		ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).Int("size", size).
+			Dur("took", d).Str("client_ip", middleware.GetClientIP(r.Context())).Msg("http request")
+	})(next)
+}
+
+// recoverer turns a handler panic into a 500 problem and logs the stack.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				hlog.FromRequest(r).Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).Msg("handler panic")
+				writeProblem(w, r, probInternal)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	f := promauto.With(reg)
+	return &httpMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_http_requests_total",
+			Help: "HTTP requests served, by method, route pattern and status.",
+		}, []string{"method", "route", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "transferd_http_request_duration_seconds",
+			Help:    "HTTP request latency by method and route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+}
+
+// middleware labels by the route pattern, read after the handler ran, so
+// that ids in paths never become label values.
+func (m *httpMetrics) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		m.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
+		m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+	})
+}
+
+func handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func handleReadyz(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := eng.Ready(ctx); err != nil {
+			hlog.FromRequest(r).Warn().Err(err).Msg("not ready")
+			p := probUnavailable
+			p.Detail = "not ready: " + err.Error()
+			writeProblem(w, r, p)
+			return
+		}
+		encode(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+func handleOpenAPI(spec []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(spec)
+	})
+}
+
+func handleMetrics(gath prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(gath, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,300 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// createRequest is the body of POST /v1/transfers.
+type createRequest struct {
+	Provider       string                  `json:"provider"`
+	Mode           string                  `json:"mode"`
+	Call           *orchestrator.CallRef   `json:"call"`
+	Target         string                  `json:"target"`
+	Completion     string                  `json:"completion"`
+	ConsultTimeout string                  `json:"consult_timeout"`
+	CallerID       string                  `json:"caller_id"`
+	Whisper        *orchestrator.Whisper   `json:"whisper"`
+	Diversion      *orchestrator.Diversion `json:"diversion"`
+	Recording      *orchestrator.Recording `json:"recording"`
+
+	timeout time.Duration
+}
+
+// Valid checks what the JSON alone can tell; the engine checks the rest
+// (providers, capabilities, provider-specific fields).
+func (c *createRequest) Valid(context.Context) map[string]string {
+	bad := map[string]string{}
+	if c.Call == nil {
+		bad["call"] = "is required: the call to transfer"
+	}
+	if c.ConsultTimeout != "" {
+		d, err := time.ParseDuration(c.ConsultTimeout)
+		if err != nil {
+			bad["consult_timeout"] = `must be a duration such as "30s" or "2m"`
+		} else {
+			c.timeout = d
+		}
+	}
+	return bad
+}
+
+func (c *createRequest) request() orchestrator.Request {
+	r := orchestrator.Request{
+		Provider: strings.ToLower(strings.TrimSpace(c.Provider)), Mode: orchestrator.Mode(c.Mode),
+		Target: strings.TrimSpace(c.Target), Completion: orchestrator.Completion(c.Completion),
+		ConsultTimeout: c.timeout, CallerID: c.CallerID,
+		Whisper: c.Whisper, Diversion: c.Diversion, Recording: c.Recording,
+	}
+	if c.Call != nil {
+		r.Call = *c.Call
+	}
+	return r
+}
+
+// transferJSON is the resource representation.
+type transferJSON struct {
+	ID              string                  `json:"id"`
+	Provider        string                  `json:"provider"`
+	Mode            orchestrator.Mode       `json:"mode"`
+	State           orchestrator.State      `json:"state"`
+	Call            orchestrator.CallRef    `json:"call"`
+	Target          string                  `json:"target"`
+	Completion      orchestrator.Completion `json:"completion"`
+	ConsultTimeout  string                  `json:"consult_timeout"`
+	ConsultDeadline *time.Time              `json:"consult_deadline,omitempty"`
+	TargetAnswered  bool                    `json:"target_answered"`
+	CallerID        string                  `json:"caller_id,omitempty"`
+	Whisper         *orchestrator.Whisper   `json:"whisper,omitempty"`
+	Diversion       *orchestrator.Diversion `json:"diversion,omitempty"`
+	Recording       *orchestrator.Recording `json:"recording,omitempty"`
+	Legs            orchestrator.Legs       `json:"legs"`
+	Steps           []orchestrator.Step     `json:"steps"`
+	Outcome         *orchestrator.Outcome   `json:"outcome,omitempty"`
+	CreatedAt       time.Time               `json:"created_at"`
+	UpdatedAt       time.Time               `json:"updated_at"`
+}
+
+func toJSON(t *orchestrator.Transfer) transferJSON {
+	r := t.Request
+	j := transferJSON{
+		ID: t.ID, Provider: r.Provider, Mode: r.Mode, State: t.State, Call: r.Call, Target: r.Target,
+		Completion: r.Completion, ConsultTimeout: r.ConsultTimeout.String(), TargetAnswered: t.Answered,
+		CallerID: r.CallerID, Whisper: r.Whisper, Diversion: r.Diversion, Recording: r.Recording,
+		Legs: t.Legs, Steps: t.Steps, Outcome: t.Outcome, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+	}
+	if j.Steps == nil {
+		j.Steps = []orchestrator.Step{}
+	}
+	if !t.ConsultDeadline.IsZero() && !t.State.Terminal() {
+		d := t.ConsultDeadline
+		j.ConsultDeadline = &d
+	}
+	return j
+}
+
+// maxPreferWait caps Prefer: wait, so that a request cannot hold a
+// connection longer than proxies typically allow.
+const maxPreferWait = 60 * time.Second
+
+// preferWait parses RFC 7240 "Prefer: wait=N" (N seconds).
+func preferWait(r *http.Request) (time.Duration, bool) {
+	for _, h := range r.Header.Values("Prefer") {
+		for _, pref := range strings.Split(h, ",") {
+			name, val, ok := strings.Cut(strings.TrimSpace(pref), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+			if err != nil || n < 0 {
+				continue
+			}
+			return min(time.Duration(n)*time.Second, maxPreferWait), true
+		}
+	}
+	return 0, false
+}
+
+// settled is the condition Prefer: wait waits for on creation: terminal,
+// or consulting (where a manual transfer waits for the client).
+func settled(t *orchestrator.Transfer) bool {
+	return t.State.Terminal() || t.State == orchestrator.StateConsulting && (t.Request.Completion == orchestrator.CompletionManual)
+}
+
+func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
+
+func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := readBody(w, r)
+		var body createRequest
+		if !ok || !decode(w, r, data, &body) {
+			return
+		}
+		// One problem lists every bad field: the body's own checks and the
+		// engine's (providers, capabilities, provider-specific fields).
+		bad := body.Valid(r.Context())
+		req := body.request()
+		if err := eng.Validate(&req); err != nil {
+			if len(bad) == 0 {
+				writeError(w, r, err)
+				return
+			}
+			maps.Copy(bad, orchestrator.FieldsOf(err))
+		}
+		if len(bad) > 0 {
+			writeProblem(w, r, fieldProblem(probValidation, bad))
+			return
+		}
+		t, err := eng.Start(r.Context(), req)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Location", location(t.ID))
+		status := http.StatusAccepted
+		if wait, ok := preferWait(r); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			latest, werr := eng.Wait(ctx, t.ID, settled)
+			cancel()
+			if werr == nil {
+				t = latest
+			}
+			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+			if settled(t) {
+				status = http.StatusCreated
+			}
+		}
+		encode(w, status, toJSON(t))
+	})
+}
+
+func handleGetTransfer(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, err := eng.Get(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if wait, ok := preferWait(r); ok && !t.State.Terminal() {
+			// Long-poll: wait for the next change of state.
+			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			from := t.State
+			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool { return x.State != from }); werr == nil {
+				t = latest
+			}
+			cancel()
+			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+		}
+		encode(w, http.StatusOK, toJSON(t))
+	})
+}
+
+// listJSON is a page of transfers.
+type listJSON struct {
+	Items      []transferJSON `json:"items"`
+	NextCursor string         `json:"next_cursor,omitempty"`
+}
+
+func handleListTransfers(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		bad := map[string]string{}
+		f := orchestrator.ListFilter{Limit: 50, Provider: strings.ToLower(q.Get("provider")), After: q.Get("cursor")}
+		for _, v := range q["state"] {
+			for _, s := range strings.Split(v, ",") {
+				st := orchestrator.State(strings.TrimSpace(s))
+				if !st.Valid() {
+					bad["state"] = fmt.Sprintf("unknown state %q; one of %v", s, orchestrator.States)
+					continue
+				}
+				f.States = append(f.States, st)
+			}
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 200 {
+				bad["limit"] = "must be an integer from 1 to 200"
+			}
+			f.Limit = n
+		}
+		if f.After != "" && !orchestrator.ValidID(f.After) {
+			bad["cursor"] = "is not a cursor returned by this API"
+		}
+		for name := range q {
+			switch name {
+			case "state", "provider", "limit", "cursor":
+			default:
+				bad[name] = "is not a known query parameter"
+			}
+		}
+		if len(bad) > 0 {
+			writeProblem(w, r, fieldProblem(probValidation, bad))
+			return
+		}
+		ts, more, err := eng.List(r.Context(), f)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := listJSON{Items: make([]transferJSON, 0, len(ts))}
+		for _, t := range ts {
+			out.Items = append(out.Items, toJSON(t))
+		}
+		if more && len(ts) > 0 {
+			out.NextCursor = ts[len(ts)-1].ID
+		}
+		encode(w, http.StatusOK, out)
+	})
+}
+
+// handleSignal serves /complete and /cancel. With Prefer: wait it waits
+// for the transfer to end.
+func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*orchestrator.Transfer, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The actions take no body; an empty JSON object is tolerated.
+		data, ok := readBody(w, r)
+		if !ok || (len(bytes.TrimSpace(data)) > 0 && !decode(w, r, data, &noBody{})) {
+			return
+		}
+		id := chi.URLParam(r, "id")
+		t, err := act(r.Context(), id)
+		if err != nil {
+			if orchestrator.KindOf(err) == orchestrator.KindConflict && t != nil {
+				p := probConflict
+				p.Detail, p.TransferID, p.State = conflictDetail(err), t.ID, string(t.State)
+				writeProblem(w, r, p)
+				return
+			}
+			writeError(w, r, err)
+			return
+		}
+		status := http.StatusAccepted
+		if wait, ok := preferWait(r); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			if latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false }); werr == nil {
+				t = latest
+			}
+			cancel()
+			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+			if t.State.Terminal() {
+				status = http.StatusOK
+			}
+		}
+		w.Header().Set("Location", location(t.ID))
+		encode(w, status, toJSON(t))
+	})
+}
+
+// noBody is the empty JSON object an action may carry.
+type noBody struct{}
