@@ -151,11 +151,14 @@ func (e *Engine) Validate(r *Request) error {
 		caps := p.Capabilities()
 		need := func(field string, asked, can bool) {
 			if asked && !can {
-				unsupported[field] = "is not supported by provider " + p.Name()
+				unsupported[field] = fmt.Sprintf("is not supported by provider %s in mode %s", p.Name(), r.Mode)
 			}
 		}
 		need("mode", r.Mode == ModeAnnounced, caps.Announced)
 		need("mode", r.Mode == ModeAttended, caps.Attended)
+		if mc, ok := p.(ModeCapabilities); ok {
+			caps = mc.CapabilitiesFor(r.Mode)
+		}
 		need("caller_id", r.CallerID != "", caps.CallerID)
 		need("whisper", r.Whisper != nil, caps.Whisper)
 		need("diversion", r.Diversion != nil, caps.Diversion)

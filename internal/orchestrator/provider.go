@@ -16,6 +16,13 @@ type Capabilities struct {
 	Events bool
 }
 
+// ModeCapabilities is implemented by providers whose options depend on
+// the mode: the engine then checks a request's options against the
+// capabilities of its mode.
+type ModeCapabilities interface {
+	CapabilitiesFor(Mode) Capabilities
+}
+
 // Flow says which steps of the machine apply to a request on a provider.
 type Flow struct {
 	// Hold: the caller is held before the consult leg is dialled.
