@@ -276,6 +276,7 @@ func (r *run) consult(ctx context.Context) {
 	defer deadline.Stop()
 	poll := newPoller(r.e.cfg.PollInterval, r.e.cfg.PollMaxInterval)
 	defer poll.timer.Stop()
+	var lastErr error // the latest observation failed with it
 	for {
 		select {
 		case <-poll.timer.C:
@@ -287,10 +288,12 @@ func (r *run) consult(ctx context.Context) {
 				}
 				// Transient: the provider is unreachable or throttling.
 				// Keep trying until the consult deadline.
+				lastErr = err
 				r.log.Warn().Err(err).Msg("observing the consult failed; will retry")
 				poll.again()
 				continue
 			}
+			lastErr = nil
 			if r.consulted(ctx, obs) {
 				return
 			}
@@ -307,6 +310,12 @@ func (r *run) consult(ctx context.Context) {
 				return
 			}
 		case <-deadline.C:
+			if lastErr != nil {
+				// The deadline passed while the provider could not be
+				// read: what the target did is unknown.
+				r.failErr(ctx, "observe", lastErr)
+				return
+			}
 			if r.t.Answered {
 				r.fail(ctx, ReasonTimeout, fmt.Sprintf("not completed within consult_timeout %s", r.t.Request.ConsultTimeout), nil)
 			} else {

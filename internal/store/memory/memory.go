@@ -103,7 +103,7 @@ func (s *Store) List(_ context.Context, f orchestrator.ListFilter) ([]*orchestra
 		if len(f.States) > 0 && !slices.Contains(f.States, t.State) {
 			continue
 		}
-		if len(out) == f.Limit {
+		if f.Limit > 0 && len(out) == f.Limit {
 			return out, true, nil
 		}
 		out = append(out, t.Clone())

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logWatch collects the service's JSON log lines and lets a test wait for
+// one, without sleeping.
+type logWatch struct {
+	mu      sync.Mutex
+	buf     []byte
+	lines   []map[string]any
+	changed chan struct{}
+}
+
+func newLogWatch() *logWatch { return &logWatch{changed: make(chan struct{})} }
+
+func (l *logWatch) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		var m map[string]any
+		if json.Unmarshal(l.buf[:i], &m) == nil {
+			l.lines = append(l.lines, m)
+		}
+		l.buf = l.buf[i+1:]
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (l *logWatch) wait(t *testing.T, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		l.mu.Lock()
+		for _, m := range l.lines {
+			if match(m) {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatal("log line never appeared")
+		}
+	}
+}
+
+func (l *logWatch) all() []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]map[string]any(nil), l.lines...)
+}
+
+func msg(s string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["message"] == s }
+}
+
+// startService runs the whole program in demo mode on free ports.
+func startService(t *testing.T) (api, sim string, logs *logWatch, stop func() error) {
+	t.Helper()
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
+	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
+	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
+	logs = newLogWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	api = "http://" + logs.wait(t, msg("listening"))["addr"].(string)
+	for _, m := range logs.all() {
+		if s, ok := m["simulator"].(string); ok {
+			sim = s
+		}
+	}
+	if sim == "" {
+		t.Fatal("demo mode did not log the simulator address")
+	}
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { _ = stop() })
+	return api, sim, logs, stop
+}
+
+func send(t *testing.T, method, url, body string, header ...string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	data, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(data, &out)
+	return resp, out
+}
+
+func TestDemoModeTransfersEndToEnd(t *testing.T) {
+	api, sim, logs, stop := startService(t)
+	// Targets in demo mode ring for a while; this one answers at once.
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("placing a simulated call: %s", resp.Status)
+	}
+	resp, tr := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=20")
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
+		t.Fatalf("%s %v", resp.Status, tr)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/v1/transfers/"+tr["id"].(string) {
+		t.Errorf("Location = %q", loc)
+	}
+	_, calls := send(t, "GET", sim+"/sim/netsapiens/calls?domain=TEST", "")
+	_ = calls
+	resp, got := send(t, "GET", api+"/v1/transfers/"+tr["id"].(string), "")
+	if resp.StatusCode != http.StatusOK || got["state"] != "completed" {
+		t.Fatalf("GET: %s %v", resp.Status, got)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
+		if resp, _ := send(t, "GET", api+path, ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", path, resp.Status)
+		}
+	}
+	req, _ := http.NewRequest("GET", api+"/metrics", nil)
+	mresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		`transferd_transfers_total{outcome="completed",provider="netsapiens",reason="transferred"} 1`,
+		`transferd_provider_request_duration_seconds_count{code="202",operation="hold",provider="netsapiens"}`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	logs.wait(t, msg("stopped"))
+}
+
+func TestShutdownLeavesNoCallerOnHold(t *testing.T) {
+	t.Setenv("TRANSFERD_LOG_LEVEL", "debug") // provider requests are debug lines
+	api, sim, logs, stop := startService(t)
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`)
+	resp, tr := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010","completion":"manual"}`, "Prefer", "wait=20")
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "consulting" {
+		t.Fatalf("%s %v", resp.Status, tr)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	id := tr["id"].(string)
+	end := logs.wait(t, func(m map[string]any) bool { return m["transfer_id"] == id && m["to"] == "failed" })
+	if end["reason"] != "shutdown" || end["caller_restored"] != true {
+		t.Fatalf("shutdown ended the transfer with %v", end)
+	}
+	var unheld bool
+	for _, m := range logs.all() {
+		if m["transfer_id"] == id && m["op"] == "unhold" && m["status"] == float64(202) {
+			unheld = true
+		}
+	}
+	if !unheld {
+		t.Error("the caller was not taken off hold before exit")
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeOf(config{})
+	for i := range typ.NumField() {
+		if name := typ.Field(i).Tag.Get("envconfig"); name != "" && !strings.Contains(out.String(), "TRANSFERD_"+name) {
+			t.Errorf("-h does not list TRANSFERD_%s", name)
+		}
+	}
+}
+
+func TestBadConfigurationIsRefused(t *testing.T) {
+	for name, env := range map[string][2]string{
+		"bad duration":     {"TRANSFERD_CONSULT_TIMEOUT", "soon"},
+		"timeout too long": {"TRANSFERD_CONSULT_TIMEOUT", "1h"},
+		"key without url":  {"TRANSFERD_NETSAPIENS_API_KEY", "nsd_x"},
+		"bad level":        {"TRANSFERD_LOG_LEVEL", "loud"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			err := run(context.Background(), nil, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), env[0]) {
+				t.Fatalf("err = %v, want it to name %s", err, env[0])
+			}
+		})
+	}
+}
+
+func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_NETSAPIENS_BASE_URL", "http://127.0.0.1:1/ns-api/v2")
+	t.Setenv("TRANSFERD_NETSAPIENS_API_KEY", "nsd_TopSecretValue")
+	logs := newLogWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	start := logs.wait(t, msg("listening"))
+	_ = start
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range logs.all() {
+		b, _ := json.Marshal(m)
+		if strings.Contains(string(b), "TopSecretValue") {
+			t.Fatalf("secret in log line %s", b)
+		}
+	}
+}

@@ -1,0 +1,1385 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+func TestHappyPathAuto(t *testing.T) {
+	h := newHarness(t, testConfig())
+	id := h.start(t, request("fake", "1000"))
+	tr := h.done(t, id)
+
+	if tr.State != orchestrator.StateCompleted {
+		t.Fatalf("state %s, want completed (outcome %+v)", tr.State, tr.Outcome)
+	}
+	if o := tr.Outcome; o == nil || o.Reason != orchestrator.ReasonTransferred || o.CallerRestored {
+		t.Fatalf("outcome %+v, want transferred and the caller not restored (it is with the target)", o)
+	}
+	if got, want := h.f.Actions(), []string{locate, hold, dial, complete}; !slices.Equal(got, want) {
+		t.Fatalf("provider actions %q, want %q", got, want)
+	}
+	// Observations sit between Dial and Complete (the answer) and after
+	// Complete (the verification), and nowhere else.
+	calls := h.f.Calls()
+	if !slices.Equal(calls[:3], []string{locate, hold, dial}) {
+		t.Fatalf("calls %q do not start with Locate, Hold, Dial", calls)
+	}
+	i := slices.Index(calls, complete)
+	if i < 4 || i == len(calls)-1 {
+		t.Fatalf("calls %q: want observations before and after Complete", calls)
+	}
+	for j, c := range calls[3:] {
+		if c != observe && 3+j != i {
+			t.Fatalf("calls %q: unexpected %s", calls, c)
+		}
+	}
+
+	var names []string
+	for _, s := range tr.Steps {
+		names = append(names, s.Name)
+		if s.Status != orchestrator.StepSucceeded || s.StartedAt.IsZero() || s.EndedAt.Before(s.StartedAt) {
+			t.Errorf("step %+v: want succeeded with start and end times", s)
+		}
+	}
+	wantSteps := []string{orchestrator.StepLocate, orchestrator.StepHold, orchestrator.StepDial,
+		orchestrator.StepAnswered, orchestrator.StepTransfer, orchestrator.StepVerify}
+	if !slices.Equal(names, wantSteps) {
+		t.Errorf("steps %q, want %q", names, wantSteps)
+	}
+	for _, u := range tr.Undo {
+		if !u.Done {
+			t.Errorf("undo %s is still pending on a completed transfer", u.Action)
+		}
+	}
+	if !tr.Answered || tr.Failure != nil {
+		t.Errorf("answered=%v failure=%+v", tr.Answered, tr.Failure)
+	}
+
+	// The fake agrees, and the record carries its leg ids.
+	c, _ := h.f.State(id)
+	if c.Caller != orchestrator.CallerTransferred || c.Consult != orchestrator.ConsultAnswered {
+		t.Errorf("provider shows caller=%d consult=%d, want transferred and answered", c.Caller, c.Consult)
+	}
+	if tr.Legs != c.Legs || tr.Legs.Caller.IsZero() || tr.Legs.Consult.IsZero() {
+		t.Errorf("legs %+v, provider has %+v", tr.Legs, c.Legs)
+	}
+
+	// Every transition was saved, in machine order, each save one version
+	// up, every side effect between its saved intent and its saved result.
+	wantStates := []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding, orchestrator.StateDialing,
+		orchestrator.StateConsulting, orchestrator.StateCompleting, orchestrator.StateCompleted}
+	if got := savedStates(h.store, id); !slices.Equal(got, wantStates) {
+		t.Errorf("saved states %q, want %q", got, wantStates)
+	}
+	checkSaves(t, h.store, id)
+	saves := h.store.saves(id)
+	if last := saves[len(saves)-1]; tr.Version != last.Version || tr.Version != int64(len(saves)+1) {
+		t.Errorf("stored version %d, last save %d, %d saves", tr.Version, last.Version, len(saves))
+	}
+}
+
+func TestManualCompletion(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.SetTarget(orchestratortest.TargetRings)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	id := h.start(t, r)
+	ctx := context.Background()
+
+	tr := h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	if tr.State != orchestrator.StateConsulting || tr.Answered {
+		t.Fatalf("state %s answered %v, want consulting, not answered", tr.State, tr.Answered)
+	}
+	_, err := h.e.Complete(ctx, id)
+	kindIs(t, err, orchestrator.KindConflict) // not answered yet
+
+	if n := h.f.Answer(id); n != 1 {
+		t.Fatalf("Answer answered %d consults, want 1", n)
+	}
+	tr = h.waitFor(t, id, answered)
+	if tr.State != orchestrator.StateConsulting || !tr.Answered {
+		t.Fatalf("state %s answered %v, want consulting and answered", tr.State, tr.Answered)
+	}
+	if got, want := h.f.ActionsFor(id), []string{locate, hold, dial}; !slices.Equal(got, want) {
+		t.Fatalf("actions while consulting %q, want %q", got, want)
+	}
+	if c, _ := h.f.State(id); c.Caller != orchestrator.CallerHeld {
+		t.Fatalf("caller %d while consulting, want held", c.Caller)
+	}
+
+	if _, err := h.e.Complete(ctx, id); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	tr = h.done(t, id)
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Fatalf("state %s outcome %+v, want completed, transferred", tr.State, tr.Outcome)
+	}
+	if got, want := h.f.ActionsFor(id), []string{locate, hold, dial, complete}; !slices.Equal(got, want) {
+		t.Fatalf("actions %q, want %q", got, want)
+	}
+	_, err = h.e.Complete(ctx, id)
+	kindIs(t, err, orchestrator.KindConflict) // completed already
+	_, err = h.e.Cancel(ctx, id)
+	kindIs(t, err, orchestrator.KindConflict)
+	checkSaves(t, h.store, id)
+}
+
+func TestCompleteAutoTransferConflicts(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.SetTarget(orchestratortest.TargetRings)
+	id := h.start(t, request("fake", "1000")) // completion auto
+	h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	_, err := h.e.Complete(context.Background(), id)
+	kindIs(t, err, orchestrator.KindConflict)
+	if slices.Contains(h.f.Actions(), complete) {
+		t.Fatal("a refused Complete reached the provider")
+	}
+}
+
+func TestStartSameCallConflicts(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.SetTarget(orchestratortest.TargetRings)
+	first := h.start(t, request("fake", "1000"))
+	_, err := h.e.Start(context.Background(), request("fake", "1000"))
+	kindIs(t, err, orchestrator.KindConflict)
+	var active *orchestrator.ActiveTransferError
+	if !errors.As(err, &active) || active.ID != first {
+		t.Fatalf("error %v does not name the active transfer %s", err, first)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	for _, ans := range []bool{false, true} {
+		t.Run(fmt.Sprintf("consulting answered=%v", ans), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, testConfig())
+			h.f.SetTarget(orchestratortest.TargetRings)
+			r := request("fake", "1000")
+			r.Completion = orchestrator.CompletionManual
+			id := h.start(t, r)
+			h.waitFor(t, id, inState(orchestrator.StateConsulting))
+			if ans {
+				h.f.Answer(id)
+				h.waitFor(t, id, answered)
+			}
+			if _, err := h.e.Cancel(context.Background(), id); err != nil {
+				t.Fatalf("Cancel: %v", err)
+			}
+			tr := h.done(t, id)
+			wantOutcome(t, tr, orchestrator.StateCancelled, orchestrator.ReasonCancelled, true)
+			if got, want := h.f.Actions(), []string{locate, hold, dial, hangup, unhold}; !slices.Equal(got, want) {
+				t.Fatalf("actions %q, want %q (undos newest first)", got, want)
+			}
+			wantCallerSafe(t, h.f, id)
+			checkSaves(t, h.store, id)
+			_, err := h.e.Cancel(context.Background(), id)
+			kindIs(t, err, orchestrator.KindConflict)
+		})
+	}
+
+	// A cancel that arrives during a step takes effect before the next one;
+	// only the steps made so far are undone.
+	for _, tc := range []struct {
+		during string
+		want   []string
+	}{
+		{locate, []string{locate}},
+		{hold, []string{locate, hold, unhold}},
+		{dial, []string{locate, hold, dial, hangup, unhold}},
+	} {
+		t.Run("during "+tc.during, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, testConfig())
+			h.f.SetTarget(orchestratortest.TargetRings) // nothing but the cancel ends the consult
+			gate := h.f.Block(tc.during)
+			id := h.start(t, request("fake", "1000"))
+			<-gate.Entered()
+			if _, err := h.e.Cancel(context.Background(), id); err != nil {
+				t.Fatalf("Cancel: %v", err)
+			}
+			gate.Release()
+			tr := h.done(t, id)
+			wantOutcome(t, tr, orchestrator.StateCancelled, orchestrator.ReasonCancelled, true)
+			if got := h.f.Actions(); !slices.Equal(got, tc.want) {
+				t.Fatalf("actions %q, want %q", got, tc.want)
+			}
+			wantCallerSafe(t, h.f, id)
+			checkSaves(t, h.store, id)
+		})
+	}
+}
+
+// wantOutcome checks the end of a transfer.
+func wantOutcome(t *testing.T, tr *orchestrator.Transfer, state orchestrator.State, reason orchestrator.Reason, restored bool) {
+	t.Helper()
+	if tr.State != state || tr.Outcome == nil {
+		t.Fatalf("state %s outcome %+v, want %s", tr.State, tr.Outcome, state)
+	}
+	if tr.Outcome.Reason != reason || tr.Outcome.CallerRestored != restored {
+		t.Fatalf("outcome %+v, want reason %s, caller_restored %v", tr.Outcome, reason, restored)
+	}
+	if tr.Outcome.Detail == "" {
+		t.Errorf("outcome %+v has no detail", tr.Outcome)
+	}
+}
+
+// wantCallerSafe checks at the provider that a restored caller talks to
+// the agent again and that no consult leg was left behind.
+func wantCallerSafe(t *testing.T, f *orchestratortest.Fake, id string) {
+	t.Helper()
+	c, _ := f.State(id)
+	if c.Caller != orchestrator.CallerConnected {
+		t.Errorf("provider shows the caller in state %d, want connected", c.Caller)
+	}
+	if c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
+		t.Errorf("the consult leg is still up (state %d)", c.Consult)
+	}
+}
+
+// TestFailures injects a failure at every provider step and checks the end
+// state and the exact order of the compensations.
+func TestFailures(t *testing.T) {
+	type fake = orchestratortest.Fake
+	all := []string{locate, hold, dial, hangup, unhold}
+	ev := &orchestrator.Evidence{Status: 403, Code: "hold_denied", Message: "not allowed"}
+	manual := func(r *orchestrator.Request) { r.Completion = orchestrator.CompletionManual }
+	shortConsult := func(r *orchestrator.Request) { r.ConsultTimeout = time.Second }
+
+	for _, tc := range []struct {
+		name   string
+		req    func(*orchestrator.Request)
+		setup  func(*fake)
+		during func(*testing.T, *harness, string)
+
+		state    orchestrator.State
+		reason   orchestrator.Reason
+		restored bool
+		actions  []string // provider calls other than Observe, in order
+		// retried: compensations are retried a number of times that
+		// depends on timing; consecutive repeats are folded before
+		// comparing.
+		retried  bool
+		evidence *orchestrator.Evidence
+	}{
+		// Locate changes nothing: nothing is compensated.
+		{name: "locate call_not_found", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotFound), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotFound, restored: true, actions: []string{locate}},
+		{name: "locate call_not_active", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotActive), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotActive, restored: true, actions: []string{locate}},
+		{name: "locate unavailable", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindProviderUnavailable), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate}},
+
+		// A failed hold may have held the caller anyway: it is undone.
+		{name: "hold unavailable", setup: func(f *fake) { f.FailOn(hold, fakeErr(hold, orchestrator.KindProviderUnavailable), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, unhold}},
+		{name: "hold rejected", setup: func(f *fake) {
+			f.FailOn(hold, &orchestrator.Error{Op: "fake.Hold", Kind: orchestrator.KindProviderRejected, Evidence: ev}, 1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, unhold}, evidence: ev},
+		{name: "hold response lost", setup: func(f *fake) { f.LoseResponse(hold, fakeErr(hold, orchestrator.KindTimeout), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonTimeout, restored: true, actions: []string{locate, hold, unhold}},
+		{name: "hold of a caller who hung up", setup: func(f *fake) {
+			f.Before(hold, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotFound, restored: false, actions: []string{locate, hold, unhold}},
+
+		{name: "dial unavailable", setup: func(f *fake) { f.FailOn(dial, fakeErr(dial, orchestrator.KindProviderUnavailable), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: all},
+		{name: "dial rejected", setup: func(f *fake) { f.FailOn(dial, fakeErr(dial, orchestrator.KindProviderRejected), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: all},
+		{name: "dial response lost", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetRings).LoseResponse(dial, fakeErr(dial, orchestrator.KindProviderUnavailable), 1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: all},
+
+		{name: "observe auth error", setup: func(f *fake) { f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderAuth), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: all},
+		{name: "observe unavailable is retried", setup: func(f *fake) { f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), 3) },
+			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, restored: false, actions: []string{locate, hold, dial, complete}},
+
+		{name: "observe unavailable until the consult deadline", req: shortConsult,
+			setup: func(f *fake) {
+				f.SetTarget(orchestratortest.TargetRings).FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
+			},
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: all},
+
+		{name: "consult busy", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetBusy) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: all},
+		{name: "consult rejected", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetRejects) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonRejected, restored: true, actions: all},
+		{name: "consult not answered by the provider", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetNoAnswer) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonNoAnswer, restored: true, actions: all},
+		{name: "consult not answered within consult_timeout", req: shortConsult,
+			setup: func(f *fake) { f.SetTarget(orchestratortest.TargetRings) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonNoAnswer, restored: true, actions: all},
+		{name: "manual consult not completed within consult_timeout", req: func(r *orchestrator.Request) { manual(r); shortConsult(r) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonTimeout, restored: true, actions: all},
+		{name: "target hangs up during manual consult", req: manual,
+			during: func(t *testing.T, h *harness, id string) { h.waitFor(t, id, answered); h.f.HangupTarget(id) },
+			state:  orchestrator.StateFailed, reason: orchestrator.ReasonTargetHungUp, restored: true, actions: all},
+		{name: "target declines while ringing", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetRings) },
+			during: func(t *testing.T, h *harness, id string) {
+				h.waitFor(t, id, inState(orchestrator.StateConsulting))
+				h.f.HangupTarget(id)
+			},
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonRejected, restored: true, actions: all},
+		// Nobody is left to take off hold.
+		{name: "caller hangs up during consult", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetRings) },
+			during: func(t *testing.T, h *harness, id string) {
+				h.waitFor(t, id, inState(orchestrator.StateConsulting))
+				h.f.HangupCaller(id)
+			},
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallerHungUp, restored: false, actions: []string{locate, hold, dial, hangup}},
+
+		{name: "complete rejected", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderRejected), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+		{name: "complete unavailable", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderUnavailable), 1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+		// The join happened but its response was lost: the provider's state
+		// says so, and the consult leg (now the caller's) is not hung up.
+		{name: "complete response lost", setup: func(f *fake) { f.LoseResponse(complete, fakeErr(complete, orchestrator.KindTimeout), 1) },
+			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, restored: false, actions: []string{locate, hold, dial, complete}},
+		// Accepted, no effect (the NetSapiens pitfall): verification fails.
+		{name: "complete without effect", setup: func(f *fake) { f.IgnoreComplete(true) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+		{name: "caller hangs up while completing", setup: func(f *fake) {
+			f.IgnoreComplete(true).Before(complete, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonCallerHungUp, restored: false, actions: []string{locate, hold, dial, complete, hangup}},
+		{name: "target hangs up while completing", setup: func(f *fake) {
+			f.IgnoreComplete(true).Before(complete, func(r orchestratortest.Record) { f.HangupTarget(r.TransferID) })
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonTargetHungUp, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+
+		// Compensations that fail.
+		{name: "unhold rejected during compensation", setup: func(f *fake) {
+			f.FailOn(dial, fakeErr(dial, orchestrator.KindProviderUnavailable), 1).
+				FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderRejected), 1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: false, actions: all},
+		{name: "unhold unavailable until the compensation deadline", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderUnavailable), -1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: false, actions: all, retried: true},
+		{name: "unhold unavailable twice is retried", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderUnavailable), 2)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: []string{locate, hold, dial, hangup, unhold, unhold, unhold}},
+		{name: "hangup rejected, unhold still runs", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetBusy).FailOn(hangup, fakeErr(hangup, orchestrator.KindProviderRejected), 1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: all},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, testConfig())
+			if tc.setup != nil {
+				tc.setup(h.f)
+			}
+			r := request("fake", "1000")
+			if tc.req != nil {
+				tc.req(&r)
+			}
+			id := h.start(t, r)
+			if tc.during != nil {
+				tc.during(t, h, id)
+			}
+			tr := h.done(t, id)
+			wantOutcome(t, tr, tc.state, tc.reason, tc.restored)
+
+			got := h.f.Actions()
+			if tc.retried {
+				got = slices.Compact(got)
+			}
+			if !slices.Equal(got, tc.actions) {
+				t.Errorf("actions %q, want %q", got, tc.actions)
+			}
+			if tc.evidence != nil && (tr.Outcome.Evidence == nil || *tr.Outcome.Evidence != *tc.evidence) {
+				t.Errorf("evidence %+v, want %+v", tr.Outcome.Evidence, tc.evidence)
+			}
+			c, _ := h.f.State(id)
+			switch {
+			case tc.state == orchestrator.StateCompleted:
+				if c.Caller != orchestrator.CallerTransferred {
+					t.Errorf("provider shows the caller in state %d, want transferred", c.Caller)
+				}
+			case tc.restored:
+				wantCallerSafe(t, h.f, id)
+				if tr.CallerHeld() {
+					t.Errorf("the unhold is still owed although the caller is restored: %+v", tr.Undo)
+				}
+			}
+			checkSaves(t, h.store, id)
+			lbl := map[string]string{"provider": "fake"}
+			if v := metric(t, h.reg, "transferd_callers_on_hold", lbl); v != 0 {
+				t.Errorf("callers on hold %v after the transfer ended", v)
+			}
+			lbl = map[string]string{"provider": "fake", "outcome": string(tc.state), "reason": string(tc.reason)}
+			if v := metric(t, h.reg, "transferd_transfers_total", lbl); v != 1 {
+				t.Errorf("transfers_total%v = %v, want 1", lbl, v)
+			}
+		})
+	}
+}
+
+// A caller who hung up while held cannot be taken off hold: the unhold
+// finds no call, which is recorded, not retried.
+func TestUnholdCallerGone(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.FailOn(dial, fakeErr(dial, orchestrator.KindProviderUnavailable), 1).
+		Before(dial, func(r orchestratortest.Record) { h.f.HangupCaller(r.TransferID) })
+	id := h.start(t, request("fake", "1000"))
+	tr := h.done(t, id)
+	wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonProviderUnavailable, false)
+	if got, want := h.f.Actions(), []string{locate, hold, dial, hangup, unhold}; !slices.Equal(got, want) {
+		t.Fatalf("actions %q, want %q", got, want)
+	}
+	s := tr.Steps[len(tr.Steps)-1]
+	if s.Name != orchestrator.StepUnhold || s.Status != orchestrator.StepFailed || s.Detail == "" {
+		t.Fatalf("last step %+v, want a failed unhold with its detail", s)
+	}
+	if !strings.Contains(tr.Outcome.Detail, tr.Failure.Detail) || len(tr.Outcome.Detail) <= len(tr.Failure.Detail) {
+		t.Fatalf("outcome detail %q does not add why the caller was not restored to %q", tr.Outcome.Detail, tr.Failure.Detail)
+	}
+	for _, u := range tr.Undo {
+		if !u.Done {
+			t.Errorf("undo %s left pending; a gone caller needs no more unholding", u.Action)
+		}
+	}
+	if v := metric(t, h.reg, "transferd_callers_on_hold", map[string]string{"provider": "fake"}); v != 0 {
+		t.Errorf("callers on hold %v", v)
+	}
+}
+
+func TestAnnounced(t *testing.T) {
+	announced := func(user string) orchestrator.Request {
+		r := request("bw", user)
+		r.Mode = orchestrator.ModeAnnounced
+		return r
+	}
+	newFake := func() *orchestratortest.Fake { return orchestratortest.NewFake("bw").AnnouncedOnly() }
+
+	t.Run("success", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig(), newFake())
+		id := h.start(t, announced("1000"))
+		tr := h.done(t, id)
+		wantOutcome(t, tr, orchestrator.StateCompleted, orchestrator.ReasonTransferred, false)
+		if got, want := h.f.Actions(), []string{locate, dial}; !slices.Equal(got, want) {
+			t.Fatalf("actions %q, want %q: no hold, no complete", got, want)
+		}
+		if c, _ := h.f.State(id); c.Caller != orchestrator.CallerTransferred || !c.Announced {
+			t.Fatalf("provider shows %+v, want the caller transferred", c)
+		}
+		checkSaves(t, h.store, id)
+	})
+	t.Run("busy returns the caller", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig(), newFake().SetTarget(orchestratortest.TargetBusy))
+		id := h.start(t, announced("1000"))
+		tr := h.done(t, id)
+		wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonBusy, true)
+		if got, want := h.f.Actions(), []string{locate, dial, hangup}; !slices.Equal(got, want) {
+			t.Fatalf("actions %q, want %q", got, want)
+		}
+		// Nothing of ours held the caller: only the provider's state
+		// tells that the caller is back, so it is read after the undos.
+		if calls := h.f.Calls(); calls[len(calls)-1] != observe {
+			t.Fatalf("calls %q: the caller's state was not read after the undos", calls)
+		}
+		wantCallerSafe(t, h.f, id)
+	})
+	t.Run("caller gone", func(t *testing.T) {
+		t.Parallel()
+		f := newFake()
+		f.FailOn(dial, fakeErr(dial, orchestrator.KindProviderUnavailable), 1).
+			Before(dial, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
+		h := newHarness(t, testConfig(), f)
+		id := h.start(t, announced("1000"))
+		tr := h.done(t, id)
+		wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonProviderUnavailable, false)
+		if got, want := h.f.Actions(), []string{locate, dial, hangup}; !slices.Equal(got, want) {
+			t.Fatalf("actions %q, want %q", got, want)
+		}
+	})
+	t.Run("caller hangs up while the target rings", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig(), newFake().SetTarget(orchestratortest.TargetRings))
+		id := h.start(t, announced("1000"))
+		h.waitFor(t, id, inState(orchestrator.StateConsulting))
+		h.f.HangupCaller(id)
+		tr := h.done(t, id)
+		wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonCallerHungUp, false)
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("consulting transfer is compensated", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig())
+		r := request("fake", "1000")
+		r.Completion = orchestrator.CompletionManual
+		id := h.start(t, r)
+		h.waitFor(t, id, answered)
+
+		ctx := context.Background()
+		if err := h.e.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		tr, err := h.e.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+		if got, want := h.f.Actions(), []string{locate, hold, dial, hangup, unhold}; !slices.Equal(got, want) {
+			t.Fatalf("actions %q, want %q", got, want)
+		}
+		wantCallerSafe(t, h.f, id)
+		if len(h.e.Running()) != 0 {
+			t.Fatalf("still running after Shutdown: %v", h.e.Running())
+		}
+		_, err = h.e.Start(ctx, request("fake", "1001"))
+		kindIs(t, err, orchestrator.KindUnavailable)
+		if h.e.Ready(ctx) == nil {
+			t.Fatal("Ready reports ready after Shutdown")
+		}
+		if v := metric(t, h.reg, "transferd_transfers_in_flight", map[string]string{"provider": "fake"}); v != 0 {
+			t.Errorf("in flight %v after Shutdown", v)
+		}
+	})
+
+	t.Run("completing transfer is finished", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig())
+		gate := h.f.Block(complete)
+		id := h.start(t, request("fake", "1000"))
+		<-gate.Entered()
+		go func() {
+			// Let the join through once shutdown has begun.
+			for h.e.Ready(context.Background()) == nil {
+				runtime.Gosched()
+			}
+			gate.Release()
+		}()
+		if err := h.e.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		tr, _ := h.e.Get(context.Background(), id)
+		wantOutcome(t, tr, orchestrator.StateCompleted, orchestrator.ReasonTransferred, false)
+	})
+
+	t.Run("deadline passes, next process compensates", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig())
+		gate := h.f.Block(hold)
+		id := h.start(t, request("fake", "1000"))
+		<-gate.Entered()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := h.e.Shutdown(ctx); err == nil {
+			t.Fatal("Shutdown returned nil although a transfer was still running at its deadline")
+		}
+		tr, _ := h.e.Get(context.Background(), id)
+		if tr.State.Terminal() || !tr.CallerHeld() {
+			t.Fatalf("state %s held %v: want a resumable record that still owes the unhold", tr.State, tr.CallerHeld())
+		}
+
+		// The next process resumes it over the same store and provider.
+		e2, err := orchestrator.New(testConfig(), h.store, []orchestrator.Provider{h.f}, zerolog.Nop(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending, _, err := h.store.List(context.Background(), orchestrator.ListFilter{Limit: 10,
+			States: []orchestrator.State{orchestrator.StateHolding, orchestrator.StateRecovering}})
+		if err != nil || len(pending) != 1 {
+			t.Fatalf("unfinished transfers %d, %v; want 1", len(pending), err)
+		}
+		e2.Resume(pending)
+		h2 := &harness{e: e2, f: h.f, store: h.store}
+		tr = h2.done(t, id)
+		if err := e2.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if tr.State != orchestrator.StateFailed || !tr.Outcome.CallerRestored {
+			t.Fatalf("state %s outcome %+v, want failed with the caller restored", tr.State, tr.Outcome)
+		}
+		if got, want := h.f.ActionsFor(id), []string{locate, hold, unhold}; !slices.Equal(got, want) {
+			t.Fatalf("actions %q, want %q", got, want)
+		}
+		if tr.Steps[len(tr.Steps)-2].Name != orchestrator.StepReconcile {
+			t.Errorf("steps %+v: the resumed transfer was not reconciled first", tr.Steps)
+		}
+		wantCallerSafe(t, h.f, id)
+	})
+
+	// A Start that was past its shutdown check when Shutdown began is
+	// waited for: its transfer ends before Shutdown returns.
+	t.Run("Start in progress", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig())
+		entered, release := make(chan struct{}), make(chan struct{})
+		h.store.onCreate = func() { close(entered); <-release }
+		started := make(chan string, 1)
+		go func() {
+			tr, err := h.e.Start(context.Background(), request("fake", "1000"))
+			if err != nil {
+				t.Errorf("Start: %v", err)
+				started <- ""
+				return
+			}
+			started <- tr.ID
+		}()
+		<-entered
+		shut := make(chan error, 1)
+		go func() { shut <- h.e.Shutdown(context.Background()) }()
+		for h.e.Ready(context.Background()) == nil { // Shutdown has begun
+			runtime.Gosched()
+		}
+		select {
+		case err := <-shut:
+			t.Fatalf("Shutdown returned (%v) while a Start was creating its transfer", err)
+		default:
+		}
+		close(release)
+		id := <-started
+		if err := <-shut; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if id == "" {
+			return
+		}
+		tr, _ := h.e.Get(context.Background(), id)
+		wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+		if calls := h.f.Calls(); len(calls) != 0 {
+			t.Fatalf("a transfer started during shutdown reached the provider: %q", calls)
+		}
+	})
+
+	// Every transfer accepted before Shutdown is driven to its end before
+	// Shutdown returns; every Start after it is refused.
+	t.Run("races with Start", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testConfig())
+		h.f.SetTarget(orchestratortest.TargetRings)
+		var (
+			wg  sync.WaitGroup
+			mu  sync.Mutex
+			ids []string
+		)
+		for i := range 40 {
+			wg.Go(func() {
+				tr, err := h.e.Start(context.Background(), request("fake", fmt.Sprint(2000+i)))
+				if err != nil {
+					if orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+						t.Errorf("Start: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				ids = append(ids, tr.ID)
+				mu.Unlock()
+			})
+		}
+		if err := h.e.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		// Starts that were accepted had reserved their run before
+		// Shutdown began waiting, so they are finished by now.
+		mu.Lock()
+		accepted := slices.Clone(ids)
+		mu.Unlock()
+		for _, id := range accepted {
+			if tr, _ := h.e.Get(context.Background(), id); !tr.State.Terminal() {
+				t.Errorf("transfer %s is %s after Shutdown returned", id, tr.State)
+			}
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if tr, _ := h.e.Get(context.Background(), id); !tr.State.Terminal() {
+				t.Errorf("transfer %s is %s after Shutdown", id, tr.State)
+			}
+		}
+	})
+}
+
+func TestValidate(t *testing.T) {
+	rich := orchestratortest.NewFake("rich").SetCapabilities(orchestrator.Capabilities{
+		Attended: true, Announced: true, CallerID: true, Whisper: true, Diversion: true, Recording: true})
+	h := newHarness(t, testConfig(),
+		orchestratortest.NewFake("fake").Require("call.user"),
+		orchestratortest.NewFake("bw").AnnouncedOnly(),
+		rich)
+	yes := true
+
+	for _, tc := range []struct {
+		name   string
+		edit   func(*orchestrator.Request)
+		kind   orchestrator.Kind // ignored when fields is nil
+		fields []string
+	}{
+		{name: "valid", edit: func(*orchestrator.Request) {}},
+		{name: "shortest consult_timeout", edit: func(r *orchestrator.Request) { r.ConsultTimeout = time.Second }},
+		{name: "longest consult_timeout", edit: func(r *orchestrator.Request) { r.ConsultTimeout = 10 * time.Minute }},
+		{name: "options the provider has", edit: func(r *orchestrator.Request) {
+			r.Provider = "rich"
+			r.CallerID, r.Whisper, r.Diversion = "+15551230000", &orchestrator.Whisper{Sentence: "hi"}, &orchestrator.Diversion{Treatment: "propagate"}
+			r.Recording = &orchestrator.Recording{Enabled: &yes}
+		}},
+		{name: "announced", edit: func(r *orchestrator.Request) { r.Provider, r.Mode = "bw", orchestrator.ModeAnnounced }},
+
+		{name: "no provider", edit: func(r *orchestrator.Request) { r.Provider = "" },
+			kind: orchestrator.KindInvalid, fields: []string{"provider"}},
+		{name: "unknown provider", edit: func(r *orchestrator.Request) { r.Provider = "nope" },
+			kind: orchestrator.KindInvalid, fields: []string{"provider"}},
+		{name: "missing target", edit: func(r *orchestrator.Request) { r.Target = "" },
+			kind: orchestrator.KindInvalid, fields: []string{"target"}},
+		{name: "bad completion", edit: func(r *orchestrator.Request) { r.Completion = "whenever" },
+			kind: orchestrator.KindInvalid, fields: []string{"completion"}},
+		{name: "bad mode", edit: func(r *orchestrator.Request) { r.Mode = "blind" },
+			kind: orchestrator.KindInvalid, fields: []string{"mode"}},
+		{name: "consult_timeout too short", edit: func(r *orchestrator.Request) { r.ConsultTimeout = 999 * time.Millisecond },
+			kind: orchestrator.KindInvalid, fields: []string{"consult_timeout"}},
+		{name: "consult_timeout too long", edit: func(r *orchestrator.Request) { r.ConsultTimeout = 10*time.Minute + time.Second },
+			kind: orchestrator.KindInvalid, fields: []string{"consult_timeout"}},
+		{name: "negative consult_timeout", edit: func(r *orchestrator.Request) { r.ConsultTimeout = -time.Second },
+			kind: orchestrator.KindInvalid, fields: []string{"consult_timeout"}},
+		{name: "every problem at once", edit: func(r *orchestrator.Request) { r.Target, r.Completion, r.Call.User = "", "later", "" },
+			kind: orchestrator.KindInvalid, fields: []string{"call.user", "completion", "target"}},
+		{name: "provider's own rule", edit: func(r *orchestrator.Request) { r.Call.User = "" },
+			kind: orchestrator.KindInvalid, fields: []string{"call.user"}},
+		{name: "announced and manual", edit: func(r *orchestrator.Request) {
+			r.Mode, r.Completion = orchestrator.ModeAnnounced, orchestrator.CompletionManual
+		}, kind: orchestrator.KindInvalid, fields: []string{"completion"}},
+
+		{name: "whisper unsupported", edit: func(r *orchestrator.Request) { r.Whisper = &orchestrator.Whisper{Sentence: "hi"} },
+			kind: orchestrator.KindUnsupported, fields: []string{"whisper"}},
+		{name: "caller_id unsupported", edit: func(r *orchestrator.Request) { r.CallerID = "+15551230000" },
+			kind: orchestrator.KindUnsupported, fields: []string{"caller_id"}},
+		{name: "diversion and recording unsupported", edit: func(r *orchestrator.Request) {
+			r.Diversion, r.Recording = &orchestrator.Diversion{Reason: "unavailable"}, &orchestrator.Recording{Enabled: &yes}
+		}, kind: orchestrator.KindUnsupported, fields: []string{"diversion", "recording"}},
+		{name: "attended on an announced-only provider", edit: func(r *orchestrator.Request) { r.Provider = "bw" },
+			kind: orchestrator.KindUnsupported, fields: []string{"mode"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request("fake", "1000")
+			tc.edit(&r)
+			err := h.e.Validate(&r)
+			if tc.fields == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v (fields %v)", err, orchestrator.FieldsOf(err))
+				}
+				return
+			}
+			kindIs(t, err, tc.kind)
+			fields := orchestrator.FieldsOf(err)
+			var got []string
+			for f, msg := range fields {
+				got = append(got, f)
+				if msg == "" {
+					t.Errorf("field %s has no message", f)
+				}
+			}
+			sort.Strings(got)
+			if !slices.Equal(got, tc.fields) {
+				t.Fatalf("fields %v, want %v", fields, tc.fields)
+			}
+			// Bad input never reaches a provider and is never stored.
+			if _, err := h.e.Start(context.Background(), r); orchestrator.KindOf(err) != tc.kind {
+				t.Fatalf("Start: %v, want kind %s", err, tc.kind)
+			}
+		})
+	}
+	if calls := h.f.Calls(); len(calls) != 0 {
+		t.Errorf("validation called the provider: %q", calls)
+	}
+	if ts, _, _ := h.e.List(context.Background(), orchestrator.ListFilter{Limit: 100}); len(ts) != 0 {
+		t.Errorf("invalid requests were stored: %d", len(ts))
+	}
+
+	t.Run("defaults", func(t *testing.T) {
+		r := request("fake", "1000")
+		if err := h.e.Validate(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Completion != orchestrator.CompletionAuto || r.Mode != orchestrator.ModeAttended || r.ConsultTimeout != h.e.Config().ConsultTimeout {
+			t.Fatalf("defaults not applied: %+v", r)
+		}
+	})
+}
+
+func TestWait(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.SetTarget(orchestratortest.TargetRings)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	id := h.start(t, r)
+	ctx := context.Background()
+
+	tr := h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	if tr.State != orchestrator.StateConsulting {
+		t.Fatalf("Wait returned %s, want consulting", tr.State)
+	}
+
+	t.Run("ctx done returns the latest record", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		tr, err := h.e.Wait(cctx, id, answered)
+		if err != nil || tr == nil || tr.State != orchestrator.StateConsulting {
+			t.Fatalf("Wait = %+v, %v; want the consulting record and no error", tr, err)
+		}
+	})
+	t.Run("unknown transfer", func(t *testing.T) {
+		_, err := h.e.Wait(ctx, orchestrator.NewID(time.Now()), answered)
+		kindIs(t, err, orchestrator.KindNotFound)
+		_, err = h.e.Wait(ctx, "tr_nope", answered)
+		kindIs(t, err, orchestrator.KindNotFound)
+	})
+
+	// A waiter that is satisfied and leaves must not take the wake-up of
+	// another waiter of the same transfer with it.
+	t.Run("concurrent waiters", func(t *testing.T) {
+		registered := make(chan struct{})
+		var once sync.Once
+		res := make(chan *orchestrator.Transfer, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			tr, _ := h.e.Wait(wctx, id, func(tr *orchestrator.Transfer) bool {
+				once.Do(func() { close(registered) }) // B now holds the watch
+				return tr.Answered
+			})
+			res <- tr
+		}()
+		<-registered
+		for range 3 { // A: satisfied at once
+			if tr, err := h.e.Wait(ctx, id, inState(orchestrator.StateConsulting)); err != nil || tr.State != orchestrator.StateConsulting {
+				t.Fatalf("Wait = %v, %v", tr, err)
+			}
+		}
+		h.f.Answer(id)
+		if tr := <-res; !tr.Answered {
+			t.Fatalf("the remaining waiter missed the answer: %+v", tr)
+		}
+	})
+}
+
+// Notify makes the engine observe now instead of at its next poll.
+func TestNotify(t *testing.T) {
+	cfg := testConfig()
+	cfg.PollInterval, cfg.PollMaxInterval = time.Hour, time.Hour
+	h := newHarness(t, cfg)
+	h.f.SetTarget(orchestratortest.TargetRings)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	id := h.start(t, r)
+	h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	h.f.Answer(id)
+	h.e.Notify(id)
+	if tr := h.waitFor(t, id, answered); !tr.Answered {
+		t.Fatalf("not answered: %+v", tr)
+	}
+	h.e.Notify("tr_unknown") // harmless
+}
+
+func TestList(t *testing.T) {
+	h := newHarness(t, testConfig(), orchestratortest.NewFake("alpha"),
+		orchestratortest.NewFake("beta").SetTarget(orchestratortest.TargetRings))
+	var all, alpha, beta []string
+	for i := range 3 {
+		id := h.start(t, request("alpha", fmt.Sprint(1000+i)))
+		h.done(t, id)
+		all, alpha = append(all, id), append(alpha, id)
+	}
+	for i := range 2 {
+		r := request("beta", fmt.Sprint(2000+i))
+		r.Completion = orchestrator.CompletionManual
+		id := h.start(t, r)
+		h.waitFor(t, id, inState(orchestrator.StateConsulting))
+		all, beta = append(all, id), append(beta, id)
+	}
+	for _, s := range [][]string{all, alpha, beta} {
+		slices.Sort(s)
+		slices.Reverse(s) // newest first
+	}
+	ctx := context.Background()
+	ids := func(ts []*orchestrator.Transfer) []string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, t.ID)
+		}
+		return out
+	}
+
+	ts, more, err := h.e.List(ctx, orchestrator.ListFilter{Limit: 10})
+	if err != nil || more || !slices.Equal(ids(ts), all) {
+		t.Fatalf("List = %q, more %v, %v; want %q", ids(ts), more, err, all)
+	}
+	for _, tc := range []struct {
+		f    orchestrator.ListFilter
+		want []string
+	}{
+		{orchestrator.ListFilter{Provider: "beta", Limit: 10}, beta},
+		{orchestrator.ListFilter{Provider: "alpha", Limit: 10}, alpha},
+		{orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateConsulting}, Limit: 10}, beta},
+		{orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateCompleted, orchestrator.StateFailed}, Provider: "alpha", Limit: 10}, alpha},
+		{orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateConsulting}, Provider: "alpha", Limit: 10}, nil},
+		{orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateCancelled}, Limit: 10}, nil},
+	} {
+		ts, more, err := h.e.List(ctx, tc.f)
+		if err != nil || more || !slices.Equal(ids(ts), tc.want) {
+			t.Errorf("List(%+v) = %q, more %v, %v; want %q", tc.f, ids(ts), more, err, tc.want)
+		}
+	}
+
+	// Pages of 2 follow the cursor to the end without gaps or repeats.
+	var paged []string
+	f := orchestrator.ListFilter{Limit: 2}
+	for page := 0; ; page++ {
+		ts, more, err := h.e.List(ctx, f)
+		if err != nil || len(ts) > 2 || page > 3 {
+			t.Fatalf("page %d: %d transfers, %v", page, len(ts), err)
+		}
+		paged = append(paged, ids(ts)...)
+		if !more {
+			break
+		}
+		f.After = ts[len(ts)-1].ID
+	}
+	if !slices.Equal(paged, all) {
+		t.Fatalf("paged %q, want %q", paged, all)
+	}
+}
+
+func TestGetMalformedID(t *testing.T) {
+	h := newHarness(t, testConfig())
+	ctx := context.Background()
+	for _, id := range []string{"", "nope", "tr_", "tr_0000000000000000000000000i", orchestrator.NewID(time.Now())} {
+		_, err := h.e.Get(ctx, id)
+		kindIs(t, err, orchestrator.KindNotFound)
+		_, err = h.e.Cancel(ctx, id)
+		kindIs(t, err, orchestrator.KindNotFound)
+		_, err = h.e.Complete(ctx, id)
+		kindIs(t, err, orchestrator.KindNotFound)
+	}
+}
+
+func TestID(t *testing.T) {
+	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 1000 {
+		now := base.Add(time.Duration(i/10) * time.Millisecond) // ten per millisecond
+		id := orchestrator.NewID(now)
+		if !orchestrator.ValidID(id) || len(id) != 29 || !strings.HasPrefix(id, "tr_") {
+			t.Fatalf("NewID = %q is not valid", id)
+		}
+		if seen[id] {
+			t.Fatalf("NewID repeated %q", id)
+		}
+		seen[id] = true
+		if i%10 == 0 && id <= prev {
+			t.Fatalf("NewID(%v) = %q sorts before the id of an earlier millisecond %q", now, id, prev)
+		}
+		prev = max(prev, id)
+	}
+	for _, now := range []time.Time{time.Unix(0, 0), time.Now(), time.UnixMilli(1<<48 - 1)} {
+		if id := orchestrator.NewID(now); !orchestrator.ValidID(id) {
+			t.Errorf("NewID(%v) = %q is not valid", now, id)
+		}
+	}
+	good := orchestrator.NewID(base)
+	for _, bad := range []string{
+		"", "tr_", good[:28], good + "0", "TR_" + good[3:], "tx_" + good[3:],
+		"tr_8" + good[4:],                     // more than 128 bits
+		good[:10] + "I" + good[11:],           // not Crockford
+		good[:10] + "L" + good[11:],           //
+		good[:10] + "O" + good[11:],           //
+		good[:10] + "U" + good[11:],           //
+		good[:10] + "a" + good[11:],           // lower case
+		good[:10] + "-" + good[11:],           //
+		strings.Repeat("x", 29),               //
+		"tr_" + strings.Repeat("Z", 26),       //
+		"tr_" + strings.Repeat("0", 25) + "!", //
+	} {
+		if orchestrator.ValidID(bad) {
+			t.Errorf("ValidID(%q) = true", bad)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	h := newHarness(t, testConfig())
+	fake := map[string]string{"provider": "fake"}
+	total := func(outcome orchestrator.State, reason orchestrator.Reason) float64 {
+		return metric(t, h.reg, "transferd_transfers_total",
+			map[string]string{"provider": "fake", "outcome": string(outcome), "reason": string(reason)})
+	}
+
+	// A transfer parked in consulting holds its caller.
+	h.f.SetTarget(orchestratortest.TargetRings)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	id := h.start(t, r)
+	h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	if v := metric(t, h.reg, "transferd_callers_on_hold", fake); v != 1 {
+		t.Fatalf("callers on hold while consulting = %v, want 1", v)
+	}
+	if v := metric(t, h.reg, "transferd_transfers_in_flight", fake); v != 1 {
+		t.Fatalf("in flight while consulting = %v, want 1", v)
+	}
+	if _, err := h.e.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.done(t, id)
+	// Counted by the time the terminal state can be seen.
+	if v := total(orchestrator.StateCancelled, orchestrator.ReasonCancelled); v != 1 {
+		t.Fatalf("cancelled/cancelled = %v, want 1", v)
+	}
+	if v := metric(t, h.reg, "transferd_callers_on_hold", fake); v != 0 {
+		t.Fatalf("callers on hold = %v after the cancel, want 0", v)
+	}
+
+	h.f.SetTarget(orchestratortest.TargetAnswers)
+	h.done(t, h.start(t, request("fake", "1000")))
+	if v := total(orchestrator.StateCompleted, orchestrator.ReasonTransferred); v != 1 {
+		t.Fatalf("completed/transferred = %v, want 1", v)
+	}
+	h.f.SetTarget(orchestratortest.TargetBusy)
+	h.done(t, h.start(t, request("fake", "1000")))
+	if v := total(orchestrator.StateFailed, orchestrator.ReasonBusy); v != 1 {
+		t.Fatalf("failed/busy = %v, want 1", v)
+	}
+	if v := total(orchestrator.StateCompleted, orchestrator.ReasonTransferred); v != 1 {
+		t.Fatalf("completed/transferred = %v, want still 1", v)
+	}
+	if v := metric(t, h.reg, "transferd_callers_on_hold", fake); v != 0 {
+		t.Fatalf("callers on hold = %v after the transfers ended, want 0", v)
+	}
+	if v := metric(t, h.reg, "transferd_transfers_started_total", fake); v != 3 {
+		t.Fatalf("started = %v, want 3", v)
+	}
+	// A run leaves the in-flight count when its goroutine ends, which
+	// Shutdown waits for.
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := metric(t, h.reg, "transferd_transfers_in_flight", fake); v != 0 {
+		t.Fatalf("in flight after Shutdown = %v, want 0", v)
+	}
+}
+
+// --- helpers ---
+
+// Method names, short for the tables.
+const (
+	locate   = orchestratortest.MethodLocate
+	hold     = orchestratortest.MethodHold
+	unhold   = orchestratortest.MethodUnhold
+	dial     = orchestratortest.MethodDial
+	observe  = orchestratortest.MethodObserve
+	complete = orchestratortest.MethodComplete
+	hangup   = orchestratortest.MethodHangupConsult
+)
+
+// testConfig keeps every wait of the engine short so that failing paths end
+// fast; no test asserts on timing.
+func testConfig() orchestrator.Config {
+	return orchestrator.Config{
+		PollInterval:        time.Millisecond,
+		PollMaxInterval:     5 * time.Millisecond,
+		StepTimeout:         5 * time.Second,
+		VerifyTimeout:       50 * time.Millisecond,
+		CompensationTimeout: 100 * time.Millisecond,
+	}
+}
+
+// event is one entry of the interleaved log of saves and provider calls.
+type event struct {
+	id   string
+	call string                 // a provider method, or "" for a save
+	save *orchestrator.Transfer // the record as saved
+}
+
+// recStore is the memory store recording every successful Update, in one
+// log with the provider calls, so tests can check what was saved before
+// each side effect.
+type recStore struct {
+	*memory.Store
+	mu  sync.Mutex
+	log []event
+	// onCreate, when set, runs at the start of every Create.
+	onCreate func()
+}
+
+func (s *recStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.onCreate != nil {
+		s.onCreate()
+	}
+	return s.Store.Create(ctx, t)
+}
+
+// Update saves and logs under one lock that Get and List also take, so no
+// reader sees a version the log does not hold yet.
+func (s *recStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.Store.Update(ctx, t); err != nil {
+		return err
+	}
+	s.log = append(s.log, event{id: t.ID, save: t.Clone()})
+	return nil
+}
+
+func (s *recStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Store.Get(ctx, id)
+}
+
+func (s *recStore) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Store.List(ctx, f)
+}
+
+func (s *recStore) add(ev event) {
+	s.mu.Lock()
+	s.log = append(s.log, ev)
+	s.mu.Unlock()
+}
+
+// events returns the log of one transfer.
+func (s *recStore) events(id string) []event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []event
+	for _, ev := range s.log {
+		if ev.id == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// saves returns every saved version of one transfer, in order.
+func (s *recStore) saves(id string) []*orchestrator.Transfer {
+	var out []*orchestrator.Transfer
+	for _, ev := range s.events(id) {
+		if ev.save != nil {
+			out = append(out, ev.save)
+		}
+	}
+	return out
+}
+
+type harness struct {
+	e     *orchestrator.Engine
+	f     *orchestratortest.Fake // the first provider
+	store *recStore
+	reg   *prometheus.Registry
+}
+
+// newHarness builds an engine over a recording memory store, a fresh
+// registry and the given fakes (one called "fake" when none is given). The
+// engine is shut down when the test ends.
+func newHarness(t testing.TB, cfg orchestrator.Config, fakes ...*orchestratortest.Fake) *harness {
+	t.Helper()
+	if len(fakes) == 0 {
+		fakes = []*orchestratortest.Fake{orchestratortest.NewFake("fake")}
+	}
+	st := &recStore{Store: memory.New()}
+	ps := make([]orchestrator.Provider, len(fakes))
+	for i, f := range fakes {
+		ps[i] = f
+		f.Before("", func(r orchestratortest.Record) { st.add(event{id: r.TransferID, call: r.Method}) })
+	}
+	reg := prometheus.NewRegistry()
+	e, err := orchestrator.New(cfg, st, ps, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return &harness{e: e, f: fakes[0], store: st, reg: reg}
+}
+
+func request(provider, user string) orchestrator.Request {
+	return orchestrator.Request{
+		Provider: provider,
+		Call:     orchestrator.CallRef{Domain: "TEST", User: user},
+		Target:   "1010",
+	}
+}
+
+func (h *harness) start(t testing.TB, r orchestrator.Request) string {
+	t.Helper()
+	tr, err := h.e.Start(context.Background(), r)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return tr.ID
+}
+
+// waitFor waits until cond holds or the transfer is terminal.
+func (h *harness) waitFor(t testing.TB, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := h.e.Wait(ctx, id, cond)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if !tr.State.Terminal() && !cond(tr) {
+		t.Fatalf("gave up waiting for transfer %s in state %s", id, tr.State)
+	}
+	return tr
+}
+
+// done waits until the transfer is terminal.
+func (h *harness) done(t testing.TB, id string) *orchestrator.Transfer {
+	t.Helper()
+	return h.waitFor(t, id, func(*orchestrator.Transfer) bool { return false })
+}
+
+func inState(s orchestrator.State) func(*orchestrator.Transfer) bool {
+	return func(t *orchestrator.Transfer) bool { return t.State == s }
+}
+
+func answered(t *orchestrator.Transfer) bool { return t.Answered }
+
+// stepOf names the step saved around each provider side effect, and undoOf
+// the compensation that must be registered before it.
+var (
+	stepOf = map[string]string{
+		locate: orchestrator.StepLocate, hold: orchestrator.StepHold, unhold: orchestrator.StepUnhold,
+		dial: orchestrator.StepDial, complete: orchestrator.StepTransfer, hangup: orchestrator.StepHangup,
+	}
+	undoOf = map[string]string{hold: orchestrator.StepUnhold, dial: orchestrator.StepHangup}
+)
+
+// checkSaves asserts the write-ahead discipline on one transfer's log:
+// versions grow by one per save; before every provider side effect its
+// intent (and its undo) is the last thing saved, and its result is saved
+// right after.
+func checkSaves(t *testing.T, st *recStore, id string) {
+	t.Helper()
+	evs := st.events(id)
+	var last *orchestrator.Transfer
+	for i, ev := range evs {
+		if ev.save != nil {
+			want := int64(2) // Create saves version 1
+			if last != nil {
+				want = last.Version + 1
+			}
+			if ev.save.Version != want {
+				t.Errorf("save %d has version %d, want %d", i, ev.save.Version, want)
+			}
+			last = ev.save
+			continue
+		}
+		name, ok := stepOf[ev.call]
+		if !ok {
+			continue // Observe changes nothing
+		}
+		if last == nil || len(last.Steps) == 0 {
+			t.Errorf("%s called before its intent was saved", ev.call)
+			continue
+		}
+		n := len(last.Steps)
+		if s := last.Steps[n-1]; s.Name != name || s.Status != orchestrator.StepStarted || s.StartedAt.IsZero() {
+			t.Errorf("%s called when the last saved step is %s/%s, want the intent %s/started", ev.call, s.Name, s.Status, name)
+		}
+		if u := undoOf[ev.call]; u != "" && !slices.Contains(last.Undo, orchestrator.Undo{Action: u}) {
+			t.Errorf("%s called before its undo %s was saved: %+v", ev.call, u, last.Undo)
+		}
+		var next *orchestrator.Transfer
+		for _, e := range evs[i+1:] {
+			if e.save != nil {
+				next = e.save
+				break
+			}
+		}
+		if next == nil || len(next.Steps) < n {
+			t.Errorf("the result of %s was never saved", ev.call)
+			continue
+		}
+		if s := next.Steps[n-1]; s.Name != name || s.Status == orchestrator.StepStarted || s.EndedAt.Before(s.StartedAt) {
+			t.Errorf("after %s the next save has step %+v, want %s ended", ev.call, s, name)
+		}
+	}
+}
+
+// savedStates returns the states a transfer was saved in, consecutive
+// repeats folded.
+func savedStates(st *recStore, id string) []orchestrator.State {
+	out := []orchestrator.State{orchestrator.StatePending} // Create
+	for _, s := range st.saves(id) {
+		if out[len(out)-1] != s.State {
+			out = append(out, s.State)
+		}
+	}
+	return out
+}
+
+// metric returns the value of the counter or gauge name with exactly the
+// given labels, 0 when the series does not exist.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+			t.Fatalf("metric %s is neither a counter nor a gauge", name)
+		}
+	}
+	return 0
+}
+
+func kindIs(t *testing.T, err error, want orchestrator.Kind) {
+	t.Helper()
+	var oe *orchestrator.Error
+	if !errors.As(err, &oe) {
+		t.Fatalf("error %v (%T) is not an *orchestrator.Error", err, err)
+	}
+	if got := orchestrator.KindOf(err); got != want {
+		t.Fatalf("error kind %s, want %s (%v)", got, want, err)
+	}
+}
+
+// fakeErr builds the error a provider adapter returns.
+func fakeErr(op string, k orchestrator.Kind) error {
+	return orchestrator.E("fake."+op, k, errors.New("injected "+k.String()))
+}
