@@ -187,10 +187,13 @@ func handleGetTransfer(eng *orchestrator.Engine) http.Handler {
 			return
 		}
 		if wait, ok := preferWait(r); ok && !t.State.Terminal() {
-			// Long-poll: wait for the next change of state.
+			// Long-poll: wait for the next change of state, or for the
+			// target to answer (which a manual client waits for).
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
-			from := t.State
-			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool { return x.State != from }); werr == nil {
+			from, answered := t.State, t.Answered
+			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool {
+				return x.State != from || x.Answered != answered
+			}); werr == nil {
 				t = latest
 			}
 			cancel()
