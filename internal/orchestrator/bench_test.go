@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/transferd/transferd/internal/benchutil"
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -37,6 +38,8 @@ func BenchmarkTransferAuto(b *testing.B) {
 	r := request("fake", "1000")
 	never := func(*orchestrator.Transfer) bool { return false }
 	b.ReportAllocs()
+	cpu := benchutil.CPUTime()
+	defer benchutil.ReportCPU(b, cpu)
 	for b.Loop() {
 		tr, err := e.Start(ctx, r)
 		if err != nil {
