@@ -30,6 +30,23 @@ type Config struct {
 	// CompensationTimeout bounds all undos of one transfer; undos run on a
 	// context detached from shutdown so that a caller is never left held.
 	CompensationTimeout time.Duration
+
+	// Owner names this process among replicas sharing a store. A process
+	// restarted with the same Owner reclaims its transfers at once; others
+	// are taken over when their lease expires. Default "local".
+	Owner string
+	// LeaseTTL is how long a replica owns a transfer without renewing;
+	// leases are renewed every LeaseTTL/3 (see Open).
+	LeaseTTL time.Duration
+	// Retention keeps terminal transfers this long before Purge (Open's
+	// maintenance loop, every PurgeInterval).
+	Retention     time.Duration
+	PurgeInterval time.Duration
+	// CrashPoint, when set, is called at every step boundary with a name
+	// such as "hold:intent", "hold:effect", "hold:result" or
+	// "state:consulting". The crash tests kill the process there; it is
+	// nil in production.
+	CrashPoint func(t *Transfer, point string)
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +62,12 @@ func (c *Config) setDefaults() {
 	def(&c.StepTimeout, 15*time.Second)
 	def(&c.VerifyTimeout, 15*time.Second)
 	def(&c.CompensationTimeout, 30*time.Second)
+	def(&c.LeaseTTL, 15*time.Second)
+	def(&c.Retention, 7*24*time.Hour)
+	def(&c.PurgeInterval, time.Hour)
+	if c.Owner == "" {
+		c.Owner = "local"
+	}
 }
 
 // Engine runs transfers: it validates and creates them, drives each one
@@ -192,7 +215,8 @@ func (e *Engine) Start(ctx context.Context, r Request) (*Transfer, error) {
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	now := e.now()
-	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now}
+	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
+		Owner: e.cfg.Owner, LeaseExpires: now.Add(e.cfg.LeaseTTL)}
 	if err := e.store.Create(ctx, t); err != nil {
 		e.wg.Done()
 		return nil, err
@@ -218,10 +242,7 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*Transfer, bool, err
 
 // Ready reports whether the engine can take transfers.
 func (e *Engine) Ready(ctx context.Context) error {
-	e.mu.Lock()
-	stopping := e.stopping
-	e.mu.Unlock()
-	if stopping {
+	if e.isStopping() {
 		return errors.New("shutting down")
 	}
 	return e.store.Ping(ctx)
@@ -260,17 +281,16 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 			return t, &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("transfer is %s and can no longer be cancelled", t.State)}
 		}
 	}
-	e.mu.Lock()
-	r := e.runs[id]
-	e.mu.Unlock()
-	if r == nil {
-		return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("transfer is not running in this process")}
+	// The signal goes through the store, so that it reaches the replica
+	// that owns the transfer; a local runner is woken at once, a remote
+	// one reads it on its next poll.
+	if err := e.store.PutSignal(ctx, id, s); err != nil {
+		if KindOf(err) == KindConflict {
+			return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
+		}
+		return t, err
 	}
-	select {
-	case r.signals <- s:
-	default:
-		return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
-	}
+	e.Notify(id)
 	return t, nil
 }
 
@@ -302,12 +322,47 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 			e.unwatch(id, w)
 			return t, nil
 		}
+		// A transfer driven by another replica publishes nothing here:
+		// read the store again now and then.
+		var poll <-chan time.Time
+		var timer *time.Timer
+		if !e.local(id) {
+			timer = time.NewTimer(e.cfg.PollMaxInterval / 4)
+			poll = timer.C
+		}
 		select {
 		case <-w.ch: // publish closed and dropped w
+		case <-poll:
+			e.unwatch(id, w)
 		case <-ctx.Done():
 			e.unwatch(id, w)
+			if timer != nil {
+				timer.Stop()
+			}
 			return t, nil
 		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+func (e *Engine) isStopping() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stopping
+}
+
+func (e *Engine) local(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[id] != nil
+}
+
+// crash calls the configured crash point, if any.
+func (e *Engine) crash(t *Transfer, point string) {
+	if e.cfg.CrashPoint != nil {
+		e.cfg.CrashPoint(t, point)
 	}
 }
 
@@ -422,12 +477,13 @@ func (e *Engine) reserve() bool {
 // launch starts driving t; the caller has reserved it.
 func (e *Engine) launch(t *Transfer) {
 	p := e.providers[t.Request.Provider]
+	ctx, cancel := context.WithCancel(e.hard)
 	r := &run{
 		e: e, t: t, p: p, flow: p.Flow(&t.Request),
 		log:     e.log.With().Str("transfer_id", t.ID).Str("provider", p.Name()).Logger(),
-		signals: make(chan Signal, 1),
 		wake:    make(chan struct{}, 1),
 		entered: e.now(),
+		cancel:  cancel,
 	}
 	e.mu.Lock()
 	e.runs[t.ID] = r
@@ -441,6 +497,7 @@ func (e *Engine) launch(t *Transfer) {
 			e.mu.Unlock()
 			e.m.inFlight.WithLabelValues(p.Name()).Dec()
 		}()
-		r.drive()
+		defer cancel()
+		r.drive(ctx)
 	}()
 }

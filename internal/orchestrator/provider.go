@@ -43,6 +43,21 @@ const (
 	CallerGone                    // hung up
 )
 
+func (c CallerState) String() string {
+	switch c {
+	case CallerConnected:
+		return "connected"
+	case CallerHeld:
+		return "held"
+	case CallerTransferred:
+		return "transferred"
+	case CallerGone:
+		return "gone"
+	default:
+		return "unknown"
+	}
+}
+
 // ConsultState is what the provider shows of the consult leg.
 type ConsultState uint8
 
@@ -52,6 +67,19 @@ const (
 	ConsultAnswered                     // the target answered
 	ConsultEnded                        // the consult leg is gone
 )
+
+func (c ConsultState) String() string {
+	switch c {
+	case ConsultRinging:
+		return "ringing"
+	case ConsultAnswered:
+		return "answered"
+	case ConsultEnded:
+		return "ended"
+	default:
+		return "absent"
+	}
+}
 
 // Observation is one reading of the provider's view of a transfer.
 type Observation struct {

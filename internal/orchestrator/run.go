@@ -17,10 +17,13 @@ type run struct {
 	p       Provider
 	flow    Flow
 	log     zerolog.Logger
-	signals chan Signal
 	wake    chan struct{}
 	entered time.Time // when t entered its current state
 	held    bool      // counted in the on-hold gauge
+	// joined: the provider already shows caller and target together (found
+	// when resuming), so the join must not be sent again.
+	joined bool
+	cancel context.CancelFunc // stops driving without compensating (lease lost)
 	// persistErr is set when a save failed: the run stops driving, because
 	// a side effect whose intent is not saved must never be made.
 	persistErr error
@@ -28,8 +31,8 @@ type run struct {
 
 // drive runs the machine until the transfer is terminal or cannot be
 // persisted any more.
-func (r *run) drive() {
-	ctx := r.log.WithContext(r.e.hard)
+func (r *run) drive(ctx context.Context) {
+	ctx = r.log.WithContext(ctx)
 	if r.t.State != StatePending {
 		r.reconcile(ctx)
 	}
@@ -104,6 +107,7 @@ func (r *run) transition(ctx context.Context, to State) {
 		ev = ev.Str("reason", string(f.Reason))
 	}
 	ev.Msg("transfer " + string(to))
+	r.e.crash(r.t, "state:"+string(to))
 }
 
 // step saves the intent of a provider side effect, makes it, and saves
@@ -113,9 +117,11 @@ func (r *run) step(ctx context.Context, name string, f func(context.Context) err
 	if !r.save(ctx) {
 		return r.persistErr
 	}
+	r.e.crash(r.t, name+":intent")
 	sctx, cancel := context.WithTimeout(ctx, r.e.cfg.StepTimeout)
 	err := f(sctx)
 	cancel()
+	r.e.crash(r.t, name+":effect")
 	s := &r.t.Steps[len(r.t.Steps)-1]
 	s.EndedAt = r.e.now()
 	result := "ok"
@@ -130,7 +136,27 @@ func (r *run) step(ctx context.Context, name string, f func(context.Context) err
 	if !r.save(ctx) {
 		return r.persistErr
 	}
+	r.e.crash(r.t, name+":result")
 	return err
+}
+
+// register adds an undo unless one for the same action is pending, so a
+// step repeated after a restart does not undo twice.
+func (r *run) register(action string) {
+	if !r.t.pendingUndo(action) {
+		r.t.Undo = append(r.t.Undo, Undo{Action: action})
+	}
+}
+
+// takeSignal reads a client's signal from the store, where any replica
+// may have put it.
+func (r *run) takeSignal(ctx context.Context) Signal {
+	s, err := r.e.store.TakeSignal(context.WithoutCancel(ctx), r.t.ID)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("reading client signals failed")
+		return SignalNone
+	}
+	return s
 }
 
 // note records an observed event (no side effect) as a finished step.
@@ -152,13 +178,10 @@ func (r *run) stopping() bool {
 // interrupted checks for a cancel signal or shutdown between steps and
 // starts recovery if there is one.
 func (r *run) interrupted(ctx context.Context) bool {
-	select {
-	case s := <-r.signals:
-		if s == SignalCancel {
-			r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
-			return true
-		}
-	default:
+	if s := r.takeSignal(ctx); s == SignalCancel {
+		r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
+		r.returnSignal(ctx, s)
+		return true
 	}
 	if r.stopping() {
 		r.fail(ctx, ReasonShutdown, "transferd shut down before the transfer finished", nil)
@@ -209,7 +232,7 @@ func (r *run) hold(ctx context.Context) {
 	}
 	// The undo is registered with the intent: if the hold's response is
 	// lost, or the process dies mid-step, the caller is still unheld.
-	r.t.Undo = append(r.t.Undo, Undo{Action: StepUnhold})
+	r.register(StepUnhold)
 	if err := r.step(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }); err != nil {
 		r.failErr(ctx, StepHold, err)
 		return
@@ -234,7 +257,7 @@ func (r *run) dial(ctx context.Context) {
 	if r.interrupted(ctx) {
 		return
 	}
-	r.t.Undo = append(r.t.Undo, Undo{Action: StepHangup})
+	r.register(StepHangup)
 	err := r.step(ctx, StepDial, func(ctx context.Context) error {
 		leg, err := r.p.Dial(ctx, r.t)
 		if !leg.IsZero() {
@@ -280,6 +303,10 @@ func (r *run) consult(ctx context.Context) {
 	for {
 		select {
 		case <-poll.timer.C:
+			// Signals put by another replica arrive here.
+			if r.signalled(ctx) {
+				return
+			}
 			obs, err := r.observe(ctx)
 			if err != nil {
 				if k := KindOf(err); k == KindProviderAuth || k == KindInternal {
@@ -299,16 +326,11 @@ func (r *run) consult(ctx context.Context) {
 			}
 			poll.again()
 		case <-r.wake:
-			poll.now()
-		case s := <-r.signals:
-			switch s {
-			case SignalCancel:
-				r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
-				return
-			case SignalComplete:
-				r.transition(ctx, StateCompleting)
+			// A local client signal or a provider event.
+			if r.signalled(ctx) {
 				return
 			}
+			poll.now()
 		case <-deadline.C:
 			if lastErr != nil {
 				// The deadline passed while the provider could not be
@@ -327,6 +349,38 @@ func (r *run) consult(ctx context.Context) {
 			return
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// signalled applies a pending client signal while consulting and reports
+// whether it ended the consult. The engine accepted it only when valid,
+// but the state may have moved since: a complete is applied only once the
+// target answered.
+func (r *run) signalled(ctx context.Context) bool {
+	switch s := r.takeSignal(ctx); s {
+	case SignalCancel:
+		r.fail(ctx, ReasonCancelled, "cancelled by the client", nil)
+		r.returnSignal(ctx, s)
+		return true
+	case SignalComplete:
+		if r.t.Answered {
+			r.transition(ctx, StateCompleting)
+			r.returnSignal(ctx, s)
+			return true
+		}
+		r.log.Warn().Msg("ignored a complete signal: the target has not answered")
+	}
+	return false
+}
+
+// returnSignal puts a taken signal back when acting on it could not be
+// saved because another replica owns the transfer now: it is theirs to
+// act on.
+func (r *run) returnSignal(ctx context.Context, s Signal) {
+	if errors.Is(r.persistErr, ErrVersionConflict) {
+		if err := r.e.store.PutSignal(context.WithoutCancel(ctx), r.t.ID, s); err != nil {
+			r.log.Warn().Err(err).Msg("could not hand a client signal to the transfer's new owner")
 		}
 	}
 }
@@ -380,15 +434,21 @@ func (r *run) consulted(ctx context.Context, obs Observation) bool {
 		}
 		r.fail(ctx, reason, detail, nil)
 		return true
-	case (obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred) && !r.t.Answered:
-		r.t.Answered = true
-		r.note(StepAnswered, "the target answered")
+	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
+		first := !r.t.Answered
+		if first {
+			r.t.Answered = true
+			r.note(StepAnswered, "the target answered")
+		}
+		// Also when the answer was recorded before a restart.
 		if r.t.Request.Completion == CompletionAuto {
 			r.transition(ctx, StateCompleting)
 			return true
 		}
-		r.save(ctx)
-		r.log.Info().Msg("target answered; waiting for the client to complete or cancel")
+		if first {
+			r.save(ctx)
+			r.log.Info().Msg("target answered; waiting for the client to complete or cancel")
+		}
 	}
 	return false
 }
@@ -399,7 +459,10 @@ func (r *run) complete(ctx context.Context) {
 	// would hang up the leg that now carries the caller. The provider's
 	// state decides, as for a join that succeeded.
 	var joinErr error
-	if r.flow.Join {
+	if s := r.t.lastStep(StepTransfer); s != nil && s.Status == StepSucceeded {
+		r.joined = true // a previous process sent it
+	}
+	if r.flow.Join && !r.joined {
 		if err := r.step(ctx, StepTransfer, func(ctx context.Context) error { return r.p.Complete(ctx, r.t) }); err != nil {
 			if k := KindOf(err); r.persistErr != nil || (k != KindProviderUnavailable && k != KindTimeout) {
 				r.failErr(ctx, StepTransfer, err)
@@ -566,42 +629,39 @@ func (r *run) finish(ctx context.Context, final State, out Outcome) {
 }
 
 // reconcile runs when a transfer is resumed by a process that did not
-// start it. The last saved step may be an intent whose result was never
-// saved; the provider's state says what really happened.
+// start it (a restart, or a replica taking over an expired lease). The
+// last saved step may be an intent whose result was never saved; the
+// provider's state says what really happened. Then the machine simply
+// continues from the saved state: every step is safe to repeat (adapters
+// look for a consult call before dialling another, undos are idempotent
+// and registered once), the consult deadline is saved, and a join is
+// sent again only if the provider does not show it done.
 func (r *run) reconcile(ctx context.Context) {
-	if r.t.CallerHeld() && r.t.State != StateCompleting {
+	if r.t.CallerHeld() {
 		r.markHeld(true)
 	}
 	obs, err := r.observe(ctx)
-	detail := "resumed after a restart"
+	detail := "resumed by " + r.e.cfg.Owner
 	if err == nil {
-		detail = fmt.Sprintf("resumed after a restart; provider shows caller=%d consult=%d", obs.Caller, obs.Consult)
+		detail += fmt.Sprintf("; provider shows caller %s, consult %s", obs.Caller, obs.Consult)
+	} else {
+		detail += "; the provider could not be read: " + err.Error()
 	}
 	r.note(StepReconcile, detail)
-	r.log.Info().Str("state", string(r.t.State)).Msg("resuming transfer")
+	r.log.Info().Str("state", string(r.t.State)).Str("detail", detail).Msg("resuming transfer")
+	if err != nil {
+		r.save(ctx)
+		return
+	}
 	switch r.t.State {
-	case StateCompleting:
-		if err == nil && obs.Caller == CallerTransferred {
-			return // complete() verifies and finishes
-		}
-		if s := r.t.lastStep(StepTransfer); s != nil && s.Status != StepFailed {
-			return // the join was sent or may have been: verify it
-		}
 	case StateConsulting:
-		if err == nil && (obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred) {
+		if obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred {
 			r.t.Answered = true
 		}
-		if !r.t.ConsultDeadline.IsZero() {
-			return // the deadline survives the restart
+	case StateCompleting:
+		if obs.Caller == CallerTransferred {
+			r.joined = true
 		}
-	case StateRecovering:
-		return
-	case StatePending:
-		return
 	}
-	// Holding or dialing with an intent of unknown result: the safe course
-	// is to abandon, which the registered undos make harmless.
-	if s := len(r.t.Steps); s > 0 && r.t.State != StatePending {
-		r.fail(ctx, ReasonInternal, "transferd restarted during "+string(r.t.State)+"; the transfer was abandoned safely", nil)
-	}
+	r.save(ctx)
 }
