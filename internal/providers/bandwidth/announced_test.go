@@ -1,0 +1,374 @@
+package bandwidth_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+)
+
+// transferBodies returns the bodies of the transfer requests, decoded.
+func transferBodies(t *testing.T, h *harness) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, r := range h.requestsOf(bwsim.OpTransfer) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.Body), &m); err != nil {
+			t.Fatalf("transfer body %q: %v", r.Body, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// assertTransferred checks a completed announced transfer: the caller
+// talks to the target's new leg.
+func assertTransferred(t *testing.T, h *harness, tr *orchestrator.Transfer, a bwsim.Call, to string) {
+	t.Helper()
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	b := mustCall(t, h, tr.Legs.Consult.CallID)
+	if b.To != to || b.ParentCallID != a.ID {
+		t.Errorf("B-leg = %+v, want a leg to %s from the transfer of %s", b, to, a.ID)
+	}
+	if !h.sim.Connected(a.ID, b.ID) {
+		t.Error("the caller is not connected to the target")
+	}
+}
+
+// The page's three examples, sent as transferd requests, produce exactly
+// the documented bodies: the options asked for and nothing else.
+func TestPageExamples(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*orchestrator.Request)
+		to   string
+		want map[string]any
+	}{
+		{"1 caller id of the party being transferred", nil, "+19192223333",
+			map[string]any{"state": "transferring", "transferTo": "+19192223333"}},
+		{"2 private caller id and whisper", func(r *orchestrator.Request) {
+			r.CallerID = "private"
+			r.Whisper = &orchestrator.Whisper{Sentence: "Hello! You have an incoming call"}
+		}, "+18382947878", map[string]any{
+			"state": "transferring", "transferCallerId": "private", "transferTo": "+18382947878",
+			"whisperAudio": map[string]any{"sentence": "Hello! You have an incoming call"},
+		}},
+		{"3 outbound diversion header", func(r *orchestrator.Request) {
+			r.Diversion = &orchestrator.Diversion{Treatment: "stack", Reason: "do-not-disturb"}
+		}, "+19195554444", map[string]any{
+			"state": "transferring", "transferTo": "+19195554444",
+			"diversionTreatment": "stack", "diversionReason": "do-not-disturb",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := setup(t, options{})
+			a := h.placeCall(t)
+			req := announcedReq(a, tc.to)
+			if tc.edit != nil {
+				tc.edit(&req)
+			}
+			tr := h.end(t, h.start(t, req).ID)
+			bodies := transferBodies(t, h)
+			if len(bodies) != 1 || !reflect.DeepEqual(bodies[0], tc.want) {
+				t.Fatalf("transfer bodies = %v\nwant exactly %v", bodies, tc.want)
+			}
+			assertTransferred(t, h, tr, a, tc.to)
+			// Only reads and the one transfer.
+			got := h.commands(t)
+			if len(got) != 1 || got[0].Path != "/calls/"+a.ID {
+				t.Errorf("commands = %v", got)
+			}
+		})
+	}
+}
+
+// Every option maps onto its documented field, exactly, including a
+// recording explicitly disabled and the callbackUrl of PublicURL.
+func TestAnnouncedOptionsMapExactly(t *testing.T) {
+	yes, no := true, false
+	cases := []struct {
+		name string
+		edit func(*orchestrator.Request)
+		want func(callback string) map[string]any
+	}{
+		{"everything", func(r *orchestrator.Request) {
+			r.CallerID = owned
+			r.Whisper = &orchestrator.Whisper{Sentence: "Transfer from support", FileURL: "https://audio.example.com/chime.mp3",
+				Gender: "male", Locale: "en_UK", Voice: "Bridget"}
+			r.Recording = &orchestrator.Recording{Enabled: &yes, FileFormat: "mp3"}
+			r.Diversion = &orchestrator.Diversion{Treatment: "propagate"}
+		}, func(cb string) map[string]any {
+			return map[string]any{
+				"state": "transferring", "transferTo": target, "transferCallerId": owned, "callbackUrl": cb,
+				"whisperAudio": map[string]any{"sentence": "Transfer from support", "fileUrl": "https://audio.example.com/chime.mp3",
+					"gender": "male", "locale": "en_UK", "voice": "Bridget"},
+				"recordingEnabled": true, "recordingFileFormat": "mp3", "diversionTreatment": "propagate",
+			}
+		}},
+		{"recording disabled is sent", func(r *orchestrator.Request) {
+			r.Recording = &orchestrator.Recording{Enabled: &no}
+		}, func(cb string) map[string]any {
+			return map[string]any{"state": "transferring", "transferTo": target, "callbackUrl": cb, "recordingEnabled": false}
+		}},
+		{"file format alone", func(r *orchestrator.Request) {
+			r.Recording = &orchestrator.Recording{FileFormat: "wav"}
+			r.Whisper = &orchestrator.Whisper{FileURL: "http://audio.example.com/a.wav"}
+		}, func(cb string) map[string]any {
+			return map[string]any{"state": "transferring", "transferTo": target, "callbackUrl": cb,
+				"recordingFileFormat": "wav", "whisperAudio": map[string]any{"fileUrl": "http://audio.example.com/a.wav"}}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := setup(t, options{callbacks: true})
+			a := h.placeCall(t)
+			req := announcedReq(a, target)
+			tc.edit(&req)
+			tr := h.end(t, h.start(t, req).ID)
+			want := tc.want(h.public + "/v1/callbacks/bandwidth/" + tr.ID)
+			if bodies := transferBodies(t, h); len(bodies) != 1 || !reflect.DeepEqual(bodies[0], want) {
+				t.Fatalf("transfer bodies = %v\nwant exactly %v", bodies, want)
+			}
+			assertTransferred(t, h, tr, a, target)
+			b := mustCall(t, h, tr.Legs.Consult.CallID)
+			if b.CallbackURL != want["callbackUrl"] {
+				t.Errorf("B-leg callbackUrl = %q", b.CallbackURL)
+			}
+		})
+	}
+}
+
+// A target that does not take the call fails the transfer with the reason
+// the simulator reveals; whether the caller is restored is the platform's
+// doing (bwsim's TransferFailure), and the outcome reports it truthfully.
+func TestAnnouncedTargetFails(t *testing.T) {
+	cases := []struct {
+		mode   string
+		reason orchestrator.Reason
+	}{
+		{bwsim.ModeNever, orchestrator.ReasonNoAnswer},
+		{bwsim.ModeBusy, orchestrator.ReasonBusy},
+		{bwsim.ModeReject, orchestrator.ReasonRejected},
+	}
+	for _, tc := range cases {
+		for _, failure := range []string{bwsim.TransferFailureHangup, bwsim.TransferFailureRestore} {
+			t.Run(tc.mode+"/"+failure, func(t *testing.T) {
+				t.Parallel()
+				h := setup(t, options{sim: bwsim.Config{TransferFailure: failure}})
+				h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: tc.mode})
+				a := h.placeCall(t)
+				req := announcedReq(a, target)
+				req.ConsultTimeout = time.Second
+				tr := h.end(t, h.start(t, req).ID)
+				restored := failure == bwsim.TransferFailureRestore
+				if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason || tr.Outcome.CallerRestored != restored {
+					t.Fatalf("state %s outcome %+v; want reason %s, caller_restored %v", tr.State, tr.Outcome, tc.reason, restored)
+				}
+				if !restored && !strings.Contains(tr.Outcome.Detail, "did not return the caller") {
+					t.Errorf("detail %q should say the caller was not returned", tr.Outcome.Detail)
+				}
+				wantA := bwsim.StateCompleted
+				if restored {
+					wantA = bwsim.StateActive
+				}
+				h.idle(t)
+				if got := mustCall(t, h, a.ID).State; got != wantA {
+					t.Errorf("caller's call is %s, want %s", got, wantA)
+				}
+				if b := mustCall(t, h, tr.Legs.Consult.CallID); !b.Ended() {
+					t.Errorf("B-leg left %s", b.State)
+				}
+				if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+					t.Errorf("transfers sent = %d, want 1", n)
+				}
+			})
+		}
+	}
+}
+
+// A transfer whose answer is lost is found again, never sent twice.
+func TestAnnouncedLostResponseTransfersOnce(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		name := "polling"
+		if public {
+			name = "callbackUrl"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := setup(t, options{callbacks: public})
+			a := h.placeCall(t)
+			h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpTransfer, Drop: true, Apply: true, Count: 1})
+			tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+			assertTransferred(t, h, tr, a, target)
+			if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+				t.Errorf("transfers sent = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// A transfer the platform refuses leaves the caller where it was.
+func TestAnnouncedTransferRefused(t *testing.T) {
+	cases := []struct {
+		name   string
+		fault  bwsim.Fault
+		reason orchestrator.Reason
+	}{
+		{"call-transfer-error", bwsim.Fault{Operation: bwsim.OpTransfer, Status: 503}, orchestrator.ReasonProviderUnavailable},
+		{"invalid destination", bwsim.Fault{Operation: bwsim.OpTransfer, Status: 403, Code: "invalid-call-to-number",
+			Message: "Cannot make a call to number `" + target + "`"}, orchestrator.ReasonProviderError},
+		{"unauthorized", bwsim.Fault{Operation: bwsim.OpTransfer, Status: 401}, orchestrator.ReasonProviderError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := setup(t, options{})
+			a := h.placeCall(t)
+			h.sim.InjectFault(tc.fault)
+			tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason || !tr.Outcome.CallerRestored {
+				t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+			}
+			if ev := tr.Outcome.Evidence; ev == nil || ev.Status != tc.fault.Status || ev.Code == "" {
+				t.Errorf("evidence = %+v", ev)
+			}
+			if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+				t.Errorf("transfers sent = %d, want 1 (never retried blindly)", n)
+			}
+			if got := mustCall(t, h, a.ID).State; got != bwsim.StateActive {
+				t.Errorf("caller's call is %s", got)
+			}
+		})
+	}
+}
+
+// With PublicURL, Catapult's events reach CallbackHandler: the hangup's
+// cause says the target was busy, and the transfer is woken.
+func TestCallbacksReportBusy(t *testing.T) {
+	hungUp := make(chan struct{})
+	var once sync.Once
+	h := setup(t, options{callbacks: true, onCallback: func(eventType string) {
+		if eventType == "hangup" {
+			once.Do(func() { close(hungUp) })
+		}
+	}})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+	a := h.placeCall(t)
+	// The B-leg is read only after its hangup callback was handled, so
+	// the reason must come from the recorded cause, not from a race.
+	h.before(func(method, path, _ string) bool {
+		return method == http.MethodGet && strings.HasPrefix(path, "/users/"+userID+"/calls/c-") &&
+			!strings.HasSuffix(path, "/"+a.ID)
+	}, func() {
+		select {
+		case <-hungUp:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonBusy {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	if !strings.Contains(tr.Outcome.Detail, "USER_BUSY") {
+		t.Errorf("detail %q should name the cause", tr.Outcome.Detail)
+	}
+	for _, r := range h.sim.Requests() {
+		if strings.HasSuffix(r.Path, "/events") {
+			t.Errorf("the cause was known from the callback, yet the events were read: %s", r.Path)
+		}
+	}
+	notified := h.notifiedIDs()
+	if len(notified) == 0 || notified[0] != tr.ID {
+		t.Errorf("notify calls = %v, want %s", notified, tr.ID)
+	}
+	delivered := false
+	for _, cb := range h.sim.Callbacks() {
+		if cb.CallID == tr.Legs.Consult.CallID && cb.EventType == "hangup" {
+			delivered = cb.Status == http.StatusOK && cb.URL == h.public+"/v1/callbacks/bandwidth/"+tr.ID
+		}
+	}
+	if !delivered {
+		t.Errorf("the B-leg's hangup was not delivered to the transfer's callback URL: %+v", h.sim.Callbacks())
+	}
+}
+
+// A caller that is not there, or not active, fails the transfer before
+// anything is changed.
+func TestCallMissingOrNotActiveChangesNothing(t *testing.T) {
+	cases := []struct {
+		name   string
+		req    func(t *testing.T, h *harness) orchestrator.Request
+		reason orchestrator.Reason
+	}{
+		{"announced not found", func(t *testing.T, h *harness) orchestrator.Request {
+			return announcedReq(bwsim.Call{ID: "c-doesnotexist"}, target)
+		}, orchestrator.ReasonCallNotFound},
+		{"announced ringing", func(t *testing.T, h *harness) orchestrator.Request {
+			a, err := h.sim.PlaceCall(bwsim.InboundCall{From: customer, To: owned, Unanswered: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return announcedReq(a, target)
+		}, orchestrator.ReasonCallNotActive},
+		{"announced ended", func(t *testing.T, h *harness) orchestrator.Request {
+			a := h.placeCall(t)
+			if err := h.sim.Hangup(a.ID); err != nil {
+				t.Fatal(err)
+			}
+			return announcedReq(a, target)
+		}, orchestrator.ReasonCallNotActive},
+		{"attended agent not found", func(t *testing.T, h *harness) orchestrator.Request {
+			a, _, _ := h.placeBridged(t)
+			return attendedReq(a, bwsim.Call{ID: "c-doesnotexist"}, orchestrator.CompletionAuto)
+		}, orchestrator.ReasonCallNotFound},
+		{"attended not bridged together", func(t *testing.T, h *harness) orchestrator.Request {
+			a := h.placeCall(t)
+			_, g, _ := h.placeBridged(t)
+			return attendedReq(a, g, orchestrator.CompletionAuto)
+		}, orchestrator.ReasonCallNotActive},
+		{"attended agent hung up", func(t *testing.T, h *harness) orchestrator.Request {
+			a, g, _ := h.placeBridged(t)
+			if err := h.sim.Hangup(g.ID); err != nil {
+				t.Fatal(err)
+			}
+			return attendedReq(a, g, orchestrator.CompletionAuto)
+		}, orchestrator.ReasonCallNotActive},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := setup(t, options{})
+			tr := h.end(t, h.start(t, tc.req(t, h)).ID)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason || !tr.Outcome.CallerRestored {
+				t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+			}
+			if tr.Outcome.Detail == "" {
+				t.Error("the outcome should say what was wrong")
+			}
+			for _, r := range h.sim.Requests() {
+				if r.Method != http.MethodGet {
+					t.Errorf("changed something: %s %s", r.Method, r.Path)
+				}
+			}
+		})
+	}
+}
+
+// Announced transfers take every option; the engine refuses a manual
+// completion, since there is no consult phase.
+func TestAnnouncedRefusesManualCompletion(t *testing.T) {
+	h := setup(t, options{})
+	req := announcedReq(bwsim.Call{ID: "c-abc"}, target)
+	req.Completion = orchestrator.CompletionManual
+	_, err := h.eng.Start(context.Background(), req)
+	if orchestrator.KindOf(err) != orchestrator.KindInvalid || orchestrator.FieldsOf(err)["completion"] == "" {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,328 @@
+package bandwidth
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// This file is mode attended, the agent consult of notes §8.3, built only
+// from documented primitives. A is the caller's call and G the agent's;
+// they share bridge b1. The consult puts G and the target's new call T in
+// a second bridge b2 while A waits alone, muted, in b1. A bridge holds at
+// most two calls and a call is in one bridge only, so every membership
+// change is ordered: a call leaves one bridge before it joins another.
+//
+// Bridge updates send the full membership (callIds), which makes them
+// absolute and safe to repeat; creating b2 and T is not, so a repeated or
+// lost attempt first looks for what an earlier one created.
+
+// maxCallTimeout is POST /calls' callTimeout maximum in seconds.
+const maxCallTimeout = 300
+
+func (c *Client) locateAttended(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Legs, error) {
+	const op = "bandwidth.locate"
+	r := &t.Request
+	a, err := c.getCall(ctx, r.Call.CallID)
+	if err != nil {
+		return orchestrator.Legs{}, err
+	}
+	g, err := c.getCall(ctx, r.Call.AgentCallID)
+	if err != nil {
+		return orchestrator.Legs{}, err
+	}
+	var problem string
+	switch {
+	case a.state() != stateActive:
+		problem = fmt.Sprintf("the caller's call %s is %q, not active", a.ID, a.state())
+	case g.state() != stateActive:
+		problem = fmt.Sprintf("the agent's call %s is %q, not active", g.ID, g.state())
+	case a.bridgeID() == "":
+		problem = fmt.Sprintf("the caller's call %s is in no bridge; an attended transfer needs caller and agent bridged together", a.ID)
+	case a.bridgeID() != g.bridgeID():
+		problem = fmt.Sprintf("the caller's call %s (bridge %q) and the agent's call %s (bridge %q) are not bridged together",
+			a.ID, a.bridgeID(), g.ID, g.bridgeID())
+	}
+	if problem != "" {
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotActive, fmt.Errorf("%s", problem))
+	}
+	return orchestrator.Legs{
+		Caller: orchestrator.LegRef{CallID: r.Call.CallID, BridgeID: a.bridgeID()},
+		Agent:  orchestrator.LegRef{CallID: r.Call.AgentCallID},
+	}, nil
+}
+
+// holdAttended mutes b1: A and G no longer hear each other.
+func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) error {
+	return c.updateBridge(ctx, "hold", t.Legs.Caller.BridgeID, bridgeBody{BridgeAudio: audioOn(false)})
+}
+
+// dialAttended takes G out of b1, bridges it in a new b2 and creates T
+// into b2, where T joins G when it answers. It returns what it got
+// (b2 without T) on a later error, so that the compensation can clean up.
+func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
+	r := &t.Request
+	a, g, b1 := t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.BridgeID
+	leg := orchestrator.LegRef{CallID: t.Legs.Consult.CallID, BridgeID: t.Legs.Consult.BridgeID}
+	if leg.CallID != "" && leg.BridgeID != "" {
+		return leg, nil // an earlier attempt finished
+	}
+	again := dialSteps(t) > 1
+
+	from := r.CallerID
+	if from == "" {
+		// The consult call's from must be a number the account owns: the
+		// one the caller dialled.
+		ac, err := c.getCall(ctx, a)
+		if err != nil {
+			return leg, err
+		}
+		from = ac.ownNumber()
+	}
+
+	// 1. G leaves b1; A stays there, held.
+	if err := c.updateBridge(ctx, "split", b1, bridgeBody{CallIDs: members(a), BridgeAudio: audioOn(false)}); err != nil {
+		return leg, err
+	}
+
+	// 2. b2 with G.
+	if leg.BridgeID == "" && again {
+		leg.BridgeID = c.agentBridge(ctx, t)
+	}
+	if leg.BridgeID == "" {
+		var cr created
+		err := c.do(ctx, request{op: "create_bridge", method: http.MethodPost, path: "/bridges",
+			body: bridgeBody{BridgeAudio: audioOn(true), CallIDs: members(g)}}, &cr)
+		switch {
+		case err == nil:
+			leg.BridgeID = cr.ID
+		case unknownOutcome(err):
+			if leg.BridgeID = c.agentBridge(ctx, t); leg.BridgeID == "" {
+				return leg, err
+			}
+		default:
+			return leg, err
+		}
+	}
+
+	// 3. T into b2, tagged with the transfer id so it can be found again.
+	if again {
+		if id, _ := c.findConsultCall(ctx, t); id != "" {
+			leg.CallID = id
+			return leg, nil
+		}
+	}
+	body := createCallBody{From: from, To: r.Target, BridgeID: leg.BridgeID, CallTimeout: callTimeout(r.ConsultTimeout),
+		Tag: t.ID, CallbackURL: c.callbackURL(t.ID)}
+	if rec := r.Recording; rec != nil {
+		body.RecordingEnabled, body.RecordingFileFormat = rec.Enabled, rec.FileFormat
+	}
+	var cr created
+	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: "/calls", body: body}, &cr)
+	if err != nil {
+		if unknownOutcome(err) {
+			if id, ferr := c.findConsultCall(ctx, t); ferr == nil && id != "" {
+				leg.CallID = id
+				return leg, nil
+			}
+		}
+		return leg, err
+	}
+	leg.CallID = cr.ID
+	return leg, nil
+}
+
+// callTimeout is how long T rings: the consult timeout, within POST
+// /calls' 1 to 300 seconds. A longer consult_timeout still bounds the
+// talk after the answer.
+func callTimeout(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return min(max(s, 1), maxCallTimeout)
+}
+
+// agentBridge returns the bridge other than b1 that G is in: b2 of an
+// earlier attempt whose answer was lost. "" when there is none or it
+// cannot be read.
+func (c *Client) agentBridge(ctx context.Context, t *orchestrator.Transfer) string {
+	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
+	if err != nil {
+		return ""
+	}
+	if id := g.bridgeID(); id != t.Legs.Caller.BridgeID {
+		return id
+	}
+	return ""
+}
+
+// findConsultCall returns the consult call created for t, found by its
+// tag among the calls to the target, or "".
+func (c *Client) findConsultCall(ctx context.Context, t *orchestrator.Transfer) (string, error) {
+	calls, err := c.callsTo(ctx, t.Request.Target)
+	if err != nil {
+		return "", err
+	}
+	for _, call := range calls {
+		if call.Tag == t.ID && call.Direction == "out" {
+			return call.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// observeAttended reads b1, which shows whom the caller hears, and T.
+func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	var obs orchestrator.Observation
+	a, g, tid := t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Consult.CallID
+	b1, err := c.getBridge(ctx, t.Legs.Caller.BridgeID)
+	if err != nil {
+		return obs, err
+	}
+	var tc *apiCall
+	if tid != "" {
+		tc, err = c.getCall(ctx, tid)
+		if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
+			return obs, err
+		}
+		switch {
+		case tc == nil:
+			consultEnded(&obs, nil, "")
+		case tc.state() == stateStarted:
+			obs.Consult = orchestrator.ConsultRinging
+		case tc.live():
+			obs.Consult = orchestrator.ConsultAnswered
+		default:
+			consultEnded(&obs, tc, c.endCause(ctx, t, tid))
+		}
+	}
+	switch {
+	case !b1.has(a):
+		// A call leaves its bridge when it ends.
+		ac, err := c.getCall(ctx, a)
+		switch {
+		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+			obs.Caller = orchestrator.CallerGone
+		case err != nil:
+			return obs, err
+		case ac.ended():
+			obs.Caller = orchestrator.CallerGone
+		default:
+			obs.Caller = orchestrator.CallerUnknown
+			obs.Detail = fmt.Sprintf("the caller's call is no longer in bridge %s", b1.ID)
+		}
+	case tc != nil && tc.live() && b1.has(tid) && bool(b1.BridgeAudio):
+		obs.Caller = orchestrator.CallerTransferred
+	case b1.has(g) && bool(b1.BridgeAudio):
+		obs.Caller = orchestrator.CallerConnected
+	default:
+		obs.Caller = orchestrator.CallerHeld
+	}
+	return obs, nil
+}
+
+// completeAttended moves T from b2 to A in b1, unmutes b1 and hangs up G.
+func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer) error {
+	a, g := t.Legs.Caller.CallID, t.Legs.Agent.CallID
+	b1, b2, tid := t.Legs.Caller.BridgeID, t.Legs.Consult.BridgeID, t.Legs.Consult.CallID
+	if b2 == "" || tid == "" {
+		return orchestrator.E("bandwidth.complete", orchestrator.KindInternal,
+			fmt.Errorf("the consult leg is not known (call %q, bridge %q)", tid, b2))
+	}
+	// 1. T leaves b2 (a call is in one bridge only).
+	err := c.updateBridge(ctx, "release_consult", b2, bridgeBody{CallIDs: members(g)})
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotActive || orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		// The agent hung up meanwhile: b2 keeps nobody.
+		err = c.updateBridge(ctx, "release_consult", b2, bridgeBody{CallIDs: members()})
+		if codeOf(err) == "bridge-invalid-state" {
+			err = nil // b2 completed when its last call left: T is out
+		}
+	case codeOf(err) == "bridge-invalid-state":
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	// 2. A and T together in b1, audio on.
+	if err := c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)}); err != nil {
+		return err
+	}
+	// 3. The agent's leg is done. The caller already talks to the target:
+	// failing the transfer now (and hanging up the consult) would be far
+	// worse than an agent leg left up in a bridge of its own.
+	if err := c.hangup(ctx, "hangup_agent", g); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("agent_call_id", g).
+			Msg("the caller is connected to the target but the agent's call could not be hung up")
+	}
+	return nil
+}
+
+// hangupAttended hangs up T, then empties b2 so that G can rejoin b1.
+// An earlier dial whose answers were lost is accounted for: b2 is then
+// the agent's other bridge and T the call with our tag.
+func (c *Client) hangupAttended(ctx context.Context, t *orchestrator.Transfer) error {
+	tid, b2 := t.Legs.Consult.CallID, t.Legs.Consult.BridgeID
+	dialled := dialSteps(t) > 0
+	if b2 == "" && dialled {
+		b2 = c.agentBridge(ctx, t)
+	}
+	if tid == "" && dialled {
+		var err error
+		if tid, err = c.findConsultCall(ctx, t); err != nil {
+			return err
+		}
+	}
+	if tid != "" {
+		if err := c.hangup(ctx, "hangup", tid); err != nil {
+			return err
+		}
+	}
+	if b2 != "" {
+		err := c.updateBridge(ctx, "empty_bridge", b2, bridgeBody{CallIDs: members()})
+		switch {
+		case err == nil, codeOf(err) == "bridge-invalid-state", codeOf(err) == "bridge-not-found":
+			// Emptied, or completed already when its last call left.
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// unholdAttended puts A and G back together in b1 with audio on. When it
+// cannot, it says why: the caller's call gone is KindCallNotFound, so the
+// outcome reads caller_restored false.
+func (c *Client) unholdAttended(ctx context.Context, t *orchestrator.Transfer) error {
+	const op = "bandwidth.unhold"
+	a, g, b1 := t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.BridgeID
+	body := bridgeBody{CallIDs: members(a, g), BridgeAudio: audioOn(true)}
+	err := c.updateBridge(ctx, "unhold", b1, body)
+	if err == nil {
+		return nil
+	}
+	if codeOf(err) == "bridge-bridged-callId" && t.Legs.Consult.BridgeID != "" {
+		// G is still in b2 (its emptying failed or never ran): empty it,
+		// it is ours, and try once more.
+		if e := c.updateBridge(ctx, "empty_bridge", t.Legs.Consult.BridgeID, bridgeBody{CallIDs: members()}); e == nil {
+			if err = c.updateBridge(ctx, "unhold", b1, body); err == nil {
+				return nil
+			}
+		}
+	}
+	if k := orchestrator.KindOf(err); k == orchestrator.KindProviderUnavailable || k == orchestrator.KindProviderAuth {
+		return err // the engine retries, or the cause is ours
+	}
+	ac, aerr := c.getCall(ctx, a)
+	if orchestrator.KindOf(aerr) == orchestrator.KindCallNotFound || (aerr == nil && ac.ended()) {
+		return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("the caller's call %s ended: %w", a, err))
+	}
+	if gc, gerr := c.getCall(ctx, g); orchestrator.KindOf(gerr) == orchestrator.KindCallNotFound || (gerr == nil && gc.ended()) {
+		return orchestrator.E(op, orchestrator.KindCallNotActive,
+			fmt.Errorf("the agent's call %s ended, so the caller cannot be given back to the agent: %w", g, err))
+	}
+	return err
+}

@@ -1,0 +1,148 @@
+package bandwidth
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// maxCallbackBody bounds a callback body; Catapult events are small.
+const maxCallbackBody = 64 << 10
+
+// maxCauses bounds the hangup causes kept in memory.
+const maxCauses = 4096
+
+var (
+	eventTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z-]{0,63}$`)
+	causeRE     = regexp.MustCompile(`^[A-Za-z_]{1,64}$`)
+)
+
+// callbackEvent is the part of a Catapult v1 event (notes §9) transferd
+// uses. Other fields (from, to, callUri, time, tag, ...) are ignored.
+type callbackEvent struct {
+	EventType flexString `json:"eventType"`
+	CallID    flexString `json:"callId"`
+	Cause     flexString `json:"cause"`
+}
+
+// CallbackHandler serves Catapult's call events for the calls transferd
+// creates or transfers: POST /{transfer_id} with the event as JSON, or GET
+// with it as query parameters (callbackHttpMethod GET). The transfer id is
+// the last path segment, so the handler works below any mount point
+// (http.StripPrefix or chi's Mount); transferd mounts it at CallbackPath.
+//
+// A hangup or timeout event's cause is remembered for its call, so that a
+// consult that ended says why (busy, rejected, no answer). Then notify
+// wakes the transfer, which reads the provider's state at once. An event
+// never changes a transfer's state by itself: a forged callback can only
+// make transferd read the real state sooner, and at most relabel why a
+// leg ended that the provider itself shows ended, and only for the
+// transfer and call it names.
+//
+// Malformed transfer ids and bodies are answered 400; everything else 200
+// at once (Catapult ignores the body of the answer).
+func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimSuffix(r.URL.Path, "/")
+		id := p[strings.LastIndexByte(p, '/')+1:]
+		if !orchestrator.ValidID(id) {
+			http.Error(w, "malformed transfer id", http.StatusBadRequest)
+			return
+		}
+		var ev callbackEvent
+		switch r.Method {
+		case http.MethodPost:
+			data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
+			if err != nil {
+				http.Error(w, "callback body too large or unreadable", http.StatusBadRequest)
+				return
+			}
+			if err := json.Unmarshal(data, &ev); err != nil {
+				http.Error(w, "callback body is not a JSON object", http.StatusBadRequest)
+				return
+			}
+		case http.MethodGet:
+			q := r.URL.Query()
+			ev = callbackEvent{EventType: flexString(q.Get("eventType")), CallID: flexString(q.Get("callId")),
+				Cause: flexString(q.Get("cause"))}
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := ev.valid(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		callID, cause := string(ev.CallID), strings.ToUpper(string(ev.Cause))
+		switch strings.ToLower(string(ev.EventType)) {
+		case "hangup":
+			if callID != "" && cause != "" {
+				c.causes.put(id, callID, cause)
+			}
+		case "timeout":
+			// "the call is not answered until the specified timeout"; the
+			// hangup that follows may carry its own cause.
+			if callID != "" && c.causes.get(id, callID) == "" {
+				c.causes.put(id, callID, causeNoAnswer)
+			}
+		}
+		if notify != nil {
+			notify(id)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func (ev *callbackEvent) valid() error {
+	switch {
+	case !eventTypeRE.MatchString(string(ev.EventType)):
+		return errors.New("eventType is missing or malformed")
+	case ev.CallID != "" && !callIDRE.MatchString(string(ev.CallID)):
+		return errors.New("callId is malformed")
+	case ev.Cause != "" && !causeRE.MatchString(string(ev.Cause)):
+		return errors.New("cause is malformed")
+	}
+	return nil
+}
+
+// causeBook remembers the hangup causes callbacks (or event histories)
+// reported, per transfer and call, forgetting the oldest beyond its size.
+type causeBook struct {
+	mu   sync.Mutex
+	m    map[string]string
+	ring []string // keys in insertion order, overwritten cyclically
+	next int
+}
+
+func newCauseBook(size int) *causeBook {
+	return &causeBook{m: make(map[string]string, size), ring: make([]string, size)}
+}
+
+func causeKey(transferID, callID string) string { return transferID + "/" + callID }
+
+func (b *causeBook) put(transferID, callID, cause string) {
+	k := causeKey(transferID, callID)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.m[k]; !ok {
+		if old := b.ring[b.next]; old != "" {
+			delete(b.m, old)
+		}
+		b.ring[b.next] = k
+		b.next = (b.next + 1) % len(b.ring)
+	}
+	b.m[k] = cause
+}
+
+func (b *causeBook) get(transferID, callID string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.m[causeKey(transferID, callID)]
+}

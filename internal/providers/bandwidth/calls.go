@@ -1,0 +1,281 @@
+package bandwidth
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// This file holds the wire types and the small operations both modes
+// share.
+
+// Call states (calls.md).
+const (
+	stateStarted      = "started"
+	stateActive       = "active"
+	stateTransferring = "transferring"
+	stateCompleted    = "completed"
+	stateRejected     = "rejected"
+)
+
+// apiCall is the part of the v1 Call object transferd reads. Unknown
+// fields are ignored; states are compared case-insensitively.
+type apiCall struct {
+	ID          string     `json:"id"`
+	Direction   string     `json:"direction"`
+	From        string     `json:"from"`
+	To          string     `json:"to"`
+	State       flexString `json:"state"`
+	StartTime   string     `json:"startTime"`
+	ActiveTime  string     `json:"activeTime"`
+	EndTime     string     `json:"endTime"`
+	BridgeID    string     `json:"bridgeId"`
+	Bridge      string     `json:"bridge"` // the bridge's URL
+	CallbackURL string     `json:"callbackUrl"`
+	Tag         string     `json:"tag"`
+	TransferTo  string     `json:"transferTo"`
+}
+
+func (c *apiCall) state() string { return strings.ToLower(strings.TrimSpace(string(c.State))) }
+
+// live: the call carries audio (answered, or being transferred).
+func (c *apiCall) live() bool { s := c.state(); return s == stateActive || s == stateTransferring }
+
+func (c *apiCall) ended() bool { s := c.state(); return s == stateCompleted || s == stateRejected }
+
+// bridgeID is the bridge the call is in; older objects carry only the
+// bridge's URL.
+func (c *apiCall) bridgeID() string {
+	if c.BridgeID != "" {
+		return c.BridgeID
+	}
+	if c.Bridge != "" {
+		id, _ := locationID(c.Bridge)
+		return id
+	}
+	return ""
+}
+
+// ownNumber is the account's number on the call: an inbound call's "to"
+// (the number the caller dialled), an outbound call's "from".
+func (c *apiCall) ownNumber() string {
+	if strings.EqualFold(c.Direction, "out") {
+		return c.From
+	}
+	return c.To
+}
+
+func (c *apiCall) started() (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, c.StartTime)
+	return t, err == nil
+}
+
+// apiBridge is the v1 Bridge object.
+type apiBridge struct {
+	ID          string   `json:"id"`
+	State       string   `json:"state"`
+	BridgeAudio flexBool `json:"bridgeAudio"`
+	CallIDs     []string `json:"callIds"`
+}
+
+func (b *apiBridge) has(id string) bool {
+	for _, c := range b.CallIDs {
+		if c == id {
+			return true
+		}
+	}
+	return false
+}
+
+// apiEvent is one entry of GET calls/{id}/events.
+type apiEvent struct {
+	Name flexString `json:"name"`
+	Data flexString `json:"data"`
+}
+
+// audio is the page's "Audio Parameters".
+type audio struct {
+	Sentence string `json:"sentence,omitempty"`
+	FileURL  string `json:"fileUrl,omitempty"`
+	Gender   string `json:"gender,omitempty"`
+	Locale   string `json:"locale,omitempty"`
+	Voice    string `json:"voice,omitempty"`
+}
+
+// transferBody is the page's request. Unset options are omitted; a set
+// recordingEnabled is sent even when false.
+type transferBody struct {
+	State               string `json:"state"`
+	TransferTo          string `json:"transferTo"`
+	TransferCallerID    string `json:"transferCallerId,omitempty"`
+	WhisperAudio        *audio `json:"whisperAudio,omitempty"`
+	CallbackURL         string `json:"callbackUrl,omitempty"`
+	RecordingEnabled    *bool  `json:"recordingEnabled,omitempty"`
+	RecordingFileFormat string `json:"recordingFileFormat,omitempty"`
+	DiversionTreatment  string `json:"diversionTreatment,omitempty"`
+	DiversionReason     string `json:"diversionReason,omitempty"`
+}
+
+// createCallBody is POST /calls (postCalls.md).
+type createCallBody struct {
+	From                string `json:"from"`
+	To                  string `json:"to"`
+	BridgeID            string `json:"bridgeId"`
+	CallTimeout         int    `json:"callTimeout"`
+	Tag                 string `json:"tag"`
+	CallbackURL         string `json:"callbackUrl,omitempty"`
+	RecordingEnabled    *bool  `json:"recordingEnabled,omitempty"`
+	RecordingFileFormat string `json:"recordingFileFormat,omitempty"`
+}
+
+// bridgeBody creates or updates a bridge. callIds is the full new
+// membership: omitzero leaves out a nil list but sends an empty one as
+// [], which empties the bridge; build lists with members.
+type bridgeBody struct {
+	BridgeAudio *bool    `json:"bridgeAudio,omitempty"`
+	CallIDs     []string `json:"callIds,omitzero"`
+}
+
+// members is a bridge membership that is never nil, so that it is sent
+// even when empty.
+func members(ids ...string) []string { return append([]string{}, ids...) }
+
+func audioOn(on bool) *bool { return &on }
+
+type stateBody struct {
+	State string `json:"state"`
+}
+
+func (c *Client) getCall(ctx context.Context, id string) (*apiCall, error) {
+	var out apiCall
+	if err := c.do(ctx, request{op: "get_call", method: http.MethodGet, path: "/calls/" + seg(id), safe: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) getBridge(ctx context.Context, id string) (*apiBridge, error) {
+	var out apiBridge
+	if err := c.do(ctx, request{op: "get_bridge", method: http.MethodGet, path: "/bridges/" + seg(id), safe: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// callsTo lists the newest calls to a number (calls.md filters).
+func (c *Client) callsTo(ctx context.Context, to string) ([]apiCall, error) {
+	var out []apiCall
+	q := url.Values{"to": {to}, "sortOrder": {"desc"}, "size": {"100"}}
+	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet, path: "/calls", query: q, safe: true}, &out)
+	return out, err
+}
+
+func (c *Client) updateBridge(ctx context.Context, op, id string, b bridgeBody) error {
+	return c.do(ctx, request{op: op, method: http.MethodPost, path: "/bridges/" + seg(id), body: b, safe: true}, nil)
+}
+
+// hangup ends a call whatever its state ({"state":"completed"} cancels a
+// ringing outbound call too). A call that already ended is success.
+func (c *Client) hangup(ctx context.Context, op, id string) error {
+	err := c.do(ctx, request{op: op, method: http.MethodPost, path: "/calls/" + seg(id),
+		body: stateBody{State: stateCompleted}, safe: true}, nil)
+	switch orchestrator.KindOf(err) {
+	case orchestrator.KindCallNotFound, orchestrator.KindCallNotActive:
+		return nil // gone already, or ended meanwhile (403 call-invalid-state)
+	}
+	return err
+}
+
+// dialSteps counts the dial steps of t, the current one included: more
+// than one means an earlier attempt may have done part of the work.
+func dialSteps(t *orchestrator.Transfer) int {
+	n := 0
+	for _, s := range t.Steps {
+		if s.Name == orchestrator.StepDial {
+			n++
+		}
+	}
+	return n
+}
+
+// endCause returns why a consult leg ended: the cause a callback
+// reported, else the hangup (or timeout) in the call's event history
+// (GET calls/{id}/events, whose hangup entries carry the cause as data).
+// It is "" when neither tells.
+func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID string) string {
+	if cause := c.causes.get(t.ID, callID); cause != "" {
+		return cause
+	}
+	var events []apiEvent
+	if err := c.do(ctx, request{op: "call_events", method: http.MethodGet, path: "/calls/" + seg(callID) + "/events", safe: true}, &events); err != nil {
+		return ""
+	}
+	cause := ""
+	for _, ev := range events {
+		switch strings.ToLower(string(ev.Name)) {
+		case "hangup":
+			if d := strings.TrimSpace(string(ev.Data)); d != "" {
+				cause = strings.ToUpper(d)
+			}
+		case "timeout":
+			if cause == "" {
+				cause = causeNoAnswer
+			}
+		}
+	}
+	if cause != "" {
+		c.causes.put(t.ID, callID, cause)
+	}
+	return cause
+}
+
+// Hangup causes (apiCallbacks/hangup.md).
+const (
+	causeNormalClearing   = "NORMAL_CLEARING"
+	causeUserBusy         = "USER_BUSY"
+	causeCallRejected     = "CALL_REJECTED"
+	causeNoAnswer         = "NO_ANSWER"
+	causeOriginatorCancel = "ORIGINATOR_CANCEL"
+	causeUnallocated      = "UNALLOCATED_NUMBER"
+)
+
+// consultEnded fills obs for a consult leg that ended, with the reason
+// its cause gives.
+func consultEnded(obs *orchestrator.Observation, call *apiCall, cause string) {
+	obs.Consult = orchestrator.ConsultEnded
+	answered := call != nil && call.ActiveTime != ""
+	switch cause {
+	case causeUserBusy:
+		obs.EndReason = orchestrator.ReasonBusy
+	case causeCallRejected, causeUnallocated:
+		obs.EndReason = orchestrator.ReasonRejected
+	case causeNoAnswer:
+		obs.EndReason = orchestrator.ReasonNoAnswer
+	case causeNormalClearing:
+		if answered {
+			obs.EndReason = orchestrator.ReasonTargetHungUp
+		}
+	}
+	switch {
+	case call == nil:
+		obs.Detail = "the consult call no longer exists"
+	case cause != "":
+		obs.Detail = "the consult call ended (" + cause + ")"
+	default:
+		obs.Detail = "the consult call ended; Bandwidth did not say why"
+	}
+}
+
+// targetFailed reports a cause that means the target never took the
+// call, as opposed to a cancel (ours, or the caller's hang-up).
+func targetFailed(cause string) bool {
+	switch cause {
+	case causeUserBusy, causeCallRejected, causeNoAnswer, causeUnallocated:
+		return true
+	}
+	return false
+}

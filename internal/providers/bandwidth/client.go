@@ -1,0 +1,570 @@
+// Package bandwidth drives call transfers through Bandwidth's Catapult v1
+// voice API (shared/reference/bandwidth-*).
+//
+// Two modes:
+//   - announced: the page "Transfer active Call", one
+//     POST /users/{u}/calls/{A} {"state":"transferring","transferTo",...}
+//     with exactly the options the request asked for; the platform rings
+//     the target, plays the whisper and connects the caller itself.
+//   - attended: the agent-consult choreography built from bridges (notes
+//     §8.3): hold the caller in its bridge, put the agent and a new consult
+//     call in a second bridge, then join caller and target (or hang the
+//     consult up and give the caller back to the agent).
+//
+// The client is hand written (notes §10): the Go SDK cannot send
+// bridgeAudio:false or callIds:[], loses HTTP statuses and has no
+// diversion fields.
+package bandwidth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+)
+
+// Name is the provider name requests use.
+const Name = "bandwidth"
+
+// DefaultBaseURL is Catapult v1's API root.
+const DefaultBaseURL = "https://api.catapult.inetwork.com/v1"
+
+// CallbackPath is where transferd serves Catapult callbacks, below
+// Config.PublicURL; the transfer id follows it.
+const CallbackPath = "/v1/callbacks/bandwidth/"
+
+// maxRateLimitRetries bounds how often one request waits out a rate limit.
+const maxRateLimitRetries = 8
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API root (default DefaultBaseURL).
+	BaseURL string
+	// UserID is the {userId} of every path, e.g. "u-dkjf9094802375s".
+	UserID string
+	// APIToken and APISecret are the HTTP Basic credentials. Neither ever
+	// appears in logs, errors or metrics.
+	APIToken  string
+	APISecret string
+	// HTTPClient defaults to a client with RequestTimeout.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one HTTP request (default 10s).
+	RequestTimeout time.Duration
+	// Attempts is how often a safe request is tried in all on transient
+	// failures (default 3). Rate-limited requests are retried separately.
+	Attempts int
+	// RetryBase is the first wait between attempts (default 200ms); waits
+	// for a rate limit start from it too.
+	RetryBase time.Duration
+	// MaxRateLimitWait is the longest transferd waits for a rate limit to
+	// reset before giving up on the request (default 10s).
+	MaxRateLimitWait time.Duration
+	// PublicURL is transferd's externally reachable base URL. When set,
+	// every call transferd creates or transfers gets
+	// callbackUrl = PublicURL + CallbackPath + transferID, and Catapult's
+	// events wake the transfer instead of it waiting for the next poll.
+	PublicURL string
+	Metrics   *apiclient.Metrics
+	// Now is the clock rate-limit resets are measured against (default
+	// time.Now).
+	Now func() time.Time
+}
+
+// Client is the Catapult v1 adapter. It is safe for concurrent use.
+type Client struct {
+	base          string
+	userPath      string // "/users/{u}", escaped
+	token, secret string
+	httpc         *http.Client
+	attempts      int
+	retryBase     time.Duration
+	maxRateWait   time.Duration
+	publicURL     string
+	metrics       *apiclient.Metrics
+	now           func() time.Time
+	causes        *causeBook
+}
+
+var _ orchestrator.Provider = (*Client)(nil)
+
+var userIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// New validates cfg and returns a Client. Its errors never contain the
+// credentials.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	base, err := absoluteURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("bandwidth: base URL: %w", err)
+	}
+	if !userIDRE.MatchString(cfg.UserID) {
+		return nil, errors.New("bandwidth: a user id (letters, digits, '-' or '_', e.g. u-dkjf9094802375s) is required")
+	}
+	if cfg.APIToken == "" || cfg.APISecret == "" {
+		return nil, errors.New("bandwidth: an API token and an API secret are required")
+	}
+	var public string
+	if cfg.PublicURL != "" {
+		if public, err = absoluteURL(cfg.PublicURL); err != nil {
+			return nil, fmt.Errorf("bandwidth: public URL: %w", err)
+		}
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	httpc := cfg.HTTPClient
+	if httpc == nil {
+		httpc = &http.Client{Timeout: cfg.RequestTimeout}
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 200 * time.Millisecond
+	}
+	if cfg.MaxRateLimitWait <= 0 {
+		cfg.MaxRateLimitWait = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Client{
+		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
+		token: cfg.APIToken, secret: cfg.APISecret, httpc: httpc,
+		attempts: cfg.Attempts, retryBase: cfg.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
+		publicURL: public, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
+	}, nil
+}
+
+// absoluteURL checks an http(s) URL without credentials, query or fragment
+// and returns it without a trailing slash.
+func absoluteURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "", errors.New("must be an absolute http(s) URL")
+	case u.User != nil:
+		// Never in a URL: it would end up in logs and errors.
+		return "", errors.New("must not carry credentials")
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", errors.New("must not have a query or fragment")
+	}
+	return u.String(), nil
+}
+
+// callbackURL is the callbackUrl of the calls a transfer creates, or ""
+// without a PublicURL.
+func (c *Client) callbackURL(transferID string) string {
+	if c.publicURL == "" {
+		return ""
+	}
+	return c.publicURL + CallbackPath + transferID
+}
+
+// APIError is a non-2xx answer of the Catapult API:
+// {"category", "code", "message", "details": [{"name", "value"}]}.
+type APIError struct {
+	Status   int
+	Category string
+	Code     string
+	Message  string
+	// resetMS is the rateLimitResetTime detail of a 429, epoch ms.
+	resetMS int64
+}
+
+func (e *APIError) Error() string {
+	s := "HTTP " + strconv.Itoa(e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// maxMessage bounds the provider text kept in errors and evidence.
+const maxMessage = 512
+
+// decodeError reads an error body tolerantly: codes may be numbers, the
+// body may not be JSON at all (a proxy's HTML page), and whatever text is
+// kept is bounded and stripped of control characters, because it ends up
+// in transfer records and logs.
+func decodeError(status int, body []byte) *APIError {
+	e := &APIError{Status: status}
+	var raw struct {
+		Category flexString      `json:"category"`
+		Code     flexString      `json:"code"`
+		Message  flexString      `json:"message"`
+		Details  json.RawMessage `json:"details"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		e.Message = cleanText(string(body), 200)
+		return e
+	}
+	e.Category = cleanText(string(raw.Category), 64)
+	e.Code = cleanText(string(raw.Code), 64)
+	e.Message = cleanText(string(raw.Message), maxMessage)
+	var details []struct {
+		Name  flexString `json:"name"`
+		Value flexString `json:"value"`
+	}
+	if json.Unmarshal(raw.Details, &details) == nil {
+		for _, d := range details {
+			if d.Name == "rateLimitResetTime" {
+				e.resetMS, _ = strconv.ParseInt(strings.TrimSpace(string(d.Value)), 10, 64)
+			}
+		}
+	}
+	return e
+}
+
+// cleanText makes provider text safe to keep: valid UTF-8, no control
+// characters, whitespace collapsed, at most max runes.
+func cleanText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	var b strings.Builder
+	n, space := 0, false
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if n >= max {
+			b.WriteString("…")
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+			n++
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// flexString decodes a JSON string, number or boolean into a string and
+// anything else into "", so that one odd field never hides the rest.
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0:
+		*f = ""
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9') || bytes.Equal(b, []byte("true")) || bytes.Equal(b, []byte("false")):
+		*f = flexString(b)
+	default:
+		*f = ""
+	}
+	return nil
+}
+
+// flexBool decodes true, false and their string forms: the docs' own
+// examples send "bridgeAudio":"true".
+type flexBool bool
+
+func (f *flexBool) UnmarshalJSON(b []byte) error {
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	*f = flexBool(strings.EqualFold(strings.TrimSpace(string(s)), "true"))
+	return nil
+}
+
+// kindOf maps a Catapult error onto the orchestrator's vocabulary
+// (errors.md). A 401 or an access denial is our misconfiguration; a rate
+// limit, a conflicting concurrent update and every 5xx are transient.
+func kindOf(e *APIError) orchestrator.Kind {
+	code, cat := strings.ToLower(e.Code), strings.ToLower(e.Category)
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return orchestrator.KindProviderAuth
+	case code == "call-not-found" || code == "call-id-not-found":
+		return orchestrator.KindCallNotFound
+	case code == "call-invalid-state":
+		return orchestrator.KindCallNotActive
+	case code == "call-rate-limit", e.Status == http.StatusTooManyRequests,
+		e.Status == http.StatusConflict, e.Status >= 500:
+		return orchestrator.KindProviderUnavailable
+	case e.Status == http.StatusForbidden && (code == "" || code == "user-access-denied" ||
+		code == "number-access-denied" || cat == "authentication" || cat == "authorization"):
+		return orchestrator.KindProviderAuth
+	default:
+		// 400 validation-error, missing-property, bridge-*; 403 bridge
+		// overflow, destination not allowed, credit; 404 of anything but a
+		// call (a wrong base URL, a bridge).
+		return orchestrator.KindProviderRejected
+	}
+}
+
+// codeOf returns the Catapult error code in err's chain, or "".
+func codeOf(err error) string {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return strings.ToLower(ae.Code)
+	}
+	return ""
+}
+
+// unknownOutcome reports whether a failed command may still have been
+// carried out: no answer arrived, the platform failed (5xx), or it
+// answered success without the id of what it created. A 4xx, rate limits
+// included, means the command was not executed.
+func unknownOutcome(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	return true
+}
+
+// request describes one API call.
+type request struct {
+	op     string // metric and error label, e.g. "transfer"
+	method string
+	path   string // below the user, already escaped: "/calls/c-1"
+	query  url.Values
+	body   any
+	// safe: repeating the request cannot do harm (reads, bridge
+	// memberships, which are absolute, and hang-ups), so transient failures
+	// are retried. Creating a call or a bridge and transferring are never
+	// safe; they are retried only after a rate limit, which means the
+	// platform did not execute them.
+	safe bool
+}
+
+// created receives the id of the resource a request created, from the
+// Location header.
+type created struct{ ID string }
+
+// attempt is the result of one HTTP exchange.
+type attempt struct {
+	err     error
+	limited bool          // 429, or 403 call-rate-limit: not executed
+	wait    time.Duration // what the platform asked us to wait, if it said
+	hinted  bool
+}
+
+// do performs r with the user's path prefix and decodes a 2xx body into
+// out; out may be a *created to receive the new resource's id.
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	var payload []byte
+	if r.body != nil {
+		var err error
+		if payload, err = json.Marshal(r.body); err != nil {
+			return orchestrator.E("bandwidth."+r.op, orchestrator.KindInternal, err)
+		}
+	}
+	tries, limited := 0, 0
+	for {
+		tries++
+		a := c.once(ctx, r, payload, out)
+		if a.err == nil {
+			return nil
+		}
+		var wait time.Duration
+		switch {
+		case a.limited:
+			limited++
+			tries-- // a rate-limited request was not executed: not an attempt
+			if limited > maxRateLimitRetries {
+				return gaveUp(a.err, "still rate limited after %d waits", maxRateLimitRetries)
+			}
+			wait = a.wait
+			if !a.hinted {
+				wait = apiclient.Backoff(limited, c.retryBase, c.maxRateWait)
+			}
+			// Never hammer: a reset already past still waits a little.
+			wait = max(wait, c.retryBase)
+			if wait > c.maxRateWait {
+				return gaveUp(a.err, "rate limited for another %s, longer than the %s transferd waits", wait.Round(time.Millisecond), c.maxRateWait)
+			}
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+				return gaveUp(a.err, "rate limited for another %s, beyond the step's deadline", wait.Round(time.Millisecond))
+			}
+		case r.safe && tries < c.attempts && orchestrator.KindOf(a.err) == orchestrator.KindProviderUnavailable:
+			wait = a.wait
+			if !a.hinted {
+				wait = apiclient.Backoff(tries, c.retryBase, 5*time.Second)
+			}
+		default:
+			return a.err
+		}
+		zerolog.Ctx(ctx).Debug().Str("op", r.op).Dur("wait", wait).Bool("rate_limited", a.limited).
+			Msg("bandwidth request will be retried")
+		if apiclient.Sleep(ctx, wait) != nil {
+			return a.err
+		}
+	}
+}
+
+// gaveUp says why a rate-limited request was not tried again, keeping the
+// error's kind and evidence.
+func gaveUp(err error, format string, args ...any) error {
+	var oe *orchestrator.Error
+	if !errors.As(err, &oe) {
+		return err
+	}
+	e := *oe
+	e.Err = fmt.Errorf(format+": %w", append(args, oe.Err)...)
+	return &e
+}
+
+// once sends one request.
+func (c *Client) once(ctx context.Context, r request, payload []byte, out any) attempt {
+	op := "bandwidth." + r.op
+	target := c.base + c.userPath + r.path
+	if len(r.query) > 0 {
+		target += "?" + r.query.Encode()
+	}
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+	if err != nil {
+		return attempt{err: orchestrator.E(op, orchestrator.KindInternal, err)}
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(c.token, c.secret)
+	start := time.Now()
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		c.metrics.Observe(Name, r.op, 0, time.Since(start))
+		zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).Err(stripURL(err)).
+			Msg("bandwidth request failed")
+		return attempt{err: orchestrator.E(op, orchestrator.KindProviderUnavailable,
+			fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))}
+	}
+	data, rerr := apiclient.ReadBody(resp.Body)
+	took := time.Since(start)
+	c.metrics.Observe(Name, r.op, resp.StatusCode, took)
+	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
+		Int("status", resp.StatusCode).Dur("took", took).Msg("bandwidth request")
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if rerr != nil {
+			return attempt{err: orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))}
+		}
+		switch o := out.(type) {
+		case nil:
+		case *created:
+			id, err := locationID(resp.Header.Get("Location"))
+			if err != nil {
+				// The resource was probably created: unknownOutcome says so.
+				return attempt{err: orchestrator.E(op, orchestrator.KindProviderRejected,
+					fmt.Errorf("%s %s answered %d without the new id: %w", r.method, r.path, resp.StatusCode, err))}
+			}
+			o.ID = id
+		default:
+			if len(bytes.TrimSpace(data)) == 0 {
+				return attempt{err: orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("empty response body"))}
+			}
+			if err := json.Unmarshal(data, out); err != nil {
+				return attempt{err: orchestrator.E(op, orchestrator.KindProviderRejected, fmt.Errorf("decoding the response: %w", err))}
+			}
+		}
+		return attempt{}
+	}
+
+	ae := decodeError(resp.StatusCode, data)
+	a := attempt{err: &orchestrator.Error{Op: op, Kind: kindOf(ae), Err: ae,
+		Evidence: &orchestrator.Evidence{Status: ae.Status, Code: ae.Code, Message: ae.Message}}}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		a.limited = true
+		a.wait, a.hinted = c.resetWait(resp.Header, ae)
+	case strings.EqualFold(ae.Code, "call-rate-limit"):
+		// POST /calls over the limit: the docs give no reset time.
+		a.limited = true
+	default:
+		a.wait, a.hinted = apiclient.RetryAfter(resp.Header, c.now())
+	}
+	return a
+}
+
+// resetWait reads how long a 429 asks us to wait: X-RateLimit-Reset is
+// an epoch in milliseconds (rateLimits.md), repeated in the body's
+// rateLimitResetTime detail; Retry-After is accepted too.
+func (c *Client) resetWait(h http.Header, ae *APIError) (time.Duration, bool) {
+	ms, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64)
+	if err != nil || ms <= 0 {
+		ms = ae.resetMS
+	}
+	if ms > 0 {
+		// An epoch in seconds (a value before 1973 read as milliseconds)
+		// is taken for what it evidently is.
+		if ms < 1e11 {
+			ms *= 1000
+		}
+		return max(time.UnixMilli(ms).Sub(c.now()), 0), true
+	}
+	return apiclient.RetryAfter(h, c.now())
+}
+
+// idRE is what an id taken from a Location may look like: Catapult's
+// c-…, brg-… ids and the SDK fixtures' plain words.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$`)
+
+// locationID returns the last path segment of a Location header, which
+// holds the created resource's id; the URL may be absolute or relative
+// (notes §2: every SDK reads it so).
+func locationID(loc string) (string, error) {
+	loc = strings.TrimSpace(loc)
+	if loc == "" {
+		return "", errors.New("no Location header")
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "", errors.New("the Location header is not a URL")
+	}
+	// The escaped form, so that an encoded "/" cannot pose as a separator.
+	p := strings.TrimRight(u.EscapedPath(), "/")
+	id := p[strings.LastIndexByte(p, '/')+1:]
+	if !idRE.MatchString(id) {
+		return "", fmt.Errorf("the Location header does not end in an id")
+	}
+	return id, nil
+}
+
+// stripURL drops the URL from a transport error: it carries no secret
+// (credentials travel in a header and New refuses them in URLs) but is
+// long and noisy.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func seg(s string) string { return url.PathEscape(s) }

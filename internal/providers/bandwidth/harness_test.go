@@ -1,0 +1,347 @@
+package bandwidth_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/providers/bandwidth"
+	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+const (
+	apiToken  = "bwtok-T0kenT0kenT0kenT0ken9876"
+	apiSecret = "bwsec-S3cretS3cretS3cretS3cret1234"
+	userID    = "u-transferd"
+	// basePath is deliberately not the docs' "/v1": nothing may assume it.
+	basePath = "/carrier/catapult/v1"
+	owned    = "+15555550000" // the number customers dial
+	customer = "+15555550100"
+	agentNum = "+15555550111"
+	target   = "+19195550123"
+)
+
+// syncBuffer is a log sink safe for the engine's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// hook runs before a matching API request reaches the simulator: it
+// injects a fault for exactly that request, or holds it back.
+type hook struct {
+	match func(method, path, body string) bool
+	run   func()
+	used  bool
+}
+
+type options struct {
+	sim    bwsim.Config
+	engine func(*orchestrator.Config)
+	// callbacks serves CallbackHandler on an httptest server and sets
+	// PublicURL to it.
+	callbacks bool
+	// onCallback sees every callback the handler answered.
+	onCallback func(eventType string)
+}
+
+type harness struct {
+	sim    *bwsim.Sim
+	eng    *orchestrator.Engine
+	client *bandwidth.Client
+	logs   *syncBuffer
+	reg    *prometheus.Registry
+	public string // PublicURL, when callbacks are served
+	mu     sync.Mutex
+	// callbacks is the client's CallbackHandler, served once built.
+	callbacks http.Handler
+	hooks     []*hook
+	notified  []string
+}
+
+func setup(t *testing.T, o options) *harness {
+	t.Helper()
+	h := &harness{logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	cfg := o.sim
+	cfg.Token, cfg.Secret, cfg.UserID = apiToken, apiSecret, userID
+	if cfg.OwnedNumbers == nil {
+		cfg.OwnedNumbers = []string{owned}
+	}
+	h.sim = bwsim.New(cfg)
+	api := http.StripPrefix(basePath, h.sim.APIHandler())
+	mux := http.NewServeMux()
+	mux.Handle(basePath+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.runHooks(r.Method, strings.TrimPrefix(r.URL.Path, basePath), string(body))
+		api.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewServer(mux)
+
+	var cbSrv *httptest.Server
+	if o.callbacks {
+		cbMux := http.NewServeMux()
+		cbMux.Handle("/v1/callbacks/bandwidth/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			h.mu.Lock()
+			handler := h.callbacks
+			h.mu.Unlock()
+			if handler == nil {
+				http.NotFound(w, r)
+				return
+			}
+			http.StripPrefix("/v1/callbacks/bandwidth", handler).ServeHTTP(w, r)
+			if o.onCallback != nil {
+				var ev struct {
+					EventType string `json:"eventType"`
+				}
+				_ = json.Unmarshal(body, &ev)
+				o.onCallback(ev.EventType)
+			}
+		}))
+		cbSrv = httptest.NewServer(cbMux)
+		h.public = cbSrv.URL
+	}
+
+	client, err := bandwidth.New(bandwidth.Config{BaseURL: srv.URL + basePath, UserID: userID,
+		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
+		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, Metrics: apiclient.NewMetrics(h.reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = client
+	ecfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond}
+	if o.engine != nil {
+		o.engine(&ecfg)
+	}
+	h.eng, err = orchestrator.New(ecfg, memory.New(), []orchestrator.Provider{client},
+		zerolog.New(h.logs).Level(zerolog.DebugLevel), h.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := client.CallbackHandler(func(id string) {
+		h.mu.Lock()
+		h.notified = append(h.notified, id)
+		h.mu.Unlock()
+		h.eng.Notify(id)
+	})
+	h.mu.Lock()
+	h.callbacks = handler
+	h.mu.Unlock()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.eng.Shutdown(ctx)
+		h.sim.Close()
+		srv.Close()
+		if cbSrv != nil {
+			cbSrv.Close()
+		}
+	})
+	return h
+}
+
+func (h *harness) runHooks(method, path, body string) {
+	h.mu.Lock()
+	var run []func()
+	for _, hk := range h.hooks {
+		if !hk.used && hk.match(method, path, body) {
+			hk.used = true
+			run = append(run, hk.run)
+		}
+	}
+	h.mu.Unlock()
+	for _, f := range run {
+		f()
+	}
+}
+
+// before runs f, once, just before the first API request that matches.
+func (h *harness) before(match func(method, path, body string) bool, f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks = append(h.hooks, &hook{match: match, run: f})
+}
+
+// faultAt injects f just before the first request that matches, so that
+// this very request (and, with f.Count, its retries) meets the fault.
+func (h *harness) faultAt(match func(method, path, body string) bool, f bwsim.Fault) {
+	h.before(match, func() { h.sim.InjectFault(f) })
+}
+
+func (h *harness) notifiedIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.notified)
+}
+
+// bridgeUpdate matches POST bridges/{id} whose body decodes to want.
+func bridgeUpdate(id string, want map[string]any) func(string, string, string) bool {
+	return func(method, path, body string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/bridges/"+id && jsonEqual(body, want)
+	}
+}
+
+func jsonEqual(body string, want map[string]any) bool {
+	var got map[string]any
+	return json.Unmarshal([]byte(body), &got) == nil && reflect.DeepEqual(got, want)
+}
+
+// placeCall places an answered inbound call from the customer to the
+// account's number.
+func (h *harness) placeCall(t *testing.T) bwsim.Call {
+	t.Helper()
+	a, err := h.sim.PlaceCall(bwsim.InboundCall{From: customer, To: owned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// placeBridged places the attended starting point: the customer's call A
+// and the agent's call G, talking in bridge b1.
+func (h *harness) placeBridged(t *testing.T) (bwsim.Call, bwsim.Call, bwsim.Bridge) {
+	t.Helper()
+	a, g, b1, err := h.sim.PlaceCallWithAgent(bwsim.InboundCall{From: customer, To: owned, Agent: agentNum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, g, b1
+}
+
+func announcedReq(a bwsim.Call, to string) orchestrator.Request {
+	return orchestrator.Request{Provider: bandwidth.Name, Mode: orchestrator.ModeAnnounced,
+		Call: orchestrator.CallRef{CallID: a.ID}, Target: to}
+}
+
+func attendedReq(a, g bwsim.Call, completion orchestrator.Completion) orchestrator.Request {
+	return orchestrator.Request{Provider: bandwidth.Name, Mode: orchestrator.ModeAttended,
+		Call: orchestrator.CallRef{CallID: a.ID, AgentCallID: g.ID}, Target: target, Completion: completion}
+}
+
+func (h *harness) start(t *testing.T, r orchestrator.Request) *orchestrator.Transfer {
+	t.Helper()
+	tr, err := h.eng.Start(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// wait returns the transfer once cond holds or it is terminal.
+func (h *harness) wait(t *testing.T, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := h.eng.Wait(ctx, id, cond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func (h *harness) end(t *testing.T, id string) *orchestrator.Transfer {
+	t.Helper()
+	tr := h.wait(t, id, func(*orchestrator.Transfer) bool { return false })
+	if !tr.State.Terminal() {
+		t.Fatalf("transfer did not end: %s", tr.State)
+	}
+	return tr
+}
+
+func (h *harness) idle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// command is one non-GET API request with its decoded body.
+type command struct {
+	Method, Path string
+	Body         map[string]any
+	Status       int
+}
+
+func (c command) String() string {
+	b, _ := json.Marshal(c.Body)
+	return c.Method + " " + c.Path + " " + string(b)
+}
+
+// commands returns the requests that change something, in order.
+func (h *harness) commands(t *testing.T) []command {
+	t.Helper()
+	var out []command
+	for _, r := range h.sim.Requests() {
+		if r.Method == http.MethodGet {
+			continue
+		}
+		c := command{Method: r.Method, Path: strings.TrimPrefix(r.Path, "/users/"+userID), Status: r.Status}
+		if err := json.Unmarshal([]byte(r.Body), &c.Body); err != nil {
+			t.Fatalf("%s %s: body %q is not a JSON object", r.Method, r.Path, r.Body)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// requestsOf returns the recorded requests of one operation.
+func (h *harness) requestsOf(op string) []bwsim.Request {
+	var out []bwsim.Request
+	for _, r := range h.sim.Requests() {
+		if r.Operation == op {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// undos returns the compensation steps in the order they first ran.
+func undos(tr *orchestrator.Transfer) []string {
+	var out []string
+	for _, s := range tr.Steps {
+		if (s.Name == orchestrator.StepUnhold || s.Name == orchestrator.StepHangup) && !slices.Contains(out, s.Name) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+func mustCall(t *testing.T, h *harness, id string) bwsim.Call {
+	t.Helper()
+	c, ok := h.sim.Call(id)
+	if !ok {
+		t.Fatalf("no call %s in the simulator", id)
+	}
+	return c
+}

@@ -1,0 +1,215 @@
+package bandwidth
+
+import (
+	"context"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Name implements orchestrator.Provider.
+func (c *Client) Name() string { return Name }
+
+// Capabilities implements orchestrator.Provider: the union of both modes.
+// Events are available when Catapult can reach transferd (PublicURL).
+func (c *Client) Capabilities() orchestrator.Capabilities {
+	return orchestrator.Capabilities{Attended: true, Announced: true, CallerID: true, Whisper: true,
+		Diversion: true, Recording: true, Events: c.publicURL != ""}
+}
+
+// CapabilitiesFor implements orchestrator.ModeCapabilities. An announced
+// transfer takes every option of the page. An attended transfer creates
+// the consult call with POST /calls, which has a from (the caller id) and
+// recording fields but no whisper or diversion.
+func (c *Client) CapabilitiesFor(m orchestrator.Mode) orchestrator.Capabilities {
+	caps := c.Capabilities()
+	if m == orchestrator.ModeAttended {
+		caps.Whisper, caps.Diversion = false, false
+	}
+	return caps
+}
+
+// Flow implements orchestrator.Provider: the platform's own transfer
+// neither holds nor needs a join; the bridge consult does both.
+func (c *Client) Flow(r *orchestrator.Request) orchestrator.Flow {
+	if r.Mode == orchestrator.ModeAnnounced {
+		return orchestrator.Flow{}
+	}
+	return orchestrator.Flow{Hold: true, Join: true}
+}
+
+func announced(t *orchestrator.Transfer) bool { return t.Request.Mode == orchestrator.ModeAnnounced }
+
+// Locate implements orchestrator.Provider.
+func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Legs, error) {
+	if announced(t) {
+		return c.locateAnnounced(ctx, t)
+	}
+	return c.locateAttended(ctx, t)
+}
+
+// Hold implements orchestrator.Provider (attended only).
+func (c *Client) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	if announced(t) {
+		return nil // Flow has no hold: never called
+	}
+	return c.holdAttended(ctx, t)
+}
+
+// Unhold implements orchestrator.Provider (attended only).
+func (c *Client) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
+	if announced(t) {
+		return nil
+	}
+	return c.unholdAttended(ctx, t)
+}
+
+// Dial implements orchestrator.Provider.
+func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
+	if announced(t) {
+		return c.dialAnnounced(ctx, t)
+	}
+	return c.dialAttended(ctx, t)
+}
+
+// Observe implements orchestrator.Provider.
+func (c *Client) Observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	if announced(t) {
+		return c.observeAnnounced(ctx, t)
+	}
+	return c.observeAttended(ctx, t)
+}
+
+// Complete implements orchestrator.Provider (attended only: the platform
+// joins an announced transfer itself).
+func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
+	if announced(t) {
+		return nil
+	}
+	return c.completeAttended(ctx, t)
+}
+
+// HangupConsult implements orchestrator.Provider.
+func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	if announced(t) {
+		return c.hangupAnnounced(ctx, t)
+	}
+	return c.hangupAttended(ctx, t)
+}
+
+var (
+	// callIDRE: Catapult call ids are "c-" and lowercase alphanumerics
+	// (c-qbs5kwrsyx6wsdi); v2-style ids add hyphens and hex.
+	callIDRE = regexp.MustCompile(`^c-[A-Za-z0-9-]{1,100}$`)
+	e164RE   = regexp.MustCompile(`^\+[1-9]\d{1,14}$`)
+	sipRE    = regexp.MustCompile(`^(?i:sip):[^\s<>"]{1,250}$`)
+)
+
+// whisperLocales are the page's locales plus two the simulator accepts
+// because the docs use them: the page prints "t or it_IT" for Italian (a
+// typo of "it", but what it says), and its own Example 2 sends "en".
+var whisperLocales = []string{"en_US", "en_UK", "es", "es_MX", "fr", "fr_FR", "de", "de_DE", "it", "it_IT", "t", "en"}
+
+// whisperVoices are the page's voices; its Example 2 sends "julie", so
+// they compare case-insensitively (as the simulator does).
+var whisperVoices = []string{"Kate", "Susan", "Julie", "Dave", "Paul", "Bridget", "Esperanza", "Violeta",
+	"Jorge", "Jolie", "Bernard", "Katrin", "Stefan", "Paola", "Luca"}
+
+var diversionTreatments = []string{"none", "propagate", "stack"}
+
+var diversionReasons = []string{"unknown", "user-busy", "no-answer", "unavailable", "unconditional",
+	"time-of-day", "do-not-disturb", "deflection", "follow-me", "out-of-service", "away"}
+
+// Validate implements orchestrator.Provider.
+func (c *Client) Validate(r *orchestrator.Request) map[string]string {
+	bad := map[string]string{}
+	if r.Call.Domain != "" {
+		bad["call.domain"] = "is not used by bandwidth; name the call with call.call_id"
+	}
+	if r.Call.User != "" {
+		bad["call.user"] = "is not used by bandwidth; name the call with call.call_id"
+	}
+	switch {
+	case r.Call.CallID == "":
+		bad["call.call_id"] = "is required for bandwidth: the Catapult id of the caller's call (c-...)"
+	case !callIDRE.MatchString(r.Call.CallID):
+		bad["call.call_id"] = "must be a Catapult call id such as c-qbs5kwrsyx6wsdi"
+	}
+	attended := r.Mode != orchestrator.ModeAnnounced
+	switch {
+	case attended && r.Call.AgentCallID == "":
+		bad["call.agent_call_id"] = "is required for an attended bandwidth transfer: the agent's call, bridged with call.call_id"
+	case !attended && r.Call.AgentCallID != "":
+		bad["call.agent_call_id"] = "is not used by an announced transfer"
+	case attended && !callIDRE.MatchString(r.Call.AgentCallID):
+		bad["call.agent_call_id"] = "must be a Catapult call id such as c-qbs5kwrsyx6wsdi"
+	case attended && r.Call.AgentCallID == r.Call.CallID:
+		bad["call.agent_call_id"] = "must differ from call.call_id"
+	}
+	if r.Target != "" && !e164RE.MatchString(r.Target) && !sipRE.MatchString(r.Target) {
+		bad["target"] = "must be an E.164 number (+19195551234) or a sip: URI"
+	}
+	switch {
+	case r.CallerID == "":
+	case r.CallerID == "private" && attended:
+		// POST /calls needs a from number the account owns.
+		bad["caller_id"] = `"private" is possible only in mode announced; an attended consult call needs a number the account owns`
+	case r.CallerID != "private" && !e164RE.MatchString(r.CallerID):
+		bad["caller_id"] = `must be "private" or an E.164 number owned by the account`
+	}
+	if w := r.Whisper; w != nil {
+		if w.Sentence == "" && w.FileURL == "" {
+			bad["whisper"] = "needs a sentence or a file_url"
+		}
+		if w.FileURL != "" && !httpURL(w.FileURL) {
+			bad["whisper.file_url"] = "must be an absolute http(s) URL"
+		}
+		if w.Gender != "" && !oneOfFold(w.Gender, []string{"female", "male"}) {
+			bad["whisper.gender"] = `must be "female" or "male"`
+		}
+		if w.Locale != "" && !slices.Contains(whisperLocales, w.Locale) {
+			bad["whisper.locale"] = "must be one of " + strings.Join(whisperLocales[:10], ", ")
+		}
+		if w.Voice != "" && !oneOfFold(w.Voice, whisperVoices) {
+			bad["whisper.voice"] = "must be one of " + strings.Join(whisperVoices, ", ")
+		}
+	}
+	if d := r.Diversion; d != nil {
+		switch {
+		case d.Treatment == "":
+			bad["diversion.treatment"] = "is required: none, propagate or stack"
+		case !slices.Contains(diversionTreatments, d.Treatment):
+			bad["diversion.treatment"] = "must be none, propagate or stack"
+		}
+		switch {
+		case d.Reason == "":
+		case d.Treatment != "stack":
+			// The page: "considered only when diversionTreatment is set to
+			// stack". Sending it otherwise would be silently ignored.
+			bad["diversion.reason"] = `is used only with treatment "stack"`
+		case !slices.Contains(diversionReasons, d.Reason):
+			bad["diversion.reason"] = "must be one of " + strings.Join(diversionReasons, ", ")
+		}
+	}
+	if rec := r.Recording; rec != nil {
+		switch {
+		case rec.Enabled == nil && rec.FileFormat == "":
+			bad["recording"] = "needs enabled or file_format"
+		case rec.FileFormat != "" && rec.FileFormat != "wav" && rec.FileFormat != "mp3":
+			bad["recording.file_format"] = `must be "wav" or "mp3"`
+		}
+	}
+	return bad
+}
+
+func oneOfFold(v string, allowed []string) bool {
+	return slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, v) })
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
