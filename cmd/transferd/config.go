@@ -41,6 +41,13 @@ type config struct {
 	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
 	NetSapiensAutoAnswer bool   `envconfig:"NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
 
+	BandwidthBaseURL          string        `envconfig:"BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
+	BandwidthUserID           string        `envconfig:"BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
+	BandwidthAPIToken         secret        `envconfig:"BANDWIDTH_API_TOKEN" desc:"Catapult API token, the Basic auth user (secret)"`
+	BandwidthAPISecret        secret        `envconfig:"BANDWIDTH_API_SECRET" desc:"Catapult API secret, the Basic auth password (secret)"`
+	BandwidthMaxRateLimitWait time.Duration `envconfig:"BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
+	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL; when set, providers send call events to /v1/callbacks/{provider}/{transfer_id} instead of transferd polling"`
+
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
 }
 
@@ -68,13 +75,28 @@ func (c *config) validate() error {
 	} else if c.NetSapiensAPIKey != "" {
 		errs = append(errs, errors.New("TRANSFERD_NETSAPIENS_BASE_URL: required with TRANSFERD_NETSAPIENS_API_KEY"))
 	}
+	if c.BandwidthUserID != "" {
+		if u, err := url.Parse(c.BandwidthBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_BASE_URL: must be an absolute http(s) URL"))
+		}
+		if c.BandwidthAPIToken == "" || c.BandwidthAPISecret == "" {
+			errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_API_TOKEN and TRANSFERD_BANDWIDTH_API_SECRET: required with TRANSFERD_BANDWIDTH_USER_ID"))
+		}
+	} else if c.BandwidthAPIToken != "" || c.BandwidthAPISecret != "" {
+		errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_USER_ID: required with TRANSFERD_BANDWIDTH_API_TOKEN/SECRET"))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			errs = append(errs, errors.New("TRANSFERD_PUBLIC_URL: must be an absolute http(s) URL without a query"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // demo reports whether no provider is configured, so that transferd runs
 // against its built-in simulator.
 func (c *config) demo() bool {
-	return c.NetSapiensBaseURL == ""
+	return c.NetSapiensBaseURL == "" && c.BandwidthUserID == ""
 }
 
 // MarshalZerologObject logs every setting under its variable name, with

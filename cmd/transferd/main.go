@@ -25,6 +25,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/pbxsim"
 	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/store/memory"
 )
@@ -85,18 +86,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer sim.Close()
 		log.Warn().Str("simulator", "http://"+addr).
 			Msg("DEMO MODE: no provider is configured; calls are SIMULATED by the built-in simulator. " +
-				"Place a simulated call with POST http://" + addr + "/sim/netsapiens/calls")
+				"Place a simulated call with POST http://" + addr + "/sim/netsapiens/calls or /sim/bandwidth/calls")
 		cfg.NetSapiensBaseURL = "http://" + addr + pbxsim.NetSapiensAPIPath
 		cfg.NetSapiensAPIKey = pbxsim.DemoNetSapiensKey
+		cfg.BandwidthBaseURL = "http://" + addr + pbxsim.BandwidthAPIPath
+		cfg.BandwidthUserID = pbxsim.DemoBandwidthUser
+		cfg.BandwidthAPIToken, cfg.BandwidthAPISecret = pbxsim.DemoBandwidthTok, pbxsim.DemoBandwidthSec
 	}
-	ns, err := netsapiens.New(netsapiens.Config{
-		BaseURL: cfg.NetSapiensBaseURL, APIKey: string(cfg.NetSapiensAPIKey),
-		AutoAnswer: &cfg.NetSapiensAutoAnswer, Metrics: pm,
-	})
-	if err != nil {
-		return err
+	callbacks := map[string]api.CallbackReceiver{}
+	if cfg.NetSapiensBaseURL != "" {
+		ns, err := netsapiens.New(netsapiens.Config{
+			BaseURL: cfg.NetSapiensBaseURL, APIKey: string(cfg.NetSapiensAPIKey),
+			AutoAnswer: &cfg.NetSapiensAutoAnswer, Metrics: pm,
+		})
+		if err != nil {
+			return err
+		}
+		providers = append(providers, ns)
 	}
-	providers = append(providers, ns)
+	if cfg.BandwidthUserID != "" {
+		bw, err := bandwidth.New(bandwidth.Config{
+			BaseURL: cfg.BandwidthBaseURL, UserID: cfg.BandwidthUserID,
+			APIToken: string(cfg.BandwidthAPIToken), APISecret: string(cfg.BandwidthAPISecret),
+			MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm,
+		})
+		if err != nil {
+			return err
+		}
+		providers = append(providers, bw)
+		callbacks[bandwidth.Name] = bw
+	}
 
 	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{
@@ -107,7 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies}, eng, log, reg, reg)
+	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks},
+		eng, log, reg, reg)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

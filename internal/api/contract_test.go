@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -91,7 +92,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI}, eng, zerolog.Nop(), reg, reg)
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+		eng, zerolog.Nop(), reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
@@ -677,6 +679,31 @@ func TestContract(t *testing.T) {
 			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"sort"},
 		},
 
+		// --- provider callbacks ---
+		{
+			name: "callback: 204",
+			exchange: exchange{method: "POST", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
+				body: `{"eventType":"hangup","callId":"c-1","cause":"USER_BUSY"}`},
+			status: http.StatusNoContent,
+		},
+		{
+			name:     "callback by query: 204",
+			exchange: exchange{method: "GET", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H?eventType=answer&callId=c-1"},
+			status:   http.StatusNoContent,
+		},
+		{
+			name: "callback with a malformed event: 400 naming the field",
+			exchange: exchange{method: "POST", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
+				body: `{"callId":"c-1"}`},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"eventType"},
+		},
+		{
+			name: "callback for an unknown provider: 404",
+			exchange: exchange{method: "POST", path: "/v1/callbacks/acme/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
+				body: `{"eventType":"answer"}`},
+			status: http.StatusNotFound, problem: "not-found",
+		},
+
 		// --- operations ---
 		{
 			name:     "healthz: 200",
@@ -873,7 +900,8 @@ func TestContractRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI}, eng, zerolog.Nop(), reg, reg)
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+		eng, zerolog.Nop(), reg, reg)
 	rs, ok := h.(chi.Routes)
 	if !ok {
 		t.Fatalf("api.NewServer returns %T, not a chi router", h)
@@ -958,4 +986,24 @@ func TestContractProblemTypes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// eventReceiver stands in for a provider adapter's callback receiver: it
+// requires an eventType, as Catapult's events carry.
+type eventReceiver struct{}
+
+func (eventReceiver) ReceiveCallback(r *http.Request, _ string) error {
+	var ev struct {
+		EventType string `json:"eventType"`
+	}
+	if r.Method == http.MethodGet {
+		ev.EventType = r.URL.Query().Get("eventType")
+	} else if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+		return &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: err, Fields: map[string]string{"(body)": "is not JSON"}}
+	}
+	if ev.EventType == "" {
+		return &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: errors.New("no eventType"),
+			Fields: map[string]string{"eventType": "is missing or malformed"}}
+	}
+	return nil
 }

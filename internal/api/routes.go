@@ -18,7 +18,6 @@ func routes(r chi.Router, cfg Config, eng *orchestrator.Engine, gath prometheus.
 	r.Method("GET", "/readyz", handleReadyz(eng))
 	r.Method("GET", "/metrics", handleMetrics(gath))
 	r.Method("GET", "/openapi.yaml", handleOpenAPI(cfg.OpenAPI))
-	for pattern, h := range cfg.Extra {
-		r.Handle(pattern, h)
-	}
+	r.Method("POST", "/v1/callbacks/{provider}/{transfer_id}", handleCallback(eng, cfg.Callbacks))
+	r.Method("GET", "/v1/callbacks/{provider}/{transfer_id}", handleCallback(eng, cfg.Callbacks))
 }

@@ -31,8 +31,17 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed when
 	// logging the client address; empty means the peer address is used.
 	TrustedProxies []string
-	// Extra mounts additional handlers (provider callbacks) by pattern.
-	Extra map[string]http.Handler
+	// Callbacks receive provider events, by provider name, at
+	// /v1/callbacks/{provider}/{transfer_id}.
+	Callbacks map[string]CallbackReceiver
+}
+
+// CallbackReceiver reads a provider's event about a transfer. It returns
+// an error of kind KindInvalid for a malformed event. An event never
+// changes a transfer by itself: the server then wakes the transfer, which
+// reads the provider's real state.
+type CallbackReceiver interface {
+	ReceiveCallback(r *http.Request, transferID string) error
 }
 
 // NewServer returns the transferd HTTP handler.

@@ -301,3 +301,25 @@ func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*
 
 // noBody is the empty JSON object an action may carry.
 type noBody struct{}
+
+// handleCallback passes a provider's event to its adapter and wakes the
+// transfer it is about. Providers only need a 2xx; the body is empty.
+func handleCallback(eng *orchestrator.Engine, receivers map[string]CallbackReceiver) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rcv, ok := receivers[chi.URLParam(r, "provider")]
+		if !ok {
+			p := probNotFound
+			p.Detail = "no configured provider receives callbacks here"
+			writeProblem(w, r, p)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		id := chi.URLParam(r, "transfer_id")
+		if err := rcv.ReceiveCallback(r, id); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		eng.Notify(id)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

@@ -49,49 +49,16 @@ type callbackEvent struct {
 // at once (Catapult ignores the body of the answer).
 func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := strings.TrimSuffix(r.URL.Path, "/")
-		id := p[strings.LastIndexByte(p, '/')+1:]
-		if !orchestrator.ValidID(id) {
-			http.Error(w, "malformed transfer id", http.StatusBadRequest)
-			return
-		}
-		var ev callbackEvent
-		switch r.Method {
-		case http.MethodPost:
-			data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
-			if err != nil {
-				http.Error(w, "callback body too large or unreadable", http.StatusBadRequest)
-				return
-			}
-			if err := json.Unmarshal(data, &ev); err != nil {
-				http.Error(w, "callback body is not a JSON object", http.StatusBadRequest)
-				return
-			}
-		case http.MethodGet:
-			q := r.URL.Query()
-			ev = callbackEvent{EventType: flexString(q.Get("eventType")), CallID: flexString(q.Get("callId")),
-				Cause: flexString(q.Get("cause"))}
-		default:
+		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET, POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		if err := ev.valid(); err != nil {
+		p := strings.TrimSuffix(r.URL.Path, "/")
+		id := p[strings.LastIndexByte(p, '/')+1:]
+		if err := c.ReceiveCallback(r, id); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
-		}
-		callID, cause := string(ev.CallID), strings.ToUpper(string(ev.Cause))
-		switch strings.ToLower(string(ev.EventType)) {
-		case "hangup":
-			if callID != "" && cause != "" {
-				c.causes.put(id, callID, cause)
-			}
-		case "timeout":
-			// "the call is not answered until the specified timeout"; the
-			// hangup that follows may carry its own cause.
-			if callID != "" && c.causes.get(id, callID) == "" {
-				c.causes.put(id, callID, causeNoAnswer)
-			}
 		}
 		if notify != nil {
 			notify(id)
@@ -100,16 +67,63 @@ func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
 	})
 }
 
-func (ev *callbackEvent) valid() error {
-	switch {
-	case !eventTypeRE.MatchString(string(ev.EventType)):
-		return errors.New("eventType is missing or malformed")
-	case ev.CallID != "" && !callIDRE.MatchString(string(ev.CallID)):
-		return errors.New("callId is malformed")
-	case ev.Cause != "" && !causeRE.MatchString(string(ev.Cause)):
-		return errors.New("cause is malformed")
+// ReceiveCallback reads one Catapult event for transfer transferID from r
+// (a JSON body on POST, query parameters on GET) and remembers a hangup
+// or timeout cause; the caller then wakes the transfer. A malformed id or
+// event is an error of kind KindInvalid naming the field.
+func (c *Client) ReceiveCallback(r *http.Request, transferID string) error {
+	const op = "bandwidth.callback"
+	invalid := func(field, msg string) error {
+		return &orchestrator.Error{Op: op, Kind: orchestrator.KindInvalid,
+			Err: errors.New(field + " " + msg), Fields: map[string]string{field: msg}}
+	}
+	if !orchestrator.ValidID(transferID) {
+		return invalid("transfer_id", "is not a transfer id")
+	}
+	var ev callbackEvent
+	if r.Method == http.MethodGet {
+		q := r.URL.Query()
+		ev = callbackEvent{EventType: flexString(q.Get("eventType")), CallID: flexString(q.Get("callId")),
+			Cause: flexString(q.Get("cause"))}
+	} else {
+		data, err := io.ReadAll(io.LimitReader(r.Body, maxCallbackBody+1))
+		if err != nil || len(data) > maxCallbackBody {
+			return invalid("(body)", "is too large or unreadable")
+		}
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return invalid("(body)", "is not a JSON object")
+		}
+	}
+	if field, msg := ev.problem(); field != "" {
+		return invalid(field, msg)
+	}
+	callID, cause := string(ev.CallID), strings.ToUpper(string(ev.Cause))
+	switch strings.ToLower(string(ev.EventType)) {
+	case "hangup":
+		if callID != "" && cause != "" {
+			c.causes.put(transferID, callID, cause)
+		}
+	case "timeout":
+		// "the call is not answered until the specified timeout"; the
+		// hangup that follows may carry its own cause.
+		if callID != "" && c.causes.get(transferID, callID) == "" {
+			c.causes.put(transferID, callID, causeNoAnswer)
+		}
 	}
 	return nil
+}
+
+// problem returns the first malformed field of the event and why.
+func (ev *callbackEvent) problem() (field, msg string) {
+	switch {
+	case !eventTypeRE.MatchString(string(ev.EventType)):
+		return "eventType", "is missing or malformed"
+	case ev.CallID != "" && !callIDRE.MatchString(string(ev.CallID)):
+		return "callId", "is malformed"
+	case ev.Cause != "" && !causeRE.MatchString(string(ev.Cause)):
+		return "cause", "is malformed"
+	}
+	return "", ""
 }
 
 // causeBook remembers the hangup causes callbacks (or event histories)
