@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -258,5 +259,117 @@ func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
 		if strings.Contains(string(b), "TopSecretValue") {
 			t.Fatalf("secret in log line %s", b)
 		}
+	}
+}
+
+// bandwidthRequests returns the bodies of the update requests the
+// Bandwidth simulator received for call id.
+func bandwidthRequests(t *testing.T, sim, callID string) []map[string]any {
+	t.Helper()
+	resp, err := http.Get(sim + "/sim/bandwidth/requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reqs []struct{ Method, Path, Body string }
+	if err := json.NewDecoder(resp.Body).Decode(&reqs); err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, r := range reqs {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/calls/"+callID) {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(r.Body), &m); err != nil {
+				t.Fatalf("body %q: %v", r.Body, err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func placeBandwidthCall(t *testing.T, sim string) string {
+	t.Helper()
+	resp, body := send(t, "POST", sim+"/sim/bandwidth/calls", `{"from":"+15555550123","to":"+15555550100"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("placing a Bandwidth call: %s", resp.Status)
+	}
+	return body["call"].(map[string]any)["id"].(string)
+}
+
+func TestBandwidthPageExamplesThroughTheAPI(t *testing.T) {
+	api, sim, _, _ := startService(t)
+	for _, n := range []string{"+19192223333", "+18382947878", "+19195554444"} {
+		send(t, "PUT", sim+"/sim/bandwidth/numbers/"+n+"/behaviour", `{"mode":"answer"}`)
+	}
+	cases := []struct {
+		name    string
+		options string
+		want    map[string]any
+	}{
+		{"example 1: the transferred party's caller id", `"target":"+19192223333"`,
+			map[string]any{"state": "transferring", "transferTo": "+19192223333"}},
+		{"example 2: private caller id and a whisper", `"target":"+18382947878","caller_id":"private","whisper":{"sentence":"Hello! You have an incoming call"}`,
+			map[string]any{"state": "transferring", "transferTo": "+18382947878", "transferCallerId": "private",
+				"whisperAudio": map[string]any{"sentence": "Hello! You have an incoming call"}}},
+		{"example 3: diversion stack with do-not-disturb", `"target":"+19195554444","diversion":{"treatment":"stack","reason":"do-not-disturb"}`,
+			map[string]any{"state": "transferring", "transferTo": "+19195554444", "diversionTreatment": "stack", "diversionReason": "do-not-disturb"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := placeBandwidthCall(t, sim)
+			resp, tr := send(t, "POST", api+"/v1/transfers",
+				`{"provider":"bandwidth","mode":"announced","call":{"call_id":"`+a+`"},`+tc.options+`}`, "Prefer", "wait=20")
+			if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
+				t.Fatalf("%s %v", resp.Status, tr)
+			}
+			got := bandwidthRequests(t, sim, a)
+			if len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
+				t.Fatalf("Catapult received %v, want exactly [%v]", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBandwidthInvalidOptionsNeverReachTheProvider(t *testing.T) {
+	api, sim, _, _ := startService(t)
+	a := placeBandwidthCall(t, sim)
+	for body, field := range map[string]string{
+		`"target":"+18382947878","diversion":{"treatment":"stack","reason":"on-vacation"}`: "diversion.reason",
+		`"target":"+18382947878","diversion":{"treatment":"sideways"}`:                     "diversion.treatment",
+		`"target":"+18382947878","whisper":{"sentence":"hi","voice":"HAL"}`:                "whisper.voice",
+		`"target":"+18382947878","whisper":{"sentence":"hi","gender":"robot"}`:             "whisper.gender",
+		`"target":"+18382947878","recording":{"enabled":true,"file_format":"ogg"}`:         "recording.file_format",
+		`"target":"+18382947878","caller_id":"anonymous"`:                                  "caller_id",
+		`"target":"not a number"`: "target",
+	} {
+		resp, problem := send(t, "POST", api+"/v1/transfers", `{"provider":"bandwidth","mode":"announced","call":{"call_id":"`+a+`"},`+body+`}`)
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %s", field, resp.Status)
+			continue
+		}
+		named := false
+		for _, e := range problem["errors"].([]any) {
+			named = named || e.(map[string]any)["field"] == field
+		}
+		if !named {
+			t.Errorf("problem does not name %s: %v", field, problem)
+		}
+	}
+	// A whisper on a NetSapiens transfer cannot be honoured: 422.
+	resp, problem := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010","whisper":{"sentence":"hi"}}`)
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(fmt.Sprint(problem["errors"]), "whisper") {
+		t.Errorf("whisper on netsapiens: %s %v", resp.Status, problem)
+	}
+	resp, err := http.Get(sim + "/sim/bandwidth/requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reqs []any
+	_ = json.NewDecoder(resp.Body).Decode(&reqs)
+	if len(reqs) != 0 {
+		t.Errorf("invalid requests reached the provider: %v", reqs)
 	}
 }
