@@ -83,16 +83,18 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	fake := orchestratortest.NewFake("fake")
 	reg := prometheus.NewRegistry()
+	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{
 		PollInterval:        time.Millisecond,
 		PollMaxInterval:     5 * time.Millisecond,
 		VerifyTimeout:       200 * time.Millisecond,
 		CompensationTimeout: time.Second,
-	}, memory.New(), []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
+		Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
 		eng, zerolog.Nop(), reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -679,6 +681,26 @@ func TestContract(t *testing.T) {
 			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"sort"},
 		},
 
+		// --- Idempotency-Key ---
+		{
+			name: "create with an Idempotency-Key: 202",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "contract-key"),
+				body: createBody("1090", "manual")},
+			status: http.StatusAccepted,
+		},
+		{
+			name: "the same key and body again: the first response replayed",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "contract-key"),
+				body: createBody("1090", "manual")},
+			status: http.StatusAccepted,
+		},
+		{
+			name: "the same key with another body: 422",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "contract-key"),
+				body: createBody("1091", "manual")},
+			status: http.StatusUnprocessableEntity, problem: "idempotency-key-reused",
+		},
+
 		// --- provider callbacks ---
 		{
 			name: "callback: 204",
@@ -895,12 +917,14 @@ func TestContractCatchesDrift(t *testing.T) {
 // same operations.
 func TestContractRoutes(t *testing.T) {
 	c := loadContract(t)
-	eng, err := orchestrator.New(orchestrator.Config{}, memory.New(), []orchestrator.Provider{orchestratortest.NewFake("fake")}, zerolog.Nop(), prometheus.NewRegistry())
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("fake")}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
+		Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
 		eng, zerolog.Nop(), reg, reg)
 	rs, ok := h.(chi.Routes)
 	if !ok {

@@ -38,18 +38,20 @@ type FieldError struct {
 
 // problem kinds: slug, title, status.
 var (
-	probMalformed   = Problem{Type: ProblemBase + "malformed-request", Title: "The request body is not valid JSON of the expected shape", Status: http.StatusBadRequest}
-	probValidation  = Problem{Type: ProblemBase + "validation-error", Title: "The request has invalid fields", Status: http.StatusBadRequest}
-	probUnsupported = Problem{Type: ProblemBase + "unsupported-option", Title: "The provider cannot honour an option of the request", Status: http.StatusUnprocessableEntity}
-	probTooLarge    = Problem{Type: ProblemBase + "body-too-large", Title: "The request body is too large", Status: http.StatusRequestEntityTooLarge}
-	probMediaType   = Problem{Type: ProblemBase + "unsupported-media-type", Title: "The request body must be application/json", Status: http.StatusUnsupportedMediaType}
-	probNotFound    = Problem{Type: ProblemBase + "not-found", Title: "No such resource", Status: http.StatusNotFound}
-	probMethod      = Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}
-	probConflict    = Problem{Type: ProblemBase + "state-conflict", Title: "The transfer's state does not allow this action", Status: http.StatusConflict}
-	probActive      = Problem{Type: ProblemBase + "active-transfer", Title: "The call already has an active transfer", Status: http.StatusConflict}
-	probUnavailable = Problem{Type: ProblemBase + "unavailable", Title: "transferd cannot take the request now", Status: http.StatusServiceUnavailable}
-	probProvider    = Problem{Type: ProblemBase + "provider-error", Title: "The provider refused the request", Status: http.StatusBadGateway}
-	probInternal    = Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+	probMalformed     = Problem{Type: ProblemBase + "malformed-request", Title: "The request body is not valid JSON of the expected shape", Status: http.StatusBadRequest}
+	probValidation    = Problem{Type: ProblemBase + "validation-error", Title: "The request has invalid fields", Status: http.StatusBadRequest}
+	probUnsupported   = Problem{Type: ProblemBase + "unsupported-option", Title: "The provider cannot honour an option of the request", Status: http.StatusUnprocessableEntity}
+	probTooLarge      = Problem{Type: ProblemBase + "body-too-large", Title: "The request body is too large", Status: http.StatusRequestEntityTooLarge}
+	probMediaType     = Problem{Type: ProblemBase + "unsupported-media-type", Title: "The request body must be application/json", Status: http.StatusUnsupportedMediaType}
+	probNotFound      = Problem{Type: ProblemBase + "not-found", Title: "No such resource", Status: http.StatusNotFound}
+	probMethod        = Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}
+	probConflict      = Problem{Type: ProblemBase + "state-conflict", Title: "The transfer's state does not allow this action", Status: http.StatusConflict}
+	probActive        = Problem{Type: ProblemBase + "active-transfer", Title: "The call already has an active transfer", Status: http.StatusConflict}
+	probUnavailable   = Problem{Type: ProblemBase + "unavailable", Title: "transferd cannot take the request now", Status: http.StatusServiceUnavailable}
+	probProvider      = Problem{Type: ProblemBase + "provider-error", Title: "The provider refused the request", Status: http.StatusBadGateway}
+	probKeyReused     = Problem{Type: ProblemBase + "idempotency-key-reused", Title: "The Idempotency-Key was used with a different request", Status: http.StatusUnprocessableEntity}
+	probKeyInProgress = Problem{Type: ProblemBase + "idempotency-in-progress", Title: "A request with this Idempotency-Key is still being served", Status: http.StatusConflict}
+	probInternal      = Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
 )
 
 // writeProblem sends p as application/problem+json.

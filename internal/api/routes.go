@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -9,11 +11,12 @@ import (
 
 // routes is the one place every route is declared; it matches openapi.yaml.
 func routes(r chi.Router, cfg Config, eng *orchestrator.Engine, gath prometheus.Gatherer) {
-	r.Method("POST", "/v1/transfers", handleCreateTransfer(eng))
+	once := func(h http.Handler) http.Handler { return idempotent(cfg.Idempotency, h) }
+	r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng)))
 	r.Method("GET", "/v1/transfers", handleListTransfers(eng))
 	r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng))
-	r.Method("POST", "/v1/transfers/{id}/complete", handleSignal(eng, eng.Complete))
-	r.Method("POST", "/v1/transfers/{id}/cancel", handleSignal(eng, eng.Cancel))
+	r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, eng.Complete)))
+	r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, eng.Cancel)))
 	r.Method("GET", "/healthz", handleHealthz())
 	r.Method("GET", "/readyz", handleReadyz(eng))
 	r.Method("GET", "/metrics", handleMetrics(gath))

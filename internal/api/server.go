@@ -31,6 +31,8 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed when
 	// logging the client address; empty means the peer address is used.
 	TrustedProxies []string
+	// Idempotency stores Idempotency-Key records (required).
+	Idempotency IdempotencyStore
 	// Callbacks receive provider events, by provider name, at
 	// /v1/callbacks/{provider}/{transfer_id}.
 	Callbacks map[string]CallbackReceiver
@@ -46,6 +48,9 @@ type CallbackReceiver interface {
 
 // NewServer returns the transferd HTTP handler.
 func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) http.Handler {
+	if cfg.Idempotency == nil {
+		panic("api.NewServer: Config.Idempotency is required")
+	}
 	r := chi.NewRouter()
 	m := newHTTPMetrics(reg)
 	r.Use(hlog.NewHandler(log))

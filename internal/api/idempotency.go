@@ -1,0 +1,162 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// IdempotencyStore keeps Idempotency-Key records; the orchestrator's
+// stores implement it, so that keys hold across restarts and replicas.
+type IdempotencyStore interface {
+	ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error)
+	CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error
+	DeleteIdempotency(ctx context.Context, scope, key string) error
+}
+
+// idempotencyWait bounds how long a duplicate waits for the first request
+// with its key to finish before it is told to retry.
+const idempotencyWait = 65 * time.Second // longer than the longest Prefer: wait
+
+// idempotent makes a POST with an Idempotency-Key answer every repeat
+// with the first response: the same key and body replay it (across
+// restarts and replicas), the same key with another body is a 422, and a
+// repeat that arrives while the first is still being served waits for it.
+// A 5xx is not remembered, so that the client may retry.
+func idempotent(store IdempotencyStore, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !validKey(key) {
+			writeProblem(w, r, fieldProblem(probValidation, map[string]string{
+				"Idempotency-Key": "must be 1 to 255 visible ASCII characters"}))
+			return
+		}
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sum := sha256.Sum256(body)
+		rec := orchestrator.IdempotencyRecord{Scope: r.Method + " " + r.URL.Path, Key: key,
+			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC()}
+
+		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
+		defer cancel()
+		wait := 20 * time.Millisecond
+		for {
+			cur, mine, err := store.ReserveIdempotency(ctx, rec)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			if mine {
+				break
+			}
+			if cur.RequestHash != rec.RequestHash {
+				p := probKeyReused
+				p.Detail = "this Idempotency-Key was used with a different request body; use a new key for a new request"
+				writeProblem(w, r, p)
+				return
+			}
+			if cur.Response != nil {
+				replay(w, *cur.Response)
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				p := probKeyInProgress
+				p.Detail = "a request with this Idempotency-Key is still being served; retry later"
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, r, p)
+				return
+			case <-t.C:
+			}
+			wait = min(wait*2, time.Second)
+		}
+
+		cw := &captureWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(cw, r)
+		// The response is recorded even if the client went away: a retry
+		// must see the transfer this request created.
+		sctx := context.WithoutCancel(r.Context())
+		var err error
+		if cw.status >= 500 {
+			err = store.DeleteIdempotency(sctx, rec.Scope, rec.Key)
+		} else {
+			err = store.CompleteIdempotency(sctx, rec.Scope, rec.Key, orchestrator.IdempotentResponse{
+				Status: cw.status, Location: w.Header().Get("Location"), Body: cw.body.Bytes()})
+		}
+		if err != nil {
+			hlog.FromRequest(r).Error().Err(err).Msg("recording an idempotent response failed")
+		}
+	})
+}
+
+func validKey(k string) bool {
+	if len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// replay answers with a recorded response.
+func replay(w http.ResponseWriter, resp orchestrator.IdempotentResponse) {
+	h := w.Header()
+	if resp.Location != "" {
+		h.Set("Location", resp.Location)
+	}
+	switch {
+	case resp.Status >= 400:
+		h.Set("Content-Type", "application/problem+json")
+		h.Set("Cache-Control", "no-store")
+	case len(resp.Body) > 0:
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Idempotent-Replayed", "true")
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+}
+
+// captureWriter passes a response through and keeps a copy.
+type captureWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (c *captureWriter) WriteHeader(status int) {
+	if !c.wrote {
+		c.status, c.wrote = status, true
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	c.wrote = true
+	c.body.Write(b)
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
