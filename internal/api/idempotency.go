@@ -159,4 +159,3 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
