@@ -48,6 +48,12 @@ type config struct {
 	BandwidthMaxRateLimitWait time.Duration `envconfig:"BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
 	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL; when set, providers send call events to /v1/callbacks/{provider}/{transfer_id} instead of transferd polling"`
 
+	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
+	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… to share transfers between replicas (secret: may hold a password)"`
+	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
+	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"how long a replica owns a transfer without renewing; a stopped replica's transfers are taken over after this"`
+	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
+
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
 }
 
@@ -84,6 +90,19 @@ func (c *config) validate() error {
 		}
 	} else if c.BandwidthAPIToken != "" || c.BandwidthAPISecret != "" {
 		errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_USER_ID: required with TRANSFERD_BANDWIDTH_API_TOKEN/SECRET"))
+	}
+	if c.DatabaseURL != "" {
+		if u, err := url.Parse(string(c.DatabaseURL)); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			errs = append(errs, errors.New("TRANSFERD_DATABASE_URL: must be a postgres:// URL"))
+		}
+	} else if c.DataDir == "" {
+		errs = append(errs, errors.New("TRANSFERD_DATA_DIR: must name a directory when TRANSFERD_DATABASE_URL is not set"))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, errors.New("TRANSFERD_LEASE_TTL: must be at least 1s"))
+	}
+	if c.Retention < time.Hour {
+		errs = append(errs, errors.New("TRANSFERD_RETENTION: must be at least 1h"))
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {

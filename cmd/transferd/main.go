@@ -27,7 +27,6 @@ import (
 	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
-	"github.com/transferd/transferd/internal/store/memory"
 )
 
 func main() {
@@ -117,13 +116,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		callbacks[bandwidth.Name] = bw
 	}
 
-	store := memory.New()
+	store, closeStore, err := openStore(ctx, &cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	instance := cfg.InstanceID
+	if instance == "" {
+		if instance, err = os.Hostname(); err != nil || instance == "" {
+			instance = "transferd"
+		}
+	}
 	eng, err := orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
+		Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention,
+		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log),
 	}, store, providers, log, reg)
 	if err != nil {
 		return err
+	}
+	// Transfers a previous process left unfinished are resumed (or
+	// compensated) before new ones are taken.
+	if err := eng.Open(ctx); err != nil {
+		return fmt.Errorf("resuming unfinished transfers: %w", err)
 	}
 
 	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Idempotency: store},

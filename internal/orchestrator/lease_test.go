@@ -176,3 +176,39 @@ func countActions(actions []string, name string) int {
 	}
 	return n
 }
+
+// TestSavesExtendTheLease: a save proves the owner alive, so it must not
+// write back the lease it read when the transfer started. Here the owner
+// has no renew loop at all; only its saves keep the lease.
+func TestSavesExtendTheLease(t *testing.T) {
+	store := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	a := replica(t, "a", store, fake, nil) // never opened: no renewals
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := a.Start(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tr.LeaseExpires
+	waitFor(t, a, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	gate := fake.Block(orchestratortest.MethodComplete)
+	// Let the first lease run out (a clock-based condition: nothing to
+	// wait on but the clock).
+	<-time.After(time.Until(first) + 10*time.Millisecond)
+	if _, err := a.Complete(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.Entered() // the runner saved "completing" and is joining
+	claimed, err := store.Acquire(context.Background(), "b", time.Now(), time.Second, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate.Release()
+	if len(claimed) != 0 {
+		t.Fatalf("a peer took over a transfer its owner had just saved (lease %v)", claimed[0].LeaseExpires)
+	}
+	if tr = waitFor(t, a, tr.ID, func(*orchestrator.Transfer) bool { return false }); tr.State != orchestrator.StateCompleted {
+		t.Fatalf("state %s", tr.State)
+	}
+}

@@ -69,6 +69,9 @@ func (r *run) save(ctx context.Context) bool {
 		return false
 	}
 	r.t.UpdatedAt = r.e.now()
+	// A save proves the owner alive, and must not write back a lease
+	// older than the one the maintenance loop renewed in the store.
+	r.t.LeaseExpires = r.t.UpdatedAt.Add(r.e.cfg.LeaseTTL)
 	if err := r.e.store.Update(context.WithoutCancel(ctx), r.t); err != nil {
 		r.persistErr = err
 		return false

@@ -46,7 +46,9 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	}
 	t.Version = 1
 	s.byID[t.ID] = t.Clone()
-	s.active[key] = t.ID
+	if !t.State.Terminal() { // a transfer saved already ended never holds its call
+		s.active[key] = t.ID
+	}
 	i, _ := slices.BinarySearch(s.ids, t.ID)
 	s.ids = slices.Insert(s.ids, i, t.ID)
 	return nil
@@ -63,8 +65,9 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	if cur.Version != t.Version {
 		return orchestrator.ErrVersionConflict
 	}
+	// UpdatedAt is the caller's (the engine's clock), as every other field:
+	// Purge compares it with a cut-off taken from that same clock.
 	t.Version++
-	t.UpdatedAt = time.Now().UTC()
 	s.byID[t.ID] = t.Clone()
 	if t.State.Terminal() {
 		key := orchestrator.CallKey(&t.Request)
@@ -120,7 +123,7 @@ func (s *Store) Acquire(_ context.Context, owner string, now time.Time, ttl time
 	defer s.mu.Unlock()
 	var out []*orchestrator.Transfer
 	for _, id := range s.ids {
-		if len(out) == limit {
+		if len(out) >= limit {
 			break
 		}
 		t := s.byID[id]

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/store/sqlite"
+)
+
+// openStore opens PostgreSQL when TRANSFERD_DATABASE_URL is set, else the
+// embedded SQLite store in TRANSFERD_DATA_DIR. Migrations run here.
+func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrator.Store, func(), error) {
+	if cfg.DatabaseURL != "" {
+		s, err := postgres.Open(ctx, string(cfg.DatabaseURL))
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
+		}
+		log.Info().Str("store", "postgres").Msg("store open")
+		return s, s.Close, nil
+	}
+	s, err := sqlite.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the SQLite store in %s: %w", cfg.DataDir, err)
+	}
+	log.Info().Str("store", "sqlite").Str("data_dir", cfg.DataDir).Msg("store open")
+	return s, func() { _ = s.Close() }, nil
+}
+
+// crashPoint returns the engine's crash hook for TRANSFERD_TEST_CRASH_AT,
+// which only the crash tests set: "hold:effect" kills the process with
+// SIGKILL at that step boundary of the first transfer to reach it; an
+// optional "@provider" suffix limits it to one provider's transfers. It is
+// read from the environment here, like all configuration, but is not part
+// of the documented configuration.
+func crashPoint(spec string, log zerolog.Logger) func(*orchestrator.Transfer, string) {
+	if spec == "" {
+		return nil
+	}
+	point, provider, _ := strings.Cut(spec, "@")
+	return func(t *orchestrator.Transfer, p string) {
+		if p != point || (provider != "" && t.Request.Provider != provider) {
+			return
+		}
+		log.Warn().Str("transfer_id", t.ID).Str("point", p).Msg("TRANSFERD_TEST_CRASH_AT: killing the process")
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+}

@@ -1,0 +1,281 @@
+// Package postgres is the orchestrator.Store for running several replicas
+// (DESIGN.md §4): they share one PostgreSQL database, each transfer is
+// owned by one replica through a lease, and a replica that dies has its
+// transfers taken over by another (Acquire with FOR UPDATE SKIP LOCKED).
+//
+// A transfer is stored whole as jsonb, so every field round-trips exactly,
+// times to the nanosecond; the columns beside it copy what queries select
+// on, and their timestamptz values hold microseconds.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Store is an orchestrator.Store in a PostgreSQL database. It is safe for
+// concurrent use, also by several processes sharing the database.
+type Store struct {
+	pool *pgxpool.Pool
+	// secrets are the password(s) of the database URL, removed from any
+	// error text before it leaves the package.
+	secrets []string
+}
+
+var _ orchestrator.Store = (*Store)(nil)
+
+// Open connects to the database at dbURL (postgres://user:pass@host/db?…,
+// or key=value pairs; pgxpool's pool_* parameters apply) and applies the
+// embedded migrations. The password never appears in an error.
+func Open(ctx context.Context, dbURL string) (*Store, error) {
+	s := &Store{secrets: passwords(dbURL)}
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, s.fail("open: parse the database URL", err)
+	}
+	// The password may also come from PGPASSWORD, a passfile or a service
+	// file; fallbacks (several hosts) share it.
+	s.secrets = addSecret(s.secrets, cfg.ConnConfig.Password)
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, s.fail("open", err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, s.fail("open", err)
+	}
+	if err := migrate(ctx, s.pool); err != nil {
+		s.pool.Close()
+		return nil, s.fail("open", err)
+	}
+	return s, nil
+}
+
+// Close closes every connection of the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping implements orchestrator.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return s.fail("ping", err)
+	}
+	return nil
+}
+
+// ---- errors ----
+
+// errNotFound is the cause of KindNotFound errors.
+var errNotFound = errors.New("transfer not found")
+
+// fail wraps an unexpected error with the store and the operation, e.g.
+// "postgres: update tr_…: …". Should the text contain the password (a
+// driver quoting its configuration), the cause is replaced by a redacted
+// copy of its text: the chain is lost, the secret does not leak.
+func (s *Store) fail(op string, err error) error {
+	if msg := err.Error(); s.leaks(msg) {
+		return fmt.Errorf("postgres: %s: %s", op, s.redact(msg))
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// kindErr is for errors the orchestrator maps by kind; their causes are
+// this package's own.
+func kindErr(op string, k orchestrator.Kind, err error) error {
+	return orchestrator.E("postgres: "+op, k, err)
+}
+
+func addSecret(list []string, pw string) []string {
+	if pw == "" || slices.Contains(list, pw) {
+		return list
+	}
+	list = append(list, pw)
+	// Longest first, so that a password containing another is removed
+	// whole.
+	slices.SortFunc(list, func(a, b string) int { return len(b) - len(a) })
+	return list
+}
+
+func (s *Store) leaks(msg string) bool {
+	for _, pw := range s.secrets {
+		if strings.Contains(msg, pw) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) redact(msg string) string {
+	for _, pw := range s.secrets {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+var (
+	// dsnPassword finds password=… in a key=value connection string.
+	dsnPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+	// urlPassword finds a password parameter in a URL that does not parse.
+	urlPassword = regexp.MustCompile(`[?&]password=([^&#]*)`)
+)
+
+// passwords returns the passwords written in a connection string, found
+// without pgx (whose parse errors are what may quote them): the URL's
+// user info and password parameter, or a key=value password. Both the raw
+// and the decoded spellings are returned.
+func passwords(conn string) []string {
+	var list []string
+	if u, err := url.Parse(conn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if pw, ok := u.User.Password(); ok {
+			list = addSecret(list, pw)
+		}
+		for _, pw := range u.Query()["password"] {
+			list = addSecret(list, pw)
+		}
+	}
+	// The raw text between ':' and '@', also for a URL that does not parse.
+	if i, j := strings.Index(conn, "://"), strings.LastIndex(conn, "@"); i >= 0 && j > i {
+		if _, pw, ok := strings.Cut(conn[i+3:j], ":"); ok {
+			list = addSecret(list, pw)
+			if dec, err := url.PathUnescape(pw); err == nil {
+				list = addSecret(list, dec)
+			}
+		}
+	}
+	for _, m := range urlPassword.FindAllStringSubmatch(conn, -1) {
+		list = addSecret(list, m[1])
+		if dec, err := url.QueryUnescape(m[1]); err == nil {
+			list = addSecret(list, dec)
+		}
+	}
+	for _, m := range dsnPassword.FindAllStringSubmatch(conn, -1) {
+		pw := m[1]
+		list = addSecret(list, pw)
+		if len(pw) >= 2 && strings.HasPrefix(pw, "'") && strings.HasSuffix(pw, "'") {
+			list = addSecret(list, strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(pw[1:len(pw)-1]))
+		}
+	}
+	return list
+}
+
+// pgCode returns the SQLSTATE and constraint of a server error.
+func pgCode(err error) (code, constraint string) {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code, e.ConstraintName
+	}
+	return "", ""
+}
+
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+// ---- migrations ----
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations returns the embedded migrations in order. Files are named
+// NNNN_name.sql and numbered from 1 without gaps; a migration, once
+// released, is never edited.
+func loadMigrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, n := range names {
+		base := strings.TrimSuffix(path.Base(n), ".sql")
+		num, _, _ := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with its number", n)
+		}
+		b, err := migrationFiles.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: expected number %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrationLock is the pg_advisory_xact_lock key that serializes
+// migrations ("transfer" in ASCII).
+const migrationLock int64 = 0x7472616e73666572
+
+// migrate applies the migrations not yet recorded in schema_migrations in
+// one transaction, so that a failure leaves the schema as it was. Several
+// replicas starting at once would race on CREATE TABLE (even IF NOT
+// EXISTS fails on a concurrent creation); the transaction-scoped advisory
+// lock makes them take turns, and the later ones find nothing to do.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     NOT NULL PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if current > len(ms) {
+		// A newer transferd migrated this database; this one does not
+		// know the schema and must not write to it.
+		return fmt.Errorf("migrate: the database has schema version %d, newer than this transferd's %d", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		// No arguments: pgx sends it with the simple protocol, which
+		// runs a multi-statement script.
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

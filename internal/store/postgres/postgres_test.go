@@ -1,0 +1,225 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/store/storetest"
+)
+
+// envURL names the database the tests may use. Each test works in a
+// schema of its own (created and dropped around it), so tests and test
+// packages can run in parallel against one database.
+const envURL = "TRANSFERD_TEST_DATABASE_URL"
+
+func baseURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(envURL)
+	if u == "" {
+		t.Skip("set " + envURL + " to a PostgreSQL database to run these tests, e.g. " +
+			"postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable (each test uses a schema of its own)")
+	}
+	return u
+}
+
+// newSchema creates an empty schema, dropped when the test ends, and
+// returns its name.
+func newSchema(t testing.TB, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "transferd_test_" + hex.EncodeToString(b)
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", envURL, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// inSchema returns base with search_path set to schema, for both URL and
+// key=value connection strings.
+func inSchema(base, schema string) string {
+	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return base + " search_path=" + schema
+}
+
+// open returns a store in a fresh schema, closed (before the schema is
+// dropped) when the test ends.
+func open(t testing.TB) *postgres.Store {
+	t.Helper()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	baseURL(t)
+	storetest.Run(t, func(t *testing.T) orchestrator.Store { return open(t) })
+}
+
+// Replicas starting at once all migrate successfully, once.
+func TestOpenConcurrentMigrations(t *testing.T) {
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	const replicas = 6
+	errs := make([]error, replicas)
+	stores := make([]*postgres.Store, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Go(func() { stores[i], errs[i] = postgres.Open(context.Background(), url) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: Open: %v", i, err)
+		} else {
+			defer stores[i].Close()
+		}
+	}
+	for range 2 { // and again: migrations are idempotent
+		s, err := postgres.Open(context.Background(), url)
+		if err != nil {
+			t.Fatalf("re-open: %v", err)
+		}
+		s.Close()
+	}
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, _ := conn.Query(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil || !slices.Equal(versions, []int{1}) {
+		t.Errorf("schema_migrations = %v, %v; want [1]", versions, err)
+	}
+}
+
+// A database migrated by a newer transferd is refused, not written to.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Open(context.Background(), url)
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.HasPrefix(err.Error(), "postgres: ") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
+}
+
+// The password of the database URL never appears in an error, whether
+// the URL does not parse or the server cannot be reached. Needs no
+// database.
+func TestOpenErrorsRedactPassword(t *testing.T) {
+	const pw = "s3cr3t-Pa55"
+	for _, url := range []string{
+		"postgres://transferd:" + pw + "@127.0.0.1:1/transferd?sslmode=disable&connect_timeout=2",
+		"postgresql://transferd:" + pw + "@127.0.0.1:notaport/transferd",
+		"postgres://transferd:" + pw + "@127.0.0.1:1/transferd?sslmode=bogus",
+		"postgres://transferd:" + pw + "@[::1/transferd",
+		"postgres://127.0.0.1:1/transferd?sslmode=disable&connect_timeout=2&password=" + pw,
+		"host=127.0.0.1 port=1 user=transferd password=" + pw + " sslmode=disable connect_timeout=2",
+		"host=127.0.0.1 port=1 user=transferd password='" + pw + "' sslmode=bogus",
+		"host=127.0.0.1 port=notaport user=transferd password=" + pw,
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := postgres.Open(ctx, url)
+		cancel()
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", url)
+			continue
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("Open(%q) error leaks the password: %v", url, err)
+		}
+		if !strings.HasPrefix(err.Error(), "postgres: open") {
+			t.Errorf("Open(%q) error does not name the store: %v", url, err)
+		}
+	}
+}
+
+// Errors name the store and the operation.
+func TestErrorsNameStoreAndOperation(t *testing.T) {
+	s := open(t)
+	now := time.Now()
+	tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), Version: 1, State: orchestrator.StatePending,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "D", User: "1000"}}}
+	err := s.Update(context.Background(), tr)
+	if want := "postgres: update " + tr.ID + ": "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Update of an unknown transfer: %v, want prefix %q", err, want)
+	}
+}
+
+// The SQL lists of terminal states are orchestrator.State.Terminal.
+func TestTerminalStatesMatchTheOrchestrator(t *testing.T) {
+	var term []string
+	for _, s := range orchestrator.States {
+		if s.Terminal() {
+			term = append(term, "'"+string(s)+"'")
+		}
+	}
+	slices.Sort(term)
+	list := "(" + strings.Join(term, ", ") + ")"
+	if list != postgres.TerminalList {
+		t.Errorf("queries use %s, the orchestrator's terminal states are %s", postgres.TerminalList, list)
+	}
+	mig, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(mig), "state NOT IN "+list) + strings.Count(string(mig), "state IN "+list); n != 3 {
+		t.Errorf("the migration's partial indexes use %s in %d places, want 3", list, n)
+	}
+}
+
+func BenchmarkUpdate(b *testing.B)         { storetest.BenchUpdate(b, open(b)) }
+func BenchmarkCreate(b *testing.B)         { storetest.BenchCreate(b, open(b)) }
+func BenchmarkUpdateParallel(b *testing.B) { storetest.BenchUpdateParallel(b, open(b)) }

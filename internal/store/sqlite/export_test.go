@@ -1,0 +1,5 @@
+package sqlite
+
+// TerminalList is exported for the test that checks it against the
+// orchestrator.
+const TerminalList = terminalList

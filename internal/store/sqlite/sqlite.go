@@ -1,0 +1,288 @@
+// Package sqlite is the embedded orchestrator.Store: one SQLite database in
+// a data directory, needing nothing else to run (DESIGN.md §4). It uses the
+// pure-Go driver modernc.org/sqlite so that the binary stays static
+// (CGO_ENABLED=0).
+//
+// A transfer is stored whole as JSON, so every field round-trips exactly,
+// times to the nanosecond; the columns beside it copy what queries select
+// on. Writes go through a single connection: SQLite has one writer at a
+// time anyway, and serializing in Go rather than in the file lock means no
+// SQLITE_BUSY under load and read-modify-write transactions (Acquire,
+// Renew, Reserve) that are atomic without retries. Readers use a pool of
+// their own; WAL lets them run beside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "transferd.db"
+
+// readers is the size of the read pool: List, Get and the API's polling
+// of transfers run there, beside the writer.
+const readers = 4
+
+// Store is an orchestrator.Store in a SQLite database. It is safe for
+// concurrent use.
+type Store struct {
+	w *sql.DB // exactly one connection: every write, in order
+	r *sql.DB // query_only connections for reads
+}
+
+var _ orchestrator.Store = (*Store)(nil)
+
+// Open opens (creating if needed) dir/transferd.db, creating dir with mode
+// 0700 and the database with 0600 (transfers name callers and agents), and
+// applies the embedded migrations.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", dir, err)
+	}
+	path := filepath.Join(abs, FileName)
+	// Create the file before SQLite does: SQLite would use the umask
+	// (usually world-readable), and its -wal and -shm files copy the
+	// database's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	s := &Store{}
+	if s.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if s.r, err = sql.Open("sqlite", dsn(path, true)); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers)
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// dsn is the driver's data source name for path. Every connection gets:
+//   - busy_timeout: another process (a backup, the sqlite3 shell) may hold
+//     the lock for a moment; wait rather than fail a transition.
+//   - foreign_keys: signals go with their transfer (ON DELETE CASCADE).
+//   - journal_mode=WAL: readers do not block the writer nor it them, and a
+//     commit appends to one file instead of rewriting pages twice.
+//   - synchronous=FULL: every commit is fsynced before it returns. The
+//     engine saves a step's intent and only then makes the provider call
+//     (hold, dial, transfer); with NORMAL a power loss or kernel crash
+//     could drop the last saved intents although the calls were made, and
+//     a restarted transferd would not know it has a caller on hold — the
+//     stranded caller transferd exists to prevent. (NORMAL would survive a
+//     killed process, not a lost machine.) The cost is one fsync per
+//     transition, measured by BenchmarkUpdate.
+//
+// The writer's transactions BEGIN IMMEDIATE, so that a read-modify-write
+// transaction holds the write lock from its first read.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	// An escaped path, so that a directory named with '?', '#' or '%'
+	// cannot be read as URI parameters.
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// init applies the migrations and checks that the pragmas took.
+func (s *Store) init(ctx context.Context) error {
+	if err := migrate(ctx, s.w); err != nil {
+		return err
+	}
+	var mode string
+	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		// WAL needs shared memory, which some network file systems lack.
+		return fmt.Errorf("journal mode is %q, not wal: put the data directory on a local file system", mode)
+	}
+	return s.r.PingContext(ctx)
+}
+
+// Close closes the database. The last connection to close checkpoints the
+// WAL into the database file.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// Ping implements orchestrator.Store: both pools must answer.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fail("ping", err)
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		return fail("ping", err)
+	}
+	return nil
+}
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations returns the embedded migrations in order. Files are named
+// NNNN_name.sql and numbered from 1 without gaps; a migration, once
+// released, is never edited.
+func loadMigrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, n := range names {
+		base := strings.TrimSuffix(filepath.Base(n), ".sql")
+		num, _, _ := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with its number", n)
+		}
+		b, err := migrationFiles.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: expected number %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations not yet recorded in schema_migrations,
+// all in one transaction: a failure leaves the schema as it was. BEGIN
+// IMMEDIATE takes the write lock first, so two processes opening the same
+// file migrate one after the other.
+func migrate(ctx context.Context, db *sql.DB) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at TEXT    NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if current > len(ms) {
+		// A newer transferd migrated this database; this one does not
+		// know the schema and must not write to it.
+		return fmt.Errorf("migrate: the database has schema version %d, newer than this transferd's %d", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, ts(time.Now())); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// timeLayout is how columns hold times: UTC, fixed width, so that text
+// order is time order, to the nanosecond.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+func ts(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTS(s string) (time.Time, error) { return time.Parse(timeLayout, s) }
+
+// errNotFound is the cause of KindNotFound errors.
+var errNotFound = errors.New("transfer not found")
+
+// fail wraps an unexpected error with the store and the operation, e.g.
+// "sqlite: update tr_…: disk I/O error".
+func fail(op string, err error) error { return fmt.Errorf("sqlite: %s: %w", op, err) }
+
+// kindErr is fail for errors the orchestrator maps by kind.
+func kindErr(op string, k orchestrator.Kind, err error) error {
+	return orchestrator.E("sqlite: "+op, k, err)
+}
+
+// code returns SQLite's extended result code of err, or 0.
+func code(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+func isUnique(err error) bool     { return code(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE }
+func isForeignKey(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }

@@ -1,0 +1,247 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/sqlite"
+	"github.com/transferd/transferd/internal/store/storetest"
+)
+
+func open(t testing.TB, dir string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// rawDB opens the store's database file directly, bypassing the store.
+func rawDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	u := url.URL{Path: filepath.Join(dir, sqlite.FileName)}
+	db, err := sql.Open("sqlite", "file:"+u.EscapedPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
+}
+
+func newTransfer(user string) *orchestrator.Transfer {
+	now := time.Now()
+	return &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StatePending, CreatedAt: now, UpdatedAt: now,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
+}
+
+// Open creates the directory private, the database file private, and the
+// migrations once: re-opening finds the data and the schema as they were.
+func TestOpenCreatesAndReopens(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data", "with ? and # and %41 in the name")
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransfer("1000")
+	if err := s.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.State = orchestrator.StateHolding
+	if err := s.Update(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{dir, filepath.Join(dir, sqlite.FileName), filepath.Join(dir, sqlite.FileName+"-wal")}
+	for _, p := range files {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", p, perm)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 2 { // migrations are idempotent
+		s := open(t, dir)
+		got, err := s.Get(ctx, tr.ID)
+		if err != nil {
+			t.Fatalf("Get after re-open: %v", err)
+		}
+		if got.State != orchestrator.StateHolding || got.Version != 2 {
+			t.Errorf("after re-open: state %s version %d, want holding 2", got.State, got.Version)
+		}
+		s.Close()
+	}
+	db := rawDB(t, dir)
+	var versions []int
+	rows, err := db.Query(`SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, v)
+	}
+	if !slices.Equal(versions, []int{1}) {
+		t.Errorf("schema_migrations = %v, want [1]", versions)
+	}
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal (persistent)", mode, err)
+	}
+}
+
+// A database migrated by a newer transferd is refused, not written to.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future', '')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := sqlite.Open(context.Background(), dir)
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.HasPrefix(err.Error(), "sqlite: ") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
+}
+
+func TestOpenFailsOnAFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.Open(context.Background(), f); err == nil || !strings.HasPrefix(err.Error(), "sqlite: open ") {
+		t.Fatalf("Open of a regular file as the data directory: %v", err)
+	}
+}
+
+// Errors name the store and the operation.
+func TestErrorsNameStoreAndOperation(t *testing.T) {
+	s := open(t, t.TempDir())
+	tr := newTransfer("1000")
+	tr.Version = 1
+	err := s.Update(context.Background(), tr)
+	if want := "sqlite: update " + tr.ID + ": "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Update of an unknown transfer: %v, want prefix %q", err, want)
+	}
+	if err := s.Create(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.Version = 5
+	err = s.Update(context.Background(), tr)
+	if !errors.Is(err, orchestrator.ErrVersionConflict) || orchestrator.KindOf(err) != orchestrator.KindConflict ||
+		err.Error() != "sqlite: update "+tr.ID+": "+orchestrator.ErrVersionConflict.Error() {
+		t.Errorf("stale Update: %v", err)
+	}
+}
+
+// The SQL lists of terminal states are orchestrator.State.Terminal.
+func TestTerminalStatesMatchTheOrchestrator(t *testing.T) {
+	var term []string
+	for _, s := range orchestrator.States {
+		if s.Terminal() {
+			term = append(term, "'"+string(s)+"'")
+		}
+	}
+	slices.Sort(term)
+	list := "(" + strings.Join(term, ", ") + ")"
+	if list != sqlite.TerminalList {
+		t.Errorf("queries use %s, the orchestrator's terminal states are %s", sqlite.TerminalList, list)
+	}
+	mig, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(mig), "state NOT IN "+list) + strings.Count(string(mig), "state IN "+list); n != 3 {
+		t.Errorf("the migration's partial indexes use %s in %d places, want 3", list, n)
+	}
+}
+
+// A saved transfer survives the process being killed (no Close, no
+// checkpoint): the test re-runs itself as a child that saves and then
+// SIGKILLs itself, and reads the record back.
+func TestDurableAfterKill(t *testing.T) {
+	if dir := os.Getenv("TRANSFERD_SQLITE_CRASH_DIR"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDurableAfterKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TRANSFERD_SQLITE_CRASH_DIR="+dir)
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the child was not killed: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	if !orchestrator.ValidID(id) {
+		t.Fatalf("the child printed %q, not an id", out)
+	}
+	s := open(t, dir)
+	got, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get after the kill: %v", err)
+	}
+	if got.State != orchestrator.StateDialing || got.Version != 3 || len(got.Steps) != 1 {
+		t.Errorf("after the kill: state %s version %d steps %d; want dialing 3 1", got.State, got.Version, len(got.Steps))
+	}
+}
+
+func crashChild(dir string) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		os.Exit(2)
+	}
+	tr := newTransfer("1000")
+	if s.Create(ctx, tr) != nil {
+		os.Exit(3)
+	}
+	tr.State = orchestrator.StateHolding
+	tr.Steps = append(tr.Steps, orchestrator.Step{Name: orchestrator.StepHold, Status: orchestrator.StepStarted, StartedAt: time.Now()})
+	if s.Update(ctx, tr) != nil {
+		os.Exit(4)
+	}
+	tr.State = orchestrator.StateDialing
+	if s.Update(ctx, tr) != nil {
+		os.Exit(5)
+	}
+	os.Stdout.WriteString(tr.ID + "\n")
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+func BenchmarkUpdate(b *testing.B) { storetest.BenchUpdate(b, open(b, b.TempDir())) }
+func BenchmarkCreate(b *testing.B) { storetest.BenchCreate(b, open(b, b.TempDir())) }
+func BenchmarkUpdateParallel(b *testing.B) {
+	storetest.BenchUpdateParallel(b, open(b, b.TempDir()))
+}
