@@ -23,6 +23,8 @@ type run struct {
 	// joined: the provider already shows caller and target together (found
 	// when resuming), so the join must not be sent again.
 	joined bool
+	// then is the state a successful step moves to (see stepTo).
+	then   State
 	cancel context.CancelFunc // stops driving without compensating (lease lost)
 	// persistErr is set when a save failed: the run stops driving, because
 	// a side effect whose intent is not saved must never be made.
@@ -82,7 +84,17 @@ func (r *run) save(ctx context.Context) bool {
 
 // transition moves t to state `to`, saves it and logs one line.
 func (r *run) transition(ctx context.Context, to State) {
-	from := r.t.State
+	from := r.enter(to)
+	if !r.save(ctx) {
+		return
+	}
+	r.announce(from, to)
+}
+
+// enter moves t to state `to` in memory, settling the metrics; the caller
+// saves it and then announces it.
+func (r *run) enter(to State) (from State) {
+	from = r.t.State
 	now := r.e.now()
 	r.e.m.stateSeconds.WithLabelValues(r.p.Name(), string(from)).Observe(now.Sub(r.entered).Seconds())
 	r.entered = now
@@ -96,9 +108,11 @@ func (r *run) transition(ctx context.Context, to State) {
 			r.e.m.finished.WithLabelValues(r.p.Name(), string(to), string(o.Reason)).Inc()
 		}
 	}
-	if !r.save(ctx) {
-		return
-	}
+	return from
+}
+
+// announce logs one line for a saved transition.
+func (r *run) announce(from, to State) {
 	ev := r.log.Info().Str("from", string(from)).Str("to", string(to))
 	if l := r.t.Legs; !l.Caller.IsZero() {
 		ev = ev.Str("caller_call_id", l.Caller.CallID).Str("caller_session_id", l.Caller.SessionID).
@@ -113,11 +127,21 @@ func (r *run) transition(ctx context.Context, to State) {
 	r.e.crash(r.t, "state:"+string(to))
 }
 
+// stepTo is step that, when the side effect succeeds, saves the move to
+// state next with the step's result: one durable write instead of two.
+func (r *run) stepTo(ctx context.Context, name string, f func(context.Context) error, next State) error {
+	r.then = next
+	defer func() { r.then = "" }()
+	return r.step(ctx, name, f)
+}
+
 // step saves the intent of a provider side effect, makes it, and saves
 // its result. It returns the side effect's error.
 func (r *run) step(ctx context.Context, name string, f func(context.Context) error) error {
 	r.t.Steps = append(r.t.Steps, Step{Name: name, Status: StepStarted, StartedAt: r.e.now()})
-	if !r.save(ctx) {
+	// Only a step that changes a call needs its intent saved first;
+	// reading the provider (locate, verify) can simply be repeated.
+	if readOnly := name == StepLocate || name == StepVerify; !readOnly && !r.save(ctx) {
 		return r.persistErr
 	}
 	r.e.crash(r.t, name+":intent")
@@ -136,10 +160,18 @@ func (r *run) step(ctx context.Context, name string, f func(context.Context) err
 		s.Status = StepSucceeded
 	}
 	r.e.m.stepSeconds.WithLabelValues(r.p.Name(), name, result).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
+	var from State
+	advance := err == nil && r.then != ""
+	if advance {
+		from = r.enter(r.then)
+	}
 	if !r.save(ctx) {
 		return r.persistErr
 	}
 	r.e.crash(r.t, name+":result")
+	if advance {
+		r.announce(from, r.t.State)
+	}
 	return err
 }
 
@@ -211,21 +243,19 @@ func (r *run) locate(ctx context.Context) {
 	if r.interrupted(ctx) {
 		return
 	}
-	err := r.step(ctx, StepLocate, func(ctx context.Context) error {
+	next := StateDialing
+	if r.flow.Hold {
+		next = StateHolding
+	}
+	err := r.stepTo(ctx, StepLocate, func(ctx context.Context) error {
 		legs, err := r.p.Locate(ctx, r.t)
 		if err == nil {
 			r.t.Legs = legs
 		}
 		return err
-	})
+	}, next)
 	if err != nil {
 		r.failErr(ctx, StepLocate, err)
-		return
-	}
-	if r.flow.Hold {
-		r.transition(ctx, StateHolding)
-	} else {
-		r.transition(ctx, StateDialing)
 	}
 }
 
@@ -236,12 +266,11 @@ func (r *run) hold(ctx context.Context) {
 	// The undo is registered with the intent: if the hold's response is
 	// lost, or the process dies mid-step, the caller is still unheld.
 	r.register(StepUnhold)
-	if err := r.step(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }); err != nil {
+	if err := r.stepTo(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }, StateDialing); err != nil {
 		r.failErr(ctx, StepHold, err)
 		return
 	}
 	r.markHeld(true)
-	r.transition(ctx, StateDialing)
 }
 
 func (r *run) markHeld(held bool) {
@@ -261,19 +290,19 @@ func (r *run) dial(ctx context.Context) {
 		return
 	}
 	r.register(StepHangup)
-	err := r.step(ctx, StepDial, func(ctx context.Context) error {
+	err := r.stepTo(ctx, StepDial, func(ctx context.Context) error {
 		leg, err := r.p.Dial(ctx, r.t)
 		if !leg.IsZero() {
 			r.t.Legs.Consult = leg
 		}
+		if err == nil {
+			r.t.ConsultDeadline = r.e.now().Add(r.t.Request.ConsultTimeout)
+		}
 		return err
-	})
+	}, StateConsulting)
 	if err != nil {
 		r.failErr(ctx, StepDial, err)
-		return
 	}
-	r.t.ConsultDeadline = r.e.now().Add(r.t.Request.ConsultTimeout)
-	r.transition(ctx, StateConsulting)
 }
 
 // poller paces observations: immediately, then doubling up to the maximum.

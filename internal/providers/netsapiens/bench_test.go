@@ -19,6 +19,7 @@ import (
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 	"github.com/transferd/transferd/internal/store/memory"
+	"github.com/transferd/transferd/internal/store/sqlite"
 )
 
 // benchRig is the zero-latency simulator over loopback HTTP with an
@@ -31,6 +32,10 @@ type benchRig struct {
 }
 
 func newBenchRig(b *testing.B) *benchRig {
+	return newBenchRigWith(b, memory.New())
+}
+
+func newBenchRigWith(b *testing.B, store orchestrator.Store) *benchRig {
 	b.Helper()
 	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: "*"}}, HistoryLimit: 1000})
 	mux := http.NewServeMux()
@@ -43,7 +48,7 @@ func newBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond},
-		memory.New(), []orchestrator.Provider{client}, zerolog.Nop(), prometheus.NewRegistry())
+		store, []orchestrator.Provider{client}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,6 +101,30 @@ func BenchmarkNetSapiensTransfer(b *testing.B) {
 	}
 	benchutil.ReportCPU(b, cpu)
 	b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+}
+
+// BenchmarkNetSapiensTransferSQLite is the same on the default embedded
+// store, where every save is a durable (fsync'd) SQLite transaction.
+func BenchmarkNetSapiensTransferSQLite(b *testing.B) {
+	store, err := sqlite.Open(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	r := newBenchRigWith(b, store)
+	var saves atomic.Int64
+	cpu := benchutil.CPUTime()
+	i := 0
+	for b.Loop() {
+		r.transfer(b, fmt.Sprintf("S%d", i))
+		i++
+	}
+	benchutil.ReportCPU(b, cpu)
+	ts, _, _ := store.List(context.Background(), orchestrator.ListFilter{Limit: 1})
+	if len(ts) == 1 {
+		saves.Store(ts[0].Version)
+	}
+	b.ReportMetric(float64(saves.Load()), "saves/transfer")
 }
 
 // BenchmarkNetSapiensThroughput runs transfers 32 at a time and reports

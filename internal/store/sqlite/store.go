@@ -102,9 +102,7 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	if err != nil {
 		return fail(op, err)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE transfers SET version = ?, state = ?, provider = ?, call_key = ?,
-		owner = ?, lease_expires = ?, created_at = ?, updated_at = ?, record = ?
-		WHERE id = ? AND version = ?`,
+	res, err := s.update.ExecContext(ctx,
 		c.Version, col.state, col.provider, col.callKey, col.owner, col.lease, col.created, col.updated, col.record,
 		t.ID, t.Version)
 	if isUnique(err) {
@@ -135,6 +133,10 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	t.Version = c.Version
 	return nil
 }
+
+const updateSQL = `UPDATE transfers SET version = ?, state = ?, provider = ?, call_key = ?,
+		owner = ?, lease_expires = ?, created_at = ?, updated_at = ?, record = ?
+		WHERE id = ? AND version = ?`
 
 // Get implements orchestrator.Store.
 func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
