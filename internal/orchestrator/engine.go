@@ -313,7 +313,7 @@ func (e *Engine) Notify(id string) {
 func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool) (*Transfer, error) {
 	for {
 		w := e.watchOn(id)
-		t, err := e.Get(ctx, id)
+		t, err := e.current(ctx, id)
 		if err != nil {
 			e.unwatch(id, w)
 			return nil, err
@@ -345,6 +345,22 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 			timer.Stop()
 		}
 	}
+}
+
+// current returns the latest saved record: from the runner when this
+// process drives the transfer (it saved it a moment ago, and reading it
+// back from a durable store on every change is what a long poll would
+// otherwise cost), else from the store.
+func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
+	e.mu.Lock()
+	r := e.runs[id]
+	e.mu.Unlock()
+	if r != nil {
+		if t := r.latest.Load(); t != nil {
+			return t.Clone(), nil
+		}
+	}
+	return e.Get(ctx, id)
 }
 
 func (e *Engine) isStopping() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,6 +27,8 @@ type run struct {
 	// then is the state a successful step moves to (see stepTo).
 	then   State
 	cancel context.CancelFunc // stops driving without compensating (lease lost)
+	// latest is a copy of the record as last saved, for Engine.Wait.
+	latest atomic.Pointer[Transfer]
 	// persistErr is set when a save failed: the run stops driving, because
 	// a side effect whose intent is not saved must never be made.
 	persistErr error
@@ -78,6 +81,7 @@ func (r *run) save(ctx context.Context) bool {
 		r.persistErr = err
 		return false
 	}
+	r.latest.Store(r.t.Clone())
 	r.e.publish(r.t.ID)
 	return true
 }

@@ -340,6 +340,18 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 
 // TakeSignal implements orchestrator.Store.
 func (s *Store) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	// Runners ask at every step and poll, and almost always there is no
+	// signal: a read on a reader connection answers that without a durable
+	// write transaction. Only the writer deletes, so a signal found here
+	// is still there for the DELETE below (or taken by a concurrent
+	// TakeSignal, which the DELETE's RETURNING reports).
+	var pending int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM signals WHERE transfer_id = ?`, id).Scan(&pending); err != nil {
+		return orchestrator.SignalNone, fail("take signal "+id, err)
+	}
+	if pending == 0 {
+		return orchestrator.SignalNone, nil
+	}
 	var sig string
 	err := s.w.QueryRowContext(ctx, `DELETE FROM signals WHERE transfer_id = ? RETURNING signal`, id).Scan(&sig)
 	if errors.Is(err, sql.ErrNoRows) {
