@@ -11,7 +11,7 @@ import (
 )
 
 // run drives one transfer. Only its goroutine touches t; everyone else
-// reads the saved copy from the store.
+// reads saved copies (the store's, or latest).
 type run struct {
 	e       *Engine
 	t       *Transfer
@@ -59,7 +59,11 @@ func (r *run) drive(ctx context.Context) {
 			r.fail(ctx, ReasonInternal, fmt.Sprintf("unknown state %q", r.t.State), nil)
 		}
 	}
-	if r.persistErr != nil {
+	switch {
+	case errors.Is(r.persistErr, ErrVersionConflict):
+		r.log.Warn().Str("state", string(r.t.State)).
+			Msg("another replica took the transfer over; stopped driving it")
+	case r.persistErr != nil:
 		r.log.Error().Err(r.persistErr).Str("state", string(r.t.State)).
 			Msg("cannot save the transfer; stopped driving it so that no unrecorded side effect is made")
 	}
