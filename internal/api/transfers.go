@@ -132,6 +132,12 @@ func settled(t *orchestrator.Transfer) bool {
 	return t.State.Terminal() || t.State == orchestrator.StateConsulting && (t.Request.Completion == orchestrator.CompletionManual)
 }
 
+// awaitsClient: a manual transfer whose target answered waits for the
+// client's complete or cancel, so a long poll has nothing to wait for.
+func awaitsClient(t *orchestrator.Transfer) bool {
+	return t.State == orchestrator.StateConsulting && t.Request.Completion == orchestrator.CompletionManual && t.Answered
+}
+
 func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
 
 func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
@@ -186,7 +192,7 @@ func handleGetTransfer(eng *orchestrator.Engine) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		if wait, ok := preferWait(r); ok && !t.State.Terminal() {
+		if wait, ok := preferWait(r); ok && !t.State.Terminal() && !awaitsClient(t) {
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
 			ctx, cancel := context.WithTimeout(r.Context(), wait)

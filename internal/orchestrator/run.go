@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -457,10 +458,13 @@ func (r *run) learn(ctx context.Context, l LegRef) {
 // whether the state changed.
 func (r *run) consulted(ctx context.Context, obs Observation) bool {
 	switch {
-	case obs.Caller == CallerGone:
+	case obs.Caller == CallerGone && (obs.Consult != ConsultEnded || obs.EndReason == ""):
 		r.fail(ctx, ReasonCallerHungUp, "the caller hung up during the consult", nil)
 		return true
 	case obs.Consult == ConsultEnded && obs.Caller != CallerTransferred:
+		// Also when the caller's call ended with it: a provider that ends
+		// the caller's call when its own transfer fails (Bandwidth) reports
+		// the consult's reason, not a hang-up by the caller.
 		reason := obs.EndReason
 		if reason == "" {
 			reason = ReasonRejected
@@ -611,12 +615,13 @@ func (r *run) recover(ctx context.Context) {
 			return
 		}
 	}
-	if !r.flow.Hold && restored && r.t.lastStep(StepDial) != nil {
-		// Nothing of ours held the caller, but the provider's own transfer
-		// may have ended the caller's call: only its state tells.
-		if obs, err := r.observe(cctx); err != nil || obs.Caller != CallerConnected {
-			restored = false
-			notes = append(notes, "the provider did not return the caller to the original call")
+	if restored && (r.t.lastStep(StepHold) != nil || r.t.lastStep(StepDial) != nil) {
+		// Providers accept an unhold (and end a failed transfer of their
+		// own) asynchronously: only their state says the caller is back.
+		ok, why := r.confirmRestored(cctx)
+		restored = ok
+		if why != "" {
+			notes = append(notes, why)
 		}
 	}
 	out := *failure
@@ -629,6 +634,46 @@ func (r *run) recover(ctx context.Context) {
 		final = StateCancelled
 	}
 	r.finish(ctx, final, out)
+}
+
+// confirmRestored reads the provider until it shows the caller connected
+// as before (not held), the caller gone, or VerifyTimeout passes.
+func (r *run) confirmRestored(ctx context.Context) (bool, string) {
+	vctx, cancel := context.WithTimeout(ctx, r.e.cfg.VerifyTimeout)
+	defer cancel()
+	poll := newPoller(r.e.cfg.PollInterval, r.e.cfg.PollMaxInterval)
+	defer poll.timer.Stop()
+	var seen *Observation // the last successful reading
+	var lastErr error
+	for {
+		select {
+		case <-poll.timer.C:
+		case <-vctx.Done():
+			if seen == nil {
+				// The provider could not be read at all: the undos it
+				// accepted stand, but nobody saw their effect.
+				return true, fmt.Sprintf("the caller's return was not confirmed: %v", lastErr)
+			}
+			return false, fmt.Sprintf("the provider did not show the caller back on the call within %s (caller %s)",
+				r.e.cfg.VerifyTimeout, seen.Caller)
+		}
+		obs, err := r.observe(vctx)
+		switch {
+		case err != nil:
+			lastErr = err
+		case obs.Caller == CallerConnected:
+			return true, ""
+		case obs.Caller == CallerGone:
+			why := "the provider did not return the caller to the original call: the caller's call has ended"
+			if obs.Detail != "" {
+				why += " (" + strings.TrimPrefix(obs.Detail, "; ") + ")"
+			}
+			return false, why
+		default:
+			seen = &obs
+		}
+		poll.again()
+	}
 }
 
 // undo runs one compensation until it succeeds, the call is gone, or the
@@ -695,8 +740,9 @@ func (r *run) reconcile(ctx context.Context) {
 	}
 	switch r.t.State {
 	case StateConsulting:
-		if obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred {
+		if (obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred) && !r.t.Answered {
 			r.t.Answered = true
+			r.note(StepAnswered, "the target answered (seen when resuming)")
 		}
 	case StateCompleting:
 		if obs.Caller == CallerTransferred {

@@ -158,8 +158,8 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	case aGone && targetFailed(cause):
 		// B failed and the platform ended the caller's call with it (what
 		// Catapult does to a failed BXML transfer). Not a hang-up by the
-		// caller: the consult's end reason is the story.
-		obs.Caller = orchestrator.CallerUnknown
+		// caller: the engine reports the consult's end reason.
+		obs.Caller = orchestrator.CallerGone
 		obs.Detail += "; Bandwidth ended the caller's call when the transfer failed"
 	case aGone:
 		obs.Caller = orchestrator.CallerGone

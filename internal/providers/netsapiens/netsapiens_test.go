@@ -563,3 +563,40 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name, outcome, reason s
 	t.Fatalf("no %s{outcome=%q,reason=%q}", name, outcome, reason)
 	return nil
 }
+
+// A restart can repeat the dial before the PBX has applied the first
+// create (it answers 202 and creates later): the second create finds the
+// call-id taken, and that is the same consult call, not a failure.
+func TestRepeatedDialBeforeThePBXCreatedTheCall(t *testing.T) {
+	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: domain}}, ActionDelay: time.Hour})
+	t.Cleanup(sim.Close)
+	mux := http.NewServeMux()
+	mux.Handle(basePath+"/", http.StripPrefix(basePath, sim.APIHandler()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &orchestrator.Transfer{ID: orchestrator.NewID(time.Now()), Request: orchestrator.Request{Provider: netsapiens.Name,
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+	for attempt := 1; attempt <= 2; attempt++ {
+		tr.Steps = append(tr.Steps, orchestrator.Step{Name: orchestrator.StepDial, Status: orchestrator.StepStarted})
+		leg, err := client.Dial(context.Background(), tr)
+		if err != nil || leg.CallID != netsapiens.ConsultCallID(tr.ID) {
+			t.Fatalf("attempt %d: leg %+v, err %v", attempt, leg, err)
+		}
+	}
+	posts := 0
+	for _, r := range sim.Requests() {
+		if r.Method == http.MethodPost {
+			posts++
+			if posts == 2 && r.Status != http.StatusConflict {
+				t.Errorf("the simulator answered the repeat %d, want 409 (call-id taken)", r.Status)
+			}
+		}
+	}
+	if posts != 2 {
+		t.Errorf("creates sent = %d, want 2 (the first, then one the PBX refused)", posts)
+	}
+}

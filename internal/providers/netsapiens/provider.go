@@ -192,6 +192,13 @@ func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrat
 		body.AutoAnswer = "yes"
 	}
 	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: c.userPath(&t.Request), body: body}, nil)
+	if ev := orchestrator.EvidenceOf(err); ev != nil && ev.Status == http.StatusConflict {
+		// The call-id is this transfer's own, so a live call with it is
+		// the consult an earlier attempt created (the PBX may not list it
+		// yet). What status a duplicate call-id gets is not documented
+		// [guess]; a 409 is taken to mean exactly this.
+		return leg, nil
+	}
 	if orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable {
 		// The PBX may have created the call before the answer was lost.
 		if ac, ferr := c.findConsult(ctx, t, id); ferr == nil && ac != nil {

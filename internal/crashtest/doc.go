@@ -1,0 +1,20 @@
+// Package crashtest holds transferd's crash tests (issue #4): it builds
+// cmd/transferd and cmd/pbxsim, runs one simulator process that outlives
+// every transferd process, kills transferd with SIGKILL at every step
+// boundary of every flow (TRANSFERD_TEST_CRASH_AT), restarts it (or lets
+// a replica take over on PostgreSQL), and then checks the simulator's own
+// state: the caller is connected to the target, or back with the agent and
+// not held; no consult leg is left behind; no second consult call was made.
+//
+// The package has no non-test code. Run it with
+//
+//	go test -count=1 ./internal/crashtest/
+//
+// and, for the multi-replica part, with TRANSFERD_TEST_DATABASE_URL set to
+// a PostgreSQL server the test may create databases on (a fresh database
+// per run, dropped at the end). That part covers a representative set of
+// crash points per flow, or all of them with TRANSFERD_CRASH_ALL_POINTS=1
+// (about 2.7 s each: a takeover waits for the dead owner's lease). Set
+// TRANSFERD_CRASH_SUMMARY to a file name to get the summary lines there:
+// go test prints a passing package's output only with -v.
+package crashtest

@@ -1,0 +1,194 @@
+package crashtest
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// leaseTTL is the replicas' TRANSFERD_LEASE_TTL: short, so that a dead
+// replica's transfers are taken over quickly.
+const leaseTTL = 2 * time.Second
+
+// takeoverBound is the longest a takeover may take after the owner died:
+// the owner's lease runs at most leaseTTL past its last save or renewal,
+// and survivors look for expired leases every leaseTTL/3. The second of
+// slack absorbs a loaded machine (go test -race on 2 cores).
+const takeoverBound = leaseTTL + leaseTTL/3 + time.Second
+
+// pgPoints are the crash points the replica test covers for a flow: the
+// representative set of issue #4, or every point with
+// TRANSFERD_CRASH_ALL_POINTS=1.
+func pgPoints(f flow) []string {
+	all := f.points()
+	if os.Getenv("TRANSFERD_CRASH_ALL_POINTS") != "" {
+		return all
+	}
+	want := []string{"hold:effect", "dial:effect", "state:consulting"}
+	switch {
+	case f.cancels():
+		// state:recovering: the owner took the cancel another replica put
+		// in the store, and died.
+		want = append(want, "state:recovering", "hangup_consult:effect", "unhold:intent")
+	case f.join:
+		want = append(want, "state:completing", "transfer:effect")
+	default:
+		want = append(want, "state:completing", "verify:intent")
+	}
+	return slices.DeleteFunc(all, func(p string) bool { return !slices.Contains(want, p) })
+}
+
+// TestCrashWithReplicasOnPostgres runs three replicas on one PostgreSQL
+// database, kills the one that owns a transfer at a crash point, and
+// checks that another takes it over within the lease and finishes or
+// compensates it. Signals of manual flows go to a replica that does not
+// own the transfer, so they reach the owner only through the store.
+func TestCrashWithReplicasOnPostgres(t *testing.T) {
+	needBinaries(t)
+	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
+	if admin == "" {
+		t.Skip("set TRANSFERD_TEST_DATABASE_URL (postgres://…) to run the replica crash tests")
+	}
+	dbURL := freshDatabase(t, admin)
+	ty := &tally{}
+	defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String())
+	n := 1000
+	for _, f := range flows {
+		t.Run(f.name, func(t *testing.T) {
+			for _, point := range pgPoints(f) {
+				n++
+				t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
+					crashReplicas(t, ty, dbURL, f, point, n)
+				})
+			}
+		})
+	}
+}
+
+// freshDatabase creates a database of its own for this run on the server
+// of admin and returns its URL; it is dropped when the test ends.
+func freshDatabase(t *testing.T, admin string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("TRANSFERD_TEST_DATABASE_URL: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("connecting to TRANSFERD_TEST_DATABASE_URL: %v", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	name := fmt.Sprintf("transferd_crashtest_%d_%d", time.Now().UnixNano(), os.Getpid())
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		t.Fatalf("creating database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("dropping database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			t.Errorf("dropping database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+// about matches the log lines about a transfer.
+func about(id string) func(logLine) bool {
+	return func(l logLine) bool { return l.str("transfer_id") == id }
+}
+
+// crashReplicas is one case of TestCrashWithReplicasOnPostgres.
+func crashReplicas(t *testing.T, ty *tally, dbURL string, f flow, point string, n int) {
+	ty.attempt()
+	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+	defer cancel()
+	pl, err := placeCall(ctx, f, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := transferdEnv("TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String())
+	instance := func(i int) string { return fmt.Sprintf("TRANSFERD_INSTANCE_ID=pg%d-r%d", n, i) }
+	// r0 owns the transfer (it receives the POST) and dies at the point.
+	r0 := startTransferdAsync(t, "r0", append(slices.Clip(common), instance(0), "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))
+	r1 := startTransferdAsync(t, "r1", append(slices.Clip(common), instance(1)))
+	r2 := startTransferdAsync(t, "r2", append(slices.Clip(common), instance(2)))
+	for _, p := range []*proc{r0, r1, r2} {
+		p.waitListening(t)
+	}
+	survivors := []*proc{r1, r2}
+	fw := &follower{t: t, f: f, procs: []*proc{r0, r1, r2}}
+
+	if fw.create(ctx, r0, pl) {
+		// While r0 owns the transfer, r1 is read and signalled.
+		other := func() *proc { return r1 }
+		if !fw.follow(ctx, other, other, r0.done) {
+			return
+		}
+	}
+	id, ok := expectCrash(t, ty, r0, point, fw.id, fw.last)
+	if !ok {
+		return
+	}
+	fw.id = id
+
+	// A survivor takes the transfer over once r0's lease expired, unless
+	// r0 died right after saving it terminal.
+	cur, err := getTransfer(ctx, r1, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cur.terminal() {
+		// Only the owner logs lines about a transfer: the first one a
+		// survivor logs ("resuming transfer", or its first provider request
+		// for a transfer still pending) is the takeover.
+		owner, line, ok := waitLine(survivors, about(id), 2*takeoverBound)
+		if !ok {
+			t.Fatalf("no survivor took %s over within %s of r0's death (%s)", id, 2*takeoverBound, cur)
+		}
+		took := line.at.Sub(r0.diedAt)
+		ty.tookOver(took)
+		t.Logf("%s took %s over %s after r0 died", owner.name, id, took.Round(time.Millisecond))
+		if took > takeoverBound {
+			t.Errorf("%s took %s over %s after r0 died, more than %s", owner.name, id, took, takeoverBound)
+		}
+	}
+	// Read and signal through the survivor that does not own the
+	// transfer: the signal must reach the owner through the store.
+	notOwner := func() *proc {
+		owner, at := r2, time.Time{}
+		for _, p := range survivors {
+			for _, l := range p.logs.all() {
+				if about(id)(l) && l.at.After(at) {
+					owner, at = p, l.at
+				}
+			}
+		}
+		if owner == r1 {
+			return r2
+		}
+		return r1
+	}
+	if !fw.follow(ctx, notOwner, notOwner, nil) {
+		return
+	}
+	v, err := check(ctx, f, pl, fw.last)
+	t.Logf("killed r0 at %s, taken over: %s; steps %s", point, fw.last, stepTrail(fw.last))
+	ty.judge(t, f.name+" "+point, f, fw.last, v, err)
+}
