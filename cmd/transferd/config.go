@@ -51,7 +51,7 @@ type config struct {
 	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
 	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… to share transfers between replicas (secret: may hold a password)"`
 	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
-	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"how long a replica owns a transfer without renewing; a stopped replica's transfers are taken over after this"`
+	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a stopped replica's transfers are taken over by another within this time"`
 	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
 
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`

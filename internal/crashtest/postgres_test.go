@@ -18,10 +18,11 @@ import (
 const leaseTTL = 2 * time.Second
 
 // takeoverBound is the longest a takeover may take after the owner died:
-// the owner's lease runs at most leaseTTL past its last save or renewal,
-// and survivors look for expired leases every leaseTTL/3. The second of
-// slack absorbs a loaded machine (go test -race on 2 cores).
-const takeoverBound = leaseTTL + leaseTTL/3 + time.Second
+// issue #4 asks for "within TRANSFERD_LEASE_TTL". By design it comes
+// within 3/4 of it (a lease runs leaseTTL/2 past the owner's last save or
+// renewal, and survivors look for expired leases every leaseTTL/4); the
+// rest absorbs a loaded machine (go test -race on 2 cores).
+const takeoverBound = leaseTTL
 
 // pgPoints are the crash points the replica test covers for a flow: the
 // representative set of issue #4, or every point with

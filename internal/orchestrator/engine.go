@@ -35,8 +35,11 @@ type Config struct {
 	// restarted with the same Owner reclaims its transfers at once; others
 	// are taken over when their lease expires. Default "local".
 	Owner string
-	// LeaseTTL is how long a replica owns a transfer without renewing;
-	// leases are renewed every LeaseTTL/3 (see Open).
+	// LeaseTTL bounds how long a stopped replica's transfers wait to be
+	// taken over: a lease runs LeaseTTL/2 past its last renewal, and
+	// replicas renew theirs and look for expired ones every LeaseTTL/4
+	// (see Open), so takeover comes at most 3/4 LeaseTTL after a replica
+	// stops, and a live owner has two chances to renew before expiry.
 	LeaseTTL time.Duration
 	// Retention keeps terminal transfers this long before Purge (Open's
 	// maintenance loop, every PurgeInterval).
@@ -216,7 +219,7 @@ func (e *Engine) Start(ctx context.Context, r Request) (*Transfer, error) {
 	}
 	now := e.now()
 	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
-		Owner: e.cfg.Owner, LeaseExpires: now.Add(e.cfg.LeaseTTL)}
+		Owner: e.cfg.Owner, LeaseExpires: now.Add(e.lease())}
 	if err := e.store.Create(ctx, t); err != nil {
 		e.wg.Done()
 		return nil, err
@@ -374,6 +377,9 @@ func (e *Engine) local(id string) bool {
 	defer e.mu.Unlock()
 	return e.runs[id] != nil
 }
+
+// lease is how long a claim or renewal lasts.
+func (e *Engine) lease() time.Duration { return e.cfg.LeaseTTL / 2 }
 
 // crash calls the configured crash point, if any.
 func (e *Engine) crash(t *Transfer, point string) {

@@ -12,7 +12,7 @@ const acquireBatch = 100
 
 // Open resumes what this replica owns from a previous life, takes over
 // transfers whose owner stopped renewing its lease, and starts the
-// maintenance loop: lease renewal and takeover every LeaseTTL/3, and the
+// maintenance loop: lease renewal and takeover every LeaseTTL/4, and the
 // retention purge every PurgeInterval. Shutdown stops the loop.
 func (e *Engine) Open(ctx context.Context) error {
 	if err := e.reclaim(ctx); err != nil {
@@ -47,7 +47,7 @@ func (e *Engine) reclaim(ctx context.Context) error {
 	now := e.now()
 	var claimed []*Transfer
 	for _, t := range mine {
-		t.LeaseExpires = now.Add(e.cfg.LeaseTTL)
+		t.LeaseExpires = now.Add(e.lease())
 		// The version check makes this a claim: if another replica took
 		// the transfer over meanwhile, it is theirs.
 		if err := e.store.Update(ctx, t); err != nil {
@@ -68,7 +68,7 @@ func (e *Engine) reclaim(ctx context.Context) error {
 // takeOver claims transfers whose lease expired and resumes them.
 func (e *Engine) takeOver(ctx context.Context) {
 	for {
-		ts, err := e.store.Acquire(ctx, e.cfg.Owner, e.now(), e.cfg.LeaseTTL, acquireBatch)
+		ts, err := e.store.Acquire(ctx, e.cfg.Owner, e.now(), e.lease(), acquireBatch)
 		if err != nil {
 			e.log.Warn().Err(err).Msg("taking over expired transfers failed")
 			return
@@ -91,7 +91,7 @@ func (e *Engine) renew(ctx context.Context) {
 	if len(ids) == 0 {
 		return
 	}
-	lost, err := e.store.Renew(ctx, e.cfg.Owner, ids, e.now(), e.cfg.LeaseTTL)
+	lost, err := e.store.Renew(ctx, e.cfg.Owner, ids, e.now(), e.lease())
 	if err != nil {
 		e.log.Warn().Err(err).Msg("renewing leases failed; transfers may be taken over if this persists")
 		return
@@ -122,7 +122,7 @@ func (e *Engine) purge(ctx context.Context) {
 // shutdown compensates, so that no peer takes a transfer over mid-undo.
 func (e *Engine) maintain() {
 	ctx := e.hard
-	leases := time.NewTicker(e.cfg.LeaseTTL / 3)
+	leases := time.NewTicker(e.cfg.LeaseTTL / 4)
 	defer leases.Stop()
 	purges := time.NewTicker(e.cfg.PurgeInterval)
 	defer purges.Stop()

@@ -81,7 +81,7 @@ func (r *run) save(ctx context.Context) bool {
 	r.t.UpdatedAt = r.e.now()
 	// A save proves the owner alive, and must not write back a lease
 	// older than the one the maintenance loop renewed in the store.
-	r.t.LeaseExpires = r.t.UpdatedAt.Add(r.e.cfg.LeaseTTL)
+	r.t.LeaseExpires = r.t.UpdatedAt.Add(r.e.lease())
 	if err := r.e.store.Update(context.WithoutCancel(ctx), r.t); err != nil {
 		r.persistErr = err
 		return false
