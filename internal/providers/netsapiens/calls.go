@@ -46,49 +46,72 @@ type activeCall struct {
 	ByCallID   string
 }
 
-// aliases lists accepted names per field, preferred first.
-var aliases = map[string][]string{
-	"server":     {"core-server", "hostname"},
-	"session":    {"call-session-id", "session_id", "sessionId"},
-	"origCallID": {"call-orig-call-id", "orig_callid"},
-	"termCallID": {"call-term-call-id", "term_callid"},
-	"origUser":   {"call-orig-user", "orig_user"},
-	"termUser":   {"call-term-user", "term_user"},
-	"origInfo":   {"call-orig-info", "orig_call_info"},
-	"termInfo":   {"call-term-info", "term-orig-info", "term_call_info"},
-	"byCallID":   {"call-by-call-id", "by_callid"},
+// activeCallWire has a field for every accepted spelling: the v2
+// hyphenated names, the spec's term-orig-info typo, and the legacy
+// underscore names of event payloads. A struct, not a map, because rows
+// are decoded on every poll and unknown keys then cost nothing.
+type activeCallWire struct {
+	CoreServer    flexString `json:"core-server"`
+	Hostname      flexString `json:"hostname"`
+	SessionID     flexString `json:"call-session-id"`
+	LegacySession flexString `json:"session_id"`
+	EventSession  flexString `json:"sessionId"`
+	OrigCallID    flexString `json:"call-orig-call-id"`
+	LegacyOrigID  flexString `json:"orig_callid"`
+	TermCallID    flexString `json:"call-term-call-id"`
+	LegacyTermID  flexString `json:"term_callid"`
+	OrigUser      flexString `json:"call-orig-user"`
+	LegacyOrigU   flexString `json:"orig_user"`
+	TermUser      flexString `json:"call-term-user"`
+	LegacyTermU   flexString `json:"term_user"`
+	OrigInfo      flexString `json:"call-orig-info"`
+	LegacyOrigInf flexString `json:"orig_call_info"`
+	TermInfo      flexString `json:"call-term-info"`
+	SpecTermInfo  flexString `json:"term-orig-info"`
+	LegacyTermInf flexString `json:"term_call_info"`
+	ByCallID      flexString `json:"call-by-call-id"`
+	LegacyByID    flexString `json:"by_callid"`
 }
 
 func (a *activeCall) UnmarshalJSON(b []byte) error {
-	var raw map[string]flexString
-	if err := json.Unmarshal(b, &raw); err != nil {
-		// A field of an unexpected type (object, array): decode loosely.
+	var w activeCallWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		// One of our fields has an unexpected type (an object, an array):
+		// keep the fields that do decode.
 		var loose map[string]json.RawMessage
 		if err2 := json.Unmarshal(b, &loose); err2 != nil {
 			return err
 		}
-		raw = make(map[string]flexString, len(loose))
 		for k, v := range loose {
 			var f flexString
-			if json.Unmarshal(v, &f) == nil {
-				raw[k] = f
+			if json.Unmarshal(v, &f) != nil {
+				delete(loose, k)
 			}
 		}
+		clean, _ := json.Marshal(loose)
+		w = activeCallWire{}
+		if err := json.Unmarshal(clean, &w); err != nil {
+			return err
+		}
 	}
-	get := func(field string) string {
-		for _, name := range aliases[field] {
-			if v, ok := raw[name]; ok && v != "" {
-				return strings.TrimSpace(string(v))
+	first := func(vs ...flexString) string {
+		for _, v := range vs {
+			if t := strings.TrimSpace(string(v)); t != "" {
+				return t
 			}
 		}
 		return ""
 	}
 	*a = activeCall{
-		Server: get("server"), SessionID: get("session"),
-		OrigCallID: get("origCallID"), TermCallID: get("termCallID"),
-		OrigUser: get("origUser"), TermUser: get("termUser"),
-		OrigInfo: strings.ToLower(get("origInfo")), TermInfo: strings.ToLower(get("termInfo")),
-		ByCallID: get("byCallID"),
+		Server:     first(w.CoreServer, w.Hostname),
+		SessionID:  first(w.SessionID, w.LegacySession, w.EventSession),
+		OrigCallID: first(w.OrigCallID, w.LegacyOrigID),
+		TermCallID: first(w.TermCallID, w.LegacyTermID),
+		OrigUser:   first(w.OrigUser, w.LegacyOrigU),
+		TermUser:   first(w.TermUser, w.LegacyTermU),
+		OrigInfo:   strings.ToLower(first(w.OrigInfo, w.LegacyOrigInf)),
+		TermInfo:   strings.ToLower(first(w.TermInfo, w.SpecTermInfo, w.LegacyTermInf)),
+		ByCallID:   first(w.ByCallID, w.LegacyByID),
 	}
 	return nil
 }

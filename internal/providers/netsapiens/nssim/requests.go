@@ -26,8 +26,9 @@ type Request struct {
 func (s *Sim) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Request, 0, len(s.requests))
-	for _, r := range s.requests {
+	reqs := newest(s.requests, s.cfg.HistoryLimit)
+	out := make([]Request, 0, len(reqs))
+	for _, r := range reqs {
 		out = append(out, *r)
 	}
 	return out

@@ -333,8 +333,20 @@ func (s *Sim) endLocked(sess *session, reason EndReason, detail string) {
 // appendBounded appends v and drops the oldest entries beyond limit (0 = unbounded).
 func appendBounded[T any](list []T, v T, limit int) []T {
 	list = append(list, v)
+	// Trim only once the list holds twice the limit, so that dropping the
+	// oldest entries costs O(1) per append instead of a copy of the list
+	// every time (which dominated long load tests).
+	if limit > 0 && len(list) >= 2*limit {
+		list = slices.Clone(list[len(list)-limit:])
+	}
+	return list
+}
+
+// newest returns the last limit entries of a list kept by appendBounded
+// (all of them when limit is 0).
+func newest[T any](list []T, limit int) []T {
 	if limit > 0 && len(list) > limit {
-		list = slices.Delete(list, 0, len(list)-limit)
+		return list[len(list)-limit:]
 	}
 	return list
 }
@@ -485,5 +497,5 @@ func (s *Sim) Sessions(domain string) []ActiveCall {
 func (s *Sim) Ended() []EndedSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]EndedSession{}, s.ended...)
+	return append([]EndedSession{}, newest(s.ended, s.cfg.HistoryLimit)...)
 }
