@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -136,27 +137,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Transfers a previous process left unfinished are resumed (or
-	// compensated) before new ones are taken.
-	if err := eng.Open(ctx); err != nil {
-		return fmt.Errorf("resuming unfinished transfers: %w", err)
-	}
-
 	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Idempotency: store},
 		eng, log, reg, reg)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: stdlog.New(log.With().Str("component", "http").Logger(), "", 0)}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	// Transfers a previous process left unfinished are resumed (or
+	// compensated) before new ones are taken; from here on the engine runs
+	// transfers, so every way out goes through its shutdown.
+	if err := eng.Open(ctx); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("resuming unfinished transfers: %w", err)
 	}
 	log.Info().Str("addr", ln.Addr().String()).Strs("providers", eng.Providers()).Msg("listening")
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	var runErr error
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
+		runErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing or compensating in-flight transfers")
@@ -165,14 +169,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Transfers first, while the HTTP server still answers status reads;
 	// then the server.
 	engErr := eng.Shutdown(sctx)
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
+	if runErr == nil {
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve: %w", err)
+		}
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	if engErr != nil {
-		return engErr
+	if err := errors.Join(runErr, engErr); err != nil {
+		return err
 	}
 	log.Info().Msg("stopped")
 	return nil
