@@ -143,6 +143,27 @@ func BenchmarkNetSapiensThroughput(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "transfers/s")
 }
 
+// BenchmarkNetSapiensThroughputSQLite is the throughput run on the
+// durable default store, reporting CPU per transfer under concurrency.
+func BenchmarkNetSapiensThroughputSQLite(b *testing.B) {
+	store, err := sqlite.Open(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	r := newBenchRigWith(b, store)
+	var next atomic.Int64
+	start, cpu := time.Now(), benchutil.CPUTime()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.transfer(b, fmt.Sprintf("Q%d", next.Add(1)))
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "transfers/s")
+	benchutil.ReportCPU(b, cpu)
+}
+
 // BenchmarkSimulatorRawRequests is the baseline: the simulator's plain
 // request throughput for the read transferd makes most, over the same
 // loopback HTTP, with the same concurrency.

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -46,6 +47,12 @@ type Store struct {
 	// update is prepared once: a transfer is saved at every step, and
 	// parsing the statement each time cost a fifth of a save's CPU.
 	update *sql.Stmt
+	// The group committer (commit.go): saves go in through updates; quit
+	// stops it and committed closes when it has.
+	updates   chan *updateReq
+	quit      chan struct{}
+	committed chan struct{}
+	closeOnce sync.Once
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -95,6 +102,8 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
+	s.updates, s.quit, s.committed = make(chan *updateReq), make(chan struct{}), make(chan struct{})
+	go s.commitLoop()
 	return s, nil
 }
 
@@ -150,6 +159,12 @@ func (s *Store) init(ctx context.Context) error {
 // Close closes the database. The last connection to close checkpoints the
 // WAL into the database file.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.quit != nil {
+			close(s.quit)
+			<-s.committed
+		}
+	})
 	var errs []error
 	if s.update != nil {
 		errs = append(errs, s.update.Close())

@@ -93,7 +93,9 @@ func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
 	return id, err
 }
 
-// Update implements orchestrator.Store: a compare-and-set on version.
+// Update implements orchestrator.Store: a compare-and-set on version. The
+// save is handed to the group committer (commit.go), which writes the
+// saves of concurrent transfers in one durable transaction.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "update " + t.ID
 	c := t.Clone()
@@ -102,33 +104,19 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	if err != nil {
 		return fail(op, err)
 	}
-	res, err := s.update.ExecContext(ctx,
-		c.Version, col.state, col.provider, col.callKey, col.owner, col.lease, col.created, col.updated, col.record,
-		t.ID, t.Version)
-	if isUnique(err) {
-		// Only possible when a terminal transfer is made active again
-		// while another one holds its call.
-		if id, lerr := s.activeID(ctx, col.callKey); lerr == nil {
-			return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
-		}
+	req := &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1)}
+	select {
+	case s.updates <- req:
+	case <-s.quit:
+		return fail(op, errClosed)
+	case <-ctx.Done():
+		return fail(op, ctx.Err())
 	}
-	if err != nil {
-		return fail(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fail(op, err)
-	}
-	if n == 0 {
-		var one int
-		err := s.w.QueryRowContext(ctx, `SELECT 1 FROM transfers WHERE id = ?`, t.ID).Scan(&one)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return kindErr(op, orchestrator.KindNotFound, errNotFound)
-		case err != nil:
-			return fail(op, err)
-		}
-		return kindErr(op, orchestrator.KindConflict, orchestrator.ErrVersionConflict)
+	// Once handed over, the save happens or fails as a whole with its
+	// batch: wait for the verdict even if ctx ends, or the caller could
+	// not know whether its record was saved.
+	if err := <-req.done; err != nil {
+		return err
 	}
 	t.Version = c.Version
 	return nil
