@@ -89,3 +89,33 @@ func ReadBody(body io.ReadCloser) ([]byte, error) {
 	defer body.Close()
 	return io.ReadAll(io.LimitReader(body, MaxBody))
 }
+
+// Transport is the HTTP behaviour every adapter shares: its client and how
+// it retries safe requests.
+type Transport struct {
+	// HTTPClient defaults to a client with RequestTimeout.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one request (default 10s).
+	RequestTimeout time.Duration
+	// Attempts is how often a safe request is tried in all (default 3).
+	Attempts int
+	// RetryBase is the first wait between attempts (default 200ms).
+	RetryBase time.Duration
+}
+
+// WithDefaults fills in what t leaves unset.
+func (t Transport) WithDefaults() Transport {
+	if t.RequestTimeout <= 0 {
+		t.RequestTimeout = 10 * time.Second
+	}
+	if t.HTTPClient == nil {
+		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout}
+	}
+	if t.Attempts <= 0 {
+		t.Attempts = 3
+	}
+	if t.RetryBase <= 0 {
+		t.RetryBase = 200 * time.Millisecond
+	}
+	return t
+}

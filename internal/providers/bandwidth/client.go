@@ -125,19 +125,8 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("bandwidth: public URL: %w", err)
 		}
 	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	httpc := cfg.HTTPClient
-	if httpc == nil {
-		httpc = &http.Client{Timeout: cfg.RequestTimeout}
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 3
-	}
-	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = 200 * time.Millisecond
-	}
+	tr := apiclient.Transport{HTTPClient: cfg.HTTPClient, RequestTimeout: cfg.RequestTimeout,
+		Attempts: cfg.Attempts, RetryBase: cfg.RetryBase}.WithDefaults()
 	if cfg.MaxRateLimitWait <= 0 {
 		cfg.MaxRateLimitWait = 10 * time.Second
 	}
@@ -146,8 +135,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
-		token: cfg.APIToken, secret: cfg.APISecret, httpc: httpc,
-		attempts: cfg.Attempts, retryBase: cfg.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
+		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
+		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
 		publicURL: public, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
 	}, nil
 }

@@ -72,25 +72,14 @@ func New(cfg Config) (*Client, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("netsapiens: an API key is required")
 	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	httpc := cfg.HTTPClient
-	if httpc == nil {
-		httpc = &http.Client{Timeout: cfg.RequestTimeout}
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 3
-	}
-	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = 200 * time.Millisecond
-	}
+	tr := apiclient.Transport{HTTPClient: cfg.HTTPClient, RequestTimeout: cfg.RequestTimeout,
+		Attempts: cfg.Attempts, RetryBase: cfg.RetryBase}.WithDefaults()
 	auto := true
 	if cfg.AutoAnswer != nil {
 		auto = *cfg.AutoAnswer
 	}
-	return &Client{base: u, httpc: httpc, key: cfg.APIKey, attempts: cfg.Attempts,
-		retryBase: cfg.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}, nil
+	return &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
+		retryBase: tr.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}, nil
 }
 
 // APIError is a non-2xx answer of the NS API: {"code": int, "message": string}.
