@@ -25,8 +25,6 @@ type run struct {
 	// joined: the provider already shows caller and target together (found
 	// when resuming), so the join must not be sent again.
 	joined bool
-	// then is the state a successful step moves to (see stepTo).
-	then   State
 	cancel context.CancelFunc // stops driving without compensating (lease lost)
 	// latest is a copy of the record as last saved, for Engine.Wait.
 	latest atomic.Pointer[Transfer]
@@ -136,17 +134,11 @@ func (r *run) announce(from, to State) {
 	r.e.crash(r.t, "state:"+string(to))
 }
 
-// stepTo is step that, when the side effect succeeds, saves the move to
-// state next with the step's result: one durable write instead of two.
-func (r *run) stepTo(ctx context.Context, name string, f func(context.Context) error, next State) error {
-	r.then = next
-	defer func() { r.then = "" }()
-	return r.step(ctx, name, f)
-}
-
 // step saves the intent of a provider side effect, makes it, and saves
-// its result. It returns the side effect's error.
-func (r *run) step(ctx context.Context, name string, f func(context.Context) error) error {
+// its result. It returns the side effect's error. When the side effect
+// succeeds and next is set, the move to state next is saved with the
+// result: one durable write instead of two.
+func (r *run) step(ctx context.Context, name string, f func(context.Context) error, next State) error {
 	r.t.Steps = append(r.t.Steps, Step{Name: name, Status: StepStarted, StartedAt: r.e.now()})
 	// Only a step that changes a call needs its intent saved first;
 	// reading the provider (locate, verify) can simply be repeated.
@@ -170,9 +162,9 @@ func (r *run) step(ctx context.Context, name string, f func(context.Context) err
 	}
 	r.e.m.stepSeconds.WithLabelValues(r.p.Name(), name, result).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
 	var from State
-	advance := err == nil && r.then != ""
+	advance := err == nil && next != ""
 	if advance {
-		from = r.enter(r.then)
+		from = r.enter(next)
 	}
 	if !r.save(ctx) {
 		return r.persistErr
@@ -256,7 +248,7 @@ func (r *run) locate(ctx context.Context) {
 	if r.flow.Hold {
 		next = StateHolding
 	}
-	err := r.stepTo(ctx, StepLocate, func(ctx context.Context) error {
+	err := r.step(ctx, StepLocate, func(ctx context.Context) error {
 		legs, err := r.p.Locate(ctx, r.t)
 		if err == nil {
 			r.t.Legs = legs
@@ -275,7 +267,7 @@ func (r *run) hold(ctx context.Context) {
 	// The undo is registered with the intent: if the hold's response is
 	// lost, or the process dies mid-step, the caller is still unheld.
 	r.register(StepUnhold)
-	if err := r.stepTo(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }, StateDialing); err != nil {
+	if err := r.step(ctx, StepHold, func(ctx context.Context) error { return r.p.Hold(ctx, r.t) }, StateDialing); err != nil {
 		r.failErr(ctx, StepHold, err)
 		return
 	}
@@ -299,7 +291,7 @@ func (r *run) dial(ctx context.Context) {
 		return
 	}
 	r.register(StepHangup)
-	err := r.stepTo(ctx, StepDial, func(ctx context.Context) error {
+	err := r.step(ctx, StepDial, func(ctx context.Context) error {
 		leg, err := r.p.Dial(ctx, r.t)
 		if !leg.IsZero() {
 			r.t.Legs.Consult = leg
@@ -507,7 +499,7 @@ func (r *run) complete(ctx context.Context) {
 		r.joined = true // a previous process sent it
 	}
 	if r.flow.Join && !r.joined {
-		if err := r.step(ctx, StepTransfer, func(ctx context.Context) error { return r.p.Complete(ctx, r.t) }); err != nil {
+		if err := r.step(ctx, StepTransfer, func(ctx context.Context) error { return r.p.Complete(ctx, r.t) }, ""); err != nil {
 			if k := KindOf(err); r.persistErr != nil || (k != KindProviderUnavailable && k != KindTimeout) {
 				r.failErr(ctx, StepTransfer, err)
 				return
@@ -552,7 +544,7 @@ func (r *run) complete(ctx context.Context) {
 			}
 			poll.again()
 		}
-	})
+	}, "")
 	if err != nil {
 		switch {
 		case end != nil:
@@ -687,7 +679,7 @@ func (r *run) undo(ctx context.Context, action string) error {
 	}
 	wait := r.e.cfg.PollInterval
 	for {
-		err := r.step(ctx, action, func(ctx context.Context) error { return f(ctx, r.t) })
+		err := r.step(ctx, action, func(ctx context.Context) error { return f(ctx, r.t) }, "")
 		if err == nil || r.persistErr != nil {
 			return err
 		}
