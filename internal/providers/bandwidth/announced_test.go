@@ -289,6 +289,13 @@ func TestCallbacksReportBusy(t *testing.T) {
 	if len(notified) == 0 || notified[0] != tr.ID {
 		t.Errorf("notify calls = %v, want %s", notified, tr.ID)
 	}
+	// The simulator records a delivery once the receiver has answered,
+	// which can be after the transfer ended: wait until it has.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
 	delivered := false
 	for _, cb := range h.sim.Callbacks() {
 		if cb.CallID == tr.Legs.Consult.CallID && cb.EventType == "hangup" {
