@@ -21,7 +21,16 @@ type Store struct {
 	active  map[string]string // CallKey -> id of the non-terminal transfer
 	ids     []string          // ascending; ids sort by creation time
 	signals map[string]orchestrator.Signal
-	idem    map[[2]string]orchestrator.IdempotencyRecord
+	idem    map[[2]string]idemRow
+	// replicas holds each replica's heartbeat expiry.
+	replicas map[string]time.Time
+}
+
+// idemRow is an idempotency record and the transfer its request created,
+// if that was saved (see orchestrator.Store.Create).
+type idemRow struct {
+	rec        orchestrator.IdempotencyRecord
+	transferID string
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -29,7 +38,8 @@ var _ orchestrator.Store = (*Store)(nil)
 // New returns an empty store.
 func New() *Store {
 	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{},
-		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]orchestrator.IdempotencyRecord{}}
+		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]idemRow{},
+		replicas: map[string]time.Time{}}
 }
 
 // Create implements orchestrator.Store.
@@ -51,6 +61,13 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	}
 	i, _ := slices.BinarySearch(s.ids, t.ID)
 	s.ids = slices.Insert(s.ids, i, t.ID)
+	if t.IdempotencyKey != "" {
+		k := [2]string{t.IdempotencyScope, t.IdempotencyKey}
+		if row, ok := s.idem[k]; ok {
+			row.transferID = t.ID
+			s.idem[k] = row
+		}
+	}
 	return nil
 }
 
@@ -117,40 +134,56 @@ func (s *Store) List(_ context.Context, f orchestrator.ListFilter) ([]*orchestra
 // Ping implements orchestrator.Store.
 func (s *Store) Ping(context.Context) error { return nil }
 
-// Acquire implements orchestrator.Store.
-func (s *Store) Acquire(_ context.Context, owner string, now time.Time, ttl time.Duration, limit int) ([]*orchestrator.Transfer, error) {
+// live reports whether owner has a heartbeat that has not expired at now.
+func (s *Store) live(owner string, now time.Time) bool {
+	exp, ok := s.replicas[owner]
+	return ok && exp.After(now)
+}
+
+// Heartbeat implements orchestrator.Store.
+func (s *Store) Heartbeat(_ context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	expired := !s.live(owner, now)
+	s.replicas[owner] = now.Add(ttl)
+	return expired, nil
+}
+
+// Claim implements orchestrator.Store.
+func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*orchestrator.Transfer
-	for _, id := range s.ids {
-		if len(out) >= limit {
+	for _, id := range s.ids { // ascending ids: oldest first
+		if limit > 0 && len(out) >= limit {
 			break
 		}
 		t := s.byID[id]
-		if t.State.Terminal() || (t.Owner != "" && t.LeaseExpires.After(now)) {
+		if !t.Open() {
 			continue
 		}
-		t.Owner, t.LeaseExpires = owner, now.Add(ttl)
+		if t.Owner != "" && s.live(t.Owner, now) && !(own && t.Owner == owner) {
+			continue
+		}
+		t.Owner = owner
 		t.Version++
 		out = append(out, t.Clone())
 	}
 	return out, nil
 }
 
-// Renew implements orchestrator.Store.
-func (s *Store) Renew(_ context.Context, owner string, ids []string, now time.Time, ttl time.Duration) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var lost []string
-	for _, id := range ids {
-		t, ok := s.byID[id]
-		if !ok || t.Owner != owner || t.State.Terminal() {
-			lost = append(lost, id)
-			continue
+// Signalled implements orchestrator.Store.
+func (s *Store) Signalled(_ context.Context, owner string) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for id, sig := range s.signals {
+		if sig != orchestrator.SignalNone && s.byID[id].Owner == owner {
+			out = append(out, id)
 		}
-		t.LeaseExpires = now.Add(ttl)
 	}
-	return lost, nil
+	slices.Sort(out)
+	return out, nil
 }
 
 // PutSignal implements orchestrator.Store.
@@ -182,9 +215,9 @@ func (s *Store) ReserveIdempotency(_ context.Context, rec orchestrator.Idempoten
 	defer s.mu.Unlock()
 	k := [2]string{rec.Scope, rec.Key}
 	if cur, ok := s.idem[k]; ok {
-		return cloneIdem(cur), false, nil
+		return cloneIdem(cur.rec), false, nil
 	}
-	s.idem[k] = cloneIdem(rec)
+	s.idem[k] = idemRow{rec: cloneIdem(rec)}
 	return rec, true, nil
 }
 
@@ -198,7 +231,7 @@ func (s *Store) CompleteIdempotency(_ context.Context, scope, key string, resp o
 		return orchestrator.E("memory.CompleteIdempotency", orchestrator.KindNotFound, nil)
 	}
 	resp.Body = bytes.Clone(resp.Body)
-	cur.Response = &resp
+	cur.rec.Response = &resp
 	s.idem[k] = cur
 	return nil
 }
@@ -211,15 +244,39 @@ func (s *Store) DeleteIdempotency(_ context.Context, scope, key string) error {
 	return nil
 }
 
+// SettleIdempotency implements orchestrator.Store.
+func (s *Store) SettleIdempotency(_ context.Context, owner string, now time.Time, own bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, row := range s.idem {
+		if row.rec.Response != nil {
+			continue
+		}
+		if s.live(row.rec.Owner, now) && !(own && row.rec.Owner == owner) {
+			continue
+		}
+		n++
+		if row.transferID == "" {
+			delete(s.idem, k)
+			continue
+		}
+		row.rec.Response = &orchestrator.IdempotentResponse{Status: 202,
+			Location: "/v1/transfers/" + row.transferID, TransferID: row.transferID}
+		s.idem[k] = row
+	}
+	return n, nil
+}
+
 // Purge implements orchestrator.Store.
-func (s *Store) Purge(_ context.Context, before time.Time) (int, error) {
+func (s *Store) Purge(_ context.Context, before time.Time, limit int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	kept := s.ids[:0]
 	for _, id := range s.ids {
 		t := s.byID[id]
-		if t.State.Terminal() && t.UpdatedAt.Before(before) {
+		if (limit <= 0 || n < limit) && t.State.Terminal() && !t.Open() && t.UpdatedAt.Before(before) {
 			delete(s.byID, id)
 			delete(s.signals, id)
 			n++
@@ -228,10 +285,16 @@ func (s *Store) Purge(_ context.Context, before time.Time) (int, error) {
 		kept = append(kept, id)
 	}
 	s.ids = kept
-	for k, rec := range s.idem {
-		if rec.CreatedAt.Before(before) {
-			delete(s.idem, k)
+	for k, row := range s.idem {
+		if !row.rec.CreatedAt.Before(before) {
+			continue
 		}
+		// A reservation of a transfer still open keeps replaying it; one
+		// whose transfer is gone or done has served its retry window.
+		if t, ok := s.byID[row.transferID]; ok && t.Open() {
+			continue
+		}
+		delete(s.idem, k)
 	}
 	return n, nil
 }
