@@ -97,6 +97,12 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.finishRequest(rec, sw.status) }()
 
 	f, faulty := s.takeFault(rt.op)
+	if !faulty {
+		f, faulty = s.randomFault(r.Method, rt.op)
+	}
+	if faulty {
+		s.markInjected(rec, f.injected())
+	}
 	if faulty && f.Latency > 0 && !sleepContext(r.Context(), f.Latency) {
 		return
 	}
@@ -289,30 +295,46 @@ func (s *Sim) apiCount(w http.ResponseWriter, rt route) {
 }
 
 // routeFilter selects the sessions a collection route lists: the domain's, or those a user
-// takes part in.
+// takes part in, once they are listed (Chaos.ListingDelay).
 func (s *Sim) routeFilter(rt route) func(*session) bool {
 	if rt.user == "" {
-		return func(sess *session) bool { return sess.visibleIn(rt.domain) }
+		return func(sess *session) bool { return sess.listed && sess.visibleIn(rt.domain) }
 	}
-	return func(sess *session) bool { return sess.involves(rt.domain, rt.user) }
+	return func(sess *session) bool { return sess.listed && sess.involves(rt.domain, rt.user) }
+}
+
+// addressableLocked reports whether the API may find sess: always once it is listed; before
+// that, only an action, and only with Chaos.UnlistedCalls == UnlistedFound.
+func (s *Sim) addressableLocked(sess *session, action bool) bool {
+	return sess.listed || (action && s.chaos.UnlistedCalls == UnlistedFound)
 }
 
 // findLocked resolves {call_id} against both legs' Call-IDs of the sessions the route's user
-// is involved in [G: the notes think either leg's id works; the guide uses both].
-func (s *Sim) findLocked(rt route) (*session, side, bool) {
-	sess, ok := s.byCallID[rt.callID]
-	if !ok || !sess.involves(rt.domain, rt.user) {
+// is involved in [G: the notes think either leg's id works; the guide uses both]. When
+// several live sessions carry the id (Chaos.DuplicateCallIDs) the oldest wins [G]. action
+// says whether the request acts on the call (rather than reads it), for unlisted calls.
+func (s *Sim) findLocked(rt route, action bool) (*session, side, bool) {
+	var found *session
+	for _, sess := range s.byCallID[rt.callID] {
+		if !sess.involves(rt.domain, rt.user) || !s.addressableLocked(sess, action) {
+			continue
+		}
+		if found == nil || sess.seq < found.seq {
+			found = sess
+		}
+	}
+	if found == nil {
 		return nil, 0, false
 	}
-	sd, _ := sess.sideOf(rt.callID)
-	return sess, sd, true
+	sd, _ := found.sideOf(rt.callID)
+	return found, sd, true
 }
 
 const callNotFound = "Call not found"
 
 func (s *Sim) apiRead(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
-	sess, _, ok := s.findLocked(rt)
+	sess, _, ok := s.findLocked(rt, false)
 	var rec ActiveCall
 	if ok {
 		rec = sess.record(s.render)
@@ -368,10 +390,11 @@ func (s *Sim) apiCreate(w http.ResponseWriter, rt route, body []byte) {
 		termUser:   string(in.TermUser),
 		origUser:   string(in.OrigUser),
 		callerID:   string(in.CallerID),
-		autoAnswer: in.AutoAnswer == "yes",
+		autoAnswer:  in.AutoAnswer == "yes",
+		synchronous: synchronous,
 	}
 	s.mu.Lock()
-	if s.byCallID[req.callID] != nil || s.creating[req.callID] {
+	if !s.chaos.DuplicateCallIDs && (len(s.byCallID[req.callID]) > 0 || s.creating[req.callID]) {
 		s.mu.Unlock()
 		writeError(w, s.cfg.DuplicateCallIDStatus, "call-id already exists")
 		return
@@ -393,7 +416,7 @@ func (s *Sim) apiCreate(w http.ResponseWriter, rt route, body []byte) {
 func (s *Sim) apiAnswer(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, sd, ok := s.findLocked(rt)
+	sess, sd, ok := s.findLocked(rt, true)
 	if !ok {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
@@ -415,7 +438,7 @@ func (s *Sim) apiAnswer(w http.ResponseWriter, rt route) {
 func (s *Sim) apiHold(w http.ResponseWriter, rt route, hold bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, sd, ok := s.findLocked(rt)
+	sess, sd, ok := s.findLocked(rt, true)
 	if !ok {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
@@ -444,7 +467,7 @@ func (s *Sim) apiTransfer(w http.ResponseWriter, rt route, scope KeyScope, body 
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, sd, ok := s.findLocked(rt)
+	sess, sd, ok := s.findLocked(rt, true)
 	if !ok {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
@@ -480,7 +503,7 @@ func (s *Sim) attendedLocked(w http.ResponseWriter, rt route, scope KeyScope, se
 		return
 	}
 	dest, ok := s.sessions[destID]
-	if !ok || !dest.visibleIn(scope.Domain) {
+	if !ok || !dest.visibleIn(scope.Domain) || !s.addressableLocked(dest, true) {
 		if s.cfg.UnknownDestination == DestinationNotFound {
 			writeError(w, http.StatusNotFound, "Destination session not found")
 			return
@@ -525,7 +548,7 @@ func (s *Sim) apiTransferPeer(w http.ResponseWriter, rt route, body []byte) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, sd, ok := s.findLocked(rt)
+	sess, sd, ok := s.findLocked(rt, true)
 	if !ok {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
@@ -538,7 +561,7 @@ func (s *Sim) apiTransferPeer(w http.ResponseWriter, rt route, body []byte) {
 func (s *Sim) apiDisconnect(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, _, ok := s.findLocked(rt)
+	sess, _, ok := s.findLocked(rt, true)
 	if !ok {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
@@ -552,7 +575,7 @@ func (s *Sim) apiDisconnect(w http.ResponseWriter, rt route) {
 func (s *Sim) apiReject(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, sd, ok := s.findLocked(rt)
+	sess, sd, ok := s.findLocked(rt, true)
 	// "Reject a call with orig call ID" [C-doc]: the term leg's id does not address it [G].
 	if !ok || sd != origSide {
 		writeError(w, http.StatusNotFound, callNotFound)

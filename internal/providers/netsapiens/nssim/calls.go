@@ -12,6 +12,11 @@ func (s *Sim) ringLocked(sess *session, sd side) {
 	}
 	who := l.user + "@" + l.domain
 	b := s.behaviourLocked(l.domain, l.user)
+	if (b.Mode == ModeBusy || b.Mode == ModeReject) && !sess.listed {
+		// The leg fails at once, before any poll could see the session: it is never listed.
+		s.cancelLocked(sess.listTimer)
+		sess.listTimer = 0
+	}
 	switch b.Mode {
 	case ModeBusy:
 		s.afterLocked(0, func() {
@@ -70,6 +75,12 @@ func (s *Sim) answerLegLocked(sess *session, sd side) {
 		s.ringLocked(sess, sd.other())
 		return
 	}
+	if sd == termSide && sess.byAction == "CallRequest" && !sess.targetAnswered {
+		sess.targetAnswered = true
+		if st := s.callIDs[sess.byCallID]; st != nil {
+			st.targetAnswered++
+		}
+	}
 	s.markAnsweredLocked(sess)
 	s.notifyLocked()
 }
@@ -88,6 +99,9 @@ type callRequest struct {
 	origUser   string
 	callerID   string
 	autoAnswer bool
+	// synchronous requests are listed at once: the real controller answers only once it
+	// could read the call back [C-code].
+	synchronous bool
 }
 
 // createCallLocked starts a click-to-call for user@domain: the orig (callback) leg rings
@@ -118,8 +132,21 @@ func (s *Sim) createCallLocked(domain, user string, req callRequest) *session {
 		byCallID: req.callID,
 		start:    s.cfg.Now(),
 		codec:    "PCMU",
+		listed:   true,
 	}
 	s.addSessionLocked(sess)
+	s.countCallIDLocked(req.callID, sess)
+	if d := s.chaos.ListingDelay + s.jitterLocked(s.chaos.ListingJitter); d > 0 && !req.synchronous {
+		sess.listed = false
+		if !s.failsAtOnceLocked(sess, req.autoAnswer) {
+			sess.listTimer = s.afterLocked(d, func() {
+				sess.listTimer = 0
+				if s.liveLocked(sess) {
+					sess.listed = true
+				}
+			})
+		}
+	}
 	if !req.autoAnswer {
 		s.ringLocked(sess, origSide)
 		return sess
@@ -207,4 +234,65 @@ func (s *Sim) attendedTransferLocked(sess, dest *session, domain, user string, u
 	remote.info = InfoActive
 	s.markAnsweredLocked(sess)
 	s.notifyLocked()
+}
+
+// failsAtOnceLocked reports whether a new CallRequest session will end at once because its
+// target is busy or rejects and its callback leg connects without ringing. Such a session is
+// never listed (Chaos.ListingDelay): deciding it at creation, instead of racing the listing
+// timer against the failure, is what makes "it never appears" hold however short the delay.
+func (s *Sim) failsAtOnceLocked(sess *session, autoAnswer bool) bool {
+	o, t := sess.leg(origSide), sess.leg(termSide)
+	switch s.behaviourLocked(t.domain, t.user).Mode {
+	case ModeBusy, ModeReject:
+	default:
+		return false
+	}
+	if autoAnswer {
+		return true
+	}
+	m := s.behaviourLocked(o.domain, o.user).Mode
+	return m == "" || m == ModeAnswer
+}
+
+// callIDStats is what Truth reports about one CallRequest call-id.
+type callIDStats struct {
+	sessions       []*session // every session created with the call-id, oldest first
+	targetAnswered int        // how many of them ever had their target leg connected
+}
+
+// countCallIDLocked records a session created with callID, bounding the history like the
+// others (HistoryLimit) without forgetting a call-id that still has a live session.
+func (s *Sim) countCallIDLocked(callID string, sess *session) {
+	st := s.callIDs[callID]
+	if st == nil {
+		st = &callIDStats{}
+		s.callIDs[callID] = st
+		s.callIDOrder = append(s.callIDOrder, callID)
+	}
+	st.sessions = append(st.sessions, sess)
+	limit := s.cfg.HistoryLimit
+	if limit == 0 || len(s.callIDOrder) < 2*limit {
+		return
+	}
+	cut := len(s.callIDOrder) - limit
+	kept := make([]string, 0, limit)
+	for i, id := range s.callIDOrder {
+		if i >= cut || s.callIDLiveLocked(s.callIDs[id]) > 0 {
+			kept = append(kept, id)
+			continue
+		}
+		delete(s.callIDs, id)
+	}
+	s.callIDOrder = kept
+}
+
+// callIDLiveLocked counts the live sessions among those created with one call-id.
+func (s *Sim) callIDLiveLocked(st *callIDStats) int {
+	n := 0
+	for _, sess := range st.sessions {
+		if s.liveLocked(sess) {
+			n++
+		}
+	}
+	return n
 }

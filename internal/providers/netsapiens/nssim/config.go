@@ -144,6 +144,12 @@ type Config struct {
 
 	// Now is the clock for timestamps and ids. Default time.Now. Timers always use real time.
 	Now func() time.Time
+
+	// Chaos makes the PBX less cooperative (late and reordered actions, late listings,
+	// duplicate call-ids, failing reads, lost responses, random faults); its fields are
+	// guesses about real PBX behaviour [G], all off by default. The random draws come from a
+	// stream seeded by Seed. Sim.SetChaos changes it at run time.
+	Chaos
 }
 
 // KeyScope is what a credential may do.
@@ -201,6 +207,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Chaos = c.Chaos.withDefaults()
 	return c
 }
 
@@ -264,6 +271,9 @@ func (c Config) Validate() error {
 			// The key itself must never reach an error message.
 			errs = append(errs, errors.New("nssim: an APIKeys entry has an empty Domain (use \"*\" for all)"))
 		}
+	}
+	if err := c.Chaos.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -259,6 +259,14 @@ type session struct {
 	start    time.Time
 	answered time.Time
 	codec    string
+
+	// listed is whether the API's GETs show the session; false until Chaos.ListingDelay has
+	// passed, and then listTimer is the pending timer that lists it.
+	listed    bool
+	listTimer uint64
+	// targetAnswered is whether the target (term) leg of a CallRequest has ever connected,
+	// for Truth: two of these for one call-id means a second consult leg was connected.
+	targetAnswered bool
 }
 
 func (s *session) leg(sd side) *leg { return s.legs[sd] }
@@ -380,4 +388,7 @@ type EndedSession struct {
 	// Detail says more, e.g. which party hung up or which session a transfer merged into.
 	Detail string    `json:"detail"`
 	Time   time.Time `json:"time"`
+	// Listed is whether the API ever listed the session; false when it ended within
+	// Chaos.ListingDelay (a consult whose target was busy never appears).
+	Listed bool `json:"listed"`
 }

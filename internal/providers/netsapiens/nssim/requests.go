@@ -20,6 +20,43 @@ type Request struct {
 	Time   time.Time `json:"time"`
 	// Authorization reports whether an Authorization header was presented.
 	Authorization bool `json:"authorization"`
+	// Injected names the fault that hit the request, injected (InjectFault) or drawn
+	// (Chaos), or is "" for none: one of the Injected constants. InjectedAppliedDrop and
+	// InjectedAppliedStatus mean the request was performed although the client was told
+	// otherwise or nothing.
+	Injected string `json:"injected,omitempty"`
+}
+
+// Values of Request.Injected.
+const (
+	InjectedLatency       = "latency"        // delayed, then answered normally
+	InjectedStatus        = "status"         // answered with the fault's status, not performed
+	InjectedDrop          = "drop"           // connection closed, not performed
+	InjectedAppliedStatus = "applied+status" // performed, then answered with the fault's status
+	InjectedAppliedDrop   = "applied+drop"   // performed, then the connection closed
+)
+
+// injected names what f does to a request, as Request.Injected reports it.
+func (f Fault) injected() string {
+	switch {
+	case f.Drop && f.Apply:
+		return InjectedAppliedDrop
+	case f.Drop:
+		return InjectedDrop
+	case f.Status != 0 && f.Apply:
+		return InjectedAppliedStatus
+	case f.Status != 0:
+		return InjectedStatus
+	case f.Latency > 0:
+		return InjectedLatency
+	}
+	return ""
+}
+
+func (s *Sim) markInjected(rec *Request, what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec.Injected = what
 }
 
 // Requests returns every API request received since the last reset, oldest first.

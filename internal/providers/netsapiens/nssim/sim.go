@@ -60,18 +60,28 @@ type Sim struct {
 	cfg    Config
 	render renderOptions
 
+	// chaos is the Chaos in force (cfg.Chaos is only the initial one); chaosRng draws its
+	// random choices.
+	chaos     Chaos
+	chaosRng  *rand.Rand
+	chaosSeed uint64
+
 	mu         sync.Mutex
 	rng        *rand.Rand
 	idSeq      uint64
 	sessionSeq uint64
 	nextCore   int
-	sessions   map[string]*session // by call-session-id
-	byCallID   map[string]*session // by every live leg Call-ID
+	sessions   map[string]*session   // by call-session-id
+	byCallID   map[string][]*session // by every live leg Call-ID; several with DuplicateCallIDs
 	// creating holds the call-ids of accepted CallRequests whose session does not exist yet,
 	// so a duplicate is refused in that window too.
 	creating   map[string]bool
 	ended      []EndedSession
-	behaviours map[string]Behaviour
+	// callIDs counts the sessions created with each CallRequest call-id, for Truth; order
+	// keeps first-seen order so the history can be bounded like the others.
+	callIDs     map[string]*callIDStats
+	callIDOrder []string
+	behaviours  map[string]Behaviour
 	faults     []*faultState
 	requests   []*Request
 
@@ -104,14 +114,18 @@ func New(cfg Config) *Sim {
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		timers:  make(map[uint64]*simTimer),
 		changed: make(chan struct{}),
+		chaos:   cfg.Chaos,
 	}
+	s.seedChaosLocked(seed)
 	s.clearLocked()
 	return s
 }
 
 func (s *Sim) clearLocked() {
 	s.sessions = make(map[string]*session)
-	s.byCallID = make(map[string]*session)
+	s.byCallID = make(map[string][]*session)
+	s.callIDs = make(map[string]*callIDStats)
+	s.callIDOrder = nil
 	s.creating = make(map[string]bool)
 	s.ended = nil
 	s.behaviours = make(map[string]Behaviour)
@@ -245,9 +259,10 @@ func (s *Sim) stopTimersLocked() {
 	s.notifyLocked()
 }
 
-// actionLocked applies an accepted (202) action after ActionDelay.
+// actionLocked applies an accepted (202) action after ActionDelay, plus a random extra of up
+// to Chaos.ActionJitter.
 func (s *Sim) actionLocked(fn func()) {
-	s.afterLocked(s.cfg.ActionDelay, fn)
+	s.afterLocked(s.cfg.ActionDelay+s.jitterLocked(s.chaos.ActionJitter), fn)
 }
 
 // --- ids -------------------------------------------------------------------------------------
@@ -291,14 +306,19 @@ func (s *Sim) addSessionLocked(sess *session) {
 }
 
 func (s *Sim) indexLegLocked(sess *session, l *leg) {
-	if l.callID != "" {
-		s.byCallID[l.callID] = sess
+	if l.callID != "" && !slices.Contains(s.byCallID[l.callID], sess) {
+		s.byCallID[l.callID] = append(s.byCallID[l.callID], sess)
 	}
 }
 
 func (s *Sim) unindexLegLocked(sess *session, l *leg) {
-	if l.callID != "" && s.byCallID[l.callID] == sess {
-		delete(s.byCallID, l.callID)
+	if l.callID != "" {
+		list := slices.DeleteFunc(s.byCallID[l.callID], func(o *session) bool { return o == sess })
+		if len(list) == 0 {
+			delete(s.byCallID, l.callID)
+		} else {
+			s.byCallID[l.callID] = list
+		}
 	}
 	s.cancelLocked(l.ringTimer)
 	l.ringTimer = 0
@@ -323,9 +343,11 @@ func (s *Sim) endLocked(sess *session, reason EndReason, detail string) {
 	for _, l := range sess.legs {
 		s.unindexLegLocked(sess, l)
 	}
+	s.cancelLocked(sess.listTimer)
+	sess.listTimer = 0
 	delete(s.sessions, sess.id)
 	s.ended = appendBounded(s.ended, EndedSession{
-		Call: sess.record(s.render), Reason: reason, Detail: detail, Time: s.cfg.Now(),
+		Call: sess.record(s.render), Reason: reason, Detail: detail, Time: s.cfg.Now(), Listed: sess.listed,
 	}, s.cfg.HistoryLimit)
 	s.notifyLocked()
 }
@@ -424,6 +446,7 @@ func (s *Sim) PlaceCall(in InboundCall) (ActiveCall, error) {
 		dialed:   in.To,
 		start:    now,
 		codec:    "PCMU",
+		listed:   true,
 	}
 	if in.Ring {
 		term.info = InfoAlerting
@@ -486,7 +509,8 @@ func (s *Sim) Hangup(sessionID string, party string) error {
 	return nil
 }
 
-// Sessions returns the live sessions of domain ("" = every domain), oldest first.
+// Sessions returns the live sessions of domain ("" = every domain), oldest first, including
+// those the API does not list yet (Chaos.ListingDelay): it is the PBX's own view.
 func (s *Sim) Sessions(domain string) []ActiveCall {
 	s.mu.Lock()
 	defer s.mu.Unlock()
