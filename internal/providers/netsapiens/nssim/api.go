@@ -386,10 +386,10 @@ func (s *Sim) apiCreate(w http.ResponseWriter, rt route, body []byte) {
 		}
 	}
 	req := callRequest{
-		callID:     string(in.CallID),
-		termUser:   string(in.TermUser),
-		origUser:   string(in.OrigUser),
-		callerID:   string(in.CallerID),
+		callID:      string(in.CallID),
+		termUser:    string(in.TermUser),
+		origUser:    string(in.OrigUser),
+		callerID:    string(in.CallerID),
 		autoAnswer:  in.AutoAnswer == "yes",
 		synchronous: synchronous,
 	}

@@ -26,6 +26,22 @@ import (
 //	DELETE /requests                        → 204
 //	POST   /reset                           → 204
 //	GET    /idle                            → 204 once every action due without delay has run
+//	GET    /applied                         → 204 once every accepted (202) action has been applied, however late
+//	GET    /truth                           → 200 Truth: every live session, listed or not; call-ids; ended
+//	GET    /config/chaos                    → 200 the Chaos in force (shape below)
+//	PUT    /config/chaos                    {"seed", every Chaos knob; absent knobs are off} → 200 the Chaos in force
+//	PUT    /config/adversarial              {"enabled":true,"seed":7,"fault_rate":0.2} → 200 the Chaos in force
+//	DELETE /config/adversarial              → 204; the same as {"enabled":false}: every Chaos knob off
+//
+// The Chaos shape (durations are Go durations, rates fractions in [0, 1]; seed 0 in a PUT
+// keeps the current random stream, and a GET reports the seed in use):
+//
+//	{"enabled":true,"seed":7,"action_jitter":"1s","listing_delay":"100ms","listing_jitter":"1.4s",
+//	 "unlisted_calls":"notfound","duplicate_call_ids":true,"read_failure_rate":0.1,"read_drop_rate":0.05,
+//	 "lost_response_rate":0.05,"fault_rate":0.2,"fault_latency":"500ms"}
+//
+// PUT /config/adversarial with "enabled":true installs AdversarialChaos(fault_rate), fault_rate
+// defaulting to AdversarialFaultRate; "enabled":false turns every knob off.
 func (s *Sim) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /calls", s.ctlPlaceCall)
@@ -64,6 +80,27 @@ func (s *Sim) ControlHandler() http.Handler {
 	mux.HandleFunc("GET /idle", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.WaitIdle(r.Context()); err != nil {
 			return // the client is gone
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /applied", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.WaitApplied(r.Context()); err != nil {
+			return // the client is gone
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /truth", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Truth())
+	})
+	mux.HandleFunc("GET /config/chaos", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.chaosState())
+	})
+	mux.HandleFunc("PUT /config/chaos", s.ctlSetChaos)
+	mux.HandleFunc("PUT /config/adversarial", s.ctlAdversarial)
+	mux.HandleFunc("DELETE /config/adversarial", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.SetChaos(Chaos{}, 0); err != nil {
+			writeControlError(w, err)
+			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -214,4 +251,113 @@ func (s *Sim) ctlFaults(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// chaosJSON is Chaos on the control surface.
+type chaosJSON struct {
+	Seed             uint64  `json:"seed"`
+	ActionJitter     string  `json:"action_jitter"`
+	ListingDelay     string  `json:"listing_delay"`
+	ListingJitter    string  `json:"listing_jitter"`
+	UnlistedCalls    string  `json:"unlisted_calls"`
+	DuplicateCallIDs bool    `json:"duplicate_call_ids"`
+	ReadFailureRate  float64 `json:"read_failure_rate"`
+	ReadDropRate     float64 `json:"read_drop_rate"`
+	LostResponseRate float64 `json:"lost_response_rate"`
+	FaultRate        float64 `json:"fault_rate"`
+	FaultLatency     string  `json:"fault_latency"`
+}
+
+// chaosStateJSON is what the chaos routes answer: the settings and whether any is on.
+type chaosStateJSON struct {
+	Enabled bool `json:"enabled"`
+	chaosJSON
+}
+
+func (s *Sim) chaosState() chaosStateJSON {
+	s.mu.Lock()
+	c, seed := s.chaos, s.chaosSeed
+	s.mu.Unlock()
+	return chaosStateJSON{Enabled: c.Enabled(), chaosJSON: chaosJSON{
+		Seed:             seed,
+		ActionJitter:     c.ActionJitter.String(),
+		ListingDelay:     c.ListingDelay.String(),
+		ListingJitter:    c.ListingJitter.String(),
+		UnlistedCalls:    c.UnlistedCalls,
+		DuplicateCallIDs: c.DuplicateCallIDs,
+		ReadFailureRate:  c.ReadFailureRate,
+		ReadDropRate:     c.ReadDropRate,
+		LostResponseRate: c.LostResponseRate,
+		FaultRate:        c.FaultRate,
+		FaultLatency:     c.FaultLatency.String(),
+	}}
+}
+
+func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
+	var in chaosJSON
+	if err := decodeControl(w, r, &in); err != nil {
+		writeControlError(w, err)
+		return
+	}
+	c := Chaos{
+		UnlistedCalls:    in.UnlistedCalls,
+		DuplicateCallIDs: in.DuplicateCallIDs,
+		ReadFailureRate:  in.ReadFailureRate,
+		ReadDropRate:     in.ReadDropRate,
+		LostResponseRate: in.LostResponseRate,
+		FaultRate:        in.FaultRate,
+	}
+	var errs []error
+	for _, d := range []struct {
+		field string
+		text  string
+		to    *time.Duration
+	}{
+		{"action_jitter", in.ActionJitter, &c.ActionJitter},
+		{"listing_delay", in.ListingDelay, &c.ListingDelay},
+		{"listing_jitter", in.ListingJitter, &c.ListingJitter},
+		{"fault_latency", in.FaultLatency, &c.FaultLatency},
+	} {
+		v, err := parseDuration(d.field, d.text)
+		errs = append(errs, err)
+		*d.to = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		writeControlError(w, err)
+		return
+	}
+	if err := s.SetChaos(c, in.Seed); err != nil {
+		writeControlError(w, fmt.Errorf("%w: %v", ErrInvalid, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.chaosState())
+}
+
+func (s *Sim) ctlAdversarial(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Enabled   *bool    `json:"enabled"`
+		Seed      uint64   `json:"seed"`
+		FaultRate *float64 `json:"fault_rate"`
+	}
+	if err := decodeControl(w, r, &in); err != nil {
+		writeControlError(w, err)
+		return
+	}
+	if in.Enabled == nil {
+		writeControlError(w, fmt.Errorf("%w: enabled is required", ErrInvalid))
+		return
+	}
+	var c Chaos
+	if *in.Enabled {
+		rate := AdversarialFaultRate
+		if in.FaultRate != nil {
+			rate = *in.FaultRate
+		}
+		c = AdversarialChaos(rate)
+	}
+	if err := s.SetChaos(c, in.Seed); err != nil {
+		writeControlError(w, fmt.Errorf("%w: %v", ErrInvalid, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.chaosState())
 }

@@ -75,19 +75,20 @@ type Sim struct {
 	byCallID   map[string][]*session // by every live leg Call-ID; several with DuplicateCallIDs
 	// creating holds the call-ids of accepted CallRequests whose session does not exist yet,
 	// so a duplicate is refused in that window too.
-	creating   map[string]bool
-	ended      []EndedSession
+	creating map[string]bool
+	ended    []EndedSession
 	// callIDs counts the sessions created with each CallRequest call-id, for Truth; order
 	// keeps first-seen order so the history can be bounded like the others.
 	callIDs     map[string]*callIDStats
 	callIDOrder []string
 	behaviours  map[string]Behaviour
-	faults     []*faultState
-	requests   []*Request
+	faults      []*faultState
+	requests    []*Request
 
 	timers    map[uint64]*simTimer
 	timerSeq  uint64
 	immediate int           // timers due without delay that have not run yet
+	pending   int           // accepted (202) actions not applied yet, however late
 	changed   chan struct{} // closed and replaced on every state change
 	closed    bool
 }
@@ -256,13 +257,28 @@ func (s *Sim) stopTimersLocked() {
 		delete(s.timers, id)
 	}
 	s.immediate = 0
+	s.pending = 0
 	s.notifyLocked()
 }
 
 // actionLocked applies an accepted (202) action after ActionDelay, plus a random extra of up
 // to Chaos.ActionJitter.
 func (s *Sim) actionLocked(fn func()) {
-	s.afterLocked(s.cfg.ActionDelay+s.jitterLocked(s.chaos.ActionJitter), fn)
+	if s.closed {
+		return
+	}
+	s.pending++
+	s.afterLocked(s.cfg.ActionDelay+s.jitterLocked(s.chaos.ActionJitter), func() {
+		s.pending--
+		fn()
+	})
+}
+
+// WaitApplied blocks until every accepted (202) action has been applied, however late
+// (ActionDelay, Chaos.ActionJitter). Ringing, ring timeouts and listing delays are not
+// actions and are not waited for.
+func (s *Sim) WaitApplied(ctx context.Context) error {
+	return s.waitFor(ctx, func() bool { return s.pending == 0 })
 }
 
 // --- ids -------------------------------------------------------------------------------------
