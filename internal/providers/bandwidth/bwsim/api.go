@@ -135,7 +135,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// The response is buffered so the request is recorded before the client can see the
 	// answer, and so a fault with Apply can replace what the handler wrote.
 	bw := &bufferedWriter{header: make(http.Header)}
-	drop := s.handleAPI(bw, r, rt, body, readErr)
+	drop, fault := s.handleAPI(bw, r, rt, body, readErr)
 	rec := Request{
 		Method:        r.Method,
 		Path:          r.URL.Path,
@@ -146,6 +146,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Operation:     rt.op,
 		Location:      bw.header.Get("Location"),
 		Dropped:       drop,
+		Fault:         fault,
 	}
 	if !drop {
 		rec.Status = bw.statusCode()
@@ -161,48 +162,55 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	bw.flush(w)
 }
 
-// handleAPI runs the checks and the handler; it reports whether the response must be dropped.
-func (s *Sim) handleAPI(w *bufferedWriter, r *http.Request, rt apiRoute, body []byte, readErr error) bool {
+// handleAPI runs the checks and the handler; it reports whether the response must be dropped
+// and which fault, if any, met the request (Request.Fault).
+func (s *Sim) handleAPI(w *bufferedWriter, r *http.Request, rt apiRoute, body []byte, readErr error) (bool, string) {
 	s.noteBase(r)
 	if e := s.authenticate(r); e != nil {
 		s.writeError(w, r, e)
-		return false
+		return false, ""
 	}
 	switch {
 	case !rt.found:
 		s.writeError(w, r, errResourceNotFound(r.URL.Path))
-		return false
+		return false, ""
 	case rt.handle == nil:
 		s.writeError(w, r, errMethodNotAllowed(rt.allow))
-		return false
+		return false, ""
 	case rt.user != s.cfg.UserID:
 		s.writeError(w, r, errUserAccess(rt.user))
-		return false
+		return false, ""
 	}
 
 	s.mu.Lock()
 	limited := s.rateLimitLocked(rt.op)
 	var f Fault
 	var hasFault bool
+	var kind string
 	if limited == nil {
-		f, hasFault = s.takeFaultLocked(rt.op)
+		// Injected faults come first: a test that injected one expects exactly it.
+		if f, hasFault = s.takeFaultLocked(rt.op); hasFault {
+			kind = faultInjected
+		} else {
+			f, kind, hasFault = s.randomFaultLocked(r.Method)
+		}
 	}
 	closing := s.ctx
 	s.mu.Unlock()
 	if limited != nil {
 		s.writeError(w, r, limited)
-		return false
+		return false, ""
 	}
 	if hasFault && f.Latency > 0 && !wait(r.Context(), closing, f.Latency) {
-		return true // the client left or the simulator closed meanwhile
+		return true, kind // the client left or the simulator closed meanwhile
 	}
 	faulty := hasFault && (f.Status != 0 || f.Drop)
 	if faulty && !f.Apply {
 		if f.Drop {
-			return true
+			return true, kind
 		}
 		s.writeError(w, r, s.faultError(f, rt, body))
-		return false
+		return false, kind
 	}
 	if readErr != nil {
 		s.writeError(w, r, errValidation("Bad parameters: the request body could not be read: "+readErr.Error()))
@@ -211,12 +219,12 @@ func (s *Sim) handleAPI(w *bufferedWriter, r *http.Request, rt apiRoute, body []
 	}
 	if faulty { // Apply: the work is done, the answer is lost or replaced
 		if f.Drop {
-			return true
+			return true, kind
 		}
 		w.reset()
 		s.writeError(w, r, s.faultError(f, rt, body))
 	}
-	return false
+	return false, kind
 }
 
 // wait sleeps for d unless either context ends first.

@@ -13,7 +13,7 @@ import (
 func (s *Sim) handleGetCall(w http.ResponseWriter, r *http.Request, rt apiRoute, _ []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.readableCallLocked(rt.callID)
 	if c == nil {
 		s.writeError(w, r, errCallNotFound(rt.callID))
 		return
@@ -24,7 +24,7 @@ func (s *Sim) handleGetCall(w http.ResponseWriter, r *http.Request, rt apiRoute,
 func (s *Sim) handleCallEvents(w http.ResponseWriter, r *http.Request, rt apiRoute, _ []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.readableCallLocked(rt.callID)
 	if c == nil {
 		s.writeError(w, r, errCallNotFound(rt.callID))
 		return
@@ -35,7 +35,7 @@ func (s *Sim) handleCallEvents(w http.ResponseWriter, r *http.Request, rt apiRou
 func (s *Sim) handleCallEvent(w http.ResponseWriter, r *http.Request, rt apiRoute, _ []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.readableCallLocked(rt.callID)
 	if c == nil {
 		s.writeError(w, r, errCallNotFound(rt.callID))
 		return
@@ -53,7 +53,7 @@ func (s *Sim) handleCallEvent(w http.ResponseWriter, r *http.Request, rt apiRout
 func (s *Sim) handleEmptyCallList(w http.ResponseWriter, r *http.Request, rt apiRoute, _ []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.calls[rt.callID] == nil {
+	if s.readableCallLocked(rt.callID) == nil {
 		s.writeError(w, r, errCallNotFound(rt.callID))
 		return
 	}
@@ -77,7 +77,8 @@ func (s *Sim) handleListCalls(w http.ResponseWriter, r *http.Request, rt apiRout
 	if conferenceID == "" { // conferences are not simulated: nothing is ever in one
 		for _, c := range s.sortedCallsLocked() {
 			switch {
-			case bridgeID != "" && c.BridgeID != bridgeID && c.PendingBridgeID != bridgeID,
+			case !s.listedLocked(c),
+				bridgeID != "" && c.BridgeID != bridgeID && c.PendingBridgeID != bridgeID,
 				from != "" && c.From != from,
 				to != "" && c.To != to:
 				continue
@@ -241,10 +242,11 @@ func (s *Sim) handleCreateCall(w http.ResponseWriter, r *http.Request, rt apiRou
 	c.CallbackTimeoutMS = cc.callbackMS
 	c.FallbackURL = cc.fallbackURL
 	c.PendingBridgeID = cc.bridgeID
-	c.Tag = cc.tag
+	s.setTagLocked(c, cc.tag)
 	c.SIPHeaders = cc.sipHeaders
 	cc.recording.apply(c)
 	s.dialLocked(c, cc.timeout)
+	s.hideUntilListedLocked(c)
 	w.Header().Set("Location", s.locationLocked(r, "calls", c.ID))
 	w.WriteHeader(http.StatusCreated)
 }
@@ -344,18 +346,43 @@ func (s *Sim) handleUpdateCall(w http.ResponseWriter, r *http.Request, rt apiRou
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.apiCallLocked(rt.callID)
 	if c == nil {
 		s.writeError(w, r, errCallNotFound(rt.callID))
 		return
 	}
+	if e := s.checkCallUpdateLocked(c, u); e != nil {
+		s.writeError(w, r, e)
+		return
+	}
+	if u.state == StateTransferring {
+		// A transfer creates a call, whose id the answer carries: it applies at once.
+		s.applyCallUpdateLocked(c, u)
+		b := s.transferLocked(c, u.transfer)
+		s.hideUntilListedLocked(b)
+		w.Header().Set("Location", s.locationLocked(r, "calls", b.ID))
+		w.WriteHeader(http.StatusCreated)
+		return
+	}
+	id := c.ID
+	s.actLocked(OpUpdateCall, id, body, func() string {
+		c := s.calls[id] // calls are never forgotten but by Reset, which drops actions
+		if e := s.checkCallUpdateLocked(c, u); e != nil {
+			return e.Message
+		}
+		s.applyCallUpdateLocked(c, u)
+		return ""
+	})
+	w.WriteHeader(http.StatusOK)
+}
+
+// checkCallUpdateLocked refuses an update the call's state does not allow.
+func (s *Sim) checkCallUpdateLocked(c *call, u callUpdate) *apiError {
 	if c.Ended() {
 		if u.state != "" {
-			s.writeError(w, r, s.errStateFinal(c.ID, c.State))
-		} else {
-			s.writeError(w, r, s.errInvalidState(c.ID, c.State))
+			return s.errStateFinal(c.ID, c.State)
 		}
-		return
+		return s.errInvalidState(c.ID, c.State)
 	}
 	var allowed bool
 	switch u.state {
@@ -369,17 +396,19 @@ func (s *Sim) handleUpdateCall(w http.ResponseWriter, r *http.Request, rt apiRou
 		allowed = c.State == StateActive
 	}
 	if !allowed {
-		s.writeError(w, r, s.errInvalidState(c.ID, c.State))
-		return
+		return s.errInvalidState(c.ID, c.State)
 	}
 	if u.state == StateTransferring && !s.callerIDAllowed(c, u.transfer.callerID) {
-		s.writeError(w, r, errCallerID(u.transfer.callerID))
-		return
+		return errCallerID(u.transfer.callerID)
 	}
+	return nil
+}
 
+// applyCallUpdateLocked applies a checked update, but for the transfer itself.
+func (s *Sim) applyCallUpdateLocked(c *call, u callUpdate) {
 	u.recording.apply(c)
 	if u.tag != nil {
-		c.Tag = *u.tag
+		s.setTagLocked(c, *u.tag)
 	}
 	if u.callbackURL != nil && u.state != StateTransferring {
 		// In a transfer, callbackUrl is the new leg's.
@@ -392,13 +421,15 @@ func (s *Sim) handleUpdateCall(w http.ResponseWriter, r *http.Request, rt apiRou
 		s.endLocked(c, StateRejected, CauseCallRejected)
 	case StateCompleted:
 		s.hangupByAppLocked(c)
-	case StateTransferring:
-		b := s.transferLocked(c, u.transfer)
-		w.Header().Set("Location", s.locationLocked(r, "calls", b.ID))
-		w.WriteHeader(http.StatusCreated)
-		return
 	}
-	w.WriteHeader(http.StatusOK)
+}
+
+// setTagLocked sets the call's tag and remembers it for the ground truth.
+func (s *Sim) setTagLocked(c *call, tag string) {
+	c.Tag = tag
+	if tag != "" && !slices.Contains(c.tags, tag) {
+		c.tags = append(c.tags, tag)
+	}
 }
 
 // handleCallAudio is POST calls/{id}/audio: play or speak; an empty fileUrl or sentence
@@ -416,7 +447,7 @@ func (s *Sim) handleCallAudio(w http.ResponseWriter, r *http.Request, rt apiRout
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.apiCallLocked(rt.callID)
 	switch {
 	case c == nil:
 		s.writeError(w, r, errCallNotFound(rt.callID))
@@ -486,7 +517,7 @@ func (s *Sim) handleDTMF(w http.ResponseWriter, r *http.Request, rt apiRoute, bo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.calls[rt.callID]
+	c := s.apiCallLocked(rt.callID)
 	switch {
 	case c == nil:
 		s.writeError(w, r, errCallNotFound(rt.callID))

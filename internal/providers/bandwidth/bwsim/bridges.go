@@ -77,7 +77,7 @@ func (s *Sim) checkMembersLocked(b *bridge, ids []string) ([]*call, *apiError) {
 	}
 	calls := make([]*call, 0, len(ids))
 	for _, id := range ids {
-		c := s.calls[id]
+		c := s.apiCallLocked(id)
 		if c == nil {
 			return nil, errCallNotFound(id)
 		}
@@ -173,21 +173,36 @@ func (s *Sim) handleUpdateBridge(w http.ResponseWriter, r *http.Request, rt apiR
 		s.writeError(w, r, errBadRequest("bridge-invalid-state", "The bridge `"+b.ID+"` is in an invalid state `completed`"))
 		return
 	}
-	var calls []*call
 	if hasIDs {
-		if calls, e = s.checkMembersLocked(b, ids); e != nil {
+		if _, e = s.checkMembersLocked(b, ids); e != nil {
 			s.writeError(w, r, e)
 			return
 		}
 	}
-	if hasAudio {
-		b.BridgeAudio = audio
-	}
-	if hasIDs {
-		s.setMembersLocked(b, calls)
-	} else {
-		s.refreshBridgeLocked(b)
-	}
+	id := b.ID
+	s.actLocked(OpUpdateBridge, id, body, func() string {
+		// Checked again: with ActionDelay the bridge or its calls may have changed.
+		b := s.bridges[id]
+		if b.State == BridgeCompleted {
+			return "The bridge `" + b.ID + "` is in an invalid state `completed`"
+		}
+		var calls []*call
+		if hasIDs {
+			var e *apiError
+			if calls, e = s.checkMembersLocked(b, ids); e != nil {
+				return e.Message
+			}
+		}
+		if hasAudio {
+			b.BridgeAudio = audio
+		}
+		if hasIDs {
+			s.setMembersLocked(b, calls)
+		} else {
+			s.refreshBridgeLocked(b)
+		}
+		return ""
+	})
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -214,7 +229,7 @@ func (s *Sim) handleBridgeCalls(w http.ResponseWriter, r *http.Request, rt apiRo
 	}
 	out := make([]apiCall, 0, len(b.CallIDs))
 	for _, id := range b.CallIDs {
-		if c := s.calls[id]; c != nil {
+		if c := s.calls[id]; c != nil && s.listedLocked(c) {
 			out = append(out, s.renderCallLocked(r, c))
 		}
 	}

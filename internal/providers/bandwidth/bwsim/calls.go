@@ -45,6 +45,16 @@ func (s *Sim) dialLocked(c *call, ring time.Duration) {
 			}
 		}))
 	}
+	if s.vanishes(b) {
+		// Config.VanishFailedLegs: refused before any read could see it.
+		c.vanished = true
+		cause := CauseUserBusy
+		if b.Mode == ModeReject {
+			cause = CauseCallRejected
+		}
+		s.endLocked(c, StateCompleted, cause)
+		return
+	}
 	switch b.Mode {
 	case ModeNever, ModeManual:
 	case ModeAfter:

@@ -123,6 +123,63 @@ type Config struct {
 	// Now is the clock of timestamps and rate-limit windows. Default time.Now. Ring and
 	// answer delays always run on real timers.
 	Now func() time.Time
+
+	// The fields below make the simulator adversarial: each is a guess about how a real
+	// platform may behave under load or partial failure, off by default, because the
+	// cooperative simulator is what most tests want. Adversarial turns them all on;
+	// Sim.SetAdversity and the control surface switch them at run time.
+
+	// Seed seeds every random choice of the adversarial behaviours (delays, which requests
+	// fail and how), so a run can be replayed: one client sending one request at a time gets
+	// the same choices for the same seed. Reset re-seeds.
+	Seed uint64
+
+	// ActionDelay and ActionJitter: an accepted action (a call update such as a hang-up
+	// {"state":"completed"} or an answer, a bridge update of membership or bridgeAudio) is
+	// answered at once but applied after a random delay in [ActionDelay,
+	// ActionDelay+ActionJitter], so two actions are sometimes applied out of order. An action
+	// that is no longer valid when its turn comes (its call ended meanwhile, a member is in
+	// another bridge) is dropped without a word. [GUESS]: a platform that answers before its
+	// media servers acted, as Catapult's 200 on an update suggests. Creations (calls,
+	// bridges, transfers) still apply at once and return the new id. Both 0: at once.
+	ActionDelay, ActionJitter time.Duration
+
+	// ListingDelay and ListingJitter: a call created through the API (POST calls, a transfer's
+	// B-leg) is shown by GET calls only after a random delay in [ListingDelay,
+	// ListingDelay+ListingJitter] [GUESS: listings served from a lagging read index]. Updates
+	// addressed to it work meanwhile: writes go to the authoritative store.
+	ListingDelay, ListingJitter time.Duration
+
+	// UnlistedNotFound makes GET calls/{id} (and its events) answer 404 call-not-found for a
+	// call that is not listed yet, as if single reads used the same lagging index [GUESS].
+	UnlistedNotFound bool
+
+	// ReadFailureRate is the fraction of GET requests that fail while writes keep working
+	// [GUESS: a read replica in trouble]: three in four answer 500 or 503, one is dropped
+	// without a response. 0 to 1.
+	ReadFailureRate float64
+
+	// VanishFailedLegs makes a leg dialled to a busy or rejecting number (ModeBusy,
+	// ModeReject) end at once, whatever Behaviour.Delay says, and disappear: no listing or
+	// read ever shows it (404), so a poller never sees it [GUESS: a leg refused before the
+	// platform indexed it]. Its callbacks are still sent. A transfer whose B-leg vanishes
+	// applies TransferFailure to its A-leg at once.
+	VanishFailedLegs bool
+
+	// LostResponseRate is the fraction of writes (POST) that are applied and then lose their
+	// response: the connection closes without an answer [GUESS: a proxy timing out after
+	// the platform acted]. 0 to 1.
+	LostResponseRate float64
+
+	// FaultRate is the fraction of API requests that meet a random provider fault, each kind
+	// equally likely: 500, 503, 429 with X-RateLimit-Reset, latency up to MaxFaultLatency,
+	// a dropped connection before applying, a dropped connection after applying, and a 500
+	// after applying. 0.2 is "about 20 % provider faults". 0 to 1.
+	FaultRate float64
+
+	// MaxFaultLatency bounds the latency of FaultRate's latency faults. Default 500ms when
+	// FaultRate is set.
+	MaxFaultLatency time.Duration
 }
 
 // Validate reports the first invalid field, so a caller that builds the Config from outside
@@ -154,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if c.RingTimeout < 0 || c.AnswerDelay < 0 || c.DefaultBehaviour.Delay < 0 || c.CallRateLimit < 0 || c.RequestRateLimit < 0 || c.MaxRecords < 0 {
 		errs = append(errs, errors.New("durations and limits must not be negative"))
+	}
+	if err := c.adversity().validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bwsim: invalid config: %w", err)

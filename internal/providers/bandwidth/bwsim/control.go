@@ -30,7 +30,26 @@ import (
 //	                                    "latency":"50ms","drop","apply","rate_limit_reset":"2s"}
 //	GET    /faults, DELETE /faults      list or clear faults
 //	GET    /idle?timeout=5s             204 once no zero-delay work is pending, else 504
+//	GET    /settled?timeout=5s          204 once nothing is in flight (WaitSettled), else 504
+//	POST   /settle                      apply pending actions and list pending calls now
+//	GET    /truth                       the ground truth (Truth): every call, bridge and tag
+//	GET    /actions                     accepted actions and what became of them (Action)
+//	GET    /config/adversarial          the adversarial behaviours in force (shape below)
+//	PUT    /config/adversarial          switch them → 200 with the result
+//	DELETE /config/adversarial          turn them all off
 //	POST   /reset                       forget everything
+//
+// The adversarial configuration, on PUT and in answers (durations as Go duration strings):
+//
+//	{"enabled":true, "seed":7, "fault_rate":0.2,
+//	 "action_delay":"10ms", "action_jitter":"990ms", "listing_delay":"100ms",
+//	 "listing_jitter":"1.4s", "unlisted_not_found":true, "read_failure_rate":0.1,
+//	 "vanish_failed_legs":true, "lost_response_rate":0.05, "max_fault_latency":"500ms"}
+//
+// On PUT, "enabled" picks the base, the Adversarial profile (true) or everything off
+// (false), and every other field given overrides the base, so {"enabled":true,"seed":7} is
+// the profile and {"enabled":false,"read_failure_rate":0.3} only failing reads. Answers have
+// every field, with "enabled" true when any behaviour is on.
 func (s *Sim) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /calls", s.ctlPlaceCall)
@@ -74,7 +93,21 @@ func (s *Sim) ControlHandler() http.Handler {
 		s.ClearFaults()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /idle", s.ctlIdle)
+	mux.HandleFunc("GET /idle", func(w http.ResponseWriter, r *http.Request) { ctlWait(w, r, s.WaitIdle) })
+	mux.HandleFunc("GET /settled", func(w http.ResponseWriter, r *http.Request) { ctlWait(w, r, s.WaitSettled) })
+	mux.HandleFunc("POST /settle", func(w http.ResponseWriter, r *http.Request) {
+		s.Settle()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /truth", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Truth()) })
+	mux.HandleFunc("GET /actions", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Actions()) })
+	mux.HandleFunc("GET /config/adversarial", func(w http.ResponseWriter, r *http.Request) {
+		ctlJSON(w, http.StatusOK, toAdversityJSON(s.Adversity()))
+	})
+	mux.HandleFunc("PUT /config/adversarial", s.ctlSetAdversity)
+	mux.HandleFunc("DELETE /config/adversarial", func(w http.ResponseWriter, r *http.Request) {
+		ctlResult(w, s.SetAdversity(Config{}))
+	})
 	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
@@ -226,7 +259,8 @@ func (s *Sim) ctlInjectFault(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Sim) ctlIdle(w http.ResponseWriter, r *http.Request) {
+// ctlWait answers 204 once wait returns, or 504 after the timeout query parameter (5s).
+func ctlWait(w http.ResponseWriter, r *http.Request, wait func(context.Context) error) {
 	timeout := 5 * time.Second
 	if v := r.URL.Query().Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -238,7 +272,7 @@ func (s *Sim) ctlIdle(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	if err := s.WaitIdle(ctx); err != nil {
+	if err := wait(ctx); err != nil {
 		ctlError(w, http.StatusGatewayTimeout, err.Error())
 		return
 	}
@@ -302,4 +336,81 @@ func ctlJSON(w http.ResponseWriter, status int, v any) {
 
 func ctlError(w http.ResponseWriter, status int, msg string) {
 	ctlJSON(w, status, map[string]string{"error": msg})
+}
+
+// adversityJSON is the adversarial configuration on the control surface; nil fields of a PUT
+// keep the base that "enabled" picks.
+type adversityJSON struct {
+	Enabled          bool          `json:"enabled"`
+	Seed             uint64        `json:"seed"`
+	FaultRate        *float64      `json:"fault_rate,omitempty"`
+	ActionDelay      *jsonDuration `json:"action_delay,omitempty"`
+	ActionJitter     *jsonDuration `json:"action_jitter,omitempty"`
+	ListingDelay     *jsonDuration `json:"listing_delay,omitempty"`
+	ListingJitter    *jsonDuration `json:"listing_jitter,omitempty"`
+	UnlistedNotFound *bool         `json:"unlisted_not_found,omitempty"`
+	ReadFailureRate  *float64      `json:"read_failure_rate,omitempty"`
+	VanishFailedLegs *bool         `json:"vanish_failed_legs,omitempty"`
+	LostResponseRate *float64      `json:"lost_response_rate,omitempty"`
+	MaxFaultLatency  *jsonDuration `json:"max_fault_latency,omitempty"`
+}
+
+func toAdversityJSON(c Config) adversityJSON {
+	d := func(v time.Duration) *jsonDuration { j := jsonDuration(v); return &j }
+	return adversityJSON{
+		Enabled:          c.adversity().enabled(),
+		Seed:             c.Seed,
+		FaultRate:        &c.FaultRate,
+		ActionDelay:      d(c.ActionDelay),
+		ActionJitter:     d(c.ActionJitter),
+		ListingDelay:     d(c.ListingDelay),
+		ListingJitter:    d(c.ListingJitter),
+		UnlistedNotFound: &c.UnlistedNotFound,
+		ReadFailureRate:  &c.ReadFailureRate,
+		VanishFailedLegs: &c.VanishFailedLegs,
+		LostResponseRate: &c.LostResponseRate,
+		MaxFaultLatency:  d(c.MaxFaultLatency),
+	}
+}
+
+// config is the Config the PUT asks for.
+func (in adversityJSON) config() Config {
+	c := Config{Seed: in.Seed}
+	if in.Enabled {
+		c = Adversarial(in.Seed)
+	}
+	setIf(&c.FaultRate, in.FaultRate)
+	setIf(&c.UnlistedNotFound, in.UnlistedNotFound)
+	setIf(&c.ReadFailureRate, in.ReadFailureRate)
+	setIf(&c.VanishFailedLegs, in.VanishFailedLegs)
+	setIf(&c.LostResponseRate, in.LostResponseRate)
+	for _, f := range []struct {
+		dst *time.Duration
+		v   *jsonDuration
+	}{{&c.ActionDelay, in.ActionDelay}, {&c.ActionJitter, in.ActionJitter}, {&c.ListingDelay, in.ListingDelay},
+		{&c.ListingJitter, in.ListingJitter}, {&c.MaxFaultLatency, in.MaxFaultLatency}} {
+		if f.v != nil {
+			*f.dst = time.Duration(*f.v)
+		}
+	}
+	return c
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (s *Sim) ctlSetAdversity(w http.ResponseWriter, r *http.Request) {
+	var in adversityJSON
+	if err := ctlDecode(w, r, &in); err != nil {
+		ctlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.SetAdversity(in.config()); err != nil {
+		ctlResult(w, err)
+		return
+	}
+	ctlJSON(w, http.StatusOK, toAdversityJSON(s.Adversity()))
 }

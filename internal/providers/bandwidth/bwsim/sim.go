@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,6 +46,18 @@ type Sim struct {
 	changed chan struct{}       // closed and replaced on every state change
 	ctx     context.Context     // cancelled by Reset and Close to abort callback deliveries
 	cancel  context.CancelFunc
+
+	// adv is the adversarial profile in force (Config's adversarial fields, or what
+	// SetAdversity set since) and rng its seeded source of randomness; both under mu.
+	adv adversity
+	rng *mrand.Rand
+	// actions logs accepted actions; delayed holds those not applied yet, unlisted the
+	// created calls that listings do not show yet, each with its timer.
+	actions    []*action
+	actionSeq  uint64 // acceptance order of actions
+	actionDone uint64 // order in which actions were applied or dropped
+	delayed    map[*action]struct{}
+	unlisted   map[string]*timerTok
 }
 
 type call struct {
@@ -54,6 +67,10 @@ type call struct {
 	peer   string
 	timers []*timerTok
 	events []callEvent
+	// tags is every tag the call ever carried, for the ground truth: an engine may re-tag.
+	tags []string
+	// vanished hides the call from every API request (Config.VanishFailedLegs).
+	vanished bool
 }
 
 func (c *call) live() bool { return c.State == StateActive || c.State == StateTransferring }
@@ -90,6 +107,7 @@ func New(cfg Config) *Sim {
 		s.owned[n] = true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.setAdversityLocked(cfg.adversity())
 	s.clearLocked()
 	return s
 }
@@ -105,6 +123,11 @@ func (s *Sim) clearLocked() {
 	s.callStamps, s.reqStamps = nil, nil
 	s.timers = make(map[*timerTok]struct{})
 	s.queues = make(map[string]*cbQueue)
+	// The timers of delayed actions and listings are in s.timers and were stopped with them.
+	s.actions = nil
+	s.actionSeq, s.actionDone = 0, 0
+	s.delayed = make(map[*action]struct{})
+	s.unlisted = make(map[string]*timerTok)
 }
 
 // Handler serves the v1 API under "/v1/" and the control surface under "/sim/": the layout
@@ -140,11 +163,13 @@ func (s *Sim) Close() {
 	s.wg.Wait()
 }
 
-// Reset forgets every call, bridge, behaviour, fault, request and callback, and cancels
-// pending timers and deliveries. The configuration and base URL stay.
+// Reset forgets every call, bridge, behaviour, fault, request, callback and action, and
+// cancels pending timers and deliveries. The configuration, the adversarial profile in force
+// and base URL stay; the profile's randomness is re-seeded, so a run after Reset replays.
 func (s *Sim) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setAdversityLocked(s.adv)
 	s.gen++
 	s.stopAsyncLocked()
 	if !s.closed {
@@ -397,6 +422,10 @@ func (s *Sim) sortedBridgesLocked() []*bridge {
 func (s *Sim) Connected(a, b string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.connectedLocked(a, b)
+}
+
+func (s *Sim) connectedLocked(a, b string) bool {
 	ca, cb := s.calls[a], s.calls[b]
 	if ca == nil || cb == nil || a == b || !ca.live() || !cb.live() {
 		return false
@@ -416,6 +445,10 @@ func (s *Sim) Connected(a, b string) bool {
 func (s *Sim) Held(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.heldLocked(id)
+}
+
+func (s *Sim) heldLocked(id string) bool {
 	c := s.calls[id]
 	if c == nil || !c.live() || c.BridgeID == "" {
 		return false

@@ -265,6 +265,11 @@ type Request struct {
 	// Location is the Location header answered, if any.
 	Location string `json:"location,omitempty"`
 	Dropped  bool   `json:"dropped,omitempty"`
+	// Fault says which fault met the request, if any: "injected" (InjectFault), or one of
+	// the adversarial profile's "read-failure", "read-drop" (ReadFailureRate), "status",
+	// "rate-limited", "latency", "drop", "drop-after-apply", "error-after-apply" (FaultRate)
+	// and "lost-response" (LostResponseRate).
+	Fault string `json:"fault,omitempty"`
 }
 
 // Callback is one attempted delivery of a call event.
