@@ -41,7 +41,7 @@ func BenchmarkTransferAuto(b *testing.B) {
 	cpu := benchutil.CPUTime()
 	defer benchutil.ReportCPU(b, cpu)
 	for b.Loop() {
-		tr, err := e.Start(ctx, r)
+		tr, err := e.Start(ctx, r, orchestrator.StartOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func BenchmarkConsultingMemory(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		r.Call.User = users[i]
-		tr, err := e.Start(ctx, r)
+		tr, err := e.Start(ctx, r, orchestrator.StartOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,27 +20,42 @@ type Config struct {
 	ConsultTimeout time.Duration
 	// MaxConsultTimeout bounds what a request may ask for.
 	MaxConsultTimeout time.Duration
-	// PollInterval is the first wait between observations of the provider;
-	// it doubles up to PollMaxInterval.
+	// PollInterval is how often a provider view is read while a transfer
+	// waits for something to happen soon (a ringing consult, a join or a
+	// restore to show); PollMaxInterval otherwise (a manual consult in
+	// conversation, a tombstone), and the longest back-off of a retried
+	// step.
 	PollInterval    time.Duration
 	PollMaxInterval time.Duration
-	// StepTimeout bounds one provider step.
+	// StepTimeout bounds one provider request or reading, and how long a
+	// step that changes nothing yet (locate, hold) keeps retrying a
+	// provider that cannot be reached before the transfer gives up.
 	StepTimeout time.Duration
-	// VerifyTimeout bounds the wait for a join to show at the provider.
+	// VerifyTimeout is how long an accepted join may take to show before
+	// it is taken as not applied, and how long a recovery waits for the
+	// provider to show the caller back before it reports an unverified
+	// outcome and leaves a cleanup obligation.
 	VerifyTimeout time.Duration
-	// CompensationTimeout bounds all undos of one transfer; undos run on a
-	// context detached from shutdown so that a caller is never left held.
-	CompensationTimeout time.Duration
+	// VisibilityWindow is how long the provider may take to show the
+	// effect of an accepted action or to list a new call. A consult not
+	// seen within it counts as ended for an unknown reason (the caller is
+	// taken back) and a hold not seen is taken as applied once it passed.
+	VisibilityWindow time.Duration
+	// TombstoneTTL is how long a consult that never appeared is watched
+	// for after the dial, so that a late leg is hung up.
+	TombstoneTTL time.Duration
+	// Workers is how many transfers are reconciled at once.
+	Workers int
 
 	// Owner names this process among replicas sharing a store. A process
 	// restarted with the same Owner reclaims its transfers at once; others
-	// are taken over when their lease expires. Default "local".
+	// claim them once its heartbeat expired. Default "local".
 	Owner string
 	// LeaseTTL bounds how long a stopped replica's transfers wait to be
-	// taken over: a lease runs LeaseTTL/2 past its last renewal, and
-	// replicas renew theirs and look for expired ones every LeaseTTL/4
-	// (see Open), so takeover comes at most 3/4 LeaseTTL after a replica
-	// stops, and a live owner has two chances to renew before expiry.
+	// claimed: a heartbeat runs LeaseTTL/2 past its last renewal, and
+	// replicas renew theirs and claim dead replicas' transfers every
+	// LeaseTTL/4 (see Open), so a claim comes at most 3/4 LeaseTTL after
+	// a replica stops, and a live replica has two chances to renew.
 	LeaseTTL time.Duration
 	// Retention keeps terminal transfers this long before Purge (Open's
 	// maintenance loop, every PurgeInterval).
@@ -64,18 +80,26 @@ func (c *Config) setDefaults() {
 	def(&c.PollMaxInterval, 2*time.Second)
 	def(&c.StepTimeout, 15*time.Second)
 	def(&c.VerifyTimeout, 15*time.Second)
-	def(&c.CompensationTimeout, 30*time.Second)
+	def(&c.VisibilityWindow, 5*time.Second)
+	def(&c.TombstoneTTL, 2*time.Minute)
 	def(&c.LeaseTTL, 15*time.Second)
 	def(&c.Retention, 7*24*time.Hour)
 	def(&c.PurgeInterval, time.Hour)
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
 	if c.Owner == "" {
 		c.Owner = "local"
 	}
 }
 
-// Engine runs transfers: it validates and creates them, drives each one
-// through the state machine in its own goroutine, and applies client
-// signals. It is the only writer of the transfers it runs.
+// Engine runs transfers. It keeps an entry for every open transfer this
+// replica owns and reconciles each on a work queue: a worker takes a
+// transfer's id, compares what the provider shows (through a shared
+// watcher) with the end state the transfer promises, takes the next
+// action toward it, saves, and schedules the next wake-up. A waiting
+// transfer costs its record, a timer and a watcher subscription, not a
+// goroutine.
 type Engine struct {
 	cfg       Config
 	store     Store
@@ -84,24 +108,50 @@ type Engine struct {
 	m         *metrics
 	now       func() time.Time
 
-	// hard is cancelled only when shutdown runs out of time; provider calls
-	// use it so that a graceful shutdown lets steps finish.
+	// hard is cancelled when shutdown has run out of time (or is done):
+	// provider calls and readings use it, so that a graceful shutdown
+	// lets them finish.
 	hard       context.Context
 	cancelHard context.CancelFunc
 	stop       chan struct{} // closed when shutdown starts
-	wg         sync.WaitGroup
+	q          *queue
+	startOnce  sync.Once
+	workers    sync.WaitGroup
+	bg         sync.WaitGroup // watchers and the maintenance loop
 
 	mu       sync.Mutex
 	stopping bool
-	runs     map[string]*run
-	watch    map[string]*watcher
+	entries  map[string]*entry
+	waiters  map[string]*waiter
+	// settled is closed and replaced whenever an entry is dropped or
+	// becomes terminal, for Shutdown.
+	settled chan struct{}
+
+	watchMu  sync.Mutex
+	watchers map[watchKey]*watcher
+
+	// storeErr is the last failure to save or heartbeat; nil once a save
+	// succeeded again. Ready reports it.
+	storeErr atomic.Pointer[error]
 }
 
-// watcher is the channel closed on a transfer's next saved change, shared
-// by every Wait on that transfer.
-type watcher struct {
+// waiter is the channel closed on a transfer's next change, shared by
+// every Wait on that transfer.
+type waiter struct {
 	ch chan struct{}
 	n  int // waiters holding ch
+}
+
+// StartOptions carry what the API knows about a create besides the
+// request itself.
+type StartOptions struct {
+	// IdempotencyScope and IdempotencyKey link the transfer to the
+	// Idempotency-Key reservation of its create (see Store.Create).
+	IdempotencyScope string
+	IdempotencyKey   string
+	// RequestID is the id of the HTTP request that created the transfer;
+	// it appears on every log line of the transfer.
+	RequestID string
 }
 
 // New returns an engine. Providers are addressed by their Name().
@@ -121,8 +171,9 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 	return &Engine{
 		cfg: cfg, store: store, providers: byName, log: log, m: newMetrics(reg),
 		now:  func() time.Time { return time.Now().UTC() },
-		hard: hard, cancelHard: cancel, stop: make(chan struct{}),
-		runs: map[string]*run{}, watch: map[string]*watcher{},
+		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
+		entries: map[string]*entry{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
+		watchers: map[watchKey]*watcher{},
 	}, nil
 }
 
@@ -210,23 +261,23 @@ func (e *Engine) Validate(r *Request) error {
 }
 
 // Start validates r, saves a new transfer and starts driving it.
-func (e *Engine) Start(ctx context.Context, r Request) (*Transfer, error) {
+func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfer, error) {
 	if err := e.Validate(&r); err != nil {
 		return nil, err
 	}
-	if !e.reserve() {
+	if e.isStopping() {
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	now := e.now()
 	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
-		Owner: e.cfg.Owner, LeaseExpires: now.Add(e.lease())}
+		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
+		RequestID: o.RequestID}
 	if err := e.store.Create(ctx, t); err != nil {
-		e.wg.Done()
 		return nil, err
 	}
 	e.m.started.WithLabelValues(r.Provider).Inc()
 	snapshot := t.Clone()
-	e.launch(t)
+	e.adopt(t, false)
 	return snapshot, nil
 }
 
@@ -243,12 +294,30 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]*Transfer, bool, err
 	return e.store.List(ctx, f)
 }
 
-// Ready reports whether the engine can take transfers.
+// Ready reports whether the engine can take transfers: it is not
+// shutting down, the store answers, and its last save (or heartbeat)
+// did not fail. A store that reads but cannot write (a full disk) is not
+// ready: transfers could not record their steps.
 func (e *Engine) Ready(ctx context.Context) error {
 	if e.isStopping() {
 		return errors.New("shutting down")
 	}
+	if p := e.storeErr.Load(); p != nil {
+		return fmt.Errorf("the store cannot save: %w", *p)
+	}
 	return e.store.Ping(ctx)
+}
+
+// storeFailed records a failed write for Ready; storeOK clears it.
+func (e *Engine) storeFailed(err error) {
+	e.m.saveFailures.Inc()
+	e.storeErr.Store(&err)
+}
+
+func (e *Engine) storeOK() {
+	if e.storeErr.Load() != nil {
+		e.storeErr.Store(nil)
+	}
 }
 
 // Complete asks a manual transfer in consulting, whose target answered, to
@@ -265,7 +334,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Transfer, error) {
 
 func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, error) {
 	op := "orchestrator." + string(s)
-	t, err := e.Get(ctx, id)
+	t, err := e.current(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -285,44 +354,59 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 		}
 	}
 	// The signal goes through the store, so that it reaches the replica
-	// that owns the transfer; a local runner is woken at once, a remote
-	// one reads it on its next poll.
+	// that owns the transfer; a local entry is woken at once, a remote
+	// owner finds it with its next Signalled query.
 	if err := e.store.PutSignal(ctx, id, s); err != nil {
 		if KindOf(err) == KindConflict {
 			return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
 		}
 		return t, err
 	}
-	e.Notify(id)
+	e.wake(id, true)
 	return t, nil
 }
 
-// Notify wakes the runner of a transfer so that it observes the provider
-// now; adapters' event receivers call it when a callback arrives.
+// Notify wakes a transfer so that its watcher reads the provider now;
+// adapters' event receivers call it when a callback arrives.
 func (e *Engine) Notify(id string) {
 	e.mu.Lock()
-	r := e.runs[id]
+	en := e.entries[id]
 	e.mu.Unlock()
-	if r != nil {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
+	if en == nil {
+		return
 	}
+	if w := en.w; w != nil {
+		w.poke()
+	}
+	e.q.Add(id)
+}
+
+// wake queues a local transfer, telling it a signal may be pending.
+func (e *Engine) wake(id string, signalled bool) {
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	if en == nil {
+		return
+	}
+	if signalled {
+		en.signal.Store(true)
+	}
+	e.q.Add(id)
 }
 
 // Wait returns the transfer once until reports true, it is terminal, or
 // ctx is done (then the latest record and no error).
 func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool) (*Transfer, error) {
 	for {
-		w := e.watchOn(id)
+		w := e.waitOn(id)
 		t, err := e.current(ctx, id)
 		if err != nil {
-			e.unwatch(id, w)
+			e.unwait(id, w)
 			return nil, err
 		}
 		if t.State.Terminal() || until(t) {
-			e.unwatch(id, w)
+			e.unwait(id, w)
 			return t, nil
 		}
 		// A transfer driven by another replica publishes nothing here:
@@ -336,9 +420,9 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 		select {
 		case <-w.ch: // publish closed and dropped w
 		case <-poll:
-			e.unwatch(id, w)
+			e.unwait(id, w)
 		case <-ctx.Done():
-			e.unwatch(id, w)
+			e.unwait(id, w)
 			if timer != nil {
 				timer.Stop()
 			}
@@ -350,16 +434,16 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 	}
 }
 
-// current returns the latest saved record: from the runner when this
-// process drives the transfer (it saved it a moment ago, and reading it
-// back from a durable store on every change is what a long poll would
-// otherwise cost), else from the store.
+// current returns the latest record: this replica's own when it drives
+// the transfer (it saved it a moment ago, and reading it back from a
+// durable store on every change is what a long poll would otherwise
+// cost), else the store's.
 func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
 	e.mu.Lock()
-	r := e.runs[id]
+	en := e.entries[id]
 	e.mu.Unlock()
-	if r != nil {
-		if t := r.latest.Load(); t != nil {
+	if en != nil {
+		if t := en.cur.Load(); t != nil {
 			return t.Clone(), nil
 		}
 	}
@@ -375,11 +459,11 @@ func (e *Engine) isStopping() bool {
 func (e *Engine) local(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.runs[id] != nil
+	return e.entries[id] != nil
 }
 
-// lease is how long a claim or renewal lasts.
-func (e *Engine) lease() time.Duration { return e.cfg.LeaseTTL / 2 }
+// heartbeatTTL is how long one heartbeat keeps this replica's transfers.
+func (e *Engine) heartbeatTTL() time.Duration { return e.cfg.LeaseTTL / 2 }
 
 // crash calls the configured crash point, if any.
 func (e *Engine) crash(t *Transfer, point string) {
@@ -388,138 +472,187 @@ func (e *Engine) crash(t *Transfer, point string) {
 	}
 }
 
-// watchOn returns the transfer's current watcher, counting the caller as
-// one more waiter on it.
-func (e *Engine) watchOn(id string) *watcher {
+// waitOn returns the transfer's current waiter, counting the caller as
+// one more on it.
+func (e *Engine) waitOn(id string) *waiter {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	w := e.watch[id]
+	w := e.waiters[id]
 	if w == nil {
-		w = &watcher{ch: make(chan struct{})}
-		e.watch[id] = w
+		w = &waiter{ch: make(chan struct{})}
+		e.waiters[id] = w
 	}
 	w.n++
 	return w
 }
 
-// unwatch is called by a waiter that stops waiting without having been
-// woken. The watcher is dropped only when no other waiter still holds it:
-// they are woken by the next publish.
-func (e *Engine) unwatch(id string, w *watcher) {
+// unwait is called by a waiter that stops waiting without having been
+// woken. The waiter is dropped only when no other still holds it: they
+// are woken by the next publish.
+func (e *Engine) unwait(id string, w *waiter) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w.n--
-	if w.n == 0 && e.watch[id] == w {
-		delete(e.watch, id)
+	if w.n == 0 && e.waiters[id] == w {
+		delete(e.waiters, id)
 	}
 }
 
 func (e *Engine) publish(id string) {
 	e.mu.Lock()
-	if w, ok := e.watch[id]; ok {
+	if w, ok := e.waiters[id]; ok {
 		close(w.ch)
-		delete(e.watch, id)
+		delete(e.waiters, id)
 	}
 	e.mu.Unlock()
 }
 
-// Shutdown stops taking transfers and lets every running transfer finish
-// or compensate: consulting transfers are abandoned with reason shutdown
-// and their callers taken off hold; a transfer already completing is
-// finished. If ctx ends first, provider calls in progress are cancelled
-// and the error says how many transfers were still running.
-func (e *Engine) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	if !e.stopping {
-		e.stopping = true
-		close(e.stop)
-	}
-	e.mu.Unlock()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		e.cancelHard()
-		return nil
-	case <-ctx.Done():
-		e.mu.Lock()
-		n := len(e.runs)
-		e.mu.Unlock()
-		e.cancelHard()
-		<-done
-		return fmt.Errorf("orchestrator: shutdown deadline passed with %d transfers still running", n)
-	}
-}
-
-// Resume drives transfers that a previous process left unfinished. Each
-// is first reconciled against the provider's real state.
-func (e *Engine) Resume(ts []*Transfer) {
-	for _, t := range ts {
-		if t.State.Terminal() {
-			continue
-		}
-		if _, ok := e.providers[t.Request.Provider]; !ok {
-			e.log.Error().Str("transfer_id", t.ID).Str("provider", t.Request.Provider).
-				Msg("cannot resume transfer: its provider is not configured")
-			continue
-		}
-		if !e.reserve() {
-			e.log.Warn().Str("transfer_id", t.ID).Msg("not resuming transfer: transferd is shutting down")
-			continue
-		}
-		e.launch(t)
-	}
-}
-
-// Running returns the ids of transfers driven by this process.
+// Running returns the ids of the open transfers this replica owns.
 func (e *Engine) Running() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ids := make([]string, 0, len(e.runs))
-	for id := range e.runs {
+	ids := make([]string, 0, len(e.entries))
+	for id := range e.entries {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	return ids
 }
 
-// reserve counts a transfer about to be launched, unless shutdown has
-// begun. Checking and counting under one lock orders every launch before
-// Shutdown's wait, so Shutdown never returns with a runner still to start.
-func (e *Engine) reserve() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopping {
-		return false
+// adopt makes this replica drive t (a new transfer, or one it claimed)
+// and queues it. resumed says that another process drove it before.
+func (e *Engine) adopt(t *Transfer, resumed bool) {
+	p, ok := e.providers[t.Request.Provider]
+	if !ok {
+		e.log.Error().Str("transfer_id", t.ID).Str("provider", t.Request.Provider).
+			Msg("cannot drive the transfer: its provider is not configured")
+		return
 	}
-	e.wg.Add(1)
-	return true
-}
-
-// launch starts driving t; the caller has reserved it.
-func (e *Engine) launch(t *Transfer) {
-	p := e.providers[t.Request.Provider]
-	ctx, cancel := context.WithCancel(e.hard)
-	r := &run{
-		e: e, t: t, p: p, flow: p.Flow(&t.Request),
-		log:     e.log.With().Str("transfer_id", t.ID).Str("provider", p.Name()).Logger(),
-		wake:    make(chan struct{}, 1),
-		entered: e.now(),
-		cancel:  cancel,
+	e.startWorkers()
+	lc := e.log.With().Str("transfer_id", t.ID).Str("provider", p.Name())
+	if t.RequestID != "" {
+		lc = lc.Str("request_id", t.RequestID)
 	}
+	en := &entry{id: t.ID, t: t, p: p, flow: p.Flow(&t.Request), log: lc.Logger(), entered: e.now(),
+		resumed: resumed}
+	en.cur.Store(t.Clone())
+	en.signal.Store(resumed) // a signal may have been put while nobody drove it
 	e.mu.Lock()
-	e.runs[t.ID] = r
+	if _, dup := e.entries[t.ID]; dup {
+		e.mu.Unlock()
+		return
+	}
+	e.entries[t.ID] = en
 	e.mu.Unlock()
 	e.m.inFlight.WithLabelValues(p.Name()).Inc()
-	go func() {
-		defer e.wg.Done()
-		defer func() {
-			e.mu.Lock()
-			delete(e.runs, t.ID)
-			e.mu.Unlock()
-			e.m.inFlight.WithLabelValues(p.Name()).Dec()
-		}()
-		defer cancel()
-		r.drive(ctx)
-	}()
+	if t.Cleanup != nil {
+		e.m.cleanups.WithLabelValues(p.Name()).Inc()
+	}
+	e.q.Add(t.ID)
+}
+
+// drop forgets an entry: terminal without obligation, or owned by another
+// replica now.
+func (e *Engine) drop(en *entry) {
+	e.unsubscribe(en)
+	e.q.Forget(en.id)
+	en.setHeld(e, false)
+	e.mu.Lock()
+	if e.entries[en.id] == en {
+		delete(e.entries, en.id)
+		e.m.inFlight.WithLabelValues(en.p.Name()).Dec()
+		if en.counted {
+			e.m.cleanups.WithLabelValues(en.p.Name()).Dec()
+		}
+	}
+	e.settledLocked()
+	e.mu.Unlock()
+}
+
+// settledLocked wakes Shutdown to count what is still running.
+func (e *Engine) settledLocked() {
+	close(e.settled)
+	e.settled = make(chan struct{})
+}
+
+// startWorkers starts the worker pool once.
+func (e *Engine) startWorkers() {
+	e.startOnce.Do(func() {
+		for range e.cfg.Workers {
+			e.workers.Add(1)
+			go func() {
+				defer e.workers.Done()
+				for {
+					id, ok := e.q.Get()
+					if !ok {
+						return
+					}
+					e.process(id)
+					e.q.Done(id)
+				}
+			}()
+		}
+	})
+}
+
+// unfinished counts the entries shutdown still waits for: transfers not
+// terminal yet. Terminal ones with a cleanup obligation are left to the
+// next owner.
+func (e *Engine) unfinished() (int, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, en := range e.entries {
+		if t := en.cur.Load(); t != nil && !t.State.Terminal() {
+			n++
+		}
+	}
+	return n, e.settled
+}
+
+// Shutdown stops taking transfers and lets every running transfer finish
+// or compensate: consulting transfers are abandoned with reason shutdown
+// and their callers taken off hold; a transfer already completing is
+// finished. When ctx ends first, provider calls in progress are cancelled
+// and what is left stays in the store for the next owner (this replica
+// restarted, or another once this one's heartbeat expired); the error
+// says how many transfers that was. Shutdown returns promptly at ctx's
+// end: it never waits for a provider.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	first := !e.stopping
+	if first {
+		e.stopping = true
+		close(e.stop)
+	}
+	ids := make([]string, 0, len(e.entries))
+	for id := range e.entries {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		e.q.Add(id)
+	}
+	var left int
+	for {
+		n, ch := e.unfinished()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+			left = n
+		}
+		break
+	}
+	e.cancelHard()
+	e.q.Close()
+	e.workers.Wait()
+	e.bg.Wait()
+	if left > 0 {
+		return fmt.Errorf("orchestrator: shutdown deadline passed with %d transfers still running; they stay in the store for the next owner", left)
+	}
+	return nil
 }

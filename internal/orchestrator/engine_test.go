@@ -62,10 +62,8 @@ func TestHappyPathAuto(t *testing.T) {
 	if !slices.Equal(names, wantSteps) {
 		t.Errorf("steps %q, want %q", names, wantSteps)
 	}
-	for _, u := range tr.Undo {
-		if !u.Done {
-			t.Errorf("undo %s is still pending on a completed transfer", u.Action)
-		}
+	if tr.Cleanup != nil || !tr.Outcome.Verified {
+		t.Errorf("cleanup %+v verified %v: a completed transfer is verified and owes nothing", tr.Cleanup, tr.Outcome.Verified)
 	}
 	if !tr.Answered || tr.Failure != nil {
 		t.Errorf("answered=%v failure=%+v", tr.Answered, tr.Failure)
@@ -156,7 +154,7 @@ func TestStartSameCallConflicts(t *testing.T) {
 	h := newHarness(t, testConfig())
 	h.f.SetTarget(orchestratortest.TargetRings)
 	first := h.start(t, request("fake", "1000"))
-	_, err := h.e.Start(context.Background(), request("fake", "1000"))
+	_, err := h.e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	kindIs(t, err, orchestrator.KindConflict)
 	var active *orchestrator.ActiveTransferError
 	if !errors.As(err, &active) || active.ID != first {
@@ -412,8 +410,8 @@ func TestFailures(t *testing.T) {
 				}
 			case tc.restored:
 				wantCallerSafe(t, h.f, id)
-				if tr.CallerHeld() {
-					t.Errorf("the unhold is still owed although the caller is restored: %+v", tr.Undo)
+				if tr.Cleanup != nil || !tr.Outcome.Verified {
+					t.Errorf("cleanup %+v verified %v although the caller is restored", tr.Cleanup, tr.Outcome.Verified)
 				}
 			}
 			checkSaves(t, h.store, id)
@@ -545,7 +543,7 @@ func TestShutdown(t *testing.T) {
 		if len(h.e.Running()) != 0 {
 			t.Fatalf("still running after Shutdown: %v", h.e.Running())
 		}
-		_, err = h.e.Start(ctx, request("fake", "1001"))
+		_, err = h.e.Start(ctx, request("fake", "1001"), orchestrator.StartOptions{})
 		kindIs(t, err, orchestrator.KindUnavailable)
 		if h.e.Ready(ctx) == nil {
 			t.Fatal("Ready reports ready after Shutdown")
@@ -628,7 +626,7 @@ func TestShutdown(t *testing.T) {
 		h.store.onCreate = func() { close(entered); <-release }
 		started := make(chan string, 1)
 		go func() {
-			tr, err := h.e.Start(context.Background(), request("fake", "1000"))
+			tr, err := h.e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 			if err != nil {
 				t.Errorf("Start: %v", err)
 				started <- ""
@@ -675,7 +673,7 @@ func TestShutdown(t *testing.T) {
 		)
 		for i := range 40 {
 			wg.Go(func() {
-				tr, err := h.e.Start(context.Background(), request("fake", fmt.Sprint(2000+i)))
+				tr, err := h.e.Start(context.Background(), request("fake", fmt.Sprint(2000+i)), orchestrator.StartOptions{})
 				if err != nil {
 					if orchestrator.KindOf(err) != orchestrator.KindUnavailable {
 						t.Errorf("Start: %v", err)
@@ -792,7 +790,7 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("fields %v, want %v", fields, tc.fields)
 			}
 			// Bad input never reaches a provider and is never stored.
-			if _, err := h.e.Start(context.Background(), r); orchestrator.KindOf(err) != tc.kind {
+			if _, err := h.e.Start(context.Background(), r, orchestrator.StartOptions{}); orchestrator.KindOf(err) != tc.kind {
 				t.Fatalf("Start: %v, want kind %s", err, tc.kind)
 			}
 		})
@@ -1097,7 +1095,7 @@ func testConfig() orchestrator.Config {
 		PollMaxInterval:     5 * time.Millisecond,
 		StepTimeout:         5 * time.Second,
 		VerifyTimeout:       50 * time.Millisecond,
-		CompensationTimeout: 100 * time.Millisecond,
+		VisibilityWindow:    50 * time.Millisecond,
 	}
 }
 
@@ -1226,7 +1224,7 @@ func request(provider, user string) orchestrator.Request {
 
 func (h *harness) start(t testing.TB, r orchestrator.Request) string {
 	t.Helper()
-	tr, err := h.e.Start(context.Background(), r)
+	tr, err := h.e.Start(context.Background(), r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

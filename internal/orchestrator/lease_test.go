@@ -20,7 +20,7 @@ func replica(t *testing.T, owner string, store orchestrator.Store, f *orchestrat
 	e, err := orchestrator.New(orchestrator.Config{
 		Owner: owner, LeaseTTL: 150 * time.Millisecond,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		VerifyTimeout: 5 * time.Second, CompensationTimeout: 5 * time.Second,
+		VerifyTimeout: 5 * time.Second,
 		CrashPoint: crash,
 	}, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
@@ -84,7 +84,7 @@ func TestReplicaTakesOverExpiredLeaseAndGetsSignals(t *testing.T) {
 
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
-	tr, err := a.Start(context.Background(), r)
+	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestRestartedReplicaReclaimsItsTransfers(t *testing.T) {
 			}
 			first := replica(t, "x", store, fake, crash)
 			t.Cleanup(func() { close(release) }) // before first shuts down
-			tr, err := first.Start(context.Background(), request("fake", "1000"))
+			tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,7 +186,7 @@ func TestSavesExtendTheLease(t *testing.T) {
 	a := replica(t, "a", store, fake, nil) // never opened: no renewals
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
-	tr, err := a.Start(context.Background(), r)
+	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,11 @@ type metrics struct {
 	stepSeconds  *prometheus.HistogramVec
 	inFlight     *prometheus.GaugeVec
 	onHold       *prometheus.GaugeVec
+	holdSeconds  *prometheus.HistogramVec
+	unverified   *prometheus.CounterVec
+	cleanups     *prometheus.GaugeVec
+	saveFailures prometheus.Counter
+	reads        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,11 +42,32 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"provider", "step", "result"}),
 		inFlight: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_transfers_in_flight",
-			Help: "Transfers being driven by this process.",
+			Help: "Open transfers this replica drives: running, or terminal with a cleanup obligation.",
 		}, []string{"provider"}),
 		onHold: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_callers_on_hold",
-			Help: "Callers this process currently holds.",
+			Help: "Callers of this replica's transfers that the provider's latest reading shows held.",
 		}, []string{"provider"}),
+		holdSeconds: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "transferd_caller_hold_duration_seconds",
+			Help:    "Time from holding a caller to the end of the transfer.",
+			Buckets: []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600},
+		}, []string{"provider"}),
+		unverified: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_outcomes_unverified_total",
+			Help: "Transfers that ended with an outcome the provider had not confirmed (a cleanup obligation remained).",
+		}, []string{"provider"}),
+		cleanups: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "transferd_cleanups_pending",
+			Help: "Terminal transfers of this replica whose cleanup obligation is still open: unverified or stranded callers, tombstones.",
+		}, []string{"provider"}),
+		saveFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "transferd_store_save_failures_total",
+			Help: "Failed writes of transfers and heartbeats to the store (version conflicts excluded).",
+		}),
+		reads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_provider_reads_total",
+			Help: "Shared watcher readings of a provider view, by result.",
+		}, []string{"provider", "result"}),
 	}
 }

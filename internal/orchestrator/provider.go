@@ -62,10 +62,13 @@ func (c CallerState) String() string {
 type ConsultState uint8
 
 const (
-	ConsultAbsent   ConsultState = iota // not (yet) visible
-	ConsultRinging                      // dialled, not answered
-	ConsultAnswered                     // the target answered
-	ConsultEnded                        // the consult leg is gone
+	// ConsultAbsent: not visible now. It does not say gone: a provider
+	// lists a new call only after a while, so the engine decides from
+	// what it saw before and from the visibility window.
+	ConsultAbsent   ConsultState = iota
+	ConsultRinging               // dialled, not answered
+	ConsultAnswered              // the target answered
+	ConsultEnded                 // the provider positively shows the leg ended
 )
 
 func (c ConsultState) String() string {
@@ -81,10 +84,14 @@ func (c ConsultState) String() string {
 	}
 }
 
-// Observation is one reading of the provider's view of a transfer.
+// Observation is what one reading of the provider shows of a transfer.
 type Observation struct {
 	Caller  CallerState
 	Consult ConsultState
+	// ConsultLegs counts the live legs carrying the transfer's consult
+	// call-id or tag (more than one only if the provider accepted a
+	// duplicate); 0 with Consult ConsultAbsent or ConsultEnded.
+	ConsultLegs int
 	// EndReason says why the consult ended, when the provider tells
 	// (busy, rejected, no_answer, target_hung_up); empty when unknown.
 	EndReason Reason
@@ -95,13 +102,24 @@ type Observation struct {
 	ConsultLeg LegRef
 }
 
+// View is one reading of the provider made by Provider.Read; the engine
+// derives each watched transfer's Observation from it without I/O.
+type View interface {
+	// Observe returns what the reading shows of t. An error means t's part
+	// could not be read: unknown, never "gone".
+	Observe(t *Transfer) (Observation, error)
+}
+
 // Provider is what the machine needs from a telephony provider. Every
 // method is called with the transfer's current record; adapters read the
 // ids they need from t.Legs and t.Request and never mutate t.
 //
-// Methods that change a call must be safe to call again after a crash or
-// a lost response: adapters read the provider's state before repeating a
-// non-idempotent command.
+// Reading is separate from acting: the engine reads through shared
+// watchers (Read, once for every transfer of a WatchKey) and decides from
+// the readings; the actions never depend on a reading of their own where
+// they can be sent blind (unhold by the saved id, hang up by our call-id
+// or tag). The engine sends Dial and Complete at most once per transfer:
+// they are not idempotent, and a lost answer is resolved by watching.
 type Provider interface {
 	Name() string
 	Capabilities() Capabilities
@@ -115,15 +133,26 @@ type Provider interface {
 	// KindCallNotFound or KindCallNotActive end the transfer before any
 	// change.
 	Locate(ctx context.Context, t *Transfer) (Legs, error)
+	// Hold holds the caller; safe to repeat.
 	Hold(ctx context.Context, t *Transfer) error
+	// Unhold takes the caller off hold by the saved ids, without reading
+	// first; safe to repeat. KindCallNotFound means the caller's call is
+	// gone.
 	Unhold(ctx context.Context, t *Transfer) error
 	// Dial starts the consult leg (attended) or hands the caller to the
 	// target (announced) and returns the leg's ids.
 	Dial(ctx context.Context, t *Transfer) (LegRef, error)
-	Observe(ctx context.Context, t *Transfer) (Observation, error)
 	// Complete joins caller and target (only when Flow.Join).
 	Complete(ctx context.Context, t *Transfer) error
-	// HangupConsult ends the consult leg whatever its state; ending a leg
-	// that is already gone is success.
+	// HangupConsult ends every leg of the transfer's consult that the
+	// provider shows now, whatever its state, and undoes what Dial set up
+	// around it; safe to repeat. A leg not visible is not an error: the
+	// engine keeps watching for one that appears late.
 	HangupConsult(ctx context.Context, t *Transfer) error
+	// WatchKey names the shared reading that serves t: transfers with the
+	// same key are read together (NetSapiens: one listing per domain).
+	WatchKey(t *Transfer) string
+	// Read reads the provider once for every transfer in ts, all with the
+	// key given.
+	Read(ctx context.Context, key string, ts []*Transfer) (View, error)
 }

@@ -24,7 +24,9 @@ type ListFilter struct {
 // use and must store copies (callers keep mutating their records).
 type Store interface {
 	// Create saves a new transfer (Version 1). It fails with KindConflict
-	// when a non-terminal transfer of the same provider call exists.
+	// when a non-terminal transfer of the same provider call exists. When
+	// t.IdempotencyKey is set, the same write links the reservation
+	// (t.IdempotencyScope, t.IdempotencyKey) to t.ID, if it exists.
 	Create(ctx context.Context, t *Transfer) error
 	// Update saves t when the stored version equals t.Version and then
 	// increments t.Version; otherwise it returns ErrVersionConflict.
@@ -37,17 +39,23 @@ type Store interface {
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
 
-	// Acquire claims up to limit non-terminal transfers that have no owner
-	// or whose lease expired before now, for owner until now+ttl. Each
-	// claimed record's Version is incremented (so the previous owner's next
-	// Update fails with ErrVersionConflict) and the claimed records are
-	// returned, oldest first.
-	Acquire(ctx context.Context, owner string, now time.Time, ttl time.Duration, limit int) ([]*Transfer, error)
-	// Renew extends owner's leases on ids to now+ttl without changing
-	// versions, and returns the ids owner no longer holds (taken over, or
-	// terminal). Renewing a lease also keeps it even if it had expired but
-	// was not yet taken over.
-	Renew(ctx context.Context, owner string, ids []string, now time.Time, ttl time.Duration) (lost []string, err error)
+	// Heartbeat records that replica owner is alive until now+ttl: one
+	// write per replica, whatever the number of transfers it owns. It
+	// reports whether owner had no live heartbeat before (a new replica, or
+	// one whose heartbeat expired: other replicas may have claimed some of
+	// its transfers meanwhile).
+	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (expired bool, err error)
+	// Claim takes up to limit open transfers (Transfer.Open) whose owner
+	// has no live heartbeat at now (or no owner) and, when own is set,
+	// those owned by owner itself (a process restarted under the same
+	// name), for owner: Owner is set and Version incremented, so that the
+	// previous owner's next Update fails with ErrVersionConflict. The
+	// claimed records are returned, oldest first.
+	Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*Transfer, error)
+	// Signalled returns the ids of transfers owned by owner that have a
+	// pending signal, so that the owner learns of signals put through
+	// another replica with one query.
+	Signalled(ctx context.Context, owner string) ([]string, error)
 
 	// PutSignal records a client's signal for a transfer, so that the
 	// replica that owns it sees it. It fails with KindConflict when another
@@ -66,11 +74,21 @@ type Store interface {
 	// DeleteIdempotency drops a reservation whose request failed without a
 	// response worth replaying, so that the client may retry.
 	DeleteIdempotency(ctx context.Context, scope, key string) error
+	// SettleIdempotency settles reservations still waiting for their
+	// response (Response nil) whose Owner has no live heartbeat at now,
+	// and, when own is set, those of owner itself: the request that made
+	// them died with its process. A reservation linked to a transfer (the
+	// create was saved: see Transfer.IdempotencyKey) gets the response
+	// {Status: 202, Location: "/v1/transfers/<id>", TransferID: <id>}; any
+	// other is deleted, so that the client's retry runs afresh. It
+	// returns how many it settled.
+	SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error)
 
-	// Purge deletes terminal transfers last updated before `before`, their
-	// signals, and idempotency records created before it. It returns how
-	// many transfers were deleted.
-	Purge(ctx context.Context, before time.Time) (int, error)
+	// Purge deletes transfers that are terminal and not Open, last updated
+	// before `before`, with their signals, and idempotency records created
+	// before it. It deletes at most limit transfers per call (0: no
+	// bound) and returns how many it deleted.
+	Purge(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
@@ -79,6 +97,8 @@ type IdempotencyRecord struct {
 	Key         string // the client's Idempotency-Key
 	RequestHash string // a hash of the request body, to refuse a reused key with another body
 	CreatedAt   time.Time
+	// Owner is the replica serving the request; see SettleIdempotency.
+	Owner string
 	// Response is nil while the first request is still being served.
 	Response *IdempotentResponse
 }
@@ -88,6 +108,9 @@ type IdempotentResponse struct {
 	Status   int
 	Location string
 	Body     []byte
+	// TransferID, with an empty Body, asks the API to replay the transfer
+	// as it is now (a reservation settled after its process died).
+	TransferID string
 }
 
 // CallKey identifies the provider call a transfer moves, for the rule that

@@ -50,13 +50,16 @@ const (
 	ReasonCancelled           Reason = "cancelled"
 	ReasonShutdown            Reason = "shutdown"
 	ReasonInternal            Reason = "internal"
+	// ReasonConsultFailed: the consult leg ended, or never appeared within
+	// the visibility window, and the provider did not say why.
+	ReasonConsultFailed Reason = "consult_failed"
 )
 
 // Reasons lists every reason, for documentation and metric pre-registration.
 var Reasons = []Reason{ReasonTransferred, ReasonNoAnswer, ReasonBusy, ReasonRejected,
 	ReasonTargetHungUp, ReasonCallerHungUp, ReasonCallNotFound, ReasonCallNotActive,
 	ReasonProviderError, ReasonProviderUnavailable, ReasonTimeout, ReasonCancelled,
-	ReasonShutdown, ReasonInternal}
+	ReasonShutdown, ReasonInternal, ReasonConsultFailed}
 
 // reasonFor maps an error kind onto the outcome vocabulary.
 func reasonFor(k Kind) Reason {
@@ -197,14 +200,6 @@ type Step struct {
 	Evidence  *Evidence  `json:"evidence,omitempty"`
 }
 
-// Undo is a registered compensation. It is registered when the intent of
-// the step it undoes is saved (so a crash mid-step still undoes it) and
-// marked done once it has run.
-type Undo struct {
-	Action string `json:"action"` // StepUnhold or StepHangup
-	Done   bool   `json:"done"`
-}
-
 // Signal is a client's request to a running transfer.
 type Signal string
 
@@ -220,9 +215,48 @@ type Outcome struct {
 	// CallerRestored is true when the caller is connected as before the
 	// transfer started: never held, or taken off hold. It is false when
 	// the caller was transferred, hung up, or could not be taken off hold.
-	CallerRestored bool      `json:"caller_restored"`
-	Detail         string    `json:"detail,omitempty"`
-	Evidence       *Evidence `json:"evidence,omitempty"`
+	CallerRestored bool `json:"caller_restored"`
+	// Verified is true once the provider was seen in the state the outcome
+	// describes. A transfer whose provider stayed unreadable ends with
+	// Verified false and a Cleanup obligation; the sweeper sets it true
+	// (correcting CallerRestored if it was wrong) once it sees the state.
+	Verified bool      `json:"verified"`
+	Detail   string    `json:"detail,omitempty"`
+	Evidence *Evidence `json:"evidence,omitempty"`
+}
+
+// Sent records when transferd sent each side effect, so that the engine
+// can tell an effect not applied yet from one that did not happen: a
+// provider applies an accepted action later than it answers, and lists a
+// new call only after a while. Zero means never sent.
+type Sent struct {
+	Hold   time.Time `json:"hold,omitzero"`
+	Dial   time.Time `json:"dial,omitzero"`
+	Join   time.Time `json:"join,omitzero"`
+	Hangup time.Time `json:"hangup,omitzero"`
+	Unhold time.Time `json:"unhold,omitzero"`
+}
+
+// Seen records what the provider has shown at least once, in a reading
+// taken after the matching side effect was sent.
+type Seen struct {
+	// Held: the caller was seen held after the hold was sent.
+	Held bool `json:"held,omitempty"`
+	// Consult: the consult leg was seen (ringing or answered).
+	Consult bool `json:"consult,omitempty"`
+}
+
+// Cleanup is a durable obligation a terminal transfer still carries: the
+// provider has not yet been seen in the state the outcome promises (the
+// caller not held, no leg of ours alive), or a consult leg that never
+// appeared may still appear late (a tombstone). Any replica's sweeper
+// reconciles it until the provider shows the invariant holds and Until
+// has passed, then clears it and marks the outcome verified.
+type Cleanup struct {
+	// Until is the earliest time the obligation may be discharged: the end
+	// of the window in which a late consult leg may still appear.
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`
 }
 
 // Transfer is the persisted record of one transfer.
@@ -233,7 +267,10 @@ type Transfer struct {
 	State   State
 	Legs    Legs
 	Steps   []Step
-	Undo    []Undo
+	// Sent and Seen are the engine's memory of what it did and what the
+	// provider showed; see their types.
+	Sent Sent
+	Seen Seen
 	// Answered is set when the target answered the consult.
 	Answered bool
 	// Failure is why the transfer is recovering (set on entering recovering).
@@ -243,13 +280,28 @@ type Transfer struct {
 	// ConsultDeadline is when consulting gives up; persisted so that it
 	// survives restarts.
 	ConsultDeadline time.Time
-	// Owner is the process that drives the transfer, until LeaseExpires;
-	// another replica may take it over once the lease has expired.
-	Owner        string
-	LeaseExpires time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Cleanup is set on a terminal transfer that still has an obligation;
+	// see Open.
+	Cleanup *Cleanup
+	// Owner is the replica that drives the transfer while that replica's
+	// heartbeat is live; another replica claims it once it expired.
+	Owner string
+	// IdempotencyScope and IdempotencyKey name the Idempotency-Key the
+	// transfer was created with, if any: the store links the reservation
+	// to the transfer in the same write, so that a reservation whose
+	// request died with its process can be settled on resume.
+	IdempotencyScope string `json:",omitempty"`
+	IdempotencyKey   string `json:",omitempty"`
+	// RequestID is the HTTP request that created the transfer.
+	RequestID string `json:",omitempty"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
+
+// Open reports whether the transfer still needs reconciling: it is not
+// terminal, or it is terminal with a cleanup obligation. Stores keep open
+// transfers claimable and never purge them.
+func (t *Transfer) Open() bool { return !t.State.Terminal() || t.Cleanup != nil }
 
 // Clone returns a deep copy, so that stores and readers never share the
 // runner's mutable slices.
@@ -262,7 +314,10 @@ func (t *Transfer) Clone() *Transfer {
 			c.Steps[i].Evidence = &ev
 		}
 	}
-	c.Undo = slices.Clone(t.Undo)
+	if t.Cleanup != nil {
+		cl := *t.Cleanup
+		c.Cleanup = &cl
+	}
 	c.Failure = cloneOutcome(t.Failure)
 	c.Outcome = cloneOutcome(t.Outcome)
 	c.Request = t.Request.clone()
@@ -310,17 +365,3 @@ func (t *Transfer) lastStep(name string) *Step {
 	}
 	return nil
 }
-
-// pendingUndo reports whether an undo for action is registered and not done.
-func (t *Transfer) pendingUndo(action string) bool {
-	for _, u := range t.Undo {
-		if u.Action == action && !u.Done {
-			return true
-		}
-	}
-	return false
-}
-
-// CallerHeld reports whether transferd currently holds the caller (a hold
-// was started and not yet undone).
-func (t *Transfer) CallerHeld() bool { return t.pendingUndo(StepUnhold) }

@@ -91,6 +91,7 @@ type call struct {
 	n          int
 	target     Target
 	pendingEnd orchestrator.Reason // ends a ringing consult on the next Observe
+	hidden     int                 // readings left that show the consult absent
 }
 
 type fault struct {
@@ -577,24 +578,71 @@ func (f *Fake) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator
 	return leg, nil
 }
 
-// Observe implements orchestrator.Provider. A busy, rejecting or
-// unanswering target is seen ringing until the first Observe after Dial.
-func (f *Fake) Observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
-	var obs orchestrator.Observation
-	err := f.do(ctx, MethodObserve, t, func(op string, c *call) error {
-		if c.Consult == orchestrator.ConsultRinging && c.pendingEnd != "" {
-			c.Consult, c.EndReason, c.pendingEnd = orchestrator.ConsultEnded, c.pendingEnd, ""
-		}
-		obs = orchestrator.Observation{Caller: c.Caller, Consult: c.Consult, EndReason: c.EndReason}
-		if c.Consult == orchestrator.ConsultEnded && c.EndReason != "" {
-			obs.Detail = "the consult call ended: " + string(c.EndReason)
-		}
-		return nil
-	})
-	if err != nil {
-		return orchestrator.Observation{}, err
+// WatchKey implements orchestrator.Provider: one view serves every
+// transfer.
+func (f *Fake) WatchKey(*orchestrator.Transfer) string { return "" }
+
+// Read implements orchestrator.Provider: it observes every transfer in ts,
+// recording one MethodObserve call (and applying its faults) per transfer,
+// so that a fault on MethodObserve makes that transfer's part of the
+// reading fail. A busy, rejecting or unanswering target is seen ringing
+// until the first reading after Dial. A consult hidden by HideConsult reads
+// absent.
+func (f *Fake) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	v := fakeView{}
+	for _, t := range ts {
+		var obs orchestrator.Observation
+		err := f.do(ctx, MethodObserve, t, func(op string, c *call) error {
+			if c.Consult == orchestrator.ConsultRinging && c.pendingEnd != "" {
+				c.Consult, c.EndReason, c.pendingEnd = orchestrator.ConsultEnded, c.pendingEnd, ""
+			}
+			obs = orchestrator.Observation{Caller: c.Caller, Consult: c.Consult, EndReason: c.EndReason}
+			if c.Consult == orchestrator.ConsultEnded && c.EndReason != "" {
+				obs.Detail = "the consult call ended: " + string(c.EndReason)
+			}
+			if c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
+				obs.ConsultLegs = 1
+				if c.hidden > 0 {
+					c.hidden--
+					obs.Consult, obs.ConsultLegs = orchestrator.ConsultAbsent, 0
+				}
+			}
+			return nil
+		})
+		v[t.ID] = fakeReading{obs, err}
 	}
-	return obs, nil
+	return v, nil
+}
+
+type fakeReading struct {
+	obs orchestrator.Observation
+	err error
+}
+
+// fakeView is one Read: each transfer's observation or error.
+type fakeView map[string]fakeReading
+
+func (v fakeView) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	r, ok := v[t.ID]
+	if !ok {
+		return orchestrator.Observation{}, orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable,
+			errors.New("the transfer was not part of this reading"))
+	}
+	return r.obs, r.err
+}
+
+// HideConsult makes the next n readings of transfer id show its consult
+// absent although it exists, as a provider that lists a new call only
+// after a while does. It returns false when the Fake does not know id.
+func (f *Fake) HideConsult(id string, n int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls[id]
+	if c == nil {
+		return false
+	}
+	c.hidden = n
+	return true
 }
 
 // Complete implements orchestrator.Provider: it joins the held caller to

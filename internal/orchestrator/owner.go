@@ -1,0 +1,168 @@
+package orchestrator
+
+import (
+	"context"
+	"time"
+)
+
+// claimBatch bounds how many transfers one maintenance round claims, so
+// that a replica inheriting a dead peer's load spreads it over rounds.
+const claimBatch = 100
+
+// Open starts this replica: it records its heartbeat, resumes what it
+// owned in a previous life (a process restarted under the same Owner need
+// not wait for its heartbeat to expire), settles the Idempotency-Key
+// reservations its previous life left waiting, claims transfers of
+// replicas whose heartbeat expired, and starts the maintenance loop:
+// heartbeat and claims every LeaseTTL/4, signals put through other
+// replicas every PollInterval, and the retention purge every
+// PurgeInterval. Shutdown stops it.
+func (e *Engine) Open(ctx context.Context) error {
+	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL()); err != nil {
+		return err
+	}
+	if err := e.claim(ctx, true); err != nil {
+		return err
+	}
+	if err := e.settleIdempotency(ctx, true); err != nil {
+		return err
+	}
+	if err := e.claim(ctx, false); err != nil {
+		e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")
+	}
+	e.startWorkers()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.maintain()
+	}()
+	return nil
+}
+
+// claim takes open transfers: this replica's own from a previous life
+// (own), or those of replicas whose heartbeat expired.
+func (e *Engine) claim(ctx context.Context, own bool) error {
+	total := 0
+	for {
+		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, claimBatch)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			if !e.local(t.ID) {
+				total++
+				e.adopt(t, true)
+			}
+		}
+		if len(ts) < claimBatch {
+			break
+		}
+	}
+	if total > 0 {
+		msg := "claimed the open transfers of replicas whose heartbeat expired"
+		if own {
+			msg = "resuming the open transfers this replica owned before it restarted"
+		}
+		e.log.Info().Int("transfers", total).Msg(msg)
+	}
+	return nil
+}
+
+// settleIdempotency settles reservations whose request died with its
+// process: replayed if the transfer was saved, released otherwise.
+func (e *Engine) settleIdempotency(ctx context.Context, own bool) error {
+	n, err := e.store.SettleIdempotency(ctx, e.cfg.Owner, e.now(), own)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.log.Info().Int("keys", n).Msg("settled Idempotency-Key reservations whose request died with its process")
+	}
+	return nil
+}
+
+// heartbeat renews this replica's heartbeat: one write, whatever the
+// number of transfers it owns.
+func (e *Engine) heartbeat(ctx context.Context) {
+	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL())
+	if err != nil {
+		e.storeFailed(err)
+		e.log.Warn().Err(err).Msg("renewing the heartbeat failed; this replica's transfers may be claimed by others if this persists")
+		return
+	}
+	e.storeOK()
+	if expired {
+		// Others may have claimed some of our transfers meanwhile: the
+		// next save of each tells (a version conflict drops it here).
+		e.log.Warn().Msg("this replica's heartbeat had expired; transfers other replicas claimed meanwhile are theirs")
+	}
+}
+
+// signals queues the transfers whose signal was put through another
+// replica.
+func (e *Engine) signals(ctx context.Context) {
+	ids, err := e.store.Signalled(ctx, e.cfg.Owner)
+	if err != nil {
+		e.log.Warn().Err(err).Msg("looking for client signals failed")
+		return
+	}
+	for _, id := range ids {
+		e.wake(id, true)
+	}
+}
+
+// purgeBatch bounds one purge transaction, so that saves never wait long
+// behind it.
+const purgeBatch = 500
+
+func (e *Engine) purge(ctx context.Context) {
+	before := e.now().Add(-e.cfg.Retention)
+	total := 0
+	for {
+		n, err := e.store.Purge(ctx, before, purgeBatch)
+		if err != nil {
+			e.log.Warn().Err(err).Msg("purging old transfers failed")
+			return
+		}
+		total += n
+		if n < purgeBatch || ctx.Err() != nil {
+			break
+		}
+	}
+	if total > 0 {
+		e.log.Info().Int("transfers", total).Dur("retention", e.cfg.Retention).Msg("purged terminal transfers past retention")
+	}
+}
+
+// maintain runs until Shutdown has finished: the heartbeat is renewed
+// while shutdown compensates, so that no peer claims a transfer mid-undo.
+func (e *Engine) maintain() {
+	ctx := e.hard
+	beats := time.NewTicker(e.cfg.LeaseTTL / 4)
+	defer beats.Stop()
+	sigs := time.NewTicker(2 * e.cfg.PollInterval)
+	defer sigs.Stop()
+	purges := time.NewTicker(e.cfg.PurgeInterval)
+	defer purges.Stop()
+	e.purge(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beats.C:
+			e.heartbeat(ctx)
+			if !e.isStopping() {
+				if err := e.claim(ctx, false); err != nil {
+					e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")
+				}
+				if err := e.settleIdempotency(ctx, false); err != nil {
+					e.log.Warn().Err(err).Msg("settling Idempotency-Key reservations failed")
+				}
+			}
+		case <-sigs.C:
+			e.signals(ctx)
+		case <-purges.C:
+			e.purge(ctx)
+		}
+	}
+}

@@ -1,0 +1,970 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// This file is the level-triggered machine. Each reconcile compares what
+// the provider shows of a transfer (a reading of its watcher) with the
+// end state the transfer promises — the caller with the target, or the
+// caller back with the agent, not held, and no leg of ours alive — and
+// takes the next action toward it. Unknown (a reading failed, a new call
+// not listed yet, an accepted action not applied yet) is never taken for
+// gone, failed or done:
+//
+//   - Dial and the join are sent at most once; a lost answer is resolved
+//     by watching, never by sending them again.
+//   - A join whose effect is unknown is verified until the provider says,
+//     never undone.
+//   - Compensations need no reading: the consult is hung up by our own
+//     call-id or tag, the caller unheld by the saved id; they are sent
+//     again while a reading taken after them still shows their target
+//     state missing.
+//   - A consult not seen within the visibility window counts as ended
+//     for an unknown reason (the caller comes back at once); a tombstone
+//     keeps watching for it after the transfer ended.
+//   - A recovery whose effect the provider does not show within
+//     VerifyTimeout ends with an unverified outcome and a cleanup
+//     obligation that the sweeper (the same reconcile on a terminal
+//     transfer) keeps working on until the provider shows it done.
+
+// entry is this replica's working state of one open transfer it owns.
+type entry struct {
+	id   string
+	t    *Transfer // the working record: only the worker holding id touches it
+	p    Provider
+	flow Flow
+	log  zerolog.Logger
+	w    *watcher
+	// cur is a copy of t as of the last reconcile, for readers (Wait, the
+	// watcher's Read).
+	cur atomic.Pointer[Transfer]
+	// signal: a client signal may be pending in the store.
+	signal  atomic.Bool
+	entered time.Time // when t entered its state (in this process)
+	resumed bool      // another process drove it before
+	noted   bool      // the resume was recorded
+
+	held    bool // counted in the callers-on-hold gauge
+	counted bool // counted in the cleanups-pending gauge
+
+	// Pacing of a step that failed transiently.
+	retries  int
+	retryAt  time.Time
+	firstTry time.Time
+	// Actions of a recovery or a sweep that failed and are due again.
+	redoHangup, redoUnhold bool
+	callerGone             bool // the provider said the caller's call is gone
+	unholdRefused          string
+	warnedUnread           bool
+
+	lost        bool // another replica owns the transfer now
+	saveFailing bool // the last save failed (not a conflict)
+}
+
+// errUnsaved says that a step's intent could not be saved, so its side
+// effect was not made.
+var errUnsaved = errors.New("the step's intent could not be saved")
+
+// process reconciles one transfer taken from the queue.
+func (e *Engine) process(id string) {
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	if en == nil {
+		return
+	}
+	ctx := en.log.WithContext(e.hard)
+	wasTerminal := en.t.State.Terminal()
+	wait := e.reconcile(ctx, en)
+	en.cur.Store(en.t.Clone())
+	if en.lost || (!en.t.Open() && !en.saveFailing) {
+		e.drop(en)
+		return
+	}
+	if !wasTerminal && en.t.State.Terminal() {
+		e.mu.Lock()
+		e.settledLocked()
+		e.mu.Unlock()
+	}
+	if wait > 0 {
+		e.q.AddAfter(id, wait)
+	}
+}
+
+// reconcile runs the state handlers until the state stops changing and
+// returns when to look again (0: when the watcher or a signal says).
+func (e *Engine) reconcile(ctx context.Context, en *entry) time.Duration {
+	if en.resumed && !en.noted {
+		en.noted = true
+		detail := "resumed by " + e.cfg.Owner
+		e.note(en, StepReconcile, detail)
+		en.log.Info().Str("state", string(en.t.State)).Str("detail", detail).Msg("resuming transfer")
+		e.save(ctx, en)
+	}
+	for range 16 {
+		before := en.t.State
+		var wait time.Duration
+		switch en.t.State {
+		case StatePending:
+			wait = e.pending(ctx, en)
+		case StateHolding:
+			wait = e.holding(ctx, en)
+		case StateDialing:
+			wait = e.dialing(ctx, en)
+		case StateConsulting:
+			wait = e.consulting(ctx, en)
+		case StateCompleting:
+			wait = e.completing(ctx, en)
+		case StateRecovering:
+			wait = e.recovering(ctx, en)
+		case StateCompleted, StateFailed, StateCancelled:
+			wait = e.sweep(ctx, en)
+		default:
+			e.fail(ctx, en, ReasonInternal, fmt.Sprintf("unknown state %q", en.t.State), nil)
+		}
+		if en.lost || en.t.State == before {
+			return wait
+		}
+	}
+	return time.Millisecond
+}
+
+// --- the states --------------------------------------------------------
+
+func (e *Engine) pending(ctx context.Context, en *entry) time.Duration {
+	if e.interrupted(ctx, en) {
+		return 0
+	}
+	if d := en.retryAt.Sub(e.now()); d > 0 {
+		return d
+	}
+	next := StateDialing
+	if en.flow.Hold {
+		next = StateHolding
+	}
+	err := e.step(ctx, en, StepLocate, func(ctx context.Context) error {
+		legs, err := en.p.Locate(ctx, en.t)
+		if err == nil {
+			en.t.Legs = legs
+		}
+		return err
+	}, next, false)
+	return e.afterStep(ctx, en, StepLocate, err)
+}
+
+func (e *Engine) holding(ctx context.Context, en *entry) time.Duration {
+	if e.interrupted(ctx, en) {
+		return 0
+	}
+	if d := en.retryAt.Sub(e.now()); d > 0 {
+		return d
+	}
+	// Sent before the side effect: a hold whose answer is lost, or whose
+	// process dies mid-step, is still undone.
+	en.t.Sent.Hold = e.now()
+	err := e.step(ctx, en, StepHold, func(ctx context.Context) error { return en.p.Hold(ctx, en.t) }, StateDialing, false)
+	return e.afterStep(ctx, en, StepHold, err)
+}
+
+// afterStep decides what a failed step of pending or holding means: a
+// transient failure is tried again with back-off until StepTimeout has
+// passed since the first try; anything else ends the transfer.
+func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err error) time.Duration {
+	switch {
+	case err == nil || en.lost:
+		return 0
+	case errors.Is(err, errUnsaved):
+		return e.backoff(en)
+	case transient(err) && e.patient(en):
+		return e.backoff(en)
+	}
+	e.failErr(ctx, en, step, err)
+	return 0
+}
+
+func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
+	t := en.t
+	if e.interrupted(ctx, en) {
+		return 0
+	}
+	if !t.Sent.Dial.IsZero() {
+		// An earlier process sent the dial and died before saving what came
+		// of it. Dialling again could ring the target twice (a PBX may
+		// accept a duplicate call-id): watch for the consult instead.
+		if t.ConsultDeadline.IsZero() {
+			t.ConsultDeadline = t.Sent.Dial.Add(t.Request.ConsultTimeout)
+		}
+		e.note(en, StepDial, "the dial's result was not saved; watching for the consult instead of dialling again")
+		e.transition(ctx, en, StateConsulting)
+		return 0
+	}
+	if d := en.retryAt.Sub(e.now()); d > 0 {
+		return d
+	}
+	t.Sent.Dial = e.now()
+	var leg LegRef
+	err := e.step(ctx, en, StepDial, func(ctx context.Context) error {
+		var err error
+		leg, err = en.p.Dial(ctx, t)
+		e.learn(en, leg)
+		if err == nil || transient(err) {
+			t.ConsultDeadline = e.now().Add(t.Request.ConsultTimeout)
+		}
+		return err
+	}, StateConsulting, false)
+	switch {
+	case err == nil || en.lost:
+		return 0
+	case errors.Is(err, errUnsaved):
+		t.Sent.Dial = time.Time{} // not sent
+		return e.backoff(en)
+	case transient(err):
+		// The answer was lost or the provider failed: the consult may
+		// exist. The visibility window decides.
+		e.note(en, StepDial, "the dial's result is unknown; watching for the consult")
+		e.transition(ctx, en, StateConsulting)
+		return 0
+	}
+	if leg.IsZero() {
+		t.Sent.Dial = time.Time{} // refused: nothing was created
+	}
+	e.failErr(ctx, en, StepDial, err)
+	return 0
+}
+
+func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
+	t := en.t
+	switch s := e.takeSignal(ctx, en); s {
+	case SignalCancel:
+		e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
+		e.returnSignal(ctx, en, s)
+		return 0
+	case SignalComplete:
+		if t.Answered {
+			e.transition(ctx, en, StateCompleting)
+			e.returnSignal(ctx, en, s)
+			return 0
+		}
+		en.log.Warn().Msg("ignored a complete signal: the target has not answered")
+	}
+	if e.isStopping() {
+		e.fail(ctx, en, ReasonShutdown, "transferd shut down while the transfer was consulting", nil)
+		return 0
+	}
+	now := e.now()
+	obs, at, err, ok := e.reading(en, t.Sent.Dial)
+	if !ok {
+		return e.consultWake(en, now)
+	}
+	if err != nil {
+		if !now.Before(t.ConsultDeadline.Add(e.cfg.VisibilityWindow)) {
+			// The deadline passed while the provider could not be read:
+			// what the target did is unknown.
+			e.failErr(ctx, en, "observe", err)
+			return 0
+		}
+		e.warnUnread(en, err)
+		return e.consultWake(en, now)
+	}
+	en.warnedUnread = false
+	changed := e.observed(en, obs, at)
+	switch {
+	case obs.Caller == CallerGone && (obs.Consult != ConsultEnded || obs.EndReason == ""):
+		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up during the consult", nil)
+		return 0
+	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
+		if !t.Answered {
+			t.Answered, changed = true, true
+			e.note(en, StepAnswered, "the target answered")
+			if t.Request.Completion == CompletionManual {
+				en.log.Info().Msg("target answered; waiting for the client to complete or cancel")
+			}
+		}
+		if t.Request.Completion == CompletionAuto {
+			e.transition(ctx, en, StateCompleting)
+			return 0
+		}
+	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+		// Also when the caller's call ended with it: a provider that ends
+		// the caller's call when its own transfer fails (Bandwidth)
+		// reports the consult's reason, not a hang-up by the caller.
+		reason, detail := obs.EndReason, obs.Detail
+		if reason == "" {
+			reason = ReasonConsultFailed
+			if t.Answered {
+				reason = ReasonTargetHungUp
+			}
+		}
+		if detail == "" {
+			detail = "the consult call ended before the transfer completed; the provider did not say why"
+		}
+		e.fail(ctx, en, reason, detail, nil)
+		return 0
+	case obs.Consult == ConsultAbsent && at.After(t.Sent.Dial.Add(e.cfg.VisibilityWindow)):
+		e.fail(ctx, en, ReasonConsultFailed, fmt.Sprintf(
+			"the consult call did not appear within %s (visibility window); it is watched for and hung up if it appears late", e.cfg.VisibilityWindow), nil)
+		return 0
+	}
+	// The deadline is judged on a reading taken at or after it, so that a
+	// target who answered just before it is joined, not hung up on.
+	if !at.Before(t.ConsultDeadline) {
+		if t.Answered {
+			e.fail(ctx, en, ReasonTimeout, fmt.Sprintf("not completed within consult_timeout %s", t.Request.ConsultTimeout), nil)
+		} else {
+			e.fail(ctx, en, ReasonNoAnswer, fmt.Sprintf("the target did not answer within consult_timeout %s", t.Request.ConsultTimeout), nil)
+		}
+		return 0
+	}
+	if changed {
+		e.save(ctx, en)
+	}
+	return e.consultWake(en, now)
+}
+
+// consultWake is when a consult must be looked at even if no reading
+// arrives: its deadline, or the end of the visibility window.
+func (e *Engine) consultWake(en *entry, now time.Time) time.Duration {
+	t := en.t
+	at := t.ConsultDeadline
+	if !t.Seen.Consult {
+		if v := t.Sent.Dial.Add(e.cfg.VisibilityWindow); v.Before(at) {
+			at = v
+		}
+	}
+	if !now.Before(at) {
+		// Due: the next reading (asked for now) decides.
+		if en.w != nil {
+			en.w.poke()
+		}
+		return e.cfg.PollInterval
+	}
+	return at.Sub(now) + time.Millisecond
+}
+
+func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
+	t := en.t
+	if en.flow.Join && t.Sent.Join.IsZero() {
+		if d := en.retryAt.Sub(e.now()); d > 0 {
+			return d
+		}
+		t.Sent.Join = e.now()
+		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false)
+		switch {
+		case err == nil:
+		case en.lost:
+			return 0
+		case errors.Is(err, errUnsaved):
+			t.Sent.Join = time.Time{}
+			return e.backoff(en)
+		case transient(err):
+			// The join may have happened: only the provider can tell, and
+			// undoing it would hang up the leg that carries the caller.
+			e.save(ctx, en)
+		default:
+			e.failErr(ctx, en, StepTransfer, err)
+			return 0
+		}
+	}
+	since := later(t.Sent.Join, t.Sent.Dial)
+	obs, at, err, ok := e.reading(en, since)
+	if !ok {
+		return 0
+	}
+	if err != nil {
+		// Unknown: keep verifying, never undo.
+		e.warnUnread(en, err)
+		return 0
+	}
+	en.warnedUnread = false
+	e.observed(en, obs, at)
+	switch {
+	case obs.Caller == CallerTransferred:
+		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
+			Detail: "the caller is connected to the target"}, nil)
+	case obs.Caller == CallerGone:
+		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
+	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
+	case at.After(since.Add(e.cfg.VerifyTimeout)):
+		e.fail(ctx, en, ReasonProviderError, fmt.Sprintf(
+			"the provider accepted the transfer but did not connect the caller to the target within %s", e.cfg.VerifyTimeout), nil)
+	default:
+		return since.Add(e.cfg.VerifyTimeout).Sub(e.now()) + time.Millisecond
+	}
+	return 0
+}
+
+// recovering gives the caller back: the consult hung up, the caller off
+// hold, each sent blind and again while a later reading still shows it
+// needed; then it reports what the provider shows.
+func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
+	t := en.t
+	failure := t.Failure
+	if failure == nil {
+		failure = &Outcome{Reason: ReasonInternal, Detail: "recovering without a recorded failure"}
+	}
+	now := e.now()
+	if t.Sent.Hold.IsZero() && t.Sent.Dial.IsZero() {
+		// Nothing changed at the provider.
+		e.finish(ctx, en, finalState(failure), Outcome{Reason: failure.Reason, CallerRestored: failure.Reason != ReasonCallerHungUp,
+			Verified: true, Detail: failure.Detail, Evidence: failure.Evidence}, nil)
+		return 0
+	}
+	obs, at, rerr, ok := e.reading(en, lastSent(t))
+	fresh := ok && rerr == nil
+	if fresh {
+		e.observed(en, obs, at)
+		if obs.Caller == CallerTransferred {
+			// The provider joined caller and target after all (a join
+			// applied late, or an announced transfer answered as it was
+			// cancelled): that is the truth to report.
+			e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
+				Detail: "the provider connected the caller to the target although " + failure.Detail}, nil)
+			return 0
+		}
+	}
+	e.compensate(ctx, en, obs, fresh, failure.Reason == ReasonCallerHungUp)
+	if en.lost {
+		return 0
+	}
+	if fresh {
+		if restored, done := e.restored(en, obs, now); done {
+			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
+				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
+			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
+			return 0
+		}
+	} else if rerr != nil {
+		e.warnUnread(en, rerr)
+	}
+	if now.Sub(en.entered) >= e.cfg.VerifyTimeout {
+		// The provider did not show the caller back in time: say what is
+		// known, and leave the rest to the sweeper.
+		restored := !t.Sent.Unhold.IsZero() && !en.redoUnhold && !en.callerGone && en.unholdRefused == "" &&
+			failure.Reason != ReasonCallerHungUp
+		why := "the provider could not be read"
+		if fresh {
+			restored = obs.Caller == CallerConnected
+			why = fmt.Sprintf("the provider shows the caller %s and the consult %s", obs.Caller, obs.Consult)
+		}
+		detail := fmt.Sprintf("%s; not verified within %s (%s): a cleanup obligation remains", failure.Detail, e.cfg.VerifyTimeout, why)
+		until := now
+		if tb := e.tombstone(t, now); tb != nil {
+			until = tb.Until
+		}
+		e.finish(ctx, en, finalState(failure), Outcome{Reason: failure.Reason, CallerRestored: restored, Detail: detail,
+			Evidence: failure.Evidence}, &Cleanup{Until: until, Reason: "outcome not verified: " + why})
+		return 0
+	}
+	return min(e.cfg.VisibilityWindow, en.entered.Add(e.cfg.VerifyTimeout).Sub(now)+time.Millisecond)
+}
+
+// sweep works on a terminal transfer's cleanup obligation: it hangs up a
+// consult leg of ours that appeared late, takes a caller still held off
+// hold, and, once the provider shows the invariant holds and the
+// obligation's window has passed, verifies the outcome.
+func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
+	t := en.t
+	if t.Cleanup == nil {
+		return 0
+	}
+	now := e.now()
+	obs, at, err, ok := e.reading(en, lastSent(t))
+	if !ok || err != nil {
+		return max(t.Cleanup.Until.Sub(now), e.cfg.PollMaxInterval)
+	}
+	e.observed(en, obs, at)
+	if obs.Caller != CallerTransferred {
+		e.compensate(ctx, en, obs, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
+		if en.lost {
+			return 0
+		}
+	}
+	restored, done := e.restored(en, obs, now)
+	if obs.Caller == CallerTransferred {
+		restored, done = false, !now.Before(t.Cleanup.Until)
+	}
+	if !done || now.Before(t.Cleanup.Until) {
+		if now.Before(t.Cleanup.Until) {
+			return t.Cleanup.Until.Sub(now) + time.Millisecond
+		}
+		return e.cfg.VisibilityWindow
+	}
+	o := t.Outcome
+	detail := "the provider shows the invariant holds"
+	if t.State != StateCompleted && o.CallerRestored != restored {
+		detail += fmt.Sprintf("; caller_restored corrected to %t (caller %s)", restored, obs.Caller)
+		o.CallerRestored = restored
+	}
+	o.Verified = true
+	t.Cleanup = nil
+	e.note(en, StepVerify, detail)
+	if e.save(ctx, en) {
+		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).
+			Msg("cleanup done: outcome verified")
+	}
+	return 0
+}
+
+// compensate sends the consult's hang-up and the caller's unhold where
+// they are due: never sent yet, failed, or sent a visibility window ago
+// and a reading taken since still shows them needed. callerDone means
+// the caller must not be unheld (gone, or with the target).
+func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fresh, callerDone bool) {
+	t := en.t
+	now := e.now()
+	settled := func(sent time.Time) bool { return !now.Before(sent.Add(e.cfg.VisibilityWindow)) }
+	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
+	if !t.Sent.Dial.IsZero() {
+		due := t.Sent.Hangup.IsZero() || (en.redoHangup && !now.Before(en.retryAt)) ||
+			(fresh && alive && settled(t.Sent.Hangup))
+		// After a join was sent, the consult may carry the caller: it is
+		// hung up only on a reading that shows it does not.
+		if !t.Sent.Join.IsZero() && !(fresh && obs.Caller != CallerTransferred) {
+			due = false
+		}
+		if due {
+			t.Sent.Hangup = now
+			err := e.step(ctx, en, StepHangup, func(ctx context.Context) error { return en.p.HangupConsult(ctx, t) }, "", true)
+			if en.lost {
+				return
+			}
+			en.redoHangup = err != nil
+			if err != nil {
+				en.retryAt = now.Add(e.retryWait(en))
+			}
+		}
+	}
+	if t.Sent.Hold.IsZero() || callerDone || en.callerGone || en.unholdRefused != "" {
+		return
+	}
+	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) ||
+		(fresh && obs.Caller == CallerHeld && settled(t.Sent.Unhold))
+	if !due {
+		return
+	}
+	t.Sent.Unhold = now
+	err := e.step(ctx, en, StepUnhold, func(ctx context.Context) error { return en.p.Unhold(ctx, t) }, "", true)
+	if en.lost {
+		return
+	}
+	en.redoUnhold = false
+	switch {
+	case err == nil:
+	case KindOf(err) == KindCallNotFound:
+		en.callerGone = true // hung up while held
+	case transient(err) || KindOf(err) == KindProviderRejected:
+		// Rejected may be a state not applied yet (a bridge member still
+		// leaving another bridge): try again.
+		en.redoUnhold = true
+		en.retryAt = now.Add(e.retryWait(en))
+	default:
+		en.unholdRefused = err.Error()
+	}
+}
+
+// restored decides, from a fresh reading, whether the recovery is done
+// and whether the caller is back: no consult leg of ours alive, a hold
+// that may still be applied settled, and the caller connected or gone.
+func (e *Engine) restored(en *entry, obs Observation, now time.Time) (restored, done bool) {
+	t := en.t
+	consultClear := t.Sent.Dial.IsZero() || (obs.Consult != ConsultRinging && obs.Consult != ConsultAnswered)
+	holdSettled := t.Sent.Hold.IsZero() || t.Seen.Held || !now.Before(t.Sent.Hold.Add(e.cfg.VisibilityWindow))
+	if !consultClear || !holdSettled {
+		return false, false
+	}
+	switch obs.Caller {
+	case CallerConnected:
+		return true, true
+	case CallerGone:
+		return false, true
+	case CallerHeld, CallerUnknown:
+		// Held although nothing of ours is left to undo (the agent's leg
+		// ended, say): not restored, and nothing more to do.
+		if en.unholdRefused != "" || en.callerGone {
+			return false, true
+		}
+	}
+	return false, false
+}
+
+func (e *Engine) recoveryNotes(en *entry, restored bool) string {
+	switch {
+	case restored:
+		return ""
+	case en.callerGone:
+		return "; the caller hung up before being taken off hold"
+	case en.unholdRefused != "":
+		return "; unhold failed: " + en.unholdRefused
+	}
+	return ""
+}
+
+// tombstone is the obligation a transfer keeps when its consult may still
+// appear: it was dialled, never seen, and TombstoneTTL has not passed.
+func (e *Engine) tombstone(t *Transfer, now time.Time) *Cleanup {
+	if t.Sent.Dial.IsZero() || t.Seen.Consult {
+		return nil
+	}
+	until := t.Sent.Dial.Add(e.cfg.TombstoneTTL)
+	if !now.Before(until) {
+		return nil
+	}
+	return &Cleanup{Until: until, Reason: "tombstone: the consult never appeared; it is hung up if it appears late"}
+}
+
+func finalState(failure *Outcome) State {
+	if failure.Reason == ReasonCancelled {
+		return StateCancelled
+	}
+	return StateFailed
+}
+
+// --- readings ----------------------------------------------------------
+
+// reading returns what the latest reading of en's view shows, if it was
+// taken after `after`; otherwise it asks the watcher for a new one and
+// reports false (the watcher queues the transfer when it arrives).
+func (e *Engine) reading(en *entry, after time.Time) (Observation, time.Time, error, bool) {
+	e.subscribe(en)
+	s := en.w.latest()
+	if s == nil || !s.at.After(after) {
+		en.w.poke()
+		return Observation{}, time.Time{}, nil, false
+	}
+	if s.err != nil {
+		return Observation{}, s.at, s.err, true
+	}
+	obs, err := s.view.Observe(en.t)
+	return obs, s.at, err, true
+}
+
+// observed records what a reading showed and reports whether the record
+// changed.
+func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
+	t := en.t
+	changed := e.learn(en, obs.ConsultLeg)
+	en.setHeld(e, obs.Caller == CallerHeld)
+	if obs.Caller == CallerHeld && !t.Sent.Hold.IsZero() && at.After(t.Sent.Hold) && !t.Seen.Held {
+		t.Seen.Held, changed = true, true
+	}
+	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && !t.Seen.Consult {
+		t.Seen.Consult, changed = true, true
+	}
+	return changed
+}
+
+// learn keeps consult ids the provider revealed.
+func (e *Engine) learn(en *entry, l LegRef) bool {
+	c := &en.t.Legs.Consult
+	changed := false
+	set := func(dst *string, v string) {
+		if v != "" && *dst != v {
+			*dst, changed = v, true
+		}
+	}
+	set(&c.CallID, l.CallID)
+	set(&c.SessionID, l.SessionID)
+	set(&c.Server, l.Server)
+	set(&c.BridgeID, l.BridgeID)
+	return changed
+}
+
+func (e *Engine) warnUnread(en *entry, err error) {
+	if !en.warnedUnread {
+		en.warnedUnread = true
+		en.log.Warn().Err(err).Str("state", string(en.t.State)).Msg("the provider cannot be read; the transfer waits, taking nothing for granted")
+	}
+}
+
+// setHeld keeps the callers-on-hold gauge equal to what readings show.
+func (en *entry) setHeld(e *Engine, held bool) {
+	if held == en.held {
+		return
+	}
+	en.held = held
+	g := e.m.onHold.WithLabelValues(en.p.Name())
+	if held {
+		g.Inc()
+	} else {
+		g.Dec()
+	}
+}
+
+// --- steps, saves, transitions -------------------------------------------
+
+// step saves the intent of a provider request, makes it, and saves its
+// result. When it succeeds and next is set, the move to state next is
+// saved with the result: one durable write instead of two. A read (locate)
+// saves no intent: it can simply be repeated. When the intent cannot be
+// saved the request is not made (errUnsaved) — except a restorative one
+// (unhold, hang-up), which is always safe to make and matters more than
+// its record.
+func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool) error {
+	t := en.t
+	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
+	if name != StepLocate && !e.save(ctx, en) {
+		if en.lost {
+			return ErrVersionConflict
+		}
+		if !restorative {
+			s := &t.Steps[len(t.Steps)-1]
+			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), "not sent: the store could not save its intent"
+			return errUnsaved
+		}
+	}
+	e.crash(t, name+":intent")
+	sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
+	err := f(sctx)
+	cancel()
+	e.crash(t, name+":effect")
+	s := &t.Steps[len(t.Steps)-1]
+	s.EndedAt = e.now()
+	result := "ok"
+	if err != nil {
+		s.Status, s.Detail, s.Evidence = StepFailed, err.Error(), EvidenceOf(err)
+		result = KindOf(err).String()
+		en.log.Warn().Err(err).Str("step", name).Msg("transfer step failed")
+	} else {
+		s.Status = StepSucceeded
+	}
+	e.m.stepSeconds.WithLabelValues(en.p.Name(), name, result).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
+	var from State
+	advance := err == nil && next != ""
+	if advance {
+		from = e.enter(en, next)
+	}
+	saved := e.save(ctx, en)
+	if en.lost {
+		return ErrVersionConflict
+	}
+	if saved {
+		e.crash(t, name+":result")
+	}
+	if advance {
+		e.announce(en, from, next)
+	}
+	return err
+}
+
+// save writes the working record. A version conflict means another
+// replica owns the transfer now: this one stops driving it. Any other
+// failure leaves the record in memory (later saves carry it) and makes
+// the replica unready.
+func (e *Engine) save(ctx context.Context, en *entry) bool {
+	if en.lost {
+		return false
+	}
+	en.t.UpdatedAt = e.now()
+	err := e.store.Update(context.WithoutCancel(ctx), en.t)
+	switch {
+	case err == nil:
+		if en.saveFailing {
+			en.saveFailing = false
+			en.log.Info().Msg("the transfer is saved again")
+		}
+		e.storeOK()
+		en.cur.Store(en.t.Clone())
+		e.publish(en.id)
+		return true
+	case errors.Is(err, ErrVersionConflict):
+		en.lost = true
+		en.log.Warn().Str("state", string(en.t.State)).Msg("another replica took the transfer over; stopped driving it")
+		return false
+	}
+	if !en.saveFailing {
+		en.log.Error().Err(err).Str("state", string(en.t.State)).
+			Msg("cannot save the transfer; only steps that give the caller back are made until it can")
+	}
+	en.saveFailing = true
+	e.storeFailed(err)
+	return false
+}
+
+// transition moves t to state `to`, saves it and logs one line.
+func (e *Engine) transition(ctx context.Context, en *entry, to State) {
+	from := e.enter(en, to)
+	e.save(ctx, en)
+	if !en.lost {
+		e.announce(en, from, to)
+	}
+}
+
+// enter moves t to state `to` in memory, settling the metrics; the caller
+// saves it and then announces it.
+func (e *Engine) enter(en *entry, to State) (from State) {
+	t := en.t
+	from = t.State
+	now := e.now()
+	e.m.stateSeconds.WithLabelValues(en.p.Name(), string(from)).Observe(now.Sub(en.entered).Seconds())
+	en.entered = now
+	en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+	t.State = to
+	if to.Terminal() {
+		if o := t.Outcome; o != nil {
+			e.m.finished.WithLabelValues(en.p.Name(), string(to), string(o.Reason)).Inc()
+			if !o.Verified {
+				e.m.unverified.WithLabelValues(en.p.Name()).Inc()
+			}
+		}
+		if !t.Sent.Hold.IsZero() {
+			e.m.holdSeconds.WithLabelValues(en.p.Name()).Observe(now.Sub(t.Sent.Hold).Seconds())
+		}
+	}
+	return from
+}
+
+// announce logs one line for a transition.
+func (e *Engine) announce(en *entry, from, to State) {
+	t := en.t
+	lvl := zerolog.InfoLevel
+	o := t.Outcome
+	if to.Terminal() && o != nil {
+		switch {
+		case to != StateCompleted && !o.CallerRestored && o.Reason != ReasonCallerHungUp:
+			lvl = zerolog.ErrorLevel // the caller was not given back
+		case !o.Verified:
+			lvl = zerolog.WarnLevel
+		}
+	}
+	agent := t.Request.Call.User
+	if agent == "" {
+		agent = t.Request.Call.AgentCallID
+	}
+	ev := en.log.WithLevel(lvl).Str("from", string(from)).Str("to", string(to)).
+		Str("target", t.Request.Target).Str("agent", agent)
+	if l := t.Legs; !l.Caller.IsZero() {
+		ev = ev.Str("caller_call_id", l.Caller.CallID).Str("caller_session_id", l.Caller.SessionID).
+			Str("agent_call_id", l.Agent.CallID).Str("consult_call_id", l.Consult.CallID)
+	}
+	if o != nil {
+		ev = ev.Str("reason", string(o.Reason)).Bool("caller_restored", o.CallerRestored).Bool("verified", o.Verified)
+	} else if f := t.Failure; f != nil && to == StateRecovering {
+		ev = ev.Str("reason", string(f.Reason)).Str("detail", f.Detail)
+	}
+	ev.Msg("transfer " + string(to))
+	e.crash(t, "state:"+string(to))
+}
+
+// finish ends the transfer; enter counts it. A cleanup obligation keeps
+// the transfer open (claimable, watched) after its terminal state.
+func (e *Engine) finish(ctx context.Context, en *entry, final State, out Outcome, cleanup *Cleanup) {
+	en.t.Outcome = &out
+	en.t.Cleanup = cleanup
+	if cleanup != nil && !en.counted {
+		en.counted = true
+		e.m.cleanups.WithLabelValues(en.p.Name()).Inc()
+	}
+	e.transition(ctx, en, final)
+}
+
+// fail enters recovering with the given reason.
+func (e *Engine) fail(ctx context.Context, en *entry, reason Reason, detail string, ev *Evidence) {
+	en.t.Failure = &Outcome{Reason: reason, Detail: detail, Evidence: ev}
+	e.transition(ctx, en, StateRecovering)
+}
+
+// failErr enters recovering for a step error.
+func (e *Engine) failErr(ctx context.Context, en *entry, step string, err error) {
+	e.fail(ctx, en, reasonFor(KindOf(err)), fmt.Sprintf("%s: %v", step, err), EvidenceOf(err))
+}
+
+// note records an observed event (no side effect) as a finished step.
+func (e *Engine) note(en *entry, name, detail string) {
+	now := e.now()
+	en.t.Steps = append(en.t.Steps, Step{Name: name, Status: StepSucceeded, StartedAt: now, EndedAt: now, Detail: detail})
+}
+
+// --- signals, pacing -----------------------------------------------------
+
+// interrupted checks for a cancel signal or shutdown before a step that
+// changes a call, and starts recovery if there is one.
+func (e *Engine) interrupted(ctx context.Context, en *entry) bool {
+	if s := e.takeSignal(ctx, en); s == SignalCancel {
+		e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
+		e.returnSignal(ctx, en, s)
+		return true
+	}
+	if e.isStopping() {
+		e.fail(ctx, en, ReasonShutdown, "transferd shut down before the transfer finished", nil)
+		return true
+	}
+	return false
+}
+
+// takeSignal reads a client's signal from the store, where any replica
+// may have put it, when one may be pending.
+func (e *Engine) takeSignal(ctx context.Context, en *entry) Signal {
+	if !en.signal.Swap(false) {
+		return SignalNone
+	}
+	s, err := e.store.TakeSignal(context.WithoutCancel(ctx), en.id)
+	if err != nil {
+		en.signal.Store(true)
+		en.log.Warn().Err(err).Msg("reading client signals failed")
+		return SignalNone
+	}
+	return s
+}
+
+// returnSignal puts a taken signal back when acting on it could not be
+// saved because another replica owns the transfer now: it is theirs to
+// act on.
+func (e *Engine) returnSignal(ctx context.Context, en *entry, s Signal) {
+	if en.lost {
+		if err := e.store.PutSignal(context.WithoutCancel(ctx), en.id, s); err != nil {
+			en.log.Warn().Err(err).Msg("could not hand a client signal to the transfer's new owner")
+		}
+	}
+}
+
+// patient reports whether a transiently failing step may be tried again.
+func (e *Engine) patient(en *entry) bool {
+	now := e.now()
+	if en.firstTry.IsZero() {
+		en.firstTry = now
+	}
+	return now.Sub(en.firstTry) < e.cfg.StepTimeout
+}
+
+// backoff schedules the next try of a failed step.
+func (e *Engine) backoff(en *entry) time.Duration {
+	d := e.retryWait(en)
+	en.retryAt = e.now().Add(d)
+	return d
+}
+
+func (e *Engine) retryWait(en *entry) time.Duration {
+	d := e.cfg.PollInterval
+	for i := 0; i < en.retries && d < e.cfg.PollMaxInterval; i++ {
+		d *= 2
+	}
+	en.retries++
+	return min(d, e.cfg.PollMaxInterval)
+}
+
+// transient reports whether an error leaves the effect unknown or may go
+// away by itself.
+func transient(err error) bool {
+	k := KindOf(err)
+	return k == KindProviderUnavailable || k == KindTimeout
+}
+
+func lastSent(t *Transfer) time.Time {
+	s := t.Sent
+	return later(later(s.Hold, s.Dial), later(later(s.Join, s.Hangup), s.Unhold))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

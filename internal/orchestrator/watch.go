@@ -1,0 +1,184 @@
+package orchestrator
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// A watcher keeps the latest reading of one provider view (NetSapiens:
+// one domain) for every transfer that needs it, as a Kubernetes shared
+// informer does: one read serves them all, and each read wakes every
+// subscriber through the work queue. It reads at PollInterval while some
+// subscriber waits for something to happen soon (a ringing consult, a
+// join or a restore to show), at PollMaxInterval otherwise (a manual
+// consult in conversation, a tombstone), and at once when a subscriber
+// kicks it because it needs a reading newer than its last action.
+type watcher struct {
+	e   *Engine
+	p   Provider
+	key string
+
+	mu   sync.Mutex
+	subs map[string]*entry
+	snap *snapshot
+	kick chan struct{}
+}
+
+// snapshot is one reading: taken no earlier than at.
+type snapshot struct {
+	at   time.Time
+	view View
+	err  error
+}
+
+type watchKey struct{ provider, key string }
+
+// subscribe makes en's transfer read by its provider view's watcher,
+// starting the watcher if it is the first.
+func (e *Engine) subscribe(en *entry) {
+	if en.w != nil {
+		return
+	}
+	k := watchKey{en.p.Name(), en.p.WatchKey(en.t)}
+	e.watchMu.Lock()
+	w := e.watchers[k]
+	if w == nil {
+		w = &watcher{e: e, p: en.p, key: k.key, subs: map[string]*entry{}, kick: make(chan struct{}, 1)}
+		e.watchers[k] = w
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			w.loop(k)
+		}()
+	}
+	w.mu.Lock()
+	w.subs[en.id] = en
+	w.mu.Unlock()
+	e.watchMu.Unlock()
+	en.w = w
+	w.poke()
+}
+
+// unsubscribe stops reading for en.
+func (e *Engine) unsubscribe(en *entry) {
+	w := en.w
+	if w == nil {
+		return
+	}
+	en.w = nil
+	w.mu.Lock()
+	delete(w.subs, en.id)
+	w.mu.Unlock()
+}
+
+// poke asks for a reading as soon as the current one (if any) is done.
+func (w *watcher) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// latest returns the last reading, or nil.
+func (w *watcher) latest() *snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.snap
+}
+
+// loop reads until no transfer needs the view any more or the engine
+// stops.
+func (w *watcher) loop(k watchKey) {
+	e := w.e
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	minGap := max(e.cfg.PollInterval/5, time.Millisecond)
+	var last time.Time
+	for {
+		select {
+		case <-e.hard.Done():
+			return
+		case <-timer.C:
+		case <-w.kick:
+		}
+		// Kicks within minGap of the last read share the next one.
+		if wait := minGap - time.Since(last); wait > 0 {
+			select {
+			case <-e.hard.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		ts, ids, fast := w.subscribers()
+		if len(ts) == 0 {
+			e.watchMu.Lock()
+			w.mu.Lock()
+			empty := len(w.subs) == 0
+			w.mu.Unlock()
+			if empty {
+				delete(e.watchers, k)
+				e.watchMu.Unlock()
+				return
+			}
+			e.watchMu.Unlock()
+			continue
+		}
+		start := e.now()
+		last = time.Now()
+		ctx, cancel := context.WithTimeout(e.hard, e.cfg.StepTimeout)
+		v, err := w.p.Read(ctx, w.key, ts)
+		cancel()
+		e.m.reads.WithLabelValues(w.p.Name(), resultLabel(err)).Inc()
+		w.mu.Lock()
+		w.snap = &snapshot{at: start, view: v, err: err}
+		w.mu.Unlock()
+		for _, id := range ids {
+			e.q.Add(id)
+		}
+		interval := e.cfg.PollMaxInterval
+		if fast {
+			interval = e.cfg.PollInterval
+		}
+		timer.Reset(interval)
+	}
+}
+
+// subscribers returns the records to read (as last reconciled), their
+// ids, and whether any of them waits for something to happen soon.
+func (w *watcher) subscribers() ([]*Transfer, []string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ts := make([]*Transfer, 0, len(w.subs))
+	ids := make([]string, 0, len(w.subs))
+	fast := false
+	for id, en := range w.subs {
+		t := en.cur.Load()
+		if t == nil {
+			continue
+		}
+		ts = append(ts, t)
+		ids = append(ids, id)
+		fast = fast || urgent(t)
+	}
+	return ts, ids, fast
+}
+
+// urgent reports whether t waits for the provider to show something that
+// should be acted on quickly.
+func urgent(t *Transfer) bool {
+	switch t.State {
+	case StateConsulting:
+		return !t.Answered
+	case StateCompleting, StateRecovering:
+		return true
+	}
+	return false
+}
+
+func resultLabel(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return KindOf(err).String()
+}
