@@ -14,15 +14,18 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// A provider outage while dialling the target: the engine undoes what it
-// did, newest first, and the caller is back with the agent.
+// A provider outage while dialling the target: the dial's effect is
+// unknown, so the engine watches for the consult; when none appears within
+// the visibility window it hangs up any leg of ours blind, takes the caller
+// off hold, and reports consult_failed with the caller back with the agent.
 func ExampleFake() {
 	ctx := context.Background()
 	f := orchestratortest.NewFake("pbx")
 	f.FailOn(orchestratortest.MethodDial,
 		orchestrator.E("pbx.Dial", orchestrator.KindProviderUnavailable, errors.New("503 Service Unavailable")), 1)
 
-	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond},
+	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond,
+		VisibilityWindow: 20 * time.Millisecond},
 		memory.New(), []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		panic(err)
@@ -33,7 +36,7 @@ func ExampleFake() {
 		Provider: "pbx",
 		Call:     orchestrator.CallRef{Domain: "TEST", User: "1000"},
 		Target:   "1010",
-	})
+	}, orchestrator.StartOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -44,7 +47,7 @@ func ExampleFake() {
 	fmt.Println(f.Actions())
 	fmt.Println("caller connected:", call.Caller == orchestrator.CallerConnected)
 	// Output:
-	// failed provider_unavailable caller_restored: true
+	// failed consult_failed caller_restored: true
 	// [Locate Hold Dial HangupConsult Unhold]
 	// caller connected: true
 }

@@ -39,9 +39,18 @@ func mustDrive(t *testing.T, f *orchestratortest.Fake, tr *orchestrator.Transfer
 	}
 }
 
+// read reads tr's part of one shared reading, as the engine's watcher does.
+func read(f *orchestratortest.Fake, tr *orchestrator.Transfer) (orchestrator.Observation, error) {
+	v, err := f.Read(context.Background(), f.WatchKey(tr), []*orchestrator.Transfer{tr})
+	if err != nil {
+		return orchestrator.Observation{}, err
+	}
+	return v.Observe(tr)
+}
+
 func observe(t *testing.T, f *orchestratortest.Fake, tr *orchestrator.Transfer) orchestrator.Observation {
 	t.Helper()
-	obs, err := f.Observe(context.Background(), tr)
+	obs, err := read(f, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +62,8 @@ func TestTargets(t *testing.T) {
 		target orchestratortest.Target
 		want   orchestrator.Observation
 	}{
-		{orchestratortest.TargetAnswers, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultAnswered}},
-		{orchestratortest.TargetRings, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultRinging}},
+		{orchestratortest.TargetAnswers, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultAnswered, ConsultLegs: 1}},
+		{orchestratortest.TargetRings, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultRinging, ConsultLegs: 1}},
 		{orchestratortest.TargetBusy, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultEnded, EndReason: orchestrator.ReasonBusy}},
 		{orchestratortest.TargetRejects, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultEnded, EndReason: orchestrator.ReasonRejected}},
 		{orchestratortest.TargetNoAnswer, orchestrator.Observation{Caller: orchestrator.CallerHeld, Consult: orchestrator.ConsultEnded, EndReason: orchestrator.ReasonNoAnswer}},
@@ -143,12 +152,12 @@ func TestFaults(t *testing.T) {
 
 	f.FailOn(orchestratortest.MethodObserve, boom, -1)
 	for range 3 {
-		if _, err := f.Observe(ctx, tr); !errors.Is(err, boom) {
+		if _, err := read(f, tr); !errors.Is(err, boom) {
 			t.Fatalf("Observe: %v", err)
 		}
 	}
 	f.ClearFaults()
-	if _, err := f.Observe(ctx, tr); err != nil {
+	if _, err := read(f, tr); err != nil {
 		t.Fatal(err)
 	}
 
@@ -209,7 +218,7 @@ func TestConcurrent(t *testing.T) {
 			tr := transfer(string(rune('A' + i)))
 			err := drive(f, tr)
 			if err == nil {
-				_, err = f.Observe(context.Background(), tr)
+				_, err = read(f, tr)
 			}
 			if err == nil {
 				err = f.Complete(context.Background(), tr)
