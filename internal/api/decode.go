@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"sort"
 	"strings"
 )
 
@@ -37,28 +36,93 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		writeDecodeError(w, r, err, nil, nil)
+		writeDecodeError(w, r, err)
 		return nil, false
 	}
 	return data, true
 }
 
-// decode decodes data strictly into v: unknown fields and trailing data
-// are errors. On failure it writes the problem and returns false.
+// decode decodes data strictly into v: unknown fields, wrong JSON types
+// and trailing data are errors. On failure it writes the problem, which
+// names every unknown or mistyped field, and returns false.
 func decode(w http.ResponseWriter, r *http.Request, data []byte, v any) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeDecodeError(w, r, err, data, v)
+	bad, p := decodeFields(data, v)
+	if p != nil {
+		writeProblem(w, r, *p)
 		return false
 	}
-	if dec.More() {
-		p := probMalformed
-		p.Detail = "the body must hold exactly one JSON object"
-		writeProblem(w, r, p)
+	if len(bad) > 0 {
+		writeProblem(w, r, fieldProblem(probValidation, bad))
 		return false
 	}
 	return true
+}
+
+// decodeFields decodes data into v. A body that is not one JSON value is
+// a problem; a body of the wrong shape decodes as far as it can (so that
+// its other fields can still be checked) and every unknown or mistyped
+// field is returned by JSON path.
+func decodeFields(data []byte, v any) (map[string]string, *Problem) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			p := probMalformed
+			p.Detail = "the body must hold exactly one JSON object"
+			return nil, &p
+		}
+		return nil, nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	if !errors.As(err, &typeErr) && !strings.HasPrefix(err.Error(), "json: unknown field ") {
+		p := decodeProblem(err)
+		return nil, &p
+	}
+	// encoding/json stops at the first unknown field and reports only the
+	// first mistyped one; walk the document for all of them.
+	var doc any
+	if json.Unmarshal(data, &doc) != nil {
+		p := decodeProblem(err)
+		return nil, &p
+	}
+	bad := map[string]string{}
+	walkFields(doc, reflect.TypeOf(v), "", bad)
+	if len(bad) == 0 {
+		// A shape the walk does not model: report what the decoder said.
+		field := "(body)"
+		if typeErr != nil && typeErr.Field != "" {
+			field = typeErr.Field
+		}
+		bad[field] = "has the wrong JSON type"
+	}
+	// Lenient decode of the rest: json.Unmarshal skips mistyped values
+	// and, without DisallowUnknownFields, unknown ones.
+	_ = json.Unmarshal(data, v)
+	return bad, nil
+}
+
+// decodeProblem words a decoding failure that is not about one field.
+func decodeProblem(err error) Problem {
+	var (
+		tooBig *http.MaxBytesError
+		syntax *json.SyntaxError
+	)
+	p := probMalformed
+	switch {
+	case errors.As(err, &tooBig):
+		p = probTooLarge
+		p.Detail = fmt.Sprintf("the body exceeds %d bytes", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		p.Detail = "the body is empty; send a JSON object"
+	case errors.As(err, &syntax):
+		p.Detail = fmt.Sprintf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		p.Detail = "the JSON body ends early"
+	default:
+		p.Detail = "the body could not be decoded: " + err.Error()
+	}
+	return p
 }
 
 // decodeValid reads, decodes and validates a body into v.
@@ -74,54 +138,8 @@ func decodeValid[T validator](w http.ResponseWriter, r *http.Request, v T) bool 
 	return true
 }
 
-func writeDecodeError(w http.ResponseWriter, r *http.Request, err error, data []byte, v any) {
-	var (
-		tooBig  *http.MaxBytesError
-		syntax  *json.SyntaxError
-		typeErr *json.UnmarshalTypeError
-	)
-	p := probMalformed
-	switch {
-	case errors.As(err, &tooBig):
-		p = probTooLarge
-		p.Detail = fmt.Sprintf("the body exceeds %d bytes", tooBig.Limit)
-	case errors.Is(err, io.EOF):
-		p.Detail = "the body is empty; send a JSON object"
-	case errors.As(err, &syntax):
-		p.Detail = fmt.Sprintf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "(body)"
-		}
-		p = fieldProblem(probValidation, map[string]string{field: "must be a JSON " + jsonType(typeErr.Type.Kind().String())})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if path := unknownField(data, reflect.TypeOf(v)); path != "" {
-			field = path
-		}
-		p = fieldProblem(probValidation, map[string]string{field: "is not a known field"})
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		p.Detail = "the JSON body ends early"
-	default:
-		p.Detail = "the body could not be decoded: " + err.Error()
-	}
-	writeProblem(w, r, p)
-}
-
-func jsonType(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "bool":
-		return "boolean"
-	case "struct", "map", "ptr":
-		return "object"
-	case "slice", "array":
-		return "array"
-	default:
-		return "number"
-	}
+func writeDecodeError(w http.ResponseWriter, r *http.Request, err error) {
+	writeProblem(w, r, decodeProblem(err))
 }
 
 // encode writes v as JSON with status.
@@ -131,48 +149,94 @@ func encode(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// unknownField returns the JSON path of the first field in data that t
-// does not declare; encoding/json names only the field, not its path.
-func unknownField(data []byte, t reflect.Type) string {
-	var doc any
-	if json.Unmarshal(data, &doc) != nil {
-		return ""
-	}
-	return walkUnknown(doc, t, "")
-}
-
-func walkUnknown(doc any, t reflect.Type, prefix string) string {
+// walkFields records in bad every field of doc (a decoded JSON value)
+// that t does not declare, and every value whose JSON type t cannot hold,
+// by JSON path. Names match case-insensitively, as encoding/json does.
+func walkFields(doc any, t reflect.Type, prefix string, bad map[string]string) {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	obj, ok := doc.(map[string]any)
-	if !ok || t == nil || t.Kind() != reflect.Struct {
+	if t == nil || doc == nil || reflect.PointerTo(t).Implements(unmarshaler) {
+		return
+	}
+	field := strings.TrimSuffix(prefix, ".")
+	if field == "" {
+		field = "(body)"
+	}
+	if want := jsonKindOf(t); want != "" && want != jsonKindOfValue(doc) {
+		bad[field] = "must be a JSON " + want
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj := doc.(map[string]any)
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "-" {
+				if name == "" {
+					name = f.Name
+				}
+				fields[strings.ToLower(name)] = f.Type
+			}
+		}
+		for k, v := range obj {
+			ft, ok := fields[strings.ToLower(k)]
+			if !ok {
+				bad[prefix+k] = "is not a known field"
+				continue
+			}
+			walkFields(v, ft, prefix+k+".", bad)
+		}
+	case reflect.Slice, reflect.Array:
+		for i, v := range doc.([]any) {
+			walkFields(v, t.Elem(), fmt.Sprintf("%s[%d].", field, i), bad)
+		}
+	case reflect.Map:
+		for k, v := range doc.(map[string]any) {
+			walkFields(v, t.Elem(), prefix+k+".", bad)
+		}
+	}
+}
+
+// unmarshaler types decode themselves; the walk takes them as they are.
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// jsonKindOf is the JSON type a Go type decodes from ("" for any).
+func jsonKindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	default:
 		return ""
 	}
-	fields := map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.IsExported() && name != "-" {
-			if name == "" {
-				name = f.Name
-			}
-			fields[strings.ToLower(name)] = f.Type
-		}
+}
+
+// jsonKindOfValue is the JSON type of a value json.Unmarshal made.
+func jsonKindOfValue(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	default:
+		return ""
 	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		ft, ok := fields[strings.ToLower(k)]
-		if !ok {
-			return prefix + k
-		}
-		if path := walkUnknown(obj[k], ft, prefix+k+"."); path != "" {
-			return path
-		}
-	}
-	return ""
 }

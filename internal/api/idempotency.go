@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -31,7 +33,7 @@ const idempotencyWait = 65 * time.Second // longer than the longest Prefer: wait
 // restarts and replicas), the same key with another body is a 422, and a
 // repeat that arrives while the first is still being served waits for it.
 // A 5xx is not remembered, so that the client may retry.
-func idempotent(store IdempotencyStore, next http.Handler) http.Handler {
+func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if key == "" {
@@ -50,7 +52,7 @@ func idempotent(store IdempotencyStore, next http.Handler) http.Handler {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		sum := sha256.Sum256(body)
 		rec := orchestrator.IdempotencyRecord{Scope: r.Method + " " + r.URL.Path, Key: key,
-			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC()}
+			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC(), Owner: replica}
 
 		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
 		defer cancel()
@@ -71,7 +73,7 @@ func idempotent(store IdempotencyStore, next http.Handler) http.Handler {
 				return
 			}
 			if cur.Response != nil {
-				replay(w, *cur.Response)
+				replay(w, r, eng, *cur.Response)
 				return
 			}
 			t := time.NewTimer(wait)
@@ -89,7 +91,7 @@ func idempotent(store IdempotencyStore, next http.Handler) http.Handler {
 		}
 
 		cw := &captureWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(cw, r)
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), idempotencyCtxKey{}, [2]string{rec.Scope, rec.Key})))
 		// The response is recorded even if the client went away: a retry
 		// must see the transfer this request created.
 		sctx := context.WithoutCancel(r.Context())
@@ -118,8 +120,36 @@ func validKey(k string) bool {
 	return true
 }
 
-// replay answers with a recorded response.
-func replay(w http.ResponseWriter, resp orchestrator.IdempotentResponse) {
+// idempotencyCtxKey carries the scope and key of the reservation a
+// request holds to its handler.
+type idempotencyCtxKey struct{}
+
+// idempotencyOf returns the scope and key of the reservation the request
+// holds, or empty strings when it has no Idempotency-Key.
+func idempotencyOf(ctx context.Context) (scope, key string) {
+	v, _ := ctx.Value(idempotencyCtxKey{}).([2]string)
+	return v[0], v[1]
+}
+
+// replay answers with a recorded response. A response recorded without a
+// body but with a TransferID (a reservation settled after the process
+// that served it died) is the transfer as it is now, with the recorded
+// status and Location.
+func replay(w http.ResponseWriter, r *http.Request, eng *orchestrator.Engine, resp orchestrator.IdempotentResponse) {
+	body := resp.Body
+	if len(body) == 0 && resp.TransferID != "" {
+		t, err := eng.Get(r.Context(), resp.TransferID)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(toJSON(t)); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		body = buf.Bytes()
+	}
 	h := w.Header()
 	if resp.Location != "" {
 		h.Set("Location", resp.Location)
@@ -128,12 +158,20 @@ func replay(w http.ResponseWriter, resp orchestrator.IdempotentResponse) {
 	case resp.Status >= 400:
 		h.Set("Content-Type", "application/problem+json")
 		h.Set("Cache-Control", "no-store")
-	case len(resp.Body) > 0:
+	case len(body) > 0:
 		h.Set("Content-Type", "application/json")
+	}
+	// The record keeps no headers. A replay answers at once, so the wait
+	// it applied is none beyond what this request asked; a 201 create or
+	// a 200 action only ever answered a Prefer: wait, and says so.
+	if wait, ok := preferWait(r); ok {
+		h.Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+	} else if resp.Status == http.StatusCreated || resp.Status == http.StatusOK {
+		h.Set("Preference-Applied", "wait=0")
 	}
 	h.Set("Idempotent-Replayed", "true")
 	w.WriteHeader(resp.Status)
-	_, _ = w.Write(resp.Body)
+	_, _ = w.Write(body)
 }
 
 // captureWriter passes a response through and keeps a copy.

@@ -11,7 +11,7 @@ import (
 
 // routes is the one place every route is declared; it matches openapi.yaml.
 func routes(r chi.Router, cfg Config, eng *orchestrator.Engine, gath prometheus.Gatherer) {
-	once := func(h http.Handler) http.Handler { return idempotent(cfg.Idempotency, h) }
+	once := func(h http.Handler) http.Handler { return idempotent(cfg.Idempotency, cfg.Replica, eng, h) }
 	r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng)))
 	r.Method("GET", "/v1/transfers", handleListTransfers(eng))
 	r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng))
@@ -19,6 +19,7 @@ func routes(r chi.Router, cfg Config, eng *orchestrator.Engine, gath prometheus.
 	r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, eng.Cancel)))
 	r.Method("GET", "/healthz", handleHealthz())
 	r.Method("GET", "/readyz", handleReadyz(eng))
+	r.Method("GET", "/status/providers", handleProviderStatus(cfg.Credentials))
 	r.Method("GET", "/metrics", handleMetrics(gath))
 	r.Method("GET", "/openapi.yaml", handleOpenAPI(cfg.OpenAPI))
 	r.Method("POST", "/v1/callbacks/{provider}/{transfer_id}", handleCallback(eng, cfg.Callbacks))

@@ -36,6 +36,12 @@ type Config struct {
 	// Callbacks receive provider events, by provider name, at
 	// /v1/callbacks/{provider}/{transfer_id}.
 	Callbacks map[string]CallbackReceiver
+	// Replica names this process among those sharing the store; it owns
+	// the idempotency reservations it makes.
+	Replica string
+	// Credentials reports provider credential health at
+	// /status/providers; nil lists no provider.
+	Credentials *CredentialMonitor
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns
@@ -63,6 +69,9 @@ func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 	r.Use(accessLog)
 	r.Use(recoverer)
 	r.Use(m.middleware)
+	// HEAD is answered by the GET handler wherever GET is routed; the
+	// server drops the body.
+	r.Use(middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		p := probNotFound
 		p.Detail = "no route for " + r.URL.Path
@@ -71,7 +80,8 @@ func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		var allowed []string
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) ||
+				m == http.MethodHead && r.Match(chi.NewRouteContext(), http.MethodGet, req.URL.Path) {
 				allowed = append(allowed, m)
 			}
 		}
@@ -111,7 +121,7 @@ func accessLog(next http.Handler) http.Handler {
 			ev = hlog.FromRequest(r).Error()
 		}
 		ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).Int("size", size).
-			Dur("took", d).Str("client_ip", middleware.GetClientIP(r.Context())).Msg("http request")
+			Float64("took_ms", float64(d)/float64(time.Millisecond)).Str("client_ip", middleware.GetClientIP(r.Context())).Msg("http request")
 	})(next)
 }
 

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -40,15 +41,20 @@ func (c *createRequest) Valid(context.Context) map[string]string {
 		bad["call"] = "is required: the call to transfer"
 	}
 	if c.ConsultTimeout != "" {
+		// Digits and a unit only: "0", "+30s" or "-1m" are mistakes, not
+		// a request for the default.
 		d, err := time.ParseDuration(c.ConsultTimeout)
-		if err != nil {
-			bad["consult_timeout"] = `must be a duration such as "30s" or "2m"`
+		if err != nil || !durationRE.MatchString(c.ConsultTimeout) || d < time.Second {
+			bad["consult_timeout"] = `must be a duration of at least 1s written as digits and a unit, such as "30s" or "2m"`
 		} else {
 			c.timeout = d
 		}
 	}
 	return bad
 }
+
+// durationRE is openapi.yaml's Duration: decimal numbers, each with a unit.
+var durationRE = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
 
 func (c *createRequest) request() orchestrator.Request {
 	r := orchestrator.Request{
@@ -143,26 +149,43 @@ func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
 func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := readBody(w, r)
-		var body createRequest
-		if !ok || !decode(w, r, data, &body) {
+		if !ok {
 			return
 		}
-		// One problem lists every bad field: the body's own checks and the
-		// engine's (providers, capabilities, provider-specific fields).
+		var body createRequest
+		shape, p := decodeFields(data, &body)
+		if p != nil {
+			writeProblem(w, r, *p)
+			return
+		}
+		// One problem lists every bad field: unknown and mistyped ones, the
+		// body's own checks and the engine's (providers, capabilities,
+		// provider-specific fields). A field's first complaint wins.
 		bad := body.Valid(r.Context())
 		req := body.request()
 		if err := eng.Validate(&req); err != nil {
-			if len(bad) == 0 {
+			if len(bad) == 0 && len(shape) == 0 {
 				writeError(w, r, err)
 				return
 			}
-			maps.Copy(bad, orchestrator.FieldsOf(err))
+			for f, d := range orchestrator.FieldsOf(err) {
+				if _, ok := bad[f]; !ok {
+					bad[f] = d
+				}
+			}
 		}
+		maps.Copy(bad, shape)
 		if len(bad) > 0 {
 			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return
 		}
-		t, err := eng.Start(r.Context(), req)
+		// Once the engine saved the transfer it runs, so the create must
+		// complete even if the client went away: its idempotency record
+		// then tells a retry which transfer it made.
+		scope, key := idempotencyOf(r.Context())
+		t, err := eng.Start(context.WithoutCancel(r.Context()), req, orchestrator.StartOptions{
+			IdempotencyScope: scope, IdempotencyKey: key, RequestID: w.Header().Get("X-Request-Id"),
+		})
 		if err != nil {
 			writeError(w, r, err)
 			return
