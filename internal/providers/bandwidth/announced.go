@@ -51,21 +51,8 @@ func (c *Client) transferBody(t *orchestrator.Transfer) transferBody {
 // look for the B-leg an earlier attempt created, and never transfer twice.
 func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
 	const op = "bandwidth.transfer"
-	if id := t.Legs.Consult.CallID; id != "" {
-		return orchestrator.LegRef{CallID: id}, nil
-	}
-	if dialSteps(t) > 1 {
-		b, a, err := c.findTransferLeg(ctx, t)
-		switch {
-		case err != nil:
-			return orchestrator.LegRef{}, err
-		case b != "":
-			return orchestrator.LegRef{CallID: b}, nil
-		case a.state() != stateActive:
-			return orchestrator.LegRef{}, orchestrator.E(op, orchestrator.KindCallNotActive, fmt.Errorf(
-				"call %s is %q and its transfer leg cannot be found; not transferring it again", t.Legs.Caller.CallID, a.state()))
-		}
-	}
+	// The engine sends it once; a lost answer is found again by reading
+	// A's transfer (findTransferLeg), here or when watching.
 	var cr created
 	err := c.do(ctx, request{op: "transfer", method: http.MethodPost, path: "/calls/" + seg(t.Legs.Caller.CallID),
 		body: c.transferBody(t)}, &cr)
@@ -136,14 +123,22 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 
 	var b *apiCall
 	cause := ""
-	if id := t.Legs.Consult.CallID; id != "" {
+	id := t.Legs.Consult.CallID
+	if id == "" && dialled(t) && !aGone {
+		// The transfer's answer was lost: A's transfer names B.
+		if id, _, err = c.findTransferLeg(ctx, t); err != nil {
+			return obs, err
+		}
+		obs.ConsultLeg.CallID = id
+	}
+	if id != "" {
 		b, err = c.getCall(ctx, id)
 		if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
 			return obs, err
 		}
 		switch {
 		case b == nil:
-			consultEnded(&obs, nil, "")
+			// Not readable (yet, or any more): the engine decides.
 		case b.state() == stateStarted:
 			obs.Consult = orchestrator.ConsultRinging
 		case b.live():
@@ -151,6 +146,9 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		default:
 			cause = c.endCause(ctx, t, id)
 			consultEnded(&obs, b, cause)
+		}
+		if b != nil && b.live() {
+			obs.ConsultLegs = 1
 		}
 	}
 
@@ -183,7 +181,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 func (c *Client) hangupAnnounced(ctx context.Context, t *orchestrator.Transfer) error {
 	id := t.Legs.Consult.CallID
 	if id == "" {
-		if dialSteps(t) == 0 {
+		if !dialled(t) {
 			return nil
 		}
 		// The transfer's answer was lost: it may have created a B-leg.

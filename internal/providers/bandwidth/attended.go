@@ -68,11 +68,9 @@ func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) err
 func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
 	r := &t.Request
 	a, g, b1 := t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.BridgeID
+	// The engine sends a dial once; what it creates is found again by
+	// the call's tag (the transfer id) and the agent's bridge.
 	leg := orchestrator.LegRef{CallID: t.Legs.Consult.CallID, BridgeID: t.Legs.Consult.BridgeID}
-	if leg.CallID != "" && leg.BridgeID != "" {
-		return leg, nil // an earlier attempt finished
-	}
-	again := dialSteps(t) > 1
 
 	from := r.CallerID
 	if from == "" {
@@ -91,9 +89,6 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	}
 
 	// 2. b2 with G.
-	if leg.BridgeID == "" && again {
-		leg.BridgeID = c.agentBridge(ctx, t)
-	}
 	if leg.BridgeID == "" {
 		var cr created
 		err := c.do(ctx, request{op: "create_bridge", method: http.MethodPost, path: "/bridges",
@@ -111,12 +106,6 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	}
 
 	// 3. T into b2, tagged with the transfer id so it can be found again.
-	if again {
-		if id, _ := c.findConsultCall(ctx, t); id != "" {
-			leg.CallID = id
-			return leg, nil
-		}
-	}
 	body := createCallBody{From: from, To: r.Target, BridgeID: leg.BridgeID, CallTimeout: callTimeout(r.ConsultTimeout),
 		Tag: t.ID, CallbackURL: c.callbackURL(t.ID)}
 	if rec := r.Recording; rec != nil {
@@ -183,6 +172,14 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		return obs, err
 	}
 	var tc *apiCall
+	if tid == "" && dialled(t) {
+		// The dial's answer was lost: the consult, if it exists, carries
+		// our tag. A platform may list a new call only after a while.
+		if tid, err = c.findConsultCall(ctx, t); err != nil {
+			return obs, err
+		}
+		obs.ConsultLeg.CallID = tid
+	}
 	if tid != "" {
 		tc, err = c.getCall(ctx, tid)
 		if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
@@ -190,13 +187,18 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		}
 		switch {
 		case tc == nil:
-			consultEnded(&obs, nil, "")
+			// Not readable: not created yet as far as reads go, or gone.
+			// The engine tells the two apart.
 		case tc.state() == stateStarted:
 			obs.Consult = orchestrator.ConsultRinging
 		case tc.live():
 			obs.Consult = orchestrator.ConsultAnswered
 		default:
 			consultEnded(&obs, tc, c.endCause(ctx, t, tid))
+		}
+		if tc != nil && tc.live() {
+			obs.ConsultLegs = 1
+			obs.ConsultLeg.BridgeID = tc.bridgeID()
 		}
 	}
 	switch {
@@ -266,11 +268,22 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 // the agent's other bridge and T the call with our tag.
 func (c *Client) hangupAttended(ctx context.Context, t *orchestrator.Transfer) error {
 	tid, b2 := t.Legs.Consult.CallID, t.Legs.Consult.BridgeID
-	dialled := dialSteps(t) > 0
-	if b2 == "" && dialled {
+	if b2 == "" && dialled(t) {
 		b2 = c.agentBridge(ctx, t)
 	}
-	if tid == "" && dialled {
+	if tid != "" && !t.Sent.Join.IsZero() {
+		// After a join was sent T may carry the caller: hanging it up
+		// would leave the caller alone. Only b1 says.
+		b1, err := c.getBridge(ctx, t.Legs.Caller.BridgeID)
+		if err != nil {
+			return err
+		}
+		if b1.has(tid) && b1.has(t.Legs.Caller.CallID) {
+			return orchestrator.E("bandwidth.hangup", orchestrator.KindConflict,
+				fmt.Errorf("the consult call %s is bridged with the caller", tid))
+		}
+	}
+	if tid == "" && dialled(t) {
 		var err error
 		if tid, err = c.findConsultCall(ctx, t); err != nil {
 			return err

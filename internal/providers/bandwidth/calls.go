@@ -190,17 +190,9 @@ func (c *Client) hangup(ctx context.Context, op, id string) error {
 	return err
 }
 
-// dialSteps counts the dial steps of t, the current one included: more
-// than one means an earlier attempt may have done part of the work.
-func dialSteps(t *orchestrator.Transfer) int {
-	n := 0
-	for _, s := range t.Steps {
-		if s.Name == orchestrator.StepDial {
-			n++
-		}
-	}
-	return n
-}
+// dialled reports whether the engine sent t's dial (it may have been
+// lost on the way, or its answer).
+func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 
 // endCause returns why a consult leg ended: the cause a callback
 // reported, else the hangup (or timeout) in the call's event history

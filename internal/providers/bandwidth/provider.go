@@ -2,10 +2,12 @@ package bandwidth
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -75,12 +77,61 @@ func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrat
 	return c.dialAttended(ctx, t)
 }
 
-// Observe implements orchestrator.Provider.
-func (c *Client) Observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
+// observe reads what Catapult shows of one transfer.
+func (c *Client) observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
 	if announced(t) {
 		return c.observeAnnounced(ctx, t)
 	}
 	return c.observeAttended(ctx, t)
+}
+
+// WatchKey implements orchestrator.Provider: one watcher per account.
+func (c *Client) WatchKey(*orchestrator.Transfer) string { return c.userPath }
+
+// readConcurrency bounds the transfers read at once by one Read.
+const readConcurrency = 8
+
+// Read implements orchestrator.Provider. Catapult v1 has no listing of
+// an account's live calls with their bridges, so one reading is each
+// transfer's calls and bridge read by id, a few at a time; a transfer
+// whose part fails reads as unknown without failing the others.
+func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	v := make(view, len(ts))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, readConcurrency)
+	for _, t := range ts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			obs, err := c.observe(ctx, t)
+			mu.Lock()
+			v[t.ID] = reading{obs, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return v, nil
+}
+
+type reading struct {
+	obs orchestrator.Observation
+	err error
+}
+
+// view is one Read: each transfer's observation or error.
+type view map[string]reading
+
+// Observe implements orchestrator.View.
+func (v view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	r, ok := v[t.ID]
+	if !ok {
+		return orchestrator.Observation{}, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+			errors.New("the transfer was not part of this reading"))
+	}
+	return r.obs, r.err
 }
 
 // Complete implements orchestrator.Provider (attended only: the platform

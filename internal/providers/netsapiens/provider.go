@@ -28,9 +28,11 @@ func (c *Client) Flow(*orchestrator.Request) orchestrator.Flow {
 
 var (
 	// domainRE is the spec's DomainNamePath without the "~"/"*" forms,
-	// which would make transferd act on a domain the client did not name.
-	domainRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	userRE   = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,16}$`)
+	// which would make transferd act on a domain the client did not name,
+	// and starting with a letter or digit, so that "." and ".." (which a
+	// URL resolves as path steps, leaving /domains/{domain}) are refused.
+	domainRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	userRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,15}$`)
 	targetRE = regexp.MustCompile(`^[A-Za-z0-9._+*#@-]{1,64}$`)
 )
 
@@ -41,13 +43,13 @@ func (c *Client) Validate(r *orchestrator.Request) map[string]string {
 	case r.Call.Domain == "":
 		bad["call.domain"] = "is required for netsapiens"
 	case !domainRE.MatchString(r.Call.Domain):
-		bad["call.domain"] = "must be 1-64 letters, digits, '.', '_' or '-'"
+		bad["call.domain"] = "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 	}
 	switch {
 	case r.Call.User == "":
 		bad["call.user"] = "is required for netsapiens: the user (extension) whose call is transferred"
 	case !userRE.MatchString(r.Call.User):
-		bad["call.user"] = "must be 1-16 letters, digits, '.', '_', '+' or '-'"
+		bad["call.user"] = "must be 1-16 letters, digits, '.', '_', '+' or '-', starting with a letter or digit"
 	}
 	if len(r.Call.CallID) > 256 {
 		bad["call.call_id"] = "must be at most 256 characters"
@@ -70,9 +72,13 @@ func (c *Client) userPath(r *orchestrator.Request) string {
 
 // listCalls is the guide's "Read Active Calls in Domain".
 func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]activeCall, error) {
+	return c.listDomain(ctx, r.Call.Domain)
+}
+
+func (c *Client) listDomain(ctx context.Context, domain string) ([]activeCall, error) {
 	var calls []activeCall
 	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
-		path: "/domains/" + seg(r.Call.Domain) + "/calls", safe: true}, &calls)
+		path: "/domains/" + seg(domain) + "/calls", safe: true}, &calls)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 		// A 404 on the collection means the domain does not exist: the
 		// request is wrong, not a call.
@@ -168,25 +174,13 @@ type callRequest struct {
 }
 
 // Dial implements orchestrator.Provider (guide step 4): click-to-call
-// from the agent to the target with our own call-id. Creating a call is
-// not idempotent, so a repeated attempt first looks for the call, and a
-// failed attempt whose outcome is unknown is checked the same way.
+// from the agent to the target with our own call-id. The engine sends it
+// at most once per transfer: creating a call is not idempotent, and a PBX
+// may accept a duplicate call-id as a second call. An answer that is lost
+// leaves the outcome unknown; the engine watches for the call-id.
 func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
 	id := ConsultCallID(t.ID)
 	leg := orchestrator.LegRef{CallID: id}
-	dials := 0
-	for _, s := range t.Steps {
-		if s.Name == orchestrator.StepDial {
-			dials++
-		}
-	}
-	if dials > 1 {
-		if ac, err := c.findConsult(ctx, t, id); err != nil {
-			return leg, err
-		} else if ac != nil {
-			return withSession(leg, ac), nil
-		}
-	}
 	body := callRequest{Synchronous: "no", CallID: id, TermUser: t.Request.Target}
 	if c.autoAnswer {
 		body.AutoAnswer = "yes"
@@ -194,26 +188,24 @@ func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrat
 	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: c.userPath(&t.Request), body: body}, nil)
 	if ev := orchestrator.EvidenceOf(err); ev != nil && ev.Status == http.StatusConflict {
 		// The call-id is this transfer's own, so a live call with it is
-		// the consult an earlier attempt created (the PBX may not list it
-		// yet). What status a duplicate call-id gets is not documented
-		// [guess]; a 409 is taken to mean exactly this.
+		// the consult this request created before its answer was lost on
+		// the way (the PBX may not list it yet). What status a duplicate
+		// call-id gets is not documented [guess]; a 409 is taken to mean
+		// exactly this.
 		return leg, nil
-	}
-	if orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable {
-		// The PBX may have created the call before the answer was lost.
-		if ac, ferr := c.findConsult(ctx, t, id); ferr == nil && ac != nil {
-			return withSession(leg, ac), nil
-		}
 	}
 	return leg, err
 }
 
-func withSession(l orchestrator.LegRef, ac *activeCall) orchestrator.LegRef {
-	l.SessionID, l.Server = ac.SessionID, ac.Server
-	return l
+// consultID is the call-id of t's consult call.
+func consultID(t *orchestrator.Transfer) string {
+	if id := t.Legs.Consult.CallID; id != "" {
+		return id
+	}
+	return ConsultCallID(t.ID)
 }
 
-// findConsult returns the consult call's row, or nil when there is none.
+// findConsult returns the consult call's row, or nil when none is listed.
 func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id string) (*activeCall, error) {
 	calls, err := c.listCalls(ctx, &t.Request)
 	if err != nil {
@@ -227,25 +219,45 @@ func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id s
 	return nil, nil
 }
 
-// Observe implements orchestrator.Provider (guide step 5): one domain
-// listing shows both the caller's session and the consult call.
-func (c *Client) Observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
-	calls, err := c.listCalls(ctx, &t.Request)
-	if err != nil {
-		return orchestrator.Observation{}, err
+// WatchKey implements orchestrator.Provider: one listing of a domain
+// serves every transfer in it.
+func (c *Client) WatchKey(t *orchestrator.Transfer) string { return strings.ToLower(t.Request.Call.Domain) }
+
+// Read implements orchestrator.Provider (guide step 5, shared): one
+// "Read Active Calls in Domain" shows the callers' sessions and the
+// consult calls of every transfer in the domain.
+func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	if len(ts) == 0 {
+		return view(nil), nil
 	}
-	return observe(t, calls), nil
+	calls, err := c.listDomain(ctx, ts[0].Request.Call.Domain)
+	if err != nil {
+		return nil, err
+	}
+	return view(calls), nil
+}
+
+// view is one listing of a domain.
+type view []activeCall
+
+// Observe implements orchestrator.View.
+func (v view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	return observe(t, v), nil
 }
 
 func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observation {
-	consultID := t.Legs.Consult.CallID
+	consultID := consultID(t)
 	var obs orchestrator.Observation
 	var caller, consult *activeCall
 	for i := range calls {
 		ac := &calls[i]
 		switch {
-		case consultID != "" && (ac.OrigCallID == consultID || ac.ByCallID == consultID):
-			consult = ac
+		case ac.OrigCallID == consultID || ac.ByCallID == consultID:
+			obs.ConsultLegs++
+			// The answered one, if a duplicate call-id made two.
+			if consult == nil || (ac.TermInfo == "active" && ac.OrigInfo == "active") {
+				consult = ac
+			}
 		case ac.hasCall(t.Legs.Caller.CallID) || (ac.SessionID != "" && ac.SessionID == t.Legs.Caller.SessionID):
 			caller = ac
 		}
@@ -265,18 +277,15 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 		obs.Caller = orchestrator.CallerUnknown
 		obs.Detail = "the caller's call no longer includes the agent or the target"
 	}
-	switch {
-	case consult != nil:
+	if consult != nil {
+		// NetSapiens does not say why a call ended (busy, rejected and
+		// unanswered all just disappear), so an absent consult is only
+		// "not listed": the engine tells "not yet" from "gone".
 		obs.ConsultLeg = orchestrator.LegRef{SessionID: consult.SessionID, Server: consult.Server}
 		obs.Consult = orchestrator.ConsultRinging
 		if consult.TermInfo == "active" && consult.OrigInfo == "active" {
 			obs.Consult = orchestrator.ConsultAnswered
 		}
-	case t.Legs.Consult.SessionID != "":
-		// Seen before and gone now. NetSapiens does not say why a call
-		// ended (busy, rejected and unanswered all just disappear).
-		obs.Consult = orchestrator.ConsultEnded
-		obs.Detail = "the consult call ended; NetSapiens does not report why"
 	}
 	return obs
 }
@@ -289,52 +298,38 @@ type transferBody struct {
 	DestinationSessionID string `json:"call-destination-session-id"`
 }
 
-// Complete implements orchestrator.Provider (guide step 6).
+// Complete implements orchestrator.Provider (guide step 6). The engine
+// sends it at most once and verifies its effect by watching; it is never
+// repeated blindly, since after a lost answer the calls may already be
+// joined.
 func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	const op = "netsapiens.transfer"
 	sessionID := t.Legs.Consult.SessionID
 	if sessionID == "" {
-		ac, err := c.findConsult(ctx, t, t.Legs.Consult.CallID)
+		ac, err := c.findConsult(ctx, t, consultID(t))
 		if err != nil {
 			return err
 		}
 		if ac == nil {
-			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is gone"))
+			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed"))
 		}
 		sessionID = ac.SessionID
 	}
 	body := transferBody{Hostname: t.Legs.Caller.Server, DestinationSessionID: sessionID}
-	err := c.do(ctx, request{op: "transfer", method: http.MethodPatch,
+	return c.do(ctx, request{op: "transfer", method: http.MethodPatch,
 		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer", body: body}, nil)
-	if orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable {
-		// Never repeat a transfer blindly: if the answer was lost, the
-		// calls may already be joined.
-		if calls, lerr := c.listCalls(ctx, &t.Request); lerr == nil &&
-			observe(t, calls).Caller == orchestrator.CallerTransferred {
-			return nil
-		}
-	}
-	return err
 }
 
-// HangupConsult implements orchestrator.Provider: a consult still ringing
-// is rejected, an answered one disconnected, a missing one is success.
+// HangupConsult implements orchestrator.Provider: it disconnects the
+// consult by our own call-id, without listing first (NetSapiens also
+// lists a consult by call-by-call-id, but addresses it by call-id). A
+// call not found is not an error: it ended, or is not listed yet, which
+// the engine keeps watching for.
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
-	id := t.Legs.Consult.CallID
-	if id == "" {
-		id = ConsultCallID(t.ID)
-	}
-	ac, err := c.findConsult(ctx, t, id)
-	if err != nil || ac == nil {
-		return err
-	}
-	r := request{op: "disconnect", method: http.MethodDelete, path: c.userPath(&t.Request) + "/" + seg(id), safe: true}
-	if ac.TermInfo == "alerting" || ac.TermInfo == "" {
-		r.op, r.path = "reject", r.path+"/reject"
-	}
-	err = c.do(ctx, r, nil)
+	err := c.do(ctx, request{op: "disconnect", method: http.MethodDelete,
+		path: c.userPath(&t.Request) + "/" + seg(consultID(t)), safe: true}, nil)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
-		return nil // ended meanwhile
+		return nil
 	}
 	return err
 }
