@@ -172,13 +172,15 @@ func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, 
 	return out, nil
 }
 
-// Signalled implements orchestrator.Store.
+// Signalled implements orchestrator.Store. Only open transfers count: a
+// closed one has nothing left to act on, and its signal goes when Purge
+// deletes it.
 func (s *Store) Signalled(_ context.Context, owner string) ([]string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []string
 	for id, sig := range s.signals {
-		if sig != orchestrator.SignalNone && s.byID[id].Owner == owner {
+		if t := s.byID[id]; sig != orchestrator.SignalNone && t.Owner == owner && t.Open() {
 			out = append(out, id)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // benchTransfer is a record of the size the engine saves mid-transfer:
-// legs known, four steps done, two undos registered.
+// legs known, four steps done, hold and dial sent, the hold seen.
 func benchTransfer(now time.Time, user string) *orchestrator.Transfer {
 	t := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StateConsulting,
 		CreatedAt: now, UpdatedAt: now, ConsultDeadline: now.Add(30 * time.Second),
@@ -23,7 +23,9 @@ func benchTransfer(now time.Time, user string) *orchestrator.Transfer {
 			Agent:   orchestrator.LegRef{CallID: "20251121093000-7a8b9c0d1e2f"},
 			Consult: orchestrator.LegRef{CallID: "tr_consult-" + user, SessionID: "20251121093001000002"},
 		},
-		Undo: []orchestrator.Undo{{Action: orchestrator.StepUnhold}, {Action: orchestrator.StepHangup}},
+		Sent:  orchestrator.Sent{Hold: now.Add(40 * time.Millisecond), Dial: now.Add(80 * time.Millisecond)},
+		Seen:  orchestrator.Seen{Held: true},
+		Owner: "replica-a",
 	}
 	for i, name := range []string{orchestrator.StepLocate, orchestrator.StepHold, orchestrator.StepDial, orchestrator.StepAnswered} {
 		at := now.Add(time.Duration(i) * 40 * time.Millisecond)
@@ -89,9 +91,48 @@ func BenchCreate(b *testing.B, s orchestrator.Store) {
 	for b.Loop() {
 		i++
 		t := benchTransfer(base.Add(time.Duration(i)*time.Millisecond), strconv.Itoa(i))
-		t.State, t.Steps, t.Undo = orchestrator.StatePending, nil, nil
+		t.State, t.Steps, t.Sent, t.Seen = orchestrator.StatePending, nil, orchestrator.Sent{}, orchestrator.Seen{}
 		if err := s.Create(ctx, t); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchHeartbeat measures one replica's heartbeat, the only write that
+// keeps its ownership of all its transfers.
+func BenchHeartbeat(b *testing.B, s orchestrator.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Second)
+		if _, err := s.Heartbeat(ctx, "replica-a", now, 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchClaimIdle measures the Claim every replica runs periodically when
+// there is nothing to take: `open` transfers of a live replica, which the store must pass over.
+func BenchClaimIdle(b *testing.B, s orchestrator.Store, open int) {
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.Heartbeat(ctx, "replica-a", now, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	for i := range open {
+		if err := s.Create(ctx, benchTransfer(now.Add(time.Duration(i)*time.Millisecond), strconv.Itoa(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ts, err := s.Claim(ctx, "replica-b", now, false, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ts) != 0 {
+			b.Fatalf("Claim took %d transfers of a live replica", len(ts))
 		}
 	}
 }

@@ -7,15 +7,15 @@
 // # Time precision
 //
 // Transfer records round-trip exactly: every time.Time in a Transfer
-// (steps, deadlines, lease, creation, update) comes back time.Equal to what
+// (steps, sent effects, deadlines, cleanup, creation, update) comes back time.Equal to what
 // was saved, to the nanosecond and whatever its location (the location
 // itself may come back as UTC or a fixed zone). The SQL stores keep the
 // record as JSON, which holds RFC 3339 times with nanoseconds.
 //
 // IdempotencyRecord.CreatedAt comes back at microsecond precision (the
 // resolution of PostgreSQL's timestamptz), and the cut-offs that compare
-// times inside the database (lease expiry in Acquire, `before` in Purge)
-// are exact to the microsecond; the suite therefore uses times whole in
+// times inside the database (heartbeat expiry in Heartbeat, Claim and
+// SettleIdempotency; `before` in Purge) are exact to the microsecond; the suite therefore uses times whole in
 // microseconds wherever a store compares them.
 //
 // # Strings
@@ -68,13 +68,18 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"ListOrderAndPages", testListOrderAndPages},
 		{"ListFilters", testListFilters},
 		{"ListEmpty", testListEmpty},
-		{"Acquire", testAcquire},
-		{"AcquireConcurrent", testAcquireConcurrent},
-		{"Renew", testRenew},
+		{"Heartbeat", testHeartbeat},
+		{"Claim", testClaim},
+		{"ClaimFollowsOpen", testClaimFollowsOpen},
+		{"ClaimConcurrent", testClaimConcurrent},
 		{"Signals", testSignals},
+		{"Signalled", testSignalled},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"CreateLinksIdempotency", testCreateLinksIdempotency},
+		{"SettleIdempotency", testSettleIdempotency},
 		{"Purge", testPurge},
+		{"PurgeLimit", testPurgeLimit},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -166,22 +171,69 @@ func (f *fixture) list(lf orchestrator.ListFilter) ([]string, bool) {
 	return ids(ts), more
 }
 
-func (f *fixture) acquire(owner string, now time.Time, ttl time.Duration, limit int) []*orchestrator.Transfer {
+func (f *fixture) heartbeat(owner string, now time.Time, ttl time.Duration) bool {
 	f.Helper()
-	ts, err := f.s.Acquire(f.ctx, owner, now, ttl, limit)
+	expired, err := f.s.Heartbeat(f.ctx, owner, now, ttl)
 	if err != nil {
-		f.Fatalf("Acquire(%s): %v", owner, err)
+		f.Fatalf("Heartbeat(%s): %v", owner, err)
+	}
+	return expired
+}
+
+func (f *fixture) claim(owner string, now time.Time, own bool, limit int) []*orchestrator.Transfer {
+	f.Helper()
+	ts, err := f.s.Claim(f.ctx, owner, now, own, limit)
+	if err != nil {
+		f.Fatalf("Claim(%s): %v", owner, err)
 	}
 	return ts
 }
 
-func (f *fixture) renew(owner string, list []string, now time.Time, ttl time.Duration) []string {
+func (f *fixture) signalled(owner string) []string {
 	f.Helper()
-	lost, err := f.s.Renew(f.ctx, owner, list, now, ttl)
+	got, err := f.s.Signalled(f.ctx, owner)
 	if err != nil {
-		f.Fatalf("Renew(%s): %v", owner, err)
+		f.Fatalf("Signalled(%s): %v", owner, err)
 	}
-	return lost
+	slices.Sort(got) // the contract names no order
+	return got
+}
+
+func (f *fixture) settle(owner string, now time.Time, own bool) int {
+	f.Helper()
+	n, err := f.s.SettleIdempotency(f.ctx, owner, now, own)
+	if err != nil {
+		f.Fatalf("SettleIdempotency(%s): %v", owner, err)
+	}
+	return n
+}
+
+func (f *fixture) purge(before time.Time, limit int) int {
+	f.Helper()
+	n, err := f.s.Purge(f.ctx, before, limit)
+	if err != nil {
+		f.Fatalf("Purge(limit %d): %v", limit, err)
+	}
+	return n
+}
+
+// owned creates a pending transfer of user's call owned by owner.
+func (f *fixture) owned(user, owner string) *orchestrator.Transfer {
+	f.Helper()
+	t := f.transfer(user)
+	t.Owner = owner
+	return f.create(t)
+}
+
+// end saves t terminal in state st at `at`, owing a cleanup or not.
+func (f *fixture) end(t *orchestrator.Transfer, st orchestrator.State, cleanup bool, at time.Time) {
+	f.Helper()
+	t.Outcome = &orchestrator.Outcome{Reason: orchestrator.ReasonCancelled, Verified: !cleanup}
+	t.Cleanup = nil
+	if cleanup {
+		t.Cleanup = &orchestrator.Cleanup{Until: at.Add(time.Minute), Reason: "the provider is unreadable"}
+	}
+	f.setState(t, st, at)
 }
 
 // equal fails the test unless got and want are the same record: every
@@ -207,7 +259,12 @@ func normalize(t *orchestrator.Transfer) *orchestrator.Transfer {
 		c.Steps[i].EndedAt = c.Steps[i].EndedAt.UTC()
 	}
 	c.ConsultDeadline = c.ConsultDeadline.UTC()
-	c.LeaseExpires = c.LeaseExpires.UTC()
+	for _, p := range []*time.Time{&c.Sent.Hold, &c.Sent.Dial, &c.Sent.Join, &c.Sent.Hangup, &c.Sent.Unhold} {
+		*p = p.UTC()
+	}
+	if c.Cleanup != nil {
+		c.Cleanup.Until = c.Cleanup.Until.UTC()
+	}
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
 	return c
@@ -279,16 +336,21 @@ func (f *fixture) full() *orchestrator.Transfer {
 				Detail: "target busy", Evidence: &orchestrator.Evidence{Status: 486, Code: "busy", Message: "Busy Here"}},
 			{Name: orchestrator.StepUnhold, Status: orchestrator.StepStarted, StartedAt: t0.Add(6 * time.Second)}, // not ended: zero EndedAt
 		},
-		Undo:     []orchestrator.Undo{{Action: orchestrator.StepUnhold}, {Action: orchestrator.StepHangup, Done: true}},
+		Sent: orchestrator.Sent{Hold: t0.Add(2 * time.Millisecond).In(ny), Dial: t0.Add(4*time.Millisecond + 1),
+			Unhold: t0.Add(6 * time.Second).In(ist)}, // Join and Hangup never sent: zero
+		Seen:     orchestrator.Seen{Held: true},
 		Answered: true,
 		Failure: &orchestrator.Outcome{Reason: orchestrator.ReasonBusy, Detail: "the target is busy",
 			Evidence: &orchestrator.Evidence{Status: 486, Code: "486", Message: "Busy Here"}},
 		Signal:          orchestrator.SignalCancel,
 		ConsultDeadline: t0.Add(45 * time.Second).In(ist),
+		Cleanup:         &orchestrator.Cleanup{Until: t0.Add(2*time.Minute + 9).In(ny), Reason: "consult leg may still appear"},
 		Owner:           "replica-a",
-		LeaseExpires:    t0.Add(time.Minute + 17),
-		CreatedAt:       t0.In(ny),
-		UpdatedAt:       t0.Add(6*time.Second + 1),
+		// No reservation exists for this key: Create links nothing.
+		IdempotencyScope: "POST /v1/transfers",
+		IdempotencyKey:   "key-" + id,
+		CreatedAt:        t0.In(ny),
+		UpdatedAt:        t0.Add(6*time.Second + 1),
 	}
 }
 
@@ -316,7 +378,8 @@ func testCreateStoresACopy(f *fixture) {
 	t.Steps[0].Detail = "changed"
 	t.Steps[2].Evidence.Message = "changed"
 	t.Steps = append(t.Steps, orchestrator.Step{Name: "extra"})
-	t.Undo[0].Done = true
+	t.Cleanup.Reason = "changed"
+	t.Sent.Hold = t.Sent.Hold.Add(time.Second)
 	t.Request.Whisper.Sentence = "changed"
 	*t.Request.Recording.Enabled = true
 	t.Failure.Evidence.Code = "changed"
@@ -528,7 +591,7 @@ func testGetReturnsACopy(f *fixture) {
 	got.Request.Whisper.Voice = "changed"
 	*got.Request.Recording.Enabled = true
 	got.Failure.Evidence.Status = 500
-	got.Undo = nil
+	got.Cleanup.Until = time.Time{}
 	f.equal("after mutating a read record", f.get(t.ID), t)
 
 	listed, _, err := f.s.List(f.ctx, orchestrator.ListFilter{Limit: 10})
@@ -541,7 +604,7 @@ func testGetReturnsACopy(f *fixture) {
 
 // ---- Round trip ----
 
-// Every field survives Create, Update, Get, List and Acquire exactly.
+// Every field survives Create, Update, Get, List and Claim exactly.
 func testRoundTrip(f *fixture) {
 	t := f.create(f.full())
 	f.equal("Get after Create", f.get(t.ID), t)
@@ -557,21 +620,24 @@ func testRoundTrip(f *fixture) {
 	t.Steps[3].Status = orchestrator.StepSucceeded
 	t.Steps = append(t.Steps, orchestrator.Step{Name: orchestrator.StepHangup, Status: orchestrator.StepFailed,
 		StartedAt: t0.Add(8 * time.Second), Evidence: &orchestrator.Evidence{Code: "only-code"}})
-	t.Undo[0].Done = true
+	t.Cleanup = nil
+	t.Sent.Dial = time.Time{}
+	t.Sent.Join = t0.Add(7 * time.Second)
+	t.Seen = orchestrator.Seen{Consult: true}
+	t.IdempotencyScope, t.IdempotencyKey = "", ""
 	t.Answered = false
 	t.Failure = nil
-	t.Outcome = &orchestrator.Outcome{Reason: orchestrator.ReasonCancelled, CallerRestored: true, Detail: "cancelled by the client",
+	t.Outcome = &orchestrator.Outcome{Reason: orchestrator.ReasonCancelled, CallerRestored: true, Verified: true, Detail: "cancelled by the client",
 		Evidence: &orchestrator.Evidence{Status: 200}}
 	t.Signal = orchestrator.SignalNone
 	t.ConsultDeadline = time.Time{}
 	t.Owner = ""
-	t.LeaseExpires = time.Time{}
 	t.UpdatedAt = t0.Add(9*time.Second + 5)
 	f.update(t)
 	got := f.get(t.ID)
 	f.equal("Get after Update", got, t)
-	if !got.ConsultDeadline.IsZero() || !got.LeaseExpires.IsZero() || !got.Steps[4].EndedAt.IsZero() {
-		f.Errorf("zero times came back non-zero: %v %v %v", got.ConsultDeadline, got.LeaseExpires, got.Steps[4].EndedAt)
+	if !got.ConsultDeadline.IsZero() || !got.Sent.Dial.IsZero() || !got.Steps[4].EndedAt.IsZero() {
+		f.Errorf("zero times came back non-zero: %v %v %v", got.ConsultDeadline, got.Sent.Dial, got.Steps[4].EndedAt)
 	}
 	if got.Request.Recording.Enabled == nil || !*got.Request.Recording.Enabled {
 		f.Errorf("Recording.Enabled came back %v, want true", got.Request.Recording.Enabled)
@@ -579,7 +645,7 @@ func testRoundTrip(f *fixture) {
 
 	// Empty slices stay empty, nil ones nil.
 	bare := f.transfer("1000")
-	bare.Steps, bare.Undo = []orchestrator.Step{}, nil
+	bare.Steps = []orchestrator.Step{}
 	f.create(bare)
 	f.equal("Get of a bare record", f.get(bare.ID), bare)
 
@@ -591,13 +657,13 @@ func testRoundTrip(f *fixture) {
 	f.equal("List", listed[1], t)
 
 	now := t0.Add(time.Hour).Truncate(time.Microsecond)
-	acq := f.acquire("replica-b", now, 30*time.Second, 10)
-	if len(acq) != 1 {
-		f.Fatalf("Acquire returned %v, want %s", ids(acq), bare.ID)
+	claimed := f.claim("replica-b", now, false, 10)
+	if len(claimed) != 1 {
+		f.Fatalf("Claim returned %v, want %s", ids(claimed), bare.ID)
 	}
-	bare.Owner, bare.LeaseExpires, bare.Version = "replica-b", now.Add(30*time.Second), bare.Version+1
-	f.equal("Acquire", acq[0], bare)
-	f.equal("Get after Acquire", f.get(bare.ID), bare)
+	bare.Owner, bare.Version = "replica-b", bare.Version+1
+	f.equal("Claim", claimed[0], bare)
+	f.equal("Get after Claim", f.get(bare.ID), bare)
 }
 
 // Strings with quotes, escapes, markup and non-ASCII come back unchanged.
@@ -730,97 +796,169 @@ func testListEmpty(f *fixture) {
 	}
 }
 
-// ---- Leases ----
+// ---- Heartbeats and claims ----
 
-// Acquire claims non-terminal transfers that are unowned or whose lease
-// expired, oldest first, up to limit; it sets Owner and LeaseExpires and
-// bumps Version so that the previous owner's next Update fails.
-func testAcquire(f *fixture) {
-	now := t0.Add(time.Hour).Truncate(time.Microsecond)
-	unowned := f.create(f.transfer("1"))
-	live := f.transfer("2")
-	live.Owner, live.LeaseExpires = "other", now.Add(time.Minute)
-	f.create(live)
-	expired := f.transfer("3")
-	expired.Owner, expired.LeaseExpires = "other", now.Add(-time.Second)
-	f.create(expired)
-	done := f.create(f.transfer("4"))
-	f.setState(done, orchestrator.StateCompleted, t0)
-	doneExpired := f.transfer("5")
-	doneExpired.Owner, doneExpired.LeaseExpires = "other", now.Add(-time.Hour)
-	f.create(doneExpired)
-	f.setState(doneExpired, orchestrator.StateFailed, t0)
-	unowned2 := f.create(f.transfer("6"))
-	mineExpired := f.transfer("7")
-	mineExpired.Owner, mineExpired.LeaseExpires = "self", now.Add(-time.Millisecond)
-	f.create(mineExpired)
-	f.setState(mineExpired, orchestrator.StateRecovering, t0)
+// now is the clock of the ownership tests: whole microseconds, since the
+// stores compare heartbeats inside the database.
+var now = t0.Add(time.Hour).Truncate(time.Microsecond)
 
-	if got := f.acquire("self", now, 30*time.Second, 0); len(got) != 0 {
-		f.Errorf("Acquire with limit 0 claimed %v", ids(got))
+// Heartbeat reports expired for a new replica and for one whose heartbeat
+// ran out (a heartbeat is live while now < its end), not for a live one.
+func testHeartbeat(f *fixture) {
+	const ttl = 10 * time.Second
+	if !f.heartbeat("A", now, ttl) {
+		f.Errorf("the first Heartbeat of a replica: expired false, want true")
 	}
-	oldExpired := f.get(expired.ID)
-
-	first := f.acquire("self", now, 30*time.Second, 2)
-	if want := idsOf(unowned, expired); !slices.Equal(ids(first), want) {
-		f.Fatalf("Acquire(limit 2) = %v, want %v (oldest first)", ids(first), want)
+	if f.heartbeat("A", now.Add(5*time.Second), ttl) { // live until now+15s
+		f.Errorf("a Heartbeat within the ttl: expired true, want false")
 	}
-	rest := f.acquire("self", now, 30*time.Second, 10)
-	if want := idsOf(unowned2, mineExpired); !slices.Equal(ids(rest), want) {
-		f.Fatalf("second Acquire = %v, want %v", ids(rest), want)
+	if f.heartbeat("A", now.Add(15*time.Second-time.Microsecond), ttl) { // live until now+25s-1µs
+		f.Errorf("a Heartbeat a microsecond before the end: expired true, want false")
 	}
-	for _, t := range append(first, rest...) {
-		stored := f.get(t.ID)
-		if t.Owner != "self" || !t.LeaseExpires.Equal(now.Add(30*time.Second)) {
-			f.Errorf("claimed %s has owner %q until %v, want self until %v", t.ID, t.Owner, t.LeaseExpires, now.Add(30*time.Second))
-		}
-		f.equal("Get of a claimed transfer", stored, t)
+	if !f.heartbeat("A", now.Add(25*time.Second-time.Microsecond), ttl) {
+		f.Errorf("a Heartbeat at the end of the previous one: expired false, want true")
 	}
-	for _, c := range []struct {
-		before *orchestrator.Transfer
-		after  *orchestrator.Transfer
-	}{{unowned, first[0]}, {expired, first[1]}, {unowned2, rest[0]}, {mineExpired, rest[1]}} {
-		if c.after.Version != c.before.Version+1 {
-			f.Errorf("claimed %s has Version %d, want %d", c.after.ID, c.after.Version, c.before.Version+1)
-		}
+	if !f.heartbeat("B", now.Add(20*time.Second), ttl) {
+		f.Errorf("another replica's first Heartbeat: expired false, want true (replicas are independent)")
 	}
-	for _, t := range []*orchestrator.Transfer{live, done, doneExpired} {
-		f.equal("a transfer Acquire must not claim", f.get(t.ID), t)
+	if f.heartbeat("A", now.Add(30*time.Second), ttl) {
+		f.Errorf("A's Heartbeat after B's: expired true, want false")
 	}
-
-	// The previous owner lost the record: its next save fails.
-	oldExpired.State = orchestrator.StateHolding
-	if err := f.s.Update(f.ctx, oldExpired); !errors.Is(err, orchestrator.ErrVersionConflict) {
-		f.Errorf("the previous owner's Update after a takeover: %v, want ErrVersionConflict", err)
+	if !f.heartbeat("B", now.Add(time.Hour), ttl) {
+		f.Errorf("a Heartbeat long after the last: expired false, want true")
 	}
-	claimed := first[1]
-	claimed.State = orchestrator.StateHolding
-	f.update(claimed)
-
-	if got := f.acquire("third", now.Add(time.Second), time.Minute, 10); len(got) != 0 {
-		f.Errorf("Acquire while every lease is live claimed %v", ids(got))
-	}
-	later := f.acquire("third", now.Add(45*time.Second), time.Minute, 10)
-	if want := idsOf(unowned, expired, unowned2, mineExpired); !slices.Equal(ids(later), want) {
-		f.Errorf("Acquire after the leases expired = %v, want %v", ids(later), want)
-	}
-	f.equal("a live lease", f.get(live.ID), live)
 }
 
-// Two concurrent Acquires never claim the same transfer.
-func testAcquireConcurrent(f *fixture) {
+// Claim takes the open transfers whose owner has no live heartbeat (or no
+// owner) oldest first, up to limit, with own also the claimer's own; it
+// sets Owner and bumps Version so that the previous owner's next Update
+// fails. Live owners' transfers and closed transfers are never claimed.
+func testClaim(f *fixture) {
+	const ttl = 30 * time.Second
+	f.heartbeat("live", now, ttl)
+	f.heartbeat("dead", now.Add(-time.Minute), ttl) // ended at now-30s
+	f.heartbeat("self", now, ttl)
+
+	unowned := f.owned("1", "")
+	ofLive := f.owned("2", "live")
+	ofDead := f.owned("3", "dead")
+	ofUnknown := f.owned("4", "never-beat") // an owner without any heartbeat
+	deadCleanup := f.owned("5", "dead")
+	f.end(deadCleanup, orchestrator.StateFailed, true, now)
+	deadClosed := f.owned("6", "dead")
+	f.end(deadClosed, orchestrator.StateCompleted, false, now)
+	liveCleanup := f.owned("7", "live")
+	f.end(liveCleanup, orchestrator.StateCancelled, true, now)
+	mine := f.owned("8", "self")
+	unownedClosed := f.owned("9", "")
+	f.end(unownedClosed, orchestrator.StateCompleted, false, now)
+	oldOfDead := f.get(ofDead.ID)
+
+	first := f.claim("self", now, false, 2)
+	if want := idsOf(unowned, ofDead); !slices.Equal(ids(first), want) {
+		f.Fatalf("Claim(limit 2) = %v, want %v (oldest first)", ids(first), want)
+	}
+	rest := f.claim("self", now, false, 0)
+	if want := idsOf(ofUnknown, deadCleanup); !slices.Equal(ids(rest), want) {
+		f.Fatalf("Claim(limit 0: no bound) = %v, want %v", ids(rest), want)
+	}
+	before := map[string]*orchestrator.Transfer{unowned.ID: unowned, ofDead.ID: ofDead, ofUnknown.ID: ofUnknown, deadCleanup.ID: deadCleanup}
+	for _, t := range append(first, rest...) {
+		if t.Owner != "self" || t.Version != before[t.ID].Version+1 {
+			f.Errorf("claimed %s: owner %q version %d, want self and %d", t.ID, t.Owner, t.Version, before[t.ID].Version+1)
+		}
+		f.equal("Get of a claimed transfer", f.get(t.ID), t)
+	}
+	for _, t := range []*orchestrator.Transfer{ofLive, deadClosed, liveCleanup, mine, unownedClosed} {
+		f.equal("a transfer Claim must not take", f.get(t.ID), t)
+	}
+
+	// The previous owner lost the record: its next save fails; the new
+	// owner's succeeds.
+	oldOfDead.State = orchestrator.StateHolding
+	if err := f.s.Update(f.ctx, oldOfDead); !errors.Is(err, orchestrator.ErrVersionConflict) {
+		f.Errorf("the previous owner's Update after a claim: %v, want ErrVersionConflict", err)
+	}
+	taken := first[1]
+	taken.State = orchestrator.StateHolding
+	f.update(taken)
+
+	// A process restarted under its own name takes back all it owns,
+	// also what it claimed a moment ago.
+	again := f.claim("self", now, true, 10)
+	if want := idsOf(unowned, ofDead, ofUnknown, deadCleanup, mine); !slices.Equal(ids(again), want) {
+		f.Fatalf("Claim(own) = %v, want %v", ids(again), want)
+	}
+	if got := f.get(mine.ID); got.Owner != "self" || got.Version != mine.Version+1 {
+		f.Errorf("own claim of %s: owner %q version %d, want self and %d", mine.ID, got.Owner, got.Version, mine.Version+1)
+	}
+
+	// Heartbeats keep what they cover: "live" beats again, "self" does
+	// not; at the end of self's heartbeat (not a microsecond before) its
+	// transfers go to whoever claims.
+	if f.heartbeat("live", now.Add(20*time.Second), ttl) {
+		f.Errorf("live's second Heartbeat: expired true")
+	}
+	if got := f.claim("other", now.Add(ttl-time.Microsecond), false, 10); len(got) != 0 {
+		f.Errorf("Claim while every owner is live took %v", ids(got))
+	}
+	later := f.claim("other", now.Add(ttl), false, 10)
+	if want := idsOf(unowned, ofDead, ofUnknown, deadCleanup, mine); !slices.Equal(ids(later), want) {
+		f.Errorf("Claim after self's heartbeat ended = %v, want %v", ids(later), want)
+	}
+	f.equal("a transfer whose owner renewed its heartbeat", f.get(ofLive.ID), ofLive)
+	f.equal("a terminal transfer owing a cleanup, owner live", f.get(liveCleanup.ID), liveCleanup)
+	if got := f.claim("third", now.Add(time.Hour), false, 10); !slices.Equal(ids(got), idsOf(unowned, ofLive, ofDead, ofUnknown, deadCleanup, liveCleanup, mine)) {
+		f.Errorf("Claim once every heartbeat ended = %v, want every open transfer", ids(got))
+	}
+}
+
+// Claim follows Transfer.Open as saved by Create and Update: a terminal
+// transfer is claimable while it owes a cleanup, and stops being so once
+// a save discharges the obligation.
+func testClaimFollowsOpen(f *fixture) {
+	owing := f.owned("1", "gone")
+	f.end(owing, orchestrator.StateFailed, true, now)
+	createdOwing := f.transfer("2")
+	createdOwing.State, createdOwing.Owner = orchestrator.StateCompleted, "gone"
+	createdOwing.Cleanup = &orchestrator.Cleanup{Until: now, Reason: "tombstone"}
+	f.create(createdOwing)
+	createdClosed := f.transfer("3")
+	createdClosed.State, createdClosed.Owner = orchestrator.StateCancelled, "gone"
+	f.create(createdClosed)
+
+	got := f.claim("x", now, false, 10)
+	if want := idsOf(owing, createdOwing); !slices.Equal(ids(got), want) {
+		f.Fatalf("Claim = %v, want %v", ids(got), want)
+	}
+	// x discharges one obligation and never heartbeats: y takes the rest.
+	done := got[0]
+	done.Cleanup, done.Outcome.Verified = nil, true
+	f.update(done)
+	// A closed transfer that is found to owe a cleanup after all.
+	createdClosed.Cleanup = &orchestrator.Cleanup{Until: now, Reason: "late leg"}
+	f.update(createdClosed)
+	if got := f.claim("y", now, false, 10); !slices.Equal(ids(got), idsOf(createdOwing, createdClosed)) {
+		f.Errorf("Claim after the saves = %v, want %v", ids(got), idsOf(createdOwing, createdClosed))
+	}
+}
+
+// Concurrent Claims never take the same transfer.
+func testClaimConcurrent(f *fixture) {
 	const transfers, owners = 24, 6
 	for i := range transfers {
 		f.create(f.transfer(strconv.Itoa(i)))
 	}
-	now := t0.Add(time.Hour).Truncate(time.Microsecond)
+	for o := range owners { // live claimers: none takes from another
+		f.heartbeat("owner-"+strconv.Itoa(o), now, time.Hour)
+	}
 	claims := make([][]string, owners)
 	errs := make([]error, owners)
 	var wg sync.WaitGroup
 	for o := range owners {
 		wg.Go(func() {
 			for {
-				ts, err := f.s.Acquire(f.ctx, "owner-"+strconv.Itoa(o), now, time.Hour, 3)
+				ts, err := f.s.Claim(f.ctx, "owner-"+strconv.Itoa(o), now, false, 3)
 				if err != nil {
 					errs[o] = err
 					return
@@ -836,7 +974,7 @@ func testAcquireConcurrent(f *fixture) {
 	seen := map[string]int{}
 	for o, c := range claims {
 		if errs[o] != nil {
-			f.Errorf("owner-%d: Acquire: %v", o, errs[o])
+			f.Errorf("owner-%d: Claim: %v", o, errs[o])
 		}
 		for _, id := range c {
 			if prev, ok := seen[id]; ok {
@@ -850,84 +988,6 @@ func testAcquireConcurrent(f *fixture) {
 	}
 	if len(seen) != transfers {
 		f.Errorf("%d transfers claimed, want %d", len(seen), transfers)
-	}
-}
-
-// Renew extends only the owner's leases, keeps versions, reports the ids
-// the owner lost (taken over, terminal, unknown), and keeps a lease that
-// expired but was not taken over.
-func testRenew(f *fixture) {
-	now := t0.Add(time.Hour).Truncate(time.Microsecond)
-	const ttl = 10 * time.Second
-	a, b, c, d := f.transfer("a"), f.transfer("b"), f.transfer("c"), f.transfer("d")
-	for _, t := range []*orchestrator.Transfer{a, b, c, d} {
-		f.create(t)
-	}
-	mine := f.acquire("A", now, ttl, 10)
-	if len(mine) != 4 {
-		f.Fatalf("Acquire = %v", ids(mine))
-	}
-	all := ids(mine)
-	versions := map[string]int64{}
-	for _, t := range mine {
-		versions[t.ID] = t.Version
-	}
-	checkLease := func(id, owner string, until time.Time) {
-		f.Helper()
-		got := f.get(id)
-		if got.Owner != owner || !got.LeaseExpires.Equal(until) {
-			f.Errorf("%s: owner %q until %v, want %q until %v", id, got.Owner, got.LeaseExpires, owner, until)
-		}
-		if want, ok := versions[id]; ok && got.Version != want {
-			f.Errorf("%s: Version %d, want %d (Renew must not change it)", id, got.Version, want)
-		}
-	}
-
-	if lost := f.renew("A", all, now.Add(5*time.Second), ttl); len(lost) != 0 {
-		f.Errorf("Renew of live leases lost %v", lost)
-	}
-	for _, id := range all {
-		checkLease(id, "A", now.Add(15*time.Second))
-	}
-	if lost := f.renew("A", nil, now, ttl); len(lost) != 0 {
-		f.Errorf("Renew of nothing lost %v", lost)
-	}
-
-	// c ends; b's lease runs out and B takes it over.
-	cs := mine[2]
-	f.setState(cs, orchestrator.StateCompleted, now)
-	versions[c.ID] = cs.Version
-	if lost := f.renew("A", idsOf(a, d), now.Add(12*time.Second), ttl); len(lost) != 0 {
-		f.Errorf("Renew of a and d lost %v", lost)
-	}
-	if got := f.acquire("B", now.Add(16*time.Second), ttl, 10); !slices.Equal(ids(got), idsOf(b)) {
-		f.Fatalf("B's Acquire = %v, want %v", ids(got), idsOf(b))
-	}
-	versions[b.ID]++
-
-	unknown := f.id()
-	lost := f.renew("A", []string{a.ID, b.ID, c.ID, unknown, d.ID}, now.Add(17*time.Second), ttl)
-	slices.Sort(lost)
-	want := []string{b.ID, c.ID, unknown}
-	slices.Sort(want)
-	if !slices.Equal(lost, want) {
-		f.Errorf("Renew lost %v, want %v (taken over, terminal, unknown)", lost, want)
-	}
-	checkLease(a.ID, "A", now.Add(27*time.Second))
-	checkLease(d.ID, "A", now.Add(27*time.Second))
-	checkLease(b.ID, "B", now.Add(26*time.Second))
-	if got := f.renew("stranger", idsOf(a), now.Add(17*time.Second), time.Hour); !slices.Equal(got, idsOf(a)) {
-		f.Errorf("a stranger's Renew of a = %v, want it lost", got)
-	}
-	checkLease(a.ID, "A", now.Add(27*time.Second))
-
-	// d's lease expires, nobody takes it, A renews it: A keeps it.
-	if lost := f.renew("A", idsOf(d), now.Add(40*time.Second), ttl); len(lost) != 0 {
-		f.Errorf("Renew of an expired, untaken lease lost %v", lost)
-	}
-	checkLease(d.ID, "A", now.Add(50*time.Second))
-	if got := f.acquire("B", now.Add(41*time.Second), ttl, 10); !slices.Equal(ids(got), idsOf(a, b)) {
-		f.Errorf("B's Acquire after A renewed d = %v, want a and b (expired), not d", ids(got))
 	}
 }
 
@@ -991,10 +1051,11 @@ func reserve(f *fixture, rec orchestrator.IdempotencyRecord) (orchestrator.Idemp
 func equalIdem(f *fixture, what string, got, want orchestrator.IdempotencyRecord) {
 	f.Helper()
 	same := got.Scope == want.Scope && got.Key == want.Key && got.RequestHash == want.RequestHash &&
-		got.CreatedAt.Equal(want.CreatedAt) && (got.Response == nil) == (want.Response == nil)
+		got.CreatedAt.Equal(want.CreatedAt) && got.Owner == want.Owner && (got.Response == nil) == (want.Response == nil)
 	if same && got.Response != nil {
 		g, w := got.Response, want.Response
-		same = g.Status == w.Status && g.Location == w.Location && string(g.Body) == string(w.Body)
+		same = g.Status == w.Status && g.Location == w.Location && string(g.Body) == string(w.Body) &&
+			g.TransferID == w.TransferID
 	}
 	if !same {
 		f.Errorf("%s: got %s, want %s", what, fmtIdem(got), fmtIdem(want))
@@ -1002,16 +1063,16 @@ func equalIdem(f *fixture, what string, got, want orchestrator.IdempotencyRecord
 }
 
 func fmtIdem(r orchestrator.IdempotencyRecord) string {
-	s := fmt.Sprintf("{%q %q hash %q created %v", r.Scope, r.Key, r.RequestHash, r.CreatedAt)
+	s := fmt.Sprintf("{%q %q hash %q created %v owner %q", r.Scope, r.Key, r.RequestHash, r.CreatedAt, r.Owner)
 	if r.Response != nil {
-		s += fmt.Sprintf(" response %d %q %q", r.Response.Status, r.Response.Location, r.Response.Body)
+		s += fmt.Sprintf(" response %d %q %q transfer %q", r.Response.Status, r.Response.Location, r.Response.Body, r.Response.TransferID)
 	}
 	return s + "}"
 }
 
 func testIdempotency(f *fixture) {
 	at := t0.Truncate(time.Microsecond)
-	rec := orchestrator.IdempotencyRecord{Scope: "POST /v1/transfers", Key: "key-1", RequestHash: "sha256:aa", CreatedAt: at}
+	rec := orchestrator.IdempotencyRecord{Scope: "POST /v1/transfers", Key: "key-1", RequestHash: "sha256:aa", CreatedAt: at, Owner: "replica-a"}
 	got, ok := reserve(f, rec)
 	if !ok {
 		f.Fatalf("the first Reserve returned false")
@@ -1034,7 +1095,8 @@ func testIdempotency(f *fixture) {
 		f.Errorf("another key in the same scope was not reserved")
 	}
 
-	resp := orchestrator.IdempotentResponse{Status: 202, Location: "/v1/transfers/tr_01", Body: []byte("{\"id\":\"tr_01\"}\x00\xff\xfe binary")}
+	resp := orchestrator.IdempotentResponse{Status: 202, Location: "/v1/transfers/tr_01", Body: []byte("{\"id\":\"tr_01\"}\x00\xff\xfe binary"),
+		TransferID: "tr_01"}
 	if err := f.s.CompleteIdempotency(f.ctx, rec.Scope, rec.Key, resp); err != nil {
 		f.Fatalf("CompleteIdempotency: %v", err)
 	}
@@ -1044,7 +1106,8 @@ func testIdempotency(f *fixture) {
 		f.Errorf("Reserve of a completed key returned true")
 	}
 	want := rec
-	want.Response = &orchestrator.IdempotentResponse{Status: 202, Location: resp.Location, Body: []byte("{\"id\":\"tr_01\"}\x00\xff\xfe binary")}
+	want.Response = &orchestrator.IdempotentResponse{Status: 202, Location: resp.Location, Body: []byte("{\"id\":\"tr_01\"}\x00\xff\xfe binary"),
+		TransferID: "tr_01"}
 	equalIdem(f, "Reserve of a completed key", got, want)
 
 	empty := orchestrator.IdempotentResponse{Status: 204}
@@ -1116,13 +1179,206 @@ func testIdempotencyConcurrent(f *fixture) {
 	}
 }
 
+// Signalled lists the open transfers of one owner that have a pending
+// signal; a closed transfer has nothing left to act on and is not listed.
+func testSignalled(f *fixture) {
+	x, y, z := f.owned("1", "A"), f.owned("2", "A"), f.owned("3", "A")
+	f.end(z, orchestrator.StateFailed, true, now)
+	w := f.owned("4", "A")
+	f.end(w, orchestrator.StateCompleted, false, now)
+	v := f.owned("5", "B")
+	for _, t := range []*orchestrator.Transfer{x, z, w, v} {
+		if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if got := f.signalled("A"); !slices.Equal(got, idsOf(x, z)) {
+		f.Errorf("Signalled(A) = %v, want %v (not %s without a signal, not the closed %s)", got, idsOf(x, z), y.ID, w.ID)
+	}
+	if got := f.signalled("B"); !slices.Equal(got, idsOf(v)) {
+		f.Errorf("Signalled(B) = %v, want %v", got, idsOf(v))
+	}
+	if got := f.signalled("nobody"); len(got) != 0 {
+		f.Errorf("Signalled(nobody) = %v, want none", got)
+	}
+	if _, err := f.s.TakeSignal(f.ctx, x.ID); err != nil {
+		f.Fatal(err)
+	}
+	if got := f.signalled("A"); !slices.Equal(got, idsOf(z)) {
+		f.Errorf("Signalled(A) after a take = %v, want %v", got, idsOf(z))
+	}
+	// B claims A's open transfers (A never beat): the signal follows the
+	// owner.
+	f.claim("B", now, false, 10)
+	if got := f.signalled("A"); len(got) != 0 {
+		f.Errorf("Signalled(A) after B's claim = %v, want none", got)
+	}
+	if got := f.signalled("B"); !slices.Equal(got, idsOf(z, v)) {
+		f.Errorf("Signalled(B) after its claim = %v, want %v", got, idsOf(z, v))
+	}
+}
+
+// replayOf is the response SettleIdempotency gives a reservation linked
+// to transfer id.
+func replayOf(id string) *orchestrator.IdempotentResponse {
+	return &orchestrator.IdempotentResponse{Status: 202, Location: "/v1/transfers/" + id, TransferID: id}
+}
+
+// Create links the reservation named by the transfer in the same write: a
+// saved transfer's reservation is linked, a refused one's is not.
+func testCreateLinksIdempotency(f *fixture) {
+	const scope = "POST /v1/transfers"
+	rec := func(scope, key string) orchestrator.IdempotencyRecord {
+		return orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: "h", CreatedAt: now, Owner: "A"}
+	}
+	for _, r := range []orchestrator.IdempotencyRecord{rec(scope, "k1"), rec(scope, "k2"), rec("POST /other", "k3")} {
+		reserve(f, r)
+	}
+	t := f.transfer("1000")
+	t.IdempotencyScope, t.IdempotencyKey = scope, "k1"
+	f.create(t)
+	f.equal("Get of a transfer created with a key", f.get(t.ID), t)
+
+	dup := f.transfer("1000") // the same call: refused
+	dup.IdempotencyScope, dup.IdempotencyKey = scope, "k2"
+	wantActive(f.T, "Create of a second transfer of the call", f.s.Create(f.ctx, dup), t.ID)
+
+	other := f.transfer("2000") // k3 is reserved in another scope only
+	other.IdempotencyScope, other.IdempotencyKey = scope, "k3"
+	f.create(other)
+	unreserved := f.transfer("3000")
+	unreserved.IdempotencyScope, unreserved.IdempotencyKey = scope, "never-reserved"
+	f.create(unreserved)
+
+	// A dies: its linked reservation replays the transfer, the others go.
+	if n := f.settle("B", now, false); n != 3 {
+		f.Errorf("SettleIdempotency = %d, want 3", n)
+	}
+	got, ok := reserve(f, rec(scope, "k1"))
+	want := rec(scope, "k1")
+	want.Response = replayOf(t.ID)
+	if ok {
+		f.Errorf("the linked reservation was deleted")
+	} else {
+		equalIdem(f, "the linked reservation, settled", got, want)
+	}
+	if _, ok := reserve(f, rec(scope, "k2")); !ok {
+		f.Errorf("the reservation of a refused Create was linked")
+	}
+	if _, ok := reserve(f, rec("POST /other", "k3")); !ok {
+		f.Errorf("a reservation of another scope was linked")
+	}
+	if _, ok := reserve(f, rec(scope, "never-reserved")); !ok {
+		f.Errorf("Create without a reservation made one")
+	}
+}
+
+// SettleIdempotency answers or deletes the pending reservations of
+// replicas without a live heartbeat (and with own the caller's), and
+// leaves completed ones and live replicas' alone.
+func testSettleIdempotency(f *fixture) {
+	const ttl = 30 * time.Second
+	f.heartbeat("live", now, ttl)
+	f.heartbeat("dead", now.Add(-time.Minute), ttl)
+	f.heartbeat("self", now, ttl)
+	const scope = "POST /v1/transfers"
+	rec := func(key, owner string) orchestrator.IdempotencyRecord {
+		return orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: "h-" + key, CreatedAt: now, Owner: owner}
+	}
+	linked := map[string]string{} // key -> transfer id
+	for i, r := range []orchestrator.IdempotencyRecord{rec("linked-dead", "dead"), rec("unlinked-dead", "dead"),
+		rec("no-owner", ""), rec("linked-live", "live"), rec("unlinked-live", "live"), rec("done-dead", "dead"),
+		rec("linked-self", "self"), rec("unlinked-self", "self")} {
+		reserve(f, r)
+		if strings.HasPrefix(r.Key, "linked-") || r.Key == "done-dead" {
+			t := f.transfer(strconv.Itoa(i))
+			t.IdempotencyScope, t.IdempotencyKey = scope, r.Key
+			f.create(t)
+			linked[r.Key] = t.ID
+		}
+	}
+	done := orchestrator.IdempotentResponse{Status: 201, Location: "/v1/transfers/" + linked["done-dead"], Body: []byte(`{"state":"completed"}`)}
+	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-dead", done); err != nil {
+		f.Fatal(err)
+	}
+	check := func(key, owner string, resp *orchestrator.IdempotentResponse) {
+		f.Helper()
+		want := rec(key, owner)
+		want.Response = resp
+		got, ok := reserve(f, want)
+		if ok {
+			f.Errorf("%s: the reservation is gone", key)
+			return
+		}
+		equalIdem(f, key, got, want)
+	}
+	checkGone := func(key string) {
+		f.Helper()
+		if _, ok := reserve(f, rec(key, "checker")); !ok {
+			f.Errorf("%s: the reservation is still there", key)
+		}
+		if err := f.s.DeleteIdempotency(f.ctx, scope, key); err != nil { // so that no later Settle sees it
+			f.Fatal(err)
+		}
+	}
+
+	if n := f.settle("self", now, false); n != 3 {
+		f.Errorf("SettleIdempotency(self) = %d, want 3 (the dead replica's two and the one without owner)", n)
+	}
+	check("linked-dead", "dead", replayOf(linked["linked-dead"]))
+	checkGone("unlinked-dead")
+	checkGone("no-owner")
+	check("done-dead", "dead", &done)
+	for _, key := range []string{"linked-live", "unlinked-live"} {
+		check(key, "live", nil)
+	}
+	for _, key := range []string{"linked-self", "unlinked-self"} {
+		check(key, "self", nil)
+	}
+	if n := f.settle("self", now, false); n != 0 {
+		f.Errorf("a second SettleIdempotency = %d, want 0", n)
+	}
+
+	// A process restarted under its own name settles what it left.
+	if n := f.settle("self", now, true); n != 2 {
+		f.Errorf("SettleIdempotency(self, own) = %d, want 2", n)
+	}
+	check("linked-self", "self", replayOf(linked["linked-self"]))
+	checkGone("unlinked-self")
+	check("linked-live", "live", nil)
+
+	// At the end of live's heartbeat its reservations are settled too.
+	if n := f.settle("other", now.Add(ttl-time.Microsecond), false); n != 0 {
+		f.Errorf("SettleIdempotency before live's heartbeat ended = %d, want 0", n)
+	}
+	if n := f.settle("other", now.Add(ttl), false); n != 2 {
+		f.Errorf("SettleIdempotency after live's heartbeat ended = %d, want 2", n)
+	}
+	check("linked-live", "live", replayOf(linked["linked-live"]))
+	checkGone("unlinked-live")
+}
+
 // ---- Purge ----
 
-// Purge deletes terminal transfers updated before the cut-off with their
-// signals, and idempotency records created before it; nothing else.
+// Purge deletes closed transfers (terminal, no cleanup owed) updated
+// before the cut-off with their signals, and idempotency records created
+// before it unless their transfer is still open; nothing else.
 func testPurge(f *fixture) {
 	cutoff := t0.Add(24 * time.Hour).Truncate(time.Microsecond)
-	oldDone := f.create(f.transfer("1"))
+	idem := func(key string, at time.Time) orchestrator.IdempotencyRecord {
+		return orchestrator.IdempotencyRecord{Scope: "s", Key: key, RequestHash: "h", CreatedAt: at}
+	}
+	for _, r := range []orchestrator.IdempotencyRecord{idem("old", cutoff.Add(-time.Second)), idem("at", cutoff),
+		idem("new", cutoff.Add(time.Second)), idem("old-of-open", cutoff.Add(-time.Hour)), idem("old-of-closed", cutoff.Add(-time.Hour))} {
+		reserve(f, r)
+	}
+	if err := f.s.CompleteIdempotency(f.ctx, "s", "old", orchestrator.IdempotentResponse{Status: 201}); err != nil {
+		f.Fatal(err)
+	}
+
+	oldDone := f.transfer("1")
+	oldDone.IdempotencyScope, oldDone.IdempotencyKey = "s", "old-of-closed"
+	f.create(oldDone)
 	f.setState(oldDone, orchestrator.StateCompleted, cutoff.Add(-time.Minute))
 	if err := f.s.PutSignal(f.ctx, oldDone.ID, orchestrator.SignalCancel); err != nil {
 		f.Fatal(err)
@@ -1135,29 +1391,19 @@ func testPurge(f *fixture) {
 	f.setState(atCutoff, orchestrator.StateFailed, cutoff)
 	newDone := f.create(f.transfer("5"))
 	f.setState(newDone, orchestrator.StateCompleted, cutoff.Add(time.Minute))
-	oldActive := f.create(f.transfer("6"))
+	oldActive := f.transfer("6")
+	oldActive.IdempotencyScope, oldActive.IdempotencyKey = "s", "old-of-open"
+	f.create(oldActive)
 	f.setState(oldActive, orchestrator.StateConsulting, cutoff.Add(-time.Hour))
 	if err := f.s.PutSignal(f.ctx, oldActive.ID, orchestrator.SignalComplete); err != nil {
 		f.Fatal(err)
 	}
 	oldRecovering := f.create(f.transfer("7"))
 	f.setState(oldRecovering, orchestrator.StateRecovering, cutoff.Add(-time.Hour))
+	oldOwing := f.create(f.transfer("8"))
+	f.end(oldOwing, orchestrator.StateFailed, true, cutoff.Add(-50*time.Hour))
 
-	idem := func(key string, at time.Time) orchestrator.IdempotencyRecord {
-		return orchestrator.IdempotencyRecord{Scope: "s", Key: key, RequestHash: "h", CreatedAt: at}
-	}
-	for _, r := range []orchestrator.IdempotencyRecord{idem("old", cutoff.Add(-time.Second)), idem("at", cutoff), idem("new", cutoff.Add(time.Second))} {
-		reserve(f, r)
-	}
-	if err := f.s.CompleteIdempotency(f.ctx, "s", "old", orchestrator.IdempotentResponse{Status: 201}); err != nil {
-		f.Fatal(err)
-	}
-
-	n, err := f.s.Purge(f.ctx, cutoff)
-	if err != nil {
-		f.Fatalf("Purge: %v", err)
-	}
-	if n != 3 {
+	if n := f.purge(cutoff, 0); n != 3 {
 		f.Errorf("Purge deleted %d transfers, want 3", n)
 	}
 	for _, t := range []*orchestrator.Transfer{oldDone, oldCancelled, oldFailed} {
@@ -1165,11 +1411,11 @@ func testPurge(f *fixture) {
 			f.Errorf("purged %s: Get = %v, want not found", t.ID, err)
 		}
 	}
-	for _, t := range []*orchestrator.Transfer{atCutoff, newDone, oldActive, oldRecovering} {
+	for _, t := range []*orchestrator.Transfer{atCutoff, newDone, oldActive, oldRecovering, oldOwing} {
 		f.equal("a transfer Purge must keep", f.get(t.ID), t)
 	}
 	got, _ := f.list(orchestrator.ListFilter{Limit: 100})
-	if want := idsOf(oldRecovering, oldActive, newDone, atCutoff); !slices.Equal(got, want) {
+	if want := idsOf(oldOwing, oldRecovering, oldActive, newDone, atCutoff); !slices.Equal(got, want) {
 		f.Errorf("List after Purge = %v, want %v", got, want)
 	}
 	// The purged transfer's signal went with it: a record saved again
@@ -1184,16 +1430,40 @@ func testPurge(f *fixture) {
 		f.Errorf("a kept transfer's signal = %q, %v; want complete", sig, err)
 	}
 
-	if _, ok := reserve(f, idem("old", cutoff)); !ok {
-		f.Errorf("an idempotency key created before the cut-off survived Purge")
-	}
-	for _, key := range []string{"at", "new"} {
-		if _, ok := reserve(f, idem(key, cutoff)); ok {
-			f.Errorf("idempotency key %q created at or after the cut-off was purged", key)
+	for _, key := range []string{"old", "old-of-closed"} {
+		if _, ok := reserve(f, idem(key, cutoff)); !ok {
+			f.Errorf("idempotency key %q created before the cut-off survived Purge", key)
 		}
 	}
-	if n, err := f.s.Purge(f.ctx, cutoff); err != nil || n != 0 {
-		f.Errorf("second Purge = %d, %v; want 0", n, err)
+	for _, key := range []string{"at", "new", "old-of-open"} {
+		if _, ok := reserve(f, idem(key, cutoff)); ok {
+			f.Errorf("idempotency key %q was purged", key)
+		}
+	}
+	if n := f.purge(cutoff, 0); n != 0 {
+		f.Errorf("second Purge = %d; want 0", n)
+	}
+}
+
+// Purge deletes at most limit transfers per call, and never open ones.
+func testPurgeLimit(f *fixture) {
+	cutoff := t0.Add(24 * time.Hour).Truncate(time.Microsecond)
+	for i := range 5 {
+		t := f.create(f.transfer("closed-" + strconv.Itoa(i)))
+		f.setState(t, orchestrator.StateCompleted, cutoff.Add(-time.Duration(i+1)*time.Hour))
+	}
+	active := f.create(f.transfer("active"))
+	f.setState(active, orchestrator.StateDialing, cutoff.Add(-time.Hour))
+	owing := f.create(f.transfer("owing"))
+	f.end(owing, orchestrator.StateCancelled, true, cutoff.Add(-time.Hour))
+	for i, want := range []int{2, 2, 1, 0} {
+		if n := f.purge(cutoff, 2); n != want {
+			f.Errorf("Purge #%d with limit 2 = %d, want %d", i+1, n, want)
+		}
+	}
+	got, _ := f.list(orchestrator.ListFilter{Limit: 100})
+	if want := idsOf(owing, active); !slices.Equal(got, want) {
+		f.Errorf("List after the Purges = %v, want %v", got, want)
 	}
 }
 
