@@ -554,6 +554,7 @@ func TestCallIDHistoryBounded(t *testing.T) {
 	h := newHarness(t, nssim.Config{HistoryLimit: 2})
 	h.sim.SetBehaviour("TEST", "1010", nssim.Behaviour{Mode: nssim.ModeManual})
 	wantStatus(t, h.create("1000", "1010", "keep"), http.StatusAccepted)
+	h.idle() // the target rings before it turns busy
 	h.sim.SetBehaviour("TEST", "1010", nssim.Behaviour{Mode: nssim.ModeBusy})
 	for i := range 6 {
 		wantStatus(t, h.create("1000", "1010", fmt.Sprint("gone-", i)), http.StatusAccepted)
