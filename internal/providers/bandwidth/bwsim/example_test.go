@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
 )
@@ -62,4 +63,33 @@ func ExampleSim_SetBehaviour() {
 	a, _ := sim.Call(caller.ID)
 	fmt.Println(b.Cause, a.State)
 	// Output: USER_BUSY completed
+}
+
+// Accepted updates applied late: the 200 comes at once, the ground truth shows the caller
+// held only once the action was applied (here by Settle rather than waiting).
+func ExampleSim_Truth() {
+	sim := bwsim.New(bwsim.Config{ActionDelay: time.Hour})
+	defer sim.Close()
+	srv := httptest.NewServer(http.StripPrefix("/v1", sim.APIHandler()))
+	defer srv.Close()
+
+	caller, agentLeg, br, _ := sim.PlaceCallWithAgent(bwsim.InboundCall{From: "+15555550100", To: "+15555550000", Agent: "+15555550111"})
+	res, err := srv.Client().Post(srv.URL+"/v1/users/u-sim/bridges/"+br.ID, "application/json",
+		strings.NewReader(`{"bridgeAudio":false}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res.Body.Close()
+	before := sim.Truth()
+	c, _ := before.Call(caller.ID)
+	fmt.Println(res.StatusCode, before.PendingActions, c.Held, before.Connected(caller.ID, agentLeg.ID))
+
+	sim.Settle()
+	after := sim.Truth()
+	c, _ = after.Call(caller.ID)
+	fmt.Println(after.PendingActions, c.Held, after.Connected(caller.ID, agentLeg.ID))
+	// Output:
+	// 200 1 false true
+	// 0 true false
 }
