@@ -14,3 +14,6 @@ func TestConformance(t *testing.T) {
 
 func BenchmarkUpdate(b *testing.B) { storetest.BenchUpdate(b, memory.New()) }
 func BenchmarkCreate(b *testing.B) { storetest.BenchCreate(b, memory.New()) }
+func BenchmarkClaimIdle(b *testing.B) {
+	storetest.BenchClaimIdle(b, memory.New(), 1000)
+}

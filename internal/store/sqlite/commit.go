@@ -90,7 +90,7 @@ func (s *Store) commitBatch(batch []*updateReq) {
 func (s *Store) updateIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {
 	op := "update " + r.id
 	c := r.col
-	res, err := stmt.ExecContext(ctx, r.next, c.state, c.provider, c.callKey, c.owner, c.lease, c.created, c.updated, c.record,
+	res, err := stmt.ExecContext(ctx, r.next, c.state, c.provider, c.callKey, c.owner, c.open, c.created, c.updated, c.record,
 		r.id, r.version)
 	if isUnique(err) {
 		// Only possible when a terminal transfer is made active again

@@ -7,8 +7,8 @@
 // times to the nanosecond; the columns beside it copy what queries select
 // on. Writes go through a single connection: SQLite has one writer at a
 // time anyway, and serializing in Go rather than in the file lock means no
-// SQLITE_BUSY under load and read-modify-write transactions (Acquire,
-// Renew, Reserve) that are atomic without retries. Readers use a pool of
+// SQLITE_BUSY under load and read-modify-write transactions (Claim,
+// Heartbeat, Reserve, Settle) that are atomic without retries. Readers use a pool of
 // their own; WAL lets them run beside the writer.
 package sqlite
 
@@ -53,6 +53,9 @@ type Store struct {
 	quit      chan struct{}
 	committed chan struct{}
 	closeOnce sync.Once
+	// purgeBatch is the purgeBatch constant, set lower by tests to
+	// exercise the batching.
+	purgeBatch int
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -80,7 +83,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
-	s := &Store{}
+	s := &Store{purgeBatch: purgeBatch}
 	if s.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

@@ -23,7 +23,8 @@ const (
 
 // columns are the values stored beside a transfer's JSON.
 type columns struct {
-	state, provider, callKey, owner, lease, created, updated, record string
+	state, provider, callKey, owner, created, updated, record string
+	open                                                      bool // Transfer.Open
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
@@ -33,7 +34,7 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	}
 	return columns{
 		state: string(t.State), provider: strings.ToLower(t.Request.Provider), callKey: orchestrator.CallKey(&t.Request),
-		owner: t.Owner, lease: ts(t.LeaseExpires), created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: string(b),
+		owner: t.Owner, created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: string(b), open: t.Open(),
 	}, nil
 }
 
@@ -46,7 +47,9 @@ func decode(record string) (*orchestrator.Transfer, error) {
 }
 
 // Create implements orchestrator.Store. The partial unique index on
-// call_key decides which of two concurrent Creates for one call wins.
+// call_key decides which of two concurrent Creates for one call wins. The
+// transfer and the link from its idempotency reservation are one
+// transaction: a reservation is linked exactly when its transfer exists.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "create " + t.ID
 	c := t.Clone()
@@ -55,42 +58,43 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	if err != nil {
 		return fail(op, err)
 	}
-	// The transfer holding the call may end between our failed insert and
-	// the look-up of its id; then the insert is tried again.
-	for range 3 {
-		res, err := s.w.ExecContext(ctx, `INSERT INTO transfers
-			(id, version, state, provider, call_key, owner, lease_expires, created_at, updated_at, record)
-			VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			c.ID, col.state, col.provider, col.callKey, col.owner, col.lease, col.created, col.updated, col.record)
-		if isUnique(err) {
-			id, err := s.activeID(ctx, col.callKey)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return fail(op, err)
-			}
-			return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
-		}
-		if err != nil {
-			return fail(op, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fail(op, err)
-		} else if n == 0 {
-			return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
-		}
-		t.Version = 1
-		return nil
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(op, err)
 	}
-	return fail(op, errors.New("the call's active transfer keeps changing"))
-}
-
-// activeID returns the id of the non-terminal transfer of callKey.
-func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
-	var id string
-	err := s.w.QueryRowContext(ctx, `SELECT id FROM transfers WHERE call_key = ? AND `+nonTerminal, callKey).Scan(&id)
-	return id, err
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO transfers
+		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record)
+		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		c.ID, col.state, col.provider, col.callKey, col.owner, col.open, col.created, col.updated, col.record)
+	if isUnique(err) {
+		// The transaction holds the write lock: the transfer that holds
+		// the call is still there to be named.
+		var id string
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM transfers WHERE call_key = ? AND `+nonTerminal, col.callKey).Scan(&id); err != nil {
+			return fail(op, err)
+		}
+		return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
+	}
+	if err != nil {
+		return fail(op, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fail(op, err)
+	} else if n == 0 {
+		return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
+	}
+	if c.IdempotencyKey != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`,
+			c.ID, c.IdempotencyScope, c.IdempotencyKey); err != nil {
+			return fail(op, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(op, err)
+	}
+	t.Version = 1
+	return nil
 }
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
@@ -123,7 +127,7 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 }
 
 const updateSQL = `UPDATE transfers SET version = ?, state = ?, provider = ?, call_key = ?,
-		owner = ?, lease_expires = ?, created_at = ?, updated_at = ?, record = ?
+		owner = ?, open = ?, created_at = ?, updated_at = ?, record = ?
 		WHERE id = ? AND version = ?`
 
 // Get implements orchestrator.Store.
@@ -198,13 +202,42 @@ func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchest
 	return out, false, nil
 }
 
-// Acquire implements orchestrator.Store. The single writer connection
-// makes the select-then-update one atomic step: two Acquires run one after
-// the other and the second sees the first's leases.
-func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl time.Duration, limit int) ([]*orchestrator.Transfer, error) {
-	const op = "acquire"
+// Heartbeat implements orchestrator.Store.
+func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	const op = "heartbeat"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fail(op, err)
+	}
+	defer tx.Rollback()
+	var live bool
+	err = tx.QueryRowContext(ctx, `SELECT expires > ? FROM replicas WHERE name = ?`, ts(now), owner).Scan(&live)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fail(op, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO replicas (name, expires) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires`, owner, ts(now.Add(ttl))); err != nil {
+		return false, fail(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fail(op, err)
+	}
+	return !live, nil
+}
+
+// deadOwner is the SQL condition "the row's owner column names no replica
+// with a live heartbeat at ?".
+func deadOwner(column string) string {
+	return `NOT EXISTS (SELECT 1 FROM replicas WHERE name = ` + column + ` AND expires > ?)`
+}
+
+// Claim implements orchestrator.Store. The single writer connection makes
+// the select-then-update one atomic step: two Claims run one after the
+// other and the second sees the first's owners.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	const op = "claim"
 	if limit <= 0 {
-		return nil, nil
+		limit = -1 // SQLite: no bound
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -212,14 +245,20 @@ func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl ti
 	}
 	defer tx.Rollback()
 	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers
-		WHERE `+nonTerminal+` AND (owner = '' OR lease_expires <= ?) ORDER BY id LIMIT ?`, ts(now), limit)
+		WHERE open = 1 AND (owner = '' OR (? AND owner = ?) OR `+deadOwner("transfers.owner")+`)
+		ORDER BY id LIMIT ?`, own, owner, ts(now), limit)
 	if err != nil {
 		return nil, fail(op, err)
 	}
 	for _, t := range claimed {
-		t.Owner, t.LeaseExpires = owner, now.Add(ttl)
+		t.Owner = owner
 		t.Version++ // the previous owner's next Update fails
-		if err := saveLease(ctx, tx, t, true); err != nil {
+		col, err := encode(t)
+		if err != nil {
+			return nil, fail(op+" "+t.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET version = ?, owner = ?, record = ? WHERE id = ?`,
+			t.Version, col.owner, col.record, t.ID); err != nil {
 			return nil, fail(op+" "+t.ID, err)
 		}
 	}
@@ -229,44 +268,28 @@ func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl ti
 	return claimed, nil
 }
 
-// Renew implements orchestrator.Store.
-func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.Time, ttl time.Duration) ([]string, error) {
-	const op = "renew"
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	list, err := json.Marshal(ids)
+// Signalled implements orchestrator.Store. Only open transfers count: a
+// closed one has nothing left to act on, and its signal goes when Purge
+// deletes it.
+func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
+		WHERE t.owner = ? AND t.open = 1 ORDER BY t.id`, owner)
 	if err != nil {
-		return nil, fail(op, err)
+		return nil, fail("signalled", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fail(op, err)
-	}
-	defer tx.Rollback()
-	held, err := selectRecords(ctx, tx, `SELECT record FROM transfers
-		WHERE id IN (SELECT value FROM json_each(?)) AND owner = ? AND `+nonTerminal, string(list), owner)
-	if err != nil {
-		return nil, fail(op, err)
-	}
-	kept := make(map[string]bool, len(held))
-	for _, t := range held {
-		t.LeaseExpires = now.Add(ttl)
-		if err := saveLease(ctx, tx, t, false); err != nil {
-			return nil, fail(op+" "+t.ID, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fail("signalled", err)
 		}
-		kept[t.ID] = true
+		out = append(out, id)
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fail(op, err)
+	if err := rows.Err(); err != nil {
+		return nil, fail("signalled", err)
 	}
-	var lost []string
-	for _, id := range ids {
-		if !kept[id] {
-			lost = append(lost, id)
-		}
-	}
-	return lost, nil
+	return out, nil
 }
 
 func selectRecords(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]*orchestrator.Transfer, error) {
@@ -288,23 +311,6 @@ func selectRecords(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]*o
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// saveLease writes t's lease (and, when claimed, its owner and version)
-// into the row and its JSON, which stays the whole truth.
-func saveLease(ctx context.Context, tx *sql.Tx, t *orchestrator.Transfer, claimed bool) error {
-	col, err := encode(t)
-	if err != nil {
-		return err
-	}
-	if claimed {
-		_, err = tx.ExecContext(ctx, `UPDATE transfers SET version = ?, owner = ?, lease_expires = ?, record = ? WHERE id = ?`,
-			t.Version, col.owner, col.lease, col.record, t.ID)
-	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE transfers SET lease_expires = ?, record = ? WHERE id = ?`,
-			col.lease, col.record, t.ID)
-	}
-	return err
 }
 
 // PutSignal implements orchestrator.Store.
@@ -361,16 +367,17 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 	}
 	defer tx.Rollback()
 	var (
-		status   sql.NullInt64
-		location string
-		body     []byte
+		status     sql.NullInt64
+		location   string
+		body       []byte
+		transferID string
 	)
 	if r := rec.Response; r != nil {
-		status, location, body = sql.NullInt64{Int64: int64(r.Status), Valid: true}, r.Location, r.Body
+		status, location, body, transferID = sql.NullInt64{Int64: int64(r.Status), Valid: true}, r.Location, r.Body, r.TransferID
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO idempotency (scope, key, request_hash, created_at, status, location, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING`,
-		rec.Scope, rec.Key, rec.RequestHash, ts(rec.CreatedAt), status, location, body)
+	res, err := tx.ExecContext(ctx, `INSERT INTO idempotency (scope, key, request_hash, created_at, owner, status, location, body, response_transfer_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING`,
+		rec.Scope, rec.Key, rec.RequestHash, ts(rec.CreatedAt), rec.Owner, status, location, body, transferID)
 	if err != nil {
 		return rec, false, fail(op, err)
 	}
@@ -386,15 +393,17 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 	}
 	cur := orchestrator.IdempotencyRecord{Scope: rec.Scope, Key: rec.Key}
 	var created string
-	if err := tx.QueryRowContext(ctx, `SELECT request_hash, created_at, status, location, body FROM idempotency
-		WHERE scope = ? AND key = ?`, rec.Scope, rec.Key).Scan(&cur.RequestHash, &created, &status, &location, &body); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT request_hash, created_at, owner, status, location, body, response_transfer_id
+		FROM idempotency WHERE scope = ? AND key = ?`, rec.Scope, rec.Key).Scan(
+		&cur.RequestHash, &created, &cur.Owner, &status, &location, &body, &transferID); err != nil {
 		return rec, false, fail(op, err)
 	}
 	if cur.CreatedAt, err = parseTS(created); err != nil {
 		return rec, false, fail(op, err)
 	}
 	if status.Valid {
-		cur.Response = &orchestrator.IdempotentResponse{Status: int(status.Int64), Location: location, Body: body}
+		cur.Response = &orchestrator.IdempotentResponse{Status: int(status.Int64), Location: location, Body: body,
+			TransferID: transferID}
 	}
 	return cur, false, tx.Commit()
 }
@@ -402,8 +411,8 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 // CompleteIdempotency implements orchestrator.Store.
 func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
 	const op = "complete idempotency key"
-	res, err := s.w.ExecContext(ctx, `UPDATE idempotency SET status = ?, location = ?, body = ? WHERE scope = ? AND key = ?`,
-		resp.Status, resp.Location, resp.Body, scope, key)
+	res, err := s.w.ExecContext(ctx, `UPDATE idempotency SET status = ?, location = ?, body = ?, response_transfer_id = ?
+		WHERE scope = ? AND key = ?`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key)
 	if err != nil {
 		return fail(op, err)
 	}
@@ -423,28 +432,91 @@ func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error 
 	return nil
 }
 
-// Purge implements orchestrator.Store. Signals go with their transfers
-// through the foreign key's ON DELETE CASCADE.
-func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
-	const op = "purge"
+// SettleIdempotency implements orchestrator.Store: one transaction, so
+// that a reservation is either answered or deleted, never both.
+func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error) {
+	const op = "settle idempotency keys"
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fail(op, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM transfers WHERE `+terminal+` AND updated_at < ?`, ts(before))
+	// The predicate repeats idempotency_pending's (status IS NULL).
+	orphaned := `status IS NULL AND ((? AND owner = ?) OR ` + deadOwner("idempotency.owner") + `)`
+	res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
+		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, own, owner, ts(now))
 	if err != nil {
 		return 0, fail(op, err)
 	}
-	n, err := res.RowsAffected()
+	answered, err := res.RowsAffected()
 	if err != nil {
 		return 0, fail(op, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, ts(before)); err != nil {
+	res, err = tx.ExecContext(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, own, owner, ts(now))
+	if err != nil {
+		return 0, fail(op, err)
+	}
+	deleted, err := res.RowsAffected()
+	if err != nil {
 		return 0, fail(op, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fail(op, err)
 	}
-	return int(n), nil
+	return int(answered + deleted), nil
+}
+
+// purgeBatch bounds the rows one Purge transaction deletes (Store.purgeBatch,
+// smaller in tests): the writer is shared with every transfer's saves,
+// which must not wait long behind the clean-up of a backlog.
+const purgeBatch = 500
+
+// Purge implements orchestrator.Store in transactions of at most
+// s.purgeBatch rows each. Signals go with their transfers through the
+// foreign key's ON DELETE CASCADE. An idempotency record whose transfer
+// is still open is kept: it still answers a retry of the create.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	const op = "purge"
+	cut := ts(before)
+	total := 0
+	for limit <= 0 || total < limit {
+		n := s.purgeBatch
+		if limit > 0 {
+			n = min(n, limit-total)
+		}
+		// open = 0 alone implies terminal; the state test guards against a
+		// row whose open column was ever written wrong.
+		deleted, err := s.deleteBatch(ctx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
+			WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut, n)
+		if err != nil {
+			return total, fail(op, err)
+		}
+		total += deleted
+		if deleted < n {
+			break
+		}
+	}
+	for {
+		deleted, err := s.deleteBatch(ctx, `DELETE FROM idempotency WHERE rowid IN (SELECT i.rowid FROM idempotency i
+			WHERE i.created_at < ? AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open = 1)
+			LIMIT ?)`, cut, s.purgeBatch)
+		if err != nil {
+			return total, fail(op, err)
+		}
+		if deleted < s.purgeBatch {
+			break
+		}
+	}
+	return total, nil
+}
+
+// deleteBatch runs one DELETE in a transaction of its own and returns how
+// many rows it deleted.
+func (s *Store) deleteBatch(ctx context.Context, q string, args ...any) (int, error) {
+	res, err := s.w.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
