@@ -226,9 +226,10 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 }
 
 // deadOwner is the SQL condition "the row's owner column names no replica
-// with a live heartbeat at ?".
+// with a live heartbeat at ?". The subquery is not correlated, so SQLite
+// lists the live replicas once per statement, not once per row.
 func deadOwner(column string) string {
-	return `NOT EXISTS (SELECT 1 FROM replicas WHERE name = ` + column + ` AND expires > ?)`
+	return column + ` NOT IN (SELECT name FROM replicas WHERE expires > ?)`
 }
 
 // Claim implements orchestrator.Store. The single writer connection makes
@@ -239,14 +240,27 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	if limit <= 0 {
 		limit = -1 // SQLite: no bound
 	}
+	claimable := `open = 1 AND (owner = '' OR (? AND owner = ?) OR ` + deadOwner("owner") + `)`
+	// Every replica claims periodically and almost always finds nothing:
+	// a reader answers that without queueing behind the writer's saves.
+	// Should a transfer become claimable right after this read, the next
+	// Claim takes it.
+	var found int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)`,
+		own, owner, ts(now)).Scan(&found)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	if found == 0 {
+		return nil, nil
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fail(op, err)
 	}
 	defer tx.Rollback()
-	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers
-		WHERE open = 1 AND (owner = '' OR (? AND owner = ?) OR `+deadOwner("transfers.owner")+`)
-		ORDER BY id LIMIT ?`, own, owner, ts(now), limit)
+	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers WHERE `+claimable+` ORDER BY id LIMIT ?`,
+		own, owner, ts(now), limit)
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -442,7 +456,7 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 	}
 	defer tx.Rollback()
 	// The predicate repeats idempotency_pending's (status IS NULL).
-	orphaned := `status IS NULL AND ((? AND owner = ?) OR ` + deadOwner("idempotency.owner") + `)`
+	orphaned := `status IS NULL AND ((? AND owner = ?) OR ` + deadOwner("owner") + `)`
 	res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
 		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, own, owner, ts(now))
 	if err != nil {
