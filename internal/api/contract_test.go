@@ -81,20 +81,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	fake := orchestratortest.NewFake("fake")
+	fake := orchestratortest.NewFake("netsapiens")
 	reg := prometheus.NewRegistry()
 	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{
 		PollInterval:        time.Millisecond,
 		PollMaxInterval:     5 * time.Millisecond,
 		VerifyTimeout:       200 * time.Millisecond,
-		CompensationTimeout: time.Second,
 	}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
-		Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}}},
 		eng, zerolog.Nop(), reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -283,7 +282,7 @@ func jsonHeader(extra ...string) map[string]string {
 // createBody is a valid request for the fake provider; user must differ
 // between transfers that overlap (one active transfer per call).
 func createBody(user, completion string) string {
-	return `{"provider":"fake","mode":"attended","call":{"domain":"acme.example","user":"` + user +
+	return `{"provider":"netsapiens","mode":"attended","call":{"domain":"acme.example","user":"` + user +
 		`"},"target":"1010","completion":"` + completion + `","consult_timeout":"30s"}`
 }
 
@@ -406,7 +405,7 @@ func TestContract(t *testing.T) {
 		},
 		{
 			name:        "create with malformed JSON: 400 malformed-request",
-			exchange:    exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: `{"provider":"fake",}`},
+			exchange:    exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: `{"provider":"netsapiens",}`},
 			specRejects: true, status: http.StatusBadRequest, problem: "malformed-request",
 		},
 		{
@@ -424,57 +423,84 @@ func TestContract(t *testing.T) {
 		{
 			name: "create with an unknown field: 400 naming it",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","call":{"domain":"acme.example","user":"1004"},"target":"1010","colour":"blue"}`},
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","colour":"blue"}`},
 			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"colour"},
 		},
 		{
 			name: "create with an unknown nested field: 400 naming it",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","call":{"domain":"acme.example","user":"1004"},"target":"1010","whisper":{"text":"hi"}}`},
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","whisper":{"text":"hi"}}`},
 			// The problem names the field by its full JSON path.
-			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"whisper.text"},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"whisper", "whisper.text"},
 		},
 		{
 			name: "create with a wrong JSON type: 400 naming the field",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","call":{"domain":"acme.example","user":"1004"},"target":1010}`},
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":1010}`},
 			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"target"},
+		},
+		{
+			name: "create with several unknown and mistyped fields: 400 naming every one",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":1004,"line":2},"target":1010,"colour":"blue","consult_timeout":"0s"}`},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error",
+			fields: []string{"call.line", "call.user", "colour", "consult_timeout", "target"},
+		},
+		{
+			name: "create with a zero duration: 400 naming consult_timeout, not the default",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"0s"}`},
+			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"consult_timeout"},
+		},
+		{
+			name: "create with a signed duration: 400 naming consult_timeout",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"+30s"}`},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"consult_timeout"},
+		},
+		{
+			name: "create with a bare number as duration: 400 naming consult_timeout",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"0"}`},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"consult_timeout"},
 		},
 		{
 			name: "create with a bad duration: 400 naming consult_timeout",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"soon"}`},
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"soon"}`},
 			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"consult_timeout"},
 		},
 		{
 			name: "create with a duration out of range: 400 naming consult_timeout",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"1h"}`},
+				body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1004"},"target":"1010","consult_timeout":"1h"}`},
 			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"consult_timeout"},
 		},
 		{
 			name: "create with an unknown provider: 400 naming provider",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
 				body: `{"provider":"nope","call":{"domain":"acme.example","user":"1004"},"target":"1010"}`},
-			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"provider"},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"provider"},
 		},
 		{
 			name: "create announced with manual completion: 400 naming completion",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","mode":"announced","call":{"call_id":"c-1"},"target":"+15553330000","completion":"manual"}`},
-			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"completion"},
+				body: `{"provider":"netsapiens","mode":"announced","call":{"call_id":"c-1"},"target":"+15553330000","completion":"manual"}`},
+			// A call id alone is not a NetSapiens call: the contract refuses it too.
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"completion"},
 		},
 		{
 			name: "create with options the provider lacks: 422 naming each",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake","mode":"announced","call":{"call_id":"c-1"},"target":"+15553330000","caller_id":"private",` +
+				body: `{"provider":"netsapiens","mode":"announced","call":{"call_id":"c-1"},"target":"+15553330000","caller_id":"private",` +
 					`"whisper":{"sentence":"Incoming transfer","gender":"female","locale":"en_US","voice":"susan"}}`},
-			status: http.StatusUnprocessableEntity, problem: "unsupported-option", fields: []string{"caller_id", "whisper"},
+			// The contract's NetSapiens request has no such options.
+			specRejects: true, status: http.StatusUnprocessableEntity, problem: "unsupported-option", fields: []string{"caller_id", "whisper"},
 		},
 		{
 			name: "create with an oversize body: 413",
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
-				body: `{"provider":"fake",` + padding + `"call":{"domain":"acme.example","user":"1004"},"target":"1010"}`},
+				body: `{"provider":"netsapiens",` + padding + `"call":{"domain":"acme.example","user":"1004"},"target":"1010"}`},
 			status: http.StatusRequestEntityTooLarge, problem: "body-too-large",
 		},
 		{
@@ -569,12 +595,12 @@ func TestContract(t *testing.T) {
 		{
 			name:        "complete with a body field: 400",
 			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: jsonHeader(), body: `{"force":true}`},
-			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"force"},
+			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"force"},
 		},
 		{
 			name:        "complete with a non-JSON body: 415",
 			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: map[string]string{"Content-Type": "text/plain"}, body: "now"},
-			specRejects: true, status: http.StatusUnsupportedMediaType, problem: "unsupported-media-type",
+			status: http.StatusUnsupportedMediaType, problem: "unsupported-media-type",
 		},
 
 		// --- cancel ---
@@ -631,7 +657,7 @@ func TestContract(t *testing.T) {
 		{
 			name:        "cancel with malformed JSON: 400",
 			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/cancel", header: jsonHeader(), body: "{"},
-			specRejects: true, status: http.StatusBadRequest, problem: "malformed-request",
+			status: http.StatusBadRequest, problem: "malformed-request",
 		},
 
 		// --- list ---
@@ -643,7 +669,7 @@ func TestContract(t *testing.T) {
 		},
 		{
 			name:     "list with filters: 200, first page",
-			exchange: exchange{method: "GET", path: "/v1/transfers?state=completed,cancelled&provider=fake&limit=2"},
+			exchange: exchange{method: "GET", path: "/v1/transfers?state=completed,cancelled&provider=netsapiens&limit=2"},
 			status:   http.StatusOK,
 			after: all(wantList(2, true), func(t *testing.T, e *env, r *result) {
 				var l struct {
@@ -655,13 +681,13 @@ func TestContract(t *testing.T) {
 		},
 		{
 			name:     "list with a cursor: 200, next page",
-			exchange: exchange{method: "GET", path: "/v1/transfers?state=completed,cancelled&provider=fake&limit=2&cursor=<cursor>"},
+			exchange: exchange{method: "GET", path: "/v1/transfers?state=completed,cancelled&provider=netsapiens&limit=2&cursor=<cursor>"},
 			status:   http.StatusOK,
 			after:    wantList(2, true),
 		},
 		{
 			name:     "list another provider: 200, empty",
-			exchange: exchange{method: "GET", path: "/v1/transfers?provider=netsapiens"},
+			exchange: exchange{method: "GET", path: "/v1/transfers?provider=bandwidth"},
 			status:   http.StatusOK,
 			after:    wantList(0, false),
 		},
@@ -704,18 +730,18 @@ func TestContract(t *testing.T) {
 		// --- provider callbacks ---
 		{
 			name: "callback: 204",
-			exchange: exchange{method: "POST", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
+			exchange: exchange{method: "POST", path: "/v1/callbacks/netsapiens/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
 				body: `{"eventType":"hangup","callId":"c-1","cause":"USER_BUSY"}`},
 			status: http.StatusNoContent,
 		},
 		{
 			name:     "callback by query: 204",
-			exchange: exchange{method: "GET", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H?eventType=answer&callId=c-1"},
+			exchange: exchange{method: "GET", path: "/v1/callbacks/netsapiens/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H?eventType=answer&callId=c-1"},
 			status:   http.StatusNoContent,
 		},
 		{
 			name: "callback with a malformed event: 400 naming the field",
-			exchange: exchange{method: "POST", path: "/v1/callbacks/fake/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
+			exchange: exchange{method: "POST", path: "/v1/callbacks/netsapiens/tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H", header: jsonHeader(),
 				body: `{"callId":"c-1"}`},
 			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"eventType"},
 		},
@@ -854,7 +880,7 @@ func TestContractUnavailable(t *testing.T) {
 func TestContractCatchesDrift(t *testing.T) {
 	c := loadContract(t)
 	const id = "tr_01M7Z6NZRM4TFF59TDWH9EDD1R"
-	good := `{"id":"` + id + `","provider":"fake","mode":"attended","state":"pending","call":{"user":"1000"},` +
+	good := `{"id":"` + id + `","provider":"netsapiens","mode":"attended","state":"pending","call":{"user":"1000"},` +
 		`"target":"1010","completion":"auto","consult_timeout":"30s","target_answered":false,` +
 		`"legs":{"caller":{},"agent":{},"consult":{}},"steps":[],` +
 		`"created_at":"2026-11-21T14:03:07.412Z","updated_at":"2026-11-21T14:03:07.412Z"}`
@@ -890,10 +916,14 @@ func TestContractCatchesDrift(t *testing.T) {
 		"a missing Location":                       {header: func(h http.Header) { h.Del("Location") }},
 		"a missing X-Request-Id":                   {header: func(h http.Header) { h.Del("X-Request-Id") }},
 		"an undocumented media type":               {header: func(h http.Header) { h.Set("Content-Type", "text/html") }},
-		"a problem of the wrong type": {status: http.StatusConflict, header: func(h http.Header) {
+		"an undocumented problem type": {status: http.StatusConflict, header: func(h http.Header) {
 			h.Set("Content-Type", "application/problem+json")
 			h.Set("Cache-Control", "no-store")
-		}, body: `{"type":"` + api.ProblemBase + `state-conflict","title":"x","status":409,"instance":"/v1/transfers","transfer_id":"` + id + `"}`},
+		}, body: `{"type":"` + api.ProblemBase + `teapot","title":"x","status":409,"instance":"/v1/transfers","transfer_id":"` + id + `"}`},
+		"a problem whose status is a string": {status: http.StatusConflict, header: func(h http.Header) {
+			h.Set("Content-Type", "application/problem+json")
+			h.Set("Cache-Control", "no-store")
+		}, body: `{"type":"` + api.ProblemBase + `state-conflict","title":"x","status":"409","instance":"/v1/transfers","transfer_id":"` + id + `"}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			status, h, body := http.StatusAccepted, okHeader(), good
@@ -918,13 +948,13 @@ func TestContractCatchesDrift(t *testing.T) {
 func TestContractRoutes(t *testing.T) {
 	c := loadContract(t)
 	store := memory.New()
-	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("fake")}, zerolog.Nop(), prometheus.NewRegistry())
+	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
-		Callbacks: map[string]api.CallbackReceiver{"fake": eventReceiver{}}},
+		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}}},
 		eng, zerolog.Nop(), reg, reg)
 	rs, ok := h.(chi.Routes)
 	if !ok {

@@ -68,11 +68,11 @@ func post(t *testing.T, url, key, body string, header ...string) reply {
 	return reply{resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Idempotent-Replayed"), string(b)}
 }
 
-const manualBody = `{"provider":"fake","call":{"domain":"TEST","user":"1000"},"target":"1010","completion":"manual"}`
+const manualBody = `{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010","completion":"manual"}`
 
 func TestIdempotentCreateReplaysAcrossRestarts(t *testing.T) {
 	store := memory.New()
-	fake := orchestratortest.NewFake("fake")
+	fake := orchestratortest.NewFake("netsapiens")
 	first := newInstance(t, store, fake)
 	a := post(t, first.srv.URL+"/v1/transfers", "key-1", manualBody)
 	if a.status != http.StatusAccepted || a.location == "" {
@@ -100,7 +100,7 @@ func TestIdempotentCreateReplaysAcrossRestarts(t *testing.T) {
 
 func TestConcurrentDuplicatesCreateOneTransfer(t *testing.T) {
 	store := memory.New()
-	fake := orchestratortest.NewFake("fake")
+	fake := orchestratortest.NewFake("netsapiens")
 	gate := fake.Block(orchestratortest.MethodLocate) // keep the first request's wait going
 	inst := newInstance(t, store, fake)
 	const n = 8
@@ -129,7 +129,7 @@ func TestConcurrentDuplicatesCreateOneTransfer(t *testing.T) {
 
 func TestIdempotentCancel(t *testing.T) {
 	store := memory.New()
-	fake := orchestratortest.NewFake("fake")
+	fake := orchestratortest.NewFake("netsapiens")
 	inst := newInstance(t, store, fake)
 	created := post(t, inst.srv.URL+"/v1/transfers", "", manualBody, "Prefer", "wait=5")
 	if created.status != http.StatusCreated {
@@ -148,7 +148,7 @@ func TestIdempotentCancel(t *testing.T) {
 }
 
 func TestIdempotencyKeyIsValidated(t *testing.T) {
-	inst := newInstance(t, memory.New(), orchestratortest.NewFake("fake"))
+	inst := newInstance(t, memory.New(), orchestratortest.NewFake("netsapiens"))
 	r := post(t, inst.srv.URL+"/v1/transfers", strings.Repeat("k", 256), manualBody)
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Idempotency-Key") {
 		t.Fatalf("%+v", r)

@@ -16,7 +16,7 @@ import (
 // poll on it must answer at once, not wait for a change that only the
 // client itself can cause.
 func TestLongPollDoesNotWaitOnATransferAwaitingTheClient(t *testing.T) {
-	inst := newInstance(t, memory.New(), orchestratortest.NewFake("fake"))
+	inst := newInstance(t, memory.New(), orchestratortest.NewFake("netsapiens"))
 	created := post(t, inst.srv.URL+"/v1/transfers", "", manualBody)
 	var tr struct{ ID string }
 	if err := json.Unmarshal([]byte(created.body), &tr); err != nil {

@@ -1,0 +1,219 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// TestHeadOnEveryGetRoute: every GET operation of the contract answers
+// HEAD like GET (no 405), and the 405 of a path lists HEAD where GET is.
+func TestHeadOnEveryGetRoute(t *testing.T) {
+	inst := newInstance(t, memory.New(), orchestratortest.NewFake("netsapiens"))
+	created := post(t, inst.srv.URL+"/v1/transfers", "", manualBody)
+	var tr struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(created.body), &tr); err != nil {
+		t.Fatal(err)
+	}
+	c := loadContract(t)
+	n := 0
+	for path, item := range c.doc.Paths.Map() {
+		if item.Get == nil {
+			continue
+		}
+		n++
+		url := strings.NewReplacer("{id}", tr.ID, "{provider}", "netsapiens", "{transfer_id}", tr.ID).Replace(path)
+		if strings.HasPrefix(path, "/v1/callbacks/") {
+			url += "?eventType=answer"
+		}
+		get, getBody := do(t, http.MethodGet, inst.srv.URL+url)
+		head, headBody := do(t, http.MethodHead, inst.srv.URL+url)
+		if head.StatusCode != get.StatusCode || head.StatusCode == http.StatusMethodNotAllowed {
+			t.Errorf("HEAD %s = %d, GET = %d", path, head.StatusCode, get.StatusCode)
+		}
+		if len(headBody) != 0 {
+			t.Errorf("HEAD %s has a body", path)
+		}
+		if head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s Content-Type %q, GET %q (%d bytes)", path, head.Header.Get("Content-Type"), get.Header.Get("Content-Type"), len(getBody))
+		}
+	}
+	if n < 6 {
+		t.Fatalf("only %d GET operations in the contract", n)
+	}
+	res, _ := do(t, http.MethodDelete, inst.srv.URL+"/v1/transfers")
+	if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET, HEAD, POST" {
+		t.Errorf("DELETE /v1/transfers: %d, Allow %q", res.StatusCode, res.Header.Get("Allow"))
+	}
+}
+
+func do(t *testing.T, method, url string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, b
+}
+
+// TestReplayKeepsPreferenceApplied: the contract requires
+// Preference-Applied on a 201 create and a 200 action, replays included.
+func TestReplayKeepsPreferenceApplied(t *testing.T) {
+	inst := newInstance(t, memory.New(), orchestratortest.NewFake("netsapiens"))
+	body := strings.Replace(manualBody, `"manual"`, `"auto"`, 1)
+	first := post(t, inst.srv.URL+"/v1/transfers", "pref-1", body, "Prefer", "wait=30")
+	if first.status != http.StatusCreated {
+		t.Fatalf("first: %+v", first)
+	}
+	for _, prefer := range []string{"wait=30", ""} {
+		h := []string{}
+		want := "wait=0"
+		if prefer != "" {
+			h, want = []string{"Prefer", prefer}, prefer
+		}
+		req, _ := http.NewRequest(http.MethodPost, inst.srv.URL+"/v1/transfers", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "pref-1")
+		for i := 0; i+1 < len(h); i += 2 {
+			req.Header.Set(h[i], h[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusCreated || res.Header.Get("Idempotent-Replayed") != "true" ||
+			res.Header.Get("Preference-Applied") != want {
+			t.Errorf("replay with Prefer %q: %d, replayed %q, Preference-Applied %q (want %q)", prefer,
+				res.StatusCode, res.Header.Get("Idempotent-Replayed"), res.Header.Get("Preference-Applied"), want)
+		}
+	}
+}
+
+// TestReplayOfASettledReservation: a reservation settled after its
+// process died holds only the transfer id; the replay renders the
+// transfer as it is now, with the recorded status and Location.
+func TestReplayOfASettledReservation(t *testing.T) {
+	store := memory.New()
+	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
+	created := post(t, inst.srv.URL+"/v1/transfers", "", manualBody)
+	var tr struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(created.body), &tr); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const scope, key = "POST /v1/transfers", "settled-1"
+	h := "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" // sha256 of the empty body
+	if _, _, err := store.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CompleteIdempotency(ctx, scope, key, orchestrator.IdempotentResponse{
+		Status: http.StatusAccepted, Location: "/v1/transfers/" + tr.ID, TransferID: tr.ID}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, inst.srv.URL+"/v1/transfers", nil)
+	req.Header.Set("Idempotency-Key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var got struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusAccepted || res.Header.Get("Location") != "/v1/transfers/"+tr.ID ||
+		got.ID != tr.ID || got.State == "" || res.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("replay: %d, Location %q, body %+v", res.StatusCode, res.Header.Get("Location"), got)
+	}
+}
+
+// checker is a provider whose credential check answers err.
+type checker struct {
+	name string
+	err  error
+}
+
+func (c checker) Name() string                           { return c.name }
+func (c checker) CheckCredentials(context.Context) error { return c.err }
+
+func TestProviderStatus(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rejected := &orchestrator.Error{Kind: orchestrator.KindProviderAuth, Err: errors.New("401 Unauthorized")}
+	unreachable := &orchestrator.Error{Kind: orchestrator.KindProviderUnavailable, Err: errors.New("connection refused")}
+	m := api.NewCredentialMonitor([]api.CredentialChecker{
+		checker{name: "netsapiens"}, checker{name: "bandwidth", err: rejected}, checker{name: "other", err: unreachable},
+	}, time.Hour, time.Second, zerolog.Nop(), reg)
+	m.CheckAll(context.Background())
+
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Shutdown(context.Background()) })
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Credentials: m}, eng, zerolog.Nop(), reg, reg))
+	t.Cleanup(srv.Close)
+	e := &env{c: loadContract(t), srv: srv}
+	r := e.do(t, exchange{method: "GET", path: "/status/providers"}, false)
+	var got struct {
+		Providers []struct {
+			Provider, Credentials, Detail string
+		}
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"bandwidth": "rejected", "netsapiens": "ok", "other": "unknown"}
+	if len(got.Providers) != 3 {
+		t.Fatalf("providers: %s", r.body)
+	}
+	for _, p := range got.Providers {
+		if want[p.Provider] != p.Credentials {
+			t.Errorf("%s: credentials %q, want %q", p.Provider, p.Credentials, want[p.Provider])
+		}
+	}
+	// The metric says 1 or 0 only on a verdict; an unreachable provider
+	// has none yet.
+	if n := testutil.CollectAndCount(reg, "transferd_provider_credentials_ok"); n != 2 {
+		t.Errorf("transferd_provider_credentials_ok has %d series, want 2", n)
+	}
+	expected := `
+# HELP transferd_provider_credentials_ok 1 when the provider accepted transferd's credentials at the last conclusive check, 0 when it refused them (401/403).
+# TYPE transferd_provider_credentials_ok gauge
+transferd_provider_credentials_ok{provider="bandwidth"} 0
+transferd_provider_credentials_ok{provider="netsapiens"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "transferd_provider_credentials_ok"); err != nil {
+		t.Error(err)
+	}
+}
