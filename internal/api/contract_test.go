@@ -85,9 +85,9 @@ func newEnv(t *testing.T) *env {
 	reg := prometheus.NewRegistry()
 	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{
-		PollInterval:        time.Millisecond,
-		PollMaxInterval:     5 * time.Millisecond,
-		VerifyTimeout:       200 * time.Millisecond,
+		PollInterval:    time.Millisecond,
+		PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout:   200 * time.Millisecond,
 	}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -593,14 +593,14 @@ func TestContract(t *testing.T) {
 			status:   http.StatusNotFound, problem: "not-found",
 		},
 		{
-			name:        "complete with a body field: 400",
-			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: jsonHeader(), body: `{"force":true}`},
-			status: http.StatusBadRequest, problem: "validation-error", fields: []string{"force"},
+			name:     "complete with a body field: 400",
+			exchange: exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: jsonHeader(), body: `{"force":true}`},
+			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"force"},
 		},
 		{
-			name:        "complete with a non-JSON body: 415",
-			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: map[string]string{"Content-Type": "text/plain"}, body: "now"},
-			status: http.StatusUnsupportedMediaType, problem: "unsupported-media-type",
+			name:     "complete with a non-JSON body: 415",
+			exchange: exchange{method: "POST", path: "/v1/transfers/" + missing + "/complete", header: map[string]string{"Content-Type": "text/plain"}, body: "now"},
+			status:   http.StatusUnsupportedMediaType, problem: "unsupported-media-type",
 		},
 
 		// --- cancel ---
@@ -655,9 +655,9 @@ func TestContract(t *testing.T) {
 			status:   http.StatusRequestEntityTooLarge, problem: "body-too-large",
 		},
 		{
-			name:        "cancel with malformed JSON: 400",
-			exchange:    exchange{method: "POST", path: "/v1/transfers/" + missing + "/cancel", header: jsonHeader(), body: "{"},
-			status: http.StatusBadRequest, problem: "malformed-request",
+			name:     "cancel with malformed JSON: 400",
+			exchange: exchange{method: "POST", path: "/v1/transfers/" + missing + "/cancel", header: jsonHeader(), body: "{"},
+			status:   http.StatusBadRequest, problem: "malformed-request",
 		},
 
 		// --- list ---
