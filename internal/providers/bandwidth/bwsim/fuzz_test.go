@@ -62,3 +62,35 @@ func FuzzCreateBridge(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAdversarialConfig throws arbitrary bodies at PUT /config/adversarial: never a panic or
+// a 5xx, and whatever is accepted leaves a valid profile in force.
+func FuzzAdversarialConfig(f *testing.F) {
+	for _, seed := range []string{
+		`{"enabled":true,"seed":7,"fault_rate":0.2}`,
+		`{"enabled":false,"read_failure_rate":0.3,"action_delay":"5ms"}`,
+		`{"enabled":true,"listing_jitter":"1.5s","unlisted_not_found":false,"max_fault_latency":"0s"}`,
+		`{"enabled":true,"fault_rate":1e309}`,
+		`{"seed":-1}`,
+		`{"action_delay":"-1s"}`,
+		`{}`,
+		``,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		sim := New(Config{})
+		defer sim.Close()
+		rec := httptest.NewRecorder()
+		sim.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/config/adversarial", strings.NewReader(body)))
+		switch {
+		case rec.Code >= 500:
+			t.Fatalf("%q: %d %s", body, rec.Code, rec.Body)
+		case rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest:
+			t.Fatalf("%q: %d", body, rec.Code)
+		}
+		if err := sim.Adversity().Validate(); err != nil {
+			t.Fatalf("%q left an invalid profile: %v", body, err)
+		}
+	})
+}
