@@ -333,6 +333,8 @@ func parseCallUpdate(in jsonBody) (callUpdate, *apiError) {
 // handleUpdateCall is POST calls/{id}: answer, reject, hang up, recording, callbackUrl and
 // tag (200, empty body), or transfer (201 + Location of the new leg, empty body). The body
 // is validated before the call's state, so a bad body is a 400 whatever the state [GUESS].
+// Everything but a transfer is an action: checked now, applied now or after
+// Config.ActionDelay.
 func (s *Sim) handleUpdateCall(w http.ResponseWriter, r *http.Request, rt apiRoute, body []byte) {
 	in, e := parseBody("call", body)
 	if e != nil {

@@ -144,7 +144,8 @@ func (s *Sim) handleCreateBridge(w http.ResponseWriter, r *http.Request, rt apiR
 }
 
 // handleUpdateBridge is POST bridges/{id} {"bridgeAudio", "callIds"}: callIds is the full new
-// membership ([] empties the bridge); 200 with an empty body.
+// membership ([] empties the bridge); 200 with an empty body. It is an action: checked now,
+// applied now or after Config.ActionDelay.
 func (s *Sim) handleUpdateBridge(w http.ResponseWriter, r *http.Request, rt apiRoute, body []byte) {
 	in, e := parseBody("bridge", body)
 	if e != nil {
