@@ -1,7 +1,8 @@
 // Package postgres is the orchestrator.Store for running several replicas
 // (DESIGN.md §4): they share one PostgreSQL database, each transfer is
-// owned by one replica through a lease, and a replica that dies has its
-// transfers taken over by another (Acquire with FOR UPDATE SKIP LOCKED).
+// owned by one replica while that replica's heartbeat (one row per
+// replica) is live, and a replica that dies has its transfers claimed by
+// another (Claim with FOR UPDATE SKIP LOCKED).
 //
 // A transfer is stored whole as jsonb, so every field round-trips exactly,
 // times to the nanosecond; the columns beside it copy what queries select
@@ -32,6 +33,9 @@ type Store struct {
 	// secrets are the password(s) of the database URL, removed from any
 	// error text before it leaves the package.
 	secrets []string
+	// purgeBatch is the purgeBatch constant, set lower by tests to
+	// exercise the batching.
+	purgeBatch int
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -40,7 +44,7 @@ var _ orchestrator.Store = (*Store)(nil)
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the
 // embedded migrations. The password never appears in an error.
 func Open(ctx context.Context, dbURL string) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL)}
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,8 +129,8 @@ func TestOpenConcurrentMigrations(t *testing.T) {
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1}) {
-		t.Errorf("schema_migrations = %v, %v; want [1]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2}) {
+		t.Errorf("schema_migrations = %v, %v; want [1 2]", versions, err)
 	}
 }
 
@@ -218,8 +220,149 @@ func TestTerminalStatesMatchTheOrchestrator(t *testing.T) {
 	if n := strings.Count(string(mig), "state NOT IN "+list) + strings.Count(string(mig), "state IN "+list); n != 3 {
 		t.Errorf("the migration's partial indexes use %s in %d places, want 3", list, n)
 	}
+	mig, err = os.ReadFile("migrations/0002_heartbeats.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(mig), "state NOT IN "+list); n != 1 {
+		t.Errorf("the migration that fills open uses %s in %d places, want 1", list, n)
+	}
+}
+
+// oldRecord is the JSON a transfer of schema 1 was saved as: with the
+// Undo and LeaseExpires fields that Transfer no longer has.
+func oldRecord(t *testing.T, tr *orchestrator.Transfer, lease time.Time) []byte {
+	t.Helper()
+	b, err := json.Marshal(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["Undo"] = []any{map[string]any{"Action": "unhold", "Done": false}}
+	m["LeaseExpires"] = lease
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A database of schema 1, with leases in its rows and records carrying
+// the old fields, migrates: its transfers decode, the unfinished one is
+// claimable from its lease-holding owner, the ended one purgeable, and
+// the pending reservation (no owner) settles.
+func TestMigrateFromSchema1(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	init, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	active := &orchestrator.Transfer{ID: orchestrator.NewID(at), Version: 3, State: orchestrator.StateConsulting,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: "1000"}, Target: "1010"},
+		Owner:   "old-replica", CreatedAt: at, UpdatedAt: at}
+	ended := &orchestrator.Transfer{ID: orchestrator.NewID(at.Add(time.Second)), Version: 5, State: orchestrator.StateCompleted,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: "2000"}, Target: "1010"},
+		Owner:   "old-replica", CreatedAt: at, UpdatedAt: at}
+	for _, q := range []string{string(init),
+		`CREATE TABLE schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init')`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tr := range []*orchestrator.Transfer{active, ended} {
+		if _, err := conn.Exec(ctx, `INSERT INTO transfers (id, version, state, provider, call_key, owner, lease_expires, created_at, updated_at, record)
+			VALUES ($1, $2, $3, 'netsapiens', $4, $5, $6, $7, $7, $8)`, tr.ID, tr.Version, string(tr.State), orchestrator.CallKey(&tr.Request),
+			tr.Owner, at.Add(time.Minute), at, oldRecord(t, tr, at.Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO signals VALUES ($1, 'cancel')`, active.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO idempotency (scope, key, request_hash, created_at) VALUES ('POST /v1/transfers', 'k', 'h', $1)`, at); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open of a schema 1 database: %v", err)
+	}
+	defer s.Close()
+	got, err := s.Get(ctx, active.ID)
+	if err != nil {
+		t.Fatalf("Get of a schema 1 record: %v", err)
+	}
+	if got.State != orchestrator.StateConsulting || got.Owner != "old-replica" || got.Version != 3 || !got.CreatedAt.Equal(at) {
+		t.Errorf("schema 1 record decoded as %+v", got)
+	}
+	now := at.Add(time.Hour)
+	claimed, err := s.Claim(ctx, "new", now, false, 10)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != active.ID || claimed[0].Version != 4 {
+		t.Fatalf("Claim after the migration = %v, %v; want %s at version 4", claimed, err, active.ID)
+	}
+	if ids, err := s.Signalled(ctx, "new"); err != nil || !slices.Equal(ids, []string{active.ID}) {
+		t.Errorf("Signalled = %v, %v; want %s", ids, err, active.ID)
+	}
+	if n, err := s.SettleIdempotency(ctx, "new", now, false); err != nil || n != 1 {
+		t.Errorf("SettleIdempotency = %d, %v; want the old reservation deleted", n, err)
+	}
+	if n, err := s.Purge(ctx, now, 0); err != nil || n != 1 {
+		t.Errorf("Purge = %d, %v; want the ended transfer", n, err)
+	}
+	if _, err := s.Get(ctx, active.ID); err != nil {
+		t.Errorf("the unfinished transfer after Purge: %v", err)
+	}
+	var leaseColumns int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = 'transfers' AND column_name = 'lease_expires'`).Scan(&leaseColumns); err != nil || leaseColumns != 0 {
+		t.Errorf("lease_expires columns after the migration: %d, %v; want 0", leaseColumns, err)
+	}
+}
+
+// Purge works through a backlog in statements of a bounded size, and a
+// limit that is not a multiple of it is honoured exactly.
+func TestPurgeInBatches(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	postgres.SetPurgeBatch(s, 2)
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		tr := &orchestrator.Transfer{ID: orchestrator.NewID(at.Add(time.Duration(i) * time.Second)), State: orchestrator.StateCompleted,
+			Request:   orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "D", User: strconv.Itoa(i)}},
+			CreatedAt: at, UpdatedAt: at}
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 3); err != nil || n != 3 {
+		t.Errorf("Purge(limit 3) = %d, %v; want 3", n, err)
+	}
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 4 {
+		t.Errorf("Purge(no limit) = %d, %v; want 4", n, err)
+	}
+	for i := range 7 {
+		if _, fresh, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil || !fresh {
+			t.Errorf("idempotency key %d survived Purge (%v)", i, err)
+		}
+	}
 }
 
 func BenchmarkUpdate(b *testing.B)         { storetest.BenchUpdate(b, open(b)) }
 func BenchmarkCreate(b *testing.B)         { storetest.BenchCreate(b, open(b)) }
 func BenchmarkUpdateParallel(b *testing.B) { storetest.BenchUpdateParallel(b, open(b)) }
+func BenchmarkHeartbeat(b *testing.B)      { storetest.BenchHeartbeat(b, open(b)) }
+func BenchmarkClaimIdle(b *testing.B)      { storetest.BenchClaimIdle(b, open(b), 1000) }

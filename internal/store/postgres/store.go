@@ -79,7 +79,9 @@ func jsonbSafe(b []byte) []byte {
 
 // Create implements orchestrator.Store. The partial unique index on
 // call_key decides which of concurrent Creates for one call wins, across
-// replicas.
+// replicas. The transfer and the link from its idempotency reservation
+// are one transaction: a reservation is linked exactly when its transfer
+// exists.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "create " + t.ID
 	c := t.Clone()
@@ -91,10 +93,7 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	// The transfer holding the call may end between our failed insert and
 	// the look-up of its id; then the insert is tried again.
 	for range 3 {
-		tag, err := s.pool.Exec(ctx, `INSERT INTO transfers
-			(id, version, state, provider, call_key, owner, lease_expires, created_at, updated_at, record)
-			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
-			c.ID, col.state, col.provider, col.callKey, c.Owner, c.LeaseExpires, c.CreatedAt, c.UpdatedAt, col.record)
+		inserted, err := s.insert(ctx, c, col)
 		if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
 			id, err := s.activeID(ctx, col.callKey)
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -108,13 +107,37 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 		if err != nil {
 			return s.fail(op, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if !inserted {
 			return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
 		}
 		t.Version = 1
 		return nil
 	}
 	return s.fail(op, errors.New("the call's active transfer keeps changing"))
+}
+
+// insert saves a new transfer and links its reservation, and reports
+// whether the id was free.
+func (s *Store) insert(ctx context.Context, c *orchestrator.Transfer, col columns) (bool, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	tag, err := tx.Exec(ctx, `INSERT INTO transfers
+		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record)
+		VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+		c.ID, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record)
+	if err != nil || tag.RowsAffected() == 0 {
+		return false, err
+	}
+	if c.IdempotencyKey != "" {
+		if _, err := tx.Exec(ctx, `UPDATE idempotency SET transfer_id = $1 WHERE scope = $2 AND key = $3`,
+			c.ID, c.IdempotencyScope, c.IdempotencyKey); err != nil {
+			return false, err
+		}
+	}
+	return true, tx.Commit(ctx)
 }
 
 // activeID returns the id of the non-terminal transfer of callKey.
@@ -134,9 +157,9 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 		return s.fail(op, err)
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE transfers SET version = $1, state = $2, provider = $3, call_key = $4,
-		owner = $5, lease_expires = $6, created_at = $7, updated_at = $8, record = $9
+		owner = $5, open = $6, created_at = $7, updated_at = $8, record = $9
 		WHERE id = $10 AND version = $11`,
-		c.Version, col.state, col.provider, col.callKey, c.Owner, c.LeaseExpires, c.CreatedAt, c.UpdatedAt, col.record,
+		c.Version, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record,
 		t.ID, t.Version)
 	if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
 		// Only possible when a terminal transfer is made active again
@@ -242,14 +265,38 @@ func collect(rows pgx.Rows) ([]*orchestrator.Transfer, error) {
 	return out, rows.Err()
 }
 
-// Acquire implements orchestrator.Store. FOR UPDATE SKIP LOCKED lets
+// Heartbeat implements orchestrator.Store in one statement: the CTE reads
+// the previous heartbeat from the statement's snapshot, before the upsert.
+func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	var expired bool
+	err := s.pool.QueryRow(ctx, `WITH prev AS (SELECT expires FROM replicas WHERE name = $1),
+		up AS (INSERT INTO replicas (name, expires) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires)
+		SELECT NOT EXISTS (SELECT 1 FROM prev WHERE expires > $3)`, owner, now.Add(ttl), now).Scan(&expired)
+	if err != nil {
+		return false, s.fail("heartbeat", err)
+	}
+	return expired, nil
+}
+
+// deadOwner is the SQL condition "the row's owner column names no replica
+// with a live heartbeat at $n".
+func deadOwner(column string, n int) string {
+	return column + ` NOT IN (SELECT name FROM replicas WHERE expires > $` + strconv.Itoa(n) + `)`
+}
+
+// Claim implements orchestrator.Store. FOR UPDATE SKIP LOCKED lets
 // replicas claim at once without waiting on each other: a row another
-// Acquire is claiming is skipped, and a row it claimed and committed is
-// re-checked against the lease condition and no longer matches.
-func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl time.Duration, limit int) ([]*orchestrator.Transfer, error) {
-	const op = "acquire"
-	if limit <= 0 {
-		return nil, nil
+// Claim is taking is skipped, and a row it took and committed is
+// re-checked against the condition and, its new owner being live, no
+// longer matches. (A claimer whose very first heartbeat committed after
+// this statement's snapshot looks dead to it; the row is then taken from
+// it at once and its next Update fails: churn, never two writers.)
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	const op = "claim"
+	var bound *int // NULL: no bound
+	if limit > 0 {
+		bound = &limit
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -257,8 +304,8 @@ func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl ti
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, `SELECT record FROM transfers
-		WHERE `+nonTerminal+` AND (owner = '' OR lease_expires <= $1)
-		ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+		WHERE open AND (owner = '' OR ($1 AND owner = $2) OR `+deadOwner("owner", 3)+`)
+		ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED`, own, owner, now, bound)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
@@ -266,11 +313,20 @@ func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl ti
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	for _, t := range claimed {
-		t.Owner, t.LeaseExpires = owner, now.Add(ttl)
-		t.Version++ // the previous owner's next Update fails
+	if len(claimed) == 0 {
+		return nil, nil
 	}
-	if err := saveLeases(ctx, tx, claimed, true); err != nil {
+	var b pgx.Batch
+	for _, t := range claimed {
+		t.Owner = owner
+		t.Version++ // the previous owner's next Update fails
+		col, err := encode(t)
+		if err != nil {
+			return nil, s.fail(op+" "+t.ID, err)
+		}
+		b.Queue(`UPDATE transfers SET version = $1, owner = $2, record = $3 WHERE id = $4`, t.Version, t.Owner, col.record, t.ID)
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, s.fail(op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -279,69 +335,20 @@ func (s *Store) Acquire(ctx context.Context, owner string, now time.Time, ttl ti
 	return claimed, nil
 }
 
-// Renew implements orchestrator.Store.
-func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.Time, ttl time.Duration) ([]string, error) {
-	const op = "renew"
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	tx, err := s.pool.Begin(ctx)
+// Signalled implements orchestrator.Store. Only open transfers count: a
+// closed one has nothing left to act on, and its signal goes when Purge
+// deletes it.
+func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
+		WHERE t.owner = $1 AND t.open ORDER BY t.id`, owner)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, s.fail("signalled", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	// Locks are taken in id order, as everywhere, so that two Renews
-	// cannot deadlock.
-	rows, err := tx.Query(ctx, `SELECT record FROM transfers
-		WHERE id = ANY ($1) AND owner = $2 AND `+nonTerminal+` ORDER BY id FOR UPDATE`, ids, owner)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, s.fail("signalled", err)
 	}
-	held, err := collect(rows)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	kept := make(map[string]bool, len(held))
-	for _, t := range held {
-		t.LeaseExpires = now.Add(ttl)
-		kept[t.ID] = true
-	}
-	if err := saveLeases(ctx, tx, held, false); err != nil {
-		return nil, s.fail(op, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, s.fail(op, err)
-	}
-	var lost []string
-	for _, id := range ids {
-		if !kept[id] {
-			lost = append(lost, id)
-		}
-	}
-	return lost, nil
-}
-
-// saveLeases writes the leases (and, when claimed, owners and versions) of
-// ts into their rows and their JSON, which stays the whole truth, in one
-// round trip.
-func saveLeases(ctx context.Context, tx pgx.Tx, ts []*orchestrator.Transfer, claimed bool) error {
-	if len(ts) == 0 {
-		return nil
-	}
-	var b pgx.Batch
-	for _, t := range ts {
-		col, err := encode(t)
-		if err != nil {
-			return err
-		}
-		if claimed {
-			b.Queue(`UPDATE transfers SET version = $1, owner = $2, lease_expires = $3, record = $4 WHERE id = $5`,
-				t.Version, t.Owner, t.LeaseExpires, col.record, t.ID)
-		} else {
-			b.Queue(`UPDATE transfers SET lease_expires = $1, record = $2 WHERE id = $3`, t.LeaseExpires, col.record, t.ID)
-		}
-	}
-	return tx.SendBatch(ctx, &b).Close()
+	return ids, nil
 }
 
 // PutSignal implements orchestrator.Store.
@@ -380,19 +387,21 @@ func (s *Store) TakeSignal(ctx context.Context, id string) (orchestrator.Signal,
 func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
 	const op = "reserve idempotency key"
 	var (
-		status   *int
-		location string
-		body     []byte
+		status     *int
+		location   string
+		body       []byte
+		transferID string
 	)
 	if r := rec.Response; r != nil {
-		status, location, body = &r.Status, r.Location, r.Body
+		status, location, body, transferID = &r.Status, r.Location, r.Body, r.TransferID
 	}
 	// The record may be deleted between our insert and our read; then
 	// the key is free again and the insert is tried again.
 	for range 3 {
-		tag, err := s.pool.Exec(ctx, `INSERT INTO idempotency (scope, key, request_hash, created_at, status, location, body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING`,
-			rec.Scope, rec.Key, rec.RequestHash, rec.CreatedAt, status, location, body)
+		tag, err := s.pool.Exec(ctx, `INSERT INTO idempotency
+			(scope, key, request_hash, created_at, owner, status, location, body, response_transfer_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (scope, key) DO NOTHING`,
+			rec.Scope, rec.Key, rec.RequestHash, rec.CreatedAt, rec.Owner, status, location, body, transferID)
 		if err != nil {
 			return rec, false, s.fail(op, err)
 		}
@@ -401,12 +410,14 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 		}
 		cur := orchestrator.IdempotencyRecord{Scope: rec.Scope, Key: rec.Key}
 		var (
-			curStatus   *int
-			curLocation string
-			curBody     []byte
+			curStatus     *int
+			curLocation   string
+			curBody       []byte
+			curTransferID string
 		)
-		err = s.pool.QueryRow(ctx, `SELECT request_hash, created_at, status, location, body FROM idempotency
-			WHERE scope = $1 AND key = $2`, rec.Scope, rec.Key).Scan(&cur.RequestHash, &cur.CreatedAt, &curStatus, &curLocation, &curBody)
+		err = s.pool.QueryRow(ctx, `SELECT request_hash, created_at, owner, status, location, body, response_transfer_id
+			FROM idempotency WHERE scope = $1 AND key = $2`, rec.Scope, rec.Key).Scan(
+			&cur.RequestHash, &cur.CreatedAt, &cur.Owner, &curStatus, &curLocation, &curBody, &curTransferID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
@@ -414,7 +425,8 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 			return rec, false, s.fail(op, err)
 		}
 		if curStatus != nil {
-			cur.Response = &orchestrator.IdempotentResponse{Status: *curStatus, Location: curLocation, Body: curBody}
+			cur.Response = &orchestrator.IdempotentResponse{Status: *curStatus, Location: curLocation, Body: curBody,
+				TransferID: curTransferID}
 		}
 		return cur, false, nil
 	}
@@ -424,8 +436,8 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 // CompleteIdempotency implements orchestrator.Store.
 func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
 	const op = "complete idempotency key"
-	tag, err := s.pool.Exec(ctx, `UPDATE idempotency SET status = $1, location = $2, body = $3 WHERE scope = $4 AND key = $5`,
-		resp.Status, resp.Location, resp.Body, scope, key)
+	tag, err := s.pool.Exec(ctx, `UPDATE idempotency SET status = $1, location = $2, body = $3, response_transfer_id = $4
+		WHERE scope = $5 AND key = $6`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key)
 	if err != nil {
 		return s.fail(op, err)
 	}
@@ -443,24 +455,75 @@ func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error 
 	return nil
 }
 
-// Purge implements orchestrator.Store. Signals go with their transfers
-// through the foreign key's ON DELETE CASCADE.
-func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
-	const op = "purge"
+// SettleIdempotency implements orchestrator.Store: one transaction, so
+// that a reservation is either answered or deleted, never both. Rows are
+// locked by the UPDATE and DELETE themselves; a reservation completed
+// meanwhile no longer has status NULL when re-checked and is left alone.
+func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error) {
+	const op = "settle idempotency keys"
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, s.fail(op, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	tag, err := tx.Exec(ctx, `DELETE FROM transfers WHERE `+terminal+` AND updated_at < $1`, before)
+	// The predicate repeats idempotency_pending's (status IS NULL).
+	orphaned := `status IS NULL AND (($1 AND owner = $2) OR ` + deadOwner("owner", 3) + `)`
+	answered, err := tx.Exec(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
+		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, own, owner, now)
 	if err != nil {
 		return 0, s.fail(op, err)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM idempotency WHERE created_at < $1`, before); err != nil {
+	deleted, err := tx.Exec(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, own, owner, now)
+	if err != nil {
 		return 0, s.fail(op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, s.fail(op, err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(answered.RowsAffected() + deleted.RowsAffected()), nil
+}
+
+// purgeBatch bounds the rows one Purge statement deletes (Store.purgeBatch,
+// smaller in tests), so that no transaction holds many row locks or runs
+// long while replicas save transfers.
+const purgeBatch = 500
+
+// Purge implements orchestrator.Store in statements (each its own
+// transaction) of at most s.purgeBatch rows. Signals go with their
+// transfers through the foreign key's ON DELETE CASCADE. An idempotency
+// record whose transfer is still open is kept: it still answers a retry of
+// the create. SKIP LOCKED lets replicas purge at once without waiting on
+// each other or on a row being saved.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	const op = "purge"
+	total := 0
+	for limit <= 0 || total < limit {
+		n := s.purgeBatch
+		if limit > 0 {
+			n = min(n, limit-total)
+		}
+		// NOT open alone implies terminal; the state test guards against a
+		// row whose open column was ever written wrong.
+		tag, err := s.pool.Exec(ctx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
+			WHERE NOT open AND `+terminal+` AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, n)
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		total += int(tag.RowsAffected())
+		if int(tag.RowsAffected()) < n {
+			break
+		}
+	}
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency i
+			WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open)
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, s.purgeBatch)
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		if int(tag.RowsAffected()) < s.purgeBatch {
+			break
+		}
+	}
+	return total, nil
 }
