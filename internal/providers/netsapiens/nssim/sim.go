@@ -87,10 +87,19 @@ type Sim struct {
 
 	timers    map[uint64]*simTimer
 	timerSeq  uint64
-	immediate int           // timers due without delay that have not run yet
-	pending   int           // accepted (202) actions not applied yet, however late
+	immediate int             // timers due without delay that have not run yet
+	pending   int             // accepted (202) actions not applied yet, however late
+	actions   []*queuedAction // the pending actions, by due time then acceptance order
+	actionSeq uint64
 	changed   chan struct{} // closed and replaced on every state change
 	closed    bool
+}
+
+// queuedAction is an accepted action waiting for its time.
+type queuedAction struct {
+	due time.Time
+	seq uint64
+	fn  func()
 }
 
 type simTimer struct {
@@ -258,20 +267,46 @@ func (s *Sim) stopTimersLocked() {
 	}
 	s.immediate = 0
 	s.pending = 0
+	s.actions = nil
 	s.notifyLocked()
 }
 
 // actionLocked applies an accepted (202) action after ActionDelay, plus a random extra of up
 // to Chaos.ActionJitter.
+//
+// Actions are applied in the order of their due times, and in acceptance order when those
+// are equal, whichever timer fires first: each timer applies every action that is due. So
+// without jitter two actions on one call are applied in the order they were accepted (the Go
+// runtime gives no order between timers that expire together), and with it they are
+// reordered exactly when their drawn delays say so.
 func (s *Sim) actionLocked(fn func()) {
 	if s.closed {
 		return
 	}
-	s.pending++
-	s.afterLocked(s.cfg.ActionDelay+s.jitterLocked(s.chaos.ActionJitter), func() {
-		s.pending--
-		fn()
+	d := s.cfg.ActionDelay + s.jitterLocked(s.chaos.ActionJitter)
+	s.actionSeq++
+	a := &queuedAction{due: time.Now().Add(d), seq: s.actionSeq, fn: fn}
+	i, _ := slices.BinarySearchFunc(s.actions, a, func(x, y *queuedAction) int {
+		if c := x.due.Compare(y.due); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.seq, y.seq)
 	})
+	s.actions = slices.Insert(s.actions, i, a)
+	s.pending++
+	s.afterLocked(d, s.applyDueActionsLocked)
+}
+
+// applyDueActionsLocked applies, in order, every queued action whose time has come.
+func (s *Sim) applyDueActionsLocked() {
+	now := time.Now()
+	for len(s.actions) > 0 && !s.actions[0].due.After(now) {
+		a := s.actions[0]
+		s.actions[0] = nil
+		s.actions = s.actions[1:]
+		s.pending--
+		a.fn()
+	}
 }
 
 // WaitApplied blocks until every accepted (202) action has been applied, however late
