@@ -138,8 +138,8 @@ type Config struct {
 	// a long-running demo or load test does not grow without bound. 0 keeps everything.
 	HistoryLimit int
 
-	// Seed seeds the random part of generated ids, for reproducible demos. 0 picks a random
-	// seed.
+	// Seed seeds the random part of generated ids, for reproducible demos, and (as a separate
+	// stream, so ids do not depend on it) the random choices of Chaos. 0 picks a random seed.
 	Seed uint64
 
 	// Now is the clock for timestamps and ids. Default time.Now. Timers always use real time.

@@ -21,5 +21,33 @@
 //	mux.Handle("/sim/", http.StripPrefix("/sim", sim.ControlHandler()))
 //
 // Tests never sleep: WaitIdle returns once every action due without delay has been applied,
-// and Wait re-checks a condition after each state change, for delayed actions.
+// WaitApplied once every accepted (202) action has been applied however late, and Wait
+// re-checks a condition after each state change, for delayed actions.
+//
+// # Adversarial profile
+//
+// By default the simulator is cooperative: accepted actions are applied in order, a new call
+// is listed the moment it exists, a duplicate call-id is refused, and nothing fails unless a
+// Fault is injected. A real PBX may be less kind, so Config.Chaos (all off by default, every
+// field a guess [G]) can make it: actions applied up to ActionJitter late and so sometimes out
+// of order; CallRequests listed only after ListingDelay (+ListingJitter), unreachable by
+// actions meanwhile (UnlistedCalls), and a consult whose target is busy or rejects never
+// listed at all; duplicate call-ids accepted as second sessions; a fraction of GETs failing
+// with 5xx or dropped while writes succeed; a fraction of writes performed and their response
+// lost; and FaultRate, random faults of every kind (5xx, 429 with Retry-After, latency,
+// drops, before or after the request is performed). Random choices come from Config.Seed.
+// Adversarial(seed) turns everything on with about 20 % faults. At run time:
+//
+//	PUT    /sim/config/adversarial {"enabled":true,"seed":7,"fault_rate":0.2}
+//	DELETE /sim/config/adversarial      (or {"enabled":false}: cooperative again)
+//	GET    /sim/config/chaos            (every knob; PUT sets them all, absent ones off)
+//
+// # Ground truth
+//
+// Invariant tests check the PBX, never the client's word: Sim.Truth and GET /sim/truth return
+// every live session, listed or not, with each leg's Call-ID, user and state (alerting, active,
+// held); per CallRequest call-id, how many sessions it created, how many of their targets ever
+// connected (two means a second consult leg was connected) and how many are live; the ended
+// sessions with their reasons and whether they were ever listed; and the number of accepted
+// actions not applied yet. Each recorded Request says which fault, if any, hit it.
 package nssim
