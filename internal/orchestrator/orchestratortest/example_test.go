@@ -17,7 +17,8 @@ import (
 // A provider outage while dialling the target: the dial's effect is
 // unknown, so the engine watches for the consult; when none appears within
 // the visibility window it hangs up any leg of ours blind, takes the caller
-// off hold, and reports consult_failed with the caller back with the agent.
+// off hold, and reports the dial's failure with the caller back with the
+// agent.
 func ExampleFake() {
 	ctx := context.Background()
 	f := orchestratortest.NewFake("pbx")
@@ -47,7 +48,7 @@ func ExampleFake() {
 	fmt.Println(f.Actions())
 	fmt.Println("caller connected:", call.Caller == orchestrator.CallerConnected)
 	// Output:
-	// failed consult_failed caller_restored: true
+	// failed provider_unavailable caller_restored: true
 	// [Locate Hold Dial HangupConsult Unhold]
 	// caller connected: true
 }

@@ -21,7 +21,7 @@ import (
 )
 
 // Provider method names, as recorded by Calls and accepted by FailOn,
-// LoseResponse, Before and Block.
+// LoseResponse, Before and Block (and, for the actions, Defer).
 const (
 	MethodLocate        = "Locate"
 	MethodHold          = "Hold"
@@ -53,10 +53,14 @@ const (
 	// TargetNoAnswer: the provider's own ring timeout ends the consult,
 	// no_answer.
 	TargetNoAnswer
+	// TargetVanishes: the target is busy or rejects, and the provider drops
+	// the consult leg before any reading lists it, as a NetSapiens PBX may:
+	// readings show the consult absent, never ringing and never ended.
+	TargetVanishes
 )
 
 // Busy, rejected and no-answer consults are seen ringing on Dial and ended
-// on the next Observe.
+// on the next reading.
 func (t Target) endReason() orchestrator.Reason {
 	switch t {
 	case TargetBusy:
@@ -84,6 +88,9 @@ type Call struct {
 	// explicit join: the provider connects caller and target itself.
 	Announced bool
 	Legs      orchestrator.Legs
+	// Dials counts the consult legs the provider created for the transfer:
+	// more than one only when DuplicateDials is on and Dial was repeated.
+	Dials int
 }
 
 type call struct {
@@ -92,6 +99,7 @@ type call struct {
 	target     Target
 	pendingEnd orchestrator.Reason // ends a ringing consult on the next Observe
 	hidden     int                 // readings left that show the consult absent
+	deferred   []func()            // accepted actions not applied yet; see Defer
 }
 
 type fault struct {
@@ -113,6 +121,8 @@ type Fake struct {
 	target         Target
 	ignoreComplete bool
 	faults         map[string][]*fault
+	defers         map[string]int // calls left to defer per method; < 0 every call
+	duplicates     bool
 	hooks          map[string][]func(Record)
 	gates          map[string]*Gate
 	recording      bool
@@ -131,6 +141,7 @@ func NewFake(name string) *Fake {
 		caps:      orchestrator.Capabilities{Attended: true, Announced: true},
 		flow:      orchestrator.Flow{Hold: true, Join: true},
 		faults:    map[string][]*fault{},
+		defers:    map[string]int{},
 		hooks:     map[string][]func(Record){},
 		gates:     map[string]*Gate{},
 		recording: true,
@@ -238,6 +249,76 @@ func (f *Fake) addFault(method string, ft *fault) *Fake {
 	defer f.mu.Unlock()
 	f.faults[method] = append(f.faults[method], ft)
 	return f
+}
+
+// Defer makes the next times calls of method (an action: Hold, Unhold,
+// Dial, Complete or HangupConsult) succeed at once, with the response
+// they would have had, but take effect only when the test calls
+// ApplyDeferred, as a PBX that answers 202 and applies the action later
+// does; times < 0 defers every call from now on. A deferred Dial is
+// neither listed nor found by HangupConsult until it is applied; an
+// action never applied models one the provider accepted and then lost.
+func (f *Fake) Defer(method string, times int) *Fake {
+	switch method {
+	case MethodHold, MethodUnhold, MethodDial, MethodComplete, MethodHangupConsult:
+	default:
+		panic(fmt.Sprintf("orchestratortest: Defer: %q is not an action", method))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.defers[method] = times
+	return f
+}
+
+// ApplyDeferred applies the deferred actions of transfer id, in the order
+// they were accepted, and returns how many it applied.
+func (f *Fake) ApplyDeferred(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls[id]
+	if c == nil {
+		return 0
+	}
+	n := len(c.deferred)
+	for _, apply := range c.deferred {
+		apply()
+	}
+	c.deferred = nil
+	return n
+}
+
+// Deferred returns how many actions of transfer id wait for ApplyDeferred.
+func (f *Fake) Deferred(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.calls[id]; c != nil {
+		return len(c.deferred)
+	}
+	return 0
+}
+
+// DuplicateDials makes Dial create a new consult leg every time it is
+// called, as a PBX that accepts a duplicate call-id does, instead of
+// returning the leg already dialled. Call.Dials counts them.
+func (f *Fake) DuplicateDials(on bool) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.duplicates = on
+	return f
+}
+
+// SetCaller scripts what the provider shows of transfer id's caller, as
+// when the agent takes the caller off hold on their phone. It returns
+// false when the Fake does not know id.
+func (f *Fake) SetCaller(id string, s orchestrator.CallerState) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls[id]
+	if c == nil {
+		return false
+	}
+	c.Caller = s
+	return true
 }
 
 // ClearFaults removes every pending fault.
@@ -480,7 +561,7 @@ func (f *Fake) flowLocked(r *orchestrator.Request) orchestrator.Flow {
 // it is connected to the agent.
 func (f *Fake) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Legs, error) {
 	var legs orchestrator.Legs
-	err := f.do(ctx, MethodLocate, t, func(op string, c *call) error {
+	err := f.do(ctx, MethodLocate, t, func(op string, c *call, t *orchestrator.Transfer) error {
 		switch c.Caller {
 		case orchestrator.CallerGone:
 			return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("no call for %q", t.Request.Call.User))
@@ -512,7 +593,7 @@ func callerLeg(op string, c *call, t *orchestrator.Transfer) error {
 
 // Hold implements orchestrator.Provider.
 func (f *Fake) Hold(ctx context.Context, t *orchestrator.Transfer) error {
-	return f.do(ctx, MethodHold, t, func(op string, c *call) error {
+	return f.do(ctx, MethodHold, t, func(op string, c *call, t *orchestrator.Transfer) error {
 		if err := callerLeg(op, c, t); err != nil {
 			return err
 		}
@@ -528,7 +609,7 @@ func (f *Fake) Hold(ctx context.Context, t *orchestrator.Transfer) error {
 // Unhold implements orchestrator.Provider; unholding a caller that is not
 // held is success.
 func (f *Fake) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
-	return f.do(ctx, MethodUnhold, t, func(op string, c *call) error {
+	return f.do(ctx, MethodUnhold, t, func(op string, c *call, t *orchestrator.Transfer) error {
 		if err := callerLeg(op, c, t); err != nil {
 			return err
 		}
@@ -542,12 +623,11 @@ func (f *Fake) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
 }
 
 // Dial implements orchestrator.Provider. Dialling again returns the leg
-// already dialled, as an adapter that reads the provider's state first does.
+// already dialled, as an adapter that reads the provider's state first does,
+// unless DuplicateDials is on.
 func (f *Fake) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
-	var leg orchestrator.LegRef
-	err := f.do(ctx, MethodDial, t, func(op string, c *call) error {
-		if c.Consult != orchestrator.ConsultAbsent {
-			leg = c.Legs.Consult
+	err := f.do(ctx, MethodDial, t, func(op string, c *call, t *orchestrator.Transfer) error {
+		if c.Consult != orchestrator.ConsultAbsent && !f.duplicates {
 			return nil
 		}
 		c.Announced = !f.flowLocked(&t.Request).Join
@@ -560,22 +640,31 @@ func (f *Fake) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator
 			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("no destination"))
 		}
 		c.target = f.target
+		c.Dials++
 		c.Legs.Consult = orchestrator.LegRef{CallID: fmt.Sprintf("%s-consult-%d", f.name, c.n), SessionID: fmt.Sprintf("%s-consult-session-%d", f.name, c.n)}
+		if c.Dials > 1 {
+			c.Legs.Consult.SessionID += fmt.Sprintf("-%d", c.Dials)
+		}
 		c.Consult = orchestrator.ConsultRinging
 		c.pendingEnd = c.target.endReason()
-		if c.target == TargetAnswers {
+		switch c.target {
+		case TargetAnswers:
 			c.Consult = orchestrator.ConsultAnswered
 			if c.Announced {
 				c.Caller = orchestrator.CallerTransferred
 			}
+		case TargetVanishes:
+			c.Consult = orchestrator.ConsultAbsent
 		}
-		leg = c.Legs.Consult
 		return nil
 	})
 	if err != nil {
 		return orchestrator.LegRef{}, err
 	}
-	return leg, nil
+	// The effect may be deferred: the answer is the ids it gave.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[t.ID].Legs.Consult, nil
 }
 
 // WatchKey implements orchestrator.Provider: one view serves every
@@ -586,13 +675,13 @@ func (f *Fake) WatchKey(*orchestrator.Transfer) string { return "" }
 // recording one MethodObserve call (and applying its faults) per transfer,
 // so that a fault on MethodObserve makes that transfer's part of the
 // reading fail. A busy, rejecting or unanswering target is seen ringing
-// until the first reading after Dial. A consult hidden by HideConsult reads
-// absent.
+// until the first reading after Dial. A consult hidden by HideConsult, or
+// dialled by a deferred Dial not applied yet, reads absent.
 func (f *Fake) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
 	v := fakeView{}
 	for _, t := range ts {
 		var obs orchestrator.Observation
-		err := f.do(ctx, MethodObserve, t, func(op string, c *call) error {
+		err := f.do(ctx, MethodObserve, t, func(op string, c *call, t *orchestrator.Transfer) error {
 			if c.Consult == orchestrator.ConsultRinging && c.pendingEnd != "" {
 				c.Consult, c.EndReason, c.pendingEnd = orchestrator.ConsultEnded, c.pendingEnd, ""
 			}
@@ -601,10 +690,12 @@ func (f *Fake) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) 
 				obs.Detail = "the consult call ended: " + string(c.EndReason)
 			}
 			if c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
-				obs.ConsultLegs = 1
+				// A listed leg reveals its ids, as NetSapiens shows the
+				// consult's session only once the call exists.
+				obs.ConsultLegs, obs.ConsultLeg = 1, c.Legs.Consult
 				if c.hidden > 0 {
 					c.hidden--
-					obs.Consult, obs.ConsultLegs = orchestrator.ConsultAbsent, 0
+					obs.Consult, obs.ConsultLegs, obs.ConsultLeg = orchestrator.ConsultAbsent, 0, orchestrator.LegRef{}
 				}
 			}
 			return nil
@@ -648,7 +739,7 @@ func (f *Fake) HideConsult(id string, n int) bool {
 // Complete implements orchestrator.Provider: it joins the held caller to
 // the answered target.
 func (f *Fake) Complete(ctx context.Context, t *orchestrator.Transfer) error {
-	return f.do(ctx, MethodComplete, t, func(op string, c *call) error {
+	return f.do(ctx, MethodComplete, t, func(op string, c *call, t *orchestrator.Transfer) error {
 		if f.ignoreComplete {
 			return nil // accepted, no effect
 		}
@@ -674,7 +765,7 @@ func (f *Fake) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 // absent or ended leg is success. Hanging up a leg that carries the caller
 // drops the caller.
 func (f *Fake) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
-	return f.do(ctx, MethodHangupConsult, t, func(op string, c *call) error {
+	return f.do(ctx, MethodHangupConsult, t, func(op string, c *call, t *orchestrator.Transfer) error {
 		switch c.Consult {
 		case orchestrator.ConsultRinging, orchestrator.ConsultAnswered:
 			c.Consult, c.pendingEnd = orchestrator.ConsultEnded, ""
@@ -688,7 +779,7 @@ func (f *Fake) HangupConsult(ctx context.Context, t *orchestrator.Transfer) erro
 
 // do records the call, runs hooks and gates, applies the first queued
 // fault, and otherwise runs effect on the transfer's calls under the lock.
-func (f *Fake) do(ctx context.Context, method string, t *orchestrator.Transfer, effect func(op string, c *call) error) error {
+func (f *Fake) do(ctx context.Context, method string, t *orchestrator.Transfer, effect func(op string, c *call, t *orchestrator.Transfer) error) error {
 	op := "fake." + method
 	rec := Record{Method: method, TransferID: t.ID}
 	f.mu.Lock()
@@ -718,13 +809,36 @@ func (f *Fake) do(ctx context.Context, method string, t *orchestrator.Transfer, 
 	if ft != nil && !ft.after {
 		return ft.err
 	}
-	if err := effect(op, c); err != nil {
+	if f.takeDefer(method) {
+		// Answer as the action would, from a scratch copy of the calls,
+		// and apply it to the real ones later, with the record as it was
+		// sent (the engine goes on changing its own).
+		scratch := *c
+		if err := effect(op, &scratch, t); err != nil {
+			return err
+		}
+		sent := t.Clone()
+		c.deferred = append(c.deferred, func() { _ = effect(op, c, sent) })
+		if method == MethodDial {
+			// The ids are the provider's answer; the leg itself is not
+			// there until the dial is applied.
+			c.Legs.Consult = scratch.Legs.Consult
+		}
+	} else if err := effect(op, c, t); err != nil {
 		return err
 	}
 	if ft != nil {
 		return ft.err
 	}
 	return nil
+}
+
+func (f *Fake) takeDefer(method string) bool {
+	n := f.defers[method]
+	if n > 0 {
+		f.defers[method] = n - 1
+	}
+	return n != 0
 }
 
 // callLocked returns the calls of transfer id; a transfer first seen has a

@@ -73,6 +73,10 @@ func TestTargets(t *testing.T) {
 		mustDrive(t, f, tr)
 		got := observe(t, f, tr)
 		got.Detail = ""
+		if got.ConsultLegs > 0 && got.ConsultLeg != tr.Legs.Consult {
+			t.Errorf("target %d: a listed consult reveals %+v, want the dialled %+v", tc.target, got.ConsultLeg, tr.Legs.Consult)
+		}
+		got.ConsultLeg = orchestrator.LegRef{}
 		if got != tc.want {
 			t.Errorf("target %d: observed %+v, want %+v", tc.target, got, tc.want)
 		}
@@ -232,5 +236,74 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := len(f.Actions()); n != 50*4 {
 		t.Fatalf("%d actions, want %d", n, 50*4)
+	}
+}
+
+// A deferred action answers at once and takes effect only when applied; a
+// deferred Dial's leg is neither listed nor hung up before that.
+func TestDefer(t *testing.T) {
+	ctx := context.Background()
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings).
+		Defer(orchestratortest.MethodHold, 1).Defer(orchestratortest.MethodDial, 1)
+	tr := transfer("t")
+	mustDrive(t, f, tr)
+	if tr.Legs.Consult.IsZero() {
+		t.Fatal("a deferred Dial returned no ids")
+	}
+	if obs := observe(t, f, tr); obs.Caller != orchestrator.CallerConnected || obs.Consult != orchestrator.ConsultAbsent {
+		t.Fatalf("before ApplyDeferred: %+v, want the caller connected and no consult", obs)
+	}
+	if err := f.HangupConsult(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.Deferred("t"); n != 2 {
+		t.Fatalf("Deferred = %d, want 2", n)
+	}
+	if n := f.ApplyDeferred("t"); n != 2 {
+		t.Fatalf("ApplyDeferred = %d, want 2", n)
+	}
+	obs := observe(t, f, tr)
+	if obs.Caller != orchestrator.CallerHeld || obs.Consult != orchestrator.ConsultRinging || obs.ConsultLeg != tr.Legs.Consult {
+		t.Fatalf("after ApplyDeferred: %+v, want the caller held and the consult %+v ringing (the hang-up came too early)", obs, tr.Legs.Consult)
+	}
+	// Only the given number of calls is deferred.
+	if err := f.Unhold(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.State("t"); c.Caller != orchestrator.CallerConnected || f.Deferred("t") != 0 {
+		t.Fatalf("an undeferred Unhold left %+v, %d deferred", c, f.Deferred("t"))
+	}
+}
+
+func TestDuplicateDialsAndVanishingTargets(t *testing.T) {
+	ctx := context.Background()
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	tr := transfer("t")
+	mustDrive(t, f, tr)
+	if _, err := f.Dial(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.State("t"); c.Dials != 1 {
+		t.Fatalf("Dials = %d after a repeated Dial, want 1 (the leg already dialled)", c.Dials)
+	}
+	f.DuplicateDials(true)
+	if _, err := f.Dial(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.State("t"); c.Dials != 2 {
+		t.Fatalf("Dials = %d with DuplicateDials, want 2", c.Dials)
+	}
+
+	f = orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetVanishes)
+	tr = transfer("v")
+	mustDrive(t, f, tr)
+	if obs := observe(t, f, tr); obs.Consult != orchestrator.ConsultAbsent || obs.EndReason != "" {
+		t.Fatalf("a vanished consult reads %+v, want absent with no reason", obs)
+	}
+	if !f.SetCaller("v", orchestrator.CallerConnected) || f.SetCaller("nobody", orchestrator.CallerGone) {
+		t.Fatal("SetCaller reports the wrong transfers")
+	}
+	if obs := observe(t, f, tr); obs.Caller != orchestrator.CallerConnected {
+		t.Fatalf("after SetCaller: %+v", obs)
 	}
 }
