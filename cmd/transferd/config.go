@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 )
 
@@ -25,6 +27,12 @@ func (s secret) String() string {
 	b, _ := s.MarshalText()
 	return string(b)
 }
+
+// usageTable lists the variables for -h, under run's own header (the
+// envconfig default brings a second one).
+const usageTable = `KEY	TYPE	DEFAULT	REQUIRED	DESCRIPTION
+{{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_required .}}	{{usage_description .}}
+{{end}}`
 
 // config is every setting, read from TRANSFERD_* variables only.
 type config struct {
@@ -49,7 +57,7 @@ type config struct {
 	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL; when set, providers send call events to /v1/callbacks/{provider}/{transfer_id} instead of transferd polling"`
 
 	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
-	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… to share transfers between replicas (secret: may hold a password)"`
+	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
 	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
 	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a stopped replica's transfers are taken over by another within this time"`
 	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
@@ -92,8 +100,15 @@ func (c *config) validate() error {
 		errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_USER_ID: required with TRANSFERD_BANDWIDTH_API_TOKEN/SECRET"))
 	}
 	if c.DatabaseURL != "" {
-		if u, err := url.Parse(string(c.DatabaseURL)); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			errs = append(errs, errors.New("TRANSFERD_DATABASE_URL: must be a postgres:// URL"))
+		// Both forms libpq (and pgx) accept: a URL, or key=value pairs.
+		// The parser's error is not shown: it may quote the password.
+		dsn := string(c.DatabaseURL)
+		form := strings.Contains(dsn, "=")
+		if u, err := url.Parse(dsn); err == nil && strings.Contains(dsn, "://") {
+			form = u.Scheme == "postgres" || u.Scheme == "postgresql"
+		}
+		if _, err := pgconn.ParseConfig(dsn); err != nil || !form {
+			errs = append(errs, errors.New("TRANSFERD_DATABASE_URL: must be a postgres:// URL or libpq key=value pairs (host=… dbname=…)"))
 		}
 	} else if c.DataDir == "" {
 		errs = append(errs, errors.New("TRANSFERD_DATA_DIR: must name a directory when TRANSFERD_DATABASE_URL is not set"))
@@ -125,7 +140,14 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
 		if name := f.Tag.Get("envconfig"); name != "" {
-			e.Str("TRANSFERD_"+name, fmt.Sprint(v.Field(i).Interface()))
+			val := fmt.Sprint(v.Field(i).Interface())
+			// In demo mode the adapters talk to the built-in simulator,
+			// whatever the provider URLs say; logging a real provider's
+			// URL would suggest calls go there.
+			if c.demo() && (name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL") {
+				val = "(demo mode: the built-in simulator)"
+			}
+			e.Str("TRANSFERD_"+name, val)
 		}
 	}
 }

@@ -40,6 +40,11 @@ func main() {
 	}
 }
 
+// credentialsCheckInterval spaces the providers' credential checks: a
+// rotated key is noticed within it, and a provider sees four cheap reads
+// an hour from each replica.
+const credentialsCheckInterval = 15 * time.Minute
+
 const usageHeader = `transferd performs attended call transfers through telephony providers.
 
 Usage: transferd [-h]
@@ -56,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch a {
 		case "-h", "-help", "--help":
 			fmt.Fprint(stdout, usageHeader)
-			return envconfig.Usagef("TRANSFERD", &config{}, stdout, envconfig.DefaultTableFormat)
+			return envconfig.Usagef("TRANSFERD", &config{}, stdout, usageTable)
 		default:
 			return fmt.Errorf("unknown argument %q; run with -h for the configuration variables", a)
 		}
@@ -70,6 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	level, _ := zerolog.ParseLevel(cfg.LogLevel)
+	// Millisecond timestamps: steps of a transfer are milliseconds apart.
+	// zerolog reads the format from a package variable; every run sets
+	// the same value.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("service", "transferd").Logger()
 	log.Info().Object("config", cfg).Msg("starting")
 
@@ -78,7 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pm := apiclient.NewMetrics(reg)
 
 	var providers []orchestrator.Provider
-	if cfg.demo() {
+	demo := cfg.demo()
+	if demo {
 		sim, addr, err := startDemo(cfg.DemoAddr, log)
 		if err != nil {
 			return err
@@ -94,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.BandwidthAPIToken, cfg.BandwidthAPISecret = pbxsim.DemoBandwidthTok, pbxsim.DemoBandwidthSec
 	}
 	callbacks := map[string]api.CallbackReceiver{}
+	var checkers []api.CredentialChecker
 	if cfg.NetSapiensBaseURL != "" {
 		ns, err := netsapiens.New(netsapiens.Config{
 			BaseURL: cfg.NetSapiensBaseURL, APIKey: string(cfg.NetSapiensAPIKey),
@@ -103,6 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		providers = append(providers, ns)
+		checkers = append(checkers, ns)
 	}
 	if cfg.BandwidthUserID != "" {
 		bw, err := bandwidth.New(bandwidth.Config{
@@ -114,6 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		providers = append(providers, bw)
+		checkers = append(checkers, bw)
 		callbacks[bandwidth.Name] = bw
 	}
 
@@ -137,7 +150,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Idempotency: store},
+	creds := api.NewCredentialMonitor(checkers, credentialsCheckInterval, 10*time.Second, log, reg)
+	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks,
+		Idempotency: store, Replica: instance, Credentials: creds},
 		eng, log, reg, reg)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: stdlog.New(log.With().Str("component", "http").Logger(), "", 0)}
@@ -156,6 +171,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// Credential checks are for operators only (a metric and
+	// /status/providers), never readiness.
+	// In demo mode the credentials are the simulator's own: there is
+	// nothing to learn, and the simulator's request log stays the
+	// transfers' alone.
+	if !demo {
+		credCtx, stopCreds := context.WithCancel(ctx)
+		credsDone := make(chan struct{})
+		go func() { creds.Run(credCtx); close(credsDone) }()
+		defer func() { stopCreds(); <-credsDone }()
+	}
 
 	var runErr error
 	select {
