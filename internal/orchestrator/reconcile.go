@@ -655,7 +655,8 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	if obs.Caller == CallerHeld && !t.Sent.Hold.IsZero() && at.After(t.Sent.Hold) && !t.Seen.Held {
 		t.Seen.Held, changed = true, true
 	}
-	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && !t.Seen.Consult {
+	// A leg seen ended was there: no tombstone needs to watch for it.
+	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
 		t.Seen.Consult, changed = true, true
 	}
 	return changed

@@ -242,7 +242,7 @@ type Sent struct {
 type Seen struct {
 	// Held: the caller was seen held after the hold was sent.
 	Held bool `json:"held,omitempty"`
-	// Consult: the consult leg was seen (ringing or answered).
+	// Consult: the consult leg was seen (ringing, answered or ended).
 	Consult bool `json:"consult,omitempty"`
 }
 
