@@ -1270,9 +1270,11 @@ type ClientInterface interface {
 	//
 	// For operators: whether each configured provider account accepts transferd's
 	// credentials. transferd checks each with one cheap authenticated read at start and then
-	// every `TRANSFERD_CREDENTIALS_CHECK_INTERVAL` (15 minutes by default), never more often;
-	// this endpoint reports the last results and calls no provider. The same is exported as
-	// `transferd_provider_credentials_ok{provider}`.
+	// every 15 minutes, never more often; this endpoint reports the last results and calls no
+	// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
+	// time of the last check as
+	// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
+	// credentials are the simulator's own and are not checked: every provider is `unknown`.
 	//
 	// It is deliberately not part of `/readyz`: one account's rotated key must not take every
 	// replica out of service for the others.
@@ -1459,9 +1461,11 @@ func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn
 //
 // For operators: whether each configured provider account accepts transferd's
 // credentials. transferd checks each with one cheap authenticated read at start and then
-// every `TRANSFERD_CREDENTIALS_CHECK_INTERVAL` (15 minutes by default), never more often;
-// this endpoint reports the last results and calls no provider. The same is exported as
-// `transferd_provider_credentials_ok{provider}`.
+// every 15 minutes, never more often; this endpoint reports the last results and calls no
+// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
+// time of the last check as
+// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
+// credentials are the simulator's own and are not checked: every provider is `unknown`.
 //
 // It is deliberately not part of `/readyz`: one account's rotated key must not take every
 // replica out of service for the others.
@@ -2163,9 +2167,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// For operators: whether each configured provider account accepts transferd's
 	// credentials. transferd checks each with one cheap authenticated read at start and then
-	// every `TRANSFERD_CREDENTIALS_CHECK_INTERVAL` (15 minutes by default), never more often;
-	// this endpoint reports the last results and calls no provider. The same is exported as
-	// `transferd_provider_credentials_ok{provider}`.
+	// every 15 minutes, never more often; this endpoint reports the last results and calls no
+	// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
+	// time of the last check as
+	// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
+	// credentials are the simulator's own and are not checked: every provider is `unknown`.
 	//
 	// It is deliberately not part of `/readyz`: one account's rotated key must not take every
 	// replica out of service for the others.
@@ -3467,9 +3473,11 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 //
 // For operators: whether each configured provider account accepts transferd's
 // credentials. transferd checks each with one cheap authenticated read at start and then
-// every `TRANSFERD_CREDENTIALS_CHECK_INTERVAL` (15 minutes by default), never more often;
-// this endpoint reports the last results and calls no provider. The same is exported as
-// `transferd_provider_credentials_ok{provider}`.
+// every 15 minutes, never more often; this endpoint reports the last results and calls no
+// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
+// time of the last check as
+// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
+// credentials are the simulator's own and are not checked: every provider is `unknown`.
 //
 // It is deliberately not part of `/readyz`: one account's rotated key must not take every
 // replica out of service for the others.

@@ -235,9 +235,11 @@ export interface paths {
          * Provider credential health
          * @description For operators: whether each configured provider account accepts transferd's
          *     credentials. transferd checks each with one cheap authenticated read at start and then
-         *     every `TRANSFERD_CREDENTIALS_CHECK_INTERVAL` (15 minutes by default), never more often;
-         *     this endpoint reports the last results and calls no provider. The same is exported as
-         *     `transferd_provider_credentials_ok{provider}`.
+         *     every 15 minutes, never more often; this endpoint reports the last results and calls no
+         *     provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
+         *     time of the last check as
+         *     `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
+         *     credentials are the simulator's own and are not checked: every provider is `unknown`.
          *
          *     It is deliberately not part of `/readyz`: one account's rotated key must not take every
          *     replica out of service for the others.
