@@ -40,9 +40,12 @@ type config struct {
 	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	ConsultTimeout    time.Duration `envconfig:"CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
 	MaxConsultTimeout time.Duration `envconfig:"MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
-	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"time to finish or compensate in-flight transfers on SIGTERM"`
-	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"250ms" desc:"first wait between provider observations while waiting for an answer"`
-	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"longest wait between provider observations"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to give consults in progress back to their agents and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
+	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"250ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon"`
+	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
+	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
+	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
+	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long a recovery waits to see the caller back before it reports an unverified outcome and leaves a cleanup obligation"`
 	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses"`
 
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
@@ -59,7 +62,7 @@ type config struct {
 	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
 	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
 	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
-	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a stopped replica's transfers are taken over by another within this time"`
+	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
 	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
 
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
@@ -75,6 +78,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if c.VisibilityWindow <= 0 || c.TombstoneTTL < c.VisibilityWindow || c.VerifyTimeout <= 0 {
+		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL at least the visibility window"))
 	}
 	if c.PollInterval <= 0 || c.PollMaxInterval < c.PollInterval {
 		errs = append(errs, errors.New("TRANSFERD_POLL_INTERVAL and TRANSFERD_POLL_MAX_INTERVAL: must be positive, the maximum at least the first"))

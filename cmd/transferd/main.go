@@ -144,6 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	eng, err := orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
+		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
 		Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention,
 		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log),
 	}, store, providers, log, reg)

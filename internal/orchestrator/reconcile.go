@@ -201,7 +201,7 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 		if t.ConsultDeadline.IsZero() {
 			t.ConsultDeadline = t.Sent.Dial.Add(t.Request.ConsultTimeout)
 		}
-		e.note(en, StepDial, "the dial's result was not saved; watching for the consult instead of dialling again")
+		e.note(en, StepReconcile, "the dial's result was not saved; watching for the consult instead of dialling again")
 		e.transition(ctx, en, StateConsulting)
 		return 0
 	}
@@ -228,7 +228,8 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 	case transient(err):
 		// The answer was lost or the provider failed: the consult may
 		// exist. The visibility window decides.
-		e.note(en, StepDial, "the dial's result is unknown; watching for the consult")
+		s := &t.Steps[len(t.Steps)-1]
+		s.Detail += "; the result is unknown: watching for the consult"
 		e.transition(ctx, en, StateConsulting)
 		return 0
 	}
@@ -308,8 +309,14 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, reason, detail, nil)
 		return 0
 	case obs.Consult == ConsultAbsent && at.After(t.Sent.Dial.Add(e.cfg.VisibilityWindow)):
-		e.fail(ctx, en, ReasonConsultFailed, fmt.Sprintf(
-			"the consult call did not appear within %s (visibility window); it is watched for and hung up if it appears late", e.cfg.VisibilityWindow), nil)
+		detail := fmt.Sprintf("the consult call did not appear within %s (visibility window); it is watched for and hung up if it appears late",
+			e.cfg.VisibilityWindow)
+		if s := t.lastStep(StepDial); s != nil && s.Status == StepFailed {
+			// The dial failed on the way: that is the likely cause.
+			e.fail(ctx, en, reasonFor(KindOf(s.Err())), StepDial+": "+s.Detail+"; "+detail, s.Evidence)
+			return 0
+		}
+		e.fail(ctx, en, ReasonConsultFailed, detail, nil)
 		return 0
 	}
 	// The deadline is judged on a reading taken at or after it, so that a
@@ -368,6 +375,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			// undoing it would hang up the leg that carries the caller.
 			e.save(ctx, en)
 		default:
+			t.Sent.Join = time.Time{} // refused: nothing was joined
 			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		}
@@ -393,6 +401,12 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
 	case at.After(since.Add(e.cfg.VerifyTimeout)):
+		if s := t.lastStep(StepTransfer); s != nil && s.Status == StepFailed {
+			// The join failed on the way and did not happen after all.
+			e.fail(ctx, en, reasonFor(KindOf(s.Err())), fmt.Sprintf("%s: %s; the caller was not connected to the target within %s",
+				StepTransfer, s.Detail, e.cfg.VerifyTimeout), s.Evidence)
+			break
+		}
 		e.fail(ctx, en, ReasonProviderError, fmt.Sprintf(
 			"the provider accepted the transfer but did not connect the caller to the target within %s", e.cfg.VerifyTimeout), nil)
 	default:
@@ -603,8 +617,12 @@ func (e *Engine) recoveryNotes(en *entry, restored bool) string {
 		return "; the caller hung up before being taken off hold"
 	case en.unholdRefused != "":
 		return "; unhold failed: " + en.unholdRefused
+	case en.t.Sent.Hold.IsZero():
+		// The provider's own transfer failed and took the caller's call
+		// with it (Bandwidth ends an announced transfer's caller).
+		return "; the provider did not return the caller to the original call: the caller's call has ended"
 	}
-	return ""
+	return "; the caller's call ended before it was taken off hold"
 }
 
 // tombstone is the obligation a transfer keeps when its consult may still
@@ -730,8 +748,8 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	s.EndedAt = e.now()
 	result := "ok"
 	if err != nil {
-		s.Status, s.Detail, s.Evidence = StepFailed, err.Error(), EvidenceOf(err)
 		result = KindOf(err).String()
+		s.Status, s.Detail, s.Evidence, s.ErrKind = StepFailed, err.Error(), EvidenceOf(err), result
 		en.log.Warn().Err(err).Str("step", name).Msg("transfer step failed")
 	} else {
 		s.Status = StepSucceeded

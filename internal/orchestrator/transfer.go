@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"errors"
 	"slices"
 	"time"
 )
@@ -198,6 +199,8 @@ type Step struct {
 	EndedAt   time.Time  `json:"ended_at,omitzero"`
 	Detail    string     `json:"detail,omitempty"`
 	Evidence  *Evidence  `json:"evidence,omitempty"`
+	// ErrKind is the kind of a failed step's error (Kind.String).
+	ErrKind string `json:"error_kind,omitempty"`
 }
 
 // Signal is a client's request to a running transfer.
@@ -354,6 +357,18 @@ func (r Request) clone() Request {
 		r.Recording = &rec
 	}
 	return r
+}
+
+// Err rebuilds the error a failed step recorded, so that a later
+// decision can report it with its kind and evidence.
+func (s *Step) Err() error {
+	k := KindProviderUnavailable
+	for i, n := range kindNames {
+		if n == s.ErrKind {
+			k = Kind(i)
+		}
+	}
+	return &Error{Op: s.Name, Kind: k, Err: errors.New(s.Detail), Evidence: s.Evidence}
 }
 
 // lastStep returns the most recent step with the given name.

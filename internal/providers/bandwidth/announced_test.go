@@ -374,7 +374,7 @@ func TestAnnouncedRefusesManualCompletion(t *testing.T) {
 	h := setup(t, options{})
 	req := announcedReq(bwsim.Call{ID: "c-abc"}, target)
 	req.Completion = orchestrator.CompletionManual
-	_, err := h.eng.Start(context.Background(), req)
+	_, err := h.eng.Start(context.Background(), req, orchestrator.StartOptions{})
 	if orchestrator.KindOf(err) != orchestrator.KindInvalid || orchestrator.FieldsOf(err)["completion"] == "" {
 		t.Fatalf("err = %v", err)
 	}

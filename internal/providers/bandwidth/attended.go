@@ -198,7 +198,6 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		}
 		if tc != nil && tc.live() {
 			obs.ConsultLegs = 1
-			obs.ConsultLeg.BridgeID = tc.bridgeID()
 		}
 	}
 	switch {

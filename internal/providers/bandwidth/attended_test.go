@@ -275,9 +275,11 @@ func TestAttendedFailureAtEachStepCompensates(t *testing.T) {
 		reason orchestrator.Reason
 		undos  []string
 	}{
+		// A hold is safe to repeat: the engine tries again until
+		// StepTimeout has passed, then gives up.
 		{"hold unavailable", func(h *harness, e env) {
-			h.faultAt(bridgeUpdate(e.b1, map[string]any{"bridgeAudio": false}),
-				bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 503, Count: 3})
+			h.faultEach(bridgeUpdate(e.b1, map[string]any{"bridgeAudio": false}),
+				bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 503, Count: 1})
 		}, 503, orchestrator.ReasonProviderUnavailable, []string{"unhold"}},
 		{"hold refused", func(h *harness, e env) {
 			h.faultAt(bridgeUpdate(e.b1, map[string]any{"bridgeAudio": false}),
@@ -286,7 +288,7 @@ func TestAttendedFailureAtEachStepCompensates(t *testing.T) {
 		{"agent leaving b1 refused", func(h *harness, e env) {
 			h.faultAt(bridgeUpdate(e.b1, map[string]any{"callIds": []any{e.a}, "bridgeAudio": false}),
 				bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 400, Count: 1})
-		}, 400, orchestrator.ReasonProviderError, []string{"hangup_consult", "unhold"}},
+		}, 400, orchestrator.ReasonProviderError, []string{"unhold"}}, // nothing was created: no hang-up owed
 		{"create bridge unavailable", func(h *harness, e env) {
 			h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpCreateBridge, Status: 503, Count: 1})
 		}, 503, orchestrator.ReasonProviderUnavailable, []string{"hangup_consult", "unhold"}},
@@ -324,7 +326,8 @@ func TestAttendedFailureAtEachStepCompensates(t *testing.T) {
 			// undone; keep that wait short here.
 			h := setup(t, options{engine: func(c *orchestrator.Config) {
 				c.VerifyTimeout = 200 * time.Millisecond
-				c.CompensationTimeout = 5 * time.Second
+				c.VisibilityWindow = 200 * time.Millisecond
+				c.StepTimeout = time.Second
 			}})
 			a, g, b1 := h.placeBridged(t)
 			tc.inject(h, env{a.ID, g.ID, b1.ID})
@@ -451,7 +454,7 @@ func TestAttendedRefusesWhisperAndDiversion(t *testing.T) {
 	req := attendedReq(bwsim.Call{ID: "c-aaa"}, bwsim.Call{ID: "c-bbb"}, orchestrator.CompletionAuto)
 	req.Whisper = &orchestrator.Whisper{Sentence: "hi"}
 	req.Diversion = &orchestrator.Diversion{Treatment: "propagate"}
-	_, err := h.eng.Start(context.Background(), req)
+	_, err := h.eng.Start(context.Background(), req, orchestrator.StartOptions{})
 	var oe *orchestrator.Error
 	if !errors.As(err, &oe) || oe.Kind != orchestrator.KindUnsupported || oe.Fields["whisper"] == "" || oe.Fields["diversion"] == "" {
 		t.Fatalf("err = %v (%+v)", err, oe)

@@ -60,6 +60,7 @@ type hook struct {
 	match func(method, path, body string) bool
 	run   func()
 	used  bool
+	every bool // runs before every matching request, not only the first
 }
 
 type options struct {
@@ -173,7 +174,7 @@ func (h *harness) runHooks(method, path, body string) {
 	h.mu.Lock()
 	var run []func()
 	for _, hk := range h.hooks {
-		if !hk.used && hk.match(method, path, body) {
+		if (!hk.used || hk.every) && hk.match(method, path, body) {
 			hk.used = true
 			run = append(run, hk.run)
 		}
@@ -195,6 +196,13 @@ func (h *harness) before(match func(method, path, body string) bool, f func()) {
 // this very request (and, with f.Count, its retries) meets the fault.
 func (h *harness) faultAt(match func(method, path, body string) bool, f bwsim.Fault) {
 	h.before(match, func() { h.sim.InjectFault(f) })
+}
+
+// faultEach injects f just before every request that matches.
+func (h *harness) faultEach(match func(method, path, body string) bool, f bwsim.Fault) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks = append(h.hooks, &hook{match: match, run: func() { h.sim.InjectFault(f) }, every: true})
 }
 
 func (h *harness) notifiedIDs() []string {
@@ -249,7 +257,7 @@ func attendedReq(a, g bwsim.Call, completion orchestrator.Completion) orchestrat
 
 func (h *harness) start(t *testing.T, r orchestrator.Request) *orchestrator.Transfer {
 	t.Helper()
-	tr, err := h.eng.Start(context.Background(), r)
+	tr, err := h.eng.Start(context.Background(), r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,21 +9,27 @@ import (
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
 )
 
-// These tests call the Provider methods the way a resumed transfer does:
-// a dial step whose result was never saved (the process died, or the
-// answer was lost) is followed by another dial step, or by the
-// compensations, which must find what the first one created.
+// These tests call the Provider methods the way the engine does after a
+// dial whose answer was lost (or whose process died before saving it):
+// the engine never dials again; its readings and the compensations must
+// find what the dial created by themselves.
 
-func transferFor(r orchestrator.Request, legs orchestrator.Legs, dials int) *orchestrator.Transfer {
+func transferFor(r orchestrator.Request) *orchestrator.Transfer {
 	now := time.Now().UTC()
-	t := &orchestrator.Transfer{ID: orchestrator.NewID(now), Request: r, Legs: legs, CreatedAt: now}
-	for range dials {
-		t.Steps = append(t.Steps, orchestrator.Step{Name: orchestrator.StepDial, Status: orchestrator.StepStarted, StartedAt: now})
-	}
-	return t
+	return &orchestrator.Transfer{ID: orchestrator.NewID(now), Request: r, CreatedAt: now}
 }
 
-func TestRepeatedAnnouncedDialTransfersOnce(t *testing.T) {
+// observe reads one transfer the way the engine's watcher does.
+func observe(t *testing.T, h *harness, tr *orchestrator.Transfer) (orchestrator.Observation, error) {
+	t.Helper()
+	v, err := h.client.Read(context.Background(), h.client.WatchKey(tr), []*orchestrator.Transfer{tr})
+	if err != nil {
+		return orchestrator.Observation{}, err
+	}
+	return v.Observe(tr)
+}
+
+func TestLostAnnouncedDialIsFoundByReading(t *testing.T) {
 	for _, v := range []struct {
 		public  bool
 		aStateB string // A's state once B answered
@@ -33,22 +39,22 @@ func TestRepeatedAnnouncedDialTransfersOnce(t *testing.T) {
 		a := h.placeCall(t)
 		req := announcedReq(a, target)
 		req.ConsultTimeout = 30 * time.Second
-		tr := transferFor(req, orchestrator.Legs{}, 1)
+		tr := transferFor(req)
 		legs, err := h.client.Locate(ctx, tr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tr.Legs = legs
+		tr.Sent.Dial = time.Now().UTC()
 		first, err := h.client.Dial(ctx, tr)
 		if err != nil || first.CallID == "" {
 			t.Fatalf("first dial: %+v %v", first, err)
 		}
 		h.idle(t) // B answered: A may read active or transferring again
-		// The first result was never saved.
-		tr.Steps = append(tr.Steps, tr.Steps[0])
-		again, err := h.client.Dial(ctx, tr)
-		if err != nil || again != first {
-			t.Fatalf("second dial = %+v, %v; want %+v", again, err, first)
+		// The dial's result was never saved: a reading finds B.
+		obs, err := observe(t, h, tr)
+		if err != nil || obs.ConsultLeg.CallID != first.CallID || obs.Caller != orchestrator.CallerTransferred {
+			t.Fatalf("%+v: reading = %+v, %v; want B %s and the caller transferred", v, obs, err, first.CallID)
 		}
 		if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
 			t.Errorf("%+v: transfers sent = %d, want 1", v, n)
@@ -56,12 +62,12 @@ func TestRepeatedAnnouncedDialTransfersOnce(t *testing.T) {
 	}
 }
 
-func TestRepeatedAttendedDialCreatesOnce(t *testing.T) {
+func TestLostAttendedDialIsFoundAndUndone(t *testing.T) {
 	h := setup(t, options{})
 	ctx := context.Background()
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
 	a, g, b1 := h.placeBridged(t)
-	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto), orchestrator.Legs{}, 1)
+	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
 	tr.Request.ConsultTimeout = 30 * time.Second
 	legs, err := h.client.Locate(ctx, tr)
 	if err != nil {
@@ -74,20 +80,15 @@ func TestRepeatedAttendedDialCreatesOnce(t *testing.T) {
 	if err := h.client.Hold(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
+	tr.Sent.Dial = time.Now().UTC()
 	first, err := h.client.Dial(ctx, tr)
 	if err != nil || first.CallID == "" || first.BridgeID == "" {
 		t.Fatalf("first dial: %+v %v", first, err)
 	}
-	tr.Steps = append(tr.Steps, tr.Steps[0])
-	for _, saved := range []orchestrator.LegRef{{}, {BridgeID: first.BridgeID}} {
-		tr.Legs.Consult = saved
-		again, err := h.client.Dial(ctx, tr)
-		if err != nil || again != first {
-			t.Fatalf("dial again (saved %+v) = %+v, %v; want %+v", saved, again, err, first)
-		}
-	}
-	if n, m := len(h.requestsOf(bwsim.OpCreateBridge)), len(h.requestsOf(bwsim.OpCreateCall)); n != 1 || m != 1 {
-		t.Errorf("bridges created %d, calls created %d; want 1 each", n, m)
+	// The dial's result was never saved: a reading finds T by its tag.
+	obs, err := observe(t, h, tr)
+	if err != nil || obs.ConsultLeg.CallID != first.CallID || obs.Consult != orchestrator.ConsultRinging {
+		t.Fatalf("reading = %+v, %v; want the ringing consult %s", obs, err, first.CallID)
 	}
 
 	// The compensations find the unsaved consult too.
@@ -107,7 +108,7 @@ func TestRepeatedAttendedDialCreatesOnce(t *testing.T) {
 	}
 	tr.Legs.Consult = first
 	assertAgentRestored(t, h, tr, a, g)
-	obs, err := h.client.Observe(ctx, tr)
+	obs, err = observe(t, h, tr)
 	if err != nil || obs.Caller != orchestrator.CallerConnected || obs.Consult != orchestrator.ConsultEnded {
 		t.Errorf("observation = %+v, %v", obs, err)
 	}
@@ -120,7 +121,7 @@ func TestRepeatedCompleteIsHarmless(t *testing.T) {
 	h := setup(t, options{})
 	ctx := context.Background()
 	a, g, _ := h.placeBridged(t)
-	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto), orchestrator.Legs{}, 1)
+	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
 	tr.Request.ConsultTimeout = 30 * time.Second
 	var err error
 	if tr.Legs, err = h.client.Locate(ctx, tr); err != nil {
@@ -138,7 +139,7 @@ func TestRepeatedCompleteIsHarmless(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	obs, err := h.client.Observe(ctx, tr)
+	obs, err := observe(t, h, tr)
 	if err != nil || obs.Caller != orchestrator.CallerTransferred {
 		t.Fatalf("observation = %+v, %v", obs, err)
 	}

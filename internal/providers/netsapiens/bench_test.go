@@ -69,7 +69,7 @@ func (r *benchRig) transfer(b *testing.B, domain string) {
 		b.Fatal(err)
 	}
 	tr, err := r.eng.Start(context.Background(), orchestrator.Request{Provider: netsapiens.Name,
-		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"})
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}, orchestrator.StartOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
