@@ -163,7 +163,7 @@ func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
 		// provider-specific fields). A field's first complaint wins.
 		bad := body.Valid(r.Context())
 		req := body.request()
-		if err := eng.Validate(&req); err != nil {
+		if err := eng.Validate(r.Context(), &req); err != nil {
 			if len(bad) == 0 && len(shape) == 0 {
 				writeError(w, r, err)
 				return

@@ -61,6 +61,10 @@ type Config struct {
 	// maintenance loop, every PurgeInterval).
 	Retention     time.Duration
 	PurgeInterval time.Duration
+	// Accounts, when set, gives each tenant its own provider accounts; the
+	// providers passed to New serve tenants it does not know (and the
+	// default tenant of a deployment without tenants).
+	Accounts Accounts
 	// CrashPoint, when set, is called at every step boundary with a name
 	// such as "hold:intent", "hold:effect", "hold:result" or
 	// "state:consulting". The crash tests kill the process there; it is
@@ -177,7 +181,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 	}, nil
 }
 
-// Providers returns the configured provider names, sorted.
+// Providers returns the provider names of the default accounts, sorted.
 func (e *Engine) Providers() []string {
 	names := make([]string, 0, len(e.providers))
 	for n := range e.providers {
@@ -187,13 +191,38 @@ func (e *Engine) Providers() []string {
 	return names
 }
 
+// providersFor returns the provider names tenant may use, sorted.
+func (e *Engine) providersFor(tenant string) []string {
+	if e.cfg.Accounts != nil {
+		if names := e.cfg.Accounts.Names(tenant); len(names) > 0 {
+			return names
+		}
+	}
+	return e.Providers()
+}
+
+// provider returns the account tenant uses for the provider called name.
+func (e *Engine) provider(tenant, name string) (Provider, bool) {
+	if e.cfg.Accounts != nil {
+		if p, ok := e.cfg.Accounts.Provider(tenant, name); ok {
+			return p, true
+		}
+		if len(e.cfg.Accounts.Names(tenant)) > 0 {
+			return nil, false // the tenant has accounts, not this one
+		}
+	}
+	p, ok := e.providers[name]
+	return p, ok
+}
+
 // Config returns the effective configuration.
 func (e *Engine) Config() Config { return e.cfg }
 
 // Validate applies defaults to r and checks everything that does not need
-// I/O. The error has kind KindInvalid or KindUnsupported and names every
-// bad field.
-func (e *Engine) Validate(r *Request) error {
+// I/O, for the tenant of ctx. The error has kind KindInvalid or
+// KindUnsupported and names every bad field.
+func (e *Engine) Validate(ctx context.Context, r *Request) error {
+	tenant := TenantOf(ctx)
 	bad := map[string]string{}
 	unsupported := map[string]string{}
 	if r.Completion == "" {
@@ -205,12 +234,12 @@ func (e *Engine) Validate(r *Request) error {
 	if r.ConsultTimeout == 0 {
 		r.ConsultTimeout = e.cfg.ConsultTimeout
 	}
-	p, ok := e.providers[r.Provider]
+	p, ok := e.provider(tenant, r.Provider)
 	switch {
 	case r.Provider == "":
-		bad["provider"] = "is required; one of " + fmt.Sprint(e.Providers())
+		bad["provider"] = "is required; one of " + fmt.Sprint(e.providersFor(tenant))
 	case !ok:
-		bad["provider"] = fmt.Sprintf("unknown provider %q; configured: %v", r.Provider, e.Providers())
+		bad["provider"] = fmt.Sprintf("unknown provider %q; configured: %v", r.Provider, e.providersFor(tenant))
 	}
 	if r.Target == "" {
 		bad["target"] = "is required"
@@ -262,36 +291,58 @@ func (e *Engine) Validate(r *Request) error {
 
 // Start validates r, saves a new transfer and starts driving it.
 func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfer, error) {
-	if err := e.Validate(&r); err != nil {
+	if err := e.Validate(ctx, &r); err != nil {
 		return nil, err
 	}
 	if e.isStopping() {
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	now := e.now()
-	t := &Transfer{ID: NewID(now), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
+	t := &Transfer{ID: NewID(now), Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		RequestID: o.RequestID}
+	emit(t, EventCreated, now, "", StatePending)
 	if err := e.store.Create(ctx, t); err != nil {
 		return nil, err
 	}
+	t.Outbox = nil
 	e.m.started.WithLabelValues(r.Provider).Inc()
 	snapshot := t.Clone()
 	e.adopt(t, false)
 	return snapshot, nil
 }
 
-// Get returns the saved transfer.
+// Get returns the saved transfer, if it belongs to the tenant of ctx:
+// another tenant's transfer is not found, exactly like one that does not
+// exist.
 func (e *Engine) Get(ctx context.Context, id string) (*Transfer, error) {
 	if !ValidID(id) {
 		return nil, E("orchestrator.Get", KindNotFound, nil)
 	}
-	return e.store.Get(ctx, id)
+	t, err := e.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if tenantOf(t) != TenantOf(ctx) {
+		return nil, E("orchestrator.Get", KindNotFound, nil)
+	}
+	return t, nil
 }
 
-// List returns saved transfers, newest first.
+// List returns the saved transfers of the tenant of ctx, newest first.
 func (e *Engine) List(ctx context.Context, f ListFilter) ([]*Transfer, bool, error) {
+	f.Tenant = TenantOf(ctx)
 	return e.store.List(ctx, f)
+}
+
+// Events returns the tenant's events after f.After (see Store.Events).
+func (e *Engine) Events(ctx context.Context, f EventFilter) ([]Event, error) {
+	f.Tenant = TenantOf(ctx)
+	es, ok := e.store.(EventStore)
+	if !ok {
+		return nil, E("orchestrator.Events", KindUnsupported, errors.New("the store keeps no events"))
+	}
+	return es.Events(ctx, f)
 }
 
 // Ready reports whether the engine can take transfers: it is not
@@ -444,6 +495,9 @@ func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
 	e.mu.Unlock()
 	if en != nil {
 		if t := en.cur.Load(); t != nil {
+			if tenantOf(t) != TenantOf(ctx) {
+				return nil, E("orchestrator.Get", KindNotFound, nil)
+			}
 			return t.Clone(), nil
 		}
 	}
@@ -522,14 +576,14 @@ func (e *Engine) Running() []string {
 // adopt makes this replica drive t (a new transfer, or one it claimed)
 // and queues it. resumed says that another process drove it before.
 func (e *Engine) adopt(t *Transfer, resumed bool) {
-	p, ok := e.providers[t.Request.Provider]
+	p, ok := e.provider(tenantOf(t), t.Request.Provider)
 	if !ok {
-		e.log.Error().Str("transfer_id", t.ID).Str("provider", t.Request.Provider).
-			Msg("cannot drive the transfer: its provider is not configured")
+		e.log.Error().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", t.Request.Provider).
+			Msg("cannot drive the transfer: its tenant has no account of its provider")
 		return
 	}
 	e.startWorkers()
-	lc := e.log.With().Str("transfer_id", t.ID).Str("provider", p.Name())
+	lc := e.log.With().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", p.Name())
 	if t.RequestID != "" {
 		lc = lc.Str("request_id", t.RequestID)
 	}

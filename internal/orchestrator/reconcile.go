@@ -284,6 +284,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		if !t.Answered {
 			t.Answered, changed = true, true
 			e.note(en, StepAnswered, "the target answered")
+			emit(t, EventTargetAnswered, e.now(), t.State, t.State)
 			if t.Request.Completion == CompletionManual {
 				en.log.Info().Msg("target answered; waiting for the client to complete or cancel")
 			}
@@ -520,6 +521,10 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	o.Verified = true
 	t.Cleanup = nil
 	e.note(en, StepVerify, detail)
+	emit(t, EventOutcomeVerified, now, t.State, t.State)
+	if needsAttention(t) {
+		emit(t, EventNeedsAttention, now, t.State, t.State)
+	}
 	if e.save(ctx, en) {
 		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).
 			Msg("cleanup done: outcome verified")
@@ -785,6 +790,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	err := e.store.Update(context.WithoutCancel(ctx), en.t)
 	switch {
 	case err == nil:
+		en.t.Outbox = nil
 		if en.saveFailing {
 			en.saveFailing = false
 			en.log.Info().Msg("the transfer is saved again")
@@ -826,7 +832,12 @@ func (e *Engine) enter(en *entry, to State) (from State) {
 	en.entered = now
 	en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 	t.State = to
+	emit(t, EventStateChanged, now, from, to)
 	if to.Terminal() {
+		emit(t, map[State]EventType{StateCompleted: EventCompleted, StateFailed: EventFailed, StateCancelled: EventCancelled}[to], now, from, to)
+		if needsAttention(t) {
+			emit(t, EventNeedsAttention, now, from, to)
+		}
 		if o := t.Outcome; o != nil {
 			e.m.finished.WithLabelValues(en.p.Name(), string(to), string(o.Reason)).Inc()
 			if !o.Verified {

@@ -10,10 +10,20 @@ import (
 // since it was read: another writer owns it now.
 var ErrVersionConflict = errors.New("transfer version conflict")
 
-// ListFilter selects transfers for Store.List.
+// ListFilter selects transfers for Store.List. Empty fields select all.
 type ListFilter struct {
-	States   []State
-	Provider string
+	// Tenant selects one tenant's transfers (the engine always sets it).
+	Tenant     string
+	States     []State
+	Provider   string
+	ExternalID string
+	// Domain and User, or CallID, select the transfers of one call
+	// (Request.Call); Target those to one target.
+	Domain, User, CallID string
+	Target               string
+	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound the
+	// creation time.
+	CreatedAfter, CreatedBefore time.Time
 	// After is an exclusive cursor: the id of the last transfer of the
 	// previous page. Transfers are listed newest first.
 	After string
@@ -24,12 +34,18 @@ type ListFilter struct {
 // use and must store copies (callers keep mutating their records).
 type Store interface {
 	// Create saves a new transfer (Version 1). It fails with KindConflict
-	// when a non-terminal transfer of the same provider call exists. When
-	// t.IdempotencyKey is set, the same write links the reservation
-	// (t.IdempotencyScope, t.IdempotencyKey) to t.ID, if it exists.
+	// when a non-terminal transfer of the same provider call of the same
+	// tenant exists. When t.IdempotencyKey is set, the same write links
+	// the reservation (t.IdempotencyScope, t.IdempotencyKey) to t.ID, if
+	// it exists. The events in t.Outbox are written in the same
+	// transaction (see Update).
 	Create(ctx context.Context, t *Transfer) error
 	// Update saves t when the stored version equals t.Version and then
-	// increments t.Version; otherwise it returns ErrVersionConflict.
+	// increments t.Version; otherwise it returns ErrVersionConflict. The
+	// events in t.Outbox are written in the same transaction, each with
+	// the record as saved and a new position (Event.Pos); the caller
+	// empties the outbox after a successful save. Nothing else of t
+	// changes.
 	Update(ctx context.Context, t *Transfer) error
 	// Get returns a copy, or an error of kind KindNotFound.
 	Get(ctx context.Context, id string) (*Transfer, error)
@@ -91,6 +107,14 @@ type Store interface {
 	Purge(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
+// EventStore is a Store that keeps the outbox readable.
+type EventStore interface {
+	// Events returns up to f.Limit events, oldest (lowest Pos) first, of
+	// f.Tenant after f.After, optionally of one transfer, each with its
+	// Transfer snapshot.
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id
@@ -122,6 +146,12 @@ func CallKey(r *Request) string {
 		return r.Provider + "|" + r.Call.Domain + "|" + r.Call.User
 	}
 	return r.Provider + "||" + r.Call.CallID
+}
+
+// TenantCallKey is CallKey within a tenant: two tenants' PBXs may both
+// have a user 1000 in a domain TEST.
+func TenantCallKey(t *Transfer) string {
+	return tenantOf(t) + "|" + CallKey(&t.Request)
 }
 
 // ActiveTransferError says which transfer already moves the call.

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"time"
 )
@@ -140,6 +141,10 @@ type Request struct {
 	Target         string        `json:"target"`
 	Completion     Completion    `json:"completion"`
 	ConsultTimeout time.Duration `json:"consult_timeout"`
+	// ExternalID and Metadata are the client's own context (a CRM call or
+	// ticket id, small labels); transferd only stores and returns them.
+	ExternalID string            `json:"external_id,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
 	CallerID       string        `json:"caller_id,omitempty"`
 	Whisper        *Whisper      `json:"whisper,omitempty"`
 	Diversion      *Diversion    `json:"diversion,omitempty"`
@@ -266,6 +271,9 @@ type Cleanup struct {
 type Transfer struct {
 	ID      string `json:"id"`
 	Version int64  `json:"version"`
+	// Tenant owns the transfer; "" in records older than tenants means
+	// DefaultTenant.
+	Tenant string `json:",omitempty"`
 	Request Request
 	State   State
 	Legs    Legs
@@ -297,6 +305,11 @@ type Transfer struct {
 	IdempotencyKey   string `json:",omitempty"`
 	// RequestID is the HTTP request that created the transfer.
 	RequestID string `json:",omitempty"`
+	// EventSeq is the sequence number of the transfer's latest event.
+	EventSeq int64 `json:",omitempty"`
+	// Outbox holds the events the next save records; the store writes them
+	// in the same transaction and the engine empties it once saved.
+	Outbox []Event `json:"-"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -324,6 +337,7 @@ func (t *Transfer) Clone() *Transfer {
 	c.Failure = cloneOutcome(t.Failure)
 	c.Outcome = cloneOutcome(t.Outcome)
 	c.Request = t.Request.clone()
+	c.Outbox = slices.Clone(t.Outbox)
 	return &c
 }
 
@@ -340,6 +354,7 @@ func cloneOutcome(o *Outcome) *Outcome {
 }
 
 func (r Request) clone() Request {
+	r.Metadata = maps.Clone(r.Metadata)
 	if r.Whisper != nil {
 		w := *r.Whisper
 		r.Whisper = &w

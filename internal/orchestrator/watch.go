@@ -32,7 +32,12 @@ type snapshot struct {
 	err  error
 }
 
-type watchKey struct{ provider, key string }
+// watchKey names a view: a provider account (two tenants' NetSapiens
+// accounts are different PBXs) and the adapter's key within it.
+type watchKey struct {
+	account Provider
+	key     string
+}
 
 // subscribe makes en's transfer read by its provider view's watcher,
 // starting the watcher if it is the first.
@@ -40,7 +45,7 @@ func (e *Engine) subscribe(en *entry) {
 	if en.w != nil {
 		return
 	}
-	k := watchKey{en.p.Name(), en.p.WatchKey(en.t)}
+	k := watchKey{en.p, en.p.WatchKey(en.t)}
 	e.watchMu.Lock()
 	w := e.watchers[k]
 	if w == nil {

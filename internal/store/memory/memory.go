@@ -24,6 +24,8 @@ type Store struct {
 	idem    map[[2]string]idemRow
 	// replicas holds each replica's heartbeat expiry.
 	replicas map[string]time.Time
+	// events is the outbox, in position order (Pos = index + 1).
+	events []orchestrator.Event
 }
 
 // idemRow is an idempotency record and the transfer its request created,
@@ -49,13 +51,14 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	if _, ok := s.byID[t.ID]; ok {
 		return orchestrator.E("memory.Create", orchestrator.KindConflict, nil)
 	}
-	key := orchestrator.CallKey(&t.Request)
+	key := orchestrator.TenantCallKey(t)
 	if id, ok := s.active[key]; ok {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id}}
 	}
 	t.Version = 1
 	s.byID[t.ID] = t.Clone()
+	s.writeEvents(t)
 	if !t.State.Terminal() { // a transfer saved already ended never holds its call
 		s.active[key] = t.ID
 	}
@@ -86,13 +89,47 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	// Purge compares it with a cut-off taken from that same clock.
 	t.Version++
 	s.byID[t.ID] = t.Clone()
+	s.writeEvents(t)
 	if t.State.Terminal() {
-		key := orchestrator.CallKey(&t.Request)
+		key := orchestrator.TenantCallKey(t)
 		if s.active[key] == t.ID {
 			delete(s.active, key)
 		}
 	}
 	return nil
+}
+
+// writeEvents appends t's outbox, each event with the record as saved.
+func (s *Store) writeEvents(t *orchestrator.Transfer) {
+	if len(t.Outbox) == 0 {
+		return
+	}
+	snap := t.Clone()
+	snap.Outbox = nil
+	for _, ev := range t.Outbox {
+		ev.Pos = int64(len(s.events) + 1)
+		ev.Transfer = snap
+		s.events = append(s.events, ev)
+	}
+}
+
+// Events implements orchestrator.Store.
+func (s *Store) Events(_ context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []orchestrator.Event
+	for i := max(f.After, 0); i < int64(len(s.events)); i++ {
+		ev := s.events[i]
+		if ev.Tenant != f.Tenant || (f.TransferID != "" && ev.TransferID != f.TransferID) {
+			continue
+		}
+		ev.Transfer = ev.Transfer.Clone()
+		out = append(out, ev)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
 }
 
 // Get implements orchestrator.Store.
@@ -117,7 +154,7 @@ func (s *Store) List(_ context.Context, f orchestrator.ListFilter) ([]*orchestra
 	var out []*orchestrator.Transfer
 	for i := end - 1; i >= 0; i-- {
 		t := s.byID[s.ids[i]]
-		if f.Provider != "" && !strings.EqualFold(t.Request.Provider, f.Provider) {
+		if !matches(t, &f) {
 			continue
 		}
 		if len(f.States) > 0 && !slices.Contains(f.States, t.State) {
@@ -129,6 +166,29 @@ func (s *Store) List(_ context.Context, f orchestrator.ListFilter) ([]*orchestra
 		out = append(out, t.Clone())
 	}
 	return out, false, nil
+}
+
+// matches applies every field of f but the cursor and the limit.
+func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
+	r := &t.Request
+	tenant := t.Tenant
+	if tenant == "" {
+		tenant = orchestrator.DefaultTenant
+	}
+	switch {
+	case f.Tenant != "" && tenant != f.Tenant,
+		f.Provider != "" && !strings.EqualFold(r.Provider, f.Provider),
+		len(f.States) > 0 && !slices.Contains(f.States, t.State),
+		f.ExternalID != "" && r.ExternalID != f.ExternalID,
+		f.Domain != "" && !strings.EqualFold(r.Call.Domain, f.Domain),
+		f.User != "" && r.Call.User != f.User,
+		f.CallID != "" && r.Call.CallID != f.CallID,
+		f.Target != "" && r.Target != f.Target,
+		!f.CreatedAfter.IsZero() && t.CreatedAt.Before(f.CreatedAfter),
+		!f.CreatedBefore.IsZero() && !t.CreatedAt.Before(f.CreatedBefore):
+		return false
+	}
+	return true
 }
 
 // Ping implements orchestrator.Store.
