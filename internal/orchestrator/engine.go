@@ -426,8 +426,15 @@ func (e *Engine) Notify(id string) {
 	if en == nil {
 		return
 	}
-	if w := en.w; w != nil {
-		w.poke()
+	// en.w belongs to the worker reconciling en: the watcher is found
+	// through the shared map, by the record as last reconciled.
+	if t := en.cur.Load(); t != nil {
+		e.watchMu.Lock()
+		w := e.watchers[watchKey{en.p.Name(), en.p.WatchKey(t)}]
+		e.watchMu.Unlock()
+		if w != nil {
+			w.poke()
+		}
 	}
 	e.q.Add(id)
 }

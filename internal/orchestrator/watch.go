@@ -98,7 +98,9 @@ func (w *watcher) loop(k watchKey) {
 	e := w.e
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	minGap := max(e.cfg.PollInterval/5, time.Millisecond)
+	// Capped, so that a kick (Notify: an event arrived) is read within
+	// 50 ms even when polling is slow because events drive the engine.
+	minGap := min(max(e.cfg.PollInterval/5, time.Millisecond), 50*time.Millisecond)
 	var last time.Time
 	for {
 		select {
