@@ -125,6 +125,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	stopping bool
+	starting int // Starts past their stopping check, not adopted yet
 	entries  map[string]*entry
 	waiters  map[string]*waiter
 	// settled is closed and replaced whenever an entry is dropped or
@@ -294,9 +295,22 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	if err := e.Validate(ctx, &r); err != nil {
 		return nil, err
 	}
-	if e.isStopping() {
+	// Counted until the transfer is adopted, so that a Shutdown that
+	// begins meanwhile waits for it and drives it to its end instead of
+	// leaving a saved transfer nobody drives.
+	e.mu.Lock()
+	if e.stopping {
+		e.mu.Unlock()
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
+	e.starting++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.starting--
+		e.settledLocked()
+		e.mu.Unlock()
+	}()
 	now := e.now()
 	t := &Transfer{ID: NewID(now), Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
@@ -430,7 +444,7 @@ func (e *Engine) Notify(id string) {
 	// through the shared map, by the record as last reconciled.
 	if t := en.cur.Load(); t != nil {
 		e.watchMu.Lock()
-		w := e.watchers[watchKey{en.p.Name(), en.p.WatchKey(t)}]
+		w := e.watchers[watchKey{en.p, en.p.WatchKey(t)}]
 		e.watchMu.Unlock()
 		if w != nil {
 			w.poke()
@@ -662,7 +676,7 @@ func (e *Engine) startWorkers() {
 func (e *Engine) unfinished() (int, <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := 0
+	n := e.starting
 	for _, en := range e.entries {
 		if t := en.cur.Load(); t != nil && !t.State.Terminal() {
 			n++
