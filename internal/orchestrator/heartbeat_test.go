@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func replica(t *testing.T, owner string, store orchestrator.Store, f *orchestrat
 	e, err := orchestrator.New(orchestrator.Config{
 		Owner: owner, LeaseTTL: 150 * time.Millisecond,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		VerifyTimeout: 5 * time.Second,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
 		CrashPoint: crash,
 	}, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
@@ -49,8 +50,7 @@ func waitFor(t *testing.T, e *orchestrator.Engine, id string, cond func(*orchest
 }
 
 // freeze simulates a replica that stops (a killed pod): once armed, its
-// runner blocks at the next boundary until the test ends, and it never
-// renews a lease (it was never Opened).
+// worker blocks at the next step boundary until released.
 type freeze struct {
 	mu      sync.Mutex
 	armed   bool
@@ -72,55 +72,74 @@ func (f *freeze) arm() {
 	f.mu.Unlock()
 }
 
-func TestReplicaTakesOverExpiredLeaseAndGetsSignals(t *testing.T) {
+// A replica whose heartbeat expired has its open transfers claimed by
+// another, which then also receives the signals clients send through any
+// replica.
+func TestExpiredHeartbeatTransfersAreClaimedAndGetSignals(t *testing.T) {
+	ctx := context.Background()
 	store := memory.New()
 	fake := orchestratortest.NewFake("fake")
 	dead := &freeze{release: make(chan struct{})}
-	a := replica(t, "a", store, fake, dead.point) // not opened: never renews
+	// a is never Opened: its heartbeat is written below by hand, so the
+	// test decides when it expires.
+	a := replica(t, "a", store, fake, dead.point)
 	b := replica(t, "b", store, fake, nil)
-	// Cleanups run last-registered first: release the frozen runner
+	// Cleanups run last-registered first: release the frozen worker
 	// before the engines shut down.
 	t.Cleanup(func() { close(dead.release) })
+	if _, err := store.Heartbeat(ctx, "a", time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
-	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, a, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	waitFor(t, a, tr.ID, answered)
 	dead.arm()
-	if err := b.Open(context.Background()); err != nil {
+	if err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// a's heartbeat is live: b's Open left its transfer alone.
+	if got, err := store.Get(ctx, tr.ID); err != nil || got.Owner != "a" {
+		t.Fatalf("owner %q (%v) while a's heartbeat is live, want a", got.Owner, err)
+	}
+	if _, err := store.Heartbeat(ctx, "a", time.Now().Add(-time.Hour), time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
 	tr = waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" })
 	if tr.State != orchestrator.StateConsulting {
-		t.Fatalf("after takeover the transfer is %s", tr.State)
+		t.Fatalf("after the claim the transfer is %s", tr.State)
 	}
 	// The client's complete lands on the dead replica's API; the owner
 	// acts on it.
-	if _, err := a.Complete(context.Background(), tr.ID); err != nil {
+	if _, err := a.Complete(ctx, tr.ID); err != nil {
 		t.Fatal(err)
 	}
 	tr = waitFor(t, b, tr.ID, func(*orchestrator.Transfer) bool { return false })
-	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
-		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred || tr.Owner != "b" {
+		t.Fatalf("state %s outcome %+v owner %s", tr.State, tr.Outcome, tr.Owner)
 	}
 	if c, _ := fake.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
 		t.Errorf("provider shows caller %v", c.Caller)
 	}
-	var resumed bool
-	for _, s := range tr.Steps {
-		resumed = resumed || s.Name == orchestrator.StepReconcile
+	if n := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodComplete); n != 1 {
+		t.Errorf("%d joins, want 1", n)
 	}
-	if !resumed {
-		t.Error("the new owner did not reconcile before resuming")
+	if !hasStep(tr, orchestrator.StepReconcile) {
+		t.Error("the new owner did not record that it resumed the transfer")
 	}
 }
 
+// A replica restarted under the same name reclaims its open transfers at
+// once, although its heartbeat is still live; whatever step boundary the
+// old process died at, the transfer ends with the caller either with the
+// target or back with the agent, and the consult is dialled at most once.
 func TestRestartedReplicaReclaimsItsTransfers(t *testing.T) {
-	for _, point := range []string{"hold:intent", "hold:effect", "dial:intent", "dial:effect", "dial:result",
-		"state:consulting", "transfer:intent", "transfer:effect", "verify:intent"} {
+	for _, point := range []string{"hold:intent", "hold:effect", "hold:result", "dial:intent", "dial:effect", "dial:result",
+		"state:consulting", "transfer:intent", "transfer:effect", "transfer:result"} {
 		t.Run(point, func(t *testing.T) {
 			store := memory.New()
 			fake := orchestratortest.NewFake("fake")
@@ -134,17 +153,21 @@ func TestRestartedReplicaReclaimsItsTransfers(t *testing.T) {
 				}
 			}
 			first := replica(t, "x", store, fake, crash)
+			if err := first.Open(context.Background()); err != nil { // a live heartbeat
+				t.Fatal(err)
+			}
 			t.Cleanup(func() { close(release) }) // before first shuts down
 			tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			<-hit
-			// The same replica restarts: it resumes at once, without
-			// waiting for the lease to expire.
 			second := replica(t, "x", store, fake, nil)
 			if err := second.Open(context.Background()); err != nil {
 				t.Fatal(err)
+			}
+			if !slices.Contains(second.Running(), tr.ID) {
+				t.Fatalf("the restarted replica did not reclaim %s at once (running %q)", tr.ID, second.Running())
 			}
 			tr = waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
 			c, _ := fake.State(tr.ID)
@@ -160,10 +183,61 @@ func TestRestartedReplicaReclaimsItsTransfers(t *testing.T) {
 			default:
 				t.Fatalf("ended %s", tr.State)
 			}
-			if got := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodDial); got > 2 {
-				t.Errorf("dialled %d times", got)
+			// A dial or join sent by the dead process is never sent again.
+			for _, m := range []string{orchestratortest.MethodDial, orchestratortest.MethodComplete} {
+				if got := countActions(fake.ActionsFor(tr.ID), m); got > 1 {
+					t.Errorf("%s sent %d times", m, got)
+				}
 			}
 		})
+	}
+}
+
+// A transfer claimed from a replica in the middle of a step is driven by
+// its new owner only: the old owner's next save fails, and it drops the
+// transfer without another provider call.
+func TestClaimedTransferOldOwnerStopsOnNextSave(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	release, hit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a := replica(t, "a", store, fake, func(_ *orchestrator.Transfer, p string) {
+		if p == "hold:effect" {
+			once.Do(func() { close(hit) })
+			<-release // the hold was made; its result is not saved yet
+		}
+	})
+	b := replica(t, "b", store, fake, nil)
+	tr, err := a.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	// a never wrote a heartbeat: b claims its transfer on Open.
+	if err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr = waitFor(t, b, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if tr.State != orchestrator.StateCompleted || tr.Owner != "b" {
+		t.Fatalf("state %s owner %s, want completed by b", tr.State, tr.Owner)
+	}
+	before := fake.ActionsFor(tr.ID)
+	close(release)
+	// Shutdown waits for a's unfinished entry: it returns once a's save
+	// failed and a dropped the transfer.
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown of the old owner: %v", err)
+	}
+	if after := fake.ActionsFor(tr.ID); !slices.Equal(after, before) {
+		t.Errorf("the old owner acted after losing the transfer: %q, then %q", before, after)
+	}
+	if got, _ := store.Get(ctx, tr.ID); got.State != orchestrator.StateCompleted || got.Version != tr.Version {
+		t.Errorf("stored %s v%d, want completed v%d: the old owner overwrote it", got.State, got.Version, tr.Version)
+	}
+	want := []string{locate, hold, hold, dial, complete} // the hold is repeated: it may not have been applied
+	if got := fake.ActionsFor(tr.ID); !slices.Equal(got, want) {
+		t.Errorf("actions %q, want %q", got, want)
 	}
 }
 
@@ -177,38 +251,6 @@ func countActions(actions []string, name string) int {
 	return n
 }
 
-// TestSavesExtendTheLease: a save proves the owner alive, so it must not
-// write back the lease it read when the transfer started. Here the owner
-// has no renew loop at all; only its saves keep the lease.
-func TestSavesExtendTheLease(t *testing.T) {
-	store := memory.New()
-	fake := orchestratortest.NewFake("fake")
-	a := replica(t, "a", store, fake, nil) // never opened: no renewals
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := tr.LeaseExpires
-	waitFor(t, a, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	gate := fake.Block(orchestratortest.MethodComplete)
-	// Let the first lease run out (a clock-based condition: nothing to
-	// wait on but the clock).
-	<-time.After(time.Until(first) + 10*time.Millisecond)
-	if _, err := a.Complete(context.Background(), tr.ID); err != nil {
-		t.Fatal(err)
-	}
-	<-gate.Entered() // the runner saved "completing" and is joining
-	claimed, err := store.Acquire(context.Background(), "b", time.Now(), time.Second, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gate.Release()
-	if len(claimed) != 0 {
-		t.Fatalf("a peer took over a transfer its owner had just saved (lease %v)", claimed[0].LeaseExpires)
-	}
-	if tr = waitFor(t, a, tr.ID, func(*orchestrator.Transfer) bool { return false }); tr.State != orchestrator.StateCompleted {
-		t.Fatalf("state %s", tr.State)
-	}
+func hasStep(tr *orchestrator.Transfer, name string) bool {
+	return slices.ContainsFunc(tr.Steps, func(s orchestrator.Step) bool { return s.Name == name })
 }
