@@ -405,7 +405,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		default:
 			return a.err
 		}
-		zerolog.Ctx(ctx).Debug().Str("op", r.op).Dur("wait", wait).Bool("rate_limited", a.limited).
+		zerolog.Ctx(ctx).Debug().Str("op", r.op).Float64("wait_ms", float64(wait)/float64(time.Millisecond)).Bool("rate_limited", a.limited).
 			Msg("bandwidth request will be retried")
 		if apiclient.Sleep(ctx, wait) != nil {
 			return a.err
@@ -458,7 +458,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 	took := time.Since(start)
 	c.metrics.Observe(Name, r.op, resp.StatusCode, took)
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
-		Int("status", resp.StatusCode).Dur("took", took).Msg("bandwidth request")
+		Int("status", resp.StatusCode).Float64("took_ms", float64(took)/float64(time.Millisecond)).Msg("bandwidth request")
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {

@@ -182,7 +182,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	data, rerr := apiclient.ReadBody(resp.Body)
 	c.metrics.Observe(Name, r.op, resp.StatusCode, time.Since(start))
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
-		Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("netsapiens request")
+		Int("status", resp.StatusCode).Float64("took_ms", float64(time.Since(start))/float64(time.Millisecond)).Msg("netsapiens request")
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {
 			return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))
