@@ -85,6 +85,21 @@ func (w *watcher) poke() {
 	}
 }
 
+// PokeView makes the watcher of account's view key read now (within
+// the 50 ms that kicks share), if some transfer is watching it. A
+// provider's event subscription calls it when a delivery mentions the
+// view: the event only hastens the reading, and the reading, never the
+// event, is what transfers act on, so that a forged, lagging or
+// duplicated delivery cannot change a transfer by itself.
+func (e *Engine) PokeView(account Provider, key string) {
+	e.watchMu.Lock()
+	w := e.watchers[watchKey{account, key}]
+	e.watchMu.Unlock()
+	if w != nil {
+		w.poke()
+	}
+}
+
 // latest returns the last reading, or nil.
 func (w *watcher) latest() *snapshot {
 	w.mu.Lock()
