@@ -14,7 +14,8 @@
 // a PostgreSQL server the test may create databases on (a fresh database
 // per run, dropped at the end). That part covers a representative set of
 // crash points per flow, or all of them with TRANSFERD_CRASH_ALL_POINTS=1
-// (about 2.7 s each: a takeover waits for the dead owner's lease). Set
+// (about 2.7 s each: a takeover waits for the dead owner's heartbeat to
+// expire). Set
 // TRANSFERD_CRASH_SUMMARY to a file name to get the summary lines there:
 // go test prints a passing package's output only with -v.
 package crashtest
