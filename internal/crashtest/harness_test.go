@@ -174,8 +174,12 @@ func transferdEnv(vars ...string) []string {
 	}
 	env = append(env,
 		"TRANSFERD_LISTEN_ADDR=127.0.0.1:0",
-		"TRANSFERD_LOG_LEVEL=debug", // a line per provider request: see follower
+		"TRANSFERD_LOG_LEVEL=debug", // provider requests too, for failure messages
 		"TRANSFERD_POLL_INTERVAL=10ms",
+		// The crash tests' simulator lists a new call at once: a consult
+		// whose dial was never sent (killed at dial:intent) may be given up
+		// on quickly.
+		"TRANSFERD_VISIBILITY_WINDOW=1s",
 		"TRANSFERD_POLL_MAX_INTERVAL=100ms",
 		"TRANSFERD_NETSAPIENS_BASE_URL="+bin.simBase+pbxsim.NetSapiensAPIPath,
 		"TRANSFERD_NETSAPIENS_API_KEY="+pbxsim.DemoNetSapiensKey,
@@ -200,11 +204,7 @@ func startTransferd(t *testing.T, name string, env []string) *proc {
 func startTransferdAsync(t *testing.T, name string, env []string) *proc {
 	t.Helper()
 	p := &proc{name: name, logs: &logWatch{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin.transferd)
-	p.cmd.Env = env
-	p.cmd.Stderr = p.logs
-	p.cmd.Stdout = p.logs
-	p.cmd.SysProcAttr = childAttr()
+	p.cmd = newTransferdCmd(env, p.logs)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -224,6 +224,16 @@ func startTransferdAsync(t *testing.T, name string, env []string) *proc {
 		}
 	})
 	return p
+}
+
+// newTransferdCmd is a transferd process with env, its output into logs.
+func newTransferdCmd(env []string, logs *logWatch) *exec.Cmd {
+	cmd := exec.Command(bin.transferd)
+	cmd.Env = env
+	cmd.Stderr = logs
+	cmd.Stdout = logs
+	cmd.SysProcAttr = childAttr()
+	return cmd
 }
 
 // waitListening waits for the "listening" line and takes the address.
@@ -308,8 +318,10 @@ type transfer struct {
 	Outcome *struct {
 		Reason         string `json:"reason"`
 		CallerRestored bool   `json:"caller_restored"`
+		Verified       bool   `json:"verified"`
 		Detail         string `json:"detail"`
 	} `json:"outcome"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func (tr *transfer) terminal() bool {
