@@ -172,9 +172,18 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		}
 		byName[p.Name()] = p
 	}
+	m := newMetrics(reg)
+	for name := range byName {
+		// Series that alerts watch exist from the start, at 0, so that an
+		// alert's expression never sees "no data" on a healthy replica.
+		m.cleanups.WithLabelValues(name)
+		m.unverified.WithLabelValues(name)
+		m.onHold.WithLabelValues(name)
+		m.inFlight.WithLabelValues(name)
+	}
 	hard, cancel := context.WithCancel(context.Background())
 	return &Engine{
-		cfg: cfg, store: store, providers: byName, log: log, m: newMetrics(reg),
+		cfg: cfg, store: store, providers: byName, log: log, m: m,
 		now:  func() time.Time { return time.Now().UTC() },
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
