@@ -488,6 +488,12 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	t := en.t
 	if t.Cleanup == nil {
+		if en.saveFailing {
+			// The terminal state itself was not saved, and nothing else
+			// will save it: try again until the store takes it.
+			e.save(ctx, en)
+			return e.cfg.PollMaxInterval
+		}
 		return 0
 	}
 	now := e.now()
