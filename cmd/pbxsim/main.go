@@ -35,11 +35,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
 	actionDelay := fs.Duration("action-delay", 200*time.Millisecond, "delay before an accepted NetSapiens action (hold, transfer…) takes effect")
 	answerDelay := fs.Duration("answer-delay", 3*time.Second, "how long a target rings before answering by default")
+	targetMode := fs.String("target-mode", "after", "how targets without a behaviour of their own react when rung: answer (at once), after (-answer-delay), never (ring until -ring-timeout), manual")
+	ringTimeout := fs.Duration("ring-timeout", time.Minute, "how long a leg that nobody answers rings before it ends; load tests that park consults set it long")
+	historyLimit := fs.Int("history-limit", 0, "bound on the recorded requests and ended calls (0 keeps everything); load tests set it so that memory stays bounded")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	switch *targetMode {
+	case "answer", "after", "never", "manual":
+	default:
+		return fmt.Errorf("-target-mode %q: want answer, after, never or manual", *targetMode)
+	}
+	if *historyLimit < 0 {
+		return fmt.Errorf("-history-limit %d: must not be negative", *historyLimit)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -50,8 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.NetSapiens.ActionDelay = *actionDelay
 	cfg.NetSapiens.AnswerDelay = *answerDelay
 	cfg.Bandwidth.AnswerDelay = *answerDelay
+	// Both simulators name their modes alike.
+	cfg.NetSapiens.DefaultBehaviour.Mode = *targetMode
+	cfg.Bandwidth.DefaultBehaviour.Mode = *targetMode
+	cfg.NetSapiens.RingTimeout = *ringTimeout
+	cfg.Bandwidth.RingTimeout = *ringTimeout
+	cfg.NetSapiens.HistoryLimit = *historyLimit
+	cfg.Bandwidth.MaxRecords = *historyLimit
 	sim := pbxsim.New(cfg)
 	defer sim.Close()
+	ln = sim.CountConnections(ln)
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "pbxsim listening on %s\n  NetSapiens API: %s%s (bearer %s)\n  Bandwidth API:  %s%s (user %s, basic %s:%s)\n  control:        %s%s, %s%s\n",
 		base, base, pbxsim.NetSapiensAPIPath, pbxsim.DemoNetSapiensKey,

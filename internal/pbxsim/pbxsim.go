@@ -5,13 +5,16 @@
 //	/sim/netsapiens/... its control surface
 //	/v1/...             Bandwidth Catapult v1
 //	/sim/bandwidth/...  its control surface
+//	/sim/stats          connections accepted and API requests served (Stats)
 package pbxsim
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
@@ -72,6 +75,53 @@ type Server struct {
 	mu      sync.Mutex
 	closers []func()
 	closed  bool
+
+	// Counters for load tests: they are what a benchmark divides by the
+	// transfers it ran, and unlike the simulators' request histories they
+	// are never trimmed.
+	conns, nsRequests, bwRequests atomic.Int64
+}
+
+// Stats is what GET /sim/stats answers: how many TCP connections the
+// listeners given to CountConnections accepted, and how many requests
+// each provider API served (control requests are not counted). A client
+// that reuses its connections opens few; one that does not opens one per
+// request.
+type Stats struct {
+	Connections        int64 `json:"connections"`
+	NetSapiensRequests int64 `json:"netsapiens_requests"`
+	BandwidthRequests  int64 `json:"bandwidth_requests"`
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	return Stats{Connections: s.conns.Load(), NetSapiensRequests: s.nsRequests.Load(), BandwidthRequests: s.bwRequests.Load()}
+}
+
+// CountConnections wraps ln so that every connection it accepts is
+// counted in Stats.
+func (s *Server) CountConnections(ln net.Listener) net.Listener {
+	return countingListener{Listener: ln, n: &s.conns}
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func counted(h http.Handler, n *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // New builds both simulators.
@@ -80,11 +130,15 @@ func New(cfg Config) *Server {
 	mount := func(prefix string, h http.Handler) {
 		s.mux.Handle(prefix+"/", http.StripPrefix(prefix, h))
 	}
-	mount(NetSapiensAPIPath, s.NetSapiens.APIHandler())
+	mount(NetSapiensAPIPath, counted(s.NetSapiens.APIHandler(), &s.nsRequests))
 	mount(NetSapiensControlPath, s.NetSapiens.ControlHandler())
-	mount(BandwidthAPIPath, s.Bandwidth.APIHandler())
+	mount(BandwidthAPIPath, counted(s.Bandwidth.APIHandler(), &s.bwRequests))
 	mount(BandwidthControlPath, s.Bandwidth.ControlHandler())
 	s.mux.HandleFunc("GET /{$}", index)
+	s.mux.HandleFunc("GET /sim/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Stats())
+	})
 	return s
 }
 
