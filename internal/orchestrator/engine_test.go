@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1182,6 +1183,8 @@ type recStore struct {
 	log []event
 	// saved is closed and replaced on every successful Update.
 	saved chan struct{}
+	// failing makes Update fail, as a full disk does.
+	failing atomic.Bool
 	// onCreate, when set, runs at the start of every Create.
 	onCreate func()
 }
@@ -1196,6 +1199,9 @@ func (s *recStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
 // Update saves and logs under one lock that Get and List also take, so no
 // reader sees a version the log does not hold yet.
 func (s *recStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.failing.Load() {
+		return errors.New("recStore: no space left on device")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.Store.Update(ctx, t); err != nil {
