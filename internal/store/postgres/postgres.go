@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -38,7 +39,10 @@ type Store struct {
 	purgeBatch int
 }
 
-var _ orchestrator.Store = (*Store)(nil)
+var (
+	_ orchestrator.Store      = (*Store)(nil)
+	_ orchestrator.EventStore = (*Store)(nil)
+)
 
 // Open connects to the database at dbURL (postgres://user:pass@host/db?…,
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the
@@ -52,6 +56,9 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	// The password may also come from PGPASSWORD, a passfile or a service
 	// file; fallbacks (several hosts) share it.
 	s.secrets = addSecret(s.secrets, cfg.ConnConfig.Password)
+	if !poolMaxConnsSet.MatchString(dbURL) {
+		cfg.MaxConns = defaultMaxConns(runtime.GOMAXPROCS(0))
+	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.fail("open", err)
 	}
@@ -65,6 +72,27 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// poolMaxConnsSet finds pool_max_conns in a URL's query or in key=value
+// pairs: the operator's own pool size wins.
+var poolMaxConnsSet = regexp.MustCompile(`(?:^|[?&\s])pool_max_conns\s*=`)
+
+// defaultMaxConns sizes the pool when the database URL does not
+// (pool_max_conns). pgxpool's own default, max(4, CPUs), kept a 2-CPU
+// replica at 4 connections: a save holds its connection for a round trip
+// and the database's commit, during which this process has nothing to do
+// with the CPU, so with 8 or more transfers at a time saves queued for a
+// connection while both the database and transferd idled. Four per CPU
+// keeps the CPUs busy across those waits; it stays small next to
+// PostgreSQL's max_connections (100) for a few replicas.
+//
+// Statements are prepared once per connection and reused: pgx's default
+// exec mode (cache_statement) keeps a cache of prepared statements per
+// connection keyed by the SQL text, and every statement here has a fixed
+// text (List has one per combination of filters). A URL may still choose
+// another mode (default_query_exec_mode, e.g. for PgBouncer in
+// transaction mode).
+func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 
 // Close closes every connection of the pool.
 func (s *Store) Close() { s.pool.Close() }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,18 @@ const activeCallIndex = "transfers_active_call"
 type columns struct {
 	state, provider, callKey string
 	record                   []byte
+	// Copied from the request, which never changes after Create: only
+	// Create writes them.
+	tenant, externalID, domain, user, callID, target string
+}
+
+// tenantOf is the tenant of a record: records older than tenants belong
+// to the default one.
+func tenantOf(t *orchestrator.Transfer) string {
+	if t.Tenant == "" {
+		return orchestrator.DefaultTenant
+	}
+	return t.Tenant
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
@@ -39,8 +52,11 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	if err != nil {
 		return columns{}, fmt.Errorf("encode record: %w", err)
 	}
-	return columns{state: string(t.State), provider: strings.ToLower(t.Request.Provider),
-		callKey: orchestrator.CallKey(&t.Request), record: jsonbSafe(b)}, nil
+	r := &t.Request
+	return columns{state: string(t.State), provider: strings.ToLower(r.Provider),
+		callKey: orchestrator.TenantCallKey(t), record: jsonbSafe(b),
+		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: r.Call.User,
+		callID: r.Call.CallID, target: r.Target}, nil
 }
 
 func decode(record []byte) (*orchestrator.Transfer, error) {
@@ -49,6 +65,28 @@ func decode(record []byte) (*orchestrator.Transfer, error) {
 		return nil, fmt.Errorf("decode record: %w", err)
 	}
 	return t, nil
+}
+
+// eventsLock is the pg_advisory_xact_lock key a save takes before writing
+// events ("outbox" in ASCII): positions are drawn in statement order but
+// become visible in commit order, and a reader must never see a position
+// while a lower one is still to commit (it would skip it for good). The
+// lock is taken last in the transaction, so it is held only for the
+// inserts and the commit, and only by saves that record events.
+const eventsLock int64 = 0x6f7574626f78
+
+// writeEvents queues the lock and the events of t's outbox on b, each with
+// the record as saved.
+func writeEvents(b *pgx.Batch, t *orchestrator.Transfer, record []byte) {
+	if len(t.Outbox) == 0 {
+		return
+	}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
+	for _, ev := range t.Outbox {
+		b.Queue(`INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			ev.ID, ev.Tenant, ev.TransferID, ev.Seq, string(ev.Type), ev.At, string(ev.From), string(ev.To), record)
+	}
 }
 
 // jsonbSafe replaces the escape \u0000 in JSON text by \ufffd: jsonb
@@ -125,15 +163,22 @@ func (s *Store) insert(ctx context.Context, c *orchestrator.Transfer, col column
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	tag, err := tx.Exec(ctx, `INSERT INTO transfers
-		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record)
-		VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
-		c.ID, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record)
+		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
+		 tenant, external_id, call_domain, call_user, call_id, target)
+		VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING`,
+		c.ID, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record,
+		col.tenant, col.externalID, col.domain, col.user, col.callID, col.target)
 	if err != nil || tag.RowsAffected() == 0 {
 		return false, err
 	}
+	var b pgx.Batch
 	if c.IdempotencyKey != "" {
-		if _, err := tx.Exec(ctx, `UPDATE idempotency SET transfer_id = $1 WHERE scope = $2 AND key = $3`,
-			c.ID, c.IdempotencyScope, c.IdempotencyKey); err != nil {
+		b.Queue(`UPDATE idempotency SET transfer_id = $1 WHERE scope = $2 AND key = $3`,
+			c.ID, c.IdempotencyScope, c.IdempotencyKey)
+	}
+	writeEvents(&b, c, col.record)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return false, err
 		}
 	}
@@ -147,7 +192,15 @@ func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
 	return id, err
 }
 
-// Update implements orchestrator.Store: a compare-and-set on version.
+// updateSQL writes what a transition may change. The request's columns
+// (provider, call_key, tenant, the call, target, external_id) and
+// created_at are Create's alone.
+const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
+	WHERE id = $7 AND version = $8`
+
+// Update implements orchestrator.Store: a compare-and-set on version. A
+// save without events is one statement; one with events is a transaction
+// of the statement and the events.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "update " + t.ID
 	c := t.Clone()
@@ -156,22 +209,36 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	if err != nil {
 		return s.fail(op, err)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE transfers SET version = $1, state = $2, provider = $3, call_key = $4,
-		owner = $5, open = $6, created_at = $7, updated_at = $8, record = $9
-		WHERE id = $10 AND version = $11`,
-		c.Version, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record,
-		t.ID, t.Version)
-	if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
-		// Only possible when a terminal transfer is made active again
-		// while another one holds its call.
-		if id, lerr := s.activeID(ctx, col.callKey); lerr == nil {
-			return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
+	args := []any{c.Version, col.state, c.Owner, c.Open(), c.UpdatedAt, col.record, t.ID, t.Version}
+	var n int64
+	if len(c.Outbox) == 0 {
+		tag, err := s.pool.Exec(ctx, updateSQL, args...)
+		if err != nil {
+			return s.updateErr(ctx, op, col, err)
+		}
+		n = tag.RowsAffected()
+	} else {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return s.fail(op, err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		tag, err := tx.Exec(ctx, updateSQL, args...)
+		if err != nil {
+			return s.updateErr(ctx, op, col, err)
+		}
+		if n = tag.RowsAffected(); n == 1 {
+			var b pgx.Batch
+			writeEvents(&b, c, col.record)
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				return s.fail(op, err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return s.fail(op, err)
+			}
 		}
 	}
-	if err != nil {
-		return s.fail(op, err)
-	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		var exists bool
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)`, t.ID).Scan(&exists); err != nil {
 			return s.fail(op, err)
@@ -183,6 +250,18 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	}
 	t.Version = c.Version
 	return nil
+}
+
+// updateErr reports a failed UPDATE of a transfer.
+func (s *Store) updateErr(ctx context.Context, op string, col columns, err error) error {
+	if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
+		// Only possible when a terminal transfer is made active again
+		// while another one holds its call.
+		if id, lerr := s.activeID(ctx, col.callKey); lerr == nil {
+			return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
+		}
+	}
+	return s.fail(op, err)
 }
 
 // Get implements orchestrator.Store.
@@ -203,36 +282,78 @@ func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, err
 	return t, nil
 }
 
-// List implements orchestrator.Store. Ids sort by creation, so newest
-// first is id order descending and the cursor is an id.
-func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+// listQuery is the statement of List: every filter but the states is a
+// condition; one state is one more. Several states are read as one
+// branch per state, each in id order from the state index and bounded by
+// the page size, and their ids merged: with state = ANY the planner
+// would read every row of the states and sort them.
+func listQuery(f orchestrator.ListFilter) (string, []any) {
 	var (
 		where []string
 		args  []any
 	)
-	arg := func(v any) string {
+	cond := func(c string, v any) {
 		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
+		where = append(where, c+" $"+strconv.Itoa(len(args)))
+	}
+	if f.Tenant != "" {
+		cond("tenant =", f.Tenant)
 	}
 	if f.After != "" {
-		where = append(where, "id < "+arg(f.After))
-	}
-	if len(f.States) > 0 {
-		states := make([]string, len(f.States))
-		for i, st := range f.States {
-			states[i] = string(st)
-		}
-		where = append(where, "state = ANY ("+arg(states)+")")
+		cond("id <", f.After)
 	}
 	if f.Provider != "" {
-		where = append(where, "provider = "+arg(strings.ToLower(f.Provider)))
+		cond("provider =", strings.ToLower(f.Provider))
 	}
-	q := `SELECT record FROM transfers`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+	if f.ExternalID != "" {
+		cond("external_id =", f.ExternalID)
+	}
+	if f.Domain != "" {
+		cond("call_domain =", strings.ToLower(f.Domain))
+	}
+	if f.User != "" {
+		cond("call_user =", f.User)
+	}
+	if f.CallID != "" {
+		cond("call_id =", f.CallID)
+	}
+	if f.Target != "" {
+		cond("target =", f.Target)
+	}
+	if !f.CreatedAfter.IsZero() {
+		cond("created_at >=", f.CreatedAfter)
+	}
+	if !f.CreatedBefore.IsZero() {
+		cond("created_at <", f.CreatedBefore)
 	}
 	// One more than asked tells whether more follow.
-	q += ` ORDER BY id DESC LIMIT ` + arg(max(f.Limit, 0)+1)
+	args = append(args, max(f.Limit, 0)+1)
+	limit := "$" + strconv.Itoa(len(args))
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	if len(states) <= 1 {
+		if len(states) == 1 {
+			cond("state =", string(states[0]))
+		}
+		q := `SELECT record FROM transfers`
+		if len(where) > 0 {
+			q += ` WHERE ` + strings.Join(where, " AND ")
+		}
+		return q + ` ORDER BY id DESC LIMIT ` + limit, args
+	}
+	var branches []string
+	for _, st := range states {
+		args = append(args, string(st))
+		w := append(slices.Clone(where), "state = $"+strconv.Itoa(len(args)))
+		branches = append(branches, `(SELECT id FROM transfers WHERE `+strings.Join(w, " AND ")+` ORDER BY id DESC LIMIT `+limit+`)`)
+	}
+	return `SELECT record FROM transfers WHERE id IN (` + strings.Join(branches, " UNION ALL ") + `)
+		ORDER BY id DESC LIMIT ` + limit, args
+}
+
+// List implements orchestrator.Store. Ids sort by creation, so newest
+// first is id order descending and the cursor is an id.
+func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+	q, args := listQuery(f)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, false, s.fail("list", err)
@@ -245,6 +366,54 @@ func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchest
 		return out[:max(f.Limit, 0)], true, nil
 	}
 	return out, false, nil
+}
+
+// eventsQuery is the statement of Events: served by events_transfer for
+// one transfer, by events_tenant otherwise.
+func eventsQuery(f orchestrator.EventFilter) (string, []any) {
+	q := `SELECT pos, id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot FROM events
+		WHERE tenant = $1 AND pos > $2`
+	var limit *int // NULL: no bound
+	if f.Limit > 0 {
+		limit = &f.Limit
+	}
+	args := []any{f.Tenant, max(f.After, 0), limit}
+	if f.TransferID != "" {
+		q += ` AND transfer_id = $4`
+		args = append(args, f.TransferID)
+	}
+	return q + ` ORDER BY pos LIMIT $3`, args
+}
+
+// Events implements orchestrator.EventStore.
+func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
+	const op = "events"
+	q, args := eventsQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	var out []orchestrator.Event
+	for rows.Next() {
+		var (
+			ev            orchestrator.Event
+			typ, from, to string
+			snap          []byte
+		)
+		if err := rows.Scan(&ev.Pos, &ev.ID, &ev.Tenant, &ev.TransferID, &ev.Seq, &typ, &ev.At, &from, &to, &snap); err != nil {
+			return nil, s.fail(op, err)
+		}
+		ev.Type, ev.From, ev.To = orchestrator.EventType(typ), orchestrator.State(from), orchestrator.State(to)
+		if ev.Transfer, err = decode(snap); err != nil {
+			return nil, s.fail(op, err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err)
+	}
+	return out, nil
 }
 
 // collect decodes the records of rows and closes them.

@@ -67,9 +67,9 @@ func (s *Store) commitBatch(batch []*updateReq) {
 		}
 		return
 	}
-	stmt := tx.StmtContext(ctx, s.update)
+	stmt, insertEvent := tx.StmtContext(ctx, s.update), tx.StmtContext(ctx, s.insertEvent)
 	for i, r := range batch {
-		verdicts[i] = s.updateIn(ctx, tx, stmt, r)
+		verdicts[i] = s.updateIn(ctx, tx, stmt, insertEvent, r)
 	}
 	if err := tx.Commit(); err != nil {
 		// Nothing of the batch was saved.
@@ -84,14 +84,41 @@ func (s *Store) commitBatch(batch []*updateReq) {
 	}
 }
 
-// updateIn is one compare-and-set inside the batch's transaction. A failed
-// statement (a constraint) does not abort the transaction: SQLite rolls
-// back just that statement.
-func (s *Store) updateIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {
+// updateIn is one compare-and-set inside the batch's transaction, with
+// the save's events. A failed statement (a constraint) does not abort the
+// transaction: SQLite rolls back just that statement. A save with events
+// runs in a savepoint, so that an event that cannot be written takes its
+// record's change back with it, and nothing of the other saves.
+func (s *Store) updateIn(ctx context.Context, tx *sql.Tx, stmt, insertEvent *sql.Stmt, r *updateReq) error {
+	if len(r.col.events) == 0 {
+		return s.casIn(ctx, tx, stmt, r)
+	}
+	op := "update " + r.id
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT save`); err != nil {
+		return fail(op, err)
+	}
+	err := s.casIn(ctx, tx, stmt, r)
+	if err == nil {
+		if err = writeEvents(ctx, insertEvent, &r.col); err != nil {
+			err = fail(op, err)
+		}
+	}
+	if err != nil {
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO save`); rerr != nil {
+			return errors.Join(err, fail(op, rerr))
+		}
+	}
+	if _, rerr := tx.ExecContext(ctx, `RELEASE save`); rerr != nil {
+		return errors.Join(err, fail(op, rerr))
+	}
+	return err
+}
+
+// casIn is the compare-and-set of one save.
+func (s *Store) casIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {
 	op := "update " + r.id
 	c := r.col
-	res, err := stmt.ExecContext(ctx, r.next, c.state, c.provider, c.callKey, c.owner, c.open, c.created, c.updated, c.record,
-		r.id, r.version)
+	res, err := stmt.ExecContext(ctx, r.next, c.state, c.owner, c.open, c.updated, c.record, r.id, r.version)
 	if isUnique(err) {
 		// Only possible when a terminal transfer is made active again
 		// while another one holds its call.

@@ -6,3 +6,10 @@ const TerminalList = terminalList
 
 // SetPurgeBatch makes Purge delete at most n rows per transaction.
 func SetPurgeBatch(s *Store, n int) { s.purgeBatch = n }
+
+// ListQuery and EventsQuery are the statements of List and Events, for the
+// tests that check their plans.
+var (
+	ListQuery   = listQuery
+	EventsQuery = eventsQuery
+)

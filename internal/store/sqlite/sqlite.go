@@ -47,6 +47,9 @@ type Store struct {
 	// update is prepared once: a transfer is saved at every step, and
 	// parsing the statement each time cost a fifth of a save's CPU.
 	update *sql.Stmt
+	// insertEvent writes one event of the outbox; prepared once for the
+	// same reason.
+	insertEvent *sql.Stmt
 	// The group committer (commit.go): saves go in through updates; quit
 	// stops it and committed closes when it has.
 	updates   chan *updateReq
@@ -58,7 +61,10 @@ type Store struct {
 	purgeBatch int
 }
 
-var _ orchestrator.Store = (*Store)(nil)
+var (
+	_ orchestrator.Store      = (*Store)(nil)
+	_ orchestrator.EventStore = (*Store)(nil)
+)
 
 // Open opens (creating if needed) dir/transferd.db, creating dir with mode
 // 0700 and the database with 0600 (transfers name callers and agents), and
@@ -102,6 +108,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if s.update, err = s.w.PrepareContext(ctx, updateSQL); err != nil {
+		_ = s.Close()
+		return nil, fail("prepare", err)
+	}
+	if s.insertEvent, err = s.w.PrepareContext(ctx, insertEventSQL); err != nil {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
@@ -171,6 +181,9 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
+	}
+	if s.insertEvent != nil {
+		errs = append(errs, s.insertEvent.Close())
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())

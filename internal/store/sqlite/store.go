@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,25 @@ const (
 type columns struct {
 	state, provider, callKey, owner, created, updated, record string
 	open                                                      bool // Transfer.Open
+	// Copied from the request, which never changes after Create: only
+	// Create writes them.
+	tenant, externalID, domain, user, callID, target string
+	events                                           []eventRow // Transfer.Outbox
+}
+
+// eventRow is one event of a save, as the events table holds it.
+type eventRow struct {
+	id, tenant, transferID, typ, at, from, to string
+	seq                                       int64
+}
+
+// tenantOf is the tenant of a record: records older than tenants belong
+// to the default one.
+func tenantOf(t *orchestrator.Transfer) string {
+	if t.Tenant == "" {
+		return orchestrator.DefaultTenant
+	}
+	return t.Tenant
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
@@ -32,10 +52,18 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	if err != nil {
 		return columns{}, fmt.Errorf("encode record: %w", err)
 	}
-	return columns{
-		state: string(t.State), provider: strings.ToLower(t.Request.Provider), callKey: orchestrator.CallKey(&t.Request),
+	r := &t.Request
+	c := columns{
+		state: string(t.State), provider: strings.ToLower(r.Provider), callKey: orchestrator.TenantCallKey(t),
 		owner: t.Owner, created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: string(b), open: t.Open(),
-	}, nil
+		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: r.Call.User,
+		callID: r.Call.CallID, target: r.Target,
+	}
+	for _, ev := range t.Outbox {
+		c.events = append(c.events, eventRow{id: ev.ID, tenant: ev.Tenant, transferID: ev.TransferID, typ: string(ev.Type),
+			at: ts(ev.At), from: string(ev.From), to: string(ev.To), seq: ev.Seq})
+	}
+	return c, nil
 }
 
 func decode(record string) (*orchestrator.Transfer, error) {
@@ -46,10 +74,25 @@ func decode(record string) (*orchestrator.Transfer, error) {
 	return t, nil
 }
 
+const insertEventSQL = `INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// writeEvents writes the outbox of a save in its transaction, each event
+// with the record as saved.
+func writeEvents(ctx context.Context, stmt *sql.Stmt, c *columns) error {
+	for _, ev := range c.events {
+		if _, err := stmt.ExecContext(ctx, ev.id, ev.tenant, ev.transferID, ev.seq, ev.typ, ev.at, ev.from, ev.to, c.record); err != nil {
+			return fmt.Errorf("write event %s: %w", ev.id, err)
+		}
+	}
+	return nil
+}
+
 // Create implements orchestrator.Store. The partial unique index on
 // call_key decides which of two concurrent Creates for one call wins. The
-// transfer and the link from its idempotency reservation are one
-// transaction: a reservation is linked exactly when its transfer exists.
+// transfer, its events and the link from its idempotency reservation are
+// one transaction: a reservation is linked, and an event exists, exactly
+// when the transfer does.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "create " + t.ID
 	c := t.Clone()
@@ -64,9 +107,11 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `INSERT INTO transfers
-		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record)
-		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		c.ID, col.state, col.provider, col.callKey, col.owner, col.open, col.created, col.updated, col.record)
+		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
+		 tenant, external_id, call_domain, call_user, call_id, target)
+		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		c.ID, col.state, col.provider, col.callKey, col.owner, col.open, col.created, col.updated, col.record,
+		col.tenant, col.externalID, col.domain, col.user, col.callID, col.target)
 	if isUnique(err) {
 		// The transaction holds the write lock: the transfer that holds
 		// the call is still there to be named.
@@ -83,6 +128,9 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 		return fail(op, err)
 	} else if n == 0 {
 		return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
+	}
+	if err := writeEvents(ctx, tx.StmtContext(ctx, s.insertEvent), &col); err != nil {
+		return fail(op, err)
 	}
 	if c.IdempotencyKey != "" {
 		if _, err := tx.ExecContext(ctx, `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`,
@@ -126,8 +174,12 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	return nil
 }
 
-const updateSQL = `UPDATE transfers SET version = ?, state = ?, provider = ?, call_key = ?,
-		owner = ?, open = ?, created_at = ?, updated_at = ?, record = ?
+// updateSQL writes what a transition may change. The request's columns
+// (provider, call_key, tenant, the call, target, external_id) and
+// created_at are Create's alone: SQLite rewrites an index only when the
+// UPDATE names one of its columns, so a save touches the state and
+// ownership indexes and leaves the list indexes alone.
+const updateSQL = `UPDATE transfers SET version = ?, state = ?, owner = ?, open = ?, updated_at = ?, record = ?
 		WHERE id = ? AND version = ?`
 
 // Get implements orchestrator.Store.
@@ -148,34 +200,82 @@ func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, err
 	return t, nil
 }
 
-// List implements orchestrator.Store. Ids sort by creation, so newest
-// first is id order descending and the cursor is an id.
-func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+// listQuery is the statement of List: every filter but the states is a
+// condition; one state is one more. Several states are read as one
+// branch per state, each in id order from the state index and bounded
+// by the page size, and their ids merged: an IN list would make SQLite
+// read every row of the states and sort them.
+func listQuery(f orchestrator.ListFilter) (string, []any) {
 	var (
 		where []string
 		args  []any
 	)
-	if f.After != "" {
-		where = append(where, "id < ?")
-		args = append(args, f.After)
+	cond := func(c string, v any) {
+		where = append(where, c)
+		args = append(args, v)
 	}
-	if len(f.States) > 0 {
-		where = append(where, "state IN (?"+strings.Repeat(", ?", len(f.States)-1)+")")
-		for _, st := range f.States {
-			args = append(args, string(st))
-		}
+	if f.Tenant != "" {
+		cond("tenant = ?", f.Tenant)
+	}
+	if f.After != "" {
+		cond("id < ?", f.After)
 	}
 	if f.Provider != "" {
-		where = append(where, "provider = ?")
-		args = append(args, strings.ToLower(f.Provider))
+		cond("provider = ?", strings.ToLower(f.Provider))
 	}
-	q := `SELECT record FROM transfers`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+	if f.ExternalID != "" {
+		cond("external_id = ?", f.ExternalID)
+	}
+	if f.Domain != "" {
+		cond("call_domain = ?", strings.ToLower(f.Domain))
+	}
+	if f.User != "" {
+		cond("call_user = ?", f.User)
+	}
+	if f.CallID != "" {
+		cond("call_id = ?", f.CallID)
+	}
+	if f.Target != "" {
+		cond("target = ?", f.Target)
+	}
+	if !f.CreatedAfter.IsZero() {
+		cond("created_at >= ?", ts(f.CreatedAfter))
+	}
+	if !f.CreatedBefore.IsZero() {
+		cond("created_at < ?", ts(f.CreatedBefore))
 	}
 	// One more than asked tells whether more follow.
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, max(f.Limit, 0)+1)
+	n := max(f.Limit, 0) + 1
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	if len(states) <= 1 {
+		if len(states) == 1 {
+			cond("state = ?", string(states[0]))
+		}
+		q := `SELECT record FROM transfers`
+		if len(where) > 0 {
+			q += ` WHERE ` + strings.Join(where, " AND ")
+		}
+		return q + ` ORDER BY id DESC LIMIT ?`, append(args, n)
+	}
+	where = append(where, "state = ?")
+	branch := `SELECT * FROM (SELECT id FROM transfers WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ?)`
+	var (
+		branches []string
+		all      []any
+	)
+	for _, st := range states {
+		branches = append(branches, branch)
+		all = append(all, args...)
+		all = append(all, string(st), n)
+	}
+	return `SELECT record FROM transfers WHERE id IN (` + strings.Join(branches, " UNION ALL ") + `)
+		ORDER BY id DESC LIMIT ?`, append(all, n)
+}
+
+// List implements orchestrator.Store. Ids sort by creation, so newest
+// first is id order descending and the cursor is an id.
+func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+	q, args := listQuery(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, false, fail("list", err)
@@ -200,6 +300,57 @@ func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchest
 		return out[:max(f.Limit, 0)], true, nil
 	}
 	return out, false, nil
+}
+
+// eventsQuery is the statement of Events: served by events_transfer for
+// one transfer, by events_tenant otherwise.
+func eventsQuery(f orchestrator.EventFilter) (string, []any) {
+	q := `SELECT pos, id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot FROM events
+		WHERE tenant = ? AND pos > ?`
+	args := []any{f.Tenant, max(f.After, 0)}
+	if f.TransferID != "" {
+		q += ` AND transfer_id = ?`
+		args = append(args, f.TransferID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1 // SQLite: no bound
+	}
+	return q + ` ORDER BY pos LIMIT ?`, append(args, limit)
+}
+
+// Events implements orchestrator.EventStore.
+func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
+	const op = "events"
+	q, args := eventsQuery(f)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	defer rows.Close()
+	var out []orchestrator.Event
+	for rows.Next() {
+		var (
+			ev             orchestrator.Event
+			typ, at        string
+			from, to, snap string
+		)
+		if err := rows.Scan(&ev.Pos, &ev.ID, &ev.Tenant, &ev.TransferID, &ev.Seq, &typ, &at, &from, &to, &snap); err != nil {
+			return nil, fail(op, err)
+		}
+		ev.Type, ev.From, ev.To = orchestrator.EventType(typ), orchestrator.State(from), orchestrator.State(to)
+		if ev.At, err = parseTS(at); err != nil {
+			return nil, fail(op, err)
+		}
+		if ev.Transfer, err = decode(snap); err != nil {
+			return nil, fail(op, err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(op, err)
+	}
+	return out, nil
 }
 
 // Heartbeat implements orchestrator.Store.
