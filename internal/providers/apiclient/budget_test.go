@@ -1,0 +1,104 @@
+package apiclient_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/transferd/transferd/internal/providers/apiclient"
+)
+
+// A budget of a token a thousand seconds lets exactly its burst through
+// during a test: counts, not timings.
+const slow = 0.001
+
+func TestBudgetLetsItsBurstThroughAndHoldsTheRest(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	m := apiclient.NewBudgetMetrics(reg)
+	b, err := apiclient.NewBudget("netsapiens", slow, 3, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := b.Client(&http.Client{})
+	get := func() error {
+		// A step's deadline: a token due later than it is never waited for.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := get(); err != nil {
+			t.Fatalf("request %d within the burst: %v", i+1, err)
+		}
+	}
+	for range 5 {
+		err := get()
+		if err == nil || !strings.Contains(err.Error(), "request budget") {
+			t.Fatalf("request over budget: err = %v, want a budget error", err)
+		}
+	}
+	if n := hits.Load(); n != 3 {
+		t.Errorf("the provider saw %d requests, want the burst of 3", n)
+	}
+	if n := testutil.ToFloat64(m.Waits("netsapiens")); n != 5 {
+		t.Errorf("budget waits = %v, want 5", n)
+	}
+}
+
+// One account's flood spends its own bucket only.
+func TestBudgetsAreIndependentPerAccount(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	a, _ := apiclient.NewBudget("netsapiens", slow, 1, nil)
+	b, _ := apiclient.NewBudget("netsapiens", slow, 2, nil)
+	ca, cb := a.Client(nil), b.Client(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a cancelled context never waits
+	for range 10 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		if resp, err := ca.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	for i := range 2 {
+		resp, err := cb.Get(srv.URL)
+		if err != nil {
+			t.Fatalf("account b, request %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+	}
+	// Account a's cancelled flood sent at most its one token's worth.
+	if n := hits.Load(); n > 3 || n < 2 {
+		t.Errorf("the provider saw %d requests, want b's 2 and at most a's 1", n)
+	}
+}
+
+func TestNoBudgetIsNil(t *testing.T) {
+	b, err := apiclient.NewBudget("bandwidth", 0, 5, nil)
+	if err != nil || b != nil {
+		t.Fatalf("NewBudget(0) = %v, %v; want nil, nil", b, err)
+	}
+	base := &http.Client{Timeout: time.Second}
+	if b.Client(base) != base {
+		t.Error("a nil budget changed the client")
+	}
+	if _, err := apiclient.NewBudget("bandwidth", -1, 1, nil); err == nil {
+		t.Error("a negative budget was accepted")
+	}
+}
