@@ -951,6 +951,9 @@ func TestNotify(t *testing.T) {
 	r.Completion = orchestrator.CompletionManual
 	id := h.start(t, r)
 	h.waitFor(t, id, inState(orchestrator.StateConsulting))
+	// The first reading of the consult is taken before the answer, so
+	// that only Notify can bring the next one before an hour passes.
+	eventually(t, "a reading of the consult", func() bool { return countActions(h.f.Calls(), observe) > 0 })
 	h.f.Answer(id)
 	h.e.Notify(id)
 	if tr := h.waitFor(t, id, answered); !tr.Answered {
