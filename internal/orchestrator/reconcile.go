@@ -60,6 +60,10 @@ type entry struct {
 	firstTry time.Time
 	// Actions of a recovery or a sweep that failed and are due again.
 	redoHangup, redoUnhold bool
+	// hangupUnseen: the last hang-up was sent before the consult was ever
+	// seen, so it may have found nothing; the consult appearing makes it
+	// due again at once.
+	hangupUnseen bool
 	callerGone             bool // the provider said the caller's call is gone
 	unholdRefused          string
 	warnedUnread           bool
@@ -549,7 +553,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
 	if !t.Sent.Dial.IsZero() {
 		due := t.Sent.Hangup.IsZero() || (en.redoHangup && !now.Before(en.retryAt)) ||
-			(fresh && alive && settled(t.Sent.Hangup))
+			(fresh && alive && (settled(t.Sent.Hangup) || en.hangupUnseen))
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
 		if !t.Sent.Join.IsZero() && !(fresh && obs.Caller != CallerTransferred) {
@@ -557,6 +561,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		}
 		if due {
 			t.Sent.Hangup = now
+			en.hangupUnseen = !(fresh && alive)
 			err := e.step(ctx, en, StepHangup, func(ctx context.Context) error { return en.p.HangupConsult(ctx, t) }, "", true)
 			if en.lost {
 				return
