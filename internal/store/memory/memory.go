@@ -4,6 +4,7 @@ package memory
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -24,8 +25,10 @@ type Store struct {
 	idem    map[[2]string]idemRow
 	// replicas holds each replica's heartbeat expiry.
 	replicas map[string]time.Time
-	// events is the outbox, in position order (Pos = index + 1).
+	// events is the outbox, in position order; pos is the last position
+	// given (positions are never reused, also after Purge).
 	events []orchestrator.Event
+	pos    int64
 }
 
 // idemRow is an idempotency record and the transfer its request created,
@@ -107,7 +110,8 @@ func (s *Store) writeEvents(t *orchestrator.Transfer) {
 	snap := t.Clone()
 	snap.Outbox = nil
 	for _, ev := range t.Outbox {
-		ev.Pos = int64(len(s.events) + 1)
+		s.pos++
+		ev.Pos = s.pos
 		ev.Transfer = snap
 		s.events = append(s.events, ev)
 	}
@@ -118,8 +122,10 @@ func (s *Store) Events(_ context.Context, f orchestrator.EventFilter) ([]orchest
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []orchestrator.Event
-	for i := max(f.After, 0); i < int64(len(s.events)); i++ {
-		ev := s.events[i]
+	start, _ := slices.BinarySearchFunc(s.events, f.After+1, func(ev orchestrator.Event, pos int64) int {
+		return cmp.Compare(ev.Pos, pos)
+	})
+	for _, ev := range s.events[start:] {
 		if ev.Tenant != f.Tenant || (f.TransferID != "" && ev.TransferID != f.TransferID) {
 			continue
 		}
@@ -336,17 +342,21 @@ func (s *Store) Purge(_ context.Context, before time.Time, limit int) (int, erro
 	defer s.mu.Unlock()
 	n := 0
 	kept := s.ids[:0]
+	purged := map[string]bool{}
 	for _, id := range s.ids {
 		t := s.byID[id]
 		if (limit <= 0 || n < limit) && t.State.Terminal() && !t.Open() && t.UpdatedAt.Before(before) {
 			delete(s.byID, id)
 			delete(s.signals, id)
+			purged[id] = true
 			n++
 			continue
 		}
 		kept = append(kept, id)
 	}
 	s.ids = kept
+	// The events go with their transfers.
+	s.events = slices.DeleteFunc(s.events, func(ev orchestrator.Event) bool { return purged[ev.TransferID] })
 	for k, row := range s.idem {
 		if !row.rec.CreatedAt.Before(before) {
 			continue
