@@ -1,0 +1,175 @@
+// Command transferbench measures transferd end to end: it builds the real
+// transferd and pbxsim binaries, starts them as separate processes and
+// drives transfers through transferd's HTTP API, reading each process's
+// CPU time and peak memory from /proc. In the same run it drives a naive
+// straight-line client of the NetSapiens guide (its five requests, no
+// store, no safety) against the same simulator, for comparison. Further
+// scenarios park consulting transfers (memory and idle CPU) and grow the
+// stores to 100k and 1M transfers (list, get, create, purge).
+//
+// Run it from the repository (Linux only: it reads /proc):
+//
+//	go run ./cmd/transferbench                        # default scenarios, a few minutes on 2 cores
+//	go run ./cmd/transferbench -pg postgres://…       # PostgreSQL too
+//	go run ./cmd/transferbench -scenarios parked -parked 10000,50000
+//	go run ./cmd/transferbench -scenarios store -store-sizes 100000,1000000
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "transferbench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	scenarios    map[string]bool
+	concurrency  []int
+	providers    []string
+	duration     time.Duration
+	pg           string
+	apiKey       string
+	parked       []int
+	perDomain    int
+	idleWindow   time.Duration
+	storeSizes   []int
+	keepLogs     bool
+	transferdEnv []string
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("transferbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scen := fs.String("scenarios", "throughput,parked,store", "comma-separated: throughput (transferd and the naive client under load), parked, store")
+	conc := fs.String("concurrency", "1,8,32,128", "transfers in flight at once, per throughput point")
+	provs := fs.String("providers", "netsapiens,bandwidth", "providers the throughput scenario drives")
+	dur := fs.Duration("duration", 4*time.Second, "length of each throughput point")
+	pg := fs.String("pg", "", "PostgreSQL URL: the throughput and store scenarios run on it too (a throw-away database: tables are filled and purged)")
+	apiKey := fs.String("api-key", "", "when transferd requires API keys: the value of TRANSFERD_API_KEYS, also sent as a bearer token")
+	parked := fs.String("parked", "10000", "consulting transfers to park, per parked point")
+	perDomain := fs.Int("parked-per-domain", 100, "parked transfers per NetSapiens domain (one watcher reads each domain)")
+	idle := fs.Duration("idle-window", 20*time.Second, "how long idle CPU is measured with the transfers parked")
+	sizes := fs.String("store-sizes", "100000", "stored transfers per store point (1000000 takes minutes to fill)")
+	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
+	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
+	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
+	workers := fs.Int("workers", 1, "internal: the naive worker's concurrency")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *naiveWorker {
+		return naiveServe(ctx, *simURL, *workers, stdin, stdout)
+	}
+	if runtime.GOOS != "linux" {
+		return errors.New("transferbench reads /proc: it runs on Linux only")
+	}
+	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
+		idleWindow: *idle, keepLogs: *keep}
+	for _, s := range strings.Split(*scen, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "throughput", "parked", "store":
+			o.scenarios[s] = true
+		case "":
+		default:
+			return fmt.Errorf("-scenarios: unknown scenario %q", s)
+		}
+	}
+	var err error
+	if o.concurrency, err = ints("concurrency", *conc); err != nil {
+		return err
+	}
+	if o.parked, err = ints("parked", *parked); err != nil {
+		return err
+	}
+	if o.storeSizes, err = ints("store-sizes", *sizes); err != nil {
+		return err
+	}
+	for _, p := range strings.Split(*provs, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "netsapiens", "bandwidth":
+			o.providers = append(o.providers, p)
+		case "":
+		default:
+			return fmt.Errorf("-providers: unknown provider %q", p)
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "transferbench-")
+	if err != nil {
+		return err
+	}
+	if o.keepLogs {
+		fmt.Fprintln(stdout, "logs and data in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	fmt.Fprintf(stdout, "transferbench: %d CPUs, %s, %s\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.DateOnly))
+	var bins binaries
+	if o.scenarios["throughput"] || o.scenarios["parked"] {
+		if bins, err = build(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if o.scenarios["throughput"] {
+		if err := throughput(ctx, o, bins, dir, stdout); err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
+	}
+	if o.scenarios["parked"] {
+		if err := parkedScenario(ctx, o, bins, dir, stdout); err != nil {
+			return fmt.Errorf("parked: %w", err)
+		}
+	}
+	if o.scenarios["store"] {
+		if err := storeScenario(ctx, o, dir, stdout); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
+
+func ints(name, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-%s: %q is not a positive number", name, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+// logFile opens a file for a process's output in dir.
+func logFile(dir, name string) (*os.File, error) {
+	return os.Create(dir + "/" + name + ".log")
+}

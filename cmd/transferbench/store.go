@@ -1,0 +1,8 @@
+package main
+
+import (
+	"context"
+	"io"
+)
+
+func storeScenario(ctx context.Context, o options, dir string, out io.Writer) error { return nil }
