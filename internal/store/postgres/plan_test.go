@@ -1,0 +1,108 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// Every list the API offers (one tenant's transfers with at most one
+// filter, newest first, with and without the cursor) can be served by an
+// index in list order. The tables of a test are small, so the planner is
+// told that sequential scans and sorts are dear: a plan that still has
+// one has no index to do without it.
+func TestListPlansUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	fs := map[string]orchestrator.ListFilter{
+		"tenant":         {},
+		"state":          {States: []orchestrator.State{orchestrator.StateConsulting}},
+		"states":         {States: []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding, orchestrator.StateConsulting}},
+		"provider":       {Provider: "netsapiens"},
+		"external id":    {ExternalID: "crm-1"},
+		"call":           {Domain: "test", User: "1000"},
+		"call id":        {CallID: "c-1"},
+		"target":         {Target: "1010"},
+		"created after":  {CreatedAfter: at},
+		"created before": {CreatedBefore: at},
+		"created range":  {CreatedAfter: at, CreatedBefore: at.Add(time.Hour)},
+	}
+	for name, f := range fs {
+		f.Tenant, f.Limit = "acme", 200
+		for _, after := range []string{"", orchestrator.NewID(at)} {
+			f.After = after
+			q, args := postgres.ListQuery(f)
+			plan := explain(t, conn, q, args)
+			if strings.Contains(plan, "Seq Scan") || (len(f.States) < 2 && strings.Contains(plan, "Sort")) ||
+				!strings.Contains(plan, "Index Scan Backward using transfers_") {
+				t.Errorf("%s (cursor %q): want an index scan in list order:\n%s", name, after, plan)
+			}
+		}
+	}
+	for name, f := range map[string]orchestrator.EventFilter{
+		"stream":   {Tenant: "acme", After: 10, Limit: 100},
+		"transfer": {Tenant: "acme", TransferID: orchestrator.NewID(at), After: 10, Limit: 100},
+	} {
+		q, args := postgres.EventsQuery(f)
+		plan := explain(t, conn, q, args)
+		if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") || !strings.Contains(plan, "Index Scan using events_") {
+			t.Errorf("events %s: want an events index in position order:\n%s", name, plan)
+		}
+	}
+}
+
+func explain(t *testing.T, conn *pgx.Conn, q string, args []any) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "EXPLAIN "+q, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The pool is sized to the work unless the URL says otherwise.
+func TestPoolSize(t *testing.T) {
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := postgres.MaxConns(s); n < 8 {
+		t.Errorf("MaxConns = %d, want at least 8", n)
+	}
+	s2, err := postgres.Open(context.Background(), url+"&pool_max_conns=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := postgres.MaxConns(s2); n != 3 {
+		t.Errorf("MaxConns with pool_max_conns=3 = %d, want 3", n)
+	}
+}

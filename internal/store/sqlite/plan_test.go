@@ -1,0 +1,98 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/sqlite"
+)
+
+// planFilters are the lists the API offers: one tenant's transfers with
+// at most one filter, newest first, with and without the cursor.
+func planFilters() map[string]orchestrator.ListFilter {
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	cursor := orchestrator.NewID(at)
+	fs := map[string]orchestrator.ListFilter{
+		"tenant":         {},
+		"state":          {States: []orchestrator.State{orchestrator.StateConsulting}},
+		"states":         {States: []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding, orchestrator.StateConsulting}},
+		"provider":       {Provider: "netsapiens"},
+		"external id":    {ExternalID: "crm-1"},
+		"call":           {Domain: "test", User: "1000"},
+		"call id":        {CallID: "c-1"},
+		"target":         {Target: "1010"},
+		"created after":  {CreatedAfter: at},
+		"created before": {CreatedBefore: at},
+		"created range":  {CreatedAfter: at, CreatedBefore: at.Add(time.Hour)},
+	}
+	out := map[string]orchestrator.ListFilter{}
+	for name, f := range fs {
+		f.Tenant, f.Limit = "acme", 200
+		out[name] = f
+		f.After = cursor
+		out[name+", cursor"] = f
+	}
+	return out
+}
+
+// Every list the API offers is served by an index in list order: no
+// table or index scan, and no sort of the matching rows (a page must not
+// cost more with a million stored transfers). Several states are merged
+// from bounded branches, whose few ids may be sorted.
+func TestListPlansUseIndexes(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	for name, f := range planFilters() {
+		q, args := sqlite.ListQuery(f)
+		plan := explain(t, db, q, args)
+		for _, line := range plan {
+			if strings.HasPrefix(line, "SCAN transfers") {
+				t.Errorf("%s: the plan scans: %q\n%s", name, line, strings.Join(plan, "\n"))
+			}
+			if strings.Contains(line, "TEMP B-TREE") && len(f.States) < 2 {
+				t.Errorf("%s: the plan sorts: %q\n%s", name, line, strings.Join(plan, "\n"))
+			}
+		}
+		if !strings.Contains(strings.Join(plan, "\n"), "INDEX transfers_") {
+			t.Errorf("%s: no list index in the plan:\n%s", name, strings.Join(plan, "\n"))
+		}
+	}
+	for name, f := range map[string]orchestrator.EventFilter{
+		"stream":   {Tenant: "acme", After: 10, Limit: 100},
+		"transfer": {Tenant: "acme", TransferID: orchestrator.NewID(time.Now()), After: 10, Limit: 100},
+	} {
+		q, args := sqlite.EventsQuery(f)
+		plan := explain(t, db, q, args)
+		joined := strings.Join(plan, "\n")
+		if !strings.Contains(joined, "SEARCH events USING INDEX events_") || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("events %s: want a search of an events index in position order:\n%s", name, joined)
+		}
+	}
+}
+
+// explain returns the lines of SQLite's query plan of q.
+func explain(t *testing.T, db *sql.DB, q string, args []any) []string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
