@@ -135,9 +135,12 @@ type Engine struct {
 	watchMu  sync.Mutex
 	watchers map[watchKey]*watcher
 
-	// storeErr is the last failure to save or heartbeat; nil once a save
-	// succeeded again. Ready reports it.
-	storeErr atomic.Pointer[error]
+	// saveErr and beatErr are the last failures to save a transfer and to
+	// renew the heartbeat; each is nil once the same kind of write
+	// succeeded again. Ready reports them: one kind succeeding says
+	// nothing of the other (a heartbeat row may still be writable while
+	// transfer saves fail).
+	saveErr, beatErr atomic.Pointer[error]
 }
 
 // waiter is the channel closed on a transfer's next change, shared by
@@ -376,21 +379,25 @@ func (e *Engine) Ready(ctx context.Context) error {
 	if e.isStopping() {
 		return errors.New("shutting down")
 	}
-	if p := e.storeErr.Load(); p != nil {
-		return fmt.Errorf("the store cannot save: %w", *p)
+	if p := e.saveErr.Load(); p != nil {
+		return fmt.Errorf("the store cannot save transfers: %w", *p)
+	}
+	if p := e.beatErr.Load(); p != nil {
+		return fmt.Errorf("the store cannot renew this replica's heartbeat: %w", *p)
 	}
 	return e.store.Ping(ctx)
 }
 
-// storeFailed records a failed write for Ready; storeOK clears it.
-func (e *Engine) storeFailed(err error) {
+// storeFailed records a failed write for Ready; storeOK clears it. Each
+// kind of write (saves, heartbeats) has its own slot.
+func (e *Engine) storeFailed(slot *atomic.Pointer[error], err error) {
 	e.m.saveFailures.Inc()
-	e.storeErr.Store(&err)
+	slot.Store(&err)
 }
 
-func (e *Engine) storeOK() {
-	if e.storeErr.Load() != nil {
-		e.storeErr.Store(nil)
+func (e *Engine) storeOK(slot *atomic.Pointer[error]) {
+	if slot.Load() != nil {
+		slot.Store(nil)
 	}
 }
 
@@ -721,6 +728,12 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	for {
 		n, ch := e.unfinished()
 		if n == 0 {
+			break
+		}
+		if e.hard.Err() != nil {
+			// An earlier Shutdown already stopped the workers: nothing
+			// will move these any more.
+			left = n
 			break
 		}
 		select {

@@ -86,11 +86,11 @@ func (e *Engine) settleIdempotency(ctx context.Context, own bool) error {
 func (e *Engine) heartbeat(ctx context.Context) {
 	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL())
 	if err != nil {
-		e.storeFailed(err)
+		e.storeFailed(&e.beatErr, err)
 		e.log.Warn().Err(err).Msg("renewing the heartbeat failed; this replica's transfers may be claimed by others if this persists")
 		return
 	}
-	e.storeOK()
+	e.storeOK(&e.beatErr)
 	if expired {
 		// Others may have claimed some of our transfers meanwhile: the
 		// next save of each tells (a version conflict drops it here).

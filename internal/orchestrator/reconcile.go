@@ -806,7 +806,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			en.saveFailing = false
 			en.log.Info().Msg("the transfer is saved again")
 		}
-		e.storeOK()
+		e.storeOK(&e.saveErr)
 		en.cur.Store(en.t.Clone())
 		e.publish(en.id)
 		return true
@@ -820,7 +820,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			Msg("cannot save the transfer; only steps that give the caller back are made until it can")
 	}
 	en.saveFailing = true
-	e.storeFailed(err)
+	e.storeFailed(&e.saveErr, err)
 	return false
 }
 
