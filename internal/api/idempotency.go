@@ -51,7 +51,9 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		sum := sha256.Sum256(body)
-		rec := orchestrator.IdempotencyRecord{Scope: r.Method + " " + r.URL.Path, Key: key,
+		// The tenant is part of the scope: one tenant's key never replays
+		// another's response, nor collides with it.
+		rec := orchestrator.IdempotencyRecord{Scope: orchestrator.TenantOf(r.Context()) + " " + r.Method + " " + r.URL.Path, Key: key,
 			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC(), Owner: replica}
 
 		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)

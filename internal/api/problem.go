@@ -51,6 +51,9 @@ var (
 	probProvider      = Problem{Type: ProblemBase + "provider-error", Title: "The provider refused the request", Status: http.StatusBadGateway}
 	probKeyReused     = Problem{Type: ProblemBase + "idempotency-key-reused", Title: "The Idempotency-Key was used with a different request", Status: http.StatusUnprocessableEntity}
 	probKeyInProgress = Problem{Type: ProblemBase + "idempotency-in-progress", Title: "A request with this Idempotency-Key is still being served", Status: http.StatusConflict}
+	probUnauthorized  = Problem{Type: ProblemBase + "unauthorized", Title: "A valid API key is required", Status: http.StatusUnauthorized}
+	probForbidden     = Problem{Type: ProblemBase + "forbidden", Title: "The API key may not do this", Status: http.StatusForbidden}
+	probRateLimited   = Problem{Type: ProblemBase + "rate-limited", Title: "Too many requests for this tenant", Status: http.StatusTooManyRequests}
 	probInternal      = Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
 )
 

@@ -33,9 +33,27 @@ type Config struct {
 	TrustedProxies []string
 	// Idempotency stores Idempotency-Key records (required).
 	Idempotency IdempotencyStore
-	// Callbacks receive provider events, by provider name, at
-	// /v1/callbacks/{provider}/{transfer_id}.
+	// Callbacks receive provider events for the default accounts, by
+	// provider name, at /callbacks/{provider}/{transfer_id}/{token}.
 	Callbacks map[string]CallbackReceiver
+	// Accounts, when set, are the tenants' own provider accounts; the
+	// account a tenant uses for a provider receives its callbacks when it
+	// is a CallbackReceiver.
+	Accounts orchestrator.Accounts
+	// CallbackSigner checks the token of every callback URL; nil refuses
+	// every callback.
+	CallbackSigner *CallbackSigner
+	// Keys authenticates every /v1 route; nil leaves the API open, acting
+	// for the default tenant (demo mode without keys).
+	Keys Authenticator
+	// Tenants, when set, says what each tenant may do and its limits;
+	// without it every tenant has Limits.
+	Tenants Tenants
+	// Limits apply to every tenant when Tenants is nil.
+	Limits Limits
+	// WriteTimeout is the server's write timeout; a long poll extends its
+	// own deadline by the wait it was granted.
+	WriteTimeout time.Duration
 	// Replica names this process among those sharing the store; it owns
 	// the idempotency reservations it makes.
 	Replica string
@@ -52,13 +70,58 @@ type CallbackReceiver interface {
 	ReceiveCallback(r *http.Request, transferID string) error
 }
 
-// NewServer returns the transferd HTTP handler.
-func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) http.Handler {
+// Handlers are transferd's HTTP handlers by listener: the API (/v1 and
+// /openapi.yaml), the provider callbacks and the operations endpoints
+// (/metrics, /healthz, /readyz, /status/providers).
+type Handlers struct {
+	API, Callbacks, Admin http.Handler
+}
+
+// parts of the routes a handler serves.
+type part int
+
+const (
+	partAPI part = 1 << iota
+	partCallbacks
+	partAdmin
+)
+
+// shared is what every handler of a process shares.
+type shared struct {
+	cfg   Config
+	eng   *orchestrator.Engine
+	log   zerolog.Logger
+	gath  prometheus.Gatherer
+	http  *httpMetrics
+	auth  *authMetrics
+	limit *limiter
+}
+
+func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) *shared {
 	if cfg.Idempotency == nil {
 		panic("api.NewServer: Config.Idempotency is required")
 	}
+	return &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
+		limit: newLimiter(cfg.Tenants, cfg.Limits)}
+}
+
+// NewServer returns the transferd HTTP handler serving every route on one
+// listener.
+func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) http.Handler {
+	return newShared(cfg, eng, log, reg, gath).router(partAPI | partCallbacks | partAdmin)
+}
+
+// NewHandlers returns one handler per listener, so that the callbacks a
+// provider must reach and the operations endpoints a monitoring system
+// scrapes can be exposed without exposing the API.
+func NewHandlers(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) Handlers {
+	s := newShared(cfg, eng, log, reg, gath)
+	return Handlers{API: s.router(partAPI), Callbacks: s.router(partCallbacks), Admin: s.router(partAdmin)}
+}
+
+func (s *shared) router(parts part) *chi.Mux {
+	cfg, log, m := s.cfg, s.log, s.http
 	r := chi.NewRouter()
-	m := newHTTPMetrics(reg)
 	r.Use(hlog.NewHandler(log))
 	r.Use(requestID)
 	if len(cfg.TrustedProxies) > 0 {
@@ -90,7 +153,7 @@ func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 		p.Detail = req.Method + " is not allowed on " + req.URL.Path
 		writeProblem(w, req, p)
 	})
-	routes(r, cfg, eng, gath)
+	s.routes(r, parts)
 	return r
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -146,7 +147,7 @@ func awaitsClient(t *orchestrator.Transfer) bool {
 
 func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
 
-func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
+func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context, *orchestrator.Request) error, lim *limiter, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := readBody(w, r)
 		if !ok {
@@ -163,6 +164,14 @@ func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
 		// provider-specific fields). A field's first complaint wins.
 		bad := body.Valid(r.Context())
 		req := body.request()
+		// A provider, domain or target outside the tenant's allow-list is
+		// refused before anything else is said about the request.
+		if len(shape) == 0 {
+			if err := permit(r.Context(), &req); err != nil {
+				writeForbidden(w, r, err)
+				return
+			}
+		}
 		if err := eng.Validate(r.Context(), &req); err != nil {
 			if len(bad) == 0 && len(shape) == 0 {
 				writeError(w, r, err)
@@ -179,20 +188,37 @@ func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
 			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return
 		}
+		wait, waits := preferWait(r)
+		if waits {
+			release, err := lim.wait(r.Context())
+			if err != nil {
+				writeLimited(w, r, err)
+				return
+			}
+			defer release()
+		}
 		// Once the engine saved the transfer it runs, so the create must
 		// complete even if the client went away: its idempotency record
 		// then tells a retry which transfer it made.
 		scope, key := idempotencyOf(r.Context())
-		t, err := eng.Start(context.WithoutCancel(r.Context()), req, orchestrator.StartOptions{
-			IdempotencyScope: scope, IdempotencyKey: key, RequestID: w.Header().Get("X-Request-Id"),
+		var t *orchestrator.Transfer
+		err := lim.start(r.Context(), eng, func() (err error) {
+			t, err = eng.Start(context.WithoutCancel(r.Context()), req, orchestrator.StartOptions{
+				IdempotencyScope: scope, IdempotencyKey: key, RequestID: w.Header().Get("X-Request-Id"),
+			})
+			return err
 		})
 		if err != nil {
-			writeError(w, r, err)
+			if !writeLimited(w, r, err) {
+				writeError(w, r, err)
+			}
 			return
 		}
+		audit(r, "create", t.ID)
 		w.Header().Set("Location", location(t.ID))
 		status := http.StatusAccepted
-		if wait, ok := preferWait(r); ok {
+		if waits {
+			extendWrite(w, r, wait, writeTimeout)
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
 			latest, werr := eng.Wait(ctx, t.ID, settled)
 			cancel()
@@ -208,7 +234,7 @@ func handleCreateTransfer(eng *orchestrator.Engine) http.Handler {
 	})
 }
 
-func handleGetTransfer(eng *orchestrator.Engine) http.Handler {
+func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t, err := eng.Get(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
@@ -216,6 +242,13 @@ func handleGetTransfer(eng *orchestrator.Engine) http.Handler {
 			return
 		}
 		if wait, ok := preferWait(r); ok && !t.State.Terminal() && !awaitsClient(t) {
+			release, err := lim.wait(r.Context())
+			if err != nil {
+				writeLimited(w, r, err)
+				return
+			}
+			defer release()
+			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
@@ -292,7 +325,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 
 // handleSignal serves /complete and /cancel. With Prefer: wait it waits
 // for the transfer to end.
-func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*orchestrator.Transfer, error)) http.Handler {
+func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The actions take no body; an empty JSON object is tolerated.
 		data, ok := readBody(w, r)
@@ -300,6 +333,15 @@ func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*
 			return
 		}
 		id := chi.URLParam(r, "id")
+		wait, waits := preferWait(r)
+		if waits {
+			release, err := lim.wait(r.Context())
+			if err != nil {
+				writeLimited(w, r, err)
+				return
+			}
+			defer release()
+		}
 		t, err := act(r.Context(), id)
 		if err != nil {
 			if orchestrator.KindOf(err) == orchestrator.KindConflict && t != nil {
@@ -311,8 +353,10 @@ func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*
 			writeError(w, r, err)
 			return
 		}
+		audit(r, action, t.ID)
 		status := http.StatusAccepted
-		if wait, ok := preferWait(r); ok {
+		if waits {
+			extendWrite(w, r, wait, writeTimeout)
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
 			if latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false }); werr == nil {
 				t = latest
@@ -331,11 +375,27 @@ func handleSignal(eng *orchestrator.Engine, act func(context.Context, string) (*
 // noBody is the empty JSON object an action may carry.
 type noBody struct{}
 
-// handleCallback passes a provider's event to its adapter and wakes the
-// transfer it is about. Providers only need a 2xx; the body is empty.
-func handleCallback(eng *orchestrator.Engine, receivers map[string]CallbackReceiver) http.Handler {
+// handleCallback passes a provider's event to the tenant's account and
+// wakes the transfer it is about. The token in the URL authenticates it:
+// an HMAC of the tenant and transfer id under the callback secret. Any
+// failure of the token is a 404, as for a transfer that does not exist.
+// Providers only need a 2xx; the body is empty.
+func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool), signer *CallbackSigner, m *authMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rcv, ok := receivers[chi.URLParam(r, "provider")]
+		id := chi.URLParam(r, "transfer_id")
+		var tenant string
+		ok := signer != nil
+		if ok {
+			tenant, ok = signer.Verify(TokenTransfer, chi.URLParam(r, "token"), id)
+		}
+		if !ok {
+			m.refused.WithLabelValues(refusedCallback).Inc()
+			p := probNotFound
+			p.Detail = "no callback is expected here"
+			writeProblem(w, r, p)
+			return
+		}
+		rcv, ok := receiver(tenant, chi.URLParam(r, "provider"))
 		if !ok {
 			p := probNotFound
 			p.Detail = "no configured provider receives callbacks here"
@@ -343,7 +403,6 @@ func handleCallback(eng *orchestrator.Engine, receivers map[string]CallbackRecei
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		id := chi.URLParam(r, "transfer_id")
 		if err := rcv.ReceiveCallback(r, id); err != nil {
 			writeError(w, r, err)
 			return
@@ -351,4 +410,40 @@ func handleCallback(eng *orchestrator.Engine, receivers map[string]CallbackRecei
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// extendWrite moves the write deadline of a request that was granted a
+// wait past it: the server's write timeout bounds what a client may make
+// transferd hold, except the waits it asked for and was granted.
+func extendWrite(w http.ResponseWriter, r *http.Request, wait, writeTimeout time.Duration) {
+	if writeTimeout <= 0 {
+		return
+	}
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout)); err != nil {
+		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("cannot extend the write deadline of a long poll")
+	}
+}
+
+// permit applies the tenant's allow-lists.
+func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
+	if s.cfg.Tenants == nil {
+		return nil
+	}
+	return s.cfg.Tenants.Permit(orchestrator.TenantOf(ctx), r)
+}
+
+// receiver is the account that receives tenant's callbacks of provider:
+// the tenant's own, else the default one (as the engine chooses).
+func (s *shared) receiver(tenant, provider string) (CallbackReceiver, bool) {
+	if a := s.cfg.Accounts; a != nil {
+		if p, ok := a.Provider(tenant, provider); ok {
+			rcv, ok := p.(CallbackReceiver)
+			return rcv, ok
+		}
+		if len(a.Names(tenant)) > 0 {
+			return nil, false
+		}
+	}
+	rcv, ok := s.cfg.Callbacks[provider]
+	return rcv, ok
 }
