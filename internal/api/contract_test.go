@@ -94,7 +94,7 @@ func newEnv(t *testing.T) *env {
 	}
 	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
 		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
-		Keys: testKeys(t), CallbackSigner: testSigner(t)},
+		Keys:      testKeys(t), CallbackSigner: testSigner(t)},
 		eng, zerolog.Nop(), reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {

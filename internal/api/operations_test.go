@@ -128,7 +128,7 @@ func TestReplayOfASettledReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	const scope, key = "default POST /v1/transfers", "settled-1" // the tenant, then the method and path
+	const scope, key = "default POST /v1/transfers", "settled-1"            // the tenant, then the method and path
 	h := "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" // sha256 of the empty body
 	if _, _, err := store.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: h}); err != nil {
 		t.Fatal(err)
