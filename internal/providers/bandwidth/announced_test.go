@@ -135,7 +135,7 @@ func TestAnnouncedOptionsMapExactly(t *testing.T) {
 			req := announcedReq(a, target)
 			tc.edit(&req)
 			tr := h.end(t, h.start(t, req).ID)
-			want := tc.want(h.public + "/v1/callbacks/bandwidth/" + tr.ID)
+			want := tc.want(h.public + "/callbacks/bandwidth/" + tr.ID)
 			if bodies := transferBodies(t, h); len(bodies) != 1 || !reflect.DeepEqual(bodies[0], want) {
 				t.Fatalf("transfer bodies = %v\nwant exactly %v", bodies, want)
 			}
@@ -299,7 +299,7 @@ func TestCallbacksReportBusy(t *testing.T) {
 	delivered := false
 	for _, cb := range h.sim.Callbacks() {
 		if cb.CallID == tr.Legs.Consult.CallID && cb.EventType == "hangup" {
-			delivered = cb.Status == http.StatusOK && cb.URL == h.public+"/v1/callbacks/bandwidth/"+tr.ID
+			delivered = cb.Status == http.StatusOK && cb.URL == h.public+"/callbacks/bandwidth/"+tr.ID
 		}
 	}
 	if !delivered {

@@ -44,8 +44,8 @@ const Name = "bandwidth"
 const DefaultBaseURL = "https://api.catapult.inetwork.com/v1"
 
 // CallbackPath is where transferd serves Catapult callbacks, below
-// Config.PublicURL; the transfer id follows it.
-const CallbackPath = "/v1/callbacks/bandwidth/"
+// Config.PublicURL; the transfer id and the callback token follow it.
+const CallbackPath = "/callbacks/bandwidth/"
 
 // maxRateLimitRetries bounds how often one request waits out a rate limit.
 const maxRateLimitRetries = 8
@@ -78,7 +78,12 @@ type Config struct {
 	// callbackUrl = PublicURL + CallbackPath + transferID, and Catapult's
 	// events wake the transfer instead of it waiting for the next poll.
 	PublicURL string
-	Metrics   *apiclient.Metrics
+	// CallbackToken returns the unguessable token that authenticates the
+	// callbacks about a transfer (transferd: an HMAC of the tenant and
+	// transfer id under a secret every replica shares); it follows the
+	// transfer id in the callback URL. Nil leaves it out.
+	CallbackToken func(transferID string) string
+	Metrics       *apiclient.Metrics
 	// Now is the clock rate-limit resets are measured against (default
 	// time.Now).
 	Now func() time.Time
@@ -94,6 +99,7 @@ type Client struct {
 	retryBase     time.Duration
 	maxRateWait   time.Duration
 	publicURL     string
+	callbackToken func(transferID string) string
 	metrics       *apiclient.Metrics
 	now           func() time.Time
 	causes        *causeBook
@@ -137,7 +143,7 @@ func New(cfg Config) (*Client, error) {
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
 		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
-		publicURL: public, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
+		publicURL: public, callbackToken: cfg.CallbackToken, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
 	}, nil
 }
 
@@ -163,7 +169,11 @@ func (c *Client) callbackURL(transferID string) string {
 	if c.publicURL == "" {
 		return ""
 	}
-	return c.publicURL + CallbackPath + transferID
+	u := c.publicURL + CallbackPath + transferID
+	if c.callbackToken != nil {
+		u += "/" + c.callbackToken(transferID)
+	}
+	return u
 }
 
 // APIError is a non-2xx answer of the Catapult API:

@@ -249,7 +249,7 @@ func TestCallbackHandler(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var notified []string
-	h := http.StripPrefix("/v1/callbacks/bandwidth", c.CallbackHandler(func(id string) {
+	h := http.StripPrefix("/callbacks/bandwidth", c.CallbackHandler(func(id string) {
 		mu.Lock()
 		notified = append(notified, id)
 		mu.Unlock()
@@ -261,7 +261,7 @@ func TestCallbackHandler(t *testing.T) {
 		h.ServeHTTP(w, r)
 		return w.Code
 	}
-	base := "/v1/callbacks/bandwidth/"
+	base := "/callbacks/bandwidth/"
 	cases := []struct {
 		name, method, target, body string
 		want                       int
@@ -331,10 +331,19 @@ func TestCallbackURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.callbackURL("tr_X"); got != "https://transferd.example.com/base/v1/callbacks/bandwidth/tr_X" {
+	if got := c.callbackURL("tr_X"); got != "https://transferd.example.com/base/callbacks/bandwidth/tr_X" {
 		t.Errorf("callbackURL = %q", got)
 	}
 	if _, err := url.Parse(c.callbackURL("tr_X")); err != nil {
 		t.Error(err)
+	}
+	// With a token, it follows the transfer id.
+	c, err = New(Config{UserID: "u-1", APIToken: "t", APISecret: "s", PublicURL: "https://transferd.example.com/base/",
+		CallbackToken: func(id string) string { return "acme.mac-of-" + id }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.callbackURL("tr_X"); got != "https://transferd.example.com/base/callbacks/bandwidth/tr_X/acme.mac-of-tr_X" {
+		t.Errorf("callbackURL with a token = %q", got)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // Catapult posts a call's events to the callbackUrl transferd gave it:
-// PublicURL + "/v1/callbacks/bandwidth/" + the transfer id. The handler
+// PublicURL + "/callbacks/bandwidth/" + the transfer id. The handler
 // remembers a hangup's cause and wakes the transfer, which then reads the
 // call's real state.
 func ExampleClient_CallbackHandler() {

@@ -109,7 +109,7 @@ func setup(t *testing.T, o options) *harness {
 	var cbSrv *httptest.Server
 	if o.callbacks {
 		cbMux := http.NewServeMux()
-		cbMux.Handle("/v1/callbacks/bandwidth/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cbMux.Handle("/callbacks/bandwidth/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			h.mu.Lock()
@@ -119,7 +119,7 @@ func setup(t *testing.T, o options) *harness {
 				http.NotFound(w, r)
 				return
 			}
-			http.StripPrefix("/v1/callbacks/bandwidth", handler).ServeHTTP(w, r)
+			http.StripPrefix("/callbacks/bandwidth", handler).ServeHTTP(w, r)
 			if o.onCallback != nil {
 				var ev struct {
 					EventType string `json:"eventType"`
