@@ -105,9 +105,14 @@ type Store interface {
 	// before it. It deletes at most limit transfers per call (0: no
 	// bound) and returns how many it deleted.
 	Purge(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// Every store keeps the outbox readable; Purge deletes the events of
+	// the transfers it deletes.
+	EventStore
 }
 
-// EventStore is a Store that keeps the outbox readable.
+// EventStore is the reading side of the outbox, on its own for consumers
+// that need nothing else of a Store (webhook delivery).
 type EventStore interface {
 	// Events returns up to f.Limit events, oldest (lowest Pos) first, of
 	// f.Tenant after f.After, optionally of one transfer, each with its

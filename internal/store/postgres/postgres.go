@@ -39,10 +39,7 @@ type Store struct {
 	purgeBatch int
 }
 
-var (
-	_ orchestrator.Store      = (*Store)(nil)
-	_ orchestrator.EventStore = (*Store)(nil)
-)
+var _ orchestrator.Store = (*Store)(nil)
 
 // Open connects to the database at dbURL (postgres://user:pass@host/db?…,
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the

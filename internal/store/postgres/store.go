@@ -385,7 +385,7 @@ func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 	return q + ` ORDER BY pos LIMIT $3`, args
 }
 
-// Events implements orchestrator.EventStore.
+// Events implements orchestrator.Store.
 func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
 	const op = "events"
 	q, args := eventsQuery(f)

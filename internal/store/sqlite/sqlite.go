@@ -61,10 +61,7 @@ type Store struct {
 	purgeBatch int
 }
 
-var (
-	_ orchestrator.Store      = (*Store)(nil)
-	_ orchestrator.EventStore = (*Store)(nil)
-)
+var _ orchestrator.Store = (*Store)(nil)
 
 // Open opens (creating if needed) dir/transferd.db, creating dir with mode
 // 0700 and the database with 0600 (transfers name callers and agents), and

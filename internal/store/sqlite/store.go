@@ -319,7 +319,7 @@ func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 	return q + ` ORDER BY pos LIMIT ?`, append(args, limit)
 }
 
-// Events implements orchestrator.EventStore.
+// Events implements orchestrator.Store.
 func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
 	const op = "events"
 	q, args := eventsQuery(f)

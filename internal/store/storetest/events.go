@@ -36,11 +36,7 @@ func clearOutbox(t *orchestrator.Transfer) { t.Outbox = nil }
 
 func (f *fixture) events(ef orchestrator.EventFilter) []orchestrator.Event {
 	f.Helper()
-	es, ok := f.s.(orchestrator.EventStore)
-	if !ok {
-		f.Fatalf("%T does not implement Events", f.s)
-	}
-	evs, err := es.Events(f.ctx, ef)
+	evs, err := f.s.Events(f.ctx, ef)
 	if err != nil {
 		f.Fatalf("Events(%+v): %v", ef, err)
 	}
