@@ -155,6 +155,9 @@ func (s *Store) init(ctx context.Context) error {
 	if err := migrate(ctx, s.w); err != nil {
 		return err
 	}
+	if err := incrementalVacuum(ctx, s.w); err != nil {
+		return err
+	}
 	var mode string
 	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return err
@@ -164,6 +167,34 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("journal mode is %q, not wal: put the data directory on a local file system", mode)
 	}
 	return s.r.PingContext(ctx)
+}
+
+// incrementalVacuum makes the file one that can give pages back to the
+// file system (auto_vacuum=INCREMENTAL), so that Purge can shrink it: a
+// database purged of a million transfers otherwise keeps its size for
+// ever, its free pages only reused by later rows. SQLite records the
+// mode in the file, and changing it on a file that has tables takes a
+// VACUUM: a new database does this once, right after its migrations, at
+// no cost; an existing one is rewritten once, at the first Open by a
+// transferd that has this (it holds the write lock, and takes about as
+// long and as much free disk as copying the file). Should the VACUUM
+// fail (a full disk), Open fails and says so, and nothing has changed.
+func incrementalVacuum(ctx context.Context, db *sql.DB) error {
+	var mode int
+	if err := db.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&mode); err != nil {
+		return fmt.Errorf("auto_vacuum: %w", err)
+	}
+	const incremental = 2
+	if mode == incremental {
+		return nil
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA auto_vacuum = INCREMENTAL"); err != nil {
+		return fmt.Errorf("auto_vacuum: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, "VACUUM"); err != nil {
+		return fmt.Errorf("auto_vacuum: vacuum: %w", err)
+	}
+	return nil
 }
 
 // Close closes the database. The last connection to close checkpoints the

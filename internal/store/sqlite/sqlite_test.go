@@ -381,3 +381,70 @@ func BenchmarkClaimIdle(b *testing.B) { storetest.BenchClaimIdle(b, open(b, b.Te
 func BenchmarkUpdateParallel(b *testing.B) {
 	storetest.BenchUpdateParallel(b, open(b, b.TempDir()))
 }
+
+// The file is incremental-vacuum: a purge gives its pages back to the
+// file system, and a database made before that is converted at Open.
+func TestPurgeShrinksTheFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	db := rawDB(t, dir)
+	pragma := func(name string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow("PRAGMA " + name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if mode := pragma("auto_vacuum"); mode != 2 {
+		t.Fatalf("auto_vacuum = %d, want 2 (incremental)", mode)
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 300 {
+		tr := newTransfer(strconv.Itoa(i))
+		tr.ID = orchestrator.NewID(at.Add(time.Duration(i) * time.Millisecond))
+		tr.State, tr.UpdatedAt = orchestrator.StateCompleted, at
+		tr.Legs.Consult.CallID = strings.Repeat("x", 16<<10) // 16 KiB: many pages
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := pragma("page_count")
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 300 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	if free, pages := pragma("freelist_count"), pragma("page_count"); free != 0 || pages > full/10 {
+		t.Errorf("after the purge: %d free pages, %d pages of %d; want none free and the file shrunk", free, pages, full)
+	}
+}
+
+// A database made before incremental vacuum (auto_vacuum off) is converted
+// at Open, its data kept.
+func TestOpenConvertsToIncrementalVacuum(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	tr := newTransfer("1000")
+	if err := s.Create(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db := rawDB(t, dir)
+	for _, q := range []string{"PRAGMA auto_vacuum = NONE", "VACUUM"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mode int
+	if err := db.QueryRow("PRAGMA auto_vacuum").Scan(&mode); err != nil || mode != 0 {
+		t.Fatalf("auto_vacuum = %d, %v; the test could not turn it off", mode, err)
+	}
+	db.Close()
+	s = open(t, dir)
+	if _, err := s.Get(context.Background(), tr.ID); err != nil {
+		t.Errorf("Get after the conversion: %v", err)
+	}
+	if err := rawDB(t, dir).QueryRow("PRAGMA auto_vacuum").Scan(&mode); err != nil || mode != 2 {
+		t.Errorf("auto_vacuum after Open = %d, %v; want 2", mode, err)
+	}
+}

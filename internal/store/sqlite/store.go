@@ -672,7 +672,36 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 			break
 		}
 	}
+	if total > 0 {
+		if err := s.reclaim(ctx); err != nil {
+			return total, fail(op, err)
+		}
+	}
 	return total, nil
+}
+
+// vacuumPages bounds the pages one incremental_vacuum step gives back
+// (4 MiB at 4 KiB pages): each step is a write transaction on the shared
+// writer, which saves wait behind.
+const vacuumPages = 1024
+
+// reclaim gives the pages freed by a purge back to the file system in
+// steps of vacuumPages, so that the file shrinks as transfers are purged
+// (auto_vacuum=INCREMENTAL, see incrementalVacuum) without one long
+// write transaction.
+func (s *Store) reclaim(ctx context.Context) error {
+	for {
+		var free int
+		if err := s.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+			return fmt.Errorf("freelist: %w", err)
+		}
+		if free == 0 {
+			return nil
+		}
+		if _, err := s.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, min(free, vacuumPages))); err != nil {
+			return fmt.Errorf("incremental vacuum: %w", err)
+		}
+	}
 }
 
 // deleteBatch runs one DELETE in a transaction of its own and returns how
