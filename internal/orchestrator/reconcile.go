@@ -441,6 +441,14 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	if fresh {
 		e.observed(en, obs, at)
 		if obs.Caller == CallerTransferred {
+			if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
+				// A hang-up we sent may not be applied yet. Where the
+				// provider's transfer ends the caller's call with its B-leg
+				// (Bandwidth, announced), it would end the call the caller
+				// now has with the target: report what shows once it could
+				// have applied, not before.
+				return d + time.Millisecond
+			}
 			// The provider joined caller and target after all (a join
 			// applied late, or an announced transfer answered as it was
 			// cancelled): that is the truth to report.
@@ -454,7 +462,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		return 0
 	}
 	if fresh {
-		if restored, done := e.restored(en, obs, now); done {
+		if restored, done := e.restored(en, obs, at); done {
 			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
 				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
 			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
@@ -512,7 +520,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			return 0
 		}
 	}
-	restored, done := e.restored(en, obs, now)
+	restored, done := e.restored(en, obs, at)
 	if obs.Caller == CallerTransferred {
 		restored, done = false, !now.Before(t.Cleanup.Until)
 	}
@@ -600,13 +608,22 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	}
 }
 
-// restored decides, from a fresh reading, whether the recovery is done
-// and whether the caller is back: no consult leg of ours alive, a hold
-// that may still be applied settled, and the caller connected or gone.
-func (e *Engine) restored(en *entry, obs Observation, now time.Time) (restored, done bool) {
+// restored decides, from a fresh reading taken at `at`, whether the
+// recovery is done and whether the caller is back: no consult leg of ours
+// alive, a hold that may still be applied settled, and the caller
+// connected or gone.
+func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, done bool) {
 	t := en.t
 	consultClear := t.Sent.Dial.IsZero() || (obs.Consult != ConsultRinging && obs.Consult != ConsultAnswered)
-	holdSettled := t.Sent.Hold.IsZero() || t.Seen.Held || !now.Before(t.Sent.Hold.Add(e.cfg.VisibilityWindow))
+	holdSettled := t.Sent.Hold.IsZero() || t.Seen.Held || !at.Before(t.Sent.Hold.Add(e.cfg.VisibilityWindow))
+	// A dial may move the caller too, in an action the provider applies
+	// later (Bandwidth takes the agent out of the caller's bridge before
+	// it creates the consult), even when the dial then failed and nothing
+	// was created: the caller is judged on a reading taken once that
+	// could show. A consult seen means the dial got that far.
+	if s := t.lastStep(StepDial); s != nil && !t.Seen.Consult && at.Before(s.StartedAt.Add(e.cfg.VisibilityWindow)) {
+		holdSettled = false
+	}
 	if !consultClear || !holdSettled {
 		return false, false
 	}
