@@ -1,0 +1,179 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// Deterministic rewrites of the violations the storm (internal/crashtest,
+// TestStorm) found; docs/invariants.md lists them with their seeds. Each
+// scripts with the Fake the order in which the simulator applied accepted
+// actions, and checks invariant (d) against the Fake's calls at the end:
+// completed exactly when the caller is with the target, caller_restored
+// exactly when the caller is connected and not held.
+
+// stormWindow is the visibility window of these tests: long against the
+// Fake's speed, so that "before the window ends" holds on a loaded machine.
+const stormWindow = 2 * time.Second
+
+func stormRegressionEngine(t *testing.T, f *orchestratortest.Fake) *orchestrator.Engine {
+	t.Helper()
+	cfg := orchestrator.Config{
+		PollInterval:     time.Millisecond,
+		PollMaxInterval:  5 * time.Millisecond,
+		StepTimeout:      5 * time.Second,
+		VerifyTimeout:    30 * time.Second,
+		VisibilityWindow: stormWindow,
+		TombstoneTTL:     stormWindow,
+	}
+	e, err := orchestrator.New(cfg, memory.New(), []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return e
+}
+
+// waitStorm waits until cond holds or the transfer is terminal.
+func waitStorm(t *testing.T, e *orchestrator.Engine, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr, err := e.Wait(ctx, id, cond)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return tr
+}
+
+// wantTruthful is invariant (d) against what the Fake shows.
+func wantTruthful(t *testing.T, f *orchestratortest.Fake, tr *orchestrator.Transfer) {
+	t.Helper()
+	c, _ := f.State(tr.ID)
+	if !tr.State.Terminal() || tr.Outcome == nil {
+		t.Fatalf("transfer %s is %s with outcome %+v, want terminal", tr.ID, tr.State, tr.Outcome)
+	}
+	withTarget := c.Caller == orchestrator.CallerTransferred
+	if (tr.State == orchestrator.StateCompleted) != withTarget {
+		t.Errorf("transfer %s (%s: %s) but the provider shows the caller in state %d", tr.State, tr.Outcome.Reason, tr.Outcome.Detail, c.Caller)
+	}
+	if tr.State != orchestrator.StateCompleted && tr.Outcome.CallerRestored != (c.Caller == orchestrator.CallerConnected) {
+		t.Errorf("caller_restored %v (%s) but the provider shows the caller in state %d", tr.Outcome.CallerRestored, tr.Outcome.Detail, c.Caller)
+	}
+}
+
+// TestStormDialMovesCallerLate: storm seed 1 (cases 79 and 123) and seed
+// 2349275538410565 (case 54), Bandwidth attended. The dial first takes the
+// agent out of the caller's bridge (an accepted update applied later), then
+// creates the consult bridge, which the provider refuses because the agent
+// is still in the caller's bridge. The recovery unholds the caller; the
+// unhold is applied, a reading shows the caller connected, and the engine
+// reported caller_restored — then the dial's late update took the agent
+// away again and left the caller alone, on hold. The recovery must judge
+// the caller only on a reading taken once the dial's actions could have
+// shown (a visibility window after it), and unhold again.
+func TestStormDialMovesCallerLate(t *testing.T) {
+	f := orchestratortest.NewFake("bw")
+	f.FailOn(orchestratortest.MethodDial, orchestrator.E("fake.Dial", orchestrator.KindProviderRejected,
+		errors.New("HTTP 400 bridge-bridged-callId: the agent is already in another bridge")), 1)
+	// As in the storm: a reading shows the caller held (the unhold is
+	// accepted, not applied yet), the next shows the unhold applied and the
+	// caller connected, and the dial's late update lands on the one after.
+	f.Defer(orchestratortest.MethodUnhold, 1)
+	var unheld, readsAfter atomic.Int32
+	f.Before(orchestratortest.MethodUnhold, func(orchestratortest.Record) { unheld.Add(1) })
+	landed := false
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		if unheld.Load() != 1 {
+			return
+		}
+		switch readsAfter.Add(1) {
+		case 2:
+			f.ApplyDeferred(r.TransferID)
+		case 3:
+			landed = f.SetCaller(r.TransferID, orchestrator.CallerHeld)
+		}
+	})
+	e := stormRegressionEngine(t, f)
+	tr, err := e.Start(context.Background(), orchestrator.Request{Provider: "bw",
+		Call: orchestrator.CallRef{Domain: "TEST", User: "1079"}, Target: "+15557100079"}, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitStorm(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if !landed {
+		// The engine finished before a second reading: the update lands
+		// now, as it did in the simulator after the outcome was reported.
+		f.SetCaller(tr.ID, orchestrator.CallerHeld)
+	}
+	if end.Outcome == nil || !end.Outcome.CallerRestored {
+		t.Errorf("outcome %+v, want the caller restored (unheld again after the dial's late update)", end.Outcome)
+	}
+	wantTruthful(t, f, end)
+}
+
+// TestStormHangupLandsAfterAnnouncedAnswer: storm seed 2349275538410565
+// (case 26), Bandwidth announced. The client cancels while the B-leg rings;
+// the hang-up is accepted but applied later; meanwhile the target answers
+// and a reading shows the caller with the target, so the engine reported
+// completed — then the hang-up ended the B-leg, and with it the caller's
+// call. A reading that shows the caller with the target while a hang-up of
+// ours may still land is not the truth yet.
+func TestStormHangupLandsAfterAnnouncedAnswer(t *testing.T) {
+	f := orchestratortest.NewFake("bw").AnnouncedOnly().SetTarget(orchestratortest.TargetRings)
+	f.Defer(orchestratortest.MethodHangupConsult, 1)
+	var answered, readsAfter atomic.Int32
+	landed := false
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		if answered.Load() == 1 && readsAfter.Add(1) == 2 {
+			landed = f.ApplyDeferred(r.TransferID) == 1
+		}
+	})
+	e := stormRegressionEngine(t, f)
+	tr, err := e.Start(context.Background(), orchestrator.Request{Provider: "bw", Mode: orchestrator.ModeAnnounced,
+		Call: orchestrator.CallRef{Domain: "TEST", User: "1026"}, Target: "+15557100026"}, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStorm(t, e, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateConsulting })
+	if _, err := e.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The hang-up is accepted, not applied; then the target answers.
+	deadline := time.Now().Add(20 * time.Second)
+	for f.Deferred(tr.ID) == 0 {
+		// The Fake publishes no change to wait on: yield until the engine
+		// has sent the hang-up.
+		if time.Now().After(deadline) {
+			t.Fatal("the engine did not hang the B-leg up")
+		}
+		runtime.Gosched()
+	}
+	if f.Answer(tr.ID) != 1 {
+		c, _ := f.State(tr.ID)
+		t.Fatalf("the B-leg was not ringing: %+v", c)
+	}
+	answered.Store(1)
+	end := waitStorm(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if !landed {
+		f.ApplyDeferred(tr.ID)
+	}
+	wantTruthful(t, f, end)
+}
