@@ -1,0 +1,893 @@
+package crashtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/pbxsim"
+	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// The storm (issue #7, Build item 4): many transfers at once against both
+// simulators in their adversarial profile (accepted actions applied late and
+// out of order, new calls listed late, duplicate call-ids accepted, reads
+// failing while writes succeed, failed legs vanishing, lost responses, about
+// 20 % random faults of every kind), with cancels at random moments and
+// transferd SIGKILLed and restarted on the same data directory and instance
+// id. Once every transfer is terminal with a verified outcome, the
+// simulators' ground truth — never transferd's word — is checked against the
+// invariants of docs/invariants.md.
+//
+// The seed fixes every random choice (which flow, how the target behaves,
+// when to cancel or complete, when to kill, the simulators' own seeds), not
+// the interleaving of real processes: a violation a seed finds is rewritten
+// as a deterministic test (internal/orchestrator/storm_regressions_test.go).
+
+// Storm settings. The environment overrides the size:
+// TRANSFERD_STORM_TRANSFERS (per seed) and TRANSFERD_STORM_CONCURRENCY.
+const (
+	stormTransfers   = 300
+	stormConcurrency = 40
+	// stormLiveness bounds how long a transfer may take from its creation to
+	// a terminal state with a verified outcome. Generous: a stuck transfer
+	// misses it, a slow machine does not.
+	stormLiveness = 3 * time.Minute
+	// stormConsultTimeout is every request's consult_timeout: short, so that
+	// a target that never answers does not make the storm slow.
+	stormConsultTimeout = "4s"
+)
+
+// stormEnv is the configuration of the storm's transferd: fast polling, a
+// visibility window above the simulators' listing delay (at most 1.5 s), and
+// a tombstone and verification patience short enough that every outcome is
+// verified well within stormLiveness.
+func stormEnv(dataDir, instance string) []string {
+	env := transferdEnv(
+		"TRANSFERD_DATA_DIR="+dataDir,
+		"TRANSFERD_INSTANCE_ID="+instance,
+		"TRANSFERD_POLL_INTERVAL=50ms",
+		"TRANSFERD_POLL_MAX_INTERVAL=500ms",
+		"TRANSFERD_VISIBILITY_WINDOW=3s",
+		"TRANSFERD_TOMBSTONE_TTL=8s",
+		"TRANSFERD_VERIFY_TIMEOUT=8s",
+	)
+	// transferdEnv asks for debug logs; the storm's volume makes info the
+	// useful level (transitions, failed steps, warnings).
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "TRANSFERD_LOG_LEVEL=") {
+			env[i] = "TRANSFERD_LOG_LEVEL=info"
+		}
+	}
+	return env
+}
+
+// stormSeed is one seed to run and how it was named.
+type stormSeed struct {
+	seed   uint64
+	random bool
+}
+
+// stormSeeds parses TRANSFERD_STORM_SEEDS: comma-separated numbers, and
+// "random" for a fresh seed (printed, so that it can be replayed).
+func stormSeeds(s string) ([]stormSeed, error) {
+	if strings.TrimSpace(s) == "" {
+		s = "1"
+	}
+	var out []stormSeed
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "random" {
+			out = append(out, stormSeed{seed: rand.Uint64() >> 12, random: true})
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("TRANSFERD_STORM_SEEDS: %q is neither a number nor \"random\"", f)
+		}
+		out = append(out, stormSeed{seed: n})
+	}
+	return out, nil
+}
+
+func envInt(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s: want a positive number, got %q", name, v)
+	}
+	return n, nil
+}
+
+// TestStorm runs the storm once per seed of TRANSFERD_STORM_SEEDS. It is
+// skipped unless TRANSFERD_STORM=1, so that `go test ./...` stays fast;
+// .ci/run runs it as a step of its own.
+func TestStorm(t *testing.T) {
+	if os.Getenv("TRANSFERD_STORM") != "1" {
+		t.Skip("set TRANSFERD_STORM=1 (and TRANSFERD_STORM_SEEDS=1,2,3,random) to run the storm")
+	}
+	needBinaries(t)
+	seeds, err := stormSeeds(os.Getenv("TRANSFERD_STORM_SEEDS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := envInt("TRANSFERD_STORM_TRANSFERS", stormTransfers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conc, err := envInt("TRANSFERD_STORM_CONCURRENCY", stormConcurrency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range seeds {
+		label := strconv.FormatUint(s.seed, 10)
+		if s.random {
+			label += " (random)"
+		}
+		fmt.Printf("storm seed %s: replay with TRANSFERD_STORM=1 TRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
+			label, s.seed)
+		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
+			runStorm(t, s.seed, label, n, conc)
+		})
+	}
+}
+
+// --- the plan: what the seed decides -----------------------------------------------------------
+
+// stormCase is one transfer of the storm, as the seed drew it.
+type stormCase struct {
+	n          int
+	provider   string // "netsapiens" or "bandwidth"
+	mode       string // "attended" or "announced"
+	completion string // "auto" or "manual"
+	// The target's behaviour (a simulator mode) and, for "after", its delay.
+	behaviour string
+	delay     time.Duration
+	// cancel: "" (none), "after-dial" (as soon as the transfer is seen
+	// dialing or consulting: the dial may be in flight), or "at" (cancelAt
+	// after the transfer was created).
+	cancel   string
+	cancelAt time.Duration
+	// signal is what a manual consult gets once the target answered, after
+	// signalAfter: "complete" or "cancel".
+	signal      string
+	signalAfter time.Duration
+
+	// Parties, distinct per case so that no two transfers share an agent
+	// (one active transfer per call) or a target's behaviour.
+	agent, target string
+}
+
+func (c stormCase) String() string {
+	s := fmt.Sprintf("case %d: %s %s %s, target %s %s", c.n, c.provider, c.mode, c.completion, c.target, c.behaviour)
+	if c.behaviour == nssim.ModeAfter {
+		s += " " + c.delay.String()
+	}
+	switch c.cancel {
+	case "after-dial":
+		s += ", cancel right after the dial"
+	case "at":
+		s += ", cancel at +" + c.cancelAt.String()
+	}
+	if c.signal != "" {
+		s += fmt.Sprintf(", %s %s after the answer", c.signal, c.signalAfter)
+	}
+	return s
+}
+
+// drawCase draws case n of the seed from a stream of its own, so that a
+// case's choices do not depend on how many others ran before it.
+func drawCase(seed uint64, n int) stormCase {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	c := stormCase{n: n, mode: "attended", completion: "auto"}
+	if r.IntN(2) == 0 {
+		c.provider = "netsapiens"
+		c.agent = strconv.Itoa(20000 + n)
+		c.target = strconv.Itoa(60000 + n)
+	} else {
+		c.provider = "bandwidth"
+		c.agent = fmt.Sprintf("+1555810%04d", n%10000)
+		c.target = fmt.Sprintf("+1555710%04d", n%10000)
+		if r.IntN(5) < 2 {
+			c.mode = "announced"
+		}
+	}
+	if c.mode == "attended" && r.IntN(2) == 0 {
+		c.completion = "manual"
+	}
+	// The simulators' mode names are the same for both.
+	switch x := r.IntN(100); {
+	case x < 60:
+		c.behaviour, c.delay = nssim.ModeAfter, time.Duration(1+r.IntN(2500))*time.Millisecond
+	case x < 72:
+		c.behaviour = nssim.ModeBusy
+	case x < 84:
+		c.behaviour = nssim.ModeReject
+	default:
+		c.behaviour = nssim.ModeNever
+	}
+	switch x := r.IntN(100); {
+	case x < 12:
+		c.cancel = "after-dial"
+	case x < 25:
+		c.cancel, c.cancelAt = "at", time.Duration(r.IntN(4000))*time.Millisecond
+	}
+	if c.completion == "manual" {
+		c.signal, c.signalAfter = "complete", time.Duration(r.IntN(1500))*time.Millisecond
+		if r.IntN(10) < 3 {
+			c.signal = "cancel"
+		}
+	}
+	return c
+}
+
+// --- transferd under fire ------------------------------------------------------------------------
+
+// fleet is the storm's one transferd, killed and restarted on the same data
+// directory and instance id. Workers always talk to the current process.
+type fleet struct {
+	t    *testing.T
+	env  []string
+	name string
+
+	mu      sync.Mutex
+	cur     *proc
+	all     []*proc
+	changed chan struct{} // closed when cur is replaced
+	kills   int
+}
+
+func newFleet(t *testing.T, env []string, name string) (*fleet, error) {
+	f := &fleet{t: t, env: env, name: name, changed: make(chan struct{})}
+	p, err := f.spawn()
+	if err != nil {
+		return nil, err
+	}
+	f.cur = p
+	t.Cleanup(f.stop)
+	return f, nil
+}
+
+// spawn starts a process and waits for it to listen.
+func (f *fleet) spawn() (*proc, error) {
+	f.mu.Lock()
+	name := fmt.Sprintf("%s#%d", f.name, len(f.all))
+	f.mu.Unlock()
+	p := &proc{name: name, logs: &logWatch{}, done: make(chan struct{})}
+	p.cmd = newTransferdCmd(f.env, p.logs)
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.diedAt = time.Now()
+		close(p.done)
+		changes.ring()
+	}()
+	f.mu.Lock()
+	f.all = append(f.all, p)
+	f.mu.Unlock()
+	ok := waitFor(startTimeout, func() bool {
+		if l, ok := p.logs.find(message("listening", "")); ok {
+			p.addr = "http://" + l.str("addr")
+			return true
+		}
+		return p.dead()
+	})
+	if p.addr == "" {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if !ok {
+			return nil, fmt.Errorf("%s did not listen within %s:\n%s", name, startTimeout, p.tail(20))
+		}
+		return nil, fmt.Errorf("%s exited before listening:\n%s", name, p.tail(20))
+	}
+	return p, nil
+}
+
+// current is the process to talk to and a channel closed when it changes.
+func (f *fleet) current() (*proc, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cur, f.changed
+}
+
+// kill SIGKILLs the current process and starts the next on the same data
+// directory and instance id.
+func (f *fleet) kill() error {
+	f.mu.Lock()
+	p := f.cur
+	f.mu.Unlock()
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	next, err := f.spawn()
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.cur = next
+	f.kills++
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fleet) stop() {
+	f.mu.Lock()
+	all := slices.Clone(f.all)
+	f.mu.Unlock()
+	for _, p := range all {
+		if !p.dead() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// linesAbout returns every process's log lines about a transfer.
+func (f *fleet) linesAbout(id string) []string {
+	f.mu.Lock()
+	all := slices.Clone(f.all)
+	f.mu.Unlock()
+	var out []string
+	for _, p := range all {
+		for _, l := range p.logs.all() {
+			if l.str("transfer_id") == id {
+				out = append(out, p.name+": "+l.raw)
+			}
+		}
+	}
+	return out
+}
+
+// do runs one request against the current process, and again against its
+// successor when the process died under it (no answer): everything the
+// storm sends is safe to repeat (creates carry an Idempotency-Key). An
+// answer, whatever its status, is returned.
+func (f *fleet) do(ctx context.Context, req func(*proc) error) error {
+	for {
+		p, changed := f.current()
+		err := req(p)
+		var answered *statusError
+		switch {
+		case err == nil, errors.As(err, &answered) && answered.status < 500:
+			return err
+		case ctx.Err() != nil:
+			return err
+		}
+		// No answer, or a 5xx: the process died or is dying. Wait for its
+		// successor; a live process that failed is asked again after a
+		// bounded wait for a kill.
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// --- one case ------------------------------------------------------------------------------------
+
+// stormResult is what a case ended with, for the checks and the counts.
+type stormResult struct {
+	c  stormCase
+	pl placed
+	tr *transfer
+	// unverifiedAtEnd: the transfer was first seen terminal with an
+	// unverified outcome (the sweeper verified it later, or not).
+	unverifiedAtEnd bool
+	err             error // the case could not run or missed the liveness bound
+}
+
+// runCase places the case's call, creates its transfer, plays the client
+// (cancel, complete) and follows it until it is terminal and verified.
+func runCase(ctx context.Context, fl *fleet, seed uint64, c stormCase) stormResult {
+	res := stormResult{c: c}
+	pl, err := placeStormCall(ctx, c)
+	if err != nil {
+		res.err = fmt.Errorf("placing the call: %w", err)
+		return res
+	}
+	res.pl = pl
+	body := stormRequest(c, pl)
+	key := fmt.Sprintf("storm-%d-%d", seed, c.n)
+	var tr transfer
+	err = fl.do(ctx, func(p *proc) error {
+		_, err := call(ctx, http.MethodPost, p.addr+"/v1/transfers", map[string]string{"Idempotency-Key": key}, body, &tr,
+			http.StatusAccepted, http.StatusCreated, http.StatusOK)
+		if isStatus(err, http.StatusConflict) {
+			// idempotency-in-progress: the first request is still served
+			// (or its process died with it and the restart settles it).
+			return &statusError{status: 599, body: err.Error()}
+		}
+		return err
+	})
+	if err != nil {
+		res.err = fmt.Errorf("creating the transfer: %w", err)
+		return res
+	}
+	id := tr.ID
+	res.tr = &tr
+	created := time.Now()
+
+	// The client's signals run beside the follower, at their moments.
+	var signals sync.WaitGroup
+	defer signals.Wait()
+	post := func(action string) {
+		signals.Add(1)
+		go func() {
+			defer signals.Done()
+			_ = fl.do(ctx, func(p *proc) error {
+				err := signalTransfer(ctx, p, id, action)
+				if isStatus(err, http.StatusConflict) {
+					return nil // the transfer moved on: nothing to signal
+				}
+				return err
+			})
+		}()
+	}
+	if c.cancel == "at" {
+		timer := time.AfterFunc(c.cancelAt, func() { post("cancel") })
+		defer timer.Stop()
+	}
+	dialSeen, answerSeen := false, false
+	liveness, cancel := context.WithDeadline(ctx, created.Add(stormLiveness))
+	defer cancel()
+	for {
+		var cur transfer
+		err := fl.do(liveness, func(p *proc) error {
+			_, err := call(liveness, http.MethodGet, p.addr+"/v1/transfers/"+id, map[string]string{"Prefer": "wait=2"}, nil, &cur, http.StatusOK)
+			return err
+		})
+		if err != nil {
+			if liveness.Err() != nil {
+				res.err = fmt.Errorf("not terminal with a verified outcome within %s of its creation (last seen %s)", stormLiveness, res.tr)
+			} else {
+				res.err = fmt.Errorf("following the transfer: %w", err)
+			}
+			return res
+		}
+		res.tr = &cur
+		if cur.terminal() {
+			if cur.Outcome != nil && !cur.Outcome.Verified {
+				res.unverifiedAtEnd = true
+			}
+			if cur.Outcome != nil && cur.Outcome.Verified {
+				return res
+			}
+			continue
+		}
+		if c.cancel == "after-dial" && !dialSeen && (cur.State == "dialing" || cur.State == "consulting") {
+			dialSeen = true
+			post("cancel")
+		}
+		if c.signal != "" && !answerSeen && cur.State == "consulting" && cur.TargetAnswered {
+			answerSeen = true
+			signal := c.signal
+			timer := time.AfterFunc(c.signalAfter, func() { post(signal) })
+			defer timer.Stop()
+		}
+	}
+}
+
+// placeStormCall sets how the case's target behaves and places its call.
+func placeStormCall(ctx context.Context, c stormCase) (placed, error) {
+	var pl placed
+	behaviour := map[string]string{"mode": c.behaviour}
+	if c.behaviour == nssim.ModeAfter {
+		behaviour["delay"] = c.delay.String()
+	}
+	if c.provider == "netsapiens" {
+		pl.user = c.agent
+		if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/users/"+nsDomain+"/"+c.target+"/behaviour", behaviour, nil); err != nil {
+			return pl, err
+		}
+		err := sim(ctx, http.MethodPost, pbxsim.NetSapiensControlPath+"/calls",
+			map[string]string{"domain": nsDomain, "user": pl.user}, &pl.session)
+		return pl, err
+	}
+	if err := sim(ctx, http.MethodPut, pbxsim.BandwidthControlPath+"/numbers/"+c.target+"/behaviour", behaviour, nil); err != nil {
+		return pl, err
+	}
+	in := map[string]string{"from": bwCaller, "to": bwOwned}
+	if c.mode == "attended" {
+		in["agent"] = c.agent
+	}
+	var out bwsim.PlaceCallResult
+	if err := sim(ctx, http.MethodPost, pbxsim.BandwidthControlPath+"/calls", in, &out); err != nil {
+		return pl, err
+	}
+	pl.a = out.Call.ID
+	if out.AgentCall != nil {
+		pl.g, pl.b1 = out.AgentCall.ID, out.Bridge.ID
+	}
+	return pl, nil
+}
+
+// stormRequest is the POST /v1/transfers body of a case.
+func stormRequest(c stormCase, pl placed) map[string]any {
+	r := map[string]any{"provider": c.provider, "completion": c.completion, "consult_timeout": stormConsultTimeout, "target": c.target}
+	if c.provider == "netsapiens" {
+		r["call"] = map[string]string{"domain": nsDomain, "user": pl.user}
+		return r
+	}
+	r["mode"] = c.mode
+	ref := map[string]string{"call_id": pl.a}
+	if c.mode == "attended" {
+		ref["agent_call_id"] = pl.g
+	}
+	r["call"] = ref
+	return r
+}
+
+// --- the run -------------------------------------------------------------------------------------
+
+func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	if err := simReset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Both simulators adversarial, each with a seed of its own drawn from
+	// the storm's.
+	sr := rand.New(rand.NewPCG(seed, 1<<62))
+	for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
+		cfg := map[string]any{"enabled": true, "seed": 1 + sr.Uint64()>>12, "fault_rate": 0.2}
+		if err := sim(ctx, http.MethodPut, path+"/config/adversarial", cfg, nil); err != nil {
+			t.Fatalf("turning on the adversarial profile at %s: %v", path, err)
+		}
+	}
+	t.Cleanup(func() {
+		// The crash tests share this simulator: cooperative again.
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
+			if err := sim(cctx, http.MethodDelete, path+"/config/adversarial", nil, nil); err != nil {
+				t.Errorf("turning off the adversarial profile at %s: %v", path, err)
+			}
+		}
+		if err := simReset(cctx); err != nil {
+			t.Errorf("resetting the simulators: %v", err)
+		}
+	})
+	fl, err := newFleet(t, stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "transferd")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := make(chan stormCase)
+	results := make([]stormResult, n)
+	var workers sync.WaitGroup
+	for range conc {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for c := range cases {
+				results[c.n] = runCase(ctx, fl, seed, c)
+			}
+		}()
+	}
+	// The killer: SIGKILL at moments the seed draws, while cases run.
+	done := make(chan struct{})
+	killErr := make(chan error, 1)
+	go func() {
+		kr := rand.New(rand.NewPCG(seed, 1<<63))
+		for {
+			select {
+			case <-done:
+				killErr <- nil
+				return
+			case <-time.After(time.Duration(3000+kr.IntN(9000)) * time.Millisecond):
+			}
+			if err := fl.kill(); err != nil {
+				killErr <- err
+				return
+			}
+		}
+	}()
+	for i := range n {
+		cases <- drawCase(seed, i)
+	}
+	close(cases)
+	workers.Wait()
+	close(done)
+	if err := <-killErr; err != nil {
+		t.Fatalf("restarting transferd after a kill: %v", err)
+	}
+
+	// Nothing the simulators accepted may still be in flight when the
+	// truth is read: a late action is part of what is checked.
+	if err := sim(ctx, http.MethodGet, pbxsim.NetSapiensControlPath+"/applied", nil, nil); err != nil {
+		t.Fatalf("waiting for nssim to apply every accepted action: %v", err)
+	}
+	if err := sim(ctx, http.MethodGet, pbxsim.BandwidthControlPath+"/settled?timeout=60s", nil, nil); err != nil {
+		t.Fatalf("waiting for bwsim to settle: %v", err)
+	}
+	var nsTruth nssim.Truth
+	if err := sim(ctx, http.MethodGet, pbxsim.NetSapiensControlPath+"/truth", nil, &nsTruth); err != nil {
+		t.Fatal(err)
+	}
+	var bwTruth bwsim.Truth
+	if err := sim(ctx, http.MethodGet, pbxsim.BandwidthControlPath+"/truth", nil, &bwTruth); err != nil {
+		t.Fatal(err)
+	}
+	var bwActions []bwsim.Action
+	if err := sim(ctx, http.MethodGet, pbxsim.BandwidthControlPath+"/actions", nil, &bwActions); err != nil {
+		t.Fatal(err)
+	}
+
+	var cnt stormCounts
+	cnt.kills = fl.kills
+	for _, r := range results {
+		var problems []string
+		var truth string
+		switch {
+		case r.err != nil:
+			problems = []string{r.err.Error()}
+		case r.c.provider == "netsapiens":
+			problems, truth = checkStormNetSapiens(r, nsTruth)
+		default:
+			problems, truth = checkStormBandwidth(r, bwTruth, bwActions)
+		}
+		cnt.add(r, len(problems))
+		if len(problems) > 0 {
+			t.Errorf("VIOLATION (seed %d) %s\n  transfer: %s\n  problems:\n    %s\n  steps:\n%s  truth: %s\n  transferd's lines about it:\n    %s",
+				seed, r.c, r.tr, strings.Join(problems, "\n    "), stepLines(r.tr), truth,
+				strings.Join(lastN(fl.linesAbout(idOf(r.tr)), 40), "\n    "))
+		}
+	}
+	cnt.took = time.Since(start)
+	line := cnt.line(label)
+	fmt.Println(line)
+	t.Log(line)
+}
+
+func idOf(tr *transfer) string {
+	if tr == nil {
+		return ""
+	}
+	return tr.ID
+}
+
+func lastN(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// stepLines lists a transfer's steps with their details, one a line.
+func stepLines(tr *transfer) string {
+	if tr == nil {
+		return "    (none)\n"
+	}
+	var b strings.Builder
+	for _, s := range tr.Steps {
+		fmt.Fprintf(&b, "    %s=%s %s\n", s.Name, s.Status, s.Detail)
+	}
+	return b.String()
+}
+
+// stormCounts is the storm's one line of counts.
+type stormCounts struct {
+	transfers, violations, kills int
+	byOutcome                    map[string]int
+	restored, unverified         int
+	took                         time.Duration
+}
+
+func (c *stormCounts) add(r stormResult, problems int) {
+	c.transfers++
+	if problems > 0 {
+		c.violations++
+	}
+	if c.byOutcome == nil {
+		c.byOutcome = map[string]int{}
+	}
+	switch {
+	case r.tr == nil || r.tr.Outcome == nil && !r.tr.terminal():
+		c.byOutcome["unfinished"]++
+	case r.tr.State == "completed":
+		c.byOutcome["completed"]++
+	case r.tr.Outcome != nil:
+		c.byOutcome[r.tr.State+"/"+r.tr.Outcome.Reason]++
+		if r.tr.Outcome.CallerRestored {
+			c.restored++
+		}
+	default:
+		c.byOutcome[r.tr.State]++
+	}
+	if r.unverifiedAtEnd {
+		c.unverified++
+	}
+}
+
+func (c *stormCounts) line(label string) string {
+	keys := make([]string, 0, len(c.byOutcome))
+	for k := range c.byOutcome {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, c.byOutcome[k]))
+	}
+	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; kills %d; violations %d; %s",
+		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.kills, c.violations, c.took.Round(100*time.Millisecond))
+}
+
+// --- the checks against the ground truth ---------------------------------------------------------
+
+// checkStormNetSapiens checks a NetSapiens case against nssim's truth and
+// returns its problems and the part of the truth that concerns it.
+func checkStormNetSapiens(r stormResult, truth nssim.Truth) ([]string, string) {
+	tr := r.tr
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	callerID, agentID := r.pl.session.OrigCallID, r.pl.session.TermCallID
+	consultID := netsapiens.ConsultCallID(tr.ID)
+	var mine []nssim.SessionTruth
+	var caller *nssim.SessionTruth
+	for i, s := range truth.Sessions {
+		switch {
+		case s.Orig.CallID == callerID || s.Term.CallID == callerID:
+			caller = &truth.Sessions[i]
+			mine = append(mine, s)
+		case s.ByCallID == consultID || s.Orig.CallID == consultID || s.Term.CallID == consultID:
+			mine = append(mine, s)
+			bad("(b) a consult session of ours is up: %s (listed %v, %s %s / %s %s)",
+				s.SessionID, s.Listed, s.Orig.User, s.Orig.State, s.Term.User, s.Term.State)
+		}
+	}
+	var ids *nssim.CallIDTruth
+	for i := range truth.CallIDs {
+		if truth.CallIDs[i].CallID == consultID {
+			ids = &truth.CallIDs[i]
+		}
+	}
+	if ids != nil && ids.TargetAnswered > 1 {
+		bad("(c) %d consult legs with call-id %s were connected to the target", ids.TargetAnswered, consultID)
+	}
+	var withTarget, withAgent bool
+	if caller == nil {
+		bad("the caller's call %s ended: nothing in the storm may end it", callerID)
+	} else {
+		me, other := caller.Orig, caller.Term
+		if me.CallID != callerID {
+			me, other = other, me
+		}
+		if me.State == nssim.InfoHeld || other.State == nssim.InfoHeld {
+			bad("(a) the caller is held (%s %s, %s %s)", me.User, me.State, other.User, other.State)
+		}
+		active := me.State == nssim.InfoActive && other.State == nssim.InfoActive
+		withTarget = active && other.User == r.c.target
+		withAgent = active && other.CallID == agentID && other.User == r.c.agent
+	}
+	checkOutcome(tr, withTarget, withAgent, bad)
+	var ended []string
+	for _, e := range truth.Ended {
+		if e.Call.OrigCallID == consultID || e.Call.TermCallID == callerID || e.Call.OrigCallID == callerID {
+			ended = append(ended, fmt.Sprintf("%s (%s -> %s) %s %s", e.Call.SessionID, e.Call.OrigCallID, e.Call.TermCallID, e.Reason, e.Detail))
+		}
+	}
+	b, _ := json.Marshal(struct {
+		Sessions []nssim.SessionTruth `json:"sessions"`
+		CallID   *nssim.CallIDTruth   `json:"call_id"`
+		Ended    []string             `json:"ended"`
+	}{mine, ids, ended})
+	return problems, string(b)
+}
+
+// checkStormBandwidth checks a Bandwidth case against bwsim's truth.
+func checkStormBandwidth(r stormResult, truth bwsim.Truth, actions []bwsim.Action) ([]string, string) {
+	tr := r.tr
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	a, ok := truth.Call(r.pl.a)
+	if !ok {
+		return []string{"the caller's call " + r.pl.a + " is not in the simulator's truth"}, ""
+	}
+	relevant := []bwsim.TruthCall{a}
+	// Legs of ours: consult calls carry the transfer's tag; an announced
+	// transfer's B-legs name the caller's call as their parent.
+	var legs []bwsim.TruthCall
+	for _, c := range truth.Calls {
+		if slices.Contains(c.Tags, tr.ID) || (c.ParentCallID == a.ID && c.ID != a.ID) {
+			legs = append(legs, c)
+		}
+	}
+	relevant = append(relevant, legs...)
+	answered := 0
+	for _, c := range legs {
+		if c.Answered {
+			answered++
+		}
+		if c.State != bwsim.StateCompleted && c.State != bwsim.StateRejected && !(a.Up && slices.Contains(a.ConnectedTo, c.ID)) {
+			bad("(b) a leg of ours is up and not with the caller: %s (%s, to %s, bridge %q)", c.ID, c.State, c.To, c.BridgeID)
+		}
+	}
+	if answered > 1 {
+		bad("(c) %d legs to the target were answered", answered)
+	}
+	if a.Up && a.Held {
+		bad("(a) the caller's call %s is held", a.ID)
+	}
+	withTarget := a.Up && !a.Held && slices.ContainsFunc(a.ConnectedTo, func(id string) bool {
+		c, _ := truth.Call(id)
+		return c.To == r.c.target
+	})
+	var withAgent bool
+	if r.c.mode == "attended" {
+		if !a.Up {
+			bad("the caller's call %s ended (%s): nothing in an attended storm case may end it", a.ID, a.Cause)
+		}
+		withAgent = a.Up && !a.Held && slices.Contains(a.ConnectedTo, r.pl.g)
+		if g, ok := truth.Call(r.pl.g); ok {
+			relevant = append(relevant, g)
+		}
+	} else {
+		// Announced: the agent is the application on the caller's own
+		// call; back means up, not held, and hearing no transfer leg.
+		withAgent = a.Up && !a.Held && len(a.ConnectedTo) == 0
+	}
+	checkOutcome(tr, withTarget, withAgent, bad)
+	// The accepted updates of the calls and bridges involved, in the order
+	// they were accepted, with when each was applied: late and
+	// out-of-order actions are most of what goes wrong.
+	touched := map[string]bool{}
+	for _, c := range relevant {
+		touched[c.ID], touched[c.BridgeID] = true, true
+	}
+	touched[r.pl.b1] = true
+	delete(touched, "")
+	var acts []bwsim.Action
+	for _, ac := range actions {
+		if touched[ac.Target] {
+			acts = append(acts, ac)
+		}
+	}
+	b, _ := json.Marshal(struct {
+		Calls   []bwsim.TruthCall `json:"calls"`
+		Actions []bwsim.Action    `json:"actions"`
+	}{relevant, acts})
+	return problems, string(b)
+}
+
+// checkOutcome is invariant (d): completed exactly when the caller is with
+// the target; caller_restored exactly when the caller is connected to the
+// agent and not held.
+func checkOutcome(tr *transfer, withTarget, withAgent bool, bad func(string, ...any)) {
+	completed := tr.State == "completed"
+	switch {
+	case completed && !withTarget:
+		bad("(d) the transfer says completed but the caller is not with the target")
+	case !completed && withTarget:
+		bad("(d) the transfer says %s but the caller is with the target", tr.State)
+	}
+	if tr.Outcome == nil {
+		bad("the terminal transfer has no outcome")
+		return
+	}
+	if !completed && tr.Outcome.CallerRestored != withAgent {
+		bad("(d) outcome.caller_restored is %v but the caller is %sconnected to the agent and not held",
+			tr.Outcome.CallerRestored, map[bool]string{true: "", false: "not "}[withAgent])
+	}
+}
