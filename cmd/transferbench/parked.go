@@ -111,7 +111,9 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	if err != nil {
 		return err
 	}
-	perMin := func(v time.Duration) string { return fmt.Sprintf("%.2f", v.Seconds()*time.Minute.Seconds()/el.Seconds()) }
+	perMin := func(v time.Duration) string {
+		return fmt.Sprintf("%.2f", v.Seconds()*time.Minute.Seconds()/el.Seconds())
+	}
 	parked := d.mem("VmRSS")
 	ok := n - int(failed.Load())
 	fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, float64(n)/created.Seconds(), mib(idle), mib(parked),

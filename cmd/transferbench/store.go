@@ -2,7 +2,216 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/store/sqlite"
 )
 
-func storeScenario(ctx context.Context, o options, dir string, out io.Writer) error { return nil }
+// growthStore is what the store scenario needs of a store.
+type growthStore interface {
+	orchestrator.Store
+}
+
+// storeScenario fills each store to every size with transfers written
+// through the store package itself (as transferd would save them, only
+// without the engine in front), then times the lists the API offers,
+// gets, creates, and a purge of a tenth of the rows while saves go on.
+func storeScenario(ctx context.Context, o options, dir string, out io.Writer) error {
+	fmt.Fprintf(out, "\n## Store growth (lists of the API: limit 50; times are wall clock per call)\n\n")
+	tw := table(out)
+	fmt.Fprintln(tw, "store\tstored\tfill/s\tquery\tp50 ms\tp99 ms\t")
+	type opened struct {
+		name  string
+		open  func(int) (growthStore, func(), error)
+		reset bool
+	}
+	stores := []opened{{name: "sqlite", open: func(n int) (growthStore, func(), error) {
+		s, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("store-%d", n)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { _ = s.Close(); _ = os.RemoveAll(filepath.Join(dir, fmt.Sprintf("store-%d", n))) }, nil
+	}}}
+	if o.pg != "" {
+		stores = append(stores, opened{name: "postgres", open: func(int) (growthStore, func(), error) {
+			s, err := postgres.Open(ctx, o.pg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
+		}})
+	}
+	for _, st := range stores {
+		for _, n := range o.storeSizes {
+			s, closeFn, err := st.open(n)
+			if err != nil {
+				return err
+			}
+			err = growthPoint(ctx, st.name, s, n, tw)
+			closeFn()
+			if err != nil {
+				return err
+			}
+			_ = tw.Flush()
+		}
+	}
+	return tw.Flush()
+}
+
+// benchTransfer is a stored transfer: 1 in 100 open (consulting), the
+// rest completed; a tenth of the completed ones old enough to purge.
+func benchTransfer(i int, now time.Time) *orchestrator.Transfer {
+	at := now.Add(-time.Duration(i) * time.Millisecond)
+	prov := "netsapiens"
+	if i%3 == 0 {
+		prov = "bandwidth"
+	}
+	t := &orchestrator.Transfer{ID: orchestrator.NewID(at), Request: orchestrator.Request{Provider: prov,
+		Call:   orchestrator.CallRef{Domain: fmt.Sprintf("G%d", i/100), User: fmt.Sprint(1000 + i%100)},
+		Target: "1010", Completion: orchestrator.CompletionAuto, Mode: orchestrator.ModeAttended, ConsultTimeout: 30 * time.Second},
+		State: orchestrator.StateCompleted, CreatedAt: at, UpdatedAt: at, Owner: "bench",
+		Outcome: &orchestrator.Outcome{Reason: orchestrator.ReasonTransferred, Verified: true}}
+	switch {
+	case i%100 == 0:
+		t.State, t.Outcome = orchestrator.StateConsulting, nil
+	case i%10 == 1:
+		t.UpdatedAt = now.Add(-30 * 24 * time.Hour)
+	}
+	return t
+}
+
+func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.Writer) error {
+	now := time.Now().UTC()
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	var open sync.Map // id → *Transfer, the open ones, for saves during the purge
+	ids := make([]string, n)
+	start := time.Now()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				t := benchTransfer(i, now)
+				ids[i] = t.ID
+				if err := s.Create(ctx, t); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if t.State == orchestrator.StateConsulting {
+					open.Store(t.ID, t)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("filling %s: %w", name, firstErr)
+	}
+	fill := float64(n) / time.Since(start).Seconds()
+	row := func(q string, lat []time.Duration) {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t\n", name, n, fill, q, ms(percentile(lat, 50)), ms(percentile(lat, 99)))
+	}
+	timeIt := func(times int, f func(i int) error) ([]time.Duration, error) {
+		lat := make([]time.Duration, 0, times)
+		for i := range times {
+			t0 := time.Now()
+			if err := f(i); err != nil {
+				return nil, err
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		return lat, nil
+	}
+	// A cursor from the middle of the table.
+	mid := ids[n/2]
+	lists := []struct {
+		q string
+		f orchestrator.ListFilter
+	}{
+		{"list (newest)", orchestrator.ListFilter{}},
+		{"list state=consulting", orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateConsulting}}},
+		{"list state=completed", orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateCompleted}}},
+		{"list state=failed (none)", orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateFailed}}},
+		{"list every open state", orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding,
+			orchestrator.StateDialing, orchestrator.StateConsulting, orchestrator.StateCompleting, orchestrator.StateRecovering}}},
+		{"list provider=bandwidth", orchestrator.ListFilter{Provider: "bandwidth"}},
+		{"list provider+state=consulting", orchestrator.ListFilter{Provider: "netsapiens", States: []orchestrator.State{orchestrator.StateConsulting}}},
+		{"list cursor (middle)", orchestrator.ListFilter{After: mid}},
+		{"list state=consulting cursor", orchestrator.ListFilter{After: mid, States: []orchestrator.State{orchestrator.StateConsulting}}},
+	}
+	for _, l := range lists {
+		f := l.f
+		f.Limit = 50
+		lat, err := timeIt(100, func(int) error { _, _, err := s.List(ctx, f); return err })
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", name, l.q, err)
+		}
+		row(l.q, lat)
+	}
+	rnd := rand.New(rand.NewPCG(1, uint64(n)))
+	lat, err := timeIt(1000, func(int) error { _, err := s.Get(ctx, ids[rnd.IntN(n)]); return err })
+	if err != nil {
+		return fmt.Errorf("%s get: %w", name, err)
+	}
+	row("get", lat)
+	lat, err = timeIt(500, func(i int) error { return s.Create(ctx, benchTransfer(n+i*100+1, now)) })
+	if err != nil {
+		return fmt.Errorf("%s create: %w", name, err)
+	}
+	row("create", lat)
+
+	// Saves of open transfers go on, one after another, while the purge
+	// runs: the longest is what a transfer would wait.
+	var opens []*orchestrator.Transfer
+	open.Range(func(_, v any) bool { opens = append(opens, v.(*orchestrator.Transfer)); return true })
+	stop := make(chan struct{})
+	saves := make(chan []time.Duration, 1)
+	go func() {
+		var lat []time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				saves <- lat
+				return
+			default:
+			}
+			t := opens[i%len(opens)]
+			t.UpdatedAt = time.Now().UTC()
+			t0 := time.Now()
+			if err := s.Update(ctx, t); err != nil {
+				fmt.Fprintf(os.Stderr, "  save during purge: %v\n", err)
+				saves <- lat
+				<-stop
+				return
+			}
+			lat = append(lat, time.Since(t0))
+		}
+	}()
+	t0 := time.Now()
+	purged, err := s.Purge(ctx, now.Add(-7*24*time.Hour), 0)
+	took := time.Since(t0)
+	close(stop)
+	sv := <-saves
+	if err != nil {
+		return fmt.Errorf("%s purge: %w", name, err)
+	}
+	fmt.Fprintf(tw, "%s\t%d\t%.0f\tpurge %d rows: %s s\t\t\t\n", name, n, fill, purged, fmt.Sprintf("%.2f", took.Seconds()))
+	row(fmt.Sprintf("save during purge (%d, max %s ms)", len(sv), ms(percentile(sv, 100))), sv)
+	return nil
+}
