@@ -18,4 +18,10 @@
 // expire). Set
 // TRANSFERD_CRASH_SUMMARY to a file name to get the summary lines there:
 // go test prints a passing package's output only with -v.
+//
+// The storm (storm_test.go, TestStorm) runs only with TRANSFERD_STORM=1:
+// hundreds of randomized transfers per seed against both simulators'
+// adversarial profiles, with SIGKILL restarts, checked against the
+// simulators' ground truth. docs/invariants.md describes it and how to
+// replay a seed (TRANSFERD_STORM_SEEDS).
 package crashtest
