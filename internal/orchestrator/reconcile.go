@@ -353,7 +353,7 @@ func (e *Engine) consultWake(en *entry, now time.Time) time.Duration {
 	if !now.Before(at) {
 		// Due: the next reading (asked for now) decides.
 		if en.w != nil {
-			en.w.poke()
+			en.w.need(en.id)
 		}
 		return e.cfg.PollInterval
 	}
@@ -687,7 +687,7 @@ func (e *Engine) reading(en *entry, after time.Time) (Observation, time.Time, er
 	e.subscribe(en)
 	s := en.w.latest()
 	if s == nil || !s.at.After(after) {
-		en.w.poke()
+		en.w.need(en.id)
 		return Observation{}, time.Time{}, nil, false
 	}
 	if s.err != nil {

@@ -23,6 +23,14 @@ type watcher struct {
 	subs map[string]*entry
 	snap *snapshot
 	kick chan struct{}
+	// want: subscribers that asked for a reading newer than their last
+	// action; the next reading wakes them whatever it shows.
+	want map[string]bool
+	// seen: what the last reading showed of each subscriber. A reading
+	// that shows a subscriber nothing new does not wake it: a parked
+	// transfer costs the watcher's reading of it, not a reconcile per
+	// poll. Its deadlines wake it through the queue's timers.
+	seen map[string]Observation
 }
 
 // snapshot is one reading: taken no earlier than at.
@@ -49,7 +57,8 @@ func (e *Engine) subscribe(en *entry) {
 	e.watchMu.Lock()
 	w := e.watchers[k]
 	if w == nil {
-		w = &watcher{e: e, p: en.p, key: k.key, subs: map[string]*entry{}, kick: make(chan struct{}, 1)}
+		w = &watcher{e: e, p: en.p, key: k.key, subs: map[string]*entry{}, kick: make(chan struct{}, 1),
+			want: map[string]bool{}, seen: map[string]Observation{}}
 		e.watchers[k] = w
 		e.bg.Add(1)
 		go func() {
@@ -74,7 +83,18 @@ func (e *Engine) unsubscribe(en *entry) {
 	en.w = nil
 	w.mu.Lock()
 	delete(w.subs, en.id)
+	delete(w.want, en.id)
+	delete(w.seen, en.id)
 	w.mu.Unlock()
+}
+
+// need records that en waits for a reading newer than its last action
+// and asks for one.
+func (w *watcher) need(id string) {
+	w.mu.Lock()
+	w.want[id] = true
+	w.mu.Unlock()
+	w.poke()
 }
 
 // poke asks for a reading as soon as the current one (if any) is done.
@@ -154,8 +174,9 @@ func (w *watcher) loop(k watchKey) {
 		e.m.reads.WithLabelValues(w.p.Name(), resultLabel(err)).Inc()
 		w.mu.Lock()
 		w.snap = &snapshot{at: start, view: v, err: err}
+		wake := w.changedLocked(ts, ids, v, err)
 		w.mu.Unlock()
-		for _, id := range ids {
+		for _, id := range wake {
 			e.q.Add(id)
 		}
 		interval := e.cfg.PollMaxInterval
@@ -164,6 +185,33 @@ func (w *watcher) loop(k watchKey) {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// changedLocked returns the subscribers a new reading must wake: those
+// that asked for it, those it shows something new of, and every one when
+// it failed (an unreadable provider is theirs to judge).
+func (w *watcher) changedLocked(ts []*Transfer, ids []string, v View, err error) []string {
+	if err != nil {
+		clear(w.seen)
+		clear(w.want)
+		return ids
+	}
+	wake := ids[:0:0]
+	for i, id := range ids {
+		obs, oerr := v.Observe(ts[i])
+		last, had := w.seen[id]
+		switch {
+		case oerr != nil:
+			delete(w.seen, id)
+		case !had || last != obs:
+			w.seen[id] = obs
+		case !w.want[id]:
+			continue
+		}
+		delete(w.want, id)
+		wake = append(wake, id)
+	}
+	return wake
 }
 
 // subscribers returns the records to read (as last reconciled), their
