@@ -109,7 +109,12 @@ func (t Transport) WithDefaults() Transport {
 		t.RequestTimeout = 10 * time.Second
 	}
 	if t.HTTPClient == nil {
-		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout}
+		// Keep as many idle connections to the provider as transfers make
+		// requests at once: Go's default of 2 per host makes most
+		// requests under load open a new TCP (and TLS) connection.
+		pooled := http.DefaultTransport.(*http.Transport).Clone()
+		pooled.MaxIdleConns, pooled.MaxIdleConnsPerHost = 256, 256
+		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout, Transport: pooled}
 	}
 	if t.Attempts <= 0 {
 		t.Attempts = 3
