@@ -36,7 +36,7 @@ func open(t testing.TB, dir string) *sqlite.Store {
 }
 
 // rawDB opens the store's database file directly, bypassing the store.
-func rawDB(t *testing.T, dir string) *sql.DB {
+func rawDB(t testing.TB, dir string) *sql.DB {
 	t.Helper()
 	u := url.URL{Path: filepath.Join(dir, sqlite.FileName)}
 	db, err := sql.Open("sqlite", "file:"+u.EscapedPath())
