@@ -179,4 +179,3 @@ func BenchmarkSaveDuringPurge(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
