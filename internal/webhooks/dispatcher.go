@@ -1,0 +1,431 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Render turns an event (with its Transfer snapshot) into the body of
+// its deliveries: the API's resource rendering, so that a webhook carries
+// what GET /v1/transfers/{id} would have returned then.
+type Render func(orchestrator.Event) ([]byte, error)
+
+// Config tunes a Dispatcher. Zero values take the defaults.
+type Config struct {
+	// Owner names this replica in delivery leases (the engine's Owner).
+	Owner string
+	// ScanInterval is how often the outbox and the due deliveries are
+	// read when there is nothing to send; default 200 ms.
+	ScanInterval time.Duration
+	// Concurrency bounds attempts in flight; default 32. A transfer's
+	// events go one at a time (in order), so this spreads over transfers.
+	Concurrency int
+	// Timeout bounds one attempt; default 10 s. The lease is Timeout plus
+	// a margin, so that a live replica never loses a claim mid-attempt.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the exponential back-off between
+	// attempts (defaults 1 s and 10 min); a Retry-After longer than the
+	// back-off is honoured (up to the delivery's deadline).
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAge is how long a delivery keeps being retried before it becomes
+	// a dead letter; default 24 h.
+	MaxAge time.Duration
+	// Batch bounds the events read from the outbox per endpoint and scan;
+	// default 500.
+	Batch int
+	// Client sends the attempts; default one with Timeout and no
+	// redirects followed (a redirect is a failed attempt).
+	Client *http.Client
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ScanInterval, 200*time.Millisecond)
+	def(&c.Timeout, 10*time.Second)
+	def(&c.MinBackoff, time.Second)
+	def(&c.MaxBackoff, 10*time.Minute)
+	def(&c.MaxAge, 24*time.Hour)
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.Owner == "" {
+		c.Owner = "local"
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{Timeout: c.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+	}
+}
+
+// Dispatcher delivers events; see the package doc.
+type Dispatcher struct {
+	cfg    Config
+	store  Store
+	dir    Directory
+	render Render
+	log    zerolog.Logger
+	m      *metrics
+	now    func() time.Time
+
+	mu      sync.Mutex
+	signers map[string]signerFor // by endpoint key
+	nudge   chan struct{}
+	// finished, when set (by tests), is called after each recorded
+	// attempt.
+	finished func(Delivery)
+}
+
+// signerFor caches an endpoint's parsed secrets while they stay the same.
+type signerFor struct {
+	secrets string
+	s       signer
+	err     error
+}
+
+// New returns a dispatcher; Run starts it.
+func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logger, reg prometheus.Registerer) *Dispatcher {
+	cfg.setDefaults()
+	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
+		now: func() time.Time { return time.Now().UTC() }, signers: map[string]signerFor{}, nudge: make(chan struct{}, 1)}
+}
+
+// Nudge asks for a scan now (a redelivery, a save that wrote events).
+func (d *Dispatcher) Nudge() {
+	select {
+	case d.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done, then waits for the attempts in flight
+// (each bounded by Timeout) and returns. Store failures are logged and
+// retried at the next scan.
+func (d *Dispatcher) Run(ctx context.Context) {
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	done := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-d.nudge:
+		case <-done:
+		}
+		d.enqueue(ctx)
+		free := cap(slots) - len(slots)
+		var claimed []Delivery
+		if free > 0 {
+			var err error
+			claimed, err = d.store.Claim(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, free)
+			if err != nil && ctx.Err() == nil {
+				d.log.Error().Err(err).Msg("webhooks: claim deliveries")
+			}
+		}
+		for _, dl := range claimed {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.attempt(context.WithoutCancel(ctx), dl)
+				<-slots
+				select {
+				case done <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		d.gauge(ctx)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(d.cfg.ScanInterval)
+	}
+}
+
+// enqueue copies each endpoint's new outbox events into deliveries.
+func (d *Dispatcher) enqueue(ctx context.Context) {
+	for _, tenant := range d.dir.Tenants() {
+		for _, ep := range d.dir.Endpoints(tenant) {
+			if err := d.enqueueEndpoint(ctx, tenant, ep); err != nil && ctx.Err() == nil {
+				d.log.Error().Err(err).Str("tenant", tenant).Str("endpoint", ep.ID).Msg("webhooks: enqueue")
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) error {
+	key := EndpointKey(tenant, ep.ID)
+	for {
+		from, err := d.store.Cursor(ctx, key)
+		if err != nil {
+			return err
+		}
+		evs, err := d.store.Events(ctx, orchestrator.EventFilter{Tenant: tenant, After: from, Limit: d.cfg.Batch})
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		now := d.now()
+		ds := make([]Delivery, 0, len(evs))
+		for _, ev := range evs {
+			if !ep.wants(ev.Type) {
+				continue
+			}
+			body, err := d.render(ev)
+			if err != nil {
+				return fmt.Errorf("render %s: %w", ev.ID, err)
+			}
+			ds = append(ds, Delivery{
+				ID: DeliveryID(key, ev.ID), Tenant: tenant, Endpoint: ep.ID, EventID: ev.ID, TransferID: ev.TransferID,
+				Seq: ev.Seq, Pos: ev.Pos, Type: ev.Type, Payload: body, Status: StatusPending,
+				NextAttempt: now, Deadline: now.Add(d.cfg.MaxAge), CreatedAt: now, UpdatedAt: now,
+			})
+		}
+		switch err := d.store.Enqueue(ctx, key, from, evs[len(evs)-1].Pos, ds); {
+		case errors.Is(err, ErrCursorMoved):
+			// Another replica enqueued these; read on from where it left.
+		case err != nil:
+			return err
+		}
+		if len(evs) < d.cfg.Batch {
+			return nil
+		}
+	}
+}
+
+// attempt sends one delivery and records the result.
+func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
+	code, retryAfter, err := d.send(ctx, dl)
+	now := d.now()
+	dl.UpdatedAt, dl.LastCode, dl.LastError = now, code, ""
+	result := "delivered"
+	if err == nil {
+		dl.Status = StatusDelivered
+	} else {
+		dl.LastError = err.Error()
+		wait := d.backoff(dl.Attempts)
+		// The endpoint's own Retry-After wins over a shorter back-off;
+		// the deadline below bounds it.
+		wait = max(wait, retryAfter)
+		switch {
+		case !now.Before(dl.Deadline):
+			dl.Status, result = StatusDead, "dead"
+		case now.Add(wait).After(dl.Deadline):
+			// One last try at the deadline rather than none.
+			dl.NextAttempt, result = dl.Deadline, "retry"
+		default:
+			dl.NextAttempt, result = now.Add(wait), "retry"
+		}
+	}
+	ok, ferr := d.store.Finish(ctx, dl)
+	if ferr != nil {
+		d.log.Error().Err(ferr).Str("delivery", dl.ID).Msg("webhooks: record attempt")
+		return
+	}
+	if !ok {
+		return // the lease was lost; whoever holds it now records
+	}
+	d.m.deliveries.WithLabelValues(result).Inc()
+	if d.finished != nil {
+		d.finished(dl)
+	}
+	ev := d.log.Debug()
+	switch result {
+	case "dead":
+		d.m.dead.Inc()
+		ev = d.log.Warn()
+	case "retry":
+		ev = d.log.Info()
+	}
+	ev.Str("delivery", dl.ID).Str("event", dl.EventID).Str("transfer_id", dl.TransferID).Str("endpoint", dl.Endpoint).
+		Int("attempt", dl.Attempts).Int("code", code).Str("result", result).Str("error", dl.LastError).Msg("webhook attempt")
+}
+
+// send makes one attempt: the status code, any Retry-After, and an error
+// unless the endpoint answered 2xx. Errors never carry a secret or the
+// endpoint's URL (which may hold a token).
+func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration, error) {
+	var ep *Endpoint
+	for _, e := range d.dir.Endpoints(dl.Tenant) {
+		if e.ID == dl.Endpoint {
+			ep = &e
+			break
+		}
+	}
+	if ep == nil {
+		return 0, 0, errors.New("the endpoint is no longer configured")
+	}
+	s, err := d.signer(dl.Tenant, *ep)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Payload))
+	if err != nil {
+		return 0, 0, errors.New("the endpoint URL is invalid")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "transferd-webhooks")
+	if err := s.headers(req.Header, dl.EventID, d.now(), dl.Payload); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	resp, err := d.cfg.Client.Do(req)
+	d.m.latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		var uerr interface{ Unwrap() error }
+		if errors.As(err, &uerr) && uerr.Unwrap() != nil {
+			err = uerr.Unwrap()
+		}
+		return 0, 0, fmt.Errorf("no response: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp.StatusCode, 0, nil
+	}
+	return resp.StatusCode, retryAfter(resp.Header.Get("Retry-After"), d.now()), fmt.Errorf("the endpoint answered %d", resp.StatusCode)
+}
+
+// signer returns the endpoint's parsed secrets, parsing them again when
+// they changed (a rotation in a reloaded tenants file).
+func (d *Dispatcher) signer(tenant string, ep Endpoint) (signer, error) {
+	key := EndpointKey(tenant, ep.ID)
+	secrets := fmt.Sprint(ep.Secrets)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.signers[key]; ok && c.secrets == secrets {
+		return c.s, c.err
+	}
+	s, err := newSigner(ep.Secrets)
+	d.signers[key] = signerFor{secrets: secrets, s: s, err: err}
+	return s, err
+}
+
+// backoff is the wait after the attempt-th failed attempt: exponential
+// from MinBackoff, capped at MaxBackoff, with equal jitter (half fixed,
+// half random) so that the retries of many deliveries after an outage
+// spread out instead of arriving together.
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	b := d.cfg.MinBackoff
+	for i := 1; i < attempt && b < d.cfg.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.cfg.MaxBackoff)
+	return b/2 + rand.N(b/2+1)
+}
+
+// retryAfter parses a Retry-After of seconds or an HTTP date; 0 if absent
+// or invalid.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Redeliver makes a tenant's delivery pending again with a fresh MaxAge,
+// and nudges the dispatcher.
+func (d *Dispatcher) Redeliver(ctx context.Context, tenant, id string) (Delivery, error) {
+	now := d.now()
+	dl, err := d.store.Redeliver(ctx, tenant, id, now, now.Add(d.cfg.MaxAge))
+	if err == nil {
+		d.Nudge()
+	}
+	return dl, err
+}
+
+// Deliveries lists a tenant's deliveries (see Store.Deliveries).
+func (d *Dispatcher) Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error) {
+	return d.store.Deliveries(ctx, f)
+}
+
+func (d *Dispatcher) gauge(ctx context.Context) {
+	n, oldest, err := d.store.Backlog(ctx)
+	if err != nil {
+		return
+	}
+	d.m.backlog.Set(float64(n))
+	age := 0.0
+	if !oldest.IsZero() {
+		age = max(d.now().Sub(oldest).Seconds(), 0)
+	}
+	d.m.oldest.Set(age)
+}
+
+type metrics struct {
+	deliveries *prometheus.CounterVec
+	dead       prometheus.Counter
+	backlog    prometheus.Gauge
+	oldest     prometheus.Gauge
+	latency    prometheus.Histogram
+}
+
+// Results of an attempt, as the deliveries metric labels them.
+var results = []string{"delivered", "retry", "dead"}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		deliveries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_webhook_deliveries_total",
+			Help: "Webhook attempts by result: delivered (2xx), retry (failed, tried again later), dead (failed past the maximum age).",
+		}, []string{"result"}),
+		dead: f.NewCounter(prometheus.CounterOpts{
+			Name: "transferd_webhook_dead_letters_total",
+			Help: "Webhook deliveries given up after the maximum age (dead letters); operators can redeliver them.",
+		}),
+		backlog: f.NewGauge(prometheus.GaugeOpts{
+			Name: "transferd_webhook_backlog",
+			Help: "Webhook deliveries not delivered yet (pending), over all replicas.",
+		}),
+		oldest: f.NewGauge(prometheus.GaugeOpts{
+			Name: "transferd_webhook_oldest_pending_seconds",
+			Help: "Age of the oldest pending webhook delivery (0 when none).",
+		}),
+		latency: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "transferd_webhook_attempt_duration_seconds",
+			Help:    "Time for an endpoint to answer a webhook attempt.",
+			Buckets: prometheus.DefBuckets,
+		}),
+	}
+	for _, r := range results {
+		m.deliveries.WithLabelValues(r)
+	}
+	return m
+}

@@ -1,0 +1,191 @@
+// Package webhooks delivers the outbox's events to each tenant's
+// endpoints per the Standard Webhooks specification
+// (https://www.standardwebhooks.com): a POST signed with HMAC-SHA256 over
+// "id.timestamp.body", the event id as webhook-id on every attempt.
+//
+// Any replica may deliver. The Dispatcher copies each endpoint's share of
+// the outbox into deliveries (moving the endpoint's cursor in the same
+// write, so that two replicas never copy an event twice), then claims due
+// deliveries with a lease, as the engine claims transfers: a replica that
+// dies mid-attempt leaves a lease that expires, and another replica sends
+// the same delivery again (at least once). Only the first undelivered
+// delivery of each transfer and endpoint can be claimed, so a receiver
+// sees a transfer's events in sequence order; a delivery still failing
+// after MaxAge becomes a dead letter and stops holding back the later
+// ones (the receiver sees the gap in seq). Delivery runs on its own
+// goroutines and store rows: it never slows a transfer.
+package webhooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Endpoint is one receiver of a tenant's events.
+type Endpoint struct {
+	// ID names the endpoint within its tenant ("default" for the one of
+	// TRANSFERD_WEBHOOK_URL). Its deliveries and cursor are keyed by it:
+	// renaming an endpoint starts it from the beginning of the outbox.
+	ID  string
+	URL string
+	// Secrets are whsec_ secrets; every one signs each attempt (the
+	// webhook-signature header lists a signature per secret), so that a
+	// receiver can rotate: add the new secret, move the receiver, drop
+	// the old one.
+	Secrets []string
+	// Types, when not empty, selects the event types sent; the others
+	// move the cursor and are not delivered.
+	Types []orchestrator.EventType
+}
+
+// wants reports whether e sends events of type t.
+func (e Endpoint) wants(t orchestrator.EventType) bool {
+	if len(e.Types) == 0 {
+		return true
+	}
+	for _, x := range e.Types {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Directory tells the dispatcher whose events go where. The tenants file
+// implements it; Static serves a deployment without one. Answers may
+// change over time (a reloaded file).
+type Directory interface {
+	// Tenants lists the tenants that have endpoints.
+	Tenants() []string
+	// Endpoints returns a tenant's endpoints.
+	Endpoints(tenant string) []Endpoint
+}
+
+// Static is a fixed Directory.
+type Static map[string][]Endpoint
+
+// Tenants implements Directory.
+func (s Static) Tenants() []string {
+	out := make([]string, 0, len(s))
+	for t := range s {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Endpoints implements Directory.
+func (s Static) Endpoints(tenant string) []Endpoint { return s[tenant] }
+
+// Status is where a delivery is in its life.
+type Status string
+
+const (
+	// StatusPending: not delivered yet; it is tried at NextAttempt.
+	StatusPending Status = "pending"
+	// StatusDelivered: the endpoint answered 2xx.
+	StatusDelivered Status = "delivered"
+	// StatusDead: it kept failing until its Deadline; a dead letter no
+	// longer holds back the transfer's later events. Redeliver revives
+	// it.
+	StatusDead Status = "dead"
+)
+
+// Delivery is one event on its way to one endpoint.
+type Delivery struct {
+	// ID is DeliveryID(EndpointKey(Tenant, Endpoint), EventID).
+	ID       string
+	Tenant   string
+	Endpoint string // Endpoint.ID
+	// EventID is the webhook-id of every attempt.
+	EventID    string
+	TransferID string
+	Seq        int64
+	Pos        int64
+	Type       orchestrator.EventType
+	// Payload is the body of every attempt, rendered when the delivery
+	// was made, so that each retry sends the same bytes.
+	Payload []byte
+	Status  Status
+	// Attempts counts claims (an attempt cut short by a crash counts). It
+	// is also the claim's fencing token: Finish applies only while the
+	// stored Attempts equals the claimed one.
+	Attempts    int
+	NextAttempt time.Time
+	// Owner and LeaseUntil are the replica attempting it now, if any.
+	Owner      string
+	LeaseUntil time.Time
+	// Deadline is when a still failing delivery becomes dead: MaxAge
+	// after it was made, or after a redelivery.
+	Deadline  time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// LastCode is the HTTP status of the last attempt (0: none, or no
+	// response) and LastError what went wrong with it.
+	LastCode  int
+	LastError string
+}
+
+// DeliveryFilter selects deliveries for Store.Deliveries.
+type DeliveryFilter struct {
+	Tenant string
+	// Statuses selects by status; empty selects all. Failing selects
+	// pending deliveries whose last attempt failed.
+	Statuses   []Status
+	Failing    bool
+	TransferID string
+	// After is an exclusive cursor: the ID of the last delivery of the
+	// previous page. Deliveries are listed newest (highest Pos) first.
+	After string
+	Limit int
+}
+
+// ErrCursorMoved is returned by Store.Enqueue when the endpoint's cursor
+// is no longer where the caller read it: another replica enqueued first.
+var ErrCursorMoved = errors.New("webhooks: endpoint cursor moved")
+
+// Store keeps deliveries and each endpoint's cursor over the outbox.
+// Implementations must be safe for concurrent use by several replicas.
+type Store interface {
+	orchestrator.EventStore
+	// Cursor returns the outbox position (Event.Pos) of the last event
+	// enqueued for the endpoint key, 0 if none.
+	Cursor(ctx context.Context, endpoint string) (int64, error)
+	// Enqueue inserts ds and moves the endpoint's cursor from `from` to
+	// `to`, in one transaction, or fails with ErrCursorMoved when the
+	// cursor is not at `from`.
+	Enqueue(ctx context.Context, endpoint string, from, to int64, ds []Delivery) error
+	// Claim leases, for owner until now+lease, up to limit pending
+	// deliveries due at now whose lease (if any) expired, and that are the
+	// first pending delivery of their endpoint and transfer (lowest Seq).
+	// Attempts is incremented. Oldest (lowest Pos) first.
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// Finish stores the result of an attempt (Status, NextAttempt,
+	// LastCode, LastError, UpdatedAt of d) and releases the lease, if the
+	// stored delivery is still pending with d's Attempts; otherwise it
+	// does nothing and reports false (the claim was lost).
+	Finish(ctx context.Context, d Delivery) (bool, error)
+	// Deliveries lists a tenant's deliveries, newest first, and whether
+	// more follow.
+	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
+	// Redeliver makes a tenant's delivery pending again, due at now, with
+	// a new deadline; KindNotFound if the tenant has no such delivery.
+	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time) (Delivery, error)
+	// Backlog counts pending deliveries and returns the creation time of
+	// the oldest (zero if none).
+	Backlog(ctx context.Context) (int, time.Time, error)
+}
+
+// EndpointKey is the key of a tenant's endpoint in the store.
+func EndpointKey(tenant, endpoint string) string { return tenant + "/" + endpoint }
+
+// DeliveryID is the id of the delivery of an event to an endpoint key:
+// opaque and safe in a URL path whatever the endpoint is called.
+func DeliveryID(endpointKey, eventID string) string {
+	sum := sha256.Sum256([]byte(endpointKey + "\x00" + eventID))
+	return "dlv_" + hex.EncodeToString(sum[:12])
+}
