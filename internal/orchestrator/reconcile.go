@@ -99,6 +99,10 @@ func (e *Engine) process(id string) {
 	}
 	if wait > 0 {
 		e.q.AddAfter(id, wait)
+	} else if en.w != nil {
+		// It waits for the watcher: the next reading wakes it even if it
+		// shows nothing new (a join not applied yet is looked at again).
+		en.w.await(id)
 	}
 }
 
@@ -471,7 +475,9 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	} else if rerr != nil {
 		e.warnUnread(en, rerr)
 	}
-	if now.Sub(en.entered) >= e.cfg.VerifyTimeout {
+	// The patience runs from when readings could settle, not from before.
+	deadline := later(en.entered, e.settledAt(t)).Add(e.cfg.VerifyTimeout)
+	if !now.Before(deadline) {
 		// The provider did not show the caller back in time: say what is
 		// known, and leave the rest to the sweeper.
 		restored := !t.Sent.Unhold.IsZero() && !en.redoUnhold && !en.callerGone && en.unholdRefused == "" &&
@@ -490,7 +496,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			Evidence: failure.Evidence}, &Cleanup{Until: until, Reason: "outcome not verified: " + why})
 		return 0
 	}
-	return min(e.cfg.VisibilityWindow, en.entered.Add(e.cfg.VerifyTimeout).Sub(now)+time.Millisecond)
+	return min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond)
 }
 
 // sweep works on a terminal transfer's cleanup obligation: it hangs up a
@@ -615,15 +621,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, done bool) {
 	t := en.t
 	consultClear := t.Sent.Dial.IsZero() || (obs.Consult != ConsultRinging && obs.Consult != ConsultAnswered)
-	holdSettled := t.Sent.Hold.IsZero() || t.Seen.Held || !at.Before(t.Sent.Hold.Add(e.cfg.VisibilityWindow))
-	// A dial may move the caller too, in an action the provider applies
-	// later (Bandwidth takes the agent out of the caller's bridge before
-	// it creates the consult), even when the dial then failed and nothing
-	// was created: the caller is judged on a reading taken once that
-	// could show. A consult seen means the dial got that far.
-	if s := t.lastStep(StepDial); s != nil && !t.Seen.Consult && at.Before(s.StartedAt.Add(e.cfg.VisibilityWindow)) {
-		holdSettled = false
-	}
+	holdSettled := !at.Before(e.settledAt(t))
 	if !consultClear || !holdSettled {
 		return false, false
 	}
@@ -640,6 +638,37 @@ func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, d
 		}
 	}
 	return false, false
+}
+
+// settledAt is when readings start to count for judging the caller. A
+// request that holds the caller may still land after the unhold: a
+// provider applies accepted actions late, and an adapter may have sent a
+// hold more than once (a safe retry after a lost answer), so even a hold
+// seen applied may have a twin in flight. A dial may move the caller too
+// (Bandwidth takes the agent out of the caller's bridge before it creates
+// the consult), even when it then failed and created nothing; a consult
+// seen means the dial got past that. So: a visibility window after the
+// last such request could have been sent.
+func (e *Engine) settledAt(t *Transfer) time.Time {
+	var at time.Time
+	after := func(name string) {
+		s := t.lastStep(name)
+		if s == nil {
+			return
+		}
+		end := s.EndedAt
+		if end.IsZero() { // the process died mid-step
+			end = s.StartedAt.Add(e.cfg.StepTimeout)
+		}
+		at = later(at, end.Add(e.cfg.VisibilityWindow))
+	}
+	if !t.Sent.Hold.IsZero() {
+		after(StepHold)
+	}
+	if !t.Seen.Consult {
+		after(StepDial)
+	}
+	return at
 }
 
 func (e *Engine) recoveryNotes(en *entry, restored bool) string {

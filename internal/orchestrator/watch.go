@@ -91,10 +91,16 @@ func (e *Engine) unsubscribe(en *entry) {
 // need records that en waits for a reading newer than its last action
 // and asks for one.
 func (w *watcher) need(id string) {
+	w.await(id)
+	w.poke()
+}
+
+// await records that a transfer waits for the next reading, whatever it
+// shows, at the watcher's own pace.
+func (w *watcher) await(id string) {
 	w.mu.Lock()
 	w.want[id] = true
 	w.mu.Unlock()
-	w.poke()
 }
 
 // poke asks for a reading as soon as the current one (if any) is done.
