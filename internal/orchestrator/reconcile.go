@@ -496,7 +496,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			Evidence: failure.Evidence}, &Cleanup{Until: until, Reason: "outcome not verified: " + why})
 		return 0
 	}
-	return min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond)
+	return min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond, e.redoWait(en, now))
 }
 
 // sweep works on a terminal transfer's cleanup obligation: it hangs up a
@@ -532,9 +532,9 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	}
 	if !done || now.Before(t.Cleanup.Until) {
 		if now.Before(t.Cleanup.Until) {
-			return t.Cleanup.Until.Sub(now) + time.Millisecond
+			return min(t.Cleanup.Until.Sub(now)+time.Millisecond, e.redoWait(en, now))
 		}
-		return e.cfg.VisibilityWindow
+		return min(e.cfg.VisibilityWindow, e.redoWait(en, now))
 	}
 	o := t.Outcome
 	detail := "the provider shows the invariant holds"
@@ -612,6 +612,15 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	default:
 		en.unholdRefused = err.Error()
 	}
+}
+
+// redoWait is when a compensation that failed is due again (a long wait
+// when none is).
+func (e *Engine) redoWait(en *entry, now time.Time) time.Duration {
+	if !en.redoHangup && !en.redoUnhold {
+		return time.Hour
+	}
+	return max(en.retryAt.Sub(now), 0) + time.Millisecond
 }
 
 // restored decides, from a fresh reading taken at `at`, whether the
