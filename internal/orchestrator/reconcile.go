@@ -63,10 +63,10 @@ type entry struct {
 	// hangupUnseen: the last hang-up was sent before the consult was ever
 	// seen, so it may have found nothing; the consult appearing makes it
 	// due again at once.
-	hangupUnseen bool
-	callerGone             bool // the provider said the caller's call is gone
-	unholdRefused          string
-	warnedUnread           bool
+	hangupUnseen  bool
+	callerGone    bool // the provider said the caller's call is gone
+	unholdRefused string
+	warnedUnread  bool
 
 	lost        bool // another replica owns the transfer now
 	saveFailing bool // the last save failed (not a conflict)

@@ -145,10 +145,10 @@ type Request struct {
 	// ticket id, small labels); transferd only stores and returns them.
 	ExternalID string            `json:"external_id,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
-	CallerID       string        `json:"caller_id,omitempty"`
-	Whisper        *Whisper      `json:"whisper,omitempty"`
-	Diversion      *Diversion    `json:"diversion,omitempty"`
-	Recording      *Recording    `json:"recording,omitempty"`
+	CallerID   string            `json:"caller_id,omitempty"`
+	Whisper    *Whisper          `json:"whisper,omitempty"`
+	Diversion  *Diversion        `json:"diversion,omitempty"`
+	Recording  *Recording        `json:"recording,omitempty"`
 }
 
 // LegRef holds a provider's identifiers for one leg of the transfer.
@@ -273,7 +273,7 @@ type Transfer struct {
 	Version int64  `json:"version"`
 	// Tenant owns the transfer; "" in records older than tenants means
 	// DefaultTenant.
-	Tenant string `json:",omitempty"`
+	Tenant  string `json:",omitempty"`
 	Request Request
 	State   State
 	Legs    Legs
@@ -309,7 +309,7 @@ type Transfer struct {
 	EventSeq int64 `json:",omitempty"`
 	// Outbox holds the events the next save records; the store writes them
 	// in the same transaction and the engine empties it once saved.
-	Outbox []Event `json:"-"`
+	Outbox    []Event `json:"-"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
