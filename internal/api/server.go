@@ -60,6 +60,9 @@ type Config struct {
 	// Credentials reports provider credential health at
 	// /status/providers; nil lists no provider.
 	Credentials *CredentialMonitor
+	// Deliveries serves the webhook deliveries routes; nil when no
+	// webhooks are configured.
+	Deliveries Deliveries
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns

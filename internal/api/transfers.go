@@ -30,6 +30,8 @@ type createRequest struct {
 	Whisper        *orchestrator.Whisper   `json:"whisper"`
 	Diversion      *orchestrator.Diversion `json:"diversion"`
 	Recording      *orchestrator.Recording `json:"recording"`
+	ExternalID     string                  `json:"external_id"`
+	Metadata       map[string]string       `json:"metadata"`
 
 	timeout time.Duration
 }
@@ -51,6 +53,9 @@ func (c *createRequest) Valid(context.Context) map[string]string {
 			c.timeout = d
 		}
 	}
+	for f, d := range validContext(c.ExternalID, c.Metadata) {
+		bad[f] = d
+	}
 	return bad
 }
 
@@ -63,6 +68,7 @@ func (c *createRequest) request() orchestrator.Request {
 		Target: strings.TrimSpace(c.Target), Completion: orchestrator.Completion(c.Completion),
 		ConsultTimeout: c.timeout, CallerID: c.CallerID,
 		Whisper: c.Whisper, Diversion: c.Diversion, Recording: c.Recording,
+		ExternalID: c.ExternalID, Metadata: c.Metadata,
 	}
 	if c.Call != nil {
 		r.Call = *c.Call
@@ -86,6 +92,8 @@ type transferJSON struct {
 	Whisper         *orchestrator.Whisper   `json:"whisper,omitempty"`
 	Diversion       *orchestrator.Diversion `json:"diversion,omitempty"`
 	Recording       *orchestrator.Recording `json:"recording,omitempty"`
+	ExternalID      string                  `json:"external_id,omitempty"`
+	Metadata        map[string]string       `json:"metadata,omitempty"`
 	Legs            orchestrator.Legs       `json:"legs"`
 	Steps           []orchestrator.Step     `json:"steps"`
 	Outcome         *orchestrator.Outcome   `json:"outcome,omitempty"`
@@ -99,6 +107,7 @@ func toJSON(t *orchestrator.Transfer) transferJSON {
 		ID: t.ID, Provider: r.Provider, Mode: r.Mode, State: t.State, Call: r.Call, Target: r.Target,
 		Completion: r.Completion, ConsultTimeout: r.ConsultTimeout.String(), TargetAnswered: t.Answered,
 		CallerID: r.CallerID, Whisper: r.Whisper, Diversion: r.Diversion, Recording: r.Recording,
+		ExternalID: r.ExternalID, Metadata: r.Metadata,
 		Legs: t.Legs, Steps: t.Steps, Outcome: t.Outcome, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 	}
 	if j.Steps == nil {
@@ -299,6 +308,8 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 		for name := range q {
 			switch name {
 			case "state", "provider", "limit", "cursor":
+			case "external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
+				listFilter(&f, name, q.Get(name), bad)
 			default:
 				bad[name] = "is not a known query parameter"
 			}

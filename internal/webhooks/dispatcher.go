@@ -171,6 +171,26 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// Drain delivers, in the caller's goroutine, until nothing is due now:
+// every new event is enqueued and every due delivery attempted (a failed
+// one is retried only if its back-off already passed). Run does the same
+// continuously; Drain serves a one-off flush and tests that need to know
+// when the attempts they caused were made.
+func (d *Dispatcher) Drain(ctx context.Context) error {
+	for {
+		d.enqueue(ctx)
+		claimed, err := d.store.Claim(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency)
+		if err != nil || len(claimed) == 0 {
+			return err
+		}
+		var wg sync.WaitGroup
+		for _, dl := range claimed {
+			wg.Go(func() { d.attempt(ctx, dl) })
+		}
+		wg.Wait()
+	}
+}
+
 // enqueue copies each endpoint's new outbox events into deliveries.
 func (d *Dispatcher) enqueue(ctx context.Context) {
 	for _, tenant := range d.dir.Tenants() {

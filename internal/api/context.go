@@ -1,0 +1,82 @@
+package api
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Bounds of a transfer's client context: an id and a few labels, not a
+// document store (every event and webhook repeats them).
+const (
+	maxExternalID    = 128
+	maxMetadataKeys  = 16
+	maxMetadataKey   = 40
+	maxMetadataValue = 256
+)
+
+// metadataKeyRE is what a metadata key may look like.
+var metadataKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// validContext checks external_id and metadata; problems by JSON path.
+func validContext(externalID string, metadata map[string]string) map[string]string {
+	bad := map[string]string{}
+	if externalID != "" && (utf8.RuneCountInString(externalID) > maxExternalID || !printable(externalID)) {
+		bad["external_id"] = fmt.Sprintf("must be at most %d printable characters", maxExternalID)
+	}
+	if len(metadata) > maxMetadataKeys {
+		bad["metadata"] = fmt.Sprintf("may hold at most %d keys", maxMetadataKeys)
+	}
+	for k, v := range metadata {
+		switch {
+		case len(k) > maxMetadataKey || !metadataKeyRE.MatchString(k):
+			bad["metadata."+k] = fmt.Sprintf("keys are 1 to %d letters, digits, '_', '.' or '-'", maxMetadataKey)
+		case utf8.RuneCountInString(v) > maxMetadataValue || !printable(v):
+			bad["metadata."+k] = fmt.Sprintf("values are at most %d printable characters", maxMetadataValue)
+		}
+	}
+	return bad
+}
+
+// printable: valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// listFilter applies one of the list's context filters to f.
+func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]string) {
+	switch name {
+	case "external_id":
+		f.ExternalID = v
+	case "domain":
+		f.Domain = v
+	case "user":
+		f.User = v
+	case "call_id":
+		f.CallID = v
+	case "target":
+		f.Target = v
+	case "created_after", "created_before":
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			bad[name] = "must be an RFC 3339 date-time, such as 2026-01-02T15:04:05Z"
+			return
+		}
+		if name == "created_after" {
+			f.CreatedAfter = t
+		} else {
+			f.CreatedBefore = t
+		}
+	}
+}

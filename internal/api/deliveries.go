@@ -1,0 +1,148 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+// Deliveries lets operators see and redeliver webhook deliveries; the
+// webhook dispatcher implements it. Both methods are scoped to the
+// tenant they are given.
+type Deliveries interface {
+	Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error)
+	Redeliver(ctx context.Context, tenant, id string) (webhooks.Delivery, error)
+}
+
+// deliveryJSON is a webhook delivery as operators see it.
+type deliveryJSON struct {
+	ID          string                 `json:"id"`
+	Endpoint    string                 `json:"endpoint"`
+	EventID     string                 `json:"event_id"`
+	TransferID  string                 `json:"transfer_id"`
+	Seq         int64                  `json:"seq"`
+	Type        orchestrator.EventType `json:"type"`
+	Status      webhooks.Status        `json:"status"`
+	Attempts    int                    `json:"attempts"`
+	NextAttempt *time.Time             `json:"next_attempt,omitempty"`
+	Deadline    time.Time              `json:"deadline"`
+	LastCode    int                    `json:"last_code,omitempty"`
+	LastError   string                 `json:"last_error,omitempty"`
+	CreatedAt   time.Time              `json:"created_at"`
+	UpdatedAt   time.Time              `json:"updated_at"`
+}
+
+func toDeliveryJSON(d webhooks.Delivery) deliveryJSON {
+	j := deliveryJSON{ID: d.ID, Endpoint: d.Endpoint, EventID: d.EventID, TransferID: d.TransferID, Seq: d.Seq,
+		Type: d.Type, Status: d.Status, Attempts: d.Attempts, Deadline: d.Deadline, LastCode: d.LastCode,
+		LastError: d.LastError, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	if d.Status == webhooks.StatusPending {
+		n := d.NextAttempt
+		j.NextAttempt = &n
+	}
+	return j
+}
+
+// deliveryStatuses are the values of ?status=; failing is a pending
+// delivery whose last attempt failed.
+var deliveryStatuses = []string{"pending", "failing", "delivered", "dead"}
+
+// handleListDeliveries serves GET /v1/webhook-deliveries, newest first.
+// Without ?status= it lists the failed ones: failing and dead.
+func handleListDeliveries(dl Deliveries) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dl == nil {
+			writeProblem(w, r, noWebhooks())
+			return
+		}
+		q := r.URL.Query()
+		bad := map[string]string{}
+		f := webhooks.DeliveryFilter{Tenant: orchestrator.TenantOf(r.Context()), TransferID: q.Get("transfer_id"),
+			After: q.Get("cursor"), Limit: 50}
+		statuses := q["status"]
+		if len(statuses) == 0 {
+			statuses = []string{"failing,dead"}
+		}
+		for _, v := range statuses {
+			for _, s := range strings.Split(v, ",") {
+				switch s = strings.TrimSpace(s); s {
+				case "failing":
+					f.Failing = true
+				case "pending", "delivered", "dead":
+					f.Statuses = append(f.Statuses, webhooks.Status(s))
+				default:
+					bad["status"] = fmt.Sprintf("unknown status %q; one of %v", s, deliveryStatuses)
+				}
+			}
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 200 {
+				bad["limit"] = "must be an integer from 1 to 200"
+			}
+			f.Limit = n
+		}
+		if f.After != "" && !strings.HasPrefix(f.After, "dlv_") {
+			bad["cursor"] = "is not a cursor returned by this API"
+		}
+		for name := range q {
+			switch name {
+			case "status", "transfer_id", "limit", "cursor":
+			default:
+				bad[name] = "is not a known query parameter"
+			}
+		}
+		if len(bad) > 0 {
+			writeProblem(w, r, fieldProblem(probValidation, bad))
+			return
+		}
+		ds, more, err := dl.Deliveries(r.Context(), f)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := struct {
+			Items      []deliveryJSON `json:"items"`
+			NextCursor string         `json:"next_cursor,omitempty"`
+		}{Items: make([]deliveryJSON, 0, len(ds))}
+		for _, d := range ds {
+			out.Items = append(out.Items, toDeliveryJSON(d))
+		}
+		if more && len(ds) > 0 {
+			out.NextCursor = ds[len(ds)-1].ID
+		}
+		encode(w, http.StatusOK, out)
+	})
+}
+
+// handleRedeliver serves POST /v1/webhook-deliveries/{id}/redeliver: the
+// delivery is sent again (same webhook-id and body) with a fresh maximum
+// age, whatever its status.
+func handleRedeliver(dl Deliveries) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dl == nil {
+			writeProblem(w, r, noWebhooks())
+			return
+		}
+		d, err := dl.Redeliver(r.Context(), orchestrator.TenantOf(r.Context()), chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		encode(w, http.StatusAccepted, toDeliveryJSON(d))
+	})
+}
+
+func noWebhooks() Problem {
+	p := probNotFound
+	p.Detail = "webhooks are not configured"
+	return p
+}

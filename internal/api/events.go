@@ -1,0 +1,198 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// eventJSON is an event as webhooks, the stream and the history carry it:
+// the transfer resource as GET /v1/transfers/{id} returned it when the
+// event was saved, with the event's type, time and per-transfer sequence.
+type eventJSON struct {
+	ID         string                 `json:"id"` // the webhook-id of its deliveries
+	Type       orchestrator.EventType `json:"type"`
+	Timestamp  time.Time              `json:"timestamp"`
+	TransferID string                 `json:"transfer_id"`
+	Seq        int64                  `json:"seq"`
+	From       orchestrator.State     `json:"from,omitempty"`
+	To         orchestrator.State     `json:"to,omitempty"`
+	Data       *transferJSON          `json:"data,omitempty"`
+}
+
+func toEventJSON(ev orchestrator.Event) eventJSON {
+	j := eventJSON{ID: ev.ID, Type: ev.Type, Timestamp: ev.At, TransferID: ev.TransferID, Seq: ev.Seq, From: ev.From, To: ev.To}
+	if ev.Transfer != nil {
+		d := toJSON(ev.Transfer)
+		j.Data = &d
+	}
+	return j
+}
+
+// EventPayload renders an event as the body of its webhook deliveries;
+// cmd/transferd hands it to the webhook dispatcher.
+func EventPayload(ev orchestrator.Event) ([]byte, error) {
+	return json.Marshal(toEventJSON(ev))
+}
+
+// eventsPage bounds one read of the outbox by the stream and the history.
+const eventsPage = 200
+
+// handleTransferEvents serves GET /v1/transfers/{id}/events: the
+// transfer's events, oldest first.
+func handleTransferEvents(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		// Not found for another tenant's transfer, as GET /v1/transfers/{id}.
+		if _, err := eng.Get(r.Context(), id); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		items := []eventJSON{}
+		var after int64
+		for {
+			evs, err := eng.Events(r.Context(), orchestrator.EventFilter{TransferID: id, After: after, Limit: eventsPage})
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			for _, ev := range evs {
+				items = append(items, toEventJSON(ev))
+			}
+			if len(evs) < eventsPage {
+				break
+			}
+			after = evs[len(evs)-1].Pos
+		}
+		encode(w, http.StatusOK, map[string]any{"items": items})
+	})
+}
+
+// streamPoll is how often the stream reads the outbox when it has sent
+// everything; streamKeepAlive how often an idle stream sends a comment,
+// so that proxies keep the connection.
+const (
+	streamPoll      = 200 * time.Millisecond
+	streamKeepAlive = 15 * time.Second
+)
+
+// handleEventStream serves GET /v1/events: the tenant's events as
+// Server-Sent Events, each with its outbox position as id, so that a
+// client reconnecting with Last-Event-ID resumes after the last one it
+// saw. Without Last-Event-ID (or ?after=) the stream starts with events
+// saved from now on.
+func handleEventStream(eng *orchestrator.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		bad := map[string]string{}
+		f := orchestrator.EventFilter{TransferID: q.Get("transfer_id"), Limit: eventsPage}
+		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
+			bad["transfer_id"] = "is not a transfer id"
+		}
+		resume := r.Header.Get("Last-Event-ID")
+		if v := q.Get("after"); v != "" {
+			resume = v
+		}
+		for name := range q {
+			if name != "transfer_id" && name != "after" {
+				bad[name] = "is not a known query parameter"
+			}
+		}
+		fromNow := resume == ""
+		if !fromNow {
+			n, err := strconv.ParseInt(strings.TrimSpace(resume), 10, 64)
+			if err != nil || n < 0 {
+				bad["Last-Event-ID"] = "must be the id of an event this stream sent"
+			}
+			f.After = n
+		}
+		if len(bad) > 0 {
+			writeProblem(w, r, fieldProblem(probValidation, bad))
+			return
+		}
+		if f.TransferID != "" {
+			if _, err := eng.Get(r.Context(), f.TransferID); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		if fromNow {
+			// Skip to the end of the outbox: the client asked for what
+			// happens next.
+			for {
+				evs, err := eng.Events(r.Context(), orchestrator.EventFilter{TransferID: f.TransferID, After: f.After, Limit: eventsPage})
+				if err != nil {
+					writeError(w, r, err)
+					return
+				}
+				if len(evs) > 0 {
+					f.After = evs[len(evs)-1].Pos
+				}
+				if len(evs) < eventsPage {
+					break
+				}
+			}
+		}
+		// A stream outlives the server's write timeout by design.
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{})
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return
+		}
+		// retry: tells EventSource how long to wait before reconnecting.
+		fmt.Fprintf(w, "retry: 2000\n\n")
+		if rc.Flush() != nil {
+			return
+		}
+		poll := time.NewTicker(streamPoll)
+		defer poll.Stop()
+		idle := time.Now()
+		for {
+			evs, err := eng.Events(r.Context(), f)
+			if err != nil {
+				if r.Context().Err() == nil {
+					hlog.FromRequest(r).Error().Err(err).Msg("event stream: read events")
+				}
+				return
+			}
+			for _, ev := range evs {
+				data, _ := json.Marshal(toEventJSON(ev))
+				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Pos, ev.Type, data)
+				f.After = ev.Pos
+			}
+			if len(evs) > 0 {
+				idle = time.Now()
+				if rc.Flush() != nil {
+					return
+				}
+			}
+			if len(evs) == eventsPage {
+				continue
+			}
+			if time.Since(idle) >= streamKeepAlive {
+				fmt.Fprintf(w, ": keep-alive\n\n")
+				if rc.Flush() != nil {
+					return
+				}
+				idle = time.Now()
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-poll.C:
+			}
+		}
+	})
+}
