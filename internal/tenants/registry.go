@@ -1,0 +1,313 @@
+package tenants
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Builder makes the provider adapter of an account; transferd's run gives
+// each its own HTTP client, request budget and callback token.
+type Builder func(a Account) (orchestrator.Provider, error)
+
+// Options configure a Registry.
+type Options struct {
+	// Path is the tenants file.
+	Path string
+	// LookupEnv resolves {env: NAME} secrets (os.LookupEnv in transferd;
+	// only cmd/transferd reads the environment).
+	LookupEnv func(string) (string, bool)
+	// Build makes an account's adapter.
+	Build Builder
+	// Defaults are the limits of a tenant whose file entry gives none.
+	Defaults api.Limits
+	Log      zerolog.Logger
+	// Reg receives the reload metric; nil registers nothing.
+	Reg prometheus.Registerer
+	// OnReload, if set, is told the outcome of every reload Run makes.
+	OnReload func(error)
+}
+
+// Registry is the configuration in force. It implements
+// orchestrator.Accounts, api.Authenticator and api.Tenants, and is safe
+// for concurrent use.
+type Registry struct {
+	o       Options
+	mu      sync.RWMutex
+	keys    *api.KeySet
+	tenants map[string]*tenantState
+	files   []string
+	// loaded stamps the files as they were when the configuration in
+	// force (or the last failed attempt) was read.
+	loaded  string
+	reloads *prometheus.CounterVec
+}
+
+type tenantState struct {
+	cfg       *tenantConfig
+	providers map[string]orchestrator.Provider
+	names     []string
+	prints    map[string][32]byte
+}
+
+var (
+	_ orchestrator.Accounts = (*Registry)(nil)
+	_ api.Authenticator     = (*Registry)(nil)
+	_ api.Tenants           = (*Registry)(nil)
+)
+
+// Open reads and validates the file; its errors name the line.
+func Open(o Options) (*Registry, error) {
+	r := &Registry{o: o}
+	if o.Reg != nil {
+		r.reloads = promauto.With(o.Reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_tenants_reloads_total",
+			Help: "Reloads of the tenants file, by result (ok, failed); a failed reload keeps the configuration in force.",
+		}, []string{"result"})
+	}
+	if err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload reads the file again. If it is invalid, the configuration in
+// force stays and the error says why. Accounts whose settings and secrets
+// did not change keep their adapter (and so their watchers and budget).
+func (r *Registry) Reload() error {
+	err := r.reload()
+	if r.reloads != nil {
+		result := "ok"
+		if err != nil {
+			result = "failed"
+		}
+		r.reloads.WithLabelValues(result).Inc()
+	}
+	return err
+}
+
+func (r *Registry) reload() error {
+	// Stamped before reading, so that a change made while reading is
+	// seen by the next poll; a failed attempt is stamped too, so that a
+	// bad file is not retried until it changes again.
+	pathStamp := stamp([]string{r.o.Path})
+	defer func() {
+		r.mu.Lock()
+		r.loaded = pathStamp + stamp(r.files)
+		r.mu.Unlock()
+	}()
+	data, err := os.ReadFile(r.o.Path)
+	if err != nil {
+		return fmt.Errorf("tenants file: %w", err)
+	}
+	p, err := parse(data, r.o.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("tenants file %s:\n%w", r.o.Path, err)
+	}
+	keys, err := api.NewKeySet(p.keys)
+	if err != nil {
+		return fmt.Errorf("tenants file %s: %w", r.o.Path, err)
+	}
+	r.mu.RLock()
+	old := r.tenants
+	r.mu.RUnlock()
+	next := make(map[string]*tenantState, len(p.tenants))
+	for _, tc := range p.tenants {
+		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{}}
+		tc.limits = r.limitsOf(tc.limitsSpec)
+		for _, a := range tc.accounts {
+			fp := fingerprint(a)
+			if prev := old[tc.name]; prev != nil && prev.prints[a.Provider] == fp && prev.providers[a.Provider] != nil {
+				ts.providers[a.Provider] = prev.providers[a.Provider]
+			} else {
+				prov, err := r.o.Build(a)
+				if err != nil {
+					return fmt.Errorf("tenants file %s: tenant %s: %w", r.o.Path, tc.name, err)
+				}
+				ts.providers[a.Provider] = prov
+			}
+			ts.prints[a.Provider] = fp
+			ts.names = append(ts.names, a.Provider)
+		}
+		sort.Strings(ts.names)
+		next[tc.name] = ts
+	}
+	for _, w := range p.warns {
+		r.o.Log.Warn().Str("file", r.o.Path).Msg(w)
+	}
+	r.mu.Lock()
+	r.keys, r.tenants, r.files = keys, next, p.files
+	r.mu.Unlock()
+	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
+	return nil
+}
+
+func (r *Registry) limitsOf(s limitsSpec) api.Limits {
+	l := r.o.Defaults
+	if s.StartsPerSecond > 0 {
+		l.StartRate = s.StartsPerSecond
+	}
+	if s.StartBurst > 0 {
+		l.StartBurst = s.StartBurst
+	}
+	if s.MaxInFlight > 0 {
+		l.MaxInFlight = s.MaxInFlight
+	}
+	if s.MaxWaits > 0 {
+		l.MaxWaits = s.MaxWaits
+	}
+	return l
+}
+
+// fingerprint identifies an account's settings and secrets without
+// keeping them in another form than the adapter already holds.
+func fingerprint(a Account) [32]byte {
+	b, _ := json.Marshal(struct {
+		A Account
+		X string
+	}{a, "v1"})
+	return sha256.Sum256(b)
+}
+
+// Run reloads on every value of hup (SIGHUP) and whenever the tenants
+// file or a secret file it names changes (checked every poll; 0 disables),
+// until ctx is done. A failed reload is logged and changes nothing.
+func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Duration) {
+	var tick <-chan time.Time
+	if poll > 0 {
+		t := time.NewTicker(poll)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		why := ""
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			why = "SIGHUP"
+		case <-tick:
+			r.mu.RLock()
+			files, loaded := r.files, r.loaded
+			r.mu.RUnlock()
+			if stamp([]string{r.o.Path})+stamp(files) == loaded {
+				continue
+			}
+			why = "file changed"
+		}
+		err := r.Reload()
+		if err != nil {
+			r.o.Log.Error().Str("trigger", why).Str("error", err.Error()).Msg("tenants reload failed; the configuration in force stays")
+		} else {
+			r.o.Log.Info().Str("trigger", why).Msg("tenants reloaded")
+		}
+		if r.o.OnReload != nil {
+			r.o.OnReload(err)
+		}
+	}
+}
+
+// stamp summarises the modification times and sizes of files.
+func stamp(files []string) string {
+	var b strings.Builder
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", f, st.ModTime().UnixNano(), st.Size())
+		} else {
+			fmt.Fprintf(&b, "%s:missing;", f)
+		}
+	}
+	return b.String()
+}
+
+func (r *Registry) tenant(name string) *tenantState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tenants[name]
+}
+
+// Provider returns the account tenant uses for the provider called name.
+func (r *Registry) Provider(tenant, name string) (orchestrator.Provider, bool) {
+	t := r.tenant(tenant)
+	if t == nil {
+		return nil, false
+	}
+	p, ok := t.providers[name]
+	return p, ok
+}
+
+// Names lists the providers tenant has accounts at, sorted.
+func (r *Registry) Names(tenant string) []string {
+	if t := r.tenant(tenant); t != nil {
+		return slices.Clone(t.names)
+	}
+	return nil
+}
+
+// Tenants lists the tenant names, sorted.
+func (r *Registry) Tenants() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.tenants))
+	for n := range r.tenants {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Authenticate finds the key presented among every tenant's keys.
+func (r *Registry) Authenticate(presented string) (api.Key, bool) {
+	r.mu.RLock()
+	keys := r.keys
+	r.mu.RUnlock()
+	return keys.Authenticate(presented)
+}
+
+// Permit refuses a provider the tenant has no account at, a NetSapiens
+// domain or a target outside its allow-lists.
+func (r *Registry) Permit(tenant string, req *orchestrator.Request) error {
+	t := r.tenant(tenant)
+	if t == nil {
+		return &api.Forbidden{Field: "provider", Detail: "this tenant has no provider account"}
+	}
+	if req.Provider != "" && t.providers[req.Provider] == nil {
+		return &api.Forbidden{Field: "provider", Detail: fmt.Sprintf("is not one of this tenant's providers %v", t.names)}
+	}
+	if len(t.cfg.domains) > 0 && req.Provider == "netsapiens" && req.Call.Domain != "" &&
+		!t.cfg.domains[strings.ToLower(req.Call.Domain)] {
+		return &api.Forbidden{Field: "call.domain", Detail: "is not a domain this tenant may use"}
+	}
+	if len(t.cfg.targets) > 0 && req.Target != "" {
+		for _, re := range t.cfg.targets {
+			if re.MatchString(req.Target) {
+				return nil
+			}
+		}
+		return &api.Forbidden{Field: "target", Detail: "is not a target this tenant may transfer to"}
+	}
+	return nil
+}
+
+// Limits returns the tenant's limits (the defaults for a tenant the file
+// does not know).
+func (r *Registry) Limits(tenant string) api.Limits {
+	if t := r.tenant(tenant); t != nil {
+		return t.cfg.limits
+	}
+	return r.o.Defaults
+}

@@ -1,0 +1,281 @@
+package tenants_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/tenants"
+)
+
+// sha256 of "acme-crm-key-0000001" and "acme-wallboard-key-01", "beta-crm-key-00000001".
+var (
+	acmeWrite = api.HashKey("acme-crm-key-0000001")
+	acmeRead  = api.HashKey("acme-wallboard-key-01")
+	betaWrite = api.HashKey("beta-crm-key-00000001")
+)
+
+func hexOf(h api.KeyHash) string {
+	const digits = "0123456789abcdef"
+	var b strings.Builder
+	b.WriteString("sha256:")
+	for _, c := range h {
+		b.WriteByte(digits[c>>4])
+		b.WriteByte(digits[c&15])
+	}
+	return b.String()
+}
+
+func exampleFile(t *testing.T, dir string) string {
+	t.Helper()
+	secretFile := filepath.Join(dir, "beta-token")
+	if err := os.WriteFile(secretFile, []byte("beta-bw-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return `tenants:
+  - name: acme
+    keys:
+      - {name: acme-crm, hash: "` + hexOf(acmeWrite) + `", scope: write}
+      - {name: acme-wallboard, hash: "` + hexOf(acmeRead) + `", scope: read}
+    providers:
+      netsapiens:
+        base_url: https://pbx.acme.example/ns-api/v2
+        api_key: {env: ACME_NS_KEY}
+        request_budget: 5
+    allow:
+      domains: [acme.example]
+      targets: ['1\d{3}', '\+1555\d{7}']
+    limits:
+      starts_per_second: 2
+      start_burst: 4
+      max_in_flight: 10
+  - name: beta
+    keys:
+      - {name: beta-crm, hash: "` + hexOf(betaWrite) + `", scope: write}
+    providers:
+      bandwidth:
+        user_id: u-beta
+        api_token: {file: ` + secretFile + `}
+        api_secret: {env: BETA_BW_SECRET}
+`
+}
+
+var env = map[string]string{"ACME_NS_KEY": "acme-ns-secret", "BETA_BW_SECRET": "beta-bw-secret"}
+
+func lookup(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+// built records the accounts the registry asked for.
+type built struct{ accounts []tenants.Account }
+
+func (b *built) build(a tenants.Account) (orchestrator.Provider, error) {
+	b.accounts = append(b.accounts, a)
+	return orchestratortest.NewFake(a.Provider), nil
+}
+
+func open(t *testing.T, content string) (*tenants.Registry, *built, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if content == "" {
+		content = exampleFile(t, dir)
+	}
+	path := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &built{}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: b.build, Log: zerolog.Nop(),
+		Defaults: api.Limits{MaxWaits: 7}})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return r, b, path
+}
+
+func TestRegistryAnswersKeysAccountsAllowListsAndLimits(t *testing.T) {
+	r, b, _ := open(t, "")
+	if len(b.accounts) != 2 {
+		t.Fatalf("built %d accounts, want 2", len(b.accounts))
+	}
+	acme, beta := b.accounts[0], b.accounts[1]
+	if acme.APIKey != "acme-ns-secret" || acme.RequestBudget != 5 || beta.APIToken != "beta-bw-token" || beta.APISecret != "beta-bw-secret" {
+		t.Errorf("secrets or budget not resolved: %+v / %+v", acme, beta)
+	}
+	if k, ok := r.Authenticate("acme-wallboard-key-01"); !ok || k.Tenant != "acme" || k.Scope != api.ScopeRead || k.Name != "acme-wallboard" {
+		t.Errorf("acme's read key = %+v, %v", k, ok)
+	}
+	if _, ok := r.Authenticate("acme-crm-key-0000002"); ok {
+		t.Error("an unknown key authenticated")
+	}
+	if got := r.Names("acme"); len(got) != 1 || got[0] != "netsapiens" {
+		t.Errorf("acme's providers = %v", got)
+	}
+	if _, ok := r.Provider("beta", "netsapiens"); ok {
+		t.Error("beta has a netsapiens account it does not declare")
+	}
+	for _, tc := range []struct {
+		tenant string
+		req    orchestrator.Request
+		field  string
+	}{
+		{"acme", orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "ACME.example"}, Target: "1010"}, ""},
+		{"acme", orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "beta.example"}, Target: "1010"}, "call.domain"},
+		{"acme", orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "acme.example"}, Target: "+15551234567"}, ""},
+		{"acme", orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "acme.example"}, Target: "+4915112345678"}, "target"},
+		{"acme", orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "acme.example"}, Target: "10100"}, "target"},
+		{"acme", orchestrator.Request{Provider: "bandwidth", Target: "1010"}, "provider"},
+		{"beta", orchestrator.Request{Provider: "bandwidth", Target: "+4915112345678"}, ""},
+		{"nobody", orchestrator.Request{Provider: "bandwidth"}, "provider"},
+	} {
+		err := r.Permit(tc.tenant, &tc.req)
+		var f *api.Forbidden
+		switch {
+		case tc.field == "" && err != nil:
+			t.Errorf("%s %+v: refused: %v", tc.tenant, tc.req, err)
+		case tc.field != "" && (err == nil || !asForbidden(err, &f) || f.Field != tc.field):
+			t.Errorf("%s %+v: err = %v, want forbidden %s", tc.tenant, tc.req, err, tc.field)
+		}
+	}
+	if l := r.Limits("acme"); l.StartRate != 2 || l.StartBurst != 4 || l.MaxInFlight != 10 || l.MaxWaits != 7 {
+		t.Errorf("acme's limits = %+v (max waits from the defaults)", l)
+	}
+	if l := r.Limits("beta"); l != (api.Limits{MaxWaits: 7}) {
+		t.Errorf("beta's limits = %+v, want the defaults", l)
+	}
+}
+
+func asForbidden(err error, f **api.Forbidden) bool {
+	v, ok := err.(*api.Forbidden)
+	*f = v
+	return ok
+}
+
+func TestErrorsNameTheLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"unknown field", "tenants:\n  - name: acme\n    colour: red\n", "line 3"},
+		{"inline secret", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: the-key-itself\n",
+			"line 7: a secret is given by reference"},
+		{"credentials in the URL", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://user:pw@pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n",
+			"line 6: base_url must not carry credentials"},
+		{"unset variable", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: NOT_SET}\n",
+			"line 7: netsapiens api_key: environment variable NOT_SET is not set"},
+		{"bad hash", "tenants:\n  - name: acme\n    keys:\n      - {name: k, hash: \"sha256:abc\", scope: write}\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n",
+			"line 4: key hash"},
+		{"bad scope", "tenants:\n  - name: acme\n    keys:\n      - {name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: admin}\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n",
+			"line 4: key scope"},
+		{"one key twice", "tenants:\n  - name: a\n    keys: [{name: k1, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n  - name: b\n    keys: [{name: k2, hash: \"" + hexOf(acmeWrite) + "\", scope: read}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n",
+			"are the same key"},
+		{"bad target pattern", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n    allow:\n      targets: ['1(']\n",
+			"line 6: target pattern"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tenants.yaml")
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			for _, s := range []string{"the-key-itself", "user:pw", "acme-ns-secret"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("the error shows a secret (%q): %v", s, err)
+				}
+			}
+		})
+	}
+}
+
+func TestReloadKeepsUnchangedAccountsAndRefusesABadFile(t *testing.T) {
+	r, b, path := open(t, "")
+	acmeNS, _ := r.Provider("acme", "netsapiens")
+	data, _ := os.ReadFile(path)
+	// beta's secret changes (a rotated secret), acme's account does not.
+	env["BETA_BW_SECRET"] = "beta-bw-secret-2"
+	defer func() { env["BETA_BW_SECRET"] = "beta-bw-secret" }()
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.Provider("acme", "netsapiens"); p != acmeNS {
+		t.Error("an unchanged account got a new adapter (and would lose its watchers and budget)")
+	}
+	if n := len(b.accounts); n != 3 || b.accounts[2].APISecret != "beta-bw-secret-2" {
+		t.Errorf("after the rotation %d accounts were built, want beta's again", n)
+	}
+	// An invalid file keeps the configuration in force.
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), "scope: read", "scope: root", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "line 5") {
+		t.Fatalf("reload of a bad file: %v, want an error naming line 5", err)
+	}
+	if _, ok := r.Authenticate("acme-wallboard-key-01"); !ok {
+		t.Error("a failed reload dropped the keys in force")
+	}
+}
+
+func TestRunReloadsOnSIGHUPAndOnChange(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(path, []byte(exampleFile(t, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := make(chan error, 4)
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop(),
+		OnReload: func(err error) { reloaded <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	go func() { r.Run(ctx, hup, 0); close(done) }()
+	// Without a SIGHUP, a change is not seen when polling is off.
+	data, _ := os.ReadFile(path)
+	withoutBeta := string(data[:strings.Index(string(data), "  - name: beta")])
+	if err := os.WriteFile(path, []byte(withoutBeta), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- os.Interrupt
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Tenants(); len(got) != 1 || got[0] != "acme" {
+		t.Errorf("tenants after SIGHUP = %v, want [acme]", got)
+	}
+	cancel()
+	<-done
+
+	// Polling sees a change by itself.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, nil, time.Millisecond)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Tenants(); len(got) != 2 {
+		t.Errorf("tenants after the change = %v, want both", got)
+	}
+}
+
+func TestAccountsPrintNoSecrets(t *testing.T) {
+	a := tenants.Account{Tenant: "acme", Provider: "bandwidth", APIToken: "tok-secret", APISecret: "sec-secret", APIKey: "ns-secret"}
+	for _, s := range []string{a.String(), a.GoString()} {
+		if strings.Contains(s, "secret") {
+			t.Errorf("an account prints a secret: %s", s)
+		}
+	}
+}
