@@ -142,7 +142,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		var claimed []Delivery
 		if free > 0 {
 			var err error
-			claimed, err = d.store.Claim(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, free)
+			claimed, err = d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, free)
 			if err != nil && ctx.Err() == nil {
 				d.log.Error().Err(err).Msg("webhooks: claim deliveries")
 			}
@@ -179,7 +179,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	for {
 		d.enqueue(ctx)
-		claimed, err := d.store.Claim(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency)
+		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency)
 		if err != nil || len(claimed) == 0 {
 			return err
 		}
@@ -205,7 +205,7 @@ func (d *Dispatcher) enqueue(ctx context.Context) {
 func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) error {
 	key := EndpointKey(tenant, ep.ID)
 	for {
-		from, err := d.store.Cursor(ctx, key)
+		from, err := d.store.DeliveryCursor(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -229,7 +229,7 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 				NextAttempt: now, Deadline: now.Add(d.cfg.MaxAge), CreatedAt: now, UpdatedAt: now,
 			})
 		}
-		switch err := d.store.Enqueue(ctx, key, from, evs[len(evs)-1].Pos, ds); {
+		switch err := d.store.EnqueueDeliveries(ctx, key, from, evs[len(evs)-1].Pos, ds); {
 		case errors.Is(err, ErrCursorMoved):
 			// Another replica enqueued these; read on from where it left.
 		case err != nil:
@@ -265,7 +265,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 			dl.NextAttempt, result = now.Add(wait), "retry"
 		}
 	}
-	ok, ferr := d.store.Finish(ctx, dl)
+	ok, ferr := d.store.FinishDelivery(ctx, dl)
 	if ferr != nil {
 		d.log.Error().Err(ferr).Str("delivery", dl.ID).Msg("webhooks: record attempt")
 		return
@@ -396,7 +396,7 @@ func (d *Dispatcher) Deliveries(ctx context.Context, f DeliveryFilter) ([]Delive
 }
 
 func (d *Dispatcher) gauge(ctx context.Context) {
-	n, oldest, err := d.store.Backlog(ctx)
+	n, oldest, err := d.store.DeliveryBacklog(ctx)
 	if err != nil {
 		return
 	}

@@ -310,7 +310,7 @@ func (s *settled) idle(t *testing.T) {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
-		if n, _, err := s.st.Backlog(context.Background()); err == nil && n == 0 {
+		if n, _, err := s.st.DeliveryBacklog(context.Background()); err == nil && n == 0 {
 			return
 		}
 		select {
@@ -405,11 +405,11 @@ func TestCrashedReplicaLeaseExpires(t *testing.T) {
 			TransferID: ev.TransferID, Seq: ev.Seq, Pos: ev.Pos, Type: ev.Type, Payload: body, Status: webhooks.StatusPending,
 			NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now})
 	}
-	if err := st.Enqueue(ctx, key, 0, evs[len(evs)-1].Pos, ds); err != nil {
+	if err := st.EnqueueDeliveries(ctx, key, 0, evs[len(evs)-1].Pos, ds); err != nil {
 		t.Fatal(err)
 	}
 	// The dead replica's claim: a lease that has run out.
-	claimed, err := st.Claim(ctx, "dead", now, time.Millisecond, 10)
+	claimed, err := st.ClaimDeliveries(ctx, "dead", now, time.Millisecond, 10)
 	if err != nil || len(claimed) != 1 || claimed[0].Seq != 1 {
 		t.Fatalf("claimed %+v (%v), want seq 1 only (2 waits for it)", claimed, err)
 	}
@@ -420,7 +420,7 @@ func TestCrashedReplicaLeaseExpires(t *testing.T) {
 	}
 	late := claimed[0]
 	late.Status, late.LastError = webhooks.StatusDead, "late"
-	if ok, err := st.Finish(ctx, late); ok || err != nil {
+	if ok, err := st.FinishDelivery(ctx, late); ok || err != nil {
 		t.Errorf("the dead replica's late result was recorded (%v, %v)", ok, err)
 	}
 }

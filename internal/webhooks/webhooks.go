@@ -112,7 +112,7 @@ type Delivery struct {
 	Payload []byte
 	Status  Status
 	// Attempts counts claims (an attempt cut short by a crash counts). It
-	// is also the claim's fencing token: Finish applies only while the
+	// is also the claim's fencing token: FinishDelivery applies only while the
 	// stored Attempts equals the claimed one.
 	Attempts    int
 	NextAttempt time.Time
@@ -144,7 +144,7 @@ type DeliveryFilter struct {
 	Limit int
 }
 
-// ErrCursorMoved is returned by Store.Enqueue when the endpoint's cursor
+// ErrCursorMoved is returned by Store.EnqueueDeliveries when the cursor
 // is no longer where the caller read it: another replica enqueued first.
 var ErrCursorMoved = errors.New("webhooks: endpoint cursor moved")
 
@@ -152,32 +152,32 @@ var ErrCursorMoved = errors.New("webhooks: endpoint cursor moved")
 // Implementations must be safe for concurrent use by several replicas.
 type Store interface {
 	orchestrator.EventStore
-	// Cursor returns the outbox position (Event.Pos) of the last event
+	// DeliveryCursor returns the outbox position (Event.Pos) of the last event
 	// enqueued for the endpoint key, 0 if none.
-	Cursor(ctx context.Context, endpoint string) (int64, error)
-	// Enqueue inserts ds and moves the endpoint's cursor from `from` to
+	DeliveryCursor(ctx context.Context, endpoint string) (int64, error)
+	// EnqueueDeliveries inserts ds and moves the endpoint's cursor from `from` to
 	// `to`, in one transaction, or fails with ErrCursorMoved when the
 	// cursor is not at `from`.
-	Enqueue(ctx context.Context, endpoint string, from, to int64, ds []Delivery) error
-	// Claim leases, for owner until now+lease, up to limit pending
+	EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []Delivery) error
+	// ClaimDeliveries leases, for owner until now+lease, up to limit pending
 	// deliveries due at now whose lease (if any) expired, and that are the
 	// first pending delivery of their endpoint and transfer (lowest Seq).
 	// Attempts is incremented. Oldest (lowest Pos) first.
-	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
-	// Finish stores the result of an attempt (Status, NextAttempt,
+	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
 	// LastCode, LastError, UpdatedAt of d) and releases the lease, if the
 	// stored delivery is still pending with d's Attempts; otherwise it
 	// does nothing and reports false (the claim was lost).
-	Finish(ctx context.Context, d Delivery) (bool, error)
+	FinishDelivery(ctx context.Context, d Delivery) (bool, error)
 	// Deliveries lists a tenant's deliveries, newest first, and whether
 	// more follow.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
 	// Redeliver makes a tenant's delivery pending again, due at now, with
 	// a new deadline; KindNotFound if the tenant has no such delivery.
 	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time) (Delivery, error)
-	// Backlog counts pending deliveries and returns the creation time of
+	// DeliveryBacklog counts pending deliveries and returns the creation time of
 	// the oldest (zero if none).
-	Backlog(ctx context.Context) (int, time.Time, error)
+	DeliveryBacklog(ctx context.Context) (int, time.Time, error)
 }
 
 // EndpointKey is the key of a tenant's endpoint in the store.

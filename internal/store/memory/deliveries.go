@@ -28,14 +28,14 @@ func NewDeliveries(s *Store) *Deliveries {
 }
 
 // Cursor implements webhooks.Store.
-func (d *Deliveries) Cursor(_ context.Context, endpoint string) (int64, error) {
+func (d *Deliveries) DeliveryCursor(_ context.Context, endpoint string) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cursors[endpoint], nil
 }
 
 // Enqueue implements webhooks.Store.
-func (d *Deliveries) Enqueue(_ context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
+func (d *Deliveries) EnqueueDeliveries(_ context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cursors[endpoint] != from {
@@ -54,7 +54,7 @@ func (d *Deliveries) Enqueue(_ context.Context, endpoint string, from, to int64,
 }
 
 // Claim implements webhooks.Store.
-func (d *Deliveries) Claim(_ context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
+func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// heads: the first pending delivery of each endpoint and transfer.
@@ -87,7 +87,7 @@ func (d *Deliveries) Claim(_ context.Context, owner string, now time.Time, lease
 }
 
 // Finish implements webhooks.Store.
-func (d *Deliveries) Finish(_ context.Context, dl webhooks.Delivery) (bool, error) {
+func (d *Deliveries) FinishDelivery(_ context.Context, dl webhooks.Delivery) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur, ok := d.byID[dl.ID]
@@ -149,7 +149,7 @@ func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadli
 }
 
 // Backlog implements webhooks.Store.
-func (d *Deliveries) Backlog(context.Context) (int, time.Time, error) {
+func (d *Deliveries) DeliveryBacklog(context.Context) (int, time.Time, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, oldest := 0, time.Time{}

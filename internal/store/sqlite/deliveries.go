@@ -1,0 +1,240 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+var _ webhooks.Store = (*Store)(nil)
+
+// Cursor implements webhooks.Store.
+func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, error) {
+	var pos int64
+	err := s.r.QueryRowContext(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&pos)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fail("webhook cursor", err)
+	}
+	return pos, nil
+}
+
+// Enqueue implements webhooks.Store: the cursor moves in the same
+// transaction as the inserts, on the single writer.
+func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
+	const op = "enqueue deliveries"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(op, err)
+	}
+	defer tx.Rollback()
+	var cur int64
+	if err := tx.QueryRowContext(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fail(op, err)
+	}
+	if cur != from {
+		return webhooks.ErrCursorMoved
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_cursors (endpoint_key, pos) VALUES (?, ?)
+		ON CONFLICT (endpoint_key) DO UPDATE SET pos = excluded.pos`, endpoint, to); err != nil {
+		return fail(op, err)
+	}
+	for _, d := range ds {
+		if err := putDelivery(ctx, tx, d, true); err != nil {
+			return fail(op, err)
+		}
+	}
+	return fail2(op, tx.Commit())
+}
+
+// putDelivery inserts (or, with insert false, rewrites) d.
+func putDelivery(ctx context.Context, tx *sql.Tx, d webhooks.Delivery, insert bool) error {
+	rec, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
+			next_attempt, lease_until, created_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
+			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), string(rec))
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt = ?, lease_until = ?, record = ? WHERE id = ?`,
+		string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), string(rec), d.ID)
+	return err
+}
+
+func fail2(op string, err error) error {
+	if err != nil {
+		return fail(op, err)
+	}
+	return nil
+}
+
+func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
+	defer rows.Close()
+	var out []webhooks.Delivery
+	for rows.Next() {
+		var rec string
+		if err := rows.Scan(&rec); err != nil {
+			return nil, err
+		}
+		var d webhooks.Delivery
+		if err := json.Unmarshal([]byte(rec), &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Claim implements webhooks.Store.
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
+	const op = "claim deliveries"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT record FROM webhook_deliveries d
+		WHERE status = 'pending' AND next_attempt <= ? AND lease_until <= ?
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
+			AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq)
+		ORDER BY pos LIMIT ?`, ts(now), ts(now), limit)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	ds, err := scanDeliveries(rows)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	for i := range ds {
+		ds[i].Attempts++
+		ds[i].Owner, ds[i].LeaseUntil = owner, now.Add(lease)
+		if err := putDelivery(ctx, tx, ds[i], false); err != nil {
+			return nil, fail(op, err)
+		}
+	}
+	return ds, fail2(op, tx.Commit())
+}
+
+// Finish implements webhooks.Store.
+func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (bool, error) {
+	const op = "finish delivery"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fail(op, err)
+	}
+	defer tx.Rollback()
+	cur, err := getDelivery(ctx, tx, d.ID)
+	if err != nil || cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+		return false, fail2(op, err)
+	}
+	cur.Status, cur.NextAttempt, cur.UpdatedAt = d.Status, d.NextAttempt, d.UpdatedAt
+	cur.LastCode, cur.LastError = d.LastCode, d.LastError
+	cur.Owner, cur.LeaseUntil = "", time.Time{}
+	if err := putDelivery(ctx, tx, cur, false); err != nil {
+		return false, fail(op, err)
+	}
+	return true, fail2(op, tx.Commit())
+}
+
+func getDelivery(ctx context.Context, tx *sql.Tx, id string) (webhooks.Delivery, error) {
+	var rec string
+	var d webhooks.Delivery
+	if err := tx.QueryRowContext(ctx, `SELECT record FROM webhook_deliveries WHERE id = ?`, id).Scan(&rec); err != nil {
+		return d, err
+	}
+	err := json.Unmarshal([]byte(rec), &d)
+	return d, err
+}
+
+// Deliveries implements webhooks.Store.
+func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
+	q := `SELECT record FROM webhook_deliveries WHERE tenant = ?`
+	args := []any{f.Tenant}
+	if f.TransferID != "" {
+		q += ` AND transfer_id = ?`
+		args = append(args, f.TransferID)
+	}
+	if len(f.Statuses) > 0 || f.Failing {
+		var or []string
+		for _, st := range f.Statuses {
+			or = append(or, `status = ?`)
+			args = append(args, string(st))
+		}
+		if f.Failing {
+			or = append(or, `(status = 'pending' AND json_extract(record, '$.LastError') != '')`)
+		}
+		q += ` AND (` + strings.Join(or, " OR ") + `)`
+	}
+	if f.After != "" {
+		q += ` AND pos < (SELECT pos FROM webhook_deliveries WHERE id = ?)`
+		args = append(args, f.After)
+	}
+	q += ` ORDER BY pos DESC, id DESC`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit+1)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, fail("list deliveries", err)
+	}
+	ds, err := scanDeliveries(rows)
+	if err != nil {
+		return nil, false, fail("list deliveries", err)
+	}
+	if f.Limit > 0 && len(ds) > f.Limit {
+		return ds[:f.Limit], true, nil
+	}
+	return ds, false, nil
+}
+
+// Redeliver implements webhooks.Store.
+func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline time.Time) (webhooks.Delivery, error) {
+	const op = "redeliver"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return webhooks.Delivery{}, fail(op, err)
+	}
+	defer tx.Rollback()
+	d, err := getDelivery(ctx, tx, id)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && d.Tenant != tenant {
+		return webhooks.Delivery{}, kindErr(op, orchestrator.KindNotFound, errors.New("no such delivery"))
+	}
+	if err != nil {
+		return webhooks.Delivery{}, fail(op, err)
+	}
+	if d.Status != webhooks.StatusPending || !d.LeaseUntil.After(now) {
+		d.Status, d.NextAttempt, d.Owner, d.LeaseUntil = webhooks.StatusPending, now, "", time.Time{}
+	}
+	d.Deadline, d.UpdatedAt = deadline, now
+	if err := putDelivery(ctx, tx, d, false); err != nil {
+		return webhooks.Delivery{}, fail(op, err)
+	}
+	return d, fail2(op, tx.Commit())
+}
+
+// Backlog implements webhooks.Store.
+func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullString
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*), min(created_at) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&n, &oldest); err != nil {
+		return 0, time.Time{}, fail("webhook backlog", err)
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	t, err := parseTS(oldest.String)
+	return n, t, fail2("webhook backlog", err)
+}
