@@ -1,0 +1,252 @@
+// Package webhookstest is the conformance suite of webhooks.Store: every
+// store (memory, SQLite, PostgreSQL) must pass it, so that the dispatcher
+// behaves the same on each.
+package webhookstest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+// Run runs the suite; open returns an empty store for each subtest.
+func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
+	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, open(t)) })
+	t.Run("ListAndFailing", func(t *testing.T) { testList(t, open(t)) })
+	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
+}
+
+// now is a fixed time with whole microseconds, which every store keeps.
+var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func mk(tenant, endpoint, transfer string, seq, pos int64) webhooks.Delivery {
+	key := webhooks.EndpointKey(tenant, endpoint)
+	ev := fmt.Sprintf("evt_%s_%d", transfer, seq)
+	return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: tenant, Endpoint: endpoint, EventID: ev,
+		TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{"seq":` + fmt.Sprint(seq) + `}`),
+		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+}
+
+// testLifecycle: the cursor moves with the inserts, a stale cursor is
+// refused, only a transfer's first pending delivery is claimed, a lost
+// claim's result is ignored, a dead letter releases the next, and
+// redelivery is scoped to the tenant.
+func testLifecycle(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2), mk("acme", "crm", "tr_b", 1, 3)}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 3, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 3, ds); err != webhooks.ErrCursorMoved {
+		t.Fatalf("a stale cursor: %v, want ErrCursorMoved", err)
+	}
+	if c, err := s.DeliveryCursor(ctx, key); c != 3 || err != nil {
+		t.Fatalf("cursor %d (%v), want 3", c, err)
+	}
+	if c, err := s.DeliveryCursor(ctx, webhooks.EndpointKey("acme", "other")); c != 0 || err != nil {
+		t.Fatalf("an unknown endpoint's cursor %d (%v), want 0", c, err)
+	}
+	if got, _ := s.ClaimDeliveries(ctx, "r1", now.Add(-time.Second), time.Minute, 10); len(got) != 0 {
+		t.Fatalf("claimed before due: %+v", got)
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	if err != nil || len(got) != 2 || got[0].TransferID != "tr_a" || got[0].Seq != 1 || got[1].TransferID != "tr_b" {
+		t.Fatalf("claimed %+v (%v), want tr_a seq 1 and tr_b", got, err)
+	}
+	if got[0].Attempts != 1 || got[0].Owner != "r1" || string(got[0].Payload) != `{"seq":1}` {
+		t.Fatalf("claim: %+v", got[0])
+	}
+	if again, _ := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10); len(again) != 0 {
+		t.Fatalf("leased deliveries claimed again: %+v", again)
+	}
+	// The lease of tr_b expires: another replica claims it, and the
+	// first one's result no longer applies.
+	late := now.Add(2 * time.Minute)
+	stolen, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10)
+	if len(stolen) != 2 {
+		t.Fatalf("after the leases expired: %+v, want both heads again", stolen)
+	}
+	lost := got[1]
+	lost.Status = webhooks.StatusDelivered
+	if ok, err := s.FinishDelivery(ctx, lost); ok || err != nil {
+		t.Fatalf("a lost claim finished: %v %v", ok, err)
+	}
+	if stolen[1].TransferID != "tr_b" {
+		t.Fatalf("after the leases expired: %+v", stolen)
+	}
+	delivered := stolen[1]
+	delivered.Status, delivered.LastCode, delivered.UpdatedAt = webhooks.StatusDelivered, 204, late
+	if ok, err := s.FinishDelivery(ctx, delivered); !ok || err != nil {
+		t.Fatalf("finish tr_b: %v %v", ok, err)
+	}
+	{
+		d := stolen[0]
+		// tr_a seq 1 keeps failing until it is dead; seq 2 then becomes
+		// the head.
+		d.Status, d.LastCode, d.LastError, d.UpdatedAt = webhooks.StatusPending, 500, "the endpoint answered 500", late
+		d.NextAttempt = late.Add(time.Hour)
+		if ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			t.Fatalf("finish: %v %v", ok, err)
+		}
+		if list, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Failing: true}); len(list) != 1 || list[0].ID != d.ID || list[0].LastCode != 500 {
+			t.Fatalf("failing: %+v", list)
+		}
+		if next, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10); len(next) != 0 {
+			t.Fatalf("claimed past a failing head: %+v", next)
+		}
+		dead, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10)
+		if len(dead) != 1 || dead[0].Attempts != 3 {
+			t.Fatalf("retry: %+v", dead)
+		}
+		dead[0].Status = webhooks.StatusDead
+		if ok, err := s.FinishDelivery(ctx, dead[0]); !ok || err != nil {
+			t.Fatalf("dead: %v %v", ok, err)
+		}
+		next, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10)
+		if len(next) != 1 || next[0].Seq != 2 {
+			t.Fatalf("after a dead letter: %+v, want seq 2", next)
+		}
+		if n, oldest, err := s.DeliveryBacklog(ctx); n != 1 || !oldest.Equal(now) || err != nil {
+			t.Fatalf("backlog %d %v (%v), want 1 since %v", n, oldest, err, now)
+		}
+		if _, err := s.Redeliver(ctx, "other", d.ID, late, late.Add(time.Hour)); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+			t.Fatalf("another tenant redelivered: %v", err)
+		}
+		if _, err := s.Redeliver(ctx, "acme", "dlv_nope", late, late.Add(time.Hour)); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+			t.Fatalf("no such delivery: %v", err)
+		}
+		r, err := s.Redeliver(ctx, "acme", d.ID, late, late.Add(24*time.Hour))
+		if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.Equal(late.Add(24*time.Hour)) {
+			t.Fatalf("redeliver: %+v %v", r, err)
+		}
+	}
+	if list, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}}); len(list) != 2 {
+		t.Fatalf("pending %d, want 2", len(list))
+	}
+}
+
+// testList: newest first, paged by the last id, scoped to the tenant and
+// to a transfer.
+func testList(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	var ds []webhooks.Delivery
+	for i := int64(1); i <= 5; i++ {
+		ds = append(ds, mk("acme", "crm", fmt.Sprintf("tr_%d", i%2), i, i))
+	}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 5, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 6, []webhooks.Delivery{mk("zeta", "crm", "tr_z", 1, 6)}); err != nil {
+		t.Fatal(err)
+	}
+	page, more, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: 2})
+	if err != nil || !more || len(page) != 2 || page[0].Pos != 5 || page[1].Pos != 4 {
+		t.Fatalf("first page %+v more=%v (%v)", page, more, err)
+	}
+	page, more, _ = s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: 2, After: page[1].ID})
+	if more != true || len(page) != 2 || page[0].Pos != 3 {
+		t.Fatalf("second page %+v more=%v", page, more)
+	}
+	page, more, _ = s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: 2, After: page[1].ID})
+	if more || len(page) != 1 || page[0].Pos != 1 {
+		t.Fatalf("last page %+v more=%v", page, more)
+	}
+	one, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", TransferID: "tr_0"})
+	if len(one) != 2 || one[0].Seq != 4 || one[1].Seq != 2 {
+		t.Fatalf("tr_0's deliveries: %+v", one)
+	}
+	if dead, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusDead}}); len(dead) != 0 {
+		t.Fatalf("dead: %+v", dead)
+	}
+}
+
+// testConcurrentEnqueue: replicas that read the same cursor enqueue the
+// same events; exactly one succeeds, so none is copied twice.
+func testConcurrentEnqueue(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1)}
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { errs <- s.EnqueueDeliveries(ctx, key, 0, 1, ds) })
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch err {
+		case nil:
+			ok++
+		case webhooks.ErrCursorMoved:
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d enqueues succeeded, want 1", ok)
+	}
+}
+
+// testConcurrentClaims: replicas claiming at once never hold one delivery
+// together, and never one past its transfer's first pending delivery.
+func testConcurrentClaims(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	var ds []webhooks.Delivery
+	pos := int64(0)
+	for seq := int64(1); seq <= 3; seq++ {
+		for tr := range 20 {
+			pos++
+			ds = append(ds, mk("acme", "crm", fmt.Sprintf("tr_%02d", tr), seq, pos))
+		}
+	}
+	if err := s.EnqueueDeliveries(ctx, key, 0, pos, ds); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(1); seq <= 3; seq++ {
+		var mu sync.Mutex
+		claimed := map[string]webhooks.Delivery{}
+		var wg sync.WaitGroup
+		for r := range 4 {
+			wg.Go(func() {
+				got, err := s.ClaimDeliveries(ctx, fmt.Sprint("r", r), now, time.Minute, 100)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, d := range got {
+					if _, dup := claimed[d.ID]; dup {
+						t.Errorf("%s claimed twice", d.ID)
+					}
+					claimed[d.ID] = d
+					if d.Seq != seq {
+						t.Errorf("%s seq %d claimed while seq %d is pending", d.TransferID, d.Seq, seq)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		// Delivered only once every replica claimed, so that the next
+		// seq becomes due in the next round only.
+		for _, d := range claimed {
+			d.Status = webhooks.StatusDelivered
+			if ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+				t.Fatalf("finish %s: %v %v", d.ID, ok, err)
+			}
+		}
+		if len(claimed) != 20 {
+			t.Fatalf("round %d: %d claimed, want 20", seq, len(claimed))
+		}
+	}
+}
