@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // fileSpec is the file's shape.
@@ -32,6 +33,7 @@ type tenantSpec struct {
 	Providers providersSpec `yaml:"providers"`
 	Allow     allowSpec     `yaml:"allow"`
 	Limits    limitsSpec    `yaml:"limits"`
+	Webhooks  []webhookSpec `yaml:"webhooks"`
 }
 
 type keySpec struct {
@@ -150,6 +152,7 @@ type tenantConfig struct {
 	limits   api.Limits
 	// limitsSet says which limits the file gives (others are defaults).
 	limitsSpec limitsSpec
+	webhooks   []webhooks.Endpoint
 }
 
 // errorList collects errors that name their line.
@@ -302,6 +305,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 		if l.StartsPerSecond < 0 || l.StartBurst < 0 || l.MaxInFlight < 0 || l.MaxWaits < 0 {
 			errs.add(at("tenants", i, "limits"), "limits must not be negative")
 		}
+		t.webhooks = parseWebhooks(ts.Webhooks, i, at, &errs, secret)
 		p.tenants = append(p.tenants, t)
 	}
 	if len(errs) == 0 {
