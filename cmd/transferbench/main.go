@@ -49,6 +49,8 @@ type options struct {
 	pg           string
 	apiKey       string
 	parked       []int
+	parkedRing   bool
+	parkedWatch  []bool // per pass: quiet
 	perDomain    int
 	idleWindow   time.Duration
 	storeSizes   []int
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pg := fs.String("pg", "", "PostgreSQL URL: the throughput and store scenarios run on it too (a throw-away database: tables are filled and purged)")
 	apiKey := fs.String("api-key", "", "when transferd requires API keys: the value of TRANSFERD_API_KEYS, also sent as a bearer token")
 	parked := fs.String("parked", "10000", "consulting transfers to park, per parked point")
+	parkedRing := fs.Bool("parked-ring", false, "parked targets ring for an hour instead of answering (every watcher then reads at POLL_INTERVAL)")
+	parkedWatch := fs.String("parked-watch", "shipped,quiet", "parked passes: shipped (transferd's poll intervals), quiet (watchers read only when a transfer asks)")
 	perDomain := fs.Int("parked-per-domain", 100, "parked transfers per NetSapiens domain (one watcher reads each domain)")
 	idle := fs.Duration("idle-window", 20*time.Second, "how long idle CPU is measured with the transfers parked")
 	sizes := fs.String("store-sizes", "100000", "stored transfers per store point (1000000 takes minutes to fill)")
@@ -86,7 +90,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("transferbench reads /proc: it runs on Linux only")
 	}
 	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
-		idleWindow: *idle, keepLogs: *keep}
+		idleWindow: *idle, keepLogs: *keep, parkedRing: *parkedRing}
+	for _, w := range strings.Split(*parkedWatch, ",") {
+		switch w = strings.TrimSpace(w); w {
+		case "shipped", "quiet":
+			o.parkedWatch = append(o.parkedWatch, w == "quiet")
+		case "":
+		default:
+			return fmt.Errorf("-parked-watch: unknown pass %q", w)
+		}
+	}
 	for _, s := range strings.Split(*scen, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "throughput", "parked", "store":

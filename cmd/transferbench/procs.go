@@ -158,6 +158,10 @@ func startDaemon(b binaries, o daemonOptions, logw io.Writer) (*proc, string, er
 	}
 	if o.apiKey != "" {
 		env = append(env, "TRANSFERD_API_KEYS="+o.apiKey)
+	} else {
+		// Outside demo mode transferd refuses to start without API keys
+		// unless told its API is open on purpose.
+		env = append(env, "TRANSFERD_AUTH=none")
 	}
 	env = append(env, o.extra...)
 	p, addr, err := start("transferd", b.transferd, nil, env, true, func(line string) (string, bool) {
