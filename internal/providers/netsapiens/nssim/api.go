@@ -44,6 +44,9 @@ func matchRoute(method string, u *url.URL) route {
 		}
 		seg[i] = v
 	}
+	if seg[0] == "subscriptions" {
+		return matchSubscription(method, seg[1:])
+	}
 	if len(seg) < 3 || seg[0] != "domains" {
 		return route{}
 	}
@@ -150,6 +153,14 @@ func (s *Sim) handle(w http.ResponseWriter, r *http.Request, rt route, body []by
 	if rt.op == "" {
 		// What real servers answer for routes their version lacks [C-code].
 		writeError(w, http.StatusNotFound, "No Route Found")
+		return
+	}
+	if isSubscriptionOp(rt.op) {
+		if scope.ReadOnly && r.Method != http.MethodGet {
+			writeError(w, http.StatusForbidden, "Permission Denied")
+			return
+		}
+		s.apiSubscription(w, r, rt, scope, body)
 		return
 	}
 	if status, msg := s.resolve(&rt, scope); status != 0 {

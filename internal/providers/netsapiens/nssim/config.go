@@ -3,6 +3,7 @@ package nssim
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -145,6 +146,21 @@ type Config struct {
 	// Now is the clock for timestamps and ids. Default time.Now. Timers always use real time.
 	Now func() time.Time
 
+	// SubscriptionLag is the tick on which event subscriptions are posted what changed: the
+	// server polls its database about every 3 s [3rd], so posts lag by up to that. Default 3s.
+	SubscriptionLag time.Duration
+
+	// SubscriptionNames chooses the names of posted objects: NamesLegacy (default, as real
+	// captures show) or NamesHyphenated.
+	SubscriptionNames string
+
+	// SubscriptionClient sends the posts; default http.DefaultClient.
+	SubscriptionClient *http.Client
+
+	// SubscriptionChaos makes posts arrive twice or in reverse order, which nothing
+	// documented rules out [G].
+	SubscriptionChaos SubscriptionChaos
+
 	// Chaos makes the PBX less cooperative (late and reordered actions, late listings,
 	// duplicate call-ids, failing reads, lost responses, random faults); its fields are
 	// guesses about real PBX behaviour [G], all off by default. The random draws come from a
@@ -207,8 +223,19 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SubscriptionLag == 0 {
+		c.SubscriptionLag = 3 * time.Second
+	}
 	c.Chaos = c.Chaos.withDefaults()
 	return c
+}
+
+// SubscriptionChaos disturbs subscription posts.
+type SubscriptionChaos struct {
+	// Duplicate posts every array twice.
+	Duplicate bool
+	// Reorder reverses the objects of each array and the order of a tick's posts.
+	Reorder bool
 }
 
 // Validate reports every field that holds a value the simulator does not know. Empty values
@@ -238,6 +265,10 @@ func (c Config) Validate() error {
 	oneOf("HostnameMatch", c.HostnameMatch, HostnameOfOriginal, HostnameOfDestination, HostnameOfEither)
 	oneOf("UnknownDestination", c.UnknownDestination, DestinationIgnore, DestinationNotFound)
 	oneOf("HeldSide", c.HeldSide, HeldRemote, HeldBoth)
+	oneOf("SubscriptionNames", c.SubscriptionNames, NamesLegacy, NamesHyphenated)
+	if c.SubscriptionLag < 0 {
+		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -68,7 +68,8 @@ func (f Fault) Validate() error {
 func knownOperation(op string) bool {
 	switch op {
 	case "", OpList, OpCount, OpRead, OpCreate, OpAnswer, OpHold, OpUnhold, OpTransfer, OpTransferPeer,
-		OpDisconnect, OpReject, OpAny:
+		OpDisconnect, OpReject, OpAny, OpSubscriptionCreate, OpSubscriptionList, OpSubscriptionRead,
+		OpSubscriptionUpdate, OpSubscriptionDelete:
 		return true
 	}
 	return false

@@ -93,6 +93,13 @@ type Sim struct {
 	actionSeq uint64
 	changed   chan struct{} // closed and replaced on every state change
 	closed    bool
+
+	// Event subscriptions (subscriptions.go), in creation order; posting says the delivery
+	// loop runs, stopPoster ends it.
+	subs       map[string]*subscription
+	subOrder   []string
+	posting    bool
+	stopPoster func()
 }
 
 // queuedAction is an accepted action waiting for its time.
@@ -133,6 +140,8 @@ func New(cfg Config) *Sim {
 
 func (s *Sim) clearLocked() {
 	s.sessions = make(map[string]*session)
+	s.subs = make(map[string]*subscription)
+	s.subOrder = nil
 	s.byCallID = make(map[string][]*session)
 	s.callIDs = make(map[string]*callIDStats)
 	s.callIDOrder = nil
@@ -151,6 +160,9 @@ func (s *Sim) Close() {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.stopTimersLocked()
+	if s.stopPoster != nil {
+		s.stopPoster()
+	}
 }
 
 // Reset forgets all calls, ended sessions, behaviours, faults and recorded requests, and
