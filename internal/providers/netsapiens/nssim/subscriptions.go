@@ -399,7 +399,9 @@ func (s *Sim) post(ctx context.Context, p posting) bool {
 func (s *Sim) changesLocked(sub *subscription) []map[string]any {
 	live := map[string]bool{}
 	var out []map[string]any
-	for _, sess := range s.sortedLocked(func(x *session) bool { return x.visibleIn(sub.Domain) && (sub.User == "*" || x.involves(x.domain, sub.User)) }) {
+	for _, sess := range s.sortedLocked(func(x *session) bool {
+		return x.visibleIn(sub.Domain) && (sub.User == "*" || x.involves(x.domain, sub.User))
+	}) {
 		rec := sess.record(s.render)
 		live[rec.SessionID] = true
 		if prev, ok := sub.last[rec.SessionID]; ok && prev == rec {
