@@ -88,6 +88,9 @@ func newEnv(t *testing.T) *env {
 		PollInterval:    time.Millisecond,
 		PollMaxInterval: 5 * time.Millisecond,
 		VerifyTimeout:   200 * time.Millisecond,
+		// Readings count for judging a caller a visibility window after a
+		// hold; keep that short here.
+		VisibilityWindow: 20 * time.Millisecond,
 	}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)

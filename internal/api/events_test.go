@@ -37,7 +37,7 @@ func newEventsEnv(t *testing.T) *eventsEnv {
 	reg := prometheus.NewRegistry()
 	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,8 @@ type instance struct {
 
 func newInstance(t *testing.T, store orchestrator.Store, fake *orchestratortest.Fake) *instance {
 	t.Helper()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond},
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VisibilityWindow: 20 * time.Millisecond},
 		store, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -76,6 +76,10 @@ func do(t *testing.T, method, url string) (*http.Response, []byte) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		// A stream does not end: its headers are what the tests compare.
+		return res, nil
+	}
 	b, _ := io.ReadAll(res.Body)
 	return res, b
 }
