@@ -620,13 +620,10 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 		return
 	}
 	e.startWorkers()
-	lc := e.log.With().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", p.Name())
-	if t.RequestID != "" {
-		lc = lc.Str("request_id", t.RequestID)
-	}
-	en := &entry{id: t.ID, t: t, p: p, flow: p.Flow(&t.Request), log: lc.Logger(), entered: e.now(),
-		resumed: resumed}
-	en.cur.Store(t.Clone())
+	// t is the engine's from now on: it is the record readers see until
+	// the first reconcile stores its own working copy.
+	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed}
+	en.cur.Store(t)
 	en.signal.Store(resumed) // a signal may have been put while nobody drove it
 	e.mu.Lock()
 	if _, dup := e.entries[t.ID]; dup {
@@ -640,6 +637,16 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 		e.m.cleanups.WithLabelValues(p.Name()).Inc()
 	}
 	e.q.Add(t.ID)
+}
+
+// transferLog is the logger of t's lines, built for a reconcile and
+// dropped after it.
+func (e *Engine) transferLog(t *Transfer, p Provider) zerolog.Logger {
+	lc := e.log.With().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", p.Name())
+	if t.RequestID != "" {
+		lc = lc.Str("request_id", t.RequestID)
+	}
+	return lc.Logger()
 }
 
 // drop forgets an entry: terminal without obligation, or owned by another

@@ -36,14 +36,21 @@ import (
 
 // entry is this replica's working state of one open transfer it owns.
 type entry struct {
-	id   string
-	t    *Transfer // the working record: only the worker holding id touches it
+	id string
+	// t is the working record while the worker holding id reconciles it:
+	// a clone of cur, stored back as cur when the reconcile ends. At rest
+	// it is nil, so that a parked transfer keeps one copy of its record.
+	t    *Transfer
 	p    Provider
 	flow Flow
-	log  zerolog.Logger
-	w    *watcher
-	// cur is a copy of t as of the last reconcile, for readers (Wait, the
-	// watcher's Read).
+	// log carries the transfer's fields while a worker reconciles it; at
+	// rest it is the engine's logger, since a logger's context is a
+	// buffer of its own (half a kilobyte) that a parked transfer would
+	// keep for nothing.
+	log zerolog.Logger
+	w   *watcher
+	// cur is the record as last reconciled or saved, for readers (Wait,
+	// the watcher's Read). A stored record is never modified again.
 	cur atomic.Pointer[Transfer]
 	// signal: a client signal may be pending in the store.
 	signal  atomic.Bool
@@ -84,15 +91,21 @@ func (e *Engine) process(id string) {
 	if en == nil {
 		return
 	}
+	en.t = en.cur.Load().Clone()
+	en.log = e.transferLog(en.t, en.p)
 	ctx := en.log.WithContext(e.hard)
 	wasTerminal := en.t.State.Terminal()
 	wait := e.reconcile(ctx, en)
-	en.cur.Store(en.t.Clone())
-	if en.lost || (!en.t.Open() && !en.saveFailing) {
+	// The working record becomes what readers see; the next reconcile
+	// works on a clone of it.
+	t := en.t
+	en.cur.Store(t)
+	en.t, en.log = nil, e.log
+	if en.lost || (!t.Open() && !en.saveFailing) {
 		e.drop(en)
 		return
 	}
-	if !wasTerminal && en.t.State.Terminal() {
+	if !wasTerminal && t.State.Terminal() {
 		e.mu.Lock()
 		e.settledLocked()
 		e.mu.Unlock()
