@@ -40,6 +40,17 @@ type snapshot struct {
 	err  error
 }
 
+// ViewWatcher is implemented by providers that can be told which views
+// are watched, to subscribe to the provider's events about them
+// (NetSapiens: an event subscription per domain). The engine calls
+// WatchStarted when a view's watcher starts and WatchStopped when it
+// stops, in that order for a key, with a lock held: neither may block or
+// call back into the engine.
+type ViewWatcher interface {
+	WatchStarted(key string)
+	WatchStopped(key string)
+}
+
 // watchKey names a view: a provider account (two tenants' NetSapiens
 // accounts are different PBXs) and the adapter's key within it.
 type watchKey struct {
@@ -60,6 +71,9 @@ func (e *Engine) subscribe(en *entry) {
 		w = &watcher{e: e, p: en.p, key: k.key, subs: map[string]*entry{}, kick: make(chan struct{}, 1),
 			want: map[string]bool{}, seen: map[string]Observation{}}
 		e.watchers[k] = w
+		if vw, ok := en.p.(ViewWatcher); ok {
+			vw.WatchStarted(k.key)
+		}
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()
@@ -166,6 +180,9 @@ func (w *watcher) loop(k watchKey) {
 			w.mu.Unlock()
 			if empty {
 				delete(e.watchers, k)
+				if vw, ok := w.p.(ViewWatcher); ok {
+					vw.WatchStopped(k.key)
+				}
 				e.watchMu.Unlock()
 				return
 			}
