@@ -157,6 +157,9 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	}
 	for _, l := range lists {
 		f := l.f
+		// The API's lists are always scoped to the key's tenant (the
+		// engine sets it), and the stores' indexes lead with it.
+		f.Tenant = orchestrator.DefaultTenant
 		f.Limit = 50
 		lat, err := timeIt(100, func(int) error { _, _, err := s.List(ctx, f); return err })
 		if err != nil {
