@@ -122,7 +122,11 @@ func jsonbSafe(b []byte) []byte {
 // exists.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "create " + t.ID
-	c := t.Clone()
+	// A shallow copy carries the next version into the encoding: the
+	// record is only read, and the caller holds it until the verdict, so
+	// the deep clone a save used to pay is not needed.
+	cp := *t
+	c := &cp
 	c.Version = 1
 	col, err := encode(c)
 	if err != nil {
@@ -203,7 +207,11 @@ const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, op
 // of the statement and the events.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "update " + t.ID
-	c := t.Clone()
+	// A shallow copy carries the next version into the encoding: the
+	// record is only read, and the caller holds it until the verdict, so
+	// the deep clone a save used to pay is not needed.
+	cp := *t
+	c := &cp
 	c.Version = t.Version + 1
 	col, err := encode(c)
 	if err != nil {

@@ -95,7 +95,11 @@ func writeEvents(ctx context.Context, stmt *sql.Stmt, c *columns) error {
 // when the transfer does.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "create " + t.ID
-	c := t.Clone()
+	// A shallow copy carries the next version into the encoding: the
+	// record is only read, and the caller holds it until the verdict, so
+	// the deep clone a save used to pay is not needed.
+	cp := *t
+	c := &cp
 	c.Version = 1
 	col, err := encode(c)
 	if err != nil {
@@ -150,7 +154,11 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 // saves of concurrent transfers in one durable transaction.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	op := "update " + t.ID
-	c := t.Clone()
+	// A shallow copy carries the next version into the encoding: the
+	// record is only read, and the caller holds it until the verdict, so
+	// the deep clone a save used to pay is not needed.
+	cp := *t
+	c := &cp
 	c.Version = t.Version + 1
 	col, err := encode(c)
 	if err != nil {
