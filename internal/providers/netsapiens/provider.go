@@ -221,7 +221,9 @@ func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id s
 
 // WatchKey implements orchestrator.Provider: one listing of a domain
 // serves every transfer in it.
-func (c *Client) WatchKey(t *orchestrator.Transfer) string { return strings.ToLower(t.Request.Call.Domain) }
+func (c *Client) WatchKey(t *orchestrator.Transfer) string {
+	return strings.ToLower(t.Request.Call.Domain)
+}
 
 // Read implements orchestrator.Provider (guide step 5, shared): one
 // "Read Active Calls in Domain" shows the callers' sessions and the
