@@ -10,6 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
 )
 
 // secret is a configuration value that must never be printed.
@@ -57,7 +60,30 @@ type config struct {
 	BandwidthAPIToken         secret        `envconfig:"BANDWIDTH_API_TOKEN" desc:"Catapult API token, the Basic auth user (secret)"`
 	BandwidthAPISecret        secret        `envconfig:"BANDWIDTH_API_SECRET" desc:"Catapult API secret, the Basic auth password (secret)"`
 	BandwidthMaxRateLimitWait time.Duration `envconfig:"BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
-	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL; when set, providers send call events to /v1/callbacks/{provider}/{transfer_id} instead of transferd polling"`
+	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL (of the callback listener); when set, providers send call events to /callbacks/{provider}/{transfer_id}/{token} instead of transferd polling"`
+	NetSapiensRequestBudget   float64       `envconfig:"NETSAPIENS_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the NetSapiens account at most (0: no budget; NetSapiens publishes no limit)"`
+	BandwidthRequestBudget    float64       `envconfig:"BANDWIDTH_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the Bandwidth account at most (0: no budget; Catapult documents 1 call creation per second per account)"`
+	RequestBurst              int           `envconfig:"REQUEST_BURST" default:"5" desc:"burst of every provider account's request budget"`
+
+	APIKeys         secret  `envconfig:"API_KEYS" desc:"comma-separated API keys of the default tenant (write scope), each sha256:<hex> or the key itself (secret); excludes TRANSFERD_TENANTS_FILE"`
+	Auth            string  `envconfig:"AUTH" desc:"none: run outside demo mode without API keys (warned at every start)"`
+	TenantsFile     string  `envconfig:"TENANTS_FILE" desc:"YAML file of tenants with their keys, provider accounts, allow-lists and limits; reloaded on SIGHUP or change; excludes TRANSFERD_API_KEYS and the provider variables"`
+	CallbackSecret  secret  `envconfig:"CALLBACK_SECRET" desc:"at least 32 bytes shared by every replica; signs the tokens of provider callback URLs (secret; required with TRANSFERD_PUBLIC_URL outside demo mode, generated per process in demo mode)"`
+	StartRate       float64 `envconfig:"TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
+	StartBurst      int     `envconfig:"TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
+	MaxInFlight     int     `envconfig:"TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
+	MaxWaits        int     `envconfig:"TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait) and streams a tenant may hold at once (0: no limit)"`
+	CallbackAddr    string  `envconfig:"CALLBACK_ADDR" desc:"separate address for provider callbacks, so that exposing them does not expose the API (default: on TRANSFERD_LISTEN_ADDR)"`
+	AdminAddr       string  `envconfig:"ADMIN_ADDR" desc:"separate address for /metrics, /healthz, /readyz and /status/providers (default: on TRANSFERD_LISTEN_ADDR)"`
+	TLSCertFile     string  `envconfig:"TLS_CERT_FILE" desc:"PEM certificate chain; with TRANSFERD_TLS_KEY_FILE every listener serves HTTPS; reloaded when the files change"`
+	TLSKeyFile      string  `envconfig:"TLS_KEY_FILE" desc:"PEM private key of TRANSFERD_TLS_CERT_FILE"`
+	TLSClientCAFile string  `envconfig:"TLS_CLIENT_CA_FILE" desc:"PEM CAs; when set, API clients must present a certificate they signed"`
+
+	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
+	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response; a long poll (Prefer: wait) gets its wait on top"`
+	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
+	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
 	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
 	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
@@ -129,6 +155,49 @@ func (c *config) validate() error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 			errs = append(errs, errors.New("TRANSFERD_PUBLIC_URL: must be an absolute http(s) URL without a query"))
 		}
+		if !c.demo() && c.CallbackSecret == "" {
+			errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET: required with TRANSFERD_PUBLIC_URL: it signs callback URLs, and every replica must share it"))
+		}
+	}
+	if c.CallbackSecret != "" && len(c.CallbackSecret) < 32 {
+		errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET: must be at least 32 bytes"))
+	}
+	for name, u := range map[string]string{"TRANSFERD_NETSAPIENS_BASE_URL": c.NetSapiensBaseURL, "TRANSFERD_BANDWIDTH_BASE_URL": c.BandwidthBaseURL} {
+		// The URL is not echoed: its credentials would be.
+		if pu, err := url.Parse(u); err == nil && pu.User != nil {
+			errs = append(errs, fmt.Errorf("%s: must not carry credentials; give them in the API key or token variables", name))
+		}
+	}
+	if c.APIKeys != "" && c.TenantsFile != "" {
+		errs = append(errs, errors.New("TRANSFERD_API_KEYS and TRANSFERD_TENANTS_FILE: set one: the tenants file declares every key, with its tenant"))
+	}
+	if c.TenantsFile != "" && (c.NetSapiensBaseURL != "" || c.BandwidthUserID != "") {
+		errs = append(errs, errors.New("TRANSFERD_TENANTS_FILE: provider accounts are declared per tenant in the file; unset TRANSFERD_NETSAPIENS_* and TRANSFERD_BANDWIDTH_USER_ID"))
+	}
+	if c.APIKeys != "" {
+		if _, err := api.ParseKeyList(string(c.APIKeys), orchestrator.DefaultTenant); err != nil {
+			errs = append(errs, fmt.Errorf("TRANSFERD_API_KEYS: %w", err))
+		}
+	}
+	switch c.Auth {
+	case "", "none":
+	default:
+		errs = append(errs, fmt.Errorf("TRANSFERD_AUTH: %q is not a setting; none (no API keys outside demo mode) or unset", c.Auth))
+	}
+	if !c.demo() && c.APIKeys == "" && c.TenantsFile == "" && c.Auth != "none" {
+		errs = append(errs, errors.New("TRANSFERD_API_KEYS: outside demo mode transferd needs API keys (or a tenants file); set TRANSFERD_AUTH=none to run an open API behind a gateway that authenticates"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TRANSFERD_TLS_CERT_FILE and TRANSFERD_TLS_KEY_FILE: set both or neither"))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("TRANSFERD_TLS_CLIENT_CA_FILE: needs TRANSFERD_TLS_CERT_FILE and TRANSFERD_TLS_KEY_FILE"))
+	}
+	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.MaxHeaderBytes < 4096 {
+		errs = append(errs, errors.New("TRANSFERD_READ_HEADER_TIMEOUT, _READ_TIMEOUT, _WRITE_TIMEOUT, _IDLE_TIMEOUT: must be positive; TRANSFERD_MAX_HEADER_BYTES at least 4096"))
+	}
+	if c.NetSapiensRequestBudget < 0 || c.BandwidthRequestBudget < 0 || c.RequestBurst < 1 || c.StartRate < 0 || c.MaxInFlight < 0 || c.MaxWaits < 0 {
+		errs = append(errs, errors.New("request budgets and tenant limits must not be negative; TRANSFERD_REQUEST_BURST at least 1"))
 	}
 	return errors.Join(errs...)
 }
@@ -136,7 +205,7 @@ func (c *config) validate() error {
 // demo reports whether no provider is configured, so that transferd runs
 // against its built-in simulator.
 func (c *config) demo() bool {
-	return c.NetSapiensBaseURL == "" && c.BandwidthUserID == ""
+	return c.NetSapiensBaseURL == "" && c.BandwidthUserID == "" && c.TenantsFile == ""
 }
 
 // MarshalZerologObject logs every setting under its variable name, with
@@ -152,8 +221,23 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 			// URL would suggest calls go there.
 			if c.demo() && (name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL") {
 				val = "(demo mode: the built-in simulator)"
+			} else if name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL" {
+				val = redactURL(val)
 			}
 			e.Str("TRANSFERD_"+name, val)
 		}
 	}
+}
+
+// redactURL hides any user information a URL carries; validate refuses
+// such URLs, but the configuration is logged before that verdict is read.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(not a URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	return u.String()
 }

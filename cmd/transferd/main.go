@@ -5,14 +5,16 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/tenants"
 )
 
 func main() {
@@ -44,6 +47,39 @@ func main() {
 // rotated key is noticed within it, and a provider sees four cheap reads
 // an hour from each replica.
 const credentialsCheckInterval = 15 * time.Minute
+
+// tenantsPoll is how often the tenants file and its secret files are
+// checked for changes (Kubernetes updates mounted Secrets in place).
+const tenantsPoll = 5 * time.Second
+
+// account is one provider account's settings, from the environment (the
+// default tenant) or the tenants file.
+type account struct {
+	provider, baseURL string
+	apiKey            string
+	autoAnswer        *bool
+	userID, token     string
+	secret            string
+	budget            float64
+	burst             int
+}
+
+// callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET; in
+// demo mode without one, under a secret made for this process (demo
+// transfers do not outlive it).
+func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
+	secret := []byte(cfg.CallbackSecret)
+	if len(secret) == 0 {
+		if !demo && cfg.PublicURL != "" {
+			return nil, errors.New("TRANSFERD_CALLBACK_SECRET: required with TRANSFERD_PUBLIC_URL")
+		}
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+	}
+	return api.NewCallbackSigner(secret)
+}
 
 const usageHeader = `transferd performs attended call transfers through telephony providers.
 
@@ -85,6 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pm := apiclient.NewMetrics(reg)
+	budgets := apiclient.NewBudgetMetrics(reg)
 
 	var providers []orchestrator.Provider
 	demo := cfg.demo()
@@ -103,31 +140,85 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.BandwidthUserID = pbxsim.DemoBandwidthUser
 		cfg.BandwidthAPIToken, cfg.BandwidthAPISecret = pbxsim.DemoBandwidthTok, pbxsim.DemoBandwidthSec
 	}
+	signer, err := callbackSigner(&cfg, demo)
+	if err != nil {
+		return err
+	}
+	// build makes one provider account's adapter with its own request
+	// budget and, for Bandwidth, callback URLs signed for its tenant.
+	build := func(tenant string, a account) (orchestrator.Provider, error) {
+		b, err := apiclient.NewBudget(a.provider, a.budget, a.burst, budgets)
+		if err != nil {
+			return nil, err
+		}
+		var httpc *http.Client
+		if b != nil {
+			httpc = b.Client(&http.Client{Timeout: 10 * time.Second})
+		}
+		if !demo && strings.HasPrefix(a.baseURL, "http://") {
+			log.Warn().Str("tenant", tenant).Str("provider", a.provider).Msg("the provider URL is plain http: its credentials cross the network in clear")
+		}
+		switch a.provider {
+		case netsapiens.Name:
+			return netsapiens.New(netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer,
+				Metrics: pm, HTTPClient: httpc})
+		default:
+			return bandwidth.New(bandwidth.Config{BaseURL: a.baseURL, UserID: a.userID, APIToken: a.token, APISecret: a.secret,
+				MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm, HTTPClient: httpc,
+				CallbackToken: func(id string) string { return signer.Token(api.TokenTransfer, tenant, id) }})
+		}
+	}
 	callbacks := map[string]api.CallbackReceiver{}
 	var checkers []api.CredentialChecker
 	if cfg.NetSapiensBaseURL != "" {
-		ns, err := netsapiens.New(netsapiens.Config{
-			BaseURL: cfg.NetSapiensBaseURL, APIKey: string(cfg.NetSapiensAPIKey),
-			AutoAnswer: &cfg.NetSapiensAutoAnswer, Metrics: pm,
-		})
+		ns, err := build(orchestrator.DefaultTenant, account{provider: netsapiens.Name, baseURL: cfg.NetSapiensBaseURL,
+			apiKey: string(cfg.NetSapiensAPIKey), autoAnswer: &cfg.NetSapiensAutoAnswer,
+			budget: cfg.NetSapiensRequestBudget, burst: cfg.RequestBurst})
 		if err != nil {
 			return err
 		}
 		providers = append(providers, ns)
-		checkers = append(checkers, ns)
+		checkers = append(checkers, ns.(api.CredentialChecker))
 	}
 	if cfg.BandwidthUserID != "" {
-		bw, err := bandwidth.New(bandwidth.Config{
-			BaseURL: cfg.BandwidthBaseURL, UserID: cfg.BandwidthUserID,
-			APIToken: string(cfg.BandwidthAPIToken), APISecret: string(cfg.BandwidthAPISecret),
-			MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm,
-		})
+		bw, err := build(orchestrator.DefaultTenant, account{provider: bandwidth.Name, baseURL: cfg.BandwidthBaseURL,
+			userID: cfg.BandwidthUserID, token: string(cfg.BandwidthAPIToken), secret: string(cfg.BandwidthAPISecret),
+			budget: cfg.BandwidthRequestBudget, burst: cfg.RequestBurst})
 		if err != nil {
 			return err
 		}
 		providers = append(providers, bw)
-		checkers = append(checkers, bw)
-		callbacks[bandwidth.Name] = bw
+		checkers = append(checkers, bw.(api.CredentialChecker))
+		callbacks[bandwidth.Name] = bw.(api.CallbackReceiver)
+	}
+	limits := api.Limits{StartRate: cfg.StartRate, StartBurst: cfg.StartBurst, MaxInFlight: cfg.MaxInFlight, MaxWaits: cfg.MaxWaits}
+	var (
+		keys     api.Authenticator
+		registry *tenants.Registry
+	)
+	switch {
+	case cfg.TenantsFile != "":
+		registry, err = tenants.Open(tenants.Options{Path: cfg.TenantsFile, LookupEnv: os.LookupEnv, Defaults: limits, Log: log, Reg: reg,
+			Build: func(a tenants.Account) (orchestrator.Provider, error) {
+				return build(a.Tenant, account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer,
+					userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: max(a.RequestBurst, 1)})
+			}})
+		if err != nil {
+			return err
+		}
+		keys = registry
+		log.Info().Strs("tenants", registry.Tenants()).Msg("API keys and provider accounts from the tenants file")
+	case cfg.APIKeys != "":
+		ks, err := api.ParseKeyList(string(cfg.APIKeys), orchestrator.DefaultTenant)
+		if err != nil {
+			return fmt.Errorf("TRANSFERD_API_KEYS: %w", err)
+		}
+		keys = ks
+		log.Info().Int("keys", ks.Len()).Msg("API keys required (TRANSFERD_API_KEYS)")
+	case demo:
+		log.Warn().Msg("THE API IS OPEN: demo mode without TRANSFERD_API_KEYS; anyone who reaches it can move the simulated calls")
+	default:
+		log.Warn().Msg("THE API IS OPEN: TRANSFERD_AUTH=none; anyone who reaches it can move calls. Put an authenticating gateway in front, or set TRANSFERD_API_KEYS")
 	}
 
 	store, closeStore, err := openStore(ctx, &cfg, log)
@@ -141,37 +232,87 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			instance = "transferd"
 		}
 	}
+	var accounts orchestrator.Accounts
+	var tenantPolicy api.Tenants
+	if registry != nil {
+		accounts, tenantPolicy = registry, registry
+	}
 	eng, err := orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
-		Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention,
+		Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
 		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log),
 	}, store, providers, log, reg)
 	if err != nil {
 		return err
 	}
 	creds := api.NewCredentialMonitor(checkers, credentialsCheckInterval, 10*time.Second, log, reg)
-	handler := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks,
-		Idempotency: store, Replica: instance, Credentials: creds},
-		eng, log, reg, reg)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: stdlog.New(log.With().Str("component", "http").Logger(), "", 0)}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks,
+		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
+		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout},
+		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
+	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+		return err
+	}
+	type listener struct {
+		name string
+		ln   net.Listener
+		srv  *http.Server
+	}
+	var listeners []listener
+	closeAll := func() {
+		for _, l := range listeners {
+			_ = l.ln.Close()
+		}
+	}
+	for _, l := range []struct {
+		name, addr string
+		h          http.Handler
+		tls        *tls.Config
+	}{
+		{"api", cfg.ListenAddr, handlers.API, apiTLS},
+		{"callbacks", cfg.CallbackAddr, handlers.Callbacks, otherTLS},
+		{"admin", cfg.AdminAddr, handlers.Admin, otherTLS},
+	} {
+		if l.h == nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen on %s (%s): %w", l.addr, l.name, err)
+		}
+		listeners = append(listeners, listener{l.name, ln, newHTTPServer(&cfg, l.h, l.tls, log, l.name)})
 	}
 	// Transfers a previous process left unfinished are resumed (or
 	// compensated) before new ones are taken; from here on the engine runs
 	// transfers, so every way out goes through its shutdown.
 	if err := eng.Open(ctx); err != nil {
-		_ = ln.Close()
+		closeAll()
 		return fmt.Errorf("resuming unfinished transfers: %w", err)
 	}
-	log.Info().Str("addr", ln.Addr().String()).Strs("providers", eng.Providers()).Msg("listening")
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, len(listeners))
+	for _, l := range listeners {
+		log.Info().Str("listener", l.name).Str("addr", l.ln.Addr().String()).Bool("tls", l.srv.TLSConfig != nil).
+			Strs("providers", eng.Providers()).Msg("listening")
+		go func() {
+			if l.srv.TLSConfig != nil {
+				serveErr <- l.srv.ServeTLS(l.ln, "", "")
+			} else {
+				serveErr <- l.srv.Serve(l.ln)
+			}
+		}()
+	}
+	if registry != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		regCtx, stopReg := context.WithCancel(ctx)
+		regDone := make(chan struct{})
+		go func() { registry.Run(regCtx, hup, tenantsPoll); close(regDone) }()
+		defer func() { signal.Stop(hup); stopReg(); <-regDone }()
+	}
 	// Credential checks are for operators only (a metric and
 	// /status/providers), never readiness.
 	// In demo mode the credentials are the simulator's own: there is
@@ -196,11 +337,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Transfers first, while the HTTP server still answers status reads;
 	// then the server.
 	engErr := eng.Shutdown(sctx)
-	if runErr == nil {
-		if err := srv.Shutdown(sctx); err != nil {
-			_ = srv.Close()
+	pending := len(listeners)
+	if runErr != nil {
+		pending-- // the listener that failed has returned
+	}
+	for _, l := range listeners {
+		if err := l.srv.Shutdown(sctx); err != nil {
+			_ = l.srv.Close()
 		}
-		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	}
+	for range pending {
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
 			runErr = fmt.Errorf("serve: %w", err)
 		}
 	}

@@ -246,6 +246,13 @@ func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
 	t.Setenv("TRANSFERD_NETSAPIENS_BASE_URL", "http://127.0.0.1:1/ns-api/v2")
 	t.Setenv("TRANSFERD_NETSAPIENS_API_KEY", "nsd_TopSecretValue")
 	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
+	// The new secrets: API keys, the callback secret and a TLS key.
+	t.Setenv("TRANSFERD_API_KEYS", "api-key-TopSecretValue-1,sha256:"+strings.Repeat("ab", 32))
+	t.Setenv("TRANSFERD_PUBLIC_URL", "https://transferd.example.com")
+	t.Setenv("TRANSFERD_CALLBACK_SECRET", "callback-TopSecretValue-0123456789abcdef")
+	certFile, keyFile, keyPEM := selfSigned(t)
+	t.Setenv("TRANSFERD_TLS_CERT_FILE", certFile)
+	t.Setenv("TRANSFERD_TLS_KEY_FILE", keyFile)
 	logs := newLogWatch()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -258,7 +265,7 @@ func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
 	}
 	for _, m := range logs.all() {
 		b, _ := json.Marshal(m)
-		if strings.Contains(string(b), "TopSecretValue") {
+		if strings.Contains(string(b), "TopSecretValue") || strings.Contains(string(b), keyPEM) {
 			t.Fatalf("secret in log line %s", b)
 		}
 	}

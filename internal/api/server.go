@@ -114,12 +114,31 @@ func NewServer(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 	return newShared(cfg, eng, log, reg, gath).router(partAPI | partCallbacks | partAdmin)
 }
 
+// Split says which routes get their own listener.
+type Split struct {
+	Callbacks, Admin bool
+}
+
 // NewHandlers returns one handler per listener, so that the callbacks a
 // provider must reach and the operations endpoints a monitoring system
-// scrapes can be exposed without exposing the API.
-func NewHandlers(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) Handlers {
+// scrapes can be exposed without exposing the API. API serves what split
+// does not move; Callbacks and Admin are nil unless split.
+func NewHandlers(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer, split Split) Handlers {
 	s := newShared(cfg, eng, log, reg, gath)
-	return Handlers{API: s.router(partAPI), Callbacks: s.router(partCallbacks), Admin: s.router(partAdmin)}
+	main := partAPI
+	var h Handlers
+	if split.Callbacks {
+		h.Callbacks = s.router(partCallbacks)
+	} else {
+		main |= partCallbacks
+	}
+	if split.Admin {
+		h.Admin = s.router(partAdmin)
+	} else {
+		main |= partAdmin
+	}
+	h.API = s.router(main)
+	return h
 }
 
 func (s *shared) router(parts part) *chi.Mux {
