@@ -15,6 +15,9 @@ import (
 // the target to answer, read it, find it in the list, complete it, and
 // decode a validation error into its typed problem.
 func TestGoClientDrivesATransfer(t *testing.T) {
+	// Demo mode with a key: the API is closed, and the client presents it.
+	const key = "client-e2e-key-0000001"
+	t.Setenv("TRANSFERD_API_KEYS", key)
 	api, sim, _, _ := startService(t)
 	// The demo simulator: the target answers at once, the agent is on a call.
 	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
@@ -24,7 +27,13 @@ func TestGoClientDrivesATransfer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := client.NewClientWithResponses(api)
+	if resp, _ := send(t, "GET", api+"/v1/transfers", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no key: %s, want 401", resp.Status)
+	}
+	c, err := client.NewClientWithResponses(api, client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+key)
+		return nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
