@@ -48,6 +48,21 @@ type Config struct {
 	// up. Device support varies, so it is configurable (default true).
 	AutoAnswer *bool
 	Metrics    *apiclient.Metrics
+
+	// EventURL, when set, gives the post-url of a domain's event
+	// subscription: transferd's callback route for it, with an
+	// unguessable token. The client then keeps a subscription per
+	// watched domain (it implements orchestrator.ViewWatcher); without
+	// it, domains are only polled.
+	EventURL func(domain string) string
+	// SubscriptionTTL is the expiry a subscription asks for, renewed at
+	// half (default DefaultSubscriptionTTL).
+	SubscriptionTTL time.Duration
+	// SubscriptionLinger is how long a subscription outlives the last
+	// watch of its domain (default DefaultSubscriptionLinger).
+	SubscriptionLinger time.Duration
+	// Log receives the subscriptions' lines (they belong to no request).
+	Log zerolog.Logger
 }
 
 // Client is the NS API v2 adapter. It is safe for concurrent use.
@@ -59,6 +74,7 @@ type Client struct {
 	retryBase  time.Duration
 	autoAnswer bool
 	metrics    *apiclient.Metrics
+	subs       *subscriber // nil without Config.EventURL
 }
 
 var _ orchestrator.Provider = (*Client)(nil)
@@ -78,8 +94,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AutoAnswer != nil {
 		auto = *cfg.AutoAnswer
 	}
-	return &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
-		retryBase: tr.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}, nil
+	c := &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
+		retryBase: tr.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}
+	if cfg.EventURL != nil {
+		c.subs = newSubscriber(c, cfg)
+	}
+	return c, nil
 }
 
 // APIError is a non-2xx answer of the NS API: {"code": int, "message": string}.

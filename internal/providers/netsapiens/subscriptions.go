@@ -1,0 +1,383 @@
+package netsapiens
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+)
+
+// Event subscriptions (notes §7): while some transfer watches a domain,
+// the domain has a subscription of model "call" posting to transferd's
+// callback route, so that a change (a consult answered, a session
+// removed) makes the domain's watcher read the listing at once instead
+// of at its next poll. The listing stays the truth: a delivery only
+// hastens it, because deliveries lag by seconds, may come twice or out of
+// order, and carry no signature beyond the URL's token.
+
+// Defaults of the subscription settings.
+const (
+	// DefaultSubscriptionTTL is the expiry asked for. An explicit expiry,
+	// not the API key's 20 years, so that a subscription a killed process
+	// could not delete ends by itself; it is renewed at half its life.
+	DefaultSubscriptionTTL = time.Hour
+	// DefaultSubscriptionLinger is how long a subscription outlives the
+	// last watch of its domain, so that consults one after another in a
+	// quiet domain do not create and delete one each.
+	DefaultSubscriptionLinger = 30 * time.Second
+)
+
+// subscriptionDatetime is how writes spell a datetime (reads answer
+// ISO-8601).
+const subscriptionDatetime = "2006-01-02 15:04:05"
+
+// requestTimeout bounds one subscription request with its retries. The
+// requests do not end with Close: a create in flight must be known to be
+// deleted.
+const requestTimeout = 30 * time.Second
+
+// subscriber keeps one subscription per watched domain.
+type subscriber struct {
+	c      *Client
+	url    func(domain string) string
+	ttl    time.Duration
+	linger time.Duration
+	log    zerolog.Logger
+	ctx    context.Context
+	stop   context.CancelFunc
+
+	mu      sync.Mutex
+	domains map[string]*domainSub
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// domainSub is the state of one domain's subscription, owned by its
+// goroutine except for watched, which the engine's calls set.
+type domainSub struct {
+	watched bool
+	wake    chan struct{}
+	id      string // the subscription's id once created or adopted
+}
+
+func newSubscriber(c *Client, cfg Config) *subscriber {
+	ctx, stop := context.WithCancel(context.Background())
+	s := &subscriber{c: c, url: cfg.EventURL, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
+		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
+		domains: map[string]*domainSub{}}
+	if s.ttl <= 0 {
+		s.ttl = DefaultSubscriptionTTL
+	}
+	if s.linger <= 0 {
+		s.linger = DefaultSubscriptionLinger
+	}
+	return s
+}
+
+// WatchStarted implements orchestrator.ViewWatcher: the domain (the
+// watch key) gets a subscription unless it has one. It does not block.
+func (c *Client) WatchStarted(key string) {
+	if c.subs != nil {
+		c.subs.set(key, true)
+	}
+}
+
+// WatchStopped implements orchestrator.ViewWatcher: the domain's
+// subscription is deleted after the linger unless a watch starts again.
+func (c *Client) WatchStopped(key string) {
+	if c.subs != nil {
+		c.subs.set(key, false)
+	}
+}
+
+var _ orchestrator.ViewWatcher = (*Client)(nil)
+
+func (s *subscriber) set(domain string, watched bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	d := s.domains[domain]
+	if d == nil {
+		if !watched {
+			return
+		}
+		d = &domainSub{wake: make(chan struct{}, 1)}
+		s.domains[domain] = d
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.keep(domain, d)
+		}()
+	}
+	d.watched = watched
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) isWatched(domain string, d *domainSub) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return d.watched
+}
+
+// keep runs while domain is watched or its subscription lingers: it
+// creates the subscription, renews it at half its life, and deletes it
+// once the domain has been unwatched for the linger. It leaves the
+// subscription in place when the subscriber closes (Close deletes it).
+func (s *subscriber) keep(domain string, d *domainSub) {
+	log := s.log.With().Str("domain", domain).Logger()
+	var (
+		renewAt  time.Time
+		failures int
+	)
+	for {
+		var wait time.Duration
+		switch watched := s.isWatched(domain, d); {
+		case watched && d.id == "":
+			id, err := s.create(domain)
+			if err != nil {
+				failures++
+				wait = apiclient.Backoff(failures, time.Second, time.Minute)
+				log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot subscribe to the domain's call events; its listing is polled meanwhile")
+				break
+			}
+			failures = 0
+			d.id, renewAt = id, time.Now().Add(s.ttl/2)
+			log.Info().Str("subscription", id).Msg("subscribed to the domain's call events")
+			wait = s.ttl / 2
+		case watched:
+			if left := time.Until(renewAt); left > 0 {
+				wait = left
+				break
+			}
+			err := s.renew(domain, d.id)
+			switch {
+			case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+				// Expired or deleted by someone else: make a new one.
+				log.Info().Str("subscription", d.id).Msg("the subscription is gone; subscribing again")
+				d.id = ""
+				continue
+			case err != nil:
+				failures++
+				wait = apiclient.Backoff(failures, time.Second, time.Minute)
+				log.Warn().Err(err).Str("subscription", d.id).Msg("cannot renew the subscription")
+			default:
+				failures = 0
+				renewAt = time.Now().Add(s.ttl / 2)
+				wait = s.ttl / 2
+			}
+		default:
+			// Unwatched: linger, then delete, unless watched again. The
+			// entry stays in the map until deleted, so that a watch
+			// starting meanwhile finds it instead of racing a new one.
+			if d.id != "" {
+				if !s.sleep(d, s.linger) {
+					return
+				}
+				if s.isWatched(domain, d) {
+					continue
+				}
+				if err := s.delete(context.Background(), domain, d.id); err != nil {
+					log.Warn().Err(err).Str("subscription", d.id).Msg("cannot delete the subscription; it expires by itself")
+				}
+				d.id = ""
+			}
+			s.mu.Lock()
+			if d.watched {
+				s.mu.Unlock()
+				continue
+			}
+			delete(s.domains, domain)
+			s.mu.Unlock()
+			return
+		}
+		if !s.sleep(d, wait) {
+			return
+		}
+	}
+}
+
+// sleep waits for d, or for a change of d's watched flag; false when the
+// subscriber closes.
+func (s *subscriber) sleep(d *domainSub, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+	case <-d.wake:
+	}
+	return true
+}
+
+// subscriptionWire is a subscription as the API answers it.
+type subscriptionWire struct {
+	ID      flexString `json:"id"`
+	Model   string     `json:"model"`
+	Domain  string     `json:"domain"`
+	User    string     `json:"user"`
+	PostURL string     `json:"post-url"`
+}
+
+func (s *subscriber) expiry() string {
+	return time.Now().UTC().Add(s.ttl).Format(subscriptionDatetime)
+}
+
+// create subscribes the domain; a 409 (ours exists, left by a process
+// that was killed or by another replica with the same public URL) adopts
+// the matching subscription and renews it.
+func (s *subscriber) create(domain string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	postURL := s.url(domain)
+	body := map[string]string{"model": "call", "domain": domain, "user": "*", "post-url": postURL,
+		// Omitted, geo support behaves as "no" (notes §7.1).
+		"subscription-geo-support": "yes", "subscription-expires-datetime": s.expiry()}
+	var out subscriptionWire
+	err := s.c.do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
+	var e *orchestrator.Error
+	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
+		var all []subscriptionWire
+		if err := s.c.do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions", safe: true}, &all); err != nil {
+			return "", err
+		}
+		for _, sub := range all {
+			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.PostURL == postURL {
+				if err := s.renew(domain, string(sub.ID)); err != nil {
+					return "", err
+				}
+				return string(sub.ID), nil
+			}
+		}
+		return "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed", domain)
+	}
+	if err != nil {
+		return "", err
+	}
+	if out.ID == "" {
+		return "", orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
+	}
+	return string(out.ID), nil
+}
+
+// renew moves the subscription's expiry a TTL ahead.
+func (s *subscriber) renew(domain, id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	return s.c.do(ctx, request{op: "subscription_update", method: http.MethodPut, path: "/subscriptions/" + seg(id),
+		body: map[string]string{"subscription-expires-datetime": s.expiry()}, safe: true}, nil)
+}
+
+// delete removes the subscription; DELETE's body is required (notes §7.1).
+func (s *subscriber) delete(ctx context.Context, domain, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	err := s.c.do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
+		body: map[string]string{"subscription_id": id, "domain": domain}, safe: true}, nil)
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+		return nil // gone already
+	}
+	return err
+}
+
+// Close deletes every subscription the client holds, bounded by ctx, and
+// stops keeping them; the engine has stopped watching by then. A client
+// without subscriptions returns at once.
+func (c *Client) Close(ctx context.Context) error {
+	s := c.subs
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("netsapiens: unsubscribe: %w", ctx.Err())
+	}
+	var errs []error
+	for domain, d := range s.domains {
+		if d.id != "" {
+			if err := s.delete(ctx, domain, d.id); err != nil {
+				errs = append(errs, fmt.Errorf("netsapiens: unsubscribe %s: %w", domain, err))
+			}
+		}
+	}
+	clear(s.domains)
+	return errors.Join(errs...)
+}
+
+// maxDelivery bounds a delivery's body: a tick's changes of one domain.
+const maxDelivery = 4 << 20
+
+// ReceiveSubscription reads one post of a domain's subscription (key is
+// the domain): a JSON array of active-call objects in legacy or hyphenated
+// names, "remove":"yes" (or "call-remove") on a session's end. Anything
+// else is refused with KindInvalid. It changes nothing: the caller then
+// makes the domain's watcher read the listing.
+func (c *Client) ReceiveSubscription(r *http.Request, key string) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxDelivery+1))
+	if err != nil {
+		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, fmt.Errorf("reading the delivery: %w", err))
+	}
+	if len(data) > maxDelivery {
+		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, errors.New("the delivery is too large"))
+	}
+	calls, err := decodeDelivery(data)
+	if err != nil {
+		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, err)
+	}
+	zerolog.Ctx(r.Context()).Debug().Str("domain", key).Int("objects", len(calls)).
+		Str("subscription", r.Header.Get("X-Correlation-ID")).Msg("netsapiens subscription delivery")
+	return nil
+}
+
+// eventCall is one object of a delivery.
+type eventCall struct {
+	activeCall
+	Removed bool
+}
+
+// decodeDelivery decodes a post's array, tolerating both naming
+// conventions and unexpected field types as listings do.
+func decodeDelivery(data []byte) ([]eventCall, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("a delivery is a JSON array of call objects: %w", err)
+	}
+	out := make([]eventCall, 0, len(raw))
+	for i, m := range raw {
+		var ev eventCall
+		if err := json.Unmarshal(m, &ev.activeCall); err != nil {
+			return nil, fmt.Errorf("object %d: %w", i, err)
+		}
+		var rm struct {
+			Remove     flexString `json:"remove"`
+			CallRemove flexString `json:"call-remove"`
+		}
+		// Already known to be an object; a field of another type is no removal.
+		_ = json.Unmarshal(m, &rm)
+		ev.Removed = strings.EqualFold(string(rm.Remove), "yes") || strings.EqualFold(string(rm.CallRemove), "yes")
+		out = append(out, ev)
+	}
+	return out, nil
+}
