@@ -149,7 +149,113 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/callbacks/{provider}/{transfer_id}": {
+    "/v1/transfers/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The transfer id. A value that is not shaped like a transfer id names no transfer
+                 *     (`404 not-found`).
+                 */
+                id: components["parameters"]["TransferID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A transfer's event history
+         * @description Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
+         *     was saved with the event: what its webhooks carried.
+         */
+        get: operations["listTransferEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's events as a live stream (Server-Sent Events)
+         * @description A `text/event-stream` of the caller's tenant's events, each as
+         *
+         *     ```
+         *     id: <position>
+         *     event: <type>
+         *     data: <Event as JSON>
+         *     ```
+         *
+         *     The `id` is the event's position in the outbox. A client that reconnects with
+         *     `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
+         *     saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+         *     stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
+         *     its start. An idle stream sends a comment every 15 s. The server's write timeout does not
+         *     apply to the stream.
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List webhook deliveries (by default the failed ones)
+         * @description The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+         *     `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
+         *     24 h by default; a dead letter no longer holds back the transfer's later events).
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-deliveries/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a webhook delivery again
+         * @description Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
+         *     the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
+         *     duplicate.
+         */
+        post: operations["redeliverWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/callbacks/{provider}/{transfer_id}/{token}": {
         parameters: {
             query?: never;
             header?: never;
@@ -158,25 +264,67 @@ export interface paths {
                 provider: string;
                 /** @description The transfer the event is about, as transferd put it in the callback URL. */
                 transfer_id: string;
+                /**
+                 * @description The token transferd put in the callback URL: `<tenant>.<HMAC-SHA256>` of the transfer
+                 *     id under `TRANSFERD_CALLBACK_SECRET`. It authenticates the event in place of an API key.
+                 */
+                token: string;
             };
             cookie?: never;
         };
-        /**
-         * Receive a provider's call event sent as query parameters
-         * @description The same as POST, for providers configured to call back with GET (Catapult's `callbackHttpMethod`).
-         */
-        get: operations["receiveCallbackByQuery"];
+        get?: never;
         put?: never;
         /**
          * Receive a provider's call event
          * @description With `TRANSFERD_PUBLIC_URL` set, transferd gives the provider
-         *     `{PUBLIC_URL}/v1/callbacks/{provider}/{transfer_id}` as the callback URL of every call it
-         *     creates or transfers (Bandwidth: `callbackUrl`). An event never changes a transfer by
-         *     itself: transferd remembers a hangup's cause and reads the provider's real state at once,
-         *     instead of at its next poll. A forged event can therefore only make transferd look
-         *     sooner. Put this route behind the same gateway as the rest of the API.
+         *     `{PUBLIC_URL}/callbacks/{provider}/{transfer_id}/{token}` as the callback URL of every
+         *     call it creates or transfers (Bandwidth: `callbackUrl`). The token authenticates the
+         *     event: any other token, or none, is a `404` as for a callback nobody expects. Only `POST`
+         *     is answered. An event never changes a transfer by itself: transferd remembers a hangup's
+         *     cause and reads the provider's real state at once, instead of at its next poll. This
+         *     route can be served on its own listener (`TRANSFERD_CALLBACK_ADDR`), so that exposing it
+         *     to a provider does not expose the API. (It was `/v1/callbacks/{provider}/{transfer_id}`,
+         *     without a token, before API keys.)
          */
         post: operations["receiveCallback"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/callbacks/{provider}/subscriptions/{key}/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The provider whose event subscription posts (`netsapiens`). */
+                provider: string;
+                /** @description The view the subscription is about (NetSapiens, the domain in lower case). */
+                key: string;
+                /**
+                 * @description The token transferd put in the subscription's post URL: `<tenant>.<HMAC-SHA256>` of
+                 *     the key under `TRANSFERD_CALLBACK_SECRET`, in a domain of its own (a transfer's
+                 *     callback token is no subscription token).
+                 */
+                token: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Receive a provider's event subscription post
+         * @description With `TRANSFERD_PUBLIC_URL` set, transferd keeps a NetSapiens event subscription
+         *     (`model: call`) for every domain some transfer watches, posting to
+         *     `{PUBLIC_URL}/callbacks/netsapiens/subscriptions/{domain}/{token}`; it renews it before
+         *     it expires and deletes it once no transfer watches the domain (after a linger) and at
+         *     shutdown. A post only makes the domain's watcher read the listing at once: the
+         *     listing, never the post, is what transfers act on, so that a post that lags, comes
+         *     twice or out of order, or lies, changes nothing by itself. Any other token, or none, is
+         *     a `404`.
+         */
+        post: operations["receiveSubscriptionEvents"];
         delete?: never;
         options?: never;
         head?: never;
@@ -298,7 +446,200 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "transfer.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.created
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.created`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferCreated"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.state_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.state_changed
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.state_changed`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferStateChanged"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.target_answered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.target_answered
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.target_answered`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferTargetAnswered"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.completed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.completed
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.completed`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferCompleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.failed
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.failed`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferFailed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.cancelled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.cancelled
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.cancelled`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferCancelled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.needs_attention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.needs_attention
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.needs_attention`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferNeedsAttention"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "transfer.outcome_verified": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * transfer.outcome_verified
+         * @description Sent to each endpoint of the tenant whose filter selects `transfer.outcome_verified`, per the Standard
+         *     Webhooks specification: headers `webhook-id` (the event id, the same on every retry),
+         *     `webhook-timestamp` (Unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+         *     HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated). At least
+         *     once, in `seq` order per transfer; any 2xx acknowledges.
+         */
+        post: operations["transferOutcomeVerified"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /**
@@ -468,6 +809,8 @@ export interface components {
              *     (10m by default); when absent, `30s` unless the operator configured another.
              */
             consult_timeout?: components["schemas"]["Duration"];
+            external_id?: components["schemas"]["ExternalID"];
+            metadata?: components["schemas"]["Metadata"];
         };
         /**
          * @description A Bandwidth (Catapult v1) transfer. `mode: announced` transfers with Bandwidth's own
@@ -506,6 +849,8 @@ export interface components {
             whisper?: components["schemas"]["Whisper"];
             diversion?: components["schemas"]["Diversion"];
             recording?: components["schemas"]["Recording"];
+            external_id?: components["schemas"]["ExternalID"];
+            metadata?: components["schemas"]["Metadata"];
         };
         /** @description A provider's identifiers for one leg; only those the provider uses are present. */
         LegRef: {
@@ -614,10 +959,79 @@ export interface components {
             steps: components["schemas"]["Step"][];
             /** @description Present once the transfer is terminal. */
             outcome?: components["schemas"]["Outcome"];
+            external_id?: components["schemas"]["ExternalID"];
+            metadata?: components["schemas"]["Metadata"];
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description The client's own id for the transfer (a CRM call or ticket id); stored and returned, never interpreted. */
+        ExternalID: string;
+        /** @description A few labels of the client's, returned on the transfer and in every event. */
+        Metadata: {
+            [key: string]: string;
+        };
+        /**
+         * @description `transfer.state_changed` reports every transition (`from`, `to`); `transfer.needs_attention`
+         *     an outcome a human should look at (the caller not given back, or the outcome unverified);
+         *     `transfer.outcome_verified` the provider later confirming an unverified outcome.
+         * @enum {string}
+         */
+        EventType: "transfer.created" | "transfer.state_changed" | "transfer.target_answered" | "transfer.completed" | "transfer.failed" | "transfer.cancelled" | "transfer.needs_attention" | "transfer.outcome_verified";
+        /**
+         * @description One thing that happened to a transfer: the body of its webhooks, of the stream's events and
+         *     of the history. `data` is the transfer as `GET /v1/transfers/{id}` returned it when the
+         *     event was saved.
+         */
+        Event: {
+            /** @description Unique; the `webhook-id` of every delivery of the event. */
+            id: string;
+            type: components["schemas"]["EventType"];
+            /** Format: date-time */
+            timestamp: string;
+            transfer_id: components["schemas"]["TransferID"];
+            /** @description Per transfer, 1, 2, 3, …; a gap tells a receiver it missed one (a dead letter). */
+            seq: number;
+            from?: components["schemas"]["State"];
+            to?: components["schemas"]["State"];
+            data?: components["schemas"]["Transfer"];
+        };
+        EventList: {
+            items: components["schemas"]["Event"][];
+        };
+        WebhookDelivery: {
+            id: string;
+            /** @description The endpoint's name in the tenants file (`default` for `TRANSFERD_WEBHOOK_URL`). */
+            endpoint: string;
+            event_id: string;
+            transfer_id: components["schemas"]["TransferID"];
+            seq: number;
+            type: components["schemas"]["EventType"];
+            /** @enum {string} */
+            status: "pending" | "delivered" | "dead";
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it is tried next; pending deliveries only.
+             */
+            next_attempt?: string;
+            /**
+             * Format: date-time
+             * @description When a still failing delivery becomes dead.
+             */
+            deadline: string;
+            /** @description The HTTP status of the last attempt, absent when it got no response. */
+            last_code?: number;
+            last_error?: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WebhookDeliveryList: {
+            items: components["schemas"]["WebhookDelivery"][];
+            next_cursor?: string;
         };
         TransferList: {
             items: components["schemas"]["Transfer"][];
@@ -666,7 +1080,7 @@ export interface components {
              * Format: uri
              * @enum {string}
              */
-            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal";
+            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal";
             /** @description A short summary of the problem type; the same for every occurrence. */
             title: string;
             /** @description The HTTP status code. */
@@ -684,6 +1098,41 @@ export interface components {
         };
     };
     responses: {
+        /** @description No API key, or one transferd does not know. */
+        Unauthorized: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The key may only read, or the request is outside its tenant's allow-lists (provider, NetSapiens domain, target); `errors` names the field. */
+        Forbidden: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The tenant is over a limit (transfers started per second, transfers in flight, or long polls held at once). */
+        TooManyRequests: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Retry-After": components["headers"]["Retry-After-Required"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /**
          * @description Accepted: the action is queued for the running transfer, whose representation (as it
          *     was when the action was accepted) follows. With `Prefer: wait`, the transfer did not end
@@ -976,6 +1425,16 @@ export interface components {
          */
         "Retry-After": string;
         /**
+         * @description `Bearer realm="transferd"`, with `error="insufficient_scope"` when a read key writes.
+         * @example Bearer realm="transferd"
+         */
+        "WWW-Authenticate": string;
+        /**
+         * @description Seconds to wait before retrying.
+         * @example 1
+         */
+        "Retry-After-Required": string;
+        /**
          * @description The methods the path supports.
          * @example GET, HEAD, POST
          */
@@ -1010,6 +1469,20 @@ export interface operations {
                 limit?: number;
                 /** @description The `next_cursor` of the previous page (the id of its last transfer). */
                 cursor?: components["schemas"]["TransferID"];
+                /** @description Transfers created with this `external_id`. */
+                external_id?: string;
+                /** @description Transfers of calls in this NetSapiens domain (with `user`, of one agent's call). */
+                domain?: string;
+                /** @description Transfers of this NetSapiens user's call (use with `domain`). */
+                user?: string;
+                /** @description Transfers of the call with this provider call id (Bandwidth). */
+                call_id?: string;
+                /** @description Transfers to this target. */
+                target?: string;
+                /** @description Transfers created at or after this time. */
+                created_after?: string;
+                /** @description Transfers created before this time. */
+                created_before?: string;
             };
             header?: never;
             path?: never;
@@ -1028,7 +1501,10 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadQuery"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
         };
     };
@@ -1100,11 +1576,14 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadBody"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["ActiveTransfer"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnsupportedOption"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["ShuttingDown"];
         };
@@ -1142,8 +1621,11 @@ export interface operations {
                     "application/json": components["schemas"]["Transfer"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
         };
     };
@@ -1182,12 +1664,15 @@ export interface operations {
             200: components["responses"]["ActionEnded"];
             202: components["responses"]["ActionAccepted"];
             400: components["responses"]["BadBody"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["StateConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["KeyReused"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
         };
     };
@@ -1226,44 +1711,146 @@ export interface operations {
             200: components["responses"]["ActionEnded"];
             202: components["responses"]["ActionAccepted"];
             400: components["responses"]["BadBody"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["StateConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["KeyReused"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
         };
     };
-    receiveCallbackByQuery: {
+    listTransferEvents: {
         parameters: {
-            query: {
-                eventType: string;
-                callId?: string;
-                cause?: string;
-            };
+            query?: never;
             header?: never;
             path: {
-                /** @description The provider that sends the event (`bandwidth`). */
-                provider: string;
-                /** @description The transfer the event is about, as transferd put it in the callback URL. */
-                transfer_id: string;
+                /**
+                 * @description The transfer id. A value that is not shaped like a transfer id names no transfer
+                 *     (`404 not-found`).
+                 */
+                id: components["parameters"]["TransferID"];
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The event was received. */
-            204: {
+            /** @description The transfer's events. */
+            200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["EventList"];
+                };
             };
-            400: components["responses"]["BadCallback"];
-            404: components["responses"]["NoCallbackReceiver"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                /** @description Only this transfer's events. */
+                transfer_id?: components["schemas"]["TransferID"];
+                /** @description The same as `Last-Event-ID`, for clients that cannot set headers. */
+                after?: string;
+            };
+            header?: {
+                /** @description Resume after this event id. */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream; it ends when the client disconnects. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["BadQuery"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description Comma-separated statuses. */
+                status?: ("pending" | "failing" | "delivered" | "dead")[];
+                transfer_id?: components["schemas"]["TransferID"];
+                /** @description Page size (50 when absent). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            400: components["responses"]["BadQuery"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    redeliverWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery, pending. */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
         };
     };
     receiveCallback: {
@@ -1275,6 +1862,11 @@ export interface operations {
                 provider: string;
                 /** @description The transfer the event is about, as transferd put it in the callback URL. */
                 transfer_id: string;
+                /**
+                 * @description The token transferd put in the callback URL: `<tenant>.<HMAC-SHA256>` of the transfer
+                 *     id under `TRANSFERD_CALLBACK_SECRET`. It authenticates the event in place of an API key.
+                 */
+                token: string;
             };
             cookie?: never;
         };
@@ -1291,6 +1883,45 @@ export interface operations {
         };
         responses: {
             /** @description The event was received. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadCallback"];
+            404: components["responses"]["NoCallbackReceiver"];
+            405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    receiveSubscriptionEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The provider whose event subscription posts (`netsapiens`). */
+                provider: string;
+                /** @description The view the subscription is about (NetSapiens, the domain in lower case). */
+                key: string;
+                /**
+                 * @description The token transferd put in the subscription's post URL: `<tenant>.<HMAC-SHA256>` of
+                 *     the key under `TRANSFERD_CALLBACK_SECRET`, in a domain of its own (a transfer's
+                 *     callback token is no subscription token).
+                 */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    [key: string]: unknown;
+                }[];
+            };
+        };
+        responses: {
+            /** @description The post was received. */
             204: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1428,6 +2059,214 @@ export interface operations {
                 };
             };
             405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    transferCreated: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferStateChanged: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferTargetAnswered: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferCompleted: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferFailed: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferCancelled: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferNeedsAttention: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    transferOutcomeVerified: {
+        parameters: {
+            query?: never;
+            header: {
+                "webhook-id": string;
+                "webhook-timestamp": string;
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Acknowledged; anything else is retried with back-off (honouring `Retry-After`). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
 }

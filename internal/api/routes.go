@@ -29,6 +29,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 	}
 	if parts&partCallbacks != 0 {
 		r.Method("POST", "/callbacks/{provider}/{transfer_id}/{token}", handleCallback(eng, s.receiver, cfg.CallbackSigner, s.auth))
+		r.Method("POST", "/callbacks/{provider}/subscriptions/{key}/{token}", handleSubscriptionDelivery(eng, s))
 	}
 	if parts&partAdmin != 0 {
 		r.Method("GET", "/healthz", handleHealthz())

@@ -40,6 +40,10 @@ type Config struct {
 	// account a tenant uses for a provider receives its callbacks when it
 	// is a CallbackReceiver.
 	Accounts orchestrator.Accounts
+	// Subscriptions receive the default accounts' event subscription
+	// deliveries, by provider name, at
+	// /callbacks/{provider}/subscriptions/{key}/{token}.
+	Subscriptions map[string]SubscriptionReceiver
 	// CallbackSigner checks the token of every callback URL; nil refuses
 	// every callback.
 	CallbackSigner *CallbackSigner
