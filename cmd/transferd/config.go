@@ -91,6 +91,10 @@ type config struct {
 	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
 	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
 
+	WebhookURL    webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
+	WebhookSecret secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
+	WebhookMaxAge time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it)"`
+
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
 }
 
@@ -145,6 +149,7 @@ func (c *config) validate() error {
 	} else if c.DataDir == "" {
 		errs = append(errs, errors.New("TRANSFERD_DATA_DIR: must name a directory when TRANSFERD_DATABASE_URL is not set"))
 	}
+	errs = append(errs, c.validateWebhooks()...)
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, errors.New("TRANSFERD_LEASE_TTL: must be at least 1s"))
 	}

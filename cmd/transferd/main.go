@@ -31,6 +31,7 @@ import (
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/tenants"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 func main() {
@@ -247,10 +248,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var hookDir webhooks.Directory
+	if registry != nil {
+		hookDir = registry
+	}
+	hooks, runHooks, err := newWebhooks(&cfg, store, hookDir, instance, log, reg)
+	if err != nil {
+		return err
+	}
 	creds := api.NewCredentialMonitor(checkers, credentialsCheckInterval, 10*time.Second, log, reg)
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
-		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout},
+		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, Deliveries: hooks},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {
@@ -292,6 +301,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := eng.Open(ctx); err != nil {
 		closeAll()
 		return fmt.Errorf("resuming unfinished transfers: %w", err)
+	}
+	// Webhooks go out while the engine runs, and whatever its shutdown
+	// saves is drained before the process exits.
+	stopHooks := func(context.Context) {}
+	if runHooks {
+		stopHooks = runWebhooks(hooks, log)
 	}
 	serveErr := make(chan error, len(listeners))
 	for _, l := range listeners {
@@ -337,6 +352,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Transfers first, while the HTTP server still answers status reads;
 	// then the server.
 	engErr := eng.Shutdown(sctx)
+	stopHooks(sctx)
 	pending := len(listeners)
 	if runErr != nil {
 		pending-- // the listener that failed has returned

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+// webhookURL is TRANSFERD_WEBHOOK_URL. It prints without its query and
+// user information: a receiver's URL often carries a token.
+type webhookURL string
+
+func (u webhookURL) String() string {
+	if u == "" {
+		return ""
+	}
+	p, err := url.Parse(string(u))
+	if err != nil {
+		return "(not a URL)"
+	}
+	if p.User != nil {
+		p.User = url.User("redacted")
+	}
+	if p.RawQuery != "" {
+		p.RawQuery = "redacted"
+	}
+	return p.String()
+}
+
+// webhookSecrets splits TRANSFERD_WEBHOOK_SECRET: one whsec_ secret, or
+// two separated by a comma while a receiver rotates.
+func (c *config) webhookSecrets() []string {
+	var out []string
+	for _, s := range strings.Split(string(c.WebhookSecret), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// validateWebhooks checks the webhook settings; no error quotes a secret
+// or the URL.
+func (c *config) validateWebhooks() []error {
+	var errs []error
+	if c.WebhookMaxAge < 0 || c.WebhookMaxAge > 0 && c.WebhookMaxAge < time.Minute {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_MAX_AGE: must be at least 1m"))
+	}
+	if c.WebhookURL == "" {
+		if c.WebhookSecret != "" {
+			errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: required with TRANSFERD_WEBHOOK_SECRET"))
+		}
+		return errs
+	}
+	if c.TenantsFile != "" {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: with TRANSFERD_TENANTS_FILE, declare webhooks per tenant in the file (webhooks: [...])"))
+	}
+	if u, err := url.Parse(string(c.WebhookURL)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: must be an absolute http(s) URL"))
+	} else if u.User != nil {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: must not carry credentials"))
+	}
+	secrets := c.webhookSecrets()
+	if len(secrets) == 0 || len(secrets) > 2 {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_SECRET: required with TRANSFERD_WEBHOOK_URL: one whsec_ secret, or two separated by a comma during a rotation"))
+	}
+	for i, s := range secrets {
+		if err := webhooks.ValidSecret(s); err != nil {
+			errs = append(errs, fmt.Errorf("TRANSFERD_WEBHOOK_SECRET: secret %d: %w", i+1, err))
+		}
+	}
+	return errs
+}
+
+// newWebhooks makes the webhook dispatcher: the default tenant's endpoint
+// from TRANSFERD_WEBHOOK_URL, or each tenant's from the tenants file
+// (dir). Its metrics exist whether or not any endpoint is configured, so
+// that dashboards and alerts find them. run reports whether it needs to
+// run at all (no endpoint can appear without a tenants file).
+func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, owner string, log zerolog.Logger, reg prometheus.Registerer) (*webhooks.Dispatcher, bool, error) {
+	ws, ok := store.(webhooks.Store)
+	if !ok {
+		return nil, false, fmt.Errorf("webhooks: the %T store keeps no deliveries", store)
+	}
+	run := dir != nil
+	if dir == nil {
+		static := webhooks.Static{}
+		if cfg.WebhookURL != "" {
+			static[orchestrator.DefaultTenant] = []webhooks.Endpoint{{ID: "default", URL: string(cfg.WebhookURL), Secrets: cfg.webhookSecrets()}}
+			run = true
+			log.Info().Stringer("url", cfg.WebhookURL).Int("secrets", len(cfg.webhookSecrets())).Msg("webhooks to TRANSFERD_WEBHOOK_URL")
+		}
+		dir = static
+	}
+	d := webhooks.New(webhooks.Config{Owner: owner, MaxAge: cfg.WebhookMaxAge}, ws, dir, api.EventPayload,
+		log.With().Str("component", "webhooks").Logger(), reg)
+	return d, run, nil
+}
+
+// runWebhooks delivers until stop is called; stop then waits for the
+// attempts in flight and drains what is due, bounded by ctx (the shutdown
+// timeout): events the engine's shutdown just saved go out before the
+// process exits, and what is left stays in the store for any replica.
+func runWebhooks(d *webhooks.Dispatcher, log zerolog.Logger) (stop func(ctx context.Context)) {
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(rctx); close(done) }()
+	return func(ctx context.Context) {
+		cancel()
+		<-done
+		if err := d.Drain(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("webhooks: drain at shutdown")
+		}
+	}
+}

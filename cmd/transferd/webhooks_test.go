@@ -1,0 +1,87 @@
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestWebhooksEndToEnd: with TRANSFERD_WEBHOOK_URL and a rotation's pair
+// of secrets, every event of a transfer reaches the receiver signed by
+// both (checked by plain HMAC), in seq order, and the shutdown drains
+// what is still due; the configuration log shows neither secret nor the
+// URL's token.
+func TestWebhooksEndToEnd(t *testing.T) {
+	old := "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-of-thirty-two-bytes!!"))
+	next := "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-of-thirty-two-bytes!!"))
+	var (
+		mu  sync.Mutex
+		got []map[string]any
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		for _, sec := range []string{old, next} {
+			key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(sec, "whsec_"))
+			mac := hmac.New(sha256.New, key)
+			fmt.Fprintf(mac, "%s.%s.%s", r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), body)
+			want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+			if !strings.Contains(" "+r.Header.Get("webhook-signature")+" ", " "+want+" ") {
+				t.Errorf("no signature by one of the secrets: %q", r.Header.Get("webhook-signature"))
+			}
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(body, &ev); err != nil || ev["id"] != r.Header.Get("webhook-id") {
+			t.Errorf("payload %s: %v", body, err)
+		}
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+	t.Setenv("TRANSFERD_WEBHOOK_URL", rcv.URL+"/hooks?token=receiver-token")
+	t.Setenv("TRANSFERD_WEBHOOK_SECRET", old+","+next)
+	api, sim, logs, stop := startService(t)
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("placing a simulated call: %s", resp.Status)
+	}
+	resp, tr := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=20")
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
+		t.Fatalf("%s %v", resp.Status, tr)
+	}
+	_, history := send(t, "GET", api+"/v1/transfers/"+tr["id"].(string)+"/events", "")
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	want, _ := history["items"].([]any)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(want) < 3 || len(got) != len(want) {
+		t.Fatalf("%d webhooks arrived, the transfer has %d events", len(got), len(want))
+	}
+	for i, ev := range got {
+		w := want[i].(map[string]any)
+		if ev["id"] != w["id"] || ev["seq"] != float64(i+1) || ev["transfer_id"] != tr["id"] {
+			t.Errorf("webhook %d: %v, want event %v", i, ev, w)
+		}
+	}
+	if got[len(got)-1]["type"] != "transfer.completed" {
+		t.Errorf("the last webhook is %v, want transfer.completed", got[len(got)-1]["type"])
+	}
+	for _, m := range logs.all() {
+		line := fmt.Sprint(m)
+		if strings.Contains(line, "receiver-token") || strings.Contains(line, strings.TrimPrefix(old, "whsec_")) {
+			t.Errorf("a log line shows a webhook secret or the URL's token: %s", line)
+		}
+	}
+}
