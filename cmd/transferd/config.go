@@ -60,7 +60,7 @@ type config struct {
 	BandwidthAPIToken         secret        `envconfig:"BANDWIDTH_API_TOKEN" desc:"Catapult API token, the Basic auth user (secret)"`
 	BandwidthAPISecret        secret        `envconfig:"BANDWIDTH_API_SECRET" desc:"Catapult API secret, the Basic auth password (secret)"`
 	BandwidthMaxRateLimitWait time.Duration `envconfig:"BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
-	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL (of the callback listener); when set, providers send call events to /callbacks/{provider}/{transfer_id}/{token} instead of transferd polling"`
+	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL (of the callback listener); when set, Bandwidth sends call events to /callbacks/{provider}/{transfer_id}/{token} and every watched NetSapiens domain gets an event subscription posting to /callbacks/netsapiens/subscriptions/{domain}/{token}, which hasten the readings"`
 	NetSapiensRequestBudget   float64       `envconfig:"NETSAPIENS_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the NetSapiens account at most (0: no budget; NetSapiens publishes no limit)"`
 	BandwidthRequestBudget    float64       `envconfig:"BANDWIDTH_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the Bandwidth account at most (0: no budget; Catapult documents 1 call creation per second per account)"`
 	RequestBurst              int           `envconfig:"REQUEST_BURST" default:"5" desc:"burst of every provider account's request budget"`

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -161,8 +162,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		switch a.provider {
 		case netsapiens.Name:
-			return netsapiens.New(netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer,
-				Metrics: pm, HTTPClient: httpc})
+			nc := netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer,
+				Metrics: pm, HTTPClient: httpc, Log: log}
+			if cfg.PublicURL != "" {
+				// An event subscription per watched domain, posting to the
+				// callback route under a token bound to tenant and domain.
+				nc.EventURL = func(domain string) string {
+					return strings.TrimRight(cfg.PublicURL, "/") + "/callbacks/netsapiens/subscriptions/" + url.PathEscape(domain) +
+						"/" + signer.Token(api.TokenSubscription, tenant, domain)
+				}
+			}
+			return netsapiens.New(nc)
 		default:
 			return bandwidth.New(bandwidth.Config{BaseURL: a.baseURL, UserID: a.userID, APIToken: a.token, APISecret: a.secret,
 				MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm, HTTPClient: httpc,
@@ -170,6 +180,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	callbacks := map[string]api.CallbackReceiver{}
+	subscriptions := map[string]api.SubscriptionReceiver{}
+	// unsubscribe: the default accounts whose event subscriptions are
+	// deleted at shutdown (a tenant's expire by themselves, or are adopted
+	// by the next process).
+	var unsubscribe []*netsapiens.Client
 	var checkers []api.CredentialChecker
 	if cfg.NetSapiensBaseURL != "" {
 		ns, err := build(orchestrator.DefaultTenant, account{provider: netsapiens.Name, baseURL: cfg.NetSapiensBaseURL,
@@ -180,6 +195,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		providers = append(providers, ns)
 		checkers = append(checkers, ns.(api.CredentialChecker))
+		subscriptions[netsapiens.Name] = ns.(api.SubscriptionReceiver)
+		unsubscribe = append(unsubscribe, ns.(*netsapiens.Client))
 	}
 	if cfg.BandwidthUserID != "" {
 		bw, err := build(orchestrator.DefaultTenant, account{provider: bandwidth.Name, baseURL: cfg.BandwidthBaseURL,
@@ -257,7 +274,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	creds := api.NewCredentialMonitor(checkers, credentialsCheckInterval, 10*time.Second, log, reg)
-	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks,
+	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, Deliveries: hooks},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
@@ -353,6 +370,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// then the server.
 	engErr := eng.Shutdown(sctx)
 	stopHooks(sctx)
+	for _, c := range unsubscribe {
+		if err := c.Close(sctx); err != nil {
+			log.Warn().Err(err).Msg("event subscriptions left to expire")
+		}
+	}
 	pending := len(listeners)
 	if runErr != nil {
 		pending-- // the listener that failed has returned
