@@ -175,6 +175,10 @@ func transferdEnv(vars ...string) []string {
 	env = append(env,
 		"TRANSFERD_LISTEN_ADDR=127.0.0.1:0",
 		"TRANSFERD_LOG_LEVEL=debug", // provider requests too, for failure messages
+		// The simulators are configured as real providers, so transferd
+		// would require API keys; these tests exercise crashes, not auth,
+		// on a loopback listener.
+		"TRANSFERD_AUTH=none",
 		"TRANSFERD_POLL_INTERVAL=10ms",
 		// The crash tests' simulator lists a new call at once: a consult
 		// whose dial was never sent (killed at dial:intent) may be given up

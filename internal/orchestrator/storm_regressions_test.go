@@ -179,3 +179,68 @@ func TestStormHangupLandsAfterAnnouncedAnswer(t *testing.T) {
 	}
 	wantTruthful(t, f, end)
 }
+
+// twinHold is a provider whose hold request has a twin: the first is
+// applied at once, the second (an adapter's safe retry after an answer it
+// lost) is accepted and applied only when the test says.
+type twinHold struct {
+	*orchestratortest.Fake
+	twins atomic.Int32
+}
+
+func (p *twinHold) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	if err := p.Fake.Hold(ctx, t); err != nil {
+		return err
+	}
+	p.twins.Add(1)
+	return nil
+}
+
+// TestStormHoldTwinLandsAfterUnhold: storm seed 3 (case 172), Bandwidth
+// attended, cancelled 17 ms after creation. The caller and agent ended up
+// in the caller's bridge with audio off after transferd had reported the
+// caller restored: a hold request that the adapter had sent twice (a safe
+// retry after a lost answer) was applied after the unhold. A hold seen
+// applied may have a twin in flight: the caller is judged only on
+// readings taken a visibility window after the hold step, and unheld
+// again when one shows the caller held.
+func TestStormHoldTwinLandsAfterUnhold(t *testing.T) {
+	f := orchestratortest.NewFake("bw").SetTarget(orchestratortest.TargetRings)
+	p := &twinHold{Fake: f}
+	var unholds, readsAfter atomic.Int32
+	landed := atomic.Bool{}
+	f.Before(orchestratortest.MethodUnhold, func(orchestratortest.Record) { unholds.Add(1) })
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		// The first reading after the unhold shows the caller connected;
+		// the twin lands on the one after.
+		if unholds.Load() == 1 && readsAfter.Add(1) == 2 && landed.CompareAndSwap(false, true) {
+			f.SetCaller(r.TransferID, orchestrator.CallerHeld)
+		}
+	})
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: 5 * time.Second, VerifyTimeout: 30 * time.Second, VisibilityWindow: stormWindow, TombstoneTTL: stormWindow}
+	e, err := orchestrator.New(cfg, memory.New(), []orchestrator.Provider{p}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	tr, err := e.Start(context.Background(), orchestrator.Request{Provider: "bw",
+		Call: orchestrator.CallRef{Domain: "TEST", User: "1172"}, Target: "+15557100172"}, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStorm(t, e, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateConsulting })
+	if _, err := e.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	end := waitStorm(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if landed.CompareAndSwap(false, true) {
+		// The engine finished before a second reading: the twin lands
+		// now, as it did in the simulator after the outcome was reported.
+		f.SetCaller(tr.ID, orchestrator.CallerHeld)
+	}
+	if end.Outcome == nil || !end.Outcome.CallerRestored || unholds.Load() < 2 {
+		t.Errorf("outcome %+v after %d unholds, want the caller restored by a second unhold", end.Outcome, unholds.Load())
+	}
+	wantTruthful(t, f, end)
+}
