@@ -174,6 +174,16 @@ func TestSubscriptionDeliveriesDriveAnswerDetection(t *testing.T) {
 			if n := rig.count(nssim.OpTransfer, http.StatusAccepted) + rig.count(nssim.OpTransfer, http.StatusOK); n != 1 {
 				t.Fatalf("%d transfer requests, want 1", n)
 			}
+			// The simulator's ground truth of the answer-to-join latency.
+			var ct *nssim.CallIDTruth
+			for _, c := range rig.sim.Truth().CallIDs {
+				if c.CallID == netsapiens.ConsultCallID(tr.ID) {
+					ct = &c
+				}
+			}
+			if ct == nil || ct.TargetAnsweredAt == nil || ct.JoinRequestedAt == nil || ct.JoinRequestedAt.Before(*ct.TargetAnsweredAt) {
+				t.Fatalf("consult truth %+v", ct)
+			}
 			if rig.posts.Load() == 0 || rig.refused.Load() != 0 {
 				t.Fatalf("%d posts, %d refused", rig.posts.Load(), rig.refused.Load())
 			}

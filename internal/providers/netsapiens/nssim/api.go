@@ -514,6 +514,12 @@ func (s *Sim) attendedLocked(w http.ResponseWriter, rt route, scope KeyScope, se
 		return
 	}
 	dest, ok := s.sessions[destID]
+	if ok {
+		// Ground truth for the answer-to-join latency, stamped on arrival.
+		if st := s.callIDs[dest.byCallID]; st != nil && st.joinRequestedAt.IsZero() {
+			st.joinRequestedAt = s.cfg.Now()
+		}
+	}
 	if !ok || !dest.visibleIn(scope.Domain) || !s.addressableLocked(dest, true) {
 		if s.cfg.UnknownDestination == DestinationNotFound {
 			writeError(w, http.StatusNotFound, "Destination session not found")

@@ -1,5 +1,7 @@
 package nssim
 
+import "time"
+
 // The call state machine. Every function here runs with s.mu held.
 
 // ringLocked makes the leg at sd ring and schedules what the rung user's device does.
@@ -79,6 +81,9 @@ func (s *Sim) answerLegLocked(sess *session, sd side) {
 		sess.targetAnswered = true
 		if st := s.callIDs[sess.byCallID]; st != nil {
 			st.targetAnswered++
+			if st.answeredAt.IsZero() {
+				st.answeredAt = s.cfg.Now()
+			}
 		}
 	}
 	s.markAnsweredLocked(sess)
@@ -258,6 +263,9 @@ func (s *Sim) failsAtOnceLocked(sess *session, autoAnswer bool) bool {
 type callIDStats struct {
 	sessions       []*session // every session created with the call-id, oldest first
 	targetAnswered int        // how many of them ever had their target leg connected
+	// answeredAt: when a target leg first connected; joinRequestedAt: when an attended
+	// transfer naming one of the sessions as its destination first arrived. Zero until then.
+	answeredAt, joinRequestedAt time.Time
 }
 
 // countCallIDLocked records a session created with callID, bounding the history like the

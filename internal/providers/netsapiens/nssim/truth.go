@@ -1,5 +1,7 @@
 package nssim
 
+import "time"
+
 // Truth is the PBX's own state, for invariant checks that must not take the client's word
 // (or the API's lagging listings) for it: every live session, listed or not, every
 // CallRequest call-id with what became of its sessions, and every ended session.
@@ -57,6 +59,12 @@ type CallIDTruth struct {
 	Live int `json:"live"`
 	// SessionIDs are their call-session-ids, oldest first.
 	SessionIDs []string `json:"session_ids"`
+	// TargetAnsweredAt is when a target leg of theirs first connected (the PBX's clock).
+	TargetAnsweredAt *time.Time `json:"target_answered_at,omitempty"`
+	// JoinRequestedAt is when an attended transfer naming one of them as its destination
+	// first arrived, whatever became of it: with TargetAnsweredAt, how long the target
+	// waited, answered, for the client to join it.
+	JoinRequestedAt *time.Time `json:"join_requested_at,omitempty"`
 }
 
 // Truth returns the PBX's state now.
@@ -97,6 +105,14 @@ func (s *Sim) Truth() Truth {
 		}
 		for _, sess := range st.sessions {
 			ct.SessionIDs = append(ct.SessionIDs, sess.id)
+		}
+		if !st.answeredAt.IsZero() {
+			at := st.answeredAt
+			ct.TargetAnsweredAt = &at
+		}
+		if !st.joinRequestedAt.IsZero() {
+			at := st.joinRequestedAt
+			ct.JoinRequestedAt = &at
 		}
 		t.CallIDs = append(t.CallIDs, ct)
 	}
