@@ -16,6 +16,13 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	case len(b) == 0 || bytes.Equal(b, []byte("null")):
 		*f = ""
 	case b[0] == '"':
+		// The common case, a string without escapes, needs no second
+		// decode: the listing is read for every watched domain at every
+		// poll, and its rows have two dozen fields each.
+		if n := len(b); n >= 2 && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 {
+			*f = flexString(b[1 : n-1])
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -76,24 +83,36 @@ type activeCallWire struct {
 func (a *activeCall) UnmarshalJSON(b []byte) error {
 	var w activeCallWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		// One of our fields has an unexpected type (an object, an array):
-		// keep the fields that do decode.
-		var loose map[string]json.RawMessage
-		if err2 := json.Unmarshal(b, &loose); err2 != nil {
-			return err
-		}
-		for k, v := range loose {
-			var f flexString
-			if json.Unmarshal(v, &f) != nil {
-				delete(loose, k)
-			}
-		}
-		clean, _ := json.Marshal(loose)
-		w = activeCallWire{}
-		if err := json.Unmarshal(clean, &w); err != nil {
-			return err
+		return a.looseUnmarshal(b, err)
+	}
+	*a = w.call()
+	return nil
+}
+
+// looseUnmarshal keeps the fields of a row that do decode when one of
+// ours has an unexpected type (an object, an array).
+func (a *activeCall) looseUnmarshal(b []byte, err error) error {
+	var loose map[string]json.RawMessage
+	if err2 := json.Unmarshal(b, &loose); err2 != nil {
+		return err
+	}
+	for k, v := range loose {
+		var f flexString
+		if json.Unmarshal(v, &f) != nil {
+			delete(loose, k)
 		}
 	}
+	clean, _ := json.Marshal(loose)
+	var w activeCallWire
+	if err := json.Unmarshal(clean, &w); err != nil {
+		return err
+	}
+	*a = w.call()
+	return nil
+}
+
+// call is the row in its one spelling.
+func (w *activeCallWire) call() activeCall {
 	first := func(vs ...flexString) string {
 		for _, v := range vs {
 			if t := strings.TrimSpace(string(v)); t != "" {
@@ -102,7 +121,7 @@ func (a *activeCall) UnmarshalJSON(b []byte) error {
 		}
 		return ""
 	}
-	*a = activeCall{
+	return activeCall{
 		Server:     first(w.CoreServer, w.Hostname),
 		SessionID:  first(w.SessionID, w.LegacySession, w.EventSession),
 		OrigCallID: first(w.OrigCallID, w.LegacyOrigID),
@@ -113,7 +132,6 @@ func (a *activeCall) UnmarshalJSON(b []byte) error {
 		TermInfo:   strings.ToLower(first(w.TermInfo, w.SpecTermInfo, w.LegacyTermInf)),
 		ByCallID:   first(w.ByCallID, w.LegacyByID),
 	}
-	return nil
 }
 
 // sameUser compares user fields, which may carry "@domain".

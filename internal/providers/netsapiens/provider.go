@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -230,21 +231,58 @@ func (c *Client) WatchKey(t *orchestrator.Transfer) string {
 // consult calls of every transfer in the domain.
 func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
 	if len(ts) == 0 {
-		return view(nil), nil
+		return newView(nil), nil
 	}
 	calls, err := c.listDomain(ctx, ts[0].Request.Call.Domain)
 	if err != nil {
 		return nil, err
 	}
-	return view(calls), nil
+	return newView(calls), nil
 }
 
-// view is one listing of a domain.
-type view []activeCall
+// view is one listing of a domain, indexed once so that each watched
+// transfer's observation costs a few map lookups, not a scan of the
+// domain's calls.
+type view struct {
+	calls []activeCall
+	// byID maps every call-id (orig, term, by) and session id to the rows
+	// that carry it, in listing order.
+	byID map[string][]int
+}
 
-// Observe implements orchestrator.View.
-func (v view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
-	return observe(t, v), nil
+func newView(calls []activeCall) *view {
+	v := &view{calls: calls, byID: make(map[string][]int, 3*len(calls))}
+	add := func(id string, i int) {
+		if id != "" {
+			if rows := v.byID[id]; len(rows) == 0 || rows[len(rows)-1] != i {
+				v.byID[id] = append(rows, i)
+			}
+		}
+	}
+	for i := range calls {
+		ac := &calls[i]
+		add(ac.OrigCallID, i)
+		add(ac.TermCallID, i)
+		add(ac.ByCallID, i)
+		add(ac.SessionID, i)
+	}
+	return v
+}
+
+// Observe implements orchestrator.View: the rows that carry t's ids,
+// judged as observe judges a whole listing.
+func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	var rows []int
+	for _, id := range []string{consultID(t), t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.SessionID} {
+		rows = append(rows, v.byID[id]...)
+	}
+	slices.Sort(rows)
+	rows = slices.Compact(rows)
+	sub := make([]activeCall, len(rows))
+	for i, r := range rows {
+		sub[i] = v.calls[r]
+	}
+	return observe(t, sub), nil
 }
 
 func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observation {
