@@ -13,6 +13,7 @@
 //	go run ./cmd/transferbench -pg postgres://…       # PostgreSQL too
 //	go run ./cmd/transferbench -scenarios parked -parked 10000,50000
 //	go run ./cmd/transferbench -scenarios store -store-sizes 100000,1000000
+//	go run ./cmd/transferbench -scenarios events     # answer→join latency, requests per transfer
 package main
 
 import (
@@ -56,12 +57,13 @@ type options struct {
 	storeSizes   []int
 	keepLogs     bool
 	transferdEnv []string
+	events       eventsOptions
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("transferbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenarios", "throughput,parked,store", "comma-separated: throughput (transferd and the naive client under load), parked, store")
+	scen := fs.String("scenarios", "throughput,parked,store", "comma-separated: throughput (transferd and the naive client under load), parked, store, events (answer-to-join latency, requests per transfer in one domain)")
 	conc := fs.String("concurrency", "1,8,32,128", "transfers in flight at once, per throughput point")
 	provs := fs.String("providers", "netsapiens,bandwidth", "providers the throughput scenario drives")
 	dur := fs.Duration("duration", 4*time.Second, "length of each throughput point")
@@ -73,6 +75,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	perDomain := fs.Int("parked-per-domain", 100, "parked transfers per NetSapiens domain (one watcher reads each domain)")
 	idle := fs.Duration("idle-window", 20*time.Second, "how long idle CPU is measured with the transfers parked")
 	sizes := fs.String("store-sizes", "100000", "stored transfers per store point (1000000 takes minutes to fill)")
+	evN := fs.Int("events-transfers", 200, "events scenario: auto transfers timed from answer to join, each in its own domain")
+	evC := fs.Int("events-concurrency", 8, "events scenario: those transfers in flight at once")
+	evMin := fs.Duration("events-min-answer", 100*time.Millisecond, "events scenario: shortest random answer delay")
+	evMax := fs.Duration("events-max-answer", 2*time.Second, "events scenario: longest random answer delay")
+	evOne := fs.Int("events-one-domain", 100, "events scenario: transfers consulting at once in one domain, for provider requests per transfer")
+	var env multiFlag
+	fs.Var(&env, "transferd-env", "NAME=value added to transferd's environment (repeatable), e.g. TRANSFERD_POLL_INTERVAL=100ms")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
@@ -90,7 +99,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("transferbench reads /proc: it runs on Linux only")
 	}
 	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
-		idleWindow: *idle, keepLogs: *keep, parkedRing: *parkedRing}
+		idleWindow: *idle, keepLogs: *keep, parkedRing: *parkedRing, transferdEnv: env,
+		events: eventsOptions{transfers: max(*evN, 1), concurrency: max(*evC, 1), minAnswer: *evMin, maxAnswer: max(*evMax, *evMin),
+			oneDomain: max(*evOne, 1)}}
 	for _, w := range strings.Split(*parkedWatch, ",") {
 		switch w = strings.TrimSpace(w); w {
 		case "shipped", "quiet":
@@ -102,7 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "throughput", "parked", "store":
+		case "throughput", "parked", "store", "events":
 			o.scenarios[s] = true
 		case "":
 		default:
@@ -140,7 +151,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stdout, "transferbench: %d CPUs, %s, %s\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.DateOnly))
 	var bins binaries
-	if o.scenarios["throughput"] || o.scenarios["parked"] {
+	if o.scenarios["throughput"] || o.scenarios["parked"] || o.scenarios["events"] {
 		if bins, err = build(ctx, dir); err != nil {
 			return err
 		}
@@ -153,6 +164,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.scenarios["parked"] {
 		if err := parkedScenario(ctx, o, bins, dir, stdout); err != nil {
 			return fmt.Errorf("parked: %w", err)
+		}
+	}
+	if o.scenarios["events"] {
+		if err := eventsScenario(ctx, o, bins, dir, stdout); err != nil {
+			return fmt.Errorf("events: %w", err)
 		}
 	}
 	if o.scenarios["store"] {
