@@ -9,8 +9,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // maxBody bounds a request body; a transfer request is a few hundred bytes.
@@ -36,10 +40,56 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The rest of the body may still come; the connection cannot
+			// serve another request.
+			w.Header().Set("Connection", "close")
+		}
 		writeDecodeError(w, r, err)
 		return nil, false
 	}
 	return data, true
+}
+
+// bodyDeadline bounds the time a request's body may take to arrive,
+// counted from when its handler starts: the server's read timeout bounds
+// the whole request, and a body sent a byte at a time would otherwise hold
+// a handler (and its tenant's idempotency reservation) that long. A read
+// past the deadline fails; readBody answers 408. Requests without a body
+// are left alone (a long poll's wait is no body).
+func bodyDeadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+				rc := http.NewResponseController(w)
+				if err := rc.SetReadDeadline(time.Now().Add(d)); err != nil {
+					zerolog.Ctx(r.Context()).Debug().Err(err).Msg("cannot set the body read deadline")
+				} else {
+					r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// deadlineBody lifts the body's read deadline once the body has been read
+// whole. The server then keeps a read pending to notice the client
+// leaving; were that read to time out, it would cancel the request's
+// context and with it whatever the handler still does.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // decode decodes data strictly into v: unknown fields, wrong JSON types
@@ -110,6 +160,9 @@ func decodeProblem(err error) Problem {
 	)
 	p := probMalformed
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		p = probBodyTimeout
+		p.Detail = "the body was not received within the server's body read deadline"
 	case errors.As(err, &tooBig):
 		p = probTooLarge
 		p.Detail = fmt.Sprintf("the body exceeds %d bytes", tooBig.Limit)

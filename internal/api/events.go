@@ -89,7 +89,7 @@ const (
 // client reconnecting with Last-Event-ID resumes after the last one it
 // saw. Without Last-Event-ID (or ?after=) the stream starts with events
 // saved from now on.
-func handleEventStream(eng *orchestrator.Engine) http.Handler {
+func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		bad := map[string]string{}
@@ -124,6 +124,14 @@ func handleEventStream(eng *orchestrator.Engine) http.Handler {
 				return
 			}
 		}
+		// An open stream holds one of the tenant's wait slots until the
+		// client leaves, as a long poll does while it waits.
+		release, err := lim.wait(r.Context())
+		if err != nil {
+			writeLimited(w, r, err)
+			return
+		}
+		defer release()
 		if fromNow {
 			// Skip to the end of the outbox: the client asked for what
 			// happens next.
@@ -141,9 +149,13 @@ func handleEventStream(eng *orchestrator.Engine) http.Handler {
 				}
 			}
 		}
-		// A stream outlives the server's write timeout by design.
+		// A stream outlives the server's write and read timeouts by design.
+		// The read deadline matters too: once the request is read, the
+		// server keeps a read pending to notice the client leaving, and
+		// that read timing out would cancel the stream's context.
 		rc := http.NewResponseController(w)
 		_ = rc.SetWriteDeadline(time.Time{})
+		_ = rc.SetReadDeadline(time.Time{})
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")

@@ -42,6 +42,7 @@ var (
 	probValidation    = Problem{Type: ProblemBase + "validation-error", Title: "The request has invalid fields", Status: http.StatusBadRequest}
 	probUnsupported   = Problem{Type: ProblemBase + "unsupported-option", Title: "The provider cannot honour an option of the request", Status: http.StatusUnprocessableEntity}
 	probTooLarge      = Problem{Type: ProblemBase + "body-too-large", Title: "The request body is too large", Status: http.StatusRequestEntityTooLarge}
+	probBodyTimeout   = Problem{Type: ProblemBase + "request-timeout", Title: "The request body did not arrive in time", Status: http.StatusRequestTimeout}
 	probMediaType     = Problem{Type: ProblemBase + "unsupported-media-type", Title: "The request body must be application/json", Status: http.StatusUnsupportedMediaType}
 	probNotFound      = Problem{Type: ProblemBase + "not-found", Title: "No such resource", Status: http.StatusNotFound}
 	probMethod        = Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}

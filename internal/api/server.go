@@ -55,6 +55,10 @@ type Config struct {
 	Tenants Tenants
 	// Limits apply to every tenant when Tenants is nil.
 	Limits Limits
+	// BodyReadTimeout bounds how long a request body may take to arrive,
+	// from when its handler starts; zero leaves only the server's read
+	// timeout.
+	BodyReadTimeout time.Duration
 	// WriteTimeout is the server's write timeout; a long poll extends its
 	// own deadline by the wait it was granted.
 	WriteTimeout time.Duration
@@ -157,6 +161,7 @@ func (s *shared) router(parts part) *chi.Mux {
 	}
 	r.Use(accessLog)
 	r.Use(recoverer)
+	r.Use(bodyDeadline(cfg.BodyReadTimeout))
 	r.Use(m.middleware)
 	// HEAD is answered by the GET handler wherever GET is routed; the
 	// server drops the body.

@@ -198,9 +198,10 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			return
 		}
 		wait, waits := preferWait(r)
+		release := func() {}
 		if waits {
-			release, err := lim.wait(r.Context())
-			if err != nil {
+			var err error
+			if release, err = lim.wait(r.Context()); err != nil {
 				writeLimited(w, r, err)
 				return
 			}
@@ -231,6 +232,9 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
 			latest, werr := eng.Wait(ctx, t.ID, settled)
 			cancel()
+			// The wait is over: its slot is free before the client hears
+			// so, and may be taken again by its next request.
+			release()
 			if werr == nil {
 				t = latest
 			}
@@ -268,6 +272,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 				t = latest
 			}
 			cancel()
+			release() // before the answer, as for a create
 			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
 		}
 		encode(w, http.StatusOK, toJSON(t))
@@ -345,9 +350,10 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		}
 		id := chi.URLParam(r, "id")
 		wait, waits := preferWait(r)
+		release := func() {}
 		if waits {
-			release, err := lim.wait(r.Context())
-			if err != nil {
+			var err error
+			if release, err = lim.wait(r.Context()); err != nil {
 				writeLimited(w, r, err)
 				return
 			}
@@ -373,6 +379,7 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 				t = latest
 			}
 			cancel()
+			release() // before the answer, as for a create
 			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
 			if t.State.Terminal() {
 				status = http.StatusOK
@@ -423,15 +430,24 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 	})
 }
 
-// extendWrite moves the write deadline of a request that was granted a
-// wait past it: the server's write timeout bounds what a client may make
-// transferd hold, except the waits it asked for and was granted.
+// extendWrite moves the write and read deadlines of a request that was
+// granted a wait past them: the server's write timeout bounds what a
+// client may make transferd hold, except the waits it asked for and was
+// granted. The request is read by then, but the server keeps a read
+// pending to notice the client leaving; were it to time out (the server's
+// read timeout, a body's read deadline) it would cancel the request's
+// context and end the wait early.
 func extendWrite(w http.ResponseWriter, r *http.Request, wait, writeTimeout time.Duration) {
-	if writeTimeout <= 0 {
-		return
+	rc := http.NewResponseController(w)
+	var deadline time.Time // none, as the server has no write timeout
+	if writeTimeout > 0 {
+		deadline = time.Now().Add(wait + writeTimeout)
+		if err := rc.SetWriteDeadline(deadline); err != nil {
+			zerolog.Ctx(r.Context()).Debug().Err(err).Msg("cannot extend the write deadline of a long poll")
+		}
 	}
-	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout)); err != nil {
-		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("cannot extend the write deadline of a long poll")
+	if err := rc.SetReadDeadline(deadline); err != nil {
+		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("cannot extend the read deadline of a long poll")
 	}
 }
 

@@ -1,0 +1,200 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// newLimitedEnv is newEnv with cfg's limits and body deadline.
+func newLimitedEnv(t *testing.T, fake *orchestratortest.Fake, cfg api.Config) *env {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OpenAPI, cfg.Idempotency, cfg.Keys = transferd.OpenAPI, store, testKeys(t)
+	h := api.NewServer(cfg, eng, zerolog.Nop(), reg, reg)
+	e := &env{c: loadContract(t), eng: eng, fake: fake, h: h, ids: map[string]string{}}
+	e.srv = httptest.NewServer(h)
+	t.Cleanup(func() {
+		e.srv.CloseClientConnections()
+		e.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(ctx)
+	})
+	return e
+}
+
+// openStream opens GET /v1/events with key and returns once the stream
+// has begun (its retry: line read), that is once the server holds one of
+// the tenant's wait slots for it; close ends it.
+func openStream(t *testing.T, e *env, key string) (close func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		cancel()
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		t.Fatalf("stream: %d %s", res.StatusCode, b)
+	}
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("stream began with %q, %v", line, err)
+	}
+	return func() { cancel(); res.Body.Close() }
+}
+
+// A tenant at its bound of long polls and streams (max_waits) is refused
+// another of either, 429 with Retry-After, while another tenant opens its
+// own; the slot is free again once the wait that held it ends.
+func TestWaitsBoundPerTenant(t *testing.T) {
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	e := newLimitedEnv(t, fake, api.Config{Limits: api.Limits{MaxWaits: 1}})
+
+	// A manual transfer ringing its target: a long poll of it would wait.
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("6000", "manual")}, false)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	ringing := r.transfer(t).ID
+	e.wait(t, ringing, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+
+	// The default tenant's one slot is taken by a create with Prefer:
+	// wait, held at the provider's first call until the test lets it go.
+	gate := fake.Block(orchestratortest.MethodLocate)
+	holding := make(chan struct{})
+	var once sync.Once
+	fake.Before(orchestratortest.MethodLocate, func(rec orchestratortest.Record) {
+		if rec.TransferID != ringing {
+			once.Do(func() { close(holding) })
+		}
+	})
+	created := make(chan *result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/transfers", strings.NewReader(createBody("6001", "manual")))
+		req.Header.Set("Authorization", "Bearer "+writeKey)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Prefer", "wait=60")
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			created <- &result{status: -1, body: []byte(err.Error())}
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		created <- &result{status: res.StatusCode, header: res.Header, body: b}
+	}()
+	select {
+	case <-holding:
+	case r := <-created:
+		t.Fatalf("the create ended before reaching the provider: %d %s", r.status, r.body)
+	}
+
+	refused := map[string]*result{
+		"long poll": e.do(t, exchange{method: "GET", path: "/v1/transfers/" + ringing, header: map[string]string{"Prefer": "wait=60"}}, false),
+		"stream":    e.do(t, exchange{method: "GET", path: "/v1/events"}, false),
+	}
+	for what, r := range refused {
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" ||
+			r.header.Get("Content-Type") != "application/problem+json" || r.problem(t).Type != api.ProblemBase+"rate-limited" {
+			t.Errorf("a %s past the bound: %d Retry-After %q %s, want 429 rate-limited with Retry-After", what, r.status, r.header.Get("Retry-After"), r.body)
+		}
+	}
+	// A read of the same transfer without Prefer: wait holds no slot.
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers/" + ringing}, false); r.status != http.StatusOK {
+		t.Errorf("a plain get while at the bound: %d", r.status)
+	}
+	// The other tenant's slot is its own.
+	closeOther := openStream(t, e, otherReadKey)
+	closeOther()
+
+	// The held create ends: consulting, a ringing target, settled.
+	gate.Release()
+	if r := <-created; r.status != http.StatusAccepted && r.status != http.StatusCreated || r.header.Get("Preference-Applied") == "" {
+		t.Fatalf("the held create: %d %s", r.status, r.body)
+	}
+	// Its slot was given back before its answer was sent.
+	closeMine := openStream(t, e, readKey)
+	closeMine()
+}
+
+// A body that does not arrive within the body read deadline is a 408 on
+// a closed connection, and nothing is created; its Idempotency-Key is not
+// left reserved.
+func TestSlowBodyTimesOut(t *testing.T) {
+	fake := orchestratortest.NewFake("netsapiens")
+	e := newLimitedEnv(t, fake, api.Config{BodyReadTimeout: 50 * time.Millisecond})
+	body := createBody("7000", "auto")
+
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The headers and half the body; the rest never comes.
+	head := "POST /v1/transfers HTTP/1.1\r\nHost: transferd\r\nAuthorization: Bearer " + writeKey +
+		"\r\nContent-Type: application/json\r\nIdempotency-Key: slow-1\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head+body[:len(body)/2]); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a slow body: %v", err)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestTimeout || p.Type != api.ProblemBase+"request-timeout" || !res.Close {
+		t.Errorf("slow body: %d %s, close %v; want 408 request-timeout and the connection closed", res.StatusCode, p.Type, res.Close)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("the connection stayed open after a body timeout: %v", err)
+	}
+	if ts, _, err := e.eng.List(orchestrator.WithTenant(context.Background(), orchestrator.DefaultTenant), orchestrator.ListFilter{Limit: 10}); err != nil || len(ts) != 0 {
+		t.Errorf("a slow body created %d transfers (%v)", len(ts), err)
+	}
+	if n := len(fake.Records()); n != 0 {
+		t.Errorf("a slow body reached the provider: %v", fake.Calls())
+	}
+	// The same request, sent whole, is served: the key was not kept.
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "slow-1"), body: body}, false)
+	if r.status != http.StatusAccepted {
+		t.Errorf("the request sent whole after a body timeout: %d %s", r.status, r.body)
+	}
+}
