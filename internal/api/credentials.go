@@ -28,88 +28,145 @@ const (
 	CredentialsUnknown  = "unknown"
 )
 
-// CredentialMonitor checks every provider's credentials at start and then
-// at a slow interval, and keeps the last results for operators: the
-// transferd_provider_credentials_ok metric and /status/providers. It is
-// deliberately not a readiness check: one account's rotated key must not
-// take every replica out of service for the others.
+// CredentialAccount is one provider account to check. Account names it in
+// the metric and on /status/providers (AccountLabel): one series per
+// configured account, never more.
+type CredentialAccount struct {
+	Provider string
+	Account  string
+	Checker  CredentialChecker
+}
+
+// AccountLabel names the account a tenant has at a provider:
+// "<tenant>/<provider>". Tenant names cannot hold a '/', so labels of
+// different accounts differ.
+func AccountLabel(tenant, provider string) string { return tenant + "/" + provider }
+
+// CredentialMonitor checks every provider account's credentials at start
+// and then at a slow interval, and keeps the last results for operators:
+// the transferd_provider_credentials_ok metric and /status/providers. It
+// is deliberately not a readiness check: one account's rotated key must
+// not take every replica out of service for the others.
 type CredentialMonitor struct {
-	checkers []CredentialChecker
+	accounts func() []CredentialAccount
 	interval time.Duration
 	timeout  time.Duration
 	log      zerolog.Logger
 	now      func() time.Time
+	poke     chan struct{}
 
 	ok      *prometheus.GaugeVec
 	checked *prometheus.GaugeVec
 
 	mu     sync.Mutex
-	status map[string]providerStatusJSON
+	status map[string]providerStatusJSON // by account
 }
 
-// NewCredentialMonitor returns a monitor of checkers that checks each one
-// every interval once Run starts, each check bounded by timeout.
-func NewCredentialMonitor(checkers []CredentialChecker, interval, timeout time.Duration, log zerolog.Logger, reg prometheus.Registerer) *CredentialMonitor {
+// NewCredentialMonitor returns a monitor of the accounts that the
+// function lists (asked again at every round, as a tenants file reload
+// may change them) that checks each one every interval once Run starts,
+// each check bounded by timeout.
+func NewCredentialMonitor(accounts func() []CredentialAccount, interval, timeout time.Duration, log zerolog.Logger, reg prometheus.Registerer) *CredentialMonitor {
 	f := promauto.With(reg)
-	m := &CredentialMonitor{
-		checkers: checkers, interval: interval, timeout: timeout, log: log, now: time.Now,
+	return &CredentialMonitor{
+		accounts: accounts, interval: interval, timeout: timeout, log: log, now: time.Now, poke: make(chan struct{}, 1),
 		ok: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_provider_credentials_ok",
-			Help: "1 when the provider accepted transferd's credentials at the last conclusive check, 0 when it refused them (401/403).",
-		}, []string{"provider"}),
+			Help: "1 when the provider accepted the account's credentials at the last conclusive check, 0 when it refused them (401/403); account is <tenant>/<provider>.",
+		}, []string{"provider", "account"}),
 		checked: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_provider_credentials_checked_timestamp_seconds",
-			Help: "Unix time of the last credential check of the provider, conclusive or not.",
-		}, []string{"provider"}),
+			Help: "Unix time of the last credential check of the account, conclusive or not.",
+		}, []string{"provider", "account"}),
 		status: map[string]providerStatusJSON{},
 	}
-	for _, c := range checkers {
-		m.status[c.Name()] = providerStatusJSON{Provider: c.Name(), Credentials: CredentialsUnknown}
-	}
-	return m
 }
 
-// Run checks every provider at once and then every interval until ctx is
-// done. The checks of one round run one after another: they are rare and
-// cheap, and a provider is never asked twice at once.
+// Run checks every account at once and then every interval until ctx is
+// done; accounts that appear in between (CheckNew) are checked when they
+// do. The checks of one round run one after another: they are rare and
+// cheap, and an account is never asked twice at once.
 func (m *CredentialMonitor) Run(ctx context.Context) {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
+	m.CheckAll(ctx)
 	for {
-		m.CheckAll(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			m.CheckAll(ctx)
+		case <-m.poke:
+			m.check(ctx, true)
 		}
 	}
 }
 
-// CheckAll checks every provider once and records the results.
-func (m *CredentialMonitor) CheckAll(ctx context.Context) {
-	for _, c := range m.checkers {
+// CheckNew asks Run to check the accounts never checked yet (a reload
+// added them) without waiting for the next round; it does not block.
+func (m *CredentialMonitor) CheckNew() {
+	select {
+	case m.poke <- struct{}{}:
+	default:
+	}
+}
+
+// CheckAll checks every account once and records the results; the
+// results of accounts no longer configured are dropped.
+func (m *CredentialMonitor) CheckAll(ctx context.Context) { m.check(ctx, false) }
+
+func (m *CredentialMonitor) check(ctx context.Context, onlyNew bool) {
+	accounts := m.accounts()
+	m.prune(accounts)
+	for _, a := range accounts {
 		if ctx.Err() != nil {
 			return
 		}
+		if onlyNew {
+			m.mu.Lock()
+			_, seen := m.status[a.Account]
+			m.mu.Unlock()
+			if seen {
+				continue
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, m.timeout)
 		start := m.now()
-		err := c.CheckCredentials(cctx)
+		err := a.Checker.CheckCredentials(cctx)
 		cancel()
-		m.record(c.Name(), err, m.now().Sub(start))
+		m.record(a, err, m.now().Sub(start))
 	}
 }
 
-func (m *CredentialMonitor) record(name string, err error, took time.Duration) {
-	s := providerStatusJSON{Provider: name, Credentials: CredentialsOK}
+// prune forgets accounts that are no longer configured, metric series
+// included, so that a removed tenant leaves no alert behind.
+func (m *CredentialMonitor) prune(current []CredentialAccount) {
+	keep := make(map[string]bool, len(current))
+	for _, a := range current {
+		keep[a.Account] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for account, s := range m.status {
+		if !keep[account] {
+			delete(m.status, account)
+			m.ok.DeleteLabelValues(s.Provider, account)
+			m.checked.DeleteLabelValues(s.Provider, account)
+		}
+	}
+}
+
+func (m *CredentialMonitor) record(a CredentialAccount, err error, took time.Duration) {
+	s := providerStatusJSON{Provider: a.Provider, Account: a.Account, Credentials: CredentialsOK}
 	at := m.now().UTC()
 	s.CheckedAt = &at
 	ev := m.log.Info()
 	switch {
 	case err == nil:
-		m.ok.WithLabelValues(name).Set(1)
+		m.ok.WithLabelValues(a.Provider, a.Account).Set(1)
 	case orchestrator.KindOf(err) == orchestrator.KindProviderAuth:
 		s.Credentials, s.Detail = CredentialsRejected, "the provider refused the credentials: "+err.Error()
-		m.ok.WithLabelValues(name).Set(0)
+		m.ok.WithLabelValues(a.Provider, a.Account).Set(0)
 		ev = m.log.Error().Err(err)
 	default:
 		// Not an answer about the credentials (unreachable, 5xx): the
@@ -117,35 +174,41 @@ func (m *CredentialMonitor) record(name string, err error, took time.Duration) {
 		s.Credentials, s.Detail = CredentialsUnknown, "the check did not reach a verdict: "+err.Error()
 		ev = m.log.Warn().Err(err)
 	}
-	m.checked.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
-	ev.Str("provider", name).Str("credentials", s.Credentials).
+	m.checked.WithLabelValues(a.Provider, a.Account).Set(float64(at.UnixNano()) / 1e9)
+	ev.Str("provider", a.Provider).Str("account", a.Account).Str("credentials", s.Credentials).
 		Float64("took_ms", float64(took)/float64(time.Millisecond)).Msg("provider credential check")
 	m.mu.Lock()
-	m.status[name] = s
+	m.status[a.Account] = s
 	m.mu.Unlock()
 }
 
 // providerStatusJSON is openapi.yaml's ProviderStatus.
 type providerStatusJSON struct {
 	Provider    string     `json:"provider"`
+	Account     string     `json:"account"`
 	Credentials string     `json:"credentials"`
 	CheckedAt   *time.Time `json:"checked_at,omitempty"`
 	Detail      string     `json:"detail,omitempty"`
 }
 
-// snapshot returns the last result of every provider, by name; a nil
-// monitor has none.
+// snapshot returns the last result of every account configured now, by
+// account (unknown when not checked yet); a nil monitor has none.
 func (m *CredentialMonitor) snapshot() []providerStatusJSON {
 	out := []providerStatusJSON{}
 	if m == nil {
 		return out
 	}
+	accounts := m.accounts()
 	m.mu.Lock()
-	for _, s := range m.status {
+	for _, a := range accounts {
+		s, ok := m.status[a.Account]
+		if !ok {
+			s = providerStatusJSON{Provider: a.Provider, Account: a.Account, Credentials: CredentialsUnknown}
+		}
 		out = append(out, s)
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Provider < out[j].Provider })
+	sort.Slice(out, func(i, j int) bool { return out[i].Account < out[j].Account })
 	return out
 }
 

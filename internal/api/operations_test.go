@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,10 +175,16 @@ func TestProviderStatus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	rejected := &orchestrator.Error{Kind: orchestrator.KindProviderAuth, Err: errors.New("401 Unauthorized")}
 	unreachable := &orchestrator.Error{Kind: orchestrator.KindProviderUnavailable, Err: errors.New("connection refused")}
-	m := api.NewCredentialMonitor([]api.CredentialChecker{
-		checker{name: "netsapiens"}, checker{name: "bandwidth", err: rejected}, checker{name: "other", err: unreachable},
-	}, time.Hour, time.Second, zerolog.Nop(), reg)
+	// Two tenants at one provider are two accounts; an account not
+	// checked yet is listed as unknown.
+	accounts := []api.CredentialAccount{
+		{Provider: "netsapiens", Account: "acme/netsapiens", Checker: checker{name: "netsapiens"}},
+		{Provider: "netsapiens", Account: "beta/netsapiens", Checker: checker{name: "netsapiens", err: unreachable}},
+		{Provider: "bandwidth", Account: "acme/bandwidth", Checker: checker{name: "bandwidth", err: rejected}},
+	}
+	m := api.NewCredentialMonitor(func() []api.CredentialAccount { return accounts }, time.Hour, time.Second, zerolog.Nop(), reg)
 	m.CheckAll(context.Background())
+	accounts = append(accounts, api.CredentialAccount{Provider: "bandwidth", Account: "beta/bandwidth", Checker: checker{name: "bandwidth"}})
 
 	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
@@ -191,31 +198,30 @@ func TestProviderStatus(t *testing.T) {
 	r := e.do(t, exchange{method: "GET", path: "/status/providers"}, false)
 	var got struct {
 		Providers []struct {
-			Provider, Credentials, Detail string
+			Provider, Account, Credentials, Detail string
 		}
 	}
 	if err := json.Unmarshal(r.body, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"bandwidth": "rejected", "netsapiens": "ok", "other": "unknown"}
-	if len(got.Providers) != 3 {
-		t.Fatalf("providers: %s", r.body)
-	}
+	want := []string{"acme/bandwidth bandwidth rejected", "acme/netsapiens netsapiens ok", "beta/bandwidth bandwidth unknown", "beta/netsapiens netsapiens unknown"}
+	var have []string
 	for _, p := range got.Providers {
-		if want[p.Provider] != p.Credentials {
-			t.Errorf("%s: credentials %q, want %q", p.Provider, p.Credentials, want[p.Provider])
-		}
+		have = append(have, p.Account+" "+p.Provider+" "+p.Credentials)
 	}
-	// The metric says 1 or 0 only on a verdict; an unreachable provider
+	if !slices.Equal(have, want) {
+		t.Errorf("status %v, want %v", have, want)
+	}
+	// The metric says 1 or 0 only on a verdict; an unreachable account
 	// has none yet.
 	if n := testutil.CollectAndCount(reg, "transferd_provider_credentials_ok"); n != 2 {
 		t.Errorf("transferd_provider_credentials_ok has %d series, want 2", n)
 	}
 	expected := `
-# HELP transferd_provider_credentials_ok 1 when the provider accepted transferd's credentials at the last conclusive check, 0 when it refused them (401/403).
+# HELP transferd_provider_credentials_ok 1 when the provider accepted the account's credentials at the last conclusive check, 0 when it refused them (401/403); account is <tenant>/<provider>.
 # TYPE transferd_provider_credentials_ok gauge
-transferd_provider_credentials_ok{provider="bandwidth"} 0
-transferd_provider_credentials_ok{provider="netsapiens"} 1
+transferd_provider_credentials_ok{account="acme/bandwidth",provider="bandwidth"} 0
+transferd_provider_credentials_ok{account="acme/netsapiens",provider="netsapiens"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "transferd_provider_credentials_ok"); err != nil {
 		t.Error(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -310,4 +311,22 @@ func (r *Registry) Limits(tenant string) api.Limits {
 		return t.cfg.limits
 	}
 	return r.o.Defaults
+}
+
+// CredentialAccounts lists every tenant's provider accounts whose adapter
+// can check its credentials, named "<tenant>/<provider>", for the
+// credential monitor (which asks again after every reload).
+func (r *Registry) CredentialAccounts() []api.CredentialAccount {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []api.CredentialAccount
+	for _, tenant := range slices.Sorted(maps.Keys(r.tenants)) {
+		ts := r.tenants[tenant]
+		for _, name := range ts.names {
+			if c, ok := ts.providers[name].(api.CredentialChecker); ok {
+				out = append(out, api.CredentialAccount{Provider: name, Account: api.AccountLabel(tenant, name), Checker: c})
+			}
+		}
+	}
+	return out
 }

@@ -2,12 +2,15 @@ package tenants_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/api"
@@ -276,6 +279,101 @@ func TestAccountsPrintNoSecrets(t *testing.T) {
 	for _, s := range []string{a.String(), a.GoString()} {
 		if strings.Contains(s, "secret") {
 			t.Errorf("an account prints a secret: %s", s)
+		}
+	}
+}
+
+// checkingFake is an account whose credential check answers err and says
+// which account it checked.
+type checkingFake struct {
+	*orchestratortest.Fake
+	tenant  string
+	err     error
+	checked chan<- string
+}
+
+func (c checkingFake) CheckCredentials(context.Context) error {
+	c.checked <- c.tenant
+	return c.err
+}
+
+// Every account of the tenants file is credential-checked, one series per
+// account; a reload that removes an account drops its series, and one
+// that adds an account has it checked without waiting for the next round
+// (and without checking the others again).
+func TestCredentialHealthPerAccount(t *testing.T) {
+	checked := make(chan string, 8)
+	rejected := &orchestrator.Error{Kind: orchestrator.KindProviderAuth, Err: errors.New("401 Unauthorized")}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	full := exampleFile(t, dir)
+	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(),
+		Build: func(a tenants.Account) (orchestrator.Provider, error) {
+			c := checkingFake{Fake: orchestratortest.NewFake(a.Provider), tenant: a.Tenant, checked: checked}
+			if a.Tenant == "beta" {
+				c.err = rejected
+			}
+			return c, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := api.NewCredentialMonitor(r.CredentialAccounts, time.Hour, time.Second, zerolog.Nop(), reg)
+	m.CheckAll(context.Background())
+	<-checked
+	<-checked
+	want := `
+# HELP transferd_provider_credentials_ok 1 when the provider accepted the account's credentials at the last conclusive check, 0 when it refused them (401/403); account is <tenant>/<provider>.
+# TYPE transferd_provider_credentials_ok gauge
+transferd_provider_credentials_ok{account="acme/netsapiens",provider="netsapiens"} 1
+transferd_provider_credentials_ok{account="beta/bandwidth",provider="bandwidth"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "transferd_provider_credentials_ok"); err != nil {
+		t.Error(err)
+	}
+
+	// beta leaves: its series go with it.
+	if err := os.WriteFile(path, []byte(full[:strings.Index(full, "  - name: beta")]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	m.CheckAll(context.Background())
+	<-checked
+	if n := testutil.CollectAndCount(reg, "transferd_provider_credentials_ok"); n != 1 {
+		t.Errorf("after beta left: %d series, want acme's alone", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if got := <-checked; got != "acme" {
+		t.Fatalf("first round checked %s", got)
+	}
+	// beta comes back: CheckNew checks it alone.
+	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	m.CheckNew()
+	if got := <-checked; got != "beta" {
+		t.Errorf("after the reload %s was checked, want beta alone", got)
+	}
+	cancel()
+	<-done
+	if len(checked) != 0 {
+		t.Errorf("%d more checks than the new account's", len(checked))
+	}
+	for _, name := range []string{"transferd_provider_credentials_ok", "transferd_provider_credentials_checked_timestamp_seconds"} {
+		if n := testutil.CollectAndCount(reg, name); n != 2 {
+			t.Errorf("%s has %d series, want one per account (2)", name, n)
 		}
 	}
 }
