@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -185,7 +186,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// deleted at shutdown (a tenant's expire by themselves, or are adopted
 	// by the next process).
 	var unsubscribe []*netsapiens.Client
-	var checkers []api.CredentialChecker
+	// The environment's accounts are the default tenant's.
+	var envAccounts []api.CredentialAccount
 	if cfg.NetSapiensBaseURL != "" {
 		ns, err := build(orchestrator.DefaultTenant, account{provider: netsapiens.Name, baseURL: cfg.NetSapiensBaseURL,
 			apiKey: string(cfg.NetSapiensAPIKey), autoAnswer: &cfg.NetSapiensAutoAnswer,
@@ -194,7 +196,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		providers = append(providers, ns)
-		checkers = append(checkers, ns.(api.CredentialChecker))
+		envAccounts = append(envAccounts, api.CredentialAccount{Provider: netsapiens.Name,
+			Account: api.AccountLabel(orchestrator.DefaultTenant, netsapiens.Name), Checker: ns.(api.CredentialChecker)})
 		subscriptions[netsapiens.Name] = ns.(api.SubscriptionReceiver)
 		unsubscribe = append(unsubscribe, ns.(*netsapiens.Client))
 	}
@@ -206,17 +209,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		providers = append(providers, bw)
-		checkers = append(checkers, bw.(api.CredentialChecker))
+		envAccounts = append(envAccounts, api.CredentialAccount{Provider: bandwidth.Name,
+			Account: api.AccountLabel(orchestrator.DefaultTenant, bandwidth.Name), Checker: bw.(api.CredentialChecker)})
 		callbacks[bandwidth.Name] = bw.(api.CallbackReceiver)
 	}
 	limits := api.Limits{StartRate: cfg.StartRate, StartBurst: cfg.StartBurst, MaxInFlight: cfg.MaxInFlight, MaxWaits: cfg.MaxWaits}
 	var (
 		keys     api.Authenticator
 		registry *tenants.Registry
+		// creds is set before registry.Run starts, the only caller of
+		// OnReload.
+		creds *api.CredentialMonitor
 	)
 	switch {
 	case cfg.TenantsFile != "":
 		registry, err = tenants.Open(tenants.Options{Path: cfg.TenantsFile, LookupEnv: os.LookupEnv, Defaults: limits, Log: log, Reg: reg,
+			// An account a reload adds is checked now, not at the next
+			// round (the monitor only runs outside demo mode; a poke it
+			// never reads is dropped).
+			OnReload: func(err error) {
+				if err == nil {
+					creds.CheckNew()
+				}
+			},
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
 				return build(a.Tenant, account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer,
 					userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: max(a.RequestBurst, 1)})
@@ -273,7 +288,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	creds := api.NewCredentialMonitor(checkers, credentialsCheckInterval, 10*time.Second, log, reg)
+	// Every configured account is checked: the environment's and, asked
+	// again after each reload, the tenants file's. A file tenant named
+	// default with its own account at a provider is the account its
+	// requests use, so it takes the label over.
+	creds = api.NewCredentialMonitor(func() []api.CredentialAccount {
+		if registry == nil {
+			return envAccounts
+		}
+		fromFile := registry.CredentialAccounts()
+		out := slices.Clone(fromFile)
+		for _, a := range envAccounts {
+			if !slices.ContainsFunc(fromFile, func(f api.CredentialAccount) bool { return f.Account == a.Account }) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}, credentialsCheckInterval, 10*time.Second, log, reg)
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks},

@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +197,13 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	// Each tenant's account is credential-checked at start, with its own
+	// key on its own server.
+	for _, account := range []string{"acme/netsapiens", "beta/netsapiens"} {
+		logs.wait(t, func(m map[string]any) bool {
+			return m["message"] == "provider credential check" && m["account"] == account && m["credentials"] == "ok"
+		})
+	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	call := func(method, url, key, body string, hdr ...string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
@@ -251,8 +259,9 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 			t.Errorf("tenant %d's server saw no request", i)
 		}
 		for _, r := range reqs {
+			// The credential check reads the key's own domain (~).
 			if !r.Authorization || r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden ||
-				!strings.Contains(r.Path, "/domains/"+tn.sim.domain+"/") {
+				!strings.Contains(r.Path, "/domains/"+tn.sim.domain+"/") && !strings.HasSuffix(r.Path, "/domains/~/calls/count") {
 				t.Errorf("tenant %d's server saw %s %s -> %d (authorization %v): not its tenant's, or not with its key", i, r.Method, r.Path, r.Status, r.Authorization)
 			}
 		}
@@ -263,6 +272,9 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 		}
 		if status, _ := call("POST", apiURL+"/v1/transfers/"+ids[i]+"/cancel", other.key, ""); status != http.StatusNotFound {
 			t.Errorf("tenant %d's transfer cancelled by the other: %d, want 404", i, status)
+		}
+		if status, _ := call("POST", apiURL+"/v1/transfers/"+ids[i]+"/complete", other.key, ""); status != http.StatusNotFound {
+			t.Errorf("tenant %d's transfer completed by the other: %d, want 404", i, status)
 		}
 		_, list := call("GET", apiURL+"/v1/transfers", tn.key, "")
 		if items, _ := list["items"].([]any); len(items) != 1 {
@@ -287,6 +299,19 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 	if status, _ := call("POST", cbURL+"/callbacks/netsapiens/"+ids[0]+"/acme.forged", "", `{"eventType":"hangup"}`); status != http.StatusNotFound {
 		t.Errorf("a forged callback: %d, want 404", status)
 	}
+	// The checks' verdicts, per account, on the admin listener.
+	if status, st := call("GET", adminURL+"/status/providers", "", ""); status != http.StatusOK {
+		t.Errorf("/status/providers: %d", status)
+	} else {
+		var got []string
+		for _, p := range st["providers"].([]any) {
+			p := p.(map[string]any)
+			got = append(got, fmt.Sprint(p["account"], " ", p["credentials"]))
+		}
+		if want := []string{"acme/netsapiens ok", "beta/netsapiens ok"}; !slices.Equal(got, want) {
+			t.Errorf("/status/providers: %v, want %v", got, want)
+		}
+	}
 	res, err := client.Get(adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +320,12 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 	res.Body.Close()
 	if !strings.Contains(string(metrics), `transferd_http_auth_refused_total{reason="missing"} 1`) {
 		t.Error("the refused authentication is not counted by reason")
+	}
+	for _, series := range []string{`transferd_provider_credentials_ok{account="acme/netsapiens",provider="netsapiens"} 1`,
+		`transferd_provider_credentials_ok{account="beta/netsapiens",provider="netsapiens"} 1`} {
+		if !strings.Contains(string(metrics), series) {
+			t.Errorf("metrics lack %s", series)
+		}
 	}
 	audits := 0
 	for _, m := range logs.all() {
