@@ -44,7 +44,7 @@ type config struct {
 	ConsultTimeout    time.Duration `envconfig:"CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
 	MaxConsultTimeout time.Duration `envconfig:"MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
 	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to give consults in progress back to their agents and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
-	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"250ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon"`
+	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
 	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
 	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
 	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
