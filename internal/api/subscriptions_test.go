@@ -1,0 +1,93 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// subscribedFake is an account with event subscriptions: it records the
+// view keys of the posts it accepts.
+type subscribedFake struct {
+	*orchestratortest.Fake
+	got chan string
+}
+
+func (f subscribedFake) ReceiveSubscription(r *http.Request, key string) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil || !strings.HasPrefix(string(b), "[") {
+		return orchestrator.E("fake.receive", orchestrator.KindInvalid, errors.New("not an array"))
+	}
+	f.got <- key
+	return nil
+}
+
+// TestSubscriptionPostsNeedTheirOwnToken: a post with the token of its
+// tenant and key reaches the account (204); a token for another key, a
+// transfer's callback token, another provider or a malformed post do not.
+func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
+	fake := subscribedFake{Fake: orchestratortest.NewFake("netsapiens"), got: make(chan string, 8)}
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(ctx); err != nil {
+			t.Errorf("engine shutdown: %v", err)
+		}
+	})
+	signer := testSigner(t)
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, CallbackSigner: signer,
+		Subscriptions: map[string]api.SubscriptionReceiver{"netsapiens": fake}}, eng, zerolog.Nop(), reg, reg))
+	t.Cleanup(srv.Close)
+	path := func(provider, key, token string) string {
+		return srv.URL + "/callbacks/" + provider + "/subscriptions/" + key + "/" + token
+	}
+	good := signer.Token(api.TokenSubscription, "default", "acme")
+	for _, tc := range []struct {
+		name, url, body string
+		status          int
+	}{
+		{"its own token", path("netsapiens", "acme", good), `[{"orig_callid":"a"}]`, http.StatusNoContent},
+		{"another key's token", path("netsapiens", "other", good), `[]`, http.StatusNotFound},
+		{"a transfer's callback token", path("netsapiens", "acme", signer.Token(api.TokenTransfer, "default", "acme")), `[]`, http.StatusNotFound},
+		{"another tenant's token", path("netsapiens", "acme", signer.Token(api.TokenSubscription, "other", "acme")), `[]`, http.StatusNotFound},
+		{"a provider without subscriptions", path("bandwidth", "acme", good), `[]`, http.StatusNotFound},
+		{"a malformed post", path("netsapiens", "acme", good), `{"orig_callid":"a"}`, http.StatusBadRequest},
+	} {
+		resp, err := http.Post(tc.url, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	close(fake.got)
+	var keys []string
+	for k := range fake.got {
+		keys = append(keys, k)
+	}
+	if len(keys) != 1 || keys[0] != "acme" {
+		t.Errorf("the account received posts for %v, want one for acme", keys)
+	}
+}
