@@ -50,6 +50,8 @@ type Store struct {
 	// insertEvent writes one event of the outbox; prepared once for the
 	// same reason.
 	insertEvent *sql.Stmt
+	// insert and linkIdem are Create's, prepared once for the same reason.
+	insert, linkIdem *sql.Stmt
 	// The group committer (commit.go): saves go in through updates; quit
 	// stops it and committed closes when it has.
 	updates   chan *updateReq
@@ -109,6 +111,14 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fail("prepare", err)
 	}
 	if s.insertEvent, err = s.w.PrepareContext(ctx, insertEventSQL); err != nil {
+		_ = s.Close()
+		return nil, fail("prepare", err)
+	}
+	if s.insert, err = s.w.PrepareContext(ctx, insertSQL); err != nil {
+		_ = s.Close()
+		return nil, fail("prepare", err)
+	}
+	if s.linkIdem, err = s.w.PrepareContext(ctx, linkIdemSQL); err != nil {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
@@ -210,8 +220,10 @@ func (s *Store) Close() error {
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
 	}
-	if s.insertEvent != nil {
-		errs = append(errs, s.insertEvent.Close())
+	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())

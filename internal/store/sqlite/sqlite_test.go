@@ -448,3 +448,73 @@ func TestOpenConvertsToIncrementalVacuum(t *testing.T) {
 		t.Errorf("auto_vacuum after Open = %d, %v; want 2", mode, err)
 	}
 }
+
+// Creates that share a group commit are decided one by one, in order:
+// the first create of a call wins and a later one in the same batch is
+// refused naming it; a create of an existing id is refused; a refused
+// create writes neither its events nor its idempotency link; and the
+// others of the batch are saved.
+func TestCreatesShareABatch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	const scope = "POST /v1/transfers"
+	for _, key := range []string{"k-first", "k-second"} {
+		if _, ok, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: "h",
+			CreatedAt: time.Now(), Owner: "A"}); err != nil || !ok {
+			t.Fatalf("ReserveIdempotency(%s) = %v, %v", key, ok, err)
+		}
+	}
+	withEvent := func(tr *orchestrator.Transfer) *orchestrator.Transfer {
+		tr.EventSeq = 1
+		tr.Outbox = []orchestrator.Event{{ID: "evt_" + tr.ID + "_1", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID,
+			Seq: 1, Type: orchestrator.EventCreated, At: tr.CreatedAt}}
+		return tr
+	}
+	first := withEvent(newTransfer("201"))
+	first.IdempotencyScope, first.IdempotencyKey = scope, "k-first"
+	second := withEvent(newTransfer("201")) // the same call
+	second.IdempotencyScope, second.IdempotencyKey = scope, "k-second"
+	other := withEvent(newTransfer("202"))
+	sameID := withEvent(newTransfer("203"))
+	sameID.ID = other.ID
+
+	errs := sqlite.CreateInOneBatch(s, first, second, other, sameID)
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("creates of free calls: %v, %v", errs[0], errs[2])
+	}
+	var active *orchestrator.ActiveTransferError
+	if orchestrator.KindOf(errs[1]) != orchestrator.KindConflict || !errors.As(errs[1], &active) || active.ID != first.ID {
+		t.Fatalf("second create of the call = %v, want a conflict naming %s", errs[1], first.ID)
+	}
+	if orchestrator.KindOf(errs[3]) != orchestrator.KindConflict || errors.As(errs[3], &active) && active.ID != first.ID {
+		t.Fatalf("create of an existing id = %v, want a conflict", errs[3])
+	}
+
+	for _, tr := range []*orchestrator.Transfer{first, other} {
+		got, err := s.Get(ctx, tr.ID)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", tr.ID, err)
+		}
+		if got.Request.Call.User != tr.Request.Call.User || got.Version != 1 {
+			t.Errorf("Get(%s) = user %s version %d, want %s version 1", tr.ID, got.Request.Call.User, got.Version, tr.Request.Call.User)
+		}
+	}
+	db := rawDB(t, dir)
+	var events int
+	if err := db.QueryRow(`SELECT count(*) FROM events`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != 2 {
+		t.Errorf("%d events stored, want 2 (the saved creates' only)", events)
+	}
+	for key, want := range map[string]string{"k-first": first.ID, "k-second": ""} {
+		var linked sql.NullString
+		if err := db.QueryRow(`SELECT transfer_id FROM idempotency WHERE scope = ? AND key = ?`, scope, key).Scan(&linked); err != nil {
+			t.Fatal(err)
+		}
+		if linked.String != want {
+			t.Errorf("reservation %s linked to %q, want %q", key, linked.String, want)
+		}
+	}
+}

@@ -88,13 +88,24 @@ func writeEvents(ctx context.Context, stmt *sql.Stmt, c *columns) error {
 	return nil
 }
 
-// Create implements orchestrator.Store. The partial unique index on
-// call_key decides which of two concurrent Creates for one call wins. The
-// transfer, its events and the link from its idempotency reservation are
-// one transaction: a reservation is linked, and an event exists, exactly
-// when the transfer does.
+// Create implements orchestrator.Store. The transfer, its events and the
+// link from its idempotency reservation are one savepoint of a group
+// commit (commit.go): a reservation is linked, and an event exists,
+// exactly when the transfer does.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
-	op := "create " + t.ID
+	req, err := createReq(t)
+	if err != nil {
+		return err
+	}
+	if err := s.commit(ctx, req); err != nil {
+		return err
+	}
+	t.Version = 1
+	return nil
+}
+
+// createReq is the committer's request of a Create of t.
+func createReq(t *orchestrator.Transfer) (*updateReq, error) {
 	// A shallow copy carries the next version into the encoding: the
 	// record is only read, and the caller holds it until the verdict, so
 	// the deep clone a save used to pay is not needed.
@@ -103,50 +114,39 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	c.Version = 1
 	col, err := encode(c)
 	if err != nil {
-		return fail(op, err)
+		return nil, fail("create "+t.ID, err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fail(op, err)
+	req := &updateReq{id: t.ID, create: true, next: 1, col: col, done: make(chan error, 1)}
+	if c.IdempotencyKey != "" {
+		req.idemScope, req.idemKey = c.IdempotencyScope, c.IdempotencyKey
 	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO transfers
+	return req, nil
+}
+
+// insertSQL is Create's insert, prepared once. A second create of one id
+// inserts nothing (and is refused); a second active transfer of one call
+// violates the partial unique index on call_key.
+const insertSQL = `INSERT INTO transfers
 		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
 		 tenant, external_id, call_domain, call_user, call_id, target)
-		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		c.ID, col.state, col.provider, col.callKey, col.owner, col.open, col.created, col.updated, col.record,
-		col.tenant, col.externalID, col.domain, col.user, col.callID, col.target)
-	if isUnique(err) {
-		// The transaction holds the write lock: the transfer that holds
-		// the call is still there to be named.
-		var id string
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM transfers WHERE call_key = ? AND `+nonTerminal, col.callKey).Scan(&id); err != nil {
-			return fail(op, err)
-		}
-		return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
+		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+
+// linkIdemSQL links an idempotency reservation to the transfer it created.
+const linkIdemSQL = `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`
+
+// commit hands a save to the group committer and waits for its verdict.
+func (s *Store) commit(ctx context.Context, req *updateReq) error {
+	select {
+	case s.updates <- req:
+	case <-s.quit:
+		return fail(req.op(), errClosed)
+	case <-ctx.Done():
+		return fail(req.op(), ctx.Err())
 	}
-	if err != nil {
-		return fail(op, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fail(op, err)
-	} else if n == 0 {
-		return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
-	}
-	if err := writeEvents(ctx, tx.StmtContext(ctx, s.insertEvent), &col); err != nil {
-		return fail(op, err)
-	}
-	if c.IdempotencyKey != "" {
-		if _, err := tx.ExecContext(ctx, `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`,
-			c.ID, c.IdempotencyScope, c.IdempotencyKey); err != nil {
-			return fail(op, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fail(op, err)
-	}
-	t.Version = 1
-	return nil
+	// Once handed over, the save happens or fails as a whole with its
+	// batch: wait for the verdict even if ctx ends, or the caller could
+	// not know whether its record was saved.
+	return <-req.done
 }
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
@@ -165,17 +165,7 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 		return fail(op, err)
 	}
 	req := &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1)}
-	select {
-	case s.updates <- req:
-	case <-s.quit:
-		return fail(op, errClosed)
-	case <-ctx.Done():
-		return fail(op, ctx.Err())
-	}
-	// Once handed over, the save happens or fails as a whole with its
-	// batch: wait for the verdict even if ctx ends, or the caller could
-	// not know whether its record was saved.
-	if err := <-req.done; err != nil {
+	if err := s.commit(ctx, req); err != nil {
 		return err
 	}
 	t.Version = c.Version
