@@ -20,6 +20,9 @@ func planFilters() map[string]orchestrator.ListFilter {
 		"state":          {States: []orchestrator.State{orchestrator.StateConsulting}},
 		"states":         {States: []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding, orchestrator.StateConsulting}},
 		"provider":       {Provider: "netsapiens"},
+		"provider+state": {Provider: "netsapiens", States: []orchestrator.State{orchestrator.StateConsulting}},
+		"provider+states": {Provider: "netsapiens", States: []orchestrator.State{orchestrator.StatePending, orchestrator.StateHolding,
+			orchestrator.StateConsulting}},
 		"external id":    {ExternalID: "crm-1"},
 		"call":           {Domain: "test", User: "1000"},
 		"call id":        {CallID: "c-1"},
@@ -41,7 +44,10 @@ func planFilters() map[string]orchestrator.ListFilter {
 // Every list the API offers is served by an index in list order: no
 // table or index scan, and no sort of the matching rows (a page must not
 // cost more with a million stored transfers). Several states are merged
-// from bounded branches, whose few ids may be sorted.
+// from bounded branches, whose few ids may be sorted. The index searched
+// has every column the list compares for equality: an index of some of
+// them walks rows the others then filter out (provider+state walked the
+// provider's index, 26 ms p99 at 100k stored).
 func TestListPlansUseIndexes(t *testing.T) {
 	dir := t.TempDir()
 	open(t, dir).Close()
@@ -60,6 +66,15 @@ func TestListPlansUseIndexes(t *testing.T) {
 		if !strings.Contains(strings.Join(plan, "\n"), "INDEX transfers_") {
 			t.Errorf("%s: no list index in the plan:\n%s", name, strings.Join(plan, "\n"))
 		}
+		for _, col := range equalityColumns(f) {
+			searched := false
+			for _, line := range plan {
+				searched = searched || strings.HasPrefix(line, "SEARCH transfers USING") && strings.Contains(line, col+"=?")
+			}
+			if !searched {
+				t.Errorf("%s: no index search on %s:\n%s", name, col, strings.Join(plan, "\n"))
+			}
+		}
 	}
 	for name, f := range map[string]orchestrator.EventFilter{
 		"stream":   {Tenant: "acme", After: 10, Limit: 100},
@@ -72,6 +87,21 @@ func TestListPlansUseIndexes(t *testing.T) {
 			t.Errorf("events %s: want a search of an events index in position order:\n%s", name, joined)
 		}
 	}
+}
+
+// equalityColumns are the columns a list compares for equality.
+func equalityColumns(f orchestrator.ListFilter) []string {
+	cols := []string{"tenant"}
+	for col, v := range map[string]string{"provider": f.Provider, "external_id": f.ExternalID, "call_domain": f.Domain,
+		"call_user": f.User, "call_id": f.CallID, "target": f.Target} {
+		if v != "" {
+			cols = append(cols, col)
+		}
+	}
+	if len(f.States) > 0 {
+		cols = append(cols, "state")
+	}
+	return cols
 }
 
 // explain returns the lines of SQLite's query plan of q.
