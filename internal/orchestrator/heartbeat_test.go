@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -253,4 +254,52 @@ func countActions(actions []string, name string) int {
 
 func hasStep(tr *orchestrator.Transfer, name string) bool {
 	return slices.ContainsFunc(tr.Steps, func(s orchestrator.Step) bool { return s.Name == name })
+}
+
+// A replica restarted with more open transfers of its own than one claim
+// batch takes them all back once: claiming its own again (they stay
+// claimable by it) would bump the versions of those already adopted and
+// make each lose the one it had just resumed, over and over (the webhook
+// storm's restart with a hundred transfers open hung in Open that way).
+func TestRestartWithManyOwnTransfersResumesEachOnce(t *testing.T) {
+	store := memory.New()
+	ctx := context.Background()
+	const n = 250 // more than two claim batches
+	now := time.Now().UTC()
+	ids := make([]string, n)
+	for i := range n {
+		tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StatePending, Owner: "x",
+			Request:   request("fake", fmt.Sprint(3000+i)),
+			CreatedAt: now, UpdatedAt: now}
+		// Saved as the engine's Validate leaves a request.
+		tr.Request.ConsultTimeout, tr.Request.Completion, tr.Request.Mode = 30*time.Second, orchestrator.CompletionAuto, orchestrator.ModeAttended
+		if err := store.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = tr.ID
+	}
+	fake := orchestratortest.NewFake("fake")
+	second := replica(t, "x", store, fake, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(second.Running()); got != n {
+		t.Fatalf("resumed %d of %d transfers", got, n)
+	}
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		tr, err := second.Wait(ctx, id, func(*orchestrator.Transfer) bool { return false })
+		cancel()
+		if err != nil || tr.State != orchestrator.StateCompleted {
+			var steps []string
+			for _, s := range tr.Steps {
+				steps = append(steps, s.StartedAt.Format("05.000")+" "+s.Name+" "+string(s.Status)+" "+s.Detail)
+			}
+			c, _ := fake.State(id)
+			t.Fatalf("%s ended %s (%+v, %v): steps %q; provider %+v; calls %q", id, tr.State, tr.Outcome, err, steps, c, fake.CallsFor(id))
+		}
+	}
+	if calls := countActions(fake.Actions(), orchestratortest.MethodLocate); calls != n {
+		t.Errorf("%d locates for %d transfers: each resumed exactly once", calls, n)
+	}
 }

@@ -43,8 +43,17 @@ func (e *Engine) Open(ctx context.Context) error {
 // (own), or those of replicas whose heartbeat expired.
 func (e *Engine) claim(ctx context.Context, own bool) error {
 	total := 0
+	// This replica's own transfers stay claimable by it after a claim (it
+	// owns them), so they are claimed in one batch: claiming them again in
+	// a second would bump the versions of those already adopted and make
+	// their entries lose them. Dead replicas' transfers stop being
+	// claimable once claimed, so they come in batches.
+	batch := claimBatch
+	if own {
+		batch = 0
+	}
 	for {
-		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, claimBatch)
+		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, batch)
 		if err != nil {
 			return err
 		}
@@ -54,7 +63,7 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 				e.adopt(t, true)
 			}
 		}
-		if len(ts) < claimBatch {
+		if own || len(ts) < claimBatch {
 			break
 		}
 	}
