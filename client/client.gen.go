@@ -201,6 +201,7 @@ const (
 	ProblemTypeNotFound              ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found"
 	ProblemTypeProviderError         ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error"
 	ProblemTypeRateLimited           ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited"
+	ProblemTypeRequestTimeout        ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#request-timeout"
 	ProblemTypeStateConflict         ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict"
 	ProblemTypeUnauthorized          ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized"
 	ProblemTypeUnavailable           ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable"
@@ -233,6 +234,8 @@ func (e ProblemType) Valid() bool {
 	case ProblemTypeProviderError:
 		return true
 	case ProblemTypeRateLimited:
+		return true
+	case ProblemTypeRequestTimeout:
 		return true
 	case ProblemTypeStateConflict:
 		return true
@@ -891,6 +894,10 @@ type ProblemType string
 
 // ProviderStatus defines model for ProviderStatus.
 type ProviderStatus struct {
+	// Account The account: `<tenant>/<provider>`, the default tenant's being `default/<provider>`
+	// (the provider settings of the environment).
+	Account string `json:"account"`
+
 	// CheckedAt When the last check ended; absent before the first.
 	CheckedAt *time.Time `json:"checked_at,omitempty"`
 
@@ -915,7 +922,7 @@ type ProviderStatusCredentials string
 
 // ProviderStatusList defines model for ProviderStatusList.
 type ProviderStatusList struct {
-	// Providers One entry per configured provider, by name.
+	// Providers One entry per configured provider account, ordered by account.
 	Providers []ProviderStatus `json:"providers"`
 }
 
@@ -1158,6 +1165,11 @@ type BadBody = Problem
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
 type BadQuery = Problem
+
+// BodyTimeout An RFC 9457 problem details object, served as `application/problem+json` with
+// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
+// docs/problems.md.
+type BodyTimeout = Problem
 
 // BodyTooLarge An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
@@ -1638,16 +1650,22 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetProviderStatus Provider credential health
+	// GetProviderStatus Provider credential health, per account
 	//
 	// For operators: whether each configured provider account accepts transferd's
-	// credentials. transferd checks each with one cheap authenticated read at start and then
-	// every 15 minutes, never more often; this endpoint reports the last results and calls no
-	// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
-	// time of the last check as
-	// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
-	// credentials are the simulator's own and are not checked: every provider is `unknown`.
+	// credentials, the default accounts of the environment (`default/<provider>`) and every
+	// tenant's accounts of the tenants file (`<tenant>/<provider>`). transferd checks each
+	// with one cheap authenticated read at start and then every 15 minutes, and an account a
+	// reload adds once when it appears, never more often; this endpoint reports the last
+	// results and calls no provider. The same is exported as
+	// `transferd_provider_credentials_ok{provider,account}` (and the time of the last check
+	// as `transferd_provider_credentials_checked_timestamp_seconds{provider,account}`). In
+	// demo mode the credentials are the simulator's own and are not checked: every account is
+	// `unknown`.
 	//
+	// It is an operations endpoint, like `/metrics`: it takes no API key and lists every
+	// tenant's accounts (names and verdicts, never a URL or a secret), so it is served on the
+	// admin listener (`TRANSFERD_ADMIN_ADDR`) wherever tenants must not learn of each other.
 	// It is deliberately not part of `/readyz`: one account's rotated key must not take every
 	// replica out of service for the others.
 	//
@@ -1669,7 +1687,8 @@ type ClientInterface interface {
 	// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
-	// apply to the stream.
+	// apply to the stream. An open stream counts among its tenant's long polls and streams
+	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
 	//
 	// Corresponds with GET /v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1875,16 +1894,22 @@ func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn
 	return c.Client.Do(req)
 }
 
-// GetProviderStatus Provider credential health
+// GetProviderStatus Provider credential health, per account
 //
 // For operators: whether each configured provider account accepts transferd's
-// credentials. transferd checks each with one cheap authenticated read at start and then
-// every 15 minutes, never more often; this endpoint reports the last results and calls no
-// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
-// time of the last check as
-// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
-// credentials are the simulator's own and are not checked: every provider is `unknown`.
+// credentials, the default accounts of the environment (`default/<provider>`) and every
+// tenant's accounts of the tenants file (`<tenant>/<provider>`). transferd checks each
+// with one cheap authenticated read at start and then every 15 minutes, and an account a
+// reload adds once when it appears, never more often; this endpoint reports the last
+// results and calls no provider. The same is exported as
+// `transferd_provider_credentials_ok{provider,account}` (and the time of the last check
+// as `transferd_provider_credentials_checked_timestamp_seconds{provider,account}`). In
+// demo mode the credentials are the simulator's own and are not checked: every account is
+// `unknown`.
 //
+// It is an operations endpoint, like `/metrics`: it takes no API key and lists every
+// tenant's accounts (names and verdicts, never a URL or a secret), so it is served on the
+// admin listener (`TRANSFERD_ADMIN_ADDR`) wherever tenants must not learn of each other.
 // It is deliberately not part of `/readyz`: one account's rotated key must not take every
 // replica out of service for the others.
 //
@@ -1916,7 +1941,8 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 // saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
-// apply to the stream.
+// apply to the stream. An open stream counts among its tenant's long polls and streams
+// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
 //
 // Corresponds with GET /v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2940,16 +2966,22 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadinessResponse, error)
 
-	// GetProviderStatusWithResponse Provider credential health
+	// GetProviderStatusWithResponse Provider credential health, per account
 	//
 	// For operators: whether each configured provider account accepts transferd's
-	// credentials. transferd checks each with one cheap authenticated read at start and then
-	// every 15 minutes, never more often; this endpoint reports the last results and calls no
-	// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
-	// time of the last check as
-	// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
-	// credentials are the simulator's own and are not checked: every provider is `unknown`.
+	// credentials, the default accounts of the environment (`default/<provider>`) and every
+	// tenant's accounts of the tenants file (`<tenant>/<provider>`). transferd checks each
+	// with one cheap authenticated read at start and then every 15 minutes, and an account a
+	// reload adds once when it appears, never more often; this endpoint reports the last
+	// results and calls no provider. The same is exported as
+	// `transferd_provider_credentials_ok{provider,account}` (and the time of the last check
+	// as `transferd_provider_credentials_checked_timestamp_seconds{provider,account}`). In
+	// demo mode the credentials are the simulator's own and are not checked: every account is
+	// `unknown`.
 	//
+	// It is an operations endpoint, like `/metrics`: it takes no API key and lists every
+	// tenant's accounts (names and verdicts, never a URL or a secret), so it is served on the
+	// admin listener (`TRANSFERD_ADMIN_ADDR`) wherever tenants must not learn of each other.
 	// It is deliberately not part of `/readyz`: one account's rotated key must not take every
 	// replica out of service for the others.
 	//
@@ -2973,7 +3005,8 @@ type ClientWithResponsesInterface interface {
 	// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
-	// apply to the stream.
+	// apply to the stream. An open stream counts among its tenant's long polls and streams
+	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3504,6 +3537,13 @@ type StreamEventsResponse405Headers struct {
 	XRequestId   string
 }
 
+// StreamEventsResponse429Headers the declared response headers of an HTTP 429 response for StreamEvents
+type StreamEventsResponse429Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
 // StreamEventsResponse500Headers the declared response headers of an HTTP 500 response for StreamEvents
 type StreamEventsResponse500Headers struct {
 	CacheControl string
@@ -3523,6 +3563,8 @@ type StreamEventsResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
 	ApplicationproblemJSON405 *MethodNotAllowed
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -3537,6 +3579,8 @@ type StreamEventsResponse struct {
 	Headers404 *StreamEventsResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
 	Headers405 *StreamEventsResponse405Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamEventsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *StreamEventsResponse500Headers
 }
@@ -3564,6 +3608,11 @@ func (r StreamEventsResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON405 returns the response for an HTTP 405 `application/problem+json` response
 func (r StreamEventsResponse) GetApplicationproblemJSON405() *MethodNotAllowed {
 	return r.ApplicationproblemJSON405
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3784,6 +3833,12 @@ type CreateTransferResponse405Headers struct {
 	XRequestId   string
 }
 
+// CreateTransferResponse408Headers the declared response headers of an HTTP 408 response for CreateTransfer
+type CreateTransferResponse408Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 // CreateTransferResponse409Headers the declared response headers of an HTTP 409 response for CreateTransfer
 type CreateTransferResponse409Headers struct {
 	CacheControl       string
@@ -3845,6 +3900,8 @@ type CreateTransferResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
 	ApplicationproblemJSON405 *MethodNotAllowed
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *BodyTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *ActiveTransfer
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -3871,6 +3928,8 @@ type CreateTransferResponse struct {
 	Headers403 *CreateTransferResponse403Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
 	Headers405 *CreateTransferResponse405Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *CreateTransferResponse408Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *CreateTransferResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -3915,6 +3974,11 @@ func (r CreateTransferResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON405 returns the response for an HTTP 405 `application/problem+json` response
 func (r CreateTransferResponse) GetApplicationproblemJSON405() *MethodNotAllowed {
 	return r.ApplicationproblemJSON405
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r CreateTransferResponse) GetApplicationproblemJSON408() *BodyTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -4174,6 +4238,12 @@ type CancelTransferResponse405Headers struct {
 	XRequestId   string
 }
 
+// CancelTransferResponse408Headers the declared response headers of an HTTP 408 response for CancelTransfer
+type CancelTransferResponse408Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 // CancelTransferResponse409Headers the declared response headers of an HTTP 409 response for CancelTransfer
 type CancelTransferResponse409Headers struct {
 	CacheControl       string
@@ -4230,6 +4300,8 @@ type CancelTransferResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
 	ApplicationproblemJSON405 *MethodNotAllowed
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *BodyTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *StateConflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4256,6 +4328,8 @@ type CancelTransferResponse struct {
 	Headers404 *CancelTransferResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
 	Headers405 *CancelTransferResponse405Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *CancelTransferResponse408Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *CancelTransferResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4303,6 +4377,11 @@ func (r CancelTransferResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON405 returns the response for an HTTP 405 `application/problem+json` response
 func (r CancelTransferResponse) GetApplicationproblemJSON405() *MethodNotAllowed {
 	return r.ApplicationproblemJSON405
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r CancelTransferResponse) GetApplicationproblemJSON408() *BodyTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -4414,6 +4493,12 @@ type CompleteTransferResponse405Headers struct {
 	XRequestId   string
 }
 
+// CompleteTransferResponse408Headers the declared response headers of an HTTP 408 response for CompleteTransfer
+type CompleteTransferResponse408Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 // CompleteTransferResponse409Headers the declared response headers of an HTTP 409 response for CompleteTransfer
 type CompleteTransferResponse409Headers struct {
 	CacheControl       string
@@ -4470,6 +4555,8 @@ type CompleteTransferResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
 	ApplicationproblemJSON405 *MethodNotAllowed
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *BodyTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *StateConflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4496,6 +4583,8 @@ type CompleteTransferResponse struct {
 	Headers404 *CompleteTransferResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
 	Headers405 *CompleteTransferResponse405Headers
+	// Headers408 the parsed response headers for an HTTP 408 response
+	Headers408 *CompleteTransferResponse408Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *CompleteTransferResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4543,6 +4632,11 @@ func (r CompleteTransferResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON405 returns the response for an HTTP 405 `application/problem+json` response
 func (r CompleteTransferResponse) GetApplicationproblemJSON405() *MethodNotAllowed {
 	return r.ApplicationproblemJSON405
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r CompleteTransferResponse) GetApplicationproblemJSON408() *BodyTimeout {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -5062,16 +5156,22 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 	return ParseGetReadinessResponse(rsp)
 }
 
-// GetProviderStatusWithResponse Provider credential health
+// GetProviderStatusWithResponse Provider credential health, per account
 //
 // For operators: whether each configured provider account accepts transferd's
-// credentials. transferd checks each with one cheap authenticated read at start and then
-// every 15 minutes, never more often; this endpoint reports the last results and calls no
-// provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
-// time of the last check as
-// `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
-// credentials are the simulator's own and are not checked: every provider is `unknown`.
+// credentials, the default accounts of the environment (`default/<provider>`) and every
+// tenant's accounts of the tenants file (`<tenant>/<provider>`). transferd checks each
+// with one cheap authenticated read at start and then every 15 minutes, and an account a
+// reload adds once when it appears, never more often; this endpoint reports the last
+// results and calls no provider. The same is exported as
+// `transferd_provider_credentials_ok{provider,account}` (and the time of the last check
+// as `transferd_provider_credentials_checked_timestamp_seconds{provider,account}`). In
+// demo mode the credentials are the simulator's own and are not checked: every account is
+// `unknown`.
 //
+// It is an operations endpoint, like `/metrics`: it takes no API key and lists every
+// tenant's accounts (names and verdicts, never a URL or a secret), so it is served on the
+// admin listener (`TRANSFERD_ADMIN_ADDR`) wherever tenants must not learn of each other.
 // It is deliberately not part of `/readyz`: one account's rotated key must not take every
 // replica out of service for the others.
 //
@@ -5101,7 +5201,8 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 // saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
-// apply to the stream.
+// apply to the stream. An open stream counts among its tenant's long polls and streams
+// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5733,6 +5834,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		}
 		response.ApplicationproblemJSON405 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5859,6 +5967,30 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
+	case rsp.StatusCode == 429:
+		var headers StreamEventsResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers StreamEventsResponse500Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -6141,6 +6273,13 @@ func ParseCreateTransferResponse(rsp *http.Response) (*CreateTransferResponse, e
 		}
 		response.ApplicationproblemJSON405 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest BodyTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest ActiveTransfer
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6344,6 +6483,23 @@ func ParseCreateTransferResponse(rsp *http.Response) (*CreateTransferResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
+	case rsp.StatusCode == 408:
+		var headers CreateTransferResponse408Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 409:
 		var headers CreateTransferResponse409Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -6777,6 +6933,13 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 		}
 		response.ApplicationproblemJSON405 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest BodyTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest StateConflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6997,6 +7160,23 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
+	case rsp.StatusCode == 408:
+		var headers CancelTransferResponse408Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 409:
 		var headers CancelTransferResponse409Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -7187,6 +7367,13 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON405 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest BodyTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest StateConflict
@@ -7408,6 +7595,23 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
+	case rsp.StatusCode == 408:
+		var headers CompleteTransferResponse408Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers408 = &headers
 	case rsp.StatusCode == 409:
 		var headers CompleteTransferResponse409Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {

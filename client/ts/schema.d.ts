@@ -198,7 +198,8 @@ export interface paths {
          *     saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
          *     stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
          *     its start. An idle stream sends a comment every 15 s. The server's write timeout does not
-         *     apply to the stream.
+         *     apply to the stream. An open stream counts among its tenant's long polls and streams
+         *     (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
          */
         get: operations["streamEvents"];
         put?: never;
@@ -380,15 +381,21 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Provider credential health
+         * Provider credential health, per account
          * @description For operators: whether each configured provider account accepts transferd's
-         *     credentials. transferd checks each with one cheap authenticated read at start and then
-         *     every 15 minutes, never more often; this endpoint reports the last results and calls no
-         *     provider. The same is exported as `transferd_provider_credentials_ok{provider}` (and the
-         *     time of the last check as
-         *     `transferd_provider_credentials_checked_timestamp_seconds{provider}`). In demo mode the
-         *     credentials are the simulator's own and are not checked: every provider is `unknown`.
+         *     credentials, the default accounts of the environment (`default/<provider>`) and every
+         *     tenant's accounts of the tenants file (`<tenant>/<provider>`). transferd checks each
+         *     with one cheap authenticated read at start and then every 15 minutes, and an account a
+         *     reload adds once when it appears, never more often; this endpoint reports the last
+         *     results and calls no provider. The same is exported as
+         *     `transferd_provider_credentials_ok{provider,account}` (and the time of the last check
+         *     as `transferd_provider_credentials_checked_timestamp_seconds{provider,account}`). In
+         *     demo mode the credentials are the simulator's own and are not checked: every account is
+         *     `unknown`.
          *
+         *     It is an operations endpoint, like `/metrics`: it takes no API key and lists every
+         *     tenant's accounts (names and verdicts, never a URL or a secret), so it is served on the
+         *     admin listener (`TRANSFERD_ADMIN_ADDR`) wherever tenants must not learn of each other.
          *     It is deliberately not part of `/readyz`: one account's rotated key must not take every
          *     replica out of service for the others.
          */
@@ -1048,12 +1055,18 @@ export interface components {
             detail: string;
         };
         ProviderStatusList: {
-            /** @description One entry per configured provider, by name. */
+            /** @description One entry per configured provider account, ordered by account. */
             providers: components["schemas"]["ProviderStatus"][];
         };
         ProviderStatus: {
             /** @description The provider's configured name. */
             provider: string;
+            /**
+             * @description The account: `<tenant>/<provider>`, the default tenant's being `default/<provider>`
+             *     (the provider settings of the environment).
+             * @example acme/netsapiens
+             */
+            account: string;
             /**
              * @description `ok`: the provider accepted the credentials at the last check. `rejected`: it
              *     answered 401 or 403 (a rotated or revoked key: transfers of this provider fail
@@ -1080,7 +1093,7 @@ export interface components {
              * Format: uri
              * @enum {string}
              */
-            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal";
+            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#request-timeout" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal";
             /** @description A short summary of the problem type; the same for every occurrence. */
             title: string;
             /** @description The HTTP status code. */
@@ -1266,6 +1279,21 @@ export interface components {
                 "Cache-Control": components["headers"]["Cache-Control"];
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                 "Retry-After": components["headers"]["Retry-After"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The request body did not arrive within the body read deadline
+         *     (`TRANSFERD_BODY_READ_TIMEOUT`, 5 s by default); the connection is closed and nothing
+         *     was done.
+         */
+        BodyTimeout: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
                 [name: string]: unknown;
             };
             content: {
@@ -1579,6 +1607,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             405: components["responses"]["MethodNotAllowed"];
+            408: components["responses"]["BodyTimeout"];
             409: components["responses"]["ActiveTransfer"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -1668,6 +1697,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            408: components["responses"]["BodyTimeout"];
             409: components["responses"]["StateConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -1715,6 +1745,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            408: components["responses"]["BodyTimeout"];
             409: components["responses"]["StateConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -1787,6 +1818,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
         };
     };
@@ -1994,7 +2026,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The last credential check of every configured provider. */
+            /** @description The last credential check of every configured provider account. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
