@@ -156,7 +156,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		var httpc *http.Client
 		if b != nil {
-			httpc = b.Client(&http.Client{Timeout: 10 * time.Second})
+			// The budget wraps the adapters' own pooled client.
+			httpc = b.Client(apiclient.Transport{}.WithDefaults().HTTPClient)
 		}
 		if !demo && strings.HasPrefix(a.baseURL, "http://") {
 			log.Warn().Str("tenant", tenant).Str("provider", a.provider).Msg("the provider URL is plain http: its credentials cross the network in clear")
