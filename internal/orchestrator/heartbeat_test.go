@@ -279,11 +279,14 @@ func TestRestartWithManyOwnTransfersResumesEachOnce(t *testing.T) {
 		ids[i] = tr.ID
 	}
 	fake := orchestratortest.NewFake("fake")
+	gate := fake.Block(orchestratortest.MethodLocate) // nothing ends before it is counted
 	second := replica(t, "x", store, fake, nil)
 	if err := second.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(second.Running()); got != n {
+	got := len(second.Running())
+	gate.Release()
+	if got != n {
 		t.Fatalf("resumed %d of %d transfers", got, n)
 	}
 	for _, id := range ids {
