@@ -578,8 +578,16 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	now := e.now()
 	settled := func(sent time.Time) bool { return !now.Before(sent.Add(e.cfg.VisibilityWindow)) }
 	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
+	// A compensation whose intent was saved by a process that died before
+	// its result is owed again: it may never have been sent, and what it
+	// undoes besides the leg (a Bandwidth consult bridge holding the
+	// agent) may not show in a reading.
+	interrupted := func(name string) bool {
+		s := t.lastStep(name)
+		return s != nil && s.Status == StepStarted && en.resumed
+	}
 	if !t.Sent.Dial.IsZero() {
-		due := t.Sent.Hangup.IsZero() || (en.redoHangup && !now.Before(en.retryAt)) ||
+		due := t.Sent.Hangup.IsZero() || (en.redoHangup && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
 			(fresh && alive && (settled(t.Sent.Hangup) || en.hangupUnseen))
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
@@ -602,7 +610,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	if t.Sent.Hold.IsZero() || callerDone || en.callerGone || en.unholdRefused != "" {
 		return
 	}
-	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) ||
+	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || interrupted(StepUnhold) ||
 		(fresh && obs.Caller == CallerHeld && settled(t.Sent.Unhold))
 	if !due {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -243,4 +244,55 @@ func TestStormHoldTwinLandsAfterUnhold(t *testing.T) {
 		t.Errorf("outcome %+v after %d unholds, want the caller restored by a second unhold", end.Outcome, unholds.Load())
 	}
 	wantTruthful(t, f, end)
+}
+
+// TestStormHangupInterruptedByAKillIsSentAgain: storm seed
+// 1428677398471462 (case 223), Bandwidth attended, busy target. transferd
+// was killed between saving the consult hang-up's intent and sending it;
+// the restarted process never sent it again, because no reading showed
+// the consult (the busy leg had vanished) — but the hang-up also empties
+// the consult bridge that holds the agent, so every unhold was refused and
+// the caller stayed held. A compensation whose intent was saved and whose
+// result was not is owed again after a restart.
+func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
+	store := memory.New()
+	f := orchestratortest.NewFake("bw").SetTarget(orchestratortest.TargetRings)
+	release := make(chan struct{})
+	hit := make(chan struct{})
+	var once sync.Once
+	crash := func(_ *orchestrator.Transfer, p string) {
+		if p == "hangup_consult:intent" {
+			once.Do(func() { close(hit) })
+			<-release // the process is dead from here on
+		}
+	}
+	first := replica(t, "x", store, f, crash)
+	if err := first.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release) })
+	tr, err := first.Start(context.Background(), request("bw", "1223"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	if _, err := first.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	// From now on no reading shows the consult, as with a busy leg that
+	// vanished: only a hang-up sent again clears what it held.
+	f.HideConsult(tr.ID, 1<<30)
+	before := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult)
+	second := replica(t, "x", store, f, nil)
+	if err := second.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if got := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult); got <= before {
+		t.Fatalf("hang-ups %d after the restart, %d before: the interrupted one was not sent again", got, before)
+	}
+	if c, _ := f.State(tr.ID); c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
+		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
+	}
 }
