@@ -23,10 +23,13 @@ for b in blocks:
     print(b)
 PY
 
-TRANSFERD_DATA_DIR="$WORK/data" go run ./cmd/transferd >"$WORK/stdout.log" 2>"$WORK/transferd.log" &
+# In a process group of its own: `go run` does not pass SIGTERM on to the
+# binary it built, so the whole group is stopped, or the binary outlives
+# the script and holds the ports.
+TRANSFERD_DATA_DIR="$WORK/data" setsid go run ./cmd/transferd >"$WORK/stdout.log" 2>"$WORK/transferd.log" &
 PID=$!
 stop() {
-  kill -TERM "$PID" 2>/dev/null || true
+  kill -TERM -- -"$PID" 2>/dev/null || kill -TERM "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
