@@ -1,6 +1,9 @@
 package orchestrator
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Capabilities declare what a provider can do, so that the API can refuse
 // an option the provider cannot honour instead of silently dropping it.
@@ -155,4 +158,24 @@ type Provider interface {
 	// Read reads the provider once for every transfer in ts, all with the
 	// key given.
 	Read(ctx context.Context, key string, ts []*Transfer) (View, error)
+}
+
+type sendsKey struct{}
+
+// CountSend tells the engine that an adapter is about to send one request
+// of the step running under ctx: once per try, retries included. The
+// engine counts the sends of a hold, because a hold sent more than once
+// (a safe retry after a lost answer) may have a twin that the provider
+// applies later than the first, and the engine must not join caller and
+// target while one may still land. An adapter that does not count is
+// treated as one that may have sent twice.
+func CountSend(ctx context.Context) {
+	if n, ok := ctx.Value(sendsKey{}).(*atomic.Int32); ok {
+		n.Add(1)
+	}
+}
+
+// withSendCounter returns ctx counting the sends of CountSend in n.
+func withSendCounter(ctx context.Context, n *atomic.Int32) context.Context {
+	return context.WithValue(ctx, sendsKey{}, n)
 }

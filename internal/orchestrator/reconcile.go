@@ -190,7 +190,12 @@ func (e *Engine) holding(ctx context.Context, en *entry) time.Duration {
 	// Sent before the side effect: a hold whose answer is lost, or whose
 	// process dies mid-step, is still undone.
 	en.t.Sent.Hold = e.now()
-	err := e.step(ctx, en, StepHold, func(ctx context.Context) error { return en.p.Hold(ctx, en.t) }, StateDialing, false)
+	err := e.step(ctx, en, StepHold, func(ctx context.Context) error {
+		var sends atomic.Int32
+		err := en.p.Hold(withSendCounter(ctx, &sends), en.t)
+		en.t.Sent.HoldSends += int(sends.Load())
+		return err
+	}, StateDialing, false)
 	return e.afterStep(ctx, en, StepHold, err)
 }
 
@@ -383,6 +388,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		if d := en.retryAt.Sub(e.now()); d > 0 {
 			return d
 		}
+		if wait, landed := e.holdLanded(ctx, en); !landed {
+			return wait
+		}
 		t.Sent.Join = e.now()
 		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false)
 		switch {
@@ -435,6 +443,70 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		return since.Add(e.cfg.VerifyTimeout).Sub(e.now()) + time.Millisecond
 	}
 	return 0
+}
+
+// holdLanded reports whether the join may be sent as far as the hold is
+// concerned: no hold request of ours can still land. A provider applies an
+// accepted hold late and sometimes after a later action, and a hold
+// applied after the join holds the caller with the target (a PBX holds
+// the caller's call, whoever is on the other end). So the join waits until
+// the hold was seen applied and was sent exactly once (no twin in flight),
+// or until readings settle (settledAt) when it was sent more than once,
+// by a process that died mid-step, or by an adapter that does not count
+// its sends. Meanwhile the consult is watched: a caller or target who
+// hangs up ends the transfer as in consulting. Otherwise it returns when
+// to look again.
+func (e *Engine) holdLanded(ctx context.Context, en *entry) (time.Duration, bool) {
+	t := en.t
+	now := e.now()
+	if t.Sent.Hold.IsZero() || (t.Seen.Held && holdSentOnce(t)) || !now.Before(e.settledAt(t)) {
+		return 0, true
+	}
+	wait := e.settledAt(t).Sub(now) + time.Millisecond
+	obs, at, err, ok := e.reading(en, t.Sent.Hold)
+	if !ok {
+		return wait, false
+	}
+	if err != nil {
+		e.warnUnread(en, err)
+		return wait, false
+	}
+	en.warnedUnread = false
+	if e.observed(en, obs, at) {
+		e.save(ctx, en)
+		if en.lost {
+			return 0, false
+		}
+	}
+	switch {
+	case obs.Caller == CallerGone:
+		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up before the transfer was completed", nil)
+		return 0, false
+	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up before the transfer was completed", nil)
+		return 0, false
+	case t.Seen.Held && holdSentOnce(t):
+		return 0, true
+	}
+	if en.w != nil {
+		en.w.await(en.id) // the next reading may show the hold
+	}
+	return wait, false
+}
+
+// holdSentOnce reports whether exactly one hold request was sent: one hold
+// step, finished, and one send counted.
+func holdSentOnce(t *Transfer) bool {
+	n := 0
+	for i := range t.Steps {
+		if t.Steps[i].Name == StepHold {
+			n++
+			if t.Steps[i].EndedAt.IsZero() {
+				return false // the process died mid-step: unknown
+			}
+		}
+	}
+	return n == 1 && t.Sent.HoldSends == 1
 }
 
 // recovering gives the caller back: the consult hung up, the caller off

@@ -296,3 +296,79 @@ func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
 		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
 	}
 }
+
+// TestStormHoldLandsAfterJoin: storm seed 1330082130184645 (case 48),
+// NetSapiens attended auto, the target answering after 170 ms, transferd
+// killed and restarted while consulting. The hold was accepted and applied
+// only after the join: the caller ended up with the target but on hold,
+// while the transfer said completed. A PBX holds the caller's call
+// whoever is on the other end, so the join must wait until no hold of
+// ours can still land: the hold seen applied and sent once.
+func TestStormHoldLandsAfterJoin(t *testing.T) {
+	f := orchestratortest.NewFake("ns")
+	f.Defer(orchestratortest.MethodHold, 1)
+	var dialled atomic.Bool
+	var readsAfter atomic.Int32
+	f.Before(orchestratortest.MethodDial, func(orchestratortest.Record) { dialled.Store(true) })
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		// The hold lands on the fourth reading after the dial: after the
+		// target answered (at once), before the window ends.
+		if dialled.Load() && readsAfter.Add(1) == 4 {
+			f.ApplyDeferred(r.TransferID)
+		}
+	})
+	e := stormRegressionEngine(t, f)
+	tr, err := e.Start(context.Background(), orchestrator.Request{Provider: "ns",
+		Call: orchestrator.CallRef{Domain: "TEST", User: "20048"}, Target: "60048"}, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitStorm(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	// A hold still deferred lands now, after the outcome was reported, as
+	// it did in the simulator.
+	f.ApplyDeferred(tr.ID)
+	if end.State != orchestrator.StateCompleted {
+		t.Errorf("transfer %s (%+v), want completed", end.State, end.Outcome)
+	}
+	wantTruthful(t, f, end)
+}
+
+// TestStormHoldTwinLandsAfterJoin is the same with a hold sent twice (a
+// retry after a lost answer): the first is applied and seen, the twin is
+// applied a little later. A hold seen applied is not enough when it was
+// sent more than once: the join waits until readings settle.
+func TestStormHoldTwinLandsAfterJoin(t *testing.T) {
+	f := orchestratortest.NewFake("ns")
+	f.LoseResponse(orchestratortest.MethodHold, orchestrator.E("fake.Hold", orchestrator.KindProviderUnavailable,
+		errors.New("connection reset by peer")), 1)
+	var holds, readsAfter atomic.Int32
+	var twinSent atomic.Bool
+	f.Before(orchestratortest.MethodHold, func(orchestratortest.Record) {
+		if holds.Add(1) == 2 {
+			f.Defer(orchestratortest.MethodHold, 1)
+			twinSent.Store(true)
+		}
+	})
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		// The twin lands on the fourth reading after it was sent, well
+		// within the visibility window.
+		if twinSent.Load() && readsAfter.Add(1) == 4 {
+			f.ApplyDeferred(r.TransferID)
+		}
+	})
+	e := stormRegressionEngine(t, f)
+	tr, err := e.Start(context.Background(), orchestrator.Request{Provider: "ns",
+		Call: orchestrator.CallRef{Domain: "TEST", User: "20049"}, Target: "60049"}, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitStorm(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	f.ApplyDeferred(tr.ID)
+	if holds.Load() != 2 {
+		t.Fatalf("%d holds sent, want 2 (the lost answer retried once)", holds.Load())
+	}
+	if end.State != orchestrator.StateCompleted {
+		t.Errorf("transfer %s (%+v), want completed", end.State, end.Outcome)
+	}
+	wantTruthful(t, f, end)
+}

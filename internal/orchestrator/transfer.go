@@ -243,6 +243,9 @@ type Sent struct {
 	Join   time.Time `json:"join,omitzero"`
 	Hangup time.Time `json:"hangup,omitzero"`
 	Unhold time.Time `json:"unhold,omitzero"`
+	// HoldSends counts the hold requests the adapter sent (CountSend),
+	// retries included, over every hold step.
+	HoldSends int `json:"hold_sends,omitempty"`
 }
 
 // Seen records what the provider has shown at least once, in a reading

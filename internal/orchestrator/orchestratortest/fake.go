@@ -100,6 +100,13 @@ type call struct {
 	pendingEnd orchestrator.Reason // ends a ringing consult on the next Observe
 	hidden     int                 // readings left that show the consult absent
 	deferred   []func()            // accepted actions not applied yet; see Defer
+	// heldWithTarget: a hold landed after the join; Caller shows held.
+	heldWithTarget bool
+}
+
+// withTarget reports whether the caller is with the target, held or not.
+func (c *call) withTarget() bool {
+	return c.Caller == orchestrator.CallerTransferred || c.heldWithTarget
 }
 
 type fault struct {
@@ -475,8 +482,8 @@ func (f *Fake) HangupTarget(ids ...string) int {
 			return false
 		}
 		c.Consult, c.pendingEnd = orchestrator.ConsultEnded, ""
-		if c.Caller == orchestrator.CallerTransferred {
-			c.Caller = orchestrator.CallerGone
+		if c.withTarget() {
+			c.Caller, c.heldWithTarget = orchestrator.CallerGone, false
 		}
 		return true
 	})
@@ -490,11 +497,11 @@ func (f *Fake) HangupCaller(ids ...string) int {
 		if c.Caller == orchestrator.CallerGone {
 			return false
 		}
-		if (c.Announced || c.Caller == orchestrator.CallerTransferred) &&
+		if (c.Announced || c.withTarget()) &&
 			(c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered) {
 			c.Consult, c.pendingEnd = orchestrator.ConsultEnded, ""
 		}
-		c.Caller = orchestrator.CallerGone
+		c.Caller, c.heldWithTarget = orchestrator.CallerGone, false
 		return true
 	})
 }
@@ -601,6 +608,12 @@ func (f *Fake) Hold(ctx context.Context, t *orchestrator.Transfer) error {
 		case orchestrator.CallerConnected, orchestrator.CallerHeld:
 			c.Caller = orchestrator.CallerHeld
 			return nil
+		case orchestrator.CallerTransferred:
+			// A hold accepted before the join and applied after it holds
+			// the caller's call, now with the target, as a PBX may (nssim
+			// does): readings show the caller held.
+			c.Caller, c.heldWithTarget = orchestrator.CallerHeld, true
+			return nil
 		}
 		return orchestrator.E(op, orchestrator.KindCallNotActive, errors.New("the caller is not connected to the agent"))
 	})
@@ -613,8 +626,11 @@ func (f *Fake) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
 		if err := callerLeg(op, c, t); err != nil {
 			return err
 		}
-		switch c.Caller {
-		case orchestrator.CallerHeld, orchestrator.CallerConnected:
+		switch {
+		case c.heldWithTarget:
+			c.Caller, c.heldWithTarget = orchestrator.CallerTransferred, false
+			return nil
+		case c.Caller == orchestrator.CallerHeld, c.Caller == orchestrator.CallerConnected:
 			c.Caller = orchestrator.CallerConnected
 			return nil
 		}
@@ -750,7 +766,7 @@ func (f *Fake) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 			return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("no consult call %q", t.Legs.Consult.CallID))
 		}
 		switch {
-		case c.Caller == orchestrator.CallerTransferred:
+		case c.withTarget():
 			return nil
 		case c.Consult != orchestrator.ConsultAnswered:
 			return orchestrator.E(op, orchestrator.KindCallNotActive, errors.New("the consult call is not answered"))
@@ -769,8 +785,8 @@ func (f *Fake) HangupConsult(ctx context.Context, t *orchestrator.Transfer) erro
 		switch c.Consult {
 		case orchestrator.ConsultRinging, orchestrator.ConsultAnswered:
 			c.Consult, c.pendingEnd = orchestrator.ConsultEnded, ""
-			if c.Caller == orchestrator.CallerTransferred {
-				c.Caller = orchestrator.CallerGone
+			if c.withTarget() {
+				c.Caller, c.heldWithTarget = orchestrator.CallerGone, false
 			}
 		}
 		return nil
@@ -782,6 +798,7 @@ func (f *Fake) HangupConsult(ctx context.Context, t *orchestrator.Transfer) erro
 func (f *Fake) do(ctx context.Context, method string, t *orchestrator.Transfer, effect func(op string, c *call, t *orchestrator.Transfer) error) error {
 	op := "fake." + method
 	rec := Record{Method: method, TransferID: t.ID}
+	orchestrator.CountSend(ctx)
 	f.mu.Lock()
 	if f.recording {
 		f.records = append(f.records, rec)

@@ -384,6 +384,11 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	for {
 		tries++
 		a := c.once(ctx, r, payload, out)
+		if !a.limited {
+			// A rate-limited request was not executed; any other may have
+			// been, its answer lost.
+			orchestrator.CountSend(ctx)
+		}
 		if a.err == nil {
 			return nil
 		}

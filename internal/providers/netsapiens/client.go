@@ -157,6 +157,9 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	}
 	var last error
 	for n := 1; n <= attempts; n++ {
+		// Counted whatever came of it: a request whose answer was lost
+		// may have been applied.
+		orchestrator.CountSend(ctx)
 		wait, err := c.once(ctx, r, payload, out)
 		if err == nil {
 			return nil
