@@ -75,6 +75,11 @@ type entry struct {
 	unholdRefused string
 	warnedUnread  bool
 
+	// unsaved: the working record carries a change (a step's result, a
+	// move) that the next save writes; the reconcile saves it at its end
+	// if nothing else did (see saveNext).
+	unsaved bool
+
 	lost        bool // another replica owns the transfer now
 	saveFailing bool // the last save failed (not a conflict)
 }
@@ -96,6 +101,9 @@ func (e *Engine) process(id string) {
 	ctx := en.log.WithContext(e.hard)
 	wasTerminal := en.t.State.Terminal()
 	wait := e.reconcile(ctx, en)
+	if en.unsaved && !en.lost {
+		e.save(ctx, en)
+	}
 	// The working record becomes what readers see; the next reconcile
 	// works on a clone of it.
 	t := en.t
@@ -176,7 +184,7 @@ func (e *Engine) pending(ctx context.Context, en *entry) time.Duration {
 			en.t.Legs = legs
 		}
 		return err
-	}, next, false)
+	}, next, false, saveNext)
 	return e.afterStep(ctx, en, StepLocate, err)
 }
 
@@ -195,7 +203,7 @@ func (e *Engine) holding(ctx context.Context, en *entry) time.Duration {
 		err := en.p.Hold(withSendCounter(ctx, &sends), en.t)
 		en.t.Sent.HoldSends += int(sends.Load())
 		return err
-	}, StateDialing, false)
+	}, StateDialing, false, saveNext)
 	return e.afterStep(ctx, en, StepHold, err)
 }
 
@@ -244,7 +252,7 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 			t.ConsultDeadline = e.now().Add(t.Request.ConsultTimeout)
 		}
 		return err
-	}, StateConsulting, false)
+	}, StateConsulting, false, saveNow)
 	switch {
 	case err == nil || en.lost:
 		return 0
@@ -316,7 +324,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 			}
 		}
 		if t.Request.Completion == CompletionAuto {
-			e.transition(ctx, en, StateCompleting)
+			e.carry(en, StateCompleting) // the join's intent saves it
 			return 0
 		}
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
@@ -392,7 +400,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			return wait
 		}
 		t.Sent.Join = e.now()
-		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false)
+		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false, saveLater)
 		switch {
 		case err == nil:
 		case en.lost:
@@ -669,7 +677,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		if due {
 			t.Sent.Hangup = now
 			en.hangupUnseen = !(fresh && alive)
-			err := e.step(ctx, en, StepHangup, func(ctx context.Context) error { return en.p.HangupConsult(ctx, t) }, "", true)
+			err := e.step(ctx, en, StepHangup, func(ctx context.Context) error { return en.p.HangupConsult(ctx, t) }, "", true, saveNow)
 			if en.lost {
 				return
 			}
@@ -688,7 +696,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		return
 	}
 	t.Sent.Unhold = now
-	err := e.step(ctx, en, StepUnhold, func(ctx context.Context) error { return en.p.Unhold(ctx, t) }, "", true)
+	err := e.step(ctx, en, StepUnhold, func(ctx context.Context) error { return en.p.Unhold(ctx, t) }, "", true, saveNow)
 	if en.lost {
 		return
 	}
@@ -883,14 +891,31 @@ func (en *entry) setHeld(e *Engine, held bool) {
 
 // --- steps, saves, transitions -------------------------------------------
 
+// resultSave says when a successful step's result is written.
+type resultSave uint8
+
+const (
+	// saveNow: at once, with the move to the next state.
+	saveNow resultSave = iota
+	// saveNext: by the next save, at the latest when the reconcile ends.
+	// For a result followed at once by the next step's intent, which then
+	// carries it: a crash before that save only repeats a safe step (a
+	// read, or a hold, whose repetition the join's hold gate allows for).
+	saveNext
+	// saveLater: by whatever save comes next, however late. For a result
+	// that carries no recovery information: a join accepted, whose effect
+	// is verified by watching whatever its answer was.
+	saveLater
+)
+
 // step saves the intent of a provider request, makes it, and saves its
-// result. When it succeeds and next is set, the move to state next is
-// saved with the result: one durable write instead of two. A read (locate)
-// saves no intent: it can simply be repeated. When the intent cannot be
-// saved the request is not made (errUnsaved) — except a restorative one
-// (unhold, hang-up), which is always safe to make and matters more than
-// its record.
-func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool) error {
+// result (when; see resultSave). When it succeeds and next is set, the
+// move to state next goes with the result: one durable write instead of
+// two. A read (locate) saves no intent: it can simply be repeated. When
+// the intent cannot be saved the request is not made (errUnsaved) —
+// except a restorative one (unhold, hang-up), which is always safe to make
+// and matters more than its record. A failure is always saved at once.
+func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool, result resultSave) error {
 	t := en.t
 	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
 	if name != StepLocate && !e.save(ctx, en) {
@@ -910,26 +935,34 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	e.crash(t, name+":effect")
 	s := &t.Steps[len(t.Steps)-1]
 	s.EndedAt = e.now()
-	result := "ok"
+	label := "ok"
 	if err != nil {
-		result = KindOf(err).String()
-		s.Status, s.Detail, s.Evidence, s.ErrKind = StepFailed, err.Error(), EvidenceOf(err), result
+		label = KindOf(err).String()
+		s.Status, s.Detail, s.Evidence, s.ErrKind = StepFailed, err.Error(), EvidenceOf(err), label
 		en.log.Warn().Err(err).Str("step", name).Msg("transfer step failed")
 	} else {
 		s.Status = StepSucceeded
 	}
-	e.m.stepSeconds.WithLabelValues(en.p.Name(), name, result).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
+	e.m.stepSeconds.WithLabelValues(en.p.Name(), name, label).Observe(s.EndedAt.Sub(s.StartedAt).Seconds())
 	var from State
 	advance := err == nil && next != ""
 	if advance {
 		from = e.enter(en, next)
 	}
-	saved := e.save(ctx, en)
-	if en.lost {
-		return ErrVersionConflict
-	}
-	if saved {
+	switch {
+	case err == nil && result == saveNext:
+		en.unsaved = true
 		e.crash(t, name+":result")
+	case err == nil && result == saveLater:
+		e.crash(t, name+":result")
+	default:
+		saved := e.save(ctx, en)
+		if en.lost {
+			return ErrVersionConflict
+		}
+		if saved {
+			e.crash(t, name+":result")
+		}
 	}
 	if advance {
 		e.announce(en, from, next)
@@ -950,6 +983,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	switch {
 	case err == nil:
 		en.t.Outbox = nil
+		en.unsaved = false
 		if en.saveFailing {
 			en.saveFailing = false
 			en.log.Info().Msg("the transfer is saved again")
@@ -979,6 +1013,16 @@ func (e *Engine) transition(ctx context.Context, en *entry, to State) {
 	if !en.lost {
 		e.announce(en, from, to)
 	}
+}
+
+// carry moves t to state `to` and leaves the write to the next save of
+// this reconcile (at the latest, its end): for a move followed at once by
+// a step's intent, which carries it. A crash before that save resumes in
+// the state before, which leads here again.
+func (e *Engine) carry(en *entry, to State) {
+	from := e.enter(en, to)
+	en.unsaved = true
+	e.announce(en, from, to)
 }
 
 // enter moves t to state `to` in memory, settling the metrics; the caller

@@ -1,0 +1,72 @@
+package orchestrator_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// writeLog is a store that records each durable write: the state and the
+// last step it carried.
+type writeLog struct {
+	*memory.Store
+	mu     sync.Mutex
+	writes []string
+}
+
+func (s *writeLog) record(t *orchestrator.Transfer) {
+	w := string(t.State)
+	if n := len(t.Steps); n > 0 {
+		w += " " + t.Steps[n-1].Name + "/" + string(t.Steps[n-1].Status)
+	}
+	s.mu.Lock()
+	s.writes = append(s.writes, w)
+	s.mu.Unlock()
+}
+
+func (s *writeLog) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	s.record(t)
+	return s.Store.Create(ctx, t)
+}
+
+func (s *writeLog) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	s.record(t)
+	return s.Store.Update(ctx, t)
+}
+
+// TestDurableWritesPerTransfer pins the writes of a transfer that goes
+// well (issue #11: no write that carries no recovery information). Each
+// write is an intent that must be durable before its request is sent, a
+// result the engine waits on, or the end: the results of locate and hold
+// go with the next intent, the move to completing with the join's intent,
+// and the join's accepted answer with the end.
+func TestDurableWritesPerTransfer(t *testing.T) {
+	st := &writeLog{Store: memory.New()}
+	e := replica(t, "w", st, orchestratortest.NewFake("fake"), nil)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("transfer %s (%+v), want completed", end.State, end.Outcome)
+	}
+	want := []string{
+		"pending",                      // create
+		"holding hold/started",         // the hold's intent, with the located legs
+		"dialing dial/started",         // the dial's intent, with the hold's result
+		"consulting dial/succeeded",    // the consult leg's ids and deadline
+		"completing transfer/started",  // the join's intent, with the answer
+		"completed transfer/succeeded", // the end, with the join's answer
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !slices.Equal(st.writes, want) {
+		t.Errorf("writes:\n  %q\nwant:\n  %q", st.writes, want)
+	}
+}
