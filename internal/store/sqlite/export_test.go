@@ -1,13 +1,29 @@
 package sqlite
 
-import "github.com/transferd/transferd/internal/orchestrator"
+import (
+	"context"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
 
 // TerminalList is exported for the test that checks it against the
 // orchestrator.
 const TerminalList = terminalList
 
-// SetPurgeBatch makes Purge delete at most n rows per transaction.
-func SetPurgeBatch(s *Store, n int) { s.purgeBatch = n }
+// SetSlices sets what Purge's slices do: each holds the writer until
+// budget has passed on clock, deleting purgeChunk rows or giving back
+// vacuumChunk pages a step.
+func SetSlices(s *Store, budget time.Duration, purgeChunk, vacuumChunk int, clock func() time.Time) {
+	s.budget, s.purgeChunk, s.vacuumChunk, s.clock = budget, purgeChunk, vacuumChunk, clock
+}
+
+// Slices is the number of slices the store has committed.
+func Slices(s *Store) int64 { return s.slices.Load() }
+
+// Reclaim gives the free pages back to the file system, as Purge does
+// after deleting.
+func Reclaim(ctx context.Context, s *Store) error { return s.reclaim(ctx) }
 
 // ListQuery and EventsQuery are the statements of List and Events, for the
 // tests that check their plans.

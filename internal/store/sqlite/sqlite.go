@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -58,9 +59,13 @@ type Store struct {
 	quit      chan struct{}
 	committed chan struct{}
 	closeOnce sync.Once
-	// purgeBatch is the purgeBatch constant, set lower by tests to
-	// exercise the batching.
-	purgeBatch int
+	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
+	// and vacuumChunk, and time.Now; tests set them to count slices
+	// without depending on speed. slices counts the slices committed.
+	budget                  time.Duration
+	purgeChunk, vacuumChunk int
+	clock                   func() time.Time
+	slices                  atomic.Int64
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -88,7 +93,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
-	s := &Store{purgeBatch: purgeBatch}
+	s := &Store{budget: sliceBudget, purgeChunk: purgeChunk, vacuumChunk: vacuumChunk, clock: time.Now}
 	if s.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

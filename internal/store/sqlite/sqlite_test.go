@@ -289,14 +289,29 @@ func TestMigrateFromSchema1(t *testing.T) {
 	}
 }
 
-// Purge works through a backlog in transactions of a bounded size, and a
-// limit that is not a multiple of it is honoured exactly.
-func TestPurgeInBatches(t *testing.T) {
+// tickClock is a clock that moves on by tick each time it is read, so
+// that a slice's budget is a number of steps, whatever the machine's
+// speed: with a tick of 10 ms and a budget of 25 ms a slice reads the
+// clock at its start and after each step, and commits after the third.
+func tickClock(tick time.Duration) func() time.Time {
+	now := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	return func() time.Time {
+		now = now.Add(tick)
+		return now
+	}
+}
+
+// Purge works through a backlog in slices: a write transaction runs
+// steps of a few rows until it has held the writer for the budget, then
+// commits, and a limit that is not a multiple of a step is honoured
+// exactly.
+func TestPurgeInSlices(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
-	sqlite.SetPurgeBatch(s, 2)
+	// Three steps of 2 rows a slice; the reclaim one step.
+	sqlite.SetSlices(s, 25*time.Millisecond, 2, 1<<20, tickClock(10*time.Millisecond))
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
-	for i := range 7 {
+	for i := range 17 {
 		tr := newTransfer(strconv.Itoa(i))
 		tr.ID = orchestrator.NewID(at.Add(time.Duration(i) * time.Second))
 		tr.State, tr.UpdatedAt = orchestrator.StateCompleted, at
@@ -307,16 +322,80 @@ func TestPurgeInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := s.Purge(ctx, at.Add(time.Hour), 3); err != nil || n != 3 {
-		t.Errorf("Purge(limit 3) = %d, %v; want 3", n, err)
+	kept := newTransfer("open")
+	kept.UpdatedAt = at
+	if err := s.Create(ctx, kept); err != nil {
+		t.Fatal(err)
 	}
-	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 4 {
-		t.Errorf("Purge(no limit) = %d, %v; want 4", n, err)
+	slices := sqlite.Slices(s)
+	// One slice of 2+2+1 transfers; the 17 idempotency records in three
+	// slices (6, 6, 5: a short step ends them); one reclaim.
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 5); err != nil || n != 5 {
+		t.Errorf("Purge(limit 5) = %d, %v; want 5", n, err)
 	}
-	for i := range 7 {
+	if got := sqlite.Slices(s) - slices; got != 1+3+1 {
+		t.Errorf("Purge(limit 5) took %d slices, want 5", got)
+	}
+	// 12 left: slices of 6 and 6, then a step that finds none.
+	slices = sqlite.Slices(s)
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 12 {
+		t.Errorf("Purge(no limit) = %d, %v; want 12", n, err)
+	}
+	if got := sqlite.Slices(s) - slices; got != 3+1+1 {
+		t.Errorf("Purge(no limit) took %d slices, want 5", got)
+	}
+	for i := range 17 {
 		if _, fresh, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil || !fresh {
 			t.Errorf("idempotency key %d survived Purge (%v)", i, err)
 		}
+	}
+	if _, err := s.Get(ctx, kept.ID); err != nil {
+		t.Errorf("the open transfer after Purge: %v", err)
+	}
+}
+
+// The reclaim after a purge gives the free pages back in slices of a few
+// pages a step, until none is free.
+func TestReclaimInSlices(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	db := rawDB(t, dir)
+	pragma := func(name string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow("PRAGMA " + name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 20 {
+		tr := newTransfer(strconv.Itoa(i))
+		tr.State, tr.UpdatedAt = orchestrator.StateCompleted, at
+		tr.Legs.Consult.CallID = strings.Repeat("x", 16<<10) // 16 KiB: many pages
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`DELETE FROM transfers`); err != nil {
+		t.Fatal(err)
+	}
+	free := pragma("freelist_count")
+	if free < 20 {
+		t.Fatalf("%d free pages after deleting 320 KiB; want more", free)
+	}
+	// Three steps of 1 page a slice.
+	sqlite.SetSlices(s, 25*time.Millisecond, 2, 1, tickClock(10*time.Millisecond))
+	slices := sqlite.Slices(s)
+	if err := sqlite.Reclaim(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sqlite.Slices(s)-slices, int64((free+2)/3); got != want {
+		t.Errorf("%d free pages given back in %d slices, want %d", free, got, want)
+	}
+	if left := pragma("freelist_count"); left != 0 {
+		t.Errorf("%d pages still free", left)
 	}
 }
 

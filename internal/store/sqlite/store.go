@@ -629,45 +629,94 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 	return int(answered + deleted), nil
 }
 
-// purgeBatch bounds the rows one Purge transaction deletes (Store.purgeBatch,
-// smaller in tests): the writer is shared with every transfer's saves,
-// which must not wait long behind the clean-up of a backlog.
-const purgeBatch = 500
+// Purge and the reclaim after it write in slices (Store.slice): a
+// transaction that runs small steps until it has held the writer for
+// sliceBudget, then commits, so that the saves waiting for the writer go
+// next. A fixed number of rows per transaction could not bound that
+// time: 500 closed transfers, each with its events and ten index
+// entries, took 60–160 ms at 100k stored and more on a bigger or busier
+// file, and one incremental_vacuum of 1024 pages took up to 430 ms; saves
+// waited for the writer behind each of them.
+const (
+	// sliceBudget is how long one slice holds the writer before it
+	// commits: a save waits for at most about this plus one step and the
+	// slice's commit.
+	sliceBudget = 20 * time.Millisecond
+	// purgeChunk is the rows one DELETE step of a slice removes (a closed
+	// transfer goes with its events and signals).
+	purgeChunk = 16
+	// vacuumChunk is the pages one incremental_vacuum step of a slice
+	// gives back to the file system.
+	vacuumChunk = 16
+)
 
-// Purge implements orchestrator.Store in transactions of at most
-// s.purgeBatch rows each. Signals go with their transfers through the
-// foreign key's ON DELETE CASCADE. An idempotency record whose transfer
-// is still open is kept: it still answers a retry of the create.
+// slice runs step over and over in one write transaction, until step
+// reports done or the transaction has held the writer for s.budget
+// (read on s.clock after each step), then commits. It reports whether
+// step was done. A failed step rolls the slice back.
+func (s *Store) slice(ctx context.Context, step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	start := s.clock()
+	var done bool
+	for {
+		if done, err = step(tx); err != nil {
+			return false, err
+		}
+		if done || s.clock().Sub(start) >= s.budget {
+			break
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	s.slices.Add(1)
+	return done, nil
+}
+
+// Purge implements orchestrator.Store in slices (Store.slice) of
+// s.purgeChunk rows a step. Signals and events go with their transfers
+// through the foreign keys' ON DELETE CASCADE. An idempotency record
+// whose transfer is still open is kept: it still answers a retry of the
+// create. The pages freed are then given back to the file system, in
+// slices too.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge"
 	cut := ts(before)
 	total := 0
-	for limit <= 0 || total < limit {
-		n := s.purgeBatch
-		if limit > 0 {
-			n = min(n, limit-total)
-		}
-		// open = 0 alone implies terminal; the state test guards against a
-		// row whose open column was ever written wrong.
-		deleted, err := s.deleteBatch(ctx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
-			WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut, n)
+	for done := false; !done && (limit <= 0 || total < limit); {
+		deleted := 0 // by this slice, counted once it commits
+		var err error
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
+			n := s.purgeChunk
+			if limit > 0 {
+				n = min(n, limit-total-deleted)
+			}
+			// open = 0 alone implies terminal; the state test guards
+			// against a row whose open column was ever written wrong.
+			k, err := execCount(ctx, tx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
+				WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut, n)
+			deleted += k
+			return k < n || (limit > 0 && total+deleted >= limit), err
+		})
 		if err != nil {
 			return total, fail(op, err)
 		}
 		total += deleted
-		if deleted < n {
-			break
-		}
 	}
-	for {
-		deleted, err := s.deleteBatch(ctx, `DELETE FROM idempotency WHERE rowid IN (SELECT i.rowid FROM idempotency i
-			WHERE i.created_at < ? AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open = 1)
-			LIMIT ?)`, cut, s.purgeBatch)
+	for done := false; !done; {
+		var err error
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
+			k, err := execCount(ctx, tx, `DELETE FROM idempotency WHERE rowid IN (SELECT i.rowid FROM idempotency i
+				WHERE i.created_at < ? AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open = 1)
+				LIMIT ?)`, cut, s.purgeChunk)
+			return k < s.purgeChunk, err
+		})
 		if err != nil {
 			return total, fail(op, err)
-		}
-		if deleted < s.purgeBatch {
-			break
 		}
 	}
 	if total > 0 {
@@ -678,34 +727,36 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 	return total, nil
 }
 
-// vacuumPages bounds the pages one incremental_vacuum step gives back
-// (4 MiB at 4 KiB pages): each step is a write transaction on the shared
-// writer, which saves wait behind.
-const vacuumPages = 1024
-
-// reclaim gives the pages freed by a purge back to the file system in
-// steps of vacuumPages, so that the file shrinks as transfers are purged
-// (auto_vacuum=INCREMENTAL, see incrementalVacuum) without one long
-// write transaction.
+// reclaim gives the free pages back to the file system, s.vacuumChunk
+// pages a step (auto_vacuum=INCREMENTAL, see incrementalVacuum), in
+// slices: moving a page from the end of the file rewrites its parent and
+// its pointer-map entry, a fraction of a millisecond each, so that the
+// pages freed by a purge of thousands of transfers are minutes of writer
+// time in all, which saves must not wait behind in one piece.
 func (s *Store) reclaim(ctx context.Context) error {
-	for {
-		var free int
-		if err := s.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
-			return fmt.Errorf("freelist: %w", err)
-		}
-		if free == 0 {
-			return nil
-		}
-		if _, err := s.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, min(free, vacuumPages))); err != nil {
-			return fmt.Errorf("incremental vacuum: %w", err)
+	for done := false; !done; {
+		var err error
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, s.vacuumChunk)); err != nil {
+				return false, fmt.Errorf("incremental vacuum: %w", err)
+			}
+			var free int
+			if err := tx.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+				return false, fmt.Errorf("freelist: %w", err)
+			}
+			return free == 0, nil
+		})
+		if err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
-// deleteBatch runs one DELETE in a transaction of its own and returns how
-// many rows it deleted.
-func (s *Store) deleteBatch(ctx context.Context, q string, args ...any) (int, error) {
-	res, err := s.w.ExecContext(ctx, q, args...)
+// execCount runs one statement in tx and returns how many rows it
+// changed.
+func execCount(ctx context.Context, tx *sql.Tx, q string, args ...any) (int, error) {
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}
