@@ -67,61 +67,18 @@ func storeScenario(ctx context.Context, o options, dir string, out io.Writer) er
 	return tw.Flush()
 }
 
-// benchTransfer is a stored transfer: 1 in 100 open (consulting), the
-// rest completed; a tenth of the completed ones old enough to purge.
-func benchTransfer(i int, now time.Time) *orchestrator.Transfer {
-	at := now.Add(-time.Duration(i) * time.Millisecond)
-	prov := "netsapiens"
-	if i%3 == 0 {
-		prov = "bandwidth"
-	}
-	t := &orchestrator.Transfer{ID: orchestrator.NewID(at), Request: orchestrator.Request{Provider: prov,
-		Call:   orchestrator.CallRef{Domain: fmt.Sprintf("G%d", i/100), User: fmt.Sprint(1000 + i%100)},
-		Target: "1010", Completion: orchestrator.CompletionAuto, Mode: orchestrator.ModeAttended, ConsultTimeout: 30 * time.Second},
-		State: orchestrator.StateCompleted, CreatedAt: at, UpdatedAt: at, Owner: "bench",
-		Outcome: &orchestrator.Outcome{Reason: orchestrator.ReasonTransferred, Verified: true}}
-	switch {
-	case i%100 == 0:
-		t.State, t.Outcome = orchestrator.StateConsulting, nil
-	case i%10 == 1:
-		t.UpdatedAt = now.Add(-30 * 24 * time.Hour)
-	}
-	return t
-}
-
 func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.Writer) error {
 	now := time.Now().UTC()
-	var next atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	var open sync.Map // id → *Transfer, the open ones, for saves during the purge
 	ids := make([]string, n)
+	var opens []*orchestrator.Transfer
 	start := time.Now()
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				t := benchTransfer(i, now)
-				ids[i] = t.ID
-				if err := s.Create(ctx, t); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				if t.State == orchestrator.StateConsulting {
-					open.Store(t.ID, t)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("filling %s: %w", name, firstErr)
+	if err := fill(ctx, s, n, now, func(i int, t *orchestrator.Transfer) {
+		ids[i] = t.ID
+		if t.Open() {
+			opens = append(opens, t)
+		}
+	}); err != nil {
+		return fmt.Errorf("filling %s: %w", name, err)
 	}
 	fill := float64(n) / time.Since(start).Seconds()
 	row := func(q string, lat []time.Duration) {
@@ -173,7 +130,7 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 		return fmt.Errorf("%s get: %w", name, err)
 	}
 	row("get", lat)
-	lat, err = timeIt(500, func(i int) error { return s.Create(ctx, benchTransfer(n+i*100+1, now)) })
+	lat, err = timeIt(500, func(i int) error { return s.Create(ctx, newBenchTransfer(i, time.Now().UTC())) })
 	if err != nil {
 		return fmt.Errorf("%s create: %w", name, err)
 	}
@@ -181,8 +138,6 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 
 	// Saves of open transfers go on, one after another, while the purge
 	// runs: the longest is what a transfer would wait.
-	var opens []*orchestrator.Transfer
-	open.Range(func(_, v any) bool { opens = append(opens, v.(*orchestrator.Transfer)); return true })
 	stop := make(chan struct{})
 	saves := make(chan []time.Duration, 1)
 	go func() {
@@ -207,7 +162,7 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 		}
 	}()
 	t0 := time.Now()
-	purged, err := s.Purge(ctx, now.Add(-7*24*time.Hour), 0)
+	purged, err := s.Purge(ctx, now.Add(-retention), 0)
 	took := time.Since(t0)
 	close(stop)
 	sv := <-saves
@@ -217,4 +172,80 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	fmt.Fprintf(tw, "%s\t%d\t%.0f\tpurge %d rows: %s s\t\t\t\n", name, n, fill, purged, fmt.Sprintf("%.2f", took.Seconds()))
 	row(fmt.Sprintf("save during purge (%d, max %s ms)", len(sv), ms(percentile(sv, 100))), sv)
 	return nil
+}
+
+// importer is a store that writes a batch of finished transfers in one
+// transaction (sqlite.Store.Import).
+type importer interface {
+	Import(ctx context.Context, ts []*orchestrator.Transfer) error
+}
+
+// fillBatch is the transfers of one Import: a few thousand per commit.
+const fillBatch = 2000
+
+// fill stores n generated transfers (benchTransfer) and calls seen with
+// each, in index order, once stored. A store that imports takes them in
+// batches, generated on another goroutine meanwhile; another is filled
+// through Create, 16 at a time, as transferd would create them.
+func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(int, *orchestrator.Transfer)) error {
+	if imp, ok := s.(importer); ok {
+		batches := make(chan []*orchestrator.Transfer, 2)
+		go func() {
+			defer close(batches)
+			for lo := 0; lo < n && ctx.Err() == nil; lo += fillBatch {
+				b := make([]*orchestrator.Transfer, 0, fillBatch)
+				for i := lo; i < min(lo+fillBatch, n); i++ {
+					b = append(b, benchTransfer(i, n, now))
+				}
+				batches <- b
+			}
+		}()
+		i := 0
+		for b := range batches {
+			if err := imp.Import(ctx, b); err != nil {
+				for range batches { // let the generator end
+				}
+				return err
+			}
+			for _, t := range b {
+				t.Outbox = nil
+				seen(i, t)
+				i++
+			}
+		}
+		return ctx.Err()
+	}
+	var (
+		next     atomic.Int64
+		firstErr error
+		once     sync.Once
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+	)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				t := benchTransfer(i, n, now)
+				if err := s.Create(ctx, t); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				t.Outbox = nil
+				mu.Lock()
+				seen(i, t)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
 }
