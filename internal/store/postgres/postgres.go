@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,6 +38,12 @@ type Store struct {
 	// purgeBatch is the purgeBatch constant, set lower by tests to
 	// exercise the batching.
 	purgeBatch int
+	// The group committer (commit.go): saves go in through updates; quit
+	// stops it and committed closes when it has.
+	updates   chan *saveReq
+	quit      chan struct{}
+	committed chan struct{}
+	closeOnce sync.Once
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -67,6 +74,8 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		s.pool.Close()
 		return nil, s.fail("open", err)
 	}
+	s.updates, s.quit, s.committed = make(chan *saveReq), make(chan struct{}), make(chan struct{})
+	go s.commitLoop()
 	return s, nil
 }
 
@@ -91,8 +100,15 @@ var poolMaxConnsSet = regexp.MustCompile(`(?:^|[?&\s])pool_max_conns\s*=`)
 // transaction mode).
 func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 
-// Close closes every connection of the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the group committer, after the batch it is writing, and
+// closes every connection of the pool. Saves after Close fail.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.committed
+		s.pool.Close()
+	})
+}
 
 // Ping implements orchestrator.Store.
 func (s *Store) Ping(ctx context.Context) error {

@@ -67,26 +67,30 @@ func decode(record []byte) (*orchestrator.Transfer, error) {
 	return t, nil
 }
 
-// eventsLock is the pg_advisory_xact_lock key a save takes before writing
-// events ("outbox" in ASCII): positions are drawn in statement order but
-// become visible in commit order, and a reader must never see a position
-// while a lower one is still to commit (it would skip it for good). The
-// lock is taken last in the transaction, so it is held only for the
-// inserts and the commit, and only by saves that record events.
+// eventsLock is the pg_advisory_xact_lock key a batch of saves takes
+// before writing events ("outbox" in ASCII): positions are drawn in
+// statement order but become visible in commit order, and a reader must
+// never see a position while a lower one is still to commit (it would skip
+// it for good). A batch is sent whole in one round trip (commit.go), so the
+// lock is held for the server's work on the batch and its commit, and only
+// by batches that record events.
 const eventsLock int64 = 0x6f7574626f78
 
-// writeEvents queues the lock and the events of t's outbox on b, each with
-// the record as saved.
-func writeEvents(b *pgx.Batch, t *orchestrator.Transfer, record []byte) {
-	if len(t.Outbox) == 0 {
-		return
-	}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
+// eventsOf returns the events of t's outbox as the columns a save's
+// statement inserts.
+func eventsOf(t *orchestrator.Transfer) eventColumns {
+	var e eventColumns
 	for _, ev := range t.Outbox {
-		b.Queue(`INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			ev.ID, ev.Tenant, ev.TransferID, ev.Seq, string(ev.Type), ev.At, string(ev.From), string(ev.To), record)
+		e.ids = append(e.ids, ev.ID)
+		e.tenants = append(e.tenants, ev.Tenant)
+		e.transferIDs = append(e.transferIDs, ev.TransferID)
+		e.seqs = append(e.seqs, ev.Seq)
+		e.types = append(e.types, string(ev.Type))
+		e.ats = append(e.ats, ev.At)
+		e.froms = append(e.froms, string(ev.From))
+		e.tos = append(e.tos, string(ev.To))
 	}
+	return e
 }
 
 // jsonbSafe replaces the escape \u0000 in JSON text by \ufffd: jsonb
@@ -115,13 +119,29 @@ func jsonbSafe(b []byte) []byte {
 	return out
 }
 
-// Create implements orchestrator.Store. The partial unique index on
-// call_key decides which of concurrent Creates for one call wins, across
-// replicas. The transfer and the link from its idempotency reservation
-// are one transaction: a reservation is linked exactly when its transfer
-// exists.
+// Create implements orchestrator.Store. The transfer, its events and the
+// link from its idempotency reservation are one statement of a group
+// commit (commit.go): a reservation is linked, and an event exists,
+// exactly when the transfer does. The partial unique index on call_key
+// decides which of concurrent Creates for one call wins, across replicas.
 func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
-	op := "create " + t.ID
+	req, err := createReq(t)
+	if err != nil {
+		return s.fail("create "+t.ID, err)
+	}
+	// The transfer holding the call may end between our refused insert
+	// and the look-up of its id; then the insert is tried again.
+	for range 3 {
+		req.done = make(chan verdict, 1)
+		if again, err := s.created(ctx, t, req, s.commit(ctx, req)); !again {
+			return err
+		}
+	}
+	return s.fail(req.op(), errors.New("the call's active transfer keeps changing"))
+}
+
+// createReq is the committer's request of a Create of t.
+func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 	// A shallow copy carries the next version into the encoding: the
 	// record is only read, and the caller holds it until the verdict, so
 	// the deep clone a save used to pay is not needed.
@@ -130,63 +150,45 @@ func (s *Store) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	c.Version = 1
 	col, err := encode(c)
 	if err != nil {
-		return s.fail(op, err)
+		return nil, err
 	}
-	// The transfer holding the call may end between our failed insert and
-	// the look-up of its id; then the insert is tried again.
-	for range 3 {
-		inserted, err := s.insert(ctx, c, col)
-		if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
-			id, err := s.activeID(ctx, col.callKey)
-			if errors.Is(err, pgx.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return s.fail(op, err)
-			}
-			return kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: id})
-		}
-		if err != nil {
-			return s.fail(op, err)
-		}
-		if !inserted {
-			return kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
-		}
-		t.Version = 1
-		return nil
+	req := &saveReq{id: c.ID, create: true, next: 1, owner: c.Owner, open: c.Open(), created: c.CreatedAt,
+		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1)}
+	if c.IdempotencyKey != "" {
+		req.idemScope, req.idemKey = &c.IdempotencyScope, &c.IdempotencyKey
 	}
-	return s.fail(op, errors.New("the call's active transfer keeps changing"))
+	return req, nil
 }
 
-// insert saves a new transfer and links its reservation, and reports
-// whether the id was free.
-func (s *Store) insert(ctx context.Context, c *orchestrator.Transfer, col columns) (bool, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return false, err
+// created turns the verdict on a Create of t into its result, or reports
+// that the create must be tried again: its call's active transfer ended
+// between the insert and the look-up.
+func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *saveReq, v verdict) (again bool, err error) {
+	op := req.op()
+	switch {
+	case v.refused:
+		return false, s.fail(op, v.err)
+	case v.err != nil:
+		return false, v.err
+	case v.saved:
+		t.Version = 1
+		return false, nil
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	tag, err := tx.Exec(ctx, `INSERT INTO transfers
-		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
-		 tenant, external_id, call_domain, call_user, call_id, target)
-		VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING`,
-		c.ID, col.state, col.provider, col.callKey, c.Owner, c.Open(), c.CreatedAt, c.UpdatedAt, col.record,
-		col.tenant, col.externalID, col.domain, col.user, col.callID, col.target)
-	if err != nil || tag.RowsAffected() == 0 {
-		return false, err
+	var (
+		idTaken bool
+		active  *string
+	)
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
+		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`)`, req.id, req.col.callKey).Scan(&idTaken, &active); err != nil {
+		return false, s.fail(op, err)
 	}
-	var b pgx.Batch
-	if c.IdempotencyKey != "" {
-		b.Queue(`UPDATE idempotency SET transfer_id = $1 WHERE scope = $2 AND key = $3`,
-			c.ID, c.IdempotencyScope, c.IdempotencyKey)
+	if idTaken {
+		return false, kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
 	}
-	writeEvents(&b, c, col.record)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return false, err
-		}
+	if active != nil {
+		return false, kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: *active})
 	}
-	return true, tx.Commit(ctx)
+	return true, nil
 }
 
 // activeID returns the id of the non-terminal transfer of callKey.
@@ -202,11 +204,20 @@ func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
 const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
 	WHERE id = $7 AND version = $8`
 
-// Update implements orchestrator.Store: a compare-and-set on version. A
-// save without events is one statement; one with events is a transaction
-// of the statement and the events.
+// Update implements orchestrator.Store: a compare-and-set on version. The
+// save is handed to the group committer (commit.go), which writes the
+// saves of concurrent transfers in one transaction; the save and its
+// events are one statement.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
-	op := "update " + t.ID
+	req, err := updateReq(t)
+	if err != nil {
+		return s.fail("update "+t.ID, err)
+	}
+	return s.updated(ctx, t, req, s.commit(ctx, req))
+}
+
+// updateReq is the committer's request of an Update of t.
+func updateReq(t *orchestrator.Transfer) (*saveReq, error) {
 	// A shallow copy carries the next version into the encoding: the
 	// record is only read, and the caller holds it until the verdict, so
 	// the deep clone a save used to pay is not needed.
@@ -215,52 +226,35 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	c.Version = t.Version + 1
 	col, err := encode(c)
 	if err != nil {
-		return s.fail(op, err)
+		return nil, err
 	}
-	args := []any{c.Version, col.state, c.Owner, c.Open(), c.UpdatedAt, col.record, t.ID, t.Version}
-	var n int64
-	if len(c.Outbox) == 0 {
-		tag, err := s.pool.Exec(ctx, updateSQL, args...)
-		if err != nil {
-			return s.updateErr(ctx, op, col, err)
-		}
-		n = tag.RowsAffected()
-	} else {
-		tx, err := s.pool.Begin(ctx)
-		if err != nil {
-			return s.fail(op, err)
-		}
-		defer tx.Rollback(context.WithoutCancel(ctx))
-		tag, err := tx.Exec(ctx, updateSQL, args...)
-		if err != nil {
-			return s.updateErr(ctx, op, col, err)
-		}
-		if n = tag.RowsAffected(); n == 1 {
-			var b pgx.Batch
-			writeEvents(&b, c, col.record)
-			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-				return s.fail(op, err)
-			}
-			if err := tx.Commit(ctx); err != nil {
-				return s.fail(op, err)
-			}
-		}
-	}
-	if n == 0 {
-		var exists bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)`, t.ID).Scan(&exists); err != nil {
-			return s.fail(op, err)
-		}
-		if !exists {
-			return kindErr(op, orchestrator.KindNotFound, errNotFound)
-		}
-		return kindErr(op, orchestrator.KindConflict, orchestrator.ErrVersionConflict)
-	}
-	t.Version = c.Version
-	return nil
+	return &saveReq{id: t.ID, version: t.Version, next: c.Version, owner: c.Owner, open: c.Open(),
+		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1)}, nil
 }
 
-// updateErr reports a failed UPDATE of a transfer.
+// updated turns the verdict on an Update of t into its result.
+func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *saveReq, v verdict) error {
+	op := req.op()
+	switch {
+	case v.refused:
+		return s.updateErr(ctx, op, req.col, v.err)
+	case v.err != nil:
+		return v.err
+	case v.saved:
+		t.Version = req.next
+		return nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)`, t.ID).Scan(&exists); err != nil {
+		return s.fail(op, err)
+	}
+	if !exists {
+		return kindErr(op, orchestrator.KindNotFound, errNotFound)
+	}
+	return kindErr(op, orchestrator.KindConflict, orchestrator.ErrVersionConflict)
+}
+
+// updateErr reports an UPDATE of a transfer that the server refused.
 func (s *Store) updateErr(ctx context.Context, op string, col columns, err error) error {
 	if code, constraint := pgCode(err); code == uniqueViolation && constraint == activeCallIndex {
 		// Only possible when a terminal transfer is made active again

@@ -1,0 +1,327 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Group commit, as the SQLite store does it (../sqlite/commit.go). A save
+// was a transaction of its own: BEGIN, the UPDATE, the outbox lock, one
+// INSERT per event, COMMIT, in two round trips, with the outbox lock held
+// across the second one, so that under load the saves of every transfer
+// queued behind one another's round trips and the server spent its CPU on
+// many small transactions. Now saves and creates that arrive while a batch
+// is being written go together in the next one: BEGIN, the outbox lock,
+// one statement per save (its compare-and-set and its events, or its
+// insert, events and idempotency link), COMMIT, sent as one pipeline in
+// one round trip. A lone save is written at once: nothing waits for
+// company.
+//
+// Each save keeps its own verdict. A version conflict or a create whose id
+// or call is taken writes nothing and is not an error inside the
+// transaction (its statement matches or inserts no row, and only then
+// writes its events), so it takes nothing of the others with it. A
+// statement the server refuses aborts the transaction: the batch is rolled
+// back (nothing of it was written), that save gets the refusal, and the
+// others are written again without it. If the batch cannot be written or
+// committed for any other reason, every save in it gets the failure, as in
+// the SQLite store.
+//
+// Locks are taken in one order so that batches of several replicas cannot
+// deadlock: the outbox lock first (a batch holding it only ever waits for
+// row locks of transactions that do not want it), then the transfers
+// updated, in id order, then the creates, in the order they arrived (of
+// two creates of one call, the first wins, as in the SQLite store).
+
+// maxBatch bounds one transaction, so that a flood of saves still commits
+// in steps.
+const maxBatch = 128
+
+// commitTimeout bounds the writing of one batch: the savers wait for the
+// verdict whatever their own contexts say (see commit), so a server that
+// stops answering must not hold them for ever.
+const commitTimeout = time.Minute
+
+var errClosed = errors.New("store closed")
+
+// saveReq is one save waiting for the committer.
+type saveReq struct {
+	id            string
+	create        bool // an insert of a new transfer
+	version, next int64
+	owner         string
+	open          bool
+	created       time.Time
+	updated       time.Time
+	idemScope     *string // a create's idempotency reservation to link, if any
+	idemKey       *string
+	col           columns
+	events        eventColumns
+	done          chan verdict // receives exactly one verdict
+}
+
+// verdict is the committer's answer to one save.
+type verdict struct {
+	// saved: the save's row was updated (inserted); when false and err is
+	// nil, its version did not match (its id or call was taken).
+	saved bool
+	// err is the failure. refused: the server refused the save's own
+	// statement (err is the server's error, unwrapped), and nothing was
+	// written; otherwise err is wrapped with the operation.
+	err     error
+	refused bool
+}
+
+// op names a save in its errors.
+func (r *saveReq) op() string {
+	if r.create {
+		return "create " + r.id
+	}
+	return "update " + r.id
+}
+
+// eventColumns are the events of a save as arrays, one per column, so that
+// the save's single statement inserts them all.
+type eventColumns struct {
+	ids, tenants, transferIDs, types, froms, tos []string
+	seqs                                         []int64
+	ats                                          []time.Time
+}
+
+func (e *eventColumns) len() int { return len(e.ids) }
+
+// The statements of a save. The event INSERT reads the row the save wrote
+// (RETURNING), so that a save that writes no row writes no event; the
+// unnest keeps the outbox's order. The record, $6 in both, is the
+// snapshot of every event of the save.
+const (
+	eventsFrom = `INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
+		SELECT ev.id, ev.tenant, ev.transfer_id, ev.seq, ev.type, ev.at, ev.from_state, ev.to_state, $6
+		FROM saved, unnest($%d::text[], $%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::timestamptz[], $%d::text[], $%d::text[])
+			WITH ORDINALITY AS ev(id, tenant, transfer_id, seq, type, at, from_state, to_state, n)
+		ORDER BY ev.n`
+)
+
+var (
+	// updateEventsSQL is updateSQL with the save's events.
+	updateEventsSQL = `WITH saved AS (UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
+		WHERE id = $7 AND version = $8 RETURNING id),
+	written AS (` + fmt.Sprintf(eventsFrom, 9, 10, 11, 12, 13, 14, 15, 16) + `)
+	SELECT count(*) FROM saved`
+
+	// createSQL inserts a transfer with its events and links its
+	// idempotency reservation. ON CONFLICT DO NOTHING covers both unique
+	// indexes: a create whose id is taken, or whose call has an active
+	// transfer (the partial unique index on call_key, which decides
+	// between concurrent creates across replicas), inserts nothing and is
+	// told apart afterwards (Create).
+	createSQL = `WITH saved AS (INSERT INTO transfers
+		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
+		 tenant, external_id, call_domain, call_user, call_id, target)
+		VALUES ($1, 1, $2, $3, $4, $5, $7, $8, $9, $6, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING RETURNING id),
+	linked AS (UPDATE idempotency SET transfer_id = saved.id FROM saved WHERE scope = $16 AND key = $17),
+	written AS (` + fmt.Sprintf(eventsFrom, 18, 19, 20, 21, 22, 23, 24, 25) + `)
+	SELECT count(*) FROM saved`
+)
+
+// queue adds the save's statement to b.
+func (r *saveReq) queue(b *pgx.Batch) {
+	c, e := &r.col, &r.events
+	switch {
+	case r.create:
+		b.Queue(createSQL, r.id, c.state, c.provider, c.callKey, r.owner, c.record, r.open, r.created, r.updated,
+			c.tenant, c.externalID, c.domain, c.user, c.callID, c.target, r.idemScope, r.idemKey,
+			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos)
+	case e.len() > 0:
+		b.Queue(updateEventsSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version,
+			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos)
+	default:
+		b.Queue(updateSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version)
+	}
+}
+
+// result reads the save's statement's result: whether it wrote its row.
+func (r *saveReq) result(br pgx.BatchResults) (bool, error) {
+	if !r.create && r.events.len() == 0 {
+		tag, err := br.Exec()
+		return tag.RowsAffected() == 1, err
+	}
+	var n int64
+	err := br.QueryRow().Scan(&n)
+	return n == 1, err
+}
+
+// commit hands a save to the group committer and waits for its verdict.
+func (s *Store) commit(ctx context.Context, req *saveReq) verdict {
+	select {
+	case s.updates <- req:
+	case <-s.quit:
+		return verdict{err: s.fail(req.op(), errClosed)}
+	case <-ctx.Done():
+		return verdict{err: s.fail(req.op(), ctx.Err())}
+	}
+	// Once handed over, the save happens or fails as a whole with its
+	// batch: wait for the verdict even if ctx ends, or the caller could
+	// not know whether its record was saved.
+	return <-req.done
+}
+
+// commitLoop runs until Close. The request channel is unbuffered: a save is
+// either taken by the loop (and gets a verdict) or not handed over at all.
+func (s *Store) commitLoop() {
+	defer close(s.committed)
+	for {
+		var first *saveReq
+		select {
+		case first = <-s.updates:
+		case <-s.quit:
+			return
+		}
+		batch := []*saveReq{first}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.updates:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch writes a batch in one transaction and answers every save.
+func (s *Store) commitBatch(batch []*saveReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	verdicts := make(map[*saveReq]verdict, len(batch))
+	pending := lockOrder(batch)
+	for len(pending) > 0 {
+		saved, refused, err := s.writeBatch(ctx, pending)
+		if err == nil {
+			for i, r := range pending {
+				verdicts[r] = verdict{saved: saved[i]}
+			}
+			break
+		}
+		if refused < 0 {
+			// Nothing of the batch was saved, and a save refused in an
+			// earlier attempt may have been refused because of a save of
+			// the batch: every save gets the failure.
+			for _, r := range batch {
+				verdicts[r] = verdict{err: s.fail(r.op(), err)}
+			}
+			break
+		}
+		verdicts[pending[refused]] = verdict{err: err, refused: true}
+		pending = slices.Delete(slices.Clone(pending), refused, refused+1)
+	}
+	for _, r := range batch {
+		r.done <- verdicts[r]
+	}
+}
+
+// lockOrder returns the saves in the order their statements run: the
+// updates by id, then the creates as they came.
+func lockOrder(batch []*saveReq) []*saveReq {
+	out := slices.Clone(batch)
+	slices.SortStableFunc(out, func(a, b *saveReq) int {
+		switch {
+		case a.create && b.create:
+			return 0
+		case a.create:
+			return 1
+		case b.create:
+			return -1
+		}
+		if a.id < b.id {
+			return -1
+		}
+		if a.id > b.id {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// writeBatch writes saves in one transaction, sent as one pipeline. It
+// reports which saves wrote their rows, or the failure: refused is the
+// index of the save whose statement the server refused (nothing was
+// written), or -1 when the batch failed as a whole.
+func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool, refused int, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, -1, err
+	}
+	// A connection left in a transaction (a failed rollback) is destroyed
+	// by the pool rather than reused.
+	defer conn.Release()
+	var b pgx.Batch
+	b.Queue(`BEGIN`)
+	// The outbox lock (writeEvents' comment in store.go), taken first.
+	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
+		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
+	}
+	for _, r := range saves {
+		r.queue(&b)
+	}
+	b.Queue(`COMMIT`)
+	br := conn.SendBatch(ctx, &b)
+	saved, refused, err = readBatch(br, saves, b.Len()-len(saves)-2)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		refused, err = -1, cerr
+	}
+	if err != nil {
+		rollback(ctx, conn)
+		return nil, refused, err
+	}
+	return saved, -1, nil
+}
+
+// readBatch reads the results of writeBatch's pipeline: BEGIN, locks
+// statements, the saves, COMMIT.
+func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, refused int, err error) {
+	for range 1 + locks {
+		if _, err := br.Exec(); err != nil {
+			return nil, -1, err
+		}
+	}
+	saved = make([]bool, len(saves))
+	for i, r := range saves {
+		if saved[i], err = r.result(br); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				return nil, i, err
+			}
+			return nil, -1, err
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return nil, -1, err
+	}
+	if tag.String() != "COMMIT" {
+		return nil, -1, fmt.Errorf("commit: the server answered %s", tag)
+	}
+	return saved, -1, nil
+}
+
+// rollback ends the failed transaction of a batch on its connection.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+		// Release destroys a connection still in a transaction.
+		_ = conn.Conn().Close(ctx)
+	}
+}

@@ -1,0 +1,311 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// openRaw returns a store in a fresh schema and a connection to that
+// schema, both closed when the test ends.
+func openRaw(t *testing.T) (*postgres.Store, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return s, conn
+}
+
+// batchIDs mints ids that sort in the order they are minted.
+type batchIDs struct {
+	at time.Time
+	n  int
+}
+
+// transfer returns a new pending transfer of user's call, with its
+// transfer.created event.
+func (b *batchIDs) transfer(user string) *orchestrator.Transfer {
+	b.n++
+	at := b.at.Add(time.Duration(b.n) * 10 * time.Millisecond)
+	tr := &orchestrator.Transfer{ID: orchestrator.NewID(at), State: orchestrator.StatePending, CreatedAt: at, UpdatedAt: at,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
+	event(tr, orchestrator.EventCreated, "", "")
+	return tr
+}
+
+// event appends an event to t's outbox as the engine does.
+func event(t *orchestrator.Transfer, typ orchestrator.EventType, from, to orchestrator.State) {
+	t.EventSeq++
+	t.Outbox = append(t.Outbox, orchestrator.Event{ID: fmt.Sprintf("evt_%s_%d", t.ID, t.EventSeq), Tenant: orchestrator.DefaultTenant,
+		TransferID: t.ID, Seq: t.EventSeq, Type: typ, At: t.CreatedAt.Add(time.Duration(t.EventSeq) * time.Millisecond), From: from, To: to})
+}
+
+// move changes t's state with its event, as a transition does.
+func move(t *orchestrator.Transfer, to orchestrator.State) {
+	event(t, orchestrator.EventStateChanged, t.State, to)
+	t.State = to
+}
+
+// storedEvents returns the ids of the events stored, in position order.
+func storedEvents(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, _ := conn.Query(context.Background(), `SELECT id FROM events ORDER BY pos`)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func outbox(ts ...*orchestrator.Transfer) []string {
+	var ids []string
+	for _, t := range ts {
+		for _, ev := range t.Outbox {
+			ids = append(ids, ev.ID)
+		}
+	}
+	return ids
+}
+
+// createAll creates ts one by one and clears their outboxes.
+func createAll(t *testing.T, s *postgres.Store, ts ...*orchestrator.Transfer) {
+	t.Helper()
+	for _, tr := range ts {
+		if err := s.Create(context.Background(), tr); err != nil {
+			t.Fatalf("Create(%s): %v", tr.ID, err)
+		}
+		tr.Outbox = nil
+	}
+}
+
+// In one batch, a save with a stale version fails with a version conflict
+// and one of an unknown transfer is not found: they write neither their
+// records nor their events, and the other saves of the batch are written
+// with theirs.
+func TestBatchVersionConflictIsOwn(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a, b, c := ids.transfer("100"), ids.transfer("101"), ids.transfer("102")
+	createAll(t, s, a, b, c)
+	before := storedEvents(t, conn)
+	stale := b.Clone()
+	move(b, orchestrator.StateHolding)
+	if err := s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	before = append(before, outbox(b)...)
+	b.Outbox = nil
+
+	move(a, orchestrator.StateHolding)
+	move(stale, orchestrator.StateCancelled)
+	move(c, orchestrator.StateHolding)
+	unknown := ids.transfer("103")
+	unknown.Version = 1
+	errs := postgres.SaveInOneBatch(s, a, stale, c, unknown)
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("saves at their versions: %v, %v", errs[0], errs[2])
+	}
+	if !errors.Is(errs[1], orchestrator.ErrVersionConflict) {
+		t.Errorf("the stale save = %v, want a version conflict", errs[1])
+	}
+	if orchestrator.KindOf(errs[3]) != orchestrator.KindNotFound {
+		t.Errorf("the save of an unknown transfer = %v, want not found", errs[3])
+	}
+	if a.Version != 2 || c.Version != 2 || stale.Version != 1 {
+		t.Errorf("versions after the batch: %d, %d, stale %d; want 2, 2, 1", a.Version, c.Version, stale.Version)
+	}
+	for _, want := range []*orchestrator.Transfer{a, b, c} {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil || got.Version != want.Version || got.State != want.State {
+			t.Errorf("Get(%s) = %+v, %v; want %s at version %d", want.ID, got, err, want.State, want.Version)
+		}
+	}
+	if got, want := storedEvents(t, conn), append(before, outbox(a, c)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// Creates that share a batch are decided one by one, in order: the first
+// create of a call wins and a later one in the same batch is refused
+// naming it; a create of an id taken in the same batch is refused; a
+// refused create writes neither its events nor its idempotency link; and
+// the others of the batch are saved. (The SQLite store's
+// TestCreatesShareABatch.)
+func TestCreatesShareABatch(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	const scope = "POST /v1/transfers"
+	for _, key := range []string{"k-first", "k-second"} {
+		if _, ok, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: "h",
+			CreatedAt: time.Now(), Owner: "A"}); err != nil || !ok {
+			t.Fatalf("ReserveIdempotency(%s) = %v, %v", key, ok, err)
+		}
+	}
+	ids := batchIDs{at: time.Now()}
+	first := ids.transfer("201")
+	first.IdempotencyScope, first.IdempotencyKey = scope, "k-first"
+	second := ids.transfer("201") // the same call
+	second.IdempotencyScope, second.IdempotencyKey = scope, "k-second"
+	other := ids.transfer("202")
+	sameID := ids.transfer("203")
+	sameID.ID = other.ID
+	sameID.Outbox[0].TransferID = other.ID
+
+	errs := postgres.SaveInOneBatch(s, first, second, other, sameID)
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("creates of free calls: %v, %v", errs[0], errs[2])
+	}
+	var active *orchestrator.ActiveTransferError
+	if orchestrator.KindOf(errs[1]) != orchestrator.KindConflict || !errors.As(errs[1], &active) || active.ID != first.ID {
+		t.Fatalf("second create of the call = %v, want a conflict naming %s", errs[1], first.ID)
+	}
+	if orchestrator.KindOf(errs[3]) != orchestrator.KindConflict || errors.As(errs[3], &active) {
+		t.Fatalf("create of an existing id = %v, want a conflict (not of the call)", errs[3])
+	}
+	if second.Version != 0 || sameID.Version != 0 {
+		t.Errorf("refused creates set the caller's Version to %d, %d", second.Version, sameID.Version)
+	}
+	for _, tr := range []*orchestrator.Transfer{first, other} {
+		got, err := s.Get(ctx, tr.ID)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", tr.ID, err)
+		}
+		if got.Request.Call.User != tr.Request.Call.User || got.Version != 1 {
+			t.Errorf("Get(%s) = user %s version %d, want %s version 1", tr.ID, got.Request.Call.User, got.Version, tr.Request.Call.User)
+		}
+	}
+	if got, want := storedEvents(t, conn), outbox(first, other); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want the saved creates' only, %v", got, want)
+	}
+	for key, want := range map[string]string{"k-first": first.ID, "k-second": ""} {
+		var linked *string
+		if err := conn.QueryRow(ctx, `SELECT transfer_id FROM idempotency WHERE scope = $1 AND key = $2`, scope, key).Scan(&linked); err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if linked != nil {
+			got = *linked
+		}
+		if got != want {
+			t.Errorf("reservation %s linked to %q, want %q", key, got, want)
+		}
+	}
+}
+
+// A save whose statement the server refuses (a terminal transfer made
+// active again while another holds its call: the unique index) gets its
+// refusal, and the other saves of the batch, before and after it, are
+// written with their events.
+func TestBatchRefusedSaveIsOwn(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	ended, a, c := ids.transfer("300"), ids.transfer("301"), ids.transfer("302")
+	createAll(t, s, ended, a, c)
+	move(ended, orchestrator.StateFailed)
+	if err := s.Update(ctx, ended); err != nil {
+		t.Fatal(err)
+	}
+	ended.Outbox = nil
+	holder := ids.transfer("300")
+	createAll(t, s, holder)
+	before := storedEvents(t, conn)
+
+	move(a, orchestrator.StateHolding)
+	move(ended, orchestrator.StatePending) // its call is held by holder
+	move(c, orchestrator.StateHolding)
+	fresh := ids.transfer("304")
+	errs := postgres.SaveInOneBatch(s, a, ended, c, fresh)
+	if errs[0] != nil || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("the other saves: %v, %v, %v", errs[0], errs[2], errs[3])
+	}
+	var active *orchestrator.ActiveTransferError
+	if orchestrator.KindOf(errs[1]) != orchestrator.KindConflict || !errors.As(errs[1], &active) || active.ID != holder.ID {
+		t.Fatalf("the refused save = %v, want a conflict naming %s", errs[1], holder.ID)
+	}
+	if got, err := s.Get(ctx, ended.ID); err != nil || got.State != orchestrator.StateFailed || got.Version != 2 {
+		t.Errorf("the refused transfer = %+v, %v; want failed at version 2", got, err)
+	}
+	if got, want := storedEvents(t, conn), append(before, outbox(a, c, fresh)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// A batch whose commit fails writes nothing, and every save in it gets
+// the failure.
+func TestBatchCommitFailureFailsEverySave(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a, b := ids.transfer("400"), ids.transfer("401")
+	createAll(t, s, a, b)
+	before := storedEvents(t, conn)
+	// A deferred constraint trigger refuses, at commit, any row owned by
+	// "refused".
+	for _, q := range []string{
+		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON transfers
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(a, orchestrator.StateHolding)
+	move(b, orchestrator.StateHolding)
+	b.Owner = "refused"
+	fresh := ids.transfer("402")
+	errs := postgres.SaveInOneBatch(s, a, b, fresh)
+	for i, err := range errs {
+		if err == nil || orchestrator.KindOf(err) == orchestrator.KindConflict {
+			t.Errorf("save %d of the batch = %v, want the commit's failure", i, err)
+		}
+	}
+	if a.Version != 1 || b.Version != 1 || fresh.Version != 0 {
+		t.Errorf("versions after the failed batch: %d, %d, %d; want 1, 1, 0", a.Version, b.Version, fresh.Version)
+	}
+	for _, tr := range []*orchestrator.Transfer{a, b} {
+		if got, err := s.Get(ctx, tr.ID); err != nil || got.Version != 1 || got.State != orchestrator.StatePending {
+			t.Errorf("Get(%s) = %+v, %v; want pending at version 1", tr.ID, got, err)
+		}
+	}
+	if _, err := s.Get(ctx, fresh.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		t.Errorf("the create of the failed batch was stored (Get: %v)", err)
+	}
+	if got := storedEvents(t, conn); !slices.Equal(got, before) {
+		t.Errorf("events = %v, want %v", got, before)
+	}
+	// The committer goes on: the next save is written.
+	if err := s.Update(ctx, a); err != nil {
+		t.Errorf("Update after the failed batch: %v", err)
+	}
+}
+
+// Saves after Close fail and do not wait.
+func TestSaveAfterClose(t *testing.T) {
+	s, _ := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	s.Close()
+	if err := s.Create(context.Background(), ids.transfer("500")); err == nil {
+		t.Errorf("Create after Close succeeded")
+	}
+}
