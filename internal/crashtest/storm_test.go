@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -573,6 +575,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 		t.Fatal(err)
 	}
 
+	var cnt stormCounts
 	cases := make(chan stormCase)
 	results := make([]stormResult, n)
 	var workers sync.WaitGroup
@@ -603,6 +606,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 			}
 		}
 	}()
+	// The outages: one simulator's reads all fail, for longer than
+	// transferd's verification patience, at moments the seed draws — so
+	// that recoveries end with unverified outcomes and the sweeper has to
+	// verify them against the provider once it can be read again.
+	outageErr := make(chan error, 1)
+	go func() { outageErr <- stormOutages(ctx, seed, done, &cnt) }()
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -611,6 +620,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 	close(done)
 	if err := <-killErr; err != nil {
 		t.Fatalf("restarting transferd after a kill: %v", err)
+	}
+	if err := <-outageErr; err != nil {
+		t.Fatalf("a read outage of the simulators: %v", err)
 	}
 
 	// Nothing the simulators accepted may still be in flight when the
@@ -634,7 +646,6 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 		t.Fatal(err)
 	}
 
-	var cnt stormCounts
 	cnt.kills = fl.kills
 	for _, r := range results {
 		var problems []string
@@ -658,6 +669,70 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 	line := cnt.line(label)
 	fmt.Println(line)
 	t.Log(line)
+}
+
+// stormOutage bounds a read outage: longer than the storm transferd's
+// TRANSFERD_VERIFY_TIMEOUT (8 s), so that a recovery inside it ends
+// unverified.
+const (
+	stormOutageMin = 10 * time.Second
+	stormOutageGap = 15 * time.Second
+)
+
+// stormOutages makes every read of one simulator fail (writes still
+// succeed), for stormOutageMin to twice that, every stormOutageGap to
+// twice that, until done is closed; each outage ends with the simulator's
+// adversarial profile as it was.
+func stormOutages(ctx context.Context, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	r := rand.New(rand.NewPCG(seed, 1<<61))
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(stormOutageGap + time.Duration(r.Int64N(int64(stormOutageGap)))):
+		}
+		ns := r.IntN(2) == 0
+		restore, err := readOutage(ctx, ns, r.Uint64()>>12)
+		if err != nil {
+			return err
+		}
+		cnt.outages.Add(1)
+		select {
+		case <-done:
+		case <-time.After(stormOutageMin + time.Duration(r.Int64N(int64(stormOutageMin)))):
+		}
+		if err := restore(); err != nil {
+			return err
+		}
+	}
+}
+
+// readOutage makes every GET of nssim (ns) or bwsim fail with a 5xx and
+// returns how to put the adversarial profile back.
+func readOutage(ctx context.Context, ns bool, seed uint64) (func() error, error) {
+	if ns {
+		// nssim's chaos settings, read back and written whole.
+		path := pbxsim.NetSapiensControlPath + "/config/chaos"
+		var cur map[string]any
+		if err := sim(ctx, http.MethodGet, path, nil, &cur); err != nil {
+			return nil, err
+		}
+		delete(cur, "enabled")
+		out := maps.Clone(cur)
+		out["read_failure_rate"] = 1.0
+		if err := sim(ctx, http.MethodPut, path, out, nil); err != nil {
+			return nil, err
+		}
+		return func() error { return sim(context.WithoutCancel(ctx), http.MethodPut, path, cur, nil) }, nil
+	}
+	path := pbxsim.BandwidthControlPath + "/config/adversarial"
+	profile := map[string]any{"enabled": true, "seed": seed, "fault_rate": 0.2}
+	out := maps.Clone(profile)
+	out["read_failure_rate"] = 1.0
+	if err := sim(ctx, http.MethodPut, path, out, nil); err != nil {
+		return nil, err
+	}
+	return func() error { return sim(context.WithoutCancel(ctx), http.MethodPut, path, profile, nil) }, nil
 }
 
 func idOf(tr *transfer) string {
@@ -689,6 +764,7 @@ func stepLines(tr *transfer) string {
 // stormCounts is the storm's one line of counts.
 type stormCounts struct {
 	transfers, violations, kills int
+	outages                      atomic.Int32
 	byOutcome                    map[string]int
 	restored, unverified         int
 	took                         time.Duration
@@ -730,8 +806,8 @@ func (c *stormCounts) line(label string) string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, c.byOutcome[k]))
 	}
-	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; kills %d; violations %d; %s",
-		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.kills, c.violations, c.took.Round(100*time.Millisecond))
+	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; kills %d; read outages %d; violations %d; %s",
+		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.kills, c.outages.Load(), c.violations, c.took.Round(100*time.Millisecond))
 }
 
 // --- the checks against the ground truth ---------------------------------------------------------
