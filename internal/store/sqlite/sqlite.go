@@ -45,6 +45,9 @@ const readers = 4
 type Store struct {
 	w *sql.DB // exactly one connection: every write, in order
 	r *sql.DB // query_only connections for reads
+	// ckpt is one connection of its own for the WAL checkpoints between
+	// Purge's slices (store.go), which run beside the writer, not on it.
+	ckpt *sql.DB
 	// update is prepared once: a transfer is saved at every step, and
 	// parsing the statement each time cost a fifth of a save's CPU.
 	update *sql.Stmt
@@ -66,6 +69,7 @@ type Store struct {
 	purgeChunk, vacuumChunk int
 	clock                   func() time.Time
 	slices                  atomic.Int64
+	checkpoints             atomic.Int64 // between slices, on ckpt
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -107,6 +111,13 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
+	if s.ckpt, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.ckpt.SetMaxOpenConns(1)
+	s.ckpt.SetMaxIdleConns(1)
 	if err := s.init(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -232,6 +243,9 @@ func (s *Store) Close() error {
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
+	}
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.Close())
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())

@@ -337,12 +337,17 @@ func TestPurgeInSlices(t *testing.T) {
 		t.Errorf("Purge(limit 5) took %d slices, want 5", got)
 	}
 	// 12 left: slices of 6 and 6, then a step that finds none.
-	slices = sqlite.Slices(s)
+	slices, checkpoints := sqlite.Slices(s), sqlite.Checkpoints(s)
 	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 12 {
 		t.Errorf("Purge(no limit) = %d, %v; want 12", n, err)
 	}
 	if got := sqlite.Slices(s) - slices; got != 3+1+1 {
 		t.Errorf("Purge(no limit) took %d slices, want 5", got)
+	}
+	// The WAL is copied into the file after every slice, beside the
+	// writer rather than in the commit of whoever writes next.
+	if got := sqlite.Checkpoints(s) - checkpoints; got != 5 {
+		t.Errorf("%d checkpoints during the purge, want one after each of its 5 slices", got)
 	}
 	for i := range 17 {
 		if _, fresh, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil || !fresh {

@@ -674,7 +674,28 @@ func (s *Store) slice(ctx context.Context, step func(tx *sql.Tx) (done bool, err
 		return false, err
 	}
 	s.slices.Add(1)
+	if err := s.checkpoint(ctx); err != nil {
+		return false, err
+	}
 	return done, nil
+}
+
+// checkpoint copies the WAL into the database file (PASSIVE: it waits for
+// no reader and no writer) on a connection of its own, after each slice.
+// Left to SQLite, the commit that takes the WAL past 1000 pages runs the
+// checkpoint, holding the writer: a purge fills the WAL fast, and that
+// commit was a slice's or a save's, about 40 ms more at 100k stored
+// (traced: slices' commits took 38-44 ms, and none over 20 ms with the
+// automatic checkpoint off). Copied here, between slices, the WAL stays
+// short and the writer's commits find nothing to copy; the saves run
+// beside the copy, the next slice waits for it.
+func (s *Store) checkpoint(ctx context.Context) error {
+	var busy, log, copied int
+	if err := s.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.checkpoints.Add(1)
+	return nil
 }
 
 // Purge implements orchestrator.Store in slices (Store.slice) of
