@@ -1,0 +1,65 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// Import writes transfers as they are, each with the events of its
+// Outbox, in one transaction through COPY: a history copied from another
+// store, or the store benchmark's generated one (a million through
+// Create takes many minutes). The rows are those Create and Update would
+// have left: the same columns and JSON, every event with the record as
+// imported. Nothing is written if any transfer cannot be (an id that
+// exists, a second active transfer of one call). The events lock is held
+// for the whole transaction, as a save's batch holds it, so that event
+// positions become visible in order. Import is not for live transfers:
+// it links no idempotency reservation; callers keep batches to a few
+// thousand transfers.
+func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
+	const op = "import"
+	rows := make([][]any, 0, len(ts))
+	var events [][]any
+	for _, t := range ts {
+		if t.Version < 1 {
+			return fmt.Errorf("postgres: %s %s: version %d: a stored transfer has version 1 or more", op, t.ID, t.Version)
+		}
+		c, err := encode(t)
+		if err != nil {
+			return fmt.Errorf("postgres: %s %s: %w", op, t.ID, err)
+		}
+		rows = append(rows, []any{t.ID, t.Version, c.state, c.provider, c.callKey, t.Owner, t.Open(), t.CreatedAt, t.UpdatedAt,
+			c.record, c.tenant, c.externalID, c.domain, c.user, c.callID, c.target})
+		for _, ev := range t.Outbox {
+			events = append(events, []any{ev.ID, ev.Tenant, ev.TransferID, ev.Seq, string(ev.Type), ev.At, string(ev.From),
+				string(ev.To), c.record})
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, []string{"id", "version", "state", "provider", "call_key", "owner",
+		"open", "created_at", "updated_at", "record", "tenant", "external_id", "call_domain", "call_user", "call_id", "target"},
+		pgx.CopyFromRows(rows)); err != nil {
+		return s.fail(op, err)
+	}
+	if len(events) > 0 {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLock); err != nil {
+			return s.fail(op, err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"id", "tenant", "transfer_id", "seq", "type", "at",
+			"from_state", "to_state", "snapshot"}, pgx.CopyFromRows(events)); err != nil {
+			return s.fail(op, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.fail(op, err)
+	}
+	return nil
+}
