@@ -55,6 +55,7 @@ type options struct {
 	perDomain    int
 	idleWindow   time.Duration
 	storeSizes   []int
+	noSQLite     bool // store scenario: PostgreSQL only
 	keepLogs     bool
 	transferdEnv []string
 	events       eventsOptions
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	perDomain := fs.Int("parked-per-domain", 100, "parked transfers per NetSapiens domain (one watcher reads each domain)")
 	idle := fs.Duration("idle-window", 20*time.Second, "how long idle CPU is measured with the transfers parked")
 	sizes := fs.String("store-sizes", "100000", "stored transfers per store point (1000000 takes minutes to fill)")
+	storePGOnly := fs.Bool("store-pg-only", false, "store scenario: PostgreSQL (-pg) only, not SQLite")
 	evN := fs.Int("events-transfers", 200, "events scenario: auto transfers timed from answer to join, each in its own domain")
 	evC := fs.Int("events-concurrency", 8, "events scenario: those transfers in flight at once")
 	evMin := fs.Duration("events-min-answer", 100*time.Millisecond, "events scenario: shortest random answer delay")
@@ -129,6 +131,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if o.storeSizes, err = ints("store-sizes", *sizes); err != nil {
 		return err
+	}
+	if o.noSQLite = *storePGOnly; o.noSQLite && o.pg == "" {
+		return errors.New("-store-pg-only needs -pg")
 	}
 	for _, p := range strings.Split(*provs, ",") {
 		switch p = strings.TrimSpace(p); p {

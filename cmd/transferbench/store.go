@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
@@ -41,13 +44,22 @@ func storeScenario(ctx context.Context, o options, dir string, out io.Writer) er
 		}
 		return s, func() { _ = s.Close(); _ = os.RemoveAll(filepath.Join(dir, fmt.Sprintf("store-%d", n))) }, nil
 	}}}
+	if o.noSQLite {
+		stores = nil
+	}
 	if o.pg != "" {
-		stores = append(stores, opened{name: "postgres", open: func(int) (growthStore, func(), error) {
-			s, err := postgres.Open(ctx, o.pg)
+		stores = append(stores, opened{name: "postgres", open: func(n int) (growthStore, func(), error) {
+			// A database of its own for each point, dropped after it.
+			dbURL, drop, err := freshDatabase(ctx, o.pg, fmt.Sprintf("transferbench_store_%d", n))
 			if err != nil {
 				return nil, nil, err
 			}
-			return s, s.Close, nil
+			s, err := postgres.Open(ctx, dbURL)
+			if err != nil {
+				drop()
+				return nil, nil, err
+			}
+			return s, func() { s.Close(); drop() }, nil
 		}})
 	}
 	for _, st := range stores {
@@ -248,4 +260,29 @@ func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(in
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// freshDatabase creates the database name on the server of base (dropping
+// one left by an earlier run) and returns its URL and a func that drops it.
+func freshDatabase(ctx context.Context, base, name string) (string, func(), error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, fmt.Errorf("postgres URL: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return "", nil, fmt.Errorf("postgres: %w", err)
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+	for _, q := range []string{`DROP DATABASE IF EXISTS ` + ident, `CREATE DATABASE ` + ident} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			conn.Close(ctx)
+			return "", nil, fmt.Errorf("postgres: %s: %w", q, err)
+		}
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+ident)
+		conn.Close(context.WithoutCancel(ctx))
+	}, nil
 }
