@@ -666,8 +666,17 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		s := t.lastStep(name)
 		return s != nil && s.Status == StepStarted && en.resumed
 	}
+	// A compensation whose last try failed is owed again once its pause
+	// is over — also after a restart, which forgets the pause: the record
+	// says it failed. A Bandwidth consult hang-up refused while the leg
+	// was being set up, for one, is what empties the consult bridge that
+	// holds the agent; until it is sent again every unhold is refused.
+	failed := func(name string) bool {
+		s := t.lastStep(name)
+		return s != nil && s.Status == StepFailed && !now.Before(en.retryAt)
+	}
 	if !t.Sent.Dial.IsZero() {
-		due := t.Sent.Hangup.IsZero() || (en.redoHangup && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
+		due := t.Sent.Hangup.IsZero() || failed(StepHangup) || interrupted(StepHangup) ||
 			(fresh && alive && (settled(t.Sent.Hangup) || en.hangupUnseen))
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.

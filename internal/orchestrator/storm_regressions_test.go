@@ -372,3 +372,57 @@ func TestStormHoldTwinLandsAfterJoin(t *testing.T) {
 	}
 	wantTruthful(t, f, end)
 }
+
+// TestStormFailedHangupIsSentAgainAfterARestart: storm seed 1 with read
+// outages (case 203), Bandwidth attended, busy target. The consult
+// hang-up was refused (503: the leg was still being set up) and the
+// refusal saved; transferd was killed before the retry was due, and the
+// restarted process never sent it again, because no reading showed the
+// consult (the busy leg had vanished) — but the hang-up also empties the
+// consult bridge that holds the agent, so every unhold was refused and
+// the caller stayed held. A compensation whose last try failed is owed
+// again after a restart.
+func TestStormFailedHangupIsSentAgainAfterARestart(t *testing.T) {
+	store := memory.New()
+	f := orchestratortest.NewFake("bw").SetTarget(orchestratortest.TargetRings)
+	f.FailOn(orchestratortest.MethodHangupConsult, orchestrator.E("fake.HangupConsult", orchestrator.KindProviderUnavailable,
+		errors.New("HTTP 503 call-unavailable: the call is being initialized")), 1)
+	release := make(chan struct{})
+	hit := make(chan struct{})
+	var once sync.Once
+	crash := func(_ *orchestrator.Transfer, p string) {
+		if p == "hangup_consult:result" {
+			once.Do(func() { close(hit) })
+			<-release // the process is dead from here on
+		}
+	}
+	first := replica(t, "x", store, f, crash)
+	if err := first.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release) })
+	tr, err := first.Start(context.Background(), request("bw", "1203"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	if _, err := first.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	// The refusal is saved; from now on no reading shows the consult, as
+	// with a busy leg that vanished.
+	f.HideConsult(tr.ID, 1<<30)
+	before := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult)
+	second := replica(t, "x", store, f, nil)
+	if err := second.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if got := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult); got <= before {
+		t.Fatalf("hang-ups %d after the restart, %d before: the failed one was not sent again", got, before)
+	}
+	if c, _ := f.State(tr.ID); c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
+		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
+	}
+}
