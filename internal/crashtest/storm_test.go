@@ -29,7 +29,9 @@ import (
 // failing while writes succeed, failed legs vanishing, lost responses, about
 // 20 % random faults of every kind), with cancels at random moments and
 // transferd SIGKILLed and restarted on the same data directory and instance
-// id. Once every transfer is terminal with a verified outcome, the
+// id, and read outages of one simulator long enough for outcomes to end
+// unverified (the sweeper must then verify them). Once every transfer is
+// terminal with a verified outcome, the
 // simulators' ground truth — never transferd's word — is checked against the
 // invariants of docs/invariants.md.
 //
