@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,5 +308,52 @@ func TestSaveAfterClose(t *testing.T) {
 	s.Close()
 	if err := s.Create(context.Background(), ids.transfer("500")); err == nil {
 		t.Errorf("Create after Close succeeded")
+	}
+}
+
+// Of concurrent Creates for one call through two stores on one database
+// (two replicas, two committers, two transactions at once) exactly one
+// succeeds, and the others name it.
+func TestCreateConcurrentSameCallTwoReplicas(t *testing.T) {
+	ctx := context.Background()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	var stores [2]*postgres.Store
+	for i := range stores {
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		stores[i] = s
+	}
+	ids := batchIDs{at: time.Now()}
+	const n = 16
+	ts := make([]*orchestrator.Transfer, n)
+	for i := range ts {
+		ts[i] = ids.transfer("600")
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range ts {
+		wg.Go(func() { errs[i] = stores[i%2].Create(ctx, ts[i]) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			if winner >= 0 {
+				t.Fatalf("two concurrent Creates for one call succeeded: %s and %s", ts[winner].ID, ts[i].ID)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no concurrent Create succeeded: %v", errs)
+	}
+	for i, err := range errs {
+		var active *orchestrator.ActiveTransferError
+		if i != winner && (!errors.As(err, &active) || active.ID != ts[winner].ID) {
+			t.Errorf("losing Create %d = %v, want a conflict naming %s", i, err, ts[winner].ID)
+		}
 	}
 }
