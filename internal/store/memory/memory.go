@@ -228,7 +228,12 @@ func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, 
 		if !t.Open() {
 			continue
 		}
-		if t.Owner != "" && s.live(t.Owner, now) && !(own && t.Owner == owner) {
+		// Claimable: no owner; the claimer's own when it asks for them
+		// (own); another replica's whose heartbeat ended. Never the
+		// claimer's own otherwise, even when its heartbeat lapsed: it
+		// drives them.
+		mine := t.Owner == owner
+		if t.Owner != "" && !(own && mine) && (mine || s.live(t.Owner, now)) {
 			continue
 		}
 		t.Owner = owner

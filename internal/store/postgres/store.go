@@ -475,7 +475,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, `SELECT record FROM transfers
-		WHERE open AND (owner = '' OR ($1 AND owner = $2) OR `+deadOwner("owner", 3)+`)
+		WHERE open AND (owner = '' OR ($1 AND owner = $2) OR (owner <> $2 AND `+deadOwner("owner", 3)+`))
 		ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED`, own, owner, now, bound)
 	if err != nil {
 		return nil, s.fail(op, err)

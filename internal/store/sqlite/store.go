@@ -389,14 +389,16 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	if limit <= 0 {
 		limit = -1 // SQLite: no bound
 	}
-	claimable := `open = 1 AND (owner = '' OR (? AND owner = ?) OR ` + deadOwner("owner") + `)`
+	// Never the claimer's own unless it asks for them (own), even when its
+	// heartbeat lapsed: it drives them, and a claim would make it lose them.
+	claimable := `open = 1 AND (owner = '' OR (? AND owner = ?) OR (owner <> ? AND ` + deadOwner("owner") + `))`
 	// Every replica claims periodically and almost always finds nothing:
 	// a reader answers that without queueing behind the writer's saves.
 	// Should a transfer become claimable right after this read, the next
 	// Claim takes it.
 	var found int
 	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)`,
-		own, owner, ts(now)).Scan(&found)
+		own, owner, owner, ts(now)).Scan(&found)
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -409,7 +411,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	}
 	defer tx.Rollback()
 	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers WHERE `+claimable+` ORDER BY id LIMIT ?`,
-		own, owner, ts(now), limit)
+		own, owner, owner, ts(now), limit)
 	if err != nil {
 		return nil, fail(op, err)
 	}

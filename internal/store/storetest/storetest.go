@@ -917,6 +917,13 @@ func testClaim(f *fixture) {
 	if got := f.claim("third", now.Add(time.Hour), false, 10); !slices.Equal(ids(got), idsOf(unowned, ofLive, ofDead, ofUnknown, deadCleanup, liveCleanup, mine)) {
 		f.Errorf("Claim once every heartbeat ended = %v, want every open transfer", ids(got))
 	}
+	// A replica whose own heartbeat lapsed (a slow process: "third" never
+	// beat) does not take its own transfers through the claim of dead
+	// replicas' (own false): it drives them already, and bumping their
+	// versions would make it lose them to itself, over and over.
+	if got := f.claim("third", now.Add(time.Hour), false, 10); len(got) != 0 {
+		f.Errorf("Claim(not own) by a replica whose heartbeat lapsed took its own %v", ids(got))
+	}
 }
 
 // Claim follows Transfer.Open as saved by Create and Update: a terminal
