@@ -130,6 +130,13 @@ type Engine struct {
 	starting int // Starts past their stopping check, not adopted yet
 	entries  map[string]*entry
 	waiters  map[string]*waiter
+	// finished holds the final records of the last transfers this replica
+	// finished (ring of finishedKept ids), for the long polls that wake as
+	// they finish: a closed transfer never changes again, and reading it
+	// back from the store cost each finished transfer a query and a decode.
+	finished    map[string]*Transfer
+	finishedIDs [finishedKept]string
+	finishedAt  int
 	// settled is closed and replaced whenever an entry is dropped or
 	// becomes terminal, for Shutdown.
 	settled chan struct{}
@@ -192,6 +199,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		now:  func() time.Time { return time.Now().UTC() },
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
+		finished: make(map[string]*Transfer, finishedKept),
 		watchers: map[watchKey]*watcher{},
 	}, nil
 }
@@ -531,16 +539,37 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
 	e.mu.Lock()
 	en := e.entries[id]
+	t := e.finished[id]
 	e.mu.Unlock()
 	if en != nil {
-		if t := en.cur.Load(); t != nil {
-			if tenantOf(t) != TenantOf(ctx) {
-				return nil, E("orchestrator.Get", KindNotFound, nil)
-			}
-			return t.Clone(), nil
+		if cur := en.cur.Load(); cur != nil {
+			t = cur
 		}
 	}
-	return e.Get(ctx, id)
+	if t == nil {
+		return e.Get(ctx, id)
+	}
+	if tenantOf(t) != TenantOf(ctx) {
+		return nil, E("orchestrator.Get", KindNotFound, nil)
+	}
+	return t.Clone(), nil
+}
+
+// finishedKept is how many finished transfers' final records current
+// keeps: enough for every long poll in flight to find the one it waits on.
+const finishedKept = 256
+
+// keepFinished remembers the final record of a transfer that is closed
+// (terminal, no obligation left) and saved.
+func (e *Engine) keepFinished(t *Transfer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old := e.finishedIDs[e.finishedAt]; old != "" {
+		delete(e.finished, old)
+	}
+	e.finishedIDs[e.finishedAt] = t.ID
+	e.finished[t.ID] = t
+	e.finishedAt = (e.finishedAt + 1) % finishedKept
 }
 
 func (e *Engine) isStopping() bool {

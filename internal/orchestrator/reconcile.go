@@ -110,6 +110,9 @@ func (e *Engine) process(id string) {
 	en.cur.Store(t)
 	en.t, en.log = nil, e.log
 	if en.lost || (!t.Open() && !en.saveFailing) {
+		if !en.lost {
+			e.keepFinished(t)
+		}
 		e.drop(en)
 		return
 	}
