@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -68,5 +69,53 @@ func TestDurableWritesPerTransfer(t *testing.T) {
 	defer st.mu.Unlock()
 	if !slices.Equal(st.writes, want) {
 		t.Errorf("writes:\n  %q\nwant:\n  %q", st.writes, want)
+	}
+}
+
+// getCounter counts the store's Gets.
+type getCounter struct {
+	*memory.Store
+	gets atomic.Int32
+}
+
+func (s *getCounter) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, id)
+}
+
+// TestWaitFindsAFinishedTransferInMemory: a long poll that wakes as its
+// transfer finishes gets the final record from memory, not from the store
+// (issue #11: a query and a decode per finished transfer), the record the
+// store holds, and still scoped to its tenant.
+func TestWaitFindsAFinishedTransferInMemory(t *testing.T) {
+	st := &getCounter{Store: memory.New()}
+	e := replica(t, "w", st, orchestratortest.NewFake("fake"), nil)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("transfer %s, want completed", end.State)
+	}
+	before := st.gets.Load()
+	again, err := e.Wait(context.Background(), tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.gets.Load() - before; n != 0 {
+		t.Errorf("Wait on a transfer this replica finished read the store %d times", n)
+	}
+	stored, err := st.Store.Get(context.Background(), tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Version != stored.Version || again.State != stored.State || len(again.Steps) != len(stored.Steps) {
+		t.Errorf("in memory: version %d %s %d steps; stored: version %d %s %d steps",
+			again.Version, again.State, len(again.Steps), stored.Version, stored.State, len(stored.Steps))
+	}
+	other := orchestrator.WithTenant(context.Background(), "another")
+	if _, err := e.Wait(other, tr.ID, func(*orchestrator.Transfer) bool { return false }); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		t.Errorf("another tenant's Wait: %v, want not found", err)
 	}
 }
