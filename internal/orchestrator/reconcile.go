@@ -616,6 +616,25 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		return max(t.Cleanup.Until.Sub(now), e.cfg.PollMaxInterval)
 	}
 	e.observed(en, obs, at)
+	if obs.Caller == CallerTransferred && t.State != StateCompleted {
+		// The outcome was reported unverified while the provider could not
+		// be read, and meanwhile the provider connected the caller to the
+		// target (an announced transfer answered during the outage, a join
+		// applied late): the truth is completed. Once no hang-up of ours can
+		// still land on that call, the sweeper says so.
+		if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
+			return d + time.Millisecond
+		}
+		old := *t.Outcome
+		t.Cleanup = nil
+		detail := fmt.Sprintf("the provider shows the caller connected to the target; the unverified outcome %s (%s) is corrected to completed",
+			t.State, old.Reason)
+		e.note(en, StepVerify, detail)
+		emit(t, EventOutcomeVerified, now, t.State, t.State)
+		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
+			Detail: "the provider connected the caller to the target although " + old.Detail}, nil)
+		return 0
+	}
 	if obs.Caller != CallerTransferred {
 		e.compensate(ctx, en, obs, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
 		if en.lost {

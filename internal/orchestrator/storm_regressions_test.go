@@ -426,3 +426,59 @@ func TestStormFailedHangupIsSentAgainAfterARestart(t *testing.T) {
 		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
 	}
 }
+
+// leaveAnswered is a provider whose consult hang-up leaves an answered
+// leg alone, as the Bandwidth adapter does with an announced transfer's
+// B-leg that carries the caller.
+type leaveAnswered struct{ *orchestratortest.Fake }
+
+func (p leaveAnswered) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	if c, _ := p.State(t.ID); c.Consult == orchestrator.ConsultAnswered {
+		return nil
+	}
+	return p.Fake.HangupConsult(ctx, t)
+}
+
+// TestStormSweeperCorrectsAnUnverifiedFailureToCompleted: storm seed
+// 2822450117039015 with read outages (cases 146, 150, 158, 173), Bandwidth
+// announced. Reads failed from before the target answered until past the
+// consult deadline and the verification patience: the transfer ended
+// failed with an unverified outcome. The target had answered meanwhile, so
+// the caller was with the target; the sweeper saw that once reads came
+// back, verified the outcome and left it failed. An unverified outcome is
+// corrected to what the provider shows, the state included.
+func TestStormSweeperCorrectsAnUnverifiedFailureToCompleted(t *testing.T) {
+	f := orchestratortest.NewFake("bw").AnnouncedOnly().SetTarget(orchestratortest.TargetRings)
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: time.Second, VerifyTimeout: 100 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
+		TombstoneTTL: 50 * time.Millisecond}
+	e, err := orchestrator.New(cfg, st, []orchestrator.Provider{leaveAnswered{f}}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	r := orchestrator.Request{Provider: "bw", Mode: orchestrator.ModeAnnounced,
+		Call: orchestrator.CallRef{Domain: "TEST", User: "1173"}, Target: "+15557100173", ConsultTimeout: time.Second}
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStorm(t, e, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateConsulting && tr.Seen.Consult })
+	// The read outage begins; the target answers inside it.
+	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503 call-unavailable"))
+	f.FailOn(orchestratortest.MethodObserve, unavailable, -1)
+	if f.Answer(tr.ID) != 1 {
+		t.Fatal("the B-leg was not ringing")
+	}
+	end := st.waitSaved(t, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
+	if end.State == orchestrator.StateCompleted || end.Outcome.Verified {
+		t.Fatalf("during the outage the transfer ended %s, verified %v; want an unverified failure", end.State, end.Outcome.Verified)
+	}
+	f.ClearFaults() // the outage ends
+	end = st.waitSaved(t, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.Cleanup == nil })
+	if !end.Outcome.Verified || !hasStep(end, orchestrator.StepVerify) {
+		t.Errorf("after the outage: %s %+v, want a verified outcome and a verify step", end.State, end.Outcome)
+	}
+	wantTruthful(t, f, end)
+}
