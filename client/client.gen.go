@@ -858,7 +858,10 @@ type Outcome struct {
 	// Verified True once the provider was seen in the state the outcome describes (the caller with
 	// the target, or back with the agent). False while it has not been: transferd keeps
 	// checking in the background and sets it true later; until then treat
-	// `caller_restored` as what transferd did, not as what the provider shows.
+	// `caller_restored` as what transferd did, not as what the provider shows. An
+	// unverified outcome is provisional: when the provider shows the caller with the target
+	// after all, the transfer's state is corrected to `completed` with a verified outcome.
+	// A verified outcome is final.
 	Verified bool `json:"verified"`
 }
 
