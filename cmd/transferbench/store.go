@@ -95,6 +95,7 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	fill := float64(n) / time.Since(start).Seconds()
 	row := func(q string, lat []time.Duration) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t\n", name, n, fill, q, ms(percentile(lat, 50)), ms(percentile(lat, 99)))
+		flush(tw)
 	}
 	timeIt := func(times int, f func(i int) error) ([]time.Duration, error) {
 		lat := make([]time.Duration, 0, times)
@@ -285,4 +286,12 @@ func freshDatabase(ctx context.Context, base, name string) (string, func(), erro
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+ident)
 		conn.Close(context.WithoutCancel(ctx))
 	}, nil
+}
+
+// flush writes out what the table holds so far, so that a long point's
+// rows are seen as they come.
+func flush(w io.Writer) {
+	if f, ok := w.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
 }

@@ -25,7 +25,15 @@ func Checkpoints(s *Store) int64 { return s.checkpoints.Load() }
 
 // Reclaim gives the free pages back to the file system, as Purge does
 // after deleting.
-func Reclaim(ctx context.Context, s *Store) error { return s.reclaim(ctx) }
+func Reclaim(ctx context.Context, s *Store) error { return s.reclaim(ctx, func() {}) }
+
+// WriterSynchronous is the synchronous pragma of the writer's connection
+// (2: FULL).
+func WriterSynchronous(ctx context.Context, s *Store) (int, error) {
+	var n int
+	err := s.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n)
+	return n, err
+}
 
 // ListQuery and EventsQuery are the statements of List and Events, for the
 // tests that check their plans.
