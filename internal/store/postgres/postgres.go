@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -63,6 +64,12 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	if !poolMaxConnsSet.MatchString(dbURL) {
 		cfg.MaxConns = defaultMaxConns(runtime.GOMAXPROCS(0))
 	}
+	switch m := cfg.ConnConfig.DefaultQueryExecMode; m {
+	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+		// Without a statement description pgx sends the jsonb parameters as
+		// bytes, which the server refuses: fail at start, not on each save.
+		return nil, s.fail("open", fmt.Errorf("default_query_exec_mode=%s is not supported: use cache_statement (the default) or cache_describe", m))
+	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.fail("open", err)
 	}
@@ -95,9 +102,9 @@ var poolMaxConnsSet = regexp.MustCompile(`(?:^|[?&\s])pool_max_conns\s*=`)
 // Statements are prepared once per connection and reused: pgx's default
 // exec mode (cache_statement) keeps a cache of prepared statements per
 // connection keyed by the SQL text, and every statement here has a fixed
-// text (List has one per combination of filters). A URL may still choose
-// another mode (default_query_exec_mode, e.g. for PgBouncer in
-// transaction mode).
+// text (List has one per combination of filters). A URL may choose
+// cache_describe instead (default_query_exec_mode, e.g. for PgBouncer in
+// transaction mode); exec and simple_protocol are refused (see Open).
 func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 
 // Close stops the group committer, after the batch it is writing, and

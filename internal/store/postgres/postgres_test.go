@@ -366,3 +366,16 @@ func BenchmarkCreate(b *testing.B)         { storetest.BenchCreate(b, open(b)) }
 func BenchmarkUpdateParallel(b *testing.B) { storetest.BenchUpdateParallel(b, open(b)) }
 func BenchmarkHeartbeat(b *testing.B)      { storetest.BenchHeartbeat(b, open(b)) }
 func BenchmarkClaimIdle(b *testing.B)      { storetest.BenchClaimIdle(b, open(b), 1000) }
+
+// A URL asking for a query mode without statement descriptions is refused
+// at Open, naming the setting, instead of failing every save. Needs no
+// database.
+func TestOpenRefusesQueryModesWithoutDescriptions(t *testing.T) {
+	for _, mode := range []string{"exec", "simple_protocol"} {
+		url := "postgres://transferd@127.0.0.1:1/transferd?sslmode=disable&connect_timeout=2&default_query_exec_mode=" + mode
+		_, err := postgres.Open(context.Background(), url)
+		if err == nil || !strings.Contains(err.Error(), "default_query_exec_mode="+mode+" is not supported") {
+			t.Errorf("Open with default_query_exec_mode=%s: %v, want a refusal naming it", mode, err)
+		}
+	}
+}
