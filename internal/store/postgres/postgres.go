@@ -64,10 +64,10 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	if !poolMaxConnsSet.MatchString(dbURL) {
 		cfg.MaxConns = defaultMaxConns(runtime.GOMAXPROCS(0))
 	}
-	switch m := cfg.ConnConfig.DefaultQueryExecMode; m {
-	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
-		// Without a statement description pgx sends the jsonb parameters as
-		// bytes, which the server refuses: fail at start, not on each save.
+	// Without a statement description pgx sends the jsonb parameters as
+	// bytes, which the server refuses: fail at start, not on each save.
+	if m, bad := map[pgx.QueryExecMode]string{pgx.QueryExecModeExec: "exec",
+		pgx.QueryExecModeSimpleProtocol: "simple_protocol"}[cfg.ConnConfig.DefaultQueryExecMode]; bad {
 		return nil, s.fail("open", fmt.Errorf("default_query_exec_mode=%s is not supported: use cache_statement (the default) or cache_describe", m))
 	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
