@@ -25,13 +25,12 @@ func Checkpoints(s *Store) int64 { return s.checkpoints.Load() }
 
 // Reclaim gives the free pages back to the file system, as Purge does
 // after deleting.
-func Reclaim(ctx context.Context, s *Store) error { return s.reclaim(ctx, func() {}) }
+func Reclaim(ctx context.Context, s *Store) error { return s.reclaim(ctx) }
 
-// WriterSynchronous is the synchronous pragma of the writer's connection
-// (2: FULL).
-func WriterSynchronous(ctx context.Context, s *Store) (int, error) {
+// WriterPragma is the value of a pragma on the writer's connection.
+func WriterPragma(ctx context.Context, s *Store, name string) (int, error) {
 	var n int
-	err := s.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n)
+	err := s.w.QueryRowContext(ctx, `PRAGMA `+name).Scan(&n)
 	return n, err
 }
 

@@ -655,32 +655,56 @@ const (
 	vacuumChunk = 16
 )
 
+// autocheckpoint is SQLite's default wal_autocheckpoint, restored after a
+// slice.
+const autocheckpoint = 1000
+
 // slice runs step over and over in one write transaction, until step
 // reports done or the transaction has held the writer for s.budget
-// (read on s.clock after each step), then commits and calls kick. It
+// (read on s.clock after each step), then commits and checkpoints. It
 // reports whether step was done. A failed step rolls the slice back.
 //
 // A slice commits with synchronous=NORMAL: it is not fsynced (the saves'
 // next commit fsyncs the WAL, slices' frames included), since a slice a
-// crash takes back is only done again by the next purge, and the fsync
-// was most of a slice's time: at 1M stored, on a loaded machine, 341
-// slices' commits took 21-166 ms, and the reclaim gave back 183 pages a
-// second (an hour for a purge of 100k transfers). The writer is held
-// from the pragma to its
-// restoring, so no save commits in between; a connection whose FULL
-// cannot be restored is dropped, never handed to a save.
-func (s *Store) slice(ctx context.Context, kick func(), step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
+// crash takes back is only done again by the next purge; at 1M stored,
+// on a loaded machine, 341 slices' commits took 21-166 ms. Nor does a
+// slice's commit checkpoint the WAL (wal_autocheckpoint 0): checkpoint
+// does, beside the writer; when the WAL had passed SQLite's 1000 pages,
+// slices' commits ran checkpoints of their own, 43-50 ms at 300k stored
+// (281 of 539 slices). The
+// writer is held from the pragmas to their restoring, so no save commits
+// in between; a connection whose pragmas cannot be restored is dropped,
+// never handed to a save.
+func (s *Store) slice(ctx context.Context, step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
+	done, err := s.sliceTx(ctx, step)
+	if err != nil {
+		return false, err
+	}
+	// The writer is free again: the saves go while the WAL is copied.
+	if err := s.checkpoint(ctx); err != nil {
+		return false, err
+	}
+	return done, nil
+}
+
+// sliceTx is slice's transaction, on the writer's connection.
+func (s *Store) sliceTx(ctx context.Context, step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		return false, err
+	for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA wal_autocheckpoint = 0`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return false, err
+		}
 	}
 	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		for _, q := range []string{`PRAGMA synchronous = FULL`, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autocheckpoint)} {
+			if _, err := conn.ExecContext(context.WithoutCancel(ctx), q); err != nil {
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				return
+			}
 		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
@@ -702,41 +726,28 @@ func (s *Store) slice(ctx context.Context, kick func(), step func(tx *sql.Tx) (d
 		return false, err
 	}
 	s.slices.Add(1)
-	kick()
 	return done, nil
 }
 
-// checkpointing copies the WAL into the database file on a connection of
-// its own (PASSIVE: it waits for no reader and no writer) each time kick
-// is called, beside the writer, until stop, which waits for the last
-// copy and returns the first error. Left to SQLite, the commit that takes
-// the WAL past 1000 pages runs the checkpoint while holding the writer: a
-// purge fills the WAL fast, and that commit was a slice's or a save's,
-// about 40 ms more at 100k stored (traced: slices' commits took 38-44 ms,
-// and none over 20 ms with the automatic checkpoint off). Copied beside
-// the writer after each slice, the WAL stays short, and neither the
-// saves' commits nor the next slice wait for the copy.
-func (s *Store) checkpointing(ctx context.Context) (kick func(), stop func() error) {
-	kicks, done := make(chan struct{}, 1), make(chan error, 1)
-	go func() {
-		var first error
-		for range kicks {
-			var busy, log, copied int
-			err := s.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied)
-			if err != nil && first == nil {
-				first = fmt.Errorf("checkpoint: %w", err)
-			}
-			s.checkpoints.Add(1)
-		}
-		done <- first
-	}()
-	kick = func() {
-		select {
-		case kicks <- struct{}{}:
-		default: // a copy is due already
-		}
+// checkpoint copies the WAL into the database file, on a connection of
+// its own (PASSIVE: it waits for no reader and no writer), after each
+// slice; the saves run beside it, the next slice waits for it. Left to
+// SQLite, the commit that takes the WAL past 1000 pages runs the
+// checkpoint holding the writer: a purge fills the WAL fast, and that
+// commit was a slice's or a save's, about 40 ms more at 100k stored
+// (traced: slices' commits took 38-44 ms, and none over 20 ms with the
+// automatic checkpoint off). Run beside the next slice instead, a copy
+// never caught up: the WAL never started over, grew all through the
+// purge, and the save after it waited 1.1 s for the last copy, which
+// also gave the file's freed gigabyte back at once. Between slices, each
+// copy finishes, the file shrinks as it goes, and the WAL stays short.
+func (s *Store) checkpoint(ctx context.Context) error {
+	var busy, log, copied int
+	if err := s.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return kick, func() error { close(kicks); return <-done }
+	s.checkpoints.Add(1)
+	return nil
 }
 
 // Purge implements orchestrator.Store in slices (Store.slice) of
@@ -747,22 +758,12 @@ func (s *Store) checkpointing(ctx context.Context) (kick func(), stop func() err
 // slices too.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge"
-	kick, stop := s.checkpointing(ctx)
-	total, err := s.purge(ctx, kick, ts(before), limit)
-	if serr := stop(); err == nil && serr != nil {
-		err = fail(op, serr)
-	}
-	return total, err
-}
-
-// purge is Purge's deletes and reclaim; kick is called after each slice.
-func (s *Store) purge(ctx context.Context, kick func(), cut string, limit int) (int, error) {
-	const op = "purge"
+	cut := ts(before)
 	total := 0
 	for done := false; !done && (limit <= 0 || total < limit); {
 		deleted := 0 // by this slice, counted once it commits
 		var err error
-		done, err = s.slice(ctx, kick, func(tx *sql.Tx) (bool, error) {
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
 			n := s.purgeChunk
 			if limit > 0 {
 				n = min(n, limit-total-deleted)
@@ -781,7 +782,7 @@ func (s *Store) purge(ctx context.Context, kick func(), cut string, limit int) (
 	}
 	for done := false; !done; {
 		var err error
-		done, err = s.slice(ctx, kick, func(tx *sql.Tx) (bool, error) {
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
 			k, err := execCount(ctx, tx, `DELETE FROM idempotency WHERE rowid IN (SELECT i.rowid FROM idempotency i
 				WHERE i.created_at < ? AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open = 1)
 				LIMIT ?)`, cut, s.purgeChunk)
@@ -792,7 +793,7 @@ func (s *Store) purge(ctx context.Context, kick func(), cut string, limit int) (
 		}
 	}
 	if total > 0 {
-		if err := s.reclaim(ctx, kick); err != nil {
+		if err := s.reclaim(ctx); err != nil {
 			return total, fail(op, err)
 		}
 	}
@@ -805,10 +806,10 @@ func (s *Store) purge(ctx context.Context, kick func(), cut string, limit int) (
 // its pointer-map entry, a fraction of a millisecond each, so that the
 // pages freed by a purge of thousands of transfers are minutes of writer
 // time in all, which saves must not wait behind in one piece.
-func (s *Store) reclaim(ctx context.Context, kick func()) error {
+func (s *Store) reclaim(ctx context.Context) error {
 	for done := false; !done; {
 		var err error
-		done, err = s.slice(ctx, kick, func(tx *sql.Tx) (bool, error) {
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
 			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, s.vacuumChunk)); err != nil {
 				return false, fmt.Errorf("incremental vacuum: %w", err)
 			}
