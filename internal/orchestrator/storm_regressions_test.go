@@ -464,7 +464,9 @@ func TestStormSweeperCorrectsAnUnverifiedFailureToCompleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitStorm(t, e, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateConsulting && tr.Seen.Consult })
+	waitStorm(t, e, tr.ID, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateConsulting && tr.Seen.Consult
+	})
 	// The read outage begins; the target answers inside it.
 	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503 call-unavailable"))
 	f.FailOn(orchestratortest.MethodObserve, unavailable, -1)
