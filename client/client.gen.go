@@ -858,10 +858,11 @@ type Outcome struct {
 	// Verified True once the provider was seen in the state the outcome describes (the caller with
 	// the target, or back with the agent). False while it has not been: transferd keeps
 	// checking in the background and sets it true later; until then treat
-	// `caller_restored` as what transferd did, not as what the provider shows. An
-	// unverified outcome is provisional: when the provider shows the caller with the target
-	// after all, the transfer's state is corrected to `completed` with a verified outcome.
-	// A verified outcome is final.
+	// `caller_restored` as what transferd did, not as what the provider shows. While a
+	// transfer still carries a cleanup obligation (an unverified outcome, or a tombstone
+	// watching for a consult leg that never appeared), its outcome follows what the provider
+	// shows: when the caller turns out to be with the target, the state is corrected to
+	// `completed`. Once the obligation is discharged the outcome is final.
 	Verified bool `json:"verified"`
 }
 

@@ -617,11 +617,12 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	}
 	e.observed(en, obs, at)
 	if obs.Caller == CallerTransferred && t.State != StateCompleted {
-		// The outcome was reported unverified while the provider could not
-		// be read, and meanwhile the provider connected the caller to the
-		// target (an announced transfer answered during the outage, a join
-		// applied late): the truth is completed. Once no hang-up of ours can
-		// still land on that call, the sweeper says so.
+		// The outcome was reported while the provider could not be read (or
+		// a tombstone still watches for a late consult), and meanwhile the
+		// provider connected the caller to the target (an announced
+		// transfer answered during the outage, a late B-leg answered): the
+		// truth is completed. Once no hang-up of ours can still land on
+		// that call, the sweeper says so.
 		if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
 			return d + time.Millisecond
 		}
