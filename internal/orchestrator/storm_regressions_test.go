@@ -255,13 +255,22 @@ func TestStormHoldTwinLandsAfterUnhold(t *testing.T) {
 // the caller stayed held. A compensation whose intent was saved and whose
 // result was not is owed again after a restart.
 func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
-	store := memory.New()
 	f := orchestratortest.NewFake("bw").SetTarget(orchestratortest.TargetRings)
+	hangupOwedAfterRestart(t, f, "1223", "hangup_consult:intent")
+}
+
+// hangupOwedAfterRestart cancels a consulting transfer whose process dies
+// at crashPoint of its consult hang-up; from then on no reading shows the
+// consult (a busy leg that vanished), so only a hang-up sent again by the
+// restarted process clears it. It fails the test unless one is.
+func hangupOwedAfterRestart(t *testing.T, f *orchestratortest.Fake, user, crashPoint string) {
+	t.Helper()
+	store := memory.New()
 	release := make(chan struct{})
 	hit := make(chan struct{})
 	var once sync.Once
 	crash := func(_ *orchestrator.Transfer, p string) {
-		if p == "hangup_consult:intent" {
+		if p == crashPoint {
 			once.Do(func() { close(hit) })
 			<-release // the process is dead from here on
 		}
@@ -271,7 +280,7 @@ func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { close(release) })
-	tr, err := first.Start(context.Background(), request("bw", "1223"), orchestrator.StartOptions{})
+	tr, err := first.Start(context.Background(), request("bw", user), orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,8 +289,6 @@ func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-hit
-	// From now on no reading shows the consult, as with a busy leg that
-	// vanished: only a hang-up sent again clears what it held.
 	f.HideConsult(tr.ID, 1<<30)
 	before := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult)
 	second := replica(t, "x", store, f, nil)
@@ -290,7 +297,7 @@ func TestStormHangupInterruptedByAKillIsSentAgain(t *testing.T) {
 	}
 	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
 	if got := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult); got <= before {
-		t.Fatalf("hang-ups %d after the restart, %d before: the interrupted one was not sent again", got, before)
+		t.Fatalf("hang-ups %d after the restart, %d before: the hang-up was not sent again", got, before)
 	}
 	if c, _ := f.State(tr.ID); c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
 		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
@@ -383,48 +390,11 @@ func TestStormHoldTwinLandsAfterJoin(t *testing.T) {
 // the caller stayed held. A compensation whose last try failed is owed
 // again after a restart.
 func TestStormFailedHangupIsSentAgainAfterARestart(t *testing.T) {
-	store := memory.New()
 	f := orchestratortest.NewFake("bw").SetTarget(orchestratortest.TargetRings)
 	f.FailOn(orchestratortest.MethodHangupConsult, orchestrator.E("fake.HangupConsult", orchestrator.KindProviderUnavailable,
 		errors.New("HTTP 503 call-unavailable: the call is being initialized")), 1)
-	release := make(chan struct{})
-	hit := make(chan struct{})
-	var once sync.Once
-	crash := func(_ *orchestrator.Transfer, p string) {
-		if p == "hangup_consult:result" {
-			once.Do(func() { close(hit) })
-			<-release // the process is dead from here on
-		}
-	}
-	first := replica(t, "x", store, f, crash)
-	if err := first.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { close(release) })
-	tr, err := first.Start(context.Background(), request("bw", "1203"), orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
-	if _, err := first.Cancel(context.Background(), tr.ID); err != nil {
-		t.Fatal(err)
-	}
-	<-hit
-	// The refusal is saved; from now on no reading shows the consult, as
-	// with a busy leg that vanished.
-	f.HideConsult(tr.ID, 1<<30)
-	before := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult)
-	second := replica(t, "x", store, f, nil)
-	if err := second.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
-	if got := countActions(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult); got <= before {
-		t.Fatalf("hang-ups %d after the restart, %d before: the failed one was not sent again", got, before)
-	}
-	if c, _ := f.State(tr.ID); c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered {
-		t.Fatalf("the consult is still up (%v) after %s", c.Consult, end.State)
-	}
+	// The process dies once the refusal is saved.
+	hangupOwedAfterRestart(t, f, "1203", "hangup_consult:result")
 }
 
 // leaveAnswered is a provider whose consult hang-up leaves an answered
