@@ -12,15 +12,16 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// writeLog is a store that records each durable write: the state and the
-// last step it carried.
-type writeLog struct {
+// spyStore is a memory store that records each durable write (the state
+// and the last step it carried) and counts its Gets.
+type spyStore struct {
 	*memory.Store
 	mu     sync.Mutex
 	writes []string
+	gets   atomic.Int32
 }
 
-func (s *writeLog) record(t *orchestrator.Transfer) {
+func (s *spyStore) record(t *orchestrator.Transfer) {
 	w := string(t.State)
 	if n := len(t.Steps); n > 0 {
 		w += " " + t.Steps[n-1].Name + "/" + string(t.Steps[n-1].Status)
@@ -30,24 +31,21 @@ func (s *writeLog) record(t *orchestrator.Transfer) {
 	s.mu.Unlock()
 }
 
-func (s *writeLog) Create(ctx context.Context, t *orchestrator.Transfer) error {
+func (s *spyStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
 	s.record(t)
 	return s.Store.Create(ctx, t)
 }
 
-func (s *writeLog) Update(ctx context.Context, t *orchestrator.Transfer) error {
+func (s *spyStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	s.record(t)
 	return s.Store.Update(ctx, t)
 }
 
-// TestDurableWritesPerTransfer pins the writes of a transfer that goes
-// well (issue #11: no write that carries no recovery information). Each
-// write is an intent that must be durable before its request is sent, a
-// result the engine waits on, or the end: the results of locate and hold
-// go with the next intent, the move to completing with the join's intent,
-// and the join's accepted answer with the end.
-func TestDurableWritesPerTransfer(t *testing.T) {
-	st := &writeLog{Store: memory.New()}
+// completeOne runs one transfer that goes well to its end on an engine
+// over a spyStore.
+func completeOne(t *testing.T) (*spyStore, *orchestrator.Engine, *orchestrator.Transfer) {
+	t.Helper()
+	st := &spyStore{Store: memory.New()}
 	e := replica(t, "w", st, orchestratortest.NewFake("fake"), nil)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
@@ -57,6 +55,17 @@ func TestDurableWritesPerTransfer(t *testing.T) {
 	if end.State != orchestrator.StateCompleted {
 		t.Fatalf("transfer %s (%+v), want completed", end.State, end.Outcome)
 	}
+	return st, e, end
+}
+
+// TestDurableWritesPerTransfer pins the writes of a transfer that goes
+// well (issue #11: no write that carries no recovery information). Each
+// write is an intent that must be durable before its request is sent, a
+// result the engine waits on, or the end: the results of locate and hold
+// go with the next intent, the move to completing with the join's intent,
+// and the join's accepted answer with the end.
+func TestDurableWritesPerTransfer(t *testing.T) {
+	st, _, _ := completeOne(t)
 	want := []string{
 		"pending",                      // create
 		"holding hold/started",         // the hold's intent, with the located legs
@@ -72,13 +81,7 @@ func TestDurableWritesPerTransfer(t *testing.T) {
 	}
 }
 
-// getCounter counts the store's Gets.
-type getCounter struct {
-	*memory.Store
-	gets atomic.Int32
-}
-
-func (s *getCounter) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+func (s *spyStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
 	s.gets.Add(1)
 	return s.Store.Get(ctx, id)
 }
@@ -88,16 +91,7 @@ func (s *getCounter) Get(ctx context.Context, id string) (*orchestrator.Transfer
 // (issue #11: a query and a decode per finished transfer), the record the
 // store holds, and still scoped to its tenant.
 func TestWaitFindsAFinishedTransferInMemory(t *testing.T) {
-	st := &getCounter{Store: memory.New()}
-	e := replica(t, "w", st, orchestratortest.NewFake("fake"), nil)
-	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := waitFor(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
-	if end.State != orchestrator.StateCompleted {
-		t.Fatalf("transfer %s, want completed", end.State)
-	}
+	st, e, tr := completeOne(t)
 	before := st.gets.Load()
 	again, err := e.Wait(context.Background(), tr.ID, func(*orchestrator.Transfer) bool { return false })
 	if err != nil {
