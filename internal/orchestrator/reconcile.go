@@ -65,8 +65,9 @@ type entry struct {
 	retries  int
 	retryAt  time.Time
 	firstTry time.Time
-	// Actions of a recovery or a sweep that failed and are due again.
-	redoHangup, redoUnhold bool
+	// redoUnhold: the recovery's or sweep's unhold failed and is due
+	// again (a failed hang-up is read from the record: lastFailed).
+	redoUnhold bool
 	// hangupUnseen: the last hang-up was sent before the consult was ever
 	// seen, so it may have found nothing; the consult appearing makes it
 	// due again at once.
@@ -694,12 +695,8 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	// says it failed. A Bandwidth consult hang-up refused while the leg
 	// was being set up, for one, is what empties the consult bridge that
 	// holds the agent; until it is sent again every unhold is refused.
-	failed := func(name string) bool {
-		s := t.lastStep(name)
-		return s != nil && s.Status == StepFailed && !now.Before(en.retryAt)
-	}
 	if !t.Sent.Dial.IsZero() {
-		due := t.Sent.Hangup.IsZero() || failed(StepHangup) || interrupted(StepHangup) ||
+		due := t.Sent.Hangup.IsZero() || (t.lastFailed(StepHangup) && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
 			(fresh && alive && (settled(t.Sent.Hangup) || en.hangupUnseen))
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
@@ -713,7 +710,6 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 			if en.lost {
 				return
 			}
-			en.redoHangup = err != nil
 			if err != nil {
 				en.retryAt = now.Add(e.retryWait(en))
 			}
@@ -750,7 +746,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 // redoWait is when a compensation that failed is due again (a long wait
 // when none is).
 func (e *Engine) redoWait(en *entry, now time.Time) time.Duration {
-	if !en.redoHangup && !en.redoUnhold {
+	if !en.t.lastFailed(StepHangup) && !en.redoUnhold {
 		return time.Hour
 	}
 	return max(en.retryAt.Sub(now), 0) + time.Millisecond

@@ -389,6 +389,13 @@ func (s *Step) Err() error {
 	return &Error{Op: s.Name, Kind: k, Err: errors.New(s.Detail), Evidence: s.Evidence}
 }
 
+// lastFailed reports whether the most recent step with the given name
+// failed.
+func (t *Transfer) lastFailed(name string) bool {
+	s := t.lastStep(name)
+	return s != nil && s.Status == StepFailed
+}
+
 // lastStep returns the most recent step with the given name.
 func (t *Transfer) lastStep(name string) *Step {
 	for i := len(t.Steps) - 1; i >= 0; i-- {
