@@ -291,14 +291,14 @@ func decodeBody(body []byte, v any) string {
 
 func (s *Sim) apiList(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
-	recs := s.recordsLocked(s.sortedLocked(s.routeFilter(rt)))
+	recs := s.recordsLocked(s.sortedLocked(rt.domain, s.routeFilter(rt)))
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, recs)
 }
 
 func (s *Sim) apiCount(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
-	n := len(s.sortedLocked(s.routeFilter(rt)))
+	n := len(s.sortedLocked(rt.domain, s.routeFilter(rt)))
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, struct {
 		Total int `json:"total"`

@@ -264,6 +264,8 @@ type session struct {
 	// passed, and then listTimer is the pending timer that lists it.
 	listed    bool
 	listTimer uint64
+	// domains are the lower-cased domains the session is filed under in Sim.inDomain.
+	domains []string
 	// targetAnswered is whether the target (term) leg of a CallRequest has ever connected,
 	// for Truth: two of these for one call-id means a second consult leg was connected.
 	targetAnswered bool

@@ -73,6 +73,10 @@ type Sim struct {
 	nextCore   int
 	sessions   map[string]*session   // by call-session-id
 	byCallID   map[string][]*session // by every live leg Call-ID; several with DuplicateCallIDs
+	// inDomain holds, per lower-cased domain, every live session that has been visible in it
+	// (a superset: a replaced leg may have taken the session out of a domain), so that a
+	// domain's listing costs its own calls, not every call on the PBX.
+	inDomain map[string]map[*session]struct{}
 	// creating holds the call-ids of accepted CallRequests whose session does not exist yet,
 	// so a duplicate is refused in that window too.
 	creating map[string]bool
@@ -143,6 +147,7 @@ func (s *Sim) clearLocked() {
 	s.subs = make(map[string]*subscription)
 	s.subOrder = nil
 	s.byCallID = make(map[string][]*session)
+	s.inDomain = make(map[string]map[*session]struct{})
 	s.callIDs = make(map[string]*callIDStats)
 	s.callIDOrder = nil
 	s.creating = make(map[string]bool)
@@ -362,13 +367,35 @@ func (s *Sim) addSessionLocked(sess *session) {
 	s.sessionSeq++
 	sess.seq = s.sessionSeq
 	s.sessions[sess.id] = sess
+	s.indexDomainLocked(sess, sess.domain)
+	s.indexDomainLocked(sess, sess.byDomain)
 	for _, l := range sess.legs {
 		s.indexLegLocked(sess, l)
 	}
 	s.notifyLocked()
 }
 
+// indexDomainLocked files sess under domain in inDomain and remembers it, so that endLocked
+// can take it out of every domain it was filed under.
+func (s *Sim) indexDomainLocked(sess *session, domain string) {
+	if domain == "" {
+		return
+	}
+	d := strings.ToLower(domain)
+	if slices.Contains(sess.domains, d) {
+		return
+	}
+	sess.domains = append(sess.domains, d)
+	set := s.inDomain[d]
+	if set == nil {
+		set = make(map[*session]struct{})
+		s.inDomain[d] = set
+	}
+	set[sess] = struct{}{}
+}
+
 func (s *Sim) indexLegLocked(sess *session, l *leg) {
+	s.indexDomainLocked(sess, l.domain)
 	if l.callID != "" && !slices.Contains(s.byCallID[l.callID], sess) {
 		s.byCallID[l.callID] = append(s.byCallID[l.callID], sess)
 	}
@@ -409,6 +436,14 @@ func (s *Sim) endLocked(sess *session, reason EndReason, detail string) {
 	s.cancelLocked(sess.listTimer)
 	sess.listTimer = 0
 	delete(s.sessions, sess.id)
+	for _, d := range sess.domains {
+		if set := s.inDomain[d]; set != nil {
+			delete(set, sess)
+			if len(set) == 0 {
+				delete(s.inDomain, d)
+			}
+		}
+	}
 	s.ended = appendBounded(s.ended, EndedSession{
 		Call: sess.record(s.render), Reason: reason, Detail: detail, Time: s.cfg.Now(), Listed: sess.listed,
 	}, s.cfg.HistoryLimit)
@@ -436,12 +471,21 @@ func newest[T any](list []T, limit int) []T {
 	return list
 }
 
-// sortedLocked returns the live sessions that pass keep, oldest first.
-func (s *Sim) sortedLocked(keep func(*session) bool) []*session {
+// sortedLocked returns the live sessions that pass keep, oldest first. keep must pass only
+// sessions visible in domain ("" or "*" = every domain), which then narrows the search.
+func (s *Sim) sortedLocked(domain string, keep func(*session) bool) []*session {
 	var out []*session
-	for _, sess := range s.sessions {
-		if keep(sess) {
-			out = append(out, sess)
+	if domain == "" || domain == "*" {
+		for _, sess := range s.sessions {
+			if keep(sess) {
+				out = append(out, sess)
+			}
+		}
+	} else {
+		for sess := range s.inDomain[strings.ToLower(domain)] {
+			if keep(sess) {
+				out = append(out, sess)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *session) int { return cmp.Compare(a.seq, b.seq) })
@@ -577,7 +621,7 @@ func (s *Sim) Hangup(sessionID string, party string) error {
 func (s *Sim) Sessions(domain string) []ActiveCall {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.recordsLocked(s.sortedLocked(func(sess *session) bool { return sess.visibleIn(domain) }))
+	return s.recordsLocked(s.sortedLocked(domain, func(sess *session) bool { return sess.visibleIn(domain) }))
 }
 
 // Ended returns the sessions that have ended, oldest first.

@@ -399,7 +399,7 @@ func (s *Sim) post(ctx context.Context, p posting) bool {
 func (s *Sim) changesLocked(sub *subscription) []map[string]any {
 	live := map[string]bool{}
 	var out []map[string]any
-	for _, sess := range s.sortedLocked(func(x *session) bool {
+	for _, sess := range s.sortedLocked(sub.Domain, func(x *session) bool {
 		return x.visibleIn(sub.Domain) && (sub.User == "*" || x.involves(x.domain, sub.User))
 	}) {
 		rec := sess.record(s.render)

@@ -78,7 +78,7 @@ func (s *Sim) Truth() Truth {
 
 		PendingActions: s.pending,
 	}
-	for _, sess := range s.sortedLocked(func(*session) bool { return true }) {
+	for _, sess := range s.sortedLocked("", func(*session) bool { return true }) {
 		t.Sessions = append(t.Sessions, SessionTruth{
 			SessionID:      sess.id,
 			Domain:         sess.domain,
