@@ -279,7 +279,7 @@ func (s *Sim) countCallIDLocked(callID string, sess *session) {
 	}
 	st.sessions = append(st.sessions, sess)
 	limit := s.cfg.HistoryLimit
-	if limit == 0 || len(s.callIDOrder) < 2*limit {
+	if limit == 0 || len(s.callIDOrder) < max(2*limit, s.callIDTrimAt) {
 		return
 	}
 	cut := len(s.callIDOrder) - limit
@@ -292,6 +292,10 @@ func (s *Sim) countCallIDLocked(callID string, sess *session) {
 		delete(s.callIDs, id)
 	}
 	s.callIDOrder = kept
+	// Call-ids with a live session are kept; with many of them (tens of thousands of parked
+	// consults) trimming again at the next new call-id would scan them all each time. The
+	// next trim waits until the list has doubled, so trimming stays O(1) per call-id.
+	s.callIDTrimAt = 2 * len(kept)
 }
 
 // callIDLiveLocked counts the live sessions among those created with one call-id.

@@ -85,9 +85,12 @@ type Sim struct {
 	// keeps first-seen order so the history can be bounded like the others.
 	callIDs     map[string]*callIDStats
 	callIDOrder []string
-	behaviours  map[string]Behaviour
-	faults      []*faultState
-	requests    []*Request
+	// callIDTrimAt is the length of callIDOrder at which it is trimmed next (at least twice
+	// HistoryLimit).
+	callIDTrimAt int
+	behaviours   map[string]Behaviour
+	faults       []*faultState
+	requests     []*Request
 
 	timers    map[uint64]*simTimer
 	timerSeq  uint64
@@ -150,6 +153,7 @@ func (s *Sim) clearLocked() {
 	s.inDomain = make(map[string]map[*session]struct{})
 	s.callIDs = make(map[string]*callIDStats)
 	s.callIDOrder = nil
+	s.callIDTrimAt = 0
 	s.creating = make(map[string]bool)
 	s.ended = nil
 	s.behaviours = make(map[string]Behaviour)
