@@ -3,6 +3,8 @@ package netsapiens
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
 )
 
 func TestActiveCallDecodingIsTolerant(t *testing.T) {
@@ -42,4 +44,32 @@ func FuzzActiveCallDecode(f *testing.F) {
 			_ = sameUser(calls[i].TermUser, "1000")
 		}
 	})
+}
+
+// A view indexes each id once; an id that several rows carry (a PBX that
+// made two consult legs of one call-id) must still yield every row, and
+// observing through the index must judge as a scan of the whole listing.
+func TestViewObservesLikeTheWholeListing(t *testing.T) {
+	tr := &orchestrator.Transfer{ID: "tr1"}
+	tr.Legs.Caller.CallID = "caller-1"
+	tr.Legs.Caller.SessionID = "s-1"
+	tr.Legs.Agent.CallID = "agent-1"
+	consult := ConsultCallID(tr.ID)
+	calls := []activeCall{
+		{SessionID: "s-0", OrigCallID: "other-a", TermCallID: "other-b", OrigInfo: "active", TermInfo: "active"},
+		{SessionID: "s-1", OrigCallID: "caller-1", TermCallID: "agent-1", OrigInfo: "held", TermInfo: "active"},
+		{SessionID: "s-2", OrigCallID: consult, TermCallID: "t-1", OrigInfo: "active", TermInfo: "alerting"},
+		{SessionID: "s-3", OrigCallID: "other-c", TermCallID: "other-d", OrigInfo: "active", TermInfo: "active"},
+		{SessionID: "s-4", OrigCallID: consult, TermCallID: "t-2", OrigInfo: "active", TermInfo: "active"},
+	}
+	got, err := newView(calls).Observe(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := observe(tr, calls); got != want {
+		t.Errorf("through the index %+v, scanning the listing %+v", got, want)
+	}
+	if got.ConsultLegs != 2 || got.Caller != orchestrator.CallerHeld {
+		t.Errorf("observation %+v: want both consult legs and the caller held", got)
+	}
 }

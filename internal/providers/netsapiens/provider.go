@@ -242,29 +242,49 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 
 // view is one listing of a domain, indexed once so that each watched
 // transfer's observation costs a few map lookups, not a scan of the
-// domain's calls.
+// domain's calls. A watcher keeps its last view for as long as its domain
+// has a transfer, so the index is kept small: an id almost always names
+// one row.
 type view struct {
 	calls []activeCall
-	// byID maps every call-id (orig, term, by) and session id to the rows
-	// that carry it, in listing order.
-	byID map[string][]int
+	// row maps every call-id (orig, term, by) and session id to the first
+	// row that carries it.
+	row map[string]int32
+	// more holds, for the rare id that several rows carry (a duplicate
+	// call-id), every row that carries it, in listing order.
+	more map[string][]int32
 }
 
 func newView(calls []activeCall) *view {
-	v := &view{calls: calls, byID: make(map[string][]int, 3*len(calls))}
-	add := func(id string, i int) {
-		if id != "" {
-			if rows := v.byID[id]; len(rows) == 0 || rows[len(rows)-1] != i {
-				v.byID[id] = append(rows, i)
+	v := &view{calls: calls, row: make(map[string]int32, 3*len(calls))}
+	add := func(id string, i int32) {
+		if id == "" {
+			return
+		}
+		first, ok := v.row[id]
+		switch {
+		case !ok:
+			v.row[id] = i
+		case first == i:
+		default:
+			if v.more == nil {
+				v.more = map[string][]int32{}
+			}
+			rows := v.more[id]
+			if len(rows) == 0 {
+				rows = []int32{first}
+			}
+			if rows[len(rows)-1] != i {
+				v.more[id] = append(rows, i)
 			}
 		}
 	}
 	for i := range calls {
-		ac := &calls[i]
-		add(ac.OrigCallID, i)
-		add(ac.TermCallID, i)
-		add(ac.ByCallID, i)
-		add(ac.SessionID, i)
+		ac, n := &calls[i], int32(i)
+		add(ac.OrigCallID, n)
+		add(ac.TermCallID, n)
+		add(ac.ByCallID, n)
+		add(ac.SessionID, n)
 	}
 	return v
 }
@@ -272,9 +292,13 @@ func newView(calls []activeCall) *view {
 // Observe implements orchestrator.View: the rows that carry t's ids,
 // judged as observe judges a whole listing.
 func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
-	var rows []int
+	var rows []int32
 	for _, id := range []string{consultID(t), t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.SessionID} {
-		rows = append(rows, v.byID[id]...)
+		if more, ok := v.more[id]; ok {
+			rows = append(rows, more...)
+		} else if r, ok := v.row[id]; ok && id != "" {
+			rows = append(rows, r)
+		}
 	}
 	slices.Sort(rows)
 	rows = slices.Compact(rows)
