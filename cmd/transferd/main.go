@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -84,6 +86,24 @@ func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
 	return api.NewCallbackSigner(secret)
 }
 
+// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the
+// container's (cgroup v1 or v2), unless GOMEMLIMIT is set or
+// AUTOMEMLIMIT=off. Without one the heap may grow to twice what is live
+// before a collection (GOGC=100): 50,000 parked transfers hold about
+// 210 MiB live and reached 540 MiB, past a 512 MiB limit, where the kernel
+// kills the process and every caller on hold with it. With the limit the
+// collector runs more often near it instead. The other 10% is for what
+// the Go runtime does not count (SQLite's page cache, thread stacks).
+func setMemoryLimit(log zerolog.Logger) {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil:
+		log.Warn().Err(err).Msg("no Go memory limit from the container's cgroup; set GOMEMLIMIT to bound the heap")
+	case limit < math.MaxInt64:
+		log.Info().Int64("go_memory_limit_bytes", limit).Msg("Go memory limit")
+	}
+}
+
 const usageHeader = `transferd performs attended call transfers through telephony providers.
 
 Usage: transferd [-h]
@@ -120,6 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("service", "transferd").Logger()
 	log.Info().Object("config", cfg).Msg("starting")
+	setMemoryLimit(log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
