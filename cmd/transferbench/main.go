@@ -53,6 +53,7 @@ type options struct {
 	parkedRing   bool
 	parkedWatch  []bool // per pass: quiet
 	perDomain    int
+	parkedLimit  int64 // bytes; 0 = transferd runs without a memory cgroup
 	idleWindow   time.Duration
 	storeSizes   []int
 	noSQLite     bool // store scenario: PostgreSQL only
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	parkedRing := fs.Bool("parked-ring", false, "parked targets ring for an hour instead of answering (every watcher then reads at POLL_INTERVAL)")
 	parkedWatch := fs.String("parked-watch", "shipped,quiet", "parked passes: shipped (transferd's poll intervals), quiet (watchers read only when a transfer asks)")
 	perDomain := fs.Int("parked-per-domain", 100, "parked transfers per NetSapiens domain (one watcher reads each domain)")
+	parkedLimit := fs.Int("parked-memory-limit", 0, "MiB: run transferd in a memory cgroup of this hard limit, as a container with a memory limit (Linux, root); 0 = none")
 	idle := fs.Duration("idle-window", 20*time.Second, "how long idle CPU is measured with the transfers parked")
 	sizes := fs.String("store-sizes", "100000", "stored transfers per store point (1000000 takes minutes to fill)")
 	storePGOnly := fs.Bool("store-pg-only", false, "store scenario: PostgreSQL (-pg) only, not SQLite")
@@ -101,7 +103,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("transferbench reads /proc: it runs on Linux only")
 	}
 	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
-		idleWindow: *idle, keepLogs: *keep, parkedRing: *parkedRing, transferdEnv: env,
+		parkedLimit: int64(max(*parkedLimit, 0)) << 20,
+		idleWindow:  *idle, keepLogs: *keep, parkedRing: *parkedRing, transferdEnv: env,
 		events: eventsOptions{transfers: max(*evN, 1), concurrency: max(*evC, 1), minAnswer: *evMin, maxAnswer: max(*evMax, *evMin),
 			oneDomain: max(*evOne, 1)}}
 	for _, w := range strings.Split(*parkedWatch, ",") {

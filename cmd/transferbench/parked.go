@@ -33,7 +33,10 @@ func parkedScenario(ctx context.Context, o options, b binaries, dir string, out 
 	fmt.Fprintln(out, "quiet = both 1h, so that the idle window holds no reading: what parked transfers cost beyond watching.")
 	fmt.Fprintln(out)
 	tw := table(out)
-	fmt.Fprintln(tw, "parked\twatching\tcreate/s\tRSS idle MiB\tRSS parked MiB\tKB each\tpeak RSS MiB\tidle CPU-s/min\tprovider reads/min\tpbxsim CPU-s/min\tpbxsim RSS MiB\t")
+	if o.parkedLimit > 0 {
+		fmt.Fprintf(out, "transferd runs in a memory cgroup limited to %d MiB (as a container with that limit).\n\n", o.parkedLimit>>20)
+	}
+	fmt.Fprintln(tw, "parked\twatching\tcreate/s\tRSS idle MiB\tRSS parked MiB\tKB each\tpeak RSS MiB\tcgroup peak MiB\tOOM kills\tidle CPU-s/min\tprovider reads/min\tpbxsim CPU-s/min\tpbxsim RSS MiB\t")
 	for _, n := range o.parked {
 		for _, quiet := range o.parkedWatch {
 			if err := parkedPoint(ctx, o, b, dir, n, quiet, logw, tw); err != nil {
@@ -56,21 +59,29 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	}
 	defer sim.stop(5 * time.Second)
 	watching := "shipped"
-	extra := []string{"TRANSFERD_MAX_CONSULT_TIMEOUT=2h"}
+	extra := append([]string{"TRANSFERD_MAX_CONSULT_TIMEOUT=2h"}, o.transferdEnv...)
 	if quiet {
 		// A transfer that needs a reading newer than its last action
 		// still kicks its watcher; only the periodic readings stop.
 		watching = "quiet"
 		extra = append(extra, "TRANSFERD_POLL_INTERVAL=1h", "TRANSFERD_POLL_MAX_INTERVAL=1h")
 	}
+	var cg *memCgroup
+	if o.parkedLimit > 0 {
+		if cg, err = newMemCgroup(fmt.Sprintf("transferbench-%d", os.Getpid()), o.parkedLimit); err != nil {
+			return err
+		}
+		defer func() { _ = cg.remove() }()
+	}
 	d, api, err := startDaemon(b, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, fmt.Sprintf("data-parked-%d-%s", n, watching)), apiKey: o.apiKey,
-		extra: extra}, logw)
+		extra: extra, cgroup: cg}, logw)
 	if err != nil {
 		return err
 	}
 	// Parked transfers are not given back on exit: the process and its
 	// data are thrown away, so shutting down gracefully would only time
-	// the compensation of n consults.
+	// the compensation of n consults. (Deferred calls run last first: the
+	// process is gone before its cgroup is removed.)
 	defer func() { _ = d.cmd.Process.Kill(); <-d.done }()
 	idle := d.mem("VmRSS")
 
@@ -140,8 +151,18 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	}
 	parked := d.mem("VmRSS")
 	ok := n - int(failed.Load())
-	fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, watching, float64(n)/created.Seconds(), mib(idle), mib(parked),
-		float64(parked-idle)/1024/float64(max(ok, 1)), mib(d.mem("VmHWM")), perMin(d.cpu()-c0),
+	select {
+	case err := <-d.done:
+		d.done <- err
+		ok = 0 // killed (out of memory?): nothing is parked any more
+	default:
+	}
+	cgPeak, ooms := "-", "-"
+	if cg != nil {
+		cgPeak, ooms = mib(cg.peak()), fmt.Sprint(cg.ooms())
+	}
+	fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, watching, float64(n)/created.Seconds(), mib(idle), mib(parked),
+		float64(parked-idle)/1024/float64(max(ok, 1)), mib(d.mem("VmHWM")), cgPeak, ooms, perMin(d.cpu()-c0),
 		float64(s1.requests()-s0.requests())*time.Minute.Seconds()/el.Seconds(), perMin(sim.cpu()-sc0), mib(sim.mem("VmRSS")))
 	fmt.Fprintf(os.Stderr, "  parked %d (%s) done\n", n, watching)
 	return nil

@@ -139,6 +139,7 @@ func startSim(b binaries, o simOptions, logw io.Writer) (*proc, string, error) {
 type daemonOptions struct {
 	sim, dataDir, databaseURL, apiKey string
 	extra                             []string
+	cgroup                            *memCgroup // run inside it, if set
 }
 
 func startDaemon(b binaries, o daemonOptions, logw io.Writer) (*proc, string, error) {
@@ -168,7 +169,11 @@ func startDaemon(b binaries, o daemonOptions, logw io.Writer) (*proc, string, er
 		env = append(env, "TRANSFERD_AUTH=none")
 	}
 	env = append(env, o.extra...)
-	p, addr, err := start("transferd", b.transferd, nil, env, true, func(line string) (string, bool) {
+	bin, args := b.transferd, []string(nil)
+	if o.cgroup != nil {
+		bin, args = o.cgroup.wrap(b.transferd)
+	}
+	p, addr, err := start("transferd", bin, args, env, true, func(line string) (string, bool) {
 		var l struct {
 			Message string `json:"message"`
 			Addr    string `json:"addr"`
