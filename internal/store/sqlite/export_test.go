@@ -61,3 +61,31 @@ func CreateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
 	}
 	return errs
 }
+
+// UpdateInOneBatch saves ts in one group commit, in order, and returns
+// each verdict; a saved transfer's Version is advanced as Update does.
+func UpdateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
+	batch := make([]*updateReq, len(ts))
+	for i, t := range ts {
+		r, err := updateReqOf(t)
+		if err != nil {
+			panic(err)
+		}
+		batch[i] = r
+	}
+	s.commitBatch(batch)
+	errs := make([]error, len(ts))
+	for i, r := range batch {
+		if errs[i] = <-r.done; errs[i] == nil {
+			ts[i].Version = r.next
+		}
+	}
+	return errs
+}
+
+// SetEventFault makes the writing of every event for which fault returns
+// an error fail, as a full disk would.
+func SetEventFault(s *Store, fault func(eventID string) error) { s.eventFault = fault }
+
+// Rewrites counts the batches written again with a savepoint per save.
+func Rewrites(s *Store) int64 { return s.rewrites.Load() }

@@ -49,7 +49,7 @@ func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
 			c.record, c.tenant, c.externalID, c.domain, c.user, c.callID, c.target); err != nil {
 			return fail(op+" "+t.ID, err)
 		}
-		if err := writeEvents(ctx, evs, &c); err != nil {
+		if err := writeEvents(ctx, &batchStmts{insertEvent: evs}, &c); err != nil {
 			return fail(op+" "+t.ID, err)
 		}
 	}

@@ -56,6 +56,8 @@ type Store struct {
 	insertEvent *sql.Stmt
 	// insert and linkIdem are Create's, prepared once for the same reason.
 	insert, linkIdem *sql.Stmt
+	// eventFault, set only by tests, fails the writing of an event.
+	eventFault func(eventID string) error
 	// The group committer (commit.go): saves go in through updates; quit
 	// stops it and committed closes when it has.
 	updates   chan *updateReq
@@ -70,6 +72,7 @@ type Store struct {
 	clock                   func() time.Time
 	slices                  atomic.Int64
 	checkpoints             atomic.Int64 // between slices, on ckpt
+	rewrites                atomic.Int64 // batches written again with savepoints (commit.go)
 }
 
 var _ orchestrator.Store = (*Store)(nil)

@@ -608,4 +608,64 @@ func TestCreatesShareABatch(t *testing.T) {
 			t.Errorf("reservation %s linked to %q, want %q", key, linked.String, want)
 		}
 	}
+	// Refusals are made by a save's first statement: the batch needed no
+	// savepoints.
+	if n := sqlite.Rewrites(s); n != 0 {
+		t.Errorf("%d batches written again with savepoints, want 0", n)
+	}
+}
+
+// A save that fails after its first statement wrote (an event that cannot
+// be written) is taken back whole, and the other saves of its batch are
+// saved: the batch is written again with a savepoint per save.
+func TestHalfWrittenSaveIsTakenBackAlone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	a, b, c := newTransfer("301"), newTransfer("302"), newTransfer("303")
+	for _, tr := range []*orchestrator.Transfer{a, b, c} {
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		tr.State = orchestrator.StateHolding
+		tr.EventSeq++
+		tr.Outbox = []orchestrator.Event{{ID: "evt_" + tr.ID + "_moved", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID,
+			Seq: tr.EventSeq, Type: orchestrator.EventStateChanged, At: time.Now(), From: orchestrator.StatePending, To: orchestrator.StateHolding}}
+	}
+	full := errors.New("database or disk is full")
+	sqlite.SetEventFault(s, func(id string) error {
+		if id == "evt_"+b.ID+"_moved" {
+			return full
+		}
+		return nil
+	})
+	errs := sqlite.UpdateInOneBatch(s, a, b, c)
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], full) {
+		t.Fatalf("verdicts %v, want nil, the fault, nil", errs)
+	}
+	if n := sqlite.Rewrites(s); n != 1 {
+		t.Errorf("%d batches written again, want 1", n)
+	}
+	db := rawDB(t, dir)
+	for _, tc := range []struct {
+		tr      *orchestrator.Transfer
+		version int64
+		state   orchestrator.State
+		events  int
+	}{{a, 2, orchestrator.StateHolding, 1}, {b, 1, orchestrator.StatePending, 0}, {c, 2, orchestrator.StateHolding, 1}} {
+		got, err := s.Get(ctx, tc.tr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != tc.version || got.State != tc.state {
+			t.Errorf("%s: version %d state %s, want %d %s", tc.tr.Request.Call.User, got.Version, got.State, tc.version, tc.state)
+		}
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM events WHERE id = ?`, "evt_"+tc.tr.ID+"_moved").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.events {
+			t.Errorf("%s: %d events of the move stored, want %d", tc.tr.Request.Call.User, n, tc.events)
+		}
+	}
 }

@@ -80,9 +80,14 @@ const insertEventSQL = `INSERT INTO events (id, tenant, transfer_id, seq, type, 
 
 // writeEvents writes the outbox of a save in its transaction, each event
 // with the record as saved.
-func writeEvents(ctx context.Context, stmt *sql.Stmt, c *columns) error {
+func writeEvents(ctx context.Context, st *batchStmts, c *columns) error {
 	for _, ev := range c.events {
-		if _, err := stmt.ExecContext(ctx, ev.id, ev.tenant, ev.transferID, ev.seq, ev.typ, ev.at, ev.from, ev.to, c.record); err != nil {
+		if st.fault != nil {
+			if err := st.fault(ev.id); err != nil {
+				return fmt.Errorf("write event %s: %w", ev.id, err)
+			}
+		}
+		if _, err := st.insertEvent.ExecContext(ctx, ev.id, ev.tenant, ev.transferID, ev.seq, ev.typ, ev.at, ev.from, ev.to, c.record); err != nil {
 			return fmt.Errorf("write event %s: %w", ev.id, err)
 		}
 	}
@@ -154,7 +159,19 @@ func (s *Store) commit(ctx context.Context, req *updateReq) error {
 // save is handed to the group committer (commit.go), which writes the
 // saves of concurrent transfers in one durable transaction.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
-	op := "update " + t.ID
+	req, err := updateReqOf(t)
+	if err != nil {
+		return err
+	}
+	if err := s.commit(ctx, req); err != nil {
+		return err
+	}
+	t.Version = req.next
+	return nil
+}
+
+// updateReqOf is the committer's request of an Update of t.
+func updateReqOf(t *orchestrator.Transfer) (*updateReq, error) {
 	// A shallow copy carries the next version into the encoding: the
 	// record is only read, and the caller holds it until the verdict, so
 	// the deep clone a save used to pay is not needed.
@@ -163,14 +180,9 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	c.Version = t.Version + 1
 	col, err := encode(c)
 	if err != nil {
-		return fail(op, err)
+		return nil, fail("update "+t.ID, err)
 	}
-	req := &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1)}
-	if err := s.commit(ctx, req); err != nil {
-		return err
-	}
-	t.Version = c.Version
-	return nil
+	return &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1)}, nil
 }
 
 // updateSQL writes what a transition may change. The request's columns
