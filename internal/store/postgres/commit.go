@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -204,13 +205,22 @@ func (s *Store) commitBatch(batch []*saveReq) {
 	defer cancel()
 	verdicts := make(map[*saveReq]verdict, len(batch))
 	pending := lockOrder(batch)
-	for len(pending) > 0 {
+	for rollbacks := 0; len(pending) > 0; {
 		saved, refused, err := s.writeBatch(ctx, pending)
 		if err == nil {
 			for i, r := range pending {
 				verdicts[r] = verdict{saved: saved[i]}
 			}
 			break
+		}
+		if refused < 0 && rolledBack(err) && rollbacks < maxRollbacks && ctx.Err() == nil {
+			// The server chose this transaction as a deadlock's victim
+			// (with a replica's batch, or an Import) or could not
+			// serialize it, and rolled all of it back: nothing is wrong
+			// with the saves, and the same batch is likely to go through
+			// now that the other transaction has its locks.
+			rollbacks++
+			continue
 		}
 		if refused < 0 {
 			// Nothing of the batch was saved, and a save refused in an
@@ -299,7 +309,7 @@ func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, 
 	for i, r := range saves {
 		if saved[i], err = r.result(br); err != nil {
 			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) {
+			if errors.As(err, &pgErr) && !rolledBack(err) {
 				return nil, i, err
 			}
 			return nil, -1, err
@@ -313,6 +323,18 @@ func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, 
 		return nil, -1, fmt.Errorf("commit: the server answered %s", tag)
 	}
 	return saved, -1, nil
+}
+
+// maxRollbacks bounds how often one batch is written again after the
+// server rolled it back (rolledBack).
+const maxRollbacks = 3
+
+// rolledBack reports whether err is the server's refusal of the whole
+// transaction, not of one save's statement: SQLSTATE class 40 (a
+// deadlock's victim, a serialization failure).
+func rolledBack(err error) bool {
+	code, _ := pgCode(err)
+	return strings.HasPrefix(code, "40")
 }
 
 // rollback ends the failed transaction of a batch on its connection.

@@ -357,3 +357,63 @@ func TestCreateConcurrentSameCallTwoReplicas(t *testing.T) {
 		}
 	}
 }
+
+// A batch the server rolls back whole (a deadlock's victim, a
+// serialization failure: SQLSTATE class 40) is written again; no save of
+// it is reported refused for it. One that is rolled back every time fails
+// every save, having written nothing.
+func TestBatchRolledBackByTheServerIsWrittenAgain(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a, b, c := ids.transfer("500"), ids.transfer("501"), ids.transfer("502")
+	createAll(t, s, a, b, c)
+	// The trigger makes a deadlock's victim of the transaction that saves
+	// an owner's row while a sequence (not rolled back with it) is below
+	// the owner's limit: "once" the first time, "always" every time.
+	for _, q := range []string{
+		`CREATE SEQUENCE victims`,
+		`CREATE FUNCTION victim() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.owner = 'always' OR (NEW.owner = 'once' AND nextval('victims') = 1) THEN
+				RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01';
+			END IF;
+			RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER victim BEFORE UPDATE ON transfers FOR EACH ROW EXECUTE FUNCTION victim()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(a, orchestrator.StateHolding)
+	move(b, orchestrator.StateHolding)
+	b.Owner = "once"
+	before := storedEvents(t, conn)
+	if errs := postgres.SaveInOneBatch(s, a, b); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("saves of a batch rolled back once = %v, want both saved", errs)
+	}
+	if a.Version != 2 || b.Version != 2 {
+		t.Errorf("versions %d, %d; want 2, 2", a.Version, b.Version)
+	}
+	if got, want := storedEvents(t, conn), append(slices.Clone(before), outbox(a, b)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v (each once)", got, want)
+	}
+
+	a.Outbox, b.Outbox = nil, nil
+	move(a, orchestrator.StateDialing)
+	move(c, orchestrator.StateHolding)
+	c.Owner = "always"
+	before = storedEvents(t, conn)
+	for i, err := range postgres.SaveInOneBatch(s, a, c) {
+		if err == nil || orchestrator.KindOf(err) == orchestrator.KindConflict {
+			t.Errorf("save %d of a batch rolled back every time = %v, want a store failure", i, err)
+		}
+	}
+	if got, err := s.Get(ctx, a.ID); err != nil || got.Version != 2 {
+		t.Errorf("Get(a) = %+v, %v; want version 2", got, err)
+	}
+	if got := storedEvents(t, conn); !slices.Equal(got, before) {
+		t.Errorf("events = %v, want %v", got, before)
+	}
+}
