@@ -46,9 +46,25 @@ var (
 // verdict. It calls the batch directly, so which saves share a transaction
 // does not depend on timing.
 func CreateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
+	return inOneBatch(s, createReq, ts)
+}
+
+// UpdateInOneBatch saves ts in one group commit, in order, and returns
+// each verdict; a saved transfer's Version is advanced as Update does.
+func UpdateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
+	errs := inOneBatch(s, updateReqOf, ts)
+	for i, t := range ts {
+		if errs[i] == nil {
+			t.Version++
+		}
+	}
+	return errs
+}
+
+func inOneBatch(s *Store, req func(*orchestrator.Transfer) (*updateReq, error), ts []*orchestrator.Transfer) []error {
 	batch := make([]*updateReq, len(ts))
 	for i, t := range ts {
-		r, err := createReq(t)
+		r, err := req(t)
 		if err != nil {
 			panic(err)
 		}
@@ -58,27 +74,6 @@ func CreateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
 	errs := make([]error, len(ts))
 	for i, r := range batch {
 		errs[i] = <-r.done
-	}
-	return errs
-}
-
-// UpdateInOneBatch saves ts in one group commit, in order, and returns
-// each verdict; a saved transfer's Version is advanced as Update does.
-func UpdateInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
-	batch := make([]*updateReq, len(ts))
-	for i, t := range ts {
-		r, err := updateReqOf(t)
-		if err != nil {
-			panic(err)
-		}
-		batch[i] = r
-	}
-	s.commitBatch(batch)
-	errs := make([]error, len(ts))
-	for i, r := range batch {
-		if errs[i] = <-r.done; errs[i] == nil {
-			ts[i].Version = r.next
-		}
 	}
 	return errs
 }
