@@ -44,15 +44,19 @@ func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
 		return s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	// The events lock first, as a save's batch takes it (commit.go): a
+	// live create of an imported call waits instead of deadlocking.
+	if len(events) > 0 {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLock); err != nil {
+			return s.fail(op, err)
+		}
+	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, []string{"id", "version", "state", "provider", "call_key", "owner",
 		"open", "created_at", "updated_at", "record", "tenant", "external_id", "call_domain", "call_user", "call_id", "target"},
 		pgx.CopyFromRows(rows)); err != nil {
 		return s.fail(op, err)
 	}
 	if len(events) > 0 {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLock); err != nil {
-			return s.fail(op, err)
-		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"id", "tenant", "transfer_id", "seq", "type", "at",
 			"from_state", "to_state", "snapshot"}, pgx.CopyFromRows(events)); err != nil {
 			return s.fail(op, err)
