@@ -94,13 +94,17 @@ func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
 // kills the process and every caller on hold with it. With the limit the
 // collector runs more often near it instead. The other 10% is for what
 // the Go runtime does not count (SQLite's page cache, thread stacks).
-func setMemoryLimit(log zerolog.Logger) {
-	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup))
+func setMemoryLimit(log zerolog.Logger) { setMemoryLimitFrom(log, memlimit.FromCgroup) }
+
+// setMemoryLimitFrom is setMemoryLimit with the container's limit read
+// from limit (tests give their own).
+func setMemoryLimitFrom(log zerolog.Logger, limit memlimit.Provider) {
+	set, err := memlimit.Set(memlimit.WithProvider(limit))
 	switch {
 	case err != nil:
 		log.Warn().Err(err).Msg("no Go memory limit from the container's cgroup; set GOMEMLIMIT to bound the heap")
-	case limit < math.MaxInt64:
-		log.Info().Int64("go_memory_limit_bytes", limit).Msg("Go memory limit")
+	case set < math.MaxInt64:
+		log.Info().Int64("go_memory_limit_bytes", set).Msg("Go memory limit")
 	}
 }
 
