@@ -151,11 +151,8 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	}
 	parked := d.mem("VmRSS")
 	ok := n - int(failed.Load())
-	select {
-	case err := <-d.done:
-		d.done <- err
+	if d.exited() {
 		ok = 0 // killed (out of memory?): nothing is parked any more
-	default:
 	}
 	cgPeak, ooms := "-", "-"
 	if cg != nil {

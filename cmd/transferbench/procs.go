@@ -56,6 +56,18 @@ func (p *proc) mem(field string) int64 {
 	return n
 }
 
+// exited reports whether the process has ended; its exit stays in done
+// for stop or a later wait.
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
 // stop sends SIGTERM and waits for the process to exit, killing it
 // after grace.
 func (p *proc) stop(grace time.Duration) {

@@ -296,7 +296,7 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	for _, id := range []string{consultID(t), t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.SessionID} {
 		if more, ok := v.more[id]; ok {
 			rows = append(rows, more...)
-		} else if r, ok := v.row[id]; ok && id != "" {
+		} else if r, ok := v.row[id]; ok {
 			rows = append(rows, r)
 		}
 	}
