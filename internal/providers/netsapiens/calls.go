@@ -3,7 +3,12 @@ package netsapiens
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // flexString decodes a JSON string or number into a string: NetSapiens'
@@ -53,85 +58,244 @@ type activeCall struct {
 	ByCallID   string
 }
 
-// activeCallWire has a field for every accepted spelling: the v2
-// hyphenated names, the spec's term-orig-info typo, and the legacy
-// underscore names of event payloads. A struct, not a map, because rows
-// are decoded on every poll and unknown keys then cost nothing.
-type activeCallWire struct {
-	CoreServer    flexString `json:"core-server"`
-	Hostname      flexString `json:"hostname"`
-	SessionID     flexString `json:"call-session-id"`
-	LegacySession flexString `json:"session_id"`
-	EventSession  flexString `json:"sessionId"`
-	OrigCallID    flexString `json:"call-orig-call-id"`
-	LegacyOrigID  flexString `json:"orig_callid"`
-	TermCallID    flexString `json:"call-term-call-id"`
-	LegacyTermID  flexString `json:"term_callid"`
-	OrigUser      flexString `json:"call-orig-user"`
-	LegacyOrigU   flexString `json:"orig_user"`
-	TermUser      flexString `json:"call-term-user"`
-	LegacyTermU   flexString `json:"term_user"`
-	OrigInfo      flexString `json:"call-orig-info"`
-	LegacyOrigInf flexString `json:"orig_call_info"`
-	TermInfo      flexString `json:"call-term-info"`
-	SpecTermInfo  flexString `json:"term-orig-info"`
-	LegacyTermInf flexString `json:"term_call_info"`
-	ByCallID      flexString `json:"call-by-call-id"`
-	LegacyByID    flexString `json:"by_callid"`
+// A row's fields, each under every accepted spelling: the v2 hyphenated
+// names, the spec's term-orig-info typo, and the legacy underscore names
+// of event payloads. A field's first non-empty spelling, in the order
+// below, wins.
+type rowField uint8
+
+const (
+	fServer rowField = iota
+	fSession
+	fOrigCallID
+	fTermCallID
+	fOrigUser
+	fTermUser
+	fOrigInfo
+	fTermInfo
+	fByCallID
+	nRowFields
+)
+
+// maxSpellings is the most spellings a field has (the session's three).
+const maxSpellings = 3
+
+type rowSlot struct {
+	field rowField
+	rank  uint8 // among the field's spellings, 0 first
 }
 
-func (a *activeCall) UnmarshalJSON(b []byte) error {
-	var w activeCallWire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return a.looseUnmarshal(b, err)
-	}
-	*a = w.call()
-	return nil
+// rowNames maps every accepted name, lower case, to its slot. Names are
+// matched without regard to case, as encoding/json matches struct tags.
+var rowNames = map[string]rowSlot{
+	"core-server": {fServer, 0}, "hostname": {fServer, 1},
+	"call-session-id": {fSession, 0}, "session_id": {fSession, 1}, "sessionid": {fSession, 2},
+	"call-orig-call-id": {fOrigCallID, 0}, "orig_callid": {fOrigCallID, 1},
+	"call-term-call-id": {fTermCallID, 0}, "term_callid": {fTermCallID, 1},
+	"call-orig-user": {fOrigUser, 0}, "orig_user": {fOrigUser, 1},
+	"call-term-user": {fTermUser, 0}, "term_user": {fTermUser, 1},
+	"call-orig-info": {fOrigInfo, 0}, "orig_call_info": {fOrigInfo, 1},
+	"call-term-info": {fTermInfo, 0}, "term-orig-info": {fTermInfo, 1}, "term_call_info": {fTermInfo, 2},
+	"call-by-call-id": {fByCallID, 0}, "by_callid": {fByCallID, 1},
 }
 
-// looseUnmarshal keeps the fields of a row that do decode when one of
-// ours has an unexpected type (an object, an array).
-func (a *activeCall) looseUnmarshal(b []byte, err error) error {
-	var loose map[string]json.RawMessage
-	if err2 := json.Unmarshal(b, &loose); err2 != nil {
-		return err
+// rowSlotOf is the slot of an object name, if it is one of ours.
+func rowSlotOf(name []byte) (rowSlot, bool) {
+	if s, ok := rowNames[string(name)]; ok {
+		return s, true
 	}
-	for k, v := range loose {
-		var f flexString
-		if json.Unmarshal(v, &f) != nil {
-			delete(loose, k)
+	var lower [32]byte // longer than any accepted name
+	if len(name) > len(lower) {
+		return rowSlot{}, false
+	}
+	upper := false
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+			upper = true
 		}
+		lower[i] = c
 	}
-	clean, _ := json.Marshal(loose)
-	var w activeCallWire
-	if err := json.Unmarshal(clean, &w); err != nil {
+	if !upper {
+		return rowSlot{}, false
+	}
+	s, ok := rowNames[string(lower[:len(name)])]
+	return s, ok
+}
+
+// The listing is read for every watched domain at every reading, and its
+// rows have two dozen fields of which nine are ours: a tokenizer that
+// skips the others costs a fraction of reflective decoding.
+
+// decodeRows decodes a listing: a JSON array of call objects (or null).
+func decodeRows(data []byte) ([]activeCall, error) {
+	dec := newDecoder(data)
+	var calls []activeCall
+	switch k := dec.PeekKind(); k {
+	case 'n':
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		return nil, endOf(dec)
+	case '[':
+	default:
+		if err := dec.SkipValue(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("a listing is a JSON array of calls, not %s", kindName(k))
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	for dec.PeekKind() != ']' {
+		ac, err := decodeRow(dec)
+		if err != nil {
+			return nil, err
+		}
+		calls = append(calls, ac)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	if err := endOf(dec); err != nil {
+		return nil, err
+	}
+	return calls, nil
+}
+
+// listing is a response body that decodeRows reads.
+type listing []activeCall
+
+func (l *listing) decodeBody(data []byte) error {
+	calls, err := decodeRows(data)
+	*l = calls
+	return err
+}
+
+// UnmarshalJSON decodes one call object, as event deliveries carry them.
+func (a *activeCall) UnmarshalJSON(b []byte) error {
+	dec := newDecoder(b)
+	ac, err := decodeRow(dec)
+	if err != nil {
 		return err
 	}
-	*a = w.call()
+	if err := endOf(dec); err != nil {
+		return err
+	}
+	*a = ac
 	return nil
 }
 
-// call is the row in its one spelling.
-func (w *activeCallWire) call() activeCall {
-	first := func(vs ...flexString) string {
-		for _, v := range vs {
-			if t := strings.TrimSpace(string(v)); t != "" {
+// newDecoder reads what encoding/json reads: a repeated name (the last
+// wins) and invalid UTF-8 (replaced by U+FFFD).
+func newDecoder(data []byte) *jsontext.Decoder {
+	return jsontext.NewDecoder(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+}
+
+// endOf checks that nothing but white space follows the value read.
+func endOf(dec *jsontext.Decoder) error {
+	if _, err := dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			return errors.New("data after the JSON value")
+		}
+		return err
+	}
+	return nil
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "that"
+}
+
+// decodeRow decodes a call object; a null is an empty row. A field of ours
+// may be a string or a number (the guide renders call-term-user as a
+// number where the schema says string); one of another type (an object, a
+// boolean) is read as absent rather than failing the whole listing.
+func decodeRow(dec *jsontext.Decoder) (activeCall, error) {
+	switch k := dec.PeekKind(); k {
+	case 'n':
+		_, err := dec.ReadToken()
+		return activeCall{}, err
+	case '{':
+	default:
+		if err := dec.SkipValue(); err != nil {
+			return activeCall{}, err
+		}
+		return activeCall{}, fmt.Errorf("a call is a JSON object, not %s", kindName(k))
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return activeCall{}, err
+	}
+	var vals [nRowFields][maxSpellings]string
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return activeCall{}, err
+		}
+		slot, ours := rowSlotOf(unquoted(name))
+		if !ours {
+			if err := dec.SkipValue(); err != nil {
+				return activeCall{}, err
+			}
+			continue
+		}
+		v := ""
+		switch dec.PeekKind() {
+		case '"', '0':
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return activeCall{}, err
+			}
+			v = tok.String() // a number's literal as written
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return activeCall{}, err
+			}
+		}
+		vals[slot.field][slot.rank] = v
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return activeCall{}, err
+	}
+	first := func(f rowField) string {
+		for _, v := range vals[f] {
+			if t := strings.TrimSpace(v); t != "" {
 				return t
 			}
 		}
 		return ""
 	}
 	return activeCall{
-		Server:     first(w.CoreServer, w.Hostname),
-		SessionID:  first(w.SessionID, w.LegacySession, w.EventSession),
-		OrigCallID: first(w.OrigCallID, w.LegacyOrigID),
-		TermCallID: first(w.TermCallID, w.LegacyTermID),
-		OrigUser:   first(w.OrigUser, w.LegacyOrigU),
-		TermUser:   first(w.TermUser, w.LegacyTermU),
-		OrigInfo:   strings.ToLower(first(w.OrigInfo, w.LegacyOrigInf)),
-		TermInfo:   strings.ToLower(first(w.TermInfo, w.SpecTermInfo, w.LegacyTermInf)),
-		ByCallID:   first(w.ByCallID, w.LegacyByID),
+		Server:     first(fServer),
+		SessionID:  first(fSession),
+		OrigCallID: first(fOrigCallID),
+		TermCallID: first(fTermCallID),
+		OrigUser:   first(fOrigUser),
+		TermUser:   first(fTermUser),
+		OrigInfo:   strings.ToLower(first(fOrigInfo)),
+		TermInfo:   strings.ToLower(first(fTermInfo)),
+		ByCallID:   first(fByCallID),
+	}, nil
+}
+
+// unquoted is an object name without its quotes: verbatim when it has no
+// escape, which every name we accept is.
+func unquoted(name jsontext.Value) []byte {
+	if bytes.IndexByte(name, '\\') < 0 {
+		return name[1 : len(name)-1]
 	}
+	b, _ := jsontext.AppendUnquote(nil, name)
+	return b
 }
 
 // sameUser compares user fields, which may carry "@domain".

@@ -211,7 +211,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 			return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))
 		}
 		if out != nil && len(bytes.TrimSpace(data)) > 0 {
-			if err := json.Unmarshal(data, out); err != nil {
+			if err := decodeBody(data, out); err != nil {
 				return 0, orchestrator.E(op, orchestrator.KindProviderRejected, fmt.Errorf("decoding the response: %w", err))
 			}
 		}
@@ -229,6 +229,16 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	wait, _ := apiclient.RetryAfter(resp.Header, time.Now())
 	return wait, &orchestrator.Error{Op: op, Kind: kindOf(resp.StatusCode), Err: apiErr,
 		Evidence: &orchestrator.Evidence{Status: resp.StatusCode, Code: string(eb.Code), Message: eb.Message}}
+}
+
+// bodyDecoder is a response that decodes its body itself.
+type bodyDecoder interface{ decodeBody(data []byte) error }
+
+func decodeBody(data []byte, out any) error {
+	if d, ok := out.(bodyDecoder); ok {
+		return d.decodeBody(data)
+	}
+	return json.Unmarshal(data, out)
 }
 
 // stripURL drops the URL from a transport error: it carries no secret

@@ -77,7 +77,7 @@ func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]acti
 }
 
 func (c *Client) listDomain(ctx context.Context, domain string) ([]activeCall, error) {
-	var calls []activeCall
+	var calls listing
 	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
 		path: "/domains/" + seg(domain) + "/calls", safe: true}, &calls)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
