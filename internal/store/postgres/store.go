@@ -3,9 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/record"
 )
 
 // The SQL spelling of orchestrator.State.Terminal. Queries repeat the
@@ -48,9 +47,9 @@ func tenantOf(t *orchestrator.Transfer) string {
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
-	b, err := json.Marshal(t)
+	b, err := record.Encode(t)
 	if err != nil {
-		return columns{}, fmt.Errorf("encode record: %w", err)
+		return columns{}, err
 	}
 	r := &t.Request
 	return columns{state: string(t.State), provider: strings.ToLower(r.Provider),
@@ -59,12 +58,8 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 		callID: r.Call.CallID, target: r.Target}, nil
 }
 
-func decode(record []byte) (*orchestrator.Transfer, error) {
-	t := new(orchestrator.Transfer)
-	if err := json.Unmarshal(record, t); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	return t, nil
+func decode(rec []byte) (*orchestrator.Transfer, error) {
+	return record.Decode(rec)
 }
 
 // eventsLock is the pg_advisory_xact_lock key a batch of saves takes

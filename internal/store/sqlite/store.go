@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/record"
 )
 
 // The SQL spelling of orchestrator.State.Terminal. Queries repeat the
@@ -49,9 +49,9 @@ func tenantOf(t *orchestrator.Transfer) string {
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
-	b, err := json.Marshal(t)
+	b, err := record.Encode(t)
 	if err != nil {
-		return columns{}, fmt.Errorf("encode record: %w", err)
+		return columns{}, err
 	}
 	r := &t.Request
 	c := columns{
@@ -67,12 +67,8 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	return c, nil
 }
 
-func decode(record string) (*orchestrator.Transfer, error) {
-	t := new(orchestrator.Transfer)
-	if err := json.Unmarshal([]byte(record), t); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	return t, nil
+func decode(rec string) (*orchestrator.Transfer, error) {
+	return record.Decode([]byte(rec))
 }
 
 const insertEventSQL = `INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)

@@ -1,0 +1,186 @@
+package record_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/record"
+)
+
+// fill sets every field reachable from v to a random value: strings with
+// the characters encoding/json escapes, times in other zones and with
+// odd fractions, nil or set pointers and slices.
+func fill(r *rand.Rand, v reflect.Value) {
+	if v.Type() == reflect.TypeFor[time.Time]() {
+		if r.IntN(5) == 0 {
+			return // the zero time (omitzero)
+		}
+		zone := time.FixedZone("z", (r.IntN(49)-24)*30*60)
+		v.Set(reflect.ValueOf(time.Unix(r.Int64N(4e9), r.Int64N(1e9)).In(zone)))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			// The outbox is not stored (json:"-"), and its events point
+			// back at transfers.
+			if f := v.Type().Field(i); f.IsExported() && f.Tag.Get("json") != "-" {
+				fill(r, v.Field(i))
+			}
+		}
+	case reflect.Pointer:
+		if r.IntN(3) == 0 {
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(r, v.Elem())
+	case reflect.Slice:
+		n := r.IntN(4)
+		if n == 0 && r.IntN(2) == 0 {
+			return
+		}
+		v.Set(reflect.MakeSlice(v.Type(), n, n))
+		for i := range n {
+			fill(r, v.Index(i))
+		}
+	case reflect.Map:
+		v.Set(reflect.MakeMap(v.Type()))
+		for range r.IntN(3) {
+			k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+			fill(r, k)
+			fill(r, e)
+			v.SetMapIndex(k, e)
+		}
+	case reflect.String:
+		const chars = "aZ09 -_.@:/<>&'\"\\\n\t\u2028\u2029éß☎\x7f"
+		rs := []rune(chars)
+		b := make([]rune, r.IntN(12))
+		for i := range b {
+			b[i] = rs[r.IntN(len(rs))]
+		}
+		v.SetString(string(b))
+	case reflect.Bool:
+		v.SetBool(r.IntN(2) == 0)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(r.Int64N(1<<40) - 1<<39)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(r.Uint64N(1 << 40))
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(r.NormFloat64() * 1e6)
+	}
+}
+
+// TestSameBytesAsEncodingJSON: a record is stored as encoding/json wrote
+// it before (older transferd reads it, and the stores' SQL reads its
+// fields), and reads back as encoding/json reads it.
+func TestSameBytesAsEncodingJSON(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	for i := range 2000 {
+		var tr orchestrator.Transfer
+		fill(r, reflect.ValueOf(&tr).Elem())
+		want, err := json.Marshal(&tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := record.Encode(&tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("record %d (seed %d):\nencoding/json: %s\nrecord:        %s", i, seed, want, got)
+		}
+		var std orchestrator.Transfer
+		if err := json.Unmarshal(want, &std); err != nil {
+			t.Fatal(err)
+		}
+		back, err := record.Decode(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back, &std) {
+			t.Fatalf("record %d (seed %d) read back:\nencoding/json: %+v\nrecord:        %+v", i, seed, &std, back)
+		}
+	}
+}
+
+func TestDecodeRejectsWhatEncodingJSONRejects(t *testing.T) {
+	for _, bad := range []string{``, `{`, `[]`, `{"version":"7"}`, `{"CreatedAt":"yesterday"}`, `{} x`} {
+		var std orchestrator.Transfer
+		if json.Unmarshal([]byte(bad), &std) == nil {
+			t.Fatalf("encoding/json accepts %q", bad)
+		}
+		if _, err := record.Decode([]byte(bad)); err == nil {
+			t.Errorf("Decode(%q) accepted what encoding/json rejects", bad)
+		}
+	}
+}
+
+// BenchmarkRecord encodes and decodes a completed NetSapiens transfer with
+// this package and with encoding/json.
+func BenchmarkRecord(b *testing.B) {
+	tr := completed()
+	enc, _ := json.Marshal(tr)
+	b.Run("encode/record", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := record.Encode(tr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode/encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(tr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode/record", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := record.Decode(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode/encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var t orchestrator.Transfer
+			if err := json.Unmarshal(enc, &t); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// completed is a transfer as a NetSapiens auto transfer ends.
+func completed() *orchestrator.Transfer {
+	at := time.Date(2026, 11, 30, 2, 46, 12, 963576115, time.UTC)
+	step := func(name, detail string, from, to time.Duration) orchestrator.Step {
+		return orchestrator.Step{Name: name, Status: "succeeded", StartedAt: at.Add(from), EndedAt: at.Add(to), Detail: detail}
+	}
+	tr := &orchestrator.Transfer{ID: "tr_01M8N5H0732AVTB2Y8K3368Y4J", Version: 7, Tenant: "default", State: "completed",
+		Request: orchestrator.Request{Provider: "netsapiens", Mode: "attended", Target: "1010", Completion: "auto",
+			ConsultTimeout: 30 * time.Second},
+		Steps: []orchestrator.Step{step("locate", "", 1377625, 2422150), step("hold", "", 2455900, 3389500),
+			step("dial", "", 3430900, 4283000), step("answered", "the target answered", 3265150000, 3265150000),
+			step("transfer", "", 3265230000, 3266840000)},
+		Answered: true, Outcome: &orchestrator.Outcome{Reason: "transferred", Verified: true, Detail: "the caller is connected to the target"},
+		ConsultDeadline: at.Add(30 * time.Second), Owner: "vm", RequestID: "dc6e6t1ksduc1mvgsdog", EventSeq: 8,
+		CreatedAt: at, UpdatedAt: at.Add(3507117559)}
+	tr.Request.Call.Domain, tr.Request.Call.User = "TEST", "1000"
+	tr.Legs.Caller.CallID, tr.Legs.Caller.SessionID, tr.Legs.Caller.Server = "0_3051823727@192.0.2.10", "20261130024612000002", "core1-sim.netsapiens.test"
+	tr.Legs.Agent.CallID = "20261130024612000001-9904882e499b7fa06316e947f7f8c043"
+	tr.Legs.Consult.CallID, tr.Legs.Consult.SessionID, tr.Legs.Consult.Server = "transferd-01m8n5h0732avtb2y8k3368y4j", "20261130024613000003", "core2-sim.netsapiens.test"
+	tr.Sent.Hold, tr.Sent.Dial, tr.Sent.Join, tr.Sent.HoldSends = at.Add(2455700), at.Add(3430700), at.Add(3265230000), 1
+	tr.Seen.Held, tr.Seen.Consult = true, true
+	return tr
+}
