@@ -70,7 +70,9 @@ func inOneBatch(s *Store, req func(*orchestrator.Transfer) (*updateReq, error), 
 		}
 		batch[i] = r
 	}
+	<-s.turn
 	s.commitBatch(batch)
+	s.turn <- struct{}{}
 	errs := make([]error, len(ts))
 	for i, r := range batch {
 		errs[i] = <-r.done
@@ -84,3 +86,16 @@ func SetEventFault(s *Store, fault func(eventID string) error) { s.eventFault = 
 
 // Rewrites counts the batches written again with a savepoint per save.
 func Rewrites(s *Store) int64 { return s.rewrites.Load() }
+
+// HoldTurn takes the turn to commit, as a committer writing a batch holds
+// it, until the returned release is called. Each save queued meanwhile is
+// reported on queued.
+func HoldTurn(s *Store) (queued <-chan struct{}, release func()) {
+	q := make(chan struct{}, 1024)
+	s.queued = func() { q <- struct{}{} }
+	<-s.turn
+	return q, func() { s.turn <- struct{}{} }
+}
+
+// Batches is the number of transactions of saves the store has written.
+func Batches(s *Store) int64 { return s.batches.Load() }

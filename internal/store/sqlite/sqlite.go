@@ -58,11 +58,14 @@ type Store struct {
 	insert, linkIdem *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
-	// The group committer (commit.go): saves go in through updates; quit
-	// stops it and committed closes when it has.
-	updates   chan *updateReq
-	quit      chan struct{}
-	committed chan struct{}
+	// The group commit (commit.go): saves wait in queue; turn holds the
+	// one right to commit; closed refuses new saves.
+	qmu       sync.Mutex
+	queue     []*updateReq
+	closed    bool
+	turn      chan struct{}
+	batches   atomic.Int64 // transactions of saves written
+	queued    func()       // tests: called when a save has queued
 	closeOnce sync.Once
 	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
 	// and vacuumChunk, and time.Now; tests set them to count slices
@@ -141,8 +144,8 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
-	s.updates, s.quit, s.committed = make(chan *updateReq), make(chan struct{}), make(chan struct{})
-	go s.commitLoop()
+	s.turn = make(chan struct{}, 1)
+	s.turn <- struct{}{}
 	return s, nil
 }
 
@@ -230,9 +233,8 @@ func incrementalVacuum(ctx context.Context, db *sql.DB) error {
 // WAL into the database file.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if s.quit != nil {
-			close(s.quit)
-			<-s.committed
+		if s.turn != nil {
+			s.closeCommits()
 		}
 	})
 	var errs []error

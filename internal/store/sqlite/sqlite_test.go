@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -666,6 +667,92 @@ func TestHalfWrittenSaveIsTakenBackAlone(t *testing.T) {
 		}
 		if n != tc.events {
 			t.Errorf("%s: %d events of the move stored, want %d", tc.tr.Request.Call.User, n, tc.events)
+		}
+	}
+}
+
+// Saves that queue while a batch is being committed are written together,
+// by one of them, in the next transaction; a lone save is written at once.
+func TestSavesQueuedBehindACommitShareTheNextBatch(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	lone := newTransfer("300")
+	before := sqlite.Batches(s)
+	if err := s.Create(ctx, lone); err != nil {
+		t.Fatal(err)
+	}
+	if n := sqlite.Batches(s) - before; n != 1 {
+		t.Fatalf("a lone create took %d transactions, want 1", n)
+	}
+
+	const n = 8
+	ts := make([]*orchestrator.Transfer, n)
+	for i := range ts {
+		ts[i] = newTransfer(fmt.Sprint(310 + i))
+	}
+	queued, release := sqlite.HoldTurn(s)
+	errs := make(chan error, n)
+	for _, tr := range ts {
+		go func() { errs <- s.Create(ctx, tr) }()
+	}
+	for range n {
+		<-queued
+	}
+	before = sqlite.Batches(s)
+	release()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := sqlite.Batches(s) - before; got != 1 {
+		t.Errorf("%d saves queued behind a commit took %d transactions, want 1", n, got)
+	}
+	for _, tr := range ts {
+		if _, err := s.Get(ctx, tr.ID); err != nil {
+			t.Errorf("Get(%s): %v", tr.ID, err)
+		}
+	}
+}
+
+// Close writes the saves already queued, each gets its verdict, and a save
+// after Close is refused without waiting.
+func TestCloseAnswersEveryQueuedSave(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, release := sqlite.HoldTurn(s)
+	const n = 4
+	errs := make(chan error, n)
+	ts := make([]*orchestrator.Transfer, n)
+	for i := range ts {
+		ts[i] = newTransfer(fmt.Sprint(400 + i))
+		go func() { errs <- s.Create(ctx, ts[i]) }()
+	}
+	for range n {
+		<-queued
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	release()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("a save queued before Close: %v", err)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, newTransfer("499")); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("a save after Close = %v, want the store closed", err)
+	}
+	again := open(t, dir)
+	for _, tr := range ts {
+		if _, err := again.Get(ctx, tr.ID); err != nil {
+			t.Errorf("after reopening, Get(%s): %v", tr.ID, err)
 		}
 	}
 }

@@ -136,21 +136,6 @@ const insertSQL = `INSERT INTO transfers
 // linkIdemSQL links an idempotency reservation to the transfer it created.
 const linkIdemSQL = `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`
 
-// commit hands a save to the group committer and waits for its verdict.
-func (s *Store) commit(ctx context.Context, req *updateReq) error {
-	select {
-	case s.updates <- req:
-	case <-s.quit:
-		return fail(req.op(), errClosed)
-	case <-ctx.Done():
-		return fail(req.op(), ctx.Err())
-	}
-	// Once handed over, the save happens or fails as a whole with its
-	// batch: wait for the verdict even if ctx ends, or the caller could
-	// not know whether its record was saved.
-	return <-req.done
-}
-
 // Update implements orchestrator.Store: a compare-and-set on version. The
 // save is handed to the group committer (commit.go), which writes the
 // saves of concurrent transfers in one durable transaction.
