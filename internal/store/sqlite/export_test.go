@@ -11,6 +11,12 @@ import (
 // orchestrator.
 const TerminalList = terminalList
 
+// UpdateSQL is a save's compare-and-set.
+const UpdateSQL = updateSQL
+
+// NonTerminal is the predicate of transfers_active_call, as queries spell it.
+const NonTerminal = nonTerminal
+
 // SetSlices sets what Purge's slices do: each holds the writer until
 // budget has passed on clock, deleting purgeChunk rows or giving back
 // vacuumChunk pages a step.

@@ -126,3 +126,39 @@ func explain(t *testing.T, db *sql.DB, q string, args []any) []string {
 	}
 	return out
 }
+
+// The lookup of the transfer that holds a call (a refused create names
+// it) is served by the partial index of active calls, whose predicate it
+// repeats; and a save evaluates that predicate without a temporary b-tree,
+// which a NOT IN list of three states costs at every execution.
+func TestActiveCallPredicate(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	plan := strings.Join(explain(t, db, `SELECT id FROM transfers WHERE call_key = ? AND `+sqlite.NonTerminal, []any{"k"}), "\n")
+	if !strings.Contains(plan, "INDEX transfers_active_call") {
+		t.Errorf("the lookup of a call's active transfer does not use transfers_active_call:\n%s", plan)
+	}
+	rows, err := db.Query(`EXPLAIN `+sqlite.UpdateSQL, 2, "holding", "A", 1, "now", "{}", "tr_1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		if op, _ := vals[1].(string); op == "OpenEphemeral" {
+			t.Errorf("a save's UPDATE builds a temporary b-tree (%v)", vals)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -113,8 +113,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 5}) {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5]", versions)
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6]", versions)
 	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -193,6 +193,20 @@ func TestTerminalStatesMatchTheOrchestrator(t *testing.T) {
 	}
 	if n := strings.Count(string(mig), "state NOT IN "+list); n != 1 {
 		t.Errorf("the migration that fills open uses %s in %d places, want 1", list, n)
+	}
+	var cmp []string
+	for _, s := range term {
+		cmp = append(cmp, "state <> "+s)
+	}
+	if want := strings.Join(cmp, " AND "); sqlite.NonTerminal != want {
+		t.Errorf("queries test active states with %s, want %s", sqlite.NonTerminal, want)
+	}
+	mig, err = os.ReadFile("migrations/0006_active_call_comparisons.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mig), "WHERE "+sqlite.NonTerminal+";") {
+		t.Errorf("the active calls' index does not use the queries' predicate %s", sqlite.NonTerminal)
 	}
 }
 

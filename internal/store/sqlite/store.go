@@ -16,10 +16,11 @@ import (
 
 // The SQL spelling of orchestrator.State.Terminal. Queries repeat the
 // indexes' predicates word for word so that SQLite uses the partial
-// indexes; a test checks both against orchestrator.States.
+// indexes; a test checks both against orchestrator.States. nonTerminal is
+// comparisons, not NOT IN the list: see migration 6.
 const (
 	terminalList = `('cancelled', 'completed', 'failed')`
-	nonTerminal  = `state NOT IN ` + terminalList
+	nonTerminal  = `state <> 'cancelled' AND state <> 'completed' AND state <> 'failed'`
 	terminal     = `state IN ` + terminalList
 )
 
