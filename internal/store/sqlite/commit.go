@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -18,8 +19,8 @@ import (
 // version, and its own verdict. A lone save is committed at once: nothing
 // waits for company. Creates go the same way (they were a transaction and
 // an fsync of their own, a tenth of transferd's CPU per transfer under
-// load): each runs in a savepoint of the batch, so a refused create writes
-// nothing and takes nothing of the other saves with it.
+// load): a refused create writes nothing and takes nothing of the other
+// saves with it (see commitBatch).
 
 // maxBatch bounds one transaction, so that a flood of saves still commits
 // in steps.
@@ -78,6 +79,7 @@ func (s *Store) commit(ctx context.Context, r *updateReq) error {
 	}
 	// The turn to commit: write batches until this save has its verdict
 	// (a committer before us may have taken it already).
+	defer crashOnPanic()
 	for {
 		select {
 		case err := <-r.done:
@@ -86,6 +88,20 @@ func (s *Store) commit(ctx context.Context, r *updateReq) error {
 		default:
 		}
 		s.commitBatch(s.take())
+	}
+}
+
+// crashOnPanic ends the process on a panic in a commit, as the panic of a
+// committer goroutine of its own would. The committing save may run on a
+// goroutine that recovers panics (net/http serves each request so), and
+// carrying on would leave the writer's transaction open, the turn taken
+// and the batch's other saves without a verdict: every later save would
+// wait forever, and callers held with it. A restart resumes from what was
+// committed.
+func crashOnPanic() {
+	if p := recover(); p != nil {
+		go panic(fmt.Sprintf("sqlite: panic in a commit: %v", p))
+		select {}
 	}
 }
 
@@ -110,6 +126,7 @@ func (s *Store) closeCommits() {
 	s.closed = true
 	s.qmu.Unlock()
 	<-s.turn // kept: no save commits after this
+	defer crashOnPanic()
 	for {
 		batch := s.take()
 		if len(batch) == 0 {

@@ -770,3 +770,46 @@ func TestCloseAnswersEveryQueuedSave(t *testing.T) {
 		}
 	}
 }
+
+// A panic in a commit ends the process even when the committing save runs
+// on a goroutine that recovers panics, as net/http's do: recovering would
+// leave the writer's transaction open and every later save waiting. The
+// test re-runs itself as a child whose event write panics.
+func TestPanicInACommitEndsTheProcess(t *testing.T) {
+	if dir := os.Getenv("TRANSFERD_SQLITE_PANIC_DIR"); dir != "" {
+		panicChild(dir)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanicInACommitEndsTheProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TRANSFERD_SQLITE_PANIC_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "panic in a commit: an event write that panics") {
+		t.Fatalf("the child did not end with the commit's panic: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "recovered") {
+		t.Fatalf("the caller recovered the commit's panic:\n%s", out)
+	}
+}
+
+func panicChild(dir string) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		os.Exit(3)
+	}
+	sqlite.SetEventFault(s, func(string) error { panic("an event write that panics") })
+	tr := newTransfer("1000")
+	tr.EventSeq = 1
+	tr.Outbox = []orchestrator.Event{{ID: "evt_1", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID, Seq: 1,
+		Type: orchestrator.EventCreated, At: tr.CreatedAt}}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				os.Stdout.WriteString("recovered\n")
+			}
+		}()
+		_ = s.Create(ctx, tr)
+	}()
+	os.Exit(4)
+}

@@ -138,8 +138,8 @@ const insertSQL = `INSERT INTO transfers
 const linkIdemSQL = `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
-// save is handed to the group committer (commit.go), which writes the
-// saves of concurrent transfers in one durable transaction.
+// save goes through the group commit (commit.go), which writes the saves
+// of concurrent transfers in one durable transaction.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	req, err := updateReqOf(t)
 	if err != nil {
