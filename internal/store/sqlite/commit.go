@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -110,12 +109,11 @@ func (s *Store) take() []*updateReq {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	n := min(len(s.queue), maxBatch)
-	batch := slices.Clone(s.queue[:n])
-	clear(s.queue[:n])
+	// The batch keeps the front of the array; saves queued later go
+	// after it (its capacity ends at n), and the array is let go once
+	// both are done with.
+	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
-	if len(s.queue) == 0 {
-		s.queue = s.queue[:0:0] // let the backing array go
-	}
 	return batch
 }
 
