@@ -117,16 +117,17 @@ var (
 	written AS (` + fmt.Sprintf(eventsFrom, 9, 10, 11, 12, 13, 14, 15, 16) + `)
 	SELECT count(*) FROM saved`
 
-	// createSQL inserts a transfer with its events and links its
-	// idempotency reservation. ON CONFLICT DO NOTHING covers both unique
-	// indexes: a create whose id is taken, or whose call has an active
-	// transfer (the partial unique index on call_key, which decides
+	// createSQL inserts a transfer with its keys (the columns lists filter
+	// on, in a table of their own: migration 7) and its events, and links
+	// its idempotency reservation. ON CONFLICT DO NOTHING covers both
+	// unique indexes: a create whose id is taken, or whose call has an
+	// active transfer (the partial unique index on call_key, which decides
 	// between concurrent creates across replicas), inserts nothing and is
 	// told apart afterwards (Create).
-	createSQL = `WITH saved AS (INSERT INTO transfers
-		(id, version, state, provider, call_key, owner, open, created_at, updated_at, record,
-		 tenant, external_id, call_domain, call_user, call_id, target)
-		VALUES ($1, 1, $2, $3, $4, $5, $7, $8, $9, $6, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING RETURNING id),
+	createSQL = `WITH saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
+		VALUES ($1, 1, $2, $3, $4, $5, $7, $9, $6, $10) ON CONFLICT DO NOTHING RETURNING id),
+	keyed AS (INSERT INTO transfer_keys (id, tenant, provider, external_id, call_domain, call_user, call_id, target, created_at)
+		SELECT id, $10, $3, $11, $12, $13, $14, $15, $8 FROM saved),
 	linked AS (UPDATE idempotency SET transfer_id = saved.id FROM saved WHERE scope = $16 AND key = $17),
 	written AS (` + fmt.Sprintf(eventsFrom, 18, 19, 20, 21, 22, 23, 24, 25) + `)
 	SELECT count(*) FROM saved`

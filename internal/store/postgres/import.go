@@ -13,7 +13,7 @@ import (
 // Outbox, in one transaction through COPY: a history copied from another
 // store, or the store benchmark's generated one (a million through
 // Create takes many minutes). The rows are those Create and Update would
-// have left: the same columns and JSON, every event with the record as
+// have left: the same columns, keys and JSON, every event with the record as
 // imported. Nothing is written if any transfer cannot be (an id that
 // exists, a second active transfer of one call). The events lock is held
 // for the whole transaction, as a save's batch holds it, so that event
@@ -22,7 +22,7 @@ import (
 // thousand transfers.
 func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
 	const op = "import"
-	rows := make([][]any, 0, len(ts))
+	rows, keys := make([][]any, 0, len(ts)), make([][]any, 0, len(ts))
 	var events [][]any
 	for _, t := range ts {
 		if t.Version < 1 {
@@ -32,8 +32,9 @@ func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
 		if err != nil {
 			return fmt.Errorf("postgres: %s %s: %w", op, t.ID, err)
 		}
-		rows = append(rows, []any{t.ID, t.Version, c.state, c.provider, c.callKey, t.Owner, t.Open(), t.CreatedAt, t.UpdatedAt,
-			c.record, c.tenant, c.externalID, c.domain, c.user, c.callID, c.target})
+		rows = append(rows, []any{t.ID, t.Version, c.state, c.provider, c.callKey, t.Owner, t.Open(), t.UpdatedAt, c.record,
+			c.tenant})
+		keys = append(keys, []any{t.ID, c.tenant, c.provider, c.externalID, c.domain, c.user, c.callID, c.target, t.CreatedAt})
 		for _, ev := range t.Outbox {
 			events = append(events, []any{ev.ID, ev.Tenant, ev.TransferID, ev.Seq, string(ev.Type), ev.At, string(ev.From),
 				string(ev.To), c.record})
@@ -52,8 +53,11 @@ func (s *Store) Import(ctx context.Context, ts []*orchestrator.Transfer) error {
 		}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, []string{"id", "version", "state", "provider", "call_key", "owner",
-		"open", "created_at", "updated_at", "record", "tenant", "external_id", "call_domain", "call_user", "call_id", "target"},
-		pgx.CopyFromRows(rows)); err != nil {
+		"open", "updated_at", "record", "tenant"}, pgx.CopyFromRows(rows)); err != nil {
+		return s.fail(op, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"transfer_keys"}, []string{"id", "tenant", "provider", "external_id",
+		"call_domain", "call_user", "call_id", "target", "created_at"}, pgx.CopyFromRows(keys)); err != nil {
 		return s.fail(op, err)
 	}
 	if len(events) > 0 {

@@ -4,9 +4,10 @@
 // replica) is live, and a replica that dies has its transfers claimed by
 // another (Claim with FOR UPDATE SKIP LOCKED).
 //
-// A transfer is stored whole as jsonb, so every field round-trips exactly,
-// times to the nanosecond; the columns beside it copy what queries select
-// on, and their timestamptz values hold microseconds.
+// A transfer is stored whole as JSON, so every field round-trips exactly,
+// times to the nanosecond; the columns beside it, and its row of
+// transfer_keys, copy what queries select on, and their timestamptz values
+// hold microseconds.
 package postgres
 
 import (
@@ -64,8 +65,9 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	if !poolMaxConnsSet.MatchString(dbURL) {
 		cfg.MaxConns = defaultMaxConns(runtime.GOMAXPROCS(0))
 	}
-	// Without a statement description pgx sends the jsonb parameters as
-	// bytes, which the server refuses: fail at start, not on each save.
+	// Without a statement description pgx sends the JSON parameters as
+	// bytes, which the server refuses for jsonb: fail at start, not on
+	// each save.
 	if m, bad := map[pgx.QueryExecMode]string{pgx.QueryExecModeExec: "exec",
 		pgx.QueryExecModeSimpleProtocol: "simple_protocol"}[cfg.ConnConfig.DefaultQueryExecMode]; bad {
 		return nil, s.fail("open", fmt.Errorf("default_query_exec_mode=%s is not supported: use cache_statement (the default) or cache_describe", m))

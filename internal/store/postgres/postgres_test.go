@@ -129,8 +129,8 @@ func TestOpenConcurrentMigrations(t *testing.T) {
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6}) {
-		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7]", versions, err)
 	}
 }
 
@@ -305,6 +305,27 @@ func TestMigrateFromSchema1(t *testing.T) {
 	}
 	if got.State != orchestrator.StateConsulting || got.Owner != "old-replica" || got.Version != 3 || !got.CreatedAt.Equal(at) {
 		t.Errorf("schema 1 record decoded as %+v", got)
+	}
+	// The list keys, filled by migration 3 and moved to transfer_keys by
+	// migration 7, find the old rows.
+	for name, c := range map[string]struct {
+		f    orchestrator.ListFilter
+		want []string
+	}{
+		"target":         {orchestrator.ListFilter{Target: "1010"}, []string{ended.ID, active.ID}},
+		"call":           {orchestrator.ListFilter{Domain: "test", User: "2000"}, []string{ended.ID}},
+		"created before": {orchestrator.ListFilter{CreatedBefore: at.Add(time.Second)}, []string{ended.ID, active.ID}},
+		"state":          {orchestrator.ListFilter{States: []orchestrator.State{orchestrator.StateConsulting}}, []string{active.ID}},
+	} {
+		c.f.Tenant, c.f.Limit = orchestrator.DefaultTenant, 10
+		list, _, err := s.List(ctx, c.f)
+		var ids []string
+		for _, tr := range list {
+			ids = append(ids, tr.ID)
+		}
+		if err != nil || !slices.Equal(ids, c.want) {
+			t.Errorf("List by %s after the migration = %v, %v; want %v", name, ids, err, c.want)
+		}
 	}
 	now := at.Add(time.Hour)
 	claimed, err := s.Claim(ctx, "new", now, false, 10)

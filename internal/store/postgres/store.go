@@ -89,8 +89,10 @@ func eventsOf(t *orchestrator.Transfer) eventColumns {
 }
 
 // jsonbSafe replaces the escape \u0000 in JSON text by \ufffd: jsonb
-// refuses U+0000, and a provider's evidence (kept verbatim) may contain
-// it; refusing the save would stop the transfer mid-way. Outside strings
+// refuses U+0000 (webhook deliveries' records are jsonb; transfers and
+// events were until migration 7, and an operator's ->> on json still
+// refuses it), and a provider's evidence (kept verbatim) may contain it;
+// refusing the save would stop the transfer mid-way. Outside strings
 // JSON has no backslashes, and inside them every backslash starts an
 // escape, so walking escape by escape finds exactly the real ones.
 func jsonbSafe(b []byte) []byte {
@@ -194,8 +196,7 @@ func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
 }
 
 // updateSQL writes what a transition may change. The request's columns
-// (provider, call_key, tenant, the call, target, external_id) and
-// created_at are Create's alone.
+// (provider, call_key, tenant, and transfer_keys) are Create's alone.
 const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
 	WHERE id = $7 AND version = $8`
 
@@ -279,11 +280,15 @@ func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, err
 	return t, nil
 }
 
-// listQuery is the statement of List: every filter but the states is a
-// condition; one state is one more. Several states are read as one
-// branch per state, each in id order from the state index and bounded by
-// the page size, and their ids merged: with state = ANY the planner
-// would read every row of the states and sort them.
+// listQuery is the statement of List. The columns fixed at Create are in
+// transfer_keys, with their indexes (migration 7); transfers has the state,
+// tenant and provider. A list with a filter on the keys, or with no state,
+// is read from transfer_keys joined to transfers; a list of states with at
+// most the provider besides is read from transfers alone, through its state
+// indexes. Every filter but the states is a condition; one state is one
+// more. Several states are read as one branch per state, each in id order
+// and bounded by the page size, and their ids merged: with state = ANY the
+// planner would read every row of the states and sort them.
 func listQuery(f orchestrator.ListFilter) (string, []any) {
 	var (
 		where []string
@@ -293,55 +298,62 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 		args = append(args, v)
 		where = append(where, c+" $"+strconv.Itoa(len(args)))
 	}
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	keyed := len(states) == 0 || f.ExternalID != "" || f.Domain != "" || f.User != "" || f.CallID != "" ||
+		f.Target != "" || !f.CreatedAfter.IsZero() || !f.CreatedBefore.IsZero()
+	from, k := `transfers t`, "t."
+	if keyed {
+		from, k = `transfer_keys k JOIN transfers t ON t.id = k.id`, "k."
+	}
 	if f.Tenant != "" {
-		cond("tenant =", f.Tenant)
+		cond(k+"tenant =", f.Tenant)
 	}
 	if f.After != "" {
-		cond("id <", f.After)
+		cond(k+"id <", f.After)
 	}
 	if f.Provider != "" {
-		cond("provider =", strings.ToLower(f.Provider))
+		cond(k+"provider =", strings.ToLower(f.Provider))
 	}
 	if f.ExternalID != "" {
-		cond("external_id =", f.ExternalID)
+		cond("k.external_id =", f.ExternalID)
 	}
 	if f.Domain != "" {
-		cond("call_domain =", strings.ToLower(f.Domain))
+		cond("k.call_domain =", strings.ToLower(f.Domain))
 	}
 	if f.User != "" {
-		cond("call_user =", f.User)
+		cond("k.call_user =", f.User)
 	}
 	if f.CallID != "" {
-		cond("call_id =", f.CallID)
+		cond("k.call_id =", f.CallID)
 	}
 	if f.Target != "" {
-		cond("target =", f.Target)
+		cond("k.target =", f.Target)
 	}
 	if !f.CreatedAfter.IsZero() {
-		cond("created_at >=", f.CreatedAfter)
+		cond("k.created_at >=", f.CreatedAfter)
 	}
 	if !f.CreatedBefore.IsZero() {
-		cond("created_at <", f.CreatedBefore)
+		cond("k.created_at <", f.CreatedBefore)
 	}
 	// One more than asked tells whether more follow.
 	args = append(args, max(f.Limit, 0)+1)
 	limit := "$" + strconv.Itoa(len(args))
-	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	order := ` ORDER BY ` + k + `id DESC LIMIT ` + limit
 	if len(states) <= 1 {
 		if len(states) == 1 {
-			cond("state =", string(states[0]))
+			cond("t.state =", string(states[0]))
 		}
-		q := `SELECT record FROM transfers`
+		q := `SELECT t.record FROM ` + from
 		if len(where) > 0 {
 			q += ` WHERE ` + strings.Join(where, " AND ")
 		}
-		return q + ` ORDER BY id DESC LIMIT ` + limit, args
+		return q + order, args
 	}
 	var branches []string
 	for _, st := range states {
 		args = append(args, string(st))
-		w := append(slices.Clone(where), "state = $"+strconv.Itoa(len(args)))
-		branches = append(branches, `(SELECT id FROM transfers WHERE `+strings.Join(w, " AND ")+` ORDER BY id DESC LIMIT `+limit+`)`)
+		w := append(slices.Clone(where), "t.state = $"+strconv.Itoa(len(args)))
+		branches = append(branches, `(SELECT `+k+`id FROM `+from+` WHERE `+strings.Join(w, " AND ")+order+`)`)
 	}
 	return `SELECT record FROM transfers WHERE id IN (` + strings.Join(branches, " UNION ALL ") + `)
 		ORDER BY id DESC LIMIT ` + limit, args
@@ -655,8 +667,9 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 const purgeBatch = 500
 
 // Purge implements orchestrator.Store in statements (each its own
-// transaction) of at most s.purgeBatch rows. Signals go with their
-// transfers through the foreign key's ON DELETE CASCADE. An idempotency
+// transaction) of at most s.purgeBatch rows. A transfer's events go in the
+// same statement (events has no foreign key: migration 7); its keys and
+// signal go through their foreign keys' ON DELETE CASCADE. An idempotency
 // record whose transfer is still open is kept: it still answers a retry of
 // the create. SKIP LOCKED lets replicas purge at once without waiting on
 // each other or on a row being saved.
@@ -670,13 +683,17 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		}
 		// NOT open alone implies terminal; the state test guards against a
 		// row whose open column was ever written wrong.
-		tag, err := s.pool.Exec(ctx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
-			WHERE NOT open AND `+terminal+` AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, n)
+		var deleted int
+		err := s.pool.QueryRow(ctx, `WITH gone AS (DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
+				WHERE NOT open AND `+terminal+` AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+				RETURNING id),
+			events AS (DELETE FROM events USING gone WHERE events.transfer_id = gone.id)
+			SELECT count(*) FROM gone`, before, n).Scan(&deleted)
 		if err != nil {
 			return total, s.fail(op, err)
 		}
-		total += int(tag.RowsAffected())
-		if int(tag.RowsAffected()) < n {
+		total += deleted
+		if deleted < n {
 			break
 		}
 	}
