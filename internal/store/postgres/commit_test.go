@@ -144,6 +144,41 @@ func TestBatchVersionConflictIsOwn(t *testing.T) {
 	}
 }
 
+// Two saves of one transfer at one version in one batch: one is written,
+// with its own events and none of the other's, and the other is a version
+// conflict.
+func TestBatchTwoSavesOfOneTransfer(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a, b := ids.transfer("400"), ids.transfer("401")
+	createAll(t, s, a, b)
+	before := storedEvents(t, conn)
+	twin := a.Clone()
+	move(a, orchestrator.StateHolding)
+	move(twin, orchestrator.StateCancelled)
+	event(twin, orchestrator.EventCancelled, "", "")
+	move(b, orchestrator.StateHolding)
+	errs := postgres.SaveInOneBatch(s, a, twin, b)
+	if errs[2] != nil {
+		t.Fatalf("the other transfer's save: %v", errs[2])
+	}
+	won, lost := a, twin
+	if errs[0] != nil {
+		won, lost = twin, a
+		errs[0], errs[1] = errs[1], errs[0]
+	}
+	if errs[0] != nil || !errors.Is(errs[1], orchestrator.ErrVersionConflict) {
+		t.Fatalf("the two saves = %v, %v; want one written and one version conflict", errs[0], errs[1])
+	}
+	if got, err := s.Get(ctx, a.ID); err != nil || got.State != won.State || got.Version != 2 || lost.Version != 1 {
+		t.Errorf("Get = %+v, %v; want %s at version 2 (the loser at 1: %d)", got, err, won.State, lost.Version)
+	}
+	if got, want := storedEvents(t, conn), append(before, outbox(won, b)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want the written save's and the other transfer's, %v", got, want)
+	}
+}
+
 // Creates that share a batch are decided one by one, in order: the first
 // create of a call wins and a later one in the same batch is refused
 // naming it; a create of an id taken in the same batch is refused; a
