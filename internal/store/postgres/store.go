@@ -378,7 +378,7 @@ func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchest
 }
 
 // eventsQuery is the statement of Events: served by events_transfer for
-// one transfer, by events_tenant otherwise.
+// one transfer, by the primary key (tenant, pos) otherwise.
 func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 	q := `SELECT pos, id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot FROM events
 		WHERE tenant = $1 AND pos > $2`
