@@ -310,6 +310,14 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 	}
 	if f.After != "" {
 		cond(k+"id <", f.After)
+		if keyed {
+			// The same bound on transfers. The planner does not carry
+			// an inequality across a join: without it, a page from a
+			// cursor in the middle of 1M stored took 510 ms (a merge
+			// join reads transfers from its newest row down to the
+			// cursor) instead of 2 ms.
+			where = append(where, "t.id < $"+strconv.Itoa(len(args)))
+		}
 	}
 	if f.Provider != "" {
 		cond(k+"provider =", strings.ToLower(f.Provider))
