@@ -58,10 +58,6 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 		callID: r.Call.CallID, target: r.Target}, nil
 }
 
-func decode(rec []byte) (*orchestrator.Transfer, error) {
-	return record.Decode(rec)
-}
-
 // eventsLock is the pg_advisory_xact_lock key a batch of saves takes
 // before writing events ("outbox" in ASCII): positions are drawn in
 // statement order but become visible in commit order, and a reader must
@@ -273,7 +269,7 @@ func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, err
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	t, err := decode(rec)
+	t, err := record.Decode(rec)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
@@ -422,7 +418,7 @@ func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orche
 			return nil, s.fail(op, err)
 		}
 		ev.Type, ev.From, ev.To = orchestrator.EventType(typ), orchestrator.State(from), orchestrator.State(to)
-		if ev.Transfer, err = decode(snap); err != nil {
+		if ev.Transfer, err = record.Decode(snap); err != nil {
 			return nil, s.fail(op, err)
 		}
 		out = append(out, ev)
@@ -442,7 +438,7 @@ func collect(rows pgx.Rows) ([]*orchestrator.Transfer, error) {
 		if err := rows.Scan(&rec); err != nil {
 			return nil, err
 		}
-		t, err := decode(rec)
+		t, err := record.Decode(rec)
 		if err != nil {
 			return nil, err
 		}
