@@ -19,10 +19,10 @@ import (
 // across the second one, so that under load the saves of every transfer
 // queued behind one another's round trips and the server spent its CPU on
 // many small transactions. Now saves and creates that arrive while a batch
-// is being written go together in the next one: BEGIN, the outbox lock,
-// one statement per save (its compare-and-set and its events, or its
-// insert, events and idempotency link), COMMIT, sent as one pipeline in
-// one round trip. A lone save is written at once: nothing waits for
+// is being written go together in the next one: the outbox lock, one
+// statement per save (its compare-and-set and its events, or its insert,
+// events and idempotency link), sent as one pipeline in one round trip
+// and one transaction (writeBatch). A lone save is written at once: nothing waits for
 // company.
 //
 // Each save keeps its own verdict. A version conflict or a create whose id
@@ -276,8 +276,14 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool,
 	// A connection left in a transaction (a failed rollback) is destroyed
 	// by the pool rather than reused.
 	defer conn.Release()
+	// No BEGIN and no COMMIT: the statements of a pipeline up to its Sync
+	// (pgx sends one, after the last) are one implicit transaction, which
+	// the server commits at the Sync, or rolls back whole at the first
+	// statement that fails, as it would an explicit one. A failure to
+	// commit (a deferred constraint) is the server's answer to the Sync,
+	// which Close returns. The two statements were a fifth of a batch's
+	// statements.
 	var b pgx.Batch
-	b.Queue(`BEGIN`)
 	// The outbox lock (writeEvents' comment in store.go), taken first.
 	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
@@ -285,11 +291,15 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool,
 	for _, r := range saves {
 		r.queue(&b)
 	}
-	b.Queue(`COMMIT`)
 	br := conn.SendBatch(ctx, &b)
-	saved, refused, err = readBatch(br, saves, b.Len()-len(saves)-2)
+	saved, refused, err = readBatch(br, saves, b.Len()-len(saves))
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
+	}
+	if err == nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		// Not committed: the server is still in a transaction (a
+		// statement of the batch opened one, which no save does).
+		refused, err = -1, fmt.Errorf("commit: the server is in transaction status %q", conn.Conn().PgConn().TxStatus())
 	}
 	if err != nil {
 		rollback(ctx, conn)
@@ -298,10 +308,10 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool,
 	return saved, -1, nil
 }
 
-// readBatch reads the results of writeBatch's pipeline: BEGIN, locks
-// statements, the saves, COMMIT.
+// readBatch reads the results of writeBatch's pipeline: the locks'
+// statements, then the saves.
 func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, refused int, err error) {
-	for range 1 + locks {
+	for range locks {
 		if _, err := br.Exec(); err != nil {
 			return nil, -1, err
 		}
@@ -315,13 +325,6 @@ func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, 
 			}
 			return nil, -1, err
 		}
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return nil, -1, err
-	}
-	if tag.String() != "COMMIT" {
-		return nil, -1, fmt.Errorf("commit: the server answered %s", tag)
 	}
 	return saved, -1, nil
 }
