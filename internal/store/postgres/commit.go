@@ -11,9 +11,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/transferd/transferd/internal/store/groupcommit"
 )
 
-// Group commit, as the SQLite store does it (../sqlite/commit.go). A save
+// Group commit (package groupcommit), as the SQLite store does it. A save
 // was a transaction of its own: BEGIN, the UPDATE, the outbox lock, one
 // INSERT per event, COMMIT, in two round trips, with the outbox lock held
 // across the second one, so that under load the saves of every transfer
@@ -160,44 +162,17 @@ func (r *saveReq) result(br pgx.BatchResults) (bool, error) {
 	return n == 1, err
 }
 
-// commit hands a save to the group committer and waits for its verdict.
+// commit queues a save and waits for its verdict (groupcommit.Commit: once
+// queued, it is waited for even if ctx ends).
 func (s *Store) commit(ctx context.Context, req *saveReq) verdict {
-	select {
-	case s.updates <- req:
-	case <-s.quit:
+	if err := ctx.Err(); err != nil {
+		return verdict{err: s.fail(req.op(), err)}
+	}
+	v, ok := groupcommit.Commit(s.commits, req, req.done)
+	if !ok {
 		return verdict{err: s.fail(req.op(), errClosed)}
-	case <-ctx.Done():
-		return verdict{err: s.fail(req.op(), ctx.Err())}
 	}
-	// Once handed over, the save happens or fails as a whole with its
-	// batch: wait for the verdict even if ctx ends, or the caller could
-	// not know whether its record was saved.
-	return <-req.done
-}
-
-// commitLoop runs until Close. The request channel is unbuffered: a save is
-// either taken by the loop (and gets a verdict) or not handed over at all.
-func (s *Store) commitLoop() {
-	defer close(s.committed)
-	for {
-		var first *saveReq
-		select {
-		case first = <-s.updates:
-		case <-s.quit:
-			return
-		}
-		batch := []*saveReq{first}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-s.updates:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		s.commitBatch(batch)
-	}
+	return v
 }
 
 // commitBatch writes a batch in one transaction and answers every save.

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/store/schema"
 )
 
@@ -40,11 +41,8 @@ type Store struct {
 	// purgeBatch is the purgeBatch constant, set lower by tests to
 	// exercise the batching.
 	purgeBatch int
-	// The group committer (commit.go): saves go in through updates; quit
-	// stops it and committed closes when it has.
-	updates   chan *saveReq
-	quit      chan struct{}
-	committed chan struct{}
+	// The group commit (commit.go).
+	commits   *groupcommit.Queue[*saveReq]
 	closeOnce sync.Once
 }
 
@@ -83,8 +81,7 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		s.pool.Close()
 		return nil, s.fail("open", err)
 	}
-	s.updates, s.quit, s.committed = make(chan *saveReq), make(chan struct{}), make(chan struct{})
-	go s.commitLoop()
+	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
 	return s, nil
 }
 
@@ -109,12 +106,11 @@ var poolMaxConnsSet = regexp.MustCompile(`(?:^|[?&\s])pool_max_conns\s*=`)
 // transaction mode); exec and simple_protocol are refused (see Open).
 func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 
-// Close stops the group committer, after the batch it is writing, and
-// closes every connection of the pool. Saves after Close fail.
+// Close writes the saves already queued, then closes every connection of
+// the pool. Saves after Close fail.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		<-s.committed
+		s.commits.Close()
 		s.pool.Close()
 	})
 }

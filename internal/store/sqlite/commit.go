@@ -4,22 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/groupcommit"
 )
 
-// Group commit. Every transition of every transfer is a durable write
-// (synchronous=FULL: an fsync per commit), and SQLite has one writer, so
-// one commit per save caps a busy process at a few hundred transfers a
-// second and spends most of its CPU committing. Saves that arrive while a
-// commit is running are written together in the next transaction: one
-// fsync for the batch. Each save still gets its own compare-and-set on its
-// version, and its own verdict. A lone save is committed at once: nothing
-// waits for company. Creates go the same way (they were a transaction and
-// an fsync of their own, a tenth of transferd's CPU per transfer under
-// load): a refused create writes nothing and takes nothing of the other
-// saves with it (see commitBatch).
+// Group commit (package groupcommit). Every transition of every transfer
+// is a durable write (synchronous=FULL: an fsync per commit), and SQLite
+// has one writer, so one commit per save caps a busy process at a few
+// hundred transfers a second and spends most of its CPU committing. Saves
+// that arrive while a commit is running are written together in the next
+// transaction: one fsync for the batch. Each save still gets its own
+// compare-and-set on its version, and its own verdict. Creates go the same
+// way (they were a transaction and an fsync of their own, a tenth of
+// transferd's CPU per transfer under load): a refused create writes
+// nothing and takes nothing of the other saves with it (see commitBatch).
 
 // maxBatch bounds one transaction, so that a flood of saves still commits
 // in steps.
@@ -46,92 +45,17 @@ func (r *updateReq) op() string {
 	return "update " + r.id
 }
 
-// commit queues a save and waits for its verdict. There is no committer
-// goroutine: the save that finds no commit running becomes the committer
-// and writes every queued save, its own included, on its own goroutine;
-// saves that queue meanwhile wait for the verdict or for the turn to
-// commit, whichever comes first. A lone save so costs no hand-over to
-// another goroutine and back (two wake-ups of a parked thread per save,
-// six saves per transfer), and concurrent saves still share a batch.
-//
-// Once queued, a save happens or fails as a whole with its batch: it is
-// waited for even if ctx ends, or the caller could not know whether its
-// record was saved.
+// commit queues a save and waits for its verdict (groupcommit.Commit: once
+// queued, it is waited for even if ctx ends).
 func (s *Store) commit(ctx context.Context, r *updateReq) error {
 	if err := ctx.Err(); err != nil {
 		return fail(r.op(), err)
 	}
-	s.qmu.Lock()
-	if s.closed {
-		s.qmu.Unlock()
+	err, ok := groupcommit.Commit(s.commits, r, r.done)
+	if !ok {
 		return fail(r.op(), errClosed)
 	}
-	s.queue = append(s.queue, r)
-	s.qmu.Unlock()
-	if s.queued != nil {
-		s.queued()
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-s.turn:
-	}
-	// The turn to commit: write batches until this save has its verdict
-	// (a committer before us may have taken it already).
-	defer crashOnPanic()
-	for {
-		select {
-		case err := <-r.done:
-			s.turn <- struct{}{}
-			return err
-		default:
-		}
-		s.commitBatch(s.take())
-	}
-}
-
-// crashOnPanic ends the process on a panic in a commit, as the panic of a
-// committer goroutine of its own would. The committing save may run on a
-// goroutine that recovers panics (net/http serves each request so), and
-// carrying on would leave the writer's transaction open, the turn taken
-// and the batch's other saves without a verdict: every later save would
-// wait forever, and callers held with it. A restart resumes from what was
-// committed.
-func crashOnPanic() {
-	if p := recover(); p != nil {
-		go panic(fmt.Sprintf("sqlite: panic in a commit: %v", p))
-		select {}
-	}
-}
-
-// take removes up to maxBatch queued saves, oldest first.
-func (s *Store) take() []*updateReq {
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	n := min(len(s.queue), maxBatch)
-	// The batch keeps the front of the array; saves queued later go
-	// after it (its capacity ends at n), and the array is let go once
-	// both are done with.
-	batch := s.queue[:n:n]
-	s.queue = s.queue[n:]
-	return batch
-}
-
-// closeCommits refuses new saves, waits for the committer, and writes the
-// saves still queued: every queued save gets its verdict.
-func (s *Store) closeCommits() {
-	s.qmu.Lock()
-	s.closed = true
-	s.qmu.Unlock()
-	<-s.turn // kept: no save commits after this
-	defer crashOnPanic()
-	for {
-		batch := s.take()
-		if len(batch) == 0 {
-			return
-		}
-		s.commitBatch(batch)
-	}
+	return err
 }
 
 // commitBatch writes a batch in one transaction and answers every save.

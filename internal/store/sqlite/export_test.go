@@ -76,9 +76,9 @@ func inOneBatch(s *Store, req func(*orchestrator.Transfer) (*updateReq, error), 
 		}
 		batch[i] = r
 	}
-	<-s.turn
+	release := s.commits.Hold(nil)
 	s.commitBatch(batch)
-	s.turn <- struct{}{}
+	release()
 	errs := make([]error, len(ts))
 	for i, r := range batch {
 		errs[i] = <-r.done
@@ -98,9 +98,7 @@ func Rewrites(s *Store) int64 { return s.rewrites.Load() }
 // reported on queued.
 func HoldTurn(s *Store) (queued <-chan struct{}, release func()) {
 	q := make(chan struct{}, 1024)
-	s.queued = func() { q <- struct{}{} }
-	<-s.turn
-	return q, func() { s.turn <- struct{}{} }
+	return q, s.commits.Hold(func() { q <- struct{}{} })
 }
 
 // Batches is the number of transactions of saves the store has written.

@@ -30,6 +30,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/store/schema"
 )
 
@@ -58,14 +59,9 @@ type Store struct {
 	insert, linkIdem *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
-	// The group commit (commit.go): saves wait in queue; turn holds the
-	// one right to commit; closed refuses new saves.
-	qmu       sync.Mutex
-	queue     []*updateReq
-	closed    bool
-	turn      chan struct{}
+	// The group commit (commit.go).
+	commits   *groupcommit.Queue[*updateReq]
 	batches   atomic.Int64 // transactions of saves written
-	queued    func()       // tests: called when a save has queued
 	closeOnce sync.Once
 	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
 	// and vacuumChunk, and time.Now; tests set them to count slices
@@ -144,8 +140,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
-	s.turn = make(chan struct{}, 1)
-	s.turn <- struct{}{}
+	s.commits = groupcommit.New("sqlite", maxBatch, s.commitBatch)
 	return s, nil
 }
 
@@ -233,8 +228,8 @@ func incrementalVacuum(ctx context.Context, db *sql.DB) error {
 // WAL into the database file.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if s.turn != nil {
-			s.closeCommits()
+		if s.commits != nil {
+			s.commits.Close()
 		}
 	})
 	var errs []error
