@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/record"
@@ -56,11 +59,18 @@ func fill(r *rand.Rand, v reflect.Value) {
 			v.SetMapIndex(k, e)
 		}
 	case reflect.String:
-		const chars = "aZ09 -_.@:/<>&'\"\\\n\t\u2028\u2029éß☎\x7f"
+		const chars = "aZ09 -_.@:/<>&'\"\\\n\t\r\b\f\x00\x1f\u2028\u2029éß☎\x7f"
+		// Pieces of invalid UTF-8: a stray continuation byte, a
+		// truncated sequence, a byte that never starts one.
+		invalid := []string{"\x80", "\xe2\x80", "\xff"}
 		rs := []rune(chars)
-		b := make([]rune, r.IntN(12))
-		for i := range b {
-			b[i] = rs[r.IntN(len(rs))]
+		var b []byte
+		for range r.IntN(12) {
+			if r.IntN(20) == 0 {
+				b = append(b, invalid[r.IntN(len(invalid))]...)
+				continue
+			}
+			b = utf8.AppendRune(b, rs[r.IntN(len(rs))])
 		}
 		v.SetString(string(b))
 	case reflect.Bool:
@@ -109,6 +119,24 @@ func TestSameBytesAsEncodingJSON(t *testing.T) {
 	}
 }
 
+// Times RFC 3339 cannot write (a year outside 0–9999, a zone of 24 hours
+// or more) fail to encode, as in encoding/json; the edges succeed.
+func TestEncodeRefusesTimesEncodingJSONRefuses(t *testing.T) {
+	at := func(year, offset int) time.Time {
+		return time.Date(year, 1, 2, 3, 4, 5, 6, time.FixedZone("z", offset))
+	}
+	for _, tm := range []time.Time{at(0, 0), at(9999, 0), at(10000, 0), at(-1, 0), at(2026, 23*3600+59*60),
+		at(2026, -(23*3600 + 59*60)), at(2026, 24*3600), at(2026, -24*3600), at(2026, 99*3600), at(2026, 100*3600),
+		at(2026, -100*3600), at(2026, 3600+30), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} {
+		tr := orchestrator.Transfer{CreatedAt: tm}
+		_, stdErr := json.Marshal(&tr)
+		_, err := record.Encode(&tr)
+		if (err == nil) != (stdErr == nil) {
+			t.Errorf("%v: Encode error %v, encoding/json's %v", tm, err, stdErr)
+		}
+	}
+}
+
 func TestDecodeRejectsWhatEncodingJSONRejects(t *testing.T) {
 	for _, bad := range []string{``, `{`, `[]`, `{"version":"7"}`, `{"CreatedAt":"yesterday"}`, `{} x`} {
 		var std orchestrator.Transfer
@@ -122,7 +150,8 @@ func TestDecodeRejectsWhatEncodingJSONRejects(t *testing.T) {
 }
 
 // BenchmarkRecord encodes and decodes a completed NetSapiens transfer with
-// this package and with encoding/json.
+// this package, with go-json-experiment's v1 package (the encoder before
+// encode.go) and with encoding/json.
 func BenchmarkRecord(b *testing.B) {
 	tr := completed()
 	enc, _ := json.Marshal(tr)
@@ -130,6 +159,14 @@ func BenchmarkRecord(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := record.Encode(tr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode/json-v1", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := jsonv1.Marshal(tr); err != nil {
 				b.Fatal(err)
 			}
 		}
