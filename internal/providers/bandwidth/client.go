@@ -469,7 +469,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		return attempt{err: orchestrator.E(op, orchestrator.KindProviderUnavailable,
 			fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))}
 	}
-	data, rerr := apiclient.ReadBody(resp.Body)
+	data, rerr := apiclient.ReadBody(resp)
 	took := time.Since(start)
 	c.metrics.Observe(Name, r.op, resp.StatusCode, took)
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).

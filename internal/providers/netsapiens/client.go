@@ -202,7 +202,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 		zerolog.Ctx(ctx).Debug().Str("op", r.op).Err(err).Msg("netsapiens request failed")
 		return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))
 	}
-	data, rerr := apiclient.ReadBody(resp.Body)
+	data, rerr := apiclient.ReadBody(resp)
 	c.metrics.Observe(Name, r.op, resp.StatusCode, time.Since(start))
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
 		Int("status", resp.StatusCode).Float64("took_ms", float64(time.Since(start))/float64(time.Millisecond)).Msg("netsapiens request")
