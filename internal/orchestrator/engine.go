@@ -494,18 +494,22 @@ func (e *Engine) wake(id string, signalled bool) {
 }
 
 // Wait returns the transfer once until reports true, it is terminal, or
-// ctx is done (then the latest record and no error).
+// ctx is done (then the latest record and no error). until is shown
+// records this replica shares with other readers: it must not modify
+// them. Only the record returned is copied (a long poll used to copy
+// every version it was woken for: a sixth of what the engine allocated
+// per transfer).
 func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool) (*Transfer, error) {
 	for {
 		w := e.waitOn(id)
-		t, err := e.current(ctx, id)
+		t, shared, err := e.latest(ctx, id)
 		if err != nil {
 			e.unwait(id, w)
 			return nil, err
 		}
 		if t.State.Terminal() || until(t) {
 			e.unwait(id, w)
-			return t, nil
+			return own(t, shared), nil
 		}
 		// A transfer driven by another replica publishes nothing here:
 		// read the store again now and then.
@@ -524,7 +528,7 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 			if timer != nil {
 				timer.Stop()
 			}
-			return t, nil
+			return own(t, shared), nil
 		}
 		if timer != nil {
 			timer.Stop()
@@ -532,14 +536,25 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 	}
 }
 
-// current returns the latest record: this replica's own when it drives
+// current returns the latest record (latest), the caller's own to keep.
+func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
+	t, shared, err := e.latest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return own(t, shared), nil
+}
+
+// latest returns the latest record: this replica's own when it drives
 // the transfer (it saved it a moment ago, and reading it back from a
 // durable store on every change is what a long poll would otherwise
-// cost), else the store's.
-func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
+// cost), else the store's. A record of this replica's is shared (the
+// worker never modifies one it has published, and other readers may hold
+// it): the caller must not modify it.
+func (e *Engine) latest(ctx context.Context, id string) (t *Transfer, shared bool, err error) {
 	e.mu.Lock()
 	en := e.entries[id]
-	t := e.finished[id]
+	t = e.finished[id]
 	e.mu.Unlock()
 	if en != nil {
 		if cur := en.cur.Load(); cur != nil {
@@ -547,12 +562,22 @@ func (e *Engine) current(ctx context.Context, id string) (*Transfer, error) {
 		}
 	}
 	if t == nil {
-		return e.Get(ctx, id)
+		t, err = e.Get(ctx, id)
+		return t, false, err
 	}
 	if tenantOf(t) != TenantOf(ctx) {
-		return nil, E("orchestrator.Get", KindNotFound, nil)
+		return nil, false, E("orchestrator.Get", KindNotFound, nil)
 	}
-	return t.Clone(), nil
+	return t, true, nil
+}
+
+// own returns a record the caller may keep and modify: a copy of a shared
+// one.
+func own(t *Transfer, shared bool) *Transfer {
+	if shared {
+		return t.Clone()
+	}
+	return t
 }
 
 // finishedKept is how many finished transfers' final records current

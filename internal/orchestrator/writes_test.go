@@ -113,3 +113,28 @@ func TestWaitFindsAFinishedTransferInMemory(t *testing.T) {
 		t.Errorf("another tenant's Wait: %v, want not found", err)
 	}
 }
+
+// TestWaitReturnsTheCallersOwnRecord: Wait shows its predicate the record
+// the replica shares with every reader, but what it returns is the
+// caller's: changing it changes nothing another Wait or Get sees.
+func TestWaitReturnsTheCallersOwnRecord(t *testing.T) {
+	_, e, tr := completeOne(t)
+	ctx := context.Background()
+	first, err := e.Wait(ctx, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.Clone()
+	first.State, first.Owner = orchestrator.StateFailed, "someone else"
+	first.Steps[0].Name = "changed"
+	first.Outcome.Detail = "changed"
+	again, err := e.Wait(ctx, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.State != want.State || again.Owner != want.Owner || again.Steps[0].Name != want.Steps[0].Name ||
+		again.Outcome.Detail != want.Outcome.Detail {
+		t.Errorf("a caller's change to Wait's record reached the next Wait: %s %q %q %q",
+			again.State, again.Owner, again.Steps[0].Name, again.Outcome.Detail)
+	}
+}
