@@ -105,6 +105,9 @@ func TestSameBytesAsEncodingJSON(t *testing.T) {
 		if string(got) != string(want) {
 			t.Fatalf("record %d (seed %d):\nencoding/json: %s\nrecord:        %s", i, seed, want, got)
 		}
+		if str, err := record.EncodeString(&tr); err != nil || str != string(want) {
+			t.Fatalf("record %d (seed %d): EncodeString %q, %v", i, seed, str, err)
+		}
 		var std orchestrator.Transfer
 		if err := json.Unmarshal(want, &std); err != nil {
 			t.Fatal(err)

@@ -50,14 +50,14 @@ func tenantOf(t *orchestrator.Transfer) string {
 }
 
 func encode(t *orchestrator.Transfer) (columns, error) {
-	b, err := record.Encode(t)
+	rec, err := record.EncodeString(t)
 	if err != nil {
 		return columns{}, err
 	}
 	r := &t.Request
 	c := columns{
 		state: string(t.State), provider: strings.ToLower(r.Provider), callKey: orchestrator.TenantCallKey(t),
-		owner: t.Owner, created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: string(b), open: t.Open(),
+		owner: t.Owner, created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: rec, open: t.Open(),
 		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: r.Call.User,
 		callID: r.Call.CallID, target: r.Target,
 	}
