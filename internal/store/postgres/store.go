@@ -197,9 +197,9 @@ const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, op
 	WHERE id = $7 AND version = $8`
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
-// save is handed to the group committer (commit.go), which writes the
-// saves of concurrent transfers in one transaction; the save and its
-// events are one statement.
+// save goes through the group commit (commit.go), which writes the saves
+// of concurrent transfers in one transaction; the save and its events are
+// one statement.
 func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	req, err := updateReq(t)
 	if err != nil {
