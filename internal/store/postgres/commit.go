@@ -24,8 +24,8 @@ import (
 // is being written go together in the next one: the outbox lock, one
 // statement per save (its compare-and-set and its events, or its insert,
 // events and idempotency link), sent as one pipeline in one round trip
-// and one transaction (writeBatch). A lone save is written at once: nothing waits for
-// company.
+// and one transaction (writeBatch). A lone save is written at once:
+// nothing waits for company.
 //
 // Each save keeps its own verdict. A version conflict or a create whose id
 // or call is taken writes nothing and is not an error inside the
