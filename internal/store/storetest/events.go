@@ -61,7 +61,9 @@ func outboxIDs(ts ...*orchestrator.Transfer) []string {
 
 // Create and Update write the events of the outbox with the record: each
 // event comes back with every field, a position above all before it, and
-// the record as saved by that write. The store leaves the outbox alone.
+// the record as saved by that write, whether the save recorded one event
+// or several (a store may write the two apart). The store leaves the
+// outbox alone.
 func testEventsWrittenWithSaves(f *fixture) {
 	t := f.transfer("1000")
 	t.Tenant = "acme"
@@ -86,6 +88,22 @@ func testEventsWrittenWithSaves(f *fixture) {
 	snap3 := saved(t)
 	clearOutbox(t)
 
+	t.State, t.UpdatedAt = orchestrator.StateDialing, now
+	emit(t, orchestrator.EventStateChanged, orchestrator.StateHolding, orchestrator.StateDialing)
+	f.update(t) // one event
+	want = append(want, t.Outbox...)
+	snap4 := saved(t)
+	clearOutbox(t)
+
+	u := f.transfer("1001")
+	u.Tenant = "acme"
+	emit(u, orchestrator.EventCreated, "", "")
+	emit(u, orchestrator.EventStateChanged, "", orchestrator.StatePending)
+	f.create(u) // two events
+	want = append(want, u.Outbox...)
+	snapU := saved(u)
+	clearOutbox(u)
+
 	got := f.events(orchestrator.EventFilter{Tenant: "acme"})
 	if !slices.Equal(eventIDs(got), eventIDs(want)) {
 		f.Fatalf("Events = %v, want %v", eventIDs(got), eventIDs(want))
@@ -109,6 +127,9 @@ func testEventsWrittenWithSaves(f *fixture) {
 	}
 	f.equal("the snapshot of the state change", got[1].Transfer, snap3)
 	f.equal("the snapshot of the answer", got[2].Transfer, snap3)
+	f.equal("the snapshot of a save's one event", got[3].Transfer, snap4)
+	f.equal("the snapshot of a create's first event", got[4].Transfer, snapU)
+	f.equal("the snapshot of a create's second event", got[5].Transfer, snapU)
 	// Snapshots are copies.
 	got[1].Transfer.State = orchestrator.StateFailed
 	f.equal("a snapshot read again", f.events(orchestrator.EventFilter{Tenant: "acme"})[1].Transfer, snap3)
