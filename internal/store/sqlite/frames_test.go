@@ -33,6 +33,9 @@ func walPages(t *testing.T, dir string, from int64, salts *[8]byte) ([]uint32, i
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(b) < walHeader {
+		return nil, 0 // empty: the next commit writes the header
+	}
 	if from > 0 && [8]byte(b[16:24]) != *salts {
 		t.Fatal("the WAL was started over during the test: a checkpoint ran")
 	}
