@@ -37,11 +37,30 @@ import (
 // committed for any other reason, every save in it gets the failure, as in
 // the SQLite store.
 //
-// Locks are taken in one order so that batches of several replicas cannot
+// The updates of a batch (most of its saves: a transfer is created once
+// and updated five times) are one statement, mergedUpdateSQL, not one
+// each: the server's cost of a statement (starting its executor, opening
+// the tables and their indexes, evaluating the partial indexes'
+// predicates) was paid once per save, about a sixth of its CPU per save in
+// batches of seven (docs/benchmarks.md, tenth pass). Its verdicts are the
+// same as the single statements': each update is a compare-and-set of its
+// own, and writes its events only if it wrote its row. Should the server
+// refuse the statement, it cannot say for which save, so the batch is
+// written again one statement per save, which tells (commitBatch). A batch
+// with two saves of one transfer is written that way too: one UPDATE
+// changes a row once, whichever of its two source rows it picks, where
+// single statements decide in arrival order.
+//
+// Locks are taken in one order so that batches of several replicas do not
 // deadlock: the outbox lock first (a batch holding it only ever waits for
 // row locks of transactions that do not want it), then the transfers
 // updated, in id order, then the creates, in the order they arrived (of
-// two creates of one call, the first wins, as in the SQLite store).
+// two creates of one call, the first wins, as in the SQLite store). The
+// merged statement locks its rows in the order its plan visits them: a
+// nested loop from the saves, sorted by id, to the primary key
+// (TestMergedUpdatePlan). A plan that visited them otherwise could only
+// make a deadlock's victim of a batch, which the server rolls back and
+// commitBatch writes again.
 
 // maxBatch bounds one transaction, so that a flood of saves still commits
 // in steps.
@@ -135,6 +154,88 @@ var (
 	SELECT count(*) FROM saved`
 )
 
+// mergedUpdateSQL is updateEventsSQL for several updates at once, their
+// columns as arrays ($1-$8, one element per save, in lock order) and their
+// events as arrays ($9-$16) with the position of each event's save among
+// them ($17). It returns the positions of the saves that wrote their rows.
+// The events are inserted in the arrays' order: the saves' order, then
+// each outbox's.
+var mergedUpdateSQL = `WITH saving AS (
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::json[])
+			WITH ORDINALITY AS s(id, version, next, state, owner, open, updated_at, record, n)),
+	saved AS (UPDATE transfers t SET version = s.next, state = s.state, owner = s.owner, open = s.open, updated_at = s.updated_at,
+			record = s.record
+		FROM saving s WHERE t.id = s.id AND t.version = s.version RETURNING s.n, s.record),
+	written AS (INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
+		SELECT ev.id, ev.tenant, ev.transfer_id, ev.seq, ev.type, ev.at, ev.from_state, ev.to_state, saved.record
+		FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::timestamptz[], $15::text[], $16::text[],
+				$17::bigint[])
+			WITH ORDINALITY AS ev(id, tenant, transfer_id, seq, type, at, from_state, to_state, save, k)
+		JOIN saved ON saved.n = ev.save
+		ORDER BY ev.k)
+	SELECT n FROM saved`
+
+// updateColumns are the updates of a batch as mergedUpdateSQL's arrays.
+type updateColumns struct {
+	ids, states, owners []string
+	versions, nexts     []int64
+	opens               []bool
+	updated             []time.Time
+	records             [][]byte
+	events              eventColumns
+	saveOf              []int64 // of each event, its save's position (from 1)
+}
+
+func mergeUpdates(saves []*saveReq) *updateColumns {
+	u := &updateColumns{}
+	for i, r := range saves {
+		u.ids = append(u.ids, r.id)
+		u.versions = append(u.versions, r.version)
+		u.nexts = append(u.nexts, r.next)
+		u.states = append(u.states, r.col.state)
+		u.owners = append(u.owners, r.owner)
+		u.opens = append(u.opens, r.open)
+		u.updated = append(u.updated, r.updated)
+		u.records = append(u.records, r.col.record)
+		e, ue := &r.events, &u.events
+		ue.ids = append(ue.ids, e.ids...)
+		ue.tenants = append(ue.tenants, e.tenants...)
+		ue.transferIDs = append(ue.transferIDs, e.transferIDs...)
+		ue.seqs = append(ue.seqs, e.seqs...)
+		ue.types = append(ue.types, e.types...)
+		ue.ats = append(ue.ats, e.ats...)
+		ue.froms = append(ue.froms, e.froms...)
+		ue.tos = append(ue.tos, e.tos...)
+		for range e.len() {
+			u.saveOf = append(u.saveOf, int64(i+1))
+		}
+	}
+	return u
+}
+
+func (u *updateColumns) queue(b *pgx.Batch) {
+	e := &u.events
+	b.Queue(mergedUpdateSQL, u.ids, u.versions, u.nexts, u.states, u.owners, u.opens, u.updated, u.records,
+		e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, u.saveOf)
+}
+
+// mergeable returns how many of saves (in lock order) one mergedUpdateSQL
+// writes: their leading updates, if there are at least two and no two of
+// one transfer; 0 otherwise.
+func mergeable(saves []*saveReq) int {
+	n := 0
+	for n < len(saves) && !saves[n].create {
+		if n > 0 && saves[n].id == saves[n-1].id {
+			return 0
+		}
+		n++
+	}
+	if n < 2 {
+		return 0
+	}
+	return n
+}
+
 // queue adds the save's statement to b.
 func (r *saveReq) queue(b *pgx.Batch) {
 	c, e := &r.col, &r.events
@@ -181,8 +282,15 @@ func (s *Store) commitBatch(batch []*saveReq) {
 	defer cancel()
 	verdicts := make(map[*saveReq]verdict, len(batch))
 	pending := lockOrder(batch)
+	merge := true
 	for rollbacks := 0; len(pending) > 0; {
-		saved, refused, err := s.writeBatch(ctx, pending)
+		saved, refused, err := s.writeBatch(ctx, pending, merge)
+		if refused == refusedMerged {
+			// Nothing was written, and the server did not say which of
+			// the merged updates it refused: one statement each will.
+			merge = false
+			continue
+		}
 		if err == nil {
 			for i, r := range pending {
 				verdicts[r] = verdict{saved: saved[i]}
@@ -239,11 +347,17 @@ func lockOrder(batch []*saveReq) []*saveReq {
 	return out
 }
 
-// writeBatch writes saves in one transaction, sent as one pipeline. It
-// reports which saves wrote their rows, or the failure: refused is the
-// index of the save whose statement the server refused (nothing was
-// written), or -1 when the batch failed as a whole.
-func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool, refused int, err error) {
+// refusedMerged is writeBatch's refused when the server refused the
+// statement of the merged updates.
+const refusedMerged = -2
+
+// writeBatch writes saves in one transaction, sent as one pipeline; with
+// merge, their leading updates as one statement (mergeable). It reports
+// which saves wrote their rows, or the failure: refused is the index of
+// the save whose statement the server refused (nothing was written),
+// refusedMerged when it was the merged updates', or -1 when the batch
+// failed as a whole.
+func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (saved []bool, refused int, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, -1, err
@@ -263,11 +377,22 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool,
 	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
 	}
-	for _, r := range saves {
+	merged := 0
+	if merge {
+		merged = mergeable(saves)
+	}
+	if merged > 0 {
+		mergeUpdates(saves[:merged]).queue(&b)
+	}
+	for _, r := range saves[merged:] {
 		r.queue(&b)
 	}
 	br := conn.SendBatch(ctx, &b)
-	saved, refused, err = readBatch(br, saves, b.Len()-len(saves))
+	locks := b.Len() - len(saves[merged:])
+	if merged > 0 {
+		locks--
+	}
+	saved, refused, err = readBatch(br, saves, locks, merged)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
 	}
@@ -284,16 +409,26 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq) (saved []bool,
 }
 
 // readBatch reads the results of writeBatch's pipeline: the locks'
-// statements, then the saves.
-func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, refused int, err error) {
+// statements, then the merged updates' (the first merged saves), then the
+// other saves'.
+func readBatch(br pgx.BatchResults, saves []*saveReq, locks, merged int) (saved []bool, refused int, err error) {
 	for range locks {
 		if _, err := br.Exec(); err != nil {
 			return nil, -1, err
 		}
 	}
 	saved = make([]bool, len(saves))
-	for i, r := range saves {
-		if saved[i], err = r.result(br); err != nil {
+	if merged > 0 {
+		if err := readMerged(br, saved[:merged]); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && !rolledBack(err) {
+				return nil, refusedMerged, err
+			}
+			return nil, -1, err
+		}
+	}
+	for i := merged; i < len(saves); i++ {
+		if saved[i], err = saves[i].result(br); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && !rolledBack(err) {
 				return nil, i, err
@@ -302,6 +437,27 @@ func readBatch(br pgx.BatchResults, saves []*saveReq, locks int) (saved []bool, 
 		}
 	}
 	return saved, -1, nil
+}
+
+// readMerged reads mergedUpdateSQL's result into saved: the positions of
+// the updates that wrote their rows.
+func readMerged(br pgx.BatchResults, saved []bool) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		if n < 1 || n > int64(len(saved)) {
+			return fmt.Errorf("merged updates: the server returned save %d of %d", n, len(saved))
+		}
+		saved[n-1] = true
+	}
+	return rows.Err()
 }
 
 // maxRollbacks bounds how often one batch is written again after the

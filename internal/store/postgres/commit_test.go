@@ -144,6 +144,59 @@ func TestBatchVersionConflictIsOwn(t *testing.T) {
 	}
 }
 
+// The updates of a batch are one statement (mergedUpdateSQL in commit.go),
+// with the verdicts and events of one statement each: a stale save and a
+// save of an unknown transfer write nothing, the others write their rows
+// and their events (none, one or two) in lock order, each event's snapshot
+// its own save's record. WriteMerged fails if the statement fell back to
+// one per save, so a merged statement the server refused could not hide
+// behind the fallback.
+func TestMergedUpdates(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a, b, c, d := ids.transfer("700"), ids.transfer("701"), ids.transfer("702"), ids.transfer("703")
+	createAll(t, s, a, b, c, d)
+	stale := b.Clone()
+	move(b, orchestrator.StateHolding)
+	if err := s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Outbox = nil
+	before := storedEvents(t, conn)
+
+	move(a, orchestrator.StateHolding)
+	move(stale, orchestrator.StateCancelled)
+	move(c, orchestrator.StateHolding)
+	event(c, orchestrator.EventCancelled, "", "")
+	d.Owner = "replica-b" // a save with no event
+	unknown := ids.transfer("704")
+	unknown.Version = 1
+	saved, err := postgres.WriteMerged(s, d, c, unknown, stale, a) // the committer puts them in id order
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, true, false, false, true}; !slices.Equal(saved, want) {
+		t.Fatalf("saved = %v, want %v", saved, want)
+	}
+	for _, want := range []*orchestrator.Transfer{a, b, c, d} {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil || got.Version != want.Version || got.State != want.State || got.Owner != want.Owner {
+			t.Errorf("Get(%s) = %+v, %v; want %s at version %d owned by %q", want.ID, got, err, want.State, want.Version, want.Owner)
+		}
+	}
+	if got, want := storedEvents(t, conn), append(before, outbox(a, c)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	for _, ev := range outbox(a, c) {
+		var same bool
+		if err := conn.QueryRow(ctx, `SELECT e.snapshot::text = t.record::text FROM events e JOIN transfers t ON t.id = e.transfer_id
+			WHERE e.id = $1`, ev).Scan(&same); err != nil || !same {
+			t.Errorf("event %s: snapshot is its save's record: %v, %v", ev, same, err)
+		}
+	}
+}
+
 // Two saves of one transfer at one version in one batch: one is written,
 // with its own events and none of the other's, and the other is a version
 // conflict.

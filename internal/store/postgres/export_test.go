@@ -2,6 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -52,4 +55,38 @@ func SaveInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
 		}
 	}
 	return errs
+}
+
+// MergedUpdateSQL is the statement of a batch's updates, for the test of
+// its plan.
+var MergedUpdateSQL = mergedUpdateSQL
+
+// WriteMerged writes the updates of ts in one batch as the committer does,
+// and fails unless they were one merged statement (which a refusal by the
+// server would have undone). It returns which saves wrote their rows, in
+// the order of ts, and sets the versions of those.
+func WriteMerged(s *Store, ts ...*orchestrator.Transfer) ([]bool, error) {
+	reqs := make([]*saveReq, len(ts))
+	for i, t := range ts {
+		var err error
+		if reqs[i], err = updateReq(t); err != nil {
+			return nil, err
+		}
+	}
+	ordered := lockOrder(reqs)
+	if mergeable(ordered) != len(ordered) {
+		return nil, errors.New("the updates are not mergeable")
+	}
+	saved, refused, err := s.writeBatch(context.Background(), ordered, true)
+	if err != nil {
+		return nil, fmt.Errorf("refused %d: %w", refused, err)
+	}
+	out := make([]bool, len(ts))
+	for i, r := range reqs {
+		out[i] = saved[slices.Index(ordered, r)]
+		if out[i] {
+			ts[i].Version = r.next
+		}
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -138,6 +139,45 @@ func explain(t *testing.T, conn *pgx.Conn, q string, args []any) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// The merged updates of a batch lock their rows in the order of the saves
+// (sorted by id, commit.go): the plan is a nested loop from the saves'
+// arrays to the primary key, whether the table is empty or not, in both
+// plans a prepared statement gets. The planner is left to its costs.
+func TestMergedUpdatePlan(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	var ts []*orchestrator.Transfer
+	now := time.Now()
+	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"", ""},
+		[]bool{true, true}, []time.Time{now, now}, [][]byte{[]byte(`{}`), []byte(`{}`)},
+		[]string{}, []string{}, []string{}, []int64{}, []string{}, []time.Time{}, []string{}, []string{}, []int64{}}
+	for _, rows := range []int{0, 500} {
+		for len(ts) < rows {
+			ts = append(ts, ids.transfer(fmt.Sprint(len(ts))))
+		}
+		if rows > 0 {
+			createAll(t, s, ts...)
+			if _, err := conn.Exec(ctx, `ANALYZE transfers`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+				t.Fatal(err)
+			}
+			plan := explain(t, conn, postgres.MergedUpdateSQL, args)
+			if !mergedPlan.MatchString(plan) || unbounded.MatchString(plan) {
+				t.Errorf("%d rows, %s: want a nested loop from the saves to transfers_pkey:\n%s", rows, mode, plan)
+			}
+		}
+	}
+}
+
+// mergedPlan matches the update of a nested loop whose outer side scans
+// the saves' arrays and whose inner side is the primary key.
+var mergedPlan = regexp.MustCompile(`(?s)Update on transfers t.*-> +Nested Loop.*-> +Function Scan on s .*-> +Index Scan using transfers_pkey on transfers t`)
 
 // The pool is sized to the work unless the URL says otherwise.
 func TestPoolSize(t *testing.T) {
