@@ -61,11 +61,12 @@ func SaveInOneBatch(s *Store, ts ...*orchestrator.Transfer) []error {
 // its plan.
 var MergedUpdateSQL = mergedUpdateSQL
 
-// WriteMerged writes the updates of ts in one batch as the committer does,
-// and fails unless they were one merged statement (which a refusal by the
-// server would have undone). It returns which saves wrote their rows, in
-// the order of ts, and sets the versions of those.
-func WriteMerged(s *Store, ts ...*orchestrator.Transfer) ([]bool, error) {
+// WriteUpdates writes the updates of ts in one batch as the committer
+// does; with merged, it fails unless they were one merged statement (which
+// a refusal by the server would have undone), without, they are one
+// statement each. It returns which saves wrote their rows, in the order of
+// ts, and sets the versions of those.
+func WriteUpdates(s *Store, merged bool, ts ...*orchestrator.Transfer) ([]bool, error) {
 	reqs := make([]*saveReq, len(ts))
 	for i, t := range ts {
 		var err error
@@ -74,10 +75,10 @@ func WriteMerged(s *Store, ts ...*orchestrator.Transfer) ([]bool, error) {
 		}
 	}
 	ordered := lockOrder(reqs)
-	if mergeable(ordered) != len(ordered) {
+	if merged && mergeable(ordered) != len(ordered) {
 		return nil, errors.New("the updates are not mergeable")
 	}
-	saved, refused, err := s.writeBatch(context.Background(), ordered, true)
+	saved, refused, err := s.writeBatch(context.Background(), ordered, merged)
 	if err != nil {
 		return nil, fmt.Errorf("refused %d: %w", refused, err)
 	}
