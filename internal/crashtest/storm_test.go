@@ -138,15 +138,27 @@ func TestStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, replay := os.Getenv("TRANSFERD_STORM_STORE"), ""
+	switch store {
+	case "", "sqlite":
+		store = "sqlite"
+	case "postgres":
+		if os.Getenv("TRANSFERD_TEST_DATABASE_URL") == "" {
+			t.Fatal("TRANSFERD_STORM_STORE=postgres needs TRANSFERD_TEST_DATABASE_URL (postgres://…), where each seed gets a database of its own")
+		}
+		replay = "TRANSFERD_STORM_STORE=postgres TRANSFERD_TEST_DATABASE_URL=… "
+	default:
+		t.Fatalf("TRANSFERD_STORM_STORE: %q is neither sqlite nor postgres", store)
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
 			label += " (random)"
 		}
-		fmt.Printf("storm seed %s: replay with TRANSFERD_STORM=1 TRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
-			label, s.seed)
+		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
+			label, store, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc)
+			runStorm(t, s.seed, label, n, conc, store)
 		})
 	}
 }
@@ -543,7 +555,10 @@ func stormRequest(c stormCase, pl placed) map[string]any {
 
 // --- the run -------------------------------------------------------------------------------------
 
-func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
+// runStorm runs one seed's storm, its transferd on store: its own SQLite
+// data directory, or a PostgreSQL database of its own on the server of
+// TRANSFERD_TEST_DATABASE_URL.
+func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -572,7 +587,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int) {
 			t.Errorf("resetting the simulators: %v", err)
 		}
 	})
-	fl, err := newFleet(t, stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "transferd")
+	env := stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed))
+	if store == "postgres" {
+		// Created before the fleet, so dropped after it stops.
+		env = append(env, "TRANSFERD_DATABASE_URL="+freshDatabase(t, os.Getenv("TRANSFERD_TEST_DATABASE_URL")))
+	}
+	fl, err := newFleet(t, env, "transferd")
 	if err != nil {
 		t.Fatal(err)
 	}
