@@ -41,8 +41,9 @@ import (
 // and updated five times) are one statement, mergedUpdateSQL, not one
 // each: the server's cost of a statement (starting its executor, opening
 // the tables and their indexes, evaluating the partial indexes'
-// predicates) was paid once per save, about a sixth of its CPU per save in
-// batches of seven (docs/benchmarks.md, tenth pass). Its verdicts are the
+// predicates) was paid once per save, about an eighth of its CPU per save
+// at 32 transfers at a time, where batches hold about eight updates
+// (docs/benchmarks.md, tenth pass). Its verdicts are the
 // same as the single statements': each update is a compare-and-set of its
 // own, and writes its events only if it wrote its row. Should the server
 // refuse the statement, it cannot say for which save, so the batch is
@@ -186,6 +187,8 @@ type updateColumns struct {
 	saveOf              []int64 // of each event, its save's position (from 1)
 }
 
+// mergeUpdates returns the columns of saves, updates in lock order, for
+// one mergedUpdateSQL.
 func mergeUpdates(saves []*saveReq) *updateColumns {
 	u := &updateColumns{}
 	for i, r := range saves {
@@ -213,6 +216,7 @@ func mergeUpdates(saves []*saveReq) *updateColumns {
 	return u
 }
 
+// queue adds the merged updates' statement to b.
 func (u *updateColumns) queue(b *pgx.Batch) {
 	e := &u.events
 	b.Queue(mergedUpdateSQL, u.ids, u.versions, u.nexts, u.states, u.owners, u.opens, u.updated, u.records,
