@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/sqlite"
+	"github.com/transferd/transferd/internal/store/storetest"
 )
 
 // The write-ahead log's layout (sqlite.org/fileformat2.html, "WAL File
@@ -66,16 +66,11 @@ func TestSavesWriteOnlyTheirBTrees(t *testing.T) {
 	s := open(t, dir)
 	ctx := context.Background()
 
-	event := func(tr *orchestrator.Transfer, typ orchestrator.EventType, from, to orchestrator.State) {
-		tr.EventSeq++
-		tr.Outbox = append(tr.Outbox, orchestrator.Event{ID: fmt.Sprintf("evt_%s_%d", tr.ID, tr.EventSeq),
-			Tenant: orchestrator.DefaultTenant, TransferID: tr.ID, Seq: tr.EventSeq, Type: typ, At: time.Now(), From: from, To: to})
-	}
 	var salts [8]byte
 	_, start := walPages(t, dir, 0, &salts)
 	tr := newTransfer("1000")
 	tr.Owner = "replica-a"
-	event(tr, orchestrator.EventCreated, "", orchestrator.StatePending)
+	storetest.Emit(tr, orchestrator.EventCreated, "", orchestrator.StatePending)
 	if err := s.Create(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +80,7 @@ func TestSavesWriteOnlyTheirBTrees(t *testing.T) {
 	states := []orchestrator.State{orchestrator.StateHolding, orchestrator.StateDialing, orchestrator.StateConsulting,
 		orchestrator.StateCompleting, orchestrator.StateCompleted}
 	for _, st := range states {
-		event(tr, orchestrator.EventStateChanged, tr.State, st)
+		storetest.Emit(tr, orchestrator.EventStateChanged, tr.State, st)
 		tr.State, tr.UpdatedAt = st, time.Now()
 		if err := s.Update(ctx, tr); err != nil {
 			t.Fatal(err)

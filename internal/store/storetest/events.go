@@ -9,9 +9,9 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
-// emit appends an event to t's outbox as the engine does. Its time is
+// Emit appends an event to t's outbox as the engine does. Its time is
 // whole in microseconds: PostgreSQL keeps Event.At to the microsecond.
-func emit(t *orchestrator.Transfer, typ orchestrator.EventType, from, to orchestrator.State) {
+func Emit(t *orchestrator.Transfer, typ orchestrator.EventType, from, to orchestrator.State) {
 	t.EventSeq++
 	tenant := t.Tenant
 	if tenant == "" {
@@ -67,7 +67,7 @@ func outboxIDs(ts ...*orchestrator.Transfer) []string {
 func testEventsWrittenWithSaves(f *fixture) {
 	t := f.transfer("1000")
 	t.Tenant = "acme"
-	emit(t, orchestrator.EventCreated, "", "")
+	Emit(t, orchestrator.EventCreated, "", "")
 	f.create(t)
 	if len(t.Outbox) != 1 {
 		f.Errorf("Create changed the outbox to %d events: the engine empties it", len(t.Outbox))
@@ -78,8 +78,8 @@ func testEventsWrittenWithSaves(f *fixture) {
 
 	f.update(t) // a save without events writes none
 	t.State, t.UpdatedAt = orchestrator.StateHolding, now
-	emit(t, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
-	emit(t, orchestrator.EventTargetAnswered, "", "")
+	Emit(t, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
+	Emit(t, orchestrator.EventTargetAnswered, "", "")
 	f.update(t)
 	if len(t.Outbox) != 2 {
 		f.Errorf("Update changed the outbox to %d events", len(t.Outbox))
@@ -89,7 +89,7 @@ func testEventsWrittenWithSaves(f *fixture) {
 	clearOutbox(t)
 
 	t.State, t.UpdatedAt = orchestrator.StateDialing, now
-	emit(t, orchestrator.EventStateChanged, orchestrator.StateHolding, orchestrator.StateDialing)
+	Emit(t, orchestrator.EventStateChanged, orchestrator.StateHolding, orchestrator.StateDialing)
 	f.update(t) // one event
 	want = append(want, t.Outbox...)
 	snap4 := saved(t)
@@ -97,8 +97,8 @@ func testEventsWrittenWithSaves(f *fixture) {
 
 	u := f.transfer("1001")
 	u.Tenant = "acme"
-	emit(u, orchestrator.EventCreated, "", "")
-	emit(u, orchestrator.EventStateChanged, "", orchestrator.StatePending)
+	Emit(u, orchestrator.EventCreated, "", "")
+	Emit(u, orchestrator.EventStateChanged, "", orchestrator.StatePending)
 	f.create(u) // two events
 	want = append(want, u.Outbox...)
 	snapU := saved(u)
@@ -140,34 +140,34 @@ func testEventsWrittenWithSaves(f *fixture) {
 // its version write none, and what was written before stays.
 func testEventsAtomic(f *fixture) {
 	first := f.transfer("1000")
-	emit(first, orchestrator.EventCreated, "", "")
+	Emit(first, orchestrator.EventCreated, "", "")
 	f.create(first)
 	written := outboxIDs(first)
 	clearOutbox(first)
 
 	dupCall := f.transfer("1000")
-	emit(dupCall, orchestrator.EventCreated, "", "")
+	Emit(dupCall, orchestrator.EventCreated, "", "")
 	wantActive(f.T, "Create of a second transfer of the call", f.s.Create(f.ctx, dupCall), first.ID)
 	dupID := f.transfer("2000")
 	dupID.ID = first.ID
-	emit(dupID, orchestrator.EventCreated, "", "")
+	Emit(dupID, orchestrator.EventCreated, "", "")
 	wantKind(f.T, "Create with a duplicate id", f.s.Create(f.ctx, dupID), orchestrator.KindConflict)
 
 	stale := first.Clone()
 	first.State = orchestrator.StateHolding
-	emit(first, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
+	Emit(first, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
 	f.update(first)
 	written = append(written, outboxIDs(first)...)
 	clearOutbox(first)
 	stale.State = orchestrator.StateCancelled
-	emit(stale, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateCancelled)
-	emit(stale, orchestrator.EventCancelled, "", "")
+	Emit(stale, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateCancelled)
+	Emit(stale, orchestrator.EventCancelled, "", "")
 	if err := f.s.Update(f.ctx, stale); !errors.Is(err, orchestrator.ErrVersionConflict) {
 		f.Fatalf("a stale Update: %v, want a version conflict", err)
 	}
 	unknown := f.transfer("3000")
 	unknown.Version = 1
-	emit(unknown, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
+	Emit(unknown, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
 	wantKind(f.T, "Update of an unknown transfer", f.s.Update(f.ctx, unknown), orchestrator.KindNotFound)
 
 	// A save of several transfers at once (the SQLite group commit) keeps
@@ -184,7 +184,7 @@ func testEventsAtomic(f *fixture) {
 		if i%2 == 1 {
 			c.Version = 7 // loses
 		}
-		emit(c, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateDialing)
+		Emit(c, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateDialing)
 		if i%2 == 0 {
 			wantOthers = append(wantOthers, outboxIDs(c)...)
 		}
@@ -209,15 +209,15 @@ func testEventsFilter(f *fixture) {
 	a, x, b := f.transfer("1"), f.transfer("2"), f.transfer("3")
 	a.Tenant, x.Tenant, b.Tenant = "acme", "acme", "globex"
 	for _, t := range []*orchestrator.Transfer{a, b, x} {
-		emit(t, orchestrator.EventCreated, "", "")
+		Emit(t, orchestrator.EventCreated, "", "")
 		f.create(t)
 	}
 	for i := range 3 { // interleaved saves of the three
 		for _, t := range []*orchestrator.Transfer{a, x, b} {
 			clearOutbox(t)
-			emit(t, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StatePending)
+			Emit(t, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StatePending)
 			if i == 2 {
-				emit(t, orchestrator.EventTargetAnswered, "", "")
+				Emit(t, orchestrator.EventTargetAnswered, "", "")
 			}
 			f.update(t)
 		}
@@ -277,13 +277,13 @@ func testEventsPurge(f *fixture) {
 	cutoff := t0.Add(24 * time.Hour).Truncate(time.Microsecond)
 	old, kept := f.transfer("1"), f.transfer("2")
 	for _, t := range []*orchestrator.Transfer{old, kept} {
-		emit(t, orchestrator.EventCreated, "", "")
+		Emit(t, orchestrator.EventCreated, "", "")
 		f.create(t)
 		clearOutbox(t)
 	}
-	emit(old, orchestrator.EventCompleted, "", "")
+	Emit(old, orchestrator.EventCompleted, "", "")
 	f.setState(old, orchestrator.StateCompleted, cutoff.Add(-time.Hour))
-	emit(kept, orchestrator.EventFailed, "", "")
+	Emit(kept, orchestrator.EventFailed, "", "")
 	f.end(kept, orchestrator.StateFailed, true, cutoff.Add(-time.Hour)) // owes a cleanup: kept
 	before := f.events(orchestrator.EventFilter{Tenant: orchestrator.DefaultTenant})
 	if n := f.purge(cutoff, 0); n != 1 {
@@ -300,7 +300,7 @@ func testEventsPurge(f *fixture) {
 	}
 	last := before[len(before)-1].Pos
 	clearOutbox(kept)
-	emit(kept, orchestrator.EventOutcomeVerified, "", "")
+	Emit(kept, orchestrator.EventOutcomeVerified, "", "")
 	f.update(kept)
 	if got := f.events(orchestrator.EventFilter{Tenant: orchestrator.DefaultTenant, After: last}); len(got) != 1 || got[0].Pos <= last {
 		f.Errorf("the event after a purge = %+v, want one position after %d", got, last)
