@@ -120,6 +120,18 @@ type eventColumns struct {
 
 func (e *eventColumns) len() int { return len(e.ids) }
 
+// add appends o's events to e's.
+func (e *eventColumns) add(o *eventColumns) {
+	e.ids = append(e.ids, o.ids...)
+	e.tenants = append(e.tenants, o.tenants...)
+	e.transferIDs = append(e.transferIDs, o.transferIDs...)
+	e.seqs = append(e.seqs, o.seqs...)
+	e.types = append(e.types, o.types...)
+	e.ats = append(e.ats, o.ats...)
+	e.froms = append(e.froms, o.froms...)
+	e.tos = append(e.tos, o.tos...)
+}
+
 // The statements of a save. The event INSERT reads the row the save wrote
 // (RETURNING), so that a save that writes no row writes no event; the
 // unnest keeps the outbox's order. The record, $6 in both, is the
@@ -200,16 +212,8 @@ func mergeUpdates(saves []*saveReq) *updateColumns {
 		u.opens = append(u.opens, r.open)
 		u.updated = append(u.updated, r.updated)
 		u.records = append(u.records, r.col.record)
-		e, ue := &r.events, &u.events
-		ue.ids = append(ue.ids, e.ids...)
-		ue.tenants = append(ue.tenants, e.tenants...)
-		ue.transferIDs = append(ue.transferIDs, e.transferIDs...)
-		ue.seqs = append(ue.seqs, e.seqs...)
-		ue.types = append(ue.types, e.types...)
-		ue.ats = append(ue.ats, e.ats...)
-		ue.froms = append(ue.froms, e.froms...)
-		ue.tos = append(ue.tos, e.tos...)
-		for range e.len() {
+		u.events.add(&r.events)
+		for range r.events.len() {
 			u.saveOf = append(u.saveOf, int64(i+1))
 		}
 	}
@@ -378,8 +382,10 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	// statements.
 	var b pgx.Batch
 	// The outbox lock (writeEvents' comment in store.go), taken first.
+	locks := 0
 	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
+		locks++
 	}
 	merged := 0
 	if merge {
@@ -392,10 +398,6 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 		r.queue(&b)
 	}
 	br := conn.SendBatch(ctx, &b)
-	locks := b.Len() - len(saves[merged:])
-	if merged > 0 {
-		locks--
-	}
 	saved, refused, err = readBatch(br, saves, locks, merged)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
