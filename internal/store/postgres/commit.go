@@ -188,6 +188,23 @@ var mergedUpdateSQL = `WITH saving AS (
 		ORDER BY ev.k)
 	SELECT n FROM saved`
 
+// genericPlanSQL makes the server run mergedUpdateSQL with its generic
+// plan, for the rest of the batch's transaction only (set_config's
+// is_local: the pipeline up to its Sync is one transaction, so the
+// connection's setting is back to the server's default after it, for the
+// reads that share the pool).
+//
+// Left to choose (plan_cache_mode auto), the server planned the statement
+// again at almost every execution: a custom plan knows the length of the
+// arrays it was sent, so it is estimated cheaper than the generic plan,
+// which assumes ten rows. That planning was 30 % of the statement's time
+// on the server, about a sixth of the database's CPU per transfer at 32
+// transfers at a time (docs/benchmarks.md, eleventh pass). The plan is
+// the same either way, a nested loop from the saves to the primary key
+// (TestMergedUpdatePlan checks both); TestMergedUpdatesPlannedOnce checks
+// that it is planned once per connection.
+const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+
 // updateColumns are the updates of a batch as mergedUpdateSQL's arrays.
 type updateColumns struct {
 	ids, states, owners []string
@@ -381,24 +398,28 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	// which Close returns. The two statements were a fifth of a batch's
 	// statements.
 	var b pgx.Batch
-	// The outbox lock (writeEvents' comment in store.go), taken first.
-	locks := 0
+	// Statements whose results are only checked: the outbox lock
+	// (writeEvents' comment in store.go), taken first, and the merged
+	// updates' plan mode.
+	leading := 0
 	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
-		locks++
+		leading++
 	}
 	merged := 0
 	if merge {
 		merged = mergeable(saves)
 	}
 	if merged > 0 {
+		b.Queue(genericPlanSQL)
+		leading++
 		mergeUpdates(saves[:merged]).queue(&b)
 	}
 	for _, r := range saves[merged:] {
 		r.queue(&b)
 	}
 	br := conn.SendBatch(ctx, &b)
-	saved, refused, err = readBatch(br, saves, locks, merged)
+	saved, refused, err = readBatch(br, saves, leading, merged)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
 	}
@@ -414,11 +435,11 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	return saved, -1, nil
 }
 
-// readBatch reads the results of writeBatch's pipeline: the locks'
-// statements, then the merged updates' (the first merged saves), then the
+// readBatch reads the results of writeBatch's pipeline: the leading
+// statements', then the merged updates' (the first merged saves), then the
 // other saves'.
-func readBatch(br pgx.BatchResults, saves []*saveReq, locks, merged int) (saved []bool, refused int, err error) {
-	for range locks {
+func readBatch(br pgx.BatchResults, saves []*saveReq, leading, merged int) (saved []bool, refused int, err error) {
+	for range leading {
 		if _, err := br.Exec(); err != nil {
 			return nil, -1, err
 		}

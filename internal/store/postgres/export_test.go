@@ -91,3 +91,15 @@ func WriteUpdates(s *Store, merged bool, ts ...*orchestrator.Transfer) ([]bool, 
 	}
 	return out, nil
 }
+
+// Plans returns how often the connections of the store's pool planned sql
+// as a prepared statement, generic and custom plans apart, and whether a
+// connection's plan_cache_mode is its default: with a pool of one
+// connection, the connection of every statement the store ran.
+func Plans(s *Store, sql string) (generic, custom int64, defaultMode bool, err error) {
+	ctx := context.Background()
+	err = s.pool.QueryRow(ctx, `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0),
+			current_setting('plan_cache_mode') = (SELECT reset_val FROM pg_settings WHERE name = 'plan_cache_mode')
+		FROM pg_prepared_statements WHERE statement = $1`, sql).Scan(&generic, &custom, &defaultMode)
+	return generic, custom, defaultMode, err
+}

@@ -66,16 +66,19 @@ func newSchema(t testing.TB, base string) string {
 	return schema
 }
 
-// inSchema returns base with search_path set to schema, for both URL and
-// key=value connection strings.
-func inSchema(base, schema string) string {
+// inSchema returns base with search_path set to schema.
+func inSchema(base, schema string) string { return withParam(base, "search_path", schema) }
+
+// withParam returns base with the connection parameter name set to value,
+// for both URL and key=value connection strings.
+func withParam(base, name, value string) string {
 	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		q := u.Query()
-		q.Set("search_path", schema)
+		q.Set(name, value)
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
-	return base + " search_path=" + schema
+	return base + " " + name + "=" + value
 }
 
 // open returns a store in a fresh schema, closed (before the schema is
