@@ -202,7 +202,8 @@ var mergedUpdateSQL = `WITH saving AS (
 // transfers at a time (docs/benchmarks.md, eleventh pass). The plan is
 // the same either way, a nested loop from the saves to the primary key
 // (TestMergedUpdatePlan checks both); TestMergedUpdatesPlannedOnce checks
-// that it is planned once per connection.
+// that it is planned once per connection. A server older than PostgreSQL
+// 12 has no such setting, and is left to choose (Store.planMode).
 const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // updateColumns are the updates of a batch as mergedUpdateSQL's arrays.
@@ -411,8 +412,10 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 		merged = mergeable(saves)
 	}
 	if merged > 0 {
-		b.Queue(genericPlanSQL)
-		leading++
+		if s.planMode {
+			b.Queue(genericPlanSQL)
+			leading++
+		}
 		mergeUpdates(saves[:merged]).queue(&b)
 	}
 	for _, r := range saves[merged:] {

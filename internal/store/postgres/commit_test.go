@@ -201,38 +201,50 @@ func TestMergedUpdates(t *testing.T) {
 // connection, and leave the connection's plan_cache_mode as it was. Left
 // to choose, the server plans the statement again at its first five
 // executions, and under load at most of the later ones: a custom plan
-// knows the arrays' lengths, so it looks cheaper.
+// knows the arrays' lengths, so it looks cheaper. A server without the
+// setting (older than PostgreSQL 12) is left to choose.
 func TestMergedUpdatesPlannedOnce(t *testing.T) {
-	ctx := context.Background()
-	// One connection: the batches' and the check's.
-	url := withParam(inSchema(baseURL(t), newSchema(t, baseURL(t))), "pool_max_conns", "1")
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(s.Close)
-	ids := batchIDs{at: time.Now()}
-	a, b := ids.transfer("720"), ids.transfer("721")
-	createAll(t, s, a, b)
-	const batches = 8 // more than the five custom plans the server tries first
-	for i := range batches {
-		move(a, orchestrator.StateHolding)
-		move(b, orchestrator.StateHolding)
-		saved, err := postgres.WriteUpdates(s, true, a, b)
-		if err != nil || !slices.Equal(saved, []bool{true, true}) {
-			t.Fatalf("batch %d: saved %v, %v", i, saved, err)
-		}
-		a.Outbox, b.Outbox = nil, nil
-	}
-	generic, custom, defaultMode, err := postgres.Plans(s, postgres.MergedUpdateSQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if generic != batches || custom != 0 {
-		t.Errorf("the merged updates ran %d generic and %d custom plans, want %d generic", generic, custom, batches)
-	}
-	if !defaultMode {
-		t.Error("after the batches the connection's plan_cache_mode is not its default")
+	for _, planMode := range []bool{true, false} {
+		t.Run(fmt.Sprint("plan_cache_mode=", planMode), func(t *testing.T) {
+			ctx := context.Background()
+			// One connection: the batches' and the check's.
+			url := withParam(inSchema(baseURL(t), newSchema(t, baseURL(t))), "pool_max_conns", "1")
+			s, err := postgres.Open(ctx, url)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(s.Close)
+			if !postgres.PlanMode(s) {
+				t.Fatal("the server's plan_cache_mode went unnoticed")
+			}
+			postgres.SetPlanMode(s, planMode)
+			ids := batchIDs{at: time.Now()}
+			a, b := ids.transfer("720"), ids.transfer("721")
+			createAll(t, s, a, b)
+			const batches = 8 // more than the five custom plans the server tries first
+			for i := range batches {
+				move(a, orchestrator.StateHolding)
+				move(b, orchestrator.StateHolding)
+				saved, err := postgres.WriteUpdates(s, true, a, b)
+				if err != nil || !slices.Equal(saved, []bool{true, true}) {
+					t.Fatalf("batch %d: saved %v, %v", i, saved, err)
+				}
+				a.Outbox, b.Outbox = nil, nil
+			}
+			generic, custom, defaultMode, err := postgres.Plans(s, postgres.MergedUpdateSQL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case planMode && (generic != batches || custom != 0):
+				t.Errorf("the merged updates ran %d generic and %d custom plans, want %d generic", generic, custom, batches)
+			case !planMode && custom == 0:
+				t.Errorf("without the setting, the merged updates ran %d generic and no custom plans: the server did not choose", generic)
+			}
+			if !defaultMode {
+				t.Error("after the batches the connection's plan_cache_mode is not its default")
+			}
+		})
 	}
 }
 

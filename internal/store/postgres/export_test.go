@@ -103,3 +103,8 @@ func Plans(s *Store, sql string) (generic, custom int64, defaultMode bool, err e
 		FROM pg_prepared_statements WHERE statement = $1`, sql).Scan(&generic, &custom, &defaultMode)
 	return generic, custom, defaultMode, err
 }
+
+// PlanMode reports whether the store found the server's plan_cache_mode;
+// SetPlanMode makes it act as if it had or had not.
+func PlanMode(s *Store) bool           { return s.planMode }
+func SetPlanMode(s *Store, found bool) { s.planMode = found }

@@ -42,7 +42,10 @@ type Store struct {
 	// exercise the batching.
 	purgeBatch int
 	// The group commit (commit.go).
-	commits   *groupcommit.Queue[*saveReq]
+	commits *groupcommit.Queue[*saveReq]
+	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
+	// which the merged updates set (genericPlanSQL).
+	planMode  bool
 	closeOnce sync.Once
 }
 
@@ -78,6 +81,11 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		return nil, s.fail("open", err)
 	}
 	if err := migrate(ctx, s.pool); err != nil {
+		s.pool.Close()
+		return nil, s.fail("open", err)
+	}
+	// An older server plans as it always did, and knows no such setting.
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode', true) IS NOT NULL`).Scan(&s.planMode); err != nil {
 		s.pool.Close()
 		return nil, s.fail("open", err)
 	}
