@@ -58,10 +58,11 @@ import (
 // updated, in id order, then the creates, in the order they arrived (of
 // two creates of one call, the first wins, as in the SQLite store). The
 // merged statement locks its rows in the order its plan visits them: a
-// nested loop from the saves, sorted by id, to the primary key
-// (TestMergedUpdatePlan). A plan that visited them otherwise could only
-// make a deadlock's victim of a batch, which the server rolls back and
-// commitBatch writes again.
+// nested loop from the saves, sorted by id, to the primary key, which the
+// batch's plan settings leave the planner no other choice than
+// (planSQL, TestMergedUpdatePlan). A plan that visited them otherwise
+// could only make a deadlock's victim of a batch, which the server rolls
+// back and commitBatch writes again.
 
 // maxBatch bounds one transaction, so that a flood of saves still commits
 // in steps.
@@ -188,23 +189,44 @@ var mergedUpdateSQL = `WITH saving AS (
 		ORDER BY ev.k)
 	SELECT n FROM saved`
 
-// genericPlanSQL makes the server run mergedUpdateSQL with its generic
-// plan, for the rest of the batch's transaction only (set_config's
-// is_local: the pipeline up to its Sync is one transaction, so the
-// connection's setting is back to the server's default after it, for the
-// reads that share the pool).
+// A batch's statements are planned under settings of their own, for the
+// rest of its transaction only (set_config's is_local: the pipeline up to
+// its Sync is one transaction, so a connection's settings are back to the
+// server's defaults after it, for the reads that share the pool). Every
+// statement of a batch finds its rows by primary key or unique key, so
+// its plan must not depend on what the planner knows of the tables:
 //
-// Left to choose (plan_cache_mode auto), the server planned the statement
-// again at almost every execution: a custom plan knows the length of the
-// arrays it was sent, so it is estimated cheaper than the generic plan,
-// which assumes ten rows. That planning was 30 % of the statement's time
-// on the server, about a sixth of the database's CPU per transfer at 32
-// transfers at a time (docs/benchmarks.md, eleventh pass). The plan is
-// the same either way, a nested loop from the saves to the primary key
-// (TestMergedUpdatePlan checks both); TestMergedUpdatesPlannedOnce checks
-// that it is planned once per connection. A server older than PostgreSQL
-// 12 has no such setting, and is left to choose (Store.planMode).
-const genericPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+//   - No sequential scan, hash join or merge join. In a new database, with
+//     a few transfers and no statistics yet, the planner reads the merged
+//     updates' join as a hash join over a sequential scan of transfers.
+//     A connection caches that plan at its first batch and keeps it until
+//     something invalidates it (an autovacuum's analyze, a minute or more
+//     later), while the table grows: in a 15 s benchmark run, 2,101 batches
+//     read 6.6 million rows so (docs/benchmarks.md, eleventh pass). Such a
+//     plan also locked rows in table order, not in the saves' id order.
+//     With the three off, the plan is the nested loop from the saves to
+//     the primary key, whatever the statistics (TestMergedUpdatePlan).
+//   - The generic plan, planned once per connection (plan_cache_mode, from
+//     PostgreSQL 12: an older server is left to choose, Store.planMode).
+//     Left to choose, the server planned the merged updates again at most
+//     executions: a custom plan knows the length of the arrays it was
+//     sent, so it is estimated cheaper than the generic plan, which
+//     assumes ten rows. That planning was 30 % of the statement's time on
+//     the server (TestMergedUpdatesPlannedOnce).
+const (
+	planSettings = `set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+		set_config('enable_mergejoin', 'off', true)`
+	planSQL           = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + planSettings
+	planSQLBeforePG12 = `SELECT ` + planSettings
+)
+
+// planSQL returns the statement that sets a batch's plan settings.
+func (s *Store) planSQL() string {
+	if s.planMode {
+		return planSQL
+	}
+	return planSQLBeforePG12
+}
 
 // updateColumns are the updates of a batch as mergedUpdateSQL's arrays.
 type updateColumns struct {
@@ -399,10 +421,11 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	// which Close returns. The two statements were a fifth of a batch's
 	// statements.
 	var b pgx.Batch
-	// Statements whose results are only checked: the outbox lock
-	// (writeEvents' comment in store.go), taken first, and the merged
-	// updates' plan mode.
-	leading := 0
+	// Statements whose results are only checked: the plan settings, and
+	// the outbox lock (writeEvents' comment in store.go), the first lock
+	// the batch takes.
+	b.Queue(s.planSQL())
+	leading := 1
 	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
 		leading++
@@ -412,10 +435,6 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 		merged = mergeable(saves)
 	}
 	if merged > 0 {
-		if s.planMode {
-			b.Queue(genericPlanSQL)
-			leading++
-		}
 		mergeUpdates(saves[:merged]).queue(&b)
 	}
 	for _, r := range saves[merged:] {

@@ -198,7 +198,7 @@ func TestMergedUpdates(t *testing.T) {
 }
 
 // The merged updates run their generic plan, planned once per
-// connection, and leave the connection's plan_cache_mode as it was. Left
+// connection, and leave the connection's planner settings as they were. Left
 // to choose, the server plans the statement again at its first five
 // executions, and under load at most of the later ones: a custom plan
 // knows the arrays' lengths, so it looks cheaper. A server without the
@@ -231,7 +231,7 @@ func TestMergedUpdatesPlannedOnce(t *testing.T) {
 				}
 				a.Outbox, b.Outbox = nil, nil
 			}
-			generic, custom, defaultMode, err := postgres.Plans(s, postgres.MergedUpdateSQL)
+			generic, custom, defaults, err := postgres.Plans(s, postgres.MergedUpdateSQL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,8 +241,8 @@ func TestMergedUpdatesPlannedOnce(t *testing.T) {
 			case !planMode && custom == 0:
 				t.Errorf("without the setting, the merged updates ran %d generic and no custom plans: the server did not choose", generic)
 			}
-			if !defaultMode {
-				t.Error("after the batches the connection's plan_cache_mode is not its default")
+			if !defaults {
+				t.Error("after the batches the connection's planner settings are not their defaults")
 			}
 		})
 	}

@@ -94,17 +94,22 @@ func WriteUpdates(s *Store, merged bool, ts ...*orchestrator.Transfer) ([]bool, 
 
 // Plans returns how often the connections of the store's pool planned sql
 // as a prepared statement, generic and custom plans apart, and whether a
-// connection's plan_cache_mode is its default: with a pool of one
-// connection, the connection of every statement the store ran.
-func Plans(s *Store, sql string) (generic, custom int64, defaultMode bool, err error) {
+// connection's planner settings that a batch sets are their defaults:
+// with a pool of one connection, the connection of every statement the
+// store ran.
+func Plans(s *Store, sql string) (generic, custom int64, defaults bool, err error) {
 	ctx := context.Background()
 	err = s.pool.QueryRow(ctx, `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0),
-			current_setting('plan_cache_mode') = (SELECT reset_val FROM pg_settings WHERE name = 'plan_cache_mode')
-		FROM pg_prepared_statements WHERE statement = $1`, sql).Scan(&generic, &custom, &defaultMode)
-	return generic, custom, defaultMode, err
+			(SELECT bool_and(setting = reset_val) FROM pg_settings
+				WHERE name IN ('plan_cache_mode', 'enable_seqscan', 'enable_hashjoin', 'enable_mergejoin'))
+		FROM pg_prepared_statements WHERE statement = $1`, sql).Scan(&generic, &custom, &defaults)
+	return generic, custom, defaults, err
 }
 
 // PlanMode reports whether the store found the server's plan_cache_mode;
 // SetPlanMode makes it act as if it had or had not.
 func PlanMode(s *Store) bool           { return s.planMode }
 func SetPlanMode(s *Store, found bool) { s.planMode = found }
+
+// PlanSQL is the statement that sets a batch's plan settings.
+func PlanSQL(s *Store) string { return s.planSQL() }

@@ -141,9 +141,10 @@ func explain(t *testing.T, conn *pgx.Conn, q string, args []any) string {
 }
 
 // The merged updates of a batch lock their rows in the order of the saves
-// (sorted by id, commit.go): the plan is a nested loop from the saves'
-// arrays to the primary key, whether the table is empty or not, in both
-// plans a prepared statement gets. The planner is left to its costs.
+// (sorted by id, commit.go): under the batch's plan settings the plan is a
+// nested loop from the saves' arrays to the primary key, whatever the
+// table holds and whatever the planner knows of it, in both plans a
+// prepared statement gets.
 func TestMergedUpdatePlan(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
@@ -153,23 +154,47 @@ func TestMergedUpdatePlan(t *testing.T) {
 	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"", ""},
 		[]bool{true, true}, []time.Time{now, now}, [][]byte{[]byte(`{}`), []byte(`{}`)},
 		[]string{}, []string{}, []string{}, []int64{}, []string{}, []time.Time{}, []string{}, []string{}, []int64{}}
-	for _, rows := range []int{0, 500} {
-		for len(ts) < rows {
+	// A table that is empty, one that holds a few rows and was never
+	// analyzed (a new database: the plan a connection caches at its
+	// first batch is kept until something invalidates it, while the
+	// table grows), and one analyzed.
+	for _, c := range []struct {
+		rows    int
+		analyze bool
+	}{{0, false}, {2, false}, {500, true}} {
+		n := len(ts)
+		for len(ts) < c.rows {
 			ts = append(ts, ids.transfer(fmt.Sprint(len(ts))))
 		}
-		if rows > 0 {
-			createAll(t, s, ts...)
+		if len(ts) > n {
+			createAll(t, s, ts[n:]...)
+		}
+		if c.analyze {
 			if _, err := conn.Exec(ctx, `ANALYZE transfers`); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-			if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			// As a batch does: its settings, in its transaction. A statement
+			// prepared earlier would keep its generic plan.
+			tx, err := conn.Begin(ctx)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if err := conn.DeallocateAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{postgres.PlanSQL(s), `SET LOCAL plan_cache_mode = ` + mode} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
 			}
 			plan := explain(t, conn, postgres.MergedUpdateSQL, args)
 			if !mergedPlan.MatchString(plan) {
-				t.Errorf("%d rows, %s: want a nested loop from the saves to transfers_pkey:\n%s", rows, mode, plan)
+				t.Errorf("%d rows, %s: want a nested loop from the saves to transfers_pkey:\n%s", c.rows, mode, plan)
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}

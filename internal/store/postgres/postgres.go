@@ -44,7 +44,7 @@ type Store struct {
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*saveReq]
 	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
-	// which the merged updates set (genericPlanSQL).
+	// which a batch sets (planSQL).
 	planMode  bool
 	closeOnce sync.Once
 }
