@@ -198,8 +198,8 @@ func TestMergedUpdates(t *testing.T) {
 }
 
 // The merged updates run their generic plan, planned once per
-// connection, and leave the connection's planner settings as they were. Left
-// to choose, the server plans the statement again at its first five
+// connection, and leave the connection's planner settings as they were.
+// Left to choose, the server plans the statement again at its first five
 // executions, and under load at most of the later ones: a custom plan
 // knows the arrays' lengths, so it looks cheaper. A server without the
 // setting (older than PostgreSQL 12) is left to choose.
