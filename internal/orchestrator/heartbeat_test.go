@@ -23,7 +23,10 @@ func replica(t *testing.T, owner string, store orchestrator.Store, f *orchestrat
 		Owner: owner, LeaseTTL: 150 * time.Millisecond,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		CrashPoint: crash,
+		// A process that died mid-step may have sent its request until
+		// StepTimeout after the step began: recovery waits that long.
+		StepTimeout: time.Second,
+		CrashPoint:  crash,
 	}, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +74,20 @@ func (f *freeze) arm() {
 	f.mu.Lock()
 	f.armed = true
 	f.mu.Unlock()
+}
+
+// pauseProvider makes every call to f wait until the returned func runs.
+func pauseProvider(f *orchestratortest.Fake) (release func()) {
+	var gates []*orchestratortest.Gate
+	for _, m := range []string{orchestratortest.MethodLocate, orchestratortest.MethodHold, orchestratortest.MethodUnhold,
+		orchestratortest.MethodDial, orchestratortest.MethodObserve, orchestratortest.MethodComplete, orchestratortest.MethodHangupConsult} {
+		gates = append(gates, f.Block(m))
+	}
+	return func() {
+		for _, g := range gates {
+			g.Release()
+		}
+	}
 }
 
 // A replica whose heartbeat expired has its open transfers claimed by
@@ -163,12 +180,18 @@ func TestRestartedReplicaReclaimsItsTransfers(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-hit
+			// Past transfer:effect a resumed transfer may end within
+			// milliseconds of Open (one reading shows the join): hold every
+			// provider call until it has been counted.
+			resume := pauseProvider(fake)
 			second := replica(t, "x", store, fake, nil)
 			if err := second.Open(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Contains(second.Running(), tr.ID) {
-				t.Fatalf("the restarted replica did not reclaim %s at once (running %q)", tr.ID, second.Running())
+			running := second.Running()
+			resume()
+			if !slices.Contains(running, tr.ID) {
+				t.Fatalf("the restarted replica did not reclaim %s at once (running %q)", tr.ID, running)
 			}
 			tr = waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
 			c, _ := fake.State(tr.ID)
