@@ -145,7 +145,11 @@ func TestDoRetries(t *testing.T) {
 		}
 		switch code {
 		case http.StatusTooManyRequests:
-			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(30*time.Millisecond).UnixMilli(), 10))
+			reset := 30 * time.Millisecond
+			if strings.HasSuffix(r.URL.Path, "/c-d") {
+				reset = 8 * time.Second // past the deadline below, within MaxRateLimitWait
+			}
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(reset).UnixMilli(), 10))
 		case http.StatusCreated:
 			w.Header().Set("Location", "/v1/users/u-1/calls/c-new")
 		}
@@ -200,10 +204,10 @@ func TestDoRetries(t *testing.T) {
 	}
 
 	script["/v1/users/u-1/calls/c-d"] = []int{429, 429, 429}
-	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	err = c.do(short, request{op: "get_call", method: http.MethodGet, path: "/calls/c-d", safe: true}, nil)
-	if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || count("/calls/c-d") != 1 {
+	if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || count("/calls/c-d") != 1 || !strings.Contains(err.Error(), "beyond the step's deadline") {
 		t.Errorf("a reset beyond the deadline must fail at once: %v, %d hits", err, count("/calls/c-d"))
 	}
 

@@ -102,9 +102,20 @@ func TestFaultLatency(t *testing.T) {
 
 	orig := h.placeCall("1000")
 	h.sim.InjectFault(nssim.Fault{Operation: nssim.OpHold, Latency: time.Hour})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	if _, err := h.send(ctx, domainKey, http.MethodPatch, apiBase+callPath("1000", orig.TermCallID, "hold"), nil); err == nil {
+	sent := make(chan error, 1)
+	go func() {
+		_, err := h.send(ctx, domainKey, http.MethodPatch, apiBase+callPath("1000", orig.TermCallID, "hold"), nil)
+		sent <- err
+	}()
+	// The client gives up once the simulator holds the request.
+	h.waitFor("the hold to arrive", func() bool {
+		reqs := h.sim.Requests()
+		return len(reqs) > 0 && reqs[len(reqs)-1].Operation == nssim.OpHold
+	})
+	cancel()
+	if err := <-sent; err == nil {
 		t.Fatal("the client should have given up")
 	}
 	// Close returns once every handler has returned, so the abandoned hold is settled.
