@@ -50,8 +50,7 @@ func eventsScenario(ctx context.Context, o options, b binaries, dir string, out 
 		return err
 	}
 	defer sim.stop(5 * time.Second)
-	d, api, err := startDaemon(b, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, "data-events"), apiKey: o.apiKey,
-		extra: o.transferdEnv}, logw)
+	d, api, err := startDaemon(b, o, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, "data-events"), apiKey: o.apiKey}, logw)
 	if err != nil {
 		return err
 	}

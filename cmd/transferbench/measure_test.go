@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +53,19 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(nil, 50); got != 0 {
 		t.Errorf("p50 of none = %v", got)
+	}
+}
+
+// The run's -transferd-env settings reach transferd's environment last,
+// so that they override the benchmark's and the scenario's own; the
+// throughput scenario once started transferd without them.
+func TestDaemonEnvEndsWithTheRunsSettings(t *testing.T) {
+	run := options{transferdEnv: []string{"GOGC=400", "TRANSFERD_POLL_INTERVAL=100ms"}}
+	env := daemonEnv(run, daemonOptions{sim: "http://sim", dataDir: "d", extra: []string{"TRANSFERD_POLL_INTERVAL=1h"}})
+	if got := env[len(env)-2:]; !slices.Equal(got, run.transferdEnv) {
+		t.Fatalf("environment ends with %q, want the run's %q", got, run.transferdEnv)
+	}
+	if !slices.Contains(env, "TRANSFERD_POLL_INTERVAL=1h") || !slices.Contains(env, "TRANSFERD_NETSAPIENS_BASE_URL=http://sim/ns-api/v2") {
+		t.Fatalf("the scenario's or the benchmark's settings are missing: %q", env)
 	}
 }

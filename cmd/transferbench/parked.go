@@ -28,7 +28,7 @@ func parkedScenario(ctx context.Context, o options, b binaries, dir string, out 
 	if o.parkedRing {
 		what = "targets ring for an hour"
 	}
-	fmt.Fprintf(out, "\n## Parked manual transfers, consulting (%s; %d per NetSapiens domain; idle window %s)\n\n", what, o.perDomain, o.idleWindow)
+	fmt.Fprintf(out, "\n## Parked manual transfers, consulting (%s; %d per NetSapiens domain; idle window %s)%s\n\n", what, o.perDomain, o.idleWindow, envNote(o.transferdEnv))
 	fmt.Fprintln(out, "watching: shipped = POLL_INTERVAL 250ms / POLL_MAX_INTERVAL 2s (the watchers' readings of the PBX included);")
 	fmt.Fprintln(out, "quiet = both 1h, so that the idle window holds no reading: what parked transfers cost beyond watching.")
 	fmt.Fprintln(out)
@@ -59,7 +59,7 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	}
 	defer sim.stop(5 * time.Second)
 	watching := "shipped"
-	extra := append([]string{"TRANSFERD_MAX_CONSULT_TIMEOUT=2h"}, o.transferdEnv...)
+	extra := []string{"TRANSFERD_MAX_CONSULT_TIMEOUT=2h"}
 	if quiet {
 		// A transfer that needs a reading newer than its last action
 		// still kicks its watcher; only the periodic readings stop.
@@ -73,7 +73,7 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 		}
 		defer func() { _ = cg.remove() }()
 	}
-	d, api, err := startDaemon(b, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, fmt.Sprintf("data-parked-%d-%s", n, watching)), apiKey: o.apiKey,
+	d, api, err := startDaemon(b, o, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, fmt.Sprintf("data-parked-%d-%s", n, watching)), apiKey: o.apiKey,
 		extra: extra, cgroup: cg}, logw)
 	if err != nil {
 		return err

@@ -154,7 +154,30 @@ type daemonOptions struct {
 	cgroup                            *memCgroup // run inside it, if set
 }
 
-func startDaemon(b binaries, o daemonOptions, logw io.Writer) (*proc, string, error) {
+// startDaemon starts transferd for a scenario of the run o. The run's
+// -transferd-env settings reach every scenario's daemon through here.
+func startDaemon(b binaries, run options, o daemonOptions, logw io.Writer) (*proc, string, error) {
+	bin, args := b.transferd, []string(nil)
+	if o.cgroup != nil {
+		bin, args = o.cgroup.wrap(b.transferd)
+	}
+	p, addr, err := start("transferd", bin, args, daemonEnv(run, o), true, func(line string) (string, bool) {
+		var l struct {
+			Message string `json:"message"`
+			Addr    string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Message != "listening" {
+			return "", false
+		}
+		return "http://" + l.Addr, true
+	}, logw)
+	return p, addr, err
+}
+
+// daemonEnv is transferd's environment for a scenario: the benchmark's
+// settings, the scenario's (o.extra), then the run's -transferd-env, last
+// so that they win (exec keeps the last value of a name).
+func daemonEnv(run options, o daemonOptions) []string {
 	env := []string{
 		"TRANSFERD_LISTEN_ADDR=127.0.0.1:0",
 		"TRANSFERD_NETSAPIENS_BASE_URL=" + o.sim + "/ns-api/v2",
@@ -181,21 +204,7 @@ func startDaemon(b binaries, o daemonOptions, logw io.Writer) (*proc, string, er
 		env = append(env, "TRANSFERD_AUTH=none")
 	}
 	env = append(env, o.extra...)
-	bin, args := b.transferd, []string(nil)
-	if o.cgroup != nil {
-		bin, args = o.cgroup.wrap(b.transferd)
-	}
-	p, addr, err := start("transferd", bin, args, env, true, func(line string) (string, bool) {
-		var l struct {
-			Message string `json:"message"`
-			Addr    string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &l) != nil || l.Message != "listening" {
-			return "", false
-		}
-		return "http://" + l.Addr, true
-	}, logw)
-	return p, addr, err
+	return append(env, run.transferdEnv...)
 }
 
 // demoNetSapiensKey is pbxsim's NetSapiens credential (pbxsim.DemoNetSapiensKey).

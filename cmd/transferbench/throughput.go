@@ -206,7 +206,7 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 		if store == "postgres" {
 			do.databaseURL = o.pg
 		}
-		d, api, err := startDaemon(b, do, logw)
+		d, api, err := startDaemon(b, o, do, logw)
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 	results = append(results, naive...)
 	rss = append(rss, fmt.Sprintf("pbxsim peak RSS %s MiB", mib(sim.mem("VmHWM"))))
 
-	fmt.Fprintf(out, "\n## Throughput (%s per point; targets answer at once; POST with Prefer: wait until terminal)\n\n", o.duration)
+	fmt.Fprintf(out, "\n## Throughput (%s per point; targets answer at once; POST with Prefer: wait until terminal)%s\n\n", o.duration, envNote(o.transferdEnv))
 	tw := table(out)
 	fmt.Fprintln(tw, "store\tclient\tc\ttransfers\ttransfers/s\tp50 ms\tp99 ms\tCPU ms/transfer\tpbxsim CPU ms/tr\tdb CPU ms/tr\treq/transfer\tnew conns/transfer\terrors\t")
 	for _, r := range results {
