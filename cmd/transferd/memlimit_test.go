@@ -38,3 +38,27 @@ func TestMemoryLimitFollowsTheContainer(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set the limit is %d, want it left at 300 MiB", got)
 	}
 }
+
+// The heap floor starts unless the operator set GOGC, and says which.
+func TestHeapFloorLeavesAnExplicitGOGCAlone(t *testing.T) {
+	var logs bytes.Buffer
+	t.Setenv("GOGC", "200")
+	if f := startHeapFloor(zerolog.New(&logs)); f != nil {
+		f.Stop()
+		t.Fatal("a heap floor started with GOGC set")
+	}
+	if !strings.Contains(logs.String(), `"message":"GOGC is set: no heap floor"`) {
+		t.Errorf("no log line of the choice: %s", logs.String())
+	}
+
+	os.Unsetenv("GOGC") // t.Setenv puts it back
+	logs.Reset()
+	f := startHeapFloor(zerolog.New(&logs))
+	if f == nil {
+		t.Fatal("no heap floor without GOGC")
+	}
+	f.Stop()
+	if !strings.Contains(logs.String(), `"go_heap_floor_bytes":33554432`) {
+		t.Errorf("no log line of the floor: %s", logs.String())
+	}
+}
