@@ -112,9 +112,9 @@ func setMemoryLimitFrom(log zerolog.Logger, limit memlimit.Provider) {
 
 // heapFloor is the smallest heap goal the collector gets (package
 // gcfloor): under load transferd keeps a few MiB live and the default
-// GOGC ran the collector 15 times a second for about 8 % of its CPU on
+// GOGC ran the collector 15 times a second, for about 9 % of its CPU on
 // SQLite and 20 % on PostgreSQL; a floor of 32 MiB cut transferd's CPU per
-// transfer by 4–19 % (docs/benchmarks.md, thirteenth pass). 10,000 parked
+// transfer by 8–15 % (docs/benchmarks.md, thirteenth pass). 10,000 parked
 // transfers keep more than half of it live, so they keep the usual goal.
 const heapFloor = 32 << 20
 

@@ -7,7 +7,7 @@
 // allocates about 120 KB per transfer, so the heap goal sat at about 8 MB
 // and the collector ran 15 times a second at 32 transfers at a time: 9 % of
 // transferd's CPU on SQLite and 20 % on PostgreSQL (docs/benchmarks.md,
-// thirteenth pass). Raising GOGC for good would not do: 10,000 parked
+// twelfth and thirteenth passes). Raising GOGC for good would not do: 10,000 parked
 // transfers keep about 41 MB live, and GOGC=400 would let their heap grow
 // to five times that.
 //
@@ -71,7 +71,7 @@ func Start(floor uint64) *Floor {
 }
 
 func start(floor uint64, tuned func(int)) *Floor {
-	base := debug.SetGCPercent(100)
+	base := debug.SetGCPercent(100) // reads it; set back at once
 	debug.SetGCPercent(base)
 	f := &Floor{floor: floor, base: base, current: base, tuned: tuned}
 	f.arm()
@@ -89,13 +89,7 @@ func (f *Floor) tune() {
 	if f.stopped.Load() {
 		return
 	}
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	var live uint64
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		live = s[0].Value.Uint64()
-	}
-	p := Percent(live, f.floor, f.base)
+	p := Percent(readUint64("/gc/heap/live:bytes"), f.floor, f.base)
 	f.mu.Lock()
 	if !f.stopped.Load() && p != f.current {
 		debug.SetGCPercent(p)
@@ -117,4 +111,14 @@ func (f *Floor) Stop() {
 	}
 	debug.SetGCPercent(f.base)
 	f.current = f.base
+}
+
+// readUint64 reads one of the runtime's metrics; 0 if it has no such one.
+func readUint64(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
