@@ -23,7 +23,6 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
-	"sync/atomic"
 )
 
 // maxPercent bounds the GOGC the floor sets, for a live heap so small that
@@ -49,9 +48,9 @@ type Floor struct {
 	floor uint64
 	base  int
 
-	stopped atomic.Bool
 	mu      sync.Mutex
-	current int
+	stopped bool
+	current int // the GOGC last set
 	// tuned, if set (tests), is called with the GOGC set after each
 	// collection.
 	tuned func(percent int)
@@ -86,16 +85,17 @@ func (f *Floor) arm() {
 
 // tune runs after a collection, on the runtime's cleanup goroutine.
 func (f *Floor) tune() {
-	if f.stopped.Load() {
-		return
-	}
 	p := Percent(readUint64("/gc/heap/live:bytes"), f.floor, f.base)
 	f.mu.Lock()
-	if !f.stopped.Load() && p != f.current {
+	stopped := f.stopped
+	if !stopped && p != f.current {
 		debug.SetGCPercent(p)
 		f.current = p
 	}
 	f.mu.Unlock()
+	if stopped {
+		return
+	}
 	if f.tuned != nil {
 		f.tuned(p)
 	}
@@ -106,11 +106,10 @@ func (f *Floor) tune() {
 func (f *Floor) Stop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.stopped.Swap(true) {
-		return
+	if !f.stopped {
+		f.stopped = true
+		debug.SetGCPercent(f.base)
 	}
-	debug.SetGCPercent(f.base)
-	f.current = f.base
 }
 
 // readUint64 reads one of the runtime's metrics; 0 if it has no such one.
