@@ -12,10 +12,18 @@
 // to five times that.
 //
 // A floor does both: after each collection GOGC is set so that the next
-// heap goal is at least the floor, and never below the GOGC in force when
-// the floor started. A small live heap gets a goal of the floor, a large
-// one the usual goal; the memory limit (GOMEMLIMIT, or the container's,
-// set by transferd at start) still bounds the heap either way.
+// heap goal is the floor, and never below the GOGC in force when the floor
+// started. A small live heap gets a goal of the floor, a large one the
+// usual goal; the memory limit (GOMEMLIMIT, or the container's, set by
+// transferd at start) still bounds the heap either way.
+//
+// The GOGC is computed with the runtime's own goal, not the textbook
+// live×(1+GOGC/100): the runtime adds the stacks and globals it scans,
+// times GOGC/100, and never sets a goal under its heap minimum, 4 MiB
+// times GOGC/100. A floor blind to both set GOGC 1792 on an idle
+// transferd (2 MiB live), whose goal was then 72 MiB, not 32: the first
+// burst of load grew the heap to 67 MiB and the process to 101 MiB of RSS
+// (docs/benchmarks.md, fourteenth pass).
 package gcfloor
 
 import (
@@ -25,22 +33,30 @@ import (
 	"sync"
 )
 
-// maxPercent bounds the GOGC the floor sets, for a live heap so small that
-// the ratio means nothing (a process that has allocated nearly nothing).
-const maxPercent = 10_000
+// runtimeHeapMinimum is the Go runtime's smallest heap goal at GOGC=100
+// (defaultHeapMinimum in runtime/mgcpacer.go). It scales with GOGC: at a
+// GOGC above floor/runtimeHeapMinimum×100 the goal is above the floor
+// whatever is live. TestGoalIsTheFloor checks this against the runtime.
+const runtimeHeapMinimum = 4 << 20
 
-// Percent is the GOGC that gives a live heap of live bytes a heap goal of
-// at least floor bytes: base when base already does, at most maxPercent.
-// A negative base (GOGC=off) is kept.
-func Percent(live, floor uint64, base int) int {
+// Percent is the GOGC whose heap goal is floor bytes, for a live heap of
+// live bytes whose collection also scans roots bytes of stacks and
+// globals: base when base's goal already reaches the floor, and never
+// less. The runtime's goal is live + (live+roots)×GOGC/100, and at least
+// runtimeHeapMinimum×GOGC/100, so for a heap that small GOGC is the one
+// whose minimum is the floor. A negative base (GOGC=off) is kept, and so
+// is base while nothing was found live yet.
+func Percent(live, roots, floor uint64, base int) int {
 	if base < 0 || live == 0 {
 		return base
 	}
-	if live+live*uint64(base)/100 >= floor {
+	scanned := live + roots
+	if live+scanned*uint64(base)/100 >= floor {
 		return base
 	}
-	p := (floor-live)*100/live + 1 // +1: round up, so the goal reaches the floor
-	return int(min(p, maxPercent))
+	p := (floor-live)*100/scanned + 1 // +1: round up, so the goal reaches the floor
+	p = min(p, floor*100/runtimeHeapMinimum)
+	return max(int(p), base)
 }
 
 // Floor tunes GOGC after every collection; see Start.
@@ -85,7 +101,8 @@ func (f *Floor) arm() {
 
 // tune runs after a collection, on the runtime's cleanup goroutine.
 func (f *Floor) tune() {
-	p := Percent(readUint64("/gc/heap/live:bytes"), f.floor, f.base)
+	live, roots := heapAndRoots()
+	p := Percent(live, roots, f.floor, f.base)
 	f.mu.Lock()
 	stopped := f.stopped
 	if !stopped && p != f.current {
@@ -112,12 +129,16 @@ func (f *Floor) Stop() {
 	}
 }
 
-// readUint64 reads one of the runtime's metrics; 0 if it has no such one.
-func readUint64(name string) uint64 {
-	s := []metrics.Sample{{Name: name}}
+// heapAndRoots reads what the last collection found live on the heap, and
+// the stacks and globals it scanned: the terms of the runtime's heap goal.
+func heapAndRoots() (live, roots uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	v := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[i].Value.Uint64()
 	}
-	return s[0].Value.Uint64()
+	return v(0), v(1) + v(2)
 }
