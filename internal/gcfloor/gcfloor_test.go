@@ -7,11 +7,12 @@ import (
 	"testing"
 )
 
-// gogc reads the runtime's GOGC without setting it.
-func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+// metric reads one of the runtime's uint64 metrics: "/gc/gogc:percent"
+// reads GOGC without setting it.
+func metric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+	return s[0].Value.Uint64()
 }
 
 // goal is the runtime's heap goal for a GOGC of p (runtime/mgcpacer.go,
@@ -99,7 +100,7 @@ func TestFloorFollowsTheLiveHeap(t *testing.T) {
 	if p := collect(); p <= 100 {
 		t.Fatalf("with a small live heap GOGC is %d, want it raised", p)
 	}
-	if got := gogc(); got <= 100 {
+	if got := metric("/gc/gogc:percent"); got <= 100 {
 		t.Fatalf("the runtime's GOGC is %d, want the raised one", got)
 	}
 
@@ -113,7 +114,7 @@ func TestFloorFollowsTheLiveHeap(t *testing.T) {
 	runtime.KeepAlive(big)
 
 	f.Stop()
-	if got := gogc(); got != 100 {
+	if got := metric("/gc/gogc:percent"); got != 100 {
 		t.Fatalf("after Stop GOGC is %d, want the base 100", got)
 	}
 }
@@ -133,7 +134,7 @@ func TestGoalIsTheFloor(t *testing.T) {
 		for range 3 {
 			p = collect()
 		}
-		if g := heapGoal(); g < floor || g > floor+floor/100 {
+		if g := metric("/gc/heap/goal:bytes"); g < floor || g > floor+floor/100 {
 			t.Fatalf("%s: GOGC %d, heap goal %d MiB, want the floor, %d MiB", what, p, g>>20, floor>>20)
 		}
 	}
@@ -164,11 +165,4 @@ func dig(n int, deep, release chan struct{}) byte {
 		return frame[0]
 	}
 	return dig(n-1, deep, release) + frame[n%len(frame)]
-}
-
-// heapGoal reads the runtime's heap goal.
-func heapGoal() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
 }
