@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"regexp"
 	"slices"
@@ -240,73 +241,152 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	return newView(calls), nil
 }
 
-// view is one listing of a domain, indexed once so that each watched
-// transfer's observation costs a few map lookups, not a scan of the
-// domain's calls. A watcher keeps its last view for as long as its domain
-// has a transfer, so the index is kept small: an id almost always names
-// one row.
+// view is one listing of a domain, kept compact: a watcher keeps its last
+// view for as long as its domain has a transfer, and with the decoded rows
+// and a map of their ids the views were the largest part of the heap at
+// tens of thousands of parked transfers (about 550 bytes a call; this
+// form keeps about 210: TestViewIsCompact, and docs/benchmarks.md,
+// fifteenth pass). The rows'
+// fields are copied back to back into one string; a row is where each of
+// its fields ends in it; the index holds a hash of every call-id (orig,
+// term, by) and session id with its row, sorted, so that each watched
+// transfer's observation costs a few binary searches, not a scan of the
+// domain's calls. A listing is at most apiclient.MaxBody long, so its
+// fields fit 32-bit offsets with room to spare.
 type view struct {
-	calls []activeCall
-	// row maps every call-id (orig, term, by) and session id to the first
-	// row that carries it.
-	row map[string]int32
-	// more holds, for the rare id that several rows carry (a duplicate
-	// call-id), every row that carries it, in listing order.
-	more map[string][]int32
+	text  string
+	ends  [][nRowFields]uint32 // where each field of each row ends in text (view.field)
+	index []uint64             // hash<<32 | row, sorted
+	hash  func(string) uint32
 }
 
-func newView(calls []activeCall) *view {
-	v := &view{calls: calls, row: make(map[string]int32, 3*len(calls))}
-	add := func(id string, i int32) {
-		if id == "" {
-			return
-		}
-		first, ok := v.row[id]
-		switch {
-		case !ok:
-			v.row[id] = i
-		case first == i:
-		default:
-			if v.more == nil {
-				v.more = map[string][]int32{}
-			}
-			rows := v.more[id]
-			if len(rows) == 0 {
-				rows = []int32{first}
-			}
-			if rows[len(rows)-1] != i {
-				v.more[id] = append(rows, i)
-			}
-		}
-	}
+var viewSeed = maphash.MakeSeed()
+
+func hashID(id string) uint32 { return uint32(maphash.String(viewSeed, id)) }
+
+func newView(calls []activeCall) *view { return newViewHashed(calls, hashID) }
+
+// newViewHashed is newView with the index's hash function: tests make
+// every id collide. Two ids may share a hash: a lookup compares the row's
+// ids themselves (view.rowsOf).
+func newViewHashed(calls []activeCall, hash func(string) uint32) *view {
+	size, ids := 0, 0
 	for i := range calls {
-		ac, n := &calls[i], int32(i)
-		add(ac.OrigCallID, n)
-		add(ac.TermCallID, n)
-		add(ac.ByCallID, n)
-		add(ac.SessionID, n)
+		for _, f := range rowFields(&calls[i]) {
+			size += len(f)
+		}
+		for _, id := range rowIDs(&calls[i]) {
+			if id != "" {
+				ids++
+			}
+		}
 	}
+	var text strings.Builder
+	text.Grow(size)
+	v := &view{ends: make([][nRowFields]uint32, len(calls)), index: make([]uint64, 0, ids), hash: hash}
+	for i := range calls {
+		for f, s := range rowFields(&calls[i]) {
+			text.WriteString(s)
+			v.ends[i][f] = uint32(text.Len())
+		}
+		for _, id := range rowIDs(&calls[i]) {
+			if id != "" {
+				v.index = append(v.index, uint64(hash(id))<<32|uint64(i))
+			}
+		}
+	}
+	v.text = text.String()
+	slices.Sort(v.index)
 	return v
+}
+
+// rowFields are a row's fields in rowField order, as a view stores them.
+func rowFields(ac *activeCall) [nRowFields]string {
+	return [nRowFields]string{
+		fServer: ac.Server, fSession: ac.SessionID, fOrigCallID: ac.OrigCallID, fTermCallID: ac.TermCallID,
+		fOrigUser: ac.OrigUser, fTermUser: ac.TermUser, fOrigInfo: ac.OrigInfo, fTermInfo: ac.TermInfo,
+		fByCallID: ac.ByCallID,
+	}
+}
+
+// rowIDs are the ids a view indexes a row by.
+func rowIDs(ac *activeCall) [4]string {
+	return [4]string{ac.OrigCallID, ac.TermCallID, ac.ByCallID, ac.SessionID}
+}
+
+// field is field f of row i, sharing the view's text: it starts where
+// the field before it ends, the row's first where the row before ends.
+func (v *view) field(i int32, f rowField) string {
+	var start uint32
+	switch {
+	case f > 0:
+		start = v.ends[i][f-1]
+	case i > 0:
+		start = v.ends[i-1][nRowFields-1]
+	}
+	return v.text[start:v.ends[i][f]]
+}
+
+// call is row i, its fields sharing the view's text.
+func (v *view) call(i int32) activeCall {
+	return activeCall{
+		Server: v.field(i, fServer), SessionID: v.field(i, fSession),
+		OrigCallID: v.field(i, fOrigCallID), TermCallID: v.field(i, fTermCallID),
+		OrigUser: v.field(i, fOrigUser), TermUser: v.field(i, fTermUser),
+		OrigInfo: v.field(i, fOrigInfo), TermInfo: v.field(i, fTermInfo),
+		ByCallID: v.field(i, fByCallID),
+	}
+}
+
+// rowsOf appends the rows that carry id (none for an empty id).
+func (v *view) rowsOf(rows []int32, id string) []int32 {
+	if id == "" {
+		return rows
+	}
+	h := v.hash(id)
+	i, _ := slices.BinarySearch(v.index, uint64(h)<<32)
+	for ; i < len(v.index) && uint32(v.index[i]>>32) == h; i++ {
+		r := int32(v.index[i])
+		if v.field(r, fOrigCallID) == id || v.field(r, fTermCallID) == id ||
+			v.field(r, fByCallID) == id || v.field(r, fSession) == id {
+			rows = append(rows, r)
+		}
+	}
+	return rows
 }
 
 // Observe implements orchestrator.View: the rows that carry t's ids,
 // judged as observe judges a whole listing.
 func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
-	var rows []int32
-	for _, id := range []string{consultID(t), t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.SessionID} {
-		if more, ok := v.more[id]; ok {
-			rows = append(rows, more...)
-		} else if r, ok := v.row[id]; ok {
-			rows = append(rows, r)
-		}
+	var buf [8]int32
+	rows := buf[:0]
+	for _, id := range [...]string{consultID(t), t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.SessionID} {
+		rows = v.rowsOf(rows, id)
 	}
 	slices.Sort(rows)
 	rows = slices.Compact(rows)
 	sub := make([]activeCall, len(rows))
 	for i, r := range rows {
-		sub[i] = v.calls[r]
+		sub[i] = v.call(r)
 	}
-	return observe(t, sub), nil
+	obs := observe(t, sub)
+	// The observation outlives the view (the watcher keeps the last one,
+	// the engine saves the consult's ids), and a string that shares the
+	// view's text keeps all of it alive: one such id per transfer kept
+	// a listing of every reading, 18 MB more heap at 10,000 parked. The
+	// ids already saved are the usual case and cost nothing.
+	obs.ConsultLeg.SessionID = detach(obs.ConsultLeg.SessionID, t.Legs.Consult.SessionID)
+	obs.ConsultLeg.Server = detach(obs.ConsultLeg.Server, t.Legs.Consult.Server)
+	return obs, nil
+}
+
+// detach returns s as a string of its own: known when they are equal,
+// else a copy.
+func detach(s, known string) string {
+	if s == known {
+		return known
+	}
+	return strings.Clone(s)
 }
 
 func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observation {
