@@ -246,13 +246,13 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // and a map of their ids the views were the largest part of the heap at
 // tens of thousands of parked transfers (about 550 bytes a call; this
 // form keeps about 210: TestViewIsCompact, and docs/benchmarks.md,
-// fifteenth pass). The rows'
-// fields are copied back to back into one string; a row is where each of
-// its fields ends in it; the index holds a hash of every call-id (orig,
-// term, by) and session id with its row, sorted, so that each watched
-// transfer's observation costs a few binary searches, not a scan of the
-// domain's calls. A listing is at most apiclient.MaxBody long, so its
-// fields fit 32-bit offsets with room to spare.
+// fifteenth pass). The rows' fields are copied back to back into one
+// string; a row is where each of its fields ends in it; the index holds a
+// hash of every call-id (orig, term, by) and session id with its row,
+// sorted, so that each watched transfer's observation costs a few binary
+// searches, not a scan of the domain's calls. A listing is at most
+// apiclient.MaxBody long, so its fields fit 32-bit offsets with room to
+// spare.
 type view struct {
 	text  string
 	ends  [][nRowFields]uint32 // where each field of each row ends in text (view.field)
