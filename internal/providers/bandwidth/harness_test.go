@@ -95,6 +95,14 @@ func setup(t *testing.T, o options) *harness {
 	if cfg.OwnedNumbers == nil {
 		cfg.OwnedNumbers = []string{owned}
 	}
+	if cfg.MaxRecords == 0 {
+		// The engine here reads every millisecond or so: through a
+		// visibility window of 5 s that is about 6,000 reads, and through
+		// two the default 10,000 records dropped the commands a test
+		// looks for (TestAttendedCancelRestoresCaller failed so on an idle
+		// machine).
+		cfg.MaxRecords = 1 << 20
+	}
 	h.sim = bwsim.New(cfg)
 	api := http.StripPrefix(basePath, h.sim.APIHandler())
 	mux := http.NewServeMux()
