@@ -5,6 +5,8 @@ package apiclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,8 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// MaxBody bounds how much of a provider response is read.
+// MaxBody bounds how much of a provider response ReadBody reads.
 const MaxBody = 1 << 20
+
+// ErrBodyTooLong is a response longer than its reader's limit. The reader
+// says so rather than hand back a body cut short, which a caller would
+// misread: a listing cut mid-row is invalid JSON, not a shorter listing.
+var ErrBodyTooLong = errors.New("response body too long")
 
 // Metrics measures provider requests. One instance is shared by all
 // adapters of a process, since they share the metric names.
@@ -84,16 +91,31 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ReadBody reads at most MaxBody bytes of a response's body and closes it.
-// A body of known length is read into one buffer of its size: io.ReadAll
-// starts at 512 bytes and doubles, which for the listings a transfer reads
-// made twice their size in garbage (a tenth of the bytes transferd
-// allocated per transfer).
-func ReadBody(resp *http.Response) ([]byte, error) {
+// ReadBody is ReadBodyLimit with MaxBody.
+func ReadBody(resp *http.Response) ([]byte, error) { return ReadBodyLimit(resp, MaxBody) }
+
+// ReadBodyLimit reads a response's body and closes it. A body longer than
+// limit bytes yields its first limit bytes and ErrBodyTooLong. A body of
+// known length is read into one buffer of its size: io.ReadAll starts at
+// 512 bytes and doubles, which for the listings a transfer reads made
+// twice their size in garbage (a tenth of the bytes transferd allocated
+// per transfer).
+func ReadBodyLimit(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
-	r := io.LimitReader(resp.Body, MaxBody)
-	n := resp.ContentLength
-	if n < 0 || n >= MaxBody {
+	// One byte over the limit tells a body of exactly limit bytes from a
+	// longer one.
+	r := io.LimitReader(resp.Body, limit+1)
+	b, err := readAll(r, resp.ContentLength, limit)
+	if int64(len(b)) > limit {
+		return b[:limit], fmt.Errorf("%w: more than %d bytes", ErrBodyTooLong, limit)
+	}
+	return b, err
+}
+
+// readAll reads r whole, into one buffer of n+1 bytes when the body's
+// length n is known and within limit.
+func readAll(r io.Reader, n, limit int64) ([]byte, error) {
+	if n < 0 || n > limit {
 		return io.ReadAll(r)
 	}
 	// One byte more than announced, so that the read that finds the end

@@ -2,6 +2,7 @@ package apiclient_test
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,8 +12,9 @@ import (
 )
 
 // ReadBody reads bodies of announced and unannounced length whole, into
-// one buffer of the announced size, stops at MaxBody, and reports a body
-// that ends before its announced length.
+// one buffer of the announced size; a body over MaxBody yields its first
+// MaxBody bytes and ErrBodyTooLong, and one of exactly MaxBody is read
+// whole; a body that ends before its announced length is an error.
 func TestReadBody(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), apiclient.MaxBody+10)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -53,13 +55,42 @@ func TestReadBody(t *testing.T) {
 			t.Errorf("chunked %d: read %d bytes, %v", n, len(b), err)
 		}
 	}
-	if _, b, err := get("/chunked", len(big)); err != nil || len(b) != apiclient.MaxBody {
-		t.Errorf("a body over MaxBody: read %d bytes, %v; want MaxBody", len(b), err)
-	}
-	if _, b, err := get("/length", len(big)); err != nil || len(b) != apiclient.MaxBody {
-		t.Errorf("a body announced over MaxBody: read %d bytes, %v; want MaxBody", len(b), err)
+	for _, path := range []string{"/chunked", "/length"} {
+		if _, b, err := get(path, len(big)); !errors.Is(err, apiclient.ErrBodyTooLong) || !bytes.Equal(b, big[:apiclient.MaxBody]) {
+			t.Errorf("%s, a body over MaxBody: read %d bytes, %v; want MaxBody and ErrBodyTooLong", path, len(b), err)
+		}
+		if _, b, err := get(path, apiclient.MaxBody); err != nil || !bytes.Equal(b, big[:apiclient.MaxBody]) {
+			t.Errorf("%s, a body of MaxBody: read %d bytes, %v", path, len(b), err)
+		}
 	}
 	if _, _, err := get("/short", 100); err == nil {
 		t.Errorf("a body shorter than its Content-Length read without an error")
+	}
+}
+
+// ReadBodyLimit holds a response to its own limit, above or below MaxBody.
+func TestReadBodyLimit(t *testing.T) {
+	big := bytes.Repeat([]byte("y"), 3*apiclient.MaxBody)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		_, _ = w.Write(big[:n])
+	}))
+	defer srv.Close()
+	read := func(n int, limit int64) ([]byte, error) {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + "/?n=" + strconv.Itoa(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apiclient.ReadBodyLimit(resp, limit)
+	}
+	if b, err := read(len(big), 4*apiclient.MaxBody); err != nil || len(b) != len(big) {
+		t.Errorf("%d bytes under a limit of %d: read %d, %v", len(big), 4*apiclient.MaxBody, len(b), err)
+	}
+	if b, err := read(len(big), 2*apiclient.MaxBody); !errors.Is(err, apiclient.ErrBodyTooLong) || len(b) != 2*apiclient.MaxBody {
+		t.Errorf("%d bytes over a limit of %d: read %d, %v; want the limit and ErrBodyTooLong", len(big), 2*apiclient.MaxBody, len(b), err)
+	}
+	if b, err := read(100, 10); !errors.Is(err, apiclient.ErrBodyTooLong) || len(b) != 10 {
+		t.Errorf("100 bytes over a limit of 10: read %d, %v", len(b), err)
 	}
 }

@@ -477,7 +477,12 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {
-			return attempt{err: orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))}
+			// A body over the limit is as long on every attempt: not retried.
+			kind := orchestrator.KindProviderUnavailable
+			if errors.Is(rerr, apiclient.ErrBodyTooLong) {
+				kind = orchestrator.KindProviderRejected
+			}
+			return attempt{err: orchestrator.E(op, kind, fmt.Errorf("reading the response: %w", rerr))}
 		}
 		switch o := out.(type) {
 		case nil:

@@ -140,6 +140,8 @@ type request struct {
 	// safe: repeating the request cannot do harm, so transient failures
 	// are retried. Creating a call and transferring are never safe.
 	safe bool
+	// maxBody bounds the response read (apiclient.MaxBody if 0).
+	maxBody int64
 }
 
 // do performs r and decodes a 2xx body into out (when out is not nil).
@@ -202,13 +204,17 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 		zerolog.Ctx(ctx).Debug().Str("op", r.op).Err(err).Msg("netsapiens request failed")
 		return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))
 	}
-	data, rerr := apiclient.ReadBody(resp)
+	limit := r.maxBody
+	if limit == 0 {
+		limit = apiclient.MaxBody
+	}
+	data, rerr := apiclient.ReadBodyLimit(resp, limit)
 	c.metrics.Observe(Name, r.op, resp.StatusCode, time.Since(start))
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
 		Int("status", resp.StatusCode).Float64("took_ms", float64(time.Since(start))/float64(time.Millisecond)).Msg("netsapiens request")
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {
-			return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("reading the response: %w", rerr))
+			return 0, orchestrator.E(op, readErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))
 		}
 		if out != nil && len(bytes.TrimSpace(data)) > 0 {
 			if err := decodeBody(data, out); err != nil {
@@ -229,6 +235,15 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	wait, _ := apiclient.RetryAfter(resp.Header, time.Now())
 	return wait, &orchestrator.Error{Op: op, Kind: kindOf(resp.StatusCode), Err: apiErr,
 		Evidence: &orchestrator.Evidence{Status: resp.StatusCode, Code: string(eb.Code), Message: eb.Message}}
+}
+
+// readErrKind is the kind of a response that could not be read whole: one
+// over its limit is as long on every attempt, so it is not retried.
+func readErrKind(err error) orchestrator.Kind {
+	if errors.Is(err, apiclient.ErrBodyTooLong) {
+		return orchestrator.KindProviderRejected
+	}
+	return orchestrator.KindProviderUnavailable
 }
 
 // bodyDecoder is a response that decodes its body itself.

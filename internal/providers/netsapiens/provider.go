@@ -77,10 +77,16 @@ func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]acti
 	return c.listDomain(ctx, r.Call.Domain)
 }
 
+// maxListing bounds a domain's listing. A row is about 800 bytes, so
+// apiclient.MaxBody cut the listing of a domain with more than about 1,300
+// calls, and every transfer in such a domain failed to find its call (the
+// listing cut short read as invalid JSON); 32 MiB is about 40,000 calls.
+const maxListing = 32 << 20
+
 func (c *Client) listDomain(ctx context.Context, domain string) ([]activeCall, error) {
 	var calls listing
 	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
-		path: "/domains/" + seg(domain) + "/calls", safe: true}, &calls)
+		path: "/domains/" + seg(domain) + "/calls", safe: true, maxBody: maxListing}, &calls)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 		// A 404 on the collection means the domain does not exist: the
 		// request is wrong, not a call.
@@ -251,8 +257,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // hash of every call-id (orig, term, by) and session id with its row,
 // sorted, so that each watched transfer's observation costs a few binary
 // searches, not a scan of the domain's calls. A listing is at most
-// apiclient.MaxBody long, so its fields fit 32-bit offsets with room to
-// spare.
+// maxListing long, so its fields fit 32-bit offsets with room to spare.
 type view struct {
 	text  string
 	ends  [][nRowFields]uint32 // where each field of each row ends in text (view.field)

@@ -1,14 +1,20 @@
 package netsapiens
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
 )
 
 // parkedListing is a domain's listing as the PBX shows it with n
@@ -157,6 +163,61 @@ func TestObservationsKeepNoPartOfTheView(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A domain's listing may be far longer than other responses: one of 1,400
+// calls (over apiclient.MaxBody, which cut it before) is read and
+// observed; one over maxListing fails once, as rejected, not retried, and
+// says why.
+func TestLongListings(t *testing.T) {
+	long := parkedListing(700)
+	if len(long) <= apiclient.MaxBody {
+		t.Fatalf("the listing is %d bytes, want more than %d", len(long), apiclient.MaxBody)
+	}
+	t.Logf("%d calls in %d bytes, %d a call", 1400, len(long), len(long)/1400)
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		switch r.URL.Path {
+		case "/domains/long/calls":
+			_, _ = w.Write(long)
+		case "/domains/too-long/calls":
+			_, _ = w.Write([]byte("[" + strings.Repeat(" ", maxListing) + "]"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	c, err := New(Config{BaseURL: srv.URL, APIKey: "k", Attempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := decodeRows(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(calls) - 2 // the caller's session of the listing's last transfer
+	tr := &orchestrator.Transfer{ID: fmt.Sprintf("tr_01M8Q2HGPCHMRF4W0QE3C%05d", last/2)}
+	tr.Request.Call.Domain = "long"
+	tr.Legs.Caller.CallID, tr.Legs.Caller.SessionID = calls[last].OrigCallID, calls[last].SessionID
+	tr.Legs.Agent.CallID = calls[last].TermCallID
+	v, err := c.Read(context.Background(), "", []*orchestrator.Transfer{tr})
+	if err != nil {
+		t.Fatalf("reading a listing of %d bytes: %v", len(long), err)
+	}
+	if obs, err := v.Observe(tr); err != nil || obs.Caller != orchestrator.CallerHeld || obs.Consult != orchestrator.ConsultAnswered {
+		t.Errorf("the last transfer of the long listing: %+v, %v; want its caller held and its consult answered", obs, err)
+	}
+
+	gets.Store(0)
+	tr.Request.Call.Domain = "too-long"
+	_, err = c.Read(context.Background(), "", []*orchestrator.Transfer{tr})
+	if !errors.Is(err, apiclient.ErrBodyTooLong) || orchestrator.KindOf(err) != orchestrator.KindProviderRejected {
+		t.Errorf("a listing over maxListing: %v (kind %v); want ErrBodyTooLong, rejected", err, orchestrator.KindOf(err))
+	}
+	if n := gets.Load(); n != 1 {
+		t.Errorf("a listing over maxListing was read %d times, want once", n)
 	}
 }
 
