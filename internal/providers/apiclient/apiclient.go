@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/transferd/transferd/internal/orchestrator"
 )
 
 // MaxBody bounds how much of a provider response ReadBody reads.
@@ -110,6 +112,16 @@ func ReadBodyLimit(resp *http.Response, limit int64) ([]byte, error) {
 		return b[:limit], fmt.Errorf("%w: more than %d bytes", ErrBodyTooLong, limit)
 	}
 	return b, err
+}
+
+// ReadErrKind is the kind of a 2xx response that could not be read
+// whole: one over its limit is as long on every attempt, so it is
+// rejected, not retried; anything else is the connection's failure.
+func ReadErrKind(err error) orchestrator.Kind {
+	if errors.Is(err, ErrBodyTooLong) {
+		return orchestrator.KindProviderRejected
+	}
+	return orchestrator.KindProviderUnavailable
 }
 
 // readAll reads r whole, into one buffer of n+1 bytes when the body's

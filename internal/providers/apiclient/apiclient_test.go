@@ -3,11 +3,14 @@ package apiclient_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
 
+	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/providers/apiclient"
 )
 
@@ -92,5 +95,19 @@ func TestReadBodyLimit(t *testing.T) {
 	}
 	if b, err := read(100, 10); !errors.Is(err, apiclient.ErrBodyTooLong) || len(b) != 10 {
 		t.Errorf("100 bytes over a limit of 10: read %d, %v", len(b), err)
+	}
+}
+
+// A body over its limit is rejected (as long on every attempt, so not
+// retried); any other failure to read one is the connection's.
+func TestReadErrKind(t *testing.T) {
+	cases := map[error]orchestrator.Kind{
+		fmt.Errorf("%w: more than 10 bytes", apiclient.ErrBodyTooLong): orchestrator.KindProviderRejected,
+		io.ErrUnexpectedEOF: orchestrator.KindProviderUnavailable,
+	}
+	for err, want := range cases {
+		if got := apiclient.ReadErrKind(err); got != want {
+			t.Errorf("ReadErrKind(%v) = %v, want %v", err, got, want)
+		}
 	}
 }

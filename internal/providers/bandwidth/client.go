@@ -477,12 +477,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {
-			// A body over the limit is as long on every attempt: not retried.
-			kind := orchestrator.KindProviderUnavailable
-			if errors.Is(rerr, apiclient.ErrBodyTooLong) {
-				kind = orchestrator.KindProviderRejected
-			}
-			return attempt{err: orchestrator.E(op, kind, fmt.Errorf("reading the response: %w", rerr))}
+			return attempt{err: orchestrator.E(op, apiclient.ReadErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))}
 		}
 		switch o := out.(type) {
 		case nil:

@@ -214,7 +214,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 		Int("status", resp.StatusCode).Float64("took_ms", float64(time.Since(start))/float64(time.Millisecond)).Msg("netsapiens request")
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if rerr != nil {
-			return 0, orchestrator.E(op, readErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))
+			return 0, orchestrator.E(op, apiclient.ReadErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))
 		}
 		if out != nil && len(bytes.TrimSpace(data)) > 0 {
 			if err := decodeBody(data, out); err != nil {
@@ -235,15 +235,6 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	wait, _ := apiclient.RetryAfter(resp.Header, time.Now())
 	return wait, &orchestrator.Error{Op: op, Kind: kindOf(resp.StatusCode), Err: apiErr,
 		Evidence: &orchestrator.Evidence{Status: resp.StatusCode, Code: string(eb.Code), Message: eb.Message}}
-}
-
-// readErrKind is the kind of a response that could not be read whole: one
-// over its limit is as long on every attempt, so it is not retried.
-func readErrKind(err error) orchestrator.Kind {
-	if errors.Is(err, apiclient.ErrBodyTooLong) {
-		return orchestrator.KindProviderRejected
-	}
-	return orchestrator.KindProviderUnavailable
 }
 
 // bodyDecoder is a response that decodes its body itself.
