@@ -277,11 +277,12 @@ func newView(calls []activeCall) *view { return newViewHashed(calls, hashID) }
 func newViewHashed(calls []activeCall, hash func(string) uint32) *view {
 	size, ids := 0, 0
 	for i := range calls {
-		for _, f := range rowFields(&calls[i]) {
+		fs := rowFields(&calls[i])
+		for _, f := range fs {
 			size += len(f)
 		}
-		for _, id := range rowIDs(&calls[i]) {
-			if id != "" {
+		for _, f := range idFields {
+			if fs[f] != "" {
 				ids++
 			}
 		}
@@ -290,13 +291,14 @@ func newViewHashed(calls []activeCall, hash func(string) uint32) *view {
 	text.Grow(size)
 	v := &view{ends: make([][nRowFields]uint32, len(calls)), index: make([]uint64, 0, ids), hash: hash}
 	for i := range calls {
-		for f, s := range rowFields(&calls[i]) {
+		fs := rowFields(&calls[i])
+		for f, s := range fs {
 			text.WriteString(s)
 			v.ends[i][f] = uint32(text.Len())
 		}
-		for _, id := range rowIDs(&calls[i]) {
-			if id != "" {
-				v.index = append(v.index, uint64(hash(id))<<32|uint64(i))
+		for _, f := range idFields {
+			if fs[f] != "" {
+				v.index = append(v.index, uint64(hash(fs[f]))<<32|uint64(i))
 			}
 		}
 	}
@@ -314,10 +316,8 @@ func rowFields(ac *activeCall) [nRowFields]string {
 	}
 }
 
-// rowIDs are the ids a view indexes a row by.
-func rowIDs(ac *activeCall) [4]string {
-	return [4]string{ac.OrigCallID, ac.TermCallID, ac.ByCallID, ac.SessionID}
-}
+// idFields are the fields a view indexes a row by.
+var idFields = [...]rowField{fOrigCallID, fTermCallID, fByCallID, fSession}
 
 // field is field f of row i, sharing the view's text: it starts where
 // the field before it ends, the row's first where the row before ends.
@@ -352,9 +352,11 @@ func (v *view) rowsOf(rows []int32, id string) []int32 {
 	i, _ := slices.BinarySearch(v.index, uint64(h)<<32)
 	for ; i < len(v.index) && uint32(v.index[i]>>32) == h; i++ {
 		r := int32(v.index[i])
-		if v.field(r, fOrigCallID) == id || v.field(r, fTermCallID) == id ||
-			v.field(r, fByCallID) == id || v.field(r, fSession) == id {
-			rows = append(rows, r)
+		for _, f := range idFields {
+			if v.field(r, f) == id {
+				rows = append(rows, r)
+				break
+			}
 		}
 	}
 	return rows

@@ -234,7 +234,9 @@ func BenchmarkView(b *testing.B) {
 		t := &orchestrator.Transfer{ID: fmt.Sprintf("tr_01M8Q2HGPCHMRF4W0QE3C%05d", i/2)}
 		t.Legs.Caller.CallID, t.Legs.Caller.SessionID = calls[i].OrigCallID, calls[i].SessionID
 		t.Legs.Agent.CallID = calls[i].TermCallID
+		// The consult's ids saved, as after the first reading that showed it.
 		t.Legs.Consult.CallID = ConsultCallID(t.ID)
+		t.Legs.Consult.SessionID, t.Legs.Consult.Server = calls[i+1].SessionID, calls[i+1].Server
 		ts = append(ts, t)
 	}
 	b.ReportAllocs()
