@@ -14,6 +14,7 @@
 //	go run ./cmd/transferbench -scenarios parked -parked 10000,50000
 //	go run ./cmd/transferbench -scenarios store -store-sizes 100000,1000000
 //	go run ./cmd/transferbench -scenarios events     # answer→join latency, requests per transfer
+//	go run ./cmd/transferbench -scenarios throughput -floor   # and transferd with its store in memory
 package main
 
 import (
@@ -58,6 +59,7 @@ type options struct {
 	storeSizes   []int
 	noSQLite     bool // store scenario: PostgreSQL only
 	keepLogs     bool
+	floor        bool
 	transferdEnv []string
 	events       eventsOptions
 }
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	evOne := fs.Int("events-one-domain", 100, "events scenario: transfers consulting at once in one domain, for provider requests per transfer")
 	var env multiFlag
 	fs.Var(&env, "transferd-env", "NAME=value added to transferd's environment (repeatable), e.g. TRANSFERD_POLL_INTERVAL=100ms")
+	floor := fs.Bool("floor", false, "throughput: also run transferd built with -tags storefloor, its store in memory (nothing durable), for what transferd costs beside its store")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
@@ -104,7 +107,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
 		parkedLimit: int64(max(*parkedLimit, 0)) << 20,
-		idleWindow:  *idle, keepLogs: *keep, parkedRing: *parkedRing, transferdEnv: env,
+		idleWindow:  *idle, keepLogs: *keep, floor: *floor, parkedRing: *parkedRing, transferdEnv: env,
 		events: eventsOptions{transfers: max(*evN, 1), concurrency: max(*evC, 1), minAnswer: *evMin, maxAnswer: max(*evMax, *evMin),
 			oneDomain: max(*evOne, 1)}}
 	for _, w := range strings.Split(*parkedWatch, ",") {
@@ -160,7 +163,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fmt.Fprintf(stdout, "transferbench: %d CPUs, %s, %s\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.DateOnly))
 	var bins binaries
 	if o.scenarios["throughput"] || o.scenarios["parked"] || o.scenarios["events"] {
-		if bins, err = build(ctx, dir); err != nil {
+		if bins, err = build(ctx, dir, o.floor && o.scenarios["throughput"]); err != nil {
 			return err
 		}
 	}

@@ -17,18 +17,25 @@ import (
 	"time"
 )
 
-// binaries are the commands under test, built once per run.
-type binaries struct{ transferd, pbxsim string }
+// binaries are the commands under test, built once per run. floor, when
+// built, is transferd with its store in memory (-tags storefloor).
+type binaries struct{ transferd, pbxsim, floor string }
 
 // build compiles transferd and pbxsim from the module that holds the
-// working directory, as a deployment would run them (no race detector).
-func build(ctx context.Context, dir string) (binaries, error) {
+// working directory, as a deployment would run them (no race detector),
+// and with floor the benchmark build of transferd too.
+func build(ctx context.Context, dir string, floor bool) (binaries, error) {
 	b := binaries{transferd: filepath.Join(dir, "transferd"), pbxsim: filepath.Join(dir, "pbxsim")}
-	for out, pkg := range map[string]string{b.transferd: "./cmd/transferd", b.pbxsim: "./cmd/pbxsim"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	builds := [][]string{{"-o", b.transferd, "./cmd/transferd"}, {"-o", b.pbxsim, "./cmd/pbxsim"}}
+	if floor {
+		b.floor = filepath.Join(dir, "transferd-floor")
+		builds = append(builds, []string{"-tags", "storefloor", "-o", b.floor, "./cmd/transferd"})
+	}
+	for _, args := range builds {
+		cmd := exec.CommandContext(ctx, "go", append([]string{"build"}, args...)...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			return b, fmt.Errorf("go build %s (run transferbench from the repository): %w", pkg, err)
+			return b, fmt.Errorf("go build %s (run transferbench from the repository): %w", strings.Join(args, " "), err)
 		}
 	}
 	return b, nil

@@ -198,6 +198,9 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 	if o.pg != "" {
 		stores = append(stores, "postgres")
 	}
+	if o.floor {
+		stores = append(stores, "memory")
+	}
 	var seq atomic.Int64
 	var results []*result
 	var rss []string
@@ -206,7 +209,11 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 		if store == "postgres" {
 			do.databaseURL = o.pg
 		}
-		d, api, err := startDaemon(b, o, do, logw)
+		db := b
+		if store == "memory" {
+			db.transferd = b.floor
+		}
+		d, api, err := startDaemon(db, o, do, logw)
 		if err != nil {
 			return err
 		}

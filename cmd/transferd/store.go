@@ -15,8 +15,12 @@ import (
 )
 
 // openStore opens PostgreSQL when TRANSFERD_DATABASE_URL is set, else the
-// embedded SQLite store in TRANSFERD_DATA_DIR. Migrations run here.
+// embedded SQLite store in TRANSFERD_DATA_DIR. Migrations run here. Only a
+// benchmark build (-tags storefloor) has a store in memory instead.
 func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrator.Store, func(), error) {
+	if s := floorStore(log); s != nil {
+		return s, func() {}, nil
+	}
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, string(cfg.DatabaseURL))
 		if err != nil {
