@@ -18,8 +18,8 @@ import (
 // embedded SQLite store in TRANSFERD_DATA_DIR. Migrations run here. Only a
 // benchmark build (-tags storefloor) has a store in memory instead.
 func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrator.Store, func(), error) {
-	if s := floorStore(log); s != nil {
-		return s, func() {}, nil
+	if s, closeStore := floorStore(ctx, log); s != nil {
+		return s, closeStore, nil
 	}
 	if cfg.DatabaseURL != "" {
 		s, err := postgres.Open(ctx, string(cfg.DatabaseURL))

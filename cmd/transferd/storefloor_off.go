@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -10,4 +12,4 @@ import (
 
 // floorStore is nil in the shipped build: transferd always opens a
 // durable store. See storefloor.go.
-func floorStore(zerolog.Logger) orchestrator.Store { return nil }
+func floorStore(context.Context, zerolog.Logger) (orchestrator.Store, func()) { return nil, nil }
