@@ -45,6 +45,7 @@ func BenchUpdate(b *testing.B, s orchestrator.Store) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	start, ok := processCPU()
 	for b.Loop() {
 		last := &t.Steps[len(t.Steps)-1]
 		if last.Status == orchestrator.StepSucceeded {
@@ -57,6 +58,7 @@ func BenchUpdate(b *testing.B, s orchestrator.Store) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, start, ok)
 }
 
 // BenchUpdateParallel measures transition saves of many transfers at once
@@ -65,6 +67,7 @@ func BenchUpdateParallel(b *testing.B, s orchestrator.Store) {
 	ctx := context.Background()
 	var n atomic.Int64
 	b.ReportAllocs()
+	start, ok := processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		t := benchTransfer(time.Now(), "p"+strconv.FormatInt(n.Add(1), 10))
 		if err := s.Create(ctx, t); err != nil {
@@ -79,6 +82,7 @@ func BenchUpdateParallel(b *testing.B, s orchestrator.Store) {
 			}
 		}
 	})
+	reportCPU(b, start, ok)
 }
 
 // BenchCreate measures saving a new transfer (the first write of every
@@ -88,6 +92,7 @@ func BenchCreate(b *testing.B, s orchestrator.Store) {
 	base := time.Now()
 	i := 0
 	b.ReportAllocs()
+	start, ok := processCPU()
 	for b.Loop() {
 		i++
 		t := benchTransfer(base.Add(time.Duration(i)*time.Millisecond), strconv.Itoa(i))
@@ -96,6 +101,7 @@ func BenchCreate(b *testing.B, s orchestrator.Store) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, start, ok)
 }
 
 // BenchHeartbeat measures one replica's heartbeat, the only write that
