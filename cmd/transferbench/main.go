@@ -60,6 +60,7 @@ type options struct {
 	noSQLite     bool // store scenario: PostgreSQL only
 	keepLogs     bool
 	floor        bool
+	naiveGaps    []time.Duration
 	transferdEnv []string
 	events       eventsOptions
 }
@@ -89,10 +90,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var env multiFlag
 	fs.Var(&env, "transferd-env", "NAME=value added to transferd's environment (repeatable), e.g. TRANSFERD_POLL_INTERVAL=100ms")
 	floor := fs.Bool("floor", false, "throughput: also run transferd built with -tags storefloor, its store in memory (nothing durable), for what transferd costs beside its store")
+	naiveGaps := fs.String("naive-gaps", "", "throughput: also run the naive client pausing this long before each request, per value (its process then goes idle between requests, as transferd's does while a lone transfer waits), e.g. 1ms,40ms")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
 	workers := fs.Int("workers", 1, "internal: the naive worker's concurrency")
+	gap := fs.Duration("gap", 0, "internal: the naive worker's pause before each request")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -100,7 +103,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if *naiveWorker {
-		return naiveServe(ctx, *simURL, *workers, stdin, stdout)
+		return naiveServe(ctx, *simURL, *workers, *gap, stdin, stdout)
 	}
 	if runtime.GOOS != "linux" {
 		return errors.New("transferbench reads /proc: it runs on Linux only")
@@ -136,6 +139,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if o.storeSizes, err = ints("store-sizes", *sizes); err != nil {
+		return err
+	}
+	if o.naiveGaps, err = durations("naive-gaps", *naiveGaps); err != nil {
 		return err
 	}
 	if o.noSQLite = *storePGOnly; o.noSQLite && o.pg == "" {
@@ -201,6 +207,22 @@ func ints(name, s string) ([]int, error) {
 			return nil, fmt.Errorf("-%s: %q is not a positive number", name, f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// durations parses a comma-separated list of positive durations.
+func durations(name, s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("-%s: %q is not a positive duration", name, f)
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }

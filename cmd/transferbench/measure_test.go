@@ -69,3 +69,18 @@ func TestDaemonEnvEndsWithTheRunsSettings(t *testing.T) {
 		t.Fatalf("the scenario's or the benchmark's settings are missing: %q", env)
 	}
 }
+
+func TestDurations(t *testing.T) {
+	got, err := durations("naive-gaps", " 1ms, ,40ms")
+	if err != nil || len(got) != 2 || got[0] != time.Millisecond || got[1] != 40*time.Millisecond {
+		t.Fatalf("durations = %v, %v; want [1ms 40ms]", got, err)
+	}
+	if got, err := durations("naive-gaps", ""); err != nil || len(got) != 0 {
+		t.Fatalf("durations of nothing = %v, %v; want none", got, err)
+	}
+	for _, bad := range []string{"1", "0s", "-1ms", "fast"} {
+		if _, err := durations("naive-gaps", bad); err == nil || !strings.Contains(err.Error(), "-naive-gaps") {
+			t.Errorf("durations(%q) = %v; want an error naming the flag", bad, err)
+		}
+	}
+}

@@ -24,6 +24,12 @@ import (
 // -naive-worker), so that its CPU time is read from /proc like
 // transferd's; the parent places the calls and hands it one domain per
 // line on stdin, and it answers "ok <domain>" or "err <domain> <why>".
+//
+// With a gap (-naive-gaps), the client pauses that long before each of its
+// requests. Its process then goes idle between requests, as transferd's
+// does while a lone transfer waits for the provider or for the disk, and
+// pays for waking up each time: what the gap adds to its CPU per transfer
+// is that cost on the host at hand, apart from any work.
 
 // nsCall is what the naive client reads of a listed call.
 type nsCall struct {
@@ -36,13 +42,16 @@ type nsCall struct {
 	CoreServer string `json:"core-server"`
 }
 
-func naiveServe(ctx context.Context, sim string, workers int, in io.Reader, out io.Writer) error {
+func naiveServe(ctx context.Context, sim string, workers int, gap time.Duration, in io.Reader, out io.Writer) error {
 	if sim == "" {
 		return errors.New("-naive-worker needs -sim")
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 30 * time.Second}
 	base := sim + "/ns-api/v2"
 	do := func(method, path string, body any, out any) error {
+		if gap > 0 {
+			time.Sleep(gap)
+		}
 		var r io.Reader
 		if body != nil {
 			b, _ := json.Marshal(body)
@@ -157,12 +166,12 @@ type naiveProc struct {
 	pending map[string]chan error
 }
 
-func startNaive(sim string, c int, logw io.Writer) (*naiveProc, error) {
+func startNaive(sim string, c int, gap time.Duration, logw io.Writer) (*naiveProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-naive-worker", "-sim", sim, "-workers", fmt.Sprint(c))
+	cmd := exec.Command(self, "-naive-worker", "-sim", sim, "-workers", fmt.Sprint(c), "-gap", gap.String())
 	cmd.Stderr = logw
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -226,34 +235,57 @@ func (n *naiveProc) stop() {
 	}
 }
 
+// naivePace names the naive client's pace in its rows.
+func naivePace(gap time.Duration) string {
+	if gap == 0 {
+		return "back to back"
+	}
+	return gap.String() + " gaps"
+}
+
 // naiveResults drives the naive client at every concurrency, a fresh
-// worker process per point.
+// worker process per point; then again with each of o.naiveGaps between
+// its requests.
 func naiveResults(ctx context.Context, o options, sim string, simProc *proc, seq *atomic.Int64, logw io.Writer) ([]*result, error) {
 	var out []*result
-	for _, c := range o.concurrency {
-		n, err := startNaive(sim, c, logw)
-		if err != nil {
-			return nil, err
-		}
-		one := func(ctx context.Context, s int64) (time.Duration, error) {
-			domain := fmt.Sprintf("N%d", s)
-			if err := call(ctx, http.MethodPost, sim+"/sim/netsapiens/calls",
-				map[string]string{"domain": domain, "user": "1000", "from": "15555555555", "to": "11111111111"}, http.StatusCreated, nil); err != nil {
-				return 0, err
+	for _, gap := range append([]time.Duration{0}, o.naiveGaps...) {
+		for _, c := range o.concurrency {
+			r, err := naivePoint(ctx, o, sim, simProc, seq, c, gap, logw)
+			if err != nil {
+				return nil, err
 			}
-			start := time.Now()
-			err := n.transfer(ctx, domain)
-			return time.Since(start), err
+			out = append(out, r)
 		}
-		_, _, _, _ = drive(ctx, c, 200*time.Millisecond, seq, one) // warm up
-		r := &result{store: "-", client: "naive netsapiens", c: c}
-		err = measure(ctx, r, o.duration, n.p, simProc, sim, false, seq, one)
-		n.stop()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-		fmt.Fprintf(os.Stderr, "  naive c=%d: %d transfers\n", c, r.n)
 	}
 	return out, nil
+}
+
+// naivePoint measures the naive client at concurrency c.
+func naivePoint(ctx context.Context, o options, sim string, simProc *proc, seq *atomic.Int64, c int, gap time.Duration, logw io.Writer) (*result, error) {
+	n, err := startNaive(sim, c, gap, logw)
+	if err != nil {
+		return nil, err
+	}
+	one := func(ctx context.Context, s int64) (time.Duration, error) {
+		domain := fmt.Sprintf("N%d", s)
+		if err := call(ctx, http.MethodPost, sim+"/sim/netsapiens/calls",
+			map[string]string{"domain": domain, "user": "1000", "from": "15555555555", "to": "11111111111"}, http.StatusCreated, nil); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		err := n.transfer(ctx, domain)
+		return time.Since(start), err
+	}
+	_, _, _, _ = drive(ctx, c, 200*time.Millisecond, seq, one) // warm up
+	r := &result{store: "-", client: "naive netsapiens", c: c, naive: naivePace(gap)}
+	if gap > 0 {
+		r.client += ", " + r.naive
+	}
+	err = measure(ctx, r, o.duration, n.p, simProc, sim, false, seq, one)
+	n.stop()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "  %s c=%d: %d transfers\n", r.client, c, r.n)
+	return r, nil
 }

@@ -22,6 +22,7 @@ type result struct {
 	cpu, simCPU   time.Duration // of the process under test, of pbxsim
 	dbCPU         time.Duration // PostgreSQL's processes, when it is the store
 	sim           simStats      // pbxsim's counters over the point
+	naive         string        // the naive client's pace: "back to back" or its gaps
 }
 
 func (r *result) per(d time.Duration) string {
@@ -271,7 +272,7 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 	}
 	fmt.Fprintln(out, "\ntransferd ÷ naive (NetSapiens, same simulator, same run):")
 	tw = table(out)
-	fmt.Fprintln(tw, "store\tc\tCPU per transfer\ttransfers/s\t")
+	fmt.Fprintln(tw, "store\tc\tnaive\tCPU per transfer\ttransfers/s\t")
 	for _, r := range results {
 		if r.client != "transferd netsapiens" {
 			continue
@@ -280,7 +281,7 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 			if nv.c == r.c && nv.n > 0 && r.n > 0 {
 				cpu := float64(r.cpu) / float64(r.n) / (float64(nv.cpu) / float64(nv.n))
 				tps := (float64(r.n) / r.elapsed.Seconds()) / (float64(nv.n) / nv.elapsed.Seconds())
-				fmt.Fprintf(tw, "%s\t%d\t%.1f×\t%.2f×\t\n", r.store, r.c, cpu, tps)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f×\t%.2f×\t\n", r.store, r.c, nv.naive, cpu, tps)
 			}
 		}
 	}
