@@ -196,33 +196,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return nil
 }
 
+// ints parses a comma-separated list of positive numbers.
 func ints(name, s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("-%s: %q is not a positive number", name, f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return positives(name, s, "number", strconv.Atoi)
 }
 
 // durations parses a comma-separated list of positive durations.
 func durations(name, s string) ([]time.Duration, error) {
-	var out []time.Duration
+	return positives(name, s, "duration", time.ParseDuration)
+}
+
+// positives parses the comma-separated values of flag -name with parse;
+// each must be above zero.
+func positives[T int | time.Duration](name, s, what string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
 	for _, f := range strings.Split(s, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		d, err := time.ParseDuration(f)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("-%s: %q is not a positive duration", name, f)
+		v, err := parse(f)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("-%s: %q is not a positive %s", name, f, what)
 		}
-		out = append(out, d)
+		out = append(out, v)
 	}
 	return out, nil
 }

@@ -70,7 +70,7 @@ func TestDaemonEnvEndsWithTheRunsSettings(t *testing.T) {
 	}
 }
 
-func TestDurations(t *testing.T) {
+func TestPositiveLists(t *testing.T) {
 	got, err := durations("naive-gaps", " 1ms, ,40ms")
 	if err != nil || len(got) != 2 || got[0] != time.Millisecond || got[1] != 40*time.Millisecond {
 		t.Fatalf("durations = %v, %v; want [1ms 40ms]", got, err)
@@ -81,6 +81,14 @@ func TestDurations(t *testing.T) {
 	for _, bad := range []string{"1", "0s", "-1ms", "fast"} {
 		if _, err := durations("naive-gaps", bad); err == nil || !strings.Contains(err.Error(), "-naive-gaps") {
 			t.Errorf("durations(%q) = %v; want an error naming the flag", bad, err)
+		}
+	}
+	if got, err := ints("concurrency", "1, 32,"); err != nil || !slices.Equal(got, []int{1, 32}) {
+		t.Fatalf("ints = %v, %v; want [1 32]", got, err)
+	}
+	for _, bad := range []string{"0", "-8", "1ms"} {
+		if _, err := ints("concurrency", bad); err == nil || !strings.Contains(err.Error(), "-concurrency") {
+			t.Errorf("ints(%q) = %v; want an error naming the flag", bad, err)
 		}
 	}
 }
