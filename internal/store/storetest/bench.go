@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transferd/transferd/internal/benchutil"
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
@@ -45,7 +46,7 @@ func BenchUpdate(b *testing.B, s orchestrator.Store) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	start, ok := processCPU()
+	cpu := benchutil.CPUTime()
 	for b.Loop() {
 		last := &t.Steps[len(t.Steps)-1]
 		if last.Status == orchestrator.StepSucceeded {
@@ -58,7 +59,7 @@ func BenchUpdate(b *testing.B, s orchestrator.Store) {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, start, ok)
+	benchutil.ReportCPU(b, cpu)
 }
 
 // BenchUpdateParallel measures transition saves of many transfers at once
@@ -67,7 +68,7 @@ func BenchUpdateParallel(b *testing.B, s orchestrator.Store) {
 	ctx := context.Background()
 	var n atomic.Int64
 	b.ReportAllocs()
-	start, ok := processCPU()
+	cpu := benchutil.CPUTime()
 	b.RunParallel(func(pb *testing.PB) {
 		t := benchTransfer(time.Now(), "p"+strconv.FormatInt(n.Add(1), 10))
 		if err := s.Create(ctx, t); err != nil {
@@ -82,7 +83,7 @@ func BenchUpdateParallel(b *testing.B, s orchestrator.Store) {
 			}
 		}
 	})
-	reportCPU(b, start, ok)
+	benchutil.ReportCPU(b, cpu)
 }
 
 // BenchCreate measures saving a new transfer (the first write of every
@@ -92,7 +93,7 @@ func BenchCreate(b *testing.B, s orchestrator.Store) {
 	base := time.Now()
 	i := 0
 	b.ReportAllocs()
-	start, ok := processCPU()
+	cpu := benchutil.CPUTime()
 	for b.Loop() {
 		i++
 		t := benchTransfer(base.Add(time.Duration(i)*time.Millisecond), strconv.Itoa(i))
@@ -101,7 +102,7 @@ func BenchCreate(b *testing.B, s orchestrator.Store) {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, start, ok)
+	benchutil.ReportCPU(b, cpu)
 }
 
 // BenchHeartbeat measures one replica's heartbeat, the only write that
