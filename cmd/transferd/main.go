@@ -42,7 +42,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile, err := startProfile()
+	if err == nil {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stopProfile()
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "transferd:", err)
