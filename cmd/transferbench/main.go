@@ -15,6 +15,8 @@
 //	go run ./cmd/transferbench -scenarios store -store-sizes 100000,1000000
 //	go run ./cmd/transferbench -scenarios events     # answer→join latency, requests per transfer
 //	go run ./cmd/transferbench -scenarios throughput -floor   # and transferd with its store in memory
+//	go run ./cmd/transferbench -scenarios throughput -cpuprofile cpu.pprof   # transferd's CPU profile of the run
+//	go run ./cmd/transferbench -scenarios throughput -pgo cpu.pprof          # transferd built with that profile (PGO)
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -62,6 +65,8 @@ type options struct {
 	floor        bool
 	naiveGaps    []time.Duration
 	transferdEnv []string
+	pgo          string // transferd's go build -pgo
+	cpuprofile   string // write the throughput daemons' merged CPU profile here
 	events       eventsOptions
 }
 
@@ -91,6 +96,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&env, "transferd-env", "NAME=value added to transferd's environment (repeatable), e.g. TRANSFERD_POLL_INTERVAL=100ms")
 	floor := fs.Bool("floor", false, "throughput: also run transferd built with -tags storefloor, its store in memory (nothing durable), for what transferd costs beside its store")
 	naiveGaps := fs.String("naive-gaps", "", "throughput: also run the naive client pausing this long before each request, per value (its process then goes idle between requests, as transferd's does while a lone transfer waits), e.g. 1ms,40ms")
+	pgo := fs.String("pgo", "auto", "transferd's go build -pgo: auto (go build's default), off, or a profile's path (from -cpuprofile), to compare a profile-guided build with the shipped one")
+	cpuprofile := fs.String("cpuprofile", "", "throughput: build transferd with -tags cpuprofile and write its CPU profiles of the run (SQLite, and PostgreSQL with -pg), merged, to this file: how cmd/transferd/default.pgo is made")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
@@ -110,7 +117,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	o := options{scenarios: map[string]bool{}, duration: *dur, pg: *pg, apiKey: *apiKey, perDomain: max(*perDomain, 1),
 		parkedLimit: int64(max(*parkedLimit, 0)) << 20,
-		idleWindow:  *idle, keepLogs: *keep, floor: *floor, parkedRing: *parkedRing, transferdEnv: env,
+		idleWindow:  *idle, keepLogs: *keep, floor: *floor, parkedRing: *parkedRing, transferdEnv: env, pgo: *pgo,
 		events: eventsOptions{transfers: max(*evN, 1), concurrency: max(*evC, 1), minAnswer: *evMin, maxAnswer: max(*evMax, *evMin),
 			oneDomain: max(*evOne, 1)}}
 	for _, w := range strings.Split(*parkedWatch, ",") {
@@ -144,6 +151,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.naiveGaps, err = durations("naive-gaps", *naiveGaps); err != nil {
 		return err
 	}
+	if *cpuprofile != "" {
+		if !o.scenarios["throughput"] {
+			return errors.New("-cpuprofile profiles the throughput scenario: add it to -scenarios")
+		}
+		// The profile is written after the run, from the repository's
+		// directory, as go tool pprof is run: an absolute path says where.
+		if o.cpuprofile, err = filepath.Abs(*cpuprofile); err != nil {
+			return err
+		}
+	}
 	if o.noSQLite = *storePGOnly; o.noSQLite && o.pg == "" {
 		return errors.New("-store-pg-only needs -pg")
 	}
@@ -169,7 +186,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fmt.Fprintf(stdout, "transferbench: %d CPUs, %s, %s\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.DateOnly))
 	var bins binaries
 	if o.scenarios["throughput"] || o.scenarios["parked"] || o.scenarios["events"] {
-		if bins, err = build(ctx, dir, o.floor && o.scenarios["throughput"]); err != nil {
+		if bins, err = build(ctx, dir, buildOptions{floor: o.floor && o.scenarios["throughput"], pgo: o.pgo, profiling: o.cpuprofile != ""}); err != nil {
 			return err
 		}
 	}

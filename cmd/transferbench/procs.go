@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,15 +22,28 @@ import (
 // built, is transferd with its store in memory (-tags storefloor).
 type binaries struct{ transferd, pbxsim, floor string }
 
+// buildOptions says how transferd is built.
+type buildOptions struct {
+	floor     bool   // also the storefloor build
+	pgo       string // go build -pgo for transferd: auto, off, or a profile
+	profiling bool   // the shipped stores' build writes a CPU profile (-tags cpuprofile)
+}
+
 // build compiles transferd and pbxsim from the module that holds the
 // working directory, as a deployment would run them (no race detector),
-// and with floor the benchmark build of transferd too.
-func build(ctx context.Context, dir string, floor bool) (binaries, error) {
+// transferd with the -pgo that o names, and with o.floor the benchmark
+// build of transferd too.
+func build(ctx context.Context, dir string, o buildOptions) (binaries, error) {
 	b := binaries{transferd: filepath.Join(dir, "transferd"), pbxsim: filepath.Join(dir, "pbxsim")}
-	builds := [][]string{{"-o", b.transferd, "./cmd/transferd"}, {"-o", b.pbxsim, "./cmd/pbxsim"}}
-	if floor {
+	pgo := "-pgo=" + cmp.Or(o.pgo, "auto")
+	shipped := []string{pgo, "-o", b.transferd, "./cmd/transferd"}
+	if o.profiling {
+		shipped = append([]string{"-tags", "cpuprofile"}, shipped...)
+	}
+	builds := [][]string{shipped, {"-o", b.pbxsim, "./cmd/pbxsim"}}
+	if o.floor {
 		b.floor = filepath.Join(dir, "transferd-floor")
-		builds = append(builds, []string{"-tags", "storefloor", "-o", b.floor, "./cmd/transferd"})
+		builds = append(builds, []string{"-tags", "storefloor", pgo, "-o", b.floor, "./cmd/transferd"})
 	}
 	for _, args := range builds {
 		cmd := exec.CommandContext(ctx, "go", append([]string{"build"}, args...)...)

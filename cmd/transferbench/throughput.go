@@ -204,9 +204,13 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 	}
 	var seq atomic.Int64
 	var results []*result
-	var rss []string
+	var rss, profiles []string
 	for _, store := range stores {
 		do := daemonOptions{sim: simURL, dataDir: filepath.Join(dir, "data-throughput"), apiKey: o.apiKey}
+		if env, path := profileEnv(o, dir, store); path != "" {
+			do.extra = append(do.extra, env...)
+			profiles = append(profiles, path)
+		}
 		if store == "postgres" {
 			do.databaseURL = o.pg
 		}
@@ -240,6 +244,12 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+	}
+	if o.cpuprofile != "" {
+		if err := mergeProfiles(ctx, o.cpuprofile, profiles); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "  transferd's CPU profile written to %s\n", o.cpuprofile)
 	}
 	naive, err := naiveResults(ctx, o, simURL, sim, &seq, logw)
 	if err != nil {
