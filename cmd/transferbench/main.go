@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	floor := fs.Bool("floor", false, "throughput: also run transferd built with -tags storefloor, its store in memory (nothing durable), for what transferd costs beside its store")
 	naiveGaps := fs.String("naive-gaps", "", "throughput: also run the naive client pausing this long before each request, per value (its process then goes idle between requests, as transferd's does while a lone transfer waits), e.g. 1ms,40ms")
 	pgo := fs.String("pgo", "auto", "transferd's go build -pgo: auto (go build's default), off, or a profile's path (from -cpuprofile), to compare a profile-guided build with the shipped one")
-	cpuprofile := fs.String("cpuprofile", "", "throughput: build transferd with -tags cpuprofile and write its CPU profiles of the run (SQLite, and PostgreSQL with -pg), merged, to this file: how cmd/transferd/default.pgo is made")
+	cpuprofile := fs.String("cpuprofile", "", "throughput: build transferd with -tags cpuprofile and write its CPU profiles of the run (SQLite, and PostgreSQL with -pg), merged, to this file (for go tool pprof, or -pgo)")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
@@ -155,8 +155,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if !o.scenarios["throughput"] {
 			return errors.New("-cpuprofile profiles the throughput scenario: add it to -scenarios")
 		}
-		// The profile is written after the run, from the repository's
-		// directory, as go tool pprof is run: an absolute path says where.
+		// Absolute, so that the line saying where it was written is
+		// enough to find it.
 		if o.cpuprofile, err = filepath.Abs(*cpuprofile); err != nil {
 			return err
 		}
