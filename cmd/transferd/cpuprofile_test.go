@@ -15,12 +15,7 @@ import (
 // The profiling build writes a CPU profile from start to exit
 // (transferbench -cpuprofile; CI runs this with -tags cpuprofile).
 func TestProfilingBuildWritesACPUProfile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cpu.pprof")
-	t.Setenv("TRANSFERD_CPUPROFILE", path)
-	stop, err := startProfile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, stop := startProfileTo(t)
 	sum := sha256.Sum256(nil)
 	for range 20000 {
 		sum = sha256.Sum256(sum[:])
