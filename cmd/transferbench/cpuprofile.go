@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,8 +28,12 @@ func profileEnv(o options, dir, store string) ([]string, string) {
 // and provider of the run spent its time on.
 func mergeProfiles(ctx context.Context, out string, in []string) error {
 	for _, p := range in {
-		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
-			return fmt.Errorf("transferd wrote no CPU profile to %s (did it exit cleanly?): %v", p, err)
+		st, err := os.Stat(p)
+		if err == nil && st.Size() == 0 {
+			err = errors.New("the file is empty")
+		}
+		if err != nil {
+			return fmt.Errorf("transferd wrote no CPU profile to %s (did it exit cleanly?): %w", p, err)
 		}
 	}
 	var stdout, stderr bytes.Buffer
