@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,21 @@ func TestFinding2LateConsultAfterCancelIsHungUpByTheTombstone(t *testing.T) {
 		t.Errorf("%d hang-ups, want 2: the late consult hung up", n)
 	}
 	wantCallerSafe(t, h.f, id)
+	// The transfer reports after it ended: its discharged obligation is
+	// an event that follows the terminal one, which a consumer (and the
+	// webhook storm) must expect after the state is terminal.
+	evs, err := h.store.Events(context.Background(), orchestrator.EventFilter{Tenant: orchestrator.DefaultTenant, TransferID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []orchestrator.EventType
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	cancelled := slices.Index(types, orchestrator.EventCancelled)
+	if n := len(types); cancelled < 0 || types[n-1] != orchestrator.EventOutcomeVerified || cancelled > n-2 {
+		t.Errorf("events %v: want transfer.outcome_verified last, after transfer.cancelled", types)
+	}
 }
 
 // Finding 3: a process that dies after sending the dial, before saving
