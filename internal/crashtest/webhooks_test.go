@@ -182,10 +182,10 @@ type hookTally struct {
 	examples                         []string
 }
 
-func (r *receiver) tally(expected map[string]outboxEvent) hookTally {
+func (r *receiver) tally(got []delivery, expected map[string]outboxEvent) hookTally {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tl := hookTally{events: len(expected), deliveries: len(r.got), refusedAll: r.refused}
+	tl := hookTally{events: len(expected), deliveries: len(got), refusedAll: r.refused}
 	type key struct {
 		transfer string
 		seq      int64
@@ -201,12 +201,12 @@ func (r *receiver) tally(expected map[string]outboxEvent) hookTally {
 			tl.examples = append(tl.examples, s)
 		}
 	}
-	for _, d := range r.got {
+	for _, d := range got {
 		k := key{d.transferID, d.seq}
 		want, known := idOf[k]
 		if !known || want != d.id {
 			tl.invented++
-			example(fmt.Sprintf("invented: %s seq %d id %s", d.transferID, d.seq, d.id))
+			example(fmt.Sprintf("invented: %s seq %d id %s (%s)", d.transferID, d.seq, d.id, d.typ))
 			continue
 		}
 		if firstID, dup := seen[k]; dup {
@@ -245,6 +245,61 @@ func (tl hookTally) String() string {
 
 func (tl hookTally) failed() bool {
 	return tl.missing > 0 || tl.outOfOrder > 0 || tl.duplicatesWithOtherID > 0 || tl.invented > 0
+}
+
+// deliveries returns a copy of the accepted deliveries so far.
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+// outbox reads every event of the transfers ids.
+func outbox(ctx context.Context, addr string, ids []string) (map[string]outboxEvent, error) {
+	events := map[string]outboxEvent{}
+	for _, id := range ids {
+		evs, err := transferEvents(ctx, addr, id)
+		if err != nil {
+			return nil, fmt.Errorf("events of %s: %w", id, err)
+		}
+		for _, ev := range evs {
+			events[ev.ID] = ev
+		}
+	}
+	return events, nil
+}
+
+// awaitOutbox waits, until deadline, for the receiver to have every event
+// the outbox of the transfers ids holds, and returns the deliveries with
+// an outbox read after them, for tally. A transfer can still report after
+// it ends: the sweeper emits transfer.outcome_verified (and
+// transfer.needs_attention) when it discharges a cleanup obligation, a
+// tombstone watching for a consult dialled and never seen or an outcome
+// left unverified (TestWebhookEventAfterTheEnd). An outbox read before
+// such an event made its delivery look invented (a CI run of the webhook
+// storm), so the outbox is read again after the deliveries are copied: a
+// delivery is invented only if an outbox read after it arrived lacks its
+// event. While that read finds new events, the receiver is awaited again.
+// done reports whether every event of the last read was delivered.
+func awaitOutbox(ctx context.Context, r *receiver, addr string, ids []string, deadline time.Time) (got []delivery, expected map[string]outboxEvent, done bool, err error) {
+	if expected, err = outbox(ctx, addr, ids); err != nil {
+		return nil, nil, false, err
+	}
+	for {
+		done = r.wait(time.Until(deadline), func() bool { return r.completeLocked(expected) })
+		got = r.deliveries()
+		var later map[string]outboxEvent
+		if later, err = outbox(ctx, addr, ids); err != nil {
+			return nil, nil, false, err
+		}
+		// Events are only ever added, so a read with no more events than
+		// the last holds none the receiver was not waited for.
+		grew := len(later) > len(expected)
+		expected = later
+		if !grew || !done {
+			return got, expected, done && !grew, nil
+		}
+	}
 }
 
 // complete reports whether every expected event has arrived.
@@ -306,26 +361,101 @@ func TestWebhookOutboxSurvivesSIGKILL(t *testing.T) {
 	}
 	rcv.refuse.Store(false)
 	p = startTransferd(t, "transferd-2", webhookEnv(rcv, dir, "outbox-1"))
-	evs, err := transferEvents(ctx, p.addr, tr.ID)
+	got, expected, done, err := awaitOutbox(ctx, rcv, p.addr, []string{tr.ID}, time.Now().Add(caseTimeout/2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sawConsulting bool
-	expected := map[string]outboxEvent{}
-	for _, ev := range evs {
-		expected[ev.ID] = ev
+	for _, ev := range expected {
 		sawConsulting = sawConsulting || ev.Type == "transfer.state_changed" && ev.To == "consulting"
 	}
 	if !sawConsulting {
-		t.Fatalf("the outbox holds no state change: %+v", evs)
+		t.Fatalf("the outbox holds no state change: %+v", expected)
 	}
-	if !rcv.wait(caseTimeout/2, func() bool { return rcv.completeLocked(expected) }) {
-		t.Fatalf("not every saved event was delivered after the restart: %s", rcv.tally(expected))
+	tl := rcv.tally(got, expected)
+	if !done {
+		t.Fatalf("not every saved event was delivered after the restart: %s", tl)
 	}
-	tl := rcv.tally(expected)
 	t.Logf("outbox crash: %s", tl)
 	if tl.failed() {
 		t.Fatalf("%s\n%s", tl, strings.Join(tl.examples, "\n"))
+	}
+}
+
+// TestWebhookEventAfterTheEnd: a transfer can report after it ends, and
+// that event reaches the receiver like any other. transferd is killed
+// with the dial's intent saved and the dial not sent; the restarted one
+// watches for a consult that never comes, gives the caller back and ends
+// the transfer with a tombstone, which the sweeper discharges
+// TRANSFERD_TOMBSTONE_TTL after the dial with transfer.outcome_verified.
+// An outbox read when the transfer became terminal lacks that event: a CI
+// run of the webhook storm, which read it so, counted its delivery as
+// invented. awaitOutbox reads the outbox again after the deliveries.
+func TestWebhookEventAfterTheEnd(t *testing.T) {
+	needBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+	defer cancel()
+	rcv := newReceiver(t, false)
+	dir := t.TempDir()
+	// The transfer ends about 16 s after its dial's intent: the dial died
+	// mid-step, so the caller's readings count only from a step timeout
+	// (15 s) and a visibility window (1 s here) after it started. The
+	// tombstone outlives that more than twice over.
+	windows := []string{"TRANSFERD_TOMBSTONE_TTL=40s"}
+	p := startTransferd(t, "transferd", webhookEnv(rcv, dir, "late-1", append(windows, "TRANSFERD_TEST_CRASH_AT=dial:intent@netsapiens")...))
+	if err := placeNetSapiensCall(ctx, "LATE", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	// The answer may be lost to the kill; the crash line names the transfer.
+	_, _ = createTransfer(ctx, p, map[string]any{"provider": "netsapiens", "call": map[string]string{"domain": "LATE", "user": "1000"},
+		"target": "1010"})
+	if !p.waitDead(dieTimeout) || !p.killedBySIGKILL() {
+		t.Fatalf("transferd did not die at its crash point:\n%s", p.tail(20))
+	}
+	line, ok := p.logs.find(message(crashMessage, ""))
+	id := line.str("transfer_id")
+	if !ok || id == "" {
+		t.Fatalf("no crash line naming the transfer:\n%s", p.tail(20))
+	}
+	p = startTransferd(t, "transferd-2", webhookEnv(rcv, dir, "late-1", windows...))
+	var end *transfer
+	var err error
+	for end == nil || !end.terminal() {
+		if end, err = getTransfer(ctx, p, id, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	atTheEnd, err := outbox(ctx, p.addr, []string{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The late event, delivered.
+	verified := func() bool {
+		for _, d := range rcv.got {
+			if d.transferID == id && d.typ == "transfer.outcome_verified" {
+				return true
+			}
+		}
+		return false
+	}
+	if !rcv.wait(caseTimeout/2, verified) {
+		t.Fatalf("no transfer.outcome_verified delivered for %s (%s, steps %s, outcome %+v): %s", id, end, stepTrail(end), end.Outcome,
+			rcv.tally(rcv.deliveries(), atTheEnd))
+	}
+	got, expected, done, err := awaitOutbox(ctx, rcv, p.addr, []string{id}, time.Now().Add(caseTimeout/2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := rcv.tally(got, expected)
+	t.Logf("event after the end: %d events when terminal, %s", len(atTheEnd), tl)
+	if !done || tl.failed() {
+		t.Fatalf("%s\n%s", tl, strings.Join(tl.examples, "\n"))
+	}
+	if len(expected) <= len(atTheEnd) {
+		t.Fatalf("the outbox held %d events when the transfer ended and %d after: want the late event added", len(atTheEnd), len(expected))
+	}
+	if old := rcv.tally(got, atTheEnd); old.invented == 0 {
+		t.Errorf("tallied against the outbox read at the end, no delivery looks invented (%s): the test no longer shows what it guards", old)
 	}
 }
 
@@ -428,9 +558,9 @@ func TestWebhookStorm(t *testing.T) {
 	if firstErr != nil {
 		t.Fatalf("creating transfers: %v", firstErr)
 	}
-	// Every transfer ends; then its events are what the outbox holds.
-	addr := cur.Load().addr
-	expected := map[string]outboxEvent{}
+	// Every transfer ends; then the receiver must get every event the
+	// outbox holds (awaitOutbox: a transfer may still report after it
+	// ends).
 	for _, id := range ids {
 		for {
 			tr, err := getTransfer(ctx, cur.Load(), id, 10)
@@ -441,18 +571,14 @@ func TestWebhookStorm(t *testing.T) {
 				break
 			}
 		}
-		evs, err := transferEvents(ctx, addr, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			expected[ev.ID] = ev
-		}
 	}
 	// Deliveries refused during the outage back off up to about its
 	// length; a bound of a few times that is a failure guard only.
-	done := rcv.wait(4*down+2*time.Minute, func() bool { return rcv.completeLocked(expected) })
-	tl := rcv.tally(expected)
+	got, expected, done, err := awaitOutbox(ctx, rcv, cur.Load().addr, ids, time.Now().Add(4*down+2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := rcv.tally(got, expected)
 	fmt.Printf("webhook storm: %d transfers, %s\n", n, tl)
 	for _, e := range tl.examples {
 		fmt.Println("  " + e)
