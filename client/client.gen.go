@@ -705,7 +705,10 @@ type Event struct {
 
 	// Type `transfer.state_changed` reports every transition (`from`, `to`); `transfer.needs_attention`
 	// an outcome a human should look at (the caller not given back, or the outcome unverified);
-	// `transfer.outcome_verified` the provider later confirming an unverified outcome.
+	// `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
+	// provider later confirming an unverified outcome (`caller_restored` corrected if it was
+	// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
+	// outcome is final.
 	Type EventType `json:"type"`
 }
 
@@ -716,7 +719,10 @@ type EventList struct {
 
 // EventType `transfer.state_changed` reports every transition (`from`, `to`); `transfer.needs_attention`
 // an outcome a human should look at (the caller not given back, or the outcome unverified);
-// `transfer.outcome_verified` the provider later confirming an unverified outcome.
+// `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
+// provider later confirming an unverified outcome (`caller_restored` corrected if it was
+// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
+// outcome is final.
 type EventType string
 
 // Evidence What the provider said when it refused or failed a command, verbatim (minus secrets).
@@ -1107,7 +1113,10 @@ type WebhookDelivery struct {
 
 	// Type `transfer.state_changed` reports every transition (`from`, `to`); `transfer.needs_attention`
 	// an outcome a human should look at (the caller not given back, or the outcome unverified);
-	// `transfer.outcome_verified` the provider later confirming an unverified outcome.
+	// `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
+	// provider later confirming an unverified outcome (`caller_restored` corrected if it was
+	// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
+	// outcome is final.
 	Type      EventType `json:"type"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -986,7 +986,10 @@ export interface components {
         /**
          * @description `transfer.state_changed` reports every transition (`from`, `to`); `transfer.needs_attention`
          *     an outcome a human should look at (the caller not given back, or the outcome unverified);
-         *     `transfer.outcome_verified` the provider later confirming an unverified outcome.
+         *     `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
+         *     provider later confirming an unverified outcome (`caller_restored` corrected if it was
+         *     wrong), or a tombstone's watch for a consult that never appeared ending. After it the
+         *     outcome is final.
          * @enum {string}
          */
         EventType: "transfer.created" | "transfer.state_changed" | "transfer.target_answered" | "transfer.completed" | "transfer.failed" | "transfer.cancelled" | "transfer.needs_attention" | "transfer.outcome_verified";

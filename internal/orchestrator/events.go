@@ -21,8 +21,10 @@ const (
 	// given back (for a reason other than hanging up), or the outcome is
 	// not verified.
 	EventNeedsAttention EventType = "transfer.needs_attention"
-	// EventOutcomeVerified: the sweeper saw the provider confirm an
-	// outcome that ended unverified (caller_restored may be corrected).
+	// EventOutcomeVerified: the sweeper discharged a terminal transfer's
+	// cleanup obligation: it saw the provider confirm an outcome that
+	// ended unverified (caller_restored may be corrected), or a
+	// tombstone's watch ended. After it the outcome is final.
 	EventOutcomeVerified EventType = "transfer.outcome_verified"
 )
 
