@@ -82,7 +82,7 @@ type config struct {
 	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
 	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
 	BodyReadTimeout   time.Duration `envconfig:"BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
-	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response; a long poll (Prefer: wait) gets its wait on top"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait) gets its wait on top"`
 	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
@@ -201,6 +201,11 @@ func (c *config) validate() error {
 	}
 	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.BodyReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.MaxHeaderBytes < 4096 {
 		errs = append(errs, errors.New("TRANSFERD_READ_HEADER_TIMEOUT, _READ_TIMEOUT, _BODY_READ_TIMEOUT, _WRITE_TIMEOUT, _IDLE_TIMEOUT: must be positive; TRANSFERD_MAX_HEADER_BYTES at least 4096"))
+	}
+	if c.WriteTimeout > api.MaxWriteTimeout {
+		// Idempotency-Key reservations are settled on the assumption that
+		// a request is served within orchestrator.ReservationTimeout.
+		errs = append(errs, fmt.Errorf("TRANSFERD_WRITE_TIMEOUT: must be at most %s", api.MaxWriteTimeout))
 	}
 	if c.NetSapiensRequestBudget < 0 || c.BandwidthRequestBudget < 0 || c.RequestBurst < 1 || c.StartRate < 0 || c.MaxInFlight < 0 || c.MaxWaits < 0 {
 		errs = append(errs, errors.New("request budgets and tenant limits must not be negative; TRANSFERD_REQUEST_BURST at least 1"))

@@ -28,11 +28,37 @@ type IdempotencyStore interface {
 // with its key to finish before it is told to retry.
 const idempotencyWait = 65 * time.Second // longer than the longest Prefer: wait
 
+// recordTimeout bounds the recording of a response (or the release of a
+// reservation after a 5xx), so that it ends within
+// orchestrator.ReservationTimeout.
+const recordTimeout = 10 * time.Second
+
+// MaxWriteTimeout is the longest server write timeout (Config.WriteTimeout)
+// that keeps a request with an Idempotency-Key within
+// orchestrator.ReservationTimeout.
+const MaxWriteTimeout = 2 * time.Minute
+
+// startBudget is what orchestrator.ReservationTimeout leaves a request for
+// the rest of its work: validating the request and saving the transfer
+// (a few store calls).
+const startBudget = 45 * time.Second
+
+// A request with an Idempotency-Key reserves its key (CreatedAt is taken
+// before it waits for an earlier request with the key), is served (the
+// create, then at most the longest Prefer: wait and a write within the
+// write timeout) and records its response, all within
+// orchestrator.ReservationTimeout: past it its replica settles the
+// reservation, which must then belong to no request being served. This
+// line does not compile if the sum exceeds the bound.
+const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudget + maxPreferWait + MaxWriteTimeout + recordTimeout))
+
 // idempotent makes a POST with an Idempotency-Key answer every repeat
 // with the first response: the same key and body replay it (across
 // restarts and replicas), the same key with another body is a 422, and a
 // repeat that arrives while the first is still being served waits for it.
-// A 5xx is not remembered, so that the client may retry.
+// A 5xx is not remembered, so that the client may retry. A reservation
+// whose response could not be recorded (the store failed) is settled by
+// this replica once orchestrator.ReservationTimeout has passed.
 func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
@@ -96,7 +122,8 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), idempotencyCtxKey{}, [2]string{rec.Scope, rec.Key})))
 		// The response is recorded even if the client went away: a retry
 		// must see the transfer this request created.
-		sctx := context.WithoutCancel(r.Context())
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+		defer scancel()
 		var err error
 		if cw.status >= 500 {
 			err = store.DeleteIdempotency(sctx, rec.Scope, rec.Key)
@@ -105,7 +132,8 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				Status: cw.status, Location: w.Header().Get("Location"), Body: cw.body.Bytes()})
 		}
 		if err != nil {
-			hlog.FromRequest(r).Error().Err(err).Msg("recording an idempotent response failed")
+			hlog.FromRequest(r).Error().Err(err).Dur("settled_within", orchestrator.ReservationTimeout).
+				Msg("recording an idempotent response failed; the key answers 409 until its reservation is settled")
 		}
 	})
 }

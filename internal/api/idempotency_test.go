@@ -2,11 +2,13 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +155,118 @@ func TestIdempotencyKeyIsValidated(t *testing.T) {
 	r := post(t, inst.srv.URL+"/v1/transfers", strings.Repeat("k", 256), manualBody)
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Idempotency-Key") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// unrecordedStore is a memory store whose first CompleteIdempotency fails,
+// as a store does on a transient error (a dropped connection). Its
+// SettleIdempotency reports each round on rounds (to a test waiting for
+// one) and moves the cutoff of the caller's own reservations on by
+// advance: the round a live replica runs once that much more time has
+// passed (its heartbeat renewed meanwhile).
+type unrecordedStore struct {
+	*memory.Store
+	failed  atomic.Bool
+	advance atomic.Int64 // a time.Duration
+	rounds  chan time.Duration
+}
+
+func (s *unrecordedStore) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+	if s.failed.CompareAndSwap(false, true) {
+		return errors.New("postgres: complete idempotency key: conn closed")
+	}
+	return s.Store.CompleteIdempotency(ctx, scope, key, resp)
+}
+
+func (s *unrecordedStore) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
+	advance := time.Duration(s.advance.Load())
+	n, err := s.Store.SettleIdempotency(ctx, owner, now, ownBefore.Add(advance))
+	select {
+	case s.rounds <- advance:
+	default:
+	}
+	return n, err
+}
+
+// settleRound waits for a settle round of the maintenance loop that began
+// after the call, with the store's current advance: the second of two, as
+// the first may have begun before.
+func (s *unrecordedStore) settleRound(t *testing.T) {
+	t.Helper()
+	want := time.Duration(s.advance.Load())
+	timeout := time.After(10 * time.Second)
+	for seen := 0; seen < 2; {
+		select {
+		case got := <-s.rounds:
+			if got == want {
+				seen++
+			}
+		case <-timeout:
+			t.Fatal("no settle round of the maintenance loop")
+		}
+	}
+}
+
+// A create is served (202, the transfer saved with its key) but its
+// response cannot be recorded. Its replica stays alive: while the request
+// may still be served its reservation is left alone, and once
+// orchestrator.ReservationTimeout has passed the replica settles it, so
+// that a retry with the key replays the transfer instead of waiting for
+// 409 "still being served" for as long as the replica lives.
+func TestReservationWhoseResponseWasNotRecordedIsSettledByItsLiveReplica(t *testing.T) {
+	ctx := context.Background()
+	store := &unrecordedStore{Store: memory.New(), rounds: make(chan time.Duration)}
+	fake := orchestratortest.NewFake("netsapiens")
+	eng, err := orchestrator.New(orchestrator.Config{Owner: "r1", LeaseTTL: 40 * time.Millisecond,
+		PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond},
+		store, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Replica: "r1"},
+		eng, zerolog.Nop(), reg, reg))
+	t.Cleanup(func() {
+		srv.Close()
+		_ = eng.Shutdown(context.Background())
+	})
+	if err := eng.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := post(t, srv.URL+"/v1/transfers", "key-1", manualBody)
+	if a.status != http.StatusAccepted || !store.failed.Load() {
+		t.Fatalf("create: %+v (recording failed: %t)", a, store.failed.Load())
+	}
+	scope := orchestrator.DefaultTenant + " POST /v1/transfers"
+	pending := func() bool {
+		t.Helper()
+		cur, mine, err := store.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: "key-1",
+			RequestHash: "probe", CreatedAt: time.Now(), Owner: "probe"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mine {
+			t.Fatalf("the reservation of key-1 was released, although its transfer %s was saved", a.location)
+		}
+		return cur.Response == nil
+	}
+
+	store.settleRound(t)
+	if !pending() {
+		t.Fatal("a reservation younger than ReservationTimeout was settled: its request may still be served")
+	}
+
+	store.advance.Store(int64(orchestrator.ReservationTimeout))
+	store.settleRound(t)
+	if pending() {
+		t.Fatal("the reservation of a create answered 202 is still in progress past ReservationTimeout, its replica alive")
+	}
+	b := post(t, srv.URL+"/v1/transfers", "key-1", manualBody)
+	if b.status != http.StatusAccepted || b.location != a.location || b.replayed != "true" {
+		t.Fatalf("retry: %+v, want the transfer at %s replayed", b, a.location)
+	}
+	ts, _, _ := store.List(ctx, orchestrator.ListFilter{Limit: 10})
+	if len(ts) != 1 {
+		t.Fatalf("%d transfers, want 1", len(ts))
 	}
 }

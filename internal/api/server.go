@@ -60,7 +60,7 @@ type Config struct {
 	// timeout.
 	BodyReadTimeout time.Duration
 	// WriteTimeout is the server's write timeout; a long poll extends its
-	// own deadline by the wait it was granted.
+	// own deadline by the wait it was granted. At most MaxWriteTimeout.
 	WriteTimeout time.Duration
 	// Replica names this process among those sharing the store; it owns
 	// the idempotency reservations it makes.

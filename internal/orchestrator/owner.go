@@ -14,9 +14,10 @@ const claimBatch = 100
 // not wait for its heartbeat to expire), settles the Idempotency-Key
 // reservations its previous life left waiting, claims transfers of
 // replicas whose heartbeat expired, and starts the maintenance loop:
-// heartbeat and claims every LeaseTTL/4, signals put through other
-// replicas every PollInterval, and the retention purge every
-// PurgeInterval. Shutdown stops it.
+// heartbeat, claims and the settling of reservations (stopped replicas',
+// and this replica's own older than ReservationTimeout) every LeaseTTL/4,
+// signals put through other replicas every PollInterval, and the
+// retention purge every PurgeInterval. Shutdown stops it.
 func (e *Engine) Open(ctx context.Context) error {
 	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL()); err != nil {
 		return err
@@ -24,7 +25,9 @@ func (e *Engine) Open(ctx context.Context) error {
 	if err := e.claim(ctx, true); err != nil {
 		return err
 	}
-	if err := e.settleIdempotency(ctx, true); err != nil {
+	// The API serves after Open: every reservation this replica owns now
+	// is its previous life's.
+	if err := e.settleIdempotency(ctx, e.now()); err != nil {
 		return err
 	}
 	if err := e.claim(ctx, false); err != nil {
@@ -77,15 +80,18 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 	return nil
 }
 
-// settleIdempotency settles reservations whose request died with its
-// process: replayed if the transfer was saved, released otherwise.
-func (e *Engine) settleIdempotency(ctx context.Context, own bool) error {
-	n, err := e.store.SettleIdempotency(ctx, e.cfg.Owner, e.now(), own)
+// settleIdempotency settles the reservations no request serves any more:
+// those of replicas whose heartbeat expired (the request died with its
+// process) and this replica's own made before ownBefore (by its previous
+// life, or by a request whose response could not be recorded): replayed
+// if the transfer was saved, released otherwise.
+func (e *Engine) settleIdempotency(ctx context.Context, ownBefore time.Time) error {
+	n, err := e.store.SettleIdempotency(ctx, e.cfg.Owner, e.now(), ownBefore)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		e.log.Info().Int("keys", n).Msg("settled Idempotency-Key reservations whose request died with its process")
+		e.log.Info().Int("keys", n).Msg("settled Idempotency-Key reservations whose request ended without recording its response")
 	}
 	return nil
 }
@@ -164,7 +170,10 @@ func (e *Engine) maintain() {
 				if err := e.claim(ctx, false); err != nil {
 					e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")
 				}
-				if err := e.settleIdempotency(ctx, false); err != nil {
+				// A request is served within ReservationTimeout: an own
+				// reservation older than that is one whose response could
+				// not be recorded.
+				if err := e.settleIdempotency(ctx, e.now().Add(-ReservationTimeout)); err != nil {
 					e.log.Warn().Err(err).Msg("settling Idempotency-Key reservations failed")
 				}
 			}

@@ -91,14 +91,17 @@ type Store interface {
 	// response worth replaying, so that the client may retry.
 	DeleteIdempotency(ctx context.Context, scope, key string) error
 	// SettleIdempotency settles reservations still waiting for their
-	// response (Response nil) whose Owner has no live heartbeat at now,
-	// and, when own is set, those of owner itself: the request that made
-	// them died with its process. A reservation linked to a transfer (the
+	// response (Response nil) that no request serves any more: those whose
+	// Owner has no live heartbeat at now (the request died with its
+	// process), and those of owner itself created before ownBefore (the
+	// zero time: none) — a request of owner's previous life, or one that
+	// ended without its response recorded (CompleteIdempotency failed):
+	// see ReservationTimeout. A reservation linked to a transfer (the
 	// create was saved: see Transfer.IdempotencyKey) gets the response
 	// {Status: 202, Location: "/v1/transfers/<id>", TransferID: <id>}; any
 	// other is deleted, so that the client's retry runs afresh. It
 	// returns how many it settled.
-	SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error)
+	SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error)
 
 	// Purge deletes transfers that are terminal and not Open, last updated
 	// before `before`, with their signals, and idempotency records created
@@ -119,6 +122,19 @@ type EventStore interface {
 	// Transfer snapshot.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 }
+
+// ReservationTimeout bounds how long a request with an Idempotency-Key
+// is served, counted from its reservation's CreatedAt: past it the
+// request has recorded its response or never will (the recording failed),
+// and its own replica, alive, settles the reservation in its maintenance
+// loop (Store.SettleIdempotency), so that the key is never left "in
+// progress". The API keeps every such request within it: it may wait for
+// an earlier request with the key (idempotencyWait, 65 s), then hold the
+// longest Prefer: wait (60 s), write the response within the longest
+// write timeout (api.MaxWriteTimeout, 2 min) and record it (10 s); the
+// 45 s left cover validating and saving the transfer. A reservation is
+// thus never settled under the request that holds it.
+const ReservationTimeout = 5 * time.Minute
 
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {

@@ -303,7 +303,9 @@ type Transfer struct {
 	// IdempotencyScope and IdempotencyKey name the Idempotency-Key the
 	// transfer was created with, if any: the store links the reservation
 	// to the transfer in the same write, so that a reservation whose
-	// request died with its process can be settled on resume.
+	// request ended without recording its response (its process died, or
+	// the recording failed) replays the transfer once settled
+	// (Store.SettleIdempotency).
 	IdempotencyScope string `json:",omitempty"`
 	IdempotencyKey   string `json:",omitempty"`
 	// RequestID is the HTTP request that created the transfer.

@@ -318,7 +318,7 @@ func (s *Store) DeleteIdempotency(_ context.Context, scope, key string) error {
 }
 
 // SettleIdempotency implements orchestrator.Store.
-func (s *Store) SettleIdempotency(_ context.Context, owner string, now time.Time, own bool) (int, error) {
+func (s *Store) SettleIdempotency(_ context.Context, owner string, now, ownBefore time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -326,7 +326,7 @@ func (s *Store) SettleIdempotency(_ context.Context, owner string, now time.Time
 		if row.rec.Response != nil {
 			continue
 		}
-		if s.live(row.rec.Owner, now) && !(own && row.rec.Owner == owner) {
+		if s.live(row.rec.Owner, now) && !(row.rec.Owner == owner && row.rec.CreatedAt.Before(ownBefore)) {
 			continue
 		}
 		n++

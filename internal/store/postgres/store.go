@@ -641,7 +641,7 @@ func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error 
 // that a reservation is either answered or deleted, never both. Rows are
 // locked by the UPDATE and DELETE themselves; a reservation completed
 // meanwhile no longer has status NULL when re-checked and is left alone.
-func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error) {
+func (s *Store) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
 	const op = "settle idempotency keys"
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -649,13 +649,13 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// The predicate repeats idempotency_pending's (status IS NULL).
-	orphaned := `status IS NULL AND (($1 AND owner = $2) OR ` + deadOwner("owner", 3) + `)`
+	orphaned := `status IS NULL AND ((owner = $1 AND created_at < $2) OR ` + deadOwner("owner", 3) + `)`
 	answered, err := tx.Exec(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
-		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, own, owner, now)
+		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, owner, ownBefore, now)
 	if err != nil {
 		return 0, s.fail(op, err)
 	}
-	deleted, err := tx.Exec(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, own, owner, now)
+	deleted, err := tx.Exec(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, owner, ownBefore, now)
 	if err != nil {
 		return 0, s.fail(op, err)
 	}

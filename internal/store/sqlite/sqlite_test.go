@@ -289,7 +289,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if ids, err := s.Signalled(ctx, "new"); err != nil || !slices.Equal(ids, []string{active.ID}) {
 		t.Errorf("Signalled = %v, %v; want %s", ids, err, active.ID)
 	}
-	if n, err := s.SettleIdempotency(ctx, "new", now, false); err != nil || n != 1 {
+	if n, err := s.SettleIdempotency(ctx, "new", now, time.Time{}); err != nil || n != 1 {
 		t.Errorf("SettleIdempotency = %d, %v; want the old reservation deleted", n, err)
 	}
 	if n, err := s.Purge(ctx, now, 0); err != nil || n != 1 {

@@ -594,7 +594,7 @@ func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error 
 
 // SettleIdempotency implements orchestrator.Store: one transaction, so
 // that a reservation is either answered or deleted, never both.
-func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Time, own bool) (int, error) {
+func (s *Store) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
 	const op = "settle idempotency keys"
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -602,9 +602,9 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 	}
 	defer tx.Rollback()
 	// The predicate repeats idempotency_pending's (status IS NULL).
-	orphaned := `status IS NULL AND ((? AND owner = ?) OR ` + deadOwner("owner") + `)`
+	orphaned := `status IS NULL AND ((owner = ? AND created_at < ?) OR ` + deadOwner("owner") + `)`
 	res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
-		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, own, owner, ts(now))
+		body = NULL, response_transfer_id = transfer_id WHERE transfer_id IS NOT NULL AND `+orphaned, owner, ts(ownBefore), ts(now))
 	if err != nil {
 		return 0, fail(op, err)
 	}
@@ -612,7 +612,7 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now time.Ti
 	if err != nil {
 		return 0, fail(op, err)
 	}
-	res, err = tx.ExecContext(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, own, owner, ts(now))
+	res, err = tx.ExecContext(ctx, `DELETE FROM idempotency WHERE transfer_id IS NULL AND `+orphaned, owner, ts(ownBefore), ts(now))
 	if err != nil {
 		return 0, fail(op, err)
 	}

@@ -84,6 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"CreateLinksIdempotency", testCreateLinksIdempotency},
 		{"SettleIdempotency", testSettleIdempotency},
+		{"SettleIdempotencyOwnBefore", testSettleIdempotencyOwnBefore},
 		{"Purge", testPurge},
 		{"PurgeLimit", testPurgeLimit},
 		{"Ping", testPing},
@@ -205,9 +206,13 @@ func (f *fixture) signalled(owner string) []string {
 	return got
 }
 
-func (f *fixture) settle(owner string, now time.Time, own bool) int {
+// never is the ownBefore of a SettleIdempotency that settles none of
+// the caller's own reservations.
+var never time.Time
+
+func (f *fixture) settle(owner string, now, ownBefore time.Time) int {
 	f.Helper()
-	n, err := f.s.SettleIdempotency(f.ctx, owner, now, own)
+	n, err := f.s.SettleIdempotency(f.ctx, owner, now, ownBefore)
 	if err != nil {
 		f.Fatalf("SettleIdempotency(%s): %v", owner, err)
 	}
@@ -1264,7 +1269,7 @@ func testCreateLinksIdempotency(f *fixture) {
 	f.create(unreserved)
 
 	// A dies: its linked reservation replays the transfer, the others go.
-	if n := f.settle("B", now, false); n != 3 {
+	if n := f.settle("B", now, never); n != 3 {
 		f.Errorf("SettleIdempotency = %d, want 3", n)
 	}
 	got, ok := reserve(f, rec(scope, "k1"))
@@ -1287,8 +1292,8 @@ func testCreateLinksIdempotency(f *fixture) {
 }
 
 // SettleIdempotency answers or deletes the pending reservations of
-// replicas without a live heartbeat (and with own the caller's), and
-// leaves completed ones and live replicas' alone.
+// replicas without a live heartbeat (and, all of them before ownBefore,
+// the caller's), and leaves completed ones and live replicas' alone.
 func testSettleIdempotency(f *fixture) {
 	const ttl = 30 * time.Second
 	f.heartbeat("live", now, ttl)
@@ -1335,7 +1340,7 @@ func testSettleIdempotency(f *fixture) {
 		}
 	}
 
-	if n := f.settle("self", now, false); n != 3 {
+	if n := f.settle("self", now, never); n != 3 {
 		f.Errorf("SettleIdempotency(self) = %d, want 3 (the dead replica's two and the one without owner)", n)
 	}
 	check("linked-dead", "dead", replayOf(linked["linked-dead"]))
@@ -1348,12 +1353,12 @@ func testSettleIdempotency(f *fixture) {
 	for _, key := range []string{"linked-self", "unlinked-self"} {
 		check(key, "self", nil)
 	}
-	if n := f.settle("self", now, false); n != 0 {
+	if n := f.settle("self", now, never); n != 0 {
 		f.Errorf("a second SettleIdempotency = %d, want 0", n)
 	}
 
 	// A process restarted under its own name settles what it left.
-	if n := f.settle("self", now, true); n != 2 {
+	if n := f.settle("self", now, now.Add(time.Microsecond)); n != 2 {
 		f.Errorf("SettleIdempotency(self, own) = %d, want 2", n)
 	}
 	check("linked-self", "self", replayOf(linked["linked-self"]))
@@ -1361,14 +1366,72 @@ func testSettleIdempotency(f *fixture) {
 	check("linked-live", "live", nil)
 
 	// At the end of live's heartbeat its reservations are settled too.
-	if n := f.settle("other", now.Add(ttl-time.Microsecond), false); n != 0 {
+	if n := f.settle("other", now.Add(ttl-time.Microsecond), never); n != 0 {
 		f.Errorf("SettleIdempotency before live's heartbeat ended = %d, want 0", n)
 	}
-	if n := f.settle("other", now.Add(ttl), false); n != 2 {
+	if n := f.settle("other", now.Add(ttl), never); n != 2 {
 		f.Errorf("SettleIdempotency after live's heartbeat ended = %d, want 2", n)
 	}
 	check("linked-live", "live", replayOf(linked["linked-live"]))
 	checkGone("unlinked-live")
+}
+
+// SettleIdempotency settles the caller's own pending reservations
+// created before ownBefore although its heartbeat is live (their request
+// ended without recording its response), and leaves its younger ones, its
+// completed ones and another live replica's alone.
+func testSettleIdempotencyOwnBefore(f *fixture) {
+	const ttl = 30 * time.Second
+	cutoff := now.Add(-time.Minute)
+	f.heartbeat("self", now, ttl)
+	f.heartbeat("live", now, ttl)
+	const scope = "POST /v1/transfers"
+	rec := func(key, owner string, at time.Time) orchestrator.IdempotencyRecord {
+		return orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: "h-" + key, CreatedAt: at, Owner: owner}
+	}
+	recs := []orchestrator.IdempotencyRecord{
+		rec("linked-old", "self", cutoff.Add(-time.Microsecond)), rec("unlinked-old", "self", cutoff.Add(-time.Hour)),
+		rec("linked-at", "self", cutoff), rec("unlinked-young", "self", now), rec("done-old", "self", cutoff.Add(-time.Hour)),
+		rec("linked-other", "live", cutoff.Add(-time.Hour)), rec("unlinked-other", "live", cutoff.Add(-time.Hour)),
+	}
+	linked := map[string]string{} // key -> transfer id
+	for i, r := range recs {
+		reserve(f, r)
+		if strings.HasPrefix(r.Key, "linked-") || r.Key == "done-old" {
+			t := f.transfer(strconv.Itoa(i))
+			t.IdempotencyScope, t.IdempotencyKey = scope, r.Key
+			f.create(t)
+			linked[r.Key] = t.ID
+		}
+	}
+	done := orchestrator.IdempotentResponse{Status: 201, Location: "/v1/transfers/" + linked["done-old"], Body: []byte(`{"state":"consulting"}`)}
+	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-old", done); err != nil {
+		f.Fatal(err)
+	}
+
+	if n := f.settle("self", now, cutoff); n != 2 {
+		f.Errorf("SettleIdempotency(self, before %s) = %d, want 2 (linked-old, unlinked-old)", cutoff, n)
+	}
+	for _, r := range recs {
+		want := r
+		switch r.Key {
+		case "unlinked-old":
+			if _, ok := reserve(f, rec(r.Key, "checker", now)); !ok {
+				f.Errorf("%s: the reservation is still there", r.Key)
+			}
+			continue
+		case "linked-old":
+			want.Response = replayOf(linked[r.Key])
+		case "done-old":
+			want.Response = &done
+		}
+		got, ok := reserve(f, want)
+		if ok {
+			f.Errorf("%s: the reservation is gone", r.Key)
+			continue
+		}
+		equalIdem(f, r.Key, got, want)
+	}
 }
 
 // ---- Purge ----
