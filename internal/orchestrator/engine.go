@@ -150,6 +150,14 @@ type Engine struct {
 	// nothing of the other (a heartbeat row may still be writable while
 	// transfer saves fail).
 	saveErr, beatErr atomic.Pointer[error]
+
+	// lease is this replica's own view of its heartbeat; see leaseHeld.
+	lease struct {
+		sync.Mutex
+		on     bool      // Open ran: the replica heartbeats
+		until  time.Time // when it stops sending provider requests
+		lapses int64     // times it was found lapsed (or expired)
+	}
 }
 
 // waiter is the channel closed on a transfer's next change, shared by
@@ -612,6 +620,41 @@ func (e *Engine) local(id string) bool {
 // heartbeatTTL is how long one heartbeat keeps this replica's transfers.
 func (e *Engine) heartbeatTTL() time.Duration { return e.cfg.LeaseTTL / 2 }
 
+// leaseMargin is how long before its heartbeat runs out, as other
+// replicas will judge it, this replica stops sending provider requests:
+// room for their clocks to run ahead of its own and for a request it
+// sent to arrive. It is half the time between renewals, so one renewal
+// that comes late pauses nothing.
+func (e *Engine) leaseMargin() time.Duration { return e.cfg.LeaseTTL / 8 }
+
+// renewLease records a heartbeat written with the time `at`. A lease that
+// had run out before it, or a heartbeat the store found expired, counts
+// as a lapse: other replicas may have claimed this one's transfers
+// meanwhile, so each transfer must be saved again (which a claim would
+// make fail) before it sends a request whose intent it cannot save.
+func (e *Engine) renewLease(at time.Time, expired bool) {
+	e.lease.Lock()
+	defer e.lease.Unlock()
+	if expired || !at.Before(e.lease.until) {
+		e.lease.lapses++
+	}
+	e.lease.on = true
+	e.lease.until = at.Add(e.heartbeatTTL() - e.leaseMargin())
+}
+
+// leaseHeld reports whether this replica may send provider requests: its
+// last heartbeat still runs, with leaseMargin to spare. A replica cut off
+// from the store cannot learn that another claimed its transfers (only a
+// save's version conflict tells), so it must stop acting before the
+// others may claim them, or it could undo what the new owner did. An
+// engine that was never opened (tests, tools) has no heartbeat to lose.
+// It also returns the lapse count, for lapsedSince.
+func (e *Engine) leaseHeld() (bool, int64) {
+	e.lease.Lock()
+	defer e.lease.Unlock()
+	return !e.lease.on || e.now().Before(e.lease.until), e.lease.lapses
+}
+
 // crash calls the configured crash point, if any.
 func (e *Engine) crash(t *Transfer, point string) {
 	if e.cfg.CrashPoint != nil {
@@ -679,6 +722,7 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
 	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed}
+	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
 	en.signal.Store(resumed) // a signal may have been put while nobody drove it
 	e.mu.Lock()

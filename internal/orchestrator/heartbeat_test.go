@@ -2,9 +2,12 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,4 +331,306 @@ func TestRestartWithManyOwnTransfersResumesEachOnce(t *testing.T) {
 	if calls := countActions(fake.Actions(), orchestratortest.MethodLocate); calls != n {
 		t.Errorf("%d locates for %d transfers: each resumed exactly once", calls, n)
 	}
+}
+
+// ambiguousStore writes its first Update that matches failOn and answers
+// it with an error, as a store answers a commit whose answer was lost
+// (the PostgreSQL store gives every save of a batch the error of a
+// failed COMMIT round trip, which may have committed). The first Get
+// after it fails too when getFails is set.
+type ambiguousStore struct {
+	*memory.Store
+	failOn   func(*orchestrator.Transfer) bool
+	getFails bool
+	fired    atomic.Bool
+	gets     atomic.Int32 // Gets answered with an error
+}
+
+func (s *ambiguousStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if !s.fired.Load() && s.failOn(t) {
+		v := t.Version
+		if err := s.Store.Update(ctx, t); err != nil {
+			return err
+		}
+		s.fired.Store(true)
+		t.Version = v // a store sets the version only on success
+		return errors.New("update " + t.ID + ": unexpected EOF")
+	}
+	return s.Store.Update(ctx, t)
+}
+
+func (s *ambiguousStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	if s.getFails && s.fired.Load() && s.gets.CompareAndSwap(0, 1) {
+		return nil, errors.New("get " + id + ": connection reset")
+	}
+	return s.Store.Get(ctx, id)
+}
+
+// A save the store answered with an error but made (the dial's intent
+// here) leaves the stored record one version past the working one. The
+// replica's next save conflicts with its own write: it must carry on from
+// it, not take the conflict for another replica's claim and abandon the
+// transfer with the caller on hold (no other replica claims a transfer
+// whose owner is alive). A failed read while telling the two apart is not
+// taken as a loss either: the next save asks again. The events the
+// ambiguous write recorded are not recorded twice.
+func TestSaveMadeDespiteItsErrorIsCarriedOn(t *testing.T) {
+	for _, getFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("read fails once=%t", getFails), func(t *testing.T) {
+			ctx := context.Background()
+			store := &ambiguousStore{Store: memory.New(), getFails: getFails, failOn: func(tr *orchestrator.Transfer) bool {
+				s := tr.Steps[len(tr.Steps)-1]
+				return s.Name == orchestrator.StepDial && s.Status == orchestrator.StepStarted
+			}}
+			fake := orchestratortest.NewFake("fake")
+			e := replica(t, "a", store, fake, nil)
+			tr, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr = waitFor(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+			if !store.fired.Load() {
+				t.Fatal("the dial's intent was never saved")
+			}
+			if getFails && store.gets.Load() != 1 {
+				t.Fatal("the read after the conflict never failed")
+			}
+			if c, _ := fake.State(tr.ID); tr.State != orchestrator.StateCompleted || c.Caller != orchestrator.CallerTransferred {
+				t.Fatalf("transfer %s, the provider shows the caller %v: want completed with the target", tr.State, c.Caller)
+			}
+			got, err := store.Get(ctx, tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != orchestrator.StateCompleted || got.Version != tr.Version {
+				t.Errorf("stored %s v%d, want completed v%d", got.State, got.Version, tr.Version)
+			}
+			evs, err := store.Events(ctx, orchestrator.EventFilter{Tenant: orchestrator.DefaultTenant, TransferID: tr.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ev := range evs {
+				if ev.Seq != int64(i+1) {
+					t.Fatalf("event %d has seq %d: the events are %v", i, ev.Seq, evs)
+				}
+			}
+			if n := int64(len(evs)); n != got.EventSeq {
+				t.Errorf("%d events stored, the record's last seq is %d", n, got.EventSeq)
+			}
+		})
+	}
+}
+
+// partitionedStore is one replica's view of a shared store that it can be
+// cut off from (a network partition, a failover, an exhausted pool):
+// every call fails while cut.
+type partitionedStore struct {
+	*memory.Store
+	cut atomic.Bool
+}
+
+var errPartition = errors.New("dial tcp 10.0.0.5:5432: i/o timeout")
+
+func (s *partitionedStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.cut.Load() {
+		return errPartition
+	}
+	return s.Store.Update(ctx, t)
+}
+
+func (s *partitionedStore) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	if s.cut.Load() {
+		return false, errPartition
+	}
+	return s.Store.Heartbeat(ctx, owner, now, ttl)
+}
+
+func (s *partitionedStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *partitionedStore) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	if s.cut.Load() {
+		return orchestrator.SignalNone, errPartition
+	}
+	return s.Store.TakeSignal(ctx, id)
+}
+
+func (s *partitionedStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Claim(ctx, owner, now, own, limit)
+}
+
+// writeCounter is the shared Fake as one replica sends to it: it counts
+// that replica's provider writes.
+type writeCounter struct {
+	*orchestratortest.Fake
+	writes atomic.Int32
+}
+
+func (p *writeCounter) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	p.writes.Add(1)
+	return p.Fake.Hold(ctx, t)
+}
+
+func (p *writeCounter) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
+	p.writes.Add(1)
+	return p.Fake.Unhold(ctx, t)
+}
+
+func (p *writeCounter) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
+	p.writes.Add(1)
+	return p.Fake.Dial(ctx, t)
+}
+
+func (p *writeCounter) Complete(ctx context.Context, t *orchestrator.Transfer) error {
+	p.writes.Add(1)
+	return p.Fake.Complete(ctx, t)
+}
+
+func (p *writeCounter) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	p.writes.Add(1)
+	return p.Fake.HangupConsult(ctx, t)
+}
+
+// logLines keeps a logger's lines for a test to look for.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	return len(p), nil
+}
+
+func (l *logLines) has(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// A replica cut off from the store cannot learn that another replica
+// claimed its transfer: only a save's version conflict would tell it. So
+// once its own heartbeat runs out it sends no provider request at all,
+// not even a restorative one whose intent it cannot save. Here replica a
+// is cut off while its manual transfer consults with the target answered;
+// b claims the transfer once a's heartbeat expired, and the client's
+// complete makes b send the join, which the PBX applies a moment later.
+// At its own copy's consult deadline a would hang up the consult and
+// unhold the caller, undoing b's join; it must hold back instead, and
+// stop driving the transfer once the store tells it b owns it.
+func TestReplicaCutOffFromTheStoreSendsNothingOnceItsHeartbeatRunsOut(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	aStore := &partitionedStore{Store: mem}
+	aProv := &writeCounter{Fake: fake}
+	aLog := &logLines{}
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
+	}
+	a, err := orchestrator.New(cfg("a"), aStore, []orchestrator.Provider{aProv}, zerolog.New(aLog), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := orchestrator.New(cfg("b"), mem, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*orchestrator.Engine{a, b} {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+	}
+	for _, e := range []*orchestrator.Engine{a, b} {
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	// Far past the claim below (a's heartbeat runs 200 ms, claims come
+	// every 100 ms): a's copy reaches its deadline while b owns it.
+	r.ConsultTimeout = 3 * time.Second
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+	writes := aProv.writes.Load()
+
+	aStore.cut.Store(true)
+	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	fake.Defer(orchestratortest.MethodComplete, 1)
+	if _, err := b.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sent the join", func() bool { return fake.Deferred(tr.ID) == 1 })
+	eventually(t, "a reached its consult deadline and held its undo back (or sent it)", func() bool {
+		return aLog.has(tr.ID, "heartbeat ran out") || aProv.writes.Load() > writes
+	})
+
+	aStore.cut.Store(false) // a's next save conflicts: it lets the transfer go
+	eventually(t, "a stopped driving the transfer", func() bool { return !slices.Contains(a.Running(), tr.ID) })
+	fake.ApplyDeferred(tr.ID)
+	final := waitFor(t, b, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	c, _ := fake.State(tr.ID)
+	if n := aProv.writes.Load() - writes; n > 0 {
+		t.Errorf("replica a sent %d provider request(s) after b claimed the transfer", n)
+	}
+	if final.State != orchestrator.StateCompleted || c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the transfer the client completed ended %s (%s); the provider shows the caller %v, the consult %v",
+			final.State, final.Outcome.Reason, c.Caller, c.Consult)
+	}
+}
+
+// blockingPurge is a store whose purges wait until released: a purge of a
+// large backlog.
+type blockingPurge struct {
+	*memory.Store
+	release chan struct{}
+	beats   atomic.Int32
+}
+
+func (s *blockingPurge) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	<-s.release
+	return s.Store.Purge(ctx, before, limit)
+}
+
+func (s *blockingPurge) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	s.beats.Add(1)
+	return s.Store.Heartbeat(ctx, owner, now, ttl)
+}
+
+// The heartbeat is not held back by a long purge: the replica's lease
+// would run out and its transfers stop (and others claim them).
+func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
+	store := &blockingPurge{Store: memory.New(), release: make(chan struct{})}
+	e := replica(t, "a", store, orchestratortest.NewFake("fake"), nil)
+	t.Cleanup(func() { close(store.release) }) // before the engine's Shutdown
+	if err := e.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "three heartbeats while the first purge runs", func() bool { return store.beats.Load() >= 4 })
 }

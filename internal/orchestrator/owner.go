@@ -19,9 +19,11 @@ const claimBatch = 100
 // signals put through other replicas every PollInterval, and the
 // retention purge every PurgeInterval. Shutdown stops it.
 func (e *Engine) Open(ctx context.Context) error {
-	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL()); err != nil {
+	at := e.now()
+	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL()); err != nil {
 		return err
 	}
+	e.renewLease(at, false)
 	if err := e.claim(ctx, true); err != nil {
 		return err
 	}
@@ -99,12 +101,17 @@ func (e *Engine) settleIdempotency(ctx context.Context, ownBefore time.Time) err
 // heartbeat renews this replica's heartbeat: one write, whatever the
 // number of transfers it owns.
 func (e *Engine) heartbeat(ctx context.Context) {
-	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.now(), e.heartbeatTTL())
+	// The heartbeat runs from before it was sent: the store may write it
+	// at any moment until it answers.
+	at := e.now()
+	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL())
 	if err != nil {
 		e.storeFailed(&e.beatErr, err)
-		e.log.Warn().Err(err).Msg("renewing the heartbeat failed; this replica's transfers may be claimed by others if this persists")
+		e.log.Warn().Err(err).Msg("renewing the heartbeat failed; this replica's transfers may be claimed by others if this persists, " +
+			"and it sends no provider request once its last heartbeat runs out")
 		return
 	}
+	e.renewLease(at, expired)
 	e.storeOK(&e.beatErr)
 	if expired {
 		// Others may have claimed some of our transfers meanwhile: the
@@ -151,10 +158,27 @@ func (e *Engine) purge(ctx context.Context) {
 
 // maintain runs until Shutdown has finished: the heartbeat is renewed
 // while shutdown compensates, so that no peer claims a transfer mid-undo.
+// The heartbeat has a loop of its own: a purge of a large backlog, or a
+// slow claim, must not hold it back until this replica's lease runs out
+// (and its transfers stop, see leaseHeld) or others claim them.
 func (e *Engine) maintain() {
 	ctx := e.hard
-	beats := time.NewTicker(e.cfg.LeaseTTL / 4)
-	defer beats.Stop()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		beats := time.NewTicker(e.cfg.LeaseTTL / 4)
+		defer beats.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-beats.C:
+				e.heartbeat(ctx)
+			}
+		}
+	}()
+	claims := time.NewTicker(e.cfg.LeaseTTL / 4)
+	defer claims.Stop()
 	sigs := time.NewTicker(2 * e.cfg.PollInterval)
 	defer sigs.Stop()
 	purges := time.NewTicker(e.cfg.PurgeInterval)
@@ -164,8 +188,7 @@ func (e *Engine) maintain() {
 		select {
 		case <-ctx.Done():
 			return
-		case <-beats.C:
-			e.heartbeat(ctx)
+		case <-claims.C:
 			if !e.isStopping() {
 				if err := e.claim(ctx, false); err != nil {
 					e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")

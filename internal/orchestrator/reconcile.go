@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,12 @@ type entry struct {
 
 	lost        bool // another replica owns the transfer now
 	saveFailing bool // the last save failed (not a conflict)
+	// lapses is the engine's lease lapse count when the transfer was
+	// last known to be this replica's (adopted, or saved): a restorative
+	// step whose intent cannot be saved is sent only if no lapse came
+	// since (see step).
+	lapses      int64
+	warnedLease bool // a step was held back for a lapsed heartbeat
 }
 
 // errUnsaved says that a step's intent could not be saved, so its side
@@ -731,6 +738,10 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	en.redoUnhold = false
 	switch {
 	case err == nil:
+	case errors.Is(err, errUnsaved):
+		// Not sent (see step): owed again after a pause.
+		en.redoUnhold = true
+		en.retryAt = now.Add(e.retryWait(en))
 	case KindOf(err) == KindCallNotFound:
 		en.callerGone = true // hung up while held
 	case transient(err) || KindOf(err) == KindProviderRejected:
@@ -946,14 +957,33 @@ const (
 func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool, result resultSave) error {
 	t := en.t
 	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
-	if name != StepLocate && !e.save(ctx, en) {
-		if en.lost {
-			return ErrVersionConflict
-		}
-		if !restorative {
+	if name != StepLocate {
+		notSent := func(why string) error {
 			s := &t.Steps[len(t.Steps)-1]
-			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), "not sent: the store could not save its intent"
+			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), "not sent: "+why
 			return errUnsaved
+		}
+		held, lapses := e.leaseHeld()
+		if !held {
+			if !en.warnedLease {
+				en.warnedLease = true
+				en.log.Warn().Str("step", name).
+					Msg("not sending: this replica's heartbeat ran out and another replica may own the transfer now; waiting until it is renewed")
+			}
+			return notSent("this replica's heartbeat ran out; another replica may own the transfer now")
+		}
+		if !e.save(ctx, en) {
+			switch {
+			case en.lost:
+				return ErrVersionConflict
+			case !restorative:
+				return notSent("the store could not save its intent")
+			case en.lapses != lapses:
+				// The heartbeat lapsed since the transfer was last saved:
+				// another replica may have claimed it and be acting on it.
+				// Only a save, which its claim would make fail, can tell.
+				return notSent("the store could not save its intent, and this replica's heartbeat lapsed since the transfer was last saved")
+			}
 		}
 	}
 	e.crash(t, name+":intent")
@@ -999,19 +1029,29 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 }
 
 // save writes the working record. A version conflict means another
-// replica owns the transfer now: this one stops driving it. Any other
-// failure leaves the record in memory (later saves carry it) and makes
-// the replica unready.
+// replica owns the transfer now: this one stops driving it — unless the
+// conflict is with this replica's own write, answered with an error but
+// made (see ownWrite). Any other failure leaves the record in memory
+// (later saves carry it) and makes the replica unready.
 func (e *Engine) save(ctx context.Context, en *entry) bool {
 	if en.lost {
 		return false
 	}
+	ctx = context.WithoutCancel(ctx)
 	en.t.UpdatedAt = e.now()
-	err := e.store.Update(context.WithoutCancel(ctx), en.t)
+	_, lapses := e.leaseHeld()
+	err := e.store.Update(ctx, en.t)
+	if errors.Is(err, ErrVersionConflict) && en.saveFailing {
+		var own bool
+		if own, err = e.ownWrite(ctx, en); own {
+			err = e.store.Update(ctx, en.t)
+		}
+	}
 	switch {
 	case err == nil:
 		en.t.Outbox = nil
 		en.unsaved = false
+		en.lapses, en.warnedLease = lapses, false
 		if en.saveFailing {
 			en.saveFailing = false
 			en.log.Info().Msg("the transfer is saved again")
@@ -1032,6 +1072,33 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	en.saveFailing = true
 	e.storeFailed(&e.saveErr, err)
 	return false
+}
+
+// ownWrite tells a version conflict that follows a failed save apart:
+// a store may answer a write with an error and still have made it (a
+// commit whose answer was lost), and this replica's next save then
+// conflicts with its own write. That write is the only one that can
+// have taken the stored record exactly one version past the working
+// one while leaving this replica its owner: a claim by another replica
+// changes the owner, and this replica claims its own transfers only when
+// it opens. The working record then carries on from the stored version
+// (what it holds is newer than what was written), without the events
+// that write recorded. It returns false, with ErrVersionConflict, when
+// the record is another's, and false with the read's error when the
+// store cannot be read: unknown is not lost, the next save asks again.
+func (e *Engine) ownWrite(ctx context.Context, en *entry) (bool, error) {
+	cur, err := e.store.Get(ctx, en.id)
+	if err != nil {
+		return false, fmt.Errorf("a save conflicted after a failed one, and reading the stored record failed: %w", err)
+	}
+	if cur.Owner != en.t.Owner || cur.Version != en.t.Version+1 {
+		return false, ErrVersionConflict
+	}
+	en.log.Warn().Int64("version", cur.Version).
+		Msg("a save answered with an error had been written; carrying on from it")
+	en.t.Version = cur.Version
+	en.t.Outbox = slices.DeleteFunc(en.t.Outbox, func(ev Event) bool { return ev.Seq <= cur.EventSeq })
+	return true, nil
 }
 
 // transition moves t to state `to`, saves it and logs one line.
