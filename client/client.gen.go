@@ -864,10 +864,12 @@ type Outcome struct {
 	// Verified True once the provider was seen in the state the outcome describes (the caller with
 	// the target, or back with the agent). False while it has not been: transferd keeps
 	// checking in the background and sets it true later; until then treat
-	// `caller_restored` as what transferd did, not as what the provider shows. While a
-	// transfer still carries a cleanup obligation (an unverified outcome, or a tombstone
-	// watching for a consult leg that never appeared), its outcome follows what the provider
-	// shows: when the caller turns out to be with the target, the state is corrected to
+	// `caller_restored` as what transferd did, not as what the provider shows. While an
+	// unverified outcome's cleanup obligation remains, the outcome follows what the provider
+	// shows. A verified outcome may still carry a tombstone (watching for a consult leg that
+	// never appeared): it stands whatever the caller and the agent do meanwhile. Under
+	// either obligation, when the caller turns out to be with the target through what the
+	// transfer sent (an announced transfer answered late), the state is corrected to
 	// `completed`. Once the obligation is discharged the outcome is final.
 	Verified bool `json:"verified"`
 }

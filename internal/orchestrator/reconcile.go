@@ -603,10 +603,24 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	return min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond, e.redoWait(en, now))
 }
 
-// sweep works on a terminal transfer's cleanup obligation: it hangs up a
-// consult leg of ours that appeared late, takes a caller still held off
-// hold, and, once the provider shows the invariant holds and the
-// obligation's window has passed, verifies the outcome.
+// sweep works on a terminal transfer's cleanup obligation. What it owes
+// depends on the outcome:
+//
+//   - A verified outcome with a tombstone owes only the consult leg that
+//     was dialled and never seen: the sweeper hangs it up if it appears,
+//     and discharges the obligation once a reading taken after the
+//     tombstone's Until shows no leg of ours alive. The caller is the
+//     agent's again: whatever the caller or the agent do now (hang up,
+//     hold, transfer the call elsewhere) is theirs, and the verified
+//     outcome stands (see sweepTombstone).
+//   - An unverified outcome owes the whole end state: it hangs up a
+//     consult leg of ours, takes a caller still held off hold, and, once
+//     the provider shows the invariant holds and the obligation's window
+//     has passed, verifies the outcome, correcting caller_restored to what
+//     the provider shows.
+//
+// A reading that failed is never evidence of anything: the obligation
+// then waits for one that succeeds.
 func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	t := en.t
 	if t.Cleanup == nil {
@@ -624,25 +638,35 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		return max(t.Cleanup.Until.Sub(now), e.cfg.PollMaxInterval)
 	}
 	e.observed(en, obs, at)
-	if obs.Caller == CallerTransferred && t.State != StateCompleted {
-		// The outcome was reported while the provider could not be read (or
-		// a tombstone still watches for a late consult), and meanwhile the
-		// provider connected the caller to the target (an announced
-		// transfer answered during the outage, a late B-leg answered): the
-		// truth is completed. Once no hang-up of ours can still land on
-		// that call, the sweeper says so.
+	if obs.Caller == CallerTransferred && t.State != StateCompleted && sentToTarget(en) {
+		// The provider connected the caller to the target through what this
+		// transfer sent — the join, or, in a flow without one, the dial
+		// itself (an announced transfer answered during a read outage, a
+		// late B-leg answered while a tombstone watched for it): the truth
+		// is completed, whatever the outcome said, verified or not. Only
+		// then: where a join is needed and none was sent, a caller with
+		// the target was put there by someone else (the agent's own
+		// transfer, after this one gave the caller back), and this
+		// transfer's outcome does not change for it. Once no hang-up of
+		// ours can still land on that call, the sweeper says so.
 		if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
 			return d + time.Millisecond
 		}
 		old := *t.Outcome
 		t.Cleanup = nil
-		detail := fmt.Sprintf("the provider shows the caller connected to the target; the unverified outcome %s (%s) is corrected to completed",
+		detail := fmt.Sprintf("the provider shows the caller connected to the target; the outcome %s (%s) is corrected to completed",
 			t.State, old.Reason)
 		e.note(en, StepVerify, detail)
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
 			Detail: "the provider connected the caller to the target although " + old.Detail}, nil)
 		return 0
+	}
+	if t.Outcome.Verified {
+		return e.sweepTombstone(ctx, en, obs, at)
+	}
+	if e.trackMovedOn(en, obs) {
+		en.unsaved = true // the reconcile saves the note at its end
 	}
 	if obs.Caller != CallerTransferred {
 		e.compensate(ctx, en, obs, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
@@ -676,6 +700,58 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	if e.save(ctx, en) {
 		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).
 			Msg("cleanup done: outcome verified")
+	}
+	return 0
+}
+
+// sentToTarget reports whether what this transfer sent can have put the
+// caller with the target: a join, or, where the provider joins them itself
+// when the target answers (no Join in the flow), the dial.
+func sentToTarget(en *entry) bool {
+	t := en.t
+	return !t.Sent.Join.IsZero() || (!en.flow.Join && !t.Sent.Dial.IsZero())
+}
+
+// sweepTombstone works on the obligation of a verified outcome: a
+// tombstone, which owes only the consult leg that never appeared. It hangs
+// up a late leg of ours (never touching the caller: no unhold, whatever
+// the reading shows of the caller) and discharges the obligation once a
+// reading taken at or after the tombstone's Until shows no leg of ours
+// alive — whatever the caller's state: the caller was verified back and
+// is the agent's again, to hang up, hold or transfer elsewhere. The
+// outcome is not rewritten: it was verified, and nothing the caller or
+// the agent do after it is this transfer's doing. obs was read at `at`,
+// after every request of ours.
+func (e *Engine) sweepTombstone(ctx context.Context, en *entry, obs Observation, at time.Time) time.Duration {
+	t := en.t
+	now := e.now()
+	// The hang-up only: callerDone, so that the caller is never unheld.
+	e.compensate(ctx, en, obs, true, true)
+	if en.lost {
+		return 0
+	}
+	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
+	switch {
+	case now.Before(t.Cleanup.Until):
+		// A late leg wakes the transfer through its watcher; the end of
+		// the window through the queue.
+		return min(t.Cleanup.Until.Sub(now)+time.Millisecond, e.redoWait(en, now))
+	case alive:
+		// Hung up above, or due again: a reading after the hang-up decides.
+		return min(e.cfg.VisibilityWindow, e.redoWait(en, now))
+	case at.Before(t.Cleanup.Until):
+		// A leg may have appeared between this reading and the end of the
+		// window: only a reading taken after it may discharge.
+		en.w.need(en.id)
+		return 0
+	}
+	t.Cleanup = nil
+	e.note(en, StepVerify, "the tombstone's watch ended: no consult leg of ours is alive; the verified outcome stands")
+	// The outcome did not change: a transfer.needs_attention it called for
+	// was sent when it ended.
+	emit(t, EventOutcomeVerified, now, t.State, t.State)
+	if e.save(ctx, en) {
+		en.log.Info().Str("state", string(t.State)).Msg("cleanup done: the tombstone's watch ended")
 	}
 	return 0
 }
@@ -766,7 +842,8 @@ func (e *Engine) redoWait(en *entry, now time.Time) time.Duration {
 // restored decides, from a fresh reading taken at `at`, whether the
 // recovery is done and whether the caller is back: no consult leg of ours
 // alive, a hold that may still be applied settled, and the caller
-// connected or gone.
+// connected, gone, or moved on for good (see movedOnSince: only the
+// sweeper of an unverified outcome records that).
 func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, done bool) {
 	t := en.t
 	consultClear := t.Sent.Dial.IsZero() || (obs.Consult != ConsultRinging && obs.Consult != ConsultAnswered)
@@ -785,8 +862,61 @@ func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, d
 		if en.unholdRefused != "" || en.callerGone {
 			return false, true
 		}
+		// The caller's call goes on with neither the agent nor the target
+		// (the agent transferred it elsewhere), and every reading has
+		// shown so for the verification patience: the caller moved on,
+		// and no action of ours can bring them back. Not restored, and
+		// done. Only successful readings count (see trackMovedOn).
+		if since := movedOnSince(t); obs.Caller == CallerUnknown && !since.IsZero() &&
+			!at.Before(since.Add(e.cfg.VerifyTimeout)) {
+			return false, true
+		}
 	}
 	return false, false
+}
+
+// Notes the sweeper records when the caller's call shows neither the
+// agent nor the target, and when it shows one of them again.
+const (
+	noteMovedOn = "the caller's call shows neither the agent nor the target"
+	noteBack    = "the caller's call shows the agent or the target again"
+)
+
+// movedOnSince returns when the sweeper first saw the caller moved on
+// (noteMovedOn), if no reading has shown the caller back since; otherwise
+// the zero time. It is kept in the record's steps, so that a restart or
+// another replica keeps counting from it.
+func movedOnSince(t *Transfer) time.Time {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		s := &t.Steps[i]
+		if s.Name != StepReconcile {
+			continue
+		}
+		switch s.Detail {
+		case noteMovedOn:
+			return s.StartedAt
+		case noteBack:
+			return time.Time{}
+		}
+	}
+	return time.Time{}
+}
+
+// trackMovedOn records, from a successful reading, whether the caller has
+// moved on (CallerUnknown: the call goes on without the agent or the
+// target) or is seen again, and reports whether the record changed. A
+// reading that failed says nothing and is never passed here.
+func (e *Engine) trackMovedOn(en *entry, obs Observation) bool {
+	t := en.t
+	switch movedOn := !movedOnSince(t).IsZero(); {
+	case obs.Caller == CallerUnknown && !movedOn:
+		e.note(en, StepReconcile, noteMovedOn)
+	case obs.Caller != CallerUnknown && movedOn:
+		e.note(en, StepReconcile, noteBack)
+	default:
+		return false
+	}
+	return true
 }
 
 // settledAt is when readings start to count for judging the caller. A
