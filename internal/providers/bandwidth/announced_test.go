@@ -379,3 +379,94 @@ func TestAnnouncedRefusesManualCompletion(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A create answered 2xx without a usable Location (a 200, or a proxy that
+// dropped the header) was carried out: only the new id is lost, as with a
+// lost answer. Its outcome is unknown, not "refused": the engine keeps
+// the dial sent and watches for the leg, which the platform may list only
+// later (bwsim ListingDelay, both sides), instead of reporting "nothing
+// was created, caller restored" while the leg rings and then connects the
+// caller to the target. The announced transfer is tried on both sides of
+// TransferredALegState, which decides how its leg is found again.
+func TestCreateWithoutLocationIsAnUnknownOutcome(t *testing.T) {
+	transfer := func(method, path string) bool {
+		return method == http.MethodPost && strings.HasPrefix(path, "/users/"+userID+"/calls/")
+	}
+	createCall := func(method, path string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/calls"
+	}
+	createBridge := func(method, path string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/bridges"
+	}
+	cases := []struct {
+		name  string
+		mode  orchestrator.Mode
+		op    string // the create answered without Location
+		match func(method, path string) bool
+		late  bool // the new call is listed only after the dial stopped looking for it
+		aLeg  string
+	}{
+		{"transfer/listed at once/A transferring", orchestrator.ModeAnnounced, bwsim.OpTransfer, transfer, false, bwsim.StateTransferring},
+		{"transfer/listed late/A transferring", orchestrator.ModeAnnounced, bwsim.OpTransfer, transfer, true, bwsim.StateTransferring},
+		{"transfer/listed at once/A active", orchestrator.ModeAnnounced, bwsim.OpTransfer, transfer, false, bwsim.StateActive},
+		{"transfer/listed late/A active", orchestrator.ModeAnnounced, bwsim.OpTransfer, transfer, true, bwsim.StateActive},
+		{"consult call/listed at once", orchestrator.ModeAttended, bwsim.OpCreateCall, createCall, false, ""},
+		{"consult call/listed late", orchestrator.ModeAttended, bwsim.OpCreateCall, createCall, true, ""},
+		{"consult bridge", orchestrator.ModeAttended, bwsim.OpCreateBridge, createBridge, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, options{sim: bwsim.Config{TransferredALegState: tc.aLeg}, respond: withoutLocation(tc.match),
+				engine: func(c *orchestrator.Config) {
+					// Longer than the test: the leg is watched for, not given up on.
+					c.VisibilityWindow = time.Minute
+				}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+			if tc.late {
+				if err := h.sim.SetAdversity(bwsim.Config{ListingDelay: time.Hour}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var a, g bwsim.Call
+			var req orchestrator.Request
+			if tc.mode == orchestrator.ModeAnnounced {
+				a = h.placeCall(t)
+				req = announcedReq(a, target)
+			} else {
+				a, g, _ = h.placeBridged(t)
+				req = attendedReq(a, g, orchestrator.CompletionAuto)
+			}
+			tr := h.wait(t, h.start(t, req).ID, func(x *orchestrator.Transfer) bool {
+				return x.State == orchestrator.StateConsulting || x.State == orchestrator.StateRecovering
+			})
+			if tr.State != orchestrator.StateConsulting {
+				t.Fatalf("the dial's outcome is unknown: the transfer must watch for its leg, not end %s (%+v)", tr.State, tr.Outcome)
+			}
+			h.sim.Settle() // the platform lists the new leg
+			if err := h.sim.Answer(target); err != nil {
+				t.Fatal(err)
+			}
+			tr = h.end(t, tr.ID)
+			h.idle(t)
+			if tc.mode == orchestrator.ModeAnnounced {
+				assertTransferred(t, h, tr, a, target)
+			} else if tr.State != orchestrator.StateCompleted || !h.sim.Connected(a.ID, tr.Legs.Consult.CallID) || h.sim.Held(a.ID) {
+				t.Fatalf("state %s outcome %+v; the caller must talk to the target %s", tr.State, tr.Outcome, tr.Legs.Consult.CallID)
+			}
+			if n := len(h.requestsOf(tc.op)); n != 1 {
+				t.Errorf("%s sent %d times, want 1", tc.op, n)
+			}
+			dialFailed := false
+			for _, s := range tr.Steps {
+				dialFailed = dialFailed || (s.Name == orchestrator.StepDial && s.Status == orchestrator.StepFailed)
+			}
+			if tc.late && !dialFailed {
+				t.Error("the dial found the late leg: the test does not test what it says")
+			}
+			if tc.op != bwsim.OpCreateBridge && tr.Legs.Consult.CallID == "" {
+				t.Errorf("the leg was not learnt: %+v", tr.Legs)
+			}
+		})
+	}
+}

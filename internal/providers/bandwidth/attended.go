@@ -97,9 +97,14 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 		case err == nil:
 			leg.BridgeID = cr.ID
 		case unknownOutcome(err):
-			if leg.BridgeID = c.agentBridge(ctx, t); leg.BridgeID == "" {
+			// The bridge may exist: G in a bridge of ours is it. When G
+			// cannot be read the outcome stays unknown, and so does the
+			// error the engine gets; the hang-up looks again.
+			id, ferr := c.agentBridge(ctx, t)
+			if ferr != nil || id == "" {
 				return leg, err
 			}
+			leg.BridgeID = id
 		default:
 			return leg, err
 		}
@@ -134,18 +139,57 @@ func callTimeout(d time.Duration) int {
 	return min(max(s, 1), maxCallTimeout)
 }
 
-// agentBridge returns the bridge other than b1 that G is in: b2 of an
-// earlier attempt whose answer was lost. "" when there is none or it
-// cannot be read.
-func (c *Client) agentBridge(ctx context.Context, t *orchestrator.Transfer) string {
+// agentBridge returns b2 when its id was never saved (the answer to the
+// dial's POST /bridges was lost): the bridge other than b1 that G is in,
+// when it is ours. It is "" when G is in no other bridge (or ended), or
+// in one that is not ours, and an error when that cannot be told: a read
+// failed, and "unreadable" is never "no bridge", so that the caller
+// decides (a hang-up is then tried again, instead of reporting b2 emptied
+// while it still holds the agent and refuses every unhold).
+//
+// Callers ask only once the transfer dialled: only the dial takes G out
+// of b1, and nothing but our POST /bridges puts it in a bridge of its own
+// while the caller waits. Still, the agent's call is not ours: the
+// client's own application may move it (to another customer, once it
+// thinks the transfer over), and emptying such a bridge would cut a
+// conversation transferd has no part in. So a bridge counts as ours only
+// when every call in it is G or a call carrying this transfer's tag (T),
+// which is what the dial creates.
+func (c *Client) agentBridge(ctx context.Context, t *orchestrator.Transfer) (string, error) {
 	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return "", nil // the platform says G is gone: it is in no bridge
+	case err != nil:
+		return "", err
+	}
+	id := g.bridgeID()
+	if id == "" || id == t.Legs.Caller.BridgeID || g.ended() {
+		return "", nil
+	}
+	b, err := c.getBridge(ctx, id)
 	if err != nil {
-		return ""
+		return "", err
 	}
-	if id := g.bridgeID(); id != t.Legs.Caller.BridgeID {
-		return id
+	for _, m := range b.CallIDs {
+		if m == g.ID || (m != "" && m == t.Legs.Consult.CallID) {
+			continue
+		}
+		mc, err := c.getCall(ctx, m)
+		switch {
+		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+			// A call in a bridge exists: one created so lately that
+			// reads do not show it yet. Whose it is stays unknown.
+			return "", orchestrator.E("bandwidth.agent_bridge", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("call %s in the agent's bridge %s cannot be read yet: %w", m, id, err))
+		case err != nil:
+			return "", err
+		}
+		if mc.Tag != t.ID {
+			return "", nil // someone else's conversation
+		}
 	}
-	return ""
+	return id, nil
 }
 
 // findConsultCall returns the consult call created for t, found by its
@@ -267,9 +311,6 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 // the agent's other bridge and T the call with our tag.
 func (c *Client) hangupAttended(ctx context.Context, t *orchestrator.Transfer) error {
 	tid, b2 := t.Legs.Consult.CallID, t.Legs.Consult.BridgeID
-	if b2 == "" && dialled(t) {
-		b2 = c.agentBridge(ctx, t)
-	}
 	if tid != "" && !t.Sent.Join.IsZero() {
 		// After a join was sent T may carry the caller: hanging it up
 		// would leave the caller alone. Only b1 says.
@@ -290,6 +331,16 @@ func (c *Client) hangupAttended(ctx context.Context, t *orchestrator.Transfer) e
 	}
 	if tid != "" {
 		if err := c.hangup(ctx, "hangup", tid); err != nil {
+			return err
+		}
+	}
+	if b2 == "" && dialled(t) {
+		// b2 is learnt nowhere else (readings never report it). When it
+		// cannot be told the hang-up fails, T down already, and the
+		// engine sends it again: reporting it done would leave G in b2,
+		// and every unhold refused.
+		var err error
+		if b2, err = c.agentBridge(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -316,12 +367,26 @@ func (c *Client) unholdAttended(ctx context.Context, t *orchestrator.Transfer) e
 	if err == nil {
 		return nil
 	}
-	if codeOf(err) == "bridge-bridged-callId" && t.Legs.Consult.BridgeID != "" {
-		// G is still in b2 (its emptying failed or never ran): empty it,
-		// it is ours, and try once more.
-		if e := c.updateBridge(ctx, "empty_bridge", t.Legs.Consult.BridgeID, bridgeBody{CallIDs: members()}); e == nil {
-			if err = c.updateBridge(ctx, "unhold", b1, body); err == nil {
-				return nil
+	if codeOf(err) == "bridge-bridged-callid" { // bridge-bridged-callId: codeOf is lower case
+		// G is still in b2 (its emptying failed, never ran, or was never
+		// sent because b2's id was not known): empty it, it is ours, and
+		// try once more. An unsaved b2 is G's other bridge, when the
+		// transfer dialled and the bridge holds nothing but G and our
+		// consult (agentBridge); a bridge of someone else's is left alone
+		// and the refusal stands. When that cannot be read, the refusal
+		// stands too: the engine tries the unhold again.
+		b2 := t.Legs.Consult.BridgeID
+		if b2 == "" && dialled(t) {
+			b2, _ = c.agentBridge(ctx, t)
+		}
+		if b2 != "" {
+			e := c.updateBridge(ctx, "empty_bridge", b2, bridgeBody{CallIDs: members()})
+			switch {
+			case e == nil, codeOf(e) == "bridge-invalid-state", codeOf(e) == "bridge-not-found":
+				// Emptied, or completed already when its last call left.
+				if err = c.updateBridge(ctx, "unhold", b1, body); err == nil {
+					return nil
+				}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,4 +463,187 @@ func TestAttendedRefusesWhisperAndDiversion(t *testing.T) {
 	if n := len(h.sim.Requests()); n != 0 {
 		t.Errorf("%d requests reached Bandwidth", n)
 	}
+}
+
+// The dial's POST /bridges is applied but its answer lost while the
+// agent's call cannot be read: b2, holding G alone, is known to nobody,
+// and readings never show it. The consult never appears; the recovery's
+// hang-up cannot tell b2 either and must fail, to be sent again, instead
+// of reporting it emptied: G would stay in b2, every unhold would be
+// refused and the caller held for good (review finding). Once G can be
+// read, b2 is emptied and the caller is back with the agent.
+func TestAttendedUnreadableAgentStillGetsConsultBridgeEmptied(t *testing.T) {
+	h := setup(t, options{engine: func(c *orchestrator.Config) {
+		c.VisibilityWindow = 200 * time.Millisecond
+		c.VerifyTimeout = 500 * time.Millisecond
+	}})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+	a, g, b1 := h.placeBridged(t)
+	var unreadable atomic.Bool
+	h.faultEach(func(method, path, _ string) bool {
+		return unreadable.Load() && method == http.MethodGet && path == "/users/"+userID+"/calls/"+g.ID
+	}, bwsim.Fault{Operation: bwsim.OpGetCall, Status: http.StatusServiceUnavailable, Count: 1})
+	h.before(func(method, path, _ string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/bridges"
+	}, func() {
+		h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpCreateBridge, Drop: true, Apply: true, Count: 1})
+		unreadable.Store(true)
+	})
+
+	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
+	var b2 string
+	for _, b := range h.sim.Bridges() {
+		if b.ID != b1.ID {
+			b2 = b.ID
+		}
+	}
+	if b2 == "" || tr.Legs.Consult.BridgeID != "" {
+		t.Fatalf("setup: want a consult bridge the transfer does not know; bridges %+v, legs %+v", h.sim.Bridges(), tr.Legs)
+	}
+	unreadable.Store(false) // the sweeper can read everything again
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitFor(ctx, func() bool { return h.sim.Connected(a.ID, g.ID) && !h.sim.Held(a.ID) }); err != nil {
+		br1, _ := h.sim.Bridge(b1.ID)
+		br2, _ := h.sim.Bridge(b2)
+		t.Fatalf("invariant (a): the transfer ended %s (%+v) and the agent can be read again, but the caller is held: b1 %+v; b2 %+v",
+			tr.State, tr.Outcome, br1, br2)
+	}
+	h.idle(t)
+	if br, _ := h.sim.Bridge(b2); br.State != bwsim.BridgeCompleted || len(br.CallIDs) != 0 {
+		t.Errorf("b2 = %+v, want emptied", br)
+	}
+	if n := len(h.requestsOf(bwsim.OpCreateBridge)); n != 1 {
+		t.Errorf("create bridge sent %d times, want 1", n)
+	}
+}
+
+// b2 whose id was never saved (the answer to the dial's POST /bridges
+// lost, G unreadable then) is found again through the agent's call and
+// emptied, by the hang-up once G can be read and by an unhold refused
+// because G is still there, but only when it is ours: the transfer
+// dialled and the bridge holds nothing but G and our consult. A bridge
+// the client's own application put the agent in is someone else's
+// conversation and is left alone. Both sides of bwsim ActionDelay: an
+// emptying applied late leaves the unhold refused until it lands.
+func TestAttendedEmptiesAnUnsavedConsultBridgeOnlyIfOurs(t *testing.T) {
+	// dial leaves G alone in a bridge b2 the returned leg does not name,
+	// as a dial does whose POST /bridges answer is lost while G cannot be
+	// read. It returns the transfer as the engine holds it, and b2.
+	dial := func(t *testing.T, h *harness) (*orchestrator.Transfer, bwsim.Call, bwsim.Call, string) {
+		t.Helper()
+		a, g, b1 := h.placeBridged(t)
+		tr := &orchestrator.Transfer{ID: "tr-unsaved", Request: attendedReq(a, g, orchestrator.CompletionAuto),
+			Legs: orchestrator.Legs{Caller: orchestrator.LegRef{CallID: a.ID, BridgeID: b1.ID}, Agent: orchestrator.LegRef{CallID: g.ID}}}
+		tr.Request.CallerID, tr.Request.ConsultTimeout = owned, time.Minute
+		tr.Sent.Dial = time.Now()
+		h.faultAt(func(method, path, _ string) bool {
+			return method == http.MethodPost && path == "/users/"+userID+"/bridges"
+		}, bwsim.Fault{Operation: bwsim.OpCreateBridge, Drop: true, Apply: true, Count: 1})
+		h.faultAt(func(method, path, _ string) bool {
+			return method == http.MethodGet && path == "/users/"+userID+"/calls/"+g.ID
+		}, bwsim.Fault{Operation: bwsim.OpGetCall, Status: http.StatusServiceUnavailable, Count: 3}) // every attempt
+		leg, err := h.client.Dial(context.Background(), tr)
+		if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || !leg.IsZero() {
+			t.Fatalf("dial = %+v, %v; want its unknown outcome and no leg", leg, err)
+		}
+		b2 := mustCall(t, h, g.ID).BridgeID
+		if b2 == "" || b2 == b1.ID {
+			t.Fatalf("setup: the agent's call is in %q", b2)
+		}
+		return tr, a, g, b2
+	}
+	// restored checks the truth: the caller with the agent, not held, and
+	// b2 emptied.
+	restored := func(t *testing.T, h *harness, a, g bwsim.Call, b2 string) {
+		t.Helper()
+		h.idle(t)
+		if !h.sim.Connected(a.ID, g.ID) || h.sim.Held(a.ID) {
+			t.Fatalf("the caller is not back with the agent: A=%+v G=%+v bridges=%+v", mustCall(t, h, a.ID), mustCall(t, h, g.ID), h.sim.Bridges())
+		}
+		if br, _ := h.sim.Bridge(b2); br.State != bwsim.BridgeCompleted {
+			t.Errorf("b2 = %+v, want emptied", br)
+		}
+	}
+	ctx := context.Background()
+
+	t.Run("the hang-up fails until the agent can be read, then empties it", func(t *testing.T) {
+		h := setup(t, options{})
+		tr, a, g, b2 := dial(t, h)
+		h.faultAt(func(method, path, _ string) bool {
+			return method == http.MethodGet && path == "/users/"+userID+"/calls/"+g.ID
+		}, bwsim.Fault{Operation: bwsim.OpGetCall, Status: http.StatusServiceUnavailable, Count: 3})
+		if err := h.client.HangupConsult(ctx, tr); err == nil {
+			t.Fatal("the hang-up reported success while b2 could not be found")
+		}
+		if c := mustCall(t, h, g.ID); c.BridgeID != b2 {
+			t.Fatalf("the agent's call left b2 unexpectedly: %+v", c)
+		}
+		if err := h.client.HangupConsult(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.client.Unhold(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		restored(t, h, a, g, b2)
+	})
+	t.Run("a refused unhold empties it and tries again", func(t *testing.T) {
+		h := setup(t, options{})
+		tr, a, g, b2 := dial(t, h)
+		if err := h.client.Unhold(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		restored(t, h, a, g, b2)
+	})
+	t.Run("emptied late: the unhold is refused until it lands", func(t *testing.T) {
+		h := setup(t, options{})
+		tr, a, g, b2 := dial(t, h)
+		if err := h.sim.SetAdversity(bwsim.Config{ActionDelay: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		err := h.client.Unhold(ctx, tr)
+		if orchestrator.KindOf(err) != orchestrator.KindProviderRejected {
+			t.Fatalf("unhold = %v; want the refusal, which the engine tries again", err)
+		}
+		h.sim.Settle() // the emptying lands
+		if err := h.client.Unhold(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		h.sim.Settle() // and the unhold
+		restored(t, h, a, g, b2)
+	})
+	t.Run("not dialled: the agent's other bridge is not ours", func(t *testing.T) {
+		h := setup(t, options{})
+		tr, _, g, b2 := dial(t, h)
+		tr.Sent.Dial = time.Time{}
+		if err := h.client.Unhold(ctx, tr); err == nil {
+			t.Fatal("unhold succeeded")
+		}
+		h.idle(t)
+		if c := mustCall(t, h, g.ID); c.BridgeID != b2 {
+			t.Errorf("the agent was taken out of a bridge that is not the transfer's: %+v", c)
+		}
+	})
+	t.Run("someone else's conversation is left alone", func(t *testing.T) {
+		h := setup(t, options{})
+		tr, a, g, b2 := dial(t, h)
+		// The client's own application gives the agent another customer
+		// in that bridge.
+		x := h.placeCall(t)
+		h.api(t, http.MethodPost, "/bridges/"+b2, `{"callIds":["`+g.ID+`","`+x.ID+`"]}`)
+		if err := h.client.HangupConsult(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.client.Unhold(ctx, tr); err == nil {
+			t.Fatal("unhold succeeded")
+		}
+		h.idle(t)
+		if !h.sim.Connected(g.ID, x.ID) {
+			t.Errorf("the agent's other conversation was cut: bridges %+v", h.sim.Bridges())
+		}
+		if h.sim.Connected(a.ID, g.ID) {
+			t.Error("the caller was given an agent busy elsewhere")
+		}
+	})
 }

@@ -484,8 +484,15 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		case *created:
 			id, err := locationID(resp.Header.Get("Location"))
 			if err != nil {
-				// The resource was probably created: unknownOutcome says so.
-				return attempt{err: orchestrator.E(op, orchestrator.KindProviderRejected,
+				// The platform accepted the create, so the resource
+				// probably exists, but its id is lost as with a lost
+				// answer: the outcome is unknown, never "refused"
+				// (KindProviderRejected would tell the engine that
+				// nothing was created, and it would stop watching for
+				// what was). KindProviderUnavailable is the kind the
+				// engine reads as "may have happened"; the request is
+				// not retried, as creates are never safe.
+				return attempt{err: orchestrator.E(op, orchestrator.KindProviderUnavailable,
 					fmt.Errorf("%s %s answered %d without the new id: %w", r.method, r.path, resp.StatusCode, err))}
 			}
 			o.ID = id

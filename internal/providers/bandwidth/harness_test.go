@@ -71,6 +71,9 @@ type options struct {
 	callbacks bool
 	// onCallback sees every callback the handler answered.
 	onCallback func(eventType string)
+	// respond, when set, wraps the writer of every API answer, so that a
+	// test can change what the platform answers (drop a header, say).
+	respond func(w http.ResponseWriter, r *http.Request) http.ResponseWriter
 }
 
 type harness struct {
@@ -110,6 +113,9 @@ func setup(t *testing.T, o options) *harness {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		h.runHooks(r.Method, strings.TrimPrefix(r.URL.Path, basePath), string(body))
+		if o.respond != nil {
+			w = o.respond(w, r)
+		}
 		api.ServeHTTP(w, r)
 	}))
 	srv := httptest.NewServer(mux)
@@ -351,6 +357,40 @@ func undos(tr *orchestrator.Transfer) []string {
 		}
 	}
 	return out
+}
+
+// withoutLocation answers a create the request matches without its
+// Location header, as a proxy that drops it would (notes §2: the id of
+// what was created travels only there).
+func withoutLocation(match func(method, path string) bool) func(http.ResponseWriter, *http.Request) http.ResponseWriter {
+	return func(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+		if match(r.Method, strings.TrimPrefix(r.URL.Path, basePath)) {
+			return noLocation{w}
+		}
+		return w
+	}
+}
+
+// noLocation drops the Location header of the answer.
+type noLocation struct{ http.ResponseWriter }
+
+func (w noLocation) WriteHeader(code int) {
+	w.Header().Del("Location")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// api sends one request straight to the simulator, as another application
+// on the account would, and fails the test unless it succeeds.
+func (h *harness) api(t *testing.T, method, path, body string) {
+	t.Helper()
+	r := httptest.NewRequest(method, "/users/"+userID+path, strings.NewReader(body))
+	r.SetBasicAuth(apiToken, apiSecret)
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.sim.APIHandler().ServeHTTP(w, r)
+	if w.Code >= 300 {
+		t.Fatalf("%s %s %s: %d %s", method, path, body, w.Code, w.Body)
+	}
 }
 
 func mustCall(t *testing.T, h *harness, id string) bwsim.Call {
