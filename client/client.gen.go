@@ -393,6 +393,7 @@ func (e State) Valid() bool {
 const (
 	StepNameAnswered      StepName = "answered"
 	StepNameDial          StepName = "dial"
+	StepNameHangupAgent   StepName = "hangup_agent"
 	StepNameHangupConsult StepName = "hangup_consult"
 	StepNameHold          StepName = "hold"
 	StepNameLocate        StepName = "locate"
@@ -408,6 +409,8 @@ func (e StepName) Valid() bool {
 	case StepNameAnswered:
 		return true
 	case StepNameDial:
+		return true
+	case StepNameHangupAgent:
 		return true
 	case StepNameHangupConsult:
 		return true
@@ -975,7 +978,8 @@ type RecordingFileFormat string
 type State string
 
 // Step One provider interaction, saved before it starts (`started`) and again with its result.
-// `answered` and `reconcile` record observations and have no side effect.
+// `answered` and `reconcile` record observations and have no side effect. `hangup_agent`
+// (Bandwidth attended) ends the agent's call once the caller is seen with the target.
 type Step struct {
 	// Detail Why a step failed, or what an observation saw.
 	Detail string `json:"detail,omitempty"`

@@ -890,11 +890,12 @@ export interface components {
         };
         /**
          * @description One provider interaction, saved before it starts (`started`) and again with its result.
-         *     `answered` and `reconcile` record observations and have no side effect.
+         *     `answered` and `reconcile` record observations and have no side effect. `hangup_agent`
+         *     (Bandwidth attended) ends the agent's call once the caller is seen with the target.
          */
         Step: {
             /** @enum {string} */
-            name: "locate" | "hold" | "dial" | "answered" | "transfer" | "verify" | "hangup_consult" | "unhold" | "reconcile";
+            name: "locate" | "hold" | "dial" | "answered" | "transfer" | "verify" | "hangup_consult" | "unhold" | "reconcile" | "hangup_agent";
             /** @enum {string} */
             status: "started" | "succeeded" | "failed";
             /** Format: date-time */

@@ -40,7 +40,7 @@ type flow struct {
 	// cancelled while it rings (the only cancel an announced transfer has).
 	ringing bool
 	// Shape of the provider's choreography (orchestrator.Flow).
-	hold, join bool
+	hold, join, hangupAgent bool
 }
 
 // flows is the case matrix. An announced transfer has no consult phase
@@ -50,9 +50,9 @@ var flows = []flow{
 	{name: "netsapiens-attended-auto", provider: "netsapiens", mode: "attended", completion: "auto", hold: true, join: true},
 	{name: "netsapiens-attended-manual-complete", provider: "netsapiens", mode: "attended", completion: "manual", signal: "complete", hold: true, join: true},
 	{name: "netsapiens-attended-manual-cancel", provider: "netsapiens", mode: "attended", completion: "manual", signal: "cancel", hold: true, join: true},
-	{name: "bandwidth-attended-auto", provider: "bandwidth", mode: "attended", completion: "auto", hold: true, join: true},
-	{name: "bandwidth-attended-manual-complete", provider: "bandwidth", mode: "attended", completion: "manual", signal: "complete", hold: true, join: true},
-	{name: "bandwidth-attended-manual-cancel", provider: "bandwidth", mode: "attended", completion: "manual", signal: "cancel", hold: true, join: true},
+	{name: "bandwidth-attended-auto", provider: "bandwidth", mode: "attended", completion: "auto", hold: true, join: true, hangupAgent: true},
+	{name: "bandwidth-attended-manual-complete", provider: "bandwidth", mode: "attended", completion: "manual", signal: "complete", hold: true, join: true, hangupAgent: true},
+	{name: "bandwidth-attended-manual-cancel", provider: "bandwidth", mode: "attended", completion: "manual", signal: "cancel", hold: true, join: true, hangupAgent: true},
 	{name: "bandwidth-announced-auto", provider: "bandwidth", mode: "announced", completion: "auto"},
 	{name: "bandwidth-announced-cancel", provider: "bandwidth", mode: "announced", completion: "auto", signal: "cancel", ringing: true},
 }
@@ -98,7 +98,11 @@ func (f flow) points() []string {
 	if f.join {
 		step("transfer")
 	}
-	// Verifying the join is a reading, not a step: no crash point.
+	// Verifying the join is a reading, not a step: no crash point. The
+	// agent's call is hung up once the join is seen.
+	if f.hangupAgent {
+		step("hangup_agent")
+	}
 	state("completed")
 	return ps
 }

@@ -33,6 +33,19 @@ type Flow struct {
 	// Join: an explicit Complete joins caller and target. Without it the
 	// provider joins them itself when the target answers (announced).
 	Join bool
+	// HangupAgent: the join leaves the agent's call up, and the provider
+	// is an AgentHanger. The engine hangs it up once a reading shows the
+	// caller with the target, not before: until then a recovery may have
+	// to give the caller back to the agent.
+	HangupAgent bool
+}
+
+// AgentHanger is a provider whose join leaves the agent's call up
+// (Bandwidth's attended consult: the agent waits alone in the consult
+// bridge). HangupAgent ends it; safe to repeat, and an agent's call that
+// has ended already is not an error.
+type AgentHanger interface {
+	HangupAgent(ctx context.Context, t *Transfer) error
 }
 
 // CallerState is what the provider shows of the caller's call.
@@ -103,6 +116,13 @@ type Observation struct {
 	// shows the consult's call-session-id only once the call exists); the
 	// engine saves the non-empty ones.
 	ConsultLeg LegRef
+	// AgentGone: the provider positively shows that the agent's own call
+	// ended while the consult was answered, in a flow where the agent's
+	// call is a leg apart from the caller's (Bandwidth attended). The
+	// caller can no longer be given back to the agent, so the engine joins
+	// caller and target rather than strand the caller on hold. Providers
+	// that cannot tell leave it false.
+	AgentGone bool
 }
 
 // View is one reading of the provider made by Provider.Read; the engine

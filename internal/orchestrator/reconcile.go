@@ -338,6 +338,16 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 			e.carry(en, StateCompleting) // the join's intent saves it
 			return 0
 		}
+		if obs.AgentGone && obs.Consult == ConsultAnswered {
+			// The agent hung up while talking to the target: nobody can
+			// take the caller back, and the agent will not complete.
+			// Hanging up the target at the deadline would leave the
+			// caller on hold with nobody; the target is waiting.
+			e.note(en, StepReconcile, "the agent's call ended during the consult: joining the caller and the target")
+			en.log.Info().Msg("the agent hung up during the consult; joining the caller and the target")
+			e.carry(en, StateCompleting)
+			return 0
+		}
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		// Also when the caller's call ended with it: a provider that ends
 		// the caller's call when its own transfer fails (Bandwidth)
@@ -443,8 +453,15 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	e.observed(en, obs, at)
 	switch {
 	case obs.Caller == CallerTransferred:
-		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
-			Detail: "the caller is connected to the target"}, nil)
+		detail := "the caller is connected to the target"
+		if en.flow.HangupAgent {
+			if err := e.hangupAgent(ctx, en); en.lost {
+				return 0
+			} else if err != nil {
+				detail += "; the agent's call could not be hung up: " + err.Error()
+			}
+		}
+		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
@@ -828,6 +845,20 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	default:
 		en.unholdRefused = err.Error()
 	}
+}
+
+// hangupAgent ends the agent's call once the caller is seen with the
+// target (Flow.HangupAgent). It is sent without waiting for its intent to
+// be saved, like a restorative step: repeating it is harmless (a crash
+// before the completion is saved sends it again), and a failure leaves
+// the agent alone on a silent call, not the caller, so the transfer
+// still completes.
+func (e *Engine) hangupAgent(ctx context.Context, en *entry) error {
+	h, ok := en.p.(AgentHanger)
+	if !ok {
+		return fmt.Errorf("provider %s has no way to hang up the agent's call", en.p.Name())
+	}
+	return e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
 }
 
 // redoWait is when a compensation that failed is due again (a long wait

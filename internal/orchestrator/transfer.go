@@ -194,6 +194,9 @@ const (
 	StepHangup    = "hangup_consult"
 	StepUnhold    = "unhold"
 	StepReconcile = "reconcile"
+	// StepHangupAgent ends the agent's call after the join was seen
+	// applied (Flow.HangupAgent).
+	StepHangupAgent = "hangup_agent"
 )
 
 // Step records one provider interaction.

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
@@ -244,6 +242,16 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 			obs.ConsultLegs = 1
 		}
 	}
+	if obs.Consult == orchestrator.ConsultAnswered && t.State == orchestrator.StateConsulting && !b1.has(g) {
+		// The agent talks to the target in b2. If the agent hangs up, no
+		// one can take the caller back and no one will complete: the
+		// engine joins caller and target. This is the only time the
+		// agent's call matters, so the only time it is read. A failed
+		// read says nothing; G existed before the transfer, so a 404
+		// is not a call listed late.
+		gc, err := c.getCall(ctx, g)
+		obs.AgentGone = orchestrator.KindOf(err) == orchestrator.KindCallNotFound || (err == nil && gc.ended())
+	}
 	switch {
 	case !b1.has(a):
 		// A call leaves its bridge when it ends.
@@ -292,18 +300,18 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	if err != nil {
 		return err
 	}
-	// 2. A and T together in b1, audio on.
-	if err := c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)}); err != nil {
-		return err
-	}
-	// 3. The agent's leg is done. The caller already talks to the target:
-	// failing the transfer now (and hanging up the consult) would be far
-	// worse than an agent leg left up in a bridge of its own.
-	if err := c.hangup(ctx, "hangup_agent", g); err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Str("agent_call_id", g).
-			Msg("the caller is connected to the target but the agent's call could not be hung up")
-	}
-	return nil
+	// 2. A and T together in b1, audio on. The agent's call stays up, alone
+	// in b2, until a reading shows the join applied (HangupAgent): the
+	// platform answers a bridge update before it acts, and if the join is
+	// never applied (the target hangs up first) the recovery gives the
+	// caller back to the agent, who must still be there.
+	return c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)})
+}
+
+// HangupAgent implements orchestrator.AgentHanger: once the caller is
+// seen with the target, the agent's call, alone in b2, is done.
+func (c *Client) HangupAgent(ctx context.Context, t *orchestrator.Transfer) error {
+	return c.hangup(ctx, "hangup_agent", t.Legs.Agent.CallID)
 }
 
 // hangupAttended hangs up T, then empties b2 so that G can rejoin b1.

@@ -58,6 +58,10 @@ func TestAttendedAutoCompletes(t *testing.T) {
 		{Method: "POST", Path: "/calls/" + g.ID, Body: map[string]any{"state": "completed"}},                                // G hangs up
 	}
 	assertCommands(t, h, want)
+	// The agent is hung up only once a reading showed the join applied.
+	if n := len(tr.Steps); n == 0 || tr.Steps[n-1].Name != orchestrator.StepHangupAgent {
+		t.Errorf("steps %v: want hangup_agent last, after the join was seen", stepNames(tr))
+	}
 
 	h.idle(t)
 	if !h.sim.Connected(a.ID, tid) || h.sim.Held(a.ID) {
@@ -646,4 +650,88 @@ func TestAttendedEmptiesAnUnsavedConsultBridgeOnlyIfOurs(t *testing.T) {
 			t.Error("the caller was given an agent busy elsewhere")
 		}
 	})
+}
+
+// stepNames lists a transfer's steps by name.
+func stepNames(tr *orchestrator.Transfer) []string {
+	var out []string
+	for _, s := range tr.Steps {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// The platform answers a bridge update before it acts. The join (A and T
+// into b1) is accepted but not applied yet when the target hangs up, so it
+// never is. The agent must still be there: the recovery gives the caller
+// back to the agent. Hanging up the agent as soon as the join was accepted
+// left the caller alone and muted in b1, reported verified.
+func TestAttendedAgentStaysUpUntilTheJoinShows(t *testing.T) {
+	h := setup(t, options{engine: func(c *orchestrator.Config) {
+		c.VisibilityWindow = 200 * time.Millisecond
+		c.VerifyTimeout = 2 * time.Second
+	}})
+	a, g, b1 := h.placeBridged(t)
+	// The join is accepted and left pending.
+	var joined atomic.Bool
+	h.before(func(method, path, body string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/bridges/"+b1.ID &&
+			strings.Contains(body, a.ID) && !strings.Contains(body, g.ID) && strings.Contains(body, `"bridgeAudio":true`)
+	}, func() {
+		if err := h.sim.SetAdversity(bwsim.Config{ActionDelay: time.Hour}); err != nil {
+			t.Error(err)
+		}
+		joined.Store(true)
+	})
+	// The next request after it (a reading) finds the target hung up,
+	// with the join still pending; later actions apply at once again.
+	h.before(func(method, _, _ string) bool { return method == http.MethodGet && joined.Load() }, func() {
+		if err := h.sim.SetAdversity(bwsim.Config{}); err != nil {
+			t.Error(err)
+		}
+		for _, c := range h.sim.Calls() {
+			if c.To == target && !c.Ended() {
+				if err := h.sim.Hangup(c.ID); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	})
+	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
+	h.sim.Settle() // the pending join's turn: T has ended, it is dropped
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonTargetHungUp || !tr.Outcome.CallerRestored {
+		t.Errorf("state %s outcome %+v: want failed, target_hung_up, caller restored", tr.State, tr.Outcome)
+	}
+	if slices.Contains(stepNames(tr), orchestrator.StepHangupAgent) {
+		t.Errorf("steps %v: the agent was hung up although the join never showed", stepNames(tr))
+	}
+	assertAgentRestored(t, h, tr, a, g)
+}
+
+// The agent hangs up while talking to the target in a manual consult: the
+// agent's UI is gone, nobody will complete, and nobody can take the caller
+// back. transferd joins caller and target rather than hang up the target
+// at the consult deadline and leave the caller held with nobody.
+func TestAttendedAgentHangsUpDuringAManualConsult(t *testing.T) {
+	h := setup(t, options{engine: func(c *orchestrator.Config) {
+		c.VisibilityWindow = 200 * time.Millisecond
+		c.VerifyTimeout = 2 * time.Second
+	}})
+	a, g, _ := h.placeBridged(t)
+	req := attendedReq(a, g, orchestrator.CompletionManual)
+	req.ConsultTimeout = time.Minute // the join must not wait for it
+	tr := h.start(t, req)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if err := h.sim.Hangup(g.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr = h.end(t, tr.ID)
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred || !tr.Outcome.Verified {
+		t.Fatalf("state %s outcome %+v: want completed, transferred, verified", tr.State, tr.Outcome)
+	}
+	h.idle(t)
+	tid := tr.Legs.Consult.CallID
+	if !h.sim.Connected(a.ID, tid) || h.sim.Held(a.ID) {
+		t.Errorf("the caller must talk to the target: connected %t, held %t", h.sim.Connected(a.ID, tid), h.sim.Held(a.ID))
+	}
 }

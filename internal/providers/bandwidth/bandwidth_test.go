@@ -137,7 +137,7 @@ func TestCapabilitiesAndFlow(t *testing.T) {
 	if f := c.Flow(&orchestrator.Request{Mode: orchestrator.ModeAnnounced}); f != (orchestrator.Flow{}) {
 		t.Errorf("announced flow = %+v", f)
 	}
-	if f := c.Flow(&orchestrator.Request{Mode: orchestrator.ModeAttended}); f != (orchestrator.Flow{Hold: true, Join: true}) {
+	if f := c.Flow(&orchestrator.Request{Mode: orchestrator.ModeAttended}); f != (orchestrator.Flow{Hold: true, Join: true, HangupAgent: true}) {
 		t.Errorf("attended flow = %+v", f)
 	}
 }

@@ -40,7 +40,7 @@ func (c *Client) Flow(r *orchestrator.Request) orchestrator.Flow {
 	if r.Mode == orchestrator.ModeAnnounced {
 		return orchestrator.Flow{}
 	}
-	return orchestrator.Flow{Hold: true, Join: true}
+	return orchestrator.Flow{Hold: true, Join: true, HangupAgent: true}
 }
 
 func announced(t *orchestrator.Transfer) bool { return t.Request.Mode == orchestrator.ModeAnnounced }
