@@ -56,6 +56,13 @@ type activeCall struct {
 	OrigInfo   string
 	TermInfo   string
 	ByCallID   string
+	// OrigURIUser and TermURIUser are the user parts of call-orig-uri
+	// and call-term-uri, and Dialed is call-dialed-number: where a PSTN
+	// or gateway party, which has no user (the spec's example leg has
+	// call-term-user "" and call-term-domain "*"), shows its number.
+	OrigURIUser string
+	TermURIUser string
+	Dialed      string
 }
 
 // A row's fields, each under every accepted spelling: the v2 hyphenated
@@ -74,6 +81,9 @@ const (
 	fOrigInfo
 	fTermInfo
 	fByCallID
+	fOrigURI
+	fTermURI
+	fDialed
 	nRowFields
 )
 
@@ -98,6 +108,9 @@ var rowNames = map[string]rowSlot{
 	"call-orig-info": {fOrigInfo, 0}, "orig_call_info": {fOrigInfo, 1},
 	"call-term-info": {fTermInfo, 0}, "term-orig-info": {fTermInfo, 1}, "term_call_info": {fTermInfo, 2},
 	"call-by-call-id": {fByCallID, 0}, "by_callid": {fByCallID, 1},
+	"call-orig-uri": {fOrigURI, 0}, "orig_uri": {fOrigURI, 1},
+	"call-term-uri": {fTermURI, 0}, "term_uri": {fTermURI, 1},
+	"call-dialed-number": {fDialed, 0}, "dnis": {fDialed, 1},
 }
 
 // rowSlotOf is the slot of an object name, if it is one of ours.
@@ -286,7 +299,27 @@ func decodeRow(dec *jsontext.Decoder) (activeCall, error) {
 		OrigInfo:   strings.ToLower(first(fOrigInfo)),
 		TermInfo:   strings.ToLower(first(fTermInfo)),
 		ByCallID:   first(fByCallID),
+
+		OrigURIUser: uriUser(first(fOrigURI)),
+		TermURIUser: uriUser(first(fTermURI)),
+		Dialed:      first(fDialed),
 	}, nil
+}
+
+// uriUser is the user part of a SIP or tel URI ("sip:18587645200@host",
+// "<sips:+1858…@host;user=phone>", "tel:+1858…"), or "" when it has none.
+func uriUser(uri string) string {
+	uri = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(uri), "<"))
+	if scheme, rest, ok := strings.Cut(uri, ":"); ok && len(scheme) <= 4 {
+		switch strings.ToLower(scheme) {
+		case "sip", "sips", "tel":
+			uri = rest
+		}
+	}
+	user, _, _ := strings.Cut(uri, "@")
+	user, _, _ = strings.Cut(user, ";")
+	user, _, _ = strings.Cut(user, ">")
+	return strings.TrimSpace(user)
 }
 
 // unquoted is an object name without its quotes: verbatim when it has no
@@ -307,6 +340,15 @@ func sameUser(field, user string) bool {
 	field, _, _ = strings.Cut(field, "@")
 	user, _, _ = strings.Cut(user, "@")
 	return strings.EqualFold(field, user)
+}
+
+// sameNumber compares a number field (a URI's user part, the dialed
+// number) with the target: the user parts, without a leading "+",
+// regardless of case.
+func sameNumber(field, target string) bool {
+	target, _, _ = strings.Cut(target, "@")
+	field, target = strings.TrimPrefix(field, "+"), strings.TrimPrefix(target, "+")
+	return field != "" && target != "" && strings.EqualFold(field, target)
 }
 
 // hasCall reports whether id is one of the session's leg call ids.

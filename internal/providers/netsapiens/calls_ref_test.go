@@ -31,6 +31,12 @@ type refWire struct {
 	LegacyTermInf flexString `json:"term_call_info"`
 	ByCallID      flexString `json:"call-by-call-id"`
 	LegacyByID    flexString `json:"by_callid"`
+	OrigURI       flexString `json:"call-orig-uri"`
+	LegacyOrigURI flexString `json:"orig_uri"`
+	TermURI       flexString `json:"call-term-uri"`
+	LegacyTermURI flexString `json:"term_uri"`
+	Dialed        flexString `json:"call-dialed-number"`
+	LegacyDialed  flexString `json:"dnis"`
 }
 
 // refRow decodes like the replaced activeCall.UnmarshalJSON.
@@ -78,6 +84,10 @@ func (w *refWire) call() activeCall {
 		OrigInfo:   strings.ToLower(first(w.OrigInfo, w.LegacyOrigInf)),
 		TermInfo:   strings.ToLower(first(w.TermInfo, w.SpecTermInfo, w.LegacyTermInf)),
 		ByCallID:   first(w.ByCallID, w.LegacyByID),
+
+		OrigURIUser: uriUser(first(w.OrigURI, w.LegacyOrigURI)),
+		TermURIUser: uriUser(first(w.TermURI, w.LegacyTermURI)),
+		Dialed:      first(w.Dialed, w.LegacyDialed),
 	}
 }
 

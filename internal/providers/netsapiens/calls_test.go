@@ -45,6 +45,8 @@ var rowCases = map[string]string{
 		"call-term-user":"1010","call-term-domain":"TEST","call-term-uri":"sip:1010@TEST","call-start-datetime":"2026-11-30 02:46:12",
 		"call-answer-datetime":"2026-11-30 02:46:12","call-orig-info":"active","term-orig-info":"active","call-term-info":"active","call-audio-codec":"PCMU"},
 		{"core-server":"core1","call-session-id":"2","call-orig-call-id":"a","call-term-call-id":"b","call-term-user":1000,"call-orig-info":"Held","call-term-info":"active"}]`,
+	"PSTN leg, legacy names":   `[{"orig_uri":"tel:+15555555555","term_uri":"<sips:+18587645200@srv.lcr.thinq.com;user=phone>","dnis":18587645200,"term_user":"","term_domain":"*"}]`,
+	"URIs of every form":       `[{"call-orig-uri":"1000@10.0.0.1:5060","call-term-uri":"SIP:1010@TEST","call-dialed-number":" 1010 "},{"call-orig-uri":"sip:@x","call-term-uri":"<>"}]`,
 	"empty":                    `[]`,
 	"null":                     `null`,
 	"null row":                 `[null,{"core-server":"c"}]`,

@@ -50,10 +50,11 @@ func (b *syncBuffer) String() string {
 }
 
 type harness struct {
-	sim  *nssim.Sim
-	eng  *orchestrator.Engine
-	logs *syncBuffer
-	reg  *prometheus.Registry
+	sim    *nssim.Sim
+	client *netsapiens.Client
+	eng    *orchestrator.Engine
+	logs   *syncBuffer
+	reg    *prometheus.Registry
 }
 
 func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config)) *harness {
@@ -89,7 +90,7 @@ func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config
 		srv.Close()
 		sim.Close()
 	})
-	return &harness{sim: sim, eng: eng, logs: logs, reg: reg}
+	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg}
 }
 
 func (h *harness) placeCall(t *testing.T) nssim.ActiveCall {
@@ -103,8 +104,13 @@ func (h *harness) placeCall(t *testing.T) nssim.ActiveCall {
 
 func (h *harness) start(t *testing.T, completion orchestrator.Completion, timeout time.Duration) *orchestrator.Transfer {
 	t.Helper()
+	return h.startTo(t, "1010", completion, timeout)
+}
+
+func (h *harness) startTo(t *testing.T, target string, completion orchestrator.Completion, timeout time.Duration) *orchestrator.Transfer {
+	t.Helper()
 	tr, err := h.eng.Start(context.Background(), orchestrator.Request{Provider: netsapiens.Name,
-		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010",
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: target,
 		Completion: completion, ConsultTimeout: timeout}, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)

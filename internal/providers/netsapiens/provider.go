@@ -251,12 +251,14 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // view for as long as its domain has a transfer, and with the decoded rows
 // and a map of their ids the views were the largest part of the heap at
 // tens of thousands of parked transfers (about 550 bytes a call; this
-// form keeps about 210: TestViewIsCompact, and docs/benchmarks.md,
-// fifteenth pass). The rows' fields are copied back to back into one
-// string; a row is where each of its fields ends in it; the index holds a
-// hash of every call-id (orig, term, by) and session id with its row,
-// sorted, so that each watched transfer's observation costs a few binary
-// searches, not a scan of the domain's calls. A listing is at most
+// form kept about 210: TestViewIsCompact, and docs/benchmarks.md,
+// fifteenth pass; about 260 since it also keeps the URIs' user parts and
+// the dialed number, which show a PSTN target). The rows' fields are
+// copied back to back into one string; a row is where each of its fields
+// ends in it; the index holds a hash of every call-id (orig, term, by)
+// and session id with its row, sorted, so that each watched transfer's
+// observation costs a few binary searches, not a scan of the domain's
+// calls. A listing is at most
 // maxListing long, so its fields fit 32-bit offsets with room to spare.
 type view struct {
 	text  string
@@ -312,7 +314,7 @@ func rowFields(ac *activeCall) [nRowFields]string {
 	return [nRowFields]string{
 		fServer: ac.Server, fSession: ac.SessionID, fOrigCallID: ac.OrigCallID, fTermCallID: ac.TermCallID,
 		fOrigUser: ac.OrigUser, fTermUser: ac.TermUser, fOrigInfo: ac.OrigInfo, fTermInfo: ac.TermInfo,
-		fByCallID: ac.ByCallID,
+		fByCallID: ac.ByCallID, fOrigURI: ac.OrigURIUser, fTermURI: ac.TermURIUser, fDialed: ac.Dialed,
 	}
 }
 
@@ -339,7 +341,8 @@ func (v *view) call(i int32) activeCall {
 		OrigCallID: v.field(i, fOrigCallID), TermCallID: v.field(i, fTermCallID),
 		OrigUser: v.field(i, fOrigUser), TermUser: v.field(i, fTermUser),
 		OrigInfo: v.field(i, fOrigInfo), TermInfo: v.field(i, fTermInfo),
-		ByCallID: v.field(i, fByCallID),
+		ByCallID:    v.field(i, fByCallID),
+		OrigURIUser: v.field(i, fOrigURI), TermURIUser: v.field(i, fTermURI), Dialed: v.field(i, fDialed),
 	}
 }
 
@@ -377,6 +380,9 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 		sub[i] = v.call(r)
 	}
 	obs := observe(t, sub)
+	if err := unrecognisedJoin(t, obs); err != nil {
+		return orchestrator.Observation{}, err
+	}
 	// The observation outlives the view (the watcher keeps the last one,
 	// the engine saves the consult's ids), and a string that shares the
 	// view's text keeps all of it alive: one such id per transfer kept
@@ -400,32 +406,31 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 	consultID := consultID(t)
 	var obs orchestrator.Observation
 	var caller, consult *activeCall
+	callerState := orchestrator.CallerGone
 	for i := range calls {
 		ac := &calls[i]
 		switch {
+		case carriesCaller(t, ac):
+			// The caller's call first. Which session survives a join is
+			// undocumented [guess]: a PBX that keeps the consult's session
+			// lists the joined call with our call-id (call-by-call-id) and
+			// the caller's call-id both, and that row is the caller with
+			// the target, not a consult leg of ours. A row showing the
+			// caller with the target wins over another that carries the
+			// caller (a PBX moving the caller's leg may list both a moment).
+			if st := rowCallerState(t, ac); caller == nil || callerState != orchestrator.CallerTransferred {
+				caller, callerState = ac, st
+			}
 		case ac.OrigCallID == consultID || ac.ByCallID == consultID:
 			obs.ConsultLegs++
 			// The answered one, if a duplicate call-id made two.
 			if consult == nil || (ac.TermInfo == "active" && ac.OrigInfo == "active") {
 				consult = ac
 			}
-		case ac.hasCall(t.Legs.Caller.CallID) || (ac.SessionID != "" && ac.SessionID == t.Legs.Caller.SessionID):
-			caller = ac
 		}
 	}
-	switch {
-	case caller == nil:
-		obs.Caller = orchestrator.CallerGone
-	case caller.hasCall(t.Legs.Agent.CallID):
-		obs.Caller = orchestrator.CallerConnected
-		// Which leg shows "held" is undocumented; either means held.
-		if caller.OrigInfo == "held" || caller.TermInfo == "held" {
-			obs.Caller = orchestrator.CallerHeld
-		}
-	case sameUser(caller.TermUser, t.Request.Target) || sameUser(caller.OrigUser, t.Request.Target):
-		obs.Caller = orchestrator.CallerTransferred
-	default:
-		obs.Caller = orchestrator.CallerUnknown
+	obs.Caller = callerState
+	if obs.Caller == orchestrator.CallerUnknown {
 		obs.Detail = "the caller's call no longer includes the agent or the target"
 	}
 	if consult != nil {
@@ -439,6 +444,99 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 		}
 	}
 	return obs
+}
+
+// carriesCaller reports whether a row is the caller's call: it carries
+// the caller's call-id or the caller's session.
+func carriesCaller(t *orchestrator.Transfer, ac *activeCall) bool {
+	return ac.hasCall(t.Legs.Caller.CallID) || (ac.SessionID != "" && ac.SessionID == t.Legs.Caller.SessionID)
+}
+
+// rowCallerState is what a row that carries the caller shows of them.
+func rowCallerState(t *orchestrator.Transfer, ac *activeCall) orchestrator.CallerState {
+	switch {
+	case ac.hasCall(t.Legs.Agent.CallID):
+		// Which leg shows "held" is undocumented; either means held.
+		if ac.OrigInfo == "held" || ac.TermInfo == "held" {
+			return orchestrator.CallerHeld
+		}
+		return orchestrator.CallerConnected
+	case joinedToTarget(t, ac):
+		return orchestrator.CallerTransferred
+	}
+	return orchestrator.CallerUnknown
+}
+
+// party is one leg of a row as far as telling who it is goes.
+type party struct{ user, uriUser string }
+
+// joinedToTarget reports whether a row that carries the caller, and not
+// the agent, shows them connected to the target. The caller's party is
+// left out where its call-id tells which leg it is. The target is
+// recognised by
+//   - the other party's user (an extension: call-term-user "1010");
+//   - the user part of its URI: a PSTN or gateway party has no user
+//     (the spec's example leg has call-term-user "", call-term-domain "*"
+//     and call-term-uri "sip:18587645200@srv.lcr.thinq.com" [doc]);
+//   - for such a party without a user, the session's dialed number;
+//   - or the row being our consult's own session (its call-session-id,
+//     or our call-id as call-by-call-id), where the caller took the
+//     agent's place opposite the target: a PBX that keeps the consult's
+//     session when it joins [guess]. Unless the other party is the agent.
+//
+// What the join leaves in the caller's row when the PBX keeps the
+// caller's session is the consult's target leg, with the consult's
+// call-term-call-id; that id is not kept in a transfer's record (there
+// is no field of LegRef for it), so it is not used.
+func joinedToTarget(t *orchestrator.Transfer, ac *activeCall) bool {
+	target := t.Request.Target
+	if target == "" {
+		return false
+	}
+	orig, term := party{ac.OrigUser, ac.OrigURIUser}, party{ac.TermUser, ac.TermURIUser}
+	others := []party{orig, term} // matched by its session only: either may be the target
+	switch id := t.Legs.Caller.CallID; {
+	case id != "" && ac.OrigCallID == id:
+		others = others[1:]
+	case id != "" && ac.TermCallID == id:
+		others = others[:1]
+	}
+	for _, p := range others {
+		if sameUser(p.user, target) || sameNumber(p.uriUser, target) || (p.user == "" && sameNumber(ac.Dialed, target)) {
+			return true
+		}
+	}
+	id := consultID(t)
+	ours := ac.ByCallID == id || ac.OrigCallID == id || ac.TermCallID == id ||
+		(t.Legs.Consult.SessionID != "" && ac.SessionID == t.Legs.Consult.SessionID)
+	if !ours {
+		return false
+	}
+	for _, p := range others {
+		if sameUser(p.user, t.Request.Call.User) {
+			return false
+		}
+	}
+	return true
+}
+
+// errUnrecognisedJoin: see unrecognisedJoin.
+var errUnrecognisedJoin = errors.New("after the join the caller's call shows neither the agent nor a party recognised as the target, " +
+	"and the consult is not listed: whether the caller is with the target is unknown")
+
+// unrecognisedJoin turns an observation that cannot be judged into an
+// error: once a join may have happened, a caller's call that shows
+// neither the agent nor anything recognised as the target, with the
+// consult gone from the listing, may well be the caller with a target the
+// PBX renders in a way not foreseen here. Reported as CallerUnknown, the
+// engine would take the consult's absence for the target hanging up and
+// say so, and that the caller was not restored, while the caller talks to
+// the target: it is unknown, and an error says so (orchestrator.View).
+func unrecognisedJoin(t *orchestrator.Transfer, obs orchestrator.Observation) error {
+	if t.Sent.Join.IsZero() || obs.Caller != orchestrator.CallerUnknown || obs.Consult != orchestrator.ConsultAbsent {
+		return nil
+	}
+	return orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable, errUnrecognisedJoin)
 }
 
 // transferBody is the attended-transfer body of the guide. It has no
@@ -476,9 +574,33 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 // lists a consult by call-by-call-id, but addresses it by call-id). A
 // call not found is not an error: it ended, or is not listed yet, which
 // the engine keeps watching for.
+//
+// Once a join was sent the session created with our call-id may be the
+// caller's call: which session survives a join is undocumented [guess],
+// and a PBX that keeps the consult's may still address it by our call-id
+// (the call-id a CallRequest names is there to "read back the call later
+// or end it" [doc]). Disconnecting it would end the caller's call with
+// the target. So after a join the consult is disconnected only when a
+// listing shows that no session carrying our call-id carries the caller;
+// when the listing fails, the hang-up fails too (the engine sends it again).
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	id := consultID(t)
+	if !t.Sent.Join.IsZero() {
+		calls, err := c.listCalls(ctx, &t.Request)
+		if err != nil {
+			return err
+		}
+		for i := range calls {
+			ac := &calls[i]
+			if (ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id) && carriesCaller(t, ac) {
+				// Nothing of ours to end: the session with our call-id is
+				// the caller's call now, which readings show.
+				return nil
+			}
+		}
+	}
 	err := c.do(ctx, request{op: "disconnect", method: http.MethodDelete,
-		path: c.userPath(&t.Request) + "/" + seg(consultID(t)), safe: true}, nil)
+		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, nil)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 		return nil
 	}

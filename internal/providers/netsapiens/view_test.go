@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -106,20 +107,28 @@ func TestViewObservesLikeTheWholeListingRandomly(t *testing.T) {
 					OrigCallID: pick(ids...), TermCallID: pick(ids...), ByCallID: pick(ids...),
 					OrigUser: pick("", "1000", "1010@TEST"), TermUser: pick("", "1000", "1010"),
 					OrigInfo: pick("", "active", "held"), TermInfo: pick("", "active", "alerting", "held"),
+					OrigURIUser: pick("", "1000", "+18587645200"), TermURIUser: pick("", "1010", "18587645200"),
+					Dialed: pick("", "11111111111", "18587645200"),
 				}
 			}
 			tr := &orchestrator.Transfer{ID: pick(transfers...)}
-			tr.Request.Target = pick("1010", "1011")
+			tr.Request.Call.User = "1000"
+			tr.Request.Target = pick("1010", "1011", "18587645200")
 			tr.Legs.Caller.CallID, tr.Legs.Caller.SessionID = pick(ids...), pick(ids...)
 			tr.Legs.Agent.CallID = pick(ids...)
 			tr.Legs.Consult.CallID = pick("", "own-consult")
+			tr.Legs.Consult.SessionID = pick("", "s1", "s2")
+			if r.IntN(2) == 0 {
+				tr.Sent.Join = time.Unix(1, 0)
+			}
 			want := observe(tr, calls)
+			wantErr := unrecognisedJoin(tr, want)
 			for name, v := range map[string]*view{
 				"hashed":   newView(calls),
 				"collided": newViewHashed(calls, func(string) uint32 { return 7 }),
 			} {
 				got, err := v.Observe(tr)
-				if err != nil || got != want {
+				if (err != nil) != (wantErr != nil) || (err == nil && got != want) {
 					t.Fatalf("seed %d, round %d, %s: through the view %+v, %v; scanning the listing %+v\nlisting %+v\ntransfer legs %+v",
 						seed, round, name, got, err, want, calls, tr.Legs)
 				}

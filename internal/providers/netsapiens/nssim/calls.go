@@ -118,7 +118,7 @@ func (s *Sim) createCallLocked(domain, user string, req callRequest) *session {
 		ou, od = user, domain
 	}
 	tu, td := parseParty(req.termUser, domain)
-	orig := userLeg(ou, od)
+	orig := s.partyLeg(ou, od)
 	orig.callID = req.callID
 	callerID := req.callerID
 	if callerID == "" {
@@ -128,7 +128,7 @@ func (s *Sim) createCallLocked(domain, user string, req callRequest) *session {
 		id:       s.newIDLocked(),
 		core:     s.nextCoreLocked(),
 		domain:   domain,
-		legs:     [2]*leg{orig, userLeg(tu, td)},
+		legs:     [2]*leg{orig, s.partyLeg(tu, td)},
 		callerID: callerID,
 		dialed:   tu,
 		byAction: "CallRequest",
@@ -195,7 +195,7 @@ func (s *Sim) blindTransferLocked(sess *session, uSide side, target, domain stri
 		return
 	}
 	tu, td := parseParty(target, domain)
-	nl := userLeg(tu, td)
+	nl := s.partyLeg(tu, td)
 	nl.callID = s.newLegIDLocked()
 	s.setLegLocked(sess, uSide, nl)
 	// The transferred party is no longer parked behind the transferring user's hold.
@@ -208,26 +208,45 @@ func (s *Sim) blindTransferLocked(sess *session, uSide side, target, domain stri
 // attendedTransferLocked merges the remote party of sess with the consulted party of dest and
 // drops the transferring user's legs in both.
 //
-// Which ids survive is undocumented [G]: here sess keeps its call-session-id and its remote
-// leg, the consulted party's leg (with its Call-ID) takes the place of the transferring
-// user's leg, and dest ends with EndTransferred.
+// Which ids survive is undocumented [G]; Config.JoinKeeps chooses. With JoinKeepsCaller sess
+// keeps its call-session-id and its remote leg, the consulted party's leg (with its Call-ID)
+// takes the place of the transferring user's leg, and dest ends with EndTransferred. With
+// JoinKeepsConsult dest keeps its call-session-id, call-by-* fields and consulted party, the
+// remote party's leg (with its Call-ID) takes the place of the transferring user's leg there,
+// the CallRequest's call-id still addresses dest, and sess ends with EndTransferred.
 func (s *Sim) attendedTransferLocked(sess, dest *session, domain, user string, uSide side) {
 	if !s.liveLocked(sess) || !s.liveLocked(dest) || sess == dest {
 		return
 	}
 	remote := sess.leg(uSide.other())
-	var target *leg
-	switch {
-	case dest.leg(origSide).is(domain, user):
-		target = dest.leg(termSide)
-	case dest.leg(termSide).is(domain, user):
-		target = dest.leg(origSide)
-	default:
-		target = dest.leg(termSide)
+	// The transferring user's end of dest; the consulted party is at the other.
+	destUser := origSide
+	if !dest.leg(origSide).is(domain, user) && dest.leg(termSide).is(domain, user) {
+		destUser = termSide
 	}
+	target := dest.leg(destUser.other())
 	// The switch bridges only connected parties: a consultation that has not been answered
 	// yet is not merged [G], which is why the guide says to check it first.
 	if !target.connected() || !remote.connected() {
+		return
+	}
+	if s.cfg.JoinKeeps == JoinKeepsConsult {
+		moved := *remote
+		moved.info = InfoActive
+		moved.ringTimer = 0
+		// End sess first: it un-indexes the remote party's Call-ID, which dest then takes over.
+		s.endLocked(sess, EndTransferred, "merged into session "+dest.id+" by "+user+"@"+domain)
+		s.setLegLocked(dest, destUser, &moved)
+		// The call-id a CallRequest names is there to "read back the call later or end it"
+		// [C-doc]: it still addresses the session it created, now the caller's call.
+		if id := dest.byCallID; id != "" {
+			if _, onLeg := dest.sideOf(id); !onLeg {
+				s.aliasLocked(dest, id)
+			}
+		}
+		target.info = InfoActive
+		s.markAnsweredLocked(dest)
+		s.notifyLocked()
 		return
 	}
 	merged := *target
@@ -239,6 +258,18 @@ func (s *Sim) attendedTransferLocked(sess, dest *session, domain, user string, u
 	remote.info = InfoActive
 	s.markAnsweredLocked(sess)
 	s.notifyLocked()
+}
+
+// partyLeg builds a leg to user@domain: a user's device, or, for an external number under
+// NumbersPSTN, the PSTN through the gateway, rendered as the spec's example renders it.
+func (s *Sim) partyLeg(user, domain string) *leg {
+	l := userLeg(user, domain)
+	if s.cfg.ExternalNumbers == NumbersPSTN && externalNumber(user) {
+		l.number = user
+		l.uri = "sip:" + user + "@" + gatewayIP
+		l.match = "sip:*@" + gatewayIP
+	}
+	return l
 }
 
 // failsAtOnceLocked reports whether a new CallRequest session will end at once because its

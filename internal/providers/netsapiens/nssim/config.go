@@ -64,6 +64,32 @@ const (
 	HeldBoth = "both"
 )
 
+// Values of Config.ExternalNumbers.
+const (
+	// NumbersPSTN renders a leg to an external number the way the spec's ActiveCall example
+	// renders its PSTN leg [C-doc]: no user, domain "" on the orig side and "*" on the term
+	// side, the number in the leg's URI (sip:<number>@<gateway>) and, for the party a
+	// CallRequest dialled, in call-dialed-number.
+	NumbersPSTN = "pstn"
+	// NumbersAsUsers renders an external number as if it were a user of the domain: the
+	// number as call-*-user, the requester's domain, sip:<number>@<domain> as URI.
+	NumbersAsUsers = "user"
+)
+
+// Values of Config.JoinKeeps.
+const (
+	// JoinKeepsCaller: an attended transfer keeps the session of the call being transferred
+	// (its call-session-id and the caller's leg); the consulted party's leg, with its
+	// Call-ID, takes the place of the transferring user's leg, and the consultation session
+	// ends with EndTransferred.
+	JoinKeepsCaller = "caller"
+	// JoinKeepsConsult: it keeps the consultation session instead (its call-session-id,
+	// call-by-* fields and dialed number, and the consulted party's leg); the caller's leg,
+	// with its Call-ID, takes the place of the transferring user's leg there, the call-id of
+	// the CallRequest still addresses it, and the caller's session ends with EndTransferred.
+	JoinKeepsConsult = "consult"
+)
+
 // Config tunes the simulator. The zero value is usable: every field has a default, and every
 // behaviour the reference notes tag as a guess [G] is a field here so a test can pin the
 // variant it depends on.
@@ -122,6 +148,16 @@ type Config struct {
 
 	// HeldSide is which leg hold and unhold flip: HeldRemote (default) or HeldBoth [G].
 	HeldSide string
+
+	// ExternalNumbers is how a leg to an external number (a party of ten or more digits, or
+	// "+" and digits: a user part "18587645200" or "+18587645200") is rendered: NumbersPSTN
+	// (default, as the spec's example of a CallRequest to such a number shows [C-doc]) or
+	// NumbersAsUsers. Either way SetBehaviour and Answer name the number as the user.
+	ExternalNumbers string
+
+	// JoinKeeps is which session survives an attended transfer: JoinKeepsCaller (default)
+	// or JoinKeepsConsult. Which session and Call-IDs survive is undocumented [G].
+	JoinKeeps string
 
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
@@ -214,6 +250,12 @@ func (c Config) withDefaults() Config {
 	if c.HeldSide == "" {
 		c.HeldSide = HeldRemote
 	}
+	if c.ExternalNumbers == "" {
+		c.ExternalNumbers = NumbersPSTN
+	}
+	if c.JoinKeeps == "" {
+		c.JoinKeeps = JoinKeepsCaller
+	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409
 	}
@@ -265,6 +307,8 @@ func (c Config) Validate() error {
 	oneOf("HostnameMatch", c.HostnameMatch, HostnameOfOriginal, HostnameOfDestination, HostnameOfEither)
 	oneOf("UnknownDestination", c.UnknownDestination, DestinationIgnore, DestinationNotFound)
 	oneOf("HeldSide", c.HeldSide, HeldRemote, HeldBoth)
+	oneOf("ExternalNumbers", c.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
+	oneOf("JoinKeeps", c.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", c.SubscriptionNames, NamesLegacy, NamesHyphenated)
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))

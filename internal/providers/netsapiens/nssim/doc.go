@@ -5,7 +5,9 @@
 // The simulator follows the reference notes in shared/reference: hyphenated v2 field names,
 // asynchronous 202 actions applied after Config.ActionDelay, click-to-call CallRequests whose
 // callback leg rings before the destination, the attended-transfer merge of the vendor guide
-// (and its call-term-user pitfall), bearer-key scopes, and {"code","message"} error bodies.
+// (and its call-term-user pitfall; which session survives it is Config.JoinKeeps), PSTN legs
+// without a user as the spec's example shows them (Config.ExternalNumbers), bearer-key
+// scopes, and {"code","message"} error bodies.
 // Every behaviour the notes tag as a guess [G] is a Config field, so a test can pin the
 // variant it depends on, and the comment where it is implemented says so.
 //

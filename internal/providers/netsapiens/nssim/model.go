@@ -229,12 +229,29 @@ type leg struct {
 	match  string
 	name   string
 	info   string
+	// number is the number of a PSTN party (the caller of an inbound call, or an external
+	// number under NumbersPSTN), which the API shows without a user or domain of its own;
+	// user and domain still name it for SetBehaviour and Answer.
+	number string
 	// ringTimer is the pending ring timeout of an alerting leg, cancelled when it stops
 	// ringing so a long RingTimeout leaves no timer behind.
 	ringTimer uint64
 }
 
 func (l *leg) dialled() bool { return l.info != "" }
+
+// party is the user and domain the API shows for the leg on side sd: a PSTN party has none,
+// and its term side the domain "*" [C-doc: the spec's example has orig_user "", orig_domain
+// "", term_user "", term_domain "*"].
+func (l *leg) party(sd side) (user, domain string) {
+	switch {
+	case l.number == "":
+		return l.user, l.domain
+	case sd == termSide:
+		return "", "*"
+	}
+	return "", ""
+}
 
 // connected reports whether the leg has been answered (and may since be held).
 func (l *leg) connected() bool { return l.info == InfoActive || l.info == InfoHeld }
@@ -266,6 +283,9 @@ type session struct {
 	listTimer uint64
 	// domains are the lower-cased domains the session is filed under in Sim.inDomain.
 	domains []string
+	// aliases are Call-IDs that address the session although no leg carries them (the
+	// call-id of a CallRequest whose session an attended transfer kept, JoinKeepsConsult).
+	aliases []string
 	// targetAnswered is whether the target (term) leg of a CallRequest has ever connected,
 	// for Truth: two of these for one call-id means a second consult leg was connected.
 	targetAnswered bool
@@ -320,6 +340,8 @@ func (s *session) visibleIn(domain string) bool {
 
 func (s *session) record(r renderOptions) ActiveCall {
 	o, t := s.legs[origSide], s.legs[termSide]
+	ou, od := o.party(origSide)
+	tu, td := t.party(termSide)
 	answer := notAnswered
 	if !s.answered.IsZero() {
 		answer = s.answered.UTC().Format(datetimeLayout)
@@ -329,8 +351,8 @@ func (s *session) record(r renderOptions) ActiveCall {
 		SessionID:      s.id,
 		OrigCallID:     o.callID,
 		OrigMatchURI:   o.match,
-		OrigUser:       o.user,
-		OrigDomain:     o.domain,
+		OrigUser:       ou,
+		OrigDomain:     od,
 		OrigURI:        o.uri,
 		OrigName:       o.name,
 		CallerIDNumber: s.callerID,
@@ -340,8 +362,8 @@ func (s *session) record(r renderOptions) ActiveCall {
 		ByDomain:       s.byDomain,
 		ByCallID:       s.byCallID,
 		TermCallID:     t.callID,
-		TermUser:       t.user,
-		TermDomain:     t.domain,
+		TermUser:       tu,
+		TermDomain:     td,
 		TermURI:        t.uri,
 		StartDatetime:  s.start.UTC().Format(datetimeLayout),
 		AnswerDatetime: answer,
@@ -357,6 +379,22 @@ func (s *session) record(r renderOptions) ActiveCall {
 func userLeg(user, domain string) *leg {
 	uri := "sip:" + user + "@" + domain
 	return &leg{user: user, domain: domain, uri: uri, match: uri, name: user}
+}
+
+// externalNumber reports whether a party's user part is an external number rather than an
+// extension: "+" and digits, or ten digits or more (the spec's examples are 11-digit NANP
+// numbers; the simulator does not provision users, so it cannot ask the dial plan).
+func externalNumber(user string) bool {
+	digits := strings.TrimPrefix(user, "+")
+	if digits == "" {
+		return false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return len(digits) < len(user) || len(digits) >= 10
 }
 
 // parseParty reads "1010", "1010@TEST" or "sip:1010@TEST" (the forms the schema and the

@@ -406,16 +406,29 @@ func (s *Sim) indexLegLocked(sess *session, l *leg) {
 }
 
 func (s *Sim) unindexLegLocked(sess *session, l *leg) {
-	if l.callID != "" {
-		list := slices.DeleteFunc(s.byCallID[l.callID], func(o *session) bool { return o == sess })
-		if len(list) == 0 {
-			delete(s.byCallID, l.callID)
-		} else {
-			s.byCallID[l.callID] = list
-		}
-	}
+	s.unindexCallIDLocked(sess, l.callID)
 	s.cancelLocked(l.ringTimer)
 	l.ringTimer = 0
+}
+
+func (s *Sim) unindexCallIDLocked(sess *session, id string) {
+	if id == "" {
+		return
+	}
+	list := slices.DeleteFunc(s.byCallID[id], func(o *session) bool { return o == sess })
+	if len(list) == 0 {
+		delete(s.byCallID, id)
+	} else {
+		s.byCallID[id] = list
+	}
+}
+
+// aliasLocked makes id address sess although no leg of it carries id.
+func (s *Sim) aliasLocked(sess *session, id string) {
+	sess.aliases = append(sess.aliases, id)
+	if !slices.Contains(s.byCallID[id], sess) {
+		s.byCallID[id] = append(s.byCallID[id], sess)
+	}
 }
 
 // setLegLocked replaces one end of a session.
@@ -436,6 +449,9 @@ func (s *Sim) endLocked(sess *session, reason EndReason, detail string) {
 	}
 	for _, l := range sess.legs {
 		s.unindexLegLocked(sess, l)
+	}
+	for _, id := range sess.aliases {
+		s.unindexCallIDLocked(sess, id)
 	}
 	s.cancelLocked(sess.listTimer)
 	sess.listTimer = 0
@@ -544,6 +560,7 @@ func (s *Sim) PlaceCall(in InboundCall) (ActiveCall, error) {
 		match:  "sip:*@" + gatewayIP,
 		name:   in.From,
 		info:   InfoActive,
+		number: in.From,
 	}
 	term := userLeg(in.User, in.Domain)
 	term.callID = s.newLegIDLocked()

@@ -44,6 +44,9 @@ type LegTruth struct {
 	User   string `json:"user"`    // "" for a PSTN party
 	Domain string `json:"domain"`
 	State  string `json:"state"` // InfoAlerting, InfoActive, InfoHeld, or "" until dialled
+	// Number is the number of a PSTN party: an inbound call's caller, or an external number
+	// under NumbersPSTN. "" for a user.
+	Number string `json:"number,omitempty"`
 }
 
 // CallIDTruth is what became of the sessions created with one CallRequest call-id. More than
@@ -88,8 +91,8 @@ func (s *Sim) Truth() Truth {
 			ByUser:         sess.byUser,
 			ByDomain:       sess.byDomain,
 			ByCallID:       sess.byCallID,
-			Orig:           sess.leg(origSide).truth(),
-			Term:           sess.leg(termSide).truth(),
+			Orig:           sess.leg(origSide).truth(origSide),
+			Term:           sess.leg(termSide).truth(termSide),
 			TargetAnswered: sess.targetAnswered,
 			Call:           sess.record(s.render),
 		})
@@ -119,6 +122,7 @@ func (s *Sim) Truth() Truth {
 	return t
 }
 
-func (l *leg) truth() LegTruth {
-	return LegTruth{CallID: l.callID, User: l.user, Domain: l.domain, State: l.info}
+func (l *leg) truth(sd side) LegTruth {
+	user, domain := l.party(sd)
+	return LegTruth{CallID: l.callID, User: user, Domain: domain, State: l.info, Number: l.number}
 }

@@ -1,0 +1,217 @@
+package netsapiens_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// pstnTarget is an external number, as in the spec's example of a
+// CallRequest to the PSTN.
+const pstnTarget = "18587645200"
+
+// assertJoined checks the simulator's ground truth once every accepted
+// action has been applied: the caller's call is the only call up, it
+// connects the caller to target, neither of them held, and no leg of
+// ours (the agent's, the consult's) is left up: with
+// nssim.JoinKeepsConsult the caller's call is the session our call-id
+// created, and no other session may be up.
+func assertJoined(t *testing.T, h *harness, orig nssim.ActiveCall, target string) nssim.SessionTruth {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	truth := h.sim.Truth()
+	var caller *nssim.SessionTruth
+	for i, s := range truth.Sessions {
+		if s.Orig.CallID == orig.OrigCallID || s.Term.CallID == orig.OrigCallID {
+			caller = &truth.Sessions[i]
+			continue
+		}
+		t.Errorf("a call other than the caller's is up: %+v", s)
+	}
+	if caller == nil {
+		t.Fatalf("the caller's call ended: %+v", truth.Ended)
+	}
+	me, other := caller.Orig, caller.Term
+	if me.CallID != orig.OrigCallID {
+		me, other = other, me
+	}
+	if me.State != nssim.InfoActive || other.State != nssim.InfoActive {
+		t.Errorf("the caller is held: %+v", caller)
+	}
+	if (other.User != target && other.Number != target) || other.CallID == orig.TermCallID {
+		t.Errorf("the caller is not connected to %s: %+v", target, caller)
+	}
+	for _, e := range truth.Ended {
+		if e.Reason == nssim.EndDisconnected && (e.Call.OrigCallID == orig.OrigCallID || e.Call.TermCallID == orig.OrigCallID) {
+			t.Errorf("transferd disconnected the caller's call: %+v", e)
+		}
+	}
+	return *caller
+}
+
+func assertCompleted(t *testing.T, tr *orchestrator.Transfer) {
+	t.Helper()
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred || !tr.Outcome.Verified {
+		t.Errorf("state %s outcome %+v; want completed, transferred, verified", tr.State, tr.Outcome)
+	}
+}
+
+// A transfer to a number (PSTN or gateway) is seen joined however the PBX
+// shows the number (both sides of nssim.Config.ExternalNumbers: the
+// spec's example leg has no user, the number in its URI and the dialed
+// number; or the number as a user) and whichever session survives the
+// join (both sides of nssim.Config.JoinKeeps). Before the fix the PSTN
+// rendering read as neither agent nor target after the join, and the
+// transfer ended failed, target_hung_up, caller_restored false while the
+// caller talked to the target; with the consult's session kept the joined
+// call read as the consult and the caller as gone (caller_hung_up), and
+// the recovery hung up our call-id: the joined call.
+func TestNumberTargetIsSeenJoined(t *testing.T) {
+	for _, numbers := range []string{nssim.NumbersPSTN, nssim.NumbersAsUsers} {
+		for _, keeps := range []string{nssim.JoinKeepsCaller, nssim.JoinKeepsConsult} {
+			t.Run(numbers+"/keeps "+keeps, func(t *testing.T) {
+				h := setup(t, nssim.Config{ExternalNumbers: numbers, JoinKeeps: keeps})
+				orig := h.placeCall(t)
+				tr := h.end(t, h.startTo(t, pstnTarget, orchestrator.CompletionAuto, 0).ID)
+				assertCompleted(t, tr)
+				caller := assertJoined(t, h, orig, pstnTarget)
+				// The simulator shows the number as this side of the guess says.
+				c := caller.Call
+				switch numbers {
+				case nssim.NumbersPSTN:
+					if c.TermUser != "" || c.TermDomain != "*" || c.TermURI != "sip:"+pstnTarget+"@192.0.2.10" {
+						t.Errorf("the target's leg is not shown as a PSTN leg: %+v", c)
+					}
+				default:
+					if c.TermUser != pstnTarget {
+						t.Errorf("the target's leg is not shown as a user: %+v", c)
+					}
+				}
+				if keeps == nssim.JoinKeepsConsult && (c.SessionID != tr.Legs.Consult.SessionID || c.ByCallID != netsapiens.ConsultCallID(tr.ID)) {
+					t.Errorf("the joined call is not the consult's session: %+v", c)
+				}
+			})
+		}
+	}
+}
+
+// Whichever session survives a join (nssim.Config.JoinKeeps), a transfer
+// to an extension ends completed with the caller connected to the target,
+// in auto and manual completion. Before the fix a PBX that keeps the
+// consult's session showed the joined call as our consult, the engine
+// reported caller_hung_up, and its recovery hung up our call-id, which
+// ended the caller's call with the target.
+func TestJoinKeepingEitherSession(t *testing.T) {
+	for _, keeps := range []string{nssim.JoinKeepsCaller, nssim.JoinKeepsConsult} {
+		for _, completion := range []orchestrator.Completion{orchestrator.CompletionAuto, orchestrator.CompletionManual} {
+			t.Run("keeps "+keeps+"/"+string(completion), func(t *testing.T) {
+				h := setup(t, nssim.Config{JoinKeeps: keeps})
+				orig := h.placeCall(t)
+				tr := h.start(t, completion, 0)
+				if completion == orchestrator.CompletionManual {
+					h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+					if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+				tr = h.end(t, tr.ID)
+				assertCompleted(t, tr)
+				assertJoined(t, h, orig, "1010")
+			})
+		}
+	}
+}
+
+// HangupConsult never ends a joined call, whichever session survives the
+// join (nssim.Config.JoinKeeps): with the consult's session kept, our
+// call-id still addresses it and it is the caller's call with the target.
+// When the join was sent but did not happen, the consult is hung up as
+// before; when the listing that tells cannot be read, nothing is hung up
+// and the hang-up fails, to be sent again. Before the fix HangupConsult
+// disconnected our call-id blind, ending the joined call.
+func TestHangupConsultNeverEndsAJoinedCall(t *testing.T) {
+	ctx := context.Background()
+	// consultJoined drives the client through the guide's steps, the join
+	// included when join is set, and returns the transfer as the engine
+	// would hold it once the join was sent.
+	consultJoined := func(t *testing.T, h *harness, join bool) *orchestrator.Transfer {
+		t.Helper()
+		tr := &orchestrator.Transfer{ID: orchestrator.NewID(time.Now()), Request: orchestrator.Request{Provider: netsapiens.Name,
+			Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+		legs, err := h.client.Locate(ctx, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Legs = legs
+		if err := h.client.Hold(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Legs.Consult, err = h.client.Dial(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		// The target answers at once: once every due action has run, the
+		// consult is answered and the caller held.
+		if err := h.sim.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if join {
+			if err := h.client.Complete(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.sim.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr.Sent.Join = time.Now()
+		return tr
+	}
+	for _, keeps := range []string{nssim.JoinKeepsCaller, nssim.JoinKeepsConsult} {
+		t.Run("joined/keeps "+keeps, func(t *testing.T) {
+			h := setup(t, nssim.Config{JoinKeeps: keeps})
+			orig := h.placeCall(t)
+			tr := consultJoined(t, h, true)
+			if err := h.client.HangupConsult(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+			assertJoined(t, h, orig, "1010")
+		})
+		t.Run("join sent, not applied/keeps "+keeps, func(t *testing.T) {
+			h := setup(t, nssim.Config{JoinKeeps: keeps})
+			orig := h.placeCall(t)
+			tr := consultJoined(t, h, false)
+			if err := h.client.HangupConsult(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range h.sim.Truth().Sessions {
+				if s.SessionID != orig.SessionID {
+					t.Errorf("the consult is still up: %+v", s)
+				}
+			}
+		})
+		t.Run("join sent, listing unreadable/keeps "+keeps, func(t *testing.T) {
+			h := setup(t, nssim.Config{JoinKeeps: keeps})
+			orig := h.placeCall(t)
+			tr := consultJoined(t, h, true)
+			h.sim.InjectFault(nssim.Fault{Operation: nssim.OpList, Status: http.StatusServiceUnavailable})
+			if err := h.client.HangupConsult(ctx, tr); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Errorf("hang-up with the listing unreadable: %v; want it unavailable", err)
+			}
+			h.sim.ClearFaults()
+			for _, r := range h.sim.Requests() {
+				if r.Method == http.MethodDelete {
+					t.Errorf("sent %s %s without knowing whether the call is joined", r.Method, r.Path)
+				}
+			}
+			assertJoined(t, h, orig, "1010")
+		})
+	}
+}
