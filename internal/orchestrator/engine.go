@@ -157,6 +157,12 @@ type Engine struct {
 		on     bool      // Open ran: the replica heartbeats
 		until  time.Time // when it stops sending provider requests
 		lapses int64     // times it was found lapsed (or expired)
+		// ctx is cancelled when the lease runs out (timer), so that a
+		// step in flight sends no more (an adapter's retries); a renewal
+		// after that starts a new one.
+		ctx    context.Context
+		cancel context.CancelFunc
+		timer  *time.Timer
 	}
 }
 
@@ -640,6 +646,35 @@ func (e *Engine) renewLease(at time.Time, expired bool) {
 	}
 	e.lease.on = true
 	e.lease.until = at.Add(e.heartbeatTTL() - e.leaseMargin())
+	if e.lease.ctx == nil || e.lease.ctx.Err() != nil {
+		e.lease.ctx, e.lease.cancel = context.WithCancel(context.Background())
+	}
+	if e.lease.timer == nil {
+		e.lease.timer = time.AfterFunc(e.lease.until.Sub(e.now()), e.leaseRanOut)
+	} else {
+		e.lease.timer.Reset(e.lease.until.Sub(e.now()))
+	}
+}
+
+// leaseRanOut cancels the lease's context once its time has passed
+// without a renewal (one may have come while the timer fired).
+func (e *Engine) leaseRanOut() {
+	e.lease.Lock()
+	defer e.lease.Unlock()
+	if !e.now().Before(e.lease.until) {
+		e.lease.cancel()
+	}
+}
+
+// leaseContext returns a context that ends when this replica's lease runs
+// out: provider requests run under it.
+func (e *Engine) leaseContext() context.Context {
+	e.lease.Lock()
+	defer e.lease.Unlock()
+	if e.lease.ctx == nil {
+		return context.Background()
+	}
+	return e.lease.ctx
 }
 
 // leaseHeld reports whether this replica may send provider requests: its
@@ -749,6 +784,28 @@ func (e *Engine) transferLog(t *Transfer, p Provider) zerolog.Logger {
 	return lc.Logger()
 }
 
+// reclaim hands a transfer this replica just claimed to the entry it
+// still has for it, if any, and reports whether there was one. A replica
+// cut off from the store keeps its entries; another may claim them, and
+// this one may claim them back once that one stops. The entry then goes
+// on from the claimed record: left alone, its next save would conflict
+// with the claims, and it would let the transfer go while the store says
+// this replica drives it, so that no replica would.
+func (e *Engine) reclaim(t *Transfer) bool {
+	e.mu.Lock()
+	en := e.entries[t.ID]
+	if en != nil {
+		en.claimed.Store(t)
+	}
+	e.mu.Unlock()
+	if en != nil {
+		e.log.Info().Str("transfer_id", t.ID).Int64("version", t.Version).
+			Msg("claimed back a transfer this replica still held: going on from the claimed record")
+		e.q.Add(t.ID)
+	}
+	return en != nil
+}
+
 // drop forgets an entry: terminal without obligation, or owned by another
 // replica now.
 func (e *Engine) drop(en *entry) {
@@ -756,6 +813,14 @@ func (e *Engine) drop(en *entry) {
 	e.q.Forget(en.id)
 	en.setHeld(e, false)
 	e.mu.Lock()
+	if en.claimed.Load() != nil {
+		// Claimed back meanwhile (reclaim): it goes on from that record.
+		// Checked under e.mu, as reclaim stores it, so that a claim comes
+		// either before this check or after the entry is gone.
+		e.mu.Unlock()
+		e.q.Add(en.id)
+		return
+	}
 	if e.entries[en.id] == en {
 		delete(e.entries, en.id)
 		e.m.inFlight.WithLabelValues(en.p.Name()).Dec()

@@ -634,3 +634,272 @@ func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
 	}
 	eventually(t, "three heartbeats while the first purge runs", func() bool { return store.beats.Load() >= 4 })
 }
+
+// slowCutStore is one replica's view of a shared store that it loses the
+// way a network partition loses it: the first write that trips the cut
+// fails at once (not written); the next write hangs, as a write to an
+// unreachable database does until its i/o timeout, and then fails; every
+// other call fails while cut.
+type slowCutStore struct {
+	*memory.Store
+	trip    func(*orchestrator.Transfer) bool
+	cut     atomic.Bool
+	hung    atomic.Bool   // the one hanging write was taken
+	entered chan struct{} // closed when the hanging write starts
+	release chan struct{} // its i/o timeout
+}
+
+func (s *slowCutStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if !s.cut.Load() && s.trip(t) {
+		s.cut.Store(true)
+		return errPartition
+	}
+	if s.cut.Load() {
+		if s.hung.CompareAndSwap(false, true) {
+			close(s.entered)
+			<-s.release
+		}
+		return errPartition
+	}
+	return s.Store.Update(ctx, t)
+}
+
+func (s *slowCutStore) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	if s.cut.Load() {
+		return false, errPartition
+	}
+	return s.Store.Heartbeat(ctx, owner, now, ttl)
+}
+
+func (s *slowCutStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *slowCutStore) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	if s.cut.Load() {
+		return orchestrator.SignalNone, errPartition
+	}
+	return s.Store.TakeSignal(ctx, id)
+}
+
+func (s *slowCutStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Claim(ctx, owner, now, own, limit)
+}
+
+func (s *slowCutStore) Signalled(ctx context.Context, owner string) ([]string, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Signalled(ctx, owner)
+}
+
+// The lease is judged again when a step's request is sent, not only
+// before its intent is saved: a save can hang until its i/o timeout, as a
+// write to an unreachable database does, and a lapse is recorded only by
+// a heartbeat that succeeds, which a replica cut off from the store never
+// writes. Here a's consult deadline makes it recover: the transition is
+// the first write the partition refuses (at once), so the hang-up's first
+// lease check passes; its intent save then hangs. b claims the transfer
+// once a's heartbeat expired and acts on the client's complete (put
+// through b) with the join. When a's save finally fails, a must hold its
+// hang-up back: sent, it would end the caller's call with the target.
+func TestLeaseRunningOutDuringASaveHoldsTheRequestBack(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	aStore := &slowCutStore{Store: mem, entered: make(chan struct{}), release: make(chan struct{}),
+		trip: func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateRecovering }}
+	var releaseOnce sync.Once
+	releaseSave := func() { releaseOnce.Do(func() { close(aStore.release) }) }
+	aProv := &writeCounter{Fake: fake}
+	aLog := &logLines{}
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
+	}
+	a, err := orchestrator.New(cfg("a"), aStore, []orchestrator.Provider{aProv}, zerolog.New(aLog), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := orchestrator.New(cfg("b"), mem, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*orchestrator.Engine{a, b} {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+	}
+	t.Cleanup(releaseSave) // before the engines shut down
+	for _, e := range []*orchestrator.Engine{a, b} {
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Second
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+	writes := aProv.writes.Load()
+
+	// a reaches its consult deadline; the partition starts with the
+	// transition's save, and the hang-up's intent save hangs.
+	select {
+	case <-aStore.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a never tried to save the hang-up's intent")
+	}
+	if n := aProv.writes.Load() - writes; n != 0 {
+		t.Fatalf("a sent %d request(s) before its save returned", n)
+	}
+	// The client's complete, through b: the stored record is still
+	// consulting, answered.
+	if _, err := b.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	final := waitFor(t, b, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if c, _ := fake.State(tr.ID); final.State != orchestrator.StateCompleted || final.Owner != "b" || c.Caller != orchestrator.CallerTransferred {
+		t.Fatalf("b: %s owner %s, provider shows the caller %v; want completed by b, caller with the target", final.State, final.Owner, c.Caller)
+	}
+
+	// a's hanging save times out now, long after its heartbeat ran out.
+	releaseSave()
+	eventually(t, "a sent its hang-up or held it back", func() bool {
+		return aLog.has(tr.ID, "heartbeat ran out") || aProv.writes.Load() > writes
+	})
+	if n := aProv.writes.Load() - writes; n > 0 {
+		c, _ := fake.State(tr.ID)
+		t.Errorf("replica a sent %d provider request(s) after its heartbeat ran out and b claimed and completed the transfer; "+
+			"the provider now shows the caller %v (b reported completed)", n, c.Caller)
+	}
+	aStore.cut.Store(false) // a's next save conflicts: it lets the transfer go
+	eventually(t, "a stopped driving the transfer", func() bool { return !slices.Contains(a.Running(), tr.ID) })
+}
+
+// holdUntilDone is the Fake with a hold that waits until its context
+// ends, as a request to a provider that does not answer does.
+type holdUntilDone struct {
+	*orchestratortest.Fake
+	started chan struct{}
+	ended   chan error
+}
+
+func (p *holdUntilDone) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	close(p.started)
+	<-ctx.Done()
+	p.ended <- ctx.Err()
+	return ctx.Err()
+}
+
+// A request in flight when the lease runs out is cancelled, so that an
+// adapter sends nothing more for it (its retries): here a hold that would
+// otherwise wait for the step's minute-long timeout.
+func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
+	ctx := context.Background()
+	store := &partitionedStore{Store: memory.New()}
+	prov := &holdUntilDone{Fake: orchestratortest.NewFake("fake"), started: make(chan struct{}), ended: make(chan error, 1)}
+	e, err := orchestrator.New(orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute, VisibilityWindow: 50 * time.Millisecond,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond},
+		store, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	if err := e.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	<-prov.started
+	store.cut.Store(true)                        // no heartbeat from now on
+	t.Cleanup(func() { store.cut.Store(false) }) // before the Shutdown
+	select {
+	case err := <-prov.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the hold ended with %v, want cancelled by the lease", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hold was not cancelled when the lease ran out")
+	}
+}
+
+// A replica cut off from the store keeps its entries. Another claims its
+// transfer meanwhile, then is cut off in turn, and the first, back, claims
+// the transfer back while it still holds its stale entry for it. That
+// entry must go on from the claimed record: left alone, its next save
+// would conflict with the claims and it would let the transfer go, while
+// the store names it the owner, so that no replica would ever drive it.
+func TestReplicaClaimsBackATransferItStillHeld(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
+	}
+	var engines []*orchestrator.Engine
+	for _, r := range []struct {
+		owner string
+		store orchestrator.Store
+	}{{"a", aStore}, {"b", bStore}} {
+		e, err := orchestrator.New(cfg(r.owner), r.store, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, e)
+	}
+	a, b := engines[0], engines[1]
+	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false) }) // before the Shutdowns
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Minute
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+
+	aStore.cut.Store(true)
+	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	bStore.cut.Store(true)
+	aStore.cut.Store(false)
+	eventually(t, "a claimed it back", func() bool {
+		got, err := mem.Get(ctx, tr.ID)
+		return err == nil && got.Owner == "a"
+	})
+	if _, err := a.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	final := waitFor(t, a, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if c, _ := fake.State(tr.ID); final.State != orchestrator.StateCompleted || c.Caller != orchestrator.CallerTransferred {
+		t.Fatalf("transfer %s (owner %s), the provider shows the caller %v: want completed by a", final.State, final.Owner, c.Caller)
+	}
+}

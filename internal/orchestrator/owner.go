@@ -63,7 +63,13 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 			return err
 		}
 		for _, t := range ts {
-			if !e.local(t.ID) {
+			switch {
+			case own:
+				if !e.local(t.ID) {
+					total++
+					e.adopt(t, true)
+				}
+			case !e.reclaim(t):
 				total++
 				e.adopt(t, true)
 			}

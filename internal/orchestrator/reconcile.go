@@ -90,6 +90,10 @@ type entry struct {
 	// since (see step).
 	lapses      int64
 	warnedLease bool // a step was held back for a lapsed heartbeat
+	// claimed is the record of this transfer as this replica claimed it
+	// back from another (see Engine.reclaim): the next reconcile goes on
+	// from it, whatever this entry held.
+	claimed atomic.Pointer[Transfer]
 }
 
 // errUnsaved says that a step's intent could not be saved, so its side
@@ -103,6 +107,16 @@ func (e *Engine) process(id string) {
 	e.mu.Unlock()
 	if en == nil {
 		return
+	}
+	if c := en.claimed.Swap(nil); c != nil {
+		// Claimed back from a replica that took it over while this one
+		// could not reach the store: the claimed record is the truth, and
+		// what this entry held is stale.
+		en.cur.Store(c)
+		en.lost, en.saveFailing, en.unsaved = false, false, false
+		en.resumed, en.noted = true, false
+		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+		_, en.lapses = e.leaseHeld()
 	}
 	en.t = en.cur.Load().Clone()
 	en.log = e.transferLog(en.t, en.p)
@@ -1124,14 +1138,17 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), "not sent: "+why
 			return errUnsaved
 		}
-		held, lapses := e.leaseHeld()
-		if !held {
+		heldBack := func(why string) error {
 			if !en.warnedLease {
 				en.warnedLease = true
 				en.log.Warn().Str("step", name).
 					Msg("not sending: this replica's heartbeat ran out and another replica may own the transfer now; waiting until it is renewed")
 			}
-			return notSent("this replica's heartbeat ran out; another replica may own the transfer now")
+			return notSent(why)
+		}
+		held, lapses := e.leaseHeld()
+		if !held {
+			return heldBack("this replica's heartbeat ran out; another replica may own the transfer now")
 		}
 		if !e.save(ctx, en) {
 			switch {
@@ -1146,10 +1163,20 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 				return notSent("the store could not save its intent, and this replica's heartbeat lapsed since the transfer was last saved")
 			}
 		}
+		// The save may have taken long (a store that cannot be reached
+		// answers at its i/o timeout): the lease is judged again at the
+		// moment of sending.
+		if held, now := e.leaseHeld(); !held || now != lapses {
+			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
+		}
 	}
 	e.crash(t, name+":intent")
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
+	// No request of the step (an adapter's retries) is sent once the lease
+	// runs out.
+	stop := context.AfterFunc(e.leaseContext(), cancel)
 	err := f(sctx)
+	stop()
 	cancel()
 	e.crash(t, name+":effect")
 	s := &t.Steps[len(t.Steps)-1]
