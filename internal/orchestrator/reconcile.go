@@ -468,13 +468,11 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	switch {
 	case obs.Caller == CallerTransferred:
 		detail := "the caller is connected to the target"
-		if en.flow.HangupAgent {
-			if err := e.hangupAgent(ctx, en); en.lost {
-				return 0
-			} else if err != nil {
-				detail += "; the agent's call could not be hung up: " + err.Error()
-			}
+		d, lost := e.afterJoin(ctx, en)
+		if lost {
+			return 0
 		}
+		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
@@ -591,8 +589,13 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			// The provider joined caller and target after all (a join
 			// applied late, or an announced transfer answered as it was
 			// cancelled): that is the truth to report.
-			e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
-				Detail: "the provider connected the caller to the target although " + failure.Detail}, nil)
+			detail := "the provider connected the caller to the target although " + failure.Detail
+			d, lost := e.afterJoin(ctx, en)
+			if lost {
+				return 0
+			}
+			detail += d
+			e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 			return 0
 		}
 	}
@@ -689,8 +692,13 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			t.State, old.Reason)
 		e.note(en, StepVerify, detail)
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
-		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true,
-			Detail: "the provider connected the caller to the target although " + old.Detail}, nil)
+		detail = "the provider connected the caller to the target although " + old.Detail
+		d, lost := e.afterJoin(ctx, en)
+		if lost {
+			return 0
+		}
+		detail += d
+		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 		return 0
 	}
 	if t.Outcome.Verified {
@@ -827,6 +835,11 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 			if err != nil {
 				en.retryAt = now.Add(e.retryWait(en))
 			}
+			if KindOf(err) == KindConflict {
+				// The adapter found the consult with the caller: the join
+				// landed after the reading. Nothing more on that reading.
+				return
+			}
 		}
 	}
 	if t.Sent.Hold.IsZero() || callerDone || en.callerGone || en.unholdRefused != "" {
@@ -834,6 +847,13 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	}
 	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || interrupted(StepUnhold) ||
 		(fresh && obs.Caller == CallerHeld && settled(t.Sent.Unhold))
+	// After a join was sent, the caller may be with the target, and an
+	// unhold would take the caller back from the target (Bandwidth gives
+	// the caller's bridge back to caller and agent): it is sent only on a
+	// fresh reading that shows the caller held.
+	if !t.Sent.Join.IsZero() && !(fresh && obs.Caller == CallerHeld) {
+		due = false
+	}
 	if !due {
 		return
 	}
@@ -861,18 +881,31 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	}
 }
 
-// hangupAgent ends the agent's call once the caller is seen with the
-// target (Flow.HangupAgent). It is sent without waiting for its intent to
-// be saved, like a restorative step: repeating it is harmless (a crash
-// before the completion is saved sends it again), and a failure leaves
-// the agent alone on a silent call, not the caller, so the transfer
-// still completes.
-func (e *Engine) hangupAgent(ctx context.Context, en *entry) error {
+// afterJoin does what is left once the caller is seen with the target,
+// on whichever path sees it (completing, a recovery that finds the join
+// applied late, a sweep): where the flow leaves the agent's call up
+// (Flow.HangupAgent), it hangs it up. The step is sent without waiting for
+// its intent to be saved, like a restorative one: repeating it is harmless
+// (a crash before the completion is saved sends it again), and a failure
+// leaves the agent alone on a silent call, not the caller, so the
+// transfer still completes. It returns what to add to the outcome's
+// detail, and whether the transfer was lost to another replica.
+func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost bool) {
+	if !en.flow.HangupAgent {
+		return "", false
+	}
 	h, ok := en.p.(AgentHanger)
 	if !ok {
-		return fmt.Errorf("provider %s has no way to hang up the agent's call", en.p.Name())
+		return fmt.Sprintf("; provider %s has no way to hang up the agent's call", en.p.Name()), false
 	}
-	return e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
+	err := e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
+	if en.lost {
+		return "", true
+	}
+	if err != nil {
+		return "; the agent's call could not be hung up: " + err.Error(), false
+	}
+	return "", false
 }
 
 // redoWait is when a compensation that failed is due again (a long wait

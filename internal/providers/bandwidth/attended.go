@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
@@ -309,9 +311,26 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 }
 
 // HangupAgent implements orchestrator.AgentHanger: once the caller is
-// seen with the target, the agent's call, alone in b2, is done.
+// seen with the target, the agent's call, alone in b2, is done. A join
+// may be seen late (by a recovery or a sweep): by then the client's
+// application may have put the agent's call in a conversation of its own,
+// which is left alone.
 func (c *Client) HangupAgent(ctx context.Context, t *orchestrator.Transfer) error {
-	return c.hangup(ctx, "hangup_agent", t.Legs.Agent.CallID)
+	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return nil
+	case err != nil:
+		return err
+	case g.ended():
+		return nil
+	}
+	if b := g.bridgeID(); b != "" && b != t.Legs.Consult.BridgeID {
+		zerolog.Ctx(ctx).Info().Str("agent_call_id", g.ID).Str("bridge_id", b).
+			Msg("the agent's call is in a bridge of another conversation; it is not hung up")
+		return nil
+	}
+	return c.hangup(ctx, "hangup_agent", g.ID)
 }
 
 // hangupAttended hangs up T, then empties b2 so that G can rejoin b1.

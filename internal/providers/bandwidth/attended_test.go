@@ -735,3 +735,72 @@ func TestAttendedAgentHangsUpDuringAManualConsult(t *testing.T) {
 		t.Errorf("the caller must talk to the target: connected %t, held %t", h.sim.Connected(a.ID, tid), h.sim.Held(a.ID))
 	}
 }
+
+// A join the platform applies after the engine gave up verifying it is
+// not undone by the recovery. The recovery's hang-up finds the consult
+// bridged with the caller and is refused; an unhold sent blind after it
+// would find the agent still up, alone in b2 (it is hung up only once the
+// join shows), and give b1 back to caller and agent, taking the target
+// out. After a join was sent, the unhold waits for a reading that shows
+// the caller held; this one shows the caller with the target: completed,
+// and the agent is hung up then.
+//
+// Script: the join is accepted and left pending; the verification
+// patience passes and the engine recovers; the join is applied just as
+// the recovery's hang-up reads b1.
+func TestAttendedJoinLandingDuringTheRecoveryStands(t *testing.T) {
+	h := setup(t, options{engine: func(c *orchestrator.Config) {
+		c.VisibilityWindow = 200 * time.Millisecond
+		c.VerifyTimeout = time.Second
+	}})
+	a, g, b1 := h.placeBridged(t)
+	var id atomic.Pointer[string]
+	var joinSent atomic.Bool
+	h.before(func(method, path, body string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/bridges/"+b1.ID &&
+			strings.Contains(body, a.ID) && !strings.Contains(body, g.ID) && strings.Contains(body, `"bridgeAudio":true`)
+	}, func() {
+		if err := h.sim.SetAdversity(bwsim.Config{ActionDelay: time.Hour}); err != nil {
+			t.Error(err)
+		}
+		joinSent.Store(true)
+	})
+	// The recovery's hang-up reads b1 (its intent is saved first): the
+	// pending join lands now.
+	h.before(func(method, path, _ string) bool {
+		p := id.Load()
+		if p == nil || !joinSent.Load() || method != http.MethodGet || path != "/users/"+userID+"/bridges/"+b1.ID {
+			return false
+		}
+		tr, err := h.eng.Get(context.Background(), *p)
+		if err != nil || tr.State != orchestrator.StateRecovering || len(tr.Steps) == 0 {
+			return false
+		}
+		s := tr.Steps[len(tr.Steps)-1]
+		return s.Name == orchestrator.StepHangup && s.Status == orchestrator.StepStarted
+	}, func() {
+		if err := h.sim.SetAdversity(bwsim.Config{}); err != nil {
+			t.Error(err)
+		}
+		h.sim.Settle()
+	})
+	tr := h.start(t, attendedReq(a, g, orchestrator.CompletionAuto))
+	id.Store(&tr.ID)
+	tr = h.end(t, tr.ID)
+	h.idle(t)
+	tid := tr.Legs.Consult.CallID
+	if !joinSent.Load() {
+		t.Fatal("the join was never sent")
+	}
+	if !h.sim.Connected(a.ID, tid) || h.sim.Held(a.ID) {
+		t.Errorf("the join was applied (the caller talked to the target), then undone: caller with target %t, caller with agent %t; "+
+			"transfer %s (%s), caller_restored %t",
+			h.sim.Connected(a.ID, tid), h.sim.Connected(a.ID, g.ID), tr.State, tr.Outcome.Reason, tr.Outcome.CallerRestored)
+	}
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Errorf("steps %v: state %s outcome %+v, want completed", stepNames(tr), tr.State, tr.Outcome)
+	}
+	if c := mustCall(t, h, g.ID); c.State != bwsim.StateCompleted {
+		t.Errorf("the agent's call is %s after the join showed, want hung up", c.State)
+	}
+}
