@@ -884,12 +884,12 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 // afterJoin does what is left once the caller is seen with the target,
 // on whichever path sees it (completing, a recovery that finds the join
 // applied late, a sweep): where the flow leaves the agent's call up
-// (Flow.HangupAgent), it hangs it up. The step is sent without waiting for
-// its intent to be saved, like a restorative one: repeating it is harmless
-// (a crash before the completion is saved sends it again), and a failure
-// leaves the agent alone on a silent call, not the caller, so the
-// transfer still completes. It returns what to add to the outcome's
-// detail, and whether the transfer was lost to another replica.
+// (Flow.HangupAgent), it hangs it up. The step saves no intent (see step):
+// repeating it is harmless (a crash before the completion is saved sends
+// it again), and a failure leaves the agent alone on a silent call, not
+// the caller, so the transfer still completes. It returns what to add to
+// the outcome's detail, and whether the transfer was lost to another
+// replica.
 func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost bool) {
 	if !en.flow.HangupAgent {
 		return "", false
@@ -1183,7 +1183,17 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if !held {
 			return heldBack("this replica's heartbeat ran out; another replica may own the transfer now")
 		}
-		if !e.save(ctx, en) {
+		switch {
+		case name == StepHangupAgent:
+			// Its intent carries nothing to recover, so it is not saved: a
+			// crash before the completion is saved sends it again from the
+			// reading that shows the join, and the agent's call ends once.
+			// Without that save, only the lease says the transfer is still
+			// this replica's.
+			if en.lapses != lapses {
+				return notSent("this replica's heartbeat lapsed since the transfer was last saved")
+			}
+		case !e.save(ctx, en):
 			switch {
 			case en.lost:
 				return ErrVersionConflict

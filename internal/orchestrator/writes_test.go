@@ -45,8 +45,13 @@ func (s *spyStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
 // over a spyStore.
 func completeOne(t *testing.T) (*spyStore, *orchestrator.Engine, *orchestrator.Transfer) {
 	t.Helper()
+	return completeOneWith(t, orchestratortest.NewFake("fake"))
+}
+
+func completeOneWith(t *testing.T, fake *orchestratortest.Fake) (*spyStore, *orchestrator.Engine, *orchestrator.Transfer) {
+	t.Helper()
 	st := &spyStore{Store: memory.New()}
-	e := replica(t, "w", st, orchestratortest.NewFake("fake"), nil)
+	e := replica(t, "w", st, fake, nil)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +83,24 @@ func TestDurableWritesPerTransfer(t *testing.T) {
 	defer st.mu.Unlock()
 	if !slices.Equal(st.writes, want) {
 		t.Errorf("writes:\n  %q\nwant:\n  %q", st.writes, want)
+	}
+}
+
+// Hanging up the agent once the join shows (Flow.HangupAgent: Bandwidth's
+// attended consult) adds no write: its intent carries nothing to recover,
+// and its result goes with the end.
+func TestHangingUpTheAgentAddsNoWrite(t *testing.T) {
+	fake := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
+	st, _, tr := completeOneWith(t, fake)
+	want := []string{"pending", "holding hold/started", "dialing dial/started", "consulting dial/succeeded",
+		"completing transfer/started", "completed hangup_agent/succeeded"}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !slices.Equal(st.writes, want) {
+		t.Errorf("writes:\n  %q\nwant:\n  %q", st.writes, want)
+	}
+	if got := fake.ActionsFor(tr.ID); !slices.Equal(got, []string{locate, hold, dial, complete, orchestratortest.MethodHangupAgent}) {
+		t.Errorf("actions %q", got)
 	}
 }
 

@@ -30,10 +30,13 @@ const (
 	MethodObserve       = "Observe"
 	MethodComplete      = "Complete"
 	MethodHangupConsult = "HangupConsult"
+	// MethodHangupAgent is orchestrator.AgentHanger's, called only for a
+	// flow set with HangupAgent (SetFlow).
+	MethodHangupAgent = "HangupAgent"
 )
 
 var methods = []string{MethodLocate, MethodHold, MethodUnhold, MethodDial,
-	MethodObserve, MethodComplete, MethodHangupConsult}
+	MethodObserve, MethodComplete, MethodHangupConsult, MethodHangupAgent}
 
 // Target scripts how the transfer target treats the consult call. It is
 // read when the consult leg is dialled.
@@ -795,6 +798,13 @@ func (f *Fake) HangupConsult(ctx context.Context, t *orchestrator.Transfer) erro
 
 // do records the call, runs hooks and gates, applies the first queued
 // fault, and otherwise runs effect on the transfer's calls under the lock.
+// HangupAgent implements orchestrator.AgentHanger. The Fake does not
+// model the agent's call: it records the action (and its hooks, gates
+// and faults apply).
+func (f *Fake) HangupAgent(ctx context.Context, t *orchestrator.Transfer) error {
+	return f.do(ctx, MethodHangupAgent, t, func(string, *call, *orchestrator.Transfer) error { return nil })
+}
+
 func (f *Fake) do(ctx context.Context, method string, t *orchestrator.Transfer, effect func(op string, c *call, t *orchestrator.Transfer) error) error {
 	op := "fake." + method
 	rec := Record{Method: method, TransferID: t.ID}
