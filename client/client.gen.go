@@ -1266,10 +1266,12 @@ type StreamEventsParams struct {
 	// TransferId Only this transfer's events.
 	TransferId TransferID `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
 
-	// After The same as `Last-Event-ID`, for clients that cannot set headers.
+	// After The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
+	// `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
+	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
 	After string `form:"after,omitempty" json:"after,omitempty"`
 
-	// LastEventID Resume after this event id.
+	// LastEventID Resume after this event id; it wins over `after`.
 	LastEventID string `json:"Last-Event-ID,omitempty"`
 }
 
@@ -1703,7 +1705,8 @@ type ClientInterface interface {
 	//
 	// The `id` is the event's position in the outbox. A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
-	// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
+	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
@@ -1823,7 +1826,8 @@ type ClientInterface interface {
 
 	// ListWebhookDeliveries List webhook deliveries (by default the failed ones)
 	//
-	// The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
+	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 	// 24 h by default; a dead letter no longer holds back the transfer's later events).
 	//
@@ -1832,9 +1836,11 @@ type ClientInterface interface {
 
 	// RedeliverWebhook Send a webhook delivery again
 	//
-	// Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
-	// the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
-	// duplicate.
+	// Makes the delivery pending again, due now, with a fresh maximum age and its back-off
+	// started over, whatever its status: the same `webhook-id` and body are sent. A redelivery
+	// made while an attempt is in flight wins over that attempt's result: the delivery stays
+	// pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
+	// treat a repeated `webhook-id` as a duplicate.
 	//
 	// Corresponds with POST /v1/webhook-deliveries/{id}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhook(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1957,7 +1963,8 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 //
 // The `id` is the event's position in the outbox. A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
-// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
+// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 // apply to the stream. An open stream counts among its tenant's long polls and streams
@@ -2157,7 +2164,8 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 
 // ListWebhookDeliveries List webhook deliveries (by default the failed ones)
 //
-// The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
+// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 // 24 h by default; a dead letter no longer holds back the transfer's later events).
 //
@@ -2176,9 +2184,11 @@ func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookD
 
 // RedeliverWebhook Send a webhook delivery again
 //
-// Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
-// the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
-// duplicate.
+// Makes the delivery pending again, due now, with a fresh maximum age and its back-off
+// started over, whatever its status: the same `webhook-id` and body are sent. A redelivery
+// made while an attempt is in flight wins over that attempt's result: the delivery stays
+// pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
+// treat a repeated `webhook-id` as a duplicate.
 //
 // Corresponds with POST /v1/webhook-deliveries/{id}/redeliver (the `RedeliverWebhook` operationId).
 func (c *Client) RedeliverWebhook(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3021,7 +3031,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// The `id` is the event's position in the outbox. A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
-	// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
+	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
@@ -3153,7 +3164,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListWebhookDeliveriesWithResponse List webhook deliveries (by default the failed ones)
 	//
-	// The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
+	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 	// 24 h by default; a dead letter no longer holds back the transfer's later events).
 	//
@@ -3164,9 +3176,11 @@ type ClientWithResponsesInterface interface {
 
 	// RedeliverWebhookWithResponse Send a webhook delivery again
 	//
-	// Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
-	// the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
-	// duplicate.
+	// Makes the delivery pending again, due now, with a fresh maximum age and its back-off
+	// started over, whatever its status: the same `webhook-id` and body are sent. A redelivery
+	// made while an attempt is in flight wins over that attempt's result: the delivery stays
+	// pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
+	// treat a repeated `webhook-id` as a duplicate.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5217,7 +5231,8 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 //
 // The `id` is the event's position in the outbox. A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
-// saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
+// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 // apply to the stream. An open stream counts among its tenant's long polls and streams
@@ -5397,7 +5412,8 @@ func (c *ClientWithResponses) ListTransferEventsWithResponse(ctx context.Context
 
 // ListWebhookDeliveriesWithResponse List webhook deliveries (by default the failed ones)
 //
-// The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
+// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 // 24 h by default; a dead letter no longer holds back the transfer's later events).
 //
@@ -5414,9 +5430,11 @@ func (c *ClientWithResponses) ListWebhookDeliveriesWithResponse(ctx context.Cont
 
 // RedeliverWebhookWithResponse Send a webhook delivery again
 //
-// Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
-// the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
-// duplicate.
+// Makes the delivery pending again, due now, with a fresh maximum age and its back-off
+// started over, whatever its status: the same `webhook-id` and body are sent. A redelivery
+// made while an attempt is in flight wins over that attempt's result: the delivery stays
+// pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
+// treat a repeated `webhook-id` as a duplicate.
 //
 // Returns a wrapper object for the known response body format(s).
 //

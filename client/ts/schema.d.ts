@@ -195,7 +195,8 @@ export interface paths {
          *
          *     The `id` is the event's position in the outbox. A client that reconnects with
          *     `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
-         *     saw, out of the outbox: nothing is lost across reconnects. Without `Last-Event-ID` the
+         *     saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
+         *     clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
          *     stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
          *     its start. An idle stream sends a comment every 15 s. The server's write timeout does not
          *     apply to the stream. An open stream counts among its tenant's long polls and streams
@@ -219,7 +220,8 @@ export interface paths {
         };
         /**
          * List webhook deliveries (by default the failed ones)
-         * @description The caller's tenant's webhook deliveries, newest first. Without `status`, the failed ones:
+         * @description The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
+         *     endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
          *     `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
          *     24 h by default; a dead letter no longer holds back the transfer's later events).
          */
@@ -245,9 +247,11 @@ export interface paths {
         put?: never;
         /**
          * Send a webhook delivery again
-         * @description Makes the delivery pending again, due now, with a fresh maximum age, whatever its status:
-         *     the same `webhook-id` and body are sent. Receivers treat a repeated `webhook-id` as a
-         *     duplicate.
+         * @description Makes the delivery pending again, due now, with a fresh maximum age and its back-off
+         *     started over, whatever its status: the same `webhook-id` and body are sent. A redelivery
+         *     made while an attempt is in flight wins over that attempt's result: the delivery stays
+         *     pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
+         *     treat a repeated `webhook-id` as a duplicate.
          */
         post: operations["redeliverWebhook"];
         delete?: never;
@@ -1801,11 +1805,15 @@ export interface operations {
             query?: {
                 /** @description Only this transfer's events. */
                 transfer_id?: components["schemas"]["TransferID"];
-                /** @description The same as `Last-Event-ID`, for clients that cannot set headers. */
+                /**
+                 * @description The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
+                 *     `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
+                 *     every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
+                 */
                 after?: string;
             };
             header?: {
-                /** @description Resume after this event id. */
+                /** @description Resume after this event id; it wins over `after`. */
                 "Last-Event-ID"?: string;
             };
             path?: never;

@@ -16,8 +16,10 @@ import (
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
-// webhookURL is TRANSFERD_WEBHOOK_URL. It prints without its query and
-// user information: a receiver's URL often carries a token.
+// webhookURL is TRANSFERD_WEBHOOK_URL. It prints as its scheme and host
+// only, with the length of what follows: a receiver's URL often carries a
+// token, in the query or in the path (Slack's and Discord's webhook URLs
+// are a token).
 type webhookURL string
 
 func (u webhookURL) String() string {
@@ -25,16 +27,17 @@ func (u webhookURL) String() string {
 		return ""
 	}
 	p, err := url.Parse(string(u))
-	if err != nil {
-		return "(not a URL)"
+	if err != nil || p.Scheme == "" || p.Host == "" {
+		return "(not an absolute URL)"
 	}
-	if p.User != nil {
-		p.User = url.User("redacted")
+	out := p.Scheme + "://" + p.Host
+	// What follows the host (user information is left out altogether).
+	rest := (&url.URL{Path: p.Path, RawPath: p.RawPath, RawQuery: p.RawQuery, ForceQuery: p.ForceQuery,
+		Fragment: p.Fragment, RawFragment: p.RawFragment}).String()
+	if rest != "" && rest != "/" {
+		out += fmt.Sprintf(" (path and query hidden: %d characters)", len(rest))
 	}
-	if p.RawQuery != "" {
-		p.RawQuery = "redacted"
-	}
-	return p.String()
+	return out
 }
 
 // webhookSecrets splits TRANSFERD_WEBHOOK_SECRET: one whsec_ secret, or

@@ -17,8 +17,8 @@ import (
 // TestWebhooksEndToEnd: with TRANSFERD_WEBHOOK_URL and a rotation's pair
 // of secrets, every event of a transfer reaches the receiver signed by
 // both (checked by plain HMAC), in seq order, and the shutdown drains
-// what is still due; the configuration log shows neither secret nor the
-// URL's token.
+// what is still due; the logs show neither secret nor the URL's tokens
+// (in its query and in its path).
 func TestWebhooksEndToEnd(t *testing.T) {
 	old := "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-of-thirty-two-bytes!!"))
 	next := "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-of-thirty-two-bytes!!"))
@@ -47,7 +47,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer rcv.Close()
-	t.Setenv("TRANSFERD_WEBHOOK_URL", rcv.URL+"/hooks?token=receiver-token")
+	t.Setenv("TRANSFERD_WEBHOOK_URL", rcv.URL+"/hooks/path-token?token=receiver-token")
 	t.Setenv("TRANSFERD_WEBHOOK_SECRET", old+","+next)
 	api, sim, logs, stop := startService(t)
 	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
@@ -80,8 +80,32 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}
 	for _, m := range logs.all() {
 		line := fmt.Sprint(m)
-		if strings.Contains(line, "receiver-token") || strings.Contains(line, strings.TrimPrefix(old, "whsec_")) {
+		if strings.Contains(line, "receiver-token") || strings.Contains(line, "path-token") || strings.Contains(line, strings.TrimPrefix(old, "whsec_")) {
 			t.Errorf("a log line shows a webhook secret or the URL's token: %s", line)
+		}
+	}
+}
+
+// TestWebhookURLPrintsSchemeAndHostOnly: TRANSFERD_WEBHOOK_URL prints (in
+// the configuration log and the "webhooks to" line) as its scheme and host
+// and the length of the rest: a token may be in the path (Slack, Discord)
+// as well as in the query or the user information.
+func TestWebhookURLPrintsSchemeAndHostOnly(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.slack.com/services/T0001/B0001/slack-token": "https://hooks.slack.com (path and query hidden: 33 characters)",
+		"https://discord.com/api/webhooks/1234/discord-token":      "https://discord.com (path and query hidden: 32 characters)",
+		"https://crm.example:8443/hooks?token=query-token":         "https://crm.example:8443 (path and query hidden: 24 characters)",
+		"https://user:user-token@crm.example/":                     "https://crm.example",
+		"http://crm.example":                                       "http://crm.example",
+		"not a url":                                                "(not an absolute URL)",
+		"":                                                         "",
+	} {
+		got := webhookURL(raw).String()
+		if got != want {
+			t.Errorf("%q prints as %q, want %q", raw, got, want)
+		}
+		if strings.Contains(got, "token") {
+			t.Errorf("%q prints a token: %q", raw, got)
 		}
 	}
 }

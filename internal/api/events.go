@@ -87,8 +87,9 @@ const (
 // handleEventStream serves GET /v1/events: the tenant's events as
 // Server-Sent Events, each with its outbox position as id, so that a
 // client reconnecting with Last-Event-ID resumes after the last one it
-// saw. Without Last-Event-ID (or ?after=) the stream starts with events
-// saved from now on.
+// saw (?after= serves clients that cannot set the header; the header wins
+// when both are sent). Without either the stream starts with events saved
+// from now on.
 func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -97,22 +98,25 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
 			bad["transfer_id"] = "is not a transfer id"
 		}
-		resume := r.Header.Get("Last-Event-ID")
-		if v := q.Get("after"); v != "" {
-			resume = v
-		}
 		for name := range q {
 			if name != "transfer_id" && name != "after" {
 				bad[name] = "is not a known query parameter"
 			}
 		}
-		fromNow := resume == ""
-		if !fromNow {
-			n, err := strconv.ParseInt(strings.TrimSpace(resume), 10, 64)
-			if err != nil || n < 0 {
-				bad["Last-Event-ID"] = "must be the id of an event this stream sent"
+		// Both are checked; Last-Event-ID, read second, wins: an
+		// EventSource opened with ?after= keeps it in the URL of every
+		// reconnection and adds the id of the last event it saw, the newer.
+		fromNow := true
+		for _, resume := range [][2]string{{"after", q.Get("after")}, {"Last-Event-ID", r.Header.Get("Last-Event-ID")}} {
+			if resume[1] == "" {
+				continue
 			}
-			f.After = n
+			n, err := strconv.ParseInt(strings.TrimSpace(resume[1]), 10, 64)
+			if err != nil || n < 0 {
+				bad[resume[0]] = "must be the id of an event this stream sent"
+				continue
+			}
+			f.After, fromNow = n, false
 		}
 		if len(bad) > 0 {
 			writeProblem(w, r, fieldProblem(probValidation, bad))

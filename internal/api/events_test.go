@@ -213,6 +213,39 @@ func TestEventHistoryAndStream(t *testing.T) {
 	}
 }
 
+// TestStreamReconnectLastEventIDWinsOverAfter: a client that cannot set
+// headers opens the stream with ?after=; EventSource reconnects to the
+// same URL with Last-Event-ID, the id of the last event it saw, which
+// wins: the stream resumes after it instead of replaying what the client
+// had. ?after= alone still resumes, and a bad one is named in the problem.
+func TestStreamReconnectLastEventIDWinsOverAfter(t *testing.T) {
+	e := newEventsEnv(t)
+	id := e.start(t, writeKey, "1001")
+	hist := decodeBody[struct{ Items []eventBody }](t, e.req(t, "GET", "/v1/transfers/"+id+"/events", readKey, ""), http.StatusOK)
+	if len(hist.Items) < 3 {
+		t.Fatalf("history %+v, want at least 3 events", hist.Items)
+	}
+	first := e.stream(t, readKey, "?after=0")
+	var ids []string
+	for range hist.Items {
+		pos, _ := first.next(t)
+		ids = append(ids, pos)
+	}
+	first.res.Body.Close()
+	again := e.stream(t, readKey, "?after=0", "Last-Event-ID", ids[1])
+	if pos, ev := again.next(t); pos != ids[2] || ev.Seq != 3 {
+		t.Errorf("reconnected to ?after=0 with Last-Event-ID %s: first event %s (seq %d), want %s (seq 3)", ids[1], pos, ev.Seq, ids[2])
+	}
+	if pos, ev := e.stream(t, readKey, "?after="+ids[0]).next(t); pos != ids[1] || ev.Seq != 2 {
+		t.Errorf("?after=%s alone: first event %s (seq %d), want %s (seq 2)", ids[0], pos, ev.Seq, ids[1])
+	}
+	bad := decodeBody[struct{ Errors []struct{ Field string } }](t, e.req(t, "GET", "/v1/events?after=x", readKey, "",
+		"Last-Event-ID", ids[1]), http.StatusBadRequest)
+	if len(bad.Errors) != 1 || bad.Errors[0].Field != "after" {
+		t.Errorf("a bad ?after= with a good Last-Event-ID: %+v, want the problem to name after", bad.Errors)
+	}
+}
+
 type deliveryBody struct {
 	ID       string `json:"id"`
 	EventID  string `json:"event_id"`

@@ -246,26 +246,28 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 	code, retryAfter, err := d.send(ctx, dl)
 	now := d.now()
 	dl.UpdatedAt, dl.LastCode, dl.LastError = now, code, ""
-	result := "delivered"
 	if err == nil {
 		dl.Status = StatusDelivered
 	} else {
 		dl.LastError = err.Error()
-		wait := d.backoff(dl.Attempts)
+		// The back-off restarts at a redelivery.
+		wait := d.backoff(dl.Attempts - dl.Redelivered)
 		// The endpoint's own Retry-After wins over a shorter back-off;
 		// the deadline below bounds it.
 		wait = max(wait, retryAfter)
 		switch {
 		case !now.Before(dl.Deadline):
-			dl.Status, result = StatusDead, "dead"
+			dl.Status = StatusDead
 		case now.Add(wait).After(dl.Deadline):
 			// One last try at the deadline rather than none.
-			dl.NextAttempt, result = dl.Deadline, "retry"
+			dl.NextAttempt = dl.Deadline
 		default:
-			dl.NextAttempt, result = now.Add(wait), "retry"
+			dl.NextAttempt = now.Add(wait)
 		}
 	}
-	ok, ferr := d.store.FinishDelivery(ctx, dl)
+	// The store may keep a failed delivery pending that this claim's
+	// Deadline would have given up: a redelivery during the attempt wins.
+	stored, ok, ferr := d.store.FinishDelivery(ctx, dl)
 	if ferr != nil {
 		d.log.Error().Err(ferr).Str("delivery", dl.ID).Msg("webhooks: record attempt")
 		return
@@ -273,9 +275,17 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 	if !ok {
 		return // the lease was lost; whoever holds it now records
 	}
+	result := "delivered"
+	switch {
+	case err == nil:
+	case stored.Status == StatusDead:
+		result = "dead"
+	default:
+		result = "retry"
+	}
 	d.m.deliveries.WithLabelValues(result).Inc()
 	if d.finished != nil {
-		d.finished(dl)
+		d.finished(stored)
 	}
 	ev := d.log.Debug()
 	switch result {
@@ -351,10 +361,11 @@ func (d *Dispatcher) signer(tenant string, ep Endpoint) (signer, error) {
 	return s, err
 }
 
-// backoff is the wait after the attempt-th failed attempt: exponential
-// from MinBackoff, capped at MaxBackoff, with equal jitter (half fixed,
-// half random) so that the retries of many deliveries after an outage
-// spread out instead of arriving together.
+// backoff is the wait after the attempt-th failed attempt (counted from
+// the last redelivery): exponential from MinBackoff, capped at
+// MaxBackoff, with equal jitter (half fixed, half random) so that the
+// retries of many deliveries after an outage spread out instead of
+// arriving together.
 func (d *Dispatcher) backoff(attempt int) time.Duration {
 	b := d.cfg.MinBackoff
 	for i := 1; i < attempt && b < d.cfg.MaxBackoff; i++ {

@@ -420,7 +420,7 @@ func TestCrashedReplicaLeaseExpires(t *testing.T) {
 	}
 	late := claimed[0]
 	late.Status, late.LastError = webhooks.StatusDead, "late"
-	if ok, err := st.FinishDelivery(ctx, late); ok || err != nil {
+	if _, ok, err := st.FinishDelivery(ctx, late); ok || err != nil {
 		t.Errorf("the dead replica's late result was recorded (%v, %v)", ok, err)
 	}
 }
@@ -439,5 +439,143 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	}
 	if err := webhooks.ValidSecret(secretNew); err != nil {
 		t.Errorf("a 32-byte secret refused: %v", err)
+	}
+}
+
+// TestRedeliveryDuringLastAttemptWins: an operator redelivers a delivery
+// while its last attempt before the deadline is in flight, and is told
+// "pending, with a fresh maximum age". The attempt fails; its claim's
+// deadline has passed, but the redelivery wins: the delivery is tried
+// again at once (not recorded dead), stays pending until the new deadline
+// with the next attempt one back-off away, and no dead letter is counted.
+func TestRedeliveryDuringLastAttemptWins(t *testing.T) {
+	ctx := context.Background()
+	st := memory.NewDeliveries(memory.New())
+	var mu sync.Mutex
+	attempts := 0
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		attempts++
+		first := attempts == 1
+		mu.Unlock()
+		if first {
+			inFlight <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	// Made a MaxAge ago: due for its one last try, at the deadline.
+	deadline := time.Now().UTC().Add(-time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	dl := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_tr_a_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_tr_a_1",
+		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventCreated, Payload: []byte(`{"seq":1}`),
+		Status: webhooks.StatusPending, NextAttempt: deadline, Deadline: deadline,
+		CreatedAt: deadline.Add(-24 * time.Hour), UpdatedAt: deadline}
+	if err := st.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{dl}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	const backoff = time.Hour
+	d := webhooks.New(webhooks.Config{Owner: "r1", MinBackoff: backoff, MaxBackoff: backoff}, st, endpoint(srv.URL), render,
+		zerolog.Nop(), reg)
+	drained := make(chan error, 1)
+	go func() { drained <- d.Drain(ctx) }()
+	<-inFlight
+	r, err := d.Redeliver(ctx, "acme", dl.ID)
+	if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.After(time.Now()) {
+		t.Fatalf("redeliver answered %+v (%v), want pending with a fresh deadline", r, err)
+	}
+	close(release)
+	// Drain returns once nothing is due: after the redelivery's attempt.
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := st.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("deliveries %+v (%v)", got, err)
+	}
+	g := got[0]
+	mu.Lock()
+	n := attempts
+	mu.Unlock()
+	if n != 2 || g.Status != webhooks.StatusPending || !g.Deadline.Equal(r.Deadline) || g.LastCode != http.StatusServiceUnavailable {
+		t.Errorf("after a redelivery during the last attempt: %d attempts, stored %+v; want 2 attempts (the one in flight and "+
+			"the redelivery's), pending until %v, last code 503", n, g, r.Deadline)
+	}
+	if wait := g.NextAttempt.Sub(g.UpdatedAt); wait > backoff || wait < backoff/2 {
+		t.Errorf("the redelivery's failed attempt is retried in %s, want one back-off (%s with jitter)", wait, backoff)
+	}
+	if dead := counter(t, reg, "transferd_webhook_dead_letters_total"); dead != 0 {
+		t.Errorf("transferd_webhook_dead_letters_total = %v, want 0: the redelivery kept it alive", dead)
+	}
+}
+
+// TestRedeliveredDeadLetterRetriesSoon: the back-off restarts at a
+// redelivery. A dead letter that failed many times, redelivered, fails
+// again and is retried after the first back-off, not the longest.
+func TestRedeliveredDeadLetterRetriesSoon(t *testing.T) {
+	ctx := context.Background()
+	st := memory.NewDeliveries(memory.New())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	// Dead after ten attempts, as a day of failures leaves it.
+	at := time.Now().UTC().Add(-time.Hour)
+	key := webhooks.EndpointKey("acme", "crm")
+	dl := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_tr_a_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_tr_a_1",
+		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventCreated, Payload: []byte(`{"seq":1}`),
+		Status: webhooks.StatusDead, Attempts: 10, LastCode: http.StatusServiceUnavailable, LastError: "the endpoint answered 503",
+		NextAttempt: at, Deadline: at, CreatedAt: at.Add(-24 * time.Hour), UpdatedAt: at}
+	if err := st.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{dl}); err != nil {
+		t.Fatal(err)
+	}
+	const minBackoff, maxBackoff = time.Minute, time.Hour
+	d := webhooks.New(webhooks.Config{MinBackoff: minBackoff, MaxBackoff: maxBackoff}, st, endpoint(srv.URL), render,
+		zerolog.Nop(), prometheus.NewRegistry())
+	if _, err := d.Redeliver(ctx, "acme", dl.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := st.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme"})
+	if err != nil || len(got) != 1 || got[0].Attempts != 11 || got[0].Status != webhooks.StatusPending {
+		t.Fatalf("deliveries %+v (%v), want one pending after its 11th attempt", got, err)
+	}
+	if wait := got[0].NextAttempt.Sub(got[0].UpdatedAt); wait > minBackoff {
+		t.Errorf("a redelivered dead letter that failed again is retried in %s, want the first back-off (at most %s)", wait, minBackoff)
+	}
+}
+
+// counter is the value of a counter without labels in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
+}
+
+// TestValidSecretLength: a secret holds 24 to 64 bytes once decoded;
+// the length of its base64 text, padding included, says 24 for 22 and 23
+// bytes and 66 for 65 and 66.
+func TestValidSecretLength(t *testing.T) {
+	for n, ok := range map[int]bool{22: false, 23: false, 24: true, 25: true, 63: true, 64: true, 65: false, 66: false} {
+		sec := "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n)))
+		if err := webhooks.ValidSecret(sec); (err == nil) != ok {
+			t.Errorf("a secret of %d bytes: %v, want accepted %v", n, err, ok)
+		}
 	}
 }

@@ -113,8 +113,16 @@ type Delivery struct {
 	Status  Status
 	// Attempts counts claims (an attempt cut short by a crash counts). It
 	// is also the claim's fencing token: FinishDelivery applies only while the
-	// stored Attempts equals the claimed one.
-	Attempts    int
+	// stored Attempts equals the claimed one. It never goes back, so that
+	// a claim's token is never reused.
+	Attempts int
+	// Redelivered is Attempts when the delivery was last redelivered (0
+	// if never). The back-off counts the attempts since, so that a
+	// redelivered dead letter that fails again is retried soon; and a
+	// claim made before a redelivery carries a lower value than the
+	// stored one, which tells FinishDelivery that the redelivery came
+	// while the attempt was in flight.
+	Redelivered int
 	NextAttempt time.Time
 	// Owner and LeaseUntil are the replica attempting it now, if any.
 	Owner      string
@@ -165,15 +173,21 @@ type Store interface {
 	// Attempts is incremented. Oldest (lowest Pos) first.
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
 	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
-	// LastCode, LastError, UpdatedAt of d) and releases the lease, if the
-	// stored delivery is still pending with d's Attempts; otherwise it
-	// does nothing and reports false (the claim was lost).
-	FinishDelivery(ctx context.Context, d Delivery) (bool, error)
+	// LastCode, LastError, UpdatedAt of d), releases the lease and
+	// returns the delivery as stored, if the stored delivery is still
+	// pending with d's Attempts; otherwise it does nothing and reports
+	// false (the claim was lost). A redelivery made since d was claimed
+	// (the stored Redelivered is not d's) wins over the attempt's
+	// result: LastCode, LastError and UpdatedAt are recorded, and the
+	// delivery stays pending, due when the redelivery made it due.
+	FinishDelivery(ctx context.Context, d Delivery) (Delivery, bool, error)
 	// Deliveries lists a tenant's deliveries, newest first, and whether
 	// more follow.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
 	// Redeliver makes a tenant's delivery pending again, due at now, with
-	// a new deadline; KindNotFound if the tenant has no such delivery.
+	// a new deadline, and sets Redelivered to Attempts; KindNotFound if
+	// the tenant has no such delivery. A delivery in flight keeps its
+	// claim (FinishDelivery then keeps it pending).
 	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time) (Delivery, error)
 	// DeliveryBacklog counts pending deliveries and returns the creation time of
 	// the oldest (zero if none).

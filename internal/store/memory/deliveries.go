@@ -1,8 +1,10 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,41 +88,63 @@ func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.T
 	return out, nil
 }
 
-// Finish implements webhooks.Store.
-func (d *Deliveries) FinishDelivery(_ context.Context, dl webhooks.Delivery) (bool, error) {
+// FinishDelivery implements webhooks.Store.
+func (d *Deliveries) FinishDelivery(_ context.Context, dl webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur, ok := d.byID[dl.ID]
 	if !ok || cur.Status != webhooks.StatusPending || cur.Attempts != dl.Attempts {
-		return false, nil
+		return webhooks.Delivery{}, false, nil
 	}
-	cur.Status, cur.NextAttempt, cur.UpdatedAt = dl.Status, dl.NextAttempt, dl.UpdatedAt
-	cur.LastCode, cur.LastError = dl.LastCode, dl.LastError
+	if cur.Redelivered == dl.Redelivered {
+		// Else a redelivery came during the attempt: it stays pending,
+		// due when the redelivery made it due.
+		cur.Status, cur.NextAttempt = dl.Status, dl.NextAttempt
+	}
+	cur.UpdatedAt, cur.LastCode, cur.LastError = dl.UpdatedAt, dl.LastCode, dl.LastError
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
-	return true, nil
+	return clone(cur), true, nil
 }
 
-// Deliveries implements webhooks.Store.
+// Deliveries implements webhooks.Store: in (Pos, ID) order, descending,
+// as the SQL stores list them; the cursor is that whole key, since every
+// endpoint's delivery of an event has the event's Pos. An unknown cursor
+// lists nothing, as in the SQL stores.
 func (d *Deliveries) Deliveries(_ context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []webhooks.Delivery
-	started := f.After == ""
-	for i := len(d.order) - 1; i >= 0; i-- {
-		dl := d.byID[d.order[i]]
-		if !started {
-			started = dl.ID == f.After
+	var cursor *webhooks.Delivery
+	if f.After != "" {
+		if cursor = d.byID[f.After]; cursor == nil {
+			return nil, false, nil
+		}
+	}
+	var sel []*webhooks.Delivery
+	for _, dl := range d.byID {
+		if dl.Tenant != f.Tenant || (f.TransferID != "" && dl.TransferID != f.TransferID) || !selected(dl, f) ||
+			cursor != nil && listOrder(dl, cursor) <= 0 {
 			continue
 		}
-		if dl.Tenant != f.Tenant || (f.TransferID != "" && dl.TransferID != f.TransferID) || !selected(dl, f) {
-			continue
-		}
-		if f.Limit > 0 && len(out) == f.Limit {
-			return out, true, nil
-		}
+		sel = append(sel, dl)
+	}
+	slices.SortFunc(sel, listOrder)
+	more := f.Limit > 0 && len(sel) > f.Limit
+	if more {
+		sel = sel[:f.Limit]
+	}
+	out := make([]webhooks.Delivery, 0, len(sel))
+	for _, dl := range sel {
 		out = append(out, clone(dl))
 	}
-	return out, false, nil
+	return out, more, nil
+}
+
+// listOrder orders deliveries as listed: by Pos, then ID, descending.
+func listOrder(a, b *webhooks.Delivery) int {
+	if c := cmp.Compare(b.Pos, a.Pos); c != 0 {
+		return c
+	}
+	return strings.Compare(b.ID, a.ID)
 }
 
 // selected applies the status part of a filter: Statuses and Failing
@@ -141,10 +165,11 @@ func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadli
 		return webhooks.Delivery{}, orchestrator.E("memory.Redeliver", orchestrator.KindNotFound, nil)
 	}
 	if dl.Status != webhooks.StatusPending || !dl.LeaseUntil.After(now) {
-		// A delivery in flight keeps its claim; it is pending already.
-		dl.Status, dl.NextAttempt, dl.Owner, dl.LeaseUntil = webhooks.StatusPending, now, "", time.Time{}
+		// A delivery in flight keeps its claim; its FinishDelivery sees
+		// Redelivered moved and keeps it pending.
+		dl.Owner, dl.LeaseUntil = "", time.Time{}
 	}
-	dl.Deadline, dl.UpdatedAt = deadline, now
+	dl.Status, dl.NextAttempt, dl.Deadline, dl.Redelivered, dl.UpdatedAt = webhooks.StatusPending, now, deadline, dl.Attempts, now
 	return clone(dl), nil
 }
 

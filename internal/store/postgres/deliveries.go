@@ -158,38 +158,64 @@ func getDelivery(ctx context.Context, tx pgx.Tx, id string) (webhooks.Delivery, 
 }
 
 // FinishDelivery implements webhooks.Store.
-func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (bool, error) {
+func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return false, s.fail(op, err)
+		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
 	cur, err := getDelivery(ctx, tx, d.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return webhooks.Delivery{}, false, nil
 	}
 	if err != nil {
-		return false, s.fail(op, err)
+		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
 	if cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
-		return false, nil
+		return webhooks.Delivery{}, false, nil
 	}
-	cur.Status, cur.NextAttempt, cur.UpdatedAt = d.Status, d.NextAttempt, d.UpdatedAt
-	cur.LastCode, cur.LastError = d.LastCode, d.LastError
+	if cur.Redelivered == d.Redelivered {
+		// Else a redelivery came during the attempt: it stays pending,
+		// due when the redelivery made it due.
+		cur.Status, cur.NextAttempt = d.Status, d.NextAttempt
+	}
+	cur.UpdatedAt, cur.LastCode, cur.LastError = d.UpdatedAt, d.LastCode, d.LastError
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur); err != nil {
-		return false, s.fail(op, err)
+		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, s.fail(op, err)
+		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
-	return true, nil
+	return cur, true, nil
 }
 
 // Deliveries implements webhooks.Store.
 func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	const op = "list deliveries"
+	q, args := deliveriesQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, false, s.fail(op, err)
+	}
+	ds, err := collectDeliveries(rows)
+	if err != nil {
+		return nil, false, s.fail(op, err)
+	}
+	if f.Limit > 0 && len(ds) > f.Limit {
+		return ds[:f.Limit], true, nil
+	}
+	return ds, false, nil
+}
+
+// deliveriesQuery is the statement of Deliveries: a tenant's deliveries
+// in (pos, id) order, descending, read from webhook_deliveries_tenant,
+// whose columns are that order. The cursor compares the whole key (a row
+// comparison, which the index serves): every endpoint's delivery of an
+// event has the event's pos, and comparing pos alone skipped the
+// cursor's siblings.
+func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	q := `SELECT record FROM webhook_deliveries WHERE tenant = $1`
 	args := []any{f.Tenant}
 	arg := func(v any) string {
@@ -208,28 +234,17 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 		q += ` AND (status = ANY(` + arg(sts) + `::text[]) OR (` + arg(f.Failing) + `::boolean AND failing))`
 	}
 	if f.After != "" {
-		q += ` AND pos < (SELECT pos FROM webhook_deliveries WHERE id = ` + arg(f.After) + `)`
+		q += ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + `)`
 	}
 	q += ` ORDER BY pos DESC, id DESC`
 	if f.Limit > 0 {
 		q += ` LIMIT ` + arg(f.Limit+1)
 	}
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, false, s.fail(op, err)
-	}
-	ds, err := collectDeliveries(rows)
-	if err != nil {
-		return nil, false, s.fail(op, err)
-	}
-	if f.Limit > 0 && len(ds) > f.Limit {
-		return ds[:f.Limit], true, nil
-	}
-	return ds, false, nil
+	return q, args
 }
 
 // Redeliver implements webhooks.Store. A delivery in flight keeps its
-// claim (it is pending already); only its deadline is renewed.
+// claim; its FinishDelivery sees Redelivered moved and keeps it pending.
 func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline time.Time) (webhooks.Delivery, error) {
 	const op = "redeliver"
 	tx, err := s.pool.Begin(ctx)
@@ -245,9 +260,9 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	if d.Status != webhooks.StatusPending || !d.LeaseUntil.After(now) {
-		d.Status, d.NextAttempt, d.Owner, d.LeaseUntil = webhooks.StatusPending, now, "", time.Time{}
+		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
-	d.Deadline, d.UpdatedAt = deadline, now
+	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
 	if err := putDelivery(ctx, tx, d); err != nil {
 		return webhooks.Delivery{}, s.fail(op, err)
 	}

@@ -16,11 +16,12 @@ const TerminalList = terminalList
 // SetPurgeBatch makes Purge delete at most n rows per statement.
 func SetPurgeBatch(s *Store, n int) { s.purgeBatch = n }
 
-// ListQuery and EventsQuery are the statements of List and Events, for the
-// tests that check their plans.
+// ListQuery, EventsQuery and DeliveriesQuery are the statements of List,
+// Events and Deliveries, for the tests that check their plans.
 var (
-	ListQuery   = listQuery
-	EventsQuery = eventsQuery
+	ListQuery       = listQuery
+	EventsQuery     = eventsQuery
+	DeliveriesQuery = deliveriesQuery
 )
 
 // MaxConns is the size of the store's pool.

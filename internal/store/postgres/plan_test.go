@@ -12,6 +12,7 @@ import (
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // Every list the API offers (one tenant's transfers with at most one
@@ -90,6 +91,57 @@ func TestListPlansUseIndexes(t *testing.T) {
 		plan := explain(t, conn, q, args)
 		if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") || !strings.Contains(plan, "Index Scan using events_") {
 			t.Errorf("events %s: want an events index in position order:\n%s", name, plan)
+		}
+	}
+}
+
+// The operators' listing of webhook deliveries (GET
+// /v1/webhook-deliveries: a tenant's, by default the failing and dead
+// ones, or one transfer's) is a backward scan of webhook_deliveries_tenant
+// in list order, (pos, id) descending, with no sort, not even of the
+// deliveries that share a pos (one per endpoint); the cursor is a row
+// comparison the index serves, not a filter.
+func TestDeliveriesListPlanUsesIndex(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	fs := map[string]webhooks.DeliveryFilter{
+		"tenant":    {},
+		"failed":    {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
+		"delivered": {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
+		"transfer":  {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))},
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		for name, f := range fs {
+			f.Tenant, f.Limit = "acme", 50
+			for _, after := range []string{"", webhooks.DeliveryID(webhooks.EndpointKey("acme", "crm"), "evt_1")} {
+				f.After = after
+				q, args := postgres.DeliveriesQuery(f)
+				plan := explain(t, conn, q, args)
+				if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") ||
+					!strings.Contains(plan, "Index Scan Backward using webhook_deliveries_tenant") {
+					t.Errorf("%s (%s, cursor %q): want a backward scan of webhook_deliveries_tenant:\n%s", name, mode, after, plan)
+				}
+				if after != "" && !regexp.MustCompile(`Index Cond: .*ROW\(pos, id\) < ROW\(`).MatchString(plan) {
+					t.Errorf("%s (%s): the cursor is not an index condition on (pos, id):\n%s", name, mode, plan)
+				}
+			}
 		}
 	}
 }

@@ -124,12 +124,12 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	return ds, fail2(op, tx.Commit())
 }
 
-// Finish implements webhooks.Store.
-func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (bool, error) {
+// FinishDelivery implements webhooks.Store.
+func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return false, fail(op, err)
+		return webhooks.Delivery{}, false, fail(op, err)
 	}
 	defer tx.Rollback()
 	cur, err := getDelivery(ctx, tx, d.ID)
@@ -137,15 +137,22 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (bool, 
 		if errors.Is(err, sql.ErrNoRows) {
 			err = nil
 		}
-		return false, fail2(op, err)
+		return webhooks.Delivery{}, false, fail2(op, err)
 	}
-	cur.Status, cur.NextAttempt, cur.UpdatedAt = d.Status, d.NextAttempt, d.UpdatedAt
-	cur.LastCode, cur.LastError = d.LastCode, d.LastError
+	if cur.Redelivered == d.Redelivered {
+		// Else a redelivery came during the attempt: it stays pending,
+		// due when the redelivery made it due.
+		cur.Status, cur.NextAttempt = d.Status, d.NextAttempt
+	}
+	cur.UpdatedAt, cur.LastCode, cur.LastError = d.UpdatedAt, d.LastCode, d.LastError
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur, false); err != nil {
-		return false, fail(op, err)
+		return webhooks.Delivery{}, false, fail(op, err)
 	}
-	return true, fail2(op, tx.Commit())
+	if err := tx.Commit(); err != nil {
+		return webhooks.Delivery{}, false, fail(op, err)
+	}
+	return cur, true, nil
 }
 
 func getDelivery(ctx context.Context, tx *sql.Tx, id string) (webhooks.Delivery, error) {
@@ -160,6 +167,27 @@ func getDelivery(ctx context.Context, tx *sql.Tx, id string) (webhooks.Delivery,
 
 // Deliveries implements webhooks.Store.
 func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
+	q, args := deliveriesQuery(f)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, fail("list deliveries", err)
+	}
+	ds, err := scanDeliveries(rows)
+	if err != nil {
+		return nil, false, fail("list deliveries", err)
+	}
+	if f.Limit > 0 && len(ds) > f.Limit {
+		return ds[:f.Limit], true, nil
+	}
+	return ds, false, nil
+}
+
+// deliveriesQuery is the statement of Deliveries: a tenant's deliveries
+// in (pos, id) order, descending, read from webhook_deliveries_tenant,
+// whose columns are that order. The cursor compares the whole key: every
+// endpoint's delivery of an event has the event's pos, and comparing pos
+// alone skipped the cursor's siblings.
+func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	q := `SELECT record FROM webhook_deliveries WHERE tenant = ?`
 	args := []any{f.Tenant}
 	if f.TransferID != "" {
@@ -178,7 +206,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 		q += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
 	if f.After != "" {
-		q += ` AND pos < (SELECT pos FROM webhook_deliveries WHERE id = ?)`
+		q += ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ?)`
 		args = append(args, f.After)
 	}
 	q += ` ORDER BY pos DESC, id DESC`
@@ -186,18 +214,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 		q += ` LIMIT ?`
 		args = append(args, f.Limit+1)
 	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, false, fail("list deliveries", err)
-	}
-	ds, err := scanDeliveries(rows)
-	if err != nil {
-		return nil, false, fail("list deliveries", err)
-	}
-	if f.Limit > 0 && len(ds) > f.Limit {
-		return ds[:f.Limit], true, nil
-	}
-	return ds, false, nil
+	return q, args
 }
 
 // Redeliver implements webhooks.Store.
@@ -216,9 +233,11 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	if d.Status != webhooks.StatusPending || !d.LeaseUntil.After(now) {
-		d.Status, d.NextAttempt, d.Owner, d.LeaseUntil = webhooks.StatusPending, now, "", time.Time{}
+		// A delivery in flight keeps its claim; its FinishDelivery sees
+		// Redelivered moved and keeps it pending.
+		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
-	d.Deadline, d.UpdatedAt = deadline, now
+	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
 	if err := putDelivery(ctx, tx, d, false); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}

@@ -47,10 +47,10 @@ func TestDeliveries(t *testing.T) {
 	}
 	done := got[0]
 	done.Status = webhooks.StatusDelivered
-	if ok, err := s.FinishDelivery(ctx, done); !ok || err != nil {
+	if _, ok, err := s.FinishDelivery(ctx, done); !ok || err != nil {
 		t.Fatalf("finish: %v %v", ok, err)
 	}
-	if ok, _ := s.FinishDelivery(ctx, done); ok {
+	if _, ok, _ := s.FinishDelivery(ctx, done); ok {
 		t.Fatal("finished twice")
 	}
 	next, _ := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)

@@ -40,11 +40,12 @@ func WriterPragma(ctx context.Context, s *Store, name string) (int, error) {
 	return n, err
 }
 
-// ListQuery and EventsQuery are the statements of List and Events, for the
-// tests that check their plans.
+// ListQuery, EventsQuery and DeliveriesQuery are the statements of List,
+// Events and Deliveries, for the tests that check their plans.
 var (
-	ListQuery   = listQuery
-	EventsQuery = eventsQuery
+	ListQuery       = listQuery
+	EventsQuery     = eventsQuery
+	DeliveriesQuery = deliveriesQuery
 )
 
 // CreateInOneBatch creates ts in one group commit, in order, as the

@@ -2,12 +2,14 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/sqlite"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // planFilters are the lists the API offers: one tenant's transfers with
@@ -85,6 +87,47 @@ func TestListPlansUseIndexes(t *testing.T) {
 		joined := strings.Join(plan, "\n")
 		if !strings.Contains(joined, "SEARCH events USING INDEX events_") || strings.Contains(joined, "TEMP B-TREE") {
 			t.Errorf("events %s: want a search of an events index in position order:\n%s", name, joined)
+		}
+	}
+}
+
+// deliveryFilters are the operators' listings of webhook deliveries
+// (GET /v1/webhook-deliveries): a tenant's, by default the failing and
+// dead ones, or one transfer's, with and without the cursor.
+func deliveryFilters() map[string]webhooks.DeliveryFilter {
+	fs := map[string]webhooks.DeliveryFilter{
+		"tenant":    {},
+		"failed":    {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
+		"delivered": {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
+		"transfer":  {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))},
+	}
+	out := map[string]webhooks.DeliveryFilter{}
+	for name, f := range fs {
+		f.Tenant, f.Limit = "acme", 50
+		out[name] = f
+		f.After = webhooks.DeliveryID(webhooks.EndpointKey("acme", "crm"), "evt_1")
+		out[name+", cursor"] = f
+	}
+	return out
+}
+
+// The listing of webhook deliveries is served by webhook_deliveries_tenant
+// in list order, (pos, id) descending, cursor included: no scan and no
+// sort, not even of the deliveries that share a pos (one per endpoint).
+func TestDeliveriesListPlanUsesIndex(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	for name, f := range deliveryFilters() {
+		q, args := sqlite.DeliveriesQuery(f)
+		plan := explain(t, db, q, args)
+		joined := strings.Join(plan, "\n")
+		if !regexp.MustCompile(`(?m)^SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_tenant \(tenant=\?`).MatchString(joined) ||
+			strings.Contains(joined, "SCAN webhook_deliveries") || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("%s: want a search of webhook_deliveries_tenant in list order:\n%s", name, joined)
+		}
+		if f.After != "" && !regexp.MustCompile(`webhook_deliveries_tenant \(tenant=\? AND (pos<\?|\(pos,id\)<\(\?,\?\))\)`).MatchString(joined) {
+			t.Errorf("%s: the cursor does not bound the index search:\n%s", name, joined)
 		}
 	}
 }

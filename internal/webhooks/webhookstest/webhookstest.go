@@ -18,6 +18,8 @@ import (
 func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, open(t)) })
 	t.Run("ListAndFailing", func(t *testing.T) { testList(t, open(t)) })
+	t.Run("ListPagesTwoEndpoints", func(t *testing.T) { testListTwoEndpoints(t, open(t)) })
+	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
 }
@@ -75,7 +77,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 	}
 	lost := got[1]
 	lost.Status = webhooks.StatusDelivered
-	if ok, err := s.FinishDelivery(ctx, lost); ok || err != nil {
+	if _, ok, err := s.FinishDelivery(ctx, lost); ok || err != nil {
 		t.Fatalf("a lost claim finished: %v %v", ok, err)
 	}
 	if stolen[1].TransferID != "tr_b" {
@@ -83,7 +85,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 	}
 	delivered := stolen[1]
 	delivered.Status, delivered.LastCode, delivered.UpdatedAt = webhooks.StatusDelivered, 204, late
-	if ok, err := s.FinishDelivery(ctx, delivered); !ok || err != nil {
+	if _, ok, err := s.FinishDelivery(ctx, delivered); !ok || err != nil {
 		t.Fatalf("finish tr_b: %v %v", ok, err)
 	}
 	{
@@ -92,7 +94,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		// the head.
 		d.Status, d.LastCode, d.LastError, d.UpdatedAt = webhooks.StatusPending, 500, "the endpoint answered 500", late
 		d.NextAttempt = late.Add(time.Hour)
-		if ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+		if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
 			t.Fatalf("finish: %v %v", ok, err)
 		}
 		if list, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Failing: true}); len(list) != 1 || list[0].ID != d.ID || list[0].LastCode != 500 {
@@ -106,7 +108,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 			t.Fatalf("retry: %+v", dead)
 		}
 		dead[0].Status = webhooks.StatusDead
-		if ok, err := s.FinishDelivery(ctx, dead[0]); !ok || err != nil {
+		if _, ok, err := s.FinishDelivery(ctx, dead[0]); !ok || err != nil {
 			t.Fatalf("dead: %v %v", ok, err)
 		}
 		next, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10)
@@ -164,6 +166,126 @@ func testList(t *testing.T, s webhooks.Store) {
 	}
 	if dead, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusDead}}); len(dead) != 0 {
 		t.Fatalf("dead: %+v", dead)
+	}
+}
+
+// testListTwoEndpoints: a tenant with two endpoints has a delivery per
+// endpoint of each event, both with the event's Pos. Paged by the last id
+// at every page size, the listing holds each delivery once, in (Pos, ID)
+// order, descending: a cursor of pos alone skipped the sibling of the
+// page's last delivery.
+func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	const events = 3
+	for _, ep := range []string{"crm", "audit"} {
+		var ds []webhooks.Delivery
+		for pos := int64(1); pos <= events; pos++ {
+			ds = append(ds, mk("acme", ep, "tr_a", pos, pos))
+		}
+		if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", ep), 0, events, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, more, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme"})
+	if err != nil || more || len(all) != 2*events {
+		t.Fatalf("unpaged: %d deliveries, more=%v (%v), want %d", len(all), more, err, 2*events)
+	}
+	for i := 1; i < len(all); i++ {
+		if a, b := all[i-1], all[i]; a.Pos < b.Pos || a.Pos == b.Pos && a.ID <= b.ID {
+			t.Fatalf("unpaged: %s (pos %d) listed before %s (pos %d), want (pos, id) descending", a.ID, a.Pos, b.ID, b.Pos)
+		}
+	}
+	for limit := 1; limit <= 2*events; limit++ {
+		var got []string
+		after := ""
+		for page := 0; page <= 2*events; page++ {
+			ds, more, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: limit, After: after})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds {
+				got = append(got, d.ID)
+			}
+			if !more {
+				break
+			}
+			after = ds[len(ds)-1].ID
+		}
+		var want []string
+		for _, d := range all {
+			want = append(want, d.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("pages of %d listed %v, want %v", limit, got, want)
+		}
+	}
+}
+
+// testRedeliverDuringAttempt: a redelivery made while an attempt is in
+// flight wins over the attempt's result, whatever it is: the delivery
+// stays pending, due when it was redelivered, with the attempt's code and
+// error, and its lease released. The claim's fence still holds, and the
+// next claim counts its attempts from the redelivery (Redelivered).
+func testRedeliverDuringAttempt(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_b", 1, 2)}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 2, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claimed %+v (%v), want both", claimed, err)
+	}
+	at := now.Add(time.Second)
+	for _, c := range claimed {
+		r, err := s.Redeliver(ctx, "acme", c.ID, at, at.Add(24*time.Hour))
+		if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.Equal(at.Add(24*time.Hour)) || r.Redelivered != 1 {
+			t.Fatalf("redeliver in flight: %+v (%v), want pending with the new deadline and Redelivered 1", r, err)
+		}
+	}
+	// tr_a's attempt fails past the deadline its claim carries (dead),
+	// tr_b's is delivered: both stay pending, due at the redelivery.
+	results := []struct {
+		status webhooks.Status
+		code   int
+		err    string
+	}{{webhooks.StatusDead, 503, "the endpoint answered 503"}, {webhooks.StatusDelivered, 204, ""}}
+	for i, res := range results {
+		c := claimed[i]
+		c.Status, c.LastCode, c.LastError, c.UpdatedAt = res.status, res.code, res.err, at.Add(time.Second)
+		got, ok, err := s.FinishDelivery(ctx, c)
+		if !ok || err != nil {
+			t.Fatalf("finish %s after a redelivery: %v %v", c.TransferID, ok, err)
+		}
+		if got.Status != webhooks.StatusPending || !got.NextAttempt.Equal(at) || got.LastCode != res.code || got.LastError != res.err ||
+			got.Owner != "" || !got.LeaseUntil.IsZero() || !got.Deadline.Equal(at.Add(24*time.Hour)) {
+			t.Errorf("%s %s during a redelivery, stored %+v; want pending, due at %v, code %d, lease released",
+				c.TransferID, res.status, got, at, res.code)
+		}
+	}
+	list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("pending after the attempts: %+v (%v), want both", list, err)
+	}
+	again, err := s.ClaimDeliveries(ctx, "r2", at, time.Minute, 10)
+	if err != nil || len(again) != 2 {
+		t.Fatalf("claimed at the redelivery %+v (%v), want both", again, err)
+	}
+	for _, c := range again {
+		if c.Attempts != 2 || c.Redelivered != 1 {
+			t.Errorf("%s claimed with Attempts %d, Redelivered %d; want 2 and 1", c.TransferID, c.Attempts, c.Redelivered)
+		}
+	}
+	stale := claimed[0]
+	stale.Status = webhooks.StatusDead
+	if _, ok, err := s.FinishDelivery(ctx, stale); ok || err != nil {
+		t.Errorf("the first claim finished after the next claim: %v %v", ok, err)
+	}
+	// A result without a redelivery since its claim is stored as it is.
+	done := again[0]
+	done.Status, done.LastCode, done.LastError = webhooks.StatusDelivered, 204, ""
+	if got, ok, err := s.FinishDelivery(ctx, done); !ok || err != nil || got.Status != webhooks.StatusDelivered {
+		t.Errorf("finish without a redelivery: %+v %v %v, want delivered", got, ok, err)
 	}
 }
 
@@ -241,7 +363,7 @@ func testConcurrentClaims(t *testing.T, s webhooks.Store) {
 		// seq becomes due in the next round only.
 		for _, d := range claimed {
 			d.Status = webhooks.StatusDelivered
-			if ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
 				t.Fatalf("finish %s: %v %v", d.ID, ok, err)
 			}
 		}
