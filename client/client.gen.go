@@ -1318,19 +1318,22 @@ type CreateTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-	// per intended action is a good key.
+	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
-	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-	// ignores any other preference. See each operation for what it waits for.
+	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+	// larger N, however large, is 60) and ignores any other preference. See each operation for
+	// what it waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
 // GetTransferParams defines parameters for GetTransfer.
 type GetTransferParams struct {
-	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-	// ignores any other preference. See each operation for what it waits for.
+	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+	// larger N, however large, is 60) and ignores any other preference. See each operation for
+	// what it waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
@@ -1340,12 +1343,14 @@ type CancelTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-	// per intended action is a good key.
+	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
-	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-	// ignores any other preference. See each operation for what it waits for.
+	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+	// larger N, however large, is 60) and ignores any other preference. See each operation for
+	// what it waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
@@ -1355,12 +1360,14 @@ type CompleteTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-	// per intended action is a good key.
+	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
-	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-	// ignores any other preference. See each operation for what it waits for.
+	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+	// larger N, however large, is 60) and ignores any other preference. See each operation for
+	// what it waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 

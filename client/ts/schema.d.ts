@@ -1416,14 +1416,16 @@ export interface components {
          *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
          *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
          *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-         *     waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-         *     per intended action is a good key.
+         *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+         *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+         *     fresh UUID per intended action is a good key.
          * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
          */
         IdempotencyKey: string;
         /**
-         * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-         *     ignores any other preference. See each operation for what it waits for.
+         * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+         *     larger N, however large, is 60) and ignores any other preference. See each operation for
+         *     what it waits for.
          * @example wait=10
          */
         Prefer: string;
@@ -1559,14 +1561,16 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-                 *     per intended action is a good key.
+                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+                 *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
-                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-                 *     ignores any other preference. See each operation for what it waits for.
+                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
+                 *     what it waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1636,8 +1640,9 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-                 *     ignores any other preference. See each operation for what it waits for.
+                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
+                 *     what it waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1681,14 +1686,16 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-                 *     per intended action is a good key.
+                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+                 *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
-                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-                 *     ignores any other preference. See each operation for what it waits for.
+                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
+                 *     what it waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1729,14 +1736,16 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. A `5xx` is not remembered. 1 to 255 visible ASCII characters; a fresh UUID
-                 *     per intended action is a good key.
+                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
+                 *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
-                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60) and
-                 *     ignores any other preference. See each operation for what it waits for.
+                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
+                 *     what it waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];

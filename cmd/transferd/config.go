@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +51,7 @@ type config struct {
 	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
 	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
 	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long a recovery waits to see the caller back before it reports an unverified outcome and leaves a cleanup obligation"`
-	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses"`
+	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
 
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
 	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
@@ -82,7 +84,7 @@ type config struct {
 	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
 	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
 	BodyReadTimeout   time.Duration `envconfig:"BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
-	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait) gets its wait on top"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top"`
 	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
@@ -150,6 +152,9 @@ func (c *config) validate() error {
 	} else if c.DataDir == "" {
 		errs = append(errs, errors.New("TRANSFERD_DATA_DIR: must name a directory when TRANSFERD_DATABASE_URL is not set"))
 	}
+	if err := c.validateTrustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.validateWebhooks()...)
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, errors.New("TRANSFERD_LEASE_TTL: must be at least 1s"))
@@ -207,10 +212,55 @@ func (c *config) validate() error {
 		// a request is served within orchestrator.ReservationTimeout.
 		errs = append(errs, fmt.Errorf("TRANSFERD_WRITE_TIMEOUT: must be at most %s", api.MaxWriteTimeout))
 	}
-	if c.NetSapiensRequestBudget < 0 || c.BandwidthRequestBudget < 0 || c.RequestBurst < 1 || c.StartRate < 0 || c.MaxInFlight < 0 || c.MaxWaits < 0 {
-		errs = append(errs, errors.New("request budgets and tenant limits must not be negative; TRANSFERD_REQUEST_BURST at least 1"))
+	var negative []string
+	for _, v := range []struct {
+		name string
+		neg  bool
+	}{
+		{"TRANSFERD_NETSAPIENS_REQUEST_BUDGET", c.NetSapiensRequestBudget < 0},
+		{"TRANSFERD_BANDWIDTH_REQUEST_BUDGET", c.BandwidthRequestBudget < 0},
+		{"TRANSFERD_TENANT_START_RATE", c.StartRate < 0},
+		{"TRANSFERD_TENANT_START_BURST", c.StartBurst < 0},
+		{"TRANSFERD_TENANT_MAX_IN_FLIGHT", c.MaxInFlight < 0},
+		{"TRANSFERD_TENANT_MAX_WAITS", c.MaxWaits < 0},
+	} {
+		if v.neg {
+			negative = append(negative, v.name)
+		}
+	}
+	if len(negative) > 0 {
+		errs = append(errs, fmt.Errorf("%s: request budgets and tenant limits must not be negative", strings.Join(negative, ", ")))
+	}
+	if c.RequestBurst < 1 {
+		errs = append(errs, errors.New("TRANSFERD_REQUEST_BURST: must be at least 1"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateTrustedProxies checks every item of TRANSFERD_TRUSTED_PROXIES
+// and keeps it trimmed, a bare address as its single-address prefix
+// (10.0.0.1/32, ::1/128): the router parses them again and cannot refuse
+// one but by panicking.
+func (c *config) validateTrustedProxies() error {
+	var bad []string
+	for i, item := range c.TrustedProxies {
+		item = strings.TrimSpace(item)
+		p, err := netip.ParsePrefix(item)
+		if err != nil && !strings.Contains(item, "/") {
+			if a, aerr := netip.ParseAddr(item); aerr == nil && a.Zone() == "" {
+				p, err = netip.PrefixFrom(a, a.BitLen()), nil
+			}
+		}
+		if err != nil {
+			bad = append(bad, strconv.Quote(item))
+			continue
+		}
+		c.TrustedProxies[i] = p.String()
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("TRANSFERD_TRUSTED_PROXIES: %s: not a CIDR (such as 10.0.0.0/8) or an IP address", strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // demo reports whether no provider is configured, so that transferd runs
@@ -232,7 +282,7 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 			// URL would suggest calls go there.
 			if c.demo() && (name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL") {
 				val = "(demo mode: the built-in simulator)"
-			} else if name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL" {
+			} else if name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL" || name == "PUBLIC_URL" && val != "" {
 				val = redactURL(val)
 			}
 			e.Str("TRANSFERD_"+name, val)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,5 +58,88 @@ func TestDemoConfigLogNamesNoRealProvider(t *testing.T) {
 	log.Info().Object("config", cfg).Msg("starting")
 	if strings.Contains(buf.String(), "catapult.inetwork.com") {
 		t.Errorf("the demo configuration log names the real Catapult URL: %s", buf.String())
+	}
+}
+
+// TestTrustedProxiesAreCheckedAndNormalised: the router hands every item
+// of TRANSFERD_TRUSTED_PROXIES to netip.MustParsePrefix, which panics on
+// one it refuses. validate refuses a bad item by name, and keeps good
+// ones as the router reads them: trimmed (envconfig splits at commas but
+// keeps the spaces), a bare address as its single-address prefix.
+func TestTrustedProxiesAreCheckedAndNormalised(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want []string // nil: refused
+		bad  string   // the item the refusal names
+	}{
+		{env: "10.0.0.0/8, 192.168.0.0/16 ,fd00::/8", want: []string{"10.0.0.0/8", "192.168.0.0/16", "fd00::/8"}},
+		{env: "10.0.0.1, 2001:db8::1", want: []string{"10.0.0.1/32", "2001:db8::1/128"}},
+		{env: "10.0.0.0/8, 10.0.0.0/33", bad: `"10.0.0.0/33"`},
+		{env: "10.0.0.0/8,", bad: `""`},
+		{env: "proxy.internal", bad: `"proxy.internal"`},
+		{env: "fe80::1%eth0", bad: `"fe80::1%eth0"`},
+		{env: "10.0.0.0/8/8", bad: `"10.0.0.0/8/8"`},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv("TRANSFERD_TRUSTED_PROXIES", tc.env)
+			var cfg config
+			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.validate()
+			if tc.want == nil {
+				if err == nil || !strings.Contains(err.Error(), "TRANSFERD_TRUSTED_PROXIES: "+tc.bad) {
+					t.Errorf("validate = %v, want TRANSFERD_TRUSTED_PROXIES refused naming %s", err, tc.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("validate = %v", err)
+			}
+			if !slices.Equal(cfg.TrustedProxies, tc.want) {
+				t.Errorf("TrustedProxies = %q, want %q", cfg.TrustedProxies, tc.want)
+			}
+			for _, p := range cfg.TrustedProxies {
+				if _, err := netip.ParsePrefix(p); err != nil {
+					t.Errorf("kept %q, which the router cannot parse: %v", p, err)
+				}
+			}
+		})
+	}
+}
+
+// TestNegativeLimitsAreRefused: a negative budget or tenant limit is a
+// mistake, refused by name, not read as some other limit (a negative
+// start burst was taken as a burst of 1).
+func TestNegativeLimitsAreRefused(t *testing.T) {
+	for _, name := range []string{"TRANSFERD_NETSAPIENS_REQUEST_BUDGET", "TRANSFERD_BANDWIDTH_REQUEST_BUDGET",
+		"TRANSFERD_TENANT_START_RATE", "TRANSFERD_TENANT_START_BURST", "TRANSFERD_TENANT_MAX_IN_FLIGHT", "TRANSFERD_TENANT_MAX_WAITS"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, "-1")
+			var cfg config
+			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=-1: validate = %v, want it refused by name", name, err)
+			}
+		})
+	}
+}
+
+// TestPublicURLCredentialsAreRedactedInTheConfigLog: TRANSFERD_PUBLIC_URL
+// may carry user information (a gateway's basic auth); the configuration
+// log shows the URL without it, as it does the provider URLs.
+func TestPublicURLCredentialsAreRedactedInTheConfigLog(t *testing.T) {
+	t.Setenv("TRANSFERD_PUBLIC_URL", "https://cb:TopSecretPw@transferd.example.com/hooks")
+	var cfg config
+	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("config", cfg).Msg("starting")
+	if strings.Contains(buf.String(), "TopSecretPw") || !strings.Contains(buf.String(), "transferd.example.com/hooks") {
+		t.Errorf("the configuration log shows TRANSFERD_PUBLIC_URL as: %s", buf.String())
 	}
 }

@@ -44,7 +44,8 @@ const MaxWriteTimeout = 2 * time.Minute
 const startBudget = 45 * time.Second
 
 // A request with an Idempotency-Key reserves its key (CreatedAt is taken
-// before it waits for an earlier request with the key), is served (the
+// before it waits for an earlier request with the key, so that a
+// duplicate's wait, however it ends, is part of the sum), is served (the
 // create, then at most the longest Prefer: wait and a write within the
 // write timeout) and records its response, all within
 // orchestrator.ReservationTimeout: past it its replica settles the
@@ -55,11 +56,14 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 // idempotent makes a POST with an Idempotency-Key answer every repeat
 // with the first response: the same key and body replay it (across
 // restarts and replicas), the same key with another body is a 422, and a
-// repeat that arrives while the first is still being served waits for it.
-// A 5xx is not remembered, so that the client may retry. A reservation
-// whose response could not be recorded (the store failed) is settled by
-// this replica once orchestrator.ReservationTimeout has passed.
-func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, next http.Handler) http.Handler {
+// repeat that arrives while the first is still being served waits for it
+// (its write deadline moved by the wait, as a long poll's is), or is told
+// to retry. An answer that did nothing and asks for a retry (a 5xx, a 429)
+// is not remembered: the key is released, so that the retry is served
+// afresh. A reservation whose response could not be recorded (the store
+// failed) is settled by this replica once orchestrator.ReservationTimeout
+// has passed. writeTimeout is the server's write timeout (Config.WriteTimeout).
+func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, writeTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if key == "" {
@@ -85,7 +89,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
 		defer cancel()
 		wait := 20 * time.Millisecond
-		for {
+		for waiting := false; ; waiting = true {
 			cur, mine, err := store.ReserveIdempotency(ctx, rec)
 			if err != nil {
 				writeError(w, r, err)
@@ -103,6 +107,12 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			if cur.Response != nil {
 				replay(w, r, eng, *cur.Response)
 				return
+			}
+			if !waiting {
+				// The answer, a replay or a 409, is written after the
+				// wait: the server's write timeout counts from the
+				// request, so the wait goes on top of it.
+				extendWrite(w, r, idempotencyWait, writeTimeout)
 			}
 			t := time.NewTimer(wait)
 			select {
@@ -125,7 +135,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 		defer scancel()
 		var err error
-		if cw.status >= 500 {
+		if !remembered(cw.status) {
 			err = store.DeleteIdempotency(sctx, rec.Scope, rec.Key)
 		} else {
 			err = store.CompleteIdempotency(sctx, rec.Scope, rec.Key, orchestrator.IdempotentResponse{
@@ -136,6 +146,21 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				Msg("recording an idempotent response failed; the key answers 409 until its reservation is settled")
 		}
 	})
+}
+
+// remembered reports whether an answer is recorded under its key. One
+// that did nothing and asks the client to retry is not, so that the retry
+// is served instead of given the refusal again (a replay keeps no
+// headers, not even Retry-After): a 5xx, a 429 (the tenant was over a
+// limit), a 409 (the call has an active transfer, or the transfer's state
+// does not allow the action yet: both invite a retry once that changes),
+// a 408 (the body came too slowly; read before the reservation today).
+func remembered(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusConflict, http.StatusRequestTimeout:
+		return false
+	}
+	return status < 500
 }
 
 func validKey(k string) bool {

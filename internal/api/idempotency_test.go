@@ -270,3 +270,108 @@ func TestReservationWhoseResponseWasNotRecordedIsSettledByItsLiveReplica(t *test
 		t.Fatalf("%d transfers, want 1", len(ts))
 	}
 }
+
+// heldStore is a memory store that holds the recording of a response
+// until release is closed, telling recording when it begins, and tells
+// refused of every reservation refused to a duplicate that must wait.
+type heldStore struct {
+	*memory.Store
+	recording chan struct{}
+	release   chan struct{}
+	refused   chan time.Time
+}
+
+func (s *heldStore) ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
+	cur, mine, err := s.Store.ReserveIdempotency(ctx, rec)
+	if err == nil && !mine && cur.Response == nil {
+		select {
+		case s.refused <- time.Now():
+		default:
+		}
+	}
+	return cur, mine, err
+}
+
+func (s *heldStore) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+	s.recording <- struct{}{}
+	<-s.release
+	return s.Store.CompleteIdempotency(ctx, scope, key, resp)
+}
+
+// A repeat that arrives while the first request with its key is still
+// being served waits for it, then is answered (here the first's answer
+// replayed) past the server's write timeout, which counts from the
+// request: its write deadline is moved by the wait, as a long poll's is,
+// so that the client gets the answer, not a dropped connection.
+func TestDuplicateThatWaitsPastTheWriteTimeoutIsAnswered(t *testing.T) {
+	const writeTimeout = 100 * time.Millisecond
+	store := &heldStore{Store: memory.New(), recording: make(chan struct{}), release: make(chan struct{}), refused: make(chan time.Time, 64)}
+	fake := orchestratortest.NewFake("netsapiens")
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewUnstartedServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, WriteTimeout: writeTimeout},
+		eng, zerolog.Nop(), reg, reg))
+	srv.Config.WriteTimeout = writeTimeout
+	srv.Start()
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		_ = eng.Shutdown(context.Background())
+	})
+	type answer struct {
+		res  *http.Response
+		body string
+		err  error
+	}
+	send := func() <-chan answer {
+		done := make(chan answer, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/transfers", strings.NewReader(manualBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "dup-late")
+			// A connection of its own: a transport retries a request with
+			// an Idempotency-Key lost on a reused connection, which would
+			// hide a dropped answer.
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			res, err := c.Do(req)
+			if err != nil {
+				done <- answer{err: err}
+				return
+			}
+			b, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			done <- answer{res: res, body: string(b), err: err}
+		}()
+		return done
+	}
+
+	// The first request is served; the recording of its answer is held,
+	// so that its key stays reserved.
+	first := send()
+	select {
+	case <-store.recording:
+	case a := <-first:
+		t.Fatalf("the first request ended before its answer was recorded: %+v", a)
+	}
+	// The repeat waits for it until its write deadline, which the server
+	// set when it read the request (before the first refusal), is past.
+	dup := send()
+	since := <-store.refused
+	for time.Since(since) <= writeTimeout {
+		<-store.refused
+	}
+	close(store.release)
+	<-first // its own answer may well be lost: the store held it past its write timeout
+
+	a := <-dup
+	if a.err != nil {
+		t.Fatalf("the repeat that waited past its write timeout got no answer: %v; want the first's answer replayed", a.err)
+	}
+	if a.res.StatusCode != http.StatusAccepted || a.res.Header.Get("Idempotent-Replayed") != "true" || a.res.Header.Get("Location") == "" {
+		t.Errorf("the repeat: %d, Idempotent-Replayed %q %s; want the first's 202 replayed", a.res.StatusCode, a.res.Header.Get("Idempotent-Replayed"), a.body)
+	}
+}

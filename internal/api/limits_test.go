@@ -198,3 +198,73 @@ func TestSlowBodyTimesOut(t *testing.T) {
 		t.Errorf("the request sent whole after a body timeout: %d %s", r.status, r.body)
 	}
 }
+
+// A create refused with 429 did nothing and asks for a retry after
+// Retry-After; its Idempotency-Key is not kept, so that the retry with
+// the key, once the limit has cleared, is served rather than answered
+// with the refusal (replayed without Retry-After, for the key's whole
+// retention). What the retry is answered is then kept.
+func TestRateLimitedCreateLeavesItsIdempotencyKeyFree(t *testing.T) {
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	e := newLimitedEnv(t, fake, api.Config{Limits: api.Limits{MaxInFlight: 1}})
+
+	// The tenant's one transfer in flight.
+	first := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("7000", "manual")}, false)
+	if first.status != http.StatusAccepted {
+		t.Fatalf("first create: %d %s", first.status, first.body)
+	}
+	id := first.transfer(t).ID
+
+	x := exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "limited-1"), body: createBody("7001", "manual")}
+	if r := e.do(t, x, false); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("over max_in_flight: %d Retry-After %q %s, want 429 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	// The limit clears: the transfer in flight ends.
+	if r := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + id + "/cancel"}, false); r.status != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	e.wait(t, id, terminal)
+
+	retry := e.do(t, x, false)
+	if retry.status != http.StatusAccepted || retry.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("the retry once the limit cleared: %d, Idempotent-Replayed %q, Retry-After %q %s; want 202 served afresh",
+			retry.status, retry.header.Get("Idempotent-Replayed"), retry.header.Get("Retry-After"), retry.body)
+	}
+	again := e.do(t, x, false)
+	if again.status != http.StatusAccepted || again.header.Get("Idempotent-Replayed") != "true" || again.transfer(t).ID != retry.transfer(t).ID {
+		t.Errorf("a repeat of the served retry: %d, Idempotent-Replayed %q %s; want its 202 replayed", again.status, again.header.Get("Idempotent-Replayed"), again.body)
+	}
+}
+
+// A create refused because the call has an active transfer (409
+// active-transfer) did nothing and invites a retry once that transfer
+// ended: with the same Idempotency-Key, the retry is served, not answered
+// with the 409 again.
+func TestConflictingCreateLeavesItsIdempotencyKeyFree(t *testing.T) {
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	e := newLimitedEnv(t, fake, api.Config{})
+
+	first := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("7100", "manual")}, false)
+	if first.status != http.StatusAccepted {
+		t.Fatalf("first create: %d %s", first.status, first.body)
+	}
+	id := first.transfer(t).ID
+
+	x := exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", "conflict-1"), body: createBody("7100", "manual")}
+	if r := e.do(t, x, false); r.status != http.StatusConflict {
+		t.Fatalf("a second transfer of the call: %d %s, want 409 active-transfer", r.status, r.body)
+	}
+	if r := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + id + "/cancel"}, false); r.status != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	e.wait(t, id, terminal)
+
+	retry := e.do(t, x, false)
+	if retry.status != http.StatusAccepted || retry.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("the retry once the active transfer ended: %d, Idempotent-Replayed %q %s; want 202 served afresh",
+			retry.status, retry.header.Get("Idempotent-Replayed"), retry.body)
+	}
+	if got := retry.transfer(t).ID; got == id {
+		t.Errorf("the retry answered the first transfer %s", got)
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -43,5 +45,34 @@ func TestLongPollDoesNotWaitOnATransferAwaitingTheClient(t *testing.T) {
 	}
 	if got.State != "consulting" || !got.TargetAnswered || resp.Header.Get("Preference-Applied") != "" {
 		t.Fatalf("state %s answered %v, Preference-Applied %q: the poll waited", got.State, got.TargetAnswered, resp.Header.Get("Preference-Applied"))
+	}
+}
+
+// Prefer: wait=N is capped at 60 s however large N is: N is capped before
+// it becomes a duration, which overflows past 2^63 ns (about 292 years),
+// and a number past any integer is still a wait. The answer says
+// wait=60, and the write deadline a long poll moves by its wait is 60 s
+// ahead, not in the past (the client would get no answer at all for a
+// transfer that was created). Replays read the preference too.
+func TestPreferWaitPastTheCapIsTheCap(t *testing.T) {
+	e := newLimitedEnv(t, orchestratortest.NewFake("netsapiens"), api.Config{WriteTimeout: 30 * time.Second})
+	for i, n := range []string{"10000000000", "99999999999999999999"} {
+		t.Run(n, func(t *testing.T) {
+			prefer := "wait=" + n
+			create := exchange{method: "POST", path: "/v1/transfers",
+				header: jsonHeader("Prefer", prefer, "Idempotency-Key", "huge-wait-"+n), body: createBody(strconv.Itoa(7100+i), "manual")}
+			created := e.do(t, create, false)
+			if created.status != http.StatusCreated || created.header.Get("Preference-Applied") != "wait=60" {
+				t.Fatalf("create with Prefer: %s: %d, Preference-Applied %q; want 201 with wait=60", prefer, created.status, created.header.Get("Preference-Applied"))
+			}
+			replayed := e.do(t, create, false)
+			if replayed.header.Get("Idempotent-Replayed") != "true" || replayed.header.Get("Preference-Applied") != "wait=60" {
+				t.Errorf("its replay: Idempotent-Replayed %q, Preference-Applied %q; want wait=60", replayed.header.Get("Idempotent-Replayed"), replayed.header.Get("Preference-Applied"))
+			}
+			cancel := exchange{method: "POST", path: "/v1/transfers/" + created.transfer(t).ID + "/cancel", header: map[string]string{"Prefer": prefer}}
+			if r := e.do(t, cancel, false); r.status != http.StatusOK || r.header.Get("Preference-Applied") != "wait=60" {
+				t.Errorf("cancel with Prefer: %s: %d, Preference-Applied %q; want 200 with wait=60", prefer, r.status, r.header.Get("Preference-Applied"))
+			}
+		})
 	}
 }

@@ -12,7 +12,9 @@ import (
 func (s *shared) routes(r chi.Router, parts part) {
 	cfg, eng := s.cfg, s.eng
 	if parts&partAPI != 0 {
-		once := func(h http.Handler) http.Handler { return idempotent(cfg.Idempotency, cfg.Replica, eng, h) }
+		once := func(h http.Handler) http.Handler {
+			return idempotent(cfg.Idempotency, cfg.Replica, eng, cfg.WriteTimeout, h)
+		}
 		r.Group(func(r chi.Router) {
 			r.Use(authenticate(cfg.Keys, s.auth))
 			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout)))

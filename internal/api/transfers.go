@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -124,19 +125,26 @@ func toJSON(t *orchestrator.Transfer) transferJSON {
 // connection longer than proxies typically allow.
 const maxPreferWait = 60 * time.Second
 
-// preferWait parses RFC 7240 "Prefer: wait=N" (N seconds).
+// preferWait parses RFC 7240 "Prefer: wait=N" (N seconds), capped at
+// maxPreferWait. N is capped before it becomes a duration: a larger N,
+// even one past any integer, is the cap, never an overflow.
 func preferWait(r *http.Request) (time.Duration, bool) {
+	const most = int(maxPreferWait / time.Second)
 	for _, h := range r.Header.Values("Prefer") {
 		for _, pref := range strings.Split(h, ",") {
 			name, val, ok := strings.Cut(strings.TrimSpace(pref), "=")
 			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
 				continue
 			}
-			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+			val = strings.Trim(strings.TrimSpace(val), `"`)
+			n, err := strconv.Atoi(val)
+			if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(val, "-") {
+				n, err = most, nil
+			}
 			if err != nil || n < 0 {
 				continue
 			}
-			return min(time.Duration(n)*time.Second, maxPreferWait), true
+			return time.Duration(min(n, most)) * time.Second, true
 		}
 	}
 	return 0, false
