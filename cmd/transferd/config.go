@@ -92,7 +92,7 @@ type config struct {
 	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
 	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
 	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
-	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers and idempotency keys are kept"`
+	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers, idempotency keys, and delivered and dead webhook deliveries are kept"`
 
 	WebhookURL    webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
 	WebhookSecret secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`

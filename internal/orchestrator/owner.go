@@ -17,7 +17,8 @@ const claimBatch = 100
 // heartbeat, claims and the settling of reservations (stopped replicas',
 // and this replica's own older than ReservationTimeout) every LeaseTTL/4,
 // signals put through other replicas every PollInterval, and the
-// retention purge every PurgeInterval. Shutdown stops it.
+// retention purge (transfers, and the store's finished webhook
+// deliveries) every PurgeInterval. Shutdown stops it.
 func (e *Engine) Open(ctx context.Context) error {
 	at := e.now()
 	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL()); err != nil {
@@ -143,22 +144,53 @@ func (e *Engine) signals(ctx context.Context) {
 // behind it.
 const purgeBatch = 500
 
+// DeliveryPurger is a Store that also keeps webhook deliveries
+// (webhooks.Store, which every store of transferd is): the retention
+// purge deletes its delivered and dead deliveries too, whose payloads are
+// transfer snapshots that must not outlive Retention.
+type DeliveryPurger interface {
+	// PurgeDeliveries deletes up to limit delivered and dead deliveries
+	// that stopped being pending before `before`, never a pending one,
+	// and returns how many.
+	PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// purge deletes what is past Retention: terminal transfers, then
+// finished webhook deliveries. Both go in batches of purgeBatch rows (each
+// store splits a batch further into short transactions); a replica
+// sharing the store may purge at once (each batch takes whatever rows it
+// finds, and no row is deleted twice).
 func (e *Engine) purge(ctx context.Context) {
 	before := e.now().Add(-e.cfg.Retention)
+	if n, err := purgeAll(ctx, e.store.Purge, before); err != nil {
+		e.log.Warn().Err(err).Msg("purging old transfers failed")
+	} else if n > 0 {
+		e.log.Info().Int("transfers", n).Dur("retention", e.cfg.Retention).Msg("purged terminal transfers past retention")
+	}
+	p, ok := e.store.(DeliveryPurger)
+	if !ok || ctx.Err() != nil {
+		return
+	}
+	if n, err := purgeAll(ctx, p.PurgeDeliveries, before); err != nil {
+		e.log.Warn().Err(err).Msg("purging old webhook deliveries failed")
+	} else if n > 0 {
+		e.log.Info().Int("deliveries", n).Dur("retention", e.cfg.Retention).Msg("purged delivered and dead webhook deliveries past retention")
+	}
+}
+
+// purgeAll calls purge in batches of purgeBatch until a batch comes back
+// short, and returns the total.
+func purgeAll(ctx context.Context, purge func(context.Context, time.Time, int) (int, error), before time.Time) (int, error) {
 	total := 0
 	for {
-		n, err := e.store.Purge(ctx, before, purgeBatch)
-		if err != nil {
-			e.log.Warn().Err(err).Msg("purging old transfers failed")
-			return
-		}
+		n, err := purge(ctx, before, purgeBatch)
 		total += n
-		if n < purgeBatch || ctx.Err() != nil {
-			break
+		if err != nil {
+			return total, err
 		}
-	}
-	if total > 0 {
-		e.log.Info().Int("transfers", total).Dur("retention", e.cfg.Retention).Msg("purged terminal transfers past retention")
+		if n < purgeBatch || ctx.Err() != nil {
+			return total, nil
+		}
 	}
 }
 

@@ -192,7 +192,24 @@ type Store interface {
 	// DeliveryBacklog counts pending deliveries and returns the creation time of
 	// the oldest (zero if none).
 	DeliveryBacklog(ctx context.Context) (int, time.Time, error)
+	// PurgeDeliveries deletes up to limit (all if limit <= 0) delivered
+	// and dead deliveries that stopped being pending before `before`,
+	// oldest first, and returns how many; never a pending one, whatever
+	// its age. When a delivery stopped being pending is the UpdatedAt of
+	// the attempt that ended it (FinishDelivery), not CreatedAt: a
+	// delivery stays pending up to MaxAge, which may outlast the
+	// retention, and a redelivery makes one of any age pending again, so
+	// that by CreatedAt a dead letter could go the moment it died, or a
+	// redelivered one the moment it was delivered, before an operator
+	// saw either. It deletes in short transactions, so that it never
+	// holds back deliveries or saves for long, and replicas may run it
+	// at once. The engine's retention purge calls it (through
+	// orchestrator.DeliveryPurger).
+	PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
 }
+
+// Every Store can be purged by the engine's retention purge.
+var _ orchestrator.DeliveryPurger = Store(nil)
 
 // EndpointKey is the key of a tenant's endpoint in the store.
 func EndpointKey(tenant, endpoint string) string { return tenant + "/" + endpoint }

@@ -189,6 +189,31 @@ func (d *Deliveries) DeliveryBacklog(context.Context) (int, time.Time, error) {
 	return n, oldest, nil
 }
 
+// PurgeDeliveries implements webhooks.Store: a delivered or dead
+// delivery's UpdatedAt is when the attempt that ended it was recorded.
+func (d *Deliveries) PurgeDeliveries(_ context.Context, before time.Time, limit int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var old []*webhooks.Delivery
+	for _, dl := range d.byID {
+		if dl.Status != webhooks.StatusPending && dl.UpdatedAt.Before(before) {
+			old = append(old, dl)
+		}
+	}
+	slices.SortFunc(old, func(a, b *webhooks.Delivery) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
+	if limit > 0 && len(old) > limit {
+		old = old[:limit]
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	for _, dl := range old {
+		delete(d.byID, dl.ID)
+	}
+	d.order = slices.DeleteFunc(d.order, func(id string) bool { return d.byID[id] == nil })
+	return len(old), nil
+}
+
 func clone(dl *webhooks.Delivery) webhooks.Delivery {
 	c := *dl
 	c.Payload = slices.Clone(dl.Payload)

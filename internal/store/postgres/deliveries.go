@@ -53,10 +53,11 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 			return s.fail(op, err)
 		}
 		b.Queue(`INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, failing, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			next_attempt, lease_until, created_at, failing, finished_at, record)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			ON CONFLICT (id) DO NOTHING`,
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
-			d.NextAttempt, d.LeaseUntil, d.CreatedAt, failing(d), rec)
+			d.NextAttempt, d.LeaseUntil, d.CreatedAt, failing(d), finishedAt(d), rec)
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return s.fail(op, err)
@@ -81,14 +82,24 @@ func failing(d webhooks.Delivery) bool {
 	return d.Status == webhooks.StatusPending && d.LastError != ""
 }
 
+// finishedAt is the finished_at column of d (schema 9): when it stopped
+// being pending, the UpdatedAt of the attempt that delivered it or gave it
+// up; NULL while it is pending (a redelivery clears it).
+func finishedAt(d webhooks.Delivery) *time.Time {
+	if d.Status == webhooks.StatusPending {
+		return nil
+	}
+	return &d.UpdatedAt
+}
+
 // putDelivery rewrites a stored delivery.
 func putDelivery(ctx context.Context, tx pgx.Tx, d webhooks.Delivery) error {
 	rec, err := deliveryRecord(d)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4, failing = $5, record = $6
-		WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil, failing(d), rec)
+	_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4, failing = $5,
+		finished_at = $6, record = $7 WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil, failing(d), finishedAt(d), rec)
 	return err
 }
 
@@ -283,4 +294,40 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
 		return n, time.Time{}, nil
 	}
 	return n, oldest.UTC(), nil
+}
+
+// purgeDeliveriesSQL deletes up to $2 finished deliveries whose
+// finished_at is before $1, oldest first, found in
+// webhook_deliveries_finished (whose predicate it repeats): no scan,
+// whatever the number of pending deliveries. The ids are an array, which
+// the delete looks up in the primary key: with id IN (subquery) the
+// planner may join the subquery to a scan of the whole table (it did, on
+// a table it had no statistics of). SKIP LOCKED lets replicas purge at
+// once without waiting on each other, nor on a delivery being redelivered
+// (which then stays); a delivery redelivered after the statement read it
+// no longer matches the WHERE clause when its lock is taken, and stays
+// too.
+const purgeDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries
+	WHERE status <> 'pending' AND finished_at < $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
+
+// PurgeDeliveries implements webhooks.Store in statements (each its own
+// transaction) of at most s.purgeBatch rows, as Purge deletes transfers.
+func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
+	const op = "purge deliveries"
+	total := 0
+	for limit <= 0 || total < limit {
+		n := s.purgeBatch
+		if limit > 0 {
+			n = min(n, limit-total)
+		}
+		tag, err := s.pool.Exec(ctx, purgeDeliveriesSQL, before, n)
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		total += int(tag.RowsAffected())
+		if int(tag.RowsAffected()) < n {
+			break
+		}
+	}
+	return total, nil
 }

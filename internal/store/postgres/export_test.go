@@ -24,6 +24,10 @@ var (
 	DeliveriesQuery = deliveriesQuery
 )
 
+// PurgeDeliveriesSQL is the statement of PurgeDeliveries, for the test
+// of its plan.
+const PurgeDeliveriesSQL = purgeDeliveriesSQL
+
 // MaxConns is the size of the store's pool.
 func MaxConns(s *Store) int32 { return s.pool.Config().MaxConns }
 

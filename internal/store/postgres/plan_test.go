@@ -146,6 +146,49 @@ func TestDeliveriesListPlanUsesIndex(t *testing.T) {
 	}
 }
 
+// The purge of finished webhook deliveries finds them by an index
+// condition on finished_at in webhook_deliveries_finished (the partial
+// index of finished deliveries, which it reads in finished_at order) and
+// deletes them by the primary key: no sequential scan or hash join of
+// webhook_deliveries (mostly pending ones under load, and millions of
+// rows when a backlog is first purged), and no sort, in both plans a
+// prepared statement gets. The planner is told that the alternatives are
+// dear, as for the lists: the test's table is empty.
+func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(t, conn, postgres.PurgeDeliveriesSQL, []any{time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC), 500})
+		if !purgePlan.MatchString(plan) || strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") ||
+			unbounded.MatchString(plan) {
+			t.Errorf("%s: want a scan of webhook_deliveries_finished by finished_at, and deletes by the primary key:\n%s", mode, plan)
+		}
+	}
+}
+
+// purgePlan matches the delete of the purge of deliveries: a scan of the
+// primary key for the ids that the limited scan of
+// webhook_deliveries_finished (its index condition finished_at) found.
+var purgePlan = regexp.MustCompile(`(?s)Delete on webhook_deliveries.*Index Scan using webhook_deliveries_finished on webhook_deliveries.*` +
+	`Index Cond: \(finished_at < .*Index Scan using webhook_deliveries_pkey on webhook_deliveries.*Index Cond: \(id = ANY `)
+
 // inListOrder matches a plan's scan of an index of transfers or
 // transfer_keys in id order, descending.
 var inListOrder = regexp.MustCompile(`Index (Only )?Scan Backward using transfer`)

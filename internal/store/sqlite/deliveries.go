@@ -60,14 +60,25 @@ func putDelivery(ctx context.Context, tx *sql.Tx, d webhooks.Delivery, insert bo
 	}
 	if insert {
 		_, err = tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			next_attempt, lease_until, created_at, finished_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`,
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
-			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), string(rec))
+			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), string(rec))
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt = ?, lease_until = ?, record = ? WHERE id = ?`,
-		string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), string(rec), d.ID)
+	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt = ?, lease_until = ?, finished_at = ?, record = ?
+		WHERE id = ?`, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), d.ID)
 	return err
+}
+
+// finishedAt is the finished_at column of d (schema 8): when it stopped
+// being pending, the UpdatedAt of the attempt that delivered it or gave it
+// up; NULL while it is pending (a redelivery clears it).
+func finishedAt(d webhooks.Delivery) any {
+	if d.Status == webhooks.StatusPending {
+		return nil
+	}
+	return ts(d.UpdatedAt)
 }
 
 func fail2(op string, err error) error {
@@ -256,4 +267,46 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
 	}
 	t, err := parseTS(oldest.String)
 	return n, t, fail2("webhook backlog", err)
+}
+
+// purgeDeliveriesSQL deletes up to ? finished deliveries whose finished_at
+// is before ?, oldest first. It reads webhook_deliveries_finished (whose
+// predicate it repeats word for word, so that SQLite may use it) for the
+// rowids, without touching the table: no scan, whatever the number of
+// pending deliveries.
+const purgeDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries
+	WHERE status <> 'pending' AND finished_at < ? ORDER BY finished_at LIMIT ?)`
+
+// PurgeDeliveries implements webhooks.Store in slices (Store.slice) of
+// s.purgeChunk rows a step, as Purge deletes transfers: a slice holds the
+// writer for at most the slice budget, so that saves and deliveries'
+// writes never wait long behind it. The pages freed are then given back
+// to the file system, in slices too.
+func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
+	const op = "purge deliveries"
+	cut := ts(before)
+	total := 0
+	for done := false; !done && (limit <= 0 || total < limit); {
+		deleted := 0 // by this slice, counted once it commits
+		var err error
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
+			n := s.purgeChunk
+			if limit > 0 {
+				n = min(n, limit-total-deleted)
+			}
+			k, err := execCount(ctx, tx, purgeDeliveriesSQL, cut, n)
+			deleted += k
+			return k < n || (limit > 0 && total+deleted >= limit), err
+		})
+		if err != nil {
+			return total, fail(op, err)
+		}
+		total += deleted
+	}
+	if total > 0 {
+		if err := s.reclaim(ctx); err != nil {
+			return total, fail(op, err)
+		}
+	}
+	return total, nil
 }

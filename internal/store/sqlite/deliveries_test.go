@@ -2,12 +2,15 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/sqlite"
 	"github.com/transferd/transferd/internal/webhooks"
+	"github.com/transferd/transferd/internal/webhooks/webhookstest"
 )
 
 // TestDeliveries: the cursor moves with the inserts, a stale cursor is
@@ -69,5 +72,90 @@ func TestDeliveries(t *testing.T) {
 	list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}, Limit: 10})
 	if err != nil || len(list) != 3 {
 		t.Fatalf("pending %d (%v), want 3", len(list), err)
+	}
+}
+
+// A database of schema 7 with finished deliveries migrates: schema 8
+// takes each finished delivery's finished_at from its record's UpdatedAt
+// (to the second), leaves pending ones without, and the purge then
+// deletes the finished ones past the cut and only those.
+func TestMigrateDeliveriesToSchema8(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	ids := webhookstest.Finished(t, s, map[string]webhookstest.Finish{
+		"tr_old":     {Status: webhooks.StatusDelivered, At: now.Add(-48*time.Hour + 123456789)},
+		"tr_dead":    {Status: webhooks.StatusDead, At: now.Add(-47 * time.Hour)},
+		"tr_young":   {Status: webhooks.StatusDelivered, At: now.Add(-time.Hour)},
+		"tr_pending": {Status: webhooks.StatusPending, At: now.Add(-40 * time.Hour)},
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, dir)
+	for _, q := range []string{`DROP INDEX webhook_deliveries_finished`, `ALTER TABLE webhook_deliveries DROP COLUMN finished_at`,
+		`DELETE FROM schema_migrations WHERE version = 8`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("back to schema 7: %s: %v", q, err)
+		}
+	}
+	s = open(t, dir)
+	want := map[string]sql.NullString{
+		"tr_old":     {String: "2026-11-28T12:00:00.000000000Z", Valid: true},
+		"tr_dead":    {String: "2026-11-28T13:00:00.000000000Z", Valid: true},
+		"tr_young":   {String: "2026-11-30T11:00:00.000000000Z", Valid: true},
+		"tr_pending": {},
+	}
+	for tr, w := range want {
+		var got sql.NullString
+		if err := db.QueryRow(`SELECT finished_at FROM webhook_deliveries WHERE id = ?`, ids[tr]).Scan(&got); err != nil || got != w {
+			t.Errorf("%s: finished_at %v (%v), want %v", tr, got, err, w)
+		}
+	}
+	if n, err := s.PurgeDeliveries(ctx, now.Add(-24*time.Hour), 0); n != 2 || err != nil {
+		t.Errorf("purge after the migration: %d (%v), want tr_old and tr_dead", n, err)
+	}
+	if n, err := s.PurgeDeliveries(ctx, now.Add(time.Hour), 0); n != 1 || err != nil {
+		t.Errorf("purge of the rest: %d (%v), want tr_young (the pending one stays)", n, err)
+	}
+}
+
+// PurgeDeliveries works through a backlog in slices, as Purge does: a
+// write transaction runs steps of a few rows until it has held the writer
+// for the budget, then commits (so that saves never wait long behind it),
+// and a limit that is not a multiple of a step is honoured exactly.
+func TestPurgeDeliveriesInSlices(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	// Three steps of 2 rows a slice; the reclaim one step.
+	sqlite.SetSlices(s, 25*time.Millisecond, 2, 1<<20, tickClock(10*time.Millisecond))
+	done := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	at := map[string]webhookstest.Finish{"tr_pending": {Status: webhooks.StatusPending, At: done}}
+	for i := range 9 {
+		at["tr_"+strconv.Itoa(i)] = webhookstest.Finish{Status: webhooks.StatusDelivered, At: done.Add(time.Duration(i) * time.Second)}
+	}
+	webhookstest.Finished(t, s, at)
+	slices := sqlite.Slices(s)
+	// One slice of 2+2+1; one reclaim.
+	if n, err := s.PurgeDeliveries(ctx, done.Add(time.Hour), 5); err != nil || n != 5 {
+		t.Errorf("PurgeDeliveries(limit 5) = %d, %v; want 5", n, err)
+	}
+	if got := sqlite.Slices(s) - slices; got != 1+1 {
+		t.Errorf("PurgeDeliveries(limit 5) took %d slices, want 2", got)
+	}
+	// 4 left: one slice of 2+2, then a step that finds none; one reclaim.
+	slices = sqlite.Slices(s)
+	if n, err := s.PurgeDeliveries(ctx, done.Add(time.Hour), 0); err != nil || n != 4 {
+		t.Errorf("PurgeDeliveries(no limit) = %d, %v; want 4", n, err)
+	}
+	if got := sqlite.Slices(s) - slices; got != 1+1 {
+		t.Errorf("PurgeDeliveries(no limit) took %d slices, want 2", got)
+	}
+	if n, _, err := s.DeliveryBacklog(ctx); n != 1 || err != nil {
+		t.Errorf("backlog %d (%v) after the purges, want the pending delivery", n, err)
 	}
 }

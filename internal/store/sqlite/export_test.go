@@ -48,6 +48,10 @@ var (
 	DeliveriesQuery = deliveriesQuery
 )
 
+// PurgeDeliveriesSQL is the statement of PurgeDeliveries, for the test
+// of its plan.
+const PurgeDeliveriesSQL = purgeDeliveriesSQL
+
 // CreateInOneBatch creates ts in one group commit, in order, as the
 // committer does when their Creates arrive together, and returns each
 // verdict. It calls the batch directly, so which saves share a transaction

@@ -205,3 +205,22 @@ func TestActiveCallPredicate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The purge of finished webhook deliveries finds them in
+// webhook_deliveries_finished, searched by finished_at in its order: no
+// scan of webhook_deliveries (mostly pending ones under load, and millions
+// of rows when a backlog is first purged) and no sort; each row is then
+// deleted by its rowid. (The index does not cover the subquery: SQLite
+// reads each row's status, which the row's deletion reads anyway.)
+func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	plan := explain(t, db, sqlite.PurgeDeliveriesSQL, []any{"2026-11-30T12:00:00.000000000Z", 4})
+	joined := strings.Join(plan, "\n")
+	if !regexp.MustCompile(`(?m)^SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_finished \(finished_at<\?\)$`).MatchString(joined) ||
+		!regexp.MustCompile(`(?m)^SEARCH webhook_deliveries USING INTEGER PRIMARY KEY \(rowid=\?\)$`).MatchString(joined) ||
+		strings.Contains(joined, "SCAN webhook_deliveries") || strings.Contains(joined, "TEMP B-TREE") {
+		t.Errorf("want a search of webhook_deliveries_finished and deletes by rowid:\n%s", joined)
+	}
+}

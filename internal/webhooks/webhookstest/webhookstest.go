@@ -22,6 +22,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
+	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 }
 
 // now is a fixed time with whole microseconds, which every store keeps.
@@ -371,4 +372,156 @@ func testConcurrentClaims(t *testing.T, s webhooks.Store) {
 			t.Fatalf("round %d: %d claimed, want 20", seq, len(claimed))
 		}
 	}
+}
+
+// testPurge: PurgeDeliveries deletes the delivered and dead deliveries
+// that stopped being pending before the cut, oldest first, at most limit
+// of them; never a pending one, however old (never attempted, failing,
+// or a dead letter redelivered), nor one that finished after the cut,
+// however long ago it was made. All of them were made a month before the
+// cut: a purge by CreatedAt would take them all.
+func testPurge(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	made := now.Add(-30 * 24 * time.Hour)
+	old := func(transfer string, pos int64) webhooks.Delivery {
+		d := mk("acme", "crm", transfer, 1, pos)
+		d.CreatedAt, d.UpdatedAt, d.NextAttempt, d.Deadline = made, made, made, now.Add(time.Hour)
+		return d
+	}
+	ds := []webhooks.Delivery{old("tr_delivered", 1), old("tr_dead", 2), old("tr_young", 3), old("tr_failing", 4),
+		old("tr_revived", 5), old("tr_redone", 6)}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 6, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, 10)
+	if err != nil || len(claimed) != len(ds) {
+		t.Fatalf("claimed %d (%v), want %d", len(claimed), err, len(ds))
+	}
+	ids := map[string]string{} // by transfer
+	for _, d := range ds {
+		ids[d.TransferID] = d.ID
+	}
+	finish := func(d webhooks.Delivery, st webhooks.Status, at time.Time) {
+		t.Helper()
+		d.Status, d.UpdatedAt, d.NextAttempt = st, at, now.Add(time.Hour)
+		if st != webhooks.StatusDelivered {
+			d.LastCode, d.LastError = 500, "the endpoint answered 500"
+		}
+		if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			t.Fatalf("finish %s %s: %v %v", d.TransferID, st, ok, err)
+		}
+	}
+	for _, c := range claimed {
+		switch c.TransferID {
+		case "tr_delivered":
+			finish(c, webhooks.StatusDelivered, now.Add(-48*time.Hour))
+		case "tr_dead":
+			finish(c, webhooks.StatusDead, now.Add(-47*time.Hour))
+		case "tr_young":
+			finish(c, webhooks.StatusDelivered, now.Add(-time.Hour))
+		case "tr_failing":
+			finish(c, webhooks.StatusPending, now.Add(-40*time.Hour)) // due an hour after now
+		default: // tr_revived, tr_redone: dead letters
+			finish(c, webhooks.StatusDead, now.Add(-46*time.Hour))
+		}
+	}
+	// tr_revived is redelivered (pending, due now); tr_redone too, three
+	// hours ago, and delivered then.
+	if _, err := s.Redeliver(ctx, "acme", ids["tr_revived"], now, now.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Redeliver(ctx, "acme", ids["tr_redone"], now.Add(-3*time.Hour), now.Add(21*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	redone, err := s.ClaimDeliveries(ctx, "r1", now.Add(-3*time.Hour), time.Minute, 10)
+	if err != nil || len(redone) != 1 || redone[0].TransferID != "tr_redone" {
+		t.Fatalf("claimed %+v (%v), want tr_redone", redone, err)
+	}
+	finish(redone[0], webhooks.StatusDelivered, now.Add(-2*time.Hour))
+	// One never attempted.
+	never := old("tr_never", 7)
+	ids[never.TransferID] = never.ID
+	if err := s.EnqueueDeliveries(ctx, key, 6, 7, []webhooks.Delivery{never}); err != nil {
+		t.Fatal(err)
+	}
+
+	stored := func() []string {
+		t.Helper()
+		list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range list {
+			out = append(out, d.TransferID)
+		}
+		return out
+	}
+	purge := func(before time.Time, limit, want int, left string) {
+		t.Helper()
+		if n, err := s.PurgeDeliveries(ctx, before, limit); n != want || err != nil {
+			t.Fatalf("purge before %v, limit %d: %d (%v), want %d", before, limit, n, err, want)
+		}
+		if got := fmt.Sprint(stored()); got != left {
+			t.Fatalf("after a purge before %v, limit %d: %s stored, want %s", before, limit, got, left)
+		}
+	}
+	cut := now.Add(-24 * time.Hour) // a retention of a day
+	// Oldest first, one per call.
+	purge(cut, 1, 1, "[tr_never tr_redone tr_revived tr_failing tr_young tr_dead]")
+	purge(cut, 1, 1, "[tr_never tr_redone tr_revived tr_failing tr_young]")
+	purge(cut, 10, 0, "[tr_never tr_redone tr_revived tr_failing tr_young]")
+	// Past the latest finish, without a limit: only the pending ones stay.
+	purge(now.Add(time.Hour), 0, 2, "[tr_never tr_revived tr_failing]")
+	if n, oldest, err := s.DeliveryBacklog(ctx); n != 3 || !oldest.Equal(made) || err != nil {
+		t.Fatalf("backlog %d since %v (%v), want the 3 pending since %v", n, oldest, err, made)
+	}
+	// The revived dead letter is still claimable and deliverable.
+	due, err := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("claimed %+v (%v), want tr_never and tr_revived", due, err)
+	}
+}
+
+// Finish is how Finished ends a delivery's attempt: with Status, at At.
+type Finish struct {
+	Status webhooks.Status
+	At     time.Time
+}
+
+// Finished enqueues, into an empty store, one delivery per transfer of
+// at, each made a month before at's times, and records one attempt of
+// each, which ends as at says (a pending one failed then). It returns the
+// deliveries' ids by transfer. The stores' tests use it to make finished
+// deliveries in a database they then take back to an older schema.
+func Finished(t testing.TB, s webhooks.Store, at map[string]Finish) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	made := now.Add(-30 * 24 * time.Hour)
+	var ds []webhooks.Delivery
+	ids := map[string]string{}
+	for tr := range at {
+		d := mk("acme", "crm", tr, 1, int64(len(ds)+1))
+		d.CreatedAt, d.UpdatedAt, d.NextAttempt, d.Deadline = made, made, made, now.Add(time.Hour)
+		ds = append(ds, d)
+		ids[tr] = d.ID
+	}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, int64(len(ds)), ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, len(ds))
+	if err != nil || len(claimed) != len(ds) {
+		t.Fatalf("claimed %d (%v), want %d", len(claimed), err, len(ds))
+	}
+	for _, d := range claimed {
+		d.Status, d.UpdatedAt, d.NextAttempt = at[d.TransferID].Status, at[d.TransferID].At, now.Add(time.Hour)
+		if d.Status != webhooks.StatusDelivered {
+			d.LastCode, d.LastError = 500, "the endpoint answered 500"
+		}
+		if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			t.Fatalf("finish %s: %v %v", d.TransferID, ok, err)
+		}
+	}
+	return ids
 }
