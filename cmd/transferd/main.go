@@ -41,6 +41,10 @@ import (
 )
 
 func main() {
+	// Every time transferd shows, logs or stores is UTC, whatever the
+	// host's zone. Set here, not with .UTC() where times are taken:
+	// that would drop their monotonic readings (see orchestrator.New).
+	time.Local = time.UTC
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stopProfile, err := startProfile()
 	if err == nil {

@@ -210,7 +210,16 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 	hard, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		cfg: cfg, store: store, providers: byName, log: log, m: m,
-		now:  func() time.Time { return time.Now().UTC() },
+		// time.Now, not time.Now().UTC(), which drops the monotonic
+		// reading: the engine compares the times it takes (a reading's
+		// against its last request's, a deadline, its lease) within the
+		// process, and a wall clock that is stepped (NTP, a VM restored
+		// from a snapshot) would make readings look older than the request
+		// before them, or a consult time out as it starts. Times read back
+		// from the store have no monotonic reading and compare by the
+		// wall clock, as they must. The binary runs in UTC (main), so
+		// what it shows and stores is UTC.
+		now:  time.Now,
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
