@@ -244,13 +244,15 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 			obs.ConsultLegs = 1
 		}
 	}
-	if obs.Consult == orchestrator.ConsultAnswered && t.State == orchestrator.StateConsulting && !b1.has(g) {
-		// The agent talks to the target in b2. If the agent hangs up, no
-		// one can take the caller back and no one will complete: the
-		// engine joins caller and target. This is the only time the
-		// agent's call matters, so the only time it is read. A failed
-		// read says nothing; G existed before the transfer, so a 404
-		// is not a call listed late.
+	if obs.Consult == orchestrator.ConsultAnswered && t.State == orchestrator.StateConsulting &&
+		t.Request.Completion == orchestrator.CompletionManual && !b1.has(g) {
+		// The agent talks to the target in b2, waiting to complete. If the
+		// agent hangs up, no one can take the caller back and no one will
+		// complete: the engine joins caller and target. This is the only
+		// time the agent's call matters (an auto transfer joins them
+		// anyway), so the only time it is read. A failed read says
+		// nothing; G existed before the transfer, so a 404 is not a call
+		// listed late.
 		gc, err := c.getCall(ctx, g)
 		obs.AgentGone = orchestrator.KindOf(err) == orchestrator.KindCallNotFound || (err == nil && gc.ended())
 	}
@@ -311,11 +313,15 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 }
 
 // HangupAgent implements orchestrator.AgentHanger: once the caller is
-// seen with the target, the agent's call, alone in b2, is done. A join
-// may be seen late (by a recovery or a sweep): by then the client's
-// application may have put the agent's call in a conversation of its own,
-// which is left alone.
+// seen with the target, the agent's call, alone in b2, is done. Seen while
+// completing, the join has just been applied, and nobody has been told
+// the transfer is over. Seen late (by a recovery or a sweep), the client's
+// application may have put the agent's call in a conversation of its own
+// meanwhile, which is left alone: the call is read first.
 func (c *Client) HangupAgent(ctx context.Context, t *orchestrator.Transfer) error {
+	if t.State == orchestrator.StateCompleting {
+		return c.hangup(ctx, "hangup_agent", t.Legs.Agent.CallID)
+	}
 	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
 	switch {
 	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
