@@ -466,6 +466,13 @@ func (s *partitionedStore) Claim(ctx context.Context, owner string, now time.Tim
 	return s.Store.Claim(ctx, owner, now, own, limit)
 }
 
+func (s *partitionedStore) Signalled(ctx context.Context, owner string) ([]string, error) {
+	if s.cut.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Signalled(ctx, owner)
+}
+
 // writeCounter is the shared Fake as one replica sends to it: it counts
 // that replica's provider writes.
 type writeCounter struct {
@@ -635,15 +642,13 @@ func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
 	eventually(t, "three heartbeats while the first purge runs", func() bool { return store.beats.Load() >= 4 })
 }
 
-// slowCutStore is one replica's view of a shared store that it loses the
-// way a network partition loses it: the first write that trips the cut
-// fails at once (not written); the next write hangs, as a write to an
-// unreachable database does until its i/o timeout, and then fails; every
-// other call fails while cut.
+// slowCutStore is a partitionedStore that is cut off the way a network
+// partition cuts it off: the first write that trips the cut fails at once
+// (not written); the next write hangs, as a write to an unreachable
+// database does until its i/o timeout, and then fails.
 type slowCutStore struct {
-	*memory.Store
+	*partitionedStore
 	trip    func(*orchestrator.Transfer) bool
-	cut     atomic.Bool
 	hung    atomic.Bool   // the one hanging write was taken
 	entered chan struct{} // closed when the hanging write starts
 	release chan struct{} // its i/o timeout
@@ -654,49 +659,11 @@ func (s *slowCutStore) Update(ctx context.Context, t *orchestrator.Transfer) err
 		s.cut.Store(true)
 		return errPartition
 	}
-	if s.cut.Load() {
-		if s.hung.CompareAndSwap(false, true) {
-			close(s.entered)
-			<-s.release
-		}
-		return errPartition
+	if s.cut.Load() && s.hung.CompareAndSwap(false, true) {
+		close(s.entered)
+		<-s.release
 	}
-	return s.Store.Update(ctx, t)
-}
-
-func (s *slowCutStore) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
-	if s.cut.Load() {
-		return false, errPartition
-	}
-	return s.Store.Heartbeat(ctx, owner, now, ttl)
-}
-
-func (s *slowCutStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
-	if s.cut.Load() {
-		return nil, errPartition
-	}
-	return s.Store.Get(ctx, id)
-}
-
-func (s *slowCutStore) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
-	if s.cut.Load() {
-		return orchestrator.SignalNone, errPartition
-	}
-	return s.Store.TakeSignal(ctx, id)
-}
-
-func (s *slowCutStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
-	if s.cut.Load() {
-		return nil, errPartition
-	}
-	return s.Store.Claim(ctx, owner, now, own, limit)
-}
-
-func (s *slowCutStore) Signalled(ctx context.Context, owner string) ([]string, error) {
-	if s.cut.Load() {
-		return nil, errPartition
-	}
-	return s.Store.Signalled(ctx, owner)
+	return s.partitionedStore.Update(ctx, t)
 }
 
 // The lease is judged again when a step's request is sent, not only
@@ -713,7 +680,7 @@ func TestLeaseRunningOutDuringASaveHoldsTheRequestBack(t *testing.T) {
 	ctx := context.Background()
 	mem := memory.New()
 	fake := orchestratortest.NewFake("fake")
-	aStore := &slowCutStore{Store: mem, entered: make(chan struct{}), release: make(chan struct{}),
+	aStore := &slowCutStore{partitionedStore: &partitionedStore{Store: mem}, entered: make(chan struct{}), release: make(chan struct{}),
 		trip: func(tr *orchestrator.Transfer) bool { return tr.State == orchestrator.StateRecovering }}
 	var releaseOnce sync.Once
 	releaseSave := func() { releaseOnce.Do(func() { close(aStore.release) }) }

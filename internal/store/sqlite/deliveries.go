@@ -284,24 +284,9 @@ const purgeDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE rowid IN (SELEC
 // to the file system, in slices too.
 func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge deliveries"
-	cut := ts(before)
-	total := 0
-	for done := false; !done && (limit <= 0 || total < limit); {
-		deleted := 0 // by this slice, counted once it commits
-		var err error
-		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
-			n := s.purgeChunk
-			if limit > 0 {
-				n = min(n, limit-total-deleted)
-			}
-			k, err := execCount(ctx, tx, purgeDeliveriesSQL, cut, n)
-			deleted += k
-			return k < n || (limit > 0 && total+deleted >= limit), err
-		})
-		if err != nil {
-			return total, fail(op, err)
-		}
-		total += deleted
+	total, err := s.deleteInSlices(ctx, limit, purgeDeliveriesSQL, ts(before))
+	if err != nil {
+		return total, fail(op, err)
 	}
 	if total > 0 {
 		if err := s.reclaim(ctx); err != nil {

@@ -753,26 +753,12 @@ func (s *Store) checkpoint(ctx context.Context) error {
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge"
 	cut := ts(before)
-	total := 0
-	for done := false; !done && (limit <= 0 || total < limit); {
-		deleted := 0 // by this slice, counted once it commits
-		var err error
-		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
-			n := s.purgeChunk
-			if limit > 0 {
-				n = min(n, limit-total-deleted)
-			}
-			// open = 0 alone implies terminal; the state test guards
-			// against a row whose open column was ever written wrong.
-			k, err := execCount(ctx, tx, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
-				WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut, n)
-			deleted += k
-			return k < n || (limit > 0 && total+deleted >= limit), err
-		})
-		if err != nil {
-			return total, fail(op, err)
-		}
-		total += deleted
+	// open = 0 alone implies terminal; the state test guards against a row
+	// whose open column was ever written wrong.
+	total, err := s.deleteInSlices(ctx, limit, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
+		WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut)
+	if err != nil {
+		return total, fail(op, err)
 	}
 	for done := false; !done; {
 		var err error
@@ -790,6 +776,34 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		if err := s.reclaim(ctx); err != nil {
 			return total, fail(op, err)
 		}
+	}
+	return total, nil
+}
+
+// deleteInSlices runs del, a DELETE of at most `?` (its last argument)
+// rows given args before it, in slices (Store.slice) of s.purgeChunk rows,
+// until it deletes fewer than asked or limit rows (none: no limit) are
+// gone: a slice holds the writer for at most the slice budget, so that
+// other writes never wait long behind a purge. It returns how many rows
+// the committed slices deleted.
+func (s *Store) deleteInSlices(ctx context.Context, limit int, del string, args ...any) (int, error) {
+	total := 0
+	for done := false; !done && (limit <= 0 || total < limit); {
+		deleted := 0 // by this slice, counted once it commits
+		var err error
+		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
+			n := s.purgeChunk
+			if limit > 0 {
+				n = min(n, limit-total-deleted)
+			}
+			k, err := execCount(ctx, tx, del, append(args, n)...)
+			deleted += k
+			return k < n || (limit > 0 && total+deleted >= limit), err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += deleted
 	}
 	return total, nil
 }
