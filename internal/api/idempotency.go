@@ -58,11 +58,12 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 // restarts and replicas), the same key with another body is a 422, and a
 // repeat that arrives while the first is still being served waits for it
 // (its write deadline moved by the wait, as a long poll's is), or is told
-// to retry. An answer that did nothing and asks for a retry (a 5xx, a 429)
-// is not remembered: the key is released, so that the retry is served
-// afresh. A reservation whose response could not be recorded (the store
-// failed) is settled by this replica once orchestrator.ReservationTimeout
-// has passed. writeTimeout is the server's write timeout (Config.WriteTimeout).
+// to retry. An answer that did nothing and asks for a retry (see
+// remembered) is not remembered: the key is released, so that the retry
+// is served afresh. A reservation whose response could not be recorded
+// (the store failed) is settled by this replica once
+// orchestrator.ReservationTimeout has passed. writeTimeout is the
+// server's write timeout (Config.WriteTimeout).
 func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, writeTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
