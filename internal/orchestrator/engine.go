@@ -157,12 +157,16 @@ type Engine struct {
 		on     bool      // Open ran: the replica heartbeats
 		until  time.Time // when it stops sending provider requests
 		lapses int64     // times it was found lapsed (or expired)
-		// ctx is cancelled when the lease runs out (timer), so that a
-		// step in flight sends no more (an adapter's retries); a renewal
-		// after that starts a new one.
-		ctx    context.Context
-		cancel context.CancelFunc
-		timer  *time.Timer
+		// ctx is cancelled when the heartbeat itself runs out (timer),
+		// from when other replicas may claim this one's transfers, so
+		// that a step in flight sends no more (an adapter's retries); a
+		// renewal after that starts a new one. Steps start only until
+		// `until`, leaseMargin before that, so a late renewal pauses new
+		// steps without cutting short those in flight.
+		expires time.Time
+		ctx     context.Context
+		cancel  context.CancelFunc
+		timer   *time.Timer
 	}
 }
 
@@ -655,28 +659,29 @@ func (e *Engine) renewLease(at time.Time, expired bool) {
 	}
 	e.lease.on = true
 	e.lease.until = at.Add(e.heartbeatTTL() - e.leaseMargin())
+	e.lease.expires = at.Add(e.heartbeatTTL())
 	if e.lease.ctx == nil || e.lease.ctx.Err() != nil {
 		e.lease.ctx, e.lease.cancel = context.WithCancel(context.Background())
 	}
 	if e.lease.timer == nil {
-		e.lease.timer = time.AfterFunc(e.lease.until.Sub(e.now()), e.leaseRanOut)
+		e.lease.timer = time.AfterFunc(e.lease.expires.Sub(e.now()), e.leaseRanOut)
 	} else {
-		e.lease.timer.Reset(e.lease.until.Sub(e.now()))
+		e.lease.timer.Reset(e.lease.expires.Sub(e.now()))
 	}
 }
 
-// leaseRanOut cancels the lease's context once its time has passed
+// leaseRanOut cancels the lease's context once the heartbeat has expired
 // without a renewal (one may have come while the timer fired).
 func (e *Engine) leaseRanOut() {
 	e.lease.Lock()
 	defer e.lease.Unlock()
-	if !e.now().Before(e.lease.until) {
+	if !e.now().Before(e.lease.expires) {
 		e.lease.cancel()
 	}
 }
 
-// leaseContext returns a context that ends when this replica's lease runs
-// out: provider requests run under it.
+// leaseContext returns a context that ends when this replica's heartbeat
+// expires: provider requests run under it.
 func (e *Engine) leaseContext() context.Context {
 	e.lease.Lock()
 	defer e.lease.Unlock()

@@ -23,7 +23,10 @@ import (
 func replica(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
 	t.Helper()
 	e, err := orchestrator.New(orchestrator.Config{
-		Owner: owner, LeaseTTL: 150 * time.Millisecond,
+		// Long enough that a heartbeat late by a scheduling hiccup (-race,
+		// a busy machine) ends no lease: steps would pause, or those in
+		// flight end (see TestLeaseRunningOutCancelsTheStepInFlight).
+		Owner: owner, LeaseTTL: 2 * time.Second,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
 		// A process that died mid-step may have sent its request until
@@ -771,7 +774,7 @@ func (p *holdUntilDone) Hold(ctx context.Context, t *orchestrator.Transfer) erro
 	return ctx.Err()
 }
 
-// A request in flight when the lease runs out is cancelled, so that an
+// A request in flight when the heartbeat expires is cancelled, so that an
 // adapter sends nothing more for it (its retries): here a hold that would
 // otherwise wait for the step's minute-long timeout.
 func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {

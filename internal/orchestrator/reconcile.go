@@ -1215,8 +1215,8 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	}
 	e.crash(t, name+":intent")
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
-	// No request of the step (an adapter's retries) is sent once the lease
-	// runs out.
+	// No request of the step (an adapter's retries) is sent once the
+	// heartbeat has expired.
 	stop := context.AfterFunc(e.leaseContext(), cancel)
 	err := f(sctx)
 	stop()
