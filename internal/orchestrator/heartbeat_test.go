@@ -536,6 +536,31 @@ func (l *logLines) has(parts ...string) bool {
 	return false
 }
 
+// cutOffPair builds replica a, which reaches the store through aStore (one
+// the test can cut off), sends to the provider through aProv and logs to
+// aLog, and replica b on the shared store and provider; both shut down
+// with the test.
+func cutOffPair(t *testing.T, cfg func(owner string) orchestrator.Config, aStore orchestrator.Store, aProv orchestrator.Provider,
+	aLog *logLines, mem *memory.Store, fake *orchestratortest.Fake) (a, b *orchestrator.Engine) {
+	t.Helper()
+	a, err := orchestrator.New(cfg("a"), aStore, []orchestrator.Provider{aProv}, zerolog.New(aLog), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = orchestrator.New(cfg("b"), mem, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*orchestrator.Engine{a, b} {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+	}
+	return a, b
+}
+
 // A replica cut off from the store cannot learn that another replica
 // claimed its transfer: only a save's version conflict would tell it. So
 // once its own heartbeat runs out it sends no provider request at all,
@@ -558,21 +583,7 @@ func TestReplicaCutOffFromTheStoreSendsNothingOnceItsHeartbeatRunsOut(t *testing
 			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
 			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
 	}
-	a, err := orchestrator.New(cfg("a"), aStore, []orchestrator.Provider{aProv}, zerolog.New(aLog), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := orchestrator.New(cfg("b"), mem, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []*orchestrator.Engine{a, b} {
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-	}
+	a, b := cutOffPair(t, cfg, aStore, aProv, aLog, mem, fake)
 	for _, e := range []*orchestrator.Engine{a, b} {
 		if err := e.Open(ctx); err != nil {
 			t.Fatal(err)
@@ -694,21 +705,7 @@ func TestLeaseRunningOutDuringASaveHoldsTheRequestBack(t *testing.T) {
 			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
 			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
 	}
-	a, err := orchestrator.New(cfg("a"), aStore, []orchestrator.Provider{aProv}, zerolog.New(aLog), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := orchestrator.New(cfg("b"), mem, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []*orchestrator.Engine{a, b} {
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-	}
+	a, b := cutOffPair(t, cfg, aStore, aProv, aLog, mem, fake)
 	t.Cleanup(releaseSave) // before the engines shut down
 	for _, e := range []*orchestrator.Engine{a, b} {
 		if err := e.Open(ctx); err != nil {

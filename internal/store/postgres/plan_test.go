@@ -24,21 +24,7 @@ import (
 // rows the others then filter out.
 func TestListPlansUseIndexes(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
-		t.Fatal(err)
-	}
+	conn := planConn(t)
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	fs := map[string]orchestrator.ListFilter{
 		"tenant":         {},
@@ -103,21 +89,7 @@ func TestListPlansUseIndexes(t *testing.T) {
 // comparison the index serves, not a filter.
 func TestDeliveriesListPlanUsesIndex(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
-		t.Fatal(err)
-	}
+	conn := planConn(t)
 	fs := map[string]webhooks.DeliveryFilter{
 		"tenant":    {},
 		"failed":    {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
@@ -156,21 +128,7 @@ func TestDeliveriesListPlanUsesIndex(t *testing.T) {
 // dear, as for the lists: the test's table is empty.
 func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
-		t.Fatal(err)
-	}
+	conn := planConn(t)
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
 			t.Fatal(err)
@@ -196,6 +154,31 @@ var inListOrder = regexp.MustCompile(`Index (Only )?Scan Backward using transfer
 // unbounded matches plan nodes made for reading whole tables: a page of
 // a list reads a few rows in index order and stops.
 var unbounded = regexp.MustCompile(`Hash Join|Merge Join|Gather|Materialize`)
+
+// planConn returns a connection to a fresh schema, migrated, where the
+// planner is told that sequential scans, sorts and bitmap scans are dear:
+// the tables of a test are small, and a plan that still has one has no
+// index to do without it. It is closed with the test.
+func planConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
 
 // equalityColumns are the columns a list compares for equality.
 func equalityColumns(f orchestrator.ListFilter) []string {
