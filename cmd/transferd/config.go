@@ -50,7 +50,7 @@ type config struct {
 	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
 	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
 	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
-	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long a recovery waits to see the caller back before it reports an unverified outcome and leaves a cleanup obligation"`
+	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long the provider may stay unreadable about a join, or a recovery wait to see the caller back, before the outcome is reported unverified with a cleanup obligation"`
 	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
 
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`

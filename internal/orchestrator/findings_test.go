@@ -34,40 +34,35 @@ func heldSeen(t *testing.T, h *harness) {
 
 // Finding 1: a join whose effect cannot be read is never undone. The
 // provider accepts the join but applies it later, and cannot be read from
-// then on, well past VerifyTimeout: the transfer stays completing, nothing
-// is hung up, and it completes once a reading shows the caller with the
-// target.
+// then on, well past VerifyTimeout. Nothing is hung up or unheld: the
+// transfer ends unverified (failed, a cleanup obligation open) once its
+// patience is over, rather than staying completing for as long as the
+// provider is unreadable, and the sweeper corrects it to a verified
+// completed once a reading shows the caller with the target.
 func TestFinding1JoinUnreadableIsNeverUndone(t *testing.T) {
 	cfg := testConfig()
 	h := newHarness(t, cfg)
-	var joinedAt atomic.Pointer[time.Time]
-	past := make(chan struct{})
-	var once sync.Once
 	h.f.Defer(complete, 1).Before(complete, func(orchestratortest.Record) {
 		h.f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
-		now := time.Now()
-		joinedAt.Store(&now)
-	}).Before(observe, func(orchestratortest.Record) {
-		if at := joinedAt.Load(); at != nil && time.Since(*at) > 3*cfg.VerifyTimeout {
-			once.Do(func() { close(past) })
-		}
 	})
 	id := h.start(t, request("fake", "1000"))
-	<-past // readings failed for three times VerifyTimeout after the join
 
-	tr, err := h.e.Get(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
+	tr := h.done(t, id)
+	wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonProviderUnavailable, false)
+	if tr.Outcome.Verified || tr.Cleanup == nil || tr.Sent.Join.IsZero() {
+		t.Fatalf("outcome %+v cleanup %+v join sent %v: want an unverified outcome with an obligation",
+			tr.Outcome, tr.Cleanup, tr.Sent.Join)
 	}
-	if tr.State != orchestrator.StateCompleting || tr.Sent.Join.IsZero() {
-		t.Fatalf("state %s join sent %v while the provider is unreadable, want completing", tr.State, tr.Sent.Join)
+	if got, want := h.f.ActionsFor(id), []string{locate, hold, dial, complete}; !slicesEqual(got, want) {
+		t.Fatalf("actions %q, want %q: nothing undone while the join's effect is unknown", got, want)
 	}
+
 	h.f.ApplyDeferred(id)
 	h.f.ClearFaults()
-	tr = h.done(t, id)
+	tr = h.store.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.Cleanup == nil })
 	wantOutcome(t, tr, orchestrator.StateCompleted, orchestrator.ReasonTransferred, false)
-	if !tr.Outcome.Verified || tr.Cleanup != nil {
-		t.Errorf("outcome %+v cleanup %+v, want verified", tr.Outcome, tr.Cleanup)
+	if !tr.Outcome.Verified {
+		t.Errorf("outcome %+v, want verified", tr.Outcome)
 	}
 	if got, want := h.f.ActionsFor(id), []string{locate, hold, dial, complete}; !slicesEqual(got, want) {
 		t.Fatalf("actions %q, want %q: nothing undone, the join sent once", got, want)

@@ -21,8 +21,9 @@ import (
 //
 //   - Dial and the join are sent at most once; a lost answer is resolved
 //     by watching, never by sending them again.
-//   - A join whose effect is unknown is verified until the provider says,
-//     never undone.
+//   - A join whose effect is unknown is never undone. It is verified for
+//     VerifyTimeout; a provider that cannot be read about it for that long
+//     ends the transfer unverified, and the sweeper verifies it from then.
 //   - Compensations need no reading: the consult is hung up by our own
 //     call-id or tag, the caller unheld by the saved id; they are sent
 //     again while a reading taken after them still shows their target
@@ -459,8 +460,21 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		return 0
 	}
 	if err != nil {
-		// Unknown: keep verifying, never undo.
+		// Unknown: never undone. Verified for VerifyTimeout; past that
+		// the transfer gives up waiting, not the join: the recovery sends
+		// nothing to a caller it cannot see after a join, so it ends with
+		// an unverified outcome, and the sweeper keeps verifying it (and
+		// corrects it to completed when the provider shows the join). A
+		// reading that fails for good, or that the adapter cannot judge
+		// (a NetSapiens caller's call that goes on with a party not
+		// recognised), would otherwise keep the transfer completing for
+		// as long as the call lasts.
 		e.warnUnread(en, err)
+		if at.After(since.Add(e.cfg.VerifyTimeout)) {
+			e.fail(ctx, en, reasonFor(KindOf(err)), fmt.Sprintf(
+				"the provider accepted the transfer, but whether it connected the caller to the target could not be read within %s: %v",
+				e.cfg.VerifyTimeout, err), nil)
+		}
 		return 0
 	}
 	en.warnedUnread = false

@@ -3,6 +3,8 @@ package netsapiens_test
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,6 +214,115 @@ func TestHangupConsultNeverEndsAJoinedCall(t *testing.T) {
 				}
 			}
 			assertJoined(t, h, orig, "1010")
+		})
+	}
+}
+
+// A target who passes the call on before any reading showed the join:
+// the listing cannot be read from the join on, and by the time it can,
+// the caller's call goes on with a third party (1020), neither the agent
+// nor the target. Nothing is hung up, held or unheld after the join. Where
+// the PBX keeps the caller's session (nssim.JoinKeepsCaller), whether the
+// join happened cannot be read from that, and the transfer does not stay
+// completing for as long as that call lasts: it ends unverified with a
+// cleanup obligation, which the caller hanging up discharges. Before the
+// fix it stayed completing until the call ended. Where the PBX keeps the
+// consult's session, the caller's call is the one our call-id created,
+// which only the join can have done: completed, verified.
+func TestJoinPassedOnBeforeItWasSeenEndsUnverified(t *testing.T) {
+	for _, keeps := range []string{nssim.JoinKeepsCaller, nssim.JoinKeepsConsult} {
+		t.Run("keeps "+keeps, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			h := setup(t, nssim.Config{JoinKeeps: keeps}, func(c *orchestrator.Config) { c.VerifyTimeout = 200 * time.Millisecond })
+			orig := h.placeCall(t)
+			tr := h.start(t, orchestrator.CompletionManual, 0)
+			h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered && x.Seen.Held })
+			for _, op := range []string{nssim.OpList, nssim.OpRead, nssim.OpCount} {
+				h.sim.InjectFault(nssim.Fault{Operation: op, Status: http.StatusServiceUnavailable})
+			}
+			if _, err := h.eng.Complete(ctx, tr.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.sim.Wait(ctx, func() bool {
+				return slices.ContainsFunc(h.sim.Requests(), func(r nssim.Request) bool {
+					return r.Operation == nssim.OpTransfer && r.Status == http.StatusAccepted
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			caller := assertJoined(t, h, orig, "1010")
+
+			// The target passes the call on to 1020, as the target.
+			targetCallID := caller.Term.CallID
+			if caller.Term.CallID == orig.OrigCallID {
+				targetCallID = caller.Orig.CallID
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPatch,
+				h.base+"/domains/"+domain+"/users/1010/calls/"+targetCallID+"/transferPeer", strings.NewReader(`{"destination":"1020"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+apiKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("transferPeer: %s", resp.Status)
+			}
+			if err := h.sim.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h.sim.ClearFaults()
+
+			tr = h.end(t, tr.ID)
+			if keeps == nssim.JoinKeepsConsult {
+				// The caller's call is the session our call-id created: only
+				// the join can have put the caller there.
+				assertCompleted(t, tr)
+			} else if tr.State != orchestrator.StateFailed || tr.Outcome.Verified || tr.Cleanup == nil {
+				t.Fatalf("state %s outcome %+v cleanup %+v: want failed, unverified, with an obligation", tr.State, tr.Outcome, tr.Cleanup)
+			}
+			// Nothing of the caller's call was touched after the join.
+			var passedOn *nssim.SessionTruth
+			for i, s := range h.sim.Truth().Sessions {
+				if s.Orig.CallID == orig.OrigCallID || s.Term.CallID == orig.OrigCallID {
+					passedOn = &h.sim.Truth().Sessions[i]
+					continue
+				}
+				t.Errorf("a call other than the caller's is up: %+v", s)
+			}
+			if passedOn == nil || (passedOn.Orig.User != "1020" && passedOn.Term.User != "1020") ||
+				passedOn.Orig.State != nssim.InfoActive || passedOn.Term.State != nssim.InfoActive {
+				t.Fatalf("the caller's call is not up with 1020, neither held: %+v (ended %+v)", passedOn, h.sim.Truth().Ended)
+			}
+			joined := false
+			for _, r := range h.sim.Requests() {
+				if joined && (r.Method == http.MethodDelete || strings.HasSuffix(r.Path, "hold")) {
+					t.Errorf("sent %s %s after the join, whose effect was unknown", r.Method, r.Path)
+				}
+				joined = joined || r.Operation == nssim.OpTransfer
+			}
+
+			if keeps == nssim.JoinKeepsConsult {
+				return
+			}
+			// The caller hangs up: the obligation is discharged, and the
+			// outcome stands, verified.
+			party := "orig"
+			if passedOn.Term.CallID == orig.OrigCallID {
+				party = "term"
+			}
+			if err := h.sim.Hangup(passedOn.SessionID, party); err != nil {
+				t.Fatal(err)
+			}
+			got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+			if !got.Outcome.Verified || got.State != orchestrator.StateFailed {
+				t.Errorf("state %s outcome %+v once the obligation was discharged", got.State, got.Outcome)
+			}
 		})
 	}
 }

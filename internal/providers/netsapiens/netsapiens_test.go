@@ -55,6 +55,51 @@ type harness struct {
 	eng    *orchestrator.Engine
 	logs   *syncBuffer
 	reg    *prometheus.Registry
+	base   string // the simulator's API, for requests made as another party
+	store  *savedStore
+}
+
+// savedStore is the memory store telling waiters of every save: a
+// terminal transfer's cleanup obligation changes it after Engine.Wait
+// has returned.
+type savedStore struct {
+	*memory.Store
+	mu    sync.Mutex
+	saved chan struct{} // closed and replaced on every successful Update
+}
+
+func (s *savedStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	err := s.Store.Update(ctx, t)
+	if err == nil {
+		s.mu.Lock()
+		close(s.saved)
+		s.saved = make(chan struct{})
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// waitSaved returns the stored transfer once cond holds of it.
+func (h *harness) waitSaved(t *testing.T, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		h.store.mu.Lock()
+		ch := h.store.saved
+		h.store.mu.Unlock()
+		tr, err := h.store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(tr) {
+			return tr
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("gave up waiting for a save of %s: %s, outcome %+v, cleanup %+v", id, tr.State, tr.Outcome, tr.Cleanup)
+		}
+	}
 }
 
 func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config)) *harness {
@@ -78,7 +123,8 @@ func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	eng, err := orchestrator.New(cfg, memory.New(), []orchestrator.Provider{client},
+	store := &savedStore{Store: memory.New(), saved: make(chan struct{})}
+	eng, err := orchestrator.New(cfg, store, []orchestrator.Provider{client},
 		zerolog.New(logs).Level(zerolog.DebugLevel), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +136,7 @@ func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config
 		srv.Close()
 		sim.Close()
 	})
-	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg}
+	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, base: srv.URL + basePath, store: store}
 }
 
 func (h *harness) placeCall(t *testing.T) nssim.ActiveCall {
