@@ -455,6 +455,13 @@ func (s *partitionedStore) Get(ctx context.Context, id string) (*orchestrator.Tr
 	return s.Store.Get(ctx, id)
 }
 
+func (s *partitionedStore) PeekSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	if s.cut.Load() {
+		return orchestrator.SignalNone, errPartition
+	}
+	return s.Store.PeekSignal(ctx, id)
+}
+
 func (s *partitionedStore) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
 	if s.cut.Load() {
 		return orchestrator.SignalNone, errPartition

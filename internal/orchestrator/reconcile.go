@@ -95,6 +95,9 @@ type entry struct {
 	// back from another (see Engine.reclaim): the next reconcile goes on
 	// from it, whatever this entry held.
 	claimed atomic.Pointer[Transfer]
+	// unsettled is a signal acted on whose effect could not be saved yet:
+	// it is cleared from the store after the next successful save.
+	unsettled Signal
 }
 
 // errUnsaved says that a step's intent could not be saved, so its side
@@ -118,6 +121,10 @@ func (e *Engine) process(id string) {
 		en.resumed, en.noted = true, false
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		_, en.lapses = e.leaseHeld()
+		// A signal acted on here may have been acted on there too, or not:
+		// the store says which is still pending.
+		en.unsettled = SignalNone
+		en.signal.Store(true)
 	}
 	en.t = en.cur.Load().Clone()
 	en.log = e.transferLog(en.t, en.p)
@@ -126,6 +133,9 @@ func (e *Engine) process(id string) {
 	wait := e.reconcile(ctx, en)
 	if en.unsaved && !en.lost {
 		e.save(ctx, en)
+	}
+	if en.unsettled != SignalNone {
+		e.settleSignal(ctx, en, en.unsettled)
 	}
 	// The working record becomes what readers see; the next reconcile
 	// works on a clone of it.
@@ -305,15 +315,16 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	switch s := e.takeSignal(ctx, en); s {
 	case SignalCancel:
 		e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
-		e.returnSignal(ctx, en, s)
+		e.settleSignal(ctx, en, s)
 		return 0
 	case SignalComplete:
 		if t.Answered {
 			e.transition(ctx, en, StateCompleting)
-			e.returnSignal(ctx, en, s)
+			e.settleSignal(ctx, en, s)
 			return 0
 		}
 		en.log.Warn().Msg("ignored a complete signal: the target has not answered")
+		e.clearSignal(ctx, en, s)
 	}
 	if e.isStopping() {
 		e.fail(ctx, en, ReasonShutdown, "transferd shut down while the transfer was consulting", nil)
@@ -591,6 +602,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	fresh := ok && rerr == nil
 	if fresh {
 		e.observed(en, obs, at)
+		e.callerSeenUp(en, obs, at, failure)
 		if obs.Caller == CallerTransferred {
 			if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
 				// A hang-up we sent may not be applied yet. Where the
@@ -721,6 +733,9 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	if e.trackMovedOn(en, obs) {
 		en.unsaved = true // the reconcile saves the note at its end
 	}
+	if t.State != StateCompleted && e.callerSeenUp(en, obs, at, t.Outcome) {
+		en.unsaved = true
+	}
 	if obs.Caller != CallerTransferred {
 		e.compensate(ctx, en, obs, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
 		if en.lost {
@@ -755,6 +770,32 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			Msg("cleanup done: outcome verified")
 	}
 	return 0
+}
+
+// callerSeenUp takes back what the transfer believed of a caller gone
+// when a fresh reading shows the caller's call up: a listing that lacked
+// the caller's row once, or an unhold answered "not found", is not the
+// last word, and a caller shown held is owed the unhold. A call does not
+// come back once it has ended, so a reading that shows it is the truth.
+// o is the failure being recovered from, or the unverified outcome the
+// sweeper works on: a reason that says the caller hung up is corrected
+// (the transfer was given up on a wrong reading). It reports whether the
+// record changed.
+func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outcome) bool {
+	if obs.Caller != CallerHeld && obs.Caller != CallerConnected {
+		return false
+	}
+	if en.callerGone && at.After(en.t.Sent.Unhold) {
+		en.callerGone = false // the unhold is due again (compensate)
+	}
+	if o == nil || o.Reason != ReasonCallerHungUp {
+		return false
+	}
+	detail := fmt.Sprintf("the provider showed the caller's call ended (%s), then showed it %s", o.Detail, obs.Caller)
+	o.Reason, o.Detail, o.CallerRestored = ReasonProviderError, detail, false
+	e.note(en, StepReconcile, detail)
+	en.log.Warn().Str("caller", obs.Caller.String()).Msg("the caller taken for gone is up: the caller is given back")
+	return true
 }
 
 // sentToTarget reports whether what this transfer sent can have put the
@@ -1462,7 +1503,7 @@ func (e *Engine) note(en *entry, name, detail string) {
 func (e *Engine) interrupted(ctx context.Context, en *entry) bool {
 	if s := e.takeSignal(ctx, en); s == SignalCancel {
 		e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
-		e.returnSignal(ctx, en, s)
+		e.settleSignal(ctx, en, s)
 		return true
 	}
 	if e.isStopping() {
@@ -1473,12 +1514,16 @@ func (e *Engine) interrupted(ctx context.Context, en *entry) bool {
 }
 
 // takeSignal reads a client's signal from the store, where any replica
-// may have put it, when one may be pending.
+// may have put it. It stays pending there until settleSignal: a process
+// that dies before saving what the signal caused leaves it to the process
+// that resumes the transfer, which acts on it again. (Taken out before the
+// save, a cancel the client was told of was lost: the resumed transfer
+// went on to complete.)
 func (e *Engine) takeSignal(ctx context.Context, en *entry) Signal {
 	if !en.signal.Swap(false) {
 		return SignalNone
 	}
-	s, err := e.store.TakeSignal(context.WithoutCancel(ctx), en.id)
+	s, err := e.store.PeekSignal(context.WithoutCancel(ctx), en.id)
 	if err != nil {
 		en.signal.Store(true)
 		en.log.Warn().Err(err).Msg("reading client signals failed")
@@ -1487,14 +1532,40 @@ func (e *Engine) takeSignal(ctx context.Context, en *entry) Signal {
 	return s
 }
 
-// returnSignal puts a taken signal back when acting on it could not be
-// saved because another replica owns the transfer now: it is theirs to
-// act on.
-func (e *Engine) returnSignal(ctx context.Context, en *entry, s Signal) {
+// settleSignal clears a signal the transfer acted on once what it caused
+// is saved. Until then it stays pending: for another replica that owns the
+// transfer now, or for a process resuming it; this one clears it after
+// its next successful save (entry.unsettled), since its working record
+// already carries the signal's effect.
+func (e *Engine) settleSignal(ctx context.Context, en *entry, s Signal) {
 	if en.lost {
-		if err := e.store.PutSignal(context.WithoutCancel(ctx), en.id, s); err != nil {
-			en.log.Warn().Err(err).Msg("could not hand a client signal to the transfer's new owner")
+		en.unsettled = SignalNone
+		return
+	}
+	if en.saveFailing {
+		en.unsettled = s
+		return
+	}
+	en.unsettled = SignalNone
+	e.clearSignal(ctx, en, s)
+}
+
+// clearSignal takes s out of the store. A signal that came in meanwhile
+// (TakeSignal returns it instead) is put back for the next look.
+func (e *Engine) clearSignal(ctx context.Context, en *entry, s Signal) {
+	ctx = context.WithoutCancel(ctx)
+	taken, err := e.store.TakeSignal(ctx, en.id)
+	if err != nil {
+		// Left pending: harmless, as the transfer's state has moved past
+		// what the signal asks (or the signal is retried after a restart).
+		en.log.Warn().Err(err).Msg("could not clear a client signal acted on")
+		return
+	}
+	if taken != SignalNone && taken != s {
+		if err := e.store.PutSignal(ctx, en.id, taken); err != nil {
+			en.log.Warn().Err(err).Str("signal", string(taken)).Msg("could not put back a client signal that came in meanwhile")
 		}
+		en.signal.Store(true)
 	}
 }
 

@@ -77,6 +77,10 @@ type Store interface {
 	// replica that owns it sees it. It fails with KindConflict when another
 	// signal is pending and KindNotFound when there is no such transfer.
 	PutSignal(ctx context.Context, id string, s Signal) error
+	// PeekSignal returns the pending signal (SignalNone if none) and
+	// leaves it pending: the engine clears it only once what it caused is
+	// saved, so that a process that dies in between leaves it to the next.
+	PeekSignal(ctx context.Context, id string) (Signal, error)
 	// TakeSignal returns and clears the pending signal (SignalNone if none).
 	TakeSignal(ctx context.Context, id string) (Signal, error)
 

@@ -104,12 +104,25 @@ func (h *harness) waitSaved(t *testing.T, id string, cond func(*orchestrator.Tra
 
 func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config)) *harness {
 	t.Helper()
+	return setupWrapped(t, simCfg, nil, tweak...)
+}
+
+// setupWrapped is setup with wrap (when not nil) around nssim's API
+// handler: a middleware that plays a PBX behaviour nssim has no setting
+// for.
+func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.Handler) http.Handler,
+	tweak ...func(*orchestrator.Config)) *harness {
+	t.Helper()
 	if simCfg.APIKeys == nil {
 		simCfg.APIKeys = map[string]nssim.KeyScope{apiKey: {Domain: domain}}
 	}
 	sim := nssim.New(simCfg)
+	api := sim.APIHandler()
+	if wrap != nil {
+		api = wrap(sim, api)
+	}
 	mux := http.NewServeMux()
-	mux.Handle(basePath+"/", http.StripPrefix(basePath, sim.APIHandler()))
+	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
 	srv := httptest.NewServer(mux)
 	reg := prometheus.NewRegistry()
 	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,

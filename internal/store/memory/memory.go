@@ -273,6 +273,13 @@ func (s *Store) PutSignal(_ context.Context, id string, sig orchestrator.Signal)
 	return nil
 }
 
+// PeekSignal implements orchestrator.Store.
+func (s *Store) PeekSignal(_ context.Context, id string) (orchestrator.Signal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signals[id], nil
+}
+
 // TakeSignal implements orchestrator.Store.
 func (s *Store) TakeSignal(_ context.Context, id string) (orchestrator.Signal, error) {
 	s.mu.Lock()

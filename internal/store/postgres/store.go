@@ -550,6 +550,19 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 	return nil
 }
 
+// PeekSignal implements orchestrator.Store.
+func (s *Store) PeekSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	var sig string
+	err := s.pool.QueryRow(ctx, `SELECT signal FROM signals WHERE transfer_id = $1`, id).Scan(&sig)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return orchestrator.SignalNone, nil
+	}
+	if err != nil {
+		return orchestrator.SignalNone, s.fail("peek signal "+id, err)
+	}
+	return orchestrator.Signal(sig), nil
+}
+
 // TakeSignal implements orchestrator.Store.
 func (s *Store) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
 	var sig string

@@ -492,6 +492,20 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 	return nil
 }
 
+// PeekSignal implements orchestrator.Store: a read on a reader
+// connection, as runners ask at every step and almost always find none.
+func (s *Store) PeekSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	var sig string
+	err := s.r.QueryRowContext(ctx, `SELECT signal FROM signals WHERE transfer_id = ?`, id).Scan(&sig)
+	if errors.Is(err, sql.ErrNoRows) {
+		return orchestrator.SignalNone, nil
+	}
+	if err != nil {
+		return orchestrator.SignalNone, fail("peek signal "+id, err)
+	}
+	return orchestrator.Signal(sig), nil
+}
+
 // TakeSignal implements orchestrator.Store.
 func (s *Store) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
 	// Runners ask at every step and poll, and almost always there is no

@@ -1027,8 +1027,19 @@ func testSignals(f *fixture) {
 	if err := f.s.PutSignal(f.ctx, other.ID, orchestrator.SignalCancel); err != nil {
 		f.Fatalf("PutSignal on another transfer: %v", err)
 	}
+	for range 2 {
+		if sig, err := f.s.PeekSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalComplete {
+			f.Errorf("PeekSignal = %q, %v; want complete, left pending", sig, err)
+		}
+	}
 	if sig, err := f.s.TakeSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalComplete {
 		f.Errorf("TakeSignal = %q, %v; want complete", sig, err)
+	}
+	if sig, err := f.s.PeekSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalNone {
+		f.Errorf("PeekSignal after the take = %q, %v; want none", sig, err)
+	}
+	if sig, err := f.s.PeekSignal(f.ctx, f.id()); err != nil || sig != orchestrator.SignalNone {
+		f.Errorf("PeekSignal of an unknown transfer = %q, %v; want none", sig, err)
 	}
 	if sig, err := f.s.TakeSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalNone {
 		f.Errorf("second TakeSignal = %q, %v; want none (take clears)", sig, err)
