@@ -499,6 +499,12 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
+	case obs.Caller == CallerGone && !t.Sent.Join.IsZero():
+		// The call may have ended after the join connected the caller to
+		// the target, before any reading showed it: a listing cannot tell
+		// that from a caller who hung up first. Said as it is.
+		e.fail(ctx, en, ReasonCallerHungUp, "the caller's call ended after the join was sent, before a reading showed the join: "+
+			"whether the caller was connected to the target first, the provider does not show", nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
@@ -603,6 +609,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	if fresh {
 		e.observed(en, obs, at)
 		e.callerSeenUp(en, obs, at, failure)
+		e.notFoundWhich(en, obs, failure)
 		if obs.Caller == CallerTransferred {
 			if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
 				// A hang-up we sent may not be applied yet. Where the
@@ -796,6 +803,32 @@ func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outco
 	e.note(en, StepReconcile, detail)
 	en.log.Warn().Str("caller", obs.Caller.String()).Msg("the caller taken for gone is up: the caller is given back")
 	return true
+}
+
+// notFoundWhich says which call a join refused as "not found" did not
+// find, from the first reading after it: a caller or a target who hung up
+// as the join was sent (a PBX may answer 404 for a destination session
+// that just ended) is what that reading shows, and call_not_found ("the
+// provider had no such call") would be untrue of the call that was there.
+func (e *Engine) notFoundWhich(en *entry, obs Observation, f *Outcome) {
+	t := en.t
+	if f.Reason != ReasonCallNotFound {
+		return
+	}
+	if s := t.lastStep(StepTransfer); s == nil || s.Status != StepFailed {
+		return
+	}
+	switch {
+	case obs.Caller == CallerGone:
+		f.Reason = ReasonCallerHungUp
+		f.Detail += "; the caller's call has ended"
+	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+		f.Reason = ReasonTargetHungUp
+		f.Detail += "; the consult call has ended"
+	default:
+		return
+	}
+	en.unsaved = true
 }
 
 // sentToTarget reports whether what this transfer sent can have put the

@@ -50,7 +50,6 @@ func (c *Client) transferBody(t *orchestrator.Transfer) transferBody {
 // dial step (after a restart) and a transfer whose answer was lost first
 // look for the B-leg an earlier attempt created, and never transfer twice.
 func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
-	const op = "bandwidth.transfer"
 	// The engine sends it once; a lost answer is found again by reading
 	// A's transfer (findTransferLeg), here or when watching.
 	var cr created
@@ -67,43 +66,99 @@ func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (o
 	return orchestrator.LegRef{}, err
 }
 
-// findTransferLeg returns the B-leg of A's transfer to the target, "" when
-// A shows no such transfer, and A as read. Catapult's call object names
-// no B-leg, so B is the newest outbound call to the target started since
-// the transfer was created (startTime has whole seconds), and, when
-// transferd set one, with our callbackUrl.
+// skewMargin bounds how much earlier than the transfer, by transferd's
+// clock, a B-leg may have started by Bandwidth's, when no callbackUrl
+// names it. It is generous on purpose: the two clocks are not the same,
+// and a B-leg missed keeps ringing, while the older legs it lets in are
+// already excluded by the caller's own startTime (the platform's clock)
+// and come after the newer ones in a listing sorted newest first.
+const skewMargin = 10 * time.Minute
+
+// findTransferLeg reads A and returns the B-leg of A's transfer to the
+// target ("" when none is found) and A as read.
 func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) (string, *apiCall, error) {
 	a, err := c.getCall(ctx, t.Legs.Caller.CallID)
 	if err != nil {
 		return "", nil, err
 	}
-	// A reads "transferring" while it is transferred; depending on the
-	// platform it may read "active" again once B answered, but its
-	// transferTo still names the target (2016 call properties).
-	if a.state() != stateTransferring && a.TransferTo != t.Request.Target {
-		return "", a, nil
+	id, err := c.searchTransferLeg(ctx, t, a)
+	return id, a, err
+}
+
+// searchTransferLeg looks for the B-leg of A's transfer, A being read
+// already. Catapult's call object names no B-leg, so it is found in the
+// listing of calls to the target: by the callbackUrl transferd sent, which
+// names this transfer and nothing else; without one (no PublicURL), as
+// the newest outbound call to the target that started after A did, both
+// by Bandwidth's clock (transferd's clock is another one: skewMargin).
+//
+// Only an A that names another target shows that our transfer did not
+// happen; an A that reads "active" without transferTo may be a transfer
+// already connected, or failed and given back, on a platform that shows
+// transferTo only while transferring, or never (notes §12.4: A "may
+// expose transferTo"), so the B-leg is looked for all the same.
+func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (string, error) {
+	if elsewhere(a, t) {
+		return "", nil
 	}
 	calls, err := c.callsTo(ctx, t.Request.Target)
 	if err != nil {
-		return "", a, err
+		return "", err
 	}
-	since := t.CreatedAt.Truncate(time.Second)
 	cb := c.callbackURL(t.ID)
 	for i := range calls {
 		b := &calls[i]
-		if b.ID == a.ID || b.Direction != "out" || b.To != t.Request.Target {
+		if b.ID == a.ID {
 			continue
 		}
-		if st, ok := b.started(); !ok || st.Before(since) {
+		if cb != "" {
+			if b.CallbackURL == cb {
+				return b.ID, nil
+			}
 			continue
 		}
-		if cb != "" && b.CallbackURL != cb {
-			continue
+		if b.Direction == "out" && b.To == t.Request.Target && startedSince(b, a, t.CreatedAt.Add(-skewMargin)) {
+			return b.ID, nil
 		}
-		return b.ID, a, nil
 	}
-	return "", a, nil
+	return "", nil
 }
+
+// elsewhere reports whether A names another target than t's: its latest
+// transfer was not ours.
+func elsewhere(a *apiCall, t *orchestrator.Transfer) bool {
+	return a.TransferTo != "" && a.TransferTo != t.Request.Target
+}
+
+// startedSince reports whether b started no earlier than a (both by
+// Bandwidth's clock) and no earlier than floor (transferd's clock, which
+// skewMargin already widened). Timestamps that do not parse do not
+// exclude a leg.
+func startedSince(b, a *apiCall, floor time.Time) bool {
+	bs, ok := b.started()
+	if !ok {
+		return true
+	}
+	if as, ok := a.started(); ok && bs.Before(as.Truncate(time.Second)) {
+		return false
+	}
+	return !bs.Before(floor)
+}
+
+// transferRefused reports whether the platform answered the dial with
+// call-transfer-error, "Call X could not be transferred to Y" (errors.md):
+// its own word that nothing was transferred, unlike a lost answer.
+func transferRefused(t *orchestrator.Transfer) bool {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		if s := &t.Steps[i]; s.Name == orchestrator.StepDial {
+			return s.Status == orchestrator.StepFailed && s.Evidence != nil && s.Evidence.Code == codeTransferError
+		}
+	}
+	return false
+}
+
+// codeTransferError is the 503 of a transfer the platform could not make.
+const codeTransferError = "call-transfer-error"
 
 // observeAnnounced reads A, then B. The order matters: when B fails, the
 // platform may end A at the same moment; reading A first means that an
@@ -121,35 +176,26 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		aGone = a.ended()
 	}
 
-	var b *apiCall
-	cause := ""
 	id := t.Legs.Consult.CallID
-	if id == "" && dialled(t) && !aGone {
-		// The transfer's answer was lost: A's transfer names B.
-		if id, _, err = c.findTransferLeg(ctx, t); err != nil {
+	legUnknown := id == "" && dialled(t)
+	if legUnknown && a != nil {
+		// The transfer's answer was lost: the listing names B.
+		if id, err = c.searchTransferLeg(ctx, t, a); err != nil {
 			return obs, err
 		}
 		obs.ConsultLeg.CallID = id
 	}
-	if id != "" {
-		b, err = c.getCall(ctx, id)
-		if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
-			return obs, err
-		}
-		switch {
-		case b == nil:
-			// Not readable (yet, or any more): the engine decides.
-		case b.state() == stateStarted:
-			obs.Consult = orchestrator.ConsultRinging
-		case b.live():
-			obs.Consult = orchestrator.ConsultAnswered
-		default:
-			cause = c.endCause(ctx, t, id)
-			consultEnded(&obs, b, cause)
-		}
-		if b != nil && b.live() {
-			obs.ConsultLegs = 1
-		}
+	b, cause, err := c.observeBLeg(ctx, t, id, &obs)
+	if err != nil {
+		return obs, err
+	}
+	if aGone && id != "" && b == nil && cause == "" {
+		// A ended and B cannot be read (not listed yet, or never: a leg
+		// refused at once) and no callback said why: the caller hanging
+		// up and the target failing look alike. Unknown until a reading
+		// or a callback tells.
+		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("the caller's call %s ended and its transfer's leg %s cannot be read yet", t.Legs.Caller.CallID, id))
 	}
 
 	switch {
@@ -164,6 +210,14 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	case b != nil && b.live():
 		// B answered: the platform connected A and B.
 		obs.Caller = orchestrator.CallerTransferred
+	case a.state() == stateActive && legUnknown && id == "" && !elsewhere(a, t) && !transferRefused(t):
+		// A transfer was sent and its leg is not listed (yet). A reading
+		// "active" is then no proof that nothing was transferred: it is
+		// also what A reads once connected to B, or given back when B
+		// failed, with transferTo or, on a platform that hides it by
+		// then, without.
+		obs.Caller = orchestrator.CallerUnknown
+		obs.Detail = "the caller's call reads active, and the leg of the transfer sent is not listed (yet)"
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:
@@ -173,6 +227,37 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Caller = orchestrator.CallerUnknown
 	}
 	return obs, nil
+}
+
+// observeBLeg reads B (when its id is known) into obs, and returns it (nil
+// when it cannot be read) and why it ended: its event history, or, when
+// it cannot be read, the cause a callback reported.
+func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id string, obs *orchestrator.Observation) (*apiCall, string, error) {
+	if id == "" {
+		return nil, "", nil
+	}
+	b, err := c.getCall(ctx, id)
+	if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
+		return nil, "", err
+	}
+	cause := ""
+	switch {
+	case b == nil:
+		// Not readable (yet, or any more): a callback may have said how it
+		// ended; otherwise the engine decides.
+		if cause = c.causes.get(t.ID, id); cause != "" {
+			consultEnded(obs, nil, cause)
+		}
+	case b.state() == stateStarted:
+		obs.Consult = orchestrator.ConsultRinging
+	case b.live():
+		obs.Consult = orchestrator.ConsultAnswered
+		obs.ConsultLegs = 1
+	default:
+		cause = c.endCause(ctx, t, id)
+		consultEnded(obs, b, cause)
+	}
+	return b, cause, nil
 }
 
 // hangupAnnounced cancels a B-leg that still rings. An ended B is success.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -468,5 +469,290 @@ func TestCreateWithoutLocationIsAnUnknownOutcome(t *testing.T) {
 				t.Errorf("the leg was not learnt: %+v", tr.Legs)
 			}
 		})
+	}
+}
+
+// shortWindows makes the engine give up on a consult not seen, and on a
+// caller not verified, within a test's patience.
+func shortWindows(c *orchestrator.Config) {
+	c.VisibilityWindow = 200 * time.Millisecond
+	c.VerifyTimeout = 500 * time.Millisecond
+}
+
+// loseTransferAnswer makes the platform apply A's transfer and lose its
+// answer, and runs then (if not nil) before the first reading of A after it.
+func loseTransferAnswer(t *testing.T, h *harness, a bwsim.Call, then func()) {
+	t.Helper()
+	var sent atomic.Bool
+	h.before(func(method, path, body string) bool {
+		return method == http.MethodPost && path == "/users/"+userID+"/calls/"+a.ID && strings.Contains(body, "transferring")
+	}, func() {
+		h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpTransfer, Drop: true, Apply: true, Count: 1})
+		sent.Store(true)
+	})
+	if then != nil {
+		h.before(func(method, path, _ string) bool {
+			return sent.Load() && method == http.MethodGet && path == "/users/"+userID+"/calls/"+a.ID
+		}, then)
+	}
+}
+
+// transferLeg returns the B-leg the simulator created for A's transfer.
+func transferLeg(t *testing.T, h *harness, a bwsim.Call) bwsim.Call {
+	t.Helper()
+	for _, c := range h.sim.Calls() {
+		if c.ParentCallID == a.ID {
+			return c
+		}
+	}
+	t.Fatalf("no B-leg for %s: %+v", a.ID, h.sim.Calls())
+	return bwsim.Call{}
+}
+
+// A transfer's answer is lost and the target answers before anything
+// reads the caller's call. Whether that call then shows transferTo is a
+// guess (bwsim ALegTransferFields), and so is its state once connected
+// (TransferredALegState): on every side the B-leg is found, by the
+// callbackUrl that names the transfer, or, polling, as the newest leg to
+// the target, and the transfer completes; an A reading "active" without
+// transferTo is never taken for "no transfer".
+func TestAnnouncedLostAnswerFindsTheLegByItsCallbackURL(t *testing.T) {
+	for _, fields := range []string{bwsim.ALegTransferFieldsAlways, bwsim.ALegTransferFieldsWhileTransferring, bwsim.ALegTransferFieldsNever} {
+		for _, aLeg := range []string{bwsim.StateTransferring, bwsim.StateActive} {
+			for _, public := range []bool{true, false} {
+				name := fields + "/A " + aLeg + "/polling"
+				if public {
+					name = fields + "/A " + aLeg + "/callbackUrl"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					h := setup(t, options{callbacks: public, engine: shortWindows,
+						sim: bwsim.Config{ALegTransferFields: fields, TransferredALegState: aLeg}})
+					h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+					a := h.placeCall(t)
+					loseTransferAnswer(t, h, a, func() {
+						if err := h.sim.Answer(target); err != nil {
+							t.Error(err)
+						}
+					})
+					req := announcedReq(a, target)
+					req.ConsultTimeout = time.Minute
+					tr := h.end(t, h.start(t, req).ID)
+					h.idle(t)
+					assertTransferred(t, h, tr, a, target)
+					if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+						t.Errorf("transfers sent = %d, want 1", n)
+					}
+				})
+			}
+		}
+	}
+}
+
+// The other side of the same guesses: the B-leg is not listed at all
+// (ListingDelay) while the caller talks to the target, and the caller's
+// call reads "active". Whether it shows transferTo or not, that is no
+// proof the caller is back: the outcome must not say "restored, verified".
+func TestAnnouncedCallerActiveWithItsLegUnlistedIsUnknown(t *testing.T) {
+	for _, fields := range []string{bwsim.ALegTransferFieldsAlways, bwsim.ALegTransferFieldsNever} {
+		t.Run(fields, func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, options{engine: shortWindows, sim: bwsim.Config{ALegTransferFields: fields,
+				TransferredALegState: bwsim.StateActive, ListingDelay: time.Hour}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+			a := h.placeCall(t)
+			loseTransferAnswer(t, h, a, func() {
+				if err := h.sim.Answer(target); err != nil {
+					t.Error(err)
+				}
+			})
+			req := announcedReq(a, target)
+			req.ConsultTimeout = time.Minute
+			tr := h.end(t, h.start(t, req).ID)
+			h.idle(t)
+			if b := transferLeg(t, h, a); !h.sim.Connected(a.ID, b.ID) {
+				t.Fatalf("setup: the caller should talk to the target: %+v", h.sim.Calls())
+			}
+			if tr.State != orchestrator.StateCompleted && tr.Outcome.CallerRestored && tr.Outcome.Verified {
+				t.Errorf("the caller talks to the target, but the transfer reports %s %s, caller_restored, verified: %s",
+					tr.State, tr.Outcome.Reason, tr.Outcome.Detail)
+			}
+		})
+	}
+}
+
+// A transfer the platform refused in its own words (503
+// call-transfer-error, "could not be transferred") created nothing: the
+// caller reading "active" is the caller back, on every side of
+// ALegTransferFields.
+func TestAnnouncedTransferErrorLeavesTheCallerVerified(t *testing.T) {
+	for _, fields := range []string{bwsim.ALegTransferFieldsAlways, bwsim.ALegTransferFieldsNever} {
+		t.Run(fields, func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, options{engine: shortWindows, sim: bwsim.Config{ALegTransferFields: fields}})
+			a := h.placeCall(t)
+			h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpTransfer, Status: http.StatusServiceUnavailable})
+			tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+			if tr.State != orchestrator.StateFailed || !tr.Outcome.CallerRestored || !tr.Outcome.Verified {
+				t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+			}
+		})
+	}
+}
+
+// Bandwidth's clock is not transferd's: a B-leg whose startTime (whole
+// seconds, Bandwidth's clock) is before the transfer's creation by
+// transferd's is found all the same after a lost answer, instead of being
+// left to ring and connect the caller after the transfer failed. Both
+// ways round, with and without a callbackUrl (bwsim Config.Now).
+func TestAnnouncedLostAnswerFindsTheLegWhateverBandwidthsClock(t *testing.T) {
+	for _, skew := range []time.Duration{-1500 * time.Millisecond, 1500 * time.Millisecond} {
+		for _, public := range []bool{true, false} {
+			name := "skew " + skew.String() + "/polling"
+			if public {
+				name = "skew " + skew.String() + "/callbackUrl"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				h := setup(t, options{callbacks: public, engine: shortWindows,
+					sim: bwsim.Config{Now: func() time.Time { return time.Now().Add(skew) }}})
+				h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+				a := h.placeCall(t)
+				loseTransferAnswer(t, h, a, nil)
+				req := announcedReq(a, target)
+				req.ConsultTimeout = time.Minute
+				tr := h.wait(t, h.start(t, req).ID, func(x *orchestrator.Transfer) bool { return x.Legs.Consult.CallID != "" })
+				b := transferLeg(t, h, a)
+				if tr.Legs.Consult.CallID != b.ID {
+					t.Fatalf("the B-leg %s was never found: the transfer ended %s %+v while it is %s", b.ID, tr.State, tr.Outcome, b.State)
+				}
+				if err := h.sim.Answer(target); err != nil {
+					t.Fatal(err)
+				}
+				tr = h.end(t, tr.ID)
+				h.idle(t)
+				assertTransferred(t, h, tr, a, target)
+			})
+		}
+	}
+}
+
+// The target is busy while its new B-leg cannot be read yet (bwsim
+// ListingDelay + UnlistedNotFound), or ever (VanishFailedLegs). The
+// caller's call ends with it (TransferFailure "hangup") or comes back
+// ("restore"). The transfer reports why from the hangup callback, or from
+// B once it can be read; when neither ever tells, the outcome stays
+// unknown (never "the caller hung up", never verified).
+func TestAnnouncedTargetFailsWhileItsLegIsNotReadable(t *testing.T) {
+	cases := []struct {
+		name      string
+		cfg       bwsim.Config
+		callbacks bool
+		listLater bool // B is listed after a few reads of it
+		want      orchestrator.Reason
+		restored  bool
+		unknown   bool // nothing ever tells why
+	}{
+		{"not listed yet/callback/hangup", bwsim.Config{ListingDelay: time.Hour, UnlistedNotFound: true}, true, false, orchestrator.ReasonBusy, false, false},
+		{"not listed yet/callback/restore", bwsim.Config{ListingDelay: time.Hour, UnlistedNotFound: true, TransferFailure: bwsim.TransferFailureRestore},
+			true, false, orchestrator.ReasonBusy, true, false},
+		{"not listed yet/polling/hangup", bwsim.Config{ListingDelay: time.Hour, UnlistedNotFound: true}, false, true, orchestrator.ReasonBusy, false, false},
+		{"vanished/callback/hangup", bwsim.Config{VanishFailedLegs: true}, true, false, orchestrator.ReasonBusy, false, false},
+		{"vanished/polling/hangup", bwsim.Config{VanishFailedLegs: true}, false, false, "", false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hungUp := make(chan struct{})
+			var once sync.Once
+			h := setup(t, options{callbacks: tc.callbacks, sim: tc.cfg, engine: shortWindows,
+				onCallback: func(eventType string) {
+					if eventType == "hangup" {
+						once.Do(func() { close(hungUp) })
+					}
+				}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+			a := h.placeCall(t)
+			var sent atomic.Bool
+			var bReads atomic.Int32
+			h.before(func(method, path, body string) bool {
+				return method == http.MethodPost && path == "/users/"+userID+"/calls/"+a.ID && strings.Contains(body, "transferring")
+			}, func() { sent.Store(true) })
+			// A is first read after B, and A with it, ended; with callbacks,
+			// after B's hangup was handled.
+			h.before(func(method, path, _ string) bool {
+				return sent.Load() && method == http.MethodGet && path == "/users/"+userID+"/calls/"+a.ID
+			}, func() {
+				h.idle(t)
+				if tc.callbacks {
+					select {
+					case <-hungUp:
+					case <-time.After(10 * time.Second):
+						t.Error("no hangup callback")
+					}
+				}
+			})
+			h.mu.Lock()
+			h.hooks = append(h.hooks, &hook{every: true, match: func(method, path, _ string) bool {
+				return sent.Load() && method == http.MethodGet && strings.HasPrefix(path, "/users/"+userID+"/calls/c-") &&
+					!strings.HasPrefix(path, "/users/"+userID+"/calls/"+a.ID)
+			}, run: func() {
+				if bReads.Add(1) == 3 && tc.listLater {
+					h.sim.Settle()
+				}
+			}})
+			h.mu.Unlock()
+			req := announcedReq(a, target)
+			req.ConsultTimeout = time.Second
+			tr := h.end(t, h.start(t, req).ID)
+			if tc.unknown {
+				if tr.State != orchestrator.StateFailed || tr.Outcome.Reason == orchestrator.ReasonCallerHungUp || tr.Outcome.Verified {
+					t.Fatalf("nothing tells why the caller's call ended; the transfer reports %s %+v", tr.State, tr.Outcome)
+				}
+				return
+			}
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.want || tr.Outcome.CallerRestored != tc.restored {
+				t.Fatalf("the target was busy; the transfer reports %s %+v, want %s, caller_restored %t", tr.State, tr.Outcome, tc.want, tc.restored)
+			}
+		})
+	}
+}
+
+// A ring timeout is followed by a hangup whose cause is a guess (bwsim
+// TimeoutHangupCause: NO_ANSWER, ORIGINATOR_CANCEL, or no hangup at all).
+// Whatever it says, the target did not answer: the timeout wins over a
+// later cause that is no failure, from the event history or the
+// callbacks, in both modes.
+func TestTimeoutWinsOverALaterHangupCause(t *testing.T) {
+	for _, cause := range []string{bwsim.CauseNoAnswer, bwsim.CauseOriginatorCancel, bwsim.TimeoutHangupNone} {
+		for _, mode := range []orchestrator.Mode{orchestrator.ModeAnnounced, orchestrator.ModeAttended} {
+			for _, public := range []bool{false, true} {
+				name := cause + "/" + string(mode) + "/polling"
+				if public {
+					name = cause + "/" + string(mode) + "/callbacks"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					h := setup(t, options{callbacks: public, engine: shortWindows, sim: bwsim.Config{TimeoutHangupCause: cause}})
+					h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+					var req orchestrator.Request
+					if mode == orchestrator.ModeAnnounced {
+						req = announcedReq(h.placeCall(t), target)
+					} else {
+						a, g, _ := h.placeBridged(t)
+						req = attendedReq(a, g, orchestrator.CompletionAuto)
+					}
+					req.ConsultTimeout = time.Minute
+					tr := h.wait(t, h.start(t, req).ID, func(x *orchestrator.Transfer) bool { return x.Legs.Consult.CallID != "" })
+					if err := h.sim.Timeout(tr.Legs.Consult.CallID); err != nil {
+						t.Fatal(err)
+					}
+					tr = h.end(t, tr.ID)
+					if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonNoAnswer {
+						t.Errorf("the target did not answer; the transfer reports %s %s: %s", tr.State, tr.Outcome.Reason, tr.Outcome.Detail)
+					}
+				})
+			}
+		}
 	}
 }

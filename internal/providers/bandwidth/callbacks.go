@@ -98,17 +98,19 @@ func (c *Client) ReceiveCallback(r *http.Request, transferID string) error {
 		return invalid(field, msg)
 	}
 	callID, cause := string(ev.CallID), strings.ToUpper(string(ev.Cause))
+	if callID == "" {
+		return nil
+	}
 	switch strings.ToLower(string(ev.EventType)) {
 	case "hangup":
-		if callID != "" && cause != "" {
-			c.causes.put(transferID, callID, cause)
+		if cause != "" {
+			c.causes.merge(transferID, callID, cause)
 		}
 	case "timeout":
 		// "the call is not answered until the specified timeout"; the
-		// hangup that follows may carry its own cause.
-		if callID != "" && c.causes.get(transferID, callID) == "" {
-			c.causes.put(transferID, callID, causeNoAnswer)
-		}
+		// hangup that follows may carry a cause of its own, which does not
+		// replace this one (mergeCause).
+		c.causes.merge(transferID, callID, causeNoAnswer)
 	}
 	return nil
 }
@@ -142,9 +144,12 @@ func newCauseBook(size int) *causeBook {
 func causeKey(transferID, callID string) string { return transferID + "/" + callID }
 
 func (b *causeBook) put(transferID, callID, cause string) {
-	k := causeKey(transferID, callID)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.putLocked(causeKey(transferID, callID), cause)
+}
+
+func (b *causeBook) putLocked(k, cause string) {
 	if _, ok := b.m[k]; !ok {
 		if old := b.ring[b.next]; old != "" {
 			delete(b.m, old)
@@ -153,6 +158,16 @@ func (b *causeBook) put(transferID, callID, cause string) {
 		b.next = (b.next + 1) % len(b.ring)
 	}
 	b.m[k] = cause
+}
+
+// merge records cause after whatever the call reported before, as
+// mergeCause says, in one step so that two events of one call delivered
+// at once cannot lose the one that wins.
+func (b *causeBook) merge(transferID, callID, cause string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cause = mergeCause(b.m[causeKey(transferID, callID)], cause)
+	b.putLocked(causeKey(transferID, callID), cause)
 }
 
 func (b *causeBook) get(transferID, callID string) string {

@@ -196,8 +196,9 @@ func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 
 // endCause returns why a consult leg ended: the cause a callback
 // reported, else the hangup (or timeout) in the call's event history
-// (GET calls/{id}/events, whose hangup entries carry the cause as data).
-// It is "" when neither tells.
+// (GET calls/{id}/events, whose hangup entries carry the cause as data),
+// the events merged in order as mergeCause says. It is "" when neither
+// tells.
 func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID string) string {
 	if cause := c.causes.get(t.ID, callID); cause != "" {
 		return cause
@@ -211,18 +212,35 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 		switch strings.ToLower(string(ev.Name)) {
 		case "hangup":
 			if d := strings.TrimSpace(string(ev.Data)); d != "" {
-				cause = strings.ToUpper(d)
+				cause = mergeCause(cause, strings.ToUpper(d))
 			}
 		case "timeout":
-			if cause == "" {
-				cause = causeNoAnswer
-			}
+			cause = mergeCause(cause, causeNoAnswer)
 		}
 	}
 	if cause != "" {
 		c.causes.put(t.ID, callID, cause)
 	}
 	return cause
+}
+
+// mergeCause returns the cause of a leg that reported old and then next.
+// A failure (a timeout's NO_ANSWER, USER_BUSY, NORMAL_TEMPORARY_FAILURE...)
+// wins over a later cause that is not one: after a timeout the platform
+// may hang the leg up with a cause of its own (ORIGINATOR_CANCEL, say;
+// notes §12.3 "probably NO_ANSWER?"), which says how it ended, not why.
+// Otherwise the later cause wins.
+func mergeCause(old, next string) string {
+	if old != "" && !plainEnd(old) && plainEnd(next) {
+		return old
+	}
+	return next
+}
+
+// plainEnd reports a cause that is no failure: a call hung up, or
+// cancelled by its originator.
+func plainEnd(cause string) bool {
+	return cause == causeNormalClearing || cause == causeOriginatorCancel
 }
 
 // Hangup causes (apiCallbacks/hangup.md).
@@ -253,10 +271,10 @@ func consultEnded(obs *orchestrator.Observation, call *apiCall, cause string) {
 		}
 	}
 	switch {
-	case call == nil:
-		obs.Detail = "the consult call no longer exists"
 	case cause != "":
 		obs.Detail = "the consult call ended (" + cause + ")"
+	case call == nil:
+		obs.Detail = "the consult call no longer exists"
 	default:
 		obs.Detail = "the consult call ended; Bandwidth did not say why"
 	}

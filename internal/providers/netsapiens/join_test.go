@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -322,6 +323,46 @@ func TestJoinPassedOnBeforeItWasSeenEndsUnverified(t *testing.T) {
 			got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
 			if !got.Outcome.Verified || got.State != orchestrator.StateFailed {
 				t.Errorf("state %s outcome %+v once the obligation was discharged", got.State, got.Outcome)
+			}
+		})
+	}
+}
+
+// A target who hangs up just as the join is sent: on one side of the
+// guess of what an attended transfer to an unknown
+// call-destination-session-id does (nssim.Config.UnknownDestination), the
+// PBX answers 202 and nothing happens; on the other, 404. Either way the
+// transfer reports target_hung_up with the caller back: the caller's call
+// was there all along. Before the fix the 404 side reported call_not_found
+// ("the provider had no such call"). A middleware makes the target hang up
+// on the consult as the transfer request arrives (found by review).
+func TestTargetGoneAsTheJoinIsSentIsTargetHungUp(t *testing.T) {
+	for _, dest := range []string{nssim.DestinationIgnore, nssim.DestinationNotFound} {
+		t.Run(dest, func(t *testing.T) {
+			var once sync.Once
+			wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer") {
+						once.Do(func() {
+							for _, s := range sim.Truth().Sessions {
+								if strings.HasPrefix(s.ByCallID, "transferd-") {
+									if err := sim.Hangup(s.SessionID, "term"); err != nil {
+										t.Error(err)
+									}
+								}
+							}
+						})
+					}
+					api.ServeHTTP(w, r)
+				})
+			}
+			h := setupWrapped(t, nssim.Config{UnknownDestination: dest}, wrap,
+				func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+			orig := h.placeCall(t)
+			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+			assertRestored(t, h, orig)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonTargetHungUp || !tr.Outcome.CallerRestored {
+				t.Errorf("state %s outcome %+v; want failed, target_hung_up, caller restored", tr.State, tr.Outcome)
 			}
 		})
 	}

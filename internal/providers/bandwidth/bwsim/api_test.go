@@ -405,6 +405,8 @@ func TestConfigValidate(t *testing.T) {
 		{TransferFailure: "explode"},
 		{TransferredALegState: "held"},
 		{TransferLegCallback: "somewhere"},
+		{ALegTransferFields: "sometimes"},
+		{TimeoutHangupCause: "no answer"},
 		{BaseURL: "/relative"},
 		{RingTimeout: -1},
 	} {

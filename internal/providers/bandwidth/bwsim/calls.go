@@ -114,19 +114,31 @@ func (s *Sim) answerLocked(c *call) {
 }
 
 // timeoutLocked ends an outbound leg nobody answered within its callTimeout. The timeout
-// event is [DOC]; the hangup with NO_ANSWER after it is a [GUESS].
+// event is [DOC]; the hangup after it, and its cause, are Config.TimeoutHangupCause
+// ([GUESS]). The call itself ends NO_ANSWER whatever its hangup event says.
 func (s *Sim) timeoutLocked(c *call) {
 	if c == nil || c.State != StateStarted {
 		return
 	}
 	s.emitLocked(c, "timeout", "")
-	s.endLocked(c, StateCompleted, CauseNoAnswer)
+	switch cause := s.cfg.TimeoutHangupCause; cause {
+	case TimeoutHangupNone:
+		s.finishLocked(c, StateCompleted, CauseNoAnswer, "")
+	default:
+		s.finishLocked(c, StateCompleted, CauseNoAnswer, cause)
+	}
 }
 
 // endLocked ends the call with the given final state and hangup cause, and everything that
 // hangs on it: its bridge membership, a connected transfer peer, a ringing transfer B-leg,
 // and, for a B-leg that failed before answering, its A-leg per Config.TransferFailure.
 func (s *Sim) endLocked(c *call, state, cause string) {
+	s.finishLocked(c, state, cause, cause)
+}
+
+// finishLocked is endLocked with the cause its hangup event reports, "" for no hangup
+// event (a timeout under TimeoutHangupNone).
+func (s *Sim) finishLocked(c *call, state, cause, eventCause string) {
 	if c == nil || c.Ended() {
 		return
 	}
@@ -141,7 +153,9 @@ func (s *Sim) endLocked(c *call, state, cause string) {
 		s.leaveBridgeLocked(b, c)
 		s.refreshBridgeLocked(b)
 	}
-	s.emitLocked(c, "hangup", cause)
+	if eventCause != "" {
+		s.emitLocked(c, "hangup", eventCause)
+	}
 
 	// A connected transfer ends as a whole: "The Call leg A is hungup after the transferee
 	// hangs up" (v1 BXML <Transfer>); the REST transfer is assumed to match [GUESS].

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
+
+// hangupCauseRE is the shape of the documented hangup causes (NORMAL_CLEARING, USER_BUSY...).
+var hangupCauseRE = regexp.MustCompile(`^[A-Z][A-Z_]{0,63}$`)
 
 // Values of Config.TransferFailure.
 const (
@@ -31,6 +35,22 @@ const (
 	// TransferLegCallbackNone sends them nowhere.
 	TransferLegCallbackNone = "none"
 )
+
+// Values of Config.ALegTransferFields.
+const (
+	// ALegTransferFieldsAlways renders transferTo and transferCallerId on a transferred call
+	// from its transfer on, whatever its state (the default).
+	ALegTransferFieldsAlways = "always"
+	// ALegTransferFieldsWhileTransferring renders them only while the call reads
+	// "transferring".
+	ALegTransferFieldsWhileTransferring = "while-transferring"
+	// ALegTransferFieldsNever never renders them.
+	ALegTransferFieldsNever = "never"
+)
+
+// TimeoutHangupNone is the Config.TimeoutHangupCause that sends no hangup event after a
+// timeout: the call ends with the timeout event alone.
+const TimeoutHangupNone = "none"
 
 // Defaults of Config.
 const (
@@ -94,6 +114,20 @@ type Config struct {
 	// connected: "transferring" (default; the docs' how-to only says the call reads
 	// transferring while it is transferred, [GUESS]) or "active".
 	TransferredALegState string
+
+	// ALegTransferFields says when a transferred call's object shows transferTo and
+	// transferCallerId: ALegTransferFieldsAlways (default), ALegTransferFieldsWhileTransferring
+	// or ALegTransferFieldsNever. The notes say the A-leg "may expose
+	// transferTo/transferCallerId" (2016 call properties, the SDKs' structs): whether and when
+	// it does is a [GUESS].
+	ALegTransferFields string
+
+	// TimeoutHangupCause is the cause of the hangup event that follows the timeout event of
+	// an outbound leg nobody answered: default NO_ANSWER; TimeoutHangupNone for no hangup
+	// event at all. The notes say "timeout event, then probably hangup (cause NO_ANSWER?)":
+	// both the event and its cause are a [GUESS] (known unknown 4). A platform cancelling the
+	// leg it gave up on might say ORIGINATOR_CANCEL.
+	TimeoutHangupCause string
 
 	// TransferLegCallback says where the events of a B-leg go when the transfer request had
 	// no callbackUrl ([GUESS]): TransferLegCallbackALeg (default) or TransferLegCallbackNone.
@@ -201,6 +235,15 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("TransferLegCallback %q: want %q or %q", c.TransferLegCallback, TransferLegCallbackALeg, TransferLegCallbackNone))
 	}
+	switch c.ALegTransferFields {
+	case "", ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever:
+	default:
+		errs = append(errs, fmt.Errorf("ALegTransferFields %q: want %q, %q or %q", c.ALegTransferFields,
+			ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever))
+	}
+	if v := c.TimeoutHangupCause; v != "" && v != TimeoutHangupNone && !hangupCauseRE.MatchString(v) {
+		errs = append(errs, fmt.Errorf("TimeoutHangupCause %q: want a hangup cause such as %s, or %q", v, CauseNoAnswer, TimeoutHangupNone))
+	}
 	if !validMode(c.DefaultBehaviour.Mode) {
 		errs = append(errs, fmt.Errorf("DefaultBehaviour.Mode %q: want one of %v", c.DefaultBehaviour.Mode, modes()))
 	}
@@ -237,6 +280,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TransferredALegState == "" {
 		c.TransferredALegState = StateTransferring
+	}
+	if c.ALegTransferFields == "" {
+		c.ALegTransferFields = ALegTransferFieldsAlways
+	}
+	if c.TimeoutHangupCause == "" {
+		c.TimeoutHangupCause = CauseNoAnswer
 	}
 	if c.TransferLegCallback == "" {
 		c.TransferLegCallback = TransferLegCallbackALeg

@@ -86,13 +86,14 @@ func (s *Sim) renderCallLocked(r *http.Request, c *call) apiCall {
 		RecordingEnabled:     c.RecordingEnabled,
 		RecordingFileFormat:  c.RecordingFileFormat,
 		TranscriptionEnabled: c.TranscriptionEnabled,
-		TransferTo:           c.TransferTo,
-		TransferCallerID:     c.TransferCallerID,
 		Tag:                  c.Tag,
 		SIPHeaders:           c.SIPHeaders,
 		Events:               self + "/events",
 		Recordings:           self + "/recordings",
 		Transcriptions:       self + "/transcriptions",
+	}
+	if s.showsTransferFieldsLocked(c) {
+		out.TransferTo, out.TransferCallerID = c.TransferTo, c.TransferCallerID
 	}
 	if out.BridgeID == "" {
 		// A call created into a bridge reports it before it joins on answer.
@@ -109,6 +110,18 @@ func (s *Sim) renderCallLocked(r *http.Request, c *call) apiCall {
 		out.WhisperAudio = &apiAudio{FileURL: a.FileURL, Sentence: a.Sentence, Gender: a.Gender, Locale: a.Locale, Voice: a.Voice, LoopEnabled: a.LoopEnabled}
 	}
 	return out
+}
+
+// showsTransferFieldsLocked applies Config.ALegTransferFields.
+func (s *Sim) showsTransferFieldsLocked(c *call) bool {
+	switch s.cfg.ALegTransferFields {
+	case ALegTransferFieldsNever:
+		return false
+	case ALegTransferFieldsWhileTransferring:
+		return c.State == StateTransferring
+	default:
+		return true
+	}
 }
 
 func (s *Sim) renderBridgeLocked(r *http.Request, b *bridge) apiBridge {

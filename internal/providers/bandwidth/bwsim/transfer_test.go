@@ -1,7 +1,9 @@
 package bwsim
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,5 +381,94 @@ func TestTransferTolerantBody(t *testing.T) {
 	e.wantStatus(r, http.StatusCreated)
 	if b := e.call(r.id()); b.From != customer || b.CallbackURL != "" {
 		t.Errorf("B = %+v", b)
+	}
+}
+
+// ALegTransferFields decides when the transferred call's object shows
+// transferTo and transferCallerId: always, only while it reads
+// "transferring", or never.
+func TestTransferALegTransferFields(t *testing.T) {
+	for _, tc := range []struct {
+		fields                  string
+		whileRinging, connected bool
+	}{
+		{"", true, true},
+		{ALegTransferFieldsAlways, true, true},
+		{ALegTransferFieldsWhileTransferring, true, false},
+		{ALegTransferFieldsNever, false, false},
+	} {
+		t.Run("fields "+tc.fields, func(t *testing.T) {
+			e := newEnv(t, Config{ALegTransferFields: tc.fields, TransferredALegState: StateActive})
+			e.sim.SetBehaviour(target, Behaviour{Mode: ModeManual})
+			a := e.inbound()
+			r := e.send(http.MethodPost, callPath(a.ID), `{"state":"transferring","transferTo":"`+target+`","transferCallerId":"private"}`)
+			e.wantStatus(r, http.StatusCreated)
+			shows := func(m map[string]any) bool { return m["transferTo"] == target && m["transferCallerId"] == "private" }
+			if got := shows(e.getCall(a.ID)); got != tc.whileRinging {
+				t.Errorf("while transferring: transfer fields shown %t, want %t", got, tc.whileRinging)
+			}
+			if err := e.sim.Answer(target); err != nil {
+				t.Fatal(err)
+			}
+			m := e.getCall(a.ID)
+			if m["state"] != StateActive {
+				t.Fatalf("connected A reads %v", m["state"])
+			}
+			if got := shows(m); got != tc.connected {
+				t.Errorf("connected: transfer fields shown %t, want %t", got, tc.connected)
+			}
+			// The ground truth keeps them whatever the API shows.
+			if c := e.call(a.ID); c.TransferTo != target {
+				t.Errorf("truth lost transferTo: %+v", c)
+			}
+		})
+	}
+}
+
+// TimeoutHangupCause is the cause of the hangup event after a timeout, or
+// no hangup event at all; the call ends NO_ANSWER either way.
+func TestTimeoutHangupCause(t *testing.T) {
+	for _, tc := range []struct {
+		setting string
+		events  []string
+		cause   string // of the hangup event
+	}{
+		{"", []string{"timeout", "hangup"}, CauseNoAnswer},
+		{CauseOriginatorCancel, []string{"timeout", "hangup"}, CauseOriginatorCancel},
+		{TimeoutHangupNone, []string{"timeout"}, ""},
+	} {
+		t.Run("cause "+tc.setting, func(t *testing.T) {
+			rc := newReceiver(t, http.StatusOK)
+			e := newEnv(t, Config{TimeoutHangupCause: tc.setting})
+			e.sim.SetBehaviour(target, Behaviour{Mode: ModeManual})
+			a := e.inbound()
+			r := e.send(http.MethodPost, callPath(a.ID), `{"state":"transferring","transferTo":"`+target+`","callbackUrl":"`+rc.srv.URL+`/b"}`)
+			e.wantStatus(r, http.StatusCreated)
+			if err := e.sim.Timeout(r.id()); err != nil {
+				t.Fatal(err)
+			}
+			e.idle()
+			if got := rc.eventTypes(r.id()); !slices.Equal(got, tc.events) {
+				t.Errorf("callbacks = %v, want %v", got, tc.events)
+			}
+			var events []map[string]any
+			ev := e.send(http.MethodGet, callPath(r.id())+"/events", "")
+			e.wantStatus(ev, http.StatusOK)
+			if err := json.Unmarshal(ev.body, &events); err != nil {
+				t.Fatal(err)
+			}
+			hangup := ""
+			for _, x := range events {
+				if x["name"] == "hangup" {
+					hangup, _ = x["data"].(string)
+				}
+			}
+			if hangup != tc.cause {
+				t.Errorf("hangup event cause = %q, want %q (events %v)", hangup, tc.cause, events)
+			}
+			if c := e.call(r.id()); c.State != StateCompleted || c.Cause != CauseNoAnswer {
+				t.Errorf("B = %s %s, want completed NO_ANSWER", c.State, c.Cause)
+			}
+		})
 	}
 }
