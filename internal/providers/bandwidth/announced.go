@@ -93,19 +93,28 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 // by Bandwidth's clock (transferd's clock is another one: skewMargin).
 //
 // Only an A that names another target shows that our transfer did not
-// happen; an A that reads "active" without transferTo may be a transfer
-// already connected, or failed and given back, on a platform that shows
-// transferTo only while transferring, or never (notes §12.4: A "may
-// expose transferTo"), so the B-leg is looked for all the same.
+// happen; with a callbackUrl, an A that reads "active" without transferTo
+// may be a transfer already connected, or failed and given back, on a
+// platform that shows transferTo only while transferring, or never (notes
+// §12.4: A "may expose transferTo"), so the B-leg is looked for all the
+// same: the callbackUrl names our leg and no other. Polling, it is looked
+// for only while A shows our transfer (transferring, or transferTo naming
+// the target): another transfer to the same target (a queue's number) is
+// otherwise as good a match, and taking its leg for ours would report its
+// caller's call, or hang it up. So a platform that hides transferTo loses
+// a lost answer's leg when polling: TRANSFERD_PUBLIC_URL avoids it.
 func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (string, error) {
 	if elsewhere(a, t) {
+		return "", nil
+	}
+	cb := c.callbackURL(t.ID)
+	if cb == "" && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
 		return "", nil
 	}
 	calls, err := c.callsTo(ctx, t.Request.Target)
 	if err != nil {
 		return "", err
 	}
-	cb := c.callbackURL(t.ID)
 	for i := range calls {
 		b := &calls[i]
 		if b.ID == a.ID {
@@ -145,21 +154,6 @@ func startedSince(b, a *apiCall, floor time.Time) bool {
 	return !bs.Before(floor)
 }
 
-// transferRefused reports whether the platform answered the dial with
-// call-transfer-error, "Call X could not be transferred to Y" (errors.md):
-// its own word that nothing was transferred, unlike a lost answer.
-func transferRefused(t *orchestrator.Transfer) bool {
-	for i := len(t.Steps) - 1; i >= 0; i-- {
-		if s := &t.Steps[i]; s.Name == orchestrator.StepDial {
-			return s.Status == orchestrator.StepFailed && s.Evidence != nil && s.Evidence.Code == codeTransferError
-		}
-	}
-	return false
-}
-
-// codeTransferError is the 503 of a transfer the platform could not make.
-const codeTransferError = "call-transfer-error"
-
 // observeAnnounced reads A, then B. The order matters: when B fails, the
 // platform may end A at the same moment; reading A first means that an
 // ended A next to a still ringing B was the caller hanging up.
@@ -189,14 +183,6 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	if err != nil {
 		return obs, err
 	}
-	if aGone && id != "" && b == nil && cause == "" {
-		// A ended and B cannot be read (not listed yet, or never: a leg
-		// refused at once) and no callback said why: the caller hanging
-		// up and the target failing look alike. Unknown until a reading
-		// or a callback tells.
-		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
-			fmt.Errorf("the caller's call %s ended and its transfer's leg %s cannot be read yet", t.Legs.Caller.CallID, id))
-	}
 
 	switch {
 	case aGone && targetFailed(cause):
@@ -210,14 +196,6 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	case b != nil && b.live():
 		// B answered: the platform connected A and B.
 		obs.Caller = orchestrator.CallerTransferred
-	case a.state() == stateActive && legUnknown && id == "" && !elsewhere(a, t) && !transferRefused(t):
-		// A transfer was sent and its leg is not listed (yet). A reading
-		// "active" is then no proof that nothing was transferred: it is
-		// also what A reads once connected to B, or given back when B
-		// failed, with transferTo or, on a platform that hides it by
-		// then, without.
-		obs.Caller = orchestrator.CallerUnknown
-		obs.Detail = "the caller's call reads active, and the leg of the transfer sent is not listed (yet)"
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:
