@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
 )
 
 // This file is mode attended, the agent consult of notes §8.3, built only
@@ -91,8 +92,10 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	// 2. b2 with G.
 	if leg.BridgeID == "" {
 		var cr created
-		err := c.do(ctx, request{op: "create_bridge", method: http.MethodPost, path: "/bridges",
-			body: bridgeBody{BridgeAudio: audioOn(true), CallIDs: members(g)}}, &cr)
+		err := c.whileLeaving(ctx, func() error {
+			return c.do(ctx, request{op: "create_bridge", method: http.MethodPost, path: "/bridges",
+				body: bridgeBody{BridgeAudio: audioOn(true), CallIDs: members(g)}}, &cr)
+		})
 		switch {
 		case err == nil:
 			leg.BridgeID = cr.ID
@@ -309,7 +312,35 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	// platform answers a bridge update before it acts, and if the join is
 	// never applied (the target hangs up first) the recovery gives the
 	// caller back to the agent, who must still be there.
-	return c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)})
+	return c.whileLeaving(ctx, func() error {
+		return c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)})
+	})
+}
+
+// leaveWait bounds how long a bridge request naming a call that is still
+// leaving another bridge is tried again (whileLeaving).
+const leaveWait = 5 * time.Second
+
+// whileLeaving sends a bridge request again while the platform refuses it
+// with bridge-bridged-callId, for up to leaveWait: the platform answers a
+// bridge update before it applies it (notes: actions are applied
+// asynchronously), so the call the previous update took out of a bridge
+// (the agent out of the caller's bridge, the target out of the consult
+// bridge) may still be in it when the next request names it. A refused
+// request did nothing, so sending it again is safe; a call that stays in
+// the other bridge (someone else's) is refused for good after leaveWait.
+func (c *Client) whileLeaving(ctx context.Context, send func() error) error {
+	wait, deadline := c.retryBase, time.Now().Add(leaveWait)
+	for {
+		err := send()
+		if codeOf(err) != "bridge-bridged-callid" || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		if serr := apiclient.Sleep(ctx, wait); serr != nil {
+			return err
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // HangupAgent implements orchestrator.AgentHanger: once the caller is

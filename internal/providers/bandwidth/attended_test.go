@@ -804,3 +804,37 @@ func TestAttendedJoinLandingDuringTheRecoveryStands(t *testing.T) {
 		t.Errorf("the agent's call is %s after the join showed, want hung up", c.State)
 	}
 }
+
+// A platform that applies bridge updates a little late (bwsim ActionDelay,
+// a guess; the existing tests cover the other side, applied at once)
+// refuses a bridge naming a call whose exit from another bridge is still
+// pending: bridge-bridged-callId. The consult bridge is created just after
+// the agent left the caller's bridge, and the join just after the target
+// left the consult bridge. Both refusals created nothing, so they are
+// tried again while the exit applies, and the transfer completes. Before,
+// every attended transfer failed at the dial (found by review), and a
+// join refused that way hung up the target who had answered.
+func TestAttendedWithBridgeUpdatesAppliedLate(t *testing.T) {
+	for _, completion := range []orchestrator.Completion{orchestrator.CompletionAuto, orchestrator.CompletionManual} {
+		t.Run(string(completion), func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, options{sim: bwsim.Config{ActionDelay: 100 * time.Millisecond}})
+			a, g, _ := h.placeBridged(t)
+			tr := h.start(t, attendedReq(a, g, completion))
+			if completion == orchestrator.CompletionManual {
+				tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+				if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tr = h.end(t, tr.ID)
+			if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
+				t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+			}
+			h.idle(t)
+			if tid := tr.Legs.Consult.CallID; !h.sim.Connected(a.ID, tid) || h.sim.Held(a.ID) {
+				t.Errorf("the caller must talk to the target: %+v", h.sim.Calls())
+			}
+		})
+	}
+}
