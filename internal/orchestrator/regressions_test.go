@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,5 +135,38 @@ func TestUnholdAnsweredNotFoundIsSentAgainWhileTheCallerShowsHeld(t *testing.T) 
 	if c.Caller == orchestrator.CallerHeld {
 		t.Errorf("transfer closed (state %s, outcome %+v, no obligation left) with the caller on hold at the provider; unholds sent: %d",
 			tr.State, tr.Outcome, countActions(h.f.ActionsFor(id), unhold))
+	}
+}
+
+// One reading shows the caller's call gone during the consult (a listing
+// that left its row out), and every later one shows it held: the
+// transfer was given up (the consult is hung up), but the caller is not
+// taken for gone for good: the recovery unholds the caller, and the
+// outcome says the provider was wrong (provider_error), caller restored,
+// not that the caller hung up. Before, the recovery never unheld the
+// caller, since the failure's reason said the caller had hung up.
+func TestCallerShownGoneThenHeldIsGivenBack(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.SetTarget(orchestratortest.TargetRings)
+	id := h.start(t, request("fake", "1000"))
+	h.waitFor(t, id, func(x *orchestrator.Transfer) bool {
+		return x.State == orchestrator.StateConsulting && x.Seen.Consult
+	})
+	heldSeen(t, h)
+	var once sync.Once
+	h.f.Before(hangup, func(orchestratortest.Record) {
+		once.Do(func() { h.f.SetCaller(id, orchestrator.CallerHeld) }) // the wrong reading is over
+	})
+	h.f.SetCaller(id, orchestrator.CallerGone)
+	tr := h.done(t, id)
+	if tr.Cleanup != nil && !strings.HasPrefix(tr.Cleanup.Reason, "tombstone") {
+		tr = h.store.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+	}
+	if c, _ := h.f.State(id); c.Caller != orchestrator.CallerConnected {
+		t.Fatalf("the provider shows the caller %v; want connected (unholds sent: %d)", c.Caller, countActions(h.f.ActionsFor(id), unhold))
+	}
+	wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonProviderError, true)
+	if !hasStep(tr, orchestrator.StepReconcile) {
+		t.Errorf("steps %+v: want the correction recorded", tr.Steps)
 	}
 }

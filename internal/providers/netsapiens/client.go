@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -75,6 +76,39 @@ type Client struct {
 	autoAnswer bool
 	metrics    *apiclient.Metrics
 	subs       *subscriber // nil without Config.EventURL
+	gone       goneCalls   // callers' calls a read answered 404 (confirmCallers)
+}
+
+// goneCalls is a bounded set of call-ids known to have ended: a call
+// does not come back, so it is not read again. The oldest are forgotten
+// first; one forgotten is read once more.
+type goneCalls struct {
+	mu   sync.Mutex
+	set  map[string]struct{}
+	ring [1024]string
+	next int
+}
+
+func (g *goneCalls) has(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.set[id]
+	return ok
+}
+
+func (g *goneCalls) add(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.set[id]; ok {
+		return
+	}
+	if g.set == nil {
+		g.set = make(map[string]struct{}, len(g.ring))
+	}
+	delete(g.set, g.ring[g.next])
+	g.ring[g.next] = id
+	g.next = (g.next + 1) % len(g.ring)
+	g.set[id] = struct{}{}
 }
 
 var _ orchestrator.Provider = (*Client)(nil)

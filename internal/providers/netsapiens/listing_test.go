@@ -141,3 +141,119 @@ func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
 		t.Errorf("outcome %+v says the caller hung up; the PBX shows their call up: %+v", tr.Outcome, s.Call)
 	}
 }
+
+// A domain listing that leaves the caller's call out while the caller is
+// held (a PBX that pages the listing by default and cuts a busy domain
+// short: list endpoints honour limit and start, and no default page size
+// is documented). The caller's call is read by its id instead, and the
+// transfer completes with the caller connected to the target. Before, the
+// caller was taken for gone at the first such reading: the transfer failed
+// as caller_hung_up and the caller stayed held. (After the join the agent
+// no longer addresses the caller's call, so it cannot be read that way: a
+// caller's call left out then reads as ended, and the outcome says that
+// whether the caller reached the target is not known; nothing is sent to
+// the caller's call after the join without a reading that shows it.)
+func TestCallerNoLongerListedIsReadByItsID(t *testing.T) {
+	var callerSession atomic.Value
+	callerSession.Store("")
+	var held atomic.Bool
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/hold"):
+				held.Store(true)
+			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
+				held.Store(false)
+			}
+			if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" || !held.Load() {
+				api.ServeHTTP(w, r)
+				return
+			}
+			rec := record(api, r)
+			var rows []map[string]any
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
+				replay(w, rec, rec.Body.Bytes())
+				return
+			}
+			kept := rows[:0]
+			for _, row := range rows {
+				if row["call-session-id"] != callerSession.Load() {
+					kept = append(kept, row)
+				}
+			}
+			body, _ := json.Marshal(kept)
+			replay(w, rec, body)
+		})
+	}
+	h := setupWrapped(t, nssim.Config{}, wrap)
+	orig := h.placeCall(t)
+	callerSession.Store(orig.SessionID)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	assertCompleted(t, tr)
+	assertJoined(t, h, orig, "1010")
+	reads := 0
+	for _, r := range h.sim.Requests() {
+		if r.Operation == nssim.OpRead {
+			reads++
+		}
+	}
+	if reads == 0 {
+		t.Error("the caller's call was never read by its id")
+	}
+}
+
+// The same listing that leaves the caller's call out, and a read of that
+// call by its id that fails too: the caller is unknown, not gone. The
+// transfer gives up at its deadline and gives the caller back blind
+// (compensations need no reading), ends unverified, and once the caller's
+// call can be read again the sweeper verifies the caller back. Never
+// caller_hung_up, never a caller left held.
+func TestCallerNeitherListedNorReadableIsUnknown(t *testing.T) {
+	var callerSession atomic.Value
+	callerSession.Store("")
+	var hiding atomic.Bool
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/hold") {
+				hiding.Store(true)
+			}
+			switch {
+			case !hiding.Load() || r.Method != http.MethodGet:
+				api.ServeHTTP(w, r)
+			case r.URL.Path != "/domains/"+domain+"/calls":
+				http.Error(w, `{"code":503,"message":"Service Unavailable"}`, http.StatusServiceUnavailable)
+			default:
+				rec := record(api, r)
+				var rows []map[string]any
+				if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
+					replay(w, rec, rec.Body.Bytes())
+					return
+				}
+				kept := rows[:0]
+				for _, row := range rows {
+					if row["call-session-id"] != callerSession.Load() {
+						kept = append(kept, row)
+					}
+				}
+				body, _ := json.Marshal(kept)
+				replay(w, rec, body)
+			}
+		})
+	}
+	h := setupWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) {
+		c.VerifyTimeout, c.TombstoneTTL = 300*time.Millisecond, time.Second
+	})
+	orig := h.placeCall(t)
+	callerSession.Store(orig.SessionID)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, time.Second).ID)
+	if tr.Outcome.Reason == orchestrator.ReasonCallerHungUp || tr.Outcome.Verified || tr.Cleanup == nil {
+		t.Fatalf("state %s outcome %+v cleanup %+v: want an unverified outcome with an obligation, not the caller gone",
+			tr.State, tr.Outcome, tr.Cleanup)
+	}
+	hiding.Store(false)
+	got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+	if !got.Outcome.Verified || !got.Outcome.CallerRestored {
+		t.Errorf("outcome %+v once the caller's call can be read: want verified, caller restored", got.Outcome)
+	}
+	assertRestored(t, h, orig)
+}

@@ -244,7 +244,48 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	if err != nil {
 		return nil, err
 	}
-	return newView(calls), nil
+	v := newView(calls)
+	if extra, unsure := c.confirmCallers(ctx, v, ts); len(extra) > 0 || len(unsure) > 0 {
+		if len(extra) > 0 {
+			v = newView(append(calls, extra...))
+		}
+		v.unsure = unsure
+	}
+	return v, nil
+}
+
+// confirmCallers reads one by one the callers' calls that the listing
+// does not show, of transfers whose join was not sent (after it, the
+// agent no longer addresses the caller's call, and nothing is sent to the
+// caller without a reading that shows it). A listing that leaves a live
+// call out — a row being rewritten (a hold), a page the PBX cut short
+// (list endpoints honour limit and start; a default page size is not
+// documented) — would otherwise say the caller hung up, and the caller
+// would stay held. It returns the calls read (to be listed with the
+// others) and the ids it could not read either way (unknown, not gone:
+// view.unsure). A call that answered 404 is gone for good and not read
+// again (Client.gone).
+func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
+	var buf [8]int32
+	for _, t := range ts {
+		l := &t.Legs.Caller
+		if l.CallID == "" || !t.Sent.Join.IsZero() || t.Request.Call.User == "" || c.gone.has(l.CallID) ||
+			len(v.rowsOf(buf[:0], l.CallID)) > 0 || (l.SessionID != "" && len(v.rowsOf(buf[:0], l.SessionID)) > 0) {
+			continue
+		}
+		var ac activeCall
+		err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
+			path: c.userPath(&t.Request) + "/" + seg(l.CallID), safe: true}, &ac)
+		switch {
+		case err == nil && carriesCaller(t, &ac):
+			extra = append(extra, ac)
+		case err == nil, orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+			c.gone.add(l.CallID)
+		default:
+			unsure = append(unsure, l.CallID)
+		}
+	}
+	return extra, unsure
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
@@ -265,6 +306,9 @@ type view struct {
 	ends  [][nRowFields]uint32 // where each field of each row ends in text (view.field)
 	index []uint64             // hash<<32 | row, sorted
 	hash  func(string) uint32
+	// unsure: callers' call-ids neither listed nor readable one by one
+	// (Client.confirmCallers): their callers are unknown, not gone.
+	unsure []string
 }
 
 var viewSeed = maphash.MakeSeed()
@@ -380,6 +424,10 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 		sub[i] = v.call(r)
 	}
 	obs := observe(t, sub)
+	if obs.Caller == orchestrator.CallerGone && slices.Contains(v.unsure, t.Legs.Caller.CallID) {
+		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+			errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
+	}
 	if err := unrecognisedJoin(t, obs); err != nil {
 		return orchestrator.Observation{}, err
 	}
