@@ -183,7 +183,8 @@ type Provider interface {
 type sendsKey struct{}
 
 // CountSend tells the engine that an adapter is about to send one request
-// of the step running under ctx: once per try, retries included. The
+// that may change something (not a read) for the step running under ctx:
+// once per try, retries included. The
 // engine counts the sends of a hold, because a hold sent more than once
 // (a safe retry after a lost answer) may have a twin that the provider
 // applies later than the first, and the engine must not join caller and

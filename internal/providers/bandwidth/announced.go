@@ -68,11 +68,10 @@ func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (o
 
 // skewMargin bounds how much earlier than the transfer, by transferd's
 // clock, a B-leg may have started by Bandwidth's, when no callbackUrl
-// names it. It is generous on purpose: the two clocks are not the same,
-// and a B-leg missed keeps ringing, while the older legs it lets in are
-// already excluded by the caller's own startTime (the platform's clock)
-// and come after the newer ones in a listing sorted newest first.
-const skewMargin = 10 * time.Minute
+// names it: the two clocks are not the same, and a B-leg missed keeps
+// ringing. Older legs are excluded by it, by the caller's own startTime
+// (the platform's clock), and by being ended (searchTransferLeg).
+const skewMargin = time.Minute
 
 // findTransferLeg reads A and returns the B-leg of A's transfer to the
 // target ("" when none is found) and A as read.
@@ -86,11 +85,18 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 }
 
 // searchTransferLeg looks for the B-leg of A's transfer, A being read
-// already. Catapult's call object names no B-leg, so it is found in the
-// listing of calls to the target: by the callbackUrl transferd sent, which
-// names this transfer and nothing else; without one (no PublicURL), as
-// the newest outbound call to the target that started after A did, both
-// by Bandwidth's clock (transferd's clock is another one: skewMargin).
+// already. Catapult's call object names no B-leg: a callback posted to
+// this transfer's callbackUrl named it (only our leg posts there), or it
+// is found in the listing of calls to the target: by the callbackUrl
+// transferd sent, which names this transfer and nothing else; without one
+// (no PublicURL), as the newest live outbound call to the target from the
+// number the transfer shows (transferCallerId, else the caller's number)
+// that started after A did, both by Bandwidth's clock (transferd's clock
+// is another one: skewMargin). A live leg only: an ended one to the same
+// target may be an earlier attempt's, and taking it for ours would report
+// its end and leave ours ringing; a transfer to a queue's number from
+// the same number is still as good a match, and polling cannot tell them
+// apart.
 //
 // Only an A that names another target shows that our transfer did not
 // happen; with a callbackUrl, an A that reads "active" without transferTo
@@ -106,6 +112,9 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (string, error) {
 	if elsewhere(a, t) {
 		return "", nil
+	}
+	if id := c.causes.leg(t.ID); id != "" && id != a.ID {
+		return id, nil
 	}
 	cb := c.callbackURL(t.ID)
 	if cb == "" && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
@@ -126,11 +135,23 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 			}
 			continue
 		}
-		if b.Direction == "out" && b.To == t.Request.Target && startedSince(b, a, t.CreatedAt.Add(-skewMargin)) {
+		if b.Direction == "out" && b.To == t.Request.Target && !b.ended() && fromMatches(b, a, t) &&
+			startedSince(b, a, t.CreatedAt.Add(-skewMargin)) {
 			return b.ID, nil
 		}
 	}
 	return "", nil
+}
+
+// fromMatches reports whether B shows the number our transfer shows the
+// target: transferCallerId, else the caller's own number (notes §12.4). A
+// number not shown does not exclude a leg.
+func fromMatches(b, a *apiCall, t *orchestrator.Transfer) bool {
+	want := t.Request.CallerID
+	if want == "" {
+		want = a.From
+	}
+	return b.From == "" || want == "" || b.From == want
 }
 
 // elsewhere reports whether A names another target than t's: its latest

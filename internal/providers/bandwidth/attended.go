@@ -59,8 +59,36 @@ func (c *Client) locateAttended(ctx context.Context, t *orchestrator.Transfer) (
 }
 
 // holdAttended mutes b1: A and G no longer hear each other.
+//
+// It returns once a read of b1 shows the hold applied. The platform
+// answers a bridge update before it applies it, and later updates may be
+// applied first: the split (which mutes b1 too, so a reading cannot tell
+// the two apart) and even the join, which a hold applied after it would
+// mute for good, the caller and the target each hearing nothing. A hold
+// not seen applied within leaveWait is an unknown outcome: the engine
+// sends it again, and then waits for readings to settle before it joins.
 func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) error {
-	return c.updateBridge(ctx, "hold", t.Legs.Caller.BridgeID, bridgeBody{BridgeAudio: audioOn(false)})
+	b1 := t.Legs.Caller.BridgeID
+	if err := c.updateBridge(ctx, "hold", b1, bridgeBody{BridgeAudio: audioOn(false)}); err != nil {
+		return err
+	}
+	wait, deadline := c.retryBase, time.Now().Add(leaveWait)
+	for {
+		b, err := c.getBridge(ctx, b1)
+		switch {
+		case err != nil:
+			return err
+		case !bool(b.BridgeAudio):
+			return nil
+		case time.Now().Add(wait).After(deadline):
+			return orchestrator.E("bandwidth.hold", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("the hold of bridge %s was accepted but not seen applied within %s", b1, leaveWait))
+		}
+		if err := apiclient.Sleep(ctx, wait); err != nil {
+			return orchestrator.E("bandwidth.hold", orchestrator.KindTimeout, err)
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // dialAttended takes G out of b1, bridges it in a new b2 and creates T

@@ -838,3 +838,33 @@ func TestAttendedWithBridgeUpdatesAppliedLate(t *testing.T) {
 		})
 	}
 }
+
+// A hold applied late, after the updates sent behind it (bwsim
+// ActionDelay drawn for the hold alone): the split mutes the caller's
+// bridge too, so a reading cannot tell it from the hold, and a join sent
+// then was muted for good when the hold landed after it — completed
+// reported, the caller and the target each hearing nothing (found by
+// review). The hold is now seen applied before it counts as done.
+func TestAttendedHoldLandingLateNeverMutesTheJoin(t *testing.T) {
+	h := setup(t, options{})
+	a, g, b1 := h.placeBridged(t)
+	h.before(bridgeUpdate(b1.ID, map[string]any{"bridgeAudio": false}), func() {
+		if err := h.sim.SetAdversity(bwsim.Config{ActionDelay: 300 * time.Millisecond}); err != nil {
+			t.Error(err)
+		}
+	})
+	h.before(bridgeUpdate(b1.ID, map[string]any{"bridgeAudio": false, "callIds": []any{a.ID}}), func() {
+		if err := h.sim.SetAdversity(bwsim.Config{}); err != nil {
+			t.Error(err)
+		}
+	})
+	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
+	if tr.State != orchestrator.StateCompleted {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	h.sim.Settle() // whatever is still pending lands now
+	h.idle(t)
+	if tid := tr.Legs.Consult.CallID; !h.sim.Connected(a.ID, tid) || h.sim.Held(a.ID) {
+		t.Errorf("reported completed, but the caller and the target do not hear each other (held %t)", h.sim.Held(a.ID))
+	}
+}

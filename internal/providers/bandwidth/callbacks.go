@@ -101,6 +101,10 @@ func (c *Client) ReceiveCallback(r *http.Request, transferID string) error {
 	if callID == "" {
 		return nil
 	}
+	// Only a leg of ours posts to this transfer's URL (its token says
+	// so): the leg of an announced transfer whose answer was lost is
+	// known from here on, even before the platform lists it.
+	c.causes.noteLeg(transferID, callID)
 	switch strings.ToLower(string(ev.EventType)) {
 	case "hangup":
 		if cause != "" {
@@ -169,6 +173,20 @@ func (b *causeBook) merge(transferID, callID, cause string) {
 	cause = mergeCause(b.m[causeKey(transferID, callID)], cause)
 	b.putLocked(causeKey(transferID, callID), cause)
 }
+
+// noteLeg records the call a callback for the transfer named; leg
+// returns it ("" when none did).
+func (b *causeBook) noteLeg(transferID, callID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.putLocked(causeKey(transferID, legKey), callID)
+}
+
+func (b *causeBook) leg(transferID string) string { return b.get(transferID, legKey) }
+
+// legKey is the causeBook key, beside the call ids, of the call a
+// transfer's callbacks named.
+const legKey = "leg"
 
 func (b *causeBook) get(transferID, callID string) string {
 	b.mu.Lock()

@@ -384,9 +384,10 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	for {
 		tries++
 		a := c.once(ctx, r, payload, out)
-		if !a.limited {
+		if !a.limited && r.method != http.MethodGet {
 			// A rate-limited request was not executed; any other may have
-			// been, its answer lost.
+			// been, its answer lost. A read changes nothing, and nothing
+			// of it can land later.
 			orchestrator.CountSend(ctx)
 		}
 		if a.err == nil {

@@ -1,0 +1,138 @@
+package bandwidth_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+)
+
+// Polling (no TRANSFERD_PUBLIC_URL), a transfer's answer is lost. Before transferd reads the caller's call, another
+// application on the account transfers another caller to the same target
+// (a queue's number): its B-leg is newer than ours. The caller's call
+// shows our transfer (transferring, transferTo = target), and
+// searchTransferLeg took "the newest outbound call to the target that
+// started after A" - the other transfer's leg - for ours, reported its
+// state, and when the consult timed out hung it up, while our own leg
+// kept ringing (found by review). The leg must come from the number our
+// transfer shows.
+func TestAnnouncedPollingNeverTakesAnotherTransfersLeg(t *testing.T) {
+	h := setup(t, options{engine: shortWindows})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+	a := h.placeCall(t)
+	other, err := h.sim.PlaceCall(bwsim.InboundCall{From: "+15555550199", To: owned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loseTransferAnswer(t, h, a, func() {
+		// Someone else's transfer to the same number, after ours.
+		h.api(t, http.MethodPost, "/calls/"+other.ID, `{"state":"transferring","transferTo":"`+target+`"}`)
+	})
+	req := announcedReq(a, target)
+	req.ConsultTimeout = time.Second
+	tr := h.end(t, h.start(t, req).ID)
+	h.idle(t)
+	ours, theirs := transferLeg(t, h, a), transferLeg(t, h, other)
+	if tr.Legs.Consult.CallID == theirs.ID {
+		t.Errorf("the transfer took the other transfer's leg %s for its own (ours is %s)", theirs.ID, ours.ID)
+	}
+	if c := mustCall(t, h, theirs.ID); c.State != bwsim.StateStarted {
+		t.Errorf("the other transfer's leg %s is %s", theirs.ID, c.State)
+	}
+	for _, c := range h.commands(t) {
+		if c.Path == "/calls/"+theirs.ID && c.Body["state"] == "completed" {
+			t.Errorf("transferd hung up the other transfer's leg: %s", c)
+		}
+	}
+	if c := mustCall(t, h, ours.ID); c.State == bwsim.StateStarted {
+		t.Errorf("our own leg %s is left ringing after the transfer ended %s %+v", ours.ID, tr.State, tr.Outcome)
+	}
+}
+
+// With callbacks, a transfer's answer is lost and the target is busy; its
+// leg is never listed (VanishFailedLegs) or not yet (ListingDelay, with
+// and without UnlistedNotFound). The hangup callback names the leg and
+// says USER_BUSY, and the platform ends the caller's call with it. The
+// leg's id was never learnt, so its cause was never looked up: the
+// transfer reported caller_hung_up (found by review). A callback to the
+// transfer's URL names its leg.
+func TestAnnouncedCallbackNamesALegNeverListed(t *testing.T) {
+	for name, cfg := range map[string]bwsim.Config{
+		"vanished":        {VanishFailedLegs: true},
+		"not listed yet":  {ListingDelay: time.Hour, UnlistedNotFound: true},
+		"listed, no read": {ListingDelay: time.Hour},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			hungUp := make(chan struct{})
+			var once sync.Once
+			h := setup(t, options{callbacks: true, sim: cfg, engine: shortWindows,
+				onCallback: func(eventType string) {
+					if eventType == "hangup" {
+						once.Do(func() { close(hungUp) })
+					}
+				}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+			a := h.placeCall(t)
+			loseTransferAnswer(t, h, a, func() {
+				h.idle(t)
+				select {
+				case <-hungUp:
+				case <-time.After(10 * time.Second):
+					t.Error("no hangup callback")
+				}
+			})
+			req := announcedReq(a, target)
+			req.ConsultTimeout = time.Second
+			tr := h.end(t, h.start(t, req).ID)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonBusy {
+				t.Fatalf("the target was busy (its hangup callback said USER_BUSY); the transfer reports %s %s: %s",
+					tr.State, tr.Outcome.Reason, tr.Outcome.Detail)
+			}
+		})
+	}
+}
+
+// Polling, a first transfer of the caller to the target fails (busy);
+// the platform gives the caller back (TransferFailure restore) and keeps
+// showing transferTo. A second transfer to the same target is applied,
+// its answer lost, and its leg is not listed yet (ListingDelay). The
+// newest listed leg to the target, the first attempt's, ended busy, was
+// taken for the second transfer's, which reported busy (found by review).
+// An ended leg is never taken for a lost answer's.
+func TestAnnouncedPollingNeverTakesAnEarlierAttemptsLeg(t *testing.T) {
+	h := setup(t, options{engine: shortWindows, sim: bwsim.Config{TransferFailure: bwsim.TransferFailureRestore}})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+	a := h.placeCall(t)
+	first := h.end(t, h.start(t, announcedReq(a, target)).ID)
+	if first.State != orchestrator.StateFailed || first.Outcome.Reason != orchestrator.ReasonBusy {
+		t.Fatalf("setup: first transfer %s %+v", first.State, first.Outcome)
+	}
+	h.idle(t)
+	old := transferLeg(t, h, a)
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+	if err := h.sim.SetAdversity(bwsim.Config{ListingDelay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	loseTransferAnswer(t, h, a, nil)
+	req := announcedReq(a, target)
+	req.ConsultTimeout = time.Second
+	tr := h.end(t, h.start(t, req).ID)
+	h.idle(t)
+	var ours bwsim.Call
+	for _, c := range h.sim.Calls() {
+		if c.ParentCallID == a.ID && c.ID != old.ID {
+			ours = c
+		}
+	}
+	if ours.ID == "" {
+		t.Fatalf("setup: the second transfer created no leg: %+v", h.sim.Calls())
+	}
+	if tr.Legs.Consult.CallID == old.ID {
+		t.Errorf("the second transfer took the first attempt's leg %s for its own (ours is %s, %s); it reports %s %s",
+			old.ID, ours.ID, mustCall(t, h, ours.ID).State, tr.State, tr.Outcome.Reason)
+	}
+}
