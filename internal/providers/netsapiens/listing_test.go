@@ -33,6 +33,30 @@ func replay(w http.ResponseWriter, rec *httptest.ResponseRecorder, body []byte) 
 	w.Write(body)
 }
 
+// filterListing serves r, a listing of the domain's calls, through api,
+// with its rows passed through filter.
+func filterListing(w http.ResponseWriter, r *http.Request, api http.Handler, filter func(rows []map[string]any) []map[string]any) {
+	rec := record(api, r)
+	var rows []map[string]any
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
+		replay(w, rec, rec.Body.Bytes())
+		return
+	}
+	body, _ := json.Marshal(filter(rows))
+	replay(w, rec, body)
+}
+
+// withoutSession leaves out the rows of one session.
+func withoutSession(rows []map[string]any, session any) []map[string]any {
+	kept := rows[:0]
+	for _, row := range rows {
+		if row["call-session-id"] != session {
+			kept = append(kept, row)
+		}
+	}
+	return kept
+}
+
 // callerHeldAfter waits, at most within, until the caller's session is
 // gone or not held, and reports whether it is still held and what the PBX
 // shows of it.
@@ -92,31 +116,19 @@ func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
 				api.ServeHTTP(w, r)
 				return
 			}
-			rec := record(api, r)
-			var rows []map[string]any
-			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
-				replay(w, rec, rec.Body.Bytes())
-				return
-			}
-			answered := false
-			for _, row := range rows {
-				if by, _ := row["call-by-call-id"].(string); strings.HasPrefix(by, "transferd-") &&
-					row["call-orig-info"] == "active" && row["call-term-info"] == "active" {
-					answered = true
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				answered := false
+				for _, row := range rows {
+					if by, _ := row["call-by-call-id"].(string); strings.HasPrefix(by, "transferd-") &&
+						row["call-orig-info"] == "active" && row["call-term-info"] == "active" {
+						answered = true
+					}
 				}
-			}
-			if !answered || dropped.Swap(true) {
-				replay(w, rec, rec.Body.Bytes())
-				return
-			}
-			kept := rows[:0]
-			for _, row := range rows {
-				if row["call-session-id"] != callerSession.Load() {
-					kept = append(kept, row)
+				if !answered || dropped.Swap(true) {
+					return rows
 				}
-			}
-			body, _ := json.Marshal(kept)
-			replay(w, rec, body)
+				return withoutSession(rows, callerSession.Load())
+			})
 		})
 	}
 	h := setupWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
@@ -169,20 +181,9 @@ func TestCallerNoLongerListedIsReadByItsID(t *testing.T) {
 				api.ServeHTTP(w, r)
 				return
 			}
-			rec := record(api, r)
-			var rows []map[string]any
-			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
-				replay(w, rec, rec.Body.Bytes())
-				return
-			}
-			kept := rows[:0]
-			for _, row := range rows {
-				if row["call-session-id"] != callerSession.Load() {
-					kept = append(kept, row)
-				}
-			}
-			body, _ := json.Marshal(kept)
-			replay(w, rec, body)
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				return withoutSession(rows, callerSession.Load())
+			})
 		})
 	}
 	h := setupWrapped(t, nssim.Config{}, wrap)
@@ -223,20 +224,9 @@ func TestCallerNeitherListedNorReadableIsUnknown(t *testing.T) {
 			case r.URL.Path != "/domains/"+domain+"/calls":
 				http.Error(w, `{"code":503,"message":"Service Unavailable"}`, http.StatusServiceUnavailable)
 			default:
-				rec := record(api, r)
-				var rows []map[string]any
-				if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &rows) != nil {
-					replay(w, rec, rec.Body.Bytes())
-					return
-				}
-				kept := rows[:0]
-				for _, row := range rows {
-					if row["call-session-id"] != callerSession.Load() {
-						kept = append(kept, row)
-					}
-				}
-				body, _ := json.Marshal(kept)
-				replay(w, rec, body)
+				filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+					return withoutSession(rows, callerSession.Load())
+				})
 			}
 		})
 	}
