@@ -389,6 +389,54 @@ func (e State) Valid() bool {
 	}
 }
 
+// Defines values for StepErrorKind.
+const (
+	StepErrorKindCallNotActive       StepErrorKind = "call_not_active"
+	StepErrorKindCallNotFound        StepErrorKind = "call_not_found"
+	StepErrorKindConflict            StepErrorKind = "conflict"
+	StepErrorKindInternal            StepErrorKind = "internal"
+	StepErrorKindInvalid             StepErrorKind = "invalid"
+	StepErrorKindNotFound            StepErrorKind = "not_found"
+	StepErrorKindProviderAuth        StepErrorKind = "provider_auth"
+	StepErrorKindProviderRejected    StepErrorKind = "provider_rejected"
+	StepErrorKindProviderUnavailable StepErrorKind = "provider_unavailable"
+	StepErrorKindTimeout             StepErrorKind = "timeout"
+	StepErrorKindUnavailable         StepErrorKind = "unavailable"
+	StepErrorKindUnsupported         StepErrorKind = "unsupported"
+)
+
+// Valid indicates whether the value is a known member of the StepErrorKind enum.
+func (e StepErrorKind) Valid() bool {
+	switch e {
+	case StepErrorKindCallNotActive:
+		return true
+	case StepErrorKindCallNotFound:
+		return true
+	case StepErrorKindConflict:
+		return true
+	case StepErrorKindInternal:
+		return true
+	case StepErrorKindInvalid:
+		return true
+	case StepErrorKindNotFound:
+		return true
+	case StepErrorKindProviderAuth:
+		return true
+	case StepErrorKindProviderRejected:
+		return true
+	case StepErrorKindProviderUnavailable:
+		return true
+	case StepErrorKindTimeout:
+		return true
+	case StepErrorKindUnavailable:
+		return true
+	case StepErrorKindUnsupported:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for StepName.
 const (
 	StepNameAnswered      StepName = "answered"
@@ -985,12 +1033,26 @@ type Step struct {
 	Detail string `json:"detail,omitempty"`
 
 	// EndedAt Absent while the step is `started`.
-	EndedAt   time.Time  `json:"ended_at,omitempty"`
-	Evidence  *Evidence  `json:"evidence,omitempty"`
-	Name      StepName   `json:"name"`
-	StartedAt time.Time  `json:"started_at"`
-	Status    StepStatus `json:"status"`
+	EndedAt time.Time `json:"ended_at,omitempty"`
+
+	// ErrorKind The kind of a failed step's error, absent otherwise: the provider had no such call
+	// (`call_not_found`) or it was not in a state to act on (`call_not_active`); the provider
+	// refused (`provider_rejected`, `provider_auth`: its credentials) or could not be reached
+	// (`provider_unavailable`); the step ran out of time (`timeout`); transferd's own store was
+	// `unavailable`; or `internal`, `invalid`, `unsupported`, `not_found`, `conflict`.
+	ErrorKind StepErrorKind `json:"error_kind,omitempty"`
+	Evidence  *Evidence     `json:"evidence,omitempty"`
+	Name      StepName      `json:"name"`
+	StartedAt time.Time     `json:"started_at"`
+	Status    StepStatus    `json:"status"`
 }
+
+// StepErrorKind The kind of a failed step's error, absent otherwise: the provider had no such call
+// (`call_not_found`) or it was not in a state to act on (`call_not_active`); the provider
+// refused (`provider_rejected`, `provider_auth`: its credentials) or could not be reached
+// (`provider_unavailable`); the step ran out of time (`timeout`); transferd's own store was
+// `unavailable`; or `internal`, `invalid`, `unsupported`, `not_found`, `conflict`.
+type StepErrorKind string
 
 // StepName defines model for Step.Name.
 type StepName string
@@ -1318,7 +1380,8 @@ type CreateTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
 	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
 	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
@@ -1343,7 +1406,8 @@ type CancelTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
 	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
 	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
@@ -1360,7 +1424,8 @@ type CompleteTransferParams struct {
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
 	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
 	// fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`

@@ -912,6 +912,15 @@ export interface components {
             /** @description Why a step failed, or what an observation saw. */
             detail?: string;
             evidence?: components["schemas"]["Evidence"];
+            /**
+             * @description The kind of a failed step's error, absent otherwise: the provider had no such call
+             *     (`call_not_found`) or it was not in a state to act on (`call_not_active`); the provider
+             *     refused (`provider_rejected`, `provider_auth`: its credentials) or could not be reached
+             *     (`provider_unavailable`); the step ran out of time (`timeout`); transferd's own store was
+             *     `unavailable`; or `internal`, `invalid`, `unsupported`, `not_found`, `conflict`.
+             * @enum {string}
+             */
+            error_kind?: "internal" | "invalid" | "unsupported" | "not_found" | "conflict" | "unavailable" | "call_not_found" | "call_not_active" | "provider_rejected" | "provider_unavailable" | "provider_auth" | "timeout";
         };
         /**
          * @description Why a transfer ended: `transferred` (completed); the target `no_answer`, `busy`,
@@ -1416,7 +1425,8 @@ export interface components {
          *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
          *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
          *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-         *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+         *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+         *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
          *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
          *     fresh UUID per intended action is a good key.
          * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
@@ -1561,7 +1571,8 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
                  *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
                  *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
@@ -1686,7 +1697,8 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
                  *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
                  *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
@@ -1736,7 +1748,8 @@ export interface operations {
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it. An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
                  *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
                  *     fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10

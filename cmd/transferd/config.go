@@ -74,7 +74,7 @@ type config struct {
 	StartRate       float64 `envconfig:"TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
 	StartBurst      int     `envconfig:"TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
 	MaxInFlight     int     `envconfig:"TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
-	MaxWaits        int     `envconfig:"TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait) and streams a tenant may hold at once (0: no limit)"`
+	MaxWaits        int     `envconfig:"TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait), streams and repeats waiting for a request with their Idempotency-Key a tenant may hold at once (0: no limit)"`
 	CallbackAddr    string  `envconfig:"CALLBACK_ADDR" desc:"separate address for provider callbacks, so that exposing them does not expose the API (default: on TRANSFERD_LISTEN_ADDR)"`
 	AdminAddr       string  `envconfig:"ADMIN_ADDR" desc:"separate address for /metrics, /healthz, /readyz and /status/providers (default: on TRANSFERD_LISTEN_ADDR)"`
 	TLSCertFile     string  `envconfig:"TLS_CERT_FILE" desc:"PEM certificate chain; with TRANSFERD_TLS_KEY_FILE every listener serves HTTPS; reloaded when the files change"`

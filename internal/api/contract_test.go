@@ -146,6 +146,10 @@ type transfer struct {
 		Reason         string `json:"reason"`
 		CallerRestored bool   `json:"caller_restored"`
 	} `json:"outcome"`
+	Steps []struct {
+		Name      string `json:"name"`
+		ErrorKind string `json:"error_kind"`
+	} `json:"steps"`
 }
 
 type problem struct {
@@ -392,6 +396,24 @@ func TestContract(t *testing.T) {
 			after: all(wantTransfer("ringing", "consulting"), func(t *testing.T, _ *env, r *result) {
 				if r.transfer(t).TargetAnswered {
 					t.Error("target_answered = true for a ringing target")
+				}
+			}),
+		},
+		{
+			// A failed step carries the kind of its error (error_kind),
+			// which the Step schema must allow: strict clients reject what
+			// it does not declare.
+			name: "create whose locate fails: 201 failed, the step's error_kind",
+			before: func(t *testing.T, e *env) {
+				e.fake.FailOn(orchestratortest.MethodLocate,
+					orchestrator.E("fake.Locate", orchestrator.KindCallNotFound, errors.New("no such call")), 1)
+			},
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Prefer", "wait=60"), body: createBody("1099", "auto")},
+			status:   http.StatusCreated,
+			after: all(wantTransfer("notfound", "failed"), func(t *testing.T, _ *env, r *result) {
+				steps := r.transfer(t).Steps
+				if len(steps) == 0 || steps[0].ErrorKind != "call_not_found" {
+					t.Errorf("steps = %+v, want the failed locate's error_kind call_not_found", steps)
 				}
 			}),
 		},
@@ -677,7 +699,7 @@ func TestContract(t *testing.T) {
 			name:     "list: 200",
 			exchange: exchange{method: "GET", path: "/v1/transfers"},
 			status:   http.StatusOK,
-			after:    wantList(7, false),
+			after:    wantList(8, false),
 		},
 		{
 			name:     "list with filters: 200, first page",
@@ -1073,4 +1095,29 @@ func (eventReceiver) ReceiveCallback(r *http.Request, _ string) error {
 			Fields: map[string]string{"eventType": "is missing or malformed"}}
 	}
 	return nil
+}
+
+// Every kind a failed step may carry (orchestrator.Kind) is in the
+// contract's Step.error_kind enum, and the enum names no other: a strict
+// client rejects a value the enum does not list.
+func TestStepErrorKindsMatchTheContract(t *testing.T) {
+	c := loadContract(t)
+	step := c.doc.Components.Schemas["Step"]
+	if step == nil || step.Value.Properties["error_kind"] == nil {
+		t.Fatal("openapi.yaml has no Step.error_kind")
+	}
+	var listed []string
+	for _, v := range step.Value.Properties["error_kind"].Value.Enum {
+		s, _ := v.(string)
+		listed = append(listed, s)
+	}
+	var kinds []string
+	for k := orchestrator.Kind(0); !strings.HasPrefix(k.String(), "kind("); k++ {
+		kinds = append(kinds, k.String())
+	}
+	slices.Sort(listed)
+	slices.Sort(kinds)
+	if !slices.Equal(listed, kinds) {
+		t.Errorf("Step.error_kind lists %q; the engine's kinds are %q", listed, kinds)
+	}
 }

@@ -64,7 +64,10 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 // (the store failed) is settled by this replica once
 // orchestrator.ReservationTimeout has passed. writeTimeout is the
 // server's write timeout (Config.WriteTimeout).
-func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, writeTimeout time.Duration, next http.Handler) http.Handler {
+//
+// A repeat that waits holds one of its tenant's wait slots (max_waits), as
+// a long poll does: each holds a connection for up to idempotencyWait.
+func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if key == "" {
@@ -89,6 +92,10 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 
 		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
 		defer cancel()
+		// The wait slot a waiting repeat holds; given back when its wait
+		// ends (release is safe to call again).
+		release := func() {}
+		defer func() { release() }()
 		wait := 20 * time.Millisecond
 		for waiting := false; ; waiting = true {
 			cur, mine, err := store.ReserveIdempotency(ctx, rec)
@@ -110,6 +117,12 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				return
 			}
 			if !waiting {
+				rel, werr := lim.wait(r.Context())
+				if werr != nil {
+					writeLimited(w, r, werr)
+					return
+				}
+				release = rel
 				// The answer, a replay or a 409, is written after the
 				// wait: the server's write timeout counts from the
 				// request, so the wait goes on top of it.
@@ -128,6 +141,9 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			}
 			wait = min(wait*2, time.Second)
 		}
+		// Served now: what the request itself waits for is its handler's
+		// to count.
+		release()
 
 		cw := &captureWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), idempotencyCtxKey{}, [2]string{rec.Scope, rec.Key})))

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
@@ -55,7 +53,7 @@ type limiter struct {
 }
 
 type tenantLimits struct {
-	bucket *rate.Limiter
+	bucket *bucket
 	waits  int
 	// starting serializes count-then-start so that concurrent creates
 	// cannot both pass MaxInFlight.
@@ -86,15 +84,67 @@ func (l *limiter) state(tenant string, lim Limits) *tenantLimits {
 	if lim.StartRate > 0 {
 		burst := max(lim.StartBurst, 1)
 		if s.bucket == nil {
-			s.bucket = rate.NewLimiter(rate.Limit(lim.StartRate), burst)
-		} else if s.bucket.Limit() != rate.Limit(lim.StartRate) || s.bucket.Burst() != burst {
-			s.bucket.SetLimit(rate.Limit(lim.StartRate))
-			s.bucket.SetBurst(burst)
+			s.bucket = newBucket(lim.StartRate, burst, time.Now())
+		} else {
+			s.bucket.set(lim.StartRate, burst, time.Now())
 		}
 	} else {
 		s.bucket = nil
 	}
 	return s
+}
+
+// bucket is a token bucket of starts: burst tokens, refilled at rate a
+// second. Unlike golang.org/x/time/rate's Limiter, whose Cancel gives a
+// token back only for a reservation not yet due, it takes a token back
+// whenever the start it was taken for did not happen (refund).
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64, burst int, now time.Time) *bucket {
+	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
+}
+
+// refill adds what accrued since last; b.mu is held.
+func (b *bucket) refill(now time.Time) {
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+// set follows changed limits, keeping what is left (up to the new burst).
+func (b *bucket) set(rate float64, burst int, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	b.rate, b.burst = rate, float64(burst)
+	b.tokens = min(b.tokens, b.burst)
+}
+
+// take takes a token, or, when there is none, takes nothing and returns
+// how long until there is one.
+func (b *bucket) take(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+// refund gives back a token taken for a start that did not happen.
+func (b *bucket) refund() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens = min(b.burst, b.tokens+1)
 }
 
 // errLimited is a tenant over a limit; retryAfter is when to retry.
@@ -108,16 +158,24 @@ func (e *errLimited) Error() string { return e.detail }
 // start takes a token for a new transfer of the tenant of ctx and checks
 // its transfers in flight, then calls do while holding the tenant's start
 // guard.
-func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func() error) error {
+//
+// A create that starts nothing (refused for the transfers in flight, or
+// by the engine: a call with an active transfer, say) gives its token
+// back: the rate bounds transfers started, and a client told to retry
+// would otherwise find its retry refused for the refusal's token.
+func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func() error) (err error) {
 	tenant := orchestrator.TenantOf(ctx)
 	lim := l.limits(tenant)
 	s := l.state(tenant, lim)
 	if s.bucket != nil {
-		res := s.bucket.Reserve()
-		if d := res.Delay(); d > 0 {
-			res.Cancel()
+		if d := s.bucket.take(time.Now()); d > 0 {
 			return &errLimited{detail: fmt.Sprintf("this tenant may start %g transfers a second (bursts of %d)", lim.StartRate, max(lim.StartBurst, 1)), retryAfter: d}
 		}
+		defer func() {
+			if err != nil {
+				s.bucket.refund()
+			}
+		}()
 	}
 	if lim.MaxInFlight <= 0 {
 		return do()
@@ -140,7 +198,9 @@ func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func()
 	return do()
 }
 
-// wait takes one of the tenant's long-poll slots; release gives it back.
+// wait takes one of the tenant's wait slots (a long poll, a stream, or a
+// repeat waiting for the request with its Idempotency-Key); release gives
+// it back.
 func (l *limiter) wait(ctx context.Context) (release func(), err error) {
 	tenant := orchestrator.TenantOf(ctx)
 	lim := l.limits(tenant)
@@ -151,7 +211,7 @@ func (l *limiter) wait(ctx context.Context) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s.waits >= lim.MaxWaits {
-		return nil, &errLimited{detail: fmt.Sprintf("this tenant already holds %d long polls or streams, its limit", lim.MaxWaits), retryAfter: time.Second}
+		return nil, &errLimited{detail: fmt.Sprintf("this tenant already holds %d long polls, streams or waiting repeats, its limit", lim.MaxWaits), retryAfter: time.Second}
 	}
 	s.waits++
 	var once sync.Once

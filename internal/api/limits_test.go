@@ -75,8 +75,10 @@ func openStream(t *testing.T, e *env, key string) (close func()) {
 }
 
 // A tenant at its bound of long polls and streams (max_waits) is refused
-// another of either, 429 with Retry-After, while another tenant opens its
-// own; the slot is free again once the wait that held it ends.
+// another of either, or a repeat that would wait for a request with its
+// Idempotency-Key still being served: 429 with Retry-After, while another
+// tenant opens its own; the slot is free again once the wait that held it
+// ends.
 func TestWaitsBoundPerTenant(t *testing.T) {
 	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
 	e := newLimitedEnv(t, fake, api.Config{Limits: api.Limits{MaxWaits: 1}})
@@ -105,6 +107,7 @@ func TestWaitsBoundPerTenant(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+writeKey)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Prefer", "wait=60")
+		req.Header.Set("Idempotency-Key", "held-1")
 		res, err := e.srv.Client().Do(req)
 		if err != nil {
 			created <- &result{status: -1, body: []byte(err.Error())}
@@ -123,6 +126,10 @@ func TestWaitsBoundPerTenant(t *testing.T) {
 	refused := map[string]*result{
 		"long poll": e.do(t, exchange{method: "GET", path: "/v1/transfers/" + ringing, header: map[string]string{"Prefer": "wait=60"}}, false),
 		"stream":    e.do(t, exchange{method: "GET", path: "/v1/events"}, false),
+		// A repeat of the held create would wait for it, as long as a
+		// long poll: it holds a slot too.
+		"waiting repeat": e.do(t, exchange{method: "POST", path: "/v1/transfers",
+			header: jsonHeader("Idempotency-Key", "held-1"), body: createBody("6001", "manual")}, false),
 	}
 	for what, r := range refused {
 		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" ||
@@ -266,5 +273,48 @@ func TestConflictingCreateLeavesItsIdempotencyKeyFree(t *testing.T) {
 	}
 	if got := retry.transfer(t).ID; got == id {
 		t.Errorf("the retry answered the first transfer %s", got)
+	}
+}
+
+// A create that starts nothing gives its start token back: refused for
+// the tenant's transfers in flight (429), or by the engine because the
+// call has an active transfer (409). With a bucket of two, the retry once
+// the first transfer ended is served; before, the refusal had spent the
+// second token, and the retry was refused for the rate.
+func TestRefusedCreateGivesItsStartTokenBack(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		limits api.Limits
+		second string // the agent of the refused create
+		status int
+	}{
+		{"max_in_flight", api.Limits{StartRate: 0.001, StartBurst: 2, MaxInFlight: 1}, "7201", http.StatusTooManyRequests},
+		{"active transfer", api.Limits{StartRate: 0.001, StartBurst: 2}, "7200", http.StatusConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+			e := newLimitedEnv(t, fake, api.Config{Limits: tc.limits})
+			first := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("7200", "manual")}, false)
+			if first.status != http.StatusAccepted {
+				t.Fatalf("first create: %d %s", first.status, first.body)
+			}
+			id := first.transfer(t).ID
+			x := exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody(tc.second, "manual")}
+			if r := e.do(t, x, false); r.status != tc.status {
+				t.Fatalf("the refused create: %d %s, want %d", r.status, r.body, tc.status)
+			}
+			if r := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + id + "/cancel"}, false); r.status != http.StatusAccepted {
+				t.Fatalf("cancel: %d %s", r.status, r.body)
+			}
+			e.wait(t, id, terminal)
+			if r := e.do(t, x, false); r.status != http.StatusAccepted {
+				t.Errorf("the retry once the first transfer ended: %d %s; want 202, the refused create's token given back", r.status, r.body)
+			}
+			// The bucket is empty now: the next create is refused for the rate.
+			third := exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("7202", "manual")}
+			if r := e.do(t, third, false); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+				t.Errorf("a create past the burst: %d Retry-After %q %s; want 429 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+			}
+		})
 	}
 }

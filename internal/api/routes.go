@@ -13,7 +13,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 	cfg, eng := s.cfg, s.eng
 	if parts&partAPI != 0 {
 		once := func(h http.Handler) http.Handler {
-			return idempotent(cfg.Idempotency, cfg.Replica, eng, cfg.WriteTimeout, h)
+			return idempotent(cfg.Idempotency, cfg.Replica, eng, s.limit, cfg.WriteTimeout, h)
 		}
 		r.Group(func(r chi.Router) {
 			r.Use(authenticate(cfg.Keys, s.auth))
