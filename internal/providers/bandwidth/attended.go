@@ -274,6 +274,14 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		if tc != nil && tc.live() {
 			obs.ConsultLegs = 1
 		}
+		if tc != nil && t.Legs.Consult.BridgeID == "" {
+			// b2 unsaved (the process died before the dial's result was
+			// saved): T was created into it and names it, until a join
+			// moves T into b1. The join needs it.
+			if b := tc.bridgeID(); b != t.Legs.Caller.BridgeID {
+				obs.ConsultLeg.BridgeID = b
+			}
+		}
 	}
 	if obs.Consult == orchestrator.ConsultAnswered && t.State == orchestrator.StateConsulting &&
 		t.Request.Completion == orchestrator.CompletionManual && !b1.has(g) {
@@ -316,6 +324,11 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer) error {
 	a, g := t.Legs.Caller.CallID, t.Legs.Agent.CallID
 	b1, b2, tid := t.Legs.Caller.BridgeID, t.Legs.Consult.BridgeID, t.Legs.Consult.CallID
+	if b2 == "" {
+		// Not learnt from T (a reading found T by its tag): the agent's
+		// bridge other than b1, when it is ours.
+		b2, _ = c.agentBridge(ctx, t)
+	}
 	if b2 == "" || tid == "" {
 		return orchestrator.E("bandwidth.complete", orchestrator.KindInternal,
 			fmt.Errorf("the consult leg is not known (call %q, bridge %q)", tid, b2))

@@ -147,3 +147,48 @@ func TestRepeatedCompleteIsHarmless(t *testing.T) {
 		t.Error("the caller must talk to the target")
 	}
 }
+
+// The dial's result was never saved (the process died), and the target
+// answers: a reading finds T by its tag and the consult bridge b2 through
+// T, and the join made with what the readings learnt connects caller and
+// target. Before, readings learnt T alone, and the join failed as an
+// internal error ("the consult leg is not known"); the storm saw it once
+// on PostgreSQL.
+func TestLostAttendedDialIsFoundAndJoined(t *testing.T) {
+	h := setup(t, options{})
+	ctx := context.Background()
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+	a, g, _ := h.placeBridged(t)
+	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
+	tr.Request.ConsultTimeout = 30 * time.Second
+	legs, err := h.client.Locate(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Legs = legs
+	if err := h.client.Hold(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.Sent.Dial = time.Now().UTC()
+	first, err := h.client.Dial(ctx, tr)
+	if err != nil || first.CallID == "" || first.BridgeID == "" {
+		t.Fatalf("first dial: %+v %v", first, err)
+	}
+	if err := h.sim.Answer(target); err != nil {
+		t.Fatal(err)
+	}
+	h.idle(t)
+	obs, err := observe(t, h, tr)
+	if err != nil || obs.Consult != orchestrator.ConsultAnswered || obs.ConsultLeg.CallID != first.CallID || obs.ConsultLeg.BridgeID != first.BridgeID {
+		t.Fatalf("reading = %+v, %v; want the answered consult %s in bridge %s", obs, err, first.CallID, first.BridgeID)
+	}
+	tr.Legs.Consult = obs.ConsultLeg // what the engine learns
+	tr.State, tr.Sent.Join = orchestrator.StateCompleting, time.Now().UTC()
+	if err := h.client.Complete(ctx, tr); err != nil {
+		t.Fatalf("join with the legs a reading learnt: %v", err)
+	}
+	h.idle(t)
+	if !h.sim.Connected(a.ID, first.CallID) || h.sim.Held(a.ID) {
+		t.Errorf("the caller must talk to the target: %+v", h.sim.Calls())
+	}
+}
