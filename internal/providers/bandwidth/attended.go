@@ -72,23 +72,22 @@ func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) err
 	if err := c.updateBridge(ctx, "hold", b1, bridgeBody{BridgeAudio: audioOn(false)}); err != nil {
 		return err
 	}
-	wait, deadline := c.retryBase, time.Now().Add(leaveWait)
-	for {
-		b, err := c.getBridge(ctx, b1)
-		switch {
-		case err != nil:
-			return err
-		case !bool(b.BridgeAudio):
-			return nil
-		case time.Now().Add(wait).After(deadline):
-			return orchestrator.E("bandwidth.hold", orchestrator.KindProviderUnavailable,
-				fmt.Errorf("the hold of bridge %s was accepted but not seen applied within %s", b1, leaveWait))
-		}
-		if err := apiclient.Sleep(ctx, wait); err != nil {
-			return orchestrator.E("bandwidth.hold", orchestrator.KindTimeout, err)
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	var err error
+	applied := c.patiently(ctx, func() bool {
+		var b *apiBridge
+		b, err = c.getBridge(ctx, b1)
+		return err != nil || !bool(b.BridgeAudio)
+	})
+	switch {
+	case err != nil:
+		return err
+	case applied:
+		return nil
+	case ctx.Err() != nil:
+		return orchestrator.E("bandwidth.hold", orchestrator.KindTimeout, ctx.Err())
 	}
+	return orchestrator.E("bandwidth.hold", orchestrator.KindProviderUnavailable,
+		fmt.Errorf("the hold of bridge %s was accepted but not seen applied within %s", b1, leaveWait))
 }
 
 // dialAttended takes G out of b1, bridges it in a new b2 and creates T
@@ -358,30 +357,39 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	})
 }
 
-// leaveWait bounds how long a bridge request naming a call that is still
-// leaving another bridge is tried again (whileLeaving).
+// leaveWait bounds how long a bridge update is waited for (patiently).
 const leaveWait = 5 * time.Second
 
-// whileLeaving sends a bridge request again while the platform refuses it
-// with bridge-bridged-callId, for up to leaveWait: the platform answers a
-// bridge update before it applies it (notes: actions are applied
-// asynchronously), so the call the previous update took out of a bridge
-// (the agent out of the caller's bridge, the target out of the consult
-// bridge) may still be in it when the next request names it. A refused
-// request did nothing, so sending it again is safe; a call that stays in
-// the other bridge (someone else's) is refused for good after leaveWait.
-func (c *Client) whileLeaving(ctx context.Context, send func() error) error {
+// patiently calls try until it reports done, pausing between calls with
+// a growing back-off, for up to leaveWait or until ctx ends; it reports
+// whether try was done. The platform answers a bridge update before it
+// applies it (notes: actions are applied asynchronously): what depends on
+// an update waits for it here.
+func (c *Client) patiently(ctx context.Context, try func() bool) bool {
 	wait, deadline := c.retryBase, time.Now().Add(leaveWait)
-	for {
-		err := send()
-		if codeOf(err) != "bridge-bridged-callid" || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		if serr := apiclient.Sleep(ctx, wait); serr != nil {
-			return err
+	for !try() {
+		if time.Now().Add(wait).After(deadline) || apiclient.Sleep(ctx, wait) != nil {
+			return false
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
+	return true
+}
+
+// whileLeaving sends a bridge request again while the platform refuses it
+// with bridge-bridged-callId, for up to leaveWait: the call the previous
+// update took out of a bridge (the agent out of the caller's bridge, the
+// target out of the consult bridge) may still be in it when the next
+// request names it. A refused request did nothing, so sending it again is
+// safe; a call that stays in the other bridge (someone else's) is refused
+// for good after leaveWait.
+func (c *Client) whileLeaving(ctx context.Context, send func() error) error {
+	var err error
+	c.patiently(ctx, func() bool {
+		err = send()
+		return codeOf(err) != "bridge-bridged-callid"
+	})
+	return err
 }
 
 // HangupAgent implements orchestrator.AgentHanger: once the caller is
