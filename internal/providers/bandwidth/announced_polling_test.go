@@ -67,23 +67,10 @@ func TestAnnouncedCallbackNamesALegNeverListed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			hungUp := make(chan struct{})
-			var once sync.Once
-			h := setup(t, options{callbacks: true, sim: cfg, engine: shortWindows,
-				onCallback: func(eventType string) {
-					if eventType == "hangup" {
-						once.Do(func() { close(hungUp) })
-					}
-				}})
-			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+			h, hungUp := setupBusyWithCallbacks(t, cfg)
 			a := h.placeCall(t)
 			loseTransferAnswer(t, h, a, func() {
-				h.idle(t)
-				select {
-				case <-hungUp:
-				case <-time.After(10 * time.Second):
-					t.Error("no hangup callback")
-				}
+				hungUp()
 			})
 			req := announcedReq(a, target)
 			req.ConsultTimeout = time.Second
@@ -134,5 +121,29 @@ func TestAnnouncedPollingNeverTakesAnEarlierAttemptsLeg(t *testing.T) {
 	if tr.Legs.Consult.CallID == old.ID {
 		t.Errorf("the second transfer took the first attempt's leg %s for its own (ours is %s, %s); it reports %s %s",
 			old.ID, ours.ID, mustCall(t, h, ours.ID).State, tr.State, tr.Outcome.Reason)
+	}
+}
+
+// setupBusyWithCallbacks is setup with callbacks on, short windows and a
+// busy target; hungUp waits, once the simulator is idle, until a hangup
+// callback was handled (at most 10 s).
+func setupBusyWithCallbacks(t *testing.T, cfg bwsim.Config) (h *harness, hungUp func()) {
+	t.Helper()
+	seen := make(chan struct{})
+	var once sync.Once
+	h = setup(t, options{callbacks: true, sim: cfg, engine: shortWindows,
+		onCallback: func(eventType string) {
+			if eventType == "hangup" {
+				once.Do(func() { close(seen) })
+			}
+		}})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+	return h, func() {
+		h.idle(t)
+		select {
+		case <-seen:
+		case <-time.After(10 * time.Second):
+			t.Error("no hangup callback")
+		}
 	}
 }

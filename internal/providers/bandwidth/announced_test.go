@@ -667,15 +667,7 @@ func TestAnnouncedTargetFailsWhileItsLegIsNotReadable(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			hungUp := make(chan struct{})
-			var once sync.Once
-			h := setup(t, options{callbacks: true, sim: tc.cfg, engine: shortWindows,
-				onCallback: func(eventType string) {
-					if eventType == "hangup" {
-						once.Do(func() { close(hungUp) })
-					}
-				}})
-			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+			h, hungUp := setupBusyWithCallbacks(t, tc.cfg)
 			a := h.placeCall(t)
 			var sent atomic.Bool
 			h.before(func(method, path, body string) bool {
@@ -686,12 +678,7 @@ func TestAnnouncedTargetFailsWhileItsLegIsNotReadable(t *testing.T) {
 			h.before(func(method, path, _ string) bool {
 				return sent.Load() && method == http.MethodGet && path == "/users/"+userID+"/calls/"+a.ID
 			}, func() {
-				h.idle(t)
-				select {
-				case <-hungUp:
-				case <-time.After(10 * time.Second):
-					t.Error("no hangup callback")
-				}
+				hungUp()
 			})
 			req := announcedReq(a, target)
 			req.ConsultTimeout = time.Second

@@ -62,12 +62,15 @@ func TestLostAnnouncedDialIsFoundByReading(t *testing.T) {
 	}
 }
 
-func TestLostAttendedDialIsFoundAndUndone(t *testing.T) {
-	h := setup(t, options{})
+// dialUnsaved locates, holds and dials an attended transfer of a placed
+// call as the engine does, and returns what the dial created: the engine
+// then dies before saving it (tr.Legs.Consult stays empty).
+func dialUnsaved(t *testing.T, h *harness) (tr *orchestrator.Transfer, a, g bwsim.Call, first orchestrator.LegRef) {
+	t.Helper()
 	ctx := context.Background()
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
 	a, g, b1 := h.placeBridged(t)
-	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
+	tr = transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
 	tr.Request.ConsultTimeout = 30 * time.Second
 	legs, err := h.client.Locate(ctx, tr)
 	if err != nil {
@@ -81,10 +84,17 @@ func TestLostAttendedDialIsFoundAndUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.Sent.Dial = time.Now().UTC()
-	first, err := h.client.Dial(ctx, tr)
+	first, err = h.client.Dial(ctx, tr)
 	if err != nil || first.CallID == "" || first.BridgeID == "" {
 		t.Fatalf("first dial: %+v %v", first, err)
 	}
+	return tr, a, g, first
+}
+
+func TestLostAttendedDialIsFoundAndUndone(t *testing.T) {
+	h := setup(t, options{})
+	ctx := context.Background()
+	tr, a, g, first := dialUnsaved(t, h)
 	// The dial's result was never saved: a reading finds T by its tag.
 	obs, err := observe(t, h, tr)
 	if err != nil || obs.ConsultLeg.CallID != first.CallID || obs.Consult != orchestrator.ConsultRinging {
@@ -157,23 +167,7 @@ func TestRepeatedCompleteIsHarmless(t *testing.T) {
 func TestLostAttendedDialIsFoundAndJoined(t *testing.T) {
 	h := setup(t, options{})
 	ctx := context.Background()
-	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
-	a, g, _ := h.placeBridged(t)
-	tr := transferFor(attendedReq(a, g, orchestrator.CompletionAuto))
-	tr.Request.ConsultTimeout = 30 * time.Second
-	legs, err := h.client.Locate(ctx, tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.Legs = legs
-	if err := h.client.Hold(ctx, tr); err != nil {
-		t.Fatal(err)
-	}
-	tr.Sent.Dial = time.Now().UTC()
-	first, err := h.client.Dial(ctx, tr)
-	if err != nil || first.CallID == "" || first.BridgeID == "" {
-		t.Fatalf("first dial: %+v %v", first, err)
-	}
+	tr, a, _, first := dialUnsaved(t, h)
 	if err := h.sim.Answer(target); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package netsapiens_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -259,20 +260,14 @@ func TestJoinPassedOnBeforeItWasSeenEndsUnverified(t *testing.T) {
 			if caller.Term.CallID == orig.OrigCallID {
 				targetCallID = caller.Orig.CallID
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPatch,
-				h.base+"/domains/"+domain+"/users/1010/calls/"+targetCallID+"/transferPeer", strings.NewReader(`{"destination":"1020"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
+			req := httptest.NewRequest(http.MethodPatch, "/domains/"+domain+"/users/1010/calls/"+targetCallID+"/transferPeer",
+				strings.NewReader(`{"destination":"1020"}`))
 			req.Header.Set("Authorization", "Bearer "+apiKey)
 			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("transferPeer: %s", resp.Status)
+			rec := httptest.NewRecorder()
+			h.sim.APIHandler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				t.Fatalf("transferPeer: %d %s", rec.Code, rec.Body)
 			}
 			if err := h.sim.WaitApplied(ctx); err != nil {
 				t.Fatal(err)

@@ -55,7 +55,6 @@ type harness struct {
 	eng    *orchestrator.Engine
 	logs   *syncBuffer
 	reg    *prometheus.Registry
-	base   string // the simulator's API, for requests made as another party
 	store  *savedStore
 }
 
@@ -149,7 +148,7 @@ func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 		srv.Close()
 		sim.Close()
 	})
-	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, base: srv.URL + basePath, store: store}
+	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: store}
 }
 
 func (h *harness) placeCall(t *testing.T) nssim.ActiveCall {
