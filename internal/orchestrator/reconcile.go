@@ -499,10 +499,11 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
-	case obs.Caller == CallerGone && !t.Sent.Join.IsZero():
+	case obs.Caller == CallerGone && joinUnknown(t):
 		// The call may have ended after the join connected the caller to
 		// the target, before any reading showed it: a listing cannot tell
-		// that from a caller who hung up first. Said as it is.
+		// that from a caller who hung up first. Said as it is, and the
+		// outcome stays unverified (see recovering).
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller's call ended after the join was sent, before a reading showed the join: "+
 			"whether the caller was connected to the target first, the provider does not show", nil)
 	case obs.Caller == CallerGone:
@@ -640,6 +641,9 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		if restored, done := e.restored(en, obs, at); done {
 			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
 				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
+			if unknowable(t, obs) {
+				out.Verified, out.Detail = false, failure.Detail+noteUnknowable
+			}
 			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
 			return 0
 		}
@@ -765,7 +769,15 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		detail += fmt.Sprintf("; caller_restored corrected to %t (caller %s)", restored, obs.Caller)
 		o.CallerRestored = restored
 	}
-	o.Verified = true
+	if unknowable(t, obs) {
+		// Nothing is left to do, and nothing the provider shows from now
+		// on can tell whether the join took: the obligation ends, and the
+		// outcome stays unverified for good.
+		detail += "; the caller's call has ended: whether the join sent connected the caller to the target first, the provider cannot show"
+		o.Detail += noteUnknowable
+	} else {
+		o.Verified = true
+	}
 	t.Cleanup = nil
 	e.note(en, StepVerify, detail)
 	emit(t, EventOutcomeVerified, now, t.State, t.State)
@@ -773,10 +785,34 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		emit(t, EventNeedsAttention, now, t.State, t.State)
 	}
 	if e.save(ctx, en) {
-		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).
-			Msg("cleanup done: outcome verified")
+		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).Bool("verified", o.Verified).
+			Msg("cleanup done: the outcome is final")
 	}
 	return 0
+}
+
+// noteUnknowable ends the detail of an outcome that stays unverified with
+// nothing left to do (see joinUnknown).
+const noteUnknowable = "; the outcome cannot be verified: the caller's call ended before any reading showed whether the join took"
+
+// joinUnknown reports whether a join was sent whose effect no reading has
+// shown: neither the caller with the target (the transfer would be
+// completed) nor, once the join could have applied, the caller still held
+// or back with the agent (Seen.NotJoined). A provider applies an accepted
+// join late, so a reading taken within the visibility window says nothing.
+func joinUnknown(t *Transfer) bool {
+	return !t.Sent.Join.IsZero() && !t.Seen.NotJoined && t.State != StateCompleted
+}
+
+// unknowable reports an outcome the provider can no longer show: the
+// caller's call has ended while the join sent is unknown. A call that
+// ended after the join connected it to the target and one that ended
+// before look the same in every reading from now on, so the outcome is
+// reported as it is (the caller's call ended, caller_restored false) and
+// never verified: "verified" would claim that the provider showed the
+// caller was not transferred.
+func unknowable(t *Transfer, obs Observation) bool {
+	return obs.Caller == CallerGone && joinUnknown(t)
 }
 
 // callerSeenUp takes back what the transfer believed of a caller gone
@@ -1179,6 +1215,10 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	en.setHeld(e, obs.Caller == CallerHeld)
 	if obs.Caller == CallerHeld && !t.Sent.Hold.IsZero() && at.After(t.Sent.Hold) && !t.Seen.Held {
 		t.Seen.Held, changed = true, true
+	}
+	if (obs.Caller == CallerHeld || obs.Caller == CallerConnected) && !t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
+		!at.Before(t.Sent.Join.Add(e.cfg.VisibilityWindow)) {
+		t.Seen.NotJoined, changed = true, true
 	}
 	// A leg seen ended was there: no tombstone needs to watch for it.
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {

@@ -231,6 +231,9 @@ type Outcome struct {
 	// describes. A transfer whose provider stayed unreadable ends with
 	// Verified false and a Cleanup obligation; the sweeper sets it true
 	// (correcting CallerRestored if it was wrong) once it sees the state.
+	// It stays false, with no obligation, when the provider can no longer
+	// show it: the caller's call ended after a join was sent and before
+	// any reading showed whether the join took (see joinUnknown).
 	Verified bool      `json:"verified"`
 	Detail   string    `json:"detail,omitempty"`
 	Evidence *Evidence `json:"evidence,omitempty"`
@@ -258,6 +261,12 @@ type Seen struct {
 	Held bool `json:"held,omitempty"`
 	// Consult: the consult leg was seen (ringing, answered or ended).
 	Consult bool `json:"consult,omitempty"`
+	// NotJoined: a reading taken once the join could have applied (a
+	// visibility window after it was sent) showed the caller held or back
+	// with the agent: the join did not connect the caller to the target.
+	// Until then a join that was sent is unknown, and a caller's call that
+	// ends meanwhile leaves it unknown for good (see joinUnknown).
+	NotJoined bool `json:"not_joined,omitempty"`
 }
 
 // Cleanup is a durable obligation a terminal transfer still carries: the

@@ -307,7 +307,9 @@ func TestJoinPassedOnBeforeItWasSeenEndsUnverified(t *testing.T) {
 				return
 			}
 			// The caller hangs up: the obligation is discharged, and the
-			// outcome stands, verified.
+			// outcome stays unverified for good: the join did connect the
+			// caller to the target (who passed the call on), and no
+			// reading can show that any more.
 			party := "orig"
 			if passedOn.Term.CallID == orig.OrigCallID {
 				party = "term"
@@ -316,8 +318,8 @@ func TestJoinPassedOnBeforeItWasSeenEndsUnverified(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
-			if !got.Outcome.Verified || got.State != orchestrator.StateFailed {
-				t.Errorf("state %s outcome %+v once the obligation was discharged", got.State, got.Outcome)
+			if got.Outcome.Verified || got.State != orchestrator.StateFailed || !hasVerifyStep(got) {
+				t.Errorf("state %s outcome %+v once the obligation was discharged: want failed, unverified, a verify step", got.State, got.Outcome)
 			}
 		})
 	}
