@@ -758,8 +758,9 @@ type Event struct {
 	// an outcome a human should look at (the caller not given back, or the outcome unverified);
 	// `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
 	// provider later confirming an unverified outcome (`caller_restored` corrected if it was
-	// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
-	// outcome is final.
+	// wrong), a tombstone's watch for a consult that never appeared ending, or an outcome the
+	// provider can no longer show (`outcome.verified` stays false). After it the outcome is
+	// final (`outcome.final`).
 	Type EventType `json:"type"`
 }
 
@@ -772,8 +773,9 @@ type EventList struct {
 // an outcome a human should look at (the caller not given back, or the outcome unverified);
 // `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
 // provider later confirming an unverified outcome (`caller_restored` corrected if it was
-// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
-// outcome is final.
+// wrong), a tombstone's watch for a consult that never appeared ending, or an outcome the
+// provider can no longer show (`outcome.verified` stays false). After it the outcome is
+// final (`outcome.final`).
 type EventType string
 
 // Evidence What the provider said when it refused or failed a command, verbatim (minus secrets).
@@ -903,6 +905,13 @@ type Outcome struct {
 	Detail         string    `json:"detail,omitempty"`
 	Evidence       *Evidence `json:"evidence,omitempty"`
 
+	// Final True once nothing about this outcome will change: no cleanup obligation remains
+	// (`transfer.outcome_verified` is sent when one is discharged after the transfer
+	// ended). False while transferd still reconciles it with the provider: `verified`,
+	// `caller_restored` and the state may still be corrected. With `verified: false`,
+	// `final: true` means the provider can no longer show what happened.
+	Final bool `json:"final"`
+
 	// Reason Why a transfer ended: `transferred` (completed); the target `no_answer`, `busy`,
 	// `rejected` or `target_hung_up`; the `caller_hung_up`; the provider had no such call
 	// (`call_not_found`) or it could not be transferred (`call_not_active`); the provider
@@ -921,7 +930,12 @@ type Outcome struct {
 	// never appeared): it stands whatever the caller and the agent do meanwhile. Under
 	// either obligation, when the caller turns out to be with the target through what the
 	// transfer sent (an announced transfer answered late), the state is corrected to
-	// `completed`. Once the obligation is discharged the outcome is final.
+	// `completed`. Once the obligation is discharged the outcome is final (`final`). An
+	// outcome can be final and still unverified: the caller's call ended after the join was
+	// sent and before any reading showed whether the join took, so no reading can ever tell
+	// a caller who was connected to the target and then hung up from one who hung up first.
+	// Such an outcome is `failed` with `caller_restored: false`, and its `detail` says it
+	// cannot be verified.
 	Verified bool `json:"verified"`
 }
 
@@ -1183,8 +1197,9 @@ type WebhookDelivery struct {
 	// an outcome a human should look at (the caller not given back, or the outcome unverified);
 	// `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
 	// provider later confirming an unverified outcome (`caller_restored` corrected if it was
-	// wrong), or a tombstone's watch for a consult that never appeared ending. After it the
-	// outcome is final.
+	// wrong), a tombstone's watch for a consult that never appeared ending, or an outcome the
+	// provider can no longer show (`outcome.verified` stays false). After it the outcome is
+	// final (`outcome.final`).
 	Type      EventType `json:"type"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -952,9 +952,22 @@ export interface components {
              *     never appeared): it stands whatever the caller and the agent do meanwhile. Under
              *     either obligation, when the caller turns out to be with the target through what the
              *     transfer sent (an announced transfer answered late), the state is corrected to
-             *     `completed`. Once the obligation is discharged the outcome is final.
+             *     `completed`. Once the obligation is discharged the outcome is final (`final`). An
+             *     outcome can be final and still unverified: the caller's call ended after the join was
+             *     sent and before any reading showed whether the join took, so no reading can ever tell
+             *     a caller who was connected to the target and then hung up from one who hung up first.
+             *     Such an outcome is `failed` with `caller_restored: false`, and its `detail` says it
+             *     cannot be verified.
              */
             verified: boolean;
+            /**
+             * @description True once nothing about this outcome will change: no cleanup obligation remains
+             *     (`transfer.outcome_verified` is sent when one is discharged after the transfer
+             *     ended). False while transferd still reconciles it with the provider: `verified`,
+             *     `caller_restored` and the state may still be corrected. With `verified: false`,
+             *     `final: true` means the provider can no longer show what happened.
+             */
+            final: boolean;
             detail?: string;
             evidence?: components["schemas"]["Evidence"];
         };
@@ -1004,8 +1017,9 @@ export interface components {
          *     an outcome a human should look at (the caller not given back, or the outcome unverified);
          *     `transfer.outcome_verified` a cleanup obligation discharged after the transfer ended: the
          *     provider later confirming an unverified outcome (`caller_restored` corrected if it was
-         *     wrong), or a tombstone's watch for a consult that never appeared ending. After it the
-         *     outcome is final.
+         *     wrong), a tombstone's watch for a consult that never appeared ending, or an outcome the
+         *     provider can no longer show (`outcome.verified` stays false). After it the outcome is
+         *     final (`outcome.final`).
          * @enum {string}
          */
         EventType: "transfer.created" | "transfer.state_changed" | "transfer.target_answered" | "transfer.completed" | "transfer.failed" | "transfer.cancelled" | "transfer.needs_attention" | "transfer.outcome_verified";

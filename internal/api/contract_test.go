@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +146,8 @@ type transfer struct {
 	Outcome        *struct {
 		Reason         string `json:"reason"`
 		CallerRestored bool   `json:"caller_restored"`
+		Verified       bool   `json:"verified"`
+		Final          bool   `json:"final"`
 	} `json:"outcome"`
 	Steps []struct {
 		Name      string `json:"name"`
@@ -361,8 +364,8 @@ func TestContract(t *testing.T) {
 			status:   http.StatusCreated,
 			after: all(wantTransfer("completed", "completed"), header(wantPreferenceApplied("wait=60")),
 				func(t *testing.T, _ *env, r *result) {
-					if o := r.transfer(t).Outcome; o == nil || o.Reason != "transferred" {
-						t.Errorf("outcome = %+v, want reason transferred", o)
+					if o := r.transfer(t).Outcome; o == nil || o.Reason != "transferred" || !o.Verified || !o.Final {
+						t.Errorf("outcome = %+v, want reason transferred, verified, final", o)
 					}
 				}),
 		},
@@ -416,6 +419,33 @@ func TestContract(t *testing.T) {
 					t.Errorf("steps = %+v, want the failed locate's error_kind call_not_found", steps)
 				}
 			}),
+		},
+		{
+			// The join is accepted and the provider cannot be read after
+			// it: the transfer ends unverified, its cleanup obligation
+			// still open, so the outcome is not final.
+			name: "create whose join cannot be read: 201 failed, outcome unverified, not final",
+			before: func(t *testing.T, e *env) {
+				e.fake.SetTarget(orchestratortest.TargetAnswers)
+				var joined atomic.Value // the transfer whose join was sent
+				e.fake.Before(orchestratortest.MethodComplete, func(r orchestratortest.Record) {
+					joined.CompareAndSwap(nil, r.TransferID)
+				})
+				e.fake.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+					if joined.Load() == r.TransferID {
+						// Queued for this very reading: faults are taken after the hooks.
+						e.fake.FailOn(orchestratortest.MethodObserve, orchestrator.E("fake.Observe",
+							orchestrator.KindProviderUnavailable, errors.New("HTTP 503")), 1)
+					}
+				})
+			},
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Prefer", "wait=60"), body: createBody("1098", "auto")},
+			status:   http.StatusCreated,
+			after: all(wantTransfer("unread", "failed"), func(t *testing.T, _ *env, r *result) {
+				if o := r.transfer(t).Outcome; o == nil || o.Verified || o.Final {
+					t.Errorf("outcome = %+v, want unverified and not final", o)
+				}
+			}, func(t *testing.T, e *env, _ *result) { e.fake.SetTarget(orchestratortest.TargetRings) }),
 		},
 		{
 			name:     "create for a call with an active transfer: 409 active-transfer",
@@ -699,7 +729,7 @@ func TestContract(t *testing.T) {
 			name:     "list: 200",
 			exchange: exchange{method: "GET", path: "/v1/transfers"},
 			status:   http.StatusOK,
-			after:    wantList(8, false),
+			after:    wantList(9, false),
 		},
 		{
 			name:     "list with filters: 200, first page",

@@ -97,9 +97,19 @@ type transferJSON struct {
 	Metadata        map[string]string       `json:"metadata,omitempty"`
 	Legs            orchestrator.Legs       `json:"legs"`
 	Steps           []orchestrator.Step     `json:"steps"`
-	Outcome         *orchestrator.Outcome   `json:"outcome,omitempty"`
+	Outcome         *outcomeJSON            `json:"outcome,omitempty"`
 	CreatedAt       time.Time               `json:"created_at"`
 	UpdatedAt       time.Time               `json:"updated_at"`
+}
+
+// outcomeJSON is an outcome with whether it is final: no cleanup
+// obligation remains, so nothing about it will change. It is derived from
+// the record (no obligation), not stored, so that records saved before the
+// field existed render it too. Verified false and final true is an
+// outcome the provider can no longer show (see orchestrator.Outcome).
+type outcomeJSON struct {
+	*orchestrator.Outcome
+	Final bool `json:"final"`
 }
 
 func toJSON(t *orchestrator.Transfer) transferJSON {
@@ -109,7 +119,10 @@ func toJSON(t *orchestrator.Transfer) transferJSON {
 		Completion: r.Completion, ConsultTimeout: r.ConsultTimeout.String(), TargetAnswered: t.Answered,
 		CallerID: r.CallerID, Whisper: r.Whisper, Diversion: r.Diversion, Recording: r.Recording,
 		ExternalID: r.ExternalID, Metadata: r.Metadata,
-		Legs: t.Legs, Steps: t.Steps, Outcome: t.Outcome, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		Legs: t.Legs, Steps: t.Steps, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+	}
+	if t.Outcome != nil {
+		j.Outcome = &outcomeJSON{Outcome: t.Outcome, Final: t.Cleanup == nil}
 	}
 	if j.Steps == nil {
 		j.Steps = []orchestrator.Step{}

@@ -323,6 +323,7 @@ type transfer struct {
 		Reason         string `json:"reason"`
 		CallerRestored bool   `json:"caller_restored"`
 		Verified       bool   `json:"verified"`
+		Final          bool   `json:"final"`
 		Detail         string `json:"detail"`
 	} `json:"outcome"`
 	CreatedAt time.Time `json:"created_at"`
