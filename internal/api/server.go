@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -286,9 +287,16 @@ func handleReadyz(eng *orchestrator.Engine) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := eng.Ready(ctx); err != nil {
+			// The whole error goes to the log; the probe, which needs no
+			// credentials, gets only the reason: the store's error may name
+			// another tenant's transfer, a file or a database host.
 			hlog.FromRequest(r).Warn().Err(err).Msg("not ready")
+			reason := "the store does not answer"
+			if nr, ok := errors.AsType[*orchestrator.NotReadyError](err); ok {
+				reason = nr.Reason
+			}
 			p := probUnavailable
-			p.Detail = "not ready: " + err.Error()
+			p.Detail = "not ready: " + reason
 			writeProblem(w, r, p)
 			return
 		}

@@ -414,16 +414,36 @@ func (e *Engine) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 // ready: transfers could not record their steps.
 func (e *Engine) Ready(ctx context.Context) error {
 	if e.isStopping() {
-		return errors.New("shutting down")
+		return &NotReadyError{Reason: "shutting down"}
 	}
 	if p := e.saveErr.Load(); p != nil {
-		return fmt.Errorf("the store cannot save transfers: %w", *p)
+		return &NotReadyError{Reason: "the store cannot save transfers", Err: *p}
 	}
 	if p := e.beatErr.Load(); p != nil {
-		return fmt.Errorf("the store cannot renew this replica's heartbeat: %w", *p)
+		return &NotReadyError{Reason: "the store cannot renew this replica's heartbeat", Err: *p}
 	}
-	return e.store.Ping(ctx)
+	if err := e.store.Ping(ctx); err != nil {
+		return &NotReadyError{Reason: "the store does not answer", Err: err}
+	}
+	return nil
 }
+
+// NotReadyError is why Ready fails. Reason is fit for anyone who can reach
+// the probe; Err, the store's own error, is for the logs: it may name a
+// transfer (a save that failed), a file or a database host.
+type NotReadyError struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReadyError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Err }
 
 // storeFailed records a failed write for Ready; storeOK clears it. Each
 // kind of write (saves, heartbeats) has its own slot.
