@@ -953,9 +953,11 @@ export interface components {
              *     either obligation, when the caller turns out to be with the target through what the
              *     transfer sent (an announced transfer answered late), the state is corrected to
              *     `completed`. Once the obligation is discharged the outcome is final (`final`). An
-             *     outcome can be final and still unverified: the caller's call ended after the join was
-             *     sent and before any reading showed whether the join took, so no reading can ever tell
-             *     a caller who was connected to the target and then hung up from one who hung up first.
+             *     outcome can be final and still unverified: the caller's call ended after the transfer
+             *     may have connected it to the target (the join was sent; in an announced transfer, the
+             *     target answered) and before any reading showed whether it did, so no reading can ever
+             *     tell a caller who was connected to the target and then hung up from one who hung up
+             *     first.
              *     Such an outcome is `failed` with `caller_restored: false`, and its `detail` says it
              *     cannot be verified.
              */

@@ -111,7 +111,13 @@ type Observation struct {
 	// EndReason says why the consult ended, when the provider tells
 	// (busy, rejected, no_answer, target_hung_up); empty when unknown.
 	EndReason Reason
-	Detail    string
+	// ConsultWasAnswered: the consult leg, ended now, had been answered
+	// (the provider keeps its answer time). In a flow without a join the
+	// provider connected the caller to the target then: a caller's call
+	// that has ended since may have ended after the transfer took (see
+	// the engine's joinUnknown). Providers that cannot tell leave it false.
+	ConsultWasAnswered bool
+	Detail             string
 	// ConsultLeg carries consult ids learned by observing (NetSapiens
 	// shows the consult's call-session-id only once the call exists); the
 	// engine saves the non-empty ones.

@@ -353,9 +353,8 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		return 0
 	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
 		if !t.Answered {
-			t.Answered, changed = true, true
-			e.note(en, StepAnswered, "the target answered")
-			emit(t, EventTargetAnswered, e.now(), t.State, t.State)
+			e.answered(en)
+			changed = true
 			if t.Request.Completion == CompletionManual {
 				en.log.Info().Msg("target answered; waiting for the client to complete or cancel")
 			}
@@ -499,12 +498,12 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
-	case obs.Caller == CallerGone && joinUnknown(t):
+	case obs.Caller == CallerGone && joinUnknown(en):
 		// The call may have ended after the join connected the caller to
 		// the target, before any reading showed it: a listing cannot tell
 		// that from a caller who hung up first. Said as it is, and the
 		// outcome stays unverified (see recovering).
-		e.fail(ctx, en, ReasonCallerHungUp, "the caller's call ended after the join was sent, before a reading showed the join: "+
+		e.fail(ctx, en, ReasonCallerHungUp, "the caller's call ended before a reading showed the transfer connect it to the target: "+
 			"whether the caller was connected to the target first, the provider does not show", nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
@@ -641,7 +640,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		if restored, done := e.restored(en, obs, at); done {
 			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
 				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
-			if unknowable(t, obs) {
+			if unknowable(en, obs) {
 				out.Verified, out.Detail = false, failure.Detail+noteUnknowable
 			}
 			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
@@ -769,7 +768,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		detail += fmt.Sprintf("; caller_restored corrected to %t (caller %s)", restored, obs.Caller)
 		o.CallerRestored = restored
 	}
-	if unknowable(t, obs) {
+	if unknowable(en, obs) {
 		// Nothing is left to do, and nothing the provider shows from now
 		// on can tell whether the join took: the obligation ends, and the
 		// outcome stays unverified for good.
@@ -793,26 +792,37 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 
 // noteUnknowable ends the detail of an outcome that stays unverified with
 // nothing left to do (see joinUnknown).
-const noteUnknowable = "; the outcome cannot be verified: the caller's call ended before any reading showed whether the join took"
+const noteUnknowable = "; the outcome cannot be verified: the caller's call ended before any reading showed whether the transfer connected the caller to the target"
 
-// joinUnknown reports whether a join was sent whose effect no reading has
-// shown: neither the caller with the target (the transfer would be
-// completed) nor, once the join could have applied, the caller still held
-// or back with the agent (Seen.NotJoined). A provider applies an accepted
-// join late, so a reading taken within the visibility window says nothing.
-func joinUnknown(t *Transfer) bool {
-	return !t.Sent.Join.IsZero() && !t.Seen.NotJoined && t.State != StateCompleted
+// joinUnknown reports whether what the transfer sent may have connected
+// the caller to the target without any reading showing it. With a join in
+// the flow: a join was sent, and no reading showed either the caller with
+// the target (the transfer would be completed) or, once the join could
+// have applied, the caller still held or back with the agent
+// (Seen.NotJoined): a provider applies an accepted join late, so a reading
+// taken within the visibility window says nothing. Without one (the
+// provider connects them when the target answers): the consult leg was
+// answered and no reading showed the caller with the target.
+func joinUnknown(en *entry) bool {
+	t := en.t
+	if t.State == StateCompleted {
+		return false
+	}
+	if en.flow.Join {
+		return !t.Sent.Join.IsZero() && !t.Seen.NotJoined
+	}
+	return !t.Sent.Dial.IsZero() && t.Answered
 }
 
 // unknowable reports an outcome the provider can no longer show: the
-// caller's call has ended while the join sent is unknown. A call that
-// ended after the join connected it to the target and one that ended
-// before look the same in every reading from now on, so the outcome is
-// reported as it is (the caller's call ended, caller_restored false) and
-// never verified: "verified" would claim that the provider showed the
-// caller was not transferred.
-func unknowable(t *Transfer, obs Observation) bool {
-	return obs.Caller == CallerGone && joinUnknown(t)
+// caller's call has ended while whether the transfer connected it to the
+// target is unknown. A call that ended after it was connected and one
+// that ended before look the same in every reading from now on, so the
+// outcome is reported as it is (the caller's call ended, caller_restored
+// false) and never verified: "verified" would claim that the provider
+// showed the caller was not transferred.
+func unknowable(en *entry, obs Observation) bool {
+	return obs.Caller == CallerGone && joinUnknown(en)
 }
 
 // callerSeenUp takes back what the transfer believed of a caller gone
@@ -1224,7 +1234,21 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
 		t.Seen.Consult, changed = true, true
 	}
+	// A leg that ended before any reading showed it answered was
+	// answered all the same.
+	if obs.ConsultWasAnswered && !t.Answered && !t.Sent.Dial.IsZero() {
+		e.answered(en)
+		changed = true
+	}
 	return changed
+}
+
+// answered records that the target answered the consult leg.
+func (e *Engine) answered(en *entry) {
+	t := en.t
+	t.Answered = true
+	e.note(en, StepAnswered, "the target answered")
+	emit(t, EventTargetAnswered, e.now(), t.State, t.State)
 }
 
 // learn keeps consult ids the provider revealed.

@@ -258,6 +258,7 @@ const (
 func consultEnded(obs *orchestrator.Observation, call *apiCall, cause string) {
 	obs.Consult = orchestrator.ConsultEnded
 	answered := call != nil && call.ActiveTime != ""
+	obs.ConsultWasAnswered = answered
 	switch cause {
 	case causeUserBusy:
 		obs.EndReason = orchestrator.ReasonBusy
