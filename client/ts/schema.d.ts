@@ -1378,7 +1378,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description transferd is shutting down and takes no new transfers; retry on another instance. */
+        /**
+         * @description transferd is shutting down and takes no new transfers (retry on another instance), or its
+         *     store did not save the transfer in time (retry; a save that landed after all makes the
+         *     retry a `409 active-transfer` naming it).
+         */
         ShuttingDown: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];

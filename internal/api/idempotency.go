@@ -40,8 +40,12 @@ const MaxWriteTimeout = 2 * time.Minute
 
 // startBudget is what orchestrator.ReservationTimeout leaves a request for
 // the rest of its work: validating the request and saving the transfer
-// (a few store calls).
+// (a few store calls). The create enforces it (startTimeout).
 const startBudget = 45 * time.Second
+
+// startTimeout bounds a create's start (startBudget); a variable so that
+// tests can shorten it.
+var startTimeout = startBudget
 
 // A request with an Idempotency-Key reserves its key (CreatedAt is taken
 // before it waits for an earlier request with the key, so that a

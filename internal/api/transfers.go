@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -230,17 +231,32 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		}
 		// Once the engine saved the transfer it runs, so the create must
 		// complete even if the client went away: its idempotency record
-		// then tells a retry which transfer it made.
+		// then tells a retry which transfer it made. It must also end
+		// within startTimeout, which the reservation of its
+		// Idempotency-Key counts on (see idempotent): a store that does not
+		// answer in time gets a 503, which frees the key. Should the save
+		// land all the same, the retry is refused with 409 active-transfer
+		// naming it: the one-active-transfer-per-call rule, not the key,
+		// keeps a second transfer from starting.
 		scope, key := idempotencyOf(r.Context())
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startTimeout)
+		defer cancel()
 		var t *orchestrator.Transfer
-		err := lim.start(r.Context(), eng, func() (err error) {
-			t, err = eng.Start(context.WithoutCancel(r.Context()), req, orchestrator.StartOptions{
+		err := lim.start(sctx, eng, func() (err error) {
+			t, err = eng.Start(sctx, req, orchestrator.StartOptions{
 				IdempotencyScope: scope, IdempotencyKey: key, RequestID: w.Header().Get("X-Request-Id"),
 			})
 			return err
 		})
 		if err != nil {
-			if !writeLimited(w, r, err) {
+			switch {
+			case writeLimited(w, r, err):
+			case sctx.Err() != nil:
+				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the store did not save the transfer in time")
+				p := probUnavailable
+				p.Detail = fmt.Sprintf("the store did not save the transfer within %s; retry (with the same Idempotency-Key, if any)", startTimeout)
+				writeProblem(w, r, p)
+			default:
 				writeError(w, r, err)
 			}
 			return
