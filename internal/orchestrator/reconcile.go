@@ -815,14 +815,15 @@ func joinUnknown(en *entry) bool {
 }
 
 // unknowable reports an outcome the provider can no longer show: the
-// caller's call has ended while whether the transfer connected it to the
-// target is unknown. A call that ended after it was connected and one
+// caller's call has ended (a reading shows it, or an unhold was answered
+// "not found") while whether the transfer connected it to the target is
+// unknown. A call that ended after it was connected and one
 // that ended before look the same in every reading from now on, so the
 // outcome is reported as it is (the caller's call ended, caller_restored
 // false) and never verified: "verified" would claim that the provider
 // showed the caller was not transferred.
 func unknowable(en *entry, obs Observation) bool {
-	return obs.Caller == CallerGone && joinUnknown(en)
+	return (obs.Caller == CallerGone || en.callerGone) && joinUnknown(en)
 }
 
 // callerSeenUp takes back what the transfer believed of a caller gone
@@ -1226,7 +1227,13 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	if obs.Caller == CallerHeld && !t.Sent.Hold.IsZero() && at.After(t.Sent.Hold) && !t.Seen.Held {
 		t.Seen.Held, changed = true, true
 	}
-	if (obs.Caller == CallerHeld || obs.Caller == CallerConnected) && !t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
+	// The join did not take when, once it could have applied, the caller
+	// is held or with the agent while the target is still on the consult
+	// leg, apart from the caller. Not when the consult has ended: a join
+	// that took and whose target then hung up leaves the caller alone in
+	// a bridge, which a Bandwidth reading shows as held.
+	if (obs.Caller == CallerHeld || obs.Caller == CallerConnected) &&
+		(obs.Consult == ConsultAnswered || obs.Consult == ConsultRinging) && !t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
 		!at.Before(t.Sent.Join.Add(e.cfg.VisibilityWindow)) {
 		t.Seen.NotJoined, changed = true, true
 	}
@@ -1239,6 +1246,12 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	if obs.ConsultWasAnswered && !t.Answered && !t.Sent.Dial.IsZero() {
 		e.answered(en)
 		changed = true
+	}
+	if changed {
+		// What a reading taught is saved by the end of this reconcile at
+		// the latest, whatever the state does with it: a restart must not
+		// forget it (a join seen not to take would turn unknowable).
+		en.unsaved = true
 	}
 	return changed
 }

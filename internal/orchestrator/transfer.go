@@ -263,7 +263,8 @@ type Seen struct {
 	Consult bool `json:"consult,omitempty"`
 	// NotJoined: a reading taken once the join could have applied (a
 	// visibility window after it was sent) showed the caller held or back
-	// with the agent: the join did not connect the caller to the target.
+	// with the agent and the target still on the consult leg: the join did
+	// not connect the caller to the target.
 	// Until then a join that was sent is unknown, and a caller's call that
 	// ends meanwhile leaves it unknown for good (see joinUnknown).
 	NotJoined bool `json:"not_joined,omitempty"`
