@@ -233,11 +233,12 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		// complete even if the client went away: its idempotency record
 		// then tells a retry which transfer it made. It must also end
 		// within startTimeout, which the reservation of its
-		// Idempotency-Key counts on (see idempotent): a store that does not
-		// answer in time gets a 503, which frees the key. Should the save
-		// land all the same, the retry is refused with 409 active-transfer
-		// naming it: the one-active-transfer-per-call rule, not the key,
-		// keeps a second transfer from starting.
+		// Idempotency-Key counts on (see idempotent): a create whose checks
+		// before the save (the in-flight limit's list, the engine's) do not
+		// get an answer in time gets a 503, which frees the key, and saves
+		// nothing. A save the store has taken is waited for to its verdict
+		// (the stores' group commit), which their own bounds limit: SQLite's
+		// busy timeout, PostgreSQL's commit timeout.
 		scope, key := idempotencyOf(r.Context())
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startTimeout)
 		defer cancel()
@@ -252,9 +253,9 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			switch {
 			case writeLimited(w, r, err):
 			case sctx.Err() != nil:
-				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the store did not save the transfer in time")
+				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the create could not reach the store in time")
 				p := probUnavailable
-				p.Detail = fmt.Sprintf("the store did not save the transfer within %s; retry (with the same Idempotency-Key, if any)", startTimeout)
+				p.Detail = fmt.Sprintf("the store did not answer within %s; nothing was saved: retry (with the same Idempotency-Key, if any)", startTimeout)
 				writeProblem(w, r, p)
 			default:
 				writeError(w, r, err)

@@ -737,6 +737,25 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 		return 0
 	}
+	if t.State != StateCompleted && unknowable(en, obs) {
+		// What this transfer sent may have connected the caller to the
+		// target (a late leg of ours answered while a tombstone watched,
+		// or a join the outcome could not verify), and the caller's call
+		// has ended since: no reading can tell any more.
+		o := t.Outcome
+		if o.Verified || o.CallerRestored {
+			o.Detail += "; then a consult leg of ours was answered"
+		}
+		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
+		o.Detail += noteUnknowable
+		e.note(en, StepVerify, "the caller's call has ended: whether what the transfer sent connected the caller to the target first, the provider cannot show")
+		emit(t, EventOutcomeVerified, now, t.State, t.State)
+		emit(t, EventNeedsAttention, now, t.State, t.State)
+		if e.save(ctx, en) {
+			en.log.Warn().Str("state", string(t.State)).Msg("cleanup done: the outcome cannot be verified")
+		}
+		return 0
+	}
 	if t.Outcome.Verified {
 		return e.sweepTombstone(ctx, en, obs, at)
 	}
@@ -814,16 +833,16 @@ func joinUnknown(en *entry) bool {
 	return !t.Sent.Dial.IsZero() && t.Answered
 }
 
-// unknowable reports an outcome the provider can no longer show: the
-// caller's call has ended (a reading shows it, or an unhold was answered
-// "not found") while whether the transfer connected it to the target is
-// unknown. A call that ended after it was connected and one
+// unknowable reports an outcome the provider can no longer show: a reading
+// shows the caller's call ended while whether the transfer connected it to
+// the target is unknown. (An unhold answered "not found" is not enough: it
+// may be about the agent's leg; see restored.) A call that ended after it was connected and one
 // that ended before look the same in every reading from now on, so the
 // outcome is reported as it is (the caller's call ended, caller_restored
 // false) and never verified: "verified" would claim that the provider
 // showed the caller was not transferred.
 func unknowable(en *entry, obs Observation) bool {
-	return (obs.Caller == CallerGone || en.callerGone) && joinUnknown(en)
+	return obs.Caller == CallerGone && joinUnknown(en)
 }
 
 // callerSeenUp takes back what the transfer believed of a caller gone
@@ -1072,7 +1091,19 @@ func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, d
 	case CallerHeld, CallerUnknown:
 		// Held although nothing of ours is left to undo (the agent's leg
 		// ended, say): not restored, and nothing more to do.
-		if en.unholdRefused != "" || en.callerGone {
+		if en.unholdRefused != "" {
+			return false, true
+		}
+		if en.callerGone {
+			// An unhold answered "not found". Where the transfer may have
+			// connected the caller to the target, only a reading taken
+			// after it can say whether the caller's call ended (an outcome
+			// that cannot be known) or goes on (the 404 was about the
+			// agent's leg: callerSeenUp takes it back, and the caller is
+			// owed the unhold again).
+			if joinUnknown(en) && !at.After(t.Sent.Unhold) {
+				return false, false
+			}
 			return false, true
 		}
 		// The caller's call goes on with neither the agent nor the target
@@ -1244,7 +1275,13 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	// A leg that ended before any reading showed it answered was
 	// answered all the same.
 	if obs.ConsultWasAnswered && !t.Answered && !t.Sent.Dial.IsZero() {
-		e.answered(en)
+		if t.State.Terminal() {
+			// A late leg's answer, after the end was reported: a fact for
+			// joinUnknown, not a new event (the sweeper's note says it).
+			t.Answered = true
+		} else {
+			e.answered(en)
+		}
 		changed = true
 	}
 	if changed {
