@@ -73,8 +73,10 @@ type entry struct {
 	// hangupUnseen: the last hang-up was sent before the consult was ever
 	// seen, so it may have found nothing; the consult appearing makes it
 	// due again at once.
-	hangupUnseen  bool
-	callerGone    bool // the provider said the caller's call is gone
+	hangupUnseen bool
+	callerGone   bool // the provider said the caller's call is gone
+	// notFound counts unholds answered "not found" (see callerSeenUp).
+	notFound      int
 	unholdRefused string
 	warnedUnread  bool
 
@@ -741,9 +743,21 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		// What this transfer sent may have connected the caller to the
 		// target (a late leg of ours answered while a tombstone watched,
 		// or a join the outcome could not verify), and the caller's call
-		// has ended since: no reading can tell any more.
+		// has ended since: no reading can tell any more. A consult leg of
+		// ours still up is hung up first (never the caller: gone), and
+		// the obligation is discharged once none is, after its window.
+		e.compensate(ctx, en, obs, true, true)
+		if en.lost {
+			return 0
+		}
+		if obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered {
+			return min(e.cfg.VisibilityWindow, e.redoWait(en, now))
+		}
+		if now.Before(t.Cleanup.Until) {
+			return min(t.Cleanup.Until.Sub(now)+time.Millisecond, e.redoWait(en, now))
+		}
 		o := t.Outcome
-		if o.Verified || o.CallerRestored {
+		if !en.flow.Join && (o.Verified || o.CallerRestored) {
 			o.Detail += "; then a consult leg of ours was answered"
 		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
@@ -860,6 +874,14 @@ func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outco
 	}
 	if en.callerGone && at.After(en.t.Sent.Unhold) {
 		en.callerGone = false // the unhold is due again (compensate)
+		if obs.Caller == CallerHeld && en.notFound >= 2 {
+			// Answered "not found" again while the caller's call is up
+			// and held: the unhold addresses a leg that has ended (on
+			// NetSapiens, the agent's), and sending it again would go on
+			// for as long as the call lasts. Nothing of ours can take
+			// this caller off hold.
+			en.unholdRefused = fmt.Sprintf("the unhold was answered \"not found\" %d times while the caller's call is up and held: the leg it addresses has ended", en.notFound)
+		}
 	}
 	if o == nil || o.Reason != ReasonCallerHungUp {
 		return false
@@ -1024,7 +1046,8 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		en.redoUnhold = true
 		en.retryAt = now.Add(e.retryWait(en))
 	case KindOf(err) == KindCallNotFound:
-		en.callerGone = true // hung up while held
+		en.callerGone = true // hung up while held, or a leg the unhold addresses has ended
+		en.notFound++
 	case transient(err) || KindOf(err) == KindProviderRejected:
 		// Rejected may be a state not applied yet (a bridge member still
 		// leaving another bridge): try again.
