@@ -1379,9 +1379,8 @@ export interface components {
             };
         };
         /**
-         * @description transferd is shutting down and takes no new transfers (retry on another instance), or its
-         *     store did not save the transfer in time (retry; a save that landed after all makes the
-         *     retry a `409 active-transfer` naming it).
+         * @description transferd is shutting down and takes no new transfers (retry on another instance), or the
+         *     create could not reach its store in time (nothing was saved; retry).
          */
         ShuttingDown: {
             headers: {

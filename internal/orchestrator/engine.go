@@ -790,7 +790,8 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	e.startWorkers()
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
-	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed}
+	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed,
+		counted: t.Cleanup != nil} // counted below, so that drop takes it off
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
 	en.signal.Store(resumed) // a signal may have been put while nobody drove it

@@ -760,6 +760,9 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		if !en.flow.Join && (o.Verified || o.CallerRestored) {
 			o.Detail += "; then a consult leg of ours was answered"
 		}
+		if o.Verified {
+			e.m.unverified.WithLabelValues(en.p.Name()).Inc()
+		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
 		o.Detail += noteUnknowable
 		e.note(en, StepVerify, "the caller's call has ended: whether what the transfer sent connected the caller to the target first, the provider cannot show")
@@ -801,15 +804,9 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		detail += fmt.Sprintf("; caller_restored corrected to %t (caller %s)", restored, obs.Caller)
 		o.CallerRestored = restored
 	}
-	if unknowable(en, obs) {
-		// Nothing is left to do, and nothing the provider shows from now
-		// on can tell whether the join took: the obligation ends, and the
-		// outcome stays unverified for good.
-		detail += "; the caller's call has ended: whether the join sent connected the caller to the target first, the provider cannot show"
-		o.Detail += noteUnknowable
-	} else {
-		o.Verified = true
-	}
+	// (An outcome the provider can no longer show took the branch near
+	// the top: it is never verified here.)
+	o.Verified = true
 	t.Cleanup = nil
 	e.note(en, StepVerify, detail)
 	emit(t, EventOutcomeVerified, now, t.State, t.State)
@@ -817,8 +814,8 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		emit(t, EventNeedsAttention, now, t.State, t.State)
 	}
 	if e.save(ctx, en) {
-		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).Bool("verified", o.Verified).
-			Msg("cleanup done: the outcome is final")
+		en.log.Info().Str("state", string(t.State)).Bool("caller_restored", o.CallerRestored).
+			Msg("cleanup done: outcome verified")
 	}
 	return 0
 }
@@ -1288,7 +1285,7 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	// a bridge, which a Bandwidth reading shows as held.
 	if (obs.Caller == CallerHeld || obs.Caller == CallerConnected) &&
 		(obs.Consult == ConsultAnswered || obs.Consult == ConsultRinging) && !t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
-		!at.Before(t.Sent.Join.Add(e.cfg.VisibilityWindow)) {
+		!at.Before(e.joinSettledAt(t)) {
 		t.Seen.NotJoined, changed = true, true
 	}
 	// A leg seen ended was there: no tombstone needs to watch for it.
@@ -1314,6 +1311,23 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 		en.unsaved = true
 	}
 	return changed
+}
+
+// joinSettledAt is when a join can no longer be applied late: a visibility
+// window after its step ended. The step ends after the request went out,
+// which may be well after Sent.Join (the intent's save; on Bandwidth, the
+// consult's release and the join sent again while a call leaves a
+// bridge); a step that never ended (the process died in it) is bounded by
+// the step timeout.
+func (e *Engine) joinSettledAt(t *Transfer) time.Time {
+	end := t.Sent.Join
+	if s := t.lastStep(StepTransfer); s != nil {
+		end = s.EndedAt
+		if end.IsZero() {
+			end = s.StartedAt.Add(e.cfg.StepTimeout)
+		}
+	}
+	return end.Add(e.cfg.VisibilityWindow)
 }
 
 // answered records that the target answered the consult leg.
