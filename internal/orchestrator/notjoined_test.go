@@ -212,31 +212,14 @@ func TestJoinSeenNotToTakeSurvivesARestart(t *testing.T) {
 // verified".
 func TestCallerAloneAfterTheTargetLeftIsNoEvidenceAgainstTheJoin(t *testing.T) {
 	f := orchestratortest.NewFake("fake")
-	var mu sync.Mutex
-	var joinAt time.Time
-	var scripted bool
-	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
-		mu.Lock()
-		joinAt = time.Now()
-		mu.Unlock()
-	})
-	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
-	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case joinAt.IsZero() || scripted:
-		case time.Since(joinAt) < 3*stormWindowShort:
-			// No reading shows the join until it is a window old.
-			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
-		default:
-			scripted = true
-			if c, _ := f.State(r.TransferID); c.Caller != orchestrator.CallerTransferred {
-				t.Errorf("the join did not take: caller %d", c.Caller)
-			}
-			f.HangupTarget(r.TransferID)
-			f.SetCaller(r.TransferID, orchestrator.CallerHeld) // alone in the bridge
+	// No reading shows the join until it is a window old; then the target
+	// hangs up, and the caller is alone in the bridge.
+	afterJoinWindow(f, func(id string) {
+		if c, _ := f.State(id); c.Caller != orchestrator.CallerTransferred {
+			t.Errorf("the join did not take: caller %d", c.Caller)
 		}
+		f.HangupTarget(id)
+		f.SetCaller(id, orchestrator.CallerHeld)
 	})
 	f.Before(orchestratortest.MethodUnhold, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}

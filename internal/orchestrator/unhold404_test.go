@@ -3,9 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -23,36 +21,13 @@ import (
 // back, and the unhold is sent again.
 func TestUnholdNotFoundWhileTheCallerShowsHeldAfterAnUnknownJoin(t *testing.T) {
 	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodComplete, 1)
-	var mu sync.Mutex
-	var joinAt time.Time
-	var hungUp, scripted bool
-	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
-		mu.Lock()
-		joinAt = time.Now()
-		mu.Unlock()
-	})
-	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
-	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case joinAt.IsZero() || scripted:
-		case !hungUp:
-			// The target hangs up before the accepted join is applied; the
-			// join then never applies.
-			hungUp = true
-			f.HangupTarget(r.TransferID)
-			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
-		case time.Since(joinAt) < 3*stormWindowShort:
-			// No reading until the hold has settled (a window old).
-			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
-		default:
-			scripted = true
-			// The agent hangs up meanwhile: the unhold, addressed to the
-			// agent's leg, answers 404.
-			f.FailOn(orchestratortest.MethodUnhold,
-				orchestrator.E("fake.Unhold", orchestrator.KindCallNotFound, errors.New("HTTP 404")), 1)
-		}
+	// The target hangs up; the accepted join, not applied yet, never is.
+	// The agent hangs up too: the unhold, addressed to the agent's leg,
+	// answers 404, once.
+	afterJoinWindow(f, func(id string) {
+		f.HangupTarget(id)
+		f.FailOn(orchestratortest.MethodUnhold,
+			orchestrator.E("fake.Unhold", orchestrator.KindCallNotFound, errors.New("HTTP 404")), 1)
 	})
 	e, st := unknowableEngine(t, f)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,32 +27,12 @@ import (
 // not restored, verified.
 func TestUnholdAlwaysNotFoundWhileTheCallerShowsHeldEnds(t *testing.T) {
 	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodComplete, 1)
-	var mu sync.Mutex
-	var joinAt time.Time
-	var hungUp, scripted bool
-	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
-		mu.Lock()
-		joinAt = time.Now()
-		mu.Unlock()
-	})
-	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
-	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case joinAt.IsZero() || scripted:
-		case !hungUp:
-			hungUp = true
-			f.HangupTarget(r.TransferID)
-			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
-		case time.Since(joinAt) < 3*stormWindowShort:
-			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
-		default:
-			scripted = true
-			// The agent's leg is gone for good: every unhold answers 404.
-			f.FailOn(orchestratortest.MethodUnhold,
-				orchestrator.E("fake.Unhold", orchestrator.KindCallNotFound, errors.New("HTTP 404")), -1)
-		}
+	// The target hangs up; the accepted join, not applied yet, never is.
+	// The agent's leg is gone for good: every unhold answers 404.
+	afterJoinWindow(f, func(id string) {
+		f.HangupTarget(id)
+		f.FailOn(orchestratortest.MethodUnhold,
+			orchestrator.E("fake.Unhold", orchestrator.KindCallNotFound, errors.New("HTTP 404")), -1)
 	})
 	const many = 40
 	var unholds atomic.Int32

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,35 @@ func unknowableEngine(t *testing.T, f *orchestratortest.Fake) (*orchestrator.Eng
 	}
 	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
 	return e, st
+}
+
+// afterJoinWindow scripts the Fake for a test about what a reading shows
+// once a join could have applied: from the join on, every reading fails
+// (the provider is unreadable) until the join is three visibility windows
+// (stormWindowShort) old; then, once, then runs before the next reading is
+// taken.
+func afterJoinWindow(f *orchestratortest.Fake, then func(id string)) {
+	var mu sync.Mutex
+	var joinAt time.Time
+	var done bool
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+		mu.Lock()
+		joinAt = time.Now()
+		mu.Unlock()
+	})
+	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case joinAt.IsZero() || done:
+		case time.Since(joinAt) < 3*stormWindowShort:
+			f.FailOn(orchestratortest.MethodObserve, unavailable, 1)
+		default:
+			done = true
+			then(r.TransferID)
+		}
+	})
 }
 
 func eventTypes(t *testing.T, st *recStore, id string) []orchestrator.EventType {
