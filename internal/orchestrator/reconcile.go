@@ -847,11 +847,11 @@ func joinUnknown(en *entry) bool {
 // unknowable reports an outcome the provider can no longer show: a reading
 // shows the caller's call ended while whether the transfer connected it to
 // the target is unknown. (An unhold answered "not found" is not enough: it
-// may be about the agent's leg; see restored.) A call that ended after it was connected and one
-// that ended before look the same in every reading from now on, so the
-// outcome is reported as it is (the caller's call ended, caller_restored
-// false) and never verified: "verified" would claim that the provider
-// showed the caller was not transferred.
+// may be about the agent's leg; see restored.) A call that ended after it
+// was connected and one that ended before look the same in every reading
+// from now on, so the outcome is reported as it is (the caller's call
+// ended, caller_restored false) and never verified: "verified" would claim
+// that the provider showed the caller was not transferred.
 func unknowable(en *entry, obs Observation) bool {
 	return obs.Caller == CallerGone && joinUnknown(en)
 }
