@@ -252,7 +252,9 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		if err != nil {
 			switch {
 			case writeLimited(w, r, err):
-			case sctx.Err() != nil:
+			case sctx.Err() != nil && orchestrator.KindOf(err) == orchestrator.KindInternal:
+				// The deadline passed and the store's answer says nothing
+				// more (a definite one, a conflict say, is served as such).
 				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the create could not reach the store in time")
 				p := probUnavailable
 				p.Detail = fmt.Sprintf("the store did not answer within %s; nothing was saved: retry (with the same Idempotency-Key, if any)", startTimeout)

@@ -118,3 +118,25 @@ func FieldsOf(err error) map[string]string {
 	}
 	return nil
 }
+
+// ErrNotSent matches (errors.Is) an action's error that the adapter
+// raised before the action's request went out: nothing that can have had
+// the action's effect reached the provider. See NotSent.
+var ErrNotSent = errors.New("the request was not sent")
+
+// NotSent marks err as raised before the action's request went out (a
+// read the action needs first failed, say). The engine then knows the
+// action did not happen: a join so marked is owed again, not possibly
+// applied. err keeps its kind and evidence.
+func NotSent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notSentError{err}
+}
+
+type notSentError struct{ err error }
+
+func (e notSentError) Error() string        { return e.err.Error() }
+func (e notSentError) Unwrap() error        { return e.err }
+func (e notSentError) Is(target error) bool { return target == ErrNotSent }

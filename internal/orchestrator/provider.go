@@ -117,7 +117,13 @@ type Observation struct {
 	// that has ended since may have ended after the transfer took (see
 	// the engine's joinUnknown). Providers that cannot tell leave it false.
 	ConsultWasAnswered bool
-	Detail             string
+	// CallerWithAgent: the caller held or connected is so with the agent,
+	// positively (NetSapiens: the caller's row carries the agent's leg).
+	// Once a join could have applied, that shows it did not take, whatever
+	// the consult shows. Providers whose "held" may be a caller left alone
+	// (a Bandwidth bridge after the target left) leave it false.
+	CallerWithAgent bool
+	Detail          string
 	// ConsultLeg carries consult ids learned by observing (NetSapiens
 	// shows the consult's call-session-id only once the call exists); the
 	// engine saves the non-empty ones.

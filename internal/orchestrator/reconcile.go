@@ -456,6 +456,19 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		case errors.Is(err, errUnsaved):
 			t.Sent.Join = time.Time{}
 			return e.backoff(en)
+		case errors.Is(err, ErrNotSent):
+			// Nothing that can join them reached the provider (a request
+			// the join needs first failed): the join did not happen, and
+			// is owed again while the failure may pass.
+			t.Sent.Join = time.Time{}
+			if !e.save(ctx, en) && en.lost {
+				return 0
+			}
+			if transient(err) && e.patient(en) {
+				return e.backoff(en)
+			}
+			e.failErr(ctx, en, StepTransfer, err)
+			return 0
 		case transient(err):
 			// The join may have happened: only the provider can tell, and
 			// undoing it would hang up the leg that carries the caller.
@@ -1280,11 +1293,13 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	}
 	// The join did not take when, once it could have applied, the caller
 	// is held or with the agent while the target is still on the consult
-	// leg, apart from the caller. Not when the consult has ended: a join
-	// that took and whose target then hung up leaves the caller alone in
-	// a bridge, which a Bandwidth reading shows as held.
+	// leg, apart from the caller, or while the provider shows the caller
+	// positively with the agent. Not otherwise when the consult has ended:
+	// a join that took and whose target then hung up leaves the caller
+	// alone in a bridge, which a Bandwidth reading shows as held.
 	if (obs.Caller == CallerHeld || obs.Caller == CallerConnected) &&
-		(obs.Consult == ConsultAnswered || obs.Consult == ConsultRinging) && !t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
+		(obs.Consult == ConsultAnswered || obs.Consult == ConsultRinging || obs.CallerWithAgent) &&
+		!t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
 		!at.Before(e.joinSettledAt(t)) {
 		t.Seen.NotJoined, changed = true, true
 	}

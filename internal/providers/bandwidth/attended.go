@@ -329,8 +329,8 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 		b2, _ = c.agentBridge(ctx, t)
 	}
 	if b2 == "" || tid == "" {
-		return orchestrator.E("bandwidth.complete", orchestrator.KindInternal,
-			fmt.Errorf("the consult leg is not known (call %q, bridge %q)", tid, b2))
+		return orchestrator.NotSent(orchestrator.E("bandwidth.complete", orchestrator.KindInternal,
+			fmt.Errorf("the consult leg is not known (call %q, bridge %q)", tid, b2)))
 	}
 	// 1. T leaves b2 (a call is in one bridge only).
 	err := c.updateBridge(ctx, "release_consult", b2, bridgeBody{CallIDs: members(g)})
@@ -345,7 +345,8 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 		err = nil
 	}
 	if err != nil {
-		return err
+		// The join was not sent: T leaving b2 alone connects nobody.
+		return orchestrator.NotSent(err)
 	}
 	// 2. A and T together in b1, audio on. The agent's call stays up, alone
 	// in b2, until a reading shows the join applied (HangupAgent): the

@@ -478,6 +478,9 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 		}
 	}
 	obs.Caller = callerState
+	// Held or connected only ever comes from a row that carries the
+	// agent's leg (rowCallerState): a join that took would have taken it.
+	obs.CallerWithAgent = callerState == orchestrator.CallerHeld || callerState == orchestrator.CallerConnected
 	if obs.Caller == orchestrator.CallerUnknown {
 		obs.Detail = "the caller's call no longer includes the agent or the target"
 	}
@@ -605,10 +608,10 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	if sessionID == "" {
 		ac, err := c.findConsult(ctx, t, consultID(t))
 		if err != nil {
-			return err
+			return orchestrator.NotSent(err) // the transfer request was not sent
 		}
 		if ac == nil {
-			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed"))
+			return orchestrator.NotSent(orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed")))
 		}
 		sessionID = ac.SessionID
 	}
