@@ -458,12 +458,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			return e.backoff(en)
 		case errors.Is(err, ErrNotSent):
 			// Nothing that can join them reached the provider (a request
-			// the join needs first failed): the join did not happen, and
-			// is owed again while the failure may pass.
-			t.Sent.Join = time.Time{}
-			if !e.save(ctx, en) && en.lost {
-				return 0
-			}
+			// the join needs first failed): the join did not happen (step
+			// cleared Sent.Join as it recorded the failure), and is owed
+			// again while the failure may pass.
 			if transient(err) && e.patient(en) {
 				return e.backoff(en)
 			}
@@ -1483,6 +1480,12 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		label = KindOf(err).String()
 		s.Status, s.Detail, s.Evidence, s.ErrKind = StepFailed, err.Error(), EvidenceOf(err), label
 		en.log.Warn().Err(err).Str("step", name).Msg("transfer step failed")
+		if name == StepTransfer && errors.Is(err, ErrNotSent) {
+			// Nothing that can join them went out: the save of this result
+			// says so, so that a crash right after it does not leave the
+			// join counted as possibly applied (see completing).
+			t.Sent.Join = time.Time{}
+		}
 	} else {
 		s.Status = StepSucceeded
 	}

@@ -326,7 +326,10 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	if b2 == "" {
 		// Not learnt from T (a reading found T by its tag): the agent's
 		// bridge other than b1, when it is ours.
-		b2, _ = c.agentBridge(ctx, t)
+		var err error
+		if b2, err = c.agentBridge(ctx, t); err != nil {
+			return orchestrator.NotSent(err)
+		}
 	}
 	if b2 == "" || tid == "" {
 		return orchestrator.NotSent(orchestrator.E("bandwidth.complete", orchestrator.KindInternal,
