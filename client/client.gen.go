@@ -1754,8 +1754,10 @@ type ClientInterface interface {
 
 	// GetReadiness Readiness
 	//
-	// Answers `200` when transferd can take transfers: it is not shutting down and its store
-	// answers within 2 seconds. Otherwise `503 unavailable`, whose `detail` says why.
+	// Answers `200` when transferd can take transfers: it is not shutting down, its store
+	// saves transfers and renews this replica's heartbeat, and answers within 2 seconds.
+	// Otherwise `503 unavailable`, whose `detail` says which (never the store's own error,
+	// which is in the log).
 	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1992,8 +1994,10 @@ func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) 
 
 // GetReadiness Readiness
 //
-// Answers `200` when transferd can take transfers: it is not shutting down and its store
-// answers within 2 seconds. Otherwise `503 unavailable`, whose `detail` says why.
+// Answers `200` when transferd can take transfers: it is not shutting down, its store
+// saves transfers and renews this replica's heartbeat, and answers within 2 seconds.
+// Otherwise `503 unavailable`, whose `detail` says which (never the store's own error,
+// which is in the log).
 //
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3076,8 +3080,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadinessWithResponse Readiness
 	//
-	// Answers `200` when transferd can take transfers: it is not shutting down and its store
-	// answers within 2 seconds. Otherwise `503 unavailable`, whose `detail` says why.
+	// Answers `200` when transferd can take transfers: it is not shutting down, its store
+	// saves transfers and renews this replica's heartbeat, and answers within 2 seconds.
+	// Otherwise `503 unavailable`, whose `detail` says which (never the store's own error,
+	// which is in the log).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5264,8 +5270,10 @@ func (c *ClientWithResponses) GetOpenAPIWithResponse(ctx context.Context, reqEdi
 
 // GetReadinessWithResponse Readiness
 //
-// Answers `200` when transferd can take transfers: it is not shutting down and its store
-// answers within 2 seconds. Otherwise `503 unavailable`, whose `detail` says why.
+// Answers `200` when transferd can take transfers: it is not shutting down, its store
+// saves transfers and renews this replica's heartbeat, and answers within 2 seconds.
+// Otherwise `503 unavailable`, whose `detail` says which (never the store's own error,
+// which is in the log).
 //
 // Returns a wrapper object for the known response body format(s).
 //

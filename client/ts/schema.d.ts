@@ -365,8 +365,10 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description Answers `200` when transferd can take transfers: it is not shutting down and its store
-         *     answers within 2 seconds. Otherwise `503 unavailable`, whose `detail` says why.
+         * @description Answers `200` when transferd can take transfers: it is not shutting down, its store
+         *     saves transfers and renews this replica's heartbeat, and answers within 2 seconds.
+         *     Otherwise `503 unavailable`, whose `detail` says which (never the store's own error,
+         *     which is in the log).
          */
         get: operations["getReadiness"];
         put?: never;
@@ -1392,7 +1394,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Not ready (shutting down, or the store does not answer); `detail` says why. */
+        /** @description Not ready (shutting down, or the store cannot save transfers, renew the heartbeat or be reached); `detail` says which. */
         NotReady: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];

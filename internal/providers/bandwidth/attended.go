@@ -325,9 +325,14 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	b1, b2, tid := t.Legs.Caller.BridgeID, t.Legs.Consult.BridgeID, t.Legs.Consult.CallID
 	if b2 == "" {
 		// Not learnt from T (a reading found T by its tag): the agent's
-		// bridge other than b1, when it is ours.
+		// bridge other than b1, when it is ours, or, the agent gone (when
+		// the engine joins them for that very reason), T's own.
 		var err error
-		if b2, err = c.agentBridge(ctx, t); err != nil {
+		if b2, err = c.consultBridge(ctx, t); err != nil {
+			if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+				// A bridge read 404: not the caller's call, which exists.
+				err = orchestrator.E("bandwidth.complete", orchestrator.KindInternal, err)
+			}
 			return orchestrator.NotSent(err)
 		}
 	}
@@ -359,6 +364,27 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	return c.whileLeaving(ctx, func() error {
 		return c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)})
 	})
+}
+
+// consultBridge finds the consult bridge b2 of a transfer that did not
+// learn it: the agent's bridge other than b1 (agentBridge), or, when the
+// agent's call is in none (it ended), the bridge T is in, if not b1.
+func (c *Client) consultBridge(ctx context.Context, t *orchestrator.Transfer) (string, error) {
+	b2, err := c.agentBridge(ctx, t)
+	if err != nil || b2 != "" || t.Legs.Consult.CallID == "" {
+		return b2, err
+	}
+	tc, err := c.getCall(ctx, t.Legs.Consult.CallID)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return "", nil // T is gone: the join fails as it would have
+	case err != nil:
+		return "", err
+	}
+	if id := tc.bridgeID(); id != t.Legs.Caller.BridgeID && !tc.ended() {
+		return id, nil
+	}
+	return "", nil
 }
 
 // leaveWait bounds how long a bridge update is waited for (patiently).
