@@ -9,12 +9,48 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
 )
+
+// lateAnswer runs an announced transfer whose B-leg does not show within
+// the visibility window: it ends verified, with a tombstone (end). Once arm
+// is called, between two readings the late B-leg appears and is answered
+// (the provider connects A and B), then the caller hangs up, B with it.
+func lateAnswer(t *testing.T, reg *prometheus.Registry) (st *recStore, tr, end *orchestrator.Transfer, arm func()) {
+	t.Helper()
+	f := orchestratortest.NewFake("bw").AnnouncedOnly().Defer(orchestratortest.MethodDial, 1)
+	p := &keepsAnswer{Fake: f}
+	st = &recStore{Store: memory.New(), saved: make(chan struct{})}
+	e := testEngine(t, fastConfig(200*time.Millisecond, time.Second), st, p, reg)
+	var armed, scripted atomic.Bool
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		if !armed.Load() || !scripted.CompareAndSwap(false, true) {
+			return
+		}
+		if f.ApplyDeferred(r.TransferID) != 1 {
+			t.Error("the dial was not waiting to land")
+		}
+		if c, _ := f.State(r.TransferID); c.Caller != orchestrator.CallerTransferred {
+			t.Errorf("the late leg did not connect the caller to the target: caller %v", c.Caller)
+		}
+		p.answered.Store(r.TransferID, true)
+		f.HangupCaller(r.TransferID)
+	})
+	r := orchestrator.Request{Provider: "bw", Mode: orchestrator.ModeAnnounced,
+		Call: orchestrator.CallRef{Domain: "TEST", User: "1000"}, Target: "+15550001010", ConsultTimeout: 30 * time.Second}
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end = st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Cleanup == nil || !end.Outcome.Verified {
+		t.Fatalf("set-up: %s %+v cleanup %+v; want verified with a tombstone", end.State, end.Outcome, end.Cleanup)
+	}
+	return st, tr, end, func() { armed.Store(true) }
+}
 
 // keepsAnswer is the Fake with Bandwidth's habit the engine relies on:
 // an ended consult leg that had been answered says so
@@ -59,44 +95,11 @@ func (p *keepsAnswer) Read(ctx context.Context, key string, ts []*orchestrator.T
 // transfer.failed. Now the outcome is unverified for good, not restored,
 // and no event says the target answered after the end.
 func TestLateAnsweredLegThenCallerGoneUnverifiesATombstonesOutcome(t *testing.T) {
-	f := orchestratortest.NewFake("bw").AnnouncedOnly().Defer(orchestratortest.MethodDial, 1)
-	p := &keepsAnswer{Fake: f}
-	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
-	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		StepTimeout: time.Second, VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		TombstoneTTL: time.Second}, st, []orchestrator.Provider{p}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-
-	var armed, scripted atomic.Bool
-	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
-		if !armed.Load() || !scripted.CompareAndSwap(false, true) {
-			return
-		}
-		// Between two readings: the late B-leg appears and is answered (the
-		// provider connects A and B), then the caller hangs up, B with it.
-		if f.ApplyDeferred(r.TransferID) != 1 {
-			t.Error("the dial was not waiting to land")
-		}
-		if c, _ := f.State(r.TransferID); c.Caller != orchestrator.CallerTransferred {
-			t.Errorf("the late leg did not connect the caller to the target: caller %v", c.Caller)
-		}
-		p.answered.Store(r.TransferID, true)
-		f.HangupCaller(r.TransferID)
-	})
-	r := orchestrator.Request{Provider: "bw", Mode: orchestrator.ModeAnnounced,
-		Call: orchestrator.CallRef{Domain: "TEST", User: "1000"}, Target: "+15550001010", ConsultTimeout: 30 * time.Second}
-	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
-	if end.Cleanup == nil || !end.Outcome.Verified || !end.Outcome.CallerRestored {
+	st, tr, end, arm := lateAnswer(t, nil)
+	if !end.Outcome.CallerRestored {
 		t.Fatalf("set-up: %s %+v cleanup %+v; want failed, restored, verified, with a tombstone", end.State, end.Outcome, end.Cleanup)
 	}
-	armed.Store(true)
+	arm()
 	end = st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered || x.Cleanup == nil })
 	if !end.Answered {
 		t.Fatalf("the answer was never read: %+v", end.Outcome)

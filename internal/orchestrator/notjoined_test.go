@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -100,21 +97,12 @@ func (p *deadable) HangupConsult(ctx context.Context, t *orchestrator.Transfer) 
 
 func notJoinedReplica(t *testing.T, store orchestrator.Store, p orchestrator.Provider, verify time.Duration) *orchestrator.Engine {
 	t.Helper()
-	e, err := orchestrator.New(orchestrator.Config{
+	return testEngine(t, orchestrator.Config{
 		Owner: "x", LeaseTTL: 2 * time.Second,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: verify, VisibilityWindow: 50 * time.Millisecond, TombstoneTTL: 50 * time.Millisecond,
 		StepTimeout: time.Second,
-	}, store, []orchestrator.Provider{p}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	return e
+	}, store, p, nil)
 }
 
 // Found by review: Seen.NotJoined was learnt in completing but never saved
@@ -223,13 +211,7 @@ func TestCallerAloneAfterTheTargetLeftIsNoEvidenceAgainstTheJoin(t *testing.T) {
 	})
 	f.Before(orchestratortest.MethodUnhold, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
-	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		StepTimeout: time.Second, VerifyTimeout: 10 * time.Second, VisibilityWindow: stormWindowShort,
-		TombstoneTTL: stormWindowShort}, st, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	e := testEngine(t, fastConfig(10*time.Second, stormWindowShort), st, f, nil)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)

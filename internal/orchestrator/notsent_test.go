@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -74,19 +71,9 @@ func TestJoinNotSentThenCrashKeepsTheOutcomeKnowable(t *testing.T) {
 		<-release // dead from here on
 	}
 	engine := func(crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
-		cfg := orchestrator.Config{Owner: "x", PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-			StepTimeout: time.Second, VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-			TombstoneTTL: 50 * time.Millisecond, CrashPoint: crash}
-		e, err := orchestrator.New(cfg, st, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-		return e
+		cfg := fastConfig(200*time.Millisecond, stormWindowShort)
+		cfg.Owner, cfg.CrashPoint = "x", crash
+		return testEngine(t, cfg, st, f, nil)
 	}
 	first := engine(crash)
 	t.Cleanup(func() { close(release) })

@@ -3,12 +3,10 @@ package orchestrator_test
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -88,16 +86,13 @@ func TestNotJoinedOnlyFromAReadingAfterTheJoinStepEnded(t *testing.T) {
 	p := &slowJoin{Fake: orchestratortest.NewFake("fake"), window: window,
 		late: make(chan struct{}), release: make(chan struct{}), proceed: make(chan struct{})}
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
-	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		StepTimeout: 5 * time.Second, VerifyTimeout: 10 * time.Second, VisibilityWindow: window,
-		TombstoneTTL: window}, st, []orchestrator.Provider{p}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := fastConfig(10*time.Second, window)
+	cfg.StepTimeout = 5 * time.Second
+	e := testEngine(t, cfg, st, p, nil)
 	var relOnce, proOnce sync.Once
 	release := func() { relOnce.Do(func() { close(p.release) }) }
 	proceed := func() { proOnce.Do(func() { close(p.proceed) }) }
-	t.Cleanup(func() { release(); proceed(); _ = e.Shutdown(context.Background()) })
+	t.Cleanup(func() { release(); proceed() }) // before the engine's shutdown
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -141,15 +136,7 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond, TombstoneTTL: time.Second,
 		StepTimeout: time.Second}
 	p1 := &deadable{Fake: f, release: make(chan struct{})}
-	first, err := orchestrator.New(cfg, st, []orchestrator.Provider{p1}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_ = first.Shutdown(sctx)
-	})
+	first := testEngine(t, cfg, st, p1, nil)
 	t.Cleanup(func() { close(p1.release) }) // runs before first's shutdown
 	if err := first.Open(ctx); err != nil {
 		t.Fatal(err)
@@ -162,15 +149,7 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 	p1.kill() // the process dies with the obligation open
 
 	reg := prometheus.NewRegistry()
-	second, err := orchestrator.New(cfg, st, []orchestrator.Provider{f}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_ = second.Shutdown(sctx)
-	})
+	second := testEngine(t, cfg, st, f, reg)
 	if err := second.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -195,38 +174,10 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 // while the same outcome reached by recovering (unknowable at the end) is.
 // Now the sweeper counts it too.
 func TestOutcomeUnverifiedBySweepIsCounted(t *testing.T) {
-	f := orchestratortest.NewFake("bw").AnnouncedOnly().Defer(orchestratortest.MethodDial, 1)
-	p := &keepsAnswer{Fake: f}
-	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 	reg := prometheus.NewRegistry()
-	e, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		StepTimeout: time.Second, VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		TombstoneTTL: time.Second}, st, []orchestrator.Provider{p}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	var armed, scripted atomic.Bool
-	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
-		if !armed.Load() || !scripted.CompareAndSwap(false, true) {
-			return
-		}
-		f.ApplyDeferred(r.TransferID)
-		p.answered.Store(r.TransferID, true)
-		f.HangupCaller(r.TransferID)
-	})
-	r := orchestrator.Request{Provider: "bw", Mode: orchestrator.ModeAnnounced,
-		Call: orchestrator.CallRef{Domain: "TEST", User: "1000"}, Target: "+15550001010", ConsultTimeout: 30 * time.Second}
-	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
-	if end.Cleanup == nil || !end.Outcome.Verified {
-		t.Fatalf("set-up: %s %+v cleanup %+v; want verified with a tombstone", end.State, end.Outcome, end.Cleanup)
-	}
-	armed.Store(true)
-	end = st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+	st, tr, _, arm := lateAnswer(t, reg)
+	arm()
+	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
 	if end.Outcome.Verified {
 		t.Fatalf("set-up: the outcome stayed verified: %+v", end.Outcome)
 	}

@@ -22,18 +22,37 @@ import (
 // then on shows the same ended call, whichever it was, so the outcome is
 // final and unverified.
 
-func unknowableEngine(t *testing.T, f *orchestratortest.Fake) (*orchestrator.Engine, *recStore) {
+// testEngine is an engine of cfg on st driving p, shut down when the test
+// ends; reg, when not nil, holds its metrics.
+func testEngine(t *testing.T, cfg orchestrator.Config, st orchestrator.Store, p orchestrator.Provider,
+	reg *prometheus.Registry) *orchestrator.Engine {
 	t.Helper()
-	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
-	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		StepTimeout: time.Second, VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		TombstoneTTL: 50 * time.Millisecond}
-	e, err := orchestrator.New(cfg, st, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	e, err := orchestrator.New(cfg, st, []orchestrator.Provider{p}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	return e, st
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	return e
+}
+
+// fastConfig is the engine configuration of these tests: quick polls, a
+// short visibility window, and the given patience and tombstone.
+func fastConfig(verify, tombstone time.Duration) orchestrator.Config {
+	return orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: time.Second, VerifyTimeout: verify, VisibilityWindow: stormWindowShort, TombstoneTTL: tombstone}
+}
+
+func unknowableEngine(t *testing.T, f *orchestratortest.Fake) (*orchestrator.Engine, *recStore) {
+	t.Helper()
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	return testEngine(t, fastConfig(200*time.Millisecond, stormWindowShort), st, f, nil), st
 }
 
 // afterJoinWindow scripts the Fake for a test about what a reading shows
