@@ -71,8 +71,9 @@ type entry struct {
 	// again (a failed hang-up is read from the record: lastFailed).
 	redoUnhold bool
 	// hangupUnseen: the last hang-up was sent before the consult was ever
-	// seen, so it may have found nothing; the consult appearing makes it
-	// due again at once.
+	// seen, so it may have found nothing; the consult appearing in a
+	// reading started after the hang-up was answered makes it due again
+	// at once.
 	hangupUnseen bool
 	callerGone   bool // the provider said the caller's call is gone
 	// notFound counts unholds answered "not found" (see callerSeenUp).
@@ -623,7 +624,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		e.callerSeenUp(en, obs, at, failure)
 		e.notFoundWhich(en, obs, failure)
 		if obs.Caller == CallerTransferred {
-			if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
+			if d := e.stepSettledAt(t, StepHangup).Sub(at); d > 0 {
 				// A hang-up we sent may not be applied yet. Where the
 				// provider's transfer ends the caller's call with its B-leg
 				// (Bandwidth, announced), it would end the call the caller
@@ -644,7 +645,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			return 0
 		}
 	}
-	e.compensate(ctx, en, obs, fresh, failure.Reason == ReasonCallerHungUp)
+	e.compensate(ctx, en, obs, at, fresh, failure.Reason == ReasonCallerHungUp)
 	if en.lost {
 		return 0
 	}
@@ -731,7 +732,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		// transfer, after this one gave the caller back), and this
 		// transfer's outcome does not change for it. Once no hang-up of
 		// ours can still land on that call, the sweeper says so.
-		if d := t.Sent.Hangup.Add(e.cfg.VisibilityWindow).Sub(at); d > 0 {
+		if d := e.stepSettledAt(t, StepHangup).Sub(at); d > 0 {
 			return d + time.Millisecond
 		}
 		old := *t.Outcome
@@ -756,7 +757,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		// has ended since: no reading can tell any more. A consult leg of
 		// ours still up is hung up first (never the caller: gone), and
 		// the obligation is discharged once none is, after its window.
-		e.compensate(ctx, en, obs, true, true)
+		e.compensate(ctx, en, obs, at, true, true)
 		if en.lost {
 			return 0
 		}
@@ -793,7 +794,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		en.unsaved = true
 	}
 	if obs.Caller != CallerTransferred {
-		e.compensate(ctx, en, obs, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
+		e.compensate(ctx, en, obs, at, true, t.State == StateCompleted || t.Outcome.Reason == ReasonCallerHungUp)
 		if en.lost {
 			return 0
 		}
@@ -879,7 +880,7 @@ func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outco
 	if obs.Caller != CallerHeld && obs.Caller != CallerConnected {
 		return false
 	}
-	if en.callerGone && at.After(en.t.Sent.Unhold) {
+	if en.callerGone && at.After(e.stepEnd(en.t, StepUnhold)) {
 		en.callerGone = false // the unhold is due again (compensate)
 		if obs.Caller == CallerHeld && en.notFound >= 2 {
 			// Answered "not found" again while the caller's call is up
@@ -948,7 +949,7 @@ func (e *Engine) sweepTombstone(ctx context.Context, en *entry, obs Observation,
 	t := en.t
 	now := e.now()
 	// The hang-up only: callerDone, so that the caller is never unheld.
-	e.compensate(ctx, en, obs, true, true)
+	e.compensate(ctx, en, obs, at, true, true)
 	if en.lost {
 		return 0
 	}
@@ -979,13 +980,28 @@ func (e *Engine) sweepTombstone(ctx context.Context, en *entry, obs Observation,
 }
 
 // compensate sends the consult's hang-up and the caller's unhold where
-// they are due: never sent yet, failed, or sent a visibility window ago
-// and a reading taken since still shows them needed. callerDone means
-// the caller must not be unheld (gone, or with the target).
-func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fresh, callerDone bool) {
+// they are due: never sent yet, failed, or sent and a reading taken a
+// visibility window after its request was answered still shows them
+// needed. obs was read at `at` (when fresh). callerDone means the caller
+// must not be unheld (gone, or with the target).
+func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at time.Time, fresh, callerDone bool) {
 	t := en.t
 	now := e.now()
-	settled := func(sent time.Time) bool { return !now.Before(sent.Add(e.cfg.VisibilityWindow)) }
+	// What a reading shows of an action proves it did not take only when
+	// the reading started a visibility window after the action's request
+	// was answered. Sent.Hangup and Sent.Unhold are when they were
+	// decided, before their intents were saved and their requests sent: a
+	// reading started in between shows the consult up and the caller held,
+	// whatever the clock says by the time it is judged (seen in CI: a
+	// cancel's hang-up and unhold sent twice). When that reading is the
+	// latest, a newer one is asked for once one could prove it.
+	settled := func(name string) bool {
+		s := e.stepSettledAt(t, name)
+		if fresh && at.Before(s) && !now.Before(s) && en.w != nil {
+			en.w.need(en.id)
+		}
+		return fresh && !at.Before(s)
+	}
 	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
 	// A compensation whose intent was saved by a process that died before
 	// its result is owed again: it may never have been sent, and what it
@@ -1002,7 +1018,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 	// holds the agent; until it is sent again every unhold is refused.
 	if !t.Sent.Dial.IsZero() {
 		due := t.Sent.Hangup.IsZero() || (t.lastFailed(StepHangup) && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
-			(fresh && alive && (settled(t.Sent.Hangup) || en.hangupUnseen))
+			(fresh && alive && ((en.hangupUnseen && at.After(e.stepEnd(t, StepHangup))) || settled(StepHangup)))
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
 		if !t.Sent.Join.IsZero() && !(fresh && obs.Caller != CallerTransferred) {
@@ -1029,7 +1045,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, fre
 		return
 	}
 	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || interrupted(StepUnhold) ||
-		(fresh && obs.Caller == CallerHeld && settled(t.Sent.Unhold))
+		(fresh && obs.Caller == CallerHeld && settled(StepUnhold))
 	// After a join was sent, the caller may be with the target, and an
 	// unhold would take the caller back from the target (Bandwidth gives
 	// the caller's bridge back to caller and agent): it is sent only on a
@@ -1131,7 +1147,7 @@ func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, d
 			// that cannot be known) or goes on (the 404 was about the
 			// agent's leg: callerSeenUp takes it back, and the caller is
 			// owed the unhold again).
-			if joinUnknown(en) && !at.After(t.Sent.Unhold) {
+			if joinUnknown(en) && !at.After(e.stepEnd(t, StepUnhold)) {
 				return false, false
 			}
 			return false, true
@@ -1204,24 +1220,41 @@ func (e *Engine) trackMovedOn(en *entry, obs Observation) bool {
 // last such request could have been sent.
 func (e *Engine) settledAt(t *Transfer) time.Time {
 	var at time.Time
-	after := func(name string) {
-		s := t.lastStep(name)
-		if s == nil {
-			return
-		}
-		end := s.EndedAt
-		if end.IsZero() { // the process died mid-step
-			end = s.StartedAt.Add(e.cfg.StepTimeout)
-		}
-		at = later(at, end.Add(e.cfg.VisibilityWindow))
-	}
 	if !t.Sent.Hold.IsZero() {
-		after(StepHold)
+		at = e.stepSettledAt(t, StepHold)
 	}
 	if !t.Seen.Consult {
-		after(StepDial)
+		at = later(at, e.stepSettledAt(t, StepDial))
 	}
 	return at
+}
+
+// stepEnd is when the last request of step name had certainly gone out:
+// when the step ended, answered or not. A step that never ended (the
+// process died in it) is bounded by the step timeout. Zero when no such
+// step was made. An action's Sent time is when it was decided, before its
+// intent was saved and its request sent: a reading started in between
+// cannot show it.
+func (e *Engine) stepEnd(t *Transfer, name string) time.Time {
+	s := t.lastStep(name)
+	switch {
+	case s == nil:
+		return time.Time{}
+	case s.EndedAt.IsZero():
+		return s.StartedAt.Add(e.cfg.StepTimeout)
+	}
+	return s.EndedAt
+}
+
+// stepSettledAt is when the last request of step name can no longer be
+// applied late: a visibility window after its step ended. A reading
+// started then shows whether it took. Zero when no such step was made.
+func (e *Engine) stepSettledAt(t *Transfer, name string) time.Time {
+	end := e.stepEnd(t, name)
+	if end.IsZero() {
+		return end
+	}
+	return end.Add(e.cfg.VisibilityWindow)
 }
 
 func (e *Engine) recoveryNotes(en *entry, restored bool) string {
@@ -1332,14 +1365,10 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 // bridge); a step that never ended (the process died in it) is bounded by
 // the step timeout.
 func (e *Engine) joinSettledAt(t *Transfer) time.Time {
-	end := t.Sent.Join
-	if s := t.lastStep(StepTransfer); s != nil {
-		end = s.EndedAt
-		if end.IsZero() {
-			end = s.StartedAt.Add(e.cfg.StepTimeout)
-		}
+	if at := e.stepSettledAt(t, StepTransfer); !at.IsZero() {
+		return at
 	}
-	return end.Add(e.cfg.VisibilityWindow)
+	return t.Sent.Join.Add(e.cfg.VisibilityWindow)
 }
 
 // answered records that the target answered the consult leg.
