@@ -1382,7 +1382,8 @@ export interface components {
         };
         /**
          * @description transferd is shutting down and takes no new transfers (retry on another instance), or the
-         *     create could not reach its store in time (nothing was saved; retry).
+         *     create could not reach its store in time, or reached it only after its Idempotency-Key
+         *     reservation had been settled (nothing was saved; retry, with the same key if any).
          */
         ShuttingDown: {
             headers: {

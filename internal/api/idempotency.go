@@ -20,8 +20,8 @@ import (
 // stores implement it, so that keys hold across restarts and replicas.
 type IdempotencyStore interface {
 	ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error)
-	CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error
-	DeleteIdempotency(ctx context.Context, scope, key string) error
+	CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error
+	DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error
 }
 
 // idempotencyWait bounds how long a duplicate waits for the first request
@@ -91,8 +91,11 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		sum := sha256.Sum256(body)
 		// The tenant is part of the scope: one tenant's key never replays
 		// another's response, nor collides with it.
+		// CreatedAt names this reservation in the request's later writes
+		// (see orchestrator.ReservationTimeout): whole in microseconds, as
+		// every store keeps it.
 		rec := orchestrator.IdempotencyRecord{Scope: orchestrator.TenantOf(r.Context()) + " " + r.Method + " " + r.URL.Path, Key: key,
-			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC(), Owner: replica}
+			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Owner: replica}
 
 		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
 		defer cancel()
@@ -150,16 +153,16 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		release()
 
 		cw := &captureWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), idempotencyCtxKey{}, [2]string{rec.Scope, rec.Key})))
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), idempotencyCtxKey{}, rec)))
 		// The response is recorded even if the client went away: a retry
 		// must see the transfer this request created.
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 		defer scancel()
 		var err error
 		if !remembered(cw.status) {
-			err = store.DeleteIdempotency(sctx, rec.Scope, rec.Key)
+			err = store.DeleteIdempotency(sctx, rec.Scope, rec.Key, rec.CreatedAt)
 		} else {
-			err = store.CompleteIdempotency(sctx, rec.Scope, rec.Key, orchestrator.IdempotentResponse{
+			err = store.CompleteIdempotency(sctx, rec.Scope, rec.Key, rec.CreatedAt, orchestrator.IdempotentResponse{
 				Status: cw.status, Location: w.Header().Get("Location"), Body: cw.body.Bytes()})
 		}
 		if err != nil {
@@ -196,15 +199,15 @@ func validKey(k string) bool {
 	return true
 }
 
-// idempotencyCtxKey carries the scope and key of the reservation a
-// request holds to its handler.
+// idempotencyCtxKey carries the reservation a request holds to its
+// handler.
 type idempotencyCtxKey struct{}
 
-// idempotencyOf returns the scope and key of the reservation the request
-// holds, or empty strings when it has no Idempotency-Key.
-func idempotencyOf(ctx context.Context) (scope, key string) {
-	v, _ := ctx.Value(idempotencyCtxKey{}).([2]string)
-	return v[0], v[1]
+// idempotencyOf returns the reservation the request holds (its Scope, Key
+// and CreatedAt), or a zero record when it has no Idempotency-Key.
+func idempotencyOf(ctx context.Context) orchestrator.IdempotencyRecord {
+	v, _ := ctx.Value(idempotencyCtxKey{}).(orchestrator.IdempotencyRecord)
+	return v
 }
 
 // replay answers with a recorded response. A response recorded without a

@@ -171,11 +171,11 @@ type unrecordedStore struct {
 	rounds  chan time.Duration
 }
 
-func (s *unrecordedStore) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+func (s *unrecordedStore) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
 	if s.failed.CompareAndSwap(false, true) {
 		return errors.New("postgres: complete idempotency key: conn closed")
 	}
-	return s.Store.CompleteIdempotency(ctx, scope, key, resp)
+	return s.Store.CompleteIdempotency(ctx, scope, key, createdAt, resp)
 }
 
 func (s *unrecordedStore) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
@@ -292,10 +292,10 @@ func (s *heldStore) ReserveIdempotency(ctx context.Context, rec orchestrator.Ide
 	return cur, mine, err
 }
 
-func (s *heldStore) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+func (s *heldStore) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
 	s.recording <- struct{}{}
 	<-s.release
-	return s.Store.CompleteIdempotency(ctx, scope, key, resp)
+	return s.Store.CompleteIdempotency(ctx, scope, key, createdAt, resp)
 }
 
 // A repeat that arrives while the first request with its key is still

@@ -138,7 +138,7 @@ func TestReplayOfASettledReservation(t *testing.T) {
 	if _, _, err := store.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: scope, Key: key, RequestHash: h}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.CompleteIdempotency(ctx, scope, key, orchestrator.IdempotentResponse{
+	if err := store.CompleteIdempotency(ctx, scope, key, time.Time{}, orchestrator.IdempotentResponse{
 		Status: http.StatusAccepted, Location: "/v1/transfers/" + tr.ID, TransferID: tr.ID}); err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case orchestrator.KindUnavailable:
 		p = probUnavailable
 		p.Detail = "transferd is shutting down; retry on another instance"
+		if errors.Is(err, orchestrator.ErrReservationLost) {
+			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
+				Msg("the create outlived its Idempotency-Key reservation")
+			p.Detail = "this create took longer than its Idempotency-Key reservation lasts (" + orchestrator.ReservationTimeout.String() +
+				"), so nothing was saved: retry with the same Idempotency-Key"
+		}
 	case orchestrator.KindProviderAuth, orchestrator.KindProviderRejected, orchestrator.KindProviderUnavailable:
 		hlog.FromRequest(r).Error().Err(err).Msg("provider error")
 		p = probProvider

@@ -237,15 +237,18 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		// before the save (the in-flight limit's list, the engine's) do not
 		// get an answer in time gets a 503, which frees the key, and saves
 		// nothing. A save the store has taken is waited for to its verdict
-		// (the stores' group commit), which their own bounds limit: SQLite's
-		// busy timeout, PostgreSQL's commit timeout.
-		scope, key := idempotencyOf(r.Context())
+		// (the stores' group commit), which only their own bounds limit:
+		// should it land after the reservation was settled, the store saves
+		// nothing (the create holds its reservation: ErrReservationLost,
+		// a 503), so that a retry's transfer is the key's only one.
+		held := idempotencyOf(r.Context())
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startTimeout)
 		defer cancel()
 		var t *orchestrator.Transfer
 		err := lim.start(sctx, eng, func() (err error) {
 			t, err = eng.Start(sctx, req, orchestrator.StartOptions{
-				IdempotencyScope: scope, IdempotencyKey: key, RequestID: w.Header().Get("X-Request-Id"),
+				IdempotencyScope: held.Scope, IdempotencyKey: held.Key, IdempotencyReservedAt: held.CreatedAt,
+				RequestID: w.Header().Get("X-Request-Id"),
 			})
 			return err
 		})

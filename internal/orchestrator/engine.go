@@ -181,9 +181,11 @@ type waiter struct {
 // request itself.
 type StartOptions struct {
 	// IdempotencyScope and IdempotencyKey link the transfer to the
-	// Idempotency-Key reservation of its create (see Store.Create).
-	IdempotencyScope string
-	IdempotencyKey   string
+	// Idempotency-Key reservation of its create, the one created at
+	// IdempotencyReservedAt (see Store.Create).
+	IdempotencyScope      string
+	IdempotencyKey        string
+	IdempotencyReservedAt time.Time
 	// RequestID is the id of the HTTP request that created the transfer;
 	// it appears on every log line of the transfer.
 	RequestID string
@@ -363,7 +365,7 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	now := e.now()
 	t := &Transfer{ID: NewID(now), Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
-		RequestID: o.RequestID}
+		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
 	if err := e.store.Create(ctx, t); err != nil {
 		return nil, err

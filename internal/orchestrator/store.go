@@ -37,8 +37,13 @@ type Store interface {
 	// when a non-terminal transfer of the same provider call of the same
 	// tenant exists. When t.IdempotencyKey is set, the same write links
 	// the reservation (t.IdempotencyScope, t.IdempotencyKey) to t.ID, if
-	// it exists. The events in t.Outbox are written in the same
-	// transaction (see Update).
+	// it exists. When t.IdempotencyReservedAt is set too, the create
+	// holds that reservation (the one created then): it is saved only if
+	// the reservation is still pending, unlinked and created then, and
+	// otherwise saves nothing and fails with ErrReservationLost (its
+	// request outlived ReservationTimeout: the reservation was settled,
+	// and the key may be a retry's now). The events in t.Outbox are
+	// written in the same transaction (see Update).
 	Create(ctx context.Context, t *Transfer) error
 	// Update saves t when the stored version equals t.Version and then
 	// increments t.Version; otherwise it returns ErrVersionConflict. The
@@ -89,11 +94,15 @@ type Store interface {
 	// record and false. The check and insert are atomic: of concurrent
 	// callers with the same key exactly one gets true.
 	ReserveIdempotency(ctx context.Context, rec IdempotencyRecord) (IdempotencyRecord, bool, error)
-	// CompleteIdempotency stores the response of a reserved key.
-	CompleteIdempotency(ctx context.Context, scope, key string, resp IdempotentResponse) error
-	// DeleteIdempotency drops a reservation whose request failed without a
-	// response worth replaying, so that the client may retry.
-	DeleteIdempotency(ctx context.Context, scope, key string) error
+	// CompleteIdempotency stores the response of the reservation of
+	// scope and key created at createdAt; it fails with KindNotFound when
+	// there is none (it was settled, and the key may be a retry's now).
+	CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp IdempotentResponse) error
+	// DeleteIdempotency drops the reservation of scope and key created at
+	// createdAt, whose request failed without a response worth replaying,
+	// so that the client may retry. Another reservation of the key (a
+	// retry's, once the first was settled) is left alone.
+	DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error
 	// SettleIdempotency settles reservations still waiting for their
 	// response (Response nil) that no request serves any more: those whose
 	// Owner has no live heartbeat at now (the request died with its
@@ -137,15 +146,29 @@ type EventStore interface {
 // longest Prefer: wait (60 s), write the response within the longest
 // write timeout (api.MaxWriteTimeout, 2 min) and record it (10 s); the
 // 45 s left cover validating and saving the transfer. A reservation is
-// thus never settled under the request that holds it.
+// thus never settled under the request that holds it — except when a save
+// the store has taken waits longer for its verdict than the store's own
+// bounds should allow (the group commit waits for it whatever the
+// deadline). The writes of a reservation's request are therefore made
+// only while the reservation is still its own: the create's save (see
+// Store.Create: ErrReservationLost), the response's record and its
+// deletion each name the reservation by its CreatedAt.
 const ReservationTimeout = 5 * time.Minute
+
+// ErrReservationLost is the cause of a create refused because its
+// request's Idempotency-Key reservation is no longer its own (see
+// Store.Create): nothing was saved. Stores return it with KindUnavailable.
+var ErrReservationLost = errors.New("the Idempotency-Key reservation of this request was settled before its transfer was saved; nothing was saved")
 
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id
 	Key         string // the client's Idempotency-Key
 	RequestHash string // a hash of the request body, to refuse a reused key with another body
-	CreatedAt   time.Time
+	// CreatedAt names this reservation among the key's (see
+	// ReservationTimeout); whole in microseconds, the resolution every
+	// store keeps.
+	CreatedAt time.Time
 	// Owner is the replica serving the request; see SettleIdempotency.
 	Owner string
 	// Response is nil while the first request is still being served.

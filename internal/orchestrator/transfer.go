@@ -321,6 +321,9 @@ type Transfer struct {
 	// (Store.SettleIdempotency).
 	IdempotencyScope string `json:",omitempty"`
 	IdempotencyKey   string `json:",omitempty"`
+	// IdempotencyReservedAt names the reservation the create holds (see
+	// Store.Create). Only the create uses it: it is not stored.
+	IdempotencyReservedAt time.Time `json:"-"`
 	// RequestID is the HTTP request that created the transfer.
 	RequestID string `json:",omitempty"`
 	// EventSeq is the sequence number of the transfer's latest event.

@@ -59,8 +59,18 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id}}
 	}
+	if t.IdempotencyKey != "" && !t.IdempotencyReservedAt.IsZero() {
+		row, ok := s.idem[[2]string{t.IdempotencyScope, t.IdempotencyKey}]
+		if !ok || row.transferID != "" || row.rec.Response != nil || !row.rec.CreatedAt.Equal(t.IdempotencyReservedAt) {
+			return orchestrator.E("memory.Create", orchestrator.KindUnavailable, orchestrator.ErrReservationLost)
+		}
+	}
 	t.Version = 1
-	s.byID[t.ID] = t.Clone()
+	// Kept as the SQL stores keep it: neither the outbox (written as
+	// events) nor the reservation the create held is part of the record.
+	c := t.Clone()
+	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
+	s.byID[t.ID] = c
 	s.writeEvents(t)
 	if !t.State.Terminal() { // a transfer saved already ended never holds its call
 		s.active[key] = t.ID
@@ -91,7 +101,9 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	// UpdatedAt is the caller's (the engine's clock), as every other field:
 	// Purge compares it with a cut-off taken from that same clock.
 	t.Version++
-	s.byID[t.ID] = t.Clone()
+	c := t.Clone()
+	c.Outbox = nil
+	s.byID[t.ID] = c
 	s.writeEvents(t)
 	if t.State.Terminal() {
 		key := orchestrator.TenantCallKey(t)
@@ -302,12 +314,12 @@ func (s *Store) ReserveIdempotency(_ context.Context, rec orchestrator.Idempoten
 }
 
 // CompleteIdempotency implements orchestrator.Store.
-func (s *Store) CompleteIdempotency(_ context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+func (s *Store) CompleteIdempotency(_ context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{scope, key}
 	cur, ok := s.idem[k]
-	if !ok {
+	if !ok || !cur.rec.CreatedAt.Equal(createdAt) {
 		return orchestrator.E("memory.CompleteIdempotency", orchestrator.KindNotFound, nil)
 	}
 	resp.Body = bytes.Clone(resp.Body)
@@ -317,10 +329,13 @@ func (s *Store) CompleteIdempotency(_ context.Context, scope, key string, resp o
 }
 
 // DeleteIdempotency implements orchestrator.Store.
-func (s *Store) DeleteIdempotency(_ context.Context, scope, key string) error {
+func (s *Store) DeleteIdempotency(_ context.Context, scope, key string, createdAt time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.idem, [2]string{scope, key})
+	k := [2]string{scope, key}
+	if cur, ok := s.idem[k]; ok && cur.rec.CreatedAt.Equal(createdAt) {
+		delete(s.idem, k)
+	}
 	return nil
 }
 

@@ -86,6 +86,7 @@ type saveReq struct {
 	updated       time.Time
 	idemScope     *string // a create's idempotency reservation to link, if any
 	idemKey       *string
+	idemHeld      *time.Time // the created_at of the reservation the create holds, if it names one
 	col           columns
 	events        eventColumns
 	done          chan verdict // receives exactly one verdict
@@ -159,8 +160,19 @@ var (
 	// active transfer (the partial unique index on call_key, which decides
 	// between concurrent creates across replicas), inserts nothing and is
 	// told apart afterwards (Create).
-	createSQL = `WITH saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
-		VALUES ($1, 1, $2, $3, $4, $5, $7, $9, $6, $10) ON CONFLICT DO NOTHING RETURNING id),
+	//
+	// A create that holds its reservation ($26, its created_at) inserts
+	// only while that reservation is pending and unlinked: held locks it,
+	// so that a settle deleting it either went first (held finds nothing:
+	// nothing is inserted) or waits for this transaction and then finds
+	// it linked. The parameters carry casts: in INSERT … SELECT nothing
+	// else gives them their columns' types.
+	createSQL = `WITH held AS (SELECT 1 FROM idempotency WHERE scope = $16 AND key = $17 AND created_at = $26
+			AND transfer_id IS NULL AND status IS NULL FOR UPDATE),
+	saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
+		SELECT $1::text, 1, $2::text, $3::text, $4::text, $5::text, $7::boolean, $9::timestamptz, $6::json, $10::text
+		WHERE $26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)
+		ON CONFLICT DO NOTHING RETURNING id),
 	keyed AS (INSERT INTO transfer_keys (id, tenant, provider, external_id, call_domain, call_user, call_id, target, created_at)
 		SELECT id, $10, $3, $11, $12, $13, $14, $15, $8 FROM saved),
 	linked AS (UPDATE idempotency SET transfer_id = saved.id FROM saved WHERE scope = $16 AND key = $17),
@@ -291,7 +303,7 @@ func (r *saveReq) queue(b *pgx.Batch) {
 	case r.create:
 		b.Queue(createSQL, r.id, c.state, c.provider, c.callKey, r.owner, c.record, r.open, r.created, r.updated,
 			c.tenant, c.externalID, c.domain, c.user, c.callID, c.target, r.idemScope, r.idemKey,
-			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos)
+			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, r.idemHeld)
 	case e.len() > 0:
 		b.Queue(updateEventsSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version,
 			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos)

@@ -149,6 +149,9 @@ func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1)}
 	if c.IdempotencyKey != "" {
 		req.idemScope, req.idemKey = &c.IdempotencyScope, &c.IdempotencyKey
+		if !c.IdempotencyReservedAt.IsZero() {
+			req.idemHeld = &c.IdempotencyReservedAt
+		}
 	}
 	return req, nil
 }
@@ -170,15 +173,23 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 	var (
 		idTaken bool
 		active  *string
+		held    = true
 	)
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
-		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`)`, req.id, req.col.callKey).Scan(&idTaken, &active); err != nil {
+		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`),
+		$5::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $3 AND key = $4 AND created_at = $5
+			AND transfer_id IS NULL AND status IS NULL)`,
+		req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld).Scan(&idTaken, &active, &held); err != nil {
 		return false, s.fail(op, err)
 	}
-	if idTaken {
+	switch {
+	case !held:
+		// Its request outlived its reservation, which was settled: the
+		// key may be a retry's now.
+		return false, kindErr(op, orchestrator.KindUnavailable, orchestrator.ErrReservationLost)
+	case idTaken:
 		return false, kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
-	}
-	if active != nil {
+	case active != nil:
 		return false, kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: *active})
 	}
 	return true, nil
@@ -629,10 +640,10 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 }
 
 // CompleteIdempotency implements orchestrator.Store.
-func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
 	const op = "complete idempotency key"
 	tag, err := s.pool.Exec(ctx, `UPDATE idempotency SET status = $1, location = $2, body = $3, response_transfer_id = $4
-		WHERE scope = $5 AND key = $6`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key)
+		WHERE scope = $5 AND key = $6 AND created_at = $7`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key, createdAt)
 	if err != nil {
 		return s.fail(op, err)
 	}
@@ -643,8 +654,9 @@ func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp
 }
 
 // DeleteIdempotency implements orchestrator.Store.
-func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE scope = $1 AND key = $2`, scope, key); err != nil {
+func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND created_at = $3`,
+		scope, key, createdAt); err != nil {
 		return s.fail("delete idempotency key", err)
 	}
 	return nil

@@ -28,10 +28,13 @@ var errClosed = errors.New("store closed")
 
 // updateReq is one save waiting for the committer.
 type updateReq struct {
-	id            string
-	create        bool // an insert of a new transfer (version and next unused)
-	idemScope     string
-	idemKey       string // a create's idempotency reservation to link, if any
+	id        string
+	create    bool // an insert of a new transfer (version and next unused)
+	idemScope string
+	idemKey   string // a create's idempotency reservation to link, if any
+	// idemHeld is the created_at of the reservation the create holds
+	// (orchestrator.Transfer.IdempotencyReservedAt), if it names one.
+	idemHeld      sql.NullString
 	version, next int64
 	col           columns
 	done          chan error // receives exactly one verdict
@@ -211,8 +214,18 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 		return fail(op, err)
 	}
 	if r.idemKey != "" {
-		if _, err := st.link.ExecContext(ctx, r.id, r.idemScope, r.idemKey); err != nil {
+		res, err := st.link.ExecContext(ctx, r.id, r.idemScope, r.idemKey, r.idemHeld, r.idemHeld)
+		if err != nil {
 			return fail(op, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fail(op, err)
+		}
+		if n == 0 && r.idemHeld.Valid {
+			// The reservation was settled (and the key may be a retry's
+			// now): the savepoint takes the transfer back.
+			return kindErr(op, orchestrator.KindUnavailable, orchestrator.ErrReservationLost)
 		}
 	}
 	return nil

@@ -122,6 +122,9 @@ func createReq(t *orchestrator.Transfer) (*updateReq, error) {
 	req := &updateReq{id: t.ID, create: true, next: 1, col: col, done: make(chan error, 1)}
 	if c.IdempotencyKey != "" {
 		req.idemScope, req.idemKey = c.IdempotencyScope, c.IdempotencyKey
+		if !c.IdempotencyReservedAt.IsZero() {
+			req.idemHeld = sql.NullString{String: ts(c.IdempotencyReservedAt), Valid: true}
+		}
 	}
 	return req, nil
 }
@@ -134,8 +137,12 @@ const insertSQL = `INSERT INTO transfers
 		 tenant, external_id, call_domain, call_user, call_id, target)
 		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 
-// linkIdemSQL links an idempotency reservation to the transfer it created.
-const linkIdemSQL = `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?`
+// linkIdemSQL links an idempotency reservation to the transfer it created:
+// the reservation the create holds (its created_at, the fourth argument,
+// repeated), only while it is pending and unlinked; any reservation of the
+// key when the create names none (NULL).
+const linkIdemSQL = `UPDATE idempotency SET transfer_id = ? WHERE scope = ? AND key = ?
+	AND (? IS NULL OR (created_at = ? AND transfer_id IS NULL AND status IS NULL))`
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
 // save goes through the group commit (commit.go), which writes the saves
@@ -583,10 +590,10 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec orchestrator.Idempot
 }
 
 // CompleteIdempotency implements orchestrator.Store.
-func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp orchestrator.IdempotentResponse) error {
+func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
 	const op = "complete idempotency key"
 	res, err := s.w.ExecContext(ctx, `UPDATE idempotency SET status = ?, location = ?, body = ?, response_transfer_id = ?
-		WHERE scope = ? AND key = ?`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key)
+		WHERE scope = ? AND key = ? AND created_at = ?`, resp.Status, resp.Location, resp.Body, resp.TransferID, scope, key, ts(createdAt))
 	if err != nil {
 		return fail(op, err)
 	}
@@ -599,8 +606,9 @@ func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, resp
 }
 
 // DeleteIdempotency implements orchestrator.Store.
-func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM idempotency WHERE scope = ? AND key = ?`, scope, key); err != nil {
+func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM idempotency WHERE scope = ? AND key = ? AND created_at = ?`,
+		scope, key, ts(createdAt)); err != nil {
 		return fail("delete idempotency key", err)
 	}
 	return nil

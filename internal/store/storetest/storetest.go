@@ -83,6 +83,8 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"Idempotency", testIdempotency},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"CreateLinksIdempotency", testCreateLinksIdempotency},
+		{"CreateHoldsItsReservation", testCreateHoldsItsReservation},
+		{"CreateRacesSettle", testCreateRacesSettle},
 		{"SettleIdempotency", testSettleIdempotency},
 		{"SettleIdempotencyOwnBefore", testSettleIdempotencyOwnBefore},
 		{"Purge", testPurge},
@@ -1126,7 +1128,7 @@ func testIdempotency(f *fixture) {
 
 	resp := orchestrator.IdempotentResponse{Status: 202, Location: "/v1/transfers/tr_01", Body: []byte("{\"id\":\"tr_01\"}\x00\xff\xfe binary"),
 		TransferID: "tr_01"}
-	if err := f.s.CompleteIdempotency(f.ctx, rec.Scope, rec.Key, resp); err != nil {
+	if err := f.s.CompleteIdempotency(f.ctx, rec.Scope, rec.Key, at, resp); err != nil {
 		f.Fatalf("CompleteIdempotency: %v", err)
 	}
 	resp.Body[0] = 'X' // the caller reuses its buffer: the store kept its own copy
@@ -1140,7 +1142,7 @@ func testIdempotency(f *fixture) {
 	equalIdem(f, "Reserve of a completed key", got, want)
 
 	empty := orchestrator.IdempotentResponse{Status: 204}
-	if err := f.s.CompleteIdempotency(f.ctx, other.Scope, other.Key, empty); err != nil {
+	if err := f.s.CompleteIdempotency(f.ctx, other.Scope, other.Key, at, empty); err != nil {
 		f.Fatalf("CompleteIdempotency with an empty body: %v", err)
 	}
 	got, _ = reserve(f, other)
@@ -1149,16 +1151,26 @@ func testIdempotency(f *fixture) {
 	}
 
 	wantKind(f.T, "CompleteIdempotency of an unknown key",
-		f.s.CompleteIdempotency(f.ctx, rec.Scope, "nope", resp), orchestrator.KindNotFound)
+		f.s.CompleteIdempotency(f.ctx, rec.Scope, "nope", at, resp), orchestrator.KindNotFound)
 
-	if err := f.s.DeleteIdempotency(f.ctx, rec.Scope, rec.Key); err != nil {
+	// Another reservation of the key (a retry's, once this one was
+	// settled) is not this request's to complete or delete.
+	wantKind(f.T, "CompleteIdempotency of another reservation of the key",
+		f.s.CompleteIdempotency(f.ctx, rec.Scope, rec.Key, at.Add(time.Microsecond), empty), orchestrator.KindNotFound)
+	if err := f.s.DeleteIdempotency(f.ctx, rec.Scope, rec.Key, at.Add(-time.Microsecond)); err != nil {
+		f.Fatalf("DeleteIdempotency of another reservation of the key: %v", err)
+	}
+	got, _ = reserve(f, again)
+	equalIdem(f, "Reserve after another reservation's Complete and Delete", got, want)
+
+	if err := f.s.DeleteIdempotency(f.ctx, rec.Scope, rec.Key, at); err != nil {
 		f.Fatalf("DeleteIdempotency: %v", err)
 	}
 	if got, ok = reserve(f, again); !ok {
 		f.Errorf("Reserve after Delete returned false")
 	}
 	equalIdem(f, "Reserve after Delete", got, again)
-	if err := f.s.DeleteIdempotency(f.ctx, rec.Scope, "never-reserved"); err != nil {
+	if err := f.s.DeleteIdempotency(f.ctx, rec.Scope, "never-reserved", at); err != nil {
 		f.Errorf("DeleteIdempotency of an unknown key: %v", err)
 	}
 	if _, ok := reserve(f, other); ok {
@@ -1327,7 +1339,7 @@ func testSettleIdempotency(f *fixture) {
 		}
 	}
 	done := orchestrator.IdempotentResponse{Status: 201, Location: "/v1/transfers/" + linked["done-dead"], Body: []byte(`{"state":"completed"}`)}
-	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-dead", done); err != nil {
+	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-dead", now, done); err != nil {
 		f.Fatal(err)
 	}
 	check := func(key, owner string, resp *orchestrator.IdempotentResponse) {
@@ -1346,7 +1358,7 @@ func testSettleIdempotency(f *fixture) {
 		if _, ok := reserve(f, rec(key, "checker")); !ok {
 			f.Errorf("%s: the reservation is still there", key)
 		}
-		if err := f.s.DeleteIdempotency(f.ctx, scope, key); err != nil { // so that no later Settle sees it
+		if err := f.s.DeleteIdempotency(f.ctx, scope, key, now); err != nil { // so that no later Settle sees it
 			f.Fatal(err)
 		}
 	}
@@ -1416,7 +1428,7 @@ func testSettleIdempotencyOwnBefore(f *fixture) {
 		}
 	}
 	done := orchestrator.IdempotentResponse{Status: 201, Location: "/v1/transfers/" + linked["done-old"], Body: []byte(`{"state":"consulting"}`)}
-	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-old", done); err != nil {
+	if err := f.s.CompleteIdempotency(f.ctx, scope, "done-old", cutoff.Add(-time.Hour), done); err != nil {
 		f.Fatal(err)
 	}
 
@@ -1459,7 +1471,7 @@ func testPurge(f *fixture) {
 		idem("new", cutoff.Add(time.Second)), idem("old-of-open", cutoff.Add(-time.Hour)), idem("old-of-closed", cutoff.Add(-time.Hour))} {
 		reserve(f, r)
 	}
-	if err := f.s.CompleteIdempotency(f.ctx, "s", "old", orchestrator.IdempotentResponse{Status: 201}); err != nil {
+	if err := f.s.CompleteIdempotency(f.ctx, "s", "old", cutoff.Add(-time.Second), orchestrator.IdempotentResponse{Status: 201}); err != nil {
 		f.Fatal(err)
 	}
 
