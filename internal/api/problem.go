@@ -117,8 +117,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, orchestrator.ErrReservationLost) {
 			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
 				Msg("the create outlived its Idempotency-Key reservation")
-			p.Detail = "this create took longer than its Idempotency-Key reservation lasts (" + orchestrator.ReservationTimeout.String() +
-				"), so nothing was saved: retry with the same Idempotency-Key"
+			p.Detail = "this create's Idempotency-Key reservation was settled before its transfer could be saved (the request took longer than " +
+				orchestrator.ReservationTimeout.String() + ", or this replica's heartbeat lapsed), so nothing was saved: retry with the same Idempotency-Key"
 		}
 	case orchestrator.KindProviderAuth, orchestrator.KindProviderRejected, orchestrator.KindProviderUnavailable:
 		hlog.FromRequest(r).Error().Err(err).Msg("provider error")

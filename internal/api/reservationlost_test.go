@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -69,7 +70,7 @@ func TestCreateThatOutlivedItsReservationSavesNothing(t *testing.T) {
 
 	close(store.release)
 	r := <-late
-	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "reservation lasts") {
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "reservation was settled before its transfer could be saved") {
 		t.Errorf("the late create: %d %s; want 503 saying it outlived its reservation", r.status, r.body)
 	}
 	ts, _, err := inst.eng.List(ctx, orchestrator.ListFilter{})
@@ -79,5 +80,57 @@ func TestCreateThatOutlivedItsReservationSavesNothing(t *testing.T) {
 	if again := post(t, url, "key-late", manualBody); again.replayed != "true" || again.location != retry.location {
 		t.Errorf("the key now: %d (replayed %q) at %q; want the retry's response replayed, at %q",
 			again.status, again.replayed, again.location, retry.location)
+	}
+}
+
+// ackLostStore's first Create is saved, but its caller is told it failed,
+// as when a connection drops between a commit and its answer; and the
+// engine's read-back of it fails too.
+type ackLostStore struct {
+	*memory.Store
+	createOnce, getOnce sync.Once
+}
+
+func (s *ackLostStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	if err := s.Store.Create(ctx, t); err != nil {
+		return err
+	}
+	lost := false
+	s.createOnce.Do(func() { lost = true })
+	if lost {
+		return orchestrator.E("store.Create", orchestrator.KindInternal, errors.New("connection reset after the commit"))
+	}
+	return nil
+}
+
+func (s *ackLostStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	failed := false
+	s.getOnce.Do(func() { failed = true })
+	if failed {
+		return nil, orchestrator.E("store.Get", orchestrator.KindInternal, errors.New("connection refused"))
+	}
+	return s.Store.Get(ctx, id)
+}
+
+// Found by review: a create whose save was committed although the request
+// failed (a 5xx: the store's answer was lost, and so was the engine's
+// read-back) released its key, linked reservation and all, so that the
+// key forgot the transfer it had made: the retry was refused while that
+// transfer held the call, and could start a second one once it ended. Now
+// a linked reservation is answered with its transfer instead.
+func TestCreateSavedDespiteItsFailureIsReplayed(t *testing.T) {
+	store := &ackLostStore{Store: memory.New()}
+	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
+	url := inst.srv.URL + "/v1/transfers"
+	if r := post(t, url, "key-acklost", manualBody); r.status != http.StatusInternalServerError {
+		t.Fatalf("the create whose answer was lost: %d %s; want 500", r.status, r.body)
+	}
+	ts, _, err := store.List(context.Background(), orchestrator.ListFilter{})
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("stored transfers %d (%v); want the one saved", len(ts), err)
+	}
+	r := post(t, url, "key-acklost", manualBody)
+	if r.status != http.StatusAccepted || r.replayed != "true" || r.location != "/v1/transfers/"+ts[0].ID {
+		t.Errorf("the retry: %d (replayed %q) at %q %s; want the saved transfer replayed", r.status, r.replayed, r.location, r.body)
 	}
 }

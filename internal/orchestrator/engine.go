@@ -367,15 +367,41 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
-	if err := e.store.Create(ctx, t); err != nil {
+	if err := e.store.Create(ctx, t); err != nil && !e.savedAnyway(ctx, t, err) {
 		return nil, err
 	}
-	t.Outbox = nil
+	t.Outbox, t.IdempotencyReservedAt = nil, time.Time{}
 	e.m.started.WithLabelValues(r.Provider).Inc()
 	snapshot := t.Clone()
 	e.adopt(t, false)
 	return snapshot, nil
 }
+
+// savedAnyway reports whether a create that failed with err was saved
+// all the same: a store may lose its answer to a commit that happened (a
+// connection that drops between the two). Such a transfer holds its call
+// and, not adopted, would be driven by nobody until this replica
+// restarted, so the record is read back. A refusal is the store's own
+// verdict and is not.
+func (e *Engine) savedAnyway(ctx context.Context, t *Transfer, err error) bool {
+	switch KindOf(err) {
+	case KindConflict, KindNotFound, KindInvalid, KindUnavailable:
+		return false
+	}
+	// The create's own deadline may be what ended it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	got, gerr := e.store.Get(rctx, t.ID)
+	if gerr != nil {
+		return false
+	}
+	t.Version = got.Version
+	e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved: driving it")
+	return true
+}
+
+// readBackTimeout bounds savedAnyway's read.
+const readBackTimeout = 5 * time.Second
 
 // Get returns the saved transfer, if it belongs to the tenant of ctx:
 // another tenant's transfer is not found, exactly like one that does not

@@ -41,9 +41,11 @@ type Store interface {
 	// holds that reservation (the one created then): it is saved only if
 	// the reservation is still pending, unlinked and created then, and
 	// otherwise saves nothing and fails with ErrReservationLost (its
-	// request outlived ReservationTimeout: the reservation was settled,
-	// and the key may be a retry's now). The events in t.Outbox are
-	// written in the same transaction (see Update).
+	// request outlived ReservationTimeout, or its replica's heartbeat
+	// lapsed: the reservation was settled, and the key may be a retry's
+	// now; a create refused for this and for its call may get either
+	// error). The events in t.Outbox are written in the same transaction
+	// (see Update).
 	Create(ctx context.Context, t *Transfer) error
 	// Update saves t when the stored version equals t.Version and then
 	// increments t.Version; otherwise it returns ErrVersionConflict. The
@@ -100,7 +102,10 @@ type Store interface {
 	CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp IdempotentResponse) error
 	// DeleteIdempotency drops the reservation of scope and key created at
 	// createdAt, whose request failed without a response worth replaying,
-	// so that the client may retry. Another reservation of the key (a
+	// so that the client may retry. A reservation linked to a transfer
+	// (the create was saved although its request failed) is answered
+	// instead, as SettleIdempotency answers it: a retry must find that
+	// transfer, not start another. Another reservation of the key (a
 	// retry's, once the first was settled) is left alone.
 	DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error
 	// SettleIdempotency settles reservations still waiting for their

@@ -102,7 +102,7 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	// Purge compares it with a cut-off taken from that same clock.
 	t.Version++
 	c := t.Clone()
-	c.Outbox = nil
+	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
 	s.byID[t.ID] = c
 	s.writeEvents(t)
 	if t.State.Terminal() {
@@ -333,8 +333,15 @@ func (s *Store) DeleteIdempotency(_ context.Context, scope, key string, createdA
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{scope, key}
-	if cur, ok := s.idem[k]; ok && cur.rec.CreatedAt.Equal(createdAt) {
+	cur, ok := s.idem[k]
+	switch {
+	case !ok || !cur.rec.CreatedAt.Equal(createdAt):
+	case cur.transferID == "":
 		delete(s.idem, k)
+	case cur.rec.Response == nil:
+		cur.rec.Response = &orchestrator.IdempotentResponse{Status: 202,
+			Location: "/v1/transfers/" + cur.transferID, TransferID: cur.transferID}
+		s.idem[k] = cur
 	}
 	return nil
 }

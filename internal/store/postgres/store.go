@@ -654,8 +654,13 @@ func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, crea
 }
 
 // DeleteIdempotency implements orchestrator.Store.
+// A linked reservation is answered as SettleIdempotency answers it: one
+// statement, whose two parts match disjoint rows.
 func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND created_at = $3`,
+	if _, err := s.pool.Exec(ctx, `WITH deleted AS (DELETE FROM idempotency
+			WHERE scope = $1 AND key = $2 AND created_at = $3 AND transfer_id IS NULL)
+		UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id, body = NULL, response_transfer_id = transfer_id
+		WHERE scope = $1 AND key = $2 AND created_at = $3 AND transfer_id IS NOT NULL AND status IS NULL`,
 		scope, key, createdAt); err != nil {
 		return s.fail("delete idempotency key", err)
 	}

@@ -606,10 +606,20 @@ func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, crea
 }
 
 // DeleteIdempotency implements orchestrator.Store.
+// A linked reservation is answered as SettleIdempotency answers it; the
+// two statements match disjoint rows, so neither needs the other's
+// transaction.
 func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM idempotency WHERE scope = ? AND key = ? AND created_at = ?`,
+	const op = "delete idempotency key"
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM idempotency WHERE scope = ? AND key = ? AND created_at = ? AND transfer_id IS NULL`,
 		scope, key, ts(createdAt)); err != nil {
-		return fail("delete idempotency key", err)
+		return fail(op, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id,
+		body = NULL, response_transfer_id = transfer_id
+		WHERE scope = ? AND key = ? AND created_at = ? AND transfer_id IS NOT NULL AND status IS NULL`,
+		scope, key, ts(createdAt)); err != nil {
+		return fail(op, err)
 	}
 	return nil
 }

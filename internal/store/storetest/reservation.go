@@ -48,8 +48,10 @@ func testCreateHoldsItsReservation(f *fixture) {
 	held := holding("1000", "k-held", now)
 	f.create(held)
 	clearOutbox(held)
-	held.IdempotencyReservedAt = time.Time{} // only the create uses it: not stored
-	f.equal("Get of a transfer whose create held its reservation", f.get(held.ID), held)
+	f.equal("Get of a transfer whose create held its reservation", f.get(held.ID), withoutReservation(held))
+	held.State = orchestrator.StateHolding // saved again, still naming the reservation: it is not stored
+	f.update(held)
+	f.equal("Get of that transfer once updated", f.get(held.ID), withoutReservation(held))
 
 	// Settled: the reservation is gone.
 	reserve(f, rec("k-settled", now))
@@ -92,6 +94,32 @@ func testCreateHoldsItsReservation(f *fixture) {
 	if got.Response == nil || got.Response.Status != 422 || got.Response.TransferID != "" {
 		f.Errorf("the answered reservation became %s", fmtIdem(got))
 	}
+
+	// A request whose create was saved although it failed (a 5xx after
+	// the save) releases its key: the linked reservation is answered with
+	// its transfer instead, so that a retry finds it.
+	reserve(f, rec("k-failed", now))
+	failed := holding("7000", "k-failed", now)
+	f.create(failed)
+	if err := f.s.DeleteIdempotency(f.ctx, scope, "k-failed", now); err != nil {
+		f.Fatal(err)
+	}
+	got, free := reserve(f, rec("k-failed", now.Add(time.Second)))
+	want = rec("k-failed", now)
+	want.Response = replayOf(failed.ID)
+	if free {
+		f.Errorf("the Delete of a linked reservation freed its key")
+	} else {
+		equalIdem(f, "a linked reservation, released", got, want)
+	}
+}
+
+// withoutReservation is t as a store keeps it: without the reservation
+// its create held.
+func withoutReservation(t *orchestrator.Transfer) *orchestrator.Transfer {
+	c := t.Clone()
+	c.IdempotencyReservedAt = time.Time{}
+	return c
 }
 
 // A create that holds its reservation and a settle of that reservation,
