@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -21,12 +20,13 @@ import (
 // action's request was answered.
 //
 // Here the hang-up's request waits at the provider until a reading has
-// been taken; every later reading is held back for several windows after
-// the unhold went out, so that the engine has only that early reading to
-// judge by.
+// been taken; every later reading is held back until the recovery has
+// given up waiting (its verify timeout, more than a window), so that the
+// engine has only that early reading to judge by all that time. Once
+// readings come back, the sweeper verifies the outcome.
 func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 	cfg := testConfig()
-	cfg.VerifyTimeout = 10 * time.Second // the readings held back must not end the recovery's patience
+	cfg.VerifyTimeout = 4 * cfg.VisibilityWindow
 	h := newHarness(t, cfg)
 	h.f.SetTarget(orchestratortest.TargetRings)
 	r := request("fake", "1000")
@@ -37,17 +37,8 @@ func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 	gate := h.f.Block(hangup)
 	var mu sync.Mutex
 	reads := 0
-	var unholdAt time.Time
-	early := make(chan struct{}) // the early reading has been taken
-	unheld := make(chan struct{})
-	h.f.Before(unhold, func(orchestratortest.Record) {
-		mu.Lock()
-		defer mu.Unlock()
-		if unholdAt.IsZero() {
-			unholdAt = time.Now()
-			close(unheld)
-		}
-	})
+	early := make(chan struct{})  // the early reading has been taken
+	gaveUp := make(chan struct{}) // the recovery ended, unverified
 	h.f.Before(orchestratortest.MethodObserve, func(orchestratortest.Record) {
 		select {
 		case <-gate.Entered():
@@ -58,17 +49,13 @@ func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 		reads++
 		n := reads
 		mu.Unlock()
-		if n != 2 {
-			return // the first is the early reading: the consult still up
+		if n == 2 {
+			// The watcher reads one at a time: the second reading
+			// starting means the first is done. It, and every reading
+			// after it, waits.
+			close(early)
+			<-gaveUp
 		}
-		// The watcher reads one at a time: the second reading starting
-		// means the first is done. It, and every reading after it, waits.
-		close(early)
-		<-unheld
-		mu.Lock()
-		until := unholdAt.Add(4 * cfg.VisibilityWindow)
-		mu.Unlock()
-		time.Sleep(time.Until(until))
 	})
 	if _, err := h.e.Cancel(context.Background(), id); err != nil {
 		t.Fatalf("Cancel: %v", err)
@@ -76,12 +63,16 @@ func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 	<-gate.Entered()
 	<-early
 	gate.Release()
+	end := h.store.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	close(gaveUp)
+	if end.Cleanup == nil || end.Outcome.Verified {
+		t.Errorf("the recovery ended %s %+v; want unverified, with an obligation (it had no reading to judge by)", end.State, end.Outcome)
+	}
 
-	tr := h.done(t, id)
+	tr := h.store.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
 	wantOutcome(t, tr, orchestrator.StateCancelled, orchestrator.ReasonCancelled, true)
 	if got, want := h.f.Actions(), []string{locate, hold, dial, hangup, unhold}; !slices.Equal(got, want) {
 		t.Errorf("actions %q, want %q: a reading taken before the hang-up went out is no proof it did not apply", got, want)
 	}
 	wantCallerSafe(t, h.f, id)
-	checkSaves(t, h.store, id)
 }

@@ -75,7 +75,11 @@ type entry struct {
 	// reading started after the hang-up was answered makes it due again
 	// at once.
 	hangupUnseen bool
-	callerGone   bool // the provider said the caller's call is gone
+	// judgeAt: a reading showed a compensation still needed but started
+	// too early to prove it did not take (see compensate); a reading
+	// started at judgeAt can, and the transfer looks again then.
+	judgeAt    time.Time
+	callerGone bool // the provider said the caller's call is gone
 	// notFound counts unholds answered "not found" (see callerSeenUp).
 	notFound      int
 	unholdRefused string
@@ -624,13 +628,13 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		e.callerSeenUp(en, obs, at, failure)
 		e.notFoundWhich(en, obs, failure)
 		if obs.Caller == CallerTransferred {
-			if d := e.stepSettledAt(t, StepHangup).Sub(at); d > 0 {
+			if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
 				// A hang-up we sent may not be applied yet. Where the
 				// provider's transfer ends the caller's call with its B-leg
 				// (Bandwidth, announced), it would end the call the caller
 				// now has with the target: report what shows once it could
 				// have applied, not before.
-				return d + time.Millisecond
+				return e.readingFrom(en, s)
 			}
 			// The provider joined caller and target after all (a join
 			// applied late, or an announced transfer answered as it was
@@ -732,8 +736,8 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		// transfer, after this one gave the caller back), and this
 		// transfer's outcome does not change for it. Once no hang-up of
 		// ours can still land on that call, the sweeper says so.
-		if d := e.stepSettledAt(t, StepHangup).Sub(at); d > 0 {
-			return d + time.Millisecond
+		if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
+			return e.readingFrom(en, s)
 		}
 		old := *t.Outcome
 		t.Cleanup = nil
@@ -993,16 +997,45 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	// decided, before their intents were saved and their requests sent: a
 	// reading started in between shows the consult up and the caller held,
 	// whatever the clock says by the time it is judged (seen in CI: a
-	// cancel's hang-up and unhold sent twice). When that reading is the
-	// latest, a newer one is asked for once one could prove it.
+	// cancel's hang-up and unhold sent twice). Such a reading is no proof
+	// either way: the transfer looks again when one could be (judgeAt),
+	// or, that time past, asks for the next reading.
+	// A compensation just sent is looked at again likewise: nothing else
+	// may wake the transfer if it is lost (the readings go on showing the
+	// same thing).
+	en.judgeAt = time.Time{}
+	judgeAt := func(s time.Time) {
+		if en.judgeAt.IsZero() || s.Before(en.judgeAt) {
+			en.judgeAt = s
+		}
+	}
 	settled := func(name string) bool {
 		s := e.stepSettledAt(t, name)
-		if fresh && at.Before(s) && !now.Before(s) && en.w != nil {
-			en.w.need(en.id)
+		switch {
+		case !at.Before(s):
+			return true
+		case now.Before(s):
+			judgeAt(s)
+		default:
+			e.needReading(en)
 		}
-		return fresh && !at.Before(s)
+		return false
 	}
 	alive := obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered
+	// A hang-up sent before the consult was ever seen may have found
+	// nothing: a reading started after it was answered that shows the
+	// consult makes it due again at once; an earlier one asks for that
+	// reading.
+	hangupAgain := func() bool {
+		if !en.hangupUnseen {
+			return settled(StepHangup)
+		}
+		if at.After(e.stepEnd(t, StepHangup)) {
+			return true
+		}
+		e.needReading(en)
+		return false
+	}
 	// A compensation whose intent was saved by a process that died before
 	// its result is owed again: it may never have been sent, and what it
 	// undoes besides the leg (a Bandwidth consult bridge holding the
@@ -1018,7 +1051,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	// holds the agent; until it is sent again every unhold is refused.
 	if !t.Sent.Dial.IsZero() {
 		due := t.Sent.Hangup.IsZero() || (t.lastFailed(StepHangup) && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
-			(fresh && alive && ((en.hangupUnseen && at.After(e.stepEnd(t, StepHangup))) || settled(StepHangup)))
+			(fresh && alive && hangupAgain())
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
 		if !t.Sent.Join.IsZero() && !(fresh && obs.Caller != CallerTransferred) {
@@ -1031,6 +1064,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 			if en.lost {
 				return
 			}
+			judgeAt(e.stepSettledAt(t, StepHangup))
 			if err != nil {
 				en.retryAt = now.Add(e.retryWait(en))
 			}
@@ -1061,6 +1095,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	if en.lost {
 		return
 	}
+	judgeAt(e.stepSettledAt(t, StepUnhold))
 	en.redoUnhold = false
 	switch {
 	case err == nil:
@@ -1108,13 +1143,35 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 	return "", false
 }
 
-// redoWait is when a compensation that failed is due again (a long wait
-// when none is).
+// redoWait is when a compensation that failed is due again, or when a
+// reading could prove that one a reading showed still needed did not
+// take (judgeAt; see compensate): a long wait when neither.
 func (e *Engine) redoWait(en *entry, now time.Time) time.Duration {
-	if !en.t.lastFailed(StepHangup) && !en.redoUnhold {
-		return time.Hour
+	d := time.Hour
+	if en.t.lastFailed(StepHangup) || en.redoUnhold {
+		d = max(en.retryAt.Sub(now), 0) + time.Millisecond
 	}
-	return max(en.retryAt.Sub(now), 0) + time.Millisecond
+	if !en.judgeAt.IsZero() {
+		d = min(d, max(en.judgeAt.Sub(now), 0)+time.Millisecond)
+	}
+	return d
+}
+
+// readingFrom is the wait for a reading started at or after s: until s,
+// the queue wakes the transfer then; after it, the next reading does.
+func (e *Engine) readingFrom(en *entry, s time.Time) time.Duration {
+	if d := s.Sub(e.now()); d > 0 {
+		return d + time.Millisecond
+	}
+	e.needReading(en)
+	return e.cfg.VisibilityWindow
+}
+
+// needReading makes the next reading wake the transfer, whatever it shows.
+func (e *Engine) needReading(en *entry) {
+	if en.w != nil {
+		en.w.need(en.id)
+	}
 }
 
 // restored decides, from a fresh reading taken at `at`, whether the
