@@ -1000,6 +1000,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	// cancel's hang-up and unhold sent twice). Such a reading is no proof
 	// either way: the transfer looks again when one could be (judgeAt),
 	// or, that time past, asks for the next reading.
+	//
 	// A compensation just sent is looked at again likewise: nothing else
 	// may wake the transfer if it is lost (the readings go on showing the
 	// same thing).
