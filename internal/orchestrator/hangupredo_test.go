@@ -3,7 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -34,35 +34,8 @@ func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 	id := h.start(t, r)
 	h.waitFor(t, id, inState(orchestrator.StateConsulting))
 
-	gate := h.f.Block(hangup)
-	var mu sync.Mutex
-	reads := 0
-	early := make(chan struct{})  // the early reading has been taken
 	gaveUp := make(chan struct{}) // the recovery ended, unverified
-	h.f.Before(orchestratortest.MethodObserve, func(orchestratortest.Record) {
-		select {
-		case <-gate.Entered():
-		default:
-			return
-		}
-		mu.Lock()
-		reads++
-		n := reads
-		mu.Unlock()
-		if n == 2 {
-			// The watcher reads one at a time: the second reading
-			// starting means the first is done. It, and every reading
-			// after it, waits.
-			close(early)
-			<-gaveUp
-		}
-	})
-	if _, err := h.e.Cancel(context.Background(), id); err != nil {
-		t.Fatalf("Cancel: %v", err)
-	}
-	<-gate.Entered()
-	<-early
-	gate.Release()
+	cancelWithEarlyReading(t, h, id, nil, gaveUp, new(atomic.Int64))
 	end := h.store.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	close(gaveUp)
 	if end.Cleanup == nil || end.Outcome.Verified {
@@ -75,4 +48,37 @@ func TestReadingTakenBeforeTheHangupWentOutDoesNotRedoIt(t *testing.T) {
 		t.Errorf("actions %q, want %q: a reading taken before the hang-up went out is no proof it did not apply", got, want)
 	}
 	wantCallerSafe(t, h.f, id)
+}
+
+// cancelWithEarlyReading cancels transfer id with its hang-up held at the
+// provider until a reading has started and ended since the hang-up was
+// sent (the early reading: it started before the request went out). first,
+// if set, runs as that reading starts. The reading after it waits until
+// hold is closed: the watcher reads one at a time, so every later one
+// waits too. reads counts the readings started since the hang-up was sent.
+func cancelWithEarlyReading(t *testing.T, h *harness, id string, first func(orchestratortest.Record), hold <-chan struct{},
+	reads *atomic.Int64) {
+	t.Helper()
+	gate := h.f.Block(hangup)
+	early := make(chan struct{})
+	h.f.Before(observe, func(rec orchestratortest.Record) {
+		select {
+		case <-gate.Entered():
+		default:
+			return
+		}
+		switch n := reads.Add(1); {
+		case n == 1 && first != nil:
+			first(rec)
+		case n == 2:
+			close(early)
+			<-hold
+		}
+	})
+	if _, err := h.e.Cancel(context.Background(), id); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	<-gate.Entered()
+	<-early
+	gate.Release()
 }

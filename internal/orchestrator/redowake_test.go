@@ -1,9 +1,9 @@
 package orchestrator_test
 
 import (
-	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,53 +38,25 @@ func TestHangupSentUnseenIsRedoneOnTheNextReadingAfterItsAnswer(t *testing.T) {
 	id := h.start(t, r)
 	h.waitFor(t, id, inState(orchestrator.StateConsulting))
 
-	gate := h.f.Block(hangup)
 	var mu sync.Mutex
-	reads, readsAtRedo, hangups := 0, 0, 0
-	readsAtRelease := 0
+	var reads atomic.Int64
+	hangups, readsAtRedo := 0, int64(0)
 	h.f.Before(hangup, func(orchestratortest.Record) {
 		mu.Lock()
 		defer mu.Unlock()
 		if hangups++; hangups == 2 {
-			readsAtRedo = reads
+			readsAtRedo = reads.Load()
 		}
 	})
-	early := make(chan struct{})
 	unheld := make(chan struct{})
 	var unheldOnce sync.Once
 	h.f.Before(unhold, func(orchestratortest.Record) { unheldOnce.Do(func() { close(unheld) }) })
-	h.f.Before(observe, func(rec orchestratortest.Record) {
-		select {
-		case <-gate.Entered():
-		default:
-			return
-		}
-		mu.Lock()
-		reads++
-		n := reads
-		mu.Unlock()
-		switch n {
-		case 1:
-			// Started while the hang-up is on its way: the dial lands
-			// now, and this reading is the first to show the consult.
-			h.f.ApplyDeferred(rec.TransferID)
-		case 2:
-			// The first reading is done. This one, started before the
-			// hang-up was answered too, is slow: it answers once the
-			// recovery has judged by the first and sent the unhold.
-			close(early)
-			<-unheld
-		}
-	})
-	if _, err := h.e.Cancel(context.Background(), id); err != nil {
-		t.Fatalf("Cancel: %v", err)
-	}
-	<-gate.Entered()
-	<-early
-	mu.Lock()
-	readsAtRelease = reads
-	mu.Unlock()
-	gate.Release()
+	// The first reading to show the consult started while the hang-up was
+	// on its way: the dial lands as it starts. The one after it, started
+	// before the hang-up was answered too, is slow: it answers once the
+	// recovery has judged by the first and sent the unhold.
+	cancelWithEarlyReading(t, h, id, func(rec orchestratortest.Record) { h.f.ApplyDeferred(rec.TransferID) }, unheld, &reads)
+	readsAtRelease := reads.Load()
 
 	tr := h.done(t, id)
 	wantOutcome(t, tr, orchestrator.StateCancelled, orchestrator.ReasonCancelled, true)
@@ -109,26 +81,12 @@ func TestHangupSentUnseenIsRedoneOnTheNextReadingAfterItsAnswer(t *testing.T) {
 // every wake-up the recovery scheduled has passed (a window after it
 // ended: the watcher's polls see to it).
 func TestTombstoneRedoesALostHangupOnceAReadingCanShowIt(t *testing.T) {
-	cfg := testConfig()
-	cfg.VerifyTimeout = 4 * cfg.VisibilityWindow
-	cfg.TombstoneTTL = time.Hour
-	h := newHarness(t, cfg)
-	h.f.SetTarget(orchestratortest.TargetRings)
-	h.f.Defer(dial, 1) // the consult never appears while the transfer runs
+	h, cfg := hourLongTombstone(t)
 	var mu sync.Mutex
-	var ended time.Time
 	hangups := 0
-	h.f.Before(observe, func(rec orchestratortest.Record) {
-		mu.Lock()
-		due := !ended.IsZero() && time.Since(ended) > 2*cfg.VisibilityWindow
-		if due {
-			ended = time.Time{}
-		}
-		mu.Unlock()
-		if due {
-			h.f.Defer(hangup, 1) // the next hang-up is accepted and lost
-			h.f.ApplyDeferred(rec.TransferID)
-		}
+	ended := afterTheRecoverysTimers(h, cfg, func(id string) {
+		h.f.Defer(hangup, 1) // the next hang-up is accepted and lost
+		h.f.ApplyDeferred(id)
 	})
 	h.f.Before(hangup, func(orchestratortest.Record) { mu.Lock(); hangups++; mu.Unlock() })
 	id := h.start(t, request("fake", "1000"))
@@ -138,8 +96,8 @@ func TestTombstoneRedoesALostHangupOnceAReadingCanShowIt(t *testing.T) {
 	}
 	mu.Lock()
 	before := hangups
-	ended = time.Now()
 	mu.Unlock()
+	ended()
 	eventually(t, "the late leg's lost hang-up sent again", func() bool { mu.Lock(); defer mu.Unlock(); return hangups >= before+2 })
 	eventually(t, "the late leg hung up", func() bool {
 		c, _ := h.f.State(id)
@@ -152,12 +110,7 @@ func TestTombstoneRedoesALostHangupOnceAReadingCanShowIt(t *testing.T) {
 // was sent again only at the obligation's Until (here an hour: the
 // tombstone of a consult never seen), the caller held meanwhile.
 func TestUnverifiedSweepRedoesALostUnholdOnceAReadingCanShowIt(t *testing.T) {
-	cfg := testConfig()
-	cfg.VerifyTimeout = 4 * cfg.VisibilityWindow
-	cfg.TombstoneTTL = time.Hour
-	h := newHarness(t, cfg)
-	h.f.SetTarget(orchestratortest.TargetRings)
-	h.f.Defer(dial, 1)   // the consult never appears: the outcome keeps a tombstone
+	h, cfg := hourLongTombstone(t)
 	h.f.Defer(unhold, 2) // the recovery's unhold and the sweeper's first are lost
 	unavailable := orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
 	var mu sync.Mutex
@@ -172,20 +125,8 @@ func TestUnverifiedSweepRedoesALostUnholdOnceAReadingCanShowIt(t *testing.T) {
 		}
 		unholds++
 	})
-	// Readable again (the caller shown held) once every wake-up the
-	// recovery scheduled has passed: a window after it ended.
-	var ended time.Time
-	h.f.Before(observe, func(orchestratortest.Record) {
-		mu.Lock()
-		due := !ended.IsZero() && time.Since(ended) > 2*cfg.VisibilityWindow
-		if due {
-			ended = time.Time{}
-		}
-		mu.Unlock()
-		if due {
-			h.f.ClearFaults()
-		}
-	})
+	// Readable again (the caller shown held).
+	ended := afterTheRecoverysTimers(h, cfg, func(string) { h.f.ClearFaults() })
 	id := h.start(t, request("fake", "1000"))
 	end := h.store.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
 	if end.Cleanup == nil || end.Outcome.Verified {
@@ -194,12 +135,46 @@ func TestUnverifiedSweepRedoesALostUnholdOnceAReadingCanShowIt(t *testing.T) {
 	if c, _ := h.f.State(id); c.Caller != orchestrator.CallerHeld {
 		t.Fatalf("the caller is in state %d, want held (the recovery's unhold was lost)", c.Caller)
 	}
-	mu.Lock()
-	ended = time.Now()
-	mu.Unlock()
+	ended()
 	eventually(t, "the sweeper's lost unhold sent again", func() bool { mu.Lock(); defer mu.Unlock(); return unholds >= 3 })
 	eventually(t, "the caller given back", func() bool {
 		c, _ := h.f.State(id)
 		return c.Caller == orchestrator.CallerConnected
 	})
+}
+
+// afterTheRecoverysTimers runs fn once, as the first reading of a transfer
+// starts two visibility windows after ended is called (the transfer's
+// recovery having ended): every wake-up the recovery scheduled, each at
+// most a window away, has passed by then, so that the sweeper's own
+// schedule decides what follows. The watcher's polls see to the time.
+func afterTheRecoverysTimers(h *harness, cfg orchestrator.Config, fn func(id string)) (ended func()) {
+	var mu sync.Mutex
+	var at time.Time
+	h.f.Before(observe, func(rec orchestratortest.Record) {
+		mu.Lock()
+		due := !at.IsZero() && time.Since(at) > 2*cfg.VisibilityWindow
+		if due {
+			at = time.Time{}
+		}
+		mu.Unlock()
+		if due {
+			fn(rec.TransferID)
+		}
+	})
+	return func() { mu.Lock(); at = time.Now(); mu.Unlock() }
+}
+
+// hourLongTombstone is a harness whose transfer's consult never appears
+// while it runs (its dial lands only when applied), so that its outcome
+// keeps a tombstone, of an hour; its recovery gives up after four
+// visibility windows.
+func hourLongTombstone(t *testing.T) (*harness, orchestrator.Config) {
+	cfg := testConfig()
+	cfg.VerifyTimeout = 4 * cfg.VisibilityWindow
+	cfg.TombstoneTTL = time.Hour
+	h := newHarness(t, cfg)
+	h.f.SetTarget(orchestratortest.TargetRings)
+	h.f.Defer(dial, 1)
+	return h, cfg
 }
