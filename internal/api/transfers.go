@@ -236,7 +236,8 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		// Idempotency-Key counts on (see idempotent): a create whose checks
 		// before the save (the in-flight limit's list, the engine's) do not
 		// get an answer in time gets a 503, which frees the key, and saves
-		// nothing. A save the store has taken is waited for to its verdict
+		// nothing (unless the store's answer to the save itself was lost:
+		// see Engine.Start). A save the store has taken is waited for to its verdict
 		// (the stores' group commit), which only their own bounds limit:
 		// should it land after the reservation was settled, the store saves
 		// nothing (the create holds its reservation: ErrReservationLost,
@@ -260,7 +261,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 				// more (a definite one, a conflict say, is served as such).
 				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the create could not reach the store in time")
 				p := probUnavailable
-				p.Detail = fmt.Sprintf("the store did not answer within %s; nothing was saved: retry (with the same Idempotency-Key, if any)", startTimeout)
+				p.Detail = fmt.Sprintf("the store did not answer within %s: retry, with the same Idempotency-Key if any (should the transfer have been saved after all, transferd drives it and the key answers with it)", startTimeout)
 				writeProblem(w, r, p)
 			default:
 				writeError(w, r, err)

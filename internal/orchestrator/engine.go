@@ -367,8 +367,23 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
-	if err := e.store.Create(ctx, t); err != nil && !e.savedAnyway(ctx, t, err) {
-		return nil, err
+	if err := e.store.Create(ctx, t); err != nil {
+		if !uncertain(err) {
+			return nil, err
+		}
+		got, gerr := e.readBack(ctx, t.ID)
+		if gerr != nil {
+			// It may have been saved all the same: looked for again.
+			e.findLater(t.ID)
+			return nil, err
+		}
+		e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved")
+		if !e.mine(got) {
+			// Another replica claimed it meanwhile and drives it.
+			e.m.started.WithLabelValues(r.Provider).Inc()
+			return got, nil
+		}
+		t = got
 	}
 	t.Outbox, t.IdempotencyReservedAt = nil, time.Time{}
 	e.m.started.WithLabelValues(r.Provider).Inc()
@@ -377,31 +392,95 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	return snapshot, nil
 }
 
-// savedAnyway reports whether a create that failed with err was saved
-// all the same: a store may lose its answer to a commit that happened (a
-// connection that drops between the two). Such a transfer holds its call
-// and, not adopted, would be driven by nobody until this replica
-// restarted, so the record is read back. A refusal is the store's own
-// verdict and is not.
-func (e *Engine) savedAnyway(ctx context.Context, t *Transfer, err error) bool {
+// A store may lose its answer to a create whose commit happened (a
+// connection that drops between the two). The transfer then holds its
+// call and, not adopted, would be driven by nobody until this replica
+// restarted; so the engine reads it back, at once and, if that fails, in
+// the background for as long as a commit may still land.
+
+// uncertain reports whether a create's error leaves open that it was
+// saved. A refusal is the store's own verdict.
+func uncertain(err error) bool {
 	switch KindOf(err) {
 	case KindConflict, KindNotFound, KindInvalid, KindUnavailable:
 		return false
 	}
-	// The create's own deadline may be what ended it.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-	defer cancel()
-	got, gerr := e.store.Get(rctx, t.ID)
-	if gerr != nil {
-		return false
-	}
-	t.Version = got.Version
-	e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved: driving it")
 	return true
 }
 
-// readBackTimeout bounds savedAnyway's read.
-const readBackTimeout = 5 * time.Second
+// readBack reads a transfer whose create's answer was lost.
+func (e *Engine) readBack(ctx context.Context, id string) (*Transfer, error) {
+	// The create's own deadline may be what ended it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	return e.store.Get(rctx, id)
+}
+
+// mine reports whether a transfer read back is as this replica's create
+// saved it: another replica may have claimed it since (this one's
+// heartbeat lapsing while the store could not be reached), and then its
+// record is that replica's to drive.
+func (e *Engine) mine(t *Transfer) bool {
+	return t.Version == 1 && t.Owner == e.cfg.Owner
+}
+
+// findLater looks for a transfer whose create's answer and read-back both
+// failed, until it is found (and driven, if still as created), shown not
+// saved for readBackPatience, or the engine stops: a transfer found after
+// that is resumed when this replica restarts, or claimed once its
+// heartbeat lapses.
+func (e *Engine) findLater(id string) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		wait := e.cfg.PollMaxInterval
+		deadline := time.Now().Add(readBackPatience)
+		for time.Now().Before(deadline) {
+			select {
+			case <-e.stop:
+				return // a transfer saved is resumed by whoever owns it next
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+			got, err := e.readBack(e.hard, id)
+			switch {
+			case KindOf(err) == KindNotFound:
+				continue // not saved, or its commit has not landed yet
+			case err != nil:
+				continue
+			case !e.mine(got):
+				return
+			}
+			// Adopted as Start adopts: not once shutdown has begun (whoever
+			// owns it next resumes it), and counted until it is.
+			e.mu.Lock()
+			if e.stopping {
+				e.mu.Unlock()
+				return
+			}
+			e.starting++
+			e.mu.Unlock()
+			e.log.Warn().Str("transfer_id", id).Msg("a create whose answer was lost was saved: driving it")
+			e.m.started.WithLabelValues(got.Request.Provider).Inc()
+			e.adopt(got, false)
+			e.mu.Lock()
+			e.starting--
+			e.settledLocked()
+			e.mu.Unlock()
+			return
+		}
+		e.log.Error().Str("transfer_id", id).Dur("looked_for", readBackPatience).
+			Msg("a create whose answer was lost was not found; should it land later, it is resumed when this replica restarts")
+	}()
+}
+
+// readBackTimeout bounds one read of readBack; readBackPatience how long
+// findLater looks: longer than a store takes to settle a commit whose
+// answer was lost (PostgreSQL's commit timeout is a minute).
+const (
+	readBackTimeout  = 5 * time.Second
+	readBackPatience = 2 * time.Minute
+)
 
 // Get returns the saved transfer, if it belongs to the tenant of ctx:
 // another tenant's transfer is not found, exactly like one that does not

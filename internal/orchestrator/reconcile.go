@@ -173,6 +173,7 @@ func (e *Engine) process(id string) {
 // reconcile runs the state handlers until the state stops changing and
 // returns when to look again (0: when the watcher or a signal says).
 func (e *Engine) reconcile(ctx context.Context, en *entry) time.Duration {
+	en.judgeAt = time.Time{} // this reconcile's compensate sets it, if one is due
 	if en.resumed && !en.noted {
 		en.noted = true
 		detail := "resumed by " + e.cfg.Owner
@@ -804,14 +805,20 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		}
 	}
 	restored, done := e.restored(en, obs, at)
+	redo := e.redoWait(en, now)
 	if obs.Caller == CallerTransferred {
 		restored, done = false, !now.Before(t.Cleanup.Until)
+		// Nothing of ours is owed to a caller with the target: what an
+		// earlier reconcile left due (a failed unhold, a compensation to
+		// judge) is not (the readings show nothing new, and a stale due
+		// time would have the sweep spin until Until).
+		redo = time.Hour
 	}
 	if !done || now.Before(t.Cleanup.Until) {
 		if now.Before(t.Cleanup.Until) {
-			return min(t.Cleanup.Until.Sub(now)+time.Millisecond, e.redoWait(en, now))
+			return min(t.Cleanup.Until.Sub(now)+time.Millisecond, redo)
 		}
-		return min(e.cfg.VisibilityWindow, e.redoWait(en, now))
+		return min(e.cfg.VisibilityWindow, redo)
 	}
 	o := t.Outcome
 	detail := "the provider shows the invariant holds"
@@ -1004,7 +1011,6 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	// A compensation just sent is looked at again likewise: nothing else
 	// may wake the transfer if it is lost (the readings go on showing the
 	// same thing).
-	en.judgeAt = time.Time{}
 	judgeAt := func(s time.Time) {
 		if en.judgeAt.IsZero() || s.Before(en.judgeAt) {
 			en.judgeAt = s

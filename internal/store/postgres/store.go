@@ -654,15 +654,23 @@ func (s *Store) CompleteIdempotency(ctx context.Context, scope, key string, crea
 }
 
 // DeleteIdempotency implements orchestrator.Store.
-// A linked reservation is answered as SettleIdempotency answers it: one
-// statement, whose two parts match disjoint rows.
+// A linked reservation is answered as SettleIdempotency answers it. Two
+// statements, each with a snapshot of its own: a create linking the
+// reservation may be committing as the release starts (it holds the row's
+// lock), and the DELETE, waiting for that lock, finds the row linked once
+// it commits; an UPDATE on the DELETE's snapshot would still see it
+// unlinked and leave it pending, neither released nor answered.
 func (s *Store) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
-	if _, err := s.pool.Exec(ctx, `WITH deleted AS (DELETE FROM idempotency
-			WHERE scope = $1 AND key = $2 AND created_at = $3 AND transfer_id IS NULL)
-		UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id, body = NULL, response_transfer_id = transfer_id
+	const op = "delete idempotency key"
+	if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND created_at = $3 AND transfer_id IS NULL`,
+		scope, key, createdAt); err != nil {
+		return s.fail(op, err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE idempotency SET status = 202, location = '/v1/transfers/' || transfer_id, body = NULL,
+			response_transfer_id = transfer_id
 		WHERE scope = $1 AND key = $2 AND created_at = $3 AND transfer_id IS NOT NULL AND status IS NULL`,
 		scope, key, createdAt); err != nil {
-		return s.fail("delete idempotency key", err)
+		return s.fail(op, err)
 	}
 	return nil
 }
