@@ -124,6 +124,7 @@ type Engine struct {
 	startOnce  sync.Once
 	workers    sync.WaitGroup
 	bg         sync.WaitGroup // watchers and the maintenance loop
+	lookups    atomic.Int32   // the creates findLater looks for
 
 	mu       sync.Mutex
 	stopping bool
@@ -426,14 +427,22 @@ func (e *Engine) mine(t *Transfer) bool {
 
 // findLater looks for a transfer whose create's answer and read-back both
 // failed, until it is found (and driven, if still as created), shown not
-// saved for readBackPatience, or the engine stops: a transfer found after
+// saved for readBackPatience, or shutdown begins: a transfer found after
 // that is resumed when this replica restarts, or claimed once its
-// heartbeat lapses.
+// heartbeat lapses. At most maxLookups are looked for at once: they
+// happen when the store cannot be reached, and each adds reads to it.
 func (e *Engine) findLater(id string) {
+	if e.lookups.Add(1) > maxLookups {
+		e.lookups.Add(-1)
+		e.log.Error().Str("transfer_id", id).
+			Msg("a create whose answer was lost is not looked for (too many are): should it have been saved, it is resumed when this replica restarts")
+		return
+	}
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		wait := e.cfg.PollMaxInterval
+		defer e.lookups.Add(-1)
+		wait := min(e.cfg.PollMaxInterval, time.Second)
 		deadline := time.Now().Add(readBackPatience)
 		for time.Now().Before(deadline) {
 			select {
@@ -442,13 +451,17 @@ func (e *Engine) findLater(id string) {
 			case <-time.After(wait):
 			}
 			wait = min(2*wait, 5*time.Second)
-			got, err := e.readBack(e.hard, id)
+			// Cut short by a Shutdown out of time (e.hard), unlike Start's.
+			ctx, cancel := context.WithTimeout(e.hard, readBackTimeout)
+			got, err := e.store.Get(ctx, id)
+			cancel()
 			switch {
-			case KindOf(err) == KindNotFound:
-				continue // not saved, or its commit has not landed yet
 			case err != nil:
-				continue
+				continue // not saved, its commit not landed yet, or unreadable
 			case !e.mine(got):
+				// Another replica claimed it and drives it: saved all the
+				// same, and counted so.
+				e.m.started.WithLabelValues(got.Request.Provider).Inc()
 				return
 			}
 			// Adopted as Start adopts: not once shutdown has begun (whoever
@@ -474,12 +487,14 @@ func (e *Engine) findLater(id string) {
 	}()
 }
 
-// readBackTimeout bounds one read of readBack; readBackPatience how long
-// findLater looks: longer than a store takes to settle a commit whose
-// answer was lost (PostgreSQL's commit timeout is a minute).
+// readBackTimeout bounds one read of a create's record; readBackPatience
+// how long findLater looks: longer than a store takes to settle a commit
+// whose answer was lost (PostgreSQL's commit timeout is a minute);
+// maxLookups how many it looks for at once.
 const (
 	readBackTimeout  = 5 * time.Second
 	readBackPatience = 2 * time.Minute
+	maxLookups       = 64
 )
 
 // Get returns the saved transfer, if it belongs to the tenant of ctx:
