@@ -670,13 +670,14 @@ func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
 type slowCutStore struct {
 	*partitionedStore
 	trip    func(*orchestrator.Transfer) bool
+	tripped atomic.Bool   // the partition began (once: a test ends it for good)
 	hung    atomic.Bool   // the one hanging write was taken
 	entered chan struct{} // closed when the hanging write starts
 	release chan struct{} // its i/o timeout
 }
 
 func (s *slowCutStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
-	if !s.cut.Load() && s.trip(t) {
+	if !s.cut.Load() && s.trip(t) && s.tripped.CompareAndSwap(false, true) {
 		s.cut.Store(true)
 		return errPartition
 	}
