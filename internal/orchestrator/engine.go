@@ -125,6 +125,10 @@ type Engine struct {
 	workers    sync.WaitGroup
 	bg         sync.WaitGroup // watchers and the maintenance loop
 	lookups    atomic.Int32   // the creates findLater looks for
+	// orphaned: a claim failed in a way that leaves open whether it was
+	// saved: this replica may own transfers it drives none of (see
+	// adoptOrphans).
+	orphaned atomic.Bool
 
 	mu       sync.Mutex
 	stopping bool

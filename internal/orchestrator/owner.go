@@ -61,6 +61,9 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 	for {
 		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, batch)
 		if err != nil {
+			if uncertain(err) {
+				e.orphaned.Store(true)
+			}
 			return err
 		}
 		for _, t := range ts {
@@ -87,6 +90,41 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 		e.log.Info().Int("transfers", total).Msg(msg)
 	}
 	return nil
+}
+
+// adoptOrphans drives the open transfers this replica owns and has no
+// entry for. A claim whose commit landed although its answer was lost
+// makes them its own (their versions moved), and no later claim returns a
+// replica's own transfers: nobody would drive them until it restarted. It
+// reports whether the store could be read.
+func (e *Engine) adoptOrphans(ctx context.Context) bool {
+	ids, err := e.store.Owned(ctx, e.cfg.Owner)
+	if err != nil {
+		e.log.Warn().Err(err).Msg("looking for transfers this replica owns and does not drive failed")
+		return false
+	}
+	n := 0
+	for _, id := range ids {
+		if e.local(id) {
+			continue
+		}
+		t, err := e.store.Get(ctx, id)
+		switch {
+		case KindOf(err) == KindNotFound:
+			continue // purged meanwhile
+		case err != nil:
+			e.log.Warn().Err(err).Msg("looking for transfers this replica owns and does not drive failed")
+			return false
+		case t.Owner != e.cfg.Owner || !t.Open():
+			continue // claimed by another, or ended, meanwhile
+		}
+		n++
+		e.adopt(t, true)
+	}
+	if n > 0 {
+		e.log.Warn().Int("transfers", n).Msg("driving transfers a claim made this replica's although its answer was lost")
+	}
+	return true
 }
 
 // settleIdempotency settles the reservations no request serves any more:
@@ -230,6 +268,9 @@ func (e *Engine) maintain() {
 			if !e.isStopping() {
 				if err := e.claim(ctx, false); err != nil {
 					e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")
+				}
+				if e.orphaned.Swap(false) && !e.adoptOrphans(ctx) {
+					e.orphaned.Store(true) // looked for again next time
 				}
 				// A request is served within ReservationTimeout: an own
 				// reservation older than that is one whose response could

@@ -75,6 +75,10 @@ type Store interface {
 	// previous owner's next Update fails with ErrVersionConflict. The
 	// claimed records are returned, oldest first.
 	Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*Transfer, error)
+	// Owned returns the ids of the open transfers owned by owner, oldest
+	// first: a replica whose claim may have been saved although its
+	// answer was lost finds there the transfers it owns and drives none of.
+	Owned(ctx context.Context, owner string) ([]string, error)
 	// Signalled returns the ids of transfers owned by owner that have a
 	// pending signal, so that the owner learns of signals put through
 	// another replica with one query.

@@ -255,6 +255,19 @@ func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, 
 	return out, nil
 }
 
+// Owned implements orchestrator.Store.
+func (s *Store) Owned(_ context.Context, owner string) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, id := range s.ids { // ascending ids: oldest first
+		if t := s.byID[id]; t.Owner == owner && t.Open() {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
 // Signalled implements orchestrator.Store. Only open transfers count: a
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.

@@ -528,6 +528,19 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	return claimed, nil
 }
 
+// Owned implements orchestrator.Store.
+func (s *Store) Owned(ctx context.Context, owner string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM transfers WHERE owner = $1 AND open ORDER BY id`, owner)
+	if err != nil {
+		return nil, s.fail("owned", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.fail("owned", err)
+	}
+	return ids, nil
+}
+
 // Signalled implements orchestrator.Store. Only open transfers count: a
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.

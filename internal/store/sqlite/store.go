@@ -435,26 +435,37 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	return claimed, nil
 }
 
+// Owned implements orchestrator.Store: the partial index
+// transfers_open_owner serves it.
+func (s *Store) Owned(ctx context.Context, owner string) ([]string, error) {
+	return s.ids(ctx, "owned", `SELECT id FROM transfers WHERE owner = ? AND open = 1 ORDER BY id`, owner)
+}
+
 // Signalled implements orchestrator.Store. Only open transfers count: a
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.
 func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
+	return s.ids(ctx, "signalled", `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
 		WHERE t.owner = ? AND t.open = 1 ORDER BY t.id`, owner)
+}
+
+// ids runs a query of transfer ids on a reader.
+func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fail("signalled", err)
+		return nil, fail(op, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, fail("signalled", err)
+			return nil, fail(op, err)
 		}
 		out = append(out, id)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fail("signalled", err)
+		return nil, fail(op, err)
 	}
 	return out, nil
 }

@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"Signals", testSignals},
 		{"Signalled", testSignalled},
+		{"Owned", testOwned},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyConcurrent", testIdempotencyConcurrent},
 		{"CreateLinksIdempotency", testCreateLinksIdempotency},
@@ -1256,6 +1257,37 @@ func testSignalled(f *fixture) {
 	}
 	if got := f.signalled("B"); !slices.Equal(got, idsOf(z, v)) {
 		f.Errorf("Signalled(B) after its claim = %v, want %v", got, idsOf(z, v))
+	}
+}
+
+// Owned lists the open transfers of one owner, oldest first: those with a
+// cleanup obligation too, not the closed ones nor another owner's.
+func testOwned(f *fixture) {
+	x, y, z := f.owned("1", "A"), f.owned("2", "A"), f.owned("3", "A")
+	f.end(y, orchestrator.StateFailed, true, now)
+	f.end(z, orchestrator.StateCompleted, false, now)
+	v := f.owned("4", "B")
+	owned := func(owner string) []string {
+		f.Helper()
+		got, err := f.s.Owned(f.ctx, owner)
+		if err != nil {
+			f.Fatalf("Owned(%s): %v", owner, err)
+		}
+		return got
+	}
+	if got := owned("A"); !slices.Equal(got, idsOf(x, y)) {
+		f.Errorf("Owned(A) = %v, want %v (not the closed %s)", got, idsOf(x, y), z.ID)
+	}
+	if got := owned("nobody"); len(got) != 0 {
+		f.Errorf("Owned(nobody) = %v, want none", got)
+	}
+	// B claims A's open transfers (A never beat): they are B's now.
+	f.claim("B", now, false, 10)
+	if got := owned("A"); len(got) != 0 {
+		f.Errorf("Owned(A) after B's claim = %v, want none", got)
+	}
+	if got := owned("B"); !slices.Equal(got, idsOf(x, y, v)) {
+		f.Errorf("Owned(B) after its claim = %v, want %v", got, idsOf(x, y, v))
 	}
 }
 

@@ -1,0 +1,71 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// claimLost is a store whose first claim that takes anything is saved but
+// answered with an internal error, as when a connection drops between a
+// commit and its answer.
+type claimLost struct {
+	*memory.Store
+	once sync.Once
+}
+
+func (s *claimLost) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	ts, err := s.Store.Claim(ctx, owner, now, own, limit)
+	if err != nil || len(ts) == 0 {
+		return ts, err
+	}
+	lost := false
+	s.once.Do(func() { lost = true })
+	if lost {
+		return nil, orchestrator.E("store.Claim", orchestrator.KindInternal, errors.New("connection reset after the commit"))
+	}
+	return ts, nil
+}
+
+// Found by review (older than this pass): a claim whose commit landed
+// although its answer was lost made a dead replica's transfers this
+// replica's, at a higher version, and no later claim returns a replica's
+// own transfers: nobody drove them until this replica restarted, the
+// caller held meanwhile. Now the replica looks for the open transfers it
+// owns and drives none of, and drives them.
+func TestTransfersOfAClaimWhoseAnswerWasLostAreDriven(t *testing.T) {
+	ctx := context.Background()
+	store := &claimLost{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	dead := &freeze{release: make(chan struct{})}
+	// a is never Opened: it has no heartbeat, so its transfers are
+	// claimable at once; it freezes after the hold, the caller held.
+	a := replica(t, "a", store, fake, dead.point)
+	b := replica(t, "b", store, fake, nil)
+	t.Cleanup(func() { close(dead.release) })
+	fake.Before(orchestratortest.MethodHold, func(orchestratortest.Record) { dead.arm() })
+	if err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// b's periodic claim takes it: saved, its answer lost.
+	tr, err := a.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State != orchestrator.StateCompleted {
+		t.Errorf("the transfer ended %s %+v; want completed", end.State, end.Outcome)
+	}
+	if end.Owner != "b" {
+		t.Errorf("the transfer ended owned by %q; want b", end.Owner)
+	}
+	if c, _ := fake.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+}
