@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -83,35 +82,6 @@ func TestCreateThatOutlivedItsReservationSavesNothing(t *testing.T) {
 	}
 }
 
-// ackLostStore's first Create is saved, but its caller is told it failed,
-// as when a connection drops between a commit and its answer; and the
-// engine's read-back of it fails too.
-type ackLostStore struct {
-	*memory.Store
-	createOnce, getOnce sync.Once
-}
-
-func (s *ackLostStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
-	if err := s.Store.Create(ctx, t); err != nil {
-		return err
-	}
-	lost := false
-	s.createOnce.Do(func() { lost = true })
-	if lost {
-		return orchestrator.E("store.Create", orchestrator.KindInternal, errors.New("connection reset after the commit"))
-	}
-	return nil
-}
-
-func (s *ackLostStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
-	failed := false
-	s.getOnce.Do(func() { failed = true })
-	if failed {
-		return nil, orchestrator.E("store.Get", orchestrator.KindInternal, errors.New("connection refused"))
-	}
-	return s.Store.Get(ctx, id)
-}
-
 // Found by review: a create whose save was committed although the request
 // failed (a 5xx: the store's answer was lost, and so was the engine's
 // read-back) released its key, linked reservation and all, so that the
@@ -119,7 +89,9 @@ func (s *ackLostStore) Get(ctx context.Context, id string) (*orchestrator.Transf
 // transfer held the call, and could start a second one once it ended. Now
 // a linked reservation is answered with its transfer instead.
 func TestCreateSavedDespiteItsFailureIsReplayed(t *testing.T) {
-	store := &ackLostStore{Store: memory.New()}
+	// The store's answer to the create is lost, and so is the engine's
+	// read-back of it.
+	store := &orchestratortest.LostCreate{Store: memory.New(), OnGet: orchestratortest.FailFirstGets(1)}
 	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
 	url := inst.srv.URL + "/v1/transfers"
 	if r := post(t, url, "key-acklost", manualBody); r.status != http.StatusInternalServerError {

@@ -3,8 +3,6 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,53 +13,10 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// lostCreateStore saves its first Create but answers it with an internal
-// error, as when a connection drops between a commit and its answer. Its
-// Gets are scripted by get, if set: n is the Get's number (from 1; the
-// first is Start's read-back).
-type lostCreateStore struct {
-	*memory.Store
-	createOnce sync.Once
-	gets       atomic.Int32
-	get        func(ctx context.Context, n int32, s *memory.Store, id string) (*orchestrator.Transfer, error)
-}
-
-func (s *lostCreateStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
-	if err := s.Store.Create(ctx, t); err != nil {
-		return err
-	}
-	lost := false
-	s.createOnce.Do(func() { lost = true })
-	if lost {
-		return orchestrator.E("store.Create", orchestrator.KindInternal, errors.New("connection reset after the commit"))
-	}
-	return nil
-}
-
-func (s *lostCreateStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
-	n := s.gets.Add(1)
-	if s.get != nil {
-		return s.get(ctx, n, s.Store, id)
-	}
-	return s.Store.Get(ctx, id)
-}
-
-var errGetRefused = orchestrator.E("store.Get", orchestrator.KindInternal, errors.New("connection refused"))
-
-// failFirstGets scripts a lostCreateStore whose first n Gets fail.
-func failFirstGets(n int32) func(context.Context, int32, *memory.Store, string) (*orchestrator.Transfer, error) {
-	return func(ctx context.Context, i int32, s *memory.Store, id string) (*orchestrator.Transfer, error) {
-		if i <= n {
-			return nil, errGetRefused
-		}
-		return s.Get(ctx, id)
-	}
-}
-
 // claimedBy has another replica claim the stored transfer id and save it
 // holding, as happens when the creator's heartbeat lapsed while the store
 // could not be reached.
-func claimedBy(s *memory.Store, owner string) {
+func claimedBy(s orchestrator.Store, owner string) {
 	ts, err := s.Claim(context.Background(), owner, time.Now(), false, 0)
 	if err != nil || len(ts) != 1 {
 		panic("the claim by the other replica failed")
@@ -87,7 +42,7 @@ func startLost(t *testing.T, e *orchestrator.Engine) {
 // The engine now reads such a record back: saved, it is driven, and the
 // create succeeds.
 func TestCreateSavedDespiteALostAnswerIsDriven(t *testing.T) {
-	st := &lostCreateStore{Store: memory.New()}
+	st := &orchestratortest.LostCreate{Store: memory.New()}
 	e := testEngine(t, fastConfig(time.Second, stormWindowShort), st, orchestratortest.NewFake("fake"), nil)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
@@ -113,7 +68,7 @@ func TestCreateWhoseReadBackFailedIsFoundLaterAndDriven(t *testing.T) {
 		maxPoll time.Duration
 	}{{"looked for again", 3, 5 * time.Millisecond}, {"slow polling", 1, time.Hour}} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := &lostCreateStore{Store: memory.New(), get: failFirstGets(tc.fails)}
+			st := &orchestratortest.LostCreate{Store: memory.New(), OnGet: orchestratortest.FailFirstGets(tc.fails)}
 			cfg := fastConfig(time.Second, stormWindowShort)
 			cfg.PollMaxInterval = tc.maxPoll
 			e := testEngine(t, cfg, st, orchestratortest.NewFake("fake"), nil)
@@ -146,11 +101,11 @@ func TestCreateReadBackClaimedByAnotherReplicaIsLeftToIt(t *testing.T) {
 	for _, later := range []bool{false, true} {
 		t.Run(map[bool]string{false: "read back", true: "found later"}[later], func(t *testing.T) {
 			looked := make(chan struct{})
-			st := &lostCreateStore{Store: memory.New()}
-			st.get = func(ctx context.Context, n int32, s *memory.Store, id string) (*orchestrator.Transfer, error) {
+			st := &orchestratortest.LostCreate{Store: memory.New()}
+			st.OnGet = func(ctx context.Context, n int32, s orchestrator.Store, id string) (*orchestrator.Transfer, error) {
 				switch {
 				case n == 1 && later:
-					return nil, errGetRefused
+					return nil, orchestratortest.ErrGetRefused
 				case n == 1 || n == 2:
 					claimedBy(s, "other")
 					defer close(looked)
@@ -197,14 +152,14 @@ func TestCreateReadBackClaimedByAnotherReplicaIsLeftToIt(t *testing.T) {
 func TestCreateLookedForLaterStopsWithAShutdownOutOfTime(t *testing.T) {
 	entered := make(chan struct{})
 	ended := make(chan error, 1)
-	st := &lostCreateStore{Store: memory.New()}
-	st.get = func(ctx context.Context, n int32, s *memory.Store, id string) (*orchestrator.Transfer, error) {
+	st := &orchestratortest.LostCreate{Store: memory.New()}
+	st.OnGet = func(ctx context.Context, n int32, s orchestrator.Store, id string) (*orchestrator.Transfer, error) {
 		if n == 2 { // findLater's first look: the store hangs
 			close(entered)
 			<-ctx.Done()
 			ended <- ctx.Err()
 		}
-		return nil, errGetRefused
+		return nil, orchestratortest.ErrGetRefused
 	}
 	e := testEngine(t, fastConfig(time.Second, stormWindowShort), st, orchestratortest.NewFake("fake"), nil)
 	startLost(t, e)
