@@ -66,11 +66,7 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 		}
 	}
 	t.Version = 1
-	// Kept as the SQL stores keep it: neither the outbox (written as
-	// events) nor the reservation the create held is part of the record.
-	c := t.Clone()
-	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
-	s.byID[t.ID] = c
+	s.byID[t.ID] = stored(t)
 	s.writeEvents(t)
 	if !t.State.Terminal() { // a transfer saved already ended never holds its call
 		s.active[key] = t.ID
@@ -87,6 +83,15 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	return nil
 }
 
+// stored is the copy of t the store keeps, as the SQL stores keep it:
+// neither the outbox (written as events) nor the reservation a create held
+// is part of the record.
+func stored(t *orchestrator.Transfer) *orchestrator.Transfer {
+	c := t.Clone()
+	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
+	return c
+}
+
 // Update implements orchestrator.Store.
 func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	s.mu.Lock()
@@ -101,9 +106,7 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	// UpdatedAt is the caller's (the engine's clock), as every other field:
 	// Purge compares it with a cut-off taken from that same clock.
 	t.Version++
-	c := t.Clone()
-	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
-	s.byID[t.ID] = c
+	s.byID[t.ID] = stored(t)
 	s.writeEvents(t)
 	if t.State.Terminal() {
 		key := orchestrator.TenantCallKey(t)

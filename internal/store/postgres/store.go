@@ -530,29 +530,26 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 
 // Owned implements orchestrator.Store.
 func (s *Store) Owned(ctx context.Context, owner string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id FROM transfers WHERE owner = $1 AND open ORDER BY id`, owner)
-	if err != nil {
-		return nil, s.fail("owned", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, s.fail("owned", err)
-	}
-	return ids, nil
+	return s.ids(ctx, "owned", `SELECT id FROM transfers WHERE owner = $1 AND open ORDER BY id`, owner)
 }
 
 // Signalled implements orchestrator.Store. Only open transfers count: a
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.
 func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
+	return s.ids(ctx, "signalled", `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
 		WHERE t.owner = $1 AND t.open ORDER BY t.id`, owner)
+}
+
+// ids runs a query of transfer ids.
+func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, s.fail("signalled", err)
+		return nil, s.fail(op, err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, s.fail("signalled", err)
+		return nil, s.fail(op, err)
 	}
 	return ids, nil
 }
