@@ -36,12 +36,23 @@ func callerSession(sim *nssim.Sim, callerID string) (nssim.SessionTruth, string,
 // hangupAroundJoin is a middleware that makes the caller hang up once, as
 // the join is sent: after the PBX has applied it (after), or before the
 // PBX gets it. It records the party the caller was with when the call
-// ended.
+// ended. No other request is served while the join and the hang-up are
+// under way, so no reading can fall between them: the watcher polls every
+// millisecond, and a reading that showed the caller with the target would
+// be a true sighting of the join, not the moment the tests are about.
 func hangupAroundJoin(t *testing.T, orig *nssim.ActiveCall, after bool, with *string) func(*nssim.Sim, http.Handler) http.Handler {
 	var once sync.Once
+	var gate sync.RWMutex
 	return func(sim *nssim.Sim, api http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			join := r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer")
+			if join {
+				gate.Lock()
+				defer gate.Unlock()
+			} else {
+				gate.RLock()
+				defer gate.RUnlock()
+			}
 			hangup := func() {
 				once.Do(func() {
 					ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
