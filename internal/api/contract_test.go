@@ -428,14 +428,32 @@ func TestContract(t *testing.T) {
 			before: func(t *testing.T, e *env) {
 				e.fake.SetTarget(orchestratortest.TargetAnswers)
 				var joined atomic.Value // the transfer whose join was sent
+				// The join lands only once a reading of its transfer has
+				// begun since it was sent (and was made to fail): a
+				// reading whose hook ran before the join was sent, and so
+				// is not made to fail, is then wholly before the join.
+				// Otherwise the join could land between that reading's
+				// hook and its observation, which would truly show the
+				// caller with the target: completed, verified.
+				seen, seenClosed := make(chan struct{}), atomic.Bool{}
 				e.fake.Before(orchestratortest.MethodComplete, func(r orchestratortest.Record) {
-					joined.CompareAndSwap(nil, r.TransferID)
+					if !joined.CompareAndSwap(nil, r.TransferID) {
+						return
+					}
+					select {
+					case <-seen:
+					case <-time.After(10 * time.Second):
+						t.Error("no reading began after the join was sent")
+					}
 				})
 				e.fake.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
 					if joined.Load() == r.TransferID {
 						// Queued for this very reading: faults are taken after the hooks.
 						e.fake.FailOn(orchestratortest.MethodObserve, orchestrator.E("fake.Observe",
 							orchestrator.KindProviderUnavailable, errors.New("HTTP 503")), 1)
+						if seenClosed.CompareAndSwap(false, true) {
+							close(seen)
+						}
 					}
 				})
 			},

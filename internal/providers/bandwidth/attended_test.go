@@ -673,19 +673,28 @@ func TestAttendedAgentStaysUpUntilTheJoinShows(t *testing.T) {
 	}})
 	a, g, b1 := h.placeBridged(t)
 	// The join is accepted and left pending.
-	var joined atomic.Bool
-	h.before(func(method, path, body string) bool {
-		return method == http.MethodPost && path == "/users/"+userID+"/bridges/"+b1.ID &&
+	isJoin := func(path, body string) bool {
+		return path == "/users/"+userID+"/bridges/"+b1.ID &&
 			strings.Contains(body, a.ID) && !strings.Contains(body, g.ID) && strings.Contains(body, `"bridgeAudio":true`)
-	}, func() {
+	}
+	h.before(func(method, path, body string) bool { return method == http.MethodPost && isJoin(path, body) }, func() {
 		if err := h.sim.SetAdversity(bwsim.Config{ActionDelay: time.Hour}); err != nil {
 			t.Error(err)
 		}
-		joined.Store(true)
 	})
+	// joinPending: the simulator has accepted the join, not applied it. A
+	// flag set by the hook above would be set before the join reaches the
+	// simulator, and a reading arriving in between would hang the target
+	// up first: the join would then be refused (call_not_active), not left
+	// pending.
+	joinPending := func() bool {
+		return slices.ContainsFunc(h.sim.Actions(), func(x bwsim.Action) bool {
+			return x.Operation == bwsim.OpUpdateBridge && x.Outcome == bwsim.ActionPending && isJoin("/users/"+userID+"/bridges/"+x.Target, x.Body)
+		})
+	}
 	// The next request after it (a reading) finds the target hung up,
 	// with the join still pending; later actions apply at once again.
-	h.before(func(method, _, _ string) bool { return method == http.MethodGet && joined.Load() }, func() {
+	h.before(func(method, _, _ string) bool { return method == http.MethodGet && joinPending() }, func() {
 		if err := h.sim.SetAdversity(bwsim.Config{}); err != nil {
 			t.Error(err)
 		}

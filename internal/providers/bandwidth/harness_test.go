@@ -74,6 +74,10 @@ type options struct {
 	// respond, when set, wraps the writer of every API answer, so that a
 	// test can change what the platform answers (drop a header, say).
 	respond func(w http.ResponseWriter, r *http.Request) http.ResponseWriter
+	// wrap, when set, is a middleware around bwsim's API handler (after
+	// the hooks): it can act after a request was served, and hold other
+	// requests back meanwhile.
+	wrap func(sim *bwsim.Sim, api http.Handler) http.Handler
 }
 
 type harness struct {
@@ -107,7 +111,11 @@ func setup(t *testing.T, o options) *harness {
 		cfg.MaxRecords = 1 << 20
 	}
 	h.sim = bwsim.New(cfg)
-	api := http.StripPrefix(basePath, h.sim.APIHandler())
+	var simAPI http.Handler = h.sim.APIHandler()
+	if o.wrap != nil {
+		simAPI = o.wrap(h.sim, simAPI)
+	}
+	api := http.StripPrefix(basePath, simAPI)
 	mux := http.NewServeMux()
 	mux.Handle(basePath+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

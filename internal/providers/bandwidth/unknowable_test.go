@@ -1,10 +1,13 @@
 package bandwidth_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,36 +23,54 @@ import (
 // restored), never verified, and final: no reading can tell. Before, it
 // was verified, a claim the simulator's truth contradicts.
 func TestAttendedCallerGoneRightAfterTheJoinCannotBeVerified(t *testing.T) {
-	h := setup(t, options{engine: func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond }})
-	a, g, b1 := h.placeBridged(t)
+	var a, g bwsim.Call
+	var b1 bwsim.Bridge
 	var tid atomic.Value // the consult call the join puts with the caller
-	h.before(func(method, path, body string) bool {
-		var j struct {
-			CallIDs []string `json:"callIds"`
-		}
-		if method != http.MethodPost || path != "/users/"+userID+"/bridges/"+b1.ID ||
-			json.Unmarshal([]byte(body), &j) != nil || len(j.CallIDs) != 2 || j.CallIDs[0] != a.ID {
-			return false
-		}
-		tid.Store(j.CallIDs[1])
-		return true
-	}, func() {})
 	var withTarget atomic.Bool
-	h.before(func(method, _, _ string) bool { return method == http.MethodGet && tid.Load() != nil }, func() {
-		// The first reading after the join: the caller hangs up once the
-		// join has applied, before this reading is answered.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		id := tid.Load().(string)
-		if err := h.sim.WaitFor(ctx, func() bool { return h.sim.Connected(a.ID, id) }); err != nil {
-			t.Errorf("the join did not apply: %v", err)
-			return
-		}
-		withTarget.Store(true)
-		if err := h.sim.Hangup(a.ID); err != nil {
-			t.Error(err)
-		}
-	})
+	// The caller hangs up once the join has applied, before the join is
+	// answered. No other request is served while the join and the hang-up
+	// are under way, so no reading can fall between them: the watcher
+	// reads every millisecond, and a reading that showed the caller with
+	// the target (a GET that arrived before the join and was served after
+	// it) would be a true sighting of the join, not the moment the test is
+	// about.
+	var once sync.Once
+	var gate sync.RWMutex
+	wrap := func(sim *bwsim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var j struct {
+				CallIDs []string `json:"callIds"`
+			}
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			join := r.Method == http.MethodPost && r.URL.Path == "/users/"+userID+"/bridges/"+b1.ID &&
+				json.Unmarshal(body, &j) == nil && len(j.CallIDs) == 2 && j.CallIDs[0] == a.ID
+			if !join {
+				gate.RLock()
+				defer gate.RUnlock()
+				api.ServeHTTP(w, r)
+				return
+			}
+			gate.Lock()
+			defer gate.Unlock()
+			api.ServeHTTP(w, r)
+			// bwsim applies a bridge update before answering it (no
+			// ActionDelay here): a join not applied now was refused, and
+			// the adapter sends it again.
+			if !sim.Connected(a.ID, j.CallIDs[1]) {
+				return
+			}
+			once.Do(func() {
+				tid.Store(j.CallIDs[1])
+				withTarget.Store(true)
+				if err := sim.Hangup(a.ID); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+	}
+	h := setup(t, options{wrap: wrap, engine: func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond }})
+	a, g, b1 = h.placeBridged(t)
 	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
 	if !withTarget.Load() {
 		t.Fatal("the caller was never with the target")
