@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -197,10 +198,14 @@ type IdempotentResponse struct {
 // CallKey identifies the provider call a transfer moves, for the rule that
 // a call has at most one active transfer.
 // A user-addressed call (NetSapiens) is keyed by its user, since an agent
-// can take part in one transfer at a time; otherwise by the call id.
+// can take part in one transfer at a time; otherwise by the call id. The
+// domain is folded to lower case, as everywhere else (the tenants' allowed
+// domains, the watch key, the list filter, the PBX itself): ACME.example
+// and acme.example are one agent's call, and two transfers of it would
+// hold, dial and join one live call at once.
 func CallKey(r *Request) string {
 	if r.Call.User != "" {
-		return r.Provider + "|" + r.Call.Domain + "|" + r.Call.User
+		return r.Provider + "|" + strings.ToLower(r.Call.Domain) + "|" + r.Call.User
 	}
 	return r.Provider + "||" + r.Call.CallID
 }
