@@ -122,6 +122,12 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 			p.Detail = "the body must hold exactly one JSON object"
 			return nil, &p
 		}
+		if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] != '{' {
+			// encoding/json decodes the literal null into a struct
+			// without error, as if nothing had been sent: it is a value
+			// of the wrong type, like an array.
+			return map[string]string{"(body)": "must be a JSON object"}, nil
+		}
 		return nil, nil
 	}
 	var typeErr *json.UnmarshalTypeError
