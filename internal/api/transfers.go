@@ -215,6 +215,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			}
 		}
 		maps.Copy(bad, shape)
+		unknownQuery(r, bad)
 		if len(bad) > 0 {
 			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return
@@ -383,6 +384,19 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 	})
 }
 
+// unknownQuery adds to bad each query parameter of a POST, which takes
+// none: transferd never ignores what it does not understand, and a
+// ?dry_run=true ignored would start a real transfer, a caller put on hold.
+// A body field's complaint of the same name is kept.
+func unknownQuery(r *http.Request, bad map[string]string) map[string]string {
+	for name := range r.URL.Query() {
+		if _, ok := bad[name]; !ok {
+			bad[name] = "is not a known query parameter (this request takes none)"
+		}
+	}
+	return bad
+}
+
 // handleSignal serves /complete and /cancel. With Prefer: wait it waits
 // for the transfer to end.
 func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration) http.Handler {
@@ -390,6 +404,10 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		// The actions take no body; an empty JSON object is tolerated.
 		data, ok := readBody(w, r)
 		if !ok || (len(bytes.TrimSpace(data)) > 0 && !decode(w, r, data, &noBody{})) {
+			return
+		}
+		if bad := unknownQuery(r, map[string]string{}); len(bad) > 0 {
+			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return
 		}
 		id := chi.URLParam(r, "id")
