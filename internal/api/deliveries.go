@@ -90,6 +90,10 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 			}
 			f.Limit = n
 		}
+		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
+			// A typo must not read as "no failed deliveries".
+			bad["transfer_id"] = "is not a transfer id"
+		}
 		if f.After != "" && !strings.HasPrefix(f.After, "dlv_") {
 			bad["cursor"] = "is not a cursor returned by this API"
 		}
