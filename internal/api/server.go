@@ -215,9 +215,34 @@ func accessLog(next http.Handler) http.Handler {
 		if status >= 500 {
 			ev = hlog.FromRequest(r).Error()
 		}
-		ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).Int("size", size).
+		ev.Str("method", r.Method).Str("path", loggedPath(r.URL.Path)).Int("status", status).Int("size", size).
 			Float64("took_ms", float64(d)/float64(time.Millisecond)).Str("client_ip", middleware.GetClientIP(r.Context())).Msg("http request")
 	})(next)
+}
+
+// loggedPath is the path as the access log writes it. A provider's
+// callback carries its credential as the path's last segment (the token
+// stands in for an API key), which would let anyone who reads the logs
+// forge callbacks: it is written as "redacted".
+func loggedPath(path string) string {
+	if rest, ok := strings.CutPrefix(path, "/callbacks/"); ok {
+		if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+			return "/callbacks/" + rest[:i+1] + "redacted"
+		}
+	}
+	return path
+}
+
+// metricMethod bounds the method label: chi answers a method it does not
+// route with 405 before authentication, so a raw label would let any
+// client that reaches the port add series without end.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 // recoverer turns a handler panic into a 500 problem and logs the stack.
@@ -271,8 +296,9 @@ func (m *httpMetrics) middleware(next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		m.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		method := metricMethod(r.Method)
+		m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 	})
 }
 

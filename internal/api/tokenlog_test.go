@@ -1,0 +1,92 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// lockedBuffer is a log sink the server's goroutines may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestCallbackTokenIsNotLogged: a provider callback is
+// authenticated by the unguessable token in its URL, which stands in for
+// an API key ("provider callbacks carry an unguessable token instead of a
+// key"). The access log writes every request's path, and with it the
+// token, for anyone who reads the logs to replay.
+func TestCallbackTokenIsNotLogged(t *testing.T) {
+	var logs lockedBuffer
+	log := zerolog.New(&logs)
+	fake := orchestratortest.NewFake("netsapiens")
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
+		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
+		Keys:      testKeys(t), CallbackSigner: testSigner(t)}, eng, log, reg, reg)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(ctx)
+	})
+
+	const id = "tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H"
+	token := testCallbackToken("default", id)
+	res, err := srv.Client().Post(srv.URL+"/callbacks/netsapiens/"+id+"/"+token, "application/json",
+		strings.NewReader(`{"eventType":"hangup"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("callback: %d", res.StatusCode)
+	}
+	// The access log line is written before the response is finished.
+	_, mac, _ := strings.Cut(token, ".")
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, mac) {
+			t.Fatalf("the callback token is in the log:\n%s", line)
+		}
+	}
+	// The request is still logged, with what identifies it.
+	if !strings.Contains(logs.String(), `"path":"/callbacks/netsapiens/`+id+`/redacted"`) {
+		t.Errorf("no access log line names the callback's transfer:\n%s", logs.String())
+	}
+}
