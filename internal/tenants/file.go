@@ -188,10 +188,16 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 			return ""
 		case ref.Env != "":
 			v, ok := lookupEnv(ref.Env)
-			if !ok || v == "" {
+			v = strings.TrimSpace(v)
+			switch {
+			case !ok:
 				errs.add(ref.line, "%s: environment variable %s is not set", what, ref.Env)
+			case v == "":
+				// Blanks only, as a secret file of blanks is "empty": a
+				// mis-templated value, refused rather than used.
+				errs.add(ref.line, "%s: environment variable %s is empty", what, ref.Env)
 			}
-			return strings.TrimSpace(v)
+			return v
 		default:
 			p.files = append(p.files, ref.File)
 			b, err := os.ReadFile(ref.File)

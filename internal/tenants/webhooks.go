@@ -55,6 +55,7 @@ func parseWebhooks(specs []webhookSpec, i int, at func(...any) int, errs *errorL
 		if len(w.Secrets) == 0 {
 			errs.add(line, "webhook %s has no secret (secrets: [{env: NAME}] or [{file: /path}])", w.Name)
 		}
+		reported := len(*errs)
 		for _, ref := range w.Secrets {
 			for _, s := range strings.Split(secret(ref, "webhook secret"), ",") {
 				s = strings.TrimSpace(s)
@@ -67,6 +68,12 @@ func parseWebhooks(specs []webhookSpec, i int, at func(...any) int, errs *errorL
 				}
 				ep.Secrets = append(ep.Secrets, s)
 			}
+		}
+		if len(w.Secrets) > 0 && len(ep.Secrets) == 0 && len(*errs) == reported {
+			// References that named only separators (a value of ","): an
+			// endpoint with no secret could sign nothing, and every
+			// delivery to it would fail until it became a dead letter.
+			errs.add(line, "webhook %s has no usable secret: its references hold no secret between their commas", w.Name)
 		}
 		for k, typ := range w.Types {
 			if !slices.Contains(orchestrator.EventTypes, orchestrator.EventType(typ)) {

@@ -90,3 +90,40 @@ func TestWebhookErrorsNameTheLine(t *testing.T) {
 		t.Errorf("the error quotes the secret:\n%s", msg)
 	}
 }
+
+// TestBlankWebhookSecretIsRefused: a webhook whose only secret
+// reference resolves to nothing usable (an environment variable holding
+// only blanks, or only a comma) must be refused at load, as a missing
+// variable or an empty secret file is; otherwise the endpoint is accepted
+// with no secret and every delivery fails until it is a dead letter.
+func TestBlankWebhookSecretIsRefused(t *testing.T) {
+	for name, val := range map[string]string{"blanks": "   ", "comma": ","} {
+		t.Run(name, func(t *testing.T) {
+			env["BLANK_HOOK"] = val
+			t.Cleanup(func() { delete(env, "BLANK_HOOK") })
+			dir := t.TempDir()
+			content := exampleFile(t, dir) + `    webhooks:
+      - name: crm
+        url: https://beta.example/hooks
+        secrets: [{env: BLANK_HOOK}]
+`
+			path := filepath.Join(dir, "tenants.yaml")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
+			if err == nil {
+				eps := r.Endpoints("beta")
+				n := -1
+				if len(eps) > 0 {
+					n = len(eps[0].Secrets)
+				}
+				t.Fatalf("a webhook with a blank secret (%q) was accepted: %d endpoints, the first with %d secrets",
+					val, len(eps), n)
+			}
+			if !strings.Contains(err.Error(), "webhook") {
+				t.Errorf("the error does not name the webhook: %v", err)
+			}
+		})
+	}
+}
