@@ -120,7 +120,15 @@ func runWebhooks(d *webhooks.Dispatcher, log zerolog.Logger) (stop func(ctx cont
 	go func() { d.Run(rctx); close(done) }()
 	return func(ctx context.Context) {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-ctx.Done():
+			// An attempt still in flight (an endpoint that does not
+			// answer) keeps its lease: the delivery is sent again by
+			// whichever replica claims it once the lease has passed.
+			log.Warn().Msg("webhooks: the shutdown timeout passed with attempts in flight; they are retried after their lease")
+			return
+		}
 		if err := d.Drain(ctx); err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Msg("webhooks: drain at shutdown")
 		}
