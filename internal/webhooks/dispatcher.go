@@ -34,6 +34,12 @@ type Config struct {
 	// Concurrency bounds attempts in flight; default 32. A transfer's
 	// events go one at a time (in order), so this spreads over transfers.
 	Concurrency int
+	// EndpointConcurrency bounds one endpoint's attempts in flight;
+	// default half of Concurrency. With the last quarter of Concurrency
+	// kept for endpoints that have nothing in flight, it keeps an endpoint
+	// that does not answer (each attempt holding its slot up to Timeout)
+	// from holding back every other endpoint's, and tenant's, webhooks.
+	EndpointConcurrency int
 	// Timeout bounds one attempt; default 10 s. The lease is Timeout plus
 	// a margin, so that a live replica never loses a claim mid-attempt.
 	Timeout time.Duration
@@ -66,6 +72,10 @@ func (c *Config) setDefaults() {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 32
 	}
+	if c.EndpointConcurrency <= 0 {
+		c.EndpointConcurrency = c.Concurrency / 2
+	}
+	c.EndpointConcurrency = min(max(c.EndpointConcurrency, 1), c.Concurrency)
 	if c.Batch <= 0 {
 		c.Batch = 500
 	}
@@ -123,7 +133,8 @@ func (d *Dispatcher) Nudge() {
 // (each bounded by Timeout) and returns. Store failures are logged and
 // retried at the next scan.
 func (d *Dispatcher) Run(ctx context.Context) {
-	slots := make(chan struct{}, d.cfg.Concurrency)
+	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
+		busy: map[string]int{}}
 	done := make(chan struct{}, d.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -138,27 +149,37 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-done:
 		}
 		d.enqueue(ctx)
-		free := cap(slots) - len(slots)
-		var claimed []Delivery
-		if free > 0 {
-			var err error
-			claimed, err = d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, free)
-			if err != nil && ctx.Err() == nil {
-				d.log.Error().Err(err).Msg("webhooks: claim deliveries")
+		// Claim until the slots are taken or nothing more is due: each
+		// claim is bounded so that no endpoint passes its share.
+		for {
+			limit, skip := sh.next()
+			if limit == 0 {
+				break
 			}
-		}
-		for _, dl := range claimed {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.attempt(context.WithoutCancel(ctx), dl)
-				<-slots
-				select {
-				case done <- struct{}{}:
-				default:
+			claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error().Err(err).Msg("webhooks: claim deliveries")
 				}
-			}()
+				break
+			}
+			for _, dl := range claimed {
+				key := EndpointKey(dl.Tenant, dl.Endpoint)
+				sh.take(key)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d.attempt(context.WithoutCancel(ctx), dl)
+					sh.give(key)
+					select {
+					case done <- struct{}{}:
+					default:
+					}
+				}()
+			}
+			if len(claimed) < limit {
+				break
+			}
 		}
 		d.gauge(ctx)
 		if !timer.Stop() {
@@ -171,6 +192,62 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// shares divides the attempts in flight among endpoints. An attempt holds
+// its slot until the endpoint answers or Timeout passes, so an endpoint
+// that does not answer would otherwise come to hold every slot (its
+// retries are the oldest due) and hold back every other endpoint's
+// webhooks for as long as it stays down. An endpoint holds at most
+// perEndpoint slots, and the last reserve free ones go only to endpoints
+// with nothing in flight, one per claim.
+type shares struct {
+	mu                          sync.Mutex
+	total, perEndpoint, reserve int
+	inFlight                    int
+	busy                        map[string]int // attempts in flight by endpoint key; no zeros
+}
+
+// next returns how many deliveries the next claim may take, and the
+// endpoints it must skip; a limit of 0 means no slot is free.
+func (s *shares) next() (limit int, skip []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	free := s.total - s.inFlight
+	if free <= 0 {
+		return 0, nil
+	}
+	tight := free <= s.reserve
+	most := 0
+	for key, n := range s.busy {
+		if tight || n >= s.perEndpoint {
+			skip = append(skip, key)
+		} else {
+			most = max(most, n)
+		}
+	}
+	if tight {
+		return 1, skip
+	}
+	// Every endpoint not skipped has room for the whole claim, and the
+	// claim leaves the reserve.
+	return min(free-s.reserve, s.perEndpoint-most), skip
+}
+
+func (s *shares) take(key string) {
+	s.mu.Lock()
+	s.inFlight++
+	s.busy[key]++
+	s.mu.Unlock()
+}
+
+func (s *shares) give(key string) {
+	s.mu.Lock()
+	s.inFlight--
+	if s.busy[key]--; s.busy[key] == 0 {
+		delete(s.busy, key)
+	}
+	s.mu.Unlock()
+}
+
 // Drain delivers, in the caller's goroutine, until nothing is due now:
 // every new event is enqueued and every due delivery attempted (a failed
 // one is retried only if its back-off already passed). Run does the same
@@ -179,7 +256,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	for {
 		d.enqueue(ctx)
-		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency)
+		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency, nil)
 		if err != nil || len(claimed) == 0 {
 			return err
 		}

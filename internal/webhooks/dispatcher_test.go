@@ -409,7 +409,7 @@ func TestCrashedReplicaLeaseExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The dead replica's claim: a lease that has run out.
-	claimed, err := st.ClaimDeliveries(ctx, "dead", now, time.Millisecond, 10)
+	claimed, err := st.ClaimDeliveries(ctx, "dead", now, time.Millisecond, 10, nil)
 	if err != nil || len(claimed) != 1 || claimed[0].Seq != 1 {
 		t.Fatalf("claimed %+v (%v), want seq 1 only (2 waits for it)", claimed, err)
 	}

@@ -49,7 +49,7 @@ func TestEnginePurgesFinishedDeliveries(t *testing.T) {
 	if err := s.EnqueueDeliveries(ctx, key, 0, int64(len(ds)), ds); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, 10)
+	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, 10, nil)
 	if err != nil || len(claimed) != len(ds) {
 		t.Fatalf("claimed %d (%v)", len(claimed), err)
 	}

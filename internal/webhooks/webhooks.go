@@ -170,8 +170,10 @@ type Store interface {
 	// ClaimDeliveries leases, for owner until now+lease, up to limit pending
 	// deliveries due at now whose lease (if any) expired, and that are the
 	// first pending delivery of their endpoint and transfer (lowest Seq).
-	// Attempts is incremented. Oldest (lowest Pos) first.
-	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// Attempts is incremented. Oldest (lowest Pos) first. Deliveries to
+	// the endpoint keys in skip are left alone (the dispatcher's share of
+	// attempts for an endpoint is taken).
+	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Delivery, error)
 	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
 	// LastCode, LastError, UpdatedAt of d), releases the lease and
 	// returns the delivery as stored, if the stored delivery is still

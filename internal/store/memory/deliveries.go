@@ -56,7 +56,7 @@ func (d *Deliveries) EnqueueDeliveries(_ context.Context, endpoint string, from,
 }
 
 // Claim implements webhooks.Store.
-func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
+func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// heads: the first pending delivery of each endpoint and transfer.
@@ -77,8 +77,9 @@ func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.T
 		if len(out) == limit {
 			break
 		}
-		if heads[[2]string{webhooks.EndpointKey(dl.Tenant, dl.Endpoint), dl.TransferID}] != dl ||
-			dl.NextAttempt.After(now) || dl.LeaseUntil.After(now) {
+		key := webhooks.EndpointKey(dl.Tenant, dl.Endpoint)
+		if heads[[2]string{key, dl.TransferID}] != dl || dl.NextAttempt.After(now) || dl.LeaseUntil.After(now) ||
+			slices.Contains(skip, key) {
 			continue
 		}
 		dl.Attempts++

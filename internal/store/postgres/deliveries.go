@@ -125,18 +125,21 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 // the head test (no pending delivery of the same endpoint and transfer
 // with a lower seq) still sees it pending, so its successor is not
 // claimed past it.
-func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
+	if skip == nil {
+		skip = []string{} // NULL would make <> ALL unknown, and skip every row
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
 	rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries d
-		WHERE status = 'pending' AND next_attempt <= $1 AND lease_until <= $1
+		WHERE status = 'pending' AND next_attempt <= $1 AND lease_until <= $1 AND endpoint_key <> ALL($3::text[])
 		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
 			AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq)
-		ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+		ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit, skip)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}

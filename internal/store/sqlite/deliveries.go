@@ -106,8 +106,15 @@ func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
 }
 
 // Claim implements webhooks.Store.
-func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]webhooks.Delivery, error) {
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
+	if skip == nil {
+		skip = []string{}
+	}
+	skipJSON, err := json.Marshal(skip)
+	if err != nil {
+		return nil, fail(op, err)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fail(op, err)
@@ -115,9 +122,10 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT record FROM webhook_deliveries d
 		WHERE status = 'pending' AND next_attempt <= ? AND lease_until <= ?
+		AND endpoint_key NOT IN (SELECT value FROM json_each(?))
 		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
 			AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq)
-		ORDER BY pos LIMIT ?`, ts(now), ts(now), limit)
+		ORDER BY pos LIMIT ?`, ts(now), ts(now), string(skipJSON), limit)
 	if err != nil {
 		return nil, fail(op, err)
 	}

@@ -41,11 +41,11 @@ func TestDeliveries(t *testing.T) {
 	if c, _ := s.DeliveryCursor(ctx, key); c != 3 {
 		t.Fatalf("cursor %d", c)
 	}
-	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
 	if err != nil || len(got) != 2 || got[0].Seq != 1 || got[1].TransferID != "tr_b" {
 		t.Fatalf("claimed %+v (%v), want tr_a seq 1 and tr_b", got, err)
 	}
-	if again, _ := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10); len(again) != 0 {
+	if again, _ := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10, nil); len(again) != 0 {
 		t.Fatalf("leased deliveries claimed again: %+v", again)
 	}
 	done := got[0]
@@ -56,7 +56,7 @@ func TestDeliveries(t *testing.T) {
 	if _, ok, _ := s.FinishDelivery(ctx, done); ok {
 		t.Fatal("finished twice")
 	}
-	next, _ := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	next, _ := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
 	if len(next) != 1 || next[0].Seq != 2 {
 		t.Fatalf("after seq 1: %+v", next)
 	}

@@ -22,6 +22,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
+	t.Run("ClaimSkipsEndpoints", func(t *testing.T) { testClaimSkips(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 }
 
@@ -56,23 +57,23 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 	if c, err := s.DeliveryCursor(ctx, webhooks.EndpointKey("acme", "other")); c != 0 || err != nil {
 		t.Fatalf("an unknown endpoint's cursor %d (%v), want 0", c, err)
 	}
-	if got, _ := s.ClaimDeliveries(ctx, "r1", now.Add(-time.Second), time.Minute, 10); len(got) != 0 {
+	if got, _ := s.ClaimDeliveries(ctx, "r1", now.Add(-time.Second), time.Minute, 10, nil); len(got) != 0 {
 		t.Fatalf("claimed before due: %+v", got)
 	}
-	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
 	if err != nil || len(got) != 2 || got[0].TransferID != "tr_a" || got[0].Seq != 1 || got[1].TransferID != "tr_b" {
 		t.Fatalf("claimed %+v (%v), want tr_a seq 1 and tr_b", got, err)
 	}
 	if got[0].Attempts != 1 || got[0].Owner != "r1" || string(got[0].Payload) != `{"seq":1}` {
 		t.Fatalf("claim: %+v", got[0])
 	}
-	if again, _ := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10); len(again) != 0 {
+	if again, _ := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10, nil); len(again) != 0 {
 		t.Fatalf("leased deliveries claimed again: %+v", again)
 	}
 	// The lease of tr_b expires: another replica claims it, and the
 	// first one's result no longer applies.
 	late := now.Add(2 * time.Minute)
-	stolen, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10)
+	stolen, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10, nil)
 	if len(stolen) != 2 {
 		t.Fatalf("after the leases expired: %+v, want both heads again", stolen)
 	}
@@ -101,10 +102,10 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if list, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Failing: true}); len(list) != 1 || list[0].ID != d.ID || list[0].LastCode != 500 {
 			t.Fatalf("failing: %+v", list)
 		}
-		if next, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10); len(next) != 0 {
+		if next, _ := s.ClaimDeliveries(ctx, "r2", late, time.Minute, 10, nil); len(next) != 0 {
 			t.Fatalf("claimed past a failing head: %+v", next)
 		}
-		dead, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10)
+		dead, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10, nil)
 		if len(dead) != 1 || dead[0].Attempts != 3 {
 			t.Fatalf("retry: %+v", dead)
 		}
@@ -112,7 +113,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if _, ok, err := s.FinishDelivery(ctx, dead[0]); !ok || err != nil {
 			t.Fatalf("dead: %v %v", ok, err)
 		}
-		next, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10)
+		next, _ := s.ClaimDeliveries(ctx, "r2", late.Add(time.Hour), time.Minute, 10, nil)
 		if len(next) != 1 || next[0].Seq != 2 {
 			t.Fatalf("after a dead letter: %+v, want seq 2", next)
 		}
@@ -233,7 +234,7 @@ func testRedeliverDuringAttempt(t *testing.T, s webhooks.Store) {
 	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 2, ds); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10)
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claimed %+v (%v), want both", claimed, err)
 	}
@@ -268,7 +269,7 @@ func testRedeliverDuringAttempt(t *testing.T, s webhooks.Store) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("pending after the attempts: %+v (%v), want both", list, err)
 	}
-	again, err := s.ClaimDeliveries(ctx, "r2", at, time.Minute, 10)
+	again, err := s.ClaimDeliveries(ctx, "r2", at, time.Minute, 10, nil)
 	if err != nil || len(again) != 2 {
 		t.Fatalf("claimed at the redelivery %+v (%v), want both", again, err)
 	}
@@ -341,7 +342,7 @@ func testConcurrentClaims(t *testing.T, s webhooks.Store) {
 		var wg sync.WaitGroup
 		for r := range 4 {
 			wg.Go(func() {
-				got, err := s.ClaimDeliveries(ctx, fmt.Sprint("r", r), now, time.Minute, 100)
+				got, err := s.ClaimDeliveries(ctx, fmt.Sprint("r", r), now, time.Minute, 100, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -380,6 +381,31 @@ func testConcurrentClaims(t *testing.T, s webhooks.Store) {
 // or a dead letter redelivered), nor one that finished after the cut,
 // however long ago it was made. All of them were made a month before the
 // cut: a purge by CreatedAt would take them all.
+// testClaimSkips: a claim leaves the endpoints it is told to skip alone
+// (their older deliveries included) and still claims the others', oldest
+// first; an empty skip list skips nothing.
+func testClaimSkips(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	slow, fast := webhooks.EndpointKey("acme", "slow"), webhooks.EndpointKey("beta", "crm")
+	if err := s.EnqueueDeliveries(ctx, slow, 0, 2, []webhooks.Delivery{mk("acme", "slow", "tr_a", 1, 1), mk("acme", "slow", "tr_b", 1, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueDeliveries(ctx, fast, 0, 4, []webhooks.Delivery{mk("beta", "crm", "tr_c", 1, 3), mk("beta", "crm", "tr_d", 1, 4)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 1, []string{slow})
+	if err != nil || len(got) != 1 || got[0].TransferID != "tr_c" {
+		t.Fatalf("claimed %+v (%v) skipping %s, want tr_c alone", got, err, slow)
+	}
+	if none, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, []string{slow, fast}); err != nil || len(none) != 0 {
+		t.Fatalf("claimed %+v (%v) skipping both endpoints", none, err)
+	}
+	rest, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, []string{})
+	if err != nil || len(rest) != 3 || rest[0].TransferID != "tr_a" || rest[1].TransferID != "tr_b" || rest[2].TransferID != "tr_d" {
+		t.Fatalf("claimed %+v (%v) skipping nothing, want tr_a, tr_b, tr_d", rest, err)
+	}
+}
+
 func testPurge(t *testing.T, s webhooks.Store) {
 	ctx := context.Background()
 	key := webhooks.EndpointKey("acme", "crm")
@@ -394,7 +420,7 @@ func testPurge(t *testing.T, s webhooks.Store) {
 	if err := s.EnqueueDeliveries(ctx, key, 0, 6, ds); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, 10)
+	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, 10, nil)
 	if err != nil || len(claimed) != len(ds) {
 		t.Fatalf("claimed %d (%v), want %d", len(claimed), err, len(ds))
 	}
@@ -434,7 +460,7 @@ func testPurge(t *testing.T, s webhooks.Store) {
 	if _, err := s.Redeliver(ctx, "acme", ids["tr_redone"], now.Add(-3*time.Hour), now.Add(21*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	redone, err := s.ClaimDeliveries(ctx, "r1", now.Add(-3*time.Hour), time.Minute, 10)
+	redone, err := s.ClaimDeliveries(ctx, "r1", now.Add(-3*time.Hour), time.Minute, 10, nil)
 	if err != nil || len(redone) != 1 || redone[0].TransferID != "tr_redone" {
 		t.Fatalf("claimed %+v (%v), want tr_redone", redone, err)
 	}
@@ -478,7 +504,7 @@ func testPurge(t *testing.T, s webhooks.Store) {
 		t.Fatalf("backlog %d since %v (%v), want the 3 pending since %v", n, oldest, err, made)
 	}
 	// The revived dead letter is still claimable and deliverable.
-	due, err := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10)
+	due, err := s.ClaimDeliveries(ctx, "r2", now, time.Minute, 10, nil)
 	if err != nil || len(due) != 2 {
 		t.Fatalf("claimed %+v (%v), want tr_never and tr_revived", due, err)
 	}
@@ -510,7 +536,7 @@ func Finished(t testing.TB, s webhooks.Store, at map[string]Finish) map[string]s
 	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, int64(len(ds)), ds); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, len(ds))
+	claimed, err := s.ClaimDeliveries(ctx, "r1", made, time.Minute, len(ds), nil)
 	if err != nil || len(claimed) != len(ds) {
 		t.Fatalf("claimed %d (%v), want %d", len(claimed), err, len(ds))
 	}

@@ -1,0 +1,121 @@
+package webhooks_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/store/memory"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+// hungEndpoint is a receiver that accepts every attempt and never
+// answers until it is let go; it counts the attempts it holds.
+type hungEndpoint struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	held    int
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newHungEndpoint(t *testing.T) *hungEndpoint {
+	h := &hungEndpoint{entered: make(chan struct{}, 64), release: make(chan struct{})}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.held++
+		h.mu.Unlock()
+		h.entered <- struct{}{}
+		<-h.release
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// letGoAtTheEnd answers the held attempts when the test ends, before the
+// dispatcher started before it (cleanups run last first) waits for them.
+func (h *hungEndpoint) letGoAtTheEnd(t *testing.T) { t.Cleanup(func() { close(h.release) }) }
+
+func (h *hungEndpoint) holding() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held
+}
+
+func (h *hungEndpoint) await(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-h.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the hung endpoint's attempts never started (%d held)", h.holding())
+		}
+	}
+}
+
+// A tenant whose endpoint accepts the connection and never answers must
+// not hold back another tenant's webhooks. Every slot was shared by all
+// endpoints, oldest delivery first: the hung endpoint's deliveries (and
+// later its retries, the oldest due) took every slot for the attempt's
+// whole Timeout (a minute here, as a user may set it; 10 s by default),
+// and the other tenant's events waited behind them (found by review).
+func TestHungEndpointDoesNotHoldBackAnotherTenant(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	hung := newHungEndpoint(t)
+	rc, fast := newReceiver(t)
+	// The slow tenant's events were saved first (lower outbox positions).
+	seed(t, s, "slow", 0, 2, 1)
+	seed(t, s, "fast", 10, 1, 1)
+	dir := webhooks.Static{
+		"slow": {{ID: "crm", URL: hung.srv.URL, Secrets: []string{secretOld, secretNew}}},
+		"fast": {{ID: "crm", URL: fast.URL, Secrets: []string{secretOld, secretNew}}},
+	}
+	newDispatcher(t, st, dir, webhooks.Config{Concurrency: 2, Timeout: time.Minute})
+	hung.letGoAtTheEnd(t)
+	hung.await(t, 1)
+	select {
+	case <-rc.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("tenant fast's event was not delivered while tenant slow's endpoint hangs (%d attempts held)", hung.holding())
+	}
+	if n := hung.holding(); n != 1 {
+		t.Errorf("the hung endpoint holds %d attempts of 2 slots, want 1 (half)", n)
+	}
+}
+
+// Two endpoints that never answer, each with more deliveries due than
+// there are slots: the first takes its share (half the slots), the second
+// what is left above the reserve (a quarter of the slots, kept for
+// endpoints with nothing in flight), and a third endpoint's event still
+// goes out.
+func TestTwoHungEndpointsLeaveTheReserve(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	first, second := newHungEndpoint(t), newHungEndpoint(t)
+	rc, fast := newReceiver(t)
+	seed(t, s, "one", 0, 8, 1)
+	seed(t, s, "two", 10, 8, 1)
+	seed(t, s, "three", 20, 1, 1)
+	dir := webhooks.Static{
+		"one":   {{ID: "crm", URL: first.srv.URL, Secrets: []string{secretOld, secretNew}}},
+		"two":   {{ID: "crm", URL: second.srv.URL, Secrets: []string{secretOld, secretNew}}},
+		"three": {{ID: "crm", URL: fast.URL, Secrets: []string{secretOld, secretNew}}},
+	}
+	newDispatcher(t, st, dir, webhooks.Config{Concurrency: 8, Timeout: time.Minute})
+	first.letGoAtTheEnd(t)
+	second.letGoAtTheEnd(t)
+	first.await(t, 4)
+	second.await(t, 2)
+	select {
+	case <-rc.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("tenant three's event was not delivered while two endpoints hang (%d and %d attempts held)",
+			first.holding(), second.holding())
+	}
+	if a, b := first.holding(), second.holding(); a != 4 || b != 2 {
+		t.Errorf("the hung endpoints hold %d and %d attempts of 8 slots, want 4 (half) and 2 (down to the reserve)", a, b)
+	}
+}
