@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog/hlog"
@@ -88,7 +89,15 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		sum := sha256.Sum256(body)
+		// The query string is part of the request: a POST refuses one
+		// (400), and that answer must not be replayed to the same body
+		// sent again without it. A request without one hashes its body
+		// alone, as before the query counted.
+		hashed := body
+		if r.URL.RawQuery != "" {
+			hashed = append(slices.Clip(body), "\x00?"+r.URL.RawQuery...)
+		}
+		sum := sha256.Sum256(hashed)
 		// The tenant is part of the scope: one tenant's key never replays
 		// another's response, nor collides with it.
 		// CreatedAt names this reservation in the request's later writes
