@@ -221,16 +221,25 @@ func accessLog(next http.Handler) http.Handler {
 }
 
 // loggedPath is the path as the access log writes it. A provider's
-// callback carries its credential as the path's last segment (the token
-// stands in for an API key), which would let anyone who reads the logs
-// forge callbacks: it is written as "redacted".
+// callback carries its credential in the path, after what names it (the
+// provider and the transfer id, or "subscriptions" and the key): the
+// token stands in for an API key, and would let anyone who reads the logs
+// forge callbacks. Whatever follows those names is written as
+// "redacted", a trailing slash or a segment more included.
 func loggedPath(path string) string {
-	if rest, ok := strings.CutPrefix(path, "/callbacks/"); ok {
-		if i := strings.LastIndexByte(rest, '/'); i >= 0 {
-			return "/callbacks/" + rest[:i+1] + "redacted"
-		}
+	rest, ok := strings.CutPrefix(path, "/callbacks/")
+	if !ok {
+		return path
 	}
-	return path
+	parts := strings.SplitN(rest, "/", 4)
+	keep := 2 // provider, transfer id
+	if len(parts) > 1 && parts[1] == "subscriptions" {
+		keep = 3 // provider, "subscriptions", key
+	}
+	if len(parts) <= keep {
+		return path
+	}
+	return "/callbacks/" + strings.Join(parts[:keep], "/") + "/redacted"
 }
 
 // metricMethod bounds the method label: chi answers a method it does not
