@@ -199,13 +199,14 @@ type IdempotentResponse struct {
 // a call has at most one active transfer.
 // A user-addressed call (NetSapiens) is keyed by its user, since an agent
 // can take part in one transfer at a time; otherwise by the call id. The
-// domain is folded to lower case, as everywhere else (the tenants' allowed
-// domains, the watch key, the list filter, the PBX itself): ACME.example
-// and acme.example are one agent's call, and two transfers of it would
-// hold, dial and join one live call at once.
+// domain and the user are folded to lower case, as the PBX matches them
+// (and the tenants' allowed domains, the watch key and the list filter):
+// ACME.example/Sales and acme.example/sales are one agent's call, and two
+// transfers of it would hold, dial and join one live call at once. The
+// stores' migrations fold the keys of transfers begun before.
 func CallKey(r *Request) string {
 	if r.Call.User != "" {
-		return r.Provider + "|" + strings.ToLower(r.Call.Domain) + "|" + r.Call.User
+		return r.Provider + "|" + strings.ToLower(r.Call.Domain+"|"+r.Call.User)
 	}
 	return r.Provider + "||" + r.Call.CallID
 }

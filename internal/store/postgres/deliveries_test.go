@@ -50,7 +50,7 @@ func TestMigrateDeliveriesToSchema9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `ALTER TABLE webhook_deliveries DROP COLUMN finished_at; DELETE FROM schema_migrations WHERE version = 9`); err != nil {
+	if _, err := conn.Exec(ctx, `ALTER TABLE webhook_deliveries DROP COLUMN finished_at; DELETE FROM schema_migrations WHERE version >= 9`); err != nil {
 		t.Fatalf("back to schema 8: %v", err)
 	}
 	s, err = postgres.Open(ctx, url)

@@ -1,0 +1,18 @@
+-- transferd schema 10: a call's key folds its domain and user to lower case
+-- (orchestrator.CallKey), as the PBX matches them, so that ACME.example
+-- and acme.example are one call to the rule of one active transfer per
+-- call. The active transfers' keys are folded here: one begun before this
+-- version still blocks a second transfer of its call. A key that holds a
+-- provider's call id (after "||") keeps its case. Keys that fold into one
+-- (the same call moved twice at once before this version) stay as they
+-- are until their transfers end: folding either would break the unique
+-- index. Only keys with upper-case letters, which are rare, are compared
+-- with the others.
+UPDATE transfers SET call_key = lower(call_key)
+WHERE state NOT IN ('cancelled', 'completed', 'failed')
+	AND call_key NOT LIKE '%||%' AND call_key <> lower(call_key)
+	AND NOT EXISTS (SELECT 1 FROM transfers o WHERE o.call_key = lower(transfers.call_key)
+		AND o.state NOT IN ('cancelled', 'completed', 'failed'))
+	AND NOT EXISTS (SELECT 1 FROM transfers o WHERE o.id <> transfers.id
+		AND o.state NOT IN ('cancelled', 'completed', 'failed')
+		AND o.call_key <> lower(o.call_key) AND lower(o.call_key) = lower(transfers.call_key));

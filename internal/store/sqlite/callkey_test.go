@@ -1,0 +1,77 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/sqlite"
+)
+
+// Schema 9 folds the call keys of active transfers begun before
+// orchestrator.CallKey folded the domain and user: such a transfer still
+// blocks a second transfer of its call, spelt in any case. A provider's
+// call id keeps its case, an ended transfer its key, and two active keys
+// that fold into one are left as they are (folding would break the
+// unique index, and the migration with it). Found by review: without the
+// migration, a transfer active across the upgrade no longer blocked even
+// a second transfer of its call spelt the same way.
+func TestMigrationFoldsActiveCallKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed, twinA, twinB, byID, ended := newTransfer("1000"), newTransfer("2000"), newTransfer("3000"), newTransfer("4000"), newTransfer("5000")
+	ended.State = orchestrator.StateCompleted
+	for _, tr := range []*orchestrator.Transfer{mixed, twinA, twinB, byID, ended} {
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What the release before schema 9 wrote: the domain and user as sent.
+	old := map[string]string{
+		mixed.ID: "default|netsapiens|SALES.example|Agent7",
+		twinA.ID: "default|netsapiens|Acme|1000",
+		twinB.ID: "default|netsapiens|ACME|1000",
+		byID.ID:  "default|bandwidth||c-86E0F2Ab",
+		ended.ID: "default|netsapiens|TEST|5000",
+	}
+	db := rawDB(t, dir)
+	for id, key := range old {
+		if _, err := db.Exec(`UPDATE transfers SET call_key = ? WHERE id = ?`, key, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`DELETE FROM schema_migrations WHERE version >= 9`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s = open(t, dir) // runs schema 9
+	err = s.Create(ctx, &orchestrator.Transfer{ID: orchestrator.NewID(mixed.CreatedAt), State: orchestrator.StatePending,
+		CreatedAt: mixed.CreatedAt, UpdatedAt: mixed.CreatedAt, Request: orchestrator.Request{Provider: "netsapiens",
+			Call: orchestrator.CallRef{Domain: "sales.EXAMPLE", User: "agent7"}, Target: "1010"}})
+	var active *orchestrator.ActiveTransferError
+	if !errors.As(err, &active) || active.ID != mixed.ID {
+		t.Fatalf("a second transfer of the call SALES.example/Agent7, active across the upgrade: Create = %v, want the active transfer %s", err, mixed.ID)
+	}
+	want := map[string]string{
+		mixed.ID: "default|netsapiens|sales.example|agent7",
+		twinA.ID: old[twinA.ID],
+		twinB.ID: old[twinB.ID],
+		byID.ID:  old[byID.ID],
+		ended.ID: old[ended.ID],
+	}
+	for id, key := range want {
+		var got string
+		if err := rawDB(t, dir).QueryRow(`SELECT call_key FROM transfers WHERE id = ?`, id).Scan(&got); err != nil || got != key {
+			t.Errorf("call_key of %s after schema 9: %q (%v), want %q", id, got, err, key)
+		}
+	}
+}
