@@ -1393,9 +1393,9 @@ type ListTransfersParams struct {
 
 // CreateTransferParams defines parameters for CreateTransfer.
 type CreateTransferParams struct {
-	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key and body gets the first
+	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
+	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
 	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
 	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
@@ -1419,9 +1419,9 @@ type GetTransferParams struct {
 
 // CancelTransferParams defines parameters for CancelTransfer.
 type CancelTransferParams struct {
-	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key and body gets the first
+	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
+	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
 	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
 	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
@@ -1437,9 +1437,9 @@ type CancelTransferParams struct {
 
 // CompleteTransferParams defines parameters for CompleteTransfer.
 type CompleteTransferParams struct {
-	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key and body gets the first
+	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-	// `TRANSFERD_RETENTION`; the same key with another body is a `422`
+	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
 	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
 	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,

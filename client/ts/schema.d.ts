@@ -1267,7 +1267,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The `Idempotency-Key` was used before with a different request body. */
+        /** @description The `Idempotency-Key` was used before with a different request body or query string. */
         KeyReused: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1364,7 +1364,7 @@ export interface components {
             };
         };
         /**
-         * @description Or (`idempotency-key-reused`): the `Idempotency-Key` was used before with a different body.
+         * @description Or (`idempotency-key-reused`): the `Idempotency-Key` was used before with a different body or query string.
          *     The chosen provider cannot honour an option of the request (a `mode`, `caller_id`,
          *     `whisper`, `diversion` or `recording`); `errors` names each. transferd never drops an
          *     option silently.
@@ -1443,9 +1443,9 @@ export interface components {
          */
         TransferID: components["schemas"]["TransferID"];
         /**
-         * @description Makes the request safe to retry. Every repeat with the same key and body gets the first
+         * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
          *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-         *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
+         *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
          *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
          *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
          *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
@@ -1589,9 +1589,9 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Makes the request safe to retry. Every repeat with the same key and body gets the first
+                 * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-                 *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
+                 *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
                  *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
                  *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
@@ -1715,9 +1715,9 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Makes the request safe to retry. Every repeat with the same key and body gets the first
+                 * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-                 *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
+                 *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
                  *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
                  *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
@@ -1766,9 +1766,9 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Makes the request safe to retry. Every repeat with the same key and body gets the first
+                 * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
-                 *     `TRANSFERD_RETENTION`; the same key with another body is a `422`
+                 *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
                  *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
                  *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,

@@ -124,7 +124,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			}
 			if cur.RequestHash != rec.RequestHash {
 				p := probKeyReused
-				p.Detail = "this Idempotency-Key was used with a different request body; use a new key for a new request"
+				p.Detail = "this Idempotency-Key was used with a different request body or query string; use a new key for a new request"
 				writeProblem(w, r, p)
 				return
 			}
