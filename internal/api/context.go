@@ -58,6 +58,10 @@ func printable(s string) bool {
 func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]string) {
 	switch name {
 	case "external_id":
+		if len(v) > maxExternalID {
+			// No transfer can carry it: an empty page would hide the typo.
+			bad[name] = fmt.Sprintf("must be at most %d characters", maxExternalID)
+		}
 		f.ExternalID = v
 	case "domain":
 		f.Domain = v

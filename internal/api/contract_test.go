@@ -788,6 +788,17 @@ func TestContract(t *testing.T) {
 			exchange: exchange{method: "GET", path: "/v1/transfers?sort=asc"},
 			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"sort"},
 		},
+		{
+			// Only the first would count; the second would be ignored.
+			name:     "list with a parameter given twice: 400",
+			exchange: exchange{method: "GET", path: "/v1/transfers?limit=5&limit=500"},
+			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"limit"},
+		},
+		{
+			name:        "list by an external_id no transfer can carry: 400",
+			exchange:    exchange{method: "GET", path: "/v1/transfers?external_id=" + strings.Repeat("x", 129)},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"external_id"},
+		},
 
 		// --- Idempotency-Key ---
 		{

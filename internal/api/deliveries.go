@@ -97,7 +97,12 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 		if f.After != "" && !strings.HasPrefix(f.After, "dlv_") {
 			bad["cursor"] = "is not a cursor returned by this API"
 		}
-		for name := range q {
+		for name, vs := range q {
+			if len(vs) > 1 && name != "status" {
+				// Only the first would count: the rest would be ignored.
+				bad[name] = "is given more than once"
+				continue
+			}
 			switch name {
 			case "status", "transfer_id", "limit", "cursor":
 			default:

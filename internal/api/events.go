@@ -98,9 +98,12 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
 			bad["transfer_id"] = "is not a transfer id"
 		}
-		for name := range q {
-			if name != "transfer_id" && name != "after" {
+		for name, vs := range q {
+			switch {
+			case name != "transfer_id" && name != "after":
 				bad[name] = "is not a known query parameter"
+			case len(vs) > 1:
+				bad[name] = "is given more than once"
 			}
 		}
 		// Both are checked; Last-Event-ID, read second, wins: an

@@ -244,6 +244,12 @@ func TestStreamReconnectLastEventIDWinsOverAfter(t *testing.T) {
 	if len(bad.Errors) != 1 || bad.Errors[0].Field != "after" {
 		t.Errorf("a bad ?after= with a good Last-Event-ID: %+v, want the problem to name after", bad.Errors)
 	}
+	// Given twice, only one ?after= would count.
+	bad = decodeBody[struct{ Errors []struct{ Field string } }](t, e.req(t, "GET", "/v1/events?after="+ids[0]+"&after="+ids[1], readKey, ""),
+		http.StatusBadRequest)
+	if len(bad.Errors) != 1 || bad.Errors[0].Field != "after" {
+		t.Errorf("?after= given twice: %+v, want the problem to name after", bad.Errors)
+	}
 }
 
 type deliveryBody struct {

@@ -355,7 +355,12 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 		if f.After != "" && !orchestrator.ValidID(f.After) {
 			bad["cursor"] = "is not a cursor returned by this API"
 		}
-		for name := range q {
+		for name, vs := range q {
+			if len(vs) > 1 && name != "state" {
+				// Only the first would count: the rest would be ignored.
+				bad[name] = "is given more than once"
+				continue
+			}
 			switch name {
 			case "state", "provider", "limit", "cursor":
 			case "external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
