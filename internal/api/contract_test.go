@@ -82,6 +82,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvLogging(t, zerolog.Nop())
+}
+
+// newEnvLogging is newEnv with the server's log (its access log among
+// it) written to log.
+func newEnvLogging(t *testing.T, log zerolog.Logger) *env {
+	t.Helper()
 	fake := orchestratortest.NewFake("netsapiens")
 	reg := prometheus.NewRegistry()
 	store := memory.New()
@@ -99,7 +106,7 @@ func newEnv(t *testing.T) *env {
 	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
 		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
 		Keys:      testKeys(t), CallbackSigner: testSigner(t)},
-		eng, zerolog.Nop(), reg, reg)
+		eng, log, reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()

@@ -2,23 +2,13 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-
-	transferd "github.com/transferd/transferd"
-	"github.com/transferd/transferd/internal/api"
-	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
-	"github.com/transferd/transferd/internal/store/memory"
 )
 
 // lockedBuffer is a log sink the server's goroutines may share.
@@ -42,30 +32,11 @@ func (l *lockedBuffer) String() string {
 // TestCallbackTokenIsNotLogged: a provider callback is
 // authenticated by the unguessable token in its URL, which stands in for
 // an API key ("provider callbacks carry an unguessable token instead of a
-// key"). The access log writes every request's path, and with it the
+// key"). The access log wrote every request's path, and with it the
 // token, for anyone who reads the logs to replay.
 func TestCallbackTokenIsNotLogged(t *testing.T) {
 	var logs lockedBuffer
-	log := zerolog.New(&logs)
-	fake := orchestratortest.NewFake("netsapiens")
-	reg := prometheus.NewRegistry()
-	store := memory.New()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
-		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
-		Keys:      testKeys(t), CallbackSigner: testSigner(t)}, eng, log, reg, reg)
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Shutdown(ctx)
-	})
-
+	srv := newEnvLogging(t, zerolog.New(&logs)).srv
 	const id = "tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H"
 	token := testCallbackToken("default", id)
 	_, mac, _ := strings.Cut(token, ".")
