@@ -2,6 +2,8 @@ package api
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -58,7 +60,7 @@ func printable(s string) bool {
 func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]string) {
 	switch name {
 	case "external_id":
-		if len(v) > maxExternalID {
+		if utf8.RuneCountInString(v) > maxExternalID { // characters, as create counts them
 			// No transfer can carry it: an empty page would hide the typo.
 			bad[name] = fmt.Sprintf("must be at most %d characters", maxExternalID)
 		}
@@ -83,4 +85,15 @@ func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]strin
 			f.CreatedBefore = t
 		}
 	}
+}
+
+// query parses the request's query string. url.URL.Query drops a pair it
+// cannot unescape (?dry_run%=true), which would then be ignored, not
+// refused: such a query string is a bad field of its own, "(query)".
+func query(r *http.Request, bad map[string]string) url.Values {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		bad["(query)"] = "is not a valid query string: " + err.Error()
+	}
+	return q
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -62,5 +63,47 @@ func TestIdempotencyKeyTellsTheQueryApart(t *testing.T) {
 	}
 	if calls := e.fake.Calls(); len(calls) != 0 {
 		t.Fatalf("a refused request reached the provider: %v", calls)
+	}
+}
+
+// Create bounds external_id at 128 characters, as openapi.yaml's
+// maxLength counts them, and so does the list's bound: the first version
+// of that bound counted bytes, so a transfer created with an external_id
+// of 100 accented letters (200 bytes) could not be found by it (found by
+// review).
+func TestListByANonASCIIExternalID(t *testing.T) {
+	e := newEnv(t)
+	ext := strings.Repeat("é", 100) // 100 characters, 200 bytes
+	created := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+		body: `{"provider":"netsapiens","call":{"domain":"acme.example","user":"1000"},"target":"1010","external_id":"` + ext + `"}`}, false)
+	if created.status != http.StatusCreated && created.status != http.StatusAccepted {
+		t.Fatalf("create with a 100-character external_id: %d %s", created.status, created.body)
+	}
+	list := e.do(t, exchange{method: "GET", path: "/v1/transfers?external_id=" + url.QueryEscape(ext)}, false)
+	if list.status != http.StatusOK {
+		t.Fatalf("listing by the external_id (100 characters) a transfer was just created with answered %d, want 200:\n%s", list.status, list.body)
+	}
+	if !strings.Contains(string(list.body), created.transfer(t).ID) {
+		t.Fatalf("the list by its external_id lacks the transfer %s: %s", created.transfer(t).ID, list.body)
+	}
+}
+
+// A query string that does not parse is refused, not dropped: url.URL's
+// Query drops a pair it cannot unescape, so ?dry_run%=true started a real
+// transfer, and a list's ?limit=5&limit%=500 passed as ?limit=5 (found by
+// review).
+func TestMalformedQueryIsRefused(t *testing.T) {
+	e := newEnv(t)
+	res := e.do(t, exchange{method: "POST", path: "/v1/transfers?dry_run%=true", header: jsonHeader(),
+		body: createBody("1000", "manual")}, false)
+	if res.status != http.StatusBadRequest || !strings.Contains(string(res.body), "(query)") {
+		t.Fatalf("POST /v1/transfers?dry_run%%=true answered %d, want 400 naming (query):\n%s", res.status, res.body)
+	}
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("the refused create reached the provider: %v", calls)
+	}
+	res = e.do(t, exchange{method: "GET", path: "/v1/transfers?limit=5&limit%=500"}, false)
+	if res.status != http.StatusBadRequest || !strings.Contains(string(res.body), "(query)") {
+		t.Fatalf("GET /v1/transfers?limit=5&limit%%=500 answered %d, want 400 naming (query):\n%s", res.status, res.body)
 	}
 }

@@ -63,8 +63,8 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 			writeProblem(w, r, noWebhooks())
 			return
 		}
-		q := r.URL.Query()
 		bad := map[string]string{}
+		q := query(r, bad)
 		f := webhooks.DeliveryFilter{Tenant: orchestrator.TenantOf(r.Context()), TransferID: q.Get("transfer_id"),
 			After: q.Get("cursor"), Limit: 50}
 		statuses := q["status"]

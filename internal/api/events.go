@@ -92,8 +92,8 @@ const (
 // from now on.
 func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
 		bad := map[string]string{}
+		q := query(r, bad)
 		f := orchestrator.EventFilter{TransferID: q.Get("transfer_id"), Limit: eventsPage}
 		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
 			bad["transfer_id"] = "is not a transfer id"

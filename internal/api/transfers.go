@@ -332,8 +332,8 @@ type listJSON struct {
 
 func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
 		bad := map[string]string{}
+		q := query(r, bad)
 		f := orchestrator.ListFilter{Limit: 50, Provider: strings.ToLower(q.Get("provider")), After: q.Get("cursor")}
 		for _, v := range q["state"] {
 			for _, s := range strings.Split(v, ",") {
@@ -394,7 +394,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 // ?dry_run=true ignored would start a real transfer, a caller put on hold.
 // A body field's complaint of the same name is kept.
 func unknownQuery(r *http.Request, bad map[string]string) map[string]string {
-	for name := range r.URL.Query() {
+	for name := range query(r, bad) {
 		if _, ok := bad[name]; !ok {
 			bad[name] = "is not a known query parameter (this request takes none)"
 		}
