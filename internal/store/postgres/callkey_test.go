@@ -17,7 +17,7 @@ import (
 // does (see TestMigrationFoldsActiveCallKeys there): such a transfer
 // still blocks a second transfer of its call, spelt in any case; a call
 // id keeps its case, an ended transfer its key, and two active keys that
-// fold into one are left as they are.
+// fold into one are folded for the older transfer alone.
 func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	ctx := context.Background()
 	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
@@ -27,6 +27,7 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	}
 	now := time.Now()
 	mk := func(user string, state orchestrator.State) *orchestrator.Transfer {
+		now = now.Add(time.Millisecond) // ids in the order made: the oldest twin is folded
 		return &orchestrator.Transfer{ID: orchestrator.NewID(now), State: state, CreatedAt: now, UpdatedAt: now,
 			Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
 	}
@@ -72,9 +73,16 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	if !errors.As(err, &active) || active.ID != mixed.ID {
 		t.Fatalf("a second transfer of the call SALES.example/Agent7, active across the upgrade: Create = %v, want the active transfer %s", err, mixed.ID)
 	}
+	// The twins' call stays blocked, however it is spelt.
+	third := mk("1000", orchestrator.StatePending)
+	third.Request.Call.Domain = "aCmE"
+	err = s.Create(ctx, third)
+	if !errors.As(err, &active) || active.ID != twinA.ID {
+		t.Fatalf("a third transfer of the call Acme/1000, two of whose transfers are active across the upgrade: Create = %v, want the active transfer %s", err, twinA.ID)
+	}
 	want := map[string]string{
 		mixed.ID: "default|netsapiens|sales.example|agent7",
-		twinA.ID: old[twinA.ID],
+		twinA.ID: "default|netsapiens|acme|1000",
 		twinB.ID: old[twinB.ID],
 		byID.ID:  old[byID.ID],
 		ended.ID: old[ended.ID],

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/sqlite"
@@ -12,11 +13,13 @@ import (
 // Schema 9 folds the call keys of active transfers begun before
 // orchestrator.CallKey folded the domain and user: such a transfer still
 // blocks a second transfer of its call, spelt in any case. A provider's
-// call id keeps its case, an ended transfer its key, and two active keys
-// that fold into one are left as they are (folding would break the
-// unique index, and the migration with it). Found by review: without the
-// migration, a transfer active across the upgrade no longer blocked even
-// a second transfer of its call spelt the same way.
+// call id keeps its case, an ended transfer its key, and of two active
+// keys that fold into one the older transfer's is folded, the other left
+// as it is (folding both would break the unique index, and the migration
+// with it). Found by review: without the migration, a transfer active
+// across the upgrade no longer blocked even a second transfer of its call
+// spelt the same way; and the first version left both twins' keys alone,
+// which let a third transfer of their call in.
 func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -26,6 +29,7 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	}
 	mixed, twinA, twinB, byID, ended := newTransfer("1000"), newTransfer("2000"), newTransfer("3000"), newTransfer("4000"), newTransfer("5000")
 	ended.State = orchestrator.StateCompleted
+	twinB.ID = orchestrator.NewID(twinA.CreatedAt.Add(time.Second)) // the younger twin, whatever the clock's grain
 	for _, tr := range []*orchestrator.Transfer{mixed, twinA, twinB, byID, ended} {
 		if err := s.Create(ctx, tr); err != nil {
 			t.Fatal(err)
@@ -61,9 +65,16 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 	if !errors.As(err, &active) || active.ID != mixed.ID {
 		t.Fatalf("a second transfer of the call SALES.example/Agent7, active across the upgrade: Create = %v, want the active transfer %s", err, mixed.ID)
 	}
+	// The twins' call stays blocked, however it is spelt.
+	err = s.Create(ctx, &orchestrator.Transfer{ID: orchestrator.NewID(mixed.CreatedAt), State: orchestrator.StatePending,
+		CreatedAt: mixed.CreatedAt, UpdatedAt: mixed.CreatedAt, Request: orchestrator.Request{Provider: "netsapiens",
+			Call: orchestrator.CallRef{Domain: "aCmE", User: "1000"}, Target: "1010"}})
+	if !errors.As(err, &active) || active.ID != twinA.ID {
+		t.Fatalf("a third transfer of the call Acme/1000, two of whose transfers are active across the upgrade: Create = %v, want the active transfer %s", err, twinA.ID)
+	}
 	want := map[string]string{
 		mixed.ID: "default|netsapiens|sales.example|agent7",
-		twinA.ID: old[twinA.ID],
+		twinA.ID: "default|netsapiens|acme|1000",
 		twinB.ID: old[twinB.ID],
 		byID.ID:  old[byID.ID],
 		ended.ID: old[ended.ID],
