@@ -383,14 +383,17 @@ func testConcurrentClaims(t *testing.T, s webhooks.Store) {
 // cut: a purge by CreatedAt would take them all.
 // testClaimSkips: a claim leaves the endpoints it is told to skip alone
 // (their older deliveries included) and still claims the others', oldest
-// first; an empty skip list skips nothing.
+// first across endpoints whatever the order they were enqueued in; an
+// empty skip list skips nothing.
 func testClaimSkips(t *testing.T, s webhooks.Store) {
 	ctx := context.Background()
 	slow, fast := webhooks.EndpointKey("acme", "slow"), webhooks.EndpointKey("beta", "crm")
-	if err := s.EnqueueDeliveries(ctx, slow, 0, 2, []webhooks.Delivery{mk("acme", "slow", "tr_a", 1, 1), mk("acme", "slow", "tr_b", 1, 2)}); err != nil {
+	// Enqueued out of position order (each endpoint enqueues its own
+	// batch): the claims still go oldest first across endpoints.
+	if err := s.EnqueueDeliveries(ctx, fast, 0, 4, []webhooks.Delivery{mk("beta", "crm", "tr_c", 1, 3), mk("beta", "crm", "tr_d", 1, 4)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnqueueDeliveries(ctx, fast, 0, 4, []webhooks.Delivery{mk("beta", "crm", "tr_c", 1, 3), mk("beta", "crm", "tr_d", 1, 4)}); err != nil {
+	if err := s.EnqueueDeliveries(ctx, slow, 0, 2, []webhooks.Delivery{mk("acme", "slow", "tr_a", 1, 1), mk("acme", "slow", "tr_b", 1, 2)}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 1, []string{slow})
