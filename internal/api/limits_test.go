@@ -137,9 +137,22 @@ func TestWaitsBoundPerTenant(t *testing.T) {
 			t.Errorf("a %s past the bound: %d Retry-After %q %s, want 429 rate-limited with Retry-After", what, r.status, r.header.Get("Retry-After"), r.body)
 		}
 	}
-	// A read of the same transfer without Prefer: wait holds no slot.
+	// A read of the same transfer without Prefer: wait holds no slot,
+	// nor does one with wait=0, which asks for no wait at all.
 	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers/" + ringing}, false); r.status != http.StatusOK {
 		t.Errorf("a plain get while at the bound: %d", r.status)
+	}
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers/" + ringing, header: map[string]string{"Prefer": "wait=0"}}, false); r.status != http.StatusOK ||
+		r.header.Get("Preference-Applied") != "wait=0" {
+		t.Errorf("a get with Prefer: wait=0 while at the bound: %d Preference-Applied %q %s, want 200 wait=0", r.status, r.header.Get("Preference-Applied"), r.body)
+	}
+	// Nor does a create with wait=0 (its transfer waits at the held
+	// provider call like the other, and is cancelled below).
+	zero := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Prefer", "wait=0"), body: createBody("6002", "manual")}, false)
+	if zero.status != http.StatusAccepted || zero.header.Get("Preference-Applied") != "wait=0" {
+		t.Errorf("a create with Prefer: wait=0 while at the bound: %d Preference-Applied %q %s, want 202 wait=0", zero.status, zero.header.Get("Preference-Applied"), zero.body)
+	} else if r := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + zero.transfer(t).ID + "/cancel", header: jsonHeader("Prefer", "wait=0"), body: "{}"}, false); r.status != http.StatusAccepted {
+		t.Errorf("a cancel with Prefer: wait=0 while at the bound: %d %s, want 202", r.status, r.body)
 	}
 	// The other tenant's slot is its own.
 	closeOther := openStream(t, e, otherReadKey)

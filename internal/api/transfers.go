@@ -222,7 +222,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		}
 		wait, waits := preferWait(r)
 		release := func() {}
-		if waits {
+		if wait > 0 { // wait=0 asks for no wait: it holds no slot
 			var err error
 			if release, err = lim.wait(r.Context()); err != nil {
 				writeLimited(w, r, err)
@@ -300,12 +300,15 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			return
 		}
 		if wait, ok := preferWait(r); ok && !t.State.Terminal() && !awaitsClient(t) {
-			release, err := lim.wait(r.Context())
-			if err != nil {
-				writeLimited(w, r, err)
-				return
+			release := func() {}
+			if wait > 0 { // wait=0 asks for no wait: it holds no slot
+				var err error
+				if release, err = lim.wait(r.Context()); err != nil {
+					writeLimited(w, r, err)
+					return
+				}
+				defer release()
 			}
-			defer release()
 			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
@@ -418,7 +421,7 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		id := chi.URLParam(r, "id")
 		wait, waits := preferWait(r)
 		release := func() {}
-		if waits {
+		if wait > 0 { // wait=0 asks for no wait: it holds no slot
 			var err error
 			if release, err = lim.wait(r.Context()); err != nil {
 				writeLimited(w, r, err)
