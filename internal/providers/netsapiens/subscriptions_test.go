@@ -227,14 +227,34 @@ func TestForgedDeliveryChangesNothing(t *testing.T) {
 		t.Fatalf("delivery answered %d", resp.StatusCode)
 	}
 	rig.waitSim(t, "the reading the post triggered", func() bool { return rig.count(nssim.OpList, http.StatusOK) > lists })
-	// The reading has been taken; Wait returns the record as it stands
-	// once the transfer has acted on it (or at once if it had nothing to).
-	cur, err = rig.eng.Wait(ctx, tr.ID, func(*orchestrator.Transfer) bool { return true })
+	// The reading has been taken, but the transfer may not have acted on
+	// what the post woke yet. A cancel is acted on after it, and its end
+	// is terminal: whatever the transfer ever made of the post is in its
+	// record and its events by then.
+	if _, err := rig.eng.Cancel(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	cur, err = rig.eng.Wait(ctx, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur.Answered || cur.State != orchestrator.StateConsulting {
+	if cur.Answered || cur.State != orchestrator.StateCancelled {
 		t.Fatalf("a forged post changed the transfer: state %s answered %v", cur.State, cur.Answered)
+	}
+	evs, err := rig.eng.Events(ctx, orchestrator.EventFilter{TransferID: tr.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Type == orchestrator.EventTargetAnswered {
+			t.Fatalf("a forged post made the transfer report the target answered: %+v", ev)
+		}
+	}
+	// The simulator's truth: the consult never answered.
+	for _, c := range rig.sim.Truth().CallIDs {
+		if c.TargetAnsweredAt != nil {
+			t.Fatalf("the PBX shows a call answered: %+v", c)
+		}
 	}
 }
 
