@@ -1372,10 +1372,10 @@ type ListTransfersParams struct {
 	// ExternalId Transfers created with this `external_id`.
 	ExternalId string `form:"external_id,omitempty" json:"external_id,omitempty"`
 
-	// Domain Transfers of calls in this NetSapiens domain (with `user`, of one agent's call).
+	// Domain Transfers of calls in this NetSapiens domain (with `user`, of one agent's call), in any letter case, as the PBX matches domains.
 	Domain string `form:"domain,omitempty" json:"domain,omitempty"`
 
-	// User Transfers of this NetSapiens user's call (use with `domain`).
+	// User Transfers of this NetSapiens user's call (use with `domain`), in any letter case, as the PBX matches users.
 	User string `form:"user,omitempty" json:"user,omitempty"`
 
 	// CallId Transfers of the call with this provider call id (Bandwidth).

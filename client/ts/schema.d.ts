@@ -1547,9 +1547,9 @@ export interface operations {
                 cursor?: components["schemas"]["TransferID"];
                 /** @description Transfers created with this `external_id`. */
                 external_id?: string;
-                /** @description Transfers of calls in this NetSapiens domain (with `user`, of one agent's call). */
+                /** @description Transfers of calls in this NetSapiens domain (with `user`, of one agent's call), in any letter case, as the PBX matches domains. */
                 domain?: string;
-                /** @description Transfers of this NetSapiens user's call (use with `domain`). */
+                /** @description Transfers of this NetSapiens user's call (use with `domain`), in any letter case, as the PBX matches users. */
                 user?: string;
                 /** @description Transfers of the call with this provider call id (Bandwidth). */
                 call_id?: string;

@@ -19,7 +19,8 @@ type ListFilter struct {
 	Provider   string
 	ExternalID string
 	// Domain and User, or CallID, select the transfers of one call
-	// (Request.Call); Target those to one target.
+	// (Request.Call); Target those to one target. Domain and User match
+	// in any letter case, as CallKey and the PBX do.
 	Domain, User, CallID string
 	Target               string
 	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound the

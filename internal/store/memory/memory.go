@@ -202,7 +202,7 @@ func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
 		len(f.States) > 0 && !slices.Contains(f.States, t.State),
 		f.ExternalID != "" && r.ExternalID != f.ExternalID,
 		f.Domain != "" && !strings.EqualFold(r.Call.Domain, f.Domain),
-		f.User != "" && r.Call.User != f.User,
+		f.User != "" && !strings.EqualFold(r.Call.User, f.User),
 		f.CallID != "" && r.Call.CallID != f.CallID,
 		f.Target != "" && r.Target != f.Target,
 		!f.CreatedAfter.IsZero() && t.CreatedAt.Before(f.CreatedAfter),

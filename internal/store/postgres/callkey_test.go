@@ -94,3 +94,48 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 		}
 	}
 }
+
+// Schema 11 folds call_user, the list filter's column, to lower case, as
+// SQLite's schema 10 does (see TestMigrationFoldsCallUsers there).
+func TestMigrationFoldsCallUsers(t *testing.T) {
+	ctx := context.Background()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StatePending, CreatedAt: now, UpdatedAt: now,
+		Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: "Agent7"}, Target: "1010"}}
+	if err := s.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// What the release before schema 11 wrote: the user as sent.
+	for _, q := range []string{`UPDATE transfer_keys SET call_user = 'Agent7'`, `DELETE FROM schema_migrations WHERE version >= 11`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s, err = postgres.Open(ctx, url) // runs schema 11
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, user := range []string{"Agent7", "agent7", "AGENT7"} {
+		got, _, err := s.List(ctx, orchestrator.ListFilter{Tenant: orchestrator.DefaultTenant, Domain: "test", User: user, Limit: 10})
+		if err != nil || len(got) != 1 || got[0].ID != tr.ID {
+			t.Errorf("List of the call TEST/%s after schema 11: %d transfers (%v), want %s", user, len(got), err, tr.ID)
+		}
+	}
+	var col string
+	if err := conn.QueryRow(ctx, `SELECT call_user FROM transfer_keys WHERE id = $1`, tr.ID).Scan(&col); err != nil || col != "agent7" {
+		t.Errorf("call_user after schema 11: %q (%v), want agent7", col, err)
+	}
+}

@@ -54,7 +54,7 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	r := &t.Request
 	return columns{state: string(t.State), provider: strings.ToLower(r.Provider),
 		callKey: orchestrator.TenantCallKey(t), record: jsonbSafe(b),
-		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: r.Call.User,
+		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: strings.ToLower(r.Call.User),
 		callID: r.Call.CallID, target: r.Target}, nil
 }
 
@@ -336,7 +336,7 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 		cond("k.call_domain =", strings.ToLower(f.Domain))
 	}
 	if f.User != "" {
-		cond("k.call_user =", f.User)
+		cond("k.call_user =", strings.ToLower(f.User))
 	}
 	if f.CallID != "" {
 		cond("k.call_id =", f.CallID)

@@ -86,3 +86,45 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 		}
 	}
 }
+
+// Schema 10 folds call_user, the list filter's column, to lower case, as
+// the filter now folds the user it is given: a transfer saved before
+// (its user as sent) is found by its call however the user is spelt.
+// Found by review: the call key folded the user, the list filter did not,
+// so a list of AGENT7 missed the transfer whose call refused a create of
+// AGENT7.
+func TestMigrationFoldsCallUsers(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransfer("Agent7")
+	if err := s.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, dir)
+	// What the release before schema 10 wrote: the user as sent.
+	for _, q := range []string{`UPDATE transfers SET call_user = 'Agent7'`, `DELETE FROM schema_migrations WHERE version >= 10`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s = open(t, dir) // runs schema 10
+	for _, user := range []string{"Agent7", "agent7", "AGENT7"} {
+		got, _, err := s.List(ctx, orchestrator.ListFilter{Tenant: orchestrator.DefaultTenant, Domain: "test", User: user, Limit: 10})
+		if err != nil || len(got) != 1 || got[0].ID != tr.ID {
+			t.Errorf("List of the call TEST/%s after schema 10: %d transfers (%v), want %s", user, len(got), err, tr.ID)
+		}
+	}
+	var col string
+	if err := rawDB(t, dir).QueryRow(`SELECT call_user FROM transfers WHERE id = ?`, tr.ID).Scan(&col); err != nil || col != "agent7" {
+		t.Errorf("call_user after schema 10: %q (%v), want agent7", col, err)
+	}
+}

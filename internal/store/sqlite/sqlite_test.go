@@ -113,8 +113,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}) {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9]", versions)
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10]", versions)
 	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {

@@ -58,7 +58,7 @@ func encode(t *orchestrator.Transfer) (columns, error) {
 	c := columns{
 		state: string(t.State), provider: strings.ToLower(r.Provider), callKey: orchestrator.TenantCallKey(t),
 		owner: t.Owner, created: ts(t.CreatedAt), updated: ts(t.UpdatedAt), record: rec, open: t.Open(),
-		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: r.Call.User,
+		tenant: tenantOf(t), externalID: r.ExternalID, domain: strings.ToLower(r.Call.Domain), user: strings.ToLower(r.Call.User),
 		callID: r.Call.CallID, target: r.Target,
 	}
 	for _, ev := range t.Outbox {
@@ -230,7 +230,7 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 		cond("call_domain = ?", strings.ToLower(f.Domain))
 	}
 	if f.User != "" {
-		cond("call_user = ?", f.User)
+		cond("call_user = ?", strings.ToLower(f.User))
 	}
 	if f.CallID != "" {
 		cond("call_id = ?", f.CallID)

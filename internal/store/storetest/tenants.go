@@ -37,7 +37,7 @@ func testCreateOneActivePerCallPerTenant(f *fixture) {
 }
 
 // List filters by tenant (a record without one is the default tenant's),
-// external id, the request's call (domain, case-insensitive, and user; or
+// external id, the request's call (domain and user, case-insensitive; or
 // call id), target and creation time (after inclusive, before exclusive),
 // each with the cursor and the limit.
 func testListTenantFilters(f *fixture) {
@@ -63,6 +63,7 @@ func testListTenantFilters(f *fixture) {
 		t.Tenant, t.Request.Call.Domain = "acme", "Other"
 		return f.create(t)
 	}()
+	h8 := mk("hooli", "Agent8", "1010", "") // a user with letters, spelt in mixed case
 	f.setState(a5, orchestrator.StateConsulting, t0.Add(time.Second))
 	f.setState(a2, orchestrator.StateCompleted, t0.Add(time.Second))
 	f.setState(a7, orchestrator.StateFailed, t0.Add(time.Second))
@@ -91,6 +92,11 @@ func testListTenantFilters(f *fixture) {
 		{"target", orchestrator.ListFilter{Tenant: "acme", Target: "1020"}, []*orchestrator.Transfer{a5, a2}, false},
 		{"target cursor", orchestrator.ListFilter{Tenant: "acme", Target: "1010", After: a7.ID}, []*orchestrator.Transfer{a6, a1}, false},
 		{"call, domain only in another case", orchestrator.ListFilter{Tenant: "acme", Domain: "OTHER", User: "1003"}, []*orchestrator.Transfer{a7}, false},
+		// The user too matches in any case, as CallKey and the PBX do: a
+		// create of AGENT8 is refused for h8, so a list of AGENT8 finds it.
+		{"call, user as spelt", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "Agent8"}, []*orchestrator.Transfer{h8}, false},
+		{"call, user in another case", orchestrator.ListFilter{Tenant: "hooli", Domain: "test", User: "AGENT8"}, []*orchestrator.Transfer{h8}, false},
+		{"call, another user", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "Agent9"}, nil, false},
 		{"created after (inclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a5)}, []*orchestrator.Transfer{a7, a6, a5}, false},
 		{"created before (exclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedBefore: created(a5)}, []*orchestrator.Transfer{a2, a1}, false},
 		{"created between", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a2), CreatedBefore: created(a6)},
@@ -108,7 +114,7 @@ func testListTenantFilters(f *fixture) {
 		{"one state", orchestrator.ListFilter{Tenant: "acme", States: []orchestrator.State{orchestrator.StateCancelled}}, []*orchestrator.Transfer{a1}, false},
 		{"state, another tenant", orchestrator.ListFilter{Tenant: "globex", States: []orchestrator.State{orchestrator.StatePending}}, []*orchestrator.Transfer{g3}, false},
 		{"provider", orchestrator.ListFilter{Tenant: "acme", Provider: "Bandwidth"}, []*orchestrator.Transfer{a6}, false},
-		{"all tenants", orchestrator.ListFilter{Target: "1010"}, []*orchestrator.Transfer{a7, a6, d4, g3, a1}, false},
+		{"all tenants", orchestrator.ListFilter{Target: "1010"}, []*orchestrator.Transfer{h8, a7, a6, d4, g3, a1}, false},
 	}
 	for _, c := range cases {
 		if c.f.Limit == 0 {
