@@ -293,6 +293,15 @@ func (r *Registry) Permit(tenant string, req *orchestrator.Request) error {
 		!t.cfg.domains[strings.ToLower(req.Call.Domain)] {
 		return &api.Forbidden{Field: "call.domain", Detail: "is not a domain this tenant may use"}
 	}
+	// A NetSapiens target may name its domain (user@domain), which the
+	// PBX dials in that domain: a tenant kept to its domains may not ring
+	// another's users, nor hand its callers to them. A second "@" leaves
+	// a domain no allowed one equals.
+	if len(t.cfg.domains) > 0 && req.Provider == "netsapiens" {
+		if _, domain, ok := strings.Cut(req.Target, "@"); ok && !t.cfg.domains[strings.ToLower(domain)] {
+			return &api.Forbidden{Field: "target", Detail: "is in a domain this tenant may not use"}
+		}
+	}
 	if len(t.cfg.targets) > 0 && req.Target != "" {
 		for _, re := range t.cfg.targets {
 			if re.MatchString(req.Target) {

@@ -377,3 +377,43 @@ transferd_provider_credentials_ok{account="beta/bandwidth",provider="bandwidth"}
 		}
 	}
 }
+
+// A NetSapiens target may be user@domain, which the PBX dials in that
+// domain: a tenant kept to its domains (allow.domains) may name only
+// those, also with no target list. Found by review: only call.domain was
+// checked, so a tenant kept to acme.example could ring, and hand its
+// callers to, the users of any domain its account reaches (another
+// tenant's on a shared PBX).
+func TestDomainAllowListAppliesToTheTargetsDomain(t *testing.T) {
+	r, _, _ := open(t, `tenants:
+  - name: acme
+    keys:
+      - {name: acme-crm, hash: "`+hexOf(acmeWrite)+`", scope: write}
+    providers:
+      netsapiens:
+        base_url: https://pbx.shared.example/ns-api/v2
+        api_key: {env: ACME_NS_KEY}
+    allow:
+      domains: [acme.example]
+`)
+	for target, field := range map[string]string{
+		"2000":                           "",
+		"+15551234567":                   "",
+		"2000@acme.example":              "",
+		"2000@ACME.Example":              "",
+		"2000@beta.example":              "target",
+		"2000@":                          "target",
+		"2000@acme.example@beta.example": "target",
+	} {
+		req := orchestrator.Request{Provider: "netsapiens", Mode: orchestrator.ModeAttended,
+			Call: orchestrator.CallRef{Domain: "acme.example", User: "1000"}, Target: target}
+		err := r.Permit("acme", &req)
+		var f *api.Forbidden
+		switch {
+		case field == "" && err != nil:
+			t.Errorf("target %q: refused: %v", target, err)
+		case field != "" && (err == nil || !asForbidden(err, &f) || f.Field != field):
+			t.Errorf("target %q: err = %v, want forbidden %s", target, err, field)
+		}
+	}
+}
