@@ -1801,7 +1801,9 @@ type ClientInterface interface {
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
-	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
+	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
+	// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
+	// before its next event or comment; reconnecting with that key is a `401`.
 	//
 	// Corresponds with GET /v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2061,7 +2063,9 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 // apply to the stream. An open stream counts among its tenant's long polls and streams
-// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
+// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
+// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
+// before its next event or comment; reconnecting with that key is a `401`.
 //
 // Corresponds with GET /v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3131,7 +3135,9 @@ type ClientWithResponsesInterface interface {
 	// stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 	// its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
-	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
+	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
+	// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
+	// before its next event or comment; reconnecting with that key is a `401`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5333,7 +5339,9 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 // stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
 // its start. An idle stream sends a comment every 15 s. The server's write timeout does not
 // apply to the stream. An open stream counts among its tenant's long polls and streams
-// (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
+// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
+// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
+// before its next event or comment; reconnecting with that key is a `401`.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -200,7 +200,9 @@ export interface paths {
          *     stream starts with the events saved from now on; `Last-Event-ID: 0` replays the outbox from
          *     its start. An idle stream sends a comment every 15 s. The server's write timeout does not
          *     apply to the stream. An open stream counts among its tenant's long polls and streams
-         *     (`max_waits`): past that bound another stream is a `429` with `Retry-After`.
+         *     (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
+         *     whose API key no longer authenticates (revoked by a reload of the tenants file) closes
+         *     before its next event or comment; reconnecting with that key is a `401`.
          */
         get: operations["streamEvents"];
         put?: never;

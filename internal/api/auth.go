@@ -151,6 +151,22 @@ type Principal struct {
 
 type principalKey struct{}
 
+// reauthKey holds, in a request's context, a check that the key which
+// authenticated the request still does, for the same tenant.
+type reauthKey struct{}
+
+// stillAuthorized reports whether the key that authenticated ctx's
+// request still authenticates, for the same tenant (true without keys).
+// A response that outlives its request's start (an event stream, a long
+// poll) asks before it sends what the key reads: a tenants-file reload
+// may have revoked the key meanwhile, the answer to a leaked one.
+func stillAuthorized(ctx context.Context) bool {
+	if f, ok := ctx.Value(reauthKey{}).(func() bool); ok {
+		return f()
+	}
+	return true
+}
+
 // PrincipalOf returns the principal authenticated for ctx; without
 // authentication (an open demo API) it is the default tenant's
 // "anonymous" writer.
@@ -194,9 +210,11 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p := PrincipalOf(r.Context())
+			var token string
 			if keys != nil {
 				h := r.Header.Get("Authorization")
-				scheme, token, _ := strings.Cut(h, " ")
+				var scheme string
+				scheme, token, _ = strings.Cut(h, " ")
 				token = strings.TrimSpace(token)
 				var reason string
 				switch {
@@ -215,19 +233,24 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 				if reason != "" {
 					m.refused.WithLabelValues(reason).Inc()
 					zerolog.Ctx(r.Context()).Info().Str("reason", reason).Msg("authentication refused")
-					w.Header().Set("WWW-Authenticate", `Bearer realm="transferd"`)
-					p := probUnauthorized
-					p.Detail = "send Authorization: Bearer <API key>"
+					detail := "send Authorization: Bearer <API key>"
 					if reason == refusedUnknown {
-						p.Detail = "the API key is not known"
+						detail = "the API key is not known"
 					}
-					writeProblem(w, r, p)
+					writeUnauthorized(w, r, detail)
 					return
 				}
 			}
 			log := zerolog.Ctx(r.Context()).With().Str("tenant", p.Tenant).Str("key", p.KeyName).Logger()
 			ctx := log.WithContext(r.Context())
 			ctx = context.WithValue(ctx, principalKey{}, p)
+			if keys != nil {
+				tenant := p.Tenant
+				ctx = context.WithValue(ctx, reauthKey{}, func() bool {
+					k, ok := keys.Authenticate(token)
+					return ok && k.Tenant == tenant
+				})
+			}
 			ctx = orchestrator.WithTenant(ctx, p.Tenant)
 			r = r.WithContext(ctx)
 			if p.Scope != ScopeWrite && r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -242,6 +265,14 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// writeUnauthorized answers 401 with the challenge RFC 6750 asks for.
+func writeUnauthorized(w http.ResponseWriter, r *http.Request, detail string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="transferd"`)
+	p := probUnauthorized
+	p.Detail = detail
+	writeProblem(w, r, p)
 }
 
 // audit writes one line per accepted mutation: who (tenant, key), which

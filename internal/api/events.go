@@ -186,6 +186,10 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 				}
 				return
 			}
+			if len(evs) > 0 && !stillAuthorized(r.Context()) {
+				hlog.FromRequest(r).Info().Msg("event stream closed: its API key no longer authenticates")
+				return
+			}
 			for _, ev := range evs {
 				data, _ := json.Marshal(toEventJSON(ev))
 				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Pos, ev.Type, data)
@@ -201,6 +205,10 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 				continue
 			}
 			if time.Since(idle) >= streamKeepAlive {
+				if !stillAuthorized(r.Context()) {
+					hlog.FromRequest(r).Info().Msg("event stream closed: its API key no longer authenticates")
+					return
+				}
 				fmt.Fprintf(w, ": keep-alive\n\n")
 				if rc.Flush() != nil {
 					return

@@ -321,6 +321,12 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			}
 			cancel()
 			release() // before the answer, as for a create
+			if !stillAuthorized(r.Context()) {
+				// Revoked while the poll waited: what it waited for is
+				// no longer the key's to read.
+				writeUnauthorized(w, r, "the API key is not known")
+				return
+			}
 			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
 		}
 		encode(w, http.StatusOK, toJSON(t))
