@@ -598,6 +598,16 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Transfer, error) {
 
 func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, error) {
 	op := "orchestrator." + string(s)
+	// A transfer this replica drives is checked and signalled under its
+	// gate, so that the worker never moves past the record checked here
+	// without seeing the signal (see entry.gate).
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	if en != nil {
+		en.gate.Lock()
+		defer en.gate.Unlock()
+	}
 	t, err := e.current(ctx, id)
 	if err != nil {
 		return nil, err

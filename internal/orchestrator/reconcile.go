@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +56,19 @@ type entry struct {
 	// the watcher's Read). A stored record is never modified again.
 	cur atomic.Pointer[Transfer]
 	// signal: a client signal may be pending in the store.
-	signal  atomic.Bool
+	signal atomic.Bool
+	// gate orders a client's signal against the worker's decisions.
+	// Engine.signal holds it while it checks the published record and
+	// puts the signal; the worker takes it for a moment after each save
+	// (once the new record is published), and holds it around a decision
+	// that must take a signal accepted before it into account (the
+	// consult deadline). So a signal checked against a record the worker
+	// has since moved past is in the store, and its flag set, by the time
+	// the worker looks again (the join's last look: step), and one
+	// checked later sees the new record and is refused.
+	gate sync.Mutex
+	// gated: the worker holds gate (save must not take it again).
+	gated   bool
 	entered time.Time // when t entered its state (in this process)
 	resumed bool      // another process drove it before
 	noted   bool      // the resume was recorded
@@ -110,6 +123,10 @@ type entry struct {
 // errUnsaved says that a step's intent could not be saved, so its side
 // effect was not made.
 var errUnsaved = errors.New("the step's intent could not be saved")
+
+// errCancelledFirst says that the join was not sent because a cancel the
+// client was told of came in as the transfer moved to completing.
+var errCancelledFirst = errors.New("the client's cancel came before the join was sent")
 
 // process reconciles one transfer taken from the queue.
 func (e *Engine) process(id string) {
@@ -411,9 +428,26 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	// The deadline is judged on a reading taken at or after it, so that a
 	// target who answered just before it is joined, not hung up on.
 	if !at.Before(t.ConsultDeadline) {
-		if t.Answered {
+		// Decided under the gate (entry.gate): a complete or cancel the
+		// client was told was accepted, checked against the record
+		// before this decision is saved, is taken into it.
+		en.gate.Lock()
+		en.gated = true
+		defer func() {
+			en.gated = false
+			en.gate.Unlock()
+		}()
+		switch s := e.takeSignal(ctx, en); {
+		case s == SignalComplete && t.Answered && t.Request.Completion == CompletionManual:
+			e.note(en, StepReconcile, "completed by the client as the consult deadline passed")
+			e.carry(en, StateCompleting) // the join's intent saves it
+			e.settleSignal(ctx, en, s)
+		case s == SignalCancel:
+			e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
+			e.settleSignal(ctx, en, s)
+		case t.Answered:
 			e.fail(ctx, en, ReasonTimeout, fmt.Sprintf("not completed within consult_timeout %s", t.Request.ConsultTimeout), nil)
-		} else {
+		default:
 			e.fail(ctx, en, ReasonNoAnswer, fmt.Sprintf("the target did not answer within consult_timeout %s", t.Request.ConsultTimeout), nil)
 		}
 		return 0
@@ -462,6 +496,11 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		case errors.Is(err, errUnsaved):
 			t.Sent.Join = time.Time{}
 			return e.backoff(en)
+		case errors.Is(err, errCancelledFirst):
+			t.Sent.Join = time.Time{} // not sent
+			e.fail(ctx, en, ReasonCancelled, "cancelled by the client before the join was sent", nil)
+			e.settleSignal(ctx, en, SignalCancel)
+			return 0
 		case errors.Is(err, ErrNotSent):
 			// Nothing that can join them reached the provider (a request
 			// the join needs first failed): the join did not happen (step
@@ -1556,6 +1595,19 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if held, now := e.leaseHeld(); !held || now != lapses {
 			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
 		}
+		if name == StepTransfer {
+			// The last moment a cancel can be honoured. One checked
+			// against the record before the intent's save was published
+			// (consulting, so accepted) is pending by now (entry.gate).
+			switch s := e.takeSignal(ctx, en); s {
+			case SignalCancel:
+				notSent("cancelled by the client")
+				return errCancelledFirst
+			case SignalNone:
+			default:
+				en.signal.Store(true) // not this step's to take
+			}
+		}
 	}
 	e.crash(t, name+":intent")
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
@@ -1640,6 +1692,12 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		e.storeOK(&e.saveErr)
 		en.cur.Store(en.t.Clone())
 		e.publish(en.id)
+		if !en.gated {
+			// A signal checked against the record before this one has
+			// been put by now (see entry.gate).
+			en.gate.Lock()
+			en.gate.Unlock()
+		}
 		return true
 	case errors.Is(err, ErrVersionConflict):
 		en.lost = true

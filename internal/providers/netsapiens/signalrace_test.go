@@ -1,0 +1,212 @@
+package netsapiens_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// hookStore is the harness's savedStore with a hook run before every
+// Update reaches the store: the engine's worker is inside its save there,
+// which is where the tests below let a client's action in.
+type hookStore struct {
+	*savedStore
+	mu   sync.Mutex
+	hook func(*orchestrator.Transfer)
+}
+
+func (s *hookStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	s.mu.Lock()
+	hook := s.hook
+	s.mu.Unlock()
+	if hook != nil {
+		hook(t)
+	}
+	return s.savedStore.Update(ctx, t)
+}
+
+func (s *hookStore) setHook(f func(*orchestrator.Transfer)) {
+	s.mu.Lock()
+	s.hook = f
+	s.mu.Unlock()
+}
+
+// setupHooked is setup (netsapiens_test.go) with a hookStore.
+func setupHooked(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config)) (*harness, *hookStore) {
+	t.Helper()
+	return setupHookedWrapped(t, simCfg, nil, tweak...)
+}
+
+// setupHookedWrapped is setupHooked with wrap around nssim's API handler.
+func setupHookedWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.Handler) http.Handler,
+	tweak ...func(*orchestrator.Config)) (*harness, *hookStore) {
+	t.Helper()
+	if simCfg.APIKeys == nil {
+		simCfg.APIKeys = map[string]nssim.KeyScope{apiKey: {Domain: domain}}
+	}
+	sim := nssim.New(simCfg)
+	mux := http.NewServeMux()
+	api := sim.APIHandler()
+	if wrap != nil {
+		api = wrap(sim, api)
+	}
+	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
+	srv := httptest.NewServer(mux)
+	reg := prometheus.NewRegistry()
+	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
+		RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	hs := &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}
+	eng, err := orchestrator.New(cfg, hs, []orchestrator.Provider{client},
+		zerolog.New(logs).Level(zerolog.DebugLevel), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hs.setHook(nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(ctx)
+		srv.Close()
+		sim.Close()
+	})
+	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: hs.savedStore}, hs
+}
+
+// callerWith returns the user the caller's call is connected to in the
+// simulator's ground truth once every accepted action was applied, and
+// whether the caller is held.
+func callerWith(t *testing.T, h *harness, orig nssim.ActiveCall) (user string, held bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range h.sim.Truth().Sessions {
+		me, other := s.Orig, s.Term
+		if other.CallID == orig.OrigCallID {
+			me, other = other, me
+		}
+		if me.CallID != orig.OrigCallID {
+			continue
+		}
+		return other.User, me.State != nssim.InfoActive || other.State != nssim.InfoActive
+	}
+	return "", false
+}
+
+// A cancel accepted (POST /cancel: 202) while the worker saves the join's
+// intent of an auto transfer, before the join is sent, is honoured: the
+// caller is back with the agent, not held, and the transfer says
+// cancelled. Found by review: the cancel was checked against the record
+// published before that save (consulting), put, and never looked at
+// again; the caller was transferred and the outcome said "transferred".
+func TestCancelAcceptedAsTheJoinIsDecidedIsHonoured(t *testing.T) {
+	h, hs := setupHooked(t, nssim.Config{})
+	orig := h.placeCall(t)
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hs.setHook(func(tr *orchestrator.Transfer) {
+		// The save of the join's intent: the join is not sent yet.
+		if tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero() {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+	})
+	tr := h.start(t, orchestrator.CompletionAuto, 0)
+	<-reached
+	got, err := h.eng.Cancel(context.Background(), tr.ID)
+	close(release)
+	if err != nil {
+		t.Fatalf("the cancel, checked before the intent's save was published, was refused: %v", err)
+	}
+	if got.State != orchestrator.StateConsulting {
+		t.Fatalf("the cancel was checked against state %s, want consulting", got.State)
+	}
+	final := h.end(t, tr.ID)
+	user, held := callerWith(t, h, orig)
+	if final.State != orchestrator.StateCancelled || user != "1000" || held {
+		t.Fatalf("an accepted cancel was not honoured: the transfer ended %s (%+v), the PBX shows the caller with %q (held %v), want cancelled and back with 1000",
+			final.State, final.Outcome, user, held)
+	}
+	for _, r := range h.sim.Requests() {
+		if r.Operation == nssim.OpTransfer {
+			t.Fatalf("a join was sent after the cancel was accepted: %+v", r)
+		}
+	}
+}
+
+// A complete that comes in while the worker saves the consult deadline's
+// failure (the target answered, the client did not complete in time) is
+// either refused (409: the transfer is recovering) or honoured: never
+// accepted and dropped. Found by review: it was accepted (202, the record
+// still consulting) and the transfer ended failed/timeout, the target hung
+// up on, with no word of the complete.
+func TestCompleteAsTheDeadlinePassesIsHonouredOrRefused(t *testing.T) {
+	h, hs := setupHooked(t, nssim.Config{})
+	orig := h.placeCall(t)
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hs.setHook(func(tr *orchestrator.Transfer) {
+		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+	})
+	tr := h.start(t, orchestrator.CompletionManual, time.Second)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if tr.State != orchestrator.StateConsulting {
+		t.Fatalf("state %s, want consulting", tr.State)
+	}
+	<-reached // the worker is saving the deadline's failure
+	type answer struct {
+		t   *orchestrator.Transfer
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, err := h.eng.Complete(context.Background(), tr.ID)
+		done <- answer{got, err}
+	}()
+	close(release)
+	a := <-done
+	final := h.end(t, tr.ID)
+	user, held := callerWith(t, h, orig)
+	switch {
+	case a.err == nil && (final.State != orchestrator.StateCompleted || user != "1010" || held):
+		t.Fatalf("an accepted complete (checked against state %s) was not honoured: the transfer ended %s (%+v), the PBX shows the caller with %q (held %v)",
+			a.t.State, final.State, final.Outcome, user, held)
+	case a.err != nil && orchestrator.KindOf(a.err) != orchestrator.KindConflict:
+		t.Fatalf("the complete: %v, want success or a conflict", a.err)
+	case a.err != nil && (final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout || user != "1000" || held):
+		t.Fatalf("a refused complete, yet the transfer ended %s (%+v) with the caller with %q (held %v), want failed/timeout and back with 1000",
+			final.State, final.Outcome, user, held)
+	}
+}
