@@ -1297,6 +1297,8 @@ export interface components {
          *     The call already has an active (non-terminal) transfer, named by `transfer_id`. A
          *     NetSapiens call is identified by its domain and user (an agent takes part in one transfer
          *     at a time), any other by its `call.call_id`. Wait for that transfer to end, or cancel it.
+         *     Also while the call's last transfer has ended with an unverified outcome and may still
+         *     take the caller off hold (its cleanup): wait for its `transfer.outcome_verified`.
          */
         ActiveTransfer: {
             headers: {

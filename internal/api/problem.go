@@ -107,6 +107,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			p = probActive
 			p.TransferID = active.ID
 			p.Detail = "transfer " + active.ID + " is still moving this call; wait for it to end or cancel it"
+			if active.CleaningUp {
+				p.Detail = "transfer " + active.ID + " has ended, but its outcome is not verified yet and it may still take the caller off hold; " +
+					"wait until its outcome is verified (transfer.outcome_verified)"
+			}
 		} else {
 			p = probConflict
 			p.Detail = conflictDetail(err)

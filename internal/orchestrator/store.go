@@ -219,8 +219,16 @@ func TenantCallKey(t *Transfer) string {
 }
 
 // ActiveTransferError says which transfer already moves the call.
-type ActiveTransferError struct{ ID string }
+// CleaningUp: it has ended, but its outcome is unverified and it still
+// owes the call its end state (see Engine.callFree).
+type ActiveTransferError struct {
+	ID         string
+	CleaningUp bool
+}
 
 func (e *ActiveTransferError) Error() string {
+	if e.CleaningUp {
+		return "the call's last transfer " + e.ID + " still owes it its end state (its outcome is unverified)"
+	}
 	return "the call already has an active transfer " + e.ID
 }
