@@ -400,17 +400,17 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	return snapshot, nil
 }
 
-// callFree refuses a transfer of a call whose last transfer ended with an
-// unverified outcome that still owes the call its end state: that
-// transfer's sweeper takes a caller it sees held off hold, and it would
-// take the new transfer's hold off in the middle of its consult. The
-// call is free again once the sweeper verifies the outcome (or finds the
-// caller's call ended). An active transfer is refused by the store's rule
-// of one per call; a verified outcome's tombstone owes only its own
-// consult leg, never the caller. The last transfer is the one to look
-// at: while one owes the call, no later one can start. (Race-free with
-// that transfer ending meanwhile: until then it is active, which the
-// store refuses.)
+// callFree refuses a transfer of a call whose last transfer is active, or
+// ended with an unverified outcome that still owes the call its end
+// state: that transfer's sweeper takes a caller it sees held off hold,
+// and it would take the new transfer's hold off in the middle of its
+// consult. The call is free again once the sweeper verifies the outcome
+// (or finds the caller's call ended). A verified outcome's tombstone owes
+// only its own consult leg, never the caller. The last transfer is the
+// one to look at: while one is active or owes the call, no later one can
+// start. An active one is refused here too, not only by the store's rule
+// of one active transfer per call: it may end owing the call between
+// this look and the create, which the store's rule would then let by.
 func (e *Engine) callFree(ctx context.Context, r *Request) error {
 	f := ListFilter{Tenant: TenantOf(ctx), Provider: r.Provider, Limit: 1}
 	if r.Call.User != "" {
@@ -423,7 +423,10 @@ func (e *Engine) callFree(ctx context.Context, r *Request) error {
 		return err
 	}
 	if len(last) == 1 {
-		if t := last[0]; t.State.Terminal() && t.Cleanup != nil && (t.Outcome == nil || !t.Outcome.Verified) {
+		switch t := last[0]; {
+		case !t.State.Terminal():
+			return &Error{Op: "orchestrator.Start", Kind: KindConflict, Err: &ActiveTransferError{ID: t.ID}}
+		case t.Cleanup != nil && (t.Outcome == nil || !t.Outcome.Verified):
 			return &Error{Op: "orchestrator.Start", Kind: KindConflict, Err: &ActiveTransferError{ID: t.ID, CleaningUp: true}}
 		}
 	}
@@ -630,7 +633,6 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Transfer, error) {
 }
 
 func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, error) {
-	op := "orchestrator." + string(s)
 	// A transfer this replica drives is checked and signalled under its
 	// gate, so that the worker never moves past the record checked here
 	// without seeing the signal (see entry.gate).
@@ -642,35 +644,62 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 		defer en.gate.Unlock()
 	}
 	t, err := e.current(ctx, id)
-	if err != nil {
-		return nil, err
+	for try := 1; ; try++ {
+		if err != nil {
+			return nil, err
+		}
+		err = e.signalChecked(ctx, t, s)
+		if !errors.Is(err, ErrStale) || try == maxSignalTries {
+			return t, err
+		}
+		// Saved since the record checked (by this replica's worker, whose
+		// record is published a moment after its save, or by the owner
+		// elsewhere): checked again against the store's.
+		t, err = e.Get(ctx, id)
 	}
+}
+
+// maxSignalTries bounds how often a signal is checked again against a
+// transfer saved meanwhile; past it the client is asked to read the
+// transfer and decide again (a 409).
+const maxSignalTries = 4
+
+// signalChecked puts s for t if t's state accepts it, only while t is
+// still the stored version: a decision the owner saves after this check
+// makes the put fail with ErrStale (the signal is then checked again), and
+// one it saved before the put finds the signal pending when it next looks
+// (the join's last look, every consulting pass).
+func (e *Engine) signalChecked(ctx context.Context, t *Transfer, s Signal) error {
+	op := "orchestrator." + string(s)
 	switch s {
 	case SignalComplete:
 		switch {
 		case t.State != StateConsulting:
-			return t, &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("transfer is %s; only a transfer in consulting can be completed", t.State)}
+			return &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("transfer is %s; only a transfer in consulting can be completed", t.State)}
 		case t.Request.Completion != CompletionManual:
-			return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("transfer completes automatically; complete applies to completion \"manual\"")}
+			return &Error{Op: op, Kind: KindConflict, Err: errors.New("transfer completes automatically; complete applies to completion \"manual\"")}
 		case !t.Answered:
-			return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("the target has not answered yet")}
+			return &Error{Op: op, Kind: KindConflict, Err: errors.New("the target has not answered yet")}
 		}
 	case SignalCancel:
 		if t.State.Terminal() || t.State == StateCompleting || t.State == StateRecovering {
-			return t, &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("transfer is %s and can no longer be cancelled", t.State)}
+			return &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("transfer is %s and can no longer be cancelled", t.State)}
 		}
 	}
 	// The signal goes through the store, so that it reaches the replica
 	// that owns the transfer; a local entry is woken at once, a remote
 	// owner finds it with its next Signalled query.
-	if err := e.store.PutSignal(ctx, id, s); err != nil {
-		if KindOf(err) == KindConflict {
-			return t, &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
+	if err := e.store.PutSignal(ctx, t.ID, s, t.Version); err != nil {
+		switch {
+		case errors.Is(err, ErrStale):
+			return &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("%w: read it and decide again", ErrStale)}
+		case KindOf(err) == KindConflict:
+			return &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
 		}
-		return t, err
+		return err
 	}
-	e.wake(id, true)
-	return t, nil
+	e.wake(t.ID, true)
+	return nil
 }
 
 // Notify wakes a transfer so that its watcher reads the provider now;

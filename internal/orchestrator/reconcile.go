@@ -68,10 +68,13 @@ type entry struct {
 	// checked later sees the new record and is refused.
 	gate sync.Mutex
 	// gated: the worker holds gate (save must not take it again).
-	gated   bool
-	entered time.Time // when t entered its state (in this process)
-	resumed bool      // another process drove it before
-	noted   bool      // the resume was recorded
+	gated bool
+	// lookedLate: recovering has read the store once for a signal put
+	// through another replica as this one decided to give up.
+	lookedLate bool
+	entered    time.Time // when t entered its state (in this process)
+	resumed    bool      // another process drove it before
+	noted      bool      // the resume was recorded
 
 	held    bool // counted in the callers-on-hold gauge
 	counted bool // counted in the cleanups-pending gauge
@@ -337,6 +340,18 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 
 func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	t := en.t
+	// Decided under the gate (entry.gate): a complete or cancel the
+	// client is told was accepted, checked against the record before a
+	// decision this pass saves (the consult deadline, a provider that
+	// cannot be read past it, shutdown), is taken into that decision.
+	// Nothing here waits on the provider: the gate is held for a save
+	// at most.
+	en.gate.Lock()
+	en.gated = true
+	defer func() {
+		en.gated = false
+		en.gate.Unlock()
+	}()
 	switch s := e.takeSignal(ctx, en); s {
 	case SignalCancel:
 		e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
@@ -428,19 +443,12 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	// The deadline is judged on a reading taken at or after it, so that a
 	// target who answered just before it is joined, not hung up on.
 	if !at.Before(t.ConsultDeadline) {
-		// Decided under the gate (entry.gate): a complete or cancel the
-		// client was told was accepted, checked against the record
-		// before this decision is saved, is taken into it.
-		en.gate.Lock()
-		en.gated = true
-		defer func() {
-			en.gated = false
-			en.gate.Unlock()
-		}()
+		// A signal accepted since this pass took signals (above) is
+		// taken into the decision.
 		switch s := e.takeSignal(ctx, en); {
 		case s == SignalComplete && t.Answered && t.Request.Completion == CompletionManual:
 			e.note(en, StepReconcile, "completed by the client as the consult deadline passed")
-			e.carry(en, StateCompleting) // the join's intent saves it
+			e.transition(ctx, en, StateCompleting)
 			e.settleSignal(ctx, en, s)
 		case s == SignalCancel:
 			e.fail(ctx, en, ReasonCancelled, "cancelled by the client", nil)
@@ -480,6 +488,9 @@ func (e *Engine) consultWake(en *entry, now time.Time) time.Duration {
 
 func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	t := en.t
+	if !t.Sent.Join.IsZero() || !en.flow.Join {
+		e.lateSignal(ctx, en, "after the transfer had begun joining the caller and the target")
+	}
 	if en.flow.Join && t.Sent.Join.IsZero() {
 		if d := en.retryAt.Sub(e.now()); d > 0 {
 			return d
@@ -654,6 +665,13 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	if failure == nil {
 		failure = &Outcome{Reason: ReasonInternal, Detail: "recovering without a recorded failure"}
 	}
+	if !en.lookedLate {
+		// A signal put through another replica sets no flag here: the
+		// store is read once (recovery is off the common path).
+		en.lookedLate = true
+		en.signal.Store(true)
+	}
+	e.lateSignal(ctx, en, "after the transfer had given up ("+string(failure.Reason)+") and begun giving the caller back")
 	now := e.now()
 	if t.Sent.Hold.IsZero() && t.Sent.Dial.IsZero() {
 		// Nothing changed at the provider.
@@ -1597,8 +1615,12 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		}
 		if name == StepTransfer {
 			// The last moment a cancel can be honoured. One checked
-			// against the record before the intent's save was published
-			// (consulting, so accepted) is pending by now (entry.gate).
+			// against the record before the intent's save (consulting,
+			// so accepted) is pending by now: through this replica, by
+			// entry.gate; through another, by the version it was put at
+			// (Store.PutSignal). The store is read whatever the flag
+			// says, since a signal put elsewhere sets none here.
+			en.signal.Store(true)
 			switch s := e.takeSignal(ctx, en); s {
 			case SignalCancel:
 				notSent("cancelled by the client")
@@ -1851,6 +1873,23 @@ func (e *Engine) note(en *entry, name, detail string) {
 
 // --- signals, pacing -----------------------------------------------------
 
+// lateSignal clears a signal the transfer can no longer act on, and says
+// so in its steps, since the client was told the signal was accepted. It
+// came in as the transfer moved past the state it applies to: through
+// another replica, whose check read the stored record just before this
+// one saved its decision (this replica's own are ordered by entry.gate),
+// or in a window a process restart opened.
+func (e *Engine) lateSignal(ctx context.Context, en *entry, when string) {
+	s := e.takeSignal(ctx, en)
+	if s == SignalNone || s == en.unsettled {
+		return // none, or the one acted on, not cleared yet
+	}
+	e.note(en, StepReconcile, fmt.Sprintf("the client's %s came %s: not acted on", s, when))
+	en.log.Warn().Str("signal", string(s)).Str("state", string(en.t.State)).Msg("a client signal came too late to act on")
+	en.unsaved = true
+	en.unsettled = s // cleared once the note is saved (process)
+}
+
 // interrupted checks for a cancel signal or shutdown before a step that
 // changes a call, and starts recovery if there is one.
 func (e *Engine) interrupted(ctx context.Context, en *entry) bool {
@@ -1915,7 +1954,7 @@ func (e *Engine) clearSignal(ctx context.Context, en *entry, s Signal) {
 		return
 	}
 	if taken != SignalNone && taken != s {
-		if err := e.store.PutSignal(ctx, en.id, taken); err != nil {
+		if err := e.store.PutSignal(ctx, en.id, taken, 0); err != nil {
 			en.log.Warn().Err(err).Str("signal", string(taken)).Msg("could not put back a client signal that came in meanwhile")
 		}
 		en.signal.Store(true)

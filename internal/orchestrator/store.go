@@ -87,9 +87,13 @@ type Store interface {
 	Signalled(ctx context.Context, owner string) ([]string, error)
 
 	// PutSignal records a client's signal for a transfer, so that the
-	// replica that owns it sees it. It fails with KindConflict when another
-	// signal is pending and KindNotFound when there is no such transfer.
-	PutSignal(ctx context.Context, id string, s Signal) error
+	// replica that owns it sees it. With a version (> 0) it records it only
+	// while the stored transfer is still at that version, the one whose
+	// state the signal was checked against, and fails with ErrStale
+	// (KindConflict) once a save has moved it on. It fails with
+	// KindConflict when another signal is pending and KindNotFound when
+	// there is no such transfer.
+	PutSignal(ctx context.Context, id string, s Signal, version int64) error
 	// PeekSignal returns the pending signal (SignalNone if none) and
 	// leaves it pending: the engine clears it only once what it caused is
 	// saved, so that a process that dies in between leaves it to the next.
@@ -217,6 +221,10 @@ func CallKey(r *Request) string {
 func TenantCallKey(t *Transfer) string {
 	return tenantOf(t) + "|" + CallKey(&t.Request)
 }
+
+// ErrStale says that a transfer was saved since the version a signal was
+// checked against (Store.PutSignal).
+var ErrStale = errors.New("the transfer was saved since it was read")
 
 // ActiveTransferError says which transfer already moves the call.
 // CleaningUp: it has ended, but its outcome is unverified and it still

@@ -288,14 +288,18 @@ func (s *Store) Signalled(_ context.Context, owner string) ([]string, error) {
 }
 
 // PutSignal implements orchestrator.Store.
-func (s *Store) PutSignal(_ context.Context, id string, sig orchestrator.Signal) error {
+func (s *Store) PutSignal(_ context.Context, id string, sig orchestrator.Signal, version int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.byID[id]; !ok {
+	t, ok := s.byID[id]
+	if !ok {
 		return orchestrator.E("memory.PutSignal", orchestrator.KindNotFound, nil)
 	}
 	if s.signals[id] != orchestrator.SignalNone {
 		return orchestrator.E("memory.PutSignal", orchestrator.KindConflict, errors.New("another signal is pending"))
+	}
+	if version > 0 && t.Version != version {
+		return orchestrator.E("memory.PutSignal", orchestrator.KindConflict, orchestrator.ErrStale)
 	}
 	s.signals[id] = sig
 	return nil

@@ -555,20 +555,32 @@ func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, e
 }
 
 // PutSignal implements orchestrator.Store.
-func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal) error {
+func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
-	tag, err := s.pool.Exec(ctx, `INSERT INTO signals (transfer_id, signal) VALUES ($1, $2)
-		ON CONFLICT (transfer_id) DO NOTHING`, id, string(sig))
-	if code, _ := pgCode(err); code == foreignKeyViolation {
-		return kindErr(op, orchestrator.KindNotFound, errNotFound)
-	}
+	// The transfer's row is locked (FOR SHARE) for the check, so that no
+	// save commits between the version's check and the insert: a save
+	// waits for this statement, and this one for a save in flight, which
+	// it then sees.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO signals (transfer_id, signal)
+		SELECT id, $2 FROM transfers WHERE id = $1 AND ($3 = 0 OR version = $3) FOR SHARE
+		ON CONFLICT (transfer_id) DO NOTHING`, id, string(sig), version)
 	if err != nil {
 		return s.fail(op, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var pending bool
+	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = $1`, id).Scan(&pending)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return kindErr(op, orchestrator.KindNotFound, errNotFound)
+	case err != nil:
+		return s.fail(op, err)
+	case pending:
 		return kindErr(op, orchestrator.KindConflict, errors.New("another signal is pending"))
 	}
-	return nil
+	return kindErr(op, orchestrator.KindConflict, orchestrator.ErrStale)
 }
 
 // PeekSignal implements orchestrator.Store.

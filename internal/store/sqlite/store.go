@@ -492,22 +492,35 @@ func selectRecords(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]*o
 }
 
 // PutSignal implements orchestrator.Store.
-func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal) error {
+func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
-	res, err := s.w.ExecContext(ctx, `INSERT INTO signals (transfer_id, signal) VALUES (?, ?)
-		ON CONFLICT (transfer_id) DO NOTHING`, id, string(sig))
-	if isForeignKey(err) {
-		return kindErr(op, orchestrator.KindNotFound, errNotFound)
-	}
+	// One statement, so that no save comes between the version's check
+	// and the insert (the writer connection is SQLite's one writer).
+	res, err := s.w.ExecContext(ctx, `INSERT INTO signals (transfer_id, signal)
+		SELECT id, ? FROM transfers WHERE id = ? AND (? = 0 OR version = ?)
+		ON CONFLICT (transfer_id) DO NOTHING`, string(sig), id, version, version)
 	if err != nil {
 		return fail(op, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return fail(op, err)
-	} else if n == 0 {
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing inserted: no such transfer, a newer version, or a signal
+	// pending, as read now (each is final for this call).
+	var cur int64
+	var pending bool
+	err = s.r.QueryRowContext(ctx, `SELECT version, EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = ?`, id).Scan(&cur, &pending)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return kindErr(op, orchestrator.KindNotFound, errNotFound)
+	case err != nil:
+		return fail(op, err)
+	case pending:
 		return kindErr(op, orchestrator.KindConflict, errors.New("another signal is pending"))
 	}
-	return nil
+	return kindErr(op, orchestrator.KindConflict, orchestrator.ErrStale)
 }
 
 // PeekSignal implements orchestrator.Store: a read on a reader

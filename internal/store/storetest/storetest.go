@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"Signals", testSignals},
+		{"SignalAtVersion", testSignalAtVersion},
 		{"Signalled", testSignalled},
 		{"Owned", testOwned},
 		{"Idempotency", testIdempotency},
@@ -1014,20 +1015,47 @@ func testClaimConcurrent(f *fixture) {
 
 // ---- Signals ----
 
+// A signal put with a version is recorded only while the stored transfer
+// is at that version: a save after the signal's check makes it stale
+// (ErrStale, a conflict), and a pending signal or a missing transfer is
+// told as with no version.
+func testSignalAtVersion(f *fixture) {
+	t := f.create(f.transfer("1000"))
+	v := t.Version
+	f.update(t) // a save since the version the signal was checked against
+	err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, v)
+	wantKind(f.T, "PutSignal at a version saved over", err, orchestrator.KindConflict)
+	if !errors.Is(err, orchestrator.ErrStale) {
+		f.Errorf("PutSignal at a version saved over = %v, want ErrStale", err)
+	}
+	if sig, err := f.s.PeekSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalNone {
+		f.Errorf("after a stale PutSignal, PeekSignal = %q, %v; want none", sig, err)
+	}
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, t.Version); err != nil {
+		f.Fatalf("PutSignal at the stored version: %v", err)
+	}
+	err = f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalComplete, t.Version)
+	wantKind(f.T, "PutSignal at the version while one is pending", err, orchestrator.KindConflict)
+	if errors.Is(err, orchestrator.ErrStale) {
+		f.Errorf("PutSignal while one is pending = %v, want a pending signal, not ErrStale", err)
+	}
+	wantKind(f.T, "PutSignal at a version for an unknown transfer", f.s.PutSignal(f.ctx, f.id(), orchestrator.SignalCancel, 1), orchestrator.KindNotFound)
+}
+
 func testSignals(f *fixture) {
 	t := f.create(f.transfer("1000"))
 	if sig, err := f.s.TakeSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalNone {
 		f.Errorf("TakeSignal with none pending = %q, %v; want none", sig, err)
 	}
-	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalComplete); err != nil {
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalComplete, 0); err != nil {
 		f.Fatalf("PutSignal: %v", err)
 	}
-	wantKind(f.T, "PutSignal while one is pending", f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel), orchestrator.KindConflict)
-	wantKind(f.T, "PutSignal of the same signal while pending", f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalComplete), orchestrator.KindConflict)
-	wantKind(f.T, "PutSignal for an unknown transfer", f.s.PutSignal(f.ctx, f.id(), orchestrator.SignalCancel), orchestrator.KindNotFound)
+	wantKind(f.T, "PutSignal while one is pending", f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, 0), orchestrator.KindConflict)
+	wantKind(f.T, "PutSignal of the same signal while pending", f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalComplete, 0), orchestrator.KindConflict)
+	wantKind(f.T, "PutSignal for an unknown transfer", f.s.PutSignal(f.ctx, f.id(), orchestrator.SignalCancel, 0), orchestrator.KindNotFound)
 
 	other := f.create(f.transfer("2000"))
-	if err := f.s.PutSignal(f.ctx, other.ID, orchestrator.SignalCancel); err != nil {
+	if err := f.s.PutSignal(f.ctx, other.ID, orchestrator.SignalCancel, 0); err != nil {
 		f.Fatalf("PutSignal on another transfer: %v", err)
 	}
 	for range 2 {
@@ -1047,7 +1075,7 @@ func testSignals(f *fixture) {
 	if sig, err := f.s.TakeSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalNone {
 		f.Errorf("second TakeSignal = %q, %v; want none (take clears)", sig, err)
 	}
-	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel); err != nil {
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, 0); err != nil {
 		f.Errorf("PutSignal after the take: %v", err)
 	}
 	if sig, err := f.s.TakeSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalCancel {
@@ -1060,7 +1088,7 @@ func testSignals(f *fixture) {
 		f.Errorf("TakeSignal of an unknown transfer = %q, %v; want none", sig, err)
 	}
 	// The signal lives beside the record: saving the record keeps it.
-	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel); err != nil {
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, 0); err != nil {
 		f.Fatal(err)
 	}
 	f.setState(t, orchestrator.StateHolding, t0.Add(time.Second))
@@ -1230,7 +1258,7 @@ func testSignalled(f *fixture) {
 	f.end(w, orchestrator.StateCompleted, false, now)
 	v := f.owned("5", "B")
 	for _, t := range []*orchestrator.Transfer{x, z, w, v} {
-		if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel); err != nil {
+		if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, 0); err != nil {
 			f.Fatal(err)
 		}
 	}
@@ -1511,7 +1539,7 @@ func testPurge(f *fixture) {
 	oldDone.IdempotencyScope, oldDone.IdempotencyKey = "s", "old-of-closed"
 	f.create(oldDone)
 	f.setState(oldDone, orchestrator.StateCompleted, cutoff.Add(-time.Minute))
-	if err := f.s.PutSignal(f.ctx, oldDone.ID, orchestrator.SignalCancel); err != nil {
+	if err := f.s.PutSignal(f.ctx, oldDone.ID, orchestrator.SignalCancel, 0); err != nil {
 		f.Fatal(err)
 	}
 	oldCancelled := f.create(f.transfer("2"))
@@ -1526,7 +1554,7 @@ func testPurge(f *fixture) {
 	oldActive.IdempotencyScope, oldActive.IdempotencyKey = "s", "old-of-open"
 	f.create(oldActive)
 	f.setState(oldActive, orchestrator.StateConsulting, cutoff.Add(-time.Hour))
-	if err := f.s.PutSignal(f.ctx, oldActive.ID, orchestrator.SignalComplete); err != nil {
+	if err := f.s.PutSignal(f.ctx, oldActive.ID, orchestrator.SignalComplete, 0); err != nil {
 		f.Fatal(err)
 	}
 	oldRecovering := f.create(f.transfer("7"))

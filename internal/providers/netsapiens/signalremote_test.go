@@ -1,0 +1,332 @@
+package netsapiens_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// revStore is hookStore with two more hooks: List (callFree's look) and
+// Signalled (a replica's poll for signals put through another replica).
+type revStore struct {
+	*hookStore
+	listHook      atomic.Pointer[func()]
+	signalledGate atomic.Pointer[chan struct{}]
+}
+
+func (s *revStore) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
+	ts, more, err := s.hookStore.List(ctx, f)
+	if h := s.listHook.Load(); h != nil {
+		(*h)()
+	}
+	return ts, more, err
+}
+
+func (s *revStore) Signalled(ctx context.Context, owner string) ([]string, error) {
+	if ch := s.signalledGate.Load(); ch != nil {
+		<-*ch
+	}
+	return s.hookStore.Signalled(ctx, owner)
+}
+
+// setupRev is setupHookedWrapped on a revStore, with the engine named
+// "a"; newReplica adds another engine on the same store and simulator.
+func setupRev(t *testing.T, wrap func(*nssim.Sim, http.Handler) http.Handler, tweak ...func(*orchestrator.Config)) (*harness, *revStore, func(owner string) *orchestrator.Engine) {
+	t.Helper()
+	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: domain}}})
+	mux := http.NewServeMux()
+	api := sim.APIHandler()
+	if wrap != nil {
+		api = wrap(sim, api)
+	}
+	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
+	srv := httptest.NewServer(mux)
+	rs := &revStore{hookStore: &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}}
+	mk := func(owner string) (*orchestrator.Engine, *netsapiens.Client, *prometheus.Registry, *syncBuffer) {
+		reg := prometheus.NewRegistry()
+		client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
+			RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := &syncBuffer{}
+		cfg := orchestrator.Config{Owner: owner, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
+		for _, f := range tweak {
+			f(&cfg)
+		}
+		eng, err := orchestrator.New(cfg, rs, []orchestrator.Provider{client}, zerolog.New(logs).Level(zerolog.DebugLevel), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			rs.setHook(nil)
+			rs.listHook.Store(nil)
+			if ch := rs.signalledGate.Swap(nil); ch != nil {
+				close(*ch)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = eng.Shutdown(ctx)
+		})
+		return eng, client, reg, logs
+	}
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	eng, client, reg, logs := mk("a")
+	h := &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: rs.savedStore}
+	return h, rs, func(owner string) *orchestrator.Engine { e, _, _, _ := mk(owner); return e }
+}
+
+// A complete that comes in while the worker saves the failure it decided
+// because the provider stayed unreadable past the consult deadline is
+// refused (409) or honoured, never accepted and dropped. Found by review:
+// only the deadline branch with a reading was decided under the gate.
+func TestCompleteAsAnUnreadableDeadlinePassesIsHonouredOrRefused(t *testing.T) {
+	var failReads atomic.Bool
+	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && failReads.Load() {
+				http.Error(w, `{"code":503,"message":"replica unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	h, hs := setupHookedWrapped(t, nssim.Config{}, wrap)
+	orig := h.placeCall(t)
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hs.setHook(func(tr *orchestrator.Transfer) {
+		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && strings.HasPrefix(tr.Failure.Detail, "observe") {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+	})
+	tr := h.start(t, orchestrator.CompletionManual, time.Second)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if tr.State != orchestrator.StateConsulting {
+		t.Fatalf("state %s, want consulting", tr.State)
+	}
+	failReads.Store(true)
+	<-reached // the worker saves the failure "observe: ..." past deadline+window
+	type answer struct {
+		t   *orchestrator.Transfer
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, err := h.eng.Complete(context.Background(), tr.ID)
+		done <- answer{got, err}
+	}()
+	close(release)
+	a := <-done
+	got, err := a.t, a.err
+	failReads.Store(false)
+	final := h.end(t, tr.ID)
+	user, held := callerWith(t, h, orig)
+	switch {
+	case err == nil && (final.State != orchestrator.StateCompleted || user != "1010" || held):
+		t.Fatalf("a complete accepted against state %s was dropped: the transfer ended %s (%+v), the PBX shows the caller with %q (held %v)",
+			got.State, final.State, final.Outcome, user, held)
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindConflict:
+		t.Fatalf("the complete: %v, want success or a conflict", err)
+	case err != nil && (final.State != orchestrator.StateFailed || user != "1000" || held):
+		t.Fatalf("a refused complete, yet the transfer ended %s (%+v) with the caller with %q (held %v), want failed and back with 1000",
+			final.State, final.Outcome, user, held)
+	}
+}
+
+// A cancel accepted through another replica (any replica serves the API)
+// while the owner saves the join's intent is honoured. Found by review:
+// the owner's last look before the join read only its own flag, which a
+// signal put elsewhere does not set, so the join went out and the caller
+// was transferred. The owner's Signalled poll is held back for the window
+// (it runs every 2*PollInterval, on its own).
+func TestCancelThroughAnotherReplicaAsTheJoinIsDecidedIsHonoured(t *testing.T) {
+	h, rs, newReplica := setupRev(t, nil)
+	b := newReplica("b")
+	orig := h.placeCall(t)
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	rs.setHook(func(tr *orchestrator.Transfer) {
+		if tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero() {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+	})
+	tr := h.start(t, orchestrator.CompletionAuto, 0)
+	<-reached
+	gate := make(chan struct{})
+	rs.signalledGate.Store(&gate) // a's next Signalled poll comes later
+	got, err := b.Cancel(context.Background(), tr.ID)
+	close(release)
+	if err != nil {
+		t.Fatalf("the cancel, put while the stored record was consulting, was refused: %v", err)
+	}
+	final := h.end(t, tr.ID)
+	if ch := rs.signalledGate.Swap(nil); ch != nil {
+		close(*ch)
+	}
+	user, held := callerWith(t, h, orig)
+	if final.State != orchestrator.StateCancelled || user != "1000" || held {
+		t.Fatalf("a cancel accepted by replica b (checked against %s) was dropped: the transfer ended %s (%+v), the PBX shows the caller with %q (held %v)",
+			got.State, final.State, final.Outcome, user, held)
+	}
+}
+
+// A transfer of a call whose last transfer is active when Start looks is
+// refused, even if that transfer ends, owing the call its end state,
+// before the store's create (which then would let it by). Found by
+// review: Start let an active last transfer through to the store's rule.
+func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
+	var hideConsults, failReads atomic.Bool
+	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet {
+				api.ServeHTTP(w, r)
+				return
+			}
+			if failReads.Load() {
+				http.Error(w, `{"code":503,"message":"replica unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+			if !hideConsults.Load() || !strings.HasSuffix(r.URL.Path, "/calls") {
+				api.ServeHTTP(w, r)
+				return
+			}
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				kept := rows[:0]
+				for _, row := range rows {
+					ours := false
+					for _, v := range row {
+						if s, ok := v.(string); ok && strings.HasPrefix(s, "transferd-") {
+							ours = true
+						}
+					}
+					if !ours {
+						kept = append(kept, row)
+					}
+				}
+				return kept
+			})
+		})
+	}
+	h, rs, _ := setupRev(t, wrap, func(c *orchestrator.Config) {
+		c.VerifyTimeout = time.Second
+		c.TombstoneTTL = 2 * time.Second
+	})
+	h.placeCall(t)
+	hideConsults.Store(true)
+	var firstID atomic.Value
+	firstID.Store("")
+	rs.setHook(func(tr *orchestrator.Transfer) {
+		if tr.ID == firstID.Load().(string) && tr.State == orchestrator.StateRecovering {
+			failReads.Store(true)
+		}
+	})
+	a := h.start(t, orchestrator.CompletionAuto, 30*time.Second)
+	firstID.Store(a.ID)
+	h.wait(t, a.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+
+	// The second start lists the call while the first is active, and the
+	// first ends (unverified, owing the call) before the create.
+	var listed atomic.Bool
+	hook := func() {
+		if listed.Swap(true) {
+			return
+		}
+		h.waitSaved(t, a.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	}
+	rs.listHook.Store(&hook)
+	req := orchestrator.Request{Provider: netsapiens.Name, Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1020",
+		Completion: orchestrator.CompletionManual, ConsultTimeout: 60 * time.Second}
+	h.sim.SetBehaviour(domain, "1020", nssim.Behaviour{Mode: nssim.ModeManual})
+	b, err := h.eng.Start(context.Background(), req, orchestrator.StartOptions{})
+	rs.listHook.Store(nil)
+	first, gerr := h.store.Get(context.Background(), a.ID)
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if first.Cleanup == nil || first.Outcome == nil || first.Outcome.Verified {
+		t.Fatalf("the first transfer ended %s %+v without an open obligation; the scenario did not arise", first.State, first.Outcome)
+	}
+	var active *orchestrator.ActiveTransferError
+	if err == nil || !errors.As(err, &active) || active.ID != a.ID {
+		t.Errorf("a second transfer %v of the call started (err %v) while %s is %s with an unverified outcome and an open cleanup: callFree's look raced its end",
+			b != nil, err, a.ID, first.State)
+	}
+	failReads.Store(false)
+	hideConsults.Store(false)
+	if b != nil {
+		_, _ = h.eng.Cancel(context.Background(), b.ID)
+		h.end(t, b.ID)
+	}
+}
+
+// A complete put through another replica between the owner's look at
+// signals and the save of its decision to give up (the consult deadline)
+// cannot be honoured: the owner decided without it, and this replica's
+// gate does not order another's. The transfer says so in its steps, since
+// the client was told the complete was accepted. (Put after that save,
+// the complete is refused: it was checked against a version saved over.)
+func TestCompleteThroughAnotherReplicaTooLateIsSaidSo(t *testing.T) {
+	h, rs, newReplica := setupRev(t, nil)
+	b := newReplica("b")
+	orig := h.placeCall(t)
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	rs.setHook(func(tr *orchestrator.Transfer) {
+		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+	})
+	tr := h.start(t, orchestrator.CompletionManual, time.Second)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	<-reached // the owner saves its decision to give up
+	_, err := b.Complete(context.Background(), tr.ID)
+	close(release)
+	if err != nil {
+		t.Fatalf("the complete, put while the stored record was consulting and answered: %v", err)
+	}
+	final := h.end(t, tr.ID)
+	if user, held := callerWith(t, h, orig); final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout || user != "1000" || held {
+		t.Fatalf("the transfer ended %s (%+v), the caller with %q (held %v); want failed/timeout, the caller back with 1000", final.State, final.Outcome, user, held)
+	}
+	said := false
+	for _, s := range final.Steps {
+		if strings.Contains(s.Detail, "the client's complete came after the transfer had given up (timeout)") {
+			said = true
+		}
+	}
+	if !said {
+		t.Fatalf("the transfer does not say the accepted complete came too late: %+v", final.Steps)
+	}
+	if sig, err := rs.PeekSignal(context.Background(), tr.ID); err != nil || sig != orchestrator.SignalNone {
+		t.Fatalf("the late complete is still pending: %q %v", sig, err)
+	}
+}
