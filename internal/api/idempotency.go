@@ -129,6 +129,12 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				return
 			}
 			if cur.Response != nil {
+				if waiting && !stillAuthorized(r.Context()) {
+					// Revoked while this repeat waited for the request it
+					// repeats, whose answer it would replay.
+					writeUnauthorized(w, r, "the API key is not known")
+					return
+				}
 				replay(w, r, eng, *cur.Response)
 				return
 			}

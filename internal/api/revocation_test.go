@@ -21,52 +21,6 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// revokedAfterUse is an Authenticator whose key revoked authenticates
-// once and never again, as if a tenants-file reload withdrew it (the
-// answer to a leaked key) right after a request of it began.
-type revokedAfterUse struct {
-	ks      *api.KeySet
-	revoked string
-	mu      sync.Mutex
-	used    bool
-}
-
-func (a *revokedAfterUse) Authenticate(presented string) (api.Key, bool) {
-	if presented == a.revoked {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.used {
-			return api.Key{}, false
-		}
-		a.used = true
-	}
-	return a.ks.Authenticate(presented)
-}
-
-// newRevocationServer serves the API with readKey revoked after its first
-// use.
-func newRevocationServer(t *testing.T, fake *orchestratortest.Fake) (*httptest.Server, *orchestrator.Engine) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	store := memory.New()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := &revokedAfterUse{ks: testKeys(t), revoked: readKey}
-	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Keys: keys, CallbackSigner: testSigner(t)},
-		eng, zerolog.Nop(), reg, reg))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Shutdown(ctx)
-	})
-	return srv, eng
-}
-
 func authorized(t *testing.T, srv *httptest.Server, method, path, key, body string, header ...string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
@@ -90,7 +44,7 @@ func authorized(t *testing.T, srv *httptest.Server, method, path, key, body stri
 // opened, and a leaked key's stream went on reading all its tenant's
 // transfers (call, target, metadata) until transferd restarted.
 func TestStreamClosesOnceItsKeyIsRevoked(t *testing.T) {
-	srv, _ := newRevocationServer(t, orchestratortest.NewFake("netsapiens"))
+	srv, _ := revokedServer(t, orchestratortest.NewFake("netsapiens"), readKey, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/events", nil)
@@ -131,7 +85,7 @@ func TestStreamClosesOnceItsKeyIsRevoked(t *testing.T) {
 // A long poll whose key is revoked while it waits answers 401, not the
 // transfer it waited for.
 func TestLongPollWhoseKeyIsRevokedAnswers401(t *testing.T) {
-	srv, eng := newRevocationServer(t, orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings))
+	srv, eng := revokedServer(t, orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings), readKey, 1)
 	created := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4200", "manual"))
 	b, _ := io.ReadAll(created.Body)
 	created.Body.Close()
@@ -164,4 +118,150 @@ func location(t *testing.T, res *http.Response) string {
 		t.Fatalf("Location %q", loc)
 	}
 	return id
+}
+
+// revokedAfterUses authenticates key for its first uses requests, then
+// never again (a tenants-file reload that withdrew it).
+type revokedAfterUses struct {
+	ks   *api.KeySet
+	key  string
+	uses int
+	mu   sync.Mutex
+}
+
+func (a *revokedAfterUses) Authenticate(presented string) (api.Key, bool) {
+	if presented == a.key {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.uses == 0 {
+			return api.Key{}, false
+		}
+		a.uses--
+	}
+	return a.ks.Authenticate(presented)
+}
+
+func revokedServer(t *testing.T, fake *orchestratortest.Fake, key string, uses int) (*httptest.Server, *orchestrator.Engine) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &revokedAfterUses{ks: testKeys(t), key: key, uses: uses}
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Keys: keys, CallbackSigner: testSigner(t)},
+		eng, zerolog.Nop(), reg, reg))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(ctx)
+	})
+	return srv, eng
+}
+
+// A create with Prefer: wait whose key is revoked while it waits answers
+// with the transfer as it made it (202, pending), not what the wait
+// brought, and applies no wait: the create happened, and its answer says
+// so, while the revoked key reads nothing of what came after. Found by
+// review: only a GET long poll checked the key again.
+func TestCreateLongPollWhoseKeyIsRevokedAnswersTheTransferAsMade(t *testing.T) {
+	srv, _ := revokedServer(t, orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings), writeKey, 1)
+	res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4300", "manual"), "Prefer", "wait=5")
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted || res.Header.Get("Preference-Applied") != "" || !strings.Contains(string(b), `"state":"pending"`) {
+		t.Errorf("a create long poll whose key was revoked while it waited: %d Preference-Applied %q %s,\n"+
+			"want 202 with the transfer as made (pending) and no wait applied",
+			res.StatusCode, res.Header.Get("Preference-Applied"), b)
+	}
+}
+
+// The same for a cancel with Prefer: wait: accepted (202), with the
+// transfer as the cancel found it, not its end.
+func TestCancelLongPollWhoseKeyIsRevokedAnswersAccepted(t *testing.T) {
+	srv, _ := revokedServer(t, orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings), writeKey, 2)
+	created := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4400", "manual"))
+	b, _ := io.ReadAll(created.Body)
+	created.Body.Close()
+	if created.StatusCode != http.StatusAccepted {
+		t.Fatalf("create: %d %s", created.StatusCode, b)
+	}
+	id := location(t, created)
+	res := authorized(t, srv, "POST", "/v1/transfers/"+id+"/cancel", writeKey, "{}", "Prefer", "wait=5")
+	b, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted || res.Header.Get("Preference-Applied") != "" || strings.Contains(string(b), `"outcome"`) {
+		t.Errorf("a cancel long poll whose key was revoked while it waited: %d Preference-Applied %q ended=%v,\n"+
+			"want 202 with the transfer as the cancel found it, not its end",
+			res.StatusCode, res.Header.Get("Preference-Applied"), strings.Contains(string(b), `"outcome"`))
+	}
+}
+
+// waitSeen is an idempotency store that says when a repeat finds its
+// key still reserved (it then waits for the first request).
+type waitSeen struct {
+	*memory.Store
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (s *waitSeen) ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
+	cur, mine, err := s.Store.ReserveIdempotency(ctx, rec)
+	if err == nil && !mine && cur.Response == nil {
+		s.once.Do(func() { close(s.waiting) })
+	}
+	return cur, mine, err
+}
+
+// A repeat with an Idempotency-Key waits for the first request, holding a
+// wait slot as a long poll does; its key revoked meanwhile, it answers 401
+// instead of replaying the first request's answer (the repeat itself did
+// nothing). Found by review.
+func TestIdempotentRepeatWhoseKeyIsRevokedAnswers401(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	idem := &waitSeen{Store: store, waiting: make(chan struct{})}
+	fake := orchestratortest.NewFake("netsapiens")
+	gate := fake.Block(orchestratortest.MethodLocate) // keeps the first request going
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &revokedAfterUses{ks: testKeys(t), key: writeKey, uses: 2}
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: idem, Keys: keys, CallbackSigner: testSigner(t)},
+		eng, zerolog.Nop(), reg, reg))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(ctx)
+	})
+	first := make(chan int, 1)
+	go func() {
+		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4500", "manual"), "Prefer", "wait=5", "Idempotency-Key", "revoked-repeat")
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	<-gate.Entered()
+	repeat := make(chan *http.Response, 1)
+	go func() {
+		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4500", "manual"), "Prefer", "wait=5", "Idempotency-Key", "revoked-repeat")
+	}()
+	<-idem.waiting // the repeat (the key's last authenticated use) waits
+	gate.Release()
+	<-first
+	res := <-repeat
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a repeat whose key was revoked while it waited: %d replayed=%q %.120s…,\nwant 401 (as a GET long poll answers)",
+			res.StatusCode, res.Header.Get("Idempotent-Replayed"), b)
+	}
 }

@@ -280,6 +280,13 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			// The wait is over: its slot is free before the client hears
 			// so, and may be taken again by its next request.
 			release()
+			if !stillAuthorized(r.Context()) {
+				// The key was revoked while the create waited: the
+				// transfer it made is answered as it was made, not what
+				// the wait brought.
+				encode(w, status, toJSON(t))
+				return
+			}
 			if werr == nil {
 				t = latest
 			}
@@ -451,11 +458,19 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
 			ctx, cancel := context.WithTimeout(r.Context(), wait)
-			if latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false }); werr == nil {
-				t = latest
-			}
+			latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false })
 			cancel()
 			release() // before the answer, as for a create
+			if !stillAuthorized(r.Context()) {
+				// Revoked while the action waited: answered as accepted,
+				// not with what the wait brought.
+				w.Header().Set("Location", location(t.ID))
+				encode(w, status, toJSON(t))
+				return
+			}
+			if werr == nil {
+				t = latest
+			}
 			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
 			if t.State.Terminal() {
 				status = http.StatusOK
