@@ -201,8 +201,10 @@ func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
 		f.Provider != "" && !strings.EqualFold(r.Provider, f.Provider),
 		len(f.States) > 0 && !slices.Contains(f.States, t.State),
 		f.ExternalID != "" && r.ExternalID != f.ExternalID,
-		f.Domain != "" && !strings.EqualFold(r.Call.Domain, f.Domain),
-		f.User != "" && !strings.EqualFold(r.Call.User, f.User),
+		// Folded as the SQL stores fold (strings.ToLower, as CallKey), not
+		// by strings.EqualFold, which differs on a few letters (ſ, İ).
+		f.Domain != "" && strings.ToLower(r.Call.Domain) != strings.ToLower(f.Domain),
+		f.User != "" && strings.ToLower(r.Call.User) != strings.ToLower(f.User),
 		f.CallID != "" && r.Call.CallID != f.CallID,
 		f.Target != "" && r.Target != f.Target,
 		!f.CreatedAfter.IsZero() && t.CreatedAt.Before(f.CreatedAfter),

@@ -64,6 +64,8 @@ func testListTenantFilters(f *fixture) {
 		return f.create(t)
 	}()
 	h8 := mk("hooli", "Agent8", "1010", "") // a user with letters, spelt in mixed case
+	h9 := mk("hooli", "admin", "1030", "")
+	h10 := mk("hooli", "agents", "1030", "")
 	f.setState(a5, orchestrator.StateConsulting, t0.Add(time.Second))
 	f.setState(a2, orchestrator.StateCompleted, t0.Add(time.Second))
 	f.setState(a7, orchestrator.StateFailed, t0.Add(time.Second))
@@ -97,6 +99,12 @@ func testListTenantFilters(f *fixture) {
 		{"call, user as spelt", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "Agent8"}, []*orchestrator.Transfer{h8}, false},
 		{"call, user in another case", orchestrator.ListFilter{Tenant: "hooli", Domain: "test", User: "AGENT8"}, []*orchestrator.Transfer{h8}, false},
 		{"call, another user", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "Agent9"}, nil, false},
+		// Folded as strings.ToLower folds (CallKey), in every store: "İ"
+		// lowers to "i"; "ſ" is lower case already (EqualFold would
+		// match it with "s").
+		{"call, user with a letter that lowers to ASCII", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "admİn"}, []*orchestrator.Transfer{h9}, false},
+		{"call, user with a lower-case letter that folds to ASCII", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "agentſ"}, nil, false},
+		{"call, user as spelt, another target", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "agents"}, []*orchestrator.Transfer{h10}, false},
 		{"created after (inclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a5)}, []*orchestrator.Transfer{a7, a6, a5}, false},
 		{"created before (exclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedBefore: created(a5)}, []*orchestrator.Transfer{a2, a1}, false},
 		{"created between", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a2), CreatedBefore: created(a6)},
