@@ -1884,6 +1884,12 @@ func (e *Engine) lateSignal(ctx context.Context, en *entry, when string) {
 	if s == SignalNone || s == en.unsettled {
 		return // none, or the one acted on, not cleared yet
 	}
+	if s == SignalComplete && en.t.State == StateCompleting {
+		// Joining already (the agent hung up during the consult, say):
+		// what the complete asks is under way.
+		en.unsettled = s
+		return
+	}
 	e.note(en, StepReconcile, fmt.Sprintf("the client's %s came %s: not acted on", s, when))
 	en.log.Warn().Str("signal", string(s)).Str("state", string(en.t.State)).Msg("a client signal came too late to act on")
 	en.unsaved = true
