@@ -143,15 +143,24 @@ func (a *revokedAfterUses) Authenticate(presented string) (api.Key, bool) {
 
 func revokedServer(t *testing.T, fake *orchestratortest.Fake, key string, uses int) (*httptest.Server, *orchestrator.Engine) {
 	t.Helper()
+	return revokedServerOn(t, memory.New(), nil, fake, key, uses)
+}
+
+// revokedServerOn is revokedServer on store, with idem (when not nil) as
+// the idempotency store.
+func revokedServerOn(t *testing.T, store *memory.Store, idem api.IdempotencyStore, fake *orchestratortest.Fake, key string, uses int) (*httptest.Server, *orchestrator.Engine) {
+	t.Helper()
+	if idem == nil {
+		idem = store
+	}
 	reg := prometheus.NewRegistry()
-	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := &revokedAfterUses{ks: testKeys(t), key: key, uses: uses}
-	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Keys: keys, CallbackSigner: testSigner(t)},
+	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: idem, Keys: keys, CallbackSigner: testSigner(t)},
 		eng, zerolog.Nop(), reg, reg))
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
@@ -222,26 +231,11 @@ func (s *waitSeen) ReserveIdempotency(ctx context.Context, rec orchestrator.Idem
 // instead of replaying the first request's answer (the repeat itself did
 // nothing). Found by review.
 func TestIdempotentRepeatWhoseKeyIsRevokedAnswers401(t *testing.T) {
-	reg := prometheus.NewRegistry()
 	store := memory.New()
 	idem := &waitSeen{Store: store, waiting: make(chan struct{})}
 	fake := orchestratortest.NewFake("netsapiens")
 	gate := fake.Block(orchestratortest.MethodLocate) // keeps the first request going
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := &revokedAfterUses{ks: testKeys(t), key: writeKey, uses: 2}
-	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: idem, Keys: keys, CallbackSigner: testSigner(t)},
-		eng, zerolog.Nop(), reg, reg))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Shutdown(ctx)
-	})
+	srv, _ := revokedServerOn(t, store, idem, fake, writeKey, 2)
 	first := make(chan int, 1)
 	go func() {
 		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4500", "manual"), "Prefer", "wait=5", "Idempotency-Key", "revoked-repeat")

@@ -135,6 +135,22 @@ func toJSON(t *orchestrator.Transfer) transferJSON {
 	return j
 }
 
+// waitSlot takes one of the tenant's wait slots for a wait of d, and none
+// for a wait of zero (Prefer: wait=0), which waits for nothing. Past the
+// tenant's bound it answers 429 itself and reports false. release may be
+// called before the deferred call: it gives the slot back once.
+func waitSlot(w http.ResponseWriter, r *http.Request, lim *limiter, d time.Duration) (release func(), ok bool) {
+	if d <= 0 {
+		return func() {}, true
+	}
+	release, err := lim.wait(r.Context())
+	if err != nil {
+		writeLimited(w, r, err)
+		return nil, false
+	}
+	return release, true
+}
+
 // maxPreferWait caps Prefer: wait, so that a request cannot hold a
 // connection longer than proxies typically allow.
 const maxPreferWait = 60 * time.Second
@@ -221,15 +237,11 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			return
 		}
 		wait, waits := preferWait(r)
-		release := func() {}
-		if wait > 0 { // wait=0 asks for no wait: it holds no slot
-			var err error
-			if release, err = lim.wait(r.Context()); err != nil {
-				writeLimited(w, r, err)
-				return
-			}
-			defer release()
+		release, ok := waitSlot(w, r, lim, wait)
+		if !ok {
+			return
 		}
+		defer release()
 		// Once the engine saved the transfer it runs, so the create must
 		// complete even if the client went away: its idempotency record
 		// then tells a retry which transfer it made. It must also end
@@ -307,15 +319,11 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			return
 		}
 		if wait, ok := preferWait(r); ok && !t.State.Terminal() && !awaitsClient(t) {
-			release := func() {}
-			if wait > 0 { // wait=0 asks for no wait: it holds no slot
-				var err error
-				if release, err = lim.wait(r.Context()); err != nil {
-					writeLimited(w, r, err)
-					return
-				}
-				defer release()
+			release, ok := waitSlot(w, r, lim, wait)
+			if !ok {
+				return
 			}
+			defer release()
 			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
@@ -433,15 +441,11 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		}
 		id := chi.URLParam(r, "id")
 		wait, waits := preferWait(r)
-		release := func() {}
-		if wait > 0 { // wait=0 asks for no wait: it holds no slot
-			var err error
-			if release, err = lim.wait(r.Context()); err != nil {
-				writeLimited(w, r, err)
-				return
-			}
-			defer release()
+		release, ok := waitSlot(w, r, lim, wait)
+		if !ok {
+			return
 		}
+		defer release()
 		t, err := act(r.Context(), id)
 		if err != nil {
 			if orchestrator.KindOf(err) == orchestrator.KindConflict && t != nil {

@@ -24,39 +24,7 @@ import (
 // consult.
 func TestCallOwedItsEndStateRefusesANewTransfer(t *testing.T) {
 	var hideConsults, failReads atomic.Bool
-	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet {
-				api.ServeHTTP(w, r)
-				return
-			}
-			if failReads.Load() {
-				http.Error(w, `{"code":503,"message":"replica unavailable"}`, http.StatusServiceUnavailable)
-				return
-			}
-			if !hideConsults.Load() || !strings.HasSuffix(r.URL.Path, "/calls") {
-				api.ServeHTTP(w, r)
-				return
-			}
-			// A new call listed late: the first transfer's consult is not
-			// in the listings (the chaos knob ListingDelay, made certain).
-			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
-				kept := rows[:0]
-				for _, row := range rows {
-					ours := false
-					for _, v := range row {
-						if s, ok := v.(string); ok && strings.HasPrefix(s, "transferd-") {
-							ours = true
-						}
-					}
-					if !ours {
-						kept = append(kept, row)
-					}
-				}
-				return kept
-			})
-		})
-	}
+	wrap := hidingOursFailingReads(&hideConsults, &failReads)
 	h, hs := setupHookedWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) {
 		c.VerifyTimeout = time.Second
 		c.TombstoneTTL = 2 * time.Second
@@ -125,4 +93,42 @@ func TestCallOwedItsEndStateRefusesANewTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.end(t, b.ID)
+}
+
+// hidingOursFailingReads wraps nssim's API: while *hide, listings leave
+// out every call of ours (a new call listed late, the chaos knob
+// ListingDelay made certain); while *fail, every read fails and every
+// write goes through.
+func hidingOursFailingReads(hide, fail *atomic.Bool) func(*nssim.Sim, http.Handler) http.Handler {
+	return func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet {
+				api.ServeHTTP(w, r)
+				return
+			}
+			if fail.Load() {
+				http.Error(w, `{"code":503,"message":"replica unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+			if !hide.Load() || !strings.HasSuffix(r.URL.Path, "/calls") {
+				api.ServeHTTP(w, r)
+				return
+			}
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				kept := rows[:0]
+				for _, row := range rows {
+					ours := false
+					for _, v := range row {
+						if s, ok := v.(string); ok && strings.HasPrefix(s, "transferd-") {
+							ours = true
+						}
+					}
+					if !ours {
+						kept = append(kept, row)
+					}
+				}
+				return kept
+			})
+		})
+	}
 }

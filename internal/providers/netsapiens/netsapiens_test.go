@@ -112,6 +112,15 @@ func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config
 func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.Handler) http.Handler,
 	tweak ...func(*orchestrator.Config)) *harness {
 	t.Helper()
+	sim, srv := newSimServer(t, simCfg, wrap)
+	store := &savedStore{Store: memory.New(), saved: make(chan struct{})}
+	return newHarness(t, sim, srv, store, store, "", tweak...)
+}
+
+// newSimServer serves nssim's API, behind wrap when not nil, until the
+// test ends.
+func newSimServer(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.Handler) http.Handler) (*nssim.Sim, *httptest.Server) {
+	t.Helper()
 	if simCfg.APIKeys == nil {
 		simCfg.APIKeys = map[string]nssim.KeyScope{apiKey: {Domain: domain}}
 	}
@@ -123,6 +132,19 @@ func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 	mux := http.NewServeMux()
 	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
 	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { // after every engine's shutdown (cleanups run last first)
+		srv.Close()
+		sim.Close()
+	})
+	return sim, srv
+}
+
+// newHarness starts an engine (named owner, unless empty) on store,
+// against the simulator srv serves; saved is the savedStore store wraps
+// (or is).
+func newHarness(t *testing.T, sim *nssim.Sim, srv *httptest.Server, store orchestrator.Store, saved *savedStore,
+	owner string, tweak ...func(*orchestrator.Config)) *harness {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
 		RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
@@ -130,12 +152,11 @@ func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+	cfg := orchestrator.Config{Owner: owner, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
 		VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	store := &savedStore{Store: memory.New(), saved: make(chan struct{})}
 	eng, err := orchestrator.New(cfg, store, []orchestrator.Provider{client},
 		zerolog.New(logs).Level(zerolog.DebugLevel), reg)
 	if err != nil {
@@ -145,10 +166,8 @@ func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = eng.Shutdown(ctx)
-		srv.Close()
-		sim.Close()
 	})
-	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: store}
+	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: saved}
 }
 
 func (h *harness) placeCall(t *testing.T) nssim.ActiveCall {

@@ -3,17 +3,11 @@ package netsapiens_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/apiclient"
-	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 	"github.com/transferd/transferd/internal/store/memory"
 )
@@ -53,44 +47,47 @@ func setupHooked(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.
 func setupHookedWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.Handler) http.Handler,
 	tweak ...func(*orchestrator.Config)) (*harness, *hookStore) {
 	t.Helper()
-	if simCfg.APIKeys == nil {
-		simCfg.APIKeys = map[string]nssim.KeyScope{apiKey: {Domain: domain}}
-	}
-	sim := nssim.New(simCfg)
-	mux := http.NewServeMux()
-	api := sim.APIHandler()
-	if wrap != nil {
-		api = wrap(sim, api)
-	}
-	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
-	srv := httptest.NewServer(mux)
-	reg := prometheus.NewRegistry()
-	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
-		RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
-	for _, f := range tweak {
-		f(&cfg)
-	}
+	sim, srv := newSimServer(t, simCfg, wrap)
 	hs := &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}
-	eng, err := orchestrator.New(cfg, hs, []orchestrator.Provider{client},
-		zerolog.New(logs).Level(zerolog.DebugLevel), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		hs.setHook(nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Shutdown(ctx)
-		srv.Close()
-		sim.Close()
+	h := newHarness(t, sim, srv, hs, hs.savedStore, "", tweak...)
+	t.Cleanup(func() { hs.setHook(nil) }) // before the engine's shutdown
+	return h, hs
+}
+
+// holdSave makes the worker's save of a record that when reports stop
+// there, once: reached is closed once it does, and release lets it go
+// on. The test's actions in between race the worker's decision that the
+// save carries.
+func holdSave(hs *hookStore, when func(*orchestrator.Transfer) bool) (reached <-chan struct{}, release func()) {
+	r, rel := make(chan struct{}), make(chan struct{})
+	var once, relOnce sync.Once
+	hs.setHook(func(tr *orchestrator.Transfer) {
+		if when(tr) {
+			once.Do(func() {
+				close(r)
+				<-rel
+			})
+		}
 	})
-	return &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: hs.savedStore}, hs
+	return r, func() { relOnce.Do(func() { close(rel) }) }
+}
+
+// completeDuringSave sends a complete while a save is held (holdSave),
+// lets the save go on, and returns the complete's answer. The complete
+// runs beside the test: it may wait for the decision the save carries.
+func completeDuringSave(h *harness, id string, release func()) (*orchestrator.Transfer, error) {
+	type answer struct {
+		t   *orchestrator.Transfer
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, err := h.eng.Complete(context.Background(), id)
+		done <- answer{got, err}
+	}()
+	release()
+	a := <-done
+	return a.t, a.err
 }
 
 // callerWith returns the user the caller's call is connected to in the
@@ -125,22 +122,14 @@ func callerWith(t *testing.T, h *harness, orig nssim.ActiveCall) (user string, h
 func TestCancelAcceptedAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 	h, hs := setupHooked(t, nssim.Config{})
 	orig := h.placeCall(t)
-	reached := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	hs.setHook(func(tr *orchestrator.Transfer) {
-		// The save of the join's intent: the join is not sent yet.
-		if tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero() {
-			once.Do(func() {
-				close(reached)
-				<-release
-			})
-		}
+	// The save of the join's intent: the join is not sent yet.
+	reached, release := holdSave(hs, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero()
 	})
 	tr := h.start(t, orchestrator.CompletionAuto, 0)
 	<-reached
 	got, err := h.eng.Cancel(context.Background(), tr.ID)
-	close(release)
+	release()
 	if err != nil {
 		t.Fatalf("the cancel, checked before the intent's save was published, was refused: %v", err)
 	}
@@ -169,16 +158,8 @@ func TestCancelAcceptedAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 func TestCompleteAsTheDeadlinePassesIsHonouredOrRefused(t *testing.T) {
 	h, hs := setupHooked(t, nssim.Config{})
 	orig := h.placeCall(t)
-	reached := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	hs.setHook(func(tr *orchestrator.Transfer) {
-		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout {
-			once.Do(func() {
-				close(reached)
-				<-release
-			})
-		}
+	reached, release := holdSave(hs, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout
 	})
 	tr := h.start(t, orchestrator.CompletionManual, time.Second)
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -186,26 +167,16 @@ func TestCompleteAsTheDeadlinePassesIsHonouredOrRefused(t *testing.T) {
 		t.Fatalf("state %s, want consulting", tr.State)
 	}
 	<-reached // the worker is saving the deadline's failure
-	type answer struct {
-		t   *orchestrator.Transfer
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		got, err := h.eng.Complete(context.Background(), tr.ID)
-		done <- answer{got, err}
-	}()
-	close(release)
-	a := <-done
+	got, err := completeDuringSave(h, tr.ID, release)
 	final := h.end(t, tr.ID)
 	user, held := callerWith(t, h, orig)
 	switch {
-	case a.err == nil && (final.State != orchestrator.StateCompleted || user != "1010" || held):
+	case err == nil && (final.State != orchestrator.StateCompleted || user != "1010" || held):
 		t.Fatalf("an accepted complete (checked against state %s) was not honoured: the transfer ended %s (%+v), the PBX shows the caller with %q (held %v)",
-			a.t.State, final.State, final.Outcome, user, held)
-	case a.err != nil && orchestrator.KindOf(a.err) != orchestrator.KindConflict:
-		t.Fatalf("the complete: %v, want success or a conflict", a.err)
-	case a.err != nil && (final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout || user != "1000" || held):
+			got.State, final.State, final.Outcome, user, held)
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindConflict:
+		t.Fatalf("the complete: %v, want success or a conflict", err)
+	case err != nil && (final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout || user != "1000" || held):
 		t.Fatalf("a refused complete, yet the transfer ended %s (%+v) with the caller with %q (held %v), want failed/timeout and back with 1000",
 			final.State, final.Outcome, user, held)
 	}

@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -44,52 +38,30 @@ func (s *revStore) Signalled(ctx context.Context, owner string) ([]string, error
 	return s.hookStore.Signalled(ctx, owner)
 }
 
+// letGo takes every hook away, so that no engine waits on one as it
+// shuts down.
+func (s *revStore) letGo() {
+	s.setHook(nil)
+	s.listHook.Store(nil)
+	if ch := s.signalledGate.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
+
 // setupRev is setupHookedWrapped on a revStore, with the engine named
 // "a"; newReplica adds another engine on the same store and simulator.
 func setupRev(t *testing.T, wrap func(*nssim.Sim, http.Handler) http.Handler, tweak ...func(*orchestrator.Config)) (*harness, *revStore, func(owner string) *orchestrator.Engine) {
 	t.Helper()
-	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: domain}}})
-	mux := http.NewServeMux()
-	api := sim.APIHandler()
-	if wrap != nil {
-		api = wrap(sim, api)
-	}
-	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
-	srv := httptest.NewServer(mux)
+	sim, srv := newSimServer(t, nssim.Config{}, wrap)
 	rs := &revStore{hookStore: &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}}
-	mk := func(owner string) (*orchestrator.Engine, *netsapiens.Client, *prometheus.Registry, *syncBuffer) {
-		reg := prometheus.NewRegistry()
-		client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
-			RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		logs := &syncBuffer{}
-		cfg := orchestrator.Config{Owner: owner, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-			VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
-		for _, f := range tweak {
-			f(&cfg)
-		}
-		eng, err := orchestrator.New(cfg, rs, []orchestrator.Provider{client}, zerolog.New(logs).Level(zerolog.DebugLevel), reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			rs.setHook(nil)
-			rs.listHook.Store(nil)
-			if ch := rs.signalledGate.Swap(nil); ch != nil {
-				close(*ch)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = eng.Shutdown(ctx)
-		})
-		return eng, client, reg, logs
+	newReplica := func(owner string) *orchestrator.Engine {
+		h := newHarness(t, sim, srv, rs, rs.savedStore, owner, tweak...)
+		t.Cleanup(rs.letGo) // before the engine's shutdown
+		return h.eng
 	}
-	t.Cleanup(func() { srv.Close(); sim.Close() })
-	eng, client, reg, logs := mk("a")
-	h := &harness{sim: sim, client: client, eng: eng, logs: logs, reg: reg, store: rs.savedStore}
-	return h, rs, func(owner string) *orchestrator.Engine { e, _, _, _ := mk(owner); return e }
+	h := newHarness(t, sim, srv, rs, rs.savedStore, "a", tweak...)
+	t.Cleanup(rs.letGo)
+	return h, rs, newReplica
 }
 
 // A complete that comes in while the worker saves the failure it decided
@@ -109,16 +81,8 @@ func TestCompleteAsAnUnreadableDeadlinePassesIsHonouredOrRefused(t *testing.T) {
 	}
 	h, hs := setupHookedWrapped(t, nssim.Config{}, wrap)
 	orig := h.placeCall(t)
-	reached := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	hs.setHook(func(tr *orchestrator.Transfer) {
-		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && strings.HasPrefix(tr.Failure.Detail, "observe") {
-			once.Do(func() {
-				close(reached)
-				<-release
-			})
-		}
+	reached, release := holdSave(hs, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateRecovering && tr.Failure != nil && strings.HasPrefix(tr.Failure.Detail, "observe")
 	})
 	tr := h.start(t, orchestrator.CompletionManual, time.Second)
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -127,18 +91,7 @@ func TestCompleteAsAnUnreadableDeadlinePassesIsHonouredOrRefused(t *testing.T) {
 	}
 	failReads.Store(true)
 	<-reached // the worker saves the failure "observe: ..." past deadline+window
-	type answer struct {
-		t   *orchestrator.Transfer
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		got, err := h.eng.Complete(context.Background(), tr.ID)
-		done <- answer{got, err}
-	}()
-	close(release)
-	a := <-done
-	got, err := a.t, a.err
+	got, err := completeDuringSave(h, tr.ID, release)
 	failReads.Store(false)
 	final := h.end(t, tr.ID)
 	user, held := callerWith(t, h, orig)
@@ -164,23 +117,15 @@ func TestCancelThroughAnotherReplicaAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 	h, rs, newReplica := setupRev(t, nil)
 	b := newReplica("b")
 	orig := h.placeCall(t)
-	reached := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	rs.setHook(func(tr *orchestrator.Transfer) {
-		if tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero() {
-			once.Do(func() {
-				close(reached)
-				<-release
-			})
-		}
+	reached, release := holdSave(rs.hookStore, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateCompleting && !tr.Sent.Join.IsZero()
 	})
 	tr := h.start(t, orchestrator.CompletionAuto, 0)
 	<-reached
 	gate := make(chan struct{})
 	rs.signalledGate.Store(&gate) // a's next Signalled poll comes later
 	got, err := b.Cancel(context.Background(), tr.ID)
-	close(release)
+	release()
 	if err != nil {
 		t.Fatalf("the cancel, put while the stored record was consulting, was refused: %v", err)
 	}
@@ -201,37 +146,7 @@ func TestCancelThroughAnotherReplicaAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 // review: Start let an active last transfer through to the store's rule.
 func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
 	var hideConsults, failReads atomic.Bool
-	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet {
-				api.ServeHTTP(w, r)
-				return
-			}
-			if failReads.Load() {
-				http.Error(w, `{"code":503,"message":"replica unavailable"}`, http.StatusServiceUnavailable)
-				return
-			}
-			if !hideConsults.Load() || !strings.HasSuffix(r.URL.Path, "/calls") {
-				api.ServeHTTP(w, r)
-				return
-			}
-			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
-				kept := rows[:0]
-				for _, row := range rows {
-					ours := false
-					for _, v := range row {
-						if s, ok := v.(string); ok && strings.HasPrefix(s, "transferd-") {
-							ours = true
-						}
-					}
-					if !ours {
-						kept = append(kept, row)
-					}
-				}
-				return kept
-			})
-		})
-	}
+	wrap := hidingOursFailingReads(&hideConsults, &failReads)
 	h, rs, _ := setupRev(t, wrap, func(c *orchestrator.Config) {
 		c.VerifyTimeout = time.Second
 		c.TombstoneTTL = 2 * time.Second
@@ -294,22 +209,14 @@ func TestCompleteThroughAnotherReplicaTooLateIsSaidSo(t *testing.T) {
 	h, rs, newReplica := setupRev(t, nil)
 	b := newReplica("b")
 	orig := h.placeCall(t)
-	reached := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	rs.setHook(func(tr *orchestrator.Transfer) {
-		if tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout {
-			once.Do(func() {
-				close(reached)
-				<-release
-			})
-		}
+	reached, release := holdSave(rs.hookStore, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout
 	})
 	tr := h.start(t, orchestrator.CompletionManual, time.Second)
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
 	<-reached // the owner saves its decision to give up
 	_, err := b.Complete(context.Background(), tr.ID)
-	close(release)
+	release()
 	if err != nil {
 		t.Fatalf("the complete, put while the stored record was consulting and answered: %v", err)
 	}
