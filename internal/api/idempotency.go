@@ -119,6 +119,20 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				writeError(w, r, err)
 				return
 			}
+			if waiting && !stillAuthorized(r.Context()) {
+				// Revoked while this repeat waited: it neither replays
+				// the request it repeats nor, that request's key freed
+				// (a 409 or 5xx is not remembered), serves itself.
+				if mine {
+					sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+					if err := store.DeleteIdempotency(sctx, rec.Scope, rec.Key, rec.CreatedAt); err != nil {
+						hlog.FromRequest(r).Warn().Err(err).Msg("could not free the Idempotency-Key of a repeat whose API key was revoked; it expires")
+					}
+					scancel()
+				}
+				writeUnauthorized(w, r, "the API key is not known")
+				return
+			}
 			if mine {
 				break
 			}
@@ -129,12 +143,6 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				return
 			}
 			if cur.Response != nil {
-				if waiting && !stillAuthorized(r.Context()) {
-					// Revoked while this repeat waited for the request it
-					// repeats, whose answer it would replay.
-					writeUnauthorized(w, r, "the API key is not known")
-					return
-				}
 				replay(w, r, eng, *cur.Response)
 				return
 			}

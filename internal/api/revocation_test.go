@@ -259,3 +259,106 @@ func TestIdempotentRepeatWhoseKeyIsRevokedAnswers401(t *testing.T) {
 			res.StatusCode, res.Header.Get("Idempotent-Replayed"), b)
 	}
 }
+
+// reserveSeen is a memory idempotency store that says when the first
+// request has reserved its key and when a repeat finds it still reserved
+// (it then waits), and that runs a hook before a reservation is released.
+type reserveSeen struct {
+	*memory.Store
+	once, onceMine sync.Once
+	waiting, mine  chan struct{}
+	mu             sync.Mutex
+	onDelete       func()
+}
+
+func (s *reserveSeen) ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
+	cur, mine, err := s.Store.ReserveIdempotency(ctx, rec)
+	switch {
+	case err == nil && mine:
+		s.onceMine.Do(func() { close(s.mine) })
+	case err == nil && cur.Response == nil:
+		s.once.Do(func() { close(s.waiting) })
+	}
+	return cur, mine, err
+}
+
+func (s *reserveSeen) DeleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time) error {
+	s.mu.Lock()
+	f := s.onDelete
+	s.onDelete = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return s.Store.DeleteIdempotency(ctx, scope, key, createdAt)
+}
+
+// A repeat with an Idempotency-Key whose key is revoked while it waits
+// for the first request does not act with the revoked key. Found by
+// review: when the first request ended with an answer that is not
+// remembered (here a 409: the call had an active transfer), the waiting
+// repeat took the key over and was served as a fresh request, making a
+// transfer for a key that no longer authenticated.
+func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
+	store := memory.New()
+	idem := &reserveSeen{Store: store, waiting: make(chan struct{}), mine: make(chan struct{})}
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	// Three authenticated uses: the blocking transfer, the first request,
+	// the repeat. Every later look at the key finds it revoked.
+	srv, eng := revokedServerOn(t, store, idem, fake, writeKey, 3)
+	tctx := orchestrator.WithTenant(context.Background(), "default")
+
+	blocking := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"))
+	io.Copy(io.Discard, blocking.Body)
+	blocking.Body.Close()
+	if blocking.StatusCode != http.StatusAccepted {
+		t.Fatalf("blocking create: %d", blocking.StatusCode)
+	}
+	blockingID := location(t, blocking)
+	ctx, cancel := context.WithTimeout(tctx, 20*time.Second)
+	defer cancel()
+	if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting }); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first request is refused (409, not remembered); before its
+	// reservation is released the repeat waits, and the blocking transfer
+	// ends (the client cancelled it through another key, say).
+	idem.mu.Lock()
+	idem.onDelete = func() {
+		<-idem.waiting
+		if _, err := eng.Cancel(tctx, blockingID); err != nil {
+			t.Errorf("cancel the blocking transfer: %v", err)
+		}
+		if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() }); err != nil {
+			t.Errorf("wait for the blocking transfer: %v", err)
+		}
+	}
+	idem.mu.Unlock()
+	first := make(chan int, 1)
+	go func() {
+		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"), "Idempotency-Key", "revoked-first-refused")
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	<-idem.mine // the first request holds the key: the other is its repeat
+	repeat := make(chan *http.Response, 1)
+	go func() {
+		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"), "Idempotency-Key", "revoked-first-refused")
+	}()
+	if got := <-first; got != http.StatusConflict {
+		t.Fatalf("the first request: %d, want 409 (the call has an active transfer)", got)
+	}
+	res := <-repeat
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	list, _, err := eng.List(tctx, orchestrator.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusUnauthorized || len(list) != 1 {
+		t.Errorf("a repeat whose key was revoked while it waited: %d %.160s…; the tenant has %d transfers (want 401 and only the blocking one):\n"+
+			"the revoked key started a transfer", res.StatusCode, b, len(list))
+	}
+}
