@@ -566,6 +566,15 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
+		if !en.flow.Join && !en.lost {
+			// No join step looked for a signal once the move to
+			// completing was saved: this save is the first since
+			// consulting, so a signal put before it (at consulting's
+			// version, through any replica) is pending now, and the
+			// provider had connected them already.
+			en.signal.Store(true)
+			e.lateSignal(ctx, en, "after the provider had connected the caller and the target")
+		}
 	case obs.Caller == CallerGone && joinUnknown(en):
 		// The call may have ended after the join connected the caller to
 		// the target, before any reading showed it: a listing cannot tell
@@ -1873,6 +1882,19 @@ func (e *Engine) note(en *entry, name, detail string) {
 
 // --- signals, pacing -----------------------------------------------------
 
+// actedOn reports whether t's record already carries what s asks: a
+// cancel, a failure for that reason; a complete, a move to completing
+// (the state, or a join attempted).
+func actedOn(t *Transfer, s Signal) bool {
+	switch s {
+	case SignalCancel:
+		return t.Failure != nil && t.Failure.Reason == ReasonCancelled
+	case SignalComplete:
+		return t.State == StateCompleting || t.State == StateCompleted || t.lastStep(StepTransfer) != nil
+	}
+	return false
+}
+
 // lateSignal clears a signal the transfer can no longer act on, and says
 // so in its steps, since the client was told the signal was accepted. It
 // came in as the transfer moved past the state it applies to: through
@@ -1884,9 +1906,11 @@ func (e *Engine) lateSignal(ctx context.Context, en *entry, when string) {
 	if s == SignalNone || s == en.unsettled {
 		return // none, or the one acted on, not cleared yet
 	}
-	if s == SignalComplete && en.t.State == StateCompleting {
-		// Joining already (the agent hung up during the consult, say):
-		// what the complete asks is under way.
+	if actedOn(en.t, s) {
+		// What it asks is under way, or was done: it was acted on and
+		// left pending (its clearing failed, or the process died before
+		// it), or the agent hung up during the consult and the transfer
+		// is joining on its own.
 		en.unsettled = s
 		return
 	}
