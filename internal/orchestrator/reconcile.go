@@ -57,15 +57,17 @@ type entry struct {
 	cur atomic.Pointer[Transfer]
 	// signal: a client signal may be pending in the store.
 	signal atomic.Bool
-	// gate orders a client's signal against the worker's decisions.
-	// Engine.signal holds it while it checks the published record and
-	// puts the signal; the worker takes it for a moment after each save
-	// (once the new record is published), and holds it around a decision
-	// that must take a signal accepted before it into account (the
-	// consult deadline). So a signal checked against a record the worker
-	// has since moved past is in the store, and its flag set, by the time
-	// the worker looks again (the join's last look: step), and one
-	// checked later sees the new record and is refused.
+	// gate orders a client's signal against the worker's decisions on
+	// this replica. Engine.signal holds it while it checks the published
+	// record and puts the signal; the worker takes it for a moment after
+	// each save (once the new record is published), and holds it through
+	// every consulting pass, whose decisions must take a signal accepted
+	// before them into account. So a signal checked against a record the
+	// worker has since moved past is in the store, and its flag set, by
+	// the time the worker looks again (the join's last look: step), and
+	// one checked later sees the new record and is refused. Signals put
+	// through another replica are ordered by the version they are put at
+	// (Store.PutSignal).
 	gate sync.Mutex
 	// gated: the worker holds gate (save must not take it again).
 	gated bool
