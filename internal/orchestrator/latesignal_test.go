@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -29,22 +26,6 @@ func (s *takeFailsOnce) TakeSignal(ctx context.Context, id string) (orchestrator
 		return orchestrator.SignalNone, orchestrator.E("test.TakeSignal", orchestrator.KindUnavailable, errors.New("store unreachable"))
 	}
 	return s.Store.TakeSignal(ctx, id)
-}
-
-func signalEngine(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
-	t.Helper()
-	e, err := orchestrator.New(orchestrator.Config{Owner: owner, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second, CrashPoint: crash},
-		store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	return e
 }
 
 func notActedOnNote(tr *orchestrator.Transfer) string {
@@ -69,7 +50,7 @@ func TestCancelActedOnIsNotSaidToBeIgnored(t *testing.T) {
 	t.Run("clear failed", func(t *testing.T) {
 		store := &takeFailsOnce{Store: memory.New()}
 		f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
-		e := signalEngine(t, "x", store, f, nil)
+		e := replica(t, "x", store, f, nil)
 		tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -99,7 +80,7 @@ func TestCancelActedOnIsNotSaidToBeIgnored(t *testing.T) {
 				<-release // "dead" from here on: the save is made, the clear is not
 			}
 		}
-		first := signalEngine(t, "x", store, f, crash)
+		first := replica(t, "x", store, f, crash)
 		t.Cleanup(func() { close(release) })
 		tr, err := first.Start(context.Background(), r, orchestrator.StartOptions{})
 		if err != nil {
@@ -108,7 +89,7 @@ func TestCancelActedOnIsNotSaidToBeIgnored(t *testing.T) {
 		waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
 		go func() { _, _ = first.Cancel(context.Background(), tr.ID) }()
 		<-hit
-		second := signalEngine(t, "x", store, f, nil)
+		second := replica(t, "x", store, f, nil)
 		if err := second.Open(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +135,7 @@ func TestCancelAcceptedAsAnAnnouncedTransferCompletesIsSaidSo(t *testing.T) {
 	hs := &holdUpdateStore{Store: memory.New(), reached: make(chan struct{}), release: make(chan struct{})}
 	hs.when = func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateCompleted }
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
-	e := signalEngine(t, "x", hs, f, nil)
+	e := replica(t, "x", hs, f, nil)
 	var released sync.Once
 	t.Cleanup(func() { released.Do(func() { close(hs.release) }) })
 	r := request("fake", "1000")
