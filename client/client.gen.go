@@ -1183,7 +1183,7 @@ type WebhookDelivery struct {
 	LastCode  int    `json:"last_code,omitempty"`
 	LastError string `json:"last_error,omitempty"`
 
-	// NextAttempt When it is tried next; pending deliveries only.
+	// NextAttempt Pending deliveries only: when it may be tried next. A time not after now means it is due: a new delivery is due from its event's time, and waits only for a free attempt slot and for the deliveries of its transfer's earlier events to the same endpoint. Due deliveries are tried earliest first.
 	NextAttempt time.Time             `json:"next_attempt,omitempty"`
 	Seq         int                   `json:"seq"`
 	Status      WebhookDeliveryStatus `json:"status"`

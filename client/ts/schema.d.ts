@@ -1063,7 +1063,7 @@ export interface components {
             attempts: number;
             /**
              * Format: date-time
-             * @description When it is tried next; pending deliveries only.
+             * @description Pending deliveries only: when it may be tried next. A time not after now means it is due: a new delivery is due from its event's time, and waits only for a free attempt slot and for the deliveries of its transfer's earlier events to the same endpoint. Due deliveries are tried earliest first.
              */
             next_attempt?: string;
             /**

@@ -300,10 +300,19 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 			if err != nil {
 				return fmt.Errorf("render %s: %w", ev.ID, err)
 			}
+			// Due since its event happened (not after now, whatever the
+			// clock of the replica that saved it): claims take the
+			// earliest due first, so that endpoints' deliveries go in the
+			// order of their events, not the order the endpoints were
+			// enqueued in.
+			due := now
+			if ev.At.Before(now) {
+				due = ev.At.UTC()
+			}
 			ds = append(ds, Delivery{
 				ID: DeliveryID(key, ev.ID), Tenant: tenant, Endpoint: ep.ID, EventID: ev.ID, TransferID: ev.TransferID,
 				Seq: ev.Seq, Pos: ev.Pos, Type: ev.Type, Payload: body, Status: StatusPending,
-				NextAttempt: now, Deadline: now.Add(d.cfg.MaxAge), CreatedAt: now, UpdatedAt: now,
+				NextAttempt: due, Deadline: now.Add(d.cfg.MaxAge), CreatedAt: now, UpdatedAt: now,
 			})
 		}
 		switch err := d.store.EnqueueDeliveries(ctx, key, from, evs[len(evs)-1].Pos, ds); {

@@ -170,9 +170,13 @@ type Store interface {
 	// ClaimDeliveries leases, for owner until now+lease, up to limit pending
 	// deliveries due at now whose lease (if any) expired, and that are the
 	// first pending delivery of their endpoint and transfer (lowest Seq).
-	// Attempts is incremented. Oldest (lowest Pos) first. Deliveries to
-	// the endpoint keys in skip are left alone (the dispatcher's share of
-	// attempts for an endpoint is taken).
+	// Attempts is incremented. Earliest claimable first (ReadyAt: the
+	// later of NextAttempt and the expiry of the last lease), then lowest
+	// Pos. Deliveries to the endpoint keys in skip are left alone (the
+	// dispatcher's share of attempts for an endpoint is taken). What a
+	// claim reads must not grow with the deliveries it cannot take: those
+	// waiting behind another of their transfer, in back-off, or to a
+	// skipped endpoint (PickDue).
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Delivery, error)
 	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
 	// LastCode, LastError, UpdatedAt of d), releases the lease and

@@ -71,16 +71,17 @@ func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.T
 			heads[k] = dl
 		}
 	}
-	// Oldest (lowest Pos) first, as the SQL stores claim: d.order is the
-	// order of the inserts, one endpoint's batch after another's.
+	// Earliest claimable first, then lowest Pos, as the SQL stores claim:
+	// d.order is the order of the inserts, one endpoint's batch after
+	// another's.
 	due := make([]*webhooks.Delivery, 0, len(heads))
 	for k, dl := range heads {
-		if !dl.NextAttempt.After(now) && !dl.LeaseUntil.After(now) && !slices.Contains(skip, k[0]) {
+		if !webhooks.ReadyAt(*dl).After(now) && !slices.Contains(skip, k[0]) {
 			due = append(due, dl)
 		}
 	}
 	slices.SortFunc(due, func(a, b *webhooks.Delivery) int {
-		return cmp.Or(cmp.Compare(a.Pos, b.Pos), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(webhooks.ReadyAt(*a).Compare(webhooks.ReadyAt(*b)), cmp.Compare(a.Pos, b.Pos), cmp.Compare(a.ID, b.ID))
 	})
 	var out []webhooks.Delivery
 	for _, dl := range due[:min(limit, len(due))] {

@@ -57,6 +57,7 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	undoSchema12(t, conn)
 	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version >= 10`); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +118,7 @@ func TestMigrationFoldsCallUsers(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	// What the release before schema 11 wrote: the user as sent.
+	undoSchema12(t, conn)
 	for _, q := range []string{`UPDATE transfer_keys SET call_user = 'Agent7'`, `DELETE FROM schema_migrations WHERE version >= 11`} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)

@@ -76,6 +76,7 @@ func TestMigrationFoldsLikeGoInATurkishDatabase(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE transfers SET call_key = 'default|netsapiens|TIGER.example|1000' WHERE id = $1`, first.ID); err != nil {
 		t.Fatal(err)
 	}
+	undoSchema12(t, conn)
 	if _, err := conn.Exec(ctx, `DELETE FROM schema_migrations WHERE version >= 10`); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -59,6 +61,19 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
 			d.NextAttempt, d.LeaseUntil, d.CreatedAt, failing(d), finishedAt(d), rec)
 	}
+	// Each pair's head is decided under its lock, taken in one order
+	// (the pairs sorted) so that two enqueues never wait on each other.
+	var pairs [][2]string
+	for _, d := range ds {
+		if p := pairOf(d); !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+	}
+	slices.SortFunc(pairs, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	for _, p := range pairs {
+		b.Queue(pairLockSQL, p[0], p[1])
+		b.Queue(reheadSQL, p[0], p[1])
+	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return s.fail(op, err)
 	}
@@ -66,6 +81,40 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		return s.fail(op, err)
 	}
 	return nil
+}
+
+// pairOf is d's endpoint key and transfer: its deliveries go in Seq
+// order, one at a time.
+func pairOf(d webhooks.Delivery) [2]string {
+	return [2]string{webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID}
+}
+
+// pairLockSQL takes the lock of an endpoint and transfer (the two-key
+// advisory locks are apart from the one-key ones of the outbox and the
+// migrations). Every transaction that may change which of the pair's
+// deliveries is the head takes it before it reads them: an enqueue, a
+// finish and a redelivery each decide the head from what they see, and
+// under READ COMMITTED two of them at once could each miss the other's
+// change (a finish that ends the head while an enqueue adds the next one
+// would leave the next one unready for good). A claim does not change
+// which delivery is the head, and takes no such lock.
+const pairLockSQL = `SELECT pg_advisory_xact_lock(1919247972, hashtext($1 || '/' || $2))`
+
+// reheadSQL sets ready_at (schema 12) on the first pending delivery of an
+// endpoint and transfer, and clears it on the others of the pair: after
+// an insert, a finish that ended the head, or a redelivery, which may make
+// an earlier delivery the head again. It writes only the rows whose
+// ready_at changes.
+const reheadSQL = `WITH head AS (SELECT id FROM webhook_deliveries
+		WHERE status = 'pending' AND endpoint_key = $1 AND transfer_id = $2 ORDER BY seq LIMIT 1)
+	UPDATE webhook_deliveries d SET ready_at = CASE WHEN d.id = (SELECT id FROM head) THEN greatest(d.next_attempt, d.lease_until) END
+	WHERE d.status = 'pending' AND d.endpoint_key = $1 AND d.transfer_id = $2
+		AND d.ready_at IS DISTINCT FROM CASE WHEN d.id = (SELECT id FROM head) THEN greatest(d.next_attempt, d.lease_until) END`
+
+// lockPair takes p's lock (pairLockSQL).
+func lockPair(ctx context.Context, tx pgx.Tx, p [2]string) error {
+	_, err := tx.Exec(ctx, pairLockSQL, p[0], p[1])
+	return err
 }
 
 // deliveryRecord is d as stored whole.
@@ -98,8 +147,11 @@ func putDelivery(ctx context.Context, tx pgx.Tx, d webhooks.Delivery) error {
 	if err != nil {
 		return err
 	}
+	// A head stays the head while it is pending, claimable from its new
+	// ReadyAt; a delivery that is not stays unready (rehead decides).
 	_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4, failing = $5,
-		finished_at = $6, record = $7 WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil, failing(d), finishedAt(d), rec)
+		finished_at = $6, record = $7, ready_at = CASE WHEN $2 = 'pending' AND ready_at IS NOT NULL THEN $8::timestamptz END
+		WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil, failing(d), finishedAt(d), rec, webhooks.ReadyAt(d))
 	return err
 }
 
@@ -120,44 +172,110 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 	return out, rows.Err()
 }
 
-// ClaimDeliveries implements webhooks.Store. SKIP LOCKED lets replicas
-// claim at once; a delivery another replica is claiming is skipped, and
-// the head test (no pending delivery of the same endpoint and transfer
-// with a lower seq) still sees it pending, so its successor is not
-// claimed past it.
+// ClaimDeliveries implements webhooks.Store. It reads the ready
+// deliveries (schema 12), never the pending ones waiting behind another of
+// their transfer, nor those in back-off; then locks those it picked, SKIP
+// LOCKED so that replicas claim at once: a delivery another replica is
+// claiming is skipped, and one it claimed since is no longer due when its
+// lock is taken, and is left.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
-	if skip == nil {
-		skip = []string{} // NULL would make <> ALL unknown, and skip every row
-	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries d
-		WHERE status = 'pending' AND next_attempt <= $1 AND lease_until <= $1 AND endpoint_key <> ALL($3::text[])
-		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
-			AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq)
-		ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit, skip)
+	picked, err := webhooks.PickDue(now, limit, skip, dueLookup(ctx, tx, now))
+	if err != nil || len(picked) == 0 {
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		return nil, nil
+	}
+	ids := make([]string, len(picked))
+	for i, r := range picked {
+		ids[i] = r.ID
+	}
+	rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
+		FOR UPDATE SKIP LOCKED`, ids, now)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	ds, err := collectDeliveries(rows)
+	locked, err := collectDeliveries(rows)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	for i := range ds {
-		ds[i].Attempts++
-		ds[i].Owner, ds[i].LeaseUntil = owner, now.Add(lease)
-		if err := putDelivery(ctx, tx, ds[i]); err != nil {
+	// In the order picked.
+	slices.SortFunc(locked, func(a, b webhooks.Delivery) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) })
+	for i := range locked {
+		locked[i].Attempts++
+		locked[i].Owner, locked[i].LeaseUntil = owner, now.Add(lease)
+		if err := putDelivery(ctx, tx, locked[i]); err != nil {
 			return nil, s.fail(op, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, s.fail(op, err)
 	}
-	return ds, nil
+	return locked, nil
+}
+
+// dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
+// earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
+// endpoint's), inside tx.
+func dueLookup(ctx context.Context, tx pgx.Tx, now time.Time) webhooks.DueLookup {
+	return webhooks.DueLookup{
+		Earliest: func(n int, each func(webhooks.Ready) bool) error {
+			rs, err := readies(tx.Query(ctx, earliestDueSQL, now, n))
+			for _, r := range rs {
+				if !each(r) {
+					break
+				}
+			}
+			return err
+		},
+		Endpoints: func() ([]webhooks.Ready, error) {
+			return readies(tx.Query(ctx, readyEndpointsSQL))
+		},
+		OfEndpoint: func(key string, n int) ([]webhooks.Ready, error) {
+			return readies(tx.Query(ctx, endpointDueSQL, key, now, n))
+		},
+	}
+}
+
+const (
+	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+		WHERE ready_at IS NOT NULL AND ready_at <= $1 ORDER BY ready_at, pos LIMIT $2`
+	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+		WHERE endpoint_key = $1 AND ready_at IS NOT NULL AND ready_at <= $2 ORDER BY ready_at, pos LIMIT $3`
+	// readyEndpointsSQL hops from one endpoint key to the next in
+	// webhook_deliveries_ready_endpoint, a seek each, rather than reading
+	// every ready delivery, and takes each one's earliest ready_at.
+	readyEndpointsSQL = `WITH RECURSIVE e(k) AS (
+			(SELECT endpoint_key FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY endpoint_key LIMIT 1)
+			UNION ALL
+			SELECT (SELECT endpoint_key FROM webhook_deliveries WHERE ready_at IS NOT NULL AND endpoint_key > e.k
+				ORDER BY endpoint_key LIMIT 1)
+			FROM e WHERE e.k IS NOT NULL)
+		SELECT '', k, (SELECT min(ready_at) FROM webhook_deliveries WHERE ready_at IS NOT NULL AND endpoint_key = e.k), 0::bigint
+		FROM e WHERE k IS NOT NULL`
+)
+
+func readies(rows pgx.Rows, err error) ([]webhooks.Ready, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []webhooks.Ready
+	for rows.Next() {
+		var r webhooks.Ready
+		if err := rows.Scan(&r.ID, &r.Endpoint, &r.At, &r.Pos); err != nil {
+			return nil, err
+		}
+		r.At = r.At.UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // getDelivery reads a delivery for update.
@@ -179,6 +297,11 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	// The pair's lock first, as every transaction that decides the
+	// pair's head takes it before any of its rows.
+	if err := lockPair(ctx, tx, pairOf(d)); err != nil {
+		return webhooks.Delivery{}, false, s.fail(op, err)
+	}
 	cur, err := getDelivery(ctx, tx, d.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return webhooks.Delivery{}, false, nil
@@ -198,6 +321,11 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur); err != nil {
 		return webhooks.Delivery{}, false, s.fail(op, err)
+	}
+	if cur.Status != webhooks.StatusPending {
+		if _, err := tx.Exec(ctx, reheadSQL, pairOf(cur)[0], pairOf(cur)[1]); err != nil {
+			return webhooks.Delivery{}, false, s.fail(op, err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return webhooks.Delivery{}, false, s.fail(op, err)
@@ -266,7 +394,17 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	d, err := getDelivery(ctx, tx, id)
+	// The pair's lock before the row's (see pairLockSQL): its columns
+	// never change, so they can be read before.
+	var p [2]string
+	err = tx.QueryRow(ctx, `SELECT endpoint_key, transfer_id FROM webhook_deliveries WHERE id = $1`, id).Scan(&p[0], &p[1])
+	if err == nil {
+		err = lockPair(ctx, tx, p)
+	}
+	var d webhooks.Delivery
+	if err == nil {
+		d, err = getDelivery(ctx, tx, id)
+	}
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && d.Tenant != tenant {
 		return webhooks.Delivery{}, kindErr(op, orchestrator.KindNotFound, errors.New("no such delivery"))
 	}
@@ -278,6 +416,10 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
 	if err := putDelivery(ctx, tx, d); err != nil {
+		return webhooks.Delivery{}, s.fail(op, err)
+	}
+	// It may be the head again, before the one that was.
+	if _, err := tx.Exec(ctx, reheadSQL, p[0], p[1]); err != nil {
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

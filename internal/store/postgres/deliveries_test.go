@@ -50,6 +50,7 @@ func TestMigrateDeliveriesToSchema9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	undoSchema12(t, conn)
 	if _, err := conn.Exec(ctx, `ALTER TABLE webhook_deliveries DROP COLUMN finished_at; DELETE FROM schema_migrations WHERE version >= 9`); err != nil {
 		t.Fatalf("back to schema 8: %v", err)
 	}
@@ -70,5 +71,38 @@ func TestMigrateDeliveriesToSchema9(t *testing.T) {
 	}
 	if n, err := s.PurgeDeliveries(ctx, now.Add(time.Hour), 0); n != 1 || err != nil {
 		t.Errorf("purge of the rest: %d (%v), want tr_young (the pending one stays)", n, err)
+	}
+}
+
+// A database of schema 11 with deliveries pending, in flight, failing and
+// delivered migrates: schema 12 makes ready exactly the first pending
+// delivery of each endpoint and transfer, claimable when its back-off or
+// lease ends.
+func TestMigrateDeliveriesToSchema12(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhookstest.ClaimsBeforeMigration(t, s)
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	undoSchema12(t, conn)
+	if s, err = postgres.Open(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	webhookstest.ClaimsAfterMigration(t, s)
+}
+
+func BenchmarkClaimPastABacklog(b *testing.B) {
+	for _, backlog := range webhookstest.Backlogs {
+		b.Run(backlog, func(b *testing.B) { webhookstest.BenchClaimPastABacklog(b, open(b), backlog) })
 	}
 }

@@ -118,3 +118,12 @@ func SetPlanMode(s *Store, found bool) { s.planMode = found }
 
 // PlanSQL is the statement that sets a batch's plan settings.
 func PlanSQL(s *Store) string { return s.planSQL() }
+
+// The statements of ClaimDeliveries and of the upkeep of ready_at, for
+// the test of their plans.
+const (
+	EarliestDueSQL    = earliestDueSQL
+	EndpointDueSQL    = endpointDueSQL
+	ReadyEndpointsSQL = readyEndpointsSQL
+	ReheadSQL         = reheadSQL
+)

@@ -304,3 +304,46 @@ func TestPoolSize(t *testing.T) {
 		t.Errorf("MaxConns with pool_max_conns=3 = %d, want 3", n)
 	}
 }
+
+// A claim of webhook deliveries reads the ready deliveries in due order
+// from webhook_deliveries_ready, or one endpoint's from
+// webhook_deliveries_ready_endpoint, and finds the endpoints by a seek
+// each: never a sequential scan, nor a sort of what is due (a dead
+// endpoint's backlog made every claim read all of it). The upkeep of
+// ready_at reads one endpoint and transfer's pending deliveries, by
+// webhook_deliveries_head. Both plans a prepared statement gets.
+func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	conn := planConn(t)
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name, q string
+			args    []any
+			want    []string
+		}{
+			{"earliest due", postgres.EarliestDueSQL, []any{at, 72}, []string{`Index Scan using webhook_deliveries_ready on webhook_deliveries`,
+				`Index Cond: \(ready_at <= `}},
+			{"an endpoint's due", postgres.EndpointDueSQL, []any{"acme/crm", at, 8}, []string{
+				`Index Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(\(endpoint_key = .*\) AND \(ready_at <= `}},
+			// EXPLAIN does not show the recursive step's subquery (the
+			// seek past each key); BenchmarkClaimPastABacklog times it.
+			{"ready endpoints", postgres.ReadyEndpointsSQL, nil, []string{`Recursive Union`,
+				`Index Only Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(endpoint_key = e\.k\)`}},
+			{"rehead", postgres.ReheadSQL, []any{"acme/crm", "tr_1"}, []string{`Index Scan using webhook_deliveries_head on webhook_deliveries`}},
+		} {
+			plan := explain(t, conn, c.q, c.args)
+			for _, w := range c.want {
+				if !regexp.MustCompile(w).MatchString(plan) {
+					t.Errorf("%s (%s): want %s:\n%s", c.name, mode, w, plan)
+				}
+			}
+			if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") {
+				t.Errorf("%s (%s): a sequential scan or a sort:\n%s", c.name, mode, plan)
+			}
+		}
+	}
+}

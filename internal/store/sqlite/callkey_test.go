@@ -52,6 +52,7 @@ func TestMigrationFoldsActiveCallKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	undoSchema11(t, db)
 	if _, err := db.Exec(`DELETE FROM schema_migrations WHERE version >= 9`); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +110,7 @@ func TestMigrationFoldsCallUsers(t *testing.T) {
 	}
 	db := rawDB(t, dir)
 	// What the release before schema 10 wrote: the user as sent.
+	undoSchema11(t, db)
 	for _, q := range []string{`UPDATE transfers SET call_user = 'Agent7'`, `DELETE FROM schema_migrations WHERE version >= 10`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)

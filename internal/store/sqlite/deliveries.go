@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,12 +45,43 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		ON CONFLICT (endpoint_key) DO UPDATE SET pos = excluded.pos`, endpoint, to); err != nil {
 		return fail(op, err)
 	}
+	var pairs [][2]string
 	for _, d := range ds {
 		if err := putDelivery(ctx, tx, d, true); err != nil {
 			return fail(op, err)
 		}
+		if p := pairOf(d); !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+	}
+	for _, p := range pairs {
+		if err := rehead(ctx, tx, p); err != nil {
+			return fail(op, err)
+		}
 	}
 	return fail2(op, tx.Commit())
+}
+
+// pairOf is d's endpoint key and transfer: its deliveries go in Seq
+// order, one at a time.
+func pairOf(d webhooks.Delivery) [2]string {
+	return [2]string{webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID}
+}
+
+// reheadSQL sets ready_at (schema 11) on the first pending delivery of an
+// endpoint and transfer, and clears it on the others of the pair: after
+// an insert, a finish that ended the head, or a redelivery, which may
+// make an earlier delivery the head again. It writes only the rows whose
+// ready_at changes.
+const reheadSQL = `WITH head(id) AS (SELECT id FROM webhook_deliveries
+		WHERE status = 'pending' AND endpoint_key = ?1 AND transfer_id = ?2 ORDER BY seq LIMIT 1)
+	UPDATE webhook_deliveries SET ready_at = CASE WHEN id = (SELECT id FROM head) THEN max(next_attempt, lease_until) END
+	WHERE status = 'pending' AND endpoint_key = ?1 AND transfer_id = ?2
+		AND ready_at IS NOT CASE WHEN id = (SELECT id FROM head) THEN max(next_attempt, lease_until) END`
+
+func rehead(ctx context.Context, tx *sql.Tx, p [2]string) error {
+	_, err := tx.ExecContext(ctx, reheadSQL, p[0], p[1])
+	return err
 }
 
 // putDelivery inserts (or, with insert false, rewrites) d.
@@ -66,8 +98,11 @@ func putDelivery(ctx context.Context, tx *sql.Tx, d webhooks.Delivery, insert bo
 			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), string(rec))
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt = ?, lease_until = ?, finished_at = ?, record = ?
-		WHERE id = ?`, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), d.ID)
+	// A head stays the head while it is pending, claimable from its new
+	// ReadyAt; a delivery that is not stays unready (rehead decides).
+	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?1, next_attempt = ?2, lease_until = ?3, finished_at = ?4,
+		record = ?5, ready_at = CASE WHEN ?1 = 'pending' AND ready_at IS NOT NULL THEN ?6 END
+		WHERE id = ?7`, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), ts(webhooks.ReadyAt(d)), d.ID)
 	return err
 }
 
@@ -105,27 +140,32 @@ func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
 	return out, rows.Err()
 }
 
-// Claim implements webhooks.Store.
+// ClaimDeliveries implements webhooks.Store, on the single writer. It
+// reads the ready deliveries (schema 11), never the pending ones waiting
+// behind another of their transfer, nor those in back-off.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
-	if skip == nil {
-		skip = []string{}
-	}
-	skipJSON, err := json.Marshal(skip)
-	if err != nil {
-		return nil, fail(op, err)
-	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fail(op, err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT record FROM webhook_deliveries d
-		WHERE status = 'pending' AND next_attempt <= ? AND lease_until <= ?
-		AND endpoint_key NOT IN (SELECT value FROM json_each(?))
-		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
-			AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq)
-		ORDER BY pos LIMIT ?`, ts(now), ts(now), string(skipJSON), limit)
+	picked, err := webhooks.PickDue(now, limit, skip, dueLookup(ctx, tx, ts(now)))
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	if len(picked) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(picked))
+	for i, r := range picked {
+		ids[i] = r.ID
+	}
+	idsJSON, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fail(op, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT record FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?))`, string(idsJSON))
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -133,6 +173,8 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	if err != nil {
 		return nil, fail(op, err)
 	}
+	// In the order picked.
+	slices.SortFunc(ds, func(a, b webhooks.Delivery) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) })
 	for i := range ds {
 		ds[i].Attempts++
 		ds[i].Owner, ds[i].LeaseUntil = owner, now.Add(lease)
@@ -141,6 +183,75 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		}
 	}
 	return ds, fail2(op, tx.Commit())
+}
+
+// dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
+// earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
+// endpoint's), inside tx.
+func dueLookup(ctx context.Context, tx *sql.Tx, now string) webhooks.DueLookup {
+	return webhooks.DueLookup{
+		// Read row by row: SQLite reads no further than the claim needs.
+		Earliest: func(n int, each func(webhooks.Ready) bool) error {
+			return readies(tx.QueryContext(ctx, earliestDueSQL, now, n))(each)
+		},
+		Endpoints: func() ([]webhooks.Ready, error) {
+			return collect(readies(tx.QueryContext(ctx, readyEndpointsSQL)))
+		},
+		OfEndpoint: func(key string, n int) ([]webhooks.Ready, error) {
+			return collect(readies(tx.QueryContext(ctx, endpointDueSQL, key, now, n)))
+		},
+	}
+}
+
+const (
+	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos LIMIT ?`
+	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos LIMIT ?`
+	// readyEndpointsSQL hops from one endpoint key to the next in
+	// webhook_deliveries_ready_endpoint, a seek each, rather than reading
+	// every ready delivery, and takes each one's earliest ready_at.
+	readyEndpointsSQL = `WITH RECURSIVE e(k) AS (
+			SELECT min(endpoint_key) FROM webhook_deliveries WHERE ready_at IS NOT NULL
+			UNION ALL
+			SELECT (SELECT min(endpoint_key) FROM webhook_deliveries WHERE ready_at IS NOT NULL AND endpoint_key > e.k)
+			FROM e WHERE e.k IS NOT NULL)
+		SELECT '', k, (SELECT min(ready_at) FROM webhook_deliveries WHERE ready_at IS NOT NULL AND endpoint_key = e.k), 0
+		FROM e WHERE k IS NOT NULL`
+)
+
+// readies passes the rows of a statement that selects id, endpoint_key,
+// ready_at and pos to each, until it returns false.
+func readies(rows *sql.Rows, err error) func(each func(webhooks.Ready) bool) error {
+	return func(each func(webhooks.Ready) bool) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r webhooks.Ready
+			var at string
+			if err := rows.Scan(&r.ID, &r.Endpoint, &at, &r.Pos); err != nil {
+				return err
+			}
+			if r.At, err = parseTS(at); err != nil {
+				return err
+			}
+			if !each(r) {
+				return nil
+			}
+		}
+		return rows.Err()
+	}
+}
+
+func collect(read func(each func(webhooks.Ready) bool) error) ([]webhooks.Ready, error) {
+	var out []webhooks.Ready
+	err := read(func(r webhooks.Ready) bool {
+		out = append(out, r)
+		return true
+	})
+	return out, err
 }
 
 // FinishDelivery implements webhooks.Store.
@@ -167,6 +278,11 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur, false); err != nil {
 		return webhooks.Delivery{}, false, fail(op, err)
+	}
+	if cur.Status != webhooks.StatusPending {
+		if err := rehead(ctx, tx, pairOf(cur)); err != nil {
+			return webhooks.Delivery{}, false, fail(op, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return webhooks.Delivery{}, false, fail(op, err)
@@ -258,6 +374,10 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
 	if err := putDelivery(ctx, tx, d, false); err != nil {
+		return webhooks.Delivery{}, fail(op, err)
+	}
+	// It may be the head again, before the one that was.
+	if err := rehead(ctx, tx, pairOf(d)); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	return d, fail2(op, tx.Commit())

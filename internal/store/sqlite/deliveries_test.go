@@ -97,6 +97,7 @@ func TestMigrateDeliveriesToSchema8(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := rawDB(t, dir)
+	undoSchema11(t, db)
 	for _, q := range []string{`DROP INDEX webhook_deliveries_finished`, `ALTER TABLE webhook_deliveries DROP COLUMN finished_at`,
 		`DELETE FROM schema_migrations WHERE version >= 8`} {
 		if _, err := db.Exec(q); err != nil {
@@ -157,5 +158,28 @@ func TestPurgeDeliveriesInSlices(t *testing.T) {
 	}
 	if n, _, err := s.DeliveryBacklog(ctx); n != 1 || err != nil {
 		t.Errorf("backlog %d (%v) after the purges, want the pending delivery", n, err)
+	}
+}
+
+// A database of schema 10 with deliveries pending, in flight, failing and
+// delivered migrates: schema 11 makes ready exactly the first pending
+// delivery of each endpoint and transfer, claimable when its back-off or
+// lease ends.
+func TestMigrateDeliveriesToSchema11(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	webhookstest.ClaimsBeforeMigration(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, dir)
+	undoSchema11(t, db)
+	db.Close()
+	webhookstest.ClaimsAfterMigration(t, open(t, dir))
+}
+
+func BenchmarkClaimPastABacklog(b *testing.B) {
+	for _, backlog := range webhookstest.Backlogs {
+		b.Run(backlog, func(b *testing.B) { webhookstest.BenchClaimPastABacklog(b, open(b, b.TempDir()), backlog) })
 	}
 }

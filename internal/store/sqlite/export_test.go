@@ -108,3 +108,12 @@ func HoldTurn(s *Store) (queued <-chan struct{}, release func()) {
 
 // Batches is the number of transactions of saves the store has written.
 func Batches(s *Store) int64 { return s.batches.Load() }
+
+// The statements of ClaimDeliveries and of the upkeep of ready_at, for
+// the test of their plans.
+const (
+	EarliestDueSQL    = earliestDueSQL
+	EndpointDueSQL    = endpointDueSQL
+	ReadyEndpointsSQL = readyEndpointsSQL
+	ReheadSQL         = reheadSQL
+)

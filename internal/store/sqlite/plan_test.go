@@ -224,3 +224,41 @@ func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
 		t.Errorf("want a search of webhook_deliveries_finished and deletes by rowid:\n%s", joined)
 	}
 }
+
+// A claim of webhook deliveries reads the ready deliveries in due order
+// from webhook_deliveries_ready, or one endpoint's from
+// webhook_deliveries_ready_endpoint, and finds the endpoints by a seek
+// each: never a scan, nor a sort of what is due (a dead endpoint's
+// backlog made every claim read all of it). The upkeep of ready_at reads
+// one endpoint and transfer's pending deliveries, by
+// webhook_deliveries_head.
+func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	at := "2026-11-30T12:00:00.000000000Z"
+	for _, c := range []struct {
+		name, q string
+		args    []any
+		want    []string
+	}{
+		{"earliest due", sqlite.EarliestDueSQL, []any{at, 72}, []string{`SEARCH webhook_deliveries USING INDEX webhook_deliveries_ready \(ready_at>\? AND ready_at<\?\)`}},
+		{"an endpoint's due", sqlite.EndpointDueSQL, []any{"acme/crm", at, 8},
+			[]string{`SEARCH webhook_deliveries USING INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\? AND ready_at<\?\)`}},
+		{"ready endpoints", sqlite.ReadyEndpointsSQL, nil, []string{
+			`SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_ready_endpoint \(endpoint_key>\?\)`,
+			`SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\?\)`}},
+		{"rehead", sqlite.ReheadSQL, []any{"acme/crm", "tr_1"}, []string{
+			`SEARCH webhook_deliveries USING INDEX webhook_deliveries_head \(endpoint_key=\? AND transfer_id=\?\)`}},
+	} {
+		joined := strings.Join(explain(t, db, c.q, c.args), "\n")
+		for _, w := range c.want {
+			if !regexp.MustCompile(`(?m)^` + w + `$`).MatchString(joined) {
+				t.Errorf("%s: want %s:\n%s", c.name, w, joined)
+			}
+		}
+		if strings.Contains(joined, "SCAN webhook_deliveries") || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("%s: a scan or a sort:\n%s", c.name, joined)
+		}
+	}
+}

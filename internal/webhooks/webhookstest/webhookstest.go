@@ -23,6 +23,10 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
 	t.Run("ClaimSkipsEndpoints", func(t *testing.T) { testClaimSkips(t, open(t)) })
+	t.Run("ClaimEarliestDueFirst", func(t *testing.T) { testClaimEarliestDue(t, open(t)) })
+	t.Run("ClaimPastASkippedBacklog", func(t *testing.T) { testClaimPastSkippedBacklog(t, open(t)) })
+	t.Run("RedeliveryIsTheHeadAgain", func(t *testing.T) { testRedeliveryHead(t, open(t)) })
+	t.Run("FinishRacesEnqueue", func(t *testing.T) { testFinishRacesEnqueue(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 }
 
@@ -553,4 +557,236 @@ func Finished(t testing.TB, s webhooks.Store, at map[string]Finish) map[string]s
 		}
 	}
 	return ids
+}
+
+// due is mk with the delivery due at `at`.
+func due(tenant, endpoint, transfer string, seq, pos int64, at time.Time) webhooks.Delivery {
+	d := mk(tenant, endpoint, transfer, seq, pos)
+	d.NextAttempt = at
+	return d
+}
+
+func transfersOf(ds []webhooks.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = fmt.Sprint(d.TransferID, "#", d.Seq)
+	}
+	return out
+}
+
+// testClaimEarliestDue: claims take the earliest claimable first (a
+// delivery's NextAttempt, or the expiry of the lease a crashed replica
+// left on it), then the lowest Pos; never one not yet due, nor one behind
+// another of its transfer, however early it is due.
+func testClaimEarliestDue(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	ds := []webhooks.Delivery{
+		due("acme", "crm", "tr_a", 1, 1, now.Add(-time.Minute)),
+		due("acme", "crm", "tr_b", 1, 2, now.Add(-time.Hour)),
+		due("acme", "crm", "tr_c", 1, 3, now.Add(-time.Hour)),
+		due("acme", "crm", "tr_a", 2, 4, now.Add(-2*time.Hour)), // behind tr_a#1
+		due("acme", "crm", "tr_d", 1, 5, now.Add(time.Second)),  // not yet due
+		due("acme", "crm", "tr_e", 1, 6, now.Add(-30*time.Second)),
+	}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 6, ds); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 3, nil)
+	if fmt.Sprint(transfersOf(got)) != "[tr_b#1 tr_c#1 tr_a#1]" || err != nil {
+		t.Fatalf("claimed %v (%v), want tr_b#1 tr_c#1 tr_a#1", transfersOf(got), err)
+	}
+	// r1 crashes (its leases expire a minute on); tr_e and tr_d become
+	// due, and r2 takes them for a second.
+	if got, err := s.ClaimDeliveries(ctx, "r2", now.Add(2*time.Second), time.Second, 10, nil); fmt.Sprint(transfersOf(got)) != "[tr_e#1 tr_d#1]" || err != nil {
+		t.Fatalf("claimed %v (%v), want tr_e#1 tr_d#1", transfersOf(got), err)
+	}
+	// Both crash. tr_d and tr_e, whose leases expired first, go first,
+	// by Pos; then the three whose leases expired together, by Pos.
+	if got, err := s.ClaimDeliveries(ctx, "r3", now.Add(time.Minute), time.Minute, 10, nil); fmt.Sprint(transfersOf(got)) != "[tr_d#1 tr_e#1 tr_a#1 tr_b#1 tr_c#1]" || err != nil {
+		t.Fatalf("claimed %v (%v), want tr_d#1 tr_e#1 tr_a#1 tr_b#1 tr_c#1", transfersOf(got), err)
+	}
+}
+
+// testClaimPastASkippedBacklog: an endpoint skipped at its share, with a
+// backlog older than everything else and larger than a claim reads in its
+// first pass, does not hide the other endpoints' due deliveries: the
+// claim takes theirs, earliest first across them, as if the backlog were
+// not there.
+func testClaimPastSkippedBacklog(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	hung := webhooks.EndpointKey("acme", "hung")
+	var backlog []webhooks.Delivery
+	for i := range 300 {
+		backlog = append(backlog, due("acme", "hung", fmt.Sprintf("tr_h%03d", i), 1, int64(i+1), now.Add(-time.Hour+time.Duration(i)*time.Millisecond)))
+	}
+	if err := s.EnqueueDeliveries(ctx, hung, 0, 300, backlog); err != nil {
+		t.Fatal(err)
+	}
+	// Three other endpoints, their deliveries due in an order that
+	// interleaves them; one not yet due, one behind its transfer's first.
+	others := map[string][]webhooks.Delivery{
+		"b": {due("beta", "b", "tr_b1", 1, 301, now.Add(-5*time.Second)), due("beta", "b", "tr_b2", 1, 302, now.Add(-2*time.Second)),
+			due("beta", "b", "tr_b1", 2, 303, now.Add(-9*time.Second))},
+		"c": {due("gamma", "c", "tr_c1", 1, 304, now.Add(-4*time.Second)), due("gamma", "c", "tr_c2", 1, 305, now.Add(time.Second))},
+		"d": {due("delta", "d", "tr_d1", 1, 306, now.Add(-3*time.Second)), due("delta", "d", "tr_d2", 1, 307, now.Add(-time.Second))},
+	}
+	for _, ds := range others {
+		if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey(ds[0].Tenant, ds[0].Endpoint), 0, 307, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 3, []string{hung})
+	if fmt.Sprint(transfersOf(got)) != "[tr_b1#1 tr_c1#1 tr_d1#1]" || err != nil {
+		t.Fatalf("claimed %v (%v) skipping %s, want tr_b1#1 tr_c1#1 tr_d1#1", transfersOf(got), err, hung)
+	}
+	got, err = s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, []string{hung})
+	if fmt.Sprint(transfersOf(got)) != "[tr_b2#1 tr_d2#1]" || err != nil {
+		t.Fatalf("claimed %v (%v) skipping %s, want tr_b2#1 tr_d2#1", transfersOf(got), err, hung)
+	}
+	if got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 2, nil); fmt.Sprint(transfersOf(got)) != "[tr_h000#1 tr_h001#1]" || err != nil {
+		t.Fatalf("claimed %v (%v) skipping nothing, want the backlog's first two", transfersOf(got), err)
+	}
+}
+
+// testRedeliveryHead: a delivered delivery redelivered while a later one
+// of its transfer is pending goes first again, and the later one only
+// once it is delivered; the same with a dead letter redelivered while the
+// next is in flight.
+func testRedeliveryHead(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2), mk("acme", "crm", "tr_a", 3, 3)}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 3, ds); err != nil {
+		t.Fatal(err)
+	}
+	finish := func(d webhooks.Delivery, st webhooks.Status) {
+		t.Helper()
+		d.Status, d.UpdatedAt = st, now
+		if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			t.Fatalf("finish %s#%d: %v %v", d.TransferID, d.Seq, ok, err)
+		}
+	}
+	claim := func(at time.Time, want string) []webhooks.Delivery {
+		t.Helper()
+		got, err := s.ClaimDeliveries(ctx, "r1", at, time.Minute, 10, nil)
+		if fmt.Sprint(transfersOf(got)) != want || err != nil {
+			t.Fatalf("claimed %v (%v) at %v, want %s", transfersOf(got), err, at.Sub(now), want)
+		}
+		return got
+	}
+	first := claim(now, "[tr_a#1]")
+	finish(first[0], webhooks.StatusDelivered)
+	at := now.Add(time.Second)
+	if _, err := s.Redeliver(ctx, "acme", first[0].ID, at, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	again := claim(at, "[tr_a#1]")
+	finish(again[0], webhooks.StatusDelivered)
+	second := claim(at, "[tr_a#2]")
+	finish(second[0], webhooks.StatusDead)
+	third := claim(at, "[tr_a#3]")
+	// The dead letter is redelivered while #3 is in flight: it goes now,
+	// and #3's result leaves it first.
+	if _, err := s.Redeliver(ctx, "acme", second[0].ID, at, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	redone := claim(at, "[tr_a#2]")
+	third[0].Status, third[0].NextAttempt, third[0].LastError, third[0].UpdatedAt = webhooks.StatusPending, at, "the endpoint answered 503", at
+	if _, ok, err := s.FinishDelivery(ctx, third[0]); !ok || err != nil {
+		t.Fatalf("finish tr_a#3 failing: %v %v", ok, err)
+	}
+	redone = claim(at.Add(2*time.Minute), "[tr_a#2]") // its lease expired; #3 still waits behind it
+	finish(redone[0], webhooks.StatusDelivered)
+	claim(at.Add(3*time.Minute), "[tr_a#3]")
+}
+
+// testFinishRacesEnqueue: a finish that ends a transfer's pending
+// delivery and the enqueue of the transfer's next event, at once, leave
+// the next one claimable, every time. (Each decides which delivery goes
+// next from what it sees; two at once must not each miss the other.)
+func testFinishRacesEnqueue(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	const n = 100
+	var firsts []webhooks.Delivery
+	for i := range n {
+		ep := fmt.Sprint("ep", i)
+		if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", ep), 0, 1, []webhooks.Delivery{mk("acme", ep, "tr_a", 1, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	firsts, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, n, nil)
+	if err != nil || len(firsts) != n {
+		t.Fatalf("claimed %d (%v), want %d", len(firsts), err, n)
+	}
+	var wg sync.WaitGroup
+	for _, d := range firsts {
+		wg.Go(func() {
+			d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+			if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+				t.Errorf("finish %s: %v %v", d.Endpoint, ok, err)
+			}
+		})
+		wg.Go(func() {
+			if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", d.Endpoint), 1, 2, []webhooks.Delivery{mk("acme", d.Endpoint, "tr_a", 2, 2)}); err != nil {
+				t.Errorf("enqueue %s: %v", d.Endpoint, err)
+			}
+		})
+	}
+	wg.Wait()
+	next, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 2*n, nil)
+	if err != nil || len(next) != n {
+		t.Fatalf("claimed %d of the %d second deliveries (%v): a finish and an enqueue at once left the next unclaimable", len(next), n, err)
+	}
+	for _, d := range next {
+		if d.Seq != 2 {
+			t.Errorf("claimed %s#%d, want #2", d.Endpoint, d.Seq)
+		}
+	}
+}
+
+// ClaimsBeforeMigration fills s with what a store of the version before
+// the claim's ready deliveries had (schema 11 of SQLite, 12 of
+// PostgreSQL): transfers whose first delivery is pending, in flight, or
+// delivered, with later ones waiting. The caller takes the database back
+// to that version and opens it again; ClaimsAfterMigration then checks
+// that the migration made ready exactly the deliveries a claim may take.
+func ClaimsBeforeMigration(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2),
+		mk("acme", "crm", "tr_b", 1, 3), mk("acme", "crm", "tr_b", 2, 4), mk("acme", "crm", "tr_c", 1, 5), mk("acme", "crm", "tr_c", 2, 6)}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 6, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 3, nil)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claimed %v (%v)", transfersOf(claimed), err)
+	}
+	// tr_a#1 fails (due again in a second), tr_b#1 stays in flight,
+	// tr_c#1 is delivered.
+	a, c := claimed[0], claimed[2]
+	a.NextAttempt, a.LastError, a.UpdatedAt = now.Add(time.Second), "the endpoint answered 503", now
+	c.Status, c.UpdatedAt = webhooks.StatusDelivered, now
+	for _, d := range []webhooks.Delivery{a, c} {
+		if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+			t.Fatalf("finish %s: %v %v", d.TransferID, ok, err)
+		}
+	}
+}
+
+// ClaimsAfterMigration: see ClaimsBeforeMigration.
+func ClaimsAfterMigration(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		at   time.Time
+		want string
+	}{
+		{now, "[tr_c#2]"},
+		{now.Add(time.Second), "[tr_a#1]"},
+		{now.Add(time.Minute), "[tr_b#1]"},
+	} {
+		if got, err := s.ClaimDeliveries(ctx, "r2", c.at, time.Hour, 10, nil); fmt.Sprint(transfersOf(got)) != c.want || err != nil {
+			t.Errorf("claimed %v (%v) at %v after the migration, want %s", transfersOf(got), err, c.at.Sub(now), c.want)
+		}
+	}
 }

@@ -1,0 +1,105 @@
+package webhooks
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Ready is a delivery a claim may take: the first pending delivery of
+// its endpoint and transfer. At is when it becomes claimable: the later
+// of its NextAttempt and the expiry of its lease, if any. The SQL stores
+// keep At in a column (ready_at) that is set on such heads only, so that
+// a claim never reads a delivery waiting behind another of its transfer.
+type Ready struct {
+	ID       string
+	Endpoint string // the endpoint key
+	At       time.Time
+	Pos      int64
+}
+
+// ReadyAt is when d becomes claimable if it is the head of its endpoint
+// and transfer.
+func ReadyAt(d Delivery) time.Time {
+	if d.LeaseUntil.After(d.NextAttempt) {
+		return d.LeaseUntil
+	}
+	return d.NextAttempt
+}
+
+// dueOrder is the order claims take deliveries in: earliest claimable
+// first, then lowest Pos (an event's deliveries share its Pos), then ID.
+func dueOrder(a, b Ready) int {
+	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Pos, b.Pos), cmp.Compare(a.ID, b.ID))
+}
+
+// DueLookup is how a store answers PickDue's questions, inside the
+// transaction of its claim. Each returns deliveries ready and due at the
+// claim's time, in due order (At, then Pos).
+type DueLookup struct {
+	// Earliest passes up to n, whatever their endpoint, to each, and
+	// stops reading when each returns false.
+	Earliest func(n int, each func(Ready) bool) error
+	// Endpoints returns each endpoint key that has a ready delivery,
+	// due or not, with the At of its earliest (in Endpoint and At).
+	Endpoints func() ([]Ready, error)
+	// OfEndpoint returns up to n of one endpoint key's.
+	OfEndpoint func(key string, n int) ([]Ready, error)
+}
+
+// claimWalk is how many ready deliveries beyond the limit a claim's first
+// pass reads before it turns to the endpoints one by one.
+const claimWalk = 64
+
+// PickDue returns the deliveries a claim of up to limit, at now, takes:
+// ready, due, to no endpoint in skip, in due order. It reads the earliest
+// due first, whatever their endpoint: the claim of a healthy system,
+// which reads little more than it takes. When those are mostly to skipped
+// endpoints (an endpoint at its share of attempts because it does not
+// answer, with a backlog older than everything else), walking past them
+// would cost every claim the length of that backlog, inside the store's
+// write transaction; instead it reads the other endpoints' own earliest,
+// which costs one look per endpoint with a ready delivery.
+func PickDue(now time.Time, limit int, skip []string, q DueLookup) ([]Ready, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	walk := limit + claimWalk
+	var out []Ready
+	read := 0
+	err := q.Earliest(walk, func(r Ready) bool {
+		read++
+		if !slices.Contains(skip, r.Endpoint) {
+			out = append(out, r)
+		}
+		return len(out) < limit
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == limit || read < walk {
+		return out, nil
+	}
+	eps, err := q.Endpoints()
+	if err != nil {
+		return nil, err
+	}
+	eps = slices.DeleteFunc(eps, func(e Ready) bool { return e.At.After(now) || slices.Contains(skip, e.Endpoint) })
+	slices.SortFunc(eps, func(a, b Ready) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Endpoint, b.Endpoint)) })
+	out = out[:0]
+	for _, e := range eps {
+		// An endpoint whose earliest comes after the limit-th taken so far
+		// has nothing that goes before it.
+		if len(out) == limit && e.At.After(out[limit-1].At) {
+			break
+		}
+		rs, err := q.OfEndpoint(e.Endpoint, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+		slices.SortFunc(out, dueOrder)
+		out = out[:min(len(out), limit)]
+	}
+	return out, nil
+}
