@@ -640,8 +640,12 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 	en := e.entries[id]
 	e.mu.Unlock()
 	if en != nil {
-		en.gate.Lock()
-		defer en.gate.Unlock()
+		select {
+		case en.gate <- struct{}{}:
+			defer func() { <-en.gate }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	t, err := e.current(ctx, id)
 	for try := 1; ; try++ {
@@ -988,7 +992,7 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	e.startWorkers()
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
-	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed,
+	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1),
 		counted: t.Cleanup != nil} // counted below, so that drop takes it off
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +66,10 @@ type entry struct {
 	// the time the worker looks again (the join's last look: step), and
 	// one checked later sees the new record and is refused. Signals put
 	// through another replica are ordered by the version they are put at
-	// (Store.PutSignal).
-	gate sync.Mutex
+	// (Store.PutSignal). A channel of one, so that a signal gives up
+	// with its request's context: the worker may hold the gate through a
+	// save that a failing store keeps retrying.
+	gate chan struct{}
 	// gated: the worker holds gate (save must not take it again).
 	gated bool
 	// lookedLate: recovering has read the store once for a signal put
@@ -348,11 +349,11 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	// cannot be read past it, shutdown), is taken into that decision.
 	// Nothing here waits on the provider: the gate is held for a save
 	// at most.
-	en.gate.Lock()
+	en.gate <- struct{}{}
 	en.gated = true
 	defer func() {
 		en.gated = false
-		en.gate.Unlock()
+		<-en.gate
 	}()
 	switch s := e.takeSignal(ctx, en); s {
 	case SignalCancel:
@@ -1728,8 +1729,8 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		if !en.gated {
 			// A signal checked against the record before this one has
 			// been put by now (see entry.gate).
-			en.gate.Lock()
-			en.gate.Unlock()
+			en.gate <- struct{}{}
+			<-en.gate
 		}
 		return true
 	case errors.Is(err, ErrVersionConflict):

@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"testing"
@@ -179,5 +180,39 @@ func TestCompleteAsTheDeadlinePassesIsHonouredOrRefused(t *testing.T) {
 	case err != nil && (final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout || user != "1000" || held):
 		t.Fatalf("a refused complete, yet the transfer ended %s (%+v) with the caller with %q (held %v), want failed/timeout and back with 1000",
 			final.State, final.Outcome, user, held)
+	}
+}
+
+// A complete whose client gives up while the worker holds the transfer's
+// gate (here through a save that does not return) returns with its
+// context. It waited for the gate with no regard for it: a store failing
+// its saves kept the request, and its handler, until the save gave up.
+func TestSignalGivesUpWithItsContextWhileTheGateIsHeld(t *testing.T) {
+	h, hs := setupHooked(t, nssim.Config{})
+	h.placeCall(t)
+	reached, release := holdSave(hs, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateRecovering && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonTimeout
+	})
+	defer release()
+	tr := h.start(t, orchestrator.CompletionManual, time.Second)
+	<-reached // the worker saves the deadline's failure, under the gate
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.eng.Complete(ctx, tr.ID)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the complete: %v, want its context's error", err)
+		}
+	case <-time.After(10 * time.Second): // a liveness bound: it returns at once
+		t.Fatal("the complete still waits for the gate after its context ended")
+	}
+	release()
+	if final := h.end(t, tr.ID); final.State != orchestrator.StateFailed || final.Outcome.Reason != orchestrator.ReasonTimeout {
+		t.Fatalf("the transfer ended %s (%+v), want failed/timeout", final.State, final.Outcome)
 	}
 }
