@@ -1076,6 +1076,11 @@ type StepName string
 // StepStatus defines model for Step.Status.
 type StepStatus string
 
+// StreamEventID An event id the stream sent (`id:`), or `0` for the start of the stream. Opaque; a plain number is an id of an older transferd.
+//
+// Examples: 0, uG2T4pPq8bN1c0yW3xZk5A
+type StreamEventID = string
+
 // Transfer A transfer and everything known about it. The request's options are echoed when given.
 type Transfer struct {
 	// Call The call a transfer moves, as the request named it: `domain`, `user` and maybe `call_id`
@@ -1348,10 +1353,10 @@ type StreamEventsParams struct {
 	// After The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
 	// `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
 	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
-	After string `form:"after,omitempty" json:"after,omitempty"`
+	After StreamEventID `form:"after,omitempty" json:"after,omitempty"`
 
-	// LastEventID Resume after this event id; it wins over `after`.
-	LastEventID string `json:"Last-Event-ID,omitempty"`
+	// LastEventID Resume after this event id (`0`, the start); it wins over `after`.
+	LastEventID StreamEventID `json:"Last-Event-ID,omitempty"`
 }
 
 // ListTransfersParams defines parameters for ListTransfers.
@@ -1789,12 +1794,15 @@ type ClientInterface interface {
 	// A `text/event-stream` of the caller's tenant's events, each as
 	//
 	// ```
-	// id: <position>
+	// id: <event id>
 	// event: <type>
 	// data: <Event as JSON>
 	// ```
 	//
-	// The `id` is the event's position in the outbox. A client that reconnects with
+	// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
+	// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
+	// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
+	// event stored when the store was upgraded. A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -2051,12 +2059,15 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 // A `text/event-stream` of the caller's tenant's events, each as
 //
 // ```
-// id: <position>
+// id: <event id>
 // event: <type>
 // data: <Event as JSON>
 // ```
 //
-// The `id` is the event's position in the outbox. A client that reconnects with
+// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
+// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
+// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
+// event stored when the store was upgraded. A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 // saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 // clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -3123,12 +3134,15 @@ type ClientWithResponsesInterface interface {
 	// A `text/event-stream` of the caller's tenant's events, each as
 	//
 	// ```
-	// id: <position>
+	// id: <event id>
 	// event: <type>
 	// data: <Event as JSON>
 	// ```
 	//
-	// The `id` is the event's position in the outbox. A client that reconnects with
+	// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
+	// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
+	// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
+	// event stored when the store was upgraded. A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -5327,12 +5341,15 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 // A `text/event-stream` of the caller's tenant's events, each as
 //
 // ```
-// id: <position>
+// id: <event id>
 // event: <type>
 // data: <Event as JSON>
 // ```
 //
-// The `id` is the event's position in the outbox. A client that reconnects with
+// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
+// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
+// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
+// event stored when the store was upgraded. A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 // saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 // clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the

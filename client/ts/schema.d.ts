@@ -188,12 +188,15 @@ export interface paths {
          * @description A `text/event-stream` of the caller's tenant's events, each as
          *
          *     ```
-         *     id: <position>
+         *     id: <event id>
          *     event: <type>
          *     data: <Event as JSON>
          *     ```
          *
-         *     The `id` is the event's position in the outbox. A client that reconnects with
+         *     The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
+         *     the caller's tenant only, and tells nothing about other tenants' events; another tenant's
+         *     stream refuses it. A plain number is an id of an older transferd, honoured up to the last
+         *     event stored when the store was upgraded. A client that reconnects with
          *     `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
          *     saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
          *     clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -657,6 +660,12 @@ export interface webhooks {
 }
 export interface components {
     schemas: {
+        /**
+         * @description An event id the stream sent (`id:`), or `0` for the start of the stream. Opaque; a plain number is an id of an older transferd.
+         * @example 0
+         * @example uG2T4pPq8bN1c0yW3xZk5A
+         */
+        StreamEventID: string;
         /**
          * @description A transfer id: `tr_` and 26 Crockford base32 characters (48 bits of milliseconds, 80
          *     random bits), so ids sort by creation time.
@@ -1858,11 +1867,11 @@ export interface operations {
                  *     `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
                  *     every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
                  */
-                after?: string;
+                after?: components["schemas"]["StreamEventID"];
             };
             header?: {
-                /** @description Resume after this event id; it wins over `after`. */
-                "Last-Event-ID"?: string;
+                /** @description Resume after this event id (`0`, the start); it wins over `after`. */
+                "Last-Event-ID"?: components["schemas"]["StreamEventID"];
             };
             path?: never;
             cookie?: never;

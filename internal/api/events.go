@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -85,11 +83,11 @@ const (
 )
 
 // handleEventStream serves GET /v1/events: the tenant's events as
-// Server-Sent Events, each with its outbox position as id, so that a
-// client reconnecting with Last-Event-ID resumes after the last one it
-// saw (?after= serves clients that cannot set the header; the header wins
-// when both are sent). Without either the stream starts with events saved
-// from now on.
+// Server-Sent Events, each with an id naming its outbox position (sealed:
+// eventIDs), so that a client reconnecting with Last-Event-ID resumes
+// after the last one it saw (?after= serves clients that cannot set the
+// header; the header wins when both are sent). Without either the stream
+// starts with events saved from now on.
 func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bad := map[string]string{}
@@ -106,6 +104,12 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 				bad[name] = "is given more than once"
 			}
 		}
+		key, err := eng.EventIDKey(r.Context())
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		ids, tenant := newEventIDs(key), orchestrator.TenantOf(r.Context())
 		// Both are checked; Last-Event-ID, read second, wins: an
 		// EventSource opened with ?after= keeps it in the URL of every
 		// reconnection and adds the id of the last event it saw, the newer.
@@ -114,9 +118,9 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 			if resume[1] == "" {
 				continue
 			}
-			n, err := strconv.ParseInt(strings.TrimSpace(resume[1]), 10, 64)
-			if err != nil || n < 0 {
-				bad[resume[0]] = "must be the id of an event this stream sent"
+			n, ok := ids.pos(tenant, resume[1])
+			if !ok {
+				bad[resume[0]] = "must be 0 or the id of an event this stream sent"
 				continue
 			}
 			f.After, fromNow = n, false
@@ -192,7 +196,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 			}
 			for _, ev := range evs {
 				data, _ := json.Marshal(toEventJSON(ev))
-				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Pos, ev.Type, data)
+				fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ids.id(tenant, ev.Pos), ev.Type, data)
 				f.After = ev.Pos
 			}
 			if len(evs) > 0 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +211,36 @@ func TestEventHistoryAndStream(t *testing.T) {
 	}
 	if res := e.req(t, "GET", "/v1/events", readKey, "", "Last-Event-ID", "x"); res.StatusCode != http.StatusBadRequest {
 		t.Errorf("a bad Last-Event-ID: %d", res.StatusCode)
+	}
+}
+
+// The stream's ids are not the outbox positions, which all tenants'
+// events share (a tenant would tell from the gaps how many events the
+// others made): they are opaque, another tenant's stream refuses them, and
+// a plain number other than 0 is refused by a store made by this version
+// (no older version sent it numbers).
+func TestStreamIDsAreTheTenantsOwn(t *testing.T) {
+	e := newEventsEnv(t)
+	e.start(t, writeKey, "1001")
+	e.start(t, otherWriteKey, "2001")
+	id := e.start(t, writeKey, "1002")
+	s := e.stream(t, readKey, "?transfer_id="+id, "Last-Event-ID", "0")
+	first, _ := s.next(t)
+	second, _ := s.next(t)
+	for _, x := range []string{first, second} {
+		if _, err := strconv.ParseInt(x, 10, 64); err == nil {
+			t.Fatalf("the stream sent id %s, a number", x)
+		}
+	}
+	if pos, ev := e.stream(t, readKey, "", "Last-Event-ID", first).next(t); pos != second || ev.TransferID != id || ev.Seq != 2 {
+		t.Errorf("resumed after %s: %s (%s seq %d), want %s (%s seq 2)", first, pos, ev.TransferID, ev.Seq, second, id)
+	}
+	for _, c := range []struct{ key, id string }{{otherReadKey, first}, {readKey, "3"}, {readKey, first[:21]}} {
+		bad := decodeBody[struct{ Errors []struct{ Field string } }](t, e.req(t, "GET", "/v1/events", c.key, "", "Last-Event-ID", c.id),
+			http.StatusBadRequest)
+		if len(bad.Errors) != 1 || bad.Errors[0].Field != "Last-Event-ID" {
+			t.Errorf("Last-Event-ID %q: %+v, want a problem naming it", c.id, bad.Errors)
+		}
 	}
 }
 

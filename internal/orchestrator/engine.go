@@ -113,6 +113,8 @@ type Engine struct {
 	log       zerolog.Logger
 	m         *metrics
 	now       func() time.Time
+	// eventIDKey is the store's key for event ids, once read.
+	eventIDKey atomic.Pointer[EventIDKey]
 
 	// hard is cancelled when shutdown has run out of time (or is done):
 	// provider calls and readings use it, so that a graceful shutdown
@@ -568,6 +570,24 @@ func (e *Engine) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 		return nil, E("orchestrator.Events", KindUnsupported, errors.New("the store keeps no events"))
 	}
 	return es.Events(ctx, f)
+}
+
+// EventIDKey returns the store's key for the event stream's ids (see
+// orchestrator.EventIDKey), read once.
+func (e *Engine) EventIDKey(ctx context.Context) (EventIDKey, error) {
+	if k := e.eventIDKey.Load(); k != nil {
+		return *k, nil
+	}
+	es, ok := e.store.(EventStore)
+	if !ok {
+		return EventIDKey{}, E("orchestrator.EventIDKey", KindUnsupported, errors.New("the store keeps no events"))
+	}
+	k, err := es.EventIDKey(ctx)
+	if err != nil {
+		return EventIDKey{}, err
+	}
+	e.eventIDKey.Store(&k)
+	return k, nil
 }
 
 // Ready reports whether the engine can take transfers: it is not

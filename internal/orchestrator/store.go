@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"time"
@@ -149,6 +150,31 @@ type EventStore interface {
 	// f.Tenant after f.After, optionally of one transfer, each with its
 	// Transfer snapshot.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	// EventIDKey returns the key the event stream's ids are made with:
+	// the same for every replica of the store, for as long as it lasts.
+	EventIDKey(ctx context.Context) (EventIDKey, error)
+}
+
+// EventIDKey is what the event stream (api) makes its event ids with. The
+// ids name outbox positions, which every tenant's events share: a tenant
+// that saw the positions of its own events would learn from the gaps how
+// many events the others made, and when. So the ids are the positions
+// sealed with Secret, bound to the tenant, and tell nothing.
+type EventIDKey struct {
+	Secret [32]byte
+	// LegacyBelow is the outbox's last position when the store first made
+	// its key: the positions an older version sent as ids (plain numbers)
+	// up to it are still accepted, so that its clients resume across the
+	// upgrade, and telling which of its events come after one of them
+	// tells a tenant nothing it was not shown then.
+	LegacyBelow int64
+}
+
+// NewEventIDKey returns a fresh key, with legacyBelow.
+func NewEventIDKey(legacyBelow int64) (EventIDKey, error) {
+	k := EventIDKey{LegacyBelow: legacyBelow}
+	_, err := rand.Read(k.Secret[:])
+	return k, err
 }
 
 // ReservationTimeout bounds how long a request with an Idempotency-Key

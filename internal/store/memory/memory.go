@@ -29,6 +29,8 @@ type Store struct {
 	// given (positions are never reused, also after Purge).
 	events []orchestrator.Event
 	pos    int64
+	// eventIDKey is made at New: the store lasts as long as its process.
+	eventIDKey orchestrator.EventIDKey
 }
 
 // idemRow is an idempotency record and the transfer its request created,
@@ -42,9 +44,18 @@ var _ orchestrator.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
+	k, err := orchestrator.NewEventIDKey(0)
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
 	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{},
 		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]idemRow{},
-		replicas: map[string]time.Time{}}
+		replicas: map[string]time.Time{}, eventIDKey: k}
+}
+
+// EventIDKey implements orchestrator.EventStore.
+func (s *Store) EventIDKey(context.Context) (orchestrator.EventIDKey, error) {
+	return s.eventIDKey, nil
 }
 
 // Create implements orchestrator.Store.

@@ -292,9 +292,42 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
 			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
+		if m.Name == "0013_event_id_key" {
+			if err := makeEventIDKey(ctx, tx); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.Name, err)
+			}
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// makeEventIDKey makes the store's orchestrator.EventIDKey, in the
+// migration that made its table (under the migrations' lock: one replica
+// makes it, the others find it): the outbox's last position then is where
+// the ids of older versions end.
+func makeEventIDKey(ctx context.Context, tx pgx.Tx) error {
+	var last int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(pos), 0) FROM events`).Scan(&last); err != nil {
+		return err
+	}
+	k, err := orchestrator.NewEventIDKey(last)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO event_id_key (id, secret, legacy_below) VALUES (1, $1, $2)`, k.Secret[:], k.LegacyBelow)
+	return err
+}
+
+// EventIDKey implements orchestrator.EventStore.
+func (s *Store) EventIDKey(ctx context.Context) (orchestrator.EventIDKey, error) {
+	var k orchestrator.EventIDKey
+	var secret []byte
+	if err := s.pool.QueryRow(ctx, `SELECT secret, legacy_below FROM event_id_key WHERE id = 1`).Scan(&secret, &k.LegacyBelow); err != nil {
+		return k, s.fail("event id key", err)
+	}
+	copy(k.Secret[:], secret)
+	return k, nil
 }

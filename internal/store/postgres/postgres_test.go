@@ -94,11 +94,21 @@ func open(t testing.TB) *postgres.Store {
 	return s
 }
 
+// undoSchema13 takes a database back to before schema 13 (the event id
+// key), for the tests that take it back to an older schema and open it
+// again: the migrations then run again from there.
+func undoSchema13(t testing.TB, conn *pgx.Conn) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), `DROP TABLE event_id_key; DELETE FROM schema_migrations WHERE version >= 13`); err != nil {
+		t.Fatalf("back to schema 12: %v", err)
+	}
+}
+
 // undoSchema12 takes a database back to before schema 12 (the claim's
-// ready_at), for the tests that take it back to an older schema and open
-// it again: the migrations then run again from there.
+// ready_at), as undoSchema13 does.
 func undoSchema12(t testing.TB, conn *pgx.Conn) {
 	t.Helper()
+	undoSchema13(t, conn)
 	if _, err := conn.Exec(context.Background(), `DROP INDEX webhook_deliveries_ready; DROP INDEX webhook_deliveries_ready_endpoint;
 		ALTER TABLE webhook_deliveries DROP COLUMN ready_at;
 		CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (pos) WHERE status = 'pending';
@@ -112,7 +122,8 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) orchestrator.Store { return open(t) })
 }
 
-// Replicas starting at once all migrate successfully, once.
+// Replicas starting at once all migrate successfully, once, and share
+// one event id key, which later starts keep.
 func TestOpenConcurrentMigrations(t *testing.T) {
 	base := baseURL(t)
 	url := inSchema(base, newSchema(t, base))
@@ -131,12 +142,32 @@ func TestOpenConcurrentMigrations(t *testing.T) {
 			defer stores[i].Close()
 		}
 	}
+	var keys []orchestrator.EventIDKey
+	for i := range replicas {
+		if stores[i] != nil {
+			k, err := stores[i].EventIDKey(context.Background())
+			if err != nil {
+				t.Fatalf("replica %d: EventIDKey: %v", i, err)
+			}
+			keys = append(keys, k)
+		}
+	}
 	for range 2 { // and again: migrations are idempotent
 		s, err := postgres.Open(context.Background(), url)
 		if err != nil {
 			t.Fatalf("re-open: %v", err)
 		}
+		k, err := s.EventIDKey(context.Background())
+		if err != nil {
+			t.Fatalf("re-open: EventIDKey: %v", err)
+		}
+		keys = append(keys, k)
 		s.Close()
+	}
+	for _, k := range keys {
+		if k != keys[0] || k.Secret == ([32]byte{}) || k.LegacyBelow != 0 {
+			t.Fatalf("event id keys %+v, want one, with a secret, and nothing older to honour", keys)
+		}
 	}
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
@@ -145,8 +176,8 @@ func TestOpenConcurrentMigrations(t *testing.T) {
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) {
-		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}) {
+		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13]", versions, err)
 	}
 }
 
@@ -414,5 +445,47 @@ func TestOpenRefusesQueryModesWithoutDescriptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "default_query_exec_mode="+mode+" is not supported") {
 			t.Errorf("Open with default_query_exec_mode=%s: %v, want a refusal naming it", mode, err)
 		}
+	}
+}
+
+// A database of schema 12 with events in its outbox gets its event id key
+// from schema 13, which honours the ids an older version sent up to the
+// outbox's last position then.
+func TestMigrationMakesTheEventIDKey(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"1000", "2000"} {
+		now := time.Now().UTC()
+		tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StatePending, CreatedAt: now, UpdatedAt: now,
+			Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "test", User: user}, Target: "1010"}}
+		tr.EventSeq = 1
+		tr.Outbox = []orchestrator.Event{{ID: "evt_" + tr.ID + "_1", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID,
+			Seq: 1, Type: orchestrator.EventCreated, At: tr.CreatedAt}}
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	undoSchema13(t, conn)
+	var last int64
+	if err := conn.QueryRow(ctx, `SELECT max(pos) FROM events`).Scan(&last); err != nil || last < 2 {
+		t.Fatalf("the outbox's last position %d (%v)", last, err)
+	}
+	if s, err = postgres.Open(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if k, err := s.EventIDKey(ctx); err != nil || k.LegacyBelow != last || k.Secret == ([32]byte{}) {
+		t.Fatalf("event id key %+v (%v), want ids up to %d honoured", k, err, last)
 	}
 }

@@ -309,11 +309,44 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			m.Version, m.Name, ts(time.Now())); err != nil {
 			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
+		if m.Name == "0012_event_id_key" {
+			if err := makeEventIDKey(ctx, tx); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.Name, err)
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// makeEventIDKey makes the store's orchestrator.EventIDKey, in the
+// migration that made its table: the outbox's last position then is where
+// the ids of older versions end.
+func makeEventIDKey(ctx context.Context, tx *sql.Tx) error {
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(pos), 0) FROM events`).Scan(&last); err != nil {
+		return err
+	}
+	k, err := orchestrator.NewEventIDKey(last)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO event_id_key (id, secret, legacy_below) VALUES (1, ?, ?)`, k.Secret[:], k.LegacyBelow)
+	return err
+}
+
+// EventIDKey implements orchestrator.EventStore.
+func (s *Store) EventIDKey(ctx context.Context) (orchestrator.EventIDKey, error) {
+	var k orchestrator.EventIDKey
+	var secret []byte
+	err := s.r.QueryRowContext(ctx, `SELECT secret, legacy_below FROM event_id_key WHERE id = 1`).Scan(&secret, &k.LegacyBelow)
+	if err != nil {
+		return k, fail("event id key", err)
+	}
+	copy(k.Secret[:], secret)
+	return k, nil
 }
 
 // timeLayout is how columns hold times: UTC, fixed width, so that text

@@ -48,11 +48,23 @@ func rawDB(t testing.TB, dir string) *sql.DB {
 	return db
 }
 
+// undoSchema12 takes a database back to before schema 12 (the event id
+// key), for the tests that take it back to an older schema and open it
+// again: the migrations then run again from there.
+func undoSchema12(t testing.TB, db *sql.DB) {
+	t.Helper()
+	for _, q := range []string{`DROP TABLE event_id_key`, `DELETE FROM schema_migrations WHERE version >= 12`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("back to schema 11: %s: %v", q, err)
+		}
+	}
+}
+
 // undoSchema11 takes a database back to before schema 11 (the claim's
-// ready_at), for the tests that take it back to an older schema and open
-// it again: the migrations then run again from there.
+// ready_at), as undoSchema12 does.
 func undoSchema11(t testing.TB, db *sql.DB) {
 	t.Helper()
+	undoSchema12(t, db)
 	for _, q := range []string{`DROP INDEX webhook_deliveries_ready`, `DROP INDEX webhook_deliveries_ready_endpoint`,
 		`ALTER TABLE webhook_deliveries DROP COLUMN ready_at`,
 		`CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (pos) WHERE status = 'pending'`,
@@ -128,8 +140,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}) {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11]", versions)
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11 12]", versions)
 	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -827,4 +839,43 @@ func panicChild(dir string) {
 		_ = s.Create(ctx, tr)
 	}()
 	os.Exit(4)
+}
+
+// The event id key is made once: a new database's honours no older ids,
+// and every later open finds the same. A database of schema 11 with
+// events in its outbox gets its key from schema 12, which honours the ids
+// an older version sent up to the outbox's last position then.
+func TestEventIDKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	first, err := s.EventIDKey(ctx)
+	if err != nil || first.Secret == ([32]byte{}) || first.LegacyBelow != 0 {
+		t.Fatalf("a new database's event id key %+v (%v), want a secret and nothing older to honour", first, err)
+	}
+	for _, user := range []string{"1000", "2000"} {
+		tr := newTransfer(user)
+		tr.EventSeq = 1
+		tr.Outbox = []orchestrator.Event{{ID: "evt_" + tr.ID + "_1", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID,
+			Seq: 1, Type: orchestrator.EventCreated, At: tr.CreatedAt}}
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = open(t, dir)
+	if again, err := s.EventIDKey(ctx); err != nil || again != first {
+		t.Fatalf("re-opened, the event id key %+v (%v), want the first", again, err)
+	}
+	s.Close()
+	db := rawDB(t, dir)
+	undoSchema12(t, db)
+	var last int64
+	if err := db.QueryRow(`SELECT max(pos) FROM events`).Scan(&last); err != nil || last < 2 {
+		t.Fatalf("the outbox's last position %d (%v)", last, err)
+	}
+	db.Close()
+	if k, err := open(t, dir).EventIDKey(ctx); err != nil || k.LegacyBelow != last || k.Secret == ([32]byte{}) || k == first {
+		t.Fatalf("after schema 12 ran on an outbox, the event id key %+v (%v), want a new one honouring ids up to %d", k, err, last)
+	}
 }

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+	"strings"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// eventIDs makes the event stream's ids from outbox positions and reads
+// them back. An id is one AES block, sealed with the store's secret
+// (orchestrator.EventIDKey), holding the position and a tag of the
+// tenant: unlike the positions themselves, which every tenant's events
+// share, the ids tell nothing of the other tenants' events, and one
+// tenant's ids mean nothing to another's stream. AES is a permutation of
+// the block: each position has one id, and an id that was not made with
+// the secret opens to a tag that matches no tenant but by chance (2^-64).
+type eventIDs struct {
+	block       cipher.Block
+	legacyBelow int64
+}
+
+func newEventIDs(k orchestrator.EventIDKey) eventIDs {
+	b, err := aes.NewCipher(k.Secret[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	return eventIDs{block: b, legacyBelow: k.LegacyBelow}
+}
+
+// idLen is the length of an id: 16 bytes in unpadded base64url.
+var idLen = base64.RawURLEncoding.EncodedLen(aes.BlockSize)
+
+// tag is the first half of the block: the tenant, hashed.
+func tag(tenant string) []byte {
+	sum := sha256.Sum256([]byte("transferd event id\x00" + tenant))
+	return sum[:8]
+}
+
+// id is the id of the event at pos, for tenant's stream.
+func (x eventIDs) id(tenant string, pos int64) string {
+	var b [aes.BlockSize]byte
+	copy(b[:8], tag(tenant))
+	binary.BigEndian.PutUint64(b[8:], uint64(pos))
+	x.block.Encrypt(b[:], b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// pos is the position an id of tenant's stream names. "0" is the start of
+// the outbox; a plain number up to the key's LegacyBelow is an id an older
+// version sent, still honoured.
+func (x eventIDs) pos(tenant, id string) (int64, bool) {
+	id = strings.TrimSpace(id)
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+		return n, n >= 0 && n <= x.legacyBelow
+	}
+	if len(id) != idLen {
+		return 0, false
+	}
+	// Strict: the last letter's unused bits must be zero, so that each
+	// position has one id and any changed letter is refused.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(id)
+	if err != nil || len(b) != aes.BlockSize {
+		return 0, false
+	}
+	x.block.Decrypt(b, b)
+	if string(b[:8]) != string(tag(tenant)) {
+		return 0, false
+	}
+	n := int64(binary.BigEndian.Uint64(b[8:]))
+	return n, n > 0
+}

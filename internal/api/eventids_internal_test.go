@@ -1,0 +1,56 @@
+package api
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// An event id names its position for its tenant's stream only, made with
+// the store's secret: the same from every replica of the store, opaque,
+// and refused by another tenant's stream or with a letter changed. Plain
+// numbers are the ids older versions sent: honoured up to the key's
+// LegacyBelow, refused past it (they would let a tenant probe the
+// positions of its events, and so the others' activity, since).
+func TestEventIDs(t *testing.T) {
+	k, err := orchestrator.NewEventIDKey(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, again := newEventIDs(k), newEventIDs(k)
+	for _, pos := range []int64{1, 2, 1001, 1 << 40} {
+		id := ids.id("acme", pos)
+		if id != again.id("acme", pos) {
+			t.Fatalf("two replicas with one key made %s and %s for position %d", id, again.id("acme", pos), pos)
+		}
+		if _, err := strconv.ParseInt(id, 10, 64); err == nil || len(id) != 22 {
+			t.Fatalf("the id of position %d is %q, want 22 letters that are no number", pos, id)
+		}
+		if got, ok := again.pos("acme", id); !ok || got != pos {
+			t.Fatalf("id %s read back as %d (%v), want %d", id, got, ok, pos)
+		}
+		if got, ok := again.pos("beta", id); ok {
+			t.Fatalf("tenant beta's stream read acme's id %s as position %d", id, got)
+		}
+		for i := range id {
+			changed := []byte(id)
+			changed[i] = map[bool]byte{true: 'B', false: 'A'}[changed[i] == 'A']
+			if got, ok := ids.pos("acme", string(changed)); ok {
+				t.Fatalf("%s, %s with letter %d changed, read as position %d", changed, id, i, got)
+			}
+		}
+	}
+	other, err := orchestrator.NewEventIDKey(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := newEventIDs(other).pos("acme", ids.id("acme", 5)); ok {
+		t.Fatal("an id made with another store's secret was read")
+	}
+	for id, want := range map[string]bool{"0": true, "1": true, "1000": true, " 999 ": true, "1001": false, "-1": false, "": false, "x": false} {
+		if n, ok := ids.pos("acme", id); ok != want {
+			t.Errorf("id %q read as %d (%v), want accepted %v", id, n, ok, want)
+		}
+	}
+}
