@@ -60,16 +60,21 @@ const claimWalk = 64
 // would cost every claim the length of that backlog, inside the store's
 // write transaction; instead it reads the other endpoints' own earliest,
 // which costs one look per endpoint with a ready delivery.
-func PickDue(now time.Time, limit int, skip []string, q DueLookup) ([]Ready, error) {
+//
+// The deliveries whose IDs are in except are passed over as if they were
+// not there: a claim that lost some of those it picked to another
+// replica (PostgreSQL) picks again without them.
+func PickDue(now time.Time, limit int, skip []string, except map[string]bool, q DueLookup) ([]Ready, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	walk := limit + claimWalk
+	takes := func(r Ready) bool { return !except[r.ID] && !slices.Contains(skip, r.Endpoint) }
+	walk := limit + claimWalk + len(except)
 	var out []Ready
 	read := 0
 	err := q.Earliest(walk, func(r Ready) bool {
 		read++
-		if !slices.Contains(skip, r.Endpoint) {
+		if takes(r) {
 			out = append(out, r)
 		}
 		return len(out) < limit
@@ -93,11 +98,15 @@ func PickDue(now time.Time, limit int, skip []string, q DueLookup) ([]Ready, err
 		if len(out) == limit && e.At.After(out[limit-1].At) {
 			break
 		}
-		rs, err := q.OfEndpoint(e.Endpoint, limit)
+		rs, err := q.OfEndpoint(e.Endpoint, limit+len(except))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rs...)
+		for _, r := range rs {
+			if takes(r) {
+				out = append(out, r)
+			}
+		}
 		slices.SortFunc(out, dueOrder)
 		out = out[:min(len(out), limit)]
 	}

@@ -1,8 +1,9 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -61,17 +62,26 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
 			d.NextAttempt, d.LeaseUntil, d.CreatedAt, failing(d), finishedAt(d), rec)
 	}
-	// Each pair's head is decided under its lock, taken in one order
-	// (the pairs sorted) so that two enqueues never wait on each other.
+	// Each pair's head is decided under its lock. The locks are taken in
+	// the order of their keys, as every transaction that takes more than
+	// one does, so that none waits for another in a cycle: pairs share a
+	// key when their hashes collide, and an order of the pairs themselves
+	// would not be one of the keys.
 	var pairs [][2]string
+	var keys []int32
 	for _, d := range ds {
 		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
+			if k := pairLockKey(p); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
 		}
 	}
-	slices.SortFunc(pairs, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.Queue(pairLockSQL, k)
+	}
 	for _, p := range pairs {
-		b.Queue(pairLockSQL, p[0], p[1])
 		b.Queue(reheadSQL, p[0], p[1])
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
@@ -89,16 +99,24 @@ func pairOf(d webhooks.Delivery) [2]string {
 	return [2]string{webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID}
 }
 
-// pairLockSQL takes the lock of an endpoint and transfer (the two-key
-// advisory locks are apart from the one-key ones of the outbox and the
-// migrations). Every transaction that may change which of the pair's
+// pairLockSQL takes the lock of an endpoint and transfer, by its key
+// (pairLockKey; the two-key advisory locks are apart from the one-key ones
+// of the outbox and the migrations). Every transaction that may change
+// which of the pair's
 // deliveries is the head takes it before it reads them: an enqueue, a
 // finish and a redelivery each decide the head from what they see, and
 // under READ COMMITTED two of them at once could each miss the other's
 // change (a finish that ends the head while an enqueue adds the next one
 // would leave the next one unready for good). A claim does not change
 // which delivery is the head, and takes no such lock.
-const pairLockSQL = `SELECT pg_advisory_xact_lock(1919247972, hashtext($1 || '/' || $2))`
+const pairLockSQL = `SELECT pg_advisory_xact_lock(1919247972, $1::int4)`
+
+// pairLockKey is p's lock key: 32 bits of the pair's SHA-256, computed
+// here so that an enqueue can take its pairs' locks in key order.
+func pairLockKey(p [2]string) int32 {
+	sum := sha256.Sum256([]byte(p[0] + "\x00" + p[1]))
+	return int32(binary.BigEndian.Uint32(sum[:4]))
+}
 
 // reheadSQL sets ready_at (schema 12) on the first pending delivery of an
 // endpoint and transfer, and clears it on the others of the pair: after
@@ -113,7 +131,7 @@ const reheadSQL = `WITH head AS (SELECT id FROM webhook_deliveries
 
 // lockPair takes p's lock (pairLockSQL).
 func lockPair(ctx context.Context, tx pgx.Tx, p [2]string) error {
-	_, err := tx.Exec(ctx, pairLockSQL, p[0], p[1])
+	_, err := tx.Exec(ctx, pairLockSQL, pairLockKey(p))
 	return err
 }
 
@@ -175,9 +193,12 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 // ClaimDeliveries implements webhooks.Store. It reads the ready
 // deliveries (schema 12), never the pending ones waiting behind another of
 // their transfer, nor those in back-off; then locks those it picked, SKIP
-// LOCKED so that replicas claim at once: a delivery another replica is
-// claiming is skipped, and one it claimed since is no longer due when its
-// lock is taken, and is left.
+// LOCKED so that replicas claim at once: a delivery another transaction
+// holds is passed over, and one another replica claimed since is no
+// longer due when its lock is taken, and is left. It then picks again
+// without them, so that a claim comes back short only when nothing more
+// is due (the dispatcher stops claiming until its next scan on a short
+// claim): two replicas claiming at once read the same earliest deliveries.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
 	tx, err := s.pool.Begin(ctx)
@@ -185,40 +206,55 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	picked, err := webhooks.PickDue(now, limit, skip, dueLookup(ctx, tx, now))
-	if err != nil || len(picked) == 0 {
+	var claimed []webhooks.Delivery
+	tried := map[string]bool{}
+	for round := 0; round < claimRounds && len(claimed) < limit; round++ {
+		want := limit - len(claimed)
+		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now))
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
-		return nil, nil
-	}
-	ids := make([]string, len(picked))
-	for i, r := range picked {
-		ids[i] = r.ID
-	}
-	rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
-		FOR UPDATE SKIP LOCKED`, ids, now)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	locked, err := collectDeliveries(rows)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	// In the order picked.
-	slices.SortFunc(locked, func(a, b webhooks.Delivery) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) })
-	for i := range locked {
-		locked[i].Attempts++
-		locked[i].Owner, locked[i].LeaseUntil = owner, now.Add(lease)
-		if err := putDelivery(ctx, tx, locked[i]); err != nil {
+		if len(picked) == 0 {
+			break
+		}
+		ids := make([]string, len(picked))
+		for i, r := range picked {
+			ids[i] = r.ID
+			tried[r.ID] = true
+		}
+		rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
+			FOR UPDATE SKIP LOCKED`, ids, now)
+		if err != nil {
 			return nil, s.fail(op, err)
+		}
+		locked, err := collectDeliveries(rows)
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		// In the order picked.
+		slices.SortFunc(locked, func(a, b webhooks.Delivery) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) })
+		for i := range locked {
+			locked[i].Attempts++
+			locked[i].Owner, locked[i].LeaseUntil = owner, now.Add(lease)
+			if err := putDelivery(ctx, tx, locked[i]); err != nil {
+				return nil, s.fail(op, err)
+			}
+		}
+		claimed = append(claimed, locked...)
+		if len(picked) < want {
+			break // nothing more is due
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, s.fail(op, err)
 	}
-	return locked, nil
+	return claimed, nil
 }
+
+// claimRounds bounds how often a claim picks again for the deliveries
+// other transactions held: replicas that keep taking the same ones from
+// under it leave it short, for its next claim.
+const claimRounds = 4
 
 // dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
 // earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
@@ -245,9 +281,9 @@ func dueLookup(ctx context.Context, tx pgx.Tx, now time.Time) webhooks.DueLookup
 
 const (
 	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE ready_at IS NOT NULL AND ready_at <= $1 ORDER BY ready_at, pos LIMIT $2`
+		WHERE ready_at IS NOT NULL AND ready_at <= $1 ORDER BY ready_at, pos, id LIMIT $2`
 	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE endpoint_key = $1 AND ready_at IS NOT NULL AND ready_at <= $2 ORDER BY ready_at, pos LIMIT $3`
+		WHERE endpoint_key = $1 AND ready_at IS NOT NULL AND ready_at <= $2 ORDER BY ready_at, pos, id LIMIT $3`
 	// readyEndpointsSQL hops from one endpoint key to the next in
 	// webhook_deliveries_ready_endpoint, a seek each, rather than reading
 	// every ready delivery, and takes each one's earliest ready_at.

@@ -127,3 +127,7 @@ const (
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL
 )
+
+// PairLockKey is the advisory lock key of a delivery's endpoint key and
+// transfer, for the test of the order enqueues take them in.
+func PairLockKey(endpoint, transfer string) int32 { return pairLockKey([2]string{endpoint, transfer}) }

@@ -325,10 +325,10 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 			args    []any
 			want    []string
 		}{
-			{"earliest due", postgres.EarliestDueSQL, []any{at, 72}, []string{`Index Scan using webhook_deliveries_ready on webhook_deliveries`,
+			{"earliest due", postgres.EarliestDueSQL, []any{at, 72}, []string{`Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries`,
 				`Index Cond: \(ready_at <= `}},
 			{"an endpoint's due", postgres.EndpointDueSQL, []any{"acme/crm", at, 8}, []string{
-				`Index Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(\(endpoint_key = .*\) AND \(ready_at <= `}},
+				`Index (Only )?Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(\(endpoint_key = .*\) AND \(ready_at <= `}},
 			// EXPLAIN does not show the recursive step's subquery (the
 			// seek past each key); BenchmarkClaimPastABacklog times it.
 			{"ready endpoints", postgres.ReadyEndpointsSQL, nil, []string{`Recursive Union`,

@@ -150,7 +150,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		return nil, fail(op, err)
 	}
 	defer tx.Rollback()
-	picked, err := webhooks.PickDue(now, limit, skip, dueLookup(ctx, tx, ts(now)))
+	picked, err := webhooks.PickDue(now, limit, skip, nil, dueLookup(ctx, tx, ts(now)))
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -205,9 +205,9 @@ func dueLookup(ctx context.Context, tx *sql.Tx, now string) webhooks.DueLookup {
 
 const (
 	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos LIMIT ?`
+		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
 	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos LIMIT ?`
+		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
 	// readyEndpointsSQL hops from one endpoint key to the next in
 	// webhook_deliveries_ready_endpoint, a seek each, rather than reading
 	// every ready delivery, and takes each one's earliest ready_at.

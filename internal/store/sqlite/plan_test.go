@@ -242,9 +242,9 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 		args    []any
 		want    []string
 	}{
-		{"earliest due", sqlite.EarliestDueSQL, []any{at, 72}, []string{`SEARCH webhook_deliveries USING INDEX webhook_deliveries_ready \(ready_at>\? AND ready_at<\?\)`}},
+		{"earliest due", sqlite.EarliestDueSQL, []any{at, 72}, []string{`SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_ready \(ready_at>\? AND ready_at<\?\)`}},
 		{"an endpoint's due", sqlite.EndpointDueSQL, []any{"acme/crm", at, 8},
-			[]string{`SEARCH webhook_deliveries USING INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\? AND ready_at<\?\)`}},
+			[]string{`SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\? AND ready_at<\?\)`}},
 		{"ready endpoints", sqlite.ReadyEndpointsSQL, nil, []string{
 			`SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_ready_endpoint \(endpoint_key>\?\)`,
 			`SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\?\)`}},

@@ -6,6 +6,8 @@ package webhookstest
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
 	t.Run("ClaimSkipsEndpoints", func(t *testing.T) { testClaimSkips(t, open(t)) })
 	t.Run("ClaimEarliestDueFirst", func(t *testing.T) { testClaimEarliestDue(t, open(t)) })
+	t.Run("ClaimTiesByID", func(t *testing.T) { testClaimTiesByID(t, open(t)) })
 	t.Run("ClaimPastASkippedBacklog", func(t *testing.T) { testClaimPastSkippedBacklog(t, open(t)) })
 	t.Run("RedeliveryIsTheHeadAgain", func(t *testing.T) { testRedeliveryHead(t, open(t)) })
 	t.Run("FinishRacesEnqueue", func(t *testing.T) { testFinishRacesEnqueue(t, open(t)) })
@@ -789,4 +792,48 @@ func ClaimsAfterMigration(t *testing.T, s webhooks.Store) {
 			t.Errorf("claimed %v (%v) at %v after the migration, want %s", transfersOf(got), err, c.at.Sub(now), c.want)
 		}
 	}
+}
+
+// testClaimTiesByID: an event's deliveries to several endpoints share its
+// Pos and, new, its time: they tie on when they are due and on Pos, and a
+// claim takes them by ID, whatever the order of their enqueues, through
+// its first pass or past a skipped backlog. The SQL stores took them in
+// the order their rows or index held them (found by review).
+func testClaimTiesByID(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	var ds []webhooks.Delivery
+	for _, ep := range []string{"a", "b", "c", "d", "e", "f"} {
+		ds = append(ds, due("acme", ep, "tr_a", 1, 1, now.Add(-time.Minute)))
+	}
+	slices.SortFunc(ds, func(a, b webhooks.Delivery) int { return strings.Compare(b.ID, a.ID) }) // enqueued last ID first
+	for _, d := range ds {
+		if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey(d.Tenant, d.Endpoint), 0, 1, []webhooks.Delivery{d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 2, nil)
+	if err != nil || len(got) != 2 || got[0].ID != ds[5].ID || got[1].ID != ds[4].ID {
+		t.Fatalf("claimed %v (%v), want the two lowest IDs, %s then %s", endpointsOf(got), err, ds[5].Endpoint, ds[4].Endpoint)
+	}
+	// Past a skipped backlog (PickDue's second way), the same order.
+	hung := webhooks.EndpointKey("acme", "hung")
+	var backlog []webhooks.Delivery
+	for i := range 200 {
+		backlog = append(backlog, due("acme", "hung", fmt.Sprintf("tr_h%03d", i), 1, 0, now.Add(-time.Hour)))
+	}
+	if err := s.EnqueueDeliveries(ctx, hung, 0, 1, backlog); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.ClaimDeliveries(ctx, "r1", now, time.Minute, 2, []string{hung})
+	if err != nil || len(got) != 2 || got[0].ID != ds[3].ID || got[1].ID != ds[2].ID {
+		t.Fatalf("claimed %v (%v) past a skipped backlog, want %s then %s", endpointsOf(got), err, ds[3].Endpoint, ds[2].Endpoint)
+	}
+}
+
+func endpointsOf(ds []webhooks.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Endpoint
+	}
+	return out
 }

@@ -15,7 +15,7 @@ ALTER TABLE webhook_deliveries ADD COLUMN ready_at timestamptz;
 UPDATE webhook_deliveries d SET ready_at = greatest(d.next_attempt, d.lease_until)
 	WHERE d.status = 'pending' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
 		AND e.endpoint_key = d.endpoint_key AND e.transfer_id = d.transfer_id AND e.seq < d.seq);
-CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (ready_at, pos) WHERE ready_at IS NOT NULL;
-CREATE INDEX webhook_deliveries_ready_endpoint ON webhook_deliveries (endpoint_key, ready_at, pos) WHERE ready_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (ready_at, pos, id) WHERE ready_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_ready_endpoint ON webhook_deliveries (endpoint_key, ready_at, pos, id) WHERE ready_at IS NOT NULL;
 -- The claim's old walk; DeliveryBacklog counts in webhook_deliveries_head.
 DROP INDEX webhook_deliveries_pending;

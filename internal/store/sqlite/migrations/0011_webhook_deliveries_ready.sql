@@ -16,7 +16,7 @@ UPDATE webhook_deliveries SET ready_at = max(next_attempt, lease_until)
 	WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'
 		AND e.endpoint_key = webhook_deliveries.endpoint_key AND e.transfer_id = webhook_deliveries.transfer_id
 		AND e.seq < webhook_deliveries.seq);
-CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (ready_at, pos) WHERE ready_at IS NOT NULL;
-CREATE INDEX webhook_deliveries_ready_endpoint ON webhook_deliveries (endpoint_key, ready_at, pos) WHERE ready_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (ready_at, pos, id) WHERE ready_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_ready_endpoint ON webhook_deliveries (endpoint_key, ready_at, pos, id) WHERE ready_at IS NOT NULL;
 -- The claim's old walk; DeliveryBacklog counts in webhook_deliveries_head.
 DROP INDEX webhook_deliveries_pending;
