@@ -1801,8 +1801,9 @@ type ClientInterface interface {
 	//
 	// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
 	// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
-	// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
-	// event stored when the store was upgraded. A client that reconnects with
+	// stream refuses it. A plain number is an id of an older transferd: the stream resumes after
+	// it, or after the last event stored when the store was upgraded if it names a later one
+	// (events may then come again, never go missing). A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -2066,8 +2067,9 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 //
 // The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
 // the caller's tenant only, and tells nothing about other tenants' events; another tenant's
-// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
-// event stored when the store was upgraded. A client that reconnects with
+// stream refuses it. A plain number is an id of an older transferd: the stream resumes after
+// it, or after the last event stored when the store was upgraded if it names a later one
+// (events may then come again, never go missing). A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 // saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 // clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -3141,8 +3143,9 @@ type ClientWithResponsesInterface interface {
 	//
 	// The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
 	// the caller's tenant only, and tells nothing about other tenants' events; another tenant's
-	// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
-	// event stored when the store was upgraded. A client that reconnects with
+	// stream refuses it. A plain number is an id of an older transferd: the stream resumes after
+	// it, or after the last event stored when the store was upgraded if it names a later one
+	// (events may then come again, never go missing). A client that reconnects with
 	// `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 	// saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 	// clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the
@@ -5348,8 +5351,9 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 //
 // The `id` is opaque (22 letters of base64url): it names the event's place in the stream for
 // the caller's tenant only, and tells nothing about other tenants' events; another tenant's
-// stream refuses it. A plain number is an id of an older transferd, honoured up to the last
-// event stored when the store was upgraded. A client that reconnects with
+// stream refuses it. A plain number is an id of an older transferd: the stream resumes after
+// it, or after the last event stored when the store was upgraded if it names a later one
+// (events may then come again, never go missing). A client that reconnects with
 // `Last-Event-ID` (browsers' `EventSource` does so by itself) resumes after the last event it
 // saw, out of the outbox: nothing is lost across reconnects. `?after=` does the same for
 // clients that cannot set headers; with both, `Last-Event-ID` wins. Without either the

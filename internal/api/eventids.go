@@ -52,12 +52,23 @@ func (x eventIDs) id(tenant string, pos int64) string {
 }
 
 // pos is the position an id of tenant's stream names. "0" is the start of
-// the outbox; a plain number up to the key's LegacyBelow is an id an older
-// version sent, still honoured.
+// the outbox. Any other plain number is an id an older version sent: the
+// stream resumes after it, or after the key's LegacyBelow (the outbox's
+// last position at the upgrade) if it names a later one, which an older
+// replica still running, or events purged before the upgrade, can leave
+// a client with; the client may then be sent events again, never miss
+// one. Refusing such numbers would tell any tenant, by bisection, how many
+// events all tenants had made; numbers up to LegacyBelow tell a tenant only
+// the positions of its own events before the upgrade, which the older
+// version showed it.
 func (x eventIDs) pos(tenant, id string) (int64, bool) {
 	id = strings.TrimSpace(id)
-	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
-		return n, n >= 0 && n <= x.legacyBelow
+	if digits(id) {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n > x.legacyBelow { // err: too large
+			n = x.legacyBelow
+		}
+		return n, true
 	}
 	if len(id) != idLen {
 		return 0, false
@@ -74,4 +85,18 @@ func (x eventIDs) pos(tenant, id string) (int64, bool) {
 	}
 	n := int64(binary.BigEndian.Uint64(b[8:]))
 	return n, n > 0
+}
+
+// digits reports whether s is a plain number: ASCII digits, no sign (as
+// the contract's StreamEventID has it).
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

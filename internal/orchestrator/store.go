@@ -163,10 +163,10 @@ type EventStore interface {
 type EventIDKey struct {
 	Secret [32]byte
 	// LegacyBelow is the outbox's last position when the store first made
-	// its key: the positions an older version sent as ids (plain numbers)
-	// up to it are still accepted, so that its clients resume across the
-	// upgrade, and telling which of its events come after one of them
-	// tells a tenant nothing it was not shown then.
+	// its key. An older version sent positions as ids (plain numbers): a
+	// client resumes after one up to LegacyBelow, and after LegacyBelow
+	// past it (a position purged before the upgrade, or sent by an older
+	// replica still running), so that it misses nothing.
 	LegacyBelow int64
 }
 

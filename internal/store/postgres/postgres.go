@@ -309,6 +309,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // makes it, the others find it): the outbox's last position then is where
 // the ids of older versions end.
 func makeEventIDKey(ctx context.Context, tx pgx.Tx) error {
+	// After the saves writing events now have committed (eventsLock), so
+	// that no position drawn before is left out.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLock); err != nil {
+		return err
+	}
 	var last int64
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(pos), 0) FROM events`).Scan(&last); err != nil {
 		return err
