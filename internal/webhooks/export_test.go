@@ -1,5 +1,23 @@
 package webhooks
 
+import (
+	"context"
+	"time"
+)
+
 // OnFinish makes d call f after each attempt it recorded, so that tests
 // wait for results instead of polling the store.
 func OnFinish(d *Dispatcher, f func(Delivery)) { d.finished = f }
+
+// SetClock makes d read the time from now.
+func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
+
+// Gauge runs what a scan of Run does to the backlog metrics.
+func Gauge(ctx context.Context, d *Dispatcher) { d.gauge(ctx) }
+
+// EnqueueAll copies every endpoint's new outbox events into deliveries,
+// as each scan of Run does first.
+func EnqueueAll(ctx context.Context, d *Dispatcher) error {
+	d.enqueue(ctx)
+	return nil
+}
