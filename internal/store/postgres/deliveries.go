@@ -38,6 +38,9 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		return s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
+		return s.fail(op, err)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO webhook_cursors (endpoint_key, pos) VALUES ($1, 0) ON CONFLICT DO NOTHING`, endpoint); err != nil {
 		return s.fail(op, err)
 	}
@@ -92,6 +95,13 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	}
 	return nil
 }
+
+// unsyncedSQL makes the transaction's commit return before its WAL is
+// flushed, for the writes of webhook delivery, whose loss in a crash of
+// the database makes an endpoint get a delivery again, never miss one
+// (see the SQLite store's beginUnsynced); redeliveries, which an operator
+// is told were made, stay durable. A crash keeps a prefix of the commits.
+const unsyncedSQL = `SET LOCAL synchronous_commit TO off`
 
 // pairOf is d's endpoint key and transfer: its deliveries go in Seq
 // order, one at a time.
@@ -206,6 +216,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
+		return nil, s.fail(op, err)
+	}
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
 	for round := 0; round < claimRounds && len(claimed) < limit; round++ {
@@ -333,6 +346,9 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
+		return webhooks.Delivery{}, false, s.fail(op, err)
+	}
 	// The pair's lock first, as every transaction that decides the
 	// pair's head takes it before any of its rows.
 	if err := lockPair(ctx, tx, pairOf(d)); err != nil {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -29,11 +30,11 @@ func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, err
 // transaction as the inserts, on the single writer.
 func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
 	const op = "enqueue deliveries"
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, done, err := s.beginUnsynced(ctx)
 	if err != nil {
 		return fail(op, err)
 	}
-	defer tx.Rollback()
+	defer done()
 	var cur int64
 	if err := tx.QueryRowContext(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fail(op, err)
@@ -60,6 +61,50 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		}
 	}
 	return fail2(op, tx.Commit())
+}
+
+// beginUnsynced begins a transaction of the writer that SQLite commits
+// without syncing the WAL (synchronous=NORMAL), for the writes of webhook
+// delivery whose loss in a power cut (not a killed process: the kernel
+// has them) makes an endpoint get a delivery again, never miss one: an
+// enqueue lost with its cursor is enqueued again from the outbox, a lost
+// claim's lease is gone, a lost result is tried again. Delivery is at
+// least once anyway. A durable commit after them (every save) syncs the
+// WAL, theirs included, and a power cut keeps a prefix of the commits.
+// An fsync for each of them (a transfer's events made five or six
+// deliveries, each a claim's share, a result and an enqueue's share) cost
+// more than the transfer's own saves. Redeliveries, which an operator is
+// told were made, stay durable.
+//
+// The level is the connection's, and SQLite refuses to change it within
+// a transaction: the writer's one connection is held for the
+// transaction, and set back to FULL before it serves anything else, or,
+// if that fails, closed (a new one opens with FULL). done ends the
+// transaction (a rollback unless it was committed) and lets go of the
+// connection.
+func (s *Store) beginUnsynced(ctx context.Context) (tx *sql.Tx, done func(), err error) {
+	c, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	restore := func() {
+		if _, err := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not reused
+		}
+		_ = c.Close()
+	}
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		restore()
+		return nil, nil, err
+	}
+	if tx, err = c.BeginTx(ctx, nil); err != nil {
+		restore()
+		return nil, nil, err
+	}
+	return tx, func() {
+		_ = tx.Rollback()
+		restore()
+	}, nil
 }
 
 // pairOf is d's endpoint key and transfer: its deliveries go in Seq
@@ -145,11 +190,11 @@ func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
 // behind another of their transfer, nor those in back-off.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, done, err := s.beginUnsynced(ctx)
 	if err != nil {
 		return nil, fail(op, err)
 	}
-	defer tx.Rollback()
+	defer done()
 	picked, err := webhooks.PickDue(now, limit, skip, nil, dueLookup(ctx, tx, ts(now)))
 	if err != nil {
 		return nil, fail(op, err)
@@ -257,11 +302,11 @@ func collect(read func(each func(webhooks.Ready) bool) error) ([]webhooks.Ready,
 // FinishDelivery implements webhooks.Store.
 func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, done, err := s.beginUnsynced(ctx)
 	if err != nil {
 		return webhooks.Delivery{}, false, fail(op, err)
 	}
-	defer tx.Rollback()
+	defer done()
 	cur, err := getDelivery(ctx, tx, d.ID)
 	if err != nil || cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
 		if errors.Is(err, sql.ErrNoRows) {

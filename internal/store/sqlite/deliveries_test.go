@@ -183,3 +183,52 @@ func BenchmarkClaimPastABacklog(b *testing.B) {
 		b.Run(backlog, func(b *testing.B) { webhookstest.BenchClaimPastABacklog(b, open(b, b.TempDir()), backlog) })
 	}
 }
+
+// Webhook delivery's writes commit without syncing the WAL (NORMAL, 1):
+// losing them in a power cut makes an endpoint get a delivery again, and
+// an fsync each cost more than a transfer's own saves. The writer's
+// connection is FULL (2) again after each of them, before it saves a
+// transfer, whatever the operation did.
+func TestDeliveryWritesDoNotSyncAndSavesStillDo(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	if n, err := sqlite.UnsyncedLevel(ctx, s); err != nil || n != 1 {
+		t.Fatalf("synchronous within a delivery's transaction = %d (%v), want 1 (NORMAL)", n, err)
+	}
+	full := func(after string) {
+		t.Helper()
+		if n, err := sqlite.WriterPragma(ctx, s, "synchronous"); err != nil || n != 2 {
+			t.Fatalf("after %s the writer's synchronous = %d (%v), want 2 (FULL)", after, n, err)
+		}
+	}
+	full("an unsynced transaction")
+	now := time.Now().UTC()
+	key := webhooks.EndpointKey("acme", "crm")
+	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1", TransferID: "tr_a",
+		Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`), Status: webhooks.StatusPending,
+		NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	full("an enqueue")
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != webhooks.ErrCursorMoved {
+		t.Fatalf("a stale enqueue: %v", err)
+	}
+	full("a refused enqueue")
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claimed %d (%v)", len(got), err)
+	}
+	full("a claim")
+	got[0].Status = webhooks.StatusDelivered
+	if _, ok, err := s.FinishDelivery(ctx, got[0]); !ok || err != nil {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	full("a finish")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.ClaimDeliveries(cctx, "r1", now, time.Minute, 10, nil); err == nil {
+		t.Fatal("a claim with its context done succeeded")
+	}
+	full("a claim whose context was done")
+}

@@ -117,3 +117,16 @@ const (
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL
 )
+
+// UnsyncedLevel is the synchronous level inside a transaction of
+// beginUnsynced, the one webhook delivery's writes commit in.
+func UnsyncedLevel(ctx context.Context, s *Store) (int, error) {
+	tx, done, err := s.beginUnsynced(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	var n int
+	err = tx.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n)
+	return n, err
+}
