@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -299,20 +300,84 @@ func collect(read func(each func(webhooks.Ready) bool) error) ([]webhooks.Ready,
 	return out, err
 }
 
-// FinishDelivery implements webhooks.Store.
+// FinishDelivery implements webhooks.Store. Results that arrive while a
+// batch of them is being written are written together in the next, one
+// transaction for all (groupcommit, as saves are): a transfer's events
+// make five to eight deliveries, and a transaction each cost more than
+// the transfer's own saves.
 func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
-	tx, done, err := s.beginUnsynced(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return webhooks.Delivery{}, false, fail(op, err)
 	}
-	defer done()
-	cur, err := getDelivery(ctx, tx, d.ID)
-	if err != nil || cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
+	r := &finishReq{d: d, done: make(chan finishVerdict, 1)}
+	v, ok := groupcommit.Commit(s.finishes, r, r.done)
+	if !ok {
+		return webhooks.Delivery{}, false, fail(op, errClosed)
+	}
+	if v.err != nil {
+		return webhooks.Delivery{}, false, fail(op, v.err)
+	}
+	return v.cur, v.ok, nil
+}
+
+// finishReq is a FinishDelivery waiting for its batch; done has room for
+// its verdict.
+type finishReq struct {
+	d    webhooks.Delivery
+	done chan finishVerdict
+}
+
+type finishVerdict struct {
+	cur webhooks.Delivery
+	ok  bool
+	err error
+}
+
+// maxFinishes bounds a batch of results, so that saves never wait long
+// behind one.
+const maxFinishes = 16
+
+// finishBatch writes a batch of results in one transaction, unsynced (see
+// beginUnsynced), and answers each. A failure fails the batch: each
+// delivery stays leased, and is tried again once its lease expires.
+func (s *Store) finishBatch(batch []*finishReq) {
+	answer := func(err error, vs []finishVerdict) {
+		for i, r := range batch {
+			if err != nil {
+				r.done <- finishVerdict{err: err}
+			} else {
+				r.done <- vs[i]
+			}
 		}
-		return webhooks.Delivery{}, false, fail2(op, err)
+	}
+	ctx := context.Background()
+	tx, done, err := s.beginUnsynced(ctx)
+	if err != nil {
+		answer(err, nil)
+		return
+	}
+	defer done()
+	vs := make([]finishVerdict, len(batch))
+	for i, r := range batch {
+		if vs[i].cur, vs[i].ok, err = finishOne(ctx, tx, r.d); err != nil {
+			answer(err, nil)
+			return
+		}
+	}
+	s.finishBatches.Add(1)
+	answer(tx.Commit(), vs)
+}
+
+// finishOne stores the result of d's attempt within tx, if the stored
+// delivery is still pending with d's Attempts (see webhooks.Store).
+func finishOne(ctx context.Context, tx *sql.Tx, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
+	cur, err := getDelivery(ctx, tx, d.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return webhooks.Delivery{}, false, nil
+	}
+	if err != nil || cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
+		return webhooks.Delivery{}, false, err
 	}
 	if cur.Redelivered == d.Redelivered {
 		// Else a redelivery came during the attempt: it stays pending,
@@ -322,15 +387,12 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 	cur.UpdatedAt, cur.LastCode, cur.LastError = d.UpdatedAt, d.LastCode, d.LastError
 	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur, false); err != nil {
-		return webhooks.Delivery{}, false, fail(op, err)
+		return webhooks.Delivery{}, false, err
 	}
 	if cur.Status != webhooks.StatusPending {
 		if err := rehead(ctx, tx, pairOf(cur)); err != nil {
-			return webhooks.Delivery{}, false, fail(op, err)
+			return webhooks.Delivery{}, false, err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return webhooks.Delivery{}, false, fail(op, err)
 	}
 	return cur, true, nil
 }

@@ -232,3 +232,60 @@ func TestDeliveryWritesDoNotSyncAndSavesStillDo(t *testing.T) {
 	}
 	full("a claim whose context was done")
 }
+
+// Results that arrive while a batch of them is being written go together
+// in the next transaction, each with its own verdict: a result whose claim
+// was lost is refused in its batch, the others stored. A transaction each
+// cost more than a transfer's own saves.
+func TestResultsWrittenTogether(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC()
+	key := webhooks.EndpointKey("acme", "crm")
+	var ds []webhooks.Delivery
+	for i := range 8 {
+		ev := "evt_" + strconv.Itoa(i)
+		ds = append(ds, webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+			TransferID: "tr_" + strconv.Itoa(i), Seq: 1, Pos: int64(i + 1), Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now})
+	}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 8, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 8, nil)
+	if err != nil || len(claimed) != 8 {
+		t.Fatalf("claimed %d (%v)", len(claimed), err)
+	}
+	claimed[3].Attempts = 7 // a claim lost to another replica's
+	queued, release := sqlite.HoldFinishTurn(s)
+	before := sqlite.FinishBatches(s)
+	type verdict struct {
+		ok  bool
+		err error
+	}
+	verdicts := make([]chan verdict, len(claimed))
+	for i, d := range claimed {
+		verdicts[i] = make(chan verdict, 1)
+		d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+		go func() {
+			_, ok, err := s.FinishDelivery(ctx, d)
+			verdicts[i] <- verdict{ok, err}
+		}()
+	}
+	for range claimed {
+		<-queued
+	}
+	release()
+	for i, v := range verdicts {
+		if got := <-v; got.err != nil || got.ok != (i != 3) {
+			t.Errorf("result %d: ok %v (%v), want %v", i, got.ok, got.err, i != 3)
+		}
+	}
+	if n := sqlite.FinishBatches(s) - before; n != 1 {
+		t.Errorf("eight results queued together written in %d transactions, want 1", n)
+	}
+	pending, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}})
+	if err != nil || len(pending) != 1 || pending[0].ID != claimed[3].ID {
+		t.Errorf("pending after the batch: %d (%v), want the one whose claim was lost", len(pending), err)
+	}
+}

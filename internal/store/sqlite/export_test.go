@@ -130,3 +130,14 @@ func UnsyncedLevel(ctx context.Context, s *Store) (int, error) {
 	err = tx.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n)
 	return n, err
 }
+
+// HoldFinishTurn takes the turn to write a batch of webhook results, as
+// FinishDelivery's committer holds it, until release is called; each
+// result queued meanwhile is reported on queued. FinishBatches counts
+// the batches of results written.
+func HoldFinishTurn(s *Store) (queued <-chan struct{}, release func()) {
+	q := make(chan struct{}, 1024)
+	return q, s.finishes.Hold(func() { q <- struct{}{} })
+}
+
+func FinishBatches(s *Store) int64 { return s.finishBatches.Load() }

@@ -60,9 +60,13 @@ type Store struct {
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
 	// The group commit (commit.go).
-	commits   *groupcommit.Queue[*updateReq]
-	batches   atomic.Int64 // transactions of saves written
-	closeOnce sync.Once
+	commits *groupcommit.Queue[*updateReq]
+	// finishes batches webhook deliveries' results (FinishDelivery).
+	finishes *groupcommit.Queue[*finishReq]
+	batches  atomic.Int64 // transactions of saves written
+	// finishBatches counts the transactions of results written.
+	finishBatches atomic.Int64
+	closeOnce     sync.Once
 	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
 	// and vacuumChunk, and time.Now; tests set them to count slices
 	// without depending on speed. slices counts the slices committed.
@@ -141,6 +145,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fail("prepare", err)
 	}
 	s.commits = groupcommit.New("sqlite", maxBatch, s.commitBatch)
+	s.finishes = groupcommit.New("sqlite", maxFinishes, s.finishBatch)
 	return s, nil
 }
 
@@ -230,6 +235,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.commits != nil {
 			s.commits.Close()
+		}
+		if s.finishes != nil {
+			s.finishes.Close()
 		}
 	})
 	var errs []error
