@@ -116,6 +116,7 @@ const (
 	EndpointDueSQL    = endpointDueSQL
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL
+	PromoteSQL        = promoteSQL
 )
 
 // UnsyncedLevel is the synchronous level inside a transaction of

@@ -250,6 +250,9 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 			`SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_ready_endpoint \(endpoint_key=\? AND ready_at>\?\)`}},
 		{"rehead", sqlite.ReheadSQL, []any{"acme/crm", "tr_1"}, []string{
 			`SEARCH webhook_deliveries USING INDEX webhook_deliveries_head \(endpoint_key=\? AND transfer_id=\?\)`}},
+		{"promote", sqlite.PromoteSQL, []any{"acme/crm", "tr_1"}, []string{
+			`SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_head \(endpoint_key=\? AND transfer_id=\?\)`,
+			`SEARCH webhook_deliveries USING INDEX sqlite_autoindex_webhook_deliveries_1 \(id=\?\)`}},
 	} {
 		joined := strings.Join(explain(t, db, c.q, c.args), "\n")
 		for _, w := range c.want {
