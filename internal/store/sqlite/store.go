@@ -744,11 +744,11 @@ func (s *Store) sliceTx(ctx context.Context, step func(tx *sql.Tx) (done bool, e
 		return false, err
 	}
 	defer conn.Close()
-	for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA wal_autocheckpoint = 0`} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return false, err
-		}
-	}
+	// Restored on every way out once the first pragma may have taken,
+	// before the connection serves a save; or the connection is closed.
+	// Deferred after the pragmas, a context ended between them returned
+	// the writer's connection at NORMAL, and every later save committed
+	// without an fsync (found by review).
 	defer func() {
 		for _, q := range []string{`PRAGMA synchronous = FULL`, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autocheckpoint)} {
 			if _, err := conn.ExecContext(context.WithoutCancel(ctx), q); err != nil {
@@ -757,6 +757,11 @@ func (s *Store) sliceTx(ctx context.Context, step func(tx *sql.Tx) (done bool, e
 			}
 		}
 	}()
+	for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA wal_autocheckpoint = 0`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return false, err
+		}
+	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
