@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -22,13 +21,7 @@ import (
 // its slots idle until its next scan.
 func TestClaimFillsItsLimitPastLockedDeliveries(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, conn := openRaw(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	key := webhooks.EndpointKey("acme", "crm")
 	const n = 10
@@ -45,11 +38,6 @@ func TestClaimFillsItsLimitPastLockedDeliveries(t *testing.T) {
 	}
 	// Another replica's claim, in progress: it has locked the n earliest
 	// due (what its own ClaimDeliveries does before it writes them).
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	other, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/webhooks"
 )
@@ -24,13 +22,7 @@ import (
 // orders, so that the enqueues interleave the bad way every time.
 func TestEnqueuesTakePairLocksInKeyOrder(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, conn := openRaw(t)
 	e1, e2 := webhooks.EndpointKey("t", "e1"), webhooks.EndpointKey("t", "e2")
 	key := postgres.PairLockKey
 	second := map[int32]string{}
@@ -72,11 +64,6 @@ func TestEnqueuesTakePairLocksInKeyOrder(t *testing.T) {
 		return webhooks.Delivery{ID: webhooks.DeliveryID(k, ev), Tenant: "t", Endpoint: ep, EventID: ev, TransferID: tr, Seq: 1, Pos: pos,
 			Type: "x", Payload: []byte(`{}`), Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
 	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	gateTx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
