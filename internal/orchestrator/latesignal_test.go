@@ -104,13 +104,23 @@ func TestCancelActedOnIsNotSaidToBeIgnored(t *testing.T) {
 }
 
 // holdUpdateStore holds the first Update whose record matches when, until
-// released.
+// released, and closes taken once a signal is taken out of it.
 type holdUpdateStore struct {
 	*memory.Store
-	when    func(*orchestrator.Transfer) bool
-	once    sync.Once
-	reached chan struct{}
-	release chan struct{}
+	when      func(*orchestrator.Transfer) bool
+	once      sync.Once
+	reached   chan struct{}
+	release   chan struct{}
+	takenOnce sync.Once
+	taken     chan struct{}
+}
+
+func (s *holdUpdateStore) TakeSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	sig, err := s.Store.TakeSignal(ctx, id)
+	if err == nil && sig != orchestrator.SignalNone {
+		s.takenOnce.Do(func() { close(s.taken) })
+	}
+	return sig, err
 }
 
 func (s *holdUpdateStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
@@ -132,7 +142,7 @@ func (s *holdUpdateStore) Update(ctx context.Context, t *orchestrator.Transfer) 
 // after the end's save, and the transfer ended completed with the cancel
 // pending for good and no word of it.
 func TestCancelAcceptedAsAnAnnouncedTransferCompletesIsSaidSo(t *testing.T) {
-	hs := &holdUpdateStore{Store: memory.New(), reached: make(chan struct{}), release: make(chan struct{})}
+	hs := &holdUpdateStore{Store: memory.New(), reached: make(chan struct{}), release: make(chan struct{}), taken: make(chan struct{})}
 	hs.when = func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateCompleted }
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
 	e := replica(t, "x", hs, f, nil)
@@ -150,9 +160,22 @@ func TestCancelAcceptedAsAnAnnouncedTransferCompletesIsSaidSo(t *testing.T) {
 	<-hs.reached    // the worker saves the completion
 	got, cerr := e.Cancel(context.Background(), tr.ID)
 	released.Do(func() { close(hs.release) })
-	final := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	if cerr != nil {
 		t.Fatalf("the cancel, checked while the end's save was under way: %v, want it accepted (the record published is consulting)", cerr)
+	}
+	// The end is saved first, the note in the save after it, and the
+	// signal cleared after that: the test waits for the clearing and then
+	// reads the store (it read the end's record, and found neither the
+	// note nor the clearing, one CI run in many).
+	waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	select {
+	case <-hs.taken:
+	case <-time.After(20 * time.Second): // a liveness bound
+		t.Fatal("the cancel was never cleared")
+	}
+	final, err := hs.Get(context.Background(), tr.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
 	pending, _ := hs.PeekSignal(context.Background(), tr.ID)
 	if final.State != orchestrator.StateCompleted || !strings.Contains(notActedOnNote(final), "cancel came after the provider had connected") || pending != orchestrator.SignalNone {
