@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -78,34 +77,9 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 // told were made, stay durable.
 //
 // The level is the connection's, and SQLite refuses to change it within
-// a transaction: the writer's one connection is held for the
-// transaction, and set back to FULL before it serves anything else, or,
-// if that fails, closed (a new one opens with FULL). done ends the
-// transaction (a rollback unless it was committed) and lets go of the
-// connection.
+// a transaction: see beginWith.
 func (s *Store) beginUnsynced(ctx context.Context) (tx *sql.Tx, done func(), err error) {
-	c, err := s.w.Conn(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	restore := func() {
-		if _, err := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
-			_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not reused
-		}
-		_ = c.Close()
-	}
-	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		restore()
-		return nil, nil, err
-	}
-	if tx, err = c.BeginTx(ctx, nil); err != nil {
-		restore()
-		return nil, nil, err
-	}
-	return tx, func() {
-		_ = tx.Rollback()
-		restore()
-	}, nil
+	return s.beginWith(ctx, []string{`PRAGMA synchronous = NORMAL`}, []string{`PRAGMA synchronous = FULL`})
 }
 
 // pairOf is d's endpoint key and transfer: its deliveries go in Seq

@@ -737,36 +737,54 @@ func (s *Store) slice(ctx context.Context, step func(tx *sql.Tx) (done bool, err
 	return done, nil
 }
 
-// sliceTx is slice's transaction, on the writer's connection.
-func (s *Store) sliceTx(ctx context.Context, step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
-	conn, err := s.w.Conn(ctx)
+// beginWith begins a transaction on the writer's one connection with the
+// pragmas set applied to it: settings of the connection, which SQLite
+// refuses to change within a transaction. The connection is held for the
+// transaction; done ends it (a rollback unless it was committed), applies
+// reset, and lets go of the connection, or, if reset fails, closes it (a
+// new one opens with the DSN's settings): the next save must never run
+// with set (synchronous NORMAL would commit it without an fsync). reset
+// runs on every way out once a pragma of set may have taken: a purge slice
+// deferred it after its pragmas, and a context ended between them left the
+// writer at NORMAL (found by review).
+func (s *Store) beginWith(ctx context.Context, set, reset []string) (tx *sql.Tx, done func(), err error) {
+	c, err := s.w.Conn(ctx)
 	if err != nil {
-		return false, err
+		return nil, nil, err
 	}
-	defer conn.Close()
-	// Restored on every way out once the first pragma may have taken,
-	// before the connection serves a save; or the connection is closed.
-	// Deferred after the pragmas, a context ended between them returned
-	// the writer's connection at NORMAL, and every later save committed
-	// without an fsync (found by review).
-	defer func() {
-		for _, q := range []string{`PRAGMA synchronous = FULL`, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autocheckpoint)} {
-			if _, err := conn.ExecContext(context.WithoutCancel(ctx), q); err != nil {
-				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-				return
+	restore := func() {
+		for _, q := range reset {
+			if _, err := c.ExecContext(context.WithoutCancel(ctx), q); err != nil {
+				_ = c.Raw(func(any) error { return driver.ErrBadConn }) // closed, not reused
+				break
 			}
 		}
-	}()
-	for _, q := range []string{`PRAGMA synchronous = NORMAL`, `PRAGMA wal_autocheckpoint = 0`} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return false, err
+		_ = c.Close()
+	}
+	for _, q := range set {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			restore()
+			return nil, nil, err
 		}
 	}
-	tx, err := conn.BeginTx(ctx, nil)
+	if tx, err = c.BeginTx(ctx, nil); err != nil {
+		restore()
+		return nil, nil, err
+	}
+	return tx, func() {
+		_ = tx.Rollback()
+		restore()
+	}, nil
+}
+
+// sliceTx is slice's transaction, on the writer's connection.
+func (s *Store) sliceTx(ctx context.Context, step func(tx *sql.Tx) (done bool, err error)) (bool, error) {
+	tx, end, err := s.beginWith(ctx, []string{`PRAGMA synchronous = NORMAL`, `PRAGMA wal_autocheckpoint = 0`},
+		[]string{`PRAGMA synchronous = FULL`, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, autocheckpoint)})
 	if err != nil {
 		return false, err
 	}
-	defer tx.Rollback()
+	defer end()
 	start := s.clock()
 	var done bool
 	for {
