@@ -23,35 +23,34 @@ import (
 type eventIDs struct {
 	block       cipher.Block
 	legacyBelow int64
+	tag         [8]byte // the first half of the block: the tenant, hashed
 }
 
-func newEventIDs(k orchestrator.EventIDKey) eventIDs {
+// newEventIDs makes and reads the ids of tenant's stream.
+func newEventIDs(k orchestrator.EventIDKey, tenant string) eventIDs {
 	b, err := aes.NewCipher(k.Secret[:])
 	if err != nil {
 		panic(err) // a 32-byte key is always valid
 	}
-	return eventIDs{block: b, legacyBelow: k.LegacyBelow}
+	x := eventIDs{block: b, legacyBelow: k.LegacyBelow}
+	sum := sha256.Sum256([]byte("transferd event id\x00" + tenant))
+	copy(x.tag[:], sum[:8])
+	return x
 }
 
 // idLen is the length of an id: 16 bytes in unpadded base64url.
 var idLen = base64.RawURLEncoding.EncodedLen(aes.BlockSize)
 
-// tag is the first half of the block: the tenant, hashed.
-func tag(tenant string) []byte {
-	sum := sha256.Sum256([]byte("transferd event id\x00" + tenant))
-	return sum[:8]
-}
-
-// id is the id of the event at pos, for tenant's stream.
-func (x eventIDs) id(tenant string, pos int64) string {
+// id is the id of the event at pos.
+func (x eventIDs) id(pos int64) string {
 	var b [aes.BlockSize]byte
-	copy(b[:8], tag(tenant))
+	copy(b[:8], x.tag[:])
 	binary.BigEndian.PutUint64(b[8:], uint64(pos))
 	x.block.Encrypt(b[:], b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// pos is the position an id of tenant's stream names. "0" is the start of
+// pos is the position an id of the tenant's stream names. "0" is the start of
 // the outbox. Any other plain number is an id an older version sent: the
 // stream resumes after it, or after the key's LegacyBelow (the outbox's
 // last position at the upgrade) if it names a later one, which an older
@@ -61,7 +60,7 @@ func (x eventIDs) id(tenant string, pos int64) string {
 // events all tenants had made; numbers up to LegacyBelow tell a tenant only
 // the positions of its own events before the upgrade, which the older
 // version showed it.
-func (x eventIDs) pos(tenant, id string) (int64, bool) {
+func (x eventIDs) pos(id string) (int64, bool) {
 	id = strings.TrimSpace(id)
 	if digits(id) {
 		n, err := strconv.ParseInt(id, 10, 64)
@@ -80,7 +79,7 @@ func (x eventIDs) pos(tenant, id string) (int64, bool) {
 		return 0, false
 	}
 	x.block.Decrypt(b, b)
-	if string(b[:8]) != string(tag(tenant)) {
+	if [8]byte(b[:8]) != x.tag {
 		return 0, false
 	}
 	n := int64(binary.BigEndian.Uint64(b[8:]))

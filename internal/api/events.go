@@ -109,7 +109,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		ids, tenant := newEventIDs(key), orchestrator.TenantOf(r.Context())
+		ids := newEventIDs(key, orchestrator.TenantOf(r.Context()))
 		// Both are checked; Last-Event-ID, read second, wins: an
 		// EventSource opened with ?after= keeps it in the URL of every
 		// reconnection and adds the id of the last event it saw, the newer.
@@ -118,7 +118,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 			if resume[1] == "" {
 				continue
 			}
-			n, ok := ids.pos(tenant, resume[1])
+			n, ok := ids.pos(resume[1])
 			if !ok {
 				bad[resume[0]] = "must be 0 or the id of an event this stream sent"
 				continue
@@ -196,7 +196,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter) http.Handler {
 			}
 			for _, ev := range evs {
 				data, _ := json.Marshal(toEventJSON(ev))
-				fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ids.id(tenant, ev.Pos), ev.Type, data)
+				fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ids.id(ev.Pos), ev.Type, data)
 				f.After = ev.Pos
 			}
 			if len(evs) > 0 {
