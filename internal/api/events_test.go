@@ -34,25 +34,33 @@ type eventsEnv struct {
 
 func newEventsEnv(t *testing.T) *eventsEnv {
 	t.Helper()
-	fake := orchestratortest.NewFake("netsapiens")
-	reg := prometheus.NewRegistry()
 	store := memory.New()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	t.Cleanup(refuse.Close)
 	secret := "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	reg := prometheus.NewRegistry()
 	disp := webhooks.New(webhooks.Config{ScanInterval: 5 * time.Millisecond, MaxAge: time.Nanosecond},
 		memory.NewDeliveries(store), webhooks.Static{"default": {{ID: "crm", URL: refuse.URL, Secrets: []string{secret}}}},
 		api.EventPayload, zerolog.Nop(), reg)
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Keys: testKeys(t),
-		CallbackSigner: testSigner(t), Deliveries: disp}, eng, zerolog.Nop(), reg, reg)
-	srv := httptest.NewServer(h)
+	e := eventsServer(t, store, reg, api.Config{Idempotency: store, Deliveries: disp})
+	e.disp = disp
+	return e
+}
+
+// eventsServer is a server with the event routes and cfg over an engine on
+// store, whose fake provider answers at once.
+func eventsServer(t *testing.T, store orchestrator.Store, reg *prometheus.Registry, cfg api.Config) *eventsEnv {
+	t.Helper()
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store,
+		[]orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OpenAPI, cfg.Keys, cfg.CallbackSigner = transferd.OpenAPI, testKeys(t), testSigner(t)
+	srv := httptest.NewServer(api.NewServer(cfg, eng, zerolog.Nop(), reg, reg))
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -61,7 +69,7 @@ func newEventsEnv(t *testing.T) *eventsEnv {
 			t.Errorf("engine shutdown: %v", err)
 		}
 	})
-	return &eventsEnv{srv: srv, eng: eng, disp: disp}
+	return &eventsEnv{srv: srv, eng: eng}
 }
 
 func (e *eventsEnv) req(t *testing.T, method, path, key, body string, hdr ...string) *http.Response {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -12,12 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
-	"github.com/transferd/transferd"
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/sqlite"
 )
 
@@ -76,24 +72,7 @@ func upgradedEnv(t *testing.T) (*eventsEnv, []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	reg := prometheus.NewRegistry()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store,
-		[]orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, Keys: testKeys(t),
-		CallbackSigner: testSigner(t)}, eng, zerolog.Nop(), reg, reg))
-	t.Cleanup(func() {
-		srv.Close()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := eng.Shutdown(sctx); err != nil {
-			t.Errorf("engine shutdown: %v", err)
-		}
-	})
-	return &eventsEnv{srv: srv, eng: eng}, kept
+	return eventsServer(t, store, prometheus.NewRegistry(), api.Config{Idempotency: store}), kept
 }
 
 // A client of the older version resumes after the upgrade with the plain
