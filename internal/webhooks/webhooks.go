@@ -138,6 +138,25 @@ type Delivery struct {
 	LastError string
 }
 
+// ApplyResult is what FinishDelivery stores: stored, the delivery as it is
+// in the store, with the result of the attempt d, if stored is still
+// pending with d's Attempts (the claim's fencing token); false if the
+// claim was lost. A redelivery made since d was claimed (stored's
+// Redelivered is not d's) wins over the result: the delivery stays
+// pending, due when the redelivery made it due. Every store applies a
+// result so.
+func ApplyResult(stored, d Delivery) (Delivery, bool) {
+	if stored.Status != StatusPending || stored.Attempts != d.Attempts {
+		return Delivery{}, false
+	}
+	if stored.Redelivered == d.Redelivered {
+		stored.Status, stored.NextAttempt = d.Status, d.NextAttempt
+	}
+	stored.UpdatedAt, stored.LastCode, stored.LastError = d.UpdatedAt, d.LastCode, d.LastError
+	stored.Owner, stored.LeaseUntil = "", time.Time{}
+	return stored, true
+}
+
 // DeliveryFilter selects deliveries for Store.Deliveries.
 type DeliveryFilter struct {
 	Tenant string

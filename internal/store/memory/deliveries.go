@@ -97,16 +97,14 @@ func (d *Deliveries) FinishDelivery(_ context.Context, dl webhooks.Delivery) (we
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur, ok := d.byID[dl.ID]
-	if !ok || cur.Status != webhooks.StatusPending || cur.Attempts != dl.Attempts {
+	if !ok {
 		return webhooks.Delivery{}, false, nil
 	}
-	if cur.Redelivered == dl.Redelivered {
-		// Else a redelivery came during the attempt: it stays pending,
-		// due when the redelivery made it due.
-		cur.Status, cur.NextAttempt = dl.Status, dl.NextAttempt
+	next, ok := webhooks.ApplyResult(*cur, dl)
+	if !ok {
+		return webhooks.Delivery{}, false, nil
 	}
-	cur.UpdatedAt, cur.LastCode, cur.LastError = dl.UpdatedAt, dl.LastCode, dl.LastError
-	cur.Owner, cur.LeaseUntil = "", time.Time{}
+	*cur = next
 	return clone(cur), true, nil
 }
 

@@ -368,16 +368,13 @@ func finishOne(ctx context.Context, tx *sql.Tx, d webhooks.Delivery) (webhooks.D
 	if errors.Is(err, sql.ErrNoRows) {
 		return webhooks.Delivery{}, false, nil
 	}
-	if err != nil || cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
+	if err != nil {
 		return webhooks.Delivery{}, false, err
 	}
-	if cur.Redelivered == d.Redelivered {
-		// Else a redelivery came during the attempt: it stays pending,
-		// due when the redelivery made it due.
-		cur.Status, cur.NextAttempt = d.Status, d.NextAttempt
+	cur, ok := webhooks.ApplyResult(cur, d)
+	if !ok {
+		return webhooks.Delivery{}, false, nil
 	}
-	cur.UpdatedAt, cur.LastCode, cur.LastError = d.UpdatedAt, d.LastCode, d.LastError
-	cur.Owner, cur.LeaseUntil = "", time.Time{}
 	if err := putDelivery(ctx, tx, cur, false); err != nil {
 		return webhooks.Delivery{}, false, err
 	}
