@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -33,60 +34,36 @@ func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, err
 // take turns) and moved in the transaction that inserts the deliveries.
 func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
 	const op = "enqueue deliveries"
-	tx, err := s.pool.Begin(ctx)
+	var cur int64
+	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO webhook_cursors (endpoint_key, pos) VALUES ($1, 0) ON CONFLICT DO NOTHING`, endpoint)
+		b.Queue(`SELECT pos FROM webhook_cursors WHERE endpoint_key = $1 FOR UPDATE`, endpoint).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&cur)
+		})
+	})
 	if err != nil {
 		return s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
-		return s.fail(op, err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO webhook_cursors (endpoint_key, pos) VALUES ($1, 0) ON CONFLICT DO NOTHING`, endpoint); err != nil {
-		return s.fail(op, err)
-	}
-	var cur int64
-	if err := tx.QueryRow(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = $1 FOR UPDATE`, endpoint).Scan(&cur); err != nil {
-		return s.fail(op, err)
-	}
 	if cur != from {
 		return webhooks.ErrCursorMoved
 	}
+	cols, err := insertColumns(ds)
+	if err != nil {
+		return s.fail(op, err)
+	}
 	var b pgx.Batch
 	b.Queue(`UPDATE webhook_cursors SET pos = $2 WHERE endpoint_key = $1`, endpoint, to)
-	for _, d := range ds {
-		rec, err := deliveryRecord(d)
-		if err != nil {
-			return s.fail(op, err)
-		}
-		b.Queue(`INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, failing, finished_at, record)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-			ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
-			d.NextAttempt, d.LeaseUntil, d.CreatedAt, failing(d), finishedAt(d), rec)
-	}
-	// Each pair's head is decided under its lock. The locks are taken in
-	// the order of their keys, as every transaction that takes more than
-	// one does, so that none waits for another in a cycle: pairs share a
-	// key when their hashes collide, and an order of the pairs themselves
-	// would not be one of the keys.
+	b.Queue(insertDeliveriesSQL, cols...)
 	var pairs [][2]string
-	var keys []int32
 	for _, d := range ds {
 		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
-			if k := pairLockKey(p); !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
 		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b.Queue(pairLockSQL, k)
-	}
-	for _, p := range pairs {
-		b.Queue(reheadSQL, p[0], p[1])
-	}
+	// Each pair's head is decided under its lock (pairLockSQL).
+	queueLocks(&b, pairs)
+	queuePromote(&b, pairs)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return s.fail(op, err)
 	}
@@ -94,6 +71,29 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		return s.fail(op, err)
 	}
 	return nil
+}
+
+// beginDeliveries begins a transaction of webhook delivery's writes,
+// unsynced (unsyncedSQL), its statements planned as a batch of saves'
+// are (planSQL: each finds its rows by key, and the multi-row ones join
+// arrays to the table); with the statements more queues, if not nil, in
+// the same round trip.
+func (s *Store) beginDeliveries(ctx context.Context, more func(*pgx.Batch)) (pgx.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var b pgx.Batch
+	b.Queue(unsyncedSQL)
+	b.Queue(s.planSQL())
+	if more != nil {
+		more(&b)
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
 }
 
 // unsyncedSQL makes the transaction's commit return before its WAL is
@@ -145,6 +145,128 @@ func lockPair(ctx context.Context, tx pgx.Tx, p [2]string) error {
 	return err
 }
 
+// queueLocks queues the statements that take the locks of pairs, in the
+// order of their keys, as every transaction that takes more than one
+// does, so that none waits for another in a cycle: pairs share a key when
+// their hashes collide, and an order of the pairs themselves would not be
+// one of the keys.
+func queueLocks(b *pgx.Batch, pairs [][2]string) {
+	var keys []int32
+	for _, p := range pairs {
+		if k := pairLockKey(p); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.Queue(pairLockSQL, k)
+	}
+}
+
+// promoteSQL makes the first pending delivery of each endpoint and
+// transfer of the arrays ready if it is not (the pairs are distinct): all
+// an enqueue or a finish has to do, as in the SQLite store. An enqueue
+// adds deliveries after every pending one of their transfer (its events
+// come in order), so the head, if any, stays; a finish that ended the
+// head leaves none ready, and the next becomes the head. (A redelivery
+// may put an earlier delivery first, and reheads.) Each pair costs one
+// look in webhook_deliveries_head and at most one row written, where
+// reheadSQL reads the pair's every pending delivery; the pairs are one
+// statement. Under the batch's plan settings (planSQL) the plan is a
+// nested loop from the arrays (TestDeliveryWritePlans).
+const promoteSQL = `UPDATE webhook_deliveries d SET ready_at = greatest(d.next_attempt, d.lease_until)
+	FROM unnest($1::text[], $2::text[]) AS p(endpoint_key, transfer_id),
+		LATERAL (SELECT h.id FROM webhook_deliveries h
+			WHERE h.status = 'pending' AND h.endpoint_key = p.endpoint_key AND h.transfer_id = p.transfer_id
+			ORDER BY h.seq LIMIT 1) AS head
+	WHERE d.id = head.id AND d.ready_at IS NULL`
+
+// queuePromote queues promoteSQL for pairs, if any.
+func queuePromote(b *pgx.Batch, pairs [][2]string) {
+	if len(pairs) == 0 {
+		return
+	}
+	keys, transfers := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, p := range pairs {
+		keys[i], transfers[i] = p[0], p[1]
+	}
+	b.Queue(promoteSQL, keys, transfers)
+}
+
+// insertDeliveriesSQL inserts the deliveries of an enqueue, one statement
+// for all: a statement each was, with every event delivered, the largest
+// share of the database's CPU after the updates (docs/benchmarks.md,
+// twenty-sixth pass). A delivery already there (the same event enqueued
+// again) is left as it is.
+const insertDeliveriesSQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
+		next_attempt, lease_until, created_at, failing, finished_at, record)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+		$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::boolean[], $12::timestamptz[], $13::json[])
+	ON CONFLICT (id) DO NOTHING`
+
+// insertColumns are ds as insertDeliveriesSQL's arguments.
+func insertColumns(ds []webhooks.Delivery) ([]any, error) {
+	n := len(ds)
+	var (
+		ids, tenants, keys, transfers, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs, poss                              = make([]int64, n), make([]int64, n)
+		nexts, leases, created                  = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		failings                                = make([]bool, n)
+		finished                                = make([]*time.Time, n)
+		records                                 = make([][]byte, n)
+	)
+	for i, d := range ds {
+		rec, err := deliveryRecord(d)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], tenants[i], keys[i], transfers[i], statuses[i] = d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, string(d.Status)
+		seqs[i], poss[i] = d.Seq, d.Pos
+		nexts[i], leases[i], created[i] = d.NextAttempt, d.LeaseUntil, d.CreatedAt
+		failings[i], finished[i], records[i] = failing(d), finishedAt(d), rec
+	}
+	return []any{ids, tenants, keys, transfers, seqs, poss, statuses, nexts, leases, created, failings, finished, records}, nil
+}
+
+// putDeliveriesSQL rewrites stored deliveries, one statement for all. A
+// head stays the head while it is pending, claimable from its new
+// ReadyAt; a delivery that is not stays unready (promote or rehead
+// decides). The ids are distinct. Under the batch's plan settings
+// (planSQL) the plan is a nested loop from the arrays to the primary key
+// (TestDeliveryWritePlans).
+const putDeliveriesSQL = `UPDATE webhook_deliveries d SET status = u.status, next_attempt = u.next_attempt,
+		lease_until = u.lease_until, failing = u.failing, finished_at = u.finished_at, record = u.record,
+		ready_at = CASE WHEN u.status = 'pending' AND d.ready_at IS NOT NULL THEN u.ready_at END
+	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::boolean[], $6::timestamptz[], $7::json[],
+		$8::timestamptz[]) AS u(id, status, next_attempt, lease_until, failing, finished_at, record, ready_at)
+	WHERE d.id = u.id`
+
+// queuePut queues putDeliveriesSQL for ds, if any.
+func queuePut(b *pgx.Batch, ds []webhooks.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := len(ds)
+	var (
+		ids, statuses           = make([]string, n), make([]string, n)
+		nexts, leases, readyAts = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		failings                = make([]bool, n)
+		finished                = make([]*time.Time, n)
+		records                 = make([][]byte, n)
+	)
+	for i, d := range ds {
+		rec, err := deliveryRecord(d)
+		if err != nil {
+			return err
+		}
+		ids[i], statuses[i] = d.ID, string(d.Status)
+		nexts[i], leases[i], readyAts[i] = d.NextAttempt, d.LeaseUntil, webhooks.ReadyAt(d)
+		failings[i], finished[i], records[i] = failing(d), finishedAt(d), rec
+	}
+	b.Queue(putDeliveriesSQL, ids, statuses, nexts, leases, failings, finished, records, readyAts)
+	return nil
+}
+
 // deliveryRecord is d as stored whole.
 func deliveryRecord(d webhooks.Delivery) ([]byte, error) {
 	rec, err := json.Marshal(d)
@@ -167,20 +289,6 @@ func finishedAt(d webhooks.Delivery) *time.Time {
 		return nil
 	}
 	return &d.UpdatedAt
-}
-
-// putDelivery rewrites a stored delivery.
-func putDelivery(ctx context.Context, tx pgx.Tx, d webhooks.Delivery) error {
-	rec, err := deliveryRecord(d)
-	if err != nil {
-		return err
-	}
-	// A head stays the head while it is pending, claimable from its new
-	// ReadyAt; a delivery that is not stays unready (rehead decides).
-	_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4, failing = $5,
-		finished_at = $6, record = $7, ready_at = CASE WHEN $2 = 'pending' AND ready_at IS NOT NULL THEN $8::timestamptz END
-		WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil, failing(d), finishedAt(d), rec, webhooks.ReadyAt(d))
-	return err
 }
 
 func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
@@ -211,14 +319,11 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 // claim): two replicas claiming at once read the same earliest deliveries.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	const op = "claim deliveries"
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.beginDeliveries(ctx, nil)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
-		return nil, s.fail(op, err)
-	}
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
 	for round := 0; round < claimRounds && len(claimed) < limit; round++ {
@@ -249,9 +354,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		for i := range locked {
 			locked[i].Attempts++
 			locked[i].Owner, locked[i].LeaseUntil = owner, now.Add(lease)
-			if err := putDelivery(ctx, tx, locked[i]); err != nil {
-				return nil, s.fail(op, err)
-			}
+		}
+		var b pgx.Batch
+		if err := queuePut(&b, locked); err != nil {
+			return nil, s.fail(op, err)
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return nil, s.fail(op, err)
 		}
 		claimed = append(claimed, locked...)
 		if len(picked) < want {
@@ -338,51 +447,125 @@ func getDelivery(ctx context.Context, tx pgx.Tx, id string) (webhooks.Delivery, 
 	return d, err
 }
 
-// FinishDelivery implements webhooks.Store.
+// FinishDelivery implements webhooks.Store. Results that arrive while a
+// batch of them is being written are written together in the next, one
+// transaction for all (groupcommit, as saves are, and as the SQLite store
+// writes results): with every event delivered, a transaction of four
+// statements for each result was the largest share of the database's
+// CPU (docs/benchmarks.md, twenty-sixth pass).
 func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, unsyncedSQL); err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, err)
+	r := &finishReq{d: d, done: make(chan finishVerdict, 1)}
+	v, ok := groupcommit.Commit(s.finishes, r, r.done)
+	if !ok {
+		return webhooks.Delivery{}, false, s.fail(op, errClosed)
 	}
-	// The pair's lock first, as every transaction that decides the
-	// pair's head takes it before any of its rows.
-	if err := lockPair(ctx, tx, pairOf(d)); err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, err)
+	if v.err != nil {
+		return webhooks.Delivery{}, false, s.fail(op, v.err)
 	}
-	cur, err := getDelivery(ctx, tx, d.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return webhooks.Delivery{}, false, nil
-	}
-	if err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, err)
-	}
-	if cur.Status != webhooks.StatusPending || cur.Attempts != d.Attempts {
-		return webhooks.Delivery{}, false, nil
-	}
-	if cur.Redelivered == d.Redelivered {
-		// Else a redelivery came during the attempt: it stays pending,
-		// due when the redelivery made it due.
-		cur.Status, cur.NextAttempt = d.Status, d.NextAttempt
-	}
-	cur.UpdatedAt, cur.LastCode, cur.LastError = d.UpdatedAt, d.LastCode, d.LastError
-	cur.Owner, cur.LeaseUntil = "", time.Time{}
-	if err := putDelivery(ctx, tx, cur); err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, err)
-	}
-	if cur.Status != webhooks.StatusPending {
-		if _, err := tx.Exec(ctx, reheadSQL, pairOf(cur)[0], pairOf(cur)[1]); err != nil {
-			return webhooks.Delivery{}, false, s.fail(op, err)
+	return v.cur, v.ok, nil
+}
+
+// finishReq is a FinishDelivery waiting for its batch; done has room for
+// its verdict.
+type finishReq struct {
+	d    webhooks.Delivery
+	done chan finishVerdict
+}
+
+type finishVerdict struct {
+	cur webhooks.Delivery
+	ok  bool
+	err error
+}
+
+// maxFinishes bounds a batch of results.
+const maxFinishes = 16
+
+// finishBatch writes a batch of results in one transaction, unsynced, and
+// answers each: the pairs' locks (in key order), then the deliveries
+// read and locked in one statement, the results applied in their order
+// (webhooks.ApplyResult), the changed deliveries written in one statement
+// and the heads that ended replaced in another. A failure fails the
+// batch: each delivery stays leased, and is tried again once its lease
+// expires.
+func (s *Store) finishBatch(batch []*finishReq) {
+	answer := func(err error, vs []finishVerdict) {
+		for i, r := range batch {
+			if err != nil {
+				r.done <- finishVerdict{err: err}
+			} else {
+				r.done <- vs[i]
+			}
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, err)
+	ctx := context.Background()
+	var pairs [][2]string
+	var ids []string
+	for _, r := range batch {
+		if p := pairOf(r.d); !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+		if !slices.Contains(ids, r.d.ID) {
+			ids = append(ids, r.d.ID)
+		}
 	}
-	return cur, true, nil
+	stored := map[string]webhooks.Delivery{}
+	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
+		// The pairs' locks first, as every transaction that decides a
+		// pair's head takes them before any of its rows.
+		queueLocks(b, pairs)
+		b.Queue(`SELECT record FROM webhook_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+			ds, err := collectDeliveries(rows)
+			for _, d := range ds {
+				stored[d.ID] = d
+			}
+			return err
+		})
+	})
+	if err != nil {
+		answer(err, nil)
+		return
+	}
+	defer tx.Rollback(ctx)
+	vs := make([]finishVerdict, len(batch))
+	var changed []string
+	var ended [][2]string
+	for i, r := range batch {
+		cur, ok := stored[r.d.ID]
+		if !ok {
+			continue // gone: purged, the claim lost
+		}
+		if vs[i].cur, vs[i].ok = webhooks.ApplyResult(cur, r.d); !vs[i].ok {
+			continue
+		}
+		stored[r.d.ID] = vs[i].cur
+		if !slices.Contains(changed, r.d.ID) {
+			changed = append(changed, r.d.ID)
+		}
+		if p := pairOf(cur); vs[i].cur.Status != webhooks.StatusPending && !slices.Contains(ended, p) {
+			ended = append(ended, p)
+		}
+	}
+	puts := make([]webhooks.Delivery, len(changed))
+	for i, id := range changed {
+		puts[i] = stored[id]
+	}
+	var b pgx.Batch
+	if err := queuePut(&b, puts); err != nil {
+		answer(err, nil)
+		return
+	}
+	queuePromote(&b, ended)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		answer(err, nil)
+		return
+	}
+	s.finishBatches.Add(1)
+	answer(tx.Commit(ctx), vs)
 }
 
 // Deliveries implements webhooks.Store.
@@ -467,7 +650,11 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
-	if err := putDelivery(ctx, tx, d); err != nil {
+	var b pgx.Batch
+	if err := queuePut(&b, []webhooks.Delivery{d}); err != nil {
+		return webhooks.Delivery{}, s.fail(op, err)
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	// It may be the head again, before the one that was.

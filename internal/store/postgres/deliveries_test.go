@@ -2,11 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/webhooks"
 	"github.com/transferd/transferd/internal/webhooks/webhookstest"
@@ -104,5 +107,99 @@ func TestMigrateDeliveriesToSchema12(t *testing.T) {
 func BenchmarkClaimPastABacklog(b *testing.B) {
 	for _, backlog := range webhookstest.Backlogs {
 		b.Run(backlog, func(b *testing.B) { webhookstest.BenchClaimPastABacklog(b, open(b), backlog) })
+	}
+}
+
+// Results that arrive together are written in one transaction, each with
+// its own verdict, as they would be one at a time: a lost claim changes
+// nothing, a failed attempt stays pending until its retry, and a head
+// that ended makes its transfer's next delivery claimable.
+func TestResultsWrittenTogether(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	delivery := func(pos int64, transfer string, seq int64) webhooks.Delivery {
+		ev := "evt_" + strconv.FormatInt(pos, 10)
+		return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+			TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	}
+	var ds []webhooks.Delivery
+	for i := range 8 {
+		ds = append(ds, delivery(int64(i+1), "tr_"+strconv.Itoa(i), 1))
+	}
+	next := delivery(9, "tr_0", 2) // behind tr_0's first
+	ds = append(ds, next)
+	if err := s.EnqueueDeliveries(ctx, key, 0, 9, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 16, nil)
+	if err != nil || len(claimed) != 8 {
+		t.Fatalf("claimed %d (%v), want the 8 heads", len(claimed), err)
+	}
+	claimed[3].Attempts = 7 // a claim lost to another replica's
+	queued, release := postgres.HoldFinishTurn(s)
+	before := postgres.FinishBatches(s)
+	type verdict struct {
+		d   webhooks.Delivery
+		ok  bool
+		err error
+	}
+	verdicts := make([]chan verdict, len(claimed))
+	for i, d := range claimed {
+		verdicts[i] = make(chan verdict, 1)
+		d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+		if d.TransferID == "tr_5" { // failed, retried in a minute
+			d.Status, d.NextAttempt, d.LastCode, d.LastError = webhooks.StatusPending, now.Add(time.Minute), 503, "503"
+		}
+		go func() {
+			got, ok, err := s.FinishDelivery(ctx, d)
+			verdicts[i] <- verdict{got, ok, err}
+		}()
+	}
+	for range claimed {
+		<-queued
+	}
+	release()
+	for i, v := range verdicts {
+		got := <-v
+		if got.err != nil || got.ok != (i != 3) {
+			t.Errorf("result %d: ok %v (%v), want %v", i, got.ok, got.err, i != 3)
+		}
+		if got.ok && (got.d.Owner != "" || !got.d.LeaseUntil.IsZero()) {
+			t.Errorf("result %d: still leased: %+v", i, got.d)
+		}
+	}
+	if n := postgres.FinishBatches(s) - before; n != 1 {
+		t.Errorf("eight results queued together written in %d transactions, want 1", n)
+	}
+	pending, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}})
+	var ids []string
+	for _, d := range pending {
+		ids = append(ids, d.TransferID+"/"+strconv.FormatInt(d.Seq, 10)+"/"+d.LastError)
+	}
+	slices.Sort(ids)
+	if want := []string{"tr_0/2/", "tr_3/1/", "tr_5/1/503"}; err != nil || !slices.Equal(ids, want) {
+		t.Errorf("pending after the batch: %v (%v), want %v", ids, err, want)
+	}
+	// Due now: tr_0's second delivery, made the head by the batch; the
+	// lost claim's lease and the failed attempt's retry are a minute out.
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 16, nil)
+	if err != nil || len(got) != 1 || got[0].ID != next.ID {
+		t.Fatalf("claim after the batch: %d (%v), want tr_0's next", len(got), err)
+	}
+	got[0].Status, got[0].UpdatedAt = webhooks.StatusDelivered, now
+	if _, ok, err := s.FinishDelivery(ctx, got[0]); !ok || err != nil {
+		t.Fatalf("finish tr_0's next: %v (%v)", ok, err)
+	}
+	got, err = s.ClaimDeliveries(ctx, "r1", now.Add(time.Minute), time.Minute, 16, nil)
+	var later []string
+	for _, d := range got {
+		later = append(later, d.TransferID)
+	}
+	slices.Sort(later)
+	if err != nil || !slices.Equal(later, []string{"tr_3", "tr_5"}) {
+		t.Errorf("claim a minute later: %v (%v), want tr_3 and tr_5", later, err)
 	}
 }

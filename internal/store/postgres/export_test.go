@@ -126,7 +126,20 @@ const (
 	EndpointDueSQL    = endpointDueSQL
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL
+	PromoteSQL        = promoteSQL
+	PutDeliveriesSQL  = putDeliveriesSQL
 )
+
+// HoldFinishTurn takes the turn to write a batch of webhook results, as
+// FinishDelivery's committer holds it, until release is called; each
+// result queued meanwhile is reported on queued. FinishBatches counts
+// the transactions of results written.
+func HoldFinishTurn(s *Store) (queued <-chan struct{}, release func()) {
+	q := make(chan struct{}, 64)
+	return q, s.finishes.Hold(func() { q <- struct{}{} })
+}
+
+func FinishBatches(s *Store) int64 { return s.finishBatches.Load() }
 
 // PairLockKey is the advisory lock key of a delivery's endpoint key and
 // transfer, for the test of the order enqueues take them in.

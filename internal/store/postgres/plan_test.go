@@ -347,3 +347,79 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 		}
 	}
 }
+
+// The multi-row writes of webhook delivery (an enqueue's heads, a batch
+// of results, a claim's leases) join arrays to webhook_deliveries: under
+// a batch's plan settings the plan is a nested loop from the arrays to
+// the primary key, and to webhook_deliveries_head for a pair's first
+// pending delivery, whatever the table holds and whatever the planner
+// knows of it (a new database's plan is cached per connection), in both
+// plans a prepared statement gets.
+func TestDeliveryWritePlans(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	key := webhooks.EndpointKey("acme", "crm")
+	var pos int64
+	fill := func(n int) {
+		var ds []webhooks.Delivery
+		for range n {
+			pos++
+			ev := fmt.Sprint("evt_", pos)
+			ds = append(ds, webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+				TransferID: fmt.Sprint("tr_", pos%50), Seq: pos, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+				Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now})
+		}
+		if err := s.EnqueueDeliveries(ctx, key, pos-int64(n), pos, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statements := []struct {
+		name, q string
+		args    []any
+		want    *regexp.Regexp
+	}{
+		{"promote", postgres.PromoteSQL, []any{[]string{key, key}, []string{"tr_1", "tr_2"}},
+			regexp.MustCompile(`(?s)Update on webhook_deliveries d.*-> +Nested Loop.*-> +Function Scan on (unnest )?p .*` +
+				`-> +Index Scan using webhook_deliveries_head on webhook_deliveries h.*-> +Index Scan using webhook_deliveries_pkey on webhook_deliveries d`)},
+		{"put", postgres.PutDeliveriesSQL, []any{[]string{"a", "b"}, []string{"pending", "delivered"}, []time.Time{now, now},
+			[]time.Time{now, now}, []bool{false, false}, []*time.Time{nil, &now}, [][]byte{[]byte(`{}`), []byte(`{}`)}, []time.Time{now, now}},
+			regexp.MustCompile(`(?s)Update on webhook_deliveries d.*-> +Nested Loop.*-> +Function Scan on (unnest )?u .*` +
+				`-> +Index Scan using webhook_deliveries_pkey on webhook_deliveries d`)},
+	}
+	for _, c := range []struct {
+		rows    int
+		analyze bool
+	}{{0, false}, {3, false}, {600, true}} {
+		if n := c.rows - int(pos); n > 0 {
+			fill(n)
+		}
+		if c.analyze {
+			if _, err := conn.Exec(ctx, `ANALYZE webhook_deliveries`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.DeallocateAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{postgres.PlanSQL(s), `SET LOCAL plan_cache_mode = ` + mode} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, st := range statements {
+				if plan := explain(t, conn, st.q, st.args); !st.want.MatchString(plan) {
+					t.Errorf("%s, %d rows, %s: want a nested loop from the arrays to the indexes:\n%s", st.name, c.rows, mode, plan)
+				}
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -43,6 +44,10 @@ type Store struct {
 	purgeBatch int
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*saveReq]
+	// finishes is the group commit of webhook results (FinishDelivery);
+	// finishBatches counts the transactions of results written.
+	finishes      *groupcommit.Queue[*finishReq]
+	finishBatches atomic.Int64
 	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
 	// which a batch sets (planSQL).
 	planMode  bool
@@ -90,6 +95,7 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		return nil, s.fail("open", err)
 	}
 	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
+	s.finishes = groupcommit.New("postgres", maxFinishes, s.finishBatch)
 	return s, nil
 }
 
@@ -119,6 +125,7 @@ func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.commits.Close()
+		s.finishes.Close()
 		s.pool.Close()
 	})
 }
