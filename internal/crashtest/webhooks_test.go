@@ -470,11 +470,29 @@ func TestWebhookEventAfterTheEnd(t *testing.T) {
 // 1000) and TRANSFERD_WEBHOOK_STORM_DOWN (default 15s: the minute
 // scaled so that the test takes a few minutes on 2 cores; the back-off
 // after a long outage grows with it) size it.
+//
+// With TRANSFERD_WEBHOOK_STORM_STORE=postgres (and
+// TRANSFERD_TEST_DATABASE_URL, where it gets a database of its own) it
+// runs on PostgreSQL with a second replica beside the one killed, up
+// throughout: both claim and deliver at once, and the steady one takes
+// the killed one's leased deliveries once their leases expire.
 func TestWebhookStorm(t *testing.T) {
 	if os.Getenv("TRANSFERD_WEBHOOK_STORM") != "1" {
 		t.Skip("set TRANSFERD_WEBHOOK_STORM=1 to run the webhook storm")
 	}
 	needBinaries(t)
+	var storeVars []string
+	switch store := os.Getenv("TRANSFERD_WEBHOOK_STORM_STORE"); store {
+	case "", "sqlite":
+	case "postgres":
+		admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
+		if admin == "" {
+			t.Fatal("TRANSFERD_WEBHOOK_STORM_STORE=postgres needs TRANSFERD_TEST_DATABASE_URL (postgres://…)")
+		}
+		storeVars = []string{"TRANSFERD_DATABASE_URL=" + freshDatabase(t, admin), "TRANSFERD_LEASE_TTL=" + leaseTTL.String()}
+	default:
+		t.Fatalf("TRANSFERD_WEBHOOK_STORM_STORE: %q is neither sqlite nor postgres", store)
+	}
 	n, err := envInt("TRANSFERD_WEBHOOK_STORM_TRANSFERS", 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -490,7 +508,10 @@ func TestWebhookStorm(t *testing.T) {
 	rcv := newReceiver(t, true)
 	dir := t.TempDir()
 	var cur atomic.Pointer[proc]
-	cur.Store(startTransferd(t, "transferd", webhookEnv(rcv, dir, "hooks")))
+	cur.Store(startTransferd(t, "transferd", webhookEnv(rcv, dir, "hooks", storeVars...)))
+	if storeVars != nil {
+		startTransferd(t, "transferd-steady", webhookEnv(rcv, dir, "hooks-steady", storeVars...))
+	}
 
 	const concurrency = 16
 	ids := make([]string, n)
@@ -545,7 +566,7 @@ func TestWebhookStorm(t *testing.T) {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	t.Logf("transferd SIGKILLed at %d transfers created", created.Load())
-	cur.Store(startTransferd(t, "transferd-2", webhookEnv(rcv, dir, "hooks")))
+	cur.Store(startTransferd(t, "transferd-2", webhookEnv(rcv, dir, "hooks", storeVars...)))
 	if wait := time.Until(upAt); wait > 0 {
 		select {
 		case <-time.After(wait): // the outage is a span of time by definition
