@@ -26,6 +26,12 @@ func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, err
 	return pos, nil
 }
 
+const (
+	cursorSQL     = `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`
+	moveCursorSQL = `INSERT INTO webhook_cursors (endpoint_key, pos) VALUES (?, ?)
+		ON CONFLICT (endpoint_key) DO UPDATE SET pos = excluded.pos`
+)
+
 // Enqueue implements webhooks.Store: the cursor moves in the same
 // transaction as the inserts, on the single writer.
 func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
@@ -35,20 +41,20 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		return fail(op, err)
 	}
 	defer done()
+	t := s.in(ctx, tx)
 	var cur int64
-	if err := tx.QueryRowContext(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := t.queryRow(cursorSQL, endpoint).Scan(&cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fail(op, err)
 	}
 	if cur != from {
 		return webhooks.ErrCursorMoved
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_cursors (endpoint_key, pos) VALUES (?, ?)
-		ON CONFLICT (endpoint_key) DO UPDATE SET pos = excluded.pos`, endpoint, to); err != nil {
+	if _, err := t.exec(moveCursorSQL, endpoint, to); err != nil {
 		return fail(op, err)
 	}
 	var pairs [][2]string
 	for _, d := range ds {
-		if err := putDelivery(ctx, tx, d, true); err != nil {
+		if err := putDelivery(t, d, true); err != nil {
 			return fail(op, err)
 		}
 		if p := pairOf(d); !slices.Contains(pairs, p) {
@@ -56,7 +62,7 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 		}
 	}
 	for _, p := range pairs {
-		if err := promote(ctx, tx, p); err != nil {
+		if err := promote(t, p); err != nil {
 			return fail(op, err)
 		}
 	}
@@ -99,8 +105,8 @@ const reheadSQL = `WITH head(id) AS (SELECT id FROM webhook_deliveries
 	WHERE status = 'pending' AND endpoint_key = ?1 AND transfer_id = ?2
 		AND ready_at IS NOT CASE WHEN id = (SELECT id FROM head) THEN max(next_attempt, lease_until) END`
 
-func rehead(ctx context.Context, tx *sql.Tx, p [2]string) error {
-	_, err := tx.ExecContext(ctx, reheadSQL, p[0], p[1])
+func rehead(t *wtx, p [2]string) error {
+	_, err := t.exec(reheadSQL, p[0], p[1])
 	return err
 }
 
@@ -117,30 +123,37 @@ const promoteSQL = `UPDATE webhook_deliveries SET ready_at = max(next_attempt, l
 	WHERE id = (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND endpoint_key = ?1 AND transfer_id = ?2
 		ORDER BY seq LIMIT 1) AND ready_at IS NULL`
 
-func promote(ctx context.Context, tx *sql.Tx, p [2]string) error {
-	_, err := tx.ExecContext(ctx, promoteSQL, p[0], p[1])
+func promote(t *wtx, p [2]string) error {
+	_, err := t.exec(promoteSQL, p[0], p[1])
 	return err
 }
 
+const (
+	insertDeliverySQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
+			next_attempt, lease_until, created_at, finished_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`
+	// A head stays the head while it is pending, claimable from its new
+	// ReadyAt; a delivery that is not stays unready (promote or rehead
+	// decides).
+	updateDeliverySQL = `UPDATE webhook_deliveries SET status = ?1, next_attempt = ?2, lease_until = ?3, finished_at = ?4,
+		record = ?5, ready_at = CASE WHEN ?1 = 'pending' AND ready_at IS NOT NULL THEN ?6 END
+		WHERE id = ?7`
+	getDeliverySQL = `SELECT record FROM webhook_deliveries WHERE id = ?`
+)
+
 // putDelivery inserts (or, with insert false, rewrites) d.
-func putDelivery(ctx context.Context, tx *sql.Tx, d webhooks.Delivery, insert bool) error {
+func putDelivery(t *wtx, d webhooks.Delivery, insert bool) error {
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
 	if insert {
-		_, err = tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, finished_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO NOTHING`,
+		_, err = t.exec(insertDeliverySQL,
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
 			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), string(rec))
 		return err
 	}
-	// A head stays the head while it is pending, claimable from its new
-	// ReadyAt; a delivery that is not stays unready (rehead decides).
-	_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?1, next_attempt = ?2, lease_until = ?3, finished_at = ?4,
-		record = ?5, ready_at = CASE WHEN ?1 = 'pending' AND ready_at IS NOT NULL THEN ?6 END
-		WHERE id = ?7`, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), ts(webhooks.ReadyAt(d)), d.ID)
+	_, err = t.exec(updateDeliverySQL, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), ts(webhooks.ReadyAt(d)), d.ID)
 	return err
 }
 
@@ -188,7 +201,8 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		return nil, fail(op, err)
 	}
 	defer done()
-	picked, err := webhooks.PickDue(now, limit, skip, nil, dueLookup(ctx, tx, ts(now)))
+	t := s.in(ctx, tx)
+	picked, err := webhooks.PickDue(now, limit, skip, nil, dueLookup(t, ts(now)))
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -203,7 +217,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	if err != nil {
 		return nil, fail(op, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT record FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?))`, string(idsJSON))
+	rows, err := t.query(claimRecordsSQL, string(idsJSON))
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -216,7 +230,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	for i := range ds {
 		ds[i].Attempts++
 		ds[i].Owner, ds[i].LeaseUntil = owner, now.Add(lease)
-		if err := putDelivery(ctx, tx, ds[i], false); err != nil {
+		if err := putDelivery(t, ds[i], false); err != nil {
 			return nil, fail(op, err)
 		}
 	}
@@ -226,23 +240,24 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 // dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
 // earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
 // endpoint's), inside tx.
-func dueLookup(ctx context.Context, tx *sql.Tx, now string) webhooks.DueLookup {
+func dueLookup(t *wtx, now string) webhooks.DueLookup {
 	return webhooks.DueLookup{
 		// Read row by row: SQLite reads no further than the claim needs.
 		Earliest: func(n int, each func(webhooks.Ready) bool) error {
-			return readies(tx.QueryContext(ctx, earliestDueSQL, now, n))(each)
+			return readies(t.query(earliestDueSQL, now, n))(each)
 		},
 		Endpoints: func() ([]webhooks.Ready, error) {
-			return collect(readies(tx.QueryContext(ctx, readyEndpointsSQL)))
+			return collect(readies(t.query(readyEndpointsSQL)))
 		},
 		OfEndpoint: func(key string, n int) ([]webhooks.Ready, error) {
-			return collect(readies(tx.QueryContext(ctx, endpointDueSQL, key, now, n)))
+			return collect(readies(t.query(endpointDueSQL, key, now, n)))
 		},
 	}
 }
 
 const (
-	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+	claimRecordsSQL = `SELECT record FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?))`
+	earliestDueSQL  = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
 		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
 	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
 		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
@@ -350,9 +365,10 @@ func (s *Store) finishBatch(batch []*finishReq) {
 		return
 	}
 	defer done()
+	t := s.in(ctx, tx)
 	vs := make([]finishVerdict, len(batch))
 	for i, r := range batch {
-		if vs[i].cur, vs[i].ok, err = finishOne(ctx, tx, r.d); err != nil {
+		if vs[i].cur, vs[i].ok, err = finishOne(t, r.d); err != nil {
 			answer(err, nil)
 			return
 		}
@@ -363,8 +379,8 @@ func (s *Store) finishBatch(batch []*finishReq) {
 
 // finishOne stores the result of d's attempt within tx, if the stored
 // delivery is still pending with d's Attempts (see webhooks.Store).
-func finishOne(ctx context.Context, tx *sql.Tx, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
-	cur, err := getDelivery(ctx, tx, d.ID)
+func finishOne(t *wtx, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
+	cur, err := getDelivery(t, d.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return webhooks.Delivery{}, false, nil
 	}
@@ -375,21 +391,21 @@ func finishOne(ctx context.Context, tx *sql.Tx, d webhooks.Delivery) (webhooks.D
 	if !ok {
 		return webhooks.Delivery{}, false, nil
 	}
-	if err := putDelivery(ctx, tx, cur, false); err != nil {
+	if err := putDelivery(t, cur, false); err != nil {
 		return webhooks.Delivery{}, false, err
 	}
 	if cur.Status != webhooks.StatusPending {
-		if err := promote(ctx, tx, pairOf(cur)); err != nil {
+		if err := promote(t, pairOf(cur)); err != nil {
 			return webhooks.Delivery{}, false, err
 		}
 	}
 	return cur, true, nil
 }
 
-func getDelivery(ctx context.Context, tx *sql.Tx, id string) (webhooks.Delivery, error) {
+func getDelivery(t *wtx, id string) (webhooks.Delivery, error) {
 	var rec string
 	var d webhooks.Delivery
-	if err := tx.QueryRowContext(ctx, `SELECT record FROM webhook_deliveries WHERE id = ?`, id).Scan(&rec); err != nil {
+	if err := t.queryRow(getDeliverySQL, id).Scan(&rec); err != nil {
 		return d, err
 	}
 	err := json.Unmarshal([]byte(rec), &d)
@@ -456,7 +472,8 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	defer tx.Rollback()
-	d, err := getDelivery(ctx, tx, id)
+	t := s.in(ctx, tx)
+	d, err := getDelivery(t, id)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && d.Tenant != tenant {
 		return webhooks.Delivery{}, kindErr(op, orchestrator.KindNotFound, errors.New("no such delivery"))
 	}
@@ -469,11 +486,11 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
-	if err := putDelivery(ctx, tx, d, false); err != nil {
+	if err := putDelivery(t, d, false); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	// It may be the head again, before the one that was.
-	if err := rehead(ctx, tx, pairOf(d)); err != nil {
+	if err := rehead(t, pairOf(d)); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	return d, fail2(op, tx.Commit())

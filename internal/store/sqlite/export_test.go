@@ -142,3 +142,7 @@ func HoldFinishTurn(s *Store) (queued <-chan struct{}, release func()) {
 }
 
 func FinishBatches(s *Store) int64 { return s.finishBatches.Load() }
+
+// Unprepared counts the statements of webhook delivery the writer ran by
+// their text, not prepared (prepared.go).
+func Unprepared(s *Store) int64 { return s.unprepared.Load() }

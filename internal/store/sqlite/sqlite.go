@@ -66,7 +66,12 @@ type Store struct {
 	batches  atomic.Int64 // transactions of saves written
 	// finishBatches counts the transactions of results written.
 	finishBatches atomic.Int64
-	closeOnce     sync.Once
+	// prepared are the writer's statements of webhook delivery
+	// (prepared.go); unprepared counts the statements a wtx ran by their
+	// text instead.
+	prepared   map[string]*sql.Stmt
+	unprepared atomic.Int64
+	closeOnce  sync.Once
 	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
 	// and vacuumChunk, and time.Now; tests set them to count slices
 	// without depending on speed. slices counts the slices committed.
@@ -141,6 +146,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fail("prepare", err)
 	}
 	if s.linkIdem, err = s.w.PrepareContext(ctx, linkIdemSQL); err != nil {
+		_ = s.Close()
+		return nil, fail("prepare", err)
+	}
+	if err := s.prepare(ctx); err != nil {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
@@ -248,6 +257,9 @@ func (s *Store) Close() error {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
+	}
+	for _, st := range s.prepared {
+		errs = append(errs, st.Close())
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
