@@ -19,7 +19,7 @@ var _ webhooks.Store = (*Store)(nil)
 // Cursor implements webhooks.Store.
 func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, error) {
 	var pos int64
-	err := s.r.QueryRowContext(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&pos)
+	err := s.reads.queryRow(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&pos)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fail("webhook cursor", err)
 	}
@@ -415,7 +415,7 @@ func getDelivery(t *wtx, id string) (webhooks.Delivery, error) {
 // Deliveries implements webhooks.Store.
 func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	q, args := deliveriesQuery(f)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.reads.query(ctx, q, args...)
 	if err != nil {
 		return nil, false, fail("list deliveries", err)
 	}
@@ -500,7 +500,7 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
 	var n int
 	var oldest sql.NullString
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*), min(created_at) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&n, &oldest); err != nil {
+	if err := s.reads.queryRow(ctx, `SELECT count(*), min(created_at) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&n, &oldest); err != nil {
 		return 0, time.Time{}, fail("webhook backlog", err)
 	}
 	if !oldest.Valid {

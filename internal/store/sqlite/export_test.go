@@ -146,3 +146,17 @@ func FinishBatches(s *Store) int64 { return s.finishBatches.Load() }
 // Unprepared counts the statements of webhook delivery the writer ran by
 // their text, not prepared (prepared.go).
 func Unprepared(s *Store) int64 { return s.unprepared.Load() }
+
+// ReadStmts is how many statements of the reader pool are prepared; a
+// SetMaxReadStmts of n keeps at most n.
+func ReadStmts(s *Store) int {
+	s.reads.mu.Lock()
+	defer s.reads.mu.Unlock()
+	return len(s.reads.m)
+}
+
+func SetMaxReadStmts(s *Store, n int) {
+	s.reads.mu.Lock()
+	defer s.reads.mu.Unlock()
+	s.reads.max = n
+}

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"sync"
 	"sync/atomic"
 )
 
@@ -85,4 +87,78 @@ func (t *wtx) queryRow(q string, args ...any) *sql.Row {
 		return st.QueryRowContext(t.ctx, args...)
 	}
 	return t.tx.QueryRowContext(t.ctx, q, args...)
+}
+
+// readStmts are the reader pool's statements, prepared at their first run
+// and reused, by their text: each connection of the pool prepares one at
+// its first use of it. A list's text depends on its filters, so there are
+// at most a few hundred; past max a statement runs by its text.
+type readStmts struct {
+	db     *sql.DB
+	max    int // maxReadStmts; tests set less
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	closed bool
+}
+
+// maxReadStmts bounds readStmts.
+const maxReadStmts = 512
+
+// stmt returns q prepared, or nil if there is no room for it or it could
+// not be prepared (running it by its text then says why). It prepares q
+// without holding the lock: preparing waits for a connection of the pool,
+// and the reads whose statements are prepared must not wait for it.
+func (c *readStmts) stmt(ctx context.Context, q string) *sql.Stmt {
+	c.mu.Lock()
+	st, ok := c.m[q]
+	full := len(c.m) >= c.max
+	c.mu.Unlock()
+	if ok {
+		return st
+	}
+	if full {
+		return nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[q]; ok || c.closed || len(c.m) >= c.max {
+		// Another read prepared it meanwhile, or there is no room.
+		_ = st.Close()
+		return prev
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = st
+	return st
+}
+
+func (c *readStmts) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := c.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return c.db.QueryContext(ctx, q, args...)
+}
+
+func (c *readStmts) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := c.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return c.db.QueryRowContext(ctx, q, args...)
+}
+
+// close closes the prepared statements.
+func (c *readStmts) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, st := range c.m {
+		errs = append(errs, st.Close())
+	}
+	c.m, c.closed = nil, true
+	return errors.Join(errs...)
 }

@@ -71,7 +71,9 @@ type Store struct {
 	// text instead.
 	prepared   map[string]*sql.Stmt
 	unprepared atomic.Int64
-	closeOnce  sync.Once
+	// reads runs the reader pool's statements prepared (prepared.go).
+	reads     *readStmts
+	closeOnce sync.Once
 	// Purge's slices (store.go): the constants sliceBudget, purgeChunk
 	// and vacuumChunk, and time.Now; tests set them to count slices
 	// without depending on speed. slices counts the slices committed.
@@ -122,6 +124,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
+	s.reads = &readStmts{db: s.r, max: maxReadStmts}
 	if s.ckpt, err = sql.Open("sqlite", dsn(path, false)); err != nil {
 		s.w.Close()
 		s.r.Close()
@@ -261,6 +264,9 @@ func (s *Store) Close() error {
 	for _, st := range s.prepared {
 		errs = append(errs, st.Close())
 	}
+	if s.reads != nil {
+		errs = append(errs, s.reads.close())
+	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
@@ -279,7 +285,7 @@ func (s *Store) Close() error {
 // Ping implements orchestrator.Store: both pools must answer.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := s.reads.queryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fail("ping", err)
 	}
 	if err := s.w.PingContext(ctx); err != nil {
@@ -361,7 +367,7 @@ func makeEventIDKey(ctx context.Context, tx *sql.Tx) error {
 func (s *Store) EventIDKey(ctx context.Context) (orchestrator.EventIDKey, error) {
 	var k orchestrator.EventIDKey
 	var secret []byte
-	err := s.r.QueryRowContext(ctx, `SELECT secret, legacy_below FROM event_id_key WHERE id = 1`).Scan(&secret, &k.LegacyBelow)
+	err := s.reads.queryRow(ctx, `SELECT secret, legacy_below FROM event_id_key WHERE id = 1`).Scan(&secret, &k.LegacyBelow)
 	if err != nil {
 		return k, fail("event id key", err)
 	}

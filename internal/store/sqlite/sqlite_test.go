@@ -879,3 +879,50 @@ func TestEventIDKey(t *testing.T) {
 		t.Fatalf("after schema 12 ran on an outbox, the event id key %+v (%v), want a new one honouring ids up to %d", k, err, last)
 	}
 }
+
+// The reads a transfer makes run as statements prepared once per
+// connection of the pool, not compiled at every run: a second round of
+// the same reads prepares nothing more. Past the bound, reads run by
+// their text, with the same answers.
+func TestReadsPreparedOnce(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	tr := newTransfer("1000")
+	if err := s.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() {
+		t.Helper()
+		if got, err := s.Get(ctx, tr.ID); err != nil || got.ID != tr.ID {
+			t.Fatalf("Get: %v (%v)", got, err)
+		}
+		if sig, err := s.PeekSignal(ctx, tr.ID); err != nil || sig != "" {
+			t.Fatalf("PeekSignal: %q (%v)", sig, err)
+		}
+		for _, f := range []orchestrator.ListFilter{{Limit: 10}, {Limit: 10, Provider: "netsapiens"}, {Limit: 10, User: "1000"}} {
+			ts, _, err := s.List(ctx, f)
+			if err != nil || len(ts) != 1 || ts[0].ID != tr.ID {
+				t.Fatalf("List %+v: %d (%v)", f, len(ts), err)
+			}
+		}
+	}
+	reads()
+	n := sqlite.ReadStmts(s)
+	if n < 5 {
+		t.Fatalf("%d statements prepared after five kinds of read, want at least 5", n)
+	}
+	reads()
+	if again := sqlite.ReadStmts(s); again != n {
+		t.Errorf("the same reads again prepared %d statements more", again-n)
+	}
+	s2 := open(t, t.TempDir())
+	sqlite.SetMaxReadStmts(s2, 1)
+	s = s2
+	if err := s.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	reads()
+	if n := sqlite.ReadStmts(s); n != 1 {
+		t.Errorf("%d statements prepared past a bound of 1", n)
+	}
+}

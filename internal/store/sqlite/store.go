@@ -186,7 +186,7 @@ const updateSQL = `UPDATE transfers SET version = ?, state = ?, owner = ?, open 
 func (s *Store) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
 	op := "get " + id
 	var rec string
-	err := s.r.QueryRowContext(ctx, `SELECT record FROM transfers WHERE id = ?`, id).Scan(&rec)
+	err := s.reads.queryRow(ctx, `SELECT record FROM transfers WHERE id = ?`, id).Scan(&rec)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, kindErr(op, orchestrator.KindNotFound, errNotFound)
 	}
@@ -276,7 +276,7 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 // first is id order descending and the cursor is an id.
 func (s *Store) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
 	q, args := listQuery(f)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.reads.query(ctx, q, args...)
 	if err != nil {
 		return nil, false, fail("list", err)
 	}
@@ -323,7 +323,7 @@ func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
 	const op = "events"
 	q, args := eventsQuery(f)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.reads.query(ctx, q, args...)
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -399,7 +399,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	// Should a transfer become claimable right after this read, the next
 	// Claim takes it.
 	var found int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)`,
+	err := s.reads.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)`,
 		own, owner, owner, ts(now)).Scan(&found)
 	if err != nil {
 		return nil, fail(op, err)
@@ -451,7 +451,7 @@ func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
 
 // ids runs a query of transfer ids on a reader.
 func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.reads.query(ctx, q, args...)
 	if err != nil {
 		return nil, fail(op, err)
 	}
@@ -511,7 +511,7 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 	// pending, as read now (each is final for this call).
 	var cur int64
 	var pending bool
-	err = s.r.QueryRowContext(ctx, `SELECT version, EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = ?`, id).Scan(&cur, &pending)
+	err = s.reads.queryRow(ctx, `SELECT version, EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = ?`, id).Scan(&cur, &pending)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return kindErr(op, orchestrator.KindNotFound, errNotFound)
@@ -527,7 +527,7 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 // connection, as runners ask at every step and almost always find none.
 func (s *Store) PeekSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
 	var sig string
-	err := s.r.QueryRowContext(ctx, `SELECT signal FROM signals WHERE transfer_id = ?`, id).Scan(&sig)
+	err := s.reads.queryRow(ctx, `SELECT signal FROM signals WHERE transfer_id = ?`, id).Scan(&sig)
 	if errors.Is(err, sql.ErrNoRows) {
 		return orchestrator.SignalNone, nil
 	}
@@ -545,7 +545,7 @@ func (s *Store) TakeSignal(ctx context.Context, id string) (orchestrator.Signal,
 	// is still there for the DELETE below (or taken by a concurrent
 	// TakeSignal, which the DELETE's RETURNING reports).
 	var pending int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM signals WHERE transfer_id = ?`, id).Scan(&pending); err != nil {
+	if err := s.reads.queryRow(ctx, `SELECT count(*) FROM signals WHERE transfer_id = ?`, id).Scan(&pending); err != nil {
 		return orchestrator.SignalNone, fail("take signal "+id, err)
 	}
 	if pending == 0 {
