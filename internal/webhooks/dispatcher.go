@@ -100,8 +100,9 @@ type Dispatcher struct {
 	now    func() time.Time
 
 	// gauged is when gauge last read the backlog, and oldestPending the
-	// oldest pending delivery's creation then (Run's own).
-	gauged, oldestPending time.Time
+	// oldest pending delivery's creation then; repaired is when repair
+	// last ran (Run's own).
+	gauged, oldestPending, repaired time.Time
 
 	mu      sync.Mutex
 	signers map[string]signerFor // by endpoint key
@@ -152,6 +153,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-d.nudge:
 		case <-done:
 		}
+		d.repair(ctx)
 		d.enqueue(ctx)
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
@@ -519,6 +521,36 @@ func (d *Dispatcher) gauge(ctx context.Context) {
 		age = max(now.Sub(d.oldestPending).Seconds(), 0)
 	}
 	d.m.oldest.Set(age)
+}
+
+// repairEvery is how often Run has a HeadRepairer store set right the
+// deliveries a replica of an older version left unready: reading for them
+// reads every pending delivery, and they are only made during a rolling
+// upgrade.
+const repairEvery = time.Minute
+
+// repair runs the store's RepairHeads, if it has one, at most every
+// repairEvery; only Run calls it.
+func (d *Dispatcher) repair(ctx context.Context) {
+	r, ok := d.store.(HeadRepairer)
+	if !ok {
+		return
+	}
+	now := d.now()
+	if !d.repaired.IsZero() && now.Sub(d.repaired) < repairEvery && !now.Before(d.repaired) {
+		return
+	}
+	d.repaired = now
+	n, err := r.RepairHeads(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error().Err(err).Msg("webhooks: repair deliveries left unready")
+		}
+		return
+	}
+	if n > 0 {
+		d.log.Warn().Int("deliveries", n).Msg("webhooks: deliveries left unready or finished but ready, by a replica of an older version, set right")
+	}
 }
 
 type metrics struct {

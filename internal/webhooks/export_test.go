@@ -21,3 +21,7 @@ func EnqueueAll(ctx context.Context, d *Dispatcher) error {
 	d.enqueue(ctx)
 	return nil
 }
+
+// Repair runs what a scan of Run does first to the deliveries an older
+// replica left unready.
+func Repair(ctx context.Context, d *Dispatcher) { d.repair(ctx) }

@@ -233,6 +233,22 @@ type Store interface {
 	PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
+// HeadRepairer is a Store that several processes share, where one of an
+// older version may leave deliveries in a state no claim of this version
+// would take: a PostgreSQL store whose schema marks the first pending
+// delivery of each endpoint and transfer ready (ClaimDeliveries reads only
+// those), while an older replica of a rolling upgrade still enqueues
+// deliveries unmarked, and delivers heads without marking the next. Such a
+// delivery would wait for good once its transfer made no more events. The
+// dispatcher calls RepairHeads every repairEvery.
+type HeadRepairer interface {
+	// RepairHeads marks ready the first pending delivery of every
+	// endpoint and transfer that has none ready, and unmarks every
+	// finished delivery still marked, under the same locks as an enqueue;
+	// it returns how many deliveries it changed.
+	RepairHeads(ctx context.Context) (int, error)
+}
+
 // Every Store can be purged by the engine's retention purge.
 var _ orchestrator.DeliveryPurger = Store(nil)
 

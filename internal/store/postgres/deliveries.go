@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/groupcommit"
@@ -666,6 +667,98 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	}
 	return d, nil
 }
+
+var _ webhooks.HeadRepairer = (*Store)(nil)
+
+// RepairHeads implements webhooks.HeadRepairer. A replica of a version
+// before schema 12 sharing the database during a rolling upgrade inserts
+// deliveries without ready_at, delivers a head without marking the next,
+// and finishes a delivery without clearing its ready_at. The first two
+// would wait for good once their transfer makes no more events (a
+// promote comes only with an enqueue or a finish of the pair); the third
+// is claimed again and delivered twice, once. Every committed state this
+// version writes has a ready head for each pair with a pending delivery,
+// and no finished delivery ready, so what this finds was left by an
+// older replica. It reads every pending delivery once, in
+// webhook_deliveries_head, and every ready one.
+func (s *Store) RepairHeads(ctx context.Context) (int, error) {
+	const op = "repair webhook heads"
+	tag, err := s.pool.Exec(ctx, clearFinishedReadySQL)
+	if err != nil {
+		return 0, s.fail(op, err)
+	}
+	total := int(tag.RowsAffected())
+	for range maxRepairRounds {
+		rows, err := s.pool.Query(ctx, unreadyHeadsSQL, repairBatch)
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		pairs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2]string, error) {
+			var p [2]string
+			err := row.Scan(&p[0], &p[1])
+			return p, err
+		})
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		if len(pairs) == 0 {
+			break
+		}
+		n, err := s.rehead(ctx, pairs)
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		total += n
+		if len(pairs) < repairBatch || n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// rehead decides the heads of pairs again (reheadSQL), under their locks,
+// in one transaction, and returns how many deliveries it changed.
+func (s *Store) rehead(ctx context.Context, pairs [][2]string) (int, error) {
+	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) { queueLocks(b, pairs) })
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	var b pgx.Batch
+	n := 0
+	for _, p := range pairs {
+		b.Queue(reheadSQL, p[0], p[1]).Exec(func(tag pgconn.CommandTag) error {
+			n += int(tag.RowsAffected())
+			return nil
+		})
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit(ctx)
+}
+
+const (
+	// repairBatch is how many pairs one transaction of RepairHeads
+	// reheads; maxRepairRounds bounds a RepairHeads (the next goes on).
+	repairBatch     = 200
+	maxRepairRounds = 50
+	// unreadyHeadsSQL finds the pairs whose first pending delivery is not
+	// ready: the first of each pair in webhook_deliveries_head.
+	unreadyHeadsSQL = `SELECT endpoint_key, transfer_id FROM (
+			SELECT DISTINCT ON (endpoint_key, transfer_id) endpoint_key, transfer_id, ready_at FROM webhook_deliveries
+			WHERE status = 'pending' ORDER BY endpoint_key, transfer_id, seq) h
+		WHERE h.ready_at IS NULL LIMIT $1`
+	// clearFinishedReadySQL unmarks the finished deliveries still marked
+	// ready, among the ready ones read in webhook_deliveries_ready's order
+	// (never among the finished ones, which retention keeps by the
+	// hundred thousand). It needs no pair's lock: a finished delivery
+	// takes no part in deciding a head, and one a redelivery made pending
+	// meanwhile no longer matches once its row's lock is taken.
+	clearFinishedReadySQL = `UPDATE webhook_deliveries SET ready_at = NULL
+		WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY ready_at, pos, id))
+			AND ready_at IS NOT NULL AND status <> 'pending'`
+)
 
 // DeliveryBacklog implements webhooks.Store.
 func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {

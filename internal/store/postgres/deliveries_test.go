@@ -203,3 +203,72 @@ func TestResultsWrittenTogether(t *testing.T) {
 		t.Errorf("claim a minute later: %v (%v), want tr_3 and tr_5", later, err)
 	}
 }
+
+// A replica of a version before schema 12, sharing the database during a
+// rolling upgrade, enqueues deliveries without marking the heads ready,
+// delivers a head without marking the next, and finishes a delivery
+// without unmarking it. RepairHeads sets all three right, and the
+// deliveries left unready are claimed again; a second run finds nothing.
+func TestRepairHeadsLeftByAnOlderReplica(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	delivery := func(pos int64, transfer string, seq int64) webhooks.Delivery {
+		ev := "evt_" + strconv.FormatInt(pos, 10)
+		return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+			TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	}
+	ds := []webhooks.Delivery{delivery(1, "tr_a", 1), delivery(2, "tr_a", 2), delivery(3, "tr_b", 1), delivery(4, "tr_c", 1),
+		delivery(5, "tr_ok", 1)}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 5, ds); err != nil {
+		t.Fatal(err)
+	}
+	// tr_c's delivery is delivered, by this version.
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 16, nil)
+	if err != nil || len(claimed) != 4 {
+		t.Fatalf("claimed %d (%v), want the 4 heads", len(claimed), err)
+	}
+	for _, d := range claimed {
+		if d.TransferID == "tr_c" {
+			d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+			if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+				t.Fatalf("finish: %v (%v)", ok, err)
+			}
+		} else {
+			d.Status, d.NextAttempt, d.LastError, d.UpdatedAt = webhooks.StatusPending, now, "refused", now
+			if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+				t.Fatalf("finish: %v (%v)", ok, err)
+			}
+		}
+	}
+	// What the older replica leaves: tr_a's first delivered without its
+	// second marked, tr_b's enqueued unmarked, tr_c's delivery finished
+	// after this version marked it (as a redelivery does) and left marked.
+	for _, q := range []string{
+		`UPDATE webhook_deliveries SET status = 'delivered', finished_at = now(), ready_at = NULL WHERE transfer_id = 'tr_a' AND seq = 1`,
+		`UPDATE webhook_deliveries SET ready_at = NULL WHERE transfer_id = 'tr_b'`,
+		`UPDATE webhook_deliveries SET ready_at = now() - interval '1 minute' WHERE transfer_id = 'tr_c'`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.RepairHeads(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("RepairHeads changed %d (%v), want 3", n, err)
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now.Add(time.Second), time.Minute, 16, nil)
+	var heads []string
+	for _, d := range got {
+		heads = append(heads, d.TransferID+"/"+strconv.FormatInt(d.Seq, 10))
+	}
+	slices.Sort(heads)
+	if want := []string{"tr_a/2", "tr_b/1", "tr_ok/1"}; err != nil || !slices.Equal(heads, want) {
+		t.Errorf("claimed after the repair: %v (%v), want %v", heads, err, want)
+	}
+	if n, err := s.RepairHeads(ctx); err != nil || n != 0 {
+		t.Errorf("a second RepairHeads changed %d (%v), want 0", n, err)
+	}
+}

@@ -128,6 +128,8 @@ const (
 	ReheadSQL         = reheadSQL
 	PromoteSQL        = promoteSQL
 	PutDeliveriesSQL  = putDeliveriesSQL
+	UnreadyHeadsSQL   = unreadyHeadsSQL
+	ClearReadySQL     = clearFinishedReadySQL
 )
 
 // HoldFinishTurn takes the turn to write a batch of webhook results, as
