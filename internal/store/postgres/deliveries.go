@@ -341,8 +341,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 			ids[i] = r.ID
 			tried[r.ID] = true
 		}
-		rows, err := tx.Query(ctx, `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
-			FOR UPDATE SKIP LOCKED`, ids, now)
+		rows, err := tx.Query(ctx, claimLockSQL, ids, now)
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
@@ -373,6 +372,15 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	}
 	return claimed, nil
 }
+
+// claimLockSQL locks the deliveries a claim picked that are still due
+// when their locks are taken. It tests what makes a delivery due, not
+// only ready_at: a replica of a version before schema 12, during a
+// rolling upgrade, claims a head without moving its ready_at, which then
+// says due while that replica's lease runs.
+const claimLockSQL = `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
+	AND status = 'pending' AND next_attempt <= $2 AND lease_until <= $2
+	FOR UPDATE SKIP LOCKED`
 
 // claimRounds bounds how often a claim picks again for the deliveries
 // other transactions held: replicas that keep taking the same ones from
@@ -503,7 +511,11 @@ func (s *Store) finishBatch(batch []*finishReq) {
 			}
 		}
 	}
-	ctx := context.Background()
+	// Bounded as a batch of saves is (commitTimeout): a batch that cannot
+	// go on (a lock a stuck replica holds, a server that stopped
+	// answering) must not hold its results, and Close, for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), s.finishTimeout)
+	defer cancel()
 	var pairs [][2]string
 	var ids []string
 	for _, r := range batch {
@@ -630,6 +642,13 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
+	// Planned as the other writes of deliveries are (planSQL): a
+	// connection caches one plan for a statement text, which claims and
+	// results share with this one. It stays durable: an operator is told
+	// the redelivery was made.
+	if _, err := tx.Exec(ctx, s.planSQL()); err != nil {
+		return webhooks.Delivery{}, s.fail(op, err)
+	}
 	// The pair's lock before the row's (see pairLockSQL): its columns
 	// never change, so they can be read before.
 	var p [2]string
@@ -673,17 +692,19 @@ var _ webhooks.HeadRepairer = (*Store)(nil)
 // RepairHeads implements webhooks.HeadRepairer. A replica of a version
 // before schema 12 sharing the database during a rolling upgrade inserts
 // deliveries without ready_at, delivers a head without marking the next,
-// and finishes a delivery without clearing its ready_at. The first two
-// would wait for good once their transfer makes no more events (a
-// promote comes only with an enqueue or a finish of the pair); the third
-// is claimed again and delivered twice, once. Every committed state this
+// finishes a delivery without clearing its ready_at, and claims one
+// without moving it. The first two would wait for good once their
+// transfer makes no more events (a promote comes only with an enqueue or
+// a finish of the pair); the third is claimed again and delivered twice,
+// once; the fourth is passed over by every claim while its lease runs
+// (claimLockSQL) and taken by the first after. Every committed state this
 // version writes has a ready head for each pair with a pending delivery,
-// and no finished delivery ready, so what this finds was left by an
-// older replica. It reads every pending delivery once, in
-// webhook_deliveries_head, and every ready one.
+// due at greatest(next_attempt, lease_until), and no other delivery
+// ready, so what this finds was left by an older replica. It reads every
+// pending delivery once, in webhook_deliveries_head, and every ready one.
 func (s *Store) RepairHeads(ctx context.Context) (int, error) {
 	const op = "repair webhook heads"
-	tag, err := s.pool.Exec(ctx, clearFinishedReadySQL)
+	tag, err := s.pool.Exec(ctx, fixReadySQL)
 	if err != nil {
 		return 0, s.fail(op, err)
 	}
@@ -749,15 +770,18 @@ const (
 			SELECT DISTINCT ON (endpoint_key, transfer_id) endpoint_key, transfer_id, ready_at FROM webhook_deliveries
 			WHERE status = 'pending' ORDER BY endpoint_key, transfer_id, seq) h
 		WHERE h.ready_at IS NULL LIMIT $1`
-	// clearFinishedReadySQL unmarks the finished deliveries still marked
-	// ready, among the ready ones read in webhook_deliveries_ready's order
-	// (never among the finished ones, which retention keeps by the
-	// hundred thousand). It needs no pair's lock: a finished delivery
-	// takes no part in deciding a head, and one a redelivery made pending
-	// meanwhile no longer matches once its row's lock is taken.
-	clearFinishedReadySQL = `UPDATE webhook_deliveries SET ready_at = NULL
+	// fixReadySQL sets right the ready deliveries whose ready_at an older
+	// replica left: it unmarks the finished ones and moves a claimed
+	// head's to its lease's end. It reads the ready ones in
+	// webhook_deliveries_ready's order (never the finished ones, which
+	// retention keeps by the hundred thousand). It needs no pair's lock:
+	// it does not change which delivery is a pair's head, and a row
+	// another transaction changed meanwhile is tested again once its
+	// lock is taken.
+	fixReadySQL = `UPDATE webhook_deliveries SET ready_at = CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END
 		WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY ready_at, pos, id))
-			AND ready_at IS NOT NULL AND status <> 'pending'`
+			AND ready_at IS NOT NULL
+			AND ready_at IS DISTINCT FROM CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
 )
 
 // DeliveryBacklog implements webhooks.Store.

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -309,5 +310,129 @@ func TestDeliveryRecordsCompressedWithLZ4(t *testing.T) {
 	}
 	if method == nil || *method != "lz4" {
 		t.Errorf("a %d-byte record stored with compression %v, want lz4", len(payload), method)
+	}
+}
+
+// A replica of a version before schema 12, during a rolling upgrade,
+// claims a head this version made ready without moving its ready_at,
+// which then says due while that replica's lease runs. No claim takes it
+// meanwhile (found by review: it was attempted twice at once, and the
+// older replica's result refused as a lost claim); RepairHeads moves its
+// ready_at to the lease's end, and the first claim after takes it.
+func TestOlderReplicasClaimIsNotClaimedAgain(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
+		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	// The older replica's claim, as its ClaimDeliveries wrote it.
+	d.Attempts++
+	d.Owner, d.LeaseUntil = "old-replica", now.Add(time.Minute)
+	rec, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt = $2, lease_until = $3, record = $4 WHERE id = $1`,
+		d.ID, d.NextAttempt, d.LeaseUntil, rec); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ClaimDeliveries(ctx, "new-replica", now.Add(time.Second), time.Minute, 10, nil); err != nil || len(got) != 0 {
+		t.Fatalf("claimed %d (%v) while the older replica's lease runs", len(got), err)
+	}
+	if n, err := s.RepairHeads(ctx); err != nil || n != 1 {
+		t.Fatalf("RepairHeads changed %d (%v), want the claimed head's ready_at", n, err)
+	}
+	var readyAt time.Time
+	if err := conn.QueryRow(ctx, `SELECT ready_at FROM webhook_deliveries WHERE id = $1`, d.ID).Scan(&readyAt); err != nil || !readyAt.Equal(d.LeaseUntil) {
+		t.Fatalf("ready_at %v (%v), want the lease's end %v", readyAt, err, d.LeaseUntil)
+	}
+	got, err := s.ClaimDeliveries(ctx, "new-replica", d.LeaseUntil, time.Minute, 10, nil)
+	if err != nil || len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("claimed %d (%v) once the lease ran out, want it, at its second attempt", len(got), err)
+	}
+}
+
+// A batch of results that cannot go on (a lock that a stuck replica
+// holds) gives up after its bound, as a batch of saves does: its results
+// fail, and Close returns (found by review: the batch had no bound, so
+// FinishDelivery and Close, and so the process's shutdown, waited for
+// ever). Each delivery stays leased, tried again when the lease ends.
+func TestStuckResultsGiveUp(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	postgres.SetFinishTimeout(s, 200*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
+		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 1, nil)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claimed %d (%v)", len(claimed), err)
+	}
+	stuck, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Rollback(ctx)
+	if _, err := stuck.Exec(ctx, `SELECT pg_advisory_xact_lock(1919247972, $1::int4)`, postgres.PairLockKey(key, "tr_a")); err != nil {
+		t.Fatal(err)
+	}
+	claimed[0].Status, claimed[0].UpdatedAt = webhooks.StatusDelivered, now
+	if _, ok, err := s.FinishDelivery(ctx, claimed[0]); err == nil || ok {
+		t.Fatalf("a result that could not be written: ok %v, error %v", ok, err)
+	}
+	s.Close() // returns
+	var status string
+	var lease time.Time
+	if err := stuck.QueryRow(ctx, `SELECT status, lease_until FROM webhook_deliveries WHERE id = $1`, d.ID).Scan(&status, &lease); err != nil ||
+		status != "pending" || !lease.Equal(claimed[0].LeaseUntil) {
+		t.Errorf("after the failed batch: %s, leased until %v (%v); want pending, leased until %v", status, lease, err, claimed[0].LeaseUntil)
+	}
+}
+
+// A redelivery writes with the plan settings of the other writes of
+// deliveries (found by review: under the server's defaults, the sixth on
+// a connection cached a generic plan of the shared statement that read
+// the whole table, and every later claim and batch of results on that
+// connection ran it, until an analyze).
+func TestRedeliverKeepsTheWritesPlan(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	s, err := postgres.Open(ctx, inSchema(base, newSchema(t, base))+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
+		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 { // the server caches a generic plan at the sixth run
+		if _, err := s.Redeliver(ctx, "acme", d.ID, now, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := postgres.CachedPutPlan(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") || !strings.Contains(plan, "Nested Loop") {
+		t.Errorf("the writes of deliveries run, on this connection, a plan that reads the whole table:\n%s", plan)
 	}
 }

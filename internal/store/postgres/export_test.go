@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -129,7 +133,7 @@ const (
 	PromoteSQL        = promoteSQL
 	PutDeliveriesSQL  = putDeliveriesSQL
 	UnreadyHeadsSQL   = unreadyHeadsSQL
-	ClearReadySQL     = clearFinishedReadySQL
+	FixReadySQL       = fixReadySQL
 )
 
 // HoldFinishTurn takes the turn to write a batch of webhook results, as
@@ -146,3 +150,34 @@ func FinishBatches(s *Store) int64 { return s.finishBatches.Load() }
 // PairLockKey is the advisory lock key of a delivery's endpoint key and
 // transfer, for the test of the order enqueues take them in.
 func PairLockKey(endpoint, transfer string) int32 { return pairLockKey([2]string{endpoint, transfer}) }
+
+// SetFinishTimeout bounds a batch of webhook results at d.
+func SetFinishTimeout(s *Store, d time.Duration) { s.finishTimeout = d }
+
+// CachedPutPlan returns the plan a connection of the pool (a test opens
+// the store with one) runs putDeliveriesSQL with, under the settings of a
+// transaction of delivery writes: its prepared statement of that text,
+// which every caller on the connection shares, explained with EXECUTE, so
+// that a generic plan cached on it is the one shown.
+func CachedPutPlan(s *Store) (string, error) {
+	ctx := context.Background()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, s.planSQL()); err != nil {
+		return "", err
+	}
+	var name string
+	if err := tx.QueryRow(ctx, `SELECT name FROM pg_prepared_statements WHERE statement = $1`, putDeliveriesSQL).Scan(&name); err != nil {
+		return "", err
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN EXECUTE `+pgx.Identifier{name}.Sanitize()+
+		`('{a}', '{pending}', '{2026-01-01}', '{2026-01-01}', '{f}', '{NULL}', '{"{}"}', '{2026-01-01}')`)
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return strings.Join(lines, "\n"), err
+}

@@ -337,7 +337,7 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 			// RepairHeads: each pair's first pending delivery in the head
 			// index's order, and the ready deliveries.
 			{"unready heads", postgres.UnreadyHeadsSQL, []any{200}, []string{`Unique`, `Index Scan using webhook_deliveries_head on webhook_deliveries`}},
-			{"finished but ready", postgres.ClearReadySQL, nil, []string{`Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries`,
+			{"ready but wrong", postgres.FixReadySQL, nil, []string{`Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries`,
 				`Index Scan using webhook_deliveries_(pkey|ready|ready_endpoint) on webhook_deliveries +\(`}},
 		} {
 			plan := explain(t, conn, c.q, c.args)

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,9 @@ type Store struct {
 	// finishBatches counts the transactions of results written.
 	finishes      *groupcommit.Queue[*finishReq]
 	finishBatches atomic.Int64
+	// finishTimeout bounds a batch of results: commitTimeout, less in
+	// tests.
+	finishTimeout time.Duration
 	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
 	// which a batch sets (planSQL).
 	planMode  bool
@@ -60,7 +64,7 @@ var _ orchestrator.Store = (*Store)(nil)
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the
 // embedded migrations. The password never appears in an error.
 func Open(ctx context.Context, dbURL string) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch}
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, finishTimeout: commitTimeout}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)
