@@ -306,3 +306,30 @@ func TestResultsWrittenTogether(t *testing.T) {
 		t.Errorf("pending after the batch: %d (%v), want the one whose claim was lost", len(pending), err)
 	}
 }
+
+// One set of statuses, however a client repeats or orders it, lists with
+// one statement (found by review: each repeat made a new text, which the
+// reader pool prepared and kept, so a tenant could fill the cache of
+// prepared reads and hold its memory for good).
+func TestDeliveryFiltersShareOneStatement(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	f := webhooks.DeliveryFilter{Tenant: "acme", Limit: 10}
+	if _, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: 10, Statuses: []webhooks.Status{webhooks.StatusPending, webhooks.StatusDead}}); err != nil {
+		t.Fatal(err)
+	}
+	before := sqlite.ReadStmts(s)
+	for _, sts := range [][]webhooks.Status{
+		{webhooks.StatusDead, webhooks.StatusPending},
+		{webhooks.StatusDead, webhooks.StatusDead, webhooks.StatusPending},
+		{webhooks.StatusPending, webhooks.StatusDead, webhooks.StatusPending, webhooks.StatusDead},
+	} {
+		f.Statuses = sts
+		if _, _, err := s.Deliveries(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sqlite.ReadStmts(s) - before; n != 0 {
+		t.Errorf("the same two statuses, repeated and reordered, prepared %d statements more", n)
+	}
+}
