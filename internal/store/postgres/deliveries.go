@@ -341,11 +341,11 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 			ids[i] = r.ID
 			tried[r.ID] = true
 		}
-		rows, err := tx.Query(ctx, claimLockSQL, ids, now)
+		rows, err := tx.Query(ctx, claimLockSQL, ids)
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
-		locked, err := collectDeliveries(rows)
+		locked, err := collectDue(rows, now)
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
@@ -373,14 +373,43 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	return claimed, nil
 }
 
-// claimLockSQL locks the deliveries a claim picked that are still due
-// when their locks are taken. It tests what makes a delivery due, not
-// only ready_at: a replica of a version before schema 12, during a
-// rolling upgrade, claims a head without moving its ready_at, which then
-// says due while that replica's lease runs.
-const claimLockSQL = `SELECT record FROM webhook_deliveries WHERE id = ANY($1) AND ready_at <= $2
-	AND status = 'pending' AND next_attempt <= $2 AND lease_until <= $2
-	FOR UPDATE SKIP LOCKED`
+// claimLockSQL locks the deliveries a claim picked, by their ids alone,
+// so that the plan reads the primary key (TestDeliveryClaimPlansUseIndexes):
+// with the test of ready_at here, the planner could read the ready
+// deliveries' index for every due one, and with a test of the status, a
+// partial index whole (32 ms a claim, measured). collectDue keeps those
+// still due.
+const claimLockSQL = `SELECT record, ready_at FROM webhook_deliveries WHERE id = ANY($1) FOR UPDATE SKIP LOCKED`
+
+// collectDue reads claimLockSQL's rows and keeps the deliveries still due
+// at now once locked: ready (the head of their pair, ready_at) by now,
+// and due by what makes a delivery due. A replica of a version before
+// schema 12, during a rolling upgrade, claims a head without moving its
+// ready_at, which then says due while that replica's lease runs (and
+// finishes one without clearing it). A delivery not kept stays locked
+// until the commit, unchanged.
+func collectDue(rows pgx.Rows, now time.Time) ([]webhooks.Delivery, error) {
+	defer rows.Close()
+	var out []webhooks.Delivery
+	for rows.Next() {
+		var rec []byte
+		var readyAt *time.Time
+		if err := rows.Scan(&rec, &readyAt); err != nil {
+			return nil, err
+		}
+		if readyAt == nil || readyAt.After(now) {
+			continue
+		}
+		var d webhooks.Delivery
+		if err := json.Unmarshal(rec, &d); err != nil {
+			return nil, err
+		}
+		if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
+			out = append(out, d)
+		}
+	}
+	return out, rows.Err()
+}
 
 // claimRounds bounds how often a claim picks again for the deliveries
 // other transactions held: replicas that keep taking the same ones from

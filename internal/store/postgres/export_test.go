@@ -134,6 +134,7 @@ const (
 	PutDeliveriesSQL  = putDeliveriesSQL
 	UnreadyHeadsSQL   = unreadyHeadsSQL
 	FixReadySQL       = fixReadySQL
+	ClaimLockSQL      = claimLockSQL
 )
 
 // HoldFinishTurn takes the turn to write a batch of webhook results, as

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
@@ -205,9 +206,42 @@ func indexCond(plan, col string) bool {
 	return false
 }
 
+// explain returns the plan q is executed with when prepared, as the store
+// prepares every statement (pgx's statement cache), with args: a custom
+// or a generic plan as the connection's plan_cache_mode says (auto: a
+// custom plan, as for the first executions). EXPLAIN of q itself would
+// plan it with args as constants whatever plan_cache_mode says, and so
+// never show the generic plan a connection caches and reuses.
 func explain(t *testing.T, conn *pgx.Conn, q string, args []any) string {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "EXPLAIN "+q, args...)
+	ctx := context.Background()
+	sd, err := conn.Prepare(ctx, "plan_probe", q)
+	if err != nil {
+		t.Fatalf("prepare %s: %v", q, err)
+	}
+	defer func() {
+		if err := conn.Deallocate(ctx, "plan_probe"); err != nil {
+			t.Fatalf("deallocate: %v", err)
+		}
+	}()
+	// EXECUTE takes its arguments as SQL, not as parameters: each
+	// argument in the text format of its parameter's type, quoted.
+	exec := "EXPLAIN EXECUTE plan_probe"
+	if len(args) > 0 {
+		lits := make([]string, len(args))
+		for i, a := range args {
+			buf, err := conn.TypeMap().Encode(sd.ParamOIDs[i], pgtype.TextFormatCode, a, nil)
+			if err != nil {
+				t.Fatalf("argument %d of %s: %v", i+1, q, err)
+			}
+			lits[i] = "NULL"
+			if buf != nil {
+				lits[i] = "'" + strings.ReplaceAll(string(buf), "'", "''") + "'"
+			}
+		}
+		exec += "(" + strings.Join(lits, ", ") + ")"
+	}
+	rows, err := conn.Query(ctx, exec)
 	if err != nil {
 		t.Fatalf("explain %s: %v", q, err)
 	}
@@ -334,6 +368,8 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 			{"ready endpoints", postgres.ReadyEndpointsSQL, nil, []string{`Recursive Union`,
 				`Index Only Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(endpoint_key = e\.k\)`}},
 			{"rehead", postgres.ReheadSQL, []any{"acme/crm", "tr_1"}, []string{`Index Scan using webhook_deliveries_head on webhook_deliveries`}},
+			{"lock picked", postgres.ClaimLockSQL, []any{[]string{"dlv_1", "dlv_2"}}, []string{
+				`Index Scan using webhook_deliveries_pkey on webhook_deliveries`, `Index Cond: \(id = ANY `}},
 			// RepairHeads: each pair's first pending delivery in the head
 			// index's order, and the ready deliveries.
 			{"unready heads", postgres.UnreadyHeadsSQL, []any{200}, []string{`Unique`, `Index Scan using webhook_deliveries_head on webhook_deliveries`}},
