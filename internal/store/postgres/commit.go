@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,9 +226,18 @@ var mergedUpdateSQL = `WITH saving AS (
 //     sent, so it is estimated cheaper than the generic plan, which
 //     assumes ten rows. That planning was 30 % of the statement's time on
 //     the server (TestMergedUpdatesPlannedOnce).
-const (
+//
+// The same statement bounds each statement of the transaction on the
+// server at commitTimeout (statement_timeout), as the client bounds the
+// batch: pgx gives up on a statement by closing its connection, which
+// the server notices only once the statement ends, and a statement
+// waiting for a lock that a stuck session holds would keep, until then,
+// the locks the transaction took before (the outbox's, a transfer's rows,
+// webhook deliveries' pairs), and every save waiting on them.
+var (
 	planSettings = `set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-		set_config('enable_mergejoin', 'off', true)`
+		set_config('enable_mergejoin', 'off', true), set_config('statement_timeout', '` +
+		strconv.FormatInt(commitTimeout.Milliseconds(), 10) + `', true)`
 	planSQL           = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + planSettings
 	planSQLBeforePG12 = `SELECT ` + planSettings
 )

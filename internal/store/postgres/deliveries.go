@@ -327,7 +327,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	defer tx.Rollback(ctx)
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
-	for round := 0; round < claimRounds && len(claimed) < limit; round++ {
+	// A round that set right deliveries an older replica left ready
+	// (collectDue's stale) does not count: those are not picked again,
+	// and a claim that came back short for them would make the
+	// dispatcher wait for its next scan, where the next ones would do the
+	// same. maxClaimPicks bounds the transaction.
+	lost := 0
+	for pick := 0; pick < maxClaimPicks && lost < claimRounds && len(claimed) < limit; pick++ {
 		want := limit - len(claimed)
 		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now))
 		if err != nil {
@@ -345,9 +351,16 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
-		locked, err := collectDue(rows, now)
+		locked, stale, err := collectDue(rows, now)
 		if err != nil {
 			return nil, s.fail(op, err)
+		}
+		if len(stale) > 0 {
+			if _, err := tx.Exec(ctx, fixReadyOfSQL, stale); err != nil {
+				return nil, s.fail(op, err)
+			}
+		} else {
+			lost++
 		}
 		// In the order picked.
 		slices.SortFunc(locked, func(a, b webhooks.Delivery) int { return slices.Index(ids, a.ID) - slices.Index(ids, b.ID) })
@@ -383,38 +396,45 @@ const claimLockSQL = `SELECT record, ready_at FROM webhook_deliveries WHERE id =
 
 // collectDue reads claimLockSQL's rows and keeps the deliveries still due
 // at now once locked: ready (the head of their pair, ready_at) by now,
-// and due by what makes a delivery due. A replica of a version before
+// and due by what makes a delivery due. A delivery another claim or a
+// result changed since it was picked is left. One whose ready_at says due
+// while the delivery is not is stale: a replica of a version before
 // schema 12, during a rolling upgrade, claims a head without moving its
-// ready_at, which then says due while that replica's lease runs (and
-// finishes one without clearing it). A delivery not kept stays locked
-// until the commit, unchanged.
-func collectDue(rows pgx.Rows, now time.Time) ([]webhooks.Delivery, error) {
+// ready_at, and finishes one without clearing it. Its id is returned, to
+// be set right (fixReadyOfSQL) under the row lock the claim holds. A
+// delivery not kept stays locked until the commit.
+func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []string, err error) {
 	defer rows.Close()
-	var out []webhooks.Delivery
 	for rows.Next() {
 		var rec []byte
 		var readyAt *time.Time
 		if err := rows.Scan(&rec, &readyAt); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if readyAt == nil || readyAt.After(now) {
 			continue
 		}
 		var d webhooks.Delivery
 		if err := json.Unmarshal(rec, &d); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
-			out = append(out, d)
+			due = append(due, d)
+		} else {
+			stale = append(stale, d.ID)
 		}
 	}
-	return out, rows.Err()
+	return due, stale, rows.Err()
 }
 
 // claimRounds bounds how often a claim picks again for the deliveries
 // other transactions held: replicas that keep taking the same ones from
 // under it leave it short, for its next claim.
 const claimRounds = 4
+
+// maxClaimPicks bounds the rounds of a claim, those that set right what
+// an older replica left included.
+const maxClaimPicks = 16
 
 // dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
 // earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
@@ -557,6 +577,8 @@ func (s *Store) finishBatch(batch []*finishReq) {
 	}
 	stored := map[string]webhooks.Delivery{}
 	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
+		// The server gives up with the client (planSQL).
+		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
 		// The pairs' locks first, as every transaction that decides a
 		// pair's head takes them before any of its rows.
 		queueLocks(b, pairs)
@@ -726,7 +748,10 @@ var _ webhooks.HeadRepairer = (*Store)(nil)
 // transfer makes no more events (a promote comes only with an enqueue or
 // a finish of the pair); the third is claimed again and delivered twice,
 // once; the fourth is passed over by every claim while its lease runs
-// (claimLockSQL) and taken by the first after. Every committed state this
+// (collectDue) and taken by the first after. A claim sets right the last
+// two among those it picks. An older replica's redelivery makes an
+// earlier delivery pending again without a rehead: its pair has two
+// ready deliveries. Every committed state this
 // version writes has a ready head for each pair with a pending delivery,
 // due at greatest(next_attempt, lease_until), and no other delivery
 // ready, so what this finds was left by an older replica. It reads every
@@ -739,7 +764,7 @@ func (s *Store) RepairHeads(ctx context.Context) (int, error) {
 	}
 	total := int(tag.RowsAffected())
 	for range maxRepairRounds {
-		rows, err := s.pool.Query(ctx, unreadyHeadsSQL, repairBatch)
+		rows, err := s.pool.Query(ctx, wrongHeadsSQL, repairBatch)
 		if err != nil {
 			return total, s.fail(op, err)
 		}
@@ -793,12 +818,22 @@ const (
 	// reheads; maxRepairRounds bounds a RepairHeads (the next goes on).
 	repairBatch     = 200
 	maxRepairRounds = 50
-	// unreadyHeadsSQL finds the pairs whose first pending delivery is not
-	// ready: the first of each pair in webhook_deliveries_head.
-	unreadyHeadsSQL = `SELECT endpoint_key, transfer_id FROM (
+	// wrongHeadsSQL finds the pairs whose first pending delivery is not
+	// ready (the first of each pair in webhook_deliveries_head), and those
+	// with a ready delivery that is not the first pending one (an older
+	// replica's redelivery makes an earlier delivery pending again without
+	// a rehead): each ready one, in webhook_deliveries_ready's order, and
+	// its pair's first in webhook_deliveries_head.
+	wrongHeadsSQL = `(SELECT endpoint_key, transfer_id FROM (
 			SELECT DISTINCT ON (endpoint_key, transfer_id) endpoint_key, transfer_id, ready_at FROM webhook_deliveries
 			WHERE status = 'pending' ORDER BY endpoint_key, transfer_id, seq) h
-		WHERE h.ready_at IS NULL LIMIT $1`
+		WHERE h.ready_at IS NULL LIMIT $1)
+		UNION
+		(SELECT r.endpoint_key, r.transfer_id FROM webhook_deliveries r,
+			LATERAL (SELECT e.seq FROM webhook_deliveries e WHERE e.status = 'pending' AND e.endpoint_key = r.endpoint_key
+				AND e.transfer_id = r.transfer_id ORDER BY e.seq LIMIT 1) first
+		WHERE r.ready_at IS NOT NULL AND r.status = 'pending' AND first.seq < r.seq
+		ORDER BY r.ready_at, r.pos, r.id LIMIT $1)`
 	// fixReadySQL sets right the ready deliveries whose ready_at an older
 	// replica left: it unmarks the finished ones and moves a claimed
 	// head's to its lease's end. It reads the ready ones in
@@ -810,6 +845,11 @@ const (
 	fixReadySQL = `UPDATE webhook_deliveries SET ready_at = CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END
 		WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY ready_at, pos, id))
 			AND ready_at IS NOT NULL
+			AND ready_at IS DISTINCT FROM CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
+	// fixReadyOfSQL is fixReadySQL for the deliveries of ids, which a
+	// claim found stale (collectDue).
+	fixReadyOfSQL = `UPDATE webhook_deliveries SET ready_at = CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END
+		WHERE id = ANY($1) AND ready_at IS NOT NULL
 			AND ready_at IS DISTINCT FROM CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
 )
 

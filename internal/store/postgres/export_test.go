@@ -132,7 +132,7 @@ const (
 	ReheadSQL         = reheadSQL
 	PromoteSQL        = promoteSQL
 	PutDeliveriesSQL  = putDeliveriesSQL
-	UnreadyHeadsSQL   = unreadyHeadsSQL
+	WrongHeadsSQL     = wrongHeadsSQL
 	FixReadySQL       = fixReadySQL
 	ClaimLockSQL      = claimLockSQL
 )

@@ -372,7 +372,9 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 				`Index Scan using webhook_deliveries_pkey on webhook_deliveries`, `Index Cond: \(id = ANY `}},
 			// RepairHeads: each pair's first pending delivery in the head
 			// index's order, and the ready deliveries.
-			{"unready heads", postgres.UnreadyHeadsSQL, []any{200}, []string{`Unique`, `Index Scan using webhook_deliveries_head on webhook_deliveries`}},
+			{"wrong heads", postgres.WrongHeadsSQL, []any{200}, []string{`Unique`, `Index Scan using webhook_deliveries_head on webhook_deliveries`,
+				`Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries r`,
+				`Index (Only )?Scan using webhook_deliveries_head on webhook_deliveries e .*\n.*Index Cond: \(\(endpoint_key = r\.endpoint_key\) AND \(transfer_id = r\.transfer_id\)\)`}},
 			{"ready but wrong", postgres.FixReadySQL, nil, []string{`Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries`,
 				`Index Scan using webhook_deliveries_(pkey|ready|ready_endpoint) on webhook_deliveries +\(`}},
 		} {

@@ -1,0 +1,206 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/webhooks"
+)
+
+// upgradeDelivery is a pending delivery of acme/crm for transfer tr at seq.
+func upgradeDelivery(pos int64, tr string, seq int64, next time.Time) webhooks.Delivery {
+	key := webhooks.EndpointKey("acme", "crm")
+	ev := fmt.Sprintf("evt_%03d", pos)
+	return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+		TransferID: tr, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+		Status: webhooks.StatusPending, NextAttempt: next, Deadline: next.Add(time.Hour), CreatedAt: next, UpdatedAt: next}
+}
+
+// olderReplicaPut writes d as a replica of a version before schema 12 does
+// (its putDelivery): every column but ready_at.
+func olderReplicaPut(t *testing.T, conn *pgx.Conn, d webhooks.Delivery) {
+	t.Helper()
+	rec, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finished *time.Time
+	if d.Status != webhooks.StatusPending {
+		finished = &d.UpdatedAt
+	}
+	if _, err := conn.Exec(context.Background(), `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4,
+		failing = $5, finished_at = $6, record = $7 WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil,
+		d.Status == webhooks.StatusPending && d.LastError != "", finished, rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// During a rolling upgrade an older replica delivers heads this version
+// made ready and leaves them ready. They sort first in
+// webhook_deliveries_ready, so every claim picks them first. A claim sets
+// them right and goes on to a delivery that is due (found by review: it
+// passed them over, spent its rounds on them and came back short, and
+// the dispatcher, reading a short claim as "nothing more is due", waited
+// for its next scan, where the same happened, until a RepairHeads).
+func TestClaimSetsRightWhatAnOlderReplicaLeftReady(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	key := webhooks.EndpointKey("acme", "crm")
+	const stale = 8 // more than claimRounds (4) times the limit (1, a dispatcher's claim when its slots are tight)
+	var ds []webhooks.Delivery
+	for i := range stale {
+		ds = append(ds, upgradeDelivery(int64(i+1), fmt.Sprintf("tr_old_%02d", i), 1, now.Add(-time.Hour+time.Duration(i)*time.Second)))
+	}
+	good := upgradeDelivery(stale+1, "tr_good", 1, now.Add(-time.Minute))
+	ds = append(ds, good)
+	if err := s.EnqueueDeliveries(ctx, key, 0, stale+1, ds); err != nil {
+		t.Fatal(err)
+	}
+	// The older replica claimed and delivered the first eight heads.
+	for _, d := range ds[:stale] {
+		d.Status, d.Attempts, d.UpdatedAt = webhooks.StatusDelivered, 1, now.Add(-time.Second)
+		olderReplicaPut(t, conn, d)
+	}
+	got, err := s.ClaimDeliveries(ctx, "new", now, time.Minute, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != good.ID {
+		t.Fatalf("the claim took %d deliveries, want %s, due since a minute, past %d deliveries an older replica finished and left ready",
+			len(got), good.TransferID, stale)
+	}
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE ready_at IS NOT NULL AND status <> 'pending'`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d finished deliveries still ready after the claim (%v), want 0", left, err)
+	}
+}
+
+// During a rolling upgrade: an older replica delivers head X of a pair
+// (ready_at left set), this version enqueues the pair's next event, whose
+// promote makes the next delivery Y ready (X is no longer pending), and
+// then an operator's redelivery on an older replica makes X pending again
+// (ready_at still set: it never touches it). X is the head again and Y is
+// ready too. RepairHeads leaves only X ready (found by review: it looked
+// only for unready heads and wrong ready_at values, so a claim took X and
+// Y at once, the transfer's later event with the earlier).
+func TestRepairHeadsUnreadiesALaterDelivery(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	x := upgradeDelivery(1, "tr_a", 1, now.Add(-time.Minute))
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{x}); err != nil {
+		t.Fatal(err)
+	}
+	// The older replica claims and delivers X.
+	x.Status, x.Attempts, x.UpdatedAt = webhooks.StatusDelivered, 1, now.Add(-30*time.Second)
+	olderReplicaPut(t, conn, x)
+	// This version enqueues the transfer's next event.
+	y := upgradeDelivery(2, "tr_a", 2, now.Add(-20*time.Second))
+	if err := s.EnqueueDeliveries(ctx, key, 1, 2, []webhooks.Delivery{y}); err != nil {
+		t.Fatal(err)
+	}
+	// An operator redelivers X through the older replica (its Redeliver).
+	x.Status, x.NextAttempt, x.Deadline, x.Redelivered, x.UpdatedAt = webhooks.StatusPending, now.Add(-10*time.Second), now.Add(time.Hour), x.Attempts, now.Add(-10*time.Second)
+	olderReplicaPut(t, conn, x)
+
+	if _, err := s.RepairHeads(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `SELECT seq FROM webhook_deliveries WHERE transfer_id = 'tr_a' AND status = 'pending' AND ready_at IS NOT NULL ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ready) != 1 || ready[0] != 1 {
+		t.Errorf("after RepairHeads the pair's ready deliveries are seqs %v, want only the head, seq 1", ready)
+	}
+	got, err := s.ClaimDeliveries(ctx, "new", now, time.Minute, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, d := range got {
+		seqs = append(seqs, d.Seq)
+	}
+	if len(seqs) != 1 {
+		t.Errorf("one claim took seqs %v of one transfer at once, want only its head (seq 1)", seqs)
+	}
+}
+
+// A batch of results that gives up at its bound gives up on the server
+// too, and lets go of the locks it took (found by review: pgx gives up by
+// closing the connection, which the server, waiting for the stuck pair's
+// lock, noticed only once it got it, keeping meanwhile the locks of the
+// batch's other pairs, so that their finishes, enqueues and redeliveries
+// waited on a session nobody owned).
+func TestTimedOutResultsLetGoOfTheirLocks(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	postgres.SetFinishTimeout(s, time.Second)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	// Two transfers, the first of lower lock key: taken first, so held
+	// while the batch waits for the second's.
+	trs := []string{"tr_a", "tr_b"}
+	if postgres.PairLockKey(key, trs[0]) > postgres.PairLockKey(key, trs[1]) {
+		trs[0], trs[1] = trs[1], trs[0]
+	}
+	ds := []webhooks.Delivery{upgradeDelivery(1, trs[0], 1, now), upgradeDelivery(2, trs[1], 1, now)}
+	if err := s.EnqueueDeliveries(ctx, key, 0, 2, ds); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 2, nil)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claimed %d (%v)", len(claimed), err)
+	}
+	stuck, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Rollback(ctx)
+	low, high := postgres.PairLockKey(key, trs[0]), postgres.PairLockKey(key, trs[1])
+	if _, err := stuck.Exec(ctx, `SELECT pg_advisory_xact_lock(1919247972, $1::int4)`, high); err != nil {
+		t.Fatal(err)
+	}
+	// Both results in one batch.
+	queued, release := postgres.HoldFinishTurn(s)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range claimed {
+		d := claimed[i]
+		d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+		wg.Go(func() { _, _, errs[i] = s.FinishDelivery(ctx, d) })
+	}
+	<-queued
+	<-queued
+	release()
+	wg.Wait()
+	if errs[0] == nil || errs[1] == nil {
+		t.Fatalf("the batch did not fail: %v", errs)
+	}
+	// The client gave up. Does the server still hold the first pair's lock?
+	var free bool
+	if err := stuck.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(1919247972, $1::int4)`, low).Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	if !free {
+		var n int
+		if err := stuck.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ($1::int4::bigint & 4294967295)::oid`, high).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("after the batch of results gave up, the lock of pair %s is still held by its abandoned session (%d session(s) still waiting for the stuck pair's lock): finishes, enqueues and redeliveries of that pair wait on it for as long as the stuck lock lasts", trs[0], n)
+	}
+}
