@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -505,79 +504,58 @@ func getDelivery(ctx context.Context, tx pgx.Tx, id string) (webhooks.Delivery, 
 	return d, err
 }
 
-// FinishDelivery implements webhooks.Store. Results that arrive while a
-// batch of them is being written are written together in the next, one
-// transaction for all (groupcommit, as saves are, and as the SQLite store
-// writes results): with every event delivered, a transaction of four
-// statements for each result was the largest share of the database's
-// CPU (docs/benchmarks.md, twenty-sixth pass).
+// FinishDelivery implements webhooks.Store: in a group commit of results
+// (webhooks.Finishes), as the SQLite store writes them: with every event
+// delivered, a transaction of four statements for each result was the
+// largest share of the database's CPU (docs/benchmarks.md, twenty-sixth
+// pass).
 func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
 	if err := ctx.Err(); err != nil {
 		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
-	r := &finishReq{d: d, done: make(chan finishVerdict, 1)}
-	v, ok := groupcommit.Commit(s.finishes, r, r.done)
-	if !ok {
-		return webhooks.Delivery{}, false, s.fail(op, errClosed)
+	cur, ok, err := s.finishes.Finish(d)
+	if err != nil {
+		return webhooks.Delivery{}, false, s.fail(op, err)
 	}
-	if v.err != nil {
-		return webhooks.Delivery{}, false, s.fail(op, v.err)
-	}
-	return v.cur, v.ok, nil
-}
-
-// finishReq is a FinishDelivery waiting for its batch; done has room for
-// its verdict.
-type finishReq struct {
-	d    webhooks.Delivery
-	done chan finishVerdict
-}
-
-type finishVerdict struct {
-	cur webhooks.Delivery
-	ok  bool
-	err error
+	return cur, ok, nil
 }
 
 // maxFinishes bounds a batch of results.
 const maxFinishes = 16
 
-// finishBatch writes a batch of results in one transaction, unsynced, and
-// answers each: the pairs' locks (in key order), then the deliveries
-// read and locked in one statement, the results applied in their order
-// (webhooks.ApplyResult), the changed deliveries written in one statement
-// and the heads that ended replaced in another. A failure fails the
-// batch: each delivery stays leased, and is tried again once its lease
-// expires.
-func (s *Store) finishBatch(batch []*finishReq) {
-	answer := func(err error, vs []finishVerdict) {
-		for i, r := range batch {
-			if err != nil {
-				r.done <- finishVerdict{err: err}
-			} else {
-				r.done <- vs[i]
-			}
-		}
-	}
+// finishGrace is how much longer than the server transferd waits for a
+// batch of results (finishBatch).
+const finishGrace = 5 * time.Second
+
+// finishBatch writes a batch of results in one transaction, unsynced: the
+// pairs' locks (in key order), then the deliveries read and locked in one
+// statement, the results applied in their order (webhooks.ApplyResult),
+// the changed deliveries written in one statement and the heads that
+// ended replaced in another.
+func (s *Store) finishBatch(batch []webhooks.Delivery) ([]webhooks.Finished, error) {
 	// Bounded as a batch of saves is (commitTimeout): a batch that cannot
 	// go on (a lock a stuck replica holds, a server that stopped
-	// answering) must not hold its results, and Close, for ever.
-	ctx, cancel := context.WithTimeout(context.Background(), s.finishTimeout)
+	// answering) must not hold its results, and Close, for ever. The
+	// server gives up first (statement_timeout, below), so that the
+	// transaction is rolled back, and its locks let go, before the
+	// results fail; transferd gives up a little later, for a server that
+	// stopped answering.
+	ctx, cancel := context.WithTimeout(context.Background(), s.finishTimeout+finishGrace)
 	defer cancel()
 	var pairs [][2]string
 	var ids []string
-	for _, r := range batch {
-		if p := pairOf(r.d); !slices.Contains(pairs, p) {
+	for _, d := range batch {
+		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
 		}
-		if !slices.Contains(ids, r.d.ID) {
-			ids = append(ids, r.d.ID)
+		if !slices.Contains(ids, d.ID) {
+			ids = append(ids, d.ID)
 		}
 	}
 	stored := map[string]webhooks.Delivery{}
 	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
-		// The server gives up with the client (planSQL).
+		// The server gives up before the client (planSQL).
 		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
 		// The pairs' locks first, as every transaction that decides a
 		// pair's head takes them before any of its rows.
@@ -591,26 +569,25 @@ func (s *Store) finishBatch(batch []*finishReq) {
 		})
 	})
 	if err != nil {
-		answer(err, nil)
-		return
+		return nil, err
 	}
 	defer tx.Rollback(ctx)
-	vs := make([]finishVerdict, len(batch))
+	vs := make([]webhooks.Finished, len(batch))
 	var changed []string
 	var ended [][2]string
-	for i, r := range batch {
-		cur, ok := stored[r.d.ID]
+	for i, d := range batch {
+		cur, ok := stored[d.ID]
 		if !ok {
 			continue // gone: purged, the claim lost
 		}
-		if vs[i].cur, vs[i].ok = webhooks.ApplyResult(cur, r.d); !vs[i].ok {
+		if vs[i].Delivery, vs[i].OK = webhooks.ApplyResult(cur, d); !vs[i].OK {
 			continue
 		}
-		stored[r.d.ID] = vs[i].cur
-		if !slices.Contains(changed, r.d.ID) {
-			changed = append(changed, r.d.ID)
+		stored[d.ID] = vs[i].Delivery
+		if !slices.Contains(changed, d.ID) {
+			changed = append(changed, d.ID)
 		}
-		if p := pairOf(cur); vs[i].cur.Status != webhooks.StatusPending && !slices.Contains(ended, p) {
+		if p := pairOf(cur); vs[i].Delivery.Status != webhooks.StatusPending && !slices.Contains(ended, p) {
 			ended = append(ended, p)
 		}
 	}
@@ -620,16 +597,17 @@ func (s *Store) finishBatch(batch []*finishReq) {
 	}
 	var b pgx.Batch
 	if err := queuePut(&b, puts); err != nil {
-		answer(err, nil)
-		return
+		return nil, err
 	}
 	queuePromote(&b, ended)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		answer(err, nil)
-		return
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
 	}
 	s.finishBatches.Add(1)
-	answer(tx.Commit(ctx), vs)
+	return vs, nil
 }
 
 // Deliveries implements webhooks.Store.

@@ -31,6 +31,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/store/schema"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // Store is an orchestrator.Store in a PostgreSQL database. It is safe for
@@ -47,10 +48,10 @@ type Store struct {
 	commits *groupcommit.Queue[*saveReq]
 	// finishes is the group commit of webhook results (FinishDelivery);
 	// finishBatches counts the transactions of results written.
-	finishes      *groupcommit.Queue[*finishReq]
+	finishes      *webhooks.Finishes
 	finishBatches atomic.Int64
-	// finishTimeout bounds a batch of results: commitTimeout, less in
-	// tests.
+	// finishTimeout bounds a batch of results on the server (the client
+	// waits finishGrace more): commitTimeout, less in tests.
 	finishTimeout time.Duration
 	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
 	// which a batch sets (planSQL).
@@ -99,7 +100,7 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		return nil, s.fail("open", err)
 	}
 	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
-	s.finishes = groupcommit.New("postgres", maxFinishes, s.finishBatch)
+	s.finishes = webhooks.NewFinishes("postgres", maxFinishes, s.finishBatch)
 	return s, nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -307,38 +306,18 @@ func collect(read func(each func(webhooks.Ready) bool) error) ([]webhooks.Ready,
 	return out, err
 }
 
-// FinishDelivery implements webhooks.Store. Results that arrive while a
-// batch of them is being written are written together in the next, one
-// transaction for all (groupcommit, as saves are): a transfer's events
-// make five to eight deliveries, and a transaction each cost more than
-// the transfer's own saves.
+// FinishDelivery implements webhooks.Store: in a group commit of results
+// (webhooks.Finishes).
 func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	const op = "finish delivery"
 	if err := ctx.Err(); err != nil {
 		return webhooks.Delivery{}, false, fail(op, err)
 	}
-	r := &finishReq{d: d, done: make(chan finishVerdict, 1)}
-	v, ok := groupcommit.Commit(s.finishes, r, r.done)
-	if !ok {
-		return webhooks.Delivery{}, false, fail(op, errClosed)
+	cur, ok, err := s.finishes.Finish(d)
+	if err != nil {
+		return webhooks.Delivery{}, false, fail(op, err)
 	}
-	if v.err != nil {
-		return webhooks.Delivery{}, false, fail(op, v.err)
-	}
-	return v.cur, v.ok, nil
-}
-
-// finishReq is a FinishDelivery waiting for its batch; done has room for
-// its verdict.
-type finishReq struct {
-	d    webhooks.Delivery
-	done chan finishVerdict
-}
-
-type finishVerdict struct {
-	cur webhooks.Delivery
-	ok  bool
-	err error
+	return cur, ok, nil
 }
 
 // maxFinishes bounds a batch of results, so that saves never wait long
@@ -346,35 +325,26 @@ type finishVerdict struct {
 const maxFinishes = 16
 
 // finishBatch writes a batch of results in one transaction, unsynced (see
-// beginUnsynced), and answers each. A failure fails the batch: each
-// delivery stays leased, and is tried again once its lease expires.
-func (s *Store) finishBatch(batch []*finishReq) {
-	answer := func(err error, vs []finishVerdict) {
-		for i, r := range batch {
-			if err != nil {
-				r.done <- finishVerdict{err: err}
-			} else {
-				r.done <- vs[i]
-			}
-		}
-	}
+// beginUnsynced).
+func (s *Store) finishBatch(ds []webhooks.Delivery) ([]webhooks.Finished, error) {
 	ctx := context.Background()
 	tx, done, err := s.beginUnsynced(ctx)
 	if err != nil {
-		answer(err, nil)
-		return
+		return nil, err
 	}
 	defer done()
 	t := s.in(ctx, tx)
-	vs := make([]finishVerdict, len(batch))
-	for i, r := range batch {
-		if vs[i].cur, vs[i].ok, err = finishOne(t, r.d); err != nil {
-			answer(err, nil)
-			return
+	vs := make([]webhooks.Finished, len(ds))
+	for i, d := range ds {
+		if vs[i].Delivery, vs[i].OK, err = finishOne(t, d); err != nil {
+			return nil, err
 		}
 	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
 	s.finishBatches.Add(1)
-	answer(tx.Commit(), vs)
+	return vs, nil
 }
 
 // finishOne stores the result of d's attempt within tx, if the stored

@@ -32,6 +32,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/groupcommit"
 	"github.com/transferd/transferd/internal/store/schema"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // FileName is the database file inside the data directory.
@@ -62,7 +63,7 @@ type Store struct {
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*updateReq]
 	// finishes batches webhook deliveries' results (FinishDelivery).
-	finishes *groupcommit.Queue[*finishReq]
+	finishes *webhooks.Finishes
 	batches  atomic.Int64 // transactions of saves written
 	// finishBatches counts the transactions of results written.
 	finishBatches atomic.Int64
@@ -157,7 +158,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fail("prepare", err)
 	}
 	s.commits = groupcommit.New("sqlite", maxBatch, s.commitBatch)
-	s.finishes = groupcommit.New("sqlite", maxFinishes, s.finishBatch)
+	s.finishes = webhooks.NewFinishes("sqlite", maxFinishes, s.finishBatch)
 	return s, nil
 }
 
