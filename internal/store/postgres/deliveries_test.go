@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,10 +123,7 @@ func TestResultsWrittenTogether(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
 	delivery := func(pos int64, transfer string, seq int64) webhooks.Delivery {
-		ev := "evt_" + strconv.FormatInt(pos, 10)
-		return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
-			TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+		return pendingDelivery(pos, transfer, seq, now)
 	}
 	var ds []webhooks.Delivery
 	for i := range 8 {
@@ -217,10 +215,7 @@ func TestRepairHeadsLeftByAnOlderReplica(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
 	delivery := func(pos int64, transfer string, seq int64) webhooks.Delivery {
-		ev := "evt_" + strconv.FormatInt(pos, 10)
-		return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
-			TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+		return pendingDelivery(pos, transfer, seq, now)
 	}
 	ds := []webhooks.Delivery{delivery(1, "tr_a", 1), delivery(2, "tr_a", 2), delivery(3, "tr_b", 1), delivery(4, "tr_c", 1),
 		delivery(5, "tr_ok", 1)}
@@ -325,9 +320,7 @@ func TestOlderReplicasClaimIsNotClaimedAgain(t *testing.T) {
 	s, conn := openRaw(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
-	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
-		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	d := pendingDelivery(1, "tr_a", 1, now)
 	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
 		t.Fatal(err)
 	}
@@ -369,9 +362,7 @@ func TestStuckResultsGiveUp(t *testing.T) {
 	postgres.SetFinishTimeout(s, 200*time.Millisecond)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
-	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
-		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	d := pendingDelivery(1, "tr_a", 1, now)
 	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
 		t.Fatal(err)
 	}
@@ -415,9 +406,7 @@ func TestRedeliverKeepsTheWritesPlan(t *testing.T) {
 	defer s.Close()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
-	d := webhooks.Delivery{ID: webhooks.DeliveryID(key, "evt_1"), Tenant: "acme", Endpoint: "crm", EventID: "evt_1",
-		TransferID: "tr_a", Seq: 1, Pos: 1, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	d := pendingDelivery(1, "tr_a", 1, now)
 	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
 		t.Fatal(err)
 	}
@@ -436,4 +425,13 @@ func TestRedeliverKeepsTheWritesPlan(t *testing.T) {
 	if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") || !strings.Contains(plan, "Nested Loop") {
 		t.Errorf("the writes of deliveries run, on this connection, a plan that reads the whole table:\n%s", plan)
 	}
+}
+
+// pendingDelivery is a pending delivery of acme/crm for transfer tr at seq.
+func pendingDelivery(pos int64, tr string, seq int64, next time.Time) webhooks.Delivery {
+	key := webhooks.EndpointKey("acme", "crm")
+	ev := fmt.Sprintf("evt_%03d", pos)
+	return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+		TransferID: tr, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
+		Status: webhooks.StatusPending, NextAttempt: next, Deadline: next.Add(time.Hour), CreatedAt: next, UpdatedAt: next}
 }

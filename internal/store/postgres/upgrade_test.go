@@ -10,19 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/webhooks"
 )
-
-// upgradeDelivery is a pending delivery of acme/crm for transfer tr at seq.
-func upgradeDelivery(pos int64, tr string, seq int64, next time.Time) webhooks.Delivery {
-	key := webhooks.EndpointKey("acme", "crm")
-	ev := fmt.Sprintf("evt_%03d", pos)
-	return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
-		TransferID: tr, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
-		Status: webhooks.StatusPending, NextAttempt: next, Deadline: next.Add(time.Hour), CreatedAt: next, UpdatedAt: next}
-}
 
 // olderReplicaPut writes d as a replica of a version before schema 12 does
 // (its putDelivery): every column but ready_at.
@@ -58,9 +48,9 @@ func TestClaimSetsRightWhatAnOlderReplicaLeftReady(t *testing.T) {
 	const stale = 8 // more than claimRounds (4) times the limit (1, a dispatcher's claim when its slots are tight)
 	var ds []webhooks.Delivery
 	for i := range stale {
-		ds = append(ds, upgradeDelivery(int64(i+1), fmt.Sprintf("tr_old_%02d", i), 1, now.Add(-time.Hour+time.Duration(i)*time.Second)))
+		ds = append(ds, pendingDelivery(int64(i+1), fmt.Sprintf("tr_old_%02d", i), 1, now.Add(-time.Hour+time.Duration(i)*time.Second)))
 	}
-	good := upgradeDelivery(stale+1, "tr_good", 1, now.Add(-time.Minute))
+	good := pendingDelivery(stale+1, "tr_good", 1, now.Add(-time.Minute))
 	ds = append(ds, good)
 	if err := s.EnqueueDeliveries(ctx, key, 0, stale+1, ds); err != nil {
 		t.Fatal(err)
@@ -97,7 +87,7 @@ func TestRepairHeadsUnreadiesALaterDelivery(t *testing.T) {
 	s, conn := openRaw(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	key := webhooks.EndpointKey("acme", "crm")
-	x := upgradeDelivery(1, "tr_a", 1, now.Add(-time.Minute))
+	x := pendingDelivery(1, "tr_a", 1, now.Add(-time.Minute))
 	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{x}); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +95,7 @@ func TestRepairHeadsUnreadiesALaterDelivery(t *testing.T) {
 	x.Status, x.Attempts, x.UpdatedAt = webhooks.StatusDelivered, 1, now.Add(-30*time.Second)
 	olderReplicaPut(t, conn, x)
 	// This version enqueues the transfer's next event.
-	y := upgradeDelivery(2, "tr_a", 2, now.Add(-20*time.Second))
+	y := pendingDelivery(2, "tr_a", 2, now.Add(-20*time.Second))
 	if err := s.EnqueueDeliveries(ctx, key, 1, 2, []webhooks.Delivery{y}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +148,7 @@ func TestTimedOutResultsLetGoOfTheirLocks(t *testing.T) {
 	if postgres.PairLockKey(key, trs[0]) > postgres.PairLockKey(key, trs[1]) {
 		trs[0], trs[1] = trs[1], trs[0]
 	}
-	ds := []webhooks.Delivery{upgradeDelivery(1, trs[0], 1, now), upgradeDelivery(2, trs[1], 1, now)}
+	ds := []webhooks.Delivery{pendingDelivery(1, trs[0], 1, now), pendingDelivery(2, trs[1], 1, now)}
 	if err := s.EnqueueDeliveries(ctx, key, 0, 2, ds); err != nil {
 		t.Fatal(err)
 	}
