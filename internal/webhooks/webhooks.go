@@ -235,17 +235,19 @@ type Store interface {
 
 // HeadRepairer is a Store that several processes share, where one of an
 // older version may leave deliveries in a state no claim of this version
-// would take: a PostgreSQL store whose schema marks the first pending
-// delivery of each endpoint and transfer ready (ClaimDeliveries reads only
-// those), while an older replica of a rolling upgrade still enqueues
-// deliveries unmarked, and delivers heads without marking the next. Such a
-// delivery would wait for good once its transfer made no more events. The
-// dispatcher calls RepairHeads every repairEvery.
+// would take, or would take wrongly: a PostgreSQL store whose schema marks
+// the first pending delivery of each endpoint and transfer ready
+// (ClaimDeliveries reads only those), while an older replica of a rolling
+// upgrade still enqueues deliveries unmarked, delivers heads without
+// marking the next, and finishes, claims or redelivers one without
+// touching its mark. An unmarked delivery would wait for good once its
+// transfer made no more events. The dispatcher calls RepairHeads every
+// repairEvery.
 type HeadRepairer interface {
-	// RepairHeads marks ready the first pending delivery of every
-	// endpoint and transfer that has none ready, and unmarks every
-	// finished delivery still marked, under the same locks as an enqueue;
-	// it returns how many deliveries it changed.
+	// RepairHeads sets the marks right, under the same locks as an
+	// enqueue: the first pending delivery of each endpoint and transfer
+	// marked ready from when it is due, every other delivery unmarked. It
+	// returns how many deliveries it changed.
 	RepairHeads(ctx context.Context) (int, error)
 }
 
