@@ -18,7 +18,7 @@ var _ webhooks.Store = (*Store)(nil)
 // Cursor implements webhooks.Store.
 func (s *Store) DeliveryCursor(ctx context.Context, endpoint string) (int64, error) {
 	var pos int64
-	err := s.reads.queryRow(ctx, `SELECT pos FROM webhook_cursors WHERE endpoint_key = ?`, endpoint).Scan(&pos)
+	err := s.reads.queryRow(ctx, cursorSQL, endpoint).Scan(&pos)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fail("webhook cursor", err)
 	}
