@@ -289,18 +289,7 @@ func TestMergedUpdatePlan(t *testing.T) {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			// As a batch does: its settings, in its transaction. A statement
 			// prepared earlier would keep its generic plan.
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := conn.DeallocateAll(ctx); err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []string{postgres.PlanSQL(s), `SET LOCAL plan_cache_mode = ` + mode} {
-				if _, err := tx.Exec(ctx, q); err != nil {
-					t.Fatal(err)
-				}
-			}
+			tx := inBatchSettings(t, s, conn, mode)
 			plan := explain(t, conn, postgres.MergedUpdateSQL, args)
 			if !mergedPlan.MatchString(plan) {
 				t.Errorf("%d rows, %s: want a nested loop from the saves to transfers_pkey:\n%s", c.rows, mode, plan)
@@ -310,6 +299,27 @@ func TestMergedUpdatePlan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// inBatchSettings begins a transaction on conn with a batch's plan
+// settings and mode as plan_cache_mode, as a batch does; statements
+// prepared earlier, which would keep their generic plans, are dropped.
+func inBatchSettings(t *testing.T, s *postgres.Store, conn *pgx.Conn, mode string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.DeallocateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{postgres.PlanSQL(s), `SET LOCAL plan_cache_mode = ` + mode} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tx
 }
 
 // mergedPlan matches the update of a nested loop whose outer side scans
@@ -443,18 +453,7 @@ func TestDeliveryWritePlans(t *testing.T) {
 			}
 		}
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := conn.DeallocateAll(ctx); err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []string{postgres.PlanSQL(s), `SET LOCAL plan_cache_mode = ` + mode} {
-				if _, err := tx.Exec(ctx, q); err != nil {
-					t.Fatal(err)
-				}
-			}
+			tx := inBatchSettings(t, s, conn, mode)
 			for _, st := range statements {
 				if plan := explain(t, conn, st.q, st.args); !st.want.MatchString(plan) {
 					t.Errorf("%s, %d rows, %s: want a nested loop from the arrays to the indexes:\n%s", st.name, c.rows, mode, plan)
