@@ -820,15 +820,16 @@ const (
 	// it does not change which delivery is a pair's head, and a row
 	// another transaction changed meanwhile is tested again once its
 	// lock is taken.
-	fixReadySQL = `UPDATE webhook_deliveries SET ready_at = CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END
-		WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY ready_at, pos, id))
-			AND ready_at IS NOT NULL
-			AND ready_at IS DISTINCT FROM CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
+	fixReadySQL = fixReadyUpdate + `ANY(ARRAY(SELECT id FROM webhook_deliveries WHERE ready_at IS NOT NULL ORDER BY ready_at, pos, id))` + fixReadyWhere
 	// fixReadyOfSQL is fixReadySQL for the deliveries of ids, which a
 	// claim found stale (collectDue).
-	fixReadyOfSQL = `UPDATE webhook_deliveries SET ready_at = CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END
-		WHERE id = ANY($1) AND ready_at IS NOT NULL
-			AND ready_at IS DISTINCT FROM CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
+	fixReadyOfSQL = fixReadyUpdate + `ANY($1)` + fixReadyWhere
+	// The two statements differ only in the ids they look at.
+	fixReadyUpdate = `UPDATE webhook_deliveries SET ready_at = ` + readyAtOfRow + ` WHERE id = `
+	fixReadyWhere  = ` AND ready_at IS NOT NULL AND ready_at IS DISTINCT FROM ` + readyAtOfRow
+	// readyAtOfRow is a ready delivery's right ready_at: when it is due
+	// if pending, none if finished.
+	readyAtOfRow = `CASE WHEN status = 'pending' THEN greatest(next_attempt, lease_until) END`
 )
 
 // DeliveryBacklog implements webhooks.Store.
