@@ -508,7 +508,7 @@ const gaugeEvery = 5 * time.Second
 // gauge sets the backlog metrics; only Run calls it.
 func (d *Dispatcher) gauge(ctx context.Context) {
 	now := d.now()
-	if d.gauged.IsZero() || now.Sub(d.gauged) >= gaugeEvery || now.Before(d.gauged) {
+	if every(d.gauged, now, gaugeEvery) {
 		n, oldest, err := d.store.DeliveryBacklog(ctx)
 		if err != nil {
 			return
@@ -521,6 +521,12 @@ func (d *Dispatcher) gauge(ctx context.Context) {
 		age = max(now.Sub(d.oldestPending).Seconds(), 0)
 	}
 	d.m.oldest.Set(age)
+}
+
+// every reports whether a periodic task last run at last (zero: never)
+// is due again at now, period after it; a clock set back makes it due.
+func every(last, now time.Time, period time.Duration) bool {
+	return last.IsZero() || now.Sub(last) >= period || now.Before(last)
 }
 
 // repairEvery is how often Run has a HeadRepairer store set right the
@@ -537,7 +543,7 @@ func (d *Dispatcher) repair(ctx context.Context) {
 		return
 	}
 	now := d.now()
-	if !d.repaired.IsZero() && now.Sub(d.repaired) < repairEvery && !now.Before(d.repaired) {
+	if !every(d.repaired, now, repairEvery) {
 		return
 	}
 	d.repaired = now
