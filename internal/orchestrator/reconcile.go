@@ -75,9 +75,14 @@ type entry struct {
 	// lookedLate: recovering has read the store once for a signal put
 	// through another replica as this one decided to give up.
 	lookedLate bool
-	entered    time.Time // when t entered its state (in this process)
-	resumed    bool      // another process drove it before
-	noted      bool      // the resume was recorded
+	// looked, lookedSignal: the last save asked the store to look for a
+	// pending signal (Transfer.LookForSignal), which it did and found
+	// lookedSignal; the join's last look takes that instead of a read.
+	looked       bool
+	lookedSignal Signal
+	entered      time.Time // when t entered its state (in this process)
+	resumed      bool      // another process drove it before
+	noted        bool      // the resume was recorded
 
 	held    bool // counted in the callers-on-hold gauge
 	counted bool // counted in the cleanups-pending gauge
@@ -1596,6 +1601,9 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if !held {
 			return heldBack("this replica's heartbeat ran out; another replica may own the transfer now")
 		}
+		// The join's last look for a cancel (below) is made by its
+		// intent's save, in the same transaction.
+		t.LookForSignal = name == StepTransfer
 		switch {
 		case name == StepHangupAgent:
 			// Its intent carries nothing to recover, so it is not saved: a
@@ -1631,9 +1639,18 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			// so accepted) is pending by now: through this replica, by
 			// entry.gate; through another, by the version it was put at
 			// (Store.PutSignal). The store is read whatever the flag
-			// says, since a signal put elsewhere sets none here.
-			en.signal.Store(true)
-			switch s := e.takeSignal(ctx, en); s {
+			// says, since a signal put elsewhere sets none here: by the
+			// intent's save, after its write, when the store could
+			// (Transfer.LookForSignal), or else now.
+			s := en.lookedSignal
+			if en.looked {
+				en.signal.Store(false)
+			} else {
+				en.signal.Store(true)
+				s = e.takeSignal(ctx, en)
+			}
+			en.looked, en.lookedSignal = false, SignalNone
+			switch s {
 			case SignalCancel:
 				notSent("cancelled by the client")
 				return errCancelledFirst
@@ -1707,6 +1724,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	ctx = context.WithoutCancel(ctx)
 	en.t.UpdatedAt = e.now()
 	_, lapses := e.leaseHeld()
+	en.looked, en.lookedSignal = false, SignalNone
 	err := e.store.Update(ctx, en.t)
 	if errors.Is(err, ErrVersionConflict) && en.saveFailing {
 		var own bool
@@ -1714,6 +1732,10 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			err = e.store.Update(ctx, en.t)
 		}
 	}
+	if err == nil && en.t.LookForSignal && en.t.SignalLooked {
+		en.looked, en.lookedSignal = true, en.t.PendingSignal
+	}
+	en.t.LookForSignal, en.t.SignalLooked, en.t.PendingSignal = false, false, SignalNone
 	switch {
 	case err == nil:
 		en.t.Outbox = nil

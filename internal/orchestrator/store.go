@@ -54,8 +54,12 @@ type Store interface {
 	// increments t.Version; otherwise it returns ErrVersionConflict. The
 	// events in t.Outbox are written in the same transaction, each with
 	// the record as saved and a new position (Event.Pos); the caller
-	// empties the outbox after a successful save. Nothing else of t
-	// changes.
+	// empties the outbox after a successful save. When t.LookForSignal
+	// is set, a successful Update also reads the transfer's pending
+	// signal (as PeekSignal) in the same transaction, after its write, and
+	// sets t.SignalLooked and t.PendingSignal: every signal put at a
+	// version the write moved past is found, and none put later can be at
+	// such a version (PutSignal). Nothing else of t changes.
 	Update(ctx context.Context, t *Transfer) error
 	// Get returns a copy, or an error of kind KindNotFound.
 	Get(ctx context.Context, id string) (*Transfer, error)

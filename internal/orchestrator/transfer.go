@@ -330,9 +330,17 @@ type Transfer struct {
 	EventSeq int64 `json:",omitempty"`
 	// Outbox holds the events the next save records; the store writes them
 	// in the same transaction and the engine empties it once saved.
-	Outbox    []Event `json:"-"`
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Outbox []Event `json:"-"`
+	// LookForSignal asks the next Update to read the transfer's pending
+	// signal after its write, in the write's transaction, and answer in
+	// SignalLooked and PendingSignal: the join's last look for a cancel
+	// (Engine.step), made without a read of its own. None of the three
+	// is stored.
+	LookForSignal bool   `json:"-"`
+	SignalLooked  bool   `json:"-"`
+	PendingSignal Signal `json:"-"`
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Open reports whether the transfer still needs reconciling: it is not

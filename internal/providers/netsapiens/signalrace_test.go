@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,10 +17,17 @@ import (
 // hookStore is the harness's savedStore with a hook run before every
 // Update reaches the store: the engine's worker is inside its save there,
 // which is where the tests below let a client's action in.
+//
+// With blind set it is a store that does not look for a signal when a
+// save asks it to (Transfer.LookForSignal), as a store outside this
+// repository may not: the engine then reads the signal itself. peeks
+// counts those reads.
 type hookStore struct {
 	*savedStore
-	mu   sync.Mutex
-	hook func(*orchestrator.Transfer)
+	mu    sync.Mutex
+	hook  func(*orchestrator.Transfer)
+	blind atomic.Bool
+	peeks atomic.Int64
 }
 
 func (s *hookStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
@@ -29,7 +37,16 @@ func (s *hookStore) Update(ctx context.Context, t *orchestrator.Transfer) error 
 	if hook != nil {
 		hook(t)
 	}
-	return s.savedStore.Update(ctx, t)
+	err := s.savedStore.Update(ctx, t)
+	if s.blind.Load() {
+		t.SignalLooked, t.PendingSignal = false, orchestrator.SignalNone
+	}
+	return err
+}
+
+func (s *hookStore) PeekSignal(ctx context.Context, id string) (orchestrator.Signal, error) {
+	s.peeks.Add(1)
+	return s.savedStore.PeekSignal(ctx, id)
 }
 
 func (s *hookStore) setHook(f func(*orchestrator.Transfer)) {
@@ -120,8 +137,20 @@ func callerWith(t *testing.T, h *harness, orig nssim.ActiveCall) (user string, h
 // cancelled. Found by review: the cancel was checked against the record
 // published before that save (consulting), put, and never looked at
 // again; the caller was transferred and the outcome said "transferred".
+//
+// The join's intent's save looks for the cancel (Transfer.LookForSignal);
+// the blind case is a store that does not, where the engine reads it.
 func TestCancelAcceptedAsTheJoinIsDecidedIsHonoured(t *testing.T) {
+	for _, blind := range []bool{false, true} {
+		t.Run(map[bool]string{false: "the save looks", true: "a store that does not look"}[blind], func(t *testing.T) {
+			cancelAsTheJoinIsDecided(t, blind)
+		})
+	}
+}
+
+func cancelAsTheJoinIsDecided(t *testing.T, blind bool) {
 	h, hs := setupHooked(t, nssim.Config{})
+	hs.blind.Store(blind)
 	orig := h.placeCall(t)
 	// The save of the join's intent: the join is not sent yet.
 	reached, release := holdSave(hs, func(tr *orchestrator.Transfer) bool {
@@ -146,6 +175,28 @@ func TestCancelAcceptedAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 	for _, r := range h.sim.Requests() {
 		if r.Operation == nssim.OpTransfer {
 			t.Fatalf("a join was sent after the cancel was accepted: %+v", r)
+		}
+	}
+}
+
+// The join's last look for a cancel is made by its intent's save, in the
+// same transaction, not by a read of its own (one round trip to the
+// database fewer a transfer); a store that does not look gets the read.
+func TestJoinsLastLookIsTheIntentsSave(t *testing.T) {
+	for _, blind := range []bool{false, true} {
+		h, hs := setupHooked(t, nssim.Config{})
+		hs.blind.Store(blind)
+		h.placeCall(t)
+		tr := h.start(t, orchestrator.CompletionAuto, 0)
+		if final := h.end(t, tr.ID); final.State != orchestrator.StateCompleted {
+			t.Fatalf("blind %v: the transfer ended %s (%+v), want completed", blind, final.State, final.Outcome)
+		}
+		want := int64(0)
+		if blind {
+			want = 1
+		}
+		if got := hs.peeks.Load(); got != want {
+			t.Errorf("blind %v: %d reads of the transfer's signal, want %d", blind, got, want)
 		}
 	}
 }

@@ -100,6 +100,7 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 func stored(t *orchestrator.Transfer) *orchestrator.Transfer {
 	c := t.Clone()
 	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
+	c.LookForSignal, c.SignalLooked, c.PendingSignal = false, false, orchestrator.SignalNone
 	return c
 }
 
@@ -125,6 +126,9 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 			delete(s.active, key)
 		}
 	}
+	if t.LookForSignal {
+		t.SignalLooked, t.PendingSignal = true, s.signals[t.ID]
+	}
 	return nil
 }
 
@@ -133,8 +137,7 @@ func (s *Store) writeEvents(t *orchestrator.Transfer) {
 	if len(t.Outbox) == 0 {
 		return
 	}
-	snap := t.Clone()
-	snap.Outbox = nil
+	snap := stored(t)
 	for _, ev := range t.Outbox {
 		s.pos++
 		ev.Pos = s.pos

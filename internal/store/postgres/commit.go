@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/groupcommit"
 )
 
@@ -91,6 +92,10 @@ type saveReq struct {
 	col           columns
 	events        eventColumns
 	done          chan verdict // receives exactly one verdict
+	// look: read the transfer's pending signal after the batch's writes
+	// (Transfer.LookForSignal), into found, before the verdict is sent.
+	look  bool
+	found orchestrator.Signal
 }
 
 // verdict is the committer's answer to one save.
@@ -462,8 +467,23 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	for _, r := range saves[merged:] {
 		r.queue(&b)
 	}
+	// The join's last look for a cancel, after every write: a statement
+	// of its own, so that its snapshot is taken after the writes, which
+	// waited for any PutSignal holding their rows (FOR SHARE) to commit.
+	var looking []string
+	for _, r := range saves {
+		if r.look {
+			looking = append(looking, r.id)
+		}
+	}
+	if len(looking) > 0 {
+		b.Queue(`SELECT transfer_id, signal FROM signals WHERE transfer_id = ANY($1)`, looking)
+	}
 	br := conn.SendBatch(ctx, &b)
 	saved, refused, err = readBatch(br, saves, leading, merged)
+	if err == nil && len(looking) > 0 {
+		err = readLooks(br, saves)
+	}
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
 	}
@@ -508,6 +528,31 @@ func readBatch(br pgx.BatchResults, saves []*saveReq, leading, merged int) (save
 		}
 	}
 	return saved, -1, nil
+}
+
+// readLooks reads the pending signals of the saves that look for theirs
+// (saveReq.look) into their found.
+func readLooks(br pgx.BatchResults, saves []*saveReq) error {
+	for _, r := range saves {
+		r.found = orchestrator.SignalNone
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, sig string
+		if err := rows.Scan(&id, &sig); err != nil {
+			return err
+		}
+		for _, r := range saves {
+			if r.look && r.id == id {
+				r.found = orchestrator.Signal(sig)
+			}
+		}
+	}
+	return rows.Err()
 }
 
 // readMerged reads mergedUpdateSQL's result into saved: the positions of

@@ -232,7 +232,7 @@ func updateReq(t *orchestrator.Transfer) (*saveReq, error) {
 		return nil, err
 	}
 	return &saveReq{id: t.ID, version: t.Version, next: c.Version, owner: c.Owner, open: c.Open(),
-		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1)}, nil
+		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1), look: t.LookForSignal}, nil
 }
 
 // updated turns the verdict on an Update of t into its result.
@@ -245,6 +245,9 @@ func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *save
 		return v.err
 	case v.saved:
 		t.Version = req.next
+		if req.look {
+			t.SignalLooked, t.PendingSignal = true, req.found
+		}
 		return nil
 	}
 	var exists bool

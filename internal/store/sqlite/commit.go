@@ -38,6 +38,10 @@ type updateReq struct {
 	version, next int64
 	col           columns
 	done          chan error // receives exactly one verdict
+	// look: read the transfer's pending signal after the write
+	// (Transfer.LookForSignal), into found, before the verdict is sent.
+	look  bool
+	found orchestrator.Signal
 }
 
 // op names a save in its errors.
@@ -97,7 +101,8 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 		return true
 	}
 	st := batchStmts{update: tx.StmtContext(ctx, s.update), insert: tx.StmtContext(ctx, s.insert),
-		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem), fault: s.eventFault}
+		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem),
+		look: tx.StmtContext(ctx, s.look), fault: s.eventFault}
 	for i, r := range batch {
 		write := func(wrote *bool) error {
 			if r.create {
@@ -142,8 +147,8 @@ func refusal(err error) bool {
 // batchStmts are the store's prepared statements bound to a batch's
 // transaction.
 type batchStmts struct {
-	update, insert, insertEvent, link *sql.Stmt
-	fault                             func(eventID string) error // tests: an event that cannot be written
+	update, insert, insertEvent, link, look *sql.Stmt
+	fault                                   func(eventID string) error // tests: an event that cannot be written
 }
 
 // updateIn is one compare-and-set inside the batch's transaction, with
@@ -157,6 +162,20 @@ func updateIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 	*wrote = true
 	if err := writeEvents(ctx, st, &r.col); err != nil {
 		return fail(r.op(), err)
+	}
+	if r.look {
+		// The writer's transaction orders this look after every PutSignal
+		// that committed before the write, and before any later one,
+		// which then finds the version moved on.
+		var sig string
+		switch err := st.look.QueryRowContext(ctx, r.id).Scan(&sig); {
+		case errors.Is(err, sql.ErrNoRows):
+			r.found = orchestrator.SignalNone
+		case err != nil:
+			return fail(r.op(), err)
+		default:
+			r.found = orchestrator.Signal(sig)
+		}
 	}
 	return nil
 }

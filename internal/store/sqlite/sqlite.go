@@ -58,6 +58,9 @@ type Store struct {
 	insertEvent *sql.Stmt
 	// insert and linkIdem are Create's, prepared once for the same reason.
 	insert, linkIdem *sql.Stmt
+	// look reads a transfer's pending signal in a save's transaction
+	// (Transfer.LookForSignal).
+	look *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
 	// The group commit (commit.go).
@@ -150,6 +153,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fail("prepare", err)
 	}
 	if s.linkIdem, err = s.w.PrepareContext(ctx, linkIdemSQL); err != nil {
+		_ = s.Close()
+		return nil, fail("prepare", err)
+	}
+	if s.look, err = s.w.PrepareContext(ctx, lookSignalSQL); err != nil {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
@@ -257,7 +264,7 @@ func (s *Store) Close() error {
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
 	}
-	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -156,6 +156,9 @@ func (s *Store) Update(ctx context.Context, t *orchestrator.Transfer) error {
 		return err
 	}
 	t.Version = req.next
+	if req.look {
+		t.SignalLooked, t.PendingSignal = true, req.found
+	}
 	return nil
 }
 
@@ -171,8 +174,11 @@ func updateReqOf(t *orchestrator.Transfer) (*updateReq, error) {
 	if err != nil {
 		return nil, fail("update "+t.ID, err)
 	}
-	return &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1)}, nil
+	return &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1), look: t.LookForSignal}, nil
 }
+
+// lookSignalSQL reads a transfer's pending signal in a save's transaction.
+const lookSignalSQL = `SELECT signal FROM signals WHERE transfer_id = ?`
 
 // updateSQL writes what a transition may change. The request's columns
 // (provider, call_key, tenant, the call, target, external_id) and

@@ -80,6 +80,8 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"Signals", testSignals},
 		{"SignalAtVersion", testSignalAtVersion},
+		{"UpdateLooksForSignal", testUpdateLooksForSignal},
+		{"UpdateLooksForSignalInABatch", testUpdateLooksForSignalInABatch},
 		{"Signalled", testSignalled},
 		{"Owned", testOwned},
 		{"Idempotency", testIdempotency},
@@ -1040,6 +1042,98 @@ func testSignalAtVersion(f *fixture) {
 		f.Errorf("PutSignal while one is pending = %v, want a pending signal, not ErrStale", err)
 	}
 	wantKind(f.T, "PutSignal at a version for an unknown transfer", f.s.PutSignal(f.ctx, f.id(), orchestrator.SignalCancel, 1), orchestrator.KindNotFound)
+}
+
+// testUpdateLooksForSignal: an Update asked to look for the pending
+// signal (Transfer.LookForSignal) finds the one put at the version it
+// saves over, and says it looked; one not asked, or that fails, says
+// nothing; nothing of the look is stored.
+func testUpdateLooksForSignal(f *fixture) {
+	t := f.create(f.transfer("1000"))
+	t.LookForSignal = true
+	f.update(t)
+	if !t.SignalLooked || t.PendingSignal != orchestrator.SignalNone {
+		f.Errorf("Update looking, none pending: looked %v, found %q; want looked, none", t.SignalLooked, t.PendingSignal)
+	}
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, t.Version); err != nil {
+		f.Fatalf("PutSignal: %v", err)
+	}
+	t.LookForSignal, t.SignalLooked, t.PendingSignal = false, false, orchestrator.SignalNone
+	f.update(t)
+	if t.SignalLooked || t.PendingSignal != orchestrator.SignalNone {
+		f.Errorf("Update not looking: looked %v, found %q; want neither", t.SignalLooked, t.PendingSignal)
+	}
+	t.LookForSignal = true
+	f.update(t)
+	if !t.SignalLooked || t.PendingSignal != orchestrator.SignalCancel {
+		f.Errorf("Update looking, a cancel pending: looked %v, found %q; want looked, cancel", t.SignalLooked, t.PendingSignal)
+	}
+	if sig, err := f.s.PeekSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalCancel {
+		f.Errorf("after the look, PeekSignal = %q, %v; want the cancel still pending", sig, err)
+	}
+	got := f.get(t.ID)
+	if got.LookForSignal || got.SignalLooked || got.PendingSignal != orchestrator.SignalNone {
+		f.Errorf("Get after a look: LookForSignal %v, SignalLooked %v, PendingSignal %q; want none stored",
+			got.LookForSignal, got.SignalLooked, got.PendingSignal)
+	}
+	stale := t.Clone()
+	stale.Version--
+	stale.SignalLooked, stale.PendingSignal = false, orchestrator.SignalNone
+	if err := f.s.Update(f.ctx, stale); !errors.Is(err, orchestrator.ErrVersionConflict) {
+		f.Errorf("Update looking at a stale version: %v, want ErrVersionConflict", err)
+	}
+	if stale.SignalLooked || stale.PendingSignal != orchestrator.SignalNone {
+		f.Errorf("a failed Update looking: looked %v, found %q; want neither", stale.SignalLooked, stale.PendingSignal)
+	}
+}
+
+// testUpdateLooksForSignalInABatch: concurrent Updates, which the SQL
+// stores write together, each find their own transfer's signal and no
+// other's, whether or not the others look.
+func testUpdateLooksForSignalInABatch(f *fixture) {
+	const n = 16
+	ts := make([]*orchestrator.Transfer, n)
+	for i := range ts {
+		ts[i] = f.create(f.transfer(strconv.Itoa(2000 + i)))
+		if i%3 == 0 {
+			sig := orchestrator.SignalCancel
+			if i%2 == 0 {
+				sig = orchestrator.SignalComplete
+			}
+			if err := f.s.PutSignal(f.ctx, ts[i].ID, sig, ts[i].Version); err != nil {
+				f.Fatalf("PutSignal: %v", err)
+			}
+		}
+	}
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i, t := range ts {
+			t.LookForSignal = (i+round)%2 == 0
+			t.SignalLooked, t.PendingSignal = false, orchestrator.SignalNone
+			wg.Go(func() { errs[i] = f.s.Update(f.ctx, t) })
+		}
+		wg.Wait()
+		for i, t := range ts {
+			if errs[i] != nil {
+				f.Fatalf("round %d: Update(%s): %v", round, t.ID, errs[i])
+			}
+			want := orchestrator.SignalNone
+			switch {
+			case i%3 == 0 && i%2 == 0:
+				want = orchestrator.SignalComplete
+			case i%3 == 0:
+				want = orchestrator.SignalCancel
+			}
+			if !t.LookForSignal {
+				want = orchestrator.SignalNone
+			}
+			if t.SignalLooked != t.LookForSignal || t.PendingSignal != want {
+				f.Errorf("round %d, transfer %d (looking %v): looked %v, found %q; want %q",
+					round, i, t.LookForSignal, t.SignalLooked, t.PendingSignal, want)
+			}
+		}
+	}
 }
 
 func testSignals(f *fixture) {
