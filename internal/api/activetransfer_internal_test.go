@@ -12,7 +12,7 @@ import (
 
 // A create refused for the call's transfer is a 409 active-transfer naming
 // it; when that transfer has ended but still owes the call its end state
-// (orchestrator.Engine.callFree), the detail says what to wait for.
+// (orchestrator.Transfer.HoldsCall), the detail says what to wait for.
 func TestActiveTransferProblemSaysWhatToWaitFor(t *testing.T) {
 	for _, tc := range []struct {
 		err  *orchestrator.ActiveTransferError

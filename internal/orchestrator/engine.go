@@ -353,9 +353,6 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	if err := e.Validate(ctx, &r); err != nil {
 		return nil, err
 	}
-	if err := e.callFree(ctx, &r); err != nil {
-		return nil, err
-	}
 	// Counted until the transfer is adopted, so that a Shutdown that
 	// begins meanwhile waits for it and drives it to its end instead of
 	// leaving a saved transfer nobody drives.
@@ -400,39 +397,6 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	snapshot := t.Clone()
 	e.adopt(t, false)
 	return snapshot, nil
-}
-
-// callFree refuses a transfer of a call whose last transfer is active, or
-// ended with an unverified outcome that still owes the call its end
-// state: that transfer's sweeper takes a caller it sees held off hold,
-// and it would take the new transfer's hold off in the middle of its
-// consult. The call is free again once the sweeper verifies the outcome
-// (or finds the caller's call ended). A verified outcome's tombstone owes
-// only its own consult leg, never the caller. The last transfer is the
-// one to look at: while one is active or owes the call, no later one can
-// start. An active one is refused here too, not only by the store's rule
-// of one active transfer per call: it may end owing the call between
-// this look and the create, which the store's rule would then let by.
-func (e *Engine) callFree(ctx context.Context, r *Request) error {
-	f := ListFilter{Tenant: TenantOf(ctx), Provider: r.Provider, Limit: 1}
-	if r.Call.User != "" {
-		f.Domain, f.User = r.Call.Domain, r.Call.User
-	} else {
-		f.CallID = r.Call.CallID
-	}
-	last, _, err := e.store.List(ctx, f)
-	if err != nil {
-		return err
-	}
-	if len(last) == 1 {
-		switch t := last[0]; {
-		case !t.State.Terminal():
-			return &Error{Op: "orchestrator.Start", Kind: KindConflict, Err: &ActiveTransferError{ID: t.ID}}
-		case t.Cleanup != nil && (t.Outcome == nil || !t.Outcome.Verified):
-			return &Error{Op: "orchestrator.Start", Kind: KindConflict, Err: &ActiveTransferError{ID: t.ID, CleaningUp: true}}
-		}
-	}
-	return nil
 }
 
 // A store may lose its answer to a create whose commit happened (a

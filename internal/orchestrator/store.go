@@ -37,8 +37,14 @@ type ListFilter struct {
 // use and must store copies (callers keep mutating their records).
 type Store interface {
 	// Create saves a new transfer (Version 1). It fails with KindConflict
-	// when a non-terminal transfer of the same provider call of the same
-	// tenant exists. When t.IdempotencyKey is set, the same write links
+	// and an ActiveTransferError when a non-terminal transfer of the same
+	// provider call of the same tenant exists, or when the call's last
+	// transfer (the newest by id) holds it (Transfer.HoldsCall: CleaningUp
+	// then). The look at the last transfer is part of the create's
+	// transaction: made by the engine before it, a read of its own, it
+	// cost a round trip to the database a transfer, and a transfer that
+	// ended owing the call between the two got by. When
+	// t.IdempotencyKey is set, the same write links
 	// the reservation (t.IdempotencyScope, t.IdempotencyKey) to t.ID, if
 	// it exists. When t.IdempotencyReservedAt is set too, the create
 	// holds that reservation (the one created then): it is saved only if
@@ -256,9 +262,27 @@ func TenantCallKey(t *Transfer) string {
 // checked against (Store.PutSignal).
 var ErrStale = errors.New("the transfer was saved since it was read")
 
+// HoldsCall reports whether t keeps its call from a new transfer
+// (Store.Create): it is active, or it ended with an unverified outcome
+// that still owes the call its end state (cleaningUp). Such a transfer's
+// sweeper takes a caller it sees held off hold, and would take a new
+// transfer's hold off in the middle of its consult; the call is free
+// again once the sweeper verifies the outcome (or finds the caller's
+// call ended). A verified outcome's tombstone owes only its own consult
+// leg, never the caller.
+func (t *Transfer) HoldsCall() (holds, cleaningUp bool) {
+	switch {
+	case !t.State.Terminal():
+		return true, false
+	case t.Cleanup != nil && (t.Outcome == nil || !t.Outcome.Verified):
+		return true, true
+	}
+	return false, false
+}
+
 // ActiveTransferError says which transfer already moves the call.
 // CleaningUp: it has ended, but its outcome is unverified and it still
-// owes the call its end state (see Engine.callFree).
+// owes the call its end state (see Transfer.HoldsCall).
 type ActiveTransferError struct {
 	ID         string
 	CleaningUp bool

@@ -15,20 +15,20 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// revStore is hookStore with two more hooks: List (callFree's look) and
-// Signalled (a replica's poll for signals put through another replica).
+// revStore is hookStore with two more hooks: Create (run before the
+// create reaches the store) and Signalled (a replica's poll for signals
+// put through another replica).
 type revStore struct {
 	*hookStore
-	listHook      atomic.Pointer[func()]
+	createHook    atomic.Pointer[func()]
 	signalledGate atomic.Pointer[chan struct{}]
 }
 
-func (s *revStore) List(ctx context.Context, f orchestrator.ListFilter) ([]*orchestrator.Transfer, bool, error) {
-	ts, more, err := s.hookStore.List(ctx, f)
-	if h := s.listHook.Load(); h != nil {
+func (s *revStore) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	if h := s.createHook.Load(); h != nil {
 		(*h)()
 	}
-	return ts, more, err
+	return s.hookStore.Create(ctx, t)
 }
 
 func (s *revStore) Signalled(ctx context.Context, owner string) ([]string, error) {
@@ -42,7 +42,7 @@ func (s *revStore) Signalled(ctx context.Context, owner string) ([]string, error
 // shuts down.
 func (s *revStore) letGo() {
 	s.setHook(nil)
-	s.listHook.Store(nil)
+	s.createHook.Store(nil)
 	if ch := s.signalledGate.Swap(nil); ch != nil {
 		close(*ch)
 	}
@@ -140,10 +140,12 @@ func TestCancelThroughAnotherReplicaAsTheJoinIsDecidedIsHonoured(t *testing.T) {
 	}
 }
 
-// A transfer of a call whose last transfer is active when Start looks is
+// A transfer of a call whose last transfer is active when Start begins is
 // refused, even if that transfer ends, owing the call its end state,
-// before the store's create (which then would let it by). Found by
-// review: Start let an active last transfer through to the store's rule.
+// before the create reaches the store. Found by review: Start looked at
+// the last transfer before the create and let an active one through to
+// the store's rule of one active transfer per call, which let it by once
+// it ended; the look is now the create's own (Store.Create).
 func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
 	var hideConsults, failReads atomic.Bool
 	wrap := hidingOursFailingReads(&hideConsults, &failReads)
@@ -164,8 +166,9 @@ func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
 	firstID.Store(a.ID)
 	h.wait(t, a.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
 
-	// The second start lists the call while the first is active, and the
-	// first ends (unverified, owing the call) before the create.
+	// The second start begins while the first is active, and the first
+	// ends (unverified, owing the call) before the create reaches the
+	// store, which must then refuse it.
 	var listed atomic.Bool
 	hook := func() {
 		if listed.Swap(true) {
@@ -173,12 +176,12 @@ func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
 		}
 		h.waitSaved(t, a.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	}
-	rs.listHook.Store(&hook)
+	rs.createHook.Store(&hook)
 	req := orchestrator.Request{Provider: netsapiens.Name, Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1020",
 		Completion: orchestrator.CompletionManual, ConsultTimeout: 60 * time.Second}
 	h.sim.SetBehaviour(domain, "1020", nssim.Behaviour{Mode: nssim.ModeManual})
 	b, err := h.eng.Start(context.Background(), req, orchestrator.StartOptions{})
-	rs.listHook.Store(nil)
+	rs.createHook.Store(nil)
 	first, gerr := h.store.Get(context.Background(), a.ID)
 	if gerr != nil {
 		t.Fatal(gerr)
@@ -188,7 +191,7 @@ func TestStartRefusesACallWhoseLastTransferEndsOwingIt(t *testing.T) {
 	}
 	var active *orchestrator.ActiveTransferError
 	if err == nil || !errors.As(err, &active) || active.ID != a.ID {
-		t.Errorf("a second transfer %v of the call started (err %v) while %s is %s with an unverified outcome and an open cleanup: callFree's look raced its end",
+		t.Errorf("a second transfer %v of the call started (err %v) while %s is %s with an unverified outcome and an open cleanup",
 			b != nil, err, a.ID, first.State)
 	}
 	failReads.Store(false)

@@ -20,6 +20,7 @@ type Store struct {
 	mu      sync.RWMutex
 	byID    map[string]*orchestrator.Transfer
 	active  map[string]string // CallKey -> id of the non-terminal transfer
+	last    map[string]string // CallKey -> id of the call's newest transfer
 	ids     []string          // ascending; ids sort by creation time
 	signals map[string]orchestrator.Signal
 	idem    map[[2]string]idemRow
@@ -48,7 +49,7 @@ func New() *Store {
 	if err != nil {
 		panic(err) // crypto/rand does not fail
 	}
-	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{},
+	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{}, last: map[string]string{},
 		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]idemRow{},
 		replicas: map[string]time.Time{}, eventIDKey: k}
 }
@@ -70,6 +71,12 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id}}
 	}
+	if last, ok := s.byID[s.last[key]]; ok {
+		if holds, cleaning := last.HoldsCall(); holds {
+			return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
+				Err: &orchestrator.ActiveTransferError{ID: last.ID, CleaningUp: cleaning}}
+		}
+	}
 	if t.IdempotencyKey != "" && !t.IdempotencyReservedAt.IsZero() {
 		row, ok := s.idem[[2]string{t.IdempotencyScope, t.IdempotencyKey}]
 		if !ok || row.transferID != "" || row.rec.Response != nil || !row.rec.CreatedAt.Equal(t.IdempotencyReservedAt) {
@@ -81,6 +88,9 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	s.writeEvents(t)
 	if !t.State.Terminal() { // a transfer saved already ended never holds its call
 		s.active[key] = t.ID
+	}
+	if t.ID > s.last[key] {
+		s.last[key] = t.ID
 	}
 	i, _ := slices.BinarySearch(s.ids, t.ID)
 	s.ids = slices.Insert(s.ids, i, t.ID)
@@ -418,6 +428,12 @@ func (s *Store) Purge(_ context.Context, before time.Time, limit int) (int, erro
 		if (limit <= 0 || n < limit) && t.State.Terminal() && !t.Open() && t.UpdatedAt.Before(before) {
 			delete(s.byID, id)
 			delete(s.signals, id)
+			// A purged transfer is closed, so it held its call no more;
+			// one before it cannot hold it either (Create refused the
+			// purged one while it did).
+			if key := orchestrator.TenantCallKey(t); s.last[key] == id {
+				delete(s.last, key)
+			}
 			purged[id] = true
 			n++
 			continue

@@ -182,3 +182,7 @@ func CachedPutPlan(s *Store) (string, error) {
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return strings.Join(lines, "\n"), err
 }
+
+// LastHoldingSQL is the create's look at the call's last transfer, by
+// domain and user and by call id, for the test of its plans.
+var LastHoldingSQL = [2]string{fmt.Sprintf(lastHoldingSQL, callByUser), fmt.Sprintf(lastHoldingSQL, callByID)}

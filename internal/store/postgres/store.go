@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +22,11 @@ import (
 const (
 	terminalList = `('cancelled', 'completed', 'failed')`
 	nonTerminal  = `state NOT IN ` + terminalList
-	terminal     = `state IN ` + terminalList
+	// holdsCallSQL is orchestrator.Transfer.HoldsCall of a row of
+	// transfers (the conformance suite holds them to each other).
+	holdsCallSQL = `(` + nonTerminal + ` OR (json_typeof(record->'Cleanup') = 'object'
+		AND (record->'Outcome'->>'verified') IS DISTINCT FROM 'true'))`
+	terminal = `state IN ` + terminalList
 )
 
 // activeCallIndex is the unique index that keeps one active transfer per
@@ -173,13 +178,25 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 	var (
 		idTaken bool
 		active  *string
+		owing   *string
 		held    = true
 	)
+	call := callByUser
+	if req.col.user == "" {
+		call = callByID
+	}
+	// The call's arguments are numbered as in the create ($3, $10,
+	// $12-$14); call_args types those the condition leaves out, and the
+	// unused $7-$9 and $11.
+	c := &req.col
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
 		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`),
-		$5::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $3 AND key = $4 AND created_at = $5
-			AND transfer_id IS NULL AND status IS NULL)`,
-		req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld).Scan(&idTaken, &active, &held); err != nil {
+		(`+fmt.Sprintf(lastHoldingSQL, call)+`),
+		$6::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $4 AND key = $5 AND created_at = $6
+			AND transfer_id IS NULL AND status IS NULL)
+		FROM (SELECT $3::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text) AS call_args`,
+		req.id, c.callKey, c.provider, req.idemScope, req.idemKey, req.idemHeld, nil, nil, nil, c.tenant, nil, c.domain, c.user, c.callID).
+		Scan(&idTaken, &active, &owing, &held); err != nil {
 		return false, s.fail(op, err)
 	}
 	switch {
@@ -191,6 +208,8 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 		return false, kindErr(op, orchestrator.KindConflict, errors.New("a transfer with this id exists"))
 	case active != nil:
 		return false, kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: *active})
+	case owing != nil:
+		return false, kindErr(op, orchestrator.KindConflict, &orchestrator.ActiveTransferError{ID: *owing, CleaningUp: true})
 	}
 	return true, nil
 }

@@ -102,7 +102,8 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 	}
 	st := batchStmts{update: tx.StmtContext(ctx, s.update), insert: tx.StmtContext(ctx, s.insert),
 		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem),
-		look: tx.StmtContext(ctx, s.look), fault: s.eventFault}
+		look: tx.StmtContext(ctx, s.look), lastOfUser: tx.StmtContext(ctx, s.lastOfUser),
+		lastOfCallID: tx.StmtContext(ctx, s.lastOfCallID), fault: s.eventFault}
 	for i, r := range batch {
 		write := func(wrote *bool) error {
 			if r.create {
@@ -148,6 +149,7 @@ func refusal(err error) bool {
 // transaction.
 type batchStmts struct {
 	update, insert, insertEvent, link, look *sql.Stmt
+	lastOfUser, lastOfCallID                *sql.Stmt
 	fault                                   func(eventID string) error // tests: an event that cannot be written
 }
 
@@ -208,6 +210,11 @@ func saveIn(ctx context.Context, tx *sql.Tx, r *updateReq, write func(wrote *boo
 func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wrote *bool) error {
 	op := r.op()
 	c := &r.col
+	if held, err := callFreeIn(ctx, st, c); err != nil {
+		return fail(op, err)
+	} else if held != nil {
+		return kindErr(op, orchestrator.KindConflict, held)
+	}
 	res, err := st.insert.ExecContext(ctx, r.id, c.state, c.provider, c.callKey, c.owner, c.open, c.created, c.updated, c.record,
 		c.tenant, c.externalID, c.domain, c.user, c.callID, c.target)
 	if isUnique(err) {
@@ -251,6 +258,34 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 }
 
 // casIn is the compare-and-set of one save.
+// callFreeIn returns an ActiveTransferError when the call's last
+// transfer holds it (orchestrator.Transfer.HoldsCall). The writer's
+// transaction orders it with the saves: the last transfer cannot end
+// owing the call between this look and the insert.
+func callFreeIn(ctx context.Context, st *batchStmts, c *columns) (*orchestrator.ActiveTransferError, error) {
+	var row *sql.Row
+	if c.user != "" {
+		row = st.lastOfUser.QueryRowContext(ctx, c.tenant, c.domain, c.user, c.provider)
+	} else {
+		row = st.lastOfCallID.QueryRowContext(ctx, c.tenant, c.callID, c.provider)
+	}
+	var (
+		id           string
+		active, owes bool
+	)
+	switch err := row.Scan(&id, &active, &owes); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case active:
+		return &orchestrator.ActiveTransferError{ID: id}, nil
+	case owes:
+		return &orchestrator.ActiveTransferError{ID: id, CleaningUp: true}, nil
+	}
+	return nil, nil
+}
+
 func casIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {
 	op := "update " + r.id
 	c := r.col

@@ -160,3 +160,10 @@ func SetMaxReadStmts(s *Store, n int) {
 	defer s.reads.mu.Unlock()
 	s.reads.max = n
 }
+
+// LastOfUserSQL and LastOfCallIDSQL are a create's looks at its call's
+// last transfer, for the test of their plans.
+const (
+	LastOfUserSQL   = lastOfUserSQL
+	LastOfCallIDSQL = lastOfCallIDSQL
+)

@@ -265,3 +265,30 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 		}
 	}
 }
+
+// A create's look at its call's last transfer (Store.Create) searches
+// the call's index and walks it backwards to the newest: no scan of the
+// table, no sort.
+func TestCreatesLookAtTheCallPlan(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db := rawDB(t, dir)
+	for _, c := range []struct {
+		name, q string
+		args    []any
+		want    string
+	}{
+		{"by user", sqlite.LastOfUserSQL, []any{"acme", "test", "1000", "netsapiens"},
+			`SEARCH transfers USING INDEX transfers_call \(tenant=\? AND call_domain=\? AND call_user=\?\)`},
+		{"by call id", sqlite.LastOfCallIDSQL, []any{"acme", "c-1", "bandwidth"},
+			`SEARCH transfers USING INDEX transfers_call_id \(tenant=\? AND call_id=\?\)`},
+	} {
+		joined := strings.Join(explain(t, db, c.q, c.args), "\n")
+		if !regexp.MustCompile(`(?m)^` + c.want + `$`).MatchString(joined) {
+			t.Errorf("%s: want %s:\n%s", c.name, c.want, joined)
+		}
+		if strings.Contains(joined, "SCAN transfers") || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("%s: a scan or a sort:\n%s", c.name, joined)
+		}
+	}
+}

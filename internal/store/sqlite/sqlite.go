@@ -61,6 +61,9 @@ type Store struct {
 	// look reads a transfer's pending signal in a save's transaction
 	// (Transfer.LookForSignal).
 	look *sql.Stmt
+	// lastOfUser and lastOfCallID read a call's last transfer in a
+	// create's transaction.
+	lastOfUser, lastOfCallID *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
 	// The group commit (commit.go).
@@ -156,9 +159,14 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
-	if s.look, err = s.w.PrepareContext(ctx, lookSignalSQL); err != nil {
-		_ = s.Close()
-		return nil, fail("prepare", err)
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{{&s.look, lookSignalSQL}, {&s.lastOfUser, lastOfUserSQL}, {&s.lastOfCallID, lastOfCallIDSQL}} {
+		if *p.st, err = s.w.PrepareContext(ctx, p.q); err != nil {
+			_ = s.Close()
+			return nil, fail("prepare", err)
+		}
 	}
 	if err := s.prepare(ctx); err != nil {
 		_ = s.Close()
@@ -264,7 +272,7 @@ func (s *Store) Close() error {
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
 	}
-	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look, s.lastOfUser, s.lastOfCallID} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -137,6 +137,19 @@ const insertSQL = `INSERT INTO transfers
 		 tenant, external_id, call_domain, call_user, call_id, target)
 		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 
+// lastOfCallSQL finds the newest transfer of a NetSapiens-style call
+// (domain and user, folded) and, of a Bandwidth-style one, by call id:
+// its id, whether it is active, and whether it still owes the call its
+// end state (Transfer.HoldsCall, which the conformance suite holds these
+// to). Create reads it in its transaction.
+const (
+	lastOfCallCols = `SELECT id, ` + nonTerminal + `,
+		json_type(record, '$.Cleanup') = 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
+		FROM transfers WHERE `
+	lastOfUserSQL   = lastOfCallCols + `tenant = ? AND call_domain = ? AND call_user = ? AND provider = ? ORDER BY id DESC LIMIT 1`
+	lastOfCallIDSQL = lastOfCallCols + `tenant = ? AND call_id = ? AND provider = ? ORDER BY id DESC LIMIT 1`
+)
+
 // linkIdemSQL links an idempotency reservation to the transfer it created:
 // the reservation the create holds (its created_at, the fourth argument,
 // repeated), only while it is pending and unlinked; any reservation of the

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"CreateOneActivePerCall", testCreateOneActivePerCall},
 		{"CreateTerminalDoesNotHoldTheCall", testCreateTerminalDoesNotHoldTheCall},
 		{"CreateConcurrentSameCall", testCreateConcurrentSameCall},
+		{"CreateRefusesACallItsLastTransferHolds", testCreateRefusesACallItsLastTransferHolds},
 		{"CreateOneActivePerCallPerTenant", testCreateOneActivePerCallPerTenant},
 		{"UpdateVersion", testUpdateVersion},
 		{"UpdateStoresACopy", testUpdateStoresACopy},
@@ -464,6 +465,90 @@ func testCreateTerminalDoesNotHoldTheCall(f *fixture) {
 	done.State = orchestrator.StateFailed
 	f.create(done)
 	f.create(f.transfer("1000"))
+}
+
+// A create is refused while the call's last transfer holds it
+// (Transfer.HoldsCall, which the SQL stores evaluate in SQL): active, or
+// ended with an unverified outcome (or none) and a cleanup obligation.
+// A verified outcome's tombstone, or an end with nothing owed, leaves the
+// call free; a transfer of the call under another provider or tenant
+// holds nothing.
+func testCreateRefusesACallItsLastTransferHolds(f *fixture) {
+	owing := func(tr *orchestrator.Transfer, outcome *orchestrator.Outcome, at time.Time) {
+		tr.Outcome = outcome
+		tr.Cleanup = &orchestrator.Cleanup{Until: at.Add(time.Minute), Reason: "the provider is unreadable"}
+		f.setState(tr, orchestrator.StateFailed, at)
+	}
+	unverified := func(tr *orchestrator.Transfer, at time.Time) {
+		owing(tr, &orchestrator.Outcome{Reason: orchestrator.ReasonTimeout}, at)
+	}
+	cases := []struct {
+		name           string
+		byCallID       bool
+		last           func(tr *orchestrator.Transfer, at time.Time) // leaves the call's last transfer as the case says
+		holds, cleanUp bool                                          // HoldsCall of it
+	}{
+		{"active", false, func(*orchestrator.Transfer, time.Time) {}, true, false},
+		{"unverified, owing", false, unverified, true, true},
+		{"no outcome, owing", false, func(tr *orchestrator.Transfer, at time.Time) { owing(tr, nil, at) }, true, true},
+		{"verified, a tombstone", false, func(tr *orchestrator.Transfer, at time.Time) {
+			owing(tr, &orchestrator.Outcome{Reason: orchestrator.ReasonTimeout, Verified: true}, at)
+		}, false, false},
+		{"ended, nothing owed", false, func(tr *orchestrator.Transfer, at time.Time) {
+			f.end(tr, orchestrator.StateCancelled, false, at)
+		}, false, false},
+		{"by call id, active", true, func(*orchestrator.Transfer, time.Time) {}, true, false},
+		{"by call id, unverified, owing", true, unverified, true, true},
+		{"by call id, ended, nothing owed", true, func(tr *orchestrator.Transfer, at time.Time) {
+			f.end(tr, orchestrator.StateCompleted, false, at)
+		}, false, false},
+	}
+	for i, c := range cases {
+		user := strconv.Itoa(3000 + i)
+		mk := func() *orchestrator.Transfer {
+			if c.byCallID {
+				return f.bwTransfer("call-" + user)
+			}
+			return f.transfer(user)
+		}
+		first := f.create(mk())
+		c.last(first, t0.Add(time.Duration(i+1)*time.Hour))
+		if holds, cleanUp := f.get(first.ID).HoldsCall(); holds != c.holds || cleanUp != c.cleanUp {
+			f.Fatalf("%s: HoldsCall = %v, %v; the case wants %v, %v", c.name, holds, cleanUp, c.holds, c.cleanUp)
+		}
+		for _, other := range []func(*orchestrator.Transfer){
+			func(o *orchestrator.Transfer) { o.Request.Provider = "other" },
+			func(o *orchestrator.Transfer) { o.Tenant = "another" },
+		} {
+			o := mk()
+			other(o)
+			if err := f.s.Create(f.ctx, o); err != nil {
+				f.Errorf("%s: a transfer of the call under another provider or tenant: %v", c.name, err)
+			}
+		}
+		next := mk()
+		if !c.byCallID {
+			next.Request.Call.User = strings.ToUpper(user) + "x" // another user of the domain
+			if err := f.s.Create(f.ctx, next); err != nil {
+				f.Errorf("%s: a transfer of another user's call: %v", c.name, err)
+			}
+			next = mk()
+			next.Request.Call.Domain = strings.ToLower(next.Request.Call.Domain) // the same call in another case
+		}
+		err := f.s.Create(f.ctx, next)
+		switch {
+		case !c.holds && err != nil:
+			f.Errorf("%s: Create: %v, want the call free", c.name, err)
+		case c.holds && err == nil:
+			f.Errorf("%s: Create saved a transfer of a call its last transfer %s holds", c.name, first.ID)
+		case c.holds:
+			wantActive(f.T, c.name, err, first.ID)
+			var active *orchestrator.ActiveTransferError
+			if errors.As(err, &active) && active.CleaningUp != c.cleanUp {
+				f.Errorf("%s: ActiveTransferError.CleaningUp = %v, want %v", c.name, active.CleaningUp, c.cleanUp)
+			}
+		}
+	}
 }
 
 // Of concurrent Creates for the same call exactly one succeeds; the others
