@@ -19,9 +19,20 @@ import (
 // schema, both closed when the test ends.
 func openRaw(t *testing.T) (*postgres.Store, *pgx.Conn) {
 	t.Helper()
+	return openRawWith(t, "")
+}
+
+// openRawWith is openRaw with the store's URL asking for isolation as
+// its sessions' default_transaction_isolation, if set.
+func openRawWith(t *testing.T, isolation string) (*postgres.Store, *pgx.Conn) {
+	t.Helper()
 	ctx := context.Background()
 	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
-	s, err := postgres.Open(ctx, url)
+	storeURL := url
+	if isolation != "" {
+		storeURL = withParam(url, "default_transaction_isolation", isolation)
+	}
+	s, err := postgres.Open(ctx, storeURL)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

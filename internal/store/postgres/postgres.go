@@ -76,6 +76,15 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	if !poolMaxConnsSet.MatchString(dbURL) {
 		cfg.MaxConns = defaultMaxConns(runtime.GOMAXPROCS(0))
 	}
+	// Every transaction of the store is written for READ COMMITTED, where
+	// each statement sees what committed before it began: a save's look
+	// for a signal after its write (Transfer.LookForSignal), and the
+	// deliveries' pair locks, see what the transactions they waited for
+	// wrote. Under a stricter default of the role or the database the
+	// look read the batch's first snapshot and missed a cancel the client
+	// was told was accepted. The session's setting overrides theirs (and
+	// the URL's).
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	// Without a statement description pgx sends the JSON parameters as
 	// bytes, which the server refuses for jsonb: fail at start, not on
 	// each save.

@@ -210,7 +210,7 @@ func saveIn(ctx context.Context, tx *sql.Tx, r *updateReq, write func(wrote *boo
 func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wrote *bool) error {
 	op := r.op()
 	c := &r.col
-	if held, err := callFreeIn(ctx, st, c); err != nil {
+	if held, err := callFreeIn(ctx, st, r.id, c); err != nil {
 		return fail(op, err)
 	} else if held != nil {
 		return kindErr(op, orchestrator.KindConflict, held)
@@ -262,7 +262,7 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 // transfer holds it (orchestrator.Transfer.HoldsCall). The writer's
 // transaction orders it with the saves: the last transfer cannot end
 // owing the call between this look and the insert.
-func callFreeIn(ctx context.Context, st *batchStmts, c *columns) (*orchestrator.ActiveTransferError, error) {
+func callFreeIn(ctx context.Context, st *batchStmts, id string, c *columns) (*orchestrator.ActiveTransferError, error) {
 	var row *sql.Row
 	if c.user != "" {
 		row = st.lastOfUser.QueryRowContext(ctx, c.tenant, c.domain, c.user, c.provider)
@@ -270,18 +270,20 @@ func callFreeIn(ctx context.Context, st *batchStmts, c *columns) (*orchestrator.
 		row = st.lastOfCallID.QueryRowContext(ctx, c.tenant, c.callID, c.provider)
 	}
 	var (
-		id           string
+		last         string
 		active, owes bool
 	)
-	switch err := row.Scan(&id, &active, &owes); {
-	case errors.Is(err, sql.ErrNoRows):
+	switch err := row.Scan(&last, &active, &owes); {
+	case errors.Is(err, sql.ErrNoRows), err == nil && last == id:
+		// None, or the transfer itself (a create again of a stored
+		// transfer, which the insert refuses as such).
 		return nil, nil
 	case err != nil:
 		return nil, err
 	case active:
-		return &orchestrator.ActiveTransferError{ID: id}, nil
+		return &orchestrator.ActiveTransferError{ID: last}, nil
 	case owes:
-		return &orchestrator.ActiveTransferError{ID: id, CleaningUp: true}, nil
+		return &orchestrator.ActiveTransferError{ID: last, CleaningUp: true}, nil
 	}
 	return nil, nil
 }

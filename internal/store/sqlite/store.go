@@ -141,10 +141,11 @@ const insertSQL = `INSERT INTO transfers
 // (domain and user, folded) and, of a Bandwidth-style one, by call id:
 // its id, whether it is active, and whether it still owes the call its
 // end state (Transfer.HoldsCall, which the conformance suite holds these
-// to). Create reads it in its transaction.
+// to). Create reads it in its transaction. IS, not =: a record saved
+// before cleanups existed has no Cleanup, whose json_type is NULL.
 const (
 	lastOfCallCols = `SELECT id, ` + nonTerminal + `,
-		json_type(record, '$.Cleanup') = 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
+		json_type(record, '$.Cleanup') IS 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
 		FROM transfers WHERE `
 	lastOfUserSQL   = lastOfCallCols + `tenant = ? AND call_domain = ? AND call_user = ? AND provider = ? ORDER BY id DESC LIMIT 1`
 	lastOfCallIDSQL = lastOfCallCols + `tenant = ? AND call_id = ? AND provider = ? ORDER BY id DESC LIMIT 1`

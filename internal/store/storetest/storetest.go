@@ -421,6 +421,16 @@ func testCreateDuplicateID(f *fixture) {
 		f.Errorf("a failed Create set the caller's Version to %d", dup.Version)
 	}
 	f.equal("after the duplicate Create", f.get(first.ID), first)
+	// The same again with the same call: the transfer is not its own
+	// call's last transfer to be refused for.
+	again := first.Clone()
+	again.Version = 0
+	err = f.s.Create(f.ctx, again)
+	wantKind(f.T, "Create again of a stored transfer", err, orchestrator.KindConflict)
+	if errors.As(err, &active) {
+		f.Errorf("a Create again of a stored transfer is reported as an active transfer of its call: %v", err)
+	}
+	f.equal("after the Create again", f.get(first.ID), first)
 }
 
 // At most one non-terminal transfer per CallKey; the conflict names the
