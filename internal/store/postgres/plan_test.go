@@ -526,3 +526,50 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 		}
 	}
 }
+
+// A replica's look for signals put through other replicas (Signalled),
+// about once a second, reads the pending signals and looks up each one's
+// transfer by its key: never a read of every open transfer of the
+// replica, whatever the planner knows of the tables (empty, thousands of
+// rows never analyzed, analyzed), in the server's default settings. Found
+// measuring: written as a join, it planned as a hash join over the
+// replica's open transfers on a young table.
+func TestSignalledPlan(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	var ts []*orchestrator.Transfer
+	for _, c := range []struct {
+		rows    int
+		analyze bool
+	}{{0, false}, {3000, false}, {3000, true}} {
+		n := len(ts)
+		for len(ts) < c.rows {
+			ts = append(ts, ids.transfer(fmt.Sprint(len(ts))))
+		}
+		if len(ts) > n {
+			createAll(t, s, ts[n:]...)
+			// A few signals pending, as there are at most.
+			for _, tr := range ts[n : n+3] {
+				if err := s.PutSignal(ctx, tr.ID, orchestrator.SignalCancel, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if c.analyze {
+			if _, err := conn.Exec(ctx, `ANALYZE transfers, signals`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+				t.Fatal(err)
+			}
+			plan := explain(t, conn, postgres.SignalledSQL, []any{""})
+			if strings.Contains(plan, "transfers_open_owner") || strings.Contains(plan, "Seq Scan on transfers") ||
+				strings.Contains(plan, "Join") || !strings.Contains(plan, "Index Scan using transfers_pkey on transfers t") {
+				t.Errorf("%d rows (analyzed %v), %s: want the signals, and each one's transfer by its key:\n%s", c.rows, c.analyze, mode, plan)
+			}
+		}
+	}
+}

@@ -559,9 +559,18 @@ func (s *Store) Owned(ctx context.Context, owner string) ([]string, error) {
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.
 func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
-	return s.ids(ctx, "signalled", `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
-		WHERE t.owner = $1 AND t.open ORDER BY t.id`, owner)
+	return s.ids(ctx, "signalled", signalledSQL, owner)
 }
+
+// signalledSQL reads the pending signals, almost always none, and looks
+// up each one's transfer by its key. Every replica runs it about once a
+// second. Written as a join, it was planned on a young table as a hash
+// join over every open transfer of the replica (7.7 ms a run at c=32):
+// a scalar subquery is never turned into a join, so the plan stays
+// driven by the signals whatever the statistics say.
+const signalledSQL = `SELECT s.transfer_id FROM signals s
+	WHERE (SELECT t.owner = $1 AND t.open FROM transfers t WHERE t.id = s.transfer_id)
+	ORDER BY s.transfer_id`
 
 // ids runs a query of transfer ids.
 func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, error) {
