@@ -260,8 +260,7 @@ func explain(t *testing.T, conn *pgx.Conn, q string, args []any) string {
 func TestMergedUpdatePlan(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
-	ids := batchIDs{at: time.Now()}
-	var ts []*orchestrator.Transfer
+	tbl := &planTable{t: t, s: s, conn: conn, ids: batchIDs{at: time.Now()}}
 	now := time.Now()
 	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"", ""},
 		[]bool{true, true}, []time.Time{now, now}, [][]byte{[]byte(`{}`), []byte(`{}`)},
@@ -274,18 +273,7 @@ func TestMergedUpdatePlan(t *testing.T) {
 		rows    int
 		analyze bool
 	}{{0, false}, {2, false}, {500, true}} {
-		n := len(ts)
-		for len(ts) < c.rows {
-			ts = append(ts, ids.transfer(fmt.Sprint(len(ts))))
-		}
-		if len(ts) > n {
-			createAll(t, s, ts[n:]...)
-		}
-		if c.analyze {
-			if _, err := conn.Exec(ctx, `ANALYZE transfers`); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tbl.grow(c.rows, c.analyze, nil)
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			// As a batch does: its settings, in its transaction. A statement
 			// prepared earlier would keep its generic plan.
@@ -476,8 +464,7 @@ func TestDeliveryWritePlans(t *testing.T) {
 func TestCreatesLookAtTheCallPlan(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
-	ids := batchIDs{at: time.Now()}
-	var ts []*orchestrator.Transfer
+	tbl := &planTable{t: t, s: s, conn: conn, ids: batchIDs{at: time.Now()}}
 	// Every argument $1-$14 is typed, as the create's statement types them;
 	// the look uses $3, $10 and $12-$14.
 	typed := `WITH args AS (SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
@@ -491,22 +478,11 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 		byID    bool
 		analyze bool
 	}{{0, false, false}, {2, false, false}, {500, false, true}, {2000, true, true}} {
-		n := len(ts)
-		for len(ts) < c.rows {
-			tr := ids.transfer(fmt.Sprint(len(ts)))
+		tbl.grow(c.rows, c.analyze, func(tr *orchestrator.Transfer) {
 			if c.byID {
-				tr.Request.Provider, tr.Request.Call = "bandwidth", orchestrator.CallRef{CallID: fmt.Sprint("c-", len(ts))}
+				tr.Request.Provider, tr.Request.Call = "bandwidth", orchestrator.CallRef{CallID: "c-" + tr.Request.Call.User}
 			}
-			ts = append(ts, tr)
-		}
-		if len(ts) > n {
-			createAll(t, s, ts[n:]...)
-		}
-		if c.analyze {
-			if _, err := conn.Exec(ctx, `ANALYZE transfers, transfer_keys`); err != nil {
-				t.Fatal(err)
-			}
-		}
+		})
 		for i, index := range []string{"transfer_keys_call", "transfer_keys_call_id"} {
 			for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 				tx := inBatchSettings(t, s, conn, mode)
@@ -537,27 +513,15 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 func TestSignalledPlan(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
-	ids := batchIDs{at: time.Now()}
-	var ts []*orchestrator.Transfer
+	tbl := &planTable{t: t, s: s, conn: conn, ids: batchIDs{at: time.Now()}}
 	for _, c := range []struct {
 		rows    int
 		analyze bool
 	}{{0, false}, {3000, false}, {3000, true}} {
-		n := len(ts)
-		for len(ts) < c.rows {
-			ts = append(ts, ids.transfer(fmt.Sprint(len(ts))))
-		}
-		if len(ts) > n {
-			createAll(t, s, ts[n:]...)
-			// A few signals pending, as there are at most.
-			for _, tr := range ts[n : n+3] {
-				if err := s.PutSignal(ctx, tr.ID, orchestrator.SignalCancel, 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if c.analyze {
-			if _, err := conn.Exec(ctx, `ANALYZE transfers, signals`); err != nil {
+		// A few signals pending, as there are at most.
+		added := tbl.grow(c.rows, c.analyze, nil)
+		for _, tr := range added[:min(3, len(added))] {
+			if err := s.PutSignal(ctx, tr.ID, orchestrator.SignalCancel, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -572,4 +536,36 @@ func TestSignalledPlan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// planTable grows a store's transfers through the states a plan test
+// looks at: empty, a few rows never analyzed, analyzed.
+type planTable struct {
+	t    *testing.T
+	s    *postgres.Store
+	conn *pgx.Conn
+	ids  batchIDs
+	ts   []*orchestrator.Transfer
+}
+
+// grow creates transfers (each of its own user, mk may change it) until
+// there are rows, analyzes the tables when analyze is set, and returns
+// the transfers it created.
+func (p *planTable) grow(rows int, analyze bool, mk func(*orchestrator.Transfer)) []*orchestrator.Transfer {
+	p.t.Helper()
+	n := len(p.ts)
+	for len(p.ts) < rows {
+		tr := p.ids.transfer(fmt.Sprint(len(p.ts)))
+		if mk != nil {
+			mk(tr)
+		}
+		p.ts = append(p.ts, tr)
+	}
+	createAll(p.t, p.s, p.ts[n:]...)
+	if analyze {
+		if _, err := p.conn.Exec(context.Background(), `ANALYZE transfers, transfer_keys, signals`); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	return p.ts[n:]
 }
