@@ -207,8 +207,11 @@ var (
 	lastHoldingSQL = `SELECT id FROM transfers WHERE id = (SELECT k.id FROM transfer_keys k WHERE %s ORDER BY k.id DESC LIMIT 1)
 		AND ` + holdsCallSQL
 
-	createByUserSQL = fmt.Sprintf(createSQL, fmt.Sprintf(lastHoldingSQL, callByUser))
-	createByIDSQL   = fmt.Sprintf(createSQL, fmt.Sprintf(lastHoldingSQL, callByID))
+	lastHoldingByUserSQL = fmt.Sprintf(lastHoldingSQL, callByUser)
+	lastHoldingByIDSQL   = fmt.Sprintf(lastHoldingSQL, callByID)
+
+	createByUserSQL = fmt.Sprintf(createSQL, lastHoldingByUserSQL)
+	createByIDSQL   = fmt.Sprintf(createSQL, lastHoldingByIDSQL)
 )
 
 // mergedUpdateSQL is updateEventsSQL for several updates at once, their

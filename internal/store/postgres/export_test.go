@@ -185,7 +185,7 @@ func CachedPutPlan(s *Store) (string, error) {
 
 // LastHoldingSQL is the create's look at the call's last transfer, by
 // domain and user and by call id, for the test of its plans.
-var LastHoldingSQL = [2]string{fmt.Sprintf(lastHoldingSQL, callByUser), fmt.Sprintf(lastHoldingSQL, callByID)}
+var LastHoldingSQL = [2]string{lastHoldingByUserSQL, lastHoldingByIDSQL}
 
 // SignalledSQL is Signalled's statement, for the test of its plan.
 const SignalledSQL = signalledSQL

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,9 +180,9 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 		owing   *string
 		held    = true
 	)
-	call := callByUser
+	last := lastHoldingByUserSQL
 	if req.col.user == "" {
-		call = callByID
+		last = lastHoldingByIDSQL
 	}
 	// The call's arguments are numbered as in the create ($3, $10,
 	// $12-$14); call_args types those the condition leaves out, and the
@@ -191,7 +190,7 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 	c := &req.col
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
 		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`),
-		(`+fmt.Sprintf(lastHoldingSQL, call)+`),
+		(`+last+`),
 		$6::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $4 AND key = $5 AND created_at = $6
 			AND transfer_id IS NULL AND status IS NULL)
 		FROM (SELECT $3::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text) AS call_args`,
