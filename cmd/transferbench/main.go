@@ -183,7 +183,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		o.transferdEnv = append(o.transferdEnv, wenv...)
 		if r != nil {
 			defer r.srv.Close()
-			defer func() { fmt.Fprintf(stdout, "\nwebhook deliveries received: %d\n", r.received.Load()) }()
+			defer func() { fmt.Fprintf(stdout, "\n%s\n", r) }()
 		}
 	}
 

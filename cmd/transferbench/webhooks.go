@@ -13,11 +13,18 @@ import (
 const benchWebhookSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 // webhookReceiver is the endpoint of -webhooks ok: it answers every
-// delivery 204 at once and counts them.
+// delivery 204 at once and counts them, and the connections transferd
+// opened to send them.
 type webhookReceiver struct {
-	srv      *http.Server
-	url      string
-	received atomic.Int64
+	srv             *http.Server
+	url             string
+	received, conns atomic.Int64
+}
+
+// String reports what the receiver counted.
+func (r *webhookReceiver) String() string {
+	n, c := r.received.Load(), r.conns.Load()
+	return fmt.Sprintf("webhook deliveries received: %d over %d new connections (%.3f per delivery)", n, c, float64(c)/float64(max(n, 1)))
 }
 
 // webhookEnv starts what -webhooks asks for and returns the environment
@@ -37,7 +44,11 @@ func webhookEnv(mode string) ([]string, *webhookReceiver, error) {
 			_, _ = io.Copy(io.Discard, req.Body)
 			r.received.Add(1)
 			w.WriteHeader(http.StatusNoContent)
-		})}
+		}), ConnState: func(_ net.Conn, cs http.ConnState) {
+			if cs == http.StateNew {
+				r.conns.Add(1)
+			}
+		}}
 		go func() { _ = r.srv.Serve(ln) }()
 		return []string{"TRANSFERD_WEBHOOK_URL=" + r.url, "TRANSFERD_WEBHOOK_SECRET=" + benchWebhookSecret}, r, nil
 	case "down":

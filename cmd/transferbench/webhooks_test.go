@@ -20,6 +20,9 @@ func TestWebhookEnv(t *testing.T) {
 		t.Fatalf("the receiver answered %v (%v), counted %d", res, err, r.received.Load())
 	}
 	res.Body.Close()
+	if r.conns.Load() != 1 || r.String() != "webhook deliveries received: 1 over 1 new connections (1.000 per delivery)" {
+		t.Fatalf("the receiver counted %d connections: %s", r.conns.Load(), r)
+	}
 	env, r, err = webhookEnv("down")
 	if err != nil || r != nil || len(env) != 2 {
 		t.Fatalf("down: %v %v %v", env, r, err)

@@ -53,8 +53,9 @@ type Config struct {
 	// Batch bounds the events read from the outbox per endpoint and scan;
 	// default 500.
 	Batch int
-	// Client sends the attempts; default one with Timeout and no
-	// redirects followed (a redirect is a failed attempt).
+	// Client sends the attempts; default one with Timeout, no redirects
+	// followed (a redirect is a failed attempt), and an idle connection
+	// kept for every attempt that may be in flight.
 	Client *http.Client
 }
 
@@ -83,7 +84,15 @@ func (c *Config) setDefaults() {
 		c.Owner = "local"
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+		// Keep an idle connection for every attempt an endpoint may have
+		// in flight (Run's EndpointConcurrency, Drain's Concurrency at
+		// shutdown): with Go's default of two per host, a busy endpoint
+		// got a new TCP (and TLS) connection for about every third
+		// delivery.
+		pooled := http.DefaultTransport.(*http.Transport).Clone()
+		pooled.MaxIdleConnsPerHost = c.Concurrency
+		pooled.MaxIdleConns = max(pooled.MaxIdleConns, 2*c.Concurrency)
+		c.Client = &http.Client{Timeout: c.Timeout, Transport: pooled, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}}
 	}
