@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	naiveGaps := fs.String("naive-gaps", "", "throughput: also run the naive client pausing this long before each request, per value (its process then goes idle between requests, as transferd's does while a lone transfer waits), e.g. 1ms,40ms")
 	pgo := fs.String("pgo", "auto", "transferd's go build -pgo: auto (go build's default), off, or a profile's path (from -cpuprofile), to compare a profile-guided build with the shipped one")
 	cpuprofile := fs.String("cpuprofile", "", "throughput: build transferd with -tags cpuprofile and write its CPU profiles of the run (SQLite, and PostgreSQL with -pg), merged, to this file (for go tool pprof, or -pgo)")
-	webhooks := fs.String("webhooks", "", "transferd delivers every event as a webhook: ok (to a receiver in this process that answers 204 at once) or down (to an address that refuses connections); off by default")
+	webhooks := fs.String("webhooks", "", "transferd delivers every event as a webhook: ok (to a receiver in this process that answers 204 at once), tls (the same over HTTPS) or down (to an address that refuses connections); off by default")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
 	simURL := fs.String("sim", "", "internal: the simulator the naive worker talks to")
@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		o.transferdEnv = append(o.transferdEnv, wenv...)
 		if r != nil {
-			defer r.srv.Close()
+			defer r.Close()
 			defer func() { fmt.Fprintf(stdout, "\n%s\n", r) }()
 		}
 	}
