@@ -162,8 +162,10 @@ func SetMaxReadStmts(s *Store, n int) {
 }
 
 // LastOfUserSQL and LastOfCallIDSQL are a create's looks at its call's
-// last transfer, for the test of their plans.
+// last transfer, and SignalledSQL the poll for signals, for the tests of
+// their plans.
 const (
 	LastOfUserSQL   = lastOfUserSQL
 	LastOfCallIDSQL = lastOfCallIDSQL
+	SignalledSQL    = signalledSQL
 )

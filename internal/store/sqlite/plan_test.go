@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -290,5 +292,45 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 		if strings.Contains(joined, "SCAN transfers") || strings.Contains(joined, "TEMP B-TREE") {
 			t.Errorf("%s: a scan or a sort:\n%s", c.name, joined)
 		}
+	}
+}
+
+// The poll for signals (Store.Signalled) reads the signals and looks up
+// each one's transfer by its key, never every open transfer the replica
+// owns: with no statistics, as the store runs, and after ANALYZE of a
+// table of open transfers with a few signals.
+func TestSignalledPlan(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	db := rawDB(t, dir)
+	check := func(when string) {
+		t.Helper()
+		plan := strings.Join(explain(t, db, sqlite.SignalledSQL, []any{"A"}), "\n")
+		if !strings.Contains(plan, "SCAN s USING COVERING INDEX sqlite_autoindex_signals_1") ||
+			!strings.Contains(plan, "SEARCH t USING INDEX sqlite_autoindex_transfers_1 (id=?)") ||
+			strings.Contains(plan, "transfers_open_owner") || strings.Contains(plan, "SCAN t") {
+			t.Errorf("%s: want the signals, and each one's transfer by its key:\n%s", when, plan)
+		}
+	}
+	check("empty")
+	for i := range 300 {
+		tr := newTransfer(fmt.Sprint(1000 + i))
+		tr.Owner = "A"
+		if err := s.Create(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			if err := s.PutSignal(ctx, tr.ID, orchestrator.SignalCancel, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := db.Exec(`ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	check("analyzed")
+	if got, err := s.Signalled(ctx, "A"); err != nil || len(got) != 3 {
+		t.Fatalf("Signalled(A) = %v, %v; want the 3 signalled", got, err)
 	}
 }

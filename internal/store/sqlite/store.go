@@ -465,9 +465,19 @@ func (s *Store) Owned(ctx context.Context, owner string) ([]string, error) {
 // closed one has nothing left to act on, and its signal goes when Purge
 // deletes it.
 func (s *Store) Signalled(ctx context.Context, owner string) ([]string, error) {
-	return s.ids(ctx, "signalled", `SELECT t.id FROM transfers t JOIN signals s ON s.transfer_id = t.id
-		WHERE t.owner = ? AND t.open = 1 ORDER BY t.id`, owner)
+	return s.ids(ctx, "signalled", signalledSQL, owner)
 }
+
+// signalledSQL reads the pending signals, almost always none, and looks
+// up each one's transfer by its key. The engine runs it every two poll
+// intervals. Written as a join, SQLite read every open transfer the
+// replica owns (transfers_open_owner) and probed the signals for each:
+// 0.81 ms a run with 10,000 parked (BenchmarkSignalled), 0.12 CPU-s a
+// minute at the default interval, against 8 µs now; a scalar subquery
+// keeps the signals the outer loop.
+const signalledSQL = `SELECT s.transfer_id FROM signals s
+	WHERE (SELECT t.owner = ? AND t.open = 1 FROM transfers t WHERE t.id = s.transfer_id)
+	ORDER BY s.transfer_id`
 
 // ids runs a query of transfer ids on a reader.
 func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, error) {
