@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/record"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -299,8 +300,8 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 		if err := rows.Scan(&rec); err != nil {
 			return nil, err
 		}
-		var d webhooks.Delivery
-		if err := json.Unmarshal(rec, &d); err != nil {
+		d, err := record.DecodeDelivery(rec)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -413,8 +414,8 @@ func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []
 		if readyAt == nil || readyAt.After(now) {
 			continue
 		}
-		var d webhooks.Delivery
-		if err := json.Unmarshal(rec, &d); err != nil {
+		d, err := record.DecodeDelivery(rec)
+		if err != nil {
 			return nil, nil, err
 		}
 		if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
@@ -496,12 +497,10 @@ func readies(rows pgx.Rows, err error) ([]webhooks.Ready, error) {
 // getDelivery reads a delivery for update.
 func getDelivery(ctx context.Context, tx pgx.Tx, id string) (webhooks.Delivery, error) {
 	var rec []byte
-	var d webhooks.Delivery
 	if err := tx.QueryRow(ctx, `SELECT record FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, id).Scan(&rec); err != nil {
-		return d, err
+		return webhooks.Delivery{}, err
 	}
-	err := json.Unmarshal(rec, &d)
-	return d, err
+	return record.DecodeDelivery(rec)
 }
 
 // FinishDelivery implements webhooks.Store: in a group commit of results

@@ -1,9 +1,14 @@
 package record_test
 
 import (
+	"cmp"
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/record"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // fill sets every field reachable from v to a random value: strings with
@@ -223,4 +229,101 @@ func completed() *orchestrator.Transfer {
 	tr.Sent.Hold, tr.Sent.Dial, tr.Sent.Join, tr.Sent.HoldSends = at.Add(2455700), at.Add(3430700), at.Add(3265230000), 1
 	tr.Seen.Held, tr.Seen.Consult = true, true
 	return tr
+}
+
+// TestDeliveryReadsAsEncodingJSON: a delivery's stored form, as the
+// stores write it with encoding/json (and as PostgreSQL's jsonb gives it
+// back, spaced and reordered), reads back as encoding/json reads it.
+func TestDeliveryReadsAsEncodingJSON(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	for i := range 2000 {
+		var d webhooks.Delivery
+		fill(r, reflect.ValueOf(&d).Elem())
+		stored, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			stored = jsonbLike(t, stored)
+		}
+		var std webhooks.Delivery
+		if err := json.Unmarshal(stored, &std); err != nil {
+			t.Fatal(err)
+		}
+		got, err := record.DecodeDelivery(stored)
+		if err != nil {
+			t.Fatalf("delivery %d (seed %d): %v", i, seed, err)
+		}
+		if !reflect.DeepEqual(got, std) {
+			t.Fatalf("delivery %d (seed %d) read back:\nencoding/json: %+v\nrecord:        %+v", i, seed, std, got)
+		}
+	}
+}
+
+// jsonbLike rewrites an object as PostgreSQL's jsonb prints it: members
+// sorted by the length of their names, then bytewise, with a space after
+// each colon and comma.
+func jsonbLike(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
+	out := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		out = strconv.AppendQuote(out, k)
+		out = append(out, ": "...)
+		out = append(out, m[k]...)
+	}
+	return append(out, '}')
+}
+
+func TestDecodeDeliveryRejectsWhatEncodingJSONRejects(t *testing.T) {
+	for _, bad := range []string{``, `{`, `[]`, `{"Seq":"7"}`, `{"CreatedAt":"yesterday"}`, `{"Payload":"not base64!"}`, `{} x`} {
+		var std webhooks.Delivery
+		if json.Unmarshal([]byte(bad), &std) == nil {
+			t.Fatalf("encoding/json accepts %q", bad)
+		}
+		if _, err := record.DecodeDelivery([]byte(bad)); err == nil {
+			t.Errorf("DecodeDelivery(%q) accepted what encoding/json rejects", bad)
+		}
+	}
+}
+
+// BenchmarkDelivery reads a delivery of a 2 KB payload with this package
+// and with encoding/json.
+func BenchmarkDelivery(b *testing.B) {
+	now := time.Now().UTC()
+	payload, err := json.Marshal(completed())
+	if err != nil {
+		b.Fatal(err)
+	}
+	stored, err := json.Marshal(webhooks.Delivery{ID: "dlv_0123456789abcdef", Tenant: "default", Endpoint: "default",
+		EventID: "evt_01M8VBKEFYR89G4NM8RTHGEGHE_3", TransferID: "tr_01M8VBKEFYR89G4NM8RTHGEGHE", Seq: 3, Pos: 12345,
+		Type: orchestrator.EventStateChanged, Payload: payload, Status: webhooks.StatusPending, Attempts: 1, NextAttempt: now,
+		Owner: "replica-1", LeaseUntil: now, Deadline: now, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("record", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := record.DecodeDelivery(stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			var d webhooks.Delivery
+			if err := json.Unmarshal(stored, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

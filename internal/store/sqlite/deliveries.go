@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/record"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -181,8 +182,8 @@ func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
 		if err := rows.Scan(&rec); err != nil {
 			return nil, err
 		}
-		var d webhooks.Delivery
-		if err := json.Unmarshal([]byte(rec), &d); err != nil {
+		d, err := record.DecodeDelivery([]byte(rec))
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -374,12 +375,10 @@ func finishOne(t *wtx, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 
 func getDelivery(t *wtx, id string) (webhooks.Delivery, error) {
 	var rec string
-	var d webhooks.Delivery
 	if err := t.queryRow(getDeliverySQL, id).Scan(&rec); err != nil {
-		return d, err
+		return webhooks.Delivery{}, err
 	}
-	err := json.Unmarshal([]byte(rec), &d)
-	return d, err
+	return record.DecodeDelivery([]byte(rec))
 }
 
 // Deliveries implements webhooks.Store.
