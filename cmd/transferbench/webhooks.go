@@ -23,7 +23,7 @@ import (
 // "0123456789abcdef0123456789abcdef"); the receiver does not verify them.
 const benchWebhookSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
-// webhookReceiver is the endpoint of -webhooks ok: it answers every
+// webhookReceiver is the endpoint of -webhooks ok and tls: it answers every
 // delivery 204 at once and counts them, and the connections transferd
 // opened to send them.
 type webhookReceiver struct {
