@@ -31,6 +31,14 @@ type Config struct {
 	// ScanInterval is how often the outbox and the due deliveries are
 	// read when there is nothing to send; default 200 ms.
 	ScanInterval time.Duration
+	// EnqueueGap is the least time between two reads of the outbox;
+	// default 10 ms. Every save that writes events nudges the
+	// dispatcher, and every attempt that ends wakes it: reading the
+	// outbox each time made an enqueue, a transaction of the store's
+	// writer, of about one event. A wake within the gap claims what is
+	// due but leaves the outbox to the gap's end, which enqueues
+	// whatever came meanwhile at once.
+	EnqueueGap time.Duration
 	// Concurrency bounds attempts in flight; default 32. A transfer's
 	// events go one at a time (in order), so this spreads over transfers.
 	Concurrency int
@@ -66,6 +74,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.ScanInterval, 200*time.Millisecond)
+	def(&c.EnqueueGap, 10*time.Millisecond)
 	def(&c.Timeout, 10*time.Second)
 	def(&c.MinBackoff, time.Second)
 	def(&c.MaxBackoff, 10*time.Minute)
@@ -107,6 +116,9 @@ type Dispatcher struct {
 	log    zerolog.Logger
 	m      *metrics
 	now    func() time.Time
+	// mono times EnqueueGap: the process's clock, whatever now is (a
+	// test's may stand still).
+	mono func() time.Time
 
 	// gauged is when gauge last read the backlog, and oldestPending the
 	// oldest pending delivery's creation then; repaired is when repair
@@ -132,7 +144,7 @@ type signerFor struct {
 func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logger, reg prometheus.Registerer) *Dispatcher {
 	cfg.setDefaults()
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
-		now: func() time.Time { return time.Now().UTC() }, signers: map[string]signerFor{}, nudge: make(chan struct{}, 1)}
+		now: func() time.Time { return time.Now().UTC() }, mono: time.Now, signers: map[string]signerFor{}, nudge: make(chan struct{}, 1)}
 }
 
 // Nudge asks for a scan now (a redelivery, a save that wrote events).
@@ -154,6 +166,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var enqueued time.Time // when the outbox was last read, by d.mono
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,7 +176,13 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-done:
 		}
 		d.repair(ctx)
-		d.enqueue(ctx)
+		wait := d.cfg.ScanInterval
+		if gap := d.cfg.EnqueueGap - d.mono().Sub(enqueued); gap > 0 {
+			wait = min(wait, gap) // the outbox is read when the gap ends
+		} else {
+			enqueued = d.mono()
+			d.enqueue(ctx)
+		}
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
 		for {
@@ -203,7 +222,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			default:
 			}
 		}
-		timer.Reset(d.cfg.ScanInterval)
+		timer.Reset(wait)
 	}
 }
 

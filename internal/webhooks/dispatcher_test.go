@@ -174,9 +174,9 @@ func seed(t *testing.T, s *memory.Store, tenant string, from, transfers, n int) 
 	}
 }
 
-// newDispatcher runs a dispatcher until the test ends; its settled
-// reports each attempt it recorded.
-func newDispatcher(t *testing.T, st webhooks.Store, dir webhooks.Directory, cfg webhooks.Config) (*webhooks.Dispatcher, *settled) {
+// newDispatcher runs a dispatcher until the test ends, set up by setup
+// before it runs; its settled reports each attempt it recorded.
+func newDispatcher(t *testing.T, st webhooks.Store, dir webhooks.Directory, cfg webhooks.Config, setup ...func(*webhooks.Dispatcher)) (*webhooks.Dispatcher, *settled) {
 	t.Helper()
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
@@ -191,6 +191,9 @@ func newDispatcher(t *testing.T, st webhooks.Store, dir webhooks.Directory, cfg 
 	}
 	shared = w
 	webhooks.OnFinish(d, func(dl webhooks.Delivery) { w.ch <- dl })
+	for _, f := range setup {
+		f(d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

@@ -12,6 +12,9 @@ func OnFinish(d *Dispatcher, f func(Delivery)) { d.finished = f }
 // SetClock makes d read the time from now.
 func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
 
+// SetGapClock makes d time its EnqueueGap by now.
+func SetGapClock(d *Dispatcher, now func() time.Time) { d.mono = now }
+
 // Gauge runs what a scan of Run does to the backlog metrics.
 func Gauge(ctx context.Context, d *Dispatcher) { d.gauge(ctx) }
 
