@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -129,8 +130,9 @@ type Dispatcher struct {
 	signers map[string]signerFor // by endpoint key
 	nudge   chan struct{}
 	// finished, when set (by tests), is called after each recorded
-	// attempt.
+	// attempt; scanned after each scan of Run.
 	finished func(Delivery)
+	scanned  func()
 }
 
 // signerFor caches an endpoint's parsed secrets while they stay the same.
@@ -187,7 +189,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		// claim is bounded so that no endpoint passes its share.
 		for {
 			limit, skip := sh.next()
-			if limit == 0 {
+			if limit == 0 || d.allSkipped(skip) {
 				break
 			}
 			claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
@@ -216,6 +218,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			}
 		}
 		d.gauge(ctx)
+		if d.scanned != nil {
+			d.scanned()
+		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -224,6 +229,25 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		timer.Reset(wait)
 	}
+}
+
+// allSkipped reports whether a claim would skip every endpoint
+// configured: one at its share is skipped, and while every one is, a
+// claim (a transaction of the store's writer, at every save's nudge)
+// could take only deliveries of endpoints no longer configured, whose
+// attempts fail anyway; they wait for a scan with a slot free.
+func (d *Dispatcher) allSkipped(skip []string) bool {
+	if len(skip) == 0 {
+		return false
+	}
+	for _, tenant := range d.dir.Tenants() {
+		for _, ep := range d.dir.Endpoints(tenant) {
+			if !slices.Contains(skip, EndpointKey(tenant, ep.ID)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // shares divides the attempts in flight among endpoints. An attempt holds

@@ -9,6 +9,9 @@ import (
 // wait for results instead of polling the store.
 func OnFinish(d *Dispatcher, f func(Delivery)) { d.finished = f }
 
+// OnScan makes d call f after each scan of Run.
+func OnScan(d *Dispatcher, f func()) { d.scanned = f }
+
 // SetClock makes d read the time from now.
 func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
 

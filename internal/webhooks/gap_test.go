@@ -2,6 +2,8 @@ package webhooks_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,5 +97,57 @@ func TestEnqueueWaitsForItsGap(t *testing.T) {
 	rc.waitN(t, 2)
 	if n := st.enqueues.Load(); n != 2 {
 		t.Fatalf("%d enqueues after the gap, want 2", n)
+	}
+}
+
+// TestNoClaimWhileEveryEndpointIsAtItsShare: while the only endpoint has
+// all the attempts it may have in flight, a scan (every save nudges one)
+// makes no claim, which could take nothing; once the attempt ends the
+// next delivery is claimed and sent.
+func TestNoClaimWhileEveryEndpointIsAtItsShare(t *testing.T) {
+	s := memory.New()
+	st := &callsStore{Store: memory.NewDeliveries(s), claimed: make(chan int64, 1<<10)}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	defer close(release)
+	seed(t, s, "acme", 0, 2, 1) // two transfers: two deliveries due at once
+	scans := make(chan int64, 1<<10)
+	d, w := newDispatcher(t, st, endpoint(srv.URL), webhooks.Config{Owner: "a", ScanInterval: time.Hour, Concurrency: 4, EndpointConcurrency: 1},
+		func(d *webhooks.Dispatcher) { webhooks.OnScan(d, func() { scans <- st.claims.Load() }) })
+	<-entered
+	// The scan after one that ended after the attempt began runs with the
+	// endpoint at its share.
+	scanned := func() int64 {
+		t.Helper()
+		d.Nudge()
+		select {
+		case n := <-scans:
+			return n
+		case <-time.After(30 * time.Second):
+			t.Fatal("no scan after a nudge")
+			return 0
+		}
+	}
+	scanned()
+	before := scanned()
+	after := scanned()
+	if after != before {
+		t.Fatalf("%d claims while the only endpoint was at its share", after-before)
+	}
+	release <- struct{}{}
+	for got.Load() < 2 {
+		select {
+		case <-w.ch:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d deliveries arrived, want 2", got.Load())
+		}
 	}
 }
