@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -1141,6 +1142,18 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.q.Close()
 	e.workers.Wait()
 	e.bg.Wait()
+	// Nothing is driven here any more. What is left is let go, so that
+	// Running and the gauges of what this replica drives say so: a
+	// transfer that ended owing its call a verification (its obligation
+	// is in the store, for the sweeper of whichever replica runs next),
+	// and one the deadline cut short (its last saved record is resumed by
+	// the next owner).
+	e.mu.Lock()
+	rest := slices.Collect(maps.Values(e.entries))
+	e.mu.Unlock()
+	for _, en := range rest {
+		e.drop(en)
+	}
 	if left > 0 {
 		return fmt.Errorf("orchestrator: shutdown deadline passed with %d transfers still running; they stay in the store for the next owner", left)
 	}
