@@ -68,6 +68,7 @@ type options struct {
 	pgo          string // transferd's go build -pgo
 	cpuprofile   string // write the throughput daemons' merged CPU profile here
 	events       eventsOptions
+	hooks        *webhookReceiver // -webhooks ok or tls
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -182,6 +183,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		o.transferdEnv = append(o.transferdEnv, wenv...)
 		if r != nil {
+			o.hooks = r
 			defer r.Close()
 			defer func() { fmt.Fprintf(stdout, "\n%s\n", r) }()
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type result struct {
 	cpu, simCPU   time.Duration // of the process under test, of pbxsim
 	dbCPU         time.Duration // PostgreSQL's processes, when it is the store
 	sim           simStats      // pbxsim's counters over the point
+	delivered     int64         // webhook deliveries received over the point (-webhooks ok, tls)
 	naive         string        // the naive client's pace: "back to back" or its gaps
 }
 
@@ -231,9 +233,16 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 			_, _, _, _ = drive(ctx, 4, 300*time.Millisecond, &seq, one)
 			for _, c := range o.concurrency {
 				r := &result{store: store, client: "transferd " + prov, c: c}
+				var hooks0 int64
+				if o.hooks != nil {
+					hooks0 = o.hooks.received.Load()
+				}
 				if err := measure(ctx, r, o.duration, d, sim, simURL, store == "postgres", &seq, one); err != nil {
 					d.stop(30 * time.Second)
 					return err
+				}
+				if o.hooks != nil {
+					r.delivered = o.hooks.received.Load() - hooks0
 				}
 				results = append(results, r)
 				fmt.Fprintf(os.Stderr, "  %s %s c=%d: %d transfers\n", store, r.client, c, r.n)
@@ -275,6 +284,20 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 		if r.firstErr != nil {
 			fmt.Fprintf(out, "first error of %s %s c=%d: %v\n", r.store, r.client, r.c, r.firstErr)
 		}
+	}
+	if o.hooks != nil {
+		// Deliveries lag behind under load: those of a point's transfers
+		// that were not sent within it go out in later points, or in the
+		// drain at transferd's stop.
+		fmt.Fprintln(out, "\nwebhook deliveries received within each point (all of a transfer's events are delivered):")
+		tw = table(out)
+		fmt.Fprintln(tw, "store\tclient\tc\tdeliveries\tper transfer\tdeliveries/s\t")
+		for _, r := range results {
+			if strings.HasPrefix(r.client, "transferd ") {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%.0f\t\n", r.store, r.client, r.c, r.delivered, r.perN(r.delivered), float64(r.delivered)/r.elapsed.Seconds())
+			}
+		}
+		_ = tw.Flush()
 	}
 	fmt.Fprintln(out)
 	for _, l := range rss {
