@@ -281,7 +281,7 @@ func naivePoint(ctx context.Context, o options, sim string, simProc *proc, seq *
 	if gap > 0 {
 		r.client += ", " + r.naive
 	}
-	err = measure(ctx, r, o.duration, n.p, simProc, sim, false, seq, one)
+	err = measure(ctx, r, o.duration, n.p, simProc, sim, false, seq, one, nil)
 	n.stop()
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -87,6 +88,29 @@ func webhookEnv(mode string) ([]string, *webhookReceiver, error) {
 		return []string{"TRANSFERD_WEBHOOK_URL=http://" + addr + "/hooks", "TRANSFERD_WEBHOOK_SECRET=" + benchWebhookSecret}, nil, nil
 	}
 	return nil, nil, fmt.Errorf("-webhooks: %q is neither ok, tls nor down", mode)
+}
+
+// quietFor is how long the receiver must get nothing for quiet to take
+// a point's deliveries as done.
+const quietFor = time.Second
+
+// quiet returns once the receiver has had no delivery for quietFor (at
+// most ten minutes after it was called, or when ctx ends).
+func (r *webhookReceiver) quiet(ctx context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.Now().Add(10 * time.Minute)
+	last, since := r.received.Load(), time.Now()
+	for time.Since(since) < quietFor && time.Now().Before(giveUp) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := r.received.Load(); n != last {
+			last, since = n, time.Now()
+		}
+	}
 }
 
 // Close stops the receiver and removes its certificate's file.
