@@ -594,19 +594,27 @@ func TestAnnounced(t *testing.T) {
 	})
 }
 
+// consultingAtShutdown starts a manual transfer, waits until its target
+// answered, runs before and shuts the engine down.
+func consultingAtShutdown(t *testing.T, h *harness, before func()) string {
+	t.Helper()
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	id := h.start(t, r)
+	h.waitFor(t, id, answered)
+	before()
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	return id
+}
+
 func TestShutdown(t *testing.T) {
 	t.Run("consulting transfer is compensated", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, testConfig())
-		r := request("fake", "1000")
-		r.Completion = orchestrator.CompletionManual
-		id := h.start(t, r)
-		h.waitFor(t, id, answered)
-
+		id := consultingAtShutdown(t, h, func() {})
 		ctx := context.Background()
-		if err := h.e.Shutdown(ctx); err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
 		tr, err := h.e.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -637,16 +645,8 @@ func TestShutdown(t *testing.T) {
 	t.Run("transfer ending unverified is let go", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, testConfig())
-		r := request("fake", "1000")
-		r.Completion = orchestrator.CompletionManual
-		id := h.start(t, r)
-		h.waitFor(t, id, answered)
-		gate := h.f.Block(orchestratortest.MethodObserve)
-		defer gate.Release()
+		id := consultingAtShutdown(t, h, func() { t.Cleanup(h.f.Block(orchestratortest.MethodObserve).Release) })
 		ctx := context.Background()
-		if err := h.e.Shutdown(ctx); err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
 		tr, err := h.store.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
