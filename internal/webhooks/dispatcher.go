@@ -96,9 +96,9 @@ func (c *Config) setDefaults() {
 	if c.Client == nil {
 		// Keep an idle connection for every attempt an endpoint may have
 		// in flight (Run's EndpointConcurrency, Drain's Concurrency at
-		// shutdown): with Go's default of two per host, a busy endpoint
-		// got a new TCP (and TLS) connection for about every third
-		// delivery.
+		// shutdown): with Go's default of two per host, most deliveries
+		// to a busy endpoint opened a new TCP (and TLS) connection (0.87
+		// a delivery in transferbench -webhooks).
 		pooled := http.DefaultTransport.(*http.Transport).Clone()
 		pooled.MaxIdleConnsPerHost = c.Concurrency
 		pooled.MaxIdleConns = max(pooled.MaxIdleConns, 2*c.Concurrency)
