@@ -158,13 +158,21 @@ func (d *Dispatcher) Nudge() {
 }
 
 // Run delivers until ctx is done, then waits for the attempts in flight
-// (each bounded by Timeout) and returns. Store failures are logged and
-// retried at the next scan.
+// (each bounded by Timeout), stores their results and returns. Store
+// failures are logged and retried at the next scan.
+//
+// An attempt that ends hands its result to the scan it wakes, which
+// stores it with its next claim in one write (Store.SettleDeliveries):
+// with every event delivered, the results written on their own were as
+// many transactions of the store's writer as the claims.
 func (d *Dispatcher) Run(ctx context.Context) {
 	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
 		busy: map[string]int{}}
 	done := make(chan struct{}, d.cfg.Concurrency)
+	var results ended
 	var wg sync.WaitGroup
+	// Last: the results of the attempts that ended after the last scan.
+	defer func() { d.settle(ctx, &results, sh, 0, nil, &wg, done) }()
 	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -189,31 +197,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		// claim is bounded so that no endpoint passes its share.
 		for {
 			limit, skip := sh.next()
-			if limit == 0 || d.allSkipped(skip) {
-				break
+			if d.allSkipped(skip) {
+				limit = 0
 			}
-			claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
-			if err != nil {
-				if ctx.Err() == nil {
-					d.log.Error().Err(err).Msg("webhooks: claim deliveries")
-				}
-				break
-			}
-			for _, dl := range claimed {
-				key := EndpointKey(dl.Tenant, dl.Endpoint)
-				sh.take(key)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					d.attempt(context.WithoutCancel(ctx), dl)
-					sh.give(key)
-					select {
-					case done <- struct{}{}:
-					default:
-					}
-				}()
-			}
-			if len(claimed) < limit {
+			if claimed, ok := d.settle(ctx, &results, sh, limit, skip, &wg, done); !ok || claimed < limit || limit == 0 {
 				break
 			}
 		}
@@ -229,6 +216,75 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		timer.Reset(wait)
 	}
+}
+
+// settle stores the results of the attempts that ended and claims up to
+// limit deliveries (none once ctx is done), in one write, and starts an
+// attempt for each delivery claimed, which takes its slot in sh and
+// hands its result to ended. It returns how many it claimed, and false if
+// the store failed: the results are then lost (each delivery stays
+// leased, and is tried again once its lease expires), as when
+// FinishDelivery fails.
+func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
+	if ctx.Err() != nil {
+		limit = 0
+	}
+	rs := ended.take()
+	if len(rs) == 0 && limit == 0 {
+		return 0, true
+	}
+	// A result is stored whatever ctx says, as FinishDelivery's are: a
+	// result lost at shutdown is an attempt made again by another
+	// replica, a delivery the endpoint gets twice.
+	sctx := ctx
+	if len(rs) > 0 {
+		sctx = context.WithoutCancel(ctx)
+	}
+	vs, claimed, err := d.store.SettleDeliveries(sctx, rs, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
+	if err != nil {
+		if ctx.Err() == nil || len(rs) > 0 {
+			d.log.Error().Err(err).Int("results", len(rs)).Msg("webhooks: record attempts and claim deliveries")
+		}
+		return 0, false
+	}
+	for i, dl := range rs {
+		d.recorded(dl, vs[i].Delivery, vs[i].OK)
+	}
+	for _, dl := range claimed {
+		key := EndpointKey(dl.Tenant, dl.Endpoint)
+		sh.take(key)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ended.add(d.try(context.WithoutCancel(ctx), dl))
+			sh.give(key)
+			select {
+			case done <- struct{}{}:
+			default:
+			}
+		}()
+	}
+	return len(claimed), true
+}
+
+// ended holds the results of attempts that Run has yet to store.
+type ended struct {
+	mu sync.Mutex
+	ds []Delivery
+}
+
+func (r *ended) add(dl Delivery) {
+	r.mu.Lock()
+	r.ds = append(r.ds, dl)
+	r.mu.Unlock()
+}
+
+func (r *ended) take() []Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ds := r.ds
+	r.ds = nil
+	return ds
 }
 
 // allSkipped reports whether a claim would skip every endpoint
@@ -385,43 +441,57 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 	}
 }
 
-// attempt sends one delivery and records the result.
+// attempt sends one delivery and records the result (Drain's).
 func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
+	dl = d.try(ctx, dl)
+	stored, ok, err := d.store.FinishDelivery(ctx, dl)
+	if err != nil {
+		d.log.Error().Err(err).Str("delivery", dl.ID).Msg("webhooks: record attempt")
+		return
+	}
+	d.recorded(dl, stored, ok)
+}
+
+// try sends one delivery and returns it with the attempt's result, to be
+// stored: delivered, or pending with its next attempt, or dead.
+func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	code, retryAfter, err := d.send(ctx, dl)
 	now := d.now()
 	dl.UpdatedAt, dl.LastCode, dl.LastError = now, code, ""
 	if err == nil {
 		dl.Status = StatusDelivered
-	} else {
-		dl.LastError = err.Error()
-		// The back-off restarts at a redelivery.
-		wait := d.backoff(dl.Attempts - dl.Redelivered)
-		// The endpoint's own Retry-After wins over a shorter back-off;
-		// the deadline below bounds it.
-		wait = max(wait, retryAfter)
-		switch {
-		case !now.Before(dl.Deadline):
-			dl.Status = StatusDead
-		case now.Add(wait).After(dl.Deadline):
-			// One last try at the deadline rather than none.
-			dl.NextAttempt = dl.Deadline
-		default:
-			dl.NextAttempt = now.Add(wait)
-		}
+		return dl
+	}
+	dl.LastError = err.Error()
+	// The back-off restarts at a redelivery.
+	wait := d.backoff(dl.Attempts - dl.Redelivered)
+	// The endpoint's own Retry-After wins over a shorter back-off; the
+	// deadline below bounds it.
+	wait = max(wait, retryAfter)
+	switch {
+	case !now.Before(dl.Deadline):
+		dl.Status = StatusDead
+	case now.Add(wait).After(dl.Deadline):
+		// One last try at the deadline rather than none.
+		dl.NextAttempt = dl.Deadline
+	default:
+		dl.NextAttempt = now.Add(wait)
 	}
 	// The store may keep a failed delivery pending that this claim's
 	// Deadline would have given up: a redelivery during the attempt wins.
-	stored, ok, ferr := d.store.FinishDelivery(ctx, dl)
-	if ferr != nil {
-		d.log.Error().Err(ferr).Str("delivery", dl.ID).Msg("webhooks: record attempt")
-		return
-	}
+	return dl
+}
+
+// recorded counts and logs the result dl of an attempt, once the store
+// has it: stored as it now is, or ok false if the claim was lost (whoever
+// holds it now records).
+func (d *Dispatcher) recorded(dl, stored Delivery, ok bool) {
 	if !ok {
-		return // the lease was lost; whoever holds it now records
+		return
 	}
 	result := "delivered"
 	switch {
-	case err == nil:
+	case dl.LastError == "":
 	case stored.Status == StatusDead:
 		result = "dead"
 	default:
@@ -440,7 +510,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 		ev = d.log.Info()
 	}
 	ev.Str("delivery", dl.ID).Str("event", dl.EventID).Str("transfer_id", dl.TransferID).Str("endpoint", dl.Endpoint).
-		Int("attempt", dl.Attempts).Int("code", code).Str("result", result).Str("error", dl.LastError).Msg("webhook attempt")
+		Int("attempt", dl.Attempts).Int("code", dl.LastCode).Str("result", result).Str("error", dl.LastError).Msg("webhook attempt")
 }
 
 // send makes one attempt: the status code, any Retry-After, and an error

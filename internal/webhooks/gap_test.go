@@ -13,8 +13,9 @@ import (
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
-// callsStore counts a store's enqueues, numbers its claims in the order
-// they start, and reports each claim's number when it returns.
+// callsStore counts a store's enqueues, numbers its claims (the
+// dispatcher's SettleDeliveries with a limit) in the order they start,
+// and reports each claim's number when it returns.
 type callsStore struct {
 	webhooks.Store
 	enqueues, claims atomic.Int64
@@ -26,11 +27,14 @@ func (s *callsStore) EnqueueDeliveries(ctx context.Context, endpoint string, fro
 	return s.Store.EnqueueDeliveries(ctx, endpoint, from, to, ds)
 }
 
-func (s *callsStore) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
+func (s *callsStore) SettleDeliveries(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+	if limit == 0 {
+		return s.Store.SettleDeliveries(ctx, results, owner, now, lease, limit, skip)
+	}
 	n := s.claims.Add(1)
-	ds, err := s.Store.ClaimDeliveries(ctx, owner, now, lease, limit, skip)
+	vs, ds, err := s.Store.SettleDeliveries(ctx, results, owner, now, lease, limit, skip)
 	s.claimed <- n
-	return ds, err
+	return vs, ds, err
 }
 
 // wake nudges d and returns once a claim that started after the nudge has

@@ -206,6 +206,15 @@ type Store interface {
 	// result: LastCode, LastError and UpdatedAt are recorded, and the
 	// delivery stays pending, due when the redelivery made it due.
 	FinishDelivery(ctx context.Context, d Delivery) (Delivery, bool, error)
+	// SettleDeliveries stores the results of attempts, each as
+	// FinishDelivery does, in order, and then, if limit is above 0,
+	// claims as ClaimDeliveries does, all in one transaction: nothing is
+	// stored if it fails. It returns the verdict on each result, in
+	// order, and the deliveries claimed. Run writes so: the attempts that
+	// ended since its last scan and the claim that refills their slots
+	// are one write of the store's, not one each, and the claim sees the
+	// heads their results made (a transfer's next delivery goes at once).
+	SettleDeliveries(ctx context.Context, results []Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Finished, []Delivery, error)
 	// Deliveries lists a tenant's deliveries, newest first, and whether
 	// more follow.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)

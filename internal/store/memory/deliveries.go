@@ -59,6 +59,25 @@ func (d *Deliveries) EnqueueDeliveries(_ context.Context, endpoint string, from,
 func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.claim(owner, now, lease, limit, skip), nil
+}
+
+// SettleDeliveries implements webhooks.Store, under one hold of the lock.
+func (d *Deliveries) SettleDeliveries(_ context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	vs := make([]webhooks.Finished, len(results))
+	for i, dl := range results {
+		vs[i].Delivery, vs[i].OK = d.finish(dl)
+	}
+	return vs, d.claim(owner, now, lease, limit, skip), nil
+}
+
+// claim is ClaimDeliveries under the lock.
+func (d *Deliveries) claim(owner string, now time.Time, lease time.Duration, limit int, skip []string) []webhooks.Delivery {
+	if limit <= 0 {
+		return nil
+	}
 	// heads: the first pending delivery of each endpoint and transfer.
 	heads := map[[2]string]*webhooks.Delivery{}
 	for _, id := range d.order {
@@ -89,23 +108,29 @@ func (d *Deliveries) ClaimDeliveries(_ context.Context, owner string, now time.T
 		dl.Owner, dl.LeaseUntil = owner, now.Add(lease)
 		out = append(out, clone(dl))
 	}
-	return out, nil
+	return out
 }
 
 // FinishDelivery implements webhooks.Store.
 func (d *Deliveries) FinishDelivery(_ context.Context, dl webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	stored, ok := d.finish(dl)
+	return stored, ok, nil
+}
+
+// finish is FinishDelivery under the lock.
+func (d *Deliveries) finish(dl webhooks.Delivery) (webhooks.Delivery, bool) {
 	cur, ok := d.byID[dl.ID]
 	if !ok {
-		return webhooks.Delivery{}, false, nil
+		return webhooks.Delivery{}, false
 	}
 	next, ok := webhooks.ApplyResult(*cur, dl)
 	if !ok {
-		return webhooks.Delivery{}, false, nil
+		return webhooks.Delivery{}, false
 	}
 	*cur = next
-	return clone(cur), true, nil
+	return clone(cur), true
 }
 
 // Deliveries implements webhooks.Store: in (Pos, ID) order, descending,

@@ -319,12 +319,15 @@ func collectDeliveries(rows pgx.Rows) ([]webhooks.Delivery, error) {
 // is due (the dispatcher stops claiming until its next scan on a short
 // claim): two replicas claiming at once read the same earliest deliveries.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
-	const op = "claim deliveries"
-	tx, err := s.beginDeliveries(ctx, nil)
+	_, claimed, err := s.settle(ctx, nil, owner, now, lease, limit, skip)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, s.fail("claim deliveries", err)
 	}
-	defer tx.Rollback(ctx)
+	return claimed, nil
+}
+
+// claimIn makes ClaimDeliveries' claim within tx.
+func claimIn(ctx context.Context, tx pgx.Tx, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
 	// A round that set right deliveries an older replica left ready
@@ -337,7 +340,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		want := limit - len(claimed)
 		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now))
 		if err != nil {
-			return nil, s.fail(op, err)
+			return nil, err
 		}
 		if len(picked) == 0 {
 			break
@@ -349,15 +352,15 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		}
 		rows, err := tx.Query(ctx, claimLockSQL, ids)
 		if err != nil {
-			return nil, s.fail(op, err)
+			return nil, err
 		}
 		locked, stale, err := collectDue(rows, now)
 		if err != nil {
-			return nil, s.fail(op, err)
+			return nil, err
 		}
 		if len(stale) > 0 {
 			if _, err := tx.Exec(ctx, fixReadyOfSQL, stale); err != nil {
-				return nil, s.fail(op, err)
+				return nil, err
 			}
 		} else {
 			lost++
@@ -370,18 +373,15 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 		}
 		var b pgx.Batch
 		if err := queuePut(&b, locked); err != nil {
-			return nil, s.fail(op, err)
+			return nil, err
 		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return nil, s.fail(op, err)
+			return nil, err
 		}
 		claimed = append(claimed, locked...)
 		if len(picked) < want {
 			break // nothing more is due
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, s.fail(op, err)
 	}
 	return claimed, nil
 }
@@ -527,24 +527,48 @@ const maxFinishes = 16
 // batch of results (finishBatch).
 const finishGrace = 5 * time.Second
 
-// finishBatch writes a batch of results in one transaction, unsynced: the
-// pairs' locks (in key order), then the deliveries read and locked in one
-// statement, the results applied in their order (webhooks.ApplyResult),
-// the changed deliveries written in one statement and the heads that
-// ended replaced in another.
+// finishBatch writes a batch of results in one transaction (settle).
 func (s *Store) finishBatch(batch []webhooks.Delivery) ([]webhooks.Finished, error) {
-	// Bounded as a batch of saves is (commitTimeout): a batch that cannot
-	// go on (a lock a stuck replica holds, a server that stopped
-	// answering) must not hold its results, and Close, for ever. The
-	// server gives up first (statement_timeout, below), so that the
-	// transaction is rolled back, and its locks let go, before the
-	// results fail; transferd gives up a little later, for a server that
-	// stopped answering.
-	ctx, cancel := context.WithTimeout(context.Background(), s.finishTimeout+finishGrace)
+	vs, _, err := s.settle(context.Background(), batch, "", time.Time{}, 0, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.finishBatches.Add(1)
+	return vs, nil
+}
+
+// SettleDeliveries implements webhooks.Store (settle).
+func (s *Store) SettleDeliveries(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+	vs, claimed, err := s.settle(ctx, results, owner, now, lease, limit, skip)
+	if err != nil {
+		return nil, nil, s.fail("settle deliveries", err)
+	}
+	return vs, claimed, nil
+}
+
+// settle writes results and makes a claim (claimIn) in one transaction,
+// unsynced: the pairs' locks of the results (in key order), then their
+// deliveries read and locked in one statement, the results applied in
+// their order (webhooks.ApplyResult), the changed deliveries written in
+// one statement and the heads that ended replaced in another; then the
+// claim, which sees those heads, and whose locks (SKIP LOCKED) never
+// wait.
+func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+	if len(results) == 0 && limit <= 0 {
+		return nil, nil, nil
+	}
+	// Bounded as a batch of saves is (commitTimeout): a transaction that
+	// cannot go on (a lock a stuck replica holds, a server that stopped
+	// answering) must not hold its results, Close, or the dispatcher's
+	// scan, for ever. The server gives up first (statement_timeout,
+	// below), so that the transaction is rolled back, and its locks let
+	// go, before the results fail; transferd gives up a little later,
+	// for a server that stopped answering.
+	ctx, cancel := context.WithTimeout(ctx, s.finishTimeout+finishGrace)
 	defer cancel()
 	var pairs [][2]string
 	var ids []string
-	for _, d := range batch {
+	for _, d := range results {
 		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
 		}
@@ -556,6 +580,9 @@ func (s *Store) finishBatch(batch []webhooks.Delivery) ([]webhooks.Finished, err
 	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
 		// The server gives up before the client (planSQL).
 		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
+		if len(results) == 0 {
+			return
+		}
 		// The pairs' locks first, as every transaction that decides a
 		// pair's head takes them before any of its rows.
 		queueLocks(b, pairs)
@@ -568,13 +595,13 @@ func (s *Store) finishBatch(batch []webhooks.Delivery) ([]webhooks.Finished, err
 		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer tx.Rollback(ctx)
-	vs := make([]webhooks.Finished, len(batch))
+	vs := make([]webhooks.Finished, len(results))
 	var changed []string
 	var ended [][2]string
-	for i, d := range batch {
+	for i, d := range results {
 		cur, ok := stored[d.ID]
 		if !ok {
 			continue // gone: purged, the claim lost
@@ -596,17 +623,24 @@ func (s *Store) finishBatch(batch []webhooks.Delivery) ([]webhooks.Finished, err
 	}
 	var b pgx.Batch
 	if err := queuePut(&b, puts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	queuePromote(&b, ended)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, err
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return nil, nil, err
+		}
+	}
+	var claimed []webhooks.Delivery
+	if limit > 0 {
+		if claimed, err = claimIn(ctx, tx, owner, now, lease, limit, skip); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.finishBatches.Add(1)
-	return vs, nil
+	return vs, claimed, nil
 }
 
 // Deliveries implements webhooks.Store.

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ClaimPastASkippedBacklog", func(t *testing.T) { testClaimPastSkippedBacklog(t, open(t)) })
 	t.Run("RedeliveryIsTheHeadAgain", func(t *testing.T) { testRedeliveryHead(t, open(t)) })
 	t.Run("FinishRacesEnqueue", func(t *testing.T) { testFinishRacesEnqueue(t, open(t)) })
+	t.Run("SettleResultsThenClaim", func(t *testing.T) { testSettle(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 }
 
@@ -702,6 +703,62 @@ func testRedeliveryHead(t *testing.T, s webhooks.Store) {
 	redone = claim(at.Add(2*time.Minute), "[tr_a#2]") // its lease expired; #3 still waits behind it
 	finish(redone[0], webhooks.StatusDelivered)
 	claim(at.Add(3*time.Minute), "[tr_a#3]")
+}
+
+// testSettle: SettleDeliveries stores each result as FinishDelivery
+// would (a lost claim's is refused), then claims as ClaimDeliveries would,
+// and the claim sees the heads the results made; with limit 0 it only
+// stores the results.
+func testSettle(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	crm, slow := webhooks.EndpointKey("acme", "crm"), webhooks.EndpointKey("acme", "slow")
+	if err := s.EnqueueDeliveries(ctx, crm, 0, 3, []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2),
+		mk("acme", "crm", "tr_b", 1, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueDeliveries(ctx, slow, 0, 4, []webhooks.Delivery{mk("acme", "slow", "tr_c", 1, 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if vs, got, err := s.SettleDeliveries(ctx, nil, "r1", now, time.Minute, 0, nil); len(vs) != 0 || len(got) != 0 || err != nil {
+		t.Fatalf("nothing to settle: %+v %+v (%v)", vs, got, err)
+	}
+	vs, got, err := s.SettleDeliveries(ctx, nil, "r1", now, time.Minute, 10, []string{slow})
+	if err != nil || len(vs) != 0 || fmt.Sprint(transfersOf(got)) != "[tr_a#1 tr_b#1]" {
+		t.Fatalf("a claim alone: %v %+v (%v), want [tr_a#1 tr_b#1]", transfersOf(got), vs, err)
+	}
+	delivered, failed, lost := got[0], got[1], got[1]
+	delivered.Status, delivered.LastCode, delivered.UpdatedAt = webhooks.StatusDelivered, 204, now
+	failed.LastCode, failed.LastError, failed.UpdatedAt, failed.NextAttempt = 500, "the endpoint answered 500", now, now.Add(time.Hour)
+	lost.Attempts = 7 // another claim's
+	lost.Status = webhooks.StatusDelivered
+	vs, got, err = s.SettleDeliveries(ctx, []webhooks.Delivery{delivered, failed, lost}, "r1", now, 3*time.Hour, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 3 || !vs[0].OK || vs[0].Delivery.Status != webhooks.StatusDelivered || vs[0].Delivery.Owner != "" ||
+		!vs[1].OK || vs[1].Delivery.Status != webhooks.StatusPending || vs[1].Delivery.LastCode != 500 || vs[2].OK {
+		t.Fatalf("verdicts %+v, want delivered, retried, and the lost claim's refused", vs)
+	}
+	// tr_a#2 became the head with tr_a#1's result, in the same call;
+	// tr_b#1 is in back-off; tr_c#1 is no longer skipped.
+	if fmt.Sprint(transfersOf(got)) != "[tr_a#2 tr_c#1]" {
+		t.Fatalf("claimed with the results: %v, want [tr_a#2 tr_c#1]", transfersOf(got))
+	}
+	done := got[0]
+	done.Status, done.UpdatedAt = webhooks.StatusDelivered, now
+	vs, got, err = s.SettleDeliveries(ctx, []webhooks.Delivery{done}, "r1", now.Add(2*time.Hour), time.Minute, 0, nil)
+	if err != nil || len(vs) != 1 || !vs[0].OK || len(got) != 0 {
+		t.Fatalf("a result alone: %+v %v (%v), want it stored and nothing claimed", vs, transfersOf(got), err)
+	}
+	list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusDelivered}})
+	if err != nil || fmt.Sprint(transfersOf(list)) != "[tr_a#2 tr_a#1]" {
+		t.Fatalf("delivered: %v (%v), want [tr_a#2 tr_a#1]", transfersOf(list), err)
+	}
+	// What limit 0 left due is claimed by the next claim (tr_c#1 is
+	// still leased).
+	if got, err := s.ClaimDeliveries(ctx, "r1", now.Add(2*time.Hour), time.Minute, 10, nil); err != nil || fmt.Sprint(transfersOf(got)) != "[tr_b#1]" {
+		t.Fatalf("after the results: %v (%v), want [tr_b#1]", transfersOf(got), err)
+	}
 }
 
 // testFinishRacesEnqueue: a finish that ends a transfer's pending
