@@ -189,9 +189,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		wait := d.cfg.ScanInterval
 		if gap := d.cfg.EnqueueGap - d.mono().Sub(enqueued); gap > 0 {
 			wait = min(wait, gap) // the outbox is read when the gap ends
-		} else {
-			enqueued = d.mono()
-			d.enqueue(ctx)
+		} else if enqueued = d.mono(); d.enqueue(ctx) {
+			// An endpoint has more to enqueue: the scan at the gap's end
+			// goes on from where this one stopped.
+			wait = min(wait, d.cfg.EnqueueGap)
 		}
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
@@ -369,7 +370,8 @@ func (s *shares) give(key string) {
 // when the attempts they caused were made.
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	for {
-		d.enqueue(ctx)
+		for d.enqueue(ctx) && ctx.Err() == nil {
+		}
 		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency, nil)
 		if err != nil || len(claimed) == 0 {
 			return err
@@ -382,27 +384,37 @@ func (d *Dispatcher) Drain(ctx context.Context) error {
 	}
 }
 
-// enqueue copies each endpoint's new outbox events into deliveries.
-func (d *Dispatcher) enqueue(ctx context.Context) {
+// enqueue copies each endpoint's new outbox events into deliveries, up
+// to Batch of them per endpoint, and reports whether an endpoint has more.
+// A scan enqueues no more: an endpoint far behind its outbox (a new one
+// reads the events retained) would otherwise hold the scan for as long
+// as it takes, and with it the results of the attempts that ended, which
+// must be stored before their leases expire.
+func (d *Dispatcher) enqueue(ctx context.Context) (more bool) {
 	for _, tenant := range d.dir.Tenants() {
 		for _, ep := range d.dir.Endpoints(tenant) {
-			if err := d.enqueueEndpoint(ctx, tenant, ep); err != nil && ctx.Err() == nil {
+			full, err := d.enqueueEndpoint(ctx, tenant, ep)
+			if err != nil && ctx.Err() == nil {
 				d.log.Error().Err(err).Str("tenant", tenant).Str("endpoint", ep.ID).Msg("webhooks: enqueue")
 			}
+			more = more || full
 		}
 	}
+	return more
 }
 
-func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) error {
+// enqueueEndpoint enqueues up to Batch of an endpoint's new events, and
+// reports whether it read a full batch (there may be more).
+func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) (bool, error) {
 	key := EndpointKey(tenant, ep.ID)
 	for {
 		from, err := d.store.DeliveryCursor(ctx, key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		evs, err := d.store.Events(ctx, orchestrator.EventFilter{Tenant: tenant, After: from, Limit: d.cfg.Batch})
 		if err != nil || len(evs) == 0 {
-			return err
+			return false, err
 		}
 		now := d.now()
 		ds := make([]Delivery, 0, len(evs))
@@ -412,7 +424,7 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 			}
 			body, err := d.render(ev)
 			if err != nil {
-				return fmt.Errorf("render %s: %w", ev.ID, err)
+				return false, fmt.Errorf("render %s: %w", ev.ID, err)
 			}
 			// Due since its event happened (not after now, whatever the
 			// clock of the replica that saved it): claims take the
@@ -431,13 +443,13 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 		}
 		switch err := d.store.EnqueueDeliveries(ctx, key, from, evs[len(evs)-1].Pos, ds); {
 		case errors.Is(err, ErrCursorMoved):
-			// Another replica enqueued these; read on from where it left.
+			// Another replica enqueued these; read on from where it
+			// left.
+			continue
 		case err != nil:
-			return err
+			return false, err
 		}
-		if len(evs) < d.cfg.Batch {
-			return nil
-		}
+		return len(evs) == d.cfg.Batch, nil
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 // saves), and each gets its own verdict. A transfer's events make five to
 // eight deliveries, and a transaction for each result cost more than the
 // transfer's own saves (docs/benchmarks.md, twenty-fifth and
-// twenty-sixth passes).
+// twenty-sixth passes). Run stores its results with its claims
+// (SettleDeliveries); FinishDelivery serves Drain, whose attempts end
+// together.
 type Finishes struct {
 	q *groupcommit.Queue[*finishReq]
 }

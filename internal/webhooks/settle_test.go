@@ -2,9 +2,14 @@ package webhooks_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/store/memory"
 	"github.com/transferd/transferd/internal/webhooks"
@@ -66,5 +71,70 @@ func TestResultsGoWithTheNextClaim(t *testing.T) {
 	}
 	if got := st.writes.Load(); got > n+1 {
 		t.Fatalf("%d writes of results and claims for %d deliveries, want at most %d", got, n, n+1)
+	}
+}
+
+// opsStore records the order of a dispatcher's enqueues (E) and its
+// writes of results and claims (S).
+type opsStore struct {
+	webhooks.Store
+	mu  sync.Mutex
+	ops []byte
+}
+
+func (s *opsStore) op(c byte) {
+	s.mu.Lock()
+	s.ops = append(s.ops, c)
+	s.mu.Unlock()
+}
+
+func (s *opsStore) EnqueueDeliveries(ctx context.Context, endpoint string, from, to int64, ds []webhooks.Delivery) error {
+	s.op('E')
+	return s.Store.EnqueueDeliveries(ctx, endpoint, from, to, ds)
+}
+
+func (s *opsStore) SettleDeliveries(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+	s.op('S')
+	return s.Store.SettleDeliveries(ctx, results, owner, now, lease, limit, skip)
+}
+
+// TestABacklogIsEnqueuedABatchAScan: an endpoint far behind its outbox is
+// enqueued a batch at a time, with the scan's results and claim between
+// two batches, so that results never wait for a whole backlog to be
+// enqueued (their leases run meanwhile); every event is delivered, by
+// Run and by Drain.
+func TestABacklogIsEnqueuedABatchAScan(t *testing.T) {
+	const transfers, batch = 30, 4
+	for _, drain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Run", true: "Drain"}[drain], func(t *testing.T) {
+			s := memory.New()
+			st := &opsStore{Store: memory.NewDeliveries(s)}
+			rc, srv := newReceiver(t)
+			seed(t, s, "acme", 0, transfers, 1)
+			// Slots for every delivery at once: each scan of Run then
+			// claims (S), whatever is in flight.
+			cfg := webhooks.Config{Owner: "a", ScanInterval: time.Hour, EnqueueGap: time.Millisecond, Batch: batch,
+				Concurrency: 4 * transfers, EndpointConcurrency: 4 * transfers}
+			if drain {
+				cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
+				d := webhooks.New(cfg, st, endpoint(srv.URL), render, zerolog.Nop(), prometheus.NewRegistry())
+				if err := d.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				newDispatcher(t, st, endpoint(srv.URL), cfg)
+			}
+			rc.waitN(t, transfers)
+			checkOrder(t, rc.hits(), transfers, 1)
+			st.mu.Lock()
+			ops := string(st.ops)
+			st.mu.Unlock()
+			if n := strings.Count(ops, "E"); n < transfers/batch {
+				t.Fatalf("%d enqueues of %d events in batches of %d", n, transfers, batch)
+			}
+			if !drain && strings.Contains(ops, "EE") {
+				t.Fatalf("a scan enqueued more than a batch: %s", ops)
+			}
+		})
 	}
 }

@@ -193,42 +193,53 @@ func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
 
 // ClaimDeliveries implements webhooks.Store, on the single writer.
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
-	_, claimed, err := s.settle(ctx, "claim deliveries", nil, owner, now, lease, limit, skip)
-	return claimed, err
+	_, claimed, err := s.settle(ctx, nil, owner, now, lease, limit, skip)
+	if err != nil {
+		return nil, fail("claim deliveries", err)
+	}
+	return claimed, nil
 }
 
-// SettleDeliveries implements webhooks.Store: the results and the claim
-// in one transaction of the writer, unsynced (see beginUnsynced). Results
-// written on their own, in a group commit (finishBatch), were a
-// transaction for every four or five, as many as the claims.
+// SettleDeliveries implements webhooks.Store (settle).
 func (s *Store) SettleDeliveries(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
-	return s.settle(ctx, "settle deliveries", results, owner, now, lease, limit, skip)
+	vs, claimed, err := s.settle(ctx, results, owner, now, lease, limit, skip)
+	if err != nil {
+		return nil, nil, fail("settle deliveries", err)
+	}
+	return vs, claimed, nil
 }
 
-func (s *Store) settle(ctx context.Context, op string, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
+// settle writes results and makes a claim (claimIn) in one transaction
+// of the writer, unsynced (see beginUnsynced). The dispatcher's results
+// written on their own, in group commits, were a transaction for every
+// four or five of them, about as many transactions as its claims made.
+func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
 	if len(results) == 0 && limit <= 0 {
 		return nil, nil, nil
 	}
 	tx, done, err := s.beginUnsynced(ctx)
 	if err != nil {
-		return nil, nil, fail(op, err)
+		return nil, nil, err
 	}
 	defer done()
 	t := s.in(ctx, tx)
 	vs := make([]webhooks.Finished, len(results))
 	for i, d := range results {
 		if vs[i].Delivery, vs[i].OK, err = finishOne(t, d); err != nil {
-			return nil, nil, fail(op, err)
+			return nil, nil, err
 		}
 	}
 	claimed, err := claimIn(t, owner, now, lease, limit, skip)
 	if err != nil {
-		return nil, nil, fail(op, err)
+		return nil, nil, err
 	}
 	if len(results) == 0 && len(claimed) == 0 {
 		return nil, nil, nil // nothing written
 	}
-	return vs, claimed, fail2(op, tx.Commit())
+	if err := tx.Commit(); err != nil {
+		return nil, nil, err
+	}
+	return vs, claimed, nil
 }
 
 // claimIn claims within t. It reads the ready deliveries (schema 11),
@@ -358,23 +369,11 @@ func (s *Store) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhoo
 // behind one.
 const maxFinishes = 16
 
-// finishBatch writes a batch of results in one transaction, unsynced (see
-// beginUnsynced).
+// finishBatch writes a batch of FinishDelivery's results in one
+// transaction (settle).
 func (s *Store) finishBatch(ds []webhooks.Delivery) ([]webhooks.Finished, error) {
-	ctx := context.Background()
-	tx, done, err := s.beginUnsynced(ctx)
+	vs, _, err := s.settle(context.Background(), ds, "", time.Time{}, 0, 0, nil)
 	if err != nil {
-		return nil, err
-	}
-	defer done()
-	t := s.in(ctx, tx)
-	vs := make([]webhooks.Finished, len(ds))
-	for i, d := range ds {
-		if vs[i].Delivery, vs[i].OK, err = finishOne(t, d); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
 	s.finishBatches.Add(1)
