@@ -171,9 +171,22 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	done := make(chan struct{}, d.cfg.Concurrency)
 	var results ended
 	var wg sync.WaitGroup
-	// Last: the results of the attempts that ended after the last scan.
-	defer func() { d.settle(ctx, &results, sh, 0, nil, &wg, done) }()
-	defer wg.Wait()
+	// Once ctx is done: the attempts in flight are waited for, and each
+	// one's result is stored as it ends, not once the last has (one
+	// endpoint that does not answer may outlast the shutdown's timeout).
+	defer func() {
+		idle := make(chan struct{})
+		go func() { wg.Wait(); close(idle) }()
+		for {
+			select {
+			case <-idle:
+				d.settle(ctx, &results, sh, 0, nil, &wg, done)
+				return
+			case <-done:
+				d.settle(ctx, &results, sh, 0, nil, &wg, done)
+			}
+		}
+	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var enqueued time.Time // when the outbox was last read, by d.mono

@@ -2,6 +2,8 @@ package webhooks_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -136,5 +138,51 @@ func TestABacklogIsEnqueuedABatchAScan(t *testing.T) {
 				t.Fatalf("a scan enqueued more than a batch: %s", ops)
 			}
 		})
+	}
+}
+
+// TestResultsAreStoredAsAttemptsEndAtShutdown: once Run's context is
+// done, an attempt that ends has its result stored then, while another
+// endpoint's attempt is still waiting for its answer (it may outlast the
+// shutdown's timeout, and the process with it).
+func TestResultsAreStoredAsAttemptsEndAtShutdown(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	blocking := func() (*httptest.Server, chan struct{}, chan struct{}) {
+		entered, release := make(chan struct{}), make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-release
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		t.Cleanup(srv.Close)
+		return srv, entered, release
+	}
+	hung, hungIn, hungOut := blocking()
+	ok, okIn, okOut := blocking()
+	dir := webhooks.Static{"acme": {{ID: "hung", URL: hung.URL, Secrets: []string{secretOld}}, {ID: "ok", URL: ok.URL, Secrets: []string{secretOld}}}}
+	seed(t, s, "acme", 0, 1, 1)
+	d := webhooks.New(webhooks.Config{Owner: "a", ScanInterval: time.Hour, Timeout: time.Hour}, st, dir, render, zerolog.Nop(), prometheus.NewRegistry())
+	finished := make(chan webhooks.Delivery, 4)
+	webhooks.OnFinish(d, func(dl webhooks.Delivery) { finished <- dl })
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan struct{})
+	go func() { d.Run(ctx); close(returned) }()
+	<-hungIn
+	<-okIn
+	cancel()
+	close(okOut)
+	select {
+	case dl := <-finished:
+		if dl.Endpoint != "ok" || dl.Status != webhooks.StatusDelivered {
+			t.Fatalf("stored %s %s, want ok's delivered", dl.Endpoint, dl.Status)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the ended attempt's result waited for the one still in flight")
+	}
+	close(hungOut)
+	<-returned
+	if n, _, err := st.DeliveryBacklog(context.Background()); n != 0 || err != nil {
+		t.Fatalf("%d deliveries pending after Run returned (%v)", n, err)
 	}
 }
