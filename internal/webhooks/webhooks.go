@@ -8,7 +8,8 @@
 // write, so that two replicas never copy an event twice), then claims due
 // deliveries with a lease, as the engine claims transfers: a replica that
 // dies mid-attempt leaves a lease that expires, and another replica sends
-// the same delivery again (at least once). Only the first undelivered
+// the same delivery again (at least once). Each attempt's result is
+// stored with the claim that refills its slot. Only the first undelivered
 // delivery of each transfer and endpoint can be claimed, so a receiver
 // sees a transfer's events in sequence order; a delivery still failing
 // after MaxAge becomes a dead letter and stops holding back the later
