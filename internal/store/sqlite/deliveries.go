@@ -302,9 +302,9 @@ func dueLookup(t *wtx, now string) webhooks.DueLookup {
 const (
 	claimRecordsSQL = `SELECT record FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?))`
 	earliestDueSQL  = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
+		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id ` + limitArg
 	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
-		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id LIMIT ?`
+		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id ` + limitArg
 	// readyEndpointsSQL hops from one endpoint key to the next in
 	// webhook_deliveries_ready_endpoint, a seek each, rather than reading
 	// every ready delivery, and takes each one's earliest ready_at.
@@ -462,7 +462,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	}
 	q += ` ORDER BY pos DESC, id DESC`
 	if f.Limit > 0 {
-		q += ` LIMIT ?`
+		q += ` ` + limitArg
 		args = append(args, f.Limit+1)
 	}
 	return q, args
@@ -520,7 +520,7 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
 // rowids, without touching the table: no scan, whatever the number of
 // pending deliveries.
 const purgeDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries
-	WHERE status <> 'pending' AND finished_at < ? ORDER BY finished_at LIMIT ?)`
+	WHERE status <> 'pending' AND finished_at < ? ORDER BY finished_at ` + limitArg + `)`
 
 // PurgeDeliveries implements webhooks.Store in slices (Store.slice) of
 // s.purgeChunk rows a step, as Purge deletes transfers: a slice holds the

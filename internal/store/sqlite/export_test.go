@@ -169,3 +169,16 @@ const (
 	LastOfCallIDSQL = lastOfCallIDSQL
 	SignalledSQL    = signalledSQL
 )
+
+// PreparedSQL is every statement the store keeps prepared: the writer's,
+// and those the reader pool has prepared so far.
+func PreparedSQL(s *Store) []string {
+	qs := append([]string{updateSQL, insertEventSQL, insertSQL, linkIdemSQL, lookSignalSQL, lastOfUserSQL, lastOfCallIDSQL},
+		preparedSQL...)
+	s.reads.mu.Lock()
+	defer s.reads.mu.Unlock()
+	for q := range s.reads.m {
+		qs = append(qs, q)
+	}
+	return qs
+}

@@ -275,10 +275,10 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 		if len(where) > 0 {
 			q += ` WHERE ` + strings.Join(where, " AND ")
 		}
-		return q + ` ORDER BY id DESC LIMIT ?`, append(args, n)
+		return q + ` ORDER BY id DESC ` + limitArg, append(args, n)
 	}
 	where = append(where, "state = ?")
-	branch := `SELECT * FROM (SELECT id FROM transfers WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ?)`
+	branch := `SELECT * FROM (SELECT id FROM transfers WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC ` + limitArg + `)`
 	var (
 		branches []string
 		all      []any
@@ -289,7 +289,7 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 		all = append(all, string(st), n)
 	}
 	return `SELECT record FROM transfers WHERE id IN (` + strings.Join(branches, " UNION ALL ") + `)
-		ORDER BY id DESC LIMIT ?`, append(all, n)
+		ORDER BY id DESC ` + limitArg, append(all, n)
 }
 
 // List implements orchestrator.Store. Ids sort by creation, so newest
@@ -336,7 +336,7 @@ func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no bound
 	}
-	return q + ` ORDER BY pos LIMIT ?`, append(args, limit)
+	return q + ` ORDER BY pos ` + limitArg, append(args, limit)
 }
 
 // Events implements orchestrator.Store.
@@ -432,7 +432,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 		return nil, fail(op, err)
 	}
 	defer tx.Rollback()
-	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers WHERE `+claimable+` ORDER BY id LIMIT ?`,
+	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers WHERE `+claimable+` ORDER BY id `+limitArg,
 		own, owner, owner, ts(now), limit)
 	if err != nil {
 		return nil, fail(op, err)
@@ -865,7 +865,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 	// open = 0 alone implies terminal; the state test guards against a row
 	// whose open column was ever written wrong.
 	total, err := s.deleteInSlices(ctx, limit, `DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
-		WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at LIMIT ?)`, cut)
+		WHERE open = 0 AND `+terminal+` AND updated_at < ? ORDER BY updated_at `+limitArg+`)`, cut)
 	if err != nil {
 		return total, fail(op, err)
 	}
@@ -874,7 +874,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		done, err = s.slice(ctx, func(tx *sql.Tx) (bool, error) {
 			k, err := execCount(ctx, tx, `DELETE FROM idempotency WHERE rowid IN (SELECT i.rowid FROM idempotency i
 				WHERE i.created_at < ? AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open = 1)
-				LIMIT ?)`, cut, s.purgeChunk)
+				`+limitArg+`)`, cut, s.purgeChunk)
 			return k < s.purgeChunk, err
 		})
 		if err != nil {
