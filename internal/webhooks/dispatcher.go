@@ -34,10 +34,9 @@ type Config struct {
 	ScanInterval time.Duration
 	// EnqueueGap is the least time between two reads of the outbox;
 	// default 10 ms. Every save that writes events nudges the
-	// dispatcher, and every attempt that ends wakes it: reading the
-	// outbox each time made an enqueue, a transaction of the store's
-	// writer, of about one event. A wake within the gap claims what is
-	// due but leaves the outbox to the gap's end, which enqueues
+	// dispatcher: reading the outbox each time made an enqueue, a
+	// transaction of the store's writer, of about one event. A nudge
+	// within the gap leaves the outbox to the gap's end, which enqueues
 	// whatever came meanwhile at once.
 	EnqueueGap time.Duration
 	// Concurrency bounds attempts in flight; default 32. A transfer's
@@ -128,7 +127,8 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	signers map[string]signerFor // by endpoint key
-	nudge   chan struct{}
+	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
+	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
 	// attempt; scanned after each scan of Run.
 	finished func(Delivery)
@@ -146,13 +146,21 @@ type signerFor struct {
 func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logger, reg prometheus.Registerer) *Dispatcher {
 	cfg.setDefaults()
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
-		now: func() time.Time { return time.Now().UTC() }, mono: time.Now, signers: map[string]signerFor{}, nudge: make(chan struct{}, 1)}
+		now: func() time.Time { return time.Now().UTC() }, mono: time.Now, signers: map[string]signerFor{},
+		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
-// Nudge asks for a scan now (a redelivery, a save that wrote events).
+// Nudge asks for a scan now (a redelivery, a save that wrote events):
+// a read of the outbox (within EnqueueGap) and a claim.
 func (d *Dispatcher) Nudge() {
+	signal(d.nudgeOutbox)
+	signal(d.nudge)
+}
+
+// signal wakes whoever waits on c, or leaves a wake for it.
+func signal(c chan struct{}) {
 	select {
-	case d.nudge <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -164,7 +172,10 @@ func (d *Dispatcher) Nudge() {
 // An attempt that ends hands its result to the scan it wakes, which
 // stores it with its next claim in one write (Store.SettleDeliveries):
 // with every event delivered, the results written on their own were as
-// many transactions of the store's writer as the claims.
+// many transactions of the store's writer as the claims. The outbox is
+// copied into deliveries by a goroutine of its own (enqueuer), which
+// wakes the scans when it has: an enqueue reads and renders events, and
+// the results and claims of the scans do not wait for it.
 func (d *Dispatcher) Run(ctx context.Context) {
 	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
 		busy: map[string]int{}}
@@ -187,9 +198,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			}
 		}
 	}()
+	var enqueuer sync.WaitGroup
+	defer enqueuer.Wait()
+	enqueuer.Go(func() { d.enqueuer(ctx) })
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var enqueued time.Time // when the outbox was last read, by d.mono
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,14 +212,6 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-done:
 		}
 		d.repair(ctx)
-		wait := d.cfg.ScanInterval
-		if gap := d.cfg.EnqueueGap - d.mono().Sub(enqueued); gap > 0 {
-			wait = min(wait, gap) // the outbox is read when the gap ends
-		} else if enqueued = d.mono(); d.enqueue(ctx) {
-			// An endpoint has more to enqueue: the scan at the gap's end
-			// goes on from where this one stopped.
-			wait = min(wait, d.cfg.EnqueueGap)
-		}
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
 		for {
@@ -222,14 +227,53 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		if d.scanned != nil {
 			d.scanned()
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
+		reset(timer, d.cfg.ScanInterval)
 	}
+}
+
+// enqueuer copies the outbox into deliveries until ctx is done: at each
+// nudge, no sooner than EnqueueGap after its last read of the outbox,
+// and every ScanInterval. When it enqueued something it wakes the scans.
+func (d *Dispatcher) enqueuer(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var last time.Time // when the outbox was last read, by d.mono
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-d.nudgeOutbox:
+		}
+		if gap := d.cfg.EnqueueGap - d.mono().Sub(last); gap > 0 {
+			reset(timer, gap) // the outbox is read when the gap ends
+			continue
+		}
+		last = d.mono()
+		more, some := d.enqueue(ctx)
+		if some {
+			signal(d.nudge)
+		}
+		wait := d.cfg.ScanInterval
+		if more {
+			// An endpoint has more to enqueue: the next read, at the
+			// gap's end, goes on from where this one stopped.
+			wait = d.cfg.EnqueueGap
+		}
+		reset(timer, wait)
+	}
+}
+
+// reset makes t fire after wait, whether or not it fired since its last
+// reset.
+func reset(t *time.Timer, wait time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(wait)
 }
 
 // settle stores the results of the attempts that ended and claims up to
@@ -383,7 +427,8 @@ func (s *shares) give(key string) {
 // when the attempts they caused were made.
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	for {
-		for d.enqueue(ctx) && ctx.Err() == nil {
+		for more := true; more && ctx.Err() == nil; {
+			more, _ = d.enqueue(ctx)
 		}
 		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency, nil)
 		if err != nil || len(claimed) == 0 {
@@ -398,36 +443,37 @@ func (d *Dispatcher) Drain(ctx context.Context) error {
 }
 
 // enqueue copies each endpoint's new outbox events into deliveries, up
-// to Batch of them per endpoint, and reports whether an endpoint has more.
-// A scan enqueues no more: an endpoint far behind its outbox (a new one
-// reads the events retained) would otherwise hold the scan for as long
-// as it takes, and with it the results of the attempts that ended, which
-// must be stored before their leases expire.
-func (d *Dispatcher) enqueue(ctx context.Context) (more bool) {
+// to Batch of them per endpoint. It reports whether an endpoint has more,
+// and whether it enqueued any delivery. A read enqueues no more: an
+// endpoint far behind its outbox (a new one reads the events retained)
+// would otherwise hold up every other endpoint's new events for as long
+// as it takes.
+func (d *Dispatcher) enqueue(ctx context.Context) (more, some bool) {
 	for _, tenant := range d.dir.Tenants() {
 		for _, ep := range d.dir.Endpoints(tenant) {
-			full, err := d.enqueueEndpoint(ctx, tenant, ep)
+			full, n, err := d.enqueueEndpoint(ctx, tenant, ep)
 			if err != nil && ctx.Err() == nil {
 				d.log.Error().Err(err).Str("tenant", tenant).Str("endpoint", ep.ID).Msg("webhooks: enqueue")
 			}
-			more = more || full
+			more, some = more || full, some || n > 0
 		}
 	}
-	return more
+	return more, some
 }
 
 // enqueueEndpoint enqueues up to Batch of an endpoint's new events, and
-// reports whether it read a full batch (there may be more).
-func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) (bool, error) {
+// reports whether it read a full batch (there may be more) and how many
+// deliveries it enqueued.
+func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endpoint) (bool, int, error) {
 	key := EndpointKey(tenant, ep.ID)
 	for {
 		from, err := d.store.DeliveryCursor(ctx, key)
 		if err != nil {
-			return false, err
+			return false, 0, err
 		}
 		evs, err := d.store.Events(ctx, orchestrator.EventFilter{Tenant: tenant, After: from, Limit: d.cfg.Batch})
 		if err != nil || len(evs) == 0 {
-			return false, err
+			return false, 0, err
 		}
 		now := d.now()
 		ds := make([]Delivery, 0, len(evs))
@@ -437,7 +483,7 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 			}
 			body, err := d.render(ev)
 			if err != nil {
-				return false, fmt.Errorf("render %s: %w", ev.ID, err)
+				return false, 0, fmt.Errorf("render %s: %w", ev.ID, err)
 			}
 			// Due since its event happened (not after now, whatever the
 			// clock of the replica that saved it): claims take the
@@ -460,9 +506,9 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 			// left.
 			continue
 		case err != nil:
-			return false, err
+			return false, 0, err
 		}
-		return len(evs) == d.cfg.Batch, nil
+		return len(evs) == d.cfg.Batch, len(ds), nil
 	}
 }
 

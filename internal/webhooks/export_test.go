@@ -24,7 +24,8 @@ func Gauge(ctx context.Context, d *Dispatcher) { d.gauge(ctx) }
 // EnqueueAll copies every endpoint's new outbox events into deliveries,
 // as each scan of Run does first.
 func EnqueueAll(ctx context.Context, d *Dispatcher) error {
-	for d.enqueue(ctx) && ctx.Err() == nil {
+	for more := true; more && ctx.Err() == nil; {
+		more, _ = d.enqueue(ctx)
 	}
 	return nil
 }
