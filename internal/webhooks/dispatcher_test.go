@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,23 @@ func seed(t *testing.T, s *memory.Store, tenant string, from, transfers, n int) 
 			}
 		}
 	}
+}
+
+// holdFirst is an endpoint that answers 204, except that it holds the
+// first attempt, after closing entered, until release is closed (or sent
+// on); got counts the attempts.
+func holdFirst(t *testing.T) (srv *httptest.Server, entered <-chan struct{}, release chan struct{}, got *atomic.Int64) {
+	in := make(chan struct{})
+	release, got = make(chan struct{}), new(atomic.Int64)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got.Add(1) == 1 {
+			close(in)
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, in, release, got
 }
 
 // newDispatcher runs a dispatcher until the test ends, set up by setup

@@ -2,8 +2,6 @@ package webhooks_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,16 +109,7 @@ func TestEnqueueWaitsForItsGap(t *testing.T) {
 func TestNoClaimWhileEveryEndpointIsAtItsShare(t *testing.T) {
 	s := memory.New()
 	st := &callsStore{Store: memory.NewDeliveries(s), claimed: make(chan int64, 1<<10)}
-	entered, release := make(chan struct{}), make(chan struct{})
-	var got atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if got.Add(1) == 1 {
-			close(entered)
-			<-release
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
+	srv, entered, release, got := holdFirst(t)
 	defer close(release)
 	seed(t, s, "acme", 0, 2, 1) // two transfers: two deliveries due at once
 	scans := make(chan int64, 1<<10)

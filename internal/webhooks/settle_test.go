@@ -2,8 +2,6 @@ package webhooks_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,16 +126,7 @@ func TestResultsDoNotWaitForAnEnqueue(t *testing.T) {
 	s := memory.New()
 	st := &enqueuesStore{Store: memory.NewDeliveries(s), hold: 2, held: make(chan struct{}), release: make(chan struct{})}
 	defer close(st.release)
-	entered, answer := make(chan struct{}), make(chan struct{})
-	var got atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if got.Add(1) == 1 {
-			close(entered)
-			<-answer
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
+	srv, entered, answer, _ := holdFirst(t)
 	seed(t, s, "acme", 0, 1, 3) // one transfer, three events: the first enqueue
 	d, w := newDispatcher(t, st, endpoint(srv.URL), webhooks.Config{Owner: "a", ScanInterval: time.Hour, EnqueueGap: time.Millisecond})
 	<-entered // the first delivery's attempt is under way
@@ -164,18 +153,8 @@ func TestResultsDoNotWaitForAnEnqueue(t *testing.T) {
 func TestResultsAreStoredAsAttemptsEndAtShutdown(t *testing.T) {
 	s := memory.New()
 	st := memory.NewDeliveries(s)
-	blocking := func() (*httptest.Server, chan struct{}, chan struct{}) {
-		entered, release := make(chan struct{}), make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			close(entered)
-			<-release
-			w.WriteHeader(http.StatusNoContent)
-		}))
-		t.Cleanup(srv.Close)
-		return srv, entered, release
-	}
-	hung, hungIn, hungOut := blocking()
-	ok, okIn, okOut := blocking()
+	hung, hungIn, hungOut, _ := holdFirst(t)
+	ok, okIn, okOut, _ := holdFirst(t)
 	dir := webhooks.Static{"acme": {{ID: "hung", URL: hung.URL, Secrets: []string{secretOld}}, {ID: "ok", URL: ok.URL, Secrets: []string{secretOld}}}}
 	seed(t, s, "acme", 0, 1, 1)
 	d := webhooks.New(webhooks.Config{Owner: "a", ScanInterval: time.Hour, Timeout: time.Hour}, st, dir, render, zerolog.Nop(), prometheus.NewRegistry())
