@@ -147,13 +147,21 @@ func TestEncodeRefusesTimesEncodingJSONRefuses(t *testing.T) {
 }
 
 func TestDecodeRejectsWhatEncodingJSONRejects(t *testing.T) {
-	for _, bad := range []string{``, `{`, `[]`, `{"version":"7"}`, `{"CreatedAt":"yesterday"}`, `{} x`} {
-		var std orchestrator.Transfer
-		if json.Unmarshal([]byte(bad), &std) == nil {
-			t.Fatalf("encoding/json accepts %q", bad)
+	rejectsAsEncodingJSON(t, "Decode", record.Decode,
+		``, `{`, `[]`, `{"version":"7"}`, `{"CreatedAt":"yesterday"}`, `{} x`)
+}
+
+// rejectsAsEncodingJSON checks that decode, named name, refuses each of
+// bad, which encoding/json refuses as a T.
+func rejectsAsEncodingJSON[T any](t *testing.T, name string, decode func([]byte) (T, error), bad ...string) {
+	t.Helper()
+	for _, b := range bad {
+		var std T
+		if json.Unmarshal([]byte(b), &std) == nil {
+			t.Fatalf("encoding/json accepts %q", b)
 		}
-		if _, err := record.Decode([]byte(bad)); err == nil {
-			t.Errorf("Decode(%q) accepted what encoding/json rejects", bad)
+		if _, err := decode([]byte(b)); err == nil {
+			t.Errorf("%s(%q) accepted what encoding/json rejects", name, b)
 		}
 	}
 }
@@ -285,15 +293,8 @@ func jsonbLike(t *testing.T, b []byte) []byte {
 }
 
 func TestDecodeDeliveryRejectsWhatEncodingJSONRejects(t *testing.T) {
-	for _, bad := range []string{``, `{`, `[]`, `{"Seq":"7"}`, `{"CreatedAt":"yesterday"}`, `{"Payload":"not base64!"}`, `{} x`} {
-		var std webhooks.Delivery
-		if json.Unmarshal([]byte(bad), &std) == nil {
-			t.Fatalf("encoding/json accepts %q", bad)
-		}
-		if _, err := record.DecodeDelivery([]byte(bad)); err == nil {
-			t.Errorf("DecodeDelivery(%q) accepted what encoding/json rejects", bad)
-		}
-	}
+	rejectsAsEncodingJSON(t, "DecodeDelivery", record.DecodeDelivery,
+		``, `{`, `[]`, `{"Seq":"7"}`, `{"CreatedAt":"yesterday"}`, `{"Payload":"not base64!"}`, `{} x`)
 }
 
 // BenchmarkDelivery reads a delivery of a 2 KB payload with this package
