@@ -51,6 +51,12 @@ type DueLookup struct {
 // pass reads before it turns to the endpoints one by one.
 const claimWalk = 64
 
+// FirstWalk is how many deliveries PickDue's first Earliest asks for
+// when it passes over none (except is empty): a store may read them
+// ahead, in the round trip of the statements before its claim, and
+// answer that call with them.
+func FirstWalk(limit int) int { return limit + claimWalk }
+
 // PickDue returns the deliveries a claim of up to limit, at now, takes:
 // ready, due, to no endpoint in skip, in due order. It reads the earliest
 // due first, whatever their endpoint: the claim of a healthy system,
@@ -69,7 +75,7 @@ func PickDue(now time.Time, limit int, skip []string, except map[string]bool, q 
 		return nil, nil
 	}
 	takes := func(r Ready) bool { return !except[r.ID] && !slices.Contains(skip, r.Endpoint) }
-	walk := limit + claimWalk + len(except)
+	walk := FirstWalk(limit) + len(except)
 	var out []Ready
 	read := 0
 	err := q.Earliest(walk, func(r Ready) bool {

@@ -45,7 +45,7 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	if err != nil {
 		return s.fail(op, err)
 	}
-	defer tx.Rollback(ctx)
+	defer tx.end(ctx)
 	if cur != from {
 		return webhooks.ErrCursorMoved
 	}
@@ -65,36 +65,25 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	// Each pair's head is decided under its lock (pairLockSQL).
 	queueLocks(&b, pairs)
 	queuePromote(&b, pairs)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return s.fail(op, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commit(ctx, &b); err != nil {
 		return s.fail(op, err)
 	}
 	return nil
 }
 
-// beginDeliveries begins a transaction of webhook delivery's writes,
-// unsynced (unsyncedSQL), its statements planned as a batch of saves'
-// are (planSQL: each finds its rows by key, and the multi-row ones join
-// arrays to the table); with the statements more queues, if not nil, in
-// the same round trip.
-func (s *Store) beginDeliveries(ctx context.Context, more func(*pgx.Batch)) (pgx.Tx, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var b pgx.Batch
-	b.Queue(unsyncedSQL)
-	b.Queue(s.planSQL())
-	if more != nil {
-		more(&b)
-	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		_ = tx.Rollback(ctx)
-		return nil, err
-	}
-	return tx, nil
+// beginDeliveries begins a transaction of webhook delivery's writes
+// (pipeTx), unsynced (unsyncedSQL), its statements planned as a batch of
+// saves' are (planSQL: each finds its rows by key, and the multi-row ones
+// join arrays to the table); with the statements more queues, if not
+// nil, in the same round trip.
+func (s *Store) beginDeliveries(ctx context.Context, more func(*pgx.Batch)) (*pipeTx, error) {
+	return s.beginPipe(ctx, func(b *pgx.Batch) {
+		b.Queue(unsyncedSQL)
+		b.Queue(s.planSQL())
+		if more != nil {
+			more(b)
+		}
+	})
 }
 
 // unsyncedSQL makes the transaction's commit return before its WAL is
@@ -141,7 +130,7 @@ const reheadSQL = `WITH head AS (SELECT id FROM webhook_deliveries
 		AND d.ready_at IS DISTINCT FROM CASE WHEN d.id = (SELECT id FROM head) THEN greatest(d.next_attempt, d.lease_until) END`
 
 // lockPair takes p's lock (pairLockSQL).
-func lockPair(ctx context.Context, tx pgx.Tx, p [2]string) error {
+func lockPair(ctx context.Context, tx querier, p [2]string) error {
 	_, err := tx.Exec(ctx, pairLockSQL, pairLockKey(p))
 	return err
 }
@@ -326,8 +315,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 	return claimed, nil
 }
 
-// claimIn makes ClaimDeliveries' claim within tx.
-func claimIn(ctx context.Context, tx pgx.Tx, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
+// claimIn makes ClaimDeliveries' claim within tx: it picks the due
+// deliveries and locks them, and returns them claimed (their Attempts,
+// Owner and LeaseUntil set), for the caller to write with its COMMIT
+// (queuePut): until then their row locks keep every other claim off
+// them, and a later pick passes over them (PickDue's except). ahead, if
+// not nil, answers the first pick's read of the earliest (readAhead).
+func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease time.Duration, limit int, skip []string, ahead *readAhead) ([]webhooks.Delivery, error) {
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
 	// A round that set right deliveries an older replica left ready
@@ -338,7 +332,7 @@ func claimIn(ctx context.Context, tx pgx.Tx, owner string, now time.Time, lease 
 	lost := 0
 	for pick := 0; pick < maxClaimPicks && lost < claimRounds && len(claimed) < limit; pick++ {
 		want := limit - len(claimed)
-		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now))
+		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now, ahead))
 		if err != nil {
 			return nil, err
 		}
@@ -370,13 +364,6 @@ func claimIn(ctx context.Context, tx pgx.Tx, owner string, now time.Time, lease 
 		for i := range locked {
 			locked[i].Attempts++
 			locked[i].Owner, locked[i].LeaseUntil = owner, now.Add(lease)
-		}
-		var b pgx.Batch
-		if err := queuePut(&b, locked); err != nil {
-			return nil, err
-		}
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return nil, err
 		}
 		claimed = append(claimed, locked...)
 		if len(picked) < want {
@@ -436,13 +423,43 @@ const claimRounds = 4
 // an older replica left included.
 const maxClaimPicks = 16
 
+// readAhead is earliestDueSQL's answer to a claim's first read of the
+// earliest (webhooks.FirstWalk), queued with the statements before the
+// claim, in their round trip: the last of them (the results' writes, or
+// BEGIN's settings) already came before the claim's read, and
+// the read sees what they wrote.
+type readAhead struct {
+	n    int
+	rs   []webhooks.Ready
+	used bool
+}
+
+// queueAhead queues the read of a claim of up to limit at now.
+func queueAhead(b *pgx.Batch, now time.Time, limit int) *readAhead {
+	a := &readAhead{n: webhooks.FirstWalk(limit)}
+	b.Queue(earliestDueSQL, now, a.n).Query(func(rows pgx.Rows) error {
+		var err error
+		a.rs, err = readies(rows, nil)
+		return err
+	})
+	return a
+}
+
 // dueLookup answers webhooks.PickDue from webhook_deliveries_ready (the
 // earliest due, any endpoint) and webhook_deliveries_ready_endpoint (each
-// endpoint's), inside tx.
-func dueLookup(ctx context.Context, tx pgx.Tx, now time.Time) webhooks.DueLookup {
+// endpoint's), inside tx; the first read of the earliest from ahead, if
+// it was read.
+func dueLookup(ctx context.Context, tx querier, now time.Time, ahead *readAhead) webhooks.DueLookup {
 	return webhooks.DueLookup{
 		Earliest: func(n int, each func(webhooks.Ready) bool) error {
-			rs, err := readies(tx.Query(ctx, earliestDueSQL, now, n))
+			var rs []webhooks.Ready
+			var err error
+			if ahead != nil && !ahead.used && n == ahead.n {
+				ahead.used = true
+				rs = ahead.rs
+			} else {
+				rs, err = readies(tx.Query(ctx, earliestDueSQL, now, n))
+			}
 			for _, r := range rs {
 				if !each(r) {
 					break
@@ -495,7 +512,7 @@ func readies(rows pgx.Rows, err error) ([]webhooks.Ready, error) {
 }
 
 // getDelivery reads a delivery for update.
-func getDelivery(ctx context.Context, tx pgx.Tx, id string) (webhooks.Delivery, error) {
+func getDelivery(ctx context.Context, tx querier, id string) (webhooks.Delivery, error) {
 	var rec []byte
 	if err := tx.QueryRow(ctx, `SELECT record FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, id).Scan(&rec); err != nil {
 		return webhooks.Delivery{}, err
@@ -552,7 +569,9 @@ func (s *Store) SettleDeliveries(ctx context.Context, results []webhooks.Deliver
 // their order (webhooks.ApplyResult), the changed deliveries written in
 // one statement and the heads that ended replaced in another; then the
 // claim, which sees those heads, and whose locks (SKIP LOCKED) never
-// wait.
+// wait. It is four round trips (pipeTx): BEGIN with the results' reads,
+// their writes with the claim's first read (readAhead), the claim's
+// locks, and its writes with COMMIT; a claim alone is three.
 func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
 	if len(results) == 0 && limit <= 0 {
 		return nil, nil, nil
@@ -577,10 +596,12 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 		}
 	}
 	stored := map[string]webhooks.Delivery{}
+	var ahead *readAhead
 	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
 		// The server gives up before the client (planSQL).
 		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
 		if len(results) == 0 {
+			ahead = queueAhead(b, now, limit)
 			return
 		}
 		// The pairs' locks first, as every transaction that decides a
@@ -597,7 +618,7 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 	if err != nil {
 		return nil, nil, err
 	}
-	defer tx.Rollback(ctx)
+	defer tx.end(ctx)
 	vs := make([]webhooks.Finished, len(results))
 	var changed []string
 	var ended [][2]string
@@ -626,18 +647,23 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 		return nil, nil, err
 	}
 	queuePromote(&b, ended)
-	if b.Len() > 0 {
+	var claimed []webhooks.Delivery
+	if limit > 0 {
+		if ahead == nil {
+			ahead = queueAhead(&b, now, limit)
+		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return nil, nil, err
 		}
-	}
-	var claimed []webhooks.Delivery
-	if limit > 0 {
-		if claimed, err = claimIn(ctx, tx, owner, now, lease, limit, skip); err != nil {
+		if claimed, err = claimIn(ctx, tx, owner, now, lease, limit, skip, ahead); err != nil {
+			return nil, nil, err
+		}
+		b = pgx.Batch{}
+		if err := queuePut(&b, claimed); err != nil {
 			return nil, nil, err
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commit(ctx, &b); err != nil {
 		return nil, nil, err
 	}
 	return vs, claimed, nil
@@ -809,7 +835,7 @@ func (s *Store) rehead(ctx context.Context, pairs [][2]string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer tx.Rollback(ctx)
+	defer tx.end(ctx)
 	var b pgx.Batch
 	n := 0
 	for _, p := range pairs {
@@ -818,10 +844,10 @@ func (s *Store) rehead(ctx context.Context, pairs [][2]string) (int, error) {
 			return nil
 		})
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := tx.commit(ctx, &b); err != nil {
 		return 0, err
 	}
-	return n, tx.Commit(ctx)
+	return n, nil
 }
 
 const (

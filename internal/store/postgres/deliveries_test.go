@@ -204,6 +204,81 @@ func TestResultsWrittenTogether(t *testing.T) {
 	}
 }
 
+// The writes of webhook delivery take as few round trips as their
+// statements' order allows: BEGIN goes with the first statements, COMMIT
+// with the last, and a claim's first read with the results' writes
+// before it. The dispatcher's scan waits for each, one after another.
+// The claim still sees the head a result made.
+func TestDeliveryWritesRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	var rt postgres.RoundTrips
+	s, err := postgres.OpenCounting(ctx, inSchema(baseURL(t), newSchema(t, baseURL(t))), &rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	first, second, other := pendingDelivery(1, "tr_1", 1, now), pendingDelivery(2, "tr_1", 2, now), pendingDelivery(3, "tr_2", 1, now)
+	counted := func(what string, want int64, f func() error) {
+		t.Helper()
+		before := rt.N()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := rt.N() - before; n != want {
+			t.Errorf("%s: %d round trips, want %d", what, n, want)
+		}
+	}
+	counted("enqueue", 2, func() error {
+		return s.EnqueueDeliveries(ctx, key, 0, 3, []webhooks.Delivery{first, second, other})
+	})
+	var claimed []webhooks.Delivery
+	counted("a claim alone", 3, func() (err error) {
+		claimed, err = s.ClaimDeliveries(ctx, "r1", now, time.Minute, 1, nil)
+		return err
+	})
+	if len(claimed) != 1 || claimed[0].ID != first.ID {
+		t.Fatalf("claimed %v, want tr_1's first", claimed)
+	}
+	delivered := func(ds ...webhooks.Delivery) []webhooks.Delivery {
+		for i := range ds {
+			ds[i].Status, ds[i].UpdatedAt = webhooks.StatusDelivered, now
+		}
+		return ds
+	}
+	counted("a result and a claim", 4, func() (err error) {
+		var vs []webhooks.Finished
+		vs, claimed, err = s.SettleDeliveries(ctx, delivered(claimed[0]), "r1", now, time.Minute, 16, nil)
+		if err == nil && (len(vs) != 1 || !vs[0].OK) {
+			err = fmt.Errorf("result refused: %+v", vs)
+		}
+		return err
+	})
+	var ids []string
+	for _, d := range claimed {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	if want := []string{second.ID, other.ID}; !slices.Equal(ids, slices.Sorted(slices.Values(want))) {
+		t.Fatalf("claimed with the result %v, want %v (tr_1's second, made the head by the result, and tr_2's)", ids, want)
+	}
+	counted("results alone", 2, func() error {
+		vs, _, err := s.SettleDeliveries(ctx, delivered(claimed...), "", time.Time{}, 0, 0, nil)
+		if err == nil && (len(vs) != 2 || !vs[0].OK || !vs[1].OK) {
+			err = fmt.Errorf("results refused: %+v", vs)
+		}
+		return err
+	})
+	counted("a claim of nothing", 2, func() (err error) {
+		claimed, err = s.ClaimDeliveries(ctx, "r1", now, time.Minute, 16, nil)
+		if err == nil && len(claimed) > 0 {
+			err = fmt.Errorf("claimed %d, want none", len(claimed))
+		}
+		return err
+	})
+}
+
 // A replica of a version before schema 12, sharing the database during a
 // rolling upgrade, enqueues deliveries without marking the heads ready,
 // delivers a head without marking the next, and finishes a delivery

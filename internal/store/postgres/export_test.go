@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -189,3 +191,33 @@ var LastHoldingSQL = [2]string{lastHoldingByUserSQL, lastHoldingByIDSQL}
 
 // SignalledSQL is Signalled's statement, for the test of its plan.
 const SignalledSQL = signalledSQL
+
+// RoundTrips counts the store's exchanges with the server: each query,
+// statement and pipeline (a batch) is one, with its statements prepared
+// beforehand (pgx prepares a new statement text in an exchange of its
+// own, which is not counted).
+type RoundTrips struct{ n atomic.Int64 }
+
+// N is the count so far.
+func (r *RoundTrips) N() int64 { return r.n.Load() }
+
+func (r *RoundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *RoundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *RoundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *RoundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// OpenCounting is Open, with the store's round trips counted in r.
+func OpenCounting(ctx context.Context, dbURL string, r *RoundTrips) (*Store, error) {
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = r })
+}

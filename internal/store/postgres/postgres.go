@@ -65,6 +65,12 @@ var _ orchestrator.Store = (*Store)(nil)
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the
 // embedded migrations. The password never appears in an error.
 func Open(ctx context.Context, dbURL string) (*Store, error) {
+	return open(ctx, dbURL, nil)
+}
+
+// open is Open, with tune, if not nil, applied to the pool's
+// configuration last (the tests' tracer).
+func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store, error) {
 	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, finishTimeout: commitTimeout}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
@@ -91,6 +97,9 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 	if m, bad := map[pgx.QueryExecMode]string{pgx.QueryExecModeExec: "exec",
 		pgx.QueryExecModeSimpleProtocol: "simple_protocol"}[cfg.ConnConfig.DefaultQueryExecMode]; bad {
 		return nil, s.fail("open", fmt.Errorf("default_query_exec_mode=%s is not supported: use cache_statement (the default) or cache_describe", m))
+	}
+	if tune != nil {
+		tune(cfg)
 	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.fail("open", err)
