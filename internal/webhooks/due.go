@@ -48,14 +48,24 @@ type DueLookup struct {
 }
 
 // claimWalk is how many ready deliveries beyond the limit a claim's first
-// pass reads before it turns to the endpoints one by one.
+// pass reads, when it skips endpoints, before it turns to the endpoints
+// one by one.
 const claimWalk = 64
 
 // FirstWalk is how many deliveries PickDue's first Earliest asks for
 // when it passes over none (except is empty): a store may read them
 // ahead, in the round trip of the statements before its claim, and
-// answer that call with them.
-func FirstWalk(limit int) int { return limit + claimWalk }
+// answer that call with them. With no endpoint skipped every delivery
+// read is taken, and the limit is all it needs: PostgreSQL reads all it
+// is asked for, and a walk of claimWalk more at every claim was four in
+// five of the deliveries its claims read (docs/benchmarks.md, thirtieth
+// pass).
+func FirstWalk(limit int, skip []string) int {
+	if len(skip) == 0 {
+		return limit
+	}
+	return limit + claimWalk
+}
 
 // PickDue returns the deliveries a claim of up to limit, at now, takes:
 // ready, due, to no endpoint in skip, in due order. It reads the earliest
@@ -75,7 +85,7 @@ func PickDue(now time.Time, limit int, skip []string, except map[string]bool, q 
 		return nil, nil
 	}
 	takes := func(r Ready) bool { return !except[r.ID] && !slices.Contains(skip, r.Endpoint) }
-	walk := FirstWalk(limit) + len(except)
+	walk := FirstWalk(limit, skip) + len(except)
 	var out []Ready
 	read := 0
 	err := q.Earliest(walk, func(r Ready) bool {

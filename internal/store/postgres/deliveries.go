@@ -434,9 +434,10 @@ type readAhead struct {
 	used bool
 }
 
-// queueAhead queues the read of a claim of up to limit at now.
-func queueAhead(b *pgx.Batch, now time.Time, limit int) *readAhead {
-	a := &readAhead{n: webhooks.FirstWalk(limit)}
+// queueAhead queues the read of a claim of up to limit at now, which
+// skips the endpoints of skip.
+func queueAhead(b *pgx.Batch, now time.Time, limit int, skip []string) *readAhead {
+	a := &readAhead{n: webhooks.FirstWalk(limit, skip)}
 	b.Queue(earliestDueSQL, now, a.n).Query(func(rows pgx.Rows) error {
 		var err error
 		a.rs, err = readies(rows, nil)
@@ -601,7 +602,7 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 		// The server gives up before the client (planSQL).
 		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
 		if len(results) == 0 {
-			ahead = queueAhead(b, now, limit)
+			ahead = queueAhead(b, now, limit, skip)
 			return
 		}
 		// The pairs' locks first, as every transaction that decides a
@@ -650,7 +651,7 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 	var claimed []webhooks.Delivery
 	if limit > 0 {
 		if ahead == nil {
-			ahead = queueAhead(&b, now, limit)
+			ahead = queueAhead(&b, now, limit, skip)
 		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return nil, nil, err
