@@ -93,11 +93,11 @@ func (c *Config) setDefaults() {
 		c.Owner = "local"
 	}
 	if c.Client == nil {
-		// Keep an idle connection for every attempt an endpoint may have
-		// in flight (Run's EndpointConcurrency, Drain's Concurrency at
-		// shutdown): with Go's default of two per host, most deliveries
-		// to a busy endpoint opened a new TCP (and TLS) connection (0.87
-		// a delivery in transferbench -webhooks).
+		// Keep an idle connection for every attempt a host may have in
+		// flight (EndpointConcurrency each of its endpoints, Concurrency
+		// in all): with Go's default of two per host, most deliveries to
+		// a busy endpoint opened a new TCP (and TLS) connection (0.87 a
+		// delivery in transferbench -webhooks).
 		pooled := http.DefaultTransport.(*http.Transport).Clone()
 		pooled.MaxIdleConnsPerHost = c.Concurrency
 		pooled.MaxIdleConns = max(pooled.MaxIdleConns, 2*c.Concurrency)
@@ -424,21 +424,51 @@ func (s *shares) give(key string) {
 // every new event is enqueued and every due delivery attempted (a failed
 // one is retried only if its back-off already passed). Run does the same
 // continuously; Drain serves a one-off flush and tests that need to know
-// when the attempts they caused were made.
+// when the attempts they caused were made. Each round claims as Run
+// does, within the endpoints' shares (shares), and waits for its
+// attempts: one claim of Concurrency sent them all to one endpoint at
+// shutdown, twice the EndpointConcurrency it gets otherwise.
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	for {
 		for more := true; more && ctx.Err() == nil; {
 			more, _ = d.enqueue(ctx)
 		}
-		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, d.cfg.Concurrency, nil)
-		if err != nil || len(claimed) == 0 {
+		n, err := d.drainRound(ctx)
+		if err != nil || n == 0 {
 			return err
 		}
-		var wg sync.WaitGroup
-		for _, dl := range claimed {
-			wg.Go(func() { d.attempt(ctx, dl) })
+	}
+}
+
+// drainRound claims what is due within the shares, attempts it, and
+// returns once every attempt has ended, with how many it claimed.
+func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
+	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
+		busy: map[string]int{}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	total := 0
+	for {
+		limit, skip := sh.next()
+		if limit == 0 || d.allSkipped(skip) {
+			return total, nil
 		}
-		wg.Wait()
+		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
+		if err != nil {
+			return total, err
+		}
+		total += len(claimed)
+		for _, dl := range claimed {
+			key := EndpointKey(dl.Tenant, dl.Endpoint)
+			sh.take(key)
+			wg.Go(func() {
+				defer sh.give(key)
+				d.attempt(ctx, dl)
+			})
+		}
+		if len(claimed) < limit {
+			return total, nil
+		}
 	}
 }
 

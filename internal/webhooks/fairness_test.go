@@ -1,11 +1,15 @@
 package webhooks_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/store/memory"
 	"github.com/transferd/transferd/internal/webhooks"
@@ -117,5 +121,56 @@ func TestTwoHungEndpointsLeaveTheReserve(t *testing.T) {
 	}
 	if a, b := first.holding(), second.holding(); a != 4 || b != 2 {
 		t.Errorf("the hung endpoints hold %d and %d attempts of 8 slots, want 4 (half) and 2 (down to the reserve)", a, b)
+	}
+}
+
+// inFlightStore counts each endpoint's deliveries claimed and not yet
+// finished, and the most one had at once: the attempts in flight, as the
+// store sees them.
+type inFlightStore struct {
+	webhooks.Store
+	mu   sync.Mutex
+	now  map[string]int
+	most int
+}
+
+func (s *inFlightStore) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
+	ds, err := s.Store.ClaimDeliveries(ctx, owner, now, lease, limit, skip)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range ds {
+		key := webhooks.EndpointKey(d.Tenant, d.Endpoint)
+		s.now[key]++
+		s.most = max(s.most, s.now[key])
+	}
+	return ds, err
+}
+
+func (s *inFlightStore) FinishDelivery(ctx context.Context, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
+	s.mu.Lock()
+	s.now[webhooks.EndpointKey(d.Tenant, d.Endpoint)]--
+	s.mu.Unlock()
+	return s.Store.FinishDelivery(ctx, d)
+}
+
+// The shutdown's drain keeps each endpoint to its share of attempts, as
+// Run does: it claimed Concurrency at once, all of them for one endpoint
+// when it had that many due, twice the share the endpoint gets otherwise.
+// Every delivery still goes out.
+func TestDrainKeepsEachEndpointToItsShare(t *testing.T) {
+	s := memory.New()
+	st := &inFlightStore{Store: memory.NewDeliveries(s), now: map[string]int{}}
+	rc, srv := newReceiver(t)
+	seed(t, s, "acme", 0, 20, 1)
+	d := webhooks.New(webhooks.Config{Owner: "a", Concurrency: 8, EndpointConcurrency: 2}, st, endpoint(srv.URL), render,
+		zerolog.Nop(), prometheus.NewRegistry())
+	if err := d.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(rc.hits()); got != 20 {
+		t.Errorf("drain delivered %d of 20", got)
+	}
+	if st.most != 2 {
+		t.Errorf("the endpoint had up to %d attempts in flight during the drain, want its share of 2", st.most)
 	}
 }
