@@ -182,3 +182,6 @@ func PreparedSQL(s *Store) []string {
 	}
 	return qs
 }
+
+// Autocheckpoint is the writer's wal_autocheckpoint.
+const Autocheckpoint = autocheckpoint

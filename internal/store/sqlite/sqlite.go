@@ -204,6 +204,7 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", autocheckpoint))
 	}
 	// An escaped path, so that a directory named with '?', '#' or '%'
 	// cannot be read as URI parameters.
@@ -225,6 +226,13 @@ func (s *Store) init(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		// WAL needs shared memory, which some network file systems lack.
 		return fmt.Errorf("journal mode is %q, not wal: put the data directory on a local file system", mode)
+	}
+	var pages int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages); err != nil {
+		return err
+	}
+	if pages != autocheckpoint {
+		return fmt.Errorf("wal_autocheckpoint is %d, not %d", pages, autocheckpoint)
 	}
 	return s.r.PingContext(ctx)
 }

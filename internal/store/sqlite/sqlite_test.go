@@ -393,7 +393,7 @@ func TestPurgeInSlices(t *testing.T) {
 	}
 	// Slices commit without an fsync and without a checkpoint; the saves
 	// after them do as before.
-	for name, want := range map[string]int{"synchronous": 2, "wal_autocheckpoint": 1000} {
+	for name, want := range map[string]int{"synchronous": 2, "wal_autocheckpoint": sqlite.Autocheckpoint} {
 		if got, err := sqlite.WriterPragma(ctx, s, name); err != nil || got != want {
 			t.Errorf("the writer's %s after a purge = %d, %v; want %d", name, got, err, want)
 		}

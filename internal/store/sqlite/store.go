@@ -735,9 +735,18 @@ const (
 	vacuumChunk = 16
 )
 
-// autocheckpoint is SQLite's default wal_autocheckpoint, restored after a
-// slice.
-const autocheckpoint = 1000
+// autocheckpoint is the writer's wal_autocheckpoint (dsn), restored after
+// a slice: a commit that finds the WAL past this many pages copies it
+// into the database file, in the writer's turn. SQLite's default of 1000
+// (4 MB) copied the same pages again and again: a webhook delivery's row
+// (about 2.5 KB, a page of its own) is written by four transactions
+// within a second or two, and the transfers' rows by six, each a WAL
+// frame; a checkpoint copies a page once however often the WAL holds it.
+// At 1000, checkpoints were 5.6 % of transferd's CPU with every event
+// delivered; at 10,000, transferd used 3 % less CPU per transfer (7
+// interleaved rounds, docs/benchmarks.md, thirtieth pass). The WAL file
+// then grows to about 40 MB, and keeps that size.
+const autocheckpoint = 10000
 
 // slice runs step over and over in one write transaction, until step
 // reports done or the transaction has held the writer for s.budget
