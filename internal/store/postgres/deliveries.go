@@ -424,10 +424,10 @@ const claimRounds = 4
 const maxClaimPicks = 16
 
 // readAhead is earliestDueSQL's answer to a claim's first read of the
-// earliest (webhooks.FirstWalk), queued with the statements before the
-// claim, in their round trip: the last of them (the results' writes, or
-// BEGIN's settings) already came before the claim's read, and
-// the read sees what they wrote.
+// earliest (webhooks.FirstWalk), queued after the statements that come
+// before the claim (BEGIN's settings, or the results' writes), in their
+// round trip: it runs after them, in the same transaction, and sees what
+// they wrote.
 type readAhead struct {
 	n    int
 	rs   []webhooks.Ready
