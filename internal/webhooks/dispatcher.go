@@ -177,8 +177,7 @@ func signal(c chan struct{}) {
 // wakes the scans when it has: an enqueue reads and renders events, and
 // the results and claims of the scans do not wait for it.
 func (d *Dispatcher) Run(ctx context.Context) {
-	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
-		busy: map[string]int{}}
+	sh := d.newShares()
 	done := make(chan struct{}, d.cfg.Concurrency)
 	var results ended
 	var wg sync.WaitGroup
@@ -298,7 +297,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 	if len(rs) > 0 {
 		sctx = context.WithoutCancel(ctx)
 	}
-	vs, claimed, err := d.store.SettleDeliveries(sctx, rs, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
+	vs, claimed, err := d.store.SettleDeliveries(sctx, rs, d.cfg.Owner, d.now(), d.lease(), limit, skip)
 	if err != nil {
 		if ctx.Err() == nil || len(rs) > 0 {
 			d.log.Error().Err(err).Int("results", len(rs)).Msg("webhooks: record attempts and claim deliveries")
@@ -378,6 +377,16 @@ type shares struct {
 	busy                        map[string]int // attempts in flight by endpoint key; no zeros
 }
 
+// newShares divides the dispatcher's Concurrency: EndpointConcurrency
+// for an endpoint, a quarter kept in reserve.
+func (d *Dispatcher) newShares() *shares {
+	return &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
+		busy: map[string]int{}}
+}
+
+// lease is how long a claim holds a delivery (Config.Timeout).
+func (d *Dispatcher) lease() time.Duration { return d.cfg.Timeout + d.cfg.Timeout/2 + time.Second }
+
 // next returns how many deliveries the next claim may take, and the
 // endpoints it must skip; a limit of 0 means no slot is free.
 func (s *shares) next() (limit int, skip []string) {
@@ -443,8 +452,7 @@ func (d *Dispatcher) Drain(ctx context.Context) error {
 // drainRound claims what is due within the shares, attempts it, and
 // returns once every attempt has ended, with how many it claimed.
 func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
-	sh := &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
-		busy: map[string]int{}}
+	sh := d.newShares()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	total := 0
@@ -453,7 +461,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
 		}
-		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.cfg.Timeout+d.cfg.Timeout/2+time.Second, limit, skip)
+		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.lease(), limit, skip)
 		if err != nil {
 			return total, err
 		}

@@ -519,10 +519,12 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	if cerr := br.Close(); err == nil && cerr != nil {
 		refused, err = -1, cerr
 	}
-	if err == nil && conn.Conn().PgConn().TxStatus() != 'I' {
-		// Not committed: the server is still in a transaction (a
+	if err == nil {
+		// Not committed if the server is still in a transaction (a
 		// statement of the batch opened one, which no save does).
-		refused, err = -1, fmt.Errorf("commit: the server is in transaction status %q", conn.Conn().PgConn().TxStatus())
+		if err = committed(conn); err != nil {
+			refused = -1
+		}
 	}
 	if err != nil {
 		rollback(ctx, conn)
@@ -618,6 +620,15 @@ const maxRollbacks = 3
 func rolledBack(err error) bool {
 	code, _ := pgCode(err)
 	return strings.HasPrefix(code, "40")
+}
+
+// committed fails unless the server is out of any transaction on conn,
+// after what should have been a commit.
+func committed(conn *pgxpool.Conn) error {
+	if st := conn.Conn().PgConn().TxStatus(); st != 'I' {
+		return fmt.Errorf("commit: the server is in transaction status %q", st)
+	}
+	return nil
 }
 
 // rollback ends the failed transaction of a batch on its connection.

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -69,10 +68,7 @@ func (t *pipeTx) commit(ctx context.Context, last *pgx.Batch) error {
 	if err := t.SendBatch(ctx, last).Close(); err != nil {
 		return err
 	}
-	if st := t.Conn.Conn().PgConn().TxStatus(); st != 'I' {
-		return fmt.Errorf("commit: the server is in transaction status %q", st)
-	}
-	return nil
+	return committed(t.Conn)
 }
 
 // end rolls back what was not committed and releases the connection (the
