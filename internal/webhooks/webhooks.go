@@ -109,8 +109,10 @@ type Delivery struct {
 	Pos        int64
 	Type       orchestrator.EventType
 	// Payload is the body of every attempt, rendered when the delivery
-	// was made, so that each retry sends the same bytes.
-	Payload []byte
+	// was made, so that each retry sends the same bytes. The stores keep
+	// it apart from the rest, written once: a claim returns it, their
+	// other reads may leave it out. Left out of the stored record.
+	Payload []byte `json:",omitempty"`
 	Status  Status
 	// Attempts counts claims (an attempt cut short by a crash counts). It
 	// is also the claim's fencing token: FinishDelivery applies only while the
@@ -196,7 +198,9 @@ type Store interface {
 	// dispatcher's share of attempts for an endpoint is taken). What a
 	// claim reads must not grow with the deliveries it cannot take: those
 	// waiting behind another of their transfer, in back-off, or to a
-	// skipped endpoint (PickDue).
+	// skipped endpoint (PickDue). The deliveries claimed carry their
+	// Payload; those the other methods return may not (its body is
+	// written once, and read to be sent).
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Delivery, error)
 	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
 	// LastCode, LastError, UpdatedAt of d), releases the lease and

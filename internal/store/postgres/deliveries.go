@@ -49,13 +49,11 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	if cur != from {
 		return webhooks.ErrCursorMoved
 	}
-	cols, err := insertColumns(ds)
-	if err != nil {
-		return s.fail(op, err)
-	}
 	var b pgx.Batch
 	b.Queue(`UPDATE webhook_cursors SET pos = $2 WHERE endpoint_key = $1`, endpoint, to)
-	b.Queue(insertDeliveriesSQL, cols...)
+	if err := queueInsert(&b, ds); err != nil {
+		return s.fail(op, err)
+	}
 	var pairs [][2]string
 	for _, d := range ds {
 		if p := pairOf(d); !slices.Contains(pairs, p) {
@@ -189,10 +187,35 @@ func queuePromote(b *pgx.Batch, pairs [][2]string) {
 // twenty-sixth pass). A delivery already there (the same event enqueued
 // again) is left as it is.
 const insertDeliveriesSQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-		next_attempt, lease_until, created_at, failing, finished_at, record)
+		next_attempt, lease_until, created_at, failing, finished_at, rec)
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
 		$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::boolean[], $12::timestamptz[], $13::json[])
 	ON CONFLICT (id) DO NOTHING`
+
+// insertPayloadsSQL writes the deliveries' payloads, once, with their
+// insert (schema 15): if a delivery was there, so is its payload.
+const insertPayloadsSQL = `INSERT INTO webhook_payloads (id, payload) SELECT * FROM unnest($1::text[], $2::bytea[])
+	ON CONFLICT (id) DO NOTHING`
+
+// queueInsert queues the inserts of ds and of their payloads.
+func queueInsert(b *pgx.Batch, ds []webhooks.Delivery) error {
+	cols, err := insertColumns(ds)
+	if err != nil {
+		return err
+	}
+	b.Queue(insertDeliveriesSQL, cols...)
+	var ids []string
+	var payloads [][]byte
+	for _, d := range ds {
+		if len(d.Payload) > 0 {
+			ids, payloads = append(ids, d.ID), append(payloads, d.Payload)
+		}
+	}
+	if len(ids) > 0 {
+		b.Queue(insertPayloadsSQL, ids, payloads)
+	}
+	return nil
+}
 
 // insertColumns are ds as insertDeliveriesSQL's arguments.
 func insertColumns(ds []webhooks.Delivery) ([]any, error) {
@@ -225,10 +248,10 @@ func insertColumns(ds []webhooks.Delivery) ([]any, error) {
 // (planSQL) the plan is a nested loop from the arrays to the primary key
 // (TestDeliveryWritePlans).
 const putDeliveriesSQL = `UPDATE webhook_deliveries d SET status = u.status, next_attempt = u.next_attempt,
-		lease_until = u.lease_until, failing = u.failing, finished_at = u.finished_at, record = u.record,
+		lease_until = u.lease_until, failing = u.failing, finished_at = u.finished_at, rec = u.rec,
 		ready_at = CASE WHEN u.status = 'pending' AND d.ready_at IS NOT NULL THEN u.ready_at END
 	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::boolean[], $6::timestamptz[], $7::json[],
-		$8::timestamptz[]) AS u(id, status, next_attempt, lease_until, failing, finished_at, record, ready_at)
+		$8::timestamptz[]) AS u(id, status, next_attempt, lease_until, failing, finished_at, rec, ready_at)
 	WHERE d.id = u.id`
 
 // queuePut queues putDeliveriesSQL for ds, if any.
@@ -257,8 +280,10 @@ func queuePut(b *pgx.Batch, ds []webhooks.Delivery) error {
 	return nil
 }
 
-// deliveryRecord is d as stored whole.
+// deliveryRecord is d as stored in rec: whole but for its payload, which
+// is stored apart (schema 15).
 func deliveryRecord(d webhooks.Delivery) ([]byte, error) {
+	d.Payload = nil
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return nil, err
@@ -379,7 +404,8 @@ func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease
 // deliveries' index for every due one, and with a test of the status, a
 // partial index whole (32 ms a claim, measured). collectDue keeps those
 // still due.
-const claimLockSQL = `SELECT record, ready_at FROM webhook_deliveries WHERE id = ANY($1) FOR UPDATE SKIP LOCKED`
+const claimLockSQL = `SELECT d.rec, d.ready_at, p.payload FROM webhook_deliveries d LEFT JOIN webhook_payloads p ON p.id = d.id
+	WHERE d.id = ANY($1) FOR UPDATE OF d SKIP LOCKED`
 
 // collectDue reads claimLockSQL's rows and keeps the deliveries still due
 // at now once locked: ready (the head of their pair, ready_at) by now,
@@ -393,9 +419,9 @@ const claimLockSQL = `SELECT record, ready_at FROM webhook_deliveries WHERE id =
 func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []string, err error) {
 	defer rows.Close()
 	for rows.Next() {
-		var rec []byte
+		var rec, payload []byte
 		var readyAt *time.Time
-		if err := rows.Scan(&rec, &readyAt); err != nil {
+		if err := rows.Scan(&rec, &readyAt, &payload); err != nil {
 			return nil, nil, err
 		}
 		if readyAt == nil || readyAt.After(now) {
@@ -404,6 +430,11 @@ func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []
 		d, err := record.DecodeDelivery(rec)
 		if err != nil {
 			return nil, nil, err
+		}
+		// A delivery stored before schema 15 may have its payload in
+		// its record as well, the same.
+		if payload != nil {
+			d.Payload = payload
 		}
 		if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
 			due = append(due, d)
@@ -515,7 +546,7 @@ func readies(rows pgx.Rows, err error) ([]webhooks.Ready, error) {
 // getDelivery reads a delivery for update.
 func getDelivery(ctx context.Context, tx querier, id string) (webhooks.Delivery, error) {
 	var rec []byte
-	if err := tx.QueryRow(ctx, `SELECT record FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, id).Scan(&rec); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT rec FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, id).Scan(&rec); err != nil {
 		return webhooks.Delivery{}, err
 	}
 	return record.DecodeDelivery(rec)
@@ -608,7 +639,7 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 		// The pairs' locks first, as every transaction that decides a
 		// pair's head takes them before any of its rows.
 		queueLocks(b, pairs)
-		b.Queue(`SELECT record FROM webhook_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(`SELECT rec FROM webhook_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
 			ds, err := collectDeliveries(rows)
 			for _, d := range ds {
 				stored[d.ID] = d
@@ -695,7 +726,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 // event has the event's pos, and comparing pos alone skipped the
 // cursor's siblings.
 func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
-	q := `SELECT record FROM webhook_deliveries WHERE tenant = $1`
+	q := `SELECT rec FROM webhook_deliveries WHERE tenant = $1`
 	args := []any{f.Tenant}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -915,9 +946,12 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Time, error) {
 // once without waiting on each other, nor on a delivery being redelivered
 // (which then stays); a delivery redelivered after the statement read it
 // no longer matches the WHERE clause when its lock is taken, and stays
-// too.
-const purgeDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries
-	WHERE status <> 'pending' AND finished_at < $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
+// too. Their payloads go with them (schema 15), in the same statement;
+// it returns how many deliveries went.
+const purgeDeliveriesSQL = `WITH gone AS (DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(SELECT id FROM webhook_deliveries
+		WHERE status <> 'pending' AND finished_at < $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING id),
+	payloads AS (DELETE FROM webhook_payloads WHERE id = ANY(ARRAY(SELECT id FROM gone)))
+	SELECT count(*) FROM gone`
 
 // PurgeDeliveries implements webhooks.Store in statements (each its own
 // transaction) of at most s.purgeBatch rows, as Purge deletes transfers.
@@ -929,12 +963,12 @@ func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int
 		if limit > 0 {
 			n = min(n, limit-total)
 		}
-		tag, err := s.pool.Exec(ctx, purgeDeliveriesSQL, before, n)
-		if err != nil {
+		var gone int
+		if err := s.pool.QueryRow(ctx, purgeDeliveriesSQL, before, n).Scan(&gone); err != nil {
 			return total, s.fail(op, err)
 		}
-		total += int(tag.RowsAffected())
-		if int(tag.RowsAffected()) < n {
+		total += gone
+		if gone < n {
 			break
 		}
 	}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
@@ -345,25 +347,27 @@ func TestRepairHeadsLeftByAnOlderReplica(t *testing.T) {
 	}
 }
 
-// A webhook delivery's record is compressed with lz4, as transfers'
-// records are, wherever the server has it: with pglz, compressing each
-// record at its enqueue, claim and result was about a fifth of the
-// database's CPU per transfer with every event delivered.
+// A webhook delivery's record and its payload are compressed with lz4,
+// as transfers' records are, wherever the server has it: with pglz,
+// compressing each record (then with its payload) at its enqueue, claim
+// and result was about a fifth of the database's CPU per transfer with
+// every event delivered.
 func TestDeliveryRecordsCompressedWithLZ4(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
-	var transfers, deliveries string
+	var transfers, deliveries, payloads string
 	if err := conn.QueryRow(ctx, `SELECT
 			(SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'transfers'::regclass AND attname = 'record'),
-			(SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'webhook_deliveries'::regclass AND attname = 'record')`).
-		Scan(&transfers, &deliveries); err != nil {
+			(SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'webhook_deliveries'::regclass AND attname = 'rec'),
+			(SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'webhook_payloads'::regclass AND attname = 'payload')`).
+		Scan(&transfers, &deliveries, &payloads); err != nil {
 		t.Fatal(err)
 	}
 	if transfers != "l" {
 		t.Skipf("the server keeps pglz (transfers' records: %q)", transfers)
 	}
-	if deliveries != "l" {
-		t.Fatalf("webhook_deliveries.record compression %q, want lz4 (l)", deliveries)
+	if deliveries != "l" || payloads != "l" {
+		t.Fatalf("webhook_deliveries.rec compression %q, webhook_payloads.payload %q, want lz4 (l)", deliveries, payloads)
 	}
 	now := time.Now().UTC()
 	key := webhooks.EndpointKey("acme", "crm")
@@ -375,11 +379,11 @@ func TestDeliveryRecordsCompressedWithLZ4(t *testing.T) {
 		t.Fatal(err)
 	}
 	var method *string
-	if err := conn.QueryRow(ctx, `SELECT pg_column_compression(record) FROM webhook_deliveries`).Scan(&method); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_column_compression(payload) FROM webhook_payloads`).Scan(&method); err != nil {
 		t.Fatal(err)
 	}
 	if method == nil || *method != "lz4" {
-		t.Errorf("a %d-byte record stored with compression %v, want lz4", len(payload), method)
+		t.Errorf("a %d-byte payload stored with compression %v, want lz4", len(payload), method)
 	}
 }
 
@@ -406,7 +410,7 @@ func TestOlderReplicasClaimIsNotClaimedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt = $2, lease_until = $3, record = $4 WHERE id = $1`,
+	if _, err := conn.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt = $2, lease_until = $3, rec = $4 WHERE id = $1`,
 		d.ID, d.NextAttempt, d.LeaseUntil, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -509,4 +513,43 @@ func pendingDelivery(pos int64, tr string, seq int64, next time.Time) webhooks.D
 	return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
 		TransferID: tr, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(`{}`),
 		Status: webhooks.StatusPending, NextAttempt: next, Deadline: next.Add(time.Hour), CreatedAt: next, UpdatedAt: next}
+}
+
+// A delivery's payload is written once, apart from its record (schema 15):
+// the records its claims and results rewrite carry none, the payload is
+// still there for the next claim (webhookstest's withPayloads), and it
+// goes with its delivery at the purge. The record's old column is gone,
+// so that a replica of an older version, which would read no payload from
+// the record, fails instead of sending an empty body.
+func TestPayloadsApart(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	webhookstest.Finished(t, s, map[string]webhookstest.Finish{
+		"tr_a": {Status: webhooks.StatusDelivered, At: time.Now().Add(-48 * time.Hour)},
+		"tr_b": {Status: webhooks.StatusPending, At: time.Now().Add(-48 * time.Hour)},
+	})
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM webhook_payloads`); n != 2 {
+		t.Errorf("%d payloads stored, want 2", n)
+	}
+	if n := count(`SELECT count(*) FROM webhook_deliveries WHERE rec ? 'Payload'`); n != 0 {
+		t.Errorf("%d records carry their payload after their claim and result, want 0", n)
+	}
+	var pgErr *pgconn.PgError
+	if _, err := conn.Exec(ctx, `SELECT record FROM webhook_deliveries`); !errors.As(err, &pgErr) || pgErr.Code != "42703" {
+		t.Errorf("an older replica's read of the record: %v, want undefined_column", err)
+	}
+	if n, err := s.PurgeDeliveries(ctx, time.Now(), 0); n != 1 || err != nil {
+		t.Fatalf("purged %d (%v), want the delivered one", n, err)
+	}
+	if n := count(`SELECT count(*) FROM webhook_payloads`); n != 1 {
+		t.Errorf("%d payloads after the purge, want the pending delivery's alone", n)
+	}
 }

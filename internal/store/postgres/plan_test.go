@@ -139,6 +139,9 @@ func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
 			unbounded.MatchString(plan) {
 			t.Errorf("%s: want a scan of webhook_deliveries_finished by finished_at, and deletes by the primary key:\n%s", mode, plan)
 		}
+		if !purgePayloadsPlan.MatchString(plan) {
+			t.Errorf("%s: want the payloads deleted by their primary key:\n%s", mode, plan)
+		}
 	}
 }
 
@@ -147,6 +150,10 @@ func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
 // webhook_deliveries_finished (its index condition finished_at) found.
 var purgePlan = regexp.MustCompile(`(?s)Delete on webhook_deliveries.*Index Scan using webhook_deliveries_finished on webhook_deliveries.*` +
 	`Index Cond: \(finished_at < .*Index Scan using webhook_deliveries_pkey on webhook_deliveries.*Index Cond: \(id = ANY `)
+
+// purgePayloadsPlan matches the delete of the purged deliveries'
+// payloads, by their primary key.
+var purgePayloadsPlan = regexp.MustCompile(`(?s)Delete on webhook_payloads.*Index Scan using webhook_payloads_pkey on webhook_payloads`)
 
 // inListOrder matches a plan's scan of an index of transfers or
 // transfer_keys in id order, descending.
@@ -366,8 +373,11 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 			{"ready endpoints", postgres.ReadyEndpointsSQL, nil, []string{`Recursive Union`,
 				`Index Only Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`, `Index Cond: \(endpoint_key = e\.k\)`}},
 			{"rehead", postgres.ReheadSQL, []any{"acme/crm", "tr_1"}, []string{`Index Scan using webhook_deliveries_head on webhook_deliveries`}},
+			// The picked deliveries by their ids, each one's payload by
+			// the same.
 			{"lock picked", postgres.ClaimLockSQL, []any{[]string{"dlv_1", "dlv_2"}}, []string{
-				`Index Scan using webhook_deliveries_pkey on webhook_deliveries`, `Index Cond: \(id = ANY `}},
+				`Index Scan using webhook_deliveries_pkey on webhook_deliveries d`, `Index Cond: \(id = ANY `,
+				`Nested Loop Left Join`, `Index Scan using webhook_payloads_pkey on webhook_payloads p`}},
 			// RepairHeads: each pair's first pending delivery in the head
 			// index's order, and the ready deliveries.
 			{"wrong heads", postgres.WrongHeadsSQL, []any{200}, []string{`Unique`, `Index Scan using webhook_deliveries_head on webhook_deliveries`,

@@ -15,7 +15,9 @@ import (
 )
 
 // olderReplicaPut writes d as a replica of a version before schema 12 does
-// (its putDelivery): every column but ready_at.
+// (its putDelivery): every column but ready_at. Such a replica fails on
+// schema 15, whose record column is renamed; what it left before stays,
+// its records in the new column.
 func olderReplicaPut(t *testing.T, conn *pgx.Conn, d webhooks.Delivery) {
 	t.Helper()
 	rec, err := json.Marshal(d)
@@ -27,7 +29,7 @@ func olderReplicaPut(t *testing.T, conn *pgx.Conn, d webhooks.Delivery) {
 		finished = &d.UpdatedAt
 	}
 	if _, err := conn.Exec(context.Background(), `UPDATE webhook_deliveries SET status = $2, next_attempt = $3, lease_until = $4,
-		failing = $5, finished_at = $6, record = $7 WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil,
+		failing = $5, finished_at = $6, rec = $7 WHERE id = $1`, d.ID, string(d.Status), d.NextAttempt, d.LeaseUntil,
 		d.Status == webhooks.StatusPending && d.LastError != "", finished, rec); err != nil {
 		t.Fatal(err)
 	}

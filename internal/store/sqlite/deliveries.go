@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -130,19 +132,25 @@ func promote(t *wtx, p [2]string) error {
 
 const (
 	insertDeliverySQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, finished_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			next_attempt, lease_until, created_at, finished_at, rec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`
+	// A delivery's payload is written once, with its insert (schema 13):
+	// if the delivery was there, so is its payload.
+	insertPayloadSQL = `INSERT INTO webhook_payloads (id, payload) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
 	// A head stays the head while it is pending, claimable from its new
 	// ReadyAt; a delivery that is not stays unready (promote or rehead
 	// decides).
 	updateDeliverySQL = `UPDATE webhook_deliveries SET status = ?1, next_attempt = ?2, lease_until = ?3, finished_at = ?4,
-		record = ?5, ready_at = CASE WHEN ?1 = 'pending' AND ready_at IS NOT NULL THEN ?6 END
+		rec = ?5, ready_at = CASE WHEN ?1 = 'pending' AND ready_at IS NOT NULL THEN ?6 END
 		WHERE id = ?7`
-	getDeliverySQL = `SELECT record FROM webhook_deliveries WHERE id = ?`
+	getDeliverySQL = `SELECT rec FROM webhook_deliveries WHERE id = ?`
 )
 
-// putDelivery inserts (or, with insert false, rewrites) d.
+// putDelivery inserts d, its payload with it, or, with insert false,
+// rewrites its record, never its payload (schema 13).
 func putDelivery(t *wtx, d webhooks.Delivery, insert bool) error {
+	payload := d.Payload
+	d.Payload = nil
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return err
@@ -151,6 +159,9 @@ func putDelivery(t *wtx, d webhooks.Delivery, insert bool) error {
 		_, err = t.exec(insertDeliverySQL,
 			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
 			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), string(rec))
+		if err == nil && len(payload) > 0 {
+			_, err = t.exec(insertPayloadSQL, d.ID, payload)
+		}
 		return err
 	}
 	_, err = t.exec(updateDeliverySQL, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), ts(webhooks.ReadyAt(d)), d.ID)
@@ -174,17 +185,29 @@ func fail2(op string, err error) error {
 	return nil
 }
 
-func scanDeliveries(rows *sql.Rows) ([]webhooks.Delivery, error) {
+// scanDeliveries reads the rows of a statement that selects rec and,
+// with payloads, the payload (NULL if none).
+func scanDeliveries(rows *sql.Rows, payloads bool) ([]webhooks.Delivery, error) {
 	defer rows.Close()
 	var out []webhooks.Delivery
 	for rows.Next() {
 		var rec string
-		if err := rows.Scan(&rec); err != nil {
+		var payload []byte
+		dest := []any{&rec}
+		if payloads {
+			dest = append(dest, &payload)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		d, err := record.DecodeDelivery([]byte(rec))
 		if err != nil {
 			return nil, err
+		}
+		// A delivery stored before schema 13 may have its payload in
+		// its record as well, the same.
+		if payload != nil {
+			d.Payload = payload
 		}
 		out = append(out, d)
 	}
@@ -265,7 +288,7 @@ func claimIn(t *wtx, owner string, now time.Time, lease time.Duration, limit int
 	if err != nil {
 		return nil, err
 	}
-	ds, err := scanDeliveries(rows)
+	ds, err := scanDeliveries(rows, true)
 	if err != nil {
 		return nil, err
 	}
@@ -300,8 +323,9 @@ func dueLookup(t *wtx, now string) webhooks.DueLookup {
 }
 
 const (
-	claimRecordsSQL = `SELECT record FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?))`
-	earliestDueSQL  = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
+	claimRecordsSQL = `SELECT d.rec, p.payload FROM webhook_deliveries d LEFT JOIN webhook_payloads p ON p.id = d.id
+		WHERE d.id IN (SELECT value FROM json_each(?))`
+	earliestDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
 		WHERE ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id ` + limitArg
 	endpointDueSQL = `SELECT id, endpoint_key, ready_at, pos FROM webhook_deliveries
 		WHERE endpoint_key = ? AND ready_at IS NOT NULL AND ready_at <= ? ORDER BY ready_at, pos, id ` + limitArg
@@ -420,7 +444,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	if err != nil {
 		return nil, false, fail("list deliveries", err)
 	}
-	ds, err := scanDeliveries(rows)
+	ds, err := scanDeliveries(rows, false)
 	if err != nil {
 		return nil, false, fail("list deliveries", err)
 	}
@@ -436,7 +460,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 // endpoint's delivery of an event has the event's pos, and comparing pos
 // alone skipped the cursor's siblings.
 func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
-	q := `SELECT record FROM webhook_deliveries WHERE tenant = ?`
+	q := `SELECT rec FROM webhook_deliveries WHERE tenant = ?`
 	args := []any{f.Tenant}
 	if f.TransferID != "" {
 		q += ` AND transfer_id = ?`
@@ -452,7 +476,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 			args = append(args, string(st))
 		}
 		if f.Failing {
-			or = append(or, `(status = 'pending' AND json_extract(record, '$.LastError') != '')`)
+			or = append(or, `(status = 'pending' AND json_extract(rec, '$.LastError') != '')`)
 		}
 		q += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
@@ -539,4 +563,51 @@ func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int
 		}
 	}
 	return total, nil
+}
+
+// movePayloads copies the payloads of the deliveries stored before schema
+// 13, in their records, to webhook_payloads, within the migration's
+// transaction tx; a slice of rows at a time, in rowid order, so that
+// memory does not grow with the table. Their records keep the copy until
+// their next write.
+func movePayloads(ctx context.Context, tx *sql.Tx) error {
+	const slice = 1000
+	type moved struct {
+		id      string
+		payload []byte
+	}
+	var after int64
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT rowid, id, rec ->> '$.Payload' FROM webhook_deliveries
+			WHERE rowid > ? AND rec ->> '$.Payload' <> '' ORDER BY rowid LIMIT ?`, after, slice)
+		if err != nil {
+			return err
+		}
+		var ms []moved
+		for rows.Next() {
+			var m moved
+			var b64 string
+			if err := rows.Scan(&after, &m.id, &b64); err != nil {
+				rows.Close()
+				return err
+			}
+			// encoding/json wrote []byte in standard base64.
+			if m.payload, err = base64.StdEncoding.DecodeString(b64); err != nil {
+				rows.Close()
+				return fmt.Errorf("delivery %s: payload: %w", m.id, err)
+			}
+			ms = append(ms, m)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_payloads (id, payload) VALUES (?, ?)`, m.id, m.payload); err != nil {
+				return err
+			}
+		}
+		if len(ms) < slice {
+			return nil
+		}
+	}
 }

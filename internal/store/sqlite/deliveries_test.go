@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -331,5 +332,116 @@ func TestDeliveryFiltersShareOneStatement(t *testing.T) {
 	}
 	if n := sqlite.ReadStmts(s) - before; n != 0 {
 		t.Errorf("the same two statuses, repeated and reordered, prepared %d statements more", n)
+	}
+}
+
+// A delivery's payload is written once, apart from its record (schema 13):
+// the records its claims and results rewrite carry none, the payload is
+// still there for the next claim (webhookstest's withPayloads), and it
+// goes with its delivery at the purge. The record's old column is gone,
+// so that a process of an older version, which would read no payload
+// from the record, fails instead of sending an empty body.
+func TestPayloadsApart(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	webhookstest.Finished(t, s, map[string]webhookstest.Finish{
+		"tr_a": {Status: webhooks.StatusDelivered, At: time.Now().Add(-48 * time.Hour)},
+		"tr_b": {Status: webhooks.StatusPending, At: time.Now().Add(-48 * time.Hour)},
+	})
+	db := rawDB(t, dir)
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM webhook_payloads`); n != 2 {
+		t.Errorf("%d payloads stored, want 2", n)
+	}
+	if n := count(`SELECT count(*) FROM webhook_deliveries WHERE rec ->> '$.Payload' IS NOT NULL`); n != 0 {
+		t.Errorf("%d records carry their payload after their claim and result, want 0", n)
+	}
+	if _, err := db.Exec(`SELECT record FROM webhook_deliveries`); err == nil || !strings.Contains(err.Error(), "no such column") {
+		t.Errorf("an older version's read of the record: %v, want no such column", err)
+	}
+	if n, err := s.PurgeDeliveries(context.Background(), time.Now(), 0); n != 1 || err != nil {
+		t.Fatalf("purged %d (%v), want the delivered one", n, err)
+	}
+	if n := count(`SELECT count(*) FROM webhook_payloads`); n != 1 {
+		t.Errorf("%d payloads after the purge, want the pending delivery's alone", n)
+	}
+}
+
+// A database of schema 12 migrates: schema 13 copies every delivery's
+// payload out of its record, past the slices movePayloads reads (1,000
+// rows), each payload the bytes it was; a delivery with an empty payload
+// gets no row.
+func TestMigratePayloadsInSlices(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	const n = 2500
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	key := webhooks.EndpointKey("acme", "crm")
+	want := map[string]string{}
+	var ds []webhooks.Delivery
+	for i := range n {
+		ev := "evt_" + strconv.Itoa(i)
+		d := webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+			TransferID: "tr_" + strconv.Itoa(i), Seq: 1, Pos: int64(i + 1), Type: orchestrator.EventStateChanged,
+			Status: webhooks.StatusPending, NextAttempt: at, Deadline: at.Add(time.Hour), CreatedAt: at, UpdatedAt: at}
+		if i%100 != 0 {
+			d.Payload = []byte(`{"n":` + strconv.Itoa(i) + `,"bytes":"` + strings.Repeat("\x00\xff", i%7) + `"}`)
+			want[d.ID] = string(d.Payload)
+		}
+		ds = append(ds, d)
+	}
+	if err := s.EnqueueDeliveries(ctx, key, 0, n, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, dir)
+	undoSchema13(t, db)
+	var inRecords int
+	if err := db.QueryRow(`SELECT count(*) FROM webhook_deliveries WHERE record ->> '$.Payload' IS NOT NULL`).Scan(&inRecords); err != nil || inRecords != len(want) {
+		t.Fatalf("back to schema 12: %d payloads in records (%v), want %d", inRecords, err, len(want))
+	}
+	s = open(t, dir)
+	got := map[string]string{}
+	rows, err := db.Query(`SELECT id, payload FROM webhook_payloads`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var p []byte
+		if err := rows.Scan(&id, &p); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = string(p)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d payloads after the migration, want %d", len(got), len(want))
+	}
+	for id, p := range want {
+		if got[id] != p {
+			t.Fatalf("%s: payload %q after the migration, want %q", id, got[id], p)
+		}
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", at, time.Minute, n, nil)
+	if err != nil || len(claimed) != n {
+		t.Fatalf("claimed %d (%v), want %d", len(claimed), err, n)
+	}
+	for _, d := range claimed {
+		if string(d.Payload) != want[d.ID] {
+			t.Fatalf("%s claimed with payload %q, want %q", d.ID, d.Payload, want[d.ID])
+		}
 	}
 }

@@ -113,6 +113,7 @@ func Batches(s *Store) int64 { return s.batches.Load() }
 // the test of their plans.
 const (
 	EarliestDueSQL    = earliestDueSQL
+	ClaimRecordsSQL   = claimRecordsSQL
 	EndpointDueSQL    = endpointDueSQL
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL

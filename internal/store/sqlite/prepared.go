@@ -15,7 +15,7 @@ import (
 // than running them, a tenth of the whole (docs/benchmarks.md,
 // twenty-sixth pass).
 var preparedSQL = []string{
-	cursorSQL, moveCursorSQL, insertDeliverySQL, updateDeliverySQL, getDeliverySQL, promoteSQL, reheadSQL,
+	cursorSQL, moveCursorSQL, insertDeliverySQL, insertPayloadSQL, updateDeliverySQL, getDeliverySQL, promoteSQL, reheadSQL,
 	earliestDueSQL, endpointDueSQL, readyEndpointsSQL, claimRecordsSQL,
 }
 

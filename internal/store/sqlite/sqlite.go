@@ -364,6 +364,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 				return fmt.Errorf("migrate: %s: %w", m.Name, err)
 			}
 		}
+		if m.Name == "0013_webhook_payloads" {
+			if err := movePayloads(ctx, tx); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.Name, err)
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)

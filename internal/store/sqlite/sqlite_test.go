@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,11 +49,48 @@ func rawDB(t testing.TB, dir string) *sql.DB {
 	return db
 }
 
+// undoSchema13 takes a database back to before schema 13 (webhook
+// deliveries' payloads apart from their records), each payload back in its
+// record as schema 12 kept it (encoding/json's base64), for the tests
+// that take it back to an older schema and open it again: the migrations
+// then run again from there.
+func undoSchema13(t testing.TB, db *sql.DB) {
+	t.Helper()
+	rows, err := db.Query(`SELECT id, payload FROM webhook_payloads`)
+	if err != nil {
+		t.Fatalf("back to schema 12: %v", err)
+	}
+	payloads := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var p []byte
+		if err := rows.Scan(&id, &p); err != nil {
+			t.Fatalf("back to schema 12: %v", err)
+		}
+		payloads[id] = p
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		t.Fatalf("back to schema 12: %v", err)
+	}
+	for id, p := range payloads {
+		if _, err := db.Exec(`UPDATE webhook_deliveries SET rec = json_set(rec, '$.Payload', ?) WHERE id = ?`,
+			base64.StdEncoding.EncodeToString(p), id); err != nil {
+			t.Fatalf("back to schema 12: %v", err)
+		}
+	}
+	for _, q := range []string{`DROP TRIGGER webhook_payloads_go`, `DROP TABLE webhook_payloads`,
+		`ALTER TABLE webhook_deliveries RENAME COLUMN rec TO record`, `DELETE FROM schema_migrations WHERE version >= 13`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("back to schema 12: %s: %v", q, err)
+		}
+	}
+}
+
 // undoSchema12 takes a database back to before schema 12 (the event id
-// key), for the tests that take it back to an older schema and open it
-// again: the migrations then run again from there.
+// key), as undoSchema13 does.
 func undoSchema12(t testing.TB, db *sql.DB) {
 	t.Helper()
+	undoSchema13(t, db)
 	for _, q := range []string{`DROP TABLE event_id_key`, `DELETE FROM schema_migrations WHERE version >= 12`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("back to schema 11: %s: %v", q, err)
@@ -140,8 +178,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11 12]", versions)
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}) {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11 12 13]", versions)
 	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {

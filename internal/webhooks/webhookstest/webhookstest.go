@@ -45,6 +45,19 @@ func mk(tenant, endpoint, transfer string, seq, pos int64) webhooks.Delivery {
 		Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
 }
 
+// withPayloads fails t unless each claimed delivery of ds carries the
+// payload mk made it with: a store that writes it once, apart (the SQLite
+// and PostgreSQL stores), must still return it at each claim, after
+// the writes of claims, results and redeliveries.
+func withPayloads(t *testing.T, what string, ds []webhooks.Delivery) {
+	t.Helper()
+	for _, d := range ds {
+		if want := fmt.Sprintf(`{"seq":%d}`, d.Seq); string(d.Payload) != want {
+			t.Fatalf("%s: %s#%d claimed with payload %q, want %q", what, d.TransferID, d.Seq, d.Payload, want)
+		}
+	}
+}
+
 // testLifecycle: the cursor moves with the inserts, a stale cursor is
 // refused, only a transfer's first pending delivery is claimed, a lost
 // claim's result is ignored, a dead letter releases the next, and
@@ -85,6 +98,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 	if len(stolen) != 2 {
 		t.Fatalf("after the leases expired: %+v, want both heads again", stolen)
 	}
+	withPayloads(t, "claimed again", stolen)
 	lost := got[1]
 	lost.Status = webhooks.StatusDelivered
 	if _, ok, err := s.FinishDelivery(ctx, lost); ok || err != nil {
@@ -117,6 +131,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if len(dead) != 1 || dead[0].Attempts != 3 {
 			t.Fatalf("retry: %+v", dead)
 		}
+		withPayloads(t, "retried after a failed attempt", dead)
 		dead[0].Status = webhooks.StatusDead
 		if _, ok, err := s.FinishDelivery(ctx, dead[0]); !ok || err != nil {
 			t.Fatalf("dead: %v %v", ok, err)
@@ -125,6 +140,7 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if len(next) != 1 || next[0].Seq != 2 {
 			t.Fatalf("after a dead letter: %+v, want seq 2", next)
 		}
+		withPayloads(t, "the next head", next)
 		if n, oldest, err := s.DeliveryBacklog(ctx); n != 1 || !oldest.Equal(now) || err != nil {
 			t.Fatalf("backlog %d %v (%v), want 1 since %v", n, oldest, err, now)
 		}
@@ -138,6 +154,12 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.Equal(late.Add(24*time.Hour)) {
 			t.Fatalf("redeliver: %+v %v", r, err)
 		}
+		// The redelivered dead letter is its transfer's head again.
+		again, err := s.ClaimDeliveries(ctx, "r3", late.Add(2*time.Hour), time.Minute, 10, nil)
+		if err != nil || len(again) != 1 || again[0].ID != d.ID {
+			t.Fatalf("claimed after the redelivery: %+v (%v), want it", again, err)
+		}
+		withPayloads(t, "redelivered", again)
 	}
 	if list, _, _ := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}}); len(list) != 2 {
 		t.Fatalf("pending %d, want 2", len(list))
@@ -744,6 +766,7 @@ func testSettle(t *testing.T, s webhooks.Store) {
 	if fmt.Sprint(transfersOf(got)) != "[tr_a#2 tr_c#1]" {
 		t.Fatalf("claimed with the results: %v, want [tr_a#2 tr_c#1]", transfersOf(got))
 	}
+	withPayloads(t, "claimed with the results", got)
 	done := got[0]
 	done.Status, done.UpdatedAt = webhooks.StatusDelivered, now
 	vs, got, err = s.SettleDeliveries(ctx, []webhooks.Delivery{done}, "r1", now.Add(2*time.Hour), time.Minute, 0, nil)
@@ -756,9 +779,11 @@ func testSettle(t *testing.T, s webhooks.Store) {
 	}
 	// What limit 0 left due is claimed by the next claim (tr_c#1 is
 	// still leased).
-	if got, err := s.ClaimDeliveries(ctx, "r1", now.Add(2*time.Hour), time.Minute, 10, nil); err != nil || fmt.Sprint(transfersOf(got)) != "[tr_b#1]" {
+	got, err = s.ClaimDeliveries(ctx, "r1", now.Add(2*time.Hour), time.Minute, 10, nil)
+	if err != nil || fmt.Sprint(transfersOf(got)) != "[tr_b#1]" {
 		t.Fatalf("after the results: %v (%v), want [tr_b#1]", transfersOf(got), err)
 	}
+	withPayloads(t, "claimed after its failed attempt", got)
 }
 
 // testFinishRacesEnqueue: a finish that ends a transfer's pending
@@ -834,7 +859,8 @@ func ClaimsBeforeMigration(t *testing.T, s webhooks.Store) {
 	}
 }
 
-// ClaimsAfterMigration: see ClaimsBeforeMigration.
+// ClaimsAfterMigration: see ClaimsBeforeMigration. Each claim carries
+// its payload.
 func ClaimsAfterMigration(t *testing.T, s webhooks.Store) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -845,9 +871,13 @@ func ClaimsAfterMigration(t *testing.T, s webhooks.Store) {
 		{now.Add(time.Second), "[tr_a#1]"},
 		{now.Add(time.Minute), "[tr_b#1]"},
 	} {
-		if got, err := s.ClaimDeliveries(ctx, "r2", c.at, time.Hour, 10, nil); fmt.Sprint(transfersOf(got)) != c.want || err != nil {
+		got, err := s.ClaimDeliveries(ctx, "r2", c.at, time.Hour, 10, nil)
+		if fmt.Sprint(transfersOf(got)) != c.want || err != nil {
 			t.Errorf("claimed %v (%v) at %v after the migration, want %s", transfersOf(got), err, c.at.Sub(now), c.want)
 		}
+		// Their payloads were in their records then (SQLite's schema
+		// 13, PostgreSQL's 15, keep them apart).
+		withPayloads(t, "after the migration", got)
 	}
 }
 
