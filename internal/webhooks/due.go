@@ -27,6 +27,32 @@ func ReadyAt(d Delivery) time.Time {
 	return d.NextAttempt
 }
 
+// HeadCandidates reports, for each of an enqueue's deliveries, whether it
+// is the first pending one (lowest Seq) of its endpoint and transfer
+// among ds: the one delivery of each pair that is its head if the store
+// holds no pending delivery of the pair. An SQL store makes it ready as
+// it inserts it, under the pair's lock, when that holds, rather than
+// writing its row a second time to promote it. That is the case of
+// every transfer's first event, and of each event after its transfer's
+// deliveries have caught up.
+func HeadCandidates(ds []Delivery) []bool {
+	first := make(map[[2]string]int, len(ds))
+	for i, d := range ds {
+		if d.Status != StatusPending {
+			continue
+		}
+		p := [2]string{EndpointKey(d.Tenant, d.Endpoint), d.TransferID}
+		if j, ok := first[p]; !ok || d.Seq < ds[j].Seq {
+			first[p] = i
+		}
+	}
+	heads := make([]bool, len(ds))
+	for _, i := range first {
+		heads[i] = true
+	}
+	return heads
+}
+
 // dueOrder is the order claims take deliveries in: earliest claimable
 // first, then lowest Pos (an event's deliveries share its Pos), then ID.
 func dueOrder(a, b Ready) int {

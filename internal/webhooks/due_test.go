@@ -101,3 +101,30 @@ func TestPickDueReadsWhatItTakes(t *testing.T) {
 		})
 	}
 }
+
+// Each pair's lowest Seq among an enqueue's pending deliveries is its
+// candidate head, in whatever order ds lists them; a tenant's endpoint
+// and transfer make the pair, not the transfer alone.
+func TestHeadCandidates(t *testing.T) {
+	d := func(tenant, endpoint, transfer string, seq int64, status webhooks.Status) webhooks.Delivery {
+		return webhooks.Delivery{Tenant: tenant, Endpoint: endpoint, TransferID: transfer, Seq: seq, Status: status}
+	}
+	pending := webhooks.StatusPending
+	ds := []webhooks.Delivery{
+		d("acme", "crm", "tr_1", 3, pending),
+		d("acme", "crm", "tr_1", 2, pending), // before seq 3 though listed after
+		d("acme", "crm", "tr_1", 4, pending),
+		d("acme", "crm", "tr_2", 7, pending),   // another transfer
+		d("acme", "ops", "tr_1", 5, pending),   // another endpoint
+		d("globex", "crm", "tr_1", 9, pending), // another tenant
+		d("acme", "ops", "tr_3", 1, webhooks.StatusDead),
+		d("acme", "ops", "tr_3", 2, pending), // the first pending one
+	}
+	want := []bool{false, true, false, true, true, true, false, true}
+	if got := webhooks.HeadCandidates(ds); !slices.Equal(got, want) {
+		t.Errorf("HeadCandidates = %v, want %v", got, want)
+	}
+	if got := webhooks.HeadCandidates(nil); len(got) != 0 {
+		t.Errorf("HeadCandidates(nil) = %v", got)
+	}
+}

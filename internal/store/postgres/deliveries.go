@@ -51,17 +51,21 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	}
 	var b pgx.Batch
 	b.Queue(`UPDATE webhook_cursors SET pos = $2 WHERE endpoint_key = $1`, endpoint, to)
-	if err := queueInsert(&b, ds); err != nil {
-		return s.fail(op, err)
-	}
 	var pairs [][2]string
 	for _, d := range ds {
 		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
 		}
 	}
-	// Each pair's head is decided under its lock (pairLockSQL).
+	// Each pair's head is decided under its lock (pairLockSQL): by the
+	// insert, which makes a pair's first new delivery ready if the pair
+	// has no pending one, and then by the promote, which finds that head
+	// ready and writes nothing, or makes the first pending delivery ready
+	// where the insert could not (its candidate was there already).
 	queueLocks(&b, pairs)
+	if err := queueInsert(&b, ds); err != nil {
+		return s.fail(op, err)
+	}
 	queuePromote(&b, pairs)
 	if err := tx.commit(ctx, &b); err != nil {
 		return s.fail(op, err)
@@ -155,9 +159,10 @@ func queueLocks(b *pgx.Batch, pairs [][2]string) {
 // transfer of the arrays ready if it is not (the pairs are distinct): all
 // an enqueue or a finish has to do, as in the SQLite store. An enqueue
 // adds deliveries after every pending one of their transfer (its events
-// come in order), so the head, if any, stays; a finish that ended the
-// head leaves none ready, and the next becomes the head. (A redelivery
-// may put an earlier delivery first, and reheads.) Each pair costs one
+// come in order), so the head, if any, stays, and the insert made a new
+// pair's head ready (insertDeliveriesSQL); a finish that ended the head
+// leaves none ready, and the next becomes the head. (A redelivery may
+// put an earlier delivery first, and reheads.) Each pair costs one
 // look in webhook_deliveries_head and at most one row written, where
 // reheadSQL reads the pair's every pending delivery; the pairs are one
 // statement. Under the batch's plan settings (planSQL) the plan is a
@@ -185,11 +190,23 @@ func queuePromote(b *pgx.Batch, pairs [][2]string) {
 // for all: a statement each was, with every event delivered, the largest
 // share of the database's CPU after the updates (docs/benchmarks.md,
 // twenty-sixth pass). A delivery already there (the same event enqueued
-// again) is left as it is.
+// again) is left as it is. A pair's candidate head ($14,
+// webhooks.HeadCandidates) is inserted ready if the pair has no pending
+// delivery: the statement runs under the pairs' locks, and its snapshot,
+// taken after them, sees every change to the pairs but its own inserts.
+// Before, promoteSQL wrote that row again (a new version and its index
+// entries) in the same transaction.
 const insertDeliveriesSQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-		next_attempt, lease_until, created_at, failing, finished_at, rec)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-		$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::boolean[], $12::timestamptz[], $13::json[])
+		next_attempt, lease_until, created_at, failing, finished_at, rec, ready_at)
+	SELECT u.id, u.tenant, u.endpoint_key, u.transfer_id, u.seq, u.pos, u.status,
+		u.next_attempt, u.lease_until, u.created_at, u.failing, u.finished_at, u.rec,
+		CASE WHEN u.head AND NOT EXISTS (SELECT FROM webhook_deliveries h
+			WHERE h.status = 'pending' AND h.endpoint_key = u.endpoint_key AND h.transfer_id = u.transfer_id)
+		THEN greatest(u.next_attempt, u.lease_until) END
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+		$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::boolean[], $12::timestamptz[], $13::json[],
+		$14::boolean[]) AS u(id, tenant, endpoint_key, transfer_id, seq, pos, status,
+		next_attempt, lease_until, created_at, failing, finished_at, rec, head)
 	ON CONFLICT (id) DO NOTHING`
 
 // insertPayloadsSQL writes the deliveries' payloads, once, with their
@@ -238,7 +255,8 @@ func insertColumns(ds []webhooks.Delivery) ([]any, error) {
 		nexts[i], leases[i], created[i] = d.NextAttempt, d.LeaseUntil, d.CreatedAt
 		failings[i], finished[i], records[i] = failing(d), finishedAt(d), rec
 	}
-	return []any{ids, tenants, keys, transfers, seqs, poss, statuses, nexts, leases, created, failings, finished, records}, nil
+	return []any{ids, tenants, keys, transfers, seqs, poss, statuses, nexts, leases, created, failings, finished, records,
+		webhooks.HeadCandidates(ds)}, nil
 }
 
 // putDeliveriesSQL rewrites stored deliveries, one statement for all. A

@@ -553,3 +553,33 @@ func TestPayloadsApart(t *testing.T) {
 		t.Errorf("%d payloads after the purge, want the pending delivery's alone", n)
 	}
 }
+
+// An enqueue inserts its pairs' heads ready (insertDeliveriesSQL) rather
+// than writing their rows twice, each a new row version with its index
+// entries: a trigger records every update of a delivery's row.
+func TestEnqueueInsertsHeadsReady(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	for _, q := range []string{
+		`CREATE TABLE updates_seen (id text NOT NULL)`,
+		`CREATE FUNCTION delivery_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO updates_seen VALUES (OLD.id); RETURN NULL; END $$`,
+		`CREATE TRIGGER delivery_updated AFTER UPDATE ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION delivery_updated()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	webhookstest.EnqueueHeads(t, s, func() []string {
+		rows, err := conn.Query(ctx, `DELETE FROM updates_seen RETURNING id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	})
+}

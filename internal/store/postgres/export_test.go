@@ -128,15 +128,16 @@ func PlanSQL(s *Store) string { return s.planSQL() }
 // The statements of ClaimDeliveries and of the upkeep of ready_at, for
 // the test of their plans.
 const (
-	EarliestDueSQL    = earliestDueSQL
-	EndpointDueSQL    = endpointDueSQL
-	ReadyEndpointsSQL = readyEndpointsSQL
-	ReheadSQL         = reheadSQL
-	PromoteSQL        = promoteSQL
-	PutDeliveriesSQL  = putDeliveriesSQL
-	WrongHeadsSQL     = wrongHeadsSQL
-	FixReadySQL       = fixReadySQL
-	ClaimLockSQL      = claimLockSQL
+	EarliestDueSQL      = earliestDueSQL
+	EndpointDueSQL      = endpointDueSQL
+	ReadyEndpointsSQL   = readyEndpointsSQL
+	ReheadSQL           = reheadSQL
+	PromoteSQL          = promoteSQL
+	InsertDeliveriesSQL = insertDeliveriesSQL
+	PutDeliveriesSQL    = putDeliveriesSQL
+	WrongHeadsSQL       = wrongHeadsSQL
+	FixReadySQL         = fixReadySQL
+	ClaimLockSQL        = claimLockSQL
 )
 
 // HoldFinishTurn takes the turn to write a batch of webhook results, as

@@ -433,6 +433,14 @@ func TestDeliveryWritePlans(t *testing.T) {
 		{"promote", postgres.PromoteSQL, []any{[]string{key, key}, []string{"tr_1", "tr_2"}},
 			regexp.MustCompile(`(?s)Update on webhook_deliveries d.*-> +Nested Loop.*-> +Function Scan on (unnest )?p .*` +
 				`-> +Index Scan using webhook_deliveries_head on webhook_deliveries h.*-> +Index Scan using webhook_deliveries_pkey on webhook_deliveries d`)},
+		// An enqueue's look for a pending delivery of each candidate
+		// head's pair: an index look per row, never a scan of the table.
+		{"insert", postgres.InsertDeliveriesSQL, []any{[]string{"a", "b"}, []string{"acme", "acme"}, []string{key, key},
+			[]string{"tr_1", "tr_2"}, []int64{1, 1}, []int64{1, 2}, []string{"pending", "pending"}, []time.Time{now, now},
+			[]time.Time{now, now}, []time.Time{now, now}, []bool{false, false}, []*time.Time{nil, nil}, [][]byte{[]byte(`{}`), []byte(`{}`)},
+			[]bool{true, true}},
+			regexp.MustCompile(`(?s)Insert on webhook_deliveries.*-> +Function Scan on (unnest )?u .*SubPlan.*` +
+				`-> +Index (Only )?Scan using webhook_deliveries_head on webhook_deliveries h`)},
 		{"put", postgres.PutDeliveriesSQL, []any{[]string{"a", "b"}, []string{"pending", "delivered"}, []time.Time{now, now},
 			[]time.Time{now, now}, []bool{false, false}, []*time.Time{nil, &now}, [][]byte{[]byte(`{}`), []byte(`{}`)}, []time.Time{now, now}},
 			regexp.MustCompile(`(?s)Update on webhook_deliveries d.*-> +Nested Loop.*-> +Function Scan on (unnest )?u .*` +

@@ -54,11 +54,24 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 	if _, err := t.exec(moveCursorSQL, endpoint, to); err != nil {
 		return fail(op, err)
 	}
+	// Each pair's candidate head goes in first, ready if the pair has no
+	// pending delivery (insertDeliverySQL): its look must not see the
+	// others of the batch. The promote then finds the head ready and
+	// writes nothing, or makes the first pending delivery ready where the
+	// insert could not (its candidate was there already).
+	heads := webhooks.HeadCandidates(ds)
+	for _, first := range []bool{true, false} {
+		for i, d := range ds {
+			if heads[i] != first {
+				continue
+			}
+			if err := insertDelivery(t, d, heads[i]); err != nil {
+				return fail(op, err)
+			}
+		}
+	}
 	var pairs [][2]string
 	for _, d := range ds {
-		if err := putDelivery(t, d, true); err != nil {
-			return fail(op, err)
-		}
 		if p := pairOf(d); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
 		}
@@ -115,8 +128,9 @@ func rehead(t *wtx, p [2]string) error {
 // promoteSQL makes the first pending delivery of an endpoint and transfer
 // ready if it is not: all an enqueue or a finish has to do. An enqueue
 // adds deliveries after every pending one of their transfer (its events
-// come in order), so the head, if any, stays; a finish that ended the
-// head leaves none ready, and the next becomes the head. (A redelivery
+// come in order), so the head, if any, stays, and the insert made a new
+// pair's head ready (insertDeliverySQL); a finish that ended the head
+// leaves none ready, and the next becomes the head. (A redelivery
 // may put an earlier delivery first, and reheads.) It costs one index
 // look and at most one row, where rehead reads the pair's every pending
 // delivery: a rehead at each result was an eighth of transferd's CPU
@@ -131,8 +145,14 @@ func promote(t *wtx, p [2]string) error {
 }
 
 const (
+	// A pair's candidate head (?13, webhooks.HeadCandidates) is inserted
+	// ready (?14) if the pair has no pending delivery; the single writer
+	// holds the database from this look to the commit, so nothing changes
+	// the pair meanwhile. Before, promoteSQL wrote that row a second time.
 	insertDeliverySQL = `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
-			next_attempt, lease_until, created_at, finished_at, rec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			next_attempt, lease_until, created_at, finished_at, rec, ready_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+			CASE WHEN ?13 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries
+				WHERE status = 'pending' AND endpoint_key = ?3 AND transfer_id = ?4) THEN ?14 END)
 			ON CONFLICT (id) DO NOTHING`
 	// A delivery's payload is written once, with its insert (schema 13):
 	// if the delivery was there, so is its payload.
@@ -146,26 +166,38 @@ const (
 	getDeliverySQL = `SELECT rec FROM webhook_deliveries WHERE id = ?`
 )
 
-// putDelivery inserts d, its payload with it, or, with insert false,
-// rewrites its record, never its payload (schema 13).
-func putDelivery(t *wtx, d webhooks.Delivery, insert bool) error {
-	payload := d.Payload
-	d.Payload = nil
-	rec, err := json.Marshal(d)
+// insertDelivery inserts d, its payload with it (schema 13); head says
+// whether d is its pair's candidate head (insertDeliverySQL).
+func insertDelivery(t *wtx, d webhooks.Delivery, head bool) error {
+	rec, err := deliveryRecord(d)
 	if err != nil {
 		return err
 	}
-	if insert {
-		_, err = t.exec(insertDeliverySQL,
-			d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
-			ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), string(rec))
-		if err == nil && len(payload) > 0 {
-			_, err = t.exec(insertPayloadSQL, d.ID, payload)
-		}
+	_, err = t.exec(insertDeliverySQL,
+		d.ID, d.Tenant, webhooks.EndpointKey(d.Tenant, d.Endpoint), d.TransferID, d.Seq, d.Pos, string(d.Status),
+		ts(d.NextAttempt), ts(d.LeaseUntil), ts(d.CreatedAt), finishedAt(d), rec, head, ts(webhooks.ReadyAt(d)))
+	if err == nil && len(d.Payload) > 0 {
+		_, err = t.exec(insertPayloadSQL, d.ID, d.Payload)
+	}
+	return err
+}
+
+// putDelivery rewrites d's record, never its payload (schema 13).
+func putDelivery(t *wtx, d webhooks.Delivery) error {
+	rec, err := deliveryRecord(d)
+	if err != nil {
 		return err
 	}
-	_, err = t.exec(updateDeliverySQL, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), string(rec), ts(webhooks.ReadyAt(d)), d.ID)
+	_, err = t.exec(updateDeliverySQL, string(d.Status), ts(d.NextAttempt), ts(d.LeaseUntil), finishedAt(d), rec, ts(webhooks.ReadyAt(d)), d.ID)
 	return err
+}
+
+// deliveryRecord is d as stored in rec: whole but for its payload, which
+// is stored apart (schema 13).
+func deliveryRecord(d webhooks.Delivery) (string, error) {
+	d.Payload = nil
+	rec, err := json.Marshal(d)
+	return string(rec), err
 }
 
 // finishedAt is the finished_at column of d (schema 8): when it stopped
@@ -297,7 +329,7 @@ func claimIn(t *wtx, owner string, now time.Time, lease time.Duration, limit int
 	for i := range ds {
 		ds[i].Attempts++
 		ds[i].Owner, ds[i].LeaseUntil = owner, now.Add(lease)
-		if err := putDelivery(t, ds[i], false); err != nil {
+		if err := putDelivery(t, ds[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -418,7 +450,7 @@ func finishOne(t *wtx, d webhooks.Delivery) (webhooks.Delivery, bool, error) {
 	if !ok {
 		return webhooks.Delivery{}, false, nil
 	}
-	if err := putDelivery(t, cur, false); err != nil {
+	if err := putDelivery(t, cur); err != nil {
 		return webhooks.Delivery{}, false, err
 	}
 	if cur.Status != webhooks.StatusPending {
@@ -514,7 +546,7 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
-	if err := putDelivery(t, d, false); err != nil {
+	if err := putDelivery(t, d); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}
 	// It may be the head again, before the one that was.

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -444,4 +445,41 @@ func TestMigratePayloadsInSlices(t *testing.T) {
 			t.Fatalf("%s claimed with payload %q, want %q", d.ID, d.Payload, want[d.ID])
 		}
 	}
+}
+
+// An enqueue inserts its pairs' heads ready (insertDeliverySQL) rather
+// than writing their rows twice: a trigger records every update of a
+// delivery's row.
+func TestEnqueueInsertsHeadsReady(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	db := rawDB(t, dir)
+	for _, q := range []string{
+		`CREATE TABLE updates_seen (id TEXT NOT NULL)`,
+		`CREATE TRIGGER delivery_updated AFTER UPDATE ON webhook_deliveries BEGIN INSERT INTO updates_seen VALUES (old.id); END`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	webhookstest.EnqueueHeads(t, s, func() []string {
+		rows, err := db.Query(`DELETE FROM updates_seen RETURNING id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	})
 }

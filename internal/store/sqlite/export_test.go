@@ -118,6 +118,7 @@ const (
 	ReadyEndpointsSQL = readyEndpointsSQL
 	ReheadSQL         = reheadSQL
 	PromoteSQL        = promoteSQL
+	InsertDeliverySQL = insertDeliverySQL
 )
 
 // UnsyncedLevel is the synchronous level inside a transaction of

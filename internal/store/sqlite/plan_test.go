@@ -256,6 +256,9 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 		{"the claim's records", sqlite.ClaimRecordsSQL, []any{`["dlv_1","dlv_2"]`}, []string{
 			`SEARCH d USING INDEX sqlite_autoindex_webhook_deliveries_1 \(id=\?\)`,
 			`SEARCH p USING INDEX sqlite_autoindex_webhook_payloads_1 \(id=\?\) LEFT-JOIN`}},
+		// An enqueue's look for a pending delivery of its candidate head's pair.
+		{"insert", sqlite.InsertDeliverySQL, []any{"dlv_1", "acme", "acme/crm", "tr_1", 1, 1, "pending", at, at, at, nil, `{}`, true, at},
+			[]string{`SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_head \(endpoint_key=\? AND transfer_id=\?\)`}},
 		{"promote", sqlite.PromoteSQL, []any{"acme/crm", "tr_1"}, []string{
 			`SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_head \(endpoint_key=\? AND transfer_id=\?\)`,
 			`SEARCH webhook_deliveries USING INDEX sqlite_autoindex_webhook_deliveries_1 \(id=\?\)`}},

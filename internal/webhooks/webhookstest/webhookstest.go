@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ClaimPastASkippedBacklog", func(t *testing.T) { testClaimPastSkippedBacklog(t, open(t)) })
 	t.Run("RedeliveryIsTheHeadAgain", func(t *testing.T) { testRedeliveryHead(t, open(t)) })
 	t.Run("FinishRacesEnqueue", func(t *testing.T) { testFinishRacesEnqueue(t, open(t)) })
+	t.Run("EnqueueMakesHeads", func(t *testing.T) { EnqueueHeads(t, open(t), nil) })
 	t.Run("SettleResultsThenClaim", func(t *testing.T) { testSettle(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 }
@@ -828,6 +829,76 @@ func testFinishRacesEnqueue(t *testing.T, s webhooks.Store) {
 			t.Errorf("claimed %s#%d, want #2", d.Endpoint, d.Seq)
 		}
 	}
+}
+
+// EnqueueHeads checks the heads enqueues make: a pair's first delivery
+// among those enqueued (the lowest Seq, wherever the batch lists it) is
+// claimable at once if the pair has nothing pending, and waits behind
+// the pair's pending head if not; a delivery enqueued again is left as it
+// is, and the next of its pair is the head if it was finished. updated,
+// if not nil, returns the ids of the deliveries whose stored rows were
+// updated since its last call: an SQL store inserts such a head ready
+// rather than writing its row twice, so an enqueue updates no row but
+// where a delivery enqueued again left the pair without a head.
+func EnqueueHeads(t *testing.T, s webhooks.Store, updated func() []string) {
+	ctx := context.Background()
+	key := webhooks.EndpointKey("acme", "crm")
+	b1, a2, a1, b2 := mk("acme", "crm", "tr_b", 1, 1), mk("acme", "crm", "tr_a", 2, 2), mk("acme", "crm", "tr_a", 1, 2), mk("acme", "crm", "tr_b", 2, 3)
+	enqueue := func(from, to int64, ds ...webhooks.Delivery) {
+		t.Helper()
+		if err := s.EnqueueDeliveries(ctx, key, from, to, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noneUpdated := func(what string) {
+		t.Helper()
+		if updated == nil {
+			return
+		}
+		if ids := updated(); len(ids) > 0 {
+			t.Errorf("%s updated %d rows, want none: its heads inserted ready", what, len(ids))
+		}
+	}
+	claimAndDeliver := func(what string, want ...string) {
+		t.Helper()
+		got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(transfersOf(got), want) {
+			t.Fatalf("%s: claimed %v, want %v", what, transfersOf(got), want)
+		}
+		for _, d := range got {
+			d.Status, d.UpdatedAt = webhooks.StatusDelivered, now
+			if _, ok, err := s.FinishDelivery(ctx, d); !ok || err != nil {
+				t.Fatalf("finish %s#%d: %v %v", d.TransferID, d.Seq, ok, err)
+			}
+		}
+		if updated != nil {
+			updated() // the claims' and results' writes
+		}
+	}
+	if updated != nil {
+		updated()
+	}
+	enqueue(0, 1, b1)
+	noneUpdated("an enqueue into an empty pair")
+	enqueue(1, 3, a2, a1, b2)
+	noneUpdated("an enqueue of a new pair, listed out of order, and of one with a head")
+	claimAndDeliver("the heads", "tr_b#1", "tr_a#1")
+	claimAndDeliver("the next", "tr_a#2", "tr_b#2")
+
+	c1, c2 := mk("acme", "crm", "tr_c", 1, 4), mk("acme", "crm", "tr_c", 2, 5)
+	enqueue(3, 4, c1)
+	noneUpdated("an enqueue after the pairs' deliveries caught up")
+	claimAndDeliver("a new transfer's first", "tr_c#1")
+	enqueue(4, 5, c1, c2)
+	if updated != nil {
+		if ids := updated(); !slices.Equal(ids, []string{c2.ID}) {
+			t.Errorf("an enqueue after its first delivery was delivered updated %v, want the next one's row (%s) alone", ids, c2.ID)
+		}
+	}
+	claimAndDeliver("after the first was enqueued again", "tr_c#2")
 }
 
 // ClaimsBeforeMigration fills s with what a store of the version before
