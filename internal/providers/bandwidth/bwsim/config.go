@@ -60,7 +60,22 @@ const (
 	DefaultForbiddenCategory = "forbidden" // [GUESS] no doc shows a 403 FORBIDDEN body
 	DefaultMaxRecords        = 10000
 	defaultCallbackTimeout   = 10 * time.Second // callbackTimeout default and maximum (10000 ms)
+	// callbackIdleConns is how many idle connections the default CallbackClient keeps to a
+	// host: each call's callbacks go out from a goroutine of their own, so as many may be in
+	// flight at once as calls changed. Go's default transport keeps two and closes the rest
+	// after each burst: under load, a new connection to the receiver for almost every
+	// callback. The provider's documents say nothing of how it sends them; a sender that
+	// keeps its connections is the one a receiver's cost should be measured against.
+	callbackIdleConns = 256
 )
+
+// callbackTransport is the default CallbackClient's transport: Go's default transport but
+// for the connections it keeps (callbackIdleConns).
+func callbackTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = callbackIdleConns, callbackIdleConns
+	return t
+}
 
 // Config tunes the simulator. The zero value is usable: every field has a default. Every
 // behaviour the reference notes tag [GUESS] or [INF] is a field here, so a test can pin the
@@ -151,7 +166,8 @@ type Config struct {
 	MaxRecords int
 
 	// CallbackClient delivers callbacks. Default: a client with a 10s timeout (the documented
-	// callbackTimeout maximum). Never http.DefaultClient.
+	// callbackTimeout maximum) that keeps an idle connection for each of up to
+	// callbackIdleConns callbacks in flight to a host. Never http.DefaultClient.
 	CallbackClient *http.Client
 
 	// Now is the clock of timestamps and rate-limit windows. Default time.Now. Ring and
@@ -297,7 +313,7 @@ func (c Config) withDefaults() Config {
 		c.MaxRecords = DefaultMaxRecords
 	}
 	if c.CallbackClient == nil {
-		c.CallbackClient = &http.Client{Timeout: defaultCallbackTimeout}
+		c.CallbackClient = &http.Client{Timeout: defaultCallbackTimeout, Transport: callbackTransport()}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
