@@ -213,8 +213,17 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 	}
 	var seq atomic.Int64
 	var results []*result
-	var rss, profiles []string
+	var rss, profiles, rowNotes []string
 	for _, store := range stores {
+		// With every event delivered, PostgreSQL's count of the writes of
+		// the deliveries' rows over the store's points.
+		countRows := store == "postgres" && o.hooks != nil
+		var rows0 rowWrites
+		if countRows {
+			if rows0, err = readRowWrites(ctx, o.pg); err != nil {
+				return err
+			}
+		}
 		do := daemonOptions{sim: simURL, dataDir: filepath.Join(dir, "data-throughput"), apiKey: o.apiKey}
 		if env, path := profileEnv(o, dir, store); path != "" {
 			do.extra = append(do.extra, env...)
@@ -265,6 +274,15 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if countRows {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			rows, err := readRowWrites(wctx, o.pg)
+			cancel()
+			if err != nil {
+				return err
+			}
+			rowNotes = append(rowNotes, fmt.Sprintf("%s: webhook_deliveries, every point and warm-up: %s", store, rows.since(rows0)))
+		}
 	}
 	if o.cpuprofile != "" {
 		if err := mergeProfiles(ctx, o.cpuprofile, profiles); err != nil {
@@ -311,6 +329,9 @@ func throughput(ctx context.Context, o options, b binaries, dir string, out io.W
 			}
 		}
 		_ = tw.Flush()
+		for _, l := range rowNotes {
+			fmt.Fprintln(out, l)
+		}
 	}
 	fmt.Fprintln(out)
 	for _, l := range rss {
