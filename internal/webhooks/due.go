@@ -73,6 +73,73 @@ type DueLookup struct {
 	OfEndpoint func(key string, n int) ([]Ready, error)
 }
 
+// WithHeads is q with heads added to what it reads: deliveries that a
+// claim's own transaction makes the heads of their pairs (a result ended
+// the one before) but has not marked ready yet, so that a claim that
+// takes one writes its row once, not a second time to promote it. The
+// store marks ready those the claim leaves. heads' At is when each
+// becomes claimable (ReadyAt).
+func WithHeads(q DueLookup, now time.Time, heads []Ready) DueLookup {
+	if len(heads) == 0 {
+		return q
+	}
+	var due []Ready
+	for _, h := range heads {
+		if !h.At.After(now) {
+			due = append(due, h)
+		}
+	}
+	slices.SortFunc(due, dueOrder)
+	merged := func(rs []Ready, key string, n int) []Ready {
+		for _, h := range due {
+			if key == "" || h.Endpoint == key {
+				rs = append(rs, h)
+			}
+		}
+		slices.SortFunc(rs, dueOrder)
+		return rs[:min(len(rs), n)]
+	}
+	return DueLookup{
+		// The first n of q's n earliest and the due heads are the n
+		// earliest of both: whatever q did not read comes after its n.
+		Earliest: func(n int, each func(Ready) bool) error {
+			var rs []Ready
+			if err := q.Earliest(n, func(r Ready) bool { rs = append(rs, r); return true }); err != nil {
+				return err
+			}
+			for _, r := range merged(rs, "", n) {
+				if !each(r) {
+					break
+				}
+			}
+			return nil
+		},
+		Endpoints: func() ([]Ready, error) {
+			eps, err := q.Endpoints()
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range heads {
+				i := slices.IndexFunc(eps, func(e Ready) bool { return e.Endpoint == h.Endpoint })
+				switch {
+				case i < 0:
+					eps = append(eps, Ready{Endpoint: h.Endpoint, At: h.At})
+				case h.At.Before(eps[i].At):
+					eps[i].At = h.At
+				}
+			}
+			return eps, nil
+		},
+		OfEndpoint: func(key string, n int) ([]Ready, error) {
+			rs, err := q.OfEndpoint(key, n)
+			if err != nil {
+				return nil, err
+			}
+			return merged(rs, key, n), nil
+		},
+	}
+}
+
 // claimWalk is how many ready deliveries beyond the limit a claim's first
 // pass reads, when it skips endpoints, before it turns to the endpoints
 // one by one.

@@ -1,7 +1,9 @@
 package webhooks_test
 
 import (
+	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -126,5 +128,100 @@ func TestHeadCandidates(t *testing.T) {
 	}
 	if got := webhooks.HeadCandidates(nil); len(got) != 0 {
 		t.Errorf("HeadCandidates(nil) = %v", got)
+	}
+}
+
+// storeLookup answers as a store does over rs: the due ones in due
+// order, and each endpoint's earliest, due or not.
+func storeLookup(rs []webhooks.Ready, now time.Time) webhooks.DueLookup {
+	var due []webhooks.Ready
+	for _, r := range rs {
+		if !r.At.After(now) {
+			due = append(due, r)
+		}
+	}
+	order := func(a, b webhooks.Ready) int {
+		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Pos, b.Pos), cmp.Compare(a.ID, b.ID))
+	}
+	slices.SortFunc(due, order)
+	return webhooks.DueLookup{
+		Earliest: func(n int, each func(webhooks.Ready) bool) error {
+			for _, r := range due[:min(n, len(due))] {
+				if !each(r) {
+					break
+				}
+			}
+			return nil
+		},
+		Endpoints: func() ([]webhooks.Ready, error) {
+			var eps []webhooks.Ready
+			for _, r := range rs {
+				i := slices.IndexFunc(eps, func(e webhooks.Ready) bool { return e.Endpoint == r.Endpoint })
+				if i < 0 {
+					eps = append(eps, webhooks.Ready{Endpoint: r.Endpoint, At: r.At})
+				} else if r.At.Before(eps[i].At) {
+					eps[i].At = r.At
+				}
+			}
+			slices.SortFunc(eps, func(a, b webhooks.Ready) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
+			return eps, nil
+		},
+		OfEndpoint: func(key string, n int) ([]webhooks.Ready, error) {
+			var out []webhooks.Ready
+			for _, r := range due {
+				if r.Endpoint == key && len(out) < n {
+					out = append(out, r)
+				}
+			}
+			return out, nil
+		},
+	}
+}
+
+// A claim over a store's ready deliveries with heads its transaction has
+// not marked ready yet (WithHeads) picks what it would pick were those
+// heads marked: the same deliveries in the same order, whatever the
+// limit, the endpoints skipped and those passed over, on seeds 1 to 2000.
+func TestWithHeadsPicksAsIfMarked(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for seed := uint64(1); seed <= 2000; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 0))
+		var stored, heads []webhooks.Ready
+		// Endpoints whose ready deliveries are all heads, some or none.
+		headsApart, headShare := rng.IntN(3) == 0, 1+rng.IntN(9)
+		for i := range rng.IntN(400) {
+			r := webhooks.Ready{ID: fmt.Sprintf("d%03d", i), Endpoint: fmt.Sprint("ep", rng.IntN(4)),
+				At: now.Add(time.Duration(rng.IntN(40)-30) * time.Second), Pos: int64(rng.IntN(50))}
+			if rng.IntN(10) < headShare {
+				if headsApart {
+					r.Endpoint = "ep4"
+				}
+				heads = append(heads, r)
+			} else {
+				stored = append(stored, r)
+			}
+		}
+		var skip []string
+		for ep := range 5 {
+			if rng.IntN(2) == 0 {
+				skip = append(skip, fmt.Sprint("ep", ep))
+			}
+		}
+		except := map[string]bool{}
+		for i := range rng.IntN(10) {
+			except[fmt.Sprintf("d%03d", rng.IntN(400)+i%2)] = true
+		}
+		limit := rng.IntN(40)
+		want, err := webhooks.PickDue(now, limit, skip, except, storeLookup(append(slices.Clone(stored), heads...), now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := webhooks.PickDue(now, limit, skip, except, webhooks.WithHeads(storeLookup(stored, now), now, heads))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d: picked %v with the heads unmarked, want %v", seed, got, want)
+		}
 	}
 }

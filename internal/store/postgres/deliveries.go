@@ -262,18 +262,21 @@ func insertColumns(ds []webhooks.Delivery) ([]any, error) {
 // putDeliveriesSQL rewrites stored deliveries, one statement for all. A
 // head stays the head while it is pending, claimable from its new
 // ReadyAt; a delivery that is not stays unready (promote or rehead
-// decides). The ids are distinct. Under the batch's plan settings
-// (planSQL) the plan is a nested loop from the arrays to the primary key
+// decides), but for one its transaction made the head ($9, headsSQL),
+// which the claim that takes it makes ready with its own write. The ids
+// are distinct. Under the batch's plan settings (planSQL) the plan is a
+// nested loop from the arrays to the primary key
 // (TestDeliveryWritePlans).
 const putDeliveriesSQL = `UPDATE webhook_deliveries d SET status = u.status, next_attempt = u.next_attempt,
 		lease_until = u.lease_until, failing = u.failing, finished_at = u.finished_at, rec = u.rec,
-		ready_at = CASE WHEN u.status = 'pending' AND d.ready_at IS NOT NULL THEN u.ready_at END
+		ready_at = CASE WHEN u.status = 'pending' AND (d.ready_at IS NOT NULL OR u.head) THEN u.ready_at END
 	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::boolean[], $6::timestamptz[], $7::json[],
-		$8::timestamptz[]) AS u(id, status, next_attempt, lease_until, failing, finished_at, rec, ready_at)
+		$8::timestamptz[], $9::boolean[]) AS u(id, status, next_attempt, lease_until, failing, finished_at, rec, ready_at, head)
 	WHERE d.id = u.id`
 
-// queuePut queues putDeliveriesSQL for ds, if any.
-func queuePut(b *pgx.Batch, ds []webhooks.Delivery) error {
+// queuePut queues putDeliveriesSQL for ds, if any; heads are the ids of
+// those its transaction made heads (headsSQL).
+func queuePut(b *pgx.Batch, ds []webhooks.Delivery, heads map[string]bool) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -281,7 +284,7 @@ func queuePut(b *pgx.Batch, ds []webhooks.Delivery) error {
 	var (
 		ids, statuses           = make([]string, n), make([]string, n)
 		nexts, leases, readyAts = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		failings                = make([]bool, n)
+		failings, isHead        = make([]bool, n), make([]bool, n)
 		finished                = make([]*time.Time, n)
 		records                 = make([][]byte, n)
 	)
@@ -292,10 +295,49 @@ func queuePut(b *pgx.Batch, ds []webhooks.Delivery) error {
 		}
 		ids[i], statuses[i] = d.ID, string(d.Status)
 		nexts[i], leases[i], readyAts[i] = d.NextAttempt, d.LeaseUntil, webhooks.ReadyAt(d)
-		failings[i], finished[i], records[i] = failing(d), finishedAt(d), rec
+		failings[i], finished[i], records[i], isHead[i] = failing(d), finishedAt(d), rec, heads[d.ID]
 	}
-	b.Queue(putDeliveriesSQL, ids, statuses, nexts, leases, failings, finished, records, readyAts)
+	b.Queue(putDeliveriesSQL, ids, statuses, nexts, leases, failings, finished, records, readyAts, isHead)
 	return nil
+}
+
+// headsSQL reads the first pending delivery of each endpoint and
+// transfer of the arrays that is not ready: the rows promoteSQL would
+// write, read instead, so that a claim in the same transaction may take
+// them (webhooks.WithHeads) and write each it takes once; markReadySQL
+// then writes the others. A result that ends a transfer's delivery makes
+// its next the head, and the claim that follows in the settle's
+// transaction took about two in five of those heads under load
+// (docs/benchmarks.md, thirty-second pass): each was written twice. The
+// pairs' locks, which the settle holds, keep every other transaction
+// from changing which delivery is their head, and no other claim can see
+// these rows until they are marked ready.
+const headsSQL = `SELECT h.id, h.endpoint_key, greatest(h.next_attempt, h.lease_until), h.pos
+	FROM unnest($1::text[], $2::text[]) AS p(endpoint_key, transfer_id),
+		LATERAL (SELECT d.id, d.endpoint_key, d.next_attempt, d.lease_until, d.pos, d.ready_at FROM webhook_deliveries d
+			WHERE d.status = 'pending' AND d.endpoint_key = p.endpoint_key AND d.transfer_id = p.transfer_id
+			ORDER BY d.seq LIMIT 1) AS h
+	WHERE h.ready_at IS NULL`
+
+// markReadySQL makes the heads headsSQL read and no claim took ready.
+const markReadySQL = `UPDATE webhook_deliveries SET ready_at = greatest(next_attempt, lease_until)
+	WHERE id = ANY($1) AND ready_at IS NULL`
+
+// queueHeads queues headsSQL for pairs, if any, its rows read into
+// heads.
+func queueHeads(b *pgx.Batch, pairs [][2]string, heads *[]webhooks.Ready) {
+	if len(pairs) == 0 {
+		return
+	}
+	keys, transfers := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, p := range pairs {
+		keys[i], transfers[i] = p[0], p[1]
+	}
+	b.Queue(headsSQL, keys, transfers).Query(func(rows pgx.Rows) error {
+		rs, err := readies(rows, nil)
+		*heads = rs
+		return err
+	})
 }
 
 // deliveryRecord is d as stored in rec: whole but for its payload, which
@@ -364,7 +406,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time
 // (queuePut): until then their row locks keep every other claim off
 // them, and a later pick passes over them (PickDue's except). ahead, if
 // not nil, answers the first pick's read of the earliest (readAhead).
-func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease time.Duration, limit int, skip []string, ahead *readAhead) ([]webhooks.Delivery, error) {
+// heads are deliveries the transaction made heads without marking them
+// ready (headsSQL), which the claim may take as if they were.
+func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease time.Duration, limit int, skip []string, ahead *readAhead, heads []webhooks.Ready) ([]webhooks.Delivery, error) {
 	var claimed []webhooks.Delivery
 	tried := map[string]bool{}
 	// A round that set right deliveries an older replica left ready
@@ -375,7 +419,7 @@ func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease
 	lost := 0
 	for pick := 0; pick < maxClaimPicks && lost < claimRounds && len(claimed) < limit; pick++ {
 		want := limit - len(claimed)
-		picked, err := webhooks.PickDue(now, want, skip, tried, dueLookup(ctx, tx, now, ahead))
+		picked, err := webhooks.PickDue(now, want, skip, tried, webhooks.WithHeads(dueLookup(ctx, tx, now, ahead), now, heads))
 		if err != nil {
 			return nil, err
 		}
@@ -391,7 +435,7 @@ func claimIn(ctx context.Context, tx querier, owner string, now time.Time, lease
 		if err != nil {
 			return nil, err
 		}
-		locked, stale, err := collectDue(rows, now)
+		locked, stale, err := collectDue(rows, now, heads)
 		if err != nil {
 			return nil, err
 		}
@@ -433,8 +477,10 @@ const claimLockSQL = `SELECT d.rec, d.ready_at, p.payload FROM webhook_deliverie
 // schema 12, during a rolling upgrade, claims a head without moving its
 // ready_at, and finishes one without clearing it. Its id is returned, to
 // be set right (fixReadyOfSQL) under the row lock the claim holds. A
-// delivery not kept stays locked until the commit.
-func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []string, err error) {
+// delivery not kept stays locked until the commit. One of heads, which
+// its transaction made the head of its pair without marking it ready,
+// is due by what makes a delivery due.
+func collectDue(rows pgx.Rows, now time.Time, heads []webhooks.Ready) (due []webhooks.Delivery, stale []string, err error) {
 	defer rows.Close()
 	for rows.Next() {
 		var rec, payload []byte
@@ -442,12 +488,25 @@ func collectDue(rows pgx.Rows, now time.Time) (due []webhooks.Delivery, stale []
 		if err := rows.Scan(&rec, &readyAt, &payload); err != nil {
 			return nil, nil, err
 		}
-		if readyAt == nil || readyAt.After(now) {
+		if readyAt != nil && readyAt.After(now) {
 			continue
 		}
 		d, err := record.DecodeDelivery(rec)
 		if err != nil {
 			return nil, nil, err
+		}
+		if readyAt == nil {
+			// Not ready: kept only if the transaction made it a head.
+			if !slices.ContainsFunc(heads, func(h webhooks.Ready) bool { return h.ID == d.ID }) {
+				continue
+			}
+			if payload != nil {
+				d.Payload = payload
+			}
+			if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
+				due = append(due, d)
+			}
+			continue
 		}
 		// A delivery stored before schema 15 may have its payload in
 		// its record as well, the same.
@@ -693,25 +752,43 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 		puts[i] = stored[id]
 	}
 	var b pgx.Batch
-	if err := queuePut(&b, puts); err != nil {
+	if err := queuePut(&b, puts, nil); err != nil {
 		return nil, nil, err
 	}
-	queuePromote(&b, ended)
 	var claimed []webhooks.Delivery
 	if limit > 0 {
+		// The heads the results made are read, for the claim to take
+		// (headsSQL), and those it leaves marked ready with its writes.
+		var heads []webhooks.Ready
+		queueHeads(&b, ended, &heads)
 		if ahead == nil {
 			ahead = queueAhead(&b, now, limit, skip)
 		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return nil, nil, err
 		}
-		if claimed, err = claimIn(ctx, tx, owner, now, lease, limit, skip, ahead); err != nil {
+		if claimed, err = claimIn(ctx, tx, owner, now, lease, limit, skip, ahead, heads); err != nil {
 			return nil, nil, err
+		}
+		isHead := make(map[string]bool, len(heads))
+		for _, h := range heads {
+			isHead[h.ID] = true
 		}
 		b = pgx.Batch{}
-		if err := queuePut(&b, claimed); err != nil {
+		if err := queuePut(&b, claimed, isHead); err != nil {
 			return nil, nil, err
 		}
+		var left []string
+		for _, h := range heads {
+			if !slices.ContainsFunc(claimed, func(d webhooks.Delivery) bool { return d.ID == h.ID }) {
+				left = append(left, h.ID)
+			}
+		}
+		if len(left) > 0 {
+			b.Queue(markReadySQL, left)
+		}
+	} else {
+		queuePromote(&b, ended)
 	}
 	if err := tx.commit(ctx, &b); err != nil {
 		return nil, nil, err
@@ -809,7 +886,7 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
 	var b pgx.Batch
-	if err := queuePut(&b, []webhooks.Delivery{d}); err != nil {
+	if err := queuePut(&b, []webhooks.Delivery{d}, nil); err != nil {
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {

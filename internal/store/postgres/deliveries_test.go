@@ -554,24 +554,23 @@ func TestPayloadsApart(t *testing.T) {
 	}
 }
 
-// An enqueue inserts its pairs' heads ready (insertDeliveriesSQL) rather
-// than writing their rows twice, each a new row version with its index
-// entries: a trigger records every update of a delivery's row.
-func TestEnqueueInsertsHeadsReady(t *testing.T) {
+// updatesOf installs a trigger that records every update of a
+// delivery's row, and returns the ids updated since its last call, in
+// order, an id once per update.
+func updatesOf(t *testing.T, conn *pgx.Conn) func() []string {
 	ctx := context.Background()
-	s, conn := openRaw(t)
 	for _, q := range []string{
-		`CREATE TABLE updates_seen (id text NOT NULL)`,
+		`CREATE TABLE updates_seen (n bigserial PRIMARY KEY, id text NOT NULL)`,
 		`CREATE FUNCTION delivery_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN INSERT INTO updates_seen VALUES (OLD.id); RETURN NULL; END $$`,
+			BEGIN INSERT INTO updates_seen (id) VALUES (OLD.id); RETURN NULL; END $$`,
 		`CREATE TRIGGER delivery_updated AFTER UPDATE ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION delivery_updated()`,
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	webhookstest.EnqueueHeads(t, s, func() []string {
-		rows, err := conn.Query(ctx, `DELETE FROM updates_seen RETURNING id`)
+	return func() []string {
+		rows, err := conn.Query(ctx, `WITH gone AS (DELETE FROM updates_seen RETURNING n, id) SELECT id FROM gone ORDER BY n`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -579,7 +578,76 @@ func TestEnqueueInsertsHeadsReady(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return ids
+	}
+}
+
+// An enqueue inserts its pairs' heads ready (insertDeliveriesSQL) rather
+// than writing their rows twice, each a new row version with its index
+// entries.
+func TestEnqueueInsertsHeadsReady(t *testing.T) {
+	s, conn := openRaw(t)
+	updated := updatesOf(t, conn)
+	webhookstest.EnqueueHeads(t, s, func() []string {
+		ids := updated()
 		slices.Sort(ids)
 		return ids
 	})
+}
+
+// A settle's claim that takes a head its results made writes the head's
+// row once (headsSQL): the results' rows and the claimed ones are each
+// updated once, and a head the claim leaves, by markReadySQL, once, and
+// is claimed by the next.
+func TestSettleWritesClaimedHeadsOnce(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	updated := updatesOf(t, conn)
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	key := webhooks.EndpointKey("acme", "crm")
+	mk := func(transfer string, seq, pos int64) webhooks.Delivery {
+		ev := fmt.Sprintf("evt_%s_%d", transfer, seq)
+		return webhooks.Delivery{ID: webhooks.DeliveryID(key, ev), Tenant: "acme", Endpoint: "crm", EventID: ev,
+			TransferID: transfer, Seq: seq, Pos: pos, Type: orchestrator.EventStateChanged, Payload: []byte(ev),
+			Status: webhooks.StatusPending, NextAttempt: now, Deadline: now.Add(time.Hour), CreatedAt: now}
+	}
+	a1, b1, a2, b2 := mk("tr_a", 1, 1), mk("tr_b", 1, 2), mk("tr_a", 2, 3), mk("tr_b", 2, 4)
+	if err := s.EnqueueDeliveries(ctx, key, 0, 4, []webhooks.Delivery{a1, b1, a2, b2}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("claimed %d (%v), want the two heads", len(first), err)
+	}
+	updated()
+	for i := range first {
+		first[i].Status, first[i].UpdatedAt = webhooks.StatusDelivered, now
+	}
+	// Room for one: a2 (pos 3) goes before b2 (pos 4).
+	vs, claimed, err := s.SettleDeliveries(ctx, first, "r1", now, time.Minute, 1, nil)
+	if err != nil || len(vs) != 2 || !vs[0].OK || !vs[1].OK {
+		t.Fatalf("settled %+v (%v)", vs, err)
+	}
+	if len(claimed) != 1 || claimed[0].ID != a2.ID || string(claimed[0].Payload) != string(a2.Payload) || claimed[0].Attempts != 1 {
+		t.Fatalf("claimed %+v, want a2 with its payload", claimed)
+	}
+	got := updated()
+	slices.Sort(got)
+	want := []string{a1.ID, b1.ID, a2.ID, b2.ID}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the settle updated %v, want each of a1, b1 (results), a2 (claimed) and b2 (marked ready) once: %v", got, want)
+	}
+	var aReady, bReady *time.Time
+	if err := conn.QueryRow(ctx, `SELECT (SELECT ready_at FROM webhook_deliveries WHERE id = $1), (SELECT ready_at FROM webhook_deliveries WHERE id = $2)`,
+		a2.ID, b2.ID).Scan(&aReady, &bReady); err != nil {
+		t.Fatal(err)
+	}
+	if aReady == nil || !aReady.Equal(now.Add(time.Minute)) || bReady == nil || !bReady.Equal(now) {
+		t.Errorf("ready_at: a2 %v (want its lease's end), b2 %v (want %v)", aReady, bReady, now)
+	}
+	next, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
+	if err != nil || len(next) != 1 || next[0].ID != b2.ID {
+		t.Fatalf("then claimed %+v (%v), want b2", next, err)
+	}
 }

@@ -134,6 +134,8 @@ const (
 	ReheadSQL           = reheadSQL
 	PromoteSQL          = promoteSQL
 	InsertDeliveriesSQL = insertDeliveriesSQL
+	HeadsSQL            = headsSQL
+	MarkReadySQL        = markReadySQL
 	PutDeliveriesSQL    = putDeliveriesSQL
 	WrongHeadsSQL       = wrongHeadsSQL
 	FixReadySQL         = fixReadySQL
@@ -178,7 +180,7 @@ func CachedPutPlan(s *Store) (string, error) {
 		return "", err
 	}
 	rows, err := tx.Query(ctx, `EXPLAIN EXECUTE `+pgx.Identifier{name}.Sanitize()+
-		`('{a}', '{pending}', '{2026-01-01}', '{2026-01-01}', '{f}', '{NULL}', '{"{}"}', '{2026-01-01}')`)
+		`('{a}', '{pending}', '{2026-01-01}', '{2026-01-01}', '{f}', '{NULL}', '{"{}"}', '{2026-01-01}', '{f}')`)
 	if err != nil {
 		return "", err
 	}

@@ -441,8 +441,14 @@ func TestDeliveryWritePlans(t *testing.T) {
 			[]bool{true, true}},
 			regexp.MustCompile(`(?s)Insert on webhook_deliveries.*-> +Function Scan on (unnest )?u .*SubPlan.*` +
 				`-> +Index (Only )?Scan using webhook_deliveries_head on webhook_deliveries h`)},
+		{"heads", postgres.HeadsSQL, []any{[]string{key, key}, []string{"tr_1", "tr_2"}},
+			regexp.MustCompile(`(?s)Nested Loop.*-> +Function Scan on (unnest )?p .*` +
+				`-> +Index Scan using webhook_deliveries_head on webhook_deliveries d`)},
+		{"mark ready", postgres.MarkReadySQL, []any{[]string{"a", "b"}},
+			regexp.MustCompile(`(?s)Update on webhook_deliveries.*-> +(Bitmap )?Index Scan (using|on) webhook_deliveries_pkey`)},
 		{"put", postgres.PutDeliveriesSQL, []any{[]string{"a", "b"}, []string{"pending", "delivered"}, []time.Time{now, now},
-			[]time.Time{now, now}, []bool{false, false}, []*time.Time{nil, &now}, [][]byte{[]byte(`{}`), []byte(`{}`)}, []time.Time{now, now}},
+			[]time.Time{now, now}, []bool{false, false}, []*time.Time{nil, &now}, [][]byte{[]byte(`{}`), []byte(`{}`)}, []time.Time{now, now},
+			[]bool{true, false}},
 			regexp.MustCompile(`(?s)Update on webhook_deliveries d.*-> +Nested Loop.*-> +Function Scan on (unnest )?u .*` +
 				`-> +Index Scan using webhook_deliveries_pkey on webhook_deliveries d`)},
 	}
