@@ -676,9 +676,10 @@ func (s *Store) SettleDeliveries(ctx context.Context, results []webhooks.Deliver
 // unsynced: the pairs' locks of the results (in key order), then their
 // deliveries read and locked in one statement, the results applied in
 // their order (webhooks.ApplyResult), the changed deliveries written in
-// one statement and the heads that ended replaced in another; then the
-// claim, which sees those heads, and whose locks (SKIP LOCKED) never
-// wait. It is four round trips (pipeTx): BEGIN with the results' reads,
+// one statement and the heads that replace those that ended read in
+// another (headsSQL); then the claim, which may take those heads
+// (webhooks.WithHeads), and whose locks (SKIP LOCKED) never wait; with
+// its writes, the heads it left are marked ready (markReadySQL). It is four round trips (pipeTx): BEGIN with the results' reads,
 // their writes with the claim's first read (readAhead), the claim's
 // locks, and its writes with COMMIT; a claim alone is three.
 func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Finished, []webhooks.Delivery, error) {
