@@ -179,11 +179,18 @@ func queuePromote(b *pgx.Batch, pairs [][2]string) {
 	if len(pairs) == 0 {
 		return
 	}
-	keys, transfers := make([]string, len(pairs)), make([]string, len(pairs))
+	keys, transfers := pairColumns(pairs)
+	b.Queue(promoteSQL, keys, transfers)
+}
+
+// pairColumns are pairs as the arrays of promoteSQL and headsSQL: the
+// endpoint keys and the transfers.
+func pairColumns(pairs [][2]string) (keys, transfers []string) {
+	keys, transfers = make([]string, len(pairs)), make([]string, len(pairs))
 	for i, p := range pairs {
 		keys[i], transfers[i] = p[0], p[1]
 	}
-	b.Queue(promoteSQL, keys, transfers)
+	return keys, transfers
 }
 
 // insertDeliveriesSQL inserts the deliveries of an enqueue, one statement
@@ -329,10 +336,7 @@ func queueHeads(b *pgx.Batch, pairs [][2]string, heads *[]webhooks.Ready) {
 	if len(pairs) == 0 {
 		return
 	}
-	keys, transfers := make([]string, len(pairs)), make([]string, len(pairs))
-	for i, p := range pairs {
-		keys[i], transfers[i] = p[0], p[1]
-	}
+	keys, transfers := pairColumns(pairs)
 	b.Queue(headsSQL, keys, transfers).Query(func(rows pgx.Rows) error {
 		rs, err := readies(rows, nil)
 		*heads = rs
@@ -495,27 +499,21 @@ func collectDue(rows pgx.Rows, now time.Time, heads []webhooks.Ready) (due []web
 		if err != nil {
 			return nil, nil, err
 		}
-		if readyAt == nil {
-			// Not ready: kept only if the transaction made it a head.
-			if !slices.ContainsFunc(heads, func(h webhooks.Ready) bool { return h.ID == d.ID }) {
-				continue
-			}
-			if payload != nil {
-				d.Payload = payload
-			}
-			if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
-				due = append(due, d)
-			}
-			continue
-		}
 		// A delivery stored before schema 15 may have its payload in
 		// its record as well, the same.
 		if payload != nil {
 			d.Payload = payload
 		}
-		if d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now) {
+		isDue := d.Status == webhooks.StatusPending && !webhooks.ReadyAt(d).After(now)
+		switch {
+		case readyAt == nil:
+			// Not ready: kept only if the transaction made it a head.
+			if isDue && slices.ContainsFunc(heads, func(h webhooks.Ready) bool { return h.ID == d.ID }) {
+				due = append(due, d)
+			}
+		case isDue:
 			due = append(due, d)
-		} else {
+		default:
 			stale = append(stale, d.ID)
 		}
 	}
