@@ -17,6 +17,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/sqlite"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // growthStore is what the store scenario needs of a store.
@@ -83,14 +84,30 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	now := time.Now().UTC()
 	ids := make([]string, n)
 	var opens []*orchestrator.Transfer
+	// A store that imports (both do) holds the webhook history too.
+	var hooks *hookFill
+	if ws, ok := s.(webhooks.Store); ok {
+		if _, imports := s.(importer); imports {
+			hooks = newHookFill(ws, n, now)
+		}
+	}
 	start := time.Now()
-	if err := fill(ctx, s, n, now, func(i int, t *orchestrator.Transfer) {
+	if err := fill(ctx, s, n, now, func(i int, t *orchestrator.Transfer) error {
 		ids[i] = t.ID
 		if t.Open() {
 			opens = append(opens, t)
 		}
+		if hooks != nil {
+			return hooks.add(ctx, i, t)
+		}
+		return nil
 	}); err != nil {
 		return fmt.Errorf("filling %s: %w", name, err)
+	}
+	if hooks != nil {
+		if err := hooks.finish(ctx); err != nil {
+			return fmt.Errorf("filling %s: %w", name, err)
+		}
 	}
 	fill := float64(n) / time.Since(start).Seconds()
 	row := func(q string, lat []time.Duration) {
@@ -137,6 +154,16 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 		}
 		row(l.q, lat)
 	}
+	if hooks != nil {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\twebhook history: %d deliveries (%d dead)\t\t\t\n", name, n, fill, hooks.made, hooks.dead)
+		for _, hq := range hooks.hookQueries() {
+			lat, err := timeIt(100, func(int) error { return hq.f(ctx) })
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", name, hq.q, err)
+			}
+			row(hq.q, lat)
+		}
+	}
 	rnd := rand.New(rand.NewPCG(1, uint64(n)))
 	lat, err := timeIt(1000, func(int) error { _, err := s.Get(ctx, ids[rnd.IntN(n)]); return err })
 	if err != nil {
@@ -149,8 +176,31 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	}
 	row("create", lat)
 
-	// Saves of open transfers go on, one after another, while the purge
-	// runs: the longest is what a transfer would wait.
+	purges := []struct {
+		what  string
+		purge func() (int, error)
+	}{{"rows", func() (int, error) { return s.Purge(ctx, now.Add(-retention), 0) }}}
+	if hooks != nil {
+		purges = append(purges, struct {
+			what  string
+			purge func() (int, error)
+		}{"deliveries", func() (int, error) { return hooks.s.PurgeDeliveries(ctx, now.Add(-retention), 0) }})
+	}
+	for _, p := range purges {
+		purged, took, sv, err := whileSaving(ctx, s, opens, p.purge)
+		if err != nil {
+			return fmt.Errorf("%s purge %s: %w", name, p.what, err)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\tpurge %d %s: %s s\t\t\t\n", name, n, fill, purged, p.what, fmt.Sprintf("%.2f", took.Seconds()))
+		row(fmt.Sprintf("save during purge (%d, max %s ms)", len(sv), ms(percentile(sv, 100))), sv)
+	}
+	return nil
+}
+
+// whileSaving runs purge while saves of open transfers go on, one after
+// another, and returns what purge returned, how long it took, and how
+// long each save took: the longest is what a transfer would wait.
+func whileSaving(ctx context.Context, s growthStore, opens []*orchestrator.Transfer, purge func() (int, error)) (int, time.Duration, []time.Duration, error) {
 	stop := make(chan struct{})
 	saves := make(chan []time.Duration, 1)
 	go func() {
@@ -175,16 +225,10 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 		}
 	}()
 	t0 := time.Now()
-	purged, err := s.Purge(ctx, now.Add(-retention), 0)
+	purged, err := purge()
 	took := time.Since(t0)
 	close(stop)
-	sv := <-saves
-	if err != nil {
-		return fmt.Errorf("%s purge: %w", name, err)
-	}
-	fmt.Fprintf(tw, "%s\t%d\t%.0f\tpurge %d rows: %s s\t\t\t\n", name, n, fill, purged, fmt.Sprintf("%.2f", took.Seconds()))
-	row(fmt.Sprintf("save during purge (%d, max %s ms)", len(sv), ms(percentile(sv, 100))), sv)
-	return nil
+	return purged, took, <-saves, err
 }
 
 // importer is a store that writes a batch of finished transfers in one
@@ -197,10 +241,12 @@ type importer interface {
 const fillBatch = 2000
 
 // fill stores n generated transfers (benchTransfer) and calls seen with
-// each (by its index) once stored. A store that imports takes them in
+// each (by its index), its Outbox still on it, once stored; an error of
+// seen stops the fill. Those of an importer come in the order it wrote
+// them. A store that imports takes them in
 // batches, generated on another goroutine meanwhile; another is filled
 // through Create, 16 at a time, as transferd would create them.
-func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(int, *orchestrator.Transfer)) error {
+func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(int, *orchestrator.Transfer) error) error {
 	if imp, ok := s.(importer); ok {
 		// Oldest first, as they were created: the file's layout (the
 		// oldest rows, the ones purged, at its start) is a real one's.
@@ -230,8 +276,12 @@ func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(in
 				return err
 			}
 			for k, t := range b.ts {
+				if err := seen(b.lo+len(b.ts)-1-k, t); err != nil {
+					for range batches {
+					}
+					return err
+				}
 				t.Outbox = nil
-				seen(b.lo+len(b.ts)-1-k, t)
 			}
 		}
 		return ctx.Err()
@@ -257,10 +307,14 @@ func fill(ctx context.Context, s growthStore, n int, now time.Time, seen func(in
 					once.Do(func() { firstErr = err })
 					return
 				}
-				t.Outbox = nil
 				mu.Lock()
-				seen(i, t)
+				err := seen(i, t)
 				mu.Unlock()
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				t.Outbox = nil
 			}
 		}()
 	}
