@@ -61,9 +61,10 @@ func upgradedEnv(t *testing.T) (*eventsEnv, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Schema 13 (webhook payloads apart) undone too: this test makes no
-	// deliveries.
-	for _, q := range []string{`DROP TRIGGER webhook_payloads_go`, `DROP TABLE webhook_payloads`,
+	// Schemas 13 (webhook payloads apart) and 14 (the deliveries' list
+	// indexes) undone too: this test makes no deliveries.
+	for _, q := range []string{`DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
+		`DROP INDEX webhook_deliveries_transfer`, `DROP TRIGGER webhook_payloads_go`, `DROP TABLE webhook_payloads`,
 		`ALTER TABLE webhook_deliveries RENAME COLUMN rec TO record`,
 		`DROP TABLE event_id_key`, `DELETE FROM schema_migrations WHERE version >= 12`} {
 		if _, err := db.Exec(q); err != nil {

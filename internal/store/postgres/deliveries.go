@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -814,18 +815,62 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 }
 
 // deliveriesQuery is the statement of Deliveries: a tenant's deliveries
-// in (pos, id) order, descending, read from webhook_deliveries_tenant,
-// whose columns are that order. The cursor compares the whole key (a row
-// comparison, which the index serves): every endpoint's delivery of an
-// event has the event's pos, and comparing pos alone skipped the
-// cursor's siblings.
+// in (pos, id) order, descending. The cursor compares the whole key (a
+// row comparison, which the indexes serve): every endpoint's delivery of
+// an event has the event's pos, and comparing pos alone skipped the
+// cursor's siblings. Where it reads them from (schema 16):
+//   - one transfer's: webhook_deliveries_transfer, every other filter a
+//     condition on its few rows;
+//   - a list of kinds that exclude delivered ones (webhooks.ListKinds:
+//     the default failing and dead ones, the pending ones): each kind's
+//     own index, a branch per kind bounded by the page, the branches
+//     merged;
+//   - the others (every delivery, or delivered ones, which are most of
+//     them): webhook_deliveries_tenant, whose columns are that order.
 func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
-	q := `SELECT rec FROM webhook_deliveries WHERE tenant = $1`
-	args := []any{f.Tenant}
+	const order = ` ORDER BY pos DESC, id DESC`
+	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	cursor := func() string {
+		return ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + `)`
+	}
+	// One more than asked tells whether more follow.
+	limit := func() string {
+		if f.Limit > 0 {
+			return ` LIMIT ` + arg(f.Limit+1)
+		}
+		return ""
+	}
+	if kinds := webhooks.ListKinds(f); kinds != nil {
+		// Each condition implies its index's predicate with literals: a
+		// generic plan, made without the parameters' values, could not
+		// use a partial index for a status given as one.
+		cond := map[webhooks.ListKind]string{
+			webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
+			webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
+			webhooks.ListFailing: `failing`,
+		}
+		branch := func(col string, k webhooks.ListKind) string {
+			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ` + arg(f.Tenant) + ` AND ` + cond[k]
+			if f.After != "" {
+				q += cursor()
+			}
+			return q + order + limit()
+		}
+		if len(kinds) == 1 {
+			return branch("rec", kinds[0]), args
+		}
+		var branches []string
+		for _, k := range kinds {
+			branches = append(branches, `(`+branch("id", k)+`)`)
+		}
+		q := `SELECT rec FROM webhook_deliveries WHERE id IN (` + strings.Join(branches, " UNION ALL ") + `)` + order
+		return q + limit(), args
+	}
+	q := `SELECT rec FROM webhook_deliveries WHERE tenant = ` + arg(f.Tenant)
 	if f.TransferID != "" {
 		q += ` AND transfer_id = ` + arg(f.TransferID)
 	}
@@ -838,13 +883,9 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 		q += ` AND (status = ANY(` + arg(sts) + `::text[]) OR (` + arg(f.Failing) + `::boolean AND failing))`
 	}
 	if f.After != "" {
-		q += ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + `)`
+		q += cursor()
 	}
-	q += ` ORDER BY pos DESC, id DESC`
-	if f.Limit > 0 {
-		q += ` LIMIT ` + arg(f.Limit+1)
-	}
-	return q, args
+	return q + order + limit(), args
 }
 
 // Redeliver implements webhooks.Store. A delivery in flight keeps its

@@ -487,41 +487,86 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 }
 
 // deliveriesQuery is the statement of Deliveries: a tenant's deliveries
-// in (pos, id) order, descending, read from webhook_deliveries_tenant,
-// whose columns are that order. The cursor compares the whole key: every
-// endpoint's delivery of an event has the event's pos, and comparing pos
-// alone skipped the cursor's siblings.
+// in (pos, id) order, descending. The cursor compares the whole key:
+// every endpoint's delivery of an event has the event's pos, and
+// comparing pos alone skipped the cursor's siblings. Where it reads them
+// from (schema 14):
+//   - one transfer's: webhook_deliveries_transfer, every other filter a
+//     condition on its few rows;
+//   - a list of kinds that exclude delivered ones (webhooks.ListKinds:
+//     the default failing and dead ones, the pending ones): each kind's
+//     own index, a branch per kind bounded by the page, the branches
+//     merged;
+//   - the others (every delivery, or delivered ones, which are most of
+//     them): webhook_deliveries_tenant, whose columns are that order.
 func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
+	const order = ` ORDER BY pos DESC, id DESC`
+	cursor := ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ?)`
+	// One more than asked tells whether more follow.
+	limit := func(q string, args []any) (string, []any) {
+		if f.Limit > 0 {
+			return q + ` ` + limitArg, append(args, f.Limit+1)
+		}
+		return q, args
+	}
+	if kinds := webhooks.ListKinds(f); kinds != nil {
+		// Each condition is the text of its index's predicate, literals
+		// included: SQLite uses a partial index only where the query
+		// repeats its terms.
+		cond := map[webhooks.ListKind]string{
+			webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
+			webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
+			webhooks.ListFailing: `status = 'pending' AND json_extract(rec, '$.LastError') <> ''`,
+		}
+		branch := func(col string, k webhooks.ListKind) (string, []any) {
+			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ? AND ` + cond[k]
+			args := []any{f.Tenant}
+			if f.After != "" {
+				q += cursor
+				args = append(args, f.After)
+			}
+			return limit(q+order, args)
+		}
+		if len(kinds) == 1 {
+			return branch("rec", kinds[0])
+		}
+		var (
+			branches []string
+			args     []any
+		)
+		for _, k := range kinds {
+			q, a := branch("id", k)
+			branches = append(branches, `SELECT * FROM (`+q+`)`)
+			args = append(args, a...)
+		}
+		return limit(`SELECT rec FROM webhook_deliveries WHERE id IN (`+strings.Join(branches, " UNION ALL ")+`)`+order, args)
+	}
 	q := `SELECT rec FROM webhook_deliveries WHERE tenant = ?`
 	args := []any{f.Tenant}
 	if f.TransferID != "" {
-		q += ` AND transfer_id = ?`
-		args = append(args, f.TransferID)
+		// Named: without statistics SQLite may take the tenant's index,
+		// which has the same order, and read all of the tenant's rows.
+		q = `SELECT rec FROM webhook_deliveries INDEXED BY webhook_deliveries_transfer WHERE transfer_id = ? AND tenant = ?`
+		args = []any{f.TransferID, f.Tenant}
 	}
 	if len(f.Statuses) > 0 || f.Failing {
 		var or []string
-		// Each status is a term of the text, so that the status index
-		// serves it: the same set of statuses, however a client repeats
-		// or orders it, is one text, one statement prepared (readStmts).
+		// The same set of statuses, however a client repeats or orders
+		// it, is one text, one statement prepared (readStmts).
 		for _, st := range slices.Compact(slices.Sorted(slices.Values(f.Statuses))) {
 			or = append(or, `status = ?`)
 			args = append(args, string(st))
 		}
 		if f.Failing {
-			or = append(or, `(status = 'pending' AND json_extract(rec, '$.LastError') != '')`)
+			or = append(or, `(status = 'pending' AND json_extract(rec, '$.LastError') <> '')`)
 		}
 		q += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
 	if f.After != "" {
-		q += ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ?)`
+		q += cursor
 		args = append(args, f.After)
 	}
-	q += ` ORDER BY pos DESC, id DESC`
-	if f.Limit > 0 {
-		q += ` ` + limitArg
-		args = append(args, f.Limit+1)
-	}
-	return q, args
+	return limit(q+order, args)
 }
 
 // Redeliver implements webhooks.Store.

@@ -95,13 +95,20 @@ func TestListPlansUseIndexes(t *testing.T) {
 
 // deliveryFilters are the operators' listings of webhook deliveries
 // (GET /v1/webhook-deliveries): a tenant's, by default the failing and
-// dead ones, or one transfer's, with and without the cursor.
+// dead ones, by status, or one transfer's, with and without the cursor.
 func deliveryFilters() map[string]webhooks.DeliveryFilter {
 	fs := map[string]webhooks.DeliveryFilter{
-		"tenant":    {},
-		"failed":    {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
-		"delivered": {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
-		"transfer":  {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))},
+		"tenant":            {},
+		"failed":            {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
+		"failing":           {Failing: true},
+		"dead":              {Statuses: []webhooks.Status{webhooks.StatusDead}},
+		"pending":           {Statuses: []webhooks.Status{webhooks.StatusPending}},
+		"pending+dead":      {Statuses: []webhooks.Status{webhooks.StatusDead, webhooks.StatusPending}, Failing: true},
+		"delivered":         {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
+		"delivered+failing": {Statuses: []webhooks.Status{webhooks.StatusDelivered}, Failing: true},
+		"transfer":          {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))},
+		"transfer, failed": {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)),
+			Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
 	}
 	out := map[string]webhooks.DeliveryFilter{}
 	for name, f := range fs {
@@ -113,23 +120,49 @@ func deliveryFilters() map[string]webhooks.DeliveryFilter {
 	return out
 }
 
-// The listing of webhook deliveries is served by webhook_deliveries_tenant
-// in list order, (pos, id) descending, cursor included: no scan and no
-// sort, not even of the deliveries that share a pos (one per endpoint).
+// Every listing of webhook deliveries reads as many index entries as the
+// page needs, cursor included, whatever the number of deliveries the
+// tenant has (schema 14): one transfer's from webhook_deliveries_transfer;
+// failing, dead and pending ones each from the index of their kind, in
+// list order, (pos, id) descending; the others from
+// webhook_deliveries_tenant in list order. No scan, and no sort but the
+// merge of a page per kind.
 func TestDeliveriesListPlanUsesIndex(t *testing.T) {
 	dir := t.TempDir()
 	open(t, dir).Close()
 	db := rawDB(t, dir)
+	index := map[webhooks.ListKind]string{
+		webhooks.ListPending: `webhook_deliveries_status \(tenant=\? AND status=\?`,
+		webhooks.ListDead:    `webhook_deliveries_status \(tenant=\? AND status=\?`,
+		webhooks.ListFailing: `webhook_deliveries_failing \(tenant=\?`,
+	}
 	for name, f := range deliveryFilters() {
 		q, args := sqlite.DeliveriesQuery(f)
 		plan := explain(t, db, q, args)
 		joined := strings.Join(plan, "\n")
-		if !regexp.MustCompile(`(?m)^SEARCH webhook_deliveries USING (COVERING )?INDEX webhook_deliveries_tenant \(tenant=\?`).MatchString(joined) ||
-			strings.Contains(joined, "SCAN webhook_deliveries") || strings.Contains(joined, "TEMP B-TREE") {
-			t.Errorf("%s: want a search of webhook_deliveries_tenant in list order:\n%s", name, joined)
+		var want []string
+		kinds := webhooks.ListKinds(f)
+		switch {
+		case f.TransferID != "":
+			want = []string{`webhook_deliveries_transfer \(transfer_id=\?`}
+		case kinds != nil:
+			for _, k := range kinds {
+				want = append(want, index[k])
+			}
+		default:
+			want = []string{`webhook_deliveries_tenant \(tenant=\?`}
 		}
-		if f.After != "" && !regexp.MustCompile(`webhook_deliveries_tenant \(tenant=\? AND (pos<\?|\(pos,id\)<\(\?,\?\))\)`).MatchString(joined) {
-			t.Errorf("%s: the cursor does not bound the index search:\n%s", name, joined)
+		for _, w := range want {
+			re := regexp.MustCompile(`(?m)^SEARCH webhook_deliveries USING (COVERING )?INDEX ` + w)
+			if n := len(re.FindAllString(joined, -1)); n < strings.Count(strings.Join(want, "\n"), w) {
+				t.Errorf("%s: want a search of %s for each kind:\n%s", name, w, joined)
+			}
+			if f.After != "" && !regexp.MustCompile(w+`.*(pos<\?|\(pos,id\)<\(\?,\?\))\)`).MatchString(joined) {
+				t.Errorf("%s: the cursor does not bound the search of %s:\n%s", name, w, joined)
+			}
+		}
+		if strings.Contains(joined, "SCAN webhook_deliveries") || len(kinds) < 2 && strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("%s: the plan scans or sorts:\n%s", name, joined)
 		}
 	}
 }
