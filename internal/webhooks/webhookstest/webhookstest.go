@@ -21,6 +21,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, open(t)) })
 	t.Run("ListAndFailing", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("ListPagesTwoEndpoints", func(t *testing.T) { testListTwoEndpoints(t, open(t)) })
+	t.Run("ListEveryFilter", func(t *testing.T) { testListFilters(t, open(t)) })
 	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
@@ -250,6 +251,103 @@ func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("pages of %d listed %v, want %v", limit, got, want)
+		}
+	}
+}
+
+// testListFilters: every list the API offers (each set of statuses, with
+// and without failing, a tenant's or one transfer's), paged by the last id
+// at several page sizes, holds exactly the deliveries the filter selects,
+// each once, in (Pos, ID) order, descending, whatever the store reads
+// them from: the SQLite and PostgreSQL stores read the kinds that
+// exclude delivered ones (webhooks.ListKinds) from an index each, a page
+// per kind, and merge them. Two endpoints give each event two deliveries
+// that share its Pos, in different statuses; another tenant's deliveries
+// of every status never show.
+func testListFilters(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	const events = 12
+	kinds := []string{"delivered", "dead", "failing", "pending"}
+	var acme []webhooks.Delivery
+	for _, tenant := range []string{"acme", "zeta"} {
+		for e, ep := range []string{"crm", "audit"} {
+			var ds []webhooks.Delivery
+			for pos := int64(1); pos <= events; pos++ {
+				d := mk(tenant, ep, fmt.Sprintf("tr_%d", pos%4), pos, pos)
+				// Enqueued as given: a delivery's status and result too.
+				switch kinds[(pos+pos/4+int64(e))%4] {
+				case "delivered":
+					d.Status, d.Attempts, d.LastCode = webhooks.StatusDelivered, 1, 204
+				case "dead":
+					d.Status, d.Attempts, d.LastCode, d.LastError = webhooks.StatusDead, 5, 500, "the endpoint answered 500"
+				case "failing":
+					d.Attempts, d.LastCode, d.LastError = 2, 503, "the endpoint answered 503"
+				}
+				ds = append(ds, d)
+			}
+			if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey(tenant, ep), 0, events, ds); err != nil {
+				t.Fatal(err)
+			}
+			if tenant == "acme" {
+				acme = append(acme, ds...)
+			}
+		}
+	}
+	slices.SortFunc(acme, func(a, b webhooks.Delivery) int {
+		if a.Pos != b.Pos {
+			return int(b.Pos - a.Pos)
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	// What a filter selects: Statuses and Failing widen each other, either
+	// alone narrows, neither selects all.
+	selects := func(f webhooks.DeliveryFilter, d webhooks.Delivery) bool {
+		if f.TransferID != "" && d.TransferID != f.TransferID {
+			return false
+		}
+		return len(f.Statuses) == 0 && !f.Failing || slices.Contains(f.Statuses, d.Status) ||
+			f.Failing && d.Status == webhooks.StatusPending && d.LastError != ""
+	}
+	all := []webhooks.Status{webhooks.StatusPending, webhooks.StatusDelivered, webhooks.StatusDead}
+	for set := range 1 << len(all) {
+		var sts []webhooks.Status
+		for i, st := range all {
+			if set&(1<<i) != 0 {
+				sts = append(sts, st)
+			}
+		}
+		for _, failing := range []bool{false, true} {
+			for _, transfer := range []string{"", "tr_1"} {
+				f := webhooks.DeliveryFilter{Tenant: "acme", Statuses: sts, Failing: failing, TransferID: transfer}
+				var want []string
+				for _, d := range acme {
+					if selects(f, d) {
+						want = append(want, d.ID)
+					}
+				}
+				for _, limit := range []int{0, 1, 2, 3, 5} {
+					var got []string
+					f.After = ""
+					for page := 0; page <= 2*events; page++ {
+						f.Limit = limit
+						ds, more, err := s.Deliveries(ctx, f)
+						if err != nil {
+							t.Fatalf("%v failing=%v transfer=%q: %v", sts, failing, transfer, err)
+						}
+						for _, d := range ds {
+							got = append(got, d.ID)
+						}
+						if !more {
+							break
+						}
+						f.After = ds[len(ds)-1].ID
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("%v failing=%v transfer=%q, pages of %d: listed %d %v, want %d %v",
+							sts, failing, transfer, limit, len(got), got, len(want), want)
+					}
+				}
+			}
 		}
 	}
 }
