@@ -252,6 +252,7 @@ var mergedUpdateSQL = `WITH saving AS (
 //     plan also locked rows in table order, not in the saves' id order.
 //     With the three off, the plan is the nested loop from the saves to
 //     the primary key, whatever the statistics (TestMergedUpdatePlan).
+//
 //   - The generic plan, planned once per connection (plan_cache_mode, from
 //     PostgreSQL 12: an older server is left to choose, Store.planMode).
 //     Left to choose, the server planned the merged updates again at most
@@ -259,6 +260,10 @@ var mergedUpdateSQL = `WITH saving AS (
 //     sent, so it is estimated cheaper than the generic plan, which
 //     assumes ten rows. That planning was 30 % of the statement's time on
 //     the server (TestMergedUpdatesPlannedOnce).
+//
+//   - No parallel workers: a batch's statements read a few rows each,
+//     and starting workers costs more than any of them (about 50 ms on a
+//     2-core host, seen in a webhook claim's plan).
 //
 // The same statement bounds each statement of the transaction on the
 // server at commitTimeout (statement_timeout), as the client bounds the
@@ -269,10 +274,22 @@ var mergedUpdateSQL = `WITH saving AS (
 // webhook deliveries' pairs), and every save waiting on them.
 var (
 	planSettings = `set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-		set_config('enable_mergejoin', 'off', true), set_config('statement_timeout', '` +
-		strconv.FormatInt(commitTimeout.Milliseconds(), 10) + `', true)`
-	planSQL           = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + planSettings
-	planSQLBeforePG12 = `SELECT ` + planSettings
+		set_config('enable_mergejoin', 'off', true), set_config('max_parallel_workers_per_gather', '0', true),
+		set_config('statement_timeout', '` + strconv.FormatInt(commitTimeout.Milliseconds(), 10) + `', true)`
+	// deliveriesSettings are webhook delivery's (beginDeliveries): a
+	// batch's, and no bitmap scan and no sort where an index can give the
+	// rows in order. A claim reads the earliest due deliveries from an
+	// index in due order, as many as it takes. Its generic plan, made
+	// without the time or the limit, expects a third of the table to be
+	// due: with a store's statistics (nearly every delivery delivered,
+	// none ready), the planner chose to fetch every due row by bitmap and
+	// sort them, in parallel workers: 50 ms for a claim that found
+	// nothing, every scan, at 760,000 deliveries.
+	deliveriesSettings   = planSettings + `, set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`
+	planSQL              = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + planSettings
+	planSQLBeforePG12    = `SELECT ` + planSettings
+	deliveriesSQL        = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), ` + deliveriesSettings
+	deliveriesBeforePG12 = `SELECT ` + deliveriesSettings
 )
 
 // planSQL returns the statement that sets a batch's plan settings.
@@ -281,6 +298,17 @@ func (s *Store) planSQL() string {
 		return planSQL
 	}
 	return planSQLBeforePG12
+}
+
+// deliveriesPlanSQL returns the statement that sets the plan settings of
+// webhook delivery's transactions. Every transaction that runs a
+// statement of theirs sets them: a connection caches one plan per
+// statement text, made under the settings of its first execution.
+func (s *Store) deliveriesPlanSQL() string {
+	if s.planMode {
+		return deliveriesSQL
+	}
+	return deliveriesBeforePG12
 }
 
 // updateColumns are the updates of a batch as mergedUpdateSQL's arrays.

@@ -76,13 +76,14 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, endpoint string, from, to
 
 // beginDeliveries begins a transaction of webhook delivery's writes
 // (pipeTx), unsynced (unsyncedSQL), its statements planned as a batch of
-// saves' are (planSQL: each finds its rows by key, and the multi-row ones
-// join arrays to the table); with the statements more queues, if not
+// saves' are (each finds its rows by key, and the multi-row ones join
+// arrays to the table), and its reads of what is due from indexes in due
+// order (deliveriesPlanSQL); with the statements more queues, if not
 // nil, in the same round trip.
 func (s *Store) beginDeliveries(ctx context.Context, more func(*pgx.Batch)) (*pipeTx, error) {
 	return s.beginPipe(ctx, func(b *pgx.Batch) {
 		b.Queue(unsyncedSQL)
-		b.Queue(s.planSQL())
+		b.Queue(s.deliveriesPlanSQL())
 		if more != nil {
 			more(b)
 		}
@@ -166,8 +167,8 @@ func queueLocks(b *pgx.Batch, pairs [][2]string) {
 // put an earlier delivery first, and reheads.) Each pair costs one
 // look in webhook_deliveries_head and at most one row written, where
 // reheadSQL reads the pair's every pending delivery; the pairs are one
-// statement. Under the batch's plan settings (planSQL) the plan is a
-// nested loop from the arrays (TestDeliveryWritePlans).
+// statement. Under delivery's plan settings (deliveriesPlanSQL) the plan
+// is a nested loop from the arrays (TestDeliveryWritePlans).
 const promoteSQL = `UPDATE webhook_deliveries d SET ready_at = greatest(d.next_attempt, d.lease_until)
 	FROM unnest($1::text[], $2::text[]) AS p(endpoint_key, transfer_id),
 		LATERAL (SELECT h.id FROM webhook_deliveries h
@@ -272,8 +273,8 @@ func insertColumns(ds []webhooks.Delivery) ([]any, error) {
 // ReadyAt; a delivery that is not stays unready (promote or rehead
 // decides), but for one its transaction made the head ($9, headsSQL),
 // which the claim that takes it makes ready with its own write. The ids
-// are distinct. Under the batch's plan settings (planSQL) the plan is a
-// nested loop from the arrays to the primary key
+// are distinct. Under delivery's plan settings (deliveriesPlanSQL) the
+// plan is a nested loop from the arrays to the primary key
 // (TestDeliveryWritePlans).
 const putDeliveriesSQL = `UPDATE webhook_deliveries d SET status = u.status, next_attempt = u.next_attempt,
 		lease_until = u.lease_until, failing = u.failing, finished_at = u.finished_at, rec = u.rec,
@@ -707,7 +708,7 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 	stored := map[string]webhooks.Delivery{}
 	var ahead *readAhead
 	tx, err := s.beginDeliveries(ctx, func(b *pgx.Batch) {
-		// The server gives up before the client (planSQL).
+		// The server gives up before the client (deliveriesPlanSQL).
 		b.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(s.finishTimeout.Milliseconds(), 10))
 		if len(results) == 0 {
 			ahead = queueAhead(b, now, limit, skip)
@@ -897,11 +898,11 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	defer tx.Rollback(ctx)
-	// Planned as the other writes of deliveries are (planSQL): a
-	// connection caches one plan for a statement text, which claims and
+	// Planned as the other writes of deliveries are (deliveriesPlanSQL):
+	// a connection caches one plan for a statement text, which claims and
 	// results share with this one. It stays durable: an operator is told
 	// the redelivery was made.
-	if _, err := tx.Exec(ctx, s.planSQL()); err != nil {
+	if _, err := tx.Exec(ctx, s.deliveriesPlanSQL()); err != nil {
 		return webhooks.Delivery{}, s.fail(op, err)
 	}
 	// The pair's lock before the row's (see pairLockSQL): its columns

@@ -125,6 +125,10 @@ func SetPlanMode(s *Store, found bool) { s.planMode = found }
 // PlanSQL is the statement that sets a batch's plan settings.
 func PlanSQL(s *Store) string { return s.planSQL() }
 
+// DeliveriesPlanSQL is the statement that sets the plan settings of
+// webhook delivery's transactions.
+func DeliveriesPlanSQL(s *Store) string { return s.deliveriesPlanSQL() }
+
 // The statements of ClaimDeliveries and of the upkeep of ready_at, for
 // the test of their plans.
 const (

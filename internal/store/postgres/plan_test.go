@@ -429,6 +429,72 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 	}
 }
 
+// A claim's reads of what is due keep their plans in a store that holds a
+// delivery history, as delivery's transactions plan them
+// (DeliveriesPlanSQL): generic plans, made without the time or the limit,
+// on a table of 200,000 delivered deliveries, none ready, analyzed, and
+// not vacuumed since, with parallel workers made free. Each reads an index in due order, as many rows as
+// it takes: no sort, no bitmap of every due row, no parallel workers.
+// Left to the server's settings, the earliest-due read fetched every due
+// row by bitmap and sorted them, in two workers: 50 ms for a claim that
+// found nothing, every scan, at 760,000 deliveries.
+func TestDeliveryClaimPlansOverAHistory(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
+			next_attempt, lease_until, created_at, failing, finished_at, rec)
+		SELECT 'dlv_' || i, 'acme', 'acme/crm', 'tr_' || (i / 8), i % 8 + 1, i, 'delivered',
+			now() - interval '1 day', '-infinity', now() - interval '1 day', false, now() - interval '1 day',
+			jsonb_build_object('LastError', '', 'Pad', repeat('x', 300))
+		FROM generate_series(1, 200000) i;
+		ANALYZE webhook_deliveries`); err != nil {
+		t.Fatal(err)
+	}
+	// Workers made free to the planner, as if the table were big enough
+	// for them to pay: only the transaction's settings keep them out.
+	if _, err := conn.Exec(ctx, `SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+		SET min_parallel_table_scan_size = 0; SET min_parallel_index_scan_size = 0`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	for _, c := range []struct {
+		name, q string
+		args    []any
+		want    string
+	}{
+		{"earliest due", postgres.EarliestDueSQL, []any{at, 16}, `Index (Only )?Scan using webhook_deliveries_ready on webhook_deliveries`},
+		{"an endpoint's due", postgres.EndpointDueSQL, []any{"acme/crm", at, 16},
+			`Index (Only )?Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`},
+		{"ready endpoints", postgres.ReadyEndpointsSQL, nil, `Index Only Scan using webhook_deliveries_ready_endpoint on webhook_deliveries`},
+	} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, postgres.DeliveriesPlanSQL(s)); err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(t, conn, c.q, c.args)
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(c.want).MatchString(plan) || regexp.MustCompile(`Sort|Bitmap|Gather|Seq Scan`).MatchString(plan) {
+			t.Errorf("%s: want %s, and no sort, bitmap, workers or scan:\n%s", c.name, c.want, plan)
+		}
+	}
+}
+
 // The multi-row writes of webhook delivery (an enqueue's heads, a batch
 // of results, a claim's leases) join arrays to webhook_deliveries: under
 // a batch's plan settings the plan is a nested loop from the arrays to
