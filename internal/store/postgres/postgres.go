@@ -54,9 +54,10 @@ type Store struct {
 	// waits finishGrace more): commitTimeout, less in tests.
 	finishTimeout time.Duration
 	// planMode: the server has plan_cache_mode (PostgreSQL 12 and later),
-	// which a batch sets (planSQL).
-	planMode  bool
-	closeOnce sync.Once
+	// which a batch sets (planSQL); jitMode: it has jit (PostgreSQL 11
+	// and later), which a batch turns off.
+	planMode, jitMode bool
+	closeOnce         sync.Once
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -113,7 +114,8 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 		return nil, s.fail("open", err)
 	}
 	// An older server plans as it always did, and knows no such setting.
-	if err := s.pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode', true) IS NOT NULL`).Scan(&s.planMode); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode', true) IS NOT NULL,
+		current_setting('jit', true) IS NOT NULL`).Scan(&s.planMode, &s.jitMode); err != nil {
 		s.pool.Close()
 		return nil, s.fail("open", err)
 	}
