@@ -5,7 +5,8 @@
 // straight-line client of the NetSapiens guide (its five requests, no
 // store, no safety) against the same simulator, for comparison. Further
 // scenarios park consulting transfers (memory and idle CPU) and grow the
-// stores to 100k and 1M transfers (list, get, create, purge).
+// stores to 100k and 1M transfers with their webhook deliveries (list,
+// get, create, purge).
 //
 // Run it from the repository (Linux only: it reads /proc):
 //
