@@ -15,6 +15,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/webhooks"
+	"github.com/transferd/transferd/internal/webhooks/webhookstest"
 )
 
 // Every list the API offers (one tenant's transfers with at most one
@@ -95,19 +96,7 @@ func TestListPlansUseIndexes(t *testing.T) {
 func TestDeliveriesListPlanUsesIndex(t *testing.T) {
 	ctx := context.Background()
 	conn := planConn(t)
-	transfer := orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))
-	fs := map[string]webhooks.DeliveryFilter{
-		"tenant":            {},
-		"failed":            {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
-		"failing":           {Failing: true},
-		"dead":              {Statuses: []webhooks.Status{webhooks.StatusDead}},
-		"pending":           {Statuses: []webhooks.Status{webhooks.StatusPending}},
-		"pending+dead":      {Statuses: []webhooks.Status{webhooks.StatusDead, webhooks.StatusPending}, Failing: true},
-		"delivered":         {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
-		"delivered+failing": {Statuses: []webhooks.Status{webhooks.StatusDelivered}, Failing: true},
-		"transfer":          {TransferID: transfer},
-		"transfer, failed":  {TransferID: transfer, Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
-	}
+	fs := webhookstest.ListFilters()
 	index := map[webhooks.ListKind]string{webhooks.ListPending: "webhook_deliveries_status",
 		webhooks.ListDead: "webhook_deliveries_status", webhooks.ListFailing: "webhook_deliveries_failing"}
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
@@ -200,18 +189,9 @@ var unbounded = regexp.MustCompile(`Hash Join|Merge Join|Gather|Materialize`)
 func planConn(t *testing.T) *pgx.Conn {
 	t.Helper()
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, url := openWithURL(t)
 	s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := connect(t, url)
 	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_sort = off; SET enable_bitmapscan = off`); err != nil {
 		t.Fatal(err)
 	}
@@ -443,18 +423,8 @@ func TestDeliveryClaimPlansUseIndexes(t *testing.T) {
 // 5 ms of every claim.
 func TestDeliveryClaimPlansOverAHistory(t *testing.T) {
 	ctx := context.Background()
-	base := baseURL(t)
-	url := inSchema(base, newSchema(t, base))
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	s, url := openWithURL(t)
+	conn := connect(t, url)
 	if _, err := conn.Exec(ctx, `INSERT INTO webhook_deliveries (id, tenant, endpoint_key, transfer_id, seq, pos, status,
 			next_attempt, lease_until, created_at, failing, finished_at, rec)
 		SELECT 'dlv_' || i, 'acme', 'acme/crm', 'tr_' || (i / 8), i % 8 + 1, i, 'delivered',

@@ -85,13 +85,33 @@ func withParam(base, name, value string) string {
 // dropped) when the test ends.
 func open(t testing.TB) *postgres.Store {
 	t.Helper()
+	s, _ := openWithURL(t)
+	return s
+}
+
+// openWithURL opens a store in a schema of its own, closed with the test,
+// and returns it with the schema's URL, for a test that also connects to
+// it directly (connect).
+func openWithURL(t testing.TB) (*postgres.Store, string) {
+	t.Helper()
 	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
 	s, err := postgres.Open(context.Background(), url)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(s.Close)
-	return s
+	return s, url
+}
+
+// connect opens a connection to url, closed with the test.
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // undoSchema16 takes a database back to before schema 16 (the indexes of

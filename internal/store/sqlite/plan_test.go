@@ -12,6 +12,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/sqlite"
 	"github.com/transferd/transferd/internal/webhooks"
+	"github.com/transferd/transferd/internal/webhooks/webhookstest"
 )
 
 // planFilters are the lists the API offers: one tenant's transfers with
@@ -97,19 +98,7 @@ func TestListPlansUseIndexes(t *testing.T) {
 // (GET /v1/webhook-deliveries): a tenant's, by default the failing and
 // dead ones, by status, or one transfer's, with and without the cursor.
 func deliveryFilters() map[string]webhooks.DeliveryFilter {
-	fs := map[string]webhooks.DeliveryFilter{
-		"tenant":            {},
-		"failed":            {Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
-		"failing":           {Failing: true},
-		"dead":              {Statuses: []webhooks.Status{webhooks.StatusDead}},
-		"pending":           {Statuses: []webhooks.Status{webhooks.StatusPending}},
-		"pending+dead":      {Statuses: []webhooks.Status{webhooks.StatusDead, webhooks.StatusPending}, Failing: true},
-		"delivered":         {Statuses: []webhooks.Status{webhooks.StatusDelivered}},
-		"delivered+failing": {Statuses: []webhooks.Status{webhooks.StatusDelivered}, Failing: true},
-		"transfer":          {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))},
-		"transfer, failed": {TransferID: orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)),
-			Statuses: []webhooks.Status{webhooks.StatusDead}, Failing: true},
-	}
+	fs := webhookstest.ListFilters()
 	out := map[string]webhooks.DeliveryFilter{}
 	for name, f := range fs {
 		f.Tenant, f.Limit = "acme", 50

@@ -255,6 +255,26 @@ func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
 	}
 }
 
+// ListFilters are the lists of deliveries GET /v1/webhook-deliveries
+// offers, by name, for the stores' plan tests: a tenant's, by default
+// its failed ones (failing and dead), by status, or one transfer's.
+func ListFilters() map[string]webhooks.DeliveryFilter {
+	transfer := orchestrator.NewID(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))
+	dead, pending, delivered := webhooks.StatusDead, webhooks.StatusPending, webhooks.StatusDelivered
+	return map[string]webhooks.DeliveryFilter{
+		"tenant":            {},
+		"failed":            {Statuses: []webhooks.Status{dead}, Failing: true},
+		"failing":           {Failing: true},
+		"dead":              {Statuses: []webhooks.Status{dead}},
+		"pending":           {Statuses: []webhooks.Status{pending}},
+		"pending+dead":      {Statuses: []webhooks.Status{dead, pending}, Failing: true},
+		"delivered":         {Statuses: []webhooks.Status{delivered}},
+		"delivered+failing": {Statuses: []webhooks.Status{delivered}, Failing: true},
+		"transfer":          {TransferID: transfer},
+		"transfer, failed":  {TransferID: transfer, Statuses: []webhooks.Status{dead}, Failing: true},
+	}
+}
+
 // testListFilters: every list the API offers (each set of statuses, with
 // and without failing, a tenant's or one transfer's), paged by the last id
 // at several page sizes, holds exactly the deliveries the filter selects,
