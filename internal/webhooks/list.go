@@ -3,11 +3,11 @@ package webhooks
 import "slices"
 
 // ListKind is a set of deliveries that the stores index apart for
-// Store.Deliveries, newest first. A store with webhooks holds nearly
-// every delivery it ever made delivered, for the retention: millions, where
-// a tenant's failed ones (the API's default list) are a handful. A list
-// of those that read the tenant's deliveries in list order and filtered
-// them read every one of them to fill a page it could not fill.
+// Store.Deliveries, newest first. A store with webhooks keeps every
+// delivery for the retention, nearly all of them delivered: millions,
+// where a tenant's failed ones (the API's default list) are a handful. A
+// list of those that read the tenant's deliveries in list order and
+// filtered them read every one of them to fill a page it could not fill.
 type ListKind string
 
 const (
