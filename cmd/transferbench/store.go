@@ -181,15 +181,13 @@ func growthPoint(ctx context.Context, name string, s growthStore, n int, tw io.W
 	}
 	row("create", lat)
 
-	purges := []struct {
+	type purge struct {
 		what  string
 		purge func() (int, error)
-	}{{"rows", func() (int, error) { return s.Purge(ctx, now.Add(-retention), 0) }}}
+	}
+	purges := []purge{{"rows", func() (int, error) { return s.Purge(ctx, now.Add(-retention), 0) }}}
 	if hooks != nil {
-		purges = append(purges, struct {
-			what  string
-			purge func() (int, error)
-		}{"deliveries", func() (int, error) { return hooks.s.PurgeDeliveries(ctx, now.Add(-retention), 0) }})
+		purges = append(purges, purge{"deliveries", func() (int, error) { return hooks.s.PurgeDeliveries(ctx, now.Add(-retention), 0) }})
 	}
 	for _, p := range purges {
 		purged, took, sv, err := whileSaving(ctx, s, opens, p.purge)

@@ -815,6 +815,16 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	return ds, false, nil
 }
 
+// kindConds are the conditions of the kinds of deliveries a list reads
+// apart (webhooks.ListKinds). Each implies its index's predicate with
+// literals: a generic plan, made without the parameters' values, could
+// not use a partial index for a status given as one (schema 16).
+var kindConds = map[webhooks.ListKind]string{
+	webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
+	webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
+	webhooks.ListFailing: `failing`,
+}
+
 // deliveriesQuery is the statement of Deliveries: a tenant's deliveries
 // in (pos, id) order, descending. The cursor compares the whole key (a
 // row comparison, which the indexes serve): every endpoint's delivery of
@@ -846,16 +856,8 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 		return ""
 	}
 	if kinds := webhooks.ListKinds(f); kinds != nil {
-		// Each condition implies its index's predicate with literals: a
-		// generic plan, made without the parameters' values, could not
-		// use a partial index for a status given as one.
-		cond := map[webhooks.ListKind]string{
-			webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
-			webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
-			webhooks.ListFailing: `failing`,
-		}
 		branch := func(col string, k webhooks.ListKind) string {
-			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ` + arg(f.Tenant) + ` AND ` + cond[k]
+			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ` + arg(f.Tenant) + ` AND ` + kindConds[k]
 			if f.After != "" {
 				q += cursor()
 			}

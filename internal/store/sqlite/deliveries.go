@@ -486,6 +486,16 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	return ds, false, nil
 }
 
+// kindConds are the conditions of the kinds of deliveries a list reads
+// apart (webhooks.ListKinds), each the text of its index's predicate,
+// literals included: SQLite uses a partial index only where the query
+// repeats its terms (schema 14).
+var kindConds = map[webhooks.ListKind]string{
+	webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
+	webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
+	webhooks.ListFailing: `status = 'pending' AND json_extract(rec, '$.LastError') <> ''`,
+}
+
 // deliveriesQuery is the statement of Deliveries: a tenant's deliveries
 // in (pos, id) order, descending. The cursor compares the whole key:
 // every endpoint's delivery of an event has the event's pos, and
@@ -510,16 +520,8 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 		return q, args
 	}
 	if kinds := webhooks.ListKinds(f); kinds != nil {
-		// Each condition is the text of its index's predicate, literals
-		// included: SQLite uses a partial index only where the query
-		// repeats its terms.
-		cond := map[webhooks.ListKind]string{
-			webhooks.ListPending: `status = 'pending' AND status <> 'delivered'`,
-			webhooks.ListDead:    `status = 'dead' AND status <> 'delivered'`,
-			webhooks.ListFailing: `status = 'pending' AND json_extract(rec, '$.LastError') <> ''`,
-		}
 		branch := func(col string, k webhooks.ListKind) (string, []any) {
-			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ? AND ` + cond[k]
+			q := `SELECT ` + col + ` FROM webhook_deliveries WHERE tenant = ? AND ` + kindConds[k]
 			args := []any{f.Tenant}
 			if f.After != "" {
 				q += cursor
@@ -558,7 +560,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 			args = append(args, string(st))
 		}
 		if f.Failing {
-			or = append(or, `(status = 'pending' AND json_extract(rec, '$.LastError') <> '')`)
+			or = append(or, `(`+kindConds[webhooks.ListFailing]+`)`)
 		}
 		q += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
