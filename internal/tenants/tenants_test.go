@@ -259,11 +259,18 @@ func TestRunReloadsOnSIGHUPAndOnChange(t *testing.T) {
 	cancel()
 	<-done
 
-	// Polling sees a change by itself.
+	// Polling sees a change by itself. The file is replaced whole, as a
+	// deployment replaces it: written in place, a poll every millisecond
+	// could read it half written (seen in CI: a reload of an empty file,
+	// refused, the one in force kept until the next poll).
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx, nil, time.Millisecond)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	next := filepath.Join(dir, "tenants.yaml.next")
+	if err := os.WriteFile(next, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-reloaded; err != nil {
