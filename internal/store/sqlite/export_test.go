@@ -24,10 +24,12 @@ func SetSlices(s *Store, budget time.Duration, purgeChunk, vacuumChunk int, cloc
 	s.budget, s.purgeChunk, s.vacuumChunk, s.clock = budget, purgeChunk, vacuumChunk, clock
 }
 
-// Slices is the number of slices the store has committed, and
-// Checkpoints the number of checkpoints run between them.
+// Slices is the number of slices the store has committed, Checkpoints
+// the number of checkpoints run between them, and FileSyncs the flushes
+// of the database file after those.
 func Slices(s *Store) int64      { return s.slices.Load() }
 func Checkpoints(s *Store) int64 { return s.checkpoints.Load() }
+func FileSyncs(s *Store) int64   { return s.syncs.Load() }
 
 // Reclaim gives the free pages back to the file system, as Purge does
 // after deleting.

@@ -50,6 +50,11 @@ type Store struct {
 	// ckpt is one connection of its own for the WAL checkpoints between
 	// Purge's slices (store.go), which run beside the writer, not on it.
 	ckpt *sql.DB
+	// file is the database file, open from Open to Close, which the
+	// purge's checkpoints flush to disk (Store.checkpoint). It is closed
+	// only after every connection: closing any descriptor of a file drops
+	// every POSIX lock the process holds on it, SQLite's included.
+	file *os.File
 	// update is prepared once: a transfer is saved at every step, and
 	// parsing the statement each time cost a fifth of a save's CPU.
 	update *sql.Stmt
@@ -89,6 +94,7 @@ type Store struct {
 	clock                   func() time.Time
 	slices                  atomic.Int64
 	checkpoints             atomic.Int64 // between slices, on ckpt
+	syncs                   atomic.Int64 // of file, after those checkpoints
 	rewrites                atomic.Int64 // batches written again with savepoints (commit.go)
 }
 
@@ -108,17 +114,16 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	path := filepath.Join(abs, FileName)
 	// Create the file before SQLite does: SQLite would use the umask
 	// (usually world-readable), and its -wal and -shm files copy the
-	// database's mode.
+	// database's mode. The store keeps it open, to flush the file between
+	// a purge's slices (Store.file).
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
 
-	s := &Store{budget: sliceBudget, purgeChunk: purgeChunk, vacuumChunk: vacuumChunk, clock: time.Now}
+	s := &Store{file: f, budget: sliceBudget, purgeChunk: purgeChunk, vacuumChunk: vacuumChunk, clock: time.Now}
 	if s.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		_ = s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -126,15 +131,14 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
 	if s.r, err = sql.Open("sqlite", dsn(path, true)); err != nil {
-		s.w.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
 	s.reads = &readStmts{db: s.r, max: maxReadStmts}
 	if s.ckpt, err = sql.Open("sqlite", dsn(path, false)); err != nil {
-		s.w.Close()
-		s.r.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	s.ckpt.SetMaxOpenConns(1)
@@ -299,6 +303,12 @@ func (s *Store) Close() error {
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
+	}
+	if s.file != nil {
+		// Close may be called again, as the pools allow.
+		if err := s.file.Close(); !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)

@@ -431,7 +431,7 @@ func TestPurgeInSlices(t *testing.T) {
 		t.Errorf("Purge(limit 5) took %d slices, want 5", got)
 	}
 	// 12 left: slices of 6 and 6, then a step that finds none.
-	slices, checkpoints := sqlite.Slices(s), sqlite.Checkpoints(s)
+	slices, checkpoints, syncs := sqlite.Slices(s), sqlite.Checkpoints(s), sqlite.FileSyncs(s)
 	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); err != nil || n != 12 {
 		t.Errorf("Purge(no limit) = %d, %v; want 12", n, err)
 	}
@@ -442,6 +442,11 @@ func TestPurgeInSlices(t *testing.T) {
 	// writer rather than in the commit of whoever writes next.
 	if got := sqlite.Checkpoints(s) - checkpoints; got != 5 {
 		t.Errorf("%d checkpoints during the purge, want one after each of its 5 slices", got)
+	}
+	// And the file is flushed after each, beside the writer too, so that
+	// the next save's commit has no pages of the purge left to flush.
+	if got := sqlite.FileSyncs(s) - syncs; got != 5 {
+		t.Errorf("%d flushes of the file during the purge, want one after each of its 5 checkpoints", got)
 	}
 	// Slices commit without an fsync and without a checkpoint; the saves
 	// after them do as before.
