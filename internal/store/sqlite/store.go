@@ -723,8 +723,14 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now, ownBef
 const (
 	// sliceBudget is how long one slice holds the writer before it
 	// commits: a save waits for at most about this plus one step and the
-	// slice's commit.
-	sliceBudget = 20 * time.Millisecond
+	// slice's commit, and its own commit then flushes the slice's WAL
+	// frames (a slice commits without an fsync). At 100k stored, 10 ms
+	// against 20 took the longest save of a purge from 42–53 ms to
+	// 27–44 ms, and the p99 from 31–38 ms to 19–22, in as long a purge
+	// (docs/benchmarks.md, thirty-fourth pass). Tried before the purge
+	// flushed the file itself (Store.checkpoint), 10 ms did not lower the
+	// longest wait: that was a save's fsync of the purge's pages.
+	sliceBudget = 10 * time.Millisecond
 	// purgeChunk is the rows one DELETE step of a slice removes (a closed
 	// transfer goes with its events and signals, eight or so, and their
 	// index entries: at 1M stored a step of 16 took 50-130 ms of CPU, on
