@@ -115,6 +115,31 @@ func BenchmarkClaimPastABacklog(b *testing.B) {
 	}
 }
 
+// BenchmarkRepairHeadsPastABacklog times RepairHeads, which the dispatcher
+// of every replica runs once a minute, with nothing to set right, beside
+// each backlog of webhookstest.Backlogs (50,000 deliveries pending to an
+// endpoint that is down): it reads every pending delivery once, so this
+// is what a long outage of an endpoint adds to each replica's minute. The
+// table is analyzed, as autovacuum would have by then.
+func BenchmarkRepairHeadsPastABacklog(b *testing.B) {
+	ctx := context.Background()
+	for _, backlog := range webhookstest.Backlogs {
+		b.Run(backlog, func(b *testing.B) {
+			s, url := openWithURL(b)
+			webhookstest.FillBacklog(b, s, backlog)
+			if _, err := connect(b, url).Exec(ctx, `ANALYZE webhook_deliveries`); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if n, err := s.RepairHeads(ctx); n != 0 || err != nil {
+					b.Fatalf("RepairHeads = %d, %v; want nothing to set right", n, err)
+				}
+			}
+		})
+	}
+}
+
 // Results that arrive together are written in one transaction, each with
 // its own verdict, as they would be one at a time: a lost claim changes
 // nothing, a failed attempt stays pending until its retry, and a head

@@ -26,28 +26,7 @@ var Backlogs = []string{"healthy", "dead", "hung"}
 func BenchClaimPastABacklog(b *testing.B, s webhooks.Store, backlog string) {
 	ctx := context.Background()
 	down := webhooks.EndpointKey("acme", "down")
-	pos := int64(0)
-	if backlog != "healthy" {
-		const transfers, events = 10000, 5
-		for i := 0; i < transfers; i += 500 {
-			var ds []webhooks.Delivery
-			from := pos
-			for tr := i; tr < i+500; tr++ {
-				for seq := int64(1); seq <= events; seq++ {
-					pos++
-					d := mk("acme", "down", fmt.Sprintf("tr_%05d", tr), seq, pos)
-					d.NextAttempt = now.Add(-time.Hour)
-					if backlog == "dead" && seq == 1 {
-						d.NextAttempt = now.Add(time.Hour)
-					}
-					ds = append(ds, d)
-				}
-			}
-			if err := s.EnqueueDeliveries(ctx, down, from, pos, ds); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	pos := FillBacklog(b, s, backlog)
 	live := webhooks.EndpointKey("beta", "crm")
 	var ds []webhooks.Delivery
 	for tr := range 200 {
@@ -76,4 +55,36 @@ func BenchClaimPastABacklog(b *testing.B, s webhooks.Store, backlog string) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// FillBacklog enqueues the backlog Backlogs names to the endpoint "down"
+// of tenant "acme" (none for "healthy") and returns the last position it
+// used.
+func FillBacklog(b *testing.B, s webhooks.Store, backlog string) int64 {
+	ctx := context.Background()
+	down := webhooks.EndpointKey("acme", "down")
+	pos := int64(0)
+	if backlog == "healthy" {
+		return pos
+	}
+	const transfers, events = 10000, 5
+	for i := 0; i < transfers; i += 500 {
+		var ds []webhooks.Delivery
+		from := pos
+		for tr := i; tr < i+500; tr++ {
+			for seq := int64(1); seq <= events; seq++ {
+				pos++
+				d := mk("acme", "down", fmt.Sprintf("tr_%05d", tr), seq, pos)
+				d.NextAttempt = now.Add(-time.Hour)
+				if backlog == "dead" && seq == 1 {
+					d.NextAttempt = now.Add(time.Hour)
+				}
+				ds = append(ds, d)
+			}
+		}
+		if err := s.EnqueueDeliveries(ctx, down, from, pos, ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return pos
 }
