@@ -725,8 +725,8 @@ const (
 	// commits: a save waits for at most about this plus one step and the
 	// slice's commit, and its own commit then flushes the slice's WAL
 	// frames (a slice commits without an fsync). At 100k stored, 10 ms
-	// against 20 took the longest save of a purge from 42–53 ms to
-	// 27–44 ms, and the p99 from 31–38 ms to 19–22, in as long a purge
+	// against 20 took the longest save of a purge from 40–64 ms to
+	// 23–44 ms, and the p99 from 31–39 ms to 19–22, in as long a purge
 	// (docs/benchmarks.md, thirty-fourth pass). Tried before the purge
 	// flushed the file itself (Store.checkpoint), 10 ms did not lower the
 	// longest wait: that was a save's fsync of the purge's pages.
