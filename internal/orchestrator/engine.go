@@ -136,6 +136,10 @@ type Engine struct {
 	mu       sync.Mutex
 	stopping bool
 	starting int // Starts past their stopping check, not adopted yet
+	// creating holds the ids of the transfers Start (or findLater) is
+	// about to adopt: saved, perhaps, and this replica's, but with no
+	// entry yet. adoptOrphans leaves them to it.
+	creating map[string]struct{}
 	entries  map[string]*entry
 	waiters  map[string]*waiter
 	// finished holds the final records of the last transfers this replica
@@ -235,7 +239,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		// what it shows and stores is UTC.
 		now:  time.Now,
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
-		entries: map[string]*entry{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
+		entries: map[string]*entry{}, creating: map[string]struct{}{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
 		watchers: map[watchKey]*watcher{},
 	}, nil
@@ -357,21 +361,24 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	// Counted until the transfer is adopted, so that a Shutdown that
 	// begins meanwhile waits for it and drives it to its end instead of
 	// leaving a saved transfer nobody drives.
+	now := e.now()
+	id := NewID(now)
 	e.mu.Lock()
 	if e.stopping {
 		e.mu.Unlock()
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	e.starting++
+	e.creating[id] = struct{}{}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
 		e.starting--
+		delete(e.creating, id)
 		e.settledLocked()
 		e.mu.Unlock()
 	}()
-	now := e.now()
-	t := &Transfer{ID: NewID(now), Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
+	t := &Transfer{ID: id, Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
@@ -479,12 +486,14 @@ func (e *Engine) findLater(id string) {
 				return
 			}
 			e.starting++
+			e.creating[id] = struct{}{}
 			e.mu.Unlock()
 			e.log.Warn().Str("transfer_id", id).Msg("a create whose answer was lost was saved: driving it")
 			e.m.started.WithLabelValues(got.Request.Provider).Inc()
 			e.adopt(got, false)
 			e.mu.Lock()
 			e.starting--
+			delete(e.creating, id)
 			e.settledLocked()
 			e.mu.Unlock()
 			return
@@ -841,6 +850,15 @@ func (e *Engine) local(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.entries[id] != nil
+}
+
+// driving reports whether this replica drives the transfer id or is
+// about to: it has an entry, or Start or findLater is adopting it.
+func (e *Engine) driving(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, creating := e.creating[id]
+	return creating || e.entries[id] != nil
 }
 
 // heartbeatTTL is how long one heartbeat keeps this replica's transfers.

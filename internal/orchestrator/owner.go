@@ -105,7 +105,10 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 	}
 	n := 0
 	for _, id := range ids {
-		if e.local(id) {
+		// A transfer Start has saved and not adopted yet is its own, not
+		// an orphan: adopted here it would be driven as resumed ("resumed
+		// by" among its steps) although no process drove it before.
+		if e.driving(id) {
 			continue
 		}
 		t, err := e.store.Get(ctx, id)
