@@ -358,11 +358,12 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	if err := e.Validate(ctx, &r); err != nil {
 		return nil, err
 	}
-	// Counted until the transfer is adopted, so that a Shutdown that
-	// begins meanwhile waits for it and drives it to its end instead of
-	// leaving a saved transfer nobody drives.
 	now := e.now()
 	id := NewID(now)
+	// Counted until the transfer is adopted, so that a Shutdown that
+	// begins meanwhile waits for it and drives it to its end instead of
+	// leaving a saved transfer nobody drives; and kept in creating until
+	// then, so that a look for orphans does not take it for one.
 	e.mu.Lock()
 	if e.stopping {
 		e.mu.Unlock()
