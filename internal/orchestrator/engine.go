@@ -135,11 +135,13 @@ type Engine struct {
 
 	mu       sync.Mutex
 	stopping bool
-	starting int // Starts past their stopping check, not adopted yet
-	// creating holds the ids of the transfers Start (or findLater) is
-	// about to adopt: saved, perhaps, and this replica's, but with no
-	// entry yet. adoptOrphans leaves them to it.
-	creating map[string]struct{}
+	// creating counts, by id, the Starts (and findLater's adoptions) past
+	// their stopping check that have not adopted their transfer yet: saved,
+	// perhaps, and this replica's, but with no entry yet. Shutdown waits
+	// for them (unfinished); adoptOrphans leaves them alone. A count, not a
+	// set: findLater may begin adopting an id before the Start that made it
+	// has ended.
+	creating map[string]int
 	entries  map[string]*entry
 	waiters  map[string]*waiter
 	// finished holds the final records of the last transfers this replica
@@ -239,7 +241,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		// what it shows and stores is UTC.
 		now:  time.Now,
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
-		entries: map[string]*entry{}, creating: map[string]struct{}{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
+		entries: map[string]*entry{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
 		watchers: map[watchKey]*watcher{},
 	}, nil
@@ -360,25 +362,14 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	}
 	now := e.now()
 	id := NewID(now)
-	// Counted until the transfer is adopted, so that a Shutdown that
-	// begins meanwhile waits for it and drives it to its end instead of
-	// leaving a saved transfer nobody drives; and kept in creating until
-	// then, so that a look for orphans does not take it for one.
-	e.mu.Lock()
-	if e.stopping {
-		e.mu.Unlock()
+	// Counted in creating until the transfer is adopted, so that a
+	// Shutdown that begins meanwhile waits for it and drives it to its end
+	// instead of leaving a saved transfer nobody drives, and so that a
+	// look for orphans does not take it for one.
+	if !e.beginCreate(id) {
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
-	e.starting++
-	e.creating[id] = struct{}{}
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		e.starting--
-		delete(e.creating, id)
-		e.settledLocked()
-		e.mu.Unlock()
-	}()
+	defer e.endCreate(id)
 	t := &Transfer{ID: id, Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
@@ -481,22 +472,13 @@ func (e *Engine) findLater(id string) {
 			}
 			// Adopted as Start adopts: not once shutdown has begun (whoever
 			// owns it next resumes it), and counted until it is.
-			e.mu.Lock()
-			if e.stopping {
-				e.mu.Unlock()
+			if !e.beginCreate(id) {
 				return
 			}
-			e.starting++
-			e.creating[id] = struct{}{}
-			e.mu.Unlock()
 			e.log.Warn().Str("transfer_id", id).Msg("a create whose answer was lost was saved: driving it")
 			e.m.started.WithLabelValues(got.Request.Provider).Inc()
 			e.adopt(got, false)
-			e.mu.Lock()
-			e.starting--
-			delete(e.creating, id)
-			e.settledLocked()
-			e.mu.Unlock()
+			e.endCreate(id)
 			return
 		}
 		e.log.Error().Str("transfer_id", id).Dur("looked_for", readBackPatience).
@@ -858,8 +840,28 @@ func (e *Engine) local(id string) bool {
 func (e *Engine) driving(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, creating := e.creating[id]
-	return creating || e.entries[id] != nil
+	return e.creating[id] > 0 || e.entries[id] != nil
+}
+
+// beginCreate counts id among the transfers about to be adopted (see
+// creating), unless shutdown has begun; endCreate ends that count.
+func (e *Engine) beginCreate(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.creating[id]++
+	return true
+}
+
+func (e *Engine) endCreate(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.creating[id]--; e.creating[id] <= 0 {
+		delete(e.creating, id)
+	}
+	e.settledLocked()
 }
 
 // heartbeatTTL is how long one heartbeat keeps this replica's transfers.
@@ -1105,7 +1107,10 @@ func (e *Engine) startWorkers() {
 func (e *Engine) unfinished() (int, <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := e.starting
+	n := 0
+	for _, c := range e.creating {
+		n += c
+	}
 	for _, en := range e.entries {
 		if t := en.cur.Load(); t != nil && !t.State.Terminal() {
 			n++
