@@ -1092,7 +1092,7 @@ const purgeDeliveriesSQL = `WITH gone AS (DELETE FROM webhook_deliveries WHERE i
 	SELECT count(*) FROM gone`
 
 // PurgeDeliveries implements webhooks.Store in statements (each its own
-// transaction) of at most s.purgeBatch rows, as Purge deletes transfers.
+// transaction) of at most s.purgeBatch rows, paced as Purge's.
 func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge deliveries"
 	total := 0
@@ -1102,12 +1102,16 @@ func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int
 			n = min(n, limit-total)
 		}
 		var gone int
+		start := s.clock()
 		if err := s.pool.QueryRow(ctx, purgeDeliveriesSQL, before, n).Scan(&gone); err != nil {
 			return total, s.fail(op, err)
 		}
 		total += gone
 		if gone < n {
 			break
+		}
+		if err := s.pace(ctx, start); err != nil {
+			return total, s.fail(op, err)
 		}
 	}
 	return total, nil

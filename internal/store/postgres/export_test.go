@@ -22,6 +22,12 @@ const TerminalList = terminalList
 // SetPurgeBatch makes Purge delete at most n rows per statement.
 func SetPurgeBatch(s *Store, n int) { s.purgeBatch = n }
 
+// SetPurgePace replaces the clock a purge times its batches by and the
+// rest it takes after each full one.
+func SetPurgePace(s *Store, clock func() time.Time, rest func(context.Context, time.Duration) error) {
+	s.clock, s.rest = clock, rest
+}
+
 // ListQuery, EventsQuery and DeliveriesQuery are the statements of List,
 // Events and Deliveries, for the tests that check their plans.
 var (

@@ -44,6 +44,10 @@ type Store struct {
 	// purgeBatch is the purgeBatch constant, set lower by tests to
 	// exercise the batching.
 	purgeBatch int
+	// clock times a purge's batches and rest waits after each full one
+	// (Store.pace); tests replace both.
+	clock func() time.Time
+	rest  func(ctx context.Context, d time.Duration) error
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*saveReq]
 	// finishes is the group commit of webhook results (FinishDelivery);
@@ -72,7 +76,7 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 // open is Open, with tune, if not nil, applied to the pool's
 // configuration last (the tests' tracer).
 func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, finishTimeout: commitTimeout}
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"os"
 	"slices"
@@ -19,6 +20,8 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/storetest"
+	"github.com/transferd/transferd/internal/webhooks"
+	"github.com/transferd/transferd/internal/webhooks/webhookstest"
 )
 
 // envURL names the database the tests may use. Each test works in a
@@ -489,6 +492,78 @@ func TestPurgeInBatches(t *testing.T) {
 		if _, fresh, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil || !fresh {
 			t.Errorf("idempotency key %d survived Purge (%v)", i, err)
 		}
+	}
+}
+
+// A purge rests after each full batch, for as long as that batch took,
+// and not after the short batch that ends it: after the transfers' and
+// the idempotency keys' batches, after the webhook deliveries', and after
+// a batch that fills a limited call, so that the engine's next call comes
+// after the rest. A purge stopped during a rest returns what it deleted.
+func TestPurgeRestsAfterFullBatches(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	postgres.SetPurgeBatch(s, 2)
+	tick := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var rests []time.Duration
+	// Every batch reads the clock before and after its statement: 7 ms.
+	postgres.SetPurgePace(s, func() time.Time { tick = tick.Add(7 * time.Millisecond); return tick },
+		func(_ context.Context, d time.Duration) error { rests = append(rests, d); return nil })
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	terminal := func(n int) {
+		t.Helper()
+		for range n {
+			tr := &orchestrator.Transfer{ID: orchestrator.NewID(at), State: orchestrator.StateCompleted,
+				Request:   orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "D", User: "1000"}},
+				CreatedAt: at, UpdatedAt: at}
+			if err := s.Create(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	terminal(5)
+	for i := range 5 {
+		if _, _, err := s.ReserveIdempotency(ctx, orchestrator.IdempotencyRecord{Scope: "s", Key: strconv.Itoa(i), CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, want int) {
+		t.Helper()
+		if len(rests) != want {
+			t.Errorf("%s: %d rests, want %d", what, len(rests), want)
+		}
+		for i, d := range rests {
+			if d != 7*time.Millisecond {
+				t.Errorf("%s: rest %d took %v, want the 7ms its batch took", what, i, d)
+			}
+		}
+		rests = nil
+	}
+	// Transfers: one full batch (the limit); keys: 2, 2, then 1.
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 2); n != 2 || err != nil {
+		t.Fatalf("Purge(limit 2) = %d, %v; want 2", n, err)
+	}
+	check("Purge(limit 2)", 1+2)
+	// Transfers: 2, then 1; no key left.
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); n != 3 || err != nil {
+		t.Fatalf("Purge(no limit) = %d, %v; want 3", n, err)
+	}
+	check("Purge(no limit)", 1)
+
+	webhookstest.Finished(t, s, map[string]webhookstest.Finish{
+		"tr_a": {Status: webhooks.StatusDelivered, At: time.Now().Add(-48 * time.Hour)},
+		"tr_b": {Status: webhooks.StatusDead, At: time.Now().Add(-48 * time.Hour)},
+		"tr_c": {Status: webhooks.StatusDelivered, At: time.Now().Add(-48 * time.Hour)},
+	})
+	if n, err := s.PurgeDeliveries(ctx, time.Now(), 0); n != 3 || err != nil {
+		t.Fatalf("PurgeDeliveries = %d, %v; want 3", n, err)
+	}
+	check("PurgeDeliveries", 1)
+
+	terminal(3)
+	postgres.SetPurgePace(s, time.Now, func(context.Context, time.Duration) error { return context.Canceled })
+	if n, err := s.Purge(ctx, at.Add(time.Hour), 0); n != 2 || !errors.Is(err, context.Canceled) {
+		t.Errorf("Purge stopped in its first rest = %d, %v; want 2 and the context's error", n, err)
 	}
 }
 

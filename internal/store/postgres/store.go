@@ -761,12 +761,12 @@ func (s *Store) SettleIdempotency(ctx context.Context, owner string, now, ownBef
 const purgeBatch = 500
 
 // Purge implements orchestrator.Store in statements (each its own
-// transaction) of at most s.purgeBatch rows. A transfer's events go in the
-// same statement (events has no foreign key: migration 7); its keys and
-// signal go through their foreign keys' ON DELETE CASCADE. An idempotency
-// record whose transfer is still open is kept: it still answers a retry of
-// the create. SKIP LOCKED lets replicas purge at once without waiting on
-// each other or on a row being saved.
+// transaction) of at most s.purgeBatch rows, paced (Store.pace). A
+// transfer's events go in the same statement (events has no foreign key:
+// migration 7); its keys and signal go through their foreign keys' ON
+// DELETE CASCADE. An idempotency record whose transfer is still open is
+// kept: it still answers a retry of the create. SKIP LOCKED lets replicas
+// purge at once without waiting on each other or on a row being saved.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	const op = "purge"
 	total := 0
@@ -778,6 +778,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		// NOT open alone implies terminal; the state test guards against a
 		// row whose open column was ever written wrong.
 		var deleted int
+		start := s.clock()
 		err := s.pool.QueryRow(ctx, `WITH gone AS (DELETE FROM transfers WHERE id IN (SELECT id FROM transfers
 				WHERE NOT open AND `+terminal+` AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 				RETURNING id),
@@ -790,8 +791,12 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		if deleted < n {
 			break
 		}
+		if err := s.pace(ctx, start); err != nil {
+			return total, s.fail(op, err)
+		}
 	}
 	for {
+		start := s.clock()
 		tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency i
 			WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = i.transfer_id AND t.open)
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, s.purgeBatch)
@@ -801,6 +806,34 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		if int(tag.RowsAffected()) < s.purgeBatch {
 			break
 		}
+		if err := s.pace(ctx, start); err != nil {
+			return total, s.fail(op, err)
+		}
 	}
 	return total, nil
+}
+
+// pace rests after a full batch of a purge (more may follow, in this call
+// or the engine's next) for as long as the batch took since start, so
+// that a purge keeps the server's disk busy half the time at most, as
+// PostgreSQL's own vacuum rests by its cost delay. Back to back at 1M
+// stored transfers, on a database larger than the host's page cache, the
+// batches' reads, their WAL and the checkpoints that WAL brought
+// saturated the disk, and a few saves of open transfers waited 150–250 ms
+// on it (thirty-fifth pass, docs/benchmarks.md). A batch that is slow
+// because the disk is busy rests the longer for it.
+func (s *Store) pace(ctx context.Context, start time.Time) error {
+	return s.rest(ctx, s.clock().Sub(start))
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
