@@ -637,8 +637,8 @@ func TestReplicaCutOffFromTheStoreSendsNothingOnceItsHeartbeatRunsOut(t *testing
 // large backlog.
 type blockingPurge struct {
 	*memory.Store
-	release chan struct{}
-	beats   atomic.Int32
+	release       chan struct{}
+	beats, claims atomic.Int32
 }
 
 func (s *blockingPurge) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
@@ -651,9 +651,17 @@ func (s *blockingPurge) Heartbeat(ctx context.Context, owner string, now time.Ti
 	return s.Store.Heartbeat(ctx, owner, now, ttl)
 }
 
-// The heartbeat is not held back by a long purge: the replica's lease
-// would run out and its transfers stop (and others claim them).
-func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
+func (s *blockingPurge) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	s.claims.Add(1)
+	return s.Store.Claim(ctx, owner, now, own, limit)
+}
+
+// Neither the heartbeat nor the claims of stopped replicas' transfers are
+// held back by a long purge (PostgreSQL's, paced, takes minutes at 1M
+// stored transfers): the replica's lease would run out and its transfers
+// stop (and others claim them); a stopped replica's callers would wait on
+// hold for the purge to end.
+func TestHeartbeatAndClaimsGoOnDuringAPurge(t *testing.T) {
 	store := &blockingPurge{Store: memory.New(), release: make(chan struct{})}
 	e := replica(t, "a", store, orchestratortest.NewFake("fake"), nil)
 	t.Cleanup(func() { close(store.release) }) // before the engine's Shutdown
@@ -661,6 +669,8 @@ func TestHeartbeatGoesOnDuringAPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "three heartbeats while the first purge runs", func() bool { return store.beats.Load() >= 4 })
+	claims := store.claims.Load()
+	eventually(t, "three claims while the first purge runs", func() bool { return store.claims.Load() >= claims+3 })
 }
 
 // slowCutStore is a partitionedStore that is cut off the way a network

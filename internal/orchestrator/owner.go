@@ -237,32 +237,20 @@ func purgeAll(ctx context.Context, purge func(context.Context, time.Time, int) (
 
 // maintain runs until Shutdown has finished: the heartbeat is renewed
 // while shutdown compensates, so that no peer claims a transfer mid-undo.
-// The heartbeat has a loop of its own: a purge of a large backlog, or a
-// slow claim, must not hold it back until this replica's lease runs out
-// (and its transfers stop, see leaseHeld) or others claim them.
+// The heartbeat and the purge have loops of their own: a slow claim must
+// not hold the heartbeat back until this replica's lease runs out (and
+// its transfers stop, see leaseHeld) or others claim them; a purge of a
+// large backlog (PostgreSQL's is paced, minutes at 1M stored transfers)
+// must hold back neither, nor the claims of a stopped replica's
+// transfers, whose callers may be on hold.
 func (e *Engine) maintain() {
 	ctx := e.hard
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		beats := time.NewTicker(e.cfg.LeaseTTL / 4)
-		defer beats.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-beats.C:
-				e.heartbeat(ctx)
-			}
-		}
-	}()
+	e.every(ctx, e.cfg.LeaseTTL/4, false, e.heartbeat)
+	e.every(ctx, e.cfg.PurgeInterval, true, e.purge)
 	claims := time.NewTicker(e.cfg.LeaseTTL / 4)
 	defer claims.Stop()
 	sigs := time.NewTicker(2 * e.cfg.PollInterval)
 	defer sigs.Stop()
-	purges := time.NewTicker(e.cfg.PurgeInterval)
-	defer purges.Stop()
-	e.purge(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -284,8 +272,28 @@ func (e *Engine) maintain() {
 			}
 		case <-sigs.C:
 			e.signals(ctx)
-		case <-purges.C:
-			e.purge(ctx)
 		}
 	}
+}
+
+// every runs f every d (and at once first if now) in a goroutine of its
+// own, until ctx ends; Shutdown waits for it (e.bg).
+func (e *Engine) every(ctx context.Context, d time.Duration, now bool, f func(context.Context)) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		if now {
+			f(ctx)
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				f(ctx)
+			}
+		}
+	}()
 }
