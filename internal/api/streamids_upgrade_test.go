@@ -61,9 +61,10 @@ func upgradedEnv(t *testing.T) (*eventsEnv, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Schemas 13 (webhook payloads apart) and 14 (the deliveries' list
-	// indexes) undone too: this test makes no deliveries.
-	for _, q := range []string{`DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
+	// Schemas 13 (webhook payloads apart), 14 (the deliveries' list
+	// indexes) and 15 (the index of calls' owing transfers) undone too:
+	// this test makes no deliveries and no cleanups.
+	for _, q := range []string{`DROP INDEX transfers_owing_call`, `DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
 		`DROP INDEX webhook_deliveries_transfer`, `DROP TRIGGER webhook_payloads_go`, `DROP TABLE webhook_payloads`,
 		`ALTER TABLE webhook_deliveries RENAME COLUMN rec TO record`,
 		`DROP TABLE event_id_key`, `DELETE FROM schema_migrations WHERE version >= 12`} {

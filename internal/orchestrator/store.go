@@ -38,9 +38,11 @@ type ListFilter struct {
 type Store interface {
 	// Create saves a new transfer (Version 1). It fails with KindConflict
 	// and an ActiveTransferError when a non-terminal transfer of the same
-	// provider call of the same tenant exists, or when the call's last
-	// transfer (the newest by id) holds it (Transfer.HoldsCall: CleaningUp
-	// then). The look at the last transfer is part of the create's
+	// provider call of the same tenant exists, or when another of the
+	// call's transfers holds it (Transfer.HoldsCall: CleaningUp then):
+	// any of them, not only the newest by id, for ids begin with their
+	// replica's clock, which may be stepped back or run ahead of another
+	// replica's. The look at the call's transfers is part of the create's
 	// transaction: made by the engine before it, a read of its own, it
 	// cost a round trip to the database a transfer, and a transfer that
 	// ended owing the call between the two got by. When
@@ -290,7 +292,7 @@ type ActiveTransferError struct {
 
 func (e *ActiveTransferError) Error() string {
 	if e.CleaningUp {
-		return "the call's last transfer " + e.ID + " still owes it its end state (its outcome is unverified)"
+		return "the call's transfer " + e.ID + " still owes it its end state (its outcome is unverified)"
 	}
 	return "the call already has an active transfer " + e.ID
 }

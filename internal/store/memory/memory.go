@@ -17,11 +17,13 @@ import (
 
 // Store keeps transfers in a map guarded by a mutex.
 type Store struct {
-	mu      sync.RWMutex
-	byID    map[string]*orchestrator.Transfer
-	active  map[string]string // CallKey -> id of the non-terminal transfer
-	last    map[string]string // CallKey -> id of the call's newest transfer
-	ids     []string          // ascending; ids sort by creation time
+	mu     sync.RWMutex
+	byID   map[string]*orchestrator.Transfer
+	active map[string]string // CallKey -> id of the non-terminal transfer
+	// open holds, by CallKey, the ids of the call's open transfers
+	// (Transfer.Open): those that may hold it (Transfer.HoldsCall).
+	open    map[string]map[string]struct{}
+	ids     []string // ascending; ids sort by creation time
 	signals map[string]orchestrator.Signal
 	idem    map[[2]string]idemRow
 	// replicas holds each replica's heartbeat expiry.
@@ -49,7 +51,7 @@ func New() *Store {
 	if err != nil {
 		panic(err) // crypto/rand does not fail
 	}
-	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{}, last: map[string]string{},
+	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{}, open: map[string]map[string]struct{}{},
 		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]idemRow{},
 		replicas: map[string]time.Time{}, eventIDKey: k}
 }
@@ -71,11 +73,9 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id}}
 	}
-	if last, ok := s.byID[s.last[key]]; ok {
-		if holds, cleaning := last.HoldsCall(); holds {
-			return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
-				Err: &orchestrator.ActiveTransferError{ID: last.ID, CleaningUp: cleaning}}
-		}
+	if id := s.holding(key); id != "" {
+		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
+			Err: &orchestrator.ActiveTransferError{ID: id, CleaningUp: true}}
 	}
 	if t.IdempotencyKey != "" && !t.IdempotencyReservedAt.IsZero() {
 		row, ok := s.idem[[2]string{t.IdempotencyScope, t.IdempotencyKey}]
@@ -89,9 +89,7 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	if !t.State.Terminal() { // a transfer saved already ended never holds its call
 		s.active[key] = t.ID
 	}
-	if t.ID > s.last[key] {
-		s.last[key] = t.ID
-	}
+	s.track(key, t)
 	i, _ := slices.BinarySearch(s.ids, t.ID)
 	s.ids = slices.Insert(s.ids, i, t.ID)
 	if t.IdempotencyKey != "" {
@@ -114,6 +112,35 @@ func stored(t *orchestrator.Transfer) *orchestrator.Transfer {
 	return c
 }
 
+// holding returns the newest (by id) of the call's ended transfers that
+// hold it (Transfer.HoldsCall), "" when none does. Any of them holds it,
+// not only the newest: ids begin with their replica's clock, which may
+// run ahead of another's.
+func (s *Store) holding(key string) string {
+	last := ""
+	for id := range s.open[key] {
+		if holds, _ := s.byID[id].HoldsCall(); holds && id > last {
+			last = id
+		}
+	}
+	return last
+}
+
+// track keeps t's id among its call's open transfers while t is open.
+func (s *Store) track(key string, t *orchestrator.Transfer) {
+	switch ids := s.open[key]; {
+	case t.Open() && ids == nil:
+		s.open[key] = map[string]struct{}{t.ID: {}}
+	case t.Open():
+		ids[t.ID] = struct{}{}
+	case ids != nil:
+		delete(ids, t.ID)
+		if len(ids) == 0 {
+			delete(s.open, key)
+		}
+	}
+}
+
 // Update implements orchestrator.Store.
 func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	s.mu.Lock()
@@ -130,12 +157,11 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	t.Version++
 	s.byID[t.ID] = stored(t)
 	s.writeEvents(t)
-	if t.State.Terminal() {
-		key := orchestrator.TenantCallKey(t)
-		if s.active[key] == t.ID {
-			delete(s.active, key)
-		}
+	key := orchestrator.TenantCallKey(t)
+	if t.State.Terminal() && s.active[key] == t.ID {
+		delete(s.active, key)
 	}
+	s.track(key, t)
 	if t.LookForSignal {
 		t.SignalLooked, t.PendingSignal = true, s.signals[t.ID]
 	}
@@ -428,12 +454,6 @@ func (s *Store) Purge(_ context.Context, before time.Time, limit int) (int, erro
 		if (limit <= 0 || n < limit) && t.State.Terminal() && !t.Open() && t.UpdatedAt.Before(before) {
 			delete(s.byID, id)
 			delete(s.signals, id)
-			// A purged transfer is closed, so it held its call no more;
-			// one before it cannot hold it either (Create refused the
-			// purged one while it did).
-			if key := orchestrator.TenantCallKey(t); s.last[key] == id {
-				delete(s.last, key)
-			}
 			purged[id] = true
 			n++
 			continue

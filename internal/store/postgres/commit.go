@@ -174,44 +174,22 @@ var (
 	// it linked. The parameters carry casts: in INSERT … SELECT nothing
 	// else gives them their columns' types.
 	//
-	// last is the call's newest transfer when it holds the call
-	// (lastHoldingSQL): the create then inserts nothing. Seen as of the
+	// owing is the call's ended transfer that owes it its end state, if
+	// one does (owingSQL): the create then inserts nothing. Seen as of the
 	// statement's snapshot, an active one that ends owing the call as the
-	// create runs holds it still.
+	// create runs holds it still (transfers_active_call).
 	createSQL = `WITH held AS (SELECT 1 FROM idempotency WHERE scope = $16 AND key = $17 AND created_at = $26
 			AND transfer_id IS NULL AND status IS NULL FOR UPDATE),
-	last AS (%s),
+	owing AS (` + fmt.Sprintf(owingSQL, "$4::text") + `),
 	saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
 		SELECT $1::text, 1, $2::text, $3::text, $4::text, $5::text, $7::boolean, $9::timestamptz, $6::json, $10::text
-		WHERE ($26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)) AND NOT EXISTS (SELECT 1 FROM last)
+		WHERE ($26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)) AND NOT EXISTS (SELECT 1 FROM owing)
 		ON CONFLICT DO NOTHING RETURNING id),
 	keyed AS (INSERT INTO transfer_keys (id, tenant, provider, external_id, call_domain, call_user, call_id, target, created_at)
 		SELECT id, $10, $3, $11, $12, $13, $14, $15, $8 FROM saved),
 	linked AS (UPDATE idempotency SET transfer_id = saved.id FROM saved WHERE scope = $16 AND key = $17),
 	written AS (` + fmt.Sprintf(eventsFrom, 18, 19, 20, 21, 22, 23, 24, 25) + `)
 	SELECT count(*) FROM saved`
-
-	// callByUser and callByID find a call's transfers in transfer_keys k
-	// by its (folded) domain and user, or by its call id; $3 is the
-	// provider, $10 the tenant. The `> ''` (implied: a call has one) is
-	// for the generic plan: the other kind of call leaves the column
-	// empty, and in a table of those the planner expected every row to
-	// match and walked the primary key backwards through every transfer
-	// instead of the call's index. As an index condition it tells the
-	// planner that the index finds few rows.
-	callByUser = `k.tenant = $10::text AND k.call_domain = $12::text AND k.call_user = $13::text AND k.call_user > '' AND k.provider = $3::text`
-	callByID   = `k.tenant = $10::text AND k.call_id = $14::text AND k.call_id > '' AND k.provider = $3::text`
-
-	// lastHoldingSQL selects the call's newest transfer if it holds the
-	// call (holdsCallSQL); %s is the call's condition on transfer_keys k.
-	lastHoldingSQL = `SELECT id FROM transfers WHERE id = (SELECT k.id FROM transfer_keys k WHERE %s ORDER BY k.id DESC LIMIT 1)
-		AND ` + holdsCallSQL
-
-	lastHoldingByUserSQL = fmt.Sprintf(lastHoldingSQL, callByUser)
-	lastHoldingByIDSQL   = fmt.Sprintf(lastHoldingSQL, callByID)
-
-	createByUserSQL = fmt.Sprintf(createSQL, lastHoldingByUserSQL)
-	createByIDSQL   = fmt.Sprintf(createSQL, lastHoldingByIDSQL)
 )
 
 // mergedUpdateSQL is updateEventsSQL for several updates at once, their
@@ -376,11 +354,7 @@ func (r *saveReq) queue(b *pgx.Batch) {
 	c, e := &r.col, &r.events
 	switch {
 	case r.create:
-		q := createByUserSQL
-		if c.user == "" {
-			q = createByIDSQL
-		}
-		b.Queue(q, r.id, c.state, c.provider, c.callKey, r.owner, c.record, r.open, r.created, r.updated,
+		b.Queue(createSQL, r.id, c.state, c.provider, c.callKey, r.owner, c.record, r.open, r.created, r.updated,
 			c.tenant, c.externalID, c.domain, c.user, c.callID, c.target, r.idemScope, r.idemKey,
 			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, r.idemHeld)
 	case e.len() > 0:

@@ -198,9 +198,9 @@ func CachedPutPlan(s *Store) (string, error) {
 	return strings.Join(lines, "\n"), err
 }
 
-// LastHoldingSQL is the create's look at the call's last transfer, by
-// domain and user and by call id, for the test of its plans.
-var LastHoldingSQL = [2]string{lastHoldingByUserSQL, lastHoldingByIDSQL}
+// OwingSQL is the create's look at the call's ended transfers that owe
+// it, with the call's key as $1, for the test of its plans.
+var OwingSQL = fmt.Sprintf(owingSQL, "$1")
 
 // SignalledSQL is Signalled's statement, for the test of its plan.
 const SignalledSQL = signalledSQL

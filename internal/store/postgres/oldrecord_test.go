@@ -9,7 +9,7 @@ import (
 )
 
 // A record saved before cleanups existed has no Cleanup and no
-// Outcome.verified: Create's look at the call's last transfer reads such
+// Outcome.verified: Create's look at the call's owing transfers reads such
 // a one as holding nothing (the SQLite store failed on it).
 func TestCreateBesideARecordFromBeforeCleanups(t *testing.T) {
 	ctx := context.Background()

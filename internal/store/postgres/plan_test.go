@@ -548,50 +548,47 @@ func TestDeliveryWritePlans(t *testing.T) {
 	}
 }
 
-// A create's look at its call's last transfer (Store.Create) reads the
-// call's entries by its index and that one transfer by its key, in the
-// batch's settings, whatever the planner knows of the tables: empty, a
-// few rows never analyzed, or analyzed with calls of both kinds. Found
-// writing it: the generic plan walked the primary key of transfer_keys
-// backwards, through every transfer, when the other kind of call filled
-// the table.
+// A create's look at the ended transfers that owe its call (owingSQL)
+// reads the call's entries in transfers_owing_call, backwards to the
+// newest, in a batch's settings, whatever the planner knows of the
+// tables: empty, a few rows never analyzed, or analyzed with thousands of
+// one call's ended transfers (an agent's extension), a few of them still
+// open, beside other calls' active ones. Never a walk of the primary key
+// or of another index of transfers.
 func TestCreatesLookAtTheCallPlan(t *testing.T) {
+	indexUsed := regexp.MustCompile(`(?:using|on) (\w+)`)
 	ctx := context.Background()
 	s, conn := openRaw(t)
 	tbl := &planTable{t: t, s: s, conn: conn, ids: batchIDs{at: time.Now()}}
-	// Every argument $1-$14 is typed, as the create's statement types them;
-	// the look uses $3, $10 and $12-$14.
-	typed := `WITH args AS (SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
-		$10::text, $11::text, $12::text, $13::text, $14::text) `
-	args := []any{"", "", "netsapiens", "", "", "", "", "", "", "default", "", "test", "1000", "c-1"}
-	// Calls by user only (the call id column empty in every row, as in a
-	// deployment that adds Bandwidth to NetSapiens), then mostly by call
-	// id (the user columns empty in most).
+	args := []any{"default|netsapiens|test|1000"}
 	for _, c := range []struct {
 		rows    int
-		byID    bool
 		analyze bool
-	}{{0, false, false}, {2, false, false}, {500, false, true}, {2000, true, true}} {
+	}{{0, false}, {2, false}, {500, true}, {3000, true}} {
 		tbl.grow(c.rows, c.analyze, func(tr *orchestrator.Transfer) {
-			if c.byID {
-				tr.Request.Provider, tr.Request.Call = "bandwidth", orchestrator.CallRef{CallID: "c-" + tr.Request.Call.User}
+			n := len(tbl.ts)
+			if n%10 == 0 { // another call's, active
+				return
+			}
+			tr.Request.Call.User = "1000"
+			tr.State, tr.Outcome = orchestrator.StateCompleted, &orchestrator.Outcome{Reason: orchestrator.ReasonTransferred, Verified: true}
+			if n%100 == 1 { // a tombstone, still open
+				tr.Cleanup = &orchestrator.Cleanup{Until: tr.CreatedAt.Add(time.Hour), Reason: "the consult leg"}
 			}
 		})
-		for i, index := range []string{"transfer_keys_call", "transfer_keys_call_id"} {
-			for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-				tx := inBatchSettings(t, s, conn, mode)
-				plan := explain(t, conn, typed+postgres.LastHoldingSQL[i], args)
-				// The call's own entries, by its index (backwards to the
-				// newest, or all of them and a sort: a call has few), never
-				// a walk of every transfer's.
-				want := regexp.MustCompile(`(?s)Index Scan using transfers_pkey on transfers.*Limit.*(Index Scan Backward using|Bitmap Index Scan on) ` +
-					index + ` `)
-				if !want.MatchString(plan) || strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "transfer_keys_pkey") {
-					t.Errorf("%d rows, %s: want %s, then transfers_pkey:\n%s", c.rows, mode, index, plan)
-				}
-				if err := tx.Rollback(ctx); err != nil {
-					t.Fatal(err)
-				}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			tx := inBatchSettings(t, s, conn, mode)
+			plan := explain(t, conn, postgres.OwingSQL, args)
+			want := regexp.MustCompile(`(?s)Limit.*(Index Scan Backward using|Bitmap Index Scan on) transfers_owing_call `)
+			others := false
+			for _, m := range indexUsed.FindAllStringSubmatch(plan, -1) {
+				others = others || m[1] != "transfers_owing_call" && m[1] != "transfers"
+			}
+			if !want.MatchString(plan) || others || strings.Contains(plan, "Seq Scan") {
+				t.Errorf("%d rows, %s: want transfers_owing_call alone:\n%s", c.rows, mode, plan)
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,11 +22,17 @@ import (
 const (
 	terminalList = `('cancelled', 'completed', 'failed')`
 	nonTerminal  = `state NOT IN ` + terminalList
-	// holdsCallSQL is orchestrator.Transfer.HoldsCall of a row of
-	// transfers (the conformance suite holds them to each other).
-	holdsCallSQL = `(` + nonTerminal + ` OR (json_typeof(record->'Cleanup') = 'object'
-		AND (record->'Outcome'->>'verified') IS DISTINCT FROM 'true'))`
-	terminal = `state IN ` + terminalList
+	terminal     = `state IN ` + terminalList
+	// owingSQL selects the newest (by id) of a call's ended transfers that
+	// still owe it its end state; they and its active transfer are those
+	// that hold it (orchestrator.Transfer.HoldsCall; the conformance suite
+	// holds them to each other). Any of them, not only the call's newest
+	// transfer: ids begin with their replica's clock, which may run ahead
+	// of another's. It reads the call's ended transfers that are still
+	// open (transfers_owing_call, schema 17); %s is the call's key.
+	owingSQL = `SELECT id FROM transfers WHERE call_key = %s AND open AND ` + terminal + `
+		AND json_typeof(record->'Cleanup') = 'object' AND (record->'Outcome'->>'verified') IS DISTINCT FROM 'true'
+		ORDER BY id DESC LIMIT 1`
 )
 
 // activeCallIndex is the unique index that keeps one active transfer per
@@ -180,21 +187,7 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 		owing   *string
 		held    = true
 	)
-	last := lastHoldingByUserSQL
-	if req.col.user == "" {
-		last = lastHoldingByIDSQL
-	}
-	// The call's arguments are numbered as in the create ($3, $10,
-	// $12-$14); call_args types those the condition leaves out, and the
-	// unused $7-$9 and $11.
-	c := &req.col
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
-		(SELECT id FROM transfers WHERE call_key = $2 AND `+nonTerminal+`),
-		(`+last+`),
-		$6::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $4 AND key = $5 AND created_at = $6
-			AND transfer_id IS NULL AND status IS NULL)
-		FROM (SELECT $3::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text) AS call_args`,
-		req.id, c.callKey, c.provider, req.idemScope, req.idemKey, req.idemHeld, nil, nil, nil, c.tenant, nil, c.domain, c.user, c.callID).
+	if err := s.pool.QueryRow(ctx, refusedSQL, req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld).
 		Scan(&idTaken, &active, &owing, &held); err != nil {
 		return false, s.fail(op, err)
 	}
@@ -212,6 +205,15 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 	}
 	return true, nil
 }
+
+// refusedSQL tells apart why a create inserted nothing: its id is taken,
+// its call has an active transfer or an ended one that owes it, or its
+// reservation ($5) was settled.
+var refusedSQL = `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
+		(SELECT id FROM transfers WHERE call_key = $2 AND ` + nonTerminal + `),
+		(` + fmt.Sprintf(owingSQL, "$2") + `),
+		$5::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $3 AND key = $4 AND created_at = $5
+			AND transfer_id IS NULL AND status IS NULL)`
 
 // activeID returns the id of the non-terminal transfer of callKey.
 func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {

@@ -102,8 +102,7 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 	}
 	st := batchStmts{update: tx.StmtContext(ctx, s.update), insert: tx.StmtContext(ctx, s.insert),
 		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem),
-		look: tx.StmtContext(ctx, s.look), lastOfUser: tx.StmtContext(ctx, s.lastOfUser),
-		lastOfCallID: tx.StmtContext(ctx, s.lastOfCallID), fault: s.eventFault}
+		look: tx.StmtContext(ctx, s.look), owing: tx.StmtContext(ctx, s.owing), fault: s.eventFault}
 	for i, r := range batch {
 		write := func(wrote *bool) error {
 			if r.create {
@@ -148,9 +147,8 @@ func refusal(err error) bool {
 // batchStmts are the store's prepared statements bound to a batch's
 // transaction.
 type batchStmts struct {
-	update, insert, insertEvent, link, look *sql.Stmt
-	lastOfUser, lastOfCallID                *sql.Stmt
-	fault                                   func(eventID string) error // tests: an event that cannot be written
+	update, insert, insertEvent, link, look, owing *sql.Stmt
+	fault                                          func(eventID string) error // tests: an event that cannot be written
 }
 
 // updateIn is one compare-and-set inside the batch's transaction, with
@@ -258,34 +256,22 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 }
 
 // casIn is the compare-and-set of one save.
-// callFreeIn returns an ActiveTransferError when the call's last
-// transfer holds it (orchestrator.Transfer.HoldsCall). The writer's
-// transaction orders it with the saves: the last transfer cannot end
-// owing the call between this look and the insert.
+// callFreeIn returns an ActiveTransferError when an ended transfer of the
+// call owes it its end state (orchestrator.Transfer.HoldsCall); the
+// insert is refused if an active one holds it (transfers_active_call).
+// The writer's transaction orders it with the saves: no transfer of the
+// call can end owing it between this look and the insert.
 func callFreeIn(ctx context.Context, st *batchStmts, id string, c *columns) (*orchestrator.ActiveTransferError, error) {
-	var row *sql.Row
-	if c.user != "" {
-		row = st.lastOfUser.QueryRowContext(ctx, c.tenant, c.domain, c.user, c.provider)
-	} else {
-		row = st.lastOfCallID.QueryRowContext(ctx, c.tenant, c.callID, c.provider)
-	}
-	var (
-		last         string
-		active, owes bool
-	)
-	switch err := row.Scan(&last, &active, &owes); {
-	case errors.Is(err, sql.ErrNoRows), err == nil && last == id:
+	var owing string
+	switch err := st.owing.QueryRowContext(ctx, c.callKey).Scan(&owing); {
+	case errors.Is(err, sql.ErrNoRows), err == nil && owing == id:
 		// None, or the transfer itself (a create again of a stored
 		// transfer, which the insert refuses as such).
 		return nil, nil
 	case err != nil:
 		return nil, err
-	case active:
-		return &orchestrator.ActiveTransferError{ID: last}, nil
-	case owes:
-		return &orchestrator.ActiveTransferError{ID: last, CleaningUp: true}, nil
 	}
-	return nil, nil
+	return &orchestrator.ActiveTransferError{ID: owing, CleaningUp: true}, nil
 }
 
 func casIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {

@@ -17,6 +17,10 @@ const UpdateSQL = updateSQL
 // NonTerminal is the predicate of transfers_active_call, as queries spell it.
 const NonTerminal = nonTerminal
 
+// Ended is the states' half of the predicate of transfers_owing_call, as
+// queries spell it.
+const Ended = ended
+
 // SetSlices sets what Purge's slices do: each holds the writer until
 // budget has passed on clock, deleting purgeChunk rows or giving back
 // vacuumChunk pages a step.
@@ -165,19 +169,18 @@ func SetMaxReadStmts(s *Store, n int) {
 	s.reads.max = n
 }
 
-// LastOfUserSQL and LastOfCallIDSQL are a create's looks at its call's
-// last transfer, and SignalledSQL the poll for signals, for the tests of
-// their plans.
+// OwingSQL is a create's look at the ended transfers that owe its call
+// their end state, and SignalledSQL the poll for signals, for the tests
+// of their plans.
 const (
-	LastOfUserSQL   = lastOfUserSQL
-	LastOfCallIDSQL = lastOfCallIDSQL
-	SignalledSQL    = signalledSQL
+	OwingSQL     = owingSQL
+	SignalledSQL = signalledSQL
 )
 
 // PreparedSQL is every statement the store keeps prepared: the writer's,
 // and those the reader pool has prepared so far.
 func PreparedSQL(s *Store) []string {
-	qs := append([]string{updateSQL, insertEventSQL, insertSQL, linkIdemSQL, lookSignalSQL, lastOfUserSQL, lastOfCallIDSQL},
+	qs := append([]string{updateSQL, insertEventSQL, insertSQL, linkIdemSQL, lookSignalSQL, owingSQL},
 		preparedSQL...)
 	s.reads.mu.Lock()
 	defer s.reads.mu.Unlock()

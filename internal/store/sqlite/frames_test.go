@@ -59,7 +59,9 @@ func walPages(t *testing.T, dir string, from int64, salts *[8]byte) ([]uint32, i
 // index whose predicate reads one: transfers_open_owner (owner, open) and
 // transfers_active_call (its predicate reads state) on every save,
 // transfers_closed_updated only once the transfer is closed (its
-// predicate is open = 0). sqlite_sequence is events' AUTOINCREMENT, which
+// predicate is open = 0), and transfers_owing_call only by the saves of a
+// transfer that ended still open (with a cleanup), none here.
+// sqlite_sequence is events' AUTOINCREMENT, which
 // keeps event positions from being reused once the newest are purged.
 func TestSavesWriteOnlyTheirBTrees(t *testing.T) {
 	dir := t.TempDir()

@@ -9,7 +9,7 @@ import (
 )
 
 // A record saved before cleanups existed has no Cleanup and no
-// Outcome.verified. Create's look at the call's last transfer must read
+// Outcome.verified. Create's look at the call's owing transfers must read
 // such a one as holding nothing: json_type of a missing key is NULL, and
 // a NULL where a bool was scanned failed every create of the call (found
 // by review).

@@ -49,11 +49,23 @@ func rawDB(t testing.TB, dir string) *sql.DB {
 	return db
 }
 
+// undoSchema15 takes a database back to before schema 15 (the index of
+// the calls' ended transfers that owe them), for the tests that take it
+// back to an older schema and open it again.
+func undoSchema15(t testing.TB, db *sql.DB) {
+	t.Helper()
+	for _, q := range []string{`DROP INDEX transfers_owing_call`, `DELETE FROM schema_migrations WHERE version >= 15`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("back to schema 14: %s: %v", q, err)
+		}
+	}
+}
+
 // undoSchema14 takes a database back to before schema 14 (the indexes of
-// the deliveries' lists by kind and by transfer), for the tests that take
-// it back to an older schema and open it again.
+// the deliveries' lists by kind and by transfer), as undoSchema15 does.
 func undoSchema14(t testing.TB, db *sql.DB) {
 	t.Helper()
+	undoSchema15(t, db)
 	for _, q := range []string{`DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
 		`DROP INDEX webhook_deliveries_transfer`, `DELETE FROM schema_migrations WHERE version >= 14`} {
 		if _, err := db.Exec(q); err != nil {
@@ -192,8 +204,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		}
 		versions = append(versions, v)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}) {
-		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11 12 13 14]", versions)
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}) {
+		t.Errorf("schema_migrations = %v, want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]", versions)
 	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -286,6 +298,20 @@ func TestTerminalStatesMatchTheOrchestrator(t *testing.T) {
 	}
 	if !strings.Contains(string(mig), "WHERE "+sqlite.NonTerminal+";") {
 		t.Errorf("the active calls' index does not use the queries' predicate %s", sqlite.NonTerminal)
+	}
+	cmp = cmp[:0]
+	for _, s := range term {
+		cmp = append(cmp, "state = "+s)
+	}
+	if want := "(" + strings.Join(cmp, " OR ") + ")"; sqlite.Ended != want {
+		t.Errorf("queries test ended states with %s, want %s", sqlite.Ended, want)
+	}
+	mig, err = os.ReadFile("migrations/0015_owing_call.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mig), "WHERE open = 1 AND "+sqlite.Ended+";") {
+		t.Errorf("the owing calls' index does not use the queries' predicate %s", sqlite.Ended)
 	}
 }
 

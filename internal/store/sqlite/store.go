@@ -22,6 +22,8 @@ const (
 	terminalList = `('cancelled', 'completed', 'failed')`
 	nonTerminal  = `state <> 'cancelled' AND state <> 'completed' AND state <> 'failed'`
 	terminal     = `state IN ` + terminalList
+	// ended is terminal as comparisons, for a predicate a save evaluates.
+	ended = `(state = 'cancelled' OR state = 'completed' OR state = 'failed')`
 )
 
 // columns are the values stored beside a transfer's JSON.
@@ -137,19 +139,18 @@ const insertSQL = `INSERT INTO transfers
 		 tenant, external_id, call_domain, call_user, call_id, target)
 		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 
-// lastOfCallSQL finds the newest transfer of a NetSapiens-style call
-// (domain and user, folded) and, of a Bandwidth-style one, by call id:
-// its id, whether it is active, and whether it still owes the call its
-// end state (Transfer.HoldsCall, which the conformance suite holds these
-// to). Create reads it in its transaction. IS, not =: a record saved
-// before cleanups existed has no Cleanup, whose json_type is NULL.
-const (
-	lastOfCallCols = `SELECT id, ` + nonTerminal + `,
-		json_type(record, '$.Cleanup') IS 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
-		FROM transfers WHERE `
-	lastOfUserSQL   = lastOfCallCols + `tenant = ? AND call_domain = ? AND call_user = ? AND provider = ? ORDER BY id DESC LIMIT 1`
-	lastOfCallIDSQL = lastOfCallCols + `tenant = ? AND call_id = ? AND provider = ? ORDER BY id DESC LIMIT 1`
-)
+// owingSQL finds the newest (by id) of a call's ended transfers that owe
+// it its end state (Transfer.HoldsCall, which the conformance suite holds
+// it to); the unique index transfers_active_call keeps an active one. Any
+// of them, not only the call's newest transfer: ids begin with the clock
+// of the process that made them, which may be stepped back, or be another
+// replica's. It reads the call's ended transfers that are still open
+// (transfers_owing_call, schema 15). Create reads it in its transaction.
+// IS, not =: a record saved before cleanups existed has no Cleanup, whose
+// json_type is NULL.
+const owingSQL = `SELECT id FROM transfers WHERE call_key = ? AND open = 1 AND ` + ended + `
+	AND json_type(record, '$.Cleanup') IS 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
+	ORDER BY id DESC LIMIT 1`
 
 // linkIdemSQL links an idempotency reservation to the transfer it created:
 // the reservation the create holds (its created_at, the fourth argument,

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"CreateTerminalDoesNotHoldTheCall", testCreateTerminalDoesNotHoldTheCall},
 		{"CreateConcurrentSameCall", testCreateConcurrentSameCall},
 		{"CreateRefusesACallItsLastTransferHolds", testCreateRefusesACallItsLastTransferHolds},
+		{"CreateRefusesACallAnEarlierIDHolds", testCreateRefusesACallAnEarlierIDHolds},
 		{"CreateOneActivePerCallPerTenant", testCreateOneActivePerCallPerTenant},
 		{"UpdateVersion", testUpdateVersion},
 		{"UpdateStoresACopy", testUpdateStoresACopy},
@@ -558,6 +559,48 @@ func testCreateRefusesACallItsLastTransferHolds(f *fixture) {
 				f.Errorf("%s: ActiveTransferError.CleaningUp = %v, want %v", c.name, active.CleaningUp, c.cleanUp)
 			}
 		}
+	}
+}
+
+// A create is refused while any transfer of the call holds it, whatever
+// the order of their ids. Ids begin with their replica's clock: a replica
+// whose clock runs ahead gives a transfer an id later than those of the
+// transfers another replica creates after it. Here the first transfer of
+// the call has the later id and ended owing nothing; the second, created
+// after it with an earlier id, ended owing the call. When the stores
+// looked at the call's newest transfer by id, they found the first and
+// let a third by, whose consult the second's sweeper would have broken
+// by taking the caller off hold.
+func testCreateRefusesACallAnEarlierIDHolds(f *fixture) {
+	for _, byCallID := range []bool{false, true} {
+		mk := func() *orchestrator.Transfer {
+			if byCallID {
+				return f.bwTransfer("call-skew")
+			}
+			return f.transfer("skew")
+		}
+		ahead := mk()
+		ahead.ID = orchestrator.NewID(t0.Add(24 * time.Hour)) // its replica's clock a day ahead
+		f.create(ahead)
+		f.end(ahead, orchestrator.StateCompleted, false, t0.Add(time.Hour))
+		behind := f.create(mk())
+		if behind.ID > ahead.ID {
+			f.Fatalf("the fixture's ids: %s after %s", behind.ID, ahead.ID)
+		}
+		f.end(behind, orchestrator.StateFailed, true, t0.Add(2*time.Hour))
+		err := f.s.Create(f.ctx, mk())
+		if err == nil {
+			f.Fatalf("by call id %v: Create saved a transfer of a call that %s, with an earlier id, holds", byCallID, behind.ID)
+		}
+		wantActive(f.T, "an earlier id holds the call", err, behind.ID)
+		var active *orchestrator.ActiveTransferError
+		if errors.As(err, &active) && !active.CleaningUp {
+			f.Errorf("by call id %v: ActiveTransferError.CleaningUp = false, want true", byCallID)
+		}
+		// Once the second's cleanup is verified, the call is free.
+		behind.Outcome.Verified = true
+		f.setState(behind, orchestrator.StateFailed, t0.Add(3*time.Hour))
+		f.create(mk())
 	}
 }
 

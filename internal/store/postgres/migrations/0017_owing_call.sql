@@ -1,0 +1,15 @@
+-- transferd schema 17: a call's ended transfers that still have work to
+-- do, for a create's look at whether one of them owes the call its end
+-- state (orchestrator.Transfer.HoldsCall).
+--
+-- The look read the call's newest transfer by id (in transfer_keys). Ids
+-- begin with the clock of the replica that made them: a replica whose
+-- clock ran ahead gave a transfer an id later than those of the call's
+-- transfers other replicas created after it, and the look found that
+-- one, ended owing nothing, and let a new transfer by while one created
+-- after it still owed the call its end state. Every ended transfer that
+-- owes its call is open (Transfer.Open), and few are: this index holds
+-- only those, with the id to report the newest first. An active
+-- transfer's row version has no entry, so that its saves never add one;
+-- the unique index transfers_active_call keeps the active one.
+CREATE INDEX transfers_owing_call ON transfers (call_key, id) WHERE open AND state IN ('cancelled', 'completed', 'failed');
