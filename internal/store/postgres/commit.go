@@ -174,22 +174,33 @@ var (
 	// it linked. The parameters carry casts: in INSERT … SELECT nothing
 	// else gives them their columns' types.
 	//
-	// owing is the call's ended transfer that owes it its end state, if
-	// one does (owingSQL): the create then inserts nothing. Seen as of the
-	// statement's snapshot, an active one that ends owing the call as the
-	// create runs holds it still (transfers_active_call).
+	// holding is the call's transfers that hold it, as of the statement's
+	// snapshot: its active one (transfers_active_call), and an ended one
+	// that owes it its end state (owingSQL). The create then inserts
+	// nothing. The active one is looked for too, though the insert's
+	// conflict with it would refuse the create: an active transfer that
+	// ends owing the call as the create runs commits before the insert's
+	// conflict is decided, which then finds no active transfer and would
+	// save a second transfer of a call still owed
+	// (TestCreateRefusedAsTheActiveTransferEndsOwingTheCall).
 	createSQL = `WITH held AS (SELECT 1 FROM idempotency WHERE scope = $16 AND key = $17 AND created_at = $26
 			AND transfer_id IS NULL AND status IS NULL FOR UPDATE),
-	owing AS (` + fmt.Sprintf(owingSQL, "$4::text") + `),
+	holding AS (` + fmt.Sprintf(holdingSQL, "$4::text") + `),
 	saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
 		SELECT $1::text, 1, $2::text, $3::text, $4::text, $5::text, $7::boolean, $9::timestamptz, $6::json, $10::text
-		WHERE ($26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)) AND NOT EXISTS (SELECT 1 FROM owing)
+		WHERE ($26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)) AND NOT EXISTS (SELECT 1 FROM holding)
 		ON CONFLICT DO NOTHING RETURNING id),
 	keyed AS (INSERT INTO transfer_keys (id, tenant, provider, external_id, call_domain, call_user, call_id, target, created_at)
 		SELECT id, $10, $3, $11, $12, $13, $14, $15, $8 FROM saved),
 	linked AS (UPDATE idempotency SET transfer_id = saved.id FROM saved WHERE scope = $16 AND key = $17),
 	written AS (` + fmt.Sprintf(eventsFrom, 18, 19, 20, 21, 22, 23, 24, 25) + `)
 	SELECT count(*) FROM saved`
+
+	// holdingSQL selects the call's transfers that hold it: its active one
+	// and the newest ended one that owes it (owingSQL); %[1]s is the call's
+	// key.
+	holdingSQL = `SELECT id FROM transfers WHERE call_key = %[1]s AND ` + nonTerminal + `
+		UNION ALL (` + strings.Replace(owingSQL, "%s", "%[1]s", 1) + `)`
 )
 
 // mergedUpdateSQL is updateEventsSQL for several updates at once, their

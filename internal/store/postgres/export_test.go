@@ -198,9 +198,9 @@ func CachedPutPlan(s *Store) (string, error) {
 	return strings.Join(lines, "\n"), err
 }
 
-// OwingSQL is the create's look at the call's ended transfers that owe
-// it, with the call's key as $1, for the test of its plans.
-var OwingSQL = fmt.Sprintf(owingSQL, "$1")
+// HoldingSQL is the create's look at the call's transfers that hold it,
+// with the call's key as $1, for the test of its plans.
+var HoldingSQL = fmt.Sprintf(holdingSQL, "$1")
 
 // SignalledSQL is Signalled's statement, for the test of its plan.
 const SignalledSQL = signalledSQL

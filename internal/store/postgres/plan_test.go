@@ -548,9 +548,9 @@ func TestDeliveryWritePlans(t *testing.T) {
 	}
 }
 
-// A create's look at the ended transfers that owe its call (owingSQL)
-// reads the call's entries in transfers_owing_call, backwards to the
-// newest, in a batch's settings, whatever the planner knows of the
+// A create's look at the transfers that hold its call (holdingSQL) reads
+// the call's entry in transfers_active_call and its entries in
+// transfers_owing_call, backwards to the newest, in a batch's settings, whatever the planner knows of the
 // tables: empty, a few rows never analyzed, or analyzed with thousands of
 // one call's ended transfers (an agent's extension), a few of them still
 // open, beside other calls' active ones. Never a walk of the primary key
@@ -568,6 +568,7 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 		tbl.grow(c.rows, c.analyze, func(tr *orchestrator.Transfer) {
 			n := len(tbl.ts)
 			if n%10 == 0 { // another call's, active
+				tr.Request.Call.User = "agent" + tr.Request.Call.User
 				return
 			}
 			tr.Request.Call.User = "1000"
@@ -578,14 +579,15 @@ func TestCreatesLookAtTheCallPlan(t *testing.T) {
 		})
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			tx := inBatchSettings(t, s, conn, mode)
-			plan := explain(t, conn, postgres.OwingSQL, args)
-			want := regexp.MustCompile(`(?s)Limit.*(Index Scan Backward using|Bitmap Index Scan on) transfers_owing_call `)
+			plan := explain(t, conn, postgres.HoldingSQL, args)
+			want := regexp.MustCompile(`(?s)(Index Scan using|Bitmap Index Scan on) transfers_active_call .*` +
+				`Limit.*(Index Scan Backward using|Bitmap Index Scan on) transfers_owing_call `)
 			others := false
 			for _, m := range indexUsed.FindAllStringSubmatch(plan, -1) {
-				others = others || m[1] != "transfers_owing_call" && m[1] != "transfers"
+				others = others || m[1] != "transfers_active_call" && m[1] != "transfers_owing_call" && m[1] != "transfers"
 			}
 			if !want.MatchString(plan) || others || strings.Contains(plan, "Seq Scan") {
-				t.Errorf("%d rows, %s: want transfers_owing_call alone:\n%s", c.rows, mode, plan)
+				t.Errorf("%d rows, %s: want transfers_active_call, then transfers_owing_call, alone:\n%s", c.rows, mode, plan)
 			}
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)

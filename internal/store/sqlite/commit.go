@@ -102,7 +102,7 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 	}
 	st := batchStmts{update: tx.StmtContext(ctx, s.update), insert: tx.StmtContext(ctx, s.insert),
 		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem),
-		look: tx.StmtContext(ctx, s.look), owing: tx.StmtContext(ctx, s.owing), fault: s.eventFault}
+		look: tx.StmtContext(ctx, s.look), holding: tx.StmtContext(ctx, s.holding), fault: s.eventFault}
 	for i, r := range batch {
 		write := func(wrote *bool) error {
 			if r.create {
@@ -147,8 +147,8 @@ func refusal(err error) bool {
 // batchStmts are the store's prepared statements bound to a batch's
 // transaction.
 type batchStmts struct {
-	update, insert, insertEvent, link, look, owing *sql.Stmt
-	fault                                          func(eventID string) error // tests: an event that cannot be written
+	update, insert, insertEvent, link, look, holding *sql.Stmt
+	fault                                            func(eventID string) error // tests: an event that cannot be written
 }
 
 // updateIn is one compare-and-set inside the batch's transaction, with
@@ -256,22 +256,25 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 }
 
 // casIn is the compare-and-set of one save.
-// callFreeIn returns an ActiveTransferError when an ended transfer of the
-// call owes it its end state (orchestrator.Transfer.HoldsCall); the
-// insert is refused if an active one holds it (transfers_active_call).
-// The writer's transaction orders it with the saves: no transfer of the
-// call can end owing it between this look and the insert.
+// callFreeIn returns an ActiveTransferError when a transfer of the call
+// holds it (orchestrator.Transfer.HoldsCall): its active one, or one that
+// ended owing it its end state. The writer's transaction orders it with
+// the saves: no transfer of the call can end owing it between this look
+// and the insert.
 func callFreeIn(ctx context.Context, st *batchStmts, id string, c *columns) (*orchestrator.ActiveTransferError, error) {
-	var owing string
-	switch err := st.owing.QueryRowContext(ctx, c.callKey).Scan(&owing); {
-	case errors.Is(err, sql.ErrNoRows), err == nil && owing == id:
-		// None, or the transfer itself (a create again of a stored
-		// transfer, which the insert refuses as such).
-		return nil, nil
-	case err != nil:
+	var active, owing sql.NullString
+	if err := st.holding.QueryRowContext(ctx, c.callKey).Scan(&active, &owing); err != nil {
 		return nil, err
 	}
-	return &orchestrator.ActiveTransferError{ID: owing, CleaningUp: true}, nil
+	// The transfer itself is a create again of a stored transfer, which
+	// the insert refuses as such.
+	switch {
+	case active.Valid && active.String != id:
+		return &orchestrator.ActiveTransferError{ID: active.String}, nil
+	case owing.Valid && owing.String != id:
+		return &orchestrator.ActiveTransferError{ID: owing.String, CleaningUp: true}, nil
+	}
+	return nil, nil
 }
 
 func casIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, r *updateReq) error {

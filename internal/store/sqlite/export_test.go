@@ -169,18 +169,17 @@ func SetMaxReadStmts(s *Store, n int) {
 	s.reads.max = n
 }
 
-// OwingSQL is a create's look at the ended transfers that owe its call
-// their end state, and SignalledSQL the poll for signals, for the tests
-// of their plans.
+// HoldingSQL is a create's look at the transfers that hold its call,
+// and SignalledSQL the poll for signals, for the tests of their plans.
 const (
-	OwingSQL     = owingSQL
+	HoldingSQL   = holdingSQL
 	SignalledSQL = signalledSQL
 )
 
 // PreparedSQL is every statement the store keeps prepared: the writer's,
 // and those the reader pool has prepared so far.
 func PreparedSQL(s *Store) []string {
-	qs := append([]string{updateSQL, insertEventSQL, insertSQL, linkIdemSQL, lookSignalSQL, owingSQL},
+	qs := append([]string{updateSQL, insertEventSQL, insertSQL, linkIdemSQL, lookSignalSQL, holdingSQL},
 		preparedSQL...)
 	s.reads.mu.Lock()
 	defer s.reads.mu.Unlock()

@@ -66,9 +66,9 @@ type Store struct {
 	// look reads a transfer's pending signal in a save's transaction
 	// (Transfer.LookForSignal).
 	look *sql.Stmt
-	// owing reads the ended transfer that owes a call its end state in
-	// a create's transaction.
-	owing *sql.Stmt
+	// holding reads the transfers that hold a call in a create's
+	// transaction.
+	holding *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
 	// The group commit (commit.go).
@@ -166,7 +166,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
-	}{{&s.look, lookSignalSQL}, {&s.owing, owingSQL}} {
+	}{{&s.look, lookSignalSQL}, {&s.holding, holdingSQL}} {
 		if *p.st, err = s.w.PrepareContext(ctx, p.q); err != nil {
 			_ = s.Close()
 			return nil, fail("prepare", err)
@@ -284,7 +284,7 @@ func (s *Store) Close() error {
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
 	}
-	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look, s.owing} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look, s.holding} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

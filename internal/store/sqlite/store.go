@@ -139,18 +139,20 @@ const insertSQL = `INSERT INTO transfers
 		 tenant, external_id, call_domain, call_user, call_id, target)
 		VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 
-// owingSQL finds the newest (by id) of a call's ended transfers that owe
-// it its end state (Transfer.HoldsCall, which the conformance suite holds
-// it to); the unique index transfers_active_call keeps an active one. Any
-// of them, not only the call's newest transfer: ids begin with the clock
-// of the process that made them, which may be stepped back, or be another
-// replica's. It reads the call's ended transfers that are still open
+// holdingSQL finds the call's transfers that hold it
+// (Transfer.HoldsCall, which the conformance suite holds it to): its
+// active one, and the newest (by id) of its ended transfers that owe it
+// its end state. Any of those, not only the call's newest transfer: ids
+// begin with the clock of the process that made them, which may be
+// stepped back, or be another replica's. It reads the call's entry in
+// transfers_active_call and its ended transfers that are still open
 // (transfers_owing_call, schema 15). Create reads it in its transaction.
 // IS, not =: a record saved before cleanups existed has no Cleanup, whose
 // json_type is NULL.
-const owingSQL = `SELECT id FROM transfers WHERE call_key = ? AND open = 1 AND ` + ended + `
-	AND json_type(record, '$.Cleanup') IS 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
-	ORDER BY id DESC LIMIT 1`
+const holdingSQL = `SELECT (SELECT id FROM transfers WHERE call_key = ?1 AND ` + nonTerminal + `),
+	(SELECT id FROM transfers WHERE call_key = ?1 AND open = 1 AND ` + ended + `
+		AND json_type(record, '$.Cleanup') IS 'object' AND json_extract(record, '$.Outcome.verified') IS NOT 1
+		ORDER BY id DESC LIMIT 1)`
 
 // linkIdemSQL links an idempotency reservation to the transfer it created:
 // the reservation the create holds (its created_at, the fourth argument,

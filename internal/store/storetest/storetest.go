@@ -470,12 +470,16 @@ func testCreateOneActivePerCall(f *fixture) {
 	f.create(f.transfer("1000"))
 }
 
-// A transfer saved already terminal never holds its call.
+// A transfer saved already terminal never holds its call; a call's
+// active transfer refuses it all the same.
 func testCreateTerminalDoesNotHoldTheCall(f *fixture) {
 	done := f.transfer("1000")
 	done.State = orchestrator.StateFailed
 	f.create(done)
-	f.create(f.transfer("1000"))
+	active := f.create(f.transfer("1000"))
+	late := f.transfer("1000")
+	late.State = orchestrator.StateFailed
+	wantActive(f.T, "a create of an ended transfer of a call with an active one", f.s.Create(f.ctx, late), active.ID)
 }
 
 // A create is refused while the call's last transfer holds it
