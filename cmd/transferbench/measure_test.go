@@ -20,6 +20,15 @@ func TestParseStatCPU(t *testing.T) {
 	if _, err := parseStatCPU("4242 (short) S 1 2"); err == nil {
 		t.Fatal("a truncated stat line parsed")
 	}
+	// A parent's reaped children: cutime 40, cstime 5.
+	stat = "4242 (postgres) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 40 5 20 0 9 0 100 0 0 18446744073709551615"
+	own, reaped, err := parseStatCPUs(stat)
+	if err != nil || own != 325*clockTick || reaped != 45*clockTick {
+		t.Fatalf("own %v, reaped %v, %v; want 325 and 45 ticks", own, reaped, err)
+	}
+	if _, _, err := parseStatCPUs("4242 (short) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 -1 5"); err == nil {
+		t.Fatal("a negative tick count parsed")
+	}
 }
 
 func TestParseStatusKB(t *testing.T) {
