@@ -118,6 +118,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case orchestrator.KindUnavailable:
 		p = probUnavailable
 		p.Detail = "transferd is shutting down; retry on another instance"
+		if errors.Is(err, orchestrator.ErrNotSaved) {
+			hlog.FromRequest(r).Error().Err(err).Msg("the store failed to save a new transfer")
+			p.Detail = "the store failed to save the transfer, and nothing was saved: retry, with the same Idempotency-Key if any"
+		}
 		if errors.Is(err, orchestrator.ErrReservationLost) {
 			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
 				Msg("the create outlived its Idempotency-Key reservation")

@@ -213,6 +213,13 @@ const ReservationTimeout = 5 * time.Minute
 // Store.Create): nothing was saved. Stores return it with KindUnavailable.
 var ErrReservationLost = errors.New("the Idempotency-Key reservation of this request was settled before its transfer was saved; nothing was saved")
 
+// ErrNotSaved is the cause of a create the store failed to save, and knows
+// it did not (its transaction never began, or the create's writes were
+// taken back and the rest of its transaction committed): the engine need
+// not look for the transfer afterwards, as it does for a failure that
+// leaves the save unknown. Stores return it with KindUnavailable.
+var ErrNotSaved = errors.New("the store failed to save the transfer; nothing was saved")
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/groupcommit"
@@ -93,10 +94,13 @@ func (s *Store) commitBatch(batch []*updateReq) {
 func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 	ctx := context.Background() // bounded by busy_timeout; callers wait for the verdict
 	verdicts := make([]error, len(batch))
+	// undone marks the saves whose failure took back all they wrote: once
+	// the transaction commits, a create among them is known not saved.
+	undone := make([]bool, len(batch))
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		for _, r := range batch {
-			r.done <- fail(r.op(), err)
+			r.done <- notSaved(r, fail(r.op(), err))
 		}
 		return true
 	}
@@ -111,7 +115,7 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 			return updateIn(ctx, tx, &st, r, wrote)
 		}
 		if savepoints {
-			verdicts[i] = saveIn(ctx, tx, r, write)
+			undone[i], verdicts[i] = saveIn(ctx, tx, r, write)
 			continue
 		}
 		var wrote bool
@@ -127,13 +131,28 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 		// earlier in the batch took) would name a transfer that does not
 		// exist: every save of the batch gets the failure.
 		for i, r := range batch {
-			verdicts[i] = fail(r.op(), err)
+			verdicts[i], undone[i] = fail(r.op(), err), false
 		}
 	}
 	for i, r := range batch {
+		if undone[i] {
+			verdicts[i] = notSaved(r, verdicts[i])
+		}
 		r.done <- verdicts[i]
 	}
 	return true
+}
+
+// notSaved is the verdict on r, which failed with err and wrote nothing
+// that was committed: a create's failure of its own (not a refusal, which
+// has its kind already) says that nothing was saved (ErrNotSaved), so
+// that the engine does not look for the transfer for minutes. Once, a
+// failed SQLite create was looked for as if its commit's answer was lost.
+func notSaved(r *updateReq, err error) error {
+	if !r.create || orchestrator.KindOf(err) != orchestrator.KindInternal {
+		return err
+	}
+	return kindErr(r.op(), orchestrator.KindUnavailable, fmt.Errorf("%w: %w", orchestrator.ErrNotSaved, err))
 }
 
 // refusal reports whether err is a save's own verdict on its first
@@ -182,23 +201,24 @@ func updateIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 
 // saveIn runs the statements of one save in a savepoint of the batch's
 // transaction: when write fails, everything it wrote is taken back, and
-// nothing of the other saves.
-func saveIn(ctx context.Context, tx *sql.Tx, r *updateReq, write func(wrote *bool) error) error {
+// nothing of the other saves. undone reports a failure whose writes were
+// all taken back (or never made).
+func saveIn(ctx context.Context, tx *sql.Tx, r *updateReq, write func(wrote *bool) error) (undone bool, err error) {
 	op := r.op()
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT save`); err != nil {
-		return fail(op, err)
+		return true, fail(op, err)
 	}
 	var wrote bool
-	err := write(&wrote)
+	err = write(&wrote)
 	if err != nil && wrote {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO save`); rerr != nil {
-			return errors.Join(err, fail(op, rerr))
+			return false, errors.Join(err, fail(op, rerr))
 		}
 	}
 	if _, rerr := tx.ExecContext(ctx, `RELEASE save`); rerr != nil {
-		return errors.Join(err, fail(op, rerr))
+		return false, errors.Join(err, fail(op, rerr))
 	}
-	return err
+	return err != nil, err
 }
 
 // createIn inserts a new transfer with its events and the link from its

@@ -795,6 +795,45 @@ func TestHalfWrittenSaveIsTakenBackAlone(t *testing.T) {
 	}
 }
 
+// A create that fails after its first statement wrote (its event cannot
+// be written) is taken back, and the rest of its batch committed: the
+// store knows it saved nothing, and says so (orchestrator.ErrNotSaved,
+// KindUnavailable), so that the engine does not look for the transfer as
+// it does after a failure that leaves the save unknown (a 500, and two
+// minutes of reads in the background, before). A create refused is
+// refused as before.
+func TestCreateThatFailsIsKnownNotSaved(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	full := errors.New("database or disk is full")
+	tr := newTransfer("401")
+	tr.Outbox = []orchestrator.Event{{ID: "evt_" + tr.ID + "_1", Tenant: orchestrator.DefaultTenant, TransferID: tr.ID,
+		Seq: 1, Type: orchestrator.EventCreated, At: tr.CreatedAt}}
+	sqlite.SetEventFault(s, func(id string) error {
+		if id == "evt_"+tr.ID+"_1" {
+			return full
+		}
+		return nil
+	})
+	err := s.Create(ctx, tr)
+	if !errors.Is(err, orchestrator.ErrNotSaved) || !errors.Is(err, full) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		t.Fatalf("Create: %v (kind %v); want the fault, known not saved (unavailable)", err, orchestrator.KindOf(err))
+	}
+	if _, err := s.Get(ctx, tr.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		t.Fatalf("Get of the create taken back: %v; want not found", err)
+	}
+	sqlite.SetEventFault(s, nil)
+	active := newTransfer("402")
+	if err := s.Create(ctx, active); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Create(ctx, newTransfer("402"))
+	var held *orchestrator.ActiveTransferError
+	if !errors.As(err, &held) || errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindConflict {
+		t.Errorf("a create refused for its call's active transfer: %v; want the conflict as before", err)
+	}
+}
+
 // Saves that queue while a batch is being committed are written together,
 // by one of them, in the next transaction; a lone save is written at once.
 func TestSavesQueuedBehindACommitShareTheNextBatch(t *testing.T) {
