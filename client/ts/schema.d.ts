@@ -1307,7 +1307,7 @@ export interface components {
          *     The call already has an active (non-terminal) transfer, named by `transfer_id`. A
          *     NetSapiens call is identified by its domain and user (an agent takes part in one transfer
          *     at a time), any other by its `call.call_id`. Wait for that transfer to end, or cancel it.
-         *     Also while the call's last transfer has ended with an unverified outcome and may still
+         *     Also while a transfer of the call has ended with an unverified outcome and may still
          *     take the caller off hold (its cleanup): wait for its `transfer.outcome_verified`.
          */
         ActiveTransfer: {
@@ -1397,7 +1397,8 @@ export interface components {
         /**
          * @description transferd is shutting down and takes no new transfers (retry on another instance), or the
          *     create could not reach its store in time, or reached it only after its Idempotency-Key
-         *     reservation had been settled (nothing was saved; retry, with the same key if any).
+         *     reservation had been settled, or the store failed to save it and knows it did not
+         *     (nothing was saved; retry, with the same key if any).
          */
         ShuttingDown: {
             headers: {
