@@ -200,7 +200,7 @@ var (
 	// and the newest ended one that owes it (owingSQL); %[1]s is the call's
 	// key.
 	holdingSQL = `SELECT id FROM transfers WHERE call_key = %[1]s AND ` + nonTerminal + `
-		UNION ALL (` + strings.Replace(owingSQL, "%s", "%[1]s", 1) + `)`
+		UNION ALL (` + owingSQL + `)`
 )
 
 // mergedUpdateSQL is updateEventsSQL for several updates at once, their

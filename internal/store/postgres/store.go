@@ -29,8 +29,8 @@ const (
 	// holds them to each other). Any of them, not only the call's newest
 	// transfer: ids begin with their replica's clock, which may run ahead
 	// of another's. It reads the call's ended transfers that are still
-	// open (transfers_owing_call, schema 17); %s is the call's key.
-	owingSQL = `SELECT id FROM transfers WHERE call_key = %s AND open AND ` + terminal + `
+	// open (transfers_owing_call, schema 17); %[1]s is the call's key.
+	owingSQL = `SELECT id FROM transfers WHERE call_key = %[1]s AND open AND ` + terminal + `
 		AND json_typeof(record->'Cleanup') = 'object' AND (record->'Outcome'->>'verified') IS DISTINCT FROM 'true'
 		ORDER BY id DESC LIMIT 1`
 )
