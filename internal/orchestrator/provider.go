@@ -123,7 +123,13 @@ type Observation struct {
 	// the consult shows. Providers whose "held" may be a caller left alone
 	// (a Bandwidth bridge after the target left) leave it false.
 	CallerWithAgent bool
-	Detail          string
+	// CallerEnded: with CallerTransferred, the caller's call has ended
+	// since the provider connected it to the target, as the provider
+	// positively shows (Bandwidth announced: the target answered before
+	// the caller's call ended, by the platform's clock). Providers that
+	// cannot tell report the ended call as CallerGone.
+	CallerEnded bool
+	Detail      string
 	// ConsultLeg carries consult ids learned by observing (NetSapiens
 	// shows the consult's call-session-id only once the call exists); the
 	// engine saves the non-empty ones.

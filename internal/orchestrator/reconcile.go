@@ -568,6 +568,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	switch {
 	case obs.Caller == CallerTransferred:
 		detail := "the caller is connected to the target"
+		if obs.CallerEnded {
+			detail = "the provider connected the caller to the target; the call has ended since"
+		}
 		d, lost := e.afterJoin(ctx, en)
 		if lost {
 			return 0

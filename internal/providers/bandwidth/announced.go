@@ -212,6 +212,10 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// caller: the engine reports the consult's end reason.
 		obs.Caller = orchestrator.CallerGone
 		obs.Detail += "; Bandwidth ended the caller's call when the transfer failed"
+	case aGone && bridgedBeforeEnd(t, a, b):
+		// B answered while A was still up, with no whisper to play first:
+		// the platform connected them then, and the call has ended since.
+		obs.Caller, obs.CallerEnded = orchestrator.CallerTransferred, true
 	case aGone:
 		obs.Caller = orchestrator.CallerGone
 	case b != nil && b.live():
@@ -226,6 +230,24 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Caller = orchestrator.CallerUnknown
 	}
 	return obs, nil
+}
+
+// bridgedBeforeEnd reports whether the ended A was connected to B before
+// it ended: B was answered, and A ended after B's answer by the
+// platform's clock, so A was still transferring to B when B answered, and
+// with no whisper "when the final destination answers the call … the two
+// will be bridged together" (howto/callScreen.md). A whisper is played to
+// B first and the bridge waits for its end, which the call objects do not
+// show; times that do not parse, or that do not tell the order (the same
+// second, as the call object gives them), tell nothing either. So a
+// caller who hung up as the target answered is not taken for transferred.
+func bridgedBeforeEnd(t *orchestrator.Transfer, a, b *apiCall) bool {
+	if t.Request.Whisper != nil || a == nil || b == nil || elsewhere(a, t) {
+		return false
+	}
+	answered, err1 := time.Parse(time.RFC3339, b.ActiveTime)
+	ended, err2 := time.Parse(time.RFC3339, a.EndTime)
+	return err1 == nil && err2 == nil && ended.After(answered)
 }
 
 // observeBLeg reads B (when its id is known) into obs, and returns it (nil

@@ -351,3 +351,50 @@ func TestCallbackURL(t *testing.T) {
 		t.Errorf("callbackURL with a token = %q", got)
 	}
 }
+
+// bridgedBeforeEnd takes an ended caller's call for connected to the
+// target only when the times show the target answered first and no
+// whisper could have held the bridge back; anything it cannot tell is not.
+func TestBridgedBeforeEnd(t *testing.T) {
+	const to = "+15557100001"
+	plain := &orchestrator.Transfer{Request: orchestrator.Request{Target: to}}
+	whisper := &orchestrator.Transfer{Request: orchestrator.Request{Target: to,
+		Whisper: &orchestrator.Whisper{Sentence: "hello"}}}
+	call := func(state, active, end, transferTo string) *apiCall {
+		return &apiCall{State: flexString(state), ActiveTime: active, EndTime: end, TransferTo: transferTo}
+	}
+	cases := []struct {
+		name string
+		t    *orchestrator.Transfer
+		a, b *apiCall
+		want bool
+	}{
+		{"ended a second after the answer", plain,
+			call("completed", "", "2026-12-04T10:00:01Z", to), call("completed", "2026-12-04T10:00:00Z", "", ""), true},
+		{"ended after the answer, milliseconds", plain,
+			call("completed", "", "2026-12-04T10:00:00.120Z", ""), call("completed", "2026-12-04T10:00:00.100Z", "", ""), true},
+		{"B still reads answered", plain,
+			call("completed", "", "2026-12-04T10:00:05Z", ""), call("active", "2026-12-04T10:00:00Z", "", ""), true},
+		{"the same second", plain,
+			call("completed", "", "2026-12-04T10:00:00Z", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"ended before the answer", plain,
+			call("completed", "", "2026-12-04T09:59:59Z", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"B never answered", plain,
+			call("completed", "", "2026-12-04T10:00:05Z", ""), call("completed", "", "2026-12-04T10:00:05Z", ""), false},
+		{"no end time", plain,
+			call("completed", "", "", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"a time that does not parse", plain,
+			call("completed", "", "Fri, 04 Dec 2026 10:00:05 GMT", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"a whisper", whisper,
+			call("completed", "", "2026-12-04T10:00:05Z", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"A transferred elsewhere", plain,
+			call("completed", "", "2026-12-04T10:00:05Z", "+15557109999"), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"A not read", plain, nil, call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"B not read", plain, call("completed", "", "2026-12-04T10:00:05Z", ""), nil, false},
+	}
+	for _, c := range cases {
+		if got := bridgedBeforeEnd(c.t, c.a, c.b); got != c.want {
+			t.Errorf("%s: bridgedBeforeEnd = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

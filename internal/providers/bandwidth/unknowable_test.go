@@ -87,73 +87,124 @@ func TestAttendedCallerGoneRightAfterTheJoinCannotBeVerified(t *testing.T) {
 	}
 }
 
-// An announced transfer whose caller hangs up right after the target
-// answered, before any reading showed the caller with the target: the
-// platform connected them (the B-leg keeps its answer time), and then the
-// caller's call ended, taking the B-leg with it. Every reading from then on
-// shows both calls ended. Before, the outcome was failed, target_hung_up,
-// verified: a claim that the provider showed the target hung up on a
-// caller never transferred. Now the target's answer is recorded, and the
-// outcome says it cannot be verified, with nothing left to do.
-func TestAnnouncedCallerGoneRightAfterTheAnswerCannotBeVerified(t *testing.T) {
-	for _, public := range []bool{false, true} {
-		name := "polling"
-		if public {
-			name = "callbackUrl"
-		}
-		t.Run(name, func(t *testing.T) {
-			h := setup(t, options{callbacks: public})
-			a := h.placeCall(t)
-			var sent atomic.Bool
-			h.before(func(method, path, body string) bool {
-				ok := method == http.MethodPost && path == "/users/"+userID+"/calls/"+a.ID && strings.Contains(body, bwsim.StateTransferring)
-				if ok {
-					sent.Store(true)
-				}
-				return ok
-			}, func() {})
-			var b atomic.Value // the B-leg the caller was connected to
-			h.before(func(method, _, _ string) bool { return method == http.MethodGet && sent.Load() }, func() {
-				// The first reading after the transfer: the caller hangs up
-				// once the target has answered, before it is answered.
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				err := h.sim.WaitFor(ctx, func() bool {
-					for _, c := range h.sim.Calls() {
-						if c.ID != a.ID && h.sim.Connected(a.ID, c.ID) {
-							b.Store(c.ID)
-							return true
-						}
+// An announced transfer whose caller hangs up after the target answered,
+// before any reading showed the caller with the target: the platform
+// connected them (the B-leg keeps its answer time), and then the caller's
+// call ended, taking the B-leg with it. Every reading from then on shows
+// both calls ended.
+//
+// When the caller's call ended in the same second as the target answered
+// (the call object's times are whole seconds), the objects cannot show
+// which came first: the outcome says it cannot be verified, with nothing
+// left to do. Before, it was failed, target_hung_up, verified: a claim
+// that the provider showed the target hung up on a caller never
+// transferred. When it ended a later second, the target answered first,
+// and with no whisper the platform connected them then: completed,
+// transferred, verified. With a whisper, which the target hears before
+// the bridge, an answer does not show the bridge: unverified again.
+func TestAnnouncedCallerGoneRightAfterTheAnswer(t *testing.T) {
+	cases := []struct {
+		name    string
+		later   time.Duration // how long after the answer, by the platform's clock, the caller hangs up
+		whisper bool
+		known   bool // the outcome is completed, verified
+	}{
+		{name: "same second", later: 0},
+		{name: "a later second", later: 2 * time.Second, known: true},
+		{name: "a later second, whisper", later: 2 * time.Second, whisper: true},
+	}
+	for _, tc := range cases {
+		for _, public := range []bool{false, true} {
+			name := tc.name + ", polling"
+			if public {
+				name = tc.name + ", callbackUrl"
+			}
+			t.Run(name, func(t *testing.T) {
+				// The platform's clock stands still but for the step the case
+				// makes: the times the call objects show are the ones the case
+				// names, however slowly the test runs.
+				clock := &stepClock{at: time.Now().Truncate(time.Second)}
+				h := setup(t, options{callbacks: public, sim: bwsim.Config{Now: clock.now}})
+				a := h.placeCall(t)
+				var sent atomic.Bool
+				h.before(func(method, path, body string) bool {
+					ok := method == http.MethodPost && path == "/users/"+userID+"/calls/"+a.ID && strings.Contains(body, bwsim.StateTransferring)
+					if ok {
+						sent.Store(true)
 					}
-					return false
+					return ok
+				}, func() {})
+				var b atomic.Value // the B-leg the caller was connected to
+				h.before(func(method, _, _ string) bool { return method == http.MethodGet && sent.Load() }, func() {
+					// The first reading after the transfer: the caller hangs up
+					// once the target has answered, before it is answered.
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					err := h.sim.WaitFor(ctx, func() bool {
+						for _, c := range h.sim.Calls() {
+							if c.ID != a.ID && h.sim.Connected(a.ID, c.ID) {
+								b.Store(c.ID)
+								return true
+							}
+						}
+						return false
+					})
+					if err != nil {
+						t.Errorf("the target never answered: %v", err)
+						return
+					}
+					clock.step(tc.later)
+					if err := h.sim.Hangup(a.ID); err != nil {
+						t.Error(err)
+					}
 				})
-				if err != nil {
-					t.Errorf("the target never answered: %v", err)
-					return
+				req := announcedReq(a, target)
+				if tc.whisper {
+					req.Whisper = &orchestrator.Whisper{Sentence: "Hello! You have an incoming call"}
 				}
-				if err := h.sim.Hangup(a.ID); err != nil {
-					t.Error(err)
+				tr := h.end(t, h.start(t, req).ID)
+				if b.Load() == nil {
+					t.Fatal("the caller was never with the target")
+				}
+				tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+				o := tr.Outcome
+				if tc.known {
+					if tr.State != orchestrator.StateCompleted || o.Reason != orchestrator.ReasonTransferred || !o.Verified ||
+						!strings.Contains(o.Detail, "the call has ended since") {
+						t.Fatalf("state %s outcome %+v: want completed, transferred, verified, the call ended since", tr.State, o)
+					}
+				} else if tr.State != orchestrator.StateFailed || o.CallerRestored || o.Verified || tr.Cleanup != nil ||
+					!strings.Contains(o.Detail, "cannot be verified") {
+					t.Fatalf("state %s outcome %+v cleanup %+v; want failed, not restored, unverified for good", tr.State, o, tr.Cleanup)
+				}
+				if !tr.Answered {
+					t.Error("target_answered is false: the B-leg was answered")
+				}
+				h.idle(t)
+				for _, id := range []string{a.ID, b.Load().(string)} {
+					if c := mustCall(t, h, id); c.State != bwsim.StateCompleted {
+						t.Errorf("call %s is %s", id, c.State)
+					}
 				}
 			})
-			tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
-			if b.Load() == nil {
-				t.Fatal("the caller was never with the target")
-			}
-			tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-			o := tr.Outcome
-			if tr.State != orchestrator.StateFailed || o.CallerRestored || o.Verified || tr.Cleanup != nil ||
-				!strings.Contains(o.Detail, "cannot be verified") {
-				t.Fatalf("state %s outcome %+v cleanup %+v; want failed, not restored, unverified for good", tr.State, o, tr.Cleanup)
-			}
-			if !tr.Answered {
-				t.Error("target_answered is false: the B-leg was answered")
-			}
-			h.idle(t)
-			for _, id := range []string{a.ID, b.Load().(string)} {
-				if c := mustCall(t, h, id); c.State != bwsim.StateCompleted {
-					t.Errorf("call %s is %s", id, c.State)
-				}
-			}
-		})
+		}
 	}
+}
+
+// stepClock is a clock that moves only when a test steps it.
+type stepClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *stepClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at
+}
+
+func (c *stepClock) step(d time.Duration) {
+	c.mu.Lock()
+	c.at = c.at.Add(d)
+	c.mu.Unlock()
 }
