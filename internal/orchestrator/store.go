@@ -147,7 +147,10 @@ type Store interface {
 	// Purge deletes transfers that are terminal and not Open, last updated
 	// before `before`, with their signals, and idempotency records created
 	// before it. It deletes at most limit transfers per call (0: no
-	// bound) and returns how many it deleted.
+	// bound) and returns how many it deleted. A call that deleted limit
+	// transfers may have left more, and leaves the idempotency records to
+	// the call that deletes fewer: the retention purge calls it until
+	// then, and the records' statement runs once, not once a call.
 	Purge(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Every store keeps the outbox readable; Purge deletes the events of

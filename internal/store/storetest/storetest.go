@@ -1841,8 +1841,13 @@ func testPurge(f *fixture) {
 }
 
 // Purge deletes at most limit transfers per call, and never open ones.
+// The idempotency records past the cut-off go in the first call that
+// deletes fewer than limit: one that deleted limit may have left more
+// transfers, and leaves the records to the next.
 func testPurgeLimit(f *fixture) {
 	cutoff := t0.Add(24 * time.Hour).Truncate(time.Microsecond)
+	old := orchestrator.IdempotencyRecord{Scope: "s", Key: "old", RequestHash: "h", CreatedAt: cutoff.Add(-time.Hour)}
+	reserve(f, old)
 	for i := range 5 {
 		t := f.create(f.transfer("closed-" + strconv.Itoa(i)))
 		f.setState(t, orchestrator.StateCompleted, cutoff.Add(-time.Duration(i+1)*time.Hour))
@@ -1855,6 +1860,14 @@ func testPurgeLimit(f *fixture) {
 		if n := f.purge(cutoff, 2); n != want {
 			f.Errorf("Purge #%d with limit 2 = %d, want %d", i+1, n, want)
 		}
+		if i == 1 {
+			if _, ok := reserve(f, old); ok {
+				f.Errorf("the idempotency key created before the cut-off went in a Purge that filled its limit")
+			}
+		}
+	}
+	if _, ok := reserve(f, old); !ok {
+		f.Errorf("the idempotency key created before the cut-off survived the Purge that found the end")
 	}
 	got, _ := f.list(orchestrator.ListFilter{Limit: 100})
 	if want := idsOf(owing, active); !slices.Equal(got, want) {
