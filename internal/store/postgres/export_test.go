@@ -40,13 +40,6 @@ var (
 // of its plan.
 const PurgeDeliveriesSQL = purgeDeliveriesSQL
 
-// Setting is a setting as the store's sessions have it.
-func Setting(ctx context.Context, s *Store, name string) (string, error) {
-	var v string
-	err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v)
-	return v, err
-}
-
 // MaxConns is the size of the store's pool.
 func MaxConns(s *Store) int32 { return s.pool.Config().MaxConns }
 

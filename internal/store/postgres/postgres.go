@@ -103,18 +103,6 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 		pgx.QueryExecModeSimpleProtocol: "simple_protocol"}[cfg.ConnConfig.DefaultQueryExecMode]; bad {
 		return nil, s.fail("open", fmt.Errorf("default_query_exec_mode=%s is not supported: use cache_statement (the default) or cache_describe", m))
 	}
-	// backend_flush_after: the writes of the sessions below, purging or
-	// evicting the pages a purge dirtied, are written back as they go,
-	// unless the operator chose otherwise. With the server's default (0)
-	// the kernel of a host with much memory gathered gigabytes of a large
-	// purge's writes, and the checkpoint's fsync that flushed them held
-	// saves back for 150-190 ms (docs/benchmarks.md, thirty-sixth and
-	// thirty-eighth passes).
-	if unset, err := flushAfterUnset(ctx, cfg.ConnConfig); err != nil {
-		return nil, s.fail("open", err)
-	} else if unset {
-		cfg.ConnConfig.RuntimeParams["backend_flush_after"] = backendFlushAfter
-	}
 	if tune != nil {
 		tune(cfg)
 	}
@@ -138,30 +126,6 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
 	s.finishes = webhooks.NewFinishes("postgres", maxFinishes, s.finishBatch)
 	return s, nil
-}
-
-// backendFlushAfter is the backend_flush_after of transferd's sessions
-// when nobody set one: PostgreSQL's own checkpoint_flush_after default on
-// Linux, and the value the thirty-sixth pass measured.
-const backendFlushAfter = "256kB"
-
-// flushAfterUnset reports whether backend_flush_after is at its built-in
-// default for sessions of cc: no configuration file, ALTER SYSTEM, ALTER
-// ROLE or DATABASE, nor the URL's options set it, so that transferd's own
-// choice overrides no one's. It asks on a connection of its own, before
-// the pool sets anything: a startup parameter would hide what the server
-// would have given. A server without the setting (before 9.6) reports
-// false.
-func flushAfterUnset(ctx context.Context, cc *pgx.ConnConfig) (bool, error) {
-	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close(ctx)
-	var unset bool
-	err = conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_settings
-		WHERE name = 'backend_flush_after' AND source = 'default'`).Scan(&unset)
-	return unset, err
 }
 
 // poolMaxConnsSet finds pool_max_conns in a URL's query or in key=value
