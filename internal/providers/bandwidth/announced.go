@@ -241,8 +241,12 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 // show; times that do not parse, or that do not tell the order (the same
 // second, as the call object gives them), tell nothing either. So a
 // caller who hung up as the target answered is not taken for transferred.
+// Nor is a call this transfer may have hung up itself: a hang-up of B
+// sent while it rang and applied late, after B answered, ends A too (the
+// platform ends a transfer as a whole), a later second than B's answer,
+// and nothing shows whose end it was.
 func bridgedBeforeEnd(t *orchestrator.Transfer, a, b *apiCall) bool {
-	if t.Request.Whisper != nil || a == nil || b == nil || elsewhere(a, t) {
+	if t.Request.Whisper != nil || !t.Sent.Hangup.IsZero() || a == nil || b == nil || elsewhere(a, t) {
 		return false
 	}
 	answered, err1 := time.Parse(time.RFC3339, b.ActiveTime)

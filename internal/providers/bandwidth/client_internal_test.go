@@ -360,6 +360,8 @@ func TestBridgedBeforeEnd(t *testing.T) {
 	plain := &orchestrator.Transfer{Request: orchestrator.Request{Target: to}}
 	whisper := &orchestrator.Transfer{Request: orchestrator.Request{Target: to,
 		Whisper: &orchestrator.Whisper{Sentence: "hello"}}}
+	hungUp := &orchestrator.Transfer{Request: orchestrator.Request{Target: to},
+		Sent: orchestrator.Sent{Hangup: time.Date(2026, 12, 4, 9, 59, 59, 0, time.UTC)}}
 	call := func(state, active, end, transferTo string) *apiCall {
 		return &apiCall{State: flexString(state), ActiveTime: active, EndTime: end, TransferTo: transferTo}
 	}
@@ -386,6 +388,8 @@ func TestBridgedBeforeEnd(t *testing.T) {
 		{"a time that does not parse", plain,
 			call("completed", "", "Fri, 04 Dec 2026 10:00:05 GMT", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
 		{"a whisper", whisper,
+			call("completed", "", "2026-12-04T10:00:05Z", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
+		{"a hang-up of ours sent", hungUp,
 			call("completed", "", "2026-12-04T10:00:05Z", ""), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
 		{"A transferred elsewhere", plain,
 			call("completed", "", "2026-12-04T10:00:05Z", "+15557109999"), call("completed", "2026-12-04T10:00:00Z", "", ""), false},
