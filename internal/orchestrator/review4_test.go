@@ -158,13 +158,18 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 		t.Fatalf("set-up: cleanups_pending %v after resuming one obligation, want 1", got)
 	}
 	st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
-	eventually(t, "the discharged transfer dropped", func() bool {
-		return metric(t, reg, "transferd_transfers_in_flight", lbl) == 0
+	// Both gauges together, read until they settle: the replica's claim
+	// loop may have read the record before the discharge was saved, and
+	// adopt that copy again for a moment after the drop (counting it in
+	// both, until its first save is refused as stale and it is dropped
+	// again). CI once read in-flight 0 and then cleanups 1 in that window.
+	// The bug this guards against leaves the gauge one too high for good,
+	// which this still fails on.
+	eventually(t, "the discharged transfer dropped and taken off cleanups_pending "+
+		"(adopt counts it without entry.counted, so drop never decrements it)", func() bool {
+		return metric(t, reg, "transferd_transfers_in_flight", lbl) == 0 &&
+			metric(t, reg, "transferd_cleanups_pending", lbl) == 0
 	})
-	if got := metric(t, reg, "transferd_cleanups_pending", lbl); got != 0 {
-		t.Errorf("cleanups_pending %v after the resumed obligation was discharged and the transfer dropped, want 0 "+
-			"(adopt counts it without entry.counted, so drop never decrements it)", got)
-	}
 }
 
 // Found by a fourth review. The sweeper's early unknowable branch turns a verified
