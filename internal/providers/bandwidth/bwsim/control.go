@@ -37,6 +37,9 @@ import (
 //	GET    /config/adversarial          the adversarial behaviours in force (shape below)
 //	PUT    /config/adversarial          switch them → 200 with the result
 //	DELETE /config/adversarial          turn them all off
+//	GET    /config/guesses              the Guesses in force (shape below)
+//	PUT    /config/guesses              replace them (absent fields take their default) → 200 with the result
+//	DELETE /config/guesses              put back the Guesses the simulator was started with
 //	POST   /reset                       forget everything
 //
 // The adversarial configuration, on PUT and in answers (durations as Go duration strings):
@@ -45,6 +48,12 @@ import (
 //	 "action_delay":"10ms", "action_jitter":"990ms", "listing_delay":"100ms",
 //	 "listing_jitter":"1.4s", "unlisted_not_found":true, "read_failure_rate":0.1,
 //	 "vanish_failed_legs":true, "lost_response_rate":0.05, "max_fault_latency":"500ms"}
+//
+// The Guesses, each a Config field of the same name whose comment says what it means:
+//
+//	{"transfer_failure":"hangup", "transferred_a_leg_state":"transferring",
+//	 "a_leg_transfer_fields":"always", "timeout_hangup_cause":"NO_ANSWER",
+//	 "transfer_leg_callback":"a-leg", "forbidden_category":"forbidden"}
 //
 // On PUT, "enabled" picks the base, the Adversarial profile (true) or everything off
 // (false), and every other field given overrides the base, so {"enabled":true,"seed":7} is
@@ -107,6 +116,12 @@ func (s *Sim) ControlHandler() http.Handler {
 	mux.HandleFunc("PUT /config/adversarial", s.ctlSetAdversity)
 	mux.HandleFunc("DELETE /config/adversarial", func(w http.ResponseWriter, r *http.Request) {
 		ctlResult(w, s.SetAdversity(Config{}))
+	})
+	mux.HandleFunc("GET /config/guesses", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Guesses()) })
+	mux.HandleFunc("PUT /config/guesses", s.ctlSetGuesses)
+	mux.HandleFunc("DELETE /config/guesses", func(w http.ResponseWriter, r *http.Request) {
+		s.ResetGuesses()
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
 		s.Reset()

@@ -16,8 +16,12 @@ import (
 // Sim is a stateful simulator of Bandwidth's Catapult v1 voice API: calls, transfers, bridges
 // and callbacks. All its methods are safe for concurrent use.
 type Sim struct {
+	// cfg is the configuration; its Guesses fields change under mu (SetGuesses), and are
+	// read under mu.
 	cfg   Config
 	owned map[string]bool
+	// initial are the Guesses of the Config New was given, which ResetGuesses puts back.
+	initial Guesses
 
 	// wg counts every goroutine the simulator started (async steps, timers that may still
 	// fire, callback workers) so Close can wait for them.
@@ -100,6 +104,7 @@ func New(cfg Config) *Sim {
 	s := &Sim{
 		cfg:     cfg,
 		owned:   make(map[string]bool, len(cfg.OwnedNumbers)),
+		initial: cfg.guesses(),
 		baseURL: cfg.BaseURL,
 		changed: make(chan struct{}),
 	}

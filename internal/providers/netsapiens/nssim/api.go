@@ -406,8 +406,9 @@ func (s *Sim) apiCreate(w http.ResponseWriter, rt route, body []byte) {
 	}
 	s.mu.Lock()
 	if !s.chaos.DuplicateCallIDs && (len(s.byCallID[req.callID]) > 0 || s.creating[req.callID]) {
+		status := s.cfg.DuplicateCallIDStatus // a guess SetGuesses may change: read under mu
 		s.mu.Unlock()
-		writeError(w, s.cfg.DuplicateCallIDStatus, "call-id already exists")
+		writeError(w, status, "call-id already exists")
 		return
 	}
 	if synchronous {

@@ -32,6 +32,9 @@ import (
 //	PUT    /config/chaos                    {"seed", every Chaos knob; absent knobs are off} → 200 the Chaos in force
 //	PUT    /config/adversarial              {"enabled":true,"seed":7,"fault_rate":0.2} → 200 the Chaos in force
 //	DELETE /config/adversarial              → 204; the same as {"enabled":false}: every Chaos knob off
+//	GET    /config/guesses                  → 200 the Guesses in force (shape below)
+//	PUT    /config/guesses                  {every Guesses field; absent ones take their default} → 200 the Guesses in force
+//	DELETE /config/guesses                  → 204; the Guesses the simulator was started with
 //
 // The Chaos shape (durations are Go durations, rates fractions in [0, 1]; seed 0 in a PUT
 // keeps the current random stream, and a GET reports the seed in use):
@@ -39,6 +42,14 @@ import (
 //	{"enabled":true,"seed":7,"action_jitter":"1s","listing_delay":"100ms","listing_jitter":"1.4s",
 //	 "unlisted_calls":"notfound","duplicate_call_ids":true,"read_failure_rate":0.1,"read_drop_rate":0.05,
 //	 "lost_response_rate":0.05,"fault_rate":0.2,"fault_latency":"500ms"}
+//
+// The Guesses shape (each field a Config field of the same name, whose comment says what it
+// means; "" and 0 select the default):
+//
+//	{"term_info_field":"both","numeric_users":false,"transfer_with_term_user":"ignore",
+//	 "wrong_hostname":"ignore","hostname_match":"original","unknown_destination":"ignore",
+//	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller",
+//	 "not_ringing_status":409,"duplicate_call_id_status":409}
 //
 // PUT /config/adversarial with "enabled":true installs AdversarialChaos(fault_rate), fault_rate
 // defaulting to AdversarialFaultRate; "enabled":false turns every knob off.
@@ -102,6 +113,14 @@ func (s *Sim) ControlHandler() http.Handler {
 			writeControlError(w, err)
 			return
 		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /config/guesses", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Guesses())
+	})
+	mux.HandleFunc("PUT /config/guesses", s.ctlSetGuesses)
+	mux.HandleFunc("DELETE /config/guesses", func(w http.ResponseWriter, r *http.Request) {
+		s.ResetGuesses()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

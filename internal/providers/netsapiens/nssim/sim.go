@@ -59,6 +59,8 @@ type InboundCall struct {
 type Sim struct {
 	cfg    Config
 	render renderOptions
+	// initial are the Guesses of the Config New was given, which ResetGuesses puts back.
+	initial Guesses
 
 	// chaos is the Chaos in force (cfg.Chaos is only the initial one); chaosRng draws its
 	// random choices.
@@ -135,6 +137,7 @@ func New(cfg Config) *Sim {
 	s := &Sim{
 		cfg:     cfg,
 		render:  renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers},
+		initial: cfg.guesses(),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		timers:  make(map[uint64]*simTimer),
 		changed: make(chan struct{}),

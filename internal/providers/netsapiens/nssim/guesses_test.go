@@ -1,0 +1,92 @@
+package nssim_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// TestControlGuesses switches a guess at run time through the control surface: the next hold
+// follows it, a bad value is refused and changes nothing, and DELETE puts back the guesses
+// the simulator was made with.
+func TestControlGuesses(t *testing.T) {
+	h := newHarness(t, nssim.Config{JoinKeeps: nssim.JoinKeepsConsult})
+	var g nssim.Guesses
+	h.ctl(http.MethodGet, "/config/guesses", nil).decode(t, &g)
+	want := nssim.Guesses{TermInfoField: nssim.TermInfoBoth, TransferWithTermUser: nssim.TermUserIgnore,
+		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
+		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult,
+		NotRingingStatus: 409, DuplicateCallIDStatus: 409}
+	if g != want {
+		t.Fatalf("guesses at start %+v, want %+v", g, want)
+	}
+
+	held := func() (orig, term string) {
+		t.Helper()
+		c := h.placeCall("1000")
+		wantAccepted(t, h.api(http.MethodPatch, callPath("1000", c.TermCallID, "hold"), nil))
+		h.idle()
+		for _, l := range h.calls() {
+			if l.SessionID == c.SessionID {
+				return l.OrigInfo, l.TermInfo
+			}
+		}
+		t.Fatalf("call %s is gone", c.SessionID)
+		return "", ""
+	}
+	if o, tm := held(); o != nssim.InfoHeld || tm != nssim.InfoActive {
+		t.Fatalf("held remote: orig %q term %q", o, tm)
+	}
+
+	r := h.ctl(http.MethodPut, "/config/guesses", `{"held_side":"both","not_ringing_status":422}`)
+	wantStatus(t, r, http.StatusOK)
+	r.decode(t, &g)
+	// Absent fields take their default: join_keeps is "caller" now, not the configured one.
+	if g.HeldSide != nssim.HeldBoth || g.NotRingingStatus != 422 || g.JoinKeeps != nssim.JoinKeepsCaller || g.TermInfoField != nssim.TermInfoBoth {
+		t.Errorf("PUT answered %+v", g)
+	}
+	if o, tm := held(); o != nssim.InfoHeld || tm != nssim.InfoHeld {
+		t.Errorf("held both: orig %q term %q", o, tm)
+	}
+
+	for _, bad := range []string{`{"held_side":"local"}`, `{"not_ringing_status":200}`, `{"colour":"red"}`, `{"held_side":`} {
+		r := h.ctl(http.MethodPut, "/config/guesses", bad)
+		wantControlError(t, r, http.StatusBadRequest)
+		if bad == `{"held_side":"local"}` && !strings.Contains(string(r.body), "HeldSide") {
+			t.Errorf("PUT %s: error %s does not name the field", bad, r.body)
+		}
+	}
+	if got := h.sim.Guesses(); got.HeldSide != nssim.HeldBoth || got.NotRingingStatus != 422 {
+		t.Errorf("a refused PUT changed the guesses: %+v", got)
+	}
+
+	wantStatus(t, h.ctl(http.MethodDelete, "/config/guesses", nil), http.StatusNoContent)
+	if got := h.sim.Guesses(); got != want {
+		t.Errorf("after DELETE %+v, want the configured %+v", got, want)
+	}
+	if o, tm := held(); o != nssim.InfoHeld || tm != nssim.InfoActive {
+		t.Errorf("held after DELETE: orig %q term %q", o, tm)
+	}
+}
+
+// TestGuessesRenderAtOnce: the rendering guesses apply to the next read.
+func TestGuessesRenderAtOnce(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	h.placeCall("1000")
+	read := func() string {
+		r := h.api(http.MethodGet, "/domains/TEST/users/1000/calls", nil)
+		wantStatus(t, r, http.StatusOK)
+		return string(r.body)
+	}
+	if b := read(); !strings.Contains(b, `"call-term-info"`) || !strings.Contains(b, `"term-orig-info"`) || !strings.Contains(b, `"call-term-user":"1000"`) {
+		t.Fatalf("default rendering %s", b)
+	}
+	if err := h.sim.SetGuesses(nssim.Guesses{TermInfoField: nssim.TermInfoSpec, NumericUsers: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b := read(); strings.Contains(b, `"call-term-info"`) || !strings.Contains(b, `"term-orig-info"`) || !strings.Contains(b, `"call-term-user":1000`) {
+		t.Errorf("rendering after SetGuesses %s", b)
+	}
+}
