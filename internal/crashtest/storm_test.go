@@ -252,6 +252,56 @@ func drawCase(seed uint64, n int) stormCase {
 	return c
 }
 
+// stormGuesses are the sides of the simulators' guesses a seed runs on: how
+// the PBX may behave where the reference notes could only guess, which
+// transferd must be right about either way. Each is the default or another
+// side, drawn from a stream of the seed's own.
+type stormGuesses struct {
+	ns nssim.Guesses
+	bw bwsim.Guesses
+	// Whether a read by id finds a call that listings do not show yet
+	// (adversarial settings, whose profile says no).
+	nsUnlisted         string
+	bwUnlistedNotFound bool
+}
+
+func (g stormGuesses) String() string {
+	ns, _ := json.Marshal(g.ns)
+	bw, _ := json.Marshal(g.bw)
+	return fmt.Sprintf("netsapiens %s, unlisted calls %s; bandwidth %s, unlisted calls not found %v", ns, g.nsUnlisted, bw, g.bwUnlistedNotFound)
+}
+
+// drawGuesses draws the seed's guesses. Those transferd cannot meet are left
+// at their default: it never sends call-term-user or dials an external
+// number, answers or rejects nothing, and the adversarial profile accepts
+// duplicate call-ids. Bandwidth's callbacks go nowhere in the storm (no
+// TRANSFERD_PUBLIC_URL), so where a B-leg's events go is drawn for the look
+// of the calls only.
+func drawGuesses(seed uint64) stormGuesses {
+	r := rand.New(rand.NewPCG(seed, 1<<60))
+	pick := func(sides ...string) string { return sides[r.IntN(len(sides))] }
+	return stormGuesses{
+		ns: nssim.Guesses{
+			TermInfoField:      pick(nssim.TermInfoBoth, nssim.TermInfoCall, nssim.TermInfoSpec),
+			NumericUsers:       r.IntN(2) == 0,
+			WrongHostname:      pick(nssim.HostnameIgnore, nssim.HostnameReject),
+			HostnameMatch:      pick(nssim.HostnameOfOriginal, nssim.HostnameOfDestination, nssim.HostnameOfEither),
+			UnknownDestination: pick(nssim.DestinationIgnore, nssim.DestinationNotFound),
+			HeldSide:           pick(nssim.HeldRemote, nssim.HeldBoth),
+			JoinKeeps:          pick(nssim.JoinKeepsCaller, nssim.JoinKeepsConsult),
+		},
+		bw: bwsim.Guesses{
+			TransferFailure:      pick(bwsim.TransferFailureHangup, bwsim.TransferFailureRestore),
+			TransferredALegState: pick(bwsim.StateTransferring, bwsim.StateActive),
+			ALegTransferFields:   pick(bwsim.ALegTransferFieldsAlways, bwsim.ALegTransferFieldsWhileTransferring, bwsim.ALegTransferFieldsNever),
+			TimeoutHangupCause:   pick(bwsim.CauseNoAnswer, bwsim.TimeoutHangupNone, bwsim.CauseOriginatorCancel),
+			TransferLegCallback:  pick(bwsim.TransferLegCallbackALeg, bwsim.TransferLegCallbackNone),
+		},
+		nsUnlisted:         pick(nssim.UnlistedNotFound, nssim.UnlistedFound),
+		bwUnlistedNotFound: r.IntN(2) == 0,
+	}
+}
+
 // --- transferd under fire ------------------------------------------------------------------------
 
 // fleet is the storm's one transferd, killed and restarted on the same data
@@ -571,26 +621,47 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	// Both simulators adversarial, each with a seed of its own drawn from
 	// the storm's.
+	drawn := drawGuesses(seed)
 	sr := rand.New(rand.NewPCG(seed, 1<<62))
 	for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
 		cfg := map[string]any{"enabled": true, "seed": 1 + sr.Uint64()>>12, "fault_rate": 0.2}
+		if path == pbxsim.BandwidthControlPath {
+			cfg["unlisted_not_found"] = drawn.bwUnlistedNotFound
+		}
 		if err := sim(ctx, http.MethodPut, path+"/config/adversarial", cfg, nil); err != nil {
 			t.Fatalf("turning on the adversarial profile at %s: %v", path, err)
 		}
 	}
 	t.Cleanup(func() {
-		// The crash tests share this simulator: cooperative again.
+		// The crash tests share this simulator: cooperative again, and
+		// its guesses as it started.
 		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer ccancel()
 		for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
 			if err := sim(cctx, http.MethodDelete, path+"/config/adversarial", nil, nil); err != nil {
 				t.Errorf("turning off the adversarial profile at %s: %v", path, err)
 			}
+			if err := sim(cctx, http.MethodDelete, path+"/config/guesses", nil, nil); err != nil {
+				t.Errorf("putting back the guesses at %s: %v", path, err)
+			}
 		}
 		if err := simReset(cctx); err != nil {
 			t.Errorf("resetting the simulators: %v", err)
 		}
 	})
+	// The guesses as the simulators answered them, defaults filled in.
+	guesses := drawn
+	if err := setUnlisted(ctx, drawn.nsUnlisted); err != nil {
+		t.Fatalf("setting nssim's unlisted calls: %v", err)
+	}
+	if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/config/guesses", drawn.ns, &guesses.ns); err != nil {
+		t.Fatalf("setting nssim's guesses: %v", err)
+	}
+	if err := sim(ctx, http.MethodPut, pbxsim.BandwidthControlPath+"/config/guesses", drawn.bw, &guesses.bw); err != nil {
+		t.Fatalf("setting bwsim's guesses: %v", err)
+	}
+	fmt.Printf("storm seed %s guesses: %s\n", label, guesses)
+	t.Logf("guesses: %s", guesses)
 	env := stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed))
 	if store == "postgres" {
 		// Created before the fleet, so dropped after it stops.
@@ -637,7 +708,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	// that recoveries end with unverified outcomes and the sweeper has to
 	// verify them against the provider once it can be read again.
 	outageErr := make(chan error, 1)
-	go func() { outageErr <- stormOutages(ctx, seed, done, &cnt) }()
+	go func() { outageErr <- stormOutages(ctx, seed, drawn.bwUnlistedNotFound, done, &cnt) }()
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -709,7 +780,7 @@ const (
 // succeed), for stormOutageMin to twice that, every stormOutageGap to
 // twice that, until done is closed; each outage ends with the simulator's
 // adversarial profile as it was.
-func stormOutages(ctx context.Context, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+func stormOutages(ctx context.Context, seed uint64, bwUnlistedNotFound bool, done <-chan struct{}, cnt *stormCounts) error {
 	r := rand.New(rand.NewPCG(seed, 1<<61))
 	for {
 		select {
@@ -718,7 +789,7 @@ func stormOutages(ctx context.Context, seed uint64, done <-chan struct{}, cnt *s
 		case <-time.After(stormOutageGap + time.Duration(r.Int64N(int64(stormOutageGap)))):
 		}
 		ns := r.IntN(2) == 0
-		restore, err := readOutage(ctx, ns, r.Uint64()>>12)
+		restore, err := readOutage(ctx, ns, r.Uint64()>>12, bwUnlistedNotFound)
 		if err != nil {
 			return err
 		}
@@ -735,7 +806,7 @@ func stormOutages(ctx context.Context, seed uint64, done <-chan struct{}, cnt *s
 
 // readOutage makes every GET of nssim (ns) or bwsim fail with a 5xx and
 // returns how to put the adversarial profile back.
-func readOutage(ctx context.Context, ns bool, seed uint64) (func() error, error) {
+func readOutage(ctx context.Context, ns bool, seed uint64, bwUnlistedNotFound bool) (func() error, error) {
 	if ns {
 		// nssim's chaos settings, read back and written whole.
 		path := pbxsim.NetSapiensControlPath + "/config/chaos"
@@ -752,13 +823,27 @@ func readOutage(ctx context.Context, ns bool, seed uint64) (func() error, error)
 		return func() error { return sim(context.WithoutCancel(ctx), http.MethodPut, path, cur, nil) }, nil
 	}
 	path := pbxsim.BandwidthControlPath + "/config/adversarial"
-	profile := map[string]any{"enabled": true, "seed": seed, "fault_rate": 0.2}
+	profile := map[string]any{"enabled": true, "seed": seed, "fault_rate": 0.2, "unlisted_not_found": bwUnlistedNotFound}
 	out := maps.Clone(profile)
 	out["read_failure_rate"] = 1.0
 	if err := sim(ctx, http.MethodPut, path, out, nil); err != nil {
 		return nil, err
 	}
 	return func() error { return sim(context.WithoutCancel(ctx), http.MethodPut, path, profile, nil) }, nil
+}
+
+// setUnlisted sets nssim's chaos knob of calls read by id before they are
+// listed, the others as they are.
+func setUnlisted(ctx context.Context, unlisted string) error {
+	path := pbxsim.NetSapiensControlPath + "/config/chaos"
+	var cur map[string]any
+	if err := sim(ctx, http.MethodGet, path, nil, &cur); err != nil {
+		return err
+	}
+	delete(cur, "enabled")
+	cur["seed"] = 0 // keeps the random stream the adversarial profile started
+	cur["unlisted_calls"] = unlisted
+	return sim(ctx, http.MethodPut, path, cur, nil)
 }
 
 func idOf(tr *transfer) string {
