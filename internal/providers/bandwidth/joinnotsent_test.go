@@ -46,7 +46,7 @@ func TestAttendedJoinNeverSentThenCallerGoneIsKnowable(t *testing.T) {
 		}
 	})
 	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
-	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	if releases.Load() < 3 {
 		t.Fatalf("setup: %d releases", releases.Load())
 	}

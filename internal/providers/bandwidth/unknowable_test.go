@@ -76,7 +76,7 @@ func TestAttendedCallerGoneRightAfterTheJoinCannotBeVerified(t *testing.T) {
 	if !withTarget.Load() {
 		t.Fatal("the caller was never with the target")
 	}
-	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	o := tr.Outcome
 	if tr.State != orchestrator.StateFailed || o.CallerRestored || o.Verified || tr.Cleanup != nil ||
 		!strings.Contains(o.Detail, "cannot be verified") {
@@ -167,7 +167,7 @@ func TestAnnouncedCallerGoneRightAfterTheAnswer(t *testing.T) {
 				if b.Load() == nil {
 					t.Fatal("the caller was never with the target")
 				}
-				tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+				tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 				o := tr.Outcome
 				if tc.known {
 					if tr.State != orchestrator.StateCompleted || o.Reason != orchestrator.ReasonTransferred || !o.Verified ||
@@ -256,7 +256,7 @@ func TestAnnouncedHangupLandingAfterTheAnswerIsNotTakenForTransferred(t *testing
 	if c := mustCall(t, h, a.ID); c.State != bwsim.StateCompleted {
 		t.Fatalf("the caller's call is %s; the landing hang-up should have ended it", c.State)
 	}
-	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	if o := tr.Outcome; tr.State == orchestrator.StateCompleted || o.Verified || o.CallerRestored {
 		t.Fatalf("state %s outcome %+v: want neither completed nor verified nor restored", tr.State, o)
 	}
