@@ -129,6 +129,14 @@ type Observation struct {
 	// the caller's call ended, by the platform's clock). Providers that
 	// cannot tell report the ended call as CallerGone.
 	CallerEnded bool
+	// Undecidable: the caller's call is up (Caller CallerUnknown), and the
+	// provider cannot show, now or ever, whether what the transfer sent
+	// connected it to the target (Bandwidth announced, polling: the dial's
+	// answer was lost, and the caller's call reads active showing no
+	// transfer, as a platform may show a transfer connected and one given
+	// back alike). The engine then reports the outcome unverified and
+	// final, caller_restored false, Detail saying why; it never guesses.
+	Undecidable bool
 	Detail      string
 	// ConsultLeg carries consult ids learned by observing (NetSapiens
 	// shows the consult's call-session-id only once the call exists); the

@@ -736,7 +736,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
 				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
 			if unknowable(en, obs) {
-				out.Verified, out.Detail = false, failure.Detail+noteUnknowable
+				out.Verified, out.Detail = false, failure.Detail+unknowableNote(obs)
 			}
 			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
 			return 0
@@ -857,8 +857,12 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			e.m.unverified.WithLabelValues(en.p.Name()).Inc()
 		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
-		o.Detail += noteUnknowable
-		e.note(en, StepVerify, "the caller's call has ended: whether what the transfer sent connected the caller to the target first, the provider cannot show")
+		o.Detail += unknowableNote(obs)
+		if obs.Undecidable {
+			e.note(en, StepVerify, "the caller's call goes on: whether what the transfer sent connected it to the target, the provider cannot show ("+obs.Detail+")")
+		} else {
+			e.note(en, StepVerify, "the caller's call has ended: whether what the transfer sent connected the caller to the target first, the provider cannot show")
+		}
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
 		emit(t, EventNeedsAttention, now, t.State, t.State)
 		if e.save(ctx, en) {
@@ -923,6 +927,14 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 // nothing left to do (see joinUnknown).
 const noteUnknowable = "; the outcome cannot be verified: the caller's call ended before any reading showed whether the transfer connected the caller to the target"
 
+// unknowableNote is the note of an outcome unknowable on obs.
+func unknowableNote(obs Observation) string {
+	if obs.Undecidable {
+		return "; the outcome cannot be verified: the caller's call goes on, and " + obs.Detail
+	}
+	return noteUnknowable
+}
+
 // joinUnknown reports whether what the transfer sent may have connected
 // the caller to the target without any reading showing it. With a join in
 // the flow: a join was sent, and no reading showed either the caller with
@@ -951,8 +963,11 @@ func joinUnknown(en *entry) bool {
 // from now on, so the outcome is reported as it is (the caller's call
 // ended, caller_restored false) and never verified: "verified" would claim
 // that the provider showed the caller was not transferred.
+//
+// Or the provider says it can never tell (Observation.Undecidable), of a
+// caller's call that goes on: the same holds.
 func unknowable(en *entry, obs Observation) bool {
-	return obs.Caller == CallerGone && joinUnknown(en)
+	return obs.Undecidable || obs.Caller == CallerGone && joinUnknown(en)
 }
 
 // callerSeenUp takes back what the transfer believed of a caller gone

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -108,7 +109,9 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 // the target): another transfer to the same target (a queue's number) is
 // otherwise as good a match, and taking its leg for ours would report its
 // caller's call, or hang it up. So a platform that hides transferTo loses
-// a lost answer's leg when polling: TRANSFERD_PUBLIC_URL avoids it.
+// a lost answer's leg when polling: TRANSFERD_PUBLIC_URL avoids it. The
+// outcome then says it cannot be known, while a leg that may be ours is
+// live (observeAnnounced).
 func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (string, error) {
 	if elsewhere(a, t) {
 		return "", nil
@@ -126,21 +129,43 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	}
 	for i := range calls {
 		b := &calls[i]
-		if b.ID == a.ID {
-			continue
-		}
 		if cb != "" {
+			if b.ID == a.ID {
+				continue
+			}
 			if b.CallbackURL == cb {
 				return b.ID, nil
 			}
 			continue
 		}
-		if b.Direction == "out" && b.To == t.Request.Target && !b.ended() && fromMatches(b, a, t) &&
-			startedSince(b, a, t.CreatedAt.Add(-skewMargin)) {
+		if mayBeOurs(b, a, t) {
 			return b.ID, nil
 		}
 	}
 	return "", nil
+}
+
+// mayBeOurs reports whether b, listed among the calls to t's target, may
+// be the B-leg of t's transfer of a, as polling tells: a live outbound
+// call to the target from the number the transfer shows, started since.
+func mayBeOurs(b, a *apiCall, t *orchestrator.Transfer) bool {
+	return b.ID != a.ID && b.Direction == "out" && b.To == t.Request.Target && !b.ended() && fromMatches(b, a, t) &&
+		startedSince(b, a, t.CreatedAt.Add(-skewMargin))
+}
+
+// mayHaveTaken reports whether t's transfer of a, whose answer was lost
+// and which a does not show, may have connected a to the target: the
+// listing shows a leg that may be ours (mayBeOurs). A listing that shows
+// none shows it did not, since a connected B-leg is live, and a reading
+// the engine trusts is taken a visibility window after the transfer was
+// sent, when the platform lists it; one that shows some cannot tell ours
+// from another transfer's (searchTransferLeg).
+func (c *Client) mayHaveTaken(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (bool, error) {
+	calls, err := c.callsTo(ctx, t.Request.Target)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(calls, func(b apiCall) bool { return mayBeOurs(&b, a, t) }), nil
 }
 
 // fromMatches reports whether B shows the number our transfer shows the
@@ -204,6 +229,19 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	if err != nil {
 		return obs, err
 	}
+	// The dial's answer was lost, and an active A shows no transfer: given
+	// back after a failed one, never transferred, or connected to B on a
+	// platform that reads a connected A "active" and hides transferTo
+	// once transferring is over (both guesses, notes §12.8 unknown 2).
+	// Polling cannot find B without A naming it (searchTransferLeg), but
+	// a listing with no leg that may be ours shows A is not connected to
+	// one; a listing with one cannot tell (mayHaveTaken).
+	undecidable := false
+	if !aGone && a.state() == stateActive && legUnknown && id == "" && a.TransferTo == "" && c.callbackURL(t.ID) == "" {
+		if undecidable, err = c.mayHaveTaken(ctx, t, a); err != nil {
+			return obs, err
+		}
+	}
 
 	switch {
 	case aGone && targetFailed(cause):
@@ -221,6 +259,13 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	case b != nil && b.live():
 		// B answered: the platform connected A and B.
 		obs.Caller = orchestrator.CallerTransferred
+	case undecidable:
+		// A leg that may be ours is live: no reading can tell whether it
+		// is connected to A. Say so, never "restored".
+		obs.Caller, obs.Undecidable = orchestrator.CallerUnknown, true
+		obs.Detail = appendDetail(obs.Detail, "the transfer's answer was lost, the caller's call reads active showing no transfer, "+
+			"as it may both once given back and once connected to the target, and a live call to the target that may be its leg is listed: "+
+			"without TRANSFERD_PUBLIC_URL no call object names the transfer's leg")
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:
@@ -230,6 +275,14 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Caller = orchestrator.CallerUnknown
 	}
 	return obs, nil
+}
+
+// appendDetail joins a reading's details with "; ".
+func appendDetail(detail, more string) string {
+	if detail == "" {
+		return more
+	}
+	return detail + "; " + more
 }
 
 // bridgedBeforeEnd reports whether the ended A was connected to B before

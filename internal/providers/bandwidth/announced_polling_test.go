@@ -2,6 +2,7 @@ package bandwidth_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,3 +148,74 @@ func setupBusyWithCallbacks(t *testing.T, cfg bwsim.Config) (h *harness, hungUp 
 		}
 	}
 }
+
+// Polling, a transfer's answer is lost. On a platform that reads a
+// connected caller's call "active" and shows transferTo only while
+// transferring, or never (both guesses, bwsim TransferredALegState and
+// ALegTransferFields), the caller's call then looks the same connected to
+// the target as given back: A names no leg, and a live leg to the target
+// from the caller's number may be another transfer's
+// (TestAnnouncedPollingNeverTakesAnotherTransfersLeg). transferd reported
+// the caller restored, verified, while the caller talked to the target
+// (storm seed 3222014247840189, the first seed run on those sides). The
+// outcome now says it cannot be known: unverified, final, caller_restored
+// false. Where the target was busy no leg is left live, and the listing
+// shows the caller given back: restored, verified, as before.
+func TestAnnouncedLostAnswerPollingSaysWhatItCannotKnow(t *testing.T) {
+	for _, fields := range []string{bwsim.ALegTransferFieldsWhileTransferring, bwsim.ALegTransferFieldsNever} {
+		for _, answers := range []bool{true, false} {
+			name := fields + "/target answers"
+			if !answers {
+				name = fields + "/target busy"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				h := setup(t, options{engine: func(c *orchestrator.Config) { shortWindows(c); c.TombstoneTTL = time.Second },
+					sim: bwsim.Config{ALegTransferFields: fields,
+						TransferredALegState: bwsim.StateActive, TransferFailure: bwsim.TransferFailureRestore}})
+				mode := bwsim.ModeManual
+				if !answers {
+					mode = bwsim.ModeBusy
+				}
+				h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: mode})
+				a := h.placeCall(t)
+				loseTransferAnswer(t, h, a, func() {
+					if answers {
+						if err := h.sim.Answer(target); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+				req := announcedReq(a, target)
+				req.ConsultTimeout = time.Minute
+				tr := h.end(t, h.start(t, req).ID)
+				tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+				h.idle(t)
+				o := tr.Outcome
+				if answers {
+					if !h.sim.Connected(a.ID, transferLeg(t, h, a).ID) {
+						t.Fatalf("setup: the caller is not with the target")
+					}
+					if tr.State == orchestrator.StateCompleted || o.Verified || o.CallerRestored ||
+						!strings.Contains(o.Detail, "cannot be verified") || !strings.Contains(o.Detail, "TRANSFERD_PUBLIC_URL") {
+						t.Fatalf("the caller is with the target, and polling cannot show it: state %s outcome %+v steps %+v, want an outcome that says it cannot be known", tr.State, o, tr.Steps)
+					}
+				} else if tr.State != orchestrator.StateFailed || !o.Verified || !o.CallerRestored {
+					t.Fatalf("the target was busy and the caller is back: state %s outcome %+v, want failed, restored, verified", tr.State, o)
+				}
+				if got := mustCall(t, h, a.ID).State; got != bwsim.StateActive {
+					t.Errorf("caller's call is %s", got)
+				}
+				if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+					t.Errorf("transfers sent = %d, want 1", n)
+				}
+				for _, c := range h.commands(t) {
+					if c.Body["state"] == "completed" {
+						t.Errorf("transferd hung up a call it cannot tell is its own: %s", c)
+					}
+				}
+			})
+		}
+	}
+}
+
