@@ -229,6 +229,21 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	if err != nil {
 		return obs, err
 	}
+	if !aGone && a.state() == stateActive && b != nil && b.ended() && b.ActiveTime != "" {
+		// A read active before B read ended after its answer: A may have
+		// been connected to B then (a platform that reads a connected A
+		// "active"), and the end of a connected B ends A with it (notes
+		// §12.3). Read A again, after B, so that a caller hung up with the
+		// target is not taken for a caller given back.
+		switch again, err := c.getCall(ctx, t.Legs.Caller.CallID); {
+		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+			aGone = true
+		case err != nil:
+			return obs, err
+		default:
+			a, aGone = again, again.ended()
+		}
+	}
 	// The dial's answer was lost, and an active A shows no transfer: given
 	// back after a failed one, never transferred, or connected to B on a
 	// platform that reads a connected A "active" and hides transferTo

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,3 +220,59 @@ func TestAnnouncedLostAnswerPollingSaysWhatItCannotKnow(t *testing.T) {
 	}
 }
 
+// A reading of an announced transfer reads A, then B. On a platform that
+// reads a connected caller's call "active" (bwsim TransferredALegState),
+// the target answered and hung up between the two: A read active (with
+// the target), B read ended after its answer, which ended A too. The
+// reading took A for the caller given back, and the transfer reported the
+// caller restored, verified, while the caller's call had ended (storm seed
+// 275205463926620, a cancel whose hang-up lost to the answer). A is now
+// read again after such a B.
+func TestAnnouncedTargetGoneBetweenTheReadsOfACallerReadActive(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		name := "polling"
+		if public {
+			name = "callbackUrl"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := setup(t, options{callbacks: public, engine: func(c *orchestrator.Config) { shortWindows(c); c.TombstoneTTL = time.Second },
+				sim: bwsim.Config{TransferredALegState: bwsim.StateActive}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
+			a := h.placeCall(t)
+			req := announcedReq(a, target)
+			req.ConsultTimeout = time.Minute
+			tr := h.start(t, req)
+			tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Legs.Consult.CallID != "" })
+			b := tr.Legs.Consult.CallID
+			var answered, hungUp atomic.Bool
+			h.before(func(method, path, _ string) bool {
+				return method == http.MethodGet && path == "/users/"+userID+"/calls/"+a.ID
+			}, func() {
+				if err := h.sim.Answer(target); err != nil {
+					t.Error(err)
+				}
+				answered.Store(true)
+			})
+			h.before(func(method, path, _ string) bool {
+				return answered.Load() && method == http.MethodGet && path == "/users/"+userID+"/calls/"+b
+			}, func() {
+				if err := h.sim.Hangup(b); err != nil {
+					t.Error(err)
+				}
+				hungUp.Store(true)
+			})
+			tr = h.end(t, tr.ID)
+			tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+			if !hungUp.Load() {
+				t.Fatal("setup: the target never hung up between the reads")
+			}
+			if got := mustCall(t, h, a.ID).State; got != bwsim.StateCompleted {
+				t.Fatalf("setup: the caller's call is %s, want completed with the target's", got)
+			}
+			if tr.Outcome.CallerRestored {
+				t.Errorf("the caller's call ended with the target's, yet: state %s outcome %+v", tr.State, tr.Outcome)
+			}
+		})
+	}
+}
