@@ -971,9 +971,12 @@ export interface components {
              *     may have connected it to the target (the join was sent; in an announced transfer, the
              *     target answered) and before any reading showed whether it did, so no reading can ever
              *     tell a caller who was connected to the target and then hung up from one who hung up
-             *     first.
-             *     Such an outcome is `failed` with `caller_restored: false`, and its `detail` says it
-             *     cannot be verified.
+             *     first. Or, on Bandwidth without `TRANSFERD_PUBLIC_URL`, an announced transfer's
+             *     answer was lost on a platform whose caller's call looks the same connected to the
+             *     target as given back, while a live call to the target that may be its leg is listed:
+             *     the caller's call goes on, and no reading can show where.
+             *     Such an outcome is `failed` (or `cancelled`) with `caller_restored: false`, and its
+             *     `detail` says it cannot be verified.
              */
             verified: boolean;
             /**
