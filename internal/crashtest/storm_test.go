@@ -283,7 +283,13 @@ func (g stormGuesses) String() string {
 // duplicate call-ids. Whether transferd has a public URL for the providers'
 // callbacks is drawn too: without one, where a B-leg's events go is drawn
 // for the look of the calls only.
+//
+// Seed 1 keeps every default, so that CI's fixed seeds always check the
+// simulators' defaults (the documented reading where there is one) too.
 func drawGuesses(seed uint64) stormGuesses {
+	if seed == 1 {
+		return stormGuesses{nsUnlisted: nssim.UnlistedNotFound, bwUnlistedNotFound: true}
+	}
 	r := rand.New(rand.NewPCG(seed, 1<<60))
 	pick := func(sides ...string) string { return sides[r.IntN(len(sides))] }
 	return stormGuesses{
