@@ -292,7 +292,7 @@ func drawGuesses(seed uint64) stormGuesses {
 	}
 	r := rand.New(rand.NewPCG(seed, 1<<60))
 	pick := func(sides ...string) string { return sides[r.IntN(len(sides))] }
-	return stormGuesses{
+	g := stormGuesses{
 		ns: nssim.Guesses{
 			TermInfoField:      pick(nssim.TermInfoBoth, nssim.TermInfoCall, nssim.TermInfoSpec),
 			NumericUsers:       r.IntN(2) == 0,
@@ -313,6 +313,12 @@ func drawGuesses(seed uint64) stormGuesses {
 		bwUnlistedNotFound: r.IntN(2) == 0,
 		callbacks:          r.IntN(2) == 0,
 	}
+	// Drawn last, so that the seeds of earlier findings draw what they drew
+	// then. The posts of nssim's event subscriptions (with callbacks).
+	g.ns.SubscriptionNames = pick(nssim.NamesLegacy, nssim.NamesHyphenated)
+	g.ns.SubscriptionDuplicate = r.IntN(2) == 0
+	g.ns.SubscriptionReorder = r.IntN(2) == 0
+	return g
 }
 
 // --- transferd under fire ------------------------------------------------------------------------

@@ -265,6 +265,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SubscriptionNames == "" {
+		c.SubscriptionNames = NamesLegacy
+	}
 	if c.SubscriptionLag == 0 {
 		c.SubscriptionLag = 3 * time.Second
 	}

@@ -49,7 +49,8 @@ import (
 //	{"term_info_field":"both","numeric_users":false,"transfer_with_term_user":"ignore",
 //	 "wrong_hostname":"ignore","hostname_match":"original","unknown_destination":"ignore",
 //	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller",
-//	 "not_ringing_status":409,"duplicate_call_id_status":409}
+//	 "not_ringing_status":409,"duplicate_call_id_status":409,
+//	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false}
 //
 // PUT /config/adversarial with "enabled":true installs AdversarialChaos(fault_rate), fault_rate
 // defaulting to AdversarialFaultRate; "enabled":false turns every knob off.

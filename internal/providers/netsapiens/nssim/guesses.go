@@ -22,6 +22,11 @@ type Guesses struct {
 	JoinKeeps             string `json:"join_keeps"`
 	NotRingingStatus      int    `json:"not_ringing_status"`
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
+	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
+	// behaviours.
+	SubscriptionNames     string `json:"subscription_names"`
+	SubscriptionDuplicate bool   `json:"subscription_duplicate"`
+	SubscriptionReorder   bool   `json:"subscription_reorder"`
 }
 
 // guesses are c's Guesses.
@@ -31,6 +36,8 @@ func (c Config) guesses() Guesses {
 		WrongHostname: c.WrongHostname, HostnameMatch: c.HostnameMatch, UnknownDestination: c.UnknownDestination,
 		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps,
 		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
+		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
+		SubscriptionReorder: c.SubscriptionChaos.Reorder,
 	}
 }
 
@@ -40,6 +47,8 @@ func (c Config) withGuesses(g Guesses) Config {
 	c.WrongHostname, c.HostnameMatch, c.UnknownDestination = g.WrongHostname, g.HostnameMatch, g.UnknownDestination
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps = g.HeldSide, g.ExternalNumbers, g.JoinKeeps
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
+	c.SubscriptionNames = g.SubscriptionNames
+	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
 	return c.withDefaults()
 }
 
@@ -78,6 +87,7 @@ func (s *Sim) useLocked(cfg Config) {
 	s.cfg.WrongHostname, s.cfg.HostnameMatch, s.cfg.UnknownDestination = cfg.WrongHostname, cfg.HostnameMatch, cfg.UnknownDestination
 	s.cfg.HeldSide, s.cfg.ExternalNumbers, s.cfg.JoinKeeps = cfg.HeldSide, cfg.ExternalNumbers, cfg.JoinKeeps
 	s.cfg.NotRingingStatus, s.cfg.DuplicateCallIDStatus = cfg.NotRingingStatus, cfg.DuplicateCallIDStatus
+	s.cfg.SubscriptionNames, s.cfg.SubscriptionChaos = cfg.SubscriptionNames, cfg.SubscriptionChaos
 	s.render = renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers}
 	s.notifyLocked()
 }

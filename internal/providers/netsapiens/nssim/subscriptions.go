@@ -329,6 +329,7 @@ type posting struct {
 func (s *Sim) PostSubscriptions(ctx context.Context) {
 	s.mu.Lock()
 	s.expireSubscriptionsLocked()
+	chaos := s.cfg.SubscriptionChaos // SetGuesses may change it: read under mu
 	var posts []posting
 	for _, id := range s.subOrder {
 		sub := s.subs[id]
@@ -339,17 +340,17 @@ func (s *Sim) PostSubscriptions(ctx context.Context) {
 		if len(objs) == 0 {
 			continue
 		}
-		if s.cfg.SubscriptionChaos.Reorder {
+		if chaos.Reorder {
 			slices.Reverse(objs)
 		}
 		body, _ := json.Marshal(objs)
 		posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: len(objs)})
-		if s.cfg.SubscriptionChaos.Duplicate {
+		if chaos.Duplicate {
 			posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: len(objs)})
 		}
 	}
 	s.mu.Unlock()
-	if s.cfg.SubscriptionChaos.Reorder {
+	if chaos.Reorder {
 		slices.Reverse(posts)
 	}
 	for _, p := range posts {
