@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
@@ -92,50 +93,15 @@ type harness struct {
 	callbacks http.Handler
 	hooks     []*hook
 	notified  []string
-	store     *savedStore
+	store     *orchestratortest.Saved
 }
 
-// savedStore is the engine's store, with a signal on every save: a test
-// waits on it for what happens to a terminal transfer (its cleanup),
-// which Engine.Wait does not wait for.
-type savedStore struct {
-	orchestrator.Store
-	mu    sync.Mutex
-	saved chan struct{} // closed and replaced on every successful Update
-}
-
-func (s *savedStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.Store.Update(ctx, t); err != nil {
-		return err
-	}
-	close(s.saved)
-	s.saved = make(chan struct{})
-	return nil
-}
-
-// waitSaved waits until the stored record of id satisfies cond.
+// waitSaved waits until the stored record of id satisfies cond: for what
+// happens to a terminal transfer (its cleanup), which Engine.Wait does not
+// wait for.
 func (h *harness) waitSaved(t *testing.T, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		h.store.mu.Lock()
-		ch := h.store.saved
-		tr, err := h.store.Get(context.Background(), id)
-		h.store.mu.Unlock()
-		if err != nil {
-			t.Fatalf("Get %s: %v", id, err)
-		}
-		if cond(tr) {
-			return tr
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("gave up waiting for a save of %s; it is %s, cleanup %+v, outcome %+v", id, tr.State, tr.Cleanup, tr.Outcome)
-		}
-	}
+	return h.store.WaitSaved(t, id, cond)
 }
 
 func setup(t *testing.T, o options) *harness {
@@ -209,7 +175,7 @@ func setup(t *testing.T, o options) *harness {
 	if o.engine != nil {
 		o.engine(&ecfg)
 	}
-	h.store = &savedStore{Store: memory.New(), saved: make(chan struct{})}
+	h.store = orchestratortest.NewSaved(memory.New())
 	h.eng, err = orchestrator.New(ecfg, h.store, []orchestrator.Provider{client},
 		zerolog.New(h.logs).Level(zerolog.DebugLevel), h.reg)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
@@ -58,47 +59,14 @@ type harness struct {
 	store  *savedStore
 }
 
-// savedStore is the memory store telling waiters of every save: a
-// terminal transfer's cleanup obligation changes it after Engine.Wait
-// has returned.
-type savedStore struct {
-	*memory.Store
-	mu    sync.Mutex
-	saved chan struct{} // closed and replaced on every successful Update
-}
-
-func (s *savedStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
-	err := s.Store.Update(ctx, t)
-	if err == nil {
-		s.mu.Lock()
-		close(s.saved)
-		s.saved = make(chan struct{})
-		s.mu.Unlock()
-	}
-	return err
-}
+// savedStore is the store the harness waits on for saves after a transfer
+// ended (its cleanup).
+type savedStore = orchestratortest.Saved
 
 // waitSaved returns the stored transfer once cond holds of it.
 func (h *harness) waitSaved(t *testing.T, id string, cond func(*orchestrator.Transfer) bool) *orchestrator.Transfer {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		h.store.mu.Lock()
-		ch := h.store.saved
-		h.store.mu.Unlock()
-		tr, err := h.store.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cond(tr) {
-			return tr
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("gave up waiting for a save of %s: %s, outcome %+v, cleanup %+v", id, tr.State, tr.Outcome, tr.Cleanup)
-		}
-	}
+	return h.store.WaitSaved(t, id, cond)
 }
 
 func setup(t *testing.T, simCfg nssim.Config, tweak ...func(*orchestrator.Config)) *harness {
@@ -113,7 +81,7 @@ func setupWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 	tweak ...func(*orchestrator.Config)) *harness {
 	t.Helper()
 	sim, srv := newSimServer(t, simCfg, wrap)
-	store := &savedStore{Store: memory.New(), saved: make(chan struct{})}
+	store := orchestratortest.NewSaved(memory.New())
 	return newHarness(t, sim, srv, store, store, "", tweak...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 	"github.com/transferd/transferd/internal/store/memory"
 )
@@ -66,7 +67,7 @@ func setupHookedWrapped(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim,
 	tweak ...func(*orchestrator.Config)) (*harness, *hookStore) {
 	t.Helper()
 	sim, srv := newSimServer(t, simCfg, wrap)
-	hs := &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}
+	hs := &hookStore{savedStore: orchestratortest.NewSaved(memory.New())}
 	h := newHarness(t, sim, srv, hs, hs.savedStore, "", tweak...)
 	t.Cleanup(func() { hs.setHook(nil) }) // before the engine's shutdown
 	return h, hs

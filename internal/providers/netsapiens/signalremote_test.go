@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -53,7 +54,7 @@ func (s *revStore) letGo() {
 func setupRev(t *testing.T, wrap func(*nssim.Sim, http.Handler) http.Handler, tweak ...func(*orchestrator.Config)) (*harness, *revStore, func(owner string) *orchestrator.Engine) {
 	t.Helper()
 	sim, srv := newSimServer(t, nssim.Config{}, wrap)
-	rs := &revStore{hookStore: &hookStore{savedStore: &savedStore{Store: memory.New(), saved: make(chan struct{})}}}
+	rs := &revStore{hookStore: &hookStore{savedStore: orchestratortest.NewSaved(memory.New())}}
 	newReplica := func(owner string) *orchestrator.Engine {
 		h := newHarness(t, sim, srv, rs, rs.savedStore, owner, tweak...)
 		t.Cleanup(rs.letGo) // before the engine's shutdown
