@@ -25,11 +25,10 @@ func (c Config) guesses() Guesses {
 		TransferLegCallback: c.TransferLegCallback, ForbiddenCategory: c.ForbiddenCategory}
 }
 
-// withGuesses is c with g's fields.
-func (c Config) withGuesses(g Guesses) Config {
+// setGuesses writes g's fields into c, and no other field.
+func (c *Config) setGuesses(g Guesses) {
 	c.TransferFailure, c.TransferredALegState, c.ALegTransferFields = g.TransferFailure, g.TransferredALegState, g.ALegTransferFields
 	c.TimeoutHangupCause, c.TransferLegCallback, c.ForbiddenCategory = g.TimeoutHangupCause, g.TransferLegCallback, g.ForbiddenCategory
-	return c
 }
 
 // Guesses returns the guesses in force, defaults filled in.
@@ -43,7 +42,8 @@ func (s *Sim) Guesses() Guesses {
 // what happens from now on: a transfer leg that fails later meets the TransferFailure in force
 // then. An invalid value changes nothing and is reported with ErrInvalid.
 func (s *Sim) SetGuesses(g Guesses) error {
-	cfg := Config{}.withGuesses(g)
+	var cfg Config
+	cfg.setGuesses(g)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("bwsim: set guesses: %w: %w", ErrInvalid, err)
 	}
@@ -61,11 +61,10 @@ func (s *Sim) ResetGuesses() {
 	s.useGuessesLocked(s.initial)
 }
 
-// useGuessesLocked writes the guess fields of s.cfg alone: the others (credentials, the
-// clock) are read without mu.
+// useGuessesLocked writes the guess fields of s.cfg alone: the others
+// (credentials, the clock) are read without mu.
 func (s *Sim) useGuessesLocked(g Guesses) {
-	s.cfg.TransferFailure, s.cfg.TransferredALegState, s.cfg.ALegTransferFields = g.TransferFailure, g.TransferredALegState, g.ALegTransferFields
-	s.cfg.TimeoutHangupCause, s.cfg.TransferLegCallback, s.cfg.ForbiddenCategory = g.TimeoutHangupCause, g.TransferLegCallback, g.ForbiddenCategory
+	s.cfg.setGuesses(g)
 	s.notifyLocked()
 }
 

@@ -41,15 +41,14 @@ func (c Config) guesses() Guesses {
 	}
 }
 
-// withGuesses is c with g's fields, defaults filled in.
-func (c Config) withGuesses(g Guesses) Config {
+// setGuesses writes g's fields into c, and no other field.
+func (c *Config) setGuesses(g Guesses) {
 	c.TermInfoField, c.NumericUsers, c.TransferWithTermUser = g.TermInfoField, g.NumericUsers, g.TransferWithTermUser
 	c.WrongHostname, c.HostnameMatch, c.UnknownDestination = g.WrongHostname, g.HostnameMatch, g.UnknownDestination
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps = g.HeldSide, g.ExternalNumbers, g.JoinKeeps
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.SubscriptionNames = g.SubscriptionNames
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
-	return c.withDefaults()
 }
 
 // Guesses returns the guesses in force, defaults filled in.
@@ -65,11 +64,12 @@ func (s *Sim) Guesses() Guesses {
 func (s *Sim) SetGuesses(g Guesses) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.cfg.withGuesses(g)
+	cfg := s.cfg
+	cfg.setGuesses(g)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	s.useLocked(cfg)
+	s.useLocked(cfg.withDefaults().guesses())
 	return nil
 }
 
@@ -77,18 +77,15 @@ func (s *Sim) SetGuesses(g Guesses) error {
 func (s *Sim) ResetGuesses() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.useLocked(s.cfg.withGuesses(s.initial))
+	s.useLocked(s.initial)
 }
 
-// useLocked makes the guesses of cfg, valid, the ones in force. It writes those fields
-// alone: the others (credentials, the clock) are read without mu.
-func (s *Sim) useLocked(cfg Config) {
-	s.cfg.TermInfoField, s.cfg.NumericUsers, s.cfg.TransferWithTermUser = cfg.TermInfoField, cfg.NumericUsers, cfg.TransferWithTermUser
-	s.cfg.WrongHostname, s.cfg.HostnameMatch, s.cfg.UnknownDestination = cfg.WrongHostname, cfg.HostnameMatch, cfg.UnknownDestination
-	s.cfg.HeldSide, s.cfg.ExternalNumbers, s.cfg.JoinKeeps = cfg.HeldSide, cfg.ExternalNumbers, cfg.JoinKeeps
-	s.cfg.NotRingingStatus, s.cfg.DuplicateCallIDStatus = cfg.NotRingingStatus, cfg.DuplicateCallIDStatus
-	s.cfg.SubscriptionNames, s.cfg.SubscriptionChaos = cfg.SubscriptionNames, cfg.SubscriptionChaos
-	s.render = renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers}
+// useLocked makes g, valid and with its defaults filled in, the guesses in
+// force. It writes those fields alone: the others (credentials, the clock)
+// are read without mu.
+func (s *Sim) useLocked(g Guesses) {
+	s.cfg.setGuesses(g)
+	s.render = renderOptions{termInfoField: g.TermInfoField, numericUsers: g.NumericUsers}
 	s.notifyLocked()
 }
 
