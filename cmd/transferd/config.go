@@ -51,6 +51,7 @@ type config struct {
 	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
 	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
 	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long the provider may stay unreadable about a join, or a recovery wait to see the caller back, before the outcome is reported unverified with a cleanup obligation"`
+	StepTimeout       time.Duration `envconfig:"STEP_TIMEOUT" default:"15s" desc:"how long one provider request may take, and how long a step that changes nothing yet (locate, hold) retries a provider it cannot reach; a step a stopped process left unfinished is taken as sent until this long after it began, so readings wait that long to trust it did not take. Replicas sharing a store should use one value"`
 	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
 
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
@@ -114,6 +115,9 @@ func (c *config) validate() error {
 	}
 	if c.VisibilityWindow <= 0 || c.TombstoneTTL < c.VisibilityWindow || c.VerifyTimeout <= 0 {
 		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL at least the visibility window"))
+	}
+	if c.StepTimeout < time.Second {
+		errs = append(errs, errors.New("TRANSFERD_STEP_TIMEOUT: must be at least 1s"))
 	}
 	if c.PollInterval <= 0 || c.PollMaxInterval < c.PollInterval {
 		errs = append(errs, errors.New("TRANSFERD_POLL_INTERVAL and TRANSFERD_POLL_MAX_INTERVAL: must be positive, the maximum at least the first"))

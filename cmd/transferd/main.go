@@ -334,7 +334,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
-		Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
+		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
 		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log),
 	}, store, providers, log, reg)
 	if err != nil {

@@ -230,6 +230,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"timeout too long": {"TRANSFERD_CONSULT_TIMEOUT", "1h"},
 		"key without url":  {"TRANSFERD_NETSAPIENS_API_KEY", "nsd_x"},
 		"bad level":        {"TRANSFERD_LOG_LEVEL", "loud"},
+		"step timeout":     {"TRANSFERD_STEP_TIMEOUT", "10ms"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv(env[0], env[1])
