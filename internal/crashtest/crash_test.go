@@ -280,21 +280,27 @@ func expectCrash(t *testing.T, ty *tally, p *proc, point, id string, last *trans
 }
 
 // TestCrashAtEveryStepBoundary kills a single SQLite-backed transferd at
-// every crash point of every flow, restarts it on the same data directory
-// and instance id, and checks the simulator once the transfer is terminal.
+// every crash point of every flow, on every side of the simulators'
+// guesses, restarts it on the same data directory and instance id, and
+// checks the simulator once the transfer is terminal.
 func TestCrashAtEveryStepBoundary(t *testing.T) {
 	needBinaries(t)
-	ty := &tally{}
-	defer ty.summary(t, "sqlite, one replica restarted")
 	n := 0
-	for _, f := range flows {
-		t.Run(f.name, func(t *testing.T) {
-			n++
-			baseline(t, f, n)
-			for _, point := range f.points() {
-				n++
-				t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
-					crashSQLite(t, ty, f, point, n)
+	for _, sd := range sides {
+		t.Run(sd.name, func(t *testing.T) {
+			sd.use(t)
+			ty := &tally{}
+			defer ty.summary(t, "sqlite, one replica restarted, "+sd.name)
+			for _, f := range flows {
+				t.Run(f.name, func(t *testing.T) {
+					n++
+					baseline(t, sd, f, n)
+					for _, point := range f.points() {
+						n++
+						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
+							crashSQLite(t, ty, sd, f, point, n)
+						})
+					}
 				})
 			}
 		})
@@ -304,7 +310,7 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 // baseline runs the flow once without a crash, checks it ends its natural
 // way, and checks that the crash points it reached are exactly f.points():
 // the steps it recorded and the transitions it logged.
-func baseline(t *testing.T, f flow, n int) {
+func baseline(t *testing.T, sd side, f flow, n int) {
 	t.Helper()
 	ok := t.Run("no-crash", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
@@ -313,7 +319,8 @@ func baseline(t *testing.T, f flow, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := startTransferd(t, "transferd", transferdEnv("TRANSFERD_DATA_DIR="+t.TempDir(), fmt.Sprintf("TRANSFERD_INSTANCE_ID=base-%d", n)))
+		env := transferdEnv(append(sd.env(t), "TRANSFERD_DATA_DIR="+t.TempDir(), fmt.Sprintf("TRANSFERD_INSTANCE_ID=base-%d", n))...)
+		p := startTransferd(t, "transferd", env)
 		tr, err := createTransfer(ctx, p, f.request(pl))
 		if err != nil {
 			t.Fatal(err)
@@ -367,7 +374,7 @@ func baseline(t *testing.T, f flow, n int) {
 }
 
 // crashSQLite is one case of TestCrashAtEveryStepBoundary.
-func crashSQLite(t *testing.T, ty *tally, f flow, point string, n int) {
+func crashSQLite(t *testing.T, ty *tally, sd side, f flow, point string, n int) {
 	ty.attempt()
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
@@ -375,7 +382,7 @@ func crashSQLite(t *testing.T, ty *tally, f flow, point string, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := transferdEnv("TRANSFERD_DATA_DIR="+t.TempDir(), fmt.Sprintf("TRANSFERD_INSTANCE_ID=crash-%d", n))
+	env := transferdEnv(append(sd.env(t), "TRANSFERD_DATA_DIR="+t.TempDir(), fmt.Sprintf("TRANSFERD_INSTANCE_ID=crash-%d", n))...)
 	p1 := startTransferd(t, "first", append(slices.Clip(env), "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))
 	fw := &follower{t: t, f: f}
 	if fw.create(ctx, p1, pl) {

@@ -5,6 +5,10 @@
 // a replica take over on PostgreSQL), and then checks the simulator's own
 // state: the caller is connected to the target, or back with the agent and
 // not held; no consult leg is left behind; no second consult call was made.
+// Every point runs on each of the sides (sides_test.go): the simulators'
+// defaults, and two sets of the other answers to what the reference notes
+// could only guess, one polled and one with the providers' callbacks (on
+// PostgreSQL, the polled ones).
 //
 // The package has no non-test code. Run it with
 //
@@ -14,7 +18,7 @@
 // a PostgreSQL server the test may create databases on (a fresh database
 // per run, dropped at the end). That part covers a representative set of
 // crash points per flow, or all of them with TRANSFERD_CRASH_ALL_POINTS=1
-// (about 2.7 s each: a takeover waits for the dead owner's heartbeat to
+// (about 1.5 s each: a takeover waits for the dead owner's heartbeat to
 // expire). Set
 // TRANSFERD_CRASH_SUMMARY to a file name to get the summary lines there:
 // go test prints a passing package's output only with -v.

@@ -184,6 +184,15 @@ func transferdEnv(vars ...string) []string {
 		// whose dial was never sent (killed at dial:intent) may be given up
 		// on quickly.
 		"TRANSFERD_VISIBILITY_WINDOW=1s",
+		// A step the killed process left unfinished counts as possibly
+		// sent for this long after it began: the simulator answers in
+		// milliseconds, so the default 15s would only make the restarted
+		// process wait.
+		"TRANSFERD_STEP_TIMEOUT=2s",
+		// A join whose intent was saved and whose request may not have
+		// gone out (killed at transfer:intent) is taken as not applied
+		// once this passed; the default 15s would only make it wait.
+		"TRANSFERD_VERIFY_TIMEOUT=3s",
 		"TRANSFERD_POLL_MAX_INTERVAL=100ms",
 		"TRANSFERD_NETSAPIENS_BASE_URL="+bin.simBase+pbxsim.NetSapiensAPIPath,
 		"TRANSFERD_NETSAPIENS_API_KEY="+pbxsim.DemoNetSapiensKey,

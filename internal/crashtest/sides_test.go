@@ -1,0 +1,117 @@
+package crashtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/pbxsim"
+	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// side is one way the simulators answer where the reference notes could
+// only guess, and whether transferd hears the providers' callbacks: the
+// crash points are run on each, since transferd has to be right whichever
+// way a real PBX goes (the storm draws these per seed; here every point
+// meets every side). The zero guesses are the simulators' defaults.
+type side struct {
+	name string
+	ns   nssim.Guesses
+	bw   bwsim.Guesses
+	// callbacks runs transferd with TRANSFERD_PUBLIC_URL on a loopback
+	// address that the restarted process binds again: Bandwidth posts call
+	// events and nssim's event subscriptions post what changed, and both
+	// are lost while transferd is down.
+	callbacks bool
+}
+
+// sides are the sides every crash point runs on. The second and third
+// take, between them, every value of each guess the crash flows can meet
+// but the defaults' (a guess with three values gets one each):
+//
+//   - a hold that marks both legs held, a join that keeps the consult's
+//     session, the term leg's state under one name or the other, numbers
+//     as JSON numbers, a join whose hostname may be either call's core and
+//     is refused when wrong, an unknown destination answered 404;
+//   - a connected caller's call that reads active, and shows transferTo
+//     always (polled: no reading could tell a connected caller from one
+//     given back otherwise, which the storm covers) or never (with
+//     callbacks, which name the B-leg), a failed transfer leg that gives
+//     the caller back, no hang-up event or another cause after a timeout,
+//     a B-leg's events sent nowhere;
+//   - nssim's subscription posts in the hyphenated names, each twice and
+//     in reverse order.
+//
+// Which core server a join must name stays the caller's: with the
+// consult's, joins between calls on different cores are not made (see the
+// README's NetSapiens notes).
+var sides = []side{
+	{name: "defaults"},
+	{
+		name: "other-sides-polled",
+		ns: nssim.Guesses{TermInfoField: nssim.TermInfoCall, NumericUsers: true, WrongHostname: nssim.HostnameReject,
+			HostnameMatch: nssim.HostnameOfEither, UnknownDestination: nssim.DestinationNotFound,
+			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult},
+		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
+			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone},
+	},
+	{
+		name: "other-sides-callbacks",
+		ns: nssim.Guesses{TermInfoField: nssim.TermInfoSpec, WrongHostname: nssim.HostnameReject,
+			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult,
+			SubscriptionNames: nssim.NamesHyphenated, SubscriptionDuplicate: true, SubscriptionReorder: true},
+		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
+			ALegTransferFields: bwsim.ALegTransferFieldsNever, TimeoutHangupCause: bwsim.CauseOriginatorCancel,
+			TransferLegCallback: bwsim.TransferLegCallbackNone},
+		callbacks: true,
+	},
+}
+
+func (s side) String() string {
+	ns, _ := json.Marshal(s.ns)
+	bw, _ := json.Marshal(s.bw)
+	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v", s.name, ns, bw, s.callbacks)
+}
+
+// use sets the simulator's guesses to the side's until the test ends.
+func (s side) use(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
+			if err := sim(ctx, http.MethodDelete, path+"/config/guesses", nil, nil); err != nil {
+				t.Errorf("putting back the guesses at %s: %v", path, err)
+			}
+		}
+	})
+	if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/config/guesses", s.ns, nil); err != nil {
+		t.Fatalf("setting nssim's guesses: %v", err)
+	}
+	if err := sim(ctx, http.MethodPut, pbxsim.BandwidthControlPath+"/config/guesses", s.bw, nil); err != nil {
+		t.Fatalf("setting bwsim's guesses: %v", err)
+	}
+	t.Logf("side %s", s)
+}
+
+// env is what a case's transferd processes add to their environment on
+// this side: with callbacks, one loopback address for all of them, so
+// that the URLs in the providers' hands stay good across the restart.
+func (s side) env(t *testing.T) []string {
+	t.Helper()
+	if !s.callbacks {
+		return nil
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"TRANSFERD_LISTEN_ADDR=" + addr, "TRANSFERD_PUBLIC_URL=http://" + addr,
+		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef"}
+}
