@@ -15,6 +15,7 @@ import (
 
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
 )
 
 // secret is a configuration value that must never be printed.
@@ -57,6 +58,7 @@ type config struct {
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
 	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
 	NetSapiensAutoAnswer bool   `envconfig:"NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
+	NetSapiensJoinHost   string `envconfig:"NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names when the caller's and the consult's calls are on different cores: caller or consult; a join the PBX refuses with 400 is sent once more naming the other"`
 
 	BandwidthBaseURL          string        `envconfig:"BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
 	BandwidthUserID           string        `envconfig:"BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
@@ -115,6 +117,9 @@ func (c *config) validate() error {
 	}
 	if c.VisibilityWindow <= 0 || c.TombstoneTTL < c.VisibilityWindow || c.VerifyTimeout <= 0 {
 		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL at least the visibility window"))
+	}
+	if c.NetSapiensJoinHost != netsapiens.JoinHostnameCaller && c.NetSapiensJoinHost != netsapiens.JoinHostnameConsult {
+		errs = append(errs, fmt.Errorf("TRANSFERD_NETSAPIENS_JOIN_HOSTNAME: %q is neither caller nor consult", c.NetSapiensJoinHost))
 	}
 	if c.StepTimeout < time.Second {
 		errs = append(errs, errors.New("TRANSFERD_STEP_TIMEOUT: must be at least 1s"))

@@ -73,6 +73,7 @@ type account struct {
 	provider, baseURL string
 	apiKey            string
 	autoAnswer        *bool
+	joinHostname      string // NetSapiens; "" for the environment's
 	userID, token     string
 	secret            string
 	budget            float64
@@ -223,7 +224,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		switch a.provider {
 		case netsapiens.Name:
-			nc := netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer,
+			join := a.joinHostname
+			if join == "" {
+				join = cfg.NetSapiensJoinHost
+			}
+			nc := netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer, JoinHostname: join,
 				Metrics: pm, HTTPClient: httpc, Log: log}
 			if cfg.PublicURL != "" {
 				// An event subscription per watched domain, posting to the
@@ -293,7 +298,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 			},
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
-				return build(a.Tenant, account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer,
+				return build(a.Tenant, account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer, joinHostname: a.JoinHostname,
 					userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: max(a.RequestBurst, 1)})
 			}})
 		if err != nil {

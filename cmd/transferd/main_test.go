@@ -231,6 +231,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"key without url":  {"TRANSFERD_NETSAPIENS_API_KEY", "nsd_x"},
 		"bad level":        {"TRANSFERD_LOG_LEVEL", "loud"},
 		"step timeout":     {"TRANSFERD_STEP_TIMEOUT", "10ms"},
+		"join hostname":    {"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME", "core1.example"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv(env[0], env[1])
@@ -381,5 +382,49 @@ func TestBandwidthInvalidOptionsNeverReachTheProvider(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&reqs)
 	if len(reqs) != 0 {
 		t.Errorf("invalid requests reached the provider: %v", reqs)
+	}
+}
+
+// TRANSFERD_NETSAPIENS_JOIN_HOSTNAME reaches the adapter: on a PBX that
+// wants the consult's core server in the join and ignores any other
+// (the demo simulator's guesses set so), a transfer between calls on two
+// cores completes, its join naming the consult's core.
+func TestJoinHostnameSettingReachesTheAdapter(t *testing.T) {
+	t.Setenv("TRANSFERD_NETSAPIENS_JOIN_HOSTNAME", "consult")
+	api, sim, _, stop := startService(t)
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	if resp, _ := send(t, "PUT", sim+"/sim/netsapiens/config/guesses", `{"hostname_match":"destination","wrong_hostname":"ignore"}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("setting the simulator's guesses: %s", resp.Status)
+	}
+	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("placing a simulated call: %s", resp.Status)
+	}
+	resp, tr := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=20")
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
+		t.Fatalf("%s %v", resp.Status, tr)
+	}
+	req, _ := http.NewRequest("GET", sim+"/sim/netsapiens/requests", nil)
+	rr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []struct{ Method, Path, Body string }
+	err = json.NewDecoder(rr.Body).Decode(&reqs)
+	rr.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var joins []string
+	for _, r := range reqs {
+		if r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/transfer") {
+			joins = append(joins, r.Body)
+		}
+	}
+	if len(joins) != 1 || !strings.Contains(joins[0], `"hostname":"core2-sim`) {
+		t.Errorf("joins %q; want one naming the consult's core (core2, the second call placed)", joins)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
 	}
 }

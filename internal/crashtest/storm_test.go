@@ -68,6 +68,9 @@ func stormEnv(dataDir, instance string) []string {
 		"TRANSFERD_VISIBILITY_WINDOW=3s",
 		"TRANSFERD_TOMBSTONE_TTL=8s",
 		"TRANSFERD_VERIFY_TIMEOUT=8s",
+		// The adversarial simulators delay and fail requests: the
+		// default step timeout, not the crash tests' short one.
+		"TRANSFERD_STEP_TIMEOUT=15s",
 	)
 	// transferdEnv asks for debug logs; the storm's volume makes info the
 	// useful level (transitions, failed steps, warnings).
@@ -268,13 +271,16 @@ type stormGuesses struct {
 	// call events and nssim's event subscriptions post what changed, both
 	// lost while transferd is down.
 	callbacks bool
+	// joinHostname is transferd's TRANSFERD_NETSAPIENS_JOIN_HOSTNAME:
+	// whose core server a join names first.
+	joinHostname string
 }
 
 func (g stormGuesses) String() string {
 	ns, _ := json.Marshal(g.ns)
 	bw, _ := json.Marshal(g.bw)
-	return fmt.Sprintf("netsapiens %s, unlisted calls %s; bandwidth %s, unlisted calls not found %v; provider callbacks %v",
-		ns, g.nsUnlisted, bw, g.bwUnlistedNotFound, g.callbacks)
+	return fmt.Sprintf("netsapiens %s, unlisted calls %s; bandwidth %s, unlisted calls not found %v; provider callbacks %v; join hostname %s",
+		ns, g.nsUnlisted, bw, g.bwUnlistedNotFound, g.callbacks, g.joinHostname)
 }
 
 // drawGuesses draws the seed's guesses. Those transferd cannot meet are left
@@ -288,7 +294,7 @@ func (g stormGuesses) String() string {
 // simulators' defaults (the documented reading where there is one) too.
 func drawGuesses(seed uint64) stormGuesses {
 	if seed == 1 {
-		return stormGuesses{nsUnlisted: nssim.UnlistedNotFound, bwUnlistedNotFound: true}
+		return stormGuesses{nsUnlisted: nssim.UnlistedNotFound, bwUnlistedNotFound: true, joinHostname: netsapiens.JoinHostnameCaller}
 	}
 	r := rand.New(rand.NewPCG(seed, 1<<60))
 	pick := func(sides ...string) string { return sides[r.IntN(len(sides))] }
@@ -318,6 +324,9 @@ func drawGuesses(seed uint64) stormGuesses {
 	g.ns.SubscriptionNames = pick(nssim.NamesLegacy, nssim.NamesHyphenated)
 	g.ns.SubscriptionDuplicate = r.IntN(2) == 0
 	g.ns.SubscriptionReorder = r.IntN(2) == 0
+	// transferd's setting for the core server a join names, drawn after
+	// everything above for the same reason.
+	g.joinHostname = pick(netsapiens.JoinHostnameCaller, netsapiens.JoinHostnameConsult)
 	return g
 }
 
@@ -681,7 +690,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	fmt.Printf("storm seed %s guesses: %s\n", label, guesses)
 	t.Logf("guesses: %s", guesses)
-	env := stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed))
+	env := append(stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+guesses.joinHostname)
 	if guesses.callbacks {
 		// One address for every process of the fleet, so that the URLs in
 		// the providers' hands stay good across restarts.

@@ -51,6 +51,7 @@ type netsapiensSpec struct {
 	BaseURL       string    `yaml:"base_url"`
 	APIKey        secretRef `yaml:"api_key"`
 	AutoAnswer    *bool     `yaml:"auto_answer"`
+	JoinHostname  string    `yaml:"join_hostname"`
 	RequestBudget float64   `yaml:"request_budget"`
 	RequestBurst  int       `yaml:"request_burst"`
 }
@@ -119,6 +120,8 @@ type Account struct {
 	// NetSapiens.
 	APIKey     string
 	AutoAnswer *bool
+	// JoinHostname is netsapiens.Config's; "" takes the environment's.
+	JoinHostname string
 	// Bandwidth.
 	UserID              string
 	APIToken, APISecret string
@@ -264,8 +267,13 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 		}
 		if ns != nil {
 			base := []any{"tenants", i, "providers", "netsapiens"}
-			a := Account{Tenant: ts.Name, Provider: "netsapiens", AutoAnswer: ns.AutoAnswer,
+			a := Account{Tenant: ts.Name, Provider: "netsapiens", AutoAnswer: ns.AutoAnswer, JoinHostname: ns.JoinHostname,
 				RequestBudget: ns.RequestBudget, RequestBurst: ns.RequestBurst}
+			switch ns.JoinHostname {
+			case "", "caller", "consult":
+			default:
+				errs.add(at(append(base, "join_hostname")...), "join_hostname %q is neither caller nor consult", ns.JoinHostname)
+			}
 			a.BaseURL = checkURL(ns.BaseURL, append(base, "base_url")...)
 			ns.APIKey.line = lineOr(ns.APIKey.line, at(base...))
 			a.APIKey = secretOrMissing(ns.APIKey, "netsapiens api_key", at(base...), &errs, secret)

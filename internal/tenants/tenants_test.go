@@ -52,6 +52,7 @@ func exampleFile(t *testing.T, dir string) string {
       netsapiens:
         base_url: https://pbx.acme.example/ns-api/v2
         api_key: {env: ACME_NS_KEY}
+        join_hostname: consult
         request_budget: 5
     allow:
       domains: [acme.example]
@@ -108,6 +109,9 @@ func TestRegistryAnswersKeysAccountsAllowListsAndLimits(t *testing.T) {
 		t.Fatalf("built %d accounts, want 2", len(b.accounts))
 	}
 	acme, beta := b.accounts[0], b.accounts[1]
+	if acme.JoinHostname != "consult" || beta.JoinHostname != "" {
+		t.Errorf("join hostname not read: acme %q, beta %q", acme.JoinHostname, beta.JoinHostname)
+	}
 	if acme.APIKey != "acme-ns-secret" || acme.RequestBudget != 5 || beta.APIToken != "beta-bw-token" || beta.APISecret != "beta-bw-secret" {
 		t.Errorf("secrets or budget not resolved: %+v / %+v", acme, beta)
 	}
@@ -177,6 +181,8 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"line 4: key scope"},
 		{"one key twice", "tenants:\n  - name: a\n    keys: [{name: k1, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n  - name: b\n    keys: [{name: k2, hash: \"" + hexOf(acmeWrite) + "\", scope: read}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n",
 			"are the same key"},
+		{"bad join hostname", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n        join_hostname: core1.example\n",
+			"line 8: join_hostname \"core1.example\" is neither caller nor consult"},
 		{"bad target pattern", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n    allow:\n      targets: ['1(']\n",
 			"line 6: target pattern"},
 	} {

@@ -80,8 +80,8 @@ func TestWebhookErrorsNameTheLine(t *testing.T) {
 		t.Fatal("a bad webhooks list was accepted")
 	}
 	msg := err.Error()
-	for _, want := range []string{"line 28: webhook url", "line 29: webhook secret: a secret must start with whsec_",
-		`line 30: event type "transfer.exploded"`, "line 31: webhook crm is declared twice", "line 31: webhook crm has no secret"} {
+	for _, want := range []string{"line 29: webhook url", "line 30: webhook secret: a secret must start with whsec_",
+		`line 31: event type "transfer.exploded"`, "line 32: webhook crm is declared twice", "line 32: webhook crm has no secret"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not say %q:\n%s", want, msg)
 		}

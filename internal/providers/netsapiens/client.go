@@ -48,7 +48,16 @@ type Config struct {
 	// the agent's device first; without auto-answer the agent must pick
 	// up. Device support varies, so it is configurable (default true).
 	AutoAnswer *bool
-	Metrics    *apiclient.Metrics
+	// JoinHostname is whose core server the join's hostname names when
+	// the caller's and the consult's sessions are on different cores:
+	// JoinHostnameCaller (default; the schema's "the hostname where the
+	// call currently resides") or JoinHostnameConsult. Which one a PBX
+	// wants is undocumented [guess]. A join refused with 400 is sent once
+	// more naming the other, so that a PBX that refuses a wrong hostname
+	// is met either way; one that accepts it and does nothing needs this
+	// set right.
+	JoinHostname string
+	Metrics      *apiclient.Metrics
 
 	// EventURL, when set, gives the post-url of a domain's event
 	// subscription: transferd's callback route for it, with an
@@ -66,6 +75,12 @@ type Config struct {
 	Log zerolog.Logger
 }
 
+// Values of Config.JoinHostname.
+const (
+	JoinHostnameCaller  = "caller"
+	JoinHostnameConsult = "consult"
+)
+
 // Client is the NS API v2 adapter. It is safe for concurrent use.
 type Client struct {
 	base       *url.URL
@@ -74,9 +89,12 @@ type Client struct {
 	attempts   int
 	retryBase  time.Duration
 	autoAnswer bool
-	metrics    *apiclient.Metrics
-	subs       *subscriber // nil without Config.EventURL
-	gone       goneCalls   // callers' calls a read answered 404 (confirmCallers)
+	// joinConsult: the join names the consult's core server first
+	// (Config.JoinHostname).
+	joinConsult bool
+	metrics     *apiclient.Metrics
+	subs        *subscriber // nil without Config.EventURL
+	gone        goneCalls   // callers' calls a read answered 404 (confirmCallers)
 }
 
 // goneCalls is a bounded set of call-ids known to have ended: a call
@@ -122,6 +140,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("netsapiens: an API key is required")
 	}
+	switch cfg.JoinHostname {
+	case "", JoinHostnameCaller, JoinHostnameConsult:
+	default:
+		return nil, fmt.Errorf("netsapiens: the join hostname must be %q or %q, not %q", JoinHostnameCaller, JoinHostnameConsult, cfg.JoinHostname)
+	}
 	tr := apiclient.Transport{HTTPClient: cfg.HTTPClient, RequestTimeout: cfg.RequestTimeout,
 		Attempts: cfg.Attempts, RetryBase: cfg.RetryBase}.WithDefaults()
 	auto := true
@@ -129,7 +152,7 @@ func New(cfg Config) (*Client, error) {
 		auto = *cfg.AutoAnswer
 	}
 	c := &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
-		retryBase: tr.RetryBase, autoAnswer: auto, metrics: cfg.Metrics}
+		retryBase: tr.RetryBase, autoAnswer: auto, joinConsult: cfg.JoinHostname == JoinHostnameConsult, metrics: cfg.Metrics}
 	if cfg.EventURL != nil {
 		c.subs = newSubscriber(c, cfg)
 	}

@@ -113,9 +113,17 @@ func newSimServer(t *testing.T, simCfg nssim.Config, wrap func(*nssim.Sim, http.
 func newHarness(t *testing.T, sim *nssim.Sim, srv *httptest.Server, store orchestrator.Store, saved *savedStore,
 	owner string, tweak ...func(*orchestrator.Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, sim, srv, store, saved, owner, netsapiens.Config{}, tweak...)
+}
+
+// newHarnessWith is newHarness with the adapter's settings of nc (its
+// URL, key, retries and metrics are the harness's).
+func newHarnessWith(t *testing.T, sim *nssim.Sim, srv *httptest.Server, store orchestrator.Store, saved *savedStore,
+	owner string, nc netsapiens.Config, tweak ...func(*orchestrator.Config)) *harness {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	client, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
-		RetryBase: time.Millisecond, Metrics: apiclient.NewMetrics(reg)})
+	nc.BaseURL, nc.APIKey, nc.RetryBase, nc.Metrics = srv.URL+basePath, apiKey, time.Millisecond, apiclient.NewMetrics(reg)
+	client, err := netsapiens.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -602,22 +602,63 @@ type transferBody struct {
 // sends it at most once and verifies its effect by watching; it is never
 // repeated blindly, since after a lost answer the calls may already be
 // joined.
+//
+// Its hostname names a core server: the caller's, or the consult's with
+// Config.JoinHostname "consult". Where the two sessions are on different
+// cores and the PBX refuses the join with 400 (a wrong hostname refused,
+// one side of the guess), nothing was joined: the join is sent once more
+// naming the other core, so that it takes whichever core the PBX wants.
+// A join accepted (202) or unanswered is never sent again.
 func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	const op = "netsapiens.transfer"
-	sessionID := t.Legs.Consult.SessionID
-	if sessionID == "" {
+	consult := t.Legs.Consult
+	// lookup lists the consult for what the record lacks.
+	lookup := func() error {
 		ac, err := c.findConsult(ctx, t, consultID(t))
-		if err != nil {
+		switch {
+		case err != nil:
+			return err
+		case ac == nil:
+			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed"))
+		}
+		consult = orchestrator.LegRef{SessionID: ac.SessionID, Server: ac.Server}
+		return nil
+	}
+	if consult.SessionID == "" || (c.joinConsult && consult.Server == "") {
+		if err := lookup(); err != nil && consult.SessionID == "" {
 			return orchestrator.NotSent(err) // the transfer request was not sent
 		}
-		if ac == nil {
-			return orchestrator.NotSent(orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed")))
-		}
-		sessionID = ac.SessionID
 	}
-	body := transferBody{Hostname: t.Legs.Caller.Server, DestinationSessionID: sessionID}
-	return c.do(ctx, request{op: "transfer", method: http.MethodPatch,
-		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer", body: body}, nil)
+	first := t.Legs.Caller.Server
+	if c.joinConsult && consult.Server != "" {
+		first = consult.Server
+	}
+	path := c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer"
+	join := func(host string) error {
+		return c.do(ctx, request{op: "transfer", method: http.MethodPatch, path: path,
+			body: transferBody{Hostname: host, DestinationSessionID: consult.SessionID}}, nil)
+	}
+	err := join(first)
+	var refused *APIError
+	if !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
+		return err
+	}
+	if consult.Server == "" && lookup() != nil {
+		return err
+	}
+	other := consult.Server
+	if strings.EqualFold(first, other) {
+		other = t.Legs.Caller.Server
+	}
+	if other == "" || strings.EqualFold(first, other) {
+		return err
+	}
+	if err2 := join(other); err2 != nil {
+		// The second answer alone says what may have happened: the first
+		// was refused.
+		return fmt.Errorf("naming the other core server %s after %v: %w", other, err, err2)
+	}
+	return nil
 }
 
 // HangupConsult implements orchestrator.Provider: it disconnects the
