@@ -135,10 +135,10 @@ func send(t *testing.T, method, url, body string, header ...string) (*http.Respo
 	return resp, out
 }
 
-func TestDemoModeTransfersEndToEnd(t *testing.T) {
-	api, sim, logs, stop := startService(t)
-	// Targets in demo mode ring for a while; this one answers at once.
-	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+// demoTransfer places a simulated call to agent 1000 and transfers it to
+// 1010 with Prefer: wait; it fails the test unless the transfer completed.
+func demoTransfer(t *testing.T, api, sim string) (*http.Response, map[string]any) {
+	t.Helper()
 	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("placing a simulated call: %s", resp.Status)
 	}
@@ -147,6 +147,14 @@ func TestDemoModeTransfersEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
 		t.Fatalf("%s %v", resp.Status, tr)
 	}
+	return resp, tr
+}
+
+func TestDemoModeTransfersEndToEnd(t *testing.T) {
+	api, sim, logs, stop := startService(t)
+	// Targets in demo mode ring for a while; this one answers at once.
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	resp, tr := demoTransfer(t, api, sim)
 	if loc := resp.Header.Get("Location"); loc != "/v1/transfers/"+tr["id"].(string) {
 		t.Errorf("Location = %q", loc)
 	}
@@ -396,14 +404,7 @@ func TestJoinHostnameSettingReachesTheAdapter(t *testing.T) {
 	if resp, _ := send(t, "PUT", sim+"/sim/netsapiens/config/guesses", `{"hostname_match":"destination","wrong_hostname":"ignore"}`); resp.StatusCode != http.StatusOK {
 		t.Fatalf("setting the simulator's guesses: %s", resp.Status)
 	}
-	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("placing a simulated call: %s", resp.Status)
-	}
-	resp, tr := send(t, "POST", api+"/v1/transfers",
-		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=20")
-	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
-		t.Fatalf("%s %v", resp.Status, tr)
-	}
+	demoTransfer(t, api, sim)
 	req, _ := http.NewRequest("GET", sim+"/sim/netsapiens/requests", nil)
 	rr, err := http.DefaultClient.Do(req)
 	if err != nil {

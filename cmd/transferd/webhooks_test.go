@@ -51,14 +51,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	t.Setenv("TRANSFERD_WEBHOOK_SECRET", old+","+next)
 	api, sim, logs, stop := startService(t)
 	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
-	if resp, _ := send(t, "POST", sim+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("placing a simulated call: %s", resp.Status)
-	}
-	resp, tr := send(t, "POST", api+"/v1/transfers",
-		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=20")
-	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
-		t.Fatalf("%s %v", resp.Status, tr)
-	}
+	_, tr := demoTransfer(t, api, sim)
 	_, history := send(t, "GET", api+"/v1/transfers/"+tr["id"].(string)+"/events", "")
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v", err)
