@@ -71,6 +71,7 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 		}
 		t.Run(sd.name, func(t *testing.T) {
 			sd.use(t)
+			env := sd.env(t)
 			ty := &tally{}
 			defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String()+", "+sd.name)
 			for _, f := range flows {
@@ -78,7 +79,7 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 					for _, point := range pgPoints(f) {
 						n++
 						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
-							crashReplicas(t, ty, dbURL, f, point, n)
+							crashReplicas(t, ty, dbURL, env, f, point, n)
 						})
 					}
 				})
@@ -130,7 +131,7 @@ func about(id string) func(logLine) bool {
 }
 
 // crashReplicas is one case of TestCrashWithReplicasOnPostgres.
-func crashReplicas(t *testing.T, ty *tally, dbURL string, f flow, point string, n int) {
+func crashReplicas(t *testing.T, ty *tally, dbURL string, sideEnv []string, f flow, point string, n int) {
 	ty.attempt()
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
@@ -138,7 +139,7 @@ func crashReplicas(t *testing.T, ty *tally, dbURL string, f flow, point string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	common := transferdEnv("TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String())
+	common := transferdEnv(append(slices.Clip(sideEnv), "TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String())...)
 	instance := func(i int) string { return fmt.Sprintf("TRANSFERD_INSTANCE_ID=pg%d-r%d", n, i) }
 	// r0 owns the transfer (it receives the POST) and dies at the point.
 	r0 := startTransferdAsync(t, "r0", append(slices.Clip(common), instance(0), "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/transferd/transferd/internal/pbxsim"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
@@ -27,6 +28,8 @@ type side struct {
 	// events and nssim's event subscriptions post what changed, and both
 	// are lost while transferd is down.
 	callbacks bool
+	// joinHostname is TRANSFERD_NETSAPIENS_JOIN_HOSTNAME ("": the default).
+	joinHostname string
 }
 
 // sides are the sides every crash point runs on. The second and third
@@ -35,8 +38,11 @@ type side struct {
 //
 //   - a hold that marks both legs held, a join that keeps the consult's
 //     session, the term leg's state under one name or the other, numbers
-//     as JSON numbers, a join whose hostname may be either call's core and
-//     is refused when wrong, an unknown destination answered 404;
+//     as JSON numbers, an unknown destination answered 404, and a join
+//     whose hostname must name the consult's core: refused when wrong,
+//     where transferd names the caller's first and sends it again naming
+//     the consult's; ignored when wrong, where transferd is set to name the
+//     consult's (TRANSFERD_NETSAPIENS_JOIN_HOSTNAME);
 //   - a connected caller's call that reads active, and shows transferTo
 //     always (polled: no reading could tell a connected caller from one
 //     given back otherwise, which the storm covers) or never (with
@@ -45,36 +51,33 @@ type side struct {
 //     a B-leg's events sent nowhere;
 //   - nssim's subscription posts in the hyphenated names, each twice and
 //     in reverse order.
-//
-// Which core server a join must name stays the caller's: with the
-// consult's, joins between calls on different cores are not made (see the
-// README's NetSapiens notes).
 var sides = []side{
 	{name: "defaults"},
 	{
 		name: "other-sides-polled",
 		ns: nssim.Guesses{TermInfoField: nssim.TermInfoCall, NumericUsers: true, WrongHostname: nssim.HostnameReject,
-			HostnameMatch: nssim.HostnameOfEither, UnknownDestination: nssim.DestinationNotFound,
+			HostnameMatch: nssim.HostnameOfDestination, UnknownDestination: nssim.DestinationNotFound,
 			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone},
 	},
 	{
 		name: "other-sides-callbacks",
-		ns: nssim.Guesses{TermInfoField: nssim.TermInfoSpec, WrongHostname: nssim.HostnameReject,
+		ns: nssim.Guesses{TermInfoField: nssim.TermInfoSpec, HostnameMatch: nssim.HostnameOfDestination,
 			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult,
 			SubscriptionNames: nssim.NamesHyphenated, SubscriptionDuplicate: true, SubscriptionReorder: true},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsNever, TimeoutHangupCause: bwsim.CauseOriginatorCancel,
 			TransferLegCallback: bwsim.TransferLegCallbackNone},
-		callbacks: true,
+		callbacks:    true,
+		joinHostname: netsapiens.JoinHostnameConsult,
 	},
 }
 
 func (s side) String() string {
 	ns, _ := json.Marshal(s.ns)
 	bw, _ := json.Marshal(s.bw)
-	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v", s.name, ns, bw, s.callbacks)
+	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v; join hostname %q", s.name, ns, bw, s.callbacks, s.joinHostname)
 }
 
 // use sets the simulator's guesses to the side's until the test ends.
@@ -105,13 +108,17 @@ func (s side) use(t *testing.T) {
 // that the URLs in the providers' hands stay good across the restart.
 func (s side) env(t *testing.T) []string {
 	t.Helper()
+	var env []string
+	if s.joinHostname != "" {
+		env = append(env, "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+s.joinHostname)
+	}
 	if !s.callbacks {
-		return nil
+		return env
 	}
 	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{"TRANSFERD_LISTEN_ADDR=" + addr, "TRANSFERD_PUBLIC_URL=http://" + addr,
-		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef"}
+	return append(env, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr,
+		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef")
 }
