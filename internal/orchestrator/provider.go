@@ -48,6 +48,15 @@ type AgentHanger interface {
 	HangupAgent(ctx context.Context, t *Transfer) error
 }
 
+// JoinExplainer is a provider that can say why an accepted join may not
+// have taken, for the operator: the engine appends JoinNotTaken's answer
+// (when not empty) to the outcome of a join the provider accepted and
+// never showed applied. NetSapiens names the core servers involved where
+// the join may have named the one the PBX does not want.
+type JoinExplainer interface {
+	JoinNotTaken(t *Transfer) string
+}
+
 // CallerState is what the provider shows of the caller's call.
 type CallerState uint8
 

@@ -604,8 +604,13 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 				StepTransfer, s.Detail, e.cfg.VerifyTimeout), s.Evidence)
 			break
 		}
-		e.fail(ctx, en, ReasonProviderError, fmt.Sprintf(
-			"the provider accepted the transfer but did not connect the caller to the target within %s", e.cfg.VerifyTimeout), nil)
+		detail := fmt.Sprintf("the provider accepted the transfer but did not connect the caller to the target within %s", e.cfg.VerifyTimeout)
+		if x, ok := en.p.(JoinExplainer); ok {
+			if why := x.JoinNotTaken(t); why != "" {
+				detail += ": " + why
+			}
+		}
+		e.fail(ctx, en, ReasonProviderError, detail, nil)
 	default:
 		return since.Add(e.cfg.VerifyTimeout).Sub(e.now()) + time.Millisecond
 	}

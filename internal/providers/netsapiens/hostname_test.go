@@ -61,6 +61,15 @@ func TestJoinNamesTheCoreServerThePBXWants(t *testing.T) {
 						if tr.State != orchestrator.StateFailed || !tr.Outcome.CallerRestored || !tr.Outcome.Verified {
 							t.Fatalf("state %s outcome %+v; want failed, caller restored, verified", tr.State, tr.Outcome)
 						}
+						// The operator is told which core the join named and
+						// the setting that names the other.
+						setting := netsapiens.JoinHostnameConsult
+						if names == netsapiens.JoinHostnameConsult {
+							setting = netsapiens.JoinHostnameCaller
+						}
+						if d := tr.Outcome.Detail; !strings.Contains(d, "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME") || !strings.HasSuffix(d, " to "+setting) {
+							t.Errorf("the outcome does not point at the setting: %q", d)
+						}
 						assertRestored(t, h, orig)
 						return
 					}

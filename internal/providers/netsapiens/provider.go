@@ -661,6 +661,26 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	return nil
 }
 
+var _ orchestrator.JoinExplainer = (*Client)(nil)
+
+// JoinNotTaken implements orchestrator.JoinExplainer. A join between calls
+// on different core servers that the PBX accepted and never applied most
+// likely named the core it does not want (a PBX that ignores a wrong
+// hostname, one side of the guess): the operator is told which it named
+// and the setting that names the other.
+func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
+	caller, consult := t.Legs.Caller.Server, t.Legs.Consult.Server
+	if caller == "" || consult == "" || strings.EqualFold(caller, consult) {
+		return ""
+	}
+	named, other, setting := caller, consult, JoinHostnameConsult
+	if c.joinConsult {
+		named, other, setting = consult, caller, JoinHostnameCaller
+	}
+	return fmt.Sprintf("its hostname named core server %s, and the consult is on %s; if this PBX wants the other core, "+
+		"set TRANSFERD_NETSAPIENS_JOIN_HOSTNAME (or the tenant's join_hostname) to %s", named, other, setting)
+}
+
 // HangupConsult implements orchestrator.Provider: it disconnects the
 // consult by our own call-id, without listing first (NetSapiens also
 // lists a consult by call-by-call-id, but addresses it by call-id). A
