@@ -58,7 +58,7 @@ type config struct {
 	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
 	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
 	NetSapiensAutoAnswer bool   `envconfig:"NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
-	NetSapiensJoinHost   string `envconfig:"NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names when the caller's and the consult's calls are on different cores: caller or consult; a join the PBX refuses with 400 is sent once more naming the other"`
+	NetSapiensJoinHost   string `envconfig:"NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names first when the caller's and the consult's calls are on different cores: caller or consult; a join refused with 400, or accepted and seen not to take, is sent once more naming the other"`
 
 	BandwidthBaseURL          string        `envconfig:"BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
 	BandwidthUserID           string        `envconfig:"BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`

@@ -10,7 +10,6 @@ import (
 
 	"github.com/transferd/transferd/internal/pbxsim"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
-	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
@@ -28,8 +27,6 @@ type side struct {
 	// events and nssim's event subscriptions post what changed, and both
 	// are lost while transferd is down.
 	callbacks bool
-	// joinHostname is TRANSFERD_NETSAPIENS_JOIN_HOSTNAME ("": the default).
-	joinHostname string
 }
 
 // sides are the sides every crash point runs on. The second and third
@@ -39,10 +36,10 @@ type side struct {
 //   - a hold that marks both legs held, a join that keeps the consult's
 //     session, the term leg's state under one name or the other, numbers
 //     as JSON numbers, an unknown destination answered 404, and a join
-//     whose hostname must name the consult's core: refused when wrong,
-//     where transferd names the caller's first and sends it again naming
-//     the consult's; ignored when wrong, where transferd is set to name the
-//     consult's (TRANSFERD_NETSAPIENS_JOIN_HOSTNAME);
+//     whose hostname must name the consult's core while transferd names
+//     the caller's first: refused when wrong (sent again at once naming
+//     the consult's), or ignored (sent again in its second form once a
+//     reading shows it did not take);
 //   - a connected caller's call that reads active, and shows transferTo
 //     always (polled: no reading could tell a connected caller from one
 //     given back otherwise, which the storm covers) or never (with
@@ -69,15 +66,14 @@ var sides = []side{
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsNever, TimeoutHangupCause: bwsim.CauseOriginatorCancel,
 			TransferLegCallback: bwsim.TransferLegCallbackNone},
-		callbacks:    true,
-		joinHostname: netsapiens.JoinHostnameConsult,
+		callbacks: true,
 	},
 }
 
 func (s side) String() string {
 	ns, _ := json.Marshal(s.ns)
 	bw, _ := json.Marshal(s.bw)
-	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v; join hostname %q", s.name, ns, bw, s.callbacks, s.joinHostname)
+	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v", s.name, ns, bw, s.callbacks)
 }
 
 // use sets the simulator's guesses to the side's until the test ends.
@@ -108,17 +104,13 @@ func (s side) use(t *testing.T) {
 // that the URLs in the providers' hands stay good across the restart.
 func (s side) env(t *testing.T) []string {
 	t.Helper()
-	var env []string
-	if s.joinHostname != "" {
-		env = append(env, "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+s.joinHostname)
-	}
 	if !s.callbacks {
-		return env
+		return nil
 	}
 	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(env, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr,
-		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef")
+	return []string{"TRANSFERD_LISTEN_ADDR=" + addr, "TRANSFERD_PUBLIC_URL=http://" + addr,
+		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef"}
 }

@@ -57,6 +57,17 @@ type JoinExplainer interface {
 	JoinNotTaken(t *Transfer) string
 }
 
+// JoinRetrier is a provider whose join has a second form, to send once
+// the first was accepted and a reading showed it did not take
+// (Seen.NotJoined, a visibility window after it). JoinAgain reports
+// whether there is one for t; Complete sends the second form when
+// t.Sent.JoinFirst is set. The engine sends it at most once. NetSapiens:
+// the join names the other call's core server, where the two calls are
+// on different cores and which one the PBX wants is undocumented.
+type JoinRetrier interface {
+	JoinAgain(t *Transfer) bool
+}
+
 // CallerState is what the provider shows of the caller's call.
 type CallerState uint8
 

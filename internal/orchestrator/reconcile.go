@@ -516,7 +516,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			t.Sent.Join = time.Time{}
 			return e.backoff(en)
 		case errors.Is(err, errCancelledFirst):
-			t.Sent.Join = time.Time{} // not sent
+			joinNotSent(t)
 			e.fail(ctx, en, ReasonCancelled, "cancelled by the client before the join was sent", nil)
 			e.settleSignal(ctx, en, SignalCancel)
 			return 0
@@ -528,6 +528,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			if transient(err) && e.patient(en) {
 				return e.backoff(en)
 			}
+			joinNotSent(t)
 			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		case transient(err):
@@ -535,7 +536,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			// undoing it would hang up the leg that carries the caller.
 			e.save(ctx, en)
 		default:
-			t.Sent.Join = time.Time{} // refused: nothing was joined
+			joinNotSent(t) // refused: nothing was joined
 			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		}
@@ -597,6 +598,14 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
+	case t.Seen.NotJoined && t.Sent.JoinFirst.IsZero() && joinsAgain(en):
+		// The join did not take, and the provider has a second form of
+		// it (NetSapiens: naming the other call's core server). Sent at
+		// once, from the same pass: the record is saved with it (its
+		// intent), so no saved record shows the first join unsent.
+		e.note(en, StepReconcile, "the join was accepted and did not take; sending its other form")
+		t.Sent.JoinFirst, t.Sent.Join, t.Seen.NotJoined = t.Sent.Join, time.Time{}, false
+		return e.completing(ctx, en)
 	case at.After(since.Add(e.cfg.VerifyTimeout)):
 		if s := t.lastStep(StepTransfer); s != nil && s.Status == StepFailed {
 			// The join failed on the way and did not happen after all.
@@ -612,7 +621,17 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		e.fail(ctx, en, ReasonProviderError, detail, nil)
 	default:
-		return since.Add(e.cfg.VerifyTimeout).Sub(e.now()) + time.Millisecond
+		wait := since.Add(e.cfg.VerifyTimeout).Sub(e.now())
+		if settled := e.joinSettledAt(t); !t.Seen.NotJoined && t.Sent.JoinFirst.IsZero() && at.Before(settled) && joinsAgain(en) {
+			// The second form waits on a reading that can show the first
+			// did not take: one taken once it could have applied.
+			if d := settled.Sub(e.now()); d > 0 {
+				wait = min(wait, d)
+			} else if _, _, _, ok := e.reading(en, settled); !ok {
+				return 0 // the watcher queues the transfer with it
+			}
+		}
+		return wait + time.Millisecond
 	}
 	return 0
 }
@@ -938,6 +957,24 @@ func unknowableNote(obs Observation) string {
 		return "; the outcome cannot be verified: the caller's call goes on, and " + obs.Detail
 	}
 	return noteUnknowable
+}
+
+// joinsAgain reports whether the transfer's provider has a second form of
+// the join to send once the first did not take (JoinRetrier).
+func joinsAgain(en *entry) bool {
+	r, ok := en.p.(JoinRetrier)
+	return ok && r.JoinAgain(en.t)
+}
+
+// joinNotSent records that the join last decided was not sent. Where it
+// was the second form (JoinRetrier), the first was sent and did not take:
+// the record says so again, so that what follows (a recovery, a hang-up
+// of the consult after a join) knows a join went out.
+func joinNotSent(t *Transfer) {
+	t.Sent.Join = t.Sent.JoinFirst
+	if !t.Sent.JoinFirst.IsZero() {
+		t.Seen.NotJoined = true
+	}
 }
 
 // joinUnknown reports whether what the transfer sent may have connected
@@ -1702,7 +1739,8 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if name == StepTransfer && errors.Is(err, ErrNotSent) {
 			// Nothing that can join them went out: the save of this result
 			// says so, so that a crash right after it does not leave the
-			// join counted as possibly applied (see completing).
+			// join counted as possibly applied (see completing). A second
+			// form (JoinFirst) is owed again as the first was.
 			t.Sent.Join = time.Time{}
 		}
 	} else {

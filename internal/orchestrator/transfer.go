@@ -244,11 +244,15 @@ type Outcome struct {
 // provider applies an accepted action later than it answers, and lists a
 // new call only after a while. Zero means never sent.
 type Sent struct {
-	Hold   time.Time `json:"hold,omitzero"`
-	Dial   time.Time `json:"dial,omitzero"`
-	Join   time.Time `json:"join,omitzero"`
-	Hangup time.Time `json:"hangup,omitzero"`
-	Unhold time.Time `json:"unhold,omitzero"`
+	Hold time.Time `json:"hold,omitzero"`
+	Dial time.Time `json:"dial,omitzero"`
+	Join time.Time `json:"join,omitzero"`
+	// JoinFirst is when the first form of the join was sent, once the
+	// provider's second form was decided (JoinRetrier): the first was seen
+	// not to take (Seen.NotJoined), and Join is the second's.
+	JoinFirst time.Time `json:"join_first,omitzero"`
+	Hangup    time.Time `json:"hangup,omitzero"`
+	Unhold    time.Time `json:"unhold,omitzero"`
 	// HoldSends counts the hold requests the adapter sent (CountSend),
 	// retries included, over every hold step.
 	HoldSends int `json:"hold_sends,omitempty"`

@@ -48,14 +48,14 @@ type Config struct {
 	// the agent's device first; without auto-answer the agent must pick
 	// up. Device support varies, so it is configurable (default true).
 	AutoAnswer *bool
-	// JoinHostname is whose core server the join's hostname names when
-	// the caller's and the consult's sessions are on different cores:
+	// JoinHostname is whose core server the join's hostname names first
+	// when the caller's and the consult's sessions are on different cores:
 	// JoinHostnameCaller (default; the schema's "the hostname where the
 	// call currently resides") or JoinHostnameConsult. Which one a PBX
 	// wants is undocumented [guess]. A join refused with 400 is sent once
-	// more naming the other, so that a PBX that refuses a wrong hostname
-	// is met either way; one that accepts it and does nothing needs this
-	// set right.
+	// more naming the other at once; one accepted and seen not to take,
+	// by the engine (JoinAgain). Naming the right one first saves a PBX
+	// that ignores a wrong hostname a visibility window.
 	JoinHostname string
 	Metrics      *apiclient.Metrics
 

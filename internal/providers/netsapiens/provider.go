@@ -604,14 +604,17 @@ type transferBody struct {
 // joined.
 //
 // Its hostname names a core server: the caller's, or the consult's with
-// Config.JoinHostname "consult". Where the two sessions are on different
-// cores and the PBX refuses the join with 400 (a wrong hostname refused,
-// one side of the guess), nothing was joined: the join is sent once more
-// naming the other core, so that it takes whichever core the PBX wants.
-// A join accepted (202) or unanswered is never sent again.
+// Config.JoinHostname "consult"; the second form of the join (JoinAgain,
+// t.Sent.JoinFirst set) names the other first. Where the two sessions are
+// on different cores and the PBX refuses the join with 400 (a wrong
+// hostname refused, one side of the guess), nothing was joined: the join
+// is sent once more naming the other core, so that it takes whichever
+// core the PBX wants. A join accepted (202) or unanswered is not sent
+// again here: only the engine may, once a reading showed it did not take.
 func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	const op = "netsapiens.transfer"
 	consult := t.Legs.Consult
+	consultFirst := c.joinConsult != !t.Sent.JoinFirst.IsZero()
 	// lookup lists the consult for what the record lacks.
 	lookup := func() error {
 		ac, err := c.findConsult(ctx, t, consultID(t))
@@ -624,13 +627,13 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 		consult = orchestrator.LegRef{SessionID: ac.SessionID, Server: ac.Server}
 		return nil
 	}
-	if consult.SessionID == "" || (c.joinConsult && consult.Server == "") {
+	if consult.SessionID == "" || (consultFirst && consult.Server == "") {
 		if err := lookup(); err != nil && consult.SessionID == "" {
 			return orchestrator.NotSent(err) // the transfer request was not sent
 		}
 	}
 	first := t.Legs.Caller.Server
-	if c.joinConsult && consult.Server != "" {
+	if consultFirst && consult.Server != "" {
 		first = consult.Server
 	}
 	path := c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer"
@@ -661,24 +664,38 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	return nil
 }
 
-var _ orchestrator.JoinExplainer = (*Client)(nil)
+var (
+	_ orchestrator.JoinExplainer = (*Client)(nil)
+	_ orchestrator.JoinRetrier   = (*Client)(nil)
+)
 
-// JoinNotTaken implements orchestrator.JoinExplainer. A join between calls
-// on different core servers that the PBX accepted and never applied most
-// likely named the core it does not want (a PBX that ignores a wrong
-// hostname, one side of the guess): the operator is told which it named
-// and the setting that names the other.
-func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
+// twoCores reports whether t's caller and consult are on different core
+// servers, both known.
+func twoCores(t *orchestrator.Transfer) bool {
 	caller, consult := t.Legs.Caller.Server, t.Legs.Consult.Server
-	if caller == "" || consult == "" || strings.EqualFold(caller, consult) {
+	return caller != "" && consult != "" && !strings.EqualFold(caller, consult)
+}
+
+// JoinAgain implements orchestrator.JoinRetrier: a join between calls on
+// different core servers that the PBX accepted and that did not take most
+// likely named the core it does not want (a PBX that ignores a wrong
+// hostname, one side of the guess); its second form names the other.
+func (c *Client) JoinAgain(t *orchestrator.Transfer) bool { return twoCores(t) }
+
+// JoinNotTaken implements orchestrator.JoinExplainer: the core servers the
+// joins named, for an operator looking at a join that never took.
+func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
+	if !twoCores(t) {
 		return ""
 	}
-	named, other, setting := caller, consult, JoinHostnameConsult
+	named, other := t.Legs.Caller.Server, t.Legs.Consult.Server
 	if c.joinConsult {
-		named, other, setting = consult, caller, JoinHostnameCaller
+		named, other = other, named
 	}
-	return fmt.Sprintf("its hostname named core server %s, and the consult is on %s; if this PBX wants the other core, "+
-		"set TRANSFERD_NETSAPIENS_JOIN_HOSTNAME (or the tenant's join_hostname) to %s", named, other, setting)
+	if !t.Sent.JoinFirst.IsZero() {
+		return fmt.Sprintf("it named core server %s, then %s, and neither took", named, other)
+	}
+	return fmt.Sprintf("its hostname named core server %s; the consult is on %s", named, other)
 }
 
 // HangupConsult implements orchestrator.Provider: it disconnects the

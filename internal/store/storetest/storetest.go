@@ -278,7 +278,7 @@ func normalize(t *orchestrator.Transfer) *orchestrator.Transfer {
 		c.Steps[i].EndedAt = c.Steps[i].EndedAt.UTC()
 	}
 	c.ConsultDeadline = c.ConsultDeadline.UTC()
-	for _, p := range []*time.Time{&c.Sent.Hold, &c.Sent.Dial, &c.Sent.Join, &c.Sent.Hangup, &c.Sent.Unhold} {
+	for _, p := range []*time.Time{&c.Sent.Hold, &c.Sent.Dial, &c.Sent.Join, &c.Sent.JoinFirst, &c.Sent.Hangup, &c.Sent.Unhold} {
 		*p = p.UTC()
 	}
 	if c.Cleanup != nil {
