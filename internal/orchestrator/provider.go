@@ -211,7 +211,9 @@ type Provider interface {
 	// Dial starts the consult leg (attended) or hands the caller to the
 	// target (announced) and returns the leg's ids.
 	Dial(ctx context.Context, t *Transfer) (LegRef, error)
-	// Complete joins caller and target (only when Flow.Join).
+	// Complete joins caller and target (only when Flow.Join). The engine
+	// sends it once, and a second time only to a JoinRetrier whose first
+	// form a reading showed did not take (Transfer.Sent.JoinFirst set).
 	Complete(ctx context.Context, t *Transfer) error
 	// HangupConsult ends every leg of the transfer's consult that the
 	// provider shows now, whatever its state, and undoes what Dial set up

@@ -599,9 +599,9 @@ type transferBody struct {
 }
 
 // Complete implements orchestrator.Provider (guide step 6). The engine
-// sends it at most once and verifies its effect by watching; it is never
-// repeated blindly, since after a lost answer the calls may already be
-// joined.
+// sends each form of it at most once and verifies its effect by watching;
+// it is never repeated blindly, since after a lost answer the calls may
+// already be joined.
 //
 // Its hostname names a core server: the caller's, or the consult's with
 // Config.JoinHostname "consult"; the second form of the join (JoinAgain,
@@ -614,7 +614,9 @@ type transferBody struct {
 func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	const op = "netsapiens.transfer"
 	consult := t.Legs.Consult
-	consultFirst := c.joinConsult != !t.Sent.JoinFirst.IsZero()
+	// The second form names first the core the first form did not.
+	secondForm := !t.Sent.JoinFirst.IsZero()
+	consultFirst := c.joinConsult != secondForm
 	// lookup lists the consult for what the record lacks.
 	lookup := func() error {
 		ac, err := c.findConsult(ctx, t, consultID(t))
