@@ -282,13 +282,15 @@ func expectCrash(t *testing.T, ty *tally, p *proc, point, id string, last *trans
 // TestCrashAtEveryStepBoundary kills a single SQLite-backed transferd at
 // every crash point of every flow, on every side of the simulators'
 // guesses, restarts it on the same data directory and instance id, and
-// checks the simulator once the transfer is terminal.
+// checks the simulator once the transfer is terminal. The sides run in
+// parallel, each with a pbxsim of its own.
 func TestCrashAtEveryStepBoundary(t *testing.T) {
 	needBinaries(t)
-	n := 0
 	for _, sd := range sides {
 		t.Run(sd.name, func(t *testing.T) {
-			sd.use(t)
+			t.Parallel()
+			sd := sd.start(t)
+			n := 0 // this side's cases: a NetSapiens agent each (agentUser)
 			ty := &tally{}
 			defer ty.summary(t, "sqlite, one replica restarted, "+sd.name)
 			for _, f := range flows {
@@ -313,7 +315,7 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 func baseline(t *testing.T, sd side, f flow, n int) {
 	t.Helper()
 	ok := t.Run("no-crash", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+		ctx, cancel := context.WithTimeout(sd.ctx(context.Background()), caseTimeout)
 		defer cancel()
 		pl, err := placeCall(ctx, f, n)
 		if err != nil {
@@ -376,7 +378,7 @@ func baseline(t *testing.T, sd side, f flow, n int) {
 // crashSQLite is one case of TestCrashAtEveryStepBoundary.
 func crashSQLite(t *testing.T, ty *tally, sd side, f flow, point string, n int) {
 	ty.attempt()
-	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+	ctx, cancel := context.WithTimeout(sd.ctx(context.Background()), caseTimeout)
 	defer cancel()
 	pl, err := placeCall(ctx, f, n)
 	if err != nil {

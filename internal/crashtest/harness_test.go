@@ -194,6 +194,8 @@ func transferdEnv(vars ...string) []string {
 		// once this passed; the default 15s would only make it wait.
 		"TRANSFERD_VERIFY_TIMEOUT=3s",
 		"TRANSFERD_POLL_MAX_INTERVAL=100ms",
+		// A side with a simulator of its own overrides these two (see
+		// side.env).
 		"TRANSFERD_NETSAPIENS_BASE_URL="+bin.simBase+pbxsim.NetSapiensAPIPath,
 		"TRANSFERD_NETSAPIENS_API_KEY="+pbxsim.DemoNetSapiensKey,
 		"TRANSFERD_BANDWIDTH_BASE_URL="+bin.simBase+pbxsim.BandwidthAPIPath,
@@ -447,9 +449,28 @@ func signalTransfer(ctx context.Context, p *proc, id, action string) error {
 
 // --- the simulator's control surface -----------------------------------------------------------
 
-// sim calls the shared pbxsim's control surface.
+// simKey is the context key of the simulator a test talks to, when not
+// the shared one (withSim).
+type simKey struct{}
+
+// withSim makes sim, and every helper that takes ctx, talk to the pbxsim
+// at base.
+func withSim(ctx context.Context, base string) context.Context {
+	return context.WithValue(ctx, simKey{}, base)
+}
+
+// simBase is the base URL of the simulator ctx names: the shared one by
+// default.
+func simBase(ctx context.Context) string {
+	if base, ok := ctx.Value(simKey{}).(string); ok {
+		return base
+	}
+	return bin.simBase
+}
+
+// sim calls the control surface of ctx's pbxsim (simBase).
 func sim(ctx context.Context, method, path string, in, out any) error {
-	_, err := call(ctx, method, bin.simBase+path, nil, in, out, http.StatusOK, http.StatusCreated, http.StatusNoContent)
+	_, err := call(ctx, method, simBase(ctx)+path, nil, in, out, http.StatusOK, http.StatusCreated, http.StatusNoContent)
 	return err
 }
 

@@ -17,7 +17,8 @@ import (
 // bin holds what TestMain built and started, shared by every test.
 var bin struct {
 	transferd string // path of the transferd binary
-	simBase   string // http://127.0.0.1:port of the one pbxsim process
+	pbxsim    string // path of the pbxsim binary
+	simBase   string // http://127.0.0.1:port of the shared pbxsim process
 	simDied   <-chan struct{}
 }
 
@@ -43,12 +44,14 @@ func setUpAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "crashtest: building the commands:", err)
 		return 1
 	}
-	stop, err := startSimulator(filepath.Join(dir, "pbxsim"))
+	bin.pbxsim = filepath.Join(dir, "pbxsim")
+	base, died, stop, err := startSimulator(bin.pbxsim)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest: starting pbxsim:", err)
 		return 1
 	}
 	defer stop()
+	bin.simBase, bin.simDied = base, died
 	bin.transferd = filepath.Join(dir, "transferd")
 	return m.Run()
 }
@@ -80,19 +83,20 @@ func build(dir string) error {
 }
 
 // startSimulator starts one pbxsim with no action or answer delay on a
-// free loopback port and returns a function that stops it. It lives as
-// long as the test binary: transferd processes die around it.
-func startSimulator(path string) (func(), error) {
+// free loopback port and returns its base URL, a channel closed when it
+// exits, and a function that stops it. The shared one lives as long as
+// the test binary: transferd processes die around it.
+func startSimulator(path string) (string, <-chan struct{}, func(), error) {
 	cmd := exec.Command(path, "-addr", "127.0.0.1:0", "-action-delay", "0", "-answer-delay", "0")
 	cmd.SysProcAttr = childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return "", nil, nil, err
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return "", nil, nil, err
 	}
 	died := make(chan struct{})
 	first := make(chan string, 1)
@@ -116,14 +120,12 @@ func startSimulator(path string) (func(), error) {
 		base, ok := strings.CutPrefix(strings.TrimSpace(line), "pbxsim listening on ")
 		if !ok || !strings.HasPrefix(base, "http://127.0.0.1:") {
 			stop()
-			return nil, fmt.Errorf("unexpected first line %q; stderr: %s", line, stderr.String())
+			return "", nil, nil, fmt.Errorf("unexpected first line %q; stderr: %s", line, stderr.String())
 		}
-		bin.simBase = base
-		bin.simDied = died
-		return stop, nil
+		return base, died, stop, nil
 	case <-time.After(30 * time.Second):
 		stop()
-		return nil, fmt.Errorf("pbxsim printed no address within 30s; stderr: %s", stderr.String())
+		return "", nil, nil, fmt.Errorf("pbxsim printed no address within 30s; stderr: %s", stderr.String())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,8 +62,6 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 	if admin == "" {
 		t.Skip("set TRANSFERD_TEST_DATABASE_URL (postgres://…) to run the replica crash tests")
 	}
-	dbURL := freshDatabase(t, admin)
-	n := 1000
 	for _, sd := range sides {
 		if sd.callbacks {
 			// The providers would post to one replica's address, which
@@ -70,8 +69,13 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 			continue
 		}
 		t.Run(sd.name, func(t *testing.T) {
-			sd.use(t)
-			env := sd.env(t)
+			// In parallel, each side with its own pbxsim and database (a
+			// replica takes over any dead replica's transfers in its
+			// database, and must reach their simulator).
+			t.Parallel()
+			sd := sd.start(t)
+			dbURL := freshDatabase(t, admin)
+			n := 1000
 			ty := &tally{}
 			defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String()+", "+sd.name)
 			for _, f := range flows {
@@ -79,7 +83,7 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 					for _, point := range pgPoints(f) {
 						n++
 						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
-							crashReplicas(t, ty, dbURL, env, f, point, n)
+							crashReplicas(t, ty, dbURL, sd, f, point, n)
 						})
 					}
 				})
@@ -90,6 +94,10 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 
 // freshDatabase creates a database of its own for this run on the server
 // of admin and returns its URL; it is dropped when the test ends.
+// databases numbers the databases this process made: sides make theirs
+// at once.
+var databases atomic.Int64
+
 func freshDatabase(t *testing.T, admin string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -103,7 +111,7 @@ func freshDatabase(t *testing.T, admin string) string {
 		t.Fatalf("connecting to TRANSFERD_TEST_DATABASE_URL: %v", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	name := fmt.Sprintf("transferd_crashtest_%d_%d", time.Now().UnixNano(), os.Getpid())
+	name := fmt.Sprintf("transferd_crashtest_%d_%d_%d", time.Now().UnixNano(), os.Getpid(), databases.Add(1))
 	ident := pgx.Identifier{name}.Sanitize()
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
 		t.Fatalf("creating database %s: %v", name, err)
@@ -131,15 +139,15 @@ func about(id string) func(logLine) bool {
 }
 
 // crashReplicas is one case of TestCrashWithReplicasOnPostgres.
-func crashReplicas(t *testing.T, ty *tally, dbURL string, sideEnv []string, f flow, point string, n int) {
+func crashReplicas(t *testing.T, ty *tally, dbURL string, sd side, f flow, point string, n int) {
 	ty.attempt()
-	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
+	ctx, cancel := context.WithTimeout(sd.ctx(context.Background()), caseTimeout)
 	defer cancel()
 	pl, err := placeCall(ctx, f, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	common := transferdEnv(append(slices.Clip(sideEnv), "TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String())...)
+	common := transferdEnv(append(sd.env(t), "TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String())...)
 	instance := func(i int) string { return fmt.Sprintf("TRANSFERD_INSTANCE_ID=pg%d-r%d", n, i) }
 	// r0 owns the transfer (it receives the POST) and dies at the point.
 	r0 := startTransferdAsync(t, "r0", append(slices.Clip(common), instance(0), "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))

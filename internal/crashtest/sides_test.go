@@ -27,6 +27,8 @@ type side struct {
 	// events and nssim's event subscriptions post what changed, and both
 	// are lost while transferd is down.
 	callbacks bool
+	// base is the side's own pbxsim (start): the sides run in parallel.
+	base string
 }
 
 // sides are the sides every crash point runs on. The second and third
@@ -76,20 +78,18 @@ func (s side) String() string {
 	return fmt.Sprintf("%s: netsapiens %s; bandwidth %s; provider callbacks %v", s.name, ns, bw, s.callbacks)
 }
 
-// use sets the simulator's guesses to the side's until the test ends.
-func (s side) use(t *testing.T) {
+// start starts the side's own pbxsim, stopped when the test ends, and
+// sets its guesses to the side's; it returns the side with its base.
+func (s side) start(t *testing.T) side {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	base, _, stop, err := startSimulator(bin.pbxsim)
+	if err != nil {
+		t.Fatalf("starting the side's pbxsim: %v", err)
+	}
+	t.Cleanup(stop)
+	s.base = base
+	ctx, cancel := context.WithTimeout(s.ctx(context.Background()), 30*time.Second)
 	defer cancel()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, path := range []string{pbxsim.NetSapiensControlPath, pbxsim.BandwidthControlPath} {
-			if err := sim(ctx, http.MethodDelete, path+"/config/guesses", nil, nil); err != nil {
-				t.Errorf("putting back the guesses at %s: %v", path, err)
-			}
-		}
-	})
 	if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/config/guesses", s.ns, nil); err != nil {
 		t.Fatalf("setting nssim's guesses: %v", err)
 	}
@@ -97,20 +97,27 @@ func (s side) use(t *testing.T) {
 		t.Fatalf("setting bwsim's guesses: %v", err)
 	}
 	t.Logf("side %s", s)
+	return s
 }
 
+// ctx is parent talking to the side's pbxsim (withSim).
+func (s side) ctx(parent context.Context) context.Context { return withSim(parent, s.base) }
+
 // env is what a case's transferd processes add to their environment on
-// this side: with callbacks, one loopback address for all of them, so
-// that the URLs in the providers' hands stay good across the restart.
+// this side: the side's pbxsim as both providers, and, with callbacks,
+// one loopback address for all of them, so that the URLs in the
+// providers' hands stay good across the restart.
 func (s side) env(t *testing.T) []string {
 	t.Helper()
+	env := []string{"TRANSFERD_NETSAPIENS_BASE_URL=" + s.base + pbxsim.NetSapiensAPIPath,
+		"TRANSFERD_BANDWIDTH_BASE_URL=" + s.base + pbxsim.BandwidthAPIPath}
 	if !s.callbacks {
-		return nil
+		return env
 	}
 	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{"TRANSFERD_LISTEN_ADDR=" + addr, "TRANSFERD_PUBLIC_URL=http://" + addr,
-		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef"}
+	return append(env, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr,
+		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef")
 }
