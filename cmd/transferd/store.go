@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -40,20 +42,46 @@ func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrat
 // crashPoint returns the engine's crash hook for TRANSFERD_TEST_CRASH_AT,
 // which only the crash tests set: "hold:effect" kills the process with
 // SIGKILL at that step boundary of the first transfer to reach it; an
-// optional "@provider" suffix limits it to one provider's transfers. It is
-// read from the environment here, like all configuration, but is not part
-// of the documented configuration.
+// optional "#N" suffix ("transfer:intent#2") kills at the Nth time one
+// transfer reaches it in this process (a step sent again: the second form
+// of a join), and an optional "@provider" suffix limits it to one
+// provider's transfers. It is read from the environment here, like all
+// configuration, but is not part of the documented configuration.
 func crashPoint(spec string, log zerolog.Logger) func(*orchestrator.Transfer, string) {
 	if spec == "" {
 		return nil
 	}
-	point, provider, _ := strings.Cut(spec, "@")
+	due := crashMatcher(spec)
+	named, _, _ := strings.Cut(spec, "@") // as the crash tests name it
 	return func(t *orchestrator.Transfer, p string) {
-		if p != point || (provider != "" && t.Request.Provider != provider) {
+		if !due(t, p) {
 			return
 		}
-		log.Warn().Str("transfer_id", t.ID).Str("point", p).Msg("TRANSFERD_TEST_CRASH_AT: killing the process")
+		log.Warn().Str("transfer_id", t.ID).Str("point", named).Msg("TRANSFERD_TEST_CRASH_AT: killing the process")
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
+	}
+}
+
+// crashMatcher reports, for each crash point reached, whether it is the
+// one spec names (see crashPoint). A count that is not a positive number
+// is taken as 1.
+func crashMatcher(spec string) func(*orchestrator.Transfer, string) bool {
+	spec, provider, _ := strings.Cut(spec, "@")
+	point, count, _ := strings.Cut(spec, "#")
+	nth, err := strconv.Atoi(count)
+	if err != nil || nth < 1 {
+		nth = 1
+	}
+	var mu sync.Mutex
+	reached := map[string]int{} // by transfer id
+	return func(t *orchestrator.Transfer, p string) bool {
+		if p != point || (provider != "" && t.Request.Provider != provider) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		reached[t.ID]++
+		return reached[t.ID] == nth
 	}
 }

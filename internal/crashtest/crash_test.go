@@ -297,7 +297,7 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 				t.Run(f.name, func(t *testing.T) {
 					n++
 					baseline(t, sd, f, n)
-					for _, point := range f.points() {
+					for _, point := range f.points(sd) {
 						n++
 						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
 							crashSQLite(t, ty, sd, f, point, n)
@@ -310,8 +310,9 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 }
 
 // baseline runs the flow once without a crash, checks it ends its natural
-// way, and checks that the crash points it reached are exactly f.points():
-// the steps it recorded and the transitions it logged.
+// way, and checks that the crash points it reached are exactly f.points(sd):
+// the steps it recorded (a step made again as its Nth) and the transitions
+// it logged.
 func baseline(t *testing.T, sd side, f flow, n int) {
 	t.Helper()
 	ok := t.Run("no-crash", func(t *testing.T) {
@@ -343,9 +344,15 @@ func baseline(t *testing.T, sd side, f flow, n int) {
 			t.Errorf("without a crash the flow ended %s, want %s", fw.last, f.natural())
 		}
 		reached := map[string]bool{}
+		made := map[string]int{}
 		for _, s := range fw.last.Steps {
 			if s.Name != "answered" && s.Name != "reconcile" {
-				reached[s.Name+":intent"], reached[s.Name+":effect"], reached[s.Name+":result"] = true, true, true
+				made[s.Name]++
+				nth := ""
+				if made[s.Name] > 1 {
+					nth = fmt.Sprintf("#%d", made[s.Name])
+				}
+				reached[s.Name+":intent"+nth], reached[s.Name+":effect"+nth], reached[s.Name+":result"+nth] = true, true, true
 			}
 		}
 		for _, l := range p.logs.all() {
@@ -353,7 +360,7 @@ func baseline(t *testing.T, sd side, f flow, n int) {
 				reached["state:"+l.str("to")] = true
 			}
 		}
-		want := f.points()
+		want := f.points(sd)
 		var missing, extra []string
 		for _, pt := range want {
 			if !reached[pt] {

@@ -68,10 +68,12 @@ func (f flow) natural() string {
 	return "completed"
 }
 
-// points derives every crash point the flow reaches, in order: each step's
-// intent, effect and result, and each state transition. The baseline run
-// of each flow checks this list against what the engine really did.
-func (f flow) points() []string {
+// points derives every crash point the flow reaches on side sd, in order:
+// each step's intent, effect and result, and each state transition. The
+// baseline run of each flow checks this list against what the engine
+// really did. A step made again is its points with the time it is made
+// ("transfer:intent#2"; TRANSFERD_TEST_CRASH_AT).
+func (f flow) points(sd side) []string {
 	var ps []string
 	step := func(name string) {
 		ps = append(ps, name+":intent", name+":effect", name+":result")
@@ -97,6 +99,9 @@ func (f flow) points() []string {
 	state("completing")
 	if f.join {
 		step("transfer")
+		if f.provider == "netsapiens" && sd.joinsTwice() {
+			ps = append(ps, "transfer:intent#2", "transfer:effect#2", "transfer:result#2")
+		}
 	}
 	// Verifying the join is a reading, not a step: no crash point. The
 	// agent's call is hung up once the join is seen.

@@ -29,11 +29,11 @@ const leaseTTL = 2 * time.Second
 // fast is for measurements, not for pass/fail.
 const takeoverBound = 2 * leaseTTL
 
-// pgPoints are the crash points the replica test covers for a flow: the
-// representative set of issue #4, or every point with
+// pgPoints are the crash points the replica test covers for a flow on side
+// sd: the representative set of issue #4, or every point with
 // TRANSFERD_CRASH_ALL_POINTS=1.
-func pgPoints(f flow) []string {
-	all := f.points()
+func pgPoints(f flow, sd side) []string {
+	all := f.points(sd)
 	if os.Getenv("TRANSFERD_CRASH_ALL_POINTS") != "" {
 		return all
 	}
@@ -80,7 +80,7 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 			defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String()+", "+sd.name)
 			for _, f := range flows {
 				t.Run(f.name, func(t *testing.T) {
-					for _, point := range pgPoints(f) {
+					for _, point := range pgPoints(f, sd) {
 						n++
 						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
 							crashReplicas(t, ty, dbURL, sd, f, point, n)

@@ -72,6 +72,17 @@ var sides = []side{
 	},
 }
 
+// joinsTwice reports whether a NetSapiens join takes its second form on
+// this side at every transfer: the PBX wants the consult's core server
+// named and ignores a join naming the caller's, which transferd (its
+// TRANSFERD_NETSAPIENS_JOIN_HOSTNAME at the default) names first. The join
+// is then sent again once a reading shows it did not take, and the crash
+// points of that second send are run too.
+func (s side) joinsTwice() bool {
+	return s.ns.HostnameMatch == nssim.HostnameOfDestination &&
+		(s.ns.WrongHostname == "" || s.ns.WrongHostname == nssim.HostnameIgnore)
+}
+
 func (s side) String() string {
 	ns, _ := json.Marshal(s.ns)
 	bw, _ := json.Marshal(s.bw)
