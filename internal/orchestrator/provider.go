@@ -61,7 +61,8 @@ type JoinExplainer interface {
 // the first was accepted and a reading showed it did not take
 // (Seen.NotJoined, a visibility window after it). JoinAgain reports
 // whether there is one for t; Complete sends the second form when
-// t.Sent.JoinFirst is set. The engine sends it at most once. NetSapiens:
+// t.Sent.JoinFirst is set. The engine sends it once (again only when the
+// process that sent it stopped before saving its answer). NetSapiens:
 // the join names the other call's core server, where the two calls are
 // on different cores and which one the PBX wants is undocumented.
 type JoinRetrier interface {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,8 +20,11 @@ import (
 // not listed yet, an accepted action not applied yet) is never taken for
 // gone, failed or done:
 //
-//   - Dial and the join are sent at most once; a lost answer is resolved
-//     by watching, never by sending them again.
+//   - Dial is sent at most once, and the join is never sent again on an
+//     answer lost: that is resolved by watching. A join is sent again
+//     only once a reading taken after it could have applied shows it did
+//     not take: in its second form (JoinRetrier), or in the same form
+//     when the process that sent it stopped before saving its answer.
 //   - A join whose effect is unknown is never undone. It is verified for
 //     VerifyTimeout; a provider that cannot be read about it for that long
 //     ends the transfer unverified, and the sweeper verifies it from then.
@@ -83,6 +87,10 @@ type entry struct {
 	entered      time.Time // when t entered its state (in this process)
 	resumed      bool      // another process drove it before
 	noted        bool      // the resume was recorded
+	// joinBefore: the join a stopped process may have sent, which a
+	// reading showed did not take, while it is sent again (see
+	// completing); what the record says went out if the new one does not.
+	joinBefore time.Time
 
 	held    bool // counted in the callers-on-hold gauge
 	counted bool // counted in the cleanups-pending gauge
@@ -510,13 +518,15 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false, saveLater)
 		switch {
 		case err == nil:
+			en.joinBefore = time.Time{}
 		case en.lost:
 			return 0
 		case errors.Is(err, errUnsaved):
+			// Not sent, and owed again: joinBefore, if any, is kept for it.
 			t.Sent.Join = time.Time{}
 			return e.backoff(en)
 		case errors.Is(err, errCancelledFirst):
-			joinNotSent(t)
+			joinNotSent(en)
 			e.fail(ctx, en, ReasonCancelled, "cancelled by the client before the join was sent", nil)
 			e.settleSignal(ctx, en, SignalCancel)
 			return 0
@@ -528,15 +538,16 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			if transient(err) && e.patient(en) {
 				return e.backoff(en)
 			}
-			joinNotSent(t)
+			joinNotSent(en)
 			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		case transient(err):
 			// The join may have happened: only the provider can tell, and
 			// undoing it would hang up the leg that carries the caller.
+			en.joinBefore = time.Time{}
 			e.save(ctx, en)
 		default:
-			joinNotSent(t) // refused: nothing was joined
+			joinNotSent(en) // refused: nothing was joined
 			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		}
@@ -598,6 +609,19 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
+	case t.Seen.NotJoined && stepInterrupted(en, StepTransfer):
+		// A stopped process saved the join's intent and not its answer:
+		// whether it went out at all is unknown, and a reading taken once
+		// it could have applied shows it did not take. Sent again, in the
+		// same form, as never sent: a form that went out and was ignored
+		// is followed by the second as usual, and one that never went out
+		// is not skipped for the other (which a PBX that wants this one
+		// ignores). Until the new one is accepted the record keeps this
+		// one (joinBefore), so that no saved record shows no join sent.
+		e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending it again")
+		en.joinBefore = t.Sent.Join
+		t.Sent.Join, t.Seen.NotJoined = time.Time{}, false
+		return e.completing(ctx, en)
 	case t.Seen.NotJoined && t.Sent.JoinFirst.IsZero() && joinsAgain(en):
 		// The join did not take, and the provider has a second form of
 		// it (NetSapiens: naming the other call's core server). Sent at
@@ -622,9 +646,11 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonProviderError, detail, nil)
 	default:
 		wait := since.Add(e.cfg.VerifyTimeout).Sub(e.now())
-		if settled := e.joinSettledAt(t); !t.Seen.NotJoined && t.Sent.JoinFirst.IsZero() && at.Before(settled) && joinsAgain(en) {
-			// The second form waits on a reading that can show the first
-			// did not take: one taken once it could have applied.
+		again := stepInterrupted(en, StepTransfer) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
+		if settled := e.joinSettledAt(t); !t.Seen.NotJoined && again && at.Before(settled) {
+			// A join sent again (a stopped process's, or the second form)
+			// waits on a reading that can show the last did not take: one
+			// taken once it could have applied.
 			if d := settled.Sub(e.now()); d > 0 {
 				wait = min(wait, d)
 			} else if _, _, _, ok := e.reading(en, settled); !ok {
@@ -967,14 +993,25 @@ func joinsAgain(en *entry) bool {
 }
 
 // joinNotSent records that the join last decided was not sent. Where it
-// was the second form (JoinRetrier), the first was sent and did not take:
-// the record says so again, so that what follows (a recovery, a hang-up
-// of the consult after a join) knows a join went out.
-func joinNotSent(t *Transfer) {
-	t.Sent.Join = t.Sent.JoinFirst
-	if !t.Sent.JoinFirst.IsZero() {
+// was sent again after a stopped process's (joinBefore), or was the
+// second form (JoinRetrier), an earlier one may have gone out and did not
+// take: the record says so again, so that what follows (a recovery, a
+// hang-up of the consult after a join) knows a join went out.
+func joinNotSent(en *entry) {
+	t := en.t
+	t.Sent.Join = cmp.Or(en.joinBefore, t.Sent.JoinFirst)
+	en.joinBefore = time.Time{}
+	if !t.Sent.Join.IsZero() {
 		t.Seen.NotJoined = true
 	}
+}
+
+// stepInterrupted reports whether the last step called name was left
+// unfinished by a process that stopped: its intent saved, its answer
+// not, so that it may or may not have been sent.
+func stepInterrupted(en *entry, name string) bool {
+	s := en.t.lastStep(name)
+	return s != nil && s.Status == StepStarted && en.resumed
 }
 
 // joinUnknown reports whether what the transfer sent may have connected
@@ -1178,20 +1215,16 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 		return false
 	}
 	// A compensation whose intent was saved by a process that died before
-	// its result is owed again: it may never have been sent, and what it
-	// undoes besides the leg (a Bandwidth consult bridge holding the
-	// agent) may not show in a reading.
-	interrupted := func(name string) bool {
-		s := t.lastStep(name)
-		return s != nil && s.Status == StepStarted && en.resumed
-	}
+	// its result is owed again (stepInterrupted): it may never have been
+	// sent, and what it undoes besides the leg (a Bandwidth consult bridge
+	// holding the agent) may not show in a reading.
 	// A compensation whose last try failed is owed again once its pause
 	// is over — also after a restart, which forgets the pause: the record
 	// says it failed. A Bandwidth consult hang-up refused while the leg
 	// was being set up, for one, is what empties the consult bridge that
 	// holds the agent; until it is sent again every unhold is refused.
 	if !t.Sent.Dial.IsZero() {
-		due := t.Sent.Hangup.IsZero() || (t.lastFailed(StepHangup) && !now.Before(en.retryAt)) || interrupted(StepHangup) ||
+		due := t.Sent.Hangup.IsZero() || (t.lastFailed(StepHangup) && !now.Before(en.retryAt)) || stepInterrupted(en, StepHangup) ||
 			(fresh && alive && hangupAgain())
 		// After a join was sent, the consult may carry the caller: it is
 		// hung up only on a reading that shows it does not.
@@ -1219,7 +1252,7 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	if t.Sent.Hold.IsZero() || callerDone || en.callerGone || en.unholdRefused != "" {
 		return
 	}
-	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || interrupted(StepUnhold) ||
+	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || stepInterrupted(en, StepUnhold) ||
 		(fresh && obs.Caller == CallerHeld && settled(StepUnhold))
 	// After a join was sent, the caller may be with the target, and an
 	// unhold would take the caller back from the target (Bandwidth gives

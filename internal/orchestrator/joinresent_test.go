@@ -1,0 +1,168 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// formPBX is a provider whose join has two forms (JoinRetrier), of which
+// the PBX takes one (wantSecond) and ignores the other, accepted, as a
+// NetSapiens PBX does a join that names the wrong core server. Once
+// refusing is set, every join is refused.
+type formPBX struct {
+	*orchestratortest.Fake
+	wantSecond bool
+
+	mu       sync.Mutex
+	refusing bool
+	forms    []bool // each join sent: whether it was the second form
+}
+
+func (p *formPBX) JoinAgain(*orchestrator.Transfer) bool { return true }
+
+func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error {
+	second := !t.Sent.JoinFirst.IsZero()
+	p.mu.Lock()
+	if p.refusing {
+		p.mu.Unlock()
+		return orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))
+	}
+	p.forms = append(p.forms, second)
+	p.mu.Unlock()
+	p.Fake.IgnoreComplete(second != p.wantSecond)
+	return p.Fake.Complete(ctx, t)
+}
+
+func (p *formPBX) sent() []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.forms)
+}
+
+// stopAt runs a transfer on an engine whose process stops at the nth time
+// the transfer reaches point (its worker blocks there for good, as if
+// killed), then opens a second engine (the restarted process, the same
+// owner) on the same store and returns the transfer once it is terminal
+// with no cleanup owed, and its record as the stopped process left it.
+func stopAt(t *testing.T, p *formPBX, point string, nth int, atStop func()) (end, left *orchestrator.Transfer) {
+	t.Helper()
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	release, hit := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	reached := 0
+	crash := func(tr *orchestrator.Transfer, pt string) {
+		if pt != point {
+			return
+		}
+		mu.Lock()
+		reached++
+		stop := reached == nth
+		mu.Unlock()
+		if !stop {
+			return
+		}
+		if atStop != nil {
+			atStop()
+		}
+		close(hit)
+		<-release // stopped from here on
+	}
+	engine := func(crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
+		cfg := fastConfig(2*time.Second, stormWindowShort)
+		cfg.Owner, cfg.CrashPoint = "x", crash
+		return testEngine(t, cfg, st, p, nil)
+	}
+	first := engine(crash)
+	// After the engine's own cleanup is registered, so run before it: its
+	// Close waits for the blocked worker.
+	t.Cleanup(func() { close(release) })
+	tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	left, err = st.Get(context.Background(), tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := engine(nil)
+	if err := second.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end = st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	return end, left
+}
+
+// A join whose process stopped after saving its intent and before saving
+// its answer may or may not have gone out. Once a reading shows it did
+// not take, it is sent again in the same form: sending the other form
+// instead would fail the transfer on a PBX that takes this one (the join
+// never went out), and after a form that went out and was ignored the
+// other follows as usual. Without the resend the first two cases end
+// failed, the caller given back (the other form was sent, or none), and
+// the third sends the other form at once.
+func TestJoinInterruptedIsSentAgainInTheSameForm(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		point      string
+		nth        int
+		wantSecond bool
+		forms      []bool // the joins that reached the provider
+	}{
+		{"stopped before sending the first form, which the PBX takes", "transfer:intent", 1, false, []bool{false}},
+		{"stopped before sending the second form, which the PBX takes", "transfer:intent", 2, true, []bool{false, true}},
+		{"stopped after sending the first form, which the PBX ignores", "transfer:effect", 1, true, []bool{false, false, true}},
+		{"stopped after sending the second form, which the PBX takes", "transfer:effect", 2, true, []bool{false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: tc.wantSecond}
+			end, _ := stopAt(t, p, tc.point, tc.nth, nil)
+			if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
+				t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
+			}
+			if got := p.sent(); !slices.Equal(got, tc.forms) {
+				t.Errorf("joins sent (second form?): %v; want %v", got, tc.forms)
+			}
+			if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerTransferred {
+				t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+			}
+		})
+	}
+}
+
+// A join sent again after a stopped process's and refused joined nothing,
+// but the stopped process's may have gone out: the record keeps it, sent
+// and seen not to take, so that the recovery knows a join was sent (it
+// fails if the resend's refusal forgets it). The caller is given back.
+func TestJoinInterruptedResentRefusedKeepsItOnRecord(t *testing.T) {
+	p := &formPBX{Fake: orchestratortest.NewFake("fake")}
+	end, left := stopAt(t, p, "transfer:intent", 1, func() {
+		p.mu.Lock()
+		p.refusing = true
+		p.mu.Unlock()
+	})
+	if left.Sent.Join.IsZero() {
+		t.Fatal("setup: the stopped process's record shows no join intent")
+	}
+	if end.State != orchestrator.StateFailed || !end.Outcome.CallerRestored || !end.Outcome.Verified {
+		t.Fatalf("%s %+v; want failed, caller restored, verified", end.State, end.Outcome)
+	}
+	if !end.Sent.Join.Equal(left.Sent.Join) || !end.Seen.NotJoined {
+		t.Errorf("sent: join %v, seen not joined %v; want the stopped process's join (%v) on record, seen not to take",
+			end.Sent.Join, end.Seen.NotJoined, left.Sent.Join)
+	}
+	if got := p.sent(); len(got) != 0 {
+		t.Errorf("joins that reached the provider: %v, want none", got)
+	}
+	if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
+	}
+}
