@@ -52,7 +52,8 @@ func (p *formPBX) sent() []bool {
 // killed), then opens a second engine (the restarted process, the same
 // owner) on the same store and returns the transfer once it is terminal
 // with no cleanup owed, and its record as the stopped process left it.
-func stopAt(t *testing.T, p *formPBX, point string, nth int, atStop func()) (end, left *orchestrator.Transfer) {
+// Both engines have a step timeout of 1s and verify joins for verify.
+func stopAt(t *testing.T, p *formPBX, point string, nth int, verify time.Duration, atStop func()) (end, left *orchestrator.Transfer) {
 	t.Helper()
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 	release, hit := make(chan struct{}), make(chan struct{})
@@ -76,7 +77,7 @@ func stopAt(t *testing.T, p *formPBX, point string, nth int, atStop func()) (end
 		<-release // stopped from here on
 	}
 	engine := func(crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
-		cfg := fastConfig(2*time.Second, stormWindowShort)
+		cfg := fastConfig(verify, stormWindowShort)
 		cfg.Owner, cfg.CrashPoint = "x", crash
 		return testEngine(t, cfg, st, p, nil)
 	}
@@ -124,7 +125,7 @@ func TestJoinInterruptedIsSentAgainInTheSameForm(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: tc.wantSecond}
-			end, _ := stopAt(t, p, tc.point, tc.nth, nil)
+			end, _ := stopAt(t, p, tc.point, tc.nth, 2*time.Second, nil)
 			if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
 				t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
 			}
@@ -144,7 +145,7 @@ func TestJoinInterruptedIsSentAgainInTheSameForm(t *testing.T) {
 // fails if the resend's refusal forgets it). The caller is given back.
 func TestJoinInterruptedResentRefusedKeepsItOnRecord(t *testing.T) {
 	p := &formPBX{Fake: orchestratortest.NewFake("fake")}
-	end, left := stopAt(t, p, "transfer:intent", 1, func() {
+	end, left := stopAt(t, p, "transfer:intent", 1, 2*time.Second, func() {
 		p.mu.Lock()
 		p.refusing = true
 		p.mu.Unlock()
@@ -164,5 +165,24 @@ func TestJoinInterruptedResentRefusedKeepsItOnRecord(t *testing.T) {
 	}
 	if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerConnected {
 		t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
+	}
+}
+
+// A stopped process may have sent its join as late as its step's timeout
+// after the intent, so a reading shows whether it took only a visibility
+// window after that: with the shipped settings (a 15 s step timeout, a 5 s
+// window) 20 s after the intent, past the 15 s the join is verified for.
+// The resumed join is waited for until it can be judged, and sent again;
+// it failed at the verification timeout before, never sent again (nor in
+// its second form).
+func TestJoinInterruptedIsJudgedPastAShorterVerifyTimeout(t *testing.T) {
+	p := &formPBX{Fake: orchestratortest.NewFake("fake")}
+	// A step timeout of 1s: the join is judged 1.05s after its intent.
+	end, _ := stopAt(t, p, "transfer:intent", 1, 500*time.Millisecond, nil)
+	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified {
+		t.Errorf("%s %+v; want completed, verified", end.State, end.Outcome)
+	}
+	if got := p.sent(); !slices.Equal(got, []bool{false}) {
+		t.Errorf("joins sent (second form?): %v; want the first form once", got)
 	}
 }

@@ -557,8 +557,22 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	if !ok {
 		return 0
 	}
+	// The join, and a provider unreadable about it, is waited for
+	// VerifyTimeout, or, where the join may be sent again (a stopped
+	// process's, or in its second form), until a reading can show it did
+	// not take, if that is later: a stopped process may have sent its
+	// join as late as its step's timeout (stepEnd), and so a resumed join
+	// with the shipped settings (15 s step timeout, 5 s visibility window,
+	// 15 s verification) would otherwise fail before it could be judged,
+	// never sent again.
+	again := stepInterrupted(en, StepTransfer) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
+	settled := e.joinSettledAt(t)
+	within := e.cfg.VerifyTimeout
+	if again {
+		within = max(within, settled.Sub(since))
+	}
 	if err != nil {
-		// Unknown: never undone. Verified for VerifyTimeout; past that
+		// Unknown: never undone. Verified for VerifyTimeout (within); past that
 		// the transfer gives up waiting, not the join: the recovery sends
 		// nothing to a caller it cannot see after a join, so it ends with
 		// an unverified outcome, and the sweeper keeps verifying it (and
@@ -568,10 +582,10 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		// recognised), would otherwise keep the transfer completing for
 		// as long as the call lasts.
 		e.warnUnread(en, err)
-		if at.After(since.Add(e.cfg.VerifyTimeout)) {
+		if at.After(since.Add(within)) {
 			e.fail(ctx, en, reasonFor(KindOf(err)), fmt.Sprintf(
 				"the provider accepted the transfer, but whether it connected the caller to the target could not be read within %s: %v",
-				e.cfg.VerifyTimeout, err), nil)
+				within.Round(time.Millisecond), err), nil)
 		}
 		return 0
 	}
@@ -630,14 +644,14 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.note(en, StepReconcile, "the join was accepted and did not take; sending its other form")
 		t.Sent.JoinFirst, t.Sent.Join, t.Seen.NotJoined = t.Sent.Join, time.Time{}, false
 		return e.completing(ctx, en)
-	case at.After(since.Add(e.cfg.VerifyTimeout)):
+	case at.After(since.Add(within)):
 		if s := t.lastStep(StepTransfer); s != nil && s.Status == StepFailed {
 			// The join failed on the way and did not happen after all.
 			e.fail(ctx, en, reasonFor(KindOf(s.Err())), fmt.Sprintf("%s: %s; the caller was not connected to the target within %s",
-				StepTransfer, s.Detail, e.cfg.VerifyTimeout), s.Evidence)
+				StepTransfer, s.Detail, within.Round(time.Millisecond)), s.Evidence)
 			break
 		}
-		detail := fmt.Sprintf("the provider accepted the transfer but did not connect the caller to the target within %s", e.cfg.VerifyTimeout)
+		detail := fmt.Sprintf("the provider accepted the transfer but did not connect the caller to the target within %s", within.Round(time.Millisecond))
 		if x, ok := en.p.(JoinExplainer); ok {
 			if why := x.JoinNotTaken(t); why != "" {
 				detail += ": " + why
@@ -645,9 +659,8 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		e.fail(ctx, en, ReasonProviderError, detail, nil)
 	default:
-		wait := since.Add(e.cfg.VerifyTimeout).Sub(e.now())
-		again := stepInterrupted(en, StepTransfer) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
-		if settled := e.joinSettledAt(t); !t.Seen.NotJoined && again && at.Before(settled) {
+		wait := since.Add(within).Sub(e.now())
+		if !t.Seen.NotJoined && again && at.Before(settled) {
 			// A join sent again (a stopped process's, or the second form)
 			// waits on a reading that can show the last did not take: one
 			// taken once it could have applied.
