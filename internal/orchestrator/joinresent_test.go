@@ -47,37 +47,31 @@ func (p *formPBX) sent() []bool {
 	return slices.Clone(p.forms)
 }
 
-// stopAt runs a transfer on an engine whose process stops at the nth time
-// the transfer reaches point (its worker blocks there for good, as if
-// killed), then opens a second engine (the restarted process, the same
-// owner) on the same store and returns the transfer once it is terminal
-// with no cleanup owed, and its record as the stopped process left it.
-// Both engines have a step timeout of 1s and verify joins for verify.
-func stopAt(t *testing.T, p *formPBX, point string, nth int, verify time.Duration, atStop func()) (end, left *orchestrator.Transfer) {
+// stopAndResume runs a transfer on an engine (cfg, owner "x") whose
+// process stops at the first crash point stop accepts (its worker blocks
+// there for good, as if killed; atStop runs first), then opens a second
+// engine (the restarted process, the same owner) on the same store. It
+// returns the transfer once it is terminal with no cleanup owed, and its
+// record as the stopped process left it.
+func stopAndResume(t *testing.T, p orchestrator.Provider, cfg orchestrator.Config,
+	stop func(tr *orchestrator.Transfer, point string) bool, atStop func(tr *orchestrator.Transfer)) (end, left *orchestrator.Transfer) {
 	t.Helper()
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 	release, hit := make(chan struct{}), make(chan struct{})
-	var mu sync.Mutex
-	reached := 0
-	crash := func(tr *orchestrator.Transfer, pt string) {
-		if pt != point {
+	var once sync.Once
+	crash := func(tr *orchestrator.Transfer, point string) {
+		if !stop(tr, point) {
 			return
 		}
-		mu.Lock()
-		reached++
-		stop := reached == nth
-		mu.Unlock()
-		if !stop {
-			return
-		}
-		if atStop != nil {
-			atStop()
-		}
-		close(hit)
+		once.Do(func() {
+			if atStop != nil {
+				atStop(tr)
+			}
+			close(hit)
+		})
 		<-release // stopped from here on
 	}
 	engine := func(crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
-		cfg := fastConfig(verify, stormWindowShort)
 		cfg.Owner, cfg.CrashPoint = "x", crash
 		return testEngine(t, cfg, st, p, nil)
 	}
@@ -100,6 +94,24 @@ func stopAt(t *testing.T, p *formPBX, point string, nth int, verify time.Duratio
 	}
 	end = st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	return end, left
+}
+
+// stopAt is stopAndResume stopping at the nth time the transfer reaches
+// point, with a step timeout of 1s and joins verified for verify.
+func stopAt(t *testing.T, p *formPBX, point string, nth int, verify time.Duration, atStop func()) (end, left *orchestrator.Transfer) {
+	t.Helper()
+	reached := 0 // the first engine's worker alone reaches crash points
+	stop := func(_ *orchestrator.Transfer, pt string) bool {
+		if pt == point {
+			reached++
+		}
+		return pt == point && reached == nth
+	}
+	var run func(*orchestrator.Transfer)
+	if atStop != nil {
+		run = func(*orchestrator.Transfer) { atStop() }
+	}
+	return stopAndResume(t, p, fastConfig(verify, stormWindowShort), stop, run)
 }
 
 // A join whose process stopped after saving its intent and before saving

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
-	"github.com/transferd/transferd/internal/store/memory"
 )
 
 func notSentErr() error {
@@ -52,42 +50,17 @@ func TestJoinNotSentIsSentAgain(t *testing.T) {
 // outcome cannot be verified", the very outcome NotSent exists to avoid.
 // Now the failure's own save clears Sent.Join.
 func TestJoinNotSentThenCrashKeepsTheOutcomeKnowable(t *testing.T) {
-	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 	f := orchestratortest.NewFake("fake").FailOn(orchestratortest.MethodComplete, notSentErr(), 1)
-	release, hit := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	crash := func(tr *orchestrator.Transfer, p string) {
+	stop := func(tr *orchestrator.Transfer, p string) bool {
 		if p != "transfer:result" {
-			return
+			return false
 		}
 		s := tr.Steps[len(tr.Steps)-1]
-		if s.Name != orchestrator.StepTransfer || s.Status != orchestrator.StepFailed {
-			return
-		}
-		once.Do(func() {
-			f.HangupCaller(tr.ID)
-			close(hit)
-		})
-		<-release // dead from here on
+		return s.Name == orchestrator.StepTransfer && s.Status == orchestrator.StepFailed
 	}
-	engine := func(crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
-		cfg := fastConfig(200*time.Millisecond, stormWindowShort)
-		cfg.Owner, cfg.CrashPoint = "x", crash
-		return testEngine(t, cfg, st, f, nil)
-	}
-	first := engine(crash)
-	t.Cleanup(func() { close(release) })
-	tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-hit
-	second := engine(nil)
-	if err := second.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-	if c, _ := f.State(tr.ID); c.Caller == orchestrator.CallerTransferred {
+	end, _ := stopAndResume(t, f, fastConfig(200*time.Millisecond, stormWindowShort), stop,
+		func(tr *orchestrator.Transfer) { f.HangupCaller(tr.ID) })
+	if c, _ := f.State(end.ID); c.Caller == orchestrator.CallerTransferred {
 		t.Fatal("setup: the join applied")
 	}
 	o := end.Outcome
