@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,39 +11,6 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
 )
-
-// twoForms is a provider whose join has a second form
-// (orchestrator.JoinRetrier), as NetSapiens' naming the other call's core
-// server: the first form is accepted and does nothing; the second joins,
-// is accepted and does nothing too (ignored), or is refused (refusal).
-type twoForms struct {
-	*orchestratortest.Fake
-	mu      sync.Mutex
-	ignored bool
-	refusal error
-	forms   []bool // each Complete: whether it was the second form
-}
-
-func (p *twoForms) JoinAgain(*orchestrator.Transfer) bool { return true }
-
-func (p *twoForms) Complete(ctx context.Context, t *orchestrator.Transfer) error {
-	second := !t.Sent.JoinFirst.IsZero()
-	p.mu.Lock()
-	p.forms = append(p.forms, second)
-	refusal, ignored := p.refusal, p.ignored
-	p.mu.Unlock()
-	if second && refusal != nil {
-		return refusal
-	}
-	p.Fake.IgnoreComplete(!second || ignored)
-	return p.Fake.Complete(ctx, t)
-}
-
-func (p *twoForms) sent() []bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.forms)
-}
 
 func joinAgainEngine(t *testing.T, p orchestrator.Provider) *orchestrator.Engine {
 	t.Helper()
@@ -63,7 +29,7 @@ func joinAgainEngine(t *testing.T, p orchestrator.Provider) *orchestrator.Engine
 // transfer completes, verified, well before VerifyTimeout, and the record
 // keeps when the first form went out.
 func TestJoinAgainInItsSecondFormOnceTheFirstDidNotTake(t *testing.T) {
-	p := &twoForms{Fake: orchestratortest.NewFake("fake")}
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: true}
 	e := joinAgainEngine(t, p)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
@@ -88,7 +54,7 @@ func TestJoinAgainInItsSecondFormOnceTheFirstDidNotTake(t *testing.T) {
 // at VerifyTimeout with the caller given back, as a join that never takes
 // did before.
 func TestJoinAgainOnlyOnce(t *testing.T) {
-	p := &twoForms{Fake: orchestratortest.NewFake("fake"), ignored: true}
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), ignoreAll: true}
 	e := joinAgainEngine(t, p)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
@@ -111,8 +77,8 @@ func TestJoinAgainOnlyOnce(t *testing.T) {
 // knows a join was sent (a NetSapiens hang-up of the consult then looks
 // first for a call carrying the caller). The caller is given back.
 func TestJoinAgainRefusedKeepsTheFirstOnRecord(t *testing.T) {
-	p := &twoForms{Fake: orchestratortest.NewFake("fake"),
-		refusal: orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))}
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: true,
+		refuseSecond: orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))}
 	e := joinAgainEngine(t, p)
 	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {

@@ -13,17 +13,21 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// formPBX is a provider whose join has two forms (JoinRetrier), of which
-// the PBX takes one (wantSecond) and ignores the other, accepted, as a
-// NetSapiens PBX does a join that names the wrong core server. Once
-// refusing is set, every join is refused.
+// formPBX is a provider whose join has two forms (JoinRetrier), as
+// NetSapiens' naming one call's core server or the other: the PBX takes
+// one form (wantSecond) and ignores the other, accepted, as a NetSapiens
+// PBX does a join that names the wrong core server; with ignoreAll it
+// takes neither. refuseSecond, when set, is the answer to every second
+// form. Once refusing is set, every join is refused before it is counted.
 type formPBX struct {
 	*orchestratortest.Fake
-	wantSecond bool
+	wantSecond   bool
+	ignoreAll    bool
+	refuseSecond error
 
 	mu       sync.Mutex
 	refusing bool
-	forms    []bool // each join sent: whether it was the second form
+	forms    []bool // each join counted: whether it was the second form
 }
 
 func (p *formPBX) JoinAgain(*orchestrator.Transfer) bool { return true }
@@ -37,7 +41,10 @@ func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error 
 	}
 	p.forms = append(p.forms, second)
 	p.mu.Unlock()
-	p.Fake.IgnoreComplete(second != p.wantSecond)
+	if second && p.refuseSecond != nil {
+		return p.refuseSecond
+	}
+	p.Fake.IgnoreComplete(p.ignoreAll || second != p.wantSecond)
 	return p.Fake.Complete(ctx, t)
 }
 
