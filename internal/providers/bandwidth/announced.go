@@ -89,7 +89,8 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 // already. Catapult's call object names no B-leg: a callback posted to
 // this transfer's callbackUrl named it (only our leg posts there), or it
 // is found in the listing of calls to the target: by the callbackUrl
-// transferd sent, which names this transfer and nothing else; without one
+// transferd sent, which names this transfer and nothing else, whichever
+// replica's public URL it starts with (namesTransfer); without one
 // (no PublicURL), as the newest live outbound call to the target from the
 // number the transfer shows (transferCallerId, else the caller's number)
 // that started after A did, both by Bandwidth's clock (transferd's clock
@@ -119,8 +120,8 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	if id := c.causes.leg(t.ID); id != "" && id != a.ID {
 		return id, nil
 	}
-	cb := c.callbackURL(t.ID)
-	if cb == "" && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
+	byURL := c.callbackURL(t.ID) != ""
+	if !byURL && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
 		return "", nil
 	}
 	calls, err := c.callsTo(ctx, t.Request.Target)
@@ -129,11 +130,8 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	}
 	for i := range calls {
 		b := &calls[i]
-		if cb != "" {
-			if b.ID == a.ID {
-				continue
-			}
-			if b.CallbackURL == cb {
+		if byURL {
+			if b.ID != a.ID && c.namesTransfer(b.CallbackURL, t.ID) {
 				return b.ID, nil
 			}
 			continue

@@ -176,6 +176,24 @@ func (c *Client) callbackURL(transferID string) string {
 	return u
 }
 
+// namesTransfer reports whether a listed call's callbackUrl is one that
+// transfer transferID gave its calls. Replicas may each have a PublicURL
+// of their own, and the process that sent the transfer may not be the one
+// that resumed it, so the base is not compared: what follows it (the
+// callback path, the transfer id and its token, which every replica signs
+// alike) names the transfer, and no other. Without a PublicURL this
+// process cannot tell the token, and names nothing.
+func (c *Client) namesTransfer(callbackURL, transferID string) bool {
+	if c.publicURL == "" {
+		return false
+	}
+	suffix := CallbackPath + transferID
+	if c.callbackToken != nil {
+		suffix += "/" + c.callbackToken(transferID)
+	}
+	return strings.HasSuffix(callbackURL, suffix)
+}
+
 // APIError is a non-2xx answer of the Catapult API:
 // {"category", "code", "message", "details": [{"name", "value"}]}.
 type APIError struct {

@@ -352,6 +352,41 @@ func TestCallbackURL(t *testing.T) {
 	}
 }
 
+// A callbackUrl names its transfer whichever replica's public URL it
+// starts with, and no other transfer; a process without a public URL
+// cannot tell the token, and takes no callbackUrl for a transfer's.
+func TestNamesTransfer(t *testing.T) {
+	token := func(id string) string { return "acme.mac-of-" + id }
+	c, err := New(Config{UserID: "u-1", APIToken: "t", APISecret: "s", PublicURL: "https://replica-2.example.com/",
+		CallbackToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for url, want := range map[string]bool{
+		c.callbackURL("tr_X"): true,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_X/acme.mac-of-tr_X":     true,
+		"http://10.0.0.7:8080/base/callbacks/bandwidth/tr_X/acme.mac-of-tr_X":         true,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_AX/acme.mac-of-tr_AX":   false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_Y/acme.mac-of-tr_Y":     false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_X/other.mac-of-tr_X":    false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_X":                      false,
+		"https://replica-1.example.com/callbacks/netsapiens/tr_X/acme.mac-of-tr_X":    false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_X/acme.mac-of-tr_X?x=1": false,
+		"": false,
+	} {
+		if got := c.namesTransfer(url, "tr_X"); got != want {
+			t.Errorf("namesTransfer(%q, tr_X) = %t, want %t", url, got, want)
+		}
+	}
+	polling, err := New(Config{UserID: "u-1", APIToken: "t", APISecret: "s", CallbackToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if polling.namesTransfer(c.callbackURL("tr_X"), "tr_X") {
+		t.Error("a process without a public URL took a callbackUrl for its transfer's")
+	}
+}
+
 // bridgedBeforeEnd takes an ended caller's call for connected to the
 // target only when the times show the target answered first and no
 // whisper could have held the bridge back; anything it cannot tell is not.

@@ -88,6 +88,7 @@ type harness struct {
 	logs   *syncBuffer
 	reg    *prometheus.Registry
 	public string // PublicURL, when callbacks are served
+	apiURL string // the simulator's API, as the client's BaseURL
 	mu     sync.Mutex
 	// callbacks is the client's CallbackHandler, served once built.
 	callbacks http.Handler
@@ -164,9 +165,11 @@ func setup(t *testing.T, o options) *harness {
 		h.public = cbSrv.URL
 	}
 
-	client, err := bandwidth.New(bandwidth.Config{BaseURL: srv.URL + basePath, UserID: userID,
+	h.apiURL = srv.URL + basePath
+	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID,
 		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
-		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, Metrics: apiclient.NewMetrics(h.reg)})
+		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public,
+		Metrics: apiclient.NewMetrics(h.reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
