@@ -8,8 +8,8 @@
 // Every point runs on each of the sides (sides_test.go): the simulators'
 // defaults, and two sets of the other answers to what the reference notes
 // could only guess, one polled and one with the providers' callbacks (on
-// PostgreSQL, the polled ones). The sides run in parallel, each with a
-// pbxsim of its own.
+// PostgreSQL, each replica with a public URL of its own). The sides run in
+// parallel, each with a pbxsim of its own.
 //
 // The package has no non-test code. Run it with
 //

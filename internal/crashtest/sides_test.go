@@ -25,7 +25,9 @@ type side struct {
 	// callbacks runs transferd with TRANSFERD_PUBLIC_URL on a loopback
 	// address that the restarted process binds again: Bandwidth posts call
 	// events and nssim's event subscriptions post what changed, and both
-	// are lost while transferd is down.
+	// are lost while transferd is down. The replicas on PostgreSQL each
+	// have an address of their own, and the dead one's is never bound
+	// again.
 	callbacks bool
 	// base is the side's own pbxsim (start): the sides run in parallel.
 	base string
@@ -114,10 +116,11 @@ func (s side) start(t *testing.T) side {
 // ctx is parent talking to the side's pbxsim (withSim).
 func (s side) ctx(parent context.Context) context.Context { return withSim(parent, s.base) }
 
-// env is what a case's transferd processes add to their environment on
-// this side: the side's pbxsim as both providers, and, with callbacks,
-// one loopback address for all of them, so that the URLs in the
-// providers' hands stay good across the restart.
+// env is what a transferd process adds to its environment on this side:
+// the side's pbxsim as both providers, and, with callbacks, a loopback
+// address picked at each call. A case's processes that stand for one
+// restarted process share one env, so that the URLs in the providers'
+// hands stay good across the restart; replicas call it each.
 func (s side) env(t *testing.T) []string {
 	t.Helper()
 	env := []string{"TRANSFERD_NETSAPIENS_BASE_URL=" + s.base + pbxsim.NetSapiensAPIPath,
