@@ -53,6 +53,9 @@ const (
 	// stormConsultTimeout is every request's consult_timeout: short, so that
 	// a target that never answers does not make the storm slow.
 	stormConsultTimeout = "4s"
+	// stormLeaseTTL is the replicas' TRANSFERD_LEASE_TTL: short, so that a
+	// dead replica's transfers are taken over within seconds.
+	stormLeaseTTL = 3 * time.Second
 )
 
 // stormEnv is the configuration of the storm's transferd: fast polling, a
@@ -154,15 +157,30 @@ func TestStorm(t *testing.T) {
 	default:
 		t.Fatalf("TRANSFERD_STORM_STORE: %q is neither sqlite nor postgres", store)
 	}
+	replicas, err := envInt("TRANSFERD_STORM_REPLICAS", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replicas > 1 {
+		if store != "postgres" {
+			t.Fatal("TRANSFERD_STORM_REPLICAS needs TRANSFERD_STORM_STORE=postgres: replicas share a PostgreSQL database")
+		}
+		replay += fmt.Sprintf("TRANSFERD_STORM_REPLICAS=%d ", replicas)
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
 			label += " (random)"
 		}
+		where := store
+		if replicas > 1 {
+			where = fmt.Sprintf("%s, %d replicas", store, replicas)
+			label += fmt.Sprintf(" (%d replicas)", replicas)
+		}
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
-			label, store, replay, s.seed)
+			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store)
+			runStorm(t, s.seed, label, n, conc, store, replicas)
 		})
 	}
 }
@@ -332,38 +350,61 @@ func drawGuesses(seed uint64) stormGuesses {
 
 // --- transferd under fire ------------------------------------------------------------------------
 
-// fleet is the storm's one transferd, killed and restarted on the same data
-// directory and instance id. Workers always talk to the current process.
+// fleet is the storm's transferd: one process killed and restarted on
+// the same data directory and instance id, or, on PostgreSQL with
+// TRANSFERD_STORM_REPLICAS, several replicas on one database, one of them
+// killed at a time. A killed replica comes back half the time with its
+// instance id (a restarted pod of a StatefulSet: it resumes its own
+// transfers), else with a new one (the others take its transfers over once
+// its heartbeat expires). Workers talk to the replicas in turn, so that
+// signals and reads reach transfers another replica owns.
 type fleet struct {
 	t    *testing.T
 	env  []string
 	name string
+	// spawnEnv is what a replica adds to env: its instance id and, with
+	// provider callbacks, its address and public URL (nil: one process,
+	// env is complete).
+	spawnEnv func(slot, generation int) []string
 
 	mu      sync.Mutex
-	cur     *proc
+	slots   []*proc // the process of each replica
+	gens    []int   // the instance generation of each replica
 	all     []*proc
-	changed chan struct{} // closed when cur is replaced
+	changed chan struct{} // closed when a process is replaced
 	kills   int
+	renamed int // kills a replica came back from with a new instance id
+	turn    int
 }
 
-func newFleet(t *testing.T, env []string, name string) (*fleet, error) {
-	f := &fleet{t: t, env: env, name: name, changed: make(chan struct{})}
-	p, err := f.spawn()
-	if err != nil {
-		return nil, err
-	}
-	f.cur = p
+func newFleet(t *testing.T, env []string, name string, replicas int, spawnEnv func(slot, generation int) []string) (*fleet, error) {
+	f := &fleet{t: t, env: env, name: name, spawnEnv: spawnEnv, changed: make(chan struct{}),
+		slots: make([]*proc, replicas), gens: make([]int, replicas)}
 	t.Cleanup(f.stop)
+	for i := range replicas {
+		p, err := f.spawn(i)
+		if err != nil {
+			return nil, err
+		}
+		f.slots[i] = p
+	}
 	return f, nil
 }
 
-// spawn starts a process and waits for it to listen.
-func (f *fleet) spawn() (*proc, error) {
+// spawn starts replica slot's process and waits for it to listen.
+func (f *fleet) spawn(slot int) (*proc, error) {
 	f.mu.Lock()
 	name := fmt.Sprintf("%s#%d", f.name, len(f.all))
+	if len(f.slots) > 1 {
+		name = fmt.Sprintf("%s-r%d.%d#%d", f.name, slot, f.gens[slot], len(f.all))
+	}
+	env := f.env
+	if f.spawnEnv != nil {
+		env = append(slices.Clip(env), f.spawnEnv(slot, f.gens[slot])...)
+	}
 	f.mu.Unlock()
 	p := &proc{name: name, logs: &logWatch{}, done: make(chan struct{})}
-	p.cmd = newTransferdCmd(f.env, p.logs)
+	p.cmd = newTransferdCmd(env, p.logs)
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -394,27 +435,37 @@ func (f *fleet) spawn() (*proc, error) {
 	return p, nil
 }
 
-// current is the process to talk to and a channel closed when it changes.
+// current is the process to talk to (the replicas in turn) and a channel
+// closed when a process is replaced.
 func (f *fleet) current() (*proc, <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.cur, f.changed
+	f.turn++
+	return f.slots[f.turn%len(f.slots)], f.changed
 }
 
-// kill SIGKILLs the current process and starts the next on the same data
-// directory and instance id.
-func (f *fleet) kill() error {
+// kill SIGKILLs a replica the killer's r draws and starts the next process
+// in its place: on the same data directory and instance id, or, among
+// replicas, with a new instance id half the time.
+func (f *fleet) kill(r *rand.Rand) error {
 	f.mu.Lock()
-	p := f.cur
+	slot := r.IntN(len(f.slots))
+	p := f.slots[slot]
 	f.mu.Unlock()
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	next, err := f.spawn()
+	if len(f.slots) > 1 && r.IntN(2) == 0 {
+		f.mu.Lock()
+		f.gens[slot]++
+		f.renamed++
+		f.mu.Unlock()
+	}
+	next, err := f.spawn(slot)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.cur = next
+	f.slots[slot] = next
 	f.kills++
 	close(f.changed)
 	f.changed = make(chan struct{})
@@ -640,7 +691,7 @@ func stormRequest(c stormCase, pl placed) map[string]any {
 // runStorm runs one seed's storm, its transferd on store: its own SQLite
 // data directory, or a PostgreSQL database of its own on the server of
 // TRANSFERD_TEST_DATABASE_URL.
-func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string) {
+func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string, replicas int) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -692,20 +743,37 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	t.Logf("guesses: %s", guesses)
 	env := append(stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+guesses.joinHostname)
 	if guesses.callbacks {
-		// One address for every process of the fleet, so that the URLs in
-		// the providers' hands stay good across restarts.
-		addr, err := freeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		env = append(env, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr,
-			"TRANSFERD_CALLBACK_SECRET=storm-callback-secret-0123456789abcdef")
+		env = append(env, "TRANSFERD_CALLBACK_SECRET=storm-callback-secret-0123456789abcdef")
 	}
 	if store == "postgres" {
 		// Created before the fleet, so dropped after it stops.
 		env = append(env, "TRANSFERD_DATABASE_URL="+freshDatabase(t, os.Getenv("TRANSFERD_TEST_DATABASE_URL")))
 	}
-	fl, err := newFleet(t, env, "transferd")
+	// With callbacks, each replica's address and public URL stay the same
+	// across its restarts (the URLs in the providers' hands stay good),
+	// and a replica that comes back with a new instance id has new ones:
+	// the providers keep posting to the dead one's.
+	addrs := map[[2]int]string{}
+	spawnEnv := func(slot, gen int) []string {
+		var more []string
+		if replicas > 1 {
+			more = append(more, fmt.Sprintf("TRANSFERD_INSTANCE_ID=storm-%d-r%d-%d", seed, slot, gen),
+				"TRANSFERD_DATA_DIR="+t.TempDir(), "TRANSFERD_LEASE_TTL="+stormLeaseTTL.String())
+		}
+		if guesses.callbacks {
+			addr, ok := addrs[[2]int{slot, gen}]
+			if !ok {
+				var err error
+				if addr, err = freeAddr(); err != nil {
+					t.Error(err)
+				}
+				addrs[[2]int{slot, gen}] = addr
+			}
+			more = append(more, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr)
+		}
+		return more
+	}
+	fl, err := newFleet(t, env, "transferd", replicas, spawnEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,7 +803,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 				return
 			case <-time.After(time.Duration(3000+kr.IntN(9000)) * time.Millisecond):
 			}
-			if err := fl.kill(); err != nil {
+			if err := fl.kill(kr); err != nil {
 				killErr <- err
 				return
 			}
@@ -781,7 +849,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		t.Fatal(err)
 	}
 
-	cnt.kills = fl.kills
+	cnt.kills, cnt.renamed = fl.kills, fl.renamed
 	for _, r := range results {
 		var problems []string
 		var truth string
@@ -927,6 +995,7 @@ func stepLines(tr *transfer) string {
 // stormCounts is the storm's one line of counts.
 type stormCounts struct {
 	transfers, violations, kills int
+	renamed                      int // kills a replica came back from with a new instance id
 	outages                      atomic.Int32
 	byOutcome                    map[string]int
 	restored, unverified         int
@@ -972,8 +1041,12 @@ func (c *stormCounts) line(label string) string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, c.byOutcome[k]))
 	}
-	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %d; read outages %d; violations %d; %s",
-		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, c.kills, c.outages.Load(), c.violations, c.took.Round(100*time.Millisecond))
+	kills := strconv.Itoa(c.kills)
+	if c.renamed > 0 {
+		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
+	}
+	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; violations %d; %s",
+		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), c.violations, c.took.Round(100*time.Millisecond))
 }
 
 // --- the checks against the ground truth ---------------------------------------------------------
