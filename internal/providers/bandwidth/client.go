@@ -182,7 +182,8 @@ func (c *Client) callbackURL(transferID string) string {
 // that resumed it, so the base is not compared: what follows it (the
 // callback path, the transfer id and its token, which every replica signs
 // alike) names the transfer, and no other. Without a PublicURL this
-// process cannot tell the token, and names nothing.
+// process looks for legs as polling does (searchTransferLeg), and takes no
+// callbackUrl for a transfer's.
 func (c *Client) namesTransfer(callbackURL, transferID string) bool {
 	if c.publicURL == "" {
 		return false

@@ -354,7 +354,8 @@ func TestCallbackURL(t *testing.T) {
 
 // A callbackUrl names its transfer whichever replica's public URL it
 // starts with, and no other transfer; a process without a public URL
-// cannot tell the token, and takes no callbackUrl for a transfer's.
+// looks for legs as polling does, and takes no callbackUrl for a
+// transfer's.
 func TestNamesTransfer(t *testing.T) {
 	token := func(id string) string { return "acme.mac-of-" + id }
 	c, err := New(Config{UserID: "u-1", APIToken: "t", APISecret: "s", PublicURL: "https://replica-2.example.com/",
