@@ -758,7 +758,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		var more []string
 		if replicas > 1 {
 			more = append(more, fmt.Sprintf("TRANSFERD_INSTANCE_ID=storm-%d-r%d-%d", seed, slot, gen),
-				"TRANSFERD_DATA_DIR="+t.TempDir(), "TRANSFERD_LEASE_TTL="+stormLeaseTTL.String())
+				"TRANSFERD_LEASE_TTL="+stormLeaseTTL.String())
 		}
 		if guesses.callbacks {
 			addr, ok := addrs[[2]int{slot, gen}]
