@@ -501,10 +501,10 @@ func (f *fleet) linesAbout(id string) []string {
 	return out
 }
 
-// do runs one request against the current process, and again against its
-// successor when the process died under it (no answer): everything the
-// storm sends is safe to repeat (creates carry an Idempotency-Key). An
-// answer, whatever its status, is returned.
+// do runs one request against the current process, and again (against its
+// successor, or the next replica) when the process died under it (no
+// answer): everything the storm sends is safe to repeat (creates carry an
+// Idempotency-Key). An answer, whatever its status, is returned.
 func (f *fleet) do(ctx context.Context, req func(*proc) error) error {
 	for {
 		p, changed := f.current()
