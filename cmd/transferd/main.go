@@ -207,6 +207,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	registerConfigInfo(reg, &cfg, signer)
 	// build makes one provider account's adapter with its own request
 	// budget and, for Bandwidth, callback URLs signed for its tenant.
 	build := func(tenant string, a account) (orchestrator.Provider, error) {

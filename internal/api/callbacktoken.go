@@ -38,6 +38,13 @@ const (
 	TokenSubscription = "netsapiens-subscription"
 )
 
+// ID names the secret without telling anything of it: the first 12
+// characters of its HMAC in a domain of its own, the same on every replica
+// that shares the secret and different, but for a chance of one in 2^72,
+// on one that does not. Operators compare it across replicas
+// (transferd_config_info); it authenticates nothing.
+func (s *CallbackSigner) ID() string { return s.mac("secret-id", "", "")[:12] }
+
 // Token returns "<tenant>.<mac>" for id under purpose.
 func (s *CallbackSigner) Token(purpose, tenant, id string) string {
 	return tenant + "." + s.mac(purpose, tenant, id)

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"cmp"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+)
+
+// registerConfigInfo exports transferd_config_info, always 1, labelled with
+// the settings every replica of a deployment must share, so that a
+// Prometheus rule can see replicas that disagree (a rolling change that
+// stalled, a Secret edited for one pod). Each disagreement breaks something
+// only after a takeover, or only for the events that land on the other
+// replica: a survivor signs tokens another did not, and cannot know a dead
+// replica's Bandwidth legs by the token in their callbackUrl; one without
+// a public URL looks for legs that one with it sent otherwise; a NetSapiens
+// join's second form names the core the sending replica names second.
+// callback_secret is the secret's ID (a keyed digest, never the secret),
+// or "none" when none is configured: each process then signs with a
+// random one of its own, and nothing is posted to it outside demo mode.
+func registerConfigInfo(reg prometheus.Registerer, cfg *config, signer *api.CallbackSigner) {
+	secret := "none"
+	if cfg.CallbackSecret != "" {
+		secret = signer.ID()
+	}
+	callbacks := "off"
+	if cfg.PublicURL != "" {
+		callbacks = "on"
+	}
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "transferd_config_info",
+		Help: "Always 1; its labels are settings every replica must share: the callback secret's ID (never the secret), " +
+			"whether providers post callbacks (TRANSFERD_PUBLIC_URL set), and the NetSapiens join's first hostname.",
+	}, []string{"callback_secret", "callbacks", "netsapiens_join_hostname"})
+	g.WithLabelValues(secret, callbacks, cmp.Or(cfg.NetSapiensJoinHost, netsapiens.JoinHostnameCaller)).Set(1)
+	reg.MustRegister(g)
+}
