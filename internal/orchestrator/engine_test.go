@@ -395,8 +395,15 @@ func TestFailures(t *testing.T) {
 
 		{name: "complete rejected", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderRejected), 1) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+		// A join that failed on the way may or may not have reached the
+		// provider: once a reading shows it did not take, it is sent again
+		// (it failed the transfer before), for as long as the step's
+		// patience lasts.
 		{name: "complete unavailable", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderUnavailable), 1) },
-			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, restored: false, actions: []string{locate, hold, dial, complete, complete}},
+		{name: "complete unavailable past the step's patience", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderUnavailable), -1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold},
+			retried: true},
 		// The join happened but its response was lost: the provider's state
 		// says so, and the consult leg (now the caller's) is not hung up.
 		{name: "complete response lost", setup: func(f *fake) { f.LoseResponse(complete, fakeErr(complete, orchestrator.KindTimeout), 1) },

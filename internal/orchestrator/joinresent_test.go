@@ -19,11 +19,13 @@ import (
 // PBX does a join that names the wrong core server; with ignoreAll it
 // takes neither. refuseSecond, when set, is the answer to every second
 // form. Once refusing is set, every join is refused before it is counted.
+// The failNth'th join (from 1) is answered 503 without reaching the PBX.
 type formPBX struct {
 	*orchestratortest.Fake
 	wantSecond   bool
 	ignoreAll    bool
 	refuseSecond error
+	failNth      int
 
 	mu       sync.Mutex
 	refusing bool
@@ -40,7 +42,11 @@ func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error 
 		return orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))
 	}
 	p.forms = append(p.forms, second)
+	failed := len(p.forms) == p.failNth
 	p.mu.Unlock()
+	if failed {
+		return orchestrator.E("fake.complete", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
+	}
 	if second && p.refuseSecond != nil {
 		return p.refuseSecond
 	}
@@ -203,5 +209,48 @@ func TestJoinInterruptedIsJudgedPastAShorterVerifyTimeout(t *testing.T) {
 	}
 	if got := p.sent(); !slices.Equal(got, []bool{false}) {
 		t.Errorf("joins sent (second form?): %v; want the first form once", got)
+	}
+}
+
+// A join that failed on the way (a 5xx, a 429, no answer) may or may not
+// have reached the PBX. Once a reading shows it did not take, it is sent
+// again in the same form, as a stopped process's is. Found by the storm on
+// replicas (seed 2822048787127622, a PBX that wants the consult's core and
+// ignores the caller's): a first form that never reached the PBX was taken
+// for ignored, and the other form, which that PBX ignores, was sent in its
+// place; the transfer failed provider_error, "neither took". Without the
+// resend the first case sends the other form and fails, and the third
+// (the second form failed on the way) fails provider_unavailable at the
+// verification timeout. The second case costs one more window: the first
+// form went out, was ignored, and is sent again before the other.
+func TestJoinFailedOnTheWayIsSentAgainInTheSameForm(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		failNth    int
+		wantSecond bool
+		forms      []bool // the joins sent, the failed one included
+	}{
+		{"the first form, which the PBX takes, failed on the way", 1, false, []bool{false, false}},
+		{"the first form, which the PBX ignores, failed on the way", 1, true, []bool{false, false, true}},
+		{"the second form, which the PBX takes, failed on the way", 2, true, []bool{false, true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: tc.wantSecond, failNth: tc.failNth}
+			e := joinAgainEngine(t, p)
+			tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+			if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
+				t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
+			}
+			if got := p.sent(); !slices.Equal(got, tc.forms) {
+				t.Errorf("joins sent (second form?): %v; want %v", got, tc.forms)
+			}
+			if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerTransferred {
+				t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+			}
+		})
 	}
 }

@@ -565,7 +565,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	// with the shipped settings (15 s step timeout, 5 s visibility window,
 	// 15 s verification) would otherwise fail before it could be judged,
 	// never sent again.
-	again := stepInterrupted(en, StepTransfer) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
+	again := stepInterrupted(en, StepTransfer) || joinFailedOnTheWay(t) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
 	settled := e.joinSettledAt(t)
 	within := e.cfg.VerifyTimeout
 	if again {
@@ -623,16 +623,23 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
-	case t.Seen.NotJoined && stepInterrupted(en, StepTransfer):
-		// A stopped process saved the join's intent and not its answer:
-		// whether it went out at all is unknown, and a reading taken once
-		// it could have applied shows it did not take. Sent again, in the
+	case t.Seen.NotJoined && (stepInterrupted(en, StepTransfer) || (joinFailedOnTheWay(t) && e.patient(en))):
+		// A stopped process saved the join's intent and not its answer,
+		// or the join failed on the way (a 5xx, a 429, no answer): whether
+		// it reached the provider is unknown, and a reading taken once it
+		// could have applied shows it did not take. Sent again, in the
 		// same form, as never sent: a form that went out and was ignored
 		// is followed by the second as usual, and one that never went out
 		// is not skipped for the other (which a PBX that wants this one
-		// ignores). Until the new one is accepted the record keeps this
-		// one (joinBefore), so that no saved record shows no join sent.
-		e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending it again")
+		// ignores), nor given up on where there is no other. Failures on
+		// the way are sent again for as long as the step's patience lasts.
+		// Until the new one is accepted the record keeps this one
+		// (joinBefore), so that no saved record shows no join sent.
+		if stepInterrupted(en, StepTransfer) {
+			e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending it again")
+		} else {
+			e.note(en, StepReconcile, "the join failed on the way and did not take; sending it again")
+		}
 		en.joinBefore = t.Sent.Join
 		t.Sent.Join, t.Seen.NotJoined = time.Time{}, false
 		return e.completing(ctx, en)
@@ -1025,6 +1032,14 @@ func joinNotSent(en *entry) {
 func stepInterrupted(en *entry, name string) bool {
 	s := en.t.lastStep(name)
 	return s != nil && s.Status == StepStarted && en.resumed
+}
+
+// joinFailedOnTheWay reports whether the transfer's last join failed with
+// an error that does not say whether it reached the provider (a 5xx, a
+// 429, no answer): the join may or may not have been applied.
+func joinFailedOnTheWay(t *Transfer) bool {
+	s := t.lastStep(StepTransfer)
+	return s != nil && s.Status == StepFailed && transient(s.Err()) && !t.Sent.Join.IsZero()
 }
 
 // joinUnknown reports whether what the transfer sent may have connected

@@ -318,10 +318,14 @@ func TestAttendedFailureAtEachStepCompensates(t *testing.T) {
 				return method == http.MethodPost && strings.HasSuffix(path, "/bridges/"+e.b1) && strings.Contains(body, `"bridgeAudio":true`)
 			}, bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 403, Code: "bridge-callIds-overflow", Count: 1})
 		}, 403, orchestrator.ReasonProviderError, []string{"hangup_consult", "unhold"}},
+		// Every join unavailable (each attempt of each send): a join that
+		// failed on the way is sent again once a reading shows it did not
+		// take, for as long as the step's patience lasts, then undone.
 		{"join unavailable", func(h *harness, e env) {
-			h.faultAt(func(method, path, body string) bool {
-				return method == http.MethodPost && strings.HasSuffix(path, "/bridges/"+e.b1) && strings.Contains(body, `"bridgeAudio":true`)
-			}, bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 503, Count: 3})
+			h.faultEach(func(method, path, body string) bool {
+				return method == http.MethodPost && strings.HasSuffix(path, "/bridges/"+e.b1) && strings.Contains(body, `"bridgeAudio":true`) &&
+					!strings.Contains(body, e.g) // the join, not the unhold (the agent back with the caller)
+			}, bwsim.Fault{Operation: bwsim.OpUpdateBridge, Status: 503, Count: 1})
 		}, 503, orchestrator.ReasonProviderUnavailable, []string{"hangup_consult", "unhold"}},
 	}
 	for _, tc := range cases {
