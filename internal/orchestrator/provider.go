@@ -61,8 +61,9 @@ type JoinExplainer interface {
 // the first was accepted and a reading showed it did not take
 // (Seen.NotJoined, a visibility window after it). JoinAgain reports
 // whether there is one for t; Complete sends the second form when
-// t.Sent.JoinFirst is set. The engine sends it once (again only when the
-// process that sent it stopped before saving its answer). NetSapiens:
+// t.Sent.JoinFirst is set. The engine sends it once (again only when it
+// may never have reached the provider: the process that sent it stopped
+// before saving its answer, or it failed on the way). NetSapiens:
 // the join names the other call's core server, where the two calls are
 // on different cores and which one the PBX wants is undocumented.
 type JoinRetrier interface {
@@ -213,8 +214,11 @@ type Provider interface {
 	// target (announced) and returns the leg's ids.
 	Dial(ctx context.Context, t *Transfer) (LegRef, error)
 	// Complete joins caller and target (only when Flow.Join). The engine
-	// sends it once, and a second time only to a JoinRetrier whose first
-	// form a reading showed did not take (Transfer.Sent.JoinFirst set).
+	// sends it once, a second time only to a JoinRetrier whose first form
+	// a reading showed did not take (Transfer.Sent.JoinFirst set), and a
+	// form again only where it may never have reached the provider and a
+	// reading showed it did not take (a stopped process's, or one that
+	// failed on the way).
 	Complete(ctx context.Context, t *Transfer) error
 	// HangupConsult ends every leg of the transfer's consult that the
 	// provider shows now, whatever its state, and undoes what Dial set up

@@ -24,7 +24,8 @@ import (
 //     answer lost: that is resolved by watching. A join is sent again
 //     only once a reading taken after it could have applied shows it did
 //     not take: in its second form (JoinRetrier), or in the same form
-//     when the process that sent it stopped before saving its answer.
+//     when it may never have reached the provider (the process that sent
+//     it stopped before saving its answer, or it failed on the way).
 //   - A join whose effect is unknown is never undone. It is verified for
 //     VerifyTimeout; a provider that cannot be read about it for that long
 //     ends the transfer unverified, and the sweeper verifies it from then.
@@ -87,9 +88,10 @@ type entry struct {
 	entered      time.Time // when t entered its state (in this process)
 	resumed      bool      // another process drove it before
 	noted        bool      // the resume was recorded
-	// joinBefore: the join a stopped process may have sent, which a
-	// reading showed did not take, while it is sent again (see
-	// completing); what the record says went out if the new one does not.
+	// joinBefore: the join a stopped process may have sent, or one that
+	// failed on the way, which a reading showed did not take, while it is
+	// sent again (see completing); what the record says went out if the
+	// new one does not.
 	joinBefore time.Time
 
 	held    bool // counted in the callers-on-hold gauge
@@ -668,7 +670,8 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	default:
 		wait := since.Add(within).Sub(e.now())
 		if !t.Seen.NotJoined && again && at.Before(settled) {
-			// A join sent again (a stopped process's, or the second form)
+			// A join sent again (a stopped process's, one that failed on
+			// the way, or the second form)
 			// waits on a reading that can show the last did not take: one
 			// taken once it could have applied.
 			if d := settled.Sub(e.now()); d > 0 {
@@ -1013,10 +1016,11 @@ func joinsAgain(en *entry) bool {
 }
 
 // joinNotSent records that the join last decided was not sent. Where it
-// was sent again after a stopped process's (joinBefore), or was the
-// second form (JoinRetrier), an earlier one may have gone out and did not
-// take: the record says so again, so that what follows (a recovery, a
-// hang-up of the consult after a join) knows a join went out.
+// was sent again after a stopped process's or one that failed on the way
+// (joinBefore), or was the second form (JoinRetrier), an earlier one may
+// have gone out and did not take: the record says so again, so that what
+// follows (a recovery, a hang-up of the consult after a join) knows a join
+// went out.
 func joinNotSent(en *entry) {
 	t := en.t
 	t.Sent.Join = cmp.Or(en.joinBefore, t.Sent.JoinFirst)
