@@ -671,9 +671,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		wait := since.Add(within).Sub(e.now())
 		if !t.Seen.NotJoined && again && at.Before(settled) {
 			// A join sent again (a stopped process's, one that failed on
-			// the way, or the second form)
-			// waits on a reading that can show the last did not take: one
-			// taken once it could have applied.
+			// the way, or the second form) waits on a reading that can
+			// show the last did not take: one taken once it could have
+			// applied.
 			if d := settled.Sub(e.now()); d > 0 {
 				wait = min(wait, d)
 			} else if _, _, _, ok := e.reading(en, settled); !ok {
