@@ -60,6 +60,22 @@ func (p *formPBX) sent() []bool {
 	return slices.Clone(p.forms)
 }
 
+// assertJoinedAfter checks that the transfer ended completed, verified,
+// with the PBX showing the caller with the target, after the joins forms
+// (whether each was the second form) reached p.
+func assertJoinedAfter(t *testing.T, p *formPBX, end *orchestrator.Transfer, forms []bool) {
+	t.Helper()
+	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
+	}
+	if got := p.sent(); !slices.Equal(got, forms) {
+		t.Errorf("joins sent (second form?): %v; want %v", got, forms)
+	}
+	if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+}
+
 // stopAndResume runs a transfer on an engine (cfg, owner "x") whose
 // process stops at the first crash point stop accepts (its worker blocks
 // there for good, as if killed; atStop runs first), then opens a second
@@ -151,15 +167,7 @@ func TestJoinInterruptedIsSentAgainInTheSameForm(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: tc.wantSecond}
 			end, _ := stopAt(t, p, tc.point, tc.nth, 2*time.Second, nil)
-			if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
-				t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
-			}
-			if got := p.sent(); !slices.Equal(got, tc.forms) {
-				t.Errorf("joins sent (second form?): %v; want %v", got, tc.forms)
-			}
-			if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerTransferred {
-				t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
-			}
+			assertJoinedAfter(t, p, end, tc.forms)
 		})
 	}
 }
@@ -242,15 +250,7 @@ func TestJoinFailedOnTheWayIsSentAgainInTheSameForm(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-			if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
-				t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
-			}
-			if got := p.sent(); !slices.Equal(got, tc.forms) {
-				t.Errorf("joins sent (second form?): %v; want %v", got, tc.forms)
-			}
-			if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerTransferred {
-				t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
-			}
+			assertJoinedAfter(t, p, end, tc.forms)
 		})
 	}
 }
