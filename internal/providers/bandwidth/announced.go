@@ -120,7 +120,7 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	if id := c.causes.leg(t.ID); id != "" && id != a.ID {
 		return id, nil
 	}
-	byURL := c.callbackURL(t.ID) != ""
+	byURL := c.publicURL != ""
 	if !byURL && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
 		return "", nil
 	}
@@ -128,10 +128,11 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	if err != nil {
 		return "", err
 	}
+	ours := c.namesTransfer(t.ID)
 	for i := range calls {
 		b := &calls[i]
 		if byURL {
-			if b.ID != a.ID && c.namesTransfer(b.CallbackURL, t.ID) {
+			if b.ID != a.ID && ours(b.CallbackURL) {
 				return b.ID, nil
 			}
 			continue
@@ -250,7 +251,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	// a listing with no leg that may be ours shows A is not connected to
 	// one; a listing with one cannot tell (mayHaveTaken).
 	undecidable := false
-	if !aGone && a.state() == stateActive && legUnknown && id == "" && a.TransferTo == "" && c.callbackURL(t.ID) == "" {
+	if !aGone && a.state() == stateActive && legUnknown && id == "" && a.TransferTo == "" && c.publicURL == "" {
 		if undecidable, err = c.mayHaveTaken(ctx, t, a); err != nil {
 			return obs, err
 		}

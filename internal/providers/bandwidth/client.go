@@ -169,30 +169,33 @@ func (c *Client) callbackURL(transferID string) string {
 	if c.publicURL == "" {
 		return ""
 	}
-	u := c.publicURL + CallbackPath + transferID
-	if c.callbackToken != nil {
-		u += "/" + c.callbackToken(transferID)
-	}
-	return u
+	return c.publicURL + c.callbackSuffix(transferID)
 }
 
-// namesTransfer reports whether a listed call's callbackUrl is one that
+// callbackSuffix is what follows PublicURL in the callbackUrl of a
+// transfer's calls: the callback path, the transfer id and its token.
+func (c *Client) callbackSuffix(transferID string) string {
+	s := CallbackPath + transferID
+	if c.callbackToken != nil {
+		s += "/" + c.callbackToken(transferID)
+	}
+	return s
+}
+
+// namesTransfer returns whether a listed call's callbackUrl is one that
 // transfer transferID gave its calls. Replicas may each have a PublicURL
 // of their own, and the process that sent the transfer may not be the one
-// that resumed it, so the base is not compared: what follows it (the
-// callback path, the transfer id and its token, which every replica signs
-// alike) names the transfer, and no other. Without a PublicURL this
-// process looks for legs as polling does (searchTransferLeg), and takes no
-// callbackUrl for a transfer's.
-func (c *Client) namesTransfer(callbackURL, transferID string) bool {
+// that resumed it, so the base is not compared: what follows it
+// (callbackSuffix, which every replica signs alike) names the transfer,
+// and no other. The token is computed once for a whole listing. Without a
+// PublicURL this process looks for legs as polling does
+// (searchTransferLeg), and takes no callbackUrl for a transfer's.
+func (c *Client) namesTransfer(transferID string) func(callbackURL string) bool {
 	if c.publicURL == "" {
-		return false
+		return func(string) bool { return false }
 	}
-	suffix := CallbackPath + transferID
-	if c.callbackToken != nil {
-		suffix += "/" + c.callbackToken(transferID)
-	}
-	return strings.HasSuffix(callbackURL, suffix)
+	suffix := c.callbackSuffix(transferID)
+	return func(callbackURL string) bool { return strings.HasSuffix(callbackURL, suffix) }
 }
 
 // APIError is a non-2xx answer of the Catapult API:

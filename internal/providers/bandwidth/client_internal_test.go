@@ -375,7 +375,7 @@ func TestNamesTransfer(t *testing.T) {
 		"https://replica-1.example.com/callbacks/bandwidth/tr_X/acme.mac-of-tr_X?x=1": false,
 		"": false,
 	} {
-		if got := c.namesTransfer(url, "tr_X"); got != want {
+		if got := c.namesTransfer("tr_X")(url); got != want {
 			t.Errorf("namesTransfer(%q, tr_X) = %t, want %t", url, got, want)
 		}
 	}
@@ -383,7 +383,7 @@ func TestNamesTransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if polling.namesTransfer(c.callbackURL("tr_X"), "tr_X") {
+	if polling.namesTransfer("tr_X")(c.callbackURL("tr_X")) {
 		t.Error("a process without a public URL took a callbackUrl for its transfer's")
 	}
 }
