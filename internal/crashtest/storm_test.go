@@ -362,9 +362,9 @@ type fleet struct {
 	t    *testing.T
 	env  []string
 	name string
-	// spawnEnv is what a replica adds to env: its instance id and, with
-	// provider callbacks, its address and public URL (nil: one process,
-	// env is complete).
+	// spawnEnv is what a replica's process adds to env: among replicas,
+	// its instance id and lease; with provider callbacks, its address and
+	// public URL.
 	spawnEnv func(slot, generation int) []string
 
 	mu      sync.Mutex
@@ -398,10 +398,7 @@ func (f *fleet) spawn(slot int) (*proc, error) {
 	if len(f.slots) > 1 {
 		name = fmt.Sprintf("%s-r%d.%d#%d", f.name, slot, f.gens[slot], len(f.all))
 	}
-	env := f.env
-	if f.spawnEnv != nil {
-		env = append(slices.Clip(env), f.spawnEnv(slot, f.gens[slot])...)
-	}
+	env := append(slices.Clip(f.env), f.spawnEnv(slot, f.gens[slot])...)
 	f.mu.Unlock()
 	p := &proc{name: name, logs: &logWatch{}, done: make(chan struct{})}
 	p.cmd = newTransferdCmd(env, p.logs)

@@ -567,7 +567,8 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	// with the shipped settings (15 s step timeout, 5 s visibility window,
 	// 15 s verification) would otherwise fail before it could be judged,
 	// never sent again.
-	again := stepInterrupted(en, StepTransfer) || joinFailedOnTheWay(t) || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
+	interrupted, failedOnTheWay := stepInterrupted(en, StepTransfer), joinFailedOnTheWay(t)
+	again := interrupted || failedOnTheWay || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
 	settled := e.joinSettledAt(t)
 	within := e.cfg.VerifyTimeout
 	if again {
@@ -625,7 +626,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
-	case t.Seen.NotJoined && (stepInterrupted(en, StepTransfer) || (joinFailedOnTheWay(t) && e.patient(en))):
+	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
 		// A stopped process saved the join's intent and not its answer,
 		// or the join failed on the way (a 5xx, a 429, no answer): whether
 		// it reached the provider is unknown, and a reading taken once it
@@ -637,7 +638,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		// the way are sent again for as long as the step's patience lasts.
 		// Until the new one is accepted the record keeps this one
 		// (joinBefore), so that no saved record shows no join sent.
-		if stepInterrupted(en, StepTransfer) {
+		if interrupted {
 			e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending it again")
 		} else {
 			e.note(en, StepReconcile, "the join failed on the way and did not take; sending it again")
