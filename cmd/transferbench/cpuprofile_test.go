@@ -99,3 +99,47 @@ func TestCPUProfileNeedsThroughput(t *testing.T) {
 		t.Fatalf("run: %v, want -cpuprofile refused without the throughput scenario", err)
 	}
 }
+
+func TestHeapProfileNeedsParked(t *testing.T) {
+	err := run(context.Background(), []string{"-scenarios", "throughput", "-heapprofile", filepath.Join(t.TempDir(), "heap.pprof")}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "-heapprofile") {
+		t.Fatalf("run: %v, want -heapprofile refused without the parked scenario", err)
+	}
+}
+
+func TestHeapProfilePath(t *testing.T) {
+	for _, c := range []struct{ base, want string }{
+		{"", ""},
+		{"/x/heap.pprof", "/x/heap-10000-quiet.pprof"},
+		{"/x/heap", "/x/heap-10000-quiet"},
+	} {
+		if got := heapProfilePath(c.base, 10000, "quiet"); got != c.want {
+			t.Errorf("heapProfilePath(%q) = %q, want %q", c.base, got, c.want)
+		}
+	}
+}
+
+// The parked scenario, run small, takes the profiling build's heap with
+// its transfers parked: a profile pprof reads, of the engine's records.
+// It builds transferd and pbxsim, as a run does.
+func TestParkedHeapProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds transferd and pbxsim")
+	}
+	t.Chdir(filepath.Join("..", "..")) // builds from the repository, as a run does
+	base := filepath.Join(t.TempDir(), "heap.pprof")
+	var out, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-scenarios", "parked", "-parked", "200", "-parked-watch", "quiet",
+		"-idle-window", "10ms", "-heapprofile", base}, nil, &out, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.Bytes())
+	}
+	path := heapProfilePath(base, 200, "quiet")
+	b, err := exec.Command("go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=1000", "-show=transferd/internal/orchestrator[.]", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pprof cannot read the heap profile: %v: %s", err, b)
+	}
+	if !strings.Contains(string(b), "transferd/internal/orchestrator.") {
+		t.Errorf("the heap profile holds nothing of the engine's:\n%s", b)
+	}
+}

@@ -17,6 +17,7 @@
 //	go run ./cmd/transferbench -scenarios events     # answer→join latency, requests per transfer
 //	go run ./cmd/transferbench -scenarios throughput -floor   # and transferd with its store in memory
 //	go run ./cmd/transferbench -scenarios throughput -cpuprofile cpu.pprof   # transferd's CPU profile of the run
+//	go run ./cmd/transferbench -scenarios parked -heapprofile heap.pprof     # what transferd holds for its parked transfers
 //	go run ./cmd/transferbench -scenarios throughput -pgo cpu.pprof          # transferd built with that profile (PGO)
 package main
 
@@ -68,6 +69,7 @@ type options struct {
 	transferdEnv []string
 	pgo          string // transferd's go build -pgo
 	cpuprofile   string // write the throughput daemons' merged CPU profile here
+	heapprofile  string // write each parked point's live heap here (one file per point)
 	events       eventsOptions
 	hooks        *webhookReceiver // -webhooks ok or tls
 }
@@ -100,6 +102,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	naiveGaps := fs.String("naive-gaps", "", "throughput: also run the naive client pausing this long before each request, per value (its process then goes idle between requests, as transferd's does while a lone transfer waits), e.g. 1ms,40ms")
 	pgo := fs.String("pgo", "auto", "transferd's go build -pgo: auto (go build's default), off, or a profile's path (from -cpuprofile), to compare a profile-guided build with the shipped one")
 	cpuprofile := fs.String("cpuprofile", "", "throughput: build transferd with -tags cpuprofile and write its CPU profiles of the run (SQLite, and PostgreSQL with -pg), merged, to this file (for go tool pprof, or -pgo)")
+	heapprofile := fs.String("heapprofile", "", "parked: build transferd with -tags cpuprofile and write its live heap, once the transfers are parked, to this file, named apart per point (heap-10000-shipped.pprof from heap.pprof), for go tool pprof")
 	webhooks := fs.String("webhooks", "", "transferd delivers every event as a webhook: ok (to a receiver in this process that answers 204 at once), tls (the same over HTTPS) or down (to an address that refuses connections); off by default")
 	keep := fs.Bool("keep-logs", false, "keep the processes' logs and data in the temp dir and print its path")
 	naiveWorker := fs.Bool("naive-worker", false, "internal: be the naive client's process")
@@ -164,6 +167,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 	}
+	if *heapprofile != "" {
+		if !o.scenarios["parked"] {
+			return errors.New("-heapprofile profiles the parked scenario: add it to -scenarios")
+		}
+		if o.heapprofile, err = filepath.Abs(*heapprofile); err != nil {
+			return err
+		}
+	}
 	if o.noSQLite = *storePGOnly; o.noSQLite && o.pg == "" {
 		return errors.New("-store-pg-only needs -pg")
 	}
@@ -202,7 +213,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fmt.Fprintf(stdout, "transferbench: %d CPUs, %s, %s\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format(time.DateOnly))
 	var bins binaries
 	if o.scenarios["throughput"] || o.scenarios["parked"] || o.scenarios["events"] {
-		if bins, err = build(ctx, dir, buildOptions{floor: o.floor && o.scenarios["throughput"], pgo: o.pgo, profiling: o.cpuprofile != ""}); err != nil {
+		if bins, err = build(ctx, dir, buildOptions{floor: o.floor && o.scenarios["throughput"], pgo: o.pgo, profiling: o.cpuprofile != "" || o.heapprofile != ""}); err != nil {
 			return err
 		}
 	}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -72,6 +76,14 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 			return err
 		}
 		defer func() { _ = cg.remove() }()
+	}
+	heap := heapProfilePath(o.heapprofile, n, watching)
+	if heap != "" {
+		extra = append(extra, "TRANSFERD_HEAPPROFILE="+heap)
+		// A profile left by an earlier run must not pass for this one's.
+		if err := os.Remove(heap); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	d, api, err := startDaemon(b, o, daemonOptions{sim: simURL, dataDir: filepath.Join(dir, fmt.Sprintf("data-parked-%d-%s", n, watching)), apiKey: o.apiKey,
 		extra: extra, cgroup: cg}, logw)
@@ -161,6 +173,48 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, watching, float64(n)/created.Seconds(), mib(idle), mib(parked),
 		float64(parked-idle)/1024/float64(max(ok, 1)), mib(d.mem("VmHWM")), cgPeak, ooms, perMin(d.cpu()-c0),
 		float64(s1.requests()-s0.requests())*time.Minute.Seconds()/el.Seconds(), perMin(sim.cpu()-sc0), mib(sim.mem("VmRSS")))
+	if heap != "" && !d.exited() {
+		// After the readings above: the profile's collection must not
+		// change what they measure.
+		if err := takeHeapProfile(ctx, d, heap); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "  transferd's heap with %d parked (%s) written to %s\n", ok, watching, heap)
+	}
 	fmt.Fprintf(os.Stderr, "  parked %d (%s) done\n", n, watching)
 	return nil
+}
+
+// heapProfilePath names the heap profile of the parked point of n
+// transfers with the given watching: base with the point inserted before
+// its extension, or "" when the run takes none.
+func heapProfilePath(base string, n int, watching string) string {
+	if base == "" {
+		return ""
+	}
+	ext := filepath.Ext(base)
+	return fmt.Sprintf("%s-%d-%s%s", strings.TrimSuffix(base, ext), n, watching, ext)
+}
+
+// takeHeapProfile asks the profiling build of transferd for its live heap
+// (SIGUSR1) and waits until the profile is in place: transferd renames it
+// there once written whole.
+func takeHeapProfile(ctx context.Context, d *proc, path string) error {
+	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transferd wrote no heap profile to %s: %w", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

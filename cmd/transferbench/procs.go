@@ -26,7 +26,7 @@ type binaries struct{ transferd, pbxsim, floor string }
 type buildOptions struct {
 	floor     bool   // also the storefloor build
 	pgo       string // go build -pgo for transferd: auto, off, or a profile
-	profiling bool   // the shipped stores' build writes a CPU profile (-tags cpuprofile)
+	profiling bool   // the shipped stores' build can write profiles (-tags cpuprofile)
 }
 
 // build compiles transferd and pbxsim from the module that holds the
