@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -135,11 +136,31 @@ func TestParkedHeapProfile(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, stderr.Bytes())
 	}
 	path := heapProfilePath(base, 200, "quiet")
+	// The table's row gives the heap and its goal from /metrics.
+	if !regexp.MustCompile(`(?m)^ *200 +quiet +\d+ +\d+ +\d+ +[\d.]+ +\d+ / \d+ `).Match(out.Bytes()) {
+		t.Errorf("no heap / goal in the parked row:\n%s", out.Bytes())
+	}
 	b, err := exec.Command("go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=1000", "-show=transferd/internal/orchestrator[.]", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pprof cannot read the heap profile: %v: %s", err, b)
 	}
 	if !strings.Contains(string(b), "transferd/internal/orchestrator.") {
 		t.Errorf("the heap profile holds nothing of the engine's:\n%s", b)
+	}
+}
+
+func TestParseHeap(t *testing.T) {
+	text := `# HELP go_memstats_heap_alloc_bytes Number of heap bytes allocated and currently in use.
+# TYPE go_memstats_heap_alloc_bytes gauge
+go_memstats_heap_alloc_bytes 3.7748736e+07
+go_memstats_heap_alloc_bytes_total 1e+09
+go_memstats_next_gc_bytes 7.5e+07
+`
+	alloc, goal, err := parseHeap(strings.NewReader(text))
+	if err != nil || alloc != 37748736 || goal != 75000000 {
+		t.Fatalf("parseHeap = %d, %d, %v", alloc, goal, err)
+	}
+	if _, _, err := parseHeap(strings.NewReader("go_memstats_heap_alloc_bytes 1\n")); err == nil {
+		t.Fatal("no goal: no error")
 	}
 }

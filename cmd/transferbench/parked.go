@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +42,9 @@ func parkedScenario(ctx context.Context, o options, b binaries, dir string, out 
 	if o.parkedLimit > 0 {
 		fmt.Fprintf(out, "transferd runs in a memory cgroup limited to %d MiB (as a container with that limit).\n\n", o.parkedLimit>>20)
 	}
-	fmt.Fprintln(tw, "parked\twatching\tcreate/s\tRSS idle MiB\tRSS parked MiB\tKB each\tpeak RSS MiB\tcgroup peak MiB\tOOM kills\tidle CPU-s/min\tprovider reads/min\tpbxsim CPU-s/min\tpbxsim RSS MiB\t")
+	fmt.Fprintln(out, "heap / goal: the Go heap's allocated bytes and the collector's next goal, from transferd's /metrics as the RSS is read.")
+	fmt.Fprintln(out)
+	fmt.Fprintln(tw, "parked\twatching\tcreate/s\tRSS idle MiB\tRSS parked MiB\tKB each\theap / goal MiB\tpeak RSS MiB\tcgroup peak MiB\tOOM kills\tidle CPU-s/min\tprovider reads/min\tpbxsim CPU-s/min\tpbxsim RSS MiB\t")
 	for _, n := range o.parked {
 		for _, quiet := range o.parkedWatch {
 			if err := parkedPoint(ctx, o, b, dir, n, quiet, logw, tw); err != nil {
@@ -77,11 +81,11 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 		}
 		defer func() { _ = cg.remove() }()
 	}
-	heap := heapProfilePath(o.heapprofile, n, watching)
-	if heap != "" {
-		extra = append(extra, "TRANSFERD_HEAPPROFILE="+heap)
+	profile := heapProfilePath(o.heapprofile, n, watching)
+	if profile != "" {
+		extra = append(extra, "TRANSFERD_HEAPPROFILE="+profile)
 		// A profile left by an earlier run must not pass for this one's.
-		if err := os.Remove(heap); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(profile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -162,6 +166,12 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 		return fmt.Sprintf("%.2f", v.Seconds()*time.Minute.Seconds()/el.Seconds())
 	}
 	parked := d.mem("VmRSS")
+	heap := "-"
+	if alloc, goal, err := heapOf(ctx, api, o.auth()); err == nil {
+		heap = fmt.Sprintf("%s / %s", mib(alloc), mib(goal))
+	} else {
+		fmt.Fprintf(os.Stderr, "  parked %d: transferd's heap not read: %v\n", n, err)
+	}
 	ok := n - int(failed.Load())
 	if d.exited() {
 		ok = 0 // killed (out of memory?): nothing is parked any more
@@ -170,16 +180,16 @@ func parkedPoint(ctx context.Context, o options, b binaries, dir string, n int, 
 	if cg != nil {
 		cgPeak, ooms = mib(cg.peak()), fmt.Sprint(cg.ooms())
 	}
-	fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, watching, float64(n)/created.Seconds(), mib(idle), mib(parked),
-		float64(parked-idle)/1024/float64(max(ok, 1)), mib(d.mem("VmHWM")), cgPeak, ooms, perMin(d.cpu()-c0),
+	fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", ok, watching, float64(n)/created.Seconds(), mib(idle), mib(parked),
+		float64(parked-idle)/1024/float64(max(ok, 1)), heap, mib(d.mem("VmHWM")), cgPeak, ooms, perMin(d.cpu()-c0),
 		float64(s1.requests()-s0.requests())*time.Minute.Seconds()/el.Seconds(), perMin(sim.cpu()-sc0), mib(sim.mem("VmRSS")))
-	if heap != "" && !d.exited() {
+	if profile != "" && !d.exited() {
 		// After the readings above: the profile's collection must not
 		// change what they measure.
-		if err := takeHeapProfile(ctx, d, heap); err != nil {
+		if err := takeHeapProfile(ctx, d, profile); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "  transferd's heap with %d parked (%s) written to %s\n", ok, watching, heap)
+		fmt.Fprintf(os.Stderr, "  transferd's heap with %d parked (%s) written to %s\n", ok, watching, profile)
 	}
 	fmt.Fprintf(os.Stderr, "  parked %d (%s) done\n", n, watching)
 	return nil
@@ -217,4 +227,61 @@ func takeHeapProfile(ctx context.Context, d *proc, path string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// heapOf reads the Go heap's allocated bytes and the collector's next goal
+// from transferd's /metrics (client_golang's Go collector): with the RSS,
+// they tell the parked transfers' live memory from the collector's
+// headroom and what the runtime has not given back yet.
+func heapOf(ctx context.Context, api string, auth []string) (alloc, goal int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	for i := 0; i+1 < len(auth); i += 2 {
+		req.Header.Set(auth[i], auth[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return parseHeap(resp.Body)
+}
+
+// parseHeap finds go_memstats_heap_alloc_bytes and
+// go_memstats_next_gc_bytes in a Prometheus text exposition.
+func parseHeap(r io.Reader) (alloc, goal int64, err error) {
+	found := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		var dst *int64
+		switch name {
+		case "go_memstats_heap_alloc_bytes":
+			dst = &alloc
+		case "go_memstats_next_gc_bytes":
+			dst = &goal
+		}
+		if !ok || dst == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		*dst = int64(v)
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if found != 2 {
+		return 0, 0, errors.New("/metrics has no go_memstats_heap_alloc_bytes or go_memstats_next_gc_bytes")
+	}
+	return alloc, goal, nil
 }
