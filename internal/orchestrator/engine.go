@@ -998,7 +998,7 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	e.startWorkers()
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
-	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1),
+	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1),
 		counted: t.Cleanup != nil} // counted below, so that drop takes it off
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
@@ -1019,12 +1019,13 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 
 // transferLog is the logger of t's lines, built for a reconcile and
 // dropped after it.
-func (e *Engine) transferLog(t *Transfer, p Provider) zerolog.Logger {
+func (e *Engine) transferLog(t *Transfer, p Provider) *zerolog.Logger {
 	lc := e.log.With().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", p.Name())
 	if t.RequestID != "" {
 		lc = lc.Str("request_id", t.RequestID)
 	}
-	return lc.Logger()
+	l := lc.Logger()
+	return &l
 }
 
 // reclaim hands a transfer this replica just claimed to the entry it

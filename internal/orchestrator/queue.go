@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 )
@@ -9,25 +10,55 @@ import (
 // Kubernetes controller's: an id is handed to one worker at a time; an id
 // added while a worker holds it is handed out again once that worker is
 // done, so no wake-up is lost and no transfer is reconciled twice at
-// once; AddAfter schedules a wake-up with a timer (the earliest pending
-// one wins), so a waiting transfer costs a timer, not a goroutine.
+// once; AddAfter schedules a wake-up (the earliest pending one wins).
+// Wake-ups wait in a heap under one timer, set to the earliest, as
+// client-go's delaying queue keeps them: a waiting transfer costs an
+// entry of the heap, not a goroutine, nor a runtime timer and its
+// closure (about 190 bytes more each, with 10,000 transfers parked).
 type queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
 	ready      []string
 	dirty      map[string]bool // in ready, or to be re-added when done
 	processing map[string]bool
-	timers     map[string]*queueTimer
+	waiting    map[string]*wakeUp
+	wakeUps    wakeUpHeap
+	timer      *time.Timer // fires at wakeUps[0].at; nil until the first
 	closed     bool
 }
 
-type queueTimer struct {
-	t  *time.Timer
-	at time.Time
+// wakeUp is an id's pending wake-up, at its place in queue.wakeUps.
+type wakeUp struct {
+	id    string
+	at    time.Time
+	index int
+}
+
+// wakeUpHeap orders wake-ups by time, the earliest first (container/heap).
+type wakeUpHeap []*wakeUp
+
+func (h wakeUpHeap) Len() int           { return len(h) }
+func (h wakeUpHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h wakeUpHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *wakeUpHeap) Push(x any) {
+	w := x.(*wakeUp)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *wakeUpHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	w := old[n]
+	old[n] = nil
+	*h = old[:n]
+	return w
 }
 
 func newQueue() *queue {
-	q := &queue{dirty: map[string]bool{}, processing: map[string]bool{}, timers: map[string]*queueTimer{}}
+	q := &queue{dirty: map[string]bool{}, processing: map[string]bool{}, waiting: map[string]*wakeUp{}}
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
@@ -63,22 +94,52 @@ func (q *queue) AddAfter(id string, d time.Duration) {
 	if q.closed {
 		return
 	}
-	if old, ok := q.timers[id]; ok {
-		if !old.at.After(at) {
+	if w, ok := q.waiting[id]; ok {
+		if !w.at.After(at) {
 			return
 		}
-		old.t.Stop()
+		w.at = at
+		heap.Fix(&q.wakeUps, w.index)
+	} else {
+		w := &wakeUp{id: id, at: at}
+		heap.Push(&q.wakeUps, w)
+		q.waiting[id] = w
 	}
-	qt := &queueTimer{at: at}
-	qt.t = time.AfterFunc(d, func() {
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.timers[id] == qt {
-			delete(q.timers, id)
+	q.armLocked()
+}
+
+// armLocked sets the timer to the earliest wake-up. A firing that races a
+// change only finds nothing due, or more than it was set for: wake
+// takes whatever is due when it runs and sets the timer again.
+func (q *queue) armLocked() {
+	if len(q.wakeUps) == 0 {
+		if q.timer != nil {
+			q.timer.Stop()
 		}
-		q.addLocked(id)
-	})
-	q.timers[id] = qt
+		return
+	}
+	d := time.Until(q.wakeUps[0].at)
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.wake)
+		return
+	}
+	q.timer.Reset(d)
+}
+
+// wake makes every wake-up that is due ready.
+func (q *queue) wake() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	now := time.Now()
+	for len(q.wakeUps) > 0 && !q.wakeUps[0].at.After(now) {
+		w := heap.Pop(&q.wakeUps).(*wakeUp)
+		delete(q.waiting, w.id)
+		q.addLocked(w.id)
+	}
+	q.armLocked()
 }
 
 // Get blocks until an id is ready and hands it to the caller, who must
@@ -115,20 +176,22 @@ func (q *queue) Done(id string) {
 func (q *queue) Forget(id string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if qt, ok := q.timers[id]; ok {
-		qt.t.Stop()
-		delete(q.timers, id)
+	if w, ok := q.waiting[id]; ok {
+		heap.Remove(&q.wakeUps, w.index)
+		delete(q.waiting, id)
+		q.armLocked()
 	}
 }
 
-// Close wakes every Get with false and stops every timer.
+// Close wakes every Get with false and drops every pending wake-up.
 func (q *queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	for id, qt := range q.timers {
-		qt.t.Stop()
-		delete(q.timers, id)
+	clear(q.waiting)
+	q.wakeUps = nil
+	if q.timer != nil {
+		q.timer.Stop()
 	}
 	q.cond.Broadcast()
 }

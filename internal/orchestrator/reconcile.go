@@ -53,8 +53,9 @@ type entry struct {
 	// log carries the transfer's fields while a worker reconciles it; at
 	// rest it is the engine's logger, since a logger's context is a
 	// buffer of its own (half a kilobyte) that a parked transfer would
-	// keep for nothing.
-	log zerolog.Logger
+	// keep for nothing. A pointer: a zerolog.Logger is 112 bytes, which
+	// every parked transfer's entry would carry.
+	log *zerolog.Logger
 	w   *watcher
 	// cur is the record as last reconciled or saved, for readers (Wait,
 	// the watcher's Read). A stored record is never modified again.
@@ -186,7 +187,7 @@ func (e *Engine) process(id string) {
 	// works on a clone of it.
 	t := en.t
 	en.cur.Store(t)
-	en.t, en.log = nil, e.log
+	en.t, en.log = nil, &e.log
 	if en.lost || (!t.Open() && !en.saveFailing) {
 		if !en.lost {
 			e.keepFinished(t)
