@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -234,22 +235,11 @@ func takeHeapProfile(ctx context.Context, d *proc, path string) error {
 // they tell the parked transfers' live memory from the collector's
 // headroom and what the runtime has not given back yet.
 func heapOf(ctx context.Context, api string, auth []string) (alloc, goal int64, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/metrics", nil)
+	b, err := send(ctx, http.MethodGet, api+"/metrics", nil, http.StatusOK, auth...)
 	if err != nil {
 		return 0, 0, err
 	}
-	for i := 0; i+1 < len(auth); i += 2 {
-		req.Header.Set(auth[i], auth[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	return parseHeap(resp.Body)
+	return parseHeap(bytes.NewReader(b))
 }
 
 // parseHeap finds go_memstats_heap_alloc_bytes and

@@ -255,33 +255,38 @@ func call(ctx context.Context, method, url string, in any, want int, out any, hd
 			return err
 		}
 		body = bytes.NewReader(b)
+		hdr = append([]string{"Content-Type", "application/json"}, hdr...) // the caller's headers set last, as before
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
+	b, err := send(ctx, method, url, body, want, hdr...)
+	if err != nil || out == nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	return json.Unmarshal(b, out)
+}
+
+// send makes a request with the header pairs hdr and returns its body (up
+// to 4 MiB), or an error naming the status if it is not want.
+func send(ctx context.Context, method, url string, body io.Reader, want int, hdr ...string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return b, nil
 }
 
 func stats(ctx context.Context, sim string) (simStats, error) {
