@@ -89,6 +89,13 @@ func newEnv(t *testing.T) *env {
 // it) written to log.
 func newEnvLogging(t *testing.T, log zerolog.Logger) *env {
 	t.Helper()
+	return newEnvSigning(t, log, testSigner(t))
+}
+
+// newEnvSigning is newEnvLogging with signer checking the callbacks'
+// tokens.
+func newEnvSigning(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner) *env {
+	t.Helper()
 	fake := orchestratortest.NewFake("netsapiens")
 	reg := prometheus.NewRegistry()
 	store := memory.New()
@@ -105,7 +112,7 @@ func newEnvLogging(t *testing.T, log zerolog.Logger) *env {
 	}
 	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
 		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
-		Keys:      testKeys(t), CallbackSigner: testSigner(t)},
+		Keys:      testKeys(t), CallbackSigner: signer},
 		eng, log, reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {

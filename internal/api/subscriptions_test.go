@@ -37,8 +37,11 @@ func (f subscribedFake) ReceiveSubscription(r *http.Request, key string) error {
 }
 
 // TestSubscriptionPostsNeedTheirOwnToken: a post with the token of its
-// tenant and key reaches the account (204); a token for another key, a
-// transfer's callback token, another provider or a malformed post do not.
+// tenant and key reaches the account (204), under the signing secret or
+// the one accepted during a rotation (a subscription made before it posts
+// to a URL with the old secret's token); a token for another key, a
+// transfer's callback token, another provider, a third secret or a
+// malformed post do not.
 func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
 	fake := subscribedFake{Fake: orchestratortest.NewFake("netsapiens"), got: make(chan string, 8)}
 	reg := prometheus.NewRegistry()
@@ -54,7 +57,10 @@ func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
 			t.Errorf("engine shutdown: %v", err)
 		}
 	})
-	signer := testSigner(t)
+	signer, err := api.NewCallbackSigner(testSecret, oldSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, CallbackSigner: signer,
 		Subscriptions: map[string]api.SubscriptionReceiver{"netsapiens": fake}}, eng, zerolog.Nop(), reg, reg))
 	t.Cleanup(srv.Close)
@@ -67,6 +73,10 @@ func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
 		status          int
 	}{
 		{"its own token", path("netsapiens", "acme", good), `[{"orig_callid":"a"}]`, http.StatusNoContent},
+		{"the accepted secret's token", path("netsapiens", "acme", mustSigner(t, oldSecret).Token(api.TokenSubscription, "default", "acme")),
+			`[{"orig_callid":"a"}]`, http.StatusNoContent},
+		{"a third secret's token", path("netsapiens", "acme", mustSigner(t, newSecret).Token(api.TokenSubscription, "default", "acme")),
+			`[]`, http.StatusNotFound},
 		{"another key's token", path("netsapiens", "other", good), `[]`, http.StatusNotFound},
 		{"a transfer's callback token", path("netsapiens", "acme", signer.Token(api.TokenTransfer, "default", "acme")), `[]`, http.StatusNotFound},
 		{"another tenant's token", path("netsapiens", "acme", signer.Token(api.TokenSubscription, "other", "acme")), `[]`, http.StatusNotFound},
@@ -87,7 +97,7 @@ func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
 	for k := range fake.got {
 		keys = append(keys, k)
 	}
-	if len(keys) != 1 || keys[0] != "acme" {
-		t.Errorf("the account received posts for %v, want one for acme", keys)
+	if len(keys) != 2 || keys[0] != "acme" || keys[1] != "acme" {
+		t.Errorf("the account received posts for %v, want two for acme", keys)
 	}
 }
