@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +84,13 @@ type Config struct {
 	// transfer id under a secret every replica shares); it follows the
 	// transfer id in the callback URL. Nil leaves it out.
 	CallbackToken func(transferID string) string
-	Metrics       *apiclient.Metrics
+	// AcceptedCallbackTokens returns the tokens a transfer's callbackUrl
+	// may carry besides CallbackToken's: those of the secrets accepted
+	// while the secret is rotated (transferd:
+	// TRANSFERD_CALLBACK_SECRET_ACCEPTED). A leg another process sent
+	// before the rotation is known by them. Nil: none.
+	AcceptedCallbackTokens func(transferID string) []string
+	Metrics                *apiclient.Metrics
 	// Now is the clock rate-limit resets are measured against (default
 	// time.Now).
 	Now func() time.Time
@@ -100,6 +107,7 @@ type Client struct {
 	maxRateWait   time.Duration
 	publicURL     string
 	callbackToken func(transferID string) string
+	acceptedToken func(transferID string) []string
 	metrics       *apiclient.Metrics
 	now           func() time.Time
 	causes        *causeBook
@@ -143,7 +151,7 @@ func New(cfg Config) (*Client, error) {
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
 		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
-		publicURL: public, callbackToken: cfg.CallbackToken, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
+		publicURL: public, callbackToken: cfg.CallbackToken, acceptedToken: cfg.AcceptedCallbackTokens, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
 	}, nil
 }
 
@@ -187,15 +195,25 @@ func (c *Client) callbackSuffix(transferID string) string {
 // of their own, and the process that sent the transfer may not be the one
 // that resumed it, so the base is not compared: what follows it
 // (callbackSuffix, which every replica signs alike) names the transfer,
-// and no other. The token is computed once for a whole listing. Without a
-// PublicURL this process looks for legs as polling does
-// (searchTransferLeg), and takes no callbackUrl for a transfer's.
+// and no other; while the secret is rotated, a suffix with an accepted
+// secret's token does too (the process that sent the leg signed with
+// another secret than this one does). The tokens are computed once for a
+// whole listing. Without a PublicURL this process looks for legs as
+// polling does (searchTransferLeg), and takes no callbackUrl for a
+// transfer's.
 func (c *Client) namesTransfer(transferID string) func(callbackURL string) bool {
 	if c.publicURL == "" {
 		return func(string) bool { return false }
 	}
-	suffix := c.callbackSuffix(transferID)
-	return func(callbackURL string) bool { return strings.HasSuffix(callbackURL, suffix) }
+	suffixes := []string{c.callbackSuffix(transferID)}
+	if c.callbackToken != nil && c.acceptedToken != nil {
+		for _, token := range c.acceptedToken(transferID) {
+			suffixes = append(suffixes, CallbackPath+transferID+"/"+token)
+		}
+	}
+	return func(callbackURL string) bool {
+		return slices.ContainsFunc(suffixes, func(suffix string) bool { return strings.HasSuffix(callbackURL, suffix) })
+	}
 }
 
 // APIError is a non-2xx answer of the Catapult API:

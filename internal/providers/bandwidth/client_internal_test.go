@@ -386,6 +386,29 @@ func TestNamesTransfer(t *testing.T) {
 	if polling.namesTransfer("tr_X")(c.callbackURL("tr_X")) {
 		t.Error("a process without a public URL took a callbackUrl for its transfer's")
 	}
+
+	// While the callback secret is rotated, a token of the accepted secret
+	// names the transfer too; it is never sent.
+	rotating, err := New(Config{UserID: "u-1", APIToken: "t", APISecret: "s", PublicURL: "https://replica-2.example.com/",
+		CallbackToken:          func(id string) string { return "acme.new-mac-of-" + id },
+		AcceptedCallbackTokens: func(id string) []string { return []string{"acme.mac-of-" + id} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rotating.callbackURL("tr_X"); got != "https://replica-2.example.com/callbacks/bandwidth/tr_X/acme.new-mac-of-tr_X" {
+		t.Errorf("callbackURL while rotating = %q, want the signing token's", got)
+	}
+	for url, want := range map[string]bool{
+		rotating.callbackURL("tr_X"): true,
+		c.callbackURL("tr_X"):        true, // the accepted secret's
+		"https://replica-1.example.com/callbacks/bandwidth/tr_X/acme.other-mac-of-tr_X": false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_Y/acme.mac-of-tr_Y":       false,
+		"https://replica-1.example.com/callbacks/bandwidth/tr_Y/acme.mac-of-tr_X":       false,
+	} {
+		if got := rotating.namesTransfer("tr_X")(url); got != want {
+			t.Errorf("while rotating, namesTransfer(%q, tr_X) = %t, want %t", url, got, want)
+		}
+	}
 }
 
 // bridgedBeforeEnd takes an ended caller's call for connected to the

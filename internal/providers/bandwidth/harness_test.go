@@ -72,6 +72,8 @@ type options struct {
 	callbacks bool
 	// onCallback sees every callback the handler answered.
 	onCallback func(eventType string)
+	// callbackToken is the client's CallbackToken (nil: none).
+	callbackToken func(transferID string) string
 	// respond, when set, wraps the writer of every API answer, so that a
 	// test can change what the platform answers (drop a header, say).
 	respond func(w http.ResponseWriter, r *http.Request) http.ResponseWriter
@@ -168,7 +170,7 @@ func setup(t *testing.T, o options) *harness {
 	h.apiURL = srv.URL + basePath
 	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID,
 		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
-		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public,
+		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, CallbackToken: o.callbackToken,
 		Metrics: apiclient.NewMetrics(h.reg)})
 	if err != nil {
 		t.Fatal(err)

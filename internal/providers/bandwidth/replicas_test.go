@@ -16,18 +16,44 @@ import (
 
 // Replicas that each have a TRANSFERD_PUBLIC_URL of their own (as the
 // README advises for NetSapiens' subscription posts) send different
-// callbackUrls. A process stops right after its announced transfer went
-// out, before the B-leg's id is saved; the target answers, and on this
-// platform the caller's call then reads "active" without transferTo, so
-// only the leg's callbackUrl can name it. The transfer is resumed by a
-// process whose public URL is another: it must still know the leg by the
-// callbackUrl the first process sent, and complete, not take the caller
-// for given back while it talks to the target. Before, it compared whole
-// URLs, found no leg, and failed the transfer with the caller connected.
+// callbackUrls; a process restarted in the middle of a rotation of the
+// callback secret signs its tokens with another secret than the process
+// before it. A process stops right after its announced transfer went out,
+// before the B-leg's id is saved; the target answers, and on this platform
+// the caller's call then reads "active" without transferTo, so only the
+// leg's callbackUrl can name it. The transfer is resumed by a process with
+// another public URL, or another signing secret that accepts the first's:
+// it must still know the leg by the callbackUrl the first process sent,
+// and complete, not take the caller for given back while it talks to the
+// target. Before, it compared whole URLs, then only its own token, found
+// no leg, and failed the transfer with the caller connected.
 func TestAnnouncedLegFoundByAReplicaWithAnotherPublicURL(t *testing.T) {
+	oldToken := func(id string) string { return "acme.old-mac-of-" + id }
+	for _, c := range []struct {
+		name           string
+		first, resumer func(transferID string) string // CallbackToken
+		accepted       func(transferID string) []string
+		resumerURL     func(firstURL string) string
+	}{
+		{name: "another public URL", resumerURL: func(string) string { return "http://replica-2.invalid/transferd" }},
+		{name: "a rotated secret", first: oldToken,
+			resumer:    func(id string) string { return "acme.new-mac-of-" + id },
+			accepted:   func(id string) []string { return []string{oldToken(id)} },
+			resumerURL: func(first string) string { return first }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resumeAnnounced(t, c.first, c.resumerURL, bandwidth.Config{CallbackToken: c.resumer, AcceptedCallbackTokens: c.accepted})
+		})
+	}
+}
+
+// resumeAnnounced stops a process after its announced transfer went out
+// and resumes the transfer with a client configured as second, whose
+// PublicURL is publicURL of the first process's.
+func resumeAnnounced(t *testing.T, firstToken func(string) string, publicURL func(string) string, second bandwidth.Config) {
 	release, hit := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	h := setup(t, options{callbacks: true, sim: bwsim.Config{ALegTransferFields: bwsim.ALegTransferFieldsNever,
+	h := setup(t, options{callbacks: true, callbackToken: firstToken, sim: bwsim.Config{ALegTransferFields: bwsim.ALegTransferFieldsNever,
 		TransferredALegState: bwsim.StateActive},
 		engine: func(c *orchestrator.Config) {
 			shortWindows(c)
@@ -53,26 +79,29 @@ func TestAnnouncedLegFoundByAReplicaWithAnotherPublicURL(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The second process: the same platform and store, another public URL
-	// (never posted to here: the first process's calls name its own).
-	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID, APIToken: apiToken, APISecret: apiSecret,
-		Attempts: 3, RetryBase: time.Millisecond, MaxRateLimitWait: 5 * time.Second,
-		PublicURL: "http://replica-2.invalid/transferd", Metrics: apiclient.NewMetrics(nil)})
+	// The second process: the same platform and store, its own public URL
+	// and tokens (never posted to here: the first process's calls name the
+	// first's).
+	second.PublicURL = publicURL(h.public)
+	second.BaseURL, second.UserID, second.APIToken, second.APISecret = h.apiURL, userID, apiToken, apiSecret
+	second.Attempts, second.RetryBase, second.MaxRateLimitWait = 3, time.Millisecond, 5*time.Second
+	second.Metrics = apiclient.NewMetrics(nil)
+	client, err := bandwidth.New(second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, Owner: "replica-1"}
 	shortWindows(&cfg)
-	second, err := orchestrator.New(cfg, h.store, []orchestrator.Provider{client}, zerolog.New(h.logs).Level(zerolog.DebugLevel), nil)
+	resumer, err := orchestrator.New(cfg, h.store, []orchestrator.Provider{client}, zerolog.New(h.logs).Level(zerolog.DebugLevel), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = second.Shutdown(ctx)
+		_ = resumer.Shutdown(ctx)
 	})
-	if err := second.Open(context.Background()); err != nil {
+	if err := resumer.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	end := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
