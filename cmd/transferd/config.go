@@ -74,6 +74,7 @@ type config struct {
 	Auth            string  `envconfig:"AUTH" desc:"none: run outside demo mode without API keys (warned at every start)"`
 	TenantsFile     string  `envconfig:"TENANTS_FILE" desc:"YAML file of tenants with their keys, provider accounts, allow-lists and limits; reloaded on SIGHUP or change; excludes TRANSFERD_API_KEYS and the provider variables"`
 	CallbackSecret  secret  `envconfig:"CALLBACK_SECRET" desc:"at least 32 bytes shared by every replica; signs the tokens of provider callback URLs (secret; required with TRANSFERD_PUBLIC_URL outside demo mode, generated per process in demo mode)"`
+	CallbackAccept  secret  `envconfig:"CALLBACK_SECRET_ACCEPTED" desc:"another secret of at least 32 bytes whose callback tokens are accepted but never made, while TRANSFERD_CALLBACK_SECRET is rotated: the new secret before replicas sign with it, the old one after, until the transfers it signed are over (secret)"`
 	StartRate       float64 `envconfig:"TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
 	StartBurst      int     `envconfig:"TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
 	MaxInFlight     int     `envconfig:"TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
@@ -181,6 +182,15 @@ func (c *config) validate() error {
 	}
 	if c.CallbackSecret != "" && len(c.CallbackSecret) < 32 {
 		errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET: must be at least 32 bytes"))
+	}
+	switch {
+	case c.CallbackAccept == "":
+	case c.CallbackSecret == "":
+		errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET_ACCEPTED: needs TRANSFERD_CALLBACK_SECRET, which signs"))
+	case len(c.CallbackAccept) < 32:
+		errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET_ACCEPTED: must be at least 32 bytes"))
+	case c.CallbackAccept == c.CallbackSecret:
+		errs = append(errs, errors.New("TRANSFERD_CALLBACK_SECRET_ACCEPTED: is TRANSFERD_CALLBACK_SECRET; give the other secret of the rotation"))
 	}
 	for name, u := range map[string]string{"TRANSFERD_NETSAPIENS_BASE_URL": c.NetSapiensBaseURL, "TRANSFERD_BANDWIDTH_BASE_URL": c.BandwidthBaseURL} {
 		// The URL is not echoed: its credentials would be.

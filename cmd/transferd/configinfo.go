@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,10 +22,18 @@ import (
 // callback_secret is the secret's ID (a keyed digest, never the secret),
 // or "none" when none is configured: each process then signs with a
 // random one of its own, and nothing is posted to it outside demo mode.
+// callback_secret_accepted is the ID of TRANSFERD_CALLBACK_SECRET_ACCEPTED,
+// or "none": replicas may differ there, and in callback_secret while a
+// rotation rolls out, as long as each accepts what the others sign (the
+// README's rotation), which the alert cannot see; it compares the signing
+// secrets only.
 func registerConfigInfo(reg prometheus.Registerer, cfg *config, signer *api.CallbackSigner) {
-	secret := "none"
+	secret, accepted := "none", "none"
 	if cfg.CallbackSecret != "" {
 		secret = signer.ID()
+	}
+	if ids := signer.AcceptedIDs(); len(ids) > 0 {
+		accepted = strings.Join(ids, ",")
 	}
 	callbacks := "off"
 	if cfg.PublicURL != "" {
@@ -33,8 +42,9 @@ func registerConfigInfo(reg prometheus.Registerer, cfg *config, signer *api.Call
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "transferd_config_info",
 		Help: "Always 1; its labels are settings every replica must share: the callback secret's ID (never the secret), " +
-			"whether providers post callbacks (TRANSFERD_PUBLIC_URL set), and the NetSapiens join's first hostname.",
-	}, []string{"callback_secret", "callbacks", "netsapiens_join_hostname"})
-	g.WithLabelValues(secret, callbacks, cmp.Or(cfg.NetSapiensJoinHost, netsapiens.JoinHostnameCaller)).Set(1)
+			"whether providers post callbacks (TRANSFERD_PUBLIC_URL set), and the NetSapiens join's first hostname; " +
+			"and the ID of the callback secret accepted during a rotation.",
+	}, []string{"callback_secret", "callbacks", "netsapiens_join_hostname", "callback_secret_accepted"})
+	g.WithLabelValues(secret, callbacks, cmp.Or(cfg.NetSapiensJoinHost, netsapiens.JoinHostnameCaller), accepted).Set(1)
 	reg.MustRegister(g)
 }

@@ -58,7 +58,7 @@ func TestConfigInfoTellsReplicasThatDisagree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "callback_secret=" + signer.ID() + ",callbacks=on,netsapiens_join_hostname=caller"; a != want {
+	if want := "callback_secret=" + signer.ID() + ",callback_secret_accepted=none,callbacks=on,netsapiens_join_hostname=caller"; a != want {
 		t.Errorf("labels %s, want %s", a, want)
 	}
 	for name, edit := range map[string]func(*config){
@@ -75,10 +75,33 @@ func TestConfigInfoTellsReplicasThatDisagree(t *testing.T) {
 	// Without a secret each process signs with a random one, which no
 	// label tells apart.
 	none := config{NetSapiensJoinHost: "caller"}
-	if got, want := configInfo(t, none), "callback_secret=none,callbacks=off,netsapiens_join_hostname=caller"; got != want {
+	if got, want := configInfo(t, none), "callback_secret=none,callback_secret_accepted=none,callbacks=off,netsapiens_join_hostname=caller"; got != want {
 		t.Errorf("no callback secret: %s, want %s", got, want)
 	}
 	if configInfo(t, none) != configInfo(t, none) {
 		t.Error("two processes without a secret export different labels")
+	}
+}
+
+// During a rotation of the callback secret the accepted secret is shown
+// by its ID, never itself, beside the signing secret's.
+func TestConfigInfoShowsTheAcceptedSecret(t *testing.T) {
+	const secret, next = "replicas-share-this-callback-secret-0123456789", "the-next-callback-secret-of-the-rotation-0123"
+	rotating := config{CallbackSecret: secret, CallbackAccept: next, NetSapiensJoinHost: "caller"}
+	got := configInfo(t, rotating)
+	nextSigner, err := api.NewCallbackSigner([]byte(next))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := api.NewCallbackSigner([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "callback_secret=" + signer.ID() + ",callback_secret_accepted=" + nextSigner.ID() +
+		",callbacks=off,netsapiens_join_hostname=caller"; got != want {
+		t.Errorf("labels %s, want %s", got, want)
+	}
+	if strings.Contains(got, next) || strings.Contains(got, next[:12]) {
+		t.Errorf("the labels carry the accepted secret: %s", got)
 	}
 }

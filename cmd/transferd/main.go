@@ -80,8 +80,9 @@ type account struct {
 	burst             int
 }
 
-// callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET; in
-// demo mode without one, under a secret made for this process (demo
+// callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET and
+// accepts those of TRANSFERD_CALLBACK_SECRET_ACCEPTED too; in demo mode
+// without a secret, it signs under one made for this process (demo
 // transfers do not outlive it).
 func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
 	secret := []byte(cfg.CallbackSecret)
@@ -93,6 +94,9 @@ func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
 		if _, err := rand.Read(secret); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.CallbackAccept != "" {
+		return api.NewCallbackSigner(secret, []byte(cfg.CallbackAccept))
 	}
 	return api.NewCallbackSigner(secret)
 }
@@ -243,7 +247,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		default:
 			return bandwidth.New(bandwidth.Config{BaseURL: a.baseURL, UserID: a.userID, APIToken: a.token, APISecret: a.secret,
 				MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm, HTTPClient: httpc,
-				CallbackToken: func(id string) string { return signer.Token(api.TokenTransfer, tenant, id) }})
+				CallbackToken:          func(id string) string { return signer.Token(api.TokenTransfer, tenant, id) },
+				AcceptedCallbackTokens: func(id string) []string { return signer.AcceptedTokens(api.TokenTransfer, tenant, id) }})
 		}
 	}
 	callbacks := map[string]api.CallbackReceiver{}

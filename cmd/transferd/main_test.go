@@ -260,6 +260,7 @@ func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
 	t.Setenv("TRANSFERD_API_KEYS", "api-key-TopSecretValue-1,sha256:"+strings.Repeat("ab", 32))
 	t.Setenv("TRANSFERD_PUBLIC_URL", "https://transferd.example.com")
 	t.Setenv("TRANSFERD_CALLBACK_SECRET", "callback-TopSecretValue-0123456789abcdef")
+	t.Setenv("TRANSFERD_CALLBACK_SECRET_ACCEPTED", "accepted-TopSecretValue-0123456789abcdef")
 	certFile, keyFile, keyPEM := selfSigned(t)
 	t.Setenv("TRANSFERD_TLS_CERT_FILE", certFile)
 	t.Setenv("TRANSFERD_TLS_KEY_FILE", keyFile)

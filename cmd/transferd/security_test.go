@@ -82,6 +82,12 @@ func TestStartRefusals(t *testing.T) {
 		{"public URL without a callback secret", map[string]string{"TRANSFERD_NETSAPIENS_BASE_URL": "https://pbx.example/ns-api/v2", "TRANSFERD_NETSAPIENS_API_KEY": "k", "TRANSFERD_AUTH": "none", "TRANSFERD_PUBLIC_URL": "https://t.example"},
 			"TRANSFERD_CALLBACK_SECRET"},
 		{"a short key", map[string]string{"TRANSFERD_API_KEYS": "short"}, "at least 16"},
+		{"an accepted callback secret without a signing one", map[string]string{"TRANSFERD_CALLBACK_SECRET_ACCEPTED": "accepted-TopSecretPw-0123456789abcdef"},
+			"TRANSFERD_CALLBACK_SECRET_ACCEPTED: needs TRANSFERD_CALLBACK_SECRET"},
+		{"a short accepted callback secret", map[string]string{"TRANSFERD_CALLBACK_SECRET": "callback-secret-0123456789abcdef0123",
+			"TRANSFERD_CALLBACK_SECRET_ACCEPTED": "TopSecretPw"}, "TRANSFERD_CALLBACK_SECRET_ACCEPTED: must be at least 32 bytes"},
+		{"the signing secret accepted", map[string]string{"TRANSFERD_CALLBACK_SECRET": "callback-TopSecretPw-0123456789abcdef",
+			"TRANSFERD_CALLBACK_SECRET_ACCEPTED": "callback-TopSecretPw-0123456789abcdef"}, "TRANSFERD_CALLBACK_SECRET_ACCEPTED: is TRANSFERD_CALLBACK_SECRET"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
