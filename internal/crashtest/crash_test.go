@@ -283,7 +283,9 @@ func expectCrash(t *testing.T, ty *tally, p *proc, point, id string, last *trans
 // every crash point of every flow, on every side of the simulators'
 // guesses, restarts it on the same data directory and instance id, and
 // checks the simulator once the transfer is terminal. The sides run in
-// parallel, each with a pbxsim of its own.
+// parallel, each with a pbxsim of its own. On a side with callbacks the
+// restart also rotates the callback secret (rotated), as an operator's
+// rollout of a new secret does.
 func TestCrashAtEveryStepBoundary(t *testing.T) {
 	needBinaries(t)
 	for _, sd := range sides {
@@ -406,7 +408,7 @@ func crashSQLite(t *testing.T, ty *tally, sd side, f flow, point string, n int) 
 	}
 	fw.id = id
 
-	p2 := startTransferd(t, "restarted", env)
+	p2 := startTransferd(t, "restarted", rotated(env))
 	// A restarted replica resumes what it owned before it listens, without
 	// waiting for its old heartbeat to expire.
 	cur, err := getTransfer(ctx, p2, id, 0)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,5 +134,30 @@ func (s side) env(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return append(env, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr,
-		"TRANSFERD_CALLBACK_SECRET=crash-callback-secret-0123456789abcdef")
+		"TRANSFERD_CALLBACK_SECRET="+crashCallbackSecret)
+}
+
+// The callback secrets of a case's two processes: the restarted process of
+// a side with callbacks signs with another secret and accepts the first
+// process's (TRANSFERD_CALLBACK_SECRET_ACCEPTED), as a restart in the
+// middle of a rotation of the secret does. The URLs the first process gave
+// the providers carry its tokens: its Bandwidth legs' callbackUrls, by
+// which the restarted process knows a leg whose answer was lost, and its
+// NetSapiens subscriptions' post-urls.
+const (
+	crashCallbackSecret   = "crash-callback-secret-0123456789abcdef"
+	rotatedCallbackSecret = "crash-callback-secret-rotated-0123456789"
+)
+
+// rotated is env, a first process's, with the callback secret rotated: the
+// new one signs and the first one is accepted. Without a secret it is env.
+func rotated(env []string) []string {
+	out := slices.Clone(env)
+	for i, kv := range out {
+		if kv == "TRANSFERD_CALLBACK_SECRET="+crashCallbackSecret {
+			out[i] = "TRANSFERD_CALLBACK_SECRET=" + rotatedCallbackSecret
+			return append(out, "TRANSFERD_CALLBACK_SECRET_ACCEPTED="+crashCallbackSecret)
+		}
+	}
+	return out
 }
