@@ -155,9 +155,14 @@ func crashReplicas(t *testing.T, ty *tally, dbURL string, sd side, f flow, point
 			fmt.Sprintf("TRANSFERD_INSTANCE_ID=pg%d-r%d", n, i)), more...)...)
 	}
 	// r0 owns the transfer (it receives the POST) and dies at the point.
-	r0 := startTransferdAsync(t, "r0", env(0, "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))
-	r1 := startTransferdAsync(t, "r1", env(1))
-	r2 := startTransferdAsync(t, "r2", env(2))
+	// With callbacks the fleet is in the middle of a rotation of the
+	// callback secret (README: its second step rolling out): r0 and r2
+	// still sign with the old secret and accept the new one, r1 signs with
+	// the new one and accepts the old. Whichever survivor takes r0's
+	// transfer over must know its Bandwidth legs by r0's tokens.
+	r0 := startTransferdAsync(t, "r0", accepting(env(0, "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider)))
+	r1 := startTransferdAsync(t, "r1", rotated(env(1)))
+	r2 := startTransferdAsync(t, "r2", accepting(env(2)))
 	for _, p := range []*proc{r0, r1, r2} {
 		p.waitListening(t)
 	}

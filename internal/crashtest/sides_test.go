@@ -149,6 +149,16 @@ const (
 	rotatedCallbackSecret = "crash-callback-secret-rotated-0123456789"
 )
 
+// accepting is env, a first process's, at the first step of a rotation of
+// the callback secret: it still signs with its secret and accepts the
+// rotated one. Without a secret it is env.
+func accepting(env []string) []string {
+	if !slices.Contains(env, "TRANSFERD_CALLBACK_SECRET="+crashCallbackSecret) {
+		return env
+	}
+	return append(slices.Clone(env), "TRANSFERD_CALLBACK_SECRET_ACCEPTED="+rotatedCallbackSecret)
+}
+
 // rotated is env, a first process's, with the callback secret rotated: the
 // new one signs and the first one is accepted. Without a secret it is env.
 func rotated(env []string) []string {

@@ -287,7 +287,8 @@ type stormGuesses struct {
 	bwUnlistedNotFound bool
 	// callbacks runs transferd with TRANSFERD_PUBLIC_URL: Bandwidth posts
 	// call events and nssim's event subscriptions post what changed, both
-	// lost while transferd is down.
+	// lost while transferd is down. Its processes sign callback tokens
+	// with one secret or another of a rotation (stormCallbackSecrets).
 	callbacks bool
 	// joinHostname is transferd's TRANSFERD_NETSAPIENS_JOIN_HOSTNAME:
 	// whose core server a join names first.
@@ -349,6 +350,10 @@ func drawGuesses(seed uint64) stormGuesses {
 }
 
 // --- transferd under fire ------------------------------------------------------------------------
+
+// stormCallbackSecrets are the two secrets of the rotation of the callback
+// secret a storm with callbacks runs in the middle of.
+var stormCallbackSecrets = [2]string{"storm-callback-secret-0123456789abcdef", "storm-callback-secret-rotated-0123456789"}
 
 // fleet is the storm's transferd: one process killed and restarted on
 // the same data directory and instance id, or, on PostgreSQL with
@@ -740,7 +745,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	t.Logf("guesses: %s", guesses)
 	env := append(stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+guesses.joinHostname)
 	if guesses.callbacks {
-		env = append(env, "TRANSFERD_CALLBACK_SECRET=storm-callback-secret-0123456789abcdef")
+		env = append(env, "TRANSFERD_CALLBACK_SECRET="+stormCallbackSecrets[0])
 	}
 	if store == "postgres" {
 		// Created before the fleet, so dropped after it stops.
@@ -751,6 +756,13 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	// and a replica that comes back with a new instance id has new ones:
 	// the providers keep posting to the dead one's.
 	addrs := map[[2]int]string{}
+	// With callbacks the fleet is always in the middle of a rotation of
+	// the callback secret (README): each process signs with one of two
+	// secrets and accepts the other, a slot's every restart signs with the
+	// other one than the process before it, and replicas side by side
+	// differ. The tokens in the providers' hands were made by processes
+	// that signed otherwise than the one that resumes their transfers.
+	spawns := map[int]int{}
 	spawnEnv := func(slot, gen int) []string {
 		var more []string
 		if replicas > 1 {
@@ -767,6 +779,11 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 				addrs[[2]int{slot, gen}] = addr
 			}
 			more = append(more, "TRANSFERD_LISTEN_ADDR="+addr, "TRANSFERD_PUBLIC_URL=http://"+addr)
+			k := (slot + spawns[slot]) % 2
+			spawns[slot]++
+			// The later of a duplicate variable wins (os/exec).
+			more = append(more, "TRANSFERD_CALLBACK_SECRET="+stormCallbackSecrets[k],
+				"TRANSFERD_CALLBACK_SECRET_ACCEPTED="+stormCallbackSecrets[1-k])
 		}
 		return more
 	}
