@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/transferd/transferd/internal/pbxsim"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
@@ -31,7 +33,9 @@ import (
 // 20 % random faults of every kind), with cancels at random moments and
 // transferd SIGKILLed and restarted on the same data directory and instance
 // id, and read outages of one simulator long enough for outcomes to end
-// unverified (the sweeper must then verify them). Once every transfer is
+// unverified (the sweeper must then verify them); on PostgreSQL, with
+// TRANSFERD_STORM_DB_FAULTS=1, every connection to the database is ended
+// every few seconds (stormDBFaults). Once every transfer is
 // terminal with a verified outcome, the
 // simulators' ground truth — never transferd's word — is checked against the
 // invariants of docs/invariants.md.
@@ -167,6 +171,13 @@ func TestStorm(t *testing.T) {
 		}
 		replay += fmt.Sprintf("TRANSFERD_STORM_REPLICAS=%d ", replicas)
 	}
+	dbFaults := os.Getenv("TRANSFERD_STORM_DB_FAULTS") == "1"
+	if dbFaults {
+		if store != "postgres" {
+			t.Fatal("TRANSFERD_STORM_DB_FAULTS needs TRANSFERD_STORM_STORE=postgres: its faults are PostgreSQL's connections ended")
+		}
+		replay += "TRANSFERD_STORM_DB_FAULTS=1 "
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
@@ -177,10 +188,14 @@ func TestStorm(t *testing.T) {
 			where = fmt.Sprintf("%s, %d replicas", store, replicas)
 			label += fmt.Sprintf(" (%d replicas)", replicas)
 		}
+		if dbFaults {
+			where += ", database faults"
+			label += " (database faults)"
+		}
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas)
+			runStorm(t, s.seed, label, n, conc, store, replicas, dbFaults)
 		})
 	}
 }
@@ -693,7 +708,7 @@ func stormRequest(c stormCase, pl placed) map[string]any {
 // runStorm runs one seed's storm, its transferd on store: its own SQLite
 // data directory, or a PostgreSQL database of its own on the server of
 // TRANSFERD_TEST_DATABASE_URL.
-func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string, replicas int) {
+func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string, replicas int, dbFaults bool) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -747,9 +762,11 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	if guesses.callbacks {
 		env = append(env, "TRANSFERD_CALLBACK_SECRET="+stormCallbackSecrets[0])
 	}
+	var dbURL string
 	if store == "postgres" {
 		// Created before the fleet, so dropped after it stops.
-		env = append(env, "TRANSFERD_DATABASE_URL="+freshDatabase(t, os.Getenv("TRANSFERD_TEST_DATABASE_URL")))
+		dbURL = freshDatabase(t, os.Getenv("TRANSFERD_TEST_DATABASE_URL"))
+		env = append(env, "TRANSFERD_DATABASE_URL="+dbURL)
 	}
 	// With callbacks, each replica's address and public URL stay the same
 	// across its restarts (the URLs in the providers' hands stay good),
@@ -829,6 +846,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	// verify them against the provider once it can be read again.
 	outageErr := make(chan error, 1)
 	go func() { outageErr <- stormOutages(ctx, seed, drawn.bwUnlistedNotFound, done, &cnt) }()
+	dbFaultErr := make(chan error, 1)
+	if dbFaults {
+		go func() { dbFaultErr <- stormDBFaults(ctx, dbURL, seed, done, &cnt) }()
+	} else {
+		dbFaultErr <- nil
+	}
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -840,6 +863,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	if err := <-outageErr; err != nil {
 		t.Fatalf("a read outage of the simulators: %v", err)
+	}
+	if err := <-dbFaultErr; err != nil {
+		t.Fatalf("ending the database's connections: %v", err)
 	}
 
 	// Nothing the simulators accepted may still be in flight when the
@@ -903,6 +929,36 @@ const (
 // succeed), for stormOutageMin to twice that, every stormOutageGap to
 // twice that, until done is closed; each outage ends with the simulator's
 // adversarial profile as it was.
+// stormDBFaults ends every connection transferd's replicas hold to their
+// PostgreSQL database (pg_terminate_backend) at moments the seed draws,
+// every 1 to 4 s, until done: the statements in flight fail, a commit among
+// them with its result unknown to the replica, and the pools connect
+// again. A save whose answer was lost may have been written, and a claim,
+// a heartbeat or a purge may fail at any step: nothing may be lost, and no
+// provider request may go out without its durable intent.
+func stormDBFaults(ctx context.Context, dbURL string, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	r := rand.New(rand.NewPCG(seed, 0xdb))
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(time.Duration(1000+r.IntN(3000)) * time.Millisecond):
+		}
+		var ended int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&ended); err != nil {
+			return err
+		}
+		cnt.dbFaults.Add(1)
+		cnt.backendsEnded.Add(int32(ended))
+	}
+}
+
 func stormOutages(ctx context.Context, seed uint64, bwUnlistedNotFound bool, done <-chan struct{}, cnt *stormCounts) error {
 	r := rand.New(rand.NewPCG(seed, 1<<61))
 	for {
@@ -1011,8 +1067,11 @@ type stormCounts struct {
 	transfers, violations, kills int
 	renamed                      int // kills a replica came back from with a new instance id
 	outages                      atomic.Int32
-	byOutcome                    map[string]int
-	restored, unverified         int
+	// dbFaults counts the moments every connection to the database was
+	// ended (stormDBFaults), backendsEnded the connections.
+	dbFaults, backendsEnded atomic.Int32
+	byOutcome               map[string]int
+	restored, unverified    int
 	// undecidable counts outcomes that say no reading can show them, the
 	// caller's call going on (undecidable).
 	undecidable int
@@ -1059,8 +1118,12 @@ func (c *stormCounts) line(label string) string {
 	if c.renamed > 0 {
 		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
 	}
-	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; violations %d; %s",
-		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), c.violations, c.took.Round(100*time.Millisecond))
+	faults := ""
+	if n := c.dbFaults.Load(); n > 0 {
+		faults = fmt.Sprintf("database faults %d (%d connections ended); ", n, c.backendsEnded.Load())
+	}
+	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
+		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))
 }
 
 // --- the checks against the ground truth ---------------------------------------------------------
