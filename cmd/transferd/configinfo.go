@@ -10,7 +10,8 @@ import (
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 )
 
-// registerConfigInfo exports transferd_config_info, always 1, labelled with
+// registerConfigInfo exports transferd_config_info and
+// transferd_callback_secret_info. The first, always 1, is labelled with
 // the settings every replica of a deployment must share, so that a
 // Prometheus rule can see replicas that disagree (a rolling change that
 // stalled, a Secret edited for one pod). Each disagreement breaks something
@@ -47,4 +48,24 @@ func registerConfigInfo(reg prometheus.Registerer, cfg *config, signer *api.Call
 	}, []string{"callback_secret", "callbacks", "netsapiens_join_hostname", "callback_secret_accepted"})
 	g.WithLabelValues(secret, callbacks, cmp.Or(cfg.NetSapiensJoinHost, netsapiens.JoinHostnameCaller), accepted).Set(1)
 	reg.MustRegister(g)
+
+	// transferd_callback_secret_info has a series for each callback secret
+	// this replica knows, by ID, and whether it signs with it or only
+	// accepts it: a rule can then find a secret some replica signs with
+	// that another does not know, the only disagreement on secrets that
+	// breaks anything (a rotation's steps never make one). Without a
+	// configured secret there is none: each process signs with a random
+	// one, and nothing is posted to it outside demo mode.
+	known := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "transferd_callback_secret_info",
+		Help: "Always 1; one series for each callback secret this replica knows, by its ID (never the secret): " +
+			"use is signs for TRANSFERD_CALLBACK_SECRET, accepts for TRANSFERD_CALLBACK_SECRET_ACCEPTED.",
+	}, []string{"id", "use"})
+	if cfg.CallbackSecret != "" {
+		known.WithLabelValues(signer.ID(), "signs").Set(1)
+		for _, id := range signer.AcceptedIDs() {
+			known.WithLabelValues(id, "accepts").Set(1)
+		}
+	}
+	reg.MustRegister(known)
 }

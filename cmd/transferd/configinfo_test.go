@@ -1,11 +1,11 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/transferd/transferd/internal/api"
 )
@@ -14,28 +14,44 @@ import (
 // replica with cfg exports, as its labels in the text format.
 func configInfo(t *testing.T, cfg config) string {
 	t.Helper()
+	series := infoSeries(t, cfg, "transferd_config_info")
+	if len(series) != 1 {
+		t.Fatalf("%d series of transferd_config_info, want 1", len(series))
+	}
+	return series[0]
+}
+
+// infoSeries returns the series of the info metric name that a replica
+// with cfg exports, each as its labels in the text format; each must be 1.
+func infoSeries(t *testing.T, cfg config, name string) []string {
+	t.Helper()
 	signer, err := callbackSigner(&cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	registerConfigInfo(reg, &cfg, signer)
-	if n := testutil.CollectAndCount(reg, "transferd_config_info"); n != 1 {
-		t.Fatalf("%d series of transferd_config_info, want 1", n)
-	}
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := fams[0].GetMetric()[0]
-	if m.GetGauge().GetValue() != 1 {
-		t.Errorf("transferd_config_info = %v, want 1", m.GetGauge().GetValue())
+	var series []string
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetGauge().GetValue() != 1 {
+				t.Errorf("%s = %v, want 1", name, m.GetGauge().GetValue())
+			}
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			series = append(series, strings.Join(labels, ","))
+		}
 	}
-	var labels []string
-	for _, l := range m.GetLabel() {
-		labels = append(labels, l.GetName()+"="+l.GetValue())
-	}
-	return strings.Join(labels, ",")
+	return series
 }
 
 // Replicas that share their settings export the same labels; a replica
@@ -103,5 +119,42 @@ func TestConfigInfoShowsTheAcceptedSecret(t *testing.T) {
 	}
 	if strings.Contains(got, next) || strings.Contains(got, next[:12]) {
 		t.Errorf("the labels carry the accepted secret: %s", got)
+	}
+}
+
+// transferd_callback_secret_info names every callback secret a replica
+// knows, by its ID: the one it signs with and the one it accepts during a
+// rotation; none without a configured secret (a process then signs with a
+// random one of its own).
+func TestCallbackSecretInfoNamesTheSecretsAReplicaKnows(t *testing.T) {
+	const secret, next = "replicas-share-this-callback-secret-0123456789", "the-next-callback-secret-of-the-rotation-0123"
+	id := func(s string) string {
+		signer, err := api.NewCallbackSigner([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signer.ID()
+	}
+	for _, c := range []struct {
+		name string
+		cfg  config
+		want []string
+	}{
+		{"a secret", config{CallbackSecret: secret}, []string{"id=" + id(secret) + ",use=signs"}},
+		{"a rotation", config{CallbackSecret: secret, CallbackAccept: next},
+			[]string{"id=" + id(secret) + ",use=signs", "id=" + id(next) + ",use=accepts"}},
+		{"no secret", config{}, nil},
+	} {
+		got := infoSeries(t, c.cfg, "transferd_callback_secret_info")
+		slices.Sort(got)
+		slices.Sort(c.want)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: series %q, want %q", c.name, got, c.want)
+		}
+		for _, s := range got {
+			if strings.Contains(s, secret[:12]) || strings.Contains(s, next[:12]) {
+				t.Errorf("%s: a label carries a secret: %s", c.name, s)
+			}
+		}
 	}
 }

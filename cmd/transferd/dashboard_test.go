@@ -34,6 +34,9 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	t.Setenv("TRANSFERD_BANDWIDTH_API_SECRET", pbxsim.DemoBandwidthSec)
 	// The metrics are the point here, not the keys (tested elsewhere).
 	t.Setenv("TRANSFERD_AUTH", "none")
+	// A callback secret, so that transferd_callback_secret_info, which has
+	// no series without one, is exposed.
+	t.Setenv("TRANSFERD_CALLBACK_SECRET", "dashboard-callback-secret-0123456789abcdef")
 	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
 	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
 	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
