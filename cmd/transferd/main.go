@@ -95,10 +95,11 @@ func callbackSigner(cfg *config, demo bool) (*api.CallbackSigner, error) {
 			return nil, err
 		}
 	}
+	var accepted [][]byte
 	if cfg.CallbackAccept != "" {
-		return api.NewCallbackSigner(secret, []byte(cfg.CallbackAccept))
+		accepted = append(accepted, []byte(cfg.CallbackAccept))
 	}
-	return api.NewCallbackSigner(secret)
+	return api.NewCallbackSigner(secret, accepted...)
 }
 
 // setMemoryLimit gives the Go runtime a soft memory limit of 90% of the

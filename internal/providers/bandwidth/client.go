@@ -183,12 +183,14 @@ func (c *Client) callbackURL(transferID string) string {
 // callbackSuffix is what follows PublicURL in the callbackUrl of a
 // transfer's calls: the callback path, the transfer id and its token.
 func (c *Client) callbackSuffix(transferID string) string {
-	s := CallbackPath + transferID
-	if c.callbackToken != nil {
-		s += "/" + c.callbackToken(transferID)
+	if c.callbackToken == nil {
+		return CallbackPath + transferID
 	}
-	return s
+	return tokenSuffix(transferID, c.callbackToken(transferID))
 }
+
+// tokenSuffix is a callbackSuffix with token.
+func tokenSuffix(transferID, token string) string { return CallbackPath + transferID + "/" + token }
 
 // namesTransfer returns whether a listed call's callbackUrl is one that
 // transfer transferID gave its calls. Replicas may each have a PublicURL
@@ -208,7 +210,7 @@ func (c *Client) namesTransfer(transferID string) func(callbackURL string) bool 
 	suffixes := []string{c.callbackSuffix(transferID)}
 	if c.callbackToken != nil && c.acceptedToken != nil {
 		for _, token := range c.acceptedToken(transferID) {
-			suffixes = append(suffixes, CallbackPath+transferID+"/"+token)
+			suffixes = append(suffixes, tokenSuffix(transferID, token))
 		}
 	}
 	return func(callbackURL string) bool {
