@@ -56,8 +56,9 @@ func infoSeries(t *testing.T, cfg config, name string) []string {
 
 // Replicas that share their settings export the same labels; a replica
 // with another callback secret, no public URL or another join hostname
-// exports others, which the TransferdReplicasConfigDiffer rule counts. The
-// secret itself is never a label.
+// exports others. The TransferdReplicasConfigDiffer rule counts the
+// last two; TransferdCallbackSecretNotShared compares the secrets, from
+// transferd_callback_secret_info. The secret itself is never a label.
 func TestConfigInfoTellsReplicasThatDisagree(t *testing.T) {
 	const secret = "replicas-share-this-callback-secret-0123456789"
 	base := config{CallbackSecret: secret, PublicURL: "https://r0.example.com", NetSapiensJoinHost: "caller"}
