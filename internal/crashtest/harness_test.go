@@ -361,17 +361,37 @@ var httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 // call sends a JSON request and decodes a JSON answer into out when the
 // status is one of want. Any other status is an error carrying the body.
 func call(ctx context.Context, method, url string, hdr map[string]string, in, out any, want ...int) (int, error) {
+	status, _, data, err := callRaw(ctx, method, url, hdr, in)
+	if err != nil {
+		return status, err
+	}
+	for _, w := range want {
+		if status == w {
+			if out != nil && len(bytes.TrimSpace(data)) > 0 {
+				if err := json.Unmarshal(data, out); err != nil {
+					return status, fmt.Errorf("%s %s: decoding %q: %w", method, url, data, err)
+				}
+			}
+			return status, nil
+		}
+	}
+	return status, &statusError{method: method, url: url, status: status, body: string(data)}
+}
+
+// callRaw sends a request, with in as its JSON body unless nil, and
+// returns the answer, whatever its status.
+func callRaw(ctx context.Context, method, url string, hdr map[string]string, in any) (int, http.Header, []byte, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return 0, err
+			return 0, nil, nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return 0, err
+		return 0, nil, nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -381,24 +401,11 @@ func call(ctx context.Context, method, url string, hdr map[string]string, in, ou
 	}
 	resp, err := httpc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	for _, w := range want {
-		if resp.StatusCode == w {
-			if out != nil && len(bytes.TrimSpace(data)) > 0 {
-				if err := json.Unmarshal(data, out); err != nil {
-					return resp.StatusCode, fmt.Errorf("%s %s: decoding %q: %w", method, url, data, err)
-				}
-			}
-			return resp.StatusCode, nil
-		}
-	}
-	return resp.StatusCode, &statusError{method: method, url: url, status: resp.StatusCode, body: string(data)}
+	return resp.StatusCode, resp.Header, data, err
 }
 
 type statusError struct {

@@ -33,9 +33,11 @@ import (
 // 20 % random faults of every kind), with cancels at random moments and
 // transferd SIGKILLed and restarted on the same data directory and instance
 // id, and read outages of one simulator long enough for outcomes to end
-// unverified (the sweeper must then verify them); on PostgreSQL, with
-// TRANSFERD_STORM_DB_FAULTS=1, every connection to the database is ended
-// every few seconds (stormDBFaults). Once every transfer is
+// unverified (the sweeper must then verify them). With
+// TRANSFERD_STORM_DB_FAULTS=1 the store fails under transferd every few
+// seconds: on PostgreSQL every connection to the database is ended
+// (stormDBFaults); on SQLite the disk refuses every write of the process
+// for a moment (stormDiskFaults). Once every transfer is
 // terminal with a verified outcome, the
 // simulators' ground truth — never transferd's word — is checked against the
 // invariants of docs/invariants.md.
@@ -173,9 +175,6 @@ func TestStorm(t *testing.T) {
 	}
 	dbFaults := os.Getenv("TRANSFERD_STORM_DB_FAULTS") == "1"
 	if dbFaults {
-		if store != "postgres" {
-			t.Fatal("TRANSFERD_STORM_DB_FAULTS needs TRANSFERD_STORM_STORE=postgres: its faults are PostgreSQL's connections ended")
-		}
 		replay += "TRANSFERD_STORM_DB_FAULTS=1 "
 	}
 	for _, s := range seeds {
@@ -188,9 +187,13 @@ func TestStorm(t *testing.T) {
 			where = fmt.Sprintf("%s, %d replicas", store, replicas)
 			label += fmt.Sprintf(" (%d replicas)", replicas)
 		}
-		if dbFaults {
+		switch {
+		case dbFaults && store == "postgres":
 			where += ", database faults"
 			label += " (database faults)"
+		case dbFaults:
+			where += ", disk faults"
+			label += " (disk faults)"
 		}
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
@@ -500,6 +503,24 @@ func (f *fleet) stop() {
 			<-p.done
 		}
 	}
+}
+
+// storeErrors counts the log lines, of every process, that carry an
+// error of the store ("sqlite: …", "postgres: …"): what a storm's
+// database faults made transferd see.
+func (f *fleet) storeErrors() int {
+	f.mu.Lock()
+	all := slices.Clone(f.all)
+	f.mu.Unlock()
+	n := 0
+	for _, p := range all {
+		for _, l := range p.logs.all() {
+			if e := l.str("error"); strings.HasPrefix(e, "sqlite: ") || strings.HasPrefix(e, "postgres: ") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // linesAbout returns every process's log lines about a transfer.
@@ -847,9 +868,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	outageErr := make(chan error, 1)
 	go func() { outageErr <- stormOutages(ctx, seed, drawn.bwUnlistedNotFound, done, &cnt) }()
 	dbFaultErr := make(chan error, 1)
-	if dbFaults {
+	switch {
+	case dbFaults && store == "postgres":
 		go func() { dbFaultErr <- stormDBFaults(ctx, dbURL, seed, done, &cnt) }()
-	} else {
+	case dbFaults:
+		go func() { dbFaultErr <- stormDiskFaults(fl, seed, done, &cnt) }()
+	default:
 		dbFaultErr <- nil
 	}
 	for i := range n {
@@ -865,7 +889,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		t.Fatalf("a read outage of the simulators: %v", err)
 	}
 	if err := <-dbFaultErr; err != nil {
-		t.Fatalf("ending the database's connections: %v", err)
+		t.Fatalf("failing the store under transferd: %v", err)
 	}
 
 	// Nothing the simulators accepted may still be in flight when the
@@ -890,6 +914,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 
 	cnt.kills, cnt.renamed = fl.kills, fl.renamed
+	cnt.storeErrors = fl.storeErrors()
 	for _, r := range results {
 		var problems []string
 		var truth string
@@ -956,6 +981,56 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, done <-chan s
 		}
 		cnt.dbFaults.Add(1)
 		cnt.backendsEnded.Add(int32(ended))
+	}
+}
+
+// stormDiskFaults makes the disk refuse every write of a live transferd
+// process on SQLite (refuseWrites) for 0.2 to 2 s, one time in five for 3
+// to 8 s instead, every 1 to 4 s, at moments and for spans the seed
+// draws, until done. A long one outlasts the heartbeat's last renewal
+// (3/8 of the lease), so that the process also stops sending provider
+// requests until it can renew it. A commit fails with
+// SQLite's disk I/O error, its WAL frames written in part or not at all;
+// a checkpoint, a heartbeat or a purge fails as well, and the API answers
+// 500 to what it cannot save. Every transfer must go on from what was
+// stored once writes are allowed again, never sending a provider request
+// whose intent is not durable, and a kill during a fault must lose
+// nothing that was committed.
+func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	r := rand.New(rand.NewPCG(seed, 0xd15c))
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(time.Duration(1000+r.IntN(3000)) * time.Millisecond):
+		}
+		span := time.Duration(200+r.IntN(1800)) * time.Millisecond
+		if r.IntN(5) == 0 {
+			span = time.Duration(3000+r.IntN(5000)) * time.Millisecond
+		}
+		fl.mu.Lock()
+		p := fl.slots[r.IntN(len(fl.slots))]
+		fl.mu.Unlock()
+		if p.dead() {
+			continue // killed this instant; its successor is still starting
+		}
+		pid := p.cmd.Process.Pid
+		if err := refuseWrites(pid); err != nil {
+			return err
+		}
+		began := time.Now()
+		select {
+		case <-done:
+		case <-p.done: // killed: its successor writes freely
+		case <-time.After(span):
+		}
+		if !p.dead() {
+			if err := allowWrites(pid); err != nil {
+				return err
+			}
+		}
+		cnt.dbFaults.Add(1)
+		cnt.refused.Add(int64(time.Since(began)))
 	}
 }
 
@@ -1067,11 +1142,16 @@ type stormCounts struct {
 	transfers, violations, kills int
 	renamed                      int // kills a replica came back from with a new instance id
 	outages                      atomic.Int32
-	// dbFaults counts the moments every connection to the database was
-	// ended (stormDBFaults), backendsEnded the connections.
+	// dbFaults counts the store's faults: on PostgreSQL the moments every
+	// connection to the database was ended (stormDBFaults), backendsEnded
+	// the connections; on SQLite the spans the disk refused transferd's
+	// writes (stormDiskFaults), refused their sum.
 	dbFaults, backendsEnded atomic.Int32
-	byOutcome               map[string]int
-	restored, unverified    int
+	refused                 atomic.Int64 // a time.Duration
+	// storeErrors counts transferd's log lines with a store error.
+	storeErrors          int
+	byOutcome            map[string]int
+	restored, unverified int
 	// undecidable counts outcomes that say no reading can show them, the
 	// caller's call going on (undecidable).
 	undecidable int
@@ -1119,8 +1199,13 @@ func (c *stormCounts) line(label string) string {
 		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
 	}
 	faults := ""
-	if n := c.dbFaults.Load(); n > 0 {
-		faults = fmt.Sprintf("database faults %d (%d connections ended); ", n, c.backendsEnded.Load())
+	switch n := c.dbFaults.Load(); {
+	case n > 0 && c.refused.Load() > 0:
+		faults = fmt.Sprintf("disk faults %d (writes refused for %s, %d store errors logged); ",
+			n, time.Duration(c.refused.Load()).Round(100*time.Millisecond), c.storeErrors)
+	case n > 0:
+		faults = fmt.Sprintf("database faults %d (%d connections ended, %d store errors logged); ",
+			n, c.backendsEnded.Load(), c.storeErrors)
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))

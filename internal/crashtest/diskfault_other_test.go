@@ -1,0 +1,16 @@
+//go:build !linux
+
+package crashtest
+
+import (
+	"errors"
+	"fmt"
+)
+
+// refuseWrites: only Linux can set another process's file size limit, so
+// the storm's disk faults need it.
+func refuseWrites(pid int) error {
+	return fmt.Errorf("refusing the writes of process %d: %w (the storm's disk faults need Linux)", pid, errors.ErrUnsupported)
+}
+
+func allowWrites(int) error { return nil }
