@@ -234,3 +234,11 @@ func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 func OpenCounting(ctx context.Context, dbURL string, r *RoundTrips) (*Store, error) {
 	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = r })
 }
+
+// SessionSetting is the current value of a setting in a session of the
+// store's pool.
+func SessionSetting(ctx context.Context, s *Store, name string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v)
+	return v, err
+}

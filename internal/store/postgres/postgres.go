@@ -96,6 +96,16 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 	// was told was accepted. The session's setting overrides theirs (and
 	// the URL's).
 	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
+	// Every step's intent is saved before its request goes out, and a
+	// replica resumes from what it saved: a commit the server answered
+	// must survive the server's crash. With synchronous_commit off (a
+	// common tuning of a whole server) it may not: the storm that crashes
+	// the server lost acknowledged steps, and left callers held. So a
+	// session that would commit that way is set to on; every other value
+	// (local, remote_write, on, remote_apply) waits for the WAL's flush
+	// and is the operator's to choose. The writes of webhook delivery
+	// still commit without waiting, by their own choice (unsyncedSQL).
+	cfg.AfterConnect = durableCommits
 	// Without a statement description pgx sends the JSON parameters as
 	// bytes, which the server refuses for jsonb: fail at start, not on
 	// each save.
@@ -126,6 +136,14 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
 	s.finishes = webhooks.NewFinishes("postgres", maxFinishes, s.finishBatch)
 	return s, nil
+}
+
+// durableCommits sets a new session's synchronous_commit to on if it is
+// off (see open), whether the server, the database, the role or the URL
+// set it so.
+func durableCommits(ctx context.Context, c *pgx.Conn) error {
+	_, err := c.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`)
+	return err
 }
 
 // poolMaxConnsSet finds pool_max_conns in a URL's query or in key=value
