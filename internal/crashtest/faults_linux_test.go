@@ -2,6 +2,9 @@ package crashtest
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,4 +31,26 @@ func setFileSizeLimit(pid int, limit uint64) error {
 		return nil
 	}
 	return err
+}
+
+// crashBackend SIGKILLs the PostgreSQL backend process pid, which makes
+// its postmaster end every other backend and start again through crash
+// recovery: the whole server crashes and comes back, as after a kill of
+// the database's host process, keeping what its WAL holds. The backend
+// must be a process of this machine serving from dataDir (the server's
+// data_directory: a backend's working directory), so that a pid read
+// from a server elsewhere never signals a process of this one.
+func crashBackend(pid int, dataDir string) error {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return fmt.Errorf("PostgreSQL's backend %d is not a process this test can see on this machine: %w", pid, err)
+	}
+	want, err := filepath.EvalSymlinks(dataDir)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL's data directory %s is not on this machine: %w", dataDir, err)
+	}
+	if got, err := filepath.EvalSymlinks(cwd); err != nil || got != want {
+		return fmt.Errorf("process %d works in %s, not in PostgreSQL's data directory %s", pid, cwd, want)
+	}
+	return unix.Kill(pid, unix.SIGKILL)
 }

@@ -14,3 +14,9 @@ func refuseWrites(pid int) error {
 }
 
 func allowWrites(int) error { return nil }
+
+// crashBackend: finding a PostgreSQL backend's working directory needs
+// Linux's /proc.
+func crashBackend(pid int, _ string) error {
+	return fmt.Errorf("crashing PostgreSQL through its backend %d: %w (the storm's database crashes need Linux)", pid, errors.ErrUnsupported)
+}

@@ -177,6 +177,13 @@ func TestStorm(t *testing.T) {
 	if dbFaults {
 		replay += "TRANSFERD_STORM_DB_FAULTS=1 "
 	}
+	dbCrashes := os.Getenv("TRANSFERD_STORM_DB_CRASHES") == "1"
+	if dbCrashes {
+		if store != "postgres" || !dbFaults {
+			t.Fatal("TRANSFERD_STORM_DB_CRASHES needs TRANSFERD_STORM_STORE=postgres and TRANSFERD_STORM_DB_FAULTS=1: it crashes the PostgreSQL server at some of the database faults")
+		}
+		replay += "TRANSFERD_STORM_DB_CRASHES=1 "
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
@@ -188,6 +195,9 @@ func TestStorm(t *testing.T) {
 			label += fmt.Sprintf(" (%d replicas)", replicas)
 		}
 		switch {
+		case dbCrashes:
+			where += ", database faults and crashes"
+			label += " (database faults and crashes)"
 		case dbFaults && store == "postgres":
 			where += ", database faults"
 			label += " (database faults)"
@@ -198,7 +208,7 @@ func TestStorm(t *testing.T) {
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas, dbFaults)
+			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes})
 		})
 	}
 }
@@ -729,7 +739,7 @@ func stormRequest(c stormCase, pl placed) map[string]any {
 // runStorm runs one seed's storm, its transferd on store: its own SQLite
 // data directory, or a PostgreSQL database of its own on the server of
 // TRANSFERD_TEST_DATABASE_URL.
-func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string, replicas int, dbFaults bool) {
+func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string, replicas int, ft faults) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -869,9 +879,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	go func() { outageErr <- stormOutages(ctx, seed, drawn.bwUnlistedNotFound, done, &cnt) }()
 	dbFaultErr := make(chan error, 1)
 	switch {
-	case dbFaults && store == "postgres":
-		go func() { dbFaultErr <- stormDBFaults(ctx, dbURL, seed, done, &cnt) }()
-	case dbFaults:
+	case ft.db && store == "postgres":
+		go func() { dbFaultErr <- stormDBFaults(ctx, dbURL, seed, ft.crashes, done, &cnt) }()
+	case ft.db:
 		go func() { dbFaultErr <- stormDiskFaults(fl, seed, done, &cnt) }()
 	default:
 		dbFaultErr <- nil
@@ -954,6 +964,13 @@ const (
 // succeed), for stormOutageMin to twice that, every stormOutageGap to
 // twice that, until done is closed; each outage ends with the simulator's
 // adversarial profile as it was.
+// faults are the store's faults a storm injects (TRANSFERD_STORM_DB_FAULTS,
+// TRANSFERD_STORM_DB_CRASHES).
+type faults struct {
+	db      bool // the store fails every few seconds
+	crashes bool // PostgreSQL: some of those faults crash the whole server
+}
+
 // stormDBFaults ends every connection transferd's replicas hold to their
 // PostgreSQL database (pg_terminate_backend) at moments the seed draws,
 // every 1 to 4 s, until done: the statements in flight fail, a commit among
@@ -961,22 +978,59 @@ const (
 // again. A save whose answer was lost may have been written, and a claim,
 // a heartbeat or a purge may fail at any step: nothing may be lost, and no
 // provider request may go out without its durable intent.
-func stormDBFaults(ctx context.Context, dbURL string, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+//
+// With crashes, one fault in three crashes the server instead: a backend
+// SIGKILLed (crashBackend), the postmaster ends every other and starts
+// again through crash recovery. For a second or so no connection is
+// accepted ("the database system is in recovery mode"), and a commit
+// whose WAL record was not flushed is gone: transferd's sessions commit
+// durably whatever the server's default (CI's is off), but for the
+// writes of webhook delivery, which may be lost, as their comment allows.
+func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool, done <-chan struct{}, cnt *stormCounts) error {
 	r := rand.New(rand.NewPCG(seed, 0xdb))
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { conn.Close(context.WithoutCancel(ctx)) }()
+	var dataDir string
+	if crashes {
+		if err := conn.QueryRow(ctx, `SHOW data_directory`).Scan(&dataDir); err != nil {
+			return fmt.Errorf("TRANSFERD_STORM_DB_CRASHES needs to read the server's data_directory (a superuser): %w", err)
+		}
+	}
 	for {
 		select {
 		case <-done:
 			return nil
 		case <-time.After(time.Duration(1000+r.IntN(3000)) * time.Millisecond):
 		}
+		if crashes && r.IntN(3) == 0 {
+			if err := crashBackend(int(conn.PgConn().PID()), dataDir); err != nil {
+				return fmt.Errorf("TRANSFERD_STORM_DB_CRASHES needs a throw-away PostgreSQL server of this machine whose processes the test may signal: %w", err)
+			}
+			conn.Close(context.WithoutCancel(ctx))
+			if conn, err = reconnect(ctx, dbURL); err != nil {
+				return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+			}
+			cnt.dbFaults.Add(1)
+			cnt.dbCrashes.Add(1)
+			continue
+		}
 		var ended int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&ended); err != nil {
+		err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&ended)
+		if err != nil && crashes && ctx.Err() == nil {
+			// A connection made again right after a crash may have been
+			// accepted before the postmaster saw its backend die, and
+			// ended with the others: connect again, and go on.
+			conn.Close(context.WithoutCancel(ctx))
+			if conn, err = reconnect(ctx, dbURL); err != nil {
+				return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		cnt.dbFaults.Add(1)
@@ -1031,6 +1085,24 @@ func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCou
 		}
 		cnt.dbFaults.Add(1)
 		cnt.refused.Add(int64(time.Since(began)))
+	}
+}
+
+// reconnect connects to dbURL once the server accepts connections again,
+// within a minute.
+func reconnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -1147,6 +1219,7 @@ type stormCounts struct {
 	// the connections; on SQLite the spans the disk refused transferd's
 	// writes (stormDiskFaults), refused their sum.
 	dbFaults, backendsEnded atomic.Int32
+	dbCrashes               atomic.Int32 // faults that crashed the PostgreSQL server
 	refused                 atomic.Int64 // a time.Duration
 	// storeErrors counts transferd's log lines with a store error.
 	storeErrors          int
@@ -1204,8 +1277,12 @@ func (c *stormCounts) line(label string) string {
 		faults = fmt.Sprintf("disk faults %d (writes refused for %s, %d store errors logged); ",
 			n, time.Duration(c.refused.Load()).Round(100*time.Millisecond), c.storeErrors)
 	case n > 0:
-		faults = fmt.Sprintf("database faults %d (%d connections ended, %d store errors logged); ",
-			n, c.backendsEnded.Load(), c.storeErrors)
+		crashes := ""
+		if k := c.dbCrashes.Load(); k > 0 {
+			crashes = fmt.Sprintf(", %d server crashes", k)
+		}
+		faults = fmt.Sprintf("database faults %d (%d connections ended%s, %d store errors logged); ",
+			n, c.backendsEnded.Load(), crashes, c.storeErrors)
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))
