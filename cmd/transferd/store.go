@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -24,7 +25,7 @@ func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrat
 		return s, closeStore, nil
 	}
 	if cfg.DatabaseURL != "" {
-		s, err := postgres.Open(ctx, string(cfg.DatabaseURL))
+		s, err := openPostgres(ctx, string(cfg.DatabaseURL), log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
 		}
@@ -37,6 +38,43 @@ func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrat
 	}
 	log.Info().Str("store", "sqlite").Str("data_dir", cfg.DataDir).Msg("store open")
 	return s, func() { _ = s.Close() }, nil
+}
+
+// storeOpenPatience bounds how long a replica tries to reach PostgreSQL
+// at start before it gives up (and its supervisor starts it again), and
+// storeOpenWait is its first pause between tries, doubled up to 5 s.
+var (
+	storeOpenPatience = time.Minute
+	storeOpenWait     = 250 * time.Millisecond
+)
+
+// openPostgres opens the PostgreSQL store, trying again while the server
+// cannot be reached or will not take a connection yet
+// (postgres.Unavailable): a server restarting or recovering from a crash,
+// a failover, a database that starts after transferd. A process that
+// exited then would only be restarted later, by its supervisor's back-off.
+// Anything else (credentials, a database that does not exist) fails at
+// once: waiting would not cure it.
+func openPostgres(ctx context.Context, dbURL string, log zerolog.Logger) (*postgres.Store, error) {
+	deadline := time.Now().Add(storeOpenPatience)
+	wait := storeOpenWait
+	for attempt := 1; ; attempt++ {
+		s, err := postgres.Open(ctx, dbURL)
+		if err == nil {
+			return s, nil
+		}
+		if !postgres.Unavailable(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).
+			Msg("PostgreSQL cannot be reached yet; trying again")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // crashPoint returns the engine's crash hook for TRANSFERD_TEST_CRASH_AT,

@@ -15,6 +15,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"regexp"
 	"runtime"
@@ -22,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -140,9 +143,10 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 
 // durableCommits sets a new session's synchronous_commit to on if it is
 // off (see open), whether the server, the database, the role or the URL
-// set it so.
+// set it so. One exchange of the simple protocol: nothing is prepared or
+// kept in the connection's statement cache for it.
 func durableCommits(ctx context.Context, c *pgx.Conn) error {
-	_, err := c.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`)
+	_, err := c.PgConn().Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`).ReadAll()
 	return err
 }
 
@@ -293,6 +297,24 @@ const (
 	uniqueViolation     = "23505"
 	foreignKeyViolation = "23503"
 )
+
+// Unavailable reports whether err, from Open, says that the server could
+// not be reached or would not take a connection yet, which waiting may
+// cure: no answer (refused, reset, timed out, a name not resolved yet),
+// a connection ended, or a server starting, shutting down, recovering from
+// a crash or out of connections (SQLSTATE classes 08 and 57P, 53300). A
+// refusal of what transferd asked for (credentials, a database that does
+// not exist, privileges, a URL that does not parse, TLS) is not: waiting
+// never cures it.
+func Unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // ---- migrations ----
 
