@@ -1006,6 +1006,15 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 		case <-time.After(time.Duration(1000+r.IntN(3000)) * time.Millisecond):
 		}
 		if crashes && r.IntN(3) == 0 {
+			if err := conn.Ping(ctx); err != nil && ctx.Err() == nil {
+				// Ended with the others just after the last crash (see
+				// below): connect again; the next fault may crash.
+				conn.Close(context.WithoutCancel(ctx))
+				if conn, err = reconnect(ctx, dbURL); err != nil {
+					return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+				}
+				continue
+			}
 			if err := crashBackend(int(conn.PgConn().PID()), dataDir); err != nil {
 				return fmt.Errorf("TRANSFERD_STORM_DB_CRASHES needs a throw-away PostgreSQL server of this machine whose processes the test may signal: %w", err)
 			}
@@ -1039,18 +1048,33 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 }
 
 // stormDiskFaults makes the disk refuse every write of a live transferd
-// process on SQLite (refuseWrites) for 0.2 to 2 s, one time in five for 3
-// to 8 s instead, every 1 to 4 s, at moments and for spans the seed
-// draws, until done. A long one outlasts the heartbeat's last renewal
-// (3/8 of the lease), so that the process also stops sending provider
-// requests until it can renew it. A commit fails with
-// SQLite's disk I/O error, its WAL frames written in part or not at all;
-// a checkpoint, a heartbeat or a purge fails as well, and the API answers
-// 500 to what it cannot save. Every transfer must go on from what was
-// stored once writes are allowed again, never sending a provider request
-// whose intent is not durable, and a kill during a fault must lose
-// nothing that was committed.
+// process on SQLite (diskFaults), one of the fleet's the seed draws.
 func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	return diskFaults(seed, done, func(r *rand.Rand) *proc {
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		return fl.slots[r.IntN(len(fl.slots))]
+	}, func(d time.Duration) {
+		cnt.dbFaults.Add(1)
+		cnt.refused.Add(int64(d))
+	})
+}
+
+// diskFaults makes the disk refuse every write of the process pick
+// returns (refuseWrites) for 0.2 to 2 s, one time in five for 3 to 8 s
+// instead, every 1 to 4 s, at moments and for spans the seed draws, until
+// done, and counts each fault with how long it lasted. A long one outlasts
+// the heartbeat's last renewal (3/8 of the lease), so that the process
+// also stops sending provider requests until it can renew it. A commit
+// fails with SQLite's disk I/O error, its WAL frames written in part or
+// not at all; a checkpoint, a heartbeat, a webhook delivery's result or a
+// purge fails as well, and the API answers 500 to what it cannot save.
+// Every transfer must go on from what was stored once writes are allowed
+// again, never sending a provider request whose intent is not durable,
+// and a kill during a fault must lose nothing that was committed. A
+// process starting is never picked: a fleet's slot and a webhook storm's
+// current process name the new one only once it listens.
+func diskFaults(seed uint64, done <-chan struct{}, pick func(*rand.Rand) *proc, count func(time.Duration)) error {
 	r := rand.New(rand.NewPCG(seed, 0xd15c))
 	for {
 		select {
@@ -1062,9 +1086,7 @@ func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCou
 		if r.IntN(5) == 0 {
 			span = time.Duration(3000+r.IntN(5000)) * time.Millisecond
 		}
-		fl.mu.Lock()
-		p := fl.slots[r.IntN(len(fl.slots))]
-		fl.mu.Unlock()
+		p := pick(r)
 		if p.dead() {
 			continue // killed this instant; its successor is still starting
 		}
@@ -1083,8 +1105,7 @@ func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCou
 				return err
 			}
 		}
-		cnt.dbFaults.Add(1)
-		cnt.refused.Add(int64(time.Since(began)))
+		count(time.Since(began))
 	}
 }
 

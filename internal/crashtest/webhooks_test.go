@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -482,6 +483,7 @@ func TestWebhookStorm(t *testing.T) {
 	}
 	needBinaries(t)
 	var storeVars []string
+	var dbURL string
 	switch store := os.Getenv("TRANSFERD_WEBHOOK_STORM_STORE"); store {
 	case "", "sqlite":
 	case "postgres":
@@ -489,7 +491,8 @@ func TestWebhookStorm(t *testing.T) {
 		if admin == "" {
 			t.Fatal("TRANSFERD_WEBHOOK_STORM_STORE=postgres needs TRANSFERD_TEST_DATABASE_URL (postgres://…)")
 		}
-		storeVars = []string{"TRANSFERD_DATABASE_URL=" + freshDatabase(t, admin), "TRANSFERD_LEASE_TTL=" + leaseTTL.String()}
+		dbURL = freshDatabase(t, admin)
+		storeVars = []string{"TRANSFERD_DATABASE_URL=" + dbURL, "TRANSFERD_LEASE_TTL=" + leaseTTL.String()}
 	default:
 		t.Fatalf("TRANSFERD_WEBHOOK_STORM_STORE: %q is neither sqlite nor postgres", store)
 	}
@@ -503,6 +506,16 @@ func TestWebhookStorm(t *testing.T) {
 			t.Fatalf("TRANSFERD_WEBHOOK_STORM_DOWN: %v", err)
 		}
 	}
+	// The store's faults, as the storm's (TRANSFERD_STORM_DB_FAULTS): the
+	// disk refusing transferd's writes on SQLite, every connection ended
+	// on PostgreSQL, and with TRANSFERD_WEBHOOK_STORM_DB_CRASHES=1 one
+	// time in three the server crashed. Their moments come from a seed of
+	// their own, printed.
+	dbFaults := os.Getenv("TRANSFERD_WEBHOOK_STORM_DB_FAULTS") == "1"
+	dbCrashes := os.Getenv("TRANSFERD_WEBHOOK_STORM_DB_CRASHES") == "1"
+	if dbCrashes && (dbURL == "" || !dbFaults) {
+		t.Fatal("TRANSFERD_WEBHOOK_STORM_DB_CRASHES needs TRANSFERD_WEBHOOK_STORM_STORE=postgres and TRANSFERD_WEBHOOK_STORM_DB_FAULTS=1")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	rcv := newReceiver(t, true)
@@ -512,6 +525,35 @@ func TestWebhookStorm(t *testing.T) {
 	if storeVars != nil {
 		startTransferd(t, "transferd-steady", webhookEnv(rcv, dir, "hooks-steady", storeVars...))
 	}
+	var cnt stormCounts
+	faultsDone := make(chan struct{})
+	faultErr := make(chan error, 1)
+	faultSeed := mrand.Uint64() >> 12
+	switch {
+	case dbFaults && dbURL != "":
+		go func() { faultErr <- stormDBFaults(ctx, dbURL, faultSeed, dbCrashes, faultsDone, &cnt) }()
+	case dbFaults:
+		go func() {
+			faultErr <- diskFaults(faultSeed, faultsDone, func(*mrand.Rand) *proc { return cur.Load() }, func(d time.Duration) {
+				cnt.dbFaults.Add(1)
+				cnt.refused.Add(int64(d))
+			})
+		}()
+	default:
+		faultErr <- nil
+	}
+	stopFaults := func() {
+		select {
+		case <-faultsDone:
+			return
+		default:
+		}
+		close(faultsDone)
+		if err := <-faultErr; err != nil {
+			t.Fatalf("failing the store under transferd: %v", err)
+		}
+	}
+	defer stopFaults()
 
 	const concurrency = 16
 	ids := make([]string, n)
@@ -581,10 +623,13 @@ func TestWebhookStorm(t *testing.T) {
 	}
 	// Every transfer ends; then the receiver must get every event the
 	// outbox holds (awaitOutbox: a transfer may still report after it
-	// ends).
+	// ends), the store failing no more.
 	for _, id := range ids {
 		for {
 			tr, err := getTransfer(ctx, cur.Load(), id, 10)
+			if isStatus(err, http.StatusInternalServerError) || isStatus(err, http.StatusServiceUnavailable) {
+				continue // a read while the store fails under it
+			}
 			if err != nil {
 				t.Fatalf("transfer %s: %v", id, err)
 			}
@@ -593,6 +638,14 @@ func TestWebhookStorm(t *testing.T) {
 			}
 		}
 	}
+	stopFaults()
+	faults := ""
+	switch n := cnt.dbFaults.Load(); {
+	case n > 0 && cnt.refused.Load() > 0:
+		faults = fmt.Sprintf(" (disk faults %d, writes refused for %s, seed %d)", n, time.Duration(cnt.refused.Load()).Round(100*time.Millisecond), faultSeed)
+	case n > 0:
+		faults = fmt.Sprintf(" (database faults %d, %d connections ended, %d server crashes, seed %d)", n, cnt.backendsEnded.Load(), cnt.dbCrashes.Load(), faultSeed)
+	}
 	// Deliveries refused during the outage back off up to about its
 	// length; a bound of a few times that is a failure guard only.
 	got, expected, done, err := awaitOutbox(ctx, rcv, cur.Load().addr, ids, time.Now().Add(4*down+2*time.Minute))
@@ -600,7 +653,7 @@ func TestWebhookStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := rcv.tally(got, expected)
-	fmt.Printf("webhook storm: %d transfers, %s\n", n, tl)
+	fmt.Printf("webhook storm: %d transfers%s, %s\n", n, faults, tl)
 	for _, e := range tl.examples {
 		fmt.Println("  " + e)
 	}
