@@ -993,6 +993,16 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 		return err
 	}
 	defer func() { conn.Close(context.WithoutCancel(ctx)) }()
+	// again connects anew after a crash, once the server takes
+	// connections again.
+	again := func() error {
+		conn.Close(context.WithoutCancel(ctx))
+		var err error
+		if conn, err = reconnect(ctx, dbURL); err != nil {
+			return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+		}
+		return nil
+	}
 	var dataDir string
 	if crashes {
 		if err := conn.QueryRow(ctx, `SHOW data_directory`).Scan(&dataDir); err != nil {
@@ -1009,18 +1019,16 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 			if err := conn.Ping(ctx); err != nil && ctx.Err() == nil {
 				// Ended with the others just after the last crash (see
 				// below): connect again; the next fault may crash.
-				conn.Close(context.WithoutCancel(ctx))
-				if conn, err = reconnect(ctx, dbURL); err != nil {
-					return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+				if err := again(); err != nil {
+					return err
 				}
 				continue
 			}
 			if err := crashBackend(int(conn.PgConn().PID()), dataDir); err != nil {
 				return fmt.Errorf("TRANSFERD_STORM_DB_CRASHES needs a throw-away PostgreSQL server of this machine whose processes the test may signal: %w", err)
 			}
-			conn.Close(context.WithoutCancel(ctx))
-			if conn, err = reconnect(ctx, dbURL); err != nil {
-				return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+			if err := again(); err != nil {
+				return err
 			}
 			cnt.dbFaults.Add(1)
 			cnt.dbCrashes.Add(1)
@@ -1033,9 +1041,8 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 			// A connection made again right after a crash may have been
 			// accepted before the postmaster saw its backend die, and
 			// ended with the others: connect again, and go on.
-			conn.Close(context.WithoutCancel(ctx))
-			if conn, err = reconnect(ctx, dbURL); err != nil {
-				return fmt.Errorf("PostgreSQL did not come back after a crash: %w", err)
+			if err := again(); err != nil {
+				return err
 			}
 			continue
 		}
