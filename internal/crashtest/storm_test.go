@@ -1285,6 +1285,26 @@ func (c *stormCounts) add(r stormResult, problems int) {
 	}
 }
 
+// storeFaults describes the store's faults a storm injected, or is ""
+// without any.
+func (c *stormCounts) storeFaults() string {
+	n := c.dbFaults.Load()
+	if n == 0 {
+		return ""
+	}
+	kind, more := "database faults", []string{fmt.Sprintf("%d connections ended", c.backendsEnded.Load())}
+	if k := c.dbCrashes.Load(); k > 0 {
+		more = append(more, fmt.Sprintf("%d server crashes", k))
+	}
+	if d := time.Duration(c.refused.Load()); d > 0 { // SQLite: the disk
+		kind, more = "disk faults", []string{"writes refused for " + d.Round(100*time.Millisecond).String()}
+	}
+	if c.storeErrors > 0 {
+		more = append(more, fmt.Sprintf("%d store errors logged", c.storeErrors))
+	}
+	return fmt.Sprintf("%s %d (%s)", kind, n, strings.Join(more, ", "))
+}
+
 func (c *stormCounts) line(label string) string {
 	keys := make([]string, 0, len(c.byOutcome))
 	for k := range c.byOutcome {
@@ -1299,18 +1319,9 @@ func (c *stormCounts) line(label string) string {
 	if c.renamed > 0 {
 		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
 	}
-	faults := ""
-	switch n := c.dbFaults.Load(); {
-	case n > 0 && c.refused.Load() > 0:
-		faults = fmt.Sprintf("disk faults %d (writes refused for %s, %d store errors logged); ",
-			n, time.Duration(c.refused.Load()).Round(100*time.Millisecond), c.storeErrors)
-	case n > 0:
-		crashes := ""
-		if k := c.dbCrashes.Load(); k > 0 {
-			crashes = fmt.Sprintf(", %d server crashes", k)
-		}
-		faults = fmt.Sprintf("database faults %d (%d connections ended%s, %d store errors logged); ",
-			n, c.backendsEnded.Load(), crashes, c.storeErrors)
+	faults := c.storeFaults()
+	if faults != "" {
+		faults += "; "
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))

@@ -639,12 +639,9 @@ func TestWebhookStorm(t *testing.T) {
 		}
 	}
 	stopFaults()
-	faults := ""
-	switch n := cnt.dbFaults.Load(); {
-	case n > 0 && cnt.refused.Load() > 0:
-		faults = fmt.Sprintf(" (disk faults %d, writes refused for %s, seed %d)", n, time.Duration(cnt.refused.Load()).Round(100*time.Millisecond), faultSeed)
-	case n > 0:
-		faults = fmt.Sprintf(" (database faults %d, %d connections ended, %d server crashes, seed %d)", n, cnt.backendsEnded.Load(), cnt.dbCrashes.Load(), faultSeed)
+	faults := cnt.storeFaults()
+	if faults != "" {
+		faults = fmt.Sprintf(" (%s, seed %d)", faults, faultSeed)
 	}
 	// Deliveries refused during the outage back off up to about its
 	// length; a bound of a few times that is a failure guard only.
