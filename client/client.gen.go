@@ -1292,6 +1292,11 @@ type Forbidden = Problem
 // docs/problems.md.
 type Internal = Problem
 
+// KeyNotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
+// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
+// docs/problems.md.
+type KeyNotRecorded = Problem
+
 // KeyReused An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
@@ -4437,6 +4442,12 @@ type CancelTransferResponse500Headers struct {
 	XRequestId   string
 }
 
+// CancelTransferResponse503Headers the declared response headers of an HTTP 503 response for CancelTransfer
+type CancelTransferResponse503Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 type CancelTransferResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4468,6 +4479,8 @@ type CancelTransferResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *KeyNotRecorded
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *CancelTransferResponse200Headers
 	// Headers202 the parsed response headers for an HTTP 202 response
@@ -4496,6 +4509,8 @@ type CancelTransferResponse struct {
 	Headers429 *CancelTransferResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CancelTransferResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CancelTransferResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4566,6 +4581,11 @@ func (r CancelTransferResponse) GetApplicationproblemJSON429() *TooManyRequests 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r CancelTransferResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CancelTransferResponse) GetApplicationproblemJSON503() *KeyNotRecorded {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4692,6 +4712,12 @@ type CompleteTransferResponse500Headers struct {
 	XRequestId   string
 }
 
+// CompleteTransferResponse503Headers the declared response headers of an HTTP 503 response for CompleteTransfer
+type CompleteTransferResponse503Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 type CompleteTransferResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4723,6 +4749,8 @@ type CompleteTransferResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *KeyNotRecorded
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *CompleteTransferResponse200Headers
 	// Headers202 the parsed response headers for an HTTP 202 response
@@ -4751,6 +4779,8 @@ type CompleteTransferResponse struct {
 	Headers429 *CompleteTransferResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CompleteTransferResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CompleteTransferResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4821,6 +4851,11 @@ func (r CompleteTransferResponse) GetApplicationproblemJSON429() *TooManyRequest
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r CompleteTransferResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CompleteTransferResponse) GetApplicationproblemJSON503() *KeyNotRecorded {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -7148,6 +7183,13 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest KeyNotRecorded
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7466,6 +7508,23 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 			headers.XRequestId = value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers CancelTransferResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7582,6 +7641,13 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest KeyNotRecorded
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7901,6 +7967,23 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 			headers.XRequestId = value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers CompleteTransferResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -1399,11 +1399,28 @@ export interface components {
         };
         /**
          * @description transferd is shutting down and takes no new transfers (retry on another instance), or the
-         *     create could not reach its store in time, or reached it only after its Idempotency-Key
-         *     reservation had been settled, or the store failed to save it and knows it did not
-         *     (nothing was saved; retry, with the same key if any).
+         *     create could not reach its store in time, or the store's answer to its save was lost
+         *     (whether it was saved is not known yet: retry with the same Idempotency-Key, which
+         *     answers with the transfer if it was saved), or it reached the store only after its
+         *     Idempotency-Key reservation had been settled, or the store failed to save it and knows it
+         *     did not (nothing was saved; retry, with the same key if any), or the store could not
+         *     record the Idempotency-Key (nothing was done; retry with the same key).
          */
         ShuttingDown: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The store could not record the request's Idempotency-Key: the request was not served and
+         *     nothing was done. Retry with the same key.
+         */
+        KeyNotRecorded: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
@@ -1777,6 +1794,7 @@ export interface operations {
             422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["KeyNotRecorded"];
         };
     };
     cancelTransfer: {
@@ -1828,6 +1846,7 @@ export interface operations {
             422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["KeyNotRecorded"];
         };
     };
     listTransferEvents: {

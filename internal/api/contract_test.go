@@ -96,9 +96,14 @@ func newEnvLogging(t *testing.T, log zerolog.Logger) *env {
 // tokens.
 func newEnvSigning(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner) *env {
 	t.Helper()
+	return newEnvStore(t, log, signer, memory.New())
+}
+
+// newEnvStore is newEnvSigning on store.
+func newEnvStore(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner, store orchestrator.Store) *env {
+	t.Helper()
 	fake := orchestratortest.NewFake("netsapiens")
 	reg := prometheus.NewRegistry()
-	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{
 		PollInterval:    time.Millisecond,
 		PollMaxInterval: 5 * time.Millisecond,
@@ -972,6 +977,55 @@ func TestContractUnavailable(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(t, tc.exchange, tc.specRejects)
+			if r.status != tc.status {
+				t.Fatalf("status = %d, want %d\n%s", r.status, tc.status, r.body)
+			}
+			if p := r.problem(t); p.Type != api.ProblemBase+tc.problem {
+				t.Errorf("type = %s, want %s", p.Type, api.ProblemBase+tc.problem)
+			}
+		})
+	}
+}
+
+// TestContractStoreFaults: what a store that fails a write answers is in
+// the contract too. A create whose save the store left unknown, and a
+// POST whose Idempotency-Key the store could not record, are 503s (they
+// were bare 500s), on every operation that takes a key.
+func TestContractStoreFaults(t *testing.T) {
+	store := &refusedReservation{Store: memory.New()}
+	store.refused.Store(true) // refuses only when a case asks
+	lost := &orchestratortest.LostCreate{Store: store, OnGet: orchestratortest.FailFirstGets(1)}
+	e := newEnvStore(t, zerolog.Nop(), testSigner(t), lost)
+	const id = "tr_01M7Z6NZRM4TFF59TDWH9EDD1R"
+	keyed := func(key string) map[string]string { return jsonHeader("Idempotency-Key", key) }
+	for _, tc := range []struct {
+		contractCase
+		refuseKey bool
+	}{
+		{contractCase: contractCase{
+			name:     "create whose save is unknown: 503",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: keyed("lost"), body: createBody("1000", "manual")},
+			status:   http.StatusServiceUnavailable, problem: "unavailable",
+		}},
+		{contractCase: contractCase{
+			name:     "create whose key is not recorded: 503",
+			exchange: exchange{method: "POST", path: "/v1/transfers", header: keyed("refused"), body: createBody("1001", "manual")},
+			status:   http.StatusServiceUnavailable, problem: "unavailable",
+		}, refuseKey: true},
+		{contractCase: contractCase{
+			name:     "complete whose key is not recorded: 503",
+			exchange: exchange{method: "POST", path: "/v1/transfers/" + id + "/complete", header: keyed("refused")},
+			status:   http.StatusServiceUnavailable, problem: "unavailable",
+		}, refuseKey: true},
+		{contractCase: contractCase{
+			name:     "cancel whose key is not recorded: 503",
+			exchange: exchange{method: "POST", path: "/v1/transfers/" + id + "/cancel", header: keyed("refused")},
+			status:   http.StatusServiceUnavailable, problem: "unavailable",
+		}, refuseKey: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store.refused.Store(!tc.refuseKey)
 			r := e.do(t, tc.exchange, tc.specRejects)
 			if r.status != tc.status {
 				t.Fatalf("status = %d, want %d\n%s", r.status, tc.status, r.body)

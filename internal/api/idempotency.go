@@ -116,7 +116,19 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		for waiting := false; ; waiting = true {
 			cur, mine, err := store.ReserveIdempotency(ctx, rec)
 			if err != nil {
-				writeError(w, r, err)
+				if orchestrator.KindOf(err) != orchestrator.KindInternal {
+					writeError(w, r, err)
+					return
+				}
+				// The request was not served: whatever the store did
+				// with the reservation, nothing else was done. A
+				// reservation saved after all is settled in
+				// orchestrator.ReservationTimeout; a retry meanwhile is
+				// told it is in progress.
+				hlog.FromRequest(r).Error().Err(err).Msg("reserving the Idempotency-Key failed")
+				p := probUnavailable
+				p.Detail = "the store could not record the Idempotency-Key, so the request was not served and nothing was done: retry with the same key"
+				writeProblem(w, r, p)
 				return
 			}
 			if waiting && !stillAuthorized(r.Context()) {

@@ -122,6 +122,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			hlog.FromRequest(r).Error().Err(err).Msg("the store failed to save a new transfer")
 			p.Detail = "the store failed to save the transfer, and nothing was saved: retry, with the same Idempotency-Key if any"
 		}
+		if errors.Is(err, orchestrator.ErrSaveUnknown) {
+			hlog.FromRequest(r).Error().Err(err).Msg("the store's answer to a create was lost; the transfer is looked for")
+			p.Detail = "the store's answer to the save was lost, so whether the transfer was saved is not known yet; if it was, transferd drives it. " +
+				"Retry with the same Idempotency-Key: it answers with the transfer if it was saved, and creates it if not " +
+				"(without a key, a retry is refused with active-transfer naming the transfer, if it was saved)"
+		}
 		if errors.Is(err, orchestrator.ErrReservationLost) {
 			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
 				Msg("the create outlived its Idempotency-Key reservation")

@@ -81,28 +81,3 @@ func TestCreateThatOutlivedItsReservationSavesNothing(t *testing.T) {
 			again.status, again.replayed, again.location, retry.location)
 	}
 }
-
-// Found by review: a create whose save was committed although the request
-// failed (a 5xx: the store's answer was lost, and so was the engine's
-// read-back) released its key, linked reservation and all, so that the
-// key forgot the transfer it had made: the retry was refused while that
-// transfer held the call, and could start a second one once it ended. Now
-// a linked reservation is answered with its transfer instead.
-func TestCreateSavedDespiteItsFailureIsReplayed(t *testing.T) {
-	// The store's answer to the create is lost, and so is the engine's
-	// read-back of it.
-	store := &orchestratortest.LostCreate{Store: memory.New(), OnGet: orchestratortest.FailFirstGets(1)}
-	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
-	url := inst.srv.URL + "/v1/transfers"
-	if r := post(t, url, "key-acklost", manualBody); r.status != http.StatusInternalServerError {
-		t.Fatalf("the create whose answer was lost: %d %s; want 500", r.status, r.body)
-	}
-	ts, _, err := store.List(context.Background(), orchestrator.ListFilter{})
-	if err != nil || len(ts) != 1 {
-		t.Fatalf("stored transfers %d (%v); want the one saved", len(ts), err)
-	}
-	r := post(t, url, "key-acklost", manualBody)
-	if r.status != http.StatusAccepted || r.replayed != "true" || r.location != "/v1/transfers/"+ts[0].ID {
-		t.Errorf("the retry: %d (replayed %q) at %q %s; want the saved transfer replayed", r.status, r.replayed, r.location, r.body)
-	}
-}

@@ -269,9 +269,10 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		if err != nil {
 			switch {
 			case writeLimited(w, r, err):
-			case sctx.Err() != nil && orchestrator.KindOf(err) == orchestrator.KindInternal:
+			case sctx.Err() != nil && (orchestrator.KindOf(err) == orchestrator.KindInternal || errors.Is(err, orchestrator.ErrSaveUnknown)):
 				// The deadline passed and the store's answer says nothing
-				// more (a definite one, a conflict say, is served as such).
+				// more (a definite one, a conflict say, is served as such;
+				// a save left unknown says so, and the deadline is why).
 				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the create could not reach the store in time")
 				p := probUnavailable
 				p.Detail = fmt.Sprintf("the store did not answer within %s: retry, with the same Idempotency-Key if any (should the transfer have been saved after all, transferd drives it and the key answers with it)", startTimeout)

@@ -382,7 +382,7 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		if gerr != nil {
 			// It may have been saved all the same: looked for again.
 			e.findLater(t.ID)
-			return nil, err
+			return nil, E("orchestrator.Start", KindUnavailable, fmt.Errorf("%w: %w", ErrSaveUnknown, err))
 		}
 		e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved")
 		if !e.mine(got) {

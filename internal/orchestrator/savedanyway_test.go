@@ -31,8 +31,9 @@ func claimedBy(s orchestrator.Store, owner string) {
 
 func startLost(t *testing.T, e *orchestrator.Engine) {
 	t.Helper()
-	if _, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{}); orchestrator.KindOf(err) != orchestrator.KindInternal {
-		t.Fatalf("Start: %v; want the store's internal error (its answer and the read-back both failed)", err)
+	_, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if !errors.Is(err, orchestrator.ErrSaveUnknown) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		t.Fatalf("Start: %v; want ErrSaveUnknown, unavailable (the store's answer and the read-back both failed)", err)
 	}
 }
 

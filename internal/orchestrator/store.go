@@ -223,6 +223,14 @@ var ErrReservationLost = errors.New("the Idempotency-Key reservation of this req
 // leaves the save unknown. Stores return it with KindUnavailable.
 var ErrNotSaved = errors.New("the store failed to save the transfer; nothing was saved")
 
+// ErrSaveUnknown is the cause of a create whose save the store neither
+// confirmed nor refused (a connection that ended around the commit, a
+// write the disk refused mid-commit), and whose record could not be read
+// back at once: it may have been saved. The engine goes on looking for
+// it, and drives it if it was; a retry with the create's Idempotency-Key
+// then answers with it. Engine.Start returns it with KindUnavailable.
+var ErrSaveUnknown = errors.New("the store's answer to the save was lost; the transfer may have been saved")
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id

@@ -13,10 +13,12 @@ import (
 // internal error, as when a connection drops between a commit and its
 // answer: the engine cannot tell it from a create that failed. OnGet, if
 // set, answers every Get in place of the store, given the Get's number n
-// (from 1) and the store.
+// (from 1) and the store. With Unsaved, the first Create is answered the
+// same way but not saved: the other side of what the engine cannot tell.
 type LostCreate struct {
 	orchestrator.Store
-	OnGet func(ctx context.Context, n int32, s orchestrator.Store, id string) (*orchestrator.Transfer, error)
+	OnGet   func(ctx context.Context, n int32, s orchestrator.Store, id string) (*orchestrator.Transfer, error)
+	Unsaved bool
 
 	once sync.Once
 	gets atomic.Int32
@@ -37,11 +39,14 @@ func FailFirstGets(n int32) func(context.Context, int32, orchestrator.Store, str
 
 // Create implements orchestrator.Store.
 func (s *LostCreate) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	lost := false
+	s.once.Do(func() { lost = true })
+	if lost && s.Unsaved {
+		return orchestrator.E("store.Create", orchestrator.KindInternal, errors.New("connection reset before the commit"))
+	}
 	if err := s.Store.Create(ctx, t); err != nil {
 		return err
 	}
-	lost := false
-	s.once.Do(func() { lost = true })
 	if lost {
 		return orchestrator.E("store.Create", orchestrator.KindInternal, errors.New("connection reset after the commit"))
 	}
