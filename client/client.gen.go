@@ -1292,11 +1292,6 @@ type Forbidden = Problem
 // docs/problems.md.
 type Internal = Problem
 
-// KeyNotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
-// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
-// docs/problems.md.
-type KeyNotRecorded = Problem
-
 // KeyReused An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
@@ -1316,6 +1311,11 @@ type NotFound = Problem
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
 type NotReady = Problem
+
+// NotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
+// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
+// docs/problems.md.
+type NotRecorded = Problem
 
 // ShuttingDown An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
@@ -1897,7 +1897,8 @@ type ClientInterface interface {
 	// Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
 	// or `consulting`): the consult leg is hung up and the caller taken off hold; the
 	// transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
-	// `recovering` or terminal is a `409 state-conflict` naming its current state.
+	// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
+	// again while the first is still pending is accepted as the first was.
 	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -1913,7 +1914,8 @@ type ClientInterface interface {
 	//
 	// Connects caller and target of a `completion: manual` transfer that is `consulting` and
 	// whose target answered (`target_answered: true`). Any other transfer is a
-	// `409 state-conflict` naming its current state.
+	// `409 state-conflict` naming its current state. A complete made again while the first is
+	// still pending is accepted as the first was.
 	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -2213,7 +2215,8 @@ func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTran
 // Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
 // or `consulting`): the consult leg is hung up and the caller taken off hold; the
 // transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
-// `recovering` or terminal is a `409 state-conflict` naming its current state.
+// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
+// again while the first is still pending is accepted as the first was.
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -2239,7 +2242,8 @@ func (c *Client) CancelTransfer(ctx context.Context, id TransferID, params *Canc
 //
 // Connects caller and target of a `completion: manual` transfer that is `consulting` and
 // whose target answered (`target_answered: true`). Any other transfer is a
-// `409 state-conflict` naming its current state.
+// `409 state-conflict` naming its current state. A complete made again while the first is
+// still pending is accepted as the first was.
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -3245,7 +3249,8 @@ type ClientWithResponsesInterface interface {
 	// Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
 	// or `consulting`): the consult leg is hung up and the caller taken off hold; the
 	// transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
-	// `recovering` or terminal is a `409 state-conflict` naming its current state.
+	// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
+	// again while the first is still pending is accepted as the first was.
 	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -3263,7 +3268,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// Connects caller and target of a `completion: manual` transfer that is `consulting` and
 	// whose target answered (`target_answered: true`). Any other transfer is a
-	// `409 state-conflict` naming its current state.
+	// `409 state-conflict` naming its current state. A complete made again while the first is
+	// still pending is accepted as the first was.
 	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -4480,7 +4486,7 @@ type CancelTransferResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *KeyNotRecorded
+	ApplicationproblemJSON503 *NotRecorded
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *CancelTransferResponse200Headers
 	// Headers202 the parsed response headers for an HTTP 202 response
@@ -4584,7 +4590,7 @@ func (r CancelTransferResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r CancelTransferResponse) GetApplicationproblemJSON503() *KeyNotRecorded {
+func (r CancelTransferResponse) GetApplicationproblemJSON503() *NotRecorded {
 	return r.ApplicationproblemJSON503
 }
 
@@ -4750,7 +4756,7 @@ type CompleteTransferResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *KeyNotRecorded
+	ApplicationproblemJSON503 *NotRecorded
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *CompleteTransferResponse200Headers
 	// Headers202 the parsed response headers for an HTTP 202 response
@@ -4854,7 +4860,7 @@ func (r CompleteTransferResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r CompleteTransferResponse) GetApplicationproblemJSON503() *KeyNotRecorded {
+func (r CompleteTransferResponse) GetApplicationproblemJSON503() *NotRecorded {
 	return r.ApplicationproblemJSON503
 }
 
@@ -5513,7 +5519,8 @@ func (c *ClientWithResponses) GetTransferWithResponse(ctx context.Context, id Tr
 // Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
 // or `consulting`): the consult leg is hung up and the caller taken off hold; the
 // transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
-// `recovering` or terminal is a `409 state-conflict` naming its current state.
+// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
+// again while the first is still pending is accepted as the first was.
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -5537,7 +5544,8 @@ func (c *ClientWithResponses) CancelTransferWithResponse(ctx context.Context, id
 //
 // Connects caller and target of a `completion: manual` transfer that is `consulting` and
 // whose target answered (`target_answered: true`). Any other transfer is a
-// `409 state-conflict` naming its current state.
+// `409 state-conflict` naming its current state. A complete made again while the first is
+// still pending is accepted as the first was.
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -7184,7 +7192,7 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest KeyNotRecorded
+		var dest NotRecorded
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7643,7 +7651,7 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest KeyNotRecorded
+		var dest NotRecorded
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -96,7 +96,8 @@ export interface paths {
          * Complete a manual consult
          * @description Connects caller and target of a `completion: manual` transfer that is `consulting` and
          *     whose target answered (`target_answered: true`). Any other transfer is a
-         *     `409 state-conflict` naming its current state.
+         *     `409 state-conflict` naming its current state. A complete made again while the first is
+         *     still pending is accepted as the first was.
          *
          *     Answers `202 Accepted` with the transfer as it was when the request was accepted. With
          *     `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -133,7 +134,8 @@ export interface paths {
          * @description Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
          *     or `consulting`): the consult leg is hung up and the caller taken off hold; the
          *     transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
-         *     `recovering` or terminal is a `409 state-conflict` naming its current state.
+         *     `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
+         *     again while the first is still pending is accepted as the first was.
          *
          *     Answers `202 Accepted` with the transfer as it was when the request was accepted. With
          *     `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -1417,10 +1419,13 @@ export interface components {
             };
         };
         /**
-         * @description The store could not record the request's Idempotency-Key: the request was not served and
-         *     nothing was done. Retry with the same key.
+         * @description The store could not record the request's Idempotency-Key (the request was not served and
+         *     nothing was done), or its answer to the action's signal was lost (whether the action was
+         *     recorded is not known yet). Retry, with the same Idempotency-Key if any: the same action is
+         *     accepted while it is pending, and refused with state-conflict once the transfer has moved
+         *     on.
          */
-        KeyNotRecorded: {
+        NotRecorded: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
@@ -1794,7 +1799,7 @@ export interface operations {
             422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
-            503: components["responses"]["KeyNotRecorded"];
+            503: components["responses"]["NotRecorded"];
         };
     };
     cancelTransfer: {
@@ -1846,7 +1851,7 @@ export interface operations {
             422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
-            503: components["responses"]["KeyNotRecorded"];
+            503: components["responses"]["NotRecorded"];
         };
     };
     listTransferEvents: {

@@ -995,7 +995,8 @@ func TestContractUnavailable(t *testing.T) {
 func TestContractStoreFaults(t *testing.T) {
 	store := &refusedReservation{Store: memory.New()}
 	store.refused.Store(true) // refuses only when a case asks
-	lost := &orchestratortest.LostCreate{Store: store, OnGet: orchestratortest.FailFirstGets(1)}
+	signals := &lostSignal{Store: store}
+	lost := &orchestratortest.LostCreate{Store: signals, OnGet: orchestratortest.FailFirstGets(1)}
 	e := newEnvStore(t, zerolog.Nop(), testSigner(t), lost)
 	const id = "tr_01M7Z6NZRM4TFF59TDWH9EDD1R"
 	keyed := func(key string) map[string]string { return jsonHeader("Idempotency-Key", key) }
@@ -1035,6 +1036,42 @@ func TestContractStoreFaults(t *testing.T) {
 			}
 		})
 	}
+	t.Run("complete whose signal is unknown: 503, then accepted again", func(t *testing.T) {
+		store.refused.Store(true)
+		created := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("1002", "manual")}, false)
+		if created.status != http.StatusAccepted {
+			t.Fatalf("create: %d %s", created.status, created.body)
+		}
+		id := created.transfer(t).ID
+		e.wait(t, id, answered)
+		signals.lose.Store(true)
+		r := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + id + "/complete"}, false)
+		if p := r.problem(t); r.status != http.StatusServiceUnavailable || p.Type != api.ProblemBase+"unavailable" ||
+			!strings.Contains(string(r.body), "whether the action was recorded is not known") {
+			t.Fatalf("the complete whose answer was lost: %d %s; want 503 unavailable saying so", r.status, r.body)
+		}
+		again := e.do(t, exchange{method: "POST", path: "/v1/transfers/" + id + "/complete"}, false)
+		if again.status != http.StatusAccepted {
+			t.Fatalf("the complete made again: %d %s; want 202", again.status, again.body)
+		}
+		if end := e.wait(t, id, terminal); end.State != orchestrator.StateCompleted {
+			t.Fatalf("the transfer ended %s; want completed", end.State)
+		}
+	})
+}
+
+// lostSignal fails one PutSignal, once lose is set, as a store whose
+// answer was lost before the signal was saved.
+type lostSignal struct {
+	orchestrator.Store
+	lose atomic.Bool
+}
+
+func (s *lostSignal) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
+	if s.lose.Swap(false) {
+		return orchestrator.E("test.PutSignal", orchestrator.KindInternal, errors.New("connection reset"))
+	}
+	return s.Store.PutSignal(ctx, id, sig, version)
 }
 
 // TestContractCatchesDrift proves that the checks above have teeth: each

@@ -128,6 +128,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 				"Retry with the same Idempotency-Key: it answers with the transfer if it was saved, and creates it if not " +
 				"(without a key, a retry is refused with active-transfer naming the transfer, if it was saved)"
 		}
+		if errors.Is(err, orchestrator.ErrSignalUnknown) {
+			hlog.FromRequest(r).Error().Err(err).Msg("the store's answer to an action was lost")
+			p.Detail = "the store's answer was lost, so whether the action was recorded is not known yet. " +
+				"Retry it, with the same Idempotency-Key if any: it is accepted if the action is pending or was not recorded, " +
+				"and refused with state-conflict once the transfer has moved on (read the transfer then)"
+		}
 		if errors.Is(err, orchestrator.ErrReservationLost) {
 			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
 				Msg("the create outlived its Idempotency-Key reservation")

@@ -16,8 +16,8 @@ import (
 // TestDiskThatRefusesWrites: transferd on SQLite, a manual transfer
 // consulting, and then the disk refuses every write of the process
 // (refuseWrites: what a full or failing disk does to it, with a real
-// process and SQLite's own error paths). Meanwhile a create is answered
-// 503 and leaves nothing behind, reads still answer, the transfer stays
+// process and SQLite's own error paths). Meanwhile a create and a
+// /complete are answered 503, the create leaves nothing behind, reads still answer, the transfer stays
 // consulting with its caller held for the agent, and the replica says it
 // is not ready. Once writes are allowed again, without a restart, the
 // create made again with the same Idempotency-Key starts a transfer, the
@@ -87,8 +87,8 @@ func TestDiskThatRefusesWrites(t *testing.T) {
 		t.Fatalf("a create while the disk refuses writes: %d %s %s, want 503 unavailable, problem+json", status, hdr.Get("Content-Type"), body)
 	}
 	status, _, body = post(ctx, t, p.addr+"/v1/transfers/"+a.ID+"/complete", "", nil)
-	if status < 500 {
-		t.Fatalf("a /complete while the disk refuses writes: %d %s, want a 5xx (the signal cannot be stored)", status, body)
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "whether the action was recorded is not known") {
+		t.Fatalf("a /complete while the disk refuses writes: %d %s, want 503 (the signal's save failed; it may have been recorded)", status, body)
 	}
 	// The replica says so once a write of its own failed.
 	beatFailed := func(l logLine) bool { return strings.HasPrefix(l.str("message"), "renewing the heartbeat failed") }

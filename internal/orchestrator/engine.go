@@ -675,7 +675,16 @@ func (e *Engine) signalChecked(ctx context.Context, t *Transfer, s Signal) error
 		case errors.Is(err, ErrStale):
 			return &Error{Op: op, Kind: KindConflict, Err: fmt.Errorf("%w: read it and decide again", ErrStale)}
 		case KindOf(err) == KindConflict:
-			return &Error{Op: op, Kind: KindConflict, Err: errors.New("another signal is already pending")}
+			// The same action already pending is this one made again
+			// (a retry whose first answer was lost, a second click): it
+			// is accepted, as the first was. Another is a conflict.
+			if cur, perr := e.store.PeekSignal(ctx, t.ID); perr == nil && cur == s {
+				e.wake(t.ID, true)
+				return nil
+			}
+			return &Error{Op: op, Kind: KindConflict, Err: errors.New("another action is already pending")}
+		case uncertain(err):
+			return &Error{Op: op, Kind: KindUnavailable, Err: fmt.Errorf("%w: %w", ErrSignalUnknown, err)}
 		}
 		return err
 	}

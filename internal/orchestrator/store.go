@@ -231,6 +231,13 @@ var ErrNotSaved = errors.New("the store failed to save the transfer; nothing was
 // then answers with it. Engine.Start returns it with KindUnavailable.
 var ErrSaveUnknown = errors.New("the store's answer to the save was lost; the transfer may have been saved")
 
+// ErrSignalUnknown is the cause of a /complete or /cancel whose signal the
+// store neither confirmed nor refused: it may have been recorded, and
+// then the owner acts on it. The same action made again is accepted while
+// it is pending (Engine.Complete, Engine.Cancel), and refused as a
+// conflict once the transfer has moved on. Returned with KindUnavailable.
+var ErrSignalUnknown = errors.New("the store's answer to the action was lost; it may have been recorded")
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id
