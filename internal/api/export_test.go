@@ -9,3 +9,11 @@ func SetStartTimeout(d time.Duration) (restore func()) {
 	startTimeout = d
 	return func() { startTimeout = old }
 }
+
+// SetRepeatWait shortens how long a repeat waits for the request with its
+// Idempotency-Key; restore puts it back.
+func SetRepeatWait(d time.Duration) (restore func()) {
+	old := repeatWait
+	repeatWait = d
+	return func() { repeatWait = old }
+}

@@ -29,6 +29,9 @@ type IdempotencyStore interface {
 // with its key to finish before it is told to retry.
 const idempotencyWait = 65 * time.Second // longer than the longest Prefer: wait
 
+// repeatWait is idempotencyWait; a variable so that tests can shorten it.
+var repeatWait = idempotencyWait
+
 // recordTimeout bounds the recording of a response (or the release of a
 // reservation after a 5xx), so that it ends within
 // orchestrator.ReservationTimeout.
@@ -106,7 +109,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		rec := orchestrator.IdempotencyRecord{Scope: orchestrator.TenantOf(r.Context()) + " " + r.Method + " " + r.URL.Path, Key: key,
 			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Owner: replica}
 
-		ctx, cancel := context.WithTimeout(r.Context(), idempotencyWait)
+		ctx, cancel := context.WithTimeout(r.Context(), repeatWait)
 		defer cancel()
 		// The wait slot a waiting repeat holds; given back when its wait
 		// ends (release is safe to call again).
@@ -116,6 +119,12 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		for waiting := false; ; waiting = true {
 			cur, mine, err := store.ReserveIdempotency(ctx, rec)
 			if err != nil {
+				if waiting && ctx.Err() != nil {
+					// A repeat's wait ran out during a look: answered
+					// as when it runs out between two.
+					inProgress(w, r)
+					return
+				}
 				if orchestrator.KindOf(err) != orchestrator.KindInternal {
 					writeError(w, r, err)
 					return
@@ -174,10 +183,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				p := probKeyInProgress
-				p.Detail = "a request with this Idempotency-Key is still being served; retry later"
-				w.Header().Set("Retry-After", "1")
-				writeProblem(w, r, p)
+				inProgress(w, r)
 				return
 			case <-t.C:
 			}
@@ -205,6 +211,15 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				Msg("recording an idempotent response failed; the key answers 409 until its reservation is settled")
 		}
 	})
+}
+
+// inProgress tells a repeat whose wait for the request with its key ran
+// out to retry.
+func inProgress(w http.ResponseWriter, r *http.Request) {
+	p := probKeyInProgress
+	p.Detail = "a request with this Idempotency-Key is still being served; retry later"
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, r, p)
 }
 
 // remembered reports whether an answer is recorded under its key. One

@@ -135,3 +135,53 @@ func TestIdempotencyKeyTheStoreCannotRecordAnswers503(t *testing.T) {
 		t.Fatalf("the retry: %d (replayed %q) %s; want 202 served", retry.status, retry.replayed, retry.body)
 	}
 }
+
+// lookOutlasted holds the recording of the first response until release
+// is closed, and makes every look at the key after a repeat's first hang
+// until the repeat's wait is over, failing as a store does with the
+// context's error.
+type lookOutlasted struct {
+	*memory.Store
+	looks     atomic.Int32
+	recording chan struct{}
+	release   chan struct{}
+}
+
+func (s *lookOutlasted) ReserveIdempotency(ctx context.Context, rec orchestrator.IdempotencyRecord) (orchestrator.IdempotencyRecord, bool, error) {
+	if s.looks.Add(1) > 2 {
+		<-ctx.Done()
+		return rec, false, fmt.Errorf("sqlite: reserve idempotency key: %w", ctx.Err())
+	}
+	return s.Store.ReserveIdempotency(ctx, rec)
+}
+
+func (s *lookOutlasted) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
+	close(s.recording)
+	<-s.release
+	return s.Store.CompleteIdempotency(ctx, scope, key, createdAt, resp)
+}
+
+// A repeat whose wait for the request with its key runs out while it
+// looks at the key again is told, as when it runs out between two looks,
+// that the request is still being served: not that the store failed and
+// nothing was done (the failed look's own error), for the request it
+// repeats is doing it.
+func TestRepeatWhoseWaitRunsOutDuringALookIsInProgress(t *testing.T) {
+	defer api.SetRepeatWait(200 * time.Millisecond)()
+	store := &lookOutlasted{Store: memory.New(), recording: make(chan struct{}), release: make(chan struct{})}
+	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
+	url := inst.srv.URL + "/v1/transfers"
+	first := make(chan reply, 1)
+	go func() { first <- post(t, url, "key-held", manualBody) }()
+	<-store.recording
+	repeat := post(t, url, "key-held", manualBody)
+	close(store.release)
+	var p api.Problem
+	if err := json.Unmarshal([]byte(repeat.body), &p); err != nil || repeat.status != http.StatusConflict ||
+		p.Type != api.ProblemBase+"idempotency-in-progress" {
+		t.Fatalf("the repeat: %d %s; want 409 idempotency-in-progress", repeat.status, repeat.body)
+	}
+	if r := <-first; r.status != http.StatusAccepted {
+		t.Fatalf("the first request: %d %s", r.status, r.body)
+	}
+}
