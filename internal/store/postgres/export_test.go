@@ -232,8 +232,12 @@ func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 
 // OpenCounting is Open, with the store's round trips counted in r.
 func OpenCounting(ctx context.Context, dbURL string, r *RoundTrips) (*Store, error) {
-	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = r })
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = r }, time.Now)
 }
+
+// TookClock takes a reading of the server's clock made between this
+// replica's readings before and after, as a measurement does.
+func TookClock(s *Store, before, server, after time.Time) { s.tookClock(before, server, after) }
 
 // SessionSetting is the current value of a setting in a session of the
 // store's pool.

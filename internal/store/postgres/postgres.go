@@ -65,6 +65,12 @@ type Store struct {
 	// and later), which a batch turns off.
 	planMode, jitMode bool
 	closeOnce         sync.Once
+	// wall is this replica's clock (time.Now; a skewed one in tests);
+	// offset is how far the server's clock is ahead of it, in
+	// nanoseconds, once clocked (clock.go).
+	wall    func() time.Time
+	offset  atomic.Int64
+	clocked atomic.Bool
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -73,13 +79,20 @@ var _ orchestrator.Store = (*Store)(nil)
 // or key=value pairs; pgxpool's pool_* parameters apply) and applies the
 // embedded migrations. The password never appears in an error.
 func Open(ctx context.Context, dbURL string) (*Store, error) {
-	return open(ctx, dbURL, nil)
+	return open(ctx, dbURL, nil, time.Now)
+}
+
+// OpenWithClock is Open for a replica whose wall clock is wall (the
+// storm's skewed replicas): Now tells the server's time from it.
+func OpenWithClock(ctx context.Context, dbURL string, wall func() time.Time) (*Store, error) {
+	return open(ctx, dbURL, nil, wall)
 }
 
 // open is Open, with tune, if not nil, applied to the pool's
-// configuration last (the tests' tracer).
-func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout}
+// configuration last (the tests' tracer), and wall as this replica's
+// clock.
+func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall func() time.Time) (*Store, error) {
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout, wall: wall}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)
@@ -135,6 +148,10 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config)) (*Store
 		current_setting('jit', true) IS NOT NULL`).Scan(&s.planMode, &s.jitMode); err != nil {
 		s.pool.Close()
 		return nil, s.fail("open", err)
+	}
+	if err := s.measureClock(ctx); err != nil {
+		s.pool.Close()
+		return nil, s.fail("open: read the server's clock", err)
 	}
 	s.commits = groupcommit.New("postgres", maxBatch, s.commitBatch)
 	s.finishes = webhooks.NewFinishes("postgres", maxFinishes, s.finishBatch)

@@ -483,15 +483,26 @@ func collect(rows pgx.Rows) ([]*orchestrator.Transfer, error) {
 
 // Heartbeat implements orchestrator.Store in one statement: the CTE reads
 // the previous heartbeat from the statement's snapshot, before the upsert.
+// It measures the server's clock again as it goes (clock.go).
 func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
-	var expired bool
-	err := s.pool.QueryRow(ctx, `WITH prev AS (SELECT expires FROM replicas WHERE name = $1),
-		up AS (INSERT INTO replicas (name, expires) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires)
-		SELECT NOT EXISTS (SELECT 1 FROM prev WHERE expires > $3)`, owner, now.Add(ttl), now).Scan(&expired)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, s.fail("heartbeat", err)
 	}
+	defer conn.Release()
+	var (
+		expired bool
+		server  time.Time
+	)
+	before := s.wall()
+	err = conn.QueryRow(ctx, `WITH prev AS (SELECT expires FROM replicas WHERE name = $1),
+		up AS (INSERT INTO replicas (name, expires) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires)
+		SELECT NOT EXISTS (SELECT 1 FROM prev WHERE expires > $3), clock_timestamp()`, owner, now.Add(ttl), now).Scan(&expired, &server)
+	if err != nil {
+		return false, s.fail("heartbeat", err)
+	}
+	s.tookClock(before, server, s.wall())
 	return expired, nil
 }
 

@@ -1,0 +1,120 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// Two replicas whose clocks disagree by more than the lease share one
+// database. Heartbeats were stamped and judged by each replica's own
+// clock: a replica 20 s ahead took over the transfers of a live replica
+// (TTL 15 s) and drove them while their owner still did, and one 20 s
+// behind had its own transfers taken by the other as soon as it beat.
+// Each store now tells the server's time (Now, clock.go), which the
+// replica stamps and judges by: the skewed replica claims only what a
+// dead replica owned, and nobody claims its own.
+func TestHeartbeatsAreJudgedOnTheServersClock(t *testing.T) {
+	const ttl = 15 * time.Second
+	for _, skew := range []time.Duration{20 * time.Second, -20 * time.Second} {
+		t.Run("skew "+skew.String(), func(t *testing.T) {
+			ctx := context.Background()
+			url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+			steady, err := postgres.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer steady.Close()
+			skewedNow := func() time.Time { return time.Now().Add(skew) }
+			skewed, err := postgres.OpenWithClock(ctx, url, skewedNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer skewed.Close()
+			if off := skewed.ClockOffset(); off > -skew+clockTolerance || off < -skew-clockTolerance {
+				t.Fatalf("the skewed replica measured the server %v ahead of it; want about %v", off, -skew)
+			}
+			if d := skewed.Now().Sub(steady.Now()); d > clockTolerance || d < -clockTolerance {
+				t.Fatalf("the skewed replica tells the time %v from the steady one; want the same time", d)
+			}
+
+			create := func(s *postgres.Store, user, owner string) *orchestrator.Transfer {
+				t.Helper()
+				now := time.Now()
+				tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StateConsulting, CreatedAt: now, UpdatedAt: now,
+					Owner: owner, Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
+				if err := s.Create(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+				return tr
+			}
+			beat := func(s *postgres.Store, owner string, now time.Time) {
+				t.Helper()
+				if _, err := s.Heartbeat(ctx, owner, now, ttl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			claim := func(s *postgres.Store, owner string, now time.Time) map[string]bool {
+				t.Helper()
+				ts, err := s.Claim(ctx, owner, now, false, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]bool{}
+				for _, tr := range ts {
+					got[tr.ID] = true
+				}
+				return got
+			}
+
+			ofSteady := create(steady, "1000", "steady")
+			ofSkewed := create(skewed, "1001", "skewed")
+			ofDead := create(steady, "1002", "dead")
+			beat(steady, "steady", steady.Now())
+			beat(skewed, "skewed", skewed.Now())
+			// The dead replica's last heartbeat ended a minute ago.
+			beat(steady, "dead", steady.Now().Add(-time.Minute-ttl))
+
+			byskewed := claim(skewed, "skewed", skewed.Now())
+			if byskewed[ofSteady.ID] {
+				t.Errorf("the replica whose clock is %v off claimed a transfer of a live replica", skew)
+			}
+			if !byskewed[ofDead.ID] {
+				t.Errorf("the replica whose clock is %v off did not claim the dead replica's transfer", skew)
+			}
+			if bysteady := claim(steady, "steady", steady.Now()); bysteady[ofSkewed.ID] {
+				t.Errorf("a transfer of the live replica whose clock is %v off was claimed by another", skew)
+			}
+		})
+	}
+}
+
+// clockTolerance bounds how far a measured offset may be from the skew
+// a test set: half a round trip to a local server, and slack.
+const clockTolerance = 2 * time.Second
+
+// The offset changes only when a measurement moves it by more than its
+// slack: a clock stepped, not the jitter of a round trip, which would
+// move the times of one replica's calls against each other.
+func TestClockOffsetMovesOnlyForAStep(t *testing.T) {
+	s := open(t)
+	base := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	reading := func(serverAhead, roundTrip time.Duration) {
+		postgres.TookClock(s, base, base.Add(roundTrip/2+serverAhead), base.Add(roundTrip))
+	}
+	reading(3*time.Second, 10*time.Millisecond)
+	if got := s.ClockOffset(); got != 3*time.Second {
+		t.Fatalf("offset %v after a reading 3s ahead; want 3s (a first reading, or a step from what Open measured)", got)
+	}
+	reading(3*time.Second+200*time.Millisecond, 400*time.Millisecond)
+	if got := s.ClockOffset(); got != 3*time.Second {
+		t.Errorf("offset %v after a reading 200ms off; want 3s still (jitter)", got)
+	}
+	reading(-5*time.Second, 10*time.Millisecond)
+	if got := s.ClockOffset(); got != -5*time.Second {
+		t.Errorf("offset %v after a reading 5s behind; want -5s (the clock was stepped)", got)
+	}
+}
