@@ -326,11 +326,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn().Msg("THE API IS OPEN: TRANSFERD_AUTH=none; anyone who reaches it can move calls. Put an authenticating gateway in front, or set TRANSFERD_API_KEYS")
 	}
 
-	store, closeStore, err := openStore(ctx, &cfg, log)
+	clock, err := testClock(os.Getenv("TRANSFERD_TEST_CLOCK_SKEW"), log)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openStore(ctx, &cfg, clock, log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	// The replicas of one database tell time by its server's clock
+	// (postgres.Store.Now): every time the engine and the webhook
+	// dispatcher store, and judge a stored one by, is then the same for
+	// all of them, whatever their hosts' clocks say.
+	if c, ok := store.(serverClock); ok {
+		clock = c.Now
+	}
 	instance := cfg.InstanceID
 	if instance == "" {
 		if instance, err = os.Hostname(); err != nil || instance == "" {
@@ -347,7 +358,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
 		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
-		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log),
+		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log), Clock: clock,
 	}, store, providers, log, reg)
 	if err != nil {
 		return err
@@ -356,7 +367,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if registry != nil {
 		hookDir = registry
 	}
-	hooks, runHooks, err := newWebhooks(&cfg, store, hookDir, instance, log, reg)
+	hooks, runHooks, err := newWebhooks(&cfg, store, hookDir, instance, clock, log, reg)
 	if err != nil {
 		return err
 	}

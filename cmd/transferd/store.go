@@ -20,16 +20,21 @@ import (
 // openStore opens PostgreSQL when TRANSFERD_DATABASE_URL is set, else the
 // embedded SQLite store in TRANSFERD_DATA_DIR. Migrations run here. Only a
 // benchmark build (-tags storefloor) has a store in memory instead.
-func openStore(ctx context.Context, cfg *config, log zerolog.Logger) (orchestrator.Store, func(), error) {
+func openStore(ctx context.Context, cfg *config, clock func() time.Time, log zerolog.Logger) (orchestrator.Store, func(), error) {
 	if s, closeStore := floorStore(ctx, log); s != nil {
 		return s, closeStore, nil
 	}
 	if cfg.DatabaseURL != "" {
-		s, err := openPostgres(ctx, string(cfg.DatabaseURL), log)
+		s, err := openPostgres(ctx, string(cfg.DatabaseURL), clock, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
 		}
-		log.Info().Str("store", "postgres").Msg("store open")
+		off := s.ClockOffset()
+		log.Info().Str("store", "postgres").Dur("server_clock_ahead", off).Msg("store open")
+		if off.Abs() > clockWarning {
+			log.Warn().Dur("server_clock_ahead", off).Msg("the database server's clock and this host's differ by more than a second: " +
+				"heartbeats are judged on the server's clock, so replicas stay safe, but check this host's time synchronisation (NTP)")
+		}
 		return s, s.Close, nil
 	}
 	s, err := sqlite.Open(ctx, cfg.DataDir)
@@ -55,11 +60,11 @@ var (
 // exited then would only be restarted later, by its supervisor's back-off.
 // Anything else (credentials, a database that does not exist) fails at
 // once: waiting would not cure it.
-func openPostgres(ctx context.Context, dbURL string, log zerolog.Logger) (*postgres.Store, error) {
+func openPostgres(ctx context.Context, dbURL string, clock func() time.Time, log zerolog.Logger) (*postgres.Store, error) {
 	deadline := time.Now().Add(storeOpenPatience)
 	wait := storeOpenWait
 	for attempt := 1; ; attempt++ {
-		s, err := postgres.Open(ctx, dbURL)
+		s, err := postgres.OpenWithClock(ctx, dbURL, clock)
 		if err == nil {
 			return s, nil
 		}
@@ -75,6 +80,33 @@ func openPostgres(ctx context.Context, dbURL string, log zerolog.Logger) (*postg
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// serverClock is a store that tells its server's time (PostgreSQL's).
+type serverClock interface{ Now() time.Time }
+
+var _ serverClock = (*postgres.Store)(nil)
+
+// clockWarning is the difference between the database server's clock
+// and this host's that is logged as a warning at start.
+const clockWarning = time.Second
+
+// testClock returns the process's wall clock: time.Now, moved by spec
+// (TRANSFERD_TEST_CLOCK_SKEW, a duration such as "20s" or "-20s"), which
+// only the storm sets, to run a replica whose clock is off. Like
+// TRANSFERD_TEST_CRASH_AT it is read from the environment here but is not
+// part of the documented configuration.
+func testClock(spec string, log zerolog.Logger) (func() time.Time, error) {
+	if spec == "" {
+		return time.Now, nil
+	}
+	skew, err := time.ParseDuration(spec)
+	if err != nil {
+		return nil, fmt.Errorf("TRANSFERD_TEST_CLOCK_SKEW: %w", err)
+	}
+	log.Warn().Dur("skew", skew).Msg("TRANSFERD_TEST_CLOCK_SKEW: this process's wall clock is moved")
+	// Add keeps time.Now's monotonic reading: durations are not skewed.
+	return func() time.Time { return time.Now().Add(skew) }, nil
 }
 
 // crashPoint returns the engine's crash hook for TRANSFERD_TEST_CRASH_AT,

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -14,7 +15,7 @@ import (
 // The shipped build always opens a durable store: the in-memory store of
 // the benchmark build (-tags storefloor) must never reach it.
 func TestTheShippedBuildOpensADurableStore(t *testing.T) {
-	s, closeStore, err := openStore(context.Background(), &config{DataDir: t.TempDir()}, zerolog.Nop())
+	s, closeStore, err := openStore(context.Background(), &config{DataDir: t.TempDir()}, time.Now, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -19,7 +20,7 @@ import (
 // (transferbench -floor; CI runs this with -tags storefloor).
 func TestFloorBuildKeepsItsStoreInMemory(t *testing.T) {
 	var log bytes.Buffer
-	s, closeStore, err := openStore(context.Background(), &config{DataDir: t.TempDir()}, zerolog.New(&log))
+	s, closeStore, err := openStore(context.Background(), &config{DataDir: t.TempDir()}, time.Now, zerolog.New(&log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func TestStartWaitsForPostgreSQL(t *testing.T) {
 	defer func(w time.Duration) { storeOpenWait = w }(storeOpenWait)
 	storeOpenWait = time.Millisecond
 	var logs bytes.Buffer
-	s, closeStore, err := openStore(context.Background(), &config{DatabaseURL: secret(u.String())}, zerolog.New(&logs))
+	s, closeStore, err := openStore(context.Background(), &config{DatabaseURL: secret(u.String())}, time.Now, zerolog.New(&logs))
 	if err != nil {
 		t.Fatalf("openStore through a server that ends its first 3 connections: %v\n%s", err, logs.String())
 	}
@@ -138,7 +138,7 @@ func TestStartFailsAtOnceOnARefusal(t *testing.T) {
 	defer func(w time.Duration) { storeOpenWait = w }(storeOpenWait)
 	storeOpenWait = time.Hour // a retry would make the test time out
 	var logs bytes.Buffer
-	_, _, err := openStore(context.Background(), &config{DatabaseURL: secret(u.String())}, zerolog.New(&logs))
+	_, _, err := openStore(context.Background(), &config{DatabaseURL: secret(u.String())}, time.Now, zerolog.New(&logs))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("openStore with a database that does not exist: %v, want its refusal", err)
 	}
@@ -160,11 +160,56 @@ func TestStartGivesUpOnPostgreSQLAfterItsPatience(t *testing.T) {
 	storeOpenWait, storeOpenPatience = time.Millisecond, 50*time.Millisecond
 	var logs bytes.Buffer
 	_, _, err = openStore(context.Background(), &config{DatabaseURL: secret("postgres://transferd@" + addr + "/transferd?sslmode=disable&connect_timeout=5")},
-		zerolog.New(&logs))
+		time.Now, zerolog.New(&logs))
 	if err == nil {
 		t.Fatal("openStore with nothing listening succeeded")
 	}
 	if !strings.Contains(logs.String(), "trying again") {
 		t.Errorf("a refused connection was not tried again:\n%s", logs.String())
+	}
+}
+
+// A replica whose clock is off from the database server's by more than a
+// second says so at start (heartbeats are judged on the server's clock,
+// so it stays safe, but its host's time synchronisation is broken); one
+// whose clock agrees does not.
+func TestStartWarnsOfAClockOffFromTheServers(t *testing.T) {
+	u := testDatabase(t)
+	for _, skew := range []time.Duration{0, 30 * time.Second, -30 * time.Second} {
+		clock, err := testClock(map[bool]string{true: "", false: skew.String()}[skew == 0], zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		_, closeStore, err := openStore(context.Background(), &config{DatabaseURL: secret(u.String())}, clock, zerolog.New(&logs))
+		if err != nil {
+			t.Fatalf("openStore: %v", err)
+		}
+		closeStore()
+		warned := strings.Contains(logs.String(), "the database server's clock and this host's differ")
+		if warned != (skew != 0) {
+			t.Errorf("clock %v off: warned %v, want %v:\n%s", skew, warned, skew != 0, logs.String())
+		}
+	}
+}
+
+// TRANSFERD_TEST_CLOCK_SKEW moves the process's wall clock, keeping its
+// monotonic reading; a value that is no duration ends the start.
+func TestTestClockSkew(t *testing.T) {
+	clock, err := testClock("-90s", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	got := clock()
+	after := time.Now()
+	if got.Before(before.Add(-90*time.Second)) || got.After(after.Add(-90*time.Second)) {
+		t.Errorf("the skewed clock read %v between %v and %v, want 90 s behind", got, before, after)
+	}
+	if !strings.Contains(got.String(), " m=") {
+		t.Errorf("the skewed clock read %v, without a monotonic reading: the engine's durations would follow the wall clock's steps", got)
+	}
+	if _, err := testClock("soon", zerolog.Nop()); err == nil {
+		t.Error("TRANSFERD_TEST_CLOCK_SKEW=soon accepted")
 	}
 }

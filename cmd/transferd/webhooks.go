@@ -90,7 +90,7 @@ func (c *config) validateWebhooks() []error {
 // (dir). Its metrics exist whether or not any endpoint is configured, so
 // that dashboards and alerts find them. run reports whether it needs to
 // run at all (no endpoint can appear without a tenants file).
-func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, owner string, log zerolog.Logger, reg prometheus.Registerer) (*webhooks.Dispatcher, bool, error) {
+func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, owner string, clock func() time.Time, log zerolog.Logger, reg prometheus.Registerer) (*webhooks.Dispatcher, bool, error) {
 	ws, ok := store.(webhooks.Store)
 	if !ok {
 		return nil, false, fmt.Errorf("webhooks: the %T store keeps no deliveries", store)
@@ -105,7 +105,7 @@ func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, 
 		}
 		dir = static
 	}
-	d := webhooks.New(webhooks.Config{Owner: owner, MaxAge: cfg.WebhookMaxAge}, ws, dir, api.EventPayload,
+	d := webhooks.New(webhooks.Config{Owner: owner, MaxAge: cfg.WebhookMaxAge, Clock: clock}, ws, dir, api.EventPayload,
 		log.With().Str("component", "webhooks").Logger(), reg)
 	return d, run, nil
 }

@@ -73,6 +73,9 @@ type Config struct {
 	// "state:consulting". The crash tests kill the process there; it is
 	// nil in production.
 	CrashPoint func(t *Transfer, point string)
+	// Clock is the wall clock the engine stamps and judges stored times
+	// by; time.Now when nil. The storm gives replicas skewed ones.
+	Clock func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -228,9 +231,12 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		m.inFlight.WithLabelValues(name)
 	}
 	hard, cancel := context.WithCancel(context.Background())
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	return &Engine{
 		cfg: cfg, store: store, providers: byName, log: log, m: m,
-		// time.Now, not time.Now().UTC(), which drops the monotonic
+		// Config.Clock: time.Now, not time.Now().UTC(), which drops the monotonic
 		// reading: the engine compares the times it takes (a reading's
 		// against its last request's, a deadline, its lease) within the
 		// process, and a wall clock that is stepped (NTP, a VM restored
@@ -239,7 +245,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		// from the store have no monotonic reading and compare by the
 		// wall clock, as they must. The binary runs in UTC (main), so
 		// what it shows and stores is UTC.
-		now:  time.Now,
+		now:  cfg.Clock,
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
@@ -354,6 +360,11 @@ func (e *Engine) Validate(ctx context.Context, r *Request) error {
 	}
 	return nil
 }
+
+// Now is the time on the engine's wall clock (Config.Clock), which the
+// times it stores are read by: a record made beside the engine's (an
+// Idempotency-Key's reservation) takes its time from here.
+func (e *Engine) Now() time.Time { return e.now() }
 
 // Start validates r, saves a new transfer and starts driving it.
 func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfer, error) {

@@ -61,6 +61,9 @@ type Config struct {
 	// Batch bounds the events read from the outbox per endpoint and scan;
 	// default 500.
 	Batch int
+	// Clock is the wall clock of due times and leases; time.Now when nil.
+	// The storm gives replicas skewed ones.
+	Clock func() time.Time
 	// Client sends the attempts; default one with Timeout, no redirects
 	// followed (a redirect is a failed attempt), and an idle connection
 	// kept for every attempt that may be in flight.
@@ -145,8 +148,12 @@ type signerFor struct {
 // New returns a dispatcher; Run starts it.
 func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logger, reg prometheus.Registerer) *Dispatcher {
 	cfg.setDefaults()
+	clock := cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
-		now: func() time.Time { return time.Now().UTC() }, mono: time.Now, signers: map[string]signerFor{},
+		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
