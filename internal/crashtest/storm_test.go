@@ -184,6 +184,13 @@ func TestStorm(t *testing.T) {
 		}
 		replay += "TRANSFERD_STORM_DB_CRASHES=1 "
 	}
+	skewed := os.Getenv("TRANSFERD_STORM_CLOCK_SKEW") == "1"
+	if skewed {
+		if replicas < 2 {
+			t.Fatal("TRANSFERD_STORM_CLOCK_SKEW needs TRANSFERD_STORM_REPLICAS of 2 or more: it sets the replicas' clocks apart")
+		}
+		replay += "TRANSFERD_STORM_CLOCK_SKEW=1 "
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
@@ -205,10 +212,16 @@ func TestStorm(t *testing.T) {
 			where += ", disk faults"
 			label += " (disk faults)"
 		}
+		var skews []time.Duration
+		if skewed {
+			skews = stormSkews(s.seed, replicas)
+			where += fmt.Sprintf(", clocks off by %v", skews)
+			label += " (clocks off)"
+		}
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes})
+			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews})
 		})
 	}
 }
@@ -817,6 +830,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 			more = append(more, fmt.Sprintf("TRANSFERD_INSTANCE_ID=storm-%d-r%d-%d", seed, slot, gen),
 				"TRANSFERD_LEASE_TTL="+stormLeaseTTL.String())
 		}
+		if ft.skews != nil && ft.skews[slot] != 0 {
+			more = append(more, "TRANSFERD_TEST_CLOCK_SKEW="+ft.skews[slot].String())
+		}
 		if guesses.callbacks {
 			addr, ok := addrs[[2]int{slot, gen}]
 			if !ok {
@@ -969,6 +985,28 @@ const (
 type faults struct {
 	db      bool // the store fails every few seconds
 	crashes bool // PostgreSQL: some of those faults crash the whole server
+	// skews are the replicas' clocks, by slot, against the real one
+	// (stormSkews); nil: every replica reads the real clock.
+	skews []time.Duration
+}
+
+// stormSkews draws each replica's clock skew from the seed: the first
+// replica's clock is right, each other's is 1 to 4 lease TTLs ahead or
+// behind, for every life of its slot (a host's clock). Heartbeats judged
+// by the replicas' own clocks, with TTLs of seconds, let a replica whose
+// clock ran ahead take over live replicas' transfers, and the others
+// take over the transfers of one whose clock lagged.
+func stormSkews(seed uint64, replicas int) []time.Duration {
+	r := rand.New(rand.NewPCG(seed, 0x5ce3))
+	skews := make([]time.Duration, replicas)
+	for i := 1; i < replicas; i++ {
+		d := stormLeaseTTL + time.Duration(r.Int64N(int64(3*stormLeaseTTL))).Truncate(100*time.Millisecond)
+		if r.IntN(2) == 0 {
+			d = -d
+		}
+		skews[i] = d
+	}
+	return skews
 }
 
 // stormDBFaults ends every connection transferd's replicas hold to their
