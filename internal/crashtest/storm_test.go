@@ -976,10 +976,6 @@ const (
 	stormOutageGap = 15 * time.Second
 )
 
-// stormOutages makes every read of one simulator fail (writes still
-// succeed), for stormOutageMin to twice that, every stormOutageGap to
-// twice that, until done is closed; each outage ends with the simulator's
-// adversarial profile as it was.
 // faults are the store's faults a storm injects (TRANSFERD_STORM_DB_FAULTS,
 // TRANSFERD_STORM_DB_CRASHES).
 type faults struct {
@@ -1172,6 +1168,10 @@ func reconnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 	}
 }
 
+// stormOutages makes every read of one simulator fail (writes still
+// succeed), for stormOutageMin to twice that, every stormOutageGap to
+// twice that, until done is closed; each outage ends with the simulator's
+// adversarial profile as it was.
 func stormOutages(ctx context.Context, seed uint64, bwUnlistedNotFound bool, done <-chan struct{}, cnt *stormCounts) error {
 	r := rand.New(rand.NewPCG(seed, 1<<61))
 	for {
