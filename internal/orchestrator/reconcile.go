@@ -1710,6 +1710,8 @@ const (
 func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool, result resultSave) error {
 	t := en.t
 	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
+	// gate: whether the step's requests may still be written (SendGate).
+	var gate func() bool
 	if name != StepLocate {
 		notSent := func(why string) error {
 			s := &t.Steps[len(t.Steps)-1]
@@ -1760,6 +1762,12 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if held, now := e.leaseHeld(); !held || now != lapses {
 			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
 		}
+		// And again at each write of its requests: the process may stop
+		// anywhere between here and there.
+		gate = func() bool {
+			held, now := e.leaseHeld()
+			return held && now == lapses
+		}
 		if name == StepTransfer {
 			// The last moment a cancel can be honoured. One checked
 			// against the record before the intent's save (consulting,
@@ -1792,6 +1800,9 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	// No request of the step (an adapter's retries) is sent once the
 	// heartbeat has expired.
 	stop := context.AfterFunc(e.leaseContext(), cancel)
+	if gate != nil {
+		sctx = WithSendGate(sctx, gate)
+	}
 	err := f(sctx)
 	stop()
 	cancel()

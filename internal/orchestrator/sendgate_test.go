@@ -1,0 +1,94 @@
+package orchestrator_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// gateOfHold keeps the send gate of its first hold's context and holds
+// the hold until released: a process stopped after the step was decided,
+// before its request was written.
+type gateOfHold struct {
+	*orchestratortest.Fake
+	gate    chan func() bool
+	release chan struct{}
+}
+
+func (p *gateOfHold) Hold(ctx context.Context, t *orchestrator.Transfer) error {
+	p.gate <- orchestrator.SendGate(ctx)
+	<-p.release
+	return ctx.Err()
+}
+
+// beats counts a store's successful heartbeats.
+type beats struct {
+	*partitionedStore
+	n atomic.Int32
+}
+
+func (s *beats) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+	expired, err := s.partitionedStore.Heartbeat(ctx, owner, now, ttl)
+	if err == nil {
+		s.n.Add(1)
+	}
+	return expired, err
+}
+
+// A step's requests carry a gate (SendGate) that the provider clients
+// check right before each write: open while this replica's heartbeat
+// runs, shut once it has run out, and shut for good once it has lapsed,
+// even after a renewal (another replica may own the transfer since). The
+// storm that pauses replicas found a hold written by a process that woke
+// after its heartbeat had run out, after the new owner had given the
+// caller back: the caller was left held.
+func TestAStepsSendGateShutsWhenTheHeartbeatRunsOut(t *testing.T) {
+	ctx := context.Background()
+	store := &beats{partitionedStore: &partitionedStore{Store: memory.New()}}
+	prov := &gateOfHold{Fake: orchestratortest.NewFake("fake"), gate: make(chan func() bool, 1), release: make(chan struct{})}
+	e, err := orchestrator.New(orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute, VisibilityWindow: 50 * time.Millisecond,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond},
+		store, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		store.cut.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	if err := e.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gate := <-prov.gate
+	defer close(prov.release)
+	if gate == nil {
+		t.Fatal("the hold's context carries no send gate")
+	}
+	if !gate() {
+		t.Fatal("the send gate is shut while the heartbeat runs")
+	}
+	store.cut.Store(true) // no heartbeat from now on
+	eventually(t, "the send gate shut once the heartbeat ran out", func() bool { return !gate() })
+	renewed := store.n.Load()
+	store.cut.Store(false)
+	eventually(t, "a heartbeat renewed", func() bool { return store.n.Load() > renewed })
+	if gate() {
+		t.Error("the send gate opened again with the next heartbeat: the step was decided before the lapse, and another replica may own the transfer")
+	}
+	if g := orchestrator.SendGate(ctx); g != nil {
+		t.Error("a context no step made carries a send gate")
+	}
+}

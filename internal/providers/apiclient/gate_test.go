@@ -1,0 +1,106 @@
+package apiclient_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/apiclient"
+)
+
+// counting serves every request 200 and counts those it received whole.
+func counting(t *testing.T, tls bool) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err == nil {
+			n.Add(1)
+		}
+	})
+	var srv *httptest.Server
+	if tls {
+		srv = httptest.NewUnstartedServer(h)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv = httptest.NewServer(h)
+	}
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func post(t *testing.T, c *http.Client, ctx context.Context, url string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+// A step's request whose gate is shut is not written: not when the gate
+// is shut before the request is made, nor when it shuts between the
+// request getting its connection and writing to it (a process stopped
+// there, woken after its heartbeat ran out). A request without a gate on
+// the same pooled connection goes out as before.
+func TestAStepsRequestIsNotWrittenOnceItsGateShuts(t *testing.T) {
+	srv, received := counting(t, false)
+	c := apiclient.Transport{}.WithDefaults().HTTPClient
+
+	open := orchestrator.WithSendGate(context.Background(), func() bool { return true })
+	if _, err := post(t, c, open, srv.URL); err != nil {
+		t.Fatalf("a request whose gate is open: %v", err)
+	}
+
+	shut := orchestrator.WithSendGate(context.Background(), func() bool { return false })
+	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
+		t.Errorf("a request whose gate is shut: %v, want ErrGateClosed", err)
+	}
+
+	// Open for the look before the request, shut by its first write.
+	var looks atomic.Int32
+	shutting := orchestrator.WithSendGate(context.Background(), func() bool { return looks.Add(1) == 1 })
+	if _, err := post(t, c, shutting, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
+		t.Errorf("a request whose gate shut before its write: %v, want ErrGateClosed", err)
+	}
+	if n := looks.Load(); n < 2 {
+		t.Errorf("the gate was looked at %d times, want before the request and at its write", n)
+	}
+
+	if _, err := post(t, c, context.Background(), srv.URL); err != nil {
+		t.Fatalf("a request without a gate: %v", err)
+	}
+	if n := received.Load(); n != 2 {
+		t.Errorf("the server received %d requests, want 2: the two whose gate was open or absent", n)
+	}
+}
+
+// A connection carries one request's gate at a time, so the clients keep
+// to HTTP/1.1, where a connection serves one request at a time, also with
+// a server that offers HTTP/2.
+func TestGatedClientsKeepToHTTP1(t *testing.T) {
+	srv, _ := counting(t, true)
+	tr := srv.Client().Transport.(*http.Transport)
+	c := apiclient.Transport{HTTPClient: &http.Client{Transport: apiclient.Gated(tr.Clone())}}.WithDefaults().HTTPClient
+	resp, err := post(t, c, orchestrator.WithSendGate(context.Background(), func() bool { return true }), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 1 {
+		t.Errorf("the request went over %s, want HTTP/1.1", resp.Proto)
+	}
+	shut := orchestrator.WithSendGate(context.Background(), func() bool { return false })
+	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
+		t.Errorf("a request whose gate is shut, over TLS: %v, want ErrGateClosed", err)
+	}
+}
