@@ -49,11 +49,7 @@ func TestCreateWhoseSaveIsUnknownAnswers503(t *testing.T) {
 			url := inst.srv.URL + "/v1/transfers"
 
 			first := post(t, url, tc.key, manualBody)
-			var p api.Problem
-			if err := json.Unmarshal([]byte(first.body), &p); err != nil || first.status != http.StatusServiceUnavailable ||
-				p.Type != api.ProblemBase+"unavailable" || !strings.Contains(p.Detail, "whether the transfer was saved is not known") {
-				t.Fatalf("the create: %d %s; want 503 unavailable saying the save is unknown", first.status, first.body)
-			}
+			wantProblem(t, "the create", first, http.StatusServiceUnavailable, "unavailable", "whether the transfer was saved is not known")
 
 			stored, _, err := mem.List(context.Background(), orchestrator.ListFilter{})
 			if err != nil {
@@ -78,10 +74,8 @@ func TestCreateWhoseSaveIsUnknownAnswers503(t *testing.T) {
 					t.Fatalf("the retry: %d replayed %q at %q; want the saved transfer %s replayed", retry.status, retry.replayed, retry.location, id)
 				}
 			case tc.saved:
-				var conflict api.Problem
-				if err := json.Unmarshal([]byte(retry.body), &conflict); err != nil || retry.status != http.StatusConflict ||
-					conflict.Type != api.ProblemBase+"active-transfer" || conflict.TransferID != id {
-					t.Fatalf("the retry: %d %s; want 409 active-transfer naming %s", retry.status, retry.body, id)
+				if p := wantProblem(t, "the retry", retry, http.StatusConflict, "active-transfer", ""); p.TransferID != id {
+					t.Fatalf("the retry names %q; want %s", p.TransferID, id)
 				}
 			default:
 				if retry.status != http.StatusAccepted || retry.replayed != "" || retry.location != "/v1/transfers/"+id {
@@ -122,11 +116,7 @@ func TestIdempotencyKeyTheStoreCannotRecordAnswers503(t *testing.T) {
 	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
 	url := inst.srv.URL + "/v1/transfers"
 	first := post(t, url, "key-refused", manualBody)
-	var p api.Problem
-	if err := json.Unmarshal([]byte(first.body), &p); err != nil || first.status != http.StatusServiceUnavailable ||
-		p.Type != api.ProblemBase+"unavailable" || !strings.Contains(p.Detail, "nothing was done") {
-		t.Fatalf("the create: %d %s; want 503 unavailable saying nothing was done", first.status, first.body)
-	}
+	wantProblem(t, "the create", first, http.StatusServiceUnavailable, "unavailable", "nothing was done")
 	if ts, _, err := store.List(context.Background(), orchestrator.ListFilter{}); err != nil || len(ts) != 0 {
 		t.Fatalf("%d transfers stored (%v) by a request that was not served", len(ts), err)
 	}
@@ -176,12 +166,20 @@ func TestRepeatWhoseWaitRunsOutDuringALookIsInProgress(t *testing.T) {
 	<-store.recording
 	repeat := post(t, url, "key-held", manualBody)
 	close(store.release)
-	var p api.Problem
-	if err := json.Unmarshal([]byte(repeat.body), &p); err != nil || repeat.status != http.StatusConflict ||
-		p.Type != api.ProblemBase+"idempotency-in-progress" {
-		t.Fatalf("the repeat: %d %s; want 409 idempotency-in-progress", repeat.status, repeat.body)
-	}
+	wantProblem(t, "the repeat", repeat, http.StatusConflict, "idempotency-in-progress", "")
 	if r := <-first; r.status != http.StatusAccepted {
 		t.Fatalf("the first request: %d %s", r.status, r.body)
 	}
+}
+
+// wantProblem fails the test unless r is a problem of the given status
+// and type whose detail contains detail, and returns it.
+func wantProblem(t *testing.T, what string, r reply, status int, typ, detail string) api.Problem {
+	t.Helper()
+	var p api.Problem
+	if err := json.Unmarshal([]byte(r.body), &p); err != nil || r.status != status ||
+		p.Type != api.ProblemBase+typ || !strings.Contains(p.Detail, detail) {
+		t.Fatalf("%s: %d %s; want %d %s saying %q", what, r.status, r.body, status, typ, detail)
+	}
+	return p
 }
