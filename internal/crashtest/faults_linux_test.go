@@ -54,3 +54,18 @@ func crashBackend(pid int, dataDir string) error {
 	}
 	return unix.Kill(pid, unix.SIGKILL)
 }
+
+// pause stops process pid (SIGSTOP) until resume: a VM paused, a process
+// frozen. Its threads stop wherever they are, with its connections and
+// their transactions held open. A process that is gone is no error.
+func pause(pid int) error { return signalAlive(pid, unix.SIGSTOP) }
+
+// resume lets a paused process go on (SIGCONT).
+func resume(pid int) error { return signalAlive(pid, unix.SIGCONT) }
+
+func signalAlive(pid int, sig unix.Signal) error {
+	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
+}

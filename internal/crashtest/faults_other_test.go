@@ -20,3 +20,10 @@ func allowWrites(int) error { return nil }
 func crashBackend(pid int, _ string) error {
 	return fmt.Errorf("crashing PostgreSQL through its backend %d: %w (the storm's database crashes need Linux)", pid, errors.ErrUnsupported)
 }
+
+// pause: the storm's pauses are written for Linux, as its other faults.
+func pause(pid int) error {
+	return fmt.Errorf("pausing process %d: %w (the storm's pauses need Linux)", pid, errors.ErrUnsupported)
+}
+
+func resume(int) error { return nil }

@@ -184,6 +184,10 @@ func TestStorm(t *testing.T) {
 		}
 		replay += "TRANSFERD_STORM_DB_CRASHES=1 "
 	}
+	pauses := os.Getenv("TRANSFERD_STORM_PAUSES") == "1"
+	if pauses {
+		replay += "TRANSFERD_STORM_PAUSES=1 "
+	}
 	skewed := os.Getenv("TRANSFERD_STORM_CLOCK_SKEW") == "1"
 	if skewed {
 		if replicas < 2 {
@@ -212,6 +216,10 @@ func TestStorm(t *testing.T) {
 			where += ", disk faults"
 			label += " (disk faults)"
 		}
+		if pauses {
+			where += ", pauses"
+			label += " (pauses)"
+		}
 		var skews []time.Duration
 		if skewed {
 			skews = stormSkews(s.seed, replicas)
@@ -221,7 +229,7 @@ func TestStorm(t *testing.T) {
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews})
+			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews, pauses: pauses})
 		})
 	}
 }
@@ -902,6 +910,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	default:
 		dbFaultErr <- nil
 	}
+	pauseErr := make(chan error, 1)
+	if ft.pauses {
+		go func() { pauseErr <- stormPauses(fl, seed, done, &cnt) }()
+	} else {
+		pauseErr <- nil
+	}
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -916,6 +930,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	if err := <-dbFaultErr; err != nil {
 		t.Fatalf("failing the store under transferd: %v", err)
+	}
+	if err := <-pauseErr; err != nil {
+		t.Fatalf("pausing transferd: %v", err)
 	}
 
 	// Nothing the simulators accepted may still be in flight when the
@@ -984,6 +1001,8 @@ type faults struct {
 	// skews are the replicas' clocks, by slot, against the real one
 	// (stormSkews); nil: every replica reads the real clock.
 	skews []time.Duration
+	// pauses: processes are stopped and go on (stormPauses).
+	pauses bool
 }
 
 // stormSkews draws each replica's clock skew from the seed: the first
@@ -1109,7 +1128,7 @@ func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCou
 // also stops sending provider requests until it can renew it. A commit
 // fails with SQLite's disk I/O error, its WAL frames written in part or
 // not at all; a checkpoint, a heartbeat, a webhook delivery's result or a
-// purge fails as well, and the API answers 500 to what it cannot save.
+// purge fails as well, and the API answers 503 to what it cannot save.
 // Every transfer must go on from what was stored once writes are allowed
 // again, never sending a provider request whose intent is not durable,
 // and a kill during a fault must lose nothing that was committed. A
@@ -1147,6 +1166,49 @@ func diskFaults(seed uint64, done <-chan struct{}, pick func(*rand.Rand) *proc, 
 			}
 		}
 		count(time.Since(began))
+	}
+}
+
+// stormPauses stops a replica's process (pause: SIGSTOP) every 2 to 8 s,
+// for half a lease TTL to three (1.5 to 9 s), at moments and for spans
+// the seed draws, and lets it go on (resume), until done; no process stays
+// stopped after. A paused process answers nothing and renews nothing,
+// with its connections and their transactions held open; among replicas
+// the others take its transfers over meanwhile, and it wakes wherever it
+// stopped (a step's intent saved, its request not yet sent; a request
+// sent, its answer not yet read) as a stale owner, which it learns only
+// from its next save or heartbeat. What it sends then must be no worse
+// than a request the network delayed.
+func stormPauses(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	r := rand.New(rand.NewPCG(seed, 0x57095))
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(time.Duration(2000+r.IntN(6000)) * time.Millisecond):
+		}
+		span := stormLeaseTTL/2 + time.Duration(r.Int64N(int64(5*stormLeaseTTL/2)))
+		fl.mu.Lock()
+		p := fl.slots[r.IntN(len(fl.slots))]
+		fl.mu.Unlock()
+		if p.dead() {
+			continue // killed this instant; its successor is still starting
+		}
+		pid := p.cmd.Process.Pid
+		if err := pause(pid); err != nil {
+			return err
+		}
+		began := time.Now()
+		select {
+		case <-done:
+		case <-p.done: // killed while paused
+		case <-time.After(span):
+		}
+		if err := resume(pid); err != nil {
+			return err
+		}
+		cnt.pauses.Add(1)
+		cnt.paused.Add(int64(time.Since(began)))
 	}
 }
 
@@ -1287,6 +1349,10 @@ type stormCounts struct {
 	dbFaults, backendsEnded atomic.Int32
 	dbCrashes               atomic.Int32 // faults that crashed the PostgreSQL server
 	refused                 atomic.Int64 // a time.Duration
+	// pauses counts the processes stopped (stormPauses), paused their
+	// time stopped.
+	pauses atomic.Int32
+	paused atomic.Int64 // a time.Duration
 	// storeErrors counts transferd's log lines with a store error.
 	storeErrors          int
 	byOutcome            map[string]int
@@ -1360,6 +1426,9 @@ func (c *stormCounts) line(label string) string {
 	faults := c.storeFaults()
 	if faults != "" {
 		faults += "; "
+	}
+	if n := c.pauses.Load(); n > 0 {
+		faults += fmt.Sprintf("pauses %d (%s stopped); ", n, time.Duration(c.paused.Load()).Round(100*time.Millisecond))
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))
