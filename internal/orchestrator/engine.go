@@ -74,7 +74,9 @@ type Config struct {
 	// nil in production.
 	CrashPoint func(t *Transfer, point string)
 	// Clock is the wall clock the engine stamps and judges stored times
-	// by; time.Now when nil. The storm gives replicas skewed ones.
+	// by; time.Now when nil. cmd/transferd gives it the PostgreSQL
+	// store's Now, the database server's time, so that the replicas of
+	// one database share one clock whatever their hosts' say.
 	Clock func() time.Time
 }
 
@@ -889,8 +891,8 @@ func (e *Engine) heartbeatTTL() time.Duration { return e.cfg.LeaseTTL / 2 }
 
 // leaseMargin is how long before its heartbeat runs out, as other
 // replicas will judge it, this replica stops sending provider requests:
-// room for their clocks to run ahead of its own and for a request it
-// sent to arrive. It is half the time between renewals, so one renewal
+// room for an error in its reckoning of the server's clock (Config.Clock)
+// and for a request it sent to arrive. It is half the time between renewals, so one renewal
 // that comes late pauses nothing.
 func (e *Engine) leaseMargin() time.Duration { return e.cfg.LeaseTTL / 8 }
 

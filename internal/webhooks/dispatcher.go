@@ -62,7 +62,8 @@ type Config struct {
 	// default 500.
 	Batch int
 	// Clock is the wall clock of due times and leases; time.Now when nil.
-	// The storm gives replicas skewed ones.
+	// cmd/transferd gives it the engine's (the database server's time on
+	// PostgreSQL).
 	Clock func() time.Time
 	// Client sends the attempts; default one with Timeout, no redirects
 	// followed (a redirect is a failed attempt), and an idle connection
