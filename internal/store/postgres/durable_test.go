@@ -59,3 +59,45 @@ func TestSessionsCommitDurably(t *testing.T) {
 		}
 	}
 }
+
+// A replica stopped in the middle of a transaction (a paused VM) held its
+// row locks until it woke, and the transfers whose rows it locked could
+// not be claimed meanwhile, their callers perhaps on hold: the store's
+// sessions end a transaction left idle after 30 s unless the URL (or the
+// server, the database, the role) sets a timeout of its own, which is
+// kept. A session left idle in its transaction is ended.
+func TestSessionsEndTransactionsLeftIdle(t *testing.T) {
+	ctx := context.Background()
+	base := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	for _, c := range []struct{ url, want string }{{"", "30s"}, {"5min", "5min"}} {
+		url := base
+		if c.url != "" {
+			url = withParam(base, "idle_in_transaction_session_timeout", c.url)
+		}
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := postgres.SessionSetting(ctx, s, "idle_in_transaction_session_timeout")
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("idle_in_transaction_session_timeout %q in the URL: the store's sessions have %q, want %q", c.url, got, c.want)
+		}
+	}
+
+	s, err := postgres.Open(ctx, withParam(base, "idle_in_transaction_session_timeout", "100ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ended, err := postgres.IdleInTransaction(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ended {
+		t.Error("a transaction left idle past the timeout is still open")
+	}
+}

@@ -246,3 +246,39 @@ func SessionSetting(ctx context.Context, s *Store, name string) (string, error) 
 	err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v)
 	return v, err
 }
+
+// IdleInTransaction opens a transaction on a session of the store's pool,
+// leaves it idle, and reports whether the server ends that session
+// (idle_in_transaction_session_timeout, which must be short) within half
+// a minute, watched from another session.
+func IdleInTransaction(ctx context.Context, s *Store) (bool, error) {
+	idle, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer idle.Release()
+	tx, err := idle.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(ctx)
+	var pid int32
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return false, err
+	}
+	watch, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer watch.Release()
+	for range 1500 {
+		var alive bool
+		if err := watch.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1), pg_sleep(0.02)`, pid).Scan(&alive, nil); err != nil {
+			return false, err
+		}
+		if !alive {
+			return true, nil
+		}
+	}
+	return false, nil
+}

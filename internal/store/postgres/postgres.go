@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,8 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall fu
 	// (local, remote_write, on, remote_apply) waits for the WAL's flush
 	// and is the operator's to choose. The writes of webhook delivery
 	// still commit without waiting, by their own choice (unsyncedSQL).
-	cfg.AfterConnect = durableCommits
+	// A session also ends a transaction left idle (idleInTransaction).
+	cfg.AfterConnect = sessionSettings
 	// Without a statement description pgx sends the JSON parameters as
 	// bytes, which the server refuses for jsonb: fail at start, not on
 	// each save.
@@ -158,12 +160,26 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall fu
 	return s, nil
 }
 
-// durableCommits sets a new session's synchronous_commit to on if it is
+// idleInTransaction is the idle_in_transaction_session_timeout of a
+// session whose server, database, role or URL sets none. A replica
+// stopped in the middle of a transaction (a VM paused, a process frozen:
+// the storm's TRANSFERD_STORM_PAUSES) holds its row locks until it wakes
+// or its connection ends, which TCP may take hours to tell; a transfer
+// whose row it locked cannot be claimed by another replica meanwhile
+// (Claim skips locked rows), and its caller may be on hold. No
+// transaction of the store waits between its statements for anything but
+// the server's answers.
+const idleInTransaction = 30 * time.Second
+
+// sessionSettings sets a new session's synchronous_commit to on if it is
 // off (see open), whether the server, the database, the role or the URL
-// set it so. One exchange of the simple protocol: nothing is prepared or
-// kept in the connection's statement cache for it.
-func durableCommits(ctx context.Context, c *pgx.Conn) error {
-	_, err := c.PgConn().Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`).ReadAll()
+// set it so, and its idle_in_transaction_session_timeout to
+// idleInTransaction if none is set. One exchange of the simple protocol:
+// nothing is prepared or kept in the connection's statement cache for it.
+func sessionSettings(ctx context.Context, c *pgx.Conn) error {
+	_, err := c.PgConn().Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off';
+		SELECT set_config('idle_in_transaction_session_timeout', '`+strconv.FormatInt(idleInTransaction.Milliseconds(), 10)+`', false)
+			WHERE current_setting('idle_in_transaction_session_timeout') = '0'`).ReadAll()
 	return err
 }
 
