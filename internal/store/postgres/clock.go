@@ -8,8 +8,10 @@ import (
 // Replicas on different hosts read different wall clocks. A heartbeat
 // stamped by one replica's clock and judged expired by another's made
 // skew part of the lease: a replica whose clock ran ahead of its peers'
-// by more than 5/8 of the TTL (a host whose NTP had failed, a VM resumed
-// from a pause) took over transfers their live owners were still driving,
+// by more than a quarter of TRANSFERD_LEASE_TTL (what is left of a live
+// replica's heartbeat just before its renewal; a host whose NTP had
+// failed, a VM resumed from a pause) took over transfers their live
+// owners were still driving,
 // both then acting on one call, and one whose clock lagged had its own
 // taken. Every other time one replica stores and another judges (a
 // tombstone's end, a cleanup's patience, a consult's deadline after a
@@ -26,14 +28,16 @@ import (
 // The offset is measured at Open and again by every heartbeat, around one
 // round trip on a connection already acquired, so that it is off by at
 // most half of that exchange. It changes only when a measurement differs
-// from it by more than clockSlack: a clock stepped since, not the jitter
-// of the round trip, which would move the replica's times against each
-// other.
+// from it by more than clockSlack and that half: a clock stepped or
+// drifted since, not the jitter of a round trip, which would move the
+// replica's times against each other at every heartbeat.
 
-// clockSlack is the change of offset a measurement must show to be
-// taken: far below the lease's margin (5/8 of a TTL of seconds), far
-// above a round trip's jitter.
-const clockSlack = 500 * time.Millisecond
+// clockSlack is the change of offset a measurement must show, beyond its
+// own uncertainty (half its round trip), to be taken: two replicas'
+// reckonings of the server's clock then differ by a few tenths of a
+// second at most, well within the margin a replica keeps before its
+// heartbeat runs out (an eighth of TRANSFERD_LEASE_TTL: 1.9 s by default).
+const clockSlack = 100 * time.Millisecond
 
 // Now is the time on the database server's clock, as this replica
 // reckons it: its own clock moved by the last offset taken. It keeps the
@@ -61,11 +65,11 @@ func (s *Store) measureClock(ctx context.Context) error {
 
 // tookClock takes the offset of server's clock reading made between this
 // replica's readings before and after, if it moved by more than
-// clockSlack (or none was taken yet).
+// clockSlack beyond the reading's uncertainty (or none was taken yet).
 func (s *Store) tookClock(before, server, after time.Time) {
-	mid := before.Add(after.Sub(before) / 2)
-	off := server.Sub(mid)
-	if cur := time.Duration(s.offset.Load()); !s.clocked.Load() || off-cur > clockSlack || cur-off > clockSlack {
+	half := after.Sub(before) / 2
+	off := server.Sub(before.Add(half))
+	if cur := time.Duration(s.offset.Load()); !s.clocked.Load() || (off-cur).Abs() > clockSlack+half {
 		s.offset.Store(int64(off))
 		s.clocked.Store(true)
 	}

@@ -97,7 +97,8 @@ func TestHeartbeatsAreJudgedOnTheServersClock(t *testing.T) {
 const clockTolerance = 2 * time.Second
 
 // The offset changes only when a measurement moves it by more than its
-// slack: a clock stepped, not the jitter of a round trip, which would
+// slack beyond the measurement's own uncertainty (half its round trip): a
+// clock stepped or drifted, not the jitter of a round trip, which would
 // move the times of one replica's calls against each other.
 func TestClockOffsetMovesOnlyForAStep(t *testing.T) {
 	s := open(t)
@@ -111,7 +112,15 @@ func TestClockOffsetMovesOnlyForAStep(t *testing.T) {
 	}
 	reading(3*time.Second+200*time.Millisecond, 400*time.Millisecond)
 	if got := s.ClockOffset(); got != 3*time.Second {
-		t.Errorf("offset %v after a reading 200ms off; want 3s still (jitter)", got)
+		t.Errorf("offset %v after a reading 200ms off over a round trip of 400ms; want 3s still (jitter)", got)
+	}
+	reading(3*time.Second+50*time.Millisecond, 10*time.Millisecond)
+	if got := s.ClockOffset(); got != 3*time.Second {
+		t.Errorf("offset %v after a reading 50ms off; want 3s still (within the slack)", got)
+	}
+	reading(3*time.Second+200*time.Millisecond, 10*time.Millisecond)
+	if got := s.ClockOffset(); got != 3*time.Second+200*time.Millisecond {
+		t.Errorf("offset %v after a reading 200ms off over a round trip of 10ms; want 3.2s (the clock drifted)", got)
 	}
 	reading(-5*time.Second, 10*time.Millisecond)
 	if got := s.ClockOffset(); got != -5*time.Second {
