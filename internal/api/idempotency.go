@@ -105,9 +105,10 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 		// another's response, nor collides with it.
 		// CreatedAt names this reservation in the request's later writes
 		// (see orchestrator.ReservationTimeout): whole in microseconds, as
-		// every store keeps it.
+		// every store keeps it, and on the engine's clock, by which it
+		// settles reservations left behind.
 		rec := orchestrator.IdempotencyRecord{Scope: orchestrator.TenantOf(r.Context()) + " " + r.Method + " " + r.URL.Path, Key: key,
-			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: now(eng).UTC().Truncate(time.Microsecond), Owner: replica}
+			RequestHash: hex.EncodeToString(sum[:]), CreatedAt: eng.Now().UTC().Truncate(time.Microsecond), Owner: replica}
 
 		ctx, cancel := context.WithTimeout(r.Context(), repeatWait)
 		defer cancel()
@@ -211,15 +212,6 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				Msg("recording an idempotent response failed; the key answers 409 until its reservation is settled")
 		}
 	})
-}
-
-// now is the engine's wall clock, by which it settles reservations left
-// behind (their age): time.Now without an engine.
-func now(eng *orchestrator.Engine) time.Time {
-	if eng == nil {
-		return time.Now()
-	}
-	return eng.Now()
 }
 
 // inProgress tells a repeat whose wait for the request with its key ran

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -117,29 +118,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case orchestrator.KindUnavailable:
 		p = probUnavailable
-		p.Detail = "transferd is shutting down; retry on another instance"
-		if errors.Is(err, orchestrator.ErrNotSaved) {
-			hlog.FromRequest(r).Error().Err(err).Msg("the store failed to save a new transfer")
-			p.Detail = "the store failed to save the transfer, and nothing was saved: retry, with the same Idempotency-Key if any"
-		}
-		if errors.Is(err, orchestrator.ErrSaveUnknown) {
-			hlog.FromRequest(r).Error().Err(err).Msg("the store's answer to a create was lost; the transfer is looked for")
-			p.Detail = "the store's answer to the save was lost, so whether the transfer was saved is not known yet; if it was, transferd drives it. " +
-				"Retry with the same Idempotency-Key: it answers with the transfer if it was saved, and creates it if not " +
-				"(without a key, a retry is refused with active-transfer naming the transfer, if it was saved)"
-		}
-		if errors.Is(err, orchestrator.ErrSignalUnknown) {
-			hlog.FromRequest(r).Error().Err(err).Msg("the store's answer to an action was lost")
-			p.Detail = "the store's answer was lost, so whether the action was recorded is not known yet. " +
-				"Retry it, with the same Idempotency-Key if any: it is accepted if the action is pending or was not recorded, " +
-				"and refused with state-conflict once the transfer has moved on (read the transfer then)"
-		}
-		if errors.Is(err, orchestrator.ErrReservationLost) {
-			hlog.FromRequest(r).Error().Err(err).Dur("reservation_timeout", orchestrator.ReservationTimeout).
-				Msg("the create outlived its Idempotency-Key reservation")
-			p.Detail = "this create's Idempotency-Key reservation was settled before its transfer could be saved (the request took longer than " +
-				orchestrator.ReservationTimeout.String() + ", or this replica's heartbeat lapsed), so nothing was saved: retry with the same Idempotency-Key"
-		}
+		p.Detail = unavailableDetail(r, err)
 	case orchestrator.KindProviderAuth, orchestrator.KindProviderRejected, orchestrator.KindProviderUnavailable:
 		hlog.FromRequest(r).Error().Err(err).Msg("provider error")
 		p = probProvider
@@ -150,6 +129,32 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Detail = "an internal error occurred; see the service logs"
 	}
 	writeProblem(w, r, p)
+}
+
+// unavailableDetail words a 503 by its cause, and logs the causes that are
+// the store's.
+func unavailableDetail(r *http.Request, err error) string {
+	log := func() *zerolog.Event { return hlog.FromRequest(r).Error().Err(err) }
+	switch {
+	case errors.Is(err, orchestrator.ErrNotSaved):
+		log().Msg("the store failed to save a new transfer")
+		return "the store failed to save the transfer, and nothing was saved: retry, with the same Idempotency-Key if any"
+	case errors.Is(err, orchestrator.ErrSaveUnknown):
+		log().Msg("the store's answer to a create was lost; the transfer is looked for")
+		return "the store's answer to the save was lost, so whether the transfer was saved is not known yet; if it was, transferd drives it. " +
+			"Retry with the same Idempotency-Key: it answers with the transfer if it was saved, and creates it if not " +
+			"(without a key, a retry is refused with active-transfer naming the transfer, if it was saved)"
+	case errors.Is(err, orchestrator.ErrSignalUnknown):
+		log().Msg("the store's answer to an action was lost")
+		return "the store's answer was lost, so whether the action was recorded is not known yet. " +
+			"Retry it, with the same Idempotency-Key if any: it is accepted if the action is pending or was not recorded, " +
+			"and refused with state-conflict once the transfer has moved on (read the transfer then)"
+	case errors.Is(err, orchestrator.ErrReservationLost):
+		log().Dur("reservation_timeout", orchestrator.ReservationTimeout).Msg("the create outlived its Idempotency-Key reservation")
+		return "this create's Idempotency-Key reservation was settled before its transfer could be saved (the request took longer than " +
+			orchestrator.ReservationTimeout.String() + ", or this replica's heartbeat lapsed), so nothing was saved: retry with the same Idempotency-Key"
+	}
+	return "transferd is shutting down; retry on another instance"
 }
 
 // conflictDetail returns the innermost message of a conflict, which the
