@@ -789,13 +789,10 @@ func (p *holdUntilDone) Hold(ctx context.Context, t *orchestrator.Transfer) erro
 	return ctx.Err()
 }
 
-// A request in flight when the heartbeat expires is cancelled, so that an
-// adapter sends nothing more for it (its retries): here a hold that would
-// otherwise wait for the step's minute-long timeout.
-func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
-	ctx := context.Background()
-	store := &partitionedStore{Store: memory.New()}
-	prov := &holdUntilDone{Fake: orchestratortest.NewFake("fake"), started: make(chan struct{}), ended: make(chan error, 1)}
+// leaseEngine opens an engine, replica "a", with a short lease and a step
+// timeout of a minute, for the tests of what a lease running out stops.
+func leaseEngine(t *testing.T, store orchestrator.Store, prov orchestrator.Provider) *orchestrator.Engine {
+	t.Helper()
 	e, err := orchestrator.New(orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute, VisibilityWindow: 50 * time.Millisecond,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond},
 		store, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
@@ -807,9 +804,20 @@ func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
 		defer cancel()
 		_ = e.Shutdown(ctx)
 	})
-	if err := e.Open(ctx); err != nil {
+	if err := e.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// A request in flight when the heartbeat expires is cancelled, so that an
+// adapter sends nothing more for it (its retries): here a hold that would
+// otherwise wait for the step's minute-long timeout.
+func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
+	ctx := context.Background()
+	store := &partitionedStore{Store: memory.New()}
+	prov := &holdUntilDone{Fake: orchestratortest.NewFake("fake"), started: make(chan struct{}), ended: make(chan error, 1)}
+	e := leaseEngine(t, store, prov)
 	if _, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}

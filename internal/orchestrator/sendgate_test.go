@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -54,21 +51,8 @@ func TestAStepsSendGateShutsWhenTheHeartbeatRunsOut(t *testing.T) {
 	ctx := context.Background()
 	store := &beats{partitionedStore: &partitionedStore{Store: memory.New()}}
 	prov := &gateOfHold{Fake: orchestratortest.NewFake("fake"), gate: make(chan func() bool, 1), release: make(chan struct{})}
-	e, err := orchestrator.New(orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute, VisibilityWindow: 50 * time.Millisecond,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond},
-		store, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		store.cut.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	if err := e.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e := leaseEngine(t, store, prov)
+	t.Cleanup(func() { store.cut.Store(false) }) // before the Shutdown
 	if _, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
