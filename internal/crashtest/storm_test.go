@@ -1110,11 +1110,7 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 // stormDiskFaults makes the disk refuse every write of a live transferd
 // process on SQLite (diskFaults), one of the fleet's the seed draws.
 func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
-	return diskFaults(seed, done, func(r *rand.Rand) *proc {
-		fl.mu.Lock()
-		defer fl.mu.Unlock()
-		return fl.slots[r.IntN(len(fl.slots))]
-	}, func(d time.Duration) {
+	return diskFaults(seed, done, fl.pick, func(d time.Duration) {
 		cnt.dbFaults.Add(1)
 		cnt.refused.Add(int64(d))
 	})
@@ -1135,38 +1131,57 @@ func stormDiskFaults(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCou
 // process starting is never picked: a fleet's slot and a webhook storm's
 // current process name the new one only once it listens.
 func diskFaults(seed uint64, done <-chan struct{}, pick func(*rand.Rand) *proc, count func(time.Duration)) error {
-	r := rand.New(rand.NewPCG(seed, 0xd15c))
+	return faultSpans(rand.New(rand.NewPCG(seed, 0xd15c)), done,
+		func(r *rand.Rand) time.Duration { return time.Duration(1000+r.IntN(3000)) * time.Millisecond },
+		func(r *rand.Rand) time.Duration {
+			if span := time.Duration(200+r.IntN(1800)) * time.Millisecond; r.IntN(5) != 0 {
+				return span
+			}
+			return time.Duration(3000+r.IntN(5000)) * time.Millisecond
+		},
+		pick, refuseWrites, allowWrites, count)
+}
+
+// faultSpans puts a process under a fault for spans r draws, until done:
+// it waits gap(r), draws span(r), picks a process, and, the process alive,
+// applies on to it until the span ends, done is closed or the process
+// dies (killed: its successor starts free of it), then off, and counts
+// how long it lasted. on and off ignore a process that is gone.
+func faultSpans(r *rand.Rand, done <-chan struct{}, gap, span func(*rand.Rand) time.Duration, pick func(*rand.Rand) *proc,
+	on, off func(pid int) error, count func(time.Duration)) error {
 	for {
 		select {
 		case <-done:
 			return nil
-		case <-time.After(time.Duration(1000+r.IntN(3000)) * time.Millisecond):
+		case <-time.After(gap(r)):
 		}
-		span := time.Duration(200+r.IntN(1800)) * time.Millisecond
-		if r.IntN(5) == 0 {
-			span = time.Duration(3000+r.IntN(5000)) * time.Millisecond
-		}
+		d := span(r)
 		p := pick(r)
 		if p.dead() {
 			continue // killed this instant; its successor is still starting
 		}
 		pid := p.cmd.Process.Pid
-		if err := refuseWrites(pid); err != nil {
+		if err := on(pid); err != nil {
 			return err
 		}
 		began := time.Now()
 		select {
 		case <-done:
-		case <-p.done: // killed: its successor writes freely
-		case <-time.After(span):
+		case <-p.done:
+		case <-time.After(d):
 		}
-		if !p.dead() {
-			if err := allowWrites(pid); err != nil {
-				return err
-			}
+		if err := off(pid); err != nil {
+			return err
 		}
 		count(time.Since(began))
 	}
+}
+
+// pick draws one of the fleet's replicas from r.
+func (f *fleet) pick(r *rand.Rand) *proc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.slots[r.IntN(len(f.slots))]
 }
 
 // stormPauses stops a replica's process (pause: SIGSTOP) every 2 to 8 s,
@@ -1180,36 +1195,15 @@ func diskFaults(seed uint64, done <-chan struct{}, pick func(*rand.Rand) *proc, 
 // from its next save or heartbeat. What it sends then must be no worse
 // than a request the network delayed.
 func stormPauses(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
-	r := rand.New(rand.NewPCG(seed, 0x57095))
-	for {
-		select {
-		case <-done:
-			return nil
-		case <-time.After(time.Duration(2000+r.IntN(6000)) * time.Millisecond):
-		}
-		span := stormLeaseTTL/2 + time.Duration(r.Int64N(int64(5*stormLeaseTTL/2)))
-		fl.mu.Lock()
-		p := fl.slots[r.IntN(len(fl.slots))]
-		fl.mu.Unlock()
-		if p.dead() {
-			continue // killed this instant; its successor is still starting
-		}
-		pid := p.cmd.Process.Pid
-		if err := pause(pid); err != nil {
-			return err
-		}
-		began := time.Now()
-		select {
-		case <-done:
-		case <-p.done: // killed while paused
-		case <-time.After(span):
-		}
-		if err := resume(pid); err != nil {
-			return err
-		}
-		cnt.pauses.Add(1)
-		cnt.paused.Add(int64(time.Since(began)))
-	}
+	return faultSpans(rand.New(rand.NewPCG(seed, 0x57095)), done,
+		func(r *rand.Rand) time.Duration { return time.Duration(2000+r.IntN(6000)) * time.Millisecond },
+		func(r *rand.Rand) time.Duration {
+			return stormLeaseTTL/2 + time.Duration(r.Int64N(int64(5*stormLeaseTTL/2)))
+		},
+		fl.pick, pause, resume, func(d time.Duration) {
+			cnt.pauses.Add(1)
+			cnt.paused.Add(int64(d))
+		})
 }
 
 // reconnect connects to dbURL once the server accepts connections again,
