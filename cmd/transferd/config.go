@@ -98,9 +98,10 @@ type config struct {
 	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
 	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers, idempotency keys, and delivered and dead webhook deliveries are kept"`
 
-	WebhookURL    webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
-	WebhookSecret secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
-	WebhookMaxAge time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it)"`
+	WebhookURL     webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
+	WebhookSecret  secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
+	WebhookMaxAge  time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it)"`
+	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"10s" desc:"how long a webhook attempt waits for the endpoint's answer (1s to 2m); a replica's claim on a delivery lasts 1.5 times this plus 1 s"`
 
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
 }

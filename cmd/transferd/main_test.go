@@ -240,6 +240,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"bad level":        {"TRANSFERD_LOG_LEVEL", "loud"},
 		"step timeout":     {"TRANSFERD_STEP_TIMEOUT", "10ms"},
 		"join hostname":    {"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME", "core1.example"},
+		"webhook timeout":  {"TRANSFERD_WEBHOOK_TIMEOUT", "500ms"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv(env[0], env[1])

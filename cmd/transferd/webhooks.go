@@ -59,6 +59,9 @@ func (c *config) validateWebhooks() []error {
 	if c.WebhookMaxAge < 0 || c.WebhookMaxAge > 0 && c.WebhookMaxAge < time.Minute {
 		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_MAX_AGE: must be at least 1m"))
 	}
+	if c.WebhookTimeout < time.Second || c.WebhookTimeout > 2*time.Minute {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_TIMEOUT: must be from 1s to 2m"))
+	}
 	if c.WebhookURL == "" {
 		if c.WebhookSecret != "" {
 			errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: required with TRANSFERD_WEBHOOK_SECRET"))
@@ -105,9 +108,16 @@ func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, 
 		}
 		dir = static
 	}
-	d := webhooks.New(webhooks.Config{Owner: owner, MaxAge: cfg.WebhookMaxAge, Clock: clock}, ws, dir, api.EventPayload,
+	d := webhooks.New(cfg.webhookConfig(owner, clock), ws, dir, api.EventPayload,
 		log.With().Str("component", "webhooks").Logger(), reg)
 	return d, run, nil
+}
+
+// webhookConfig is the dispatcher's configuration: this replica's name in
+// its delivery leases, the clock it stores and judges them by, and the
+// operator's settings.
+func (c *config) webhookConfig(owner string, clock func() time.Time) webhooks.Config {
+	return webhooks.Config{Owner: owner, MaxAge: c.WebhookMaxAge, Timeout: c.WebhookTimeout, Clock: clock}
 }
 
 // runWebhooks delivers until stop is called; stop then waits for the

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
 )
 
 // TestWebhooksEndToEnd: with TRANSFERD_WEBHOOK_URL and a rotation's pair
@@ -99,6 +102,28 @@ func TestWebhookURLPrintsSchemeAndHostOnly(t *testing.T) {
 		}
 		if strings.Contains(got, "token") {
 			t.Errorf("%q prints a token: %q", raw, got)
+		}
+	}
+}
+
+// TestWebhookTimeoutReachesTheDispatcher: TRANSFERD_WEBHOOK_TIMEOUT is
+// the dispatcher's attempt timeout (and so its claims' lease), read from
+// the environment as the program reads it.
+func TestWebhookTimeoutReachesTheDispatcher(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"", 10 * time.Second}, {"3s", 3 * time.Second}} {
+		env, want := c.env, c.want
+		if env != "" {
+			t.Setenv("TRANSFERD_WEBHOOK_TIMEOUT", env)
+		}
+		var cfg config
+		if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.webhookConfig("r1", time.Now).Timeout; got != want {
+			t.Errorf("TRANSFERD_WEBHOOK_TIMEOUT=%q: the dispatcher's timeout is %s, want %s", env, got, want)
 		}
 	}
 }
