@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,9 +177,14 @@ func transferEvents(ctx context.Context, addr, id string) ([]outboxEvent, error)
 
 // hookTally compares what the receiver accepted with the outbox.
 type hookTally struct {
-	events, deliveries               int
-	missing, outOfOrder, duplicates  int
-	duplicatesWithOtherID, invented  int
+	events, deliveries              int
+	missing, outOfOrder, duplicates int
+	duplicatesWithOtherID, invented int
+	// lateDuplicates are duplicates that came after a later event of
+	// their transfer: an older event sent again once newer ones had
+	// arrived, which a receiver that does not keep every webhook-id it
+	// applied would take for news.
+	lateDuplicates                   int
 	firstAttemptsRefused, refusedAll int
 	examples                         []string
 }
@@ -216,6 +222,10 @@ func (r *receiver) tally(got []delivery, expected map[string]outboxEvent) hookTa
 				tl.duplicatesWithOtherID++
 				example(fmt.Sprintf("duplicate with another id: %s seq %d", d.transferID, d.seq))
 			}
+			if h := highest[d.transferID]; d.seq < h {
+				tl.lateDuplicates++
+				example(fmt.Sprintf("late duplicate: %s seq %d again after seq %d", d.transferID, d.seq, h))
+			}
 			continue
 		}
 		seen[k] = d.id
@@ -240,8 +250,8 @@ func (r *receiver) tally(got []delivery, expected map[string]outboxEvent) hookTa
 }
 
 func (tl hookTally) String() string {
-	return fmt.Sprintf("events %d, deliveries %d, missing %d, out-of-order %d, duplicates %d (with another webhook-id %d), invented %d, first attempts refused %d, attempts refused or dropped %d",
-		tl.events, tl.deliveries, tl.missing, tl.outOfOrder, tl.duplicates, tl.duplicatesWithOtherID, tl.invented, tl.firstAttemptsRefused, tl.refusedAll)
+	return fmt.Sprintf("events %d, deliveries %d, missing %d, out-of-order %d, duplicates %d (with another webhook-id %d, after a later event %d), invented %d, first attempts refused %d, attempts refused or dropped %d",
+		tl.events, tl.deliveries, tl.missing, tl.outOfOrder, tl.duplicates, tl.duplicatesWithOtherID, tl.lateDuplicates, tl.invented, tl.firstAttemptsRefused, tl.refusedAll)
 }
 
 func (tl hookTally) failed() bool {
@@ -516,31 +526,68 @@ func TestWebhookStorm(t *testing.T) {
 	if dbCrashes && (dbURL == "" || !dbFaults) {
 		t.Fatal("TRANSFERD_WEBHOOK_STORM_DB_CRASHES needs TRANSFERD_WEBHOOK_STORM_STORE=postgres and TRANSFERD_WEBHOOK_STORM_DB_FAULTS=1")
 	}
+	// Replicas stopped and woken (TRANSFERD_WEBHOOK_STORM_PAUSES=1), and
+	// the steady replica's clock set apart from the other's
+	// (TRANSFERD_WEBHOOK_STORM_CLOCK_SKEW=1), both on PostgreSQL: a
+	// replica stopped between claiming a delivery and sending it wakes
+	// with its claim run out, another replica having sent the delivery
+	// and the transfer's later ones meanwhile. An attempt's timeout of
+	// hookTimeout makes a claim's lease (hookLease) short enough for the
+	// pauses to outlast it.
+	pauses := os.Getenv("TRANSFERD_WEBHOOK_STORM_PAUSES") == "1"
+	skewed := os.Getenv("TRANSFERD_WEBHOOK_STORM_CLOCK_SKEW") == "1"
+	if (pauses || skewed) && dbURL == "" {
+		t.Fatal("TRANSFERD_WEBHOOK_STORM_PAUSES and _CLOCK_SKEW need TRANSFERD_WEBHOOK_STORM_STORE=postgres: two replicas")
+	}
+	const hookTimeout = 2 * time.Second
+	const hookLease = hookTimeout + hookTimeout/2 + time.Second // the dispatcher's lease
+	if pauses || skewed {
+		storeVars = append(storeVars, "TRANSFERD_WEBHOOK_TIMEOUT="+hookTimeout.String())
+	}
+	faultSeed := mrand.Uint64() >> 12
+	steadyVars := storeVars
+	var skew time.Duration
+	if skewed {
+		skew = hookSkew(faultSeed, hookLease)
+		steadyVars = append(slices.Clip(storeVars), "TRANSFERD_TEST_CLOCK_SKEW="+skew.String())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	rcv := newReceiver(t, true)
 	dir := t.TempDir()
 	var cur atomic.Pointer[proc]
 	cur.Store(startTransferd(t, "transferd", webhookEnv(rcv, dir, "hooks", storeVars...)))
+	var steady *proc
 	if storeVars != nil {
-		startTransferd(t, "transferd-steady", webhookEnv(rcv, dir, "hooks-steady", storeVars...))
+		steady = startTransferd(t, "transferd-steady", webhookEnv(rcv, dir, "hooks-steady", steadyVars...))
 	}
 	var cnt stormCounts
 	faultsDone := make(chan struct{})
-	faultErr := make(chan error, 1)
-	faultSeed := mrand.Uint64() >> 12
+	var faultJobs []func() error
 	switch {
 	case dbFaults && dbURL != "":
-		go func() { faultErr <- stormDBFaults(ctx, dbURL, faultSeed, dbCrashes, faultsDone, &cnt) }()
+		faultJobs = append(faultJobs, func() error { return stormDBFaults(ctx, dbURL, faultSeed, dbCrashes, faultsDone, &cnt) })
 	case dbFaults:
-		go func() {
-			faultErr <- diskFaults(faultSeed, faultsDone, func(*mrand.Rand) *proc { return cur.Load() }, func(d time.Duration) {
+		faultJobs = append(faultJobs, func() error {
+			return diskFaults(faultSeed, faultsDone, func(*mrand.Rand) *proc { return cur.Load() }, func(d time.Duration) {
 				cnt.dbFaults.Add(1)
 				cnt.refused.Add(int64(d))
 			})
-		}()
-	default:
-		faultErr <- nil
+		})
+	}
+	if pauses {
+		faultJobs = append(faultJobs, func() error {
+			return hookPauses(faultSeed, hookLease, faultsDone, func(r *mrand.Rand) *proc {
+				if r.IntN(2) == 0 {
+					return steady
+				}
+				return cur.Load()
+			}, &cnt)
+		})
+	}
+	faultErr := make(chan error, len(faultJobs))
+	for _, job := range faultJobs {
+		go func() { faultErr <- job() }()
 	}
 	stopFaults := func() {
 		select {
@@ -549,8 +596,10 @@ func TestWebhookStorm(t *testing.T) {
 		default:
 		}
 		close(faultsDone)
-		if err := <-faultErr; err != nil {
-			t.Fatalf("failing the store under transferd: %v", err)
+		for range faultJobs {
+			if err := <-faultErr; err != nil {
+				t.Fatalf("faults under transferd: %v", err)
+			}
 		}
 	}
 	defer stopFaults()
@@ -639,9 +688,19 @@ func TestWebhookStorm(t *testing.T) {
 		}
 	}
 	stopFaults()
-	faults := cnt.storeFaults()
-	if faults != "" {
-		faults = fmt.Sprintf(" (%s, seed %d)", faults, faultSeed)
+	var adversities []string
+	if f := cnt.storeFaults(); f != "" {
+		adversities = append(adversities, f)
+	}
+	if pauses {
+		adversities = append(adversities, fmt.Sprintf("pauses %d (%s stopped)", cnt.pauses.Load(), time.Duration(cnt.paused.Load()).Round(100*time.Millisecond)))
+	}
+	if skewed {
+		adversities = append(adversities, "the steady replica's clock off by "+skew.String())
+	}
+	faults := ""
+	if adversities != nil {
+		faults = fmt.Sprintf(" (%s, seed %d)", strings.Join(adversities, "; "), faultSeed)
 	}
 	// Deliveries refused during the outage back off up to about its
 	// length; a bound of a few times that is a failure guard only.
@@ -663,6 +722,35 @@ func TestWebhookStorm(t *testing.T) {
 	if !done || tl.failed() {
 		t.Fatalf("webhook storm failed: %s", tl)
 	}
+}
+
+// hookPauses stops one of the webhook storm's replicas (pause: SIGSTOP)
+// every 2 to 8 s, for half a delivery lease to three (lease: the
+// dispatcher's claim of a delivery), at moments and for spans the seed
+// draws, and lets it go on (resume), until done. A replica stopped with
+// attempts claimed and not yet sent wakes after the other replica took
+// them over.
+func hookPauses(seed uint64, lease time.Duration, done <-chan struct{}, pick func(*mrand.Rand) *proc, cnt *stormCounts) error {
+	return faultSpans(mrand.New(mrand.NewPCG(seed, 0x57096)), done,
+		func(r *mrand.Rand) time.Duration { return time.Duration(2000+r.IntN(6000)) * time.Millisecond },
+		func(r *mrand.Rand) time.Duration { return lease/2 + time.Duration(r.Int64N(int64(5*lease/2))) },
+		pick, pause, resume, func(d time.Duration) {
+			cnt.pauses.Add(1)
+			cnt.paused.Add(int64(d))
+		})
+}
+
+// hookSkew draws the steady replica's clock skew from the seed: 1 to 4
+// delivery leases ahead or behind. Leases judged by the replicas' own
+// clocks would let one take the other's live claims, or keep a dead
+// one's.
+func hookSkew(seed uint64, lease time.Duration) time.Duration {
+	r := mrand.New(mrand.NewPCG(seed, 0x5ce4))
+	d := lease + time.Duration(r.Int64N(int64(3*lease))).Truncate(100*time.Millisecond)
+	if r.IntN(2) == 0 {
+		d = -d
+	}
+	return d
 }
 
 // stormCreate places a call and creates its auto transfer with an
