@@ -249,27 +249,6 @@ func CountSend(ctx context.Context) {
 	}
 }
 
-type sendGateKey struct{}
-
-// SendGate returns the check a request made under ctx must pass at the
-// moment it is written: for a step's requests, the engine's (this
-// replica's heartbeat still runs, in the term the step was decided in);
-// nil for requests no step makes (a watcher's reads). The provider
-// clients make it right before each write to the connection
-// (apiclient's gated transport), so that a process stopped between a
-// step's decision and its write does not write it once another replica
-// may own the transfer.
-func SendGate(ctx context.Context) func() bool {
-	g, _ := ctx.Value(sendGateKey{}).(func() bool)
-	return g
-}
-
-// WithSendGate returns ctx whose requests must pass gate (SendGate): the
-// engine gives each step's requests its own.
-func WithSendGate(ctx context.Context, gate func() bool) context.Context {
-	return context.WithValue(ctx, sendGateKey{}, gate)
-}
-
 // withSendCounter returns ctx counting the sends of CountSend in n.
 func withSendCounter(ctx context.Context, n *atomic.Int32) context.Context {
 	return context.WithValue(ctx, sendsKey{}, n)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/transferd/transferd/internal/sendgate"
 )
 
 // This file is the level-triggered machine. Each reconcile compares what
@@ -1710,7 +1711,7 @@ const (
 func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool, result resultSave) error {
 	t := en.t
 	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
-	// gate: whether the step's requests may still be written (SendGate).
+	// gate: whether the step's requests may still be written (sendgate).
 	var gate func() bool
 	if name != StepLocate {
 		notSent := func(why string) error {
@@ -1801,7 +1802,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	// heartbeat has expired.
 	stop := context.AfterFunc(e.leaseContext(), cancel)
 	if gate != nil {
-		sctx = WithSendGate(sctx, gate)
+		sctx = sendgate.With(sctx, gate)
 	}
 	err := f(sctx)
 	stop()

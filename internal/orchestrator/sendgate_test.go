@@ -8,6 +8,7 @@ import (
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/sendgate"
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
@@ -21,7 +22,7 @@ type gateOfHold struct {
 }
 
 func (p *gateOfHold) Hold(ctx context.Context, t *orchestrator.Transfer) error {
-	p.gate <- orchestrator.SendGate(ctx)
+	p.gate <- sendgate.Of(ctx)
 	<-p.release
 	return ctx.Err()
 }
@@ -40,7 +41,7 @@ func (s *beats) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	return expired, err
 }
 
-// A step's requests carry a gate (SendGate) that the provider clients
+// A step's requests carry a gate (sendgate.With) that the provider clients
 // check right before each write: open while this replica's heartbeat
 // runs, shut once it has run out, and shut for good once it has lapsed,
 // even after a renewal (another replica may own the transfer since). The
@@ -72,7 +73,7 @@ func TestAStepsSendGateShutsWhenTheHeartbeatRunsOut(t *testing.T) {
 	if gate() {
 		t.Error("the send gate opened again with the next heartbeat: the step was decided before the lapse, and another replica may own the transfer")
 	}
-	if g := orchestrator.SendGate(ctx); g != nil {
+	if g := sendgate.Of(ctx); g != nil {
 		t.Error("a context no step made carries a send gate")
 	}
 }

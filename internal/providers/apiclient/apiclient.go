@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/sendgate"
 )
 
 // MaxBody bounds how much of a provider response ReadBody reads.
@@ -172,10 +173,10 @@ func (t Transport) WithDefaults() Transport {
 		// Keep as many idle connections to the provider as transfers make
 		// requests at once: Go's default of 2 per host makes most
 		// requests under load open a new TCP (and TLS) connection.
-		// A step's request is written only while its check passes (gate.go).
+		// A step's request is written only while its check passes (sendgate).
 		pooled := http.DefaultTransport.(*http.Transport).Clone()
 		pooled.MaxIdleConns, pooled.MaxIdleConnsPerHost = 256, 256
-		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout, Transport: Gated(pooled)}
+		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout, Transport: sendgate.Transport(pooled)}
 	}
 	if t.Attempts <= 0 {
 		t.Attempts = 3

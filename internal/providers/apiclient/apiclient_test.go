@@ -2,16 +2,19 @@ package apiclient_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/sendgate"
 )
 
 // ReadBody reads bodies of announced and unannounced length whole, into
@@ -109,5 +112,31 @@ func TestReadErrKind(t *testing.T) {
 		if got := apiclient.ReadErrKind(err); got != want {
 			t.Errorf("ReadErrKind(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// The adapters' default client checks a step's send gate before it
+// writes: a request whose gate is shut never reaches the provider.
+func TestTheDefaultClientChecksTheSendGate(t *testing.T) {
+	var received atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { received.Add(1) }))
+	defer srv.Close()
+	c := apiclient.Transport{}.WithDefaults().HTTPClient
+	for _, open := range []bool{false, true} {
+		ctx := sendgate.With(context.Background(), func() bool { return open })
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, http.NoBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if open != (err == nil) || !open && !errors.Is(err, sendgate.ErrClosed) {
+			t.Errorf("gate open %v: %v", open, err)
+		}
+	}
+	if n := received.Load(); n != 1 {
+		t.Errorf("the provider received %d requests, want 1: the one whose gate was open", n)
 	}
 }

@@ -1,4 +1,4 @@
-package apiclient_test
+package sendgate_test
 
 import (
 	"context"
@@ -9,8 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/apiclient"
+	"github.com/transferd/transferd/internal/sendgate"
 )
 
 // counting serves every request 200 and counts those it received whole.
@@ -48,30 +47,30 @@ func post(t *testing.T, c *http.Client, ctx context.Context, url string) (*http.
 	return resp, err
 }
 
-// A step's request whose gate is shut is not written: not when the gate
+// A request whose gate is shut is not written: not when the gate
 // is shut before the request is made, nor when it shuts between the
 // request getting its connection and writing to it (a process stopped
 // there, woken after its heartbeat ran out). A request without a gate on
 // the same pooled connection goes out as before.
-func TestAStepsRequestIsNotWrittenOnceItsGateShuts(t *testing.T) {
+func TestARequestIsNotWrittenOnceItsGateShuts(t *testing.T) {
 	srv, received := counting(t, false)
-	c := apiclient.Transport{}.WithDefaults().HTTPClient
+	c := &http.Client{Transport: sendgate.Transport(http.DefaultTransport.(*http.Transport).Clone())}
 
-	open := orchestrator.WithSendGate(context.Background(), func() bool { return true })
+	open := sendgate.With(context.Background(), func() bool { return true })
 	if _, err := post(t, c, open, srv.URL); err != nil {
 		t.Fatalf("a request whose gate is open: %v", err)
 	}
 
-	shut := orchestrator.WithSendGate(context.Background(), func() bool { return false })
-	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
-		t.Errorf("a request whose gate is shut: %v, want ErrGateClosed", err)
+	shut := sendgate.With(context.Background(), func() bool { return false })
+	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, sendgate.ErrClosed) {
+		t.Errorf("a request whose gate is shut: %v, want ErrClosed", err)
 	}
 
 	// Open for the look before the request, shut by its first write.
 	var looks atomic.Int32
-	shutting := orchestrator.WithSendGate(context.Background(), func() bool { return looks.Add(1) == 1 })
-	if _, err := post(t, c, shutting, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
-		t.Errorf("a request whose gate shut before its write: %v, want ErrGateClosed", err)
+	shutting := sendgate.With(context.Background(), func() bool { return looks.Add(1) == 1 })
+	if _, err := post(t, c, shutting, srv.URL); !errors.Is(err, sendgate.ErrClosed) {
+		t.Errorf("a request whose gate shut before its write: %v, want ErrClosed", err)
 	}
 	if n := looks.Load(); n < 2 {
 		t.Errorf("the gate was looked at %d times, want before the request and at its write", n)
@@ -91,16 +90,16 @@ func TestAStepsRequestIsNotWrittenOnceItsGateShuts(t *testing.T) {
 func TestGatedClientsKeepToHTTP1(t *testing.T) {
 	srv, _ := counting(t, true)
 	tr := srv.Client().Transport.(*http.Transport)
-	c := apiclient.Transport{HTTPClient: &http.Client{Transport: apiclient.Gated(tr.Clone())}}.WithDefaults().HTTPClient
-	resp, err := post(t, c, orchestrator.WithSendGate(context.Background(), func() bool { return true }), srv.URL)
+	c := &http.Client{Transport: sendgate.Transport(tr.Clone())}
+	resp, err := post(t, c, sendgate.With(context.Background(), func() bool { return true }), srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.ProtoMajor != 1 {
 		t.Errorf("the request went over %s, want HTTP/1.1", resp.Proto)
 	}
-	shut := orchestrator.WithSendGate(context.Background(), func() bool { return false })
-	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, apiclient.ErrGateClosed) {
-		t.Errorf("a request whose gate is shut, over TLS: %v, want ErrGateClosed", err)
+	shut := sendgate.With(context.Background(), func() bool { return false })
+	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, sendgate.ErrClosed) {
+		t.Errorf("a request whose gate is shut, over TLS: %v, want ErrClosed", err)
 	}
 }
