@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/sendgate"
 )
 
 // Render turns an event (with its Transfer snapshot) into the body of
@@ -66,8 +67,10 @@ type Config struct {
 	// PostgreSQL).
 	Clock func() time.Time
 	// Client sends the attempts; default one with Timeout, no redirects
-	// followed (a redirect is a failed attempt), and an idle connection
-	// kept for every attempt that may be in flight.
+	// followed (a redirect is a failed attempt), an idle connection kept
+	// for every attempt that may be in flight, and each attempt's claim
+	// checked before every write (sendgate.Transport; a Client given
+	// should be made with it too).
 	Client *http.Client
 }
 
@@ -105,7 +108,7 @@ func (c *Config) setDefaults() {
 		pooled := http.DefaultTransport.(*http.Transport).Clone()
 		pooled.MaxIdleConnsPerHost = c.Concurrency
 		pooled.MaxIdleConns = max(pooled.MaxIdleConns, 2*c.Concurrency)
-		c.Client = &http.Client{Timeout: c.Timeout, Transport: pooled, CheckRedirect: func(*http.Request, []*http.Request) error {
+		c.Client = &http.Client{Timeout: c.Timeout, Transport: sendgate.Transport(pooled), CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}}
 	}
@@ -120,8 +123,9 @@ type Dispatcher struct {
 	log    zerolog.Logger
 	m      *metrics
 	now    func() time.Time
-	// mono times EnqueueGap: the process's clock, whatever now is (a
-	// test's may stand still).
+	// mono times EnqueueGap and how long a claim's attempt may still be
+	// sent (sendable): the process's clock, whatever now is (a test's may
+	// stand still).
 	mono func() time.Time
 
 	// gauged is when gauge last read the backlog, and oldestPending the
@@ -305,6 +309,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 	if len(rs) > 0 {
 		sctx = context.WithoutCancel(ctx)
 	}
+	at := d.mono()
 	vs, claimed, err := d.store.SettleDeliveries(sctx, rs, d.cfg.Owner, d.now(), d.lease(), limit, skip)
 	if err != nil {
 		if ctx.Err() == nil || len(rs) > 0 {
@@ -321,7 +326,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ended.add(d.try(context.WithoutCancel(ctx), dl))
+			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl))
 			sh.give(key)
 			select {
 			case done <- struct{}{}:
@@ -392,8 +397,33 @@ func (d *Dispatcher) newShares() *shares {
 		busy: map[string]int{}}
 }
 
-// lease is how long a claim holds a delivery (Config.Timeout).
+// lease is how long a claim holds a delivery (Config.Timeout): the
+// attempt's Timeout, half as much again for the claim's own round trip
+// to the store, and a second for the replicas' clocks (sendable).
 func (d *Dispatcher) lease() time.Duration { return d.cfg.Timeout + d.cfg.Timeout/2 + time.Second }
+
+// sendable is how long after a claim began, on the process's clock, its
+// attempt may still be written: its lease but the last second, by which
+// another replica's reckoning of the lease's end may differ (the
+// replicas of one database tell time by its server's clock, within a few
+// hundred milliseconds).
+func (d *Dispatcher) sendable() time.Duration { return d.lease() - time.Second }
+
+// gated returns ctx whose request is written only while the claim that
+// began at (d.mono) is sendable. A replica stopped between claiming a
+// delivery and sending it (in the claim's round trip to the store, or
+// after) woke, its lease run out, and sent what another replica had sent
+// meanwhile, and that transfer's later events too: an older event
+// arriving again after newer ones, which a receiver that does not keep
+// every webhook-id it applied takes for news. The attempt's Timeout did
+// not stop it: on waking, the write and the timer that cancels the
+// attempt run in no set order. The attempt is recorded as failed (unless
+// another replica holds the delivery now, whose result counts) and made
+// again after its back-off; nothing of it was sent.
+func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
+	until := at.Add(d.sendable())
+	return sendgate.With(ctx, func() bool { return d.mono().Before(until) })
+}
 
 // next returns how many deliveries the next claim may take, and the
 // endpoints it must skip; a limit of 0 means no slot is free.
@@ -469,6 +499,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
 		}
+		at := d.mono()
 		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.lease(), limit, skip)
 		if err != nil {
 			return total, err
@@ -479,7 +510,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 			sh.take(key)
 			wg.Go(func() {
 				defer sh.give(key)
-				d.attempt(ctx, dl)
+				d.attempt(d.gated(ctx, at), dl)
 			})
 		}
 		if len(claimed) < limit {

@@ -15,8 +15,9 @@ func OnScan(d *Dispatcher, f func()) { d.scanned = f }
 // SetClock makes d read the time from now.
 func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
 
-// SetGapClock makes d time its EnqueueGap by now.
-func SetGapClock(d *Dispatcher, now func() time.Time) { d.mono = now }
+// SetMonoClock makes d time its EnqueueGap, and how long a claim's
+// attempt may be sent, by now.
+func SetMonoClock(d *Dispatcher, now func() time.Time) { d.mono = now }
 
 // Gauge runs what a scan of Run does to the backlog metrics.
 func Gauge(ctx context.Context, d *Dispatcher) { d.gauge(ctx) }

@@ -73,7 +73,7 @@ func TestEnqueueWaitsForItsGap(t *testing.T) {
 	}
 	seed(t, s, "acme", 0, 1, 1)
 	d, _ := newDispatcher(t, st, endpoint(srv.URL), webhooks.Config{Owner: "a", ScanInterval: time.Hour, EnqueueGap: time.Minute},
-		func(d *webhooks.Dispatcher) { webhooks.SetGapClock(d, now) })
+		func(d *webhooks.Dispatcher) { webhooks.SetMonoClock(d, now) })
 	rc.waitN(t, 1) // the first scan enqueued it
 	if n := st.enqueues.Load(); n != 1 {
 		t.Fatalf("%d enqueues for the first scan, want 1", n)
