@@ -486,7 +486,15 @@ func TestWebhookEventAfterTheEnd(t *testing.T) {
 // TRANSFERD_TEST_DATABASE_URL, where it gets a database of its own) it
 // runs on PostgreSQL with a second replica beside the one killed, up
 // throughout: both claim and deliver at once, and the steady one takes
-// the killed one's leased deliveries once their leases expire.
+// the killed one's leased deliveries once their leases expire. There,
+// TRANSFERD_WEBHOOK_STORM_PAUSES=1 stops either replica now and then for
+// up to three delivery leases (hookPauses), and
+// TRANSFERD_WEBHOOK_STORM_CLOCK_SKEW=1 sets the steady one's clock
+// seconds apart (hookSkew); both shorten an attempt's timeout to
+// hookTimeout. It also prints the duplicates that came after a later
+// event of their transfer (an older event sent again once newer ones had
+// arrived), and fails on none of them: a write the network or a pause
+// delays past its claim may still make one (sendgate's instant).
 func TestWebhookStorm(t *testing.T) {
 	if os.Getenv("TRANSFERD_WEBHOOK_STORM") != "1" {
 		t.Skip("set TRANSFERD_WEBHOOK_STORM=1 to run the webhook storm")
