@@ -18,63 +18,103 @@ import (
 // takeover, an Idempotency-Key's age, a webhook's lease) was as wrong.
 //
 // So the replicas of one database tell time by its server's clock: each
-// learns how far the server's clock is from its own (the offset), and
-// Now is its own clock moved by it. cmd/transferd gives the engine and
-// the webhook dispatcher Now as their clock, so that every time they
-// store, and every time they judge a stored one by, is the server's. A
-// lease is then a duration on one clock, whatever the hosts' clocks say.
-// (Durations within a process still run on its monotonic clock.)
+// reads the server's clock now and then, and Now is the server's time at
+// the last reading taken, moved on by this replica's monotonic clock
+// since. cmd/transferd gives the engine and the webhook dispatcher Now as
+// their clock, so that every time they store, and every time they judge a
+// stored one by, is the server's. A lease is then a duration on one
+// clock, whatever the hosts' clocks say. (Durations within a process
+// still run on its monotonic clock.)
 //
-// The offset is measured at Open and again by every heartbeat, around one
-// round trip on a connection already acquired, so that it is off by at
-// most half of that exchange. It changes only when a measurement differs
-// from it by more than clockSlack and that half: a clock stepped or
-// drifted since, not the jitter of a round trip, which would move the
-// replica's times against each other at every heartbeat.
+// Now counts from a reading on the monotonic clock, not from the host's
+// wall clock moved by an offset: a step of the host's clock (NTP
+// correcting a clock far off, an operator) moved the offset's Now with it
+// until the next heartbeat measured it again. Stepped back by more than
+// a lease's margin, the first heartbeat after the step was stamped to
+// expire that much early, and another replica could claim this one's
+// live transfers; stepped forward, this replica judged others' live
+// heartbeats expired and could claim theirs.
+//
+// The server's clock is read at Open and again by every heartbeat, around
+// one round trip on a connection already acquired, so that a reading is
+// off by at most half of that exchange. A reading is taken only when it
+// differs from what Now reckons by more than clockSlack and that half:
+// the server's clock stepped, or the two clocks drifted apart, not the
+// jitter of a round trip, which would move the replica's times against
+// each other at every heartbeat.
 
-// clockSlack is the change of offset a measurement must show, beyond its
-// own uncertainty (half its round trip), to be taken: two replicas'
-// reckonings of the server's clock then differ by a few tenths of a
-// second at most, well within the margin a replica keeps before its
-// heartbeat runs out (an eighth of TRANSFERD_LEASE_TTL: 1.9 s by default).
+// clockSlack is the difference between a reading of the server's clock
+// and Now that a reading must show, beyond its own uncertainty (half its
+// round trip), to be taken: two replicas' reckonings of the server's
+// clock then differ by a few tenths of a second at most, well within the
+// margin a replica keeps before its heartbeat runs out (an eighth of
+// TRANSFERD_LEASE_TTL: 1.9 s by default).
 const clockSlack = 100 * time.Millisecond
 
+// reading is a reading of the server's clock that Now counts from: at is
+// the process's clock (time.Now, with its monotonic reading) in the
+// middle of the reading's round trip, server the server's time then,
+// with at's monotonic reading moved by as much; offset is how far the
+// server's clock was ahead of this replica's host clock (wall) then.
+type reading struct {
+	at, server time.Time
+	offset     time.Duration
+}
+
 // Now is the time on the database server's clock, as this replica
-// reckons it: its own clock moved by the last offset taken. It keeps the
-// monotonic reading of this replica's clock.
+// reckons it: the last reading taken, moved on by the process's
+// monotonic clock since. It has a monotonic reading, so that the times
+// the engine takes compare by it within the process.
 func (s *Store) Now() time.Time {
-	return s.wall().Add(time.Duration(s.offset.Load()))
+	r := s.reading.Load()
+	if r == nil {
+		return s.wall()
+	}
+	return r.server.Add(time.Since(r.at))
 }
 
 // measureClock reads the server's clock around one exchange and takes
-// the offset it shows (see clockSlack).
+// the reading if it shows Now astray (see clockSlack).
 func (s *Store) measureClock(ctx context.Context) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	before := s.wall()
+	before := time.Now()
 	var server time.Time
 	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
 		return err
 	}
-	s.tookClock(before, server, s.wall())
+	s.tookClock(before, server, time.Now(), s.hostSkew())
 	return nil
 }
 
-// tookClock takes the offset of server's clock reading made between this
-// replica's readings before and after, if it moved by more than
-// clockSlack beyond the reading's uncertainty (or none was taken yet).
-func (s *Store) tookClock(before, server, after time.Time) {
+// hostSkew is how far this replica's host clock (wall) is from the
+// process's: nothing in production; a test's or the storm's skew, or
+// step, otherwise. It only tells ClockOffset.
+func (s *Store) hostSkew() time.Duration { return s.wall().Sub(time.Now()) }
+
+// tookClock takes server, a reading of the server's clock made between
+// the process's readings before and after, if it differs from what Now
+// reckons for that moment by more than clockSlack beyond the reading's
+// uncertainty (or none was taken yet); skew is the host clock's
+// (hostSkew).
+func (s *Store) tookClock(before, server, after time.Time, skew time.Duration) {
 	half := after.Sub(before) / 2
-	off := server.Sub(before.Add(half))
-	if cur := time.Duration(s.offset.Load()); !s.clocked.Load() || (off-cur).Abs() > clockSlack+half {
-		s.offset.Store(int64(off))
-		s.clocked.Store(true)
+	mid := before.Add(half)
+	r := s.reading.Load()
+	if r != nil && server.Sub(r.server.Add(mid.Sub(r.at))).Abs() <= clockSlack+half {
+		return
 	}
+	s.reading.Store(&reading{at: mid, server: mid.Add(server.Sub(mid)), offset: server.Sub(mid) - skew})
 }
 
-// ClockOffset is how far the database server's clock is ahead of this
-// replica's, as last measured (negative: behind).
-func (s *Store) ClockOffset() time.Duration { return time.Duration(s.offset.Load()) }
+// ClockOffset is how far the database server's clock was ahead of this
+// replica's host clock at the last reading taken (negative: behind).
+func (s *Store) ClockOffset() time.Duration {
+	if r := s.reading.Load(); r != nil {
+		return r.offset
+	}
+	return 0
+}

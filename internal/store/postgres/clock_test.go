@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,55 +42,111 @@ func TestHeartbeatsAreJudgedOnTheServersClock(t *testing.T) {
 				t.Fatalf("the skewed replica tells the time %v from the steady one; want the same time", d)
 			}
 
-			create := func(s *postgres.Store, user, owner string) *orchestrator.Transfer {
-				t.Helper()
-				now := time.Now()
-				tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StateConsulting, CreatedAt: now, UpdatedAt: now,
-					Owner: owner, Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
-				if err := s.Create(ctx, tr); err != nil {
-					t.Fatal(err)
-				}
-				return tr
-			}
 			beat := func(s *postgres.Store, owner string, now time.Time) {
 				t.Helper()
 				if _, err := s.Heartbeat(ctx, owner, now, ttl); err != nil {
 					t.Fatal(err)
 				}
 			}
-			claim := func(s *postgres.Store, owner string, now time.Time) map[string]bool {
-				t.Helper()
-				ts, err := s.Claim(ctx, owner, now, false, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := map[string]bool{}
-				for _, tr := range ts {
-					got[tr.ID] = true
-				}
-				return got
-			}
-
-			ofSteady := create(steady, "1000", "steady")
-			ofSkewed := create(skewed, "1001", "skewed")
-			ofDead := create(steady, "1002", "dead")
+			ofSteady := createOwned(t, steady, "1000", "steady")
+			ofSkewed := createOwned(t, skewed, "1001", "skewed")
+			ofDead := createOwned(t, steady, "1002", "dead")
 			beat(steady, "steady", steady.Now())
 			beat(skewed, "skewed", skewed.Now())
 			// The dead replica's last heartbeat ended a minute ago.
 			beat(steady, "dead", steady.Now().Add(-time.Minute-ttl))
 
-			byskewed := claim(skewed, "skewed", skewed.Now())
+			byskewed := claimIDs(t, skewed, "skewed", skewed.Now())
 			if byskewed[ofSteady.ID] {
 				t.Errorf("the replica whose clock is %v off claimed a transfer of a live replica", skew)
 			}
 			if !byskewed[ofDead.ID] {
 				t.Errorf("the replica whose clock is %v off did not claim the dead replica's transfer", skew)
 			}
-			if bysteady := claim(steady, "steady", steady.Now()); bysteady[ofSkewed.ID] {
+			if bysteady := claimIDs(t, steady, "steady", steady.Now()); bysteady[ofSkewed.ID] {
 				t.Errorf("a transfer of the live replica whose clock is %v off was claimed by another", skew)
 			}
 		})
 	}
+}
+
+// A step of a replica's host clock (NTP correcting a clock far off, an
+// operator) moved the time it told by the step until its next heartbeat
+// read the server's clock again: stepped back an hour, its first
+// heartbeat after the step was stamped to end an hour early, and another
+// replica claimed its live transfer; stepped forward, it judged a live
+// replica's heartbeat ended and claimed that one's transfer. Now counts
+// from the last reading of the server's clock on the monotonic clock, so
+// a step moves nothing.
+func TestAStepOfTheHostsClockMovesNotTheServersTime(t *testing.T) {
+	const ttl = 15 * time.Second
+	for _, step := range []time.Duration{-time.Hour, time.Hour} {
+		t.Run("step "+step.String(), func(t *testing.T) {
+			ctx := context.Background()
+			url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+			steady, err := postgres.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer steady.Close()
+			var stepped atomic.Int64
+			host := func() time.Time { return time.Now().Add(time.Duration(stepped.Load())) } // keeps the monotonic reading
+			s, err := postgres.OpenWithClock(ctx, url, host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ofSteady := createOwned(t, steady, "1000", "steady")
+			ofStepped := createOwned(t, s, "1001", "stepped")
+			before := s.Now()
+			stepped.Store(int64(step))
+			// Readings of the wall clocks alone (Round(0) drops the
+			// monotonic one).
+			if d := s.Now().Round(0).Sub(before.Round(0)); d < 0 || d > time.Minute {
+				t.Errorf("the replica's time moved by %v when its host's clock stepped %v; want it to go on", d, step)
+			}
+			// Its first claim and its first heartbeat after the step,
+			// before any reading of the server's clock since.
+			if _, err := steady.Heartbeat(ctx, "steady", steady.Now(), ttl); err != nil {
+				t.Fatal(err)
+			}
+			if got := claimIDs(t, s, "stepped", s.Now()); got[ofSteady.ID] {
+				t.Errorf("a replica whose host's clock stepped %v claimed a live replica's transfer", step)
+			}
+			if _, err := s.Heartbeat(ctx, "stepped", s.Now(), ttl); err != nil {
+				t.Fatal(err)
+			}
+			if got := claimIDs(t, steady, "steady", steady.Now()); got[ofStepped.ID] {
+				t.Errorf("after its host's clock stepped %v, a replica's first heartbeat did not cover its live transfer: another claimed it", step)
+			}
+		})
+	}
+}
+
+// createOwned saves a consulting transfer of owner through s.
+func createOwned(t *testing.T, s *postgres.Store, user, owner string) *orchestrator.Transfer {
+	t.Helper()
+	now := time.Now()
+	tr := &orchestrator.Transfer{ID: orchestrator.NewID(now), State: orchestrator.StateConsulting, CreatedAt: now, UpdatedAt: now,
+		Owner: owner, Request: orchestrator.Request{Provider: "netsapiens", Call: orchestrator.CallRef{Domain: "TEST", User: user}, Target: "1010"}}
+	if err := s.Create(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// claimIDs claims for owner at now through s and returns the ids claimed.
+func claimIDs(t *testing.T, s *postgres.Store, owner string, now time.Time) map[string]bool {
+	t.Helper()
+	ts, err := s.Claim(context.Background(), owner, now, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, tr := range ts {
+		got[tr.ID] = true
+	}
+	return got
 }
 
 // clockTolerance bounds how far a measured offset may be from the skew

@@ -237,7 +237,7 @@ func OpenCounting(ctx context.Context, dbURL string, r *RoundTrips) (*Store, err
 
 // TookClock takes a reading of the server's clock made between this
 // replica's readings before and after, as a measurement does.
-func TookClock(s *Store, before, server, after time.Time) { s.tookClock(before, server, after) }
+func TookClock(s *Store, before, server, after time.Time) { s.tookClock(before, server, after, 0) }
 
 // SessionSetting is the current value of a setting in a session of the
 // store's pool.

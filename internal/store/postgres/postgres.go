@@ -66,12 +66,11 @@ type Store struct {
 	// and later), which a batch turns off.
 	planMode, jitMode bool
 	closeOnce         sync.Once
-	// wall is this replica's clock (time.Now; a skewed one in tests);
-	// offset is how far the server's clock is ahead of it, in
-	// nanoseconds, once clocked (clock.go).
+	// wall is this replica's host clock (time.Now; a skewed or stepped
+	// one in tests); reading the last reading of the server's clock
+	// taken, which Now counts from (clock.go).
 	wall    func() time.Time
-	offset  atomic.Int64
-	clocked atomic.Bool
+	reading atomic.Pointer[reading]
 }
 
 var _ orchestrator.Store = (*Store)(nil)

@@ -494,7 +494,7 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 		expired bool
 		server  time.Time
 	)
-	before := s.wall()
+	before := time.Now()
 	err = conn.QueryRow(ctx, `WITH prev AS (SELECT expires FROM replicas WHERE name = $1),
 		up AS (INSERT INTO replicas (name, expires) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires)
@@ -502,7 +502,7 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	if err != nil {
 		return false, s.fail("heartbeat", err)
 	}
-	s.tookClock(before, server, s.wall())
+	s.tookClock(before, server, time.Now(), s.hostSkew())
 	return expired, nil
 }
 
