@@ -41,6 +41,16 @@ func setFileSizeLimit(pid int, limit uint64) error {
 // data_directory: a backend's working directory), so that a pid read
 // from a server elsewhere never signals a process of this one.
 func crashBackend(pid int, dataDir string) error {
+	if err := localBackend(pid, dataDir); err != nil {
+		return err
+	}
+	return unix.Kill(pid, unix.SIGKILL)
+}
+
+// localBackend checks that pid is a PostgreSQL backend of this machine
+// serving from dataDir (its working directory), an error wrapping
+// fs.ErrNotExist if no such process is left.
+func localBackend(pid int, dataDir string) error {
 	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	if err != nil {
 		return fmt.Errorf("PostgreSQL's backend %d is not a process this test can see on this machine: %w", pid, err)
@@ -52,7 +62,7 @@ func crashBackend(pid int, dataDir string) error {
 	if got, err := filepath.EvalSymlinks(cwd); err != nil || got != want {
 		return fmt.Errorf("process %d works in %s, not in PostgreSQL's data directory %s", pid, cwd, want)
 	}
-	return unix.Kill(pid, unix.SIGKILL)
+	return nil
 }
 
 // pause stops process pid (SIGSTOP) until resume: a VM paused, a process

@@ -27,3 +27,9 @@ func pause(pid int) error {
 }
 
 func resume(int) error { return nil }
+
+// localBackend: finding a PostgreSQL backend's working directory needs
+// Linux's /proc, as the storm's database stalls do.
+func localBackend(pid int, _ string) error {
+	return fmt.Errorf("finding PostgreSQL's backend %d: %w (the storm's database stalls need Linux)", pid, errors.ErrUnsupported)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -188,6 +189,13 @@ func TestStorm(t *testing.T) {
 	if pauses {
 		replay += "TRANSFERD_STORM_PAUSES=1 "
 	}
+	stalls := os.Getenv("TRANSFERD_STORM_DB_STALLS") == "1"
+	if stalls {
+		if store != "postgres" {
+			t.Fatal("TRANSFERD_STORM_DB_STALLS needs TRANSFERD_STORM_STORE=postgres: it stops the database's backends")
+		}
+		replay += "TRANSFERD_STORM_DB_STALLS=1 "
+	}
 	skewed := os.Getenv("TRANSFERD_STORM_CLOCK_SKEW") == "1"
 	if skewed {
 		if replicas < 2 {
@@ -216,6 +224,10 @@ func TestStorm(t *testing.T) {
 			where += ", disk faults"
 			label += " (disk faults)"
 		}
+		if stalls {
+			where += ", database stalls"
+			label += " (database stalls)"
+		}
 		if pauses {
 			where += ", pauses"
 			label += " (pauses)"
@@ -229,7 +241,7 @@ func TestStorm(t *testing.T) {
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews, pauses: pauses})
+			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews, pauses: pauses, stalls: stalls})
 		})
 	}
 }
@@ -916,6 +928,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	} else {
 		pauseErr <- nil
 	}
+	stallErr := make(chan error, 1)
+	if ft.stalls {
+		go func() { stallErr <- stormDBStalls(ctx, dbURL, seed, done, &cnt) }()
+	} else {
+		stallErr <- nil
+	}
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -930,6 +948,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	if err := <-dbFaultErr; err != nil {
 		t.Fatalf("failing the store under transferd: %v", err)
+	}
+	if err := <-stallErr; err != nil {
+		t.Fatalf("stalling the database under transferd: %v", err)
 	}
 	if err := <-pauseErr; err != nil {
 		t.Fatalf("pausing transferd: %v", err)
@@ -1003,6 +1024,9 @@ type faults struct {
 	skews []time.Duration
 	// pauses: processes are stopped and go on (stormPauses).
 	pauses bool
+	// stalls: database connections hang at the server's end and go on
+	// (stormDBStalls).
+	stalls bool
 }
 
 // stormSkews draws each replica's clock skew from the seed: the first
@@ -1041,7 +1065,7 @@ func stormSkews(seed uint64, replicas int) []time.Duration {
 // writes of webhook delivery, which may be lost, as their comment allows.
 func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool, done <-chan struct{}, cnt *stormCounts) error {
 	r := rand.New(rand.NewPCG(seed, 0xdb))
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := faultConn(ctx, dbURL)
 	if err != nil {
 		return err
 	}
@@ -1212,7 +1236,7 @@ func reconnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		conn, err := pgx.Connect(ctx, dbURL)
+		conn, err := faultConn(ctx, dbURL)
 		if err == nil {
 			return conn, nil
 		}
@@ -1221,6 +1245,94 @@ func reconnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 			return nil, err
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// faultApp is the application_name of the storm's own connections to the
+// database, which its stalls leave alone.
+const faultApp = "transferd-storm-faults"
+
+// faultConn connects to dbURL as the storm's faults do (faultApp).
+func faultConn(ctx context.Context, dbURL string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["application_name"] = faultApp
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// stormDBStalls stops one of transferd's connections to the database at
+// the server's end (pause: SIGSTOP of its backend) every 2 to 8 s, for
+// half a lease TTL to three, at moments and for spans the seed draws, and
+// lets it go on (resume), until done: a connection whose server side
+// hangs (a path that drops packets, a backend stalled on a disk). Its
+// statement hangs with the locks it holds; the replica gives up on it at
+// its deadline without knowing whether it committed, and a commit already
+// sent lands when the backend goes on, seconds after the replica may
+// have read the row and seen nothing. A stopped backend that holds a lock
+// the others need (a row, a page of the WAL) stalls them too, as a stall
+// of the server would. Like the crashes, it needs a throw-away server on
+// this machine.
+func stormDBStalls(ctx context.Context, dbURL string, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
+	r := rand.New(rand.NewPCG(seed, 0x57a11))
+	conn, err := faultConn(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer func() { conn.Close(context.WithoutCancel(ctx)) }()
+	var dataDir string
+	if err := conn.QueryRow(ctx, `SHOW data_directory`).Scan(&dataDir); err != nil {
+		return fmt.Errorf("TRANSFERD_STORM_DB_STALLS needs to read the server's data_directory (a superuser): %w", err)
+	}
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(time.Duration(2000+r.IntN(6000)) * time.Millisecond):
+		}
+		span := stormLeaseTTL/2 + time.Duration(r.Int64N(int64(5*stormLeaseTTL/2)))
+		pick := r.Uint64()
+		var pids []int32
+		rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND backend_type = 'client backend' AND application_name <> $1 ORDER BY pid`, faultApp)
+		if err == nil {
+			pids, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Ended by a database fault, or the server crashed: connect
+			// again and go on.
+			conn.Close(context.WithoutCancel(ctx))
+			if conn, err = reconnect(ctx, dbURL); err != nil {
+				return fmt.Errorf("PostgreSQL did not come back: %w", err)
+			}
+			continue
+		}
+		if len(pids) == 0 {
+			continue
+		}
+		pid := int(pids[pick%uint64(len(pids))])
+		if err := localBackend(pid, dataDir); errors.Is(err, fs.ErrNotExist) {
+			continue // ended since
+		} else if err != nil {
+			return fmt.Errorf("TRANSFERD_STORM_DB_STALLS needs a throw-away PostgreSQL server of this machine whose processes the test may signal: %w", err)
+		}
+		if err := pause(pid); err != nil {
+			return err
+		}
+		began := time.Now()
+		select {
+		case <-done:
+		case <-time.After(span):
+		}
+		if err := resume(pid); err != nil {
+			return err
+		}
+		cnt.dbStalls.Add(1)
+		cnt.stalled.Add(int64(time.Since(began)))
 	}
 }
 
@@ -1347,6 +1459,10 @@ type stormCounts struct {
 	// time stopped.
 	pauses atomic.Int32
 	paused atomic.Int64 // a time.Duration
+	// dbStalls counts the database backends stopped (stormDBStalls),
+	// stalled their time stopped.
+	dbStalls atomic.Int32
+	stalled  atomic.Int64 // a time.Duration
 	// storeErrors counts transferd's log lines with a store error.
 	storeErrors          int
 	byOutcome            map[string]int
@@ -1423,6 +1539,9 @@ func (c *stormCounts) line(label string) string {
 	}
 	if n := c.pauses.Load(); n > 0 {
 		faults += fmt.Sprintf("pauses %d (%s stopped); ", n, time.Duration(c.paused.Load()).Round(100*time.Millisecond))
+	}
+	if n := c.dbStalls.Load(); n > 0 {
+		faults += fmt.Sprintf("database stalls %d (%s stopped); ", n, time.Duration(c.stalled.Load()).Round(100*time.Millisecond))
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))
