@@ -23,18 +23,7 @@ func TestHeartbeatsAreJudgedOnTheServersClock(t *testing.T) {
 	for _, skew := range []time.Duration{20 * time.Second, -20 * time.Second} {
 		t.Run("skew "+skew.String(), func(t *testing.T) {
 			ctx := context.Background()
-			url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
-			steady, err := postgres.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer steady.Close()
-			skewedNow := func() time.Time { return time.Now().Add(skew) }
-			skewed, err := postgres.OpenWithClock(ctx, url, skewedNow)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer skewed.Close()
+			steady, skewed := twoReplicas(t, func() time.Time { return time.Now().Add(skew) })
 			if off := skewed.ClockOffset(); off > -skew+clockTolerance || off < -skew-clockTolerance {
 				t.Fatalf("the skewed replica measured the server %v ahead of it; want about %v", off, -skew)
 			}
@@ -83,19 +72,8 @@ func TestAStepOfTheHostsClockMovesNotTheServersTime(t *testing.T) {
 	for _, step := range []time.Duration{-time.Hour, time.Hour} {
 		t.Run("step "+step.String(), func(t *testing.T) {
 			ctx := context.Background()
-			url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
-			steady, err := postgres.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer steady.Close()
 			var stepped atomic.Int64
-			host := func() time.Time { return time.Now().Add(time.Duration(stepped.Load())) } // keeps the monotonic reading
-			s, err := postgres.OpenWithClock(ctx, url, host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			steady, s := twoReplicas(t, func() time.Time { return time.Now().Add(time.Duration(stepped.Load())) })
 			ofSteady := createOwned(t, steady, "1000", "steady")
 			ofStepped := createOwned(t, s, "1001", "stepped")
 			before := s.Now()
@@ -121,6 +99,26 @@ func TestAStepOfTheHostsClockMovesNotTheServersTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoReplicas opens two stores on one new schema, as two replicas: steady
+// on the process's clock, other on host as its host's clock. Both are
+// closed when the test ends.
+func twoReplicas(t *testing.T, host func() time.Time) (steady, other *postgres.Store) {
+	t.Helper()
+	ctx := context.Background()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	steady, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(steady.Close)
+	other, err = postgres.OpenWithClock(ctx, url, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	return steady, other
 }
 
 // createOwned saves a consulting transfer of owner through s.
