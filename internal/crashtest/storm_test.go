@@ -1113,7 +1113,7 @@ func stormDBFaults(ctx context.Context, dbURL string, seed uint64, crashes bool,
 		}
 		var ended int
 		err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&ended)
+			WHERE datname = current_database() AND application_name <> $1 AND backend_type = 'client backend'`, faultApp).Scan(&ended)
 		if err != nil && crashes && ctx.Err() == nil {
 			// A connection made again right after a crash may have been
 			// accepted before the postmaster saw its backend die, and
@@ -1249,7 +1249,7 @@ func reconnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 }
 
 // faultApp is the application_name of the storm's own connections to the
-// database, which its stalls leave alone.
+// database, which its faults and stalls leave alone.
 const faultApp = "transferd-storm-faults"
 
 // faultConn connects to dbURL as the storm's faults do (faultApp).
