@@ -1039,13 +1039,18 @@ func stormSkews(seed uint64, replicas int) []time.Duration {
 	r := rand.New(rand.NewPCG(seed, 0x5ce3))
 	skews := make([]time.Duration, replicas)
 	for i := 1; i < replicas; i++ {
-		d := stormLeaseTTL + time.Duration(r.Int64N(int64(3*stormLeaseTTL))).Truncate(100*time.Millisecond)
-		if r.IntN(2) == 0 {
-			d = -d
-		}
-		skews[i] = d
+		skews[i] = drawSkew(r, stormLeaseTTL)
 	}
 	return skews
+}
+
+// drawSkew draws a clock skew of 1 to 4 leases, ahead or behind.
+func drawSkew(r *rand.Rand, lease time.Duration) time.Duration {
+	d := lease + time.Duration(r.Int64N(int64(3*lease))).Truncate(100*time.Millisecond)
+	if r.IntN(2) == 0 {
+		d = -d
+	}
+	return d
 }
 
 // stormDBFaults ends every connection transferd's replicas hold to their
@@ -1219,12 +1224,17 @@ func (f *fleet) pick(r *rand.Rand) *proc {
 // from its next save or heartbeat. What it sends then must be no worse
 // than a request the network delayed.
 func stormPauses(fl *fleet, seed uint64, done <-chan struct{}, cnt *stormCounts) error {
-	return faultSpans(rand.New(rand.NewPCG(seed, 0x57095)), done,
+	return pauseSpans(rand.New(rand.NewPCG(seed, 0x57095)), stormLeaseTTL, done, fl.pick, cnt)
+}
+
+// pauseSpans stops the process pick returns every 2 to 8 s, for half a lease
+// to three, at moments and for spans r draws, and lets it go on, until
+// done, counting each pause in cnt (stormPauses, the webhook storm's).
+func pauseSpans(r *rand.Rand, lease time.Duration, done <-chan struct{}, pick func(*rand.Rand) *proc, cnt *stormCounts) error {
+	return faultSpans(r, done,
 		func(r *rand.Rand) time.Duration { return time.Duration(2000+r.IntN(6000)) * time.Millisecond },
-		func(r *rand.Rand) time.Duration {
-			return stormLeaseTTL/2 + time.Duration(r.Int64N(int64(5*stormLeaseTTL/2)))
-		},
-		fl.pick, pause, resume, func(d time.Duration) {
+		func(r *rand.Rand) time.Duration { return lease/2 + time.Duration(r.Int64N(int64(5*lease/2))) },
+		pick, pause, resume, func(d time.Duration) {
 			cnt.pauses.Add(1)
 			cnt.paused.Add(int64(d))
 		})

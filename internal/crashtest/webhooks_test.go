@@ -488,7 +488,7 @@ func TestWebhookEventAfterTheEnd(t *testing.T) {
 // throughout: both claim and deliver at once, and the steady one takes
 // the killed one's leased deliveries once their leases expire. There,
 // TRANSFERD_WEBHOOK_STORM_PAUSES=1 stops either replica now and then for
-// up to three delivery leases (hookPauses), and
+// up to three delivery leases (pauseSpans), and
 // TRANSFERD_WEBHOOK_STORM_CLOCK_SKEW=1 sets the steady one's clock
 // seconds apart (hookSkew); both shorten an attempt's timeout to
 // hookTimeout. It also prints the duplicates that came after a later
@@ -589,7 +589,9 @@ func TestWebhookStorm(t *testing.T) {
 	}
 	if pauses {
 		faultJobs = append(faultJobs, func() error {
-			return hookPauses(faultSeed, hookLease, faultsDone, func(r *mrand.Rand) *proc {
+			// Either replica, every 2 to 8 s, for half a delivery lease
+			// to three.
+			return pauseSpans(mrand.New(mrand.NewPCG(faultSeed, 0x57096)), hookLease, faultsDone, func(r *mrand.Rand) *proc {
 				if r.IntN(2) == 0 {
 					return steady
 				}
@@ -736,33 +738,12 @@ func TestWebhookStorm(t *testing.T) {
 	}
 }
 
-// hookPauses stops one of the webhook storm's replicas (pause: SIGSTOP)
-// every 2 to 8 s, for half a delivery lease to three (lease: the
-// dispatcher's claim of a delivery), at moments and for spans the seed
-// draws, and lets it go on (resume), until done. A replica stopped with
-// attempts claimed and not yet sent wakes after the other replica took
-// them over.
-func hookPauses(seed uint64, lease time.Duration, done <-chan struct{}, pick func(*mrand.Rand) *proc, cnt *stormCounts) error {
-	return faultSpans(mrand.New(mrand.NewPCG(seed, 0x57096)), done,
-		func(r *mrand.Rand) time.Duration { return time.Duration(2000+r.IntN(6000)) * time.Millisecond },
-		func(r *mrand.Rand) time.Duration { return lease/2 + time.Duration(r.Int64N(int64(5*lease/2))) },
-		pick, pause, resume, func(d time.Duration) {
-			cnt.pauses.Add(1)
-			cnt.paused.Add(int64(d))
-		})
-}
-
 // hookSkew draws the steady replica's clock skew from the seed: 1 to 4
 // delivery leases ahead or behind. Leases judged by the replicas' own
 // clocks would let one take the other's live claims, or keep a dead
 // one's.
 func hookSkew(seed uint64, lease time.Duration) time.Duration {
-	r := mrand.New(mrand.NewPCG(seed, 0x5ce4))
-	d := lease + time.Duration(r.Int64N(int64(3*lease))).Truncate(100*time.Millisecond)
-	if r.IntN(2) == 0 {
-		d = -d
-	}
-	return d
+	return drawSkew(mrand.New(mrand.NewPCG(seed, 0x5ce4)), lease)
 }
 
 // stormCreate places a call and creates its auto transfer with an
