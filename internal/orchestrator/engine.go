@@ -64,6 +64,12 @@ type Config struct {
 	// maintenance loop, every PurgeInterval).
 	Retention     time.Duration
 	PurgeInterval time.Duration
+	// OrphanInterval is how often the replica looks for the open
+	// transfers it owns and drives none of (see adoptOrphans): a create
+	// whose commit landed after findLater stopped looking, one claimed or
+	// resumed while its tenant had no account of its provider here.
+	// Default a minute.
+	OrphanInterval time.Duration
 	// Accounts, when set, gives each tenant its own provider accounts; the
 	// providers passed to New serve tenants it does not know (and the
 	// default tenant of a deployment without tenants).
@@ -97,6 +103,7 @@ func (c *Config) setDefaults() {
 	def(&c.LeaseTTL, 15*time.Second)
 	def(&c.Retention, 7*24*time.Hour)
 	def(&c.PurgeInterval, time.Hour)
+	def(&c.OrphanInterval, time.Minute)
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -446,15 +453,16 @@ func (e *Engine) mine(t *Transfer) bool {
 
 // findLater looks for a transfer whose create's answer and read-back both
 // failed, until it is found (and driven, if still as created), shown not
-// saved for readBackPatience, or shutdown begins: a transfer found after
-// that is resumed when this replica restarts, or claimed once its
-// heartbeat lapses. At most maxLookups are looked for at once: they
+// saved for readBackPatience, or shutdown begins: a transfer whose commit
+// lands after that is driven by the replica's next look for orphans
+// (adoptOrphans, every OrphanInterval), resumed when it restarts, or
+// claimed once its heartbeat lapses. At most maxLookups are looked for at once: they
 // happen when the store cannot be reached, and each adds reads to it.
 func (e *Engine) findLater(id string) {
 	if e.lookups.Add(1) > maxLookups {
 		e.lookups.Add(-1)
 		e.log.Error().Str("transfer_id", id).
-			Msg("a create whose answer was lost is not looked for (too many are): should it have been saved, it is resumed when this replica restarts")
+			Msg("a create whose answer was lost is not looked for (too many are): should it have been saved, the next look for orphans drives it")
 		return
 	}
 	e.bg.Add(1)
@@ -495,7 +503,7 @@ func (e *Engine) findLater(id string) {
 			return
 		}
 		e.log.Error().Str("transfer_id", id).Dur("looked_for", readBackPatience).
-			Msg("a create whose answer was lost was not found; should it land later, it is resumed when this replica restarts")
+			Msg("a create whose answer was lost was not found; should it land later, a look for orphans drives it")
 	}()
 }
 

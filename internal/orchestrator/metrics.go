@@ -15,6 +15,7 @@ type metrics struct {
 	holdSeconds  *prometheus.HistogramVec
 	unverified   *prometheus.CounterVec
 	cleanups     *prometheus.GaugeVec
+	undriven     *prometheus.GaugeVec
 	saveFailures prometheus.Counter
 	reads        *prometheus.CounterVec
 }
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		cleanups: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_cleanups_pending",
 			Help: "Terminal transfers of this replica whose cleanup obligation is still open: unverified or stranded callers, tombstones.",
+		}, []string{"provider"}),
+		undriven: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "transferd_transfers_undriven",
+			Help: "Open transfers this replica owns and cannot drive, because their tenant has no account of their provider here, as its last look for orphans found them. Their callers may be on hold.",
 		}, []string{"provider"}),
 		saveFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "transferd_store_save_failures_total",

@@ -93,10 +93,19 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 }
 
 // adoptOrphans drives the open transfers this replica owns and has no
-// entry for. A claim whose commit landed although its answer was lost
-// makes them its own (their versions moved), and no later claim returns a
-// replica's own transfers: nobody would drive them until it restarted. It
-// reports whether the store could be read.
+// entry for. No later claim returns a replica's own transfers, so nobody
+// else would drive them until it restarted, their callers perhaps held:
+//   - a claim whose commit landed although its answer was lost made them
+//     its own (their versions moved; it sets e.orphaned);
+//   - a create whose commit landed after findLater stopped looking for it;
+//   - a claim, or a restart's resumption, took them while their tenant
+//     had no account of their provider here (a tenants file that reached
+//     this replica later than another's): adopt refused them, and a
+//     reload may have brought the account since.
+//
+// It runs every OrphanInterval and after such a claim. Those it still
+// cannot drive are counted in transferd_transfers_undriven and logged
+// once a look. It reports whether the store could be read.
 func (e *Engine) adoptOrphans(ctx context.Context) bool {
 	ids, err := e.store.Owned(ctx, e.cfg.Owner)
 	if err != nil {
@@ -104,6 +113,8 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 		return false
 	}
 	n := 0
+	var undriven []string
+	byProvider := map[string]float64{}
 	for _, id := range ids {
 		// A transfer Start has saved and not adopted yet is its own, not
 		// an orphan: adopted here it would be driven as resumed ("resumed
@@ -121,11 +132,24 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 		case t.Owner != e.cfg.Owner || !t.Open():
 			continue // claimed by another, or ended, meanwhile
 		}
+		if _, ok := e.provider(tenantOf(t), t.Request.Provider); !ok {
+			undriven = append(undriven, t.ID)
+			byProvider[t.Request.Provider]++
+			continue
+		}
 		n++
 		e.adopt(t, true)
 	}
+	e.m.undriven.Reset()
+	for p, c := range byProvider {
+		e.m.undriven.WithLabelValues(p).Set(c)
+	}
 	if n > 0 {
-		e.log.Warn().Int("transfers", n).Msg("driving transfers a claim made this replica's although its answer was lost")
+		e.log.Warn().Int("transfers", n).Msg("driving open transfers this replica owns that nothing drove")
+	}
+	if len(undriven) > 0 {
+		e.log.Error().Int("transfers", len(undriven)).Strs("transfer_ids", undriven[:min(len(undriven), 10)]).
+			Msg("open transfers this replica owns cannot be driven: their tenant has no account of their provider here; driven once a look finds it has one")
 	}
 	return true
 }
@@ -251,10 +275,16 @@ func (e *Engine) maintain() {
 	defer claims.Stop()
 	sigs := time.NewTicker(2 * e.cfg.PollInterval)
 	defer sigs.Stop()
+	orphans := time.NewTicker(e.cfg.OrphanInterval)
+	defer orphans.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-orphans.C:
+			if !e.isStopping() {
+				e.orphaned.Store(true) // looked for with the next claim
+			}
 		case <-claims.C:
 			if !e.isStopping() {
 				if err := e.claim(ctx, false); err != nil {
