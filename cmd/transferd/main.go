@@ -289,9 +289,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		keys     api.Authenticator
 		registry *tenants.Registry
-		// creds is set before registry.Run starts, the only caller of
-		// OnReload.
+		// creds and eng are set before registry.Run starts, the only
+		// caller of OnReload.
 		creds *api.CredentialMonitor
+		eng   *orchestrator.Engine
 	)
 	switch {
 	case cfg.TenantsFile != "":
@@ -302,6 +303,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			OnReload: func(err error) {
 				if err == nil {
 					creds.CheckNew()
+					eng.AccountsChanged()
 				}
 			},
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
@@ -353,7 +355,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if registry != nil {
 		accounts, tenantPolicy = registry, registry
 	}
-	eng, err := orchestrator.New(orchestrator.Config{
+	eng, err = orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,

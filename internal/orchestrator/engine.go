@@ -1023,6 +1023,9 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	if !ok {
 		e.log.Error().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", t.Request.Provider).
 			Msg("cannot drive the transfer: its tenant has no account of its provider")
+		// Counted (transferd_transfers_undriven) by the look for orphans
+		// this asks for, which drives it once a reload brings the account.
+		e.orphaned.Store(true)
 		return
 	}
 	e.startWorkers()

@@ -121,12 +121,12 @@ func TestAJustCreatedTransferIsNotAnOrphan(t *testing.T) {
 	}
 }
 
-// sweeper builds an engine like replica that looks for orphans every few
-// milliseconds, with the given accounts, logging to log.
-func sweeper(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, accounts orchestrator.Accounts, log io.Writer, reg *prometheus.Registry) *orchestrator.Engine {
+// sweeper builds an engine like replica that looks for orphans every
+// `every`, with the given accounts, logging to log.
+func sweeper(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, accounts orchestrator.Accounts, every time.Duration, log io.Writer, reg *prometheus.Registry) *orchestrator.Engine {
 	t.Helper()
 	e, err := orchestrator.New(orchestrator.Config{
-		Owner: owner, LeaseTTL: 2 * time.Second, OrphanInterval: 10 * time.Millisecond,
+		Owner: owner, LeaseTTL: 2 * time.Second, OrphanInterval: every,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
 		StepTimeout: time.Second, Accounts: accounts,
@@ -150,7 +150,7 @@ func TestAnOpenTransferNothingDrivesIsDriven(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
 	fake := orchestratortest.NewFake("fake")
-	e := sweeper(t, "a", store, fake, nil, io.Discard, prometheus.NewRegistry())
+	e := sweeper(t, "a", store, fake, nil, 10*time.Millisecond, io.Discard, prometheus.NewRegistry())
 	if err := e.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +267,14 @@ func undriven(t *testing.T, reg *prometheus.Registry) float64 {
 // replica restarted, and no other replica could claim them while its
 // heartbeat lived. Now the look for orphans counts them
 // (transferd_transfers_undriven) and drives them once a reload brings
-// the account.
+// the account: at its next run, or at the next claim when the reload
+// says so (AccountsChanged, as cmd/transferd's does).
 func TestATransferClaimedBeforeItsAccountCameIsDrivenOnceItComes(t *testing.T) {
+	t.Run("the look every interval", func(t *testing.T) { claimedBeforeItsAccount(t, false) })
+	t.Run("the reload's word", func(t *testing.T) { claimedBeforeItsAccount(t, true) })
+}
+
+func claimedBeforeItsAccount(t *testing.T, told bool) {
 	ctx := orchestrator.WithTenant(context.Background(), "acme")
 	store := memory.New()
 	fake := orchestratortest.NewFake("fake")
@@ -288,10 +294,17 @@ func TestATransferClaimedBeforeItsAccountCameIsDrivenOnceItComes(t *testing.T) {
 	var once sync.Once
 	fake.Before(orchestratortest.MethodHold, func(orchestratortest.Record) { once.Do(func() { dead.arm(); close(held) }) })
 	late := &switchable{f: fake}
+	// Told, b looks for orphans every hour, and when its claim refused a
+	// transfer or it is told: the look that drives the transfer is the
+	// one it is told to make.
+	every := 10 * time.Millisecond
+	if told {
+		every = time.Hour
+	}
 	const refused, driving = "cannot be driven", "driving open transfers this replica owns"
 	watch := watchLog(refused, driving)
 	reg := prometheus.NewRegistry()
-	b := sweeper(t, "b", store, fake, late, watch, reg)
+	b := sweeper(t, "b", store, fake, late, every, watch, reg)
 
 	tr, err := a.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
 	if err != nil {
@@ -302,14 +315,21 @@ func TestATransferClaimedBeforeItsAccountCameIsDrivenOnceItComes(t *testing.T) {
 		t.Fatal(err)
 	}
 	watch.await(t, refused)
-	if got, err := store.Get(ctx, tr.ID); err != nil || got.Owner != "b" {
-		t.Fatalf("the transfer is owned by %q (%v); want claimed by b", got.Owner, err)
+	got, err := store.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Owner != "b" || got.State.Terminal() {
+		t.Fatalf("the transfer is %s, owned by %q; want open and claimed by b", got.State, got.Owner)
 	}
 	if n := undriven(t, reg); n != 1 {
 		t.Errorf("transferd_transfers_undriven = %v; want 1", n)
 	}
 
 	late.give() // the reload
+	if told {
+		b.AccountsChanged()
+	}
 	watch.await(t, driving)
 	if n := undriven(t, reg); n != 0 {
 		t.Errorf("transferd_transfers_undriven = %v once the look drove it; want 0", n)

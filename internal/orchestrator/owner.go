@@ -154,6 +154,13 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 	return true
 }
 
+// AccountsChanged tells the engine that its tenants' provider accounts
+// changed (a reload of the tenants file): the open transfers it owns and
+// could not drive for want of an account are looked for with its next
+// claim, a quarter of a lease TTL away at most, not at the next
+// OrphanInterval.
+func (e *Engine) AccountsChanged() { e.orphaned.Store(true) }
+
 // settleIdempotency settles the reservations no request serves any more:
 // those of replicas whose heartbeat expired (the request died with its
 // process) and this replica's own made before ownBefore (by its previous

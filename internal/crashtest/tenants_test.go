@@ -1,0 +1,193 @@
+package crashtest
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/pbxsim"
+)
+
+// TestAReloadThatBringsAnAccountDrivesTransfersClaimedWithoutIt: replicas
+// on PostgreSQL whose tenants files differ for a while, as a ConfigMap
+// reaches pods at different times. r0 knows tenant acme's NetSapiens
+// account and dies right after putting acme's caller on hold. r1, whose
+// file does not have acme yet, claims the transfer and cannot drive it:
+// it logs it and counts it in /metrics, and, before this pass, never
+// came back to it. Its file then gets acme (SIGHUP, as a changed file
+// does within seconds): r1 drives the transfer to its end, and the
+// simulator shows the caller with the target.
+func TestAReloadThatBringsAnAccountDrivesTransfersClaimedWithoutIt(t *testing.T) {
+	needBinaries(t)
+	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
+	if admin == "" {
+		t.Skip("set TRANSFERD_TEST_DATABASE_URL (postgres://…) to run the replica tests")
+	}
+	sd := sides[0].start(t)
+	dbURL := freshDatabase(t, admin)
+	f := flows[0] // netsapiens, attended, auto
+	ctx, cancel := context.WithTimeout(sd.ctx(context.Background()), caseTimeout)
+	defer cancel()
+	pl, err := placeCall(ctx, f, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const acmeKey, globexKey = "acme-crashtest-key-0123456789", "globex-crashtest-key-0123456789"
+	dir := t.TempDir()
+	withAcme, without := filepath.Join(dir, "r0.yaml"), filepath.Join(dir, "r1.yaml")
+	writeTenants(t, withAcme, sd.base, map[string]string{"acme": acmeKey, "globex": globexKey})
+	writeTenants(t, without, sd.base, map[string]string{"globex": globexKey})
+	env := func(i int, file string, more ...string) []string {
+		return append(tenantsEnv(transferdEnv("TRANSFERD_TENANTS_FILE="+file, "CRASHTEST_NS_API_KEY="+pbxsim.DemoNetSapiensKey,
+			"TRANSFERD_DATABASE_URL="+dbURL, "TRANSFERD_LEASE_TTL="+leaseTTL.String(),
+			fmt.Sprintf("TRANSFERD_INSTANCE_ID=tenants-r%d", i))), more...)
+	}
+	const point = "hold:result"
+	r0 := startTransferdAsync(t, "r0", env(0, withAcme, "TRANSFERD_TEST_CRASH_AT="+point+"@"+f.provider))
+	r1 := startTransferdAsync(t, "r1", env(1, without))
+	r0.waitListening(t)
+	r1.waitListening(t)
+
+	acme := map[string]string{"Authorization": "Bearer " + acmeKey}
+	var tr transfer
+	if _, err := call(ctx, http.MethodPost, r0.addr+"/v1/transfers", acme, f.request(pl), &tr, http.StatusAccepted); err != nil {
+		t.Fatal(err)
+	}
+	id, ok := expectCrash(t, &tally{}, r0, point, tr.ID, &tr)
+	if !ok {
+		t.FailNow()
+	}
+
+	// r1 claims it once r0's heartbeat ran out, and cannot drive it.
+	if _, _, ok := waitLine([]*proc{r1}, message("cannot drive the transfer: its tenant has no account of its provider", id), 4*takeoverBound); !ok {
+		t.Fatalf("r1 did not claim %s, or drove it without acme's account", id)
+	}
+	looked := func(l logLine) bool {
+		return strings.HasPrefix(l.str("message"), "open transfers this replica owns cannot be driven")
+	}
+	if _, _, ok := waitLine([]*proc{r1}, looked, 4*takeoverBound); !ok {
+		t.Fatal("r1's look for orphans did not report the transfer it cannot drive")
+	}
+	if n := gauge(ctx, t, r1, `transferd_transfers_undriven{provider="netsapiens"}`); n != 1 {
+		t.Errorf("r1's transferd_transfers_undriven = %v; want 1", n)
+	}
+	var meanwhile verdict
+	if err := checkNetSapiens(ctx, pl, &tr, &meanwhile); err != nil {
+		t.Fatal(err)
+	}
+	if !meanwhile.held {
+		t.Fatalf("the simulator does not show acme's caller held while nobody drives the transfer: %q", meanwhile.problems)
+	}
+
+	// The reload.
+	writeTenants(t, without, sd.base, map[string]string{"acme": acmeKey, "globex": globexKey})
+	if err := r1.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := waitLine([]*proc{r1}, message("tenants reloaded", ""), 4*takeoverBound); !ok {
+		t.Fatal("r1 did not reload its tenants file on SIGHUP")
+	}
+	// The reload tells the engine, whose next claim (a quarter of a lease
+	// away) drives the transfer; its look every minute would come up to
+	// a minute later.
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	last := &tr
+	for !last.terminal() {
+		if last, err = getTransferAs(rctx, r1, id, acme, awaitWait); err != nil {
+			t.Fatalf("reading %s at r1 after the reload: %v", id, err)
+		}
+	}
+	v, err := check(ctx, f, pl, last)
+	t.Logf("steps %s", stepTrail(last))
+	(&tally{}).judge(t, "claimed without its account, then reloaded", f, last, v, err)
+	if !v.completed {
+		t.Errorf("the transfer ended %s; want completed", last)
+	}
+	if n := gauge(ctx, t, r1, `transferd_transfers_undriven{provider="netsapiens"}`); n != 0 {
+		t.Errorf("r1's transferd_transfers_undriven = %v once it drove the transfer; want 0", n)
+	}
+}
+
+// writeTenants writes a tenants file: each tenant with its key (write
+// scope) and the side's NetSapiens account.
+func writeTenants(t *testing.T, path, base string, keys map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("tenants:\n")
+	for _, name := range []string{"acme", "globex"} {
+		key, ok := keys[name]
+		if !ok {
+			continue
+		}
+		sum := sha256.Sum256([]byte(key))
+		fmt.Fprintf(&b, "  - name: %s\n    keys:\n      - {name: %s-crm, hash: \"sha256:%s\", scope: write}\n", name, name, hex.EncodeToString(sum[:]))
+		fmt.Fprintf(&b, "    providers:\n      netsapiens:\n        base_url: %s\n        api_key: {env: CRASHTEST_NS_API_KEY}\n", base+pbxsim.NetSapiensAPIPath)
+	}
+	// Written whole and renamed, as a ConfigMap's update is: a reload
+	// never reads half a file.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tenantsEnv is env without the provider variables and TRANSFERD_AUTH,
+// which a tenants file replaces.
+func tenantsEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "TRANSFERD_NETSAPIENS_") || strings.HasPrefix(kv, "TRANSFERD_BANDWIDTH_") || strings.HasPrefix(kv, "TRANSFERD_AUTH=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// getTransferAs long-polls a transfer with the headers of a tenant's key.
+func getTransferAs(ctx context.Context, p *proc, id string, hdr map[string]string, wait int) (*transfer, error) {
+	h := map[string]string{"Prefer": fmt.Sprintf("wait=%d", wait)}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	var tr transfer
+	if _, err := call(ctx, http.MethodGet, p.addr+"/v1/transfers/"+id, h, nil, &tr, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &tr, nil
+}
+
+// gauge reads one series of p's /metrics; 0 when it is not exported.
+func gauge(ctx context.Context, t *testing.T, p *proc, series string) float64 {
+	t.Helper()
+	_, _, body, err := callRaw(ctx, http.MethodGet, p.addr+"/metrics", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q", series, v)
+			}
+			return n
+		}
+	}
+	return 0
+}
