@@ -238,6 +238,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		m.unverified.WithLabelValues(name)
 		m.onHold.WithLabelValues(name)
 		m.inFlight.WithLabelValues(name)
+		m.undriven.WithLabelValues(name)
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	if cfg.Clock == nil {

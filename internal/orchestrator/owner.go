@@ -140,7 +140,12 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 		n++
 		e.adopt(t, true)
 	}
+	// The default accounts' series stay, at 0 (see New); a tenant's
+	// provider's goes once nothing is counted under it.
 	e.m.undriven.Reset()
+	for p := range e.providers {
+		e.m.undriven.WithLabelValues(p)
+	}
 	for p, c := range byProvider {
 		e.m.undriven.WithLabelValues(p).Set(c)
 	}
