@@ -457,8 +457,9 @@ func (e *Engine) mine(t *Transfer) bool {
 // saved for readBackPatience, or shutdown begins: a transfer whose commit
 // lands after that is driven by the replica's next look for orphans
 // (adoptOrphans, every OrphanInterval), resumed when it restarts, or
-// claimed once its heartbeat lapses. At most maxLookups are looked for at once: they
-// happen when the store cannot be reached, and each adds reads to it.
+// claimed once its heartbeat lapses. At most maxLookups are looked for at
+// once: they happen when the store cannot be reached, and each adds reads
+// to it.
 func (e *Engine) findLater(id string) {
 	if e.lookups.Add(1) > maxLookups {
 		e.lookups.Add(-1)
