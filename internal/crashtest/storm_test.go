@@ -203,6 +203,13 @@ func TestStorm(t *testing.T) {
 		}
 		replay += "TRANSFERD_STORM_CLOCK_SKEW=1 "
 	}
+	lag := os.Getenv("TRANSFERD_STORM_ACCOUNT_LAG") == "1"
+	if lag {
+		if replicas < 2 {
+			t.Fatal("TRANSFERD_STORM_ACCOUNT_LAG needs TRANSFERD_STORM_REPLICAS of 2 or more: it makes the replicas' tenants files differ")
+		}
+		replay += "TRANSFERD_STORM_ACCOUNT_LAG=1 "
+	}
 	for _, s := range seeds {
 		label := strconv.FormatUint(s.seed, 10)
 		if s.random {
@@ -232,6 +239,10 @@ func TestStorm(t *testing.T) {
 			where += ", pauses"
 			label += " (pauses)"
 		}
+		if lag {
+			where += ", accounts lagging"
+			label += " (accounts lagging)"
+		}
 		var skews []time.Duration
 		if skewed {
 			skews = stormSkews(s.seed, replicas)
@@ -241,7 +252,7 @@ func TestStorm(t *testing.T) {
 		fmt.Printf("storm seed %s on %s: replay with TRANSFERD_STORM=1 %sTRANSFERD_STORM_SEEDS=%d go test -count=1 -run TestStorm -v ./internal/crashtest/\n",
 			label, where, replay, s.seed)
 		t.Run(fmt.Sprintf("seed=%d", s.seed), func(t *testing.T) {
-			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews, pauses: pauses, stalls: stalls})
+			runStorm(t, s.seed, label, n, conc, store, replicas, faults{db: dbFaults, crashes: dbCrashes, skews: skews, pauses: pauses, stalls: stalls, lag: lag})
 		})
 	}
 }
@@ -441,6 +452,22 @@ type fleet struct {
 	kills   int
 	renamed int // kills a replica came back from with a new instance id
 	turn    int
+	// auth is the Authorization of the storm's API requests: "" without
+	// a tenants file (TRANSFERD_AUTH=none).
+	auth string
+}
+
+// hdr is a request's headers, from key-value pairs, with the fleet's
+// Authorization.
+func (f *fleet) hdr(kv ...string) map[string]string {
+	h := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = kv[i+1]
+	}
+	if f.auth != "" {
+		h["Authorization"] = f.auth
+	}
+	return h
 }
 
 func newFleet(t *testing.T, env []string, name string, replicas int, spawnEnv func(slot, generation int) []string) (*fleet, error) {
@@ -635,12 +662,22 @@ func runCase(ctx context.Context, fl *fleet, seed uint64, c stormCase) stormResu
 	body := stormRequest(c, pl)
 	key := fmt.Sprintf("storm-%d-%d", seed, c.n)
 	var tr transfer
+	refusals := 0
 	err = fl.do(ctx, func(p *proc) error {
-		_, err := call(ctx, http.MethodPost, p.addr+"/v1/transfers", map[string]string{"Idempotency-Key": key}, body, &tr,
+		_, err := call(ctx, http.MethodPost, p.addr+"/v1/transfers", fl.hdr("Idempotency-Key", key), body, &tr,
 			http.StatusAccepted, http.StatusCreated, http.StatusOK)
-		if isStatus(err, http.StatusConflict) {
+		var se *statusError
+		switch {
+		case isStatus(err, http.StatusConflict):
 			// idempotency-in-progress: the first request is still served
 			// (or its process died with it and the restart settles it).
+			return &statusError{status: 599, body: err.Error()}
+		case errors.As(err, &se) && se.status == http.StatusForbidden && strings.Contains(se.body, "one of this tenant's providers"):
+			// A replica whose tenants file lacks the account for now
+			// (TRANSFERD_STORM_ACCOUNT_LAG). The refusal did nothing, and
+			// its key keeps it: another replica is asked under a new one.
+			refusals++
+			key = fmt.Sprintf("storm-%d-%d-%d", seed, c.n, refusals)
 			return &statusError{status: 599, body: err.Error()}
 		}
 		return err
@@ -661,7 +698,7 @@ func runCase(ctx context.Context, fl *fleet, seed uint64, c stormCase) stormResu
 		go func() {
 			defer signals.Done()
 			_ = fl.do(ctx, func(p *proc) error {
-				err := signalTransfer(ctx, p, id, action)
+				_, err := call(ctx, http.MethodPost, p.addr+"/v1/transfers/"+id+"/"+action, fl.hdr(), nil, nil, http.StatusAccepted)
 				if isStatus(err, http.StatusConflict) {
 					return nil // the transfer moved on: nothing to signal
 				}
@@ -679,7 +716,7 @@ func runCase(ctx context.Context, fl *fleet, seed uint64, c stormCase) stormResu
 	for {
 		var cur transfer
 		err := fl.do(liveness, func(p *proc) error {
-			_, err := call(liveness, http.MethodGet, p.addr+"/v1/transfers/"+id, map[string]string{"Prefer": "wait=2"}, nil, &cur, http.StatusOK)
+			_, err := call(liveness, http.MethodGet, p.addr+"/v1/transfers/"+id, fl.hdr("Prefer", "wait=2"), nil, &cur, http.StatusOK)
 			return err
 		})
 		if err != nil {
@@ -826,6 +863,14 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	if guesses.callbacks {
 		env = append(env, "TRANSFERD_CALLBACK_SECRET="+stormCallbackSecrets[0])
 	}
+	var accounts *accountFiles
+	if ft.lag {
+		var err error
+		if accounts, err = newAccountFiles(t.TempDir(), replicas, guesses.joinHostname); err != nil {
+			t.Fatal(err)
+		}
+		env = accounts.env(env)
+	}
 	var dbURL string
 	if store == "postgres" {
 		// Created before the fleet, so dropped after it stops.
@@ -853,6 +898,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		if ft.skews != nil && ft.skews[slot] != 0 {
 			more = append(more, "TRANSFERD_TEST_CLOCK_SKEW="+ft.skews[slot].String())
 		}
+		if accounts != nil {
+			more = append(more, "TRANSFERD_TENANTS_FILE="+accounts.paths[slot])
+		}
 		if guesses.callbacks {
 			addr, ok := addrs[[2]int{slot, gen}]
 			if !ok {
@@ -874,6 +922,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	fl, err := newFleet(t, env, "transferd", replicas, spawnEnv)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if accounts != nil {
+		fl.auth = "Bearer " + stormTenantKey
 	}
 
 	var cnt stormCounts
@@ -934,6 +985,12 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	} else {
 		stallErr <- nil
 	}
+	lagErr := make(chan error, 1)
+	if accounts != nil {
+		go func() { lagErr <- stormAccountLags(fl, accounts, seed, done, &cnt) }()
+	} else {
+		lagErr <- nil
+	}
 	for i := range n {
 		cases <- drawCase(seed, i)
 	}
@@ -954,6 +1011,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 	if err := <-pauseErr; err != nil {
 		t.Fatalf("pausing transferd: %v", err)
+	}
+	if err := <-lagErr; err != nil {
+		t.Fatalf("changing the replicas' tenants files: %v", err)
 	}
 
 	// Nothing the simulators accepted may still be in flight when the
@@ -979,6 +1039,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 
 	cnt.kills, cnt.renamed = fl.kills, fl.renamed
 	cnt.storeErrors = fl.storeErrors()
+	if accounts != nil {
+		cnt.claimedWithout = fl.claimedWithoutAccount()
+	}
 	for _, r := range results {
 		var problems []string
 		var truth string
@@ -1027,6 +1090,9 @@ type faults struct {
 	// stalls: database connections hang at the server's end and go on
 	// (stormDBStalls).
 	stalls bool
+	// lag: the replicas read their accounts from tenants files that lose
+	// one provider's account for a while (stormAccountLags).
+	lag bool
 }
 
 // stormSkews draws each replica's clock skew from the seed: the first
@@ -1473,6 +1539,12 @@ type stormCounts struct {
 	// stalled their time stopped.
 	dbStalls atomic.Int32
 	stalled  atomic.Int64 // a time.Duration
+	// lags counts the spans a replica's tenants file lacked an account
+	// (stormAccountLags), lagged their time; claimedWithout the transfers
+	// taken over by a replica without their account meanwhile.
+	lags           atomic.Int32
+	lagged         atomic.Int64 // a time.Duration
+	claimedWithout int
 	// storeErrors counts transferd's log lines with a store error.
 	storeErrors          int
 	byOutcome            map[string]int
@@ -1552,6 +1624,10 @@ func (c *stormCounts) line(label string) string {
 	}
 	if n := c.dbStalls.Load(); n > 0 {
 		faults += fmt.Sprintf("database stalls %d (%s stopped); ", n, time.Duration(c.stalled.Load()).Round(100*time.Millisecond))
+	}
+	if n := c.lags.Load(); n > 0 {
+		faults += fmt.Sprintf("accounts lagging %d (%s; %d transfers taken over without their account); ", n,
+			time.Duration(c.lagged.Load()).Round(100*time.Millisecond), c.claimedWithout)
 	}
 	return fmt.Sprintf("storm seed %s: %d transfers (%s); caller restored %d; unverified at the end %d; cannot be known %d; kills %s; read outages %d; %sviolations %d; %s",
 		label, c.transfers, strings.Join(parts, ", "), c.restored, c.unverified, c.undecidable, kills, c.outages.Load(), faults, c.violations, c.took.Round(100*time.Millisecond))
