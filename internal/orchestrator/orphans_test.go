@@ -125,21 +125,12 @@ func TestAJustCreatedTransferIsNotAnOrphan(t *testing.T) {
 // `every`, with the given accounts, logging to log.
 func sweeper(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, accounts orchestrator.Accounts, every time.Duration, log io.Writer, reg *prometheus.Registry) *orchestrator.Engine {
 	t.Helper()
-	e, err := orchestrator.New(orchestrator.Config{
+	return loggingEngine(t, orchestrator.Config{
 		Owner: owner, LeaseTTL: 2 * time.Second, OrphanInterval: every,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
 		StepTimeout: time.Second, Accounts: accounts,
-	}, store, []orchestrator.Provider{f}, zerolog.New(log), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	return e
+	}, store, f, reg, zerolog.New(log))
 }
 
 // Found by reasoning (left open since the forty-sixth pass): a create

@@ -27,10 +27,17 @@ import (
 func testEngine(t *testing.T, cfg orchestrator.Config, st orchestrator.Store, p orchestrator.Provider,
 	reg *prometheus.Registry) *orchestrator.Engine {
 	t.Helper()
+	return loggingEngine(t, cfg, st, p, reg, zerolog.Nop())
+}
+
+// loggingEngine is testEngine logging to log.
+func loggingEngine(t *testing.T, cfg orchestrator.Config, st orchestrator.Store, p orchestrator.Provider,
+	reg *prometheus.Registry, log zerolog.Logger) *orchestrator.Engine {
+	t.Helper()
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	e, err := orchestrator.New(cfg, st, []orchestrator.Provider{p}, zerolog.Nop(), reg)
+	e, err := orchestrator.New(cfg, st, []orchestrator.Provider{p}, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
