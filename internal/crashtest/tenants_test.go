@@ -115,6 +115,13 @@ func TestAReloadThatBringsAnAccountDrivesTransfersClaimedWithoutIt(t *testing.T)
 	if !v.completed {
 		t.Errorf("the transfer ended %s; want completed", last)
 	}
+	// The look that drove it counts what is left (nothing) before it logs.
+	driving := func(l logLine) bool {
+		return strings.HasPrefix(l.str("message"), "driving open transfers this replica owns")
+	}
+	if _, _, ok := waitLine([]*proc{r1}, driving, 4*takeoverBound); !ok {
+		t.Fatal("r1 drove the transfer, but no look for orphans says so")
+	}
 	if n := gauge(ctx, t, r1, `transferd_transfers_undriven{provider="netsapiens"}`); n != 0 {
 		t.Errorf("r1's transferd_transfers_undriven = %v once it drove the transfer; want 0", n)
 	}
