@@ -165,7 +165,8 @@ func TestAnOpenTransferNothingDrivesIsDriven(t *testing.T) {
 }
 
 // switchable is a tenant's accounts that a reload can change: tenant
-// "acme" has an account of provider "other" only until give.
+// "acme" has an account of provider "other", and of the fake's once
+// given (give).
 type switchable struct {
 	f    *orchestratortest.Fake
 	have atomic.Bool
@@ -221,10 +222,13 @@ func (w *logWatch) Write(p []byte) (int, error) {
 func (w *logWatch) await(t *testing.T, want string) {
 	t.Helper()
 	w.mu.Lock()
-	ch := w.seen[want]
+	ch, watched := w.seen[want]
 	w.mu.Unlock()
-	if ch == nil {
-		return
+	switch {
+	case !watched:
+		t.Fatalf("log line %q is not watched", want)
+	case ch == nil:
+		return // seen
 	}
 	select {
 	case <-ch:
