@@ -1,11 +1,8 @@
 package crashtest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,12 +52,11 @@ func newAccountFiles(dir string, replicas int, join string) (*accountFiles, erro
 }
 
 // write writes slot's file with both providers' accounts but without's
-// ("" for none), whole and renamed into place, as a ConfigMap's update is.
+// ("" for none), whole (writeWhole).
 func (a *accountFiles) write(slot int, without string) error {
-	sum := sha256.Sum256([]byte(stormTenantKey))
 	var b strings.Builder
-	fmt.Fprintf(&b, "tenants:\n  - name: %s\n    keys:\n      - {name: storm-client, hash: \"sha256:%s\", scope: write}\n    providers:\n",
-		stormTenant, hex.EncodeToString(sum[:]))
+	fmt.Fprintf(&b, "tenants:\n  - name: %s\n    keys:\n      - {name: storm-client, hash: \"%s\", scope: write}\n    providers:\n",
+		stormTenant, keyHash(stormTenantKey))
 	if without != "netsapiens" {
 		fmt.Fprintf(&b, "      netsapiens:\n        base_url: %s\n        api_key: {env: %s}\n        join_hostname: %s\n",
 			bin.simBase+pbxsim.NetSapiensAPIPath, stormNSKeyEnv, a.join)
@@ -69,11 +65,7 @@ func (a *accountFiles) write(slot int, without string) error {
 		fmt.Fprintf(&b, "      bandwidth:\n        base_url: %s\n        user_id: %s\n        api_token: {env: %s}\n        api_secret: {env: %s}\n",
 			bin.simBase+pbxsim.BandwidthAPIPath, pbxsim.DemoBandwidthUser, stormBWTokEnv, stormBWSecEnv)
 	}
-	tmp := a.paths[slot] + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, a.paths[slot])
+	return writeWhole(a.paths[slot], b.String())
 }
 
 // accountEnv turns a storm transferd's environment to the tenants file of

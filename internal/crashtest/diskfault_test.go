@@ -91,7 +91,7 @@ func TestDiskThatRefusesWrites(t *testing.T) {
 		t.Fatalf("a /complete while the disk refuses writes: %d %s, want 503 (the signal's save failed; it may have been recorded)", status, body)
 	}
 	// The replica says so once a write of its own failed.
-	beatFailed := func(l logLine) bool { return strings.HasPrefix(l.str("message"), "renewing the heartbeat failed") }
+	beatFailed := messagePrefix("renewing the heartbeat failed")
 	if _, _, ok := waitLine([]*proc{p}, beatFailed, dieTimeout); !ok {
 		t.Fatalf("no failed heartbeat renewal logged:\n%s", p.tail(20))
 	}

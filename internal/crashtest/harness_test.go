@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -117,6 +118,11 @@ func message(msg, id string) func(logLine) bool {
 	return func(l logLine) bool {
 		return l.str("message") == msg && (id == "" || l.str("transfer_id") == id)
 	}
+}
+
+// messagePrefix matches a line whose "message" begins with prefix.
+func messagePrefix(prefix string) func(logLine) bool {
+	return func(l logLine) bool { return strings.HasPrefix(l.str("message"), prefix) }
 }
 
 // proc is one transferd process.
@@ -437,12 +443,21 @@ func createTransfer(ctx context.Context, p *proc, body any) (*transfer, error) {
 // getTransfer reads a transfer; with wait > 0 it long-polls its next
 // change of state or of target_answered (Prefer: wait).
 func getTransfer(ctx context.Context, p *proc, id string, wait int) (*transfer, error) {
-	var hdr map[string]string
+	return getTransferAs(ctx, p, id, nil, wait)
+}
+
+// getTransferAs is getTransfer with hdr added to the request (a tenant's
+// key).
+func getTransferAs(ctx context.Context, p *proc, id string, hdr map[string]string, wait int) (*transfer, error) {
+	h := maps.Clone(hdr)
 	if wait > 0 {
-		hdr = map[string]string{"Prefer": fmt.Sprintf("wait=%d", wait)}
+		if h == nil {
+			h = map[string]string{}
+		}
+		h["Prefer"] = fmt.Sprintf("wait=%d", wait)
 	}
 	var tr transfer
-	if _, err := call(ctx, http.MethodGet, p.addr+"/v1/transfers/"+id, hdr, nil, &tr, http.StatusOK); err != nil {
+	if _, err := call(ctx, http.MethodGet, p.addr+"/v1/transfers/"+id, h, nil, &tr, http.StatusOK); err != nil {
 		return nil, err
 	}
 	return &tr, nil

@@ -73,10 +73,7 @@ func TestAReloadThatBringsAnAccountDrivesTransfersClaimedWithoutIt(t *testing.T)
 	if _, _, ok := waitLine([]*proc{r1}, message("cannot drive the transfer: its tenant has no account of its provider", id), 4*takeoverBound); !ok {
 		t.Fatalf("r1 did not claim %s, or drove it without acme's account", id)
 	}
-	looked := func(l logLine) bool {
-		return strings.HasPrefix(l.str("message"), "open transfers this replica owns cannot be driven")
-	}
-	if _, _, ok := waitLine([]*proc{r1}, looked, 4*takeoverBound); !ok {
+	if _, _, ok := waitLine([]*proc{r1}, messagePrefix("open transfers this replica owns cannot be driven"), 4*takeoverBound); !ok {
 		t.Fatal("r1's look for orphans did not report the transfer it cannot drive")
 	}
 	if n := gauge(ctx, t, r1, `transferd_transfers_undriven{provider="netsapiens"}`); n != 1 {
@@ -116,10 +113,7 @@ func TestAReloadThatBringsAnAccountDrivesTransfersClaimedWithoutIt(t *testing.T)
 		t.Errorf("the transfer ended %s; want completed", last)
 	}
 	// The look that drove it counts what is left (nothing) before it logs.
-	driving := func(l logLine) bool {
-		return strings.HasPrefix(l.str("message"), "driving open transfers this replica owns")
-	}
-	if _, _, ok := waitLine([]*proc{r1}, driving, 4*takeoverBound); !ok {
+	if _, _, ok := waitLine([]*proc{r1}, messagePrefix("driving open transfers this replica owns"), 4*takeoverBound); !ok {
 		t.Fatal("r1 drove the transfer, but no look for orphans says so")
 	}
 	if n := gauge(ctx, t, r1, `transferd_transfers_undriven{provider="netsapiens"}`); n != 0 {
@@ -138,19 +132,28 @@ func writeTenants(t *testing.T, path, base string, keys map[string]string) {
 		if !ok {
 			continue
 		}
-		sum := sha256.Sum256([]byte(key))
-		fmt.Fprintf(&b, "  - name: %s\n    keys:\n      - {name: %s-crm, hash: \"sha256:%s\", scope: write}\n", name, name, hex.EncodeToString(sum[:]))
+		fmt.Fprintf(&b, "  - name: %s\n    keys:\n      - {name: %s-crm, hash: \"%s\", scope: write}\n", name, name, keyHash(key))
 		fmt.Fprintf(&b, "    providers:\n      netsapiens:\n        base_url: %s\n        api_key: {env: CRASHTEST_NS_API_KEY}\n", base+pbxsim.NetSapiensAPIPath)
 	}
-	// Written whole and renamed, as a ConfigMap's update is: a reload
-	// never reads half a file.
+	if err := writeWhole(path, b.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeWhole writes a tenants file whole and renames it into place, as a
+// ConfigMap's update is: a reload never reads half a file.
+func writeWhole(path, data string) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	return os.Rename(tmp, path)
+}
+
+// keyHash is a key as a tenants file names it.
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // tenantsEnv is env without the provider variables and TRANSFERD_AUTH,
@@ -164,19 +167,6 @@ func tenantsEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-// getTransferAs long-polls a transfer with the headers of a tenant's key.
-func getTransferAs(ctx context.Context, p *proc, id string, hdr map[string]string, wait int) (*transfer, error) {
-	h := map[string]string{"Prefer": fmt.Sprintf("wait=%d", wait)}
-	for k, v := range hdr {
-		h[k] = v
-	}
-	var tr transfer
-	if _, err := call(ctx, http.MethodGet, p.addr+"/v1/transfers/"+id, h, nil, &tr, http.StatusOK); err != nil {
-		return nil, err
-	}
-	return &tr, nil
 }
 
 // gauge reads one series of p's /metrics; 0 when it is not exported.
