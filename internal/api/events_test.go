@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -387,5 +389,59 @@ func TestClientContextAndListFilters(t *testing.T) {
 		if !strings.Contains(strings.Join(fields, "|"), want) {
 			t.Errorf("problem fields %v lack %s", fields, want)
 		}
+	}
+}
+
+// eventReads is a store that notes the outbox positions the stream reads
+// after.
+type eventReads struct {
+	*memory.Store
+	mu    sync.Mutex
+	after []int64
+}
+
+func (s *eventReads) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
+	s.mu.Lock()
+	s.after = append(s.after, f.After)
+	s.mu.Unlock()
+	return s.Store.Events(ctx, f)
+}
+
+func (s *eventReads) lowest() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Min(s.after)
+}
+
+// A stream opened with neither Last-Event-ID nor ?after= starts at the end
+// of the outbox without reading the history before it: the tenant's whole
+// history was read, page by page with every snapshot decoded, at every
+// open (0.7 s with 100,000 events), and a client that reopened streams
+// kept the CPU busy for every tenant. It sends what comes next.
+func TestStreamFromNowReadsNoHistory(t *testing.T) {
+	store := &eventReads{Store: memory.New()}
+	e := eventsServer(t, store, prometheus.NewRegistry(), api.Config{Idempotency: store})
+	old := e.start(t, writeKey, "1001")
+	e.start(t, otherWriteKey, "2001")
+	hist := decodeBody[struct{ Items []eventBody }](t, e.req(t, "GET", "/v1/transfers/"+old+"/events", readKey, ""), http.StatusOK)
+	if len(hist.Items) < 3 {
+		t.Fatalf("history %+v, want at least 3 events", hist.Items)
+	}
+	ctx := orchestrator.WithTenant(context.Background(), "default")
+	end, err := e.eng.LastEventPos(ctx, "")
+	if err != nil || end == 0 {
+		t.Fatalf("LastEventPos = %d, %v", end, err)
+	}
+	store.mu.Lock()
+	store.after = nil
+	store.mu.Unlock()
+
+	tenant := e.stream(t, readKey, "")
+	id := e.start(t, writeKey, "1002")
+	if _, ev := tenant.next(t); ev.TransferID != id || ev.Seq != 1 {
+		t.Errorf("the stream from now sent %s seq %d first, want %s seq 1", ev.TransferID, ev.Seq, id)
+	}
+	if low := store.lowest(); low < end {
+		t.Errorf("a stream from now read the outbox after position %d, before its end (%d)", low, end)
 	}
 }

@@ -552,6 +552,16 @@ func (e *Engine) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	return es.Events(ctx, f)
 }
 
+// LastEventPos returns the position of the newest event of the context's
+// tenant, of one transfer when transferID is set, or 0.
+func (e *Engine) LastEventPos(ctx context.Context, transferID string) (int64, error) {
+	es, ok := e.store.(EventStore)
+	if !ok {
+		return 0, E("orchestrator.LastEventPos", KindUnsupported, errors.New("the store keeps no events"))
+	}
+	return es.LastEventPos(ctx, EventFilter{Tenant: TenantOf(ctx), TransferID: transferID})
+}
+
 // EventIDKey returns the store's key for the event stream's ids (see
 // orchestrator.EventIDKey), read once.
 func (e *Engine) EventIDKey(ctx context.Context) (EventIDKey, error) {

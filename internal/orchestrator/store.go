@@ -165,6 +165,11 @@ type EventStore interface {
 	// f.Tenant after f.After, optionally of one transfer, each with its
 	// Transfer snapshot.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	// LastEventPos returns the position of the newest event of f.Tenant,
+	// of f.TransferID's only when it is set, or 0 when there is none; it
+	// ignores f.After and f.Limit. It costs one index lookup, whatever the
+	// history: a stream opened "from now" starts there.
+	LastEventPos(ctx context.Context, f EventFilter) (int64, error)
 	// EventIDKey returns the key the event stream's ids are made with:
 	// the same for every replica of the store, for as long as it lasts.
 	EventIDKey(ctx context.Context) (EventIDKey, error)

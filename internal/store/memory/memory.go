@@ -203,6 +203,18 @@ func (s *Store) Events(_ context.Context, f orchestrator.EventFilter) ([]orchest
 	return out, nil
 }
 
+// LastEventPos implements orchestrator.EventStore.
+func (s *Store) LastEventPos(_ context.Context, f orchestrator.EventFilter) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := len(s.events) - 1; i >= 0; i-- {
+		if ev := &s.events[i]; ev.Tenant == f.Tenant && (f.TransferID == "" || ev.TransferID == f.TransferID) {
+			return ev.Pos, nil
+		}
+	}
+	return 0, nil
+}
+
 // Get implements orchestrator.Store.
 func (s *Store) Get(_ context.Context, id string) (*orchestrator.Transfer, error) {
 	s.mu.RLock()

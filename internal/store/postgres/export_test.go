@@ -33,6 +33,7 @@ func SetPurgePace(s *Store, clock func() time.Time, rest func(context.Context, t
 var (
 	ListQuery       = listQuery
 	EventsQuery     = eventsQuery
+	LastEventQuery  = lastEventQuery
 	DeliveriesQuery = deliveriesQuery
 )
 

@@ -81,8 +81,19 @@ func TestListPlansUseIndexes(t *testing.T) {
 		if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") || !strings.Contains(plan, "Index Scan using events_") {
 			t.Errorf("events %s: want an events index in position order:\n%s", name, plan)
 		}
+		// Where a stream opened "from now" starts: one entry of the
+		// same index, read from its end, whatever the history.
+		q, args = postgres.LastEventQuery(f)
+		plan = explain(t, conn, q, args)
+		if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") || !lastEventPlan.MatchString(plan) {
+			t.Errorf("last event %s: want an events index read from its end:\n%s", name, plan)
+		}
 	}
 }
+
+// lastEventPlan is an events index read from its end, its entries enough
+// or not.
+var lastEventPlan = regexp.MustCompile(`Index (Only )?Scan Backward using events_`)
 
 // Every listing of webhook deliveries (GET /v1/webhook-deliveries: a
 // tenant's, by default the failing and dead ones, by status, or one

@@ -432,6 +432,30 @@ func eventsQuery(f orchestrator.EventFilter) (string, []any) {
 	return q + ` ORDER BY pos LIMIT $3`, args
 }
 
+// lastEventQuery is the statement of LastEventPos: the last entry of
+// the events' key (tenant, pos), or of events_transfer for one transfer.
+// The tenant is compared there too, so that an id another tenant names
+// has no events.
+func lastEventQuery(f orchestrator.EventFilter) (string, []any) {
+	if f.TransferID != "" {
+		return `SELECT pos FROM events WHERE transfer_id = $1 AND tenant = $2 ORDER BY pos DESC LIMIT 1`, []any{f.TransferID, f.Tenant}
+	}
+	return `SELECT pos FROM events WHERE tenant = $1 ORDER BY pos DESC LIMIT 1`, []any{f.Tenant}
+}
+
+// LastEventPos implements orchestrator.EventStore.
+func (s *Store) LastEventPos(ctx context.Context, f orchestrator.EventFilter) (int64, error) {
+	q, args := lastEventQuery(f)
+	var pos int64
+	switch err := s.pool.QueryRow(ctx, q, args...).Scan(&pos); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, s.fail("last event", err)
+	}
+	return pos, nil
+}
+
 // Events implements orchestrator.Store.
 func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orchestrator.Event, error) {
 	const op = "events"

@@ -51,6 +51,7 @@ func WriterPragma(ctx context.Context, s *Store, name string) (int, error) {
 var (
 	ListQuery       = listQuery
 	EventsQuery     = eventsQuery
+	LastEventQuery  = lastEventQuery
 	DeliveriesQuery = deliveriesQuery
 )
 

@@ -92,8 +92,19 @@ func TestListPlansUseIndexes(t *testing.T) {
 		if !strings.Contains(joined, "SEARCH events USING INDEX events_") || strings.Contains(joined, "TEMP B-TREE") {
 			t.Errorf("events %s: want a search of an events index in position order:\n%s", name, joined)
 		}
+		// Where a stream opened "from now" starts: one entry of the
+		// same index, read from its end, whatever the history.
+		q, args = sqlite.LastEventQuery(f)
+		plan = explain(t, db, q, args)
+		joined = strings.Join(plan, "\n")
+		if !lastEventPlan.MatchString(joined) || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("last event %s: want a search of an events index in position order:\n%s", name, joined)
+		}
 	}
 }
+
+// lastEventPlan is a search of an events index, its entries enough.
+var lastEventPlan = regexp.MustCompile(`SEARCH events USING (COVERING )?INDEX events_`)
 
 // deliveryFilters are the operators' listings of webhook deliveries
 // (GET /v1/webhook-deliveries): a tenant's, by default the failing and

@@ -376,6 +376,29 @@ func (s *Store) Events(ctx context.Context, f orchestrator.EventFilter) ([]orche
 	return out, nil
 }
 
+// lastEventQuery is the statement of LastEventPos: the last entry of
+// events_tenant, or of events_transfer for one transfer. The tenant is
+// compared there too, so that an id another tenant names has no events.
+func lastEventQuery(f orchestrator.EventFilter) (string, []any) {
+	if f.TransferID != "" {
+		return `SELECT pos FROM events WHERE transfer_id = ? AND tenant = ? ORDER BY pos DESC LIMIT 1`, []any{f.TransferID, f.Tenant}
+	}
+	return `SELECT pos FROM events WHERE tenant = ? ORDER BY pos DESC LIMIT 1`, []any{f.Tenant}
+}
+
+// LastEventPos implements orchestrator.EventStore.
+func (s *Store) LastEventPos(ctx context.Context, f orchestrator.EventFilter) (int64, error) {
+	q, args := lastEventQuery(f)
+	var pos int64
+	switch err := s.reads.queryRow(ctx, q, args...).Scan(&pos); {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fail("last event", err)
+	}
+	return pos, nil
+}
+
 // Heartbeat implements orchestrator.Store.
 func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
 	const op = "heartbeat"

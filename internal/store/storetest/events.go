@@ -271,6 +271,60 @@ func testEventsFilter(f *fixture) {
 	}
 }
 
+// LastEventPos gives the newest event's position of one tenant, or of one
+// of its transfers, 0 where there is none, another tenant's transfer
+// included; it ignores After and Limit.
+func testLastEventPos(f *fixture) {
+	last := func(ef orchestrator.EventFilter) int64 {
+		f.Helper()
+		pos, err := f.s.LastEventPos(f.ctx, ef)
+		if err != nil {
+			f.Fatalf("LastEventPos(%+v): %v", ef, err)
+		}
+		return pos
+	}
+	if got := last(orchestrator.EventFilter{Tenant: "acme"}); got != 0 {
+		f.Errorf("LastEventPos of an empty outbox = %d, want 0", got)
+	}
+	a, x, b := f.transfer("1"), f.transfer("2"), f.transfer("3")
+	a.Tenant, x.Tenant, b.Tenant = "acme", "acme", "globex"
+	for _, t := range []*orchestrator.Transfer{a, x, b} {
+		Emit(t, orchestrator.EventCreated, "", "")
+		f.create(t)
+		clearOutbox(t)
+	}
+	Emit(a, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
+	f.update(a)
+	clearOutbox(a)
+	Emit(b, orchestrator.EventStateChanged, orchestrator.StatePending, orchestrator.StateHolding)
+	f.update(b) // globex's is the newest of all
+	clearOutbox(b)
+	acme := f.events(orchestrator.EventFilter{Tenant: "acme"})
+	globex := f.events(orchestrator.EventFilter{Tenant: "globex"})
+	ofX := f.events(orchestrator.EventFilter{Tenant: "acme", TransferID: x.ID})
+	if len(acme) != 3 || len(globex) != 2 || len(ofX) != 1 {
+		f.Fatalf("events: acme %d, globex %d, x %d; want 3, 2, 1", len(acme), len(globex), len(ofX))
+	}
+	cases := []struct {
+		name string
+		ef   orchestrator.EventFilter
+		want int64
+	}{
+		{"tenant", orchestrator.EventFilter{Tenant: "acme"}, acme[2].Pos},
+		{"tenant, After and Limit ignored", orchestrator.EventFilter{Tenant: "acme", After: acme[2].Pos, Limit: 1}, acme[2].Pos},
+		{"the other tenant", orchestrator.EventFilter{Tenant: "globex"}, globex[1].Pos},
+		{"a transfer", orchestrator.EventFilter{Tenant: "acme", TransferID: x.ID}, ofX[0].Pos},
+		{"another tenant's transfer", orchestrator.EventFilter{Tenant: "acme", TransferID: b.ID}, 0},
+		{"an unknown transfer", orchestrator.EventFilter{Tenant: "acme", TransferID: f.id()}, 0},
+		{"an unknown tenant", orchestrator.EventFilter{Tenant: "initech"}, 0},
+	}
+	for _, c := range cases {
+		if got := last(c.ef); got != c.want {
+			f.Errorf("%s: LastEventPos(%+v) = %d, want %d", c.name, c.ef, got, c.want)
+		}
+	}
+}
+
 // Purge deletes the events of the transfers it deletes, and positions are
 // not given again.
 func testEventsPurge(f *fixture) {

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"EventsWrittenWithSaves", testEventsWrittenWithSaves},
 		{"EventsAtomic", testEventsAtomic},
 		{"EventsFilter", testEventsFilter},
+		{"LastEventPos", testLastEventPos},
 		{"EventsPurge", testEventsPurge},
 		{"Heartbeat", testHeartbeat},
 		{"Claim", testClaim},
