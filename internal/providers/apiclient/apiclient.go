@@ -69,6 +69,31 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
+// RefusedAfterLoss is the error to report for a command that was sent
+// again after an attempt whose answer was lost, when the last attempt was
+// refused: the refusal speaks for that attempt only. The lost one may have
+// been carried out (a join applied, a hold taken), and the retry refused
+// because of it, so a refusal (KindProviderRejected, KindProviderAuth)
+// becomes an unknown outcome (KindProviderUnavailable), with its evidence
+// kept. Other kinds pass: "call not found" or "not active" describe the
+// call as it is now, which each caller judges (a hang-up is done either
+// way), and a transient failure is unknown already.
+func RefusedAfterLoss(err error) error {
+	var oe *orchestrator.Error
+	if !errors.As(err, &oe) {
+		return err
+	}
+	switch oe.Kind {
+	case orchestrator.KindProviderRejected, orchestrator.KindProviderAuth:
+	default:
+		return err
+	}
+	e := *oe
+	e.Kind = orchestrator.KindProviderUnavailable
+	e.Err = fmt.Errorf("an earlier attempt's answer was lost, so it may have been carried out, and the retry was refused: %w", oe.Err)
+	return &e
+}
+
 // Backoff is the wait before retry n (1-based) when the provider gave no
 // hint: exponential from base, capped at max.
 func Backoff(n int, base, max time.Duration) time.Duration {

@@ -140,3 +140,29 @@ func TestTheDefaultClientChecksTheSendGate(t *testing.T) {
 		t.Errorf("the provider received %d requests, want 1: the one whose gate was open", n)
 	}
 }
+
+// A refusal after an attempt whose answer was lost is an unknown outcome,
+// its evidence kept; the kinds that describe the call now, and transient
+// ones, pass as they are.
+func TestRefusedAfterLoss(t *testing.T) {
+	ev := &orchestrator.Evidence{Status: 400, Code: "bridge-invalid-operation"}
+	for _, c := range []struct {
+		kind, want orchestrator.Kind
+	}{
+		{orchestrator.KindProviderRejected, orchestrator.KindProviderUnavailable},
+		{orchestrator.KindProviderAuth, orchestrator.KindProviderUnavailable},
+		{orchestrator.KindCallNotFound, orchestrator.KindCallNotFound},
+		{orchestrator.KindCallNotActive, orchestrator.KindCallNotActive},
+		{orchestrator.KindProviderUnavailable, orchestrator.KindProviderUnavailable},
+	} {
+		refusal := errors.New("refused")
+		err := apiclient.RefusedAfterLoss(&orchestrator.Error{Op: "bandwidth.join", Kind: c.kind, Err: refusal, Evidence: ev})
+		var oe *orchestrator.Error
+		if !errors.As(err, &oe) || oe.Kind != c.want || oe.Evidence != ev || oe.Op != "bandwidth.join" || !errors.Is(err, refusal) {
+			t.Errorf("%s: %#v, want kind %s with the evidence and the refusal kept", c.kind, err, c.want)
+		}
+	}
+	if plain := errors.New("plain"); apiclient.RefusedAfterLoss(plain) != plain {
+		t.Error("an error of no kind changed")
+	}
+}

@@ -340,7 +340,11 @@ func (f *flexBool) UnmarshalJSON(b []byte) error {
 
 // kindOf maps a Catapult error onto the orchestrator's vocabulary
 // (errors.md). A 401 or an access denial is our misconfiguration; a rate
-// limit, a conflicting concurrent update and every 5xx are transient.
+// limit, a conflicting concurrent update and every 5xx are transient. A
+// 403's code says which it is, not its category: the category of the 403
+// FORBIDDEN group (a bridge overflow, a destination not allowed) is a
+// guess, and "authorization", which errors.md also lists, would have made
+// every refusal of that group an access denial.
 func kindOf(e *APIError) orchestrator.Kind {
 	code, cat := strings.ToLower(e.Code), strings.ToLower(e.Category)
 	switch {
@@ -354,7 +358,7 @@ func kindOf(e *APIError) orchestrator.Kind {
 		e.Status == http.StatusConflict, e.Status >= 500:
 		return orchestrator.KindProviderUnavailable
 	case e.Status == http.StatusForbidden && (code == "" || code == "user-access-denied" ||
-		code == "number-access-denied" || cat == "authentication" || cat == "authorization"):
+		code == "number-access-denied" || cat == "authentication"):
 		return orchestrator.KindProviderAuth
 	default:
 		// 400 validation-error, missing-property, bridge-*; 403 bridge
@@ -423,6 +427,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		}
 	}
 	tries, limited := 0, 0
+	lost := false // an attempt of this command may have been carried out, its answer lost
 	for {
 		tries++
 		a := c.once(ctx, r, payload, out)
@@ -435,13 +440,20 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		if a.err == nil {
 			return nil
 		}
+		// What to report if this attempt is the last: decisions below
+		// read a.err, what this attempt's answer said.
+		final := a.err
+		if lost {
+			final = apiclient.RefusedAfterLoss(a.err)
+		}
+		lost = lost || (!a.limited && r.method != http.MethodGet && unknownOutcome(a.err))
 		var wait time.Duration
 		switch {
 		case a.limited:
 			limited++
 			tries-- // a rate-limited request was not executed: not an attempt
 			if limited > maxRateLimitRetries {
-				return gaveUp(a.err, "still rate limited after %d waits", maxRateLimitRetries)
+				return gaveUp(final, "still rate limited after %d waits", maxRateLimitRetries)
 			}
 			wait = a.wait
 			if !a.hinted {
@@ -450,10 +462,10 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 			// Never hammer: a reset already past still waits a little.
 			wait = max(wait, c.retryBase)
 			if wait > c.maxRateWait {
-				return gaveUp(a.err, "rate limited for another %s, longer than the %s transferd waits", wait.Round(time.Millisecond), c.maxRateWait)
+				return gaveUp(final, "rate limited for another %s, longer than the %s transferd waits", wait.Round(time.Millisecond), c.maxRateWait)
 			}
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-				return gaveUp(a.err, "rate limited for another %s, beyond the step's deadline", wait.Round(time.Millisecond))
+				return gaveUp(final, "rate limited for another %s, beyond the step's deadline", wait.Round(time.Millisecond))
 			}
 		case r.safe && tries < c.attempts && orchestrator.KindOf(a.err) == orchestrator.KindProviderUnavailable:
 			wait = a.wait
@@ -461,12 +473,12 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 				wait = apiclient.Backoff(tries, c.retryBase, 5*time.Second)
 			}
 		default:
-			return a.err
+			return final
 		}
 		zerolog.Ctx(ctx).Debug().Str("op", r.op).Float64("wait_ms", float64(wait)/float64(time.Millisecond)).Bool("rate_limited", a.limited).
 			Msg("bandwidth request will be retried")
 		if apiclient.Sleep(ctx, wait) != nil {
-			return a.err
+			return final
 		}
 	}
 }

@@ -215,6 +215,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		attempts = c.attempts
 	}
 	var last error
+	lost := false // an attempt of this command may have been carried out, its answer lost
 	for n := 1; n <= attempts; n++ {
 		// Counted whatever came of it: a request whose answer was lost
 		// may have been applied.
@@ -224,6 +225,12 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 			return nil
 		}
 		last = err
+		if lost {
+			last = apiclient.RefusedAfterLoss(err)
+		}
+		// A 429 was not carried out either, but it is not told apart
+		// here: taking it for a loss only makes a later refusal unknown.
+		lost = lost || (r.method != http.MethodGet && orchestrator.KindOf(err) == orchestrator.KindProviderUnavailable)
 		if n == attempts || orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
 			break
 		}

@@ -663,3 +663,27 @@ func TestRepeatedDialBeforeThePBXCreatedTheCall(t *testing.T) {
 		t.Errorf("creates sent = %d, want 2 (the first, then one the PBX refused)", posts)
 	}
 }
+
+// A hold whose first answer was lost after the PBX applied it, and whose
+// retry the PBX refused, took: the refusal speaks for the retry only. Taken
+// for "hold refused", the transfer was given up (failed, the caller given
+// back) although nothing had gone wrong.
+func TestAHoldRefusedAfterItsAnswerWasLostIsNotTakenForRefused(t *testing.T) {
+	h := setup(t, nssim.Config{}, func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	h.placeCall(t)
+	h.sim.InjectFault(nssim.Fault{Operation: "hold", Drop: true, Apply: true, Count: 1})
+	h.sim.InjectFault(nssim.Fault{Operation: "hold", Status: 400, Message: "Call already on hold", Count: 1})
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	if tr.State != orchestrator.StateCompleted {
+		t.Fatalf("state %s outcome %+v, want completed", tr.State, tr.Outcome)
+	}
+	holds := 0
+	for _, r := range h.sim.Requests() {
+		if strings.HasSuffix(r.Path, "/hold") {
+			holds++
+		}
+	}
+	if holds < 2 {
+		t.Errorf("holds sent = %d: the retry the test is about never happened", holds)
+	}
+}
