@@ -427,6 +427,15 @@ func TestFailures(t *testing.T) {
 		{name: "unhold rejected is retried", setup: func(f *fake) {
 			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderRejected), 1)
 		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: []string{locate, hold, dial, hangup, unhold, unhold}},
+		// A credential refused (a key rotated, a reload on its way) may be
+		// accepted again: given up, the caller stayed held for good.
+		{name: "unhold refused for credentials is retried", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderAuth), 1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: []string{locate, hold, dial, hangup, unhold, unhold}},
+		{name: "unhold refused for credentials until the verify deadline", setup: func(f *fake) {
+			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderAuth), -1)
+		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: false, actions: all, retried: true,
+			unverified: true, after: clearedAndVerified(true)},
 		// The caller is still held when VerifyTimeout ends the recovery:
 		// the outcome says so, unverified, and the sweeper unholds the
 		// caller once the provider accepts it.

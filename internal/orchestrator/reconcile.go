@@ -1315,9 +1315,11 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	case KindOf(err) == KindCallNotFound:
 		en.callerGone = true // hung up while held, or a leg the unhold addresses has ended
 		en.notFound++
-	case transient(err) || KindOf(err) == KindProviderRejected:
+	case transient(err) || KindOf(err) == KindProviderRejected || KindOf(err) == KindProviderAuth:
 		// Rejected may be a state not applied yet (a bridge member still
-		// leaving another bridge): try again.
+		// leaving another bridge), and credentials refused may be taken
+		// again (a key rotated, the tenants file reloaded): try again.
+		// Given up, the caller would stay held for good.
 		en.redoUnhold = true
 		en.retryAt = now.Add(e.retryWait(en))
 	default:

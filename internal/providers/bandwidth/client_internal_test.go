@@ -33,6 +33,13 @@ func TestKindOf(t *testing.T) {
 		{400, "bad-request", "missing-property", orchestrator.KindProviderRejected},
 		{400, "bad-request", "bridge-bridged-callId", orchestrator.KindProviderRejected},
 		{403, "forbidden", "bridge-callIds-overflow", orchestrator.KindProviderRejected},
+		// The FORBIDDEN group's category is a guess (ForbiddenCategory):
+		// its codes decide, whichever it is.
+		{403, "authorization", "bridge-callIds-overflow", orchestrator.KindProviderRejected},
+		{403, "authorization", "invalid-call-to-number", orchestrator.KindProviderRejected},
+		{403, "authorization", "call-invalid-state", orchestrator.KindCallNotActive},
+		{403, "authorization", "call-id-not-found", orchestrator.KindCallNotFound},
+		{403, "authentication", "", orchestrator.KindProviderAuth},
 		{403, "forbidden", "invalid-call-to-number", orchestrator.KindProviderRejected},
 		{403, "credit", "insufficient-available-balance", orchestrator.KindProviderRejected},
 		{404, "not-found", "bridge-not-found", orchestrator.KindProviderRejected},
