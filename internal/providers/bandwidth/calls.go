@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -150,10 +151,21 @@ type stateBody struct {
 	State string `json:"state"`
 }
 
+// getCall reads a call. A state transferd does not know (the C# SDK names
+// an "error" state no document mentions) says nothing of whether the call
+// rings, carries audio or has ended: the reading is an unknown outcome, not
+// an end, which would have the engine give up on a leg that may still
+// ring or carry the caller.
 func (c *Client) getCall(ctx context.Context, id string) (*apiCall, error) {
 	var out apiCall
 	if err := c.do(ctx, request{op: "get_call", method: http.MethodGet, path: "/calls/" + seg(id), safe: true}, &out); err != nil {
 		return nil, err
+	}
+	switch out.state() {
+	case stateStarted, stateActive, stateTransferring, stateCompleted, stateRejected:
+	default:
+		return nil, orchestrator.E("bandwidth.get_call", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("call %s reads state %q, which transferd does not know: its state is unknown", id, out.state()))
 	}
 	return &out, nil
 }
