@@ -61,7 +61,8 @@ var sides = []side{
 			HostnameMatch: nssim.HostnameOfDestination, UnknownDestination: nssim.DestinationNotFound,
 			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
-			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone},
+			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone,
+			TransferLegFrom: bwsim.TransferLegFromCalledNumber},
 	},
 	{
 		name: "other-sides-callbacks",
@@ -70,7 +71,7 @@ var sides = []side{
 			SubscriptionNames: nssim.NamesHyphenated, SubscriptionDuplicate: true, SubscriptionReorder: true},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsNever, TimeoutHangupCause: bwsim.CauseOriginatorCancel,
-			TransferLegCallback: bwsim.TransferLegCallbackNone},
+			TransferLegCallback: bwsim.TransferLegCallbackNone, TransferLegFrom: bwsim.TransferLegFromAnonymous},
 		callbacks: true,
 	},
 }

@@ -418,6 +418,9 @@ func drawGuesses(seed uint64) stormGuesses {
 	// transferd's setting for the core server a join names, drawn after
 	// everything above for the same reason.
 	g.joinHostname = pick(netsapiens.JoinHostnameCaller, netsapiens.JoinHostnameConsult)
+	// The number a Bandwidth transfer's B-leg shows, drawn after all the
+	// above for the same reason.
+	g.bw.TransferLegFrom = pick(bwsim.TransferLegFromAsGiven, bwsim.TransferLegFromCalledNumber, bwsim.TransferLegFromAnonymous)
 	return g
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -91,14 +92,14 @@ func (c *Client) findTransferLeg(ctx context.Context, t *orchestrator.Transfer) 
 // is found in the listing of calls to the target: by the callbackUrl
 // transferd sent, which names this transfer and nothing else, whichever
 // replica's public URL it starts with (namesTransfer); without one
-// (no PublicURL), as the newest live outbound call to the target from the
-// number the transfer shows (transferCallerId, else the caller's number)
-// that started after A did, both by Bandwidth's clock (transferd's clock
-// is another one: skewMargin). A live leg only: an ended one to the same
-// target may be an earlier attempt's, and taking it for ours would report
-// its end and leave ours ringing; a transfer to a queue's number from
-// the same number is still as good a match, and polling cannot tell them
-// apart.
+// (no PublicURL), as the live outbound call to the target from a number
+// the transfer may show (fromMatches) that started after A did, both by
+// Bandwidth's clock (transferd's clock is another one: skewMargin). A live
+// leg only: an ended one to the same target may be an earlier attempt's,
+// and taking it for ours would report its end and leave ours ringing.
+// Another transfer to a queue's number from the same number is as good a
+// match, and polling cannot tell them apart: when two legs match, none is
+// taken, and a reading of an A read active says it cannot tell.
 //
 // Only an A that names another target shows that our transfer did not
 // happen; with a callbackUrl, an A that reads "active" without transferTo
@@ -129,6 +130,7 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 		return "", err
 	}
 	ours := c.namesTransfer(t.ID)
+	found := ""
 	for i := range calls {
 		b := &calls[i]
 		if byURL {
@@ -138,10 +140,16 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 			continue
 		}
 		if mayBeOurs(b, a, t) {
-			return b.ID, nil
+			if found != "" {
+				// Two legs may be ours (callers who called one number,
+				// on a platform that shows it as the legs' from): taking
+				// either could report, or hang up, another caller's.
+				return "", nil
+			}
+			found = b.ID
 		}
 	}
-	return "", nil
+	return found, nil
 }
 
 // mayBeOurs reports whether b, listed among the calls to t's target, may
@@ -167,15 +175,26 @@ func (c *Client) mayHaveTaken(ctx context.Context, t *orchestrator.Transfer, a *
 	return slices.ContainsFunc(calls, func(b apiCall) bool { return mayBeOurs(&b, a, t) }), nil
 }
 
-// fromMatches reports whether B shows the number our transfer shows the
-// target: transferCallerId, else the caller's own number (notes §12.4). A
-// number not shown does not exclude a leg.
+// fromMatches reports whether B shows a number our transfer may have shown
+// the target. Which one is inferred (notes §12.4), and the simulator plays
+// each reading (TransferLegFrom): transferCallerId as given; without it,
+// "the number of the original incoming call", the caller's own number or
+// the one it called; and a "private" one may be shown withheld
+// ("anonymous", "restricted", no number at all). A leg excluded here that
+// was ours would have a polling reading take a connected caller for one
+// given back. A number not shown does not exclude a leg.
 func fromMatches(b, a *apiCall, t *orchestrator.Transfer) bool {
-	want := t.Request.CallerID
-	if want == "" {
-		want = a.From
+	if b.From == "" {
+		return true
 	}
-	return b.From == "" || want == "" || b.From == want
+	switch want := t.Request.CallerID; {
+	case want == "":
+		return a.From == "" || b.From == a.From || b.From == a.To
+	case strings.EqualFold(want, "private"):
+		return !strings.ContainsAny(b.From, "0123456789")
+	default:
+		return b.From == want
+	}
 }
 
 // elsewhere reports whether A names another target than t's: its latest
@@ -251,7 +270,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	// a listing with no leg that may be ours shows A is not connected to
 	// one; a listing with one cannot tell (mayHaveTaken).
 	undecidable := false
-	if !aGone && a.state() == stateActive && legUnknown && id == "" && a.TransferTo == "" && c.publicURL == "" {
+	if !aGone && a.state() == stateActive && legUnknown && id == "" && !elsewhere(a, t) && c.publicURL == "" {
 		if undecidable, err = c.mayHaveTaken(ctx, t, a); err != nil {
 			return obs, err
 		}

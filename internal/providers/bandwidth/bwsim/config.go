@@ -36,6 +36,21 @@ const (
 	TransferLegCallbackNone = "none"
 )
 
+// Values of Config.TransferLegFrom.
+const (
+	// TransferLegFromAsGiven shows transferCallerId as given, and the A-leg's from when it
+	// was omitted: "Omitting transferCallerId will pass along the number of the original
+	// incoming call" (v1 BXML docs), applied to the REST transfer [INF].
+	TransferLegFromAsGiven = "as-given"
+	// TransferLegFromCalledNumber shows, when transferCallerId was omitted, the number the
+	// A-leg called (an owned number): the "number of the original incoming call" read the
+	// other way.
+	TransferLegFromCalledNumber = "called-number"
+	// TransferLegFromAnonymous shows a "private" transferCallerId as "anonymous", as
+	// carriers often present a withheld number, and the rest as TransferLegFromAsGiven.
+	TransferLegFromAnonymous = "anonymous"
+)
+
 // Values of Config.ALegTransferFields.
 const (
 	// ALegTransferFieldsAlways renders transferTo and transferCallerId on a transferred call
@@ -148,6 +163,12 @@ type Config struct {
 	// no callbackUrl ([GUESS]): TransferLegCallbackALeg (default) or TransferLegCallbackNone.
 	TransferLegCallback string
 
+	// TransferLegFrom says what a transfer B-leg's from shows ([INF]; how "private" is
+	// shown is unknown): TransferLegFromAsGiven (default), TransferLegFromCalledNumber or
+	// TransferLegFromAnonymous. Polling tells a transfer's B-leg from other calls to the
+	// target by it.
+	TransferLegFrom string
+
 	// ForbiddenCategory is the error category of the 403 FORBIDDEN group (call-invalid-state,
 	// bridge-callIds-overflow, ...). errors.md names the group but no doc shows a body, so it
 	// is a [GUESS]. Default "forbidden".
@@ -251,6 +272,12 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("TransferLegCallback %q: want %q or %q", c.TransferLegCallback, TransferLegCallbackALeg, TransferLegCallbackNone))
 	}
+	switch c.TransferLegFrom {
+	case "", TransferLegFromAsGiven, TransferLegFromCalledNumber, TransferLegFromAnonymous:
+	default:
+		errs = append(errs, fmt.Errorf("TransferLegFrom %q: want %q, %q or %q", c.TransferLegFrom,
+			TransferLegFromAsGiven, TransferLegFromCalledNumber, TransferLegFromAnonymous))
+	}
 	switch c.ALegTransferFields {
 	case "", ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever:
 	default:
@@ -305,6 +332,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TransferLegCallback == "" {
 		c.TransferLegCallback = TransferLegCallbackALeg
+	}
+	if c.TransferLegFrom == "" {
+		c.TransferLegFrom = TransferLegFromAsGiven
 	}
 	if c.ForbiddenCategory == "" {
 		c.ForbiddenCategory = DefaultForbiddenCategory

@@ -17,18 +17,20 @@ type Guesses struct {
 	TimeoutHangupCause   string `json:"timeout_hangup_cause"`
 	TransferLegCallback  string `json:"transfer_leg_callback"`
 	ForbiddenCategory    string `json:"forbidden_category"`
+	TransferLegFrom      string `json:"transfer_leg_from"`
 }
 
 func (c Config) guesses() Guesses {
 	return Guesses{TransferFailure: c.TransferFailure, TransferredALegState: c.TransferredALegState,
 		ALegTransferFields: c.ALegTransferFields, TimeoutHangupCause: c.TimeoutHangupCause,
-		TransferLegCallback: c.TransferLegCallback, ForbiddenCategory: c.ForbiddenCategory}
+		TransferLegCallback: c.TransferLegCallback, ForbiddenCategory: c.ForbiddenCategory, TransferLegFrom: c.TransferLegFrom}
 }
 
 // setGuesses writes g's fields into c, and no other field.
 func (c *Config) setGuesses(g Guesses) {
 	c.TransferFailure, c.TransferredALegState, c.ALegTransferFields = g.TransferFailure, g.TransferredALegState, g.ALegTransferFields
 	c.TimeoutHangupCause, c.TransferLegCallback, c.ForbiddenCategory = g.TimeoutHangupCause, g.TransferLegCallback, g.ForbiddenCategory
+	c.TransferLegFrom = g.TransferLegFrom
 }
 
 // Guesses returns the guesses in force, defaults filled in.

@@ -13,7 +13,8 @@ func TestControlGuesses(t *testing.T) {
 	e := newEnv(t, Config{TimeoutHangupCause: TimeoutHangupNone})
 	want := Guesses{TransferFailure: TransferFailureHangup, TransferredALegState: StateTransferring,
 		ALegTransferFields: ALegTransferFieldsAlways, TimeoutHangupCause: TimeoutHangupNone,
-		TransferLegCallback: TransferLegCallbackALeg, ForbiddenCategory: DefaultForbiddenCategory}
+		TransferLegCallback: TransferLegCallbackALeg, ForbiddenCategory: DefaultForbiddenCategory,
+		TransferLegFrom: TransferLegFromAsGiven}
 	if got := decodeJSON[Guesses](t, e.control(http.MethodGet, "/config/guesses", "")); got != want {
 		t.Fatalf("guesses at start %+v, want %+v", got, want)
 	}

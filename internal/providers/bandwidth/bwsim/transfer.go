@@ -142,10 +142,15 @@ func (s *Sim) transferLocked(a *call, t transferRequest) *call {
 	a.TransferCallerID = t.callerID
 
 	// "Omitting transferCallerId will pass along the number of the original incoming call"
-	// (v1 BXML docs), applied to the REST transfer [INF].
+	// (v1 BXML docs), applied to the REST transfer [INF]; TransferLegFrom reads it.
 	from := t.callerID
-	if from == "" {
+	switch {
+	case from == "" && s.cfg.TransferLegFrom == TransferLegFromCalledNumber:
+		from = a.To
+	case from == "":
 		from = a.From
+	case from == "private" && s.cfg.TransferLegFrom == TransferLegFromAnonymous:
+		from = "anonymous"
 	}
 	b := s.newCallLocked(DirectionOut, from, t.to)
 	b.ParentCallID = a.ID

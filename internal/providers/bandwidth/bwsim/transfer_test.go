@@ -472,3 +472,31 @@ func TestTimeoutHangupCause(t *testing.T) {
 		})
 	}
 }
+
+// TestTransferLegFrom: what a transfer B-leg's from shows, on each side of
+// the guess, with and without transferCallerId.
+func TestTransferLegFrom(t *testing.T) {
+	for _, c := range []struct {
+		side, callerID, want string
+	}{
+		{TransferLegFromAsGiven, "", customer},
+		{TransferLegFromAsGiven, "private", "private"},
+		{TransferLegFromCalledNumber, "", ownedMain},
+		{TransferLegFromCalledNumber, "private", "private"},
+		{TransferLegFromAnonymous, "", customer},
+		{TransferLegFromAnonymous, "private", "anonymous"},
+		{TransferLegFromAnonymous, ownedMain, ownedMain},
+	} {
+		e := newEnv(t, Config{TransferLegFrom: c.side})
+		a := e.inbound()
+		body := `{"state":"transferring","transferTo":"` + target + `"`
+		if c.callerID != "" {
+			body += `,"transferCallerId":"` + c.callerID + `"`
+		}
+		r := e.send(http.MethodPost, callPath(a.ID), body+`}`)
+		e.wantStatus(r, http.StatusCreated)
+		if b := e.call(r.id()); b.From != c.want {
+			t.Errorf("%s, transferCallerId %q: the B-leg's from is %q, want %q", c.side, c.callerID, b.From, c.want)
+		}
+	}
+}
