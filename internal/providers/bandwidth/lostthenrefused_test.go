@@ -3,6 +3,7 @@ package bandwidth_test
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,5 +57,40 @@ func TestAJoinWhoseRetryIsRefusedAfterALostAnswerIsNotUndone(t *testing.T) {
 				t.Errorf("joins sent = %d: the refused retry the test is about never happened", joins)
 			}
 		})
+	}
+}
+
+// padded answers with a body longer than transferd reads after the
+// response's own.
+type padded struct{ http.ResponseWriter }
+
+func (w padded) WriteHeader(code int) {
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(code)
+	_, _ = w.ResponseWriter.Write([]byte(strings.Repeat(" ", 2<<20)))
+}
+
+// A transfer (announced) answered 201 with its Location and a body too
+// long to read was carried out: the new leg's id is in the header. Taken
+// for refused (the body's length is the same on every attempt), the
+// transfer was given up while the platform rang the target for the
+// caller.
+func TestATransferAnsweredWithABodyTooLongIsCarriedOut(t *testing.T) {
+	var aID atomic.Value
+	aID.Store("")
+	h := setup(t, options{respond: func(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+		if id := aID.Load().(string); id != "" && r.Method == http.MethodPost && r.URL.Path == basePath+"/users/"+userID+"/calls/"+id {
+			return padded{w}
+		}
+		return w
+	}})
+	a := h.placeCall(t)
+	aID.Store(a.ID)
+	tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+	if tr.State != orchestrator.StateCompleted || !h.sim.Connected(a.ID, transferLeg(t, h, a).ID) {
+		t.Fatalf("state %s outcome %+v, want completed with the caller and the target", tr.State, tr.Outcome)
+	}
+	if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+		t.Errorf("transfers sent = %d, want 1", n)
 	}
 }
