@@ -1409,11 +1409,14 @@ type CreateTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-	// fresh UUID per intended action is a good key.
+	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+	// repeat that arrives while the first is still being served waits for it, holding one of its
+	// tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+	// `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+	// characters; a fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
@@ -1435,11 +1438,14 @@ type CancelTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-	// fresh UUID per intended action is a good key.
+	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+	// repeat that arrives while the first is still being served waits for it, holding one of its
+	// tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+	// `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+	// characters; a fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
@@ -1453,11 +1459,14 @@ type CompleteTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-	// fresh UUID per intended action is a good key.
+	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+	// repeat that arrives while the first is still being served waits for it, holding one of its
+	// tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+	// `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+	// characters; a fresh UUID per intended action is a good key.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a

@@ -1284,7 +1284,10 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The `Idempotency-Key` was used before with a different request body or query string. */
+        /**
+         * @description The `Idempotency-Key` names another request, with a different body or query string, that is
+         *     still being served or whose `2xx` answer is remembered.
+         */
         KeyReused: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1383,7 +1386,7 @@ export interface components {
             };
         };
         /**
-         * @description Or (`idempotency-key-reused`): the `Idempotency-Key` was used before with a different body or query string.
+         * @description Or (`idempotency-key-reused`): the `Idempotency-Key` names another request, with a different body or query string, still being served or answered `2xx`.
          *     The chosen provider cannot honour an option of the request (a `mode`, `caller_id`,
          *     `whisper`, `diversion` or `recording`); `errors` names each. transferd never drops an
          *     option silently.
@@ -1486,11 +1489,14 @@ export interface components {
          * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
          *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
          *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-         *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-         *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-         *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-         *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-         *     fresh UUID per intended action is a good key.
+         *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+         *     repeat that arrives while the first is still being served waits for it, holding one of its
+         *     tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+         *     `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+         *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+         *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+         *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+         *     characters; a fresh UUID per intended action is a good key.
          * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
          */
         IdempotencyKey: string;
@@ -1632,11 +1638,14 @@ export interface operations {
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-                 *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-                 *     fresh UUID per intended action is a good key.
+                 *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+                 *     repeat that arrives while the first is still being served waits for it, holding one of its
+                 *     tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+                 *     `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+                 *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+                 *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+                 *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+                 *     characters; a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -1758,11 +1767,14 @@ export interface operations {
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-                 *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-                 *     fresh UUID per intended action is a good key.
+                 *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+                 *     repeat that arrives while the first is still being served waits for it, holding one of its
+                 *     tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+                 *     `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+                 *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+                 *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+                 *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+                 *     characters; a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -1810,11 +1822,14 @@ export interface operations {
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
                  *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-                 *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters; a
-                 *     fresh UUID per intended action is a good key.
+                 *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+                 *     repeat that arrives while the first is still being served waits for it, holding one of its
+                 *     tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+                 *     `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+                 *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+                 *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+                 *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+                 *     characters; a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];

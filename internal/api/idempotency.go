@@ -66,10 +66,10 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 // restarts and replicas), the same key with another body is a 422, and a
 // repeat that arrives while the first is still being served waits for it
 // (its write deadline moved by the wait, as a long poll's is), or is told
-// to retry. An answer that did nothing and asks for a retry (see
-// remembered) is not remembered: the key is released, so that the retry
-// is served afresh. A reservation whose response could not be recorded
-// (the store failed) is settled by this replica once
+// to retry. Only the answer of a request that was carried out is
+// remembered (see remembered); a refusal releases the key, so that a
+// retry with it is judged afresh. A reservation whose response could not
+// be recorded (the store failed) is settled by this replica once
 // orchestrator.ReservationTimeout has passed. writeTimeout is the
 // server's write timeout (Config.WriteTimeout).
 //
@@ -92,10 +92,10 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		// The query string is part of the request: a POST refuses one
-		// (400), and that answer must not be replayed to the same body
-		// sent again without it. A request without one hashes its body
-		// alone, as before the query counted.
+		// The query string is part of the request: the same body sent
+		// with ?dry_run=true is another request (a POST refuses any query,
+		// 400), not a repeat to be given the first's answer. A request
+		// without one hashes its body alone, as before the query counted.
 		hashed := body
 		if r.URL.RawQuery != "" {
 			hashed = append(slices.Clip(body), "\x00?"+r.URL.RawQuery...)
@@ -144,7 +144,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			if waiting && !stillAuthorized(r.Context()) {
 				// Revoked while this repeat waited: it neither replays
 				// the request it repeats nor, that request's key freed
-				// (a 409 or 5xx is not remembered), serves itself.
+				// (a refusal or a 5xx is not remembered), serves itself.
 				if mine {
 					sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 					if err := store.DeleteIdempotency(sctx, rec.Scope, rec.Key, rec.CreatedAt); err != nil {
@@ -223,19 +223,24 @@ func inProgress(w http.ResponseWriter, r *http.Request) {
 	writeProblem(w, r, p)
 }
 
-// remembered reports whether an answer is recorded under its key. One
-// that did nothing and asks the client to retry is not, so that the retry
-// is served instead of given the refusal again (a replay keeps no
-// headers, not even Retry-After): a 5xx, a 429 (the tenant was over a
-// limit), a 409 (the call has an active transfer, or the transfer's state
-// does not allow the action yet: both invite a retry once that changes),
-// a 408 (the body came too slowly; read before the reservation today).
+// remembered reports whether an answer is recorded under its key: only a
+// 2xx, the answer of a request that was carried out (Stripe's rule: a
+// result is saved only if the endpoint started executing). A refusal did
+// nothing, and remembering it would let a client store a durable record
+// per fresh key for the retention period (an invalid create, a cancel of
+// an unknown id) and keep a key refused after its cause is gone (a 403 by
+// a replica whose tenants file lagged, a 409 or 429 that invites a retry;
+// a replay keeps no headers, not even Retry-After). A 5xx is not
+// remembered either: a create the store saved all the same is answered
+// through its link to the reservation (DeleteIdempotency), not by this.
+//
+// This holds only while no handler behind idempotent answers a 4xx once
+// it has done something: the create answers 2xx once Engine.Start saved
+// its transfer, and /complete and /cancel once the signal is stored; every
+// 4xx of theirs comes before (validation, allow-lists, limits, an unknown
+// transfer, a state or a store that refused the change).
 func remembered(status int) bool {
-	switch status {
-	case http.StatusTooManyRequests, http.StatusConflict, http.StatusRequestTimeout:
-		return false
-	}
-	return status < 500
+	return status >= 200 && status < 300
 }
 
 func validKey(k string) bool {

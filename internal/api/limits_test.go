@@ -27,8 +27,13 @@ import (
 // newLimitedEnv is newEnv with cfg's limits and body deadline.
 func newLimitedEnv(t *testing.T, fake *orchestratortest.Fake, cfg api.Config) *env {
 	t.Helper()
+	return newLimitedEnvStore(t, fake, cfg, memory.New())
+}
+
+// newLimitedEnvStore is newLimitedEnv on store.
+func newLimitedEnvStore(t *testing.T, fake *orchestratortest.Fake, cfg api.Config, store orchestrator.Store) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	store := memory.New()
 	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store, []orchestrator.Provider{fake}, zerolog.Nop(), reg)
 	if err != nil {

@@ -677,8 +677,10 @@ func runCase(ctx context.Context, fl *fleet, seed uint64, c stormCase) stormResu
 			return &statusError{status: 599, body: err.Error()}
 		case errors.As(err, &se) && se.status == http.StatusForbidden && strings.Contains(se.body, "one of this tenant's providers"):
 			// A replica whose tenants file lacks the account for now
-			// (TRANSFERD_STORM_ACCOUNT_LAG). The refusal did nothing, and
-			// its key keeps it: another replica is asked under a new one.
+			// (TRANSFERD_STORM_ACCOUNT_LAG). The refusal did nothing and
+			// its key keeps no record of it (only a 2xx is remembered);
+			// another replica is asked, under a new key all the same
+			// (the same one would do).
 			refusals++
 			key = fmt.Sprintf("storm-%d-%d-%d", seed, c.n, refusals)
 			return &statusError{status: 599, body: err.Error()}
