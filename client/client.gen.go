@@ -1484,7 +1484,10 @@ type ListWebhookDeliveriesParams struct {
 	// Limit Page size (50 when absent).
 	Limit int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page (the id of its last delivery). A cursor that
+	// names no delivery of the caller's tenant (one this API did not return to it, or whose
+	// delivery has since been purged) is a `400 validation-error` naming `cursor`; another
+	// tenant's delivery is answered exactly as one that does not exist.
 	Cursor string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 

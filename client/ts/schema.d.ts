@@ -1949,7 +1949,12 @@ export interface operations {
                 transfer_id?: components["schemas"]["TransferID"];
                 /** @description Page size (50 when absent). */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page. */
+                /**
+                 * @description The `next_cursor` of the previous page (the id of its last delivery). A cursor that
+                 *     names no delivery of the caller's tenant (one this API did not return to it, or whose
+                 *     delivery has since been purged) is a `400 validation-error` naming `cursor`; another
+                 *     tenant's delivery is answered exactly as one that does not exist.
+                 */
                 cursor?: string;
             };
             header?: never;

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -114,6 +115,13 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 			return
 		}
 		ds, more, err := dl.Deliveries(r.Context(), f)
+		if errors.Is(err, webhooks.ErrUnknownCursor) {
+			// Another tenant's delivery is answered as one that does
+			// not exist: the cursor tells nothing of other tenants.
+			writeProblem(w, r, fieldProblem(probValidation, map[string]string{
+				"cursor": "is not a cursor returned by this API to this tenant, or its delivery is no longer kept"}))
+			return
+		}
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -36,6 +36,13 @@ type eventsEnv struct {
 
 func newEventsEnv(t *testing.T) *eventsEnv {
 	t.Helper()
+	return newEventsEnvFor(t, "default")
+}
+
+// newEventsEnvFor is newEventsEnv with the failing endpoint declared for
+// each of tenants.
+func newEventsEnvFor(t *testing.T, tenants ...string) *eventsEnv {
+	t.Helper()
 	store := memory.New()
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
@@ -43,9 +50,12 @@ func newEventsEnv(t *testing.T) *eventsEnv {
 	t.Cleanup(refuse.Close)
 	secret := "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 	reg := prometheus.NewRegistry()
+	endpoints := webhooks.Static{}
+	for _, tenant := range tenants {
+		endpoints[tenant] = []webhooks.Endpoint{{ID: "crm", URL: refuse.URL, Secrets: []string{secret}}}
+	}
 	disp := webhooks.New(webhooks.Config{ScanInterval: 5 * time.Millisecond, MaxAge: time.Nanosecond},
-		memory.NewDeliveries(store), webhooks.Static{"default": {{ID: "crm", URL: refuse.URL, Secrets: []string{secret}}}},
-		api.EventPayload, zerolog.Nop(), reg)
+		memory.NewDeliveries(store), endpoints, api.EventPayload, zerolog.Nop(), reg)
 	e := eventsServer(t, store, reg, api.Config{Idempotency: store, Deliveries: disp})
 	e.disp = disp
 	return e

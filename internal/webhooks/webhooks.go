@@ -169,10 +169,17 @@ type DeliveryFilter struct {
 	Failing    bool
 	TransferID string
 	// After is an exclusive cursor: the ID of the last delivery of the
-	// previous page. Deliveries are listed newest (highest Pos) first.
+	// previous page, one of the tenant's. Deliveries are listed newest
+	// (highest Pos) first.
 	After string
 	Limit int
 }
+
+// ErrUnknownCursor is returned by Store.Deliveries when the filter's After
+// names no delivery of its tenant: another tenant's is not told apart
+// from one that does not exist (or no longer does), so that a cursor is
+// no oracle of another tenant's deliveries, and neither lists anything.
+var ErrUnknownCursor = errors.New("webhooks: the cursor names no delivery of the tenant")
 
 // ErrCursorMoved is returned by Store.EnqueueDeliveries when the cursor
 // is no longer where the caller read it: another replica enqueued first.
@@ -221,7 +228,8 @@ type Store interface {
 	// heads their results made (a transfer's next delivery goes at once).
 	SettleDeliveries(ctx context.Context, results []Delivery, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Finished, []Delivery, error)
 	// Deliveries lists a tenant's deliveries, newest first, and whether
-	// more follow.
+	// more follow; ErrUnknownCursor (kind KindInvalid) when f.After names
+	// no delivery of f.Tenant.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
 	// Redeliver makes a tenant's delivery pending again, due at now, with
 	// a new deadline, and sets Redelivered to Attempts; KindNotFound if

@@ -135,15 +135,16 @@ func (d *Deliveries) finish(dl webhooks.Delivery) (webhooks.Delivery, bool) {
 
 // Deliveries implements webhooks.Store: in (Pos, ID) order, descending,
 // as the SQL stores list them; the cursor is that whole key, since every
-// endpoint's delivery of an event has the event's Pos. An unknown cursor
-// lists nothing, as in the SQL stores.
+// endpoint's delivery of an event has the event's Pos. A cursor that
+// names no delivery of the tenant, another tenant's among them, is
+// webhooks.ErrUnknownCursor, as in the SQL stores.
 func (d *Deliveries) Deliveries(_ context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var cursor *webhooks.Delivery
 	if f.After != "" {
-		if cursor = d.byID[f.After]; cursor == nil {
-			return nil, false, nil
+		if cursor = d.byID[f.After]; cursor == nil || cursor.Tenant != f.Tenant {
+			return nil, false, orchestrator.E("memory.Deliveries", orchestrator.KindInvalid, webhooks.ErrUnknownCursor)
 		}
 	}
 	var sel []*webhooks.Delivery

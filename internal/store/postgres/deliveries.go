@@ -797,7 +797,9 @@ func (s *Store) settle(ctx context.Context, results []webhooks.Delivery, owner s
 	return vs, claimed, nil
 }
 
-// Deliveries implements webhooks.Store.
+// Deliveries implements webhooks.Store. A cursor that names no delivery
+// of the tenant lists nothing (deliveriesQuery), so only an empty page
+// after a cursor looks it up, to tell the client so.
 func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	const op = "list deliveries"
 	q, args := deliveriesQuery(f)
@@ -808,6 +810,15 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	ds, err := collectDeliveries(rows)
 	if err != nil {
 		return nil, false, s.fail(op, err)
+	}
+	if len(ds) == 0 && f.After != "" {
+		var one int
+		switch err := s.pool.QueryRow(ctx, `SELECT 1 FROM webhook_deliveries WHERE id = $1 AND tenant = $2`, f.After, f.Tenant).Scan(&one); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil, false, kindErr(op, orchestrator.KindInvalid, webhooks.ErrUnknownCursor)
+		case err != nil:
+			return nil, false, s.fail(op, err)
+		}
 	}
 	if f.Limit > 0 && len(ds) > f.Limit {
 		return ds[:f.Limit], true, nil
@@ -845,8 +856,12 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	// The cursor is the tenant's own: another tenant's delivery (or none)
+	// bounds nothing, and the list is empty. Looked up across tenants, it
+	// listed the tenant's deliveries older than another tenant's, and
+	// told by that whether the other's delivery existed.
 	cursor := func() string {
-		return ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + `)`
+		return ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + ` AND tenant = ` + arg(f.Tenant) + `)`
 	}
 	// One more than asked tells whether more follow.
 	limit := func() string {

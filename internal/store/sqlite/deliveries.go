@@ -469,22 +469,38 @@ func getDelivery(t *wtx, id string) (webhooks.Delivery, error) {
 	return record.DecodeDelivery([]byte(rec))
 }
 
-// Deliveries implements webhooks.Store.
+// Deliveries implements webhooks.Store. A cursor that names no delivery
+// of the tenant lists nothing (deliveriesQuery), so only an empty page
+// after a cursor looks it up, to tell the client so.
 func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
+	const op = "list deliveries"
 	q, args := deliveriesQuery(f)
 	rows, err := s.reads.query(ctx, q, args...)
 	if err != nil {
-		return nil, false, fail("list deliveries", err)
+		return nil, false, fail(op, err)
 	}
 	ds, err := scanDeliveries(rows, false)
 	if err != nil {
-		return nil, false, fail("list deliveries", err)
+		return nil, false, fail(op, err)
+	}
+	if len(ds) == 0 && f.After != "" {
+		var one int
+		switch err := s.reads.queryRow(ctx, listCursorSQL, f.After, f.Tenant).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, false, kindErr(op, orchestrator.KindInvalid, webhooks.ErrUnknownCursor)
+		case err != nil:
+			return nil, false, fail(op, err)
+		}
 	}
 	if f.Limit > 0 && len(ds) > f.Limit {
 		return ds[:f.Limit], true, nil
 	}
 	return ds, false, nil
 }
+
+// listCursorSQL finds the delivery a list's cursor names among the
+// tenant's.
+const listCursorSQL = `SELECT 1 FROM webhook_deliveries WHERE id = ? AND tenant = ?`
 
 // kindConds are the conditions of the kinds of deliveries a list reads
 // apart (webhooks.ListKinds), each the text of its index's predicate,
@@ -511,7 +527,11 @@ var kindConds = map[webhooks.ListKind]string{
 //     them): webhook_deliveries_tenant, whose columns are that order.
 func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	const order = ` ORDER BY pos DESC, id DESC`
-	cursor := ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ?)`
+	// The cursor is the tenant's own: another tenant's delivery (or none)
+	// bounds nothing, and the list is empty. Looked up across tenants, it
+	// listed the tenant's deliveries older than another tenant's, and
+	// told by that whether the other's delivery existed.
+	cursor := ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ? AND tenant = ?)`
 	// One more than asked tells whether more follow.
 	limit := func(q string, args []any) (string, []any) {
 		if f.Limit > 0 {
@@ -525,7 +545,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 			args := []any{f.Tenant}
 			if f.After != "" {
 				q += cursor
-				args = append(args, f.After)
+				args = append(args, f.After, f.Tenant)
 			}
 			return limit(q+order, args)
 		}
@@ -566,7 +586,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	}
 	if f.After != "" {
 		q += cursor
-		args = append(args, f.After)
+		args = append(args, f.After, f.Tenant)
 	}
 	return limit(q+order, args)
 }

@@ -5,6 +5,7 @@ package webhookstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ListAndFailing", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("ListPagesTwoEndpoints", func(t *testing.T) { testListTwoEndpoints(t, open(t)) })
 	t.Run("ListEveryFilter", func(t *testing.T) { testListFilters(t, open(t)) })
+	t.Run("ListCursorIsTheTenants", func(t *testing.T) { testListCursorIsTheTenants(t, open(t)) })
 	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
@@ -252,6 +254,47 @@ func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("pages of %d listed %v, want %v", limit, got, want)
 		}
+	}
+}
+
+// testListCursorIsTheTenants: a list's cursor names one of the tenant's
+// deliveries. Another tenant's, like one that does not exist, lists
+// nothing and is ErrUnknownCursor (kind KindInvalid), on every list the
+// API offers: looked up across tenants, zeta's newest delivery as acme's
+// cursor listed acme's deliveries, and a cursor that did not exist
+// listed none, which told whether zeta's existed. The tenant's own
+// cursor pages on, to an empty page after its oldest delivery.
+func testListCursorIsTheTenants(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	var acme []webhooks.Delivery
+	for pos := int64(1); pos <= 3; pos++ {
+		acme = append(acme, mk("acme", "crm", "tr_a", pos, pos))
+	}
+	acme[1].Status, acme[1].Attempts, acme[1].LastCode, acme[1].LastError = webhooks.StatusDead, 3, 500, "HTTP 500"
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 3, acme); err != nil {
+		t.Fatal(err)
+	}
+	zeta := mk("zeta", "crm", "tr_z", 1, 4)
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 4, []webhooks.Delivery{zeta}); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range ListFilters() {
+		f.Tenant = "acme"
+		for what, after := range map[string]string{"another tenant's delivery": zeta.ID, "no delivery": "dlv_nope"} {
+			f.After = after
+			ds, more, err := s.Deliveries(ctx, f)
+			if !errors.Is(err, webhooks.ErrUnknownCursor) || orchestrator.KindOf(err) != orchestrator.KindInvalid || len(ds) != 0 || more {
+				t.Errorf("%s, after %s: %d deliveries, more=%v (%v); want none and ErrUnknownCursor of kind invalid", name, what, len(ds), more, err)
+			}
+		}
+	}
+	for _, after := range []string{acme[2].ID, acme[0].ID} {
+		if _, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", After: after}); err != nil {
+			t.Errorf("after the tenant's own delivery %s: %v", after, err)
+		}
+	}
+	if ds, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", After: acme[2].ID, Limit: 1}); err != nil || len(ds) != 1 || ds[0].ID != acme[1].ID {
+		t.Errorf("after the tenant's newest delivery: %+v (%v), want %s", ds, err, acme[1].ID)
 	}
 }
 
