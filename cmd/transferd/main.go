@@ -315,6 +315,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		keys = registry
 		log.Info().Strs("tenants", registry.Tenants()).Msg("API keys and provider accounts from the tenants file")
+		if cfg.AdminAddr == "" {
+			// The operations routes take no key, so on the API listener
+			// any tenant's client (or anyone who reaches it) learns of
+			// every tenant. Warned, not refused: a deployment that keeps
+			// them from clients in front of transferd starts as before.
+			log.Warn().Strs("routes", []string{"/status/providers", "/metrics"}).
+				Msg("the operations routes are served without a key on the API listener: /status/providers lists every tenant's provider accounts and their credential status, /metrics names them too; set TRANSFERD_ADMIN_ADDR to serve them on a listener of their own")
+		}
 	case cfg.APIKeys != "":
 		ks, err := api.ParseKeyList(string(cfg.APIKeys), orchestrator.DefaultTenant)
 		if err != nil {

@@ -131,6 +131,61 @@ func TestAuthNoneWarnsAtStart(t *testing.T) {
 	}
 }
 
+// With a tenants file, the operations routes served on the API listener
+// (no TRANSFERD_ADMIN_ADDR) tell any tenant of every other: transferd
+// starts, as it did, but warns of what is exposed and of the setting that
+// moves it; with TRANSFERD_ADMIN_ADDR it does not warn.
+func TestTenantsWithoutAnAdminListenerWarnAtStart(t *testing.T) {
+	acme := newTenantSim(t, "nsd_AcmeTopSecretValue", "ACME")
+	file := fmt.Sprintf(`tenants:
+  - name: acme
+    keys: [{name: acme-crm, hash: "%s", scope: write}]
+    providers:
+      netsapiens: {base_url: "%s/ns-api/v2", api_key: {env: ACME_NS_KEY}}
+`, sha("acme-api-key-0000001"), acme.srv.URL)
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		admin string
+		warns bool
+	}{{"", true}, {"127.0.0.1:0", false}} {
+		t.Run("TRANSFERD_ADMIN_ADDR="+tc.admin, func(t *testing.T) {
+			t.Setenv("ACME_NS_KEY", acme.key)
+			t.Setenv("TRANSFERD_TENANTS_FILE", path)
+			t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+			t.Setenv("TRANSFERD_ADMIN_ADDR", tc.admin)
+			t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
+			logs := newLogWatch()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, nil, io.Discard, logs) }()
+			// Logged before the listeners are.
+			logs.wait(t, func(m map[string]any) bool { return m["message"] == "listening" && m["listener"] == "api" })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			var warning map[string]any
+			for _, m := range logs.all() {
+				if strings.Contains(fmt.Sprint(m["message"]), "TRANSFERD_ADMIN_ADDR") {
+					warning = m
+				}
+			}
+			switch {
+			case tc.warns && warning == nil:
+				t.Fatal("started with a tenants file and the operations routes on the API listener, without a warning")
+			case tc.warns && (warning["level"] != "warn" || !strings.Contains(fmt.Sprint(warning["message"]), "/status/providers") ||
+				!strings.Contains(fmt.Sprint(warning["message"]), "/metrics")):
+				t.Errorf("the warning %v: want level warn, naming /status/providers and /metrics", warning)
+			case !tc.warns && warning != nil:
+				t.Errorf("warned with the operations routes on a listener of their own: %v", warning)
+			}
+		})
+	}
+}
+
 // tenantSim is one tenant's NetSapiens server.
 type tenantSim struct {
 	sim    *nssim.Sim
