@@ -265,7 +265,8 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	resp, err := c.httpc.Do(req)
 	if err != nil {
 		c.metrics.Observe(Name, r.op, 0, time.Since(start))
-		zerolog.Ctx(ctx).Debug().Str("op", r.op).Err(err).Msg("netsapiens request failed")
+		zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).Err(stripURL(err)).
+			Msg("netsapiens request failed")
 		return 0, orchestrator.E(op, orchestrator.KindProviderUnavailable, fmt.Errorf("%s %s: %w", r.method, r.path, stripURL(err)))
 	}
 	limit := r.maxBody
@@ -311,8 +312,10 @@ func decodeBody(data []byte, out any) error {
 	return json.Unmarshal(data, out)
 }
 
-// stripURL drops the URL from a transport error: it carries no secret
-// (the key travels in a header) but can be long and noisy.
+// stripURL drops the URL from a transport error, for the error and the
+// log line alike (as Bandwidth's does): it carries no secret (the key
+// travels in a header) but names the PBX's host and is long and noisy;
+// the method and path say what was asked.
 func stripURL(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
