@@ -1262,7 +1262,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The transfer id or the event is malformed; `errors` names the field. */
+        /**
+         * @description The transfer id or the event is malformed, or a subscription post is not a JSON array of
+         *     call objects (`null`, or an element `null`, included); `errors` names the field, `(body)`
+         *     for the body as a whole.
+         */
         BadCallback: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -11,9 +11,10 @@ import (
 // SubscriptionReceiver is a provider account with event subscriptions per
 // view (NetSapiens: per domain), posting to
 // /callbacks/{provider}/subscriptions/{key}/{token}. ReceiveSubscription
-// checks a delivery's shape (KindInvalid when it is not one); the server
-// then makes the account's watcher of the view read it. A delivery never
-// changes a transfer by itself.
+// checks a delivery's shape (KindInvalid naming the field, "(body)" for the
+// whole body, when it is not one: a validation-error lists its fields);
+// the server then makes the account's watcher of the view read it. A
+// delivery never changes a transfer by itself.
 type SubscriptionReceiver interface {
 	orchestrator.Provider
 	ReceiveSubscription(r *http.Request, key string) error

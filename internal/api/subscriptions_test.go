@@ -17,6 +17,7 @@ import (
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
@@ -99,5 +100,50 @@ func TestSubscriptionPostsNeedTheirOwnToken(t *testing.T) {
 	}
 	if len(keys) != 2 || keys[0] != "acme" || keys[1] != "acme" {
 		t.Errorf("the account received posts for %v, want two for acme", keys)
+	}
+}
+
+// A NetSapiens subscription post that is not an array of call objects is
+// a 400 validation-error whose errors name the body, as the contract says
+// of every validation-error: {}, [1], "x" and an empty body were refused
+// with no errors at all, and null or [null] were taken (204) as a post of
+// no calls although the contract's body is an array of objects.
+func TestSubscriptionPostRefusalNamesTheBody(t *testing.T) {
+	ns, err := netsapiens.New(netsapiens.Config{BaseURL: "http://127.0.0.1:1/ns-api/v2",
+		APIKey: "nsd_SeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCr1234abcd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	store := memory.New()
+	eng, err := orchestrator.New(orchestrator.Config{}, store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(ctx); err != nil {
+			t.Errorf("engine shutdown: %v", err)
+		}
+	})
+	signer := testSigner(t)
+	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store, CallbackSigner: signer,
+		Subscriptions: map[string]api.SubscriptionReceiver{"netsapiens": ns}}, eng, zerolog.Nop(), reg, reg)
+	e := &env{c: loadContract(t), srv: httptest.NewServer(h), eng: eng, h: h, ids: map[string]string{}}
+	t.Cleanup(e.srv.Close)
+	path := "/callbacks/netsapiens/subscriptions/acme.example/" + signer.Token(api.TokenSubscription, "default", "acme.example")
+	for _, body := range []string{`{}`, `[1]`, `"x"`, ``, `null`, `[null]`} {
+		r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: body}, true)
+		if r.status != http.StatusBadRequest {
+			t.Errorf("post %q: %d %s, want 400", body, r.status, r.body)
+			continue
+		}
+		if p := r.problem(t); p.Type != api.ProblemBase+"validation-error" || len(p.Errors) != 1 || p.Errors[0].Field != "(body)" {
+			t.Errorf("post %q: %s, want validation-error naming (body)", body, r.body)
+		}
+	}
+	if r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: `[{"orig_callid":"a"}]`}, false); r.status != http.StatusNoContent {
+		t.Errorf("a post of one call object: %d %s, want 204", r.status, r.body)
 	}
 }

@@ -1,6 +1,7 @@
 package netsapiens
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -332,19 +333,25 @@ const maxDelivery = 4 << 20
 // ReceiveSubscription reads one post of a domain's subscription (key is
 // the domain): a JSON array of active-call objects in legacy or hyphenated
 // names, "remove":"yes" (or "call-remove") on a session's end. Anything
-// else is refused with KindInvalid. It changes nothing: the caller then
-// makes the domain's watcher read the listing.
+// else is refused with KindInvalid naming the body, "(body)", as the
+// field: the API's validation-error always lists a field, and the body is
+// the one field a delivery has. It changes nothing: the caller then makes
+// the domain's watcher read the listing.
 func (c *Client) ReceiveSubscription(r *http.Request, key string) error {
+	invalid := func(msg string, err error) error {
+		return &orchestrator.Error{Op: "netsapiens.receive_subscription", Kind: orchestrator.KindInvalid,
+			Err: err, Fields: map[string]string{"(body)": msg}}
+	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxDelivery+1))
 	if err != nil {
-		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, fmt.Errorf("reading the delivery: %w", err))
+		return invalid("could not be read", fmt.Errorf("reading the delivery: %w", err))
 	}
 	if len(data) > maxDelivery {
-		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, errors.New("the delivery is too large"))
+		return invalid(fmt.Sprintf("is larger than %d bytes", maxDelivery), errors.New("the delivery is too large"))
 	}
 	calls, err := decodeDelivery(data)
 	if err != nil {
-		return orchestrator.E("netsapiens.receive_subscription", orchestrator.KindInvalid, err)
+		return invalid(err.Error(), err)
 	}
 	zerolog.Ctx(r.Context()).Debug().Str("domain", key).Int("objects", len(calls)).
 		Str("subscription", r.Header.Get("X-Correlation-ID")).Msg("netsapiens subscription delivery")
@@ -358,17 +365,23 @@ type eventCall struct {
 }
 
 // decodeDelivery decodes a post's array, tolerating both naming
-// conventions and unexpected field types as listings do.
+// conventions and unexpected field types as listings do. A null is no
+// array, nor an element of one a call object: json.Unmarshal leaves its
+// target as it was for either, which read as a delivery of no calls, or
+// of a call without fields. Its errors are worded to follow "(body)".
 func decodeDelivery(data []byte) ([]eventCall, error) {
 	var raw []json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("a delivery is a JSON array of call objects: %w", err)
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, errors.New("is not a JSON array of call objects")
 	}
 	out := make([]eventCall, 0, len(raw))
 	for i, m := range raw {
 		var ev eventCall
-		if err := json.Unmarshal(m, &ev.activeCall); err != nil {
-			return nil, fmt.Errorf("object %d: %w", i, err)
+		if bytes.Equal(m, []byte("null")) {
+			return nil, fmt.Errorf("has null as element %d, not a call object", i)
+		}
+		if json.Unmarshal(m, &ev.activeCall) != nil {
+			return nil, fmt.Errorf("has element %d that is not a call object", i)
 		}
 		var rm struct {
 			Remove     flexString `json:"remove"`

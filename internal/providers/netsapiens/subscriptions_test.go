@@ -332,7 +332,10 @@ func TestSubscriptionLeftByAKilledProcessIsAdopted(t *testing.T) {
 }
 
 // TestDeliveryDecoding: both naming conventions and both removal flags are
-// read; anything but an array of objects is refused as invalid.
+// read; anything but an array of objects is refused as invalid, naming the
+// body as its field (the API's validation-error lists the fields; these
+// refusals named none). A null, as the body or an element, is no array
+// of call objects: it was accepted as a delivery of nothing.
 func TestDeliveryDecoding(t *testing.T) {
 	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{})
 	for _, tc := range []struct {
@@ -343,16 +346,28 @@ func TestDeliveryDecoding(t *testing.T) {
 		{`[{"call-orig-call-id":"a","call-term-info":"alerting","call-remove":"yes"},{"call-term-user":1010}]`, true},
 		{`[]`, true},
 		{`{"orig_callid":"a"}`, false},
+		{`{}`, false},
 		{`[1]`, false},
+		{`"x"`, false},
+		{``, false},
 		{`not json`, false},
+		{`null`, false},
+		{`[null]`, false},
+		{`[{"orig_callid":"a"}, null ]`, false},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
 		err := rig.client.ReceiveSubscription(r, "test")
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v", tc.body, err)
 		}
-		if err != nil && orchestrator.KindOf(err) != orchestrator.KindInvalid {
+		if err == nil {
+			continue
+		}
+		if orchestrator.KindOf(err) != orchestrator.KindInvalid {
 			t.Errorf("%s: kind %v, want invalid", tc.body, orchestrator.KindOf(err))
+		}
+		if fields := orchestrator.FieldsOf(err); len(fields) != 1 || fields["(body)"] == "" {
+			t.Errorf("%s: fields %v, want (body) named", tc.body, fields)
 		}
 	}
 }
