@@ -421,6 +421,9 @@ func drawGuesses(seed uint64) stormGuesses {
 	// The number a Bandwidth transfer's B-leg shows, drawn after all the
 	// above for the same reason.
 	g.bw.TransferLegFrom = pick(bwsim.TransferLegFromAsGiven, bwsim.TransferLegFromCalledNumber, bwsim.TransferLegFromAnonymous)
+	// The category of the 403 FORBIDDEN group, which errors.md may mean
+	// as either (the storm's faults answer 403s of the group).
+	g.bw.ForbiddenCategory = pick(bwsim.DefaultForbiddenCategory, "authorization")
 	return g
 }
 
