@@ -217,3 +217,56 @@ func ownedParked(b *testing.B) *sqlite.Store {
 	}
 	return open(b, dir)
 }
+
+// BenchmarkStreamStart is where an event stream opened "from now" starts,
+// with 100,000 events of the tenant stored (ten for each of 10,000
+// transfers): LastEventPos, one index entry, against what the stream did
+// before, reading the tenant's outbox to its end 200 events at a time,
+// every snapshot decoded.
+func BenchmarkStreamStart(b *testing.B) {
+	dir := b.TempDir()
+	fill(b, dir, 10_000, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	db := rawDB(b, dir)
+	if _, err := db.Exec(`INSERT INTO events (id, tenant, transfer_id, seq, type, at, snapshot)
+		SELECT 'evt_' || t.id || '_' || s.n, t.tenant, t.id, s.n, 'transfer.state_changed', t.updated_at, t.record
+		FROM transfers t, (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10) SELECT n FROM s) s
+		ORDER BY t.id, s.n`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec(`ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	s := open(b, dir)
+	ctx := context.Background()
+	want, err := s.LastEventPos(ctx, orchestrator.EventFilter{Tenant: "acme"})
+	if err != nil || want != 100_000 {
+		b.Fatalf("LastEventPos = %d, %v; want 100000", want, err)
+	}
+	b.Run("last event", func(b *testing.B) {
+		for b.Loop() {
+			if pos, err := s.LastEventPos(ctx, orchestrator.EventFilter{Tenant: "acme"}); err != nil || pos != want {
+				b.Fatal(pos, err)
+			}
+		}
+	})
+	b.Run("read to the end", func(b *testing.B) {
+		for b.Loop() {
+			f := orchestrator.EventFilter{Tenant: "acme", Limit: 200}
+			for {
+				evs, err := s.Events(ctx, f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(evs) > 0 {
+					f.After = evs[len(evs)-1].Pos
+				}
+				if len(evs) < f.Limit {
+					break
+				}
+			}
+			if f.After != want {
+				b.Fatal(f.After)
+			}
+		}
+	})
+}
