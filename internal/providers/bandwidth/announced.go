@@ -119,7 +119,17 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 		return "", nil
 	}
 	if id := c.causes.leg(t.ID); id != "" && id != a.ID {
-		return id, nil
+		// A callback to this transfer's URL named it. The URL's token
+		// says the callback is the platform's, not which call it speaks
+		// of: a call that can be read must carry this transfer's
+		// callbackUrl, or it is not taken (a replayed or forged callback
+		// naming another call would have the transfer follow that call).
+		// One not readable yet is taken on the callback's word, the only
+		// evidence of a leg the platform does not list.
+		b, err := c.getCall(ctx, id)
+		if err != nil || c.namesTransfer(t.ID)(b.CallbackURL) {
+			return id, nil
+		}
 	}
 	byURL := c.publicURL != ""
 	if !byURL && a.state() != stateTransferring && a.TransferTo != t.Request.Target {

@@ -43,7 +43,9 @@ type callbackEvent struct {
 // never changes a transfer's state by itself: a forged callback can only
 // make transferd read the real state sooner, and at most relabel why a
 // leg ended that the provider itself shows ended, and only for the
-// transfer and call it names.
+// transfer and call it names. The leg it names is taken for the
+// transfer's only if that call, when it can be read, carries the
+// transfer's callbackUrl (searchTransferLeg).
 //
 // Malformed transfer ids and bodies are answered 400; everything else 200
 // at once (Catapult ignores the body of the answer).
