@@ -1407,7 +1407,7 @@ type ListTransfersParams struct {
 // CreateTransferParams defines parameters for CreateTransfer.
 type CreateTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+	// response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
 	// repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1436,7 +1436,7 @@ type GetTransferParams struct {
 // CancelTransferParams defines parameters for CancelTransfer.
 type CancelTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+	// response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
 	// repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1457,7 +1457,7 @@ type CancelTransferParams struct {
 // CompleteTransferParams defines parameters for CompleteTransfer.
 type CompleteTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-	// response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+	// response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
 	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
 	// repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1858,7 +1858,9 @@ type ClientInterface interface {
 	// *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 	// client must then complete or cancel it). If it settled, the answer is `201 Created`,
 	// otherwise `202 Accepted`; both carry the latest representation, `Location` and
-	// `Preference-Applied`.
+	// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+	// once and without `Preference-Applied`: its status says whether the first request's
+	// transfer settled within the first request's wait.
 	//
 	// Provider specifics (what `call` must name, which options apply) are described on
 	// `CreateTransferRequest`.
@@ -1879,7 +1881,9 @@ type ClientInterface interface {
 	// *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 	// client must then complete or cancel it). If it settled, the answer is `201 Created`,
 	// otherwise `202 Accepted`; both carry the latest representation, `Location` and
-	// `Preference-Applied`.
+	// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+	// once and without `Preference-Applied`: its status says whether the first request's
+	// transfer settled within the first request's wait.
 	//
 	// Provider specifics (what `call` must name, which options apply) are described on
 	// `CreateTransferRequest`.
@@ -2146,7 +2150,9 @@ func (c *Client) ListTransfers(ctx context.Context, params *ListTransfersParams,
 // *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 // client must then complete or cancel it). If it settled, the answer is `201 Created`,
 // otherwise `202 Accepted`; both carry the latest representation, `Location` and
-// `Preference-Applied`.
+// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+// once and without `Preference-Applied`: its status says whether the first request's
+// transfer settled within the first request's wait.
 //
 // Provider specifics (what `call` must name, which options apply) are described on
 // `CreateTransferRequest`.
@@ -2177,7 +2183,9 @@ func (c *Client) CreateTransferWithBody(ctx context.Context, params *CreateTrans
 // *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 // client must then complete or cancel it). If it settled, the answer is `201 Created`,
 // otherwise `202 Accepted`; both carry the latest representation, `Location` and
-// `Preference-Applied`.
+// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+// once and without `Preference-Applied`: its status says whether the first request's
+// transfer settled within the first request's wait.
 //
 // Provider specifics (what `call` must name, which options apply) are described on
 // `CreateTransferRequest`.
@@ -3208,7 +3216,9 @@ type ClientWithResponsesInterface interface {
 	// *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 	// client must then complete or cancel it). If it settled, the answer is `201 Created`,
 	// otherwise `202 Accepted`; both carry the latest representation, `Location` and
-	// `Preference-Applied`.
+	// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+	// once and without `Preference-Applied`: its status says whether the first request's
+	// transfer settled within the first request's wait.
 	//
 	// Provider specifics (what `call` must name, which options apply) are described on
 	// `CreateTransferRequest`.
@@ -3229,7 +3239,9 @@ type ClientWithResponsesInterface interface {
 	// *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 	// client must then complete or cancel it). If it settled, the answer is `201 Created`,
 	// otherwise `202 Accepted`; both carry the latest representation, `Location` and
-	// `Preference-Applied`.
+	// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+	// once and without `Preference-Applied`: its status says whether the first request's
+	// transfer settled within the first request's wait.
 	//
 	// Provider specifics (what `call` must name, which options apply) are described on
 	// `CreateTransferRequest`.
@@ -5460,7 +5472,9 @@ func (c *ClientWithResponses) ListTransfersWithResponse(ctx context.Context, par
 // *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 // client must then complete or cancel it). If it settled, the answer is `201 Created`,
 // otherwise `202 Accepted`; both carry the latest representation, `Location` and
-// `Preference-Applied`.
+// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+// once and without `Preference-Applied`: its status says whether the first request's
+// transfer settled within the first request's wait.
 //
 // Provider specifics (what `call` must name, which options apply) are described on
 // `CreateTransferRequest`.
@@ -5487,7 +5501,9 @@ func (c *ClientWithResponses) CreateTransferWithBodyWithResponse(ctx context.Con
 // *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
 // client must then complete or cancel it). If it settled, the answer is `201 Created`,
 // otherwise `202 Accepted`; both carry the latest representation, `Location` and
-// `Preference-Applied`.
+// `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+// once and without `Preference-Applied`: its status says whether the first request's
+// transfer settled within the first request's wait.
 //
 // Provider specifics (what `call` must name, which options apply) are described on
 // `CreateTransferRequest`.
@@ -6571,7 +6587,7 @@ func ParseCreateTransferResponse(rsp *http.Response) (*CreateTransferResponse, e
 		}
 		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.PreferenceApplied = value
@@ -7231,7 +7247,7 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 		}
 		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.PreferenceApplied = value
@@ -7690,7 +7706,7 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 		}
 		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.PreferenceApplied = value

@@ -31,7 +31,9 @@ export interface paths {
          *     *settle*: reach a terminal state, or `consulting` when `completion` is `manual` (the
          *     client must then complete or cancel it). If it settled, the answer is `201 Created`,
          *     otherwise `202 Accepted`; both carry the latest representation, `Location` and
-         *     `Preference-Applied`.
+         *     `Preference-Applied`. A replay (`Idempotent-Replayed: true`) is the first answer again, at
+         *     once and without `Preference-Applied`: its status says whether the first request's
+         *     transfer settled within the first request's wait.
          *
          *     Provider specifics (what `call` must name, which options apply) are described on
          *     `CreateTransferRequest`.
@@ -1207,7 +1209,8 @@ export interface components {
         /**
          * @description Accepted: the action is queued for the running transfer, whose representation (as it
          *     was when the action was accepted) follows. With `Prefer: wait`, the transfer did not end
-         *     within the wait and `Preference-Applied` is present.
+         *     within the wait and `Preference-Applied` is present. A replay (`Idempotent-Replayed: true`)
+         *     carries no `Preference-Applied`: it is the first answer again, sent at once.
          */
         ActionAccepted: {
             headers: {
@@ -1221,12 +1224,15 @@ export interface components {
                 "application/json": components["schemas"]["Transfer"];
             };
         };
-        /** @description With `Prefer: wait`, the transfer ended within the wait: its final representation. */
+        /**
+         * @description With `Prefer: wait`, the transfer ended within the wait: its final representation, with
+         *     `Preference-Applied` (absent on a replay, which is the first answer again, sent at once).
+         */
         ActionEnded: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 Location: components["headers"]["Location"];
-                "Preference-Applied": components["headers"]["Preference-Applied-Required"];
+                "Preference-Applied": components["headers"]["Preference-Applied"];
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                 [name: string]: unknown;
             };
@@ -1491,7 +1497,7 @@ export interface components {
         TransferID: components["schemas"]["TransferID"];
         /**
          * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-         *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+         *     response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
          *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
          *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
          *     repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1527,20 +1533,20 @@ export interface components {
          */
         Location: string;
         /**
-         * @description `wait=N`, the wait the server applied, when the request had `Prefer: wait`.
+         * @description `wait=N`, the wait the server applied, when the request had `Prefer: wait`. A replay
+         *     (`Idempotent-Replayed: true`) carries none, whatever the repeat's `Prefer`: it answers at
+         *     once with the first answer, and waits for nothing.
          * @example wait=10
          */
         "Preference-Applied": string;
-        /**
-         * @description `wait=N`, the wait the server applied.
-         * @example wait=10
-         */
-        "Preference-Applied-Required": string;
         /** @description Problem responses are never cached. */
         "Cache-Control": "no-store";
         /**
          * @description `true` when the response is the recorded answer to an earlier request with the same
-         *     `Idempotency-Key` and body (a replay); absent otherwise.
+         *     `Idempotency-Key` and body (a replay); absent otherwise. A replay is sent at once: it waits
+         *     for nothing, whatever the repeat's `Prefer`, and carries no `Preference-Applied`. Its
+         *     status is the first answer's: a `202` says the transfer had not settled (or ended) within
+         *     the first request's wait, if it had one.
          * @example true
          */
         "Idempotent-Replayed": "true";
@@ -1640,7 +1646,7 @@ export interface operations {
             header?: {
                 /**
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-                 *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+                 *     response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
                  *     repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1676,14 +1682,15 @@ export interface operations {
         responses: {
             /**
              * @description Created and settled within the `Prefer: wait` time: the transfer is terminal, or is
-             *     `consulting` with `completion: manual` and waits for `/complete` or `/cancel`.
+             *     `consulting` with `completion: manual` and waits for `/complete` or `/cancel`. With
+             *     `Preference-Applied`, except on a replay.
              */
             201: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     Location: components["headers"]["Location"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
-                    "Preference-Applied": components["headers"]["Preference-Applied-Required"];
+                    "Preference-Applied": components["headers"]["Preference-Applied"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1693,7 +1700,7 @@ export interface operations {
             /**
              * @description Accepted: the transfer is saved and runs in the background. Follow it at `Location`.
              *     With `Prefer: wait`, the transfer did not settle within the wait and
-             *     `Preference-Applied` is present.
+             *     `Preference-Applied` is present. A replay carries no `Preference-Applied`.
              */
             202: {
                 headers: {
@@ -1769,7 +1776,7 @@ export interface operations {
             header?: {
                 /**
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-                 *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+                 *     response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
                  *     repeat that arrives while the first is still being served waits for it, holding one of its
@@ -1824,7 +1831,7 @@ export interface operations {
             header?: {
                 /**
                  * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
-                 *     response again (with `Idempotent-Replayed: true`), across restarts and replicas, for
+                 *     response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
                  *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
                  *     (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
                  *     repeat that arrives while the first is still being served waits for it, holding one of its

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -296,14 +295,11 @@ func replay(w http.ResponseWriter, r *http.Request, eng *orchestrator.Engine, re
 	case len(body) > 0:
 		h.Set("Content-Type", "application/json")
 	}
-	// The record keeps no headers. A replay answers at once, so the wait
-	// it applied is none beyond what this request asked; a 201 create or
-	// a 200 action only ever answered a Prefer: wait, and says so.
-	if wait, ok := preferWait(r); ok {
-		h.Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
-	} else if resp.Status == http.StatusCreated || resp.Status == http.StatusOK {
-		h.Set("Preference-Applied", "wait=0")
-	}
+	// The record keeps no headers, and a replay applies no preference: it
+	// waits for nothing, whatever the repeat's Prefer says. Its status
+	// tells how the first request's wait ended (a 202 said the transfer
+	// had not settled or ended within it); a Preference-Applied taken
+	// from the repeat would claim a wait this answer never made.
 	h.Set("Idempotent-Replayed", "true")
 	w.WriteHeader(resp.Status)
 	_, _ = w.Write(body)
