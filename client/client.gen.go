@@ -675,7 +675,9 @@ type CallRef struct {
 type Completion string
 
 // CreateTransferRequest A transfer to perform; `provider` selects the shape. Unknown fields are rejected
-// (`400 validation-error`), and so is a `call` of the other provider's shape.
+// (`400 validation-error`), and so are a `call` of the other provider's shape, a `null`
+// anywhere (leave the field out instead) and an empty string where the schema needs a
+// value.
 type CreateTransferRequest struct {
 	union json.RawMessage
 }

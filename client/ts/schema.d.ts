@@ -806,7 +806,9 @@ export interface components {
         };
         /**
          * @description A transfer to perform; `provider` selects the shape. Unknown fields are rejected
-         *     (`400 validation-error`), and so is a `call` of the other provider's shape.
+         *     (`400 validation-error`), and so are a `call` of the other provider's shape, a `null`
+         *     anywhere (leave the field out instead) and an empty string where the schema needs a
+         *     value.
          */
         CreateTransferRequest: components["schemas"]["NetSapiensTransferRequest"] | components["schemas"]["BandwidthTransferRequest"];
         /**

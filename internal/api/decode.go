@@ -111,7 +111,11 @@ func decode(w http.ResponseWriter, r *http.Request, data []byte, v any) bool {
 // decodeFields decodes data into v. A body that is not one JSON value is
 // a problem; a body of the wrong shape decodes as far as it can (so that
 // its other fields can still be checked) and every unknown or mistyped
-// field is returned by JSON path.
+// field is returned by JSON path. A null is a mistyped value wherever the
+// field has a JSON type: encoding/json reads it as the field left out, so
+// "metadata": {"k": null} would be stored as "" and "mode": null taken
+// for the default. A string field v names in nonEmpty is refused when
+// sent empty, which encoding/json cannot tell from left out either.
 func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -128,15 +132,15 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 			// of the wrong type, like an array.
 			return map[string]string{"(body)": "must be a JSON object"}, nil
 		}
-		return nil, nil
 	}
 	var typeErr *json.UnmarshalTypeError
-	if !errors.As(err, &typeErr) && !strings.HasPrefix(err.Error(), "json: unknown field ") {
+	if err != nil && !errors.As(err, &typeErr) && !strings.HasPrefix(err.Error(), "json: unknown field ") {
 		p := decodeProblem(err)
 		return nil, &p
 	}
-	// encoding/json stops at the first unknown field and reports only the
-	// first mistyped one; walk the document for all of them.
+	// encoding/json stops at the first unknown field, reports only the
+	// first mistyped one and takes a null for a value left out; walk the
+	// document for all of them.
 	var doc any
 	if json.Unmarshal(data, &doc) != nil {
 		p := decodeProblem(err)
@@ -144,6 +148,16 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 	}
 	bad := map[string]string{}
 	walkFields(doc, reflect.TypeOf(v), "", bad)
+	if ne, ok := v.(nonEmptier); ok {
+		for _, path := range ne.nonEmpty() {
+			if _, ok := bad[path]; !ok && emptyAt(doc, path) {
+				bad[path] = "must not be empty: leave the field out, or give it a value"
+			}
+		}
+	}
+	if err == nil {
+		return bad, nil
+	}
 	if len(bad) == 0 {
 		// A shape the walk does not model: report what the decoder said.
 		field := "(body)"
@@ -156,6 +170,33 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 	// and, without DisallowUnknownFields, unknown ones.
 	_ = json.Unmarshal(data, v)
 	return bad, nil
+}
+
+// nonEmptier is a body with string fields that, when sent, may not be
+// empty (openapi.yaml gives them minLength 1, an enum or a pattern).
+type nonEmptier interface {
+	// nonEmpty lists those fields by JSON path ("call.call_id").
+	nonEmpty() []string
+}
+
+// emptyAt reports whether doc holds the empty string at path (dotted
+// object keys, matched case-insensitively, as encoding/json does).
+func emptyAt(doc any, path string) bool {
+	for name := range strings.SplitSeq(path, ".") {
+		obj, ok := doc.(map[string]any)
+		if !ok {
+			return false
+		}
+		doc = nil
+		for k, v := range obj {
+			if strings.EqualFold(k, name) {
+				doc = v
+				break
+			}
+		}
+	}
+	s, ok := doc.(string)
+	return ok && s == ""
 }
 
 // decodeProblem words a decoding failure that is not about one field.
@@ -210,12 +251,13 @@ func encode(w http.ResponseWriter, status int, v any) {
 
 // walkFields records in bad every field of doc (a decoded JSON value)
 // that t does not declare, and every value whose JSON type t cannot hold,
-// by JSON path. Names match case-insensitively, as encoding/json does.
+// null included, by JSON path. Names match case-insensitively, as
+// encoding/json does.
 func walkFields(doc any, t reflect.Type, prefix string, bad map[string]string) {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || doc == nil || reflect.PointerTo(t).Implements(unmarshaler) {
+	if t == nil || reflect.PointerTo(t).Implements(unmarshaler) {
 		return
 	}
 	field := strings.TrimSuffix(prefix, ".")
@@ -224,6 +266,9 @@ func walkFields(doc any, t reflect.Type, prefix string, bad map[string]string) {
 	}
 	if want := jsonKindOf(t); want != "" && want != jsonKindOfValue(doc) {
 		bad[field] = "must be a JSON " + want
+		if doc == nil {
+			bad[field] += ", not null"
+		}
 		return
 	}
 	switch t.Kind() {

@@ -61,6 +61,17 @@ func (c *createRequest) Valid(context.Context) map[string]string {
 	return bad
 }
 
+// nonEmpty: the fields openapi.yaml gives no empty value (minLength 1,
+// an enum or a pattern) that would otherwise read "" as left out: the
+// default mode, completion or consult timeout, no caller id, a call
+// named without its call_id. provider and target are required, and say
+// so themselves.
+func (c *createRequest) nonEmpty() []string {
+	return []string{"mode", "completion", "consult_timeout", "caller_id",
+		"call.domain", "call.user", "call.call_id", "call.agent_call_id",
+		"whisper.gender", "diversion.treatment", "diversion.reason", "recording.file_format"}
+}
+
 // durationRE is openapi.yaml's Duration: decimal numbers, each with a unit.
 var durationRE = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
 
