@@ -1418,8 +1418,9 @@ type CreateTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters; a fresh UUID per intended action is a good key.
-	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
+	// characters (anything else, an empty header included, is a `400 validation-error` naming
+	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
 	// larger N, however large, is 60) and ignores any other preference. See each operation for
@@ -1447,8 +1448,9 @@ type CancelTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters; a fresh UUID per intended action is a good key.
-	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
+	// characters (anything else, an empty header included, is a `400 validation-error` naming
+	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
 	// larger N, however large, is 60) and ignores any other preference. See each operation for
@@ -1468,8 +1470,9 @@ type CompleteTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters; a fresh UUID per intended action is a good key.
-	IdempotencyKey IdempotencyKey `json:"Idempotency-Key,omitempty"`
+	// characters (anything else, an empty header included, is a `400 validation-error` naming
+	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
 	// larger N, however large, is 60) and ignores any other preference. See each operation for
@@ -2726,14 +2729,16 @@ func NewCreateTransferRequestWithBody(server string, params *CreateTransferParam
 
 	if params != nil {
 
-		var headerParam0 string
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
 
-		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-		if err != nil {
-			return nil, err
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
 		}
-
-		req.Header.Set("Idempotency-Key", headerParam0)
 
 		var headerParam1 string
 
@@ -2829,14 +2834,16 @@ func NewCancelTransferRequest(server string, id TransferID, params *CancelTransf
 
 	if params != nil {
 
-		var headerParam0 string
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
 
-		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-		if err != nil {
-			return nil, err
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
 		}
-
-		req.Header.Set("Idempotency-Key", headerParam0)
 
 		var headerParam1 string
 
@@ -2885,14 +2892,16 @@ func NewCompleteTransferRequest(server string, id TransferID, params *CompleteTr
 
 	if params != nil {
 
-		var headerParam0 string
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
 
-		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-		if err != nil {
-			return nil, err
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
 		}
-
-		req.Header.Set("Idempotency-Key", headerParam0)
 
 		var headerParam1 string
 

@@ -33,7 +33,7 @@ func Example() {
 		Target:     "1010",
 		Completion: client.CompletionManual,
 	})
-	created, err := c.CreateTransferWithResponse(ctx, &client.CreateTransferParams{IdempotencyKey: "crm-ticket-4711"}, req)
+	created, err := c.CreateTransferWithResponse(ctx, &client.CreateTransferParams{IdempotencyKey: new(client.IdempotencyKey("crm-ticket-4711"))}, req)
 	if err != nil || created.JSON202 == nil {
 		panic(fmt.Sprint(err, client.ProblemOf(created.HTTPResponse, created.Body)))
 	}

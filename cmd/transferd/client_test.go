@@ -46,7 +46,7 @@ func TestGoClientDrivesATransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := c.CreateTransferWithResponse(ctx, &client.CreateTransferParams{IdempotencyKey: "client-e2e-1"}, body)
+	created, err := c.CreateTransferWithResponse(ctx, &client.CreateTransferParams{IdempotencyKey: new(client.IdempotencyKey("client-e2e-1"))}, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,11 +76,14 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 // a long poll does: each holds a connection for up to idempotencyWait.
 func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := r.Header.Get("Idempotency-Key")
-		if key == "" {
+		keys := r.Header.Values("Idempotency-Key")
+		if len(keys) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// A header sent empty is a key gone missing in the client, not a
+		// request without one: served unkeyed, its retry would act twice.
+		key := keys[0]
 		if !validKey(key) {
 			writeProblem(w, r, fieldProblem(probValidation, map[string]string{
 				"Idempotency-Key": "must be 1 to 255 visible ASCII characters"}))
@@ -243,7 +246,7 @@ func remembered(status int) bool {
 }
 
 func validKey(k string) bool {
-	if len(k) > 255 {
+	if len(k) == 0 || len(k) > 255 {
 		return false
 	}
 	for i := 0; i < len(k); i++ {

@@ -158,6 +158,21 @@ func TestIdempotencyKeyIsValidated(t *testing.T) {
 	}
 }
 
+// An Idempotency-Key header sent empty (curl -H 'Idempotency-Key;') is a
+// key the client lost, not a request without one: openapi.yaml requires 1
+// to 255 characters. It was served unkeyed, so its retry would start a
+// second transfer (found by review).
+func TestAnEmptyIdempotencyKeyIsRefused(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Idempotency-Key", ""), body: createBody("1000", "auto")}, true)
+	if r.status != http.StatusBadRequest || len(r.problem(t).Errors) != 1 || r.problem(t).Errors[0].Field != "Idempotency-Key" {
+		t.Fatalf("a create with an empty Idempotency-Key answered %d, want 400 naming Idempotency-Key:\n%s", r.status, r.body)
+	}
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("the refused create reached the provider: %v", calls)
+	}
+}
+
 // unrecordedStore is a memory store whose first CompleteIdempotency fails,
 // as a store does on a transient error (a dropped connection). Its
 // SettleIdempotency reports each round on rounds (to a test waiting for
