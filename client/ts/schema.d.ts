@@ -1401,7 +1401,8 @@ export interface components {
          * @description Or (`idempotency-key-reused`): the `Idempotency-Key` names another request, with a different body or query string, still being served or answered `2xx`.
          *     The chosen provider cannot honour an option of the request (a `mode`, `caller_id`,
          *     `whisper`, `diversion` or `recording`); `errors` names each. transferd never drops an
-         *     option silently.
+         *     option silently. A request that also has a bad field or query parameter is a
+         *     `400 validation-error` naming the options among them.
          */
         UnsupportedOption: {
             headers: {

@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,5 +105,42 @@ func TestMalformedQueryIsRefused(t *testing.T) {
 	res = e.do(t, exchange{method: "GET", path: "/v1/transfers?limit=5&limit%=500"}, false)
 	if res.status != http.StatusBadRequest || !strings.Contains(string(res.body), "(query)") {
 		t.Fatalf("GET /v1/transfers?limit=5&limit%%=500 answered %d, want 400 naming (query):\n%s", res.status, res.body)
+	}
+}
+
+// An unknown query parameter is named beside whatever the engine refuses:
+// the create answered the engine's problem alone (a 422 for an option the
+// provider cannot honour, a 400 for a missing target), so a client that
+// fixed it and retried with ?dry_run=true still in the URL learnt of the
+// parameter only then (found by review). Both together are one 400 naming
+// every bad field and parameter: the 422 alone says the request is
+// otherwise valid, which it is not.
+func TestCreateNamesUnknownQueryBesideTheEnginesProblem(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		name, body string
+		fields     []string
+	}{
+		{"an option the provider cannot honour (422 alone)",
+			`{"provider":"netsapiens","call":{"domain":"acme.example","user":"1000"},"target":"1010","whisper":{"sentence":"hi"}}`,
+			[]string{"dry_run", "whisper"}},
+		{"a missing target (400 alone)",
+			`{"provider":"netsapiens","call":{"domain":"acme.example","user":"1000"}}`,
+			[]string{"dry_run", "target"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(t, exchange{method: "POST", path: "/v1/transfers?dry_run=true", header: jsonHeader(), body: c.body}, true)
+			p := r.problem(t)
+			var got []string
+			for _, f := range p.Errors {
+				got = append(got, f.Field)
+			}
+			if r.status != http.StatusBadRequest || !strings.HasSuffix(p.Type, "#validation-error") || !slices.Equal(got, c.fields) {
+				t.Fatalf("answered %d %s naming %v, want 400 validation-error naming %v:\n%s", r.status, p.Type, got, c.fields, r.body)
+			}
+		})
+	}
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("a refused create reached the provider: %v", calls)
 	}
 }

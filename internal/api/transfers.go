@@ -219,7 +219,8 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		}
 		// One problem lists every bad field: unknown and mistyped ones, the
 		// body's own checks and the engine's (providers, capabilities,
-		// provider-specific fields). A field's first complaint wins.
+		// provider-specific fields), and every query parameter. A field's
+		// first complaint wins.
 		bad := body.Valid(r.Context())
 		req := body.request()
 		// A provider, domain or target outside the tenant's allow-list is
@@ -230,8 +231,12 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 				return
 			}
 		}
+		// Read before the engine's verdict: a 422 or 400 of the engine's
+		// alone would hide the ?dry_run=true the retry must drop too. With
+		// any other complaint the engine's fields join a 400.
+		params := unknownQuery(r, map[string]string{})
 		if err := eng.Validate(r.Context(), &req); err != nil {
-			if len(bad) == 0 && len(shape) == 0 {
+			if len(bad) == 0 && len(shape) == 0 && len(params) == 0 {
 				writeError(w, r, err)
 				return
 			}
@@ -242,7 +247,12 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			}
 		}
 		maps.Copy(bad, shape)
-		unknownQuery(r, bad)
+		for f, d := range params {
+			// A body field's complaint of the same name is kept.
+			if _, ok := bad[f]; !ok {
+				bad[f] = d
+			}
+		}
 		if len(bad) > 0 {
 			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return
