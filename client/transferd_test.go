@@ -29,6 +29,9 @@ func TestARequestWithoutAKeySendsNoIdempotencyKey(t *testing.T) {
 		{"cancel", func(key *client.IdempotencyKey) (*http.Request, error) {
 			return client.NewCancelTransferRequest(server, id, &client.CancelTransferParams{Prefer: "wait=30", IdempotencyKey: key})
 		}},
+		{"redeliver", func(key *client.IdempotencyKey) (*http.Request, error) {
+			return client.NewRedeliverWebhookRequest(server, "dlv_0123456789abcdef01234567", &client.RedeliverWebhookParams{IdempotencyKey: key})
+		}},
 	} {
 		without, err := c.new(nil)
 		if err != nil {

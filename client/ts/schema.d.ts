@@ -262,6 +262,11 @@ export interface paths {
          *     made while an attempt is in flight wins over that attempt's result: the delivery stays
          *     pending (with the attempt's `last_code` and `last_error`) and is sent again. Receivers
          *     treat a repeated `webhook-id` as a duplicate.
+         *
+         *     The request takes no body (for tolerance, the empty JSON object `{}` is accepted too;
+         *     anything else is a `400 validation-error`) and no query parameter, as `/complete` and
+         *     `/cancel`. With an `Idempotency-Key`, a repeat gets the first answer again
+         *     (`Idempotent-Replayed: true`) instead of redelivering again.
          */
         post: operations["redeliverWebhook"];
         delete?: never;
@@ -1310,12 +1315,56 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description No transfer has this id. */
+        /**
+         * @description No transfer of the caller's tenant has this id (an id not shaped like a transfer id
+         *     included).
+         */
         NotFound: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description No webhook delivery of the caller's tenant has this id, or webhooks are not configured;
+         *     `detail` says which.
+         */
+        DeliveryNotFound: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description Webhooks are not configured, so there are no deliveries to list. */
+        NoWebhooks: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description A request with the same `Idempotency-Key` is still being served (`idempotency-in-progress`,
+         *     with `Retry-After`): retry after the indicated time to get its answer.
+         */
+        KeyInProgress: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Retry-After": components["headers"]["Retry-After-Required"];
                 [name: string]: unknown;
             };
             content: {
@@ -1442,6 +1491,20 @@ export interface components {
          *     on.
          */
         NotRecorded: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The store could not record the request's Idempotency-Key: the request was not served and
+         *     nothing was done. Retry with the same key.
+         */
+        KeyNotRecorded: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
@@ -1994,7 +2057,7 @@ export interface operations {
             400: components["responses"]["BadQuery"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            404: components["responses"]["NoWebhooks"];
             405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["Internal"];
         };
@@ -2002,7 +2065,21 @@ export interface operations {
     redeliverWebhook: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
+                 *     response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
+                 *     `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
+                 *     (`idempotency-key-reused`); a repeat that arrives while the first is still being served
+                 *     waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
+                 *     that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
+                 *     is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters
+                 *     (anything else, an empty header included, is a `400 validation-error` naming
+                 *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+                 * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path: {
                 id: string;
             };
@@ -2014,17 +2091,26 @@ export interface operations {
             202: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookDelivery"];
                 };
             };
+            400: components["responses"]["BadBody"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            404: components["responses"]["DeliveryNotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["KeyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["KeyReused"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["KeyNotRecorded"];
         };
     };
     receiveCallback: {

@@ -142,14 +142,24 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 
 // handleRedeliver serves POST /v1/webhook-deliveries/{id}/redeliver: the
 // delivery is sent again (same webhook-id and body) with a fresh maximum
-// age, whatever its status.
+// age, whatever its status. It takes its input as the transfer actions do:
+// none (see noInput), with an Idempotency-Key (routes).
 func handleRedeliver(dl Deliveries) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !noInput(w, r) {
+			return
+		}
 		if dl == nil {
 			writeProblem(w, r, noWebhooks())
 			return
 		}
 		d, err := dl.Redeliver(r.Context(), orchestrator.TenantOf(r.Context()), chi.URLParam(r, "id"))
+		if orchestrator.KindOf(err) == orchestrator.KindNotFound {
+			p := probNotFound
+			p.Detail = "no webhook delivery with this id"
+			writeProblem(w, r, p)
+			return
+		}
 		if err != nil {
 			writeError(w, r, err)
 			return

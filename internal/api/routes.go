@@ -25,7 +25,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 			r.Method("GET", "/v1/transfers/{id}/events", handleTransferEvents(eng))
 			r.Method("GET", "/v1/events", handleEventStream(eng, s.limit))
 			r.Method("GET", "/v1/webhook-deliveries", handleListDeliveries(cfg.Deliveries))
-			r.Method("POST", "/v1/webhook-deliveries/{id}/redeliver", handleRedeliver(cfg.Deliveries))
+			r.Method("POST", "/v1/webhook-deliveries/{id}/redeliver", once(handleRedeliver(cfg.Deliveries)))
 		})
 		r.Method("GET", "/openapi.yaml", handleOpenAPI(cfg.OpenAPI))
 	}

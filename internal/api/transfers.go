@@ -452,13 +452,7 @@ func unknownQuery(r *http.Request, bad map[string]string) map[string]string {
 // for the transfer to end.
 func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The actions take no body; an empty JSON object is tolerated.
-		data, ok := readBody(w, r)
-		if !ok || (len(bytes.TrimSpace(data)) > 0 && !decode(w, r, data, &noBody{})) {
-			return
-		}
-		if bad := unknownQuery(r, map[string]string{}); len(bad) > 0 {
-			writeProblem(w, r, fieldProblem(probValidation, bad))
+		if !noInput(w, r) {
 			return
 		}
 		id := chi.URLParam(r, "id")
@@ -509,6 +503,22 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 
 // noBody is the empty JSON object an action may carry.
 type noBody struct{}
+
+// noInput checks the input of a POST that takes none (the transfer
+// actions, a redelivery): no body, though an empty JSON object is
+// tolerated, and no query parameter. On failure it writes the problem and
+// returns false.
+func noInput(w http.ResponseWriter, r *http.Request) bool {
+	data, ok := readBody(w, r)
+	if !ok || (len(bytes.TrimSpace(data)) > 0 && !decode(w, r, data, &noBody{})) {
+		return false
+	}
+	if bad := unknownQuery(r, map[string]string{}); len(bad) > 0 {
+		writeProblem(w, r, fieldProblem(probValidation, bad))
+		return false
+	}
+	return true
+}
 
 // handleCallback passes a provider's event to the tenant's account and
 // wakes the transfer it is about. The token in the URL authenticates it:
