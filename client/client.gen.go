@@ -1940,9 +1940,9 @@ type ClientInterface interface {
 	// With `Prefer: wait=N` on a transfer that is not terminal, the server waits up to N
 	// seconds (at most 60) for its next change of state, or for `target_answered` to become
 	// true (a long poll; a manual client waits for that before `/complete`), and then answers
-	// with `Preference-Applied`. A manual transfer whose target already answered waits for
-	// the client, so it is answered at once. On a terminal transfer it answers at once, without
-	// `Preference-Applied`.
+	// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
+	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
+	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 	//
 	// Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 	GetTransfer(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2257,9 +2257,9 @@ func (c *Client) CreateTransfer(ctx context.Context, params *CreateTransferParam
 // With `Prefer: wait=N` on a transfer that is not terminal, the server waits up to N
 // seconds (at most 60) for its next change of state, or for `target_answered` to become
 // true (a long poll; a manual client waits for that before `/complete`), and then answers
-// with `Preference-Applied`. A manual transfer whose target already answered waits for
-// the client, so it is answered at once. On a terminal transfer it answers at once, without
-// `Preference-Applied`.
+// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
+// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
+// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 //
 // Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3329,9 +3329,9 @@ type ClientWithResponsesInterface interface {
 	// With `Prefer: wait=N` on a transfer that is not terminal, the server waits up to N
 	// seconds (at most 60) for its next change of state, or for `target_answered` to become
 	// true (a long poll; a manual client waits for that before `/complete`), and then answers
-	// with `Preference-Applied`. A manual transfer whose target already answered waits for
-	// the client, so it is answered at once. On a terminal transfer it answers at once, without
-	// `Preference-Applied`.
+	// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
+	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
+	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5725,9 +5725,9 @@ func (c *ClientWithResponses) CreateTransferWithResponse(ctx context.Context, pa
 // With `Prefer: wait=N` on a transfer that is not terminal, the server waits up to N
 // seconds (at most 60) for its next change of state, or for `target_answered` to become
 // true (a long poll; a manual client waits for that before `/complete`), and then answers
-// with `Preference-Applied`. A manual transfer whose target already answered waits for
-// the client, so it is answered at once. On a terminal transfer it answers at once, without
-// `Preference-Applied`.
+// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
+// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
+// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 //
 // Returns a wrapper object for the known response body format(s).
 //

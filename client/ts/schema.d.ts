@@ -66,9 +66,9 @@ export interface paths {
          *     With `Prefer: wait=N` on a transfer that is not terminal, the server waits up to N
          *     seconds (at most 60) for its next change of state, or for `target_answered` to become
          *     true (a long poll; a manual client waits for that before `/complete`), and then answers
-         *     with `Preference-Applied`. A manual transfer whose target already answered waits for
-         *     the client, so it is answered at once. On a terminal transfer it answers at once, without
-         *     `Preference-Applied`.
+         *     with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
+         *     already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
+         *     wait for: the answer comes at once, with `Preference-Applied: wait=0`.
          */
         get: operations["getTransfer"];
         put?: never;
@@ -1600,9 +1600,13 @@ export interface components {
          */
         Location: string;
         /**
-         * @description `wait=N`, the wait the server applied, when the request had `Prefer: wait`. A replay
-         *     (`Idempotent-Replayed: true`) carries none, whatever the repeat's `Prefer`: it answers at
-         *     once with the first answer, and waits for nothing.
+         * @description `wait=N`, the wait the server applied: present on every successful answer to a request
+         *     with `Prefer: wait`, with the wait granted (capped at 60), or `wait=0` where there was
+         *     nothing to wait for (a `GET` of a terminal transfer, or of a manual one whose target
+         *     answered). Absent without `Prefer: wait`, on a replay (`Idempotent-Replayed: true`,
+         *     whatever the repeat's `Prefer`: it answers at once with the first answer, and waits for
+         *     nothing), and on the `202` of a create or action whose API key was revoked while it
+         *     waited (the transfer as the request found it, not what the wait brought).
          * @example wait=10
          */
         "Preference-Applied": string;

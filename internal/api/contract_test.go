@@ -618,10 +618,10 @@ func TestContract(t *testing.T) {
 			after:    wantTransfer("", "completed"),
 		},
 		{
-			name:     "get a terminal transfer with Prefer wait: 200 at once, no Preference-Applied",
+			name:     "get a terminal transfer with Prefer wait: 200 at once, Preference-Applied wait=0",
 			exchange: exchange{method: "GET", path: "/v1/transfers/<completed>", header: map[string]string{"Prefer": "wait=60"}},
 			status:   http.StatusOK,
-			after:    all(wantTransfer("", "completed"), header(wantPreferenceApplied(""))),
+			after:    all(wantTransfer("", "completed"), header(wantPreferenceApplied("wait=0"))),
 		},
 		{
 			name:     "get a running transfer with Prefer wait: 200 with Preference-Applied",

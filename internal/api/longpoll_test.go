@@ -16,7 +16,10 @@ import (
 
 // A manual transfer whose target answered waits for the client: a long
 // poll on it must answer at once, not wait for a change that only the
-// client itself can cause.
+// client itself can cause. It says so with Preference-Applied: wait=0, as
+// every answer to a Prefer: wait carries the wait applied: it answered
+// without the header, which openapi.yaml promises whenever the request
+// had Prefer: wait (found by review).
 func TestLongPollDoesNotWaitOnATransferAwaitingTheClient(t *testing.T) {
 	inst := newInstance(t, memory.New(), orchestratortest.NewFake("netsapiens"))
 	created := post(t, inst.srv.URL+"/v1/transfers", "", manualBody)
@@ -43,8 +46,8 @@ func TestLongPollDoesNotWaitOnATransferAwaitingTheClient(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}
-	if got.State != "consulting" || !got.TargetAnswered || resp.Header.Get("Preference-Applied") != "" {
-		t.Fatalf("state %s answered %v, Preference-Applied %q: the poll waited", got.State, got.TargetAnswered, resp.Header.Get("Preference-Applied"))
+	if got.State != "consulting" || !got.TargetAnswered || resp.Header.Get("Preference-Applied") != "wait=0" {
+		t.Fatalf("state %s answered %v, Preference-Applied %q; want an answer at once, with wait=0", got.State, got.TargetAnswered, resp.Header.Get("Preference-Applied"))
 	}
 }
 

@@ -340,7 +340,13 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			writeError(w, r, err)
 			return
 		}
-		if wait, ok := preferWait(r); ok && !t.State.Terminal() && !awaitsClient(t) {
+		wait, waits := preferWait(r)
+		if waits && (t.State.Terminal() || awaitsClient(t)) {
+			// Nothing to wait for (the transfer ended, or waits for the
+			// client's complete or cancel): answered at once, with the
+			// wait applied, none, as on every answer to a Prefer: wait.
+			w.Header().Set("Preference-Applied", "wait=0")
+		} else if waits {
 			release, ok := waitSlot(w, r, lim, wait)
 			if !ok {
 				return
