@@ -1443,16 +1443,22 @@ type CreateTransferParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-	// larger N, however large, is 60) and ignores any other preference. See each operation for
-	// what it waits for.
+	// larger N, however large, is 60) and ignores any other preference. Preferences may be
+	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+	// waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
 // GetTransferParams defines parameters for GetTransfer.
 type GetTransferParams struct {
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-	// larger N, however large, is 60) and ignores any other preference. See each operation for
-	// what it waits for.
+	// larger N, however large, is 60) and ignores any other preference. Preferences may be
+	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+	// waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
@@ -1473,8 +1479,11 @@ type CancelTransferParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-	// larger N, however large, is 60) and ignores any other preference. See each operation for
-	// what it waits for.
+	// larger N, however large, is 60) and ignores any other preference. Preferences may be
+	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+	// waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
@@ -1495,8 +1504,11 @@ type CompleteTransferParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-	// larger N, however large, is 60) and ignores any other preference. See each operation for
-	// what it waits for.
+	// larger N, however large, is 60) and ignores any other preference. Preferences may be
+	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+	// waits for.
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 

@@ -1579,8 +1579,11 @@ export interface components {
         IdempotencyKey: string;
         /**
          * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-         *     larger N, however large, is 60) and ignores any other preference. See each operation for
-         *     what it waits for.
+         *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+         *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+         *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+         *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+         *     waits for.
          * @example wait=10
          */
         Prefer: string;
@@ -1733,8 +1736,11 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
                  * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
-                 *     what it waits for.
+                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+                 *     waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1806,8 +1812,11 @@ export interface operations {
             header?: {
                 /**
                  * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
-                 *     what it waits for.
+                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+                 *     waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1864,8 +1873,11 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
                  * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
-                 *     what it waits for.
+                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+                 *     waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];
@@ -1920,8 +1932,11 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
                 /**
                  * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-                 *     larger N, however large, is 60) and ignores any other preference. See each operation for
-                 *     what it waits for.
+                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+                 *     waits for.
                  * @example wait=10
                  */
                 Prefer?: components["parameters"]["Prefer"];

@@ -75,3 +75,17 @@ func TestPreferWaitPastTheCapIsTheCap(t *testing.T) {
 		})
 	}
 }
+
+// A create's Prefer: wait with an RFC 7240 parameter is a wait: it was
+// read as the value "60; foo=bar" and ignored, so the create answered 202
+// at once without Preference-Applied (found by review).
+func TestCreateHonoursAWaitWithParameters(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetTarget(orchestratortest.TargetRings)
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Prefer", "respond-async, wait=60; foo=bar"),
+		body: createBody("1000", "manual")}, false)
+	if r.status != http.StatusCreated || r.header.Get("Preference-Applied") != "wait=60" {
+		t.Fatalf("create with Prefer: respond-async, wait=60; foo=bar: %d, Preference-Applied %q; want 201 (consulting) with wait=60:\n%s",
+			r.status, r.header.Get("Preference-Applied"), r.body)
+	}
+}

@@ -166,29 +166,57 @@ func waitSlot(w http.ResponseWriter, r *http.Request, lim *limiter, d time.Durat
 // connection longer than proxies typically allow.
 const maxPreferWait = 60 * time.Second
 
-// preferWait parses RFC 7240 "Prefer: wait=N" (N seconds), capped at
-// maxPreferWait. N is capped before it becomes a duration: a larger N,
-// even one past any integer, is the cap, never an overflow.
+// preferWait reads RFC 7240's wait preference ("Prefer: wait=N", N
+// seconds), capped at maxPreferWait. A Prefer header is a comma-separated
+// list of preferences, each a name, maybe "=" and a value (a token or a
+// quoted string), then parameters after ";", which mean nothing to wait
+// and are ignored; preferences may come in several headers. Only the first
+// wait counts (RFC 7240 section 2), and one whose value is not a whole
+// number of seconds is ignored. N is capped before it becomes a duration:
+// a larger N, even one past any integer, is the cap, never an overflow.
 func preferWait(r *http.Request) (time.Duration, bool) {
 	const most = int(maxPreferWait / time.Second)
 	for _, h := range r.Header.Values("Prefer") {
-		for _, pref := range strings.Split(h, ",") {
-			name, val, ok := strings.Cut(strings.TrimSpace(pref), "=")
-			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
+		for _, pref := range splitUnquoted(h, ',') {
+			head := splitUnquoted(pref, ';')[0]
+			name, val, _ := strings.Cut(head, "=")
+			if !strings.EqualFold(strings.TrimSpace(name), "wait") {
 				continue
 			}
-			val = strings.Trim(strings.TrimSpace(val), `"`)
+			val = strings.TrimSpace(val)
+			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if val == "" || strings.Trim(val, "0123456789") != "" {
+				return 0, false // not delta-seconds: no sign, no fraction
+			}
 			n, err := strconv.Atoi(val)
-			if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(val, "-") {
-				n, err = most, nil
-			}
-			if err != nil || n < 0 {
-				continue
+			if err != nil {
+				n = most // digits only: past any integer
 			}
 			return time.Duration(min(n, most)) * time.Second, true
 		}
 	}
 	return 0, false
+}
+
+// splitUnquoted splits s at every sep outside an HTTP quoted string (where
+// a backslash escapes the next byte).
+func splitUnquoted(s string, sep byte) []string {
+	var parts []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == sep:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
 }
 
 // settled is the condition Prefer: wait waits for on creation: terminal,
