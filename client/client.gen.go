@@ -1047,7 +1047,10 @@ type RecordingFileFormat string
 type State string
 
 // Step One provider interaction, saved before it starts (`started`) and again with its result.
-// `answered` and `reconcile` record observations and have no side effect. `hangup_agent`
+// `answered`, `reconcile` and `verify` record observations and have no side effect: a
+// `verify` step is recorded only when the cleanup of an outcome that was not verified as the
+// transfer ended settles it (a transfer seen in its end state at once, as most are, has
+// none). `hangup_agent`
 // (Bandwidth attended) ends the agent's call once the caller is seen with the target.
 type Step struct {
 	// Detail Why a step failed, or what an observation saw.
