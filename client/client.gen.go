@@ -1398,7 +1398,10 @@ type ListTransfersParams struct {
 	// (`state=consulting,completing`); repeating the parameter works too.
 	State []State `form:"state,omitempty" json:"state,omitempty"`
 
-	// Provider Only transfers of this provider (exact name, e.g. `netsapiens`).
+	// Provider Only transfers of this provider: one of the providers configured for the caller's
+	// tenant (e.g. `netsapiens`), in any letter case, as a create takes it. Any other name is
+	// a `400 validation-error` naming `provider` and the configured ones: a typo would
+	// otherwise read as an empty page.
 	Provider string `form:"provider,omitempty" json:"provider,omitempty"`
 
 	// Limit Page size (50 when absent).

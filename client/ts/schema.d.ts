@@ -1670,7 +1670,10 @@ export interface operations {
                  */
                 state?: components["schemas"]["State"][];
                 /**
-                 * @description Only transfers of this provider (exact name, e.g. `netsapiens`).
+                 * @description Only transfers of this provider: one of the providers configured for the caller's
+                 *     tenant (e.g. `netsapiens`), in any letter case, as a create takes it. Any other name is
+                 *     a `400 validation-error` naming `provider` and the configured ones: a typo would
+                 *     otherwise read as an empty page.
                  * @example netsapiens
                  */
                 provider?: string;

@@ -787,10 +787,9 @@ func TestContract(t *testing.T) {
 			after:    wantList(2, true),
 		},
 		{
-			name:     "list another provider: 200, empty",
+			name:     "list a provider not configured: 400 naming provider",
 			exchange: exchange{method: "GET", path: "/v1/transfers?provider=bandwidth"},
-			status:   http.StatusOK,
-			after:    wantList(0, false),
+			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"provider"},
 		},
 		{
 			name:        "list with an unknown state: 400",

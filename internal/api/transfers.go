@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -434,6 +435,15 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 		}
 		if f.After != "" && !orchestrator.ValidID(f.After) {
 			bad["cursor"] = "is not a cursor returned by this API"
+		}
+		if p := q.Get("provider"); p != "" {
+			// A name no create could have used, a typo say, must not read
+			// as "no transfers": refused as the state filter's typos are.
+			// Any letter case, as a create takes it.
+			names := eng.ProvidersOf(r.Context())
+			if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, p) }) {
+				bad["provider"] = fmt.Sprintf("unknown provider %q; configured: %v", p, names)
+			}
 		}
 		for name, vs := range q {
 			if len(vs) > 1 && name != "state" {

@@ -273,6 +273,12 @@ func (e *Engine) Providers() []string {
 	return names
 }
 
+// ProvidersOf returns the provider names the tenant of ctx may use,
+// sorted: the names a create accepts.
+func (e *Engine) ProvidersOf(ctx context.Context) []string {
+	return e.providersFor(TenantOf(ctx))
+}
+
 // providersFor returns the provider names tenant may use, sorted.
 func (e *Engine) providersFor(tenant string) []string {
 	if e.cfg.Accounts != nil {
