@@ -1962,6 +1962,8 @@ type ClientInterface interface {
 	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
 	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 	//
+	// The operation takes no query parameter: any is a `400 validation-error` naming it.
+	//
 	// Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 	GetTransfer(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2004,7 +2006,8 @@ type ClientInterface interface {
 	// ListTransferEvents A transfer's event history
 	//
 	// Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
-	// was saved with the event: what its webhooks carried.
+	// was saved with the event: what its webhooks carried. The operation takes no query
+	// parameter: any is a `400 validation-error` naming it.
 	//
 	// Corresponds with GET /v1/transfers/{id}/events (the `ListTransferEvents` operationId).
 	ListTransferEvents(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2279,6 +2282,8 @@ func (c *Client) CreateTransfer(ctx context.Context, params *CreateTransferParam
 // already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
 // wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 //
+// The operation takes no query parameter: any is a `400 validation-error` naming it.
+//
 // Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTransferRequest(c.Server, id, params)
@@ -2351,7 +2356,8 @@ func (c *Client) CompleteTransfer(ctx context.Context, id TransferID, params *Co
 // ListTransferEvents A transfer's event history
 //
 // Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
-// was saved with the event: what its webhooks carried.
+// was saved with the event: what its webhooks carried. The operation takes no query
+// parameter: any is a `400 validation-error` naming it.
 //
 // Corresponds with GET /v1/transfers/{id}/events (the `ListTransferEvents` operationId).
 func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3351,6 +3357,8 @@ type ClientWithResponsesInterface interface {
 	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
 	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 	//
+	// The operation takes no query parameter: any is a `400 validation-error` naming it.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
@@ -3399,7 +3407,8 @@ type ClientWithResponsesInterface interface {
 	// ListTransferEventsWithResponse A transfer's event history
 	//
 	// Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
-	// was saved with the event: what its webhooks carried.
+	// was saved with the event: what its webhooks carried. The operation takes no query
+	// parameter: any is a `400 validation-error` naming it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4333,6 +4342,12 @@ type GetTransferResponse200Headers struct {
 	XRequestId        string
 }
 
+// GetTransferResponse400Headers the declared response headers of an HTTP 400 response for GetTransfer
+type GetTransferResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 // GetTransferResponse401Headers the declared response headers of an HTTP 401 response for GetTransfer
 type GetTransferResponse401Headers struct {
 	CacheControl    string
@@ -4378,6 +4393,8 @@ type GetTransferResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Transfer
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadQuery
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4392,6 +4409,8 @@ type GetTransferResponse struct {
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetTransferResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetTransferResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTransferResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4409,6 +4428,11 @@ type GetTransferResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetTransferResponse) GetJSON200() *Transfer {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTransferResponse) GetApplicationproblemJSON400() *BadQuery {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5015,6 +5039,12 @@ type ListTransferEventsResponse200Headers struct {
 	XRequestId string
 }
 
+// ListTransferEventsResponse400Headers the declared response headers of an HTTP 400 response for ListTransferEvents
+type ListTransferEventsResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
 // ListTransferEventsResponse401Headers the declared response headers of an HTTP 401 response for ListTransferEvents
 type ListTransferEventsResponse401Headers struct {
 	CacheControl    string
@@ -5053,6 +5083,8 @@ type ListTransferEventsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *EventList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadQuery
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5065,6 +5097,8 @@ type ListTransferEventsResponse struct {
 	ApplicationproblemJSON500 *Internal
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListTransferEventsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListTransferEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListTransferEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5080,6 +5114,11 @@ type ListTransferEventsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListTransferEventsResponse) GetJSON200() *EventList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListTransferEventsResponse) GetApplicationproblemJSON400() *BadQuery {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5747,6 +5786,8 @@ func (c *ClientWithResponses) CreateTransferWithResponse(ctx context.Context, pa
 // already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
 // wait for: the answer comes at once, with `Preference-Applied: wait=0`.
 //
+// The operation takes no query parameter: any is a `400 validation-error` naming it.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
@@ -5813,7 +5854,8 @@ func (c *ClientWithResponses) CompleteTransferWithResponse(ctx context.Context, 
 // ListTransferEventsWithResponse A transfer's event history
 //
 // Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
-// was saved with the event: what its webhooks carried.
+// was saved with the event: what its webhooks carried. The operation takes no query
+// parameter: any is a `400 validation-error` naming it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7131,6 +7173,13 @@ func ParseGetTransferResponse(rsp *http.Response) (*GetTransferResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadQuery
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7193,6 +7242,23 @@ func ParseGetTransferResponse(rsp *http.Response) (*GetTransferResponse, error) 
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetTransferResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetTransferResponse401Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -8267,6 +8333,13 @@ func ParseListTransferEventsResponse(rsp *http.Response) (*ListTransferEventsRes
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadQuery
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8315,6 +8388,23 @@ func ParseListTransferEventsResponse(rsp *http.Response) (*ListTransferEventsRes
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListTransferEventsResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListTransferEventsResponse401Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {

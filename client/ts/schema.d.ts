@@ -69,6 +69,8 @@ export interface paths {
          *     with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
          *     already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
          *     wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+         *
+         *     The operation takes no query parameter: any is a `400 validation-error` naming it.
          */
         get: operations["getTransfer"];
         put?: never;
@@ -169,7 +171,8 @@ export interface paths {
         /**
          * A transfer's event history
          * @description Every event of the transfer, oldest first (`seq` 1, 2, 3, …), each with the transfer as it
-         *     was saved with the event: what its webhooks carried.
+         *     was saved with the event: what its webhooks carried. The operation takes no query
+         *     parameter: any is a `400 validation-error` naming it.
          */
         get: operations["listTransferEvents"];
         put?: never;
@@ -1849,6 +1852,7 @@ export interface operations {
                     "application/json": components["schemas"]["Transfer"];
                 };
             };
+            400: components["responses"]["BadQuery"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
@@ -2000,6 +2004,7 @@ export interface operations {
                     "application/json": components["schemas"]["EventList"];
                 };
             };
+            400: components["responses"]["BadQuery"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

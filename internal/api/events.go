@@ -48,6 +48,9 @@ const eventsPage = 200
 // transfer's events, oldest first.
 func handleTransferEvents(eng *orchestrator.Engine) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !noQuery(w, r) {
+			return
+		}
 		id := chi.URLParam(r, "id")
 		// Not found for another tenant's transfer, as GET /v1/transfers/{id}.
 		if _, err := eng.Get(r.Context(), id); err != nil {

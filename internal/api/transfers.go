@@ -364,6 +364,9 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 
 func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !noQuery(w, r) {
+			return
+		}
 		t, err := eng.Get(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
 			writeError(w, r, err)
@@ -479,7 +482,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 	})
 }
 
-// unknownQuery adds to bad each query parameter of a POST, which takes
+// unknownQuery adds to bad each query parameter of a request that takes
 // none: transferd never ignores what it does not understand, and a
 // ?dry_run=true ignored would start a real transfer, a caller put on hold.
 // A body field's complaint of the same name is kept.
@@ -548,6 +551,17 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 // noBody is the empty JSON object an action may carry.
 type noBody struct{}
 
+// noQuery refuses any query parameter of a request that takes none (a
+// GET of one transfer or its events, as the lists refuse the ones they do
+// not know). On failure it writes the problem and returns false.
+func noQuery(w http.ResponseWriter, r *http.Request) bool {
+	if bad := unknownQuery(r, map[string]string{}); len(bad) > 0 {
+		writeProblem(w, r, fieldProblem(probValidation, bad))
+		return false
+	}
+	return true
+}
+
 // noInput checks the input of a POST that takes none (the transfer
 // actions, a redelivery): no body, though an empty JSON object is
 // tolerated, and no query parameter. On failure it writes the problem and
@@ -557,11 +571,7 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 	if !ok || (len(bytes.TrimSpace(data)) > 0 && !decode(w, r, data, &noBody{})) {
 		return false
 	}
-	if bad := unknownQuery(r, map[string]string{}); len(bad) > 0 {
-		writeProblem(w, r, fieldProblem(probValidation, bad))
-		return false
-	}
-	return true
+	return noQuery(w, r)
 }
 
 // handleCallback passes a provider's event to the tenant's account and
