@@ -445,7 +445,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 			// Any letter case, as a create takes it.
 			names := eng.ProvidersOf(r.Context())
 			if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, p) }) {
-				bad["provider"] = fmt.Sprintf("unknown provider %q; configured: %v", p, names)
+				bad["provider"] = fmt.Sprintf("%q is not a configured provider; one of %v", p, names)
 			}
 		}
 		for name, vs := range q {
