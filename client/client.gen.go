@@ -1542,11 +1542,14 @@ type RedeliverWebhookParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
 	// response again (with `Idempotent-Replayed: true`, at once and without `Preference-Applied`), across restarts and replicas, for
 	// `TRANSFERD_RETENTION`; the same key with another body or query string is a `422`
-	// (`idempotency-key-reused`); a repeat that arrives while the first is still being served
-	// waits for it, holding one of its tenant's waits (`max_waits`, as a long poll does: past
-	// that bound it is a `429` with `Retry-After`). An answer that did nothing and invites a retry, a `5xx`, a `429` or a `409`,
-	// is not remembered: the retry with the key is served afresh. 1 to 255 visible ASCII characters
-	// (anything else, an empty header included, is a `400 validation-error` naming
+	// (`idempotency-key-reused`) while the first is being served or its answer is remembered; a
+	// repeat that arrives while the first is still being served waits for it, holding one of its
+	// tenant's waits (`max_waits`, as a long poll does: past that bound it is a `429` with
+	// `Retry-After`). Only the answer of a request that was carried out, a `2xx`, is remembered. A
+	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
+	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
+	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
+	// characters (anything else, an empty header included, is a `400 validation-error` naming
 	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
