@@ -132,6 +132,12 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 			// of the wrong type, like an array.
 			return map[string]string{"(body)": "must be a JSON object"}, nil
 		}
+		if !bytes.Contains(data, []byte("null")) && !bytes.Contains(data, []byte(`""`)) {
+			// Decoded whole, with no null and no empty string the walk
+			// below could find: a valid create, the common case, is not
+			// parsed a second time.
+			return nil, nil
+		}
 	}
 	var typeErr *json.UnmarshalTypeError
 	if err != nil && !errors.As(err, &typeErr) && !strings.HasPrefix(err.Error(), "json: unknown field ") {
