@@ -171,27 +171,8 @@ func TestAnnouncedLostAnswerPollingSaysWhatItCannotKnow(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				h := setup(t, options{engine: func(c *orchestrator.Config) { shortWindows(c); c.TombstoneTTL = time.Second },
-					sim: bwsim.Config{ALegTransferFields: fields,
-						TransferredALegState: bwsim.StateActive, TransferFailure: bwsim.TransferFailureRestore}})
-				mode := bwsim.ModeManual
-				if !answers {
-					mode = bwsim.ModeBusy
-				}
-				h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: mode})
-				a := h.placeCall(t)
-				loseTransferAnswer(t, h, a, func() {
-					if answers {
-						if err := h.sim.Answer(target); err != nil {
-							t.Error(err)
-						}
-					}
-				})
-				req := announcedReq(a, target)
-				req.ConsultTimeout = time.Minute
-				tr := h.end(t, h.start(t, req).ID)
-				tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-				h.idle(t)
+				h, a, tr := lostAnswerTransfer(t, bwsim.Config{ALegTransferFields: fields,
+					TransferredALegState: bwsim.StateActive, TransferFailure: bwsim.TransferFailureRestore}, "", answers)
 				o := tr.Outcome
 				if answers {
 					if !h.sim.Connected(a.ID, transferLeg(t, h, a).ID) {
@@ -275,4 +256,33 @@ func TestAnnouncedTargetGoneBetweenTheReadsOfACallerReadActive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lostAnswerTransfer runs, polling, an announced transfer of a new call
+// (with callerID) to the target whose answer the platform loses, the
+// target answering before anything reads the caller's call, or busy. It
+// returns the transfer once it ended and its cleanup is done.
+func lostAnswerTransfer(t *testing.T, sim bwsim.Config, callerID string, answers bool) (*harness, bwsim.Call, *orchestrator.Transfer) {
+	t.Helper()
+	h := setup(t, options{engine: func(c *orchestrator.Config) { shortWindows(c); c.TombstoneTTL = time.Second }, sim: sim})
+	mode := bwsim.ModeManual
+	if !answers {
+		mode = bwsim.ModeBusy
+	}
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: mode})
+	a := h.placeCall(t)
+	loseTransferAnswer(t, h, a, func() {
+		if answers {
+			if err := h.sim.Answer(target); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	req := announcedReq(a, target)
+	req.CallerID = callerID
+	req.ConsultTimeout = time.Minute
+	tr := h.end(t, h.start(t, req).ID)
+	tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	h.idle(t)
+	return h, a, tr
 }

@@ -29,28 +29,9 @@ func TestAnnouncedPollingFindsItsLegWhateverNumberItShows(t *testing.T) {
 				}
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
-					h := setup(t, options{engine: func(c *orchestrator.Config) { shortWindows(c); c.TombstoneTTL = time.Second },
-						sim: bwsim.Config{TransferredALegState: bwsim.StateActive, ALegTransferFields: bwsim.ALegTransferFieldsAlways,
-							TransferFailure: bwsim.TransferFailureRestore, TransferLegFrom: side}})
-					mode := bwsim.ModeManual
-					if !answers {
-						mode = bwsim.ModeBusy
-					}
-					h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: mode})
-					a := h.placeCall(t)
-					loseTransferAnswer(t, h, a, func() {
-						if answers {
-							if err := h.sim.Answer(target); err != nil {
-								t.Error(err)
-							}
-						}
-					})
-					req := announcedReq(a, target)
-					req.CallerID = callerID
-					req.ConsultTimeout = time.Minute
-					tr := h.end(t, h.start(t, req).ID)
-					tr = h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-					h.idle(t)
+					h, a, tr := lostAnswerTransfer(t, bwsim.Config{TransferredALegState: bwsim.StateActive,
+						ALegTransferFields: bwsim.ALegTransferFieldsAlways, TransferFailure: bwsim.TransferFailureRestore,
+						TransferLegFrom: side}, callerID, answers)
 					if answers {
 						b := transferLeg(t, h, a)
 						if !h.sim.Connected(a.ID, b.ID) {
