@@ -164,11 +164,16 @@ func TestDeployManifestsStart(t *testing.T) {
 			t.Errorf("container port %s is %d, transferd listens on %s", name, ports[name], addr)
 		}
 	}
-	for name, pr := range map[string]probe{"readiness": ctr.ReadinessProbe, "liveness": ctr.LivenessProbe} {
-		want := map[string]string{"readiness": "/readyz", "liveness": "/healthz"}[name]
+	for name, pr := range map[string]probe{"readiness": ctr.ReadinessProbe, "liveness": ctr.LivenessProbe, "startup": ctr.StartupProbe} {
+		want := map[string]string{"readiness": "/readyz", "liveness": "/healthz", "startup": "/healthz"}[name]
 		if pr.HTTPGet.Path != want || pr.HTTPGet.Port != "admin" {
 			t.Errorf("%s probe: GET %s on port %q; want %s on admin", name, pr.HTTPGet.Path, pr.HTTPGet.Port, want)
 		}
+	}
+	// transferd serves nothing until its store is open and migrated; the
+	// liveness probe must not count meanwhile.
+	if p := ctr.StartupProbe; time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 5*time.Minute {
+		t.Errorf("the startup probe gives transferd %d s to open its store; a migration may take minutes", p.PeriodSeconds*p.FailureThreshold)
 	}
 	if a := sts.Spec.Template.Metadata.Annotations; a["prometheus.io/port"] != strconv.Itoa(ports["admin"]) || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("scrape annotations %v: want /metrics on the admin port %d", a, ports["admin"])
