@@ -100,7 +100,7 @@ type config struct {
 
 	WebhookURL     webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
 	WebhookSecret  secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
-	WebhookMaxAge  time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it)"`
+	WebhookMaxAge  time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it); at least 1m"`
 	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"10s" desc:"how long a webhook attempt waits for the endpoint's answer (1s to 2m); a replica's claim on a delivery lasts 1.5 times this plus 1 s"`
 
 	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
@@ -250,6 +250,11 @@ func (c *config) validate() error {
 	}
 	if len(negative) > 0 {
 		errs = append(errs, fmt.Errorf("%s: request budgets and tenant limits must not be negative", strings.Join(negative, ", ")))
+	}
+	if c.BandwidthMaxRateLimitWait <= 0 {
+		// The adapter would read 0 or less as its 10s default, while the
+		// configuration log shows what was set.
+		errs = append(errs, errors.New("TRANSFERD_BANDWIDTH_MAX_RATE_LIMIT_WAIT: must be positive"))
 	}
 	if c.RequestBurst < 1 {
 		errs = append(errs, errors.New("TRANSFERD_REQUEST_BURST: must be at least 1"))

@@ -143,3 +143,26 @@ func TestPublicURLCredentialsAreRedactedInTheConfigLog(t *testing.T) {
 		t.Errorf("the configuration log shows TRANSFERD_PUBLIC_URL as: %s", buf.String())
 	}
 }
+
+// TestZeroDurationsThatMeantADefaultAreRefused: a setting that the
+// component behind it reads as "use my default" when it is 0 or less is
+// refused at start, rather than logged as 0s and run as 24h or 10s.
+func TestZeroDurationsThatMeantADefaultAreRefused(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"TRANSFERD_WEBHOOK_MAX_AGE", "0"},
+		{"TRANSFERD_WEBHOOK_MAX_AGE", "-1h"},
+		{"TRANSFERD_BANDWIDTH_MAX_RATE_LIMIT_WAIT", "0"},
+		{"TRANSFERD_BANDWIDTH_MAX_RATE_LIMIT_WAIT", "-1s"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			var cfg config
+			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Errorf("validate = %v, want %s refused by name", err, tc.name)
+			}
+		})
+	}
+}

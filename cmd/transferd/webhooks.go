@@ -56,7 +56,9 @@ func (c *config) webhookSecrets() []string {
 // or the URL.
 func (c *config) validateWebhooks() []error {
 	var errs []error
-	if c.WebhookMaxAge < 0 || c.WebhookMaxAge > 0 && c.WebhookMaxAge < time.Minute {
+	// 0 is refused too: the dispatcher would read it as its 24h default,
+	// while the configuration log shows 0s.
+	if c.WebhookMaxAge < time.Minute {
 		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_MAX_AGE: must be at least 1m"))
 	}
 	if c.WebhookTimeout < time.Second || c.WebhookTimeout > 2*time.Minute {
