@@ -53,6 +53,7 @@ type probe struct {
 		Path string `yaml:"path"`
 		Port string `yaml:"port"`
 	} `yaml:"httpGet"`
+	TimeoutSeconds   int `yaml:"timeoutSeconds"`
 	PeriodSeconds    int `yaml:"periodSeconds"`
 	FailureThreshold int `yaml:"failureThreshold"`
 }
@@ -169,6 +170,11 @@ func TestDeployManifestsStart(t *testing.T) {
 		if pr.HTTPGet.Path != want || pr.HTTPGet.Port != "admin" {
 			t.Errorf("%s probe: GET %s on port %q; want %s on admin", name, pr.HTTPGet.Path, pr.HTTPGet.Port, want)
 		}
+	}
+	// /readyz waits up to 2 s for the store (api.handleReadyz); the
+	// kubelet's timeout (1 s unless set) must not cut it short.
+	if ctr.ReadinessProbe.TimeoutSeconds <= 2 {
+		t.Errorf("readiness probe timeout %d s: /readyz may take 2 s", ctr.ReadinessProbe.TimeoutSeconds)
 	}
 	// transferd serves nothing until its store is open and migrated; the
 	// liveness probe must not count meanwhile.
