@@ -94,7 +94,7 @@ type Client struct {
 	joinConsult bool
 	metrics     *apiclient.Metrics
 	subs        *subscriber // nil without Config.EventURL
-	gone        goneCalls   // callers' calls a read answered 404 (confirmCallers)
+	gone        goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
 }
 
 // goneCalls is a bounded set of call-ids known to have ended: a call

@@ -247,3 +247,61 @@ func TestCallerNeitherListedNorReadableIsUnknown(t *testing.T) {
 	}
 	assertRestored(t, h, orig)
 }
+
+// A listing that leaves a consult call out once, while the agent talks
+// to the target (a row being rewritten, a page cut short: what
+// TestCallerRowMissingFromOneListingStillGetsTheCallerBack plays for the
+// caller's row). The engine takes a consult seen and then not listed for
+// the target gone: before the consult was read by its call-id, the
+// transfer failed as target_hung_up and the consult the agent was talking
+// on was hung up (found by review, fiftieth pass). Now the consult is
+// read by our call-id, found up, and the agent completes the transfer.
+func TestConsultMissingFromOneListingIsReadByItsID(t *testing.T) {
+	var armed, dropped atomic.Bool
+	var after atomic.Int32 // listings served since the one that left the consult out
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" {
+				api.ServeHTTP(w, r)
+				return
+			}
+			if dropped.Load() {
+				defer after.Add(1)
+			}
+			if !armed.Load() || dropped.Load() {
+				api.ServeHTTP(w, r)
+				return
+			}
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				kept := rows[:0]
+				for _, row := range rows {
+					if by, _ := row["call-by-call-id"].(string); !strings.HasPrefix(by, "transferd-") {
+						kept = append(kept, row)
+					}
+				}
+				if len(kept) < len(rows) {
+					dropped.Store(true)
+				}
+				return kept
+			})
+		})
+	}
+	h := setupWrapped(t, nssim.Config{}, wrap)
+	orig := h.placeCall(t)
+	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Readings after the one without the consult: the engine has judged it.
+	if err := h.sim.Wait(ctx, func() bool { return after.Load() >= 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
+		x, _ := h.eng.Get(context.Background(), tr.ID)
+		t.Fatalf("complete: %v; transfer %s outcome %+v", err, x.State, x.Outcome)
+	}
+	tr = h.end(t, tr.ID)
+	assertCompleted(t, tr)
+	assertJoined(t, h, orig, "1010")
+}

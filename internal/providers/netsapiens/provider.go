@@ -251,6 +251,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 		}
 		v.unsure = unsure
 	}
+	v.gone = &c.gone
 	return v, nil
 }
 
@@ -265,27 +266,51 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // others) and the ids it could not read either way (unknown, not gone:
 // view.unsure). A call that answered 404 is gone for good and not read
 // again (Client.gone).
+//
+// It does the same for a consult call that a reading showed before,
+// while neither a join nor a hang-up was sent: the engine takes a consult
+// seen and then not listed for the target gone (hung up, busy, not
+// answered), fails the transfer and hangs the consult up, so a listing
+// that leaves it out once (a row rewritten as the target answers) ended a
+// consult that was up, and said the target hung up. The consult is read
+// by our call-id, which a CallRequest names so that the call can be
+// "read back later" [doc]. After a join or a hang-up its absence is what
+// is expected, and is not read.
 func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
 	var buf [8]int32
-	for _, t := range ts {
-		l := &t.Legs.Caller
-		if l.CallID == "" || !t.Sent.Join.IsZero() || t.Request.Call.User == "" || c.gone.has(l.CallID) ||
-			len(v.rowsOf(buf[:0], l.CallID)) > 0 || (l.SessionID != "" && len(v.rowsOf(buf[:0], l.SessionID)) > 0) {
-			continue
-		}
+	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) {
 		var ac activeCall
 		err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
-			path: c.userPath(&t.Request) + "/" + seg(l.CallID), safe: true}, &ac)
+			path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &ac)
 		switch {
-		case err == nil && carriesCaller(t, &ac):
+		case err == nil && carries(&ac):
 			extra = append(extra, ac)
 		case err == nil, orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-			c.gone.add(l.CallID)
+			c.gone.add(id)
 		default:
-			unsure = append(unsure, l.CallID)
+			unsure = append(unsure, id)
+		}
+	}
+	for _, t := range ts {
+		if !t.Sent.Join.IsZero() || t.Request.Call.User == "" {
+			continue
+		}
+		if l := &t.Legs.Caller; l.CallID != "" && !c.gone.has(l.CallID) &&
+			len(v.rowsOf(buf[:0], l.CallID)) == 0 && (l.SessionID == "" || len(v.rowsOf(buf[:0], l.SessionID)) == 0) {
+			read(t, l.CallID, func(ac *activeCall) bool { return carriesCaller(t, ac) })
+		}
+		if id := consultID(t); confirmsConsult(t) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+			read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
 		}
 	}
 	return extra, unsure
+}
+
+// confirmsConsult reports whether t's consult, when not listed, is read by
+// its call-id before the reading counts (confirmCallers): it was seen, and
+// neither a join nor a hang-up was sent.
+func confirmsConsult(t *orchestrator.Transfer) bool {
+	return t.Seen.Consult && t.Sent.Join.IsZero() && t.Sent.Hangup.IsZero()
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
@@ -309,6 +334,9 @@ type view struct {
 	// unsure: callers' call-ids neither listed nor readable one by one
 	// (Client.confirmCallers): their callers are unknown, not gone.
 	unsure []string
+	// gone: the client's calls known to have ended (Client.gone); a
+	// consult seen before and not listed is gone only if it is there.
+	gone *goneCalls
 }
 
 var viewSeed = maphash.MakeSeed()
@@ -427,6 +455,13 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	if obs.Caller == orchestrator.CallerGone && slices.Contains(v.unsure, t.Legs.Caller.CallID) {
 		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
 			errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
+	}
+	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t) && (v.gone == nil || !v.gone.has(consultID(t))) {
+		// Not listed, and not read as ended: the read failed, or the
+		// reading was made for a record that had not seen the consult yet
+		// (a watcher reads for the records as last reconciled).
+		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+			errors.New("the consult call is not listed and was not read as ended: whether it is up is unknown"))
 	}
 	if err := unrecognisedJoin(t, obs); err != nil {
 		return orchestrator.Observation{}, err
