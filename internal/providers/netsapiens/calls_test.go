@@ -168,7 +168,7 @@ func TestViewObservesLikeTheWholeListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := observe(tr, calls); got != want {
+	if want, _ := observe(tr, calls); got != want {
 		t.Errorf("through the index %+v, scanning the listing %+v", got, want)
 	}
 	if got.ConsultLegs != 2 || got.Caller != orchestrator.CallerHeld {

@@ -451,7 +451,10 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	for i, r := range rows {
 		sub[i] = v.call(r)
 	}
-	obs := observe(t, sub)
+	obs, odd := observe(t, sub)
+	if odd != nil {
+		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable, odd)
+	}
 	if obs.Caller == orchestrator.CallerGone && slices.Contains(v.unsure, t.Legs.Caller.CallID) {
 		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
 			errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
@@ -485,7 +488,10 @@ func detach(s, known string) string {
 	return strings.Clone(s)
 }
 
-func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observation {
+// observe judges the rows that carry t's ids. The error says that the
+// caller's call, with the agent, shows a state that is neither held nor
+// connected (errUnknownState).
+func observe(t *orchestrator.Transfer, calls []activeCall) (orchestrator.Observation, error) {
 	consultID := consultID(t)
 	var obs orchestrator.Observation
 	var caller, consult *activeCall
@@ -513,6 +519,9 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 		}
 	}
 	obs.Caller = callerState
+	if (callerState == orchestrator.CallerHeld || callerState == orchestrator.CallerConnected) && !knownStates(caller) {
+		return obs, fmt.Errorf("%w: the caller's call with the agent shows %q and %q", errUnknownState, caller.OrigInfo, caller.TermInfo)
+	}
 	// Held or connected only ever comes from a row that carries the
 	// agent's leg (rowCallerState): a join that took would have taken it.
 	obs.CallerWithAgent = callerState == orchestrator.CallerHeld || callerState == orchestrator.CallerConnected
@@ -529,7 +538,37 @@ func observe(t *orchestrator.Transfer, calls []activeCall) orchestrator.Observat
 			obs.Consult = orchestrator.ConsultAnswered
 		}
 	}
-	return obs
+	return obs, nil
+}
+
+// errUnknownState: see knownStates.
+var errUnknownState = errors.New("a state transferd does not know: whether the caller is held is unknown")
+
+// knownStates reports whether a row that carries the caller and the agent
+// shows states transferd can judge: a leg "held" (held), or every leg
+// that shows a state "active" (connected). The value set of
+// call-orig-info and call-term-info is undocumented beyond active,
+// alerting and held [guess]; a word not foreseen (another spelling of
+// held, a state between the two) read as connected, and a caller whose
+// unhold was accepted and not applied was reported given back, verified,
+// while held, and after a join that did not take no unhold was ever sent
+// (the engine unholds there only a caller it sees held). A leg that shows
+// no state says nothing either way, as before.
+func knownStates(ac *activeCall) bool {
+	if ac.OrigInfo == "held" || ac.TermInfo == "held" {
+		return true
+	}
+	active := false
+	for _, info := range [...]string{ac.OrigInfo, ac.TermInfo} {
+		switch info {
+		case "active":
+			active = true
+		case "":
+		default:
+			return false
+		}
+	}
+	return active
 }
 
 // carriesCaller reports whether a row is the caller's call: it carries

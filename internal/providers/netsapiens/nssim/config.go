@@ -159,6 +159,13 @@ type Config struct {
 	// or JoinKeepsConsult. Which session and Call-IDs survive is undocumented [G].
 	JoinKeeps string
 
+	// HeldInfo is the value a held leg shows in call-orig-info and call-term-info: "held"
+	// (default, InfoHeld, as NetSapiens' own Horizon demo reads it [C-code]) or any other
+	// word. The value set of these fields is undocumented beyond active, alerting and held
+	// [G]: another word is how a PBX whose hold a client does not recognise looks. It
+	// changes the API's rendering only; Truth and the Go records say InfoHeld.
+	HeldInfo string
+
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
 	StrictSynchronous bool
@@ -256,6 +263,9 @@ func (c Config) withDefaults() Config {
 	if c.JoinKeeps == "" {
 		c.JoinKeeps = JoinKeepsCaller
 	}
+	if c.HeldInfo == "" {
+		c.HeldInfo = InfoHeld
+	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409
 	}
@@ -313,6 +323,9 @@ func (c Config) Validate() error {
 	oneOf("ExternalNumbers", c.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
 	oneOf("JoinKeeps", c.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", c.SubscriptionNames, NamesLegacy, NamesHyphenated)
+	if c.HeldInfo == InfoActive || c.HeldInfo == InfoAlerting {
+		errs = append(errs, fmt.Errorf("nssim: HeldInfo %q is another state's value", c.HeldInfo))
+	}
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))
 	}

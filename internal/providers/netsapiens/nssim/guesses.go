@@ -20,6 +20,7 @@ type Guesses struct {
 	HeldSide              string `json:"held_side"`
 	ExternalNumbers       string `json:"external_numbers"`
 	JoinKeeps             string `json:"join_keeps"`
+	HeldInfo              string `json:"held_info"`
 	NotRingingStatus      int    `json:"not_ringing_status"`
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
 	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
@@ -34,7 +35,7 @@ func (c Config) guesses() Guesses {
 	return Guesses{
 		TermInfoField: c.TermInfoField, NumericUsers: c.NumericUsers, TransferWithTermUser: c.TransferWithTermUser,
 		WrongHostname: c.WrongHostname, HostnameMatch: c.HostnameMatch, UnknownDestination: c.UnknownDestination,
-		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps,
+		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps, HeldInfo: c.HeldInfo,
 		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder,
@@ -45,7 +46,7 @@ func (c Config) guesses() Guesses {
 func (c *Config) setGuesses(g Guesses) {
 	c.TermInfoField, c.NumericUsers, c.TransferWithTermUser = g.TermInfoField, g.NumericUsers, g.TransferWithTermUser
 	c.WrongHostname, c.HostnameMatch, c.UnknownDestination = g.WrongHostname, g.HostnameMatch, g.UnknownDestination
-	c.HeldSide, c.ExternalNumbers, c.JoinKeeps = g.HeldSide, g.ExternalNumbers, g.JoinKeeps
+	c.HeldSide, c.ExternalNumbers, c.JoinKeeps, c.HeldInfo = g.HeldSide, g.ExternalNumbers, g.JoinKeeps, g.HeldInfo
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.SubscriptionNames = g.SubscriptionNames
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
@@ -85,7 +86,7 @@ func (s *Sim) ResetGuesses() {
 // are read without mu.
 func (s *Sim) useLocked(g Guesses) {
 	s.cfg.setGuesses(g)
-	s.render = renderOptions{termInfoField: g.TermInfoField, numericUsers: g.NumericUsers}
+	s.render = renderOptions{termInfoField: g.TermInfoField, numericUsers: g.NumericUsers, heldInfo: g.HeldInfo}
 	s.notifyLocked()
 }
 

@@ -17,7 +17,7 @@ func TestControlGuesses(t *testing.T) {
 	h.ctl(http.MethodGet, "/config/guesses", nil).decode(t, &g)
 	want := nssim.Guesses{TermInfoField: nssim.TermInfoBoth, TransferWithTermUser: nssim.TermUserIgnore,
 		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
-		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult,
+		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld,
 		NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy}
 	if g != want {
 		t.Fatalf("guesses at start %+v, want %+v", g, want)
@@ -51,7 +51,14 @@ func TestControlGuesses(t *testing.T) {
 		t.Errorf("held both: orig %q term %q", o, tm)
 	}
 
-	for _, bad := range []string{`{"held_side":"local"}`, `{"not_ringing_status":200}`, `{"colour":"red"}`, `{"held_side":`} {
+	// A held leg may show a word other than "held" (HeldInfo).
+	wantStatus(t, h.ctl(http.MethodPut, "/config/guesses", `{"held_info":"onhold"}`), http.StatusOK)
+	if o, tm := held(); o != "onhold" || tm != nssim.InfoActive {
+		t.Errorf("held shown as onhold: orig %q term %q", o, tm)
+	}
+	wantStatus(t, h.ctl(http.MethodPut, "/config/guesses", `{"held_side":"both","not_ringing_status":422}`), http.StatusOK)
+
+	for _, bad := range []string{`{"held_side":"local"}`, `{"held_info":"active"}`, `{"not_ringing_status":200}`, `{"colour":"red"}`, `{"held_side":`} {
 		r := h.ctl(http.MethodPut, "/config/guesses", bad)
 		wantControlError(t, r, http.StatusBadRequest)
 		if bad == `{"held_side":"local"}` && !strings.Contains(string(r.body), "HeldSide") {

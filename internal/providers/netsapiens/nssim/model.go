@@ -59,6 +59,15 @@ type ActiveCall struct {
 type renderOptions struct {
 	termInfoField string
 	numericUsers  bool
+	heldInfo      string // Config.HeldInfo; "" renders InfoHeld
+}
+
+// info is how a leg's state renders.
+func (r renderOptions) info(v string) string {
+	if v == InfoHeld && r.heldInfo != "" {
+		return r.heldInfo
+	}
+	return v
 }
 
 // MarshalJSON writes the 23 fields of the official ActiveCall schema in schema order.
@@ -105,15 +114,16 @@ func (c ActiveCall) MarshalJSON() ([]byte, error) {
 	str("call-term-uri", c.TermURI)
 	str("call-start-datetime", c.StartDatetime)
 	str("call-answer-datetime", c.AnswerDatetime)
-	str("call-orig-info", c.OrigInfo)
+	str("call-orig-info", c.render.info(c.OrigInfo))
+	termInfo := c.render.info(c.TermInfo)
 	switch c.render.termInfoField {
 	case TermInfoCall:
-		str(TermInfoCall, c.TermInfo)
+		str(TermInfoCall, termInfo)
 	case TermInfoSpec:
-		str(TermInfoSpec, c.TermInfo)
+		str(TermInfoSpec, termInfo)
 	default:
-		str(TermInfoSpec, c.TermInfo)
-		str(TermInfoCall, c.TermInfo)
+		str(TermInfoSpec, termInfo)
+		str(TermInfoCall, termInfo)
 	}
 	str("call-audio-codec", c.AudioCodec)
 	b.WriteByte('}')

@@ -136,7 +136,7 @@ func New(cfg Config) *Sim {
 	}
 	s := &Sim{
 		cfg:     cfg,
-		render:  renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers},
+		render:  renderOptions{termInfoField: cfg.TermInfoField, numericUsers: cfg.NumericUsers, heldInfo: cfg.HeldInfo},
 		initial: cfg.guesses(),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		timers:  make(map[uint64]*simTimer),
