@@ -203,6 +203,7 @@ func (t Transport) WithDefaults() Transport {
 		pooled.MaxIdleConns, pooled.MaxIdleConnsPerHost = 256, 256
 		t.HTTPClient = &http.Client{Timeout: t.RequestTimeout, Transport: sendgate.Transport(pooled)}
 	}
+	t.HTTPClient = commandsNotRedirected(t.HTTPClient)
 	if t.Attempts <= 0 {
 		t.Attempts = 3
 	}
@@ -210,4 +211,31 @@ func (t Transport) WithDefaults() Transport {
 		t.RetryBase = 200 * time.Millisecond
 	}
 	return t
+}
+
+// commandsNotRedirected returns a copy of c that does not follow a
+// redirect changing the method. Go's client follows a 301, 302 or 303
+// answering a PATCH, POST or DELETE with a GET of the new URL, so that a
+// hold, a dial, a transfer or a hang-up became a read, and its 200 was
+// taken for the command accepted (a base URL written with http:// where
+// the provider redirects to https://, a proxy's canonical path). Such a
+// redirect is answered as it came: the command was not done. A redirect
+// that keeps the method (307, 308, or any for a GET) is followed as c
+// would.
+func commandsNotRedirected(c *http.Client) *http.Client {
+	cp := *c
+	follow := c.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && req.Method != via[0].Method {
+			return http.ErrUseLastResponse
+		}
+		if follow != nil {
+			return follow(req, via)
+		}
+		if len(via) >= 10 { // net/http's own limit
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
 }

@@ -151,27 +151,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AutoAnswer != nil {
 		auto = *cfg.AutoAnswer
 	}
-	// A redirect that would change the method is not followed: Go's
-	// client turns a PATCH, POST or DELETE answered 301, 302 or 303 into
-	// a GET, so that a hold, a dial or a hang-up became a read of another
-	// URL, and its 200 was taken for the command accepted (a base URL
-	// with http:// where the PBX redirects to https://, a proxy's
-	// canonical path). The redirect is answered as it came: not done.
-	httpc := *tr.HTTPClient
-	follow := httpc.CheckRedirect
-	httpc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) > 0 && req.Method != via[0].Method {
-			return http.ErrUseLastResponse
-		}
-		if follow != nil {
-			return follow(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	c := &Client{base: u, httpc: &httpc, key: cfg.APIKey, attempts: tr.Attempts,
+	c := &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
 		retryBase: tr.RetryBase, autoAnswer: auto, joinConsult: cfg.JoinHostname == JoinHostnameConsult, metrics: cfg.Metrics}
 	if cfg.EventURL != nil {
 		c.subs = newSubscriber(c, cfg)
