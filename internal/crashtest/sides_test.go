@@ -44,7 +44,8 @@ type side struct {
 //     whose hostname must name the consult's core while transferd names
 //     the caller's first: refused when wrong (sent again at once naming
 //     the consult's), or ignored (sent again in its second form once a
-//     reading shows it did not take);
+//     reading shows it did not take); a DELETE of a ringing call that
+//     leaves it ringing, or is refused (the consult is rejected);
 //   - a connected caller's call that reads active, and shows transferTo
 //     always (polled: no reading could tell a connected caller from one
 //     given back otherwise, which the storm covers) or never (with
@@ -59,7 +60,7 @@ var sides = []side{
 		name: "other-sides-polled",
 		ns: nssim.Guesses{TermInfoField: nssim.TermInfoCall, NumericUsers: true, WrongHostname: nssim.HostnameReject,
 			HostnameMatch: nssim.HostnameOfDestination, UnknownDestination: nssim.DestinationNotFound,
-			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult},
+			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult, RingingDisconnect: nssim.RingingIgnored},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone,
 			TransferLegFrom: bwsim.TransferLegFromCalledNumber},
@@ -67,7 +68,7 @@ var sides = []side{
 	{
 		name: "other-sides-callbacks",
 		ns: nssim.Guesses{TermInfoField: nssim.TermInfoSpec, HostnameMatch: nssim.HostnameOfDestination,
-			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult,
+			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult, RingingDisconnect: nssim.RingingRefused,
 			SubscriptionNames: nssim.NamesHyphenated, SubscriptionDuplicate: true, SubscriptionReorder: true},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsNever, TimeoutHangupCause: bwsim.CauseOriginatorCancel,

@@ -424,6 +424,9 @@ func drawGuesses(seed uint64) stormGuesses {
 	// The category of the 403 FORBIDDEN group, which errors.md may mean
 	// as either (the storm's faults answer 403s of the group).
 	g.bw.ForbiddenCategory = pick(bwsim.DefaultForbiddenCategory, "authorization")
+	// What a NetSapiens DELETE does to a call still ringing, drawn after
+	// all the above for the same reason.
+	g.ns.RingingDisconnect = pick(nssim.RingingEnds, nssim.RingingIgnored, nssim.RingingRefused)
 	return g
 }
 

@@ -363,10 +363,11 @@ func TestConsultNotAnsweredInTime(t *testing.T) {
 		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
 	}
 	got := commands(h.sim.Requests())
-	// Disconnected by our call-id without a lookup: DELETE ends a ringing
-	// consult as well as an answered one.
-	if !slices.Contains(got, "DELETE /domains/TEST/users/1000/calls/"+netsapiens.ConsultCallID(tr.ID)) {
-		t.Errorf("the ringing consult must be disconnected: %q", got)
+	// Rejected by our call-id without a lookup: a consult never seen
+	// answered is ended as a ringing call is (see
+	// TestARingingConsultIsEndedWhateverDeleteDoesToARingingCall).
+	if !slices.Contains(got, "DELETE /domains/TEST/users/1000/calls/"+netsapiens.ConsultCallID(tr.ID)+"/reject") {
+		t.Errorf("the ringing consult must be rejected: %q", got)
 	}
 	if n := len(h.sim.Sessions(domain)); n != 1 {
 		t.Errorf("%d sessions live, want only the caller's", n)

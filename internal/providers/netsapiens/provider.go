@@ -804,6 +804,24 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			}
 		}
 	}
+	if !t.Answered {
+		// What DELETE does to a call still ringing is undocumented: the
+		// docs give it for "an active call", and DELETE .../reject, by
+		// the orig Call-ID (ours), for "a 'ringing' call prior to any
+		// answer event". A PBX that answers DELETE on a ringing call
+		// with 200 and leaves it ringing, or refuses it, would keep the
+		// target's phone ringing for a transfer that has ended, to be
+		// answered into nothing. A reject accepted is the hang-up (a
+		// reading that still shows the consult, answered meanwhile,
+		// makes the engine send it again); any other answer (the call
+		// answered, "not ringing"; a PBX without reject, 404) leaves it
+		// to DELETE.
+		err := c.do(ctx, request{op: "reject", method: http.MethodDelete,
+			path: c.userPath(&t.Request) + "/" + seg(id) + "/reject", safe: true}, nil)
+		if err == nil {
+			return nil
+		}
+	}
 	err := c.do(ctx, request{op: "disconnect", method: http.MethodDelete,
 		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, nil)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {

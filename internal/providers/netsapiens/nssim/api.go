@@ -584,6 +584,16 @@ func (s *Sim) apiDisconnect(w http.ResponseWriter, rt route) {
 		writeError(w, http.StatusNotFound, callNotFound)
 		return
 	}
+	if sess.answered.IsZero() {
+		switch s.cfg.RingingDisconnect {
+		case RingingIgnored:
+			writeEmpty(w, http.StatusOK)
+			return
+		case RingingRefused:
+			writeError(w, http.StatusConflict, "Call is ringing; reject it instead")
+			return
+		}
+	}
 	// 200 rather than 202: the hang-up is done when the response leaves [C-doc]. The whole
 	// session ends, not only the user's leg [G].
 	s.endLocked(sess, EndDisconnected, "disconnected by "+rt.user+"@"+rt.domain)

@@ -36,6 +36,16 @@ const (
 	HostnameReject = "reject"
 )
 
+// Values of Config.RingingDisconnect.
+const (
+	// RingingEnds ends a ringing call as it ends an answered one.
+	RingingEnds = "ends"
+	// RingingIgnored answers 200 and leaves the call ringing.
+	RingingIgnored = "ignored"
+	// RingingRefused answers NotRingingStatus's counterpart: 409, "reject it instead".
+	RingingRefused = "refused"
+)
+
 // Values of Config.HostnameMatch.
 const (
 	// HostnameOfOriginal requires hostname to be the core-server of the call being transferred
@@ -166,6 +176,13 @@ type Config struct {
 	// changes the API's rendering only; Truth and the Go records say InfoHeld.
 	HeldInfo string
 
+	// RingingDisconnect is what DELETE .../calls/{call_id} does to a call that is still
+	// ringing: RingingEnds (default) ends it, RingingIgnored answers 200 and leaves it
+	// ringing, RingingRefused answers 409. The docs give DELETE for "an active call" and
+	// DELETE .../reject for "a 'ringing' call prior to any answer event" [C-doc]; what DELETE
+	// does to a ringing call is undocumented [G].
+	RingingDisconnect string
+
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
 	StrictSynchronous bool
@@ -266,6 +283,9 @@ func (c Config) withDefaults() Config {
 	if c.HeldInfo == "" {
 		c.HeldInfo = InfoHeld
 	}
+	if c.RingingDisconnect == "" {
+		c.RingingDisconnect = RingingEnds
+	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409
 	}
@@ -323,6 +343,7 @@ func (c Config) Validate() error {
 	oneOf("ExternalNumbers", c.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
 	oneOf("JoinKeeps", c.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", c.SubscriptionNames, NamesLegacy, NamesHyphenated)
+	oneOf("RingingDisconnect", c.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	if c.HeldInfo == InfoActive || c.HeldInfo == InfoAlerting {
 		errs = append(errs, fmt.Errorf("nssim: HeldInfo %q is another state's value", c.HeldInfo))
 	}

@@ -21,6 +21,7 @@ type Guesses struct {
 	ExternalNumbers       string `json:"external_numbers"`
 	JoinKeeps             string `json:"join_keeps"`
 	HeldInfo              string `json:"held_info"`
+	RingingDisconnect     string `json:"ringing_disconnect"`
 	NotRingingStatus      int    `json:"not_ringing_status"`
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
 	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
@@ -36,7 +37,8 @@ func (c Config) guesses() Guesses {
 		TermInfoField: c.TermInfoField, NumericUsers: c.NumericUsers, TransferWithTermUser: c.TransferWithTermUser,
 		WrongHostname: c.WrongHostname, HostnameMatch: c.HostnameMatch, UnknownDestination: c.UnknownDestination,
 		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps, HeldInfo: c.HeldInfo,
-		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
+		RingingDisconnect: c.RingingDisconnect,
+		NotRingingStatus:  c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder,
 	}
@@ -47,6 +49,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.TermInfoField, c.NumericUsers, c.TransferWithTermUser = g.TermInfoField, g.NumericUsers, g.TransferWithTermUser
 	c.WrongHostname, c.HostnameMatch, c.UnknownDestination = g.WrongHostname, g.HostnameMatch, g.UnknownDestination
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps, c.HeldInfo = g.HeldSide, g.ExternalNumbers, g.JoinKeeps, g.HeldInfo
+	c.RingingDisconnect = g.RingingDisconnect
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.SubscriptionNames = g.SubscriptionNames
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}

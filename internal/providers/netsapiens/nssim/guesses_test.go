@@ -17,7 +17,7 @@ func TestControlGuesses(t *testing.T) {
 	h.ctl(http.MethodGet, "/config/guesses", nil).decode(t, &g)
 	want := nssim.Guesses{TermInfoField: nssim.TermInfoBoth, TransferWithTermUser: nssim.TermUserIgnore,
 		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
-		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld,
+		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld, RingingDisconnect: nssim.RingingEnds,
 		NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy}
 	if g != want {
 		t.Fatalf("guesses at start %+v, want %+v", g, want)
