@@ -363,21 +363,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if registry != nil {
 		accounts, tenantPolicy = registry, registry
 	}
-	eng, err = orchestrator.New(orchestrator.Config{
-		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
-		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
-		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
-		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
-		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log), Clock: clock,
-	}, store, providers, log, reg)
-	if err != nil {
-		return err
-	}
 	var hookDir webhooks.Directory
 	if registry != nil {
 		hookDir = registry
 	}
 	hooks, runHooks, err := newWebhooks(&cfg, store, hookDir, instance, clock, log, reg)
+	if err != nil {
+		return err
+	}
+	// Each save that writes events has the dispatcher read the outbox at
+	// once (within its EnqueueGap), rather than at its next scan.
+	var eventsSaved func()
+	if runHooks {
+		eventsSaved = hooks.Nudge
+	}
+	eng, err = orchestrator.New(orchestrator.Config{
+		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
+		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
+		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
+		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
+		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log), Clock: clock, EventsSaved: eventsSaved,
+	}, store, providers, log, reg)
 	if err != nil {
 		return err
 	}

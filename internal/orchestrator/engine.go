@@ -84,6 +84,11 @@ type Config struct {
 	// store's Now, the database server's time, so that the replicas of
 	// one database share one clock whatever their hosts' say.
 	Clock func() time.Time
+	// EventsSaved, when set, is called after each save that wrote events
+	// (a create, a transition), so that what reads the outbox (the webhook
+	// dispatcher's Nudge) reads it now rather than at its next scan. It
+	// must not block.
+	EventsSaved func()
 }
 
 func (c *Config) setDefaults() {
@@ -418,6 +423,9 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 			return got, nil
 		}
 		t = got
+	}
+	if len(t.Outbox) > 0 {
+		e.eventsSaved()
 	}
 	t.Outbox, t.IdempotencyReservedAt = nil, time.Time{}
 	e.m.started.WithLabelValues(r.Provider).Inc()
@@ -1010,6 +1018,13 @@ func (e *Engine) unwait(id string, w *waiter) {
 	w.n--
 	if w.n == 0 && e.waiters[id] == w {
 		delete(e.waiters, id)
+	}
+}
+
+// eventsSaved tells Config.EventsSaved that a save wrote events.
+func (e *Engine) eventsSaved() {
+	if e.cfg.EventsSaved != nil {
+		e.cfg.EventsSaved()
 	}
 }
 

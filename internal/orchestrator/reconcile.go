@@ -1880,6 +1880,9 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	en.t.LookForSignal, en.t.SignalLooked, en.t.PendingSignal = false, false, SignalNone
 	switch {
 	case err == nil:
+		if len(en.t.Outbox) > 0 {
+			e.eventsSaved()
+		}
 		en.t.Outbox = nil
 		en.unsaved = false
 		en.lapses, en.warnedLease = lapses, false
