@@ -283,3 +283,22 @@ func IdleInTransaction(ctx context.Context, s *Store) (bool, error) {
 	}
 	return false, nil
 }
+
+// OpenReadOnlyAfter is Open, with every connection made while readOnly
+// holds a session of a read-only server (default_transaction_read_only,
+// as a hot standby's are): what a replica's new connections reach while a
+// failover points its host name at the demoted primary. ResetPool ends
+// the pool's connections, so that the next statement connects anew.
+func OpenReadOnlyAfter(ctx context.Context, dbURL string, readOnly *atomic.Bool) (*Store, error) {
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) {
+		cfg.BeforeConnect = func(_ context.Context, c *pgx.ConnConfig) error {
+			if readOnly.Load() {
+				c.RuntimeParams["default_transaction_read_only"] = "on"
+			}
+			return nil
+		}
+	}, time.Now)
+}
+
+// ResetPool ends every connection of the store's pool.
+func ResetPool(s *Store) { s.pool.Reset() }

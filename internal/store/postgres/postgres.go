@@ -123,6 +123,19 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall fu
 	// still commit without waiting, by their own choice (unsyncedSQL).
 	// A session also ends a transaction left idle (idleInTransaction).
 	cfg.AfterConnect = sessionSettings
+	// Every session must be able to write: a server in recovery (a hot
+	// standby) answers every save with "read-only transaction". A host
+	// name that still points at the demoted primary during a failover, or
+	// the first of several hosts in the URL, would give the pool such a
+	// session, which it kept like any other: every save on it failed until
+	// the pool retired it (pool_max_conn_lifetime, an hour), long after the
+	// name pointed at the new primary. So a session is refused unless it
+	// can write, as target_session_attrs=read-write does (the next host is
+	// tried; Unavailable tells the start to wait); a URL that names its own
+	// target_session_attrs keeps it.
+	if cfg.ConnConfig.ValidateConnect == nil {
+		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	}
 	// Without a statement description pgx sends the JSON parameters as
 	// bytes, which the server refuses for jsonb: fail at start, not on
 	// each save.
@@ -334,7 +347,9 @@ const (
 // not be reached or would not take a connection yet, which waiting may
 // cure: no answer (refused, reset, timed out, a name not resolved yet),
 // a connection ended, or a server starting, shutting down, recovering from
-// a crash or out of connections (SQLSTATE classes 08 and 57P, 53300). A
+// a crash or out of connections (SQLSTATE classes 08 and 57P, 53300), or a
+// server that cannot write yet (a standby a failover is promoting, or a
+// host name that still points at the demoted primary). A
 // refusal of what transferd asked for (credentials, a database that does
 // not exist, privileges, a URL that does not parse, TLS) is not: waiting
 // never cures it.
@@ -344,7 +359,7 @@ func Unavailable(err error) bool {
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
 	}
 	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	return errors.As(err, &netErr) || errors.Is(err, pgconn.ErrReadOnlyConnection) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 

@@ -33,6 +33,7 @@ func TestUnavailable(t *testing.T) {
 		{"crash shutdown", &pgconn.PgError{Severity: "FATAL", Code: "57P02"}, true},
 		{"too many connections", &pgconn.PgError{Severity: "FATAL", Code: "53300"}, true},
 		{"connection failure", &pgconn.PgError{Severity: "FATAL", Code: "08006"}, true},
+		{"a standby (read-only)", fmt.Errorf("failed to connect: %w", pgconn.ErrReadOnlyConnection), true},
 		{"wrong password", &pgconn.PgError{Severity: "FATAL", Code: "28P01"}, false},
 		{"no such database", &pgconn.PgError{Severity: "FATAL", Code: "3D000"}, false},
 		{"no privilege", &pgconn.PgError{Severity: "ERROR", Code: "42501"}, false},
