@@ -388,16 +388,29 @@ func (r *saveReq) result(br pgx.BatchResults) (bool, error) {
 }
 
 // commit queues a save and waits for its verdict (groupcommit.Commit: once
-// queued, it is waited for even if ctx ends).
+// queued, it is waited for even if ctx ends). A save that was never queued
+// (its context ended first, or the store is closed) wrote nothing: a
+// create says so (notSaved).
 func (s *Store) commit(ctx context.Context, req *saveReq) verdict {
 	if err := ctx.Err(); err != nil {
-		return verdict{err: s.fail(req.op(), err)}
+		return verdict{err: req.notSaved(s.fail(req.op(), err))}
 	}
 	v, ok := groupcommit.Commit(s.commits, req, req.done)
 	if !ok {
-		return verdict{err: s.fail(req.op(), errClosed)}
+		return verdict{err: req.notSaved(s.fail(req.op(), errClosed))}
 	}
 	return v
+}
+
+// notSaved is the error of a save that wrote nothing, for certain: a
+// create's says so (orchestrator.ErrNotSaved), so that the engine does not
+// look for the transfer afterwards as it does for a save whose answer was
+// lost; an update's is err.
+func (r *saveReq) notSaved(err error) error {
+	if !r.create {
+		return err
+	}
+	return kindErr(r.op(), orchestrator.KindUnavailable, fmt.Errorf("%w: %w", orchestrator.ErrNotSaved, err))
 }
 
 // commitBatch writes a batch in one transaction and answers every save.

@@ -54,14 +54,16 @@ func (r *updateReq) op() string {
 }
 
 // commit queues a save and waits for its verdict (groupcommit.Commit: once
-// queued, it is waited for even if ctx ends).
+// queued, it is waited for even if ctx ends). A save that was never queued
+// (its context ended first, or the store is closed) wrote nothing: a
+// create says so (notSaved).
 func (s *Store) commit(ctx context.Context, r *updateReq) error {
 	if err := ctx.Err(); err != nil {
-		return fail(r.op(), err)
+		return notSaved(r, fail(r.op(), err))
 	}
 	err, ok := groupcommit.Commit(s.commits, r, r.done)
 	if !ok {
-		return fail(r.op(), errClosed)
+		return notSaved(r, fail(r.op(), errClosed))
 	}
 	return err
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"CreateSetsVersionOne", testCreateSetsVersionOne},
 		{"CreateStoresACopy", testCreateStoresACopy},
 		{"CreateDuplicateID", testCreateDuplicateID},
+		{"CreateWithItsContextEnded", testCreateWithItsContextEnded},
 		{"CreateOneActivePerCall", testCreateOneActivePerCall},
 		{"CreateTerminalDoesNotHoldTheCall", testCreateTerminalDoesNotHoldTheCall},
 		{"CreateConcurrentSameCall", testCreateConcurrentSameCall},
@@ -405,6 +406,35 @@ func testCreateStoresACopy(f *fixture) {
 	t.Failure.Evidence.Code = "changed"
 	t.Legs.Consult.CallID = "changed"
 	f.equal("after mutating the created record", f.get(t.ID), want)
+}
+
+// A create whose context has ended before the store took it (the API's
+// deadline for a create, spent on the checks before the save) is either
+// saved (a store that does not look at the context), or refused as
+// ErrNotSaved: the store knows that nothing was written. Found by review:
+// the SQL stores answered such a create with an error of no kind, which
+// says its save is unknown; the engine then looked for the transfer in
+// the background for minutes, and the client was told the store's answer
+// was lost.
+func testCreateWithItsContextEnded(f *fixture) {
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	t := f.transfer("1000")
+	Emit(t, orchestrator.EventCreated, "", "")
+	err := f.s.Create(ctx, t)
+	if err == nil {
+		clearOutbox(t)
+		f.equal("a create saved although its context had ended", f.get(t.ID), t)
+		return
+	}
+	if !errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		f.Errorf("Create with its context ended = %v (kind %v); want success, or ErrNotSaved of kind unavailable", err, orchestrator.KindOf(err))
+	}
+	if _, err := f.s.Get(f.ctx, t.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		f.Errorf("Get of the create refused before the store took it = %v, want not found", err)
+	}
+	// Nor does it hold the call.
+	f.create(f.transfer("1000"))
 }
 
 // A second Create with an existing id is a conflict that is not about the
