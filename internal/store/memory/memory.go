@@ -150,7 +150,7 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 		return orchestrator.E("memory.Update", orchestrator.KindNotFound, nil)
 	}
 	if cur.Version != t.Version {
-		return orchestrator.ErrVersionConflict
+		return orchestrator.E("memory.Update", orchestrator.KindConflict, orchestrator.ErrVersionConflict)
 	}
 	// UpdatedAt is the caller's (the engine's clock), as every other field:
 	// Purge compares it with a cut-off taken from that same clock.

@@ -705,6 +705,8 @@ func testUpdateVersion(f *fixture) {
 	if !errors.Is(err, orchestrator.ErrVersionConflict) {
 		f.Fatalf("Update with a stale version: %v, want ErrVersionConflict", err)
 	}
+	// Of kind conflict, as Store.PutSignal's ErrStale is, in every store.
+	wantKind(f.T, "Update with a stale version", err, orchestrator.KindConflict)
 	if stale.Version != 1 {
 		f.Errorf("a failed Update changed the caller's Version to %d", stale.Version)
 	}
