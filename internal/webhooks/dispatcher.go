@@ -135,6 +135,9 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	signers map[string]signerFor // by endpoint key
+	// paused holds, by endpoint key, until when (on mono) claims skip an
+	// endpoint that asked to be left alone (pause).
+	paused map[string]time.Time
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
@@ -158,7 +161,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 		clock = time.Now
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
-		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{},
+		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]time.Time{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -227,6 +230,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		// claim is bounded so that no endpoint passes its share.
 		for {
 			limit, skip := sh.next()
+			skip = d.withPaused(skip)
 			if d.allSkipped(skip) {
 				limit = 0
 			}
@@ -496,6 +500,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		limit, skip := sh.next()
+		skip = d.withPaused(skip)
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
 		}
@@ -611,6 +616,9 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 		return dl
 	}
 	dl.LastError = err.Error()
+	if retryAfter > 0 && (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) {
+		d.pause(EndpointKey(dl.Tenant, dl.Endpoint), retryAfter)
+	}
 	// The back-off restarts at a redelivery.
 	wait := d.backoff(dl.Attempts - dl.Redelivered)
 	// The endpoint's own Retry-After wins over a shorter back-off; the
@@ -628,6 +636,39 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	// The store may keep a failed delivery pending that this claim's
 	// Deadline would have given up: a redelivery during the attempt wins.
 	return dl
+}
+
+// pause has this replica's claims skip an endpoint that answered 429 or
+// 503 with a Retry-After, for that long (at most MaxBackoff, against a
+// header that asks for a day). The delivery that got it waits its
+// Retry-After (try); without the pause every other transfer's delivery
+// to that endpoint was still sent, each to be told the same, while the
+// receiver had asked to be left alone. Other replicas learn it from their
+// own attempts.
+func (d *Dispatcher) pause(key string, wait time.Duration) {
+	until := d.mono().Add(min(wait, d.cfg.MaxBackoff))
+	d.mu.Lock()
+	if until.After(d.paused[key]) {
+		d.paused[key] = until
+	}
+	d.mu.Unlock()
+}
+
+// withPaused returns skip with the endpoints paused now added, and
+// forgets the pauses that are over (Run's next scan claims for them).
+func (d *Dispatcher) withPaused(skip []string) []string {
+	now := d.mono()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for key, until := range d.paused {
+		switch {
+		case !now.Before(until):
+			delete(d.paused, key)
+		case !slices.Contains(skip, key):
+			skip = append(skip, key)
+		}
+	}
+	return skip
 }
 
 // recorded counts and logs the result dl of an attempt, once the store
