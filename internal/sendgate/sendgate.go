@@ -124,7 +124,11 @@ func Transport(t *http.Transport) http.RoundTripper {
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	if t.TLSClientConfig != nil {
 		t.TLSClientConfig = t.TLSClientConfig.Clone()
-		t.TLSClientConfig.NextProtos = slices.DeleteFunc(t.TLSClientConfig.NextProtos, func(p string) bool { return p == "h2" })
+		// A copy: Clone shares NextProtos' array with the config cloned
+		// (http.DefaultTransport's, whose NextProtos net/http fills), and
+		// deleting in place rewrote that one, racing every other client
+		// made at once.
+		t.TLSClientConfig.NextProtos = slices.DeleteFunc(slices.Clone(t.TLSClientConfig.NextProtos), func(p string) bool { return p == "h2" })
 	}
 	return gatedTransport{next: t}
 }

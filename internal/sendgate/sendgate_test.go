@@ -2,10 +2,12 @@ package sendgate_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -101,5 +103,18 @@ func TestGatedClientsKeepToHTTP1(t *testing.T) {
 	shut := sendgate.With(context.Background(), func() bool { return false })
 	if _, err := post(t, c, shut, srv.URL); !errors.Is(err, sendgate.ErrClosed) {
 		t.Errorf("a request whose gate is shut, over TLS: %v, want ErrClosed", err)
+	}
+}
+
+// Transport takes h2 out of a copy of the client's NextProtos: a
+// Transport cloned from another (http.DefaultTransport, as the adapters'
+// are) shares that array, and deleting in place rewrote the original's,
+// racing every client made at once (the race detector caught two
+// Bandwidth clients made in parallel tests).
+func TestTransportLeavesTheTransportClonedFromAsItWas(t *testing.T) {
+	orig := &http.Transport{TLSClientConfig: &tls.Config{NextProtos: []string{"h2", "http/1.1"}}}
+	sendgate.Transport(orig.Clone())
+	if got := orig.TLSClientConfig.NextProtos; !slices.Equal(got, []string{"h2", "http/1.1"}) {
+		t.Errorf("the original's NextProtos are now %q", got)
 	}
 }
