@@ -233,16 +233,11 @@ func startedSince(b, a *apiCall, floor time.Time) bool {
 // ended A next to a still ringing B was the caller hanging up.
 func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
 	var obs orchestrator.Observation
-	a, err := c.getCall(ctx, t.Legs.Caller.CallID)
-	aGone := false
-	switch {
-	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-		aGone = true
-	case err != nil:
+	a, err := c.getKnownCall(ctx, t.Legs.Caller.CallID)
+	if err != nil {
 		return obs, err
-	default:
-		aGone = a.ended()
 	}
+	aGone := a.ended()
 
 	id := t.Legs.Consult.CallID
 	legUnknown := id == "" && dialled(t)
@@ -263,14 +258,11 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// "active"), and the end of a connected B ends A with it (notes
 		// §12.3). Read A again, after B, so that a caller hung up with the
 		// target is not taken for a caller given back.
-		switch again, err := c.getCall(ctx, t.Legs.Caller.CallID); {
-		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-			aGone = true
-		case err != nil:
+		again, err := c.getKnownCall(ctx, t.Legs.Caller.CallID)
+		if err != nil {
 			return obs, err
-		default:
-			a, aGone = again, again.ended()
 		}
+		a, aGone = again, again.ended()
 	}
 	// The dial's answer was lost, and an active A shows no transfer: given
 	// back after a failed one, never transferred, or connected to B on a
@@ -358,7 +350,13 @@ func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id s
 		return nil, "", nil
 	}
 	b, err := c.getCall(ctx, id)
-	if err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound {
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound && t.Seen.Consult:
+		// Seen before: Catapult reads an ended call "completed", so a 404
+		// now says nothing (see getKnownCall). A leg not seen yet may
+		// not be listed yet: absent, which the engine judges.
+		return nil, "", unreadable(id, err)
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound:
 		return nil, "", err
 	}
 	cause := ""

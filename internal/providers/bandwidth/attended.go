@@ -289,18 +289,17 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		// complete: the engine joins caller and target. This is the only
 		// time the agent's call matters (an auto transfer joins them
 		// anyway), so the only time it is read. A failed read says
-		// nothing; G existed before the transfer, so a 404 is not a call
-		// listed late.
-		gc, err := c.getCall(ctx, g)
-		obs.AgentGone = orchestrator.KindOf(err) == orchestrator.KindCallNotFound || (err == nil && gc.ended())
+		// nothing, and neither does a 404: G existed before the transfer,
+		// and Catapult reads an ended call "completed" (getKnownCall).
+		gc, err := c.getKnownCall(ctx, g)
+		obs.AgentGone = err == nil && gc.ended()
 	}
 	switch {
 	case !b1.has(a):
-		// A call leaves its bridge when it ends.
-		ac, err := c.getCall(ctx, a)
+		// A call leaves its bridge when it ends. A 404 for it says
+		// nothing (getKnownCall).
+		ac, err := c.getKnownCall(ctx, a)
 		switch {
-		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-			obs.Caller = orchestrator.CallerGone
 		case err != nil:
 			return obs, err
 		case ac.ended():

@@ -170,6 +170,29 @@ func (c *Client) getCall(ctx context.Context, id string) (*apiCall, error) {
 	return &out, nil
 }
 
+// getKnownCall reads a call transferd has read before (the caller's,
+// which Locate read): Catapult keeps an ended call readable, in state
+// completed or rejected, so a "not found" for it is the platform not
+// showing it now (a read served before the call's record, a not-found
+// code used loosely: which of the two comes when is a guess), not the
+// call gone. Taken for gone, it closed a transfer whose caller was still
+// up with a B-leg left ringing. It is an unknown reading instead: the
+// engine reads again, and past its verify timeout the outcome says it
+// could not be verified.
+func (c *Client) getKnownCall(ctx context.Context, id string) (*apiCall, error) {
+	call, err := c.getCall(ctx, id)
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+		return nil, unreadable(id, err)
+	}
+	return call, err
+}
+
+// unreadable is a "not found" for a call known to exist (getKnownCall).
+func unreadable(id string, err error) error {
+	return orchestrator.E("bandwidth.get_call", orchestrator.KindProviderUnavailable,
+		fmt.Errorf("call %s, read before, is not found now: its state is unknown: %w", id, err))
+}
+
 func (c *Client) getBridge(ctx context.Context, id string) (*apiBridge, error) {
 	var out apiBridge
 	if err := c.do(ctx, request{op: "get_bridge", method: http.MethodGet, path: "/bridges/" + seg(id), safe: true}, &out); err != nil {
