@@ -626,6 +626,15 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			"whether the caller was connected to the target first, the provider does not show", nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
+	case obs.Consult == ConsultAbsent && t.Seen.Consult && en.flow.Join && at.Before(e.joinSettledAt(t)):
+		// A join being applied may take the consult's leg out of a
+		// listing before the caller's row shows the target (a PBX that
+		// rewrites the consult's row into the caller's), and an adapter
+		// reads a missing consult by its id only before a join is sent.
+		// Taken for the target gone, the recovery hung up, on this very
+		// reading, the leg the join was landing on. Unknown until the
+		// join could have applied; a leg shown ended still counts below.
+		return e.readingFrom(en, e.joinSettledAt(t))
 	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
 	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
