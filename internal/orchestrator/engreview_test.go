@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -60,5 +61,50 @@ func TestAConsultMissingBeforeTheJoinCouldApplyIsNotTakenForTheTargetGone(t *tes
 	}
 	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
 		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+}
+
+// Found by the engine review (fiftieth pass): an unhold answered "not
+// found" (a NetSapiens unhold addresses the agent's call-id, and a PBX may
+// answer 404 for a call it does not show for a moment) closed the
+// recovery in the pass that sent it, on the reading taken before it: the
+// consult had ended and the hold had settled, so restored took the 404 for
+// the caller gone, verified, "the caller hung up before being taken off
+// hold", with the caller still on hold and nobody watching. The 404 is
+// now judged by a reading taken after the unhold, whatever the join: it
+// shows the caller held, and the unhold is sent again.
+func TestAnUnholdNotFoundIsJudgedByAReadingTakenAfterIt(t *testing.T) {
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	f.FailOn(orchestratortest.MethodUnhold,
+		orchestrator.E("fake.Unhold", orchestrator.KindCallNotFound, errors.New("HTTP 404")), 1)
+	// The target declines once the hold has settled (two visibility
+	// windows after the dial, which follows the hold's step).
+	var mu sync.Mutex
+	var dialAt time.Time
+	declined := false
+	f.Before(orchestratortest.MethodDial, func(orchestratortest.Record) {
+		mu.Lock()
+		dialAt = time.Now()
+		mu.Unlock()
+	})
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		if dialAt.IsZero() || declined || time.Since(dialAt) < 2*stormWindowShort {
+			return
+		}
+		declined = f.HangupTarget(r.TransferID) == 1
+	})
+	e, st := unknowableEngine(t, f)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v, want connected (given back)", c.Caller)
+	}
+	if o := end.Outcome; end.State != orchestrator.StateFailed || !o.CallerRestored || !o.Verified {
+		t.Errorf("%s %+v; want failed, the caller restored, verified", end.State, o)
 	}
 }

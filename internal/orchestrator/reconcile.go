@@ -1418,13 +1418,16 @@ func (e *Engine) restored(en *entry, obs Observation, at time.Time) (restored, d
 			return false, true
 		}
 		if en.callerGone {
-			// An unhold answered "not found". Where the transfer may have
-			// connected the caller to the target, only a reading taken
-			// after it can say whether the caller's call ended (an outcome
-			// that cannot be known) or goes on (the 404 was about the
-			// agent's leg: callerSeenUp takes it back, and the caller is
-			// owed the unhold again).
-			if joinUnknown(en) && !at.After(e.stepEnd(t, StepUnhold)) {
+			// An unhold answered "not found". Only a reading taken after
+			// it can say whether the caller's call ended (where the
+			// transfer may have connected the caller to the target, an
+			// outcome that cannot be known) or goes on (the 404 was about
+			// the agent's leg, or a call the PBX did not show for a
+			// moment: callerSeenUp takes it back, and the caller is owed
+			// the unhold again). The reading passed here is usually the
+			// one the unhold was decided on, which showed the caller held:
+			// taken for gone on it, the caller was left on hold, verified.
+			if !at.After(e.stepEnd(t, StepUnhold)) {
 				return false, false
 			}
 			return false, true
