@@ -108,7 +108,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 			defer func() { <-sem }()
 			obs, err := c.observe(ctx, t)
 			mu.Lock()
-			v[t.ID] = reading{obs, err}
+			v[t.ID] = reading{obs, err, t.Seen.Consult}
 			mu.Unlock()
 		}()
 	}
@@ -119,6 +119,9 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 type reading struct {
 	obs orchestrator.Observation
 	err error
+	// seen: the record read for had seen the consult (a 404 for the leg
+	// then says nothing: observeAttended, observeBLeg).
+	seen bool
 }
 
 // view is one Read: each transfer's observation or error.
@@ -130,6 +133,15 @@ func (v view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error
 	if !ok {
 		return orchestrator.Observation{}, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
 			errors.New("the transfer was not part of this reading"))
+	}
+	if r.err == nil && r.obs.Consult == orchestrator.ConsultAbsent && t.Seen.Consult && !r.seen {
+		// Read for a record that had not seen the consult yet (a watcher
+		// reads for the records as last reconciled), where a leg not
+		// found is "not listed yet". The engine, which has seen it since,
+		// would take that for the leg ended and hang up a live target:
+		// for this record the reading is unknown.
+		return orchestrator.Observation{}, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+			errors.New("the consult leg was not found by a reading made before it was seen: whether it is up is unknown"))
 	}
 	return r.obs, r.err
 }
