@@ -784,12 +784,21 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			Verified: true, Detail: failure.Detail, Evidence: failure.Evidence}, nil)
 		return 0
 	}
+	if refusedWhich(t, failure) {
+		// Which call a refused join did not find shows in a reading taken
+		// after the refusal, and the consult's hang-up sent first would
+		// end the consult in every reading: wait for one (a reading that
+		// fails is one too: the recovery goes on).
+		if _, _, _, ok := e.reading(en, e.stepEnd(t, StepTransfer)); !ok {
+			return 0 // the watcher queues the transfer with it
+		}
+	}
 	obs, at, rerr, ok := e.reading(en, lastSent(t))
 	fresh := ok && rerr == nil
 	if fresh {
 		e.observed(en, obs, at)
 		e.callerSeenUp(en, obs, at, failure)
-		e.notFoundWhich(en, obs, failure)
+		e.notFoundWhich(en, obs, at, failure)
 		if obs.Caller == CallerTransferred {
 			if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
 				// A hang-up we sent may not be applied yet. Where the
@@ -1127,30 +1136,44 @@ func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outco
 	return true
 }
 
-// notFoundWhich says which call a join refused as "not found" did not
-// find, from the first reading after it: a caller or a target who hung up
-// as the join was sent (a PBX may answer 404 for a destination session
-// that just ended) is what that reading shows, and call_not_found ("the
-// provider had no such call") would be untrue of the call that was there.
-func (e *Engine) notFoundWhich(en *entry, obs Observation, f *Outcome) {
+// notFoundWhich says which call a join refused as "not found" or "not
+// active" did not find, from the first reading after it: a caller or a
+// target who hung up as the join was sent (a PBX may answer 404 for a
+// destination session that just ended; Bandwidth refuses a bridge naming
+// an ended call with call-invalid-state) is what that reading shows, and
+// call_not_found ("the provider had no such call") or call_not_active
+// would blame the call's state for a party's hang-up. A consult shown
+// ended counts only on a reading started before the recovery sent its
+// hang-up: after it, the consult ended is the recovery's doing, and a join
+// refused while both parties stayed (a NetSapiens join addresses the
+// agent's call, which may be what was not found) was blamed on the target.
+func (e *Engine) notFoundWhich(en *entry, obs Observation, at time.Time, f *Outcome) {
 	t := en.t
-	if f.Reason != ReasonCallNotFound {
-		return
-	}
-	if s := t.lastStep(StepTransfer); s == nil || s.Status != StepFailed {
+	if !refusedWhich(t, f) {
 		return
 	}
 	switch {
 	case obs.Caller == CallerGone:
 		f.Reason = ReasonCallerHungUp
 		f.Detail += "; the caller's call has ended"
-	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+	case (t.Sent.Hangup.IsZero() || at.Before(t.Sent.Hangup)) &&
+		(obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult)):
 		f.Reason = ReasonTargetHungUp
 		f.Detail += "; the consult call has ended"
 	default:
 		return
 	}
 	en.unsaved = true
+}
+
+// refusedWhich reports whether f is a join refused as "not found" or "not
+// active", which notFoundWhich judges.
+func refusedWhich(t *Transfer, f *Outcome) bool {
+	if f.Reason != ReasonCallNotFound && f.Reason != ReasonCallNotActive {
+		return false
+	}
+	s := t.lastStep(StepTransfer)
+	return s != nil && s.Status == StepFailed
 }
 
 // sentToTarget reports whether what this transfer sent can have put the
