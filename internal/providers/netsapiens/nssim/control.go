@@ -1,6 +1,7 @@
 package nssim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +19,9 @@ import (
 //	POST   /calls/{session-id}/hangup       {"party":"orig"|"term"} → 204
 //	GET    /ended                           → 200 [{"call","reason","detail","time"}]
 //	PUT    /users/{domain}/{user}/behaviour {"mode","delay":"2s"} → 204
-//	POST   /users/{domain}/{user}/answer    → 204
+//	POST   /users/{domain}/{user}/answer    → 204 (every leg ringing to the user answers; nothing
+//	                                        ringing: it waits up to 10 s for accepted actions
+//	                                        to apply, then 409)
 //	GET    /faults                          → 200 [Fault]
 //	POST   /faults                          {"operation","status","message","count","latency":"50ms","drop","apply","retry_after"} → 204
 //	DELETE /faults                          → 204
@@ -65,13 +68,7 @@ func (s *Sim) ControlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, s.Ended())
 	})
 	mux.HandleFunc("PUT /users/{domain}/{user}/behaviour", s.ctlBehaviour)
-	mux.HandleFunc("POST /users/{domain}/{user}/answer", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Answer(r.PathValue("domain"), r.PathValue("user")); err != nil {
-			writeControlError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
+	mux.HandleFunc("POST /users/{domain}/{user}/answer", s.ctlAnswer)
 	mux.HandleFunc("GET /faults", s.ctlFaults)
 	mux.HandleFunc("POST /faults", s.ctlInjectFault)
 	mux.HandleFunc("DELETE /faults", func(w http.ResponseWriter, r *http.Request) {
@@ -128,6 +125,32 @@ func (s *Sim) ControlHandler() http.Handler {
 		writeControlError(w, fmt.Errorf("%w: no control route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
 	return withLeadingSlash(mux)
+}
+
+// answerWait bounds how long POST /users/{domain}/{user}/answer waits for accepted actions
+// to be applied before it finds nothing ringing.
+const answerWait = 10 * time.Second
+
+// ctlAnswer answers the legs ringing to a user. A consult the API accepted (202) rings only
+// once the PBX applies it (ActionDelay, 200 ms in demo mode): a script that answers as soon
+// as transferd reports the transfer consulting would find nothing ringing yet. So when
+// nothing rings, it waits (up to answerWait) for the accepted actions, and what they start
+// at once, to be applied, and looks again; with nothing pending that is at once.
+func (s *Sim) ctlAnswer(w http.ResponseWriter, r *http.Request) {
+	domain, user := r.PathValue("domain"), r.PathValue("user")
+	err := s.Answer(domain, user)
+	if errors.Is(err, ErrNotRinging) {
+		ctx, cancel := context.WithTimeout(r.Context(), answerWait)
+		if s.WaitApplied(ctx) == nil && s.WaitIdle(ctx) == nil {
+			err = s.Answer(domain, user)
+		}
+		cancel()
+	}
+	if err != nil {
+		writeControlError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func writeControlError(w http.ResponseWriter, err error) {

@@ -184,3 +184,23 @@ func TestConfigValidate(t *testing.T) {
 	}()
 	nssim.New(nssim.Config{HeldSide: "local"})
 }
+
+// A consult the API accepted rings only once the simulator applies it (ActionDelay, as in demo
+// mode): the answer control, sent as soon as transferd reports the transfer consulting, waits
+// for it rather than answer 409 "nothing is ringing".
+func TestControlAnswerWaitsForAcceptedConsult(t *testing.T) {
+	h := newHarness(t, nssim.Config{ActionDelay: time.Second})
+	wantStatus(t, h.ctl(http.MethodPut, "/users/TEST/1010/behaviour", `{"mode":"manual"}`), http.StatusNoContent)
+	r := h.api(http.MethodPost, "/domains/TEST/users/1000/calls", map[string]string{
+		"synchronous": "no", "call-id": "ctl-late", "call-term-user": "1010", "auto-answer-enabled": "yes",
+	})
+	wantStatus(t, r, http.StatusAccepted)
+	wantStatus(t, h.ctl(http.MethodPost, "/users/TEST/1010/answer", nil), http.StatusNoContent)
+	wantStatus(t, h.ctl(http.MethodGet, "/idle", nil), http.StatusNoContent)
+	c, ok := findCall(h.calls(), func(c nssim.ActiveCall) bool { return c.OrigCallID == "ctl-late" })
+	if !ok || c.TermInfo != nssim.InfoActive {
+		t.Fatalf("consult %+v (listed %v), want 1010 answered", c, ok)
+	}
+	// With nothing ringing and nothing pending, the answer is still a 409 at once.
+	wantControlError(t, h.ctl(http.MethodPost, "/users/TEST/1011/answer", nil), 409)
+}
