@@ -17,7 +17,8 @@ import (
 )
 
 func TestCheckCredentials(t *testing.T) {
-	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: domain}}})
+	const resellerKey = "nsd_resellerResellerResellerResellerResellerReseller00"
+	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{apiKey: {Domain: domain}, resellerKey: {Domain: "*"}}})
 	t.Cleanup(sim.Close)
 	mux := http.NewServeMux()
 	mux.Handle(basePath+"/", http.StripPrefix(basePath, sim.APIHandler()))
@@ -29,7 +30,10 @@ func TestCheckCredentials(t *testing.T) {
 		kind  orchestrator.Kind
 	}{
 		"a key the PBX knows": {key: apiKey},
-		"a rotated key":       {key: "nsd_rotatedRotatedRotatedRotatedRotatedRotatedRotated00", fails: true, kind: orchestrator.KindProviderAuth},
+		// Bound to no domain, it has no "~" (400 "Domain ~ cannot be resolved"): it was
+		// reported unknown at every check, as though the PBX could not be reached.
+		"a key of every domain": {key: resellerKey},
+		"a rotated key":         {key: "nsd_rotatedRotatedRotatedRotatedRotatedRotatedRotated00", fails: true, kind: orchestrator.KindProviderAuth},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: tc.key})
