@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -72,11 +73,20 @@ func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]strin
 	case "call_id":
 		f.CallID = v
 	case "target":
+		if strings.ContainsAny(v, " \t") {
+			// No target has a space (every provider refuses one at create): this is
+			// ?target=+1555… unescaped, whose + reads as a space, and an empty page
+			// would say there are no transfers to that number.
+			bad[name] = "has a space, which no target has: a + in a query string reads as a space; write it %2B (target=%2B15555550222)"
+		}
 		f.Target = v
 	case "created_after", "created_before":
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			bad[name] = "must be an RFC 3339 date-time, such as 2026-01-02T15:04:05Z"
+			if strings.Contains(v, " ") {
+				bad[name] += "; a + in a query string reads as a space: write an offset such as +02:00 as %2B02:00"
+			}
 			return
 		}
 		if name == "created_after" {
