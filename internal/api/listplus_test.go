@@ -34,3 +34,15 @@ func TestListNamesAnUnescapedPlus(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateNamesAnUnknownProviderReadably: the problem's detail, the
+// field's name followed by its complaint, read "provider unknown provider
+// \"ns\"; configured: […]"; it now reads as the list's does.
+func TestCreateNamesAnUnknownProviderReadably(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(),
+		body: `{"provider":"ns","call":{"domain":"acme.example","user":"1004"},"target":"1010"}`}, true)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"detail":"provider \"ns\" is not a configured provider; one of [`) {
+		t.Fatalf("create with provider ns answered %d, want a 400 whose detail names the configured providers:\n%s", r.status, r.body)
+	}
+}

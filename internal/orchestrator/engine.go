@@ -332,7 +332,7 @@ func (e *Engine) Validate(ctx context.Context, r *Request) error {
 	case r.Provider == "":
 		bad["provider"] = "is required; one of " + fmt.Sprint(e.providersFor(tenant))
 	case !ok:
-		bad["provider"] = fmt.Sprintf("unknown provider %q; configured: %v", r.Provider, e.providersFor(tenant))
+		bad["provider"] = fmt.Sprintf("%q is not a configured provider; one of %v", r.Provider, e.providersFor(tenant))
 	}
 	if r.Target == "" {
 		bad["target"] = "is required"
