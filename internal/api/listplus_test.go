@@ -46,3 +46,13 @@ func TestCreateNamesAnUnknownProviderReadably(t *testing.T) {
 		t.Fatalf("create with provider ns answered %d, want a 400 whose detail names the configured providers:\n%s", r.status, r.body)
 	}
 }
+
+// TestListNamesAnUnknownStateReadably: "state unknown state \"done\"" is
+// now "state \"done\" is not a state; one of […]".
+func TestListNamesAnUnknownStateReadably(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(t, exchange{method: "GET", path: "/v1/transfers?state=done"}, true)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"detail":"state \"done\" is not a state; one of [pending `) {
+		t.Fatalf("?state=done answered %d, want a 400 whose detail lists the states:\n%s", r.status, r.body)
+	}
+}

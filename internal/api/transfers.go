@@ -423,7 +423,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 			for _, s := range strings.Split(v, ",") {
 				st := orchestrator.State(strings.TrimSpace(s))
 				if !st.Valid() {
-					bad["state"] = fmt.Sprintf("unknown state %q; one of %v", s, orchestrator.States)
+					bad["state"] = fmt.Sprintf("%q is not a state; one of %v", s, orchestrator.States)
 					continue
 				}
 				f.States = append(f.States, st)
