@@ -480,7 +480,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// In demo mode the credentials are the simulator's own: there is
 	// nothing to learn, and the simulator's request log stays the
 	// transfers' alone.
-	if !demo {
+	if demo {
+		creds.NotChecked("demo mode: the simulator's built-in credentials are not checked")
+	} else {
 		credCtx, stopCreds := context.WithCancel(ctx)
 		credsDone := make(chan struct{})
 		go func() { creds.Run(credCtx); close(credsDone) }()

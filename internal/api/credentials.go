@@ -58,8 +58,19 @@ type CredentialMonitor struct {
 	ok      *prometheus.GaugeVec
 	checked *prometheus.GaugeVec
 
-	mu     sync.Mutex
-	status map[string]providerStatusJSON // by account
+	mu         sync.Mutex
+	status     map[string]providerStatusJSON // by account
+	notChecked string                        // why an account has no result yet
+}
+
+// NotChecked says, on /status/providers, why the accounts are not checked
+// (demo mode: the simulator's built-in credentials), instead of "not
+// checked yet": an unknown with no detail read as a provider that could not
+// be reached.
+func (m *CredentialMonitor) NotChecked(why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notChecked = why
 }
 
 // NewCredentialMonitor returns a monitor of the accounts that the
@@ -203,7 +214,11 @@ func (m *CredentialMonitor) snapshot() []providerStatusJSON {
 	for _, a := range accounts {
 		s, ok := m.status[a.Account]
 		if !ok {
-			s = providerStatusJSON{Provider: a.Provider, Account: a.Account, Credentials: CredentialsUnknown}
+			why := m.notChecked
+			if why == "" {
+				why = "not checked yet"
+			}
+			s = providerStatusJSON{Provider: a.Provider, Account: a.Account, Credentials: CredentialsUnknown, Detail: why}
 		}
 		out = append(out, s)
 	}

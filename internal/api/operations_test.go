@@ -216,9 +216,19 @@ func TestProviderStatus(t *testing.T) {
 	var have []string
 	for _, p := range got.Providers {
 		have = append(have, p.Account+" "+p.Provider+" "+p.Credentials)
+		// An account not checked yet says so: an unknown with no detail
+		// read as a provider that could not be reached.
+		if p.Account == "beta/bandwidth" && p.Detail != "not checked yet" {
+			t.Errorf("beta/bandwidth, not checked yet, has detail %q", p.Detail)
+		}
 	}
 	if !slices.Equal(have, want) {
 		t.Errorf("status %v, want %v", have, want)
+	}
+	m.NotChecked("demo mode")
+	r = e.do(t, exchange{method: "GET", path: "/status/providers"}, false)
+	if !strings.Contains(string(r.body), `"account":"beta/bandwidth","credentials":"unknown","detail":"demo mode"`) {
+		t.Errorf("with NotChecked, the account not checked: %s", r.body)
 	}
 	// The metric says 1 or 0 only on a verdict; an unreachable account
 	// has none yet.
