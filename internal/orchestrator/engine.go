@@ -353,8 +353,10 @@ func (e *Engine) Validate(ctx context.Context, r *Request) error {
 				unsupported[field] = fmt.Sprintf("is not supported by provider %s in mode %s", p.Name(), r.Mode)
 			}
 		}
-		need("mode", r.Mode == ModeAnnounced, caps.Announced)
-		need("mode", r.Mode == ModeAttended, caps.Attended)
+		// The mode's own complaint names the mode, not "mode … in mode announced".
+		if r.Mode == ModeAnnounced && !caps.Announced || r.Mode == ModeAttended && !caps.Attended {
+			unsupported["mode"] = fmt.Sprintf("%q is not supported by provider %s", r.Mode, p.Name())
+		}
 		if mc, ok := p.(ModeCapabilities); ok {
 			caps = mc.CapabilitiesFor(r.Mode)
 		}

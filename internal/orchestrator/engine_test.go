@@ -1593,3 +1593,15 @@ func kindIs(t *testing.T, err error, want orchestrator.Kind) {
 func fakeErr(op string, k orchestrator.Kind) error {
 	return orchestrator.E("fake."+op, k, errors.New("injected "+k.String()))
 }
+
+// TestValidateNamesTheModeAProviderLacks: a mode the provider cannot do
+// read "mode: is not supported by provider netsapiens in mode announced";
+// it names the mode once (found by the demo-mode review).
+func TestValidateNamesTheModeAProviderLacks(t *testing.T) {
+	h := newHarness(t, testConfig(), orchestratortest.NewFake("bw").AnnouncedOnly())
+	r := request("bw", "1000")
+	fields := orchestrator.FieldsOf(h.e.Validate(context.Background(), &r))
+	if want := `"attended" is not supported by provider bw`; fields["mode"] != want {
+		t.Fatalf("mode: %q, want %q (fields %v)", fields["mode"], want, fields)
+	}
+}
