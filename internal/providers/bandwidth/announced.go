@@ -349,14 +349,8 @@ func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id s
 	if id == "" {
 		return nil, "", nil
 	}
-	b, err := c.getCall(ctx, id)
-	switch {
-	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound && t.Seen.Consult:
-		// Seen before: Catapult reads an ended call "completed", so a 404
-		// now says nothing (see getKnownCall). A leg not seen yet may
-		// not be listed yet: absent, which the engine judges.
-		return nil, "", unreadable(id, err)
-	case err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound:
+	b, err := c.getConsultLeg(ctx, t, id)
+	if err != nil {
 		return nil, "", err
 	}
 	cause := ""

@@ -255,16 +255,7 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		obs.ConsultLeg.CallID = tid
 	}
 	if tid != "" {
-		tc, err = c.getCall(ctx, tid)
-		switch {
-		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound && t.Seen.Consult:
-			// Seen before: Catapult reads an ended call "completed", so a
-			// 404 now says nothing (getKnownCall). Reported absent, the
-			// engine would take it for ended and hang up a live target. A
-			// leg not seen yet may not be listed yet: absent, which the
-			// engine judges by its visibility window.
-			return obs, unreadable(tid, err)
-		case err != nil && orchestrator.KindOf(err) != orchestrator.KindCallNotFound:
+		if tc, err = c.getConsultLeg(ctx, t, tid); err != nil {
 			return obs, err
 		}
 		switch {

@@ -187,6 +187,23 @@ func (c *Client) getKnownCall(ctx context.Context, id string) (*apiCall, error) 
 	return call, err
 }
 
+// getConsultLeg reads a transfer's consult leg: nil, and no error, when
+// it is not found and no reading has shown it yet (a leg created moments
+// ago may not be readable yet: absent, which the engine judges by its
+// visibility window); an unknown reading when it is not found after one
+// has (getKnownCall: reported absent, the engine would take it for ended
+// and hang up a live target).
+func (c *Client) getConsultLeg(ctx context.Context, t *orchestrator.Transfer, id string) (*apiCall, error) {
+	if t.Seen.Consult {
+		return c.getKnownCall(ctx, id)
+	}
+	call, err := c.getCall(ctx, id)
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+		return nil, nil
+	}
+	return call, err
+}
+
 // unreadable is a "not found" for a call known to exist (getKnownCall).
 func unreadable(id string, err error) error {
 	return orchestrator.E("bandwidth.get_call", orchestrator.KindProviderUnavailable,
