@@ -555,7 +555,7 @@ var errUnknownState = errors.New("a state transferd does not know: whether the c
 // (the engine unholds there only a caller it sees held). A leg that shows
 // no state says nothing either way, as before.
 func knownStates(ac *activeCall) bool {
-	if ac.OrigInfo == "held" || ac.TermInfo == "held" {
+	if ac.held() {
 		return true
 	}
 	active := false
@@ -581,8 +581,7 @@ func carriesCaller(t *orchestrator.Transfer, ac *activeCall) bool {
 func rowCallerState(t *orchestrator.Transfer, ac *activeCall) orchestrator.CallerState {
 	switch {
 	case ac.hasCall(t.Legs.Agent.CallID):
-		// Which leg shows "held" is undocumented; either means held.
-		if ac.OrigInfo == "held" || ac.TermInfo == "held" {
+		if ac.held() {
 			return orchestrator.CallerHeld
 		}
 		return orchestrator.CallerConnected
@@ -591,6 +590,10 @@ func rowCallerState(t *orchestrator.Transfer, ac *activeCall) orchestrator.Calle
 	}
 	return orchestrator.CallerUnknown
 }
+
+// held reports whether a leg of the row shows "held": which leg does is
+// undocumented, and either means held.
+func (ac *activeCall) held() bool { return ac.OrigInfo == "held" || ac.TermInfo == "held" }
 
 // party is one leg of a row as far as telling who it is goes.
 type party struct{ user, uriUser string }
