@@ -433,7 +433,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 			e.carry(en, StateCompleting)
 			return 0
 		}
-	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+	case consultGone(t, obs):
 		// Also when the caller's call ended with it: a provider that ends
 		// the caller's call when its own transfer fails (Bandwidth)
 		// reports the consult's reason, not a hang-up by the caller.
@@ -635,7 +635,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		// reading, the leg the join was landing on. Unknown until the
 		// join could have applied; a leg shown ended still counts below.
 		return e.readingFrom(en, e.joinSettledAt(t))
-	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+	case consultGone(t, obs):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
 	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
 		// A stopped process saved the join's intent and not its answer,
@@ -734,7 +734,7 @@ func (e *Engine) holdLanded(ctx context.Context, en *entry) (time.Duration, bool
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up before the transfer was completed", nil)
 		return 0, false
-	case obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult):
+	case consultGone(t, obs):
 		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up before the transfer was completed", nil)
 		return 0, false
 	case t.Seen.Held && holdSentOnce(t):
@@ -1157,13 +1157,21 @@ func (e *Engine) notFoundWhich(en *entry, obs Observation, at time.Time, f *Outc
 		f.Reason = ReasonCallerHungUp
 		f.Detail += "; the caller's call has ended"
 	case (t.Sent.Hangup.IsZero() || at.Before(t.Sent.Hangup)) &&
-		(obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult)):
+		consultGone(t, obs):
 		f.Reason = ReasonTargetHungUp
 		f.Detail += "; the consult call has ended"
 	default:
 		return
 	}
 	en.unsaved = true
+}
+
+// consultGone reports whether obs shows t's consult ended: shown ended,
+// or no longer visible once a reading showed it. An adapter answers an
+// unknown reading where a seen leg's absence may not mean that (a listing
+// that leaves a row out, a "not found" for a call read before).
+func consultGone(t *Transfer, obs Observation) bool {
+	return obs.Consult == ConsultEnded || (obs.Consult == ConsultAbsent && t.Seen.Consult)
 }
 
 // refusedWhich reports whether f is a join refused as "not found" or "not
