@@ -1425,10 +1425,10 @@ type ListTransfersParams struct {
 	// Target Transfers to this target.
 	Target string `form:"target,omitempty" json:"target,omitempty"`
 
-	// CreatedAfter Transfers created at or after this time.
+	// CreatedAfter Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
 	CreatedAfter time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
-	// CreatedBefore Transfers created before this time.
+	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
 	CreatedBefore time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
 }
 

@@ -1694,9 +1694,9 @@ export interface operations {
                 call_id?: string;
                 /** @description Transfers to this target. */
                 target?: string;
-                /** @description Transfers created at or after this time. */
+                /** @description Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
                 created_after?: string;
-                /** @description Transfers created before this time. */
+                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
                 created_before?: string;
             };
             header?: never;

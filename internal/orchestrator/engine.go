@@ -404,7 +404,10 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		return nil, E("orchestrator.Start", KindUnavailable, errors.New("transferd is shutting down"))
 	}
 	defer e.endCreate(id)
-	t := &Transfer{ID: id, Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now, UpdatedAt: now,
+	// CreatedAt to the microsecond (CreatedResolution): what PostgreSQL
+	// keeps of it, so that the created_at a client reads is the time the
+	// list's bounds are compared with, on every store.
+	t := &Transfer{ID: id, Tenant: TenantOf(ctx), Request: r, State: StatePending, CreatedAt: now.Truncate(CreatedResolution), UpdatedAt: now,
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)

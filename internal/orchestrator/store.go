@@ -25,12 +25,30 @@ type ListFilter struct {
 	Domain, User, CallID string
 	Target               string
 	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound the
-	// creation time.
+	// creation time, compared to CreatedResolution (see CreatedBounds).
 	CreatedAfter, CreatedBefore time.Time
 	// After is an exclusive cursor: the id of the last transfer of the
 	// previous page. Transfers are listed newest first.
 	After string
 	Limit int
+}
+
+// CreatedResolution is the precision at which a transfer's creation time
+// is kept and compared. PostgreSQL's timestamptz keeps microseconds (pgx
+// drops the rest), the other stores nanoseconds; the engine creates
+// transfers at this precision and every store compares the list's bounds
+// at it, so that one query answers the same on every store.
+const CreatedResolution = time.Microsecond
+
+// CreatedBounds returns CreatedAfter and CreatedBefore truncated to
+// CreatedResolution, as every store compares them. A creation time t is
+// then listed when after <= t < before; with t a whole number of
+// microseconds, as the engine makes it, that is what PostgreSQL compares
+// too. Without it a bound within a microsecond of a transfer's creation
+// (a client adding 1 ns to the last created_at it saw) included that
+// transfer on PostgreSQL and excluded it on the others, or the reverse.
+func (f ListFilter) CreatedBounds() (after, before time.Time) {
+	return f.CreatedAfter.Truncate(CreatedResolution), f.CreatedBefore.Truncate(CreatedResolution)
 }
 
 // Store persists transfers. Implementations must be safe for concurrent

@@ -258,6 +258,7 @@ func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
 	if tenant == "" {
 		tenant = orchestrator.DefaultTenant
 	}
+	after, before := f.CreatedBounds()
 	switch {
 	case f.Tenant != "" && tenant != f.Tenant,
 		f.Provider != "" && !strings.EqualFold(r.Provider, f.Provider),
@@ -269,8 +270,8 @@ func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
 		f.User != "" && strings.ToLower(r.Call.User) != strings.ToLower(f.User),
 		f.CallID != "" && r.Call.CallID != f.CallID,
 		f.Target != "" && r.Target != f.Target,
-		!f.CreatedAfter.IsZero() && t.CreatedAt.Before(f.CreatedAfter),
-		!f.CreatedBefore.IsZero() && !t.CreatedAt.Before(f.CreatedBefore):
+		!after.IsZero() && t.CreatedAt.Before(after),
+		!before.IsZero() && !t.CreatedAt.Before(before):
 		return false
 	}
 	return true

@@ -367,11 +367,12 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 	if f.Target != "" {
 		cond("k.target =", f.Target)
 	}
-	if !f.CreatedAfter.IsZero() {
-		cond("k.created_at >=", f.CreatedAfter)
+	after, before := f.CreatedBounds()
+	if !after.IsZero() {
+		cond("k.created_at >=", after)
 	}
-	if !f.CreatedBefore.IsZero() {
-		cond("k.created_at <", f.CreatedBefore)
+	if !before.IsZero() {
+		cond("k.created_at <", before)
 	}
 	// One more than asked tells whether more follow.
 	args = append(args, max(f.Limit, 0)+1)

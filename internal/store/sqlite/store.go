@@ -261,11 +261,12 @@ func listQuery(f orchestrator.ListFilter) (string, []any) {
 	if f.Target != "" {
 		cond("target = ?", f.Target)
 	}
-	if !f.CreatedAfter.IsZero() {
-		cond("created_at >= ?", ts(f.CreatedAfter))
+	after, before := f.CreatedBounds()
+	if !after.IsZero() {
+		cond("created_at >= ?", ts(after))
 	}
-	if !f.CreatedBefore.IsZero() {
-		cond("created_at < ?", ts(f.CreatedBefore))
+	if !before.IsZero() {
+		cond("created_at < ?", ts(before))
 	}
 	// One more than asked tells whether more follow.
 	n := max(f.Limit, 0) + 1

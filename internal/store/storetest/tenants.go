@@ -71,6 +71,7 @@ func testListTenantFilters(f *fixture) {
 	f.setState(a7, orchestrator.StateFailed, t0.Add(time.Second))
 
 	created := func(t *orchestrator.Transfer) time.Time { return t.CreatedAt }
+	micro := func(t *orchestrator.Transfer) time.Time { return t.CreatedAt.Truncate(orchestrator.CreatedResolution) }
 	cases := []struct {
 		name string
 		f    orchestrator.ListFilter
@@ -107,6 +108,18 @@ func testListTenantFilters(f *fixture) {
 		{"call, user as spelt, another target", orchestrator.ListFilter{Tenant: "hooli", Domain: "TEST", User: "agents"}, []*orchestrator.Transfer{h10}, false},
 		{"created after (inclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a5)}, []*orchestrator.Transfer{a7, a6, a5}, false},
 		{"created before (exclusive)", orchestrator.ListFilter{Tenant: "acme", CreatedBefore: created(a5)}, []*orchestrator.Transfer{a2, a1}, false},
+		// The bounds are compared to the microsecond (CreatedResolution),
+		// as PostgreSQL keeps creation times: a nanosecond after a5's
+		// creation (123456789 ns into its second) is still a5's
+		// microsecond, on every store.
+		{"created after, a nanosecond after a5", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a5).Add(time.Nanosecond)},
+			[]*orchestrator.Transfer{a7, a6, a5}, false},
+		{"created after, a5's next microsecond", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: micro(a5).Add(time.Microsecond)},
+			[]*orchestrator.Transfer{a7, a6}, false},
+		{"created before, a nanosecond after a5", orchestrator.ListFilter{Tenant: "acme", CreatedBefore: created(a5).Add(time.Nanosecond)},
+			[]*orchestrator.Transfer{a2, a1}, false},
+		{"created before, a5's next microsecond", orchestrator.ListFilter{Tenant: "acme", CreatedBefore: micro(a5).Add(time.Microsecond)},
+			[]*orchestrator.Transfer{a5, a2, a1}, false},
 		{"created between", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a2), CreatedBefore: created(a6)},
 			[]*orchestrator.Transfer{a5, a2}, false},
 		{"created between, page", orchestrator.ListFilter{Tenant: "acme", CreatedAfter: created(a1), CreatedBefore: created(a7), Limit: 2},
