@@ -1580,6 +1580,11 @@ func (e *Engine) recoveryNotes(en *entry, restored bool) string {
 		// The provider's own transfer failed and took the caller's call
 		// with it (Bandwidth ends an announced transfer's caller).
 		return "; the provider did not return the caller to the original call: the caller's call has ended"
+	case !en.t.Sent.Unhold.IsZero():
+		// An unhold was sent and not refused: it may have applied, and the
+		// caller hung up once back with the agent, or not yet; no reading
+		// showed which, so the detail does not say.
+		return "; the caller's call ended after transferd asked to take it off hold, before any reading showed it off hold"
 	}
 	return "; the caller's call ended before it was taken off hold"
 }

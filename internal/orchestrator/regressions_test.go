@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,5 +169,40 @@ func TestCallerShownGoneThenHeldIsGivenBack(t *testing.T) {
 	wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonProviderError, true)
 	if !hasStep(tr, orchestrator.StepReconcile) {
 		t.Errorf("steps %+v: want the correction recorded", tr.Steps)
+	}
+}
+
+// A recovery whose unhold was accepted, and whose next reading shows the
+// caller's call ended, cannot tell whether the caller was back with the
+// agent and hung up, or hung up still held: the unhold may have applied
+// first or not. The detail said "ended before it was taken off hold",
+// which no reading established; it now says what is known, the same
+// whichever happened.
+func TestACallerEndedAfterAnAcceptedUnholdIsNotSaidToHaveEndedHeld(t *testing.T) {
+	for _, applied := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unhold applied %v", applied), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, testConfig())
+			h.f.SetTarget(orchestratortest.TargetBusy).Defer(unhold, 1)
+			var once sync.Once
+			h.f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+				if h.f.Deferred(r.TransferID) == 0 {
+					return // the unhold not yet accepted
+				}
+				once.Do(func() {
+					if applied {
+						h.f.ApplyDeferred(r.TransferID)
+					}
+					h.f.HangupCaller(r.TransferID)
+				})
+			})
+			id := h.start(t, request("fake", "1000"))
+			tr := h.done(t, id)
+			wantOutcome(t, tr, orchestrator.StateFailed, orchestrator.ReasonBusy, false)
+			if strings.Contains(tr.Outcome.Detail, "before it was taken off hold") ||
+				!strings.Contains(tr.Outcome.Detail, "after transferd asked to take it off hold") {
+				t.Fatalf("outcome detail %q: want it to say the call ended after the unhold was sent, not before it applied", tr.Outcome.Detail)
+			}
+		})
 	}
 }
