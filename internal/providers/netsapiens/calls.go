@@ -186,6 +186,33 @@ func (l *listing) decodeBody(data []byte) error {
 	return err
 }
 
+// readCall is the answer of "Read Specific Active Call"
+// (GET …/users/{u}/calls/{callid}): one ActiveCall object, as the spec
+// gives it [doc], or a list of calls, as every other read of calls
+// answers (a PBX whose controller serves the one call as a listing of
+// it). A null, or an empty body (which the request leaves undecoded),
+// is no row. Whether a row is the call asked for is the reader's to
+// check: a 200 may carry none, or another call.
+type readCall []activeCall
+
+func (r *readCall) decodeBody(data []byte) error {
+	dec := newDecoder(data)
+	if dec.PeekKind() == '[' {
+		calls, err := decodeRows(data)
+		*r = calls
+		return err
+	}
+	ac, err := decodeRow(dec)
+	if err != nil {
+		return err
+	}
+	if err := endOf(dec); err != nil {
+		return err
+	}
+	*r = readCall{ac}
+	return nil
+}
+
 // UnmarshalJSON decodes one call object, as event deliveries carry them.
 func (a *activeCall) UnmarshalJSON(b []byte) error {
 	dec := newDecoder(b)

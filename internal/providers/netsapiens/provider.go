@@ -276,16 +276,27 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // by our call-id, which a CallRequest names so that the call can be
 // "read back later" [doc]. After a join or a hang-up its absence is what
 // is expected, and is not read.
+//
+// Only a 404 says a call read by its id has ended. A 200 whose body does
+// not show the call asked for (an empty object, an empty list, null, no
+// body, another call's row) says nothing reliable about it, and is an
+// unknown reading like a 5xx: taken for a 404 (as it was), it said the
+// caller hung up, or the target, of a call that may well be up.
 func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
 	var buf [8]int32
 	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) {
-		var ac activeCall
+		var rows readCall
 		err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
-			path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &ac)
+			path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+		shown := false
+		for i := range rows {
+			if err == nil && carries(&rows[i]) {
+				extra, shown = append(extra, rows[i]), true
+			}
+		}
 		switch {
-		case err == nil && carries(&ac):
-			extra = append(extra, ac)
-		case err == nil, orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		case err == nil && shown:
+		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
 			c.gone.add(id)
 		default:
 			unsure = append(unsure, id)

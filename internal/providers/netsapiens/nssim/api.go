@@ -122,6 +122,12 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		if f.RetryAfter != "" {
 			sw.Header().Set("Retry-After", f.RetryAfter)
 		}
+		if f.Body != nil {
+			sw.Header().Set("Content-Type", "application/json")
+			sw.WriteHeader(f.Status)
+			io.WriteString(sw, *f.Body)
+			break
+		}
 		msg := f.Message
 		if msg == "" {
 			msg = http.StatusText(f.Status)

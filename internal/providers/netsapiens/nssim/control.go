@@ -23,7 +23,7 @@ import (
 //	                                        ringing: it waits up to 10 s for accepted actions
 //	                                        to apply, then 409)
 //	GET    /faults                          → 200 [Fault]
-//	POST   /faults                          {"operation","status","message","count","latency":"50ms","drop","apply","retry_after"} → 204
+//	POST   /faults                          {"operation","status","message","count","latency":"50ms","drop","apply","retry_after","body"} → 204
 //	DELETE /faults                          → 204
 //	GET    /requests                        → 200 [Request]
 //	DELETE /requests                        → 204
@@ -255,6 +255,8 @@ type faultJSON struct {
 	Drop       bool   `json:"drop"`
 	Apply      bool   `json:"apply"`
 	RetryAfter string `json:"retry_after"`
+	// Body, when given (even ""), is Fault.Body.
+	Body *string `json:"body,omitempty"`
 }
 
 func (s *Sim) ctlInjectFault(w http.ResponseWriter, r *http.Request) {
@@ -270,7 +272,7 @@ func (s *Sim) ctlInjectFault(w http.ResponseWriter, r *http.Request) {
 	}
 	f := Fault{
 		Operation: in.Operation, Status: in.Status, Message: in.Message, Count: in.Count,
-		Latency: latency, Drop: in.Drop, Apply: in.Apply, RetryAfter: in.RetryAfter,
+		Latency: latency, Drop: in.Drop, Apply: in.Apply, RetryAfter: in.RetryAfter, Body: in.Body,
 	}
 	if err := f.Validate(); err != nil {
 		writeControlError(w, err)
@@ -290,7 +292,7 @@ func (s *Sim) ctlFaults(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, faultJSON{
 			Operation: f.Operation, Status: f.Status, Message: f.Message, Count: f.Count,
-			Latency: latency, Drop: f.Drop, Apply: f.Apply, RetryAfter: f.RetryAfter,
+			Latency: latency, Drop: f.Drop, Apply: f.Apply, RetryAfter: f.RetryAfter, Body: f.Body,
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

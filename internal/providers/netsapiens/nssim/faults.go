@@ -48,6 +48,11 @@ type Fault struct {
 	Apply bool
 	// RetryAfter, with Status, is sent as the Retry-After header.
 	RetryAfter string
+	// Body, with Status, is answered verbatim (as application/json) instead of
+	// {"code":Status,"message":Message}: with Status 200 on OpRead, a read of a call that
+	// answers without the call asked for ("{}", "[]", "null", another call's row, "" for an
+	// empty body), or that answers it as a list ("[{…}]") where the spec gives one object.
+	Body *string
 }
 
 // Validate reports a fault the simulator cannot apply.
@@ -61,6 +66,8 @@ func (f Fault) Validate() error {
 		return fmt.Errorf("%w: negative count %d", ErrInvalid, f.Count)
 	case f.Latency < 0:
 		return fmt.Errorf("%w: negative latency %v", ErrInvalid, f.Latency)
+	case f.Body != nil && f.Status == 0:
+		return fmt.Errorf("%w: a body needs a status", ErrInvalid)
 	}
 	return nil
 }
@@ -84,6 +91,10 @@ type faultState struct {
 func (s *Sim) InjectFault(f Fault) {
 	if f.Operation == "" {
 		f.Operation = OpAny
+	}
+	if f.Body != nil {
+		body := *f.Body
+		f.Body = &body
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

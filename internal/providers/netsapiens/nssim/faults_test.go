@@ -220,3 +220,40 @@ func TestHistoryLimit(t *testing.T) {
 		t.Errorf("ended JSON %s", b)
 	}
 }
+
+// A fault with a body answers it verbatim: a read of a live call that answers 200 without the
+// call ({}, [], an empty body), which a client must not take for the call gone.
+func TestFaultBody(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	c := h.placeCall("1000")
+	read := "/domains/TEST/users/1000/calls/" + c.OrigCallID
+	for _, body := range []string{`{}`, `[]`, ``} {
+		h.sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: &body, Count: 1})
+		r := h.api(http.MethodGet, read, nil)
+		wantStatus(t, r, http.StatusOK)
+		if string(r.body) != body || r.header.Get("Content-Type") != "application/json" {
+			t.Errorf("fault body %q: answered %q (%s)", body, r.body, r.header.Get("Content-Type"))
+		}
+		if reqs := h.sim.Requests(); reqs[len(reqs)-1].Injected != nssim.InjectedStatus {
+			t.Errorf("the read is recorded as %q, want %q", reqs[len(reqs)-1].Injected, nssim.InjectedStatus)
+		}
+		// The next read, past the fault, shows the call.
+		var ac nssim.ActiveCall
+		h.api(http.MethodGet, read, nil).decode(t, &ac)
+		if ac.OrigCallID != c.OrigCallID {
+			t.Errorf("the read after the fault answered %+v", ac)
+		}
+	}
+
+	// On the control surface.
+	wantControlError(t, h.ctl(http.MethodPost, "/faults", `{"operation":"read","body":"{}"}`), 400)
+	wantStatus(t, h.ctl(http.MethodPost, "/faults", `{"operation":"read","status":200,"body":"[]","count":1}`), http.StatusNoContent)
+	r := h.ctl(http.MethodGet, "/faults", nil)
+	if want := `[{"operation":"read","status":200,"message":"","count":1,"latency":"","drop":false,"apply":false,"retry_after":"","body":"[]"}]`; string(r.body) != want {
+		t.Errorf("faults %s\nwant   %s", r.body, want)
+	}
+	r = h.api(http.MethodGet, read, nil)
+	if wantStatus(t, r, http.StatusOK); string(r.body) != `[]` {
+		t.Errorf("read answered %s, want []", r.body)
+	}
+}

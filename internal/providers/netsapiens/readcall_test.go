@@ -1,0 +1,355 @@
+package netsapiens_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// hiddenIDs is a set of ids (call-ids, session ids) whose rows a domain
+// listing leaves out.
+type hiddenIDs struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (h *hiddenIDs) set(ids ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids = map[string]bool{}
+	for _, id := range ids {
+		h.ids[id] = true
+	}
+}
+
+func (h *hiddenIDs) hides(row map[string]any) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range row {
+		if s, ok := v.(string); ok && h.ids[s] {
+			return true
+		}
+	}
+	return false
+}
+
+// hidingRows is a middleware that leaves out of the domain's listing the
+// rows that carry an id of hidden, and serves everything else as is.
+func hidingRows(hidden *hiddenIDs) func(*nssim.Sim, http.Handler) http.Handler {
+	return func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" {
+				api.ServeHTTP(w, r)
+				return
+			}
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				kept := rows[:0]
+				for _, row := range rows {
+					if !hidden.hides(row) {
+						kept = append(kept, row)
+					}
+				}
+				return kept
+			})
+		})
+	}
+}
+
+// readBody is what nssim answers to a read of call id by user.
+func readBody(t *testing.T, base, user, id string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+basePath+"/domains/"+domain+"/users/"+user+"/calls/"+id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("reading call %s: %d %s %v", id, resp.StatusCode, b, err)
+	}
+	return string(b)
+}
+
+func reads(sim *nssim.Sim) int {
+	n := 0
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpRead {
+			n++
+		}
+	}
+	return n
+}
+
+func ptr(s string) *string { return &s }
+
+// A call read by its id (the caller's, and a consult seen before, that a
+// listing left out) whose read answers 200 without the call asked for —
+// an empty object, an empty list, null, no body, the API's success body,
+// another call's row, alone or in a list — is an unknown reading, as a
+// 5xx is: never the call gone. Before, any 200 that did not carry the id
+// was taken for a 404: the caller (or the target) had hung up, and the
+// call was never read again. A 404 is still the call gone, not read
+// again; the call's own row, as the spec's single object or in a list,
+// shows it.
+func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
+	const trID = "tr_01JREADBYIDWITHOUTTHECALL0"
+	type want int
+	const (
+		unknown want = iota
+		shown
+		gone
+	)
+	for _, consult := range []bool{false, true} {
+		var hidden hiddenIDs
+		sim, srv := newSimServer(t, nssim.Config{}, hidingRows(&hidden))
+		orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1020", From: "15555555556", To: "11111111111"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		transfer := func() *orchestrator.Transfer {
+			tr := &orchestrator.Transfer{ID: trID, Request: orchestrator.Request{Provider: netsapiens.Name,
+				Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+			tr.Legs.Caller = orchestrator.LegRef{CallID: orig.OrigCallID, SessionID: orig.SessionID, Server: orig.CoreServer}
+			tr.Legs.Agent = orchestrator.LegRef{CallID: orig.TermCallID}
+			return tr
+		}
+		id := orig.OrigCallID
+		if consult {
+			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := transfer()
+			if _, err := c.Dial(context.Background(), tr); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = sim.WaitIdle(ctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			id = netsapiens.ConsultCallID(trID)
+		}
+		hidden.set(id)
+		own, another := readBody(t, srv.URL, "1000", id), readBody(t, srv.URL, "1020", other.OrigCallID)
+
+		for _, tc := range []struct {
+			name  string
+			fault *nssim.Fault // on the read; nil: nssim answers it
+			want  want
+		}{
+			{"an empty object", &nssim.Fault{Status: 200, Body: ptr(`{}`)}, unknown},
+			{"an empty list", &nssim.Fault{Status: 200, Body: ptr(`[]`)}, unknown},
+			{"null", &nssim.Fault{Status: 200, Body: ptr(`null`)}, unknown},
+			{"no body", &nssim.Fault{Status: 200, Body: ptr(``)}, unknown},
+			{"the success body", &nssim.Fault{Status: 200}, unknown},
+			{"another call's row", &nssim.Fault{Status: 200, Body: ptr(another)}, unknown},
+			{"another call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `]`)}, unknown},
+			{"a string", &nssim.Fault{Status: 200, Body: ptr(`"ok"`)}, unknown},
+			{"a 503", &nssim.Fault{Status: 503}, unknown},
+			{"the call's row", nil, shown},
+			{"the call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + own + `]`)}, shown},
+			{"the call's row among others", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `,` + own + `]`)}, shown},
+			{"a 404", &nssim.Fault{Status: 404, Message: "Call not found"}, gone},
+		} {
+			name := "caller/"
+			if consult {
+				name = "consult/"
+			}
+			t.Run(name+tc.name, func(t *testing.T) {
+				// A client of its own: one that read a call gone does not
+				// read it again.
+				c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
+					Attempts: 1, RetryBase: time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr := transfer()
+				tr.Seen.Consult = consult
+				if tc.fault != nil {
+					f := *tc.fault
+					f.Operation, f.Count = nssim.OpRead, 1
+					sim.InjectFault(f)
+				}
+				t.Cleanup(sim.ClearFaults)
+				before := reads(sim)
+				v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := reads(sim) - before; n != 1 {
+					t.Fatalf("%d reads of the call by its id, want 1", n)
+				}
+				obs, err := v.Observe(tr)
+				switch tc.want {
+				case unknown:
+					if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+						t.Fatalf("observation %+v, %v: want an unknown reading (provider unavailable), not the call gone", obs, err)
+					}
+				case shown:
+					switch {
+					case err != nil:
+						t.Fatalf("observation: %v", err)
+					case !consult && obs.Caller != orchestrator.CallerConnected:
+						t.Fatalf("caller %v, want connected: the read shows the call", obs.Caller)
+					case consult && obs.Consult != orchestrator.ConsultAnswered:
+						t.Fatalf("consult %v, want answered: the read shows the call", obs.Consult)
+					}
+				case gone:
+					switch {
+					case err != nil:
+						t.Fatalf("observation: %v", err)
+					case !consult && obs.Caller != orchestrator.CallerGone:
+						t.Fatalf("caller %v, want gone after a 404", obs.Caller)
+					case consult && obs.Consult != orchestrator.ConsultAbsent:
+						t.Fatalf("consult %v, want absent after a 404", obs.Consult)
+					}
+				}
+
+				// The next reading reads the call again, unless a 404
+				// said it ended.
+				before = reads(sim)
+				if _, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr}); err != nil {
+					t.Fatal(err)
+				}
+				again := reads(sim) - before
+				if tc.want == gone && again != 0 {
+					t.Errorf("a call read 404 was read again")
+				}
+				if tc.want != gone && again != 1 {
+					t.Errorf("the next reading read the call %d times, want once: it was not known to have ended", again)
+				}
+			})
+		}
+	}
+}
+
+// The engine, against nssim: the listing leaves the caller's call out
+// once the agent holds it, and every read of that call by its id answers
+// 200 without it ({}, or [], which was unknown already, being no object:
+// nssim's fault with a body). The caller is
+// unknown, not gone: the transfer gives up at its deadline, gives the
+// caller back blind, ends unverified with an obligation, and once the
+// call can be read again the sweeper verifies the caller back. Before,
+// such a read was taken for a 404: the transfer failed caller_hung_up,
+// verified, and the caller stayed held.
+func TestCallerReadWithoutTheCallIsNotGone(t *testing.T) {
+	for _, body := range []string{`{}`, `[]`} {
+		t.Run(body, func(t *testing.T) {
+			var hidden hiddenIDs
+			var hiding atomic.Bool
+			wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+				hide := hidingRows(&hidden)(sim, api)
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/hold") && !hiding.Swap(true) {
+						sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: ptr(body)})
+					}
+					if hiding.Load() {
+						hide.ServeHTTP(w, r)
+						return
+					}
+					api.ServeHTTP(w, r)
+				})
+			}
+			h := setupWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) {
+				c.VerifyTimeout, c.TombstoneTTL = 300*time.Millisecond, time.Second
+			})
+			orig := h.placeCall(t)
+			hidden.set(orig.SessionID)
+			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, time.Second).ID)
+			if reads(h.sim) == 0 {
+				t.Fatal("the caller's call was never read by its id")
+			}
+			if tr.Outcome.Reason == orchestrator.ReasonCallerHungUp || tr.Outcome.Verified || tr.Cleanup == nil {
+				t.Fatalf("state %s outcome %+v cleanup %+v: want an unverified outcome with an obligation, not the caller gone",
+					tr.State, tr.Outcome, tr.Cleanup)
+			}
+			h.sim.ClearFaults()
+			hidden.set()
+			got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
+			if !got.Outcome.Verified || !got.Outcome.CallerRestored {
+				t.Errorf("outcome %+v once the caller's call can be read: want verified, caller restored", got.Outcome)
+			}
+			assertRestored(t, h, orig)
+		})
+	}
+}
+
+// The engine, against nssim: a listing leaves the answered consult out
+// once, and the read of the consult by our call-id answers 200 with an
+// empty object. Before, that read was taken for a 404: the target had hung
+// up, the transfer failed target_hung_up and the consult the agent was
+// talking on was hung up. Now the reading is unknown, the next listing
+// shows the consult, and the agent completes the transfer.
+func TestConsultReadWithoutTheCallIsNotGone(t *testing.T) {
+	var armed, dropped atomic.Bool
+	var after atomic.Int32 // listings served since the one that left the consult out
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" {
+				api.ServeHTTP(w, r)
+				return
+			}
+			if dropped.Load() {
+				defer after.Add(1)
+			}
+			if !armed.Load() || dropped.Load() {
+				api.ServeHTTP(w, r)
+				return
+			}
+			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+				kept := rows[:0]
+				for _, row := range rows {
+					if by, _ := row["call-by-call-id"].(string); !strings.HasPrefix(by, "transferd-") {
+						kept = append(kept, row)
+					}
+				}
+				if len(kept) < len(rows) {
+					dropped.Store(true)
+				}
+				return kept
+			})
+		})
+	}
+	h := setupWrapped(t, nssim.Config{}, wrap)
+	orig := h.placeCall(t)
+	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	h.sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: ptr(`{}`)})
+	armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Readings after the one without the consult: the engine has judged it.
+	if err := h.sim.Wait(ctx, func() bool { return after.Load() >= 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if reads(h.sim) == 0 {
+		t.Fatal("the consult was never read by its call-id")
+	}
+	if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
+		x, _ := h.eng.Get(context.Background(), tr.ID)
+		t.Fatalf("complete: %v; transfer %s outcome %+v", err, x.State, x.Outcome)
+	}
+	tr = h.end(t, tr.ID)
+	assertCompleted(t, tr)
+	assertJoined(t, h, orig, "1010")
+}
