@@ -99,15 +99,26 @@ func (a adversity) enabled() bool {
 	return a != adversity{}
 }
 
-func (a adversity) validate() error {
+func (a adversity) validate() error { return errors.Join(a.check(false)...) }
+
+// check reports every behaviour of a that holds a value the simulator does not know, with
+// the values it accepts: named by its Config field (validate, for Go callers) or by its JSON
+// name on the control surface (jsonNames).
+func (a adversity) check(jsonNames bool) []error {
 	var errs []error
+	name := func(field string) string {
+		if !jsonNames {
+			return field
+		}
+		return jsonName[adversityJSON](field)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{{"ActionDelay", a.ActionDelay}, {"ActionJitter", a.ActionJitter}, {"ListingDelay", a.ListingDelay},
 		{"ListingJitter", a.ListingJitter}, {"MaxFaultLatency", a.MaxFaultLatency}} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.name, d.v))
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", name(d.name), d.v))
 		}
 	}
 	for _, r := range []struct {
@@ -115,10 +126,10 @@ func (a adversity) validate() error {
 		v    float64
 	}{{"ReadFailureRate", a.ReadFailureRate}, {"LostResponseRate", a.LostResponseRate}, {"FaultRate", a.FaultRate}} {
 		if !(r.v >= 0 && r.v <= 1) { // also refuses NaN
-			errs = append(errs, fmt.Errorf("%s %v: want 0 to 1", r.name, r.v))
+			errs = append(errs, fmt.Errorf("%s %v: want 0 to 1", name(r.name), r.v))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // SetAdversity switches the adversarial behaviours to those of c (its Seed, ActionDelay,

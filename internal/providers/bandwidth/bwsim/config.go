@@ -257,36 +257,7 @@ type Config struct {
 // input (demo mode) can refuse it before New panics.
 func (c Config) Validate() error {
 	var errs []error
-	switch c.TransferFailure {
-	case "", TransferFailureHangup, TransferFailureRestore:
-	default:
-		errs = append(errs, fmt.Errorf("TransferFailure %q: want %q or %q", c.TransferFailure, TransferFailureHangup, TransferFailureRestore))
-	}
-	switch c.TransferredALegState {
-	case "", StateTransferring, StateActive:
-	default:
-		errs = append(errs, fmt.Errorf("TransferredALegState %q: want %q or %q", c.TransferredALegState, StateTransferring, StateActive))
-	}
-	switch c.TransferLegCallback {
-	case "", TransferLegCallbackALeg, TransferLegCallbackNone:
-	default:
-		errs = append(errs, fmt.Errorf("TransferLegCallback %q: want %q or %q", c.TransferLegCallback, TransferLegCallbackALeg, TransferLegCallbackNone))
-	}
-	switch c.TransferLegFrom {
-	case "", TransferLegFromAsGiven, TransferLegFromCalledNumber, TransferLegFromAnonymous:
-	default:
-		errs = append(errs, fmt.Errorf("TransferLegFrom %q: want %q, %q or %q", c.TransferLegFrom,
-			TransferLegFromAsGiven, TransferLegFromCalledNumber, TransferLegFromAnonymous))
-	}
-	switch c.ALegTransferFields {
-	case "", ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever:
-	default:
-		errs = append(errs, fmt.Errorf("ALegTransferFields %q: want %q, %q or %q", c.ALegTransferFields,
-			ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever))
-	}
-	if v := c.TimeoutHangupCause; v != "" && v != TimeoutHangupNone && !hangupCauseRE.MatchString(v) {
-		errs = append(errs, fmt.Errorf("TimeoutHangupCause %q: want a hangup cause such as %s, or %q", v, CauseNoAnswer, TimeoutHangupNone))
-	}
+	errs = append(errs, c.guesses().check(false)...)
 	if !validMode(c.DefaultBehaviour.Mode) {
 		errs = append(errs, fmt.Errorf("DefaultBehaviour.Mode %q: want one of %v", c.DefaultBehaviour.Mode, modes()))
 	}

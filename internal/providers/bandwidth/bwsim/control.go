@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"time"
 )
@@ -322,12 +323,39 @@ func ctlDecode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// encoding/json names the Go struct and type ("Go struct field
+			// Guesses.transfer_failure of type string"): say it in the body's terms.
+			return fmt.Errorf("invalid JSON body: %s is a %s, not a JSON %s", te.Field, jsonKind(te.Type), te.Value)
+		}
 		return fmt.Errorf("invalid JSON body: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("invalid JSON body: trailing data")
 	}
 	return nil
+}
+
+// jsonKind names the JSON a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "whole number"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "list"
+	}
+	return "object"
 }
 
 // ctlResult answers 204, or the error mapped to a status.
@@ -424,7 +452,12 @@ func (s *Sim) ctlSetAdversity(w http.ResponseWriter, r *http.Request) {
 		ctlError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.SetAdversity(in.config()); err != nil {
+	c := in.config()
+	if err := joinErrors(c.adversity().check(true)); err != nil {
+		ctlError(w, http.StatusBadRequest, "bwsim: set adversity: "+err.Error())
+		return
+	}
+	if err := s.SetAdversity(c); err != nil {
 		ctlResult(w, err)
 		return
 	}

@@ -1,8 +1,13 @@
 package bwsim
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // Guesses are the fields of Config that say how the platform treats a transfer where the
@@ -33,6 +38,70 @@ func (c *Config) setGuesses(g Guesses) {
 	c.TransferLegFrom = g.TransferLegFrom
 }
 
+// check reports every guess of g that holds a value the simulator does not know, with the
+// values it accepts. A guess is named by its JSON name (jsonNames: what a client of the
+// control surface sent) or by its Config field (Config.Validate). Empty values are valid:
+// they select the defaults; ForbiddenCategory takes any word.
+func (g Guesses) check(jsonNames bool) []error {
+	var errs []error
+	name := func(field string) string {
+		if !jsonNames {
+			return field
+		}
+		return jsonName[Guesses](field)
+	}
+	oneOf := func(field, v string, allowed ...string) {
+		if v == "" || slices.Contains(allowed, v) {
+			return
+		}
+		errs = append(errs, fmt.Errorf("%s %q: want %s", name(field), v, orList(allowed)))
+	}
+	oneOf("TransferFailure", g.TransferFailure, TransferFailureHangup, TransferFailureRestore)
+	oneOf("TransferredALegState", g.TransferredALegState, StateTransferring, StateActive)
+	oneOf("TransferLegCallback", g.TransferLegCallback, TransferLegCallbackALeg, TransferLegCallbackNone)
+	oneOf("TransferLegFrom", g.TransferLegFrom, TransferLegFromAsGiven, TransferLegFromCalledNumber, TransferLegFromAnonymous)
+	oneOf("ALegTransferFields", g.ALegTransferFields, ALegTransferFieldsAlways, ALegTransferFieldsWhileTransferring, ALegTransferFieldsNever)
+	if v := g.TimeoutHangupCause; v != "" && v != TimeoutHangupNone && !hangupCauseRE.MatchString(v) {
+		errs = append(errs, fmt.Errorf("%s %q: want a hangup cause such as %q (capitals and underscores), or %q",
+			name("TimeoutHangupCause"), v, CauseNoAnswer, TimeoutHangupNone))
+	}
+	return errs
+}
+
+// jsonName is the JSON name of T's field named field.
+func jsonName[T any](field string) string {
+	f, ok := reflect.TypeFor[T]().FieldByName(field)
+	if !ok {
+		return field
+	}
+	tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return tag
+}
+
+// orList renders values as `"a", "b" or "c"`.
+func orList(values []string) string {
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = strconv.Quote(v)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// joinErrors is errs as one error whose message puts them on one line, or nil.
+func joinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
 // Guesses returns the guesses in force, defaults filled in.
 func (s *Sim) Guesses() Guesses {
 	s.mu.Lock()
@@ -43,12 +112,15 @@ func (s *Sim) Guesses() Guesses {
 // SetGuesses replaces the guesses in force; an empty field selects the default. They apply to
 // what happens from now on: a transfer leg that fails later meets the TransferFailure in force
 // then. An invalid value changes nothing and is reported with ErrInvalid.
+//
+// Each field refused is named by its JSON name (the control surface's), with the values it
+// accepts.
 func (s *Sim) SetGuesses(g Guesses) error {
-	var cfg Config
-	cfg.setGuesses(g)
-	if err := cfg.Validate(); err != nil {
+	if err := joinErrors(g.check(true)); err != nil {
 		return fmt.Errorf("bwsim: set guesses: %w: %w", ErrInvalid, err)
 	}
+	var cfg Config
+	cfg.setGuesses(g)
 	g = cfg.withDefaults().guesses()
 	s.mu.Lock()
 	defer s.mu.Unlock()

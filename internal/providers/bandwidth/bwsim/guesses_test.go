@@ -47,7 +47,7 @@ func TestControlGuesses(t *testing.T) {
 	for _, bad := range []string{`{"transfer_failure":"shrug"}`, `{"timeout_hangup_cause":"no answer"}`, `{"colour":"red"}`, `{"transfer_failure":`} {
 		r := e.control(http.MethodPut, "/config/guesses", bad)
 		e.wantStatus(r, http.StatusBadRequest)
-		if bad == `{"transfer_failure":"shrug"}` && !strings.Contains(string(r.body), "TransferFailure") {
+		if bad == `{"transfer_failure":"shrug"}` && !strings.Contains(string(r.body), "transfer_failure") {
 			t.Errorf("PUT %s: error %s does not name the field", bad, r.body)
 		}
 	}
@@ -61,5 +61,56 @@ func TestControlGuesses(t *testing.T) {
 	}
 	if a := failTransfer(); a.State != StateCompleted {
 		t.Errorf("A after a failed transfer once DELETEd: %s", a.State)
+	}
+}
+
+// A guess refused on the control surface is named as the client sent it, by its JSON name,
+// never by the Go field behind it, and the error lists the values it accepts.
+func TestGuessErrorsNameTheJSONField(t *testing.T) {
+	e := newEnv(t, Config{})
+	for _, tc := range []struct {
+		body   string
+		goName string // must not appear
+		want   []string
+	}{
+		{`{"transfer_failure":"x"}`, "TransferFailure", []string{`transfer_failure "x"`, `"hangup"`, `"restore"`}},
+		{`{"transferred_a_leg_state":"x"}`, "TransferredALegState", []string{`transferred_a_leg_state "x"`, `"transferring"`, `"active"`}},
+		{`{"a_leg_transfer_fields":"x"}`, "ALegTransferFields", []string{`a_leg_transfer_fields "x"`, `"always"`, `"while-transferring"`, `"never"`}},
+		{`{"timeout_hangup_cause":"no answer"}`, "TimeoutHangupCause", []string{`timeout_hangup_cause "no answer"`, `"NO_ANSWER"`, `"none"`}},
+		{`{"transfer_leg_callback":"x"}`, "TransferLegCallback", []string{`transfer_leg_callback "x"`, `"a-leg"`, `"none"`}},
+		{`{"transfer_leg_from":"x"}`, "TransferLegFrom", []string{`transfer_leg_from "x"`, `"as-given"`, `"called-number"`, `"anonymous"`}},
+		{`{"transfer_failure":1}`, "TransferFailure", []string{`transfer_failure is a string, not a JSON number`}},
+		// Two at once: both named.
+		{`{"transfer_failure":"x","transfer_leg_from":"y"}`, "TransferLegFrom", []string{`transfer_failure "x"`, `transfer_leg_from "y"`}},
+	} {
+		r := e.control(http.MethodPut, "/config/guesses", tc.body)
+		e.wantStatus(r, http.StatusBadRequest)
+		msg := decodeJSON[map[string]string](t, r)["error"]
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("PUT %s: error %q does not say %s", tc.body, msg, w)
+			}
+		}
+		if strings.Contains(msg, tc.goName) || strings.Contains(msg, "Guesses") || strings.Contains(msg, "Go struct") {
+			t.Errorf("PUT %s: error %q names a Go field", tc.body, msg)
+		}
+	}
+	// Config.Validate, for a Go caller, names Config's fields.
+	if err := (Config{TransferFailure: "x"}).Validate(); err == nil || !strings.Contains(err.Error(), `TransferFailure "x"`) {
+		t.Errorf("Config.Validate: %v, want it to name TransferFailure", err)
+	}
+
+	// The adversarial behaviours likewise.
+	for _, tc := range []struct{ body, want string }{
+		{`{"enabled":true,"fault_rate":2}`, "fault_rate 2: want 0 to 1"},
+		{`{"read_failure_rate":-1,"lost_response_rate":3}`, "read_failure_rate -1: want 0 to 1; lost_response_rate 3: want 0 to 1"},
+		{`{"enabled":"yes"}`, "enabled is a boolean"},
+	} {
+		r := e.control(http.MethodPut, "/config/adversarial", tc.body)
+		e.wantStatus(r, http.StatusBadRequest)
+		msg := decodeJSON[map[string]string](t, r)["error"]
+		if !strings.Contains(msg, tc.want) || strings.Contains(msg, "Rate") || strings.Contains(msg, "Go struct") {
+			t.Errorf("PUT /config/adversarial %s: error %q, want it to say %s and name no Go field", tc.body, msg, tc.want)
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 )
 
@@ -128,14 +130,28 @@ func (c Chaos) withDefaults() Chaos {
 }
 
 // Validate reports every field of c that holds a value the simulator cannot use.
-func (c Chaos) Validate() error {
+func (c Chaos) Validate() error { return errors.Join(c.check(false)...) }
+
+// check reports every knob of c that holds a value the simulator does not know, with the
+// values it accepts: named by its Go field (Validate, for Go callers) or by its JSON name on
+// the control surface (jsonNames).
+func (c Chaos) check(jsonNames bool) []error {
 	var errs []error
+	name := func(field string) string {
+		if !jsonNames {
+			return "nssim: " + field
+		}
+		// ErrInvalid, which the control surface wraps these in, says nssim.
+		f, _ := reflect.TypeFor[chaosJSON]().FieldByName(field)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		return tag
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{{"ActionJitter", c.ActionJitter}, {"ListingDelay", c.ListingDelay}, {"ListingJitter", c.ListingJitter}, {"FaultLatency", c.FaultLatency}} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
+			errs = append(errs, fmt.Errorf("%s %v is negative", name(d.name), d.v))
 		}
 	}
 	for _, r := range []struct {
@@ -144,15 +160,15 @@ func (c Chaos) Validate() error {
 	}{{"ReadFailureRate", c.ReadFailureRate}, {"ReadDropRate", c.ReadDropRate}, {"LostResponseRate", c.LostResponseRate}, {"FaultRate", c.FaultRate}} {
 		// The negated form also rejects NaN.
 		if !(r.v >= 0 && r.v <= 1) {
-			errs = append(errs, fmt.Errorf("nssim: %s %v is not a fraction in [0, 1]", r.name, r.v))
+			errs = append(errs, fmt.Errorf("%s %v is not a fraction in [0, 1]", name(r.name), r.v))
 		}
 	}
 	switch c.UnlistedCalls {
 	case "", UnlistedNotFound, UnlistedFound:
 	default:
-		errs = append(errs, fmt.Errorf("nssim: UnlistedCalls %q is not one of %q", c.UnlistedCalls, []string{UnlistedNotFound, UnlistedFound}))
+		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name("UnlistedCalls"), c.UnlistedCalls, orList([]string{UnlistedNotFound, UnlistedFound})))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Chaos returns the behaviours in force now.

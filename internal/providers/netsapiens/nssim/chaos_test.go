@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -482,19 +483,38 @@ func TestChaosControl(t *testing.T) {
 		t.Fatalf("PUT /config/chaos set %+v", got)
 	}
 
+	// Refused, each error naming the field as the body does (never the Go field behind it)
+	// and what it accepts.
 	for _, b := range []struct {
 		path string
 		body any
+		want []string
 	}{
-		{"/config/adversarial", map[string]any{"seed": 1}},
-		{"/config/adversarial", map[string]any{"enabled": true, "fault_rate": 5}},
-		{"/config/adversarial", map[string]any{"enabled": true, "fault": 0.2}},
-		{"/config/chaos", map[string]any{"fault_rate": -1}},
-		{"/config/chaos", map[string]any{"listing_delay": "soon"}},
-		{"/config/chaos", map[string]any{"unlisted_calls": "maybe"}},
-		{"/config/chaos", map[string]any{"enabled": true}},
+		{"/config/adversarial", map[string]any{"seed": 1}, []string{"enabled is required"}},
+		{"/config/adversarial", map[string]any{"enabled": true, "fault_rate": 5}, []string{"fault_rate 5 is not a fraction in [0, 1]"}},
+		{"/config/adversarial", map[string]any{"enabled": true, "fault": 0.2}, []string{`"fault"`}},
+		{"/config/adversarial", map[string]any{"enabled": "yes"}, []string{"enabled is a boolean"}},
+		{"/config/chaos", map[string]any{"fault_rate": -1}, []string{"fault_rate -1 is not a fraction in [0, 1]"}},
+		{"/config/chaos", map[string]any{"read_failure_rate": 2, "read_drop_rate": 3, "lost_response_rate": 4},
+			[]string{"read_failure_rate 2", "read_drop_rate 3", "lost_response_rate 4"}},
+		{"/config/chaos", map[string]any{"listing_delay": "soon"}, []string{`listing_delay "soon"`}},
+		{"/config/chaos", map[string]any{"unlisted_calls": "maybe"}, []string{`unlisted_calls "maybe" is not one of "notfound" or "found"`}},
+		{"/config/chaos", map[string]any{"enabled": true}, []string{`"enabled"`}},
 	} {
-		wantStatus(t, h.ctl(http.MethodPut, b.path, b.body), http.StatusBadRequest)
+		r := h.ctl(http.MethodPut, b.path, b.body)
+		wantStatus(t, r, http.StatusBadRequest)
+		var e struct{ Error string }
+		r.decode(t, &e)
+		for _, w := range b.want {
+			if !strings.Contains(e.Error, w) {
+				t.Errorf("PUT %s %v: error %q does not say %s", b.path, b.body, e.Error, w)
+			}
+		}
+		for _, goName := range []string{"Rate", "UnlistedCalls", "ListingDelay", "Go struct"} {
+			if strings.Contains(e.Error, goName) {
+				t.Errorf("PUT %s %v: error %q names a Go field", b.path, b.body, e.Error)
+			}
+		}
 	}
 	if got := h.sim.Chaos(); got.ReadDropRate != 0.25 {
 		t.Fatalf("a refused PUT changed the chaos to %+v", got)

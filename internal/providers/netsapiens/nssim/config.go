@@ -317,36 +317,13 @@ type SubscriptionChaos struct {
 // are valid: they select the defaults.
 func (c Config) Validate() error {
 	var errs []error
-	oneOf := func(field, v string, allowed ...string) {
-		if v == "" {
-			return
-		}
-		for _, a := range allowed {
-			if v == a {
-				return
-			}
-		}
-		errs = append(errs, fmt.Errorf("nssim: %s %q is not one of %q", field, v, allowed))
-	}
 	if !validMode(c.DefaultBehaviour.Mode) {
 		errs = append(errs, fmt.Errorf("nssim: DefaultBehaviour.Mode %q is not a Behaviour mode", c.DefaultBehaviour.Mode))
 	}
 	if c.DefaultBehaviour.Delay < 0 {
 		errs = append(errs, fmt.Errorf("nssim: DefaultBehaviour.Delay %v is negative", c.DefaultBehaviour.Delay))
 	}
-	oneOf("TermInfoField", c.TermInfoField, TermInfoCall, TermInfoSpec, TermInfoBoth)
-	oneOf("TransferWithTermUser", c.TransferWithTermUser, TermUserIgnore, TermUserBlind)
-	oneOf("WrongHostname", c.WrongHostname, HostnameIgnore, HostnameReject)
-	oneOf("HostnameMatch", c.HostnameMatch, HostnameOfOriginal, HostnameOfDestination, HostnameOfEither)
-	oneOf("UnknownDestination", c.UnknownDestination, DestinationIgnore, DestinationNotFound)
-	oneOf("HeldSide", c.HeldSide, HeldRemote, HeldBoth)
-	oneOf("ExternalNumbers", c.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
-	oneOf("JoinKeeps", c.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
-	oneOf("SubscriptionNames", c.SubscriptionNames, NamesLegacy, NamesHyphenated)
-	oneOf("RingingDisconnect", c.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
-	if c.HeldInfo == InfoActive || c.HeldInfo == InfoAlerting {
-		errs = append(errs, fmt.Errorf("nssim: HeldInfo %q is another state's value", c.HeldInfo))
-	}
+	errs = append(errs, c.guesses().check(false)...)
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))
 	}
@@ -356,14 +333,6 @@ func (c Config) Validate() error {
 	}{{"ActionDelay", c.ActionDelay}, {"RingTimeout", c.RingTimeout}, {"AnswerDelay", c.AnswerDelay}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
-		}
-	}
-	for _, code := range []struct {
-		name string
-		v    int
-	}{{"NotRingingStatus", c.NotRingingStatus}, {"DuplicateCallIDStatus", c.DuplicateCallIDStatus}} {
-		if code.v != 0 && (code.v < 400 || code.v > 499) {
-			errs = append(errs, fmt.Errorf("nssim: %s %d is not a 4xx status", code.name, code.v))
 		}
 	}
 	if c.HistoryLimit < 0 {

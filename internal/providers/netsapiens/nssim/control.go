@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"time"
 )
 
@@ -172,9 +173,41 @@ func decodeControl(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: body: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: body: %s", ErrInvalid, controlDecodeError(err))
 	}
 	return nil
+}
+
+// controlDecodeError says what is wrong with a control body in the body's own terms:
+// encoding/json names the Go struct and type of a field whose value has the wrong JSON type
+// ("Go struct field Guesses.not_ringing_status of type int").
+func controlDecodeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || te.Field == "" {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s is a %s, not a JSON %s", te.Field, jsonKind(te.Type), te.Value)
+}
+
+// jsonKind names the JSON a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "whole number"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "list"
+	}
+	return "object"
 }
 
 func parseDuration(field, v string) (time.Duration, error) {
@@ -371,6 +404,10 @@ func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
 		writeControlError(w, err)
 		return
 	}
+	if err := invalid(c.check(true)); err != nil {
+		writeControlError(w, err)
+		return
+	}
 	if err := s.SetChaos(c, in.Seed); err != nil {
 		writeControlError(w, fmt.Errorf("%w: %v", ErrInvalid, err))
 		return
@@ -398,7 +435,15 @@ func (s *Sim) ctlAdversarial(w http.ResponseWriter, r *http.Request) {
 		if in.FaultRate != nil {
 			rate = *in.FaultRate
 		}
+		if !(rate >= 0 && rate <= 1) { // also refuses NaN
+			writeControlError(w, fmt.Errorf("%w: fault_rate %v is not a fraction in [0, 1]", ErrInvalid, rate))
+			return
+		}
 		c = AdversarialChaos(rate)
+	}
+	if err := invalid(c.check(true)); err != nil {
+		writeControlError(w, err)
+		return
 	}
 	if err := s.SetChaos(c, in.Seed); err != nil {
 		writeControlError(w, fmt.Errorf("%w: %v", ErrInvalid, err))

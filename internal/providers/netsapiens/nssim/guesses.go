@@ -3,6 +3,10 @@ package nssim
 import (
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // Guesses are the fields of Config that say how the PBX reacts where the reference notes
@@ -64,17 +68,88 @@ func (s *Sim) Guesses() Guesses {
 
 // SetGuesses replaces the guesses in force; an empty field selects the default. It applies
 // to what happens from now on: an action already accepted is applied as the guesses say when
-// its turn comes. An invalid value changes nothing and is reported with ErrInvalid.
+// its turn comes. An invalid value changes nothing and is reported with ErrInvalid, naming
+// each field refused by its JSON name (the control surface's) with the values it accepts.
 func (s *Sim) SetGuesses(g Guesses) error {
+	if err := invalid(g.check(true)); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg := s.cfg
 	cfg.setGuesses(g)
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
 	s.useLocked(cfg.withDefaults().guesses())
 	return nil
+}
+
+// check reports every guess of g that holds a value the simulator does not know, with the
+// values it accepts. A guess is named by its JSON name (jsonNames: what a client of the
+// control surface sent) or by its Config field (Config.Validate). Empty values are valid:
+// they select the defaults.
+func (g Guesses) check(jsonNames bool) []error {
+	var errs []error
+	name := func(field string) string {
+		if !jsonNames {
+			return "nssim: " + field
+		}
+		// ErrInvalid, which SetGuesses wraps these in, says nssim.
+		f, _ := reflect.TypeFor[Guesses]().FieldByName(field)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		return tag
+	}
+	oneOf := func(field, v string, allowed ...string) {
+		if v == "" || slices.Contains(allowed, v) {
+			return
+		}
+		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name(field), v, orList(allowed)))
+	}
+	oneOf("TermInfoField", g.TermInfoField, TermInfoCall, TermInfoSpec, TermInfoBoth)
+	oneOf("TransferWithTermUser", g.TransferWithTermUser, TermUserIgnore, TermUserBlind)
+	oneOf("WrongHostname", g.WrongHostname, HostnameIgnore, HostnameReject)
+	oneOf("HostnameMatch", g.HostnameMatch, HostnameOfOriginal, HostnameOfDestination, HostnameOfEither)
+	oneOf("UnknownDestination", g.UnknownDestination, DestinationIgnore, DestinationNotFound)
+	oneOf("HeldSide", g.HeldSide, HeldRemote, HeldBoth)
+	oneOf("ExternalNumbers", g.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
+	oneOf("JoinKeeps", g.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
+	oneOf("SubscriptionNames", g.SubscriptionNames, NamesLegacy, NamesHyphenated)
+	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
+	if g.HeldInfo == InfoActive || g.HeldInfo == InfoAlerting {
+		errs = append(errs, fmt.Errorf("%s %q is another state's value: any word but %s (default %q)",
+			name("HeldInfo"), g.HeldInfo, orList([]string{InfoActive, InfoAlerting}), InfoHeld))
+	}
+	for _, code := range []struct {
+		field string
+		v     int
+	}{{"NotRingingStatus", g.NotRingingStatus}, {"DuplicateCallIDStatus", g.DuplicateCallIDStatus}} {
+		if code.v != 0 && (code.v < 400 || code.v > 499) {
+			errs = append(errs, fmt.Errorf("%s %d is not a 4xx status: one of 400 to 499 (default 409)", name(code.field), code.v))
+		}
+	}
+	return errs
+}
+
+// invalid is errs as one ErrInvalid, or nil when there are none.
+func invalid(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(msgs, "; "))
+}
+
+// orList renders values as `"a", "b" or "c"`.
+func orList(values []string) string {
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = strconv.Quote(v)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // ResetGuesses puts back the guesses the simulator was made with.

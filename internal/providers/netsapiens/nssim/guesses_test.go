@@ -61,7 +61,7 @@ func TestControlGuesses(t *testing.T) {
 	for _, bad := range []string{`{"held_side":"local"}`, `{"held_info":"active"}`, `{"not_ringing_status":200}`, `{"colour":"red"}`, `{"held_side":`} {
 		r := h.ctl(http.MethodPut, "/config/guesses", bad)
 		wantControlError(t, r, http.StatusBadRequest)
-		if bad == `{"held_side":"local"}` && !strings.Contains(string(r.body), "HeldSide") {
+		if bad == `{"held_side":"local"}` && !strings.Contains(string(r.body), "held_side") {
 			t.Errorf("PUT %s: error %s does not name the field", bad, r.body)
 		}
 	}
@@ -95,5 +95,51 @@ func TestGuessesRenderAtOnce(t *testing.T) {
 	}
 	if b := read(); strings.Contains(b, `"call-term-info"`) || !strings.Contains(b, `"term-orig-info"`) || !strings.Contains(b, `"call-term-user":1000`) {
 		t.Errorf("rendering after SetGuesses %s", b)
+	}
+}
+
+// A guess refused on the control surface is named as the client sent it, by its JSON name,
+// never by the Go field behind it, and the error lists the values it accepts.
+func TestGuessErrorsNameTheJSONField(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	for _, tc := range []struct {
+		body   string
+		goName string // must not appear
+		want   []string
+	}{
+		{`{"term_info_field":"x"}`, "TermInfoField", []string{`term_info_field "x"`, `"call-term-info"`, `"term-orig-info"`, `"both"`}},
+		{`{"transfer_with_term_user":"x"}`, "TransferWithTermUser", []string{`transfer_with_term_user "x"`, `"ignore"`, `"blind"`}},
+		{`{"wrong_hostname":"x"}`, "WrongHostname", []string{`wrong_hostname "x"`, `"ignore"`, `"reject"`}},
+		{`{"hostname_match":"x"}`, "HostnameMatch", []string{`hostname_match "x"`, `"original"`, `"destination"`, `"either"`}},
+		{`{"unknown_destination":"x"}`, "UnknownDestination", []string{`unknown_destination "x"`, `"ignore"`, `"notfound"`}},
+		{`{"held_side":"x"}`, "HeldSide", []string{`held_side "x"`, `"remote"`, `"both"`}},
+		{`{"external_numbers":"x"}`, "ExternalNumbers", []string{`external_numbers "x"`, `"pstn"`, `"user"`}},
+		{`{"join_keeps":"x"}`, "JoinKeeps", []string{`join_keeps "x"`, `"caller"`, `"consult"`}},
+		{`{"ringing_disconnect":"x"}`, "RingingDisconnect", []string{`ringing_disconnect "x"`, `"ends"`, `"ignored"`, `"refused"`}},
+		{`{"subscription_names":"x"}`, "SubscriptionNames", []string{`subscription_names "x"`, `"legacy"`, `"hyphenated"`}},
+		{`{"held_info":"alerting"}`, "HeldInfo", []string{`held_info "alerting"`, `"active"`, `"held"`}},
+		{`{"not_ringing_status":200}`, "NotRingingStatus", []string{`not_ringing_status 200`, `400 to 499`}},
+		{`{"duplicate_call_id_status":600}`, "DuplicateCallIDStatus", []string{`duplicate_call_id_status 600`, `400 to 499`}},
+		{`{"not_ringing_status":"409"}`, "NotRingingStatus", []string{`not_ringing_status is a whole number, not a JSON string`}},
+		{`{"numeric_users":"yes"}`, "NumericUsers", []string{`numeric_users is a boolean`}},
+		// Two at once: both named.
+		{`{"held_side":"x","join_keeps":"y"}`, "JoinKeeps", []string{`held_side "x"`, `join_keeps "y"`}},
+	} {
+		r := h.ctl(http.MethodPut, "/config/guesses", tc.body)
+		wantControlError(t, r, http.StatusBadRequest)
+		var e struct{ Error string }
+		r.decode(t, &e)
+		for _, w := range tc.want {
+			if !strings.Contains(e.Error, w) {
+				t.Errorf("PUT %s: error %q does not say %s", tc.body, e.Error, w)
+			}
+		}
+		if strings.Contains(e.Error, tc.goName) || strings.Contains(e.Error, "Guesses") || strings.Contains(e.Error, "Go struct") {
+			t.Errorf("PUT %s: error %q names a Go field", tc.body, e.Error)
+		}
+	}
+	// Config.Validate, for a Go caller, names Config's fields.
+	if err := (nssim.Config{HeldSide: "x"}).Validate(); err == nil || !strings.Contains(err.Error(), `HeldSide "x"`) {
+		t.Errorf("Config.Validate: %v, want it to name HeldSide", err)
 	}
 }
