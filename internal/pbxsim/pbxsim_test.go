@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/transferd/transferd/internal/pbxsim"
@@ -62,5 +63,31 @@ func TestStatsCountConnectionsAndAPIRequests(t *testing.T) {
 	want := pbxsim.Stats{Connections: 3, NetSapiensRequests: 4, BandwidthRequests: 1}
 	if st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
+	}
+}
+
+// The answer controls of both simulators agree: nothing ringing for a
+// user or a number is a state of the calls, 409 Conflict, with the
+// controls' {"error"} body; a control path that names nothing is 404.
+func TestAnswerControlsAgreeOnNothingRinging(t *testing.T) {
+	sim := pbxsim.New(pbxsim.DemoConfig("http://127.0.0.1:0"))
+	t.Cleanup(sim.Close)
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{pbxsim.NetSapiensControlPath + "/users/TEST/1010/answer", http.StatusConflict},
+		{pbxsim.BandwidthControlPath + "/numbers/%2B15555550222/answer", http.StatusConflict},
+		{pbxsim.NetSapiensControlPath + "/users/TEST/1010/pickup", http.StatusNotFound},
+		{pbxsim.BandwidthControlPath + "/numbers/%2B15555550222/pickup", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		sim.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, tc.path, nil))
+		var body struct {
+			Error string `json:"error"`
+		}
+		if rec.Code != tc.want || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error == "" {
+			t.Errorf("POST %s: %d %s, want %d with an error", tc.path, rec.Code, rec.Body, tc.want)
+		}
 	}
 }

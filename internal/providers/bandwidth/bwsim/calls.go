@@ -254,7 +254,7 @@ func (s *Sim) PlaceCallWithAgent(in InboundCall) (Call, Call, Bridge, error) {
 }
 
 // Answer answers, now, every ringing outbound leg to the number (for ModeManual, or to cut a
-// delay short). It returns ErrNotFound when nothing rings there.
+// delay short). It returns ErrNotRinging (an ErrInvalidState) when nothing rings there.
 func (s *Sim) Answer(number string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -266,7 +266,7 @@ func (s *Sim) Answer(number string) error {
 		}
 	}
 	if n == 0 {
-		return fmt.Errorf("bwsim: answer %s: no ringing leg: %w", number, ErrNotFound)
+		return fmt.Errorf("bwsim: answer %s: %w", number, ErrNotRinging)
 	}
 	s.notifyLocked()
 	return nil

@@ -26,7 +26,7 @@ import (
 //	GET    /callbacks                   attempted callback deliveries
 //	GET    /requests                    recorded API requests; DELETE forgets them
 //	PUT    /numbers/{number}/behaviour  {"mode":"after","delay":"2s"}
-//	POST   /numbers/{number}/answer     answer the legs ringing there now
+//	POST   /numbers/{number}/answer     answer the legs ringing there now; 409 when nothing rings
 //	POST   /faults                      {"operation","status","code","category","message","count",
 //	                                    "latency":"50ms","drop","apply","rate_limit_reset":"2s"}
 //	GET    /faults, DELETE /faults      list or clear faults

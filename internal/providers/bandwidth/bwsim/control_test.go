@@ -57,7 +57,10 @@ func TestControlSurface(t *testing.T) {
 		t.Fatalf("manual target state = %q", got)
 	}
 	e.wantStatus(e.control(http.MethodPost, "/numbers/"+strings.ReplaceAll(target, "+", "%2B")+"/answer", ""), http.StatusNoContent)
-	e.wantStatus(e.control(http.MethodPost, number+"/answer", ""), http.StatusNotFound)
+	// Nothing rings there any more: a state of the calls (409, as nssim answers), not a
+	// path that names nothing (404).
+	e.wantStatus(e.control(http.MethodPost, number+"/answer", ""), http.StatusConflict)
+	e.wantStatus(e.control(http.MethodPost, "/numbers/%2B15550000000/answer", ""), http.StatusConflict)
 	if !e.sim.Connected(a, tr.id()) {
 		t.Error("not connected after control answer")
 	}

@@ -2,6 +2,7 @@ package bwsim
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -227,8 +228,8 @@ func TestTransferManualAnswer(t *testing.T) {
 	if !e.sim.Connected(a.ID, r.id()) {
 		t.Fatal("not connected after answer")
 	}
-	if err := e.sim.Answer(target); err == nil {
-		t.Error("Answer with nothing ringing: want an error")
+	if err := e.sim.Answer(target); !errors.Is(err, ErrNotRinging) || !errors.Is(err, ErrInvalidState) {
+		t.Errorf("Answer with nothing ringing: %v, want ErrNotRinging (an ErrInvalidState)", err)
 	}
 }
 

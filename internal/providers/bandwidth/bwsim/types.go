@@ -3,6 +3,7 @@ package bwsim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -62,6 +63,10 @@ var (
 	ErrNotFound     = errors.New("bwsim: not found")
 	ErrInvalidState = errors.New("bwsim: invalid state")
 	ErrInvalid      = errors.New("bwsim: invalid argument")
+	// ErrNotRinging is Answer's error when nothing rings at the number: a state of the
+	// calls, not a number that names nothing (any number may be rung), so it is an
+	// ErrInvalidState, 409 on the control surface as nssim's is.
+	ErrNotRinging = fmt.Errorf("bwsim: nothing is ringing: %w", ErrInvalidState)
 )
 
 // Call is a snapshot of one simulated call leg. It is what the Go and control APIs return;
