@@ -859,7 +859,20 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			Evidence: failure.Evidence}, &Cleanup{Until: until, Reason: "outcome not verified: " + why})
 		return 0
 	}
-	return min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond, e.redoWait(en, now))
+	wait := min(e.cfg.VisibilityWindow, deadline.Sub(now)+time.Millisecond, e.redoWait(en, now))
+	if s := e.settledAt(t); fresh && at.Before(s) {
+		// The reading started before a late hold could be ruled out
+		// (restored), and the first that can starts at s: the transfer
+		// looks again at s and asks for it. Nothing else would: readings
+		// that show nothing new (the caller back, the consult ended) do
+		// not wake it, and the wake for the unhold's own settling
+		// (judgeAt, a moment after s when the consult failed at once)
+		// may still find the latest reading started before s. It waited
+		// a visibility window more then (Bandwidth's busy or rejected
+		// consult, shown ended, was reported two windows after the hold).
+		wait = min(wait, e.readingFrom(en, s))
+	}
+	return wait
 }
 
 // sweep works on a terminal transfer's cleanup obligation. What it owes
