@@ -27,11 +27,12 @@ import (
 //
 // Here polling never fires: the only readings are those the transfer asks
 // for and one the test pokes right after the unhold, which shows the caller
-// back before readings settle. The transfer must end on the first reading
-// started at settledAt: failed, the caller restored, verified, at one
-// window after the hold, neither before (a late hold could still land) nor
-// a window later. It used to wait for a reading nothing asked for, and
-// ended only at the verify timeout, unverified.
+// back before readings settle. The transfer must end on a reading it asks
+// for at settledAt: failed, the caller restored, verified, and not before a
+// window after the hold (a late hold could still land). It used to wait
+// for a reading nothing asked for, and would have ended only at the verify
+// timeout (a minute here), unverified: the test's wait, far shorter than
+// that and far longer than a window, fails it without a timing threshold.
 func TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -45,7 +46,7 @@ func TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold(t *testing.T) {
 			const window = 400 * time.Millisecond
 			cfg := testConfig()
 			cfg.PollInterval, cfg.PollMaxInterval = time.Hour, time.Hour
-			cfg.VisibilityWindow, cfg.VerifyTimeout = window, 5*window
+			cfg.VisibilityWindow, cfg.VerifyTimeout = window, time.Minute
 			h := newHarness(t, cfg)
 			h.f.SetTarget(tc.target)
 			id := h.start(t, request("fake", "1000"))
@@ -57,15 +58,15 @@ func TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold(t *testing.T) {
 			})
 			h.e.PokeView(h.f, h.f.WatchKey(nil))
 
-			ctx, cancel := context.WithTimeout(context.Background(), 3*window)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			end, err := h.e.Wait(ctx, id, func(*orchestrator.Transfer) bool { return false })
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !end.State.Terminal() {
-				t.Fatalf("%s three visibility windows after the start (outcome %+v): the caller was back "+
-					"within milliseconds, and a reading started a window after the hold could say so", end.State, end.Outcome)
+				t.Fatalf("%s 20 s after the start (outcome %+v): the caller was back within milliseconds, "+
+					"and a reading started a window after the hold could say so; nothing asked for one", end.State, end.Outcome)
 			}
 			o := end.Outcome
 			if end.State != orchestrator.StateFailed || o.Reason != tc.reason || !o.CallerRestored || !o.Verified {
@@ -87,9 +88,6 @@ func TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold(t *testing.T) {
 			if end.UpdatedAt.Before(settled) {
 				t.Errorf("ended %v after the hold, before readings settled (%v): a late hold could still land",
 					end.UpdatedAt.Sub(hold.EndedAt), window)
-			}
-			if late := end.UpdatedAt.Sub(settled); late > window/2 {
-				t.Errorf("ended %v after readings settled a window after the hold; want at once", late)
 			}
 		})
 	}

@@ -16,7 +16,11 @@ import (
 // Polled as in demo mode (PollInterval a twenty-fifth of the window), the
 // wake a window after the hold found the latest reading taken just before,
 // and nothing asked for the next one: the recovery slept a window more.
-// (The engine's deterministic test: TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold.)
+// This test plays it against bwsim and checks the outcome and that it
+// waited for readings to settle; it logs how long it took, which no test
+// here bounds (a slow machine is not a failure). The engine's test,
+// TestBusyOrRejectedConsultRecoversOneWindowAfterTheHold, fails without
+// the fix without a timing threshold.
 func TestAttendedBusyOrRejectedConsultReportedOneWindowAfterTheHold(t *testing.T) {
 	for _, tc := range []struct {
 		mode   string
@@ -58,10 +62,6 @@ func TestAttendedBusyOrRejectedConsultReportedOneWindowAfterTheHold(t *testing.T
 			t.Logf("unhold %v after the hold, failed %v after it", unholdEnd.Sub(holdEnd), took)
 			if took < window {
 				t.Errorf("reported %v after the hold, before readings settled (%v): a late hold could still land", took, window)
-			}
-			if took > window+window/2 {
-				t.Errorf("reported %v after the hold, with the caller back %v after it; want one visibility window (%v)",
-					took, unholdEnd.Sub(holdEnd), window)
 			}
 		})
 	}
