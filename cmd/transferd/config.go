@@ -92,7 +92,7 @@ type config struct {
 	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
-	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set)"`
+	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set); one transferd per directory, which it locks (transferd.lock)"`
 	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
 	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
 	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`

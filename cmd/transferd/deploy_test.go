@@ -180,6 +180,8 @@ func TestDeployManifestsStart(t *testing.T) {
 	// liveness probe must not count meanwhile.
 	if p := ctr.StartupProbe; time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 5*time.Minute {
 		t.Errorf("the startup probe gives transferd %d s to open its store; a migration may take minutes", p.PeriodSeconds*p.FailureThreshold)
+	} else if time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < cfg.ShutdownTimeout+lockPatienceMargin {
+		t.Errorf("the startup probe gives transferd %d s to open its store, less than it waits for an exiting one's lock on the data directory", p.PeriodSeconds*p.FailureThreshold)
 	}
 	if a := sts.Spec.Template.Metadata.Annotations; a["prometheus.io/port"] != strconv.Itoa(ports["admin"]) || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("scrape annotations %v: want /metrics on the admin port %d", a, ports["admin"])

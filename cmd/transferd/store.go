@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -37,12 +38,85 @@ func openStore(ctx context.Context, cfg *config, clock func() time.Time, log zer
 		}
 		return s, s.Close, nil
 	}
-	s, err := sqlite.Open(ctx, cfg.DataDir)
+	s, err := openSQLite(ctx, cfg.DataDir, cfg.ShutdownTimeout+lockPatienceMargin, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the SQLite store in %s: %w", cfg.DataDir, err)
 	}
 	log.Info().Str("store", "sqlite").Str("data_dir", cfg.DataDir).Msg("store open")
 	return s, func() { _ = s.Close() }, nil
+}
+
+// lockPatienceMargin is how much longer than TRANSFERD_SHUTDOWN_TIMEOUT a
+// start waits for another transferd to let go of the data directory: the
+// time an exiting one takes to close its store after its shutdown. It is
+// also the least by which a supervisor's grace period must exceed the
+// shutdown timeout (deploy_test.go; the manifests give 45 s for 30 s),
+// after which the supervisor has killed the old process anyway.
+const lockPatienceMargin = 10 * time.Second
+
+// lockRetry is the pause between tries of a start that finds the data
+// directory locked, and lockSleep the pause itself (tests pause for
+// nothing).
+var (
+	lockRetry = 250 * time.Millisecond
+	lockSleep = func(ctx context.Context, d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}
+)
+
+// openSQLite opens the SQLite store in dir. While another process holds
+// the directory's lock (sqlite.Locked: one data directory serves one
+// transferd) it tries again, for up to patience, logging at once that it
+// waits and for whom. A restart that overlaps the process it replaces —
+// a supervisor that starts the new process while the old one is still
+// finishing or compensating its transfers, which takes up to its
+// TRANSFERD_SHUTDOWN_TIMEOUT — then starts as soon as the old one has
+// exited, rather than failing and being started again only after its
+// supervisor's back-off, with callers on hold meanwhile. A process that
+// holds the directory and is not exiting (a second copy started by
+// mistake) is named in the log at once, and the start fails with the
+// same words after patience. Any other error fails at once.
+func openSQLite(ctx context.Context, dir string, patience time.Duration, log zerolog.Logger) (*sqlite.Store, error) {
+	var waited time.Duration
+	for {
+		s, err := sqlite.Open(ctx, dir)
+		var locked *sqlite.LockedError
+		switch {
+		case err == nil:
+			if waited > 0 {
+				log.Info().Str("data_dir", dir).Dur("waited_ms", waited).Msg("the other transferd let go of the data directory")
+			}
+			return s, nil
+		case !errors.As(err, &locked):
+			return nil, err
+		case waited >= patience:
+			return nil, fmt.Errorf("%w (waited %s for it to exit)", err, waited)
+		case waited == 0:
+			ev := log.Warn().Str("data_dir", dir).Str("lock", locked.Path).Dur("patience_ms", patience)
+			if locked.PID > 0 {
+				ev = ev.Int("holder_pid", locked.PID)
+			}
+			if locked.Host != "" {
+				ev = ev.Str("holder_host", locked.Host)
+			}
+			if !locked.Since.IsZero() {
+				ev = ev.Time("holder_since", locked.Since)
+			}
+			ev.Msg("another transferd is using the data directory: waiting for it to exit (a restart overlapping its shutdown); " +
+				"if it is not exiting, stop it or give this one a data directory of its own")
+		}
+		if lockSleep(ctx, lockRetry) != nil {
+			return nil, fmt.Errorf("%w (stopped after waiting %s for it to exit)", err, waited)
+		}
+		waited += lockRetry
+	}
 }
 
 // storeOpenPatience bounds how long a replica tries to reach PostgreSQL

@@ -9,7 +9,8 @@
 // time anyway, and serializing in Go rather than in the file lock means no
 // SQLITE_BUSY under load and read-modify-write transactions (Claim,
 // Heartbeat, Reserve, Settle) that are atomic without retries. Readers use a pool of
-// their own; WAL lets them run beside the writer.
+// their own; WAL lets them run beside the writer. One store at a time has
+// the data directory: Open locks it (LockFileName).
 package sqlite
 
 import (
@@ -55,6 +56,11 @@ type Store struct {
 	// only after every connection: closing any descriptor of a file drops
 	// every POSIX lock the process holds on it, SQLite's included.
 	file *os.File
+	// lock is the data directory's lock file, holding its lock
+	// (LockFileName) from Open to Close; nil where there is no flock.
+	// Released once, after everything else is closed.
+	lock       *os.File
+	unlockOnce sync.Once
 	// update is prepared once: a transfer is saved at every step, and
 	// parsing the statement each time cost a fifth of a save's CPU.
 	update *sql.Stmt
@@ -103,6 +109,12 @@ var _ orchestrator.Store = (*Store)(nil)
 // Open opens (creating if needed) dir/transferd.db, creating dir with mode
 // 0700 and the database with 0600 (transfers name callers and agents), and
 // applies the embedded migrations.
+//
+// It first takes the directory's lock (LockFileName), held until Close,
+// and fails at once, with a *LockedError (Locked) naming the holder,
+// when another store holds it: another process's, or this process's own
+// (a store not closed). It does not wait: whether to is the caller's to
+// decide (cmd/transferd waits a while for a process that is exiting).
 func Open(ctx context.Context, dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -111,6 +123,13 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", dir, err)
 	}
+	// The lock comes before any file of the database is opened: a
+	// second Open in this process that opened and closed transferd.db
+	// would drop the first store's POSIX locks on it (Store.file).
+	lock, err := lockDir(abs, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
 	path := filepath.Join(abs, FileName)
 	// Create the file before SQLite does: SQLite would use the umask
 	// (usually world-readable), and its -wal and -shm files copy the
@@ -118,10 +137,11 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	// a purge's slices (Store.file).
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		_ = unlockDir(lock)
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
-	s := &Store{file: f, budget: sliceBudget, purgeChunk: purgeChunk, vacuumChunk: vacuumChunk, clock: time.Now}
+	s := &Store{file: f, lock: lock, budget: sliceBudget, purgeChunk: purgeChunk, vacuumChunk: vacuumChunk, clock: time.Now}
 	if s.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -270,7 +290,7 @@ func incrementalVacuum(ctx context.Context, db *sql.DB) error {
 }
 
 // Close closes the database. The last connection to close checkpoints the
-// WAL into the database file.
+// WAL into the database file; then the directory's lock is released.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.commits != nil {
@@ -309,6 +329,11 @@ func (s *Store) Close() error {
 		if err := s.file.Close(); !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	// Last: the next transferd may open the directory once every
+	// connection of this one is closed and the WAL checkpointed.
+	if s.lock != nil {
+		s.unlockOnce.Do(func() { errs = append(errs, unlockDir(s.lock)) })
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
