@@ -37,6 +37,7 @@ import (
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/tenants"
+	"github.com/transferd/transferd/internal/wake"
 	"github.com/transferd/transferd/internal/webhooks"
 )
 
@@ -371,11 +372,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Each save that writes events has the dispatcher read the outbox at
-	// once (within its EnqueueGap), rather than at its next scan.
-	var eventsSaved func()
+	// Each save that writes events wakes this replica's open event
+	// streams, and has the dispatcher read the outbox at once (within its
+	// EnqueueGap), rather than at their next poll and its next scan.
+	streams := new(wake.Broadcast)
+	eventsSaved := streams.Notify
 	if runHooks {
-		eventsSaved = hooks.Nudge
+		eventsSaved = func() {
+			hooks.Nudge()
+			streams.Notify()
+		}
 	}
 	eng, err = orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
@@ -406,7 +412,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}, credentialsCheckInterval, 10*time.Second, log, reg)
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
-		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks},
+		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
+		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store)},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/sqlite"
@@ -117,6 +118,27 @@ func openSQLite(ctx context.Context, dir string, patience time.Duration, log zer
 		}
 		waited += lockRetry
 	}
+}
+
+// soleWriterStreamPoll is how often an open event stream reads the
+// outbox, when no save woke it, on a store no other process writes
+// (SQLite; the benchmark build's memory).
+const soleWriterStreamPoll = 1 * time.Second
+
+// eventStreamPoll is how often an open event stream reads the outbox when
+// no save of this replica woke it. PostgreSQL is shared by replicas whose
+// saves wake only their own streams: a stream here reads the others'
+// events at its poll, every 200 ms as before (api.DefaultEventStreamPoll;
+// a transfer is driven by the replica its create reached, so behind a
+// balancer most events are another's). Anything else is written by this
+// process alone, every save that writes events wakes the streams, and the
+// poll only catches what a wake missed: a save the store committed while
+// answering an error, whose events no wake announced.
+func eventStreamPoll(s orchestrator.Store) time.Duration {
+	if _, shared := s.(*postgres.Store); shared {
+		return api.DefaultEventStreamPoll
+	}
+	return soleWriterStreamPoll
 }
 
 // storeOpenPatience bounds how long a replica tries to reach PostgreSQL

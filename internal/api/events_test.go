@@ -62,12 +62,20 @@ func newEventsEnvFor(t *testing.T, tenants ...string) *eventsEnv {
 }
 
 // eventsServer is a server with the event routes and cfg over an engine on
-// store, whose fake provider answers at once.
-func eventsServer(t *testing.T, store orchestrator.Store, reg *prometheus.Registry, cfg api.Config) *eventsEnv {
+// store, whose fake provider answers at once. The engine's saves notify
+// cfg.EventsSaved, as cmd/transferd wires them, unless an option says
+// otherwise.
+func eventsServer(t *testing.T, store orchestrator.Store, reg *prometheus.Registry, cfg api.Config, opts ...func(*orchestrator.Config)) *eventsEnv {
 	t.Helper()
-	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}, store,
-		[]orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
+	ecfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond}
+	if cfg.EventsSaved != nil {
+		ecfg.EventsSaved = cfg.EventsSaved.Notify
+	}
+	for _, o := range opts {
+		o(&ecfg)
+	}
+	eng, err := orchestrator.New(ecfg, store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

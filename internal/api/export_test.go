@@ -17,3 +17,19 @@ func SetRepeatWait(d time.Duration) (restore func()) {
 	repeatWait = d
 	return func() { repeatWait = old }
 }
+
+// OnStreamRead has every event stream call f after each read of the
+// outbox, before it waits for a save or its poll; restore removes it.
+func OnStreamRead(f func()) (restore func()) {
+	streamRead.Store(&f)
+	return func() { streamRead.Store(nil) }
+}
+
+// SetStreamKeepAlive sets how long an event stream stays silent before it
+// sends a comment; restore puts it back. Restore once the server's
+// streams have ended.
+func SetStreamKeepAlive(d time.Duration) (restore func()) {
+	old := streamKeepAlive
+	streamKeepAlive = d
+	return func() { streamKeepAlive = old }
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/wake"
 )
 
 // Config configures the HTTP facade.
@@ -72,6 +73,16 @@ type Config struct {
 	// Deliveries serves the webhook deliveries routes; nil when no
 	// webhooks are configured.
 	Deliveries Deliveries
+	// EventsSaved is notified after each save of this replica that wrote
+	// events (cmd/transferd gives its Notify to
+	// orchestrator.Config.EventsSaved): it wakes the open event streams,
+	// which then read the outbox at once. nil: they only poll.
+	EventsSaved *wake.Broadcast
+	// EventStreamPoll is how often an open event stream reads the outbox
+	// when nothing woke it: the events other replicas save, which wake
+	// nothing here, reach it within this long. Zero is
+	// DefaultEventStreamPoll.
+	EventStreamPoll time.Duration
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns
@@ -112,6 +123,12 @@ type shared struct {
 func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) *shared {
 	if cfg.Idempotency == nil {
 		panic("api.NewServer: Config.Idempotency is required")
+	}
+	if cfg.EventsSaved == nil {
+		cfg.EventsSaved = new(wake.Broadcast) // notified by nothing
+	}
+	if cfg.EventStreamPoll <= 0 {
+		cfg.EventStreamPoll = DefaultEventStreamPoll
 	}
 	return &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
 		limit: newLimiter(cfg.Tenants, cfg.Limits)}
