@@ -422,14 +422,16 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 			return nil, E("orchestrator.Start", KindUnavailable, fmt.Errorf("%w: %w", ErrSaveUnknown, err))
 		}
 		e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved")
+		// Saved with its events, which the record read back no longer
+		// carries in its Outbox.
+		e.eventsSaved()
 		if !e.mine(got) {
 			// Another replica claimed it meanwhile and drives it.
 			e.m.started.WithLabelValues(r.Provider).Inc()
 			return got, nil
 		}
 		t = got
-	}
-	if len(t.Outbox) > 0 {
+	} else if len(t.Outbox) > 0 {
 		e.eventsSaved()
 	}
 	t.Outbox, t.IdempotencyReservedAt = nil, time.Time{}

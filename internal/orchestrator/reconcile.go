@@ -1932,6 +1932,9 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	if errors.Is(err, ErrVersionConflict) && en.saveFailing {
 		var own bool
 		if own, err = e.ownWrite(ctx, en); own {
+			// The failed save was made, with its events: announce them
+			// (the working record carries on without them).
+			e.eventsSaved()
 			err = e.store.Update(ctx, en.t)
 		}
 	}
