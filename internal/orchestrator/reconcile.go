@@ -98,6 +98,9 @@ type entry struct {
 
 	held    bool // counted in the callers-on-hold gauge
 	counted bool // counted in the cleanups-pending gauge
+	// ended is what the working record's end counts (transferd_transfers_total
+	// and the like) once a save has written it (see enter).
+	ended *endCount
 
 	// Pacing of a step that failed transiently.
 	retries  int
@@ -961,7 +964,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			o.Detail += "; then a consult leg of ours was answered"
 		}
 		if o.Verified {
-			e.m.unverified.WithLabelValues(en.p.Name()).Inc()
+			en.ended = &endCount{prev: en.ended, unverified: true} // counted once saved
 		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
 		o.Detail += unknowableNote(obs)
@@ -1955,6 +1958,12 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			en.log.Info().Msg("the transfer is saved again")
 		}
 		e.storeOK(&e.saveErr)
+		if c := en.ended; c != nil {
+			// Counted before it is published: whoever sees the end sees it
+			// counted.
+			en.ended = nil
+			e.countEnd(en, c)
+		}
 		en.cur.Store(en.t.Clone())
 		e.publish(en.id)
 		if !en.gated {
@@ -1966,6 +1975,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		return true
 	case errors.Is(err, ErrVersionConflict):
 		en.lost = true
+		en.ended = nil // the new owner's to decide and count
 		en.log.Warn().Str("state", string(en.t.State)).Msg("another replica took the transfer over; stopped driving it")
 		return false
 	}
@@ -2040,17 +2050,52 @@ func (e *Engine) enter(en *entry, to State) (from State) {
 		if needsAttention(t) {
 			emit(t, EventNeedsAttention, now, from, to)
 		}
+		// Counted once the store has the end (save), by the replica whose
+		// save wrote it: an end whose save another replica's claim refused
+		// is that replica's to decide and count. An earlier end not saved
+		// yet (its save failed) is counted with this one.
+		c := &endCount{state: to, prev: en.ended}
 		if o := t.Outcome; o != nil {
-			e.m.finished.WithLabelValues(en.p.Name(), string(to), string(o.Reason)).Inc()
-			if !o.Verified {
-				e.m.unverified.WithLabelValues(en.p.Name()).Inc()
-			}
+			c.outcome, c.reason, c.unverified = true, o.Reason, !o.Verified
 		}
-		if !t.Sent.Hold.IsZero() {
-			e.m.holdSeconds.WithLabelValues(en.p.Name()).Observe(now.Sub(t.Sent.Hold).Seconds())
+		// The caller's time on hold ends at the first end; a correction
+		// (the sweeper's, to completed) is not more of it.
+		if !t.Sent.Hold.IsZero() && !from.Terminal() {
+			c.held, c.hold = true, now.Sub(t.Sent.Hold)
 		}
+		en.ended = c
 	}
 	return from
+}
+
+// endCount is what an end counts once it is saved: the outcome, whether it
+// is unverified, the caller's time on hold. A sweeper that makes a
+// verified outcome unverified for good counts only that.
+type endCount struct {
+	prev       *endCount // an earlier end the same save writes
+	outcome    bool      // an end with an outcome (transferd_transfers_total)
+	state      State
+	reason     Reason
+	unverified bool
+	held       bool
+	hold       time.Duration
+}
+
+// countEnd counts c, the end of en's record that a save just wrote.
+func (e *Engine) countEnd(en *entry, c *endCount) {
+	if c.prev != nil {
+		e.countEnd(en, c.prev)
+	}
+	p := en.p.Name()
+	if c.outcome {
+		e.m.finished.WithLabelValues(p, string(c.state), string(c.reason)).Inc()
+	}
+	if c.unverified {
+		e.m.unverified.WithLabelValues(p).Inc()
+	}
+	if c.held {
+		e.m.holdSeconds.WithLabelValues(p).Observe(c.hold.Seconds())
+	}
 }
 
 // announce logs one line for a transition.

@@ -1,0 +1,154 @@
+package orchestrator_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// Found by a review of the metrics operators page on. The gauges of what
+// a replica drives must equal what its records say, and a counter count
+// an outcome once the store has it, whatever replica saved it.
+
+// histogramCount returns how many observations the histogram name with
+// exactly the given labels holds, 0 when the series does not exist.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
+					continue series
+				}
+			}
+			return m.GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// refusingStore answers a save of a terminal record with a version
+// conflict, as the store does when another replica claimed the transfer
+// while this one was deciding its end.
+type refusingStore struct{ *memory.Store }
+
+func (s *refusingStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if t.State.Terminal() {
+		return orchestrator.ErrVersionConflict
+	}
+	return s.Store.Update(ctx, t)
+}
+
+// An end whose save another replica's claim refused never happened here:
+// the claimer decides the transfer's end, and counts it. enter counted the
+// outcome, its unverified flag and the caller's time on hold before the
+// save, so the replica that lost the transfer counted an end the store
+// never held, and TransferdUnverifiedOutcomes warned of an outcome that
+// the new owner may well verify.
+func TestAnEndAnotherReplicaTookIsNotCounted(t *testing.T) {
+	st := &refusingStore{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	reg := prometheus.NewRegistry()
+	e := testEngine(t, testConfig(), st, f, reg)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, tr.ID, inState(orchestrator.StateConsulting))
+	fake := map[string]string{"provider": "fake"}
+	eventually(t, "a reading showing the caller held", func() bool {
+		return metric(t, reg, "transferd_callers_on_hold", fake) == 1
+	})
+	// Unreadable from now on: the recovery ends unverified.
+	f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
+	if _, err := e.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the transfer let go after its end's save was refused", func() bool {
+		return len(e.Running()) == 0
+	})
+	if cur, err := st.Get(context.Background(), tr.ID); err != nil || cur.State.Terminal() {
+		t.Fatalf("stored %+v (%v): set-up wants the end never saved", cur, err)
+	}
+	cancelled := map[string]string{"provider": "fake", "outcome": "cancelled", "reason": "cancelled"}
+	if n := metric(t, reg, "transferd_transfers_total", cancelled); n != 0 {
+		t.Errorf("transferd_transfers_total%v = %v, want 0: the store never held that end", cancelled, n)
+	}
+	if n := metric(t, reg, "transferd_outcomes_unverified_total", fake); n != 0 {
+		t.Errorf("transferd_outcomes_unverified_total = %v, want 0: the store never held that outcome", n)
+	}
+	if n := histogramCount(t, reg, "transferd_caller_hold_duration_seconds", fake); n != 0 {
+		t.Errorf("transferd_caller_hold_duration_seconds counted %d, want 0", n)
+	}
+	for _, g := range []string{"transferd_transfers_in_flight", "transferd_cleanups_pending", "transferd_callers_on_hold"} {
+		if v := metric(t, reg, g, fake); v != 0 {
+			t.Errorf("%s = %v after the transfer was let go, want 0", g, v)
+		}
+	}
+}
+
+// A join the provider could not be read about ends the transfer failed,
+// unverified; the sweeper then sees the caller with the target and
+// corrects it to completed. The caller's time on hold was observed at both
+// ends, the second from the hold to the correction (the sweeper's
+// patience, minutes in production, while the caller talked to the target):
+// it inflated the hold-time quantiles operators watch. It is observed
+// once, at the first end. The outcome counter counts both ends (the
+// README says so), and the unverified one once.
+func TestACorrectedOutcomeObservesTheHoldOnce(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.f.Defer(complete, 1).Before(complete, func(orchestratortest.Record) {
+		h.f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
+	})
+	id := h.start(t, request("fake", "1000"))
+	tr := h.done(t, id)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Verified || tr.Cleanup == nil {
+		t.Fatalf("state %s outcome %+v cleanup %+v: set-up wants failed, unverified, with an obligation", tr.State, tr.Outcome, tr.Cleanup)
+	}
+	fake := map[string]string{"provider": "fake"}
+	if v := metric(t, h.reg, "transferd_cleanups_pending", fake); v != 1 {
+		t.Errorf("cleanups_pending = %v with the obligation open, want 1", v)
+	}
+	h.f.ApplyDeferred(id)
+	h.f.ClearFaults()
+	tr = h.store.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.Cleanup == nil })
+	if tr.State != orchestrator.StateCompleted || !tr.Outcome.Verified {
+		t.Fatalf("state %s outcome %+v: set-up wants corrected to a verified completed", tr.State, tr.Outcome)
+	}
+	eventually(t, "the corrected transfer let go", func() bool { return len(h.e.Running()) == 0 })
+	if n := histogramCount(t, h.reg, "transferd_caller_hold_duration_seconds", fake); n != 1 {
+		t.Errorf("transferd_caller_hold_duration_seconds counted %d, want 1: one caller, held once", n)
+	}
+	for _, c := range []struct {
+		outcome, reason string
+	}{{"failed", string(orchestrator.ReasonProviderUnavailable)}, {"completed", string(orchestrator.ReasonTransferred)}} {
+		l := map[string]string{"provider": "fake", "outcome": c.outcome, "reason": c.reason}
+		if n := metric(t, h.reg, "transferd_transfers_total", l); n != 1 {
+			t.Errorf("transferd_transfers_total%v = %v, want 1", l, n)
+		}
+	}
+	if n := metric(t, h.reg, "transferd_outcomes_unverified_total", fake); n != 1 {
+		t.Errorf("transferd_outcomes_unverified_total = %v, want 1", n)
+	}
+	if v := metric(t, h.reg, "transferd_cleanups_pending", fake); v != 0 {
+		t.Errorf("cleanups_pending = %v once discharged, want 0", v)
+	}
+}
