@@ -1071,8 +1071,7 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	e.startWorkers()
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
-	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1),
-		counted: t.Cleanup != nil} // counted below, so that drop takes it off
+	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1)}
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
 	en.signal.Store(resumed) // a signal may have been put while nobody drove it
@@ -1082,11 +1081,11 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 		return
 	}
 	e.entries[t.ID] = en
+	// Counted before the entry's worker can run (it is not queued yet),
+	// and marked, so that drop takes it off.
+	en.setPending(e, awaitsCleanup(t))
 	e.mu.Unlock()
 	e.m.inFlight.WithLabelValues(p.Name()).Inc()
-	if t.Cleanup != nil {
-		e.m.cleanups.WithLabelValues(p.Name()).Inc()
-	}
 	e.q.Add(t.ID)
 }
 
@@ -1141,9 +1140,7 @@ func (e *Engine) drop(en *entry) {
 	if e.entries[en.id] == en {
 		delete(e.entries, en.id)
 		e.m.inFlight.WithLabelValues(en.p.Name()).Dec()
-		if en.counted {
-			e.m.cleanups.WithLabelValues(en.p.Name()).Dec()
-		}
+		en.setPending(e, false)
 	}
 	e.settledLocked()
 	e.mu.Unlock()

@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"provider"}),
 		cleanups: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_cleanups_pending",
-			Help: "Terminal transfers of this replica whose cleanup obligation is still open: unverified or stranded callers, tombstones.",
+			Help: "Terminal transfers of this replica whose caller is not confirmed safe: an unverified outcome whose cleanup obligation is still open (a tombstone, whose outcome was verified, counts in transferd_transfers_in_flight only).",
 		}, []string{"provider"}),
 		undriven: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transferd_transfers_undriven",

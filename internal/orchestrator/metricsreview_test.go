@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,5 +151,32 @@ func TestACorrectedOutcomeObservesTheHoldOnce(t *testing.T) {
 	}
 	if v := metric(t, h.reg, "transferd_cleanups_pending", fake); v != 0 {
 		t.Errorf("cleanups_pending = %v once discharged, want 0", v)
+	}
+}
+
+// A tombstone watches for a consult leg that never appeared, after an
+// outcome the provider verified: the caller is back with the agent. It was
+// counted in transferd_cleanups_pending, which the README describes, and
+// TransferdCallersAwaitingCleanup pages on, as callers not confirmed safe:
+// a TRANSFERD_TOMBSTONE_TTL of 10 minutes or more, or a provider
+// unreadable for that long after a busy target, paged for callers
+// verified safe. It counts in transfers_in_flight only.
+func TestATombstoneIsNoCallerAwaitingCleanup(t *testing.T) {
+	h := newHarness(t, tombstoneConfig())
+	h.f.SetTarget(orchestratortest.TargetVanishes)
+	fake := map[string]string{"provider": "fake"}
+	var mu sync.Mutex
+	var pending, inFlight float64
+	tr := tombstoned(t, h, func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		pending = metric(t, h.reg, "transferd_cleanups_pending", fake)
+		inFlight = metric(t, h.reg, "transferd_transfers_in_flight", fake)
+	})
+	wantTombstoneDischarged(t, h, tr.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if pending != 0 || inFlight != 1 {
+		t.Errorf("during the tombstone: cleanups_pending %v, in_flight %v; want 0 and 1", pending, inFlight)
 	}
 }

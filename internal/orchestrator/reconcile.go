@@ -97,7 +97,7 @@ type entry struct {
 	joinBefore time.Time
 
 	held    bool // counted in the callers-on-hold gauge
-	counted bool // counted in the cleanups-pending gauge
+	counted bool // counted in the cleanups-pending gauge (see setPending)
 	// ended is what the working record's end counts (transferd_transfers_total
 	// and the like) once a save has written it (see enter).
 	ended *endCount
@@ -1734,6 +1734,32 @@ func (e *Engine) warnUnread(en *entry, err error) {
 	}
 }
 
+// awaitsCleanup reports whether t is a caller not confirmed safe, as
+// transferd_cleanups_pending counts them: a terminal transfer whose
+// outcome is unverified and whose obligation is open. A tombstone's
+// outcome was verified (its caller is back with the agent; it watches for
+// a consult leg that never appeared) and counts only in flight. An
+// outcome changes its verified flag only as its obligation is discharged,
+// so what an entry counted stays right until then.
+func awaitsCleanup(t *Transfer) bool {
+	return t.Cleanup != nil && t.Outcome != nil && !t.Outcome.Verified
+}
+
+// setPending keeps the cleanups-pending gauge equal to what the entry's
+// record says (awaitsCleanup).
+func (en *entry) setPending(e *Engine, pending bool) {
+	if pending == en.counted {
+		return
+	}
+	en.counted = pending
+	g := e.m.cleanups.WithLabelValues(en.p.Name())
+	if pending {
+		g.Inc()
+	} else {
+		g.Dec()
+	}
+}
+
 // setHeld keeps the callers-on-hold gauge equal to what readings show.
 func (en *entry) setHeld(e *Engine, held bool) {
 	if held == en.held {
@@ -2135,10 +2161,7 @@ func (e *Engine) announce(en *entry, from, to State) {
 func (e *Engine) finish(ctx context.Context, en *entry, final State, out Outcome, cleanup *Cleanup) {
 	en.t.Outcome = &out
 	en.t.Cleanup = cleanup
-	if cleanup != nil && !en.counted {
-		en.counted = true
-		e.m.cleanups.WithLabelValues(en.p.Name()).Inc()
-	}
+	en.setPending(e, awaitsCleanup(en.t))
 	e.transition(ctx, en, final)
 }
 

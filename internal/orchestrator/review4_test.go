@@ -126,11 +126,16 @@ func TestNotJoinedOnlyFromAReadingAfterTheJoinStepEnded(t *testing.T) {
 // setting entry.counted, so drop, which takes off only counted entries,
 // never did: every obligation discharged after a restart or a claim left
 // the gauge one too high for good (an alert on pending cleanups would
-// fire forever). Now adopt marks what it counts.
+// fire forever). Now adopt marks what it counts. (The obligation was a
+// tombstone's; the gauge now counts unverified outcomes only, so it is
+// one of those: a join the provider could not be read about.)
 func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 	ctx := context.Background()
 	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
-	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodDial, 1) // the consult never shows: a tombstone
+	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodComplete, 1)
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+		f.FailOn(orchestratortest.MethodObserve, fakeErr(orchestratortest.MethodObserve, orchestrator.KindProviderUnavailable), -1)
+	})
 	cfg := orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
 		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond, TombstoneTTL: time.Second,
@@ -145,7 +150,9 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup != nil })
+	st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool {
+		return x.State.Terminal() && x.Cleanup != nil && !x.Outcome.Verified
+	})
 	p1.kill() // the process dies with the obligation open
 
 	reg := prometheus.NewRegistry()
@@ -157,6 +164,8 @@ func TestResumedObligationIsTakenOffTheCleanupsGauge(t *testing.T) {
 	if got := metric(t, reg, "transferd_cleanups_pending", lbl); got != 1 {
 		t.Fatalf("set-up: cleanups_pending %v after resuming one obligation, want 1", got)
 	}
+	f.ApplyDeferred(tr.ID) // the join shows, and the provider can be read again
+	f.ClearFaults()
 	st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })
 	// Both gauges together, read until they settle: the replica's claim
 	// loop may have read the record before the discharge was saved, and
