@@ -2,10 +2,13 @@ package orchestrator_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -178,5 +181,86 @@ func TestATombstoneIsNoCallerAwaitingCleanup(t *testing.T) {
 	defer mu.Unlock()
 	if pending != 0 || inFlight != 1 {
 		t.Errorf("during the tombstone: cleanups_pending %v, in_flight %v; want 0 and 1", pending, inFlight)
+	}
+}
+
+// A replica cut off from the store keeps its entry of a transfer; another
+// claims the transfer and ends it unverified, with an obligation, and is
+// cut off in turn; the first claims it back and goes on from the claimed
+// record (Engine.reclaim). Its entry had never counted an obligation, and
+// the claimed one was not counted: transferd_cleanups_pending showed none
+// of this replica's while the caller was not confirmed safe, and
+// TransferdCallersAwaitingCleanup could not fire.
+func TestAnObligationClaimedBackIsCounted(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 100 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond}
+	}
+	aLog, aReg := &logLines{}, prometheus.NewRegistry()
+	var engines []*orchestrator.Engine
+	for _, r := range []struct {
+		owner string
+		store orchestrator.Store
+		log   zerolog.Logger
+		reg   *prometheus.Registry
+	}{{"a", aStore, zerolog.New(aLog), aReg}, {"b", bStore, zerolog.Nop(), prometheus.NewRegistry()}} {
+		e, err := orchestrator.New(cfg(r.owner), r.store, []orchestrator.Provider{fake}, r.log, r.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, e)
+	}
+	a, b := engines[0], engines[1]
+	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false) }) // before the Shutdowns
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Minute
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+
+	aStore.cut.Store(true)
+	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	fake.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
+	if _, err := b.Cancel(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	ended := waitFor(t, b, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if ended.Outcome == nil || ended.Outcome.Verified || ended.Cleanup == nil {
+		t.Fatalf("b ended the transfer %s with outcome %+v cleanup %+v: set-up wants unverified with an obligation",
+			ended.State, ended.Outcome, ended.Cleanup)
+	}
+	bStore.cut.Store(true)
+	aStore.cut.Store(false)
+	eventually(t, "a claimed it back into the entry it still held", func() bool {
+		return aLog.has("claimed back a transfer this replica still held", tr.ID)
+	})
+	fakeLbl := map[string]string{"provider": "fake"}
+	eventually(t, "a counting the obligation it claimed back", func() bool {
+		return metric(t, aReg, "transferd_cleanups_pending", fakeLbl) == 1
+	})
+	fake.ClearFaults()
+	a.Notify(tr.ID)
+	eventually(t, "the obligation discharged and taken off a's gauges", func() bool {
+		return metric(t, aReg, "transferd_cleanups_pending", fakeLbl) == 0 &&
+			metric(t, aReg, "transferd_transfers_in_flight", fakeLbl) == 0
+	})
+	if cur, err := mem.Get(ctx, tr.ID); err != nil || cur.Cleanup != nil || cur.Owner != "a" {
+		t.Fatalf("stored %+v (%v): want discharged by a", cur, err)
 	}
 }

@@ -175,6 +175,9 @@ func (e *Engine) process(id string) {
 		// the store says which is still pending.
 		en.unsettled = SignalNone
 		en.signal.Store(true)
+		// The claimed record may carry an obligation the other replica
+		// left, or none where this entry had one.
+		en.setPending(e, awaitsCleanup(c))
 	}
 	en.t = en.cur.Load().Clone()
 	en.log = e.transferLog(en.t, en.p)
