@@ -145,6 +145,13 @@ type Engine struct {
 	workers    sync.WaitGroup
 	bg         sync.WaitGroup // watchers and the maintenance loop
 	lookups    atomic.Int32   // the creates findLater looks for
+	// undriven.others: the providers, none of whose accounts is known
+	// here any more, that the last look for orphans counted undriven
+	// transfers of (see setUndriven).
+	undriven struct {
+		sync.Mutex
+		others map[string]bool
+	}
 	// orphaned: a claim failed in a way that leaves open whether it was
 	// saved: this replica may own transfers it drives none of (see
 	// adoptOrphans).
@@ -236,20 +243,11 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		byName[p.Name()] = p
 	}
 	m := newMetrics(reg)
-	for name := range byName {
-		// Series that alerts watch exist from the start, at 0, so that an
-		// alert's expression never sees "no data" on a healthy replica.
-		m.cleanups.WithLabelValues(name)
-		m.unverified.WithLabelValues(name)
-		m.onHold.WithLabelValues(name)
-		m.inFlight.WithLabelValues(name)
-		m.undriven.WithLabelValues(name)
-	}
 	hard, cancel := context.WithCancel(context.Background())
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Engine{
+	e := &Engine{
 		cfg: cfg, store: store, providers: byName, log: log, m: m,
 		// Config.Clock: time.Now, not time.Now().UTC(), which drops the monotonic
 		// reading: the engine compares the times it takes (a reading's
@@ -265,7 +263,41 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		entries: map[string]*entry{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
 		watchers: map[watchKey]*watcher{},
-	}, nil
+	}
+	e.exportWatched()
+	return e, nil
+}
+
+// providerNames returns, sorted, the name of every provider a transfer
+// here may use: the default accounts' and, when the tenants' Accounts can
+// list them (TenantLister), each tenant's.
+func (e *Engine) providerNames() []string {
+	names := e.Providers()
+	if tl, ok := e.cfg.Accounts.(TenantLister); ok {
+		for _, tenant := range tl.Tenants() {
+			names = append(names, e.cfg.Accounts.Names(tenant)...)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// exportWatched makes the series that alerts watch exist, at 0, for every
+// provider name a transfer here may use (New, and AccountsChanged for the
+// names a reload brings), without touching a value already there. An
+// alert's expression then never sees "no data" on a healthy replica, and
+// a counter's first increment is an increase: Prometheus' increase()
+// counts none on a series whose first sample is already 1, so the first
+// unverified outcome of a replica serving only tenants' accounts never
+// warned.
+func (e *Engine) exportWatched() {
+	for _, name := range e.providerNames() {
+		e.m.cleanups.WithLabelValues(name)
+		e.m.unverified.WithLabelValues(name)
+		e.m.onHold.WithLabelValues(name)
+		e.m.inFlight.WithLabelValues(name)
+		e.m.undriven.WithLabelValues(name)
+	}
 }
 
 // Providers returns the provider names of the default accounts, sorted.

@@ -264,3 +264,95 @@ func TestAnObligationClaimedBackIsCounted(t *testing.T) {
 		t.Fatalf("stored %+v (%v): want discharged by a", cur, err)
 	}
 }
+
+// listedAccounts is a tenants file's accounts: tenant acme has an account
+// of each provider in names, and the Accounts can list their tenants.
+type listedAccounts struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (a *listedAccounts) Provider(string, string) (orchestrator.Provider, bool) { return nil, false }
+
+func (a *listedAccounts) Names(tenant string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tenant != "acme" {
+		return nil
+	}
+	return slices.Clone(a.names)
+}
+
+func (a *listedAccounts) Tenants() []string { return []string{"acme"} }
+
+func (a *listedAccounts) add(name string) {
+	a.mu.Lock()
+	a.names = append(a.names, name)
+	a.mu.Unlock()
+}
+
+// seriesExists reports whether reg has the series name with exactly the
+// given labels, and its value.
+func seriesExists(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
+					continue series
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// The series alerts watch existed, at 0, only for the default accounts'
+// providers (those passed to New). A deployment whose accounts are all in
+// a tenants file had none until something was counted: its first
+// unverified outcome made transferd_outcomes_unverified_total appear at
+// 1, and Prometheus' increase() counts nothing on a series that starts
+// there, so TransferdUnverifiedOutcomes never warned of the first
+// unverified outcome of a replica (often the only one). They now exist
+// for every provider a tenant has an account of, from the start and
+// from the reload that brings one; a look for orphans keeps them.
+func TestWatchedSeriesExistForTheTenantsProviders(t *testing.T) {
+	accounts := &listedAccounts{names: []string{"netsapiens"}}
+	reg := prometheus.NewRegistry()
+	e, err := orchestrator.New(orchestrator.Config{Accounts: accounts}, memory.New(), nil, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := []string{"transferd_outcomes_unverified_total", "transferd_cleanups_pending", "transferd_callers_on_hold",
+		"transferd_transfers_in_flight", "transferd_transfers_undriven"}
+	want := func(when string, providers ...string) {
+		t.Helper()
+		for _, name := range watched {
+			for _, p := range providers {
+				if !seriesExists(t, reg, name, map[string]string{"provider": p}) {
+					t.Errorf("%s: no series %s{provider=%q}", when, name, p)
+				}
+			}
+		}
+	}
+	want("after New", "netsapiens")
+	accounts.add("bandwidth")
+	e.AccountsChanged()
+	want("after a reload that brought an account", "netsapiens", "bandwidth")
+	if !orchestrator.AdoptOrphans(context.Background(), e) {
+		t.Fatal("the look for orphans could not read the store")
+	}
+	want("after a look for orphans", "netsapiens", "bandwidth")
+}

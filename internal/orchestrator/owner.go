@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -140,15 +141,7 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 		n++
 		e.adopt(t, true)
 	}
-	// The default accounts' series stay, at 0 (see New); a tenant's
-	// provider's goes once nothing is counted under it.
-	e.m.undriven.Reset()
-	for p := range e.providers {
-		e.m.undriven.WithLabelValues(p)
-	}
-	for p, c := range byProvider {
-		e.m.undriven.WithLabelValues(p).Set(c)
-	}
+	e.setUndriven(byProvider)
 	if n > 0 {
 		e.log.Warn().Int("transfers", n).Msg("driving open transfers this replica owns that nothing drove")
 	}
@@ -159,12 +152,43 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 	return true
 }
 
+// setUndriven sets transferd_transfers_undriven to the counts of a look
+// for orphans. The series of every provider a transfer here may use stay,
+// at 0 (see exportWatched); another's (a provider no tenant has an
+// account of any more) goes once nothing is counted under it. Values are
+// set in place, never reset, so that no scrape finds a series missing
+// meanwhile (an alert's "for" would start again).
+func (e *Engine) setUndriven(byProvider map[string]float64) {
+	e.undriven.Lock()
+	defer e.undriven.Unlock()
+	known := e.providerNames()
+	for _, p := range known {
+		e.m.undriven.WithLabelValues(p).Set(byProvider[p])
+	}
+	others := map[string]bool{}
+	for p, c := range byProvider {
+		if !slices.Contains(known, p) {
+			e.m.undriven.WithLabelValues(p).Set(c)
+			others[p] = true
+		}
+	}
+	for p := range e.undriven.others {
+		if !others[p] && !slices.Contains(known, p) {
+			e.m.undriven.DeleteLabelValues(p)
+		}
+	}
+	e.undriven.others = others
+}
+
 // AccountsChanged tells the engine that its tenants' provider accounts
 // changed (a reload of the tenants file): the open transfers it owns and
 // could not drive for want of an account are looked for with its next
 // claim, a quarter of a lease TTL away at most, not at the next
 // OrphanInterval.
-func (e *Engine) AccountsChanged() { e.orphaned.Store(true) }
+func (e *Engine) AccountsChanged() {
+	e.exportWatched() // a provider the reload brought
+	e.orphaned.Store(true)
+}
 
 // settleIdempotency settles the reservations no request serves any more:
 // those of replicas whose heartbeat expired (the request died with its

@@ -36,6 +36,15 @@ type Accounts interface {
 	Names(tenant string) []string
 }
 
+// TenantLister is implemented by Accounts that can list their tenants (a
+// tenants file's registry). The engine then knows every provider name a
+// transfer may use, each tenant's as well as the default accounts', and
+// exports the series alerts watch for each of them from the start (see
+// Engine.exportWatched).
+type TenantLister interface {
+	Tenants() []string
+}
+
 // tenantOf is the tenant of a record; records written before tenants
 // existed belong to the default one.
 func tenantOf(t *Transfer) string {

@@ -66,9 +66,10 @@ type tenantState struct {
 }
 
 var (
-	_ orchestrator.Accounts = (*Registry)(nil)
-	_ api.Authenticator     = (*Registry)(nil)
-	_ api.Tenants           = (*Registry)(nil)
+	_ orchestrator.Accounts     = (*Registry)(nil)
+	_ orchestrator.TenantLister = (*Registry)(nil)
+	_ api.Authenticator         = (*Registry)(nil)
+	_ api.Tenants               = (*Registry)(nil)
 )
 
 // Open reads and validates the file; its errors name the line.
