@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // This file is the adversarial profile (Config's adversarial fields): delayed and reordered
@@ -110,7 +112,7 @@ func (a adversity) check(jsonNames bool) []error {
 		if !jsonNames {
 			return field
 		}
-		return jsonName[adversityJSON](field)
+		return simjson.FieldName[adversityJSON](field)
 	}
 	for _, d := range []struct {
 		name string

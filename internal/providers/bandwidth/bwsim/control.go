@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"slices"
 	"time"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // ControlHandler serves the simulator's JSON control surface (snake_case; errors are
@@ -323,11 +324,10 @@ func ctlDecode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
+		if msg, ok := simjson.TypeError(err); ok {
 			// encoding/json names the Go struct and type ("Go struct field
 			// Guesses.transfer_failure of type string"): say it in the body's terms.
-			return fmt.Errorf("invalid JSON body: %s is a %s, not a JSON %s", te.Field, jsonKind(te.Type), te.Value)
+			return errors.New("invalid JSON body: " + msg)
 		}
 		return fmt.Errorf("invalid JSON body: %w", err)
 	}
@@ -335,27 +335,6 @@ func ctlDecode(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("invalid JSON body: trailing data")
 	}
 	return nil
-}
-
-// jsonKind names the JSON a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Bool:
-		return "boolean (true or false)"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "whole number"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.String:
-		return "string"
-	case reflect.Slice, reflect.Array:
-		return "list"
-	}
-	return "object"
 }
 
 // ctlResult answers 204, or the error mapped to a status.

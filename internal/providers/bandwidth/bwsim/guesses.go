@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // Guesses are the fields of Config that say how the platform treats a transfer where the
@@ -48,13 +48,13 @@ func (g Guesses) check(jsonNames bool) []error {
 		if !jsonNames {
 			return field
 		}
-		return jsonName[Guesses](field)
+		return simjson.FieldName[Guesses](field)
 	}
 	oneOf := func(field, v string, allowed ...string) {
 		if v == "" || slices.Contains(allowed, v) {
 			return
 		}
-		errs = append(errs, fmt.Errorf("%s %q: want %s", name(field), v, orList(allowed)))
+		errs = append(errs, fmt.Errorf("%s %q: want %s", name(field), v, simjson.OrList(allowed)))
 	}
 	oneOf("TransferFailure", g.TransferFailure, TransferFailureHangup, TransferFailureRestore)
 	oneOf("TransferredALegState", g.TransferredALegState, StateTransferring, StateActive)
@@ -66,28 +66,6 @@ func (g Guesses) check(jsonNames bool) []error {
 			name("TimeoutHangupCause"), v, CauseNoAnswer, TimeoutHangupNone))
 	}
 	return errs
-}
-
-// jsonName is the JSON name of T's field named field.
-func jsonName[T any](field string) string {
-	f, ok := reflect.TypeFor[T]().FieldByName(field)
-	if !ok {
-		return field
-	}
-	tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	return tag
-}
-
-// orList renders values as `"a", "b" or "c"`.
-func orList(values []string) string {
-	q := make([]string, len(values))
-	for i, v := range values {
-		q[i] = strconv.Quote(v)
-	}
-	if len(q) < 2 {
-		return strings.Join(q, "")
-	}
-	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // joinErrors is errs as one error whose message puts them on one line, or nil.

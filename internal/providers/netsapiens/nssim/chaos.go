@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"reflect"
-	"strings"
 	"time"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // Values of Chaos.UnlistedCalls.
@@ -142,9 +142,7 @@ func (c Chaos) check(jsonNames bool) []error {
 			return "nssim: " + field
 		}
 		// ErrInvalid, which the control surface wraps these in, says nssim.
-		f, _ := reflect.TypeFor[chaosJSON]().FieldByName(field)
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		return tag
+		return simjson.FieldName[chaosJSON](field)
 	}
 	for _, d := range []struct {
 		name string
@@ -166,7 +164,7 @@ func (c Chaos) check(jsonNames bool) []error {
 	switch c.UnlistedCalls {
 	case "", UnlistedNotFound, UnlistedFound:
 	default:
-		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name("UnlistedCalls"), c.UnlistedCalls, orList([]string{UnlistedNotFound, UnlistedFound})))
+		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name("UnlistedCalls"), c.UnlistedCalls, simjson.OrList([]string{UnlistedNotFound, UnlistedFound})))
 	}
 	return errs
 }

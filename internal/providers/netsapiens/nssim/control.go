@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"time"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // ControlHandler returns the JSON control surface, with paths relative to where it is
@@ -178,36 +179,13 @@ func decodeControl(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// controlDecodeError says what is wrong with a control body in the body's own terms:
-// encoding/json names the Go struct and type of a field whose value has the wrong JSON type
-// ("Go struct field Guesses.not_ringing_status of type int").
+// controlDecodeError says what is wrong with a control body in the body's own terms
+// (simjson.TypeError).
 func controlDecodeError(err error) string {
-	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) || te.Field == "" {
-		return err.Error()
+	if msg, ok := simjson.TypeError(err); ok {
+		return msg
 	}
-	return fmt.Sprintf("%s is a %s, not a JSON %s", te.Field, jsonKind(te.Type), te.Value)
-}
-
-// jsonKind names the JSON a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Bool:
-		return "boolean (true or false)"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "whole number"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.String:
-		return "string"
-	case reflect.Slice, reflect.Array:
-		return "list"
-	}
-	return "object"
+	return err.Error()
 }
 
 func parseDuration(field, v string) (time.Duration, error) {

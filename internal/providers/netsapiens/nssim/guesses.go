@@ -3,10 +3,10 @@ package nssim
 import (
 	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // Guesses are the fields of Config that say how the PBX reacts where the reference notes
@@ -93,15 +93,13 @@ func (g Guesses) check(jsonNames bool) []error {
 			return "nssim: " + field
 		}
 		// ErrInvalid, which SetGuesses wraps these in, says nssim.
-		f, _ := reflect.TypeFor[Guesses]().FieldByName(field)
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		return tag
+		return simjson.FieldName[Guesses](field)
 	}
 	oneOf := func(field, v string, allowed ...string) {
 		if v == "" || slices.Contains(allowed, v) {
 			return
 		}
-		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name(field), v, orList(allowed)))
+		errs = append(errs, fmt.Errorf("%s %q is not one of %s", name(field), v, simjson.OrList(allowed)))
 	}
 	oneOf("TermInfoField", g.TermInfoField, TermInfoCall, TermInfoSpec, TermInfoBoth)
 	oneOf("TransferWithTermUser", g.TransferWithTermUser, TermUserIgnore, TermUserBlind)
@@ -115,7 +113,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	if g.HeldInfo == InfoActive || g.HeldInfo == InfoAlerting {
 		errs = append(errs, fmt.Errorf("%s %q is another state's value: any word but %s (default %q)",
-			name("HeldInfo"), g.HeldInfo, orList([]string{InfoActive, InfoAlerting}), InfoHeld))
+			name("HeldInfo"), g.HeldInfo, simjson.OrList([]string{InfoActive, InfoAlerting}), InfoHeld))
 	}
 	for _, code := range []struct {
 		field string
@@ -138,18 +136,6 @@ func invalid(errs []error) error {
 		msgs[i] = err.Error()
 	}
 	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(msgs, "; "))
-}
-
-// orList renders values as `"a", "b" or "c"`.
-func orList(values []string) string {
-	q := make([]string, len(values))
-	for i, v := range values {
-		q[i] = strconv.Quote(v)
-	}
-	if len(q) < 2 {
-		return strings.Join(q, "")
-	}
-	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // ResetGuesses puts back the guesses the simulator was made with.
