@@ -202,11 +202,8 @@ func (r *readCall) decodeBody(data []byte) error {
 		*r = calls
 		return err
 	}
-	ac, err := decodeRow(dec)
+	ac, err := decodeOnly(dec)
 	if err != nil {
-		return err
-	}
-	if err := endOf(dec); err != nil {
 		return err
 	}
 	*r = readCall{ac}
@@ -215,16 +212,21 @@ func (r *readCall) decodeBody(data []byte) error {
 
 // UnmarshalJSON decodes one call object, as event deliveries carry them.
 func (a *activeCall) UnmarshalJSON(b []byte) error {
-	dec := newDecoder(b)
-	ac, err := decodeRow(dec)
+	ac, err := decodeOnly(newDecoder(b))
 	if err != nil {
-		return err
-	}
-	if err := endOf(dec); err != nil {
 		return err
 	}
 	*a = ac
 	return nil
+}
+
+// decodeOnly decodes one call object, the whole of what dec reads.
+func decodeOnly(dec *jsontext.Decoder) (activeCall, error) {
+	ac, err := decodeRow(dec)
+	if err != nil {
+		return activeCall{}, err
+	}
+	return ac, endOf(dec)
 }
 
 // newDecoder reads what encoding/json reads: a repeated name (the last
