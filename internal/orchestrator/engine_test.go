@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -1544,9 +1545,9 @@ func savedStates(st *recStore, id string) []orchestrator.State {
 	return out
 }
 
-// metric returns the value of the counter or gauge name with exactly the
-// given labels, 0 when the series does not exist.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+// series returns the series name of reg with exactly the given labels,
+// nil when it does not exist.
+func series(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -1556,25 +1557,36 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 		if mf.GetName() != name {
 			continue
 		}
-	series:
+	each:
 		for _, m := range mf.GetMetric() {
 			if len(m.GetLabel()) != len(labels) {
 				continue
 			}
 			for _, l := range m.GetLabel() {
 				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
-					continue series
+					continue each
 				}
 			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-			t.Fatalf("metric %s is neither a counter nor a gauge", name)
+			return m
 		}
 	}
+	return nil
+}
+
+// metric returns the value of the counter or gauge name with exactly the
+// given labels, 0 when the series does not exist.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := series(t, reg, name, labels)
+	switch {
+	case m == nil:
+		return 0
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("metric %s is neither a counter nor a gauge", name)
 	return 0
 }
 

@@ -23,28 +23,7 @@ import (
 // exactly the given labels holds, 0 when the series does not exist.
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) uint64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
-					continue series
-				}
-			}
-			return m.GetHistogram().GetSampleCount()
-		}
-	}
-	return 0
+	return series(t, reg, name, labels).GetHistogram().GetSampleCount()
 }
 
 // refusingStore answers a save of a terminal record with a version
@@ -292,31 +271,10 @@ func (a *listedAccounts) add(name string) {
 }
 
 // seriesExists reports whether reg has the series name with exactly the
-// given labels, and its value.
+// given labels.
 func seriesExists(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) bool {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
-					continue series
-				}
-			}
-			return true
-		}
-	}
-	return false
+	return series(t, reg, name, labels) != nil
 }
 
 // The series alerts watch existed, at 0, only for the default accounts'
