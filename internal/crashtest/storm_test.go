@@ -1479,16 +1479,36 @@ func readOutage(ctx context.Context, ns bool, seed uint64, bwUnlistedNotFound bo
 	return func() error { return sim(context.WithoutCancel(ctx), http.MethodPut, path, profile, nil) }, nil
 }
 
-// freeAddr is a loopback address no one listens on now. A restarted
-// transferd binds it again at once: Go's listeners set SO_REUSEADDR.
+// freeAddr is a loopback address no one listens on now, and that no
+// earlier call of this process handed out. A restarted transferd binds it
+// again at once: Go's listeners set SO_REUSEADDR. The kernel may give the
+// port a closed listener had to the next one: two replicas of one case,
+// each given an address before either bound it, once got the same one,
+// and the second could not listen (CI, a crash test with replicas).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for tries := 0; ; tries++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			return "", err
+		}
+		if !handedOut.addrs[addr] || tries == 100 {
+			handedOut.addrs[addr] = true
+			return addr, nil
+		}
 	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
 }
+
+// handedOut is every address freeAddr handed out.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // setUnlisted sets nssim's chaos knob of calls read by id before they are
 // listed, the others as they are.
