@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
 	"github.com/transferd/transferd/internal/sendgate"
 )
 
@@ -1751,26 +1753,23 @@ func awaitsCleanup(t *Transfer) bool {
 // setPending keeps the cleanups-pending gauge equal to what the entry's
 // record says (awaitsCleanup).
 func (en *entry) setPending(e *Engine, pending bool) {
-	if pending == en.counted {
-		return
-	}
-	en.counted = pending
-	g := e.m.cleanups.WithLabelValues(en.p.Name())
-	if pending {
-		g.Inc()
-	} else {
-		g.Dec()
-	}
+	en.count(e.m.cleanups, &en.counted, pending)
 }
 
 // setHeld keeps the callers-on-hold gauge equal to what readings show.
 func (en *entry) setHeld(e *Engine, held bool) {
-	if held == en.held {
+	en.count(e.m.onHold, &en.held, held)
+}
+
+// count keeps the entry counted in gauge exactly while want holds: *in
+// says whether it is counted now.
+func (en *entry) count(gauge *prometheus.GaugeVec, in *bool, want bool) {
+	if want == *in {
 		return
 	}
-	en.held = held
-	g := e.m.onHold.WithLabelValues(en.p.Name())
-	if held {
+	*in = want
+	g := gauge.WithLabelValues(en.p.Name())
+	if want {
 		g.Inc()
 	} else {
 		g.Dec()
