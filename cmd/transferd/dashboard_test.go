@@ -20,12 +20,7 @@ import (
 // too), makes one transfer, and checks that every metric a panel of the
 // Grafana dashboard or an alerting rule queries is in /metrics.
 func TestDashboardQueriesExistingMetrics(t *testing.T) {
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	sim := pbxsim.New(pbxsim.DemoConfig(srv.URL))
-	t.Cleanup(sim.Close)
-	mux.Handle("/", sim.Handler())
+	srv, sim := simulators(t)
 	t.Setenv("TRANSFERD_NETSAPIENS_BASE_URL", srv.URL+pbxsim.NetSapiensAPIPath)
 	t.Setenv("TRANSFERD_NETSAPIENS_API_KEY", pbxsim.DemoNetSapiensKey)
 	t.Setenv("TRANSFERD_BANDWIDTH_BASE_URL", srv.URL+pbxsim.BandwidthAPIPath)
@@ -37,35 +32,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	// A callback secret, so that transferd_callback_secret_info, which has
 	// no series without one, is exposed.
 	t.Setenv("TRANSFERD_CALLBACK_SECRET", "dashboard-callback-secret-0123456789abcdef")
-	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
-	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
-	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
-	t.Cleanup(func() { cancel(); <-done })
-	api := "http://" + logs.wait(t, msg("listening"))["addr"].(string)
-	// Both credential checks have run once they are logged.
-	for _, p := range []string{"netsapiens", "bandwidth"} {
-		logs.wait(t, func(m map[string]any) bool { return m["message"] == "provider credential check" && m["provider"] == p })
-	}
-
-	sim.NetSapiens.SetBehaviour(pbxsim.DemoDomain, "1010", nssim.Behaviour{Mode: nssim.ModeAnswer})
-	send(t, "POST", srv.URL+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`)
-	resp, tr := send(t, "POST", api+"/v1/transfers",
-		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`, "Prefer", "wait=30")
-	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
-		t.Fatalf("transfer: %d %v", resp.StatusCode, tr)
-	}
-
-	res, err := http.Get(api + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	_ = res.Body.Close()
+	body := metricsAfterATransfer(t, srv, sim)
 	exposed := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllSubmatch(body, -1) {
 		exposed[string(m[1])] = true
@@ -134,4 +101,57 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 			t.Errorf("%s queries %s, which /metrics does not expose", where, m)
 		}
 	}
+}
+
+// simulators serves the provider simulators, in their demo configuration,
+// from one test server.
+func simulators(t *testing.T) (*httptest.Server, *pbxsim.Server) {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	sim := pbxsim.New(pbxsim.DemoConfig(srv.URL))
+	t.Cleanup(sim.Close)
+	mux.Handle("/", sim.Handler())
+	return srv, sim
+}
+
+// metricsAfterATransfer runs transferd with the environment the test set
+// (listening on a free port, polling quickly, a data directory of its
+// own), waits for both providers' credential checks, makes one NetSapiens
+// transfer on srv's simulators (sending headers with the create), and
+// returns what /metrics then exposes.
+func metricsAfterATransfer(t *testing.T, srv *httptest.Server, sim *pbxsim.Server, headers ...string) []byte {
+	t.Helper()
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
+	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
+	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
+	logs := newLogWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	t.Cleanup(func() { cancel(); <-done })
+	api := "http://" + logs.wait(t, msg("listening"))["addr"].(string)
+	// Both credential checks have run once they are logged.
+	for _, p := range []string{"netsapiens", "bandwidth"} {
+		logs.wait(t, func(m map[string]any) bool { return m["message"] == "provider credential check" && m["provider"] == p })
+	}
+
+	sim.NetSapiens.SetBehaviour(pbxsim.DemoDomain, "1010", nssim.Behaviour{Mode: nssim.ModeAnswer})
+	send(t, "POST", srv.URL+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`)
+	resp, tr := send(t, "POST", api+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`,
+		append([]string{"Prefer", "wait=30"}, headers...)...)
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
+		t.Fatalf("transfer: %d %v", resp.StatusCode, tr)
+	}
+
+	res, err := http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	return body
 }

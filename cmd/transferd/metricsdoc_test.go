@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/transferd/transferd/internal/pbxsim"
-	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
 // targetLabels are the labels Prometheus adds to every series of a
@@ -172,12 +167,7 @@ func readRepoFile(t *testing.T, path string) string {
 // (a histogram's without le).
 func scrapeConfiguredServer(t *testing.T) map[string][]string {
 	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	sim := pbxsim.New(pbxsim.DemoConfig(srv.URL))
-	t.Cleanup(sim.Close)
-	mux.Handle("/", sim.Handler())
+	srv, sim := simulators(t)
 	const apiKey = "metrics-doc-api-key-0001"
 	file := fmt.Sprintf(`tenants:
   - name: acme
@@ -195,35 +185,7 @@ func scrapeConfiguredServer(t *testing.T) map[string][]string {
 	t.Setenv("ACME_BW_SECRET", pbxsim.DemoBandwidthSec)
 	t.Setenv("TRANSFERD_TENANTS_FILE", path)
 	t.Setenv("TRANSFERD_CALLBACK_SECRET", "metrics-doc-callback-secret-0123456789abcdef")
-	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
-	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
-	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
-	t.Cleanup(func() { cancel(); <-done })
-	api := "http://" + logs.wait(t, msg("listening"))["addr"].(string)
-	for _, p := range []string{"netsapiens", "bandwidth"} {
-		logs.wait(t, func(m map[string]any) bool { return m["message"] == "provider credential check" && m["provider"] == p })
-	}
-
-	sim.NetSapiens.SetBehaviour(pbxsim.DemoDomain, "1010", nssim.Behaviour{Mode: nssim.ModeAnswer})
-	send(t, "POST", srv.URL+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`)
-	resp, tr := send(t, "POST", api+"/v1/transfers",
-		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010"}`,
-		"Prefer", "wait=30", "Authorization", "Bearer "+apiKey)
-	if resp.StatusCode != http.StatusCreated || tr["state"] != "completed" {
-		t.Fatalf("transfer: %d %v", resp.StatusCode, tr)
-	}
-
-	res, err := http.Get(api + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	_ = res.Body.Close()
+	body := metricsAfterATransfer(t, srv, sim, "Authorization", "Bearer "+apiKey)
 	families := map[string][]string{}
 	for _, m := range regexp.MustCompile(`(?m)^# TYPE (transferd_\S+) (\S+)$`).FindAllStringSubmatch(string(body), -1) {
 		families[m[1]] = nil
