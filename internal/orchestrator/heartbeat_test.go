@@ -842,46 +842,8 @@ func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
 // the store names it the owner, so that no replica would ever drive it.
 func TestReplicaClaimsBackATransferItStillHeld(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
-	fake := orchestratortest.NewFake("fake")
-	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
-	cfg := func(owner string) orchestrator.Config {
-		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond,
-			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
-			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
-	}
-	var engines []*orchestrator.Engine
-	for _, r := range []struct {
-		owner string
-		store orchestrator.Store
-	}{{"a", aStore}, {"b", bStore}} {
-		e, err := orchestrator.New(cfg(r.owner), r.store, []orchestrator.Provider{fake}, zerolog.Nop(), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-		if err := e.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		engines = append(engines, e)
-	}
-	a, b := engines[0], engines[1]
-	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false) }) // before the Shutdowns
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	r.ConsultTimeout = time.Minute
-	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, a, tr.ID, answered)
-
-	aStore.cut.Store(true)
-	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	p := claimedAcrossAPartition(t, 10*time.Second, zerolog.Nop(), prometheus.NewRegistry())
+	mem, fake, a, aStore, bStore, tr := p.mem, p.fake, p.a, p.aStore, p.bStore, p.tr
 	bStore.cut.Store(true)
 	aStore.cut.Store(false)
 	eventually(t, "a claimed it back", func() bool {
@@ -895,4 +857,66 @@ func TestReplicaClaimsBackATransferItStillHeld(t *testing.T) {
 	if c, _ := fake.State(tr.ID); final.State != orchestrator.StateCompleted || c.Caller != orchestrator.CallerTransferred {
 		t.Fatalf("transfer %s (owner %s), the provider shows the caller %v: want completed by a", final.State, final.Owner, c.Caller)
 	}
+}
+
+// partitionedPair is replicas a and b on one memory store, each through a
+// partitionedStore that can cut it off from it, and the transfer tr that
+// b claimed from a (claimedAcrossAPartition).
+type partitionedPair struct {
+	mem            *memory.Store
+	fake           *orchestratortest.Fake
+	a, b           *orchestrator.Engine
+	aStore, bStore *partitionedStore
+	tr             *orchestrator.Transfer
+}
+
+// claimedAcrossAPartition starts replicas a (logging to aLog, its metrics
+// in aReg) and b, with the verify timeout verify; a starts a manual
+// transfer whose target answers and is cut off from the store, and b
+// claims the transfer. Both are let back at the test's end, before their
+// Shutdowns.
+func claimedAcrossAPartition(t *testing.T, verify time.Duration, aLog zerolog.Logger, aReg *prometheus.Registry) *partitionedPair {
+	t.Helper()
+	ctx := context.Background()
+	p := &partitionedPair{mem: memory.New(), fake: orchestratortest.NewFake("fake")}
+	p.aStore, p.bStore = &partitionedStore{Store: p.mem}, &partitionedStore{Store: p.mem}
+	var engines []*orchestrator.Engine
+	for _, r := range []struct {
+		owner string
+		store orchestrator.Store
+		log   zerolog.Logger
+		reg   *prometheus.Registry
+	}{{"a", p.aStore, aLog, aReg}, {"b", p.bStore, zerolog.Nop(), prometheus.NewRegistry()}} {
+		cfg := orchestrator.Config{Owner: r.owner, LeaseTTL: 400 * time.Millisecond,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: verify, VisibilityWindow: 50 * time.Millisecond}
+		e, err := orchestrator.New(cfg, r.store, []orchestrator.Provider{p.fake}, r.log, r.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.Shutdown(ctx)
+		})
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, e)
+	}
+	p.a, p.b = engines[0], engines[1]
+	t.Cleanup(func() { p.aStore.cut.Store(false); p.bStore.cut.Store(false) }) // before the Shutdowns
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Minute
+	tr, err := p.a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p.a, tr.ID, answered)
+
+	p.aStore.cut.Store(true)
+	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(p.b.Running(), tr.ID) })
+	p.tr = tr
+	return p
 }

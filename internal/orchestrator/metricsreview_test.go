@@ -172,49 +172,9 @@ func TestATombstoneIsNoCallerAwaitingCleanup(t *testing.T) {
 // TransferdCallersAwaitingCleanup could not fire.
 func TestAnObligationClaimedBackIsCounted(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
-	fake := orchestratortest.NewFake("fake")
-	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
-	cfg := func(owner string) orchestrator.Config {
-		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond,
-			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
-			VerifyTimeout: 100 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond}
-	}
 	aLog, aReg := &logLines{}, prometheus.NewRegistry()
-	var engines []*orchestrator.Engine
-	for _, r := range []struct {
-		owner string
-		store orchestrator.Store
-		log   zerolog.Logger
-		reg   *prometheus.Registry
-	}{{"a", aStore, zerolog.New(aLog), aReg}, {"b", bStore, zerolog.Nop(), prometheus.NewRegistry()}} {
-		e, err := orchestrator.New(cfg(r.owner), r.store, []orchestrator.Provider{fake}, r.log, r.reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-		if err := e.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		engines = append(engines, e)
-	}
-	a, b := engines[0], engines[1]
-	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false) }) // before the Shutdowns
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	r.ConsultTimeout = time.Minute
-	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, a, tr.ID, answered)
-
-	aStore.cut.Store(true)
-	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	p := claimedAcrossAPartition(t, 100*time.Millisecond, zerolog.New(aLog), aReg)
+	mem, fake, a, b, aStore, bStore, tr := p.mem, p.fake, p.a, p.b, p.aStore, p.bStore, p.tr
 	fake.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
 	if _, err := b.Cancel(ctx, tr.ID); err != nil {
 		t.Fatal(err)
