@@ -257,6 +257,16 @@ func TestCallerNeitherListedNorReadableIsUnknown(t *testing.T) {
 // on was hung up (found by review, fiftieth pass). Now the consult is
 // read by our call-id, found up, and the agent completes the transfer.
 func TestConsultMissingFromOneListingIsReadByItsID(t *testing.T) {
+	consultLeftOutOfOneListing(t, func(*harness) {}, func(*harness) {})
+}
+
+// consultLeftOutOfOneListing plays an answered consult left out of one
+// listing of the domain's calls: before runs before that listing, judged
+// once three listings have followed it (the engine has judged the
+// absence); then the agent completes the transfer, which must join the
+// caller to the target.
+func consultLeftOutOfOneListing(t *testing.T, before, judged func(*harness)) {
+	t.Helper()
 	var armed, dropped atomic.Bool
 	var after atomic.Int32 // listings served since the one that left the consult out
 	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
@@ -290,6 +300,7 @@ func TestConsultMissingFromOneListingIsReadByItsID(t *testing.T) {
 	orig := h.placeCall(t)
 	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	before(h)
 	armed.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -297,6 +308,7 @@ func TestConsultMissingFromOneListingIsReadByItsID(t *testing.T) {
 	if err := h.sim.Wait(ctx, func() bool { return after.Load() >= 3 }); err != nil {
 		t.Fatal(err)
 	}
+	judged(h)
 	if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
 		x, _ := h.eng.Get(context.Background(), tr.ID)
 		t.Fatalf("complete: %v; transfer %s outcome %+v", err, x.State, x.Outcome)

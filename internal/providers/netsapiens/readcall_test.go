@@ -301,55 +301,11 @@ func TestCallerReadWithoutTheCallIsNotGone(t *testing.T) {
 // talking on was hung up. Now the reading is unknown, the next listing
 // shows the consult, and the agent completes the transfer.
 func TestConsultReadWithoutTheCallIsNotGone(t *testing.T) {
-	var armed, dropped atomic.Bool
-	var after atomic.Int32 // listings served since the one that left the consult out
-	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" {
-				api.ServeHTTP(w, r)
-				return
-			}
-			if dropped.Load() {
-				defer after.Add(1)
-			}
-			if !armed.Load() || dropped.Load() {
-				api.ServeHTTP(w, r)
-				return
-			}
-			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
-				kept := rows[:0]
-				for _, row := range rows {
-					if by, _ := row["call-by-call-id"].(string); !strings.HasPrefix(by, "transferd-") {
-						kept = append(kept, row)
-					}
-				}
-				if len(kept) < len(rows) {
-					dropped.Store(true)
-				}
-				return kept
-			})
-		})
-	}
-	h := setupWrapped(t, nssim.Config{}, wrap)
-	orig := h.placeCall(t)
-	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
-	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	h.sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: ptr(`{}`)})
-	armed.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// Readings after the one without the consult: the engine has judged it.
-	if err := h.sim.Wait(ctx, func() bool { return after.Load() >= 3 }); err != nil {
-		t.Fatal(err)
-	}
-	if reads(h.sim) == 0 {
-		t.Fatal("the consult was never read by its call-id")
-	}
-	if _, err := h.eng.Complete(context.Background(), tr.ID); err != nil {
-		x, _ := h.eng.Get(context.Background(), tr.ID)
-		t.Fatalf("complete: %v; transfer %s outcome %+v", err, x.State, x.Outcome)
-	}
-	tr = h.end(t, tr.ID)
-	assertCompleted(t, tr)
-	assertJoined(t, h, orig, "1010")
+	consultLeftOutOfOneListing(t, func(h *harness) {
+		h.sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: ptr(`{}`)})
+	}, func(h *harness) {
+		if reads(h.sim) == 0 {
+			t.Fatal("the consult was never read by its call-id")
+		}
+	})
 }
