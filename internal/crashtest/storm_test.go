@@ -1481,27 +1481,53 @@ func readOutage(ctx context.Context, ns bool, seed uint64, bwUnlistedNotFound bo
 
 // freeAddr is a loopback address no one listens on now, and that no
 // earlier call of this process handed out. A restarted transferd binds it
-// again at once: Go's listeners set SO_REUSEADDR. The kernel may give the
-// port a closed listener had to the next one: two replicas of one case,
-// each given an address before either bound it, once got the same one,
-// and the second could not listen (CI, a crash test with replicas).
+// again at once: Go's listeners set SO_REUSEADDR.
+//
+// It is taken below the kernel's ephemeral ports, which the kernel hands
+// to listeners on port 0 and to the local ends of outgoing connections.
+// Taken from there, the port was free when freeAddr looked and could be
+// anyone's by the time transferd bound it: two replicas of one case were
+// once given one port (a closed listener's, given to the next), and once
+// a replica found its port taken while the replicas started beside it
+// opened their connections to PostgreSQL (CI, crash tests with replicas:
+// "bind: address already in use").
 func freeAddr() (string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
-	for tries := 0; ; tries++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
+	lo, hi := belowEphemeral()
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		if handedOut.addrs[addr] {
+			continue
 		}
-		addr := ln.Addr().String()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // someone listens there
+		}
 		if err := ln.Close(); err != nil {
 			return "", err
 		}
-		if !handedOut.addrs[addr] || tries == 100 {
-			handedOut.addrs[addr] = true
-			return addr, nil
+		handedOut.addrs[addr] = true
+		return addr, nil
+	}
+	return "", fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
+}
+
+// belowEphemeral is the range of ports freeAddr takes from: from 10000 to
+// the first of the kernel's ephemeral ports (ip_local_port_range), or
+// 32768, its usual first, where that cannot be read or leaves no room.
+func belowEphemeral() (lo, hi int) {
+	lo, hi = 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if first, err := strconv.Atoi(f[0]); err == nil && first >= lo+1000 {
+			hi = first
 		}
 	}
+	return lo, hi
 }
 
 // handedOut is every address freeAddr handed out.
