@@ -289,9 +289,11 @@ func (e *Engine) providerNames() []string {
 // a counter's first increment is an increase: Prometheus' increase()
 // counts none on a series whose first sample is already 1, so the first
 // unverified outcome of a replica serving only tenants' accounts never
-// warned.
+// warned, and a dashboard's rate of transfers started missed each
+// provider's first transfer after a start.
 func (e *Engine) exportWatched() {
 	for _, name := range e.providerNames() {
+		e.m.started.WithLabelValues(name)
 		e.m.cleanups.WithLabelValues(name)
 		e.m.unverified.WithLabelValues(name)
 		e.m.onHold.WithLabelValues(name)

@@ -245,7 +245,10 @@ func seriesExists(t *testing.T, reg *prometheus.Registry, name string, labels ma
 // there, so TransferdUnverifiedOutcomes never warned of the first
 // unverified outcome of a replica (often the only one). They now exist
 // for every provider a tenant has an account of, from the start and
-// from the reload that brings one; a look for orphans keeps them.
+// from the reload that brings one; a look for orphans keeps them. So does
+// transferd_transfers_started_total, which the dashboard rates and lists
+// the providers of: it appeared at 1, with each provider's first transfer
+// after a start, which rate() did not count.
 func TestWatchedSeriesExistForTheTenantsProviders(t *testing.T) {
 	accounts := &listedAccounts{names: []string{"netsapiens"}}
 	reg := prometheus.NewRegistry()
@@ -254,7 +257,7 @@ func TestWatchedSeriesExistForTheTenantsProviders(t *testing.T) {
 		t.Fatal(err)
 	}
 	watched := []string{"transferd_outcomes_unverified_total", "transferd_cleanups_pending", "transferd_callers_on_hold",
-		"transferd_transfers_in_flight", "transferd_transfers_undriven"}
+		"transferd_transfers_in_flight", "transferd_transfers_undriven", "transferd_transfers_started_total"}
 	want := func(when string, providers ...string) {
 		t.Helper()
 		for _, name := range watched {
