@@ -446,7 +446,7 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
 	if err := e.store.Create(ctx, t); err != nil {
-		if !uncertain(err) {
+		if !Uncertain(err) {
 			return nil, err
 		}
 		got, gerr := e.readBack(ctx, t.ID)
@@ -481,9 +481,12 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 // restarted; so the engine reads it back, at once and, if that fails, in
 // the background for as long as a commit may still land.
 
-// uncertain reports whether a create's error leaves open that it was
-// saved. A refusal is the store's own verdict.
-func uncertain(err error) bool {
+// Uncertain reports whether a store's error leaves open that the write
+// was made all the same (a create's, a signal's, a claim's; the webhook
+// dispatcher's results): a commit whose answer was lost. A refusal of a
+// kind (conflict, not found, invalid, unavailable: ErrNotSaved) is the
+// store's own verdict that nothing was written.
+func Uncertain(err error) bool {
 	switch KindOf(err) {
 	case KindConflict, KindNotFound, KindInvalid, KindUnavailable:
 		return false
@@ -771,7 +774,7 @@ func (e *Engine) signalChecked(ctx context.Context, t *Transfer, s Signal) error
 				return nil
 			}
 			return &Error{Op: op, Kind: KindConflict, Err: errors.New("another action is already pending")}
-		case uncertain(err):
+		case Uncertain(err):
 			return &Error{Op: op, Kind: KindUnavailable, Err: fmt.Errorf("%w: %w", ErrSignalUnknown, err)}
 		}
 		return err

@@ -62,7 +62,7 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 	for {
 		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, batch)
 		if err != nil {
-			if uncertain(err) {
+			if Uncertain(err) {
 				e.orphaned.Store(true)
 			}
 			return err

@@ -297,7 +297,8 @@ func reset(t *time.Timer, wait time.Duration) {
 // hands its result to ended. It returns how many it claimed, and false if
 // the store failed: the results are then lost (each delivery stays
 // leased, and is tried again once its lease expires), as when
-// FinishDelivery fails.
+// FinishDelivery fails, but for those the store holds all the same
+// (readBack).
 func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
 	if ctx.Err() != nil {
 		limit = 0
@@ -319,6 +320,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 		if ctx.Err() == nil || len(rs) > 0 {
 			d.log.Error().Err(err).Int("results", len(rs)).Msg("webhooks: record attempts and claim deliveries")
 		}
+		d.readBack(sctx, err, rs)
 		return 0, false
 	}
 	for i, dl := range rs {
@@ -600,9 +602,62 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 	stored, ok, err := d.store.FinishDelivery(ctx, dl)
 	if err != nil {
 		d.log.Error().Err(err).Str("delivery", dl.ID).Msg("webhooks: record attempt")
+		d.readBack(ctx, err, []Delivery{dl})
 		return
 	}
 	d.recorded(dl, stored, ok)
+}
+
+// readBack records the results rs whose write failed with err that the
+// store holds all the same: a commit whose answer was lost (an error of
+// no kind, orchestrator.Uncertain) may have written them, and a result
+// the store holds is an attempt made, which the deliveries metric counts
+// (recorded) as it would have had the answer come. They were not
+// counted, and a delivered result was never counted at all: it is not
+// attempted again. Each transfer's deliveries are read once; a result
+// read back as not written, or that cannot be read, is not counted (it
+// is attempted again once its lease expires, and counted then), nor is
+// one the store writes after the read (a commit that lands late), so
+// that none is counted twice.
+func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) {
+	if !orchestrator.Uncertain(err) {
+		return
+	}
+	// The write's own deadline may be what ended it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	read := map[[2]string][]Delivery{} // by tenant and transfer; nil if unreadable
+	for _, dl := range rs {
+		key := [2]string{dl.Tenant, dl.TransferID}
+		ds, ok := read[key]
+		if !ok {
+			var rerr error
+			ds, _, rerr = d.store.Deliveries(ctx, DeliveryFilter{Tenant: dl.Tenant, TransferID: dl.TransferID})
+			if rerr != nil {
+				d.log.Warn().Err(rerr).Str("transfer_id", dl.TransferID).
+					Msg("webhooks: results whose write failed could not be read back; those written are not counted")
+			}
+			read[key] = ds
+		}
+		for _, stored := range ds {
+			if stored.ID == dl.ID && holds(stored, dl) {
+				d.recorded(dl, stored, true)
+			}
+		}
+	}
+}
+
+// readBackTimeout bounds readBack's reads.
+const readBackTimeout = 5 * time.Second
+
+// holds reports whether stored, a delivery read back, holds the result
+// dl of this replica's attempt: the claim's Attempts (a later claim moves
+// them), the lease released (by the claim's result; a redelivery once the
+// lease ran out releases it too, but with a time of its own), and the
+// attempt's time and answer.
+func holds(stored, dl Delivery) bool {
+	return stored.Attempts == dl.Attempts && stored.Owner == "" && stored.LeaseUntil.IsZero() &&
+		stored.UpdatedAt.Equal(dl.UpdatedAt) && stored.LastCode == dl.LastCode && stored.LastError == dl.LastError
 }
 
 // try sends one delivery and returns it with the attempt's result, to be
