@@ -189,6 +189,11 @@ type Engine struct {
 	// transfer saves fail).
 	saveErr, beatErr atomic.Pointer[error]
 
+	// takeovers: a lapse of the heartbeat was found, and the transfers
+	// other replicas may have claimed meanwhile are still to be looked
+	// for (lookForTakeovers). Only the heartbeat's loop uses it.
+	takeovers atomic.Bool
+
 	// lease is this replica's own view of its heartbeat; see leaseHeld.
 	lease struct {
 		sync.Mutex
@@ -974,15 +979,17 @@ func (e *Engine) heartbeatTTL() time.Duration { return e.cfg.LeaseTTL / 2 }
 // that comes late pauses nothing.
 func (e *Engine) leaseMargin() time.Duration { return e.cfg.LeaseTTL / 8 }
 
-// renewLease records a heartbeat written with the time `at`. A lease that
-// had run out before it, or a heartbeat the store found expired, counts
-// as a lapse: other replicas may have claimed this one's transfers
-// meanwhile, so each transfer must be saved again (which a claim would
-// make fail) before it sends a request whose intent it cannot save.
-func (e *Engine) renewLease(at time.Time, expired bool) {
+// renewLease records a heartbeat written with the time `at`, and reports
+// whether it counted a lapse. A lease that had run out before it, or a
+// heartbeat the store found expired, counts as a lapse: other replicas
+// may have claimed this one's transfers meanwhile, so each transfer must
+// be saved again (which a claim would make fail) before it sends a
+// request whose intent it cannot save.
+func (e *Engine) renewLease(at time.Time, expired bool) bool {
 	e.lease.Lock()
 	defer e.lease.Unlock()
-	if expired || !at.Before(e.lease.until) {
+	lapsed := expired || !at.Before(e.lease.until)
+	if lapsed {
 		e.lease.lapses++
 	}
 	e.lease.on = true
@@ -996,6 +1003,7 @@ func (e *Engine) renewLease(at time.Time, expired bool) {
 	} else {
 		e.lease.timer.Reset(e.lease.expires.Sub(e.now()))
 	}
+	return lapsed
 }
 
 // leaseRanOut cancels the lease's context once the heartbeat has expired

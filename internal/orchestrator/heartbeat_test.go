@@ -430,6 +430,10 @@ func TestSaveMadeDespiteItsErrorIsCarriedOn(t *testing.T) {
 type partitionedStore struct {
 	*memory.Store
 	cut atomic.Bool
+	// unlisted: Owned fails, while the rest answers, so that a replica
+	// back from a partition cannot look for the transfers others claimed
+	// (Engine.lookForTakeovers) and keeps its entries of them.
+	unlisted atomic.Bool
 }
 
 var errPartition = errors.New("dial tcp 10.0.0.5:5432: i/o timeout")
@@ -474,6 +478,13 @@ func (s *partitionedStore) Claim(ctx context.Context, owner string, now time.Tim
 		return nil, errPartition
 	}
 	return s.Store.Claim(ctx, owner, now, own, limit)
+}
+
+func (s *partitionedStore) Owned(ctx context.Context, owner string) ([]string, error) {
+	if s.cut.Load() || s.unlisted.Load() {
+		return nil, errPartition
+	}
+	return s.Store.Owned(ctx, owner)
 }
 
 func (s *partitionedStore) Signalled(ctx context.Context, owner string) ([]string, error) {
@@ -840,10 +851,13 @@ func TestLeaseRunningOutCancelsTheStepInFlight(t *testing.T) {
 // entry must go on from the claimed record: left alone, its next save
 // would conflict with the claims and it would let the transfer go, while
 // the store names it the owner, so that no replica would ever drive it.
+// (The first, back, cannot list what it owns here: it would find the
+// transfer taken over and let its entry go before claiming it back.)
 func TestReplicaClaimsBackATransferItStillHeld(t *testing.T) {
 	ctx := context.Background()
 	p := claimedAcrossAPartition(t, 10*time.Second, zerolog.Nop(), prometheus.NewRegistry())
 	mem, fake, a, aStore, bStore, tr := p.mem, p.fake, p.a, p.aStore, p.bStore, p.tr
+	aStore.unlisted.Store(true)
 	bStore.cut.Store(true)
 	aStore.cut.Store(false)
 	eventually(t, "a claimed it back", func() bool {

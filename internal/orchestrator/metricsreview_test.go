@@ -184,6 +184,7 @@ func TestAnObligationClaimedBackIsCounted(t *testing.T) {
 		t.Fatalf("b ended the transfer %s with outcome %+v cleanup %+v: set-up wants unverified with an obligation",
 			ended.State, ended.Outcome, ended.Cleanup)
 	}
+	aStore.unlisted.Store(true) // or a, back, lets its entry go (lookForTakeovers)
 	bStore.cut.Store(true)
 	aStore.cut.Store(false)
 	eventually(t, "a claimed it back into the entry it still held", func() bool {
@@ -201,6 +202,51 @@ func TestAnObligationClaimedBackIsCounted(t *testing.T) {
 	})
 	if cur, err := mem.Get(ctx, tr.ID); err != nil || cur.Cleanup != nil || cur.Owner != "a" {
 		t.Fatalf("stored %+v (%v): want discharged by a", cur, err)
+	}
+}
+
+// A replica back from a partition counted the transfers another replica
+// had claimed meanwhile until its next save of each, whose version
+// conflict told it they were gone: a manual consult waiting for the
+// agent, a caller on hold, made none for as long as the consult lasted,
+// and transferd_transfers_in_flight and transferd_callers_on_hold, summed
+// over replicas, counted that caller twice. Once its heartbeat is renewed
+// after the lapse, it lists what the store says it owns and reads the
+// record of each transfer left out: one another replica owns leaves its
+// gauges at once. The new owner drives it on.
+func TestATransferClaimedAcrossAPartitionLeavesTheGauges(t *testing.T) {
+	ctx := context.Background()
+	aLog, aReg := &logLines{}, prometheus.NewRegistry()
+	p := claimedAcrossAPartition(t, 10*time.Second, zerolog.New(aLog), aReg)
+	fakeLbl := map[string]string{"provider": "fake"}
+	eventually(t, "a reading at a showing the caller held", func() bool {
+		return metric(t, aReg, "transferd_callers_on_hold", fakeLbl) == 1
+	})
+	if v := metric(t, aReg, "transferd_transfers_in_flight", fakeLbl); v != 1 {
+		t.Fatalf("a's transfers_in_flight = %v while cut off, want 1: it cannot know the transfer was claimed", v)
+	}
+	p.aStore.cut.Store(false)
+	eventually(t, "a letting go of the transfer b claimed", func() bool {
+		return !slices.Contains(p.a.Running(), p.tr.ID)
+	})
+	if !aLog.has("another replica took the transfer over while this one's heartbeat had lapsed", p.tr.ID) {
+		t.Error("a let the transfer go, but not for b's claim")
+	}
+	for _, g := range []string{"transferd_transfers_in_flight", "transferd_callers_on_hold"} {
+		if v := metric(t, aReg, g, fakeLbl); v != 0 {
+			t.Errorf("a's %s = %v once it learnt b owns the transfer, want 0", g, v)
+		}
+	}
+	if !slices.Contains(p.b.Running(), p.tr.ID) {
+		t.Fatalf("b runs %v: want the transfer b's", p.b.Running())
+	}
+	// b drives it on: the agent's completion reaches the target.
+	if _, err := p.b.Complete(ctx, p.tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	final := waitFor(t, p.b, p.tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if final.State != orchestrator.StateCompleted || final.Owner != "b" {
+		t.Fatalf("transfer %s, owner %s: want completed by b", final.State, final.Owner)
 	}
 }
 

@@ -219,13 +219,55 @@ func (e *Engine) heartbeat(ctx context.Context) {
 			"and it sends no provider request once its last heartbeat runs out")
 		return
 	}
-	e.renewLease(at, expired)
+	if e.renewLease(at, expired) {
+		e.takeovers.Store(true)
+	}
 	e.storeOK(&e.beatErr)
 	if expired {
 		// Others may have claimed some of our transfers meanwhile: the
-		// next save of each tells (a version conflict drops it here).
+		// next save of each tells (a version conflict drops it here), and
+		// so does a look for takeovers, sooner.
 		e.log.Warn().Msg("this replica's heartbeat had expired; transfers other replicas claimed meanwhile are theirs")
 	}
+	if e.takeovers.Load() && e.lookForTakeovers(ctx) {
+		e.takeovers.Store(false)
+	}
+}
+
+// lookForTakeovers has each entry of a transfer the store no longer lists
+// as this replica's (Owned) read its record at its next reconcile, which
+// it queues (takenOver), and reports whether the store could be read. It
+// runs after a lapse of the heartbeat, once renewed. The entry of a
+// transfer another replica claimed meanwhile otherwise stayed until its
+// next save's version conflict, which a transfer waiting for a consult,
+// a signal or the sweeper's patience may not make for minutes: all that
+// time this replica counted it in its gauges (in flight, callers on hold,
+// cleanups pending) as well as its new owner did, and the sums over
+// replicas the alerts take counted its caller twice. A claim that
+// commits after the list was read is left to that save, as before.
+func (e *Engine) lookForTakeovers(ctx context.Context) bool {
+	ids, err := e.store.Owned(ctx, e.cfg.Owner)
+	if err != nil {
+		e.log.Warn().Err(err).Msg("looking for transfers other replicas claimed while this one's heartbeat had lapsed failed")
+		return false
+	}
+	owned := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		owned[id] = true
+	}
+	var look []string
+	e.mu.Lock()
+	for id, en := range e.entries {
+		if !owned[id] {
+			en.recheck.Store(true)
+			look = append(look, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, id := range look {
+		e.q.Add(id)
+	}
+	return true
 }
 
 // signals queues the transfers whose signal was put through another

@@ -143,6 +143,10 @@ type entry struct {
 	// back from another (see Engine.reclaim): the next reconcile goes on
 	// from it, whatever this entry held.
 	claimed atomic.Pointer[Transfer]
+	// recheck: the store did not list the transfer as this replica's
+	// after a lapse of its heartbeat (Engine.lookForTakeovers); the next
+	// reconcile reads its record first (Engine.takenOver).
+	recheck atomic.Bool
 	// unsettled is a signal acted on whose effect could not be saved yet:
 	// it is cleared from the store after the next successful save.
 	unsettled Signal
@@ -185,7 +189,10 @@ func (e *Engine) process(id string) {
 	en.log = e.transferLog(en.t, en.p)
 	ctx := en.log.WithContext(e.hard)
 	wasTerminal := en.t.State.Terminal()
-	wait := e.reconcile(ctx, en)
+	var wait time.Duration
+	if !e.takenOver(ctx, en) {
+		wait = e.reconcile(ctx, en)
+	}
 	if en.unsaved && !en.lost {
 		e.save(ctx, en)
 	}
@@ -216,6 +223,28 @@ func (e *Engine) process(id string) {
 		// shows nothing new (a join not applied yet is looked at again).
 		en.w.await(id)
 	}
+}
+
+// takenOver reads the record of an entry the store did not list as this
+// replica's (entry.recheck) and reports whether another replica owns the
+// transfer now: its claim made the transfer that replica's, which drives
+// it, and the entry is lost as the version conflict of its next save
+// would make it (process drops it). A record that cannot be read, or
+// that is still this replica's (ended meanwhile, or claimed back), leaves
+// the entry as it is: unknown is not lost.
+func (e *Engine) takenOver(ctx context.Context, en *entry) bool {
+	if !en.recheck.Swap(false) {
+		return false
+	}
+	cur, err := e.store.Get(ctx, en.id)
+	if err != nil || cur.Owner == e.cfg.Owner {
+		return false
+	}
+	en.lost = true
+	en.ended = nil // the new owner's to decide and count
+	en.log.Warn().Str("state", string(en.t.State)).Str("owner", cur.Owner).
+		Msg("another replica took the transfer over while this one's heartbeat had lapsed; stopped driving it")
+	return true
 }
 
 // reconcile runs the state handlers until the state stops changing and
