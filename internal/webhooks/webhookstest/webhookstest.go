@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("EnqueueMakesHeads", func(t *testing.T) { EnqueueHeads(t, open(t), nil) })
 	t.Run("SettleResultsThenClaim", func(t *testing.T) { testSettle(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
+	t.Run("AResultReadsBack", func(t *testing.T) { testResultReadsBack(t, open(t)) })
 }
 
 // now is a fixed time with whole microseconds, which every store keeps.
@@ -1155,4 +1156,52 @@ func endpointsOf(ds []webhooks.Delivery) []string {
 		out[i] = d.Endpoint
 	}
 	return out
+}
+
+// testResultReadsBack: a transfer's deliveries, listed, show a claim
+// (its Attempts, Owner and lease) and then the result written for it (the
+// claim's Attempts, the lease released, the attempt's time to the
+// nanosecond, code and error), whichever way the result was written. The
+// dispatcher tells so a result its store wrote although the answer was
+// lost (Dispatcher.readBack).
+func testResultReadsBack(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	crm := webhooks.EndpointKey("acme", "crm")
+	if err := s.EnqueueDeliveries(ctx, crm, 0, 2, []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_b", 1, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(d webhooks.Delivery) webhooks.Delivery {
+		t.Helper()
+		list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", TransferID: d.TransferID})
+		if err != nil || len(list) != 1 || list[0].ID != d.ID {
+			t.Fatalf("%s's deliveries: %+v (%v), want %s", d.TransferID, list, err, d.ID)
+		}
+		return list[0]
+	}
+	claimed, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 10, nil)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claimed %+v (%v), want both", claimed, err)
+	}
+	for _, c := range claimed {
+		if got := read(c); got.Attempts != 1 || got.Owner != "r1" || !got.LeaseUntil.Equal(now.Add(time.Minute)) {
+			t.Fatalf("claimed %s reads back with attempts %d, owner %q, lease until %v", c.ID, got.Attempts, got.Owner, got.LeaseUntil)
+		}
+	}
+	finished, settled := claimed[0], claimed[1]
+	at := now.Add(1234567 * time.Nanosecond)
+	finished.Status, finished.LastCode, finished.UpdatedAt = webhooks.StatusDelivered, 204, at
+	settled.LastCode, settled.LastError, settled.UpdatedAt, settled.NextAttempt = 503, "the endpoint answered 503", at, at.Add(time.Hour)
+	if _, ok, err := s.FinishDelivery(ctx, finished); !ok || err != nil {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	if vs, _, err := s.SettleDeliveries(ctx, []webhooks.Delivery{settled}, "r1", now, time.Minute, 0, nil); err != nil || len(vs) != 1 || !vs[0].OK {
+		t.Fatalf("settle: %+v (%v)", vs, err)
+	}
+	for _, d := range []webhooks.Delivery{finished, settled} {
+		got := read(d)
+		if got.Attempts != d.Attempts || got.Owner != "" || !got.LeaseUntil.IsZero() || !got.UpdatedAt.Equal(d.UpdatedAt) ||
+			got.LastCode != d.LastCode || got.LastError != d.LastError || got.Status != d.Status {
+			t.Errorf("%s reads back as %+v, want the result %+v with its lease released", d.TransferID, got, d)
+		}
+	}
 }
