@@ -1,7 +1,8 @@
 // Package wake tells any number of waiters that something changed: the
-// engine's saves that wrote events (orchestrator.Config.EventsSaved) wake
-// the API's open event streams, which then read the outbox at once
-// rather than at their next poll.
+// engine's saves that wrote events (orchestrator.Config.EventsSaved), and
+// the PostgreSQL store's word of other replicas' saves, wake the API's
+// open event streams of the tenant whose events they wrote, which then
+// read the outbox at once rather than at their next poll.
 package wake
 
 import (
@@ -52,7 +53,7 @@ func (b *Broadcast) next() <-chan struct{} {
 // is closed.
 func (b *Broadcast) Listen() *Listener {
 	b.listeners.Add(1)
-	return &Listener{b: b}
+	return &Listener{b: b, close: func() { b.listeners.Add(-1) }}
 }
 
 // Listeners returns how many listeners are open: the API's open event
@@ -61,10 +62,11 @@ func (b *Broadcast) Listeners() int {
 	return int(b.listeners.Load())
 }
 
-// Listener is one waiter of a Broadcast.
+// Listener is one waiter of a Broadcast (of its tenant's, for Tenants).
 type Listener struct {
-	b    *Broadcast
-	once sync.Once
+	b     *Broadcast
+	close func()
+	once  sync.Once
 }
 
 // Next returns a channel closed by the first Notify after this call. Call
@@ -76,5 +78,90 @@ func (l *Listener) Next() <-chan struct{} {
 
 // Close stops counting the listener; it may be called more than once.
 func (l *Listener) Close() {
-	l.once.Do(func() { l.b.listeners.Add(-1) })
+	l.once.Do(l.close)
+}
+
+// Tenants wakes the waiters of one tenant at each Notify: an event stream
+// is scoped to its tenant, and a save that wrote another tenant's events
+// has nothing for it. Waking every stream at every save cost each a read
+// of the outbox that found nothing (with 100 streams of many tenants, a
+// fifth of a core at 20 transfers a second). Its zero value is ready to
+// use.
+//
+// With no listener Notify is one atomic load, as Broadcast's. With some,
+// it looks its tenant up under a read lock and closes that tenant's
+// channel, if a waiter of the tenant took it.
+type Tenants struct {
+	listeners atomic.Int64
+	mu        sync.RWMutex
+	by        map[string]*tenantWaiters // guarded by mu
+}
+
+// tenantWaiters are the listeners of one tenant, n of them (guarded by
+// Tenants.mu); the entry is dropped with the last.
+type tenantWaiters struct {
+	b Broadcast
+	n int
+}
+
+// Notify wakes the waiters of tenant that took their channel before it.
+func (t *Tenants) Notify(tenant string) {
+	if t.listeners.Load() == 0 {
+		return
+	}
+	t.mu.RLock()
+	w := t.by[tenant]
+	t.mu.RUnlock()
+	if w != nil {
+		// Should its last listener close meanwhile, this closes a channel
+		// nobody waits on.
+		w.b.Notify()
+	}
+}
+
+// NotifyAll wakes every waiter, whatever its tenant: what it announces
+// may concern any of them (notifications from other replicas that may
+// have been missed).
+func (t *Tenants) NotifyAll() {
+	if t.listeners.Load() == 0 {
+		return
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, w := range t.by {
+		w.b.Notify()
+	}
+}
+
+// Listen returns a listener of tenant's notifications, counted among
+// Listeners until it is closed.
+func (t *Tenants) Listen(tenant string) *Listener {
+	t.mu.Lock()
+	w := t.by[tenant]
+	if w == nil {
+		if t.by == nil {
+			t.by = map[string]*tenantWaiters{}
+		}
+		w = &tenantWaiters{}
+		t.by[tenant] = w
+	}
+	w.n++
+	t.mu.Unlock()
+	// Counted once it can be found: a Notify that sees the count finds
+	// the tenant's waiters.
+	t.listeners.Add(1)
+	return &Listener{b: &w.b, close: func() {
+		t.listeners.Add(-1)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if w.n--; w.n == 0 {
+			delete(t.by, tenant)
+		}
+	}}
+}
+
+// Listeners returns how many listeners are open, of every tenant: the
+// API's open event streams.
+func (t *Tenants) Listeners() int {
+	return int(t.listeners.Load())
 }

@@ -1,6 +1,7 @@
 package wake
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -110,5 +111,101 @@ func TestConcurrentNotifyAndNext(t *testing.T) {
 	wg.Wait()
 	if b.Listeners() != 0 {
 		t.Fatalf("%d listeners left", b.Listeners())
+	}
+}
+
+// A tenant's Notify wakes that tenant's waiters only; NotifyAll wakes
+// every tenant's. With no listener, or once they all left, Notify
+// allocates nothing and keeps no tenant.
+func TestTenantsWakeTheirOwn(t *testing.T) {
+	var ts Tenants
+	if n := testing.AllocsPerRun(100, func() { ts.Notify("acme") }); n != 0 {
+		t.Errorf("Notify with no listener allocates %v times", n)
+	}
+	acme, acme2, globex := ts.Listen("acme"), ts.Listen("acme"), ts.Listen("globex")
+	if n := ts.Listeners(); n != 3 {
+		t.Fatalf("%d listeners, want 3", n)
+	}
+	a, a2, g := acme.Next(), acme2.Next(), globex.Next()
+	ts.Notify("acme")
+	if !closed(a) || !closed(a2) {
+		t.Fatal("acme's Notify did not wake acme's listeners")
+	}
+	if closed(g) {
+		t.Fatal("acme's Notify woke globex's listener")
+	}
+	ts.Notify("initech") // nobody listens for it
+	if closed(g) {
+		t.Fatal("a third tenant's Notify woke globex's listener")
+	}
+	a = acme.Next()
+	ts.NotifyAll()
+	if !closed(a) || !closed(g) {
+		t.Fatal("NotifyAll did not wake every tenant's listeners")
+	}
+	for _, l := range []*Listener{acme, acme2, globex, acme} {
+		l.Close()
+	}
+	if n := ts.Listeners(); n != 0 {
+		t.Fatalf("%d listeners after all closed", n)
+	}
+	if len(ts.by) != 0 {
+		t.Fatalf("%d tenants kept after their listeners left", len(ts.by))
+	}
+	// A tenant listened to again is woken as before.
+	l := ts.Listen("acme")
+	defer l.Close()
+	c := l.Next()
+	ts.Notify("acme")
+	if !closed(c) {
+		t.Fatal("a listener of a tenant whose listeners had all left was not woken")
+	}
+}
+
+// Notifies, NotifyAlls, Listens and Closes of several tenants at once
+// (for -race): every waiter that took its channel before its tenant's
+// Notify is woken.
+func TestTenantsConcurrent(t *testing.T) {
+	var ts Tenants
+	tenants := []string{"a", "b", "c"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, tenant := range tenants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					if i == 0 {
+						ts.NotifyAll()
+					}
+					ts.Notify(tenant)
+					runtime.Gosched() // leaves the waiters a CPU on a small host
+				}
+			}
+		}()
+	}
+	var waiters sync.WaitGroup
+	for i := range 9 {
+		waiters.Add(1)
+		go func() {
+			defer waiters.Done()
+			for range 10 {
+				l := ts.Listen(tenants[i%len(tenants)])
+				for range 5 {
+					<-l.Next()
+				}
+				l.Close()
+			}
+		}()
+	}
+	waiters.Wait()
+	close(stop)
+	wg.Wait()
+	if ts.Listeners() != 0 || len(ts.by) != 0 {
+		t.Fatalf("%d listeners, %d tenants left", ts.Listeners(), len(ts.by))
 	}
 }
