@@ -373,14 +373,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Each save that writes events wakes this replica's open event
-	// streams, and has the dispatcher read the outbox at once (within its
-	// EnqueueGap), rather than at their next poll and its next scan.
-	streams := new(wake.Broadcast)
+	// streams of its tenant, and has the dispatcher read the outbox at
+	// once (within its EnqueueGap), rather than at their next poll and its
+	// next scan.
+	streams := new(wake.Tenants)
 	eventsSaved := streams.Notify
 	if runHooks {
-		eventsSaved = func() {
+		eventsSaved = func(tenant string) {
 			hooks.Nudge()
-			streams.Notify()
+			streams.Notify(tenant)
 		}
 	}
 	eng, err = orchestrator.New(orchestrator.Config{

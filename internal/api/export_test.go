@@ -21,6 +21,12 @@ func SetRepeatWait(d time.Duration) (restore func()) {
 // OnStreamRead has every event stream call f after each read of the
 // outbox, before it waits for a save or its poll; restore removes it.
 func OnStreamRead(f func()) (restore func()) {
+	return OnStreamWait(func(<-chan struct{}) { f() })
+}
+
+// OnStreamWait is OnStreamRead for a test that looks at the channel of
+// the wake the stream then waits for (closed: it was woken).
+func OnStreamWait(f func(woken <-chan struct{})) (restore func()) {
 	streamRead.Store(&f)
 	return func() { streamRead.Store(nil) }
 }

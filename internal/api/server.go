@@ -73,11 +73,13 @@ type Config struct {
 	// Deliveries serves the webhook deliveries routes; nil when no
 	// webhooks are configured.
 	Deliveries Deliveries
-	// EventsSaved is notified after each save of this replica that wrote
-	// events (cmd/transferd gives its Notify to
-	// orchestrator.Config.EventsSaved): it wakes the open event streams,
-	// which then read the outbox at once. nil: they only poll.
-	EventsSaved *wake.Broadcast
+	// EventsSaved is notified, with their tenant, of the saves that wrote
+	// events: this replica's (cmd/transferd gives its Notify to
+	// orchestrator.Config.EventsSaved) and, on PostgreSQL, the other
+	// replicas' (the store's notifications). It wakes the tenant's open
+	// event streams, which then read the outbox at once. nil: they only
+	// poll.
+	EventsSaved *wake.Tenants
 	// EventStreamPoll is how often an open event stream reads the outbox
 	// when nothing woke it: the events other replicas save, which wake
 	// nothing here, reach it within this long. Zero is
@@ -125,7 +127,7 @@ func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 		panic("api.NewServer: Config.Idempotency is required")
 	}
 	if cfg.EventsSaved == nil {
-		cfg.EventsSaved = new(wake.Broadcast) // notified by nothing
+		cfg.EventsSaved = new(wake.Tenants) // notified by nothing
 	}
 	if cfg.EventStreamPoll <= 0 {
 		cfg.EventStreamPoll = DefaultEventStreamPoll

@@ -32,11 +32,11 @@ const failAfter = 30 * time.Second
 // Its streams send a keep-alive after keepAlive without an event, and
 // read the outbox then too: a test of the wake makes it as rare as the
 // poll.
-func wakeEnv(t *testing.T, poll, keepAlive time.Duration, opts ...func(*orchestrator.Config)) (*eventsEnv, *wake.Broadcast) {
+func wakeEnv(t *testing.T, poll, keepAlive time.Duration, opts ...func(*orchestrator.Config)) (*eventsEnv, *wake.Tenants) {
 	t.Helper()
 	t.Cleanup(api.SetStreamKeepAlive(keepAlive)) // runs after the server's Close
 	store := memory.New()
-	saved := new(wake.Broadcast)
+	saved := new(wake.Tenants)
 	return eventsServer(t, store, prometheus.NewRegistry(), api.Config{Idempotency: store, EventsSaved: saved, EventStreamPoll: poll}, opts...), saved
 }
 
@@ -149,7 +149,7 @@ func TestStreamMissesNoSaveBetweenItsReadAndItsWait(t *testing.T) {
 			close(firstRead)
 		case 2:
 			id, failed = e.saveATransfer()
-			saved.Notify()
+			saved.Notify("default")
 		}
 	})()
 
@@ -157,7 +157,7 @@ func TestStreamMissesNoSaveBetweenItsReadAndItsWait(t *testing.T) {
 	<-firstRead
 	// The stream waits; this wakes it for its second read, after which
 	// the transfer is saved.
-	saved.Notify()
+	saved.Notify("default")
 	_, ev := s.next(t)
 	mu.Lock()
 	defer mu.Unlock()
@@ -263,4 +263,37 @@ func TestStreamKeepsAliveBetweenRarePolls(t *testing.T) {
 		}
 	}
 	t.Fatalf("the stream ended without a keep-alive: %v", s.sc.Err())
+}
+
+// A save wakes the streams of its tenant only: another tenant's stream,
+// waiting after its first read, is not woken by a whole transfer's
+// saves (its wake's channel stays open), and is woken by its own
+// tenant's. Every save woke every stream of the replica, whatever its
+// tenant.
+func TestStreamIsNotWokenByAnotherTenantsSaves(t *testing.T) {
+	e, saved := wakeEnv(t, never, never)
+	waits := make(chan (<-chan struct{}), 1)
+	defer api.OnStreamWait(func(woken <-chan struct{}) {
+		select {
+		case waits <- woken:
+		default:
+		}
+	})()
+	e.openStream(t, otherReadKey, "")
+	woken := <-waits
+	// Ended: each of its saves has told the engine's EventsSaved.
+	if _, err := e.saveATransfer(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+		t.Fatal("another tenant's saves woke the stream")
+	default:
+	}
+	saved.Notify(otherTenant)
+	select {
+	case <-woken:
+	case <-time.After(failAfter):
+		t.Fatal("the stream's own tenant's notification did not wake it")
+	}
 }

@@ -85,10 +85,11 @@ type Config struct {
 	// one database share one clock whatever their hosts' say.
 	Clock func() time.Time
 	// EventsSaved, when set, is called after each save that wrote events
-	// (a create, a transition), so that what reads the outbox (the webhook
-	// dispatcher's Nudge) reads it now rather than at its next scan. It
-	// must not block.
-	EventsSaved func()
+	// (a create, a transition), with the tenant whose events they are, so
+	// that what reads the outbox (the webhook dispatcher's Nudge, the
+	// tenant's event streams) reads it now rather than at its next scan.
+	// It must not block.
+	EventsSaved func(tenant string)
 }
 
 func (c *Config) setDefaults() {
@@ -463,7 +464,7 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("the store's answer to a create was lost, but the transfer was saved")
 		// Saved with its events, which the record read back no longer
 		// carries in its Outbox.
-		e.eventsSaved()
+		e.eventsSaved(t)
 		if !e.mine(got) {
 			// Another replica claimed it meanwhile and drives it.
 			e.m.started.WithLabelValues(r.Provider).Inc()
@@ -471,7 +472,7 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		}
 		t = got
 	} else if len(t.Outbox) > 0 {
-		e.eventsSaved()
+		e.eventsSaved(t)
 	}
 	t.Outbox, t.IdempotencyReservedAt = nil, time.Time{}
 	e.m.started.WithLabelValues(r.Provider).Inc()
@@ -1073,10 +1074,10 @@ func (e *Engine) unwait(id string, w *waiter) {
 	}
 }
 
-// eventsSaved tells Config.EventsSaved that a save wrote events.
-func (e *Engine) eventsSaved() {
+// eventsSaved tells Config.EventsSaved that a save of t wrote events.
+func (e *Engine) eventsSaved(t *Transfer) {
 	if e.cfg.EventsSaved != nil {
-		e.cfg.EventsSaved()
+		e.cfg.EventsSaved(tenantOf(t))
 	}
 }
 

@@ -36,7 +36,7 @@ func TestEventsSavedFollowsEverySaveWithEvents(t *testing.T) {
 		return len(evs)
 	}
 	cfg := testConfig()
-	cfg.EventsSaved = func() {
+	cfg.EventsSaved = func(string) {
 		n := stored()
 		mu.Lock()
 		seen = append(seen, n)
@@ -91,7 +91,7 @@ func (s lostCreateStore) Create(ctx context.Context, t *orchestrator.Transfer) e
 func TestEventsSavedFollowsACreateWhoseAnswerWasLost(t *testing.T) {
 	var calls atomic.Int32
 	cfg := testConfig()
-	cfg.EventsSaved = func() { calls.Add(1) }
+	cfg.EventsSaved = func(string) { calls.Add(1) }
 	fake := orchestratortest.NewFake("fake")
 	locate := fake.Block(orchestratortest.MethodLocate) // no save after the create
 	defer locate.Release()
@@ -141,7 +141,7 @@ func TestEventsSavedFollowsASaveMadeDespiteItsError(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.Owner = "a"
-	cfg.EventsSaved = func() { note("announced") }
+	cfg.EventsSaved = func(string) { note("announced") }
 	store := &orderStore{ambiguousStore: &ambiguousStore{Store: memory.New(), failOn: func(tr *orchestrator.Transfer) bool {
 		s := tr.Steps[len(tr.Steps)-1]
 		return s.Name == orchestrator.StepDial && s.Status == orchestrator.StepStarted
@@ -163,5 +163,37 @@ func TestEventsSavedFollowsASaveMadeDespiteItsError(t *testing.T) {
 	after := log[made+1:]
 	if a, s := slices.Index(after, "announced"), slices.Index(after, "saved"); a < 0 || s >= 0 && s < a {
 		t.Fatalf("after the save made despite its error: %q; want its events announced before the next save", after)
+	}
+}
+
+// EventsSaved is told the tenant whose events each save wrote, so that
+// only that tenant's event streams are woken: every call for a
+// transfer of acme names acme.
+func TestEventsSavedNamesTheTenant(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		tenants []string
+	)
+	cfg := testConfig()
+	cfg.EventsSaved = func(tenant string) {
+		mu.Lock()
+		tenants = append(tenants, tenant)
+		mu.Unlock()
+	}
+	e := testEngine(t, cfg, memory.New(), orchestratortest.NewFake("fake"), nil)
+	ctx := orchestrator.WithTenant(context.Background(), "acme")
+	tr, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if tr, err = e.Wait(wctx, tr.ID, func(*orchestrator.Transfer) bool { return false }); err != nil || !tr.State.Terminal() {
+		t.Fatalf("%v, %v; want the transfer ended", tr, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tenants) < 2 || slices.ContainsFunc(tenants, func(s string) bool { return s != "acme" }) {
+		t.Fatalf("EventsSaved was told %q for a transfer of acme; want acme at each save", tenants)
 	}
 }

@@ -1994,7 +1994,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		if own, err = e.ownWrite(ctx, en); own {
 			// The failed save was made, with its events: announce them
 			// (the working record carries on without them).
-			e.eventsSaved()
+			e.eventsSaved(en.t)
 			err = e.store.Update(ctx, en.t)
 		}
 	}
@@ -2005,7 +2005,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	switch {
 	case err == nil:
 		if len(en.t.Outbox) > 0 {
-			e.eventsSaved()
+			e.eventsSaved(en.t)
 		}
 		en.t.Outbox = nil
 		en.unsaved = false
