@@ -512,10 +512,14 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	var b pgx.Batch
 	// Statements whose results are only checked: the plan settings, and
 	// the outbox lock (writeEvents' comment in store.go), the first lock
-	// the batch takes.
+	// the batch takes, with the notification of the batch's events to
+	// every replica's listener, sent if the batch commits (notify.go).
 	b.Queue(s.planSQL())
 	leading := 1
-	if slices.ContainsFunc(saves, func(r *saveReq) bool { return r.events.len() > 0 }) {
+	if payload := s.notifyPayload(saves); payload != "" && !s.notifyOff {
+		b.Queue(`SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)`, eventsLock, s.channel, payload)
+		leading++
+	} else if payload != "" {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLock)
 		leading++
 	}

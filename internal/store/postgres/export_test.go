@@ -302,3 +302,11 @@ func OpenReadOnlyAfter(ctx context.Context, dbURL string, readOnly *atomic.Bool)
 
 // ResetPool ends every connection of the store's pool.
 func ResetPool(s *Store) { s.pool.Reset() }
+
+// ListenerPID is the server process of the listener's connection
+// (ListenEvents): the last it listened on.
+func ListenerPID(s *Store) uint32 { return s.listenPID.Load() }
+
+// SetNotify turns the notifications of saved events on or off (a
+// benchmark compares the two).
+func SetNotify(s *Store, on bool) { s.notifyOff = !on }

@@ -71,6 +71,20 @@ type Store struct {
 	// taken, which Now counts from (clock.go).
 	wall    func() time.Time
 	reading atomic.Pointer[reading]
+	// The notifications of saved events (notify.go): channel is the
+	// outbox's channel, token names this Store in what it sends, and
+	// notifyOff (set by a benchmark) sends nothing. The listener, once
+	// ListenEvents starts it, hands what it hears to handlers until
+	// listenStop; listenPID is its connection's server process (for the
+	// tests that end it).
+	channel, token string
+	notifyOff      bool
+	listenMu       sync.Mutex
+	handlers       []eventsHandler
+	listenStop     context.CancelFunc
+	listenDone     chan struct{}
+	listening      atomic.Bool
+	listenPID      atomic.Uint32
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -92,7 +106,8 @@ func OpenWithClock(ctx context.Context, dbURL string, wall func() time.Time) (*S
 // configuration last (the tests' tracer), and wall as this replica's
 // clock.
 func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall func() time.Time) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout, wall: wall}
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout, wall: wall,
+		token: newToken()}
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)
@@ -158,8 +173,9 @@ func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall fu
 		return nil, s.fail("open", err)
 	}
 	// An older server plans as it always did, and knows no such setting.
+	// The notifications' channel is the outbox's (notify.go).
 	if err := s.pool.QueryRow(ctx, `SELECT current_setting('plan_cache_mode', true) IS NOT NULL,
-		current_setting('jit', true) IS NOT NULL`).Scan(&s.planMode, &s.jitMode); err != nil {
+		current_setting('jit', true) IS NOT NULL, 'transferd_events_' || 'events'::regclass::oid`).Scan(&s.planMode, &s.jitMode, &s.channel); err != nil {
 		s.pool.Close()
 		return nil, s.fail("open", err)
 	}
@@ -216,10 +232,12 @@ var poolMaxConnsSet = regexp.MustCompile(`(?:^|[?&\s])pool_max_conns\s*=`)
 // transaction mode); exec and simple_protocol are refused (see Open).
 func defaultMaxConns(procs int) int32 { return int32(max(8, 4*procs)) }
 
-// Close writes the saves already queued, then closes every connection of
-// the pool. Saves after Close fail.
+// Close stops the listener of saved events, writes the saves already
+// queued, then closes every connection of the pool. Saves after Close
+// fail.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
+		s.stopListening()
 		s.commits.Close()
 		s.finishes.Close()
 		s.pool.Close()

@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Notifications of saved events (LISTEN/NOTIFY). A replica's saves wake
+// its own event streams and webhook dispatcher (orchestrator.Config.
+// EventsSaved), but another replica's saves reached them only at their
+// next poll of the outbox. So each batch of saves that writes events also
+// sends one notification, in its own transaction, naming the tenants of
+// its events: the server delivers it once the batch commits, and never
+// for a batch rolled back. Every replica listens on a connection of its
+// own (ListenEvents) and wakes the streams of the tenants named.
+//
+// One notification per batch, not per event or save: it rides in the
+// statement that takes the outbox lock, so a batch costs no statement
+// and no round trip more. The server serializes the commits of
+// notifying transactions (a lock held from the notification's queueing
+// to the commit's end); the batches that write events are serialized
+// already, by the outbox lock, until their commit.
+//
+// The channel is named after the events table's oid: replicas of one
+// database and schema share it, and deployments in other schemas of the
+// database (the tests') hear nothing of one another. A payload is the
+// sending Store's token, then the tenants, separated by spaces (tenant
+// names have none); a listener ignores its own Store's, whose saves its
+// engine announced already. Tenant names are not secrets; nothing else
+// is sent.
+
+const (
+	// maxPayload bounds a notification's payload below the server's
+	// limit (8000 bytes). A batch whose tenants would not fit names none
+	// (anyTenant): each listener then wakes every stream.
+	maxPayload = 7000
+	// anyTenant stands, in a payload, for every tenant.
+	anyTenant = "*"
+	// listenCheck is how long the listener waits for a notification
+	// before it checks that its connection still answers: a server that
+	// vanished without closing it (a partition, a host gone) would leave
+	// it waiting for ever, with every stream polling at its slow rate.
+	listenCheck = 30 * time.Second
+	// listenRetry is the listener's first pause before it connects again,
+	// doubled at each failure up to listenRetryMax.
+	listenRetry    = 100 * time.Millisecond
+	listenRetryMax = 5 * time.Second
+)
+
+// newToken names a Store in its notifications.
+func newToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// notifyPayload returns the payload of the notification of a batch of
+// saves: the Store's token and the distinct tenants of their events, or
+// "" when none of them writes events. A save that turns out to write
+// nothing (a version conflict) is named all the same: its statement's
+// result is not known when the notification is queued, and such a save
+// is rare (another replica took its transfer); its tenant's streams read
+// the outbox once for nothing.
+func (s *Store) notifyPayload(saves []*saveReq) string {
+	var tenants []string
+	for _, r := range saves {
+		for _, t := range r.events.tenants {
+			if !slices.Contains(tenants, t) {
+				tenants = append(tenants, t)
+			}
+		}
+	}
+	if len(tenants) == 0 {
+		return ""
+	}
+	n := len(s.token)
+	for _, t := range tenants {
+		n += 1 + len(t)
+		if t == "" || t == anyTenant || strings.ContainsAny(t, " \x00") {
+			n = maxPayload + 1 // not sent as is: every tenant is woken
+		}
+	}
+	if n > maxPayload {
+		return s.token + " " + anyTenant
+	}
+	return s.token + " " + strings.Join(tenants, " ")
+}
+
+// ListenEvents has saved called with the tenant of the events of each
+// batch of saves another replica (another Store on this database and
+// schema) commits, once it has committed; and with "" when any tenant's
+// events may have been saved unheard: each time listening starts (also
+// again, after the connection was lost: what was sent meanwhile is not
+// delivered), and for a batch with too many tenants to name. failed is
+// called with the error each time listening stops or cannot start; it is
+// tried again, after 100 ms, then up to 5 s apart, until Close. Saves
+// never wait for the listener. Neither function may block: they are
+// called from the listener's goroutine, which receives nothing while
+// they run.
+//
+// The listener holds a connection of its own, outside the pool. Behind a
+// connection pooler in transaction mode (PgBouncer) notifications are not
+// delivered; streams then learn of other replicas' events only at their
+// safety poll.
+func (s *Store) ListenEvents(saved func(tenant string), failed func(error)) {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	s.handlers = append(s.handlers, eventsHandler{saved: saved, failed: failed})
+	if s.listenStop != nil {
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.listenStop = stop
+	s.listenDone = make(chan struct{})
+	go s.listen(ctx)
+}
+
+// Listening reports whether the listener receives notifications now:
+// false before ListenEvents, and from when its connection is lost to
+// when it listens again.
+func (s *Store) Listening() bool { return s.listening.Load() }
+
+// eventsHandler is one ListenEvents's pair of functions.
+type eventsHandler struct {
+	saved  func(tenant string)
+	failed func(error)
+}
+
+// stopListening stops the listener, if any, and waits for it (Close).
+func (s *Store) stopListening() {
+	s.listenMu.Lock()
+	stop, done := s.listenStop, s.listenDone
+	s.listenMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// handlersNow returns the handlers ListenEvents was given so far.
+func (s *Store) handlersNow() []eventsHandler {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	return s.handlers
+}
+
+// listen listens until ctx ends, connecting again with back-off whenever
+// the connection is lost or cannot be made.
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.listenDone)
+	wait := listenRetry
+	for {
+		err := s.listenOn(ctx, func() { wait = listenRetry })
+		s.listening.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		err = s.fail("listen for saved events", err)
+		for _, h := range s.handlersNow() {
+			if h.failed != nil {
+				h.failed(err)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, listenRetryMax)
+	}
+}
+
+// listenOn connects, listens, calls up, and hands each notification to
+// the handlers until the connection fails or ctx ends.
+func (s *Store) listenOn(ctx context.Context, up func()) error {
+	cctx, cancel := context.WithTimeout(ctx, listenCheck)
+	conn, err := pgx.ConnectConfig(cctx, s.pool.Config().ConnConfig)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	cctx, cancel = context.WithTimeout(ctx, listenCheck)
+	_, err = conn.Exec(cctx, `LISTEN `+pgx.Identifier{s.channel}.Sanitize())
+	cancel()
+	if err != nil {
+		return err
+	}
+	s.listenPID.Store(conn.PgConn().PID())
+	s.listening.Store(true)
+	up()
+	// Whatever was committed before LISTEN took effect was not heard.
+	s.heard("")
+	for {
+		wctx, cancel := context.WithTimeout(ctx, listenCheck)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			if tenants, ok := s.parsePayload(n.Payload); ok {
+				for _, t := range tenants {
+					s.heard(t)
+				}
+			}
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded):
+			// A quiet spell: does the connection still answer?
+			pctx, cancel := context.WithTimeout(ctx, listenCheck)
+			err = conn.Ping(pctx)
+			cancel()
+			if err == nil {
+				continue
+			}
+		}
+		return err
+	}
+}
+
+// heard tells the handlers that tenant's events were saved ("": any
+// tenant's).
+func (s *Store) heard(tenant string) {
+	for _, h := range s.handlersNow() {
+		h.saved(tenant)
+	}
+}
+
+// parsePayload returns the tenants a notification names ("" for every
+// tenant); ok is false for this Store's own, or one it cannot read.
+func (s *Store) parsePayload(p string) (tenants []string, ok bool) {
+	fields := strings.Fields(p)
+	if len(fields) < 2 || fields[0] == s.token {
+		return nil, false
+	}
+	tenants = fields[1:]
+	if slices.Contains(tenants, anyTenant) {
+		return []string{""}, true
+	}
+	return tenants, true
+}

@@ -1,0 +1,301 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// heardLong bounds the waits for a notification; only a failing test
+// waits that long.
+const heardLong = 30 * time.Second
+
+// hearing records what a Store's listener tells (ListenEvents): each
+// tenant heard, in order ("" for every tenant), and each failure.
+type hearing struct {
+	mu     sync.Mutex
+	heard  []string
+	failed int
+	bell   chan struct{} // rung at each call
+}
+
+func listenTo(s *postgres.Store) *hearing {
+	h := &hearing{bell: make(chan struct{}, 1)}
+	s.ListenEvents(func(tenant string) {
+		h.mu.Lock()
+		h.heard = append(h.heard, tenant)
+		h.mu.Unlock()
+		h.ring()
+	}, func(error) {
+		h.mu.Lock()
+		h.failed++
+		h.mu.Unlock()
+		h.ring()
+	})
+	return h
+}
+
+func (h *hearing) ring() {
+	select {
+	case h.bell <- struct{}{}:
+	default:
+	}
+}
+
+// await waits until cond holds of what was heard, and returns it.
+func (h *hearing) await(t *testing.T, what string, cond func(heard []string, failed int) bool) []string {
+	t.Helper()
+	deadline := time.After(heardLong)
+	for {
+		h.mu.Lock()
+		heard, failed := append([]string(nil), h.heard...), h.failed
+		h.mu.Unlock()
+		if cond(heard, failed) {
+			return heard
+		}
+		select {
+		case <-h.bell:
+		case <-deadline:
+			t.Fatalf("%s: not within %s; heard %q, %d failures", what, heardLong, heard, failed)
+		}
+	}
+}
+
+// started waits until the listener listens: its first "" is heard.
+func (h *hearing) started(t *testing.T) {
+	t.Helper()
+	h.await(t, "the listener starts", func(heard []string, _ int) bool { return len(heard) > 0 })
+}
+
+// after waits until tenant is heard after the first n calls, and returns
+// what was heard after them.
+func (h *hearing) after(t *testing.T, n int, tenant string) []string {
+	t.Helper()
+	heard := h.await(t, "hear "+tenant, func(heard []string, _ int) bool {
+		return len(heard) > n && contains(heard[n:], tenant)
+	})
+	return heard[n:]
+}
+
+func (h *hearing) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.heard)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// replicas opens two stores on one schema, as two replicas of one
+// database, closed with the test.
+func replicas(t *testing.T) (a, b *postgres.Store) {
+	t.Helper()
+	a, url := openWithURL(t)
+	b, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return a, b
+}
+
+// ofTenant makes tr and its outbox's events tenant's.
+func ofTenant(tr *orchestrator.Transfer, tenant string) *orchestrator.Transfer {
+	tr.Tenant = tenant
+	for i := range tr.Outbox {
+		tr.Outbox[i].Tenant = tenant
+	}
+	return tr
+}
+
+// A replica hears the tenant of each batch with events another replica
+// commits, and not its own batches (its engine announced them already):
+// notifications arrive in commit order, so a replica that heard its own
+// would hear acme, which it saved, before globex, which the other saved
+// after.
+func TestListenHearsTheOtherReplicasSaves(t *testing.T) {
+	ctx := context.Background()
+	a, b := replicas(t)
+	ha, hb := listenTo(a), listenTo(b)
+	ha.started(t)
+	hb.started(t)
+	na, nb := ha.count(), hb.count()
+	ids := batchIDs{at: time.Now()}
+	tr := ofTenant(ids.transfer("600"), "acme")
+	if err := a.Create(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, nb, "acme"); got[0] != "acme" {
+		t.Errorf("b heard %q after a's create, want acme first", got)
+	}
+	tr.Outbox = nil
+	move(tr, orchestrator.StateHolding)
+	ofTenant(tr, "acme")
+	if err := a.Update(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	nb = hb.count()
+	if err := b.Create(ctx, ofTenant(ids.transfer("601"), "globex")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ha.after(t, na, "globex"); len(got) != 1 || got[0] != "globex" {
+		t.Errorf("a heard %q, want only globex, b's: not its own saves of acme", got)
+	}
+	// b heard a's update, before its own create (which it does not hear).
+	if got := hb.after(t, nb-1, "acme"); !contains(got, "acme") {
+		t.Errorf("b heard %q after a's update, want acme", got)
+	}
+}
+
+// A batch that does not commit notifies nobody: the notification is sent
+// in its transaction. A deferred trigger fails the commit of a batch of
+// acme's saves; the next batch, of globex, is the first heard.
+func TestListenHearsNothingOfABatchRolledBack(t *testing.T) {
+	ctx := context.Background()
+	a, url := openWithURL(t)
+	conn := connect(t, url)
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	for _, q := range []string{
+		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON transfers
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hb := listenTo(b)
+	hb.started(t)
+	n := hb.count()
+	ids := batchIDs{at: time.Now()}
+	refused := ofTenant(ids.transfer("610"), "acme")
+	refused.Owner = "refused"
+	if errs := postgres.SaveInOneBatch(a, refused); errs[0] == nil {
+		t.Fatal("the refused batch was saved")
+	}
+	if err := a.Create(ctx, ofTenant(ids.transfer("611"), "globex")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, n, "globex"); got[0] != "globex" {
+		t.Errorf("heard %q, want globex first: the batch rolled back notified", got)
+	}
+}
+
+// A listener whose connection ends (its server process terminated, as a
+// restart of the server or a dropped connection does) says so, connects
+// again, tells every tenant ("": what was sent meanwhile is lost), and
+// hears the other replica's saves again.
+func TestListenConnectsAgainAfterItsConnectionEnds(t *testing.T) {
+	ctx := context.Background()
+	a, url := openWithURL(t)
+	conn := connect(t, url)
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	hb := listenTo(b)
+	hb.started(t)
+	if !b.Listening() {
+		t.Fatal("Listening is false once listening started")
+	}
+	pid := postgres.ListenerPID(b)
+	n := hb.count()
+	var ended bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)).Scan(&ended); err != nil || !ended {
+		t.Fatalf("terminate the listener's server process %d: %v, %v", pid, ended, err)
+	}
+	hb.await(t, "the listener fails and connects again", func(heard []string, failed int) bool {
+		return failed >= 1 && len(heard) > n && contains(heard[n:], "")
+	})
+	if postgres.ListenerPID(b) == pid {
+		t.Fatal("the listener reports the terminated server process still")
+	}
+	n = hb.count()
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("620"), "acme")); err != nil {
+		t.Fatal(err)
+	}
+	hb.after(t, n, "acme")
+}
+
+// Close stops the listener: it returns once the listener has ended, and
+// the listener's server process is gone.
+func TestCloseStopsTheListener(t *testing.T) {
+	ctx := context.Background()
+	a, url := openWithURL(t)
+	conn := connect(t, url)
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb := listenTo(b)
+	hb.started(t)
+	pid := postgres.ListenerPID(b)
+	b.Close()
+	if b.Listening() {
+		t.Error("Listening after Close")
+	}
+	var alive bool
+	deadline := time.Now().Add(heardLong)
+	for {
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive); err != nil {
+			t.Fatal(err)
+		}
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener's server process %d is still there after Close", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Nothing is called after Close.
+	n := hb.count()
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("630"), "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.count(); got != n {
+		t.Errorf("heard %d more after Close", got-n)
+	}
+}
+
+// A batch whose tenants would not fit in one notification names none:
+// every tenant is told ("").
+func TestListenHearsEveryTenantForABatchOfMany(t *testing.T) {
+	a, b := replicas(t)
+	hb := listenTo(b)
+	hb.started(t)
+	n := hb.count()
+	ids := batchIDs{at: time.Now()}
+	var batch []*orchestrator.Transfer
+	for i := range 128 {
+		batch = append(batch, ofTenant(ids.transfer(strings.Repeat("7", 3)+string(rune('a'+i%26))+strings.Repeat("x", i)),
+			strings.Repeat(string(rune('a'+i%26)), 60)+string(rune('0'+i/26))))
+	}
+	for i, err := range postgres.SaveInOneBatch(a, batch...) {
+		if err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	if got := hb.after(t, n, ""); len(got) != 1 {
+		t.Errorf("heard %q for a batch of 128 tenants, want one \"\"", got)
+	}
+}
