@@ -84,6 +84,20 @@ func handleTransferEvents(eng *orchestrator.Engine) http.Handler {
 // (Config.EventStreamPoll).
 const DefaultEventStreamPoll = 200 * time.Millisecond
 
+// DefaultEventStreamSafetyPoll is a stream's poll while every replica's
+// saves wake it (Config.EventsHeard): the same second as on a store no
+// other process writes.
+const DefaultEventStreamSafetyPoll = time.Second
+
+// streamPoll returns how often a stream that nothing woke reads the
+// outbox now.
+func (c *Config) streamPoll() time.Duration {
+	if c.EventsHeard != nil && c.EventsHeard() {
+		return c.EventStreamSafetyPoll
+	}
+	return c.EventStreamPoll
+}
+
 // streamKeepAlive is how long an idle stream stays silent before it sends
 // a comment, so that proxies keep the connection (a var for tests).
 var streamKeepAlive = 15 * time.Second
@@ -113,7 +127,7 @@ var streamRead atomic.Pointer[func(woken <-chan struct{})]
 // A stream reads the outbox when saved wakes it (each save that wrote its
 // tenant's events, of this replica or, where the store tells of them,
 // of another) and every poll, for what no wake told it.
-func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll time.Duration) http.Handler {
+func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll func() time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bad := map[string]string{}
 		q := query(r, bad)
@@ -199,7 +213,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		if rc.Flush() != nil {
 			return
 		}
-		timer := time.NewTimer(poll)
+		timer := time.NewTimer(poll())
 		defer timer.Stop()
 		idle := time.Now()
 		for {
@@ -247,8 +261,9 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 				idle = time.Now()
 			}
 			// Until a save wakes it, the poll, or the keep-alive's time,
-			// whichever comes first.
-			timer.Reset(min(poll, streamKeepAlive-time.Since(idle)))
+			// whichever comes first. The poll is asked each time: it is
+			// slower while other replicas' saves wake the stream too.
+			timer.Reset(min(poll(), streamKeepAlive-time.Since(idle)))
 			select {
 			case <-r.Context().Done():
 				return

@@ -81,10 +81,19 @@ type Config struct {
 	// poll.
 	EventsSaved *wake.Tenants
 	// EventStreamPoll is how often an open event stream reads the outbox
-	// when nothing woke it: the events other replicas save, which wake
-	// nothing here, reach it within this long. Zero is
+	// when nothing woke it: the events other replicas save, when nothing
+	// tells of them here, reach it within this long. Zero is
 	// DefaultEventStreamPoll.
 	EventStreamPoll time.Duration
+	// EventsHeard, when set, reports whether EventsSaved hears the saves
+	// of every replica now (the PostgreSQL store's notifications arrive).
+	// While it does, a stream that nothing woke reads the outbox every
+	// EventStreamSafetyPoll instead, which catches only what a wake
+	// missed; while it does not, every EventStreamPoll.
+	EventsHeard func() bool
+	// EventStreamSafetyPoll is the poll while EventsHeard reports true;
+	// zero is DefaultEventStreamSafetyPoll.
+	EventStreamSafetyPoll time.Duration
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns
@@ -131,6 +140,9 @@ func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 	}
 	if cfg.EventStreamPoll <= 0 {
 		cfg.EventStreamPoll = DefaultEventStreamPoll
+	}
+	if cfg.EventStreamSafetyPoll <= 0 {
+		cfg.EventStreamSafetyPoll = DefaultEventStreamSafetyPoll
 	}
 	return &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
 		limit: newLimiter(cfg.Tenants, cfg.Limits)}

@@ -297,3 +297,28 @@ func TestStreamIsNotWokenByAnotherTenantsSaves(t *testing.T) {
 		t.Fatal("the stream's own tenant's notification did not wake it")
 	}
 }
+
+// While every replica's saves wake the streams (Config.EventsHeard), a
+// stream that nothing woke polls at EventStreamSafetyPoll, and while they
+// do not, at EventStreamPoll: the one set to an hour here is never the one
+// that brings the transfer's event, which no save announces.
+func TestStreamPollsSlowerWhileEventsAreHeard(t *testing.T) {
+	for _, heard := range []bool{true, false} {
+		t.Run(fmt.Sprint("heard=", heard), func(t *testing.T) {
+			t.Cleanup(api.SetStreamKeepAlive(never))
+			store := memory.New()
+			poll, safety := 10*time.Millisecond, never
+			if heard {
+				poll, safety = never, 10*time.Millisecond
+			}
+			e := eventsServer(t, store, prometheus.NewRegistry(), api.Config{Idempotency: store, EventsSaved: new(wake.Tenants),
+				EventStreamPoll: poll, EventStreamSafetyPoll: safety, EventsHeard: func() bool { return heard }},
+				func(c *orchestrator.Config) { c.EventsSaved = nil })
+			s, _ := e.openStream(t, readKey, "")
+			id := e.start(t, writeKey, "1001")
+			if _, ev := s.next(t); ev.TransferID != id || ev.Type != "transfer.created" {
+				t.Fatalf("the stream sent %s %s first, want %s transfer.created", ev.TransferID, ev.Type, id)
+			}
+		})
+	}
+}
