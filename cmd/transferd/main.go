@@ -378,12 +378,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// next scan.
 	streams := new(wake.Tenants)
 	eventsSaved := streams.Notify
+	var nudge func()
 	if runHooks {
+		nudge = hooks.Nudge
 		eventsSaved = func(tenant string) {
 			hooks.Nudge()
 			streams.Notify(tenant)
 		}
 	}
+	// Other replicas' saves wake them too, where the store tells of them.
+	eventsHeard := hearOtherReplicas(store, streams, nudge, log)
 	eng, err = orchestrator.New(orchestrator.Config{
 		ConsultTimeout: cfg.ConsultTimeout, MaxConsultTimeout: cfg.MaxConsultTimeout,
 		PollInterval: cfg.PollInterval, PollMaxInterval: cfg.PollMaxInterval,
@@ -414,7 +418,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
-		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store)},
+		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/sqlite"
+	"github.com/transferd/transferd/internal/wake"
 )
 
 // openStore opens PostgreSQL when TRANSFERD_DATABASE_URL is set, else the
@@ -126,10 +127,11 @@ func openSQLite(ctx context.Context, dir string, patience time.Duration, log zer
 const soleWriterStreamPoll = 1 * time.Second
 
 // eventStreamPoll is how often an open event stream reads the outbox when
-// no save of this replica woke it. PostgreSQL is shared by replicas whose
-// saves wake only their own streams: a stream here reads the others'
-// events at its poll, every 200 ms as before (api.DefaultEventStreamPoll;
-// a transfer is driven by the replica its create reached, so behind a
+// no save woke it. PostgreSQL is shared by replicas: while this one hears
+// the others' saves (hearOtherReplicas) a stream polls every second
+// (api.DefaultEventStreamSafetyPoll), and while it does not, it reads
+// their events at this poll, every 200 ms (api.DefaultEventStreamPoll; a
+// transfer is driven by the replica its create reached, so behind a
 // balancer most events are another's). Anything else is written by this
 // process alone, every save that writes events wakes the streams, and the
 // poll only catches what a wake missed: a save the store committed while
@@ -250,4 +252,42 @@ func crashMatcher(spec string) func(*orchestrator.Transfer, string) bool {
 		reached[t.ID]++
 		return reached[t.ID] == nth
 	}
+}
+
+// eventsNotifier is a store that tells of the events other replicas save
+// (the PostgreSQL store's notifications).
+type eventsNotifier interface {
+	ListenEvents(saved func(tenant string), failed func(error))
+	Listening() bool
+}
+
+var _ eventsNotifier = (*postgres.Store)(nil)
+
+// hearOtherReplicas has the events other replicas save wake this
+// replica's event streams of their tenant, and its webhook dispatcher
+// (nudge, when not nil), where the store tells of them; it returns
+// whether it hears them now, or nil for a store that never tells (no
+// other process writes it). A lost connection wakes every stream, so
+// that each reads what it may have missed and polls at its faster rate
+// from then on; the store wakes them all again once it listens again.
+// The listener stops when the store is closed.
+func hearOtherReplicas(store orchestrator.Store, streams *wake.Tenants, nudge func(), log zerolog.Logger) (heard func() bool) {
+	n, ok := store.(eventsNotifier)
+	if !ok {
+		return nil
+	}
+	n.ListenEvents(func(tenant string) {
+		if nudge != nil {
+			nudge()
+		}
+		if tenant == "" {
+			streams.NotifyAll()
+		} else {
+			streams.Notify(tenant)
+		}
+	}, func(err error) {
+		streams.NotifyAll()
+		log.Warn().Err(err).Msg("not hearing other replicas' saved events; event streams poll for them until the store listens again")
+	})
+	return n.Listening
 }
