@@ -20,7 +20,7 @@ import (
 
 // testDatabase returns TRANSFERD_TEST_DATABASE_URL with a schema of its
 // own (search_path), dropped when the test ends, or skips the test.
-func testDatabase(t *testing.T) *url.URL {
+func testDatabase(t testing.TB) *url.URL {
 	t.Helper()
 	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
 	if admin == "" {

@@ -110,7 +110,15 @@ var streamKeepAlive = 15 * time.Second
 // replica, with 100 streams and 20 transfers a second (8 events each),
 // reading at each wake cost a fifth of a core more than polling every
 // 200 ms did, and 100 ms cost what polling did.
-const streamGap = 100 * time.Millisecond
+//
+// The gap counts from the last read a save woke or that sent events: a
+// poll's read that found nothing is no part of a burst. Counted from any
+// read, a stream's poll delayed the next save's wake by up to the gap
+// once in every poll/gap reads: half of the events another replica
+// saved, when streams polled every 200 ms on PostgreSQL as they were
+// woken by its notifications (BenchmarkEventAcrossReplicas: 50 ms on
+// average, where the wake itself takes 2 to 4 ms). A var for tests.
+var streamGap = 100 * time.Millisecond
 
 // streamRead, when set (by tests), is called after each read of the
 // outbox by a stream, before it waits, with the channel of the wake it
@@ -216,6 +224,11 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		timer := time.NewTimer(poll())
 		defer timer.Stop()
 		idle := time.Now()
+		// busy is when the stream last read because a save woke it, or
+		// read events: the gap between reads counts from it. woke: the
+		// coming read is a wake's.
+		var busy time.Time
+		woke := false
 		for {
 			// Taken before the read: a save between the read and the wait
 			// below has closed it, and is read at once, not at the poll.
@@ -231,6 +244,10 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			if hook := streamRead.Load(); hook != nil {
 				(*hook)(woken)
 			}
+			if woke || len(evs) > 0 {
+				busy = read
+			}
+			woke = false
 			if len(evs) > 0 && !stillAuthorized(r.Context()) {
 				hlog.FromRequest(r).Info().Msg("event stream closed: its API key no longer authenticates")
 				return
@@ -269,7 +286,8 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 				return
 			case <-timer.C:
 			case <-woken:
-				if gap := streamGap - time.Since(read); gap > 0 {
+				woke = true
+				if gap := streamGap - time.Since(busy); gap > 0 {
 					timer.Reset(gap)
 					select {
 					case <-r.Context().Done():

@@ -39,3 +39,11 @@ func SetStreamKeepAlive(d time.Duration) (restore func()) {
 	streamKeepAlive = d
 	return func() { streamKeepAlive = old }
 }
+
+// SetStreamGap sets the least time between two reads of a stream that
+// saves woke; restore puts it back once the server's streams have ended.
+func SetStreamGap(d time.Duration) (restore func()) {
+	old := streamGap
+	streamGap = d
+	return func() { streamGap = old }
+}

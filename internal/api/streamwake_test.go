@@ -322,3 +322,37 @@ func TestStreamPollsSlowerWhileEventsAreHeard(t *testing.T) {
 		})
 	}
 }
+
+// A save that wakes a stream whose last read was a poll that found
+// nothing is read at once: the gap between reads (an hour here) counts
+// from the last read a save woke or that sent events, not from a poll's.
+// The save is made inside the stream's handler, right after its poll's
+// read; counted from that read, the gap kept the event back for an hour.
+func TestStreamGapDoesNotFollowAnEmptyPoll(t *testing.T) {
+	t.Cleanup(api.SetStreamGap(never)) // runs after the server's Close
+	e, _ := wakeEnv(t, 20*time.Millisecond, never)
+	var (
+		mu     sync.Mutex
+		reads  int
+		id     string
+		failed error
+	)
+	defer api.OnStreamRead(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		reads++
+		if reads == 2 { // the first poll's read, which found nothing
+			id, failed = e.saveATransfer()
+		}
+	})()
+	s, _ := e.openStream(t, readKey, "")
+	_, ev := s.next(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if ev.TransferID != id || ev.Type != "transfer.created" {
+		t.Fatalf("the stream sent %s %s first, want %s transfer.created", ev.TransferID, ev.Type, id)
+	}
+}
