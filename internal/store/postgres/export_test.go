@@ -310,3 +310,10 @@ func ListenerPID(s *Store) uint32 { return s.listenPID.Load() }
 // SetNotify turns the notifications of saved events on or off (a
 // benchmark compares the two).
 func SetNotify(s *Store, on bool) { s.notifyOff = !on }
+
+// ListenerStarted reports whether ListenEvents started the listener.
+func ListenerStarted(s *Store) bool {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	return s.listenStop != nil
+}

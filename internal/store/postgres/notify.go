@@ -101,7 +101,8 @@ func (s *Store) notifyPayload(saves []*saveReq) string {
 // again, after the connection was lost: what was sent meanwhile is not
 // delivered), and for a batch with too many tenants to name. failed is
 // called with the error each time listening stops or cannot start; it is
-// tried again, after 100 ms, then up to 5 s apart, until Close. Saves
+// tried again, after 100 ms, then up to 5 s apart, until Close (after
+// which ListenEvents does nothing). Saves
 // never wait for the listener. Neither function may block: they are
 // called from the listener's goroutine, which receives nothing while
 // they run.
@@ -113,6 +114,9 @@ func (s *Store) notifyPayload(saves []*saveReq) string {
 func (s *Store) ListenEvents(saved func(tenant string), failed func(error)) {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
+	if s.listenClosed {
+		return // the store is closed: nothing will be heard
+	}
 	s.handlers = append(s.handlers, eventsHandler{saved: saved, failed: failed})
 	if s.listenStop != nil {
 		return
@@ -138,6 +142,7 @@ type eventsHandler struct {
 func (s *Store) stopListening() {
 	s.listenMu.Lock()
 	stop, done := s.listenStop, s.listenDone
+	s.listenClosed = true
 	s.listenMu.Unlock()
 	if stop != nil {
 		stop()

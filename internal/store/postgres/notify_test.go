@@ -279,6 +279,17 @@ func TestCloseStopsTheListener(t *testing.T) {
 	}
 }
 
+// A listener first asked for after Close is not started: it would hold a
+// connection nothing closes.
+func TestListenAfterCloseStartsNothing(t *testing.T) {
+	s, _ := openWithURL(t)
+	s.Close()
+	listenTo(s)
+	if postgres.ListenerStarted(s) {
+		t.Error("ListenEvents after Close started a listener")
+	}
+}
+
 // A batch whose tenants would not fit in one notification names none:
 // every tenant is told ("").
 func TestListenHearsEveryTenantForABatchOfMany(t *testing.T) {

@@ -76,8 +76,9 @@ type Store struct {
 	// notifyOff (set by a benchmark) sends nothing. The listener, once
 	// ListenEvents starts it, hands what it hears to handlers until
 	// listenStop; listenPID is its connection's server process (for the
-	// tests that end it).
+	// tests that end it); listenClosed: Close stopped it for good.
 	channel, token string
+	listenClosed   bool
 	notifyOff      bool
 	listenMu       sync.Mutex
 	handlers       []eventsHandler
