@@ -317,3 +317,25 @@ func ListenerStarted(s *Store) bool {
 	defer s.listenMu.Unlock()
 	return s.listenStop != nil
 }
+
+// ErrNotDelivered is why a listener whose probe is not heard is not
+// listening.
+var ErrNotDelivered = errNotDelivered
+
+// SetQuietCheck makes the listener check its connection and probe after
+// each quiet spell of d; it is set before ListenEvents.
+func SetQuietCheck(s *Store, d time.Duration) { s.quietCheck = d }
+
+// SetProbeWait makes the listener wait d for a probe to be heard, from
+// the next probe it awaits on.
+func SetProbeWait(s *Store, d time.Duration) { s.probeWithin.Store(int64(d)) }
+
+// SetDeaf has the listener drop every notification it receives (deaf),
+// as one behind a pooler in transaction mode receives none, or receive
+// them again.
+func SetDeaf(s *Store, deaf bool) { s.deaf.Store(deaf) }
+
+// Channel is the channel of the store's notifications, and ProbePrefix
+// how its probes' payloads begin (their number follows).
+func Channel(s *Store) string     { return s.channel }
+func ProbePrefix(s *Store) string { return s.token + probeMark }

@@ -2,12 +2,15 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
@@ -23,6 +26,7 @@ type hearing struct {
 	mu     sync.Mutex
 	heard  []string
 	failed int
+	errs   []error
 	bell   chan struct{} // rung at each call
 }
 
@@ -33,9 +37,10 @@ func listenTo(s *postgres.Store) *hearing {
 		h.heard = append(h.heard, tenant)
 		h.mu.Unlock()
 		h.ring()
-	}, func(error) {
+	}, func(err error) {
 		h.mu.Lock()
 		h.failed++
+		h.errs = append(h.errs, err)
 		h.mu.Unlock()
 		h.ring()
 	})
@@ -82,6 +87,13 @@ func (h *hearing) after(t *testing.T, n int, tenant string) []string {
 		return len(heard) > n && contains(heard[n:], tenant)
 	})
 	return heard[n:]
+}
+
+// now returns what was heard so far, and the failures.
+func (h *hearing) now() (heard []string, errs []error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.heard...), append([]error(nil), h.errs...)
 }
 
 func (h *hearing) count() int {
@@ -310,6 +322,161 @@ func TestListenHearsEveryTenantForABatchOfMany(t *testing.T) {
 	}
 	if got := hb.after(t, n, ""); len(got) != 1 {
 		t.Errorf("heard %q for a batch of 128 tenants, want one \"\"", got)
+	}
+}
+
+// probeWatch is a connection that listens on a store's channel, as a
+// replica's listener does, to see its probes go out: the listener judges
+// a probe before it sends the next (tests set a probe wait shorter than
+// the quiet spell), so a probe seen proves the one before it was judged.
+type probeWatch struct {
+	conn   *pgx.Conn
+	prefix string
+}
+
+func watchProbes(t *testing.T, url string, s *postgres.Store) *probeWatch {
+	t.Helper()
+	conn := connect(t, url)
+	if _, err := conn.Exec(context.Background(), `LISTEN `+pgx.Identifier{postgres.Channel(s)}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	return &probeWatch{conn: conn, prefix: postgres.ProbePrefix(s)}
+}
+
+// next waits until n more of the store's probes are sent.
+func (w *probeWatch) next(t *testing.T, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), heardLong)
+	defer cancel()
+	for n > 0 {
+		note, err := w.conn.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatalf("wait for %d more probes: %v", n, err)
+		}
+		if strings.HasPrefix(note.Payload, w.prefix) {
+			n--
+		}
+	}
+}
+
+// LISTEN succeeds behind a pooler in transaction mode too, where nothing
+// sent on the channel is delivered: a listener says it listens only once
+// it hears a probe of its own, sent through the pool. A deaf listener
+// has listened and probed, and is not listening; once notifications are
+// delivered, it hears the next probe, listens, and tells every tenant.
+func TestListeningOnlyOnceItHearsItsProbe(t *testing.T) {
+	s, url := openWithURL(t)
+	w := watchProbes(t, url, s)
+	postgres.SetQuietCheck(s, 5*time.Millisecond)
+	postgres.SetProbeWait(s, heardLong)
+	postgres.SetDeaf(s, true)
+	h := listenTo(s)
+	w.next(t, 2)
+	if s.Listening() {
+		t.Error("Listening before the listener heard its probe")
+	}
+	if heard, errs := h.now(); len(heard) != 0 || len(errs) != 0 {
+		t.Errorf("before a probe was heard: heard %q, failures %v", heard, errs)
+	}
+	postgres.SetDeaf(s, false)
+	h.started(t)
+	if !s.Listening() {
+		t.Error("not Listening once the listener heard its probe")
+	}
+}
+
+// A listener whose probes are not heard (behind a pooler in transaction
+// mode) is not listening, says so once, not at every check, and keeps
+// its connection: connecting again would not help. Once notifications
+// are delivered again it listens, and tells every tenant once (what was
+// sent meanwhile was not heard); later probes wake nobody.
+func TestListenerThatDoesNotHearItsProbe(t *testing.T) {
+	ctx := context.Background()
+	a, url := openWithURL(t)
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	w := watchProbes(t, url, b)
+	postgres.SetQuietCheck(b, 5*time.Millisecond)
+	postgres.SetProbeWait(b, time.Millisecond)
+	postgres.SetDeaf(b, true)
+	hb := listenTo(b)
+	hb.await(t, "the listener finds it does not hear", func(_ []string, failed int) bool { return failed > 0 })
+	pid := postgres.ListenerPID(b)
+	// Each probe seen was sent after the one before was judged unheard.
+	w.next(t, 4)
+	heard, errs := hb.now()
+	if len(errs) != 1 || !errors.Is(errs[0], postgres.ErrNotDelivered) {
+		t.Errorf("failures %v, want one: notifications are not delivered", errs)
+	}
+	if len(heard) != 0 {
+		t.Errorf("heard %q while deaf", heard)
+	}
+	if b.Listening() {
+		t.Error("Listening while its probes are not heard")
+	}
+	if got := postgres.ListenerPID(b); got != pid {
+		t.Errorf("the listener connected again (server process %d, then %d)", pid, got)
+	}
+	postgres.SetProbeWait(b, heardLong)
+	postgres.SetDeaf(b, false)
+	hb.started(t)
+	if !b.Listening() {
+		t.Error("not Listening once a probe was heard again")
+	}
+	// Later probes, heard, wake nobody: notifications arrive in commit
+	// order, so b hears a's save after the probes sent before it.
+	w.next(t, 3)
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("640"), "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, 0, "acme"); !slices.Equal(got, []string{"", "acme"}) {
+		t.Errorf("heard %q, want every tenant once, then acme", got)
+	}
+	if _, errs := hb.now(); len(errs) != 1 {
+		t.Errorf("failures %v, want the one", errs)
+	}
+	if got := postgres.ListenerPID(b); got != pid {
+		t.Errorf("the listener connected again (server process %d, then %d)", pid, got)
+	}
+}
+
+// A probe wakes no tenant, neither of the replica that sent it nor of
+// another: each replica hears the other's save, sent after several
+// probes of both, and nothing before it but the "" of its start.
+func TestProbesWakeNobody(t *testing.T) {
+	ctx := context.Background()
+	a, url := openWithURL(t)
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	wa, wb := watchProbes(t, url, a), watchProbes(t, url, b)
+	for _, s := range []*postgres.Store{a, b} {
+		postgres.SetQuietCheck(s, 5*time.Millisecond)
+		postgres.SetProbeWait(s, heardLong)
+	}
+	ha, hb := listenTo(a), listenTo(b)
+	ha.started(t)
+	hb.started(t)
+	wa.next(t, 3)
+	wb.next(t, 3)
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("650"), "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(ctx, ofTenant(ids.transfer("651"), "globex")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, 0, "acme"); !slices.Equal(got, []string{"", "acme"}) {
+		t.Errorf("b heard %q, want its start, then a's acme", got)
+	}
+	if got := ha.after(t, 0, "globex"); !slices.Equal(got, []string{"", "globex"}) {
+		t.Errorf("a heard %q, want its start, then b's globex", got)
 	}
 }
 

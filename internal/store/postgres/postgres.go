@@ -86,6 +86,17 @@ type Store struct {
 	listenDone     chan struct{}
 	listening      atomic.Bool
 	listenPID      atomic.Uint32
+	// The listener's probes (notify.go): it checks its connection and
+	// probes after each quiet spell of quietCheck (listenCheck, less in
+	// tests), and hears a probe within probeWithin (probeWait, in
+	// nanoseconds: tests change it while the listener runs) or is not
+	// listening. probes numbers the probes sent, and deaf, set only by
+	// tests, has the listener drop whatever it receives, as one behind a
+	// pooler in transaction mode receives nothing.
+	quietCheck  time.Duration
+	probeWithin atomic.Int64
+	probes      atomic.Uint64
+	deaf        atomic.Bool
 }
 
 var _ orchestrator.Store = (*Store)(nil)
@@ -108,7 +119,8 @@ func OpenWithClock(ctx context.Context, dbURL string, wall func() time.Time) (*S
 // clock.
 func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall func() time.Time) (*Store, error) {
 	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout, wall: wall,
-		token: newToken()}
+		token: newToken(), quietCheck: listenCheck}
+	s.probeWithin.Store(int64(probeWait))
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, s.fail("open: parse the database URL", err)
