@@ -267,9 +267,11 @@ var _ eventsNotifier = (*postgres.Store)(nil)
 // replica's event streams of their tenant, and its webhook dispatcher
 // (nudge, when not nil), where the store tells of them; it returns
 // whether it hears them now, or nil for a store that never tells (no
-// other process writes it). A lost connection wakes every stream, so
-// that each reads what it may have missed and polls at its faster rate
-// from then on; the store wakes them all again once it listens again.
+// other process writes it). A lost connection, or notifications found
+// not to be delivered (a pooler in transaction mode; said once), wakes
+// every stream, so that each reads what it may have missed and polls at
+// its faster rate from then on; the store wakes them all again once it
+// listens again.
 // The listener stops when the store is closed.
 func hearOtherReplicas(store orchestrator.Store, streams *wake.Tenants, nudge func(), log zerolog.Logger) (heard func() bool) {
 	n, ok := store.(eventsNotifier)
