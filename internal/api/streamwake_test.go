@@ -132,40 +132,63 @@ func TestStreamIsWokenBySaves(t *testing.T) {
 // transfer's events are all saved.
 func TestStreamMissesNoSaveBetweenItsReadAndItsWait(t *testing.T) {
 	e, saved := wakeEnv(t, never, never, func(c *orchestrator.Config) { c.EventsSaved = nil })
-	var (
-		mu        sync.Mutex
-		reads     int
-		firstRead = make(chan struct{})
-		id        string
-		failed    error
-	)
+	var sv savedInARead
+	firstRead := make(chan struct{})
 	// Called by the one stream's handler only.
-	defer api.OnStreamRead(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		reads++
+	defer api.OnStreamRead(sv.at(e, 2, func(reads int) {
 		switch reads {
 		case 1:
 			close(firstRead)
 		case 2:
-			id, failed = e.saveATransfer()
 			saved.Notify("default")
 		}
-	})()
+	}))()
 
 	s, _ := e.openStream(t, readKey, "")
 	<-firstRead
 	// The stream waits; this wakes it for its second read, after which
 	// the transfer is saved.
 	saved.Notify("default")
-	_, ev := s.next(t)
-	mu.Lock()
-	defer mu.Unlock()
-	if failed != nil {
-		t.Fatal(failed)
+	sv.sentFirst(t, s)
+}
+
+// savedInARead is a transfer that a stream's read hook (api.OnStreamRead)
+// saves inside the stream's handler, right after one of its reads.
+type savedInARead struct {
+	mu     sync.Mutex
+	reads  int
+	id     string
+	failed error // why it could not be saved
+}
+
+// at returns the hook: at the read-th read it saves a transfer for the
+// default tenant, then calls also (nil: nothing) with the reads so far.
+func (sv *savedInARead) at(e *eventsEnv, read int, also func(reads int)) func() {
+	return func() {
+		sv.mu.Lock()
+		defer sv.mu.Unlock()
+		sv.reads++
+		if sv.reads == read {
+			sv.id, sv.failed = e.saveATransfer()
+		}
+		if also != nil {
+			also(sv.reads)
+		}
 	}
-	if ev.TransferID != id || ev.Type != "transfer.created" {
-		t.Fatalf("the stream sent %s %s first, want %s transfer.created", ev.TransferID, ev.Type, id)
+}
+
+// sentFirst fails t unless the first event s sends is the saved
+// transfer's transfer.created.
+func (sv *savedInARead) sentFirst(t *testing.T, s *sse) {
+	t.Helper()
+	_, ev := s.next(t)
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.failed != nil {
+		t.Fatal(sv.failed)
+	}
+	if ev.TransferID != sv.id || ev.Type != "transfer.created" {
+		t.Fatalf("the stream sent %s %s first, want %s transfer.created", ev.TransferID, ev.Type, sv.id)
 	}
 }
 
@@ -331,28 +354,9 @@ func TestStreamPollsSlowerWhileEventsAreHeard(t *testing.T) {
 func TestStreamGapDoesNotFollowAnEmptyPoll(t *testing.T) {
 	t.Cleanup(api.SetStreamGap(never)) // runs after the server's Close
 	e, _ := wakeEnv(t, 20*time.Millisecond, never)
-	var (
-		mu     sync.Mutex
-		reads  int
-		id     string
-		failed error
-	)
-	defer api.OnStreamRead(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		reads++
-		if reads == 2 { // the first poll's read, which found nothing
-			id, failed = e.saveATransfer()
-		}
-	})()
+	var sv savedInARead
+	// Saved after the second read: the first poll's, which found nothing.
+	defer api.OnStreamRead(sv.at(e, 2, nil))()
 	s, _ := e.openStream(t, readKey, "")
-	_, ev := s.next(t)
-	mu.Lock()
-	defer mu.Unlock()
-	if failed != nil {
-		t.Fatal(failed)
-	}
-	if ev.TransferID != id || ev.Type != "transfer.created" {
-		t.Fatalf("the stream sent %s %s first, want %s transfer.created", ev.TransferID, ev.Type, id)
-	}
+	sv.sentFirst(t, s)
 }

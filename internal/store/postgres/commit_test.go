@@ -579,31 +579,35 @@ func BenchmarkBatchOfUpdates(b *testing.B) {
 		if merged {
 			name = "merged"
 		}
-		b.Run(name, func(b *testing.B) {
-			s := open(b)
-			ids := batchIDs{at: time.Now()}
-			ts := make([]*orchestrator.Transfer, 8)
-			for i := range ts {
-				ts[i] = ids.transfer(fmt.Sprint(800 + i))
-				if err := s.Create(context.Background(), ts[i]); err != nil {
-					b.Fatal(err)
-				}
-				ts[i].Outbox = nil
-			}
-			states := []orchestrator.State{orchestrator.StateHolding, orchestrator.StateDialing}
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				n++
-				for _, t := range ts {
-					t.Outbox = nil
-					move(t, states[n%2])
-				}
-				saved, err := postgres.WriteUpdates(s, merged, ts...)
-				if err != nil || slices.Contains(saved, false) {
-					b.Fatalf("saved %v, %v", saved, err)
-				}
-			}
-		})
+		b.Run(name, func(b *testing.B) { timeBatchesOfUpdates(b, open(b), merged) })
+	}
+}
+
+// timeBatchesOfUpdates times batches of eight updates with one event each
+// on s, written in one statement (merged) or one statement each.
+func timeBatchesOfUpdates(b *testing.B, s *postgres.Store, merged bool) {
+	b.Helper()
+	ids := batchIDs{at: time.Now()}
+	ts := make([]*orchestrator.Transfer, 8)
+	for i := range ts {
+		ts[i] = ids.transfer(fmt.Sprint(800 + i))
+		if err := s.Create(context.Background(), ts[i]); err != nil {
+			b.Fatal(err)
+		}
+		ts[i].Outbox = nil
+	}
+	states := []orchestrator.State{orchestrator.StateHolding, orchestrator.StateDialing}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		for _, t := range ts {
+			t.Outbox = nil
+			move(t, states[n%2])
+		}
+		saved, err := postgres.WriteUpdates(s, merged, ts...)
+		if err != nil || slices.Contains(saved, false) {
+			b.Fatalf("saved %v, %v", saved, err)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -112,16 +111,16 @@ func contains(list []string, s string) bool {
 }
 
 // replicas opens two stores on one schema, as two replicas of one
-// database, closed with the test.
-func replicas(t *testing.T) (a, b *postgres.Store) {
+// database, closed with the test, and returns the schema's URL too.
+func replicas(t *testing.T) (a, b *postgres.Store, url string) {
 	t.Helper()
-	a, url := openWithURL(t)
+	a, url = openWithURL(t)
 	b, err := postgres.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return a, b
+	return a, b, url
 }
 
 // ofTenant makes tr and its outbox's events tenant's.
@@ -140,7 +139,7 @@ func ofTenant(tr *orchestrator.Transfer, tenant string) *orchestrator.Transfer {
 // after.
 func TestListenHearsTheOtherReplicasSaves(t *testing.T) {
 	ctx := context.Background()
-	a, b := replicas(t)
+	a, b, _ := replicas(t)
 	ha, hb := listenTo(a), listenTo(b)
 	ha.started(t)
 	hb.started(t)
@@ -177,13 +176,8 @@ func TestListenHearsTheOtherReplicasSaves(t *testing.T) {
 // acme's saves; the next batch, of globex, is the first heard.
 func TestListenHearsNothingOfABatchRolledBack(t *testing.T) {
 	ctx := context.Background()
-	a, url := openWithURL(t)
+	a, b, url := replicas(t)
 	conn := connect(t, url)
-	b, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	for _, q := range []string{
 		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
@@ -217,13 +211,8 @@ func TestListenHearsNothingOfABatchRolledBack(t *testing.T) {
 // hears the other replica's saves again.
 func TestListenConnectsAgainAfterItsConnectionEnds(t *testing.T) {
 	ctx := context.Background()
-	a, url := openWithURL(t)
+	a, b, url := replicas(t)
 	conn := connect(t, url)
-	b, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	hb := listenTo(b)
 	hb.started(t)
 	if !b.Listening() {
@@ -305,7 +294,7 @@ func TestListenAfterCloseStartsNothing(t *testing.T) {
 // A batch whose tenants would not fit in one notification names none:
 // every tenant is told ("").
 func TestListenHearsEveryTenantForABatchOfMany(t *testing.T) {
-	a, b := replicas(t)
+	a, b, _ := replicas(t)
 	hb := listenTo(b)
 	hb.started(t)
 	n := hb.count()
@@ -392,12 +381,7 @@ func TestListeningOnlyOnceItHearsItsProbe(t *testing.T) {
 // sent meanwhile was not heard); later probes wake nobody.
 func TestListenerThatDoesNotHearItsProbe(t *testing.T) {
 	ctx := context.Background()
-	a, url := openWithURL(t)
-	b, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	a, b, url := replicas(t)
 	w := watchProbes(t, url, b)
 	postgres.SetQuietCheck(b, 5*time.Millisecond)
 	postgres.SetProbeWait(b, time.Millisecond)
@@ -449,12 +433,7 @@ func TestListenerThatDoesNotHearItsProbe(t *testing.T) {
 // probes of both, and nothing before it but the "" of its start.
 func TestProbesWakeNobody(t *testing.T) {
 	ctx := context.Background()
-	a, url := openWithURL(t)
-	b, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	a, b, url := replicas(t)
 	wa, wb := watchProbes(t, url, a), watchProbes(t, url, b)
 	for _, s := range []*postgres.Store{a, b} {
 		postgres.SetQuietCheck(s, 5*time.Millisecond)
@@ -501,29 +480,7 @@ func BenchmarkBatchOfUpdatesNotify(b *testing.B) {
 				b.Cleanup(other.Close)
 				other.ListenEvents(func(string) {}, nil)
 			}
-			ids := batchIDs{at: time.Now()}
-			ts := make([]*orchestrator.Transfer, 8)
-			for i := range ts {
-				ts[i] = ids.transfer(fmt.Sprint(800 + i))
-				if err := s.Create(context.Background(), ts[i]); err != nil {
-					b.Fatal(err)
-				}
-				ts[i].Outbox = nil
-			}
-			states := []orchestrator.State{orchestrator.StateHolding, orchestrator.StateDialing}
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				n++
-				for _, t := range ts {
-					t.Outbox = nil
-					move(t, states[n%2])
-				}
-				saved, err := postgres.WriteUpdates(s, true, ts...)
-				if err != nil || slices.Contains(saved, false) {
-					b.Fatalf("saved %v, %v", saved, err)
-				}
-			}
+			timeBatchesOfUpdates(b, s, true)
 		})
 	}
 }
