@@ -409,18 +409,7 @@ func TestBatchCommitFailureFailsEverySave(t *testing.T) {
 	a, b := ids.transfer("400"), ids.transfer("401")
 	createAll(t, s, a, b)
 	before := storedEvents(t, conn)
-	// A deferred constraint trigger refuses, at commit, any row owned by
-	// "refused".
-	for _, q := range []string{
-		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
-		`CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON transfers
-		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`,
-	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	refuseAtCommit(t, conn)
 	move(a, orchestrator.StateHolding)
 	move(b, orchestrator.StateHolding)
 	b.Owner = "refused"
@@ -608,6 +597,23 @@ func timeBatchesOfUpdates(b *testing.B, s *postgres.Store, merged bool) {
 		saved, err := postgres.WriteUpdates(s, merged, ts...)
 		if err != nil || slices.Contains(saved, false) {
 			b.Fatalf("saved %v, %v", saved, err)
+		}
+	}
+}
+
+// refuseAtCommit adds to conn's schema a deferred constraint trigger that
+// refuses, at commit, any transfer owned by "refused": a batch with one
+// fails as a whole when it commits.
+func refuseAtCommit(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON transfers
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`,
+	} {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

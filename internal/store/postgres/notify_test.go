@@ -177,17 +177,7 @@ func TestListenHearsTheOtherReplicasSaves(t *testing.T) {
 func TestListenHearsNothingOfABatchRolledBack(t *testing.T) {
 	ctx := context.Background()
 	a, b, url := replicas(t)
-	conn := connect(t, url)
-	for _, q := range []string{
-		`CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$`,
-		`CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON transfers
-		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`,
-	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	refuseAtCommit(t, connect(t, url))
 	hb := listenTo(b)
 	hb.started(t)
 	n := hb.count()
