@@ -1057,15 +1057,24 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		var problems []string
 		var truth string
 		switch {
-		case r.err != nil:
+		case r.err != nil && r.tr == nil:
 			problems = []string{r.err.Error()}
 		case r.c.provider == "netsapiens":
 			problems, truth = checkStormNetSapiens(r, nsTruth)
 		default:
 			problems, truth = checkStormBandwidth(r, bwTruth, bwActions, guesses)
-			if a, ok := bwTruth.Call(r.pl.a); ok && undecidable(r, a, guesses) {
+			if a, ok := bwTruth.Call(r.pl.a); r.err == nil && ok && undecidable(r, a, guesses) {
 				cnt.undecidable++
 			}
+		}
+		if r.err != nil && r.tr != nil {
+			// A transfer followed to no end (the liveness bound): what the
+			// simulator's truth shows of its calls now, and what the checks
+			// find against it, tell where it stopped.
+			for i, p := range problems {
+				problems[i] = "against the simulator's truth at the end: " + p
+			}
+			problems = append([]string{r.err.Error()}, problems...)
 		}
 		cnt.add(r, len(problems))
 		if len(problems) > 0 {
