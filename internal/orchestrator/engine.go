@@ -60,6 +60,9 @@ type Config struct {
 	// LeaseTTL/4 (see Open), so a claim comes at most 3/4 LeaseTTL after
 	// a replica stops, and a live replica has two chances to renew.
 	LeaseTTL time.Duration
+	// OpenPatience is how long Open keeps trying a step the store fails
+	// before it gives up with the store's error. Default a minute.
+	OpenPatience time.Duration
 	// Retention keeps terminal transfers this long before Purge (Open's
 	// maintenance loop, every PurgeInterval).
 	Retention     time.Duration
@@ -110,6 +113,7 @@ func (c *Config) setDefaults() {
 	def(&c.Retention, 7*24*time.Hour)
 	def(&c.PurgeInterval, time.Hour)
 	def(&c.OrphanInterval, time.Minute)
+	def(&c.OpenPatience, time.Minute)
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}

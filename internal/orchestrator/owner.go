@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -20,18 +21,37 @@ const claimBatch = 100
 // signals put through other replicas every PollInterval, and the
 // retention purge (transfers, and the store's finished webhook
 // deliveries) every PurgeInterval. Shutdown stops it.
+//
+// Each of the first three steps is tried again while the store fails,
+// for up to OpenPatience (see opening): the store was opened moments
+// ago, so a failure now is one a moment cures, such as a database server
+// that ends its connections, restarts or fails over while the replica
+// starts, as its supervisor restarting both may well make it do.
 func (e *Engine) Open(ctx context.Context) error {
-	at := e.now()
-	if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL()); err != nil {
+	err := e.opening(ctx, "recording this replica's heartbeat", func(ctx context.Context) error {
+		at := e.now()
+		if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL()); err != nil {
+			return err
+		}
+		e.renewLease(at, false)
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	e.renewLease(at, false)
-	if err := e.claim(ctx, true); err != nil {
+	// A claim of its own transfers adopts none of them unless it
+	// succeeds, so trying it again adopts each once, at the version the
+	// successful claim gave it.
+	if err := e.opening(ctx, "claiming the transfers this replica owned before it restarted", func(ctx context.Context) error {
+		return e.claim(ctx, true)
+	}); err != nil {
 		return err
 	}
 	// The API serves after Open: every reservation this replica owns now
 	// is its previous life's.
-	if err := e.settleIdempotency(ctx, e.now()); err != nil {
+	if err := e.opening(ctx, "settling Idempotency-Key reservations", func(ctx context.Context) error {
+		return e.settleIdempotency(ctx, e.now())
+	}); err != nil {
 		return err
 	}
 	if err := e.claim(ctx, false); err != nil {
@@ -44,6 +64,36 @@ func (e *Engine) Open(ctx context.Context) error {
 		e.maintain()
 	}()
 	return nil
+}
+
+// opening runs one step of Open, and runs it again while it fails, after
+// PollInterval and then twice as long each time up to PollMaxInterval,
+// until OpenPatience has passed since its first try or ctx ends. Every
+// store error is tried again: the engine's maintenance loop treats them
+// all as passing too, and one a wait does not cure (a table dropped, a
+// role's grant revoked) costs the patience before the process exits.
+// Leaving at the first error instead would end the process for a
+// server's restart, and its supervisor would start it again only after a
+// back-off of its own, with the callers of its transfers on hold.
+func (e *Engine) opening(ctx context.Context, what string, step func(context.Context) error) error {
+	deadline := time.Now().Add(e.cfg.OpenPatience)
+	wait := e.cfg.PollInterval
+	for attempt := 1; ; attempt++ {
+		err := step(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		e.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(what + " failed; trying again")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, e.cfg.PollMaxInterval)
+	}
 }
 
 // claim takes open transfers: this replica's own from a previous life
