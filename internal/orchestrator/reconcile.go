@@ -125,6 +125,9 @@ type entry struct {
 	notFound      int
 	unholdRefused string
 	warnedUnread  bool
+	// warnedOpen: warnStillOpen has said this life that the obligation
+	// stays open.
+	warnedOpen bool
 
 	// unsaved: the working record carries a change (a step's result, a
 	// move) that the next save writes; the reconcile saves it at its end
@@ -944,6 +947,11 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	now := e.now()
 	obs, at, err, ok := e.reading(en, lastSent(t))
 	if !ok || err != nil {
+		if err != nil {
+			// Said once a life: an obligation that a provider nobody can
+			// read holds open is otherwise silent.
+			e.warnUnread(en, err)
+		}
 		return max(t.Cleanup.Until.Sub(now), e.cfg.PollMaxInterval)
 	}
 	e.observed(en, obs, at)
@@ -1043,6 +1051,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		if now.Before(t.Cleanup.Until) {
 			return min(t.Cleanup.Until.Sub(now)+time.Millisecond, redo)
 		}
+		e.warnStillOpen(en, obs, now)
 		return min(e.cfg.VisibilityWindow, redo)
 	}
 	o := t.Outcome
@@ -1766,6 +1775,21 @@ func (e *Engine) warnUnread(en *entry, err error) {
 		en.warnedUnread = true
 		en.log.Warn().Err(err).Str("state", string(en.t.State)).Msg("the provider cannot be read; the transfer waits, taking nothing for granted")
 	}
+}
+
+// warnStillOpen says, once a life of the entry, that readings keep
+// showing what does not let an unverified outcome's obligation be
+// discharged (the caller still held, say, or a consult leg still up) a
+// verification patience past its window: the obligation waits for the
+// provider, and nothing else tells an operator, or a test following the
+// transfer, where it stands.
+func (e *Engine) warnStillOpen(en *entry, obs Observation, now time.Time) {
+	if en.warnedOpen || now.Before(en.t.Cleanup.Until.Add(e.cfg.VerifyTimeout)) {
+		return
+	}
+	en.warnedOpen = true
+	en.log.Warn().Str("state", string(en.t.State)).Str("caller", obs.Caller.String()).Str("consult", obs.Consult.String()).
+		Str("detail", obs.Detail).Msg("the cleanup obligation is still open: the provider does not show the caller safe and no leg of ours alive")
 }
 
 // awaitsCleanup reports whether t is a caller not confirmed safe, as
