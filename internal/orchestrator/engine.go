@@ -300,16 +300,35 @@ func (e *Engine) providerNames() []string {
 // counts none on a series whose first sample is already 1, so the first
 // unverified outcome of a replica serving only tenants' accounts never
 // warned, and a dashboard's rate of transfers started missed each
-// provider's first transfer after a start.
+// provider's first transfer after a start. The ends
+// (transferd_transfers_total) exist for every outcome a transfer can
+// reach, for the same reason: a dashboard's rate of failures by reason
+// missed the first failure of each reason after a start.
 func (e *Engine) exportWatched() {
 	for _, name := range e.providerNames() {
 		e.m.started.WithLabelValues(name)
+		for _, r := range Reasons {
+			e.m.finished.WithLabelValues(name, string(outcomeOf(r)), string(r))
+		}
 		e.m.cleanups.WithLabelValues(name)
 		e.m.unverified.WithLabelValues(name)
 		e.m.onHold.WithLabelValues(name)
 		e.m.inFlight.WithLabelValues(name)
 		e.m.undriven.WithLabelValues(name)
 	}
+}
+
+// outcomeOf is the terminal state an end for reason r reaches: a
+// transfer completes only transferred, and is cancelled only for a
+// cancel (finalState); every other reason is a failure.
+func outcomeOf(r Reason) State {
+	switch r {
+	case ReasonTransferred:
+		return StateCompleted
+	case ReasonCancelled:
+		return StateCancelled
+	}
+	return StateFailed
 }
 
 // Providers returns the provider names of the default accounts, sorted.

@@ -313,6 +313,18 @@ func TestWatchedSeriesExistForTheTenantsProviders(t *testing.T) {
 				}
 			}
 		}
+		for _, p := range providers {
+			for _, end := range [][2]orchestrator.State{{orchestrator.StateCompleted, "transferred"},
+				{orchestrator.StateCancelled, "cancelled"}, {orchestrator.StateFailed, "no_answer"}, {orchestrator.StateFailed, "shutdown"}} {
+				if !seriesExists(t, reg, "transferd_transfers_total", map[string]string{"provider": p, "outcome": string(end[0]), "reason": string(end[1])}) {
+					t.Errorf("%s: no series transferd_transfers_total{provider=%q,outcome=%q,reason=%q}", when, p, end[0], end[1])
+				}
+			}
+			// Only ends a transfer can reach: it completes only transferred.
+			if seriesExists(t, reg, "transferd_transfers_total", map[string]string{"provider": p, "outcome": "completed", "reason": "no_answer"}) {
+				t.Errorf("%s: a series for an end no transfer reaches, completed with no_answer", when)
+			}
+		}
 	}
 	want("after New", "netsapiens")
 	accounts.add("bandwidth")
