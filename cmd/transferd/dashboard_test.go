@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -127,11 +126,8 @@ func metricsAfterATransfer(t *testing.T, srv *httptest.Server, sim *pbxsim.Serve
 	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
 	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
 	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
-	t.Cleanup(func() { cancel(); <-done })
+	logs, stop := runInBackground()
+	t.Cleanup(func() { _ = stop() })
 	api := "http://" + logs.wait(t, msg("listening"))["addr"].(string)
 	// Both credential checks have run once they are logged.
 	for _, p := range []string{"netsapiens", "bandwidth"} {

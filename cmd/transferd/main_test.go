@@ -86,10 +86,8 @@ func startService(t *testing.T) (api, sim string, logs *logWatch, stop func() er
 	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
 	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
 	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs = newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	logs, stop = runInBackground()
+	t.Cleanup(func() { _ = stop() })
 	api = "http://" + logs.wait(t, msg("listening"))["addr"].(string)
 	for _, m := range logs.all() {
 		if s, ok := m["simulator"].(string); ok {
@@ -99,17 +97,23 @@ func startService(t *testing.T) (api, sim string, logs *logWatch, stop func() er
 	if sim == "" {
 		t.Fatal("demo mode did not log the simulator address")
 	}
-	stopped := false
-	stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		return <-done
-	}
-	t.Cleanup(func() { _ = stop() })
 	return api, sim, logs, stop
+}
+
+// runInBackground runs the whole program, configured by the environment
+// the test set, until stop, which returns what run returned (the same
+// again on a later call).
+func runInBackground() (logs *logWatch, stop func() error) {
+	logs = newLogWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	var once sync.Once
+	var err error
+	return logs, func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
 }
 
 func send(t *testing.T, method, url, body string, header ...string) (*http.Response, map[string]any) {
@@ -265,14 +269,9 @@ func TestSecretsAreMaskedInTheConfigLog(t *testing.T) {
 	certFile, keyFile, keyPEM := selfSigned(t)
 	t.Setenv("TRANSFERD_TLS_CERT_FILE", certFile)
 	t.Setenv("TRANSFERD_TLS_KEY_FILE", keyFile)
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
-	start := logs.wait(t, msg("listening"))
-	_ = start
-	cancel()
-	if err := <-done; err != nil {
+	logs, stop := runInBackground()
+	logs.wait(t, msg("listening"))
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range logs.all() {

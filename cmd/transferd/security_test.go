@@ -111,13 +111,9 @@ func TestAuthNoneWarnsAtStart(t *testing.T) {
 	t.Setenv("TRANSFERD_NETSAPIENS_API_KEY", "k")
 	t.Setenv("TRANSFERD_AUTH", "none")
 	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	logs, stop := runInBackground()
 	logs.wait(t, msg("listening"))
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	warned := false
@@ -157,14 +153,10 @@ func TestTenantsWithoutAnAdminListenerWarnAtStart(t *testing.T) {
 			t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
 			t.Setenv("TRANSFERD_ADMIN_ADDR", tc.admin)
 			t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-			logs := newLogWatch()
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, nil, io.Discard, logs) }()
+			logs, stop := runInBackground()
 			// Logged before the listeners are.
 			logs.wait(t, func(m map[string]any) bool { return m["message"] == "listening" && m["listener"] == "api" })
-			cancel()
-			if err := <-done; err != nil {
+			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
 			var warning map[string]any
@@ -244,17 +236,13 @@ func TestTwoTenantsWithTheirOwnNetSapiens(t *testing.T) {
 	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
 	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
 	t.Setenv("TRANSFERD_DATA_DIR", t.TempDir())
-	logs := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, io.Discard, logs) }()
+	logs, stop := runInBackground()
 	addr := func(name string) string {
 		return logs.wait(t, func(m map[string]any) bool { return m["message"] == "listening" && m["listener"] == name })["addr"].(string)
 	}
 	apiURL, adminURL, cbURL := "https://"+addr("api"), "https://"+addr("admin"), "https://"+addr("callbacks")
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
