@@ -29,16 +29,7 @@ func TestSweepSaysWhyTheObligationStaysOpen(t *testing.T) {
 		st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 		cfg := fastConfig(200*time.Millisecond, stormWindowShort)
 		first := testEngine(t, cfg, st, f, nil)
-		r := request("fake", "1000")
-		r.ConsultTimeout = time.Second
-		tr, err := first.Start(context.Background(), r, orchestrator.StartOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		end := st.waitSaved(t, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
-		if end.Outcome.Verified || end.Cleanup == nil {
-			t.Fatalf("during the outage: %s %+v cleanup %+v; want unverified, an obligation", end.State, end.Outcome, end.Cleanup)
-		}
+		endsUnverified(t, first, st, "during the outage")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := first.Shutdown(ctx); err != nil {
@@ -62,19 +53,28 @@ func TestSweepSaysWhyTheObligationStaysOpen(t *testing.T) {
 		watch := watchLog(open)
 		st := &recStore{Store: memory.New(), saved: make(chan struct{})}
 		e := loggingEngine(t, fastConfig(200*time.Millisecond, stormWindowShort), st, f, nil, zerolog.New(watch))
-		r := request("fake", "1000")
-		r.ConsultTimeout = time.Second
-		tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		end := st.waitSaved(t, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
-		if end.Outcome.Verified || end.Cleanup == nil {
-			t.Fatalf("with the consult still ringing: %s %+v cleanup %+v; want unverified, an obligation", end.State, end.Outcome, end.Cleanup)
-		}
+		tr := endsUnverified(t, e, st, "with the consult still ringing")
 		watch.await(t, open)
 		if c, _ := f.State(tr.ID); c.Consult != orchestrator.ConsultRinging {
 			t.Fatalf("the consult is %v, want still ringing: the warning must come while the obligation is open", c.Consult)
 		}
 	})
+}
+
+// endsUnverified starts a transfer with a short consult timeout and waits
+// for its end, which must be an unverified outcome with an obligation;
+// what names the provider's trouble in the failure message.
+func endsUnverified(t *testing.T, e *orchestrator.Engine, st *recStore, what string) *orchestrator.Transfer {
+	t.Helper()
+	r := request("fake", "1000")
+	r.ConsultTimeout = time.Second
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := st.waitSaved(t, tr.ID, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
+	if end.Outcome.Verified || end.Cleanup == nil {
+		t.Fatalf("%s: %s %+v cleanup %+v; want unverified, an obligation", what, end.State, end.Outcome, end.Cleanup)
+	}
+	return end
 }
