@@ -1712,6 +1712,9 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
 		t.Seen.Consult, changed = true, true
 	}
+	if obs.Consult == ConsultEnded && !t.Seen.ConsultEnded {
+		t.Seen.ConsultEnded, changed = true, true
+	}
 	// A leg that ended before any reading showed it answered was
 	// answered all the same.
 	if obs.ConsultWasAnswered && !t.Answered && !t.Sent.Dial.IsZero() {

@@ -265,6 +265,14 @@ type Seen struct {
 	Held bool `json:"held,omitempty"`
 	// Consult: the consult leg was seen (ringing, answered or ended).
 	Consult bool `json:"consult,omitempty"`
+	// ConsultEnded: a reading showed the consult leg ended. An ended leg
+	// never comes back, so a platform that does not show it later (a
+	// "not found" for it, a failed leg the platform never indexed, whose
+	// end only a callback told) shows it ended still: an adapter may say
+	// so, where it would otherwise have to take the leg's absence for
+	// unknown, and a restarted process, whose callbacks are gone, could
+	// then never verify the outcome.
+	ConsultEnded bool `json:"consult_ended,omitempty"`
 	// NotJoined: a reading taken once the join could have applied (a
 	// visibility window after it was sent) showed the caller held or back
 	// with the agent and the target still on the consult leg: the join did

@@ -357,8 +357,9 @@ func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id s
 	switch {
 	case b == nil:
 		// Not readable (yet, or any more): a callback may have said how it
-		// ended; otherwise the engine decides.
-		if cause = c.causes.get(t.ID, id); cause != "" {
+		// ended, or a reading shown it ended (getConsultLeg); otherwise the
+		// engine decides.
+		if cause = c.causes.get(t.ID, id); cause != "" || t.Seen.ConsultEnded {
 			consultEnded(obs, nil, cause)
 		}
 	case b.state() == stateStarted:

@@ -259,6 +259,10 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 			return obs, err
 		}
 		switch {
+		case tc == nil && t.Seen.ConsultEnded:
+			// Shown ended before, and not readable now: ended still
+			// (getConsultLeg).
+			consultEnded(&obs, nil, c.causes.get(t.ID, tid))
 		case tc == nil:
 			// Not readable: not created yet as far as reads go, or gone.
 			// The engine tells the two apart.

@@ -190,11 +190,19 @@ func (c *Client) getKnownCall(ctx context.Context, id string) (*apiCall, error) 
 // getConsultLeg reads a transfer's consult leg: nil, and no error, when
 // it is not found and no reading has shown it yet (a leg created moments
 // ago may not be readable yet: absent, which the engine judges by its
-// visibility window); an unknown reading when it is not found after one
-// has (getKnownCall: reported absent, the engine would take it for ended
-// and hang up a live target).
+// visibility window), or when a reading has shown it ended
+// (Seen.ConsultEnded: ended still, which the caller reports); an unknown
+// reading when it is not found after one has shown it up (getKnownCall:
+// reported absent, the engine would take it for ended and hang up a live
+// target).
+//
+// A leg shown ended and never readable is a failed leg the platform never
+// indexed (bwsim VanishFailedLegs), whose end only its hangup callback
+// told: taken for unknown, no later reading could ever show the consult
+// clear, and a process restarted after the callback (which keeps causes
+// in memory only) left the outcome unverified for good.
 func (c *Client) getConsultLeg(ctx context.Context, t *orchestrator.Transfer, id string) (*apiCall, error) {
-	if t.Seen.Consult {
+	if t.Seen.Consult && !t.Seen.ConsultEnded {
 		return c.getKnownCall(ctx, id)
 	}
 	call, err := c.getCall(ctx, id)

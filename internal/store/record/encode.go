@@ -149,6 +149,7 @@ func (e *encoder) transfer(t *orchestrator.Transfer) {
 	s = e.open()
 	e.bool(s, "held", t.Seen.Held, true)
 	e.bool(s, "consult", t.Seen.Consult, true)
+	e.bool(s, "consult_ended", t.Seen.ConsultEnded, true)
 	e.bool(s, "not_joined", t.Seen.NotJoined, true)
 	e.close()
 	e.bool(o, "Answered", t.Answered, false)
