@@ -259,13 +259,14 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 			return obs, err
 		}
 		switch {
-		case tc == nil && t.Seen.ConsultEnded:
-			// Shown ended before, and not readable now: ended still
-			// (getConsultLeg).
-			consultEnded(&obs, nil, c.causes.get(t.ID, tid))
 		case tc == nil:
 			// Not readable: not created yet as far as reads go, or gone.
-			// The engine tells the two apart.
+			// Its hangup callback may have said how it ended, or a reading
+			// shown it ended (getConsultLeg: ended still); otherwise the
+			// engine tells the two apart, by its visibility window.
+			if cause := c.causes.get(t.ID, tid); cause != "" || t.Seen.ConsultEnded {
+				consultEnded(&obs, nil, cause)
+			}
 		case tc.state() == stateStarted:
 			obs.Consult = orchestrator.ConsultRinging
 		case tc.live():

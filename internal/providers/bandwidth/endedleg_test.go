@@ -2,6 +2,8 @@ package bandwidth_test
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +106,35 @@ func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
 	caller := mustCall(t, h, a.ID)
 	if end.Outcome.CallerRestored != !caller.Ended() {
 		t.Errorf("caller_restored %t while the caller's call is %s", end.Outcome.CallerRestored, caller.State)
+	}
+}
+
+// An attended transfer's consult to a busy target that the platform never
+// indexes (VanishFailedLegs) reads "not found" at every reading, and only
+// its hangup callback tells how it ended. The attended side ignored the
+// callback: the leg was judged by the visibility window as one that never
+// appeared, the transfer reported consult_failed, and a tombstone watched
+// for a leg already ended for two minutes. It now reports busy, verified,
+// with nothing left to watch, as the announced side does.
+func TestAttendedConsultNeverReadableEndsWithItsCallbacksCause(t *testing.T) {
+	h, hungUp := setupBusyWithCallbacks(t, bwsim.Config{VanishFailedLegs: true})
+	a, g, _ := h.placeBridged(t)
+	// The consult is first read once its hangup callback was handled.
+	callPath := "/users/" + userID + "/calls/"
+	h.before(func(method, path, _ string) bool {
+		return method == http.MethodGet && strings.HasPrefix(path, callPath) &&
+			path != callPath+a.ID && path != callPath+g.ID && !strings.Contains(strings.TrimPrefix(path, callPath), "/")
+	}, hungUp)
+	req := attendedReq(a, g, orchestrator.CompletionAuto)
+	req.ConsultTimeout = time.Minute
+	tr := h.start(t, req)
+	end := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonBusy || !end.Outcome.Verified ||
+		!end.Outcome.CallerRestored || end.Cleanup != nil {
+		t.Fatalf("ended %s %+v cleanup %+v; want failed, busy, the caller restored, verified, nothing left to watch",
+			end.State, end.Outcome, end.Cleanup)
+	}
+	if c := mustCall(t, h, a.ID); c.Ended() {
+		t.Errorf("the caller's call is %s", c.State)
 	}
 }
