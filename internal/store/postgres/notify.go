@@ -103,6 +103,12 @@ func (s *Store) notifyPayload(saves []*saveReq) string {
 			}
 		}
 	}
+	return s.payloadOf(tenants)
+}
+
+// payloadOf returns the payload of a notification of events of the
+// distinct tenants, or "" for none.
+func (s *Store) payloadOf(tenants []string) string {
 	if len(tenants) == 0 {
 		return ""
 	}

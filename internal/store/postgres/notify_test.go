@@ -171,6 +171,28 @@ func TestListenHearsTheOtherReplicasSaves(t *testing.T) {
 	}
 }
 
+// An import of transfers with events notifies the other replicas of
+// their tenants, as a batch of saves does: an event stream open on
+// another replica reads them at once, not at its next poll.
+func TestListenHearsAnImport(t *testing.T) {
+	a, b, _ := replicas(t)
+	hb := listenTo(b)
+	hb.started(t)
+	n := hb.count()
+	ids := batchIDs{at: time.Now()}
+	tr := ofTenant(ids.transfer("615"), "initech")
+	tr.Version = 1
+	if len(tr.Outbox) == 0 {
+		t.Fatal("the imported transfer has no events to announce")
+	}
+	if err := a.Import(context.Background(), []*orchestrator.Transfer{tr}); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, n, "initech"); got[0] != "initech" {
+		t.Errorf("heard %q after the import, want initech", got)
+	}
+}
+
 // A batch that does not commit notifies nobody: the notification is sent
 // in its transaction. A deferred trigger fails the commit of a batch of
 // acme's saves; the next batch, of globex, is the first heard.
