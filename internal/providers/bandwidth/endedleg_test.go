@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/apiclient"
 	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
 )
@@ -78,26 +75,7 @@ func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
 		t.Fatalf("stopped in %s with %+v: the consult's end should have been seen and saved", saved.State, saved.Seen)
 	}
 
-	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID, APIToken: apiToken, APISecret: apiSecret,
-		Attempts: 3, RetryBase: time.Millisecond, MaxRateLimitWait: 5 * time.Second, PublicURL: h.public,
-		Metrics: apiclient.NewMetrics(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, Owner: "replica-1"}
-	shortWindows(&cfg)
-	resumer, err := orchestrator.New(cfg, h.store, []orchestrator.Provider{client}, zerolog.New(h.logs).Level(zerolog.DebugLevel), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = resumer.Shutdown(ctx)
-	})
-	if err := resumer.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h.restart(t, bandwidth.Config{PublicURL: h.public})
 	end := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonBusy || !end.Outcome.Verified {
 		t.Fatalf("ended %s %+v; want failed, busy, verified", end.State, end.Outcome)

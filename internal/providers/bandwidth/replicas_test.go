@@ -83,6 +83,24 @@ func resumeAnnounced(t *testing.T, firstToken func(string) string, publicURL fun
 	// and tokens (never posted to here: the first process's calls name the
 	// first's).
 	second.PublicURL = publicURL(h.public)
+	h.restart(t, second)
+	end := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	if end.Legs.Consult.CallID != b.ID {
+		t.Errorf("the resumed transfer followed leg %q, want %s", end.Legs.Consult.CallID, b.ID)
+	}
+	assertTransferred(t, h, end, a, target)
+	if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
+		t.Errorf("transfers sent = %d, want 1", n)
+	}
+}
+
+// restart starts another process of replica-1 on the harness's platform
+// and store, its client configured as second (the platform's address and
+// credentials, and the retry settings, set here), and opens it: it
+// resumes the transfers the first process left. Its callbacks are none of
+// the first's.
+func (h *harness) restart(t *testing.T, second bandwidth.Config) {
+	t.Helper()
 	second.BaseURL, second.UserID, second.APIToken, second.APISecret = h.apiURL, userID, apiToken, apiSecret
 	second.Attempts, second.RetryBase, second.MaxRateLimitWait = 3, time.Millisecond, 5*time.Second
 	second.Metrics = apiclient.NewMetrics(nil)
@@ -103,13 +121,5 @@ func resumeAnnounced(t *testing.T, firstToken func(string) string, publicURL fun
 	})
 	if err := resumer.Open(context.Background()); err != nil {
 		t.Fatal(err)
-	}
-	end := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-	if end.Legs.Consult.CallID != b.ID {
-		t.Errorf("the resumed transfer followed leg %q, want %s", end.Legs.Consult.CallID, b.ID)
-	}
-	assertTransferred(t, h, end, a, target)
-	if n := len(h.requestsOf(bwsim.OpTransfer)); n != 1 {
-		t.Errorf("transfers sent = %d, want 1", n)
 	}
 }
