@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,19 +47,7 @@ func TestAConsultShownEndedStaysEndedAfterARestart(t *testing.T) {
 // its recovery, checks that it saved the consult's end by then if mustSee,
 // and resumes the transfer in another process.
 func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
-	release, hit := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	h := setup(t, options{callbacks: true, sim: sim, engine: func(c *orchestrator.Config) {
-		shortWindows(c)
-		c.Owner = "replica-1"
-		c.CrashPoint = func(_ *orchestrator.Transfer, point string) {
-			if point == "state:recovering" {
-				once.Do(func() { close(hit) })
-				<-release // stopped from here on
-			}
-		}
-	}})
-	t.Cleanup(func() { close(release) })
+	h, hit := setupStoppingAt(t, options{callbacks: true, sim: sim}, "state:recovering")
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
 	a := h.placeCall(t)
 	req := announcedReq(a, target)

@@ -51,23 +51,8 @@ func TestAnnouncedLegFoundByAReplicaWithAnotherPublicURL(t *testing.T) {
 // and resumes the transfer with a client configured as second, whose
 // PublicURL is publicURL of the first process's.
 func resumeAnnounced(t *testing.T, firstToken func(string) string, publicURL func(string) string, second bandwidth.Config) {
-	release, hit := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	h := setup(t, options{callbacks: true, callbackToken: firstToken, sim: bwsim.Config{ALegTransferFields: bwsim.ALegTransferFieldsNever,
-		TransferredALegState: bwsim.StateActive},
-		engine: func(c *orchestrator.Config) {
-			shortWindows(c)
-			c.Owner = "replica-1"
-			c.CrashPoint = func(_ *orchestrator.Transfer, point string) {
-				if point == "dial:effect" {
-					once.Do(func() { close(hit) })
-					<-release // stopped from here on
-				}
-			}
-		}})
-	// Registered after the harness, so run before its shutdown, which waits
-	// for the stopped worker.
-	t.Cleanup(func() { close(release) })
+	h, hit := setupStoppingAt(t, options{callbacks: true, callbackToken: firstToken, sim: bwsim.Config{ALegTransferFields: bwsim.ALegTransferFieldsNever,
+		TransferredALegState: bwsim.StateActive}}, "dial:effect")
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual})
 	a := h.placeCall(t)
 	req := announcedReq(a, target)
@@ -122,4 +107,28 @@ func (h *harness) restart(t *testing.T, second bandwidth.Config) {
 	if err := resumer.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setupStoppingAt sets up the harness for replica-1 (shortWindows) whose
+// process stops at the crash point: its worker blocks there until the
+// test ends, and stopped is closed when it got there.
+func setupStoppingAt(t *testing.T, o options, point string) (h *harness, stopped <-chan struct{}) {
+	t.Helper()
+	release, hit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	o.engine = func(c *orchestrator.Config) {
+		shortWindows(c)
+		c.Owner = "replica-1"
+		c.CrashPoint = func(_ *orchestrator.Transfer, p string) {
+			if p == point {
+				once.Do(func() { close(hit) })
+				<-release // stopped from here on
+			}
+		}
+	}
+	h = setup(t, o)
+	// Registered after the harness, so run before its shutdown, which waits
+	// for the stopped worker.
+	t.Cleanup(func() { close(release) })
+	return h, hit
 }
