@@ -72,6 +72,10 @@ type options struct {
 	callbacks bool
 	// onCallback sees every callback the handler answered.
 	onCallback func(eventType string)
+	// dropCallback, when it reports true for a callback's body, answers it
+	// 200 without handing it to the client: a callback the process
+	// receiving it never acted on (it stopped first).
+	dropCallback func(body []byte) bool
 	// callbackToken is the client's CallbackToken (nil: none).
 	callbackToken func(transferID string) string
 	// respond, when set, wraps the writer of every API answer, so that a
@@ -147,6 +151,10 @@ func setup(t *testing.T, o options) *harness {
 		cbMux.Handle("/callbacks/bandwidth/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
+			if o.dropCallback != nil && o.dropCallback(body) {
+				w.WriteHeader(http.StatusOK)
+				return
+			}
 			h.mu.Lock()
 			handler := h.callbacks
 			h.mu.Unlock()
