@@ -334,6 +334,18 @@ func webhookEnv(r *receiver, dataDir, instance string, vars ...string) []string 
 		"TRANSFERD_WEBHOOK_URL=" + r.srv.URL + "/hooks", "TRANSFERD_WEBHOOK_SECRET=" + r.secret()}, vars...)...)
 }
 
+// domainRuns numbers the runs of the tests that name a domain of their
+// own (freshDomain).
+var domainRuns atomic.Int64
+
+// freshDomain is base made unique to this run of a test: the simulator
+// lives as long as the test binary, and a second run (-count=2) of a test
+// that reused its domain found the first run's callers still on the
+// agent's line ("user 1000 has 3 active calls").
+func freshDomain(base string) string {
+	return fmt.Sprintf("%s%d", base, domainRuns.Add(1))
+}
+
 // placeNetSapiensCall puts a caller on user@domain in the simulator.
 func placeNetSapiensCall(ctx context.Context, domain, user string) error {
 	return sim(ctx, http.MethodPost, pbxsim.NetSapiensControlPath+"/calls",
@@ -353,10 +365,11 @@ func TestWebhookOutboxSurvivesSIGKILL(t *testing.T) {
 	rcv.refuse.Store(true)
 	dir := t.TempDir()
 	p := startTransferd(t, "transferd", webhookEnv(rcv, dir, "outbox-1", "TRANSFERD_TEST_CRASH_AT=state:consulting@netsapiens"))
-	if err := placeNetSapiensCall(ctx, "OUTBOX", "1000"); err != nil {
+	domain := freshDomain("OUTBOX")
+	if err := placeNetSapiensCall(ctx, domain, "1000"); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := createTransfer(ctx, p, map[string]any{"provider": "netsapiens", "call": map[string]string{"domain": "OUTBOX", "user": "1000"},
+	tr, err := createTransfer(ctx, p, map[string]any{"provider": "netsapiens", "call": map[string]string{"domain": domain, "user": "1000"},
 		"target": "1010", "completion": "manual"})
 	if err != nil {
 		t.Fatal(err)
@@ -414,11 +427,12 @@ func TestWebhookEventAfterTheEnd(t *testing.T) {
 	// tombstone outlives that more than twice over.
 	windows := []string{"TRANSFERD_TOMBSTONE_TTL=40s"}
 	p := startTransferd(t, "transferd", webhookEnv(rcv, dir, "late-1", append(windows, "TRANSFERD_TEST_CRASH_AT=dial:intent@netsapiens")...))
-	if err := placeNetSapiensCall(ctx, "LATE", "1000"); err != nil {
+	domain := freshDomain("LATE")
+	if err := placeNetSapiensCall(ctx, domain, "1000"); err != nil {
 		t.Fatal(err)
 	}
 	// The answer may be lost to the kill; the crash line names the transfer.
-	_, _ = createTransfer(ctx, p, map[string]any{"provider": "netsapiens", "call": map[string]string{"domain": "LATE", "user": "1000"},
+	_, _ = createTransfer(ctx, p, map[string]any{"provider": "netsapiens", "call": map[string]string{"domain": domain, "user": "1000"},
 		"target": "1010"})
 	if !p.waitDead(dieTimeout) || !p.killedBySIGKILL() {
 		t.Fatalf("transferd did not die at its crash point:\n%s", p.tail(20))
