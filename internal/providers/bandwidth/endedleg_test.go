@@ -64,18 +64,7 @@ func TestAConsultNeverShownEndedAfterARestartLeavesItsTombstone(t *testing.T) {
 			}
 			return json.Unmarshal(body, &ev) == nil && ev.CallID != "" && ev.CallID != aID.Load().(string)
 		}}
-	h, hit := setupStoppingAt(t, o, "state:recovering")
-	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
-	a := h.placeCall(t)
-	aID.Store(a.ID)
-	req := announcedReq(a, target)
-	req.ConsultTimeout = time.Minute
-	tr := h.start(t, req)
-	<-hit
-	saved, err := h.store.Get(context.Background(), tr.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, a, tr, saved := busyAnnouncedToRecovery(t, o, func(a bwsim.Call) { aID.Store(a.ID) })
 	if saved.Seen.ConsultEnded {
 		t.Fatalf("stopped with %+v: the consult's end was saved though no reading could show it", saved.Seen)
 	}
@@ -102,13 +91,19 @@ func neverShownEnded(t *testing.T, h *harness, id, callerID string) {
 	}
 }
 
-// endedLegAfterARestart stops the process as an announced transfer starts
-// its recovery, checks that it saved the consult's end by then if mustSee,
-// and resumes the transfer in another process.
-func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
-	h, hit := setupStoppingAt(t, options{callbacks: true, sim: sim}, "state:recovering")
+// busyAnnouncedToRecovery starts an announced transfer of a caller to a
+// busy target and stops the process as the transfer starts its recovery;
+// placed, when set, sees the caller's call before the transfer starts. It
+// returns the caller's call, the transfer, and the record the stopped
+// process had saved.
+func busyAnnouncedToRecovery(t *testing.T, o options, placed func(bwsim.Call)) (*harness, bwsim.Call, *orchestrator.Transfer, *orchestrator.Transfer) {
+	t.Helper()
+	h, hit := setupStoppingAt(t, o, "state:recovering")
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
 	a := h.placeCall(t)
+	if placed != nil {
+		placed(a)
+	}
 	req := announcedReq(a, target)
 	req.ConsultTimeout = time.Minute
 	tr := h.start(t, req)
@@ -117,6 +112,14 @@ func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, a, tr, saved
+}
+
+// endedLegAfterARestart stops the process as an announced transfer starts
+// its recovery, checks that it saved the consult's end by then if mustSee,
+// and resumes the transfer in another process.
+func endedLegAfterARestart(t *testing.T, sim bwsim.Config, mustSee bool) {
+	h, a, tr, saved := busyAnnouncedToRecovery(t, options{callbacks: true, sim: sim}, nil)
 	if mustSee && !saved.Seen.ConsultEnded {
 		t.Fatalf("stopped in %s with %+v: the consult's end should have been seen and saved", saved.State, saved.Seen)
 	}
