@@ -146,12 +146,18 @@ func (s *Store) payloadOf(tenants []string) string {
 // probe is heard. Meanwhile Listening is false, and streams poll at their
 // faster rate.
 func (s *Store) ListenEvents(saved func(tenant string), failed func(error)) {
+	s.addHandler(eventsHandler{saved: saved, failed: failed})
+}
+
+// addHandler adds h to the listener's handlers, starting the listener if
+// it is not running (and the store is open).
+func (s *Store) addHandler(h eventsHandler) {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
 	if s.listenClosed {
 		return // the store is closed: nothing will be heard
 	}
-	s.handlers = append(s.handlers, eventsHandler{saved: saved, failed: failed})
+	s.handlers = append(s.handlers, h)
 	if s.listenStop != nil {
 		return
 	}
@@ -167,10 +173,12 @@ func (s *Store) ListenEvents(saved func(tenant string), failed func(error)) {
 // hears a probe again.
 func (s *Store) Listening() bool { return s.listening.Load() }
 
-// eventsHandler is one ListenEvents's pair of functions.
+// eventsHandler is one ListenEvents's pair of functions, or one
+// ListenCallbacks's function.
 type eventsHandler struct {
-	saved  func(tenant string)
-	failed func(error)
+	saved    func(tenant string)
+	failed   func(error)
+	callback func(tenant, provider, transferID, note string)
 }
 
 // stopListening stops the listener, if any, and waits for it (Close).
@@ -296,6 +304,14 @@ func (s *Store) listenOn(ctx context.Context, told *bool, up func()) error {
 				}
 				continue
 			}
+			if c, ok := s.parseCallback(n.Payload); ok {
+				for _, h := range s.handlersNow() {
+					if h.callback != nil {
+						h.callback(c.tenant, c.provider, c.transferID, c.note)
+					}
+				}
+				continue
+			}
 			if tenants, ok := s.parsePayload(n.Payload); ok {
 				for _, t := range tenants {
 					s.heard(t)
@@ -368,7 +384,9 @@ func (s *Store) ownProbe(p string) (n uint64, own bool) {
 // tenant's).
 func (s *Store) heard(tenant string) {
 	for _, h := range s.handlersNow() {
-		h.saved(tenant)
+		if h.saved != nil {
+			h.saved(tenant)
+		}
 	}
 }
 

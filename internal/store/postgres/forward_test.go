@@ -1,0 +1,135 @@
+package postgres_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// forwards records the callbacks a Store's listener hears
+// (ListenCallbacks), each as its four parts joined by spaces.
+type forwards struct {
+	mu   sync.Mutex
+	got  []string
+	bell chan struct{}
+}
+
+func hearForwards(s *postgres.Store) *forwards {
+	f := &forwards{bell: make(chan struct{}, 1)}
+	s.ListenCallbacks(func(tenant, provider, transferID, note string) {
+		f.mu.Lock()
+		f.got = append(f.got, strings.Join([]string{tenant, provider, transferID, note}, " "))
+		f.mu.Unlock()
+		select {
+		case f.bell <- struct{}{}:
+		default:
+		}
+	})
+	return f
+}
+
+// await waits until n forwards were heard, and returns them.
+func (f *forwards) await(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(heardLong)
+	for {
+		f.mu.Lock()
+		got := slices.Clone(f.got)
+		f.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-f.bell:
+		case <-deadline:
+			t.Fatalf("heard %q; want %d forwards within %s", got, n, heardLong)
+		}
+	}
+}
+
+// listening waits until s's listener hears its probe.
+func listening(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	deadline := time.Now().Add(heardLong)
+	for !s.Listening() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener does not listen within %s", heardLong)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A callback one replica forwards reaches the others' ListenCallbacks,
+// whole and in order, and not its own (whose client received it); it
+// wakes no event stream (an older replica's listener reads it as this
+// one's events listener does: one word, ignored). b only listens for
+// callbacks, which starts its listener by itself; c only for events.
+func TestForwardedCallbacksReachTheOtherReplicas(t *testing.T) {
+	ctx := context.Background()
+	a, b, url := replicas(t)
+	c, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	fa, fb := hearForwards(a), hearForwards(b)
+	ha, hc := listenTo(a), listenTo(c)
+	ha.started(t)
+	hc.started(t)
+	listening(t, b)
+	n := hc.count()
+
+	id := orchestrator.NewID(time.Now())
+	for _, note := range []string{"c-1/USER_BUSY", "c-2"} {
+		if err := a.ForwardCallback(ctx, "acme", "bandwidth", id, note); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"acme bandwidth " + id + " c-1/USER_BUSY", "acme bandwidth " + id + " c-2"}
+	if got := fb.await(t, 2); !slices.Equal(got, want) {
+		t.Errorf("b heard %q, want %q", got, want)
+	}
+	// Fences: a save of another replica, committed after the forwards, is
+	// heard after anything the forwards would have made a listener hear.
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("660"), "initech")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hc.after(t, n, "initech"); !slices.Equal(got, []string{"initech"}) {
+		t.Errorf("c's events listener heard %q after the forwards, want only a's save of initech", got)
+	}
+	if err := b.Create(ctx, ofTenant(ids.transfer("661"), "globex")); err != nil {
+		t.Fatal(err)
+	}
+	ha.after(t, 0, "globex")
+	if got := fa.await(t, 0); len(got) != 0 {
+		t.Errorf("a heard its own forwards: %q", got)
+	}
+}
+
+// A forward that could not be parsed whole on the other side is refused
+// before it is sent.
+func TestForwardRefusesWhatItCannotCarry(t *testing.T) {
+	s := open(t)
+	id := orchestrator.NewID(time.Now())
+	for _, c := range []struct{ tenant, provider, transferID, note string }{
+		{"", "bandwidth", id, "c-1"},
+		{"acme/x", "bandwidth", id, "c-1"},
+		{"acme", "", id, "c-1"},
+		{"acme", "band/width", id, "c-1"},
+		{"acme", "bandwidth", "", "c-1"},
+		{"acme", "bandwidth", id, ""},
+		{"acme", "bandwidth", id, "c-1 USER_BUSY"},
+		{"acme", "bandwidth", id, strings.Repeat("x", 8000)},
+	} {
+		if err := s.ForwardCallback(context.Background(), c.tenant, c.provider, c.transferID, c.note); err == nil {
+			t.Errorf("forwarded %+v", c)
+		}
+	}
+}
