@@ -1244,21 +1244,23 @@ func TestContractProblemTypes(t *testing.T) {
 // requires an eventType, as Catapult's events carry.
 type eventReceiver struct{}
 
-func (eventReceiver) ReceiveCallback(r *http.Request, _ string) error {
+func (eventReceiver) ReceiveCallback(r *http.Request, _ string) (string, error) {
 	var ev struct {
 		EventType string `json:"eventType"`
 	}
 	if r.Method == http.MethodGet {
 		ev.EventType = r.URL.Query().Get("eventType")
 	} else if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
-		return &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: err, Fields: map[string]string{"(body)": "is not JSON"}}
+		return "", &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: err, Fields: map[string]string{"(body)": "is not JSON"}}
 	}
 	if ev.EventType == "" {
-		return &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: errors.New("no eventType"),
+		return "", &orchestrator.Error{Kind: orchestrator.KindInvalid, Err: errors.New("no eventType"),
 			Fields: map[string]string{"eventType": "is missing or malformed"}}
 	}
-	return nil
+	return "", nil
 }
+
+func (eventReceiver) ApplyCallbackNote(string, string) error { return nil }
 
 // Every kind a failed step may carry (orchestrator.Kind) is in the
 // contract's Step.error_kind enum, and the enum names no other: a strict

@@ -38,6 +38,11 @@ type Config struct {
 	// Callbacks receive provider events for the default accounts, by
 	// provider name, at /callbacks/{provider}/{transfer_id}/{token}.
 	Callbacks map[string]CallbackReceiver
+	// Forwarder, when set, forwards what a callback told to the other
+	// replicas when this one does not drive its transfer, and hands what
+	// they forward to this replica's receivers. nil: a callback's note
+	// stays with the replica that received it (a single process).
+	Forwarder CallbackForwarder
 	// Accounts, when set, are the tenants' own provider accounts; the
 	// account a tenant uses for a provider receives its callbacks when it
 	// is a CallbackReceiver.
@@ -100,8 +105,27 @@ type Config struct {
 // an error of kind KindInvalid for a malformed event. An event never
 // changes a transfer by itself: the server then wakes the transfer, which
 // reads the provider's real state.
+//
+// What an event tells may be kept in the receiver's memory (why a call
+// ended, say), where only the replica that received it sees it. So
+// ReceiveCallback returns it as a note, one word of the receiver's own
+// making ("" when it told nothing to keep), which the server forwards
+// when another replica drives the transfer (Config.Forwarder); there
+// ApplyCallbackNote keeps it as if the event had come there. A malformed
+// note is an error of kind KindInvalid.
 type CallbackReceiver interface {
-	ReceiveCallback(r *http.Request, transferID string) error
+	ReceiveCallback(r *http.Request, transferID string) (note string, err error)
+	ApplyCallbackNote(transferID, note string) error
+}
+
+// CallbackForwarder carries callback notes between the replicas sharing
+// a store (the PostgreSQL store's notifications): ForwardCallback sends
+// one to the others, ListenCallbacks hears the others' (heard must not
+// block). Best effort: a note lost costs only what it would have told;
+// the transfer still reads the provider's state.
+type CallbackForwarder interface {
+	ForwardCallback(ctx context.Context, tenant, provider, transferID, note string) error
+	ListenCallbacks(heard func(tenant, provider, transferID, note string))
 }
 
 // Handlers are transferd's HTTP handlers by listener: the API (/v1 and
@@ -144,8 +168,12 @@ func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 	if cfg.EventStreamSafetyPoll <= 0 {
 		cfg.EventStreamSafetyPoll = DefaultEventStreamSafetyPoll
 	}
-	return &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
+	s := &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
 		limit: newLimiter(cfg.Tenants, cfg.Limits)}
+	if cfg.Forwarder != nil {
+		cfg.Forwarder.ListenCallbacks(s.applyForwarded)
+	}
+	return s
 }
 
 // NewServer returns the transferd HTTP handler serving every route on one

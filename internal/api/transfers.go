@@ -579,7 +579,14 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // an HMAC of the tenant and transfer id under the callback secret. Any
 // failure of the token is a 404, as for a transfer that does not exist.
 // Providers only need a 2xx; the body is empty.
-func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool), signer *CallbackSigner, m *authMetrics) http.Handler {
+//
+// A load balancer sends a callback to any replica. One that does not
+// drive the transfer forwards what the event told (fwd, when set): the
+// replica that drives it would otherwise never know why its consult
+// ended, only that it did. A forward that fails is logged and the event
+// still answered 2xx: the callback was valid, and sending it again would
+// only reach a replica at random once more.
+func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool), fwd CallbackForwarder, signer *CallbackSigner, m *authMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "transfer_id")
 		var tenant string
@@ -602,9 +609,17 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		if err := rcv.ReceiveCallback(r, id); err != nil {
+		note, err := rcv.ReceiveCallback(r, id)
+		if err != nil {
 			writeError(w, r, err)
 			return
+		}
+		if note != "" && fwd != nil && !eng.Drives(id) {
+			provider := chi.URLParam(r, "provider")
+			if err := fwd.ForwardCallback(r.Context(), tenant, provider, id, note); err != nil {
+				zerolog.Ctx(r.Context()).Warn().Err(err).Str("transfer_id", id).
+					Msg("cannot forward a callback to the other replicas: the replica that drives its transfer learns of it only from the provider's state")
+			}
 		}
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
@@ -638,6 +653,23 @@ func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
 		return nil
 	}
 	return s.cfg.Tenants.Permit(orchestrator.TenantOf(ctx), r)
+}
+
+// applyForwarded hands a callback note another replica forwarded to
+// the receiver of its tenant and provider here, and wakes the transfer if
+// this replica drives it. Every replica keeps the note, not only the one
+// driving the transfer now: another may take the transfer over.
+func (s *shared) applyForwarded(tenant, provider, id, note string) {
+	rcv, ok := s.receiver(tenant, provider)
+	if !ok {
+		return // this replica has no such account (a tenants file not reloaded yet)
+	}
+	if err := rcv.ApplyCallbackNote(id, note); err != nil {
+		s.log.Warn().Err(err).Str("tenant", tenant).Str("provider", provider).Str("transfer_id", id).
+			Msg("ignored a callback note forwarded by another replica")
+		return
+	}
+	s.eng.Notify(id)
 }
 
 // receiver is the account that receives tenant's callbacks of provider:

@@ -964,6 +964,11 @@ func (e *Engine) local(id string) bool {
 	return e.entries[id] != nil
 }
 
+// Drives reports whether this replica drives the transfer id now, or is
+// about to (see driving): false for another replica's transfer, and for
+// one that ended or that no replica runs yet.
+func (e *Engine) Drives(id string) bool { return e.driving(id) }
+
 // driving reports whether this replica drives the transfer id or is
 // about to: it has an entry, or Start or findLater is adopting it.
 func (e *Engine) driving(id string) bool {

@@ -3,6 +3,7 @@ package bandwidth
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -58,7 +59,7 @@ func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
 		}
 		p := strings.TrimSuffix(r.URL.Path, "/")
 		id := p[strings.LastIndexByte(p, '/')+1:]
-		if err := c.ReceiveCallback(r, id); err != nil {
+		if _, err := c.ReceiveCallback(r, id); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -70,17 +71,21 @@ func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
 }
 
 // ReceiveCallback reads one Catapult event for transfer transferID from r
-// (a JSON body on POST, query parameters on GET) and remembers a hangup
-// or timeout cause; the caller then wakes the transfer. A malformed id or
-// event is an error of kind KindInvalid naming the field.
-func (c *Client) ReceiveCallback(r *http.Request, transferID string) error {
+// (a JSON body on POST, query parameters on GET) and remembers the call it
+// names and a hangup or timeout cause; the caller then wakes the
+// transfer. A malformed id or event is an error of kind KindInvalid
+// naming the field. note is what the event told, for ApplyCallbackNote on
+// the replica that drives the transfer when this one does not: the call
+// id, then "/" and the cause when the event gave one; "" when it named no
+// call.
+func (c *Client) ReceiveCallback(r *http.Request, transferID string) (note string, err error) {
 	const op = "bandwidth.callback"
 	invalid := func(field, msg string) error {
 		return &orchestrator.Error{Op: op, Kind: orchestrator.KindInvalid,
 			Err: errors.New(field + " " + msg), Fields: map[string]string{field: msg}}
 	}
 	if !orchestrator.ValidID(transferID) {
-		return invalid("transfer_id", "is not a transfer id")
+		return "", invalid("transfer_id", "is not a transfer id")
 	}
 	var ev callbackEvent
 	if r.Method == http.MethodGet {
@@ -90,35 +95,61 @@ func (c *Client) ReceiveCallback(r *http.Request, transferID string) error {
 	} else {
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxCallbackBody+1))
 		if err != nil || len(data) > maxCallbackBody {
-			return invalid("(body)", "is too large or unreadable")
+			return "", invalid("(body)", "is too large or unreadable")
 		}
 		if err := json.Unmarshal(data, &ev); err != nil {
-			return invalid("(body)", "is not a JSON object")
+			return "", invalid("(body)", "is not a JSON object")
 		}
 	}
 	if field, msg := ev.problem(); field != "" {
-		return invalid(field, msg)
+		return "", invalid(field, msg)
 	}
-	callID, cause := string(ev.CallID), strings.ToUpper(string(ev.Cause))
+	callID := string(ev.CallID)
 	if callID == "" {
-		return nil
+		return "", nil
 	}
-	// Only a leg of ours posts to this transfer's URL (its token says
-	// so): the leg of an announced transfer whose answer was lost is
-	// known from here on, even before the platform lists it.
-	c.causes.noteLeg(transferID, callID)
+	var cause string
 	switch strings.ToLower(string(ev.EventType)) {
 	case "hangup":
-		if cause != "" {
-			c.causes.merge(transferID, callID, cause)
-		}
+		cause = strings.ToUpper(string(ev.Cause))
 	case "timeout":
 		// "the call is not answered until the specified timeout"; the
 		// hangup that follows may carry a cause of its own, which does not
 		// replace this one (mergeCause).
-		c.causes.merge(transferID, callID, causeNoAnswer)
+		cause = causeNoAnswer
 	}
+	c.learn(transferID, callID, cause)
+	if cause == "" {
+		return callID, nil
+	}
+	return callID + "/" + cause, nil
+}
+
+// ApplyCallbackNote remembers what a callback another replica received
+// told (its ReceiveCallback's note), as if the callback had come here. A
+// malformed note is an error of kind KindInvalid: it comes from another
+// process, perhaps of another version, and is checked as a callback is.
+func (c *Client) ApplyCallbackNote(transferID, note string) error {
+	callID, cause, withCause := strings.Cut(note, "/")
+	if !orchestrator.ValidID(transferID) || !callIDRE.MatchString(callID) ||
+		(withCause && (!causeRE.MatchString(cause) || cause != strings.ToUpper(cause))) {
+		return &orchestrator.Error{Op: "bandwidth.callback note", Kind: orchestrator.KindInvalid,
+			Err: fmt.Errorf("malformed callback note %q for %q", note, transferID)}
+	}
+	c.learn(transferID, callID, cause)
 	return nil
+}
+
+// learn remembers that a callback about the transfer named callID, and
+// the cause it gave ("" none).
+func (c *Client) learn(transferID, callID, cause string) {
+	// Only a leg of ours posts to this transfer's URL (its token says
+	// so): the leg of an announced transfer whose answer was lost is
+	// known from here on, even before the platform lists it.
+	c.causes.noteLeg(transferID, callID)
+	if cause != "" {
+		c.causes.merge(transferID, callID, cause)
+	}
 }
 
 // problem returns the first malformed field of the event and why.

@@ -3,6 +3,7 @@ package bandwidth
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -320,6 +321,67 @@ func TestCallbackHandler(t *testing.T) {
 	c.CallbackHandler(nil).ServeHTTP(w, r)
 	if w.Code != 200 {
 		t.Errorf("full path: %d", w.Code)
+	}
+}
+
+// What a callback tells one replica's client reaches another's as the
+// note ReceiveCallback returns: applied in order there, the notes leave
+// the second client knowing every call and cause the first knows. A
+// malformed note (from another process) is refused and changes nothing.
+func TestCallbackNotesCarryWhatACallbackTold(t *testing.T) {
+	newClient := func() *Client {
+		c, err := New(Config{UserID: "u-1", APIToken: "t", APISecret: "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	received, applied := newClient(), newClient()
+	id := orchestrator.NewID(time.Now())
+	events := []struct{ method, query, body, note string }{
+		{http.MethodPost, "", `{"eventType":"answer","callId":"c-1","callState":"active"}`, "c-1"},
+		{http.MethodPost, "", `{"eventType":"timeout","callId":"c-2"}`, "c-2/NO_ANSWER"},
+		// A hangup's cause after a timeout does not replace it (mergeCause).
+		{http.MethodPost, "", `{"eventType":"hangup","callId":"c-2","cause":"normal_clearing"}`, "c-2/NORMAL_CLEARING"},
+		{http.MethodGet, "?eventType=hangup&callId=c-3&cause=USER_BUSY", "", "c-3/USER_BUSY"},
+		{http.MethodPost, "", `{"eventType":"hangup","callId":"c-4"}`, "c-4"},
+		{http.MethodPost, "", `{"eventType":"incomingcall"}`, ""},
+	}
+	for _, ev := range events {
+		r := httptest.NewRequest(ev.method, "/callbacks/bandwidth/"+id+ev.query, strings.NewReader(ev.body))
+		note, err := received.ReceiveCallback(r, id)
+		if err != nil || note != ev.note {
+			t.Fatalf("%s %s: note %q (%v), want %q", ev.method, ev.body+ev.query, note, err, ev.note)
+		}
+		if note == "" {
+			continue
+		}
+		if err := applied.ApplyCallbackNote(id, note); err != nil {
+			t.Fatalf("apply %q: %v", note, err)
+		}
+	}
+	if !maps.Equal(applied.causes.m, received.causes.m) {
+		t.Errorf("the notes taught %v; the callbacks taught %v", applied.causes.m, received.causes.m)
+	}
+	if got := applied.causes.get(id, "c-2"); got != causeNoAnswer {
+		t.Errorf("cause of c-2 = %q, want %s", got, causeNoAnswer)
+	}
+	if got := applied.causes.leg(id); got != "c-4" {
+		t.Errorf("leg = %q, want the last call named, c-4", got)
+	}
+
+	before := maps.Clone(applied.causes.m)
+	for _, bad := range []struct{ id, note string }{
+		{id, ""}, {id, "c-1/"}, {id, "../x"}, {id, "c-1/<script>"}, {id, "c-1/USER_BUSY/x"},
+		{id, "c-1/user_busy"}, {id, "c-1 USER_BUSY"}, {"tr_nope", "c-1/USER_BUSY"}, {"", "c-1"},
+	} {
+		err := applied.ApplyCallbackNote(bad.id, bad.note)
+		if orchestrator.KindOf(err) != orchestrator.KindInvalid {
+			t.Errorf("note %q of %q: %v, want an error of kind invalid", bad.note, bad.id, err)
+		}
+	}
+	if !maps.Equal(applied.causes.m, before) {
+		t.Errorf("refused notes changed the book: %v, was %v", applied.causes.m, before)
 	}
 }
 
