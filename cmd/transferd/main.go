@@ -418,7 +418,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
-		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard},
+		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard, Forwarder: callbackForwarder(store)},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/sqlite"
 	"github.com/transferd/transferd/internal/wake"
@@ -262,6 +263,21 @@ type eventsNotifier interface {
 }
 
 var _ eventsNotifier = (*postgres.Store)(nil)
+
+var (
+	_ api.CallbackForwarder = (*postgres.Store)(nil)
+	// The callbacks map holds the Bandwidth clients; forwarding needs
+	// both halves of the receiver.
+	_ api.CallbackReceiver = (*bandwidth.Client)(nil)
+)
+
+// callbackForwarder is the store's carrier of callback notes between the
+// replicas sharing it (api.Config.Forwarder), or nil for a store no other
+// process writes.
+func callbackForwarder(store orchestrator.Store) api.CallbackForwarder {
+	f, _ := store.(api.CallbackForwarder)
+	return f
+}
 
 // hearOtherReplicas has the events other replicas save wake this
 // replica's event streams of their tenant, and its webhook dispatcher

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
 	"github.com/transferd/transferd/internal/store/memory"
 	"github.com/transferd/transferd/internal/webhooks"
 )
