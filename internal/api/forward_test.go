@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/api"
@@ -83,7 +84,8 @@ func (f *recordingForwarder) sent() []string {
 // one about a transfer this replica drives, or that told nothing, is not;
 // a forward that fails still answers the provider 2xx. What the other
 // replicas forward is handed to the receiver of its tenant and provider
-// here, and nothing else: another provider, a malformed note.
+// here, and nothing else: another provider, a malformed note. Each is
+// counted by its result.
 func TestCallbacksForwardedToTheReplicaThatDrivesTheTransfer(t *testing.T) {
 	fake := orchestratortest.NewFake("netsapiens")
 	store := memory.New()
@@ -150,6 +152,17 @@ func TestCallbacksForwardedToTheReplicaThatDrivesTheTransfer(t *testing.T) {
 	fwd.heard("default", "netsapiens", mine.ID, "malformed")
 	if got, want := rcv.notes(), []string{mine.ID + " c-4/USER_BUSY"}; !slices.Equal(got, want) {
 		t.Errorf("applied %q, want %q", got, want)
+	}
+	want := `
+# HELP transferd_callbacks_forwarded_total Provider callback notes forwarded between replicas, by result (sent, failed, applied, refused).
+# TYPE transferd_callbacks_forwarded_total counter
+transferd_callbacks_forwarded_total{result="applied"} 1
+transferd_callbacks_forwarded_total{result="failed"} 1
+transferd_callbacks_forwarded_total{result="refused"} 2
+transferd_callbacks_forwarded_total{result="sent"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "transferd_callbacks_forwarded_total"); err != nil {
+		t.Error(err)
 	}
 	// Ended, so that the engine's shutdown need not wait for it.
 	if _, err := eng.Cancel(ctx, mine.ID); err != nil {

@@ -153,7 +153,15 @@ type shared struct {
 	http  *httpMetrics
 	auth  *authMetrics
 	limit *limiter
+	// forwarded counts callback notes by result (forwardResults).
+	forwarded *prometheus.CounterVec
 }
+
+// forwardResults are the results transferd_callbacks_forwarded_total
+// counts: notes this replica sent to the others or failed to, and notes
+// the others sent that it kept or refused (no such receiver here, or a
+// note the receiver does not accept).
+var forwardResults = []string{"sent", "failed", "applied", "refused"}
 
 func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg prometheus.Registerer, gath prometheus.Gatherer) *shared {
 	if cfg.Idempotency == nil {
@@ -169,7 +177,14 @@ func newShared(cfg Config, eng *orchestrator.Engine, log zerolog.Logger, reg pro
 		cfg.EventStreamSafetyPoll = DefaultEventStreamSafetyPoll
 	}
 	s := &shared{cfg: cfg, eng: eng, log: log, gath: gath, http: newHTTPMetrics(reg), auth: newAuthMetrics(reg),
-		limit: newLimiter(cfg.Tenants, cfg.Limits)}
+		limit: newLimiter(cfg.Tenants, cfg.Limits),
+		forwarded: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "transferd_callbacks_forwarded_total",
+			Help: "Provider callback notes forwarded between replicas, by result (sent, failed, applied, refused).",
+		}, []string{"result"})}
+	for _, r := range forwardResults {
+		s.forwarded.WithLabelValues(r)
+	}
 	if cfg.Forwarder != nil {
 		cfg.Forwarder.ListenCallbacks(s.applyForwarded)
 	}

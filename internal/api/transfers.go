@@ -581,12 +581,11 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // Providers only need a 2xx; the body is empty.
 //
 // A load balancer sends a callback to any replica. One that does not
-// drive the transfer forwards what the event told (fwd, when set): the
-// replica that drives it would otherwise never know why its consult
-// ended, only that it did. A forward that fails is logged and the event
-// still answered 2xx: the callback was valid, and sending it again would
-// only reach a replica at random once more.
-func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool), fwd CallbackForwarder, signer *CallbackSigner, m *authMetrics) http.Handler {
+// drive the transfer forwards what the event told: the replica that
+// drives it would otherwise never know why its consult ended, only that
+// it did.
+func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool),
+	forward func(r *http.Request, tenant, provider, id, note string), signer *CallbackSigner, m *authMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "transfer_id")
 		var tenant string
@@ -614,12 +613,8 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 			writeError(w, r, err)
 			return
 		}
-		if note != "" && fwd != nil && !eng.Drives(id) {
-			provider := chi.URLParam(r, "provider")
-			if err := fwd.ForwardCallback(r.Context(), tenant, provider, id, note); err != nil {
-				zerolog.Ctx(r.Context()).Warn().Err(err).Str("transfer_id", id).
-					Msg("cannot forward a callback to the other replicas: the replica that drives its transfer learns of it only from the provider's state")
-			}
+		if note != "" && !eng.Drives(id) {
+			forward(r, tenant, chi.URLParam(r, "provider"), id, note)
 		}
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
@@ -655,6 +650,29 @@ func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
 	return s.cfg.Tenants.Permit(orchestrator.TenantOf(ctx), r)
 }
 
+// forwardTimeout bounds a callback's forward: a provider's callback is
+// not held up for long by a store that does not answer.
+const forwardTimeout = 2 * time.Second
+
+// forward sends a callback's note to the other replicas (Config.
+// Forwarder; nothing without one). A forward that fails is logged and
+// counted, and the event still answered 2xx: the callback was valid, and
+// the provider sending it again would only reach a replica at random.
+func (s *shared) forward(r *http.Request, tenant, provider, id, note string) {
+	if s.cfg.Forwarder == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+	defer cancel()
+	if err := s.cfg.Forwarder.ForwardCallback(ctx, tenant, provider, id, note); err != nil {
+		s.forwarded.WithLabelValues("failed").Inc()
+		zerolog.Ctx(r.Context()).Warn().Err(err).Str("transfer_id", id).
+			Msg("cannot forward a callback to the other replicas: the replica that drives its transfer learns of it only from the provider's state")
+		return
+	}
+	s.forwarded.WithLabelValues("sent").Inc()
+}
+
 // applyForwarded hands a callback note another replica forwarded to
 // the receiver of its tenant and provider here, and wakes the transfer if
 // this replica drives it. Every replica keeps the note, not only the one
@@ -662,13 +680,18 @@ func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
 func (s *shared) applyForwarded(tenant, provider, id, note string) {
 	rcv, ok := s.receiver(tenant, provider)
 	if !ok {
-		return // this replica has no such account (a tenants file not reloaded yet)
+		// This replica has no such account (a tenants file not reloaded
+		// yet).
+		s.forwarded.WithLabelValues("refused").Inc()
+		return
 	}
 	if err := rcv.ApplyCallbackNote(id, note); err != nil {
+		s.forwarded.WithLabelValues("refused").Inc()
 		s.log.Warn().Err(err).Str("tenant", tenant).Str("provider", provider).Str("transfer_id", id).
 			Msg("ignored a callback note forwarded by another replica")
 		return
 	}
+	s.forwarded.WithLabelValues("applied").Inc()
 	s.eng.Notify(id)
 }
 
