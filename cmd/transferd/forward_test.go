@@ -125,15 +125,8 @@ func TestCallbackToAnotherReplicaReachesTheOneDrivingTheTransfer(t *testing.T) {
 	plain := func(c *bandwidth.Client) api.CallbackReceiver { return c }
 	_, srvB, storeB := replica("b", "", plain)
 	engA, _, storeA := replica("a", srvB.URL, func(c *bandwidth.Client) api.CallbackReceiver { return noteWatch{c, applied} })
-	for _, s := range []*postgres.Store{storeA, storeB} {
-		deadline := time.Now().Add(10 * time.Second)
-		for !s.Listening() {
-			if time.Now().After(deadline) {
-				t.Fatal("a replica does not listen for the other's notifications")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	awaitHearing(t, storeA.Listening)
+	awaitHearing(t, storeB.Listening)
 
 	tr, err := engA.Start(ctx, orchestrator.Request{Provider: bandwidth.Name, Mode: orchestrator.ModeAttended,
 		Call: orchestrator.CallRef{CallID: a.ID, AgentCallID: g.ID}, Target: target, Completion: orchestrator.CompletionAuto,

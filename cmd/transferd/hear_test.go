@@ -64,19 +64,26 @@ func newAcrossReplicas(t testing.TB, hear bool, poll time.Duration, nudge func()
 		if r.heard = hearOtherReplicas(storeB, streams, nudge, zerolog.Nop()); r.heard == nil {
 			t.Fatal("hearOtherReplicas hears nothing of the PostgreSQL store")
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !r.heard() {
-			if time.Now().After(deadline) {
-				t.Fatal("b does not listen")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		awaitHearing(t, r.heard)
 	}
 	reg := prometheus.NewRegistry()
 	r.srvB = httptest.NewServer(api.NewServer(api.Config{Idempotency: storeB, EventsSaved: streams, EventsHeard: r.heard,
 		EventStreamPoll: poll, EventStreamSafetyPoll: poll}, engB, zerolog.Nop(), reg, reg))
 	t.Cleanup(r.srvB.Close)
 	return r
+}
+
+// awaitHearing waits until heard (a store's Listening) reports that the
+// replica hears the others' notifications: its listener heard its probe.
+func awaitHearing(t testing.TB, heard func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !heard() {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica does not hear the others' notifications within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // stream opens b's event stream until ctx ends, and returns its scanner
