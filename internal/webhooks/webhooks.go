@@ -172,11 +172,16 @@ type DeliveryFilter struct {
 	// previous page, one of the tenant's. Deliveries are listed newest
 	// (highest Pos) first.
 	After string
-	Limit int
+	// AfterPos, when not zero, is the Pos of After's delivery, and the
+	// cursor is the pair (AfterPos, After) itself: the delivery is not
+	// looked up, so one purged since the previous page was read lists on
+	// from where it stood, and no cursor is ErrUnknownCursor.
+	AfterPos int64
+	Limit    int
 }
 
 // ErrUnknownCursor is returned by Store.Deliveries when the filter's After
-// names no delivery of its tenant: another tenant's is not told apart
+// (without AfterPos) names no delivery of its tenant: another tenant's is not told apart
 // from one that does not exist (or no longer does), so that a cursor is
 // no oracle of another tenant's deliveries, and neither lists anything.
 var ErrUnknownCursor = errors.New("webhooks: the cursor names no delivery of the tenant")

@@ -137,12 +137,16 @@ func (d *Deliveries) finish(dl webhooks.Delivery) (webhooks.Delivery, bool) {
 // as the SQL stores list them; the cursor is that whole key, since every
 // endpoint's delivery of an event has the event's Pos. A cursor that
 // names no delivery of the tenant, another tenant's among them, is
-// webhooks.ErrUnknownCursor, as in the SQL stores.
+// webhooks.ErrUnknownCursor, as in the SQL stores, unless it comes with
+// its Pos (AfterPos).
 func (d *Deliveries) Deliveries(_ context.Context, f webhooks.DeliveryFilter) ([]webhooks.Delivery, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var cursor *webhooks.Delivery
-	if f.After != "" {
+	switch {
+	case f.After != "" && f.AfterPos != 0:
+		cursor = &webhooks.Delivery{ID: f.After, Pos: f.AfterPos}
+	case f.After != "":
 		if cursor = d.byID[f.After]; cursor == nil || cursor.Tenant != f.Tenant {
 			return nil, false, orchestrator.E("memory.Deliveries", orchestrator.KindInvalid, webhooks.ErrUnknownCursor)
 		}

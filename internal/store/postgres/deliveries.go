@@ -811,7 +811,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	if err != nil {
 		return nil, false, s.fail(op, err)
 	}
-	if len(ds) == 0 && f.After != "" {
+	if len(ds) == 0 && f.After != "" && f.AfterPos == 0 {
 		var one int
 		switch err := s.pool.QueryRow(ctx, `SELECT 1 FROM webhook_deliveries WHERE id = $1 AND tenant = $2`, f.After, f.Tenant).Scan(&one); {
 		case errors.Is(err, pgx.ErrNoRows):
@@ -861,6 +861,10 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	// listed the tenant's deliveries older than another tenant's, and
 	// told by that whether the other's delivery existed.
 	cursor := func() string {
+		if f.AfterPos != 0 {
+			// The key itself: nothing of another tenant is read.
+			return ` AND (pos, id) < (` + arg(f.AfterPos) + `, ` + arg(f.After) + `)`
+		}
 		return ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ` + arg(f.After) + ` AND tenant = ` + arg(f.Tenant) + `)`
 	}
 	// One more than asked tells whether more follow.

@@ -483,7 +483,7 @@ func (s *Store) Deliveries(ctx context.Context, f webhooks.DeliveryFilter) ([]we
 	if err != nil {
 		return nil, false, fail(op, err)
 	}
-	if len(ds) == 0 && f.After != "" {
+	if len(ds) == 0 && f.After != "" && f.AfterPos == 0 {
 		var one int
 		switch err := s.reads.queryRow(ctx, listCursorSQL, f.After, f.Tenant).Scan(&one); {
 		case errors.Is(err, sql.ErrNoRows):
@@ -531,7 +531,11 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	// bounds nothing, and the list is empty. Looked up across tenants, it
 	// listed the tenant's deliveries older than another tenant's, and
 	// told by that whether the other's delivery existed.
-	cursor := ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ? AND tenant = ?)`
+	cursor, cursorArgs := ` AND (pos, id) < (SELECT pos, id FROM webhook_deliveries WHERE id = ? AND tenant = ?)`, []any{f.After, f.Tenant}
+	if f.AfterPos != 0 {
+		// The key itself: nothing of another tenant is read.
+		cursor, cursorArgs = ` AND (pos, id) < (?, ?)`, []any{f.AfterPos, f.After}
+	}
 	// One more than asked tells whether more follow.
 	limit := func(q string, args []any) (string, []any) {
 		if f.Limit > 0 {
@@ -545,7 +549,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 			args := []any{f.Tenant}
 			if f.After != "" {
 				q += cursor
-				args = append(args, f.After, f.Tenant)
+				args = append(args, cursorArgs...)
 			}
 			return limit(q+order, args)
 		}
@@ -586,7 +590,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 	}
 	if f.After != "" {
 		q += cursor
-		args = append(args, f.After, f.Tenant)
+		args = append(args, cursorArgs...)
 	}
 	return limit(q+order, args)
 }

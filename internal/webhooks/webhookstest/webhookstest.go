@@ -24,6 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ListPagesTwoEndpoints", func(t *testing.T) { testListTwoEndpoints(t, open(t)) })
 	t.Run("ListEveryFilter", func(t *testing.T) { testListFilters(t, open(t)) })
 	t.Run("ListCursorIsTheTenants", func(t *testing.T) { testListCursorIsTheTenants(t, open(t)) })
+	t.Run("ListCursorWithItsPos", func(t *testing.T) { testListCursorWithItsPos(t, open(t)) })
 	t.Run("RedeliverDuringAttempt", func(t *testing.T) { testRedeliverDuringAttempt(t, open(t)) })
 	t.Run("ConcurrentEnqueue", func(t *testing.T) { testConcurrentEnqueue(t, open(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open(t)) })
@@ -232,28 +233,91 @@ func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
 			t.Fatalf("unpaged: %s (pos %d) listed before %s (pos %d), want (pos, id) descending", a.ID, a.Pos, b.ID, b.Pos)
 		}
 	}
-	for limit := 1; limit <= 2*events; limit++ {
-		var got []string
-		after := ""
-		for page := 0; page <= 2*events; page++ {
-			ds, more, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: limit, After: after})
-			if err != nil {
-				t.Fatal(err)
+	for _, withPos := range []bool{false, true} {
+		for limit := 1; limit <= 2*events; limit++ {
+			var got []string
+			var after string
+			var afterPos int64
+			for page := 0; page <= 2*events; page++ {
+				ds, more, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Limit: limit, After: after, AfterPos: afterPos})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range ds {
+					got = append(got, d.ID)
+				}
+				if !more {
+					break
+				}
+				after = ds[len(ds)-1].ID
+				if withPos {
+					afterPos = ds[len(ds)-1].Pos
+				}
 			}
+			var want []string
+			for _, d := range all {
+				want = append(want, d.ID)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("pages of %d (cursor with its pos: %v) listed %v, want %v", limit, withPos, got, want)
+			}
+		}
+	}
+}
+
+// testListCursorWithItsPos: a cursor given with its Pos is the key
+// itself, on every list the API offers. One whose delivery is gone (a
+// purge between two pages) lists on from where it stood, where the id
+// alone is ErrUnknownCursor; another tenant's key bounds the tenant's own
+// deliveries only, as any pair of values would, and tells nothing of the
+// other's.
+func testListCursorWithItsPos(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	var acme []webhooks.Delivery
+	for pos := int64(1); pos <= 5; pos++ {
+		d := mk("acme", "crm", "tr_a", pos, pos)
+		if pos%2 == 0 {
+			d.Status, d.Attempts, d.LastCode, d.LastError = webhooks.StatusDead, 3, 500, "HTTP 500"
+		}
+		acme = append(acme, d)
+	}
+	gone := acme[2] // never stored: as if purged after the page it ended
+	kept := slices.Delete(slices.Clone(acme), 2, 3)
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 5, kept); err != nil {
+		t.Fatal(err)
+	}
+	zeta := mk("zeta", "crm", "tr_z", 1, 4)
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 4, []webhooks.Delivery{zeta}); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range ListFilters() {
+		f.Tenant = "acme"
+		all, _, err := s.Deliveries(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, cur := range map[string]webhooks.Delivery{"a delivery gone": gone, "another tenant's": zeta} {
+			var want []string
+			for _, d := range all {
+				if d.Pos < cur.Pos || d.Pos == cur.Pos && d.ID < cur.ID {
+					want = append(want, d.ID)
+				}
+			}
+			g := f
+			g.After, g.AfterPos = cur.ID, cur.Pos
+			ds, more, err := s.Deliveries(ctx, g)
+			var got []string
 			for _, d := range ds {
 				got = append(got, d.ID)
 			}
-			if !more {
-				break
+			if err != nil || more || fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s, after %s with its pos: %v, more=%v (%v); want %v", name, what, got, more, err, want)
 			}
-			after = ds[len(ds)-1].ID
 		}
-		var want []string
-		for _, d := range all {
-			want = append(want, d.ID)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("pages of %d listed %v, want %v", limit, got, want)
+		g := f
+		g.After = gone.ID
+		if _, _, err := s.Deliveries(ctx, g); !errors.Is(err, webhooks.ErrUnknownCursor) {
+			t.Errorf("%s, after a delivery gone, by its id alone: %v; want ErrUnknownCursor", name, err)
 		}
 	}
 }
