@@ -1224,8 +1224,10 @@ type WebhookDeliveryStatus string
 
 // WebhookDeliveryList defines model for WebhookDeliveryList.
 type WebhookDeliveryList struct {
-	Items      []WebhookDelivery `json:"items"`
-	NextCursor string            `json:"next_cursor,omitempty"`
+	Items []WebhookDelivery `json:"items"`
+
+	// NextCursor Pass as `cursor` for the next page (opaque); absent on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // Whisper Audio played to the target before it is connected (Bandwidth `whisperAudio`): a
@@ -1527,10 +1529,12 @@ type ListWebhookDeliveriesParams struct {
 	// Limit Page size (50 when absent).
 	Limit int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page (the id of its last delivery). A cursor that
-	// names no delivery of the caller's tenant (one this API did not return to it, or whose
-	// delivery has since been purged) is a `400 validation-error` naming `cursor`; another
-	// tenant's delivery is answered exactly as one that does not exist.
+	// Cursor The `next_cursor` of the previous page, opaque: the list goes on from where that
+	// page's last delivery stood, even if it has since been purged. A cursor this API did
+	// not return to the caller's tenant is a `400 validation-error` naming `cursor`. A
+	// delivery's id, the cursor of earlier releases, is still taken while its delivery is
+	// kept (then a `400` as above); another tenant's delivery is answered exactly as one
+	// that does not exist.
 	Cursor string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 

@@ -1111,6 +1111,7 @@ export interface components {
         };
         WebhookDeliveryList: {
             items: components["schemas"]["WebhookDelivery"][];
+            /** @description Pass as `cursor` for the next page (opaque); absent on the last page. */
             next_cursor?: string;
         };
         TransferList: {
@@ -2061,10 +2062,12 @@ export interface operations {
                 /** @description Page size (50 when absent). */
                 limit?: number;
                 /**
-                 * @description The `next_cursor` of the previous page (the id of its last delivery). A cursor that
-                 *     names no delivery of the caller's tenant (one this API did not return to it, or whose
-                 *     delivery has since been purged) is a `400 validation-error` naming `cursor`; another
-                 *     tenant's delivery is answered exactly as one that does not exist.
+                 * @description The `next_cursor` of the previous page, opaque: the list goes on from where that
+                 *     page's last delivery stood, even if it has since been purged. A cursor this API did
+                 *     not return to the caller's tenant is a `400 validation-error` naming `cursor`. A
+                 *     delivery's id, the cursor of earlier releases, is still taken while its delivery is
+                 *     kept (then a `400` as above); another tenant's delivery is answered exactly as one
+                 *     that does not exist.
                  */
                 cursor?: string;
             };

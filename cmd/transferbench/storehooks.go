@@ -158,9 +158,13 @@ func (h *hookFill) hookQueries() []hookQuery {
 		{"deliveries transfer_id (middle)", list(webhooks.DeliveryFilter{TransferID: h.midTransfer, Statuses: []webhooks.Status{
 			webhooks.StatusPending, webhooks.StatusDelivered, webhooks.StatusDead}})},
 		{"deliveries transfer_id, failed", list(webhooks.DeliveryFilter{TransferID: h.midTransfer, Statuses: failed, Failing: true})},
-		{"deliveries cursor (middle), failed", list(webhooks.DeliveryFilter{After: h.midDelivery, Statuses: failed, Failing: true})},
-		{"deliveries cursor (middle), delivered", list(webhooks.DeliveryFilter{After: h.midDelivery,
+		{"deliveries cursor (middle), failed", list(webhooks.DeliveryFilter{After: h.midDelivery, AfterPos: h.midPos,
+			Statuses: failed, Failing: true})},
+		{"deliveries cursor (middle), delivered", list(webhooks.DeliveryFilter{After: h.midDelivery, AfterPos: h.midPos,
 			Statuses: []webhooks.Status{webhooks.StatusDelivered}})},
+		// The cursor of the releases before: the delivery's id alone,
+		// looked up.
+		{"deliveries id cursor (middle), failed", list(webhooks.DeliveryFilter{After: h.midDelivery, Statuses: failed, Failing: true})},
 		{"events of a transfer (middle)", events(orchestrator.EventFilter{TransferID: h.midTransfer})},
 		{"event stream from the middle", events(orchestrator.EventFilter{After: h.midPos})},
 		{"event stream of a transfer, from the middle", events(orchestrator.EventFilter{TransferID: h.midTransfer, After: h.midPos - 1})},

@@ -56,18 +56,61 @@ func toDeliveryJSON(d webhooks.Delivery) deliveryJSON {
 // delivery whose last attempt failed.
 var deliveryStatuses = []string{"pending", "failing", "delivered", "dead"}
 
+// A deliveries list's cursor is "dlc_", the outbox position of the page's
+// last delivery sealed as an id of the tenant's event stream (eventIDs),
+// "." and that delivery's id: the list goes on from where the delivery
+// stood even once it is purged, where a cursor of its id alone named
+// nothing any more (a 400, and the client had to start over), and the
+// position, sealed, tells nothing of other tenants' events. A bare
+// delivery id, the cursor of the releases before, is still taken.
+const deliveryCursorPrefix = "dlc_"
+
+// deliveryCursor is the cursor that lists on after d.
+func deliveryCursor(ids eventIDs, d webhooks.Delivery) string {
+	return deliveryCursorPrefix + ids.id(d.Pos) + "." + d.ID
+}
+
+// parseDeliveryCursor reads a cursor into f's After and AfterPos; false
+// for one this API did not make for the tenant (a sealed position of
+// another tenant's among them).
+func parseDeliveryCursor(ids eventIDs, c string, f *webhooks.DeliveryFilter) bool {
+	if strings.HasPrefix(c, "dlv_") {
+		f.After = c // a cursor of the releases before: looked up
+		return true
+	}
+	rest, ok := strings.CutPrefix(c, deliveryCursorPrefix)
+	if !ok {
+		return false
+	}
+	sealed, id, ok := strings.Cut(rest, ".")
+	if !ok || len(sealed) != idLen || digits(sealed) || !strings.HasPrefix(id, "dlv_") || len(id) > 64 {
+		return false
+	}
+	pos, ok := ids.pos(sealed)
+	if !ok {
+		return false
+	}
+	f.After, f.AfterPos = id, pos
+	return true
+}
+
 // handleListDeliveries serves GET /v1/webhook-deliveries, newest first.
 // Without ?status= it lists the failed ones: failing and dead.
-func handleListDeliveries(dl Deliveries) http.Handler {
+func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if dl == nil {
 			writeProblem(w, r, noWebhooks())
 			return
 		}
+		key, err := eng.EventIDKey(r.Context())
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		ids := newEventIDs(key, orchestrator.TenantOf(r.Context()))
 		bad := map[string]string{}
 		q := query(r, bad)
-		f := webhooks.DeliveryFilter{Tenant: orchestrator.TenantOf(r.Context()), TransferID: q.Get("transfer_id"),
-			After: q.Get("cursor"), Limit: 50}
+		f := webhooks.DeliveryFilter{Tenant: orchestrator.TenantOf(r.Context()), TransferID: q.Get("transfer_id"), Limit: 50}
 		statuses := q["status"]
 		if len(statuses) == 0 {
 			statuses = []string{"failing,dead"}
@@ -95,8 +138,8 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 			// A typo must not read as "no failed deliveries".
 			bad["transfer_id"] = "is not a transfer id"
 		}
-		if f.After != "" && !strings.HasPrefix(f.After, "dlv_") {
-			bad["cursor"] = "is not a cursor returned by this API"
+		if c := q.Get("cursor"); c != "" && !parseDeliveryCursor(ids, c, &f) {
+			bad["cursor"] = "is not a cursor returned by this API to this tenant"
 		}
 		for name, vs := range q {
 			if len(vs) > 1 && name != "status" {
@@ -134,7 +177,7 @@ func handleListDeliveries(dl Deliveries) http.Handler {
 			out.Items = append(out.Items, toDeliveryJSON(d))
 		}
 		if more && len(ds) > 0 {
-			out.NextCursor = ds[len(ds)-1].ID
+			out.NextCursor = deliveryCursor(ids, ds[len(ds)-1])
 		}
 		encode(w, http.StatusOK, out)
 	})

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDeliveriesListRefusesAMalformedTransferID: the contract types
@@ -84,4 +86,77 @@ func TestDeliveriesCursorOfAnotherTenantIsRefused(t *testing.T) {
 	if len(next.Items) != 1 || next.Items[0].ID == first.Items[0].ID {
 		t.Errorf("the page after the tenant's own cursor: %+v, want the next delivery", next.Items)
 	}
+}
+
+// A page's next_cursor holds where its last delivery stood, sealed for
+// the tenant: the list goes on from there once that delivery is purged,
+// where a cursor of its id alone named nothing any more and answered 400,
+// so that a client paging through its history near the retention's edge
+// had to start over. Another tenant's cursor, or one changed by a letter,
+// is a 400 naming cursor; a delivery id, the cursor of the releases
+// before, still pages on while its delivery is kept.
+func TestDeliveriesCursorOutlivesItsDelivery(t *testing.T) {
+	e := newEventsEnvFor(t, "default", otherTenant)
+	e.start(t, writeKey, "1007")
+	e.start(t, writeKey, "1008")
+	e.start(t, otherWriteKey, "1009")
+	if err := e.disp.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	type page struct {
+		Items      []deliveryBody
+		NextCursor string `json:"next_cursor"`
+	}
+	idsOf := func(p page) (ids []string) {
+		for _, d := range p.Items {
+			ids = append(ids, d.ID)
+		}
+		return ids
+	}
+	list := func(key, query string, status int) page {
+		t.Helper()
+		return decodeBody[page](t, e.req(t, "GET", "/v1/webhook-deliveries?limit=200"+query, key, ""), status)
+	}
+	all := idsOf(list(readKey, "", http.StatusOK))
+	if len(all) < 2 {
+		t.Fatalf("%d failed deliveries, want several", len(all))
+	}
+	first := decodeBody[page](t, e.req(t, "GET", "/v1/webhook-deliveries?limit=1", readKey, ""), http.StatusOK)
+	cursor := first.NextCursor
+	if !strings.HasPrefix(cursor, "dlc_") || len(first.Items) != 1 || first.Items[0].ID != all[0] {
+		t.Fatalf("first page %+v; want the newest delivery and a cursor", first)
+	}
+	if got := idsOf(list(readKey, "&cursor="+cursor, http.StatusOK)); !slices.Equal(got, all[1:]) {
+		t.Errorf("after the cursor: %v, want %v", got, all[1:])
+	}
+	if got := idsOf(list(readKey, "&cursor="+all[0], http.StatusOK)); !slices.Equal(got, all[1:]) {
+		t.Errorf("after the delivery id as cursor: %v, want %v", got, all[1:])
+	}
+	changed := []byte(cursor)
+	changed[5] ^= 'A' ^ 'B' // a letter of the sealed position
+	for what, c := range map[string]struct{ key, cursor string }{
+		"another tenant":      {otherReadKey, cursor},
+		"a letter changed":    {readKey, string(changed)},
+		"a plain position":    {readKey, "dlc_12." + all[0]},
+		"no delivery id":      {readKey, strings.Split(cursor, ".")[0]},
+		"another kind of id":  {readKey, strings.Split(cursor, ".")[0] + ".tr_01M7Z72N5VG7KYHRJXJG7DJ13N"},
+		"not a cursor at all": {readKey, "tr_01M7Z72N5VG7KYHRJXJG7DJ13N"},
+	} {
+		res := e.req(t, "GET", "/v1/webhook-deliveries?cursor="+c.cursor, c.key, "")
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"cursor"`) {
+			t.Errorf("a cursor with %s answered %d, want 400 naming cursor:\n%s", what, res.StatusCode, body)
+		}
+	}
+
+	// Every delivery purged: the list after the cursor is what is left
+	// after it, none; the delivery id names nothing any more.
+	if n, err := e.dels.PurgeDeliveries(context.Background(), time.Now().Add(time.Hour), 0); err != nil || n < len(all) {
+		t.Fatalf("purged %d deliveries (%v), want every one of %d", n, err, len(all))
+	}
+	if got := list(readKey, "&cursor="+cursor, http.StatusOK); len(got.Items) != 0 || got.NextCursor != "" {
+		t.Errorf("after the cursor of a purged delivery: %+v, want an empty last page", got)
+	}
+	list(readKey, "&cursor="+all[0], http.StatusBadRequest)
 }

@@ -32,6 +32,7 @@ type eventsEnv struct {
 	srv  *httptest.Server
 	eng  *orchestrator.Engine
 	disp *webhooks.Dispatcher
+	dels *memory.Deliveries // the dispatcher's store
 }
 
 func newEventsEnv(t *testing.T) *eventsEnv {
@@ -54,10 +55,11 @@ func newEventsEnvFor(t *testing.T, tenants ...string) *eventsEnv {
 	for _, tenant := range tenants {
 		endpoints[tenant] = []webhooks.Endpoint{{ID: "crm", URL: refuse.URL, Secrets: []string{secret}}}
 	}
+	dels := memory.NewDeliveries(store)
 	disp := webhooks.New(webhooks.Config{ScanInterval: 5 * time.Millisecond, MaxAge: time.Nanosecond},
-		memory.NewDeliveries(store), endpoints, api.EventPayload, zerolog.Nop(), reg)
+		dels, endpoints, api.EventPayload, zerolog.Nop(), reg)
 	e := eventsServer(t, store, reg, api.Config{Idempotency: store, Deliveries: disp})
-	e.disp = disp
+	e.disp, e.dels = disp, dels
 	return e
 }
 
