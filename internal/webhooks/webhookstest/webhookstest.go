@@ -265,6 +265,22 @@ func testListTwoEndpoints(t *testing.T, s webhooks.Store) {
 	}
 }
 
+// enqueueBesideZeta enqueues acme's deliveries to its crm endpoint (the
+// endpoint's cursor moved to upTo) and one delivery of tenant zeta at
+// position 4, which it returns: the cursor tests' two tenants.
+func enqueueBesideZeta(t *testing.T, s webhooks.Store, acme []webhooks.Delivery, upTo int64) webhooks.Delivery {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, upTo, acme); err != nil {
+		t.Fatal(err)
+	}
+	zeta := mk("zeta", "crm", "tr_z", 1, 4)
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 4, []webhooks.Delivery{zeta}); err != nil {
+		t.Fatal(err)
+	}
+	return zeta
+}
+
 // testListCursorWithItsPos: a cursor given with its Pos is the key
 // itself, on every list the API offers. One whose delivery is gone (a
 // purge between two pages) lists on from where it stood, where the id
@@ -282,14 +298,7 @@ func testListCursorWithItsPos(t *testing.T, s webhooks.Store) {
 		acme = append(acme, d)
 	}
 	gone := acme[2] // never stored: as if purged after the page it ended
-	kept := slices.Delete(slices.Clone(acme), 2, 3)
-	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 5, kept); err != nil {
-		t.Fatal(err)
-	}
-	zeta := mk("zeta", "crm", "tr_z", 1, 4)
-	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 4, []webhooks.Delivery{zeta}); err != nil {
-		t.Fatal(err)
-	}
+	zeta := enqueueBesideZeta(t, s, slices.Delete(slices.Clone(acme), 2, 3), 5)
 	for name, f := range ListFilters() {
 		f.Tenant = "acme"
 		all, _, err := s.Deliveries(ctx, f)
@@ -336,13 +345,7 @@ func testListCursorIsTheTenants(t *testing.T, s webhooks.Store) {
 		acme = append(acme, mk("acme", "crm", "tr_a", pos, pos))
 	}
 	acme[1].Status, acme[1].Attempts, acme[1].LastCode, acme[1].LastError = webhooks.StatusDead, 3, 500, "HTTP 500"
-	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 3, acme); err != nil {
-		t.Fatal(err)
-	}
-	zeta := mk("zeta", "crm", "tr_z", 1, 4)
-	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("zeta", "crm"), 0, 4, []webhooks.Delivery{zeta}); err != nil {
-		t.Fatal(err)
-	}
+	zeta := enqueueBesideZeta(t, s, acme, 3)
 	for name, f := range ListFilters() {
 		f.Tenant = "acme"
 		for what, after := range map[string]string{"another tenant's delivery": zeta.ID, "no delivery": "dlv_nope"} {
