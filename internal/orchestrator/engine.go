@@ -965,8 +965,8 @@ func (e *Engine) local(id string) bool {
 }
 
 // Drives reports whether this replica drives the transfer id now, or is
-// about to (see driving): false for another replica's transfer, and for
-// one that ended or that no replica runs yet.
+// about to (see driving): false for another replica's transfer, for one
+// this replica no longer runs, and for one no replica runs yet.
 func (e *Engine) Drives(id string) bool { return e.driving(id) }
 
 // driving reports whether this replica drives the transfer id or is
