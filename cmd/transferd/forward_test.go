@@ -23,7 +23,7 @@ import (
 
 // noteWatch is a replica's Bandwidth client as its API server sees it,
 // telling applied of each note another replica forwarded once the client
-// has it.
+// has it (while applied has room: the listener must never block).
 type noteWatch struct {
 	*bandwidth.Client
 	applied chan string
@@ -32,7 +32,10 @@ type noteWatch struct {
 func (w noteWatch) ApplyCallbackNote(id, note string) error {
 	err := w.Client.ApplyCallbackNote(id, note)
 	if err == nil {
-		w.applied <- note
+		select {
+		case w.applied <- note:
+		default:
+		}
 	}
 	return err
 }
@@ -70,14 +73,14 @@ func TestCallbackToAnotherReplicaReachesTheOneDrivingTheTransfer(t *testing.T) {
 	// a's first reading of the consult waits for the forwarded note.
 	applied := make(chan string, 16)
 	callPath := basePath + "/users/" + userID + "/calls/"
-	api1 := http.StripPrefix(basePath, sim.APIHandler())
+	simAPI := http.StripPrefix(basePath, sim.APIHandler())
 	var first sync.Once
 	platform := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, isCall := strings.CutPrefix(r.URL.Path, callPath)
 		if r.Method == http.MethodGet && isCall && rest != "" && rest != a.ID && rest != g.ID && !strings.Contains(rest, "/") {
 			first.Do(func() { awaitCause(t, applied) })
 		}
-		api1.ServeHTTP(w, r)
+		simAPI.ServeHTTP(w, r)
 	}))
 	t.Cleanup(platform.Close)
 
