@@ -964,14 +964,11 @@ func (e *Engine) local(id string) bool {
 	return e.entries[id] != nil
 }
 
-// Drives reports whether this replica drives the transfer id now, or is
-// about to (see driving): false for another replica's transfer, for one
-// this replica no longer runs, and for one no replica runs yet.
-func (e *Engine) Drives(id string) bool { return e.driving(id) }
-
-// driving reports whether this replica drives the transfer id or is
-// about to: it has an entry, or Start or findLater is adopting it.
-func (e *Engine) driving(id string) bool {
+// Drives reports whether this replica drives the transfer id or is
+// about to: it has an entry, or Start or findLater is adopting it. False
+// for another replica's transfer, for one this replica no longer runs,
+// and for one no replica runs yet.
+func (e *Engine) Drives(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.creating[id] > 0 || e.entries[id] != nil

@@ -170,7 +170,7 @@ func (e *Engine) adoptOrphans(ctx context.Context) bool {
 		// A transfer Start has saved and not adopted yet is its own, not
 		// an orphan: adopted here it would be driven as resumed ("resumed
 		// by" among its steps) although no process drove it before.
-		if e.driving(id) {
+		if e.Drives(id) {
 			continue
 		}
 		t, err := e.store.Get(ctx, id)
