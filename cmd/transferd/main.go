@@ -157,6 +157,10 @@ simulator. Configuration comes from these environment variables:
 
 `
 
+// The callbacks map holds the Bandwidth clients; forwarding needs both
+// halves of the receiver.
+var _ api.CallbackReceiver = (*bandwidth.Client)(nil)
+
 // run is the whole program: it returns when ctx is cancelled (SIGINT,
 // SIGTERM) and every in-flight transfer is finished or compensated.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/store/postgres"
 	"github.com/transferd/transferd/internal/store/sqlite"
 	"github.com/transferd/transferd/internal/wake"
@@ -264,12 +263,7 @@ type eventsNotifier interface {
 
 var _ eventsNotifier = (*postgres.Store)(nil)
 
-var (
-	_ api.CallbackForwarder = (*postgres.Store)(nil)
-	// The callbacks map holds the Bandwidth clients; forwarding needs
-	// both halves of the receiver.
-	_ api.CallbackReceiver = (*bandwidth.Client)(nil)
-)
+var _ api.CallbackForwarder = (*postgres.Store)(nil)
 
 // callbackForwarder is the store's carrier of callback notes between the
 // replicas sharing it (api.Config.Forwarder), or nil for a store no other

@@ -613,9 +613,7 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 			writeError(w, r, err)
 			return
 		}
-		if note != "" && !eng.Drives(id) {
-			forward(r, tenant, chi.URLParam(r, "provider"), id, note)
-		}
+		forward(r, tenant, chi.URLParam(r, "provider"), id, note)
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -655,11 +653,12 @@ func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
 const forwardTimeout = 2 * time.Second
 
 // forward sends a callback's note to the other replicas (Config.
-// Forwarder; nothing without one). A forward that fails is logged and
-// counted, and the event still answered 2xx: the callback was valid, and
-// the provider sending it again would only reach a replica at random.
+// Forwarder; nothing without one) when this replica does not drive its
+// transfer and the event told something. A forward that fails is logged
+// and counted, and the event still answered 2xx: the callback was valid,
+// and the provider sending it again would only reach a replica at random.
 func (s *shared) forward(r *http.Request, tenant, provider, id, note string) {
-	if s.cfg.Forwarder == nil {
+	if s.cfg.Forwarder == nil || note == "" || s.eng.Drives(id) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
