@@ -303,10 +303,10 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 		}
 	}
 	for _, t := range ts {
-		if !t.Sent.Join.IsZero() || t.Request.Call.User == "" {
-			continue
+		if t.Request.Call.User == "" {
+			continue // no user to read by (Validate requires one)
 		}
-		if l := &t.Legs.Caller; l.CallID != "" && !c.gone.has(l.CallID) &&
+		if l := &t.Legs.Caller; confirmsCaller(t) && !c.gone.has(l.CallID) &&
 			len(v.rowsOf(buf[:0], l.CallID)) == 0 && (l.SessionID == "" || len(v.rowsOf(buf[:0], l.SessionID)) == 0) {
 			read(t, l.CallID, func(ac *activeCall) bool { return carriesCaller(t, ac) })
 		}
@@ -315,6 +315,13 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 		}
 	}
 	return extra, unsure
+}
+
+// confirmsCaller reports whether t's caller's call, when not listed, is
+// read by its call-id before the reading counts (confirmCallers): it is
+// known, and no join was sent.
+func confirmsCaller(t *orchestrator.Transfer) bool {
+	return t.Legs.Caller.CallID != "" && t.Sent.Join.IsZero()
 }
 
 // confirmsConsult reports whether t's consult, when not listed, is read by
@@ -466,9 +473,20 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	if odd != nil {
 		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable, odd)
 	}
-	if obs.Caller == orchestrator.CallerGone && slices.Contains(v.unsure, t.Legs.Caller.CallID) {
-		return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
-			errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
+	if obs.Caller == orchestrator.CallerGone {
+		switch id := t.Legs.Caller.CallID; {
+		case slices.Contains(v.unsure, id):
+			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+				errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
+		case confirmsCaller(t) && (v.gone == nil || !v.gone.has(id)):
+			// Not listed, and not read as ended: the reading was made for
+			// a record that had sent a join, whose caller is not read one
+			// by one (a watcher reads for the records as last saved), and
+			// the join was refused since. Taken as gone, the caller would
+			// never be given back.
+			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+				errors.New("the caller's call is not listed and was not read as ended: whether it is up is unknown"))
+		}
 	}
 	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t) && (v.gone == nil || !v.gone.has(consultID(t))) {
 		// Not listed, and not read as ended: the read failed, or the

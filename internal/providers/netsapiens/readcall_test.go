@@ -309,3 +309,82 @@ func TestConsultReadWithoutTheCallIsNotGone(t *testing.T) {
 		}
 	})
 }
+
+// A watcher reads for the records as last saved, and the engine judges a
+// reading with the record as it is now. A listing that leaves a call out
+// (a row being rewritten) reads the caller's call, and a consult seen
+// before, by its id only while no join was sent: after one, their absence
+// is expected. So a reading made for a record that sent the join, judged
+// after the join was refused (the record cleared the join: nothing was
+// joined), had never read the unlisted call. The consult was unknown
+// already; the caller was taken for gone, and a recovery that takes the
+// caller for gone never gives them back. Both are unknown now, and a
+// reading made for the refusal reads them by their ids and shows them.
+func TestAReadingMadeBeforeARefusedJoinDoesNotEndItsCalls(t *testing.T) {
+	const trID = "tr_01JREADINGBEFOREAREFUSAL00"
+	for _, consult := range []bool{false, true} {
+		name := "caller"
+		if consult {
+			name = "consult"
+		}
+		t.Run(name, func(t *testing.T) {
+			var hidden hiddenIDs
+			sim, srv := newSimServer(t, nssim.Config{}, hidingRows(&hidden))
+			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
+				Attempts: 1, RetryBase: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := &orchestrator.Transfer{ID: trID, Request: orchestrator.Request{Provider: netsapiens.Name,
+				Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+			refused.Legs.Caller = orchestrator.LegRef{CallID: orig.OrigCallID, SessionID: orig.SessionID, Server: orig.CoreServer}
+			refused.Legs.Agent = orchestrator.LegRef{CallID: orig.TermCallID}
+			hidden.set(orig.OrigCallID, orig.SessionID)
+			if consult {
+				if _, err := c.Dial(context.Background(), refused); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = sim.WaitIdle(ctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				refused.Seen.Consult = true
+				hidden.set(netsapiens.ConsultCallID(trID))
+			}
+			sent := refused.Clone()
+			sent.Sent.Join = time.Unix(1, 0)
+
+			before := reads(sim)
+			v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{sent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := reads(sim) - before; n != 0 {
+				t.Fatalf("%d reads by id for a record that sent its join, want none", n)
+			}
+			if obs, err := v.Observe(refused); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Fatalf("the reading made for the join, judged for its refusal: %+v, %v; want unknown", obs, err)
+			}
+
+			v, err = c.Read(context.Background(), "k", []*orchestrator.Transfer{refused})
+			if err != nil {
+				t.Fatal(err)
+			}
+			obs, err := v.Observe(refused)
+			switch {
+			case err != nil:
+				t.Fatalf("a reading made for the refusal: %v", err)
+			case !consult && obs.Caller != orchestrator.CallerConnected:
+				t.Errorf("a reading made for the refusal shows the caller %s, want connected", obs.Caller)
+			case consult && obs.Consult != orchestrator.ConsultAnswered:
+				t.Errorf("a reading made for the refusal shows the consult %s, want answered", obs.Consult)
+			}
+		})
+	}
+}

@@ -125,10 +125,16 @@ func TestViewObservesLikeTheWholeListingRandomly(t *testing.T) {
 			if wantErr == nil {
 				wantErr = unrecognisedJoin(tr, want)
 			}
+			// As a Read that read the unlisted caller's call by its id and
+			// was answered 404 (the whole listing's scan takes an unlisted
+			// caller for gone).
+			var ended goneCalls
+			ended.add(tr.Legs.Caller.CallID)
 			for name, v := range map[string]*view{
 				"hashed":   newView(calls),
 				"collided": newViewHashed(calls, func(string) uint32 { return 7 }),
 			} {
+				v.gone = &ended
 				got, err := v.Observe(tr)
 				if (err != nil) != (wantErr != nil) || (err == nil && got != want) {
 					t.Fatalf("seed %d, round %d, %s: through the view %+v, %v; scanning the listing %+v\nlisting %+v\ntransfer legs %+v",
