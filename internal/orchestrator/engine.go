@@ -150,6 +150,11 @@ type Engine struct {
 	workers    sync.WaitGroup
 	bg         sync.WaitGroup // watchers and the maintenance loop
 	lookups    atomic.Int32   // the creates findLater looks for
+	// published counts the records saves publish as entry.cur
+	// (entry.published): a watcher notes it before it loads the records
+	// it reads for, so a reading tells whether it was read for a record
+	// older than the one a transfer has now.
+	published atomic.Uint64
 	// undriven.others: the providers, none of whose accounts is known
 	// here any more, that the last look for orphans counted undriven
 	// transfers of (see setUndriven).

@@ -63,6 +63,10 @@ type entry struct {
 	// cur is the record as last reconciled or saved, for readers (Wait,
 	// the watcher's Read). A stored record is never modified again.
 	cur atomic.Pointer[Transfer]
+	// published is Engine.published as it stood once the last saved (or
+	// claimed) record was stored as cur: a reading noted at or after it
+	// was read for that record or a later one (see reading).
+	published uint64
 	// signal: a client signal may be pending in the store.
 	signal atomic.Bool
 	// gate orders a client's signal against the worker's decisions on
@@ -176,6 +180,7 @@ func (e *Engine) process(id string) {
 		// could not reach the store: the claimed record is the truth, and
 		// what this entry held is stale.
 		en.cur.Store(c)
+		en.published = e.published.Add(1)
 		en.lost, en.saveFailing, en.unsaved = false, false, false
 		en.resumed, en.noted = true, false
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
@@ -1684,6 +1689,18 @@ func (e *Engine) reading(en *entry, after time.Time) (Observation, time.Time, er
 		return Observation{}, s.at, s.err, true
 	}
 	obs, err := s.view.Observe(en.t)
+	if err != nil && s.published < en.published {
+		// The view was read for a record older than this transfer's last
+		// saved one (a watcher reads for the records as last published),
+		// and an adapter's read may depend on the record: a NetSapiens
+		// listing confirms one by one the consult it does not show only
+		// while no join was sent, so a listing read as a join went out,
+		// judged after the join was refused, cannot tell whether the
+		// consult is up. That is not the provider being unreadable: a
+		// reading read for this record can tell, and is asked for.
+		en.w.need(en.id)
+		return Observation{}, time.Time{}, nil, false
+	}
 	return obs, s.at, err, true
 }
 
@@ -2049,6 +2066,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			e.countEnd(en, c)
 		}
 		en.cur.Store(en.t.Clone())
+		en.published = e.published.Add(1)
 		e.publish(en.id)
 		if !en.gated {
 			// A signal checked against the record before this one has

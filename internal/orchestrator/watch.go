@@ -33,11 +33,13 @@ type watcher struct {
 	seen map[string]Observation
 }
 
-// snapshot is one reading: taken no earlier than at.
+// snapshot is one reading: taken no earlier than at, for records no
+// older than those Engine.published counted as published.
 type snapshot struct {
-	at   time.Time
-	view View
-	err  error
+	at        time.Time
+	published uint64
+	view      View
+	err       error
 }
 
 // ViewWatcher is implemented by providers that can be told which views
@@ -172,6 +174,9 @@ func (w *watcher) loop(k watchKey) {
 			case <-time.After(wait):
 			}
 		}
+		// Noted before the records are loaded: a record whose publication
+		// it counts is the one loaded, or a later one (see reading).
+		published := e.published.Load()
 		ts, ids, fast := w.subscribers()
 		if len(ts) == 0 {
 			e.watchMu.Lock()
@@ -196,7 +201,7 @@ func (w *watcher) loop(k watchKey) {
 		cancel()
 		e.m.reads.WithLabelValues(w.p.Name(), resultLabel(err)).Inc()
 		w.mu.Lock()
-		w.snap = &snapshot{at: start, view: v, err: err}
+		w.snap = &snapshot{at: start, published: published, view: v, err: err}
 		wake := w.changedLocked(ts, ids, v, err)
 		w.mu.Unlock()
 		for _, id := range wake {

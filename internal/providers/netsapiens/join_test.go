@@ -7,12 +7,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+	"github.com/transferd/transferd/internal/store/memory"
 )
 
 // pstnTarget is an external number, as in the spec's example of a
@@ -363,4 +366,145 @@ func TestTargetGoneAsTheJoinIsSentIsTargetHungUp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRefusedJoinIsJudgedOnAReadingMadeForTheRefusal plays the order that
+// made TestTargetGoneAsTheJoinIsSentIsTargetHungUp fail now and then. The
+// target hangs up as the join is sent, and the PBX refuses it with a 404.
+// A reading started after the refusal but before the refusal's record was
+// saved was read for the record that said a join went out: a listing
+// does not confirm one by one a consult it does not show once a join was
+// sent (its absence is expected then), so that reading cannot tell
+// whether the consult is up. Taken as a failed reading, it left the
+// recovery to hang the consult up blind, and the refusal was blamed on
+// the call (call_not_found) although the target had hung up. The save of
+// the refusal is held here until two listings have arrived, so that the
+// reading made for the old record is the one the recovery finds.
+func TestRefusedJoinIsJudgedOnAReadingMadeForTheRefusal(t *testing.T) {
+	var hungUp sync.Once
+	listed := make(chan struct{}, 1)
+	var listings atomic.Int64
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodGet && r.URL.Path == "/domains/"+domain+"/calls":
+				listings.Add(1)
+				select {
+				case listed <- struct{}{}:
+				default:
+				}
+			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
+				hungUp.Do(func() {
+					for _, s := range sim.Truth().Sessions {
+						if strings.HasPrefix(s.ByCallID, "transferd-") {
+							if err := sim.Hangup(s.SessionID, "term"); err != nil {
+								t.Error(err)
+							}
+						}
+					}
+				})
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	sim, srv := newSimServer(t, nssim.Config{UnknownDestination: nssim.DestinationNotFound}, wrap)
+	saved := orchestratortest.NewSaved(memory.New())
+	store := &refusalSavedLate{Store: saved, listings: &listings, listed: listed, t: t}
+	h := newHarness(t, sim, srv, store, saved, "", func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	orig := h.placeCall(t)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	if !store.held.Load() {
+		t.Fatal("the refusal's save was never held: the test did not play its order")
+	}
+	assertRestored(t, h, orig)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonTargetHungUp ||
+		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
+		t.Errorf("state %s outcome %+v; want failed, target_hung_up, caller restored, verified", tr.State, tr.Outcome)
+	}
+}
+
+// TestCallerLeftOutAsTheJoinIsRefusedIsGivenBack is the same order with
+// the caller's row left out of the listings made while the refusal's save
+// is held (a row being rewritten), and the join refused with a 404 while
+// both parties stay. The reading made for the record that sent the join
+// had not read the unlisted caller by its id, and took the caller for
+// gone: the refusal was blamed on the caller's hang-up until a later
+// reading showed the caller held, and the transfer reported a provider
+// that contradicted itself (provider_error). Now that reading is unknown,
+// and the recovery's reading made for the refusal shows the caller held:
+// call_not_found, as the PBX said, and the caller given back.
+func TestCallerLeftOutAsTheJoinIsRefusedIsGivenBack(t *testing.T) {
+	var hidden hiddenIDs
+	var caller atomic.Pointer[nssim.ActiveCall]
+	listed := make(chan struct{}, 1)
+	var listings atomic.Int64
+	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
+		hiding := hidingRows(&hidden)(sim, api)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodGet && r.URL.Path == "/domains/"+domain+"/calls":
+				listings.Add(1)
+				select {
+				case listed <- struct{}{}:
+				default:
+				}
+			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
+				if c := caller.Load(); c != nil {
+					hidden.set(c.OrigCallID, c.SessionID)
+				}
+			}
+			hiding.ServeHTTP(w, r)
+		})
+	}
+	sim, srv := newSimServer(t, nssim.Config{}, wrap)
+	sim.InjectFault(nssim.Fault{Operation: nssim.OpTransfer, Status: http.StatusNotFound, Message: "Call not found", Count: 1})
+	saved := orchestratortest.NewSaved(memory.New())
+	store := &refusalSavedLate{Store: saved, listings: &listings, listed: listed, t: t,
+		released: func() { hidden.set() }}
+	h := newHarness(t, sim, srv, store, saved, "", func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	orig := h.placeCall(t)
+	caller.Store(&orig)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	if !store.held.Load() {
+		t.Fatal("the refusal's save was never held: the test did not play its order")
+	}
+	assertRestored(t, h, orig)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonCallNotFound ||
+		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
+		t.Errorf("state %s outcome %+v; want failed, call_not_found, caller restored, verified", tr.State, tr.Outcome)
+	}
+}
+
+// refusalSavedLate holds the first save of a refused join until two
+// listings of the domain have arrived since it began: the second was read
+// after the refusal, for the record saved before it. Then it calls
+// released, if set, and saves.
+type refusalSavedLate struct {
+	orchestrator.Store
+	listings *atomic.Int64
+	listed   chan struct{}
+	released func()
+	held     atomic.Bool
+	t        *testing.T
+}
+
+func (s *refusalSavedLate) Update(ctx context.Context, tr *orchestrator.Transfer) error {
+	last := tr.Steps[len(tr.Steps)-1]
+	if last.Name == orchestrator.StepTransfer && last.Status == orchestrator.StepFailed && s.held.CompareAndSwap(false, true) {
+		// Liveness only: the watcher lists the domain every millisecond.
+		giveUp := time.NewTimer(10 * time.Second)
+		defer giveUp.Stop()
+		for from := s.listings.Load(); s.listings.Load() < from+2; {
+			select {
+			case <-s.listed:
+			case <-giveUp.C:
+				s.t.Error("no listing came while the refusal's save was held")
+				return s.Store.Update(ctx, tr)
+			}
+		}
+		if s.released != nil {
+			s.released()
+		}
+	}
+	return s.Store.Update(ctx, tr)
 }
