@@ -174,8 +174,13 @@ func (w *watcher) loop(k watchKey) {
 			case <-time.After(wait):
 			}
 		}
-		// Noted before the records are loaded: a record whose publication
-		// it counts is the one loaded, or a later one (see reading).
+		// Both noted before the records are loaded. A record whose
+		// publication the count includes is the one loaded, or a later
+		// one (see reading). And a reading taken after a time was read
+		// for the records as they were by then: one taken after a step
+		// ended was read for a record that carries the step's intent,
+		// which is saved before its request is sent.
+		start := e.now()
 		published := e.published.Load()
 		ts, ids, fast := w.subscribers()
 		if len(ts) == 0 {
@@ -194,7 +199,6 @@ func (w *watcher) loop(k watchKey) {
 			e.watchMu.Unlock()
 			continue
 		}
-		start := e.now()
 		last = time.Now()
 		ctx, cancel := context.WithTimeout(e.hard, e.cfg.StepTimeout)
 		v, err := w.p.Read(ctx, w.key, ts)
