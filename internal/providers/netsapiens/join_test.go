@@ -342,16 +342,8 @@ func TestTargetGoneAsTheJoinIsSentIsTargetHungUp(t *testing.T) {
 			var once sync.Once
 			wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer") {
-						once.Do(func() {
-							for _, s := range sim.Truth().Sessions {
-								if strings.HasPrefix(s.ByCallID, "transferd-") {
-									if err := sim.Hangup(s.SessionID, "term"); err != nil {
-										t.Error(err)
-									}
-								}
-							}
-						})
+					if isJoin(r) {
+						once.Do(func() { hangUpConsults(t, sim) })
 					}
 					api.ServeHTTP(w, r)
 				})
@@ -382,45 +374,18 @@ func TestTargetGoneAsTheJoinIsSentIsTargetHungUp(t *testing.T) {
 // reading made for the old record is the one the recovery finds.
 func TestRefusedJoinIsJudgedOnAReadingMadeForTheRefusal(t *testing.T) {
 	var hungUp sync.Once
-	listed := make(chan struct{}, 1)
-	var listings atomic.Int64
+	store := newRefusalSavedLate(t)
 	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch {
-			case r.Method == http.MethodGet && r.URL.Path == "/domains/"+domain+"/calls":
-				listings.Add(1)
-				select {
-				case listed <- struct{}{}:
-				default:
-				}
-			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
-				hungUp.Do(func() {
-					for _, s := range sim.Truth().Sessions {
-						if strings.HasPrefix(s.ByCallID, "transferd-") {
-							if err := sim.Hangup(s.SessionID, "term"); err != nil {
-								t.Error(err)
-							}
-						}
-					}
-				})
+			store.count(r)
+			if isJoin(r) {
+				hungUp.Do(func() { hangUpConsults(t, sim) })
 			}
 			api.ServeHTTP(w, r)
 		})
 	}
 	sim, srv := newSimServer(t, nssim.Config{UnknownDestination: nssim.DestinationNotFound}, wrap)
-	saved := orchestratortest.NewSaved(memory.New())
-	store := &refusalSavedLate{Store: saved, listings: &listings, listed: listed, t: t}
-	h := newHarness(t, sim, srv, store, saved, "", func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
-	orig := h.placeCall(t)
-	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
-	if !store.held.Load() {
-		t.Fatal("the refusal's save was never held: the test did not play its order")
-	}
-	assertRestored(t, h, orig)
-	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonTargetHungUp ||
-		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
-		t.Errorf("state %s outcome %+v; want failed, target_hung_up, caller restored, verified", tr.State, tr.Outcome)
-	}
+	store.transfer(t, sim, srv, nil, orchestrator.ReasonTargetHungUp)
 }
 
 // TestCallerLeftOutAsTheJoinIsRefusedIsGivenBack is the same order with
@@ -436,56 +401,91 @@ func TestRefusedJoinIsJudgedOnAReadingMadeForTheRefusal(t *testing.T) {
 func TestCallerLeftOutAsTheJoinIsRefusedIsGivenBack(t *testing.T) {
 	var hidden hiddenIDs
 	var caller atomic.Pointer[nssim.ActiveCall]
-	listed := make(chan struct{}, 1)
-	var listings atomic.Int64
+	store := newRefusalSavedLate(t)
+	store.released = func() { hidden.set() }
 	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
 		hiding := hidingRows(&hidden)(sim, api)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch {
-			case r.Method == http.MethodGet && r.URL.Path == "/domains/"+domain+"/calls":
-				listings.Add(1)
-				select {
-				case listed <- struct{}{}:
-				default:
-				}
-			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
-				if c := caller.Load(); c != nil {
-					hidden.set(c.OrigCallID, c.SessionID)
-				}
+			store.count(r)
+			if c := caller.Load(); c != nil && isJoin(r) {
+				hidden.set(c.OrigCallID, c.SessionID)
 			}
 			hiding.ServeHTTP(w, r)
 		})
 	}
 	sim, srv := newSimServer(t, nssim.Config{}, wrap)
 	sim.InjectFault(nssim.Fault{Operation: nssim.OpTransfer, Status: http.StatusNotFound, Message: "Call not found", Count: 1})
-	saved := orchestratortest.NewSaved(memory.New())
-	store := &refusalSavedLate{Store: saved, listings: &listings, listed: listed, t: t,
-		released: func() { hidden.set() }}
-	h := newHarness(t, sim, srv, store, saved, "", func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
-	orig := h.placeCall(t)
-	caller.Store(&orig)
-	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
-	if !store.held.Load() {
-		t.Fatal("the refusal's save was never held: the test did not play its order")
-	}
-	assertRestored(t, h, orig)
-	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonCallNotFound ||
-		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
-		t.Errorf("state %s outcome %+v; want failed, call_not_found, caller restored, verified", tr.State, tr.Outcome)
+	store.transfer(t, sim, srv, func(orig nssim.ActiveCall) { caller.Store(&orig) }, orchestrator.ReasonCallNotFound)
+}
+
+// isJoin reports whether r is an attended transfer's join.
+func isJoin(r *http.Request) bool {
+	return r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer")
+}
+
+// hangUpConsults makes the target hang up on every consult call of ours.
+func hangUpConsults(t *testing.T, sim *nssim.Sim) {
+	for _, s := range sim.Truth().Sessions {
+		if strings.HasPrefix(s.ByCallID, "transferd-") {
+			if err := sim.Hangup(s.SessionID, "term"); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }
 
-// refusalSavedLate holds the first save of a refused join until two
-// listings of the domain have arrived since it began: the second was read
-// after the refusal, for the record saved before it. Then it calls
-// released, if set, and saves.
+// refusalSavedLate is a store that holds the first save of a refused join
+// until two listings of the domain (count) have arrived since it began:
+// the second was read after the refusal, for the record saved before it.
+// Then it calls released, if set, and saves.
 type refusalSavedLate struct {
 	orchestrator.Store
-	listings *atomic.Int64
+	saved    *savedStore
+	listings atomic.Int64
 	listed   chan struct{}
 	released func()
 	held     atomic.Bool
 	t        *testing.T
+}
+
+func newRefusalSavedLate(t *testing.T) *refusalSavedLate {
+	saved := orchestratortest.NewSaved(memory.New())
+	return &refusalSavedLate{Store: saved, saved: saved, listed: make(chan struct{}, 1), t: t}
+}
+
+// transfer runs an auto transfer on an engine over s against sim, served
+// by srv, to its end (placed, if set, is told of the caller's call first),
+// and checks that s held the refusal's save and that the transfer failed
+// for want, verified, with the caller back (the simulator's word).
+func (s *refusalSavedLate) transfer(t *testing.T, sim *nssim.Sim, srv *httptest.Server,
+	placed func(nssim.ActiveCall), want orchestrator.Reason) {
+	t.Helper()
+	h := newHarness(t, sim, srv, s, s.saved, "", func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	orig := h.placeCall(t)
+	if placed != nil {
+		placed(orig)
+	}
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	if !s.held.Load() {
+		t.Fatal("the refusal's save was never held: the test did not play its order")
+	}
+	assertRestored(t, h, orig)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != want ||
+		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
+		t.Errorf("state %s outcome %+v; want failed, %s, caller restored, verified", tr.State, tr.Outcome, want)
+	}
+}
+
+// count notes r if it lists the domain's calls.
+func (s *refusalSavedLate) count(r *http.Request) {
+	if r.Method != http.MethodGet || r.URL.Path != "/domains/"+domain+"/calls" {
+		return
+	}
+	s.listings.Add(1)
+	select {
+	case s.listed <- struct{}{}:
+	default:
+	}
 }
 
 func (s *refusalSavedLate) Update(ctx context.Context, tr *orchestrator.Transfer) error {

@@ -96,6 +96,30 @@ func reads(sim *nssim.Sim) int {
 
 func ptr(s string) *string { return &s }
 
+// transferOf is a record of transfer id of orig, the caller's call on
+// user 1000, to 1010, located.
+func transferOf(id string, orig nssim.ActiveCall) *orchestrator.Transfer {
+	tr := &orchestrator.Transfer{ID: id, Request: orchestrator.Request{Provider: netsapiens.Name,
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+	tr.Legs.Caller = orchestrator.LegRef{CallID: orig.OrigCallID, SessionID: orig.SessionID, Server: orig.CoreServer}
+	tr.Legs.Agent = orchestrator.LegRef{CallID: orig.TermCallID}
+	return tr
+}
+
+// dialConsult dials tr's consult through c and waits until the simulator
+// has applied it.
+func dialConsult(t *testing.T, sim *nssim.Sim, c *netsapiens.Client, tr *orchestrator.Transfer) {
+	t.Helper()
+	if _, err := c.Dial(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A call read by its id (the caller's, and a consult seen before, that a
 // listing left out) whose read answers 200 without the call asked for —
 // an empty object, an empty list, null, no body, the API's success body,
@@ -124,29 +148,14 @@ func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		transfer := func() *orchestrator.Transfer {
-			tr := &orchestrator.Transfer{ID: trID, Request: orchestrator.Request{Provider: netsapiens.Name,
-				Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
-			tr.Legs.Caller = orchestrator.LegRef{CallID: orig.OrigCallID, SessionID: orig.SessionID, Server: orig.CoreServer}
-			tr.Legs.Agent = orchestrator.LegRef{CallID: orig.TermCallID}
-			return tr
-		}
+		transfer := func() *orchestrator.Transfer { return transferOf(trID, orig) }
 		id := orig.OrigCallID
 		if consult {
 			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey})
 			if err != nil {
 				t.Fatal(err)
 			}
-			tr := transfer()
-			if _, err := c.Dial(context.Background(), tr); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err = sim.WaitIdle(ctx)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
+			dialConsult(t, sim, c, transfer())
 			id = netsapiens.ConsultCallID(trID)
 		}
 		hidden.set(id)
@@ -339,21 +348,10 @@ func TestAReadingMadeBeforeARefusedJoinDoesNotEndItsCalls(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			refused := &orchestrator.Transfer{ID: trID, Request: orchestrator.Request{Provider: netsapiens.Name,
-				Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
-			refused.Legs.Caller = orchestrator.LegRef{CallID: orig.OrigCallID, SessionID: orig.SessionID, Server: orig.CoreServer}
-			refused.Legs.Agent = orchestrator.LegRef{CallID: orig.TermCallID}
+			refused := transferOf(trID, orig)
 			hidden.set(orig.OrigCallID, orig.SessionID)
 			if consult {
-				if _, err := c.Dial(context.Background(), refused); err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err = sim.WaitIdle(ctx)
-				cancel()
-				if err != nil {
-					t.Fatal(err)
-				}
+				dialConsult(t, sim, c, refused)
 				refused.Seen.Consult = true
 				hidden.set(netsapiens.ConsultCallID(trID))
 			}
