@@ -482,8 +482,9 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 			// Not listed, and not read as ended: the reading was made for
 			// a record that had sent a join, whose caller is not read one
 			// by one (a watcher reads for the records as last saved), and
-			// the join was refused since. Taken as gone, the caller would
-			// never be given back.
+			// the join was refused since. Taken as gone, the refusal was
+			// blamed on the caller's hang-up, and the caller was not unheld
+			// until a later reading showed them held.
 			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
 				errors.New("the caller's call is not listed and was not read as ended: whether it is up is unknown"))
 		}
