@@ -489,8 +489,9 @@ func (s *refusalSavedLate) count(r *http.Request) {
 }
 
 func (s *refusalSavedLate) Update(ctx context.Context, tr *orchestrator.Transfer) error {
-	last := tr.Steps[len(tr.Steps)-1]
-	if last.Name == orchestrator.StepTransfer && last.Status == orchestrator.StepFailed && s.held.CompareAndSwap(false, true) {
+	n := len(tr.Steps)
+	if n > 0 && tr.Steps[n-1].Name == orchestrator.StepTransfer && tr.Steps[n-1].Status == orchestrator.StepFailed &&
+		s.held.CompareAndSwap(false, true) {
 		// Liveness only: the watcher lists the domain every millisecond.
 		giveUp := time.NewTimer(10 * time.Second)
 		defer giveUp.Stop()
