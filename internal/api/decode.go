@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"os"
@@ -132,17 +133,21 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 			// of the wrong type, like an array.
 			return map[string]string{"(body)": "must be a JSON object"}, nil
 		}
-		if !bytes.Contains(data, []byte("null")) && !bytes.Contains(data, []byte(`""`)) {
-			// Decoded whole, with no null and no empty string the walk
-			// below could find: a valid create, the common case, is not
-			// parsed a second time.
-			return nil, nil
-		}
 	}
 	var typeErr *json.UnmarshalTypeError
 	if err != nil && !errors.As(err, &typeErr) && !strings.HasPrefix(err.Error(), "json: unknown field ") {
 		p := decodeProblem(err)
 		return nil, &p
+	}
+	names, p := checkNames(data, reflect.TypeOf(v))
+	if p != nil {
+		return nil, p
+	}
+	if err == nil && len(names) == 0 && !bytes.Contains(data, []byte("null")) && !bytes.Contains(data, []byte(`""`)) {
+		// Decoded whole, with no null and no empty string the walk
+		// below could find: a valid create, the common case, is not
+		// parsed a third time.
+		return nil, nil
 	}
 	// encoding/json stops at the first unknown field, reports only the
 	// first mistyped one and takes a null for a value left out; walk the
@@ -161,6 +166,9 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 			}
 		}
 	}
+	// A name sent twice or in another case says more than what the walk,
+	// which saw the last of the values under it, found there.
+	maps.Copy(bad, names)
 	if err == nil {
 		return bad, nil
 	}
@@ -280,19 +288,10 @@ func walkFields(doc any, t reflect.Type, prefix string, bad map[string]string) {
 	switch t.Kind() {
 	case reflect.Struct:
 		obj := doc.(map[string]any)
-		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if f.IsExported() && name != "-" {
-				if name == "" {
-					name = f.Name
-				}
-				fields[strings.ToLower(name)] = f.Type
-			}
-		}
+		fields := fieldsOf(t)
 		for k, v := range obj {
-			ft, ok := fields[strings.ToLower(k)]
+			name, ok := fields.folded[strings.ToLower(k)]
+			ft := fields.exact[name]
 			if !ok {
 				bad[prefix+k] = "is not a known field"
 				continue
