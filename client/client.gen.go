@@ -676,8 +676,9 @@ type Completion string
 
 // CreateTransferRequest A transfer to perform; `provider` selects the shape. Unknown fields are rejected
 // (`400 validation-error`), and so are a `call` of the other provider's shape, a `null`
-// anywhere (leave the field out instead) and an empty string where the schema needs a
-// value.
+// anywhere (leave the field out instead), an empty string where the schema needs a
+// value, a name sent twice in one object (`metadata` included) and a field name in
+// another case.
 type CreateTransferRequest struct {
 	union json.RawMessage
 }

@@ -815,8 +815,9 @@ export interface components {
         /**
          * @description A transfer to perform; `provider` selects the shape. Unknown fields are rejected
          *     (`400 validation-error`), and so are a `call` of the other provider's shape, a `null`
-         *     anywhere (leave the field out instead) and an empty string where the schema needs a
-         *     value.
+         *     anywhere (leave the field out instead), an empty string where the schema needs a
+         *     value, a name sent twice in one object (`metadata` included) and a field name in
+         *     another case.
          */
         CreateTransferRequest: components["schemas"]["NetSapiensTransferRequest"] | components["schemas"]["BandwidthTransferRequest"];
         /**
@@ -1256,8 +1257,9 @@ export interface components {
         };
         /**
          * @description The body is not one JSON object of the expected shape (`malformed-request`: empty,
-         *     invalid JSON, trailing data), or it has invalid fields (`validation-error`: a wrong
-         *     JSON type, an unknown field, a missing or invalid value, an unknown provider). A
+         *     invalid JSON, text that is not UTF-8, trailing data), or it has invalid fields
+         *     (`validation-error`: a wrong JSON type, an unknown field or one named in another case,
+         *     a name sent twice, a missing or invalid value, an unknown provider). A
          *     `validation-error` lists every bad field in `errors`.
          */
         BadBody: {
