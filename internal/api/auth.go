@@ -212,15 +212,22 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 			p := PrincipalOf(r.Context())
 			var token string
 			if keys != nil {
-				h := r.Header.Get("Authorization")
-				var scheme string
+				hs := r.Header.Values("Authorization")
+				var h, scheme string
+				if len(hs) > 0 {
+					h = hs[0]
+				}
 				scheme, token, _ = strings.Cut(h, " ")
 				token = strings.TrimSpace(token)
 				var reason string
 				switch {
 				case h == "":
 					reason = refusedMissing
-				case !strings.EqualFold(scheme, "Bearer") || token == "":
+				case !strings.EqualFold(scheme, "Bearer") || token == "" || len(hs) > 1:
+					// Two Authorization headers are one too many
+					// (RFC 9110 §11.6.2 allows one credential): a proxy
+					// that checked the other would have let in a request
+					// transferd runs as someone else.
 					reason = refusedMalformed
 				default:
 					k, ok := keys.Authenticate(token)
@@ -234,6 +241,9 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 					m.refused.WithLabelValues(reason).Inc()
 					zerolog.Ctx(r.Context()).Info().Str("reason", reason).Msg("authentication refused")
 					detail := "send Authorization: Bearer <API key>"
+					if len(hs) > 1 {
+						detail = "send one Authorization header: Bearer <API key>"
+					}
 					if reason == refusedUnknown {
 						detail = "the API key is not known"
 					}

@@ -30,11 +30,16 @@ type validator interface {
 // readBody reads a bounded request body after checking its media type.
 // On failure it writes the problem and returns false.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+	if cts := r.Header.Values("Content-Type"); len(cts) > 1 || len(cts) == 1 && cts[0] != "" {
+		mt, _, err := mime.ParseMediaType(cts[0])
+		// Two Content-Types are no media type: a filter that read the
+		// other one would have let through a body it did not inspect.
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) || len(cts) > 1 {
 			p := probMediaType
 			p.Detail = "send Content-Type: application/json"
+			if len(cts) > 1 {
+				p.Detail = "send one Content-Type: application/json"
+			}
 			writeProblem(w, r, p)
 			return nil, false
 		}

@@ -89,6 +89,14 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				"Idempotency-Key": "must be 1 to 255 visible ASCII characters"}))
 			return
 		}
+		if len(keys) > 1 {
+			// Which of two keys names the action? A proxy or a retry
+			// that kept the other would act twice, or replay another
+			// request's answer.
+			writeProblem(w, r, fieldProblem(probValidation, map[string]string{
+				"Idempotency-Key": "is given more than once; send one key"}))
+			return
+		}
 		body, ok := readBody(w, r)
 		if !ok {
 			return
