@@ -1447,8 +1447,8 @@ type CreateTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters (anything else, an empty header included, is a `400 validation-error` naming
-	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	// characters (anything else, an empty header or the header twice included, is a `400
+	// validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
@@ -1483,8 +1483,8 @@ type CancelTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters (anything else, an empty header included, is a `400 validation-error` naming
-	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	// characters (anything else, an empty header or the header twice included, is a `400
+	// validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
@@ -1508,8 +1508,8 @@ type CompleteTransferParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters (anything else, an empty header included, is a `400 validation-error` naming
-	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	// characters (anything else, an empty header or the header twice included, is a `400
+	// validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
@@ -1554,8 +1554,8 @@ type RedeliverWebhookParams struct {
 	// refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
 	// limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
 	// with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-	// characters (anything else, an empty header included, is a `400 validation-error` naming
-	// `Idempotency-Key`); a fresh UUID per intended action is a good key.
+	// characters (anything else, an empty header or the header twice included, is a `400
+	// validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 

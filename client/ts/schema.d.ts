@@ -1581,8 +1581,8 @@ export interface components {
          *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
          *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
          *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-         *     characters (anything else, an empty header included, is a `400 validation-error` naming
-         *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+         *     characters (anything else, an empty header or the header twice included, is a `400
+         *     validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
          * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
          */
         IdempotencyKey: string;
@@ -1741,8 +1741,8 @@ export interface operations {
                  *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
                  *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
                  *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-                 *     characters (anything else, an empty header included, is a `400 validation-error` naming
-                 *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+                 *     characters (anything else, an empty header or the header twice included, is a `400
+                 *     validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -1879,8 +1879,8 @@ export interface operations {
                  *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
                  *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
                  *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-                 *     characters (anything else, an empty header included, is a `400 validation-error` naming
-                 *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+                 *     characters (anything else, an empty header or the header twice included, is a `400
+                 *     validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -1938,8 +1938,8 @@ export interface operations {
                  *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
                  *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
                  *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-                 *     characters (anything else, an empty header included, is a `400 validation-error` naming
-                 *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+                 *     characters (anything else, an empty header or the header twice included, is a `400
+                 *     validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -2112,8 +2112,8 @@ export interface operations {
                  *     refusal (any `4xx`: an invalid or forbidden request, an unknown transfer, a conflict, a
                  *     limit) did nothing, and a `5xx` is not remembered either: the key is released, and a retry
                  *     with it, the same request or a corrected one, is served afresh. 1 to 255 visible ASCII
-                 *     characters (anything else, an empty header included, is a `400 validation-error` naming
-                 *     `Idempotency-Key`); a fresh UUID per intended action is a good key.
+                 *     characters (anything else, an empty header or the header twice included, is a `400
+                 *     validation-error` naming `Idempotency-Key`); a fresh UUID per intended action is a good key.
                  * @example 5f0c8c5e-6c1b-4a53-9a4e-3f3bb3bd2a10
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
