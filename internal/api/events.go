@@ -161,9 +161,18 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		// EventSource opened with ?after= keeps it in the URL of every
 		// reconnection and adds the id of the last event it saw, the newer.
 		fromNow := true
+		if len(r.Header.Values("Last-Event-ID")) > 1 {
+			// Which one is the client's position? An EventSource sends
+			// one; a stream resumed from the other would skip events or
+			// send them again.
+			bad["Last-Event-ID"] = "is given more than once"
+		}
 		for _, resume := range [][2]string{{"after", q.Get("after")}, {"Last-Event-ID", r.Header.Get("Last-Event-ID")}} {
 			if resume[1] == "" {
 				continue
+			}
+			if _, said := bad[resume[0]]; said {
+				continue // given twice
 			}
 			n, ok := ids.pos(resume[1])
 			if !ok {

@@ -105,7 +105,7 @@ func (e *eventsEnv) req(t *testing.T, method, path, key, body string, hdr ...str
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		req.Header.Add(hdr[i], hdr[i+1]) // a header named twice is sent twice
 	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
@@ -241,6 +241,18 @@ func TestEventHistoryAndStream(t *testing.T) {
 	}
 	if res := e.req(t, "GET", "/v1/events", readKey, "", "Last-Event-ID", "x"); res.StatusCode != http.StatusBadRequest {
 		t.Errorf("a bad Last-Event-ID: %d", res.StatusCode)
+	}
+	// Two positions, each valid: which one would the stream resume from?
+	// A proxy that kept the other would see events skipped or sent again.
+	res := e.req(t, "GET", "/v1/events", readKey, "", "Last-Event-ID", "0", "Last-Event-ID", ids[1])
+	if res.StatusCode != http.StatusBadRequest {
+		_ = res.Body.Close() // a stream: reading it would wait for ever
+		t.Fatalf("two Last-Event-IDs: %d, want 400", res.StatusCode)
+	}
+	if p := decodeBody[struct {
+		Errors []struct{ Field, Detail string } `json:"errors"`
+	}](t, res, http.StatusBadRequest); len(p.Errors) != 1 || p.Errors[0].Field != "Last-Event-ID" || p.Errors[0].Detail != "is given more than once" {
+		t.Errorf("two Last-Event-IDs: %+v, want one error naming Last-Event-ID as given more than once", p.Errors)
 	}
 }
 
