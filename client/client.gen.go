@@ -1391,7 +1391,8 @@ type StreamEventsParams struct {
 	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
 	After StreamEventID `form:"after,omitempty" json:"after,omitempty"`
 
-	// LastEventID Resume after this event id (`0`, the start); it wins over `after`.
+	// LastEventID Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a
+	// `400 validation-error` naming `Last-Event-ID`.
 	LastEventID StreamEventID `json:"Last-Event-ID,omitempty"`
 }
 

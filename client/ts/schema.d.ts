@@ -2028,7 +2028,10 @@ export interface operations {
                 after?: components["schemas"]["StreamEventID"];
             };
             header?: {
-                /** @description Resume after this event id (`0`, the start); it wins over `after`. */
+                /**
+                 * @description Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a
+                 *     `400 validation-error` naming `Last-Event-ID`.
+                 */
                 "Last-Event-ID"?: components["schemas"]["StreamEventID"];
             };
             path?: never;
