@@ -96,6 +96,13 @@ func (s *secretRef) UnmarshalYAML(n *yaml.Node) error {
 		if v.Kind != yaml.ScalarNode {
 			return fmt.Errorf("line %d: %s must be a string", v.Line, k.Value)
 		}
+		// yaml.v3 refuses a key twice only where it decodes the mapping
+		// itself; here the last would have won silently.
+		for j := 0; j < i; j += 2 {
+			if n.Content[j].Value == k.Value {
+				return fmt.Errorf("line %d: %s is given more than once in a secret reference", k.Line, k.Value)
+			}
+		}
 		switch k.Value {
 		case "env":
 			s.Env = v.Value

@@ -183,6 +183,10 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"are the same key"},
 		{"bad join hostname", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n        join_hostname: core1.example\n",
 			"line 8: join_hostname \"core1.example\" is neither caller nor consult"},
+		{"a secret reference naming two variables", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY, env: OTHER_KEY}\n",
+			"line 7: env is given more than once"},
+		{"a field twice", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        base_url: https://other.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n",
+			"line 7"},
 		{"bad target pattern", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n    allow:\n      targets: ['1(']\n",
 			"line 6: target pattern"},
 	} {
