@@ -221,13 +221,16 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 				token = strings.TrimSpace(token)
 				var reason string
 				switch {
+				case len(hs) > 1:
+					// Two Authorization headers are one too many
+					// (RFC 9110 §11.6.2 allows one credential), even if
+					// the first is empty: a proxy that checked the other
+					// would have let in a request transferd runs as
+					// someone else.
+					reason = refusedMalformed
 				case h == "":
 					reason = refusedMissing
-				case !strings.EqualFold(scheme, "Bearer") || token == "" || len(hs) > 1:
-					// Two Authorization headers are one too many
-					// (RFC 9110 §11.6.2 allows one credential): a proxy
-					// that checked the other would have let in a request
-					// transferd runs as someone else.
+				case !strings.EqualFold(scheme, "Bearer") || token == "":
 					reason = refusedMalformed
 				default:
 					k, ok := keys.Authenticate(token)
