@@ -339,3 +339,25 @@ func SetDeaf(s *Store, deaf bool) { s.deaf.Store(deaf) }
 // how its probes' payloads begin (their number follows).
 func Channel(s *Store) string     { return s.channel }
 func ProbePrefix(s *Store) string { return s.token + probeMark }
+
+// OpenClosingAt is Open, with the connection that runs the first
+// statement containing sql closed under it as the statement starts: what a
+// connection the server or the network ended looks like to pgx once it
+// knows, "conn closed".
+func OpenClosingAt(ctx context.Context, dbURL, sql string) (*Store, error) {
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = &closingAt{sql: sql} }, time.Now)
+}
+
+type closingAt struct {
+	sql  string
+	done atomic.Bool
+}
+
+func (c *closingAt) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, c.sql) && c.done.CompareAndSwap(false, true) {
+		_ = conn.PgConn().Close(ctx)
+	}
+	return ctx
+}
+
+func (c *closingAt) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}

@@ -377,7 +377,8 @@ const (
 // Unavailable reports whether err, from Open, says that the server could
 // not be reached or would not take a connection yet, which waiting may
 // cure: no answer (refused, reset, timed out, a name not resolved yet),
-// a connection ended, or a server starting, shutting down, recovering from
+// a connection ended (one pgx already knew had ended included), or a
+// server starting, shutting down, recovering from
 // a crash or out of connections (SQLSTATE classes 08 and 57P, 53300), or a
 // server that cannot write yet (a standby a failover is promoting, or a
 // host name that still points at the demoted primary). A
@@ -389,9 +390,11 @@ func Unavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
 	}
+	// pgconn.ErrConnClosed is pgx's word for a connection it already
+	// knows has ended, used again: ended like any other.
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, pgconn.ErrReadOnlyConnection) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, pgconn.ErrConnClosed)
 }
 
 // ---- migrations ----
