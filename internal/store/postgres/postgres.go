@@ -378,9 +378,9 @@ const (
 // not be reached or would not take a connection yet, which waiting may
 // cure: no answer (refused, reset, timed out, a name not resolved yet),
 // a connection ended (one pgx already knew had ended included), or a
-// server starting, shutting down, recovering from
-// a crash or out of connections (SQLSTATE classes 08 and 57P, 53300), or a
-// server that cannot write yet (a standby a failover is promoting, or a
+// server starting, shutting down, recovering from a crash or out of
+// connections (SQLSTATE classes 08 and 57P, 53300), or a server that
+// cannot write yet (a standby a failover is promoting, or a
 // host name that still points at the demoted primary). A
 // refusal of what transferd asked for (credentials, a database that does
 // not exist, privileges, a URL that does not parse, TLS) is not: waiting
