@@ -543,7 +543,10 @@ func (c *Client) unholdAttended(ctx context.Context, t *orchestrator.Transfer) e
 	if orchestrator.KindOf(aerr) == orchestrator.KindCallNotFound || (aerr == nil && ac.ended()) {
 		return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("the caller's call %s ended: %w", a, err))
 	}
-	if gc, gerr := c.getCall(ctx, g); orchestrator.KindOf(gerr) == orchestrator.KindCallNotFound || (gerr == nil && gc.ended()) {
+	// G was read before (Locate), so a 404 for it says nothing
+	// (getKnownCall): taken for the agent gone, it had the engine give
+	// up the unhold for good and leave the caller held alone in b1.
+	if gc, gerr := c.getKnownCall(ctx, g); gerr == nil && gc.ended() {
 		return orchestrator.E(op, orchestrator.KindCallNotActive,
 			fmt.Errorf("the agent's call %s ended, so the caller cannot be given back to the agent: %w", g, err))
 	}
