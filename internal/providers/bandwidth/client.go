@@ -531,9 +531,12 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		Int("status", resp.StatusCode).Float64("took_ms", float64(took)/float64(time.Millisecond)).Msg("bandwidth request")
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		if rerr != nil {
-			return attempt{err: orchestrator.E(op, apiclient.ReadErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))}
-		}
+		// A body that cannot be read whole (too long, cut off) matters only
+		// where it is decoded: the status answers an update, and a create's
+		// id is in its Location. Taken for refused (a body too long is
+		// KindProviderRejected), a transfer so answered was reported failed,
+		// "nothing created", the caller restored, while the platform rang
+		// the target and connected the caller to it.
 		switch o := out.(type) {
 		case nil:
 		case *created:
@@ -552,6 +555,9 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 			}
 			o.ID = id
 		default:
+			if rerr != nil {
+				return attempt{err: orchestrator.E(op, apiclient.ReadErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))}
+			}
 			if len(bytes.TrimSpace(data)) == 0 {
 				return attempt{err: orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("empty response body"))}
 			}

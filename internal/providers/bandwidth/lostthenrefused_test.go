@@ -94,3 +94,28 @@ func TestATransferAnsweredWithABodyTooLongIsCarriedOut(t *testing.T) {
 		t.Errorf("transfers sent = %d, want 1", n)
 	}
 }
+
+// The same answer while the platform lists the new leg only after a
+// while: the leg could not be found by the listing, and the transfer,
+// taken for refused ("nothing was created"), ended failed, verified, the
+// caller "restored", while the platform rang the target and connected the
+// caller to it. The id is in the Location header; the body is not used.
+func TestATransferAnsweredWithABodyTooLongIsCarriedOutWhileNotListed(t *testing.T) {
+	var aID atomic.Value
+	aID.Store("")
+	h := setup(t, options{sim: bwsim.Config{ListingDelay: time.Hour}, respond: func(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+		if id := aID.Load().(string); id != "" && r.Method == http.MethodPost && r.URL.Path == basePath+"/users/"+userID+"/calls/"+id {
+			return padded{w}
+		}
+		return w
+	}})
+	a := h.placeCall(t)
+	aID.Store(a.ID)
+	tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
+	h.idle(t)
+	b := transferLeg(t, h, a)
+	if tr.State != orchestrator.StateCompleted || !h.sim.Connected(a.ID, b.ID) || tr.Legs.Consult.CallID != b.ID {
+		t.Fatalf("state %s outcome %+v leg %q; the caller with the target %s: %v", tr.State, tr.Outcome, tr.Legs.Consult.CallID,
+			b.ID, h.sim.Connected(a.ID, b.ID))
+	}
+}
