@@ -112,7 +112,7 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	}
 
 	// 1. G leaves b1; A stays there, held.
-	if err := c.updateBridge(ctx, "split", b1, bridgeBody{CallIDs: members(a), BridgeAudio: audioOn(false)}); err != nil {
+	if err := c.split(ctx, b1, a, g); err != nil {
 		return leg, err
 	}
 
@@ -159,6 +159,38 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	}
 	leg.CallID = cr.ID
 	return leg, nil
+}
+
+// split takes G out of b1 ({"callIds":[A]}, muted). It is not sent
+// again blindly, as other bridge updates are: a copy of it still in flight
+// (an attempt whose answer was lost, applied late) would land after the
+// join, which puts T in b1, and take T out again, muting the caller: a
+// transfer that had happened was undone, the target hung up. After an
+// attempt whose outcome is unknown, it is sent again only once b1 has
+// shown G in it for leaveWait, the time a bridge update is waited for to
+// land (whileLeaving). An attempt refused for a passing reason (a 409
+// conflict) did nothing, and is sent again as any safe request is.
+func (c *Client) split(ctx context.Context, b1, a, g string) error {
+	r := request{op: "split", method: http.MethodPost, path: "/bridges/" + seg(b1), body: bridgeBody{CallIDs: members(a), BridgeAudio: audioOn(false)}}
+	for try := 1; ; try++ {
+		err := c.do(ctx, r, nil)
+		switch {
+		case err == nil:
+			return nil
+		case unknownOutcome(err):
+			if c.patiently(ctx, func() bool {
+				b, rerr := c.getBridge(ctx, b1)
+				return rerr == nil && !b.has(g)
+			}) {
+				return nil // the attempt landed: none other is in flight
+			}
+		case orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
+			return err
+		}
+		if try >= c.attempts || apiclient.Sleep(ctx, apiclient.Backoff(try, c.retryBase, 5*time.Second)) != nil {
+			return err
+		}
+	}
 }
 
 // callTimeout is how long T rings: the consult timeout, within POST
