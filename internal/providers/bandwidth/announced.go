@@ -135,7 +135,7 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	if !byURL && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
 		return "", nil
 	}
-	calls, err := c.callsTo(ctx, t.Request.Target)
+	calls, err := c.callsTo(ctx, t.Request.Target, t.CreatedAt.Add(-skewMargin))
 	if err != nil {
 		return "", err
 	}
@@ -178,7 +178,7 @@ func mayBeOurs(b, a *apiCall, t *orchestrator.Transfer) bool {
 // sent, when the platform lists it; one that shows some cannot tell ours
 // from another transfer's (searchTransferLeg).
 func (c *Client) mayHaveTaken(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (bool, error) {
-	calls, err := c.callsTo(ctx, t.Request.Target)
+	calls, err := c.callsTo(ctx, t.Request.Target, t.CreatedAt.Add(-skewMargin))
 	if err != nil {
 		return false, err
 	}

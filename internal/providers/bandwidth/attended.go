@@ -257,7 +257,7 @@ func (c *Client) agentBridge(ctx context.Context, t *orchestrator.Transfer) (str
 // findConsultCall returns the consult call created for t, found by its
 // tag among the calls to the target, or "".
 func (c *Client) findConsultCall(ctx context.Context, t *orchestrator.Transfer) (string, error) {
-	calls, err := c.callsTo(ctx, t.Request.Target)
+	calls, err := c.callsTo(ctx, t.Request.Target, t.CreatedAt.Add(-skewMargin))
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -226,12 +227,42 @@ func (c *Client) getBridge(ctx context.Context, id string) (*apiBridge, error) {
 	return &out, nil
 }
 
-// callsTo lists the newest calls to a number (calls.md filters).
-func (c *Client) callsTo(ctx context.Context, to string) ([]apiCall, error) {
-	var out []apiCall
-	q := url.Values{"to": {to}, "sortOrder": {"desc"}, "size": {"100"}}
-	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet, path: "/calls", query: q, safe: true}, &out)
-	return out, err
+// Paging of callsTo: pages of listSize calls, at most listPages of them.
+const (
+	listSize  = 100
+	listPages = 10
+)
+
+// callsTo lists the calls to a number (calls.md filters) that started no
+// earlier than floor, newest first, and maybe some older ones. The listing
+// is paged, and it keeps ended calls: to a busy number (a queue's), the
+// first page may hold only calls made after the one looked for, which
+// was then taken for not there (a consult whose answer was lost never
+// found, given up and left up). Pages are read until one is not full or
+// reaches a call started before floor (or whose start time does not
+// parse: nothing tells how far to go, and a page costs a request of a
+// rate-limited resource); past listPages the listing is an unknown
+// reading, not a shorter one.
+func (c *Client) callsTo(ctx context.Context, to string, floor time.Time) ([]apiCall, error) {
+	var all []apiCall
+	for page := 0; ; page++ {
+		var out []apiCall
+		q := url.Values{"to": {to}, "sortOrder": {"desc"}, "size": {strconv.Itoa(listSize)}, "page": {strconv.Itoa(page)}}
+		if err := c.do(ctx, request{op: "list_calls", method: http.MethodGet, path: "/calls", query: q, safe: true}, &out); err != nil {
+			return nil, err
+		}
+		all = append(all, out...)
+		if len(out) < listSize {
+			return all, nil
+		}
+		if st, ok := out[len(out)-1].started(); !ok || st.Before(floor) {
+			return all, nil
+		}
+		if page+1 == listPages {
+			return nil, orchestrator.E("bandwidth.list_calls", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("more than %d calls to %s since the transfer began: the listing was not read to its end", listPages*listSize, to))
+		}
+	}
 }
 
 func (c *Client) updateBridge(ctx context.Context, op, id string, b bridgeBody) error {
