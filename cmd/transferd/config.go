@@ -108,7 +108,12 @@ type config struct {
 
 func (c *config) validate() error {
 	var errs []error
-	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+	// Only the documented four, in any case: zerolog's parser also takes
+	// fatal, panic, disabled and numbers, with which transferd started
+	// and wrote no line at all, its errors included.
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
 		errs = append(errs, fmt.Errorf("TRANSFERD_LOG_LEVEL: %q is not a level (debug, info, warn, error)", c.LogLevel))
 	}
 	if c.ConsultTimeout < time.Second || c.ConsultTimeout > c.MaxConsultTimeout {

@@ -166,3 +166,29 @@ func TestZeroDurationsThatMeantADefaultAreRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLogLevelIsOneOfTheDocumented: TRANSFERD_LOG_LEVEL is debug, info,
+// warn or error, in any case. zerolog's parser also takes disabled,
+// fatal, panic and numbers, with which transferd started and logged
+// nothing at all, its errors and "not ready" lines included.
+func TestLogLevelIsOneOfTheDocumented(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"debug", true}, {"info", true}, {"warn", true}, {"error", true}, {"INFO", true}, {"Warn", true},
+		{"disabled", false}, {"fatal", false}, {"panic", false}, {"5", false}, {"-1", false}, {"trace", false}, {"", false},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Setenv("TRANSFERD_LOG_LEVEL", tc.value)
+			var cfg config
+			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.validate()
+			if refused := err != nil && strings.Contains(err.Error(), "TRANSFERD_LOG_LEVEL"); refused == tc.ok {
+				t.Errorf("TRANSFERD_LOG_LEVEL=%q: validate = %v, want refused %v", tc.value, err, !tc.ok)
+			}
+		})
+	}
+}
