@@ -419,10 +419,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return out
 	}, credentialsCheckInterval, 10*time.Second, log, reg)
+	// Closed as the servers shut down: open event streams end then.
+	closing := make(chan struct{})
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
-		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard, Forwarder: callbackForwarder(store)},
+		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard, Forwarder: callbackForwarder(store),
+		Closing: closing},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {
@@ -527,6 +530,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		pending-- // the listener that failed has returned
 	}
+	// Event streams end now, once the engine's shutdown has saved its
+	// events: Shutdown waits for every request, and a stream's client
+	// never leaves by itself.
+	close(closing)
 	for _, l := range listeners {
 		if err := l.srv.Shutdown(sctx); err != nil {
 			_ = l.srv.Close()

@@ -134,8 +134,11 @@ var streamRead atomic.Pointer[func(woken <-chan struct{})]
 //
 // A stream reads the outbox when saved wakes it (each save that wrote its
 // tenant's events, of this replica or, where the store tells of them,
-// of another) and every poll, for what no wake told it.
-func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll func() time.Duration) http.Handler {
+// of another) and every poll, for what no wake told it. Once closing is
+// closed (the process is shutting down) it reads once more, for what the
+// engine's shutdown saved, and ends; the client resumes with
+// Last-Event-ID.
+func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll func() time.Duration, closing <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bad := map[string]string{}
 		q := query(r, bad)
@@ -237,7 +240,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		// read events: the gap between reads counts from it. woke: the
 		// coming read is a wake's.
 		var busy time.Time
-		woke := false
+		woke, ending := false, false
 		for {
 			// Taken before the read: a save between the read and the wait
 			// below has closed it, and is read at once, not at the poll.
@@ -275,6 +278,9 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			if len(evs) == eventsPage {
 				continue
 			}
+			if ending {
+				return
+			}
 			if time.Since(idle) >= streamKeepAlive {
 				if !stillAuthorized(r.Context()) {
 					hlog.FromRequest(r).Info().Msg("event stream closed: its API key no longer authenticates")
@@ -293,6 +299,11 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			select {
 			case <-r.Context().Done():
 				return
+			case <-closing:
+				// A stream never ends by itself: left open, it would hold
+				// the server's Shutdown, and the process, for the whole
+				// shutdown timeout.
+				ending = true
 			case <-timer.C:
 			case <-woken:
 				woke = true

@@ -99,6 +99,11 @@ type Config struct {
 	// EventStreamSafetyPoll is the poll while EventsHeard reports true;
 	// zero is DefaultEventStreamSafetyPoll.
 	EventStreamSafetyPoll time.Duration
+	// Closing, when closed, ends the open event streams after a last read
+	// of the outbox: cmd/transferd closes it as its servers shut down,
+	// which wait for every request to end. nil: streams end only when
+	// their client leaves.
+	Closing <-chan struct{}
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns
