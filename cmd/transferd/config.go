@@ -116,6 +116,10 @@ func (c *config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("TRANSFERD_LOG_LEVEL: %q is not a level (debug, info, warn, error)", c.LogLevel))
 	}
+	if strings.TrimSpace(c.ListenAddr) == "" {
+		// Set but empty: net.Listen would take any free port.
+		errs = append(errs, errors.New("TRANSFERD_LISTEN_ADDR: must name an address, such as :8080"))
+	}
 	if c.ConsultTimeout < time.Second || c.ConsultTimeout > c.MaxConsultTimeout {
 		errs = append(errs, fmt.Errorf("TRANSFERD_CONSULT_TIMEOUT: must be between 1s and TRANSFERD_MAX_CONSULT_TIMEOUT (%s)", c.MaxConsultTimeout))
 	}

@@ -192,3 +192,18 @@ func TestLogLevelIsOneOfTheDocumented(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyListenAddrIsRefused: TRANSFERD_LISTEN_ADDR set but empty (a
+// template's missing value) is refused by name. net.Listen reads "" as
+// any free port on every interface: the API served where nobody looks,
+// while the probes of a separate admin listener said all was well.
+func TestEmptyListenAddrIsRefused(t *testing.T) {
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "")
+	var cfg config
+	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_LISTEN_ADDR") {
+		t.Errorf("validate = %v, want TRANSFERD_LISTEN_ADDR refused by name", err)
+	}
+}
