@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/api"
@@ -40,70 +41,81 @@ const usageTable = `KEY	TYPE	DEFAULT	REQUIRED	DESCRIPTION
 {{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_required .}}	{{usage_description .}}
 {{end}}`
 
-// config is every setting, read from TRANSFERD_* variables only.
+// config is every setting, read from TRANSFERD_* variables only (loadConfig).
 type config struct {
-	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP API listens on"`
-	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	ConsultTimeout    time.Duration `envconfig:"CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
-	MaxConsultTimeout time.Duration `envconfig:"MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
-	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to give consults in progress back to their agents and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
-	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
-	PollMaxInterval   time.Duration `envconfig:"POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
-	VisibilityWindow  time.Duration `envconfig:"VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
-	TombstoneTTL      time.Duration `envconfig:"TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
-	VerifyTimeout     time.Duration `envconfig:"VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long the provider may stay unreadable about a join, or a recovery wait to see the caller back, before the outcome is reported unverified with a cleanup obligation"`
-	StepTimeout       time.Duration `envconfig:"STEP_TIMEOUT" default:"15s" desc:"how long one provider request may take, and how long a step that changes nothing yet (locate, hold) retries a provider it cannot reach; a step a stopped process left unfinished is taken as sent until this long after it began, so readings wait that long to trust it did not take. Replicas sharing a store should use one value"`
-	TrustedProxies    []string      `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
+	ListenAddr        string        `envconfig:"TRANSFERD_LISTEN_ADDR" default:":8080" desc:"address the HTTP API listens on"`
+	LogLevel          string        `envconfig:"TRANSFERD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	ConsultTimeout    time.Duration `envconfig:"TRANSFERD_CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
+	MaxConsultTimeout time.Duration `envconfig:"TRANSFERD_MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
+	ShutdownTimeout   time.Duration `envconfig:"TRANSFERD_SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to give consults in progress back to their agents and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
+	PollInterval      time.Duration `envconfig:"TRANSFERD_POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
+	PollMaxInterval   time.Duration `envconfig:"TRANSFERD_POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
+	VisibilityWindow  time.Duration `envconfig:"TRANSFERD_VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
+	TombstoneTTL      time.Duration `envconfig:"TRANSFERD_TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
+	VerifyTimeout     time.Duration `envconfig:"TRANSFERD_VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long the provider may stay unreadable about a join, or a recovery wait to see the caller back, before the outcome is reported unverified with a cleanup obligation"`
+	StepTimeout       time.Duration `envconfig:"TRANSFERD_STEP_TIMEOUT" default:"15s" desc:"how long one provider request may take, and how long a step that changes nothing yet (locate, hold) retries a provider it cannot reach; a step a stopped process left unfinished is taken as sent until this long after it began, so readings wait that long to trust it did not take. Replicas sharing a store should use one value"`
+	TrustedProxies    []string      `envconfig:"TRANSFERD_TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
 
-	NetSapiensBaseURL    string `envconfig:"NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
-	NetSapiensAPIKey     secret `envconfig:"NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
-	NetSapiensAutoAnswer bool   `envconfig:"NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
-	NetSapiensJoinHost   string `envconfig:"NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names first when the caller's and the consult's calls are on different cores: caller or consult; a join refused with 400, or accepted and seen not to take, is sent once more naming the other"`
+	NetSapiensBaseURL    string `envconfig:"TRANSFERD_NETSAPIENS_BASE_URL" desc:"NS API v2 root, e.g. https://pbx.example.com/ns-api/v2; enables the netsapiens provider"`
+	NetSapiensAPIKey     secret `envconfig:"TRANSFERD_NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
+	NetSapiensAutoAnswer bool   `envconfig:"TRANSFERD_NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
+	NetSapiensJoinHost   string `envconfig:"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names first when the caller's and the consult's calls are on different cores: caller or consult; a join refused with 400, or accepted and seen not to take, is sent once more naming the other"`
 
-	BandwidthBaseURL          string        `envconfig:"BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
-	BandwidthUserID           string        `envconfig:"BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
-	BandwidthAPIToken         secret        `envconfig:"BANDWIDTH_API_TOKEN" desc:"Catapult API token, the Basic auth user (secret)"`
-	BandwidthAPISecret        secret        `envconfig:"BANDWIDTH_API_SECRET" desc:"Catapult API secret, the Basic auth password (secret)"`
-	BandwidthMaxRateLimitWait time.Duration `envconfig:"BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
-	PublicURL                 string        `envconfig:"PUBLIC_URL" desc:"transferd's externally reachable base URL (of the callback listener); when set, Bandwidth sends call events to /callbacks/{provider}/{transfer_id}/{token} and every watched NetSapiens domain gets an event subscription posting to /callbacks/netsapiens/subscriptions/{domain}/{token}, which hasten the readings"`
-	NetSapiensRequestBudget   float64       `envconfig:"NETSAPIENS_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the NetSapiens account at most (0: no budget; NetSapiens publishes no limit)"`
-	BandwidthRequestBudget    float64       `envconfig:"BANDWIDTH_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the Bandwidth account at most (0: no budget; Catapult documents 1 call creation per second per account)"`
-	RequestBurst              int           `envconfig:"REQUEST_BURST" default:"5" desc:"burst of every provider account's request budget"`
+	BandwidthBaseURL          string        `envconfig:"TRANSFERD_BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
+	BandwidthUserID           string        `envconfig:"TRANSFERD_BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
+	BandwidthAPIToken         secret        `envconfig:"TRANSFERD_BANDWIDTH_API_TOKEN" desc:"Catapult API token, the Basic auth user (secret)"`
+	BandwidthAPISecret        secret        `envconfig:"TRANSFERD_BANDWIDTH_API_SECRET" desc:"Catapult API secret, the Basic auth password (secret)"`
+	BandwidthMaxRateLimitWait time.Duration `envconfig:"TRANSFERD_BANDWIDTH_MAX_RATE_LIMIT_WAIT" default:"10s" desc:"longest wait for a Catapult rate limit to reset before a step fails"`
+	PublicURL                 string        `envconfig:"TRANSFERD_PUBLIC_URL" desc:"transferd's externally reachable base URL (of the callback listener); when set, Bandwidth sends call events to /callbacks/{provider}/{transfer_id}/{token} and every watched NetSapiens domain gets an event subscription posting to /callbacks/netsapiens/subscriptions/{domain}/{token}, which hasten the readings"`
+	NetSapiensRequestBudget   float64       `envconfig:"TRANSFERD_NETSAPIENS_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the NetSapiens account at most (0: no budget; NetSapiens publishes no limit)"`
+	BandwidthRequestBudget    float64       `envconfig:"TRANSFERD_BANDWIDTH_REQUEST_BUDGET" default:"0" desc:"requests per second transferd sends the Bandwidth account at most (0: no budget; Catapult documents 1 call creation per second per account)"`
+	RequestBurst              int           `envconfig:"TRANSFERD_REQUEST_BURST" default:"5" desc:"burst of every provider account's request budget"`
 
-	APIKeys         secret  `envconfig:"API_KEYS" desc:"comma-separated API keys of the default tenant (write scope), each sha256:<hex> or the key itself (secret); excludes TRANSFERD_TENANTS_FILE"`
-	Auth            string  `envconfig:"AUTH" desc:"none: run outside demo mode without API keys (warned at every start)"`
-	TenantsFile     string  `envconfig:"TENANTS_FILE" desc:"YAML file of tenants with their keys, provider accounts, allow-lists and limits; reloaded on SIGHUP or change; excludes TRANSFERD_API_KEYS and the provider variables"`
-	CallbackSecret  secret  `envconfig:"CALLBACK_SECRET" desc:"at least 32 bytes shared by every replica; signs the tokens of provider callback URLs (secret; required with TRANSFERD_PUBLIC_URL outside demo mode, generated per process in demo mode)"`
-	CallbackAccept  secret  `envconfig:"CALLBACK_SECRET_ACCEPTED" desc:"another secret of at least 32 bytes whose callback tokens are accepted but never made, while TRANSFERD_CALLBACK_SECRET is rotated: the new secret before replicas sign with it, the old one after, until the transfers it signed are over (secret)"`
-	StartRate       float64 `envconfig:"TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
-	StartBurst      int     `envconfig:"TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
-	MaxInFlight     int     `envconfig:"TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
-	MaxWaits        int     `envconfig:"TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait), streams and repeats waiting for a request with their Idempotency-Key a tenant may hold at once (0: no limit)"`
-	CallbackAddr    string  `envconfig:"CALLBACK_ADDR" desc:"separate address for provider callbacks, so that exposing them does not expose the API (default: on TRANSFERD_LISTEN_ADDR)"`
-	AdminAddr       string  `envconfig:"ADMIN_ADDR" desc:"separate address for /metrics, /healthz, /readyz and /status/providers (default: on TRANSFERD_LISTEN_ADDR)"`
-	TLSCertFile     string  `envconfig:"TLS_CERT_FILE" desc:"PEM certificate chain; with TRANSFERD_TLS_KEY_FILE every listener serves HTTPS; reloaded when the files change"`
-	TLSKeyFile      string  `envconfig:"TLS_KEY_FILE" desc:"PEM private key of TRANSFERD_TLS_CERT_FILE"`
-	TLSClientCAFile string  `envconfig:"TLS_CLIENT_CA_FILE" desc:"PEM CAs; when set, API clients must present a certificate they signed"`
+	APIKeys         secret  `envconfig:"TRANSFERD_API_KEYS" desc:"comma-separated API keys of the default tenant (write scope), each sha256:<hex> or the key itself (secret); excludes TRANSFERD_TENANTS_FILE"`
+	Auth            string  `envconfig:"TRANSFERD_AUTH" desc:"none: run outside demo mode without API keys (warned at every start)"`
+	TenantsFile     string  `envconfig:"TRANSFERD_TENANTS_FILE" desc:"YAML file of tenants with their keys, provider accounts, allow-lists and limits; reloaded on SIGHUP or change; excludes TRANSFERD_API_KEYS and the provider variables"`
+	CallbackSecret  secret  `envconfig:"TRANSFERD_CALLBACK_SECRET" desc:"at least 32 bytes shared by every replica; signs the tokens of provider callback URLs (secret; required with TRANSFERD_PUBLIC_URL outside demo mode, generated per process in demo mode)"`
+	CallbackAccept  secret  `envconfig:"TRANSFERD_CALLBACK_SECRET_ACCEPTED" desc:"another secret of at least 32 bytes whose callback tokens are accepted but never made, while TRANSFERD_CALLBACK_SECRET is rotated: the new secret before replicas sign with it, the old one after, until the transfers it signed are over (secret)"`
+	StartRate       float64 `envconfig:"TRANSFERD_TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
+	StartBurst      int     `envconfig:"TRANSFERD_TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
+	MaxInFlight     int     `envconfig:"TRANSFERD_TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
+	MaxWaits        int     `envconfig:"TRANSFERD_TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait), streams and repeats waiting for a request with their Idempotency-Key a tenant may hold at once (0: no limit)"`
+	CallbackAddr    string  `envconfig:"TRANSFERD_CALLBACK_ADDR" desc:"separate address for provider callbacks, so that exposing them does not expose the API (default: on TRANSFERD_LISTEN_ADDR)"`
+	AdminAddr       string  `envconfig:"TRANSFERD_ADMIN_ADDR" desc:"separate address for /metrics, /healthz, /readyz and /status/providers (default: on TRANSFERD_LISTEN_ADDR)"`
+	TLSCertFile     string  `envconfig:"TRANSFERD_TLS_CERT_FILE" desc:"PEM certificate chain; with TRANSFERD_TLS_KEY_FILE every listener serves HTTPS; reloaded when the files change"`
+	TLSKeyFile      string  `envconfig:"TRANSFERD_TLS_KEY_FILE" desc:"PEM private key of TRANSFERD_TLS_CERT_FILE"`
+	TLSClientCAFile string  `envconfig:"TRANSFERD_TLS_CLIENT_CA_FILE" desc:"PEM CAs; when set, API clients must present a certificate they signed"`
 
-	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
-	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
-	BodyReadTimeout   time.Duration `envconfig:"BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
-	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top"`
-	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
-	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
+	ReadHeaderTimeout time.Duration `envconfig:"TRANSFERD_READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
+	ReadTimeout       time.Duration `envconfig:"TRANSFERD_READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
+	BodyReadTimeout   time.Duration `envconfig:"TRANSFERD_BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
+	WriteTimeout      time.Duration `envconfig:"TRANSFERD_WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top"`
+	IdleTimeout       time.Duration `envconfig:"TRANSFERD_IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
+	MaxHeaderBytes    int           `envconfig:"TRANSFERD_MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
-	DataDir     string        `envconfig:"DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set); one transferd per directory, which it locks (transferd.lock)"`
-	DatabaseURL secret        `envconfig:"DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
-	InstanceID  string        `envconfig:"INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
-	LeaseTTL    time.Duration `envconfig:"LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
-	Retention   time.Duration `envconfig:"RETENTION" default:"168h" desc:"how long terminal transfers, idempotency keys, and delivered and dead webhook deliveries are kept"`
+	DataDir     string        `envconfig:"TRANSFERD_DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set); one transferd per directory, which it locks (transferd.lock)"`
+	DatabaseURL secret        `envconfig:"TRANSFERD_DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
+	InstanceID  string        `envconfig:"TRANSFERD_INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
+	LeaseTTL    time.Duration `envconfig:"TRANSFERD_LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
+	Retention   time.Duration `envconfig:"TRANSFERD_RETENTION" default:"168h" desc:"how long terminal transfers, idempotency keys, and delivered and dead webhook deliveries are kept"`
 
-	WebhookURL     webhookURL    `envconfig:"WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
-	WebhookSecret  secret        `envconfig:"WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
-	WebhookMaxAge  time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it); at least 1m"`
-	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"10s" desc:"how long a webhook attempt waits for the endpoint's answer (1s to 2m); a replica's claim on a delivery lasts 1.5 times this plus 1 s"`
+	WebhookURL     webhookURL    `envconfig:"TRANSFERD_WEBHOOK_URL" desc:"the default tenant's webhook receiver (Standard Webhooks); with a tenants file, declare webhooks per tenant there"`
+	WebhookSecret  secret        `envconfig:"TRANSFERD_WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
+	WebhookMaxAge  time.Duration `envconfig:"TRANSFERD_WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it); at least 1m"`
+	WebhookTimeout time.Duration `envconfig:"TRANSFERD_WEBHOOK_TIMEOUT" default:"10s" desc:"how long a webhook attempt waits for the endpoint's answer (1s to 2m); a replica's claim on a delivery lasts 1.5 times this plus 1 s"`
 
-	DemoAddr string `envconfig:"DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
+	DemoAddr string `envconfig:"TRANSFERD_DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
+}
+
+// loadConfig reads the configuration from the environment. The tags name
+// each variable whole and are read without a prefix: given one, envconfig
+// falls back to a tag's bare name when the prefixed variable is unset, and
+// DATABASE_URL, AUTH or LOG_LEVEL, set for another program, were read as
+// transferd's.
+func loadConfig() (config, error) {
+	var cfg config
+	err := envconfig.Process("", &cfg)
+	return cfg, err
 }
 
 func (c *config) validate() error {
@@ -314,12 +326,12 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 			// In demo mode the adapters talk to the built-in simulator,
 			// whatever the provider URLs say; logging a real provider's
 			// URL would suggest calls go there.
-			if c.demo() && (name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL") {
+			if c.demo() && (name == "TRANSFERD_BANDWIDTH_BASE_URL" || name == "TRANSFERD_NETSAPIENS_BASE_URL") {
 				val = "(demo mode: the built-in simulator)"
-			} else if name == "BANDWIDTH_BASE_URL" || name == "NETSAPIENS_BASE_URL" || name == "PUBLIC_URL" && val != "" {
+			} else if name == "TRANSFERD_BANDWIDTH_BASE_URL" || name == "TRANSFERD_NETSAPIENS_BASE_URL" || name == "TRANSFERD_PUBLIC_URL" && val != "" {
 				val = redactURL(val)
 			}
-			e.Str("TRANSFERD_"+name, val)
+			e.Str(name, val)
 		}
 	}
 }

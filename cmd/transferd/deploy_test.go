@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -90,7 +89,7 @@ func configVariables() map[string]bool {
 	ct := reflect.TypeFor[config]()
 	for i := range ct.NumField() {
 		if name := ct.Field(i).Tag.Get("envconfig"); name != "" {
-			vars["TRANSFERD_"+name] = true
+			vars[name] = true
 		}
 	}
 	return vars
@@ -140,8 +139,8 @@ func TestDeployManifestsStart(t *testing.T) {
 			_ = os.Unsetenv(k)
 		}
 	}
-	var cfg config
-	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+	cfg, err := loadConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.validate(); err != nil {

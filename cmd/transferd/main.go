@@ -168,13 +168,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch a {
 		case "-h", "-help", "--help":
 			fmt.Fprint(stdout, usageHeader)
-			return envconfig.Usagef("TRANSFERD", &config{}, stdout, usageTable)
+			return envconfig.Usagef("", &config{}, stdout, usageTable)
 		default:
 			return fmt.Errorf("unknown argument %q; run with -h for the configuration variables", a)
 		}
 	}
-	var cfg config
-	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+	cfg, err := loadConfig()
+	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	if err := cfg.validate(); err != nil {

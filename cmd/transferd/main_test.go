@@ -230,8 +230,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 	typ := reflect.TypeOf(config{})
 	for i := range typ.NumField() {
-		if name := typ.Field(i).Tag.Get("envconfig"); name != "" && !strings.Contains(out.String(), "TRANSFERD_"+name) {
-			t.Errorf("-h does not list TRANSFERD_%s", name)
+		if name := typ.Field(i).Tag.Get("envconfig"); name != "" && !strings.Contains(out.String(), name) {
+			t.Errorf("-h does not list %s", name)
 		}
 	}
 }

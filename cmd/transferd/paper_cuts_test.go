@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 )
 
@@ -31,11 +32,11 @@ func TestDatabaseURLForms(t *testing.T) {
 		"db:5432":                                                                       false,
 	} {
 		t.Setenv("TRANSFERD_DATABASE_URL", dsn)
-		var cfg config
-		if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+		cfg, err := loadConfig()
+		if err != nil {
 			t.Fatal(err)
 		}
-		err := cfg.validate()
+		err = cfg.validate()
 		if (err == nil) != ok {
 			t.Errorf("%q: validate = %v, want accepted %v", dsn, err, ok)
 		}
@@ -46,8 +47,8 @@ func TestDatabaseURLForms(t *testing.T) {
 }
 
 func TestDemoConfigLogNamesNoRealProvider(t *testing.T) {
-	var cfg config
-	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+	cfg, err := loadConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !cfg.demo() {
@@ -82,11 +83,11 @@ func TestTrustedProxiesAreCheckedAndNormalised(t *testing.T) {
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			t.Setenv("TRANSFERD_TRUSTED_PROXIES", tc.env)
-			var cfg config
-			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+			cfg, err := loadConfig()
+			if err != nil {
 				t.Fatal(err)
 			}
-			err := cfg.validate()
+			err = cfg.validate()
 			if tc.want == nil {
 				if err == nil || !strings.Contains(err.Error(), "TRANSFERD_TRUSTED_PROXIES: "+tc.bad) {
 					t.Errorf("validate = %v, want TRANSFERD_TRUSTED_PROXIES refused naming %s", err, tc.bad)
@@ -116,8 +117,8 @@ func TestNegativeLimitsAreRefused(t *testing.T) {
 		"TRANSFERD_TENANT_START_RATE", "TRANSFERD_TENANT_START_BURST", "TRANSFERD_TENANT_MAX_IN_FLIGHT", "TRANSFERD_TENANT_MAX_WAITS"} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv(name, "-1")
-			var cfg config
-			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+			cfg, err := loadConfig()
+			if err != nil {
 				t.Fatal(err)
 			}
 			if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), name) {
@@ -132,8 +133,8 @@ func TestNegativeLimitsAreRefused(t *testing.T) {
 // log shows the URL without it, as it does the provider URLs.
 func TestPublicURLCredentialsAreRedactedInTheConfigLog(t *testing.T) {
 	t.Setenv("TRANSFERD_PUBLIC_URL", "https://cb:TopSecretPw@transferd.example.com/hooks")
-	var cfg config
-	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+	cfg, err := loadConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -156,8 +157,8 @@ func TestZeroDurationsThatMeantADefaultAreRefused(t *testing.T) {
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Setenv(tc.name, tc.value)
-			var cfg config
-			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+			cfg, err := loadConfig()
+			if err != nil {
 				t.Fatal(err)
 			}
 			if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), tc.name) {
@@ -181,11 +182,11 @@ func TestLogLevelIsOneOfTheDocumented(t *testing.T) {
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			t.Setenv("TRANSFERD_LOG_LEVEL", tc.value)
-			var cfg config
-			if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+			cfg, err := loadConfig()
+			if err != nil {
 				t.Fatal(err)
 			}
-			err := cfg.validate()
+			err = cfg.validate()
 			if refused := err != nil && strings.Contains(err.Error(), "TRANSFERD_LOG_LEVEL"); refused == tc.ok {
 				t.Errorf("TRANSFERD_LOG_LEVEL=%q: validate = %v, want refused %v", tc.value, err, !tc.ok)
 			}
@@ -199,11 +200,59 @@ func TestLogLevelIsOneOfTheDocumented(t *testing.T) {
 // while the probes of a separate admin listener said all was well.
 func TestEmptyListenAddrIsRefused(t *testing.T) {
 	t.Setenv("TRANSFERD_LISTEN_ADDR", "")
-	var cfg config
-	if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+	cfg, err := loadConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_LISTEN_ADDR") {
 		t.Errorf("validate = %v, want TRANSFERD_LISTEN_ADDR refused by name", err)
+	}
+}
+
+// TestOnlyPrefixedVariablesAreRead: transferd reads TRANSFERD_* variables
+// only. Given a prefix, envconfig falls back to a tag's bare name when the
+// prefixed variable is unset, so DATABASE_URL, AUTH, API_KEYS or
+// LOG_LEVEL, set in the environment for something else, were read as
+// transferd's: another program's database became the store, AUTH=none
+// opened the API.
+func TestOnlyPrefixedVariablesAreRead(t *testing.T) {
+	want, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := strings.TrimPrefix(f.Tag.Get("envconfig"), "TRANSFERD_")
+		if name == "" {
+			continue
+		}
+		if _, set := os.LookupEnv("TRANSFERD_" + name); set {
+			t.Skipf("TRANSFERD_%s is set in this environment", name)
+		}
+		// A value of the field's type, other than its default.
+		v := "unprefixed"
+		switch f.Type.Kind() {
+		case reflect.Int64: // time.Duration
+			v = "1s"
+		case reflect.Int, reflect.Float64:
+			v = "7"
+		case reflect.Bool:
+			v = "false"
+		case reflect.Slice:
+			v = "10.0.0.0/8"
+		}
+		t.Setenv(name, v)
+	}
+	got, err := loadConfig()
+	if err != nil {
+		t.Fatalf("unprefixed variables were read: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		for i := range typ.NumField() {
+			if g, w := reflect.ValueOf(got).Field(i).Interface(), reflect.ValueOf(want).Field(i).Interface(); !reflect.DeepEqual(g, w) {
+				t.Errorf("%s was read from %s: %v, not its default %v", typ.Field(i).Tag.Get("envconfig"), strings.TrimPrefix(typ.Field(i).Tag.Get("envconfig"), "TRANSFERD_"), g, w)
+			}
+		}
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 )
 
 // TestWebhooksEndToEnd: with TRANSFERD_WEBHOOK_URL and a rotation's pair
@@ -118,8 +116,8 @@ func TestWebhookTimeoutReachesTheDispatcher(t *testing.T) {
 		if env != "" {
 			t.Setenv("TRANSFERD_WEBHOOK_TIMEOUT", env)
 		}
-		var cfg config
-		if err := envconfig.Process("TRANSFERD", &cfg); err != nil {
+		cfg, err := loadConfig()
+		if err != nil {
 			t.Fatal(err)
 		}
 		if got := cfg.webhookConfig("r1", time.Now).Timeout; got != want {
