@@ -245,6 +245,12 @@ func (c *config) validate() error {
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		errs = append(errs, errors.New("TRANSFERD_TLS_CLIENT_CA_FILE: needs TRANSFERD_TLS_CERT_FILE and TRANSFERD_TLS_KEY_FILE"))
 	}
+	if c.TLSClientCAFile != "" && c.PublicURL != "" && c.CallbackAddr == "" {
+		// The API listener would serve the callbacks too, and no provider
+		// presents a client certificate: every callback would fail its
+		// TLS handshake.
+		errs = append(errs, errors.New("TRANSFERD_CALLBACK_ADDR: required with TRANSFERD_TLS_CLIENT_CA_FILE and TRANSFERD_PUBLIC_URL: providers present no client certificate, so their callbacks need a listener of their own"))
+	}
 	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.BodyReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.MaxHeaderBytes < 4096 {
 		errs = append(errs, errors.New("TRANSFERD_READ_HEADER_TIMEOUT, _READ_TIMEOUT, _BODY_READ_TIMEOUT, _WRITE_TIMEOUT, _IDLE_TIMEOUT: must be positive; TRANSFERD_MAX_HEADER_BYTES at least 4096"))
 	}

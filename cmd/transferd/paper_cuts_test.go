@@ -256,3 +256,34 @@ func TestOnlyPrefixedVariablesAreRead(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCertificatesNeedACallbackListener: with
+// TRANSFERD_TLS_CLIENT_CA_FILE the API listener requires a client
+// certificate, which no provider presents; with TRANSFERD_PUBLIC_URL and
+// no TRANSFERD_CALLBACK_ADDR the provider callbacks were served there, so
+// every callback (Bandwidth's call events, NetSapiens' subscription
+// posts) failed its TLS handshake, unseen by transferd. The start is
+// refused, naming the setting that separates them.
+func TestClientCertificatesNeedACallbackListener(t *testing.T) {
+	for _, tc := range []struct {
+		callbackAddr string
+		refused      bool
+	}{{"", true}, {":8082", false}} {
+		t.Run("TRANSFERD_CALLBACK_ADDR="+tc.callbackAddr, func(t *testing.T) {
+			t.Setenv("TRANSFERD_PUBLIC_URL", "https://transferd.example.com")
+			t.Setenv("TRANSFERD_CALLBACK_SECRET", strings.Repeat("s", 32))
+			t.Setenv("TRANSFERD_TLS_CERT_FILE", "cert.pem")
+			t.Setenv("TRANSFERD_TLS_KEY_FILE", "key.pem")
+			t.Setenv("TRANSFERD_TLS_CLIENT_CA_FILE", "ca.pem")
+			t.Setenv("TRANSFERD_CALLBACK_ADDR", tc.callbackAddr)
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.validate()
+			if refused := err != nil && strings.Contains(err.Error(), "TRANSFERD_CALLBACK_ADDR"); refused != tc.refused {
+				t.Errorf("validate = %v, want TRANSFERD_CALLBACK_ADDR refused %v", err, tc.refused)
+			}
+		})
+	}
+}
