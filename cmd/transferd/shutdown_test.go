@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -45,5 +46,90 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("run returned %v", err)
+	}
+}
+
+// TestShutdownAnswersLongPolls: a long poll (Prefer: wait) that a
+// replica serves on another replica's transfer (replicas sharing
+// PostgreSQL, behind one balancer) answers with the transfer as it is
+// when the replica shuts down. Its wait outlived the engine's shutdown:
+// the server's Shutdown waited for it for the whole
+// TRANSFERD_SHUTDOWN_TIMEOUT, then cut the connection, and the client got
+// no answer at all.
+func TestShutdownAnswersLongPolls(t *testing.T) {
+	t.Setenv("TRANSFERD_DATABASE_URL", testDatabase(t).String())
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
+	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
+	// Replica a drives the transfer.
+	t.Setenv("TRANSFERD_INSTANCE_ID", "a")
+	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
+	logsA, stopA := runInBackground()
+	t.Cleanup(func() { _ = stopA() })
+	apiA := "http://" + logsA.wait(t, msg("listening"))["addr"].(string)
+	simA := logsA.wait(t, func(m map[string]any) bool { return m["simulator"] != nil })["simulator"].(string)
+	// Replica b serves the long poll. One wait slot: a second long poll
+	// refused with 429 tells that the first is waiting.
+	t.Setenv("TRANSFERD_INSTANCE_ID", "b")
+	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "5s")
+	t.Setenv("TRANSFERD_TENANT_MAX_WAITS", "1")
+	logsB, stopB := runInBackground()
+	t.Cleanup(func() { _ = stopB() })
+	apiB := "http://" + logsB.wait(t, msg("listening"))["addr"].(string)
+
+	send(t, "PUT", simA+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"never"}`)
+	send(t, "POST", simA+"/sim/netsapiens/calls", `{"domain":"TEST","user":"1000"}`)
+	resp, tr := send(t, "POST", apiA+"/v1/transfers",
+		`{"provider":"netsapiens","call":{"domain":"TEST","user":"1000"},"target":"1010","completion":"manual"}`, "Prefer", "wait=20")
+	if resp.StatusCode != http.StatusCreated || tr["state"] != "consulting" {
+		t.Fatalf("%s %v", resp.Status, tr)
+	}
+	url := apiB + "/v1/transfers/" + tr["id"].(string)
+	type answer struct {
+		status int
+		body   map[string]any
+		err    error
+	}
+	poll := func() <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Prefer", "wait=60")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				ch <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var a answer
+			a.status = resp.StatusCode
+			a.err = json.NewDecoder(resp.Body).Decode(&a.body)
+			ch <- a
+		}()
+		return ch
+	}
+	long := poll()
+	for {
+		probe, _ := send(t, "GET", url, "", "Prefer", "wait=1")
+		if probe.StatusCode == http.StatusTooManyRequests {
+			break // the long poll holds the slot: it waits
+		}
+		select {
+		case a := <-long:
+			// Refused while the probe held the slot: again.
+			if a.status != http.StatusTooManyRequests {
+				t.Fatalf("the long poll answered %d %v, %v before b shut down", a.status, a.body, a.err)
+			}
+			long = poll()
+		default:
+		}
+	}
+	if err := stopB(); err != nil {
+		t.Fatalf("b's run returned %v", err)
+	}
+	a := <-long
+	if a.err != nil || a.status != http.StatusOK || a.body["state"] != "consulting" {
+		t.Fatalf("the long poll got %d %v, %v; want 200 with the transfer, consulting", a.status, a.body, a.err)
 	}
 }

@@ -17,11 +17,11 @@ func (s *shared) routes(r chi.Router, parts part) {
 		}
 		r.Group(func(r chi.Router) {
 			r.Use(authenticate(cfg.Keys, s.auth))
-			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout)))
+			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout, cfg.Closing)))
 			r.Method("GET", "/v1/transfers", handleListTransfers(eng))
-			r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng, s.limit, cfg.WriteTimeout))
-			r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, "complete", eng.Complete, s.limit, cfg.WriteTimeout)))
-			r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, "cancel", eng.Cancel, s.limit, cfg.WriteTimeout)))
+			r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng, s.limit, cfg.WriteTimeout, cfg.Closing))
+			r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, "complete", eng.Complete, s.limit, cfg.WriteTimeout, cfg.Closing)))
+			r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, "cancel", eng.Cancel, s.limit, cfg.WriteTimeout, cfg.Closing)))
 			r.Method("GET", "/v1/transfers/{id}/events", handleTransferEvents(eng))
 			r.Method("GET", "/v1/events", handleEventStream(eng, s.limit, cfg.EventsSaved, cfg.streamPoll, cfg.Closing))
 			r.Method("GET", "/v1/webhook-deliveries", handleListDeliveries(eng, cfg.Deliveries))

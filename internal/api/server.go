@@ -100,9 +100,10 @@ type Config struct {
 	// zero is DefaultEventStreamSafetyPoll.
 	EventStreamSafetyPoll time.Duration
 	// Closing, when closed, ends the open event streams after a last read
-	// of the outbox: cmd/transferd closes it as its servers shut down,
-	// which wait for every request to end. nil: streams end only when
-	// their client leaves.
+	// of the outbox, and the waits of long polls (Prefer: wait), which
+	// answer with what they have: cmd/transferd closes it as its servers
+	// shut down, which wait for every request to end. nil: streams end
+	// only when their client leaves, and waits when they are over.
 	Closing <-chan struct{}
 }
 

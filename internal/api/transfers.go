@@ -234,7 +234,7 @@ func awaitsClient(t *orchestrator.Transfer) bool {
 
 func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
 
-func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context, *orchestrator.Request) error, lim *limiter, writeTimeout time.Duration) http.Handler {
+func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context, *orchestrator.Request) error, lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := readBody(w, r)
 		if !ok {
@@ -337,7 +337,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			ctx, cancel := waitContext(r, wait, closing)
 			latest, werr := eng.Wait(ctx, t.ID, settled)
 			cancel()
 			// The wait is over: its slot is free before the client hears
@@ -362,7 +362,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 	})
 }
 
-func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration) http.Handler {
+func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !noQuery(w, r) {
 			return
@@ -387,7 +387,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
-			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			ctx, cancel := waitContext(r, wait, closing)
 			from, answered := t.State, t.Answered
 			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool {
 				return x.State != from || x.Answered != answered
@@ -497,7 +497,7 @@ func unknownQuery(r *http.Request, bad map[string]string) map[string]string {
 
 // handleSignal serves /complete and /cancel. With Prefer: wait it waits
 // for the transfer to end.
-func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration) http.Handler {
+func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !noInput(w, r) {
 			return
@@ -524,7 +524,7 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			ctx, cancel := waitContext(r, wait, closing)
 			latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false })
 			cancel()
 			release() // before the answer, as for a create
@@ -617,6 +617,26 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// waitContext bounds a wait a request was granted: it ends after wait,
+// when the client leaves, or once closing is closed (the server shuts
+// down). The request then answers with what it has, as at the end of its
+// wait: a long poll that waited on (another replica's transfer, on a
+// shared store) held the server's Shutdown for the whole shutdown
+// timeout, and was then cut without an answer.
+func waitContext(r *http.Request, wait time.Duration, closing <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	if closing != nil {
+		go func() {
+			select {
+			case <-closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
 }
 
 // extendWrite moves the write and read deadlines of a request that was
