@@ -198,6 +198,10 @@ type Engine struct {
 	// nothing of the other (a heartbeat row may still be writable while
 	// transfer saves fail).
 	saveErr, beatErr atomic.Pointer[error]
+	// failingSaves counts the entries whose last save failed
+	// (entry.saveFailing): once the last of them is let go unsaved (another
+	// replica took it over), no save is failing any more.
+	failingSaves atomic.Int64
 
 	// takeovers: a lapse of the heartbeat was found, and the transfers
 	// other replicas may have claimed meanwhile are still to be looked

@@ -181,7 +181,8 @@ func (e *Engine) process(id string) {
 		// what this entry held is stale.
 		en.cur.Store(c)
 		en.published = e.published.Add(1)
-		en.lost, en.saveFailing, en.unsaved = false, false, false
+		e.forgetFailedSave(en)
+		en.lost, en.unsaved = false, false
 		en.resumed, en.noted = true, false
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		_, en.lapses = e.leaseHeld()
@@ -216,6 +217,8 @@ func (e *Engine) process(id string) {
 		if !en.lost {
 			e.keepFinished(t)
 		}
+		// Lost, its record is the other replica's to save.
+		e.forgetFailedSave(en)
 		e.drop(en)
 		return
 	}
@@ -2056,6 +2059,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		en.lapses, en.warnedLease = lapses, false
 		if en.saveFailing {
 			en.saveFailing = false
+			e.failingSaves.Add(-1)
 			en.log.Info().Msg("the transfer is saved again")
 		}
 		e.storeOK(&e.saveErr)
@@ -2084,10 +2088,27 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	if !en.saveFailing {
 		en.log.Error().Err(err).Str("state", string(en.t.State)).
 			Msg("cannot save the transfer; only steps that give the caller back are made until it can")
+		e.failingSaves.Add(1)
 	}
 	en.saveFailing = true
 	e.storeFailed(&e.saveErr, err)
 	return false
+}
+
+// forgetFailedSave lets go of the failed save of an entry that will not
+// save again: another replica took its transfer over (it saves the record
+// now), or this one claimed it back (the claimed record replaces it).
+// When no other entry's save is failing, Ready no longer reports the
+// store unable to save: with no save left to succeed, nothing else would
+// clear it, and the replica stayed unready for good.
+func (e *Engine) forgetFailedSave(en *entry) {
+	if !en.saveFailing {
+		return
+	}
+	en.saveFailing = false
+	if e.failingSaves.Add(-1) == 0 {
+		e.storeOK(&e.saveErr)
+	}
 }
 
 // ownWrite tells a version conflict that follows a failed save apart:
