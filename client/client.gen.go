@@ -1898,7 +1898,9 @@ type ClientInterface interface {
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
 	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
 	// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
-	// before its next event or comment; reconnecting with that key is a `401`.
+	// before its next event or comment; reconnecting with that key is a `401`. When the
+	// instance shuts down, the stream sends the events of its shutdown and ends: reconnect with
+	// `Last-Event-ID`.
 	//
 	// Corresponds with GET /v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2178,7 +2180,9 @@ func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEdi
 // apply to the stream. An open stream counts among its tenant's long polls and streams
 // (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
 // whose API key no longer authenticates (revoked by a reload of the tenants file) closes
-// before its next event or comment; reconnecting with that key is a `401`.
+// before its next event or comment; reconnecting with that key is a `401`. When the
+// instance shuts down, the stream sends the events of its shutdown and ends: reconnect with
+// `Last-Event-ID`.
 //
 // Corresponds with GET /v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3289,7 +3293,9 @@ type ClientWithResponsesInterface interface {
 	// apply to the stream. An open stream counts among its tenant's long polls and streams
 	// (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
 	// whose API key no longer authenticates (revoked by a reload of the tenants file) closes
-	// before its next event or comment; reconnecting with that key is a `401`.
+	// before its next event or comment; reconnecting with that key is a `401`. When the
+	// instance shuts down, the stream sends the events of its shutdown and ends: reconnect with
+	// `Last-Event-ID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5694,7 +5700,9 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 // apply to the stream. An open stream counts among its tenant's long polls and streams
 // (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
 // whose API key no longer authenticates (revoked by a reload of the tenants file) closes
-// before its next event or comment; reconnecting with that key is a `401`.
+// before its next event or comment; reconnecting with that key is a `401`. When the
+// instance shuts down, the stream sends the events of its shutdown and ends: reconnect with
+// `Last-Event-ID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //

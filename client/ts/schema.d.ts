@@ -213,7 +213,9 @@ export interface paths {
          *     apply to the stream. An open stream counts among its tenant's long polls and streams
          *     (`max_waits`): past that bound another stream is a `429` with `Retry-After`. A stream
          *     whose API key no longer authenticates (revoked by a reload of the tenants file) closes
-         *     before its next event or comment; reconnecting with that key is a `401`.
+         *     before its next event or comment; reconnecting with that key is a `401`. When the
+         *     instance shuts down, the stream sends the events of its shutdown and ends: reconnect with
+         *     `Last-Event-ID`.
          */
         get: operations["streamEvents"];
         put?: never;
