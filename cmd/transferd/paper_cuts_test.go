@@ -223,10 +223,13 @@ func TestOnlyPrefixedVariablesAreRead(t *testing.T) {
 	typ := reflect.TypeFor[config]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		name := strings.TrimPrefix(f.Tag.Get("envconfig"), "TRANSFERD_")
-		if name == "" {
+		tag := f.Tag.Get("envconfig")
+		if !strings.HasPrefix(tag, "TRANSFERD_") {
+			// Read without a prefix, it would be read from a bare name.
+			t.Errorf("field %s is not tagged with its TRANSFERD_ variable", f.Name)
 			continue
 		}
+		name := strings.TrimPrefix(tag, "TRANSFERD_")
 		if _, set := os.LookupEnv("TRANSFERD_" + name); set {
 			t.Skipf("TRANSFERD_%s is set in this environment", name)
 		}
