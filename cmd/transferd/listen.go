@@ -77,7 +77,7 @@ func tlsConfigs(cfg *config, log zerolog.Logger) (apiTLS, otherTLS *tls.Config, 
 	}
 	r, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("TRANSFERD_TLS_CERT_FILE, TRANSFERD_TLS_KEY_FILE: %w", err)
 	}
 	otherTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.getCertificate}
 	apiTLS = otherTLS.Clone()

@@ -290,3 +290,16 @@ func TestClientCertificatesNeedACallbackListener(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingTLSFilesNameTheirVariables: a certificate or key that
+// cannot be loaded stops the start with an error naming the variables
+// that give them, as every other configuration error does; it named the
+// files only.
+func TestMissingTLSFilesNameTheirVariables(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config{TLSCertFile: dir + "/cert.pem", TLSKeyFile: dir + "/key.pem"}
+	_, _, err := tlsConfigs(&cfg, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "TRANSFERD_TLS_CERT_FILE") || !strings.Contains(err.Error(), "TRANSFERD_TLS_KEY_FILE") {
+		t.Errorf("err = %v, want it to name TRANSFERD_TLS_CERT_FILE and TRANSFERD_TLS_KEY_FILE", err)
+	}
+}
