@@ -745,6 +745,11 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 	e.mu.Lock()
 	en := e.entries[id]
 	e.mu.Unlock()
+	if en != nil && tenantOf(en.cur.Load()) != TenantOf(ctx) {
+		// Another tenant's transfer: its gate is not this request's to
+		// wait for (latest answers it as a missing one).
+		en = nil
+	}
 	if en != nil {
 		select {
 		case en.gate <- struct{}{}:
@@ -930,7 +935,13 @@ func (e *Engine) latest(ctx context.Context, id string) (t *Transfer, shared boo
 		return t, false, err
 	}
 	if tenantOf(t) != TenantOf(ctx) {
-		return nil, false, E("orchestrator.Get", KindNotFound, nil)
+		// Another tenant's transfer is answered as a missing one is, and
+		// after the same read of the store: answered from memory, its
+		// speed told that the id is in flight on this replica.
+		if _, err = e.Get(ctx, id); err == nil {
+			err = E("orchestrator.Get", KindNotFound, nil)
+		}
+		return nil, false, err
 	}
 	return t, true, nil
 }
