@@ -676,3 +676,48 @@ func TestSettleWritesClaimedHeadsOnce(t *testing.T) {
 		t.Fatalf("then claimed %+v (%v), want b2", next, err)
 	}
 }
+
+// Another tenant's redelivery of a delivery is answered as one of a
+// delivery that does not exist, at once: it does not wait for the
+// delivery's pair lock, which the owner's enqueues, claims and results
+// hold, so that neither its answer nor its time tells the other tenant
+// that the delivery exists, or that its tenant is busy with it.
+func TestAnotherTenantsRedeliveryTakesNoLockOfTheDelivery(t *testing.T) {
+	ctx := context.Background()
+	base := baseURL(t)
+	url := inSchema(base, newSchema(t, base))
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	key := webhooks.EndpointKey("acme", "crm")
+	d := pendingDelivery(1, "tr_a", 1, now)
+	if err := s.EnqueueDeliveries(ctx, key, 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	// The owner's work on the pair: its lock held in a transaction.
+	busy, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(ctx)
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(1919247972, $1::int4)`, postgres.PairLockKey(key, "tr_a")); err != nil {
+		t.Fatal(err)
+	}
+	for what, id := range map[string]string{"another tenant's delivery": d.ID, "no delivery": "dlv_000000000000000000000000"} {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		start := time.Now()
+		_, err := s.Redeliver(rctx, "zeta", id, now, now.Add(time.Hour))
+		cancel()
+		if orchestrator.KindOf(err) != orchestrator.KindNotFound {
+			t.Errorf("%s: %v (after %s), want not found at once", what, err, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
