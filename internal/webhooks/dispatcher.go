@@ -601,7 +601,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 	dl = d.try(ctx, dl)
 	stored, ok, err := d.store.FinishDelivery(ctx, dl)
 	if err != nil {
-		d.log.Error().Err(err).Str("delivery", dl.ID).Msg("webhooks: record attempt")
+		d.log.Error().Err(err).Str("tenant", dl.Tenant).Str("delivery", dl.ID).Msg("webhooks: record attempt")
 		d.readBack(ctx, err, []Delivery{dl})
 		return
 	}
@@ -634,7 +634,7 @@ func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) {
 			var rerr error
 			ds, _, rerr = d.store.Deliveries(ctx, DeliveryFilter{Tenant: dl.Tenant, TransferID: dl.TransferID})
 			if rerr != nil {
-				d.log.Warn().Err(rerr).Str("transfer_id", dl.TransferID).
+				d.log.Warn().Err(rerr).Str("tenant", dl.Tenant).Str("transfer_id", dl.TransferID).
 					Msg("webhooks: results whose write failed could not be read back; those written are not counted")
 			}
 			read[key] = ds
@@ -753,7 +753,7 @@ func (d *Dispatcher) recorded(dl, stored Delivery, ok bool) {
 	case "retry":
 		ev = d.log.Info()
 	}
-	ev.Str("delivery", dl.ID).Str("event", dl.EventID).Str("transfer_id", dl.TransferID).Str("endpoint", dl.Endpoint).
+	ev.Str("tenant", dl.Tenant).Str("delivery", dl.ID).Str("event", dl.EventID).Str("transfer_id", dl.TransferID).Str("endpoint", dl.Endpoint).
 		Int("attempt", dl.Attempts).Int("code", dl.LastCode).Str("result", result).Str("error", dl.LastError).Msg("webhook attempt")
 }
 
