@@ -14,6 +14,9 @@ func TestLoggedPath(t *testing.T) {
 		"/callbacks/netsapiens/subscriptions/acme.example":       "/callbacks/netsapiens/subscriptions/acme.example",
 		"/callbacks/netsapiens/tr_1":                             "/callbacks/netsapiens/tr_1",
 		"/v1/transfers/tr_1/cancel":                              "/v1/transfers/tr_1/cancel",
+		"//callbacks/netsapiens/tr_1/default.MAC":                "//callbacks/netsapiens/tr_1/redacted",
+		"/transferd/callbacks/bandwidth/tr_1/default.MAC":        "/transferd/callbacks/bandwidth/tr_1/redacted",
+		"/x/callbacks/netsapiens/subscriptions/acme/T.MAC":       "/x/callbacks/netsapiens/subscriptions/acme/redacted",
 	} {
 		if got := loggedPath(path); got != want {
 			t.Errorf("loggedPath(%q) = %q, want %q", path, got, want)

@@ -305,12 +305,16 @@ func accessLog(next http.Handler) http.Handler {
 // provider and the transfer id, or "subscriptions" and the key): the
 // token stands in for an API key, and would let anyone who reads the logs
 // forge callbacks. Whatever follows those names is written as
-// "redacted", a trailing slash or a segment more included.
+// "redacted", a trailing slash or a segment more included, and so is a
+// callback's path after something before it (a TRANSFERD_PUBLIC_URL with
+// a path that the gateway in front does not strip, a doubled slash):
+// answered 404, it still carries the provider's token.
 func loggedPath(path string) string {
-	rest, ok := strings.CutPrefix(path, "/callbacks/")
-	if !ok {
+	i := strings.Index(path, "/callbacks/")
+	if i < 0 {
 		return path
 	}
+	head, rest := path[:i], path[i+len("/callbacks/"):]
 	parts := strings.SplitN(rest, "/", 4)
 	keep := 2 // provider, transfer id
 	if len(parts) > 1 && parts[1] == "subscriptions" {
@@ -319,7 +323,7 @@ func loggedPath(path string) string {
 	if len(parts) <= keep {
 		return path
 	}
-	return "/callbacks/" + strings.Join(parts[:keep], "/") + "/redacted"
+	return head + "/callbacks/" + strings.Join(parts[:keep], "/") + "/redacted"
 }
 
 // metricMethod bounds the method label: chi answers a method it does not

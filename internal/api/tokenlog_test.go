@@ -69,3 +69,35 @@ func TestCallbackTokenIsNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// A callback whose path comes with something before /callbacks/ (a
+// TRANSFERD_PUBLIC_URL with a path prefix that the gateway in front does
+// not strip, or a doubled slash) is answered 404, as any unknown path,
+// and its token is not logged either: the provider sends the token it
+// holds with every event, and each one was written to the access log.
+func TestCallbackTokenAfterAPrefixIsNotLogged(t *testing.T) {
+	var logs lockedBuffer
+	srv := newEnvLogging(t, zerolog.New(&logs)).srv
+	const id = "tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H"
+	token := testCallbackToken("default", id)
+	_, mac, _ := strings.Cut(token, ".")
+	for _, prefix := range []string{"/", "/transferd", "/hooks/v1"} {
+		for _, rest := range []string{"/callbacks/netsapiens/" + id + "/" + token, "/callbacks/netsapiens/subscriptions/acme.example/" + token} {
+			before := len(logs.String())
+			res, err := srv.Client().Post(srv.URL+prefix+rest, "application/json", strings.NewReader(`{"eventType":"hangup"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusNotFound {
+				t.Errorf("%s%s: %d, want 404", prefix, rest, res.StatusCode)
+			}
+			for _, line := range strings.Split(logs.String()[before:], "\n") {
+				if strings.Contains(line, mac) {
+					t.Errorf("%s before the callback path: the callback token is in the log:\n%s", prefix, line)
+				}
+			}
+		}
+	}
+}
