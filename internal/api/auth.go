@@ -66,10 +66,16 @@ var NameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 type KeySet struct{ keys []Key }
 
 // NewKeySet checks names, tenants and scopes and refuses a hash given
-// twice (two names for one key would make logs lie).
+// twice (two names for one key would make logs lie), and a name given
+// twice in a tenant (one name for two keys would too).
 func NewKeySet(keys []Key) (*KeySet, error) {
 	seen := map[KeyHash]string{}
+	named := map[[2]string]bool{}
 	for _, k := range keys {
+		if named[[2]string{k.Tenant, k.Name}] {
+			return nil, fmt.Errorf("key name %s is given twice in tenant %s", k.Name, k.Tenant)
+		}
+		named[[2]string{k.Tenant, k.Name}] = true
 		switch {
 		case !NameRE.MatchString(k.Name):
 			return nil, fmt.Errorf("key name %q: must be lower-case letters, digits, '-' or '_' (at most 63)", k.Name)

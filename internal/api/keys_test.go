@@ -50,3 +50,18 @@ func testCallbackToken(tenant, transferID string) string {
 func callbackPath(provider, tenant, transferID string) string {
 	return "/callbacks/" + provider + "/" + transferID + "/" + testCallbackToken(tenant, transferID)
 }
+
+// One name for two keys of a tenant would make the logs, which name the
+// key, lie about which one acted: refused, as one key under two names is.
+// Another tenant may use the name.
+func TestKeySetRefusesANameTwiceInATenant(t *testing.T) {
+	w, r := api.HashKey("key-number-one-0001"), api.HashKey("key-number-two-0002")
+	if _, err := api.NewKeySet([]api.Key{{Name: "crm", Tenant: "acme", Scope: api.ScopeWrite, Hash: w},
+		{Name: "crm", Tenant: "acme", Scope: api.ScopeRead, Hash: r}}); err == nil {
+		t.Error("two keys named crm in tenant acme were accepted")
+	}
+	if _, err := api.NewKeySet([]api.Key{{Name: "crm", Tenant: "acme", Scope: api.ScopeWrite, Hash: w},
+		{Name: "crm", Tenant: "zeta", Scope: api.ScopeWrite, Hash: r}}); err != nil {
+		t.Errorf("a key name in two tenants: %v", err)
+	}
+}

@@ -233,7 +233,15 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 		if len(ts.Keys) == 0 {
 			errs.add(at("tenants", i), "tenant %s has no API key (keys: [...])", ts.Name)
 		}
+		keyNames := map[string]bool{}
 		for j, k := range ts.Keys {
+			// Logs and audit lines name the key: two keys of one name
+			// (a reader and a writer, say) could not be told apart, nor
+			// the one to revoke after a leak.
+			if keyNames[k.Name] {
+				errs.add(at("tenants", i, "keys", j), "key name %q is given twice in tenant %s", k.Name, ts.Name)
+			}
+			keyNames[k.Name] = true
 			h, err := api.ParseKeyHash(k.Hash)
 			if err != nil {
 				errs.add(at("tenants", i, "keys", j, "hash"), "key hash %v (sha256sum of the key)", err)

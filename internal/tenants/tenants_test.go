@@ -181,6 +181,8 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"line 4: key scope"},
 		{"one key twice", "tenants:\n  - name: a\n    keys: [{name: k1, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n  - name: b\n    keys: [{name: k2, hash: \"" + hexOf(acmeWrite) + "\", scope: read}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n",
 			"are the same key"},
+		{"one name for two keys of a tenant", "tenants:\n  - name: acme\n    keys:\n      - {name: crm, hash: \"" + hexOf(acmeWrite) + "\", scope: write}\n      - {name: crm, hash: \"" + hexOf(acmeRead) + "\", scope: read}\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n",
+			"line 5: key name \"crm\" is given twice in tenant acme"},
 		{"bad join hostname", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n        join_hostname: core1.example\n",
 			"line 8: join_hostname \"core1.example\" is neither caller nor consult"},
 		{"a secret reference naming two variables", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY, env: OTHER_KEY}\n",
