@@ -221,12 +221,14 @@ func (t Transport) WithDefaults() Transport {
 // the provider redirects to https://, a proxy's canonical path). Such a
 // redirect is answered as it came: the command was not done. A redirect
 // that keeps the method (307, 308, or any for a GET) is followed as c
-// would.
+// would, unless it leaves https: Go's client sends the request again with
+// its Authorization header to a host of the same name, and the account's
+// credentials would cross the network in clear.
 func commandsNotRedirected(c *http.Client) *http.Client {
 	cp := *c
 	follow := c.CheckRedirect
 	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) > 0 && req.Method != via[0].Method {
+		if len(via) > 0 && (req.Method != via[0].Method || via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
 			return http.ErrUseLastResponse
 		}
 		if follow != nil {
