@@ -260,6 +260,9 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 					return
 				}
 			}
+			if slot, ok := r.Context().Value(accessPrincipalKey{}).(*Principal); ok {
+				*slot = p
+			}
 			log := zerolog.Ctx(r.Context()).With().Str("tenant", p.Tenant).Str("key", p.KeyName).Logger()
 			ctx := log.WithContext(r.Context())
 			ctx = context.WithValue(ctx, principalKey{}, p)

@@ -287,18 +287,30 @@ func requestID(next http.Handler) http.Handler {
 	})
 }
 
-// accessLog writes one line per request with the route, status and the
-// client address chi resolved.
+// accessLog writes one line per request with the route, status, the
+// client address chi resolved and, once authenticate accepted its key,
+// the tenant and the key: a read makes no audit line, and this line is
+// the only record of what a key read.
 func accessLog(next http.Handler) http.Handler {
-	return hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
+	logged := hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
 		ev := hlog.FromRequest(r).Info()
 		if status >= 500 {
 			ev = hlog.FromRequest(r).Error()
 		}
+		if p, _ := r.Context().Value(accessPrincipalKey{}).(*Principal); p != nil && p.Tenant != "" {
+			ev = ev.Str("tenant", p.Tenant).Str("key", p.KeyName)
+		}
 		ev.Str("method", r.Method).Str("path", loggedPath(r.URL.Path)).Int("status", status).Int("size", size).
 			Float64("took_ms", float64(d)/float64(time.Millisecond)).Str("client_ip", middleware.GetClientIP(r.Context())).Msg("http request")
 	})(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		logged.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessPrincipalKey{}, new(Principal))))
+	})
 }
+
+// accessPrincipalKey holds, in a request's context, where authenticate
+// writes the principal it accepted for accessLog, which runs outside it.
+type accessPrincipalKey struct{}
 
 // loggedPath is the path as the access log writes it. A provider's
 // callback carries its credential in the path, after what names it (the
