@@ -928,8 +928,8 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	}
 	// The pair's lock before the row's (see pairLockSQL): its columns
 	// never change, so they can be read before. Only the tenant's own:
-	// another tenant's delivery is not found as at once as a missing one,
-	// not after a wait for its pair's lock.
+	// another tenant's delivery is not found at once, as a missing one
+	// is, not after a wait for its pair's lock.
 	var p [2]string
 	err = tx.QueryRow(ctx, `SELECT endpoint_key, transfer_id FROM webhook_deliveries WHERE id = $1 AND tenant = $2`, id, tenant).Scan(&p[0], &p[1])
 	if err == nil {
