@@ -172,6 +172,26 @@ func (e *errorList) add(line int, format string, args ...any) {
 	*e = append(*e, fmt.Sprintf("line %d: %s", line, fmt.Sprintf(format, args...)))
 }
 
+// quotedValue is the start of a value yaml.v3 quotes in a type error
+// ("cannot unmarshal !!str `sk_live...` into tenants.keySpec").
+var quotedValue = regexp.MustCompile("`[^`]*` ")
+
+// unquoted drops the values a type error quotes. The value in the wrong
+// place is most often a secret written where its reference or its hash
+// goes (an API key itself as an entry of keys:), and the error is logged
+// at every start and reload. The line and the type expected say enough.
+func unquoted(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = quotedValue.ReplaceAllString(m, "")
+	}
+	return &yaml.TypeError{Errors: msgs}
+}
+
 // parse reads and validates a tenants file. lookupEnv resolves {env: …}.
 func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) {
 	var root yaml.Node
@@ -182,7 +202,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, err
+		return nil, unquoted(err)
 	}
 	at := func(path ...any) int { return lineOf(&root, path...) }
 	var errs errorList

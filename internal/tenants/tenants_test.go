@@ -189,6 +189,10 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"line 7: env is given more than once"},
 		{"a field twice", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        base_url: https://other.example/ns-api/v2\n        api_key: {env: ACME_NS_KEY}\n",
 			"line 7"},
+		{"a key written as an entry of keys", "tenants:\n  - name: acme\n    keys:\n      - the-key-itself\n",
+			"line 4: cannot unmarshal !!str into tenants.keySpec"},
+		{"a key written as the list of keys", "tenants:\n  - name: acme\n    keys: the-key-itself\n",
+			"line 3: cannot unmarshal !!str into []tenants.keySpec"},
 		{"bad target pattern", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n    allow:\n      targets: ['1(']\n",
 			"line 6: target pattern"},
 	} {
@@ -201,7 +205,8 @@ func TestErrorsNameTheLine(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
-			for _, s := range []string{"the-key-itself", "user:pw", "acme-ns-secret"} {
+			// yaml.v3 quotes a value's first seven bytes ("the-key...").
+			for _, s := range []string{"the-key", "user:pw", "acme-ns-secret"} {
 				if strings.Contains(err.Error(), s) {
 					t.Errorf("the error shows a secret (%q): %v", s, err)
 				}
