@@ -81,6 +81,19 @@ type account struct {
 	burst             int
 }
 
+// tenantAccount is a tenants-file account as build takes it. A budget
+// with no request_burst takes TRANSFERD_REQUEST_BURST, as the
+// environment's accounts do: it was a burst of 1, which spaced even a
+// step's two requests by a whole interval of the budget.
+func tenantAccount(a tenants.Account, defaultBurst int) account {
+	burst := a.RequestBurst
+	if burst == 0 {
+		burst = defaultBurst
+	}
+	return account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer, joinHostname: a.JoinHostname,
+		userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: burst}
+}
+
 // callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET and
 // accepts those of TRANSFERD_CALLBACK_SECRET_ACCEPTED too; in demo mode
 // without a secret, it signs under one made for this process (demo
@@ -312,8 +325,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 			},
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
-				return build(a.Tenant, account{provider: a.Provider, baseURL: a.BaseURL, apiKey: a.APIKey, autoAnswer: a.AutoAnswer, joinHostname: a.JoinHostname,
-					userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: max(a.RequestBurst, 1)})
+				return build(a.Tenant, tenantAccount(a, cfg.RequestBurst))
 			}})
 		if err != nil {
 			return err
