@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -217,12 +218,16 @@ func callTimeout(d time.Duration) int {
 // conversation transferd has no part in. So a bridge counts as ours only
 // when every call in it is G or a call carrying this transfer's tag (T),
 // which is what the dial creates.
+//
+// G existed before the transfer (Locate read it), and Catapult reads an
+// ended call "completed": a 404 for it is unknown too (getKnownCall).
+// Taken for "G is in no bridge", it had the hang-up report b2 emptied with
+// the agent still in it; with the caller gone, no unhold came to find it
+// refused, and the agent stayed alone in b2, on a silent call the platform
+// refuses to bridge to anyone else.
 func (c *Client) agentBridge(ctx context.Context, t *orchestrator.Transfer) (string, error) {
-	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
-	switch {
-	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-		return "", nil // the platform says G is gone: it is in no bridge
-	case err != nil:
+	g, err := c.getKnownCall(ctx, t.Legs.Agent.CallID)
+	if err != nil {
 		return "", err
 	}
 	id := g.bridgeID()
@@ -404,8 +409,16 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 // consultBridge finds the consult bridge b2 of a transfer that did not
 // learn it: the agent's bridge other than b1 (agentBridge), or, when the
 // agent's call is in none (it ended), the bridge T is in, if not b1.
+// A call read not found there (G, or one in G's bridge) leaves G's bridge
+// unknown (agentBridge), but T's is known all the same: T was created
+// into b2, and nothing but the join moves it. So such a reading does not
+// hold back a join that T's bridge can complete.
 func (c *Client) consultBridge(ctx context.Context, t *orchestrator.Transfer) (string, error) {
 	b2, err := c.agentBridge(ctx, t)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && t.Legs.Consult.CallID != "" {
+		b2, err = "", nil
+	}
 	if err != nil || b2 != "" || t.Legs.Consult.CallID == "" {
 		return b2, err
 	}
