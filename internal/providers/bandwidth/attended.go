@@ -2,7 +2,6 @@ package bandwidth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -415,8 +414,7 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 // hold back a join that T's bridge can complete.
 func (c *Client) consultBridge(ctx context.Context, t *orchestrator.Transfer) (string, error) {
 	b2, err := c.agentBridge(ctx, t)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && t.Legs.Consult.CallID != "" {
+	if notFound(err) && t.Legs.Consult.CallID != "" {
 		b2, err = "", nil
 	}
 	if err != nil || b2 != "" || t.Legs.Consult.CallID == "" {
@@ -476,14 +474,25 @@ func (c *Client) whileLeaving(ctx context.Context, send func() error) error {
 // the transfer is over. Seen late (by a recovery or a sweep), the client's
 // application may have put the agent's call in a conversation of its own
 // meanwhile, which is left alone: the call is read first.
+//
+// G existed before the transfer (Locate read it), and Catapult reads an
+// ended call "completed": a 404 for it says nothing (getKnownCall). Taken
+// for the call gone, it left the agent alone in b2 on a silent call, for
+// good: the engine sends this step once (afterJoin). G is read again for
+// a while instead; still not found, the error goes into the outcome.
 func (c *Client) HangupAgent(ctx context.Context, t *orchestrator.Transfer) error {
 	if t.State == orchestrator.StateCompleting {
 		return c.hangup(ctx, "hangup_agent", t.Legs.Agent.CallID)
 	}
-	g, err := c.getCall(ctx, t.Legs.Agent.CallID)
+	var (
+		g   *apiCall
+		err error
+	)
+	c.patiently(ctx, func() bool {
+		g, err = c.getKnownCall(ctx, t.Legs.Agent.CallID)
+		return !notFound(err)
+	})
 	switch {
-	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-		return nil
 	case err != nil:
 		return err
 	case g.ended():

@@ -377,6 +377,13 @@ func codeOf(err error) string {
 	return ""
 }
 
+// notFound reports whether err is the platform answering 404, whatever
+// wraps it (unreadable, say).
+func notFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
 // unknownOutcome reports whether a failed command may still have been
 // carried out: no answer arrived, the platform failed (5xx), or it
 // answered success without the id of what it created. A 4xx, rate limits
