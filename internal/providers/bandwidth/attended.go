@@ -103,8 +103,20 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 	from := r.CallerID
 	if from == "" {
 		// The consult call's from must be a number the account owns: the
-		// one the caller dialled.
-		ac, err := c.getCall(ctx, a)
+		// one the caller dialled. Locate read A, and Catapult reads an
+		// ended call "completed": a 404 for it says nothing (getKnownCall).
+		// Taken for the caller gone, it failed the transfer, verified,
+		// call_not_found, with the caller up and put back with the agent.
+		// Nothing was sent yet: A is read again for a while, and then the
+		// dial's outcome is unknown, not the call gone.
+		var (
+			ac  *apiCall
+			err error
+		)
+		c.patiently(ctx, func() bool {
+			ac, err = c.getKnownCall(ctx, a)
+			return !notFound(err)
+		})
 		if err != nil {
 			return leg, err
 		}
