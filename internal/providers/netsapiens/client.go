@@ -278,10 +278,19 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	zerolog.Ctx(ctx).Debug().Str("op", r.op).Str("method", r.method).Str("path", r.path).
 		Int("status", resp.StatusCode).Float64("took_ms", float64(time.Since(start))/float64(time.Millisecond)).Msg("netsapiens request")
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if out == nil {
+			// The status answers a command; its body is not read for
+			// anything. One that cannot be read whole (too long, cut off)
+			// was taken for refused (a body too long is
+			// KindProviderRejected): a join so answered was reported
+			// failed and the recovery hung up the consult the PBX was
+			// about to join the caller to.
+			return 0, nil
+		}
 		if rerr != nil {
 			return 0, orchestrator.E(op, apiclient.ReadErrKind(rerr), fmt.Errorf("reading the response: %w", rerr))
 		}
-		if out != nil && len(bytes.TrimSpace(data)) > 0 {
+		if len(bytes.TrimSpace(data)) > 0 {
 			if err := decodeBody(data, out); err != nil {
 				return 0, orchestrator.E(op, orchestrator.KindProviderRejected, fmt.Errorf("decoding the response: %w", err))
 			}
