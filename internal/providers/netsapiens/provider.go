@@ -837,6 +837,7 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			}
 		}
 	}
+	rejected := false
 	if !t.Answered {
 		// What DELETE does to a call still ringing is undocumented: the
 		// docs give it for "an active call", and DELETE .../reject, by
@@ -851,14 +852,34 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 		// to DELETE.
 		err := c.do(ctx, request{op: "reject", method: http.MethodDelete,
 			path: c.userPath(&t.Request) + "/" + seg(id) + "/reject", safe: true}, nil)
-		if err == nil {
+		if err == nil && !hungUpBefore(t) {
 			return nil
 		}
+		// A hang-up was accepted before and the engine sends another: a
+		// reading since shows the consult up. A reject accepted (202) is
+		// applied later [doc], and one that lands on a call answered
+		// meanwhile may do nothing; the transfer, which saw no answer,
+		// would send reject after reject, and the consult, the agent
+		// talking to the target, stayed up for good. DELETE ends an
+		// answered call; a reject accepted still ends a ringing one, so
+		// that DELETE's refusal is then no failure.
+		rejected = err == nil
 	}
 	err := c.do(ctx, request{op: "disconnect", method: http.MethodDelete,
 		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, nil)
-	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound || (err != nil && rejected) {
 		return nil
 	}
 	return err
+}
+
+// hungUpBefore reports whether an earlier hang-up of t's consult was
+// accepted: the step in progress is the last one.
+func hungUpBefore(t *orchestrator.Transfer) bool {
+	for i := range t.Steps {
+		if s := &t.Steps[i]; s.Name == orchestrator.StepHangup && s.Status == orchestrator.StepSucceeded {
+			return true
+		}
+	}
+	return false
 }
