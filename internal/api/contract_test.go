@@ -427,8 +427,10 @@ func TestContract(t *testing.T) {
 			// it does not declare.
 			name: "create whose locate fails: 201 failed, the step's error_kind",
 			before: func(t *testing.T, e *env) {
+				// Every look (a call not found is looked for again for
+				// the visibility window: it may be listed late).
 				e.fake.FailOn(orchestratortest.MethodLocate,
-					orchestrator.E("fake.Locate", orchestrator.KindCallNotFound, errors.New("no such call")), 1)
+					orchestrator.E("fake.Locate", orchestrator.KindCallNotFound, errors.New("no such call")), -1)
 			},
 			exchange: exchange{method: "POST", path: "/v1/transfers", header: jsonHeader("Prefer", "wait=60"), body: createBody("1099", "auto")},
 			status:   http.StatusCreated,
@@ -437,7 +439,7 @@ func TestContract(t *testing.T) {
 				if len(steps) == 0 || steps[0].ErrorKind != "call_not_found" {
 					t.Errorf("steps = %+v, want the failed locate's error_kind call_not_found", steps)
 				}
-			}),
+			}, func(_ *testing.T, e *env, _ *result) { e.fake.ClearFaults() }),
 		},
 		{
 			// The join is accepted and the provider cannot be read after

@@ -309,8 +309,17 @@ func TestFailures(t *testing.T) {
 		tombstone bool
 		after     func(*testing.T, *harness, string)
 	}{
-		// Locate changes nothing: nothing is compensated.
-		{name: "locate call_not_found", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotFound), 1) },
+		// Locate changes nothing: nothing is compensated. A call not
+		// found may be one the provider does not list yet: it is looked
+		// for again until VisibilityWindow, unless the locate found
+		// several and cannot tell which.
+		{name: "locate call_not_found once: a call listed late", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotFound), 1) },
+			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, actions: []string{locate, locate, hold, dial, complete}},
+		{name: "locate call_not_found past the visibility window", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotFound), -1) },
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotFound, restored: true, actions: []string{locate}, retried: true},
+		{name: "locate finds several calls", setup: func(f *fake) {
+			f.FailOn(locate, orchestrator.E("fake.locate", orchestrator.KindCallNotFound, fmt.Errorf("%w: name one", orchestrator.ErrSeveralCalls)), 1)
+		},
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotFound, restored: true, actions: []string{locate}},
 		{name: "locate call_not_active", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindCallNotActive), 1) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonCallNotActive, restored: true, actions: []string{locate}},

@@ -47,6 +47,11 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", k)
 }
 
+// ErrSeveralCalls marks a Locate's KindCallNotFound that found more than
+// one call and cannot tell which to move: an answer, not a call the
+// provider may not list yet, so it is not read again (see afterStep).
+var ErrSeveralCalls = errors.New("several calls match")
+
 // Evidence is what a provider said when it refused or failed a command,
 // kept verbatim (minus secrets) so that operators can see the raw cause.
 type Evidence struct {

@@ -341,7 +341,8 @@ func (e *Engine) holding(ctx context.Context, en *entry) time.Duration {
 
 // afterStep decides what a failed step of pending or holding means: a
 // transient failure is tried again with back-off until StepTimeout has
-// passed since the first try; anything else ends the transfer.
+// passed since the first try; a call the locate did not find, until
+// VisibilityWindow has; anything else ends the transfer.
 func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err error) time.Duration {
 	switch {
 	case err == nil || en.lost:
@@ -349,6 +350,13 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 	case errors.Is(err, errUnsaved):
 		return e.backoff(en)
 	case transient(err) && e.patient(en):
+		return e.backoff(en)
+	case step == StepLocate && KindOf(err) == KindCallNotFound && !errors.Is(err, ErrSeveralCalls) && e.listingPatient(en):
+		// A PBX may list a new call only after a moment, and a client
+		// may ask for the transfer as soon as the agent answers: not
+		// listed yet is not gone. Nothing is changed yet, so the call is
+		// looked for again for the time the provider is given to show
+		// what is new, and only then is the transfer call_not_found.
 		return e.backoff(en)
 	}
 	e.failErr(ctx, en, step, err)
@@ -2397,6 +2405,16 @@ func (e *Engine) patient(en *entry) bool {
 		en.firstTry = now
 	}
 	return now.Sub(en.firstTry) < e.cfg.StepTimeout
+}
+
+// listingPatient reports whether a locate that found no call is within
+// VisibilityWindow of its first try.
+func (e *Engine) listingPatient(en *entry) bool {
+	now := e.now()
+	if en.firstTry.IsZero() {
+		en.firstTry = now
+	}
+	return now.Sub(en.firstTry) < e.cfg.VisibilityWindow
 }
 
 // backoff schedules the next try of a failed step.

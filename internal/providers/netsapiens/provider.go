@@ -127,7 +127,7 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 			fmt.Errorf("user %s has no active call in domain %s", r.Call.User, r.Call.Domain))
 	case len(found) > 1:
 		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotFound,
-			fmt.Errorf("user %s has %d active calls; name the one to transfer with call.call_id", r.Call.User, len(found)))
+			fmt.Errorf("%w: user %s has %d active calls; name the one to transfer with call.call_id", orchestrator.ErrSeveralCalls, r.Call.User, len(found)))
 	}
 	ac := found[0]
 	agentID, callerID := ac.TermCallID, ac.OrigCallID
