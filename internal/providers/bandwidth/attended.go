@@ -605,13 +605,18 @@ func (c *Client) unholdAttended(ctx context.Context, t *orchestrator.Transfer) e
 	if k := orchestrator.KindOf(err); k == orchestrator.KindProviderUnavailable || k == orchestrator.KindProviderAuth {
 		return err // the engine retries, or the cause is ours
 	}
-	ac, aerr := c.getCall(ctx, a)
-	if orchestrator.KindOf(aerr) == orchestrator.KindCallNotFound || (aerr == nil && ac.ended()) {
+	// A and G were read before (Locate), so a 404 for either says nothing
+	// (getKnownCall). Taken for the agent gone, it had the engine give up
+	// the unhold for good and leave the caller held alone in b1. Taken for
+	// the caller gone, it answered the unhold "not found": the engine
+	// takes one such answer back when a reading shows the caller held,
+	// but a second one, the caller still held, is its sign that the
+	// unhold addresses a leg that has ended, and it gave the unhold up
+	// for good all the same. Unknown, the refusal stands and the engine
+	// sends the unhold again.
+	if ac, aerr := c.getKnownCall(ctx, a); aerr == nil && ac.ended() {
 		return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("the caller's call %s ended: %w", a, err))
 	}
-	// G was read before (Locate), so a 404 for it says nothing
-	// (getKnownCall): taken for the agent gone, it had the engine give
-	// up the unhold for good and leave the caller held alone in b1.
 	if gc, gerr := c.getKnownCall(ctx, g); gerr == nil && gc.ended() {
 		return orchestrator.E(op, orchestrator.KindCallNotActive,
 			fmt.Errorf("the agent's call %s ended, so the caller cannot be given back to the agent: %w", g, err))
