@@ -67,6 +67,14 @@ func (c *Client) locateAttended(ctx context.Context, t *orchestrator.Transfer) (
 // mute for good, the caller and the target each hearing nothing. A hold
 // not seen applied within leaveWait is an unknown outcome: the engine
 // sends it again, and then waits for readings to settle before it joins.
+//
+// b1 is known to exist: Locate read it on the caller's call, and Catapult
+// keeps a bridge readable once it has completed (state completed), as it
+// does a call. A 404 for it says nothing (as getKnownCall's for a call):
+// taken for the hold's answer, one such read failed the transfer,
+// provider_error, with the caller given back before the target was ever
+// called. It is read again while the hold is waited for, and a 404 that
+// lasts leaves the hold's outcome unknown.
 func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) error {
 	b1 := t.Legs.Caller.BridgeID
 	if err := c.updateBridge(ctx, "hold", b1, bridgeBody{BridgeAudio: audioOn(false)}); err != nil {
@@ -76,9 +84,13 @@ func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) err
 	applied := c.patiently(ctx, func() bool {
 		var b *apiBridge
 		b, err = c.getBridge(ctx, b1)
-		return err != nil || !bool(b.BridgeAudio)
+		return (err != nil && !notFound(err)) || (err == nil && !bool(b.BridgeAudio))
 	})
 	switch {
+	case notFound(err):
+		return orchestrator.E("bandwidth.hold", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("the hold of bridge %s was accepted, and the bridge, which the caller's call names, is not found now: "+
+				"whether the hold applied is unknown: %w", b1, err))
 	case err != nil:
 		return err
 	case applied:
