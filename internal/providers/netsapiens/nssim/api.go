@@ -352,6 +352,9 @@ const callNotFound = "Call not found"
 func (s *Sim) apiRead(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
 	sess, _, ok := s.findLocked(rt, false)
+	if ok && s.cfg.ReadOtherLeg == OtherLegNotFound && !sess.owns(rt.domain, rt.user, rt.callID) {
+		ok = false // a read scoped to the user's own leg (Config.ReadOtherLeg)
+	}
 	var rec ActiveCall
 	if ok {
 		rec = sess.record(s.render)

@@ -100,6 +100,16 @@ const (
 	JoinKeepsConsult = "consult"
 )
 
+// Values of Config.ReadOtherLeg.
+const (
+	// OtherLegFound reads a session by the Call-ID of any of its legs, whoever's path the read
+	// is sent under, as actions are resolved (findLocked).
+	OtherLegFound = "found"
+	// OtherLegNotFound answers 404 to a read under a user's path by a Call-ID that is not that
+	// user's own: a PBX that scopes "Read Specific Active Call" to the user's leg.
+	OtherLegNotFound = "notfound"
+)
+
 // Config tunes the simulator. The zero value is usable: every field has a default, and every
 // behaviour the reference notes tag as a guess [G] is a field here so a test can pin the
 // variant it depends on.
@@ -182,6 +192,18 @@ type Config struct {
 	// DELETE .../reject for "a 'ringing' call prior to any answer event" [C-doc]; what DELETE
 	// does to a ringing call is undocumented [G].
 	RingingDisconnect string
+
+	// ReadOtherLeg is what GET .../users/{user}/calls/{callid} answers when {callid} is the
+	// other party's leg of a call the user is on (the caller's Call-ID read under the agent's
+	// user): OtherLegFound (default) reads the call, OtherLegNotFound answers 404. What is
+	// known: the endpoint reads "a specific active call" [C-doc]; the call-id of a CallRequest
+	// lets its requester "read back the call later" [C-doc], which is the requester's own
+	// leg, and stays the user's own here either way; the guide sends the transfer action to
+	// the caller's call-orig-call-id under the agent's user [C-doc], so actions reach the
+	// other leg (they do here either way). Whether a read resolves another party's leg under
+	// a user's path is undocumented [G]: on a PBX that scopes it, that 404 says nothing
+	// about the call.
+	ReadOtherLeg string
 
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
@@ -285,6 +307,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RingingDisconnect == "" {
 		c.RingingDisconnect = RingingEnds
+	}
+	if c.ReadOtherLeg == "" {
+		c.ReadOtherLeg = OtherLegFound
 	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409

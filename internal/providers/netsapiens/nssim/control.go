@@ -53,7 +53,7 @@ import (
 //
 //	{"term_info_field":"both","numeric_users":false,"transfer_with_term_user":"ignore",
 //	 "wrong_hostname":"ignore","hostname_match":"original","unknown_destination":"ignore",
-//	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller",
+//	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller","read_other_leg":"found",
 //	 "not_ringing_status":409,"duplicate_call_id_status":409,
 //	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false}
 //

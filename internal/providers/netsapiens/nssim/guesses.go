@@ -26,6 +26,7 @@ type Guesses struct {
 	JoinKeeps             string `json:"join_keeps"`
 	HeldInfo              string `json:"held_info"`
 	RingingDisconnect     string `json:"ringing_disconnect"`
+	ReadOtherLeg          string `json:"read_other_leg"`
 	NotRingingStatus      int    `json:"not_ringing_status"`
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
 	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
@@ -41,8 +42,8 @@ func (c Config) guesses() Guesses {
 		TermInfoField: c.TermInfoField, NumericUsers: c.NumericUsers, TransferWithTermUser: c.TransferWithTermUser,
 		WrongHostname: c.WrongHostname, HostnameMatch: c.HostnameMatch, UnknownDestination: c.UnknownDestination,
 		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps, HeldInfo: c.HeldInfo,
-		RingingDisconnect: c.RingingDisconnect,
-		NotRingingStatus:  c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
+		RingingDisconnect: c.RingingDisconnect, ReadOtherLeg: c.ReadOtherLeg,
+		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder,
 	}
@@ -53,7 +54,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.TermInfoField, c.NumericUsers, c.TransferWithTermUser = g.TermInfoField, g.NumericUsers, g.TransferWithTermUser
 	c.WrongHostname, c.HostnameMatch, c.UnknownDestination = g.WrongHostname, g.HostnameMatch, g.UnknownDestination
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps, c.HeldInfo = g.HeldSide, g.ExternalNumbers, g.JoinKeeps, g.HeldInfo
-	c.RingingDisconnect = g.RingingDisconnect
+	c.RingingDisconnect, c.ReadOtherLeg = g.RingingDisconnect, g.ReadOtherLeg
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.SubscriptionNames = g.SubscriptionNames
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
@@ -111,6 +112,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("JoinKeeps", g.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", g.SubscriptionNames, NamesLegacy, NamesHyphenated)
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
+	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
 	if g.HeldInfo == InfoActive || g.HeldInfo == InfoAlerting {
 		errs = append(errs, fmt.Errorf("%s %q is another state's value: any word but %s (default %q)",
 			name("HeldInfo"), g.HeldInfo, simjson.OrList([]string{InfoActive, InfoAlerting}), InfoHeld))

@@ -18,7 +18,7 @@ func TestControlGuesses(t *testing.T) {
 	want := nssim.Guesses{TermInfoField: nssim.TermInfoBoth, TransferWithTermUser: nssim.TermUserIgnore,
 		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
 		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld, RingingDisconnect: nssim.RingingEnds,
-		NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy}
+		ReadOtherLeg: nssim.OtherLegFound, NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy}
 	if g != want {
 		t.Fatalf("guesses at start %+v, want %+v", g, want)
 	}
@@ -116,6 +116,7 @@ func TestGuessErrorsNameTheJSONField(t *testing.T) {
 		{`{"external_numbers":"x"}`, "ExternalNumbers", []string{`external_numbers "x"`, `"pstn"`, `"user"`}},
 		{`{"join_keeps":"x"}`, "JoinKeeps", []string{`join_keeps "x"`, `"caller"`, `"consult"`}},
 		{`{"ringing_disconnect":"x"}`, "RingingDisconnect", []string{`ringing_disconnect "x"`, `"ends"`, `"ignored"`, `"refused"`}},
+		{`{"read_other_leg":"x"}`, "ReadOtherLeg", []string{`read_other_leg "x"`, `"found"`, `"notfound"`}},
 		{`{"subscription_names":"x"}`, "SubscriptionNames", []string{`subscription_names "x"`, `"legacy"`, `"hyphenated"`}},
 		{`{"held_info":"alerting"}`, "HeldInfo", []string{`held_info "alerting"`, `"active"`, `"held"`}},
 		{`{"not_ringing_status":200}`, "NotRingingStatus", []string{`not_ringing_status 200`, `400 to 499`}},
@@ -141,5 +142,44 @@ func TestGuessErrorsNameTheJSONField(t *testing.T) {
 	// Config.Validate, for a Go caller, names Config's fields.
 	if err := (nssim.Config{HeldSide: "x"}).Validate(); err == nil || !strings.Contains(err.Error(), `HeldSide "x"`) {
 		t.Errorf("Config.Validate: %v, want it to name HeldSide", err)
+	}
+}
+
+// ReadOtherLeg: a read under a user's path by the other party's leg (the caller's Call-ID
+// under the agent's user) finds the call, or answers 404 on a PBX that scopes the read to
+// the user's own leg. The user's own leg, and the call-id of a CallRequest the user made,
+// read the call either way; actions reach the other party's leg either way (the guide sends
+// the transfer to the caller's call-orig-call-id under the agent's user).
+func TestReadOtherLeg(t *testing.T) {
+	for _, g := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run(g, func(t *testing.T) {
+			h := newHarness(t, nssim.Config{ReadOtherLeg: g})
+			in := h.placeCall("1000")
+			consult := h.consult("1000", "1010", "xfer-read-1")
+			other := http.StatusOK
+			if g == nssim.OtherLegNotFound {
+				other = http.StatusNotFound
+			}
+			for _, tc := range []struct {
+				name, user, id string
+				want           int
+			}{
+				{"the agent's own leg", "1000", in.TermCallID, http.StatusOK},
+				{"the caller's leg under the agent", "1000", in.OrigCallID, other},
+				{"the call-id of the agent's CallRequest", "1000", "xfer-read-1", http.StatusOK},
+				{"the target's own leg", "1010", consult.TermCallID, http.StatusOK},
+				{"the agent's leg under the target", "1010", "xfer-read-1", other},
+			} {
+				r := h.api(http.MethodGet, callPath(tc.user, tc.id, ""), nil)
+				if r.status != tc.want {
+					t.Errorf("%s: status %d, want %d; body %s", tc.name, r.status, tc.want, r.body)
+				}
+				if tc.want == http.StatusNotFound {
+					wantError(t, r, http.StatusNotFound, "Call not found")
+				}
+			}
+			// Actions are not reads: the caller's leg under the agent is reached.
+			wantAccepted(t, h.api(http.MethodPatch, callPath("1000", in.OrigCallID, "hold"), nil))
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -312,6 +313,18 @@ func (s *session) involves(domain, user string) bool {
 		return true
 	}
 	return user != "" && s.byUser == user && strings.EqualFold(s.byDomain, domain)
+}
+
+// owns reports whether callID is user@domain's own in the session (Config.ReadOtherLeg): a
+// leg of theirs carries it, or it is the call-id of a CallRequest they made, which the schema
+// says its requester can read back [C-doc] (the session's call-by-call-id, or an alias once an
+// attended transfer kept the session, JoinKeepsConsult).
+func (s *session) owns(domain, user, callID string) bool {
+	if sd, ok := s.sideOf(callID); ok && s.legs[sd].is(domain, user) {
+		return true
+	}
+	requester := user != "" && s.byUser == user && strings.EqualFold(s.byDomain, domain)
+	return requester && (callID == s.byCallID || slices.Contains(s.aliases, callID))
 }
 
 // userSide is the end of the session that belongs to user@domain. When both ends do (a user
