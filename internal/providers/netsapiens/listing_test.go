@@ -106,7 +106,16 @@ func callerHeldAfter(t *testing.T, h *harness, callerCallID string, within time.
 // nobody, while the outcome said they hung up. Now a reading that shows
 // the caller's call up takes the "gone" back: the caller is unheld and
 // the reason says the provider was wrong (provider_error).
+//
+// Both sides of nssim.Config.ReadOtherLeg (the caller's row left out is
+// read by id under the agent's user: TestCallerNoLongerListedIsReadByItsID).
 func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
+	for _, other := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run("read other leg "+other, func(t *testing.T) { callerRowMissingFromOneListing(t, other) })
+	}
+}
+
+func callerRowMissingFromOneListing(t *testing.T, readOtherLeg string) {
 	var callerSession atomic.Value
 	callerSession.Store("")
 	var dropped atomic.Bool
@@ -131,7 +140,7 @@ func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
 			})
 		})
 	}
-	h := setupWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	h := setupWrapped(t, nssim.Config{ReadOtherLeg: readOtherLeg}, wrap, func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
 	orig := h.placeCall(t)
 	callerSession.Store(orig.SessionID)
 	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
@@ -152,6 +161,9 @@ func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
 	if s != nil && tr.Outcome != nil && tr.Outcome.Reason == orchestrator.ReasonCallerHungUp {
 		t.Errorf("outcome %+v says the caller hung up; the PBX shows their call up: %+v", tr.Outcome, s.Call)
 	}
+	// The caller's call read by its id shows them up, on both sides: the
+	// listing that left them out changes nothing.
+	assertCompleted(t, tr)
 }
 
 // A domain listing that leaves the caller's call out while the caller is
@@ -165,9 +177,23 @@ func TestCallerRowMissingFromOneListingStillGetsTheCallerBack(t *testing.T) {
 // caller's call left out then reads as ended, and the outcome says that
 // whether the caller reached the target is not known; nothing is sent to
 // the caller's call after the join without a reading that shows it.)
+//
+// Both sides of nssim.Config.ReadOtherLeg: the caller's leg is not the
+// agent's, and a PBX that scopes a read by id under the agent's user to
+// the agent's own leg answers 404 to the caller's id however the caller
+// is. That 404 was taken for the caller gone: the transfer failed as
+// caller_hung_up at the first reading that left the caller out, and the
+// caller stayed held. Now the agent's own leg is read too, and shows the
+// caller.
 func TestCallerNoLongerListedIsReadByItsID(t *testing.T) {
-	var callerSession atomic.Value
-	callerSession.Store("")
+	for _, other := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run("read other leg "+other, func(t *testing.T) { callerNoLongerListed(t, other) })
+	}
+}
+
+func callerNoLongerListed(t *testing.T, readOtherLeg string) {
+	var callerSess atomic.Value
+	callerSess.Store("")
 	var held atomic.Bool
 	wrap := func(sim *nssim.Sim, api http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -182,14 +208,18 @@ func TestCallerNoLongerListedIsReadByItsID(t *testing.T) {
 				return
 			}
 			filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
-				return withoutSession(rows, callerSession.Load())
+				return withoutSession(rows, callerSess.Load())
 			})
 		})
 	}
-	h := setupWrapped(t, nssim.Config{}, wrap)
+	h := setupWrapped(t, nssim.Config{ReadOtherLeg: readOtherLeg}, wrap)
 	orig := h.placeCall(t)
-	callerSession.Store(orig.SessionID)
+	callerSess.Store(orig.SessionID)
 	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	if tr.Outcome != nil && tr.Outcome.Reason == orchestrator.ReasonCallerHungUp {
+		s, _, up := callerSession(h.sim, orig.OrigCallID)
+		t.Fatalf("outcome %+v: the caller taken for gone; their call is up %v: %+v", tr.Outcome, up, s)
+	}
 	assertCompleted(t, tr)
 	assertJoined(t, h, orig, "1010")
 	reads := 0
@@ -256,16 +286,24 @@ func TestCallerNeitherListedNorReadableIsUnknown(t *testing.T) {
 // transfer failed as target_hung_up and the consult the agent was talking
 // on was hung up (found by review, fiftieth pass). Now the consult is
 // read by our call-id, found up, and the agent completes the transfer.
+//
+// The consult's call-id is the agent's own leg (a CallRequest of the
+// agent's user): read under the agent's user, it is found on both sides of
+// nssim.Config.ReadOtherLeg.
 func TestConsultMissingFromOneListingIsReadByItsID(t *testing.T) {
-	consultLeftOutOfOneListing(t, func(*harness) {}, func(*harness) {})
+	for _, other := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run("read other leg "+other, func(t *testing.T) {
+			consultLeftOutOfOneListing(t, nssim.Config{ReadOtherLeg: other}, func(*harness) {}, func(*harness) {})
+		})
+	}
 }
 
 // consultLeftOutOfOneListing plays an answered consult left out of one
-// listing of the domain's calls: before runs before that listing, judged
+// listing of the domain's calls, on a simulator made with cfg: before runs before that listing, judged
 // once three listings have followed it (the engine has judged the
 // absence); then the agent completes the transfer, which must join the
 // caller to the target.
-func consultLeftOutOfOneListing(t *testing.T, before, judged func(*harness)) {
+func consultLeftOutOfOneListing(t *testing.T, cfg nssim.Config, before, judged func(*harness)) {
 	t.Helper()
 	var dropped atomic.Bool
 	var listings atomic.Int32 // listings of the domain begun
@@ -299,7 +337,7 @@ func consultLeftOutOfOneListing(t *testing.T, before, judged func(*harness)) {
 			})
 		})
 	}
-	h := setupWrapped(t, nssim.Config{}, wrap)
+	h := setupWrapped(t, cfg, wrap)
 	orig := h.placeCall(t)
 	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })

@@ -506,27 +506,35 @@ func TestHangupsDuringConsult(t *testing.T) {
 		}
 		assertRestored(t, h, orig)
 	})
-	t.Run("caller hangs up", func(t *testing.T) {
-		h := setup(t, nssim.Config{})
-		orig := h.placeCall(t)
-		tr := h.start(t, orchestrator.CompletionManual, 0)
-		tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-		if err := h.sim.Hangup(orig.SessionID, "orig"); err != nil {
-			t.Fatal(err)
-		}
-		tr = h.end(t, tr.ID)
-		if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonCallerHungUp || tr.Outcome.CallerRestored {
-			t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.sim.WaitIdle(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if s := h.sim.Sessions(domain); len(s) != 0 {
-			t.Errorf("the consult call must be hung up too: %+v", s)
-		}
-	})
+	// The caller's call, gone from the listing, is read by its id under the
+	// agent's user, which a PBX may answer 404 however the caller is
+	// (nssim.Config.ReadOtherLeg): a caller who hung up is seen gone on
+	// both sides (the agent's own leg ended with the call).
+	for _, other := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run("caller hangs up/read other leg "+other, func(t *testing.T) { callerHangsUpDuringConsult(t, other) })
+	}
+}
+
+func callerHangsUpDuringConsult(t *testing.T, readOtherLeg string) {
+	h := setup(t, nssim.Config{ReadOtherLeg: readOtherLeg})
+	orig := h.placeCall(t)
+	tr := h.start(t, orchestrator.CompletionManual, 0)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if err := h.sim.Hangup(orig.SessionID, "orig"); err != nil {
+		t.Fatal(err)
+	}
+	tr = h.end(t, tr.ID)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonCallerHungUp || tr.Outcome.CallerRestored {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.sim.Sessions(domain); len(s) != 0 {
+		t.Errorf("the consult call must be hung up too: %+v", s)
+	}
 }
 
 func TestAPIKeyNeverLeaks(t *testing.T) {

@@ -264,7 +264,8 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // documented) — would otherwise say the caller hung up, and the caller
 // would stay held. It returns the calls read (to be listed with the
 // others) and the ids it could not read either way (unknown, not gone:
-// view.unsure). A call that answered 404 is gone for good and not read
+// view.unsure). A call read as ended (a 404; for the caller, one the
+// agent's own leg corroborates, below) is gone for good and not read
 // again (Client.gone).
 //
 // It does the same for a consult call that a reading showed before,
@@ -282,36 +283,72 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // body, another call's row) says nothing reliable about it, and is an
 // unknown reading like a 5xx: taken for a 404 (as it was), it said the
 // caller hung up, or the target, of a call that may well be up.
+//
+// The caller's call is read under the agent's user, and its call-id is
+// the caller's leg, not the agent's: whether the PBX resolves another
+// party's leg under a user's path is undocumented [guess], and one that
+// scopes the read to the user's own leg answers 404 however the caller
+// is. Taken for the caller gone, that 404 ended the transfer as
+// caller_hung_up at the first listing that left the caller out, and the
+// caller stayed held. So a 404 there is checked against the agent's own
+// leg, which the guide addresses under the agent's user (the hold): a row
+// of it that carries the caller shows the caller; a 404, or a row of it
+// without the caller, corroborates the caller's 404 (before the join the
+// caller's call is the agent's call: a caller who hangs up ends it). The
+// consult's call-id is the agent's own leg (a CallRequest of the agent's
+// user), and is read as it is.
 func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
 	var buf [8]int32
-	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) {
+	// read reads call id under t's user: whether a row carries what
+	// carries looks for (those rows go to extra), and the read's error.
+	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) (shown bool, err error) {
 		var rows readCall
-		err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
+		err = c.do(ctx, request{op: "read_call", method: http.MethodGet,
 			path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
-		shown := false
 		for i := range rows {
 			if err == nil && carries(&rows[i]) {
 				extra, shown = append(extra, rows[i]), true
 			}
 		}
-		switch {
-		case err == nil && shown:
-		case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-			c.gone.add(id)
-		default:
-			unsure = append(unsure, id)
-		}
+		return shown, err
 	}
+	notFound := func(err error) bool { return orchestrator.KindOf(err) == orchestrator.KindCallNotFound }
 	for _, t := range ts {
 		if t.Request.Call.User == "" {
 			continue // no user to read by (Validate requires one)
 		}
 		if l := &t.Legs.Caller; confirmsCaller(t) && !c.gone.has(l.CallID) &&
 			len(v.rowsOf(buf[:0], l.CallID)) == 0 && (l.SessionID == "" || len(v.rowsOf(buf[:0], l.SessionID)) == 0) {
-			read(t, l.CallID, func(ac *activeCall) bool { return carriesCaller(t, ac) })
+			caller := func(ac *activeCall) bool { return carriesCaller(t, ac) }
+			shown, err := read(t, l.CallID, caller)
+			ended := notFound(err)
+			if agent := t.Legs.Agent.CallID; ended && agent != "" && agent != l.CallID {
+				agentRow := false
+				shown, err = read(t, agent, func(ac *activeCall) bool {
+					agentRow = agentRow || ac.hasCall(agent)
+					return ac.hasCall(agent) && caller(ac)
+				})
+				// The agent's leg ended too, or is up in a call without
+				// the caller.
+				ended = notFound(err) || (err == nil && agentRow && !shown)
+			}
+			switch {
+			case shown:
+			case ended:
+				c.gone.add(l.CallID)
+			default:
+				unsure = append(unsure, l.CallID)
+			}
 		}
 		if id := consultID(t); confirmsConsult(t) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
-			read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
+			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
+			switch {
+			case shown:
+			case notFound(err):
+				c.gone.add(id)
+			default:
+				unsure = append(unsure, id)
+			}
 		}
 	}
 	return extra, unsure

@@ -127,8 +127,10 @@ func dialConsult(t *testing.T, sim *nssim.Sim, c *netsapiens.Client, tr *orchest
 // 5xx is: never the call gone. Before, any 200 that did not carry the id
 // was taken for a 404: the caller (or the target) had hung up, and the
 // call was never read again. A 404 is still the call gone, not read
-// again; the call's own row, as the spec's single object or in a list,
-// shows it.
+// again (the caller's, once the agent's own leg, read next, shows a call
+// without the caller or a 404 too: the caller's leg may be unreadable
+// under the agent's user, nssim.Config.ReadOtherLeg); the call's own
+// row, as the spec's single object or in a list, shows it.
 func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
 	const trID = "tr_01JREADBYIDWITHOUTTHECALL0"
 	type want int
@@ -160,26 +162,50 @@ func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
 		}
 		hidden.set(id)
 		own, another := readBody(t, srv.URL, "1000", id), readBody(t, srv.URL, "1020", other.OrigCallID)
+		// The agent's leg in a call without the caller: the caller's row
+		// with the caller's ids replaced.
+		agentAlone := strings.NewReplacer(orig.OrigCallID, "another-leg", orig.SessionID, "another-session").Replace(own)
+		notFound := &nssim.Fault{Status: 404, Message: "Call not found"}
 
-		for _, tc := range []struct {
+		type readCase struct {
 			name  string
 			fault *nssim.Fault // on the read; nil: nssim answers it
 			want  want
-		}{
-			{"an empty object", &nssim.Fault{Status: 200, Body: ptr(`{}`)}, unknown},
-			{"an empty list", &nssim.Fault{Status: 200, Body: ptr(`[]`)}, unknown},
-			{"null", &nssim.Fault{Status: 200, Body: ptr(`null`)}, unknown},
-			{"no body", &nssim.Fault{Status: 200, Body: ptr(``)}, unknown},
-			{"the success body", &nssim.Fault{Status: 200}, unknown},
-			{"another call's row", &nssim.Fault{Status: 200, Body: ptr(another)}, unknown},
-			{"another call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `]`)}, unknown},
-			{"a string", &nssim.Fault{Status: 200, Body: ptr(`"ok"`)}, unknown},
-			{"a 503", &nssim.Fault{Status: 503}, unknown},
-			{"the call's row", nil, shown},
-			{"the call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + own + `]`)}, shown},
-			{"the call's row among others", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `,` + own + `]`)}, shown},
-			{"a 404", &nssim.Fault{Status: 404, Message: "Call not found"}, gone},
-		} {
+			// then is on the read of the agent's own leg that follows a
+			// caller's read answered 404; nil: nssim answers it.
+			then *nssim.Fault
+		}
+		cases := []readCase{
+			{"an empty object", &nssim.Fault{Status: 200, Body: ptr(`{}`)}, unknown, nil},
+			{"an empty list", &nssim.Fault{Status: 200, Body: ptr(`[]`)}, unknown, nil},
+			{"null", &nssim.Fault{Status: 200, Body: ptr(`null`)}, unknown, nil},
+			{"no body", &nssim.Fault{Status: 200, Body: ptr(``)}, unknown, nil},
+			{"the success body", &nssim.Fault{Status: 200}, unknown, nil},
+			{"another call's row", &nssim.Fault{Status: 200, Body: ptr(another)}, unknown, nil},
+			{"another call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `]`)}, unknown, nil},
+			{"a string", &nssim.Fault{Status: 200, Body: ptr(`"ok"`)}, unknown, nil},
+			{"a 503", &nssim.Fault{Status: 503}, unknown, nil},
+			{"the call's row", nil, shown, nil},
+			{"the call's row in a list", &nssim.Fault{Status: 200, Body: ptr(`[` + own + `]`)}, shown, nil},
+			{"the call's row among others", &nssim.Fault{Status: 200, Body: ptr(`[` + another + `,` + own + `]`)}, shown, nil},
+		}
+		if consult {
+			cases = append(cases, readCase{"a 404", notFound, gone, nil})
+		} else {
+			// A 404 of the caller's leg under the agent's user may be a
+			// PBX that reads only the user's own leg there
+			// (nssim.Config.ReadOtherLeg): the agent's own leg is read,
+			// and says.
+			cases = append(cases,
+				readCase{"a 404, the agent's call showing the caller", notFound, shown, nil},
+				readCase{"a 404, the agent's call a 404 too", notFound, gone, notFound},
+				readCase{"a 404, the agent's call without the caller", notFound, gone, &nssim.Fault{Status: 200, Body: ptr(agentAlone)}},
+				readCase{"a 404, the agent's call read 503", notFound, unknown, &nssim.Fault{Status: 503}},
+				readCase{"a 404, the agent's call read as an empty object", notFound, unknown, &nssim.Fault{Status: 200, Body: ptr(`{}`)}},
+				readCase{"a 404, the agent's call read as another call's row", notFound, unknown, &nssim.Fault{Status: 200, Body: ptr(another)}},
+			)
+		}
+		for _, tc := range cases {
 			name := "caller/"
 			if consult {
 				name = "consult/"
@@ -194,10 +220,16 @@ func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
 				}
 				tr := transfer()
 				tr.Seen.Consult = consult
-				if tc.fault != nil {
-					f := *tc.fault
-					f.Operation, f.Count = nssim.OpRead, 1
-					sim.InjectFault(f)
+				for _, f := range []*nssim.Fault{tc.fault, tc.then} { // in the order of the reads
+					if f != nil {
+						f := *f
+						f.Operation, f.Count = nssim.OpRead, 1
+						sim.InjectFault(f)
+					}
+				}
+				wantReads := 1
+				if !consult && tc.fault == notFound {
+					wantReads = 2 // the agent's own leg too
 				}
 				t.Cleanup(sim.ClearFaults)
 				before := reads(sim)
@@ -205,8 +237,8 @@ func TestReadByIDWithoutTheCallIsUnknown(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n := reads(sim) - before; n != 1 {
-					t.Fatalf("%d reads of the call by its id, want 1", n)
+				if n := reads(sim) - before; n != wantReads {
+					t.Fatalf("%d reads by id, want %d", n, wantReads)
 				}
 				obs, err := v.Observe(tr)
 				switch tc.want {
@@ -310,7 +342,7 @@ func TestCallerReadWithoutTheCallIsNotGone(t *testing.T) {
 // talking on was hung up. Now the reading is unknown, the next listing
 // shows the consult, and the agent completes the transfer.
 func TestConsultReadWithoutTheCallIsNotGone(t *testing.T) {
-	consultLeftOutOfOneListing(t, func(h *harness) {
+	consultLeftOutOfOneListing(t, nssim.Config{}, func(h *harness) {
 		h.sim.InjectFault(nssim.Fault{Operation: nssim.OpRead, Status: http.StatusOK, Body: ptr(`{}`)})
 	}, func(h *harness) {
 		if reads(h.sim) == 0 {

@@ -126,10 +126,21 @@ func TestCallerGoneRightAfterTheJoinCannotBeVerified(t *testing.T) {
 // The other side: the caller hangs up before the PBX gets the join, which
 // it refuses (the call is gone). Nothing was joined, and the reading that
 // shows the caller's call ended is the whole truth: failed, verified.
+//
+// Both sides of nssim.Config.ReadOtherLeg: the caller's call, no longer
+// listed, is read by its id under the agent's user, which a PBX may answer
+// 404 however the caller is; the agent's own leg, ended with the call,
+// corroborates it.
 func TestCallerGoneBeforeTheJoinIsVerified(t *testing.T) {
+	for _, other := range []string{nssim.OtherLegFound, nssim.OtherLegNotFound} {
+		t.Run("read other leg "+other, func(t *testing.T) { callerGoneBeforeTheJoin(t, other) })
+	}
+}
+
+func callerGoneBeforeTheJoin(t *testing.T, readOtherLeg string) {
 	var orig nssim.ActiveCall
 	var with string
-	h := setupWrapped(t, nssim.Config{}, hangupAroundJoin(t, &orig, false, &with),
+	h := setupWrapped(t, nssim.Config{ReadOtherLeg: readOtherLeg}, hangupAroundJoin(t, &orig, false, &with),
 		func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
 	orig = h.placeCall(t)
 	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
