@@ -427,6 +427,10 @@ func drawGuesses(seed uint64) stormGuesses {
 	// What a NetSapiens DELETE does to a call still ringing, drawn after
 	// all the above for the same reason.
 	g.ns.RingingDisconnect = pick(nssim.RingingEnds, nssim.RingingIgnored, nssim.RingingRefused)
+	// Whether a read by id under a user's path finds another party's leg
+	// (the caller's call read under the agent's user), drawn after all the
+	// above for the same reason.
+	g.ns.ReadOtherLeg = pick(nssim.OtherLegFound, nssim.OtherLegNotFound)
 	return g
 }
 
