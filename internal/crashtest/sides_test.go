@@ -53,14 +53,17 @@ type side struct {
 //     the caller back, no hang-up event or another cause after a timeout,
 //     a B-leg's events sent nowhere;
 //   - nssim's subscription posts in the hyphenated names, each twice and
-//     in reverse order.
+//     in reverse order;
+//   - (polled) a read by id under the agent's user of the caller's leg,
+//     which is not the agent's, answered 404 whatever the caller does.
 var sides = []side{
 	{name: "defaults"},
 	{
 		name: "other-sides-polled",
 		ns: nssim.Guesses{TermInfoField: nssim.TermInfoCall, NumericUsers: true, WrongHostname: nssim.HostnameReject,
 			HostnameMatch: nssim.HostnameOfDestination, UnknownDestination: nssim.DestinationNotFound,
-			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult, RingingDisconnect: nssim.RingingIgnored},
+			HeldSide: nssim.HeldBoth, JoinKeeps: nssim.JoinKeepsConsult, RingingDisconnect: nssim.RingingIgnored,
+			ReadOtherLeg: nssim.OtherLegNotFound},
 		bw: bwsim.Guesses{TransferFailure: bwsim.TransferFailureRestore, TransferredALegState: bwsim.StateActive,
 			ALegTransferFields: bwsim.ALegTransferFieldsAlways, TimeoutHangupCause: bwsim.TimeoutHangupNone,
 			TransferLegFrom: bwsim.TransferLegFromCalledNumber},
