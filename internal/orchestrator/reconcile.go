@@ -658,9 +658,12 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		if obs.CallerEnded {
 			detail = "the provider connected the caller to the target; the call has ended since"
 		}
-		d, lost := e.afterJoin(ctx, en)
+		d, lost, again := e.afterJoin(ctx, en)
 		if lost {
 			return 0
+		}
+		if again > 0 {
+			return again
 		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
@@ -868,9 +871,12 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			// applied late, or an announced transfer answered as it was
 			// cancelled): that is the truth to report.
 			detail := "the provider connected the caller to the target although " + failure.Detail
-			d, lost := e.afterJoin(ctx, en)
+			d, lost, again := e.afterJoin(ctx, en)
 			if lost {
 				return 0
+			}
+			if again > 0 {
+				return again
 			}
 			detail += d
 			e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
@@ -985,6 +991,15 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
 			return e.readingFrom(en, s)
 		}
+		// The agent first: a hang-up held back is tried again, and what
+		// follows is said once.
+		d, lost, again := e.afterJoin(ctx, en)
+		if lost {
+			return 0
+		}
+		if again > 0 {
+			return again
+		}
 		old := *t.Outcome
 		t.Cleanup = nil
 		detail := fmt.Sprintf("the provider shows the caller connected to the target; the outcome %s (%s) is corrected to completed",
@@ -992,10 +1007,6 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		e.note(en, StepVerify, detail)
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
 		detail = "the provider connected the caller to the target although " + old.Detail
-		d, lost := e.afterJoin(ctx, en)
-		if lost {
-			return 0
-		}
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 		return 0
@@ -1451,22 +1462,40 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 // the caller, so the transfer still completes. It returns what to add to
 // the outcome's detail, and whether the transfer was lost to another
 // replica.
-func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost bool) {
+//
+// again says that the hang-up was held back before it went out (this
+// replica's claim on the transfer was in doubt: its heartbeat ran out or
+// lapsed, or the claim the adapter decided under ran out), and the caller
+// is to come back after the wait it returns, having finished nothing.
+// Finished then, the transfer was completed with the agent's call left
+// up alone in a bridge of ours (Bandwidth's b2), for good: nothing sends
+// the step again once the completion is saved. A save first makes the
+// claim sure again (a lapse is cleared by one), or finds the transfer
+// another replica's (lost), whose own reading then hangs the agent up.
+// A request the adapter needed first that failed (ErrNotSent) is tried
+// again while the step's patience lasts.
+func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost bool, again time.Duration) {
 	if !en.flow.HangupAgent {
-		return "", false
+		return "", false, 0
 	}
 	h, ok := en.p.(AgentHanger)
 	if !ok {
-		return fmt.Sprintf("; provider %s has no way to hang up the agent's call", en.p.Name()), false
+		return fmt.Sprintf("; provider %s has no way to hang up the agent's call", en.p.Name()), false, 0
 	}
 	err := e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
 	if en.lost {
-		return "", true
+		return "", true, 0
+	}
+	if errors.Is(err, errUnsaved) || (errors.Is(err, ErrNotSent) && e.patient(en)) {
+		if e.save(ctx, en); en.lost {
+			return "", true, 0
+		}
+		return "", false, e.backoff(en)
 	}
 	if err != nil {
-		return "; the agent's call could not be hung up: " + err.Error(), false
+		return "; the agent's call could not be hung up: " + err.Error(), false, 0
 	}
-	return "", false
+	return "", false, 0
 }
 
 // redoWait is when a compensation that failed is due again, or when a
