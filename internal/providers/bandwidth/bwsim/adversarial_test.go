@@ -512,8 +512,12 @@ func TestTruth(t *testing.T) {
 	if c, _ := tr.Call(a.ID); !c.Held {
 		t.Errorf("caller alone in its bridge is not held: %+v", c)
 	}
-	if br, _ := tr.Bridge(b2); !br.BridgeAudio || !slices.Equal(br.CallIDs, []string{g.ID, tg}) {
+	if br, _ := tr.Bridge(b2); !br.BridgeAudio || !slices.Equal(br.CallIDs, []string{g.ID, tg}) || !br.API {
 		t.Errorf("consult bridge = %+v", br)
+	}
+	// The control surface's bridge is not one a client created.
+	if br, _ := tr.Bridge(b1.ID); br.API {
+		t.Errorf("placed bridge = %+v, want api false", br)
 	}
 	if tag := tr.Tag("xfer-1"); !slices.Equal(tag.Calls, []string{tg}) || tag.Answered != 1 || tag.NotEnded != 1 {
 		t.Errorf("tag = %+v", tag)

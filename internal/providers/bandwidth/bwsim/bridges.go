@@ -138,6 +138,7 @@ func (s *Sim) handleCreateBridge(w http.ResponseWriter, r *http.Request, rt apiR
 		return
 	}
 	b := s.newBridgeLocked(audio)
+	b.API = true
 	s.setMembersLocked(b, calls)
 	w.Header().Set("Location", s.locationLocked(r, "bridges", b.ID))
 	w.WriteHeader(http.StatusCreated)

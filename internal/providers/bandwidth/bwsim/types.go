@@ -169,6 +169,10 @@ type Bridge struct {
 	ActivatedTime time.Time `json:"activated_time,omitzero"`
 	CompletedTime time.Time `json:"completed_time,omitzero"`
 	Audio         *Audio    `json:"audio,omitempty"`
+	// API reports a bridge created through the API (POST bridges), as a client's consult
+	// makes one; a bridge placed by the control surface (PlaceCallWithAgent's) is false.
+	// Ground truth only: the API's own rendering of a bridge has no such field.
+	API bool `json:"api,omitempty"`
 }
 
 func (b Bridge) clone() Bridge {
