@@ -1087,6 +1087,10 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 				strings.Join(lastN(fl.linesAbout(idOf(r.tr)), 40), "\n    "))
 		}
 	}
+	for _, p := range strandedInOurBridges(bwTruth, results) {
+		cnt.violations++
+		t.Errorf("VIOLATION (seed %d) %s", seed, p)
+	}
 	cnt.took = time.Since(start)
 	line := cnt.line(label)
 	fmt.Println(line)
@@ -1820,6 +1824,39 @@ func checkStormBandwidth(r stormResult, truth bwsim.Truth, actions []bwsim.Actio
 	if !undecidable(r, a, g) {
 		checkOutcome(tr, withTarget, withAgent, bad)
 	}
+	// (f) No agent stranded in a bridge of ours: no bridge created through
+	// the API (transferd's consult bridge; the test places only b1) holds
+	// a call of this case that has not ended. Each case has calls of its
+	// own, so a member names its case: the caller, the agent, or a leg
+	// tagged with the transfer (the last is (b)'s too).
+	var ours []bwsim.Bridge
+	for _, b := range truth.Bridges {
+		if !b.API {
+			continue
+		}
+		for _, id := range b.CallIDs {
+			c, ok := truth.Call(id)
+			if !ok || c.State == bwsim.StateCompleted || c.State == bwsim.StateRejected {
+				continue
+			}
+			var who string
+			switch {
+			case id == a.ID:
+				who = "caller's call"
+			case r.c.mode == "attended" && id == r.pl.g:
+				who = "agent's call"
+			case slices.Contains(c.Tags, tr.ID):
+				who = "consult leg"
+			default:
+				continue
+			}
+			bad("(f) the %s %s (%s) is in bridge %s, which transferd created (members %v, bridgeAudio %v, %s)",
+				who, id, c.State, b.ID, b.CallIDs, b.BridgeAudio, b.State)
+			if !slices.ContainsFunc(ours, func(o bwsim.Bridge) bool { return o.ID == b.ID }) {
+				ours = append(ours, b)
+			}
+		}
+	}
 	// The accepted updates of the calls and bridges involved, in the order
 	// they were accepted, with when each was applied: late and
 	// out-of-order actions are most of what goes wrong.
@@ -1829,6 +1866,12 @@ func checkStormBandwidth(r stormResult, truth bwsim.Truth, actions []bwsim.Actio
 	}
 	touched[r.pl.b1] = true
 	delete(touched, "")
+	for id := range touched {
+		if b, ok := truth.Bridge(id); ok && !slices.ContainsFunc(ours, func(o bwsim.Bridge) bool { return o.ID == b.ID }) {
+			ours = append(ours, b)
+		}
+	}
+	slices.SortFunc(ours, func(x, y bwsim.Bridge) int { return x.CreatedTime.Compare(y.CreatedTime) })
 	var acts []bwsim.Action
 	for _, ac := range actions {
 		if touched[ac.Target] {
@@ -1837,9 +1880,52 @@ func checkStormBandwidth(r stormResult, truth bwsim.Truth, actions []bwsim.Actio
 	}
 	b, _ := json.Marshal(struct {
 		Calls   []bwsim.TruthCall `json:"calls"`
+		Bridges []bwsim.Bridge    `json:"bridges"`
 		Actions []bwsim.Action    `json:"actions"`
-	}{relevant, acts})
+	}{relevant, ours, acts})
 	return problems, string(b)
+}
+
+// strandedInOurBridges is invariant (f) for calls no case owns: a bridge
+// created through the API that holds a call not ended, none of whose
+// members is a storm case's caller, agent or tagged leg. Nothing but
+// transferd creates bridges through the API in the storm, and every call
+// it bridges is a case's, so any such bridge is a violation no case's
+// check can name.
+func strandedInOurBridges(truth bwsim.Truth, results []stormResult) []string {
+	owned := map[string]bool{}
+	tags := map[string]bool{}
+	for _, r := range results {
+		if r.c.provider == "netsapiens" {
+			continue
+		}
+		owned[r.pl.a], owned[r.pl.g] = true, true
+		if r.tr != nil {
+			tags[r.tr.ID] = true
+		}
+	}
+	delete(owned, "")
+	var out []string
+	for _, b := range truth.Bridges {
+		if !b.API {
+			continue
+		}
+		var live []string
+		claimed := false
+		for _, id := range b.CallIDs {
+			c, ok := truth.Call(id)
+			if owned[id] || (ok && slices.ContainsFunc(c.Tags, func(t string) bool { return tags[t] })) {
+				claimed = true
+			}
+			if ok && c.State != bwsim.StateCompleted && c.State != bwsim.StateRejected {
+				live = append(live, fmt.Sprintf("%s (%s, from %s to %s, tags %v)", id, c.State, c.From, c.To, c.Tags))
+			}
+		}
+		if !claimed && len(live) > 0 {
+			out = append(out, fmt.Sprintf("(f) bridge %s, created through the API, holds %s, a call of no storm case", b.ID, strings.Join(live, ", ")))
+		}
+	}
+	return out
 }
 
 // undecidable reports an announced transfer whose outcome says, final and
