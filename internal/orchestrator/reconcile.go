@@ -1463,10 +1463,11 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 // the outcome's detail, and whether the transfer was lost to another
 // replica.
 //
-// again says that the hang-up was held back before it went out (this
-// replica's claim on the transfer was in doubt: its heartbeat ran out or
-// lapsed, or the claim the adapter decided under ran out), and the caller
-// is to come back after the wait it returns, having finished nothing.
+// again, when not zero, says that the hang-up was held back before it
+// went out (this replica's claim on the transfer was in doubt: its
+// heartbeat ran out or lapsed, or the claim the adapter decided under ran
+// out): the caller is to come back after that wait, having finished
+// nothing.
 // Finished then, the transfer was completed with the agent's call left
 // up alone in a bridge of ours (Bandwidth's b2), for good: nothing sends
 // the step again once the completion is saved. A save first makes the
