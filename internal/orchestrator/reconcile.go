@@ -351,7 +351,7 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 		return e.backoff(en)
 	case transient(err) && e.patient(en):
 		return e.backoff(en)
-	case step == StepLocate && KindOf(err) == KindCallNotFound && !errors.Is(err, ErrSeveralCalls) && e.listingPatient(en):
+	case step == StepLocate && KindOf(err) == KindCallNotFound && !errors.Is(err, ErrSeveralCalls) && e.within(en, e.cfg.VisibilityWindow):
 		// A PBX may list a new call only after a moment, and a client
 		// may ask for the transfer as soon as the agent answers: not
 		// listed yet is not gone. Nothing is changed yet, so the call is
@@ -2429,22 +2429,15 @@ func (e *Engine) clearSignal(ctx context.Context, en *entry, s Signal) {
 }
 
 // patient reports whether a transiently failing step may be tried again.
-func (e *Engine) patient(en *entry) bool {
-	now := e.now()
-	if en.firstTry.IsZero() {
-		en.firstTry = now
-	}
-	return now.Sub(en.firstTry) < e.cfg.StepTimeout
-}
+func (e *Engine) patient(en *entry) bool { return e.within(en, e.cfg.StepTimeout) }
 
-// listingPatient reports whether a locate that found no call is within
-// VisibilityWindow of its first try.
-func (e *Engine) listingPatient(en *entry) bool {
+// within reports whether a failed step is within d of its first try.
+func (e *Engine) within(en *entry, d time.Duration) bool {
 	now := e.now()
 	if en.firstTry.IsZero() {
 		en.firstTry = now
 	}
-	return now.Sub(en.firstTry) < e.cfg.VisibilityWindow
+	return now.Sub(en.firstTry) < d
 }
 
 // backoff schedules the next try of a failed step.

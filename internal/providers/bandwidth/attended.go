@@ -121,14 +121,7 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 		// call_not_found, with the caller up and put back with the agent.
 		// Nothing was sent yet: A is read again for a while, and then the
 		// dial's outcome is unknown, not the call gone.
-		var (
-			ac  *apiCall
-			err error
-		)
-		c.patiently(ctx, func() bool {
-			ac, err = c.getKnownCall(ctx, a)
-			return !notFound(err)
-		})
+		ac, err := c.readKnown(ctx, a)
 		if err != nil {
 			return leg, err
 		}
@@ -476,6 +469,22 @@ func (c *Client) patiently(ctx context.Context, try func() bool) bool {
 	return true
 }
 
+// readKnown reads a call transferd has read before (getKnownCall) again
+// while it answers 404, for up to leaveWait: where nothing else would
+// read it again, a 404 that persists is then the error, an unknown
+// reading, never the call gone.
+func (c *Client) readKnown(ctx context.Context, id string) (*apiCall, error) {
+	var (
+		ac  *apiCall
+		err error
+	)
+	c.patiently(ctx, func() bool {
+		ac, err = c.getKnownCall(ctx, id)
+		return !notFound(err)
+	})
+	return ac, err
+}
+
 // whileLeaving sends a bridge request again while the platform refuses it
 // with bridge-bridged-callId, for up to leaveWait: the call the previous
 // update took out of a bridge (the agent out of the caller's bridge, the
@@ -508,14 +517,7 @@ func (c *Client) HangupAgent(ctx context.Context, t *orchestrator.Transfer) erro
 	if t.State == orchestrator.StateCompleting {
 		return c.hangup(ctx, "hangup_agent", t.Legs.Agent.CallID)
 	}
-	var (
-		g   *apiCall
-		err error
-	)
-	c.patiently(ctx, func() bool {
-		g, err = c.getKnownCall(ctx, t.Legs.Agent.CallID)
-		return !notFound(err)
-	})
+	g, err := c.readKnown(ctx, t.Legs.Agent.CallID)
 	switch {
 	case err != nil:
 		return err
