@@ -1,7 +1,6 @@
 package bandwidth_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -56,9 +55,7 @@ func TestAnUnsavedConsultBridgeIsEmptiedWhenTheAgentReadsNotFoundOnce(t *testing
 				case notFound > 0:
 					notFound--
 					notFoundHit++
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(http.StatusNotFound)
-					_, _ = io.WriteString(w, `{"category":"not-found","code":"call-not-found","message":"The call `+"`"+g+"`"+` could not be found"}`)
+					writeCallNotFound(w, g)
 					return
 				}
 			}
@@ -104,9 +101,7 @@ func TestAJoinFindsAnUnsavedConsultBridgeThroughTheTargetWhenTheAgentReadsNotFou
 			}
 			mu.Unlock()
 			if nf {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusNotFound)
-				_, _ = io.WriteString(w, `{"category":"not-found","code":"call-not-found","message":"The call could not be found"}`)
+				writeCallNotFound(w, g)
 				return
 			}
 			api.ServeHTTP(w, r)

@@ -2,10 +2,7 @@ package bandwidth_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 
@@ -33,27 +30,16 @@ func TestAnUnholdRefusedTwiceWithTheCallerReadNotFoundEachTimeRestoresTheCaller(
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			defer mu.Unlock()
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(strings.NewReader(string(body)))
-			var upd struct {
-				CallIDs     []string `json:"callIds"`
-				BridgeAudio *bool    `json:"bridgeAudio"`
-			}
-			unhold := r.Method == http.MethodPost && b1 != "" && r.URL.Path == "/users/"+userID+"/bridges/"+b1 &&
-				json.Unmarshal(body, &upd) == nil && len(upd.CallIDs) == 2 && upd.BridgeAudio != nil && *upd.BridgeAudio
+			unhold := isUnhold(r, b1)
 			switch {
 			case unhold && refusals < 4:
 				// Two unholds, each sent again once after b2 was emptied.
 				refusals++
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusBadRequest)
-				_, _ = io.WriteString(w, `{"category":"bad-request","code":"bridge-bridged-callId","message":"The callId `+"`"+g+"`"+` is already in another bridge"}`)
+				writeBridgedElsewhere(w, g)
 				return
 			case refusals == 2*(notFound+1) && r.Method == http.MethodGet && r.URL.Path == "/users/"+userID+"/calls/"+a:
 				notFound++
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusNotFound)
-				_, _ = io.WriteString(w, `{"category":"not-found","code":"call-not-found","message":"The call `+"`"+a+"`"+` could not be found"}`)
+				writeCallNotFound(w, a)
 				return
 			}
 			api.ServeHTTP(w, r)

@@ -2,10 +2,7 @@ package bandwidth_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 
@@ -33,28 +30,17 @@ func TestAnUnholdRefusedThenAKnownCallReadNotFoundIsTriedAgain(t *testing.T) {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					mu.Lock()
 					defer mu.Unlock()
-					body, _ := io.ReadAll(r.Body)
-					r.Body = io.NopCloser(strings.NewReader(string(body)))
-					var upd struct {
-						CallIDs     []string `json:"callIds"`
-						BridgeAudio *bool    `json:"bridgeAudio"`
-					}
-					unhold := r.Method == http.MethodPost && b1 != "" && r.URL.Path == "/users/"+userID+"/bridges/"+b1 &&
-						json.Unmarshal(body, &upd) == nil && len(upd.CallIDs) == 2 && upd.BridgeAudio != nil && *upd.BridgeAudio
+					unhold := isUnhold(r, b1)
 					read := map[string]string{"caller": a, "agent": g}[who]
 					switch {
 					case unhold && refusals < 2:
 						// The unhold and its retry after emptying b2 again.
 						refusals++
-						w.Header().Set("Content-Type", "application/json")
-						w.WriteHeader(http.StatusBadRequest)
-						_, _ = io.WriteString(w, `{"category":"bad-request","code":"bridge-bridged-callId","message":"The callId `+"`"+g+"`"+` is already in another bridge"}`)
+						writeBridgedElsewhere(w, g)
 						return
 					case refusals == 2 && notFound == 0 && r.Method == http.MethodGet && r.URL.Path == "/users/"+userID+"/calls/"+read:
 						notFound++
-						w.Header().Set("Content-Type", "application/json")
-						w.WriteHeader(http.StatusNotFound)
-						_, _ = io.WriteString(w, `{"category":"not-found","code":"call-not-found","message":"The call `+"`"+read+"`"+` could not be found"}`)
+						writeCallNotFound(w, read)
 						return
 					}
 					api.ServeHTTP(w, r)
