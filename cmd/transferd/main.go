@@ -46,7 +46,7 @@ func main() {
 	// host's zone. Set here, not with .UTC() where times are taken:
 	// that would drop their monotonic readings (see orchestrator.New).
 	time.Local = time.UTC
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopSignals()
 	stopProfile, err := startProfile()
 	if err == nil {
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -529,6 +529,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing or compensating in-flight transfers")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// A second signal ends the shutdown as its timeout would: provider
+	// calls are cancelled, and what is open stays in the store for the
+	// next owner.
+	stopForce := context.AfterFunc(forced(ctx), func() {
+		log.Warn().Msg("second signal: stopping now; what is not finished stays in the store for the next owner")
+		cancel()
+	})
 	// Transfers first, while the HTTP server still answers status reads;
 	// then the server.
 	engErr := eng.Shutdown(sctx)
@@ -556,7 +563,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			runErr = fmt.Errorf("serve: %w", err)
 		}
 	}
-	if err := errors.Join(runErr, engErr); err != nil {
+	var forceErr error
+	if !stopForce() {
+		forceErr = errors.New("a second signal cut the shutdown short")
+	}
+	if err := errors.Join(runErr, engErr, forceErr); err != nil {
 		return err
 	}
 	log.Info().Msg("stopped")
