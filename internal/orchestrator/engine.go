@@ -1263,6 +1263,44 @@ func (e *Engine) startWorkers() {
 	})
 }
 
+// releaseTimeout bounds the store write that ends this replica's
+// heartbeat at shutdown: a store that does not answer leaves it to run
+// out, as before, rather than holding the process back.
+const releaseTimeout = 5 * time.Second
+
+// release ends this replica's heartbeat in the store once Shutdown has
+// stopped every step, so that peers claim the transfers it left (a
+// verification owed, or what a shutdown out of time cut short) at their
+// next look, a quarter of a lease TTL at most, not once the heartbeat
+// has run out. Never earlier: two replicas would drive one transfer. After
+// a shutdown cut short, a request cancelled mid-write may still reach its
+// provider: the heartbeat then ends leaseMargin from now, the room a
+// running replica leaves for that too. The store ends it only if it is
+// still this process's last (Store.Release): a newer process under the
+// same name keeps its own.
+func (e *Engine) release(cut bool) {
+	e.lease.Lock()
+	on, last := e.lease.on, e.lease.expires
+	e.lease.Unlock()
+	if !on {
+		return // never opened: no heartbeat of this process
+	}
+	at := e.now()
+	if cut {
+		at = at.Add(e.leaseMargin())
+	}
+	if !at.Before(last) {
+		return // it has run out already, or does sooner
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	if err := e.store.Release(ctx, e.cfg.Owner, last, at); err != nil {
+		e.log.Warn().Err(err).Msg("ending this replica's heartbeat failed; other replicas claim what it left once the heartbeat runs out")
+		return
+	}
+	e.log.Info().Msg("heartbeat ended: other replicas claim what this one left at their next look")
+}
+
 // unfinished counts the entries shutdown still waits for: transfers not
 // terminal yet. Terminal ones with a cleanup obligation are left to the
 // next owner.
@@ -1340,6 +1378,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	for _, en := range rest {
 		e.drop(en)
 	}
+	e.release(left > 0)
 	if left > 0 {
 		return fmt.Errorf("orchestrator: shutdown deadline passed with %d transfers still running; they stay in the store for the next owner", left)
 	}

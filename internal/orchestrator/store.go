@@ -101,6 +101,12 @@ type Store interface {
 	// one whose heartbeat expired: other replicas may have claimed some of
 	// its transfers meanwhile).
 	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (expired bool, err error)
+	// Release ends replica owner's heartbeat at `at`, only while it is
+	// the one owner wrote last, which ends at last: a replica that
+	// stopped driving transfers has others claim what it left at their
+	// next look, while a newer process under the same name keeps its own
+	// heartbeat.
+	Release(ctx context.Context, owner string, last, at time.Time) error
 	// Claim takes up to limit open transfers (Transfer.Open) whose owner
 	// has no live heartbeat at now (or no owner) and, when own is set,
 	// those owned by owner itself (a process restarted under the same

@@ -295,6 +295,16 @@ func (s *Store) Heartbeat(_ context.Context, owner string, now time.Time, ttl ti
 	return expired, nil
 }
 
+// Release implements orchestrator.Store.
+func (s *Store) Release(_ context.Context, owner string, last, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.replicas[owner]; ok && exp.Equal(last) {
+		s.replicas[owner] = at
+	}
+	return nil
+}
+
 // Claim implements orchestrator.Store.
 func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.mu.Lock()

@@ -531,6 +531,15 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	return expired, nil
 }
 
+// Release implements orchestrator.Store. The heartbeat written last
+// holds last as the driver encoded it, the same value for the same time.
+func (s *Store) Release(ctx context.Context, owner string, last, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE replicas SET expires = $1 WHERE name = $2 AND expires = $3`, at, owner, last); err != nil {
+		return s.fail("release", err)
+	}
+	return nil
+}
+
 // deadOwner is the SQL condition "the row's owner column names no replica
 // with a live heartbeat at $n".
 func deadOwner(column string, n int) string {

@@ -423,6 +423,15 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	return !live, nil
 }
 
+// Release implements orchestrator.Store. The heartbeat written last
+// holds ts(last), the same text for the same time.
+func (s *Store) Release(ctx context.Context, owner string, last, at time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE replicas SET expires = ? WHERE name = ? AND expires = ?`, ts(at), owner, ts(last)); err != nil {
+		return fail("release", err)
+	}
+	return nil
+}
+
 // deadOwner is the SQL condition "the row's owner column names no replica
 // with a live heartbeat at ?". The subquery is not correlated, so SQLite
 // lists the live replicas once per statement, not once per row.

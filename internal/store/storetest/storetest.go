@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"LastEventPos", testLastEventPos},
 		{"EventsPurge", testEventsPurge},
 		{"Heartbeat", testHeartbeat},
+		{"Release", testRelease},
 		{"Claim", testClaim},
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
 		{"ClaimConcurrent", testClaimConcurrent},
@@ -1018,6 +1019,59 @@ func testHeartbeat(f *fixture) {
 	}
 	if !f.heartbeat("B", now.Add(time.Hour), ttl) {
 		f.Errorf("a Heartbeat long after the last: expired false, want true")
+	}
+}
+
+// Release ends a replica's heartbeat, so that its open transfers are
+// claimable at once, but only the heartbeat it wrote last: one a newer
+// process under the same name wrote since stays, and so do others'.
+func testRelease(f *fixture) {
+	const ttl = 30 * time.Second
+	f.heartbeat("gone", now, ttl)
+	f.heartbeat("other", now, ttl)
+	left := f.owned("1", "gone")
+	ofOther := f.owned("2", "other")
+	if got := f.claim("peer", now.Add(time.Second), false, 0); len(got) != 0 {
+		f.Fatalf("Claim while both heartbeats are live = %v, want none", ids(got))
+	}
+	at := now.Add(2 * time.Second)
+	if err := f.s.Release(f.ctx, "gone", now.Add(ttl), at); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if got := f.claim("peer", at, false, 0); !slices.Equal(ids(got), idsOf(left)) {
+		f.Errorf("Claim at the release = %v, want %v (the released replica's only)", ids(got), idsOf(left))
+	}
+	f.equal("a live replica's transfer", f.get(ofOther.ID), ofOther)
+	if !f.heartbeat("gone", at, ttl) {
+		f.Errorf("a Heartbeat after the release: expired false, want true")
+	}
+
+	// A process restarted under the same name beat since: the old
+	// process's release leaves that heartbeat alone.
+	f.heartbeat("again", now, ttl)
+	f.heartbeat("again", now.Add(time.Second), ttl) // the newer process
+	mine := f.owned("3", "again")
+	if err := f.s.Release(f.ctx, "again", now.Add(ttl), at); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if got := f.claim("peer", at, false, 0); len(got) != 0 {
+		f.Errorf("Claim after a stale Release = %v, want none: the newer process's heartbeat is live", ids(got))
+	}
+	f.equal("a transfer of the newer process", f.get(mine.ID), mine)
+	// The engine's times carry nanoseconds, which a store may not keep:
+	// the release still finds the heartbeat written with the same time.
+	beat := now.Add(789 * time.Nanosecond)
+	f.heartbeat("fine", beat, ttl)
+	fine := f.owned("4", "fine")
+	if err := f.s.Release(f.ctx, "fine", beat.Add(ttl), at); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if got := f.claim("peer", at, false, 0); !slices.Equal(ids(got), idsOf(fine)) {
+		f.Errorf("Claim after releasing a heartbeat written with nanoseconds = %v, want %v", ids(got), idsOf(fine))
+	}
+	// Released before a heartbeat was ever written: nothing to end.
+	if err := f.s.Release(f.ctx, "never-beat", now, at); err != nil {
+		f.Errorf("Release of a replica without a heartbeat: %v", err)
 	}
 }
 
