@@ -77,7 +77,7 @@ type config struct {
 	CallbackSecret  secret  `envconfig:"TRANSFERD_CALLBACK_SECRET" desc:"at least 32 bytes shared by every replica; signs the tokens of provider callback URLs (secret; required with TRANSFERD_PUBLIC_URL outside demo mode, generated per process in demo mode)"`
 	CallbackAccept  secret  `envconfig:"TRANSFERD_CALLBACK_SECRET_ACCEPTED" desc:"another secret of at least 32 bytes whose callback tokens are accepted but never made, while TRANSFERD_CALLBACK_SECRET is rotated: the new secret before replicas sign with it, the old one after, until the transfers it signed are over (secret)"`
 	StartRate       float64 `envconfig:"TRANSFERD_TENANT_START_RATE" default:"0" desc:"transfers a tenant may start per second (0: no limit); tenants file limits override it"`
-	StartBurst      int     `envconfig:"TRANSFERD_TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE"`
+	StartBurst      int     `envconfig:"TRANSFERD_TENANT_START_BURST" default:"10" desc:"burst of TRANSFERD_TENANT_START_RATE, at least 1"`
 	MaxInFlight     int     `envconfig:"TRANSFERD_TENANT_MAX_IN_FLIGHT" default:"0" desc:"unfinished transfers a tenant may have (0: no limit)"`
 	MaxWaits        int     `envconfig:"TRANSFERD_TENANT_MAX_WAITS" default:"100" desc:"long polls (Prefer: wait), streams and repeats waiting for a request with their Idempotency-Key a tenant may hold at once (0: no limit)"`
 	CallbackAddr    string  `envconfig:"TRANSFERD_CALLBACK_ADDR" desc:"separate address for provider callbacks, so that exposing them does not expose the API (default: on TRANSFERD_LISTEN_ADDR)"`
@@ -267,7 +267,6 @@ func (c *config) validate() error {
 		{"TRANSFERD_NETSAPIENS_REQUEST_BUDGET", c.NetSapiensRequestBudget < 0},
 		{"TRANSFERD_BANDWIDTH_REQUEST_BUDGET", c.BandwidthRequestBudget < 0},
 		{"TRANSFERD_TENANT_START_RATE", c.StartRate < 0},
-		{"TRANSFERD_TENANT_START_BURST", c.StartBurst < 0},
 		{"TRANSFERD_TENANT_MAX_IN_FLIGHT", c.MaxInFlight < 0},
 		{"TRANSFERD_TENANT_MAX_WAITS", c.MaxWaits < 0},
 	} {
@@ -285,6 +284,12 @@ func (c *config) validate() error {
 	}
 	if c.RequestBurst < 1 {
 		errs = append(errs, errors.New("TRANSFERD_REQUEST_BURST: must be at least 1"))
+	}
+	if c.StartBurst < 1 {
+		// A bucket of no token would start nothing: the limiter read 0
+		// as 1, which is not what was set. Every tenant with a rate of
+		// its own and no burst of its own takes this one too.
+		errs = append(errs, errors.New("TRANSFERD_TENANT_START_BURST: must be at least 1"))
 	}
 	return errors.Join(errs...)
 }

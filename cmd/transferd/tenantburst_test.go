@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -42,5 +43,21 @@ func TestATenantBudgetWithoutABurstTakesTheConfiguredOne(t *testing.T) {
 	}
 	if bursts["acme"] != configured || bursts["globex"] != 2 {
 		t.Errorf("bursts %v, want acme %d (TRANSFERD_REQUEST_BURST) and globex 2 (its own)", bursts, configured)
+	}
+}
+
+// TRANSFERD_TENANT_START_BURST=0 is refused by name: the limiter ran it
+// as a burst of 1, not what the operator set. (A tenants file's
+// start_burst: 0 is a limit the file does not give, which this setting
+// gives.)
+func TestAStartBurstOfZeroIsRefused(t *testing.T) {
+	t.Setenv("TRANSFERD_TENANT_START_RATE", "2")
+	t.Setenv("TRANSFERD_TENANT_START_BURST", "0")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_TENANT_START_BURST: must be at least 1") {
+		t.Errorf("TRANSFERD_TENANT_START_BURST=0: validate = %v, want it refused by name", err)
 	}
 }
