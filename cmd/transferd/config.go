@@ -48,6 +48,7 @@ type config struct {
 	ConsultTimeout    time.Duration `envconfig:"TRANSFERD_CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
 	MaxConsultTimeout time.Duration `envconfig:"TRANSFERD_MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
 	ShutdownTimeout   time.Duration `envconfig:"TRANSFERD_SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to give consults in progress back to their agents and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
+	ShutdownDelay     time.Duration `envconfig:"TRANSFERD_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, time during which /readyz reports not ready while the API still serves, before the shutdown begins: behind a load balancer (a Kubernetes Service), room for it to stop sending requests here. A second signal ends it"`
 	PollInterval      time.Duration `envconfig:"TRANSFERD_POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
 	PollMaxInterval   time.Duration `envconfig:"TRANSFERD_POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
 	VisibilityWindow  time.Duration `envconfig:"TRANSFERD_VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; the call a request names is looked for this long before the transfer is call_not_found, and a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
@@ -137,6 +138,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_DELAY: must not be negative"))
 	}
 	if c.VisibilityWindow <= 0 || c.TombstoneTTL < c.VisibilityWindow || c.VerifyTimeout <= 0 {
 		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL at least the visibility window"))

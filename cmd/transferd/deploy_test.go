@@ -179,7 +179,7 @@ func TestDeployManifestsStart(t *testing.T) {
 	// liveness probe must not count meanwhile.
 	if p := ctr.StartupProbe; time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 5*time.Minute {
 		t.Errorf("the startup probe gives transferd %d s to open its store; a migration may take minutes", p.PeriodSeconds*p.FailureThreshold)
-	} else if time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < cfg.ShutdownTimeout+lockPatienceMargin {
+	} else if time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < cfg.ShutdownDelay+cfg.ShutdownTimeout+lockPatienceMargin {
 		t.Errorf("the startup probe gives transferd %d s to open its store, less than it waits for an exiting one's lock on the data directory", p.PeriodSeconds*p.FailureThreshold)
 	}
 	if a := sts.Spec.Template.Metadata.Annotations; a["prometheus.io/port"] != strconv.Itoa(ports["admin"]) || a["prometheus.io/path"] != "/metrics" {
@@ -187,7 +187,12 @@ func TestDeployManifestsStart(t *testing.T) {
 	}
 	// The process's own bound on its shutdown, with room for the store
 	// to close and for the kubelet.
-	if grace := time.Duration(sts.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second; grace < cfg.ShutdownTimeout+10*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %s: shorter than TRANSFERD_SHUTDOWN_TIMEOUT (%s) plus 10 s", grace, cfg.ShutdownTimeout)
+	if grace := time.Duration(sts.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second; grace < cfg.ShutdownDelay+cfg.ShutdownTimeout+10*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %s: shorter than TRANSFERD_SHUTDOWN_DELAY (%s) plus TRANSFERD_SHUTDOWN_TIMEOUT (%s) plus 10 s", grace, cfg.ShutdownDelay, cfg.ShutdownTimeout)
+	}
+	// Behind the Service, requests still arrive for a few seconds after
+	// SIGTERM: the delay keeps serving them.
+	if cfg.ShutdownDelay <= 0 {
+		t.Error("deploy/ sets no TRANSFERD_SHUTDOWN_DELAY: requests the Service still sends after SIGTERM are refused")
 	}
 }

@@ -433,11 +433,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}, credentialsCheckInterval, 10*time.Second, log, reg)
 	// Closed as the servers shut down: open event streams end then.
 	closing := make(chan struct{})
+	// Closed when the shutdown delay begins: /readyz fails from then on.
+	draining := make(chan struct{})
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
 		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard, Forwarder: callbackForwarder(store),
-		Closing: closing},
+		Closing: closing, Draining: draining},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {
@@ -525,6 +527,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		drain(forced(ctx), cfg.ShutdownDelay, draining, log)
 	}
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing or compensating in-flight transfers")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -572,4 +575,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// drain runs the shutdown delay (TRANSFERD_SHUTDOWN_DELAY): /readyz
+// reports not ready while every listener serves as before, so that a load
+// balancer stops sending requests here before they are refused. Behind a
+// Kubernetes Service the pod's endpoint is removed only after the kubelet
+// has sent SIGTERM, and kube-proxy and ingress controllers follow seconds
+// later: closing at once refused what they still sent. A second signal
+// (force) ends the delay.
+func drain(force context.Context, delay time.Duration, draining chan<- struct{}, log zerolog.Logger) {
+	if delay <= 0 {
+		return
+	}
+	close(draining)
+	log.Info().Dur("delay", delay).Msg("draining: /readyz reports not ready while the API serves on, before the shutdown")
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-force.Done():
+	}
 }

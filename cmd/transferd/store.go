@@ -40,7 +40,7 @@ func openStore(ctx context.Context, cfg *config, clock func() time.Time, log zer
 		}
 		return s, s.Close, nil
 	}
-	s, err := openSQLite(ctx, cfg.DataDir, cfg.ShutdownTimeout+lockPatienceMargin, log)
+	s, err := openSQLite(ctx, cfg.DataDir, cfg.ShutdownDelay+cfg.ShutdownTimeout+lockPatienceMargin, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the SQLite store in %s: %w", cfg.DataDir, err)
 	}
@@ -48,11 +48,12 @@ func openStore(ctx context.Context, cfg *config, clock func() time.Time, log zer
 	return s, func() { _ = s.Close() }, nil
 }
 
-// lockPatienceMargin is how much longer than TRANSFERD_SHUTDOWN_TIMEOUT a
-// start waits for another transferd to let go of the data directory: the
-// time an exiting one takes to close its store after its shutdown. It is
-// also the least by which a supervisor's grace period must exceed the
-// shutdown timeout (deploy_test.go; the manifests give 45 s for 30 s),
+// lockPatienceMargin is how much longer than TRANSFERD_SHUTDOWN_DELAY plus
+// TRANSFERD_SHUTDOWN_TIMEOUT a start waits for another transferd to let go
+// of the data directory: the time an exiting one takes to close its store
+// after its shutdown. It is also the least by which a supervisor's grace
+// period must exceed them (deploy_test.go; the manifests give 45 s for
+// 5 s and 30 s),
 // after which the supervisor has killed the old process anyway.
 const lockPatienceMargin = 10 * time.Second
 

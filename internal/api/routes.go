@@ -35,7 +35,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 	}
 	if parts&partAdmin != 0 {
 		r.Method("GET", "/healthz", handleHealthz())
-		r.Method("GET", "/readyz", handleReadyz(eng))
+		r.Method("GET", "/readyz", handleReadyz(eng, cfg.Draining))
 		r.Method("GET", "/status/providers", handleProviderStatus(cfg.Credentials))
 		r.Method("GET", "/metrics", handleMetrics(s.gath))
 	}

@@ -105,6 +105,11 @@ type Config struct {
 	// shut down, which wait for every request to end. nil: streams end
 	// only when their client leaves, and waits when they are over.
 	Closing <-chan struct{}
+	// Draining, when closed, has /readyz report not ready while every
+	// other route serves as before: cmd/transferd closes it when a
+	// shutdown delay begins, so that a load balancer stops sending
+	// requests before the listener closes. nil: never.
+	Draining <-chan struct{}
 }
 
 // CallbackReceiver reads a provider's event about a transfer. It returns
@@ -413,11 +418,18 @@ func handleHealthz() http.Handler {
 	})
 }
 
-func handleReadyz(eng *orchestrator.Engine) http.Handler {
+func handleReadyz(eng *orchestrator.Engine, draining <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := eng.Ready(ctx); err != nil {
+		var err error
+		select {
+		case <-draining:
+			err = &orchestrator.NotReadyError{Reason: "shutting down"}
+		default:
+			err = eng.Ready(ctx)
+		}
+		if err != nil {
 			// The whole error goes to the log; the probe, which needs no
 			// credentials, gets only the reason: the store's error may name
 			// another tenant's transfer, a file or a database host.
