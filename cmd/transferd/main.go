@@ -435,11 +435,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closing := make(chan struct{})
 	// Closed when the shutdown delay begins: /readyz fails from then on.
 	draining := make(chan struct{})
+	// Closed as the engine's shutdown begins: long polls on other
+	// replicas' transfers answer then.
+	stopping := make(chan struct{})
 	handlers := api.NewHandlers(api.Config{OpenAPI: transferd.OpenAPI, TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Subscriptions: subscriptions,
 		Idempotency: store, Replica: instance, Credentials: creds, Keys: keys, Tenants: tenantPolicy, Limits: limits,
 		Accounts: accounts, CallbackSigner: signer, WriteTimeout: cfg.WriteTimeout, BodyReadTimeout: cfg.BodyReadTimeout, Deliveries: hooks,
 		EventsSaved: streams, EventStreamPoll: eventStreamPoll(store), EventsHeard: eventsHeard, Forwarder: callbackForwarder(store),
-		Closing: closing, Draining: draining},
+		Closing: closing, Stopping: stopping, Draining: draining},
 		eng, log, reg, reg, api.Split{Callbacks: cfg.CallbackAddr != "", Admin: cfg.AdminAddr != ""})
 	apiTLS, otherTLS, err := tlsConfigs(&cfg, log)
 	if err != nil {
@@ -540,7 +543,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cancel()
 	})
 	// Transfers first, while the HTTP server still answers status reads;
-	// then the server.
+	// then the server. Long polls on transfers the engine's shutdown does
+	// not change answer now: the servers may have no time left after it.
+	close(stopping)
 	engErr := eng.Shutdown(sctx)
 	stopHooks(sctx)
 	for _, c := range unsubscribe {

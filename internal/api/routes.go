@@ -11,17 +11,18 @@ import (
 // HEAD; write: everything else), so that routes added later inherit it.
 func (s *shared) routes(r chi.Router, parts part) {
 	cfg, eng := s.cfg, s.eng
+	ends := waitEnds{closing: cfg.Closing, stopping: cfg.Stopping}
 	if parts&partAPI != 0 {
 		once := func(h http.Handler) http.Handler {
 			return idempotent(cfg.Idempotency, cfg.Replica, eng, s.limit, cfg.WriteTimeout, h)
 		}
 		r.Group(func(r chi.Router) {
 			r.Use(authenticate(cfg.Keys, s.auth))
-			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout, cfg.Closing)))
+			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout, ends)))
 			r.Method("GET", "/v1/transfers", handleListTransfers(eng))
-			r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng, s.limit, cfg.WriteTimeout, cfg.Closing))
-			r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, "complete", eng.Complete, s.limit, cfg.WriteTimeout, cfg.Closing)))
-			r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, "cancel", eng.Cancel, s.limit, cfg.WriteTimeout, cfg.Closing)))
+			r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng, s.limit, cfg.WriteTimeout, ends))
+			r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, "complete", eng.Complete, s.limit, cfg.WriteTimeout, ends)))
+			r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, "cancel", eng.Cancel, s.limit, cfg.WriteTimeout, ends)))
 			r.Method("GET", "/v1/transfers/{id}/events", handleTransferEvents(eng))
 			r.Method("GET", "/v1/events", handleEventStream(eng, s.limit, cfg.EventsSaved, cfg.streamPoll, cfg.Closing))
 			r.Method("GET", "/v1/webhook-deliveries", handleListDeliveries(eng, cfg.Deliveries))

@@ -105,6 +105,11 @@ type Config struct {
 	// shut down, which wait for every request to end. nil: streams end
 	// only when their client leaves, and waits when they are over.
 	Closing <-chan struct{}
+	// Stopping, when closed, ends the waits of long polls on transfers
+	// this replica does not drive (another replica's, on a shared
+	// store), which its engine's shutdown will not change: cmd/transferd
+	// closes it as that shutdown begins. nil: they end with Closing.
+	Stopping <-chan struct{}
 	// Draining, when closed, has /readyz report not ready while every
 	// other route serves as before: cmd/transferd closes it when a
 	// shutdown delay begins, so that a load balancer stops sending

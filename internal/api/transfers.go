@@ -234,7 +234,7 @@ func awaitsClient(t *orchestrator.Transfer) bool {
 
 func location(id string) string { return "/v1/transfers/" + url.PathEscape(id) }
 
-func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context, *orchestrator.Request) error, lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
+func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context, *orchestrator.Request) error, lim *limiter, writeTimeout time.Duration, ends waitEnds) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := readBody(w, r)
 		if !ok {
@@ -337,7 +337,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := waitContext(r, wait, closing)
+			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
 			latest, werr := eng.Wait(ctx, t.ID, settled)
 			cancel()
 			// The wait is over: its slot is free before the client hears
@@ -362,7 +362,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 	})
 }
 
-func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
+func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, ends waitEnds) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !noQuery(w, r) {
 			return
@@ -387,7 +387,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
-			ctx, cancel := waitContext(r, wait, closing)
+			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
 			from, answered := t.State, t.Answered
 			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool {
 				return x.State != from || x.Answered != answered
@@ -497,7 +497,7 @@ func unknownQuery(r *http.Request, bad map[string]string) map[string]string {
 
 // handleSignal serves /complete and /cancel. With Prefer: wait it waits
 // for the transfer to end.
-func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
+func handleSignal(eng *orchestrator.Engine, action string, act func(context.Context, string) (*orchestrator.Transfer, error), lim *limiter, writeTimeout time.Duration, ends waitEnds) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !noInput(w, r) {
 			return
@@ -524,7 +524,7 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := waitContext(r, wait, closing)
+			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
 			latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false })
 			cancel()
 			release() // before the answer, as for a create
@@ -617,6 +617,25 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 		eng.Notify(id)
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// waitEnds are the two moments a wait a request was granted may end at
+// shutdown (Config.Closing, Config.Stopping).
+type waitEnds struct{ closing, stopping <-chan struct{} }
+
+// of returns when a wait on transfer id ends at shutdown. One this
+// replica drives changes as its engine shuts down (a consult given back),
+// which the wait should tell: it ends with the servers. Another replica's
+// does not: its wait ends as the shutdown begins. It ended with the
+// servers too, which begin only once the engine's shutdown is over: one
+// that took the whole TRANSFERD_SHUTDOWN_TIMEOUT (a provider that does
+// not answer) left the servers no time, and the wait was cut without an
+// answer.
+func (w waitEnds) of(eng *orchestrator.Engine, id string) <-chan struct{} {
+	if w.stopping == nil || eng.Drives(id) {
+		return w.closing
+	}
+	return w.stopping
 }
 
 // waitContext bounds a wait a request was granted: it ends after wait,
