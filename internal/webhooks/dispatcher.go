@@ -674,6 +674,13 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	if retryAfter > 0 && (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) {
 		d.pause(EndpointKey(dl.Tenant, dl.Endpoint), retryAfter)
 	}
+	if code == http.StatusGone {
+		// The receiver asks never to be sent this again (Standard
+		// Webhooks: 410 Gone disables the endpoint): retrying it until
+		// MaxAge sent it again for a day, up to every MaxBackoff.
+		dl.Status = StatusDead
+		return dl
+	}
 	// The back-off restarts at a redelivery.
 	wait := d.backoff(dl.Attempts - dl.Redelivered)
 	// The endpoint's own Retry-After wins over a shorter back-off; the
@@ -941,11 +948,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deliveries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "transferd_webhook_deliveries_total",
-			Help: "Webhook attempts by result: delivered (2xx), retry (failed, tried again later), dead (failed past the maximum age).",
+			Help: "Webhook attempts by result: delivered (2xx), retry (failed, tried again later), dead (failed past the maximum age, or the endpoint answered 410 Gone).",
 		}, []string{"result"}),
 		dead: f.NewCounter(prometheus.CounterOpts{
 			Name: "transferd_webhook_dead_letters_total",
-			Help: "Webhook deliveries given up after the maximum age (dead letters); operators can redeliver them.",
+			Help: "Webhook deliveries given up after the maximum age, or because the endpoint answered 410 Gone (dead letters); operators can redeliver them.",
 		}),
 		backlog: f.NewGauge(prometheus.GaugeOpts{
 			Name: "transferd_webhook_backlog",
