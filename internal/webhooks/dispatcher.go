@@ -138,6 +138,9 @@ type Dispatcher struct {
 	// paused holds, by endpoint key, until when (on mono) claims skip an
 	// endpoint that asked to be left alone (pause).
 	paused map[string]time.Time
+	// gone holds, by endpoint key, the endpoints that answered 410 Gone
+	// (markGone).
+	gone map[string]goneMark
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
@@ -145,6 +148,18 @@ type Dispatcher struct {
 	finished func(Delivery)
 	scanned  func()
 }
+
+// goneMark is an endpoint's answer 410 Gone to an attempt sent to url:
+// when (at, d.now), and until when it is heeded (until on d.mono, and
+// ends on d.now, which the error of each delivery it gives up tells).
+type goneMark struct {
+	url             string
+	at, ends, until time.Time
+}
+
+// errGone is the error of a delivery given up unsent because its
+// endpoint answered 410 Gone (markGone).
+var errGone = errors.New("not sent: the endpoint answered 410 Gone")
 
 // signerFor caches an endpoint's parsed secrets while they stay the same.
 type signerFor struct {
@@ -162,6 +177,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]time.Time{},
+		gone:  map[string]goneMark{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -674,7 +690,7 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	if retryAfter > 0 && (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) {
 		d.pause(EndpointKey(dl.Tenant, dl.Endpoint), retryAfter)
 	}
-	if code == http.StatusGone {
+	if code == http.StatusGone || errors.Is(err, errGone) {
 		// The receiver asks never to be sent this again (Standard
 		// Webhooks: 410 Gone disables the endpoint): retrying it until
 		// MaxAge sent it again for a day, up to every MaxBackoff.
@@ -713,6 +729,55 @@ func (d *Dispatcher) pause(key string, wait time.Duration) {
 	if until.After(d.paused[key]) {
 		d.paused[key] = until
 	}
+	d.mu.Unlock()
+}
+
+// markGone has this replica give up unsent, for MaxBackoff, the
+// deliveries to the endpoint at url that dl's attempt got 410 Gone
+// from. Standard Webhooks asks the sender to disable such an endpoint;
+// each later delivery was sent, to be told the same, one request per
+// event. Endpoints are configured, not made through the API, so there is
+// nothing to disable for good: the mark holds for this replica only (as a
+// pause does) and ends after MaxBackoff, when the next delivery is sent
+// and tells whether the receiver is back; at a 2xx (a redelivery's, sent
+// all the same), and for another url (the tenant configured a new one).
+func (d *Dispatcher) markGone(dl Delivery, url string) {
+	key := EndpointKey(dl.Tenant, dl.Endpoint)
+	hold := d.cfg.MaxBackoff
+	d.mu.Lock()
+	_, known := d.goneNowLocked(key, url)
+	now := d.now()
+	d.gone[key] = goneMark{url: url, at: now, ends: now.Add(hold), until: d.mono().Add(hold)}
+	d.mu.Unlock()
+	if !known {
+		d.log.Warn().Str("tenant", dl.Tenant).Str("endpoint", dl.Endpoint).Str("delivery", dl.ID).Dur("for", hold).
+			Msg("webhooks: the endpoint answered 410 Gone: its deliveries are given up unsent (dead letters) for a while; a redelivery is sent all the same")
+	}
+}
+
+// goneNow returns the mark of the endpoint key at url, if it holds now.
+func (d *Dispatcher) goneNow(key, url string) (goneMark, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.goneNowLocked(key, url)
+}
+
+func (d *Dispatcher) goneNowLocked(key, url string) (goneMark, bool) {
+	mark, ok := d.gone[key]
+	switch {
+	case !ok:
+		return goneMark{}, false
+	case !d.mono().Before(mark.until) || mark.url != url:
+		delete(d.gone, key)
+		return goneMark{}, false
+	}
+	return mark, true
+}
+
+// forgetGone drops the endpoint key's mark: it accepted an attempt.
+func (d *Dispatcher) forgetGone(key string) {
+	d.mu.Lock()
+	delete(d.gone, key)
 	d.mu.Unlock()
 }
 
@@ -778,6 +843,14 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 	if ep == nil {
 		return 0, 0, errors.New("the endpoint is no longer configured")
 	}
+	key := EndpointKey(dl.Tenant, ep.ID)
+	// The first attempt since a redelivery is sent all the same: an
+	// operator's redelivery is how a receiver that came back is tried
+	// sooner, whichever replica's claim it lands on.
+	if mark, ok := d.goneNow(key, ep.URL); ok && (dl.Redelivered == 0 || dl.Attempts != dl.Redelivered+1) {
+		return 0, 0, fmt.Errorf("%w at %s (given up unsent until %s, or redelivered)", errGone,
+			mark.at.Format(time.RFC3339), mark.ends.Format(time.RFC3339))
+	}
 	s, err := d.signer(dl.Tenant, *ep)
 	if err != nil {
 		return 0, 0, err
@@ -806,7 +879,11 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		d.forgetGone(key)
 		return resp.StatusCode, 0, nil
+	}
+	if resp.StatusCode == http.StatusGone {
+		d.markGone(dl, ep.URL)
 	}
 	return resp.StatusCode, retryAfter(resp.Header.Get("Retry-After"), d.now()), fmt.Errorf("the endpoint answered %d", resp.StatusCode)
 }
