@@ -2028,7 +2028,8 @@ type ClientInterface interface {
 	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
 	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
-	// 24 h by default; a dead letter no longer holds back the transfer's later events).
+	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
+	// shortly before; a dead letter no longer holds back the transfer's later events).
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2390,7 +2391,8 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 // The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
 // endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
-// 24 h by default; a dead letter no longer holds back the transfer's later events).
+// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
+// shortly before; a dead letter no longer holds back the transfer's later events).
 //
 // Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3435,7 +3437,8 @@ type ClientWithResponsesInterface interface {
 	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
 	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
-	// 24 h by default; a dead letter no longer holds back the transfer's later events).
+	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
+	// shortly before; a dead letter no longer holds back the transfer's later events).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5890,7 +5893,8 @@ func (c *ClientWithResponses) ListTransferEventsWithResponse(ctx context.Context
 // The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
 // endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
-// 24 h by default; a dead letter no longer holds back the transfer's later events).
+// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
+// shortly before; a dead letter no longer holds back the transfer's later events).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -238,7 +238,8 @@ export interface paths {
          * @description The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
          *     endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
          *     `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
-         *     24 h by default; a dead letter no longer holds back the transfer's later events).
+         *     24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
+         *     shortly before; a dead letter no longer holds back the transfer's later events).
          */
         get: operations["listWebhookDeliveries"];
         put?: never;
