@@ -90,7 +90,7 @@ type config struct {
 	ReadHeaderTimeout time.Duration `envconfig:"TRANSFERD_READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
 	ReadTimeout       time.Duration `envconfig:"TRANSFERD_READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
 	BodyReadTimeout   time.Duration `envconfig:"TRANSFERD_BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
-	WriteTimeout      time.Duration `envconfig:"TRANSFERD_WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top"`
+	WriteTimeout      time.Duration `envconfig:"TRANSFERD_WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top; an event stream has it for each write"`
 	IdleTimeout       time.Duration `envconfig:"TRANSFERD_IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `envconfig:"TRANSFERD_MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 

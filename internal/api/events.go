@@ -102,6 +102,11 @@ func (c *Config) streamPoll() time.Duration {
 // a comment, so that proxies keep the connection (a var for tests).
 var streamKeepAlive = 15 * time.Second
 
+// defaultStreamWriteTimeout is how long a stream's write may wait for
+// the client when the server has no write timeout (Config.WriteTimeout),
+// TRANSFERD_WRITE_TIMEOUT's default.
+const defaultStreamWriteTimeout = 30 * time.Second
+
 // streamGap is the least time between two reads of the outbox by a stream
 // that a save woke: the saves of a burst (a transfer's steps, many
 // transfers at once) are read together, not each by every stream, while
@@ -125,6 +130,10 @@ var streamGap = 100 * time.Millisecond
 // then waits for.
 var streamRead atomic.Pointer[func(woken <-chan struct{})]
 
+// streamEnded, when set (by tests), is called once a stream that held a
+// wait slot has given it back.
+var streamEnded atomic.Pointer[func()]
+
 // handleEventStream serves GET /v1/events: the tenant's events as
 // Server-Sent Events, each with an id naming its outbox position (sealed:
 // eventIDs), so that a client reconnecting with Last-Event-ID resumes
@@ -138,7 +147,16 @@ var streamRead atomic.Pointer[func(woken <-chan struct{})]
 // closed (the process is shutting down) it reads once more, for what the
 // engine's shutdown saved, and ends; the client resumes with
 // Last-Event-ID.
-func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll func() time.Duration, closing <-chan struct{}) http.Handler {
+//
+// Each write has writeTimeout (the server's write timeout; a default when
+// it has none) to reach the client, from when it is made: a client that
+// stops reading is cut once the socket's buffers are full, freeing its
+// wait slot, while one that reads slowly, or a stream idle between
+// keep-alives, never meets a deadline set for an earlier write.
+func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenants, poll func() time.Duration, writeTimeout time.Duration, closing <-chan struct{}) http.Handler {
+	if writeTimeout <= 0 {
+		writeTimeout = defaultStreamWriteTimeout
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bad := map[string]string{}
 		q := query(r, bad)
@@ -201,7 +219,12 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			writeLimited(w, r, err)
 			return
 		}
-		defer release()
+		defer func() {
+			release()
+			if hook := streamEnded.Load(); hook != nil {
+				(*hook)()
+			}
+		}()
 		if fromNow {
 			// Start at the end of the outbox: the client asked for what
 			// happens next. One index lookup, however long the history.
@@ -217,9 +240,14 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		// A stream outlives the server's write and read timeouts by design.
 		// The read deadline matters too: once the request is read, the
 		// server keeps a read pending to notice the client leaving, and
-		// that read timing out would cancel the stream's context.
+		// that read timing out would cancel the stream's context. The
+		// write deadline is set again before every write (writing): with
+		// none, a client that stopped reading held its connection, and
+		// its tenant's wait slot, until it went, the write waiting for good
+		// once the socket's buffers were full.
 		rc := http.NewResponseController(w)
-		_ = rc.SetWriteDeadline(time.Time{})
+		writing := func() { _ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) }
+		writing()
 		_ = rc.SetReadDeadline(time.Time{})
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -266,11 +294,15 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			}
 			for _, ev := range evs {
 				data, _ := json.Marshal(toEventJSON(ev))
+				// Per event, not per batch: a page of events may take a
+				// slow client longer than writeTimeout to read whole.
+				writing()
 				fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ids.id(ev.Pos), ev.Type, data)
 				f.After = ev.Pos
 			}
 			if len(evs) > 0 {
 				idle = time.Now()
+				writing()
 				if rc.Flush() != nil {
 					return
 				}
@@ -286,6 +318,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 					hlog.FromRequest(r).Info().Msg("event stream closed: its API key no longer authenticates")
 					return
 				}
+				writing()
 				fmt.Fprintf(w, ": keep-alive\n\n")
 				if rc.Flush() != nil {
 					return

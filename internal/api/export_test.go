@@ -47,3 +47,10 @@ func SetStreamGap(d time.Duration) (restore func()) {
 	streamGap = d
 	return func() { streamGap = old }
 }
+
+// OnStreamEnd has every event stream that held a wait slot call f once it
+// has given the slot back; restore removes it.
+func OnStreamEnd(f func()) (restore func()) {
+	streamEnded.Store(&f)
+	return func() { streamEnded.Store(nil) }
+}

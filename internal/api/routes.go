@@ -24,7 +24,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 			r.Method("POST", "/v1/transfers/{id}/complete", once(handleSignal(eng, "complete", eng.Complete, s.limit, cfg.WriteTimeout, ends)))
 			r.Method("POST", "/v1/transfers/{id}/cancel", once(handleSignal(eng, "cancel", eng.Cancel, s.limit, cfg.WriteTimeout, ends)))
 			r.Method("GET", "/v1/transfers/{id}/events", handleTransferEvents(eng))
-			r.Method("GET", "/v1/events", handleEventStream(eng, s.limit, cfg.EventsSaved, cfg.streamPoll, cfg.Closing))
+			r.Method("GET", "/v1/events", handleEventStream(eng, s.limit, cfg.EventsSaved, cfg.streamPoll, cfg.WriteTimeout, cfg.Closing))
 			r.Method("GET", "/v1/webhook-deliveries", handleListDeliveries(eng, cfg.Deliveries))
 			r.Method("POST", "/v1/webhook-deliveries/{id}/redeliver", once(handleRedeliver(cfg.Deliveries)))
 		})

@@ -1,0 +1,241 @@
+package api_test
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	transferd "github.com/transferd/transferd"
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// smallBuffers is a listener whose connections have a small send
+// buffer, so that a client that stops reading soon has the server's
+// writes wait.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// bufferedEnv is an events server (eventsServer's) with cfg, whose
+// connections have small send buffers, and whose streams report on the
+// channel it returns each time one has given back its wait slot.
+func bufferedEnv(t *testing.T, cfg api.Config) (*eventsEnv, <-chan struct{}) {
+	t.Helper()
+	ended := make(chan struct{}, 100)
+	t.Cleanup(api.OnStreamEnd(func() { ended <- struct{}{} })) // runs after the server's Close
+	store := memory.New()
+	reg := prometheus.NewRegistry()
+	eng, err := orchestrator.New(orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 20 * time.Millisecond},
+		store, []orchestrator.Provider{orchestratortest.NewFake("netsapiens")}, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Idempotency = store
+	cfg.OpenAPI, cfg.Keys, cfg.CallbackSigner = transferd.OpenAPI, testKeys(t), testSigner(t)
+	srv := httptest.NewUnstartedServer(api.NewServer(cfg, eng, zerolog.Nop(), reg, reg))
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(ctx); err != nil {
+			t.Errorf("engine shutdown: %v", err)
+		}
+	})
+	return &eventsEnv{srv: srv, eng: eng}, ended
+}
+
+// openRawStream opens GET /v1/events on a connection of its own with a
+// small receive buffer and reads the answer up to the stream's retry:
+// line: from then on the server holds a wait slot for it. The caller
+// reads the rest, or nothing.
+func openRawStream(t *testing.T, e *eventsEnv, key string) *bufio.Reader {
+	t.Helper()
+	return openRawStreamAt(t, e, key, "")
+}
+
+// openRawStreamAt is openRawStream resuming after the event id after ("":
+// from now on).
+func openRawStreamAt(t *testing.T, e *eventsEnv, key, after string) *bufio.Reader {
+	t.Helper()
+	// The buffer is made small before the connection is: shrunk after,
+	// below the window already offered, the kernel drops what arrives
+	// beyond it, and the server's retransmissions, not the client's
+	// reading, pace the stream.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return cmp.Or(err, serr)
+	}}
+	c, err := d.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	resume := ""
+	if after != "" {
+		resume = "Last-Event-ID: " + after + "\r\n"
+	}
+	fmt.Fprintf(c, "GET /v1/events HTTP/1.1\r\nHost: transferd\r\nAuthorization: Bearer %s\r\n%s\r\n", key, resume)
+	br := bufio.NewReaderSize(c, 512)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 200 ") {
+		t.Fatalf("stream: %q %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if strings.HasPrefix(line, "retry:") {
+			return br
+		}
+	}
+}
+
+// create starts the i-th transfer of a test, which the fake completes at
+// once (a handful of events), and returns its id.
+func (e *eventsEnv) create(t *testing.T, i int) string {
+	t.Helper()
+	return decodeBody[struct{ ID string }](t, e.req(t, "POST", "/v1/transfers", writeKey,
+		fmt.Sprintf(`{"provider":"netsapiens","call":{"domain":"acme.example","user":"%d"},"target":"1010"}`, 1000+i)), http.StatusAccepted).ID
+}
+
+// A client that opens a stream and stops reading held its connection,
+// and its tenant's wait slot (max_waits), until it went: the stream's
+// write deadline was cleared, and once the socket's buffers were full
+// the write waited for good. Each write now has the server's write
+// timeout: the stream is cut, and the slot free for another.
+func TestAStreamWhoseClientStopsReadingIsCut(t *testing.T) {
+	e, ended := bufferedEnv(t, api.Config{Limits: api.Limits{MaxWaits: 1}, WriteTimeout: 100 * time.Millisecond})
+	openRawStream(t, e, readKey)
+	if res := e.req(t, "GET", "/v1/events", readKey, ""); res.StatusCode != http.StatusTooManyRequests {
+		res.Body.Close()
+		t.Fatalf("a second stream while the first is open: %d, want 429", res.StatusCode)
+	}
+
+	// Events the client does not read: enough to fill its buffers and
+	// the server's many times over.
+	cut := false
+	for i := 0; i < 100 && !cut; i++ {
+		e.create(t, i)
+		select {
+		case <-ended:
+			cut = true
+		default:
+		}
+	}
+	if !cut {
+		select {
+		case <-ended:
+		case <-time.After(failAfter):
+			t.Fatal("the stream of a client that reads nothing still holds its wait slot")
+		}
+	}
+
+	// Its slot is free: another stream opens.
+	res := e.req(t, "GET", "/v1/events", readKey, "")
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("a stream once the stuck one was cut: %d, want 200", res.StatusCode)
+	}
+}
+
+// A stream idle for longer than the write timeout is not cut: each
+// keep-alive, and the event after them, has a deadline of its own, not
+// one set for an earlier write that passed meanwhile.
+func TestAnIdleStreamOutlivesTheWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	t.Cleanup(api.SetStreamKeepAlive(2 * writeTimeout)) // runs after the server's Close
+	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
+	br := openRawStream(t, e, readKey)
+	line := func() string {
+		t.Helper()
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended: %v", err)
+		}
+		return l
+	}
+	for keepAlives := 0; keepAlives < 2; {
+		if l := line(); strings.HasPrefix(l, ": keep-alive") {
+			keepAlives++
+		} else if l != "\r\n" && l != "\n" && !isChunkSize(l) {
+			t.Fatalf("an idle stream sent %q", l)
+		}
+	}
+	e.create(t, 0)
+	for !strings.HasPrefix(line(), "event: transfer.created") {
+	}
+}
+
+// isChunkSize reports whether l is the size line of an HTTP/1.1 chunk.
+func isChunkSize(l string) bool {
+	l = strings.TrimSpace(l)
+	if l == "" {
+		return false
+	}
+	for _, c := range l {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// A client that reads slowly, but reads, is sent every event: a page of
+// events that takes it several write timeouts to read whole is not cut,
+// each event having the write timeout to reach it.
+func TestASlowClientThatReadsIsNotCut(t *testing.T) {
+	const writeTimeout = time.Second
+	const transfers = 25
+	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
+	ctx, cancel := context.WithTimeout(orchestrator.WithTenant(context.Background(), "default"), failAfter)
+	defer cancel()
+	for i := range transfers {
+		id := e.create(t, i)
+		got, err := e.eng.Wait(ctx, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+		if err != nil || got.State != orchestrator.StateCompleted {
+			t.Fatalf("transfer %s: %v, %v; want it completed", id, got, err)
+		}
+	}
+	// From the first event: the stream's first read is one page, well
+	// over 100 kB, which the client reads 512 bytes every 5 ms.
+	br := openRawStreamAt(t, e, readKey, "0")
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	buf := make([]byte, 512)
+	var got strings.Builder
+	for completed := 0; completed < transfers; {
+		<-tick.C
+		n, err := br.Read(buf)
+		if err != nil {
+			t.Fatalf("the stream of a slow client ended after %d completions: %v", completed, err)
+		}
+		got.Write(buf[:n])
+		completed = strings.Count(got.String(), "event: transfer.completed\n")
+	}
+}
