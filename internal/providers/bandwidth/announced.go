@@ -118,25 +118,40 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 	if elsewhere(a, t) {
 		return "", nil
 	}
+	// named is a call a callback named that cannot be read.
+	named := ""
 	if id := c.causes.leg(t.ID); id != "" && id != a.ID {
 		// A callback to this transfer's URL named it. The URL's token
 		// says the callback is the platform's, not which call it speaks
 		// of: a call that can be read must carry this transfer's
 		// callbackUrl, or it is not taken (a replayed or forged callback
 		// naming another call would have the transfer follow that call).
-		// One not readable yet is taken on the callback's word, the only
-		// evidence of a leg the platform does not list.
-		b, err := c.getCall(ctx, id)
-		if err != nil || c.namesTransfer(t.ID)(b.CallbackURL) {
+		// One not readable (yet) is taken on the callback's word, the
+		// only evidence of a leg the platform does not list, but only
+		// when the listing shows no leg of ours: a callback naming a call
+		// the platform never made, its hangup cause with it, had the
+		// transfer report the consult ended (busy), and the caller held,
+		// while its own leg, listed, had connected the caller to the
+		// target.
+		switch b, err := c.getCall(ctx, id); {
+		case err != nil:
+			named = id
+		case c.namesTransfer(t.ID)(b.CallbackURL):
 			return id, nil
 		}
 	}
 	byURL := c.publicURL != ""
+	if named != "" && !byURL {
+		return named, nil
+	}
 	if !byURL && a.state() != stateTransferring && a.TransferTo != t.Request.Target {
 		return "", nil
 	}
 	calls, err := c.callsTo(ctx, t.Request.Target, t.CreatedAt.Add(-skewMargin))
 	if err != nil {
+		if named != "" {
+			return named, nil
+		}
 		return "", err
 	}
 	ours := c.namesTransfer(t.ID)
@@ -158,6 +173,9 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 			}
 			found = b.ID
 		}
+	}
+	if byURL {
+		return named, nil
 	}
 	return found, nil
 }
