@@ -146,4 +146,13 @@ func TestSubscriptionPostRefusalNamesTheBody(t *testing.T) {
 	if r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: `[{"orig_callid":"a"}]`}, false); r.status != http.StatusNoContent {
 		t.Errorf("a post of one call object: %d %s, want 204", r.status, r.body)
 	}
+	// A post larger than a delivery may be says so: the server's bound
+	// on the body cut the read first, and the post was refused as one
+	// that "could not be read".
+	big := "[" + strings.Repeat(" ", 4<<20) + "]"
+	r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: big}, false)
+	if p := r.problem(t); r.status != http.StatusBadRequest || len(p.Errors) != 1 || p.Errors[0].Field != "(body)" ||
+		!strings.Contains(string(r.body), "larger than") {
+		t.Errorf("a post over 4 MiB: %d %s, want 400 naming (body) as too large", r.status, r.body)
+	}
 }

@@ -343,10 +343,14 @@ func (c *Client) ReceiveSubscription(r *http.Request, key string) error {
 			Err: err, Fields: map[string]string{"(body)": msg}}
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxDelivery+1))
-	if err != nil {
+	// The server's own bound on the body (http.MaxBytesReader) may end
+	// the read before this one does: too large all the same, not
+	// unreadable.
+	var tooLarge *http.MaxBytesError
+	if err != nil && !errors.As(err, &tooLarge) {
 		return invalid("could not be read", fmt.Errorf("reading the delivery: %w", err))
 	}
-	if len(data) > maxDelivery {
+	if len(data) > maxDelivery || tooLarge != nil {
 		return invalid(fmt.Sprintf("is larger than %d bytes", maxDelivery), errors.New("the delivery is too large"))
 	}
 	calls, err := decodeDelivery(data)
