@@ -1,3 +1,5 @@
+//go:build unix
+
 package api_test
 
 import (
@@ -166,9 +168,12 @@ func TestAStreamWhoseClientStopsReadingIsCut(t *testing.T) {
 
 // A stream idle for longer than the write timeout is not cut: each
 // keep-alive, and the event after them, has a deadline of its own, not
-// one set for an earlier write that passed meanwhile.
+// one set for an earlier write that passed meanwhile. (This guard, and
+// the next, runs on real time: only a server stalled for a whole write
+// timeout between setting a deadline and writing could fail it, so the
+// timeouts are seconds, not the cut's 100 ms.)
 func TestAnIdleStreamOutlivesTheWriteTimeout(t *testing.T) {
-	const writeTimeout = 300 * time.Millisecond
+	const writeTimeout = time.Second
 	t.Cleanup(api.SetStreamKeepAlive(2 * writeTimeout)) // runs after the server's Close
 	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
 	br := openRawStream(t, e, readKey)
@@ -210,7 +215,7 @@ func isChunkSize(l string) bool {
 // events that takes it several write timeouts to read whole is not cut,
 // each event having the write timeout to reach it.
 func TestASlowClientThatReadsIsNotCut(t *testing.T) {
-	const writeTimeout = time.Second
+	const writeTimeout = 2 * time.Second
 	const transfers = 25
 	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
 	ctx, cancel := context.WithTimeout(orchestrator.WithTenant(context.Background(), "default"), failAfter)
