@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,10 @@ const (
 	// stormLeaseTTL is the replicas' TRANSFERD_LEASE_TTL: short, so that a
 	// dead replica's transfers are taken over within seconds.
 	stormLeaseTTL = 3 * time.Second
+	// stormShutdownTimeout is TRANSFERD_SHUTDOWN_TIMEOUT: below the step
+	// timeout, so that a graceful stop is sometimes cut short with a step
+	// still running, and its leftovers are claimed by the next owner.
+	stormShutdownTimeout = 10 * time.Second
 )
 
 // stormEnv is the configuration of the storm's transferd: fast polling, a
@@ -81,6 +86,7 @@ func stormEnv(dataDir, instance string) []string {
 		// The adversarial simulators delay and fail requests: the
 		// default step timeout, not the crash tests' short one.
 		"TRANSFERD_STEP_TIMEOUT=15s",
+		"TRANSFERD_SHUTDOWN_TIMEOUT="+stormShutdownTimeout.String(),
 	)
 	// transferdEnv asks for debug logs; the storm's volume makes info the
 	// useful level (transitions, failed steps, warnings).
@@ -457,14 +463,15 @@ type fleet struct {
 	// public URL.
 	spawnEnv func(slot, generation int) []string
 
-	mu      sync.Mutex
-	slots   []*proc // the process of each replica
-	gens    []int   // the instance generation of each replica
-	all     []*proc
-	changed chan struct{} // closed when a process is replaced
-	kills   int
-	renamed int // kills a replica came back from with a new instance id
-	turn    int
+	mu       sync.Mutex
+	slots    []*proc // the process of each replica
+	gens     []int   // the instance generation of each replica
+	all      []*proc
+	changed  chan struct{} // closed when a process is replaced
+	kills    int
+	renamed  int // kills a replica came back from with a new instance id
+	graceful int // kills that were graceful stops (SIGTERM)
+	turn     int
 	// auth is the Authorization of the storm's API requests: "" without
 	// a tenants file (TRANSFERD_AUTH=none).
 	auth string
@@ -547,17 +554,28 @@ func (f *fleet) current() (*proc, <-chan struct{}) {
 	return f.slots[f.turn%len(f.slots)], f.changed
 }
 
-// kill SIGKILLs a replica the killer's r draws and starts the next process
-// in its place: on the same data directory and instance id, or, among
-// replicas, with a new instance id half the time.
+// kill stops a replica the killer's r draws and starts the next process in
+// its place: on the same data directory and instance id, or, among
+// replicas, with a new instance id half the time. One stop in four is a
+// graceful one (SIGTERM, as a rollout or a node drain sends: consults
+// given back, the heartbeat ended, a peer claiming what is left at once),
+// the others SIGKILL. The next process starts once the stopped one has
+// exited, as a StatefulSet's does.
 func (f *fleet) kill(r *rand.Rand) error {
 	f.mu.Lock()
 	slot := r.IntN(len(f.slots))
 	p := f.slots[slot]
 	f.mu.Unlock()
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	if len(f.slots) > 1 && r.IntN(2) == 0 {
+	renamed := len(f.slots) > 1 && r.IntN(2) == 0
+	if r.IntN(4) == 0 {
+		if err := f.stopGracefully(p); err != nil {
+			return err
+		}
+	} else {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	if renamed {
 		f.mu.Lock()
 		f.gens[slot]++
 		f.renamed++
@@ -572,6 +590,28 @@ func (f *fleet) kill(r *rand.Rand) error {
 	f.kills++
 	close(f.changed)
 	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	return nil
+}
+
+// stopGracefully sends p SIGTERM and waits for it to exit:
+// TRANSFERD_SHUTDOWN_TIMEOUT (stormShutdownTimeout), the longest pause
+// the storm gives a process (three leases; a paused process takes its
+// signal when it goes on), and a generous margin. A process that has not
+// exited by then fails the storm: it would hold a rollout up.
+func (f *fleet) stopGracefully(p *proc) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	bound := stormShutdownTimeout + 3*stormLeaseTTL + 30*time.Second
+	select {
+	case <-p.done:
+	case <-time.After(bound):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not exit within %s of SIGTERM (TRANSFERD_SHUTDOWN_TIMEOUT %s):\n%s",
+			p.name, bound, stormShutdownTimeout, p.tail(20))
+	}
+	f.mu.Lock()
+	f.graceful++
 	f.mu.Unlock()
 	return nil
 }
@@ -1052,7 +1092,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		t.Fatal(err)
 	}
 
-	cnt.kills, cnt.renamed = fl.kills, fl.renamed
+	cnt.kills, cnt.renamed, cnt.graceful = fl.kills, fl.renamed, fl.graceful
 	cnt.storeErrors = fl.storeErrors()
 	if accounts != nil {
 		cnt.claimedWithout = fl.claimedWithoutAccount()
@@ -1597,6 +1637,7 @@ func stepLines(tr *transfer) string {
 type stormCounts struct {
 	transfers, violations, kills int
 	renamed                      int // kills a replica came back from with a new instance id
+	graceful                     int // kills that were graceful stops (SIGTERM)
 	outages                      atomic.Int32
 	// dbFaults counts the store's faults: on PostgreSQL the moments every
 	// connection to the database was ended (stormDBFaults), backendsEnded
@@ -1686,6 +1727,9 @@ func (c *stormCounts) line(label string) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, c.byOutcome[k]))
 	}
 	kills := strconv.Itoa(c.kills)
+	if c.graceful > 0 {
+		kills += fmt.Sprintf(" (%d of them graceful)", c.graceful)
+	}
 	if c.renamed > 0 {
 		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
 	}
