@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -29,6 +30,7 @@ type route struct {
 	domain string
 	user   string // "" on domain-level routes
 	callID string
+	query  url.Values // a listing's query parameters (limit, start)
 }
 
 // matchRoute maps a request onto an operation. Path segments are unescaped one by one so a
@@ -88,6 +90,9 @@ func matchRoute(method string, u *url.URL) route {
 	}
 	if len(rest) > 0 && rt.op != OpCount {
 		rt.callID = rest[0]
+	}
+	if rt.op == OpList {
+		rt.query = u.Query()
 	}
 	return rt
 }
@@ -297,9 +302,33 @@ func decodeBody(body []byte, v any) string {
 
 func (s *Sim) apiList(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
-	recs := s.recordsLocked(s.sortedLocked(rt.domain, s.routeFilter(rt)))
+	recs := s.recordsLocked(s.pageLocked(s.sortedLocked(rt.domain, s.routeFilter(rt)), rt.query))
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, recs)
+}
+
+// pageLocked is the page of list that a listing's query asks for, as Config.ListPageSize and
+// Config.ListParams say. A limit or start that is not a number is ignored, as if absent [G].
+func (s *Sim) pageLocked(list []*session, q url.Values) []*session {
+	size, start := s.cfg.ListPageSize, 0
+	if s.cfg.ListParams != ListParamsIgnored {
+		if v, err := strconv.Atoi(q.Get("start")); err == nil && v > 0 {
+			start = v
+		}
+	}
+	if s.cfg.ListParams == ListParamsHonoured {
+		if v, err := strconv.Atoi(q.Get("limit")); err == nil && v > 0 {
+			size = v
+		}
+	}
+	if start >= len(list) {
+		return nil
+	}
+	list = list[start:]
+	if size > 0 && size < len(list) {
+		list = list[:size]
+	}
+	return list
 }
 
 func (s *Sim) apiCount(w http.ResponseWriter, rt route) {

@@ -110,6 +110,20 @@ const (
 	OtherLegNotFound = "notfound"
 )
 
+// Values of Config.ListParams.
+const (
+	// ListParamsHonoured pages a listing by its limit and start query parameters: limit (a
+	// positive number) is the page size in place of ListPageSize, start (from 0) the first
+	// row's offset, as many NetSapiens controllers do [C-code].
+	ListParamsHonoured = "honoured"
+	// ListParamsStartOnly honours start and ignores limit: every page is ListPageSize long
+	// (a controller that keeps its own page size, or caps limit at it).
+	ListParamsStartOnly = "start_only"
+	// ListParamsIgnored ignores both: every listing is its first ListPageSize rows (all of
+	// them with ListPageSize 0), whatever is asked.
+	ListParamsIgnored = "ignored"
+)
+
 // Config tunes the simulator. The zero value is usable: every field has a default, and every
 // behaviour the reference notes tag as a guess [G] is a field here so a test can pin the
 // variant it depends on.
@@ -204,6 +218,17 @@ type Config struct {
 	// a user's path is undocumented [G]: on a PBX that scopes it, that 404 says nothing
 	// about the call.
 	ReadOtherLeg string
+
+	// ListPageSize is how many rows a listing of calls (GET .../calls, domain or user) holds
+	// when the request names no limit: a PBX that pages its listings by default. Whether the
+	// calls controller does, and with what page size, is undocumented [G]. Default 0: no
+	// paging, every row in one answer. Counts are never paged.
+	ListPageSize int
+
+	// ListParams is which of the listing's limit and start query parameters are honoured:
+	// ListParamsHonoured (default), ListParamsStartOnly or ListParamsIgnored. The notes say
+	// many controllers honour them [C-code]; whether the calls controller does is [G].
+	ListParams string
 
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
@@ -311,6 +336,9 @@ func (c Config) withDefaults() Config {
 	if c.ReadOtherLeg == "" {
 		c.ReadOtherLeg = OtherLegFound
 	}
+	if c.ListParams == "" {
+		c.ListParams = ListParamsHonoured
+	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409
 	}
@@ -359,6 +387,15 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
 		}
+	}
+	if c.ListPageSize < 0 {
+		errs = append(errs, fmt.Errorf("nssim: ListPageSize %d is negative", c.ListPageSize))
+	}
+	switch c.ListParams {
+	case "", ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored:
+	default:
+		errs = append(errs, fmt.Errorf("nssim: ListParams %q is not one of %q, %q or %q", c.ListParams,
+			ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored))
 	}
 	if c.HistoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("nssim: HistoryLimit %d is negative", c.HistoryLimit))

@@ -1,0 +1,95 @@
+package nssim_test
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// sessionsOf lists path with the domain key and returns the session ids, in order.
+func (h *harness) sessionsOf(path string) []string {
+	h.t.Helper()
+	r := h.api(http.MethodGet, path, nil)
+	wantStatus(h.t, r, http.StatusOK)
+	var calls []nssim.ActiveCall
+	r.decode(h.t, &calls)
+	ids := make([]string, len(calls))
+	for i, c := range calls {
+		ids[i] = c.SessionID
+	}
+	return ids
+}
+
+// A PBX may page its listings (ListPageSize) and honour limit and start, or some of them
+// (ListParams); by default it does not page at all.
+func TestListingPages(t *testing.T) {
+	place := func(h *harness, n int) []string {
+		var ids []string
+		for i := 0; i < n; i++ {
+			ids = append(ids, h.placeCall("1000").SessionID)
+		}
+		return ids
+	}
+	t.Run("default: no paging", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{})
+		all := place(h, 5)
+		if got := h.sessionsOf("/domains/TEST/calls"); !slices.Equal(got, all) {
+			t.Fatalf("listing %v, want every call %v", got, all)
+		}
+		if got := h.sessionsOf("/domains/TEST/calls?limit=2&start=1"); !slices.Equal(got, all[1:3]) {
+			t.Fatalf("limit 2 start 1: %v, want %v", got, all[1:3])
+		}
+	})
+	t.Run("honoured", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{ListPageSize: 2})
+		all := place(h, 5)
+		for _, c := range []struct {
+			query string
+			want  []string
+		}{
+			{"", all[:2]},
+			{"?start=2", all[2:4]},
+			{"?start=4", all[4:]},
+			{"?start=5", nil},
+			{"?limit=3&start=1", all[1:4]},
+			{"?limit=x&start=y", all[:2]},
+		} {
+			if got := h.sessionsOf("/domains/TEST/calls" + c.query); !slices.Equal(got, c.want) {
+				t.Errorf("%q: %v, want %v", c.query, got, c.want)
+			}
+		}
+		if got := h.sessionsOf("/domains/TEST/users/1000/calls?start=4"); !slices.Equal(got, all[4:]) {
+			t.Errorf("a user's listing from 4: %v, want %v", got, all[4:])
+		}
+		var count struct{ Total int }
+		h.api(http.MethodGet, "/domains/TEST/calls/count", nil).decode(t, &count)
+		if count.Total != 5 {
+			t.Errorf("count %d, want 5: counts are not paged", count.Total)
+		}
+	})
+	t.Run("start only", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsStartOnly})
+		all := place(h, 5)
+		if got := h.sessionsOf("/domains/TEST/calls?limit=4&start=1"); !slices.Equal(got, all[1:3]) {
+			t.Errorf("%v, want %v: the limit ignored, the start honoured", got, all[1:3])
+		}
+	})
+	t.Run("ignored", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored})
+		all := place(h, 5)
+		if got := h.sessionsOf("/domains/TEST/calls?limit=4&start=2"); !slices.Equal(got, all[:2]) {
+			t.Errorf("%v, want the first page %v whatever is asked", got, all[:2])
+		}
+	})
+}
+
+func TestListingPagesConfigValidated(t *testing.T) {
+	if err := (nssim.Config{ListPageSize: -1}).Validate(); err == nil {
+		t.Error("a negative ListPageSize was accepted")
+	}
+	if err := (nssim.Config{ListParams: "some"}).Validate(); err == nil {
+		t.Error("an unknown ListParams was accepted")
+	}
+}
