@@ -59,6 +59,14 @@ type Config struct {
 	JoinHostname string
 	Metrics      *apiclient.Metrics
 
+	// ListLimit is the page size a listing of calls asks for (its limit
+	// query parameter; default DefaultListLimit), and ListPages the most
+	// pages one listing reads (default DefaultListPages). A listing read
+	// whole is one whose last page came back short; one cut off at
+	// ListPages says nothing of the calls it did not show.
+	ListLimit int
+	ListPages int
+
 	// EventURL, when set, gives the post-url of a domain's event
 	// subscription: transferd's callback route for it, with an
 	// unguessable token. The client then keeps a subscription per
@@ -74,6 +82,13 @@ type Config struct {
 	// Log receives the subscriptions' lines (they belong to no request).
 	Log zerolog.Logger
 }
+
+// Defaults of Config.ListLimit and Config.ListPages: listings of up to
+// 10,000 calls.
+const (
+	DefaultListLimit = 100
+	DefaultListPages = 100
+)
 
 // Values of Config.JoinHostname.
 const (
@@ -93,6 +108,8 @@ type Client struct {
 	// (Config.JoinHostname).
 	joinConsult bool
 	metrics     *apiclient.Metrics
+	listLimit   int
+	listPages   int
 	subs        *subscriber // nil without Config.EventURL
 	gone        goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
 }
@@ -153,6 +170,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
 		retryBase: tr.RetryBase, autoAnswer: auto, joinConsult: cfg.JoinHostname == JoinHostnameConsult, metrics: cfg.Metrics}
+	c.listLimit, c.listPages = cfg.ListLimit, cfg.ListPages
+	if c.listLimit <= 0 {
+		c.listLimit = DefaultListLimit
+	}
+	if c.listPages <= 0 {
+		c.listPages = DefaultListPages
+	}
 	if cfg.EventURL != nil {
 		c.subs = newSubscriber(c, cfg)
 	}

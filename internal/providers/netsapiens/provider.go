@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -72,8 +73,8 @@ func (c *Client) userPath(r *orchestrator.Request) string {
 	return "/domains/" + seg(r.Call.Domain) + "/users/" + seg(r.Call.User) + "/calls"
 }
 
-// listCalls is the guide's "Read Active Calls in Domain".
-func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]activeCall, error) {
+// listCalls is the guide's "Read Active Calls in Domain" (listDomain).
+func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) (calls []activeCall, cut, err error) {
 	return c.listDomain(ctx, r.Call.Domain)
 }
 
@@ -83,17 +84,110 @@ func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) ([]acti
 // listing cut short read as invalid JSON); 32 MiB is about 40,000 calls.
 const maxListing = 32 << 20
 
-func (c *Client) listDomain(ctx context.Context, domain string) ([]activeCall, error) {
-	var calls listing
-	err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
-		path: "/domains/" + seg(domain) + "/calls", safe: true, maxBody: maxListing}, &calls)
-	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
-		// A 404 on the collection means the domain does not exist: the
-		// request is wrong, not a call.
-		return nil, &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
-			Evidence: orchestrator.EvidenceOf(err)}
+// errListingCut: see listDomain.
+var errListingCut = errors.New("the listing of the domain's calls could not be read whole: a call it does not show may be up")
+
+// rowKey identifies a row across the pages of a listing.
+type rowKey struct{ session, orig, term string }
+
+// listDomain reads the domain's calls page by page. List endpoints honour
+// limit and start [C-code], and no default page size is documented: a
+// PBX that pages by default and was read on its first page alone showed
+// the calls past it as not listed, so that the agent's call was not
+// found, a consult not seen counted as ended at the visibility window,
+// and the caller's row was read one by one at every reading. So each page
+// asks for Client.listLimit rows and the listing goes on, from the rows
+// read so far, while a page comes back with at least that many. A limit
+// sent to a PBX that ignores it does no harm: it answers everything (or
+// its own page, which, longer than asked, is read on from), and a page
+// shorter than asked is the end. (A PBX that caps limit below ours, or
+// ignores it with a smaller page of its own, would look whole; the
+// default limit is CakePHP's default cap, 100, for that [guess].)
+//
+// cut is not nil when the listing may leave calls out: ListPages pages
+// were read and the last was full, or a full page brought no row not seen
+// before (a PBX that ignores start answers its first page again; nothing
+// is read twice, and the loop ends). Such a PBX may have answered every
+// call each time, or the same page of a longer listing: the domain's
+// count tells, and a listing that shows at least as many calls as the
+// count is whole. What a cut listing does not show is unknown, never
+// gone: its readers say so.
+func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
+	path := "/domains/" + seg(domain) + "/calls"
+	var seen map[rowKey]struct{}
+	offset := 0
+	for page := 0; page < c.listPages; page++ {
+		q := "?limit=" + strconv.Itoa(c.listLimit)
+		if offset > 0 {
+			q += "&start=" + strconv.Itoa(offset)
+		}
+		var rows listing
+		err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
+			path: path + q, safe: true, maxBody: maxListing}, &rows)
+		if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
+			// A 404 on the collection means the domain does not exist: the
+			// request is wrong, not a call.
+			return nil, nil, &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
+				Evidence: orchestrator.EvidenceOf(err)}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if page == 0 {
+			calls = rows
+		} else {
+			// A row met on an earlier page is not listed twice: a call
+			// that started meanwhile moves the rows after it one on.
+			fresh := 0
+			for _, ac := range rows {
+				if _, dup := seen[keyOf(&ac)]; !dup {
+					calls = append(calls, ac)
+					fresh++
+				}
+			}
+			if fresh == 0 && len(rows) >= c.listLimit {
+				return calls, c.countCovers(ctx, path, len(calls)), nil
+			}
+		}
+		if len(rows) < c.listLimit {
+			return calls, nil, nil
+		}
+		if seen == nil {
+			seen = make(map[rowKey]struct{}, 2*len(rows))
+		}
+		for i := range rows {
+			seen[keyOf(&rows[i])] = struct{}{}
+		}
+		offset += len(rows)
 	}
-	return calls, err
+	return calls, fmt.Errorf("%w (%d pages of %d calls read, the last full)", errListingCut, c.listPages, c.listLimit), nil
+}
+
+func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, ac.TermCallID} }
+
+// countCovers asks the domain's count whether a listing that shows n
+// calls, of a PBX that answered a page again, is whole: nil when it is,
+// else why it may not be.
+func (c *Client) countCovers(ctx context.Context, path string, n int) error {
+	var count struct {
+		Total *int `json:"total"`
+	}
+	err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w (the PBX answered a page again, and the count could not be read: %v)", errListingCut, err)
+	case count.Total == nil:
+		return fmt.Errorf("%w (the PBX answered a page again, and the count showed no total)", errListingCut)
+	case *count.Total > n:
+		return fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, n, *count.Total)
+	}
+	return nil
+}
+
+// cutErr is the error of a reader that cannot know what it looks for
+// from a listing cut short.
+func cutErr(op string, cut error) error {
+	return orchestrator.E(op, orchestrator.KindProviderUnavailable, cut)
 }
 
 // Locate implements orchestrator.Provider (guide step 2). The agent is
@@ -104,7 +198,7 @@ func (c *Client) listDomain(ctx context.Context, domain string) ([]activeCall, e
 func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Legs, error) {
 	const op = "netsapiens.locate"
 	r := &t.Request
-	calls, err := c.listCalls(ctx, r)
+	calls, cut, err := c.listCalls(ctx, r)
 	if err != nil {
 		return orchestrator.Legs{}, err
 	}
@@ -119,6 +213,10 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 		found = append(found, ac)
 	}
 	switch {
+	case cut != nil && len(found) <= 1 && (len(found) == 0 || r.Call.CallID == ""):
+		// The call, or a second call of the user's, may be on a page not
+		// read: unknown, not "not found" (the engine tries again).
+		return orchestrator.Legs{}, cutErr(op, cut)
 	case len(found) == 0 && r.Call.CallID != "":
 		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotFound,
 			fmt.Errorf("no active call %q of user %s in domain %s", r.Call.CallID, r.Call.User, r.Call.Domain))
@@ -214,8 +312,10 @@ func consultID(t *orchestrator.Transfer) string {
 }
 
 // findConsult returns the consult call's row, or nil when none is listed.
+// A listing cut short that does not show it is an error: it may be on a
+// page not read.
 func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id string) (*activeCall, error) {
-	calls, err := c.listCalls(ctx, &t.Request)
+	calls, cut, err := c.listCalls(ctx, &t.Request)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +323,9 @@ func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id s
 		if calls[i].OrigCallID == id || calls[i].ByCallID == id {
 			return &calls[i], nil
 		}
+	}
+	if cut != nil {
+		return nil, cutErr("netsapiens.find_consult", cut)
 	}
 	return nil, nil
 }
@@ -240,7 +343,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	if len(ts) == 0 {
 		return newView(nil), nil
 	}
-	calls, err := c.listDomain(ctx, ts[0].Request.Call.Domain)
+	calls, cut, err := c.listDomain(ctx, ts[0].Request.Call.Domain)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +355,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 		v.unsure = unsure
 	}
 	v.gone = &c.gone
+	v.cut = cut
 	return v, nil
 }
 
@@ -392,6 +496,9 @@ type view struct {
 	// gone: the client's calls known to have ended (Client.gone); a
 	// consult seen before and not listed is gone only if it is there.
 	gone *goneCalls
+	// cut: the listing may leave calls out (listDomain); a call it does
+	// not show is unknown unless read as ended (gone).
+	cut error
 }
 
 var viewSeed = maphash.MakeSeed()
@@ -524,6 +631,19 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 			// until a later reading showed them held.
 			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
 				errors.New("the caller's call is not listed and was not read as ended: whether it is up is unknown"))
+		}
+	}
+	if v.cut != nil {
+		// A listing cut short: a call it does not show may be on a page
+		// not read. Only one read by its id as ended is gone.
+		ended := func(id string) bool { return v.gone != nil && v.gone.has(id) }
+		if obs.Caller == orchestrator.CallerGone && !ended(t.Legs.Caller.CallID) {
+			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("the caller's call is not listed: %w", v.cut))
+		}
+		if obs.Consult == orchestrator.ConsultAbsent && !t.Sent.Dial.IsZero() && !ended(consultID(t)) {
+			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("the consult call is not listed: %w", v.cut))
 		}
 	}
 	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t) && (v.gone == nil || !v.gone.has(consultID(t))) {
@@ -861,7 +981,7 @@ func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
 	id := consultID(t)
 	if !t.Sent.Join.IsZero() {
-		calls, err := c.listCalls(ctx, &t.Request)
+		calls, cut, err := c.listCalls(ctx, &t.Request)
 		if err != nil {
 			return err
 		}
@@ -872,6 +992,10 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 				// the caller's call now, which readings show.
 				return nil
 			}
+		}
+		if cut != nil {
+			// Such a session may be on a page not read.
+			return cutErr("netsapiens.disconnect", cut)
 		}
 	}
 	rejected := false

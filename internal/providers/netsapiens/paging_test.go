@@ -1,0 +1,180 @@
+package netsapiens_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// placeOthers places n calls of other users before the agent's, so that
+// the agent's call, and the consult after it, come on a later page. It
+// returns a func that hangs them up (before assertJoined, which wants the
+// caller's call alone up).
+func placeOthers(t *testing.T, sim *nssim.Sim, n int) (hangup func()) {
+	t.Helper()
+	var ids []string
+	for i := 0; i < n; i++ {
+		ac, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: fmt.Sprintf("20%02d", i),
+			From: fmt.Sprintf("155555500%02d", i), To: "11111111111"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ac.SessionID)
+	}
+	return func() {
+		for _, id := range ids {
+			if err := sim.Hangup(id, "orig"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// listings counts the listings of the domain nssim answered, and how many
+// of them named a start.
+func listings(sim *nssim.Sim) (n, paged int) {
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpList {
+			n++
+			if strings.Contains(r.Query, "start=") {
+				paged++
+			}
+		}
+	}
+	return n, paged
+}
+
+// A PBX that pages its listings: the agent's call, its caller and the
+// consult are all on the third page of two calls. Read on its first page
+// only, the agent's call was not listed, and the transfer ended
+// call_not_found; read on, it completes.
+func TestAListingIsReadPastItsFirstPage(t *testing.T) {
+	sim, srv := newSimServer(t, nssim.Config{ListPageSize: 2}, nil)
+	store := orchestratortest.NewSaved(memory.New())
+	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{ListLimit: 2})
+	others := placeOthers(t, sim, 4)
+	orig := h.placeCall(t)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	assertCompleted(t, tr)
+	others()
+	assertJoined(t, h, orig, "1010")
+	if _, paged := listings(sim); paged == 0 {
+		t.Error("no listing read on past its first page")
+	}
+}
+
+// A PBX that ignores limit and start and answers every call each time
+// (the other side of the guess): a listing longer than the limit is read
+// twice, the second answer brings nothing new, and the domain's count
+// says the listing was whole. The transfer completes; the listing does
+// not go on for ever.
+func TestAListingOfAPBXThatDoesNotPageIsWhole(t *testing.T) {
+	sim, srv := newSimServer(t, nssim.Config{ListParams: nssim.ListParamsIgnored}, nil)
+	store := orchestratortest.NewSaved(memory.New())
+	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{ListLimit: 2})
+	others := placeOthers(t, sim, 4)
+	orig := h.placeCall(t)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	assertCompleted(t, tr)
+	others()
+	assertJoined(t, h, orig, "1010")
+	// A call that starts between two pages (the consult) makes the second
+	// bring something new, and a third is read: at most two more, then.
+	n, paged := listings(sim)
+	if first := n - paged; paged < first || paged > 2*first {
+		t.Errorf("%d listings, %d of them naming a start: want each first page followed by one or two more", n, paged)
+	}
+	counts := 0
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpCount {
+			counts++
+		}
+	}
+	if counts == 0 {
+		t.Error("the listings were taken for whole without the domain's count")
+	}
+}
+
+// A PBX that pages and ignores start answers its first page again and
+// again: what the pages not read hold cannot be known. The adapter stops
+// at the first page answered again, and the count shows calls it did not
+// list: the agent's call not shown is unknown (provider unavailable), not
+// call_not_found; the caller's and the consult's rows not shown are
+// unknown readings, not gone. A listing cut at ListPages pages is
+// unknown alike.
+func TestACallPastTheListingReadIsUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sim  nssim.Config
+		nc   netsapiens.Config
+	}{
+		{"start ignored", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, netsapiens.Config{ListLimit: 2}},
+		{"pages left unread", nssim.Config{ListPageSize: 2}, netsapiens.Config{ListLimit: 2, ListPages: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, srv := newSimServer(t, tc.sim, nil)
+			placeOthers(t, sim, 4)
+			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc := tc.nc
+			nc.BaseURL, nc.APIKey, nc.Attempts = srv.URL+basePath, apiKey, 1
+			c, err := netsapiens.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const trID = "tr_01JAPAGENOTREADXXXXXXXXXX0"
+			located := &orchestrator.Transfer{ID: trID, Request: orchestrator.Request{Provider: netsapiens.Name,
+				Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+			before, _ := listings(sim)
+			_, err = c.Locate(context.Background(), located)
+			if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Fatalf("locate: %v (kind %v), want an unknown reading (provider unavailable), not call_not_found",
+					err, orchestrator.KindOf(err))
+			}
+			if n, _ := listings(sim); n-before > 3 {
+				t.Fatalf("%d listings for one locate", n-before)
+			}
+
+			tr := transferOf(trID, orig)
+			dialConsult(t, sim, c, tr)
+			// Dialled and joined long ago (a join sent: the caller is not
+			// read one by one).
+			tr.Sent.Dial = time.Unix(1_700_000_000, 0)
+			tr.Sent.Join = tr.Sent.Dial
+			v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if obs, err := v.Observe(tr); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Fatalf("observation %+v, %v: want an unknown reading, not the caller or the consult gone", obs, err)
+			}
+
+			// After a join, the consult is hung up only once a listing shows
+			// no session with our call-id carrying the caller: one on a
+			// page not read might.
+			if err := c.HangupConsult(context.Background(), tr); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Fatalf("hang-up after a join: %v, want an unknown reading", err)
+			}
+			// The join looks the consult's session up in the listing: not
+			// shown there is unknown, and nothing is sent.
+			if err := c.Complete(context.Background(), transferOf(trID, orig)); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+				t.Fatalf("join: %v, want an unknown reading", err)
+			}
+			for _, r := range sim.Requests() {
+				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpTransfer || r.Operation == nssim.OpReject {
+					t.Errorf("%s %s sent on a listing cut short", r.Method, r.Path)
+				}
+			}
+		})
+	}
+}
