@@ -31,6 +31,9 @@ type route struct {
 	user   string // "" on domain-level routes
 	callID string
 	query  url.Values // a listing's query parameters (limit, start)
+	// knownBefore: the request is served by a lagging API node (Chaos.LaggingNodeRate),
+	// which does not know a session that started at or after it; zero otherwise.
+	knownBefore time.Time
 }
 
 // matchRoute maps a request onto an operation. Path segments are unescaped one by one so a
@@ -185,6 +188,11 @@ func (s *Sim) handle(w http.ResponseWriter, r *http.Request, rt route, body []by
 	if readErr != nil {
 		writeError(w, http.StatusBadRequest, "Request body too large or unreadable")
 		return
+	}
+	if rt.op == OpList || rt.op == OpCount || rt.op == OpRead {
+		s.mu.Lock()
+		rt.knownBefore = s.laggingLocked()
+		s.mu.Unlock()
 	}
 	switch rt.op {
 	case OpList:
@@ -344,9 +352,14 @@ func (s *Sim) apiCount(w http.ResponseWriter, rt route) {
 // takes part in, once they are listed (Chaos.ListingDelay).
 func (s *Sim) routeFilter(rt route) func(*session) bool {
 	if rt.user == "" {
-		return func(sess *session) bool { return sess.listed && sess.visibleIn(rt.domain) }
+		return func(sess *session) bool { return sess.listed && rt.knows(sess) && sess.visibleIn(rt.domain) }
 	}
-	return func(sess *session) bool { return sess.listed && sess.involves(rt.domain, rt.user) }
+	return func(sess *session) bool { return sess.listed && rt.knows(sess) && sess.involves(rt.domain, rt.user) }
+}
+
+// knows reports whether the API node serving rt knows sess (route.knownBefore).
+func (rt route) knows(sess *session) bool {
+	return rt.knownBefore.IsZero() || sess.start.Before(rt.knownBefore)
 }
 
 // addressableLocked reports whether the API may find sess: always once it is listed; before
@@ -383,6 +396,9 @@ func (s *Sim) apiRead(w http.ResponseWriter, rt route) {
 	sess, _, ok := s.findLocked(rt, false)
 	if ok && s.cfg.ReadOtherLeg == OtherLegNotFound && !sess.owns(rt.domain, rt.user, rt.callID) {
 		ok = false // a read scoped to the user's own leg (Config.ReadOtherLeg)
+	}
+	if ok && !rt.knows(sess) {
+		ok = false // a lagging node (Chaos.LaggingNodeRate)
 	}
 	var rec ActiveCall
 	if ok {

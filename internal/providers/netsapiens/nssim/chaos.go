@@ -84,6 +84,14 @@ type Chaos struct {
 	// FaultLatency bounds the latency FaultRate injects; 0 leaves latency out of the kinds
 	// drawn.
 	FaultLatency time.Duration
+
+	// LaggingNodeRate is the fraction of GETs served by an API node lagging LaggingNodeAge
+	// behind the switch [G: a cluster of API nodes behind a load balancer, each reading a
+	// replica]: a call younger than LaggingNodeAge (by Config.Now, since its session started)
+	// is unknown to it, so its listings and counts leave the call out and a read of it by id
+	// answers 404, however another node has already shown it. Both 0 by default (off).
+	LaggingNodeRate float64
+	LaggingNodeAge  time.Duration
 }
 
 // AdversarialFaultRate is the FaultRate of Adversarial: about one request in five fails.
@@ -147,7 +155,8 @@ func (c Chaos) check(jsonNames bool) []error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"ActionJitter", c.ActionJitter}, {"ListingDelay", c.ListingDelay}, {"ListingJitter", c.ListingJitter}, {"FaultLatency", c.FaultLatency}} {
+	}{{"ActionJitter", c.ActionJitter}, {"ListingDelay", c.ListingDelay}, {"ListingJitter", c.ListingJitter}, {"FaultLatency", c.FaultLatency},
+		{"LaggingNodeAge", c.LaggingNodeAge}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", name(d.name), d.v))
 		}
@@ -155,7 +164,8 @@ func (c Chaos) check(jsonNames bool) []error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"ReadFailureRate", c.ReadFailureRate}, {"ReadDropRate", c.ReadDropRate}, {"LostResponseRate", c.LostResponseRate}, {"FaultRate", c.FaultRate}} {
+	}{{"ReadFailureRate", c.ReadFailureRate}, {"ReadDropRate", c.ReadDropRate}, {"LostResponseRate", c.LostResponseRate}, {"FaultRate", c.FaultRate},
+		{"LaggingNodeRate", c.LaggingNodeRate}} {
 		// The negated form also rejects NaN.
 		if !(r.v >= 0 && r.v <= 1) {
 			errs = append(errs, fmt.Errorf("%s %v is not a fraction in [0, 1]", name(r.name), r.v))
@@ -219,6 +229,17 @@ func (s *Sim) jitterLocked(limit time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(s.chaosRng.Int64N(int64(limit) + 1))
+}
+
+// laggingLocked draws whether a GET is served by a lagging API node (Chaos.LaggingNodeRate),
+// and returns the time before which a session must have started for that node to know it:
+// the zero time when the node is not lagging.
+func (s *Sim) laggingLocked() time.Time {
+	c := s.chaos
+	if c.LaggingNodeAge <= 0 || !s.chanceLocked(c.LaggingNodeRate) {
+		return time.Time{}
+	}
+	return s.cfg.Now().Add(-c.LaggingNodeAge)
 }
 
 // serverErrors are the statuses a failing API node or the proxy in front of it answers.

@@ -322,6 +322,8 @@ type chaosJSON struct {
 	LostResponseRate float64 `json:"lost_response_rate"`
 	FaultRate        float64 `json:"fault_rate"`
 	FaultLatency     string  `json:"fault_latency"`
+	LaggingNodeRate  float64 `json:"lagging_node_rate"`
+	LaggingNodeAge   string  `json:"lagging_node_age"`
 }
 
 // chaosStateJSON is what the chaos routes answer: the settings and whether any is on.
@@ -346,6 +348,8 @@ func (s *Sim) chaosState() chaosStateJSON {
 		LostResponseRate: c.LostResponseRate,
 		FaultRate:        c.FaultRate,
 		FaultLatency:     c.FaultLatency.String(),
+		LaggingNodeRate:  c.LaggingNodeRate,
+		LaggingNodeAge:   c.LaggingNodeAge.String(),
 	}}
 }
 
@@ -362,6 +366,7 @@ func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
 		ReadDropRate:     in.ReadDropRate,
 		LostResponseRate: in.LostResponseRate,
 		FaultRate:        in.FaultRate,
+		LaggingNodeRate:  in.LaggingNodeRate,
 	}
 	var errs []error
 	for _, d := range []struct {
@@ -373,6 +378,7 @@ func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
 		{"listing_delay", in.ListingDelay, &c.ListingDelay},
 		{"listing_jitter", in.ListingJitter, &c.ListingJitter},
 		{"fault_latency", in.FaultLatency, &c.FaultLatency},
+		{"lagging_node_age", in.LaggingNodeAge, &c.LaggingNodeAge},
 	} {
 		v, err := parseDuration(d.field, d.text)
 		errs = append(errs, err)

@@ -40,8 +40,11 @@
 // listed at all; duplicate call-ids accepted as second sessions; a fraction of GETs failing
 // with 5xx or dropped while writes succeed; a fraction of writes performed and their response
 // lost; and FaultRate, random faults of every kind (5xx, 429 with Retry-After, latency,
-// drops, before or after the request is performed). Random choices come from Config.Seed.
-// Adversarial(seed) turns everything on with about 20 % faults. At run time:
+// drops, before or after the request is performed). LaggingNodeRate and LaggingNodeAge play
+// an API node behind a load balancer that lags behind the others: a fraction of GETs do not
+// know calls younger than the age (listed by another node a moment ago, they are left out of
+// listings and read as 404); Adversarial leaves it off. Random choices come from Config.Seed.
+// Adversarial(seed) turns everything else on with about 20 % faults. At run time:
 //
 //	PUT    /sim/config/adversarial {"enabled":true,"seed":7,"fault_rate":0.2}
 //	DELETE /sim/config/adversarial      (or {"enabled":false}: cooperative again)

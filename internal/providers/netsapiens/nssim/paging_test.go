@@ -3,7 +3,9 @@ package nssim_test
 import (
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
@@ -91,5 +93,51 @@ func TestListingPagesConfigValidated(t *testing.T) {
 	}
 	if err := (nssim.Config{ListParams: "some"}).Validate(); err == nil {
 		t.Error("an unknown ListParams was accepted")
+	}
+}
+
+// A read served by an API node lagging LaggingNodeAge behind does not know a call younger
+// than that: its listings and counts leave the call out, and a read of it by id answers 404;
+// an older call, and every read once the chaos is off, are served as usual.
+func TestLaggingNode(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	h := newHarness(t, nssim.Config{Now: clock})
+	old := h.placeCall("1000")
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	young := h.placeCall("1020")
+	if err := h.sim.SetChaos(nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.sessionsOf("/domains/TEST/calls"); !slices.Equal(got, []string{old.SessionID}) {
+		t.Errorf("a lagging node lists %v, want only the call it knows, %s", got, old.SessionID)
+	}
+	var count struct{ Total int }
+	h.api(http.MethodGet, "/domains/TEST/calls/count", nil).decode(t, &count)
+	if count.Total != 1 {
+		t.Errorf("a lagging node counts %d calls, want 1", count.Total)
+	}
+	wantError(t, h.api(http.MethodGet, callPath("1020", young.TermCallID, ""), nil), http.StatusNotFound, "Call not found")
+	wantStatus(t, h.api(http.MethodGet, callPath("1000", old.TermCallID, ""), nil), http.StatusOK)
+
+	if err := h.sim.SetChaos(nssim.Chaos{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, h.api(http.MethodGet, callPath("1020", young.TermCallID, ""), nil), http.StatusOK)
+
+	r := h.ctl(http.MethodPut, "/config/chaos", map[string]any{"lagging_node_rate": 0.5, "lagging_node_age": "2s"})
+	wantStatus(t, r, http.StatusOK)
+	if c := h.sim.Chaos(); c.LaggingNodeRate != 0.5 || c.LaggingNodeAge != 2*time.Second {
+		t.Errorf("chaos %+v after PUT /config/chaos, want the lagging node's rate and age", c)
+	}
+	if err := (nssim.Chaos{LaggingNodeRate: 2, LaggingNodeAge: -time.Second}).Validate(); err == nil {
+		t.Error("a rate above 1 and a negative age were accepted")
 	}
 }
