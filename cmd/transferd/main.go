@@ -253,7 +253,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				join = cfg.NetSapiensJoinHost
 			}
 			nc := netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer, JoinHostname: join,
-				Metrics: pm, HTTPClient: httpc, Log: log.With().Str("tenant", tenant).Logger()}
+				Metrics: pm, HTTPClient: httpc, Log: log.With().Str("tenant", tenant).Logger(),
+				VisibilityWindow: cfg.VisibilityWindow}
 			if cfg.PublicURL != "" {
 				// An event subscription per watched domain, posting to the
 				// callback route under a token bound to tenant and domain.

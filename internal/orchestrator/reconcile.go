@@ -848,8 +848,20 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		// after the refusal, and the consult's hang-up sent first would
 		// end the consult in every reading: wait for one (a reading that
 		// fails is one too: the recovery goes on).
-		if _, _, _, ok := e.reading(en, e.stepEnd(t, StepTransfer)); !ok {
+		_, at, rerr, ok := e.reading(en, e.stepEnd(t, StepTransfer))
+		if !ok {
 			return 0 // the watcher queues the transfer with it
+		}
+		if until := t.Sent.Dial.Add(e.cfg.VisibilityWindow); rerr != nil && t.Sent.Hangup.IsZero() &&
+			!t.Sent.Dial.IsZero() && at.Before(until) {
+			// Unknown within the consult's visibility window: an API
+			// node that has not seen the consult yet answers "not found"
+			// for it, which an adapter reports unknown then. Once the
+			// window has passed a reading can say, and the hang-up is
+			// held back until then (a target who hung up as the join was
+			// sent was reported call_not_found, the join's refusal blamed
+			// on the call).
+			return e.readingFrom(en, until)
 		}
 	}
 	obs, at, rerr, ok := e.reading(en, lastSent(t))

@@ -67,6 +67,18 @@ type Config struct {
 	ListLimit int
 	ListPages int
 
+	// VisibilityWindow is how long a new call may be unknown to the API
+	// node that answers a request (the engine's visibility window; default
+	// DefaultVisibilityWindow): behind a load balancer, a node lagging
+	// behind the one that listed a call may answer 404 for it. A read by
+	// id answered 404 counts as the call ended only once the call is that
+	// old (the consult's since its dial, the caller's since the transfer
+	// was asked for); before, it is an unknown reading.
+	VisibilityWindow time.Duration
+	// Now is the clock that judges those ages (default time.Now): the
+	// engine's, whose times the transfer records carry.
+	Now func() time.Time
+
 	// EventURL, when set, gives the post-url of a domain's event
 	// subscription: transferd's callback route for it, with an
 	// unguessable token. The client then keeps a subscription per
@@ -90,6 +102,10 @@ const (
 	DefaultListPages = 100
 )
 
+// DefaultVisibilityWindow is Config.VisibilityWindow's default, the
+// engine's.
+const DefaultVisibilityWindow = 5 * time.Second
+
 // Values of Config.JoinHostname.
 const (
 	JoinHostnameCaller  = "caller"
@@ -110,6 +126,8 @@ type Client struct {
 	metrics     *apiclient.Metrics
 	listLimit   int
 	listPages   int
+	window      time.Duration // Config.VisibilityWindow
+	now         func() time.Time
 	subs        *subscriber // nil without Config.EventURL
 	gone        goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
 }
@@ -176,6 +194,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.listPages <= 0 {
 		c.listPages = DefaultListPages
+	}
+	c.window, c.now = cfg.VisibilityWindow, cfg.Now
+	if c.window <= 0 {
+		c.window = DefaultVisibilityWindow
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if cfg.EventURL != nil {
 		c.subs = newSubscriber(c, cfg)

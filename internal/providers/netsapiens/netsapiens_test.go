@@ -122,17 +122,20 @@ func newHarnessWith(t *testing.T, sim *nssim.Sim, srv *httptest.Server, store or
 	owner string, nc netsapiens.Config, tweak ...func(*orchestrator.Config)) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	nc.BaseURL, nc.APIKey, nc.RetryBase, nc.Metrics = srv.URL+basePath, apiKey, time.Millisecond, apiclient.NewMetrics(reg)
-	client, err := netsapiens.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
 	cfg := orchestrator.Config{Owner: owner, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
 		VerifyTimeout: 10 * time.Second, VisibilityWindow: 500 * time.Millisecond}
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	nc.BaseURL, nc.APIKey, nc.RetryBase, nc.Metrics = srv.URL+basePath, apiKey, time.Millisecond, apiclient.NewMetrics(reg)
+	if nc.VisibilityWindow == 0 {
+		nc.VisibilityWindow = cfg.VisibilityWindow // as transferd wires it
+	}
+	client, err := netsapiens.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
 	eng, err := orchestrator.New(cfg, store, []orchestrator.Provider{client},
 		zerolog.New(logs).Level(zerolog.DebugLevel), reg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 )
@@ -382,7 +383,12 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // "read back later" [doc]. After a join or a hang-up its absence is what
 // is expected, and is not read.
 //
-// Only a 404 says a call read by its id has ended. A 200 whose body does
+// Only a 404 says a call read by its id has ended, and only of a call
+// older than the visibility window (Client.young: the consult since its
+// dial, the caller's call since the transfer was asked for): behind a load
+// balancer, an API node lagging behind the one that listed a call answers
+// 404 for a call it has not seen yet. A 404 of a younger call is unknown,
+// and not remembered. A 200 whose body does
 // not show the call asked for (an empty object, an empty list, null, no
 // body, another call's row) says nothing reliable about it, and is an
 // unknown reading like a 5xx: taken for a 404 (as it was), it said the
@@ -438,6 +444,9 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			}
 			switch {
 			case shown:
+			case ended && c.young(t.CreatedAt):
+				// A node that has not seen the call yet answers 404 too.
+				unsure = append(unsure, l.CallID)
 			case ended:
 				c.gone.add(l.CallID)
 			default:
@@ -448,14 +457,26 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
 			switch {
 			case shown:
-			case notFound(err):
+			case notFound(err) && !c.young(t.Sent.Dial):
 				c.gone.add(id)
 			default:
+				// Unreadable, or a 404 of a consult younger than the
+				// visibility window, which an API node lagging behind the
+				// one that listed it answers: it is not taken for the
+				// target gone (the transfer ended target_hung_up while the
+				// target talked to the agent), and not remembered.
 				unsure = append(unsure, id)
 			}
 		}
 	}
 	return extra, unsure
+}
+
+// young reports whether a call that came to be at since (the zero time:
+// long ago) may still be unknown to an API node: within the visibility
+// window (Client.window).
+func (c *Client) young(since time.Time) bool {
+	return !since.IsZero() && c.now().Before(since.Add(c.window))
 }
 
 // confirmsCaller reports whether t's caller's call, when not listed, is

@@ -1,0 +1,132 @@
+package netsapiens_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// fakeClock is a clock the simulator and the adapter share.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Behind a load balancer, an API node lagging behind the one that listed
+// a call leaves it out of its listing and answers 404 to a read of it by
+// id (nssim's lagging node). Such a 404 for a consult seen a moment ago
+// was taken for the consult ended, and remembered: the transfer ended
+// target_hung_up while the target talked to the agent. Within the
+// visibility window of the dial it is an unknown reading, not
+// remembered; the consult seen again once the node catches up. Past the
+// window a 404 is the consult ended, as one that really ended is. The
+// caller's call alike, within the window of the transfer's start.
+func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
+	const trID = "tr_01JLAGGINGNODEXXXXXXXXXXXX0"
+	const window = 5 * time.Second
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute) // the caller's call is old; the consult will not be
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: window, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	tr.Seen.Consult = true
+	observe := func() (orchestrator.Observation, error) {
+		t.Helper()
+		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Observe(tr)
+	}
+	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult shown", obs, err)
+	}
+
+	lag := func(on bool) {
+		t.Helper()
+		var ch nssim.Chaos
+		if on {
+			ch = nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
+		}
+		if err := sim.SetChaos(ch, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lag(true)
+	clock.advance(window / 2)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("a lagging node's 404 for a consult dialled %s ago: observation %+v, %v; want an unknown reading, not the consult ended",
+			window/2, obs, err)
+	}
+	lag(false)
+	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult shown again once the node caught up (the 404 not remembered)", obs, err)
+	}
+
+	// The other side: the consult really ends. Within the window a 404 is
+	// still unknown; past it the consult has ended.
+	ended := 0
+	for _, s := range sim.Sessions(domain) {
+		if s.ByCallID == netsapiens.ConsultCallID(trID) {
+			if err := sim.Hangup(s.SessionID, "term"); err != nil {
+				t.Fatal(err)
+			}
+			ended++
+		}
+	}
+	if ended != 1 {
+		t.Fatalf("%d consult calls hung up, want 1", ended)
+	}
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want unknown within the window", obs, err)
+	}
+	clock.advance(window)
+	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
+	}
+
+	// The caller's call: a call just placed, a transfer just asked for.
+	young, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1030", From: "15555555556", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2 := transferOf("tr_01JLAGGINGNODEXXXXXXXXXXXX1", young)
+	tr2.Request.Call.User = "1030"
+	tr2.CreatedAt = clock.Now()
+	lag(true)
+	v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs, err := v.Observe(tr2); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("a lagging node's 404 for a caller's call of a transfer just asked for: observation %+v, %v; want an unknown reading, not the caller gone",
+			obs, err)
+	}
+}
