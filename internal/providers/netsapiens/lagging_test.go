@@ -130,3 +130,127 @@ func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
 			obs, err)
 	}
 }
+
+// lagging makes every read of sim an API node's that does not know calls
+// younger than 30 s (by sim's clock), or none.
+func lagging(t *testing.T, sim *nssim.Sim, on bool) {
+	t.Helper()
+	var ch nssim.Chaos
+	if on {
+		ch = nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
+	}
+	if err := sim.SetChaos(ch, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// After a hang-up of a consult dialled a moment ago, a listing from a
+// lagging node leaves the consult out whether the hang-up took or not:
+// the recovery took that for the consult ended, and verified its outcome
+// with the consult up. Within the window the consult not listed is read
+// by its id, and a 404 is unknown; past it, a consult that ended is seen
+// ended.
+func TestAConsultLeftOutByALaggingNodeAfterTheHangupIsUnknown(t *testing.T) {
+	const trID = "tr_01JLAGGINGHANGUPXXXXXXXXXX0"
+	const window = 5 * time.Second
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: window, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	tr.Seen.Consult = true
+	tr.Sent.Hangup = clock.Now() // sent, and (the lagging node's 404) not applied
+	observe := func() (orchestrator.Observation, error) {
+		t.Helper()
+		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Observe(tr)
+	}
+	lagging(t, sim, true)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want an unknown reading, not the consult ended", obs, err)
+	}
+	lagging(t, sim, false)
+	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult shown up", obs, err)
+	}
+	for _, s := range sim.Sessions(domain) {
+		if s.ByCallID == netsapiens.ConsultCallID(trID) {
+			if err := sim.Hangup(s.SessionID, "term"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	clock.advance(window)
+	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
+	}
+}
+
+// After a join, the consult is hung up by its call-id only when a listing
+// shows no session with that call-id carrying the caller. Where the PBX
+// keeps the consult's session (nssim.JoinKeepsConsult), that session is
+// the caller's call with the target, and a lagging node's listing leaves
+// it out a moment after the dial: the disconnect ended the caller's call.
+// Within the window a listing without it is unknown, and nothing is sent.
+func TestAJoinedCallLeftOutByALaggingNodeIsNotHungUp(t *testing.T) {
+	const trID = "tr_01JLAGGINGJOINXXXXXXXXXXXX0"
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult}, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: 5 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	if err := c.Complete(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.Sent.Join = clock.Now()
+
+	lagging(t, sim, true)
+	if err := c.HangupConsult(context.Background(), tr); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("hang-up after the join on a lagging node's listing: %v, want an unknown reading", err)
+	}
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
+			t.Errorf("%s %s sent on a listing that cannot show the joined call", r.Method, r.Path)
+		}
+	}
+	up := false
+	for _, s := range sim.Truth().Sessions {
+		up = up || s.Orig.CallID == orig.OrigCallID || s.Term.CallID == orig.OrigCallID
+	}
+	if !up {
+		t.Fatalf("the caller's call ended: %+v", sim.Truth().Ended)
+	}
+	// On a listing that shows the joined call, nothing of ours is left.
+	lagging(t, sim, false)
+	if err := c.HangupConsult(context.Background(), tr); err != nil {
+		t.Fatalf("hang-up after the join: %v", err)
+	}
+}

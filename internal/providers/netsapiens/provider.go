@@ -357,6 +357,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	}
 	v.gone = &c.gone
 	v.cut = cut
+	v.young = c.young
 	return v, nil
 }
 
@@ -453,7 +454,7 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				unsure = append(unsure, l.CallID)
 			}
 		}
-		if id := consultID(t); confirmsConsult(t) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+		if id := consultID(t); confirmsConsult(t, c.young) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
 			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
 			switch {
 			case shown:
@@ -488,9 +489,13 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 
 // confirmsConsult reports whether t's consult, when not listed, is read by
 // its call-id before the reading counts (confirmCallers): it was seen, and
-// neither a join nor a hang-up was sent.
-func confirmsConsult(t *orchestrator.Transfer) bool {
-	return t.Seen.Consult && t.Sent.Join.IsZero() && t.Sent.Hangup.IsZero()
+// no join was sent; nor a hang-up, unless the consult is younger than the
+// visibility window (young): an API node lagging behind leaves it out of
+// a listing whether the hang-up took or not (one such node may have
+// answered the hang-up's DELETE 404 too), and the recovery took that
+// listing for the consult ended and verified it with the consult up.
+func confirmsConsult(t *orchestrator.Transfer, young func(time.Time) bool) bool {
+	return t.Seen.Consult && t.Sent.Join.IsZero() && (t.Sent.Hangup.IsZero() || (young != nil && young(t.Sent.Dial)))
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
@@ -520,6 +525,8 @@ type view struct {
 	// cut: the listing may leave calls out (listDomain); a call it does
 	// not show is unknown unless read as ended (gone).
 	cut error
+	// young is Client.young (confirmsConsult).
+	young func(time.Time) bool
 }
 
 var viewSeed = maphash.MakeSeed()
@@ -667,7 +674,7 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 				fmt.Errorf("the consult call is not listed: %w", v.cut))
 		}
 	}
-	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t) && (v.gone == nil || !v.gone.has(consultID(t))) {
+	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t, v.young) && (v.gone == nil || !v.gone.has(consultID(t))) {
 		// Not listed, and not read as ended: the read failed, or the
 		// reading was made for a record that had not seen the consult yet
 		// (a watcher reads for the records as last reconciled).
@@ -1006,17 +1013,31 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 		if err != nil {
 			return err
 		}
+		listed := false
 		for i := range calls {
 			ac := &calls[i]
-			if (ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id) && carriesCaller(t, ac) {
-				// Nothing of ours to end: the session with our call-id is
-				// the caller's call now, which readings show.
-				return nil
+			if ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id {
+				if carriesCaller(t, ac) {
+					// Nothing of ours to end: the session with our call-id
+					// is the caller's call now, which readings show.
+					return nil
+				}
+				listed = true
 			}
 		}
 		if cut != nil {
 			// Such a session may be on a page not read.
 			return cutErr("netsapiens.disconnect", cut)
+		}
+		if !listed && c.young(t.Sent.Dial) {
+			// No session with our call-id listed, within the visibility
+			// window of the dial: an API node lagging behind leaves out a
+			// session it has not seen yet, and the one the join kept may
+			// be the caller's call with the target, which a disconnect by
+			// our call-id would end. Once the window has passed, not
+			// listed is gone (and the disconnect finds nothing).
+			return orchestrator.E("netsapiens.disconnect", orchestrator.KindProviderUnavailable,
+				errors.New("no call with the consult's call-id is listed yet: whether the join kept it as the caller's call is unknown"))
 		}
 	}
 	rejected := false
