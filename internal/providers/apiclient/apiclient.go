@@ -104,6 +104,14 @@ func Backoff(n int, base, max time.Duration) time.Duration {
 	return min(d, max)
 }
 
+// PastDeadline reports whether waiting d would outlast ctx's deadline: a
+// retry after the wait could not be made, and the error is better
+// returned at once than after sleeping to the deadline.
+func PastDeadline(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < d
+}
+
 // Sleep waits d or until ctx is done, whichever is first.
 func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -479,6 +479,12 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 			if !a.hinted {
 				wait = apiclient.Backoff(tries, c.retryBase, 5*time.Second)
 			}
+			if apiclient.PastDeadline(ctx, wait) {
+				// A Retry-After (on a 503, say) that outlasts the step:
+				// slept to its deadline, the step failed no sooner. The
+				// engine's own back-off tries again.
+				return final
+			}
 		default:
 			return final
 		}

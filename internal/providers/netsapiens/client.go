@@ -286,6 +286,13 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		if wait <= 0 {
 			wait = apiclient.Backoff(n, c.retryBase, 5*time.Second)
 		}
+		if apiclient.PastDeadline(ctx, wait) {
+			// The wait asked for (a Retry-After of an hour) outlasts the
+			// step: slept to its deadline, the step failed no sooner and
+			// held its worker all along. The error goes back now, and the
+			// engine's own back-off tries again.
+			break
+		}
 		if apiclient.Sleep(ctx, wait) != nil {
 			break
 		}
