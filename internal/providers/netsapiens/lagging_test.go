@@ -254,3 +254,30 @@ func TestAJoinedCallLeftOutByALaggingNodeIsNotHungUp(t *testing.T) {
 		t.Fatalf("hang-up after the join: %v", err)
 	}
 }
+
+// The other side, end to end: behind a load balancer one of whose nodes
+// lags 200 ms (less than the visibility window, 500 ms here), a target
+// who hangs up during the consult is still reported target_hung_up, once
+// the window of the dial has passed, with the caller given back; the
+// caller's own call, left out and read 404 by the lagging node a moment
+// after it was placed, is not taken for the caller gone.
+func TestATargetHangingUpBehindALaggingNodeIsTargetHungUp(t *testing.T) {
+	h := setup(t, nssim.Config{})
+	if err := h.sim.SetChaos(nssim.Chaos{LaggingNodeRate: 0.5, LaggingNodeAge: 200 * time.Millisecond}, 7); err != nil {
+		t.Fatal(err)
+	}
+	orig := h.placeCall(t)
+	tr := h.start(t, orchestrator.CompletionManual, 0)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered && x.Legs.Consult.SessionID != "" })
+	if err := h.sim.Hangup(tr.Legs.Consult.SessionID, "term"); err != nil {
+		t.Fatal(err)
+	}
+	tr = h.end(t, tr.ID)
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonTargetHungUp || !tr.Outcome.CallerRestored {
+		t.Fatalf("state %s outcome %+v; want failed, target_hung_up, the caller restored", tr.State, tr.Outcome)
+	}
+	if err := h.sim.SetChaos(nssim.Chaos{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	assertRestored(t, h, orig)
+}
