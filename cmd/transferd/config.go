@@ -61,6 +61,7 @@ type config struct {
 	NetSapiensAPIKey     secret `envconfig:"TRANSFERD_NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
 	NetSapiensAutoAnswer bool   `envconfig:"TRANSFERD_NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
 	NetSapiensJoinHost   string `envconfig:"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names first when the caller's and the consult's calls are on different cores: caller or consult; a join refused with 400, or accepted and seen not to take, is sent once more naming the other"`
+	NetSapiensListLimit  int    `envconfig:"TRANSFERD_NETSAPIENS_LIST_LIMIT" default:"100" desc:"rows a page of a domain's call listing asks for (limit); a page that comes back with that many is read on from (start), up to 100 pages. A PBX that caps limit lower, or pages by a smaller size of its own, needs it at most that size"`
 
 	BandwidthBaseURL          string        `envconfig:"TRANSFERD_BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
 	BandwidthUserID           string        `envconfig:"TRANSFERD_BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
@@ -147,6 +148,9 @@ func (c *config) validate() error {
 	}
 	if c.NetSapiensJoinHost != netsapiens.JoinHostnameCaller && c.NetSapiensJoinHost != netsapiens.JoinHostnameConsult {
 		errs = append(errs, fmt.Errorf("TRANSFERD_NETSAPIENS_JOIN_HOSTNAME: %q is neither caller nor consult", c.NetSapiensJoinHost))
+	}
+	if c.NetSapiensListLimit < 1 {
+		errs = append(errs, errors.New("TRANSFERD_NETSAPIENS_LIST_LIMIT: must be at least 1"))
 	}
 	if c.StepTimeout < time.Second {
 		errs = append(errs, errors.New("TRANSFERD_STEP_TIMEOUT: must be at least 1s"))

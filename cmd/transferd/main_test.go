@@ -244,6 +244,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		"bad level":        {"TRANSFERD_LOG_LEVEL", "loud"},
 		"step timeout":     {"TRANSFERD_STEP_TIMEOUT", "10ms"},
 		"join hostname":    {"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME", "core1.example"},
+		"list limit":       {"TRANSFERD_NETSAPIENS_LIST_LIMIT", "0"},
 		"webhook timeout":  {"TRANSFERD_WEBHOOK_TIMEOUT", "500ms"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -425,6 +426,41 @@ func TestJoinHostnameSettingReachesTheAdapter(t *testing.T) {
 	}
 	if len(joins) != 1 || !strings.Contains(joins[0], `"hostname":"core2-sim`) {
 		t.Errorf("joins %q; want one naming the consult's core (core2, the second call placed)", joins)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+}
+
+// TRANSFERD_NETSAPIENS_LIST_LIMIT reaches the adapter: the demo
+// simulator's listings are asked for pages of that many calls.
+func TestListLimitSettingReachesTheAdapter(t *testing.T) {
+	t.Setenv("TRANSFERD_NETSAPIENS_LIST_LIMIT", "7")
+	api, sim, _, stop := startService(t)
+	send(t, "PUT", sim+"/sim/netsapiens/users/TEST/1010/behaviour", `{"mode":"answer"}`)
+	demoTransfer(t, api, sim)
+	req, _ := http.NewRequest("GET", sim+"/sim/netsapiens/requests", nil)
+	rr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []struct{ Method, Path, Query, Operation string }
+	err = json.NewDecoder(rr.Body).Decode(&reqs)
+	rr.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	for _, r := range reqs {
+		if r.Operation == "list" {
+			lists++
+			if r.Query != "limit=7" {
+				t.Errorf("listing %s?%s; want limit=7", r.Path, r.Query)
+			}
+		}
+	}
+	if lists == 0 {
+		t.Error("no listing was read")
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v", err)
