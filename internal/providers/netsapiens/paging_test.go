@@ -56,18 +56,28 @@ func listings(sim *nssim.Sim) (n, paged int) {
 // consult are all on the third page of two calls. Read on its first page
 // only, the agent's call was not listed, and the transfer ended
 // call_not_found; read on, it completes.
+//
+// A PBX that keeps a page size of its own, longer than the limit asked
+// for, and honours start is read on alike.
 func TestAListingIsReadPastItsFirstPage(t *testing.T) {
-	sim, srv := newSimServer(t, nssim.Config{ListPageSize: 2}, nil)
-	store := orchestratortest.NewSaved(memory.New())
-	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{ListLimit: 2})
-	others := placeOthers(t, sim, 4)
-	orig := h.placeCall(t)
-	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
-	assertCompleted(t, tr)
-	others()
-	assertJoined(t, h, orig, "1010")
-	if _, paged := listings(sim); paged == 0 {
-		t.Error("no listing read on past its first page")
+	for name, cfg := range map[string]nssim.Config{
+		"limit and start honoured":         {ListPageSize: 2},
+		"start honoured, pages of its own": {ListPageSize: 3, ListParams: nssim.ListParamsStartOnly},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sim, srv := newSimServer(t, cfg, nil)
+			store := orchestratortest.NewSaved(memory.New())
+			h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{ListLimit: 2})
+			others := placeOthers(t, sim, 4)
+			orig := h.placeCall(t)
+			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+			assertCompleted(t, tr)
+			others()
+			assertJoined(t, h, orig, "1010")
+			if _, paged := listings(sim); paged == 0 {
+				t.Error("no listing read on past its first page")
+			}
+		})
 	}
 }
 
