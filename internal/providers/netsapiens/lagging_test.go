@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -280,4 +281,44 @@ func TestATargetHangingUpBehindALaggingNodeIsTargetHungUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertRestored(t, h, orig)
+}
+
+// The join looks up the consult's session in the listing when the record
+// lacks it. A lagging node's listing leaves out a consult dialled a
+// moment ago: that was a refusal (provider rejected) and the transfer
+// failed; within the window it is unknown (provider unavailable, the join
+// not sent), and the engine tries again. Past it, not listed is refused.
+func TestAJoinsLookupLeftOutByALaggingNodeIsTriedAgain(t *testing.T) {
+	const trID = "tr_01JLAGGINGLOOKUPXXXXXXXXXX0"
+	const window = 5 * time.Second
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: window, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	lagging(t, sim, true)
+	err = c.Complete(context.Background(), tr)
+	if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || !errors.Is(err, orchestrator.ErrNotSent) {
+		t.Fatalf("join on a lagging node's listing: %v (kind %v), want unknown and not sent", err, orchestrator.KindOf(err))
+	}
+	clock.advance(window)
+	err = c.Complete(context.Background(), tr)
+	if orchestrator.KindOf(err) != orchestrator.KindProviderRejected || !errors.Is(err, orchestrator.ErrNotSent) {
+		t.Fatalf("join past the window, the consult not listed: %v (kind %v), want refused and not sent", err, orchestrator.KindOf(err))
+	}
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpTransfer {
+			t.Errorf("%s %s sent without the consult's session", r.Method, r.Path)
+		}
+	}
 }

@@ -915,6 +915,11 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 		switch {
 		case err != nil:
 			return err
+		case ac == nil && c.young(t.Sent.Dial):
+			// An API node lagging behind the one that showed the consult
+			// leaves it out of its listing a moment after the dial: not
+			// listed yet, the join is tried again (it was not sent).
+			return orchestrator.E(op, orchestrator.KindProviderUnavailable, errors.New("the consult call is not listed yet"))
 		case ac == nil:
 			return orchestrator.E(op, orchestrator.KindProviderRejected, errors.New("the consult call is not listed"))
 		}
