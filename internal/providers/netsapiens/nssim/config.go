@@ -388,15 +388,6 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
 		}
 	}
-	if c.ListPageSize < 0 {
-		errs = append(errs, fmt.Errorf("nssim: ListPageSize %d is negative", c.ListPageSize))
-	}
-	switch c.ListParams {
-	case "", ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored:
-	default:
-		errs = append(errs, fmt.Errorf("nssim: ListParams %q is not one of %q, %q or %q", c.ListParams,
-			ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored))
-	}
 	if c.HistoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("nssim: HistoryLimit %d is negative", c.HistoryLimit))
 	}

@@ -29,6 +29,8 @@ type Guesses struct {
 	ReadOtherLeg          string `json:"read_other_leg"`
 	NotRingingStatus      int    `json:"not_ringing_status"`
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
+	ListPageSize          int    `json:"list_page_size"`
+	ListParams            string `json:"list_params"`
 	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
 	// behaviours.
 	SubscriptionNames     string `json:"subscription_names"`
@@ -44,6 +46,7 @@ func (c Config) guesses() Guesses {
 		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps, HeldInfo: c.HeldInfo,
 		RingingDisconnect: c.RingingDisconnect, ReadOtherLeg: c.ReadOtherLeg,
 		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
+		ListPageSize: c.ListPageSize, ListParams: c.ListParams,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder,
 	}
@@ -56,6 +59,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps, c.HeldInfo = g.HeldSide, g.ExternalNumbers, g.JoinKeeps, g.HeldInfo
 	c.RingingDisconnect, c.ReadOtherLeg = g.RingingDisconnect, g.ReadOtherLeg
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
+	c.ListPageSize, c.ListParams = g.ListPageSize, g.ListParams
 	c.SubscriptionNames = g.SubscriptionNames
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
 }
@@ -113,6 +117,10 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("SubscriptionNames", g.SubscriptionNames, NamesLegacy, NamesHyphenated)
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
+	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored)
+	if g.ListPageSize < 0 {
+		errs = append(errs, fmt.Errorf("%s %d is negative: a page size, or 0 for no paging", name("ListPageSize"), g.ListPageSize))
+	}
 	if g.HeldInfo == InfoActive || g.HeldInfo == InfoAlerting {
 		errs = append(errs, fmt.Errorf("%s %q is another state's value: any word but %s (default %q)",
 			name("HeldInfo"), g.HeldInfo, simjson.OrList([]string{InfoActive, InfoAlerting}), InfoHeld))

@@ -96,6 +96,24 @@ func TestListingPagesConfigValidated(t *testing.T) {
 	}
 }
 
+// The paging is a guess, switched at run time through /config/guesses.
+func TestListingPagesSwitchedAtRunTime(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	var all []string
+	for i := 0; i < 3; i++ {
+		all = append(all, h.placeCall("1000").SessionID)
+	}
+	wantStatus(t, h.ctl(http.MethodPut, "/config/guesses", map[string]any{"list_page_size": 2, "list_params": "ignored"}), http.StatusOK)
+	if got := h.sessionsOf("/domains/TEST/calls?start=2"); !slices.Equal(got, all[:2]) {
+		t.Errorf("%v, want the first page %v", got, all[:2])
+	}
+	wantStatus(t, h.ctl(http.MethodPut, "/config/guesses", map[string]any{"list_page_size": -1}), http.StatusBadRequest)
+	wantStatus(t, h.ctl(http.MethodDelete, "/config/guesses", nil), http.StatusNoContent)
+	if got := h.sessionsOf("/domains/TEST/calls"); !slices.Equal(got, all) {
+		t.Errorf("%v, want every call once the guesses are reset", got)
+	}
+}
+
 // A read served by an API node lagging LaggingNodeAge behind does not know a call younger
 // than that: its listings and counts leave the call out, and a read of it by id answers 404;
 // an older call, and every read once the chaos is off, are served as usual.
