@@ -70,10 +70,12 @@ type Config struct {
 	// VisibilityWindow is how long a new call may be unknown to the API
 	// node that answers a request (the engine's visibility window; default
 	// DefaultVisibilityWindow): behind a load balancer, a node lagging
-	// behind the one that listed a call may answer 404 for it. A read by
-	// id answered 404 counts as the call ended only once the call is that
-	// old (the consult's since its dial, the caller's since the transfer
-	// was asked for); before, it is an unknown reading.
+	// behind the one that listed a call may leave it out of a listing and
+	// answer 404 for it. A read by id answered 404 counts as the call
+	// ended only once the call is that old (the consult's since its dial,
+	// the caller's since the transfer was asked for), and so does a
+	// consult left out of a listing after a hang-up or a join, or of the
+	// join's lookup; before, it is an unknown reading.
 	VisibilityWindow time.Duration
 	// Now is the clock that judges those ages (default time.Now): the
 	// engine's, whose times the transfer records carry.
