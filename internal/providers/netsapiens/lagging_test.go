@@ -322,3 +322,54 @@ func TestAJoinsLookupLeftOutByALaggingNodeIsTriedAgain(t *testing.T) {
 		}
 	}
 }
+
+// After a join, a PBX that keeps the consult's session (nssim.
+// JoinKeepsConsult) lists the caller with the target in the session the
+// consult's dial made a moment ago, which a lagging node leaves out: that
+// reading showed the caller gone, after a join that took. Within the
+// window it is unknown; the caller is seen with the target once the node
+// has caught up.
+func TestACallerJoinedIntoAYoungSessionLeftOutByALaggingNodeIsUnknown(t *testing.T) {
+	const trID = "tr_01JLAGGINGJOINEDXXXXXXXXXX0"
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult}, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: 5 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	tr.Seen.Consult = true
+	if err := c.Complete(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.Sent.Join = clock.Now()
+	observe := func() (orchestrator.Observation, error) {
+		t.Helper()
+		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Observe(tr)
+	}
+	lagging(t, sim, true)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want an unknown reading, not the caller gone", obs, err)
+	}
+	lagging(t, sim, false)
+	if obs, err := observe(); err != nil || obs.Caller != orchestrator.CallerTransferred {
+		t.Fatalf("observation %+v, %v: want the caller with the target", obs, err)
+	}
+}

@@ -647,6 +647,14 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	}
 	if obs.Caller == orchestrator.CallerGone {
 		switch id := t.Legs.Caller.CallID; {
+		case !t.Sent.Join.IsZero() && v.young != nil && v.young(t.Sent.Dial) && (v.gone == nil || !v.gone.has(id)):
+			// A join may have made the consult's session, dialled a moment
+			// ago, the caller's call (a PBX that keeps it), which an API
+			// node lagging behind leaves out of its listing: taken for the
+			// caller gone, a join that took was reported unknown or the
+			// caller's hang-up.
+			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
+				errors.New("the caller's call is not listed a moment after the consult was dialled and a join sent: whether it is up is unknown"))
 		case slices.Contains(v.unsure, id):
 			return orchestrator.Observation{}, orchestrator.E("netsapiens.observe", orchestrator.KindProviderUnavailable,
 				errors.New("the caller's call is not listed and could not be read: whether it is up is unknown"))
