@@ -858,9 +858,13 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			// node that has not seen the consult yet answers "not found"
 			// for it, which an adapter reports unknown then. Once the
 			// window has passed a reading can say, and the hang-up is
-			// held back until then (a target who hung up as the join was
-			// sent was reported call_not_found, the join's refusal blamed
-			// on the call).
+			// held back until then, or until a reading that can say comes
+			// sooner (a target who hung up as the join was sent was
+			// reported call_not_found, the join's refusal blamed on the
+			// call).
+			if en.w != nil {
+				en.w.await(en.id) // at the watcher's own pace: not one read after another
+			}
 			return e.readingFrom(en, until)
 		}
 	}
