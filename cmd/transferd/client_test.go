@@ -75,7 +75,7 @@ func TestGoClientDrivesATransfer(t *testing.T) {
 	}
 
 	found := false
-	for tr, err := range c.Transfers(ctx, client.ListTransfersParams{State: []client.State{client.StateConsulting}, Limit: 1}) {
+	for tr, err := range c.Transfers(ctx, client.ListTransfersParams{State: []client.State{client.StateConsulting}, Limit: new(1)}) {
 		if err != nil {
 			t.Fatal(err)
 		}
