@@ -19,6 +19,7 @@ import (
 	"iter"
 	"mime"
 	"net/http"
+	"time"
 )
 
 // Terminal reports whether a transfer in state s has ended and carries an
@@ -59,6 +60,22 @@ func ProblemOf(resp *http.Response, body []byte) error {
 // timeouts.
 const pollWait = "wait=25"
 
+// idlePause is how WaitTransfer waits before it polls again after an
+// answer that waited for nothing (Preference-Applied: wait=0): transferd
+// answers a long poll at once when the transfer awaits the client's
+// complete or cancel, and polling again at once would be a busy loop for
+// as long as the consult lasts. A variable so that tests can replace it.
+var idlePause = func(ctx context.Context) error {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // TargetAnswered is a WaitTransfer condition: the target answered the
 // consult (what a manual client waits for before CompleteTransfer).
 func TargetAnswered(t *Transfer) bool { return t.TargetAnswered }
@@ -66,7 +83,9 @@ func TargetAnswered(t *Transfer) bool { return t.TargetAnswered }
 // WaitTransfer follows a transfer with long polls (GET with Prefer: wait)
 // until until returns true for it or it is terminal, and returns it then.
 // A nil until waits for the end. It returns ctx's error when ctx ends
-// first, and a *Problem when the server answers with one.
+// first, and a *Problem when the server answers with one. A manual
+// transfer whose target answered awaits a complete or cancel, and
+// transferd answers its long polls at once: it is then read once a second.
 func (c *ClientWithResponses) WaitTransfer(ctx context.Context, id TransferID, until func(*Transfer) bool) (*Transfer, error) {
 	for {
 		res, err := c.GetTransferWithResponse(ctx, id, &GetTransferParams{Prefer: pollWait})
@@ -85,6 +104,11 @@ func (c *ClientWithResponses) WaitTransfer(ctx context.Context, id TransferID, u
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if res.HTTPResponse.Header.Get("Preference-Applied") == "wait=0" {
+			if err := idlePause(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
