@@ -1407,7 +1407,7 @@ export interface components {
          * @description Or (`idempotency-in-progress`, with `Retry-After`): a request with the same `Idempotency-Key` is still being served.
          *     The transfer's state does not allow the action; `state` is its current state and
          *     `detail` says why (not consulting, completes automatically, the target has not answered
-         *     yet, already completing or ended, another action pending, not running in this process).
+         *     yet, already completing or ended, another action pending, or saved again and again while the action was checked).
          */
         StateConflict: {
             headers: {
