@@ -417,9 +417,19 @@ func (c *Client) completeAttended(ctx context.Context, t *orchestrator.Transfer)
 	// platform answers a bridge update before it acts, and if the join is
 	// never applied (the target hangs up first) the recovery gives the
 	// caller back to the agent, who must still be there.
-	return c.whileLeaving(ctx, func() error {
+	err = c.whileLeaving(ctx, func() error {
 		return c.updateBridge(ctx, "join", b1, bridgeBody{CallIDs: members(a, tid), BridgeAudio: audioOn(true)})
 	})
+	if codeOf(err) == "bridge-invalid-state" {
+		// b1 has completed, which a bridge does once no call is left in
+		// it: A, the only one since G left, has ended (or left). Said so,
+		// the engine reads which party ended, as for a join refused with
+		// call-invalid-state; a provider refusal would blame Catapult for
+		// a caller who hung up as the complete was sent.
+		return orchestrator.E("bandwidth.complete", orchestrator.KindCallNotActive,
+			fmt.Errorf("the caller's bridge %s has ended: %w", b1, err))
+	}
+	return err
 }
 
 // consultBridge finds the consult bridge b2 of a transfer that did not
