@@ -4172,8 +4172,9 @@ type CreateTransferResponse413Headers struct {
 
 // CreateTransferResponse415Headers the declared response headers of an HTTP 415 response for CreateTransfer
 type CreateTransferResponse415Headers struct {
-	CacheControl string
-	XRequestId   string
+	AcceptEncoding string
+	CacheControl   string
+	XRequestId     string
 }
 
 // CreateTransferResponse422Headers the declared response headers of an HTTP 422 response for CreateTransfer
@@ -4592,8 +4593,9 @@ type CancelTransferResponse413Headers struct {
 
 // CancelTransferResponse415Headers the declared response headers of an HTTP 415 response for CancelTransfer
 type CancelTransferResponse415Headers struct {
-	CacheControl string
-	XRequestId   string
+	AcceptEncoding string
+	CacheControl   string
+	XRequestId     string
 }
 
 // CancelTransferResponse422Headers the declared response headers of an HTTP 422 response for CancelTransfer
@@ -4862,8 +4864,9 @@ type CompleteTransferResponse413Headers struct {
 
 // CompleteTransferResponse415Headers the declared response headers of an HTTP 415 response for CompleteTransfer
 type CompleteTransferResponse415Headers struct {
-	CacheControl string
-	XRequestId   string
+	AcceptEncoding string
+	CacheControl   string
+	XRequestId     string
 }
 
 // CompleteTransferResponse422Headers the declared response headers of an HTTP 422 response for CompleteTransfer
@@ -5402,8 +5405,9 @@ type RedeliverWebhookResponse413Headers struct {
 
 // RedeliverWebhookResponse415Headers the declared response headers of an HTTP 415 response for RedeliverWebhook
 type RedeliverWebhookResponse415Headers struct {
-	CacheControl string
-	XRequestId   string
+	AcceptEncoding string
+	CacheControl   string
+	XRequestId     string
 }
 
 // RedeliverWebhookResponse422Headers the declared response headers of an HTTP 422 response for RedeliverWebhook
@@ -7079,6 +7083,13 @@ func ParseCreateTransferResponse(rsp *http.Response) (*CreateTransferResponse, e
 		response.Headers413 = &headers
 	case rsp.StatusCode == 415:
 		var headers CreateTransferResponse415Headers
+		if values := rsp.Header.Values("Accept-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AcceptEncoding = value
+		}
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7787,6 +7798,13 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 		response.Headers413 = &headers
 	case rsp.StatusCode == 415:
 		var headers CancelTransferResponse415Headers
+		if values := rsp.Header.Values("Accept-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AcceptEncoding = value
+		}
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8246,6 +8264,13 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 		response.Headers413 = &headers
 	case rsp.StatusCode == 415:
 		var headers CompleteTransferResponse415Headers
+		if values := rsp.Header.Values("Accept-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AcceptEncoding = value
+		}
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -9047,6 +9072,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		response.Headers413 = &headers
 	case rsp.StatusCode == 415:
 		var headers RedeliverWebhookResponse415Headers
+		if values := rsp.Header.Values("Accept-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AcceptEncoding = value
+		}
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -1447,11 +1447,17 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The body's `Content-Type` is neither `application/json` nor a `+json` type. */
+        /**
+         * @description The body's `Content-Type` is neither `application/json` nor a `+json` type, or the body
+         *     has a content coding (`Content-Encoding` other than `identity`, such as `gzip`), which
+         *     transferd does not decode: the answer then carries `Accept-Encoding: identity`.
+         */
         UnsupportedMediaType: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
+                /** @description `identity` when the body was refused for its content coding (RFC 7694). */
+                "Accept-Encoding"?: "identity";
                 [name: string]: unknown;
             };
             content: {

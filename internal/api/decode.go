@@ -30,6 +30,17 @@ type validator interface {
 // readBody reads a bounded request body after checking its media type.
 // On failure it writes the problem and returns false.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if c := strings.TrimSpace(ce); c != "" && !strings.EqualFold(c, "identity") {
+			// A compressed body read as it came is bytes no JSON parser
+			// takes, and "invalid JSON at byte 1" would not say why.
+			p := probMediaType
+			p.Detail = "send the body without a content coding (no Content-Encoding, or identity)"
+			w.Header().Set("Accept-Encoding", "identity")
+			writeProblem(w, r, p)
+			return nil, false
+		}
+	}
 	if cts := r.Header.Values("Content-Type"); len(cts) > 1 || len(cts) == 1 && cts[0] != "" {
 		mt, _, err := mime.ParseMediaType(cts[0])
 		// Two Content-Types are no media type: a filter that read the
