@@ -1986,6 +1986,10 @@ type ClientInterface interface {
 	// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
 	// again while the first is still pending is accepted as the first was.
 	//
+	// An announced transfer (Bandwidth) holds nothing to undo: its cancel hangs up the leg
+	// ringing the target, and Catapult may end the caller's call with it, as it may when such a
+	// transfer fails (the outcome then says `caller_restored: false`).
+	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
 	// and answers `200 OK` if it did, otherwise `202`.
@@ -2318,6 +2322,10 @@ func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTran
 // transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
 // `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
 // again while the first is still pending is accepted as the first was.
+//
+// An announced transfer (Bandwidth) holds nothing to undo: its cancel hangs up the leg
+// ringing the target, and Catapult may end the caller's call with it, as it may when such a
+// transfer fails (the outcome then says `caller_restored: false`).
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -3396,6 +3404,10 @@ type ClientWithResponsesInterface interface {
 	// transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
 	// `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
 	// again while the first is still pending is accepted as the first was.
+	//
+	// An announced transfer (Bandwidth) holds nothing to undo: its cancel hangs up the leg
+	// ringing the target, and Catapult may end the caller's call with it, as it may when such a
+	// transfer fails (the outcome then says `caller_restored: false`).
 	//
 	// Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 	// `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
@@ -5838,6 +5850,10 @@ func (c *ClientWithResponses) GetTransferWithResponse(ctx context.Context, id Tr
 // transfer ends `cancelled` with reason `cancelled`. A transfer that is `completing`,
 // `recovering` or terminal is a `409 state-conflict` naming its current state. A cancel made
 // again while the first is still pending is accepted as the first was.
+//
+// An announced transfer (Bandwidth) holds nothing to undo: its cancel hangs up the leg
+// ringing the target, and Catapult may end the caller's call with it, as it may when such a
+// transfer fails (the outcome then says `caller_restored: false`).
 //
 // Answers `202 Accepted` with the transfer as it was when the request was accepted. With
 // `Prefer: wait=N` the server waits up to N seconds (at most 60) for the transfer to end
