@@ -30,3 +30,34 @@ func TestStormDrawsBothSidesOfReadOtherLeg(t *testing.T) {
 		}
 	}
 }
+
+// TestStormDrawsEveryListingAndALaggingNode: the storm's seeds run against
+// a PBX that pages its listings either way (with transferd's page size at
+// its own) and one that does not, with and without a lagging API node;
+// seed 1 keeps the defaults.
+func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
+	if g := drawGuesses(1); g.listLimit != 0 || g.ns.ListParams != "" || g.ns.ListPageSize != 0 || g.laggingNode {
+		t.Errorf("seed 1 draws listings %q (page size %d, list limit %d) and lagging node %v, want the defaults",
+			g.ns.ListParams, g.ns.ListPageSize, g.listLimit, g.laggingNode)
+	}
+	listings, lagging := map[string]bool{}, map[bool]bool{}
+	for seed := uint64(2); seed < 66; seed++ {
+		g := drawGuesses(seed)
+		paged := g.ns.ListParams != ""
+		if paged != (g.listLimit == stormListLimit) || g.ns.ListParams == nssim.ListParamsIgnored ||
+			(g.ns.ListParams == nssim.ListParamsStartOnly) != (g.ns.ListPageSize == stormListLimit) {
+			t.Fatalf("seed %d draws listings %q, page size %d, list limit %d: want no paging, or transferd's limit at the page size",
+				seed, g.ns.ListParams, g.ns.ListPageSize, g.listLimit)
+		}
+		listings[g.ns.ListParams] = true
+		lagging[g.laggingNode] = true
+	}
+	for _, side := range []string{"", nssim.ListParamsHonoured, nssim.ListParamsStartOnly} {
+		if !listings[side] {
+			t.Errorf("no seed of 2 to 65 draws listings %q", side)
+		}
+	}
+	if !lagging[true] || !lagging[false] {
+		t.Errorf("seeds 2 to 65 draw a lagging node only %v", lagging)
+	}
+}

@@ -371,13 +371,33 @@ type stormGuesses struct {
 	// joinHostname is transferd's TRANSFERD_NETSAPIENS_JOIN_HOSTNAME:
 	// whose core server a join names first.
 	joinHostname string
+	// listLimit is transferd's TRANSFERD_NETSAPIENS_LIST_LIMIT when nssim
+	// pages its listings (ns.ListPageSize or a limit honoured): a page of
+	// stormListLimit rows, so that a reading of the storm's domain takes
+	// several. 0: the default, one page.
+	listLimit int
+	// laggingNode: some of nssim's reads are served by an API node that
+	// does not know calls younger than stormLaggingNodeAge.
+	laggingNode bool
 }
+
+// stormListLimit is the page size of a storm whose NetSapiens listings are
+// paged: the storm's one domain holds several times as many calls.
+const stormListLimit = 7
+
+// stormLaggingNodeRate and stormLaggingNodeAge are nssim's lagging API
+// node when a seed draws one: a lag below the storm's visibility window
+// (3 s), as TRANSFERD_VISIBILITY_WINDOW asks of a PBX's.
+const (
+	stormLaggingNodeRate = 0.2
+	stormLaggingNodeAge  = time.Second
+)
 
 func (g stormGuesses) String() string {
 	ns, _ := json.Marshal(g.ns)
 	bw, _ := json.Marshal(g.bw)
-	return fmt.Sprintf("netsapiens %s, unlisted calls %s; bandwidth %s, unlisted calls not found %v; provider callbacks %v; join hostname %s",
-		ns, g.nsUnlisted, bw, g.bwUnlistedNotFound, g.callbacks, g.joinHostname)
+	return fmt.Sprintf("netsapiens %s, unlisted calls %s, list limit %d, lagging node %v; bandwidth %s, unlisted calls not found %v; provider callbacks %v; join hostname %s",
+		ns, g.nsUnlisted, g.listLimit, g.laggingNode, bw, g.bwUnlistedNotFound, g.callbacks, g.joinHostname)
 }
 
 // drawGuesses draws the seed's guesses. Those transferd cannot meet are left
@@ -437,6 +457,23 @@ func drawGuesses(seed uint64) stormGuesses {
 	// (the caller's call read under the agent's user), drawn after all the
 	// above for the same reason.
 	g.ns.ReadOtherLeg = pick(nssim.OtherLegFound, nssim.OtherLegNotFound)
+	// Whether nssim pages its listings, drawn after all the above for the
+	// same reason: not at all (the default), by the limit transferd asks
+	// for, or by a page size of its own while honouring only start. A
+	// paging PBX gets TRANSFERD_NETSAPIENS_LIST_LIMIT at its page size, as
+	// README asks of one whose pages are shorter than the default limit
+	// (which no reading could tell from a whole listing). A PBX that
+	// honours neither limit nor start cannot be read whole, and transferd
+	// says so (unknown) rather than carry on: netsapiens' paging tests hold
+	// that side.
+	switch pick("none", nssim.ListParamsHonoured, nssim.ListParamsStartOnly) {
+	case nssim.ListParamsHonoured:
+		g.ns.ListParams, g.listLimit = nssim.ListParamsHonoured, stormListLimit
+	case nssim.ListParamsStartOnly:
+		g.ns.ListParams, g.ns.ListPageSize, g.listLimit = nssim.ListParamsStartOnly, stormListLimit, stormListLimit
+	}
+	// Whether some reads reach a lagging API node, drawn last.
+	g.laggingNode = r.IntN(2) == 0
 	return g
 }
 
@@ -903,8 +940,8 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	})
 	// The guesses as the simulators answered them, defaults filled in.
 	guesses := drawn
-	if err := setUnlisted(ctx, drawn.nsUnlisted); err != nil {
-		t.Fatalf("setting nssim's unlisted calls: %v", err)
+	if err := setUnlisted(ctx, drawn.nsUnlisted, drawn.laggingNode); err != nil {
+		t.Fatalf("setting nssim's unlisted calls and lagging node: %v", err)
 	}
 	if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/config/guesses", drawn.ns, &guesses.ns); err != nil {
 		t.Fatalf("setting nssim's guesses: %v", err)
@@ -915,6 +952,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	fmt.Printf("storm seed %s guesses: %s\n", label, guesses)
 	t.Logf("guesses: %s", guesses)
 	env := append(stormEnv(t.TempDir(), fmt.Sprintf("storm-%d", seed)), "TRANSFERD_NETSAPIENS_JOIN_HOSTNAME="+guesses.joinHostname)
+	if guesses.listLimit > 0 {
+		env = append(env, fmt.Sprintf("TRANSFERD_NETSAPIENS_LIST_LIMIT=%d", guesses.listLimit))
+	}
 	if guesses.callbacks {
 		env = append(env, "TRANSFERD_CALLBACK_SECRET="+stormCallbackSecrets[0])
 	}
@@ -1593,9 +1633,10 @@ var handedOut = struct {
 	addrs map[string]bool
 }{addrs: map[string]bool{}}
 
-// setUnlisted sets nssim's chaos knob of calls read by id before they are
-// listed, the others as they are.
-func setUnlisted(ctx context.Context, unlisted string) error {
+// setUnlisted sets nssim's chaos knobs of calls read by id before they are
+// listed and of a lagging API node (stormLaggingNodeRate and Age, or off),
+// the others as they are.
+func setUnlisted(ctx context.Context, unlisted string, lagging bool) error {
 	path := pbxsim.NetSapiensControlPath + "/config/chaos"
 	var cur map[string]any
 	if err := sim(ctx, http.MethodGet, path, nil, &cur); err != nil {
@@ -1604,6 +1645,9 @@ func setUnlisted(ctx context.Context, unlisted string) error {
 	delete(cur, "enabled")
 	cur["seed"] = 0 // keeps the random stream the adversarial profile started
 	cur["unlisted_calls"] = unlisted
+	if lagging {
+		cur["lagging_node_rate"], cur["lagging_node_age"] = stormLaggingNodeRate, stormLaggingNodeAge.String()
+	}
 	return sim(ctx, http.MethodPut, path, cur, nil)
 }
 
