@@ -1406,34 +1406,34 @@ type ListTransfersParams struct {
 	// tenant (e.g. `netsapiens`), in any letter case, as a create takes it. Any other name is
 	// a `400 validation-error` naming `provider` and the configured ones: a typo would
 	// otherwise read as an empty page.
-	Provider string `form:"provider,omitempty" json:"provider,omitempty"`
+	Provider *string `form:"provider,omitempty" json:"provider,omitempty"`
 
 	// Limit Page size (50 when absent).
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page (the id of its last transfer).
-	Cursor TransferID `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Cursor *TransferID `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// ExternalId Transfers created with this `external_id`.
-	ExternalId string `form:"external_id,omitempty" json:"external_id,omitempty"`
+	ExternalId *string `form:"external_id,omitempty" json:"external_id,omitempty"`
 
 	// Domain Transfers of calls in this NetSapiens domain (with `user`, of one agent's call), in any letter case, as the PBX matches domains.
-	Domain string `form:"domain,omitempty" json:"domain,omitempty"`
+	Domain *string `form:"domain,omitempty" json:"domain,omitempty"`
 
 	// User Transfers of this NetSapiens user's call (use with `domain`), in any letter case, as the PBX matches users.
-	User string `form:"user,omitempty" json:"user,omitempty"`
+	User *string `form:"user,omitempty" json:"user,omitempty"`
 
 	// CallId Transfers of the call with this provider call id (Bandwidth).
-	CallId string `form:"call_id,omitempty" json:"call_id,omitempty"`
+	CallId *string `form:"call_id,omitempty" json:"call_id,omitempty"`
 
 	// Target Transfers to this target.
-	Target string `form:"target,omitempty" json:"target,omitempty"`
+	Target *string `form:"target,omitempty" json:"target,omitempty"`
 
 	// CreatedAfter Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
-	CreatedAfter time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
+	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
 	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
-	CreatedBefore time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
+	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
 }
 
 // CreateTransferParams defines parameters for CreateTransfer.
@@ -1526,7 +1526,7 @@ type CompleteTransferParams struct {
 type ListWebhookDeliveriesParams struct {
 	// Status Comma-separated statuses.
 	Status     []ListWebhookDeliveriesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
-	TransferId TransferID                          `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
+	TransferId *TransferID                         `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
 
 	// Limit Page size (50 when absent).
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1537,7 +1537,7 @@ type ListWebhookDeliveriesParams struct {
 	// delivery's id, the cursor of earlier releases, is still taken while its delivery is
 	// kept (then a `400` as above); another tenant's delivery is answered exactly as one
 	// that does not exist.
-	Cursor string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListWebhookDeliveriesParamsStatus defines parameters for ListWebhookDeliveries.
@@ -2687,12 +2687,16 @@ func NewListTransfersRequest(server string, params *ListTransfersParams) (*http.
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if params.Limit != nil {
@@ -2707,68 +2711,100 @@ func NewListTransfersRequest(server string, params *ListTransfersParams) (*http.
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "external_id", params.ExternalId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.ExternalId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "external_id", *params.ExternalId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "domain", params.Domain, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Domain != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "domain", *params.Domain, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user", params.User, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.User != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user", *params.User, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "call_id", params.CallId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.CallId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "call_id", *params.CallId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "target", params.Target, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Target != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "target", *params.Target, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_after", params.CreatedAfter, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.CreatedAfter != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_after", *params.CreatedAfter, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_before", params.CreatedBefore, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.CreatedBefore != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_before", *params.CreatedBefore, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {
@@ -3086,12 +3122,16 @@ func NewListWebhookDeliveriesRequest(server string, params *ListWebhookDeliverie
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.TransferId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", *params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if params.Limit != nil {
@@ -3106,12 +3146,16 @@ func NewListWebhookDeliveriesRequest(server string, params *ListWebhookDeliverie
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {

@@ -139,7 +139,8 @@ func (c *ClientWithResponses) Transfers(ctx context.Context, params ListTransfer
 			if res.JSON200.NextCursor == "" {
 				return
 			}
-			params.Cursor = res.JSON200.NextCursor
+			next := res.JSON200.NextCursor
+			params.Cursor = &next
 		}
 	}
 }
