@@ -1432,7 +1432,7 @@ type ListTransfersParams struct {
 	// CreatedAfter Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
 	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
-	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
+	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound.
 	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
 }
 
@@ -1910,7 +1910,9 @@ type ClientInterface interface {
 	// Transfers, newest first, optionally filtered by state and provider. Pages are chained
 	// with `cursor`: pass the `next_cursor` of a page to get the next one; the last page has
 	// no `next_cursor`. Any query parameter other than those below is a
-	// `400 validation-error`.
+	// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
+	// `call_id` alone): a parameter left out does not apply, an empty one would select
+	// every transfer or none, so it is refused, naming it.
 	//
 	// Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 	ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2033,7 +2035,9 @@ type ClientInterface interface {
 	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
-	// shortly before; a dead letter no longer holds back the transfer's later events).
+	// shortly before; a dead letter no longer holds back the transfer's later events). A query
+	// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
+	// validation-error` naming it.
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2207,7 +2211,9 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 // Transfers, newest first, optionally filtered by state and provider. Pages are chained
 // with `cursor`: pass the `next_cursor` of a page to get the next one; the last page has
 // no `next_cursor`. Any query parameter other than those below is a
-// `400 validation-error`.
+// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
+// `call_id` alone): a parameter left out does not apply, an empty one would select
+// every transfer or none, so it is refused, naming it.
 //
 // Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 func (c *Client) ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2400,7 +2406,9 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 // endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 // 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
-// shortly before; a dead letter no longer holds back the transfer's later events).
+// shortly before; a dead letter no longer holds back the transfer's later events). A query
+// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
+// validation-error` naming it.
 //
 // Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3369,7 +3377,9 @@ type ClientWithResponsesInterface interface {
 	// Transfers, newest first, optionally filtered by state and provider. Pages are chained
 	// with `cursor`: pass the `next_cursor` of a page to get the next one; the last page has
 	// no `next_cursor`. Any query parameter other than those below is a
-	// `400 validation-error`.
+	// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
+	// `call_id` alone): a parameter left out does not apply, an empty one would select
+	// every transfer or none, so it is refused, naming it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3502,7 +3512,9 @@ type ClientWithResponsesInterface interface {
 	// endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 	// `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
-	// shortly before; a dead letter no longer holds back the transfer's later events).
+	// shortly before; a dead letter no longer holds back the transfer's later events). A query
+	// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
+	// validation-error` naming it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5791,7 +5803,9 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 // Transfers, newest first, optionally filtered by state and provider. Pages are chained
 // with `cursor`: pass the `next_cursor` of a page to get the next one; the last page has
 // no `next_cursor`. Any query parameter other than those below is a
-// `400 validation-error`.
+// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
+// `call_id` alone): a parameter left out does not apply, an empty one would select
+// every transfer or none, so it is refused, naming it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5966,7 +5980,9 @@ func (c *ClientWithResponses) ListTransferEventsWithResponse(ctx context.Context
 // endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
 // `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
 // 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
-// shortly before; a dead letter no longer holds back the transfer's later events).
+// shortly before; a dead letter no longer holds back the transfer's later events). A query
+// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
+// validation-error` naming it.
 //
 // Returns a wrapper object for the known response body format(s).
 //

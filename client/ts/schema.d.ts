@@ -16,7 +16,9 @@ export interface paths {
          * @description Transfers, newest first, optionally filtered by state and provider. Pages are chained
          *     with `cursor`: pass the `next_cursor` of a page to get the next one; the last page has
          *     no `next_cursor`. Any query parameter other than those below is a
-         *     `400 validation-error`.
+         *     `400 validation-error`, and so is one of them sent empty (`call_id=`, or
+         *     `call_id` alone): a parameter left out does not apply, an empty one would select
+         *     every transfer or none, so it is refused, naming it.
          */
         get: operations["listTransfers"];
         put?: never;
@@ -243,7 +245,9 @@ export interface paths {
          *     endpoints in a fixed order), each once across pages. Without `status`, the failed ones:
          *     `failing` (pending, its last attempt failed) and `dead` (given up after the maximum age,
          *     24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
-         *     shortly before; a dead letter no longer holds back the transfer's later events).
+         *     shortly before; a dead letter no longer holds back the transfer's later events). A query
+         *     parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
+         *     validation-error` naming it.
          */
         get: operations["listWebhookDeliveries"];
         put?: never;
@@ -1712,7 +1716,7 @@ export interface operations {
                 target?: string;
                 /** @description Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
                 created_after?: string;
-                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
+                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. */
                 created_before?: string;
             };
             header?: never;

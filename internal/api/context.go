@@ -91,11 +91,25 @@ func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]strin
 		}
 		if name == "created_after" {
 			f.CreatedAfter = t
-		} else {
-			f.CreatedBefore = t
+			return
 		}
+		if _, before := (orchestrator.ListFilter{CreatedBefore: t}).CreatedBounds(); before.IsZero() {
+			// The zero time, which the stores read as no bound: the list
+			// would be every transfer, where "created before year 1" is
+			// none. Earlier Go clients sent it for a bound left out, so
+			// neither reading is safe to answer with.
+			bad[name] = "is the zero time (0001-01-01T00:00:00Z, to the microsecond), before which nothing is created and which earlier Go clients sent for no bound: leave the parameter out to list without a bound"
+			return
+		}
+		f.CreatedBefore = t
 	}
 }
+
+// emptyParam is the complaint about a list's parameter sent with no value
+// (?call_id=): read as no filter, a client's ?call_id=$ID with $ID unset
+// would list every transfer of its tenant; read as "equal to empty", an
+// empty page that says there are none. Either misleads: it is refused.
+const emptyParam = "is empty: leave the parameter out to list without it"
 
 // query parses the request's query string. url.URL.Query drops a pair it
 // cannot unescape (?dry_run%=true), which would then be ignored, not

@@ -804,6 +804,16 @@ func TestContract(t *testing.T) {
 			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"cursor", "limit"},
 		},
 		{
+			name:        "list with an empty filter: 400 naming it, not every transfer",
+			exchange:    exchange{method: "GET", path: "/v1/transfers?call_id=&provider=netsapiens"},
+			specRejects: true, status: http.StatusBadRequest, problem: "validation-error", fields: []string{"call_id"},
+		},
+		{
+			name:     "list created before the zero time: 400 naming created_before",
+			exchange: exchange{method: "GET", path: "/v1/transfers?created_before=0001-01-01T00:00:00Z"},
+			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"created_before"},
+		},
+		{
 			name:     "list with an unknown query parameter: 400",
 			exchange: exchange{method: "GET", path: "/v1/transfers?sort=asc"},
 			status:   http.StatusBadRequest, problem: "validation-error", fields: []string{"sort"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,15 +143,19 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 			bad["cursor"] = "is not a cursor returned by this API to this tenant"
 		}
 		for name, vs := range q {
-			if len(vs) > 1 && name != "status" {
-				// Only the first would count: the rest would be ignored.
-				bad[name] = "is given more than once"
-				continue
-			}
 			switch name {
 			case "status", "transfer_id", "limit", "cursor":
 			default:
 				bad[name] = "is not a known query parameter"
+				continue
+			}
+			if slices.Contains(vs, "") {
+				bad[name] = emptyParam
+				continue
+			}
+			if len(vs) > 1 && name != "status" {
+				// Only the first would count: the rest would be ignored.
+				bad[name] = "is given more than once"
 			}
 		}
 		if len(bad) > 0 {

@@ -449,17 +449,25 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 			}
 		}
 		for name, vs := range q {
+			switch name {
+			case "state", "provider", "limit", "cursor",
+				"external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
+			default:
+				bad[name] = "is not a known query parameter"
+				continue
+			}
+			if slices.Contains(vs, "") {
+				bad[name] = emptyParam
+				continue
+			}
 			if len(vs) > 1 && name != "state" {
 				// Only the first would count: the rest would be ignored.
 				bad[name] = "is given more than once"
 				continue
 			}
 			switch name {
-			case "state", "provider", "limit", "cursor":
 			case "external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
 				listFilter(&f, name, q.Get(name), bad)
-			default:
-				bad[name] = "is not a known query parameter"
 			}
 		}
 		if len(bad) > 0 {

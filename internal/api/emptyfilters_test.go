@@ -1,0 +1,101 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/transferd/transferd/internal/api"
+)
+
+// TestListsRefuseAnEmptyParameter: a list read a parameter sent with no
+// value (?call_id=, ?provider=, ?cursor=) as one left out, because the Go
+// client sent every parameter, empty ones included; so a hand-written
+// ?call_id=$ID with $ID unset listed every transfer of the tenant instead
+// of none or an error (found by review). An empty value is now a 400
+// validation-error naming the parameter, on both lists, for every
+// parameter they take; the contract (minLength 1, or the parameter's type)
+// refuses it too, and the 400 is one it documents.
+func TestListsRefuseAnEmptyParameter(t *testing.T) {
+	e := newEnv(t)
+	created := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("1000", "auto")}, false)
+	if created.status != http.StatusAccepted {
+		t.Fatalf("create: %d %s", created.status, created.body)
+	}
+	for _, name := range []string{"state", "provider", "limit", "cursor", "external_id", "domain", "user", "call_id", "target", "created_after", "created_before"} {
+		for _, q := range []string{name + "=", name + "&provider=netsapiens", "provider=netsapiens&" + name + "="} {
+			if name == "provider" && q != name+"=" {
+				continue
+			}
+			r := e.do(t, exchange{method: "GET", path: "/v1/transfers?" + q}, true)
+			wantEmptyRefused(t, "GET /v1/transfers?"+q, r, name)
+		}
+	}
+	// A repeated parameter one of whose values is empty is refused as
+	// empty, state (which may repeat) included. (The contract's validator
+	// reads the first value alone, so it does not see the empty one.)
+	for _, q := range []string{"state=consulting&state=", "call_id=c-1&call_id="} {
+		r := e.do(t, exchange{method: "GET", path: "/v1/transfers?" + q}, false)
+		wantEmptyRefused(t, "GET /v1/transfers?"+q, r, strings.SplitN(q, "=", 2)[0])
+	}
+
+	ev := newEventsEnv(t)
+	ev.start(t, writeKey, "1001")
+	if err := ev.disp.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	de := &env{c: e.c, srv: ev.srv, ids: map[string]string{}}
+	if r := de.do(t, exchange{method: "GET", path: "/v1/webhook-deliveries"}, false); r.status != http.StatusOK ||
+		!strings.Contains(string(r.body), `"status":"`) {
+		t.Fatalf("the deliveries listed without parameters answered %d, want 200 with the failed delivery:\n%s", r.status, r.body)
+	}
+	for _, name := range []string{"status", "transfer_id", "limit", "cursor"} {
+		r := de.do(t, exchange{method: "GET", path: "/v1/webhook-deliveries?" + name + "="}, true)
+		wantEmptyRefused(t, "GET /v1/webhook-deliveries?"+name+"=", r, name)
+	}
+}
+
+// wantEmptyRefused checks that r is a 400 validation-error naming name
+// alone, as empty.
+func wantEmptyRefused(t *testing.T, req string, r *result, name string) {
+	t.Helper()
+	p := r.problem(t)
+	if r.status != http.StatusBadRequest || p.Type != api.ProblemBase+"validation-error" || len(p.Errors) != 1 || p.Errors[0].Field != name ||
+		!strings.Contains(string(r.body), "is empty") {
+		t.Errorf("%s answered %d, want a 400 validation-error naming %s alone as empty:\n%s", req, r.status, name, r.body)
+	}
+}
+
+// TestListRefusesCreatedBeforeTheZeroTime: ?created_before=0001-01-01T00:00:00Z,
+// which the Go client sent for every list without that bound, is the zero
+// time, which the stores read as no bound: the list answered every
+// transfer, where "created before the year 1" asks for none. Since earlier
+// clients mean no bound by it, neither answer is safe: it is a 400 naming
+// created_before, however written (an offset, digits within its first
+// microsecond, which are ignored). A bound a microsecond later is a bound
+// (an empty page), and created_after at the zero time, which means every
+// transfer whichever way it is read, is taken.
+func TestListRefusesCreatedBeforeTheZeroTime(t *testing.T) {
+	e := newEnv(t)
+	created := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("1000", "auto")}, false)
+	if created.status != http.StatusAccepted {
+		t.Fatalf("create: %d %s", created.status, created.body)
+	}
+	id := created.transfer(t).ID
+	for _, v := range []string{"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z", "0001-01-01T01:00:00%2B01:00", "0001-01-01T00:00:00.0000009Z"} {
+		r := e.do(t, exchange{method: "GET", path: "/v1/transfers?created_before=" + v}, false)
+		if p := r.problem(t); r.status != http.StatusBadRequest || len(p.Errors) != 1 || p.Errors[0].Field != "created_before" ||
+			!strings.Contains(string(r.body), "zero time") {
+			t.Errorf("?created_before=%s answered %d, want a 400 naming created_before as the zero time:\n%s", v, r.status, r.body)
+		}
+	}
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers?created_before=0001-01-01T00:00:00.000001Z"}, false); r.status != http.StatusOK ||
+		!strings.Contains(string(r.body), `"items":[]`) {
+		t.Errorf("?created_before a microsecond after the zero time answered %d, want 200 and no transfer:\n%s", r.status, r.body)
+	}
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers?created_after=0001-01-01T00:00:00Z"}, false); r.status != http.StatusOK ||
+		!strings.Contains(string(r.body), id) {
+		t.Errorf("?created_after=0001-01-01T00:00:00Z answered %d, want 200 with the transfer %s:\n%s", r.status, id, r.body)
+	}
+}
