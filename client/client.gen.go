@@ -1432,7 +1432,7 @@ type ListTransfersParams struct {
 	// CreatedAfter Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
 	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
-	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound.
+	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. (Such a client's own requests, which carry every parameter, are read as before: no bound.)
 	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
 }
 
@@ -1912,7 +1912,10 @@ type ClientInterface interface {
 	// no `next_cursor`. Any query parameter other than those below is a
 	// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
 	// `call_id` alone): a parameter left out does not apply, an empty one would select
-	// every transfer or none, so it is refused, naming it.
+	// every transfer or none, so it is refused, naming it. (A request that carries every
+	// parameter but `state`, as the Go client of earlier releases sent each list, those its
+	// caller left unset empty and `created_before` at the zero time, is read as it always
+	// was: an empty one as left out.)
 	//
 	// Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 	ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2037,7 +2040,9 @@ type ClientInterface interface {
 	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
 	// shortly before; a dead letter no longer holds back the transfer's later events). A query
 	// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
-	// validation-error` naming it.
+	// validation-error` naming it, unless the request carries `transfer_id`, `limit` and
+	// `cursor` all, as the Go client of earlier releases sent each list: it is read as it always
+	// was, an empty one as left out.
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2213,7 +2218,10 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 // no `next_cursor`. Any query parameter other than those below is a
 // `400 validation-error`, and so is one of them sent empty (`call_id=`, or
 // `call_id` alone): a parameter left out does not apply, an empty one would select
-// every transfer or none, so it is refused, naming it.
+// every transfer or none, so it is refused, naming it. (A request that carries every
+// parameter but `state`, as the Go client of earlier releases sent each list, those its
+// caller left unset empty and `created_before` at the zero time, is read as it always
+// was: an empty one as left out.)
 //
 // Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 func (c *Client) ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2408,7 +2416,9 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 // 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
 // shortly before; a dead letter no longer holds back the transfer's later events). A query
 // parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
-// validation-error` naming it.
+// validation-error` naming it, unless the request carries `transfer_id`, `limit` and
+// `cursor` all, as the Go client of earlier releases sent each list: it is read as it always
+// was, an empty one as left out.
 //
 // Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3379,7 +3389,10 @@ type ClientWithResponsesInterface interface {
 	// no `next_cursor`. Any query parameter other than those below is a
 	// `400 validation-error`, and so is one of them sent empty (`call_id=`, or
 	// `call_id` alone): a parameter left out does not apply, an empty one would select
-	// every transfer or none, so it is refused, naming it.
+	// every transfer or none, so it is refused, naming it. (A request that carries every
+	// parameter but `state`, as the Go client of earlier releases sent each list, those its
+	// caller left unset empty and `created_before` at the zero time, is read as it always
+	// was: an empty one as left out.)
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3514,7 +3527,9 @@ type ClientWithResponsesInterface interface {
 	// 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
 	// shortly before; a dead letter no longer holds back the transfer's later events). A query
 	// parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
-	// validation-error` naming it.
+	// validation-error` naming it, unless the request carries `transfer_id`, `limit` and
+	// `cursor` all, as the Go client of earlier releases sent each list: it is read as it always
+	// was, an empty one as left out.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5805,7 +5820,10 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 // no `next_cursor`. Any query parameter other than those below is a
 // `400 validation-error`, and so is one of them sent empty (`call_id=`, or
 // `call_id` alone): a parameter left out does not apply, an empty one would select
-// every transfer or none, so it is refused, naming it.
+// every transfer or none, so it is refused, naming it. (A request that carries every
+// parameter but `state`, as the Go client of earlier releases sent each list, those its
+// caller left unset empty and `created_before` at the zero time, is read as it always
+// was: an empty one as left out.)
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5982,7 +6000,9 @@ func (c *ClientWithResponses) ListTransferEventsWithResponse(ctx context.Context
 // 24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
 // shortly before; a dead letter no longer holds back the transfer's later events). A query
 // parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
-// validation-error` naming it.
+// validation-error` naming it, unless the request carries `transfer_id`, `limit` and
+// `cursor` all, as the Go client of earlier releases sent each list: it is read as it always
+// was, an empty one as left out.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -18,7 +18,10 @@ export interface paths {
          *     no `next_cursor`. Any query parameter other than those below is a
          *     `400 validation-error`, and so is one of them sent empty (`call_id=`, or
          *     `call_id` alone): a parameter left out does not apply, an empty one would select
-         *     every transfer or none, so it is refused, naming it.
+         *     every transfer or none, so it is refused, naming it. (A request that carries every
+         *     parameter but `state`, as the Go client of earlier releases sent each list, those its
+         *     caller left unset empty and `created_before` at the zero time, is read as it always
+         *     was: an empty one as left out.)
          */
         get: operations["listTransfers"];
         put?: never;
@@ -247,7 +250,9 @@ export interface paths {
          *     24 h by default, or at once when its endpoint answered `410 Gone`, then or to an attempt
          *     shortly before; a dead letter no longer holds back the transfer's later events). A query
          *     parameter other than those below, or one of them sent empty (`transfer_id=`), is a `400
-         *     validation-error` naming it.
+         *     validation-error` naming it, unless the request carries `transfer_id`, `limit` and
+         *     `cursor` all, as the Go client of earlier releases sent each list: it is read as it always
+         *     was, an empty one as left out.
          */
         get: operations["listWebhookDeliveries"];
         put?: never;
@@ -1716,7 +1721,7 @@ export interface operations {
                 target?: string;
                 /** @description Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
                 created_after?: string;
-                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. */
+                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. (Such a client's own requests, which carry every parameter, are read as before: no bound.) */
                 created_before?: string;
             };
             header?: never;

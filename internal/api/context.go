@@ -57,8 +57,10 @@ func printable(s string) bool {
 	return true
 }
 
-// listFilter applies one of the list's context filters to f.
-func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]string) {
+// listFilter applies one of the list's context filters to f. earlier is
+// a request of a Go client of an earlier release (sendsEvery), whose
+// created_before at the zero time means no bound.
+func listFilter(f *orchestrator.ListFilter, name, v string, earlier bool, bad map[string]string) {
 	switch name {
 	case "external_id":
 		if utf8.RuneCountInString(v) > maxExternalID { // characters, as create counts them
@@ -93,7 +95,7 @@ func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]strin
 			f.CreatedAfter = t
 			return
 		}
-		if _, before := (orchestrator.ListFilter{CreatedBefore: t}).CreatedBounds(); before.IsZero() {
+		if _, before := (orchestrator.ListFilter{CreatedBefore: t}).CreatedBounds(); before.IsZero() && !earlier {
 			// The zero time, which the stores read as no bound: the list
 			// would be every transfer, where "created before year 1" is
 			// none. Earlier Go clients sent it for a bound left out, so
@@ -110,6 +112,24 @@ func listFilter(f *orchestrator.ListFilter, name, v string, bad map[string]strin
 // would list every transfer of its tenant; read as "equal to empty", an
 // empty page that says there are none. Either misleads: it is refused.
 const emptyParam = "is empty: leave the parameter out to list without it"
+
+// sendsEvery reports whether q carries every one of names, the
+// parameters of a list that are not repeated: the signature of the Go
+// client of earlier releases, which sent them all, those its caller left
+// unset empty (and created_before at the zero time), meaning "no filter".
+// Such a request is read as it always was, so that upgrading transferd
+// does not break every list of the clients it already has; a request
+// that leaves one out was written otherwise, and its empty value is
+// refused (emptyParam). A hand-written client sends every parameter of a
+// list only on purpose.
+func sendsEvery(q url.Values, names ...string) bool {
+	for _, n := range names {
+		if _, ok := q[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
 
 // query parses the request's query string. url.URL.Query drops a pair it
 // cannot unescape (?dry_run%=true), which would then be ignored, not

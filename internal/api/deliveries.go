@@ -142,6 +142,7 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 		if c := q.Get("cursor"); c != "" && !parseDeliveryCursor(ids, c, &f) {
 			bad["cursor"] = "is not a cursor returned by this API to this tenant"
 		}
+		earlier := sendsEvery(q, "transfer_id", "limit", "cursor")
 		for name, vs := range q {
 			switch name {
 			case "status", "transfer_id", "limit", "cursor":
@@ -149,7 +150,7 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 				bad[name] = "is not a known query parameter"
 				continue
 			}
-			if slices.Contains(vs, "") {
+			if slices.Contains(vs, "") && !earlier {
 				bad[name] = emptyParam
 				continue
 			}

@@ -99,3 +99,45 @@ func TestListRefusesCreatedBeforeTheZeroTime(t *testing.T) {
 		t.Errorf("?created_after=0001-01-01T00:00:00Z answered %d, want 200 with the transfer %s:\n%s", r.status, id, r.body)
 	}
 }
+
+// TestAnEarlierGoClientsListIsReadAsBefore: the Go client of earlier
+// releases sends every parameter of a list, those its caller left unset
+// empty, and created_before at the zero time, all meaning "no filter".
+// A request that carries every parameter is read as it always was, so
+// that upgrading transferd does not break every list of the clients it
+// has (each was a 400 with the refusal alone); one that leaves a parameter
+// out is refused as TestListsRefuseAnEmptyParameter says.
+func TestAnEarlierGoClientsListIsReadAsBefore(t *testing.T) {
+	e := newEnv(t)
+	created := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("1000", "auto")}, false)
+	if created.status != http.StatusAccepted {
+		t.Fatalf("create: %d %s", created.status, created.body)
+	}
+	id := created.transfer(t).ID
+	const zero = "0001-01-01T00%3A00%3A00Z"
+	all := "provider=&limit=10&cursor=&external_id=&domain=&user=&call_id=&target=&created_after=" + zero + "&created_before=" + zero
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers?" + all}, true); r.status != http.StatusOK || !strings.Contains(string(r.body), id) {
+		t.Errorf("an earlier Go client's list answered %d, want 200 with the transfer %s:\n%s", r.status, id, r.body)
+	}
+	// Its filters, where it set them, filter.
+	if r := e.do(t, exchange{method: "GET", path: "/v1/transfers?" + strings.Replace(all, "user=&", "user=1999&", 1)}, true); r.status != http.StatusOK ||
+		!strings.Contains(string(r.body), `"items":[]`) {
+		t.Errorf("an earlier Go client's list of another user answered %d, want 200 and no transfer:\n%s", r.status, r.body)
+	}
+	// One parameter fewer is not that client: its empty values are refused.
+	r := e.do(t, exchange{method: "GET", path: "/v1/transfers?" + strings.Replace(all, "&target=", "", 1)}, true)
+	if p := r.problem(t); r.status != http.StatusBadRequest || len(p.Errors) < 2 {
+		t.Errorf("a list with every parameter but target, the rest empty, answered %d, want a 400 naming each empty one:\n%s", r.status, r.body)
+	}
+
+	ev := newEventsEnv(t)
+	ev.start(t, writeKey, "1001")
+	if err := ev.disp.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	de := &env{c: e.c, srv: ev.srv, ids: map[string]string{}}
+	if r := de.do(t, exchange{method: "GET", path: "/v1/webhook-deliveries?transfer_id=&limit=10&cursor="}, true); r.status != http.StatusOK ||
+		!strings.Contains(string(r.body), `"status":"`) {
+		t.Errorf("an earlier Go client's list of deliveries answered %d, want 200 with the failed delivery:\n%s", r.status, r.body)
+	}
+}

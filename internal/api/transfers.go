@@ -448,6 +448,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 				bad["provider"] = fmt.Sprintf("%q is not a configured provider; one of %v", p, names)
 			}
 		}
+		earlier := sendsEvery(q, "provider", "limit", "cursor", "external_id", "domain", "user", "call_id", "target", "created_after", "created_before")
 		for name, vs := range q {
 			switch name {
 			case "state", "provider", "limit", "cursor",
@@ -456,7 +457,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 				bad[name] = "is not a known query parameter"
 				continue
 			}
-			if slices.Contains(vs, "") {
+			if slices.Contains(vs, "") && !earlier {
 				bad[name] = emptyParam
 				continue
 			}
@@ -467,7 +468,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 			}
 			switch name {
 			case "external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
-				listFilter(&f, name, q.Get(name), bad)
+				listFilter(&f, name, q.Get(name), earlier, bad)
 			}
 		}
 		if len(bad) > 0 {
