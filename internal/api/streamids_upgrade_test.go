@@ -62,9 +62,10 @@ func upgradedEnv(t *testing.T) (*eventsEnv, []string) {
 		t.Fatal(err)
 	}
 	// Schemas 13 (webhook payloads apart), 14 (the deliveries' list
-	// indexes) and 15 (the index of calls' owing transfers) undone too:
-	// this test makes no deliveries and no cleanups.
-	for _, q := range []string{`DROP INDEX transfers_owing_call`, `DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
+	// indexes), 15 (the index of calls' owing transfers) and 16 (the
+	// heartbeats' tokens) undone too: this test makes no deliveries and
+	// no cleanups.
+	for _, q := range []string{`ALTER TABLE replicas DROP COLUMN token`, `DROP INDEX transfers_owing_call`, `DROP INDEX webhook_deliveries_status`, `DROP INDEX webhook_deliveries_failing`,
 		`DROP INDEX webhook_deliveries_transfer`, `DROP TRIGGER webhook_payloads_go`, `DROP TABLE webhook_payloads`,
 		`ALTER TABLE webhook_deliveries RENAME COLUMN rec TO record`,
 		`DROP TABLE event_id_key`, `DELETE FROM schema_migrations WHERE version >= 12`} {

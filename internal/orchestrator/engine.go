@@ -136,6 +136,13 @@ type Engine struct {
 	log       zerolog.Logger
 	m         *metrics
 	now       func() time.Time
+	// token is this process's incarnation, stored with its heartbeat
+	// (Store.Heartbeat): another process under the same Owner writes
+	// another, and the heartbeat tells this one that it was superseded.
+	token string
+	// superseded is closed once a heartbeat found that another process
+	// took Owner over (ErrSuperseded); see Superseded.
+	superseded chan struct{}
 	// eventIDKey is the store's key for event ids, once read.
 	eventIDKey atomic.Pointer[EventIDKey]
 
@@ -214,6 +221,9 @@ type Engine struct {
 		on     bool      // Open ran: the replica heartbeats
 		until  time.Time // when it stops sending provider requests
 		lapses int64     // times it was found lapsed (or expired)
+		// superseded: another process took Owner over (ErrSuperseded);
+		// the lease has ended for good, and is never renewed again.
+		superseded bool
 		// ctx is cancelled when the heartbeat itself runs out (timer),
 		// from when other replicas may claim this one's transfers, so
 		// that a step in flight sends no more (an adapter's retries); a
@@ -277,7 +287,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		// from the store have no monotonic reading and compare by the
 		// wall clock, as they must. The binary runs in UTC (main), so
 		// what it shows and stores is UTC.
-		now:  cfg.Clock,
+		now: cfg.Clock, token: NewToken(), superseded: make(chan struct{}),
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
@@ -468,6 +478,11 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 	}
 	now := e.now()
 	id := NewID(now)
+	if e.isSuperseded() {
+		// Saved, it would be this name's, and driven by nobody until the
+		// process that took the name over looked for orphans.
+		return nil, E("orchestrator.Start", KindUnavailable, ErrSuperseded)
+	}
 	// Counted in creating until the transfer is adopted, so that a
 	// Shutdown that begins meanwhile waits for it and drives it to its end
 	// instead of leaving a saved transfer nobody drives, and so that a
@@ -683,6 +698,9 @@ func (e *Engine) EventIDKey(ctx context.Context) (EventIDKey, error) {
 func (e *Engine) Ready(ctx context.Context) error {
 	if e.isStopping() {
 		return &NotReadyError{Reason: "shutting down"}
+	}
+	if e.isSuperseded() {
+		return &NotReadyError{Reason: "another process took this replica's name over", Err: ErrSuperseded}
 	}
 	if p := e.saveErr.Load(); p != nil {
 		return &NotReadyError{Reason: "the store cannot save transfers", Err: *p}
@@ -1034,6 +1052,9 @@ func (e *Engine) leaseMargin() time.Duration { return e.cfg.LeaseTTL / 8 }
 func (e *Engine) renewLease(at time.Time, expired bool) bool {
 	e.lease.Lock()
 	defer e.lease.Unlock()
+	if e.lease.superseded {
+		return false
+	}
 	lapsed := expired || !at.Before(e.lease.until)
 	if lapsed {
 		e.lease.lapses++
@@ -1050,6 +1071,51 @@ func (e *Engine) renewLease(at time.Time, expired bool) bool {
 		e.lease.timer.Reset(e.lease.expires.Sub(e.now()))
 	}
 	return lapsed
+}
+
+// supersede ends this process's lease for good: another process took
+// Owner over (Store.Heartbeat's ErrSuperseded), claimed or will claim the
+// transfers this one drives, and drives them. No step sends anything from
+// here on (leaseHeld; a request in flight is cancelled with the lease's
+// context), as if the heartbeat had run out and never came back; the
+// saves of the transfers the other process claimed already fail on their
+// versions. Superseded tells whoever runs the engine to stop the process.
+func (e *Engine) supersede() {
+	e.lease.Lock()
+	if e.lease.superseded {
+		e.lease.Unlock()
+		return
+	}
+	e.lease.superseded = true
+	e.lease.until, e.lease.expires = time.Time{}, time.Time{}
+	if e.lease.cancel != nil {
+		e.lease.cancel()
+	}
+	if e.lease.timer != nil {
+		e.lease.timer.Stop()
+	}
+	e.lease.Unlock()
+	e.log.Error().Str("owner", e.cfg.Owner).
+		Msg("another process took this replica's name over while this one ran: two processes share one name, or this one was stopped while another started in its place; " +
+			"this one sends nothing more and stops")
+	close(e.superseded)
+}
+
+// Superseded is closed once a heartbeat has found that another process
+// took this replica's name (Config.Owner) over while this one ran: it
+// drives the name's transfers now, and this process must stop. The
+// engine sends no provider request from then on; Shutdown then lets go
+// of what it still held without compensating anything (nothing can be
+// sent), leaving it to that process.
+func (e *Engine) Superseded() <-chan struct{} { return e.superseded }
+
+func (e *Engine) isSuperseded() bool {
+	select {
+	case <-e.superseded:
+		return true
+	default:
+		return false
+	}
 }
 
 // leaseRanOut cancels the lease's context once the heartbeat has expired
@@ -1276,14 +1342,14 @@ const releaseTimeout = 5 * time.Second
 // a shutdown cut short, a request cancelled mid-write may still reach its
 // provider: the heartbeat then ends leaseMargin from now, the room a
 // running replica leaves for that too. The store ends it only if it is
-// still this process's last (Store.Release): a newer process under the
-// same name keeps its own.
+// still this process's (Store.Release): a newer process under the same
+// name keeps its own.
 func (e *Engine) release(cut bool) {
 	e.lease.Lock()
-	on, last := e.lease.on, e.lease.expires
+	on, last, superseded := e.lease.on, e.lease.expires, e.lease.superseded
 	e.lease.Unlock()
-	if !on {
-		return // never opened: no heartbeat of this process
+	if !on || superseded {
+		return // never opened, or the heartbeat is another process's now
 	}
 	at := e.now()
 	if cut {
@@ -1294,7 +1360,7 @@ func (e *Engine) release(cut bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
-	if err := e.store.Release(ctx, e.cfg.Owner, last, at); err != nil {
+	if err := e.store.Release(ctx, e.cfg.Owner, e.token, last, at); err != nil {
 		e.log.Warn().Err(err).Msg("ending this replica's heartbeat failed; other replicas claim what it left once the heartbeat runs out")
 		return
 	}
@@ -1348,7 +1414,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		if n == 0 {
 			break
 		}
-		if e.hard.Err() != nil {
+		// Superseded, nothing can be sent to finish them: the process that
+		// took the name over drives them.
+		if e.hard.Err() != nil || e.isSuperseded() {
 			// An earlier Shutdown already stopped the workers: nothing
 			// will move these any more.
 			left = n
@@ -1379,6 +1447,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.drop(en)
 	}
 	e.release(left > 0)
+	if left > 0 && e.isSuperseded() {
+		return fmt.Errorf("orchestrator: %w; %d transfers left to it", ErrSuperseded, left)
+	}
 	if left > 0 {
 		return fmt.Errorf("orchestrator: shutdown deadline passed with %d transfers still running; they stay in the store for the next owner", left)
 	}

@@ -111,7 +111,7 @@ func TestExpiredHeartbeatTransfersAreClaimedAndGetSignals(t *testing.T) {
 	// Cleanups run last-registered first: release the frozen worker
 	// before the engines shut down.
 	t.Cleanup(func() { close(dead.release) })
-	if _, err := store.Heartbeat(ctx, "a", time.Now(), time.Hour); err != nil {
+	if _, err := store.Heartbeat(ctx, "a", "", time.Now(), time.Hour, true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -130,7 +130,7 @@ func TestExpiredHeartbeatTransfersAreClaimedAndGetSignals(t *testing.T) {
 	if got, err := store.Get(ctx, tr.ID); err != nil || got.Owner != "a" {
 		t.Fatalf("owner %q (%v) while a's heartbeat is live, want a", got.Owner, err)
 	}
-	if _, err := store.Heartbeat(ctx, "a", time.Now().Add(-time.Hour), time.Nanosecond); err != nil {
+	if _, err := store.Heartbeat(ctx, "a", "", time.Now().Add(-time.Hour), time.Nanosecond, true); err != nil {
 		t.Fatal(err)
 	}
 	tr = waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" })
@@ -445,11 +445,11 @@ func (s *partitionedStore) Update(ctx context.Context, t *orchestrator.Transfer)
 	return s.Store.Update(ctx, t)
 }
 
-func (s *partitionedStore) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+func (s *partitionedStore) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	if s.cut.Load() {
 		return false, errPartition
 	}
-	return s.Store.Heartbeat(ctx, owner, now, ttl)
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
 func (s *partitionedStore) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
@@ -657,9 +657,9 @@ func (s *blockingPurge) Purge(ctx context.Context, before time.Time, limit int) 
 	return s.Store.Purge(ctx, before, limit)
 }
 
-func (s *blockingPurge) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+func (s *blockingPurge) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	s.beats.Add(1)
-	return s.Store.Heartbeat(ctx, owner, now, ttl)
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
 func (s *blockingPurge) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {

@@ -30,11 +30,11 @@ type restartingStore struct {
 
 var errTerminated = errors.New("FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
 
-func (s *restartingStore) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+func (s *restartingStore) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	if s.beats.Add(1) == 1 {
 		return false, errTerminated
 	}
-	return s.Store.Heartbeat(ctx, owner, now, ttl)
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
 func (s *restartingStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
@@ -112,7 +112,7 @@ type downStore struct {
 	beats atomic.Int32
 }
 
-func (s *downStore) Heartbeat(context.Context, string, time.Time, time.Duration) (bool, error) {
+func (s *downStore) Heartbeat(context.Context, string, string, time.Time, time.Duration, bool) (bool, error) {
 	s.beats.Add(1)
 	return false, errTerminated
 }

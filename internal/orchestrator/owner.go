@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -28,16 +29,34 @@ const claimBatch = 100
 // that ends its connections, restarts or fails over while the replica
 // starts, as its supervisor restarting both may well make it do.
 func (e *Engine) Open(ctx context.Context) error {
+	// The heartbeat is taken whatever process wrote it last (take): a
+	// process restarted under the same Owner resumes its transfers at
+	// once, without waiting for its previous life's heartbeat to run out.
+	// A live one may also be another process's that still runs (two given
+	// one name): that one finds this one's token at its next heartbeat,
+	// within a quarter of LeaseTTL, and stops (supersede); the transfers
+	// claimed below fail its saves meanwhile.
+	live, failed := false, false
 	err := e.opening(ctx, "recording this replica's heartbeat", func(ctx context.Context) error {
 		at := e.now()
-		if _, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL()); err != nil {
+		expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.token, at, e.heartbeatTTL(), true)
+		if err != nil {
+			failed = true
 			return err
 		}
+		// A try after a failed one may find that one's heartbeat, written
+		// although its answer was lost: this process's own.
+		live = !expired && !failed
 		e.renewLease(at, false)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if live {
+		e.log.Warn().Str("owner", e.cfg.Owner).
+			Msg("the heartbeat of an earlier process under this replica's name was still live: taking its transfers over at once, as after a crash; " +
+				"if that process still runs, it stops at its next heartbeat")
 	}
 	// A claim of its own transfers adopts none of them unless it
 	// succeeds, so trying it again adopts each once, at the version the
@@ -259,10 +278,17 @@ func (e *Engine) settleIdempotency(ctx context.Context, ownBefore time.Time) err
 // heartbeat renews this replica's heartbeat: one write, whatever the
 // number of transfers it owns.
 func (e *Engine) heartbeat(ctx context.Context) {
+	if e.isSuperseded() {
+		return // the name is another process's now
+	}
 	// The heartbeat runs from before it was sent: the store may write it
 	// at any moment until it answers.
 	at := e.now()
-	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, at, e.heartbeatTTL())
+	expired, err := e.store.Heartbeat(ctx, e.cfg.Owner, e.token, at, e.heartbeatTTL(), false)
+	if errors.Is(err, ErrSuperseded) {
+		e.supersede()
+		return
+	}
 	if err != nil {
 		e.storeFailed(&e.beatErr, err)
 		e.log.Warn().Err(err).Msg("renewing the heartbeat failed; this replica's transfers may be claimed by others if this persists, " +

@@ -33,8 +33,8 @@ type beats struct {
 	n atomic.Int32
 }
 
-func (s *beats) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
-	expired, err := s.partitionedStore.Heartbeat(ctx, owner, now, ttl)
+func (s *beats) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
+	expired, err := s.partitionedStore.Heartbeat(ctx, owner, token, now, ttl, take)
 	if err == nil {
 		s.n.Add(1)
 	}

@@ -51,7 +51,7 @@ func TestTheSameActionMadeAgainIsAccepted(t *testing.T) {
 			mem := memory.New()
 			st := &putFails{Store: mem, saved: tc.saved, done: !tc.lost}
 			now := time.Now()
-			if _, err := mem.Heartbeat(ctx, "elsewhere", now, time.Hour); err != nil {
+			if _, err := mem.Heartbeat(ctx, "elsewhere", "", now, time.Hour, false); err != nil {
 				t.Fatal(err)
 			}
 			r := request("fake", "1000")

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -11,6 +12,21 @@ import (
 // ErrVersionConflict is returned by Store.Update when the record changed
 // since it was read: another writer owns it now.
 var ErrVersionConflict = errors.New("transfer version conflict")
+
+// ErrSuperseded is returned by Store.Heartbeat when another process took
+// the replica's name over while this one's heartbeat was live: two
+// processes were given one name, or this one was stopped (a paused VM)
+// while a new one started in its place. That one drives the name's
+// transfers now.
+var ErrSuperseded = errors.New("another process took this replica's name over")
+
+// NewToken returns a random incarnation token, one per process (see
+// Store.Heartbeat).
+func NewToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
 
 // ListFilter selects transfers for Store.List. Empty fields select all.
 type ListFilter struct {
@@ -96,17 +112,25 @@ type Store interface {
 	Ping(ctx context.Context) error
 
 	// Heartbeat records that replica owner is alive until now+ttl: one
-	// write per replica, whatever the number of transfers it owns. It
-	// reports whether owner had no live heartbeat before (a new replica, or
-	// one whose heartbeat expired: other replicas may have claimed some of
-	// its transfers meanwhile).
-	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (expired bool, err error)
+	// write per replica, whatever the number of transfers it owns. token
+	// names the process writing it (its incarnation, random for each
+	// process), and is stored with the heartbeat: the heartbeat is written
+	// only when take is set (a process starting under owner's name, which
+	// resumes at once what an earlier process left), when the stored one
+	// is this token's, has none (written by an older version, which
+	// keeps whatever token the row holds) or has expired. Otherwise
+	// another process took owner's name over while this one's heartbeat
+	// was live: it writes nothing and fails with ErrSuperseded. It
+	// reports whether owner had no live heartbeat before (a new replica,
+	// or one whose heartbeat expired: other replicas may have claimed
+	// some of its transfers meanwhile).
+	Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (expired bool, err error)
 	// Release ends replica owner's heartbeat at `at`, only while it is
-	// the one owner wrote last, which ends at last: a replica that
+	// the one token wrote last, which ends at last: a replica that
 	// stopped driving transfers has others claim what it left at their
 	// next look, while a newer process under the same name keeps its own
 	// heartbeat.
-	Release(ctx context.Context, owner string, last, at time.Time) error
+	Release(ctx context.Context, owner, token string, last, at time.Time) error
 	// Claim takes up to limit open transfers (Transfer.Open) whose owner
 	// has no live heartbeat at now (or no owner) and, when own is set,
 	// those owned by owner itself (a process restarted under the same

@@ -26,8 +26,8 @@ type Store struct {
 	ids     []string // ascending; ids sort by creation time
 	signals map[string]orchestrator.Signal
 	idem    map[[2]string]idemRow
-	// replicas holds each replica's heartbeat expiry.
-	replicas map[string]time.Time
+	// replicas holds each replica's heartbeat.
+	replicas map[string]heartbeat
 	// events is the outbox, in position order; pos is the last position
 	// given (positions are never reused, also after Purge).
 	events []orchestrator.Event
@@ -53,7 +53,7 @@ func New() *Store {
 	}
 	return &Store{byID: map[string]*orchestrator.Transfer{}, active: map[string]string{}, open: map[string]map[string]struct{}{},
 		signals: map[string]orchestrator.Signal{}, idem: map[[2]string]idemRow{},
-		replicas: map[string]time.Time{}, eventIDKey: k}
+		replicas: map[string]heartbeat{}, eventIDKey: k}
 }
 
 // EventIDKey implements orchestrator.EventStore.
@@ -280,27 +280,37 @@ func matches(t *orchestrator.Transfer, f *orchestrator.ListFilter) bool {
 // Ping implements orchestrator.Store.
 func (s *Store) Ping(context.Context) error { return nil }
 
+// heartbeat is a replica's heartbeat: its end, and the token of the
+// process that wrote it.
+type heartbeat struct {
+	expires time.Time
+	token   string
+}
+
 // live reports whether owner has a heartbeat that has not expired at now.
 func (s *Store) live(owner string, now time.Time) bool {
-	exp, ok := s.replicas[owner]
-	return ok && exp.After(now)
+	hb, ok := s.replicas[owner]
+	return ok && hb.expires.After(now)
 }
 
 // Heartbeat implements orchestrator.Store.
-func (s *Store) Heartbeat(_ context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+func (s *Store) Heartbeat(_ context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	expired := !s.live(owner, now)
-	s.replicas[owner] = now.Add(ttl)
+	if prev := s.replicas[owner].token; !take && !expired && prev != "" && prev != token {
+		return false, orchestrator.ErrSuperseded
+	}
+	s.replicas[owner] = heartbeat{expires: now.Add(ttl), token: token}
 	return expired, nil
 }
 
 // Release implements orchestrator.Store.
-func (s *Store) Release(_ context.Context, owner string, last, at time.Time) error {
+func (s *Store) Release(_ context.Context, owner, token string, last, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.replicas[owner]; ok && exp.Equal(last) {
-		s.replicas[owner] = at
+	if hb, ok := s.replicas[owner]; ok && hb.token == token && hb.expires.Equal(last) {
+		s.replicas[owner] = heartbeat{expires: at, token: token}
 	}
 	return nil
 }

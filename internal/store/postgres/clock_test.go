@@ -33,7 +33,7 @@ func TestHeartbeatsAreJudgedOnTheServersClock(t *testing.T) {
 
 			beat := func(s *postgres.Store, owner string, now time.Time) {
 				t.Helper()
-				if _, err := s.Heartbeat(ctx, owner, now, ttl); err != nil {
+				if _, err := s.Heartbeat(ctx, owner, "token-"+owner, now, ttl, false); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -85,13 +85,13 @@ func TestAStepOfTheHostsClockMovesNotTheServersTime(t *testing.T) {
 			}
 			// Its first claim and its first heartbeat after the step,
 			// before any reading of the server's clock since.
-			if _, err := steady.Heartbeat(ctx, "steady", steady.Now(), ttl); err != nil {
+			if _, err := steady.Heartbeat(ctx, "steady", "token-steady", steady.Now(), ttl, false); err != nil {
 				t.Fatal(err)
 			}
 			if got := claimIDs(t, s, "stepped", s.Now()); got[ofSteady.ID] {
 				t.Errorf("a replica whose host's clock stepped %v claimed a live replica's transfer", step)
 			}
-			if _, err := s.Heartbeat(ctx, "stepped", s.Now(), ttl); err != nil {
+			if _, err := s.Heartbeat(ctx, "stepped", "token-stepped", s.Now(), ttl, false); err != nil {
 				t.Fatal(err)
 			}
 			if got := claimIDs(t, steady, "steady", steady.Now()); got[ofStepped.ID] {

@@ -47,7 +47,7 @@ func TestReadOnlyServerIsNotKept(t *testing.T) {
 	if err := s.Update(ctx, tr); err != nil {
 		t.Fatalf("a save once the primary can be reached again: %v (the pool kept its read-only connection)", err)
 	}
-	if _, err := s.Heartbeat(ctx, "r1", time.Now(), time.Minute); err != nil {
+	if _, err := s.Heartbeat(ctx, "r1", "token-r1", time.Now(), time.Minute, false); err != nil {
 		t.Fatalf("a heartbeat once the primary can be reached again: %v", err)
 	}
 }

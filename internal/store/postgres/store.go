@@ -507,34 +507,42 @@ func collect(rows pgx.Rows) ([]*orchestrator.Transfer, error) {
 }
 
 // Heartbeat implements orchestrator.Store in one statement: the CTE reads
-// the previous heartbeat from the statement's snapshot, before the upsert.
-// It measures the server's clock again as it goes (clock.go).
-func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+// the previous heartbeat from the statement's snapshot, before the upsert,
+// and the upsert's condition judges the row as it stands once locked (a
+// heartbeat of another process committed meanwhile included). It measures
+// the server's clock again as it goes (clock.go).
+func (s *Store) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, s.fail("heartbeat", err)
 	}
 	defer conn.Release()
 	var (
-		expired bool
-		server  time.Time
+		expired, written bool
+		server           time.Time
 	)
 	before := time.Now()
 	err = conn.QueryRow(ctx, `WITH prev AS (SELECT expires FROM replicas WHERE name = $1),
-		up AS (INSERT INTO replicas (name, expires) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires)
-		SELECT NOT EXISTS (SELECT 1 FROM prev WHERE expires > $3), clock_timestamp()`, owner, now.Add(ttl), now).Scan(&expired, &server)
+		up AS (INSERT INTO replicas (name, expires, token) VALUES ($1, $2, $4)
+			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires, token = excluded.token
+			WHERE $5 OR replicas.token IN ('', excluded.token) OR replicas.expires <= $3
+			RETURNING 1)
+		SELECT NOT EXISTS (SELECT 1 FROM prev WHERE expires > $3), EXISTS (SELECT 1 FROM up), clock_timestamp()`,
+		owner, now.Add(ttl), now, token, take).Scan(&expired, &written, &server)
 	if err != nil {
 		return false, s.fail("heartbeat", err)
 	}
 	s.tookClock(before, server, time.Now(), s.hostSkew())
+	if !written {
+		return false, orchestrator.ErrSuperseded
+	}
 	return expired, nil
 }
 
 // Release implements orchestrator.Store. The heartbeat written last
 // holds last as the driver encoded it, the same value for the same time.
-func (s *Store) Release(ctx context.Context, owner string, last, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE replicas SET expires = $1 WHERE name = $2 AND expires = $3`, at, owner, last); err != nil {
+func (s *Store) Release(ctx context.Context, owner, token string, last, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE replicas SET expires = $1 WHERE name = $2 AND token = $3 AND expires = $4`, at, owner, token, last); err != nil {
 		return s.fail("release", err)
 	}
 	return nil

@@ -196,3 +196,38 @@ func TestTimedOutResultsLetGoOfTheirLocks(t *testing.T) {
 		t.Errorf("after the batch of results gave up, the lock of pair %s is still held by its abandoned session (%d session(s) still waiting for the stuck pair's lock): finishes, enqueues and redeliveries of that pair wait on it for as long as the stuck lock lasts", trs[0], n)
 	}
 }
+
+// olderReplicaBeat writes owner's heartbeat as a replica of a version
+// before schema 18 does: it knows no token, and its upsert sets the end
+// only.
+func olderReplicaBeat(t *testing.T, conn *pgx.Conn, owner string, expires time.Time) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), `INSERT INTO replicas (name, expires) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires`, owner, expires); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// During a rolling upgrade an older replica may run under a name a newer
+// process also runs under (a misconfiguration it cannot see): its
+// heartbeats leave the newer one's token in the row, and the newer one
+// is not stopped by a mistaken alarm. A row an older replica inserted has
+// no token, which is no alarm either.
+func TestOlderReplicasHeartbeatsRaiseNoAlarm(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	const ttl = 10 * time.Second
+	if _, err := s.Heartbeat(ctx, "shared", "new", now, ttl, true); err != nil {
+		t.Fatal(err)
+	}
+	olderReplicaBeat(t, conn, "shared", now.Add(time.Second+ttl))
+	if expired, err := s.Heartbeat(ctx, "shared", "new", now.Add(2*time.Second), ttl, false); err != nil || expired {
+		t.Errorf("the newer process's heartbeat after an older replica's: expired %v, %v; want false, nil", expired, err)
+	}
+
+	olderReplicaBeat(t, conn, "old", now.Add(ttl))
+	if expired, err := s.Heartbeat(ctx, "old", "new", now.Add(time.Second), ttl, false); err != nil || expired {
+		t.Errorf("a heartbeat over a live row an older replica inserted: expired %v, %v; want false, nil", expired, err)
+	}
+}

@@ -401,20 +401,26 @@ func (s *Store) LastEventPos(ctx context.Context, f orchestrator.EventFilter) (i
 }
 
 // Heartbeat implements orchestrator.Store.
-func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (bool, error) {
+func (s *Store) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
 	const op = "heartbeat"
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fail(op, err)
 	}
 	defer tx.Rollback()
-	var live bool
-	err = tx.QueryRowContext(ctx, `SELECT expires > ? FROM replicas WHERE name = ?`, ts(now), owner).Scan(&live)
+	var (
+		live bool
+		prev string
+	)
+	err = tx.QueryRowContext(ctx, `SELECT expires > ?, token FROM replicas WHERE name = ?`, ts(now), owner).Scan(&live, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fail(op, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO replicas (name, expires) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires`, owner, ts(now.Add(ttl))); err != nil {
+	if !take && live && prev != "" && prev != token {
+		return false, orchestrator.ErrSuperseded
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO replicas (name, expires, token) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires, token = excluded.token`, owner, ts(now.Add(ttl)), token); err != nil {
 		return false, fail(op, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -425,8 +431,8 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 
 // Release implements orchestrator.Store. The heartbeat written last
 // holds ts(last), the same text for the same time.
-func (s *Store) Release(ctx context.Context, owner string, last, at time.Time) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE replicas SET expires = ? WHERE name = ? AND expires = ?`, ts(at), owner, ts(last)); err != nil {
+func (s *Store) Release(ctx context.Context, owner, token string, last, at time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE replicas SET expires = ? WHERE name = ? AND token = ? AND expires = ?`, ts(at), owner, token, ts(last)); err != nil {
 		return fail("release", err)
 	}
 	return nil

@@ -113,7 +113,7 @@ func BenchHeartbeat(b *testing.B, s orchestrator.Store) {
 	b.ReportAllocs()
 	for b.Loop() {
 		now = now.Add(time.Second)
-		if _, err := s.Heartbeat(ctx, "replica-a", now, 10*time.Second); err != nil {
+		if _, err := s.Heartbeat(ctx, "replica-a", "token-a", now, 10*time.Second, false); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -124,7 +124,7 @@ func BenchHeartbeat(b *testing.B, s orchestrator.Store) {
 func BenchClaimIdle(b *testing.B, s orchestrator.Store, open int) {
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := s.Heartbeat(ctx, "replica-a", now, time.Hour); err != nil {
+	if _, err := s.Heartbeat(ctx, "replica-a", "token-a", now, time.Hour, false); err != nil {
 		b.Fatal(err)
 	}
 	for i := range open {

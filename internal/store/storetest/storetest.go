@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"EventsPurge", testEventsPurge},
 		{"Heartbeat", testHeartbeat},
 		{"Release", testRelease},
+		{"Superseded", testSuperseded},
 		{"Claim", testClaim},
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
 		{"ClaimConcurrent", testClaimConcurrent},
@@ -189,14 +190,26 @@ func (f *fixture) list(lf orchestrator.ListFilter) ([]string, bool) {
 	return ids(ts), more
 }
 
+// heartbeat writes the heartbeat of the one process under owner's name
+// (its token is owner's own), and reports whether it had expired.
 func (f *fixture) heartbeat(owner string, now time.Time, ttl time.Duration) bool {
 	f.Helper()
-	expired, err := f.s.Heartbeat(f.ctx, owner, now, ttl)
+	return f.beat(owner, token(owner), now, ttl, false)
+}
+
+// beat writes owner's heartbeat as the process with token does.
+func (f *fixture) beat(owner, tok string, now time.Time, ttl time.Duration, take bool) bool {
+	f.Helper()
+	expired, err := f.s.Heartbeat(f.ctx, owner, tok, now, ttl, take)
 	if err != nil {
-		f.Fatalf("Heartbeat(%s): %v", owner, err)
+		f.Fatalf("Heartbeat(%s, %s): %v", owner, tok, err)
 	}
 	return expired
 }
+
+// token is the token of the one process under owner's name in the tests
+// that have one.
+func token(owner string) string { return "token-" + owner }
 
 func (f *fixture) claim(owner string, now time.Time, own bool, limit int) []*orchestrator.Transfer {
 	f.Helper()
@@ -1022,6 +1035,73 @@ func testHeartbeat(f *fixture) {
 	}
 }
 
+// A heartbeat carries its process's token: a process whose heartbeat is
+// live finds another's token in its row when a second process took the
+// name over (take, as a process starting does), and then writes nothing
+// and fails with ErrSuperseded. Its own token (a retry of a heartbeat
+// whose answer was lost), no token (a row an older version wrote) and an
+// expired row are no alarm.
+func testSuperseded(f *fixture) {
+	const ttl = 10 * time.Second
+	superseded := func(what, tok string, at time.Time) {
+		f.Helper()
+		_, err := f.s.Heartbeat(f.ctx, "X", tok, at, ttl, false)
+		if !errors.Is(err, orchestrator.ErrSuperseded) {
+			f.Errorf("%s: Heartbeat = %v, want ErrSuperseded", what, err)
+		}
+	}
+	f.beat("X", "first", now, ttl, false)
+	if f.beat("X", "first", now, ttl, false) {
+		f.Errorf("the same heartbeat again (its answer lost): expired true, want false")
+	}
+	if f.beat("X", "second", now.Add(time.Second), ttl, true) {
+		f.Errorf("a second process taking a live heartbeat over: expired true, want false")
+	}
+	superseded("the first process's next heartbeat", "first", now.Add(2*time.Second))
+	// The refused heartbeat wrote nothing: the row is still the second's,
+	// live until now+11s.
+	superseded("the first process's heartbeat after a refused one", "first", now.Add(3*time.Second))
+	if f.beat("X", "second", now.Add(4*time.Second), ttl, false) {
+		f.Errorf("the second process's heartbeat: expired true, want false")
+	}
+	if got := f.claim("peer", now.Add(14*time.Second-time.Microsecond), false, 0); len(got) != 0 {
+		f.Errorf("Claim while the second process's heartbeat is live = %v, want none", ids(got))
+	}
+	// Expired, the row is anybody's: a process under the name whose
+	// heartbeat lapsed takes it back.
+	if !f.beat("X", "first", now.Add(14*time.Second), ttl, false) {
+		f.Errorf("a heartbeat after the row expired: expired false, want true")
+	}
+	superseded("the second process's heartbeat after the first took the expired row", "second", now.Add(15*time.Second))
+
+	// A row without a token, as an older version writes it, is taken by
+	// whichever process beats next, and then is its.
+	f.beat("Y", "", now, ttl, false)
+	if f.beat("Y", "new", now.Add(time.Second), ttl, false) {
+		f.Errorf("a heartbeat over a live row without a token: expired true, want false")
+	}
+	if _, err := f.s.Heartbeat(f.ctx, "Y", "other", now.Add(2*time.Second), ttl, false); !errors.Is(err, orchestrator.ErrSuperseded) {
+		f.Errorf("a heartbeat over a row another token took from an older version's: %v, want ErrSuperseded", err)
+	}
+
+	// A superseded process's release leaves the other's heartbeat alone.
+	f.beat("Z", "old", now, ttl, false)
+	f.beat("Z", "new", now, ttl, true) // the same end: only the token tells them apart
+	left := f.owned("1", "Z")
+	if err := f.s.Release(f.ctx, "Z", "old", now.Add(ttl), now.Add(time.Second)); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if got := f.claim("peer", now.Add(2*time.Second), false, 0); len(got) != 0 {
+		f.Errorf("Claim after a superseded process's Release = %v, want none: the newer process's heartbeat is live", ids(got))
+	}
+	if err := f.s.Release(f.ctx, "Z", "new", now.Add(ttl), now.Add(time.Second)); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if got := f.claim("peer", now.Add(2*time.Second), false, 0); !slices.Equal(ids(got), idsOf(left)) {
+		f.Errorf("Claim after the newer process's Release = %v, want %v", ids(got), idsOf(left))
+	}
+}
+
 // Release ends a replica's heartbeat, so that its open transfers are
 // claimable at once, but only the heartbeat it wrote last: one a newer
 // process under the same name wrote since stays, and so do others'.
@@ -1035,7 +1115,7 @@ func testRelease(f *fixture) {
 		f.Fatalf("Claim while both heartbeats are live = %v, want none", ids(got))
 	}
 	at := now.Add(2 * time.Second)
-	if err := f.s.Release(f.ctx, "gone", now.Add(ttl), at); err != nil {
+	if err := f.s.Release(f.ctx, "gone", token("gone"), now.Add(ttl), at); err != nil {
 		f.Fatalf("Release: %v", err)
 	}
 	if got := f.claim("peer", at, false, 0); !slices.Equal(ids(got), idsOf(left)) {
@@ -1048,10 +1128,10 @@ func testRelease(f *fixture) {
 
 	// A process restarted under the same name beat since: the old
 	// process's release leaves that heartbeat alone.
-	f.heartbeat("again", now, ttl)
-	f.heartbeat("again", now.Add(time.Second), ttl) // the newer process
+	f.beat("again", "old", now, ttl, false)
+	f.beat("again", "new", now.Add(time.Second), ttl, true) // the newer process
 	mine := f.owned("3", "again")
-	if err := f.s.Release(f.ctx, "again", now.Add(ttl), at); err != nil {
+	if err := f.s.Release(f.ctx, "again", "old", now.Add(ttl), at); err != nil {
 		f.Fatalf("Release: %v", err)
 	}
 	if got := f.claim("peer", at, false, 0); len(got) != 0 {
@@ -1063,14 +1143,14 @@ func testRelease(f *fixture) {
 	beat := now.Add(789 * time.Nanosecond)
 	f.heartbeat("fine", beat, ttl)
 	fine := f.owned("4", "fine")
-	if err := f.s.Release(f.ctx, "fine", beat.Add(ttl), at); err != nil {
+	if err := f.s.Release(f.ctx, "fine", token("fine"), beat.Add(ttl), at); err != nil {
 		f.Fatalf("Release: %v", err)
 	}
 	if got := f.claim("peer", at, false, 0); !slices.Equal(ids(got), idsOf(fine)) {
 		f.Errorf("Claim after releasing a heartbeat written with nanoseconds = %v, want %v", ids(got), idsOf(fine))
 	}
 	// Released before a heartbeat was ever written: nothing to end.
-	if err := f.s.Release(f.ctx, "never-beat", now, at); err != nil {
+	if err := f.s.Release(f.ctx, "never-beat", token("never-beat"), now, at); err != nil {
 		f.Errorf("Release of a replica without a heartbeat: %v", err)
 	}
 }

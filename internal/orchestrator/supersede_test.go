@@ -1,0 +1,85 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// Two processes given one name (a Deployment with a fixed
+// TRANSFERD_INSTANCE_ID, a cloned VM): the second's Open takes the name's
+// transfers over at once, as a restart after a crash does; the first,
+// still running, finds the second's token in the heartbeat at its next
+// renewal and stops: Superseded, not ready, no new transfer, and no
+// request sent for the transfer the second drives to its end alone.
+func TestTwoProcessesUnderOneNameTheOlderStops(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	first := replica(t, "x", store, fake, nil)
+	if err := first.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, answered)
+
+	second := replica(t, "x", store, fake, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(second.Running(), tr.ID) {
+		t.Fatalf("the second process did not take %s over at once (running %q)", tr.ID, second.Running())
+	}
+	select {
+	case <-first.Superseded():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first process never found that the second took its name over")
+	}
+	if err := first.Ready(ctx); !errors.Is(err, orchestrator.ErrSuperseded) {
+		t.Errorf("the superseded process's Ready = %v, want ErrSuperseded", err)
+	}
+	if _, err := first.Start(ctx, request("fake", "1001"), orchestrator.StartOptions{}); !errors.Is(err, orchestrator.ErrSuperseded) ||
+		orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		t.Errorf("a create on the superseded process = %v, want unavailable, ErrSuperseded", err)
+	}
+	calls := len(fake.CallsFor(tr.ID))
+
+	// The client's complete may land on either process: the second acts.
+	if _, err := first.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr = waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if tr.State != orchestrator.StateCompleted || tr.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	if n := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodComplete); n != 1 {
+		t.Errorf("%d joins, want 1", n)
+	}
+	if n := len(fake.CallsFor(tr.ID)); n <= calls {
+		t.Errorf("no provider call after the first process stopped (%d before, %d after): the second did not drive the transfer", calls, n)
+	}
+	select {
+	case <-second.Superseded():
+		t.Error("the second process was superseded too")
+	default:
+	}
+	if err := second.Ready(ctx); err != nil {
+		t.Errorf("the second process's Ready = %v", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := first.Shutdown(sctx); err != nil {
+		t.Errorf("the superseded process's Shutdown = %v", err)
+	}
+}

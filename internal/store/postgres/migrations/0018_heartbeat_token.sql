@@ -1,0 +1,12 @@
+-- transferd schema 18: the token of the process that wrote each heartbeat
+-- (orchestrator.Store.Heartbeat).
+--
+-- Two processes given one replica name (TRANSFERD_INSTANCE_ID) both
+-- renewed one heartbeat row and both took the name's transfers for their
+-- own. Each process now draws a random token and writes it with its
+-- heartbeat; a heartbeat that finds another's token in a row still live
+-- writes nothing, and its process stops. '' is a row written before this
+-- schema, or by an older replica, whose upsert sets only expires and
+-- leaves the token as it finds it: no token is no alarm. Adding a column
+-- with a constant default rewrites nothing.
+ALTER TABLE replicas ADD COLUMN token text NOT NULL DEFAULT '';
