@@ -97,7 +97,7 @@ type config struct {
 
 	DataDir     string        `envconfig:"TRANSFERD_DATA_DIR" default:"./data" desc:"directory of the embedded SQLite store (used unless TRANSFERD_DATABASE_URL is set); one transferd per directory, which it locks (transferd.lock)"`
 	DatabaseURL secret        `envconfig:"TRANSFERD_DATABASE_URL" desc:"postgres://… URL or libpq key=value string (host=… dbname=…) to share transfers between replicas (secret: may hold a password)"`
-	InstanceID  string        `envconfig:"TRANSFERD_INSTANCE_ID" desc:"this replica's name among those sharing a database (default: the host name); a replica restarted with the same name resumes its transfers at once"`
+	InstanceID  string        `envconfig:"TRANSFERD_INSTANCE_ID" desc:"this replica's name among those sharing a database, one per running process (default: the host name); a replica restarted with the same name resumes its transfers at once, and a running one whose name a newer process took exits"`
 	LeaseTTL    time.Duration `envconfig:"TRANSFERD_LEASE_TTL" default:"15s" desc:"a replica renews its heartbeat every quarter of this; a stopped replica's open transfers are claimed by another within this time"`
 	Retention   time.Duration `envconfig:"TRANSFERD_RETENTION" default:"168h" desc:"how long terminal transfers, idempotency keys, and delivered and dead webhook deliveries are kept"`
 

@@ -530,6 +530,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	select {
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve: %w", err)
+	case <-eng.Superseded():
+		// Not drained: the process that took the name over serves the
+		// name's transfers, and this one can send nothing for them.
+		runErr = fmt.Errorf("another transferd process started with TRANSFERD_INSTANCE_ID=%q and took this one's transfers over: "+
+			"give each replica a name of its own (two containers with one host name, a cloned VM, a fixed id in a Deployment's manifest?)", instance)
 	case <-ctx.Done():
 		drain(forced(ctx), cfg.ShutdownDelay, draining, log)
 	}
