@@ -143,6 +143,11 @@ type Engine struct {
 	// superseded is closed once a heartbeat found that another process
 	// took Owner over (ErrSuperseded); see Superseded.
 	superseded chan struct{}
+	// tookOver is when Open took over a heartbeat another process had
+	// left live, until the maintenance loop has looked for orphans once
+	// that process can send nothing more (see Open); zero otherwise. Only
+	// Open, before the loop starts, and the loop use it.
+	tookOver time.Time
 	// eventIDKey is the store's key for event ids, once read.
 	eventIDKey atomic.Pointer[EventIDKey]
 

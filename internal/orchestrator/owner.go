@@ -35,7 +35,8 @@ func (e *Engine) Open(ctx context.Context) error {
 	// A live one may also be another process's that still runs (two given
 	// one name): that one finds this one's token at its next heartbeat,
 	// within a quarter of LeaseTTL, and stops (supersede); the transfers
-	// claimed below fail its saves meanwhile.
+	// claimed below fail its saves meanwhile, and those it created since
+	// are adopted once it can send nothing more (afterTakeover).
 	live, failed := false, false
 	err := e.opening(ctx, "recording this replica's heartbeat", func(ctx context.Context) error {
 		at := e.now()
@@ -47,6 +48,9 @@ func (e *Engine) Open(ctx context.Context) error {
 		// A try after a failed one may find that one's heartbeat, written
 		// although its answer was lost: this process's own.
 		live = !expired && !failed
+		if !expired {
+			e.tookOver = at // a look for orphans at most costs a query
+		}
 		e.renewLease(at, false)
 		return nil
 	})
@@ -346,6 +350,24 @@ func (e *Engine) lookForTakeovers(ctx context.Context) bool {
 	return true
 }
 
+// afterTakeover has the next claim look for orphans once the process
+// whose live heartbeat Open took over can send nothing more, if it still
+// runs: it may have created transfers under the name between this Open
+// and its next heartbeat, which tells it to stop (supersede), and they are
+// this process's to drive, not the orphans' look's a minute later, their
+// callers perhaps held. It could send nothing after its lease ran out,
+// leaseMargin before its last heartbeat's end: that heartbeat was written
+// before this one took the row over, so it ended a heartbeat TTL after
+// that at the latest. Adopted before then, a transfer it still drives
+// would be driven twice.
+func (e *Engine) afterTakeover() {
+	if e.tookOver.IsZero() || e.now().Before(e.tookOver.Add(e.heartbeatTTL())) {
+		return
+	}
+	e.tookOver = time.Time{}
+	e.orphaned.Store(true)
+}
+
 // signals queues the transfers whose signal was put through another
 // replica.
 func (e *Engine) signals(ctx context.Context) {
@@ -444,6 +466,7 @@ func (e *Engine) maintain() {
 				if err := e.claim(ctx, false); err != nil {
 					e.log.Warn().Err(err).Msg("claiming the transfers of stopped replicas failed")
 				}
+				e.afterTakeover()
 				if e.orphaned.Swap(false) && !e.adoptOrphans(ctx) {
 					e.orphaned.Store(true) // looked for again next time
 				}

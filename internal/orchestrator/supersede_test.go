@@ -83,3 +83,71 @@ func TestTwoProcessesUnderOneNameTheOlderStops(t *testing.T) {
 		t.Errorf("the superseded process's Shutdown = %v", err)
 	}
 }
+
+// heldBeats holds a process's heartbeats after Open's until gate is
+// closed: the process runs on without learning that another took its
+// name over.
+type heldBeats struct {
+	*memory.Store
+	gate chan struct{}
+}
+
+func (s *heldBeats) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
+	if !take {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
+}
+
+// A transfer the older of two processes under one name creates after the
+// newer one's Open, before its own next heartbeat tells it to stop, is
+// driven by the newer one as soon as the older can send nothing more,
+// not at its look for orphans a minute later (OrphanInterval), its caller
+// perhaps held meanwhile.
+func TestTransfersTheSupersededProcessCreatedAreDrivenSoon(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	held := &heldBeats{Store: mem, gate: make(chan struct{})}
+	fake := orchestratortest.NewFake("fake")
+	first := replica(t, "x", held, fake, nil)
+	if err := first.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := replica(t, "x", mem, fake, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(held.gate)
+	select {
+	case <-first.Superseded():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first process never found that the second took its name over")
+	}
+	eventually(t, "the second process drives the transfer the first created", func() bool {
+		return slices.Contains(second.Running(), tr.ID)
+	})
+	waitFor(t, second, tr.ID, answered)
+	if _, err := second.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr = waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if tr.State != orchestrator.StateCompleted {
+		t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)
+	}
+	if n := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodDial); n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+	if n := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodComplete); n != 1 {
+		t.Errorf("%d joins, want 1", n)
+	}
+}
