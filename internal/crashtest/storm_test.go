@@ -508,7 +508,10 @@ type fleet struct {
 	kills    int
 	renamed  int // kills a replica came back from with a new instance id
 	graceful int // kills that were graceful stops (SIGTERM)
-	turn     int
+	// stopped are the processes the fleet killed or stopped: any other
+	// that is dead exited on its own (exitedOnTheirOwn).
+	stopped map[*proc]bool
+	turn    int
 	// auth is the Authorization of the storm's API requests: "" without
 	// a tenants file (TRANSFERD_AUTH=none).
 	auth string
@@ -604,6 +607,7 @@ func (f *fleet) kill(r *rand.Rand) error {
 	p := f.slots[slot]
 	f.mu.Unlock()
 	renamed := len(f.slots) > 1 && r.IntN(2) == 0
+	f.markStopped(p)
 	if r.IntN(4) == 0 {
 		if err := f.stopGracefully(p); err != nil {
 			return err
@@ -653,11 +657,42 @@ func (f *fleet) stopGracefully(p *proc) error {
 	return nil
 }
 
+// markStopped records that the fleet is about to kill or stop p.
+func (f *fleet) markStopped(p *proc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped == nil {
+		f.stopped = map[*proc]bool{}
+	}
+	f.stopped[p] = true
+}
+
+// exitedOnTheirOwn describes each process that died without the fleet
+// killing or stopping it, with the end of its log: a replica that gave
+// up (a store it could not open, a name it found taken over by another
+// process, a crash). Its transfers were taken over, so the invariants may
+// all hold, but a replica that exits under the storm's adversities is a
+// replica a deployment loses.
+func (f *fleet) exitedOnTheirOwn() []string {
+	f.mu.Lock()
+	all := slices.Clone(f.all)
+	stopped := maps.Clone(f.stopped)
+	f.mu.Unlock()
+	var out []string
+	for _, p := range all {
+		if p.dead() && !stopped[p] {
+			out = append(out, fmt.Sprintf("%s exited on its own (%v):\n%s", p.name, p.cmd.ProcessState, p.tail(20)))
+		}
+	}
+	return out
+}
+
 func (f *fleet) stop() {
 	f.mu.Lock()
 	all := slices.Clone(f.all)
 	f.mu.Unlock()
 	for _, p := range all {
+		f.markStopped(p)
 		if !p.dead() {
 			_ = p.cmd.Process.Kill()
 			<-p.done
@@ -1133,6 +1168,9 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	}
 
 	cnt.kills, cnt.renamed, cnt.graceful = fl.kills, fl.renamed, fl.graceful
+	for _, e := range fl.exitedOnTheirOwn() {
+		t.Errorf("storm seed %s: %s", label, e)
+	}
 	cnt.storeErrors = fl.storeErrors()
 	if accounts != nil {
 		cnt.claimedWithout = fl.claimedWithoutAccount()
