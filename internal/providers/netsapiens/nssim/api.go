@@ -31,8 +31,9 @@ type route struct {
 	user   string // "" on domain-level routes
 	callID string
 	query  url.Values // a listing's query parameters (limit, start)
-	// knownBefore: the request is served by a lagging API node (Chaos.LaggingNodeRate),
-	// which does not know a session that started at or after it; zero otherwise.
+	// knownBefore: the request is served by a lagging API node (Chaos.LaggingNodeRate, for a
+	// write LaggingNodeWriteRate), which does not know a session that started at or after
+	// it; zero otherwise.
 	knownBefore time.Time
 }
 
@@ -189,9 +190,18 @@ func (s *Sim) handle(w http.ResponseWriter, r *http.Request, rt route, body []by
 		writeError(w, http.StatusBadRequest, "Request body too large or unreadable")
 		return
 	}
-	if rt.op == OpList || rt.op == OpCount || rt.op == OpRead {
+	switch rt.op {
+	case OpList, OpCount, OpRead:
 		s.mu.Lock()
-		rt.knownBefore = s.laggingLocked()
+		rt.knownBefore = s.laggingLocked(s.chaos.LaggingNodeRate)
+		s.mu.Unlock()
+	case OpCreate: // names no call yet
+	default:
+		s.mu.Lock()
+		if s.chaos.LaggingNodeWriteRate > 0 {
+			// Drawn only then, so that a Config.Seed draws as before without it.
+			rt.knownBefore = s.laggingLocked(s.chaos.LaggingNodeWriteRate)
+		}
 		s.mu.Unlock()
 	}
 	switch rt.op {
@@ -375,8 +385,8 @@ func (s *Sim) addressableLocked(sess *session, action bool) bool {
 func (s *Sim) findLocked(rt route, action bool) (*session, side, bool) {
 	var found *session
 	for _, sess := range s.byCallID[rt.callID] {
-		if !sess.involves(rt.domain, rt.user) || !s.addressableLocked(sess, action) {
-			continue
+		if !sess.involves(rt.domain, rt.user) || !s.addressableLocked(sess, action) || !rt.knows(sess) {
+			continue // a lagging node does not know sess (Chaos.LaggingNodeRate)
 		}
 		if found == nil || sess.seq < found.seq {
 			found = sess
@@ -396,9 +406,6 @@ func (s *Sim) apiRead(w http.ResponseWriter, rt route) {
 	sess, _, ok := s.findLocked(rt, false)
 	if ok && s.cfg.ReadOtherLeg == OtherLegNotFound && !sess.owns(rt.domain, rt.user, rt.callID) {
 		ok = false // a read scoped to the user's own leg (Config.ReadOtherLeg)
-	}
-	if ok && !rt.knows(sess) {
-		ok = false // a lagging node (Chaos.LaggingNodeRate)
 	}
 	var rec ActiveCall
 	if ok {
@@ -575,7 +582,7 @@ func (s *Sim) attendedLocked(w http.ResponseWriter, rt route, scope KeyScope, se
 			st.joinRequestedAt = s.cfg.Now()
 		}
 	}
-	if !ok || !dest.visibleIn(scope.Domain) || !s.addressableLocked(dest, true) {
+	if !ok || !dest.visibleIn(scope.Domain) || !s.addressableLocked(dest, true) || !rt.knows(dest) {
 		if s.cfg.UnknownDestination == DestinationNotFound {
 			writeError(w, http.StatusNotFound, "Destination session not found")
 			return

@@ -92,6 +92,14 @@ type Chaos struct {
 	// answers 404, however another node has already shown it. Both 0 by default (off).
 	LaggingNodeRate float64
 	LaggingNodeAge  time.Duration
+	// LaggingNodeWriteRate is the fraction of writes addressed to a call (answer, hold,
+	// unhold, transfer, disconnect, reject; not a create) that such a node serves [G on top of
+	// the guess above: the notes say nothing of writes]. One addressed to a call it does not
+	// know is answered as a call that does not exist is, 404, and does nothing; an attended
+	// transfer to a destination session it does not know does what Config.UnknownDestination
+	// says. 0 by default: only reads lag. A rate of its own, so that a test can make writes lag
+	// while reads do not.
+	LaggingNodeWriteRate float64
 }
 
 // AdversarialFaultRate is the FaultRate of Adversarial: about one request in five fails.
@@ -165,7 +173,7 @@ func (c Chaos) check(jsonNames bool) []error {
 		name string
 		v    float64
 	}{{"ReadFailureRate", c.ReadFailureRate}, {"ReadDropRate", c.ReadDropRate}, {"LostResponseRate", c.LostResponseRate}, {"FaultRate", c.FaultRate},
-		{"LaggingNodeRate", c.LaggingNodeRate}} {
+		{"LaggingNodeRate", c.LaggingNodeRate}, {"LaggingNodeWriteRate", c.LaggingNodeWriteRate}} {
 		// The negated form also rejects NaN.
 		if !(r.v >= 0 && r.v <= 1) {
 			errs = append(errs, fmt.Errorf("%s %v is not a fraction in [0, 1]", name(r.name), r.v))
@@ -231,12 +239,13 @@ func (s *Sim) jitterLocked(limit time.Duration) time.Duration {
 	return time.Duration(s.chaosRng.Int64N(int64(limit) + 1))
 }
 
-// laggingLocked draws whether a GET is served by a lagging API node (Chaos.LaggingNodeRate),
-// and returns the time before which a session must have started for that node to know it:
-// the zero time when the node is not lagging.
-func (s *Sim) laggingLocked() time.Time {
+// laggingLocked draws whether a request is served by a lagging API node
+// (a GET by Chaos.LaggingNodeRate, a write by LaggingNodeWriteRate), and returns the time
+// before which a session must have started for that node to know it: the zero time when the
+// node is not lagging.
+func (s *Sim) laggingLocked(rate float64) time.Time {
 	c := s.chaos
-	if c.LaggingNodeAge <= 0 || !s.chanceLocked(c.LaggingNodeRate) {
+	if c.LaggingNodeAge <= 0 || !s.chanceLocked(rate) {
 		return time.Time{}
 	}
 	return s.cfg.Now().Add(-c.LaggingNodeAge)

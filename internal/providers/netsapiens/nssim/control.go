@@ -324,6 +324,8 @@ type chaosJSON struct {
 	FaultLatency     string  `json:"fault_latency"`
 	LaggingNodeRate  float64 `json:"lagging_node_rate"`
 	LaggingNodeAge   string  `json:"lagging_node_age"`
+
+	LaggingNodeWriteRate float64 `json:"lagging_node_write_rate"`
 }
 
 // chaosStateJSON is what the chaos routes answer: the settings and whether any is on.
@@ -350,6 +352,8 @@ func (s *Sim) chaosState() chaosStateJSON {
 		FaultLatency:     c.FaultLatency.String(),
 		LaggingNodeRate:  c.LaggingNodeRate,
 		LaggingNodeAge:   c.LaggingNodeAge.String(),
+
+		LaggingNodeWriteRate: c.LaggingNodeWriteRate,
 	}}
 }
 
@@ -367,6 +371,8 @@ func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
 		LostResponseRate: in.LostResponseRate,
 		FaultRate:        in.FaultRate,
 		LaggingNodeRate:  in.LaggingNodeRate,
+
+		LaggingNodeWriteRate: in.LaggingNodeWriteRate,
 	}
 	var errs []error
 	for _, d := range []struct {

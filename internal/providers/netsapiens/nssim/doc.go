@@ -43,7 +43,9 @@
 // drops, before or after the request is performed). LaggingNodeRate and LaggingNodeAge play
 // an API node behind a load balancer that lags behind the others: a fraction of GETs do not
 // know calls younger than the age (listed by another node a moment ago, they are left out of
-// listings and read as 404); Adversarial leaves it off. Random choices come from Config.Seed.
+// listings and read as 404); LaggingNodeWriteRate, a fraction of writes it serves, answering
+// 404 to one addressed to such a call and doing nothing. Adversarial leaves it off. Random choices come
+// from Config.Seed.
 // Adversarial(seed) turns everything else on with about 20 % faults. At run time:
 //
 //	PUT    /sim/config/adversarial {"enabled":true,"seed":7,"fault_rate":0.2}

@@ -159,3 +159,73 @@ func TestLaggingNode(t *testing.T) {
 		t.Error("a rate above 1 and a negative age were accepted")
 	}
 }
+
+// With LaggingNodeWriteRate the lagging node serves writes too: one addressed to a call younger
+// than its lag is answered 404, as a call that does not exist is, and does nothing; one to an
+// older call is served. Without it (0, the default) only reads lag, and the same write is applied.
+func TestLaggingNodeWrites(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	h := newHarness(t, nssim.Config{Now: clock})
+	old := h.placeCall("1000")
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	young := h.placeCall("1020")
+	infoOf := func(session string) string {
+		t.Helper()
+		for _, c := range h.sim.Sessions("TEST") {
+			if c.SessionID == session {
+				return c.OrigInfo
+			}
+		}
+		t.Fatalf("session %s is not live", session)
+		return ""
+	}
+	lag := nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
+	if err := h.sim.SetChaos(lag, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, h.api(http.MethodPatch, callPath("1020", young.TermCallID, "hold"), nil), http.StatusAccepted)
+	h.idle()
+	if got := infoOf(young.SessionID); got != nssim.InfoHeld {
+		t.Fatalf("a hold of a young call with only reads lagging left the caller %q, want held", got)
+	}
+
+	lag.LaggingNodeWriteRate = 1
+	if err := h.sim.SetChaos(lag, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, h.api(http.MethodPatch, callPath("1020", young.TermCallID, "unhold"), nil), http.StatusNotFound, "Call not found")
+	wantError(t, h.api(http.MethodDelete, callPath("1020", young.TermCallID, ""), nil), http.StatusNotFound, "Call not found")
+	h.idle()
+	if got := infoOf(young.SessionID); got != nssim.InfoHeld {
+		t.Errorf("a lagging node's 404 to an unhold left the caller %q, want held still (nothing done)", got)
+	}
+	wantStatus(t, h.api(http.MethodPatch, callPath("1000", old.TermCallID, "hold"), nil), http.StatusAccepted)
+	h.idle()
+	if got := infoOf(old.SessionID); got != nssim.InfoHeld {
+		t.Errorf("a hold of a call older than the lag left the caller %q, want held", got)
+	}
+
+	r := h.ctl(http.MethodPut, "/config/chaos", map[string]any{"lagging_node_rate": 1, "lagging_node_age": "30s", "lagging_node_write_rate": 0.5})
+	wantStatus(t, r, http.StatusOK)
+	if c := h.sim.Chaos(); c.LaggingNodeWriteRate != 0.5 {
+		t.Errorf("chaos %+v after PUT /config/chaos with lagging_node_write_rate, want 0.5", c)
+	}
+	var state struct {
+		LaggingNodeWriteRate float64 `json:"lagging_node_write_rate"`
+	}
+	h.ctl(http.MethodGet, "/config/chaos", nil).decode(t, &state)
+	if state.LaggingNodeWriteRate != 0.5 {
+		t.Errorf("GET /config/chaos does not show lagging_node_write_rate 0.5")
+	}
+	if err := (nssim.Chaos{LaggingNodeWriteRate: 1.5}).Validate(); err == nil {
+		t.Error("a write rate above 1 was accepted")
+	}
+}
