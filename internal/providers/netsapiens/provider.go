@@ -252,10 +252,34 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 
 // Hold implements orchestrator.Provider (guide step 3): the agent's leg,
 // call-term-call-id in the guide's case. Holding twice is harmless, so
-// the request is retried on transient failures.
+// the request is retried on transient failures. A 404 within the
+// visibility window of the transfer's start is unknown (notAppliedYet):
+// the call, older than the transfer, may be one the agent answered a
+// moment ago.
 func (c *Client) Hold(ctx context.Context, t *orchestrator.Transfer) error {
-	return c.do(ctx, request{op: "hold", method: http.MethodPatch,
+	err := c.do(ctx, request{op: "hold", method: http.MethodPatch,
 		path: c.userPath(&t.Request) + "/" + seg(t.Legs.Agent.CallID) + "/hold", safe: true}, nil)
+	return c.notAppliedYet("netsapiens.hold", err, t.CreatedAt)
+}
+
+// notAppliedYet turns a 404 to a write addressed to a call that may be
+// younger than the visibility window (Client.young: since came before
+// the call did) into an unknown outcome, not applied: behind a load
+// balancer, an API node lagging behind the switch may not know the call
+// yet and answer "not found" for a write to it, doing nothing [guess on
+// top of a guess: the notes say nothing of writes]. Taken for the call
+// gone, a hold or a join so answered failed the transfer (call_not_found)
+// and the recovery hung up a consult the target was on. The engine tries
+// an unknown write again, with back-off; once the call is older than the
+// window a 404 is the call gone, as it always was (a party who really
+// hung up is so reported a window later at most). Any other error is
+// returned as it is.
+func (c *Client) notAppliedYet(op string, err error, since time.Time) error {
+	if orchestrator.KindOf(err) != orchestrator.KindCallNotFound || !c.young(since) {
+		return err
+	}
+	return &orchestrator.Error{Op: op, Kind: orchestrator.KindProviderUnavailable, Evidence: orchestrator.EvidenceOf(err),
+		Err: fmt.Errorf("answered \"not found\" a moment after the call began, which an API node that has not seen it yet answers: not applied, tried again: %w", err)}
 }
 
 // Unhold implements orchestrator.Provider. A 404 means the caller's call
@@ -944,6 +968,20 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 		first = consult.Server
 	}
 	path := c.userPath(&t.Request) + "/" + seg(t.Legs.Caller.CallID) + "/transfer"
+	// notJoinedYet: a join answered 404 while the consult is younger than
+	// the visibility window of its dial (the caller's call is older) may
+	// come from an API node that has not seen the consult's session yet,
+	// and did nothing (notAppliedYet). The join is not sent again here;
+	// marked not sent (a 404 joins nothing, which is also why one was
+	// always taken for a refusal), it is owed again, and the engine sends
+	// it after a pause, as it does a join whose lookup failed. Nothing was
+	// applied, so the join sent again is the only one that can take.
+	notJoinedYet := func(err error) error {
+		if err2 := c.notAppliedYet(op, err, t.Sent.Dial); err2 != err {
+			return orchestrator.NotSent(err2)
+		}
+		return err
+	}
 	join := func(host string) error {
 		return c.do(ctx, request{op: "transfer", method: http.MethodPatch, path: path,
 			body: transferBody{Hostname: host, DestinationSessionID: consult.SessionID}}, nil)
@@ -951,7 +989,7 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	err := join(first)
 	var refused *APIError
 	if !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
-		return err
+		return notJoinedYet(err)
 	}
 	if consult.Server == "" && lookup() != nil {
 		return err
@@ -966,7 +1004,7 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	if err2 := join(other); err2 != nil {
 		// The second answer alone says what may have happened: the first
 		// was refused.
-		return fmt.Errorf("naming the other core server %s after %v: %w", other, err, err2)
+		return notJoinedYet(fmt.Errorf("naming the other core server %s after %v: %w", other, err, err2))
 	}
 	return nil
 }
