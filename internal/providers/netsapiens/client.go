@@ -75,7 +75,10 @@ type Config struct {
 	// ended only once the call is that old (the consult's since its dial,
 	// the caller's since the transfer was asked for), and so does a
 	// consult left out of a listing after a hang-up or a join, or of the
-	// join's lookup; before, it is an unknown reading.
+	// join's lookup; before, it is an unknown reading. A hold or a join
+	// answered 404 within it (the hold's call since the transfer was asked
+	// for, the join's consult since its dial) is not applied, unknown, and
+	// sent again (Client.notAppliedYet).
 	VisibilityWindow time.Duration
 	// Now is the clock that judges those ages (default time.Now): the
 	// engine's, whose times the transfer records carry.
