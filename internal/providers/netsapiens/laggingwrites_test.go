@@ -273,3 +273,56 @@ func TestAWriteAnsweredNotFoundIsUnknownWithinTheWindowOnly(t *testing.T) {
 	}
 	joined()
 }
+
+// lagFirst makes the first request for which is reports true served by a
+// lagging API node that serves writes too and does not know calls
+// younger than 30 s by the simulator's clock (stopped by the caller),
+// and every other request by one that has caught up.
+func lagFirst(is writeOf) func(*nssim.Sim, http.Handler) http.Handler {
+	return func(sim *nssim.Sim, h http.Handler) http.Handler {
+		var once sync.Once
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			first := false
+			if is(r.Method, r.URL.Path) {
+				once.Do(func() { first = true })
+			}
+			if !first {
+				h.ServeHTTP(w, r)
+				return
+			}
+			if err := sim.SetChaos(nssim.Chaos{LaggingNodeWriteRate: 1, LaggingNodeAge: 30 * time.Second}, 0); err != nil {
+				panic(err)
+			}
+			h.ServeHTTP(w, r)
+			if err := sim.SetChaos(nssim.Chaos{}, 0); err != nil {
+				panic(err)
+			}
+		})
+	}
+}
+
+// The recovery's unhold of a caller whose call began a moment ago,
+// answered 404 by a lagging node that did nothing: the engine takes the
+// caller for gone only until a reading shows the caller held, then sends
+// the unhold again. No fix was needed: the caller is given back, verified.
+func TestAnUnholdAnsweredNotFoundByALaggingNodeIsSentAgain(t *testing.T) {
+	unhold := isOp(http.MethodPatch, "unhold")
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	h := setupWrapped(t, nssim.Config{Now: clock.Now}, lagFirst(unhold),
+		func(c *orchestrator.Config) { c.VisibilityWindow = 2 * time.Second })
+	orig := h.placeCall(t)
+	tr := h.start(t, orchestrator.CompletionManual, 0)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if _, err := h.eng.Cancel(t.Context(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr = h.end(t, tr.ID)
+	if n := answeredNotFound(h, unhold); n != 1 {
+		t.Fatalf("%d unholds answered 404, want the first one (the lagging node's)", n)
+	}
+	if tr.State != orchestrator.StateCancelled || tr.Outcome.Reason != orchestrator.ReasonCancelled ||
+		!tr.Outcome.CallerRestored || !tr.Outcome.Verified {
+		t.Fatalf("state %s outcome %+v; want cancelled, the caller restored, verified", tr.State, tr.Outcome)
+	}
+	assertRestored(t, h, orig)
+}
