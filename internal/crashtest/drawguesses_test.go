@@ -33,14 +33,14 @@ func TestStormDrawsBothSidesOfReadOtherLeg(t *testing.T) {
 
 // TestStormDrawsEveryListingAndALaggingNode: the storm's seeds run against
 // a PBX that pages its listings either way (with transferd's page size at
-// its own) and one that does not, with and without a lagging API node;
-// seed 1 keeps the defaults.
+// its own) and one that does not, with and without a lagging API node,
+// whose writes lag too or not; seed 1 keeps the defaults.
 func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
 	if g := drawGuesses(1); g.listLimit != 0 || g.ns.ListParams != "" || g.ns.ListPageSize != 0 || g.laggingNode {
 		t.Errorf("seed 1 draws listings %q (page size %d, list limit %d) and lagging node %v, want the defaults",
 			g.ns.ListParams, g.ns.ListPageSize, g.listLimit, g.laggingNode)
 	}
-	listings, lagging := map[string]bool{}, map[bool]bool{}
+	listings, lagging, writes := map[string]bool{}, map[bool]bool{}, map[bool]bool{}
 	for seed := uint64(2); seed < 66; seed++ {
 		g := drawGuesses(seed)
 		paged := g.ns.ListParams != ""
@@ -51,6 +51,10 @@ func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
 		}
 		listings[g.ns.ListParams] = true
 		lagging[g.laggingNode] = true
+		if g.laggingWrites && !g.laggingNode {
+			t.Fatalf("seed %d draws lagging writes without a lagging node", seed)
+		}
+		writes[g.laggingWrites] = true
 	}
 	for _, side := range []string{"", nssim.ListParamsHonoured, nssim.ListParamsStartOnly} {
 		if !listings[side] {
@@ -59,5 +63,8 @@ func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
 	}
 	if !lagging[true] || !lagging[false] {
 		t.Errorf("seeds 2 to 65 draw a lagging node only %v", lagging)
+	}
+	if !writes[true] || !writes[false] {
+		t.Errorf("seeds 2 to 65 draw lagging writes only %v", writes)
 	}
 }

@@ -377,8 +377,9 @@ type stormGuesses struct {
 	// several. 0: the default, one page.
 	listLimit int
 	// laggingNode: some of nssim's reads are served by an API node that
-	// does not know calls younger than stormLaggingNodeAge.
-	laggingNode bool
+	// does not know calls younger than stormLaggingNodeAge; with
+	// laggingWrites, some of its writes too (answered 404, not applied).
+	laggingNode, laggingWrites bool
 }
 
 // stormListLimit is the page size of a storm whose NetSapiens listings are
@@ -396,8 +397,8 @@ const (
 func (g stormGuesses) String() string {
 	ns, _ := json.Marshal(g.ns)
 	bw, _ := json.Marshal(g.bw)
-	return fmt.Sprintf("netsapiens %s, unlisted calls %s, list limit %d, lagging node %v; bandwidth %s, unlisted calls not found %v; provider callbacks %v; join hostname %s",
-		ns, g.nsUnlisted, g.listLimit, g.laggingNode, bw, g.bwUnlistedNotFound, g.callbacks, g.joinHostname)
+	return fmt.Sprintf("netsapiens %s, unlisted calls %s, list limit %d, lagging node %v (writes too %v); bandwidth %s, unlisted calls not found %v; provider callbacks %v; join hostname %s",
+		ns, g.nsUnlisted, g.listLimit, g.laggingNode, g.laggingWrites, bw, g.bwUnlistedNotFound, g.callbacks, g.joinHostname)
 }
 
 // drawGuesses draws the seed's guesses. Those transferd cannot meet are left
@@ -472,8 +473,10 @@ func drawGuesses(seed uint64) stormGuesses {
 	case nssim.ListParamsStartOnly:
 		g.ns.ListParams, g.ns.ListPageSize, g.listLimit = nssim.ListParamsStartOnly, stormListLimit, stormListLimit
 	}
-	// Whether some reads reach a lagging API node, drawn last.
+	// Whether some reads reach a lagging API node, and with it whether
+	// some writes do too, drawn last.
 	g.laggingNode = r.IntN(2) == 0
+	g.laggingWrites = g.laggingNode && r.IntN(2) == 0
 	return g
 }
 
@@ -975,7 +978,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 	})
 	// The guesses as the simulators answered them, defaults filled in.
 	guesses := drawn
-	if err := setUnlisted(ctx, drawn.nsUnlisted, drawn.laggingNode); err != nil {
+	if err := setUnlisted(ctx, drawn.nsUnlisted, drawn.laggingNode, drawn.laggingWrites); err != nil {
 		t.Fatalf("setting nssim's unlisted calls and lagging node: %v", err)
 	}
 	if err := sim(ctx, http.MethodPut, pbxsim.NetSapiensControlPath+"/config/guesses", drawn.ns, &guesses.ns); err != nil {
@@ -1672,9 +1675,9 @@ var handedOut = struct {
 }{addrs: map[string]bool{}}
 
 // setUnlisted sets nssim's chaos knobs of calls read by id before they are
-// listed and of a lagging API node (stormLaggingNodeRate and Age, or off),
-// the others as they are.
-func setUnlisted(ctx context.Context, unlisted string, lagging bool) error {
+// listed and of a lagging API node (stormLaggingNodeRate and Age, or off;
+// with writes, at the same rate), the others as they are.
+func setUnlisted(ctx context.Context, unlisted string, lagging, writes bool) error {
 	path := pbxsim.NetSapiensControlPath + "/config/chaos"
 	var cur map[string]any
 	if err := sim(ctx, http.MethodGet, path, nil, &cur); err != nil {
@@ -1685,6 +1688,9 @@ func setUnlisted(ctx context.Context, unlisted string, lagging bool) error {
 	cur["unlisted_calls"] = unlisted
 	if lagging {
 		cur["lagging_node_rate"], cur["lagging_node_age"] = stormLaggingNodeRate, stormLaggingNodeAge.String()
+	}
+	if writes {
+		cur["lagging_node_write_rate"] = stormLaggingNodeRate
 	}
 	return sim(ctx, http.MethodPut, path, cur, nil)
 }
