@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"sync"
@@ -66,47 +65,9 @@ func TestLongPollsOnOthersTransfersAnswerAsTheShutdownBegins(t *testing.T) {
 		t.Fatalf("fault: %s", resp.Status)
 	}
 
-	url := apiB + "/v1/transfers/" + tr["id"].(string)
-	type answer struct {
-		status int
-		body   map[string]any
-		err    error
-	}
-	poll := func() <-chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Prefer", "wait=600")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				ch <- answer{err: err}
-				return
-			}
-			defer resp.Body.Close()
-			var a answer
-			a.status = resp.StatusCode
-			a.err = json.NewDecoder(resp.Body).Decode(&a.body)
-			ch <- a
-		}()
-		return ch
-	}
-	long := poll()
-	for {
-		probe, _ := send(t, "GET", url, "", "Prefer", "wait=1")
-		if probe.StatusCode == http.StatusTooManyRequests {
-			break // the long poll holds the only wait slot: it waits
-		}
-		select {
-		case a := <-long:
-			if a.status != http.StatusTooManyRequests {
-				t.Fatalf("the long poll answered %d %v, %v before b shut down", a.status, a.body, a.err)
-			}
-			long = poll()
-		default:
-		}
-	}
+	long := waitingLongPoll(t, apiB+"/v1/transfers/"+tr["id"].(string), 600)
 	signalB()
-	var a answer
+	var a pollAnswer
 	select {
 	case a = <-long:
 	// Well within a's consult's ring (the simulator's ring timeout is a

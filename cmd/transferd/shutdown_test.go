@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -85,24 +86,42 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || tr["state"] != "consulting" {
 		t.Fatalf("%s %v", resp.Status, tr)
 	}
-	url := apiB + "/v1/transfers/" + tr["id"].(string)
-	type answer struct {
-		status int
-		body   map[string]any
-		err    error
+	long := waitingLongPoll(t, apiB+"/v1/transfers/"+tr["id"].(string), 60)
+	if err := stopB(); err != nil {
+		t.Fatalf("b's run returned %v", err)
 	}
-	poll := func() <-chan answer {
-		ch := make(chan answer, 1)
+	a := <-long
+	if a.err != nil || a.status != http.StatusOK || a.body["state"] != "consulting" {
+		t.Fatalf("the long poll got %d %v, %v; want 200 with the transfer, consulting", a.status, a.body, a.err)
+	}
+}
+
+// pollAnswer is what a long poll got.
+type pollAnswer struct {
+	status int
+	body   map[string]any
+	err    error
+}
+
+// waitingLongPoll starts a long poll of url (Prefer: wait=wait) and
+// returns its answer's channel once the poll is known to wait: it holds
+// the tenant's only wait slot (TRANSFERD_TENANT_MAX_WAITS=1 in the tests
+// that call it), so a probe of its own is refused 429. A poll refused
+// while a probe held the slot is started again.
+func waitingLongPoll(t *testing.T, url string, wait int) <-chan pollAnswer {
+	t.Helper()
+	poll := func() <-chan pollAnswer {
+		ch := make(chan pollAnswer, 1)
 		go func() {
 			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Prefer", "wait=60")
+			req.Header.Set("Prefer", fmt.Sprintf("wait=%d", wait))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				ch <- answer{err: err}
+				ch <- pollAnswer{err: err}
 				return
 			}
 			defer resp.Body.Close()
-			var a answer
+			var a pollAnswer
 			a.status = resp.StatusCode
 			a.err = json.NewDecoder(resp.Body).Decode(&a.body)
 			ch <- a
@@ -113,23 +132,15 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 	for {
 		probe, _ := send(t, "GET", url, "", "Prefer", "wait=1")
 		if probe.StatusCode == http.StatusTooManyRequests {
-			break // the long poll holds the slot: it waits
+			return long // the long poll holds the slot: it waits
 		}
 		select {
 		case a := <-long:
-			// Refused while the probe held the slot: again.
 			if a.status != http.StatusTooManyRequests {
-				t.Fatalf("the long poll answered %d %v, %v before b shut down", a.status, a.body, a.err)
+				t.Fatalf("the long poll answered %d %v, %v before it could wait", a.status, a.body, a.err)
 			}
 			long = poll()
 		default:
 		}
-	}
-	if err := stopB(); err != nil {
-		t.Fatalf("b's run returned %v", err)
-	}
-	a := <-long
-	if a.err != nil || a.status != http.StatusOK || a.body["state"] != "consulting" {
-		t.Fatalf("the long poll got %d %v, %v; want 200 with the transfer, consulting", a.status, a.body, a.err)
 	}
 }

@@ -30,6 +30,31 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// youngConsult is where the lagging node's tests start: a simulator and
+// an adapter on one stopped clock, the caller's call orig placed a minute
+// before it stopped (old to a lagging node), and tr's consult dialled
+// now (young to it), with a visibility window of window.
+func youngConsult(t *testing.T, trID string, simCfg nssim.Config, window time.Duration) (*fakeClock, *nssim.Sim, *netsapiens.Client, *orchestrator.Transfer, nssim.ActiveCall) {
+	t.Helper()
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	simCfg.Now = clock.Now
+	sim, srv := newSimServer(t, simCfg, nil)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: window, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	return clock, sim, c, tr, orig
+}
+
 // Behind a load balancer, an API node lagging behind the one that listed
 // a call leaves it out of its listing and answers 404 to a read of it by
 // id (nssim's lagging node). Such a 404 for a consult seen a moment ago
@@ -42,21 +67,7 @@ func (c *fakeClock) advance(d time.Duration) {
 func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
 	const trID = "tr_01JLAGGINGNODEXXXXXXXXXXXX0"
 	const window = 5 * time.Second
-	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
-	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.advance(time.Minute) // the caller's call is old; the consult will not be
-	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-		VisibilityWindow: window, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := transferOf(trID, orig)
-	tr.Sent.Dial = clock.Now()
-	dialConsult(t, sim, c, tr)
+	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{}, window)
 	tr.Seen.Consult = true
 	observe := func() (orchestrator.Observation, error) {
 		t.Helper()
@@ -154,21 +165,7 @@ func lagging(t *testing.T, sim *nssim.Sim, on bool) {
 func TestAConsultLeftOutByALaggingNodeAfterTheHangupIsUnknown(t *testing.T) {
 	const trID = "tr_01JLAGGINGHANGUPXXXXXXXXXX0"
 	const window = 5 * time.Second
-	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
-	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.advance(time.Minute)
-	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-		VisibilityWindow: window, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := transferOf(trID, orig)
-	tr.Sent.Dial = clock.Now()
-	dialConsult(t, sim, c, tr)
+	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{}, window)
 	tr.Seen.Consult = true
 	tr.Sent.Hangup = clock.Now() // sent, and (the lagging node's 404) not applied
 	observe := func() (orchestrator.Observation, error) {
@@ -208,21 +205,7 @@ func TestAConsultLeftOutByALaggingNodeAfterTheHangupIsUnknown(t *testing.T) {
 // Within the window a listing without it is unknown, and nothing is sent.
 func TestAJoinedCallLeftOutByALaggingNodeIsNotHungUp(t *testing.T) {
 	const trID = "tr_01JLAGGINGJOINXXXXXXXXXXXX0"
-	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult}, nil)
-	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.advance(time.Minute)
-	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-		VisibilityWindow: 5 * time.Second, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := transferOf(trID, orig)
-	tr.Sent.Dial = clock.Now()
-	dialConsult(t, sim, c, tr)
+	clock, sim, c, tr, orig := youngConsult(t, trID, nssim.Config{JoinKeeps: nssim.JoinKeepsConsult}, 5*time.Second)
 	if err := c.Complete(context.Background(), tr); err != nil {
 		t.Fatal(err)
 	}
@@ -291,23 +274,9 @@ func TestATargetHangingUpBehindALaggingNodeIsTargetHungUp(t *testing.T) {
 func TestAJoinsLookupLeftOutByALaggingNodeIsTriedAgain(t *testing.T) {
 	const trID = "tr_01JLAGGINGLOOKUPXXXXXXXXXX0"
 	const window = 5 * time.Second
-	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now}, nil)
-	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.advance(time.Minute)
-	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-		VisibilityWindow: window, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := transferOf(trID, orig)
-	tr.Sent.Dial = clock.Now()
-	dialConsult(t, sim, c, tr)
+	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{}, window)
 	lagging(t, sim, true)
-	err = c.Complete(context.Background(), tr)
+	err := c.Complete(context.Background(), tr)
 	if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || !errors.Is(err, orchestrator.ErrNotSent) {
 		t.Fatalf("join on a lagging node's listing: %v (kind %v), want unknown and not sent", err, orchestrator.KindOf(err))
 	}
@@ -331,21 +300,7 @@ func TestAJoinsLookupLeftOutByALaggingNodeIsTriedAgain(t *testing.T) {
 // has caught up.
 func TestACallerJoinedIntoAYoungSessionLeftOutByALaggingNodeIsUnknown(t *testing.T) {
 	const trID = "tr_01JLAGGINGJOINEDXXXXXXXXXX0"
-	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-	sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult}, nil)
-	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.advance(time.Minute)
-	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-		VisibilityWindow: 5 * time.Second, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := transferOf(trID, orig)
-	tr.Sent.Dial = clock.Now()
-	dialConsult(t, sim, c, tr)
+	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{JoinKeeps: nssim.JoinKeepsConsult}, 5*time.Second)
 	tr.Seen.Consult = true
 	if err := c.Complete(context.Background(), tr); err != nil {
 		t.Fatal(err)
