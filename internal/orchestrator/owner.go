@@ -49,7 +49,12 @@ func (e *Engine) Open(ctx context.Context) error {
 		// although its answer was lost: this process's own.
 		live = !expired && !failed
 		if !expired {
-			e.tookOver = at // a look for orphans at most costs a query
+			// From the answer, not from at: the process whose heartbeat
+			// this took over may have renewed it while this write was on
+			// its way, stamped later than at, and sends until a heartbeat
+			// TTL (less the margin) after that stamp. A look for orphans
+			// at most costs a query.
+			e.tookOver = e.now()
 		}
 		e.renewLease(at, false)
 		return nil
