@@ -115,12 +115,19 @@ type rowKey struct{ session, orig, term string }
 // gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
 	path := "/domains/" + seg(domain) + "/calls"
-	var seen map[rowKey]struct{}
-	offset := 0
+	var seen, prev map[rowKey]struct{} // every row read; the rows of the page read last
+	offset, again := 0, false
+	// A later page is asked from one row back, the last of the page
+	// before: one that does not begin with a row of that page may have
+	// skipped one. (Pages of one row cannot overlap and still go on.)
+	back := 0
+	if c.listLimit > 1 {
+		back = 1
+	}
 	for page := 0; page < c.listPages; page++ {
 		q := "?limit=" + strconv.Itoa(c.listLimit)
 		if offset > 0 {
-			q += "&start=" + strconv.Itoa(offset)
+			q += "&start=" + strconv.Itoa(offset-back)
 		}
 		var rows listing
 		err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
@@ -134,32 +141,57 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 		if err != nil {
 			return nil, nil, err
 		}
-		if page == 0 {
-			calls = rows
-		} else {
-			// A row met on an earlier page is not listed twice: a call
-			// that started meanwhile moves the rows after it one on.
-			fresh := 0
-			for _, ac := range rows {
-				if _, dup := seen[keyOf(&ac)]; !dup {
-					calls = append(calls, ac)
-					fresh++
-				}
+		// A row met before is not listed twice: a call that started
+		// meanwhile moves the rows after it one on.
+		fresh := 0
+		for _, ac := range rows {
+			if _, dup := seen[keyOf(&ac)]; !dup {
+				calls = append(calls, ac)
+				fresh++
 			}
-			if fresh == 0 && len(rows) >= c.listLimit {
+		}
+		shifted := false
+		if offset > 0 {
+			// A call of an earlier page that ended meanwhile moved the rows
+			// after it one back, and the row first on the next page was
+			// then on the page read already: asked from where that page
+			// ended, neither request returned it, and the call was not
+			// listed (after a join, the hang-up disconnected by our
+			// call-id the caller's call with the target). Rows keep their
+			// order, so a page that begins with a row of the page before
+			// skipped none; one that does not (or is empty) is read again
+			// from the start, what was read kept. Read again, a full page
+			// of rows met before is no PBX answering its first page again.
+			if shifted = back > 0 && len(rows) == 0; back > 0 && !shifted {
+				_, begins := prev[keyOf(&rows[0])]
+				shifted = !begins
+			}
+			if !shifted && !again && fresh == 0 && len(rows) >= c.listLimit {
 				return calls, c.countCovers(ctx, path, len(calls)), nil
 			}
 		}
-		if len(rows) < c.listLimit {
+		if !shifted && len(rows) < c.listLimit {
 			return calls, nil, nil
 		}
 		if seen == nil {
 			seen = make(map[rowKey]struct{}, 2*len(rows))
 		}
+		if prev == nil {
+			prev = make(map[rowKey]struct{}, len(rows))
+		}
+		clear(prev)
 		for i := range rows {
 			seen[keyOf(&rows[i])] = struct{}{}
+			prev[keyOf(&rows[i])] = struct{}{}
 		}
-		offset += len(rows)
+		switch {
+		case shifted:
+			offset, again = 0, true
+		case offset > 0:
+			offset += len(rows) - back
+		default:
+			offset = len(rows)
+		}
 	}
 	return calls, fmt.Errorf("%w (%d pages of %d calls read, the last full)", errListingCut, c.listPages, c.listLimit), nil
 }
