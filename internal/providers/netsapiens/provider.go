@@ -110,8 +110,8 @@ type rowKey struct{ session, orig, term string }
 // before (a PBX that ignores start answers its first page again; nothing
 // is read twice, and the loop ends). Such a PBX may have answered every
 // call each time, or the same page of a longer listing: the domain's
-// count tells, and a listing that shows at least as many calls as the
-// count is whole. What a cut listing does not show is unknown, never
+// count tells, and a page read after it that shows at least as many
+// calls as the count is whole (answeredAgain). What a cut listing does not show is unknown, never
 // gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
 	path := "/domains/" + seg(domain) + "/calls"
@@ -167,7 +167,7 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 				shifted = !begins
 			}
 			if !shifted && !again && fresh == 0 && len(rows) >= c.listLimit {
-				return calls, c.countCovers(ctx, path, len(calls)), nil
+				return c.answeredAgain(ctx, path+q, calls, seen)
 			}
 		}
 		if !shifted && len(rows) < c.listLimit {
@@ -198,23 +198,45 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 
 func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, ac.TermCallID} }
 
-// countCovers asks the domain's count whether a listing that shows n
-// calls, of a PBX that answered a page again, is whole: nil when it is,
-// else why it may not be.
-func (c *Client) countCovers(ctx context.Context, path string, n int) error {
+// answeredAgain tells whether the listing of a PBX that answered a page
+// again (calls, the rows read so far) is whole: it answered every call
+// each time, or the same page of a longer listing. The domain's count
+// tells, held against that page read once more after it: the PBX showed
+// every call when it shows at least as many as were counted. (Held
+// against every row read, a call of the first page that ended meanwhile
+// still counted, and stood for a call never read: the listing looked
+// whole, and that call not listed. Rows keep their order, so a call up
+// when counted that the page read after does not show has as many rows
+// before it as the page holds: the count was more.) query is the page's.
+func (c *Client) answeredAgain(ctx context.Context, query string, calls []activeCall, seen map[rowKey]struct{}) ([]activeCall, error, error) {
+	path, _, _ := strings.Cut(query, "?")
 	var count struct {
 		Total *int `json:"total"`
 	}
 	err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w (the PBX answered a page again, and the count could not be read: %v)", errListingCut, err)
+		return calls, fmt.Errorf("%w (the PBX answered a page again, and the count could not be read: %v)", errListingCut, err), nil
 	case count.Total == nil:
-		return fmt.Errorf("%w (the PBX answered a page again, and the count showed no total)", errListingCut)
-	case *count.Total > n:
-		return fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, n, *count.Total)
+		return calls, fmt.Errorf("%w (the PBX answered a page again, and the count showed no total)", errListingCut), nil
 	}
-	return nil
+	var rows listing
+	if err := c.do(ctx, request{op: "list_calls", method: http.MethodGet, path: query, safe: true, maxBody: maxListing}, &rows); err != nil {
+		if orchestrator.KindOf(err) == orchestrator.KindCallNotFound { // as listDomain's
+			err = &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
+				Evidence: orchestrator.EvidenceOf(err)}
+		}
+		return nil, nil, err
+	}
+	for _, ac := range rows {
+		if _, dup := seen[keyOf(&ac)]; !dup {
+			calls = append(calls, ac)
+		}
+	}
+	if *count.Total > len(rows) {
+		return calls, fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, len(rows), *count.Total), nil
+	}
+	return calls, nil, nil
 }
 
 // cutErr is the error of a reader that cannot know what it looks for
