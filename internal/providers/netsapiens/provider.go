@@ -115,19 +115,21 @@ type rowKey struct{ session, orig, term string }
 // gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
 	path := "/domains/" + seg(domain) + "/calls"
-	var seen, prev map[rowKey]struct{} // every row read; the rows of the page read last
-	offset, again := 0, false
+	// seen holds every row read, true for a row of a page that began
+	// with one read before (or of the first): no row up to it was
+	// skipped.
+	var seen map[rowKey]bool
 	// A later page is asked from one row back, the last of the page
-	// before: one that does not begin with a row of that page may have
-	// skipped one. (Pages of one row cannot overlap and still go on.)
+	// before. (Pages of one row cannot overlap and still go on.)
 	back := 0
 	if c.listLimit > 1 {
 		back = 1
 	}
+	start, again, stepBack := 0, false, 1
 	for page := 0; page < c.listPages; page++ {
 		q := "?limit=" + strconv.Itoa(c.listLimit)
-		if offset > 0 {
-			q += "&start=" + strconv.Itoa(offset-back)
+		if start > 0 {
+			q += "&start=" + strconv.Itoa(start)
 		}
 		var rows listing
 		err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
@@ -150,48 +152,43 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 				fresh++
 			}
 		}
-		shifted := false
-		if offset > 0 {
-			// A call of an earlier page that ended meanwhile moved the rows
-			// after it one back, and the row first on the next page was
-			// then on the page read already: asked from where that page
-			// ended, neither request returned it, and the call was not
-			// listed (after a join, the hang-up disconnected by our
-			// call-id the caller's call with the target). Rows keep their
-			// order, so a page that begins with a row of the page before
-			// skipped none; one that does not (or is empty) is read again
-			// from the start, what was read kept. Read again, a full page
-			// of rows met before is no PBX answering its first page again.
-			if shifted = back > 0 && len(rows) == 0; back > 0 && !shifted {
-				_, begins := prev[keyOf(&rows[0])]
-				shifted = !begins
-			}
-			if !shifted && !again && fresh == 0 && len(rows) >= c.listLimit {
-				return c.answeredAgain(ctx, path+q, calls, seen)
-			}
+		if seen == nil {
+			seen = make(map[rowKey]bool, 2*len(rows))
 		}
-		if !shifted && len(rows) < c.listLimit {
+		// A call of an earlier page that ended meanwhile moved the rows
+		// after it one back, and the row first on the next page was then
+		// on the page read already: asked from where that page ended,
+		// neither request returned it, and the call was not listed (after
+		// a join, the hang-up disconnected by our call-id the caller's
+		// call with the target). Rows keep their order, so a page that
+		// begins with a row of a page so checked skipped none; one that
+		// does not (or is empty) is asked again from further back (one
+		// row, then two more, four...), its rows kept. Going back by the
+		// rows shifted, rather than from the first page again, a busy
+		// domain whose calls end all the time is still read whole within
+		// the pages allowed. Read again, a full page of rows met before
+		// is no PBX answering its first page again.
+		if start > 0 && back > 0 && (len(rows) == 0 || !seen[keyOf(&rows[0])]) {
+			for i := range rows {
+				if _, dup := seen[keyOf(&rows[i])]; !dup {
+					seen[keyOf(&rows[i])] = false
+				}
+			}
+			start, again = max(0, start-stepBack), true
+			stepBack *= 2
+			continue
+		}
+		stepBack = 1
+		if start > 0 && !again && fresh == 0 && len(rows) >= c.listLimit {
+			return c.answeredAgain(ctx, path+q, calls, seen)
+		}
+		if len(rows) < c.listLimit {
 			return calls, nil, nil
 		}
-		if seen == nil {
-			seen = make(map[rowKey]struct{}, 2*len(rows))
-		}
-		if prev == nil {
-			prev = make(map[rowKey]struct{}, len(rows))
-		}
-		clear(prev)
 		for i := range rows {
-			seen[keyOf(&rows[i])] = struct{}{}
-			prev[keyOf(&rows[i])] = struct{}{}
+			seen[keyOf(&rows[i])] = true
 		}
-		switch {
-		case shifted:
-			offset, again = 0, true
-		case offset > 0:
-			offset += len(rows) - back
-		default:
-			offset = len(rows)
-		}
+		start += len(rows) - back
 	}
 	return calls, fmt.Errorf("%w (%d pages of %d calls read, the last full)", errListingCut, c.listPages, c.listLimit), nil
 }
@@ -208,7 +205,7 @@ func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, a
 // whole, and that call not listed. Rows keep their order, so a call up
 // when counted that the page read after does not show has as many rows
 // before it as the page holds: the count was more.) query is the page's.
-func (c *Client) answeredAgain(ctx context.Context, query string, calls []activeCall, seen map[rowKey]struct{}) ([]activeCall, error, error) {
+func (c *Client) answeredAgain(ctx context.Context, query string, calls []activeCall, seen map[rowKey]bool) ([]activeCall, error, error) {
 	path, _, _ := strings.Cut(query, "?")
 	var count struct {
 		Total *int `json:"total"`

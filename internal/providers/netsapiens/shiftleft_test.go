@@ -147,3 +147,67 @@ func rowShiftedBack(t *testing.T, simCfg nssim.Config, others int) {
 		t.Fatalf("the caller's call ended: %+v", sim.Truth().Ended)
 	}
 }
+
+// In a busy domain calls end all the time, and a page shifted back is the
+// rule, not the exception: here a call ends before every other page asked
+// past the first. Read again from the first page at every shift, the
+// listing never reached its end within the pages allowed, and every
+// reading of the domain was unknown (the agent's call never located).
+// Asked again from a row or a few further back, it is read whole.
+func TestABusyDomainIsReadWholeThoughRowsShiftBack(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		asked int
+		ends  []string
+	)
+	sim, srv := newSimServer(t, nssim.Config{ListPageSize: 4},
+		func(sim *nssim.Sim, next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/calls") && r.URL.Query().Get("start") != "" {
+					mu.Lock()
+					asked++
+					var end string
+					if asked%2 == 1 && len(ends) > 0 {
+						end, ends = ends[0], ends[1:]
+					}
+					mu.Unlock()
+					if end != "" {
+						if err := sim.Hangup(end, "orig"); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+				next.ServeHTTP(w, r)
+			})
+		})
+	for i := 0; i < 12; i++ {
+		ac, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: fmt.Sprintf("20%02d", i),
+			From: fmt.Sprintf("155555500%02d", i), To: "11111111111"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends = append(ends, ac.SessionID)
+	}
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		ListLimit: 4, ListPages: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &orchestrator.Transfer{ID: "tr_01JBUSYDOMAINXXXXXXXXXXXXX0", Request: orchestrator.Request{Provider: netsapiens.Name,
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+	legs, err := c.Locate(context.Background(), tr)
+	if err != nil {
+		t.Fatalf("locate in a busy domain: %v", err)
+	}
+	if legs.Caller.CallID != orig.OrigCallID {
+		t.Fatalf("located caller %+v, want %s", legs.Caller, orig.OrigCallID)
+	}
+	if mu.Lock(); len(ends) == 12 {
+		t.Error("no call ended while the listing was read")
+	}
+	mu.Unlock()
+}
