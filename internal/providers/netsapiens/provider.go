@@ -111,12 +111,12 @@ type rowKey struct{ session, orig, term string }
 // is read twice, and the loop ends). Such a PBX may have answered every
 // call each time, or the same page of a longer listing: the domain's
 // count tells, and a page read after it that shows at least as many
-// calls as the count is whole (answeredAgain). What a cut listing does not show is unknown, never
-// gone: its readers say so.
+// calls as the count is whole (answeredAgain). What a cut listing does
+// not show is unknown, never gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
 	path := "/domains/" + seg(domain) + "/calls"
-	// seen holds every row read, true for a row of a page that began
-	// with one read before (or of the first): no row up to it was
+	// seen holds every row read, true for a row of the first page or of
+	// a page that began with a row marked true: no row up to it was
 	// skipped.
 	var seen map[rowKey]bool
 	// A later page is asked from one row back, the last of the page
