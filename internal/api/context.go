@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -129,6 +130,26 @@ func sendsEvery(q url.Values, names ...string) bool {
 		}
 	}
 	return true
+}
+
+// listParams checks a list's query parameters: each is repeatable or one
+// of others, given once unless it is repeatable, and not empty, except in
+// a request of the Go client of earlier releases (sendsEvery of others),
+// which it reports. What is wrong goes into bad, naming the parameter.
+func listParams(q url.Values, bad map[string]string, repeatable string, others ...string) (earlier bool) {
+	earlier = sendsEvery(q, others...)
+	for name, vs := range q {
+		switch {
+		case name != repeatable && !slices.Contains(others, name):
+			bad[name] = "is not a known query parameter"
+		case slices.Contains(vs, "") && !earlier:
+			bad[name] = emptyParam
+		case len(vs) > 1 && name != repeatable:
+			// Only the first would count: the rest would be ignored.
+			bad[name] = "is given more than once"
+		}
+	}
+	return earlier
 }
 
 // query parses the request's query string. url.URL.Query drops a pair it

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,23 +141,7 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 		if c := q.Get("cursor"); c != "" && !parseDeliveryCursor(ids, c, &f) {
 			bad["cursor"] = "is not a cursor returned by this API to this tenant"
 		}
-		earlier := sendsEvery(q, "transfer_id", "limit", "cursor")
-		for name, vs := range q {
-			switch name {
-			case "status", "transfer_id", "limit", "cursor":
-			default:
-				bad[name] = "is not a known query parameter"
-				continue
-			}
-			if slices.Contains(vs, "") && !earlier {
-				bad[name] = emptyParam
-				continue
-			}
-			if len(vs) > 1 && name != "status" {
-				// Only the first would count: the rest would be ignored.
-				bad[name] = "is given more than once"
-			}
-		}
+		listParams(q, bad, "status", "transfer_id", "limit", "cursor")
 		if len(bad) > 0 {
 			writeProblem(w, r, fieldProblem(probValidation, bad))
 			return

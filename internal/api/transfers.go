@@ -448,26 +448,10 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 				bad["provider"] = fmt.Sprintf("%q is not a configured provider; one of %v", p, names)
 			}
 		}
-		earlier := sendsEvery(q, "provider", "limit", "cursor", "external_id", "domain", "user", "call_id", "target", "created_after", "created_before")
-		for name, vs := range q {
-			switch name {
-			case "state", "provider", "limit", "cursor",
-				"external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
-			default:
-				bad[name] = "is not a known query parameter"
-				continue
-			}
-			if slices.Contains(vs, "") && !earlier {
-				bad[name] = emptyParam
-				continue
-			}
-			if len(vs) > 1 && name != "state" {
-				// Only the first would count: the rest would be ignored.
-				bad[name] = "is given more than once"
-				continue
-			}
-			switch name {
-			case "external_id", "domain", "user", "call_id", "target", "created_after", "created_before":
+		filters := []string{"external_id", "domain", "user", "call_id", "target", "created_after", "created_before"}
+		earlier := listParams(q, bad, "state", append([]string{"provider", "limit", "cursor"}, filters...)...)
+		for _, name := range filters {
+			if _, given := q[name]; given && bad[name] == "" {
 				listFilter(&f, name, q.Get(name), earlier, bad)
 			}
 		}
