@@ -18,19 +18,9 @@ import (
 // replica b's own transfer holds its engine's shutdown until a second
 // signal.
 func TestLongPollsOnOthersTransfersAnswerAsTheShutdownBegins(t *testing.T) {
-	t.Setenv("TRANSFERD_DATABASE_URL", testDatabase(t).String())
-	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
-	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
 	// a's consult rings on for longer than the test.
 	t.Setenv("TRANSFERD_CONSULT_TIMEOUT", "5m")
-	t.Setenv("TRANSFERD_INSTANCE_ID", "a")
-	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
-	logsA, stopA := runInBackground()
-	t.Cleanup(func() { _ = stopA() })
-	apiA := "http://" + logsA.wait(t, msg("listening"))["addr"].(string)
-	simA := logsA.wait(t, func(m map[string]any) bool { return m["simulator"] != nil })["simulator"].(string)
+	apiA, simA := replicaA(t)
 	// b's shutdown ends only by a second signal (force).
 	t.Setenv("TRANSFERD_INSTANCE_ID", "b")
 	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "1h")

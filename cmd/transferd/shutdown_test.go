@@ -58,18 +58,8 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 // TRANSFERD_SHUTDOWN_TIMEOUT, then cut the connection, and the client got
 // no answer at all.
 func TestShutdownAnswersLongPolls(t *testing.T) {
-	t.Setenv("TRANSFERD_DATABASE_URL", testDatabase(t).String())
-	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
-	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
-	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
 	// Replica a drives the transfer.
-	t.Setenv("TRANSFERD_INSTANCE_ID", "a")
-	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
-	logsA, stopA := runInBackground()
-	t.Cleanup(func() { _ = stopA() })
-	apiA := "http://" + logsA.wait(t, msg("listening"))["addr"].(string)
-	simA := logsA.wait(t, func(m map[string]any) bool { return m["simulator"] != nil })["simulator"].(string)
+	apiA, simA := replicaA(t)
 	// Replica b serves the long poll. One wait slot: a second long poll
 	// refused with 429 tells that the first is waiting.
 	t.Setenv("TRANSFERD_INSTANCE_ID", "b")
@@ -143,4 +133,24 @@ func waitingLongPoll(t *testing.T, url string, wait int) <-chan pollAnswer {
 		default:
 		}
 	}
+}
+
+// replicaA starts replica a of the two-replica shutdown tests, on a fresh
+// PostgreSQL database with fast polling and a 20 s shutdown, and returns
+// its API's and its simulator's addresses. The environment it sets stays
+// for replica b, which the test starts next under another instance id.
+func replicaA(t *testing.T) (api, sim string) {
+	t.Helper()
+	t.Setenv("TRANSFERD_DATABASE_URL", testDatabase(t).String())
+	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
+	t.Setenv("TRANSFERD_POLL_INTERVAL", "5ms")
+	t.Setenv("TRANSFERD_POLL_MAX_INTERVAL", "20ms")
+	t.Setenv("TRANSFERD_INSTANCE_ID", "a")
+	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "20s")
+	logsA, stopA := runInBackground()
+	t.Cleanup(func() { _ = stopA() })
+	apiA := "http://" + logsA.wait(t, msg("listening"))["addr"].(string)
+	simA := logsA.wait(t, func(m map[string]any) bool { return m["simulator"] != nil })["simulator"].(string)
+	return apiA, simA
 }

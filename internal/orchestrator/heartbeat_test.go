@@ -1,6 +1,7 @@
 package orchestrator_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,18 +23,25 @@ import (
 // replica builds an engine named owner on a shared store and provider.
 func replica(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
 	t.Helper()
-	e, err := orchestrator.New(orchestrator.Config{
-		// Long enough that a heartbeat late by a scheduling hiccup (-race,
-		// a busy machine) ends no lease: steps would pause, or those in
-		// flight end (see TestLeaseRunningOutCancelsTheStepInFlight).
-		Owner: owner, LeaseTTL: 2 * time.Second,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		// A process that died mid-step may have sent its request until
-		// StepTimeout after the step began: recovery waits that long.
-		StepTimeout: time.Second,
-		CrashPoint:  crash,
-	}, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
+	// Long enough that a heartbeat late by a scheduling hiccup (-race, a
+	// busy machine) ends no lease: steps would pause, or those in flight
+	// end (see TestLeaseRunningOutCancelsTheStepInFlight).
+	return replicaWith(t, orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, CrashPoint: crash}, store, f)
+}
+
+// replicaWith builds an engine of cfg on a shared store and provider,
+// with the replica tests' fast polling and short patience where cfg sets
+// none, and shuts it down when the test ends.
+func replicaWith(t *testing.T, cfg orchestrator.Config, store orchestrator.Store, f *orchestratortest.Fake) *orchestrator.Engine {
+	t.Helper()
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Millisecond)
+	cfg.PollMaxInterval = cmp.Or(cfg.PollMaxInterval, 20*time.Millisecond)
+	cfg.VerifyTimeout = cmp.Or(cfg.VerifyTimeout, 200*time.Millisecond)
+	cfg.VisibilityWindow = cmp.Or(cfg.VisibilityWindow, 50*time.Millisecond)
+	// A process that died mid-step may have sent its request until
+	// StepTimeout after the step began: recovery waits that long.
+	cfg.StepTimeout = cmp.Or(cfg.StepTimeout, time.Second)
+	e, err := orchestrator.New(cfg, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -96,21 +93,7 @@ func TestShutdownEndsTheHeartbeat(t *testing.T) {
 // leaseReplica is replica with a lease TTL of its own.
 func leaseReplica(t *testing.T, owner string, store orchestrator.Store, f *orchestratortest.Fake, ttl time.Duration) *orchestrator.Engine {
 	t.Helper()
-	e, err := orchestrator.New(orchestrator.Config{
-		Owner: owner, LeaseTTL: ttl,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond,
-		StepTimeout: time.Second,
-	}, store, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	return e
+	return replicaWith(t, orchestrator.Config{Owner: owner, LeaseTTL: ttl}, store, f)
 }
 
 func transferIDs(ts []*orchestrator.Transfer) []string {

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -60,20 +57,7 @@ func TestTakeoverWaitsFromTheAnswerOfItsWrite(t *testing.T) {
 	}
 	set := func(d time.Duration) { off.Store(int64(d)) }
 	engine := func(s orchestrator.Store, f *orchestratortest.Fake) *orchestrator.Engine {
-		e, err := orchestrator.New(orchestrator.Config{
-			Owner: "x", LeaseTTL: ttl, Clock: clock,
-			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-			VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second,
-		}, s, []orchestrator.Provider{f}, zerolog.Nop(), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		})
-		return e
+		return replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: ttl, Clock: clock}, s, f)
 	}
 	mem := memory.New()
 	fake := orchestratortest.NewFake("fake")

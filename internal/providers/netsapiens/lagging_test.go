@@ -30,6 +30,19 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// observer returns a function that reads tr's calls through c and
+// observes tr in that reading, failing the test if the reading fails.
+func observer(t *testing.T, c *netsapiens.Client, tr *orchestrator.Transfer) func() (orchestrator.Observation, error) {
+	return func() (orchestrator.Observation, error) {
+		t.Helper()
+		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Observe(tr)
+	}
+}
+
 // youngConsult is where the lagging node's tests start: a simulator and
 // an adapter on one stopped clock, the caller's call orig placed a minute
 // before it stopped (old to a lagging node), and tr's consult dialled
@@ -69,14 +82,7 @@ func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
 	const window = 5 * time.Second
 	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{}, window)
 	tr.Seen.Consult = true
-	observe := func() (orchestrator.Observation, error) {
-		t.Helper()
-		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.Observe(tr)
-	}
+	observe := observer(t, c, tr)
 	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
 		t.Fatalf("observation %+v, %v: want the consult shown", obs, err)
 	}
@@ -168,14 +174,7 @@ func TestAConsultLeftOutByALaggingNodeAfterTheHangupIsUnknown(t *testing.T) {
 	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{}, window)
 	tr.Seen.Consult = true
 	tr.Sent.Hangup = clock.Now() // sent, and (the lagging node's 404) not applied
-	observe := func() (orchestrator.Observation, error) {
-		t.Helper()
-		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.Observe(tr)
-	}
+	observe := observer(t, c, tr)
 	lagging(t, sim, true)
 	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
 		t.Fatalf("observation %+v, %v: want an unknown reading, not the consult ended", obs, err)
@@ -311,14 +310,7 @@ func TestACallerJoinedIntoAYoungSessionLeftOutByALaggingNodeIsUnknown(t *testing
 		t.Fatal(err)
 	}
 	tr.Sent.Join = clock.Now()
-	observe := func() (orchestrator.Observation, error) {
-		t.Helper()
-		v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.Observe(tr)
-	}
+	observe := observer(t, c, tr)
 	lagging(t, sim, true)
 	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
 		t.Fatalf("observation %+v, %v: want an unknown reading, not the caller gone", obs, err)
