@@ -32,3 +32,22 @@ func TestAnAgentHangupHeldBackIsSentAgainBeforeTheTransferCompletes(t *testing.T
 		t.Errorf("last step %s %s, want hangup_agent succeeded", last.Name, last.Status)
 	}
 }
+
+// The same hang-up answered with a provider error that may go away (a
+// 500 or a dropped connection on each of the adapter's attempts) went
+// into the outcome's detail, and the transfer completed with the agent's
+// call up alone in a bridge of ours (the storm's invariant (f), CI seed 3).
+// It is sent again, within the step's patience, before the transfer
+// completes; a refusal still goes into the detail.
+func TestAnAgentHangupThatFailedForNowIsSentAgainBeforeTheTransferCompletes(t *testing.T) {
+	fake := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
+	fake.FailOn(orchestratortest.MethodHangupAgent, orchestrator.E("fake.HangupAgent",
+		orchestrator.KindProviderUnavailable, errors.New("HTTP 500 internal-server-error")), 1)
+	_, _, tr := completeOneWith(t, fake)
+	if got, want := fake.ActionsFor(tr.ID), []string{locate, hold, dial, complete, orchestratortest.MethodHangupAgent, orchestratortest.MethodHangupAgent}; !slices.Equal(got, want) {
+		t.Errorf("actions %q, want %q: the failed hang-up sent again", got, want)
+	}
+	if d := tr.Outcome.Detail; strings.Contains(d, "could not be hung up") {
+		t.Errorf("outcome detail %q: the agent's call was left up", d)
+	}
+}

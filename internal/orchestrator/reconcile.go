@@ -1503,7 +1503,12 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 	if en.lost {
 		return "", true, 0
 	}
-	if errors.Is(err, errUnsaved) || (errors.Is(err, ErrNotSent) && e.patient(en)) {
+	// Held back before it went out, or failed for a reason that may go
+	// away (a 5xx on each of the adapter's attempts): sent again, within
+	// the step's patience, before the transfer completes. Completed
+	// first, the agent's call stayed up alone in the consult bridge, and
+	// nothing sent the hang-up again. A refusal goes into the detail.
+	if errors.Is(err, errUnsaved) || ((errors.Is(err, ErrNotSent) || transient(err)) && e.patient(en)) {
 		if e.save(ctx, en); en.lost {
 			return "", true, 0
 		}
