@@ -563,14 +563,39 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 }
 
 // confirmsConsult reports whether t's consult, when not listed, is read by
-// its call-id before the reading counts (confirmCallers): it was seen, and
-// no join was sent; nor a hang-up, unless the consult is younger than the
-// visibility window (young): an API node lagging behind leaves it out of
-// a listing whether the hang-up took or not (one such node may have
-// answered the hang-up's DELETE 404 too), and the recovery took that
-// listing for the consult ended and verified it with the consult up.
+// its call-id before the reading counts (confirmCallers), while no join
+// was sent (after it, the consult's absence is what is expected, and our
+// call-id may name the caller's call):
+//
+//   - before a hang-up, once a reading showed it: a listing that leaves it
+//     out once (a row rewritten as the target answers) ended a consult
+//     that was up, and said the target hung up;
+//   - after a hang-up, once it was seen, or once its dial is older than
+//     the visibility window (young). Within the window, an API node
+//     lagging behind leaves it out of a listing whether the hang-up took
+//     or not (one such node may have answered the hang-up's DELETE 404
+//     too), and the recovery took that listing for the consult ended and
+//     verified it with the consult up. Past it, a consult never seen is
+//     owed by the tombstone (a leg that appears late), which took a
+//     listing that did not show it for no leg alive: a listing that looks
+//     whole may still leave a call out (a PBX paging by a size of its own
+//     below TRANSFERD_NETSAPIENS_LIST_LIMIT answers a short first page, the
+//     end of the listing as far as a client can tell), and a consult whose
+//     hang-up was answered 404 before it could be addressed, and that the
+//     target answered, stayed up, the agent talking to the target of a
+//     cancelled transfer. Read by its call-id once, a 404 past the window
+//     is the consult gone (remembered: not read again).
+//
+// Before a hang-up, a consult not seen yet is not read: it is expected to
+// be listed later, and the engine waits the visibility window for it.
 func confirmsConsult(t *orchestrator.Transfer, young func(time.Time) bool) bool {
-	return t.Seen.Consult && t.Sent.Join.IsZero() && (t.Sent.Hangup.IsZero() || (young != nil && young(t.Sent.Dial)))
+	switch {
+	case !t.Sent.Join.IsZero():
+		return false
+	case t.Sent.Hangup.IsZero() || t.Seen.Consult:
+		return t.Seen.Consult
+	}
+	return !t.Sent.Dial.IsZero() && (young == nil || !young(t.Sent.Dial))
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
