@@ -163,11 +163,21 @@ func keyHash(key string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// tenantsEnv is env without the provider variables and TRANSFERD_AUTH,
-// which a tenants file replaces.
+// tenantsEnv is env without the provider accounts' variables and
+// TRANSFERD_AUTH, which a tenants file replaces. The settings that apply
+// to every account stay: dropped with the accounts, the storm's list
+// limit, drawn to match a PBX that pages by 7 rows of its own, never
+// reached a storm whose accounts are in files, and transferd asked for
+// 100 rows, took a first page of 7 for the whole listing and failed a
+// third of the transfers call_not_found.
 func tenantsEnv(env []string) []string {
 	var out []string
 	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "TRANSFERD_NETSAPIENS_LIST_LIMIT" || name == "TRANSFERD_BANDWIDTH_MAX_RATE_LIMIT_WAIT" {
+			out = append(out, kv)
+			continue
+		}
 		if strings.HasPrefix(kv, "TRANSFERD_NETSAPIENS_") || strings.HasPrefix(kv, "TRANSFERD_BANDWIDTH_") || strings.HasPrefix(kv, "TRANSFERD_AUTH=") {
 			continue
 		}
