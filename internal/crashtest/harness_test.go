@@ -331,11 +331,7 @@ type transfer struct {
 		Agent   legRef `json:"agent"`
 		Consult legRef `json:"consult"`
 	} `json:"legs"`
-	Steps []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-		Detail string `json:"detail"`
-	} `json:"steps"`
+	Steps   []step `json:"steps"`
 	Outcome *struct {
 		Reason         string `json:"reason"`
 		CallerRestored bool   `json:"caller_restored"`
@@ -344,6 +340,13 @@ type transfer struct {
 		Detail         string `json:"detail"`
 	} `json:"outcome"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// step is one of a transfer's steps.
+type step struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
 }
 
 func (tr *transfer) terminal() bool {
