@@ -567,35 +567,38 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 // was sent (after it, the consult's absence is what is expected, and our
 // call-id may name the caller's call):
 //
-//   - before a hang-up, once a reading showed it: a listing that leaves it
-//     out once (a row rewritten as the target answers) ended a consult
-//     that was up, and said the target hung up;
-//   - after a hang-up, once it was seen, or once its dial is older than
-//     the visibility window (young). Within the window, an API node
-//     lagging behind leaves it out of a listing whether the hang-up took
-//     or not (one such node may have answered the hang-up's DELETE 404
-//     too), and the recovery took that listing for the consult ended and
-//     verified it with the consult up. Past it, a consult never seen is
-//     owed by the tombstone (a leg that appears late), which took a
-//     listing that did not show it for no leg alive: a listing that looks
-//     whole may still leave a call out (a PBX paging by a size of its own
-//     below TRANSFERD_NETSAPIENS_LIST_LIMIT answers a short first page, the
-//     end of the listing as far as a client can tell), and a consult whose
-//     hang-up was answered 404 before it could be addressed, and that the
-//     target answered, stayed up, the agent talking to the target of a
-//     cancelled transfer. Read by its call-id once, a 404 past the window
-//     is the consult gone (remembered: not read again).
+//   - once a reading showed it, before a hang-up and after one: a listing
+//     that leaves it out once (a row rewritten as the target answers)
+//     ended a consult that was up, and said the target hung up; within
+//     the visibility window of the dial (young), an API node lagging
+//     behind leaves it out whether the hang-up took or not (one such node
+//     may have answered the hang-up's DELETE 404 too), and the recovery
+//     took that listing for the consult ended and verified it with the
+//     consult up; past the window, a listing that looks whole may still
+//     leave a call out (a PBX paging by a size of its own below
+//     TRANSFERD_NETSAPIENS_LIST_LIMIT answers a short first page, the end
+//     of a listing as far as a client can tell);
+//   - never seen, once the outcome owes the late leg (t.Cleanup: a
+//     tombstone) and the dial is older than the window. The tombstone took
+//     listings that did not show the consult for no leg alive, and a
+//     consult whose hang-up was answered 404 before it could be addressed,
+//     and that the target then answered, stayed up: the agent talking to
+//     the target of a cancelled transfer. (Before the outcome, such a
+//     consult is not read: a reading made for the record as last saved,
+//     before its hang-up, would not have read it, and the observation of
+//     the record since would be unknown for nothing.)
 //
-// Before a hang-up, a consult not seen yet is not read: it is expected to
-// be listed later, and the engine waits the visibility window for it.
+// Read by its call-id, a 404 past the window is the consult gone,
+// remembered (Client.gone: not read again), so this costs a request or
+// two for each transfer given back.
 func confirmsConsult(t *orchestrator.Transfer, young func(time.Time) bool) bool {
 	switch {
 	case !t.Sent.Join.IsZero():
 		return false
-	case t.Sent.Hangup.IsZero() || t.Seen.Consult:
-		return t.Seen.Consult
+	case t.Seen.Consult:
+		return true
 	}
-	return !t.Sent.Dial.IsZero() && (young == nil || !young(t.Sent.Dial))
+	return t.Cleanup != nil && !t.Sent.Hangup.IsZero() && !t.Sent.Dial.IsZero() && young != nil && !young(t.Sent.Dial)
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
