@@ -3,6 +3,7 @@ package netsapiens_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,60 @@ func TestACallPastTheListingReadIsUnknown(t *testing.T) {
 				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpTransfer || r.Operation == nssim.OpReject {
 					t.Errorf("%s %s sent on a listing cut short", r.Method, r.Path)
 				}
+			}
+		})
+	}
+}
+
+// A PBX that pages by a size of its own below the limit transferd asks
+// for (a misconfigured TRANSFERD_NETSAPIENS_LIST_LIMIT): its first page is
+// shorter than asked, the end of a listing as far as a client can tell,
+// and the agent's call is on a later page. Before, the transfer failed
+// call_not_found, of a call that was up all along. The domain's count,
+// read once the locate misses, shows more calls than the page: the call
+// is unknown (provider_unavailable, with the caller untouched), and a
+// warning names the setting. The other side: a call that is not there,
+// in a domain whose one short page is whole (the count agrees), is still
+// call_not_found.
+func TestAShortPageWhileTheDomainCountsMoreIsUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sim    nssim.Config
+		agent  bool
+		reason orchestrator.Reason
+	}{
+		{"pages of its own below the limit", nssim.Config{ListPageSize: 3, ListParams: nssim.ListParamsStartOnly}, true, orchestrator.ReasonProviderUnavailable},
+		{"one short page, whole", nssim.Config{}, false, orchestrator.ReasonCallNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, srv := newSimServer(t, tc.sim, nil)
+			store := orchestratortest.NewSaved(memory.New())
+			h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{}, func(c *orchestrator.Config) {
+				c.StepTimeout = 500 * time.Millisecond
+			})
+			placeOthers(t, sim, 4)
+			if tc.agent {
+				h.placeCall(t) // after the others: on the second page
+			}
+			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason || !tr.Outcome.CallerRestored {
+				t.Fatalf("state %s outcome %+v, want failed %s with the caller untouched", tr.State, tr.Outcome, tc.reason)
+			}
+			counts := 0
+			for _, r := range sim.Requests() {
+				if r.Method != http.MethodGet {
+					t.Errorf("a transfer whose call was not found sent %s %s", r.Method, r.Path)
+				}
+				if r.Operation == nssim.OpCount {
+					counts++
+				}
+			}
+			if counts == 0 {
+				t.Error("the domain's count was not read")
+			}
+			warned := strings.Contains(h.logs.String(), "TRANSFERD_NETSAPIENS_LIST_LIMIT")
+			if warned != tc.agent {
+				t.Errorf("a warning naming TRANSFERD_NETSAPIENS_LIST_LIMIT logged: %v, want %v", warned, tc.agent)
 			}
 		})
 	}

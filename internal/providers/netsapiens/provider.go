@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/transferd/transferd/internal/orchestrator"
 )
 
@@ -207,14 +209,11 @@ func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, a
 // before it as the page holds: the count was more.) query is the page's.
 func (c *Client) answeredAgain(ctx context.Context, query string, calls []activeCall, seen map[rowKey]bool) ([]activeCall, error, error) {
 	path, _, _ := strings.Cut(query, "?")
-	var count struct {
-		Total *int `json:"total"`
-	}
-	err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count)
+	total, err := c.countCalls(ctx, path)
 	switch {
 	case err != nil:
 		return calls, fmt.Errorf("%w (the PBX answered a page again, and the count could not be read: %v)", errListingCut, err), nil
-	case count.Total == nil:
+	case total == nil:
 		return calls, fmt.Errorf("%w (the PBX answered a page again, and the count showed no total)", errListingCut), nil
 	}
 	var rows listing
@@ -230,10 +229,52 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 			calls = append(calls, ac)
 		}
 	}
-	if *count.Total > len(rows) {
-		return calls, fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, len(rows), *count.Total), nil
+	if *total > len(rows) {
+		return calls, fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, len(rows), *total), nil
 	}
 	return calls, nil, nil
+}
+
+// countCalls reads the count of a collection of calls (path, without its
+// query): nil when the answer shows no total.
+func (c *Client) countCalls(ctx context.Context, path string) (*int, error) {
+	var count struct {
+		Total *int `json:"total"`
+	}
+	err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count)
+	return count.Total, err
+}
+
+// shortPageCut tells whether a listing of one page shorter than the limit
+// asked for (calls, none of them the one looked for) may have left calls
+// out, from the domain's count: a PBX that pages by a size of its own
+// below TRANSFERD_NETSAPIENS_LIST_LIMIT answers a first page shorter than
+// asked, which is the end of a listing as far as a client can tell, and
+// the call looked for may be on a page never read. Taken for whole, the
+// agent's call past the first page was call_not_found, a call that was up
+// all along. It returns a non-nil error (unknown, not "not found") when
+// the count shows more calls than the page, or cannot be read; a count
+// that a call started between the two requests makes one more is unknown
+// too, and the engine's next attempt reads again. Asked only where a
+// listing misses what it looks for, so that a listing found whole costs
+// nothing more.
+func (c *Client) shortPageCut(ctx context.Context, domain string, calls []activeCall) error {
+	if len(calls) == 0 || len(calls) >= c.listLimit {
+		// Empty: nothing was cut. At least the limit: read on already.
+		return nil
+	}
+	total, err := c.countCalls(ctx, "/domains/"+seg(domain)+"/calls")
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w (a page of %d calls, short of the limit of %d, and the domain's count could not be read: %v)",
+			errListingCut, len(calls), c.listLimit, err)
+	case total != nil && *total > len(calls):
+		zerolog.Ctx(ctx).Warn().Str("domain", domain).Int("listed", len(calls)).Int("counted", *total).Int("limit", c.listLimit).
+			Msg("the PBX listed fewer calls than it counts, on a page short of the limit: an API node lagging behind, or a PBX that pages by a size of its own, which needs TRANSFERD_NETSAPIENS_LIST_LIMIT at the page's size or less")
+		return fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d: a PBX that pages by %d calls of its own needs TRANSFERD_NETSAPIENS_LIST_LIMIT at most that)",
+			errListingCut, len(calls), c.listLimit, *total, len(calls))
+	}
+	return nil
 }
 
 // cutErr is the error of a reader that cannot know what it looks for
@@ -263,6 +304,9 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 			continue
 		}
 		found = append(found, ac)
+	}
+	if cut == nil && len(found) == 0 {
+		cut = c.shortPageCut(ctx, r.Call.Domain, calls)
 	}
 	switch {
 	case cut != nil && len(found) <= 1 && (len(found) == 0 || r.Call.CallID == ""):
