@@ -1383,12 +1383,15 @@ type GetReadiness200JSONResponseBodyStatus string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
-	// TransferId Only this transfer's events.
+	// TransferId Only this transfer's events. Sent empty (`transfer_id=`), it is a
+	// `400 validation-error` naming it: leave it out to stream every transfer's events.
 	TransferId TransferID `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
 
 	// After The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
 	// `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
 	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
+	// Sent empty (`after=`), it is a position not known yet: the stream starts from now, as
+	// without it.
 	After StreamEventID `form:"after,omitempty" json:"after,omitempty"`
 
 	// LastEventID Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a

@@ -2040,12 +2040,17 @@ export interface operations {
     streamEvents: {
         parameters: {
             query?: {
-                /** @description Only this transfer's events. */
+                /**
+                 * @description Only this transfer's events. Sent empty (`transfer_id=`), it is a
+                 *     `400 validation-error` naming it: leave it out to stream every transfer's events.
+                 */
                 transfer_id?: components["schemas"]["TransferID"];
                 /**
                  * @description The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
                  *     `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
                  *     every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
+                 *     Sent empty (`after=`), it is a position not known yet: the stream starts from now, as
+                 *     without it.
                  */
                 after?: components["schemas"]["StreamEventID"];
             };

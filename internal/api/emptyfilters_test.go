@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -139,5 +140,29 @@ func TestAnEarlierGoClientsListIsReadAsBefore(t *testing.T) {
 	if r := de.do(t, exchange{method: "GET", path: "/v1/webhook-deliveries?transfer_id=&limit=10&cursor="}, true); r.status != http.StatusOK ||
 		!strings.Contains(string(r.body), `"status":"`) {
 		t.Errorf("an earlier Go client's list of deliveries answered %d, want 200 with the failed delivery:\n%s", r.status, r.body)
+	}
+}
+
+// TestTheEventStreamRefusesAnEmptyTransferID: GET /v1/events?transfer_id=
+// (a hand-written ?transfer_id=$ID with $ID unset) read the empty value as
+// left out and streamed every transfer's events to a client that asked
+// for one's. It is now a 400 validation-error naming transfer_id. An empty
+// after is a position not known yet, as an EventSource's first URL may
+// carry it: the stream starts from now, as without it.
+func TestTheEventStreamRefusesAnEmptyTransferID(t *testing.T) {
+	ev := newEventsEnv(t)
+	res := ev.req(t, "GET", "/v1/events?transfer_id=", readKey, "")
+	var body []byte
+	if res.StatusCode != http.StatusOK { // a stream would not end
+		body, _ = io.ReadAll(res.Body)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"field":"transfer_id"`) || !strings.Contains(string(body), "is empty") {
+		t.Errorf("GET /v1/events?transfer_id= answered %d, want a 400 naming transfer_id as empty:\n%s", res.StatusCode, body)
+	}
+	s := ev.stream(t, readKey, "?after=")
+	id := ev.start(t, writeKey, "1001")
+	if _, got := s.next(t); got.TransferID != id {
+		t.Errorf("the stream opened with an empty after sent %+v first, want an event of %s, created after it opened", got, id)
 	}
 }

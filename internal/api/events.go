@@ -170,6 +170,12 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 				bad[name] = "is not a known query parameter"
 			case len(vs) > 1:
 				bad[name] = "is given more than once"
+			case name == "transfer_id" && vs[0] == "":
+				// Read as left out, a hand-written ?transfer_id=$ID with $ID
+				// unset streamed every transfer's events to a client that
+				// asked for one's. (An empty after is a position not known
+				// yet, as an EventSource's first URL may carry: from now.)
+				bad[name] = "is empty: leave the parameter out to stream every transfer's events"
 			}
 		}
 		key, err := eng.EventIDKey(r.Context())
