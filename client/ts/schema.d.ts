@@ -2245,7 +2245,9 @@ export interface operations {
             content: {
                 "application/json": {
                     [key: string]: unknown;
-                }[];
+                }[] | {
+                    [key: string]: unknown;
+                };
             };
         };
         responses: {

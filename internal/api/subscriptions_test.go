@@ -133,7 +133,7 @@ func TestSubscriptionPostRefusalNamesTheBody(t *testing.T) {
 	e := &env{c: loadContract(t), srv: httptest.NewServer(h), eng: eng, h: h, ids: map[string]string{}}
 	t.Cleanup(e.srv.Close)
 	path := "/callbacks/netsapiens/subscriptions/acme.example/" + signer.Token(api.TokenSubscription, "default", "acme.example")
-	for _, body := range []string{`{}`, `[1]`, `"x"`, ``, `null`, `[null]`} {
+	for _, body := range []string{`{"orig_callid":`, `[1]`, `"x"`, ``, `null`, `[null]`} {
 		r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: body}, true)
 		if r.status != http.StatusBadRequest {
 			t.Errorf("post %q: %d %s, want 400", body, r.status, r.body)
@@ -145,6 +145,11 @@ func TestSubscriptionPostRefusalNamesTheBody(t *testing.T) {
 	}
 	if r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: `[{"orig_callid":"a"}]`}, false); r.status != http.StatusNoContent {
 		t.Errorf("a post of one call object: %d %s, want 204", r.status, r.body)
+	}
+	// One call object alone, as a receiver written for call_origid posts
+	// documents them: taken, and the contract says so.
+	if r := e.do(t, exchange{method: "POST", path: path, header: jsonHeader("Authorization", ""), body: `{"orig_callid":"a","term_call_info":"alerting"}`}, false); r.status != http.StatusNoContent {
+		t.Errorf("a post of a call object alone: %d %s, want 204", r.status, r.body)
 	}
 	// A post larger than a delivery may be says so: the server's bound
 	// on the body cut the read first, and the post was refused as one

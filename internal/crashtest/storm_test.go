@@ -477,6 +477,9 @@ func drawGuesses(seed uint64) stormGuesses {
 	// some writes do too, drawn last.
 	g.laggingNode = r.IntN(2) == 0
 	g.laggingWrites = g.laggingNode && r.IntN(2) == 0
+	// Whether nssim's subscriptions post each session's object alone
+	// rather than an array (with callbacks), drawn after all the above.
+	g.ns.SubscriptionShape = pick(nssim.ShapeArray, nssim.ShapeObject)
 	return g
 }
 

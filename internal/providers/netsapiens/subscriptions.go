@@ -331,8 +331,8 @@ func (c *Client) Close(ctx context.Context) error {
 const maxDelivery = 4 << 20
 
 // ReceiveSubscription reads one post of a domain's subscription (key is
-// the domain): a JSON array of active-call objects in legacy or hyphenated
-// names, "remove":"yes" (or "call-remove") on a session's end. Anything
+// the domain): a JSON array of active-call objects (or one such object)
+// in legacy or hyphenated names, "remove":"yes" (or "call-remove") on a session's end. Anything
 // else is refused with KindInvalid naming the body, "(body)", as the
 // field: the API's validation-error always lists a field, and the body is
 // the one field a delivery has. It changes nothing: the caller then makes
@@ -373,10 +373,18 @@ type eventCall struct {
 // array, nor an element of one a call object: json.Unmarshal leaves its
 // target as it was for either, which read as a delivery of no calls, or
 // of a call without fields. Its errors are worded to follow "(body)".
+//
+// A lone call object is read as an array of it: the guide says posts are
+// arrays [C-doc], but a receiver written for call_origid posts documents
+// them as one object [C-code]. Refused (400, an error NetSapiens counts,
+// and a subscription in error may stop posting), such a post was lost as
+// the nudge it is.
 func decodeDelivery(data []byte) ([]eventCall, error) {
 	var raw []json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, errors.New("is not a JSON array of call objects")
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		raw = []json.RawMessage{t}
+	} else if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, errors.New("is not a JSON array of call objects, nor one call object")
 	}
 	out := make([]eventCall, 0, len(raw))
 	for i, m := range raw {

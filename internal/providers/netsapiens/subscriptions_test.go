@@ -131,13 +131,18 @@ func TestSubscriptionDeliveriesDriveAnswerDetection(t *testing.T) {
 		name  string
 		names string
 		chaos nssim.SubscriptionChaos
+		shape string
 	}{
-		{"legacy", nssim.NamesLegacy, nssim.SubscriptionChaos{}},
-		{"legacy duplicated and reordered", nssim.NamesLegacy, nssim.SubscriptionChaos{Duplicate: true, Reorder: true}},
-		{"hyphenated duplicated and reordered", nssim.NamesHyphenated, nssim.SubscriptionChaos{Duplicate: true, Reorder: true}},
+		{"legacy", nssim.NamesLegacy, nssim.SubscriptionChaos{}, ""},
+		{"legacy duplicated and reordered", nssim.NamesLegacy, nssim.SubscriptionChaos{Duplicate: true, Reorder: true}, ""},
+		{"hyphenated duplicated and reordered", nssim.NamesHyphenated, nssim.SubscriptionChaos{Duplicate: true, Reorder: true}, ""},
+		// A post per session, its object alone: refused (400) before,
+		// the post was lost as the nudge it is.
+		{"legacy objects alone", nssim.NamesLegacy, nssim.SubscriptionChaos{}, nssim.ShapeObject},
+		{"hyphenated objects alone, duplicated", nssim.NamesHyphenated, nssim.SubscriptionChaos{Duplicate: true}, nssim.ShapeObject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rig := newSubRig(t, nssim.Config{SubscriptionNames: tc.names, SubscriptionChaos: tc.chaos}, netsapiens.Config{})
+			rig := newSubRig(t, nssim.Config{SubscriptionNames: tc.names, SubscriptionChaos: tc.chaos, SubscriptionShape: tc.shape}, netsapiens.Config{})
 			rig.sim.SetBehaviour(domain, "1010", nssim.Behaviour{Mode: nssim.ModeManual})
 			rig.withEngine(t, orchestrator.Config{PollInterval: time.Hour, PollMaxInterval: time.Hour,
 				VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond})
@@ -332,7 +337,8 @@ func TestSubscriptionLeftByAKilledProcessIsAdopted(t *testing.T) {
 }
 
 // TestDeliveryDecoding: both naming conventions and both removal flags are
-// read; anything but an array of objects is refused as invalid, naming the
+// read, in an array of objects or one object alone (a receiver written for
+// call_origid posts documents them so); anything else is refused as invalid, naming the
 // body as its field (the API's validation-error lists the fields; these
 // refusals named none). A null, as the body or an element, is no array
 // of call objects: it was accepted as a delivery of nothing.
@@ -345,8 +351,11 @@ func TestDeliveryDecoding(t *testing.T) {
 		{`[{"hostname":"core1","sessionId":"20220119004825004744","orig_callid":"a","term_call_info":"active","remove":"yes"}]`, true},
 		{`[{"call-orig-call-id":"a","call-term-info":"alerting","call-remove":"yes"},{"call-term-user":1010}]`, true},
 		{`[]`, true},
-		{`{"orig_callid":"a"}`, false},
-		{`{}`, false},
+		{`{"orig_callid":"a"}`, true},
+		{` {"call-orig-call-id":"a","call-remove":"yes"}`, true},
+		{`{}`, true},
+		{`{"orig_callid":"a"} x`, false},
+		{`{"orig_callid":`, false},
 		{`[1]`, false},
 		{`"x"`, false},
 		{``, false},

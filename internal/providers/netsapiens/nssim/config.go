@@ -261,6 +261,12 @@ type Config struct {
 	// captures show) or NamesHyphenated.
 	SubscriptionNames string
 
+	// SubscriptionShape chooses how a tick's changes are posted: ShapeArray (default, one
+	// array per subscription, as the guide says and a capture shows) or ShapeObject (one post
+	// per changed session, its object alone, as a receiver written for call_origid posts
+	// documents them [C-code]).
+	SubscriptionShape string
+
 	// SubscriptionClient sends the posts; default http.DefaultClient.
 	SubscriptionClient *http.Client
 
@@ -350,6 +356,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SubscriptionNames == "" {
 		c.SubscriptionNames = NamesLegacy
+	}
+	if c.SubscriptionShape == "" {
+		c.SubscriptionShape = ShapeArray
 	}
 	if c.SubscriptionLag == 0 {
 		c.SubscriptionLag = 3 * time.Second

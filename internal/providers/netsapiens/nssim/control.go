@@ -55,7 +55,8 @@ import (
 //	 "wrong_hostname":"ignore","hostname_match":"original","unknown_destination":"ignore",
 //	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller","read_other_leg":"found",
 //	 "not_ringing_status":409,"duplicate_call_id_status":409,
-//	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false}
+//	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false,
+//	 "subscription_shape":"array"}
 //
 // PUT /config/adversarial with "enabled":true installs AdversarialChaos(fault_rate), fault_rate
 // defaulting to AdversarialFaultRate; "enabled":false turns every knob off.

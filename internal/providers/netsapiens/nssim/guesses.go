@@ -36,6 +36,7 @@ type Guesses struct {
 	SubscriptionNames     string `json:"subscription_names"`
 	SubscriptionDuplicate bool   `json:"subscription_duplicate"`
 	SubscriptionReorder   bool   `json:"subscription_reorder"`
+	SubscriptionShape     string `json:"subscription_shape"`
 }
 
 // guesses are c's Guesses.
@@ -48,7 +49,7 @@ func (c Config) guesses() Guesses {
 		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
 		ListPageSize: c.ListPageSize, ListParams: c.ListParams,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
-		SubscriptionReorder: c.SubscriptionChaos.Reorder,
+		SubscriptionReorder: c.SubscriptionChaos.Reorder, SubscriptionShape: c.SubscriptionShape,
 	}
 }
 
@@ -60,7 +61,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.RingingDisconnect, c.ReadOtherLeg = g.RingingDisconnect, g.ReadOtherLeg
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.ListPageSize, c.ListParams = g.ListPageSize, g.ListParams
-	c.SubscriptionNames = g.SubscriptionNames
+	c.SubscriptionNames, c.SubscriptionShape = g.SubscriptionNames, g.SubscriptionShape
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
 }
 
@@ -115,6 +116,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("ExternalNumbers", g.ExternalNumbers, NumbersPSTN, NumbersAsUsers)
 	oneOf("JoinKeeps", g.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", g.SubscriptionNames, NamesLegacy, NamesHyphenated)
+	oneOf("SubscriptionShape", g.SubscriptionShape, ShapeArray, ShapeObject)
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
 	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored)

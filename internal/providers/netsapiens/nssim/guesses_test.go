@@ -18,7 +18,7 @@ func TestControlGuesses(t *testing.T) {
 	want := nssim.Guesses{TermInfoField: nssim.TermInfoBoth, TransferWithTermUser: nssim.TermUserIgnore,
 		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
 		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld, RingingDisconnect: nssim.RingingEnds,
-		ReadOtherLeg: nssim.OtherLegFound, NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy,
+		ReadOtherLeg: nssim.OtherLegFound, NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy, SubscriptionShape: nssim.ShapeArray,
 		ListParams: nssim.ListParamsHonoured}
 	if g != want {
 		t.Fatalf("guesses at start %+v, want %+v", g, want)

@@ -36,6 +36,14 @@ const (
 	NamesHyphenated = "hyphenated"
 )
 
+// Values of Config.SubscriptionShape.
+const (
+	// ShapeArray posts a tick's changes of a subscription as one JSON array of objects.
+	ShapeArray = "array"
+	// ShapeObject posts each changed session's object alone, one post each.
+	ShapeObject = "object"
+)
+
 // subscriptionModels are the models the official schema enumerates.
 var subscriptionModels = []string{"agent", "auditlog", "auditlog_lite", "call", "call_origid", "cdr", "message",
 	"messagesession", "subscriber", "presence", "voicemail"}
@@ -343,10 +351,24 @@ func (s *Sim) PostSubscriptions(ctx context.Context) {
 		if chaos.Reorder {
 			slices.Reverse(objs)
 		}
-		body, _ := json.Marshal(objs)
-		posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: len(objs)})
-		if chaos.Duplicate {
-			posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: len(objs)})
+		bodies := [][]byte{nil}
+		if s.cfg.SubscriptionShape == ShapeObject {
+			bodies = make([][]byte, len(objs))
+			for i, o := range objs {
+				bodies[i], _ = json.Marshal(o)
+			}
+		} else {
+			bodies[0], _ = json.Marshal(objs)
+		}
+		for _, body := range bodies {
+			n := len(objs)
+			if s.cfg.SubscriptionShape == ShapeObject {
+				n = 1
+			}
+			posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: n})
+			if chaos.Duplicate {
+				posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: n})
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -373,7 +395,7 @@ func (s *Sim) PostSubscriptions(ctx context.Context) {
 	}
 }
 
-// post sends one array; a network error or a status above 302 is a failed post [C-doc].
+// post sends one array (or one object, ShapeObject); a network error or a status above 302 is a failed post [C-doc].
 // Nothing is resent: no replay is documented, and the next tick posts only newer changes.
 func (s *Sim) post(ctx context.Context, p posting) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
