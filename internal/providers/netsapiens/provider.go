@@ -1208,10 +1208,21 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			// window of the dial: an API node lagging behind leaves out a
 			// session it has not seen yet, and the one the join kept may
 			// be the caller's call with the target, which a disconnect by
-			// our call-id would end. Once the window has passed, not
-			// listed is gone (and the disconnect finds nothing).
+			// our call-id would end.
 			return orchestrator.E("netsapiens.disconnect", orchestrator.KindProviderUnavailable,
 				errors.New("no call with the consult's call-id is listed yet: whether the join kept it as the caller's call is unknown"))
+		}
+		if !listed {
+			// Past the window, not listed was taken for gone, and the
+			// disconnect sent blind. But a listing that looks whole may
+			// leave a row out (a PBX paging by a size of its own below
+			// TRANSFERD_NETSAPIENS_LIST_LIMIT answers a short first page):
+			// the session the join kept, the caller's call with the
+			// target, disconnected by our call-id, the completed join
+			// undone. So the call is read by its id first.
+			if done, err := c.joinedCallRead(ctx, t, id); done || err != nil {
+				return err
+			}
 		}
 	}
 	rejected := false
@@ -1248,6 +1259,41 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 		return nil
 	}
 	return err
+}
+
+// joinedCallRead reads, after a join, the call with the consult's call-id
+// id, which a listing did not show, under the agent's user (whose call a
+// CallRequest made it). done means nothing is left to disconnect: the
+// call carries the caller (the session the join kept), or the read
+// answers 404 (ended; or, under a PBX that reads only a user's own legs,
+// no longer the agent's call, which after a join is the caller's). A
+// row of it without the caller is the consult still up: not done, the
+// disconnect goes on. Anything else is unknown (the error): a 200 that
+// does not show the call says nothing of it.
+func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, id string) (done bool, err error) {
+	var rows readCall
+	err = c.do(ctx, request{op: "read_call", method: http.MethodGet,
+		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	shown := false
+	for i := range rows {
+		if ac := &rows[i]; ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id {
+			if carriesCaller(t, ac) {
+				return true, nil
+			}
+			shown = true
+		}
+	}
+	if !shown {
+		return false, orchestrator.E("netsapiens.disconnect", orchestrator.KindProviderUnavailable,
+			errors.New("the call with the consult's call-id is not listed, and its read shows no such call: whether the join kept it as the caller's call is unknown"))
+	}
+	return false, nil
 }
 
 // hungUpBefore reports whether an earlier hang-up of t's consult was

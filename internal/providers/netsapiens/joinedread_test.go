@@ -1,0 +1,114 @@
+package netsapiens_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// After a join that kept the consult's session (JoinKeeps consult), that
+// session, our call-id, is the caller's call with the target. The hang-up
+// of the consult after a join looks for it in a listing and, past the
+// visibility window, took a listing that did not show it for the call
+// gone and disconnected by our call-id. A listing that looks whole may
+// leave the row out: here a PBX pages by 2 rows of its own, below the 100
+// transferd asks for, and other users' calls fill the first page. The
+// caller's call with the target was disconnected, the completed join
+// undone. The call is now read by its id first: carrying the caller, or
+// answered 404 (a PBX that reads only the agent's own legs), nothing is
+// sent. The other side: a consult that still carries the agent and the
+// target (the join did not take) is read as such and disconnected.
+func TestTheHangupAfterAJoinReadsACallTheListingLeftOut(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		otherLeg  string
+		joined    bool
+		wantEnded bool
+	}{
+		{"joined, other legs read", nssim.OtherLegFound, true, false},
+		{"joined, only the user's own legs read", nssim.OtherLegNotFound, true, false},
+		{"not joined: the consult is disconnected", nssim.OtherLegFound, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const trID = "tr_01JJOINEDREADXXXXXXXXXXXXX0"
+			const window = 5 * time.Second
+			clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+			sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult, ReadOtherLeg: tc.otherLeg,
+				ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}, nil)
+			for i := 0; i < 2; i++ {
+				if _, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: fmt.Sprintf("200%d", i),
+					From: fmt.Sprintf("1555555000%d", i), To: "11111111111"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.advance(time.Minute)
+			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+				VisibilityWindow: window, Now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := transferOf(trID, orig)
+			tr.Sent.Dial = clock.Now()
+			dialConsult(t, sim, c, tr)
+			for _, ss := range sim.Truth().Sessions {
+				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
+					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
+				}
+			}
+			tr.Answered = true
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if tc.joined {
+				if err := c.Complete(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+				if err := sim.WaitApplied(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tr.Sent.Join = clock.Now()
+			clock.advance(2 * window) // past the window: not listed was gone
+
+			if err := c.HangupConsult(ctx, tr); err != nil {
+				t.Fatalf("hang-up after the join: %v", err)
+			}
+			if err := sim.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+			disconnects := 0
+			for _, r := range sim.Requests() {
+				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
+					disconnects++
+				}
+			}
+			consultUp, callerWithTarget := false, false
+			for _, ss := range sim.Truth().Sessions {
+				if ss.ByCallID == netsapiens.ConsultCallID(trID) && (ss.Orig.User == "1000" || ss.Term.User == "1000") {
+					consultUp = true
+				}
+				if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
+					callerWithTarget = true
+				}
+			}
+			if tc.wantEnded {
+				if consultUp || disconnects == 0 {
+					t.Errorf("the consult, not joined, is up %v after %d disconnects: want it disconnected", consultUp, disconnects)
+				}
+				return
+			}
+			if disconnects != 0 || !callerWithTarget {
+				t.Errorf("%d disconnects sent, the caller with the target %v: want none sent, and the join kept; ended %+v",
+					disconnects, callerWithTarget, sim.Truth().Ended)
+			}
+		})
+	}
+}
