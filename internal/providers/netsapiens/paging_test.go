@@ -244,3 +244,42 @@ func TestAShortPageWhileTheDomainCountsMoreIsUnknown(t *testing.T) {
 		})
 	}
 }
+
+// The count refused (a PBX without it, a key not allowed it: 404, 403)
+// tells nothing, and the short page stands for the whole listing as
+// before: call_not_found, not unknown for ever. Unavailable (503) is
+// unknown.
+func TestAShortPageWhoseCountIsRefusedStands(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		reason orchestrator.Reason
+	}{
+		{http.StatusNotFound, orchestrator.ReasonCallNotFound},
+		{http.StatusForbidden, orchestrator.ReasonCallNotFound},
+		{http.StatusServiceUnavailable, orchestrator.ReasonProviderUnavailable},
+	} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if strings.HasSuffix(r.URL.Path, "/calls/count") {
+						w.Header().Set("Content-Type", "application/json")
+						w.WriteHeader(tc.status)
+						_, _ = fmt.Fprintf(w, `{"code":%d,"message":"%s"}`, tc.status, http.StatusText(tc.status))
+						return
+					}
+					api.ServeHTTP(w, r)
+				})
+			}
+			sim, srv := newSimServer(t, nssim.Config{}, wrap)
+			store := orchestratortest.NewSaved(memory.New())
+			h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{}, func(c *orchestrator.Config) {
+				c.StepTimeout = 500 * time.Millisecond
+			})
+			placeOthers(t, sim, 4)
+			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason {
+				t.Fatalf("state %s outcome %+v, want failed %s", tr.State, tr.Outcome, tc.reason)
+			}
+		})
+	}
+}

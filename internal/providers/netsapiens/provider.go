@@ -253,7 +253,8 @@ func (c *Client) countCalls(ctx context.Context, path string) (*int, error) {
 // the call looked for may be on a page never read. Taken for whole, the
 // agent's call past the first page was call_not_found, a call that was up
 // all along. It returns a non-nil error (unknown, not "not found") when
-// the count shows more calls than the page, or cannot be read; a count
+// the count shows more calls than the page, or cannot be read for now (a
+// refusal is no telling: the listing stands, as before); a count
 // that a call started between the two requests makes one more is unknown
 // too, and the engine's next attempt reads again. Asked only where a
 // listing misses what it looks for, so that a listing found whole costs
@@ -265,6 +266,11 @@ func (c *Client) shortPageCut(ctx context.Context, domain string, calls []active
 	}
 	total, err := c.countCalls(ctx, "/domains/"+seg(domain)+"/calls")
 	switch {
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
+		// Refused (a PBX without the count, a key not allowed it): no
+		// telling, and the listing is taken for whole, as it was before
+		// the count was asked.
+		return nil
 	case err != nil:
 		return fmt.Errorf("%w (a page of %d calls, short of the limit of %d, and the domain's count could not be read: %v)",
 			errListingCut, len(calls), c.listLimit, err)
