@@ -499,15 +499,18 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // agent's own leg corroborates, below) is gone for good and not read
 // again (Client.gone).
 //
-// It does the same for a consult call that a reading showed before,
-// while neither a join nor a hang-up was sent: the engine takes a consult
-// seen and then not listed for the target gone (hung up, busy, not
-// answered), fails the transfer and hangs the consult up, so a listing
-// that leaves it out once (a row rewritten as the target answers) ended a
-// consult that was up, and said the target hung up. The consult is read
-// by our call-id, which a CallRequest names so that the call can be
-// "read back later" [doc]. After a join or a hang-up its absence is what
-// is expected, and is not read.
+// It does the same for the consult call where confirmsConsult says (a
+// consult a reading showed before, while no join was sent; a tombstone's
+// consult never seen, past the visibility window): the engine takes a
+// consult seen and then not listed for the target gone (hung up, busy,
+// not answered), fails the transfer and hangs the consult up, so a
+// listing that leaves it out once (a row rewritten as the target answers)
+// ended a consult that was up, and said the target hung up. The consult
+// is read by our call-id, which a CallRequest names so that the call can
+// be "read back later" [doc]. After a join its absence is what is
+// expected, and is not read. After a hang-up, past the window, a 200
+// that does not show it leaves the listing standing, as before it was
+// read.
 //
 // Only a 404 says a call read by its id has ended, and only of a call
 // older than the visibility window (Client.young: the consult since its
@@ -584,6 +587,14 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			switch {
 			case shown:
 			case notFound(err) && !c.young(t.Sent.Dial):
+				c.gone.add(id)
+			case err == nil && !t.Sent.Hangup.IsZero() && !c.young(t.Sent.Dial):
+				// A 200 that does not show it, after its hang-up and past
+				// the window: the read tells nothing, and the listing that
+				// did not show the consult stands, as it did before such a
+				// consult was read (a PBX that answers a read of an ended
+				// call so would otherwise keep every transfer given back
+				// unverified for good).
 				c.gone.add(id)
 			default:
 				// Unreadable, or a 404 of a consult younger than the
@@ -1273,9 +1284,7 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 // call carries the caller (the session the join kept), or the read
 // answers 404 (ended; or, under a PBX that reads only a user's own legs,
 // no longer the agent's call, which after a join is the caller's). A
-// row of it without the caller is the consult still up: not done, the
-// disconnect goes on. Anything else is unknown (the error): a 200 that
-// does not show the call says nothing of it.
+// read that fails is unknown (the error), sent again by the engine.
 func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, id string) (done bool, err error) {
 	var rows readCall
 	err = c.do(ctx, request{op: "read_call", method: http.MethodGet,
@@ -1286,19 +1295,16 @@ func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, i
 	case err != nil:
 		return false, err
 	}
-	shown := false
 	for i := range rows {
-		if ac := &rows[i]; ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id {
-			if carriesCaller(t, ac) {
-				return true, nil
-			}
-			shown = true
+		if ac := &rows[i]; (ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id) && carriesCaller(t, ac) {
+			return true, nil
 		}
 	}
-	if !shown {
-		return false, orchestrator.E("netsapiens.disconnect", orchestrator.KindProviderUnavailable,
-			errors.New("the call with the consult's call-id is not listed, and its read shows no such call: whether the join kept it as the caller's call is unknown"))
-	}
+	// Shown without the caller, the consult is up. A 200 that shows no
+	// such call tells nothing, and the listing stands, as it did before
+	// the read (a PBX that answers a read of an ended call so would
+	// otherwise fail every hang-up after a join for good). Either way the
+	// disconnect goes on.
 	return false, nil
 }
 

@@ -93,3 +93,39 @@ func writeNotFound(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusNotFound)
 	_, _ = w.Write([]byte(`{"code":404,"message":"Call not found"}`))
 }
+
+// The other side of reading a consult by its call-id after its hang-up:
+// a PBX that answers a read of an ended call 200 with no row (not 404).
+// Such a read tells nothing; past the visibility window the listing that
+// does not show the consult stands, as it did before the consult was read
+// after its hang-up, and the transfer given back is verified. Taken for
+// unknown, every transfer given back on such a PBX stayed unverified.
+func TestAConsultReadAsNothingAfterItsHangupLeavesTheListingStanding(t *testing.T) {
+	var reads atomic.Int32
+	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/calls/transferd-") {
+				reads.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`[]`))
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	h := setupWrapped(t, nssim.Config{}, wrap, func(c *orchestrator.Config) { c.VerifyTimeout = 5 * time.Second })
+	h.placeCall(t)
+	h.sim.SetBehaviour(domain, "1010", nssim.Behaviour{Mode: nssim.ModeManual})
+	tr := h.start(t, orchestrator.CompletionManual, time.Minute)
+	h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Seen.Consult })
+	if _, err := h.eng.Cancel(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := h.end(t, tr.ID)
+	if got.State != orchestrator.StateCancelled || !got.Outcome.Verified || !got.Outcome.CallerRestored {
+		t.Fatalf("transfer %s %+v, want cancelled, the caller restored, verified", got.State, got.Outcome)
+	}
+	if reads.Load() == 0 {
+		t.Fatal("the consult was never read by its call-id: the test did not reach its case")
+	}
+}
