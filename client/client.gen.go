@@ -1385,14 +1385,17 @@ type GetReadiness200JSONResponseBodyStatus string
 type StreamEventsParams struct {
 	// TransferId Only this transfer's events. Sent empty (`transfer_id=`), it is a
 	// `400 validation-error` naming it: leave it out to stream every transfer's events.
-	TransferId TransferID `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
+	// (A request that carries `after` too, as the Go client of earlier releases sent
+	// every stream, those its caller left unset empty, is read as it always was: an
+	// empty one as left out.)
+	TransferId *TransferID `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
 
 	// After The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
 	// `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
 	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
 	// Sent empty (`after=`), it is a position not known yet: the stream starts from now, as
 	// without it.
-	After StreamEventID `form:"after,omitempty" json:"after,omitempty"`
+	After *StreamEventID `form:"after,omitempty" json:"after,omitempty"`
 
 	// LastEventID Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a
 	// `400 validation-error` naming `Last-Event-ID`.
@@ -2625,20 +2628,28 @@ func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Re
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.TransferId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", *params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {

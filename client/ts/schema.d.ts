@@ -2043,6 +2043,9 @@ export interface operations {
                 /**
                  * @description Only this transfer's events. Sent empty (`transfer_id=`), it is a
                  *     `400 validation-error` naming it: leave it out to stream every transfer's events.
+                 *     (A request that carries `after` too, as the Go client of earlier releases sent
+                 *     every stream, those its caller left unset empty, is read as it always was: an
+                 *     empty one as left out.)
                  */
                 transfer_id?: components["schemas"]["TransferID"];
                 /**

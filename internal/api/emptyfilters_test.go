@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/transferd/transferd/client"
 	"github.com/transferd/transferd/internal/api"
 )
 
@@ -161,8 +162,23 @@ func TestTheEventStreamRefusesAnEmptyTransferID(t *testing.T) {
 		t.Errorf("GET /v1/events?transfer_id= answered %d, want a 400 naming transfer_id as empty:\n%s", res.StatusCode, body)
 	}
 	s := ev.stream(t, readKey, "?after=")
+	// The Go client of earlier releases sent both parameters, empty when
+	// its caller left them unset: a stream of every transfer, as before.
+	// Found by review: refused, every stream of that client was a 400.
+	old := ev.stream(t, readKey, "?transfer_id=&after=")
 	id := ev.start(t, writeKey, "1001")
 	if _, got := s.next(t); got.TransferID != id {
 		t.Errorf("the stream opened with an empty after sent %+v first, want an event of %s, created after it opened", got, id)
+	}
+	if _, got := old.next(t); got.TransferID != id {
+		t.Errorf("an earlier Go client's stream sent %+v first, want an event of %s", got, id)
+	}
+	// The Go client now sends only what its caller set.
+	req, err := client.NewStreamEventsRequest("http://transferd.test", &client.StreamEventsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := req.URL.Query(); q.Has("transfer_id") || q.Has("after") {
+		t.Errorf("the Go client's stream of every transfer asks for %s: want neither parameter sent", req.URL)
 	}
 }

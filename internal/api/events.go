@@ -164,13 +164,16 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		if f.TransferID != "" && !orchestrator.ValidID(f.TransferID) {
 			bad["transfer_id"] = "is not a transfer id"
 		}
+		// The Go client of earlier releases sent both parameters on every
+		// stream, those its caller left unset empty: read as before.
+		earlier := sendsEvery(q, "transfer_id", "after")
 		for name, vs := range q {
 			switch {
 			case name != "transfer_id" && name != "after":
 				bad[name] = "is not a known query parameter"
 			case len(vs) > 1:
 				bad[name] = "is given more than once"
-			case name == "transfer_id" && vs[0] == "":
+			case name == "transfer_id" && vs[0] == "" && !earlier:
 				// Read as left out, a hand-written ?transfer_id=$ID with $ID
 				// unset streamed every transfer's events to a client that
 				// asked for one's. (An empty after is a position not known
