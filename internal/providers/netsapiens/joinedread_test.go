@@ -37,28 +37,16 @@ func TestTheHangupAfterAJoinReadsACallTheListingLeftOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const trID = "tr_01JJOINEDREADXXXXXXXXXXXXX0"
 			const window = 5 * time.Second
-			clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-			sim, srv := newSimServer(t, nssim.Config{Now: clock.Now, JoinKeeps: nssim.JoinKeepsConsult, ReadOtherLeg: tc.otherLeg,
-				ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}, nil)
-			for i := 0; i < 2; i++ {
-				if _, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: fmt.Sprintf("200%d", i),
-					From: fmt.Sprintf("1555555000%d", i), To: "11111111111"}); err != nil {
-					t.Fatal(err)
+			simCfg := nssim.Config{JoinKeeps: nssim.JoinKeepsConsult, ReadOtherLeg: tc.otherLeg,
+				ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}
+			clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
+				for i := 0; i < 2; i++ {
+					if _, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: fmt.Sprintf("200%d", i),
+						From: fmt.Sprintf("1555555000%d", i), To: "11111111111"}); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			clock.advance(time.Minute)
-			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
-				VisibilityWindow: window, Now: clock.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr := transferOf(trID, orig)
-			tr.Sent.Dial = clock.Now()
-			dialConsult(t, sim, c, tr)
+			})
 			for _, ss := range sim.Truth().Sessions {
 				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
 					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}

@@ -49,9 +49,21 @@ func observer(t *testing.T, c *netsapiens.Client, tr *orchestrator.Transfer) fun
 // now (young to it), with a visibility window of window.
 func youngConsult(t *testing.T, trID string, simCfg nssim.Config, window time.Duration) (*fakeClock, *nssim.Sim, *netsapiens.Client, *orchestrator.Transfer, nssim.ActiveCall) {
 	t.Helper()
+	return youngConsultAfter(t, trID, simCfg, window, nil)
+}
+
+// youngConsultAfter is youngConsult with before (when not nil) run on the
+// simulator before the agent's call is placed: calls of other users that
+// come before it in a listing.
+func youngConsultAfter(t *testing.T, trID string, simCfg nssim.Config, window time.Duration,
+	before func(*nssim.Sim)) (*fakeClock, *nssim.Sim, *netsapiens.Client, *orchestrator.Transfer, nssim.ActiveCall) {
+	t.Helper()
 	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
 	simCfg.Now = clock.Now
 	sim, srv := newSimServer(t, simCfg, nil)
+	if before != nil {
+		before(sim)
+	}
 	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
 	if err != nil {
 		t.Fatal(err)
