@@ -61,7 +61,7 @@ type config struct {
 	NetSapiensAPIKey     secret `envconfig:"TRANSFERD_NETSAPIENS_API_KEY" desc:"NS API key sent as a bearer credential (secret)"`
 	NetSapiensAutoAnswer bool   `envconfig:"TRANSFERD_NETSAPIENS_AUTO_ANSWER" default:"true" desc:"ask the PBX to auto-answer the agent's side of the consult call"`
 	NetSapiensJoinHost   string `envconfig:"TRANSFERD_NETSAPIENS_JOIN_HOSTNAME" default:"caller" desc:"whose core server the join's hostname names first when the caller's and the consult's calls are on different cores: caller or consult; a join refused with 400, or accepted and seen not to take, is sent once more naming the other"`
-	NetSapiensListLimit  int    `envconfig:"TRANSFERD_NETSAPIENS_LIST_LIMIT" default:"100" desc:"rows a page of a domain's call listing asks for (limit); a page that comes back with that many is read on from (start), up to 100 pages. A PBX that caps limit lower, or pages by a smaller size of its own, needs it at most that size"`
+	NetSapiensListLimit  int    `envconfig:"TRANSFERD_NETSAPIENS_LIST_LIMIT" default:"100" desc:"rows a page of a domain's call listing asks for (limit); a page that comes back with that many is read on from (start), up to 100 pages. A PBX that caps limit lower, or pages by a smaller size of its own, needs it at most that size (a locate that misses on a short page checks the domain's count, and warns)"`
 
 	BandwidthBaseURL          string        `envconfig:"TRANSFERD_BANDWIDTH_BASE_URL" default:"https://api.catapult.inetwork.com/v1" desc:"Catapult v1 API root"`
 	BandwidthUserID           string        `envconfig:"TRANSFERD_BANDWIDTH_USER_ID" desc:"Catapult user id (u-…); enables the bandwidth provider"`
