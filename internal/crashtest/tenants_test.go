@@ -167,11 +167,10 @@ func keyHash(key string) string {
 // TRANSFERD_AUTH, which a tenants file replaces. The settings that apply
 // to every account stay (the join hostname, a default for the accounts,
 // goes: the storm's account files name each account's). Dropped with the
-// accounts, the storm's list
-// limit, drawn to match a PBX that pages by 7 rows of its own, never
-// reached a storm whose accounts are in files, and transferd asked for
-// 100 rows, took a first page of 7 for the whole listing and failed a
-// third of the transfers call_not_found.
+// accounts, the storm's list limit, drawn to match a PBX that pages by 7
+// rows of its own, never reached a storm whose accounts are in files:
+// transferd asked for 100 rows, took a first page of 7 for the whole
+// listing and failed a third of the transfers call_not_found.
 func tenantsEnv(env []string) []string {
 	var out []string
 	for _, kv := range env {

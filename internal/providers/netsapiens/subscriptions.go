@@ -332,8 +332,8 @@ const maxDelivery = 4 << 20
 
 // ReceiveSubscription reads one post of a domain's subscription (key is
 // the domain): a JSON array of active-call objects (or one such object)
-// in legacy or hyphenated names, "remove":"yes" (or "call-remove") on a session's end. Anything
-// else is refused with KindInvalid naming the body, "(body)", as the
+// in legacy or hyphenated names, "remove":"yes" (or "call-remove") on a
+// session's end. Anything else is refused with KindInvalid naming the body, "(body)", as the
 // field: the API's validation-error always lists a field, and the body is
 // the one field a delivery has. It changes nothing: the caller then makes
 // the domain's watcher read the listing.

@@ -351,23 +351,21 @@ func (s *Sim) PostSubscriptions(ctx context.Context) {
 		if chaos.Reorder {
 			slices.Reverse(objs)
 		}
-		bodies := [][]byte{nil}
+		// One post of the array, or (ShapeObject) one per object.
+		var batch []posting
 		if s.cfg.SubscriptionShape == ShapeObject {
-			bodies = make([][]byte, len(objs))
-			for i, o := range objs {
-				bodies[i], _ = json.Marshal(o)
+			for _, o := range objs {
+				body, _ := json.Marshal(o)
+				batch = append(batch, posting{id: id, url: sub.PostURL, body: body, n: 1})
 			}
 		} else {
-			bodies[0], _ = json.Marshal(objs)
+			body, _ := json.Marshal(objs)
+			batch = append(batch, posting{id: id, url: sub.PostURL, body: body, n: len(objs)})
 		}
-		for _, body := range bodies {
-			n := len(objs)
-			if s.cfg.SubscriptionShape == ShapeObject {
-				n = 1
-			}
-			posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: n})
+		for _, p := range batch {
+			posts = append(posts, p)
 			if chaos.Duplicate {
-				posts = append(posts, posting{id: id, url: sub.PostURL, body: body, n: n})
+				posts = append(posts, p)
 			}
 		}
 	}
@@ -395,8 +393,8 @@ func (s *Sim) PostSubscriptions(ctx context.Context) {
 	}
 }
 
-// post sends one array (or one object, ShapeObject); a network error or a status above 302 is a failed post [C-doc].
-// Nothing is resent: no replay is documented, and the next tick posts only newer changes.
+// post sends one array (or one object, ShapeObject); a network error or a status above 302
+// is a failed post [C-doc]. Nothing is resent: no replay is documented, and the next tick posts only newer changes.
 func (s *Sim) post(ctx context.Context, p posting) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
