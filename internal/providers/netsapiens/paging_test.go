@@ -262,9 +262,7 @@ func TestAShortPageWhoseCountIsRefusedStands(t *testing.T) {
 			wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if strings.HasSuffix(r.URL.Path, "/calls/count") {
-						w.Header().Set("Content-Type", "application/json")
-						w.WriteHeader(tc.status)
-						_, _ = fmt.Fprintf(w, `{"code":%d,"message":"%s"}`, tc.status, http.StatusText(tc.status))
+						writeError(w, tc.status, http.StatusText(tc.status))
 						return
 					}
 					api.ServeHTTP(w, r)

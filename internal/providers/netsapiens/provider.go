@@ -541,9 +541,7 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 	// read reads call id under t's user: whether a row carries what
 	// carries looks for (those rows go to extra), and the read's error.
 	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) (shown bool, err error) {
-		var rows readCall
-		err = c.do(ctx, request{op: "read_call", method: http.MethodGet,
-			path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+		rows, err := c.readByID(ctx, t, id)
 		for i := range rows {
 			if err == nil && carries(&rows[i]) {
 				extra, shown = append(extra, rows[i]), true
@@ -1278,6 +1276,14 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 	return err
 }
 
+// readByID reads call id under t's user (GET …/users/{user}/calls/{id}).
+func (c *Client) readByID(ctx context.Context, t *orchestrator.Transfer, id string) (readCall, error) {
+	var rows readCall
+	err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
+		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+	return rows, err
+}
+
 // joinedCallRead reads, after a join, the call with the consult's call-id
 // id, which a listing did not show, under the agent's user (whose call a
 // CallRequest made it). done means nothing is left to disconnect: the
@@ -1286,9 +1292,7 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 // no longer the agent's call, which after a join is the caller's). A
 // read that fails is unknown (the error), sent again by the engine.
 func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, id string) (done bool, err error) {
-	var rows readCall
-	err = c.do(ctx, request{op: "read_call", method: http.MethodGet,
-		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+	rows, err := c.readByID(ctx, t, id)
 	switch {
 	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
 		return true, nil

@@ -56,21 +56,12 @@ func TestAConsultAnsweredAsItIsRejectedIsHungUp(t *testing.T) {
 	if rejects.Load() == 0 {
 		t.Fatalf("no reject was sent; requests %q", commands(h.sim.Requests()))
 	}
-	consult := netsapiens.ConsultCallID(tr.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := h.sim.Wait(ctx, func() bool {
-		for _, s := range h.sim.Sessions(domain) {
-			if s.OrigCallID == consult || s.ByCallID == consult {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
+	if err := h.sim.Wait(ctx, func() bool { return consultSession(h.sim, tr.ID) == nil }); err != nil {
 		x, _ := h.eng.Get(context.Background(), tr.ID)
 		t.Fatalf("the consult %s is still up (%d rejects sent); transfer %s outcome %+v; sessions %+v",
-			consult, rejects.Load(), x.State, x.Outcome, h.sim.Sessions(domain))
+			netsapiens.ConsultCallID(tr.ID), rejects.Load(), x.State, x.Outcome, h.sim.Sessions(domain))
 	}
 	// The obligation the unverified outcome left is discharged.
 	got := h.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Cleanup == nil })

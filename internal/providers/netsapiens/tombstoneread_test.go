@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -41,7 +42,7 @@ func TestALateConsultAListingLeavesOutIsHungUpByTheTombstone(t *testing.T) {
 						t.Error(err)
 					}
 				}
-				writeNotFound(w)
+				writeError(w, http.StatusNotFound, "Call not found")
 				return
 			}
 			api.ServeHTTP(w, r)
@@ -74,12 +75,9 @@ func TestALateConsultAListingLeavesOutIsHungUpByTheTombstone(t *testing.T) {
 	if err := sim.WaitApplied(ctx); err != nil {
 		t.Fatal(err)
 	}
-	consult := netsapiens.ConsultCallID(tr.ID)
-	for _, s := range sim.Sessions(domain) {
-		if s.OrigCallID == consult || s.ByCallID == consult {
-			t.Fatalf("the tombstone's watch ended (outcome %+v) with the consult %s up: %+v; requests %q",
-				got.Outcome, consult, s, commands(sim.Requests()))
-		}
+	if s := consultSession(sim, tr.ID); s != nil {
+		t.Fatalf("the tombstone's watch ended (outcome %+v) with the consult up: %+v; requests %q",
+			got.Outcome, *s, commands(sim.Requests()))
 	}
 	others()
 	if user, held := callerWith(t, h, orig); user != "1000" || held {
@@ -87,11 +85,23 @@ func TestALateConsultAListingLeavesOutIsHungUpByTheTombstone(t *testing.T) {
 	}
 }
 
-// writeNotFound answers as nssim does a call it does not know.
-func writeNotFound(w http.ResponseWriter) {
+// consultSession returns the live session carrying transfer trID's
+// consult call-id, or nil.
+func consultSession(sim *nssim.Sim, trID string) *nssim.ActiveCall {
+	consult := netsapiens.ConsultCallID(trID)
+	for _, s := range sim.Sessions(domain) {
+		if s.OrigCallID == consult || s.ByCallID == consult {
+			return &s
+		}
+	}
+	return nil
+}
+
+// writeError answers status with an ErrorResponse body, as nssim does.
+func writeError(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write([]byte(`{"code":404,"message":"Call not found"}`))
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"code":%d,"message":%q}`, status, message)
 }
 
 // The other side of reading a consult by its call-id after its hang-up:
