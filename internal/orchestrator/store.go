@@ -131,6 +131,12 @@ type Store interface {
 	// next look, while a newer process under the same name keeps its own
 	// heartbeat.
 	Release(ctx context.Context, owner, token string, last, at time.Time) error
+	// Peers returns how many replicas other than owner have a heartbeat
+	// live at now. A replica shutting down hands its transfers in progress
+	// over only when one may take them (Engine.Shutdown); the count
+	// includes peers shutting down too, which take none, so the hand-over
+	// is checked, never assumed.
+	Peers(ctx context.Context, owner string, now time.Time) (int, error)
 	// Claim takes up to limit open transfers (Transfer.Open) whose owner
 	// has no live heartbeat at now (or no owner) and, when own is set,
 	// those owned by owner itself (a process restarted under the same

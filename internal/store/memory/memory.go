@@ -315,6 +315,19 @@ func (s *Store) Release(_ context.Context, owner, token string, last, at time.Ti
 	return nil
 }
 
+// Peers implements orchestrator.Store.
+func (s *Store) Peers(_ context.Context, owner string, now time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for name := range s.replicas {
+		if name != owner && s.live(name, now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Claim implements orchestrator.Store.
 func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.mu.Lock()

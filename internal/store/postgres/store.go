@@ -548,6 +548,15 @@ func (s *Store) Release(ctx context.Context, owner, token string, last, at time.
 	return nil
 }
 
+// Peers implements orchestrator.Store.
+func (s *Store) Peers(ctx context.Context, owner string, now time.Time) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM replicas WHERE name <> $1 AND expires > $2`, owner, now).Scan(&n); err != nil {
+		return 0, s.fail("peers", err)
+	}
+	return n, nil
+}
+
 // deadOwner is the SQL condition "the row's owner column names no replica
 // with a live heartbeat at $n".
 func deadOwner(column string, n int) string {

@@ -438,6 +438,18 @@ func (s *Store) Release(ctx context.Context, owner, token string, last, at time.
 	return nil
 }
 
+// Peers implements orchestrator.Store. One transferd serves a data
+// directory, so a peer here is the heartbeat of an earlier process under
+// another name that has not run out yet: it takes nothing, and the
+// engine's hand-over finds that out and gives the transfers back.
+func (s *Store) Peers(ctx context.Context, owner string, now time.Time) (int, error) {
+	var n int
+	if err := s.reads.queryRow(ctx, `SELECT count(*) FROM replicas WHERE name <> ? AND expires > ?`, owner, ts(now)).Scan(&n); err != nil {
+		return 0, fail("peers", err)
+	}
+	return n, nil
+}
+
 // deadOwner is the SQL condition "the row's owner column names no replica
 // with a live heartbeat at ?". The subquery is not correlated, so SQLite
 // lists the live replicas once per statement, not once per row.

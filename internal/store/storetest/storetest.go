@@ -80,6 +80,8 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"EventsPurge", testEventsPurge},
 		{"Heartbeat", testHeartbeat},
 		{"Release", testRelease},
+		{"Peers", testPeers},
+		{"HandedOver", testHandedOver},
 		{"Superseded", testSuperseded},
 		{"Claim", testClaim},
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
@@ -1152,6 +1154,71 @@ func testRelease(f *fixture) {
 	// Released before a heartbeat was ever written: nothing to end.
 	if err := f.s.Release(f.ctx, "never-beat", token("never-beat"), now, at); err != nil {
 		f.Errorf("Release of a replica without a heartbeat: %v", err)
+	}
+}
+
+// Peers counts the replicas other than the one asking whose heartbeat is
+// live: not its own, not one expired or released.
+func testPeers(f *fixture) {
+	const ttl = 30 * time.Second
+	count := func(owner string, at time.Time) int {
+		f.Helper()
+		n, err := f.s.Peers(f.ctx, owner, at)
+		if err != nil {
+			f.Fatalf("Peers(%s): %v", owner, err)
+		}
+		return n
+	}
+	if n := count("a", now); n != 0 {
+		f.Errorf("Peers with no heartbeat at all = %d, want 0", n)
+	}
+	f.heartbeat("a", now, ttl)
+	if n := count("a", now); n != 0 {
+		f.Errorf("Peers of the only replica = %d, want 0", n)
+	}
+	f.heartbeat("b", now, ttl)
+	f.heartbeat("c", now, time.Second)
+	if n := count("a", now); n != 2 {
+		f.Errorf("Peers with two others live = %d, want 2", n)
+	}
+	if n := count("a", now.Add(2*time.Second)); n != 1 {
+		f.Errorf("Peers once one's heartbeat ran out = %d, want 1", n)
+	}
+	at := now.Add(3 * time.Second)
+	if err := f.s.Release(f.ctx, "b", token("b"), now.Add(ttl), at); err != nil {
+		f.Fatalf("Release: %v", err)
+	}
+	if n := count("a", at); n != 0 {
+		f.Errorf("Peers once the other released its heartbeat = %d, want 0", n)
+	}
+	if n := count("b", at); n != 1 {
+		f.Errorf("Peers of a replica that released its heartbeat = %d, want 1 (a)", n)
+	}
+}
+
+// A transfer its owner saves with no owner (handed over at shutdown) is
+// claimed by the next Claim of any replica, its former owner's heartbeat
+// still live, and is no longer among that owner's.
+func testHandedOver(f *fixture) {
+	const ttl = 30 * time.Second
+	f.heartbeat("a", now, ttl)
+	f.heartbeat("b", now, ttl)
+	t := f.owned("1", "a")
+	kept := f.owned("2", "a")
+	t.Owner = ""
+	f.update(t)
+	if got, err := f.s.Owned(f.ctx, "a"); err != nil || !slices.Equal(got, []string{kept.ID}) {
+		f.Errorf("Owned(a) after handing one over = %v, %v; want %v", got, err, []string{kept.ID})
+	}
+	got := f.claim("b", now.Add(time.Second), false, 0)
+	if !slices.Equal(ids(got), []string{t.ID}) {
+		f.Fatalf("Claim(b) = %v, want the handed-over %s alone", ids(got), t.ID)
+	}
+	if got[0].Owner != "b" || got[0].Version != t.Version+1 {
+		f.Errorf("claimed: owner %q version %d, want b at %d", got[0].Owner, got[0].Version, t.Version+1)
+	}
+	if got := f.claim("c", now.Add(time.Second), false, 0); len(got) != 0 {
+		f.Errorf("a second Claim = %v, want none", ids(got))
 	}
 }
 
