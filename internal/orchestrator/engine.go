@@ -73,6 +73,11 @@ type Config struct {
 	// resumed while its tenant had no account of its provider here.
 	// Default a minute.
 	OrphanInterval time.Duration
+	// HandoverPatience is how long a replica shutting down waits for its
+	// peers to claim the transfers it handed over (see Shutdown) before
+	// it takes back those nobody claimed and gives their callers back.
+	// Default LeaseTTL/2: two of a peer's looks for transfers to claim.
+	HandoverPatience time.Duration
 	// Accounts, when set, gives each tenant its own provider accounts; the
 	// providers passed to New serve tenants it does not know (and the
 	// default tenant of a deployment without tenants).
@@ -113,6 +118,7 @@ func (c *Config) setDefaults() {
 	def(&c.Retention, 7*24*time.Hour)
 	def(&c.PurgeInterval, time.Hour)
 	def(&c.OrphanInterval, time.Minute)
+	def(&c.HandoverPatience, c.LeaseTTL/2)
 	def(&c.OpenPatience, time.Minute)
 	if c.Workers <= 0 {
 		c.Workers = 64
@@ -181,6 +187,12 @@ type Engine struct {
 
 	mu       sync.Mutex
 	stopping bool
+	// handover: Shutdown found a peer, so the transfers it interrupts are
+	// saved with no owner for a peer to claim and go on with, instead of
+	// given back (handOver). handed holds those, until a peer has claimed
+	// them or this replica takes them back (awaitHandover).
+	handover bool
+	handed   map[string]struct{}
 	// creating counts, by id, the Starts (and findLater's adoptions) past
 	// their stopping check that have not adopted their transfer yet: saved,
 	// perhaps, and this replica's, but with no entry yet. Shutdown waits
@@ -294,7 +306,7 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		// what it shows and stores is UTC.
 		now: cfg.Clock, token: NewToken(), superseded: make(chan struct{}),
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
-		entries: map[string]*entry{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
+		entries: map[string]*entry{}, handed: map[string]struct{}{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
 		finished: make(map[string]*Transfer, finishedKept),
 		watchers: map[watchKey]*watcher{},
 	}
@@ -1372,6 +1384,153 @@ func (e *Engine) release(cut bool) {
 	e.log.Info().Msg("heartbeat ended: other replicas claim what this one left at their next look")
 }
 
+// awaitSettled waits until no transfer this replica drives is open, or
+// ctx ends, and returns how many are left.
+func (e *Engine) awaitSettled(ctx context.Context) int {
+	for {
+		n, ch := e.unfinished()
+		if n == 0 {
+			return 0
+		}
+		// Superseded, nothing can be sent to finish them: the process that
+		// took the name over drives them.
+		if e.hard.Err() != nil || e.isSuperseded() {
+			// An earlier Shutdown already stopped the workers: nothing
+			// will move these any more.
+			return n
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return n
+		}
+	}
+}
+
+// peers returns how many other replicas have a live heartbeat as
+// shutdown begins, 0 when there is no heartbeat (the engine never
+// opened) or the store cannot say.
+func (e *Engine) peers(ctx context.Context) int {
+	e.lease.Lock()
+	on := e.lease.on
+	e.lease.Unlock()
+	if held, _ := e.leaseHeld(); !on || !held || e.isSuperseded() || e.isStopping() {
+		return 0
+	}
+	n, err := e.store.Peers(ctx, e.cfg.Owner, e.now())
+	if err != nil {
+		e.log.Warn().Err(err).Msg("shutting down: cannot tell whether another replica runs; giving the callers of the transfers in progress back")
+		return 0
+	}
+	return n
+}
+
+// handOver saves a transfer that shutdown interrupts, between two steps,
+// with no owner instead of giving its caller back, when Shutdown found a
+// peer: the next peer's claim takes it (Store.Claim takes a transfer with
+// no owner at once) and goes on from its record, as after a crash but
+// without the wait for this replica's heartbeat to run out. A consult in
+// progress thus survives a rolling restart. The peer may be shutting
+// down too, and so take nothing: awaitHandover checks, and takes back
+// what nobody took. It reports whether this replica stopped driving the
+// transfer: handed over, or whether it was is unknown (the save failed;
+// awaitHandover reads what the store holds).
+func (e *Engine) handOver(ctx context.Context, en *entry) bool {
+	e.mu.Lock()
+	on := e.handover
+	e.mu.Unlock()
+	if !on || en.saveFailing {
+		return false
+	}
+	en.t.Owner = ""
+	e.note(en, StepReconcile, "transferd shut down: handed over to another replica, which goes on with the transfer")
+	saved := e.save(ctx, en)
+	if en.lost {
+		return true // another replica's already
+	}
+	// Dropped either way: saved, it is for a peer to claim; not saved,
+	// the store may hold either record, and awaitHandover settles it.
+	en.lost, en.ended = true, nil
+	e.mu.Lock()
+	e.handed[en.id] = struct{}{}
+	e.mu.Unlock()
+	if saved {
+		en.log.Info().Str("state", string(en.t.State)).Msg("handed the transfer over to the other replicas")
+	} else {
+		en.log.Warn().Str("state", string(en.t.State)).Msg("handing the transfer over could not be saved; checking what the store holds before this replica stops")
+	}
+	return true
+}
+
+// awaitHandover waits for the peers to claim what handOver handed over,
+// for at most HandoverPatience and half of what is left of ctx, and then takes back what nobody claimed (the peers were
+// shutting down too, or stopped meanwhile) and gives their callers back
+// as a shutdown without a peer does. It returns how many transfers are
+// left unfinished.
+func (e *Engine) awaitHandover(ctx context.Context) int {
+	e.mu.Lock()
+	ids := slices.Collect(maps.Keys(e.handed))
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return 0
+	}
+	wait := e.cfg.HandoverPatience
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	deadline := time.Now().Add(wait)
+	var unclaimed []*Transfer
+	for {
+		unclaimed = unclaimed[:0]
+		unknown := 0
+		for _, id := range ids {
+			t, err := e.store.Get(ctx, id)
+			switch {
+			case err != nil:
+				unknown++
+			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner):
+				// Claimed by a peer (or ended by it since).
+			default:
+				unclaimed = append(unclaimed, t)
+			}
+		}
+		if len(unclaimed) == 0 && unknown == 0 {
+			e.log.Info().Int("transfers", len(ids)).Msg("the other replicas took over every transfer handed over")
+			return 0
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(e.cfg.PollInterval):
+		}
+	}
+	e.mu.Lock()
+	e.handover = false
+	e.mu.Unlock()
+	if len(unclaimed) > 0 {
+		e.log.Warn().Int("transfers", len(unclaimed)).
+			Msg("no other replica took over transfers handed over: taking them back to give their callers back")
+	}
+	for _, t := range unclaimed {
+		if t.Owner == "" {
+			// Taken back as a claim takes it: a peer's claim made
+			// meanwhile moved its version, and this save fails.
+			t.Owner = e.cfg.Owner
+			if err := e.store.Update(context.WithoutCancel(ctx), t); err != nil {
+				e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
+				continue
+			}
+		}
+		e.mu.Lock()
+		delete(e.handed, t.ID)
+		e.mu.Unlock()
+		e.adopt(t, true)
+	}
+	return e.awaitSettled(ctx)
+}
+
 // unfinished counts the entries shutdown still waits for: transfers not
 // terminal yet. Terminal ones with a cleanup obligation are left to the
 // next owner.
@@ -1391,18 +1550,24 @@ func (e *Engine) unfinished() (int, <-chan struct{}) {
 }
 
 // Shutdown stops taking transfers and lets every running transfer finish
-// or compensate: consulting transfers are abandoned with reason shutdown
-// and their callers taken off hold; a transfer already completing is
-// finished. When ctx ends first, provider calls in progress are cancelled
+// or compensate: a transfer already completing is finished; one between
+// steps before that (consulting, or not yet dialled) is handed over when
+// another replica has a live heartbeat (handOver: saved with no owner,
+// for that replica to claim and go on with), and otherwise abandoned
+// with reason shutdown, its caller taken off hold. What nobody claims
+// within HandoverPatience is taken back and abandoned the same way. When
+// ctx ends first, provider calls in progress are cancelled
 // and what is left stays in the store for the next owner (this replica
 // restarted, or another once this one's heartbeat expired); the error
 // says how many transfers that was. Shutdown returns promptly at ctx's
 // end: it never waits for a provider.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	peers := e.peers(ctx)
 	e.mu.Lock()
 	first := !e.stopping
 	if first {
 		e.stopping = true
+		e.handover = peers > 0
 		close(e.stop)
 	}
 	ids := make([]string, 0, len(e.entries))
@@ -1410,30 +1575,19 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	e.mu.Unlock()
+	if first && len(ids) > 0 {
+		if peers > 0 {
+			e.log.Info().Int("peers", peers).Msg("shutting down: handing the transfers in progress over to the other replicas")
+		} else {
+			e.log.Info().Msg("shutting down: no other replica to hand the transfers in progress over to; giving their callers back")
+		}
+	}
 	for _, id := range ids {
 		e.q.Add(id)
 	}
-	var left int
-	for {
-		n, ch := e.unfinished()
-		if n == 0 {
-			break
-		}
-		// Superseded, nothing can be sent to finish them: the process that
-		// took the name over drives them.
-		if e.hard.Err() != nil || e.isSuperseded() {
-			// An earlier Shutdown already stopped the workers: nothing
-			// will move these any more.
-			left = n
-			break
-		}
-		select {
-		case <-ch:
-			continue
-		case <-ctx.Done():
-			left = n
-		}
-		break
+	left := e.awaitSettled(ctx)
+	if left == 0 && first {
+		left = e.awaitHandover(ctx)
 	}
 	e.cancelHard()
 	e.q.Close()

@@ -443,7 +443,9 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		e.clearSignal(ctx, en, s)
 	}
 	if e.isStopping() {
-		e.fail(ctx, en, ReasonShutdown, "transferd shut down while the transfer was consulting", nil)
+		if !e.handOver(ctx, en) {
+			e.fail(ctx, en, ReasonShutdown, "transferd shut down while the transfer was consulting", nil)
+		}
 		return 0
 	}
 	now := e.now()
@@ -2387,7 +2389,9 @@ func (e *Engine) interrupted(ctx context.Context, en *entry) bool {
 		return true
 	}
 	if e.isStopping() {
-		e.fail(ctx, en, ReasonShutdown, "transferd shut down before the transfer finished", nil)
+		if !e.handOver(ctx, en) {
+			e.fail(ctx, en, ReasonShutdown, "transferd shut down before the transfer finished", nil)
+		}
 		return true
 	}
 	return false

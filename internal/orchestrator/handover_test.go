@@ -1,0 +1,209 @@
+package orchestrator_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+	"github.com/transferd/transferd/internal/store/sqlite"
+)
+
+// handoverStores are the stores the hand-over tests run on: the shared
+// store of the replicas.
+var handoverStores = map[string]func(t *testing.T) orchestrator.Store{
+	"memory": func(*testing.T) orchestrator.Store { return memory.New() },
+	"sqlite": func(t *testing.T) orchestrator.Store {
+		s, err := sqlite.Open(context.Background(), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+}
+
+// shutdownWithin shuts e down with a generous timeout and returns its
+// error.
+func shutdownWithin(e *orchestrator.Engine) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return e.Shutdown(ctx)
+}
+
+// saysStep reports whether tr has a step whose detail contains s.
+func saysStep(tr *orchestrator.Transfer, s string) bool {
+	return slices.ContainsFunc(tr.Steps, func(st orchestrator.Step) bool { return strings.Contains(st.Detail, s) })
+}
+
+// A replica shutting down while another runs hands its consult over: the
+// consult goes on with the caller held, the other replica claims the
+// transfer and completes it when the client says so. Nothing is hung up
+// and the caller is never taken off hold: a rolling restart loses no
+// transfer in progress.
+func TestAShutdownHandsAConsultOverToAPeer(t *testing.T) {
+	for name, open := range handoverStores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store := open(t)
+			fake := orchestratortest.NewFake("fake")
+			// The peer's claims come every LeaseTTL/4; the patience is
+			// long enough that only a claim ends the wait.
+			cfg := func(owner string) orchestrator.Config {
+				return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Minute}
+			}
+			a := replicaWith(t, cfg("a"), store, fake)
+			b := replicaWith(t, cfg("b"), store, fake)
+			for _, e := range []*orchestrator.Engine{a, b} {
+				if err := e.Open(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := request("fake", "1000")
+			r.Completion = orchestrator.CompletionManual
+			tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, a, tr.ID, answered)
+
+			if err := shutdownWithin(a); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			got, err := store.Get(ctx, tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Owner != "b" || got.State != orchestrator.StateConsulting {
+				t.Fatalf("after a's shutdown the transfer is %s, owned by %q; want consulting, b's", got.State, got.Owner)
+			}
+			if !saysStep(got, "handed over") {
+				t.Errorf("no step says the transfer was handed over: %+v", got.Steps)
+			}
+			if c, _ := fake.State(tr.ID); c.Caller != orchestrator.CallerHeld || c.Consult != orchestrator.ConsultAnswered {
+				t.Fatalf("after a's shutdown the provider shows caller %d, consult %d; want held and answered", c.Caller, c.Consult)
+			}
+
+			waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+			if _, err := b.Complete(ctx, tr.ID); err != nil {
+				t.Fatalf("Complete through b: %v", err)
+			}
+			done := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+			if done.State != orchestrator.StateCompleted {
+				t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
+			}
+			if got, want := fake.ActionsFor(tr.ID), []string{locate, hold, dial, complete}; !slices.Equal(got, want) {
+				t.Fatalf("actions %q, want %q: nothing given back at the shutdown", got, want)
+			}
+		})
+	}
+}
+
+// A replica that finds a peer's heartbeat live at its shutdown, but no
+// peer that claims what it hands over (the peer is shutting down too, or
+// has stopped since its last heartbeat), takes the transfers back after
+// HandoverPatience and gives their callers back as a shutdown without a
+// peer does.
+func TestAShutdownTakesBackWhatNoPeerClaims(t *testing.T) {
+	for name, open := range handoverStores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store := open(t)
+			fake := orchestratortest.NewFake("fake")
+			a := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, HandoverPatience: 20 * time.Millisecond}, store, fake)
+			if err := a.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// A peer that beat an hour's heartbeat and claims nothing.
+			if _, err := store.Heartbeat(ctx, "gone", "token-gone", time.Now(), time.Hour, false); err != nil {
+				t.Fatal(err)
+			}
+			r := request("fake", "1000")
+			r.Completion = orchestrator.CompletionManual
+			tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, a, tr.ID, answered)
+
+			if err := shutdownWithin(a); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			got, err := store.Get(ctx, tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome(t, got, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+			if got.Owner != "a" || !saysStep(got, "handed over") {
+				t.Errorf("owner %q, steps %+v: want a's again, after a step saying it was handed over", got.Owner, got.Steps)
+			}
+			if got, want := fake.ActionsFor(tr.ID), []string{locate, hold, dial, hangup, unhold}; !slices.Equal(got, want) {
+				t.Fatalf("actions %q, want %q", got, want)
+			}
+			wantCallerSafe(t, fake, tr.ID)
+		})
+	}
+}
+
+// Two replicas shut down at once, each seeing the other's heartbeat live
+// as it begins: each may hand its transfers to the other, which takes
+// nothing while it stops, so each takes back what nobody claimed. Every
+// caller is given back and no transfer is left open, whichever order the
+// two go in.
+func TestTwoReplicasShuttingDownAtOnceGiveEveryCallerBack(t *testing.T) {
+	for name, open := range handoverStores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store := open(t)
+			fake := orchestratortest.NewFake("fake")
+			cfg := func(owner string) orchestrator.Config {
+				return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: 50 * time.Millisecond}
+			}
+			engines := []*orchestrator.Engine{replicaWith(t, cfg("a"), store, fake), replicaWith(t, cfg("b"), store, fake)}
+			var ids []string
+			for i, e := range engines {
+				if err := e.Open(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for j := range 3 {
+					r := request("fake", "10"+string(rune('0'+i))+string(rune('0'+j)))
+					r.Completion = orchestrator.CompletionManual
+					tr, err := e.Start(ctx, r, orchestrator.StartOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					waitFor(t, e, tr.ID, answered)
+					ids = append(ids, tr.ID)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, len(engines))
+			for i, e := range engines {
+				wg.Go(func() { errs[i] = shutdownWithin(e) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("Shutdown of replica %d: %v", i, err)
+				}
+			}
+			for _, id := range ids {
+				got, err := store.Get(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Open() {
+					t.Errorf("transfer %s left open (%s, owner %q)", id, got.State, got.Owner)
+					continue
+				}
+				wantOutcome(t, got, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+				wantCallerSafe(t, fake, id)
+			}
+		})
+	}
+}
