@@ -1481,30 +1481,42 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	deadline := time.Now().Add(wait)
 	var unclaimed []*Transfer
 	for {
+		// waiting: handed over and not claimed yet, or unknown (the
+		// store could not be read). Those still this replica's (the
+		// hand-over's save did not land) no peer can claim: they are
+		// taken back without waiting.
 		unclaimed = unclaimed[:0]
-		unknown := 0
+		waiting := 0
 		for _, id := range ids {
 			t, err := e.store.Get(ctx, id)
 			switch {
 			case err != nil:
-				unknown++
+				waiting++
 			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner):
 				// Claimed by a peer (or ended by it since).
+			case t.Owner == "":
+				waiting++
+				unclaimed = append(unclaimed, t)
 			default:
 				unclaimed = append(unclaimed, t)
 			}
 		}
-		if len(unclaimed) == 0 && unknown == 0 {
+		if waiting == 0 && len(unclaimed) == 0 {
 			e.log.Info().Int("transfers", len(ids)).Msg("the other replicas took over every transfer handed over")
 			return 0
 		}
-		if !time.Now().Before(deadline) || ctx.Err() != nil {
+		if waiting == 0 || ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(e.cfg.PollInterval):
 		}
+	}
+	if ctx.Err() != nil {
+		// Cut short: what no peer claimed yet stays claimable, by a peer
+		// or by this replica restarted.
+		return len(unclaimed)
 	}
 	e.mu.Lock()
 	e.handover = false
@@ -1518,7 +1530,7 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			// Taken back as a claim takes it: a peer's claim made
 			// meanwhile moved its version, and this save fails.
 			t.Owner = e.cfg.Owner
-			if err := e.store.Update(context.WithoutCancel(ctx), t); err != nil {
+			if err := e.store.Update(ctx, t); err != nil {
 				e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
 				continue
 			}

@@ -2,9 +2,11 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +208,61 @@ func TestTwoReplicasShuttingDownAtOnceGiveEveryCallerBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// disownFails fails the first save that hands a transfer over, without
+// saving it.
+type disownFails struct {
+	orchestrator.Store
+	failed atomic.Bool
+}
+
+func (s *disownFails) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if t.Owner == "" && s.failed.CompareAndSwap(false, true) {
+		return errors.New("the store is down")
+	}
+	return s.Store.Update(ctx, t)
+}
+
+// A hand-over whose save fails leaves the transfer this replica's, which
+// no peer can claim while its heartbeat lives: it is taken back at once,
+// not after HandoverPatience, and its caller given back.
+func TestAHandoverThatCannotBeSavedIsTakenBackAtOnce(t *testing.T) {
+	ctx := context.Background()
+	store := &disownFails{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	// A patience of an hour, and a shutdown with no deadline: waiting
+	// the patience out would hang the test.
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Hour}
+	}
+	a := replicaWith(t, cfg("a"), store, fake)
+	b := replicaWith(t, cfg("b"), store, fake)
+	for _, e := range []*orchestrator.Engine{a, b} {
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if !store.failed.Load() {
+		t.Fatal("no hand-over was tried")
+	}
+	got, err := store.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, got, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+	if got.Owner != "a" {
+		t.Errorf("owner %q, want a", got.Owner)
+	}
+	wantCallerSafe(t, fake, tr.ID)
 }
