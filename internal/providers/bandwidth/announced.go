@@ -266,7 +266,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		}
 		obs.ConsultLeg.CallID = id
 	}
-	b, cause, err := c.observeBLeg(ctx, t, id, &obs)
+	b, cause, causeErr, err := c.observeBLeg(ctx, t, id, &obs)
 	if err != nil {
 		return obs, err
 	}
@@ -289,6 +289,15 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	// Polling cannot find B without A naming it (searchTransferLeg), but
 	// a listing with no leg that may be ours shows A is not connected to
 	// one; a listing with one cannot tell (mayHaveTaken).
+	if aGone && causeErr != nil {
+		// Both calls ended and why B did is unknown: the caller who hung
+		// up (B cancelled with it) and the platform ending the caller's
+		// call because B failed (busy, rejected, no answer) look alike
+		// but for B's cause. Taken for untold, the reading blamed the
+		// caller (caller_hung_up) for a busy target.
+		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("the caller's call and the transfer's leg %s ended, and why the leg ended could not be read: %w", id, causeErr))
+	}
 	undecidable := false
 	if !aGone && a.state() == stateActive && legUnknown && id == "" && !elsewhere(a, t) && c.publicURL == "" {
 		if undecidable, err = c.mayHaveTaken(ctx, t, a); err != nil {
@@ -362,16 +371,17 @@ func bridgedBeforeEnd(t *orchestrator.Transfer, a, b *apiCall) bool {
 
 // observeBLeg reads B (when its id is known) into obs, and returns it (nil
 // when it cannot be read) and why it ended: its event history, or, when
-// it cannot be read, the cause a callback reported.
-func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id string, obs *orchestrator.Observation) (*apiCall, string, error) {
+// it cannot be read, the cause a callback reported. causeErr is the error
+// of an ended B's event history that could not be read (the cause is then
+// unknown).
+func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id string, obs *orchestrator.Observation) (b *apiCall, cause string, causeErr, err error) {
 	if id == "" {
-		return nil, "", nil
+		return nil, "", nil, nil
 	}
-	b, err := c.getConsultLeg(ctx, t, id)
+	b, err = c.getConsultLeg(ctx, t, id)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	cause := ""
 	switch {
 	case b == nil:
 		// Not readable (yet, or any more): a callback may have said how it
@@ -386,10 +396,10 @@ func (c *Client) observeBLeg(ctx context.Context, t *orchestrator.Transfer, id s
 		obs.Consult = orchestrator.ConsultAnswered
 		obs.ConsultLegs = 1
 	default:
-		cause = c.endCause(ctx, t, id)
+		cause, causeErr = c.endCause(ctx, t, id)
 		consultEnded(obs, b, cause)
 	}
-	return b, cause, nil
+	return b, cause, causeErr, nil
 }
 
 // hangupAnnounced cancels a B-leg that still rings. An ended B is success.

@@ -325,7 +325,10 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		case tc.live():
 			obs.Consult = orchestrator.ConsultAnswered
 		default:
-			consultEnded(&obs, tc, c.endCause(ctx, t, tid))
+			// A history that cannot be read leaves the cause untold: the
+			// caller, held in b1, is given back all the same.
+			cause, _ := c.endCause(ctx, t, tid)
+			consultEnded(&obs, tc, cause)
 		}
 		if tc != nil && tc.live() {
 			obs.ConsultLegs = 1

@@ -289,14 +289,15 @@ func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 // reported, else the hangup (or timeout) in the call's event history
 // (GET calls/{id}/events, whose hangup entries carry the cause as data),
 // the events merged in order as mergeCause says. It is "" when neither
-// tells.
-func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID string) string {
+// tells, and "" with the read's error when the history could not be read:
+// then why the leg ended is unknown, not untold.
+func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID string) (string, error) {
 	if cause := c.causes.get(t.ID, callID); cause != "" {
-		return cause
+		return cause, nil
 	}
 	var events []apiEvent
 	if err := c.do(ctx, request{op: "call_events", method: http.MethodGet, path: "/calls/" + seg(callID) + "/events", safe: true}, &events); err != nil {
-		return ""
+		return "", err
 	}
 	cause := ""
 	for _, ev := range events {
@@ -312,7 +313,7 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 	if cause != "" {
 		c.causes.put(t.ID, callID, cause)
 	}
-	return cause
+	return cause, nil
 }
 
 // mergeCause returns the cause of a leg that reported old and then next.
