@@ -1,8 +1,10 @@
 package bandwidth_test
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,5 +57,65 @@ func TestAnEventHistoryReadThatFailsIsNotTakenForTheCallerHangingUp(t *testing.T
 	}
 	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonBusy {
 		t.Fatalf("state %s outcome %+v: want failed, busy (the target was busy; the caller never hung up)", tr.State, tr.Outcome)
+	}
+}
+
+// An announced transfer whose target never answers, with callbacks: the
+// platform times the B-leg out and, on the other side of the guess of
+// what follows a timeout (TimeoutHangupCause: a platform cancelling the
+// leg it gave up on says ORIGINATOR_CANCEL), hangs it up with that cause,
+// and ends the caller's call with it (TransferFailure hangup). The timeout
+// callback is lost (callbacks may be missing, or come after the hangup's),
+// the hangup's arrives. endCause took the callback's cause for the whole
+// story and never read the event history, which holds the timeout: a
+// plain end (a cancel) with the caller's call ended is the caller hanging
+// up. The transfer failed caller_hung_up, verified, for a target who did
+// not answer. A plain end a callback told does not hide a failure the
+// history shows.
+func TestAMissingTimeoutCallbackIsNotTakenForTheCallerHangingUp(t *testing.T) {
+	hangup := make(chan struct{})
+	var once sync.Once
+	var timedOut atomic.Bool
+	h := setup(t, options{callbacks: true,
+		sim: bwsim.Config{TimeoutHangupCause: bwsim.CauseOriginatorCancel},
+		dropCallback: func(body []byte) bool {
+			return bytes.Contains(body, []byte(`"eventType":"timeout"`))
+		},
+		onCallback: func(ev string) {
+			if ev == "hangup" {
+				once.Do(func() { close(hangup) })
+			}
+		},
+	})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeNever})
+	a := h.placeCall(t)
+	// Once the leg timed out, reads wait for the hangup callback to be
+	// handled: the reading that shows the leg ended comes after it.
+	h.mu.Lock()
+	h.hooks = append(h.hooks, &hook{every: true,
+		match: func(method, _, _ string) bool { return timedOut.Load() && method == http.MethodGet },
+		run: func() {
+			select {
+			case <-hangup:
+			case <-time.After(10 * time.Second):
+			}
+		}})
+	h.mu.Unlock()
+	req := announcedReq(a, target)
+	req.ConsultTimeout = time.Minute
+	tr := h.start(t, req)
+	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Legs.Consult.CallID != "" })
+	timedOut.Store(true)
+	if err := h.sim.Timeout(tr.Legs.Consult.CallID); err != nil {
+		t.Fatal(err)
+	}
+	tr = h.end(t, tr.ID)
+	select {
+	case <-hangup:
+	default:
+		t.Fatal("setup: the hangup callback never came")
+	}
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonNoAnswer {
+		t.Fatalf("state %s outcome %+v: want failed, no_answer (the target never answered; the caller never hung up)", tr.State, tr.Outcome)
 	}
 }
