@@ -285,19 +285,29 @@ func (c *Client) hangup(ctx context.Context, op, id string) error {
 // lost on the way, or its answer).
 func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 
-// endCause returns why a consult leg ended: the cause a callback
+// endCause returns why a consult leg ended: the failure a callback
 // reported, else the hangup (or timeout) in the call's event history
 // (GET calls/{id}/events, whose hangup entries carry the cause as data),
-// the events merged in order as mergeCause says. It is "" when neither
-// tells, and "" with the read's error when the history could not be read:
-// then why the leg ended is unknown, not untold.
+// the events merged in order as mergeCause says, and with a plain end a
+// callback reported. It is "" when neither tells, and the callbacks' cause
+// with the read's error when the history could not be read: then why the
+// leg ended is unknown, not untold.
+//
+// A plain end a callback told (ORIGINATOR_CANCEL, NORMAL_CLEARING) is not
+// the whole story: the timeout event before it may be lost, or come after
+// it (callbacks may be missing or reordered), and a platform that cancels
+// the leg it gave up on says ORIGINATOR_CANCEL (bwsim TimeoutHangupCause).
+// Taken alone, it made a target who never answered a caller who hung up
+// (announced: the platform ends the caller's call with the failed leg).
+// The history is read once for such a leg.
 func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID string) (string, error) {
-	if cause := c.causes.get(t.ID, callID); cause != "" {
-		return cause, nil
+	told := c.causes.get(t.ID, callID)
+	if told != "" && (!plainEnd(told) || c.causes.get(t.ID, callID+historyRead) != "") {
+		return told, nil
 	}
 	var events []apiEvent
 	if err := c.do(ctx, request{op: "call_events", method: http.MethodGet, path: "/calls/" + seg(callID) + "/events", safe: true}, &events); err != nil {
-		return "", err
+		return told, err
 	}
 	cause := ""
 	for _, ev := range events {
@@ -310,11 +320,22 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 			cause = mergeCause(cause, causeNoAnswer)
 		}
 	}
+	switch {
+	case cause == "":
+		cause = told
+	case told != "":
+		cause = mergeCause(told, cause)
+	}
 	if cause != "" {
-		c.causes.put(t.ID, callID, cause)
+		c.causes.merge(t.ID, callID, cause)
+		c.causes.put(t.ID, callID+historyRead, "1")
 	}
 	return cause, nil
 }
+
+// historyRead marks, beside a call id in the causeBook, a call whose
+// event history endCause has read.
+const historyRead = "#history"
 
 // mergeCause returns the cause of a leg that reported old and then next.
 // A failure (a timeout's NO_ANSWER, USER_BUSY, NORMAL_TEMPORARY_FAILURE...)
