@@ -290,8 +290,9 @@ func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 // (GET calls/{id}/events, whose hangup entries carry the cause as data),
 // the events merged in order as mergeCause says, and with a plain end a
 // callback reported. It is "" when neither tells, and the callbacks' cause
-// with the read's error when the history could not be read: then why the
-// leg ended is unknown, not untold.
+// with the read's error when the history could not be read (a failure, or
+// "not found" for a call just read): then why the leg ended is unknown,
+// not untold.
 //
 // A plain end a callback told (ORIGINATOR_CANCEL, NORMAL_CLEARING) is not
 // the whole story: the timeout event before it may be lost, or come after
@@ -307,6 +308,11 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 	}
 	var events []apiEvent
 	if err := c.do(ctx, request{op: "call_events", method: http.MethodGet, path: "/calls/" + seg(callID) + "/events", safe: true}, &events); err != nil {
+		if orchestrator.KindOf(err) == orchestrator.KindProviderRejected {
+			// Refused for good (no such resource on this platform, a
+			// request it does not take): the history tells nothing.
+			return told, nil
+		}
 		return told, err
 	}
 	cause := ""
