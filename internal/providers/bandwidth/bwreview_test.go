@@ -3,6 +3,7 @@ package bandwidth_test
 import (
 	"bytes"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,5 +118,52 @@ func TestAMissingTimeoutCallbackIsNotTakenForTheCallerHangingUp(t *testing.T) {
 	}
 	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonNoAnswer {
 		t.Fatalf("state %s outcome %+v: want failed, no_answer (the target never answered; the caller never hung up)", tr.State, tr.Outcome)
+	}
+}
+
+// An announced transfer, polling, whose B-leg fails before it is answered
+// with a cause other than the four transferd names (the hangup causes
+// include NORMAL_TEMPORARY_FAILURE, and "others = internal error"; a SIP
+// INVITE that fails "generates an event indicating the call has hung
+// up"): here the simulator's busy leg, its history reporting
+// NORMAL_TEMPORARY_FAILURE. The platform ends the caller's call with the
+// failed transfer (TransferFailure hangup). observeAnnounced took an ended
+// caller's call next to a leg that failed for a reason it does not name
+// for the caller hanging up: the transfer failed caller_hung_up, verified,
+// although the caller never hung up and the target's leg failed. A leg
+// that ended unanswered for a cause that is not a cancel failed.
+func TestALegFailingForACauseNotNamedIsNotTheCallerHangingUp(t *testing.T) {
+	wrap := func(_ *bwsim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/events") {
+				api.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			body := bytes.ReplaceAll(rec.Body.Bytes(), []byte(bwsim.CauseUserBusy), []byte("NORMAL_TEMPORARY_FAILURE"))
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(body)
+		})
+	}
+	h := setup(t, options{wrap: wrap})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+	a := h.placeCall(t)
+	req := announcedReq(a, target)
+	req.ConsultTimeout = 30 * time.Second
+	tr := h.end(t, h.start(t, req).ID)
+	h.idle(t)
+	if c := mustCall(t, h, a.ID); c.State != bwsim.StateCompleted || c.Cause == bwsim.CauseOriginatorCancel {
+		t.Fatalf("setup: the caller's call is %s (%s), want ended by the platform with the failed transfer", c.State, c.Cause)
+	}
+	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason == orchestrator.ReasonCallerHungUp {
+		t.Fatalf("state %s outcome %+v: the caller never hung up; the target's leg failed", tr.State, tr.Outcome)
+	}
+	if tr.Outcome.Reason != orchestrator.ReasonConsultFailed {
+		t.Errorf("reason %s, want consult_failed (the leg failed for a cause transferd does not name)", tr.Outcome.Reason)
 	}
 }
