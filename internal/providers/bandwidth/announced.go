@@ -306,7 +306,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	}
 
 	switch {
-	case aGone && targetFailed(cause):
+	case aGone && (targetFailed(cause) || failedUnanswered(b, cause)):
 		// B failed and the platform ended the caller's call with it (what
 		// Catapult does to a failed BXML transfer). Not a hang-up by the
 		// caller: the engine reports the consult's end reason.

@@ -389,6 +389,14 @@ func consultEnded(obs *orchestrator.Observation, call *apiCall, cause string) {
 		if answered {
 			obs.EndReason = orchestrator.ReasonTargetHungUp
 		}
+	default:
+		if failedUnanswered(call, cause) {
+			// A failure transferd does not name (NORMAL_TEMPORARY_FAILURE,
+			// a congestion, "others = internal error"): the leg failed,
+			// which the engine must not read as an end with no reason (a
+			// caller's call ended with it would be the caller hanging up).
+			obs.EndReason = orchestrator.ReasonConsultFailed
+		}
 	}
 	switch {
 	case cause != "":
@@ -398,6 +406,14 @@ func consultEnded(obs *orchestrator.Observation, call *apiCall, cause string) {
 	default:
 		obs.Detail = "the consult call ended; Bandwidth did not say why"
 	}
+}
+
+// failedUnanswered reports a leg read ended before it was answered with
+// a cause that is neither a plain end nor one of the failures transferd
+// names: it failed (a SIP INVITE refused, a network failure), as opposed
+// to a cancel (ours, or the caller's hang-up).
+func failedUnanswered(call *apiCall, cause string) bool {
+	return call != nil && call.ActiveTime == "" && cause != "" && !plainEnd(cause)
 }
 
 // targetFailed reports a cause that means the target never took the
