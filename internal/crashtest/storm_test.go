@@ -604,7 +604,8 @@ func (f *fleet) current() (*proc, <-chan struct{}) {
 // its place: on the same data directory and instance id, or, among
 // replicas, with a new instance id half the time. One stop in four is a
 // graceful one (SIGTERM, as a rollout or a node drain sends: consults
-// given back, the heartbeat ended, a peer claiming what is left at once),
+// handed over to a live peer or given back, the heartbeat ended, a peer
+// claiming what is left at once),
 // the others SIGKILL. The next process starts once the stopped one has
 // exited, as a StatefulSet's does.
 func (f *fleet) kill(r *rand.Rand) error {
@@ -722,6 +723,27 @@ func (f *fleet) storeErrors() int {
 		}
 	}
 	return n
+}
+
+// handovers counts, over every process's log, the transfers a graceful
+// stop handed over to a peer, and those it took back because no peer
+// claimed them.
+func (f *fleet) handovers() (handed, takenBack int) {
+	f.mu.Lock()
+	all := slices.Clone(f.all)
+	f.mu.Unlock()
+	for _, p := range all {
+		for _, l := range p.logs.all() {
+			switch l.str("message") {
+			case "handed the transfer over to the other replicas":
+				handed++
+			case "no other replica took over transfers handed over: taking them back to give their callers back":
+				n, _ := l.fields["transfers"].(float64) // a JSON number
+				takenBack += int(n)
+			}
+		}
+	}
+	return handed, takenBack
 }
 
 // linesAbout returns every process's log lines about a transfer.
@@ -1178,6 +1200,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		t.Errorf("storm seed %s: %s", label, e)
 	}
 	cnt.storeErrors = fl.storeErrors()
+	cnt.handedOver, cnt.takenBack = fl.handovers()
 	if accounts != nil {
 		cnt.claimedWithout = fl.claimedWithoutAccount()
 	}
@@ -1729,7 +1752,10 @@ type stormCounts struct {
 	transfers, violations, kills int
 	renamed                      int // kills a replica came back from with a new instance id
 	graceful                     int // kills that were graceful stops (SIGTERM)
-	outages                      atomic.Int32
+	// handedOver counts the transfers graceful stops handed over to a
+	// peer, takenBack those they took back, unclaimed.
+	handedOver, takenBack int
+	outages               atomic.Int32
 	// dbFaults counts the store's faults: on PostgreSQL the moments every
 	// connection to the database was ended (stormDBFaults), backendsEnded
 	// the connections; on SQLite the spans the disk refused transferd's
@@ -1819,7 +1845,11 @@ func (c *stormCounts) line(label string) string {
 	}
 	kills := strconv.Itoa(c.kills)
 	if c.graceful > 0 {
-		kills += fmt.Sprintf(" (%d of them graceful)", c.graceful)
+		kills += fmt.Sprintf(" (%d of them graceful", c.graceful)
+		if c.handedOver > 0 {
+			kills += fmt.Sprintf(", %d transfers handed over, %d of them taken back", c.handedOver, c.takenBack)
+		}
+		kills += ")"
 	}
 	if c.renamed > 0 {
 		kills += fmt.Sprintf(" (%d came back with a new instance id)", c.renamed)
