@@ -1,0 +1,86 @@
+package netsapiens_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// A join the PBX accepted and did not apply (the caller's and the
+// consult's sessions on different cores, the join naming the caller's
+// core, which this PBX ignores: HostnameMatch destination, WrongHostname
+// ignore), while its listings leave the consult's row out from the join
+// on (a PBX that takes the consult's row out of its listing as it begins
+// applying a join, which the engine already waits out until the join
+// could have applied: the premise of TestConsultMissingFromOneListingIsReadByItsID,
+// after a join). The consult is up, the agent and the target talking, and
+// the caller is shown held with the agent: the join did not take, and its
+// second form, naming the consult's core, would.
+//
+// Before, a consult seen and not listed was read by its call-id only while
+// no join was sent: the first reading a visibility window after the join
+// took the consult for gone, the transfer failed target_hung_up, the
+// second form was never sent, and the recovery hung up the consult the
+// agent and the target were talking on. Once a reading shows the join did
+// not take (the caller's row still carries the agent), a consult seen and
+// not listed is read by its call-id too; shown up, the second form goes
+// out and the transfer completes.
+func TestAConsultLeftOutAfterAJoinThatDidNotTakeIsReadByItsID(t *testing.T) {
+	var joins atomic.Int32
+	var reads atomic.Int32
+	wrap := func(_ *nssim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/transfer"):
+				joins.Add(1)
+			case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/calls/transferd-"):
+				reads.Add(1)
+			case r.Method == http.MethodGet && r.URL.Path == "/domains/"+domain+"/calls" && joins.Load() == 1:
+				filterListing(w, r, api, func(rows []map[string]any) []map[string]any {
+					kept := rows[:0]
+					for _, row := range rows {
+						if by, _ := row["call-by-call-id"].(string); !strings.HasPrefix(by, "transferd-") {
+							kept = append(kept, row)
+						}
+					}
+					return kept
+				})
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	h := setupWrapped(t, nssim.Config{HostnameMatch: nssim.HostnameOfDestination, WrongHostname: nssim.HostnameIgnore}, wrap)
+	orig := h.placeCall(t)
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, time.Minute).ID)
+	if joins.Load() == 0 {
+		t.Fatalf("no join was sent: the test did not reach its case; outcome %s %+v", tr.State, tr.Outcome)
+	}
+	if tr.State != orchestrator.StateCompleted {
+		consultUp := false
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.sim.WaitApplied(ctx); err != nil {
+			t.Fatal(err)
+		}
+		consultUp = consultSession(h.sim, tr.ID) != nil
+		ended := ""
+		for _, e := range h.sim.Truth().Ended {
+			if e.Call.ByCallID == netsapiens.ConsultCallID(tr.ID) {
+				ended = string(e.Reason) + ": " + e.Detail
+			}
+		}
+		t.Fatalf("transfer %s %+v after %d joins (%d reads of the consult by its call-id); the consult up %v, ended %q: "+
+			"want the join's second form sent and the transfer completed (the consult was up all along, the target never hung up)",
+			tr.State, tr.Outcome, joins.Load(), reads.Load(), consultUp, ended)
+	}
+	assertCompleted(t, tr)
+	assertJoined(t, h, orig, "1010")
+}
