@@ -602,9 +602,41 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				// target talked to the agent), and not remembered.
 				unsure = append(unsure, id)
 			}
+		} else if id := consultID(t); joinShownNotTaken(v, t) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+			// After a join that this listing shows did not take (the
+			// caller's row still carries the agent's leg), a consult seen
+			// and not listed was taken for the target gone: the transfer
+			// failed target_hung_up, the join's second form never went
+			// out, and the recovery hung up the consult the agent and the
+			// target were talking on. It is read by its call-id as before
+			// the join; only a row that shows it changes the reading (a
+			// 404 past the window is the consult gone, as before the
+			// join), anything else leaves the listing standing, as it did.
+			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
+			if !shown && notFound(err) && !c.young(t.Sent.Dial) {
+				c.gone.add(id)
+			}
 		}
 	}
 	return extra, unsure
+}
+
+// joinShownNotTaken reports whether v shows that t's join, sent, did not
+// take, while the consult was seen before: a row of the caller's call
+// that still carries the agent's leg (a join that took replaces that leg,
+// or ends the caller's session).
+func joinShownNotTaken(v *view, t *orchestrator.Transfer) bool {
+	agent := t.Legs.Agent.CallID
+	if t.Sent.Join.IsZero() || !t.Seen.Consult || agent == "" {
+		return false
+	}
+	var buf [8]int32
+	for _, r := range v.rowsOf(buf[:0], agent) {
+		if ac := v.call(r); ac.hasCall(agent) && carriesCaller(t, &ac) {
+			return true
+		}
+	}
+	return false
 }
 
 // young reports whether a call that came to be at since (the zero time:
