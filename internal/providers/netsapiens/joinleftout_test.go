@@ -84,3 +84,65 @@ func TestAConsultLeftOutAfterAJoinThatDidNotTakeIsReadByItsID(t *testing.T) {
 	assertCompleted(t, tr)
 	assertJoined(t, h, orig, "1010")
 }
+
+// A join that took, after which a listing leaves the caller's row out
+// once: the row being rewritten by the join itself (the agent's leg
+// replaced by the target's, or the caller's leg moved into the consult's
+// session), as TestCallerRowMissingFromOneListingStillGetsTheCallerBack
+// plays before the join. Before the join, such a caller is read by its
+// call-id; after it, it was not: past the visibility window of the dial
+// the reading showed the caller gone, and the engine ends the transfer
+// failed, caller_hung_up, not restored ("the caller's call ended before a
+// reading showed the transfer connect it to the target"), while the
+// caller talks to the target. Read by its call-id under the agent's user
+// (found on this side of nssim.Config.ReadOtherLeg), the caller is shown
+// with the target. On the other side (a 404: the caller's leg is not the
+// agent's), the read tells nothing and the listing stands, as before.
+func TestACallerLeftOutOfOneListingAfterTheJoinIsReadByItsID(t *testing.T) {
+	const trID = "tr_01JCALLERLEFTOUTAFTERJOIN0"
+	for _, keeps := range []string{nssim.JoinKeepsCaller, nssim.JoinKeepsConsult} {
+		t.Run(keeps, func(t *testing.T) {
+			var hidden hiddenIDs
+			sim, srv := newSimServer(t, nssim.Config{JoinKeeps: keeps}, hidingRows(&hidden))
+			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey,
+				Attempts: 1, RetryBase: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := transferOf(trID, orig)
+			dialConsult(t, sim, c, tr)
+			s := consultSession(sim, trID)
+			if s == nil {
+				t.Fatal("the consult is not up")
+			}
+			tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: s.SessionID, Server: s.CoreServer}
+			tr.Seen.Consult, tr.Answered = true, true
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Complete(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+			if err := sim.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Dialled and joined long ago: past the visibility window.
+			tr.Sent.Dial = time.Unix(1_700_000_000, 0)
+			tr.Sent.Join = tr.Sent.Dial.Add(time.Minute)
+			observe := observer(t, c, tr)
+			if obs, err := observe(); err != nil || obs.Caller != orchestrator.CallerTransferred {
+				t.Fatalf("setup: observation %+v, %v; want the caller with the target", obs, err)
+			}
+
+			hidden.set(orig.OrigCallID)
+			obs, err := observe()
+			if err == nil && obs.Caller != orchestrator.CallerTransferred {
+				t.Fatalf("one listing leaves out the caller's call, with the target since the join: observation %+v; "+
+					"want the caller with the target (read by its id), or an unknown reading, not %s", obs, obs.Caller)
+			}
+		})
+	}
+}
