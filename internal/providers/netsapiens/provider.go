@@ -538,16 +538,20 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // user), and is read as it is.
 func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
 	var buf [8]int32
-	// read reads call id under t's user: whether a row carries what
+	// readUnder reads call id under user: whether a row carries what
 	// carries looks for (those rows go to extra), and the read's error.
-	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) (shown bool, err error) {
-		rows, err := c.readByID(ctx, t, id)
+	readUnder := func(t *orchestrator.Transfer, user, id string, carries func(*activeCall) bool) (shown bool, err error) {
+		rows, err := c.readByIDUnder(ctx, t, user, id)
 		for i := range rows {
 			if err == nil && carries(&rows[i]) {
 				extra, shown = append(extra, rows[i]), true
 			}
 		}
 		return shown, err
+	}
+	// read reads call id under t's user.
+	read := func(t *orchestrator.Transfer, id string, carries func(*activeCall) bool) (shown bool, err error) {
+		return readUnder(t, t.Request.Call.User, id, carries)
 	}
 	notFound := func(err error) bool { return orchestrator.KindOf(err) == orchestrator.KindCallNotFound }
 	for _, t := range ts {
@@ -578,6 +582,26 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				c.gone.add(l.CallID)
 			default:
 				unsure = append(unsure, l.CallID)
+			}
+		} else if !t.Sent.Join.IsZero() && l.CallID != "" && !c.gone.has(l.CallID) &&
+			len(v.rowsOf(buf[:0], l.CallID)) == 0 && (l.SessionID == "" || len(v.rowsOf(buf[:0], l.SessionID)) == 0) {
+			// After a join, a listing that leaves the caller's row out
+			// once (the row being rewritten by the join itself) showed the
+			// caller gone past the window of the dial, and the transfer
+			// ended caller_hung_up while the caller talked to the target.
+			// The caller's call is read by its id as before the join, under
+			// the agent's user (a PBX that keeps the consult's session
+			// keeps it the agent's CallRequest's) and, not shown there,
+			// under the target's, which a join that took made a party to
+			// it. Only a row that shows it changes the reading. A 404 tells
+			// nothing here (the call may be neither user's now, or read
+			// only by its own leg's user), nor does a failed read: the
+			// listing stands, as it did.
+			caller := func(ac *activeCall) bool { return carriesCaller(t, ac) }
+			if shown, _ := read(t, l.CallID, caller); !shown {
+				if target, ok := targetUser(&t.Request); ok {
+					readUnder(t, target, l.CallID, caller)
+				}
 			}
 		}
 		if id := consultID(t); confirmsConsult(t, c.young) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
@@ -1310,10 +1334,25 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 
 // readByID reads call id under t's user (GET …/users/{user}/calls/{id}).
 func (c *Client) readByID(ctx context.Context, t *orchestrator.Transfer, id string) (readCall, error) {
+	return c.readByIDUnder(ctx, t, t.Request.Call.User, id)
+}
+
+// readByIDUnder reads call id under user of t's domain.
+func (c *Client) readByIDUnder(ctx context.Context, t *orchestrator.Transfer, user, id string) (readCall, error) {
 	var rows readCall
 	err := c.do(ctx, request{op: "read_call", method: http.MethodGet,
-		path: c.userPath(&t.Request) + "/" + seg(id), safe: true}, &rows)
+		path: "/domains/" + seg(t.Request.Call.Domain) + "/users/" + seg(user) + "/calls/" + seg(id), safe: true}, &rows)
 	return rows, err
+}
+
+// targetUser is r's target as a user of r's domain, when it can be one:
+// an extension, or user@domain of that domain.
+func targetUser(r *orchestrator.Request) (string, bool) {
+	user, dom, qualified := strings.Cut(r.Target, "@")
+	if qualified && !strings.EqualFold(dom, r.Call.Domain) {
+		return "", false
+	}
+	return user, userRE.MatchString(user) && !sameUser(user, r.Call.User)
 }
 
 // joinedCallRead reads, after a join, the call with the consult's call-id

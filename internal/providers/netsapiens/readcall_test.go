@@ -359,8 +359,10 @@ func TestConsultReadWithoutTheCallIsNotGone(t *testing.T) {
 // after the join was refused (the record cleared the join: nothing was
 // joined), had never read the unlisted call. The consult was unknown
 // already; the caller was taken for gone, and a recovery that takes the
-// caller for gone never gives them back. Both are unknown now, and a
-// reading made for the refusal reads them by their ids and shows them.
+// caller for gone never gives them back. Both were made unknown; since a
+// caller's call, and a consult after a join a listing shows not taken,
+// are read by their ids after a join too, such a reading shows them, and
+// so does a reading made for the refusal.
 func TestAReadingMadeBeforeARefusedJoinDoesNotEndItsCalls(t *testing.T) {
 	const trID = "tr_01JREADINGBEFOREAREFUSAL00"
 	for _, consult := range []bool{false, true} {
@@ -390,35 +392,35 @@ func TestAReadingMadeBeforeARefusedJoinDoesNotEndItsCalls(t *testing.T) {
 			sent := refused.Clone()
 			sent.Sent.Join = time.Unix(1, 0)
 
+			// The reading made for the record that sent the join reads the
+			// call too: the caller's call after a join
+			// (TestACallerLeftOutOfOneListingAfterTheJoinIsReadByItsID), the
+			// consult after a join the listing shows not taken
+			// (TestAConsultLeftOutAfterAJoinThatDidNotTakeIsReadByItsID).
+			// Judged for the refusal, it shows the call.
 			before := reads(sim)
 			v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{sent})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if consult {
-				// The listing shows the caller's call with the agent: the
-				// join did not take, and the consult seen before is read
-				// by its call-id (TestAConsultLeftOutAfterAJoinThatDidNotTakeIsReadByItsID).
-				if n := reads(sim) - before; n != 1 {
-					t.Fatalf("%d reads by id for a record whose join the listing shows not taken, want 1 (the consult)", n)
-				}
-				if obs, err := v.Observe(refused); err != nil || obs.Consult != orchestrator.ConsultAnswered {
-					t.Fatalf("the reading made for the join, judged for its refusal: %+v, %v; want the consult answered", obs, err)
-				}
-			} else {
-				if n := reads(sim) - before; n != 0 {
-					t.Fatalf("%d reads by id for a record that sent its join, want none", n)
-				}
-				if obs, err := v.Observe(refused); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
-					t.Fatalf("the reading made for the join, judged for its refusal: %+v, %v; want unknown", obs, err)
-				}
+			if n := reads(sim) - before; n != 1 {
+				t.Fatalf("%d reads by id for a record that sent its join, want 1", n)
+			}
+			obs, err := v.Observe(refused)
+			switch {
+			case err != nil:
+				t.Fatalf("the reading made for the join, judged for its refusal: %v", err)
+			case !consult && obs.Caller != orchestrator.CallerConnected:
+				t.Fatalf("the reading made for the join, judged for its refusal, shows the caller %s, want connected", obs.Caller)
+			case consult && obs.Consult != orchestrator.ConsultAnswered:
+				t.Fatalf("the reading made for the join, judged for its refusal, shows the consult %s, want answered", obs.Consult)
 			}
 
 			v, err = c.Read(context.Background(), "k", []*orchestrator.Transfer{refused})
 			if err != nil {
 				t.Fatal(err)
 			}
-			obs, err := v.Observe(refused)
+			obs, err = v.Observe(refused)
 			switch {
 			case err != nil:
 				t.Fatalf("a reading made for the refusal: %v", err)
