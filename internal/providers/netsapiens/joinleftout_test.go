@@ -146,3 +146,47 @@ func TestACallerLeftOutOfOneListingAfterTheJoinIsReadByItsID(t *testing.T) {
 		})
 	}
 }
+
+// TestACallerJoinedIntoAYoungSessionLeftOutByALaggingNodeIsUnknown, with
+// the reading made, as a watcher makes it, for the record as last saved:
+// before the join's save. A PBX that keeps the consult's session
+// (JoinKeepsConsult) lists the caller, after the join, in the session the
+// dial made a moment ago, which a lagging node leaves out; the reading,
+// made for a record that had sent no join, read the caller's call by its
+// id, and the lagging node answered 404 (the caller's leg is in a session
+// it does not know yet), as it did for the agent's leg (whose session the
+// join ended). The transfer being older than the visibility window, the
+// 404 was remembered as the caller gone, and the observation judged for
+// the record with the join showed the caller gone: the engine ends the
+// transfer caller_hung_up while the caller talks to the target. Within
+// the window of the dial the caller's call may be in that young session:
+// the 404 is unknown, and not remembered.
+func TestACallerReadAsGoneByALaggingNodeRightAfterAJoinIsUnknown(t *testing.T) {
+	const trID = "tr_01JLAGGINGSTALERECORDXXXX0"
+	clock, sim, c, tr, _ := youngConsult(t, trID, nssim.Config{JoinKeeps: nssim.JoinKeepsConsult}, 5*time.Second)
+	tr.Seen.Consult, tr.Answered = true, true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	saved := tr.Clone() // as last saved: no join yet
+	if err := c.Complete(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.Sent.Join = clock.Now()
+	clock.advance(time.Second) // within the window of the dial
+
+	lagging(t, sim, true)
+	v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{saved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs, err := v.Observe(tr); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want an unknown reading, not the caller gone", obs, err)
+	}
+	lagging(t, sim, false)
+	if obs, err := observer(t, c, tr)(); err != nil || obs.Caller != orchestrator.CallerTransferred {
+		t.Fatalf("observation %+v, %v: want the caller with the target once the node has caught up", obs, err)
+	}
+}
