@@ -514,7 +514,8 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 //
 // Only a 404 says a call read by its id has ended, and only of a call
 // older than the visibility window (Client.young: the consult since its
-// dial, the caller's call since the transfer was asked for): behind a load
+// dial, the caller's call since the transfer was asked for and since the
+// dial, whose session may now carry it): behind a load
 // balancer, an API node lagging behind the one that listed a call answers
 // 404 for a call it has not seen yet. A 404 of a younger call is unknown,
 // and not remembered. A 200 whose body does
@@ -575,8 +576,16 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			}
 			switch {
 			case shown:
-			case ended && c.young(t.CreatedAt):
-				// A node that has not seen the call yet answers 404 too.
+			case ended && (c.young(t.CreatedAt) || c.young(t.Sent.Dial)):
+				// A node that has not seen the call yet answers 404 too. So
+				// it does within the window of the dial: a join sent since
+				// the record this reading is made for was saved may have
+				// moved the caller's leg into the consult's session (a PBX
+				// that keeps it), which such a node does not know yet, and
+				// ended the agent's. Remembered as the caller gone, that 404
+				// made the observation of the record with the join show the
+				// caller gone, and the transfer end caller_hung_up while the
+				// caller talked to the target.
 				unsure = append(unsure, l.CallID)
 			case ended:
 				c.gone.add(l.CallID)
