@@ -338,8 +338,19 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 	}
 	// The guide's best practice: verify the call is active before acting.
 	if agentInfo != "active" || callerInfo != "active" {
-		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotActive,
-			fmt.Errorf("call %s is not active (caller %q, agent %q)", ac.SessionID, callerInfo, agentInfo))
+		err := fmt.Errorf("call %s is not active (caller %q, agent %q)", ac.SessionID, callerInfo, agentInfo)
+		if c.young(t.CreatedAt) {
+			// A listing lags a session's update as it lags a new session
+			// (a row being rewritten): a client may ask for the transfer
+			// as soon as its agent answers, and the row still show the
+			// agent's leg ringing. Taken for not active, the transfer
+			// failed call_not_active at once, the call up and active. Like
+			// a call not listed yet, it is looked for again for the
+			// visibility window of the request; then it is not active.
+			return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindProviderUnavailable,
+				fmt.Errorf("%w, a moment after the transfer was asked for: it may not show answered yet", err))
+		}
+		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotActive, err)
 	}
 	if ac.Server == "" || agentID == "" || callerID == "" {
 		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindProviderRejected,
