@@ -500,7 +500,9 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // confirmCallers reads one by one the callers' calls that the listing
 // does not show, of transfers whose join was not sent (after it, the
 // agent no longer addresses the caller's call, and nothing is sent to the
-// caller without a reading that shows it). A listing that leaves a live
+// caller without a reading that shows it; such a call is still read, under
+// the agent's user and the target's, but only a row that shows it counts).
+// A listing that leaves a live
 // call out — a row being rewritten (a hold), a page the PBX cut short
 // (list endpoints honour limit and start; a default page size is not
 // documented) — would otherwise say the caller hung up, and the caller
@@ -700,7 +702,9 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 // confirmsConsult reports whether t's consult, when not listed, is read by
 // its call-id before the reading counts (confirmCallers), while no join
 // was sent (after it, the consult's absence is what is expected, and our
-// call-id may name the caller's call):
+// call-id may name the caller's call; a consult seen, after a join that
+// the listing shows did not take, is still read, joinShownNotTaken, but
+// only a row that shows it or a 404 past the window counts):
 //
 //   - once a reading showed it, before a hang-up and after one: a listing
 //     that leaves it out once (a row rewritten as the target answers)
