@@ -1480,28 +1480,35 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	}
 	deadline := time.Now().Add(wait)
 	var unclaimed []*Transfer
+	left := ids
 	for {
 		// waiting: handed over and not claimed yet, or unknown (the
 		// store could not be read). Those still this replica's (the
 		// hand-over's save did not land) no peer can claim: they are
-		// taken back without waiting.
+		// taken back without waiting. Each look reads only what the
+		// last one did not find claimed.
 		unclaimed = unclaimed[:0]
 		waiting := 0
-		for _, id := range ids {
+		var next []string
+		for _, id := range left {
 			t, err := e.store.Get(ctx, id)
 			switch {
 			case err != nil:
 				waiting++
+				next = append(next, id)
 			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner):
 				// Claimed by a peer (or ended by it since).
 			case t.Owner == "":
 				waiting++
+				next = append(next, id)
 				unclaimed = append(unclaimed, t)
 			default:
+				next = append(next, id)
 				unclaimed = append(unclaimed, t)
 			}
 		}
-		if waiting == 0 && len(unclaimed) == 0 {
+		left = next
+		if len(left) == 0 {
 			e.log.Info().Int("transfers", len(ids)).Msg("the other replicas took over every transfer handed over")
 			return 0
 		}
