@@ -1,6 +1,8 @@
 package orchestrator_test
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
 )
 
 // manualClock is an engine clock (Config.Clock) that moves only when the
@@ -82,5 +85,79 @@ func TestTheConsultsVisibilityWindowRunsFromTheDialsAnswer(t *testing.T) {
 	}
 	if c, _ := f.State(tr); c.Consult != orchestrator.ConsultRinging {
 		t.Errorf("the provider shows the consult %v, want ringing (not hung up)", c.Consult)
+	}
+}
+
+// failingUpdates is a memory store whose saves (Update) fail while
+// failing is set, as a full disk's do.
+type failingUpdates struct {
+	*memory.Store
+	failing atomic.Bool
+}
+
+func (s *failingUpdates) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.failing.Load() {
+		return errors.New("failingUpdates: no space left on device")
+	}
+	return s.Store.Update(ctx, t)
+}
+
+// Found by the engine review (sixty-first pass): a client's complete,
+// accepted, was dropped by the process that resumed the transfer. The
+// owner saw the target answer while its store refused saves, and
+// published its working record (answered) all the same; the client's
+// complete, checked against that record, was accepted and put at the
+// stored version, which the failed saves had not moved. The process died
+// before it could save anything. The next one resumed the last saved
+// record, in which the target had not answered, took the pending complete
+// for one the engine never accepts ("the target has not answered"), and
+// cleared it; a reading then showed the target answered, and the transfer
+// waited for a complete that had come already, until its consult
+// deadline: the target hung up on, the outcome timeout. A complete found
+// pending is the client's accepted request: it waits for the answer to
+// show, and is honoured then.
+func TestACompleteAcceptedOnAnAnswerNotSavedIsHonouredAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	release, hit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	first := replica(t, "x", st, f, func(_ *orchestrator.Transfer, p string) {
+		if p == "state:completing" {
+			once.Do(func() { close(hit) })
+			<-release // the process is dead from here on
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = 3 * time.Second
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	// The store refuses saves from here on; the target answers.
+	st.failing.Store(true)
+	f.Answer(tr.ID)
+	// The client completes once the transfer shows the answer; refused
+	// ("the target has not answered yet") until then.
+	eventually(t, "the complete accepted", func() bool {
+		_, err := first.Complete(ctx, tr.ID)
+		return err == nil
+	})
+	<-hit // it decided to join, could not save that, and died
+	st.failing.Store(false)
+
+	second := replica(t, "x", st, f, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.State != orchestrator.StateCompleted {
+		t.Errorf("%s %+v; want completed: the client's complete was accepted", end.State, end.Outcome)
+	}
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
 	}
 }
