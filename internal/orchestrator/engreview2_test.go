@@ -14,10 +14,11 @@ import (
 )
 
 // manualClock is an engine clock (Config.Clock) that moves only when the
-// test moves it.
+// test moves it, until Run lets it go on with real time.
 type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	running time.Time // when Run was called; zero before
 }
 
 func newManualClock() *manualClock { return &manualClock{now: time.Now()} }
@@ -25,7 +26,17 @@ func newManualClock() *manualClock { return &manualClock{now: time.Now()} }
 func (c *manualClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.running.IsZero() {
+		return c.now.Add(time.Since(c.running))
+	}
 	return c.now
+}
+
+// Run lets the clock go on with real time from now.
+func (c *manualClock) Run() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.running = time.Now()
 }
 
 func (c *manualClock) Advance(d time.Duration) {
@@ -76,7 +87,7 @@ func TestTheConsultsVisibilityWindowRunsFromTheDialsAnswer(t *testing.T) {
 	h := newHarness(t, cfg, f)
 	// Run before the harness's shutdown: time passes, so that what is
 	// left can end.
-	t.Cleanup(func() { clock.Advance(time.Hour) })
+	t.Cleanup(clock.Run)
 	tr := h.start(t, request("fake", "1000"))
 	end := h.store.waitSaved(t, tr, func(x *orchestrator.Transfer) bool { return x.Failure != nil || x.Seen.Consult })
 	if end.Failure != nil {

@@ -507,7 +507,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		}
 		e.fail(ctx, en, reason, detail, nil)
 		return 0
-	case obs.Consult == ConsultAbsent && at.After(t.Sent.Dial.Add(e.cfg.VisibilityWindow)):
+	case obs.Consult == ConsultAbsent && at.After(e.consultDueAt(t)):
 		detail := fmt.Sprintf("the consult call did not appear within %s (visibility window); it is watched for and hung up if it appears late",
 			e.cfg.VisibilityWindow)
 		if s := t.lastStep(StepDial); s != nil && s.Status == StepFailed {
@@ -550,7 +550,7 @@ func (e *Engine) consultWake(en *entry, now time.Time) time.Duration {
 	t := en.t
 	at := t.ConsultDeadline
 	if !t.Seen.Consult {
-		if v := t.Sent.Dial.Add(e.cfg.VisibilityWindow); v.Before(at) {
+		if v := e.consultDueAt(t); v.Before(at) {
 			at = v
 		}
 	}
@@ -562,6 +562,23 @@ func (e *Engine) consultWake(en *entry, now time.Time) time.Duration {
 		return e.cfg.PollInterval
 	}
 	return at.Sub(now) + time.Millisecond
+}
+
+// consultDueAt is when a consult no reading has shown yet counts as not
+// appearing: a visibility window after the dial's request was answered
+// (its step's end, bounded by the step timeout for a step a stopped process
+// left unfinished: stepSettledAt), as every other action of ours is
+// judged. Sent.Dial is when the dial was decided, before its intent was
+// saved and its request sent: counted from there, a dial answered late (a
+// slow create, an adapter's retries, a slow save of its intent) left the
+// provider no time to list the call it had just created, and the first
+// reading after the answer, which did not show it yet, gave the transfer
+// up and hung up the consult the target was being rung on.
+func (e *Engine) consultDueAt(t *Transfer) time.Time {
+	if at := e.stepSettledAt(t, StepDial); !at.IsZero() {
+		return at
+	}
+	return t.Sent.Dial.Add(e.cfg.VisibilityWindow)
 }
 
 func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
@@ -854,7 +871,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		if !ok {
 			return 0 // the watcher queues the transfer with it
 		}
-		if until := t.Sent.Dial.Add(e.cfg.VisibilityWindow); rerr != nil && t.Sent.Hangup.IsZero() &&
+		if until := e.consultDueAt(t); rerr != nil && t.Sent.Hangup.IsZero() &&
 			!t.Sent.Dial.IsZero() && at.Before(until) {
 			// Unknown within the consult's visibility window: an API
 			// node that has not seen the consult yet answers "not found"
