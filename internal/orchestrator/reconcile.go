@@ -157,6 +157,10 @@ type entry struct {
 	// unsettled is a signal acted on whose effect could not be saved yet:
 	// it is cleared from the store after the next successful save.
 	unsettled Signal
+	// completeWaits: a complete is pending while the record does not
+	// show the target's answer yet (see consulting); it is acted on once
+	// a reading shows it.
+	completeWaits bool
 }
 
 // errUnsaved says that a step's intent could not be saved, so its side
@@ -188,7 +192,7 @@ func (e *Engine) process(id string) {
 		_, en.lapses = e.leaseHeld()
 		// A signal acted on here may have been acted on there too, or not:
 		// the store says which is still pending.
-		en.unsettled = SignalNone
+		en.unsettled, en.completeWaits = SignalNone, false
 		en.signal.Store(true)
 		// The claimed record may carry an obligation the other replica
 		// left, or none where this entry had one.
@@ -439,8 +443,16 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 			e.settleSignal(ctx, en, s)
 			return 0
 		}
-		en.log.Warn().Msg("ignored a complete signal: the target has not answered")
-		e.clearSignal(ctx, en, s)
+		// Never accepted against a record without the answer (see
+		// signalChecked): it was checked against one this replica showed
+		// and could not save (its store refused the save), which this
+		// record, resumed from the last saved one, does not carry yet.
+		// The client was told it was accepted: it stays pending, and is
+		// honoured once a reading shows the answer (below).
+		if !en.completeWaits {
+			en.completeWaits = true
+			en.log.Warn().Msg("a complete came before the target's answer was on record: it is honoured once a reading shows the answer")
+		}
 	}
 	if e.isStopping() {
 		if !e.handOver(ctx, en) {
@@ -479,6 +491,13 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		}
 		if t.Request.Completion == CompletionAuto {
 			e.carry(en, StateCompleting) // the join's intent saves it
+			return 0
+		}
+		if en.completeWaits {
+			en.completeWaits = false
+			e.note(en, StepReconcile, "completed by the client before the target's answer was on record")
+			e.transition(ctx, en, StateCompleting)
+			e.settleSignal(ctx, en, SignalComplete)
 			return 0
 		}
 		if obs.AgentGone && obs.Consult == ConsultAnswered {
