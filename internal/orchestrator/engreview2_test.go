@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,7 +37,18 @@ func (c *manualClock) Now() time.Time {
 func (c *manualClock) Run() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.running = time.Now()
+	if c.running.IsZero() {
+		c.running = time.Now()
+	}
+}
+
+// Freeze stops a running clock where it is.
+func (c *manualClock) Freeze() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running.IsZero() {
+		c.now, c.running = c.now.Add(time.Since(c.running)), time.Time{}
+	}
 }
 
 func (c *manualClock) Advance(d time.Duration) {
@@ -170,5 +182,123 @@ func TestACompleteAcceptedOnAnAnswerNotSavedIsHonouredAfterARestart(t *testing.T
 	}
 	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
 		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+}
+
+// steppedReads is a Fake whose readings the test takes one at a time once
+// armed: the n-th Read after arming tells reads, and the third waits until
+// release is closed. It tells passes each time a transfer's reconcile
+// looks at the view of the second (after the watcher's own look).
+type steppedReads struct {
+	*orchestratortest.Fake
+	armed   atomic.Bool
+	n       atomic.Int32
+	reads   chan int32
+	release chan struct{}
+	passes  chan struct{}
+}
+
+func (p *steppedReads) Read(ctx context.Context, key string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	if !p.armed.Load() {
+		return p.Fake.Read(ctx, key, ts)
+	}
+	n := p.n.Add(1)
+	p.reads <- n
+	if n == 3 {
+		<-p.release
+	}
+	v, err := p.Fake.Read(ctx, key, ts)
+	if n == 2 && err == nil {
+		v = &countedView{View: v, passes: p.passes}
+	}
+	return v, err
+}
+
+// countedView tells passes of every look after its first (the watcher's).
+type countedView struct {
+	orchestrator.View
+	looks  atomic.Int32
+	passes chan struct{}
+}
+
+func (v *countedView) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	if v.looks.Add(1) > 1 {
+		v.passes <- struct{}{}
+	}
+	return v.View.Observe(t)
+}
+
+// Found by the engine review (sixty-first pass): a join accepted and not
+// applied yet was given up, and undone, on a reading taken before it could
+// have applied. completing judged the join against VerifyTimeout counted
+// from Sent.Join, when the join was decided, while a join can show only a
+// visibility window after its request was answered (joinSettledAt): with
+// a verification no longer than the window (a configuration accepted), or
+// a join whose request took longer than their difference, a reading taken
+// inside the join's window, showing the caller still held, failed the
+// transfer provider_error, and the recovery, on that same reading, hung up
+// the consult the join was landing on and unheld the caller. A join whose
+// effect is unknown is verified, never undone: it is judged no earlier
+// than a reading that can show it did not take.
+func TestAJoinIsNotGivenUpBeforeItCouldHaveApplied(t *testing.T) {
+	const window = 100 * time.Millisecond
+	clock := newManualClock()
+	clock.Run() // until the join
+	cfg := orchestrator.Config{
+		// The watcher reads when asked to, never on its own.
+		PollInterval: time.Hour, PollMaxInterval: time.Hour,
+		StepTimeout: 5 * time.Second, VerifyTimeout: window,
+		VisibilityWindow: window, TombstoneTTL: time.Second, Clock: clock.Now,
+	}
+	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodComplete, 1)
+	p := &steppedReads{Fake: f, reads: make(chan int32, 8), release: make(chan struct{}), passes: make(chan struct{}, 64)}
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	e := testEngine(t, cfg, st, p, nil)
+	t.Cleanup(func() {
+		clock.Run()
+		p.armed.Store(false)
+		select {
+		case <-p.release:
+		default:
+			close(p.release)
+		}
+	})
+	f.Before(orchestratortest.MethodComplete, func(r orchestratortest.Record) {
+		// The join's request is answered a window and a bit after the
+		// join was decided; two readings are taken meanwhile, the second
+		// entirely after that time, showing the caller held (the join is
+		// accepted, not applied yet); a third is held back.
+		clock.Freeze()
+		clock.Advance(window + time.Millisecond)
+		p.armed.Store(true)
+		for want := int32(1); want <= 3; want++ {
+			e.PokeView(p, "")
+			if n := <-p.reads; n != want {
+				t.Errorf("read %d, want %d", n, want)
+			}
+		}
+	})
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two reconciles look at the second reading: the one that sent the
+	// join, and the next (or, given up, the recovery of the same one).
+	<-p.passes
+	<-p.passes
+	// The PBX applies the join within its window; a reading taken once
+	// that has passed shows it.
+	f.ApplyDeferred(tr.ID)
+	clock.Advance(2 * window)
+	close(p.release)
+	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State != orchestrator.StateCompleted {
+		t.Errorf("%s %+v; want completed: the join was given up on a reading taken before it could have applied", end.State, end.Outcome)
+	}
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+	if slices.Contains(f.ActionsFor(tr.ID), orchestratortest.MethodHangupConsult) {
+		t.Errorf("actions %v: the consult the join was landing on was hung up", f.ActionsFor(tr.ID))
 	}
 }
