@@ -656,20 +656,19 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		return 0
 	}
 	// The join, and a provider unreadable about it, is waited for
-	// VerifyTimeout, or, where the join may be sent again (a stopped
-	// process's, or in its second form), until a reading can show it did
-	// not take, if that is later: a stopped process may have sent its
-	// join as late as its step's timeout (stepEnd), and so a resumed join
-	// with the shipped settings (15 s step timeout, 5 s visibility window,
-	// 15 s verification) would otherwise fail before it could be judged,
-	// never sent again.
+	// VerifyTimeout, or until a reading can show it did not take, if that
+	// is later: a join may show as late as a visibility window after its
+	// request was answered (joinSettledAt), which may be well after it was
+	// decided (Sent.Join: the intent's save, a slow request, an adapter's
+	// retries; a stopped process may have sent its join as late as its
+	// step's timeout). Judged earlier, a join that was yet to apply was
+	// given up, and the recovery, on a reading that could not show it,
+	// hung up the consult it was landing on; a resumed join, or one that
+	// may be sent again, failed before it could be judged, never sent
+	// again.
 	interrupted, failedOnTheWay := stepInterrupted(en, StepTransfer), joinFailedOnTheWay(t)
-	again := interrupted || failedOnTheWay || (t.Sent.JoinFirst.IsZero() && joinsAgain(en))
 	settled := e.joinSettledAt(t)
-	within := e.cfg.VerifyTimeout
-	if again {
-		within = max(within, settled.Sub(since))
-	}
+	within := max(e.cfg.VerifyTimeout, settled.Sub(since))
 	if err != nil {
 		// Unknown: never undone. Verified for VerifyTimeout (within); past that
 		// the transfer gives up waiting, not the join: the recovery sends
@@ -778,11 +777,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.fail(ctx, en, ReasonProviderError, detail, nil)
 	default:
 		wait := since.Add(within).Sub(e.now())
-		if !t.Seen.NotJoined && again && at.Before(settled) {
-			// A join sent again (a stopped process's, one that failed on
-			// the way, or the second form) waits on a reading that can
-			// show the last did not take: one taken once it could have
-			// applied.
+		if !t.Seen.NotJoined && at.Before(settled) {
+			// The join waits on a reading that can show it did not take:
+			// one taken once it could have applied.
 			if d := settled.Sub(e.now()); d > 0 {
 				wait = min(wait, d)
 			} else if _, _, _, ok := e.reading(en, settled); !ok {
