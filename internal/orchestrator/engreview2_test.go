@@ -302,3 +302,61 @@ func TestAJoinIsNotGivenUpBeforeItCouldHaveApplied(t *testing.T) {
 		t.Errorf("actions %v: the consult the join was landing on was hung up", f.ActionsFor(tr.ID))
 	}
 }
+
+// Found by the engine review (sixty-first pass): a long poll (Engine.Wait,
+// the API's Prefer: wait) reported an outcome that was never saved. The
+// owner publishes its working record at the end of every reconcile, saved
+// or not; with its store refusing saves, it decided the consult's end
+// (timeout), gave the caller back and ended the transfer in memory, and a
+// Wait returned that end: failed, timeout. The process then stopped; the
+// next one resumed the last saved record (consulting), found the consult
+// ended and reported failed, target_hung_up. The client was told two
+// outcomes of one transfer. (The sixtieth pass left that reason as a
+// guess because "the API and the webhooks only ever report the saved
+// record, so no client saw timeout first": the long poll did.) A reader
+// is shown what was saved.
+func TestALongPollReportsOnlyASavedOutcome(t *testing.T) {
+	ctx := context.Background()
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake")
+	first := replica(t, "x", st, f, nil)
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Second
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, answered)
+	st.failing.Store(true) // the disk is full from here on
+	// A long poll made once the consult's deadline has passed: the
+	// transfer gave the caller back, and could save none of it.
+	now, cancel := context.WithCancel(ctx)
+	cancel() // a poll that returns what it finds
+	var told *orchestrator.Transfer
+	eventually(t, "a long poll finds the transfer ended", func() bool {
+		told, err = first.Wait(now, tr.ID, func(*orchestrator.Transfer) bool { return false })
+		return err == nil && told.State.Terminal()
+	})
+	saved, err := st.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.State != told.State || saved.Version != told.Version {
+		t.Errorf("a long poll reported %s (%s, version %d) while the store holds %s (version %d): an outcome never saved",
+			told.State, told.Outcome.Reason, told.Version, saved.State, saved.Version)
+	}
+	// The process stops; the next one resumes what was saved.
+	sctx, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	_ = first.Shutdown(sctx)
+	st.failing.Store(false)
+	second := replica(t, "x", st, f, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.Outcome.Reason != told.Outcome.Reason {
+		t.Errorf("the client was told %s %s, and the transfer ended %s %s", told.State, told.Outcome.Reason, end.State, end.Outcome.Reason)
+	}
+}
