@@ -961,8 +961,8 @@ func (e *Engine) latest(ctx context.Context, id string) (t *Transfer, shared boo
 	t = e.finished[id]
 	e.mu.Unlock()
 	if en != nil {
-		if cur := en.cur.Load(); cur != nil {
-			t = cur
+		if shown := en.shown.Load(); shown != nil {
+			t = shown
 		}
 	}
 	if t == nil {
@@ -1248,6 +1248,7 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1)}
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
+	en.shown.Store(t)
 	en.signal.Store(resumed) // a signal may have been put while nobody drove it
 	e.mu.Lock()
 	if _, dup := e.entries[t.ID]; dup {

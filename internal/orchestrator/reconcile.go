@@ -60,9 +60,18 @@ type entry struct {
 	// every parked transfer's entry would carry.
 	log *zerolog.Logger
 	w   *watcher
-	// cur is the record as last reconciled or saved, for readers (Wait,
-	// the watcher's Read). A stored record is never modified again.
+	// cur is the record as last reconciled or saved, for the watcher's
+	// Read and the next reconcile. A stored record is never modified
+	// again.
 	cur atomic.Pointer[Transfer]
+	// shown is the record as last saved (or adopted, or claimed), for
+	// readers (Wait, the check of a client's signal): a reconcile whose
+	// saves failed leaves in cur what the store does not have, which a
+	// process resuming the transfer does not know of. Shown, a long poll
+	// reported an end never saved (the next process reported another),
+	// and a complete was accepted on an answer never saved (and dropped
+	// by the next process).
+	shown atomic.Pointer[Transfer]
 	// published is Engine.published as it stood once the last saved (or
 	// claimed) record was stored as cur: a reading noted at or after it
 	// was read for that record or a later one (see reading).
@@ -184,6 +193,7 @@ func (e *Engine) process(id string) {
 		// could not reach the store: the claimed record is the truth, and
 		// what this entry held is stale.
 		en.cur.Store(c)
+		en.shown.Store(c)
 		en.published = e.published.Add(1)
 		e.forgetFailedSave(en)
 		en.lost, en.unsaved = false, false
@@ -2163,7 +2173,9 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			en.ended = nil
 			e.countEnd(en, c)
 		}
-		en.cur.Store(en.t.Clone())
+		c := en.t.Clone()
+		en.cur.Store(c)
+		en.shown.Store(c)
 		en.published = e.published.Add(1)
 		e.publish(en.id)
 		if !en.gated {
