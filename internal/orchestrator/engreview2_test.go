@@ -387,3 +387,48 @@ func TestALongPollReportsOnlyASavedOutcome(t *testing.T) {
 		t.Errorf("the client was told %s %s, and the transfer ended %s %s", told.State, told.Outcome.Reason, end.State, end.Outcome.Reason)
 	}
 }
+
+// The tombstone of a consult that never appeared watches for a late leg
+// for TombstoneTTL after the dial's request was answered, as the
+// visibility window that declares it missing runs from then: counted from
+// the dial's decision, a dial answered late (later than the difference
+// between the two) left no tombstone at all, and a leg that appeared late
+// was left ringing.
+func TestTheTombstoneRunsFromTheDialsAnswer(t *testing.T) {
+	const window = 50 * time.Millisecond
+	clock := newManualClock()
+	cfg := orchestrator.Config{
+		PollInterval: time.Hour, PollMaxInterval: time.Hour,
+		StepTimeout: 5 * time.Second, VerifyTimeout: time.Second,
+		VisibilityWindow: window, TombstoneTTL: window + 10*time.Millisecond, Clock: clock.Now,
+	}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	var dialled, moved atomic.Bool
+	f.Before(orchestratortest.MethodDial, func(r orchestratortest.Record) {
+		// The dial is answered a window and a bit after it was decided,
+		// and the PBX does not list its leg (yet).
+		clock.Advance(window + time.Millisecond)
+		f.HideConsult(r.TransferID, 1<<30)
+		dialled.Store(true)
+	})
+	f.Before(orchestratortest.MethodObserve, func(orchestratortest.Record) {
+		// Time passes between readings: past the window at the first.
+		switch {
+		case !dialled.Load():
+		case !moved.Swap(true):
+			clock.Advance(window + time.Millisecond)
+		default:
+			clock.Advance(time.Millisecond)
+		}
+	})
+	h := newHarness(t, cfg, f)
+	t.Cleanup(clock.Run)
+	tr := h.start(t, request("fake", "1000"))
+	end := h.store.waitSaved(t, tr, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome.Reason != orchestrator.ReasonConsultFailed {
+		t.Fatalf("%s %+v, want consult_failed", end.State, end.Outcome)
+	}
+	if end.Cleanup == nil {
+		t.Errorf("no tombstone: a consult dialled and never seen is not watched for (outcome %+v)", end.Outcome)
+	}
+}
