@@ -400,15 +400,14 @@ func TestTheTombstoneRunsFromTheDialsAnswer(t *testing.T) {
 	cfg := orchestrator.Config{
 		PollInterval: time.Hour, PollMaxInterval: time.Hour,
 		StepTimeout: 5 * time.Second, VerifyTimeout: time.Second,
-		VisibilityWindow: window, TombstoneTTL: window + 10*time.Millisecond, Clock: clock.Now,
+		VisibilityWindow: window, TombstoneTTL: 2 * window, Clock: clock.Now,
 	}
-	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	// The PBX accepts the dial and creates its leg only later.
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings).Defer(orchestratortest.MethodDial, 1)
 	var dialled, moved atomic.Bool
-	f.Before(orchestratortest.MethodDial, func(r orchestratortest.Record) {
-		// The dial is answered a window and a bit after it was decided,
-		// and the PBX does not list its leg (yet).
+	f.Before(orchestratortest.MethodDial, func(orchestratortest.Record) {
+		// The dial is answered a window and a bit after it was decided.
 		clock.Advance(window + time.Millisecond)
-		f.HideConsult(r.TransferID, 1<<30)
 		dialled.Store(true)
 	})
 	f.Before(orchestratortest.MethodObserve, func(orchestratortest.Record) {
