@@ -1766,7 +1766,14 @@ func (e *Engine) tombstone(t *Transfer, now time.Time) *Cleanup {
 	if t.Sent.Dial.IsZero() || t.Seen.Consult {
 		return nil
 	}
-	until := t.Sent.Dial.Add(e.cfg.TombstoneTTL)
+	// From the dial's answer, as the visibility window that declared the
+	// consult missing (consultDueAt): from its decision, a dial answered
+	// later than the two's difference left no tombstone at all.
+	from := t.Sent.Dial
+	if end := e.stepEnd(t, StepDial); end.After(from) {
+		from = end
+	}
+	until := from.Add(e.cfg.TombstoneTTL)
 	if !now.Before(until) {
 		return nil
 	}
