@@ -52,7 +52,7 @@ type config struct {
 	PollInterval      time.Duration `envconfig:"TRANSFERD_POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
 	PollMaxInterval   time.Duration `envconfig:"TRANSFERD_POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
 	VisibilityWindow  time.Duration `envconfig:"TRANSFERD_VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; the call a request names is looked for this long before the transfer is call_not_found, and a consult not seen within it counts as ended (the caller is taken back) and is watched for"`
-	TombstoneTTL      time.Duration `envconfig:"TRANSFERD_TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial, so that a late one is hung up"`
+	TombstoneTTL      time.Duration `envconfig:"TRANSFERD_TOMBSTONE_TTL" default:"2m" desc:"how long a consult that never appeared is watched for after its dial was answered, so that a late one is hung up; longer than TRANSFERD_VISIBILITY_WINDOW"`
 	VerifyTimeout     time.Duration `envconfig:"TRANSFERD_VERIFY_TIMEOUT" default:"15s" desc:"how long an accepted join may take to show, and how long the provider may stay unreadable about a join, or a recovery wait to see the caller back, before the outcome is reported unverified with a cleanup obligation"`
 	StepTimeout       time.Duration `envconfig:"TRANSFERD_STEP_TIMEOUT" default:"15s" desc:"how long one provider request may take, and how long a step that changes nothing yet (locate, hold) retries a provider it cannot reach; a step a stopped process left unfinished is taken as sent until this long after it began, so readings wait that long to trust it did not take. Replicas sharing a store should use one value"`
 	TrustedProxies    []string      `envconfig:"TRANSFERD_TRUSTED_PROXIES" desc:"comma-separated CIDRs whose X-Forwarded-For is trusted for client addresses; a bare address is its own /32 or /128"`
@@ -143,8 +143,10 @@ func (c *config) validate() error {
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_DELAY: must not be negative"))
 	}
-	if c.VisibilityWindow <= 0 || c.TombstoneTTL < c.VisibilityWindow || c.VerifyTimeout <= 0 {
-		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL at least the visibility window"))
+	// A tombstone is kept from the moment a consult's window ran out to a
+	// TTL after its dial: a TTL no longer than the window kept none.
+	if c.VisibilityWindow <= 0 || c.TombstoneTTL <= c.VisibilityWindow || c.VerifyTimeout <= 0 {
+		errs = append(errs, errors.New("TRANSFERD_VISIBILITY_WINDOW, TRANSFERD_TOMBSTONE_TTL and TRANSFERD_VERIFY_TIMEOUT: must be positive, the tombstone TTL longer than the visibility window"))
 	}
 	if c.NetSapiensJoinHost != netsapiens.JoinHostnameCaller && c.NetSapiensJoinHost != netsapiens.JoinHostnameConsult {
 		errs = append(errs, fmt.Errorf("TRANSFERD_NETSAPIENS_JOIN_HOSTNAME: %q is neither caller nor consult", c.NetSapiensJoinHost))

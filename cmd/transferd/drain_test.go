@@ -46,7 +46,7 @@ func TestShutdownDelayServesWhileNotReady(t *testing.T) {
 		t.Errorf("the API while draining: %s %v, want 200", resp.Status, body)
 	}
 	for _, m := range logs.all() {
-		if m["message"] == "shutting down: finishing or compensating in-flight transfers" {
+		if m["message"] == "shutting down: finishing, handing over or compensating in-flight transfers" {
 			t.Fatal("the shutdown began before the delay ended")
 		}
 	}
@@ -55,7 +55,7 @@ func TestShutdownDelayServesWhileNotReady(t *testing.T) {
 	if err := stop(); err == nil {
 		t.Error("run after a second signal returned nil, want the shutdown cut short")
 	}
-	logs.wait(t, msg("shutting down: finishing or compensating in-flight transfers"))
+	logs.wait(t, msg("shutting down: finishing, handing over or compensating in-flight transfers"))
 }
 
 // A negative TRANSFERD_SHUTDOWN_DELAY is a mistake, refused by name.
@@ -67,5 +67,29 @@ func TestANegativeShutdownDelayIsRefused(t *testing.T) {
 	}
 	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_SHUTDOWN_DELAY: must not be negative") {
 		t.Errorf("TRANSFERD_SHUTDOWN_DELAY=-5s: validate = %v, want it refused by name", err)
+	}
+}
+
+// A tombstone TTL no longer than the visibility window keeps no
+// tombstone at all (it runs out as the consult's window does): refused.
+func TestATombstoneTTLNoLongerThanTheVisibilityWindowIsRefused(t *testing.T) {
+	for _, ttl := range []string{"5s", "3s"} {
+		t.Setenv("TRANSFERD_VISIBILITY_WINDOW", "5s")
+		t.Setenv("TRANSFERD_TOMBSTONE_TTL", ttl)
+		cfg, err := loadConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "the tombstone TTL longer than the visibility window") {
+			t.Errorf("TRANSFERD_TOMBSTONE_TTL=%s with a 5s window: validate = %v, want it refused", ttl, err)
+		}
+	}
+	t.Setenv("TRANSFERD_TOMBSTONE_TTL", "6s")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Errorf("TRANSFERD_TOMBSTONE_TTL=6s with a 5s window: validate = %v, want it taken", err)
 	}
 }

@@ -538,7 +538,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		drain(forced(ctx), cfg.ShutdownDelay, draining, log)
 	}
-	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing or compensating in-flight transfers")
+	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing, handing over or compensating in-flight transfers")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	// A second signal ends the shutdown as its timeout would: provider
