@@ -340,7 +340,10 @@ func TestAJoinIsNotGivenUpBeforeItCouldHaveApplied(t *testing.T) {
 // outcomes of one transfer. (The sixtieth pass left that reason as a
 // guess because "the API and the webhooks only ever report the saved
 // record, so no client saw timeout first": the long poll did.) A reader
-// is shown what was saved.
+// is shown what was saved. PostgreSQL storm seed 4076321366993646 failed
+// invariant (d) the same way: a graceful stop, its saves failing, gave up
+// a transfer in memory (failed, shutdown) and answered the client's long
+// poll with it, while two other replicas completed the saved record.
 func TestALongPollReportsOnlyASavedOutcome(t *testing.T) {
 	ctx := context.Background()
 	st := &failingUpdates{Store: memory.New()}
