@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +44,30 @@ func saysStep(tr *orchestrator.Transfer, s string) bool {
 	return slices.ContainsFunc(tr.Steps, func(st orchestrator.Step) bool { return strings.Contains(st.Detail, s) })
 }
 
+// openAll opens every engine.
+func openAll(t *testing.T, engines ...*orchestrator.Engine) {
+	t.Helper()
+	for _, e := range engines {
+		if err := e.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// consultingOn starts a manual transfer of user's call on e and returns
+// it once its target has answered.
+func consultingOn(t *testing.T, e *orchestrator.Engine, user string) *orchestrator.Transfer {
+	t.Helper()
+	r := request("fake", user)
+	r.Completion = orchestrator.CompletionManual
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, tr.ID, answered)
+	return tr
+}
+
 // A replica shutting down while another runs hands its consult over: the
 // consult goes on with the caller held, the other replica claims the
 // transfer and completes it when the client says so. Nothing is hung up
@@ -61,18 +86,8 @@ func TestAShutdownHandsAConsultOverToAPeer(t *testing.T) {
 			}
 			a := replicaWith(t, cfg("a"), store, fake)
 			b := replicaWith(t, cfg("b"), store, fake)
-			for _, e := range []*orchestrator.Engine{a, b} {
-				if err := e.Open(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			r := request("fake", "1000")
-			r.Completion = orchestrator.CompletionManual
-			tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, a, tr.ID, answered)
+			openAll(t, a, b)
+			tr := consultingOn(t, a, "1000")
 
 			if err := shutdownWithin(a); err != nil {
 				t.Fatalf("Shutdown: %v", err)
@@ -118,20 +133,12 @@ func TestAShutdownTakesBackWhatNoPeerClaims(t *testing.T) {
 			store := open(t)
 			fake := orchestratortest.NewFake("fake")
 			a := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, HandoverPatience: 20 * time.Millisecond}, store, fake)
-			if err := a.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
+			openAll(t, a)
 			// A peer that beat an hour's heartbeat and claims nothing.
 			if _, err := store.Heartbeat(ctx, "gone", "token-gone", time.Now(), time.Hour, false); err != nil {
 				t.Fatal(err)
 			}
-			r := request("fake", "1000")
-			r.Completion = orchestrator.CompletionManual
-			tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, a, tr.ID, answered)
+			tr := consultingOn(t, a, "1000")
 
 			if err := shutdownWithin(a); err != nil {
 				t.Fatalf("Shutdown: %v", err)
@@ -168,19 +175,10 @@ func TestTwoReplicasShuttingDownAtOnceGiveEveryCallerBack(t *testing.T) {
 			}
 			engines := []*orchestrator.Engine{replicaWith(t, cfg("a"), store, fake), replicaWith(t, cfg("b"), store, fake)}
 			var ids []string
+			openAll(t, engines...)
 			for i, e := range engines {
-				if err := e.Open(ctx); err != nil {
-					t.Fatal(err)
-				}
 				for j := range 3 {
-					r := request("fake", "10"+string(rune('0'+i))+string(rune('0'+j)))
-					r.Completion = orchestrator.CompletionManual
-					tr, err := e.Start(ctx, r, orchestrator.StartOptions{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					waitFor(t, e, tr.ID, answered)
-					ids = append(ids, tr.ID)
+					ids = append(ids, consultingOn(t, e, fmt.Sprintf("10%d%d", i, j)).ID)
 				}
 			}
 			var wg sync.WaitGroup
@@ -238,18 +236,8 @@ func TestAHandoverThatCannotBeSavedIsTakenBackAtOnce(t *testing.T) {
 	}
 	a := replicaWith(t, cfg("a"), store, fake)
 	b := replicaWith(t, cfg("b"), store, fake)
-	for _, e := range []*orchestrator.Engine{a, b} {
-		if err := e.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, a, tr.ID, answered)
+	openAll(t, a, b)
+	tr := consultingOn(t, a, "1000")
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
