@@ -54,6 +54,18 @@ func openAll(t *testing.T, engines ...*orchestrator.Engine) {
 	}
 }
 
+// handoverPair builds and opens replicas a and b on store and fake, with
+// a short lease and patience as the hand-over's.
+func handoverPair(t *testing.T, store orchestrator.Store, fake *orchestratortest.Fake, patience time.Duration) (a, b *orchestrator.Engine) {
+	t.Helper()
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: patience}
+	}
+	a, b = replicaWith(t, cfg("a"), store, fake), replicaWith(t, cfg("b"), store, fake)
+	openAll(t, a, b)
+	return a, b
+}
+
 // consultingOn starts a manual transfer of user's call on e and returns
 // it once its target has answered.
 func consultingOn(t *testing.T, e *orchestrator.Engine, user string) *orchestrator.Transfer {
@@ -81,12 +93,7 @@ func TestAShutdownHandsAConsultOverToAPeer(t *testing.T) {
 			fake := orchestratortest.NewFake("fake")
 			// The peer's claims come every LeaseTTL/4; the patience is
 			// long enough that only a claim ends the wait.
-			cfg := func(owner string) orchestrator.Config {
-				return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Minute}
-			}
-			a := replicaWith(t, cfg("a"), store, fake)
-			b := replicaWith(t, cfg("b"), store, fake)
-			openAll(t, a, b)
+			a, b := handoverPair(t, store, fake, time.Minute)
 			tr := consultingOn(t, a, "1000")
 
 			if err := shutdownWithin(a); err != nil {
@@ -170,12 +177,9 @@ func TestTwoReplicasShuttingDownAtOnceGiveEveryCallerBack(t *testing.T) {
 			ctx := context.Background()
 			store := open(t)
 			fake := orchestratortest.NewFake("fake")
-			cfg := func(owner string) orchestrator.Config {
-				return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: 50 * time.Millisecond}
-			}
-			engines := []*orchestrator.Engine{replicaWith(t, cfg("a"), store, fake), replicaWith(t, cfg("b"), store, fake)}
+			a, b := handoverPair(t, store, fake, 50*time.Millisecond)
+			engines := []*orchestrator.Engine{a, b}
 			var ids []string
-			openAll(t, engines...)
 			for i, e := range engines {
 				for j := range 3 {
 					ids = append(ids, consultingOn(t, e, fmt.Sprintf("10%d%d", i, j)).ID)
@@ -231,12 +235,7 @@ func TestAHandoverThatCannotBeSavedIsTakenBackAtOnce(t *testing.T) {
 	fake := orchestratortest.NewFake("fake")
 	// A patience of an hour, and a shutdown with no deadline: waiting
 	// the patience out would hang the test.
-	cfg := func(owner string) orchestrator.Config {
-		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Hour}
-	}
-	a := replicaWith(t, cfg("a"), store, fake)
-	b := replicaWith(t, cfg("b"), store, fake)
-	openAll(t, a, b)
+	a, _ := handoverPair(t, store, fake, time.Hour)
 	tr := consultingOn(t, a, "1000")
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
