@@ -1,0 +1,101 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// A replica shutting down beside a peer that has no account of the
+// transfer's provider (a tenants file that reached the two at different
+// times, a provider configured on one replica only) hands its consult over
+// to that peer. The peer's claim takes the transfer (Store.Claim does not
+// know accounts) and its adopt refuses it: nobody drives it. The replica
+// shutting down sees the transfer another's and stops, and the caller
+// stays on hold with the consult up, where a shutdown without the
+// hand-over gave the caller back.
+func TestAHandoverToAPeerThatCannotDriveItLeavesNoCallerOnHold(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	cfg := func(owner string) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Minute}
+	}
+	a := replicaWith(t, cfg("a"), store, fake)
+	// b has no account of "fake": it serves another provider only.
+	b := replicaWith(t, cfg("b"), store, orchestratortest.NewFake("other"))
+	openAll(t, a, b)
+	tr := consultingOn(t, a, "1000")
+
+	if err := shutdownWithin(a); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	got, err := store.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Open() && !b.Drives(tr.ID) {
+		c, _ := fake.State(tr.ID)
+		t.Fatalf("after a's shutdown the transfer is %s, owned by %q, which does not drive it; the provider shows caller %d, consult %d: "+
+			"want it driven by a replica or its caller given back", got.State, got.Owner, c.Caller, c.Consult)
+	}
+}
+
+// downAfterPeers is a store that goes down (every Update and Get fails,
+// nothing written) once Peers has answered: the store fails as a
+// shutdown begins, after it found a peer.
+type downAfterPeers struct {
+	orchestrator.Store
+	down atomic.Bool
+}
+
+var errDown = errors.New("the store is down")
+
+func (s *downAfterPeers) Peers(ctx context.Context, owner string, now time.Time) (int, error) {
+	n, err := s.Store.Peers(ctx, owner, now)
+	s.down.Store(true)
+	return n, err
+}
+
+func (s *downAfterPeers) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.down.Load() {
+		return errDown
+	}
+	return s.Store.Update(ctx, t)
+}
+
+func (s *downAfterPeers) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	if s.down.Load() {
+		return nil, errDown
+	}
+	return s.Store.Get(ctx, id)
+}
+
+// A store that fails from the moment a shutdown found a peer: the
+// hand-over's save fails, and every read of the store after it. The
+// replica dropped the transfer at the failed save (handOver), finds
+// nothing it can read for HandoverPatience, takes nothing back, and
+// Shutdown returns nil as if nothing were left: the caller stays on hold
+// with the consult up, and the operator is told the shutdown finished
+// everything. A shutdown without a peer gives the caller back with the
+// store down (only steps that give the caller back are made while saves
+// fail); here at least the transfer must be reported left.
+func TestAHandoverTheStoreCannotSaveOrReadIsNotReportedFinished(t *testing.T) {
+	store := &downAfterPeers{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	a, _ := handoverPair(t, store, fake, 20*time.Millisecond)
+	tr := consultingOn(t, a, "1000")
+	err := shutdownWithin(a)
+	c, _ := fake.State(tr.ID)
+	held := c.Caller == orchestrator.CallerHeld
+	if err == nil && held {
+		t.Fatalf("Shutdown returned nil with the caller held (caller %d, consult %d) and the transfer never saved: "+
+			"want the caller given back, or the transfer reported left", c.Caller, c.Consult)
+	}
+}
