@@ -1482,6 +1482,10 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	deadline := time.Now().Add(wait)
 	var unclaimed []*Transfer
 	left := ids
+	// unread: those the last look could not read. Neither claimed nor
+	// taken back as far as this replica knows, their callers may be on
+	// hold: they are reported left, as what a shutdown cut short leaves.
+	unread := 0
 	for {
 		// waiting: handed over and not claimed yet, or unknown (the
 		// store could not be read). Those still this replica's (the
@@ -1490,12 +1494,14 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 		// last one did not find claimed.
 		unclaimed = unclaimed[:0]
 		waiting := 0
+		unread = 0
 		var next []string
 		for _, id := range left {
 			t, err := e.store.Get(ctx, id)
 			switch {
 			case err != nil:
 				waiting++
+				unread++
 				next = append(next, id)
 			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner):
 				// Claimed by a peer (or ended by it since).
@@ -1524,7 +1530,7 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	if ctx.Err() != nil {
 		// Cut short: what no peer claimed yet stays claimable, by a peer
 		// or by this replica restarted.
-		return len(unclaimed)
+		return len(unclaimed) + unread
 	}
 	e.mu.Lock()
 	e.handover = false
@@ -1540,6 +1546,9 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			t.Owner = e.cfg.Owner
 			if err := e.store.Update(ctx, t); err != nil {
 				e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
+				if !errors.Is(err, ErrVersionConflict) {
+					unread++ // a peer's claim is a conflict; anything else leaves it unknown
+				}
 				continue
 			}
 		}
@@ -1548,7 +1557,11 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 		e.mu.Unlock()
 		e.adopt(t, true)
 	}
-	return e.awaitSettled(ctx)
+	if unread > 0 {
+		e.log.Warn().Int("transfers", unread).
+			Msg("transfers handed over could not be read or taken back: they stay in the store for the next replica to claim")
+	}
+	return e.awaitSettled(ctx) + unread
 }
 
 // unfinished counts the entries shutdown still waits for: transfers not
