@@ -99,3 +99,71 @@ func TestAHandoverTheStoreCannotSaveOrReadIsNotReportedFinished(t *testing.T) {
 			"want the caller given back, or the transfer reported left", c.Caller, c.Consult)
 	}
 }
+
+// claimInFlight holds one Claim of stall's until its context ends (the
+// replica's maintenance stopped by its shutdown), then lets it commit and
+// loses its answer: a claim that was on its way as the replica began
+// shutting down. It also tells when a transfer is saved with no owner.
+type claimInFlight struct {
+	orchestrator.Store
+	stall   string
+	armed   atomic.Bool
+	entered chan struct{}
+	handed  chan struct{}
+	once    atomic.Bool
+}
+
+func (s *claimInFlight) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	if owner == s.stall && !own && s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		<-ctx.Done()
+		_, _ = s.Store.Claim(context.WithoutCancel(ctx), owner, now, own, limit)
+		return nil, ctx.Err()
+	}
+	return s.Store.Claim(ctx, owner, now, own, limit)
+}
+
+func (s *claimInFlight) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	owner := t.Owner
+	err := s.Store.Update(ctx, t)
+	if err == nil && owner == "" && s.once.CompareAndSwap(false, true) {
+		close(s.handed)
+	}
+	return err
+}
+
+// Two replicas stopping one after another: b's claim is on its way as
+// a hands its consult over, and b's shutdown begins before it lands.
+// The claim commits (its answer lost to b's stopping): the transfer is
+// b's, which drives nothing any more. a sees it claimed by a peer and
+// stops; nobody gives the caller back, and nobody will until a replica
+// starts and claims it. A shutdown without the hand-over gave the caller
+// back.
+func TestAHandoverClaimedByAPeerAlreadyStoppingLeavesNoCallerOnHold(t *testing.T) {
+	ctx := context.Background()
+	store := &claimInFlight{Store: memory.New(), stall: "b", entered: make(chan struct{}), handed: make(chan struct{})}
+	fake := orchestratortest.NewFake("fake")
+	a, b := handoverPair(t, store, fake, time.Minute)
+	tr := consultingOn(t, a, "1000")
+
+	store.armed.Store(true)
+	<-store.entered // b's claim is on its way
+	errA := make(chan error, 1)
+	go func() { errA <- shutdownWithin(a) }()
+	<-store.handed // a handed the consult over
+	if err := shutdownWithin(b); err == nil {
+		t.Log("b's shutdown returned nil")
+	}
+	if err := <-errA; err != nil {
+		t.Logf("a's Shutdown: %v", err)
+	}
+	got, err := store.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := fake.State(tr.ID)
+	if got.Open() && c.Caller == orchestrator.CallerHeld {
+		t.Fatalf("both replicas stopped; the transfer is %s, owned by %q, the caller held (consult %d): want the caller given back",
+			got.State, got.Owner, c.Consult)
+	}
+}
