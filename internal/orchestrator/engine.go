@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1444,7 +1445,7 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 		return false
 	}
 	en.t.Owner = ""
-	e.note(en, StepReconcile, "transferd shut down: handed over to another replica, which goes on with the transfer")
+	e.note(en, StepReconcile, handedOverNote+" to another replica, which goes on with the transfer")
 	saved := e.save(ctx, en)
 	if en.lost {
 		return true // another replica's already
@@ -1503,8 +1504,20 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 				waiting++
 				unread++
 				next = append(next, id)
-			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner):
-				// Claimed by a peer (or ended by it since).
+			case !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner && resumedSinceHandover(t)):
+				// Claimed by a peer that drives it (or ended since).
+			case t.Owner != "" && t.Owner != e.cfg.Owner:
+				// Claimed by a peer that has not saved its resumption
+				// yet: one about to drive it, or one that never will (its
+				// tenant has no account of the provider there, or its
+				// claim was on its way as its own shutdown began). Taken
+				// back at the patience's end unless it drives it by then:
+				// a peer saves its resumption before any request, so the
+				// take-back's version check and that save exclude each
+				// other.
+				waiting++
+				next = append(next, id)
+				unclaimed = append(unclaimed, t)
 			case t.Owner == "":
 				waiting++
 				next = append(next, id)
@@ -1540,9 +1553,10 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			Msg("no other replica took over transfers handed over: taking them back to give their callers back")
 	}
 	for _, t := range unclaimed {
-		if t.Owner == "" {
-			// Taken back as a claim takes it: a peer's claim made
-			// meanwhile moved its version, and this save fails.
+		if t.Owner != e.cfg.Owner {
+			// Taken back as a claim takes it: a peer's claim, or its
+			// resumption, made meanwhile moved its version, and this save
+			// fails.
 			t.Owner = e.cfg.Owner
 			if err := e.store.Update(ctx, t); err != nil {
 				e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
@@ -1563,6 +1577,25 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	}
 	return e.awaitSettled(ctx) + unread
 }
+
+// resumedSinceHandover reports whether t's owner saved its resumption
+// ("resumed by", the first save of a replica that drives a transfer it
+// claimed, before any request) after the last hand-over of t.
+func resumedSinceHandover(t *Transfer) bool {
+	resumed := "resumed by " + t.Owner
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		switch d := t.Steps[i].Detail; {
+		case t.Steps[i].Name == StepReconcile && d == resumed:
+			return true
+		case strings.HasPrefix(d, handedOverNote):
+			return false
+		}
+	}
+	return false
+}
+
+// handedOverNote begins the step handOver records.
+const handedOverNote = "transferd shut down: handed over"
 
 // unfinished counts the entries shutdown still waits for: transfers not
 // terminal yet. Terminal ones with a cleanup obligation are left to the
