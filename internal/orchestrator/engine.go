@@ -1582,7 +1582,7 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 // ("resumed by", the first save of a replica that drives a transfer it
 // claimed, before any request) after the last hand-over of t.
 func resumedSinceHandover(t *Transfer) bool {
-	resumed := "resumed by " + t.Owner
+	resumed := resumedNote + t.Owner
 	for i := len(t.Steps) - 1; i >= 0; i-- {
 		switch d := t.Steps[i].Detail; {
 		case t.Steps[i].Name == StepReconcile && d == resumed:
@@ -1594,8 +1594,13 @@ func resumedSinceHandover(t *Transfer) bool {
 	return false
 }
 
-// handedOverNote begins the step handOver records.
-const handedOverNote = "transferd shut down: handed over"
+// handedOverNote begins the step handOver records; resumedNote, followed
+// by the replica's name, is the step a replica saves first when it goes
+// on with a transfer it did not drive (reconcile).
+const (
+	handedOverNote = "transferd shut down: handed over"
+	resumedNote    = "resumed by "
+)
 
 // unfinished counts the entries shutdown still waits for: transfers not
 // terminal yet. Terminal ones with a cleanup obligation are left to the

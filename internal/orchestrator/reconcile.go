@@ -278,7 +278,7 @@ func (e *Engine) reconcile(ctx context.Context, en *entry) time.Duration {
 	en.judgeAt = time.Time{} // this reconcile's compensate sets it, if one is due
 	if en.resumed && !en.noted {
 		en.noted = true
-		detail := "resumed by " + e.cfg.Owner
+		detail := resumedNote + e.cfg.Owner
 		e.note(en, StepReconcile, detail)
 		en.log.Info().Str("state", string(en.t.State)).Str("detail", detail).Msg("resuming transfer")
 		e.save(ctx, en)

@@ -24,8 +24,10 @@ func TestAHandoverToAPeerThatCannotDriveItLeavesNoCallerOnHold(t *testing.T) {
 	ctx := context.Background()
 	store := memory.New()
 	fake := orchestratortest.NewFake("fake")
+	// The patience outlasts several of b's looks (every half second):
+	// b has claimed the transfer long before it ends.
 	cfg := func(owner string) orchestrator.Config {
-		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: time.Minute}
+		return orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, HandoverPatience: 3 * time.Second}
 	}
 	a := replicaWith(t, cfg("a"), store, fake)
 	// b has no account of "fake": it serves another provider only.
@@ -143,7 +145,7 @@ func TestAHandoverClaimedByAPeerAlreadyStoppingLeavesNoCallerOnHold(t *testing.T
 	ctx := context.Background()
 	store := &claimInFlight{Store: memory.New(), stall: "b", entered: make(chan struct{}), handed: make(chan struct{})}
 	fake := orchestratortest.NewFake("fake")
-	a, b := handoverPair(t, store, fake, time.Minute)
+	a, b := handoverPair(t, store, fake, 3*time.Second)
 	tr := consultingOn(t, a, "1000")
 
 	store.armed.Store(true)
