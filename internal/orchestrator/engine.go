@@ -1419,6 +1419,10 @@ func (e *Engine) peers(ctx context.Context) int {
 	if held, _ := e.leaseHeld(); !on || !held || e.isSuperseded() || e.isStopping() {
 		return 0
 	}
+	// Bounded apart from the shutdown's own timeout: Start still takes
+	// transfers until stopping is set, after this read.
+	ctx, cancel := context.WithTimeout(ctx, max(e.cfg.LeaseTTL/4, time.Second))
+	defer cancel()
 	n, err := e.store.Peers(ctx, e.cfg.Owner, e.now())
 	if err != nil {
 		e.log.Warn().Err(err).Msg("shutting down: cannot tell whether another replica runs; giving the callers of the transfers in progress back")
@@ -1471,6 +1475,10 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 // left unfinished.
 func (e *Engine) awaitHandover(ctx context.Context) int {
 	e.mu.Lock()
+	// Nothing is handed over from here on: what this replica adopts now
+	// (a claim that was on its way) is given back, as this look would not
+	// see it.
+	e.handover = false
 	ids := slices.Collect(maps.Keys(e.handed))
 	e.mu.Unlock()
 	if len(ids) == 0 {
@@ -1545,9 +1553,6 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 		// or by this replica restarted.
 		return len(unclaimed) + unread
 	}
-	e.mu.Lock()
-	e.handover = false
-	e.mu.Unlock()
 	if len(unclaimed) > 0 {
 		e.log.Warn().Int("transfers", len(unclaimed)).
 			Msg("no other replica took over transfers handed over: taking them back to give their callers back")
