@@ -1630,8 +1630,9 @@ func (e *Engine) unfinished() (int, <-chan struct{}) {
 // steps before that (consulting, or not yet dialled) is handed over when
 // another replica has a live heartbeat (handOver: saved with no owner,
 // for that replica to claim and go on with), and otherwise abandoned
-// with reason shutdown, its caller taken off hold. What nobody claims
-// within HandoverPatience is taken back and abandoned the same way. When
+// with reason shutdown, its caller taken off hold. What no peer has taken
+// up (claimed, and saved its resumption) within HandoverPatience is taken
+// back and abandoned the same way. When
 // ctx ends first, provider calls in progress are cancelled
 // and what is left stays in the store for the next owner (this replica
 // restarted, or another once this one's heartbeat expired); the error
