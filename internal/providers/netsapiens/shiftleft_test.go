@@ -95,19 +95,25 @@ func rowShiftedBack(t *testing.T, simCfg nssim.Config, others int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The consult's session as the dial's answer and a first listing
-	// would give it (a PBX that ignores start lists it on no page).
-	for _, ss := range sim.Truth().Sessions {
-		if ss.ByCallID == netsapiens.ConsultCallID(trID) || ss.Orig.CallID == netsapiens.ConsultCallID(trID) {
-			leg.SessionID, leg.Server = ss.SessionID, ss.CoreServer
-		}
-	}
-	tr.Legs.Consult = leg
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sim.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The consult's session as the dial's answer and a first listing
+	// would give it (a PBX that ignores start lists it on no page). Read
+	// once the simulator has made it: read before, it was missing now and
+	// then, and the join had to find the consult in a listing that PBX
+	// cannot give whole.
+	for _, ss := range sim.Truth().Sessions {
+		if ss.ByCallID == netsapiens.ConsultCallID(trID) || ss.Orig.CallID == netsapiens.ConsultCallID(trID) {
+			leg.SessionID, leg.Server = ss.SessionID, ss.CoreServer
+		}
+	}
+	if leg.SessionID == "" {
+		t.Fatal("the simulator shows no session of the consult")
+	}
+	tr.Legs.Consult = leg
 	tr.Answered = true
 	if err := c.Complete(context.Background(), tr); err != nil {
 		t.Fatal(err)
