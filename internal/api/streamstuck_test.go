@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,12 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // channel it returns each time one has given back its wait slot.
 func bufferedEnv(t *testing.T, cfg api.Config) (*eventsEnv, <-chan struct{}) {
 	t.Helper()
+	return bufferedEnvWrapped(t, cfg, func(h http.Handler) http.Handler { return h })
+}
+
+// bufferedEnvWrapped is bufferedEnv with its server's handler wrapped.
+func bufferedEnvWrapped(t *testing.T, cfg api.Config, wrap func(http.Handler) http.Handler) (*eventsEnv, <-chan struct{}) {
+	t.Helper()
 	ended := make(chan struct{}, 100)
 	t.Cleanup(api.OnStreamEnd(func() { ended <- struct{}{} })) // runs after the server's Close
 	store := memory.New()
@@ -55,7 +62,7 @@ func bufferedEnv(t *testing.T, cfg api.Config) (*eventsEnv, <-chan struct{}) {
 	}
 	cfg.Idempotency = store
 	cfg.OpenAPI, cfg.Keys, cfg.CallbackSigner = transferd.OpenAPI, testKeys(t), testSigner(t)
-	srv := httptest.NewUnstartedServer(api.NewServer(cfg, eng, zerolog.Nop(), reg, reg))
+	srv := httptest.NewUnstartedServer(wrap(api.NewServer(cfg, eng, zerolog.Nop(), reg, reg)))
 	srv.Listener = smallBuffers{srv.Listener}
 	srv.Start()
 	t.Cleanup(func() {
@@ -166,16 +173,111 @@ func TestAStreamWhoseClientStopsReadingIsCut(t *testing.T) {
 	}
 }
 
+// slowWrites is a server whose event streams' writes to the socket each
+// take step of a virtual clock, and which checks that each is made
+// within the write deadline last set, counted on that clock: a deadline
+// is taken as the time it leaves from the moment it is set. A flush
+// reaches the socket; a write does once the bytes written since the last
+// flush pass socketAfter, a smaller buffer than the server's, so that
+// the model has more writes wait than the server does. With step under
+// the write timeout, a write made under its own deadline passes, and one
+// under a deadline set for an earlier write, which a slow write has
+// since used up, does not. So the guards below need no real slow client
+// and no timing margin.
+type slowWrites struct {
+	step time.Duration
+
+	mu       sync.Mutex
+	now      time.Time // the virtual clock
+	deadline time.Time // the write deadline in force, on that clock
+	writes   int       // the writes that reached the socket
+	pending  int       // bytes written since the last flush
+	late     []string  // the writes made past their deadline
+}
+
+// socketAfter is how many bytes written since the last flush slowWrites
+// takes to reach the socket.
+const socketAfter = 512
+
+func (s *slowWrites) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/events" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(&slowWriter{ResponseWriter: w, s: s}, r)
+	})
+}
+
+// took moves the clock on by a write's step and notes a write past the
+// deadline. The caller holds s.mu.
+func (s *slowWrites) took(what string) {
+	s.now = s.now.Add(s.step)
+	s.writes++
+	if s.deadline.IsZero() || s.now.After(s.deadline) {
+		s.late = append(s.late, fmt.Sprintf("%s #%d", what, s.writes))
+	}
+}
+
+// check fails t if a write was made past its deadline, or if fewer than
+// atLeast writes were made (a check of nothing).
+func (s *slowWrites) check(t *testing.T, atLeast int) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writes < atLeast {
+		t.Fatalf("%d writes seen, want at least %d", s.writes, atLeast)
+	}
+	if len(s.late) > 0 {
+		t.Fatalf("%d writes made past the write deadline set before them, each write taking %s; the first: %v", len(s.late), s.step, s.late[:min(len(s.late), 5)])
+	}
+}
+
+type slowWriter struct {
+	http.ResponseWriter
+	s *slowWrites
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	if w.s.pending += len(p); w.s.pending > socketAfter {
+		w.s.pending = 0
+		w.s.took("write")
+	}
+	w.s.mu.Unlock()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *slowWriter) FlushError() error {
+	w.s.mu.Lock()
+	w.s.pending = 0
+	w.s.took("flush")
+	w.s.mu.Unlock()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *slowWriter) SetWriteDeadline(d time.Time) error {
+	w.s.mu.Lock()
+	if d.IsZero() {
+		w.s.deadline = time.Time{}
+	} else {
+		w.s.deadline = w.s.now.Add(time.Until(d))
+	}
+	w.s.mu.Unlock()
+	return http.NewResponseController(w.ResponseWriter).SetWriteDeadline(d)
+}
+
+func (w *slowWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // A stream idle for longer than the write timeout is not cut: each
 // keep-alive, and the event after them, has a deadline of its own, not
-// one set for an earlier write that passed meanwhile. (This guard, and
-// the next, runs on real time: only a server stalled for a whole write
-// timeout between setting a deadline and writing could fail it, so the
-// timeouts are seconds, not the cut's 100 ms.)
+// one set for an earlier write that passed meanwhile. Each write takes
+// two thirds of the write timeout, on slowWrites' clock.
 func TestAnIdleStreamOutlivesTheWriteTimeout(t *testing.T) {
-	const writeTimeout = time.Second
-	t.Cleanup(api.SetStreamKeepAlive(2 * writeTimeout)) // runs after the server's Close
-	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
+	const writeTimeout = time.Hour
+	slow := &slowWrites{step: 2 * writeTimeout / 3, now: time.Unix(0, 0)}
+	t.Cleanup(api.SetStreamKeepAlive(10 * time.Millisecond)) // runs after the server's Close
+	e, _ := bufferedEnvWrapped(t, api.Config{WriteTimeout: writeTimeout}, slow.wrap)
 	br := openRawStream(t, e, readKey)
 	line := func() string {
 		t.Helper()
@@ -185,7 +287,7 @@ func TestAnIdleStreamOutlivesTheWriteTimeout(t *testing.T) {
 		}
 		return l
 	}
-	for keepAlives := 0; keepAlives < 2; {
+	for keepAlives := 0; keepAlives < 3; {
 		if l := line(); strings.HasPrefix(l, ": keep-alive") {
 			keepAlives++
 		} else if l != "\r\n" && l != "\n" && !isChunkSize(l) {
@@ -195,6 +297,8 @@ func TestAnIdleStreamOutlivesTheWriteTimeout(t *testing.T) {
 	e.create(t, 0)
 	for !strings.HasPrefix(line(), "event: transfer.created") {
 	}
+	// The retry line, three keep-alives and the event: each flushed.
+	slow.check(t, 5)
 }
 
 // isChunkSize reports whether l is the size line of an HTTP/1.1 chunk.
@@ -213,11 +317,13 @@ func isChunkSize(l string) bool {
 
 // A client that reads slowly, but reads, is sent every event: a page of
 // events that takes it several write timeouts to read whole is not cut,
-// each event having the write timeout to reach it.
+// each event having the write timeout to reach it. Each write takes two
+// thirds of the write timeout, on slowWrites' clock.
 func TestASlowClientThatReadsIsNotCut(t *testing.T) {
-	const writeTimeout = 2 * time.Second
+	const writeTimeout = time.Hour
 	const transfers = 25
-	e, _ := bufferedEnv(t, api.Config{WriteTimeout: writeTimeout})
+	slow := &slowWrites{step: 2 * writeTimeout / 3, now: time.Unix(0, 0)}
+	e, _ := bufferedEnvWrapped(t, api.Config{WriteTimeout: writeTimeout}, slow.wrap)
 	ctx, cancel := context.WithTimeout(orchestrator.WithTenant(context.Background(), "default"), failAfter)
 	defer cancel()
 	for i := range transfers {
@@ -228,14 +334,11 @@ func TestASlowClientThatReadsIsNotCut(t *testing.T) {
 		}
 	}
 	// From the first event: the stream's first read is one page, well
-	// over 100 kB, which the client reads 512 bytes every 5 ms.
+	// over 100 kB, whose events are written one after the other.
 	br := openRawStreamAt(t, e, readKey, "0")
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	buf := make([]byte, 512)
+	buf := make([]byte, 4096)
 	var got strings.Builder
 	for completed := 0; completed < transfers; {
-		<-tick.C
 		n, err := br.Read(buf)
 		if err != nil {
 			t.Fatalf("the stream of a slow client ended after %d completions: %v", completed, err)
@@ -243,4 +346,5 @@ func TestASlowClientThatReadsIsNotCut(t *testing.T) {
 		got.Write(buf[:n])
 		completed = strings.Count(got.String(), "event: transfer.completed\n")
 	}
+	slow.check(t, 5*transfers) // a handful of events a transfer, each over socketAfter
 }
