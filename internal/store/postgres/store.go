@@ -167,6 +167,22 @@ func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 	return req, nil
 }
 
+// verdictReadTimeout bounds the read that tells why a save the group
+// commit answered wrote nothing (created, updated).
+const verdictReadTimeout = 10 * time.Second
+
+// verdictContext is the context of that read: not the caller's, which may
+// have ended while the batch was written (the API's deadline for a
+// create), for the verdict is final whatever it says (the commit was
+// waited for all the same). On the caller's ended context the read
+// failed, and the save was answered with that failure, an error of no
+// kind, which says it is unknown: a create refused for its call was looked
+// for in the background for minutes, and its client told that the store's
+// answer was lost.
+func verdictContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), verdictReadTimeout)
+}
+
 // created turns the verdict on a Create of t into its result, or reports
 // that the create must be tried again: its call's active transfer ended
 // between the insert and the look-up.
@@ -187,6 +203,8 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 		owing   *string
 		held    = true
 	)
+	ctx, cancel := verdictContext(ctx)
+	defer cancel()
 	if err := s.pool.QueryRow(ctx, refusedSQL, req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld).
 		Scan(&idTaken, &active, &owing, &held); err != nil {
 		return false, s.fail(op, err)
@@ -258,6 +276,8 @@ func updateReq(t *orchestrator.Transfer) (*saveReq, error) {
 // updated turns the verdict on an Update of t into its result.
 func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *saveReq, v verdict) error {
 	op := req.op()
+	ctx, cancel := verdictContext(ctx)
+	defer cancel()
 	switch {
 	case v.refused:
 		return s.updateErr(ctx, op, req.col, v.err)

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"CreateStoresACopy", testCreateStoresACopy},
 		{"CreateDuplicateID", testCreateDuplicateID},
 		{"CreateWithItsContextEnded", testCreateWithItsContextEnded},
+		{"VerdictsOutliveTheContext", testVerdictsOutliveTheContext},
 		{"CreateOneActivePerCall", testCreateOneActivePerCall},
 		{"CreateTerminalDoesNotHoldTheCall", testCreateTerminalDoesNotHoldTheCall},
 		{"CreateConcurrentSameCall", testCreateConcurrentSameCall},
@@ -451,6 +453,61 @@ func testCreateWithItsContextEnded(f *fixture) {
 	}
 	// Nor does it hold the call.
 	f.create(f.transfer("1000"))
+}
+
+// endsOnceAsked is a context that ends as soon as it has first been asked
+// whether it has ended (Err): a request's deadline that passes right after
+// the store took its save (each store looks at the context once, before
+// it queues the save for its group commit; the memory store never does).
+type endsOnceAsked struct {
+	context.Context
+	cancel context.CancelFunc
+	asked  atomic.Bool
+}
+
+func endingOnceAsked(parent context.Context) *endsOnceAsked {
+	ctx, cancel := context.WithCancel(parent)
+	return &endsOnceAsked{Context: ctx, cancel: cancel}
+}
+
+func (c *endsOnceAsked) Err() error {
+	if !c.asked.Swap(true) {
+		c.cancel() // ended from here on: this answer was the last "not yet"
+		return nil
+	}
+	return c.Context.Err()
+}
+
+// A verdict the store reached on a save it took stands when the caller's
+// context ends meanwhile (the API's deadline for a create, passing while
+// the group commit writes it): a create refused for its call is a conflict
+// naming the call's transfer, and an update at a stale version a version
+// conflict, as with the context live. Found by review: PostgreSQL read why
+// a create had inserted nothing, and whether an update's transfer existed,
+// on the caller's ended context, and answered with that read's failure, an
+// error of no kind, which says the save is unknown: the engine looked for
+// the refused transfer in the background for minutes, and the client was
+// told that the store's answer was lost instead of that the call had a
+// transfer.
+func testVerdictsOutliveTheContext(f *fixture) {
+	first := f.create(f.transfer("1000"))
+	second := f.transfer("1000")
+	Emit(second, orchestrator.EventCreated, "", "")
+	wantActive(f.T, "a second Create of the call, its context ended once the store took it",
+		f.s.Create(endingOnceAsked(f.ctx), second), first.ID)
+	if _, err := f.s.Get(f.ctx, second.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		f.Errorf("the refused transfer was stored (Get: %v)", err)
+	}
+
+	stale := first.Clone()
+	first.State = orchestrator.StateHolding
+	f.update(first)
+	stale.State = orchestrator.StateFailed
+	err := f.s.Update(endingOnceAsked(f.ctx), stale)
+	if !errors.Is(err, orchestrator.ErrVersionConflict) {
+		f.Errorf("Update at a stale version, its context ended once the store took it: %v, want ErrVersionConflict", err)
+	}
+	f.equal("after the stale Update", f.get(first.ID), first)
 }
 
 // A second Create with an existing id is a conflict that is not about the
