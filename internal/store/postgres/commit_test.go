@@ -400,6 +400,60 @@ func TestBatchRefusedSaveIsOwn(t *testing.T) {
 	}
 }
 
+// A create whose own statement the server refuses (here a trigger; a
+// statement timeout on a lock, a full disk, a server shutting down) wrote
+// nothing: the refusal rolled the batch's transaction back, and its other
+// saves were written again without it. Its verdict says so
+// (ErrNotSaved, of kind unavailable), as SQLite's does for a create whose
+// writes were taken back. Found by review: it was the server's error, of
+// no kind, which says the save is unknown; the engine then looked for the
+// transfer in the background for minutes, and the client was told that
+// the store's answer was lost.
+func TestBatchRefusedCreateIsNotSaved(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	ids := batchIDs{at: time.Now()}
+	a := ids.transfer("600")
+	createAll(t, s, a)
+	before := storedEvents(t, conn)
+	for _, q := range []string{
+		`CREATE FUNCTION refuse_now() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.owner = 'refused' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END IF; RETURN NEW; END $$`,
+		`CREATE TRIGGER refuse_now BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION refuse_now()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notSaved := func(what string, err error, tr *orchestrator.Transfer) {
+		t.Helper()
+		if !errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+			t.Errorf("%s = %v (kind %v), want ErrNotSaved of kind unavailable", what, err, orchestrator.KindOf(err))
+		}
+		if _, err := s.Get(ctx, tr.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+			t.Errorf("%s: the refused create was stored (Get: %v)", what, err)
+		}
+	}
+
+	move(a, orchestrator.StateHolding)
+	refused, fresh := ids.transfer("601"), ids.transfer("602")
+	refused.Owner = "refused"
+	errs := postgres.SaveInOneBatch(s, a, refused, fresh)
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("the other saves of the batch: %v, %v", errs[0], errs[2])
+	}
+	notSaved("the refused create of a batch", errs[1], refused)
+	if got, want := storedEvents(t, conn), append(before, outbox(a, fresh)...); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+
+	alone := ids.transfer("603")
+	alone.Owner = "refused"
+	notSaved("a refused Create", s.Create(ctx, alone), alone)
+	// Nor does it hold the call.
+	createAll(t, s, ids.transfer("603"))
+}
+
 // A batch whose commit fails writes nothing, and every save in it gets
 // the failure.
 func TestBatchCommitFailureFailsEverySave(t *testing.T) {

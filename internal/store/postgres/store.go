@@ -190,7 +190,10 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 	op := req.op()
 	switch {
 	case v.refused:
-		return false, s.fail(op, v.err)
+		// The server refused the create's statement, which rolled the
+		// batch's transaction back (its other saves were written again
+		// without it): nothing of it was saved.
+		return false, req.notSaved(s.fail(op, v.err))
 	case v.err != nil:
 		return false, v.err
 	case v.saved:
