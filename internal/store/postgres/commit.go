@@ -37,7 +37,8 @@ import (
 // back (nothing of it was written), that save gets the refusal, and the
 // others are written again without it. If the batch cannot be written or
 // committed for any other reason, every save in it gets the failure, as in
-// the SQLite store.
+// the SQLite store; one that found no connection to write on sent nothing,
+// and its creates say that nothing was saved.
 //
 // The updates of a batch (most of its saves: a transfer is created once
 // and updated five times) are one statement, mergedUpdateSQL, not one
@@ -443,10 +444,23 @@ func (s *Store) commitBatch(batch []*saveReq) {
 			rollbacks++
 			continue
 		}
+		if refused == unsent {
+			// No connection to write on: nothing of this attempt was sent,
+			// and every attempt before it was rolled back. Nothing of the
+			// batch was saved, for certain, as when SQLite cannot begin a
+			// batch's transaction: a create says so (notSaved). As the
+			// connection's error, of no kind, it said its save was unknown,
+			// and through a restart or a failover of the server every
+			// create was looked for in the background for minutes.
+			for _, r := range batch {
+				verdicts[r] = verdict{err: r.notSaved(s.fail(r.op(), err))}
+			}
+			break
+		}
 		if refused < 0 {
-			// Nothing of the batch was saved, and a save refused in an
-			// earlier attempt may have been refused because of a save of
-			// the batch: every save gets the failure.
+			// The batch may have been saved (an answer lost), and a save
+			// refused in an earlier attempt may have been refused because
+			// of a save of the batch: every save gets the failure.
 			for _, r := range batch {
 				verdicts[r] = verdict{err: s.fail(r.op(), err)}
 			}
@@ -485,19 +499,23 @@ func lockOrder(batch []*saveReq) []*saveReq {
 }
 
 // refusedMerged is writeBatch's refused when the server refused the
-// statement of the merged updates.
-const refusedMerged = -2
+// statement of the merged updates; unsent when it sent nothing, having no
+// connection to send on.
+const (
+	refusedMerged = -2
+	unsent        = -3
+)
 
 // writeBatch writes saves in one transaction, sent as one pipeline; with
 // merge, their leading updates as one statement (mergeable). It reports
 // which saves wrote their rows, or the failure: refused is the index of
 // the save whose statement the server refused (nothing was written),
-// refusedMerged when it was the merged updates', or -1 when the batch
-// failed as a whole.
+// refusedMerged when it was the merged updates', unsent when nothing was
+// sent, or -1 when the batch failed as a whole.
 func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (saved []bool, refused int, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, -1, err
+		return nil, unsent, err
 	}
 	// A connection left in a transaction (a failed rollback) is destroyed
 	// by the pool rather than reused.

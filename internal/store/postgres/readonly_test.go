@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,5 +70,37 @@ func TestOpenWaitsForAReadOnlyServer(t *testing.T) {
 	}
 	if !postgres.Unavailable(err) {
 		t.Errorf("Open of a read-only server: %v; want an error Unavailable reports (waiting may cure it)", err)
+	}
+}
+
+// A create whose batch found no connection to write it on (the server
+// cannot be reached, or refuses every session: a failover) sent nothing,
+// so its verdict says that nothing was saved (ErrNotSaved, of kind
+// unavailable), as SQLite's for a batch whose transaction could not begin.
+// Found by review: it was the connection's error, of no kind, which says
+// the save is unknown; through a database restart or a failover every
+// create was then looked for in the background for minutes, and its
+// client told that the store's answer was lost.
+func TestCreateWithoutAConnectionIsNotSaved(t *testing.T) {
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var readOnly atomic.Bool
+	s, err := postgres.OpenReadOnlyAfter(ctx, url, &readOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids := batchIDs{at: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)}
+	readOnly.Store(true)
+	postgres.ResetPool(s) // every session the batch can get is refused
+	tr := ids.transfer("1000")
+	err = s.Create(ctx, tr)
+	if !errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		t.Errorf("Create without a connection = %v (kind %v), want ErrNotSaved of kind unavailable", err, orchestrator.KindOf(err))
+	}
+	readOnly.Store(false)
+	if _, err := s.Get(ctx, tr.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		t.Errorf("the create without a connection was stored (Get: %v)", err)
 	}
 }
