@@ -279,12 +279,8 @@ func updateReq(t *orchestrator.Transfer) (*saveReq, error) {
 // updated turns the verdict on an Update of t into its result.
 func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *saveReq, v verdict) error {
 	op := req.op()
-	ctx, cancel := verdictContext(ctx)
-	defer cancel()
 	switch {
-	case v.refused:
-		return s.updateErr(ctx, op, req.col, v.err)
-	case v.err != nil:
+	case v.err != nil && !v.refused:
 		return v.err
 	case v.saved:
 		t.Version = req.next
@@ -292,6 +288,12 @@ func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *save
 			t.SignalLooked, t.PendingSignal = true, req.found
 		}
 		return nil
+	}
+	// A verdict to tell: made here, not for every save.
+	ctx, cancel := verdictContext(ctx)
+	defer cancel()
+	if v.refused {
+		return s.updateErr(ctx, op, req.col, v.err)
 	}
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)`, t.ID).Scan(&exists); err != nil {
