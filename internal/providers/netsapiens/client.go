@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -131,10 +132,19 @@ type Client struct {
 	metrics     *apiclient.Metrics
 	listLimit   int
 	listPages   int
-	window      time.Duration // Config.VisibilityWindow
-	now         func() time.Time
-	subs        *subscriber // nil without Config.EventURL
-	gone        goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
+	// pageSeen is the longest page a listing of the PBX has answered: it
+	// pages by at least that many rows, so a page shorter is the end of
+	// its listing (Client.shortPage). pageOwn is a page size of the PBX's
+	// own below listLimit, learned when a short page was followed by more
+	// (0: none known): a page of that many rows is read on from. Both
+	// assume one page size for the PBX, whatever its node or domain
+	// [guess]; a page longer than pageOwn forgets it.
+	pageSeen atomic.Int64
+	pageOwn  atomic.Int64
+	window   time.Duration // Config.VisibilityWindow
+	now      func() time.Time
+	subs     *subscriber // nil without Config.EventURL
+	gone     goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
 }
 
 // goneCalls is a bounded set of call-ids known to have ended: a call

@@ -238,10 +238,14 @@ func TestAutoTransferFollowsTheGuide(t *testing.T) {
 	consultID := netsapiens.ConsultCallID(tr.ID)
 	const user = "/domains/TEST/users/1000/calls"
 	want := []string{
-		"GET /domains/TEST/calls",                             // step 2: find the call
-		"PATCH " + user + "/" + orig.TermCallID + "/hold",     // step 3: hold with call-term-call-id
-		"POST " + user,                                        // step 4: the consult call
-		"GET /domains/TEST/calls",                             // step 5: find its call-session-id
+		"GET /domains/TEST/calls", // step 2: find the call
+		// The request names no call_id, and the process has seen no page
+		// longer than this one: the count says whether it is the whole
+		// listing, where a second call of the agent's would be.
+		"GET /domains/TEST/calls/count",
+		"PATCH " + user + "/" + orig.TermCallID + "/hold", // step 3: hold with call-term-call-id
+		"POST " + user,            // step 4: the consult call
+		"GET /domains/TEST/calls", // step 5: find its call-session-id
 		"PATCH " + user + "/" + orig.OrigCallID + "/transfer", // step 6: with call-orig-call-id
 	}
 	got := commands(h.sim.Requests())

@@ -196,11 +196,13 @@ func TestACallPastTheListingReadIsUnknown(t *testing.T) {
 // shorter than asked, the end of a listing as far as a client can tell,
 // and the agent's call is on a later page. Before, the transfer failed
 // call_not_found, of a call that was up all along. The domain's count,
-// read once the locate misses, shows more calls than the page: the call
-// is unknown (provider_unavailable, with the caller untouched), and a
-// warning names the setting. The other side: a call that is not there,
-// in a domain whose one short page is whole (the count agrees), is still
-// call_not_found.
+// read once the locate misses, shows more calls than the page; read on,
+// a PBX that ignores start answers its first page again: the call is
+// unknown (provider_unavailable, with the caller untouched), and a
+// warning names the setting. (One that honours start is read on: see
+// TestAPageSizeOfThePBXsOwnIsLearned.) The other side: a call that is not
+// there, in a domain whose one short page is whole (the count agrees), is
+// still call_not_found.
 func TestAShortPageWhileTheDomainCountsMoreIsUnknown(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -208,7 +210,7 @@ func TestAShortPageWhileTheDomainCountsMoreIsUnknown(t *testing.T) {
 		agent  bool
 		reason orchestrator.Reason
 	}{
-		{"pages of its own below the limit", nssim.Config{ListPageSize: 3, ListParams: nssim.ListParamsStartOnly}, true, orchestrator.ReasonProviderUnavailable},
+		{"pages of its own below the limit, start ignored", nssim.Config{ListPageSize: 3, ListParams: nssim.ListParamsIgnored}, true, orchestrator.ReasonProviderUnavailable},
 		{"one short page, whole", nssim.Config{}, false, orchestrator.ReasonCallNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

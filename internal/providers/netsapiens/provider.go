@@ -104,8 +104,11 @@ type rowKey struct{ session, orig, term string }
 // sent to a PBX that ignores it does no harm: it answers everything (or
 // its own page, which, longer than asked, is read on from), and a page
 // shorter than asked is the end. (A PBX that caps limit below ours, or
-// ignores it with a smaller page of its own, would look whole; the
-// default limit is CakePHP's default cap, 100, for that [guess].)
+// ignores it with a smaller page of its own, looks whole; the default
+// limit is CakePHP's default cap, 100, for that [guess]. The locate checks
+// a short page against the domain's count, and a PBX so found to page by
+// a size of its own that honours start is read on from pages of that
+// size from then on: see shortPage.)
 //
 // cut is not nil when the listing may leave calls out: ListPages pages
 // were read and the last was full, or a full page brought no row not seen
@@ -116,6 +119,38 @@ type rowKey struct{ session, orig, term string }
 // calls as the count is whole (answeredAgain). What a cut listing does
 // not show is unknown, never gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
+	calls, _, cut, err = c.listPaged(ctx, domain, c.pageFull())
+	return calls, cut, err
+}
+
+// pageFull is the length from which a page is read on from: the limit
+// asked for, or the PBX's own page size below it once learned.
+func (c *Client) pageFull() int {
+	if own := int(c.pageOwn.Load()); own > 0 && own < c.listLimit {
+		return own
+	}
+	return c.listLimit
+}
+
+// sawPage records a page of n rows (Client.pageSeen). A page longer than
+// the page size learned shows that the PBX pages by more: that size is
+// forgotten (learned from a short page followed by calls that had
+// started meanwhile, say), and every page of the limit is read on again.
+func (c *Client) sawPage(n int) {
+	for {
+		seen := c.pageSeen.Load()
+		if int64(n) <= seen || c.pageSeen.CompareAndSwap(seen, int64(n)) {
+			break
+		}
+	}
+	if own := c.pageOwn.Load(); own > 0 && int64(n) > own {
+		c.pageOwn.CompareAndSwap(own, 0)
+	}
+}
+
+// listPaged is listDomain reading on from every page of full rows or
+// more; longest is the longest page read.
+func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls []activeCall, longest int, cut, err error) {
 	path := "/domains/" + seg(domain) + "/calls"
 	// seen holds every row read, true for a row of the first page or of
 	// a page that began with a row marked true: no row up to it was
@@ -124,7 +159,7 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 	// A later page is asked from one row back, the last of the page
 	// before. (Pages of one row cannot overlap and still go on.)
 	back := 0
-	if c.listLimit > 1 {
+	if full > 1 {
 		back = 1
 	}
 	start, again, stepBack := 0, false, 1
@@ -139,12 +174,14 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 		if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 			// A 404 on the collection means the domain does not exist: the
 			// request is wrong, not a call.
-			return nil, nil, &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
+			return nil, 0, nil, &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
 				Evidence: orchestrator.EvidenceOf(err)}
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, 0, nil, err
 		}
+		c.sawPage(len(rows))
+		longest = max(longest, len(rows))
 		// A row met before is not listed twice: a call that started
 		// meanwhile moves the rows after it one on.
 		fresh := 0
@@ -181,18 +218,19 @@ func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeC
 			continue
 		}
 		stepBack = 1
-		if start > 0 && !again && fresh == 0 && len(rows) >= c.listLimit {
-			return c.answeredAgain(ctx, path+q, calls, seen)
+		if start > 0 && !again && fresh == 0 && len(rows) >= full {
+			calls, cut, err := c.answeredAgain(ctx, path+q, calls, seen)
+			return calls, longest, cut, err
 		}
-		if len(rows) < c.listLimit {
-			return calls, nil, nil
+		if len(rows) < full {
+			return calls, longest, nil, nil
 		}
 		for i := range rows {
 			seen[keyOf(&rows[i])] = true
 		}
 		start += len(rows) - back
 	}
-	return calls, fmt.Errorf("%w (%d pages of %d calls read, the last full)", errListingCut, c.listPages, c.listLimit), nil
+	return calls, longest, fmt.Errorf("%w (%d pages of %d calls read, the last full)", errListingCut, c.listPages, full), nil
 }
 
 func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, ac.TermCallID} }
@@ -245,42 +283,85 @@ func (c *Client) countCalls(ctx context.Context, path string) (*int, error) {
 	return count.Total, err
 }
 
-// shortPageCut tells whether a listing of one page shorter than the limit
-// asked for (calls, none of them the one looked for) may have left calls
-// out, from the domain's count: a PBX that pages by a size of its own
-// below TRANSFERD_NETSAPIENS_LIST_LIMIT answers a first page shorter than
-// asked, which is the end of a listing as far as a client can tell, and
-// the call looked for may be on a page never read. Taken for whole, the
-// agent's call past the first page was call_not_found, a call that was up
-// all along. It returns a non-nil error (unknown, not "not found") when
-// the count shows more calls than the page, or cannot be read for now (a
-// refusal is no telling: the listing stands, as before); a count
-// that a call started between the two requests makes one more is unknown
-// too, and the engine's next attempt reads again. Asked only where a
-// listing misses what it looks for, so that a listing found whole costs
-// nothing more.
-func (c *Client) shortPageCut(ctx context.Context, domain string, calls []activeCall) error {
-	if len(calls) == 0 || len(calls) >= c.listLimit {
-		// Empty: nothing was cut. At least the limit: read on already.
-		return nil
+// shortPage tells whether a listing of one page shorter than the limit
+// asked for (calls) may have left calls out, from the domain's count: a
+// PBX that pages by a size of its own below TRANSFERD_NETSAPIENS_LIST_LIMIT
+// answers a first page shorter than asked, which is the end of a listing
+// as far as a client can tell, and a call of the agent's may be on a page
+// never read. Taken for whole, the agent's call past the first page was
+// call_not_found, a call that was up all along; and where the request
+// names no call, the one call of the agent's on that page was taken while
+// a second may be past it, which the client would have been asked to
+// choose between.
+//
+// The answer has no total and no next page [doc: an array of calls]; the
+// count is the one thing the API documents that says more [doc:
+// GET /domains/{domain}/calls/count]. A count above the page makes the
+// listing read on, as if the page were full: a PBX that honours start
+// shows the rest, and its page size, now known (pageOwn), is read on from
+// by every listing after, without TRANSFERD_NETSAPIENS_LIST_LIMIT; one
+// that does not answers its first page again, and the listing is cut
+// (unknown, not "not found"). The count that cannot be read for now is
+// unknown too; refused (404, 403: a PBX without it, a key not allowed
+// it), it tells nothing, and the page stands for the listing, as before.
+//
+// missed says the locate found no call: the count is then always asked,
+// which a miss can afford. Where it found one call and the request names
+// none (the common way of asking), the count is spared when the page is
+// shorter than one the PBX has answered (pageSeen: it pages by more, so
+// this page is the end) or its page size is known, so that most
+// transfers pay nothing for it.
+func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCall, missed bool) ([]activeCall, error, error) {
+	n, full := len(calls), c.pageFull()
+	if n == 0 || n >= full {
+		// Empty: nothing was cut. A full page: read on already.
+		return calls, nil, nil
+	}
+	if !missed && (full < c.listLimit || int64(n) < c.pageSeen.Load()) {
+		return calls, nil, nil
 	}
 	total, err := c.countCalls(ctx, "/domains/"+seg(domain)+"/calls")
 	switch {
 	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
-		// Refused (a PBX without the count, a key not allowed it): no
-		// telling, and the listing is taken for whole, as it was before
-		// the count was asked.
-		return nil
+		return calls, nil, nil
 	case err != nil:
-		return fmt.Errorf("%w (a page of %d calls, short of the limit of %d, and the domain's count could not be read: %v)",
-			errListingCut, len(calls), c.listLimit, err)
-	case total != nil && *total > len(calls):
-		zerolog.Ctx(ctx).Warn().Str("domain", domain).Int("listed", len(calls)).Int("counted", *total).Int("limit", c.listLimit).
-			Msg("the PBX listed fewer calls than it counts, on a page short of the limit: an API node lagging behind, or a PBX that pages by a size of its own, which needs TRANSFERD_NETSAPIENS_LIST_LIMIT at the page's size or less")
-		return fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d: a PBX that pages by %d calls of its own needs TRANSFERD_NETSAPIENS_LIST_LIMIT at most that)",
-			errListingCut, len(calls), c.listLimit, *total, len(calls))
+		return calls, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, and the domain's count could not be read: %v)",
+			errListingCut, n, full, err), nil
+	case total == nil || *total <= n:
+		return calls, nil, nil
 	}
-	return nil
+	// More counted than listed: read on from a page of n. A call that
+	// started between the two requests makes the count one more, and a
+	// call that ended meanwhile makes the next page shorter: the listing
+	// read on says which, and nothing is learned unless a page of exactly
+	// n rows was followed by more (a call started just then too teaches
+	// a page size too small, which costs a request per listing of n rows
+	// or more until a longer page forgets it; it cuts nothing).
+	more, longest, cut, err := c.listPaged(ctx, domain, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := zerolog.Ctx(ctx).Warn().Str("domain", domain).Int("listed", n).Int("counted", *total).Int("limit", c.listLimit)
+	switch {
+	case cut != nil || len(more) < *total:
+		// Read on, the listing still shows fewer calls than were counted:
+		// a PBX that answers its first page again (cut), an API node
+		// lagging behind, or calls that ended meanwhile. Unknown, as a
+		// count above the page was before the listing was read on; the
+		// engine's next attempt reads again.
+		if cut == nil {
+			cut = fmt.Errorf("read on, %d calls listed", len(more))
+		}
+		log.Msg("the PBX listed fewer calls than it counts, on a page short of the limit, even read on: an API node lagging behind, or a PBX that pages by a size of its own and ignores start, which needs TRANSFERD_NETSAPIENS_LIST_LIMIT at the page's size or less")
+		return more, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d: a PBX that pages by %d calls of its own needs TRANSFERD_NETSAPIENS_LIST_LIMIT at most that): %v",
+			errListingCut, n, c.listLimit, *total, n, cut), nil
+	case longest == n && len(more) > n:
+		if c.pageOwn.Load() == 0 || int64(n) < c.pageOwn.Load() {
+			c.pageOwn.Store(int64(n))
+		}
+		log.Int("page", n).Msg("the PBX pages by a size of its own below the limit: read on from pages of that size (TRANSFERD_NETSAPIENS_LIST_LIMIT at that size spares the count this took)")
+	}
+	return more, nil, nil
 }
 
 // cutErr is the error of a reader that cannot know what it looks for
@@ -301,18 +382,27 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 	if err != nil {
 		return orchestrator.Legs{}, err
 	}
-	var found []activeCall
-	for _, ac := range calls {
-		if !sameUser(ac.TermUser, r.Call.User) && !sameUser(ac.OrigUser, r.Call.User) {
-			continue
+	agents := func(calls []activeCall) []activeCall {
+		var found []activeCall
+		for _, ac := range calls {
+			if !sameUser(ac.TermUser, r.Call.User) && !sameUser(ac.OrigUser, r.Call.User) {
+				continue
+			}
+			if r.Call.CallID != "" && !ac.hasCall(r.Call.CallID) && ac.SessionID != r.Call.CallID {
+				continue
+			}
+			found = append(found, ac)
 		}
-		if r.Call.CallID != "" && !ac.hasCall(r.Call.CallID) && ac.SessionID != r.Call.CallID {
-			continue
-		}
-		found = append(found, ac)
+		return found
 	}
-	if cut == nil && len(found) == 0 {
-		cut = c.shortPageCut(ctx, r.Call.Domain, calls)
+	found := agents(calls)
+	if cut == nil && (len(found) == 0 || (len(found) == 1 && r.Call.CallID == "")) {
+		// Not found, or found once with nothing to tell it from a second
+		// call of the agent's: a short page may not be the whole listing.
+		if calls, cut, err = c.shortPage(ctx, r.Call.Domain, calls, len(found) == 0); err != nil {
+			return orchestrator.Legs{}, err
+		}
+		found = agents(calls)
 	}
 	switch {
 	case cut != nil && len(found) <= 1 && (len(found) == 0 || r.Call.CallID == ""):
