@@ -65,7 +65,9 @@ type JoinExplainer interface {
 // may never have reached the provider: the process that sent it stopped
 // before saving its answer, or it failed on the way). NetSapiens:
 // the join names the other call's core server, where the two calls are
-// on different cores and which one the PBX wants is undocumented.
+// on different cores and which one the PBX wants is undocumented; on one
+// core, a join sent a moment after the dial (which an API node lagging
+// behind may have accepted without knowing the consult) is sent again.
 type JoinRetrier interface {
 	JoinAgain(t *Transfer) bool
 }

@@ -1333,12 +1333,40 @@ func twoCores(t *orchestrator.Transfer) bool {
 // different core servers that the PBX accepted and that did not take most
 // likely named the core it does not want (a PBX that ignores a wrong
 // hostname, one side of the guess); its second form names the other.
-func (c *Client) JoinAgain(t *orchestrator.Transfer) bool { return twoCores(t) }
+//
+// On one core, a join sent within the visibility window of the dial
+// (joinedEarly) may have reached an API node lagging behind the switch
+// that did not know the consult's session yet and, on one side of the
+// guess, accepted a transfer to a session it does not know and did
+// nothing [guess on top of a guess: the other side answers 404, which
+// notAppliedYet takes for not sent]. The reading a window after it that
+// shows it did not take is what the engine asks before any second form,
+// so it is not sent blindly; the second form on one core is the join
+// again, and the node that has caught up applies it. Without it such a
+// transfer failed provider_error once the verification patience ran out,
+// the caller given back from a transfer that would have completed. (On
+// two cores the second form names the other core, as before: which of
+// the two reasons a join that did not take had, nothing shows, and the
+// engine sends one more at most.)
+func (c *Client) JoinAgain(t *orchestrator.Transfer) bool { return twoCores(t) || c.joinedEarly(t) }
+
+// joinedEarly reports whether t's join was sent within the visibility
+// window of its dial, by the times the record keeps.
+func (c *Client) joinedEarly(t *orchestrator.Transfer) bool {
+	dial, join := t.Sent.Dial, t.Sent.Join
+	if !t.Sent.JoinFirst.IsZero() {
+		join = t.Sent.JoinFirst
+	}
+	return !dial.IsZero() && !join.IsZero() && join.Sub(dial) < c.window
+}
 
 // JoinNotTaken implements orchestrator.JoinExplainer: the core servers the
 // joins named, for an operator looking at a join that never took.
 func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
 	if !twoCores(t) {
+		if !t.Sent.JoinFirst.IsZero() {
+			return "it was sent a moment after the dial, when an API node lagging behind may not have known the consult yet, then once more, and neither took"
+		}
 		return ""
 	}
 	named, other := t.Legs.Caller.Server, t.Legs.Consult.Server
