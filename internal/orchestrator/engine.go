@@ -1558,18 +1558,12 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			Msg("no other replica took over transfers handed over: taking them back to give their callers back")
 	}
 	for _, t := range unclaimed {
-		if t.Owner != e.cfg.Owner {
-			// Taken back as a claim takes it: a peer's claim, or its
-			// resumption, made meanwhile moved its version, and this save
-			// fails.
-			t.Owner = e.cfg.Owner
-			if err := e.store.Update(ctx, t); err != nil {
-				e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
-				if !errors.Is(err, ErrVersionConflict) {
-					unread++ // a peer's claim is a conflict; anything else leaves it unknown
-				}
-				continue
+		t, ok := e.takeBack(ctx, t)
+		if t == nil {
+			if !ok {
+				unread++
 			}
+			continue
 		}
 		e.mu.Lock()
 		delete(e.handed, t.ID)
@@ -1581,6 +1575,49 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			Msg("transfers handed over could not be read or taken back: they stay in the store for the next replica to claim")
 	}
 	return e.awaitSettled(ctx) + unread
+}
+
+// takeBackTries bounds how often takeBack tries again after a write made
+// meanwhile: each is a claim or a take-back of a replica shutting down,
+// of which there are few.
+const takeBackTries = 4
+
+// takeBack makes t, handed over and read with no peer driving it, this
+// replica's again, as a claim takes it: a save at the version read. It
+// returns the record to adopt, or nil with ok when nothing is left to
+// do (a peer drives it, or it ended), or nil without ok when what the
+// store holds is unknown (it could not be read or written).
+//
+// A save that conflicts is not taken as a peer driving the transfer: the
+// write that moved the version may be a claim that landed after the last
+// look, by a peer that never drives it (one stopping, or with no account
+// of the provider), the very case the resumption rule is for. The record
+// is read again and judged as a look judges it.
+func (e *Engine) takeBack(ctx context.Context, t *Transfer) (*Transfer, bool) {
+	for try := 1; ; try++ {
+		if t.Owner == e.cfg.Owner {
+			return t, true // the hand-over's save did not land, or this replica's own claim took it
+		}
+		// A peer's claim or resumption made meanwhile moved the version,
+		// and this save fails.
+		t.Owner = e.cfg.Owner
+		err := e.store.Update(ctx, t)
+		if err == nil {
+			return t, true
+		}
+		if !errors.Is(err, ErrVersionConflict) || try == takeBackTries {
+			e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")
+			return nil, false
+		}
+		id := t.ID
+		if t, err = e.store.Get(ctx, id); err != nil {
+			e.log.Warn().Err(err).Str("transfer_id", id).Msg("reading back a transfer handed over failed: it stays for the next replica to claim")
+			return nil, false
+		}
+		if !t.Open() || (t.Owner != "" && t.Owner != e.cfg.Owner && resumedSinceHandover(t)) {
+			return nil, true // a peer drives it, or it ended
+		}
+	}
 }
 
 // resumedSinceHandover reports whether t's owner saved its resumption
