@@ -1313,13 +1313,24 @@ func (e *Engine) drop(en *entry) {
 		e.q.Add(en.id)
 		return
 	}
-	if e.entries[en.id] == en {
+	gone := e.entries[en.id] == en
+	if gone {
 		delete(e.entries, en.id)
 		e.m.inFlight.WithLabelValues(en.p.Name()).Dec()
 		en.setPending(e, false)
 	}
 	e.settledLocked()
 	e.mu.Unlock()
+	if gone {
+		// Long polls wait on this replica's records while it drives the
+		// transfer (Wait). One it lets go without a record published
+		// (taken over by another replica, handed over by a save whose
+		// answer was lost, or a poll that woke for the hand-over's record
+		// and looked before this) would wait for a record nobody
+		// publishes here any more: woken, it reads the store, and polls
+		// it from now on.
+		e.publish(en.id)
+	}
 }
 
 // settledLocked wakes Shutdown to count what is still running.

@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,4 +69,77 @@ func TestAClaimLandingJustBeforeTheTakeBackLeavesNoCallerOnHold(t *testing.T) {
 	}
 	wantOutcome(t, got, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
 	wantCallerSafe(t, fake, tr.ID)
+}
+
+// handoverAnswerLost writes the first save that hands a transfer over and
+// answers it with an error: a commit whose answer was lost.
+type handoverAnswerLost struct {
+	orchestrator.Store
+	lost atomic.Bool
+}
+
+func (s *handoverAnswerLost) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	owner := t.Owner
+	err := s.Store.Update(ctx, t)
+	if err == nil && owner == "" && s.lost.CompareAndSwap(false, true) {
+		return errors.New("the connection ended before the commit's answer")
+	}
+	return err
+}
+
+// A long poll on a transfer that the replica drives waits on that
+// replica's own records, which its saves publish. A replica that stops
+// driving the transfer without publishing a record (a hand-over whose
+// save landed with its answer lost; equally a transfer another replica
+// took over) left the poll parked on a record nobody would publish again:
+// the peer that took the transfer over completed it, and the poll went on
+// waiting, to answer at its end with the record from before the
+// hand-over, consulting.
+func TestALongPollOnATransferHandedOverSeesThePeersOutcome(t *testing.T) {
+	ctx := context.Background()
+	store := &handoverAnswerLost{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	a, b := handoverPair(t, store, fake, time.Minute)
+	tr := consultingOn(t, a, "1000")
+
+	parked := make(chan struct{})
+	var once atomic.Bool
+	polled := make(chan *orchestrator.Transfer, 1)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	go func() {
+		got, err := a.Wait(wctx, tr.ID, func(x *orchestrator.Transfer) bool {
+			if once.CompareAndSwap(false, true) {
+				close(parked) // the poll has its first record and waits
+			}
+			return false
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		polled <- got
+	}()
+	<-parked
+
+	if err := shutdownWithin(a); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if !store.lost.Load() {
+		t.Fatal("no hand-over was saved")
+	}
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+	if _, err := b.Complete(ctx, tr.ID); err != nil {
+		t.Fatalf("Complete through b: %v", err)
+	}
+	if done := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() }); done.State != orchestrator.StateCompleted {
+		t.Fatalf("b ended the transfer %s, want completed", done.State)
+	}
+	select {
+	case got := <-polled:
+		if got.State != orchestrator.StateCompleted {
+			t.Fatalf("the long poll on a answered %s, want completed", got.State)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the long poll on a still waits 20 s after b completed the transfer it handed over")
+	}
 }
