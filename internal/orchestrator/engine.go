@@ -1485,15 +1485,9 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 // as a shutdown without a peer does. It returns how many transfers are
 // left unfinished.
 func (e *Engine) awaitHandover(ctx context.Context) int {
-	e.mu.Lock()
-	// Nothing is handed over from here on: what this replica adopts now
-	// (a claim that was on its way) is given back, as this look would not
-	// see it.
-	e.handover = false
-	ids := slices.Collect(maps.Keys(e.handed))
-	e.mu.Unlock()
-	if len(ids) == 0 {
-		return 0
+	ids, ok := e.endHandover(ctx)
+	if !ok || len(ids) == 0 {
+		return e.awaitSettled(ctx)
 	}
 	wait := e.cfg.HandoverPatience
 	if d, ok := ctx.Deadline(); ok {
@@ -1561,8 +1555,10 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 	}
 	if ctx.Err() != nil {
 		// Cut short: what no peer claimed yet stays claimable, by a peer
-		// or by this replica restarted.
-		return len(unclaimed) + unread
+		// or by this replica restarted; so does what is still running
+		// here (a join that has not settled).
+		n, _ := e.unfinished()
+		return n + len(unclaimed) + unread
 	}
 	if len(unclaimed) > 0 {
 		e.log.Warn().Int("transfers", len(unclaimed)).
@@ -1586,6 +1582,74 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 			Msg("transfers handed over could not be read or taken back: they stay in the store for the next replica to claim")
 	}
 	return e.awaitSettled(ctx) + unread
+}
+
+// endHandover waits until nothing this replica drives can be handed over
+// any more (every transfer is completing, recovering or ended, and no
+// Start is adopting one), and then ends the hand-over: it returns what
+// was handed over, with ok, or ok false when ctx ended first (or nothing
+// can move any more). Only then do the looks for the claims begin: a
+// transfer completing may take the whole step timeout and a
+// verification, and the callers handed over waited that long on hold
+// for a take-back when no peer claimed them; cut short meanwhile, the
+// shutdown took nothing back and left them there with no replica
+// running.
+//
+// The count and the end are made under one lock, which adopt (an entry
+// made) and handOver (its check) take too: what this replica adopts
+// after it (a claim that was on its way) is given back, not handed
+// over where no look would see it, and what was handed over before it
+// has been counted here until its entry was dropped, after it joined
+// e.handed.
+func (e *Engine) endHandover(ctx context.Context) ([]string, bool) {
+	for {
+		e.mu.Lock()
+		n := 0
+		if e.handover {
+			for _, c := range e.creating {
+				n += c
+			}
+			for _, en := range e.entries {
+				t := en.cur.Load()
+				if c := en.claimed.Load(); c != nil {
+					t = c
+				}
+				if t != nil && handable(t.State) {
+					n++
+				}
+			}
+		}
+		if n == 0 {
+			e.handover = false
+			ids := slices.Collect(maps.Keys(e.handed))
+			e.mu.Unlock()
+			return ids, true
+		}
+		ch := e.settled
+		e.mu.Unlock()
+		if e.hard.Err() != nil || e.isSuperseded() {
+			return nil, false
+		}
+		// A move to completing closes no channel: looked at again after
+		// a moment.
+		select {
+		case <-ch:
+		case <-time.After(e.cfg.PollInterval):
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// handable reports whether a transfer in state s may still be handed over
+// by a shutdown (see interrupted and consulting): it has not begun to join
+// or to give its caller back.
+func handable(s State) bool {
+	switch s {
+	case StatePending, StateHolding, StateDialing, StateConsulting:
+		return true
+	}
+	return false
 }
 
 // takeBackTries bounds how often takeBack tries again after a write made
@@ -1710,9 +1774,11 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	for _, id := range ids {
 		e.q.Add(id)
 	}
-	left := e.awaitSettled(ctx)
-	if left == 0 && first {
+	var left int
+	if first {
 		left = e.awaitHandover(ctx)
+	} else {
+		left = e.awaitSettled(ctx)
 	}
 	e.cancelHard()
 	e.q.Close()

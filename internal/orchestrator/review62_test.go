@@ -143,3 +143,50 @@ func TestALongPollOnATransferHandedOverSeesThePeersOutcome(t *testing.T) {
 		t.Fatal("the long poll on a still waits 20 s after b completed the transfer it handed over")
 	}
 }
+
+// A replica shutting down beside a peer that claims nothing (stopping
+// too) waits for its hand-overs for the patience, then gives their
+// callers back. It began to wait only once every transfer it drives had
+// settled: one completing whose join is slow (a provider answering at its
+// step timeout, a verification) held the take-back back, and the callers
+// of the consults handed over stayed on hold the whole time. Were the
+// completion to take the rest of the shutdown's timeout, nothing was
+// taken back at all, and those callers stayed on hold with no replica
+// running. The wait for the claims now begins once nothing is left that
+// can be handed over.
+func TestASlowCompletionDoesNotHoldBackTheTakeBack(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	a := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, HandoverPatience: 20 * time.Millisecond, StepTimeout: time.Minute}, store, fake)
+	openAll(t, a)
+	if _, err := store.Heartbeat(ctx, "gone", "token-gone", time.Now(), time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	handed := consultingOn(t, a, "1000")
+	joining := consultingOn(t, a, "1001")
+	join := fake.Block(orchestratortest.MethodComplete)
+	t.Cleanup(join.Release)
+	if _, err := a.Complete(ctx, joining.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-join.Entered() // the join is on its way, and answers when released
+
+	errA := make(chan error, 1)
+	go func() { errA <- shutdownWithin(a) }()
+	got := waitFor(t, a, handed.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	wantOutcome(t, got, orchestrator.StateFailed, orchestrator.ReasonShutdown, true)
+	wantCallerSafe(t, fake, handed.ID)
+
+	join.Release()
+	if err := <-errA; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	done, err := store.Get(ctx, joining.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.State != orchestrator.StateCompleted {
+		t.Fatalf("the transfer joining as the shutdown began ended %s, want completed", done.State)
+	}
+}
