@@ -1480,10 +1480,13 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 }
 
 // awaitHandover waits for the peers to claim what handOver handed over,
-// for at most HandoverPatience and half of what is left of ctx, and then takes back what nobody claimed (the peers were
-// shutting down too, or stopped meanwhile) and gives their callers back
-// as a shutdown without a peer does. It returns how many transfers are
-// left unfinished.
+// from the moment nothing more can be handed over (endHandover), for at
+// most HandoverPatience and half of what is left of ctx, and then takes
+// back what nobody claimed (the peers were shutting down too, or stopped
+// meanwhile) and gives their callers back as a shutdown without a peer
+// does. Transfers completing meanwhile go on. It returns, once every
+// transfer this replica drives has settled or ctx ended, how many
+// transfers are left unfinished.
 func (e *Engine) awaitHandover(ctx context.Context) int {
 	ids, ok := e.endHandover(ctx)
 	if !ok || len(ids) == 0 {
