@@ -1561,7 +1561,12 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 		// or by this replica restarted; so does what is still running
 		// here (a join that has not settled).
 		n, _ := e.unfinished()
-		return n + len(unclaimed) + unread
+		for _, t := range unclaimed {
+			if !e.local(t.ID) { // one this replica's own claim took is counted above
+				n++
+			}
+		}
+		return n + unread
 	}
 	if len(unclaimed) > 0 {
 		e.log.Warn().Int("transfers", len(unclaimed)).

@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,5 +189,55 @@ func TestASlowCompletionDoesNotHoldBackTheTakeBack(t *testing.T) {
 	}
 	if done.State != orchestrator.StateCompleted {
 		t.Fatalf("the transfer joining as the shutdown began ended %s, want completed", done.State)
+	}
+}
+
+// cutAtFirstLook ends a shutdown's context at its first look for the
+// claims: the first read of a transfer stored with no owner once armed.
+type cutAtFirstLook struct {
+	orchestrator.Store
+	armed atomic.Bool
+	cut   context.CancelFunc
+}
+
+func (s *cutAtFirstLook) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	t, err := s.Store.Get(ctx, id)
+	if err == nil && t.Owner == "" && s.armed.CompareAndSwap(true, false) {
+		s.cut()
+	}
+	return t, err
+}
+
+// A shutdown cut while it looks for the claims reports what it leaves:
+// the transfers handed over that nobody claimed, and, now that the looks
+// run beside them, those still completing here.
+func TestAShutdownCutWhileItLooksForTheClaimsCountsWhatIsStillRunning(t *testing.T) {
+	ctx := context.Background()
+	store := &cutAtFirstLook{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	a := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, HandoverPatience: time.Minute, StepTimeout: time.Minute}, store, fake)
+	openAll(t, a)
+	if _, err := store.Heartbeat(ctx, "gone", "token-gone", time.Now(), time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	consultingOn(t, a, "1000")
+	joining := consultingOn(t, a, "1001")
+	join := fake.Block(orchestratortest.MethodComplete)
+	t.Cleanup(join.Release)
+	if _, err := a.Complete(ctx, joining.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-join.Entered()
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	store.cut = cancel
+	store.armed.Store(true)
+	err := a.Shutdown(sctx)
+	if store.armed.Load() {
+		t.Fatal("the shutdown never looked for the claims")
+	}
+	if err == nil || !strings.Contains(err.Error(), "with 2 transfers") {
+		t.Fatalf("Shutdown: %v; want 2 transfers left: the one handed over and the one joining", err)
 	}
 }
