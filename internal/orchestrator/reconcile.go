@@ -2297,11 +2297,24 @@ func (e *Engine) enter(en *entry, to State) (from State) {
 		// The caller's time on hold ends at the first end; a correction
 		// (the sweeper's, to completed) is not more of it.
 		if !t.Sent.Hold.IsZero() && !from.Terminal() {
-			c.held, c.hold = true, now.Sub(t.Sent.Hold)
+			c.held, c.hold = true, now.Sub(holdBegan(t))
 		}
 		en.ended = c
 	}
 	return from
+}
+
+// holdBegan is when the caller's hold began: the first hold step's start.
+// Sent.Hold is stamped anew by each attempt (a hold sent again after its
+// answer was lost, or by the process that resumed the transfer), and the
+// first may have held the caller already.
+func holdBegan(t *Transfer) time.Time {
+	for _, s := range t.Steps {
+		if s.Name == StepHold {
+			return s.StartedAt
+		}
+	}
+	return t.Sent.Hold
 }
 
 // endCount is what an end counts once it is saved: the outcome, whether it
