@@ -1,12 +1,17 @@
 package orchestrator_test
 
 import (
+	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
 )
 
 // Found by the review of what transferd reports (sixty-second pass): the
@@ -43,6 +48,66 @@ func TestTheTimeOnHoldRunsFromTheFirstHold(t *testing.T) {
 	s := series(t, h.reg, "transferd_caller_hold_duration_seconds", map[string]string{"provider": "fake"}).GetHistogram()
 	if s.GetSampleCount() != 1 || s.GetSampleSum() < gap.Seconds() {
 		t.Errorf("time on hold observed %d times, %.3f s in all; want once, at least %s: the caller was held from the first hold",
+			s.GetSampleCount(), s.GetSampleSum(), gap)
+	}
+}
+
+// Found by the same review: the time a transfer spent in a state
+// (transferd_transfer_state_duration_seconds) was counted from when this
+// process took the transfer (entry.entered), so a transfer resumed after
+// a restart, or claimed by another replica, observed the state it was in
+// from the resumption: a join a replica decided a minute before it died
+// observed completing as lasting a moment. The state's start is saved
+// with the record (Transfer.StateAt).
+func TestTheTimeInAStateRunsFromItsStartAcrossARestart(t *testing.T) {
+	const gap = time.Minute
+	ctx := context.Background()
+	clock := newManualClock()
+	clock.Run()
+	st := memory.New()
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	release, hit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cfg := func(crash func(*orchestrator.Transfer, string)) orchestrator.Config {
+		return orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, CrashPoint: crash, Clock: clock.Now,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: 200 * time.Millisecond,
+			VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second}
+	}
+	first := testEngine(t, cfg(func(_ *orchestrator.Transfer, p string) {
+		if p == "state:completing" {
+			once.Do(func() { close(hit) })
+			<-release // the process is dead from here on
+		}
+	}), st, f, nil)
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	f.Answer(tr.ID)
+	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if _, err := first.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit // completing is saved; the process dies before the join
+	clock.Advance(gap)
+
+	reg := prometheus.NewRegistry()
+	second := testEngine(t, cfg(nil), st, f, reg)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, second, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("%s %+v: set-up wants completed by the replica that resumed it", end.State, end.Outcome)
+	}
+	s := series(t, reg, "transferd_transfer_state_duration_seconds",
+		map[string]string{"provider": "fake", "state": string(orchestrator.StateCompleting)}).GetHistogram()
+	if s.GetSampleCount() != 1 || s.GetSampleSum() < gap.Seconds() {
+		t.Errorf("time in completing observed %d times, %.3f s in all; want once, at least %s: the transfer entered it before the restart",
 			s.GetSampleCount(), s.GetSampleSum(), gap)
 	}
 }

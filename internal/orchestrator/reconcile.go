@@ -2276,8 +2276,8 @@ func (e *Engine) enter(en *entry, to State) (from State) {
 	t := en.t
 	from = t.State
 	now := e.now()
-	e.m.stateSeconds.WithLabelValues(en.p.Name(), string(from)).Observe(now.Sub(en.entered).Seconds())
-	en.entered = now
+	e.m.stateSeconds.WithLabelValues(en.p.Name(), string(from)).Observe(timeIn(en, now).Seconds())
+	en.entered, t.StateAt = now, now
 	en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 	t.State = to
 	emit(t, EventStateChanged, now, from, to)
@@ -2315,6 +2315,24 @@ func holdBegan(t *Transfer) time.Time {
 		}
 	}
 	return t.Sent.Hold
+}
+
+// timeIn is how long en's transfer has been in its state: from the
+// record's StateAt, which a resumed transfer brings from the process that
+// entered the state (entry.entered is when this process took it), or
+// from its creation while it is pending. A record saved before StateAt
+// existed counts from entry.entered, as before. Another replica's clock
+// may be ahead of this one's: never less than nothing.
+func timeIn(en *entry, now time.Time) time.Duration {
+	t := en.t
+	since := t.StateAt
+	if since.IsZero() && t.State == StatePending {
+		since = t.CreatedAt
+	}
+	if since.IsZero() {
+		since = en.entered
+	}
+	return max(now.Sub(since), 0)
 }
 
 // endCount is what an end counts once it is saved: the outcome, whether it

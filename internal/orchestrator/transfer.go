@@ -304,6 +304,12 @@ type Transfer struct {
 	Tenant  string `json:",omitempty"`
 	Request Request
 	State   State
+	// StateAt is when the transfer entered State, saved with it so that a
+	// replica that resumes the transfer measures the time spent in the
+	// state from its start, not from the resumption
+	// (transferd_transfer_state_duration_seconds). Zero in records saved
+	// before it existed, and in a transfer still pending (CreatedAt).
+	StateAt time.Time `json:",omitzero"`
 	Legs    Legs
 	Steps   []Step
 	// Sent and Seen are the engine's memory of what it did and what the

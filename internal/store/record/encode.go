@@ -107,6 +107,7 @@ func (e *encoder) transfer(t *orchestrator.Transfer) {
 	e.member(o, "Request")
 	e.request(&t.Request)
 	e.str(o, "State", string(t.State), false)
+	e.time(o, "StateAt", t.StateAt, true)
 	e.member(o, "Legs")
 	l := e.open()
 	for _, leg := range []struct {

@@ -298,6 +298,7 @@ func normalize(t *orchestrator.Transfer) *orchestrator.Transfer {
 		c.Steps[i].EndedAt = c.Steps[i].EndedAt.UTC()
 	}
 	c.ConsultDeadline = c.ConsultDeadline.UTC()
+	c.StateAt = c.StateAt.UTC()
 	for _, p := range []*time.Time{&c.Sent.Hold, &c.Sent.Dial, &c.Sent.Join, &c.Sent.JoinFirst, &c.Sent.Hangup, &c.Sent.Unhold} {
 		*p = p.UTC()
 	}
@@ -383,6 +384,7 @@ func (f *fixture) full() *orchestrator.Transfer {
 			Evidence: &orchestrator.Evidence{Status: 486, Code: "486", Message: "Busy Here"}},
 		Signal:          orchestrator.SignalCancel,
 		ConsultDeadline: t0.Add(45 * time.Second).In(ist),
+		StateAt:         t0.Add(6 * time.Second).In(ny),
 		Cleanup:         &orchestrator.Cleanup{Until: t0.Add(2*time.Minute + 9).In(ny), Reason: "consult leg may still appear"},
 		Owner:           "replica-a",
 		// No reservation exists for this key: Create links nothing.
