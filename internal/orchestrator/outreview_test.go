@@ -111,3 +111,37 @@ func TestTheTimeInAStateRunsFromItsStartAcrossARestart(t *testing.T) {
 			s.GetSampleCount(), s.GetSampleSum(), gap)
 	}
 }
+
+// The other side of TestTheTimeOnHoldRunsFromTheFirstHold: a hold that
+// was never sent (its intent could not be saved: the store refused
+// writes for a minute) held nobody, and the caller's time on hold runs
+// from the first hold that may have reached the provider.
+func TestTheTimeOnHoldDoesNotRunFromAHoldNeverSent(t *testing.T) {
+	const gap = time.Minute
+	clock := newManualClock()
+	clock.Run()
+	cfg := testConfig()
+	cfg.Clock = clock.Now
+	st := &failingUpdates{Store: memory.New()}
+	st.failing.Store(true)
+	reg := prometheus.NewRegistry()
+	e := testEngine(t, cfg, st, orchestratortest.NewFake("fake"), reg)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.refusedAfterAPass(t, e, tr.ID, "the hold's intent refused", func(x *orchestrator.Transfer) bool {
+		return x.State == orchestrator.StateHolding
+	})
+	clock.Advance(gap)
+	st.failing.Store(false)
+	end := waitFor(t, e, tr.ID, func(*orchestrator.Transfer) bool { return false })
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("%s %+v: set-up wants completed", end.State, end.Outcome)
+	}
+	s := series(t, reg, "transferd_caller_hold_duration_seconds", map[string]string{"provider": "fake"}).GetHistogram()
+	if s.GetSampleCount() != 1 || s.GetSampleSum() >= gap.Seconds() {
+		t.Errorf("time on hold observed %d times, %.3f s in all; want once, less than %s: no hold was sent while the store refused its intent",
+			s.GetSampleCount(), s.GetSampleSum(), gap)
+	}
+}

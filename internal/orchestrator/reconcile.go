@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -1982,6 +1983,10 @@ const (
 	saveLater
 )
 
+// notSentDetail begins the detail of a step whose request was not made
+// (errUnsaved).
+const notSentDetail = "not sent: "
+
 // step saves the intent of a provider request, makes it, and saves its
 // result (when; see resultSave). When it succeeds and next is set, the
 // move to state next goes with the result: one durable write instead of
@@ -1997,7 +2002,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	if name != StepLocate {
 		notSent := func(why string) error {
 			s := &t.Steps[len(t.Steps)-1]
-			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), "not sent: "+why
+			s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), notSentDetail+why
 			return errUnsaved
 		}
 		heldBack := func(why string) error {
@@ -2304,13 +2309,15 @@ func (e *Engine) enter(en *entry, to State) (from State) {
 	return from
 }
 
-// holdBegan is when the caller's hold began: the first hold step's start.
-// Sent.Hold is stamped anew by each attempt (a hold sent again after its
-// answer was lost, or by the process that resumed the transfer), and the
-// first may have held the caller already.
+// holdBegan is when the caller's hold began: the start of the first hold
+// step whose request may have gone out. Sent.Hold is stamped anew by each
+// attempt (a hold sent again after its answer was lost, or by the process
+// that resumed the transfer), and the first may have held the caller
+// already; an attempt whose intent could not be saved sent nothing
+// (notSentDetail) and held nobody.
 func holdBegan(t *Transfer) time.Time {
 	for _, s := range t.Steps {
-		if s.Name == StepHold {
+		if s.Name == StepHold && !strings.HasPrefix(s.Detail, notSentDetail) {
 			return s.StartedAt
 		}
 	}
