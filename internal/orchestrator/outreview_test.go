@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -143,5 +144,81 @@ func TestTheTimeOnHoldDoesNotRunFromAHoldNeverSent(t *testing.T) {
 	if s.GetSampleCount() != 1 || s.GetSampleSum() >= gap.Seconds() {
 		t.Errorf("time on hold observed %d times, %.3f s in all; want once, less than %s: no hold was sent while the store refused its intent",
 			s.GetSampleCount(), s.GetSampleSum(), gap)
+	}
+}
+
+// Found by the same review: an end a replica decided while cut off from
+// the store (its save failed: entry.ended waits for a save to count it)
+// was counted once the replica claimed the transfer back into that entry
+// (Engine.reclaim) and ended it again from the claimed record: the save
+// of the second end counted both, so transferd_transfers_total and the
+// time on hold counted one transfer twice, the first time for an end the
+// store never held. The claimed record replaces what the entry held, its
+// unsaved end included, as a version conflict's does.
+func TestAnEndNeverSavedIsNotCountedAfterAClaimBack(t *testing.T) {
+	ctx := context.Background()
+	mem, fake := memory.New(), orchestratortest.NewFake("fake")
+	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
+	aLog, aReg := &logLines{}, prometheus.NewRegistry()
+	parked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cfg := func(owner string, crash func(*orchestrator.Transfer, string)) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond, CrashPoint: crash,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond}
+	}
+	aCfg := cfg("a", nil)
+	// a looks at an ended transfer whose save fails only after an hour:
+	// it sits idle until it claims the transfer back.
+	aCfg.PollMaxInterval = time.Hour
+	a := loggingEngine(t, aCfg, aStore, fake, aReg, zerolog.New(aLog))
+	b := testEngine(t, cfg("b", func(_ *orchestrator.Transfer, p string) {
+		if p == "state:"+string(orchestrator.StateRecovering) {
+			once.Do(func() { close(parked) })
+			<-release // b is cut off from here on
+		}
+	}), bStore, fake, nil)
+	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false); close(release) }) // before the Shutdowns
+	for _, e := range []*orchestrator.Engine{a, b} {
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = time.Minute
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+
+	// a, cut off, sees the target hang up and ends the transfer, a save
+	// that fails; b claims the transfer and saves its recovery.
+	aStore.cut.Store(true)
+	fake.HangupTarget(tr.ID)
+	a.Notify(tr.ID)
+	eventually(t, "a ending the transfer it cannot save", func() bool { return aLog.has("transfer failed", tr.ID) })
+	<-parked
+	// b is cut off in turn; a, back, claims the transfer into the entry it
+	// still holds and ends it, saved this time.
+	bStore.cut.Store(true)
+	aStore.unlisted.Store(true) // or a, back, lets its entry go (lookForTakeovers)
+	aStore.cut.Store(false)
+	eventually(t, "a claimed it back into the entry it still held", func() bool {
+		return aLog.has("claimed back a transfer this replica still held", tr.ID)
+	})
+	a.Notify(tr.ID)
+	eventually(t, "a ending the transfer, saved", func() bool {
+		cur, err := mem.Get(ctx, tr.ID)
+		return err == nil && cur.State.Terminal() && cur.Cleanup == nil && cur.Owner == "a"
+	})
+	fakeLbl := map[string]string{"provider": "fake"}
+	ends := map[string]string{"provider": "fake", "outcome": "failed", "reason": string(orchestrator.ReasonTargetHungUp)}
+	if n := metric(t, aReg, "transferd_transfers_total", ends); n != 1 {
+		t.Errorf("a counted transferd_transfers_total%v = %v, want 1: one end saved", ends, n)
+	}
+	if n := histogramCount(t, aReg, "transferd_caller_hold_duration_seconds", fakeLbl); n != 1 {
+		t.Errorf("a observed the time on hold %d times, want 1", n)
 	}
 }

@@ -198,6 +198,11 @@ func (e *Engine) process(id string) {
 		en.published = e.published.Add(1)
 		e.forgetFailedSave(en)
 		en.lost, en.unsaved = false, false
+		// An end this entry decided and could not save was never the
+		// store's: the claimed record does not hold it, and the end this
+		// replica saves from it is counted then. Kept, it was counted with
+		// that one (twice, the time on hold too).
+		en.ended = nil
 		en.resumed, en.noted = true, false
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		_, en.lapses = e.leaseHeld()
