@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,8 +80,18 @@ func TestTwoProcessesUnderOneNameTheOlderStops(t *testing.T) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := first.Shutdown(sctx); err != nil {
-		t.Errorf("the superseded process's Shutdown = %v", err)
+	// The superseded process sends nothing and compensates nothing: it
+	// lets go of what it still holds. Whether it still held the transfer
+	// depends on a race it does not act on: its worker, woken by the
+	// complete, drops the entry once a save fails on the second's version,
+	// or the entry is still there at the shutdown, which reports it left
+	// to the second (this test failed about one run in 24 when it wanted
+	// nil only). Either way nothing was sent, as checked above.
+	if err := first.Shutdown(sctx); err != nil && (!errors.Is(err, orchestrator.ErrSuperseded) || !strings.Contains(err.Error(), "; 1 transfers left to it")) {
+		t.Errorf("the superseded process's Shutdown = %v, want nil or ErrSuperseded with the one transfer left to the second", err)
+	}
+	if got := first.Running(); len(got) != 0 {
+		t.Errorf("the superseded process still runs %q after its shutdown", got)
 	}
 }
 
