@@ -65,7 +65,7 @@ func (c *Client) locateAttended(ctx context.Context, t *orchestrator.Transfer) (
 // applied first: the split (which mutes b1 too, so a reading cannot tell
 // the two apart) and even the join, which a hold applied after it would
 // mute for good, the caller and the target each hearing nothing. A hold
-// not seen applied within leaveWait is an unknown outcome: the engine
+// not seen applied within leaveWait (the visibility window) is an unknown outcome: the engine
 // sends it again, and then waits for readings to settle before it joins.
 //
 // b1 is known to exist: Locate read it on the caller's call, and Catapult
@@ -99,7 +99,7 @@ func (c *Client) holdAttended(ctx context.Context, t *orchestrator.Transfer) err
 		return orchestrator.E("bandwidth.hold", orchestrator.KindTimeout, ctx.Err())
 	}
 	return orchestrator.E("bandwidth.hold", orchestrator.KindProviderUnavailable,
-		fmt.Errorf("the hold of bridge %s was accepted but not seen applied within %s", b1, leaveWait))
+		fmt.Errorf("the hold of bridge %s was accepted but not seen applied within %s", b1, c.leaveWait))
 }
 
 // dialAttended takes G out of b1, bridges it in a new b2 and creates T
@@ -463,18 +463,20 @@ func (c *Client) consultBridge(ctx context.Context, t *orchestrator.Transfer) (s
 	return "", nil
 }
 
-// leaveWait bounds how long a bridge update is waited for (patiently).
-const leaveWait = 5 * time.Second
-
 // patiently calls try until it reports done, pausing between calls with
-// a growing back-off, for up to leaveWait or until ctx ends; it reports
+// a growing back-off, for up to c.leaveWait or until ctx ends; it reports
 // whether try was done. The platform answers a bridge update before it
 // applies it (notes: actions are applied asynchronously): what depends on
-// an update waits for it here.
+// an update waits for it here, as long as the deployment says the
+// platform may take to show one (Config.VisibilityWindow). A fixed 5 s
+// gave up on a platform that applies later but within the window (the
+// hold taken for unknown and sent again, the split sent again with its
+// first attempt still to land), and made a platform that shows its
+// updates at once wait 5 s where the window said less.
 func (c *Client) patiently(ctx context.Context, try func() bool) bool {
-	wait, deadline := c.retryBase, time.Now().Add(leaveWait)
+	wait, deadline := c.retryBase, c.now().Add(c.leaveWait)
 	for !try() {
-		if time.Now().Add(wait).After(deadline) || apiclient.Sleep(ctx, wait) != nil {
+		if c.now().Add(wait).After(deadline) || apiclient.Sleep(ctx, wait) != nil {
 			return false
 		}
 		wait = min(2*wait, 500*time.Millisecond)

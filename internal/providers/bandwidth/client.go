@@ -91,10 +91,33 @@ type Config struct {
 	// before the rotation is known by them. Nil: none.
 	AcceptedCallbackTokens func(transferID string) []string
 	Metrics                *apiclient.Metrics
-	// Now is the clock rate-limit resets are measured against (default
-	// time.Now).
+	// VisibilityWindow is how long the platform may take to show an
+	// accepted action or a new call (the engine's visibility window,
+	// TRANSFERD_VISIBILITY_WINDOW; default DefaultVisibilityWindow). A
+	// step that depends on an update it sent waits this long for it to
+	// show, and no less than MinLeaveWait: the hold seen applied, the
+	// split's first attempt seen landed before a second is sent, a bridge
+	// refused while a call still leaves another sent again, a call read
+	// before and answered 404 read again. Waiting less than the platform
+	// takes decides wrongly (a hold unknown, a twin of the split that can
+	// land after the join and undo it); waiting more than it takes keeps
+	// a caller on hold for nothing.
+	VisibilityWindow time.Duration
+	// Now is the clock rate-limit resets, and those waits, are measured
+	// against (default time.Now).
 	Now func() time.Time
 }
+
+// DefaultVisibilityWindow is Config.VisibilityWindow's default, the
+// engine's.
+const DefaultVisibilityWindow = 5 * time.Second
+
+// MinLeaveWait is the least a step waits for an update to show, whatever
+// Config.VisibilityWindow says: a window of a few milliseconds (a test's,
+// or a unit misread) would have the split sent again before its first
+// attempt could land, a twin that may land after the join, and a hold
+// given up after a single read.
+const MinLeaveWait = time.Second
 
 // Client is the Catapult v1 adapter. It is safe for concurrent use.
 type Client struct {
@@ -111,6 +134,9 @@ type Client struct {
 	metrics       *apiclient.Metrics
 	now           func() time.Time
 	causes        *causeBook
+	// leaveWait bounds how long an update is waited for to show
+	// (patiently): Config.VisibilityWindow, at least MinLeaveWait.
+	leaveWait time.Duration
 }
 
 var _ orchestrator.Provider = (*Client)(nil)
@@ -147,11 +173,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.VisibilityWindow <= 0 {
+		cfg.VisibilityWindow = DefaultVisibilityWindow
+	}
 	return &Client{
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
 		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
 		publicURL: public, callbackToken: cfg.CallbackToken, acceptedToken: cfg.AcceptedCallbackTokens, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
+		leaveWait: max(cfg.VisibilityWindow, MinLeaveWait),
 	}, nil
 }
 

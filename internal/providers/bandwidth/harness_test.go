@@ -85,6 +85,9 @@ type options struct {
 	// the hooks): it can act after a request was served, and hold other
 	// requests back meanwhile.
 	wrap func(sim *bwsim.Sim, api http.Handler) http.Handler
+	// now is the client's clock (Config.Now; nil: time.Now), which its
+	// waits for an update to show are measured by.
+	now func() time.Time
 }
 
 type harness struct {
@@ -176,18 +179,21 @@ func setup(t *testing.T, o options) *harness {
 	}
 
 	h.apiURL = srv.URL + basePath
-	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID,
-		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
-		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, CallbackToken: o.callbackToken,
-		Metrics: apiclient.NewMetrics(h.reg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.client = client
 	ecfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond}
 	if o.engine != nil {
 		o.engine(&ecfg)
 	}
+	// The adapter is given the engine's visibility window, as
+	// cmd/transferd gives it TRANSFERD_VISIBILITY_WINDOW (0: the default
+	// of both).
+	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID,
+		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
+		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, CallbackToken: o.callbackToken,
+		Metrics: apiclient.NewMetrics(h.reg), VisibilityWindow: ecfg.VisibilityWindow, Now: o.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = client
 	h.store = orchestratortest.NewSaved(memory.New())
 	h.eng, err = orchestrator.New(ecfg, h.store, []orchestrator.Provider{client},
 		zerolog.New(h.logs).Level(zerolog.DebugLevel), h.reg)
@@ -236,6 +242,13 @@ func (h *harness) before(match func(method, path, body string) bool, f func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.hooks = append(h.hooks, &hook{match: match, run: f})
+}
+
+// beforeEach runs f just before every API request that matches.
+func (h *harness) beforeEach(match func(method, path, body string) bool, f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks = append(h.hooks, &hook{match: match, run: f, every: true})
 }
 
 // faultAt injects f just before the first request that matches, so that
