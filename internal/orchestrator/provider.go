@@ -153,13 +153,18 @@ type Observation struct {
 	// the caller's call ended, by the platform's clock). Providers that
 	// cannot tell report the ended call as CallerGone.
 	CallerEnded bool
-	// Undecidable: the caller's call is up (Caller CallerUnknown), and the
-	// provider cannot show, now or ever, whether what the transfer sent
-	// connected it to the target (Bandwidth announced, polling: the dial's
-	// answer was lost, and the caller's call reads active showing no
-	// transfer, as a platform may show a transfer connected and one given
-	// back alike). The engine then reports the outcome unverified and
-	// final, caller_restored false, Detail saying why; it never guesses.
+	// Undecidable: the provider cannot show, now or ever, whether what the
+	// transfer sent connected the caller to the target. Either the
+	// caller's call is up (Caller CallerUnknown; Bandwidth announced,
+	// polling: the dial's answer was lost, and the caller's call reads
+	// active showing no transfer, as a platform may show a transfer
+	// connected and one given back alike), or it has ended (Caller
+	// CallerGone) and why is unknown too (Bandwidth announced: the
+	// transfer's leg has never been readable, and the platform ends the
+	// caller's call itself when the transfer fails): such an end is not
+	// the caller hanging up. The engine then reports the outcome
+	// unverified and final, caller_restored false, Detail saying why; it
+	// never guesses.
 	Undecidable bool
 	Detail      string
 	// ConsultLeg carries consult ids learned by observing (NetSapiens

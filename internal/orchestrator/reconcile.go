@@ -494,7 +494,10 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 	en.warnedUnread = false
 	changed := e.observed(en, obs, at)
 	switch {
-	case obs.Caller == CallerGone && (obs.Consult != ConsultEnded || obs.EndReason == ""):
+	case obs.Caller == CallerGone && !obs.Undecidable && (obs.Consult != ConsultEnded || obs.EndReason == ""):
+		// (A caller's call ended where the provider cannot show why is
+		// not the caller hanging up: it is judged as the consult shows,
+		// and the outcome says it cannot be verified; see unknowable.)
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up during the consult", nil)
 		return 0
 	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
@@ -1103,10 +1106,17 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			en.ended = &endCount{prev: en.ended, unverified: true} // counted once saved
 		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
-		o.Detail += unknowableNote(obs)
-		if obs.Undecidable {
+		if note := unknowableNote(obs); !strings.HasSuffix(o.Detail, note) {
+			// (The recovery said it already where it found the outcome
+			// unknowable and left a tombstone to watch.)
+			o.Detail += note
+		}
+		switch {
+		case obs.Undecidable && obs.Caller == CallerGone:
+			e.note(en, StepVerify, "the caller's call has ended: why, and whether what the transfer sent connected it to the target first, the provider cannot show ("+obs.Detail+")")
+		case obs.Undecidable:
 			e.note(en, StepVerify, "the caller's call goes on: whether what the transfer sent connected it to the target, the provider cannot show ("+obs.Detail+")")
-		} else {
+		default:
 			e.note(en, StepVerify, "the caller's call has ended: whether what the transfer sent connected the caller to the target first, the provider cannot show")
 		}
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
@@ -1176,7 +1186,10 @@ const noteUnknowable = "; the outcome cannot be verified: the caller's call ende
 
 // unknowableNote is the note of an outcome unknowable on obs.
 func unknowableNote(obs Observation) string {
-	if obs.Undecidable {
+	switch {
+	case obs.Undecidable && obs.Caller == CallerGone:
+		return "; the outcome cannot be verified: " + obs.Detail
+	case obs.Undecidable:
 		return "; the outcome cannot be verified: the caller's call goes on, and " + obs.Detail
 	}
 	return noteUnknowable

@@ -298,6 +298,28 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
 			fmt.Errorf("the caller's call and the transfer's leg %s ended, and why the leg ended could not be read: %w", id, causeErr))
 	}
+	if aGone && id != "" && b == nil && obs.Consult == orchestrator.ConsultAbsent {
+		// B has never been read (a leg the platform lists late, or never
+		// indexes: a failed one), and nothing told how it ended (no
+		// callback, no earlier reading). Why A ended is unknown: the
+		// caller who hung up while B rang, the platform ending A because
+		// B failed (busy, rejected, no answer), and a caller who talked
+		// to the target and then hung up read alike. Taken for the caller
+		// gone, the reading blamed the caller (caller_hung_up, verified).
+		// Within the visibility window of the dial's answer B may still
+		// be read, and tell: the reading is unknown until then. Past it,
+		// no reading can tell: the outcome says so (final, unverified),
+		// so that a leg never indexed keeps no obligation open for good.
+		if c.young(dialAnswered(t)) {
+			return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+				fmt.Errorf("the caller's call ended, and the transfer's leg %s cannot be read yet: why the caller's call ended is unknown", id))
+		}
+		obs.Caller, obs.Undecidable = orchestrator.CallerGone, true
+		obs.Detail = appendDetail(obs.Detail, "the caller's call ended, and the transfer's leg "+id+" has not been readable since the transfer: "+
+			"whether the caller hung up, Bandwidth ended the call because the transfer failed, or the caller was connected to the target first, "+
+			"no reading can show")
+		return obs, nil
+	}
 	undecidable := false
 	if !aGone && a.state() == stateActive && legUnknown && id == "" && !elsewhere(a, t) && c.publicURL == "" {
 		if undecidable, err = c.mayHaveTaken(ctx, t, a); err != nil {
@@ -337,6 +359,29 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Caller = orchestrator.CallerUnknown
 	}
 	return obs, nil
+}
+
+// dialAnswered is when t's dial was answered (its last dial step ended),
+// from which the platform may take the visibility window to show the
+// leg it created. A dial step a stopped process left unfinished counts
+// from its start; a record without one (never the case once dialled),
+// from when the dial was decided.
+func dialAnswered(t *orchestrator.Transfer) time.Time {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		if s := &t.Steps[i]; s.Name == orchestrator.StepDial {
+			if !s.EndedAt.IsZero() {
+				return s.EndedAt
+			}
+			return s.StartedAt
+		}
+	}
+	return t.Sent.Dial
+}
+
+// young reports whether something that came to be at since may not show
+// yet: within the visibility window (Config.VisibilityWindow).
+func (c *Client) young(since time.Time) bool {
+	return !since.IsZero() && c.now().Before(since.Add(c.window))
 }
 
 // appendDetail joins a reading's details with "; ".

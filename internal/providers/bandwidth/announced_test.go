@@ -652,8 +652,8 @@ func TestAnnouncedLostAnswerFindsTheLegWhateverBandwidthsClock(t *testing.T) {
 // caller's call ends with it (TransferFailure "hangup") or comes back
 // ("restore"). The transfer reports why from the hangup callback that
 // named the leg. (Polling, with B unreadable and A ended, nothing tells a
-// failed target from a caller who hung up: caller_hung_up is reported,
-// the outcome's caller_restored false either way.)
+// failed target from a caller who hung up: the outcome says it cannot be
+// verified; TestAnUnreadableLegNextToAnEndedCallerIsNotTheCallerHangingUp.)
 func TestAnnouncedTargetFailsWhileItsLegIsNotReadable(t *testing.T) {
 	cases := []struct {
 		name     string

@@ -134,9 +134,10 @@ type Client struct {
 	metrics       *apiclient.Metrics
 	now           func() time.Time
 	causes        *causeBook
-	// leaveWait bounds how long an update is waited for to show
-	// (patiently): Config.VisibilityWindow, at least MinLeaveWait.
-	leaveWait time.Duration
+	// window is Config.VisibilityWindow; leaveWait bounds how long an
+	// update is waited for to show (patiently): the window, at least
+	// MinLeaveWait.
+	window, leaveWait time.Duration
 }
 
 var _ orchestrator.Provider = (*Client)(nil)
@@ -181,7 +182,7 @@ func New(cfg Config) (*Client, error) {
 		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
 		publicURL: public, callbackToken: cfg.CallbackToken, acceptedToken: cfg.AcceptedCallbackTokens, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
-		leaveWait: max(cfg.VisibilityWindow, MinLeaveWait),
+		window: cfg.VisibilityWindow, leaveWait: max(cfg.VisibilityWindow, MinLeaveWait),
 	}, nil
 }
 

@@ -89,12 +89,16 @@ func (h *harness) restart(t *testing.T, second bandwidth.Config) {
 	second.BaseURL, second.UserID, second.APIToken, second.APISecret = h.apiURL, userID, apiToken, apiSecret
 	second.Attempts, second.RetryBase, second.MaxRateLimitWait = 3, time.Millisecond, 5*time.Second
 	second.Metrics = apiclient.NewMetrics(nil)
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, Owner: "replica-1"}
+	shortWindows(&cfg)
+	if second.VisibilityWindow == 0 {
+		// The deployment's window, as the engine's (cmd/transferd).
+		second.VisibilityWindow = cfg.VisibilityWindow
+	}
 	client, err := bandwidth.New(second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, Owner: "replica-1"}
-	shortWindows(&cfg)
 	resumer, err := orchestrator.New(cfg, h.store, []orchestrator.Provider{client}, zerolog.New(h.logs).Level(zerolog.DebugLevel), nil)
 	if err != nil {
 		t.Fatal(err)
