@@ -942,10 +942,11 @@ type Outcome struct {
 	// answer was lost on a platform whose caller's call looks the same connected to the
 	// target as given back, while a live call to the target that may be its leg is listed:
 	// the caller's call goes on, and no reading can show where. Or, on Bandwidth, an
-	// announced transfer's leg was never readable (not within `TRANSFERD_VISIBILITY_WINDOW`)
-	// and the caller's call ended: the platform ends it itself when the transfer fails, so
-	// no reading can tell that from the caller hanging up, or from a caller who talked to
-	// the target first.
+	// announced transfer's leg was never readable (not within `TRANSFERD_VISIBILITY_WINDOW`),
+	// or, its answer lost and without `TRANSFERD_PUBLIC_URL`, could not be told from other
+	// calls to the target, and the caller's call ended: the platform ends it itself when
+	// the transfer fails, so no reading can tell that from the caller hanging up, or from a
+	// caller who talked to the target first.
 	// Such an outcome is `failed` (or `cancelled`) with `caller_restored: false`, and its
 	// `detail` says it cannot be verified.
 	Verified bool `json:"verified"`

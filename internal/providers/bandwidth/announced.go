@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -203,6 +204,22 @@ func (c *Client) mayHaveTaken(ctx context.Context, t *orchestrator.Transfer, a *
 	return slices.ContainsFunc(calls, func(b apiCall) bool { return mayBeOurs(&b, a, t) }), nil
 }
 
+// mayHaveMade reports whether the listing of calls to t's target shows a
+// call that may have been the leg t's transfer of a created, live or
+// ended: mayBeOurs, but for its state. Polling, an ended A with a lost
+// answer and no such call made no leg; with one, it cannot be told from
+// another transfer's, or an earlier attempt's.
+func (c *Client) mayHaveMade(ctx context.Context, t *orchestrator.Transfer, a *apiCall) (bool, error) {
+	calls, err := c.callsTo(ctx, t.Request.Target, t.CreatedAt.Add(-skewMargin))
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(calls, func(b apiCall) bool {
+		return b.ID != a.ID && b.Direction == "out" && b.To == t.Request.Target && fromMatches(&b, a, t) &&
+			startedSince(&b, a, t.CreatedAt.Add(-skewMargin))
+	}), nil
+}
+
 // fromMatches reports whether B shows a number our transfer may have shown
 // the target. Which one is inferred (notes §12.4), and the simulator plays
 // each reading (TransferLegFrom): transferCallerId as given; without it,
@@ -297,6 +314,38 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// caller (caller_hung_up) for a busy target.
 		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
 			fmt.Errorf("the caller's call and the transfer's leg %s ended, and why the leg ended could not be read: %w", id, causeErr))
+	}
+	if aGone && legUnknown && id == "" && !elsewhere(a, t) {
+		// The transfer's answer was lost, A has ended, and no leg of the
+		// transfer is found. Polling looks for a live one only (an ended
+		// leg to the target may be an earlier attempt's), so a transfer
+		// the platform applied, and ended with A when the target was busy,
+		// left none: taken for the caller gone, the reading blamed the
+		// caller (caller_hung_up, verified) for a busy target. Within the
+		// visibility window of the dial's answer the leg may not be
+		// listed yet: unknown. Past it, a listing that shows no call to
+		// the target that may be the transfer's leg, live or ended, shows
+		// the transfer made none, and A's end was not the transfer's (the
+		// caller hung up, as before); with a callbackUrl, the search found
+		// none by it. One that may be, polling cannot tell from another
+		// transfer's, nor why it ended: no reading can show why A did.
+		if c.young(dialAnswered(t)) {
+			return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
+				errors.New("the transfer's answer was lost and the caller's call ended, and the transfer's leg is not found yet: why the caller's call ended is unknown"))
+		}
+		if c.publicURL == "" {
+			made, err := c.mayHaveMade(ctx, t, a)
+			if err != nil {
+				return obs, err
+			}
+			if made {
+				obs.Caller, obs.Undecidable = orchestrator.CallerGone, true
+				obs.Detail = appendDetail(obs.Detail, "the transfer's answer was lost, the caller's call ended, and a call to the target that may have been "+
+					"the transfer's leg is listed: without TRANSFERD_PUBLIC_URL no call object names the transfer's leg, so whether the caller hung up, "+
+					"Bandwidth ended the call because the transfer failed, or the caller was connected to the target first, no reading can show")
+				return obs, nil
+			}
+		}
 	}
 	if aGone && id != "" && b == nil && obs.Consult == orchestrator.ConsultAbsent {
 		// B has never been read (a leg the platform lists late, or never
