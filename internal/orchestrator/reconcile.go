@@ -962,7 +962,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			out := Outcome{Reason: failure.Reason, CallerRestored: restored, Verified: true,
 				Detail: failure.Detail + e.recoveryNotes(en, restored), Evidence: failure.Evidence}
 			if unknowable(en, obs) {
-				out.Verified, out.Detail = false, failure.Detail+unknowableNote(obs)
+				out.Verified, out.Detail = false, failure.Detail+unknowableNote(failure.Detail, obs)
 			}
 			e.finish(ctx, en, finalState(failure), out, e.tombstone(t, now))
 			return 0
@@ -1106,10 +1106,10 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			en.ended = &endCount{prev: en.ended, unverified: true} // counted once saved
 		}
 		o.Verified, o.CallerRestored, t.Cleanup = false, false, nil
-		if note := unknowableNote(obs); !strings.HasSuffix(o.Detail, note) {
+		if !strings.Contains(o.Detail, noteCannotVerify) {
 			// (The recovery said it already where it found the outcome
 			// unknowable and left a tombstone to watch.)
-			o.Detail += note
+			o.Detail += unknowableNote(o.Detail, obs)
 		}
 		switch {
 		case obs.Undecidable && obs.Caller == CallerGone:
@@ -1182,17 +1182,26 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 
 // noteUnknowable ends the detail of an outcome that stays unverified with
 // nothing left to do (see joinUnknown).
-const noteUnknowable = "; the outcome cannot be verified: the caller's call ended before any reading showed whether the transfer connected the caller to the target"
+const noteUnknowable = noteCannotVerify + ": the caller's call ended before any reading showed whether the transfer connected the caller to the target"
 
-// unknowableNote is the note of an outcome unknowable on obs.
-func unknowableNote(obs Observation) string {
+// noteCannotVerify begins every note of an outcome unknowable.
+const noteCannotVerify = "; the outcome cannot be verified"
+
+// unknowableNote is the note of an outcome unknowable on obs, whose detail
+// so far is detail: the reading's own detail is not said twice (a failure
+// decided on that reading carries it already).
+func unknowableNote(detail string, obs Observation) string {
 	switch {
-	case obs.Undecidable && obs.Caller == CallerGone:
-		return "; the outcome cannot be verified: " + obs.Detail
-	case obs.Undecidable:
-		return "; the outcome cannot be verified: the caller's call goes on, and " + obs.Detail
+	case !obs.Undecidable:
+		return noteUnknowable
+	case obs.Caller == CallerGone && strings.Contains(detail, obs.Detail):
+		return noteCannotVerify
+	case obs.Caller == CallerGone:
+		return noteCannotVerify + ": " + obs.Detail
+	case strings.Contains(detail, obs.Detail):
+		return noteCannotVerify + ": the caller's call goes on"
 	}
-	return noteUnknowable
+	return noteCannotVerify + ": the caller's call goes on, and " + obs.Detail
 }
 
 // joinsAgain reports whether the transfer's provider has a second form of

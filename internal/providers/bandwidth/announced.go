@@ -347,21 +347,25 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 			}
 		}
 	}
-	if aGone && id != "" && b == nil && obs.Consult == orchestrator.ConsultAbsent {
+	if aGone && id != "" && b == nil && !t.Seen.ConsultEnded && (cause == "" || plainEnd(cause)) {
 		// B has never been read (a leg the platform lists late, or never
-		// indexes: a failed one), and nothing told how it ended (no
-		// callback, no earlier reading). Why A ended is unknown: the
-		// caller who hung up while B rang, the platform ending A because
-		// B failed (busy, rejected, no answer), and a caller who talked
-		// to the target and then hung up read alike. Taken for the caller
-		// gone, the reading blamed the caller (caller_hung_up, verified).
-		// Within the visibility window of the dial's answer B may still
-		// be read, and tell: the reading is unknown until then. Past it,
-		// no reading can tell: the outcome says so (final, unverified),
-		// so that a leg never indexed keeps no obligation open for good.
+		// indexes: a failed one), and nothing told why it ended: no
+		// callback, or one with a plain end (ORIGINATOR_CANCEL, which a
+		// caller's hang-up gives B, and a platform may give a leg it gave
+		// up ringing, its timeout callback lost: bwsim TimeoutHangupCause),
+		// whose history cannot be read with it. Why A ended is unknown:
+		// the caller who hung up while B rang, the platform ending A
+		// because B failed (busy, rejected, no answer), and a caller who
+		// talked to the target and then hung up read alike. Taken for the
+		// caller gone, the reading blamed the caller (caller_hung_up,
+		// verified). Within the visibility window of the dial's answer B
+		// may still be read, and tell: the reading is unknown until then.
+		// Past it, no reading can tell: the outcome says so (final,
+		// unverified), so that a leg never indexed keeps no obligation
+		// open for good.
 		if c.young(dialAnswered(t)) {
 			return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
-				fmt.Errorf("the caller's call ended, and the transfer's leg %s cannot be read yet: why the caller's call ended is unknown", id))
+				fmt.Errorf("the caller's call ended, and the transfer's leg %s cannot be read yet (its callbacks told %q): why the caller's call ended is unknown", id, cause))
 		}
 		obs.Caller, obs.Undecidable = orchestrator.CallerGone, true
 		obs.Detail = appendDetail(obs.Detail, "the caller's call ended, and the transfer's leg "+id+" has not been readable since the transfer: "+
