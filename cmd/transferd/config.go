@@ -117,6 +117,23 @@ type config struct {
 func loadConfig() (config, error) {
 	var cfg config
 	err := envconfig.Process("", &cfg)
+	// envconfig's own message names the Go field and type behind the
+	// variable and the parser's words ("converting '30' to type
+	// time.Duration. details: time: missing unit"): it says what is
+	// wanted in the README's terms instead. Only durations, numbers and
+	// booleans fail to parse, so echoing the value shows no secret.
+	if pe := (*envconfig.ParseError)(nil); errors.As(err, &pe) {
+		want := map[string]string{
+			"time.Duration": "a duration: write a number and a unit, such as 30s, 500ms or 2m",
+			"bool":          "true or false",
+			"int":           "a whole number",
+			"float64":       "a number",
+		}[pe.TypeName]
+		if want == "" {
+			return cfg, fmt.Errorf("%s: %q: %w", pe.KeyName, pe.Value, pe.Err)
+		}
+		return cfg, fmt.Errorf("%s: %q is not %s", pe.KeyName, pe.Value, want)
+	}
 	return cfg, err
 }
 

@@ -24,7 +24,8 @@ func startDemo(addr string, log zerolog.Logger) (*pbxsim.Server, string, error) 
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, "", fmt.Errorf("demo simulator: listen on %s: %w", addr, err)
+		// Named by its variable: the default port, 8081, is often taken.
+		return nil, "", fmt.Errorf("TRANSFERD_DEMO_ADDR: the demo simulator cannot listen on %s: %w", addr, err)
 	}
 	sim := pbxsim.New(pbxsim.DemoConfig("http://" + ln.Addr().String()))
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}

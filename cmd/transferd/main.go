@@ -462,13 +462,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, l := range []struct {
-		name, addr string
-		h          http.Handler
-		tls        *tls.Config
+		name, setting, addr string
+		h                   http.Handler
+		tls                 *tls.Config
 	}{
-		{"api", cfg.ListenAddr, handlers.API, apiTLS},
-		{"callbacks", cfg.CallbackAddr, handlers.Callbacks, otherTLS},
-		{"admin", cfg.AdminAddr, handlers.Admin, otherTLS},
+		{"api", "TRANSFERD_LISTEN_ADDR", cfg.ListenAddr, handlers.API, apiTLS},
+		{"callbacks", "TRANSFERD_CALLBACK_ADDR", cfg.CallbackAddr, handlers.Callbacks, otherTLS},
+		{"admin", "TRANSFERD_ADMIN_ADDR", cfg.AdminAddr, handlers.Admin, otherTLS},
 	} {
 		if l.h == nil {
 			continue
@@ -476,7 +476,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			closeAll()
-			return fmt.Errorf("listen on %s (%s): %w", l.addr, l.name, err)
+			// Named by its variable: a port already taken (a second
+			// transferd, another service on :8080) is moved there.
+			return fmt.Errorf("%s: listen on %s (%s): %w", l.setting, l.addr, l.name, err)
 		}
 		listeners = append(listeners, listener{l.name, ln, newHTTPServer(&cfg, l.h, l.tls, log, l.name)})
 	}
