@@ -59,7 +59,7 @@ type Fault struct {
 func (f Fault) Validate() error {
 	switch {
 	case !knownOperation(f.Operation):
-		return fmt.Errorf("%w: unknown operation %q", ErrInvalid, f.Operation)
+		return fmt.Errorf("%w: unknown operation %q; one of %v", ErrInvalid, f.Operation, operations)
 	case f.Status != 0 && (f.Status < 100 || f.Status > 599):
 		return fmt.Errorf("%w: status %d", ErrInvalid, f.Status)
 	case f.Count < 0:
@@ -68,18 +68,21 @@ func (f Fault) Validate() error {
 		return fmt.Errorf("%w: negative latency %v", ErrInvalid, f.Latency)
 	case f.Body != nil && f.Status == 0:
 		return fmt.Errorf("%w: a body needs a status", ErrInvalid)
+	case f.Status == 0 && !f.Drop && f.Latency == 0:
+		// It would change no answer, and, the oldest fault of its
+		// operation applying, would hide every fault posted after it.
+		return fmt.Errorf("%w: a fault needs a status, drop or latency", ErrInvalid)
 	}
 	return nil
 }
 
+// operations are the names a fault may take, as the requests list shows them.
+var operations = []string{OpList, OpCount, OpRead, OpCreate, OpAnswer, OpHold, OpUnhold, OpTransfer, OpTransferPeer,
+	OpDisconnect, OpReject, OpSubscriptionCreate, OpSubscriptionList, OpSubscriptionRead,
+	OpSubscriptionUpdate, OpSubscriptionDelete, OpAny}
+
 func knownOperation(op string) bool {
-	switch op {
-	case "", OpList, OpCount, OpRead, OpCreate, OpAnswer, OpHold, OpUnhold, OpTransfer, OpTransferPeer,
-		OpDisconnect, OpReject, OpAny, OpSubscriptionCreate, OpSubscriptionList, OpSubscriptionRead,
-		OpSubscriptionUpdate, OpSubscriptionDelete:
-		return true
-	}
-	return false
+	return op == "" || slices.Contains(operations, op)
 }
 
 type faultState struct {

@@ -257,3 +257,26 @@ func TestFaultBody(t *testing.T) {
 		t.Errorf("read answered %s, want []", r.body)
 	}
 }
+
+// TestControlFaultThatDoesNothingIsRefused: a fault posted without a status,
+// a drop or a latency changed nothing, yet it was kept and, being the oldest
+// of its operation, shadowed every fault posted after it for good (the
+// Bandwidth simulator refuses it). An unknown operation is refused naming
+// the operations there are, which the README does not list.
+func TestControlFaultThatDoesNothingIsRefused(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	if r := h.ctl(http.MethodPost, "/faults", `{"operation":"hold","count":1}`); r.status != http.StatusBadRequest ||
+		!strings.Contains(string(r.body), "status, drop or latency") {
+		t.Errorf("a fault that does nothing: %d %s, want 400 saying what a fault needs", r.status, r.body)
+	}
+	if r := h.ctl(http.MethodPost, "/faults", `{"operation":"join","status":503}`); r.status != http.StatusBadRequest ||
+		!strings.Contains(string(r.body), "transfer") || !strings.Contains(string(r.body), "hold") {
+		t.Errorf("an unknown operation: %d %s, want 400 naming the operations", r.status, r.body)
+	}
+	if got := h.sim.Faults(); len(got) != 0 {
+		t.Errorf("faults kept: %+v", got)
+	}
+	if r := h.ctl(http.MethodPost, "/faults", `{"operation":"hold","latency":"1ms"}`); r.status != http.StatusNoContent {
+		t.Errorf("a latency alone: %d %s, want 204", r.status, r.body)
+	}
+}
