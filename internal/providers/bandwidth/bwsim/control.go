@@ -83,8 +83,13 @@ func (s *Sim) ControlHandler() http.Handler {
 		}
 		ctlJSON(w, http.StatusOK, b)
 	})
-	mux.HandleFunc("GET /callbacks", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Callbacks()) })
-	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) { ctlJSON(w, http.StatusOK, s.Requests()) })
+	// Empty lists are [], as every other list here: nil would encode as null.
+	mux.HandleFunc("GET /callbacks", func(w http.ResponseWriter, r *http.Request) {
+		ctlJSON(w, http.StatusOK, append([]Callback{}, s.Callbacks()...))
+	})
+	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
+		ctlJSON(w, http.StatusOK, append([]Request{}, s.Requests()...))
+	})
 	mux.HandleFunc("DELETE /requests", func(w http.ResponseWriter, r *http.Request) {
 		s.ResetRequests()
 		w.WriteHeader(http.StatusNoContent)

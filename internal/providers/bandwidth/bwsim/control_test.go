@@ -143,3 +143,17 @@ func TestHandlerLayout(t *testing.T) {
 		t.Fatalf("api: %s", res.Status)
 	}
 }
+
+// TestControlEmptyListsAreArrays: with nothing recorded, GET /requests and
+// GET /callbacks answered null where every other list of both simulators
+// answers [] (a client iterating over the answer broke on the empty case).
+func TestControlEmptyListsAreArrays(t *testing.T) {
+	e := newEnv(t, Config{})
+	for _, path := range []string{"/requests", "/callbacks", "/calls", "/bridges", "/faults", "/actions"} {
+		r := e.control(http.MethodGet, path, "")
+		e.wantStatus(r, http.StatusOK)
+		if got := strings.TrimSpace(string(r.body)); got != "[]" {
+			t.Errorf("GET %s with nothing recorded = %s, want []", path, got)
+		}
+	}
+}
