@@ -541,7 +541,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		drain(forced(ctx), cfg.ShutdownDelay, draining, log)
 	}
-	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing, handing over or compensating in-flight transfers")
+	log.Info().Dur("timeout_ms", cfg.ShutdownTimeout).Msg("shutting down: finishing, handing over or compensating in-flight transfers")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	// A second signal ends the shutdown as its timeout would: provider
@@ -603,7 +603,7 @@ func drain(force context.Context, delay time.Duration, draining chan<- struct{},
 		return
 	}
 	close(draining)
-	log.Info().Dur("delay", delay).Msg("draining: /readyz reports not ready while the API serves on, before the shutdown")
+	log.Info().Dur("delay_ms", delay).Msg("draining: /readyz reports not ready while the API serves on, before the shutdown")
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -58,5 +62,39 @@ func TestBusyPortsNameTheirSetting(t *testing.T) {
 				t.Fatalf("err = %v, want it to begin with %s and name the address", err, name)
 			}
 		})
+	}
+}
+
+// TestDurationLogFieldsNameTheirUnit holds the code to the README's word on
+// logs: durations carry their unit in the field name (took_ms). zerolog's
+// Dur writes a number of milliseconds, and lines such as "shutting down"
+// ("timeout": 30000), "draining" ("delay"), the retention purges
+// ("retention": 604800000) and the retries ("retry_in") did not say so.
+func TestDurationLogFieldsNameTheirUnit(t *testing.T) {
+	dur := regexp.MustCompile(`\.Dur\("([^"]*)"`)
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range dur.FindAllStringSubmatch(string(src), -1) {
+			if !strings.HasSuffix(m[1], "_ms") {
+				t.Errorf("%s logs the duration %q, a number of milliseconds that does not say so: name it %s_ms", path, m[1], m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

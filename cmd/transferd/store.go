@@ -33,9 +33,9 @@ func openStore(ctx context.Context, cfg *config, clock func() time.Time, log zer
 			return nil, nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
 		}
 		off := s.ClockOffset()
-		log.Info().Str("store", "postgres").Dur("server_clock_ahead", off).Msg("store open")
+		log.Info().Str("store", "postgres").Dur("server_clock_ahead_ms", off).Msg("store open")
 		if off.Abs() > clockWarning {
-			log.Warn().Dur("server_clock_ahead", off).Msg("the database server's clock and this host's differ by more than a second: " +
+			log.Warn().Dur("server_clock_ahead_ms", off).Msg("the database server's clock and this host's differ by more than a second: " +
 				"heartbeats are judged on the server's clock, so replicas stay safe, but check this host's time synchronisation (NTP)")
 		}
 		return s, s.Close, nil
@@ -170,7 +170,7 @@ func openPostgres(ctx context.Context, dbURL string, clock func() time.Time, log
 		if !postgres.Unavailable(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			return nil, err
 		}
-		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in_ms", wait).
 			Msg("PostgreSQL cannot be reached yet; trying again")
 		select {
 		case <-ctx.Done():
@@ -203,7 +203,7 @@ func testClock(spec string, log zerolog.Logger) (func() time.Time, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TRANSFERD_TEST_CLOCK_SKEW: %w", err)
 	}
-	log.Warn().Dur("skew", skew).Msg("TRANSFERD_TEST_CLOCK_SKEW: this process's wall clock is moved")
+	log.Warn().Dur("skew_ms", skew).Msg("TRANSFERD_TEST_CLOCK_SKEW: this process's wall clock is moved")
 	// Add keeps time.Now's monotonic reading: durations are not skewed.
 	return func() time.Time { return time.Now().Add(skew) }, nil
 }

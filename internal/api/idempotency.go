@@ -218,7 +218,7 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				Status: cw.status, Location: w.Header().Get("Location"), Body: cw.body.Bytes()})
 		}
 		if err != nil {
-			hlog.FromRequest(r).Error().Err(err).Dur("settled_within", orchestrator.ReservationTimeout).
+			hlog.FromRequest(r).Error().Err(err).Dur("settled_within_ms", orchestrator.ReservationTimeout).
 				Msg("recording an idempotent response failed; the key answers 409 until its reservation is settled")
 		}
 	})

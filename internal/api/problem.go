@@ -150,7 +150,7 @@ func unavailableDetail(r *http.Request, err error) string {
 			"Retry it, with the same Idempotency-Key if any: it is accepted if the action is pending or was not recorded, " +
 			"and refused with state-conflict once the transfer has moved on (read the transfer then)"
 	case errors.Is(err, orchestrator.ErrReservationLost):
-		log().Dur("reservation_timeout", orchestrator.ReservationTimeout).Msg("the create outlived its Idempotency-Key reservation")
+		log().Dur("reservation_timeout_ms", orchestrator.ReservationTimeout).Msg("the create outlived its Idempotency-Key reservation")
 		return "this create's Idempotency-Key reservation was settled before its transfer could be saved (the request took longer than " +
 			orchestrator.ReservationTimeout.String() + ", or this replica's heartbeat lapsed), so nothing was saved: retry with the same Idempotency-Key"
 	}

@@ -323,7 +323,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 				// The deadline passed and the store's answer says nothing
 				// more (a definite one, a conflict say, is served as such;
 				// a save left unknown says so, and the deadline is why).
-				hlog.FromRequest(r).Error().Err(err).Dur("timeout", startTimeout).Msg("the create could not reach the store in time")
+				hlog.FromRequest(r).Error().Err(err).Dur("timeout_ms", startTimeout).Msg("the create could not reach the store in time")
 				p := probUnavailable
 				p.Detail = fmt.Sprintf("the store did not answer within %s: retry, with the same Idempotency-Key if any (should the transfer have been saved after all, transferd drives it and the key answers with it)", startTimeout)
 				writeProblem(w, r, p)

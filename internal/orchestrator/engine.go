@@ -633,7 +633,7 @@ func (e *Engine) findLater(id string) {
 			e.endCreate(id)
 			return
 		}
-		e.log.Error().Str("transfer_id", id).Dur("looked_for", readBackPatience).
+		e.log.Error().Str("transfer_id", id).Dur("looked_for_ms", readBackPatience).
 			Msg("a create whose answer was lost was not found; should it land later, a look for orphans drives it")
 	}()
 }

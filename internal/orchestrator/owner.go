@@ -114,7 +114,7 @@ func (e *Engine) opening(ctx context.Context, what string, step func(context.Con
 		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		e.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(what + " failed; trying again")
+		e.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in_ms", wait).Msg(what + " failed; trying again")
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, err)
@@ -411,7 +411,7 @@ func (e *Engine) purge(ctx context.Context) {
 	if n, err := purgeAll(ctx, e.store.Purge, before); err != nil {
 		e.log.Warn().Err(err).Msg("purging old transfers failed")
 	} else if n > 0 {
-		e.log.Info().Int("transfers", n).Dur("retention", e.cfg.Retention).Msg("purged terminal transfers past retention")
+		e.log.Info().Int("transfers", n).Dur("retention_ms", e.cfg.Retention).Msg("purged terminal transfers past retention")
 	}
 	p, ok := e.store.(DeliveryPurger)
 	if !ok || ctx.Err() != nil {
@@ -420,7 +420,7 @@ func (e *Engine) purge(ctx context.Context) {
 	if n, err := purgeAll(ctx, p.PurgeDeliveries, before); err != nil {
 		e.log.Warn().Err(err).Msg("purging old webhook deliveries failed")
 	} else if n > 0 {
-		e.log.Info().Int("deliveries", n).Dur("retention", e.cfg.Retention).Msg("purged delivered and dead webhook deliveries past retention")
+		e.log.Info().Int("deliveries", n).Dur("retention_ms", e.cfg.Retention).Msg("purged delivered and dead webhook deliveries past retention")
 	}
 }
 

@@ -750,7 +750,7 @@ func (d *Dispatcher) markGone(dl Delivery, url string) {
 	d.gone[key] = goneMark{url: url, at: now, ends: now.Add(hold), until: d.mono().Add(hold)}
 	d.mu.Unlock()
 	if !known {
-		d.log.Warn().Str("tenant", dl.Tenant).Str("endpoint", dl.Endpoint).Str("delivery", dl.ID).Dur("for", hold).
+		d.log.Warn().Str("tenant", dl.Tenant).Str("endpoint", dl.Endpoint).Str("delivery", dl.ID).Dur("for_ms", hold).
 			Msg("webhooks: the endpoint answered 410 Gone: its deliveries are given up unsent (dead letters) for a while; a redelivery is sent all the same")
 	}
 }

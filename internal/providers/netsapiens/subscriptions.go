@@ -153,7 +153,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 			if err != nil {
 				failures++
 				wait = apiclient.Backoff(failures, time.Second, time.Minute)
-				log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot subscribe to the domain's call events; its listing is polled meanwhile")
+				log.Warn().Err(err).Dur("retry_in_ms", wait).Msg("cannot subscribe to the domain's call events; its listing is polled meanwhile")
 				break
 			}
 			failures = 0
