@@ -615,3 +615,34 @@ func TestAdversarialConsult(t *testing.T) {
 		t.Fatalf("truth %+v, want the caller with 1010", tr.Sessions)
 	}
 }
+
+// TestControlChaosTakesBackWhatItShows: GET /config/chaos answers the knobs
+// with "enabled", and PUT refused that field, so the chaos a client read,
+// edited and put back was a 400; and "enabled":false, as /config/adversarial
+// takes it, left every knob on. A newcomer who turned a lagging node on
+// could not turn it off where it was set (the README listed no DELETE).
+// PUT now takes what GET shows, "enabled":false turns every knob off, and
+// DELETE does too.
+func TestControlChaosTakesBackWhatItShows(t *testing.T) {
+	h := newHarness(t, nssim.Config{})
+	wantStatus(t, h.ctl(http.MethodPut, "/config/chaos", `{"lagging_node_rate":0.5,"lagging_node_age":"2s"}`), http.StatusOK)
+	shown := h.ctl(http.MethodGet, "/config/chaos", nil)
+	wantStatus(t, shown, http.StatusOK)
+	if r := h.ctl(http.MethodPut, "/config/chaos", string(shown.body)); r.status != http.StatusOK {
+		t.Errorf("PUT of what GET showed: %d %s, want 200", r.status, r.body)
+	}
+	if got := h.sim.Chaos(); got.LaggingNodeRate != 0.5 || got.LaggingNodeAge != 2*time.Second {
+		t.Errorf("after the PUT back, chaos %+v, want the lagging node kept", got)
+	}
+	if r := h.ctl(http.MethodPut, "/config/chaos", `{"enabled":false,"lagging_node_rate":0.5}`); r.status != http.StatusOK {
+		t.Errorf(`PUT {"enabled":false}: %d %s, want 200`, r.status, r.body)
+	}
+	if got := h.sim.Chaos(); got.Enabled() {
+		t.Errorf(`after "enabled":false, chaos %+v, want every knob off`, got)
+	}
+	wantStatus(t, h.ctl(http.MethodPut, "/config/chaos", `{"read_failure_rate":0.5}`), http.StatusOK)
+	wantStatus(t, h.ctl(http.MethodDelete, "/config/chaos", nil), http.StatusNoContent)
+	if got := h.sim.Chaos(); got.Enabled() {
+		t.Errorf("after DELETE, chaos %+v, want every knob off", got)
+	}
+}

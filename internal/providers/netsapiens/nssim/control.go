@@ -34,7 +34,8 @@ import (
 //	GET    /applied                         → 204 once every accepted (202) action has been applied, however late
 //	GET    /truth                           → 200 Truth: every live session, listed or not; call-ids; ended
 //	GET    /config/chaos                    → 200 the Chaos in force (shape below)
-//	PUT    /config/chaos                    {"seed", every Chaos knob; absent knobs are off} → 200 the Chaos in force
+//	PUT    /config/chaos                    {"seed", every Chaos knob; absent knobs are off; "enabled":false turns them all off} → 200 the Chaos in force
+//	DELETE /config/chaos                    → 204; every Chaos knob off
 //	PUT    /config/adversarial              {"enabled":true,"seed":7,"fault_rate":0.2} → 200 the Chaos in force
 //	DELETE /config/adversarial              → 204; the same as {"enabled":false}: every Chaos knob off
 //	GET    /config/guesses                  → 200 the Guesses in force (shape below)
@@ -109,13 +110,15 @@ func (s *Sim) ControlHandler() http.Handler {
 	})
 	mux.HandleFunc("PUT /config/chaos", s.ctlSetChaos)
 	mux.HandleFunc("PUT /config/adversarial", s.ctlAdversarial)
-	mux.HandleFunc("DELETE /config/adversarial", func(w http.ResponseWriter, r *http.Request) {
+	chaosOff := func(w http.ResponseWriter, r *http.Request) {
 		if err := s.SetChaos(Chaos{}, 0); err != nil {
 			writeControlError(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
-	})
+	}
+	mux.HandleFunc("DELETE /config/chaos", chaosOff)
+	mux.HandleFunc("DELETE /config/adversarial", chaosOff)
 	mux.HandleFunc("GET /config/guesses", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Guesses())
 	})
@@ -359,11 +362,23 @@ func (s *Sim) chaosState() chaosStateJSON {
 }
 
 func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
-	var in chaosJSON
-	if err := decodeControl(w, r, &in); err != nil {
+	// "enabled" is taken, so that what GET answers can be put back, and
+	// false turns every knob off, as on /config/adversarial. True turns
+	// nothing on by itself: it must come with a knob that is on, as GET
+	// shows it.
+	var body struct {
+		Enabled *bool `json:"enabled"`
+		chaosJSON
+	}
+	if err := decodeControl(w, r, &body); err != nil {
 		writeControlError(w, err)
 		return
 	}
+	in := body.chaosJSON
+	if body.Enabled != nil && !*body.Enabled {
+		in = chaosJSON{Seed: in.Seed}
+	}
+	enabledAlone := body.Enabled != nil && *body.Enabled
 	c := Chaos{
 		UnlistedCalls:    in.UnlistedCalls,
 		DuplicateCallIDs: in.DuplicateCallIDs,
@@ -397,6 +412,10 @@ func (s *Sim) ctlSetChaos(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := invalid(c.check(true)); err != nil {
 		writeControlError(w, err)
+		return
+	}
+	if enabledAlone && !c.Enabled() {
+		writeControlError(w, fmt.Errorf(`%w: "enabled": true turns nothing on by itself: set the knobs, or PUT /config/adversarial for the adversarial profile`, ErrInvalid))
 		return
 	}
 	if err := s.SetChaos(c, in.Seed); err != nil {
