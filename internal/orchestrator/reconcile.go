@@ -636,6 +636,13 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		switch {
 		case err == nil:
 			en.joinBefore = time.Time{}
+			// What follows an accepted join (the agent's hang-up, a join
+			// that fails on the way sent again) has a patience of its own,
+			// from its own first failure: counted from the join's first
+			// failure, a join held back for most of the step timeout left
+			// the agent's hang-up after it none, and the agent's call up
+			// alone in a bridge of ours.
+			en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		case en.lost:
 			return 0
 		case errors.Is(err, errUnsaved):

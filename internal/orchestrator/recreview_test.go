@@ -1,0 +1,79 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// Found by the review of the recovery and join paths (sixty-second pass):
+// the step's patience (TRANSFERD_STEP_TIMEOUT, counted from a failed
+// step's first try) was counted, in completing, from the first failure of
+// the join, and never begun again once the join was accepted. The agent's
+// hang-up after the join (Bandwidth: the agent alone in the consult
+// bridge) that then failed for a moment was judged against the join's
+// first failure: a join that had been held back (a 5xx on the consult's
+// release, ErrNotSent) for most of the step timeout, then accepted, left
+// its hang-up no patience at all, and the transfer completed with the
+// agent's call up alone in a bridge of ours (invariant (f)). The patience
+// of what follows an accepted join runs from its own first failure.
+func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinThatFailedFirst(t *testing.T) {
+	const (
+		window = 50 * time.Millisecond
+		step   = time.Second
+	)
+	clock := newManualClock()
+	clock.Run() // until the join is sent again
+	t.Cleanup(clock.Run)
+	f := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
+	f.FailOn(orchestratortest.MethodComplete, orchestrator.NotSent(orchestrator.E("fake.Complete",
+		orchestrator.KindProviderUnavailable, errors.New("HTTP 503 on the consult's release"))), 1)
+	f.FailOn(orchestratortest.MethodHangupAgent, orchestrator.E("fake.HangupAgent",
+		orchestrator.KindProviderUnavailable, errors.New("HTTP 500 internal-server-error")), 1)
+	var joins, hangups atomic.Int32
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+		if joins.Add(1) == 2 {
+			// The join is accepted most of a step timeout after its
+			// first try failed.
+			clock.Freeze()
+			clock.Advance(step - window)
+		}
+	})
+	f.Before(orchestratortest.MethodHangupAgent, func(orchestratortest.Record) {
+		if hangups.Add(1) == 1 {
+			// A reading shows the join a visibility window after it.
+			clock.Advance(2 * window)
+		}
+	})
+	e := testEngine(t, orchestrator.Config{
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
+		StepTimeout: step, VerifyTimeout: 2 * time.Second, VisibilityWindow: window, TombstoneTTL: 2 * window,
+		Clock: clock.Now,
+	}, memory.New(), f, nil)
+	if err := e.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified {
+		t.Fatalf("%s %+v; want completed, verified", end.State, end.Outcome)
+	}
+	want := []string{locate, hold, dial, complete, complete, orchestratortest.MethodHangupAgent, orchestratortest.MethodHangupAgent}
+	if got := f.ActionsFor(tr.ID); !slices.Equal(got, want) {
+		t.Errorf("actions %q, want %q: the agent's hang-up that failed for a moment sent again", got, want)
+	}
+	if d := end.Outcome.Detail; strings.Contains(d, "could not be hung up") {
+		t.Errorf("outcome detail %q: the agent's call was left up alone in a bridge of ours", d)
+	}
+}
