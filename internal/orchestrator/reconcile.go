@@ -1579,6 +1579,14 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 	if !ok {
 		return fmt.Sprintf("; provider %s has no way to hang up the agent's call", en.p.Name()), false, 0
 	}
+	if en.t.lastStep(StepHangupAgent) == nil {
+		// Its patience runs from its own first try, not from a failure of
+		// the join before it (one that failed on the way and was applied
+		// all the same, or was held back before it was accepted): judged
+		// from there, a hang-up that failed for a moment was not sent
+		// again, and the agent's call stayed up alone in a bridge of ours.
+		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+	}
 	err := e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
 	if en.lost {
 		return "", true, 0
