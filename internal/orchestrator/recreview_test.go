@@ -133,3 +133,61 @@ func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinWhoseAnswerWasLost(t *test
 		t.Errorf("outcome detail %q: the agent's call was left up alone in a bridge of ours", d)
 	}
 }
+
+// The join's second form (JoinRetrier) held back before it went out
+// (ErrNotSent, a failure that may pass) is sent again for as long as the
+// step's patience lasts. That patience was counted from the first form's
+// first failure: a first form held back for most of the step timeout,
+// then accepted and seen not to take, left the second form none, and the
+// transfer was given up (the caller given back) where the PBX would have
+// taken the second form a moment later.
+func TestTheSecondFormHasAPatienceOfItsOwn(t *testing.T) {
+	const (
+		window = 50 * time.Millisecond
+		step   = 5 * time.Second
+	)
+	clock := newManualClock()
+	clock.Run() // until the first form is sent again
+	t.Cleanup(clock.Run)
+	f := orchestratortest.NewFake("fake")
+	notSent := orchestrator.NotSent(orchestrator.E("fake.Complete",
+		orchestrator.KindProviderUnavailable, errors.New("the consult call is not listed yet")))
+	f.FailOn(orchestratortest.MethodComplete, notSent, 1)
+	p := &formPBX{Fake: f, wantSecond: true}
+	var joins atomic.Int32
+	var judged atomic.Bool
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+		switch joins.Add(1) {
+		case 2:
+			// The first form is accepted (and ignored) most of a step
+			// timeout after its first try was held back.
+			clock.Freeze()
+			clock.Advance(step - window)
+		case 3:
+			// The second form is held back once; the clock goes on, for
+			// the back-off.
+			f.FailOn(orchestratortest.MethodComplete, notSent, 1)
+			clock.Run()
+		}
+	})
+	f.Before(orchestratortest.MethodObserve, func(orchestratortest.Record) {
+		if joins.Load() == 2 && !judged.Swap(true) {
+			// A reading a window after the first form shows it did not take.
+			clock.Advance(2 * window)
+		}
+	})
+	e := testEngine(t, orchestrator.Config{
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
+		StepTimeout: step, VerifyTimeout: 10 * time.Second, VisibilityWindow: window, TombstoneTTL: 2 * window,
+		Clock: clock.Now,
+	}, memory.New(), p, nil)
+	if err := e.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	assertJoinedAfter(t, p, end, []bool{false, false, true, true})
+}
