@@ -191,3 +191,54 @@ func TestTheSecondFormHasAPatienceOfItsOwn(t *testing.T) {
 	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	assertJoinedAfter(t, p, end, []bool{false, false, true, true})
 }
+
+// lateFirstPBX has a second form of the join (JoinRetrier) and applies
+// the first form only as the second arrives, refusing the second as a
+// PBX does a join of a call that is no longer the agent's: a first join
+// applied after the reading that showed it had not taken.
+type lateFirstPBX struct {
+	*orchestratortest.Fake
+	joins atomic.Int32
+}
+
+func (p *lateFirstPBX) JoinAgain(*orchestrator.Transfer) bool { return true }
+
+func (p *lateFirstPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error {
+	if p.joins.Add(1) == 1 {
+		return p.Fake.Complete(ctx, t) // accepted, applied later (Defer)
+	}
+	p.Fake.ApplyDeferred(t.ID)
+	return orchestrator.E("fake.Complete", orchestrator.KindCallNotFound, errors.New("HTTP 404: the agent's call is not found"))
+}
+
+// Checked by the review of the recovery and join paths (sixty-second
+// pass), and sound: a first join applied after the reading that showed it
+// had not taken, and the second form refused for it (the agent is no
+// longer on the caller's call), ends completed, verified, from the reading
+// the recovery waits for after a refused join; the consult that now
+// carries the caller is not hung up, and the caller is not unheld.
+func TestAFirstJoinAppliedAsTheSecondIsRefusedCompletes(t *testing.T) {
+	f := orchestratortest.NewFake("fake").Defer(orchestratortest.MethodComplete, 1)
+	p := &lateFirstPBX{Fake: f}
+	e := joinAgainEngine(t, p)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified || end.Outcome.Reason != orchestrator.ReasonTransferred {
+		t.Errorf("%s %+v; want completed, transferred, verified", end.State, end.Outcome)
+	}
+	if n := p.joins.Load(); n != 2 {
+		t.Errorf("%d joins sent, want 2", n)
+	}
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
+		t.Errorf("the provider shows the caller %v, want with the target", c.Caller)
+	}
+	for _, a := range f.ActionsFor(tr.ID) {
+		if a == orchestratortest.MethodHangupConsult || a == orchestratortest.MethodUnhold {
+			t.Errorf("actions %q: a join that landed was undone", f.ActionsFor(tr.ID))
+			break
+		}
+	}
+}
