@@ -205,6 +205,11 @@ func (e *Engine) process(id string) {
 		en.ended = nil
 		en.resumed, en.noted = true, false
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+		// The recovery's verification patience runs from here, as from an
+		// adoption: from when this entry last moved the transfer, it could
+		// be over before any reading showed what the recovery sends, and
+		// the transfer was reported unverified at its first pass.
+		en.entered = e.now()
 		_, en.lapses = e.leaseHeld()
 		// A signal acted on here may have been acted on there too, or not:
 		// the store says which is still pending.

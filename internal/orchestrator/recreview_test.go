@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -240,5 +242,88 @@ func TestAFirstJoinAppliedAsTheSecondIsRefusedCompletes(t *testing.T) {
 			t.Errorf("actions %q: a join that landed was undone", f.ActionsFor(tr.ID))
 			break
 		}
+	}
+}
+
+// Found by the same review: a transfer claimed back into the entry this
+// replica still held (Engine.reclaim) kept the entry's entered, when this
+// replica had taken the transfer or last moved it, which bounds the
+// recovery's verification patience. The other replica had given the
+// caller up (recovering) and stopped before any compensation; this one,
+// claiming it back an hour after it had last moved it, found the patience
+// over at its first pass, before any reading could show its hang-up and
+// unhold: it reported the transfer unverified, "not verified within", with
+// the caller not restored, and left it to the sweeper, where a process
+// adopting the same record waits a verification timeout for the readings
+// and reports the caller given back, verified. The claimed record is
+// taken as an adoption takes it: its patience begins at the claim.
+func TestARecoveryClaimedBackIntoAnEntryWaitsForItsReadings(t *testing.T) {
+	ctx := context.Background()
+	clock := newManualClock()
+	clock.Run()
+	mem, fake := memory.New(), orchestratortest.NewFake("fake")
+	aStore, bStore := &partitionedStore{Store: mem}, &partitionedStore{Store: mem}
+	aLog := &logLines{}
+	parked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cfg := func(owner string, crash func(*orchestrator.Transfer, string)) orchestrator.Config {
+		return orchestrator.Config{Owner: owner, LeaseTTL: 400 * time.Millisecond, CrashPoint: crash,
+			PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+			VerifyTimeout: 10 * time.Second, VisibilityWindow: 50 * time.Millisecond, Clock: clock.Now,
+			MaxConsultTimeout: 48 * time.Hour}
+	}
+	a := loggingEngine(t, cfg("a", nil), aStore, fake, nil, zerolog.New(aLog))
+	b := testEngine(t, cfg("b", func(_ *orchestrator.Transfer, p string) {
+		if p == "state:"+string(orchestrator.StateRecovering) {
+			once.Do(func() { close(parked) })
+			<-release // b stops here, its recovery saved and nothing sent
+		}
+	}), bStore, fake, nil)
+	t.Cleanup(func() { aStore.cut.Store(false); bStore.cut.Store(false); close(release) }) // before the Shutdowns
+	for _, e := range []*orchestrator.Engine{a, b} {
+		if err := e.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	r.ConsultTimeout = 24 * time.Hour
+	tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, tr.ID, answered)
+
+	// a is cut off for an hour; b claims the transfer, is cancelled and
+	// gives the caller up, saved, and stops before sending anything.
+	aStore.cut.Store(true)
+	clock.Advance(time.Hour)
+	eventually(t, "b claimed the transfer", func() bool { return slices.Contains(b.Running(), tr.ID) })
+	if _, err := b.Cancel(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-parked
+	// b is cut off in turn; a, back, claims the transfer into the entry it
+	// still holds (consulting, as a last saw it).
+	bStore.cut.Store(true)
+	aStore.unlisted.Store(true) // or a, back, lets its entry go (lookForTakeovers)
+	aStore.cut.Store(false)
+	clock.Advance(time.Second)
+	eventually(t, "a claimed it back into the entry it still held", func() bool {
+		return aLog.has("claimed back a transfer this replica still held", tr.ID)
+	})
+	a.Notify(tr.ID)
+	var end *orchestrator.Transfer
+	eventually(t, "a ending the transfer, nothing owed", func() bool {
+		cur, err := mem.Get(ctx, tr.ID)
+		end = cur
+		return err == nil && cur.State.Terminal() && cur.Cleanup == nil && cur.Owner == "a"
+	})
+	if o := end.Outcome; end.State != orchestrator.StateCancelled || !o.Verified || !o.CallerRestored ||
+		strings.Contains(o.Detail, "not verified within") {
+		t.Errorf("%s %+v; want cancelled, the caller restored, verified by the recovery", end.State, o)
+	}
+	if c, _ := fake.State(tr.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
 	}
 }
