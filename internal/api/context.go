@@ -154,11 +154,46 @@ func listParams(q url.Values, bad map[string]string, repeatable string, others .
 
 // query parses the request's query string. url.URL.Query drops a pair it
 // cannot unescape (?dry_run%=true), which would then be ignored, not
-// refused: such a query string is a bad field of its own, "(query)".
+// refused: such a query string is a bad field of its own, "(query)". A
+// parameter that is not text (storable) is refused by its name: no
+// filter, cursor or id has such a value, and PostgreSQL refuses to be
+// sent one (a 500 for the client's typo).
 func query(r *http.Request, bad map[string]string) url.Values {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		bad["(query)"] = "is not a valid query string: " + err.Error()
 	}
+	for name, vs := range q {
+		if !storable(name) || slices.ContainsFunc(vs, func(v string) bool { return !storable(v) }) {
+			bad[name] = notText
+		}
+	}
 	return q
+}
+
+// notText is the complaint about a value that is not storable.
+const notText = "is not UTF-8 text, or holds the character U+0000"
+
+// storable reports whether s is text that every store can hold: UTF-8
+// without U+0000, both of which PostgreSQL refuses in any text it is
+// sent, where SQLite and the memory store take them.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// textPath answers 404 for a path that is not storable: no transfer or
+// delivery has such an id, and the path would reach the store all the
+// same (a redelivery's id, the scope of an Idempotency-Key), which
+// PostgreSQL answers with an error (a 500, or a 503 saying the key could
+// not be recorded).
+func textPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !storable(r.URL.Path) {
+			p := probNotFound
+			p.Detail = "nothing has this id: the path " + notText
+			writeProblem(w, r, p)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

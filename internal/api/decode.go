@@ -159,10 +159,11 @@ func decodeFields(data []byte, v any) (map[string]string, *Problem) {
 	if p != nil {
 		return nil, p
 	}
-	if err == nil && len(names) == 0 && !bytes.Contains(data, []byte("null")) && !bytes.Contains(data, []byte(`""`)) {
-		// Decoded whole, with no null and no empty string the walk
-		// below could find: a valid create, the common case, is not
-		// parsed a third time.
+	if err == nil && len(names) == 0 && !bytes.Contains(data, []byte("null")) && !bytes.Contains(data, []byte(`""`)) &&
+		!bytes.Contains(data, []byte(`\u0000`)) {
+		// Decoded whole, with no null, no empty string and no U+0000
+		// (which JSON text can only escape) the walk below could find:
+		// a valid create, the common case, is not parsed a third time.
 		return nil, nil
 	}
 	// encoding/json stops at the first unknown field, reports only the
@@ -280,19 +281,26 @@ func encode(w http.ResponseWriter, status int, v any) {
 }
 
 // walkFields records in bad every field of doc (a decoded JSON value)
-// that t does not declare, and every value whose JSON type t cannot hold,
-// null included, by JSON path. Names match case-insensitively, as
-// encoding/json does.
+// that t does not declare, every value whose JSON type t cannot hold,
+// null included, and every string holding U+0000, by JSON path. Names
+// match case-insensitively, as encoding/json does.
 func walkFields(doc any, t reflect.Type, prefix string, bad map[string]string) {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || reflect.PointerTo(t).Implements(unmarshaler) {
-		return
-	}
 	field := strings.TrimSuffix(prefix, ".")
 	if field == "" {
 		field = "(body)"
+	}
+	if s, ok := doc.(string); ok && strings.ContainsRune(s, 0) {
+		// No field means anything by it, and PostgreSQL refuses it in
+		// a column (a NetSapiens call_id, a sip: target): the save of
+		// the transfer failed, a 503 for the client's mistake.
+		bad[field] = "must not hold the character U+0000"
+		return
+	}
+	if t == nil || reflect.PointerTo(t).Implements(unmarshaler) {
+		return
 	}
 	if want := jsonKindOf(t); want != "" && want != jsonKindOfValue(doc) {
 		bad[field] = "must be a JSON " + want

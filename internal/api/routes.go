@@ -17,7 +17,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 			return idempotent(cfg.Idempotency, cfg.Replica, eng, s.limit, cfg.WriteTimeout, h)
 		}
 		r.Group(func(r chi.Router) {
-			r.Use(authenticate(cfg.Keys, s.auth))
+			r.Use(authenticate(cfg.Keys, s.auth), textPath)
 			r.Method("POST", "/v1/transfers", once(handleCreateTransfer(eng, s.permit, s.limit, cfg.WriteTimeout, ends)))
 			r.Method("GET", "/v1/transfers", handleListTransfers(eng))
 			r.Method("GET", "/v1/transfers/{id}", handleGetTransfer(eng, s.limit, cfg.WriteTimeout, ends))
