@@ -167,10 +167,27 @@ type reauthKey struct{}
 // poll) asks before it sends what the key reads: a tenants-file reload
 // may have revoked the key meanwhile, the answer to a leaked one.
 func stillAuthorized(ctx context.Context) bool {
-	if f, ok := ctx.Value(reauthKey{}).(func() bool); ok {
+	_, ok := scopeNow(ctx)
+	return ok
+}
+
+// mayStillWrite reports whether the key that authenticated ctx's request
+// still authenticates, for the same tenant, with write scope.
+func mayStillWrite(ctx context.Context) bool {
+	scope, ok := scopeNow(ctx)
+	return ok && scope == ScopeWrite
+}
+
+// scopeNow returns the scope the key that authenticated ctx's request
+// has now, and whether it still authenticates for the same tenant
+// (ScopeWrite and true without keys). A reload may have left the key to
+// its tenant but made it a reader's: a write that waited (a repeat of an
+// Idempotency-Key) must ask this before it acts.
+func scopeNow(ctx context.Context) (Scope, bool) {
+	if f, ok := ctx.Value(reauthKey{}).(func() (Scope, bool)); ok {
 		return f()
 	}
-	return true
+	return ScopeWrite, true
 }
 
 // PrincipalOf returns the principal authenticated for ctx; without
@@ -268,9 +285,9 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 			ctx = context.WithValue(ctx, principalKey{}, p)
 			if keys != nil {
 				tenant := p.Tenant
-				ctx = context.WithValue(ctx, reauthKey{}, func() bool {
+				ctx = context.WithValue(ctx, reauthKey{}, func() (Scope, bool) {
 					k, ok := keys.Authenticate(token)
-					return ok && k.Tenant == tenant
+					return k.Scope, ok && k.Tenant == tenant
 				})
 			}
 			ctx = orchestrator.WithTenant(ctx, p.Tenant)
@@ -278,15 +295,21 @@ func authenticate(keys Authenticator, m *authMetrics) func(http.Handler) http.Ha
 			if p.Scope != ScopeWrite && r.Method != http.MethodGet && r.Method != http.MethodHead {
 				m.refused.WithLabelValues(refusedScope).Inc()
 				log.Info().Str("reason", refusedScope).Msg("authentication refused")
-				w.Header().Set("WWW-Authenticate", `Bearer realm="transferd", error="insufficient_scope", scope="write"`)
-				p := probForbidden
-				p.Detail = "this key may only read; " + r.Method + " needs a key with write scope"
-				writeProblem(w, r, p)
+				writeReadOnly(w, r)
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// writeReadOnly answers 403 to a write with a key that may only read,
+// with the challenge RFC 6750 asks for.
+func writeReadOnly(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="transferd", error="insufficient_scope", scope="write"`)
+	p := probForbidden
+	p.Detail = "this key may only read; " + r.Method + " needs a key with write scope"
+	writeProblem(w, r, p)
 }
 
 // writeUnauthorized answers 401 with the challenge RFC 6750 asks for.

@@ -151,10 +151,11 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 				writeProblem(w, r, p)
 				return
 			}
-			if waiting && !stillAuthorized(r.Context()) {
-				// Revoked while this repeat waited: it neither replays
-				// the request it repeats nor, that request's key freed
-				// (a refusal or a 5xx is not remembered), serves itself.
+			if waiting && !mayStillWrite(r.Context()) {
+				// Revoked while this repeat waited, or left to read
+				// only: it neither replays the request it repeats nor,
+				// that request's key freed (a refusal or a 5xx is not
+				// remembered), serves itself.
 				if mine {
 					sctx, scancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 					if err := store.DeleteIdempotency(sctx, rec.Scope, rec.Key, rec.CreatedAt); err != nil {
@@ -162,7 +163,11 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 					}
 					scancel()
 				}
-				writeUnauthorized(w, r, "the API key is not known")
+				if !stillAuthorized(r.Context()) {
+					writeUnauthorized(w, r, "the API key is not known")
+				} else {
+					writeReadOnly(w, r)
+				}
 				return
 			}
 			if mine {

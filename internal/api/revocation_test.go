@@ -150,6 +150,12 @@ func revokedServer(t *testing.T, fake *orchestratortest.Fake, key string, uses i
 // the idempotency store.
 func revokedServerOn(t *testing.T, store *memory.Store, idem api.IdempotencyStore, fake *orchestratortest.Fake, key string, uses int) (*httptest.Server, *orchestrator.Engine) {
 	t.Helper()
+	return keyedServerOn(t, store, idem, fake, &revokedAfterUses{ks: testKeys(t), key: key, uses: uses})
+}
+
+// keyedServerOn is revokedServerOn with keys authenticating.
+func keyedServerOn(t *testing.T, store *memory.Store, idem api.IdempotencyStore, fake *orchestratortest.Fake, keys api.Authenticator) (*httptest.Server, *orchestrator.Engine) {
+	t.Helper()
 	if idem == nil {
 		idem = store
 	}
@@ -159,7 +165,6 @@ func revokedServerOn(t *testing.T, store *memory.Store, idem api.IdempotencyStor
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := &revokedAfterUses{ks: testKeys(t), key: key, uses: uses}
 	srv := httptest.NewServer(api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: idem, Keys: keys, CallbackSigner: testSigner(t)},
 		eng, zerolog.Nop(), reg, reg))
 	t.Cleanup(func() {
@@ -360,5 +365,101 @@ func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized || len(list) != 1 {
 		t.Errorf("a repeat whose key was revoked while it waited: %d %.160s…; the tenant has %d transfers (want 401 and only the blocking one):\n"+
 			"the revoked key started a transfer", res.StatusCode, b, len(list))
+	}
+}
+
+// readAfterUses authenticates key as testKeys does for its first uses
+// requests, then with read scope only (a tenants-file reload that made a
+// writer's key a reader's).
+type readAfterUses struct {
+	ks   *api.KeySet
+	key  string
+	uses int
+	mu   sync.Mutex
+}
+
+func (a *readAfterUses) Authenticate(presented string) (api.Key, bool) {
+	k, ok := a.ks.Authenticate(presented)
+	if presented == a.key && ok {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.uses == 0 {
+			k.Scope = api.ScopeRead
+		} else {
+			a.uses--
+		}
+	}
+	return k, ok
+}
+
+// A repeat with an Idempotency-Key whose key loses its write scope while
+// it waits for the first request does not act either: the key still
+// authenticates, for the same tenant, but may no longer write. Found by
+// review (sixty-second pass): the check made after the wait asked only
+// whether the key still authenticated for its tenant, so the repeat,
+// handed the key once the first request was refused (a 409, not
+// remembered), started a transfer with a key that could only read.
+func TestIdempotentRepeatWhoseKeyMayNoLongerWriteDoesNotAct(t *testing.T) {
+	store := memory.New()
+	idem := &reserveSeen{Store: store, waiting: make(chan struct{}), mine: make(chan struct{})}
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	// Three uses with write scope: the blocking transfer, the first
+	// request, the repeat. Every later look finds a reader's key.
+	srv, eng := keyedServerOn(t, store, idem, fake, &readAfterUses{ks: testKeys(t), key: writeKey, uses: 3})
+	tctx := orchestrator.WithTenant(context.Background(), "default")
+
+	blocking := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"))
+	io.Copy(io.Discard, blocking.Body)
+	blocking.Body.Close()
+	if blocking.StatusCode != http.StatusAccepted {
+		t.Fatalf("blocking create: %d", blocking.StatusCode)
+	}
+	blockingID := location(t, blocking)
+	ctx, cancel := context.WithTimeout(tctx, 20*time.Second)
+	defer cancel()
+	if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting }); err != nil {
+		t.Fatal(err)
+	}
+	// The first request is refused (409); before its reservation is
+	// released the repeat waits, and the blocking transfer ends.
+	idem.mu.Lock()
+	idem.onDelete = func() {
+		<-idem.waiting
+		if _, err := eng.Cancel(tctx, blockingID); err != nil {
+			t.Errorf("cancel the blocking transfer: %v", err)
+		}
+		if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() }); err != nil {
+			t.Errorf("wait for the blocking transfer: %v", err)
+		}
+	}
+	idem.mu.Unlock()
+	first := make(chan int, 1)
+	go func() {
+		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"), "Idempotency-Key", "read-only-first-refused")
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	<-idem.mine
+	repeat := make(chan *http.Response, 1)
+	go func() {
+		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"), "Idempotency-Key", "read-only-first-refused")
+	}()
+	if got := <-first; got != http.StatusConflict {
+		t.Fatalf("the first request: %d, want 409 (the call has an active transfer)", got)
+	}
+	res := <-repeat
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	list, _, err := eng.List(tctx, orchestrator.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusForbidden || len(list) != 1 {
+		t.Errorf("a repeat whose key lost its write scope while it waited: %d %.160s…; the tenant has %d transfers (want 403 and only the blocking one):\n"+
+			"a key that may only read started a transfer", res.StatusCode, b, len(list))
+	}
+	if keyHeld(t, store, "default POST /v1/transfers", "read-only-first-refused") {
+		t.Error("the repeat that did not act keeps the Idempotency-Key")
 	}
 }
