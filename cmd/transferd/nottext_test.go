@@ -40,6 +40,9 @@ func TestTextPostgreSQLCannotHoldIsRefused(t *testing.T) {
 		{name: "a create whose call_id holds U+0000", method: "POST", path: "/v1/transfers",
 			body:   `{"provider":"netsapiens","call":{"domain":"TEST","user":"1000","call_id":"a\u0000b"},"target":"1010"}`,
 			status: 400, field: "call.call_id"},
+		{name: "a create whose sip: target holds U+0000", method: "POST", path: "/v1/transfers",
+			body:   `{"provider":"bandwidth","mode":"announced","call":{"call_id":"c-abc"},"target":"sip:a\u0000b@example.com"}`,
+			status: 400, field: "target"},
 	} {
 		resp, p := send(t, c.method, api+c.path, c.body, c.header...)
 		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" {
