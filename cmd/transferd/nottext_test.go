@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,12 +11,13 @@ import (
 
 // PostgreSQL refuses text that is not UTF-8, and the character U+0000,
 // in every text value it is sent, where SQLite and the memory store take
-// them: a list filter, a cursor, a path's id (a redelivery's, or the scope
-// of an Idempotency-Key) or a body field that reached it was answered 500
-// (or 503, the key "not recorded", the transfer "not saved"), and logged
-// as an error of the store, for input a client got wrong. Each is a 4xx
-// naming what is wrong, and nothing reaches the store. Found by review
-// (sixty-second pass).
+// them, and an index row longer than 2704 bytes: a list filter, a cursor,
+// a path's id (a redelivery's, or the scope of an Idempotency-Key) or a
+// body field that reached it was answered 500 (or 503, the key "not
+// recorded", the transfer "not saved"), and logged as an error of the
+// store, for input a client got wrong. Each is a 4xx naming what is
+// wrong, and nothing reaches the store. Found by review (sixty-second
+// pass).
 func TestTextPostgreSQLCannotHoldIsRefused(t *testing.T) {
 	t.Setenv("TRANSFERD_DATABASE_URL", testDatabase(t).String())
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
@@ -24,6 +26,13 @@ func TestTextPostgreSQLCannotHoldIsRefused(t *testing.T) {
 	t.Setenv("TRANSFERD_WEBHOOK_SECRET", "whsec_"+base64.StdEncoding.EncodeToString([]byte("a-secret-of-thirty-two-bytes!!!!")))
 	api, _, logs, _ := startService(t)
 	const tr = "tr_01M7Z6DTQ5JMRNV7E9Z0C1HT0H"
+	// An id of 4000 characters PostgreSQL cannot compress: the scope of
+	// its Idempotency-Key is too long a row for the key's index.
+	random, src := make([]byte, 3000), rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(src.Uint32())
+	}
+	long := base64.RawURLEncoding.EncodeToString(random)
 	for _, c := range []struct {
 		name, method, path, body string
 		header                   []string
@@ -40,6 +49,8 @@ func TestTextPostgreSQLCannotHoldIsRefused(t *testing.T) {
 		{name: "a create whose call_id holds U+0000", method: "POST", path: "/v1/transfers",
 			body:   `{"provider":"netsapiens","call":{"domain":"TEST","user":"1000","call_id":"a\u0000b"},"target":"1010"}`,
 			status: 400, field: "call.call_id"},
+		{name: "a keyed cancel of an id longer than any", method: "POST", path: "/v1/transfers/" + long + "/cancel",
+			header: []string{"Idempotency-Key", "k-3"}, status: 404},
 		{name: "a create whose sip: target holds U+0000", method: "POST", path: "/v1/transfers",
 			body:   `{"provider":"bandwidth","mode":"announced","call":{"call_id":"c-abc"},"target":"sip:a\u0000b@example.com"}`,
 			status: 400, field: "target"},

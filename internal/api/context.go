@@ -181,16 +181,28 @@ func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-// textPath answers 404 for a path that is not storable: no transfer or
-// delivery has such an id, and the path would reach the store all the
-// same (a redelivery's id, the scope of an Idempotency-Key), which
-// PostgreSQL answers with an error (a 500, or a 503 saying the key could
-// not be recorded).
+// maxPath bounds a /v1 path: the longest route with the longest id any
+// release made (a delivery id, at most 64 characters) is under 100 bytes.
+const maxPath = 256
+
+// textPath answers 404 for a path that is not storable, or longer than
+// maxPath: no transfer or delivery has such an id, and the path would
+// reach the store all the same (a redelivery's id, the scope of an
+// Idempotency-Key), which PostgreSQL answers with an error: a 500, or a
+// 503 saying the key could not be recorded (the key's index takes at
+// most 2704 bytes a row), to be retried for good.
 func textPath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !storable(r.URL.Path) {
+		why := ""
+		switch {
+		case !storable(r.URL.Path):
+			why = "the path " + notText
+		case len(r.URL.Path) > maxPath:
+			why = fmt.Sprintf("the path is longer than %d bytes", maxPath)
+		}
+		if why != "" {
 			p := probNotFound
-			p.Detail = "nothing has this id: the path " + notText
+			p.Detail = "nothing has this id: " + why
 			writeProblem(w, r, p)
 			return
 		}
