@@ -16,6 +16,11 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// DefaultStepTimeout is Config.StepTimeout's default. An adapter that
+// bounds a step a stopped process left unfinished (Transfer.StepEnd) uses
+// it when not told the engine's.
+const DefaultStepTimeout = 15 * time.Second
+
 // Config tunes the engine. Zero values take the defaults below.
 type Config struct {
 	// ConsultTimeout applies to requests that do not name their own.
@@ -34,7 +39,7 @@ type Config struct {
 	// StepTimeout bounds one provider request or reading, and how long a
 	// step that changes nothing yet (locate, hold) keeps retrying a
 	// provider that cannot be reached before the transfer gives up.
-	StepTimeout time.Duration
+	StepTimeout time.Duration // default DefaultStepTimeout
 	// VerifyTimeout is how long an accepted join may take to show before
 	// it is taken as not applied, and how long a recovery waits for the
 	// provider to show the caller back before it reports an unverified
@@ -111,7 +116,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxConsultTimeout, 10*time.Minute)
 	def(&c.PollInterval, 200*time.Millisecond)
 	def(&c.PollMaxInterval, 2*time.Second)
-	def(&c.StepTimeout, 15*time.Second)
+	def(&c.StepTimeout, DefaultStepTimeout)
 	def(&c.VerifyTimeout, 15*time.Second)
 	def(&c.VisibilityWindow, 5*time.Second)
 	def(&c.TombstoneTTL, 2*time.Minute)

@@ -1759,21 +1759,11 @@ func (e *Engine) settledAt(t *Transfer) time.Time {
 	return at
 }
 
-// stepEnd is when the last request of step name had certainly gone out:
-// when the step ended, answered or not. A step that never ended (the
-// process died in it) is bounded by the step timeout. Zero when no such
-// step was made. An action's Sent time is when it was decided, before its
-// intent was saved and its request sent: a reading started in between
-// cannot show it.
+// stepEnd is when the last request of step name had certainly gone out
+// (Transfer.StepEnd): a step that never ended (the process died in it) is
+// bounded by the step timeout. A reading started before it cannot show it.
 func (e *Engine) stepEnd(t *Transfer, name string) time.Time {
-	s := t.lastStep(name)
-	switch {
-	case s == nil:
-		return time.Time{}
-	case s.EndedAt.IsZero():
-		return s.StartedAt.Add(e.cfg.StepTimeout)
-	}
-	return s.EndedAt
+	return t.StepEnd(name, e.cfg.StepTimeout)
 }
 
 // stepSettledAt is when the last request of step name can no longer be

@@ -440,6 +440,26 @@ func (t *Transfer) lastFailed(name string) bool {
 	return s != nil && s.Status == StepFailed
 }
 
+// StepEnd is when the last request of step name had certainly gone out:
+// when the step ended, answered or not; for a step that never ended (the
+// process that made it stopped in it), unfinished after it began, the
+// bound a step's request is given (Config.StepTimeout). Zero when no such
+// step was made. An action's Sent time is when it was decided, before its
+// intent was saved and its request sent: a provider's window counted from
+// there is short by however long the request took to be answered. The
+// engine judges every action from here; an adapter that counts a
+// visibility window from an action does too, so that the two agree.
+func (t *Transfer) StepEnd(name string, unfinished time.Duration) time.Time {
+	s := t.lastStep(name)
+	switch {
+	case s == nil:
+		return time.Time{}
+	case s.EndedAt.IsZero():
+		return s.StartedAt.Add(unfinished)
+	}
+	return s.EndedAt
+}
+
 // lastStep returns the most recent step with the given name.
 func (t *Transfer) lastStep(name string) *Step {
 	for i := len(t.Steps) - 1; i >= 0; i-- {
