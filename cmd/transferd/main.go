@@ -254,7 +254,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			nc := netsapiens.Config{BaseURL: a.baseURL, APIKey: a.apiKey, AutoAnswer: a.autoAnswer, JoinHostname: join,
 				Metrics: pm, HTTPClient: httpc, Log: log.With().Str("tenant", tenant).Logger(),
-				VisibilityWindow: cfg.VisibilityWindow, ListLimit: cfg.NetSapiensListLimit}
+				VisibilityWindow: cfg.VisibilityWindow, StepTimeout: cfg.StepTimeout, ListLimit: cfg.NetSapiensListLimit}
 			if cfg.PublicURL != "" {
 				// An event subscription per watched domain, posting to the
 				// callback route under a token bound to tenant and domain.

@@ -81,6 +81,11 @@ type Config struct {
 	// for, the join's consult since its dial) is not applied, unknown, and
 	// sent again (Client.notAppliedYet).
 	VisibilityWindow time.Duration
+	// StepTimeout is the engine's (default orchestrator.DefaultStepTimeout):
+	// a dial step a stopped process left unfinished counts as answered
+	// that long after it began, as the engine counts it, and the windows
+	// of the dial run from there (Client.dialAnswered).
+	StepTimeout time.Duration
 	// Now is the clock that judges those ages (default time.Now): the
 	// engine's, whose times the transfer records carry.
 	Now func() time.Time
@@ -142,9 +147,12 @@ type Client struct {
 	pageSeen atomic.Int64
 	pageOwn  atomic.Int64
 	window   time.Duration // Config.VisibilityWindow
-	now      func() time.Time
-	subs     *subscriber // nil without Config.EventURL
-	gone     goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
+	// stepTimeout is Config.StepTimeout: the bound of a dial step left
+	// unfinished (Client.dialAnswered).
+	stepTimeout time.Duration
+	now         func() time.Time
+	subs        *subscriber // nil without Config.EventURL
+	gone        goneCalls   // callers' and consults' calls a read answered 404 (confirmCallers)
 }
 
 // goneCalls is a bounded set of call-ids known to have ended: a call
@@ -216,6 +224,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.stepTimeout = cfg.StepTimeout; c.stepTimeout <= 0 {
+		c.stepTimeout = orchestrator.DefaultStepTimeout
 	}
 	if cfg.EventURL != nil {
 		c.subs = newSubscriber(c, cfg)

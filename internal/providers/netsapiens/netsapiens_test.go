@@ -131,6 +131,9 @@ func newHarnessWith(t *testing.T, sim *nssim.Sim, srv *httptest.Server, store or
 	if nc.VisibilityWindow == 0 {
 		nc.VisibilityWindow = cfg.VisibilityWindow // as transferd wires it
 	}
+	if nc.StepTimeout == 0 {
+		nc.StepTimeout = cfg.StepTimeout // zero: both take the default
+	}
 	client, err := netsapiens.New(nc)
 	if err != nil {
 		t.Fatal(err)

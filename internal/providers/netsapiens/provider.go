@@ -583,7 +583,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	}
 	v.gone = &c.gone
 	v.cut = cut
-	v.young = c.young
+	v.youngDial = c.youngDial
 	return v, nil
 }
 
@@ -679,7 +679,7 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			}
 			switch {
 			case shown:
-			case ended && (c.young(t.CreatedAt) || c.young(t.Sent.Dial)):
+			case ended && (c.young(t.CreatedAt) || c.youngDial(t)):
 				// A node that has not seen the call yet answers 404 too. So
 				// it does within the window of the dial: a join sent since
 				// the record this reading is made for was saved may have
@@ -716,13 +716,13 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				}
 			}
 		}
-		if id := consultID(t); confirmsConsult(t, c.young) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+		if id := consultID(t); confirmsConsult(t, c.youngDial) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
 			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
 			switch {
 			case shown:
-			case notFound(err) && !c.young(t.Sent.Dial):
+			case notFound(err) && !c.youngDial(t):
 				c.gone.add(id)
-			case err == nil && !t.Sent.Hangup.IsZero() && !c.young(t.Sent.Dial):
+			case err == nil && !t.Sent.Hangup.IsZero() && !c.youngDial(t):
 				// A 200 that does not show it, after its hang-up and past
 				// the window: the read tells nothing, and the listing that
 				// did not show the consult stands, as it did before such a
@@ -749,7 +749,7 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 			// 404 past the window is the consult gone, as before the
 			// join), anything else leaves the listing standing, as it did.
 			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
-			if !shown && notFound(err) && !c.young(t.Sent.Dial) {
+			if !shown && notFound(err) && !c.youngDial(t) {
 				c.gone.add(id)
 			}
 		}
@@ -780,6 +780,38 @@ func joinShownNotTaken(v *view, t *orchestrator.Transfer) bool {
 // window (Client.window).
 func (c *Client) young(since time.Time) bool {
 	return !since.IsZero() && c.now().Before(since.Add(c.window))
+}
+
+// youngDial reports whether t's consult may still be unknown to an API
+// node: within the visibility window of its dial's answer (dialAnswered).
+func (c *Client) youngDial(t *orchestrator.Transfer) bool { return c.young(c.dialAnswered(t)) }
+
+// dialAnswered is when t's consult came to be, as far as the windows of
+// the dial are concerned: when the dial's request was answered, the dial
+// step's end (orchestrator.Transfer.StepEnd), as the engine counts its own
+// window of the consult (consultDueAt). Sent.Dial is when the dial was
+// decided, before its intent was saved and its request sent: counted from
+// there, a dial answered late (a slow create, the adapter's retries, a
+// slow save) left the PBX no time to list the call it had just created,
+// and a lagging node's 404 or listing a moment after the answer was taken
+// for the consult gone (the transfer failed target_hung_up, its consult
+// hung up while the target was being rung), the join's consult not listed
+// for a refusal, the caller moved into the consult's session for the
+// caller gone. A dial step a stopped process left unfinished counts until
+// the step timeout after it began, as the engine counts it: its request
+// may have been answered as late as that. Sent.Dial is left only for a
+// record without a dial step (none was made since: one decided and not
+// saved with its intent yet, a dial sent again whose step has not begun),
+// and is taken when later than the step's end for the same reason.
+func (c *Client) dialAnswered(t *orchestrator.Transfer) time.Time {
+	at := t.Sent.Dial
+	if at.IsZero() {
+		return at
+	}
+	if end := t.StepEnd(orchestrator.StepDial, c.stepTimeout); end.After(at) {
+		at = end
+	}
+	return at
 }
 
 // confirmsCaller reports whether t's caller's call, when not listed, is
@@ -820,14 +852,14 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 // Read by its call-id, a 404 past the window is the consult gone,
 // remembered (Client.gone: not read again), so this costs a request or
 // two for each transfer given back.
-func confirmsConsult(t *orchestrator.Transfer, young func(time.Time) bool) bool {
+func confirmsConsult(t *orchestrator.Transfer, youngDial func(*orchestrator.Transfer) bool) bool {
 	switch {
 	case !t.Sent.Join.IsZero():
 		return false
 	case t.Seen.Consult:
 		return true
 	}
-	return t.Cleanup != nil && !t.Sent.Hangup.IsZero() && !t.Sent.Dial.IsZero() && young != nil && !young(t.Sent.Dial)
+	return t.Cleanup != nil && !t.Sent.Hangup.IsZero() && !t.Sent.Dial.IsZero() && youngDial != nil && !youngDial(t)
 }
 
 // view is one listing of a domain, kept compact: a watcher keeps its last
@@ -857,8 +889,8 @@ type view struct {
 	// cut: the listing may leave calls out (listDomain); a call it does
 	// not show is unknown unless read as ended (gone).
 	cut error
-	// young is Client.young (confirmsConsult).
-	young func(time.Time) bool
+	// youngDial is Client.youngDial (confirmsConsult).
+	youngDial func(*orchestrator.Transfer) bool
 }
 
 var viewSeed = maphash.MakeSeed()
@@ -979,7 +1011,7 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 	}
 	if obs.Caller == orchestrator.CallerGone {
 		switch id := t.Legs.Caller.CallID; {
-		case !t.Sent.Join.IsZero() && v.young != nil && v.young(t.Sent.Dial) && (v.gone == nil || !v.gone.has(id)):
+		case !t.Sent.Join.IsZero() && v.youngDial != nil && v.youngDial(t) && (v.gone == nil || !v.gone.has(id)):
 			// A join may have made the consult's session, dialled a moment
 			// ago, the caller's call (a PBX that keeps it), which an API
 			// node lagging behind leaves out of its listing: taken for the
@@ -1014,7 +1046,7 @@ func (v *view) Observe(t *orchestrator.Transfer) (orchestrator.Observation, erro
 				fmt.Errorf("the consult call is not listed: %w", v.cut))
 		}
 	}
-	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t, v.young) && (v.gone == nil || !v.gone.has(consultID(t))) {
+	if obs.Consult == orchestrator.ConsultAbsent && confirmsConsult(t, v.youngDial) && (v.gone == nil || !v.gone.has(consultID(t))) {
 		// Not listed, and not read as ended: the read failed, or the
 		// reading was made for a record that had not seen the consult yet
 		// (a watcher reads for the records as last reconciled).
@@ -1255,7 +1287,7 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 		switch {
 		case err != nil:
 			return err
-		case ac == nil && c.young(t.Sent.Dial):
+		case ac == nil && c.youngDial(t):
 			// An API node lagging behind the one that showed the consult
 			// leaves it out of its listing a moment after the dial: not
 			// listed yet, the join is tried again (it was not sent).
@@ -1285,7 +1317,7 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	// it after a pause, as it does a join whose lookup failed. Nothing was
 	// applied, so the join sent again is the only one that can take.
 	notJoinedYet := func(err error) error {
-		if err2 := c.notAppliedYet(op, err, t.Sent.Dial); err2 != err {
+		if err2 := c.notAppliedYet(op, err, c.dialAnswered(t)); err2 != err {
 			return orchestrator.NotSent(err2)
 		}
 		return err
@@ -1351,9 +1383,12 @@ func twoCores(t *orchestrator.Transfer) bool {
 func (c *Client) JoinAgain(t *orchestrator.Transfer) bool { return twoCores(t) || c.joinedEarly(t) }
 
 // joinedEarly reports whether t's join was sent within the visibility
-// window of its dial, by the times the record keeps.
+// window of its dial's answer (dialAnswered), by the times the record
+// keeps: a join sent a moment after a dial answered late may have met a
+// node that did not know the consult yet, as one a moment after a dial
+// answered at once.
 func (c *Client) joinedEarly(t *orchestrator.Transfer) bool {
-	dial, join := t.Sent.Dial, t.Sent.Join
+	dial, join := c.dialAnswered(t), t.Sent.Join
 	if !t.Sent.JoinFirst.IsZero() {
 		join = t.Sent.JoinFirst
 	}
@@ -1416,7 +1451,7 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			// Such a session may be on a page not read.
 			return cutErr("netsapiens.disconnect", cut)
 		}
-		if !listed && c.young(t.Sent.Dial) {
+		if !listed && c.youngDial(t) {
 			// No session with our call-id listed, within the visibility
 			// window of the dial: an API node lagging behind leaves out a
 			// session it has not seen yet, and the one the join kept may
