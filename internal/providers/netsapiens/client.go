@@ -72,14 +72,14 @@ type Config struct {
 	// node that answers a request (the engine's visibility window; default
 	// DefaultVisibilityWindow): behind a load balancer, a node lagging
 	// behind the one that listed a call may leave it out of a listing and
-	// answer 404 for it. A read by id answered 404 counts as the call
-	// ended only once the call is that old (the consult's since its dial,
-	// the caller's since the transfer was asked for), and so does a
-	// consult left out of a listing after a hang-up or a join, or of the
+	// answer 404 for it. A read by id answered 404 counts as the call ended
+	// only once the call is that old (the consult's since its dial was
+	// answered, the caller's since the transfer was asked for), and so does
+	// a consult left out of a listing after a hang-up or a join, or of the
 	// join's lookup; before, it is an unknown reading. A hold or a join
 	// answered 404 within it (the hold's call since the transfer was asked
-	// for, the join's consult since its dial) is not applied, unknown, and
-	// sent again (Client.notAppliedYet).
+	// for, the join's consult since its dial was answered) is not applied,
+	// unknown, and sent again (Client.notAppliedYet).
 	VisibilityWindow time.Duration
 	// StepTimeout is the engine's (default orchestrator.DefaultStepTimeout):
 	// a dial step a stopped process left unfinished counts as answered

@@ -830,24 +830,24 @@ func confirmsCaller(t *orchestrator.Transfer) bool {
 //
 //   - once a reading showed it, before a hang-up and after one: a listing
 //     that leaves it out once (a row rewritten as the target answers)
-//     ended a consult that was up, and said the target hung up; within
-//     the visibility window of the dial (young), an API node lagging
-//     behind leaves it out whether the hang-up took or not (one such node
-//     may have answered the hang-up's DELETE 404 too), and the recovery
-//     took that listing for the consult ended and verified it with the
-//     consult up; past the window, a listing that looks whole may still
-//     leave a call out (a PBX paging by a size of its own below
+//     ended a consult that was up, and said the target hung up; within the
+//     visibility window of the dial's answer (youngDial), an API node
+//     lagging behind leaves it out whether the hang-up took or not (one
+//     such node may have answered the hang-up's DELETE 404 too), and the
+//     recovery took that listing for the consult ended and verified it
+//     with the consult up; past the window, a listing that looks whole may
+//     still leave a call out (a PBX paging by a size of its own below
 //     TRANSFERD_NETSAPIENS_LIST_LIMIT answers a short first page, the end
 //     of a listing as far as a client can tell);
 //   - never seen, once the outcome owes the late leg (t.Cleanup: a
-//     tombstone) and the dial is older than the window. The tombstone took
-//     listings that did not show the consult for no leg alive, and a
-//     consult whose hang-up was answered 404 before it could be addressed,
-//     and that the target then answered, stayed up: the agent talking to
-//     the target of a cancelled transfer. (Before the outcome, such a
-//     consult is not read: a reading made for the record as last saved,
-//     before its hang-up, would not have read it, and the observation of
-//     the record since would be unknown for nothing.)
+//     tombstone) and the dial's answer is older than the window. The
+//     tombstone took listings that did not show the consult for no leg
+//     alive, and a consult whose hang-up was answered 404 before it could
+//     be addressed, and that the target then answered, stayed up: the
+//     agent talking to the target of a cancelled transfer. (Before the
+//     outcome, such a consult is not read: a reading made for the record
+//     as last saved, before its hang-up, would not have read it, and the
+//     observation of the record since would be unknown for nothing.)
 //
 // Read by its call-id, a 404 past the window is the consult gone,
 // remembered (Client.gone: not read again), so this costs a request or
