@@ -3,12 +3,17 @@ package netsapiens_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+	"github.com/transferd/transferd/internal/store/memory"
 )
 
 // The adapter's visibility windows of the dial ran from Sent.Dial, when
@@ -188,4 +193,57 @@ func TestAJoinRightAfterALateDialAnswerMayBeSentAgain(t *testing.T) {
 			t.Errorf("a join sent %s after a dial answered 8 s after its decision: JoinAgain %v, want %v", tc.after, got, tc.want)
 		}
 	}
+}
+
+// End to end: the dial's create answered late (the clock moved on by
+// more than the visibility window while it was in flight), the target
+// answers, and the join goes out a moment after, to an API node lagging
+// behind the switch that accepts it and does nothing (as in
+// TestAJoinAcceptedAndIgnoredByALaggingNodeIsSentAgain). Judged from the
+// dial's decision, the join was not early, was not sent again, and the
+// transfer failed provider_error, the caller given back from a transfer
+// that would have completed; judged from the dial's answer it is sent
+// once more, and the transfer completes.
+func TestATransferWhoseDialWasAnsweredLateCompletesPastAnIgnoredJoin(t *testing.T) {
+	const window = 2 * time.Second
+	clk := &shiftedClock{}
+	simClock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	lag := lagWritesUntil(isOp(http.MethodPatch, "transfer"))
+	dial := func(m, path string) bool { return m == http.MethodPost && strings.HasSuffix(path, "/calls") }
+	var late sync.Once
+	sim, srv := newSimServer(t, nssim.Config{Now: simClock.Now, CoreServers: []string{"core1-sim.netsapiens.test"}},
+		func(sim *nssim.Sim, h http.Handler) http.Handler {
+			h = lag(sim, h)
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(w, r)
+				if dial(r.Method, r.URL.Path) {
+					// Answered past the window of the dial's decision.
+					late.Do(func() { clk.shift.Store(int64(window + time.Second)) })
+				}
+			})
+		})
+	store := orchestratortest.NewSaved(memory.New())
+	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{Now: clk.Now}, func(c *orchestrator.Config) {
+		c.VisibilityWindow, c.VerifyTimeout, c.Clock = window, 2*window, clk.Now
+	})
+	orig := h.placeCall(t)
+	simClock.advance(time.Minute) // the caller's call is old to the lagging node
+	if err := sim.SetChaos(nssim.Chaos{LaggingNodeWriteRate: 1, LaggingNodeAge: 30 * time.Second}, 0); err != nil {
+		t.Fatal(err)
+	}
+	tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
+	var dialStep *orchestrator.Step
+	for i := range tr.Steps {
+		if tr.Steps[i].Name == orchestrator.StepDial {
+			dialStep = &tr.Steps[i]
+		}
+	}
+	if dialStep == nil || dialStep.EndedAt.Sub(tr.Sent.Dial) < window {
+		t.Fatalf("dial step %+v, decided %s: want one answered a window after its decision", dialStep, tr.Sent.Dial)
+	}
+	if joins := joinsOf(h.sim); len(joins) != 2 || joins[0] != http.StatusAccepted {
+		t.Errorf("joins answered %v; want the lagging node's 202, then one more", joins)
+	}
+	assertCompleted(t, tr)
+	assertJoined(t, h, orig, "1010")
 }
