@@ -28,6 +28,23 @@ import (
 // agent's call up alone in a bridge of ours (invariant (f)). The patience
 // of what follows an accepted join runs from its own first failure.
 func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinThatFailedFirst(t *testing.T) {
+	agentsHangupAfterAFailedJoin(t, false)
+}
+
+// The same patience, where the join that followed the failures was
+// applied and its answer lost (a 502 after the PBX acted): a join failed
+// on the way is not an accepted one, and its agent's hang-up was judged
+// against the first failure of the join all the same.
+func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinWhoseAnswerWasLost(t *testing.T) {
+	agentsHangupAfterAFailedJoin(t, true)
+}
+
+// agentsHangupAfterAFailedJoin runs a transfer whose join is held back
+// once (most of a step timeout), then accepted (its answer lost when
+// loseAnswer), and whose agent's hang-up fails once: the hang-up must be
+// sent again, and the transfer complete with the agent's call hung up.
+func agentsHangupAfterAFailedJoin(t *testing.T, loseAnswer bool) {
+	t.Helper()
 	const (
 		window = 50 * time.Millisecond
 		step   = time.Second
@@ -38,6 +55,10 @@ func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinThatFailedFirst(t *testing
 	f := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
 	f.FailOn(orchestratortest.MethodComplete, orchestrator.NotSent(orchestrator.E("fake.Complete",
 		orchestrator.KindProviderUnavailable, errors.New("HTTP 503 on the consult's release"))), 1)
+	if loseAnswer {
+		f.LoseResponse(orchestratortest.MethodComplete, orchestrator.E("fake.Complete",
+			orchestrator.KindProviderUnavailable, errors.New("HTTP 502 bad gateway")), 1)
+	}
 	f.FailOn(orchestratortest.MethodHangupAgent, orchestrator.E("fake.HangupAgent",
 		orchestrator.KindProviderUnavailable, errors.New("HTTP 500 internal-server-error")), 1)
 	var joins, hangups atomic.Int32
@@ -52,62 +73,6 @@ func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinThatFailedFirst(t *testing
 	f.Before(orchestratortest.MethodHangupAgent, func(orchestratortest.Record) {
 		if hangups.Add(1) == 1 {
 			// A reading shows the join a visibility window after it.
-			clock.Advance(2 * window)
-		}
-	})
-	e := testEngine(t, orchestrator.Config{
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		StepTimeout: step, VerifyTimeout: 2 * time.Second, VisibilityWindow: window, TombstoneTTL: 2 * window,
-		Clock: clock.Now,
-	}, memory.New(), f, nil)
-	if err := e.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
-	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified {
-		t.Fatalf("%s %+v; want completed, verified", end.State, end.Outcome)
-	}
-	want := []string{locate, hold, dial, complete, complete, orchestratortest.MethodHangupAgent, orchestratortest.MethodHangupAgent}
-	if got := f.ActionsFor(tr.ID); !slices.Equal(got, want) {
-		t.Errorf("actions %q, want %q: the agent's hang-up that failed for a moment sent again", got, want)
-	}
-	if d := end.Outcome.Detail; strings.Contains(d, "could not be hung up") {
-		t.Errorf("outcome detail %q: the agent's call was left up alone in a bridge of ours", d)
-	}
-}
-
-// The same patience, where the join that followed the failures was
-// applied and its answer lost (a 502 after the PBX acted): a join failed
-// on the way is not an accepted one, and its agent's hang-up was judged
-// against the first failure of the join all the same.
-func TestTheAgentsHangupHasAPatienceOfItsOwnAfterAJoinWhoseAnswerWasLost(t *testing.T) {
-	const (
-		window = 50 * time.Millisecond
-		step   = time.Second
-	)
-	clock := newManualClock()
-	clock.Run() // until the join is sent again
-	t.Cleanup(clock.Run)
-	f := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
-	f.FailOn(orchestratortest.MethodComplete, orchestrator.NotSent(orchestrator.E("fake.Complete",
-		orchestrator.KindProviderUnavailable, errors.New("HTTP 503 on the consult's release"))), 1)
-	f.LoseResponse(orchestratortest.MethodComplete, orchestrator.E("fake.Complete",
-		orchestrator.KindProviderUnavailable, errors.New("HTTP 502 bad gateway")), 1)
-	f.FailOn(orchestratortest.MethodHangupAgent, orchestrator.E("fake.HangupAgent",
-		orchestrator.KindProviderUnavailable, errors.New("HTTP 500 internal-server-error")), 1)
-	var joins, hangups atomic.Int32
-	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
-		if joins.Add(1) == 2 {
-			clock.Freeze()
-			clock.Advance(step - window)
-		}
-	})
-	f.Before(orchestratortest.MethodHangupAgent, func(orchestratortest.Record) {
-		if hangups.Add(1) == 1 {
 			clock.Advance(2 * window)
 		}
 	})
