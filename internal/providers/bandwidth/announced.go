@@ -329,7 +329,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// caller hung up, as before); with a callbackUrl, the search found
 		// none by it. One that may be, polling cannot tell from another
 		// transfer's, nor why it ended: no reading can show why A did.
-		if c.young(dialAnswered(t)) {
+		if c.young(c.dialAnswered(t)) {
 			return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
 				errors.New("the transfer's answer was lost and the caller's call ended, and the transfer's leg is not found yet: why the caller's call ended is unknown"))
 		}
@@ -363,7 +363,7 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// Past it, no reading can tell: the outcome says so (final,
 		// unverified), so that a leg never indexed keeps no obligation
 		// open for good.
-		if c.young(dialAnswered(t)) {
+		if c.young(c.dialAnswered(t)) {
 			return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
 				fmt.Errorf("the caller's call ended, and the transfer's leg %s cannot be read yet (its callbacks told %q): why the caller's call ended is unknown", id, cause))
 		}
@@ -416,17 +416,18 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 
 // dialAnswered is when t's dial was answered (its last dial step ended),
 // from which the platform may take the visibility window to show the
-// leg it created. A dial step a stopped process left unfinished counts
-// from its start; a record without one (never the case once dialled),
-// from when the dial was decided.
-func dialAnswered(t *orchestrator.Transfer) time.Time {
-	for i := len(t.Steps) - 1; i >= 0; i-- {
-		if s := &t.Steps[i]; s.Name == orchestrator.StepDial {
-			if !s.EndedAt.IsZero() {
-				return s.EndedAt
-			}
-			return s.StartedAt
-		}
+// leg it created: the dial step's end (orchestrator.Transfer.StepEnd), as
+// the engine counts its own windows of the dial. A dial step a stopped
+// process left unfinished counts until the step timeout after it began,
+// as the engine counts it: its request may have gone out, and been
+// answered, as late as that (the adapter's retries). Counted from the
+// step's start, a leg the platform could not read yet was judged past
+// its window before the engine's: the caller gone, undecidable, while
+// the leg could still tell. A record without a dial step (never the case
+// once dialled) counts from when the dial was decided.
+func (c *Client) dialAnswered(t *orchestrator.Transfer) time.Time {
+	if end := t.StepEnd(orchestrator.StepDial, c.stepTimeout); !end.IsZero() {
+		return end
 	}
 	return t.Sent.Dial
 }

@@ -103,6 +103,12 @@ type Config struct {
 	// land after the join and undo it); waiting more than it takes keeps
 	// a caller on hold for nothing.
 	VisibilityWindow time.Duration
+	// StepTimeout is the engine's (TRANSFERD_STEP_TIMEOUT; default
+	// orchestrator.DefaultStepTimeout): a dial step a stopped process left
+	// unfinished counts as answered that long after it began, as the
+	// engine counts it, and the windows of the dial run from there
+	// (Client.dialAnswered).
+	StepTimeout time.Duration
 	// Now is the clock rate-limit resets, and those waits, are measured
 	// against (default time.Now).
 	Now func() time.Time
@@ -138,6 +144,8 @@ type Client struct {
 	// update is waited for to show (patiently): the window, at least
 	// MinLeaveWait.
 	window, leaveWait time.Duration
+	// stepTimeout is Config.StepTimeout.
+	stepTimeout time.Duration
 }
 
 var _ orchestrator.Provider = (*Client)(nil)
@@ -177,12 +185,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.VisibilityWindow <= 0 {
 		cfg.VisibilityWindow = DefaultVisibilityWindow
 	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = orchestrator.DefaultStepTimeout
+	}
 	return &Client{
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
 		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
 		publicURL: public, callbackToken: cfg.CallbackToken, acceptedToken: cfg.AcceptedCallbackTokens, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
 		window: cfg.VisibilityWindow, leaveWait: max(cfg.VisibilityWindow, MinLeaveWait),
+		stepTimeout: cfg.StepTimeout,
 	}, nil
 }
 

@@ -183,13 +183,13 @@ func setup(t *testing.T, o options) *harness {
 	if o.engine != nil {
 		o.engine(&ecfg)
 	}
-	// The adapter is given the engine's visibility window, as
-	// cmd/transferd gives it TRANSFERD_VISIBILITY_WINDOW (0: the default
-	// of both).
+	// The adapter is given the engine's visibility window and step
+	// timeout, as cmd/transferd gives it TRANSFERD_VISIBILITY_WINDOW and
+	// TRANSFERD_STEP_TIMEOUT (0: the default of both).
 	client, err := bandwidth.New(bandwidth.Config{BaseURL: h.apiURL, UserID: userID,
 		APIToken: apiToken, APISecret: apiSecret, Attempts: 3, RetryBase: time.Millisecond,
 		MaxRateLimitWait: 5 * time.Second, PublicURL: h.public, CallbackToken: o.callbackToken,
-		Metrics: apiclient.NewMetrics(h.reg), VisibilityWindow: ecfg.VisibilityWindow, Now: o.now})
+		Metrics: apiclient.NewMetrics(h.reg), VisibilityWindow: ecfg.VisibilityWindow, StepTimeout: ecfg.StepTimeout, Now: o.now})
 	if err != nil {
 		t.Fatal(err)
 	}
