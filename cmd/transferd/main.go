@@ -267,7 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		default:
 			return bandwidth.New(bandwidth.Config{BaseURL: a.baseURL, UserID: a.userID, APIToken: a.token, APISecret: a.secret,
 				MaxRateLimitWait: cfg.BandwidthMaxRateLimitWait, PublicURL: cfg.PublicURL, Metrics: pm, HTTPClient: httpc,
-				VisibilityWindow:       cfg.VisibilityWindow,
+				VisibilityWindow: cfg.VisibilityWindow, StepTimeout: cfg.StepTimeout,
 				CallbackToken:          func(id string) string { return signer.Token(api.TokenTransfer, tenant, id) },
 				AcceptedCallbackTokens: func(id string) []string { return signer.AcceptedTokens(api.TokenTransfer, tenant, id) }})
 		}
