@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"CreateDuplicateID", testCreateDuplicateID},
 		{"CreateWithItsContextEnded", testCreateWithItsContextEnded},
 		{"VerdictsOutliveTheContext", testVerdictsOutliveTheContext},
+		{"SignalVerdictsOutliveTheContext", testSignalVerdictsOutliveTheContext},
 		{"CreateOneActivePerCall", testCreateOneActivePerCall},
 		{"CreateTerminalDoesNotHoldTheCall", testCreateTerminalDoesNotHoldTheCall},
 		{"CreateConcurrentSameCall", testCreateConcurrentSameCall},
@@ -480,6 +481,18 @@ func (c *endsOnceAsked) Err() error {
 	return c.Context.Err()
 }
 
+// Done is the channel of the context: asked first (a database driver
+// watching the context, where the store did not look at it first), it
+// ends the context as Err does, so that what the store runs on it after
+// it took the call meets an ended context, as it would if the deadline
+// passed then.
+func (c *endsOnceAsked) Done() <-chan struct{} {
+	if !c.asked.Swap(true) {
+		c.cancel()
+	}
+	return c.Context.Done()
+}
+
 // A verdict the store reached on a save it took stands when the caller's
 // context ends meanwhile (the API's deadline for a create, passing while
 // the group commit writes it): a create refused for its call is a conflict
@@ -510,6 +523,35 @@ func testVerdictsOutliveTheContext(f *fixture) {
 		f.Errorf("Update at a stale version, its context ended once the store took it: %v, want ErrVersionConflict", err)
 	}
 	f.equal("after the stale Update", f.get(first.ID), first)
+}
+
+// A signal the store refused is refused, with its reason's kind, when the
+// caller's context ends once the store took it (a /complete or /cancel
+// whose request ended meanwhile): a signal pending, a version saved over,
+// no such transfer. Found by review: both SQL stores read why their insert
+// had inserted nothing on the caller's context, and answered with that
+// read's failure, an error of no kind (unknown: the API's 503 saying the
+// store did not answer) where the signal was refused.
+func testSignalVerdictsOutliveTheContext(f *fixture) {
+	t := f.create(f.transfer("1000"))
+	v := t.Version
+	f.update(t)
+	err := f.s.PutSignal(endingOnceAsked(f.ctx), t.ID, orchestrator.SignalCancel, v)
+	if !errors.Is(err, orchestrator.ErrStale) || orchestrator.KindOf(err) != orchestrator.KindConflict {
+		f.Errorf("PutSignal at a version saved over, its context ended once the store took it: %v (kind %v), want ErrStale", err, orchestrator.KindOf(err))
+	}
+	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, t.Version); err != nil {
+		f.Fatalf("PutSignal at the stored version: %v", err)
+	}
+	err = f.s.PutSignal(endingOnceAsked(f.ctx), t.ID, orchestrator.SignalComplete, t.Version)
+	if orchestrator.KindOf(err) != orchestrator.KindConflict || errors.Is(err, orchestrator.ErrStale) {
+		f.Errorf("PutSignal while one is pending, its context ended once the store took it: %v (kind %v), want a pending signal's conflict", err, orchestrator.KindOf(err))
+	}
+	if sig, err := f.s.PeekSignal(f.ctx, t.ID); err != nil || sig != orchestrator.SignalCancel {
+		f.Errorf("after the refused PutSignal, PeekSignal = %q, %v; want the first, %q", sig, err, orchestrator.SignalCancel)
+	}
+	wantKind(f.T, "PutSignal for an unknown transfer, its context ended once the store took it",
+		f.s.PutSignal(endingOnceAsked(f.ctx), f.id(), orchestrator.SignalCancel, 1), orchestrator.KindNotFound)
 }
 
 // A second Create with an existing id is a conflict that is not about the
