@@ -168,7 +168,8 @@ func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 }
 
 // verdictReadTimeout bounds the read that tells why a save the group
-// commit answered wrote nothing (created, updated).
+// commit answered wrote nothing (created, updated), and a signal's insert
+// with the read of why it inserted nothing (PutSignal).
 const verdictReadTimeout = 10 * time.Second
 
 // verdictContext is the context of that read: not the caller's, which may
@@ -676,6 +677,17 @@ func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, e
 // PutSignal implements orchestrator.Store.
 func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
+	// The caller's context is looked at once, before anything is written,
+	// as a save's is before it is queued. From there the insert and the
+	// read of why it inserted nothing run on a context of their own
+	// (verdictContext): on the caller's, a context ending in between (a
+	// /complete or /cancel whose request ended) failed one of them, and a
+	// signal refused for a reason, or inserted, was answered unknown.
+	if err := ctx.Err(); err != nil {
+		return s.fail(op, err)
+	}
+	ctx, cancel := verdictContext(ctx)
+	defer cancel()
 	// The transfer's row is locked (FOR SHARE) for the check, so that no
 	// save commits between the version's check and the insert: a save
 	// waits for this statement, and this one for a save in flight, which

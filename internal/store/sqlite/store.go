@@ -575,9 +575,24 @@ func selectRecords(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]*o
 	return out, rows.Err()
 }
 
+// verdictTimeout bounds a signal's insert and the read of why it inserted
+// nothing (PutSignal), which run on a context of their own.
+const verdictTimeout = 10 * time.Second
+
 // PutSignal implements orchestrator.Store.
 func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
+	// The caller's context is looked at once, before anything is written,
+	// as a save's is before it is queued. From there the insert and the
+	// read of why it inserted nothing run on a context of their own: on
+	// the caller's, a context ending in between (a /complete or /cancel
+	// whose request ended) interrupted one of them, and a signal refused
+	// for a reason, or inserted, was answered unknown.
+	if err := ctx.Err(); err != nil {
+		return fail(op, err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verdictTimeout)
+	defer cancel()
 	// One statement, so that no save comes between the version's check
 	// and the insert (the writer connection is SQLite's one writer).
 	res, err := s.w.ExecContext(ctx, `INSERT INTO signals (transfer_id, signal)
