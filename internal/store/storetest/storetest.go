@@ -461,7 +461,8 @@ func testCreateWithItsContextEnded(f *fixture) {
 // endsOnceAsked is a context that ends as soon as it has first been asked
 // whether it has ended (Err): a request's deadline that passes right after
 // the store took its save (each store looks at the context once, before
-// it queues the save for its group commit; the memory store never does).
+// it queues the save for its group commit or inserts a signal; the memory
+// store never does).
 type endsOnceAsked struct {
 	context.Context
 	cancel context.CancelFunc
