@@ -298,22 +298,17 @@ func (s *reserveSeen) DeleteIdempotency(ctx context.Context, scope, key string, 
 	return s.Store.DeleteIdempotency(ctx, scope, key, createdAt)
 }
 
-// A repeat with an Idempotency-Key whose key is revoked while it waits
-// for the first request does not act with the revoked key. Found by
-// review: when the first request ended with an answer that is not
-// remembered (here a 409: the call had an active transfer), the waiting
-// repeat took the key over and was served as a fresh request, making a
-// transfer for a key that no longer authenticated.
-func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
-	store := memory.New()
-	idem := &reserveSeen{Store: store, waiting: make(chan struct{}), mine: make(chan struct{})}
-	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
-	// Three authenticated uses: the blocking transfer, the first request,
-	// the repeat. Every later look at the key finds it revoked.
-	srv, eng := revokedServerOn(t, store, idem, fake, writeKey, 3)
+// repeatAfterARefusedFirst makes the call of user busy with a blocking
+// transfer, sends a create with idemKey that is refused (409, not
+// remembered) and its repeat, which waits for it; while the repeat waits
+// the blocking transfer ends (the client cancelled it through another
+// key, say). It returns the repeat's answer and body, and the tenant's
+// transfers after it.
+func repeatAfterARefusedFirst(t *testing.T, srv *httptest.Server, eng *orchestrator.Engine, idem *reserveSeen, user, idemKey string) (*http.Response, []byte, []*orchestrator.Transfer) {
+	t.Helper()
 	tctx := orchestrator.WithTenant(context.Background(), "default")
 
-	blocking := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"))
+	blocking := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody(user, "manual"))
 	io.Copy(io.Discard, blocking.Body)
 	blocking.Body.Close()
 	if blocking.StatusCode != http.StatusAccepted {
@@ -342,7 +337,7 @@ func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
 	idem.mu.Unlock()
 	first := make(chan int, 1)
 	go func() {
-		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"), "Idempotency-Key", "revoked-first-refused")
+		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody(user, "manual"), "Idempotency-Key", idemKey)
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		first <- res.StatusCode
@@ -350,7 +345,7 @@ func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
 	<-idem.mine // the first request holds the key: the other is its repeat
 	repeat := make(chan *http.Response, 1)
 	go func() {
-		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4700", "manual"), "Idempotency-Key", "revoked-first-refused")
+		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody(user, "manual"), "Idempotency-Key", idemKey)
 	}()
 	if got := <-first; got != http.StatusConflict {
 		t.Fatalf("the first request: %d, want 409 (the call has an active transfer)", got)
@@ -362,6 +357,23 @@ func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res, b, list
+}
+
+// A repeat with an Idempotency-Key whose key is revoked while it waits
+// for the first request does not act with the revoked key. Found by
+// review: when the first request ended with an answer that is not
+// remembered (here a 409: the call had an active transfer), the waiting
+// repeat took the key over and was served as a fresh request, making a
+// transfer for a key that no longer authenticated.
+func TestIdempotentRepeatWhoseKeyIsRevokedDoesNotAct(t *testing.T) {
+	store := memory.New()
+	idem := &reserveSeen{Store: store, waiting: make(chan struct{}), mine: make(chan struct{})}
+	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
+	// Three authenticated uses: the blocking transfer, the first request,
+	// the repeat. Every later look at the key finds it revoked.
+	srv, eng := revokedServerOn(t, store, idem, fake, writeKey, 3)
+	res, b, list := repeatAfterARefusedFirst(t, srv, eng, idem, "4700", "revoked-first-refused")
 	if res.StatusCode != http.StatusUnauthorized || len(list) != 1 {
 		t.Errorf("a repeat whose key was revoked while it waited: %d %.160s…; the tenant has %d transfers (want 401 and only the blocking one):\n"+
 			"the revoked key started a transfer", res.StatusCode, b, len(list))
@@ -406,55 +418,7 @@ func TestIdempotentRepeatWhoseKeyMayNoLongerWriteDoesNotAct(t *testing.T) {
 	// Three uses with write scope: the blocking transfer, the first
 	// request, the repeat. Every later look finds a reader's key.
 	srv, eng := keyedServerOn(t, store, idem, fake, &readAfterUses{ks: testKeys(t), key: writeKey, uses: 3})
-	tctx := orchestrator.WithTenant(context.Background(), "default")
-
-	blocking := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"))
-	io.Copy(io.Discard, blocking.Body)
-	blocking.Body.Close()
-	if blocking.StatusCode != http.StatusAccepted {
-		t.Fatalf("blocking create: %d", blocking.StatusCode)
-	}
-	blockingID := location(t, blocking)
-	ctx, cancel := context.WithTimeout(tctx, 20*time.Second)
-	defer cancel()
-	if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting }); err != nil {
-		t.Fatal(err)
-	}
-	// The first request is refused (409); before its reservation is
-	// released the repeat waits, and the blocking transfer ends.
-	idem.mu.Lock()
-	idem.onDelete = func() {
-		<-idem.waiting
-		if _, err := eng.Cancel(tctx, blockingID); err != nil {
-			t.Errorf("cancel the blocking transfer: %v", err)
-		}
-		if _, err := eng.Wait(ctx, blockingID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() }); err != nil {
-			t.Errorf("wait for the blocking transfer: %v", err)
-		}
-	}
-	idem.mu.Unlock()
-	first := make(chan int, 1)
-	go func() {
-		res := authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"), "Idempotency-Key", "read-only-first-refused")
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		first <- res.StatusCode
-	}()
-	<-idem.mine
-	repeat := make(chan *http.Response, 1)
-	go func() {
-		repeat <- authorized(t, srv, "POST", "/v1/transfers", writeKey, createBody("4800", "manual"), "Idempotency-Key", "read-only-first-refused")
-	}()
-	if got := <-first; got != http.StatusConflict {
-		t.Fatalf("the first request: %d, want 409 (the call has an active transfer)", got)
-	}
-	res := <-repeat
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	list, _, err := eng.List(tctx, orchestrator.ListFilter{Limit: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, b, list := repeatAfterARefusedFirst(t, srv, eng, idem, "4800", "read-only-first-refused")
 	if res.StatusCode != http.StatusForbidden || len(list) != 1 {
 		t.Errorf("a repeat whose key lost its write scope while it waited: %d %.160s…; the tenant has %d transfers (want 403 and only the blocking one):\n"+
 			"a key that may only read started a transfer", res.StatusCode, b, len(list))
