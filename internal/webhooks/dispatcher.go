@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -918,13 +920,21 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 }
 
 // retryAfter parses a Retry-After of seconds or an HTTP date; 0 if absent
-// or invalid.
+// or invalid. Seconds beyond what a time.Duration holds (about 292
+// years; a receiver's way of saying "not for a long time") are the
+// longest duration: multiplied as they were, they came out negative, or
+// failed to parse, and were read as no Retry-After at all, so that the
+// receiver that asked for the longest wait was tried again after the
+// short back-off. The callers bound it (MaxBackoff, the deadline).
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+	const most = math.MaxInt64 / int64(time.Second)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+		return time.Duration(min(n, most)) * time.Second
+	} else if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		return time.Duration(most) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)
