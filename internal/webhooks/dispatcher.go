@@ -137,9 +137,10 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	signers map[string]signerFor // by endpoint key
-	// paused holds, by endpoint key, until when (on mono) claims skip an
-	// endpoint that asked to be left alone (pause).
-	paused map[string]time.Time
+	// paused holds, by endpoint key, the endpoints whose claims this
+	// replica skips for a while: their receiver asked to be left alone
+	// (pause).
+	paused map[string]pauseMark
 	// gone holds, by endpoint key, the endpoints that answered 410 Gone
 	// (markGone).
 	gone map[string]goneMark
@@ -157,6 +158,14 @@ type Dispatcher struct {
 type goneMark struct {
 	url             string
 	at, ends, until time.Time
+}
+
+// pauseMark is a Retry-After that the receiver at url answered an
+// attempt to the tenant's endpoint with: its claims are skipped until
+// until (on d.mono), while the endpoint's URL is still url.
+type pauseMark struct {
+	tenant, endpoint, url string
+	until                 time.Time
 }
 
 // errGone is the error of a delivery given up unsent because its
@@ -178,7 +187,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 		clock = time.Now
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
-		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]time.Time{},
+		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
 		gone:  map[string]goneMark{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
@@ -689,9 +698,6 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 		return dl
 	}
 	dl.LastError = err.Error()
-	if retryAfter > 0 && (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) {
-		d.pause(EndpointKey(dl.Tenant, dl.Endpoint), retryAfter)
-	}
 	if code == http.StatusGone || errors.Is(err, errGone) {
 		// The receiver asks never to be sent this again (Standard
 		// Webhooks: 410 Gone disables the endpoint): retrying it until
@@ -718,18 +724,21 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	return dl
 }
 
-// pause has this replica's claims skip an endpoint that answered 429 or
-// 503 with a Retry-After, for that long (at most MaxBackoff, against a
-// header that asks for a day). The delivery that got it waits its
-// Retry-After (try); without the pause every other transfer's delivery
-// to that endpoint was still sent, each to be told the same, while the
-// receiver had asked to be left alone. Other replicas learn it from their
-// own attempts.
-func (d *Dispatcher) pause(key string, wait time.Duration) {
+// pause has this replica's claims skip an endpoint whose receiver at url
+// answered dl's attempt 429 or 503 with a Retry-After, for that long (at
+// most MaxBackoff, against a header that asks for a day). The delivery
+// that got it waits its Retry-After (try); without the pause every other
+// transfer's delivery to that endpoint was still sent, each to be told
+// the same, while the receiver had asked to be left alone. Other replicas
+// learn it from their own attempts. It is that receiver's word only: once
+// the endpoint is configured with another URL, the pause ends
+// (withPaused), as a 410 Gone's mark does.
+func (d *Dispatcher) pause(dl Delivery, url string, wait time.Duration) {
+	key := EndpointKey(dl.Tenant, dl.Endpoint)
 	until := d.mono().Add(min(wait, d.cfg.MaxBackoff))
 	d.mu.Lock()
-	if until.After(d.paused[key]) {
-		d.paused[key] = until
+	if p, ok := d.paused[key]; !ok || p.url != url || until.After(p.until) {
+		d.paused[key] = pauseMark{tenant: dl.Tenant, endpoint: dl.Endpoint, url: url, until: until}
 	}
 	d.mu.Unlock()
 }
@@ -784,20 +793,45 @@ func (d *Dispatcher) forgetGone(key string) {
 }
 
 // withPaused returns skip with the endpoints paused now added, and
-// forgets the pauses that are over (Run's next scan claims for them).
+// forgets the pauses that are over, or whose endpoint has another URL now
+// (Run's next scan claims for them).
 func (d *Dispatcher) withPaused(skip []string) []string {
 	now := d.mono()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for key, until := range d.paused {
+	if len(d.paused) == 0 {
+		d.mu.Unlock()
+		return skip
+	}
+	marks := make(map[string]pauseMark, len(d.paused))
+	for key, p := range d.paused {
+		marks[key] = p
+	}
+	d.mu.Unlock()
+	// The directory is asked outside d.mu: it takes locks of its own.
+	for key, p := range marks {
 		switch {
-		case !now.Before(until):
-			delete(d.paused, key)
+		case !now.Before(p.until) || p.url != d.urlOf(p.tenant, p.endpoint):
+			d.mu.Lock()
+			if d.paused[key] == p { // not paused again meanwhile
+				delete(d.paused, key)
+			}
+			d.mu.Unlock()
 		case !slices.Contains(skip, key):
 			skip = append(skip, key)
 		}
 	}
 	return skip
+}
+
+// urlOf is the URL of the tenant's endpoint as configured now, "" if it
+// is no longer configured.
+func (d *Dispatcher) urlOf(tenant, endpoint string) string {
+	for _, e := range d.dir.Endpoints(tenant) {
+		if e.ID == endpoint {
+			return e.URL
+		}
+	}
+	return ""
 }
 
 // recorded counts and logs the result dl of an attempt, once the store
@@ -887,7 +921,11 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 	if resp.StatusCode == http.StatusGone {
 		d.markGone(dl, ep.URL)
 	}
-	return resp.StatusCode, retryAfter(resp.Header.Get("Retry-After"), d.now()), fmt.Errorf("the endpoint answered %d", resp.StatusCode)
+	wait := retryAfter(resp.Header.Get("Retry-After"), d.now())
+	if wait > 0 && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		d.pause(dl, ep.URL, wait)
+	}
+	return resp.StatusCode, wait, fmt.Errorf("the endpoint answered %d", resp.StatusCode)
 }
 
 // signer returns the endpoint's parsed secrets, parsing them again when

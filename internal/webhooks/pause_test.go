@@ -90,3 +90,44 @@ func TestAnEndpointThatAsksToWaitIsLeftAloneMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// A pause is the word of the receiver at the endpoint's URL: an operator
+// who points the endpoint at another receiver (the one that asked to
+// wait is overloaded) had this replica send the new one nothing until
+// the old one's Retry-After was over, up to 10 minutes, where a 410
+// Gone's mark already ended with its URL. The delivery that got the
+// answer still waits its own Retry-After (a redelivery sends it sooner).
+func TestAnEndpointPausedByOneURLIsSentToItsNextURL(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	var busy atomic.Int32
+	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		busy.Add(1)
+		w.Header().Set("Retry-After", "600")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(crm.Close)
+	rc, next := newReceiver(t)
+	dir := webhooks.Static{"acme": {{ID: "crm", URL: crm.URL, Secrets: []string{secretOld, secretNew}}}}
+	d := webhooks.New(webhooks.Config{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Minute}, st, dir, render,
+		zerolog.Nop(), prometheus.NewRegistry())
+	ctx := context.Background()
+
+	seed(t, s, "acme", 0, 1, 1)
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := busy.Load(); n != 1 {
+		t.Fatalf("%d attempts to the endpoint that asks to wait, want 1", n)
+	}
+	// The operator moves the endpoint (a reloaded tenants file); no
+	// attempt is running, so the map is the dispatcher's to read again.
+	dir["acme"][0].URL = next.URL
+	seed(t, s, "acme", 1, 3, 1)
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, got := busy.Load(), len(rc.hits()); n != 1 || got != 3 {
+		t.Errorf("after the endpoint moved: %d attempts to its old URL (want 1), %d delivered to its new one (want 3)", n, got)
+	}
+}
