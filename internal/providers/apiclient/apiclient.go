@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,13 +57,24 @@ func (m *Metrics) Observe(provider, op string, status int, d time.Duration) {
 }
 
 // RetryAfter reads a Retry-After header (seconds or an HTTP date).
+// Seconds beyond what a time.Duration holds (about 292 years: a provider's
+// "not for a long time") are the longest wait. Multiplied as they were,
+// they wrapped, often negative, or failed to parse and read as no hint,
+// and the request went again at once to the provider that had asked for
+// the longest wait. The callers bound the wait by their deadline
+// (PastDeadline).
 func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	v := h.Get("Retry-After")
 	if v == "" {
 		return 0, false
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
+	const most = math.MaxInt64 / int64(time.Second)
+	s, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err == nil && s >= 0:
+		return time.Duration(min(s, most)) * time.Second, true
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-"):
+		return time.Duration(most) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(t.Sub(now), 0), true
