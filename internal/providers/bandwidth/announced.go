@@ -423,13 +423,21 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 // answered, as late as that (the adapter's retries). Counted from the
 // step's start, a leg the platform could not read yet was judged past
 // its window before the engine's: the caller gone, undecidable, while
-// the leg could still tell. A record without a dial step (never the case
-// once dialled) counts from when the dial was decided.
+// the leg could still tell. Sent.Dial, when the dial was decided, is
+// taken when later than that step's end, as the NetSapiens adapter takes
+// it: a dial decided again after an earlier dial step ended unsent, its
+// own step not recorded yet, came to be no earlier than its decision, and
+// counted from the earlier step's end its leg was judged past its window
+// while it could still tell. Zero when no dial was sent.
 func (c *Client) dialAnswered(t *orchestrator.Transfer) time.Time {
-	if end := t.StepEnd(orchestrator.StepDial, c.stepTimeout); !end.IsZero() {
-		return end
+	at := t.Sent.Dial
+	if at.IsZero() {
+		return at
 	}
-	return t.Sent.Dial
+	if end := t.StepEnd(orchestrator.StepDial, c.stepTimeout); end.After(at) {
+		at = end
+	}
+	return at
 }
 
 // young reports whether something that came to be at since may not show
