@@ -299,12 +299,12 @@ func decodeError(status int, body []byte) *APIError {
 		Details  json.RawMessage `json:"details"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		e.Message = cleanText(string(body), 200)
+		e.Message = cleanText(withoutTokens(string(body)), 200)
 		return e
 	}
 	e.Category = cleanText(string(raw.Category), 64)
 	e.Code = cleanText(string(raw.Code), 64)
-	e.Message = cleanText(string(raw.Message), maxMessage)
+	e.Message = cleanText(withoutTokens(string(raw.Message)), maxMessage)
 	var details []struct {
 		Name  flexString `json:"name"`
 		Value flexString `json:"value"`
@@ -317,6 +317,21 @@ func decodeError(status int, body []byte) *APIError {
 		}
 	}
 	return e
+}
+
+// tokenRE matches a callback URL's token: what follows CallbackPath and
+// the transfer id, up to whatever ends a URL quoted in prose.
+var tokenRE = regexp.MustCompile(regexp.QuoteMeta(CallbackPath) + "([^/\\s`'\"<>]*)/[^\\s`'\"<>]+")
+
+// withoutTokens cuts callback tokens from provider text: a refusal may
+// quote the callbackUrl it was sent (errors.md's callback-invalid-url, a
+// validation message naming the property it refuses), and the token in
+// it is the credential of the transfer's callbacks, which the text would
+// carry into the transfer's record (shown by the API, webhooks and
+// events) and the log. It is written "redacted", as the access log
+// writes it.
+func withoutTokens(s string) string {
+	return tokenRE.ReplaceAllString(s, CallbackPath+"${1}/redacted")
 }
 
 // cleanText makes provider text safe to keep: valid UTF-8, no control

@@ -530,3 +530,27 @@ func TestBridgedBeforeEnd(t *testing.T) {
 		}
 	}
 }
+
+// withoutTokens cuts a callback URL's token wherever provider text quotes
+// it, and leaves a callback URL without one (no CallbackToken) as it is.
+func TestWithoutTokens(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"The callbackUrl `https://x.example/callbacks/bandwidth/tr_1/tok-AbC_9` is not a valid URL",
+			"The callbackUrl `https://x.example/callbacks/bandwidth/tr_1/redacted` is not a valid URL"},
+		{"bad url https://x.example/p/callbacks/bandwidth/tr_1/tok/more, try again",
+			"bad url https://x.example/p/callbacks/bandwidth/tr_1/redacted try again"},
+		{`"callbackUrl":"https://x.example/callbacks/bandwidth/tr_2/t0k"`,
+			`"callbackUrl":"https://x.example/callbacks/bandwidth/tr_2/redacted"`},
+		{"The callbackUrl `https://x.example/callbacks/bandwidth/tr_1` is not a valid URL",
+			"The callbackUrl `https://x.example/callbacks/bandwidth/tr_1` is not a valid URL"},
+		{"Only two calls are allowed in a bridge", "Only two calls are allowed in a bridge"},
+	}
+	for _, c := range cases {
+		if got := withoutTokens(c.in); got != c.want {
+			t.Errorf("withoutTokens(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if e := decodeError(400, []byte("<html>https://x.example/callbacks/bandwidth/tr_1/secret</html>")); strings.Contains(e.Message, "secret") {
+		t.Errorf("a body that is not JSON kept the token: %q", e.Message)
+	}
+}
