@@ -287,12 +287,19 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	if err != nil {
 		return obs, err
 	}
-	if !aGone && a.state() == stateActive && b != nil && b.ended() && b.ActiveTime != "" {
-		// A read active before B read ended after its answer: A may have
-		// been connected to B then (a platform that reads a connected A
-		// "active"), and the end of a connected B ends A with it (notes
-		// §12.3). Read A again, after B, so that a caller hung up with the
-		// target is not taken for a caller given back.
+	if !aGone && a.live() && b != nil && b.ended() && b.ActiveTime != "" {
+		// A read active or transferring before B read ended after its
+		// answer: A may have been connected to B then (the platform
+		// bridges them as B answers, and a connected A reads "active" or
+		// "transferring": notes §12.8 unknown 2), and the end of a
+		// connected B ends A with it (notes §12.3). Read A again, after
+		// B, so that a caller hung up with the target is not taken for a
+		// caller given back, nor, A read transferring while B rang and
+		// answered and hung up before B was read, for a caller still held
+		// whom the target hung up on before any bridge: that reading had
+		// a transfer the platform carried out reported failed,
+		// target_hung_up (unverified), where bridgedBeforeEnd, on A read
+		// ended, shows it completed.
 		again, err := c.getKnownCall(ctx, t.Legs.Caller.CallID)
 		if err != nil {
 			return obs, err
