@@ -525,12 +525,18 @@ func (c *Client) hangupAnnounced(ctx context.Context, t *orchestrator.Transfer) 
 		if !dialled(t) {
 			return nil
 		}
-		// The transfer's answer was lost: it may have created a B-leg.
-		var err error
-		if id, _, err = c.findTransferLeg(ctx, t); err != nil {
-			if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
-				return nil // A is gone, and B with it
-			}
+		// The transfer's answer was lost: it may have created a B-leg,
+		// which A leads to. A was read before (Locate), and Catapult reads
+		// an ended call "completed": a 404 for it says nothing
+		// (getKnownCall). Taken for "A is gone, and B with it", the
+		// hang-up reported done with B ringing the target. A is read again
+		// for a while (readKnown); a 404 that lasts is an unknown outcome,
+		// and the engine sends the hang-up again.
+		a, err := c.readKnown(ctx, t.Legs.Caller.CallID)
+		if err != nil {
+			return err
+		}
+		if id, err = c.searchTransferLeg(ctx, t, a); err != nil {
 			return err
 		}
 		if id == "" {
