@@ -37,8 +37,9 @@ import (
 // back (nothing of it was written), that save gets the refusal, and the
 // others are written again without it. If the batch cannot be written or
 // committed for any other reason, every save in it gets the failure, as in
-// the SQLite store; one that found no connection to write on sent nothing,
-// and its creates say that nothing was saved.
+// the SQLite store; one that found no connection to write on, or whose
+// connection failed before any of it reached the server (sentNothing),
+// sent nothing, and its creates say that nothing was saved.
 //
 // The updates of a batch (most of its saves: a transfer is created once
 // and updated five times) are one statement, mergedUpdateSQL, not one
@@ -445,8 +446,9 @@ func (s *Store) commitBatch(batch []*saveReq) {
 			continue
 		}
 		if refused == unsent {
-			// No connection to write on: nothing of this attempt was sent,
-			// and every attempt before it was rolled back. Nothing of the
+			// No connection to write on, or one that failed before any of
+			// the batch reached the server: nothing of this attempt was
+			// sent, and every attempt before it was rolled back. Nothing of the
 			// batch was saved, for certain, as when SQLite cannot begin a
 			// batch's transaction: a create says so (notSaved). As the
 			// connection's error, of no kind, it said its save was unknown,
@@ -500,7 +502,7 @@ func lockOrder(batch []*saveReq) []*saveReq {
 
 // refusedMerged is writeBatch's refused when the server refused the
 // statement of the merged updates; unsent when it sent nothing, having no
-// connection to send on.
+// connection to send on or one that failed before sending (sentNothing).
 const (
 	refusedMerged = -2
 	unsent        = -3
@@ -580,9 +582,26 @@ func (s *Store) writeBatch(ctx context.Context, saves []*saveReq, merge bool) (s
 	}
 	if err != nil {
 		rollback(ctx, conn)
+		if refused == -1 && sentNothing(err) {
+			refused = unsent
+		}
 		return nil, refused, err
 	}
 	return saved, -1, nil
+}
+
+// sentNothing reports whether err, a batch's failure, came before any of
+// its statements reached the server, as the driver can prove it: its
+// connection failed before writing a byte of them, or was busy or closed,
+// or the batch's context had ended (pgconn.SafeToRetry); or the failure was
+// pgx's preparing of the statements (ErrPreprocessingBatch: their Parse
+// and Describe, on a connection that had not prepared them yet, or the
+// encoding of their arguments), which executes nothing and comes before
+// they are sent. A connection that fails once anything of the statements
+// was written may have had them committed: that stays unknown.
+func sentNothing(err error) bool {
+	var pre pgx.ErrPreprocessingBatch
+	return pgconn.SafeToRetry(err) || errors.As(err, &pre)
 }
 
 // readBatch reads the results of writeBatch's pipeline: the leading

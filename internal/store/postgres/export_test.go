@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -361,3 +363,77 @@ func (c *closingAt) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.T
 }
 
 func (c *closingAt) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// Where a BatchFault fails a batch's connection.
+const (
+	// FaultBefore: the connection fails at the first write of the batch,
+	// having written nothing (a socket the peer had already reset).
+	FaultBefore int32 = iota + 1
+	// FaultAfter: the batch's statements are written whole, then the
+	// connection ends before their answer is read: the server may have
+	// committed them.
+	FaultAfter
+)
+
+// BatchFault fails the connection of the next batch that creates a
+// transfer, once armed, where Arm says.
+type BatchFault struct{ mode atomic.Int32 }
+
+// Arm makes the next batch with a create fail at mode.
+func (f *BatchFault) Arm(mode int32) { f.mode.Store(mode) }
+
+// OpenFaulty is Open, with f able to fail a batch's connection.
+func OpenFaulty(ctx context.Context, dbURL string, f *BatchFault) (*Store, error) {
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) {
+		dial := cfg.ConnConfig.DialFunc
+		cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &faultConn{Conn: c}, nil
+		}
+		cfg.ConnConfig.Tracer = &batchFaults{f: f}
+	}, time.Now)
+}
+
+type batchFaults struct{ f *BatchFault }
+
+func (b *batchFaults) TraceBatchStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	creates := slices.ContainsFunc(d.Batch.QueuedQueries, func(q *pgx.QueuedQuery) bool {
+		return strings.Contains(q.SQL, "INSERT INTO transfers")
+	})
+	if c, ok := conn.PgConn().Conn().(*faultConn); ok && creates {
+		c.mode.Store(b.f.mode.Swap(0))
+	}
+	return ctx
+}
+
+func (b *batchFaults) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (b *batchFaults) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (b *batchFaults) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (b *batchFaults) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// faultConn is a connection that fails as its mode says, once.
+type faultConn struct {
+	net.Conn
+	mode atomic.Int32
+}
+
+func (c *faultConn) Write(p []byte) (int, error) {
+	switch m := c.mode.Load(); {
+	case m == FaultBefore && c.mode.CompareAndSwap(m, 0):
+		c.Conn.Close()
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+	case m == FaultAfter && len(p) > 0 && p[0] == 'B' && c.mode.CompareAndSwap(m, 0):
+		// The statements' own write, Bind first: on a new connection
+		// pgx first prepares them (Parse…) in a write of its own, whose
+		// loss would say that nothing of the batch was sent.
+		n, err := c.Conn.Write(p)
+		c.Conn.Close()
+		return n, err
+	}
+	return c.Conn.Write(p)
+}

@@ -1,0 +1,52 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/postgres"
+)
+
+// A create whose batch's connection fails before anything of the batch
+// was written (the driver can tell: pgconn.SafeToRetry) was not saved,
+// for certain: its verdict says so (ErrNotSaved, of kind unavailable),
+// as for a batch that found no connection. Found by review: it was the
+// connection's error, of no kind, which says the save is unknown: the
+// engine looked for the transfer in the background for minutes, and its
+// client was told that the store's answer was lost. A connection that
+// fails once the batch was written leaves the batch unknown, as before:
+// the server may have committed it.
+func TestBatchWhoseConnectionFailsBeforeWritingIsNotSaved(t *testing.T) {
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var fault postgres.BatchFault
+	s, err := postgres.OpenFaulty(ctx, url, &fault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids := batchIDs{at: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+
+	fault.Arm(postgres.FaultBefore)
+	tr := ids.transfer("1000")
+	err = s.Create(ctx, tr)
+	if !errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
+		t.Errorf("Create whose connection failed before writing = %v (kind %v), want ErrNotSaved of kind unavailable", err, orchestrator.KindOf(err))
+	}
+	if _, err := s.Get(ctx, tr.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		t.Errorf("the create whose connection failed before writing was stored (Get: %v)", err)
+	}
+	// Nor does it hold the call; the next batch gets a connection of its own.
+	createAll(t, s, ids.transfer("1000"))
+
+	fault.Arm(postgres.FaultAfter)
+	lost := ids.transfer("1001")
+	err = s.Create(ctx, lost)
+	if err == nil || errors.Is(err, orchestrator.ErrNotSaved) || !orchestrator.Uncertain(err) {
+		t.Errorf("Create whose connection failed once written = %v (kind %v), want an error that leaves it unknown", err, orchestrator.KindOf(err))
+	}
+}
