@@ -437,3 +437,37 @@ func (c *faultConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
+
+// OnSignalTaken implements storetest.SignalTaker.
+func (s *Store) OnSignalTaken(f func()) { s.signalTaken = f }
+
+// OpenWithAcquireHook is Open, with hook, if it holds a function, taken
+// and called at the start of the pool's next acquisition of a
+// connection.
+func OpenWithAcquireHook(ctx context.Context, dbURL string, hook *atomic.Pointer[func()]) (*Store, error) {
+	return open(ctx, dbURL, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = &acquireHook{hook: hook} }, time.Now)
+}
+
+type acquireHook struct{ hook *atomic.Pointer[func()] }
+
+func (a *acquireHook) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	if f := a.hook.Swap(nil); f != nil {
+		(*f)()
+	}
+	return ctx
+}
+
+func (a *acquireHook) TraceAcquireEnd(context.Context, *pgxpool.Pool, pgxpool.TraceAcquireEndData) {}
+func (a *acquireHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (a *acquireHook) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// HoldConn takes a connection of the store's pool until release.
+func HoldConn(ctx context.Context, s *Store) (release func(), err error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Release, nil
+}

@@ -97,6 +97,9 @@ type Store struct {
 	probeWithin atomic.Int64
 	probes      atomic.Uint64
 	deaf        atomic.Bool
+	// signalTaken, set only by tests, is called once PutSignal has its
+	// connection, from which its caller's context no longer counts.
+	signalTaken func()
 }
 
 var _ orchestrator.Store = (*Store)(nil)

@@ -169,7 +169,8 @@ func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 
 // verdictReadTimeout bounds the read that tells why a save the group
 // commit answered wrote nothing (created, updated), and a signal's insert
-// with the read of why it inserted nothing (PutSignal).
+// with the read of why it inserted nothing (PutSignal), as well as its wait
+// for a connection before them.
 const verdictReadTimeout = 10 * time.Second
 
 // verdictContext is the context of that read: not the caller's, which may
@@ -677,22 +678,36 @@ func (s *Store) ids(ctx context.Context, op, q string, args ...any) ([]string, e
 // PutSignal implements orchestrator.Store.
 func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
-	// The caller's context is looked at once, before anything is written,
-	// as a save's is before it is queued. From there the insert and the
-	// read of why it inserted nothing run on a context of their own
-	// (verdictContext): on the caller's, a context ending in between (a
-	// /complete or /cancel whose request ended) failed one of them, and a
-	// signal refused for a reason, or inserted, was answered unknown.
-	if err := ctx.Err(); err != nil {
+	// The caller's context bounds the wait for a connection, before
+	// anything is sent: a caller who left meanwhile (a /complete or
+	// /cancel whose request ended) stops waiting at once, with nothing
+	// recorded. It waited up to verdictReadTimeout for a connection, and
+	// then recorded the signal all the same. (Its error is of no kind,
+	// as a context that had ended before PutSignal was called: the
+	// engine calls it unknown, whose advice, to retry, fits.) The wait is
+	// bounded as the insert is, for a caller whose context never ends
+	// (the engine putting back a signal: clearSignal).
+	actx, acancel := context.WithTimeout(ctx, verdictReadTimeout)
+	conn, err := s.pool.Acquire(actx)
+	acancel()
+	if err != nil {
 		return s.fail(op, err)
 	}
+	defer conn.Release()
+	if s.signalTaken != nil {
+		s.signalTaken()
+	}
+	// From there the insert and the read of why it inserted nothing run
+	// on a context of their own (verdictContext): on the caller's, a
+	// context ending in between failed one of them, and a signal refused
+	// for a reason, or inserted, was answered unknown.
 	ctx, cancel := verdictContext(ctx)
 	defer cancel()
 	// The transfer's row is locked (FOR SHARE) for the check, so that no
 	// save commits between the version's check and the insert: a save
 	// waits for this statement, and this one for a save in flight, which
 	// it then sees.
-	tag, err := s.pool.Exec(ctx, `INSERT INTO signals (transfer_id, signal)
+	tag, err := conn.Exec(ctx, `INSERT INTO signals (transfer_id, signal)
 		SELECT id, $2 FROM transfers WHERE id = $1 AND ($3 = 0 OR version = $3) FOR SHARE
 		ON CONFLICT (transfer_id) DO NOTHING`, id, string(sig), version)
 	if err != nil {
@@ -702,7 +717,7 @@ func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signa
 		return nil
 	}
 	var pending bool
-	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = $1`, id).Scan(&pending)
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signals WHERE signals.transfer_id = transfers.id) FROM transfers WHERE id = $1`, id).Scan(&pending)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return kindErr(op, orchestrator.KindNotFound, errNotFound)

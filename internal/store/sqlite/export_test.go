@@ -192,3 +192,18 @@ func PreparedSQL(s *Store) []string {
 
 // Autocheckpoint is the writer's wal_autocheckpoint.
 const Autocheckpoint = autocheckpoint
+
+// OnSignalTaken implements storetest.SignalTaker.
+func (s *Store) OnSignalTaken(f func()) { s.signalTaken = f }
+
+// HoldWriter takes the writer connection until release.
+func HoldWriter(ctx context.Context, s *Store) (release func(), err error) {
+	c, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = c.Close() }, nil
+}
+
+// WriterWaits counts the waits for the writer connection so far.
+func WriterWaits(s *Store) int64 { return s.w.Stats().WaitCount }

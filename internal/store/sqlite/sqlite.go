@@ -77,6 +77,9 @@ type Store struct {
 	holding *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
+	// signalTaken, set only by tests, is called once PutSignal has the
+	// writer, from which its caller's context no longer counts.
+	signalTaken func()
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*updateReq]
 	// finishes batches webhook deliveries' results (FinishDelivery).

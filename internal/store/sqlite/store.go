@@ -576,34 +576,50 @@ func selectRecords(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]*o
 }
 
 // verdictTimeout bounds a signal's insert and the read of why it inserted
-// nothing (PutSignal), which run on a context of their own.
+// nothing (PutSignal), which run on a context of their own, and its wait
+// for the writer before them.
 const verdictTimeout = 10 * time.Second
 
 // PutSignal implements orchestrator.Store.
 func (s *Store) PutSignal(ctx context.Context, id string, sig orchestrator.Signal, version int64) error {
 	op := "put signal " + id
-	// The caller's context is looked at once, before anything is written,
-	// as a save's is before it is queued. From there the insert and the
-	// read of why it inserted nothing run on a context of their own: on
-	// the caller's, a context ending in between (a /complete or /cancel
-	// whose request ended) interrupted one of them, and a signal refused
-	// for a reason, or inserted, was answered unknown.
-	if err := ctx.Err(); err != nil {
+	// The caller's context bounds the wait for the writer, before anything
+	// is written: a caller who left meanwhile (a /complete or /cancel whose
+	// request ended) stops waiting at once, with nothing recorded. It
+	// waited up to verdictTimeout for the writer (a batch of saves, a
+	// purge's slice), and then recorded the signal all the same. The wait
+	// is bounded as the insert is, for a caller whose context never ends
+	// (the engine putting back a signal: clearSignal).
+	actx, acancel := context.WithTimeout(ctx, verdictTimeout)
+	w, err := s.w.Conn(actx)
+	acancel()
+	if err != nil {
 		return fail(op, err)
 	}
+	if s.signalTaken != nil {
+		s.signalTaken()
+	}
+	// From there the insert and the read of why it inserted nothing run
+	// on a context of their own: on the caller's, a context ending in
+	// between interrupted one of them, and a signal refused for a reason,
+	// or inserted, was answered unknown.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verdictTimeout)
 	defer cancel()
 	// One statement, so that no save comes between the version's check
 	// and the insert (the writer connection is SQLite's one writer).
-	res, err := s.w.ExecContext(ctx, `INSERT INTO signals (transfer_id, signal)
+	res, err := w.ExecContext(ctx, `INSERT INTO signals (transfer_id, signal)
 		SELECT id, ? FROM transfers WHERE id = ? AND (? = 0 OR version = ?)
 		ON CONFLICT (transfer_id) DO NOTHING`, string(sig), id, version, version)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	// The writer goes back at once: the rest reads on a reader.
+	_ = w.Close()
 	if err != nil {
 		return fail(op, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fail(op, err)
-	} else if n == 1 {
+	if n == 1 {
 		return nil
 	}
 	// Nothing inserted: no such transfer, a newer version, or a signal

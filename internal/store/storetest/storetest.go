@@ -461,8 +461,9 @@ func testCreateWithItsContextEnded(f *fixture) {
 // endsOnceAsked is a context that ends as soon as it has first been asked
 // whether it has ended (Err): a request's deadline that passes right after
 // the store took its save (each store looks at the context once, before
-// it queues the save for its group commit or inserts a signal; the memory
-// store never does).
+// it queues the save for its group commit; the memory store never does).
+// A PutSignal of a SignalTaker looks at it while it waits for what it
+// writes with, and says when it took the call.
 type endsOnceAsked struct {
 	context.Context
 	cancel context.CancelFunc
@@ -533,18 +534,36 @@ func testVerdictsOutliveTheContext(f *fixture) {
 // had inserted nothing on the caller's context, and answered with that
 // read's failure, an error of no kind (unknown: the API's 503 saying the
 // store did not answer) where the signal was refused.
+//
+// A store that waits for what it writes with (a connection, SQLite's
+// writer) on the caller's context, so that a caller who leaves stops the
+// wait, tells when it took the call (SignalTaker); the context ends then.
+// The others' ends once asked (endsOnceAsked), as their one look at it is
+// the take.
 func testSignalVerdictsOutliveTheContext(f *fixture) {
 	t := f.create(f.transfer("1000"))
 	v := t.Version
 	f.update(t)
-	err := f.s.PutSignal(endingOnceAsked(f.ctx), t.ID, orchestrator.SignalCancel, v)
+	endingOnceTaken := func() context.Context {
+		taker, ok := f.s.(SignalTaker)
+		if !ok {
+			return endingOnceAsked(f.ctx)
+		}
+		ctx, cancel := context.WithCancel(f.ctx)
+		taker.OnSignalTaken(func() {
+			taker.OnSignalTaken(nil)
+			cancel()
+		})
+		return ctx
+	}
+	err := f.s.PutSignal(endingOnceTaken(), t.ID, orchestrator.SignalCancel, v)
 	if !errors.Is(err, orchestrator.ErrStale) || orchestrator.KindOf(err) != orchestrator.KindConflict {
 		f.Errorf("PutSignal at a version saved over, its context ended once the store took it: %v (kind %v), want ErrStale", err, orchestrator.KindOf(err))
 	}
 	if err := f.s.PutSignal(f.ctx, t.ID, orchestrator.SignalCancel, t.Version); err != nil {
 		f.Fatalf("PutSignal at the stored version: %v", err)
 	}
-	err = f.s.PutSignal(endingOnceAsked(f.ctx), t.ID, orchestrator.SignalComplete, t.Version)
+	err = f.s.PutSignal(endingOnceTaken(), t.ID, orchestrator.SignalComplete, t.Version)
 	if orchestrator.KindOf(err) != orchestrator.KindConflict || errors.Is(err, orchestrator.ErrStale) {
 		f.Errorf("PutSignal while one is pending, its context ended once the store took it: %v (kind %v), want a pending signal's conflict", err, orchestrator.KindOf(err))
 	}
@@ -552,7 +571,15 @@ func testSignalVerdictsOutliveTheContext(f *fixture) {
 		f.Errorf("after the refused PutSignal, PeekSignal = %q, %v; want the first, %q", sig, err, orchestrator.SignalCancel)
 	}
 	wantKind(f.T, "PutSignal for an unknown transfer, its context ended once the store took it",
-		f.s.PutSignal(endingOnceAsked(f.ctx), f.id(), orchestrator.SignalCancel, 1), orchestrator.KindNotFound)
+		f.s.PutSignal(endingOnceTaken(), f.id(), orchestrator.SignalCancel, 1), orchestrator.KindNotFound)
+}
+
+// SignalTaker is a store whose PutSignal waits for what it writes with on
+// the caller's context, and then no longer looks at it: OnSignalTaken
+// sets a function it calls once it has taken the call (nil: none), for the
+// tests of what comes after.
+type SignalTaker interface {
+	OnSignalTaken(func())
 }
 
 // A second Create with an existing id is a conflict that is not about the
