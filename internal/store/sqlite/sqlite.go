@@ -199,6 +199,22 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		_ = s.Close()
 		return nil, fail("prepare", err)
 	}
+	if s.lock != nil {
+		// This process holds the directory's lock: every process that
+		// wrote a heartbeat here has ended. Its heartbeat, live by the
+		// host's clock until it ran out, kept its open transfers (callers
+		// perhaps on hold) from a process under another name (the default
+		// name is the host's, which a container's restart changes) for
+		// the rest of the lease, and for as long again as the clock was
+		// stepped back in between. They end now: what the earlier
+		// processes left is claimable at once, and an earlier name that
+		// comes back starts a heartbeat anew. Where there is no flock
+		// (lockDir), a live heartbeat may be another process's.
+		if _, err := s.w.ExecContext(ctx, `UPDATE replicas SET expires = ?`, ts(time.Time{})); err != nil {
+			_ = s.Close()
+			return nil, fail("end the heartbeats of earlier processes", err)
+		}
+	}
 	s.commits = groupcommit.New("sqlite", maxBatch, s.commitBatch)
 	s.finishes = webhooks.NewFinishes("sqlite", maxFinishes, s.finishBatch)
 	return s, nil
