@@ -174,6 +174,17 @@ simulator. Configuration comes from these environment variables:
 // halves of the receiver.
 var _ api.CallbackReceiver = (*bandwidth.Client)(nil)
 
+// answerGrace is how long the servers still wait, once the shutdown's
+// time is over, for the requests they are running (the answers of waits
+// the shutdown ended, above all) before closing their connections: long
+// enough to write an answer decided, short enough that a second signal
+// still stops the process now.
+var answerGrace = time.Second
+
+// serversStopping, when set (tests), is called as the servers' shutdown
+// begins, after every wait was told to end.
+var serversStopping func()
+
 // run is the whole program: it returns when ctx is cancelled (SIGINT,
 // SIGTERM) and every in-flight transfer is finished or compensated.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -570,8 +581,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// events: Shutdown waits for every request, and a stream's client
 	// never leaves by itself.
 	close(closing)
+	if serversStopping != nil {
+		serversStopping()
+	}
+	// Every wait has ended (closing) and the answers of those woken are
+	// decided: they are let out within answerGrace should the shutdown's
+	// time be over (a second signal, or an engine that took it all). The
+	// servers' Shutdown on an ended context closed every connection at
+	// once: a create that waited was cut before its 202, its client left
+	// not knowing whether its transfer was made.
+	var grace context.Context
 	for _, l := range listeners {
-		if err := l.srv.Shutdown(sctx); err != nil {
+		if err := l.srv.Shutdown(sctx); err == nil {
+			continue
+		}
+		if grace == nil {
+			log.Warn().Dur("grace_ms", answerGrace).Msg("the shutdown's time is over: requests still running have a last moment to answer, then are cut")
+			var cancelGrace context.CancelFunc
+			grace, cancelGrace = context.WithTimeout(context.WithoutCancel(ctx), answerGrace)
+			defer cancelGrace()
+		}
+		if err := l.srv.Shutdown(grace); err != nil {
 			_ = l.srv.Close()
 		}
 	}
