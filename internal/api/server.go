@@ -284,11 +284,15 @@ func (s *shared) router(parts part) *chi.Mux {
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 // requestID keeps a sane X-Request-Id from the gateway or makes one, and
-// puts it in the response and on every log line of the request.
+// puts it in the response and on every log line of the request. An id
+// sent twice is replaced too: a proxy in front may log either, and the
+// request's lines would be under the other.
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !requestIDRE.MatchString(id) {
+		var id string
+		if ids := r.Header.Values("X-Request-Id"); len(ids) == 1 && requestIDRE.MatchString(ids[0]) {
+			id = ids[0]
+		} else {
 			id = xid.New().String()
 		}
 		w.Header().Set("X-Request-Id", id)
