@@ -74,7 +74,12 @@ const _ = uint64(orchestrator.ReservationTimeout - (idempotencyWait + startBudge
 //
 // A repeat that waits holds one of its tenant's wait slots (max_waits), as
 // a long poll does: each holds a connection for up to idempotencyWait.
-func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, next http.Handler) http.Handler {
+// Once stop is closed (the replica's shutdown began) a repeat waits no
+// more and is told to retry: the request it repeats may be served
+// elsewhere, or here until the servers close, and a wait of up to
+// idempotencyWait held the servers' shutdown for its whole timeout, and
+// was then cut without an answer.
+func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine, lim *limiter, writeTimeout time.Duration, stop <-chan struct{}, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		keys := r.Header.Values("Idempotency-Key")
 		if len(keys) == 0 {
@@ -200,6 +205,13 @@ func idempotent(store IdempotencyStore, replica string, eng *orchestrator.Engine
 			case <-ctx.Done():
 				t.Stop()
 				inProgress(w, r)
+				return
+			case <-stop:
+				t.Stop()
+				p := probKeyInProgress
+				p.Detail = "a request with this Idempotency-Key is still being served, and this replica is shutting down: retry with the same key"
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, r, p)
 				return
 			case <-t.C:
 			}

@@ -14,7 +14,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 	ends := waitEnds{closing: cfg.Closing, stopping: cfg.Stopping}
 	if parts&partAPI != 0 {
 		once := func(h http.Handler) http.Handler {
-			return idempotent(cfg.Idempotency, cfg.Replica, eng, s.limit, cfg.WriteTimeout, h)
+			return idempotent(cfg.Idempotency, cfg.Replica, eng, s.limit, cfg.WriteTimeout, ends.begun(), h)
 		}
 		r.Group(func(r chi.Router) {
 			r.Use(authenticate(cfg.Keys, s.auth), textPath)

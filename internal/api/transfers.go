@@ -625,7 +625,16 @@ type waitEnds struct{ closing, stopping <-chan struct{} }
 // not answer) left the servers no time, and the wait was cut without an
 // answer.
 func (w waitEnds) of(eng *orchestrator.Engine, id string) <-chan struct{} {
-	if w.stopping == nil || eng.Drives(id) {
+	if eng.Drives(id) {
+		return w.closing
+	}
+	return w.begun()
+}
+
+// begun is when the shutdown begins for the waits that are not for a
+// transfer this replica drives (stopping, or closing without it).
+func (w waitEnds) begun() <-chan struct{} {
+	if w.stopping == nil {
 		return w.closing
 	}
 	return w.stopping
