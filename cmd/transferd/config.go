@@ -91,7 +91,7 @@ type config struct {
 	ReadHeaderTimeout time.Duration `envconfig:"TRANSFERD_READ_HEADER_TIMEOUT" default:"10s" desc:"time to read a request's headers"`
 	ReadTimeout       time.Duration `envconfig:"TRANSFERD_READ_TIMEOUT" default:"30s" desc:"time to read a whole request, body included"`
 	BodyReadTimeout   time.Duration `envconfig:"TRANSFERD_BODY_READ_TIMEOUT" default:"5s" desc:"time for a request body to arrive once its handler starts reading; a slower one is a 408 and nothing is done"`
-	WriteTimeout      time.Duration `envconfig:"TRANSFERD_WRITE_TIMEOUT" default:"30s" desc:"time to write a response, at most 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top; an event stream has it for each write"`
+	WriteTimeout      time.Duration `envconfig:"TRANSFERD_WRITE_TIMEOUT" default:"30s" desc:"time to write a response, 1s to 2m; a long poll (Prefer: wait), or a repeated Idempotency-Key waiting for the request it repeats, gets its wait on top; an event stream has it for each write"`
 	IdleTimeout       time.Duration `envconfig:"TRANSFERD_IDLE_TIMEOUT" default:"120s" desc:"how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `envconfig:"TRANSFERD_MAX_HEADER_BYTES" default:"65536" desc:"largest request header block, in bytes"`
 
@@ -285,6 +285,11 @@ func (c *config) validate() error {
 		// Idempotency-Key reservations are settled on the assumption that
 		// a request is served within orchestrator.ReservationTimeout.
 		errs = append(errs, fmt.Errorf("TRANSFERD_WRITE_TIMEOUT: must be at most %s", api.MaxWriteTimeout))
+	} else if c.WriteTimeout > 0 && c.WriteTimeout < time.Second {
+		// It runs from the end of the request's headers: shorter than
+		// serving takes, it cut the answers of requests carried out (a
+		// create saved and driven, its client told nothing).
+		errs = append(errs, errors.New("TRANSFERD_WRITE_TIMEOUT: must be at least 1s"))
 	}
 	var negative []string
 	for _, v := range []struct {
