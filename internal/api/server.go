@@ -107,8 +107,10 @@ type Config struct {
 	Closing <-chan struct{}
 	// Stopping, when closed, ends the waits of long polls on transfers
 	// this replica does not drive (another replica's, on a shared
-	// store), which its engine's shutdown will not change: cmd/transferd
-	// closes it as that shutdown begins. nil: they end with Closing.
+	// store), which its engine's shutdown will not change, and the waits
+	// of repeats of an Idempotency-Key for the request they repeat (told
+	// to retry): cmd/transferd closes it as that shutdown begins. nil:
+	// they end with Closing.
 	Stopping <-chan struct{}
 	// Draining, when closed, has /readyz report not ready while every
 	// other route serves as before: cmd/transferd closes it when a
