@@ -1629,7 +1629,9 @@ export interface components {
         /**
          * @description The id under which transferd logged the request; quote it when reporting a problem. A
          *     request's own `X-Request-Id` of 1 to 64 letters, digits, `.`, `_`, `:` or `-` (from a
-         *     gateway) is kept; otherwise transferd generates one (an `xid`).
+         *     gateway) is kept; otherwise (any other character, longer, empty, or the header sent more
+         *     than once) transferd generates one (an `xid`). The id is the client's word, not checked
+         *     to be unique: a transfer's log lines carry the id of the request that created it.
          * @example d4fi0k2q2v8c73a1b2c0
          */
         "X-Request-Id": string;
