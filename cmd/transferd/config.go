@@ -46,7 +46,7 @@ type config struct {
 	ListenAddr        string        `envconfig:"TRANSFERD_LISTEN_ADDR" default:":8080" desc:"address the HTTP API listens on"`
 	LogLevel          string        `envconfig:"TRANSFERD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	ConsultTimeout    time.Duration `envconfig:"TRANSFERD_CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
-	MaxConsultTimeout time.Duration `envconfig:"TRANSFERD_MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for"`
+	MaxConsultTimeout time.Duration `envconfig:"TRANSFERD_MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for (at most 24h)"`
 	ShutdownTimeout   time.Duration `envconfig:"TRANSFERD_SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to hand consults in progress over to another replica (or give them back to their agents) and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
 	ShutdownDelay     time.Duration `envconfig:"TRANSFERD_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, time during which /readyz reports not ready while the API still serves, before the shutdown begins: behind a load balancer (a Kubernetes Service), room for it to stop sending requests here. A second signal ends it"`
 	PollInterval      time.Duration `envconfig:"TRANSFERD_POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
@@ -137,6 +137,9 @@ func loadConfig() (config, error) {
 	return cfg, err
 }
 
+// maxConsultTimeoutCeiling bounds TRANSFERD_MAX_CONSULT_TIMEOUT.
+const maxConsultTimeoutCeiling = 24 * time.Hour
+
 func (c *config) validate() error {
 	var errs []error
 	// Only the documented four, in any case: zerolog's parser also takes
@@ -150,6 +153,13 @@ func (c *config) validate() error {
 	if strings.TrimSpace(c.ListenAddr) == "" {
 		// Set but empty: net.Listen would take any free port.
 		errs = append(errs, errors.New("TRANSFERD_LISTEN_ADDR: must name an address, such as :8080"))
+	}
+	// A day is far past any consult an agent holds, and keeps every
+	// deadline and wake counted from a consult's timeout well inside what
+	// a time.Duration holds (near its largest, a wake a millisecond later
+	// came out negative).
+	if c.MaxConsultTimeout > maxConsultTimeoutCeiling {
+		errs = append(errs, fmt.Errorf("TRANSFERD_MAX_CONSULT_TIMEOUT: must be at most %s", maxConsultTimeoutCeiling))
 	}
 	if c.ConsultTimeout < time.Second || c.ConsultTimeout > c.MaxConsultTimeout {
 		errs = append(errs, fmt.Errorf("TRANSFERD_CONSULT_TIMEOUT: must be between 1s and TRANSFERD_MAX_CONSULT_TIMEOUT (%s)", c.MaxConsultTimeout))
