@@ -230,6 +230,12 @@ func (w *watcher) changedLocked(ts []*Transfer, ids []string, v View, err error)
 	}
 	wake := ids[:0:0]
 	for i, id := range ids {
+		if w.subs[id] == nil {
+			// Dropped while this reading was taken (unsubscribe emptied
+			// its seen and want): kept, what it showed would stay for as
+			// long as the view is watched, which a busy view always is.
+			continue
+		}
 		obs, oerr := v.Observe(ts[i])
 		last, had := w.seen[id]
 		switch {
