@@ -2034,6 +2034,8 @@ const notSentDetail = "not sent: "
 func (e *Engine) step(ctx context.Context, en *entry, name string, f func(context.Context) error, next State, restorative bool, result resultSave) error {
 	t := en.t
 	t.Steps = append(t.Steps, Step{Name: name, Status: StepStarted, StartedAt: e.now()})
+	// When the last request of the step may go out (see below).
+	stepDeadline := t.Steps[len(t.Steps)-1].StartedAt.Add(e.cfg.StepTimeout)
 	// gate: whether the step's requests may still be written (sendgate).
 	var gate func() bool
 	if name != StepLocate {
@@ -2119,8 +2121,22 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			}
 		}
 	}
+	// The step's requests go out within StepTimeout of its start
+	// (StartedAt, saved with its intent): a process that resumes the
+	// transfer after this one stopped mid-step takes that as the last
+	// moment a request of it was sent (Transfer.StepEnd), and judges
+	// the hold, the dial and the join by readings a visibility window
+	// after it. Counted from here instead, a slow save of the intent (or
+	// the join's look for a cancel) let a request go out that much later,
+	// applied after readings that were taken to rule it out.
+	left := stepDeadline.Sub(e.now())
+	if left <= 0 {
+		s := &t.Steps[len(t.Steps)-1]
+		s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), notSentDetail+"its intent took longer than the step timeout to save"
+		return errUnsaved
+	}
 	e.crash(t, name+":intent")
-	sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
+	sctx, cancel := context.WithTimeout(ctx, left)
 	// No request of the step (an adapter's retries) is sent once the
 	// heartbeat has expired.
 	stop := context.AfterFunc(e.leaseContext(), cancel)
