@@ -114,3 +114,36 @@ func TestAStepsRequestsGoOutWithinTheStepTimeoutOfItsStart(t *testing.T) {
 	}
 }
 
+// The same bound at the moment of writing: a step's send gate, which the
+// provider clients check right before each write, shuts at the step's
+// start plus the step timeout, on the engine's clock. A process stopped
+// in the middle of a step (an adapter's retries) past that moment, whose
+// heartbeat still runs when it wakes (a lease longer than the step
+// timeout, or one process and no lease at all), wrote its next request:
+// the context's deadline and the write run in no set order on waking.
+func TestAStepsSendGateShutsAtTheStepTimeout(t *testing.T) {
+	const stepTimeout = time.Minute
+	clock := newManualClock()
+	prov := &gateOfHold{Fake: orchestratortest.NewFake("fake"), gate: make(chan func() bool, 1), release: make(chan struct{})}
+	e := testEngine(t, orchestrator.Config{
+		PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: stepTimeout, VerifyTimeout: time.Second, VisibilityWindow: 50 * time.Millisecond,
+		TombstoneTTL: 100 * time.Millisecond, Clock: clock.Now,
+	}, memory.New(), prov, nil)
+	t.Cleanup(clock.Run) // before the engine's shutdown: the transfer ends as time passes
+	if _, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gate := <-prov.gate
+	defer close(prov.release)
+	if gate == nil {
+		t.Fatal("the hold's context carries no send gate")
+	}
+	if !gate() {
+		t.Fatal("the send gate is shut within the step timeout")
+	}
+	clock.Advance(stepTimeout)
+	if gate() {
+		t.Error("the send gate is open a step timeout after the step began: a request written now goes out later than a process resuming the transfer takes it to have")
+	}
+}

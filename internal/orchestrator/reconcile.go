@@ -2089,10 +2089,15 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
 		}
 		// And again at each write of its requests: the process may stop
-		// anywhere between here and there.
+		// anywhere between here and there. So is the step's end (below):
+		// a process stopped past it, in the middle of an adapter's
+		// retries, whose heartbeat still runs when it wakes (a lease
+		// longer than the step timeout, or one process and no lease)
+		// writes nothing more of the step; on waking, the context's
+		// deadline and a write on its way run in no set order.
 		gate = func() bool {
 			held, now := e.leaseHeld()
-			return held && now == lapses
+			return held && now == lapses && e.now().Before(stepDeadline)
 		}
 		if name == StepTransfer {
 			// The last moment a cancel can be honoured. One checked
