@@ -1142,13 +1142,21 @@ func (e *Engine) isSuperseded() bool {
 }
 
 // leaseRanOut cancels the lease's context once the heartbeat has expired
-// without a renewal (one may have come while the timer fired).
+// without a renewal (one may have come while the timer fired). The timer
+// runs on a duration, the heartbeat's end on the engine's clock: fired
+// while that clock says the heartbeat still runs (a new reading of the
+// server's clock moved it back since the timer was set), it is set again
+// for what is left. Left alone, it never fired again unless a renewal
+// came, which a replica cut off from its store does not get, and a
+// request in flight ran on past the moment others may claim the transfer.
 func (e *Engine) leaseRanOut() {
 	e.lease.Lock()
 	defer e.lease.Unlock()
-	if !e.now().Before(e.lease.expires) {
-		e.lease.cancel()
+	if left := e.lease.expires.Sub(e.now()); left > 0 && !e.lease.superseded {
+		e.lease.timer.Reset(left)
+		return
 	}
+	e.lease.cancel()
 }
 
 // leaseContext returns a context that ends when this replica's heartbeat

@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -145,5 +146,47 @@ func TestAStepsSendGateShutsAtTheStepTimeout(t *testing.T) {
 	clock.Advance(stepTimeout)
 	if gate() {
 		t.Error("the send gate is open a step timeout after the step began: a request written now goes out later than a process resuming the transfer takes it to have")
+	}
+}
+
+// slowClock is a wall clock that runs at half the speed of real time from
+// its start: the engine's clock falling behind the durations its timers
+// run on, as a new reading of the database server's clock moves it back.
+type slowClock struct{ start time.Time }
+
+func (c slowClock) Now() time.Time { return c.start.Add(time.Since(c.start) / 2) }
+
+// Found by the engine review (sixty-third pass): the lease's timer, set
+// for the time left of the heartbeat when it was renewed, cancels the
+// context of the requests in flight once the heartbeat has ended. Fired
+// while the engine's clock still said it ran (a reading of the server's
+// clock that moved the engine's time back since), it did nothing and was
+// not set again: with the store cut off, no renewal set it again either,
+// and a request in flight (an adapter's retries) ran until the step's
+// own timeout, past the moment other replicas may claim the transfer.
+// It is now set again for what is left.
+func TestTheLeasesTimerFiredEarlyIsSetAgain(t *testing.T) {
+	ctx := context.Background()
+	store := &partitionedStore{Store: memory.New()}
+	prov := &holdUntilDone{Fake: orchestratortest.NewFake("fake"), started: make(chan struct{}), ended: make(chan error, 1)}
+	e := testEngine(t, orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute,
+		VisibilityWindow: 50 * time.Millisecond, PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
+		Clock: slowClock{start: time.Now()}.Now}, store, prov, nil)
+	t.Cleanup(func() { store.cut.Store(false) }) // before the Shutdown
+	if err := e.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	<-prov.started
+	store.cut.Store(true) // no heartbeat from now on
+	select {
+	case err := <-prov.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the hold ended with %v, want cancelled by the lease", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hold was not cancelled once the heartbeat had ended on the engine's clock")
 	}
 }
