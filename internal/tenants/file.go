@@ -151,7 +151,11 @@ type parsed struct {
 	keys    []api.Key
 	tenants []*tenantConfig
 	files   []string // secret files named, watched for changes
-	warns   []string
+	// stamps are the files' stamps (see stamp), each taken before the
+	// file was read: a file changed while it was read is seen as changed
+	// at the next poll, not taken as the one loaded.
+	stamps string
+	warns  []string
 }
 
 type tenantConfig struct {
@@ -193,20 +197,23 @@ func unquoted(err error) error {
 }
 
 // parse reads and validates a tenants file. lookupEnv resolves {env: …}.
+// The parsed file is returned with an error too, holding the secret
+// files named (and their stamps) only: a reload refused because a secret
+// file is missing or empty is tried again once that file changes.
 func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) {
+	p := &parsed{}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, err
+		return p, err
 	}
 	var f fileSpec
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, unquoted(err)
+		return p, unquoted(err)
 	}
 	at := func(path ...any) int { return lineOf(&root, path...) }
 	var errs errorList
-	p := &parsed{}
 	if len(f.Tenants) == 0 {
 		errs.add(at("tenants"), "no tenant is declared (tenants: [...])")
 	}
@@ -230,6 +237,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 			return v
 		default:
 			p.files = append(p.files, ref.File)
+			p.stamps += stamp([]string{ref.File})
 			b, err := os.ReadFile(ref.File)
 			if err != nil {
 				errs.add(ref.line, "%s: cannot read %s: %v", what, ref.File, errors.Unwrap(err))
@@ -364,7 +372,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return lineNum(errs[i]) < lineNum(errs[j]) })
-		return nil, errors.New(strings.Join(errs, "\n"))
+		return &parsed{files: p.files, stamps: p.stamps}, errors.New(strings.Join(errs, "\n"))
 	}
 	return p, nil
 }

@@ -105,11 +105,19 @@ func (r *Registry) Reload() error {
 func (r *Registry) reload() error {
 	// Stamped before reading, so that a change made while reading is
 	// seen by the next poll; a failed attempt is stamped too, so that a
-	// bad file is not retried until it changes again.
+	// bad file is not retried until it changes again. The secret files
+	// watched are those the last attempt named, failed or not, each
+	// stamped before it was read: a reload refused for a secret file not
+	// mounted yet is tried again once it is, and a secret rotated while
+	// the file was read is read again.
 	pathStamp := stamp([]string{r.o.Path})
+	var named *parsed
 	defer func() {
 		r.mu.Lock()
-		r.loaded = pathStamp + stamp(r.files)
+		r.loaded = pathStamp
+		if named != nil {
+			r.files, r.loaded = named.files, pathStamp+named.stamps
+		}
 		r.mu.Unlock()
 	}()
 	data, err := os.ReadFile(r.o.Path)
@@ -117,6 +125,7 @@ func (r *Registry) reload() error {
 		return fmt.Errorf("tenants file: %w", err)
 	}
 	p, err := parse(data, r.o.LookupEnv)
+	named = p
 	if err != nil {
 		return fmt.Errorf("tenants file %s:\n%w", r.o.Path, err)
 	}
@@ -152,7 +161,7 @@ func (r *Registry) reload() error {
 		r.o.Log.Warn().Str("file", r.o.Path).Msg(w)
 	}
 	r.mu.Lock()
-	r.keys, r.tenants, r.files = keys, next, p.files
+	r.keys, r.tenants = keys, next
 	r.mu.Unlock()
 	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
 	return nil
@@ -203,10 +212,7 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 		case <-hup:
 			why = "SIGHUP"
 		case <-tick:
-			r.mu.RLock()
-			files, loaded := r.files, r.loaded
-			r.mu.RUnlock()
-			if stamp([]string{r.o.Path})+stamp(files) == loaded {
+			if !r.changed() {
 				continue
 			}
 			why = "file changed"
@@ -221,6 +227,15 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 			r.o.OnReload(err)
 		}
 	}
+}
+
+// changed reports whether the tenants file or a secret file the last
+// reload named changed since that reload read it.
+func (r *Registry) changed() bool {
+	r.mu.RLock()
+	files, loaded := r.files, r.loaded
+	r.mu.RUnlock()
+	return stamp([]string{r.o.Path})+stamp(files) != loaded
 }
 
 // stamp summarises the modification times and sizes of files.
