@@ -577,7 +577,7 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // drive the transfer forwards what the event told: the replica that
 // drives it would otherwise never know why its consult ended, only that
 // it did.
-func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider string) (CallbackReceiver, bool),
+func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id string) (CallbackReceiver, bool),
 	forward func(r *http.Request, tenant, provider, id, note string), signer *CallbackSigner, m *authMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "transfer_id")
@@ -593,7 +593,7 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider str
 			writeProblem(w, r, p)
 			return
 		}
-		rcv, ok := receiver(tenant, chi.URLParam(r, "provider"))
+		rcv, ok := receiver(tenant, chi.URLParam(r, "provider"), id)
 		if !ok {
 			p := probNotFound
 			p.Detail = "no configured provider receives callbacks here"
@@ -718,7 +718,7 @@ func (s *shared) forward(r *http.Request, tenant, provider, id, note string) {
 // this replica drives it. Every replica keeps the note, not only the one
 // driving the transfer now: another may take the transfer over.
 func (s *shared) applyForwarded(tenant, provider, id, note string) {
-	rcv, ok := s.receiver(tenant, provider)
+	rcv, ok := s.receiver(tenant, provider, id)
 	if !ok {
 		// This replica has no such account (a tenants file not reloaded
 		// yet).
@@ -735,9 +735,19 @@ func (s *shared) applyForwarded(tenant, provider, id, note string) {
 	s.eng.Notify(id)
 }
 
-// receiver is the account that receives tenant's callbacks of provider:
-// the tenant's own, else the default one (as the engine chooses).
-func (s *shared) receiver(tenant, provider string) (CallbackReceiver, bool) {
+// receiver is the account that receives tenant's callbacks of provider
+// about transfer id: the account this replica drives the transfer with,
+// else the tenant's own, else the default one (as the engine chooses).
+// The account a transfer is driven with is the one it was adopted with:
+// after a reload that changed the account (a rotated secret, another
+// budget: a new adapter) or removed it, the account in force is not the
+// one that reads the callback's hangup cause or the leg it names.
+func (s *shared) receiver(tenant, provider, id string) (CallbackReceiver, bool) {
+	if p, ok := s.eng.DrivenBy(id, tenant, provider); ok {
+		if rcv, ok := p.(CallbackReceiver); ok {
+			return rcv, true
+		}
+	}
 	if a := s.cfg.Accounts; a != nil {
 		if p, ok := a.Provider(tenant, provider); ok {
 			rcv, ok := p.(CallbackReceiver)

@@ -1035,6 +1035,26 @@ func (e *Engine) Drives(id string) bool {
 	return e.creating[id] > 0 || e.entries[id] != nil
 }
 
+// DrivenBy returns the account this replica drives transfer id with, when
+// it drives it and the transfer is tenant's at the provider called name.
+// It is the account the transfer was adopted with, which a reload of the
+// tenants file does not change (a rotated secret or a changed budget
+// builds a new adapter for new transfers; a removed account has none):
+// what a callback about the transfer tells belongs to it, not to the
+// account in force.
+func (e *Engine) DrivenBy(id, tenant, name string) (Provider, bool) {
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	if en == nil || en.p.Name() != name {
+		return nil, false
+	}
+	if t := en.cur.Load(); t == nil || tenantOf(t) != tenant {
+		return nil, false
+	}
+	return en.p, true
+}
+
 // beginCreate counts id among the transfers about to be adopted (see
 // creating), unless shutdown has begun; endCreate ends that count.
 func (e *Engine) beginCreate(id string) bool {
