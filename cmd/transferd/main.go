@@ -94,6 +94,19 @@ func tenantAccount(a tenants.Account, defaultBurst int) account {
 		userID: a.UserID, token: a.APIToken, secret: a.APISecret, budget: a.RequestBudget, burst: burst}
 }
 
+// rotateAccount gives an adapter its account's new secrets in place
+// (tenants.Options.Rotate): its transfers in flight send them too.
+func rotateAccount(p orchestrator.Provider, a tenants.Account) (apply func(), ok bool) {
+	switch c := p.(type) {
+	case *netsapiens.Client:
+		// The file's validation refused an empty secret.
+		return func() { _ = c.SetAPIKey(a.APIKey) }, a.APIKey != ""
+	case *bandwidth.Client:
+		return func() { _ = c.SetCredentials(a.APIToken, a.APISecret) }, a.APIToken != "" && a.APISecret != ""
+	}
+	return nil, false
+}
+
 // callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET and
 // accepts those of TRANSFERD_CALLBACK_SECRET_ACCEPTED too; in demo mode
 // without a secret, it signs under one made for this process (demo
@@ -339,7 +352,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			},
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
 				return build(a.Tenant, tenantAccount(a, cfg.RequestBurst))
-			}})
+			},
+			Rotate: rotateAccount})
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,14 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 	// Build makes an account's adapter.
 	Build Builder
+	// Rotate, if set, says how an adapter takes an account's new secrets
+	// in place: the function it returns gives them to p, which the reload
+	// calls once the whole file has validated and every adapter it needs
+	// was built; ok false has the account built anew. An account whose
+	// secrets alone changed keeps its adapter, so that its transfers in
+	// flight send the new secrets too (the old ones may be revoked at
+	// once), and its watchers, budget and callbacks stay with them.
+	Rotate func(p orchestrator.Provider, a Account) (apply func(), ok bool)
 	// Defaults are the limits of a tenant whose file entry gives none.
 	Defaults api.Limits
 	Log      zerolog.Logger
@@ -63,6 +71,10 @@ type tenantState struct {
 	providers map[string]orchestrator.Provider
 	names     []string
 	prints    map[string][32]byte
+	// settings are the prints of the accounts' settings without their
+	// secrets: an account whose secrets alone changed is rotated in
+	// place (Options.Rotate).
+	settings map[string][32]byte
 }
 
 var (
@@ -137,25 +149,46 @@ func (r *Registry) reload() error {
 	old := r.tenants
 	r.mu.RUnlock()
 	next := make(map[string]*tenantState, len(p.tenants))
+	// Rotations are applied only once nothing can refuse the reload any
+	// more: applied before a later account's build failed, they would
+	// leave the configuration in force with some of the refused file's
+	// secrets.
+	var rotations []func()
 	for _, tc := range p.tenants {
-		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{}}
+		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{},
+			settings: map[string][32]byte{}}
 		tc.limits = r.limitsOf(tc.limitsSpec)
 		for _, a := range tc.accounts {
-			fp := fingerprint(a)
-			if prev := old[tc.name]; prev != nil && prev.prints[a.Provider] == fp && prev.providers[a.Provider] != nil {
-				ts.providers[a.Provider] = prev.providers[a.Provider]
-			} else {
+			fp, sp := fingerprint(a), fingerprint(withoutSecrets(a))
+			prev := old[tc.name]
+			var kept orchestrator.Provider
+			if prev != nil && prev.providers[a.Provider] != nil {
+				switch {
+				case prev.prints[a.Provider] == fp:
+					kept = prev.providers[a.Provider]
+				case prev.settings[a.Provider] == sp && r.o.Rotate != nil:
+					if apply, ok := r.o.Rotate(prev.providers[a.Provider], a); ok {
+						kept = prev.providers[a.Provider]
+						rotations = append(rotations, apply)
+					}
+				}
+			}
+			if kept == nil {
 				prov, err := r.o.Build(a)
 				if err != nil {
 					return fmt.Errorf("tenants file %s: tenant %s: %w", r.o.Path, tc.name, err)
 				}
-				ts.providers[a.Provider] = prov
+				kept = prov
 			}
-			ts.prints[a.Provider] = fp
+			ts.providers[a.Provider] = kept
+			ts.prints[a.Provider], ts.settings[a.Provider] = fp, sp
 			ts.names = append(ts.names, a.Provider)
 		}
 		sort.Strings(ts.names)
 		next[tc.name] = ts
+	}
+	for _, rotate := range rotations {
+		rotate()
 	}
 	for _, w := range p.warns {
 		r.o.Log.Warn().Str("file", r.o.Path).Msg(w)
@@ -192,6 +225,12 @@ func fingerprint(a Account) [32]byte {
 		X string
 	}{a, "v1"})
 	return sha256.Sum256(b)
+}
+
+// withoutSecrets is a with its secrets blanked.
+func withoutSecrets(a Account) Account {
+	a.APIKey, a.APIToken, a.APISecret = "", "", ""
+	return a
 }
 
 // Run reloads on every value of hup (SIGHUP) and whenever the tenants

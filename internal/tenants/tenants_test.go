@@ -441,3 +441,90 @@ func TestDomainAllowListAppliesToTheTargetsDomain(t *testing.T) {
 		}
 	}
 }
+
+// rotations records the secrets Options.Rotate was told of and those it
+// gave the adapters.
+type rotations struct{ asked, applied []string }
+
+func (r *rotations) rotate(_ orchestrator.Provider, a tenants.Account) (func(), bool) {
+	r.asked = append(r.asked, a.APISecret)
+	return func() { r.applied = append(r.applied, a.APISecret) }, true
+}
+
+// An account whose secrets alone changed keeps its adapter and gives it
+// the new secrets, once the whole file validated. It got a new adapter:
+// its transfers in flight, driven by the old one, went on sending the
+// old secrets, which a rotation after a leak revokes at once, and their
+// callers were left held when every request was refused. A reload that
+// fails after the rotation was asked for gives the adapter nothing; a
+// change of another setting (the budget) still builds the account anew.
+func TestARotatedSecretIsGivenToTheAccountsAdapter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	content := exampleFile(t, dir)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, rot := &built{}, &rotations{}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate,
+		Build: func(a tenants.Account) (orchestrator.Provider, error) {
+			if a.Tenant == "gamma" {
+				return nil, errors.New("gamma's account cannot be built")
+			}
+			return b.build(a)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	betaBW, _ := r.Provider("beta", "bandwidth")
+	acmeNS, _ := r.Provider("acme", "netsapiens")
+	env["BETA_BW_SECRET"] = "beta-bw-secret-2"
+	defer func() { env["BETA_BW_SECRET"] = "beta-bw-secret" }()
+
+	// A file that rotates beta's secret and adds a tenant whose account
+	// cannot be built is refused whole.
+	gamma := content + `  - name: gamma
+    keys:
+      - {name: gamma-crm, hash: "` + hexOf(api.HashKey("gamma-crm-key-0000001")) + `", scope: write}
+    providers:
+      netsapiens:
+        base_url: https://pbx.gamma.example/ns-api/v2
+        api_key: {env: ACME_NS_KEY}
+`
+	if err := os.WriteFile(path, []byte(gamma), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err == nil {
+		t.Fatal("a file whose account cannot be built was loaded")
+	}
+	if len(rot.applied) != 0 {
+		t.Fatalf("a refused reload gave an adapter its secrets %q", rot.applied)
+	}
+
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.Provider("beta", "bandwidth"); p != betaBW {
+		t.Error("a rotated secret built a new adapter: the transfers in flight go on with the old secret")
+	}
+	if len(b.accounts) != 2 || len(rot.applied) != 1 || rot.applied[0] != "beta-bw-secret-2" {
+		t.Errorf("after the rotation: %d accounts built (want the first 2), secrets given %q (want beta's new one)", len(b.accounts), rot.applied)
+	}
+	if p, _ := r.Provider("acme", "netsapiens"); p != acmeNS {
+		t.Error("an unchanged account got a new adapter")
+	}
+
+	// Another budget is another account: built anew.
+	if err := os.WriteFile(path, []byte(strings.Replace(content, "request_budget: 5", "request_budget: 6", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.Provider("acme", "netsapiens"); p == acmeNS || len(b.accounts) != 3 {
+		t.Errorf("a changed budget kept the adapter (%d accounts built)", len(b.accounts))
+	}
+}

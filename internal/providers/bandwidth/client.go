@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -127,9 +128,11 @@ const MinLeaveWait = time.Second
 
 // Client is the Catapult v1 adapter. It is safe for concurrent use.
 type Client struct {
-	base          string
-	userPath      string // "/users/{u}", escaped
-	token, secret string
+	base     string
+	userPath string // "/users/{u}", escaped
+	// creds are the HTTP Basic credentials every request sends;
+	// SetCredentials replaces them.
+	creds         atomic.Pointer[credentials]
 	httpc         *http.Client
 	attempts      int
 	retryBase     time.Duration
@@ -188,14 +191,33 @@ func New(cfg Config) (*Client, error) {
 	if cfg.StepTimeout <= 0 {
 		cfg.StepTimeout = orchestrator.DefaultStepTimeout
 	}
-	return &Client{
+	c := &Client{
 		base: base, userPath: "/users/" + url.PathEscape(cfg.UserID),
-		token: cfg.APIToken, secret: cfg.APISecret, httpc: tr.HTTPClient,
+		httpc:    tr.HTTPClient,
 		attempts: tr.Attempts, retryBase: tr.RetryBase, maxRateWait: cfg.MaxRateLimitWait,
 		publicURL: public, callbackToken: cfg.CallbackToken, acceptedToken: cfg.AcceptedCallbackTokens, metrics: cfg.Metrics, now: cfg.Now, causes: newCauseBook(maxCauses),
 		window: cfg.VisibilityWindow, leaveWait: max(cfg.VisibilityWindow, MinLeaveWait),
 		stepTimeout: cfg.StepTimeout,
-	}, nil
+	}
+	c.creds.Store(&credentials{token: cfg.APIToken, secret: cfg.APISecret})
+	return c, nil
+}
+
+// credentials are an account's API token and secret.
+type credentials struct{ token, secret string }
+
+// SetCredentials makes token and secret the ones every request sends from
+// now on, those of transfers already in flight included: rotated
+// credentials (a reload of the tenants file) take effect for them too, so
+// that the ones they replaced may be revoked at once without leaving
+// their callers held. A request already sent finishes with the
+// credentials it was sent with.
+func (c *Client) SetCredentials(token, secret string) error {
+	if token == "" || secret == "" {
+		return errors.New("bandwidth: an API token and an API secret are required")
+	}
+	c.creds.Store(&credentials{token: token, secret: secret})
+	return nil
 }
 
 // absoluteURL checks an http(s) URL without credentials, query or fragment
@@ -585,7 +607,8 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(c.token, c.secret)
+	cr := c.creds.Load()
+	req.SetBasicAuth(cr.token, cr.secret)
 	start := time.Now()
 	resp, err := c.httpc.Do(req)
 	if err != nil {

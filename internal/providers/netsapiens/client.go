@@ -125,9 +125,10 @@ const (
 
 // Client is the NS API v2 adapter. It is safe for concurrent use.
 type Client struct {
-	base       *url.URL
-	httpc      *http.Client
-	key        string
+	base  *url.URL
+	httpc *http.Client
+	// key is the API key every request sends; SetAPIKey replaces it.
+	key        atomic.Pointer[string]
 	attempts   int
 	retryBase  time.Duration
 	autoAnswer bool
@@ -209,8 +210,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AutoAnswer != nil {
 		auto = *cfg.AutoAnswer
 	}
-	c := &Client{base: u, httpc: tr.HTTPClient, key: cfg.APIKey, attempts: tr.Attempts,
+	c := &Client{base: u, httpc: tr.HTTPClient, attempts: tr.Attempts,
 		retryBase: tr.RetryBase, autoAnswer: auto, joinConsult: cfg.JoinHostname == JoinHostnameConsult, metrics: cfg.Metrics}
+	c.key.Store(&cfg.APIKey)
 	c.listLimit, c.listPages = cfg.ListLimit, cfg.ListPages
 	if c.listLimit <= 0 {
 		c.listLimit = DefaultListLimit
@@ -232,6 +234,19 @@ func New(cfg Config) (*Client, error) {
 		c.subs = newSubscriber(c, cfg)
 	}
 	return c, nil
+}
+
+// SetAPIKey makes key the one every request sends from now on, those of
+// transfers already in flight included: a rotated key (a reload of the
+// tenants file) takes effect for them too, so that the key it replaced
+// may be revoked at once without leaving their callers held. A request
+// already sent finishes with the key it was sent with.
+func (c *Client) SetAPIKey(key string) error {
+	if key == "" {
+		return errors.New("netsapiens: an API key is required")
+	}
+	c.key.Store(&key)
+	return nil
 }
 
 // APIError is a non-2xx answer of the NS API: {"code": int, "message": string}.
@@ -341,7 +356,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Authorization", "Bearer "+*c.key.Load())
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
 	resp, err := c.httpc.Do(req)
