@@ -35,6 +35,11 @@ type CredentialAccount struct {
 	Provider string
 	Account  string
 	Checker  CredentialChecker
+	// Generation changes whenever the account's secrets or settings do
+	// (a reload that rotated its key): CheckNew checks it again, as it
+	// checks an account a reload added, rather than show the old secret's
+	// verdict until the next round.
+	Generation uint64
 }
 
 // AccountLabel names the account a tenant has at a provider:
@@ -60,6 +65,7 @@ type CredentialMonitor struct {
 
 	mu         sync.Mutex
 	status     map[string]providerStatusJSON // by account
+	generation map[string]uint64             // by account: the Generation status is of
 	notChecked string                        // why an account has no result yet
 }
 
@@ -89,7 +95,7 @@ func NewCredentialMonitor(accounts func() []CredentialAccount, interval, timeout
 			Name: "transferd_provider_credentials_checked_timestamp_seconds",
 			Help: "Unix time of the last credential check of the account, conclusive or not.",
 		}, []string{"provider", "account"}),
-		status: map[string]providerStatusJSON{},
+		status: map[string]providerStatusJSON{}, generation: map[string]uint64{},
 	}
 }
 
@@ -114,7 +120,8 @@ func (m *CredentialMonitor) Run(ctx context.Context) {
 }
 
 // CheckNew asks Run to check the accounts never checked yet (a reload
-// added them) without waiting for the next round; it does not block.
+// added them) or checked under another Generation (a reload rotated their
+// secrets) without waiting for the next round; it does not block.
 func (m *CredentialMonitor) CheckNew() {
 	select {
 	case m.poke <- struct{}{}:
@@ -136,6 +143,7 @@ func (m *CredentialMonitor) check(ctx context.Context, onlyNew bool) {
 		if onlyNew {
 			m.mu.Lock()
 			_, seen := m.status[a.Account]
+			seen = seen && m.generation[a.Account] == a.Generation
 			m.mu.Unlock()
 			if seen {
 				continue
@@ -161,6 +169,7 @@ func (m *CredentialMonitor) prune(current []CredentialAccount) {
 	for account, s := range m.status {
 		if !keep[account] {
 			delete(m.status, account)
+			delete(m.generation, account)
 			m.ok.DeleteLabelValues(s.Provider, account)
 			m.checked.DeleteLabelValues(s.Provider, account)
 		}
@@ -190,6 +199,7 @@ func (m *CredentialMonitor) record(a CredentialAccount, err error, took time.Dur
 		Float64("took_ms", float64(took)/float64(time.Millisecond)).Msg("provider credential check")
 	m.mu.Lock()
 	m.status[a.Account] = s
+	m.generation[a.Account] = a.Generation
 	m.mu.Unlock()
 }
 

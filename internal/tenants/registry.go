@@ -64,6 +64,8 @@ type Registry struct {
 	// force (or the last failed attempt) was read.
 	loaded  string
 	reloads *prometheus.CounterVec
+	// generation numbers the accounts' changes (tenantState.generations).
+	generation uint64
 }
 
 type tenantState struct {
@@ -75,6 +77,9 @@ type tenantState struct {
 	// secrets: an account whose secrets alone changed is rotated in
 	// place (Options.Rotate).
 	settings map[string][32]byte
+	// generations change with an account's prints: the credential
+	// monitor checks an account again when its generation changes.
+	generations map[string]uint64
 }
 
 var (
@@ -154,9 +159,12 @@ func (r *Registry) reload() error {
 	// leave the configuration in force with some of the refused file's
 	// secrets.
 	var rotations []func()
+	r.mu.RLock()
+	generation := r.generation
+	r.mu.RUnlock()
 	for _, tc := range p.tenants {
 		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{},
-			settings: map[string][32]byte{}}
+			settings: map[string][32]byte{}, generations: map[string]uint64{}}
 		tc.limits = r.limitsOf(tc.limitsSpec)
 		for _, a := range tc.accounts {
 			fp, sp := fingerprint(a), fingerprint(withoutSecrets(a))
@@ -182,6 +190,12 @@ func (r *Registry) reload() error {
 			}
 			ts.providers[a.Provider] = kept
 			ts.prints[a.Provider], ts.settings[a.Provider] = fp, sp
+			if prev != nil && prev.prints[a.Provider] == fp {
+				ts.generations[a.Provider] = prev.generations[a.Provider]
+			} else {
+				generation++
+				ts.generations[a.Provider] = generation
+			}
 			ts.names = append(ts.names, a.Provider)
 		}
 		sort.Strings(ts.names)
@@ -194,7 +208,7 @@ func (r *Registry) reload() error {
 		r.o.Log.Warn().Str("file", r.o.Path).Msg(w)
 	}
 	r.mu.Lock()
-	r.keys, r.tenants = keys, next
+	r.keys, r.tenants, r.generation = keys, next, generation
 	r.mu.Unlock()
 	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
 	return nil
@@ -388,7 +402,8 @@ func (r *Registry) CredentialAccounts() []api.CredentialAccount {
 		ts := r.tenants[tenant]
 		for _, name := range ts.names {
 			if c, ok := ts.providers[name].(api.CredentialChecker); ok {
-				out = append(out, api.CredentialAccount{Provider: name, Account: api.AccountLabel(tenant, name), Checker: c})
+				out = append(out, api.CredentialAccount{Provider: name, Account: api.AccountLabel(tenant, name), Checker: c,
+					Generation: ts.generations[name]})
 			}
 		}
 	}

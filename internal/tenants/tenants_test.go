@@ -528,3 +528,64 @@ func TestARotatedSecretIsGivenToTheAccountsAdapter(t *testing.T) {
 		t.Errorf("a changed budget kept the adapter (%d accounts built)", len(b.accounts))
 	}
 }
+
+// An account whose secret a reload rotated is checked again at once
+// (CheckNew), as an account a reload added is: the status and
+// transferd_provider_credentials_ok kept the old secret's verdict until
+// the next round (15 minutes in transferd), so a rotation to a key the provider
+// refuses, now sent by the transfers in flight too, went unseen, and a
+// fixed key left its alert firing.
+func TestACredentialRotatedByAReloadIsCheckedAgain(t *testing.T) {
+	checked := make(chan string, 8)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	full := exampleFile(t, dir)
+	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rot := &rotations{}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate,
+		Build: func(a tenants.Account) (orchestrator.Provider, error) {
+			return checkingFake{Fake: orchestratortest.NewFake(a.Provider), tenant: a.Tenant, checked: checked}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := api.NewCredentialMonitor(r.CredentialAccounts, time.Hour, time.Second, zerolog.Nop(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	<-checked
+	<-checked
+
+	// beta's secret rotates and gamma comes, in one reload.
+	env["BETA_BW_SECRET"] = "beta-bw-secret-2"
+	defer func() { env["BETA_BW_SECRET"] = "beta-bw-secret" }()
+	gamma := full + `  - name: gamma
+    keys:
+      - {name: gamma-crm, hash: "` + hexOf(api.HashKey("gamma-crm-key-0000001")) + `", scope: write}
+    providers:
+      netsapiens:
+        base_url: https://pbx.gamma.example/ns-api/v2
+        api_key: {env: ACME_NS_KEY}
+`
+	if err := os.WriteFile(path, []byte(gamma), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	m.CheckNew()
+	if got := <-checked; got != "beta" {
+		t.Fatalf("after the reload %s was checked first, want beta (rotated), then gamma (added)", got)
+	}
+	if got := <-checked; got != "gamma" {
+		t.Fatalf("then %s, want gamma", got)
+	}
+	cancel()
+	<-done
+	if len(checked) != 0 {
+		t.Errorf("%d more checks than the rotated and the new account's", len(checked))
+	}
+}
