@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -176,6 +177,9 @@ func (e *errorList) add(line int, format string, args ...any) {
 	*e = append(*e, fmt.Sprintf("line %d: %s", line, fmt.Sprintf(format, args...)))
 }
 
+// envNameRE is what a POSIX shell takes for a variable's name.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // quotedValue is the start of a value yaml.v3 quotes in a type error
 // ("cannot unmarshal !!str `sk_live...` into tenants.keySpec").
 var quotedValue = regexp.MustCompile("`[^`]*` ")
@@ -223,6 +227,12 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 		case ref.line == 0:
 			errs.add(at(), "%s is required", what)
 			return ""
+		case ref.Env != "" && !envNameRE.MatchString(ref.Env):
+			// Not quoted: what is not a variable's name is most often
+			// the secret itself, written where its reference goes, and
+			// the error is logged at every start and reload.
+			errs.add(ref.line, "%s: env must name an environment variable (letters, digits and '_', not starting with a digit); what is given is not one, and is not shown: it may be the secret itself", what)
+			return ""
 		case ref.Env != "":
 			v, ok := lookupEnv(ref.Env)
 			v = strings.TrimSpace(v)
@@ -240,7 +250,13 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 			p.stamps += stamp([]string{ref.File})
 			b, err := os.ReadFile(ref.File)
 			if err != nil {
-				errs.add(ref.line, "%s: cannot read %s: %v", what, ref.File, errors.Unwrap(err))
+				// A path that is not absolute is not quoted: it may be
+				// the secret itself (a mounted secret's path is absolute).
+				name := ref.File
+				if !filepath.IsAbs(name) {
+					name = "the relative path given (not shown: it may be the secret itself)"
+				}
+				errs.add(ref.line, "%s: cannot read %s: %v", what, name, errors.Unwrap(err))
 				return ""
 			}
 			if v := strings.TrimSpace(string(b)); v != "" {

@@ -193,6 +193,10 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"line 4: cannot unmarshal !!str into tenants.keySpec"},
 		{"a key written as the list of keys", "tenants:\n  - name: acme\n    keys: the-key-itself\n",
 			"line 3: cannot unmarshal !!str into []tenants.keySpec"},
+		{"a key written as a variable's name", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {env: the-key-itself}\n",
+			"line 7: netsapiens api_key: env must name an environment variable"},
+		{"a key written as a file's name", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers:\n      netsapiens:\n        base_url: https://pbx.example/ns-api/v2\n        api_key: {file: the-key-itself}\n",
+			"line 7: netsapiens api_key: cannot read the relative path given"},
 		{"bad target pattern", "tenants:\n  - name: acme\n    keys: [{name: k, hash: \"" + hexOf(acmeWrite) + "\", scope: write}]\n    providers: {netsapiens: {base_url: 'https://p.example', api_key: {env: ACME_NS_KEY}}}\n    allow:\n      targets: ['1(']\n",
 			"line 6: target pattern"},
 	} {
