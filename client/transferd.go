@@ -8,8 +8,9 @@
 // until it settles, that a list is a chain of pages, and that a problem
 // answer is an error.
 //
-// Webhook signature verification belongs here too once transferd sends
-// events; it does not send any yet, so there is nothing to verify.
+// transferd's webhooks follow the Standard Webhooks specification (see
+// openapi.yaml, webhooks): any library of that specification verifies
+// their signatures, so this package has no verifier of its own.
 package client
 
 import (
