@@ -3938,8 +3938,9 @@ type StreamEventsResponse401Headers struct {
 
 // StreamEventsResponse403Headers the declared response headers of an HTTP 403 response for StreamEvents
 type StreamEventsResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // StreamEventsResponse404Headers the declared response headers of an HTTP 404 response for StreamEvents
@@ -4088,8 +4089,9 @@ type ListTransfersResponse401Headers struct {
 
 // ListTransfersResponse403Headers the declared response headers of an HTTP 403 response for ListTransfers
 type ListTransfersResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // ListTransfersResponse405Headers the declared response headers of an HTTP 405 response for ListTransfers
@@ -4241,8 +4243,9 @@ type CreateTransferResponse401Headers struct {
 
 // CreateTransferResponse403Headers the declared response headers of an HTTP 403 response for CreateTransfer
 type CreateTransferResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // CreateTransferResponse405Headers the declared response headers of an HTTP 405 response for CreateTransfer
@@ -4486,8 +4489,9 @@ type GetTransferResponse401Headers struct {
 
 // GetTransferResponse403Headers the declared response headers of an HTTP 403 response for GetTransfer
 type GetTransferResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // GetTransferResponse404Headers the declared response headers of an HTTP 404 response for GetTransfer
@@ -4655,8 +4659,9 @@ type CancelTransferResponse401Headers struct {
 
 // CancelTransferResponse403Headers the declared response headers of an HTTP 403 response for CancelTransfer
 type CancelTransferResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // CancelTransferResponse404Headers the declared response headers of an HTTP 404 response for CancelTransfer
@@ -4926,8 +4931,9 @@ type CompleteTransferResponse401Headers struct {
 
 // CompleteTransferResponse403Headers the declared response headers of an HTTP 403 response for CompleteTransfer
 type CompleteTransferResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // CompleteTransferResponse404Headers the declared response headers of an HTTP 404 response for CompleteTransfer
@@ -5185,8 +5191,9 @@ type ListTransferEventsResponse401Headers struct {
 
 // ListTransferEventsResponse403Headers the declared response headers of an HTTP 403 response for ListTransferEvents
 type ListTransferEventsResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // ListTransferEventsResponse404Headers the declared response headers of an HTTP 404 response for ListTransferEvents
@@ -5326,8 +5333,9 @@ type ListWebhookDeliveriesResponse401Headers struct {
 
 // ListWebhookDeliveriesResponse403Headers the declared response headers of an HTTP 403 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // ListWebhookDeliveriesResponse404Headers the declared response headers of an HTTP 404 response for ListWebhookDeliveries
@@ -5468,8 +5476,9 @@ type RedeliverWebhookResponse401Headers struct {
 
 // RedeliverWebhookResponse403Headers the declared response headers of an HTTP 403 response for RedeliverWebhook
 type RedeliverWebhookResponse403Headers struct {
-	CacheControl string
-	XRequestId   string
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
 }
 
 // RedeliverWebhookResponse404Headers the declared response headers of an HTTP 404 response for RedeliverWebhook
@@ -6559,6 +6568,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			}
 			headers.CacheControl = value
 		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6786,6 +6802,13 @@ func ParseListTransfersResponse(rsp *http.Response) (*ListTransfersResponse, err
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -7098,6 +7121,13 @@ func ParseCreateTransferResponse(rsp *http.Response) (*CreateTransferResponse, e
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -7447,6 +7477,13 @@ func ParseGetTransferResponse(rsp *http.Response) (*GetTransferResponse, error) 
 			}
 			headers.CacheControl = value
 		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7789,6 +7826,13 @@ func ParseCancelTransferResponse(rsp *http.Response) (*CancelTransferResponse, e
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -8256,6 +8300,13 @@ func ParseCompleteTransferResponse(rsp *http.Response) (*CompleteTransferRespons
 			}
 			headers.CacheControl = value
 		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8607,6 +8658,13 @@ func ParseListTransferEventsResponse(rsp *http.Response) (*ListTransferEventsRes
 			}
 			headers.CacheControl = value
 		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8810,6 +8868,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -9070,6 +9135,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string

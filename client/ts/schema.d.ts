@@ -1224,6 +1224,7 @@ export interface components {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
+                "WWW-Authenticate": components["headers"]["WWW-Authenticate-Scope"];
                 [name: string]: unknown;
             };
             content: {
@@ -1669,10 +1670,17 @@ export interface components {
          */
         "Retry-After": string;
         /**
-         * @description `Bearer realm="transferd"`, with `error="insufficient_scope"` when a read key writes.
+         * @description `Bearer realm="transferd"`: the API takes a bearer token (RFC 6750).
          * @example Bearer realm="transferd"
          */
         "WWW-Authenticate": string;
+        /**
+         * @description `Bearer realm="transferd", error="insufficient_scope", scope="write"` (RFC 6750) when the
+         *     key may only read and the request writes; absent when the request is outside the tenant's
+         *     allow-lists, which no other key of the tenant changes.
+         * @example Bearer realm="transferd", error="insufficient_scope", scope="write"
+         */
+        "WWW-Authenticate-Scope": string;
         /**
          * @description Seconds to wait before retrying.
          * @example 1
