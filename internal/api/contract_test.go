@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -285,7 +286,52 @@ func (e *env) do(t *testing.T, x exchange, specRejects bool) *result {
 		t.Errorf("%s %s: the response drifts from openapi.yaml (operation %s): %v\nstatus %d\n%s",
 			x.method, path, route.Operation.OperationID, err, r.status, body)
 	}
+	if err := undeclaredHeaders(route.Operation, r.status, r.header); err != nil {
+		t.Errorf("%s %s: the response drifts from openapi.yaml (operation %s): %v", x.method, path, route.Operation.OperationID, err)
+	}
 	return r
+}
+
+// clientHeaders are the response headers a client acts on (follows,
+// waits for, retries after, reads as a replay). kin-openapi checks the
+// headers a response declares and ignores any other, so a header the
+// server sends where openapi.yaml does not declare it (a Retry-After on an
+// answer the contract says carries none) would pass unnoticed: the
+// generated clients, and integrators reading the contract, never look for
+// it. Content-Type is the media type's business, which kin-openapi checks.
+var clientHeaders = []string{"Location", "Retry-After", "Preference-Applied", "Idempotent-Replayed",
+	"WWW-Authenticate", "Allow", "Cache-Control", "Accept-Encoding", "X-Request-Id"}
+
+// undeclaredHeaders reports the clientHeaders h carries that op does not
+// declare for status.
+func undeclaredHeaders(op *openapi3.Operation, status int, h http.Header) error {
+	resp := op.Responses.Status(status)
+	if resp == nil {
+		resp = op.Responses.Value(fmt.Sprintf("%dXX", status/100))
+	}
+	if resp == nil {
+		resp = op.Responses.Default()
+	}
+	if resp == nil || resp.Value == nil {
+		return fmt.Errorf("no response %d", status)
+	}
+	var missing []string
+	for _, name := range clientHeaders {
+		if h.Get(name) == "" {
+			continue
+		}
+		declared := false
+		for k := range resp.Value.Headers {
+			declared = declared || strings.EqualFold(k, name)
+		}
+		if !declared {
+			missing = append(missing, name+": "+h.Get(name))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("response %d carries headers openapi.yaml does not declare for it: %s", status, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // contractCase is one row of the contract table.
@@ -1104,11 +1150,14 @@ func TestContractCatchesDrift(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
 			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
 			Status:                 status, Header: h, Body: io.NopCloser(strings.NewReader(body)),
 			Options: &openapi3filter.Options{IncludeResponseStatus: true},
-		})
+		}); err != nil {
+			return err
+		}
+		return undeclaredHeaders(route.Operation, status, h)
 	}
 	if err := validate(http.StatusAccepted, okHeader(), good); err != nil {
 		t.Fatalf("the baseline response is not valid: %v", err)
@@ -1125,6 +1174,8 @@ func TestContractCatchesDrift(t *testing.T) {
 		"an undocumented status":                   {status: http.StatusOK},
 		"a missing Location":                       {header: func(h http.Header) { h.Del("Location") }},
 		"a missing X-Request-Id":                   {header: func(h http.Header) { h.Del("X-Request-Id") }},
+		"an undocumented Retry-After":              {header: func(h http.Header) { h.Set("Retry-After", "1") }},
+		"an undocumented Allow":                    {header: func(h http.Header) { h.Set("Allow", "GET") }},
 		"an undocumented media type":               {header: func(h http.Header) { h.Set("Content-Type", "text/html") }},
 		"an undocumented problem type": {status: http.StatusConflict, header: func(h http.Header) {
 			h.Set("Content-Type", "application/problem+json")
