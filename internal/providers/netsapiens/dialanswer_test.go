@@ -210,10 +210,16 @@ func TestATransferWhoseDialWasAnsweredLateCompletesPastAnIgnoredJoin(t *testing.
 	simClock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
 	lag := lagWritesUntil(isOp(http.MethodPatch, "transfer"))
 	dial := func(m, path string) bool { return m == http.MethodPost && strings.HasSuffix(path, "/calls") }
+	// The clock stands still from the start to the first join's answer
+	// but for the dial's lateness (see setupIgnoredJoin): the join follows
+	// the dial's answer by no time, however slowly the machine runs.
+	release := releaseAfter(isOp(http.MethodPatch, "transfer"), clk)
+	clk.hold()
+	t.Cleanup(clk.release)
 	var late sync.Once
 	sim, srv := newSimServer(t, nssim.Config{Now: simClock.Now, CoreServers: []string{"core1-sim.netsapiens.test"}},
 		func(sim *nssim.Sim, h http.Handler) http.Handler {
-			h = lag(sim, h)
+			h = release(sim, lag(sim, h))
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				h.ServeHTTP(w, r)
 				if dial(r.Method, r.URL.Path) {

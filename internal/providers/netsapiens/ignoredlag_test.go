@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,9 +17,60 @@ import (
 // shiftedClock is the wall clock moved on by a shift the test sets: the
 // engine's and the adapter's, so that a step decided after the shift is
 // stamped that much later than one before it, without waiting for it.
-type shiftedClock struct{ shift atomic.Int64 }
+// While held it moves on by a microsecond a reading only (from the moment
+// hold was called, plus the shift): times the test compares are then as
+// far apart as the test makes them, however slowly the machine runs, and
+// still in the order they were read (the engine judges a reading by
+// whether it was taken after an action's answer). release lets it go on
+// with real time, for the waits the engine times by real timers (a
+// verification's patience) to end.
+type shiftedClock struct {
+	shift atomic.Int64
+	mu    sync.Mutex
+	held  time.Time // zero while running
+}
 
-func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }
+func (c *shiftedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	base := time.Now()
+	if !c.held.IsZero() {
+		c.held = c.held.Add(time.Microsecond)
+		base = c.held
+	}
+	return base.Add(time.Duration(c.shift.Load()))
+}
+
+func (c *shiftedClock) hold() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = time.Now()
+}
+
+// release lets the clock run again with real time, from no earlier than
+// it read while held.
+func (c *shiftedClock) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ahead := c.held.Sub(time.Now()); ahead > 0 {
+		c.shift.Add(int64(ahead)) // never back
+	}
+	c.held = time.Time{}
+}
+
+// releaseAfter is a handler wrapper that releases clk once the first
+// request that first says has been answered.
+func releaseAfter(first writeOf, clk *shiftedClock) func(*nssim.Sim, http.Handler) http.Handler {
+	return func(_ *nssim.Sim, h http.Handler) http.Handler {
+		var once sync.Once
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			if first(r.Method, r.URL.Path) {
+				once.Do(clk.release)
+			}
+		})
+	}
+}
 
 // joinsOf lists the statuses of the joins nssim answered.
 func joinsOf(sim *nssim.Sim) []int {
@@ -40,12 +92,21 @@ func joinsOf(sim *nssim.Sim) []int {
 // guess (nssim.DestinationIgnore): accepted, 202, and nothing done. The
 // calls are on one core server, so that the join has no second form
 // naming another (JoinAgain's other reason). The visibility window is
-// window, the verification patience twice that.
+// window, the verification patience twice that. clk, the engine's and
+// the adapter's clock, is held until the first join has been answered:
+// the join follows the dial's answer by no time at all (by as much as the
+// test shifts clk), not by however long the machine took, which on a
+// loaded one could pass the window and turn the case into the other side
+// of it.
 func setupIgnoredJoin(t *testing.T, window time.Duration, clk *shiftedClock) (*harness, nssim.ActiveCall) {
 	t.Helper()
 	simClock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	join := isOp(http.MethodPatch, "transfer")
+	lag, release := lagWritesUntil(join), releaseAfter(join, clk)
 	sim, srv := newSimServer(t, nssim.Config{Now: simClock.Now, CoreServers: []string{"core1-sim.netsapiens.test"}},
-		lagWritesUntil(isOp(http.MethodPatch, "transfer")))
+		func(sim *nssim.Sim, h http.Handler) http.Handler { return release(sim, lag(sim, h)) })
+	clk.hold()
+	t.Cleanup(clk.release) // before the harness's shutdown: time passes, so that what is left can end
 	store := orchestratortest.NewSaved(memory.New())
 	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{Now: clk.Now}, func(c *orchestrator.Config) {
 		c.VisibilityWindow, c.VerifyTimeout, c.Clock = window, 2*window, clk.Now
