@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -253,19 +254,14 @@ func (s *subscriber) create(domain string) (string, error) {
 	err := s.c.do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
 	var e *orchestrator.Error
 	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
-		var all []subscriptionWire
-		if err := s.c.do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions", safe: true}, &all); err != nil {
+		id, err := s.find(ctx, domain, postURL)
+		if err != nil {
 			return "", err
 		}
-		for _, sub := range all {
-			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.PostURL == postURL {
-				if err := s.renew(domain, string(sub.ID)); err != nil {
-					return "", err
-				}
-				return string(sub.ID), nil
-			}
+		if err := s.renew(domain, id); err != nil {
+			return "", err
 		}
-		return "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed", domain)
+		return id, nil
 	}
 	if err != nil {
 		return "", err
@@ -274,6 +270,58 @@ func (s *subscriber) create(domain string) (string, error) {
 		return "", orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
 	}
 	return string(out.ID), nil
+}
+
+// find looks for the subscription a create was refused for (409): the
+// domain's, of model call for every user, posting to postURL. The listing
+// is read page by page, as the calls' are (listPaged): list endpoints
+// honour limit and start in many controllers [C-code], no default page
+// size is documented, and a key that sees many subscriptions (other
+// domains' under a reseller's, other integrations') may have ours past
+// the first page. Read on the first page alone, ours was not found:
+// the create failed for good, every minute, and the domain was never
+// subscribed (polled only).
+//
+// The search goes on while a page brings a subscription not seen before,
+// whatever its length: it looks for one the 409 says exists, not for the
+// end of a listing, so that a page shorter than asked (a PBX paging by a
+// size of its own, honouring start) is read on from, and one that ignores
+// start, answering a page again, ends it. A later page is asked from one
+// row back, as the calls' are, so that a subscription deleted between two
+// requests (which moves the rows after it one back) does not skip the
+// row that was first on the next page. Not found, the error is transient
+// for the keeper, which tries the create again after a back-off; nothing
+// is created meanwhile (the PBX refuses a second matching subscription).
+func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, error) {
+	seen := map[string]bool{}
+	start, pages := 0, 0
+	for pages < s.c.listPages {
+		pages++
+		q := "?limit=" + strconv.Itoa(s.c.listLimit)
+		if start > 0 {
+			q += "&start=" + strconv.Itoa(start)
+		}
+		var subs []subscriptionWire
+		if err := s.c.do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions" + q, safe: true}, &subs); err != nil {
+			return "", err
+		}
+		fresh := 0
+		for _, sub := range subs {
+			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.PostURL == postURL && sub.ID != "" {
+				return string(sub.ID), nil
+			}
+			if !seen[string(sub.ID)] {
+				seen[string(sub.ID)] = true
+				fresh++
+			}
+		}
+		if fresh == 0 {
+			break // the end, or a PBX that answers a page again
+		}
+		start += max(1, len(subs)-1)
+	}
+	return "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed (%d subscriptions on %d pages read)",
+		domain, len(seen), pages)
 }
 
 // renew moves the subscription's expiry a TTL ahead.

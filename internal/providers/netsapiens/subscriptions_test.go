@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +37,7 @@ type subRig struct {
 	pbxURL         string // the API root
 }
 
-func newSubRig(t *testing.T, simCfg nssim.Config, cfg netsapiens.Config) *subRig {
+func newSubRig(t *testing.T, simCfg nssim.Config, cfg netsapiens.Config, wrap ...func(http.Handler) http.Handler) *subRig {
 	t.Helper()
 	simCfg.APIKeys = map[string]nssim.KeyScope{apiKey: {Domain: domain}}
 	if simCfg.SubscriptionLag == 0 {
@@ -44,7 +47,11 @@ func newSubRig(t *testing.T, simCfg nssim.Config, cfg netsapiens.Config) *subRig
 	}
 	rig := &subRig{sim: nssim.New(simCfg)}
 	mux := http.NewServeMux()
-	mux.Handle(basePath+"/", http.StripPrefix(basePath, rig.sim.APIHandler()))
+	api := rig.sim.APIHandler()
+	for _, w := range wrap {
+		api = w(api)
+	}
+	mux.Handle(basePath+"/", http.StripPrefix(basePath, api))
 	pbx := httptest.NewServer(mux)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := strings.TrimPrefix(r.URL.Path, "/events/")
@@ -304,19 +311,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 // adopts it, renews it, and deletes it at Close, leaving none.
 func TestSubscriptionLeftByAKilledProcessIsAdopted(t *testing.T) {
 	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{})
-	body, _ := json.Marshal(map[string]string{"model": "call", "domain": "test", "user": "*", "post-url": rig.postURL + "test",
-		"subscription-expires-datetime": time.Now().UTC().Add(time.Minute).Format("2006-01-02 15:04:05")})
-	req, _ := http.NewRequest(http.MethodPost, rig.pbxURL+"/subscriptions", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("create answered %d", resp.StatusCode)
-	}
+	rig.subscribe(t, rig.postURL+"test")
 	left := rig.sim.Subscriptions()[0]
 	rig.client.WatchStarted("test")
 	rig.waitSim(t, "the adoption's renewal", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
@@ -333,6 +328,146 @@ func TestSubscriptionLeftByAKilledProcessIsAdopted(t *testing.T) {
 	}
 	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
 		t.Fatalf("left after Close: %+v", subs)
+	}
+}
+
+// subscribe creates a subscription of the domain's calls posting to
+// postURL, as another process would have.
+func (rig *subRig) subscribe(t *testing.T, postURL string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"model": "call", "domain": "test", "user": "*", "post-url": postURL,
+		"subscription-expires-datetime": time.Now().UTC().Add(time.Minute).Format("2006-01-02 15:04:05")})
+	req, _ := http.NewRequest(http.MethodPost, rig.pbxURL+"/subscriptions", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("create answered %d", resp.StatusCode)
+	}
+}
+
+// A subscription left by a killed process is adopted however the PBX
+// pages the listing of subscriptions: the 409 sent the adapter to
+// GET /subscriptions, read on its first page only, and ours, past it
+// behind other integrations' subscriptions, was "not listed": the create
+// failed at every try, and the domain was never subscribed. It is now
+// read page by page while a page shows one not seen before: by the limit
+// asked for, by a page size of the PBX's own below it (start honoured),
+// and in one answer where the PBX does not page. A PBX that pages and
+// ignores start cannot show it: nothing is adopted or created, and the
+// search ends at the page answered again rather than reading pages up to
+// the bound (TestASubscriptionAPBXCannotListIsNotLookedForWithoutEnd).
+func TestASubscriptionPastTheFirstPageIsAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sim   nssim.Config
+		limit int
+	}{
+		{"limit honoured", nssim.Config{ListPageSize: 2}, 2},
+		{"a page size of its own, start honoured", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}, 0},
+		{"no paging", nssim.Config{ListParams: nssim.ListParamsIgnored}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rig := newSubRig(t, tc.sim, netsapiens.Config{ListLimit: tc.limit})
+			for i := range 4 {
+				rig.subscribe(t, "https://other.example/"+strconv.Itoa(i))
+			}
+			rig.subscribe(t, rig.postURL+"test")
+			subs := rig.sim.Subscriptions()
+			left := subs[len(subs)-1]
+			made := rig.count(nssim.OpSubscriptionCreate, http.StatusOK)
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "the adoption's renewal", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
+			for _, r := range rig.sim.Requests() {
+				if r.Operation == nssim.OpSubscriptionUpdate && !strings.HasSuffix(r.Path, "/"+left.ID) {
+					t.Errorf("renewed %s, want ours %s", r.Path, left.ID)
+				}
+			}
+			if n := rig.count(nssim.OpSubscriptionCreate, http.StatusOK) - made; n != 0 {
+				t.Errorf("%d subscriptions created, want ours adopted", n)
+			}
+		})
+	}
+}
+
+// A subscription deleted between two pages of the listing (another
+// integration's, say) moves every row after it one back: asked from where
+// the first page ended, the row first on the next page had moved onto the
+// page read already and was in neither answer. Ours was that row: not
+// found, and the create failed once more. A later page is asked from one
+// row back, so ours is found on the first try (one 409).
+func TestASubscriptionShiftedBackBetweenPagesIsFound(t *testing.T) {
+	var once sync.Once
+	var rig *subRig
+	rig = newSubRig(t, nssim.Config{ListPageSize: 2}, netsapiens.Config{ListLimit: 2}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			if r.Method == http.MethodGet && r.URL.Path == "/subscriptions" {
+				once.Do(func() {
+					first := rig.sim.Subscriptions()[0]
+					body, _ := json.Marshal(map[string]string{"subscription_id": first.ID, "domain": first.Domain})
+					del := httptest.NewRequest(http.MethodDelete, "/subscriptions/"+first.ID, bytes.NewReader(body))
+					del.Header.Set("Authorization", "Bearer "+apiKey)
+					del.Header.Set("Content-Type", "application/json")
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, del)
+					if rec.Code != http.StatusAccepted {
+						panic(fmt.Sprintf("deleting %s: %d %s", first.ID, rec.Code, rec.Body))
+					}
+				})
+			}
+		})
+	})
+	rig.subscribe(t, "https://other.example/0")
+	rig.subscribe(t, "https://other.example/1")
+	rig.subscribe(t, rig.postURL+"test") // third: first on the second page
+	rig.subscribe(t, "https://other.example/3")
+	rig.client.WatchStarted("test")
+	rig.waitSim(t, "the adoption's renewal", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
+	if n := rig.count(nssim.OpSubscriptionCreate, http.StatusConflict); n != 1 {
+		t.Errorf("%d creates answered 409, want 1: ours found on the first try", n)
+	}
+}
+
+// The other side of the paging guess: a PBX that pages by a size of its
+// own and ignores start answers its first page again, and ours, past it,
+// cannot be found. The search ends there (two pages read), rather than
+// reading the same page up to the bound of pages, and nothing is created:
+// the create is tried again after a back-off, the domain polled meanwhile.
+func TestASubscriptionAPBXCannotListIsNotLookedForWithoutEnd(t *testing.T) {
+	rig := newSubRig(t, nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, netsapiens.Config{})
+	for i := range 4 {
+		rig.subscribe(t, "https://other.example/"+strconv.Itoa(i))
+	}
+	rig.subscribe(t, rig.postURL+"test")
+	made := rig.count(nssim.OpSubscriptionCreate, http.StatusOK)
+	rig.client.WatchStarted("test")
+	// The second try's create begins once the first try's search ended.
+	rig.waitSim(t, "the create tried again", func() bool { return rig.count(nssim.OpSubscriptionCreate, http.StatusConflict) >= 2 })
+	lists, creates := 0, 0
+	for _, r := range rig.sim.Requests() {
+		switch r.Operation {
+		case nssim.OpSubscriptionCreate:
+			if r.Status == http.StatusConflict {
+				creates++
+			}
+		case nssim.OpSubscriptionList:
+			if creates == 1 {
+				lists++
+			}
+		case nssim.OpSubscriptionUpdate:
+			t.Errorf("%s %s: nothing matching was listed", r.Method, r.Path)
+		}
+	}
+	if lists != 2 {
+		t.Errorf("the first try read %d pages, want 2 (the first, and the same again)", lists)
+	}
+	if n := rig.count(nssim.OpSubscriptionCreate, http.StatusOK) - made; n != 0 {
+		t.Errorf("%d subscriptions created", n)
 	}
 }
 

@@ -30,7 +30,7 @@ type route struct {
 	domain string
 	user   string // "" on domain-level routes
 	callID string
-	query  url.Values // a listing's query parameters (limit, start)
+	query  url.Values // a listing's query parameters (limit, start), calls' or subscriptions'
 	// knownBefore: the request is served by a lagging API node (Chaos.LaggingNodeRate, for a
 	// write LaggingNodeWriteRate), which does not know a session that started at or after
 	// it; zero otherwise.
@@ -51,7 +51,11 @@ func matchRoute(method string, u *url.URL) route {
 		seg[i] = v
 	}
 	if seg[0] == "subscriptions" {
-		return matchSubscription(method, seg[1:])
+		rt := matchSubscription(method, seg[1:])
+		if rt.op == OpSubscriptionList {
+			rt.query = u.Query() // paged as the calls' listings are
+		}
+		return rt
 	}
 	if len(seg) < 3 || seg[0] != "domains" {
 		return route{}
@@ -328,13 +332,19 @@ func (s *Sim) apiList(w http.ResponseWriter, rt route) {
 // pageLocked is the page of list that a listing's query asks for, as Config.ListPageSize and
 // Config.ListParams say. A limit or start that is not a number is ignored, as if absent [G].
 func (s *Sim) pageLocked(list []*session, q url.Values) []*session {
-	size, start := s.cfg.ListPageSize, 0
-	if s.cfg.ListParams != ListParamsIgnored {
+	return page(list, s.cfg.ListPageSize, s.cfg.ListParams, q)
+}
+
+// page is the page of list that q asks for on a PBX that pages by size (0: not at all) and
+// honours params (a ListParams value): the calls' listings and the subscriptions' alike.
+func page[T any](list []T, size int, params string, q url.Values) []T {
+	start := 0
+	if params != ListParamsIgnored {
 		if v, err := strconv.Atoi(q.Get("start")); err == nil && v > 0 {
 			start = v
 		}
 	}
-	if s.cfg.ListParams == ListParamsHonoured {
+	if params == ListParamsHonoured {
 		if v, err := strconv.Atoi(q.Get("limit")); err == nil && v > 0 {
 			size = v
 		}

@@ -219,13 +219,14 @@ type Config struct {
 	// about the call.
 	ReadOtherLeg string
 
-	// ListPageSize is how many rows a listing of calls (GET .../calls, domain or user) holds
-	// when the request names no limit: a PBX that pages its listings by default. Whether the
-	// calls controller does, and with what page size, is undocumented [G]. Default 0: no
-	// paging, every row in one answer. Counts are never paged.
+	// ListPageSize is how many rows a listing of calls (GET .../calls, domain or user), or of
+	// subscriptions (GET /subscriptions), holds when the request names no limit: a PBX that
+	// pages its listings by default. Whether the controllers do, and with what page size, is
+	// undocumented [G]. Default 0: no paging, every row in one answer. Counts are never paged.
 	ListPageSize int
 
-	// ListParams is which of the listing's limit and start query parameters are honoured:
+	// ListParams is which of a listing's limit and start query parameters are honoured (the
+	// calls' and the subscriptions' alike):
 	// ListParamsHonoured (default), ListParamsStartOnly or ListParamsIgnored. The notes say
 	// many controllers honour them [C-code]; whether the calls controller does is [G].
 	ListParams string

@@ -87,6 +87,57 @@ func TestListingPages(t *testing.T) {
 	})
 }
 
+// The subscriptions' listing is paged as the calls' are: the same guesses, on the same
+// query parameters.
+func TestSubscriptionListingPages(t *testing.T) {
+	subscribe := func(h *harness, n int) []string {
+		var ids []string
+		for i := 0; i < n; i++ {
+			r := h.api(http.MethodPost, "/subscriptions", map[string]any{"model": "call", "domain": "TEST", "user": "*",
+				"post-url": "https://transferd.example/callbacks/" + string(rune('a'+i))})
+			wantStatus(h.t, r, http.StatusOK)
+			var sub nssim.Subscription
+			r.decode(h.t, &sub)
+			ids = append(ids, sub.ID)
+		}
+		return ids
+	}
+	listed := func(h *harness, query string) []string {
+		h.t.Helper()
+		r := h.api(http.MethodGet, "/subscriptions"+query, nil)
+		wantStatus(h.t, r, http.StatusOK)
+		var subs []nssim.Subscription
+		r.decode(h.t, &subs)
+		if subs == nil {
+			h.t.Fatalf("%q: %s, want an array", query, r.body)
+		}
+		ids := []string{}
+		for _, sub := range subs {
+			ids = append(ids, sub.ID)
+		}
+		return ids
+	}
+	for _, c := range []struct {
+		cfg   nssim.Config
+		query string
+		want  func(all []string) []string
+	}{
+		{nssim.Config{}, "", func(all []string) []string { return all }},
+		{nssim.Config{}, "?limit=2&start=1", func(all []string) []string { return all[1:3] }},
+		{nssim.Config{ListPageSize: 2}, "", func(all []string) []string { return all[:2] }},
+		{nssim.Config{ListPageSize: 2}, "?start=4", func(all []string) []string { return all[4:] }},
+		{nssim.Config{ListPageSize: 2}, "?start=5", func([]string) []string { return []string{} }},
+		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}, "?limit=4&start=1", func(all []string) []string { return all[1:3] }},
+		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, "?limit=4&start=2", func(all []string) []string { return all[:2] }},
+	} {
+		h := newHarness(t, c.cfg)
+		all := subscribe(h, 5)
+		if got, want := listed(h, c.query), c.want(all); !slices.Equal(got, want) {
+			t.Errorf("%+v %q: %v, want %v", c.cfg, c.query, got, want)
+		}
+	}
+}
+
 func TestListingPagesConfigValidated(t *testing.T) {
 	if err := (nssim.Config{ListPageSize: -1}).Validate(); err == nil {
 		t.Error("a negative ListPageSize was accepted")

@@ -187,6 +187,13 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 				out = append(out, v)
 			}
 		}
+		// Paged as the calls' listings are (Config.ListPageSize, Config.ListParams): the
+		// notes say list endpoints honour limit and start in many controllers [C-code],
+		// whether this one does, and by what page size, is [G].
+		out = page(out, s.cfg.ListPageSize, s.cfg.ListParams, rt.query)
+		if out == nil {
+			out = []Subscription{}
+		}
 		writeJSON(w, http.StatusOK, out)
 	case OpSubscriptionRead:
 		writeJSON(w, http.StatusOK, sub.Subscription)
