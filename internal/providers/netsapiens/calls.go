@@ -186,6 +186,19 @@ func (l *listing) decodeBody(data []byte) error {
 	return err
 }
 
+// listPage is one page of a listing, and whether its body was an array
+// at all: an empty body (which the request leaves undecoded) or null
+// decodes as no rows, and says nothing of the calls (listPaged).
+type listPage struct {
+	rows  listing
+	array bool
+}
+
+func (p *listPage) decodeBody(data []byte) error {
+	p.array = bytes.HasPrefix(bytes.TrimSpace(data), []byte("["))
+	return p.rows.decodeBody(data)
+}
+
 // readCall is the answer of "Read Specific Active Call"
 // (GET …/users/{u}/calls/{callid}): one ActiveCall object, as the spec
 // gives it [doc], or a list of calls, as every other read of calls

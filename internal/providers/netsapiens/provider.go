@@ -168,9 +168,9 @@ func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls 
 		if start > 0 {
 			q += "&start=" + strconv.Itoa(start)
 		}
-		var rows listing
+		var pg listPage
 		err := c.do(ctx, request{op: "list_calls", method: http.MethodGet,
-			path: path + q, safe: true, maxBody: maxListing}, &rows)
+			path: path + q, safe: true, maxBody: maxListing}, &pg)
 		if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 			// A 404 on the collection means the domain does not exist: the
 			// request is wrong, not a call.
@@ -179,6 +179,12 @@ func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls 
 		}
 		if err != nil {
 			return nil, 0, nil, err
+		}
+		rows := pg.rows
+		if start == 0 && !pg.array {
+			if cut, err := c.noArray(ctx, path); cut != nil || err != nil {
+				return nil, 0, cut, err
+			}
 		}
 		c.sawPage(len(rows))
 		longest = max(longest, len(rows))
@@ -234,6 +240,34 @@ func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls 
 }
 
 func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, ac.TermCallID} }
+
+// noArray judges a first page answered 2xx with no array, an empty body
+// or null. Read as no calls, a proxy's or a controller's answer to a
+// failure it did not report (a response cut to nothing) made every call
+// of the domain not listed: most readers then read a call by its id, but
+// the join's lookup of the consult's session, past the window of the
+// dial, took it for a refusal (the transfer failed, and the recovery hung
+// up the consult the agent and target were on). A domain with no calls
+// answers [] [inferred]; whether a PBX answers nothing or null instead is
+// not documented [guess], so the count, the one documented thing that
+// says more [doc], decides, as it does a short page (shortPage): none
+// counted, the domain has no calls and the page stands; more is a listing
+// cut (unknown, never calls gone); a count unreadable for now is unknown;
+// one refused, or showing no total, tells nothing, and the page stands.
+// Asked only when a page has no array, it costs a listing that has one
+// nothing.
+func (c *Client) noArray(ctx context.Context, path string) (cut, err error) {
+	total, err := c.countCalls(ctx, path)
+	switch {
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
+		return nil, nil
+	case err != nil:
+		return fmt.Errorf("%w (a page answered with no array, and the domain's count could not be read: %v)", errListingCut, err), nil
+	case total == nil || *total == 0:
+		return nil, nil
+	}
+	return fmt.Errorf("%w (a page answered with no array while the domain counts %d calls)", errListingCut, *total), nil
+}
 
 // answeredAgain tells whether the listing of a PBX that answered a page
 // again (calls, the rows read so far) is whole: it answered every call
