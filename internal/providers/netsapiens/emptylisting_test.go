@@ -24,7 +24,7 @@ import (
 // lookup is refused as before; anything else is an unknown reading, and
 // the join is tried again.
 func TestAListingAnsweredWithoutAnArrayIsCheckedAgainstTheCount(t *testing.T) {
-	for _, body := range []string{"", "null"} {
+	for body, idle := range map[string]string{"": nssim.EmptyListingNone, "null": nssim.EmptyListingNull} {
 		t.Run("body "+body, func(t *testing.T) {
 			const trID = "tr_01JEMPTYLISTINGXXXXXXXXXX0"
 			const window = 5 * time.Second
@@ -46,15 +46,18 @@ func TestAListingAnsweredWithoutAnArrayIsCheckedAgainstTheCount(t *testing.T) {
 				t.Fatalf("the join on the next listing: %v", err)
 			}
 
-			// The other side: the domain has no calls left, and the PBX
-			// answers its listing so: not listed, as a [] says.
+			// The other side of the guess: the domain has no calls left,
+			// and the PBX answers a listing without rows so
+			// (nssim.Config.EmptyListing): not listed, as a [] says.
+			if err := sim.SetGuesses(nssim.Guesses{EmptyListing: idle}); err != nil {
+				t.Fatal(err)
+			}
 			for _, s := range sim.Sessions(domain) {
 				if err := sim.Hangup(s.SessionID, "term"); err != nil {
 					t.Fatal(err)
 				}
 			}
 			tr.Legs.Consult.SessionID = ""
-			sim.InjectFault(nssim.Fault{Operation: nssim.OpList, Status: 200, Body: &body})
 			err = c.Complete(context.Background(), tr)
 			if orchestrator.KindOf(err) != orchestrator.KindProviderRejected || !errors.Is(err, orchestrator.ErrNotSent) {
 				t.Fatalf("the join's lookup where the domain counts no calls: %v (kind %v), want refused and not sent", err, orchestrator.KindOf(err))

@@ -325,8 +325,17 @@ func decodeBody(body []byte, v any) string {
 func (s *Sim) apiList(w http.ResponseWriter, rt route) {
 	s.mu.Lock()
 	recs := s.recordsLocked(s.pageLocked(s.sortedLocked(rt.domain, s.routeFilter(rt)), rt.query))
+	empty := s.cfg.EmptyListing
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, recs)
+	switch {
+	case len(recs) > 0 || empty == EmptyListingArray:
+		writeJSON(w, http.StatusOK, recs)
+	case empty == EmptyListingNull:
+		writeJSON(w, http.StatusOK, nil)
+	default: // EmptyListingNone [G]
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // pageLocked is the page of list that a listing's query asks for, as Config.ListPageSize and

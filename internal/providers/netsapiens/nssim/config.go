@@ -110,6 +110,16 @@ const (
 	OtherLegNotFound = "notfound"
 )
 
+// Values of Config.EmptyListing.
+const (
+	// EmptyListingArray answers a listing without rows with an empty array, [].
+	EmptyListingArray = "array"
+	// EmptyListingNull answers it with null.
+	EmptyListingNull = "null"
+	// EmptyListingNone answers it with an empty body.
+	EmptyListingNone = "none"
+)
+
 // Values of Config.ListParams.
 const (
 	// ListParamsHonoured pages a listing by its limit and start query parameters: limit (a
@@ -231,6 +241,12 @@ type Config struct {
 	// many controllers honour them [C-code]; whether the calls controller does is [G].
 	ListParams string
 
+	// EmptyListing is how a listing of calls without rows (an idle domain or user, a page
+	// past the end) is answered: EmptyListingArray (default, []), EmptyListingNull or
+	// EmptyListingNone (a 200 with no body). The notes infer [] [I]; a controller that
+	// answers null or nothing for no rows is [G].
+	EmptyListing string
+
 	// StrictSynchronous makes "synchronous" required in a CallRequest, as the schema says.
 	// By default it is optional and means "no", because the real server may default it [G].
 	StrictSynchronous bool
@@ -345,6 +361,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ListParams == "" {
 		c.ListParams = ListParamsHonoured
+	}
+	if c.EmptyListing == "" {
+		c.EmptyListing = EmptyListingArray
 	}
 	if c.NotRingingStatus == 0 {
 		c.NotRingingStatus = 409

@@ -56,6 +56,7 @@ import (
 //	 "wrong_hostname":"ignore","hostname_match":"original","unknown_destination":"ignore",
 //	 "held_side":"remote","external_numbers":"pstn","join_keeps":"caller","read_other_leg":"found",
 //	 "not_ringing_status":409,"duplicate_call_id_status":409,
+//	 "list_page_size":0,"list_params":"honoured","empty_listing":"array",
 //	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false,
 //	 "subscription_shape":"array"}
 //

@@ -31,6 +31,7 @@ type Guesses struct {
 	DuplicateCallIDStatus int    `json:"duplicate_call_id_status"`
 	ListPageSize          int    `json:"list_page_size"`
 	ListParams            string `json:"list_params"`
+	EmptyListing          string `json:"empty_listing"`
 	// The event subscriptions' posts: SubscriptionNames, and SubscriptionChaos's two
 	// behaviours.
 	SubscriptionNames     string `json:"subscription_names"`
@@ -47,7 +48,7 @@ func (c Config) guesses() Guesses {
 		HeldSide: c.HeldSide, ExternalNumbers: c.ExternalNumbers, JoinKeeps: c.JoinKeeps, HeldInfo: c.HeldInfo,
 		RingingDisconnect: c.RingingDisconnect, ReadOtherLeg: c.ReadOtherLeg,
 		NotRingingStatus: c.NotRingingStatus, DuplicateCallIDStatus: c.DuplicateCallIDStatus,
-		ListPageSize: c.ListPageSize, ListParams: c.ListParams,
+		ListPageSize: c.ListPageSize, ListParams: c.ListParams, EmptyListing: c.EmptyListing,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder, SubscriptionShape: c.SubscriptionShape,
 	}
@@ -60,7 +61,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.HeldSide, c.ExternalNumbers, c.JoinKeeps, c.HeldInfo = g.HeldSide, g.ExternalNumbers, g.JoinKeeps, g.HeldInfo
 	c.RingingDisconnect, c.ReadOtherLeg = g.RingingDisconnect, g.ReadOtherLeg
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
-	c.ListPageSize, c.ListParams = g.ListPageSize, g.ListParams
+	c.ListPageSize, c.ListParams, c.EmptyListing = g.ListPageSize, g.ListParams, g.EmptyListing
 	c.SubscriptionNames, c.SubscriptionShape = g.SubscriptionNames, g.SubscriptionShape
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
 }
@@ -120,6 +121,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
 	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored)
+	oneOf("EmptyListing", g.EmptyListing, EmptyListingArray, EmptyListingNull, EmptyListingNone)
 	if g.ListPageSize < 0 {
 		errs = append(errs, fmt.Errorf("%s %d is negative: a page size, or 0 for no paging", name("ListPageSize"), g.ListPageSize))
 	}

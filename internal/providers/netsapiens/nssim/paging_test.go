@@ -78,6 +78,24 @@ func TestListingPages(t *testing.T) {
 			t.Errorf("%v, want %v: the limit ignored, the start honoured", got, all[1:3])
 		}
 	})
+	t.Run("a listing without rows", func(t *testing.T) {
+		for idle, want := range map[string]string{"": "[]", nssim.EmptyListingArray: "[]", nssim.EmptyListingNull: "null", nssim.EmptyListingNone: ""} {
+			h := newHarness(t, nssim.Config{ListPageSize: 2, EmptyListing: idle})
+			if r := h.api(http.MethodGet, "/domains/TEST/calls", nil); r.status != http.StatusOK || string(r.body) != want {
+				t.Errorf("%q: an idle domain answered %d %q, want %q", idle, r.status, r.body, want)
+			}
+			all := place(h, 2)
+			if got := h.sessionsOf("/domains/TEST/calls"); !slices.Equal(got, all) {
+				t.Errorf("%q: %v, want %v: rows are answered as they are", idle, got, all)
+			}
+			if r := h.api(http.MethodGet, "/domains/TEST/calls?start=2", nil); r.status != http.StatusOK || string(r.body) != want {
+				t.Errorf("%q: a page past the end answered %d %q, want %q", idle, r.status, r.body, want)
+			}
+		}
+		if err := (nssim.Config{EmptyListing: "nothing"}).Validate(); err == nil {
+			t.Error("an unknown EmptyListing was accepted")
+		}
+	})
 	t.Run("ignored", func(t *testing.T) {
 		h := newHarness(t, nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored})
 		all := place(h, 5)
