@@ -31,7 +31,8 @@ import (
 const (
 	// DefaultSubscriptionTTL is the expiry asked for. An explicit expiry,
 	// not the API key's 20 years, so that a subscription a killed process
-	// could not delete ends by itself; it is renewed at half its life.
+	// could not delete ends by itself (within a day: see expiry); it is
+	// renewed at half its life.
 	DefaultSubscriptionTTL = time.Hour
 	// DefaultSubscriptionLinger is how long a subscription outlives the
 	// last watch of its domain, so that consults one after another in a
@@ -236,8 +237,22 @@ type subscriptionWire struct {
 	PostURL string     `json:"post-url"`
 }
 
+// easternmost is how far ahead of UTC the easternmost zone is (UTC+14).
+const easternmost = 14 * time.Hour
+
+// expiry is the subscription-expires-datetime a create or renewal writes:
+// "YYYY-MM-DD HH:MM:SS", with no zone. Reads answer it with an offset
+// [C-code]; in which zone a write is read is not documented [guess]. In
+// UTC a TTL ahead, a PBX reading it in a zone east of UTC had it expire
+// that much sooner: at UTC+1 as it was made, at UTC+2 an hour before, and
+// no post ever came (the domain polled only), the keeper renewing at half
+// its life a subscription the PBX had dropped. So it is written a TTL
+// ahead in the easternmost zone: it lasts at least the TTL wherever it is
+// read, and at most a TTL and 26 hours (UTC-12). A subscription a killed
+// process leaves then outlives it by up to a day rather than an hour;
+// the next process adopts it (a 409), and its posts only hasten readings.
 func (s *subscriber) expiry() string {
-	return time.Now().UTC().Add(s.ttl).Format(subscriptionDatetime)
+	return time.Now().UTC().Add(s.ttl + easternmost).Format(subscriptionDatetime)
 }
 
 // create subscribes the domain; a 409 (ours exists, left by a process

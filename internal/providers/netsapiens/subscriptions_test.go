@@ -394,6 +394,39 @@ func TestASubscriptionPastTheFirstPageIsAdopted(t *testing.T) {
 	}
 }
 
+// A subscription's expiry is written "YYYY-MM-DD HH:MM:SS", with no
+// zone; reads answer it with an offset [C-code], and in which zone a
+// write is read is not documented (nssim.Config.SubscriptionZone). It was
+// written in UTC an hour ahead: a PBX reading it in a zone two hours east
+// of UTC had it expired an hour before it was made, and no post ever came
+// (the domain polled only; the keeper renewed a subscription the PBX had
+// dropped, at half its life, with another expiry already past). The
+// expiry is now written as far ahead as the easternmost zone needs, so
+// that it lasts at least the TTL wherever it is read, and no more than a
+// day longer in the westernmost.
+func TestASubscriptionLastsItsTTLInAnyZone(t *testing.T) {
+	for _, zone := range []time.Duration{0, 2 * time.Hour, 14 * time.Hour, -12 * time.Hour} {
+		t.Run(zone.String(), func(t *testing.T) {
+			const ttl = time.Hour
+			rig := newSubRig(t, nssim.Config{SubscriptionZone: zone}, netsapiens.Config{SubscriptionTTL: ttl})
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "the create", func() bool { return rig.count(nssim.OpSubscriptionCreate, http.StatusOK) > 0 })
+			subs := rig.sim.Subscriptions()
+			if len(subs) != 1 {
+				t.Fatalf("subscriptions %+v: want the one just made, not expired", subs)
+			}
+			expires, err := time.Parse(time.RFC3339, subs[0].Expires)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Bounds wide of any time the test takes to run.
+			if left := time.Until(expires); left < ttl-10*time.Minute || left > ttl+27*time.Hour {
+				t.Errorf("the subscription expires in %v, want at least the TTL %v and at most a day more", left, ttl)
+			}
+		})
+	}
+}
+
 // A subscription deleted between two pages of the listing (another
 // integration's, say) moves every row after it one back: asked from where
 // the first page ended, the row first on the next page had moved onto the

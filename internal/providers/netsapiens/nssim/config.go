@@ -284,6 +284,12 @@ type Config struct {
 	// documents them [C-code]).
 	SubscriptionShape string
 
+	// SubscriptionZone is how far east of UTC the zone is in which a subscription's expiry,
+	// written "YYYY-MM-DD HH:MM:SS" with no zone, is read (and in which reads render it, with
+	// its offset). Reads answer ISO-8601 with an offset [C-code]; the zone of a write is
+	// undocumented [G]. Default 0, UTC; from -12 h to +14 h, as zones go.
+	SubscriptionZone time.Duration
+
 	// SubscriptionClient sends the posts; default http.DefaultClient.
 	SubscriptionClient *http.Client
 
@@ -406,6 +412,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("nssim: DefaultBehaviour.Delay %v is negative", c.DefaultBehaviour.Delay))
 	}
 	errs = append(errs, c.guesses().check(false)...)
+	if c.SubscriptionZone < -12*time.Hour || c.SubscriptionZone > 14*time.Hour {
+		errs = append(errs, fmt.Errorf("nssim: SubscriptionZone %v is no zone's offset: -12h to +14h", c.SubscriptionZone))
+	}
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))
 	}

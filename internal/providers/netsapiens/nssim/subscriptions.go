@@ -124,13 +124,22 @@ func str(p *string, def string) string {
 	return *p
 }
 
-// parseDatetime reads "YYYY-MM-DD HH:MM:SS" (what writes use) or RFC 3339.
-func parseDatetime(v string) (time.Time, bool) {
-	if t, err := time.Parse(datetimeLayout, v); err == nil {
+// parseDatetime reads "YYYY-MM-DD HH:MM:SS" (what writes use), in the zone
+// Config.SubscriptionZone says [G], or RFC 3339.
+func (s *Sim) parseDatetime(v string) (time.Time, bool) {
+	if t, err := time.ParseInLocation(datetimeLayout, v, s.subscriptionZone()); err == nil {
 		return t, true
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	return t, err == nil
+}
+
+// subscriptionZone is Config.SubscriptionZone as a location.
+func (s *Sim) subscriptionZone() *time.Location {
+	if s.cfg.SubscriptionZone == 0 {
+		return time.UTC
+	}
+	return time.FixedZone("", int(s.cfg.SubscriptionZone/time.Second))
 }
 
 // Subscriptions returns every subscription, oldest first.
@@ -214,7 +223,7 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 		}
 		expires := now.AddDate(20, 0, 0) // an API key's default
 		if in.Expires != nil {
-			t, ok := parseDatetime(*in.Expires)
+			t, ok := s.parseDatetime(*in.Expires)
 			if !ok {
 				writeError(w, http.StatusBadRequest, "subscription-expires-datetime must be YYYY-MM-DD HH:MM:SS")
 				return
@@ -261,7 +270,7 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 			sub.PostURL = *in.PostURL
 		}
 		if in.Expires != nil {
-			t, ok := parseDatetime(*in.Expires)
+			t, ok := s.parseDatetime(*in.Expires)
 			if !ok {
 				writeError(w, http.StatusBadRequest, "subscription-expires-datetime must be YYYY-MM-DD HH:MM:SS")
 				return
@@ -298,7 +307,7 @@ func scopeCovers(scope KeyScope, domain string) bool {
 func (s *Sim) setExpiresLocked(sub *subscription, t time.Time) {
 	sub.expires = t.UTC()
 	// Reads return ISO-8601 with an offset; writes use YYYY-MM-DD HH:MM:SS [C-code].
-	sub.Expires = sub.expires.Format(time.RFC3339)
+	sub.Expires = sub.expires.In(s.subscriptionZone()).Format(time.RFC3339)
 }
 
 func (s *Sim) newSubscriptionIDLocked() string {

@@ -236,3 +236,32 @@ func TestSubscriptionPostsOnTheirOwn(t *testing.T) {
 		t.Fatal("no post arrived")
 	}
 }
+
+// An expiry written with no zone is read in Config.SubscriptionZone [G], and read back with
+// that zone's offset: two hours east of UTC, "12:00:00" is 10:00 UTC.
+func TestSubscriptionExpiryZone(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := newHarness(t, nssim.Config{SubscriptionZone: 2 * time.Hour, Now: clock})
+	r := h.api("POST", "/subscriptions", map[string]any{"model": "call", "post-url": "https://transferd.example/callbacks/x",
+		"domain": "TEST", "subscription-expires-datetime": "2026-03-04 12:00:00"})
+	wantStatus(t, r, http.StatusOK)
+	var got nssim.Subscription
+	r.decode(t, &got)
+	if got.Expires != "2026-03-04T12:00:00+02:00" {
+		t.Fatalf("expiry read back %q, want 12:00 at +02:00", got.Expires)
+	}
+	if subs := h.sim.Subscriptions(); len(subs) != 1 {
+		t.Fatalf("subscriptions %+v at 09:00 UTC, want the one expiring at 10:00 UTC", subs)
+	}
+	mu.Lock()
+	now = now.Add(61 * time.Minute)
+	mu.Unlock()
+	if subs := h.sim.Subscriptions(); len(subs) != 0 {
+		t.Fatalf("subscriptions %+v at 10:01 UTC, want none", subs)
+	}
+	if err := (nssim.Config{SubscriptionZone: 15 * time.Hour}).Validate(); err == nil {
+		t.Error("a zone 15 hours east was accepted")
+	}
+}
