@@ -215,7 +215,6 @@ func TestATransferWhoseDialWasAnsweredLateCompletesPastAnIgnoredJoin(t *testing.
 	// the dial's answer by no time, however slowly the machine runs.
 	release := releaseAfter(isOp(http.MethodPatch, "transfer"), clk)
 	clk.hold()
-	t.Cleanup(clk.release)
 	var late sync.Once
 	sim, srv := newSimServer(t, nssim.Config{Now: simClock.Now, CoreServers: []string{"core1-sim.netsapiens.test"}},
 		func(sim *nssim.Sim, h http.Handler) http.Handler {
@@ -232,6 +231,7 @@ func TestATransferWhoseDialWasAnsweredLateCompletesPastAnIgnoredJoin(t *testing.
 	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{Now: clk.Now}, func(c *orchestrator.Config) {
 		c.VisibilityWindow, c.VerifyTimeout, c.Clock = window, 2*window, clk.Now
 	})
+	t.Cleanup(clk.release) // before the harness's shutdown, as setupIgnoredJoin's
 	orig := h.placeCall(t)
 	simClock.advance(time.Minute) // the caller's call is old to the lagging node
 	if err := sim.SetChaos(nssim.Chaos{LaggingNodeWriteRate: 1, LaggingNodeAge: 30 * time.Second}, 0); err != nil {

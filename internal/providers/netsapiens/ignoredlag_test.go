@@ -106,11 +106,13 @@ func setupIgnoredJoin(t *testing.T, window time.Duration, clk *shiftedClock) (*h
 	sim, srv := newSimServer(t, nssim.Config{Now: simClock.Now, CoreServers: []string{"core1-sim.netsapiens.test"}},
 		func(sim *nssim.Sim, h http.Handler) http.Handler { return release(sim, lag(sim, h)) })
 	clk.hold()
-	t.Cleanup(clk.release) // before the harness's shutdown: time passes, so that what is left can end
 	store := orchestratortest.NewSaved(memory.New())
 	h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{Now: clk.Now}, func(c *orchestrator.Config) {
 		c.VisibilityWindow, c.VerifyTimeout, c.Clock = window, 2*window, clk.Now
 	})
+	// Registered after the harness, so run before its shutdown: time
+	// passes, so that what a failed test left can end.
+	t.Cleanup(clk.release)
 	orig := h.placeCall(t)
 	simClock.advance(time.Minute) // the caller's call is old to the lagging node
 	if err := sim.SetChaos(nssim.Chaos{LaggingNodeWriteRate: 1, LaggingNodeAge: 30 * time.Second}, 0); err != nil {
