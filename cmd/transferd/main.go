@@ -283,7 +283,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				// An event subscription per watched domain, posting to the
 				// callback route under a token bound to tenant and domain.
 				nc.EventURL = func(domain string) string {
-					return strings.TrimRight(cfg.PublicURL, "/") + "/callbacks/netsapiens/subscriptions/" + url.PathEscape(domain) +
+					return strings.TrimRight(cfg.PublicURL, "/") + netsapiens.SubscriptionPath + url.PathEscape(domain) +
 						"/" + signer.Token(api.TokenSubscription, tenant, domain)
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,23 @@ import (
 
 // Name is the provider name requests use.
 const Name = "netsapiens"
+
+// SubscriptionPath is where transferd serves a domain's subscription
+// posts: SubscriptionPath + domain + "/" + token is the post-url's path.
+const SubscriptionPath = "/callbacks/netsapiens/subscriptions/"
+
+// tokenRE matches a post-url's token: what follows SubscriptionPath and
+// the domain, up to whatever ends a URL quoted in prose.
+var tokenRE = regexp.MustCompile(regexp.QuoteMeta(SubscriptionPath) + "([^/\\s`'\"<>]*)/[^\\s`'\"<>]+")
+
+// withoutTokens cuts post-url tokens from provider text: a PBX refusing a
+// subscription may quote the post-url it was sent, and the token in it is
+// the credential of the domain's event posts, which the refusal's text
+// would carry into the warning logged at every try. It is written
+// "redacted", as the access log writes it.
+func withoutTokens(s string) string {
+	return tokenRE.ReplaceAllString(s, SubscriptionPath+"${1}/redacted")
+}
 
 // Config configures a Client.
 type Config struct {
@@ -401,6 +419,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) (
 	}
 	if json.Unmarshal(data, &eb) == nil {
 		apiErr.Code, _ = strconv.Atoi(string(eb.Code))
+		eb.Message = withoutTokens(eb.Message)
 		apiErr.Message = eb.Message
 	}
 	wait, _ := apiclient.RetryAfter(resp.Header, time.Now())
