@@ -693,6 +693,10 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	code, retryAfter, err := d.send(ctx, dl)
 	now := d.now()
 	dl.UpdatedAt, dl.LastCode, dl.LastError = now, code, ""
+	// A redelivery is made once an attempt of it was, not when its claim
+	// ran out before anything of it was written: the attempt after is
+	// the redelivery still, sent under a 410 Gone's mark.
+	dl.Resend = dl.Resend && errors.Is(err, sendgate.ErrClosed)
 	if err == nil {
 		dl.Status = StatusDelivered
 		return dl
@@ -880,10 +884,10 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 		return 0, 0, errors.New("the endpoint is no longer configured")
 	}
 	key := EndpointKey(dl.Tenant, ep.ID)
-	// The first attempt since a redelivery is sent all the same: an
-	// operator's redelivery is how a receiver that came back is tried
-	// sooner, whichever replica's claim it lands on.
-	if mark, ok := d.goneNow(key, ep.URL); ok && (dl.Redelivered == 0 || dl.Attempts != dl.Redelivered+1) {
+	// A redelivery is sent all the same: an operator's redelivery is how
+	// a receiver that came back is tried sooner, whichever replica's
+	// claim it lands on.
+	if mark, ok := d.goneNow(key, ep.URL); ok && !redelivery(dl) {
 		return 0, 0, fmt.Errorf("%w at %s (given up unsent until %s, or redelivered)", errGone,
 			mark.at.Format(time.RFC3339), mark.ends.Format(time.RFC3339))
 	}
@@ -926,6 +930,15 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 		d.pause(dl, ep.URL, wait)
 	}
 	return resp.StatusCode, wait, fmt.Errorf("the endpoint answered %d", resp.StatusCode)
+}
+
+// redelivery reports whether the attempt of dl is an operator's
+// redelivery, to be sent whatever the endpoint answered before: one not
+// made yet since the redelivery (Resend), or, for a redelivery a replica
+// of an older version stored (without Resend), the first attempt since
+// (Redelivered, which tells only a redelivery after an attempt).
+func redelivery(dl Delivery) bool {
+	return dl.Resend || dl.Redelivered > 0 && dl.Attempts == dl.Redelivered+1
 }
 
 // signer returns the endpoint's parsed secrets, parsing them again when

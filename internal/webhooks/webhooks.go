@@ -126,6 +126,17 @@ type Delivery struct {
 	// stored one, which tells FinishDelivery that the redelivery came
 	// while the attempt was in flight.
 	Redelivered int
+	// Resend is set by a redelivery and cleared by the result of the
+	// next attempt made: while it is set, the delivery is sent even to an
+	// endpoint that answered 410 Gone (an operator asked for it). Apart
+	// from Redelivered, which cannot tell a redelivery before any attempt
+	// (Attempts 0) from none: such a delivery, waiting behind its
+	// transfer's head, was given up unsent once it was the head. An
+	// attempt whose claim ran out before it was written (sendgate) leaves
+	// it set. Left out of the stored record when false, so that a record
+	// reads as it did before; a replica of an older version ignores it
+	// and writes its records without it.
+	Resend      bool `json:",omitempty"`
 	NextAttempt time.Time
 	// Owner and LeaseUntil are the replica attempting it now, if any.
 	Owner      string
@@ -146,14 +157,16 @@ type Delivery struct {
 // pending with d's Attempts (the claim's fencing token); false if the
 // claim was lost. A redelivery made since d was claimed (stored's
 // Redelivered is not d's) wins over the result: the delivery stays
-// pending, due when the redelivery made it due. Every store applies a
+// pending, due when the redelivery made it due, and still to be resent
+// (Resend). A claim in flight has Attempts of at least 1, so a
+// redelivery during it always moves Redelivered. Every store applies a
 // result so.
 func ApplyResult(stored, d Delivery) (Delivery, bool) {
 	if stored.Status != StatusPending || stored.Attempts != d.Attempts {
 		return Delivery{}, false
 	}
 	if stored.Redelivered == d.Redelivered {
-		stored.Status, stored.NextAttempt = d.Status, d.NextAttempt
+		stored.Status, stored.NextAttempt, stored.Resend = d.Status, d.NextAttempt, d.Resend
 	}
 	stored.UpdatedAt, stored.LastCode, stored.LastError = d.UpdatedAt, d.LastCode, d.LastError
 	stored.Owner, stored.LeaseUntil = "", time.Time{}
@@ -215,13 +228,14 @@ type Store interface {
 	// written once, and read to be sent).
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]Delivery, error)
 	// FinishDelivery stores the result of an attempt (Status, NextAttempt,
-	// LastCode, LastError, UpdatedAt of d), releases the lease and
+	// Resend, LastCode, LastError, UpdatedAt of d), releases the lease and
 	// returns the delivery as stored, if the stored delivery is still
 	// pending with d's Attempts; otherwise it does nothing and reports
 	// false (the claim was lost). A redelivery made since d was claimed
 	// (the stored Redelivered is not d's) wins over the attempt's
 	// result: LastCode, LastError and UpdatedAt are recorded, and the
-	// delivery stays pending, due when the redelivery made it due.
+	// delivery stays pending, due when the redelivery made it due, Resend
+	// set (ApplyResult).
 	FinishDelivery(ctx context.Context, d Delivery) (Delivery, bool, error)
 	// SettleDeliveries stores the results of attempts, each as
 	// FinishDelivery does, in order, and then, if limit is above 0,
@@ -237,7 +251,7 @@ type Store interface {
 	// no delivery of f.Tenant.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
 	// Redeliver makes a tenant's delivery pending again, due at now, with
-	// a new deadline, and sets Redelivered to Attempts; KindNotFound if
+	// a new deadline, sets Redelivered to Attempts and sets Resend; KindNotFound if
 	// the tenant has no such delivery. A delivery in flight keeps its
 	// claim (FinishDelivery then keeps it pending).
 	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time) (Delivery, error)

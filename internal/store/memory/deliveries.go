@@ -202,6 +202,9 @@ func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadli
 		dl.Owner, dl.LeaseUntil = "", time.Time{}
 	}
 	dl.Status, dl.NextAttempt, dl.Deadline, dl.Redelivered, dl.UpdatedAt = webhooks.StatusPending, now, deadline, dl.Attempts, now
+	// Resend, as Redelivered cannot tell a delivery never attempted yet
+	// (Attempts 0) redelivered from one never redelivered.
+	dl.Resend = true
 	return clone(dl), nil
 }
 

@@ -617,6 +617,9 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
+	// Resend, as Redelivered cannot tell a delivery never attempted yet
+	// (Attempts 0) redelivered from one never redelivered.
+	d.Resend = true
 	if err := putDelivery(t, d); err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("ClaimTiesByID", func(t *testing.T) { testClaimTiesByID(t, open(t)) })
 	t.Run("ClaimPastASkippedBacklog", func(t *testing.T) { testClaimPastSkippedBacklog(t, open(t)) })
 	t.Run("RedeliveryIsTheHeadAgain", func(t *testing.T) { testRedeliveryHead(t, open(t)) })
+	t.Run("RedeliveryBeforeAnyAttempt", func(t *testing.T) { testRedeliveryBeforeAnyAttempt(t, open(t)) })
 	t.Run("FinishRacesEnqueue", func(t *testing.T) { testFinishRacesEnqueue(t, open(t)) })
 	t.Run("EnqueueMakesHeads", func(t *testing.T) { EnqueueHeads(t, open(t), nil) })
 	t.Run("SettleResultsThenClaim", func(t *testing.T) { testSettle(t, open(t)) })
@@ -955,6 +956,91 @@ func testRedeliveryHead(t *testing.T, s webhooks.Store) {
 	redone = claim(at.Add(2*time.Minute), "[tr_a#2]") // its lease expired; #3 still waits behind it
 	finish(redone[0], webhooks.StatusDelivered)
 	claim(at.Add(3*time.Minute), "[tr_a#3]")
+}
+
+// testRedeliveryBeforeAnyAttempt: a redelivery of a delivery never
+// attempted yet, waiting behind its transfer's head, is told from none
+// (Resend; its Redelivered is its Attempts, 0, as if never redelivered),
+// and so is each redelivery after it: Resend is kept by every write until
+// the result of an attempt clears it (the dispatcher's result says
+// whether the attempt was made), and a redelivery during an attempt keeps
+// it whatever the attempt's result says.
+func testRedeliveryBeforeAnyAttempt(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2)}
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 2, ds); err != nil {
+		t.Fatal(err)
+	}
+	resend := func(what, id string, want bool) {
+		t.Helper()
+		list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", TransferID: "tr_a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range list {
+			if d.ID == id && d.Resend != want {
+				t.Fatalf("%s: tr_a#%d listed with Resend %v, want %v", what, d.Seq, d.Resend, want)
+			}
+		}
+	}
+	claim := func(at time.Time, want string) webhooks.Delivery {
+		t.Helper()
+		got, err := s.ClaimDeliveries(ctx, "r1", at, time.Minute, 10, nil)
+		if fmt.Sprint(transfersOf(got)) != want || err != nil {
+			t.Fatalf("claimed %v (%v), want %s", transfersOf(got), err, want)
+		}
+		return got[0]
+	}
+	finish := func(d webhooks.Delivery) webhooks.Delivery {
+		t.Helper()
+		got, ok, err := s.FinishDelivery(ctx, d)
+		if !ok || err != nil {
+			t.Fatalf("finish tr_a#%d: %v %v", d.Seq, ok, err)
+		}
+		return got
+	}
+	at := now.Add(time.Second)
+	r, err := s.Redeliver(ctx, "acme", ds[1].ID, at, at.Add(time.Hour))
+	if err != nil || r.Attempts != 0 || r.Redelivered != 0 || !r.Resend || r.Status != webhooks.StatusPending {
+		t.Fatalf("redelivered before any attempt: %+v (%v), want pending, Attempts 0, Resend", r, err)
+	}
+	resend("redelivered", ds[1].ID, true)
+	resend("never redelivered", ds[0].ID, false)
+	head := claim(at, "[tr_a#1]") // #2 waits behind its head still
+	if head.Resend {
+		t.Fatalf("the head, never redelivered, claimed with Resend")
+	}
+	head.Status, head.UpdatedAt = webhooks.StatusDelivered, at
+	finish(head)
+	c := claim(at, "[tr_a#2]")
+	if !c.Resend || c.Attempts != 1 || c.Redelivered != 0 {
+		t.Fatalf("the redelivery claimed: Resend %v, Attempts %d, Redelivered %d; want Resend, 1, 0", c.Resend, c.Attempts, c.Redelivered)
+	}
+	// Redelivered again while its attempt is in flight: the attempt's
+	// result (made, so Resend cleared) does not clear the redelivery.
+	later := at.Add(time.Second)
+	if _, err := s.Redeliver(ctx, "acme", c.ID, later, later.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c.Status, c.Resend, c.LastCode, c.UpdatedAt = webhooks.StatusDelivered, false, 204, later
+	if got := finish(c); !got.Resend || got.Status != webhooks.StatusPending {
+		t.Fatalf("a redelivery during an attempt, stored %s with Resend %v; want pending, Resend", got.Status, got.Resend)
+	}
+	// An attempt not made (its claim ran out) keeps it; one made clears it.
+	c = claim(later, "[tr_a#2]")
+	if !c.Resend || c.Attempts != 2 || c.Redelivered != 1 {
+		t.Fatalf("claimed again: Resend %v, Attempts %d, Redelivered %d; want Resend, 2, 1", c.Resend, c.Attempts, c.Redelivered)
+	}
+	c.NextAttempt, c.LastError, c.UpdatedAt = later, "not sent", later
+	if got := finish(c); !got.Resend {
+		t.Fatalf("an attempt not made cleared Resend")
+	}
+	c = claim(later, "[tr_a#2]")
+	c.Resend, c.NextAttempt, c.LastCode, c.LastError, c.UpdatedAt = false, later.Add(time.Hour), 500, "the endpoint answered 500", later
+	if got := finish(c); got.Resend {
+		t.Fatalf("an attempt made left Resend set")
+	}
+	resend("attempted since", ds[1].ID, false)
 }
 
 // testSettle: SettleDeliveries stores each result as FinishDelivery
