@@ -3,8 +3,19 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/api"
+	"github.com/transferd/transferd/internal/store/memory"
+	"github.com/transferd/transferd/internal/webhooks"
 )
 
 // TestRedeliverTakesInputAsTheActionsDo: POST
@@ -81,5 +92,73 @@ func TestRedeliverTakesInputAsTheActionsDo(t *testing.T) {
 	missing := e.do(t, exchange{method: "POST", path: "/v1/webhook-deliveries/dlv_0123456789abcdef01234567/redeliver"}, false)
 	if missing.status != http.StatusNotFound || !strings.Contains(string(missing.body), "no webhook delivery with this id") {
 		t.Errorf("an unknown delivery: %d, want 404 saying no webhook delivery has the id:\n%s", missing.status, missing.body)
+	}
+}
+
+// TestARedeliveryNeverAttemptedIsSentUnderA410Gone: an operator's
+// redelivery of a delivery listed with no attempt yet (waiting behind its
+// transfer's failing head) is sent, once it is the head, even though the
+// endpoint answered 410 Gone meanwhile, as the README promises of a
+// redelivery: it was given up unsent, a dead letter with no code, as if
+// it had never been redelivered.
+func TestARedeliveryNeverAttemptedIsSentUnderA410Gone(t *testing.T) {
+	var code, got atomic.Int64
+	code.Store(http.StatusServiceUnavailable)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		got.Add(1)
+		w.WriteHeader(int(code.Load()))
+	}))
+	t.Cleanup(rcv.Close)
+	store := memory.New()
+	reg := prometheus.NewRegistry()
+	// The clock stands still: a failing head's back-off never passes.
+	start := time.Now().UTC()
+	disp := webhooks.New(webhooks.Config{Clock: func() time.Time { return start }}, memory.NewDeliveries(store),
+		webhooks.Static{"default": {{ID: "crm", URL: rcv.URL, Secrets: []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}}}},
+		api.EventPayload, zerolog.Nop(), reg)
+	e := eventsServer(t, store, reg, api.Config{Idempotency: store, Deliveries: disp})
+	type delivery struct {
+		ID        string `json:"id"`
+		Seq       int64  `json:"seq"`
+		Status    string `json:"status"`
+		Attempts  int    `json:"attempts"`
+		LastCode  int    `json:"last_code"`
+		LastError string `json:"last_error"`
+	}
+	list := func(id string) []delivery {
+		t.Helper()
+		ds := decodeBody[struct{ Items []delivery }](t, e.req(t, "GET", "/v1/webhook-deliveries?status=pending,dead&transfer_id="+id, readKey, ""),
+			http.StatusOK).Items
+		slices.Reverse(ds) // oldest first
+		return ds
+	}
+	drain := func() {
+		t.Helper()
+		if err := disp.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := e.start(t, writeKey, "1001")
+	drain()
+	ds := list(first)
+	if len(ds) < 2 || ds[0].Attempts != 1 || ds[1].Attempts != 0 || ds[1].Status != "pending" {
+		t.Fatalf("the first transfer's deliveries: %+v; want its head failing, the next never attempted", ds)
+	}
+	// Another transfer's delivery is answered 410 Gone.
+	code.Store(http.StatusGone)
+	e.start(t, writeKey, "1002")
+	drain()
+	before := got.Load()
+	for _, d := range []delivery{ds[1], ds[0]} {
+		decodeBody[delivery](t, e.req(t, "POST", "/v1/webhook-deliveries/"+d.ID+"/redeliver", writeKey, ""), http.StatusAccepted)
+	}
+	drain()
+	if n := got.Load() - before; n != 2 {
+		t.Errorf("%d redeliveries reached the endpoint, want 2", n)
+	}
+	for _, d := range list(first)[:2] {
+		if d.Status != "dead" || d.LastCode != http.StatusGone {
+			t.Errorf("redelivered delivery %d: %+v; want sent, answered 410", d.Seq, d)
+		}
 	}
 }
