@@ -231,3 +231,53 @@ func TestOlderReplicasHeartbeatsRaiseNoAlarm(t *testing.T) {
 		t.Errorf("a heartbeat over a live row an older replica inserted: expired %v, %v; want false, nil", expired, err)
 	}
 }
+
+// Resend (a redelivery not made yet) is a field of a delivery's record,
+// not a column, absent while false: the record of a delivery never
+// redelivered is the one a replica of an older version writes. An older
+// replica reads a record with it (a field it does not know is ignored)
+// and rewrites the record without it, at its claim, its result or its own
+// redelivery, which this version reads as no Resend: the redelivery is
+// what the older replica made of it, as before this version. A column
+// would outlive the older replica's writes, and have this version resend
+// a redelivery the older replica had made.
+func TestResendIsInTheRecordAndGoesWithAnOlderReplicasRewrite(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	first, second := pendingDelivery(1, "tr_a", 1, now), pendingDelivery(2, "tr_a", 2, now)
+	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 2, []webhooks.Delivery{first, second}); err != nil {
+		t.Fatal(err)
+	}
+	redelivered, err := s.Redeliver(ctx, "acme", second.ID, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(id string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := conn.QueryRow(ctx, `SELECT rec FROM webhook_deliveries WHERE id = $1`, id).Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if _, ok := rec(first.ID)["Resend"]; ok {
+		t.Errorf("a delivery never redelivered has Resend in its record: %v", rec(first.ID))
+	}
+	if r := rec(second.ID)["Resend"]; r != true {
+		t.Fatalf("the redelivery's record has Resend %v, want true", r)
+	}
+	// An older replica claims it: its record, written whole, has no Resend.
+	claimed := redelivered
+	claimed.Resend, claimed.Attempts, claimed.Owner, claimed.LeaseUntil = false, 1, "older", now.Add(time.Minute)
+	olderReplicaPut(t, conn, claimed)
+	ds, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", TransferID: "tr_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.ID == second.ID && (d.Resend || d.Attempts != 1 || d.Owner != "older") {
+			t.Errorf("the older replica's claim read back as %+v; want Attempts 1, its owner, no Resend", d)
+		}
+	}
+}

@@ -963,8 +963,9 @@ func testRedeliveryHead(t *testing.T, s webhooks.Store) {
 // (Resend; its Redelivered is its Attempts, 0, as if never redelivered),
 // and so is each redelivery after it: Resend is kept by every write until
 // the result of an attempt clears it (the dispatcher's result says
-// whether the attempt was made), and a redelivery during an attempt keeps
-// it whatever the attempt's result says.
+// whether the attempt was made; a claim whose result never came leaves
+// it), and a redelivery during an attempt keeps it whatever the attempt's
+// result says.
 func testRedeliveryBeforeAnyAttempt(t *testing.T, s webhooks.Store) {
 	ctx := context.Background()
 	ds := []webhooks.Delivery{mk("acme", "crm", "tr_a", 1, 1), mk("acme", "crm", "tr_a", 2, 2)}
@@ -1035,7 +1036,13 @@ func testRedeliveryBeforeAnyAttempt(t *testing.T, s webhooks.Store) {
 	if got := finish(c); !got.Resend {
 		t.Fatalf("an attempt not made cleared Resend")
 	}
+	// A claim whose result never came (its replica stopped) leaves it too.
+	claim(later, "[tr_a#2]")
+	later = later.Add(2 * time.Minute) // past the lease
 	c = claim(later, "[tr_a#2]")
+	if !c.Resend || c.Attempts != 4 {
+		t.Fatalf("claimed once a lease ran out: Resend %v, Attempts %d; want Resend, 4", c.Resend, c.Attempts)
+	}
 	c.Resend, c.NextAttempt, c.LastCode, c.LastError, c.UpdatedAt = false, later.Add(time.Hour), 500, "the endpoint answered 500", later
 	if got := finish(c); got.Resend {
 		t.Fatalf("an attempt made left Resend set")
