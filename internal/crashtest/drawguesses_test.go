@@ -68,3 +68,25 @@ func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
 		t.Errorf("seeds 2 to 65 draw lagging writes only %v", writes)
 	}
 }
+
+// TestStormDrawsEveryEmptyListing: the storm's seeds run against a PBX that
+// answers a listing with no rows each way the API leaves open ([], null, no
+// body), seed 1 on the simulator's default, and a seed's line names it.
+func TestStormDrawsEveryEmptyListing(t *testing.T) {
+	if g := drawGuesses(1); g.ns.EmptyListing != "" {
+		t.Errorf("seed 1 draws empty_listing %q, want the default", g.ns.EmptyListing)
+	}
+	seen := map[string]bool{}
+	for seed := uint64(2); seed < 66; seed++ {
+		g := drawGuesses(seed)
+		seen[g.ns.EmptyListing] = true
+		if want := `"empty_listing":"` + g.ns.EmptyListing + `"`; !strings.Contains(g.String(), want) {
+			t.Fatalf("seed %d prints %s, which does not say %s", seed, g, want)
+		}
+	}
+	for _, side := range []string{nssim.EmptyListingArray, nssim.EmptyListingNull, nssim.EmptyListingNone} {
+		if !seen[side] {
+			t.Errorf("no seed of 2 to 65 draws empty_listing %q", side)
+		}
+	}
+}

@@ -480,6 +480,10 @@ func drawGuesses(seed uint64) stormGuesses {
 	// Whether nssim's subscriptions post each session's object alone
 	// rather than an array (with callbacks), drawn after all the above.
 	g.ns.SubscriptionShape = pick(nssim.ShapeArray, nssim.ShapeObject)
+	// How nssim answers a listing with no rows (an idle domain, a page past
+	// the end): [], null, or a 2xx with no body, none of which the API
+	// documents; drawn after all the above.
+	g.ns.EmptyListing = pick(nssim.EmptyListingArray, nssim.EmptyListingNull, nssim.EmptyListingNone)
 	return g
 }
 
