@@ -40,7 +40,11 @@ type Options struct {
 	// was built; ok false has the account built anew. An account whose
 	// secrets alone changed keeps its adapter, so that its transfers in
 	// flight send the new secrets too (the old ones may be revoked at
-	// once), and its watchers, budget and callbacks stay with them.
+	// once), and its watchers, budget and callbacks stay with them. One
+	// built anew for another setting changed with its secrets has them
+	// given to its old adapter as well, while it is the same account at
+	// the provider (URL and user): that adapter still drives the
+	// transfers in flight.
 	Rotate func(p orchestrator.Provider, a Account) (apply func(), ok bool)
 	// Defaults are the limits of a tenant whose file entry gives none.
 	Defaults api.Limits
@@ -77,6 +81,11 @@ type tenantState struct {
 	// secrets: an account whose secrets alone changed is rotated in
 	// place (Options.Rotate).
 	settings map[string][32]byte
+	// places are the prints of where the accounts are (provider, URL,
+	// user) and secrets those of their secrets: an account built anew
+	// at the same place with other secrets has them given to its old
+	// adapter too (reload).
+	places, secrets map[string][32]byte
 	// generations change with an account's prints: the credential
 	// monitor checks an account again when its generation changes.
 	generations map[string]uint64
@@ -164,7 +173,7 @@ func (r *Registry) reload() error {
 	r.mu.RUnlock()
 	for _, tc := range p.tenants {
 		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{},
-			settings: map[string][32]byte{}, generations: map[string]uint64{}}
+			settings: map[string][32]byte{}, places: map[string][32]byte{}, secrets: map[string][32]byte{}, generations: map[string]uint64{}}
 		tc.limits = r.limitsOf(tc.limitsSpec)
 		for _, a := range tc.accounts {
 			fp, sp := fingerprint(a), fingerprint(withoutSecrets(a))
@@ -187,9 +196,23 @@ func (r *Registry) reload() error {
 					return fmt.Errorf("tenants file %s: tenant %s: %w", r.o.Path, tc.name, err)
 				}
 				kept = prov
+				// Built anew for another setting (a budget) changed in
+				// the same edit as its secrets: the old adapter still
+				// drives the transfers in flight, and is given the new
+				// secrets as well while it is the same account at the
+				// provider (its URL and user). It kept the old ones, which
+				// a rotation after a leak revokes at once: every request
+				// of those transfers was refused, their callers held.
+				if prev != nil && prev.providers[a.Provider] != nil && r.o.Rotate != nil &&
+					prev.places[a.Provider] == place(a) && prev.secrets[a.Provider] != secretsOf(a) {
+					if apply, ok := r.o.Rotate(prev.providers[a.Provider], a); ok {
+						rotations = append(rotations, apply)
+					}
+				}
 			}
 			ts.providers[a.Provider] = kept
 			ts.prints[a.Provider], ts.settings[a.Provider] = fp, sp
+			ts.places[a.Provider], ts.secrets[a.Provider] = place(a), secretsOf(a)
 			if prev != nil && prev.prints[a.Provider] == fp {
 				ts.generations[a.Provider] = prev.generations[a.Provider]
 			} else {
@@ -239,6 +262,17 @@ func fingerprint(a Account) [32]byte {
 		X string
 	}{a, "v1"})
 	return sha256.Sum256(b)
+}
+
+// place is the print of where a is at its provider: the same place with
+// other secrets is the same account rotated.
+func place(a Account) [32]byte {
+	return fingerprint(Account{Tenant: a.Tenant, Provider: a.Provider, BaseURL: a.BaseURL, UserID: a.UserID})
+}
+
+// secretsOf is the print of a's secrets.
+func secretsOf(a Account) [32]byte {
+	return fingerprint(Account{APIKey: a.APIKey, APIToken: a.APIToken, APISecret: a.APISecret})
 }
 
 // withoutSecrets is a with its secrets blanked.

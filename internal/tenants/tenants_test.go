@@ -448,11 +448,14 @@ func TestDomainAllowListAppliesToTheTargetsDomain(t *testing.T) {
 
 // rotations records the secrets Options.Rotate was told of and those it
 // gave the adapters.
-type rotations struct{ asked, applied []string }
+type rotations struct {
+	asked, applied []string
+	given          []orchestrator.Provider // the adapters applied to
+}
 
-func (r *rotations) rotate(_ orchestrator.Provider, a tenants.Account) (func(), bool) {
+func (r *rotations) rotate(p orchestrator.Provider, a tenants.Account) (func(), bool) {
 	r.asked = append(r.asked, a.APISecret)
-	return func() { r.applied = append(r.applied, a.APISecret) }, true
+	return func() { r.applied, r.given = append(r.applied, a.APISecret), append(r.given, p) }, true
 }
 
 // An account whose secrets alone changed keeps its adapter and gives it
@@ -591,5 +594,59 @@ func TestACredentialRotatedByAReloadIsCheckedAgain(t *testing.T) {
 	<-done
 	if len(checked) != 0 {
 		t.Errorf("%d more checks than the rotated and the new account's", len(checked))
+	}
+}
+
+// An account whose secrets a reload changed together with another of its
+// settings (here a budget given with the rotation) is built anew for new
+// transfers, and its old adapter, which drives the transfers in flight, is
+// given the new secrets too, as long as it is the same account at the
+// provider (its base URL and user). It kept the old ones: a rotation after
+// a leak, made in the same edit as any other change, revokes them at once,
+// every request of those transfers was refused, and their callers were
+// left held, as before rotations were given in place. An account moved to
+// another base URL keeps its old secrets for the transfers on the old one.
+func TestARotatedSecretReachesTheOldAdapterOfAnAccountBuiltAnew(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	content := exampleFile(t, dir)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, rot := &built{}, &rotations{}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate, Build: b.build})
+	if err != nil {
+		t.Fatal(err)
+	}
+	betaBW, _ := r.Provider("beta", "bandwidth")
+	env["BETA_BW_SECRET"] = "beta-bw-secret-2"
+	defer func() { env["BETA_BW_SECRET"] = "beta-bw-secret" }()
+
+	budgeted := strings.Replace(content, "        user_id: u-beta\n", "        user_id: u-beta\n        request_budget: 3\n", 1)
+	if err := os.WriteFile(path, []byte(budgeted), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.Provider("beta", "bandwidth"); p == betaBW || len(b.accounts) != 3 {
+		t.Fatalf("a changed budget kept the adapter (%d accounts built)", len(b.accounts))
+	}
+	if len(rot.applied) != 1 || rot.applied[0] != "beta-bw-secret-2" || rot.given[0] != betaBW {
+		t.Errorf("secrets given in place %q; want beta's new one given to the adapter its transfers in flight are driven with", rot.applied)
+	}
+
+	// Moved to another base URL, with another secret: the old adapter
+	// keeps its own for the transfers on the old one.
+	env["BETA_BW_SECRET"] = "beta-bw-secret-3"
+	moved := strings.Replace(budgeted, "        user_id: u-beta\n", "        user_id: u-beta\n        base_url: https://bw.beta.example/v1\n", 1)
+	if err := os.WriteFile(path, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.accounts) != 4 || len(rot.applied) != 1 {
+		t.Errorf("an account moved to another URL: %d accounts built (want 4), secrets given in place %q (want only the first)", len(b.accounts), rot.applied)
 	}
 }
