@@ -140,9 +140,14 @@ func (r *Registry) reload() error {
 	var named *parsed
 	defer func() {
 		r.mu.Lock()
-		r.loaded = pathStamp
 		if named != nil {
 			r.files, r.loaded = named.files, pathStamp+named.stamps
+		} else {
+			// The tenants file could not be read, so it named no
+			// files: those watched stay, stamped as they are now. The
+			// tenants file's stamp alone never matched them, and every
+			// poll reloaded and logged the failure again.
+			r.loaded = pathStamp + stamp(r.files)
 		}
 		r.mu.Unlock()
 	}()

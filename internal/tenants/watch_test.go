@@ -116,3 +116,45 @@ func TestASecretRotatedWhileAReloadReadsIsReadAgain(t *testing.T) {
 		t.Fatal("a secret file rotated while it was loaded is taken as loaded: the account keeps the old secret")
 	}
 }
+
+// A tenants file that cannot be read (removed, say) is tried again once
+// it changes, not at every poll. A refused read named no secret files, and
+// the stamp kept was the tenants file's alone while the secret files of
+// the configuration in force were still watched: the two never agreed,
+// and every poll reloaded, logged the failure and counted it
+// (transferd_tenants_reloads_total) until the file came back.
+func TestAnUnreadableTenantsFileIsNotReloadedAtEveryPoll(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("token-one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := watchFile(t, dir, token)
+	r, err := Open(Options{Path: path, LookupEnv: watchLookup, Log: zerolog.Nop(),
+		Build: func(a Account) (orchestrator.Provider, error) { return orchestratortest.NewFake(a.Provider), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if !r.changed() {
+		t.Fatal("the removal of the tenants file is not seen")
+	}
+	if err := r.Reload(); err == nil {
+		t.Fatal("a tenants file removed was loaded")
+	}
+	if r.changed() {
+		t.Fatal("a tenants file that cannot be read is reloaded again with nothing changed")
+	}
+	watchFile(t, dir, token)
+	if !r.changed() {
+		t.Fatal("the tenants file came back, and no reload is due")
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r.changed() {
+		t.Fatal("a reload is due after the file was loaded")
+	}
+}
