@@ -337,32 +337,7 @@ func TestDuplicateThatWaitsPastTheWriteTimeoutIsAnswered(t *testing.T) {
 		srv.Close()
 		_ = eng.Shutdown(context.Background())
 	})
-	type answer struct {
-		res  *http.Response
-		body string
-		err  error
-	}
-	send := func() <-chan answer {
-		done := make(chan answer, 1)
-		go func() {
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/transfers", strings.NewReader(manualBody))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Idempotency-Key", "dup-late")
-			// A connection of its own: a transport retries a request with
-			// an Idempotency-Key lost on a reused connection, which would
-			// hide a dropped answer.
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			res, err := c.Do(req)
-			if err != nil {
-				done <- answer{err: err}
-				return
-			}
-			b, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			done <- answer{res: res, body: string(b), err: err}
-		}()
-		return done
-	}
+	send := func() <-chan keyedAnswer { return sendKeyed(srv.URL+"/v1/transfers", "dup-late") }
 
 	// The first request is served; the recording of its answer is held,
 	// so that its key stays reserved.
@@ -389,4 +364,34 @@ func TestDuplicateThatWaitsPastTheWriteTimeoutIsAnswered(t *testing.T) {
 	if a.res.StatusCode != http.StatusAccepted || a.res.Header.Get("Idempotent-Replayed") != "true" || a.res.Header.Get("Location") == "" {
 		t.Errorf("the repeat: %d, Idempotent-Replayed %q %s; want the first's 202 replayed", a.res.StatusCode, a.res.Header.Get("Idempotent-Replayed"), a.body)
 	}
+}
+
+// keyedAnswer is what a client of sendKeyed got.
+type keyedAnswer struct {
+	res  *http.Response
+	body string
+	err  error
+}
+
+// sendKeyed POSTs a manual transfer with an Idempotency-Key and answers
+// with what the client got, once it has it. Each request has a connection
+// of its own: a transport retries a request with an Idempotency-Key lost
+// on a reused connection, which would hide a dropped answer.
+func sendKeyed(url, key string) <-chan keyedAnswer {
+	done := make(chan keyedAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(manualBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		res, err := c.Do(req)
+		if err != nil {
+			done <- keyedAnswer{err: err}
+			return
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		done <- keyedAnswer{res: res, body: string(b), err: err}
+	}()
+	return done
 }

@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,29 +50,7 @@ func TestARepeatWaitingAtShutdownIsToldToRetry(t *testing.T) {
 		srv.Close()
 		_ = eng.Shutdown(context.Background())
 	})
-	type answer struct {
-		res  *http.Response
-		body string
-		err  error
-	}
-	send := func() <-chan answer {
-		done := make(chan answer, 1)
-		go func() {
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/transfers", strings.NewReader(manualBody))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Idempotency-Key", "dup-at-stop")
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			res, err := c.Do(req)
-			if err != nil {
-				done <- answer{err: err}
-				return
-			}
-			b, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			done <- answer{res: res, body: string(b), err: err}
-		}()
-		return done
-	}
+	send := func() <-chan keyedAnswer { return sendKeyed(srv.URL+"/v1/transfers", "dup-at-stop") }
 
 	// The first request is served; the recording of its answer is held,
 	// so that its key stays reserved: still being served.
@@ -86,7 +63,7 @@ func TestARepeatWaitingAtShutdownIsToldToRetry(t *testing.T) {
 	dup := send()
 	<-store.refused // the repeat waits for it
 	close(stopping)
-	var a answer
+	var a keyedAnswer
 	select {
 	case a = <-dup:
 	case <-time.After(20 * time.Second): // a guard: the repeat waits 65 s
