@@ -2,7 +2,6 @@ package bandwidth_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,20 +19,7 @@ import (
 // while the leg the new dial created could still tell (a busy target): the
 // caller gone, undecidable.
 func TestADialDecidedAfterAnEarlierDialStepCountsItsWindowFromTheDecision(t *testing.T) {
-	var (
-		mu  sync.Mutex
-		now time.Time
-	)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return now
-	}
-	set := func(at time.Time) {
-		mu.Lock()
-		defer mu.Unlock()
-		now = at
-	}
+	clock, set := settableClock()
 	start := time.Now().UTC()
 	set(start)
 	h := setup(t, options{now: clock, sim: bwsim.Config{ListingDelay: time.Hour, UnlistedNotFound: true}})

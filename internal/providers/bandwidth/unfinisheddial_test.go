@@ -28,20 +28,7 @@ func TestAnUnfinishedDialStepCountsItsWindowFromTheStepTimeout(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			var (
-				mu  sync.Mutex
-				now time.Time
-			)
-			clock := func() time.Time {
-				mu.Lock()
-				defer mu.Unlock()
-				return now
-			}
-			set := func(at time.Time) {
-				mu.Lock()
-				defer mu.Unlock()
-				now = at
-			}
+			clock, set := settableClock()
 			start := time.Now().UTC()
 			set(start)
 			// A step timeout other than the default: the adapter is given
@@ -103,4 +90,24 @@ func TestAnUnfinishedDialStepCountsItsWindowFromTheStepTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settableClock is a clock that stands where the test sets it, read from
+// the engine's and the adapter's goroutines.
+func settableClock() (now func() time.Time, set func(time.Time)) {
+	var (
+		mu sync.Mutex
+		at time.Time
+	)
+	now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return at
+	}
+	set = func(t time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = t
+	}
+	return now, set
 }
