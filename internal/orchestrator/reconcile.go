@@ -2088,6 +2088,18 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		if held, now := e.leaseHeld(); !held || now != lapses {
 			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
 		}
+		if restorative {
+			// An unhold or a hang-up has the step timeout from here, its
+			// intent's save not counted: it is sent when its intent could
+			// not be saved at all, and must be when the save took long.
+			// Bounded by its start, a store slower than the step timeout
+			// (whose commits still went through, the heartbeat with them)
+			// had every unhold refused, and the caller held, for as long
+			// as it was slow. A process resuming the transfer does not
+			// rely on the bound: it sends an interrupted unhold or hang-up
+			// again (stepInterrupted) and judges from its own.
+			stepDeadline = e.now().Add(e.cfg.StepTimeout)
+		}
 		// And again at each write of its requests: the process may stop
 		// anywhere between here and there. So is the step's end (below):
 		// a process stopped past it, in the middle of an adapter's
