@@ -177,6 +177,30 @@ type entry struct {
 // effect was not made.
 var errUnsaved = errors.New("the step's intent could not be saved")
 
+// errSlowIntent says that a step was not sent because its intent took
+// longer than the step timeout to save (see step). It is an errUnsaved,
+// whose handling it shares, but its intent was saved: a step given up
+// for it (slowTooLong) is saved as given up.
+var errSlowIntent error = slowIntentError{}
+
+type slowIntentError struct{}
+
+func (slowIntentError) Error() string {
+	return "not sent: its intent took longer than the step timeout to save, again past the step's patience"
+}
+
+func (slowIntentError) Is(target error) bool { return target == errUnsaved }
+
+// slowTooLong reports whether err says a step was not sent for its
+// intent's slow save, again past the step's patience: the store commits,
+// but slower than a step may take, every time. Tried again without end,
+// a dial or a join kept the caller held for as long as the store was
+// slow; given up, the transfer fails and its recovery, whose unhold and
+// hang-up are sent whatever their saves take, gives the caller back.
+func (e *Engine) slowTooLong(en *entry, err error) bool {
+	return errors.Is(err, errSlowIntent) && !e.patient(en)
+}
+
 // errCancelledFirst says that the join was not sent because a cancel the
 // client was told of came in as the transfer moved to completing.
 var errCancelledFirst = errors.New("the client's cancel came before the join was sent")
@@ -372,6 +396,7 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 	switch {
 	case err == nil || en.lost:
 		return 0
+	case e.slowTooLong(en, err):
 	case errors.Is(err, errUnsaved):
 		return e.backoff(en)
 	case transient(err) && e.patient(en):
@@ -423,7 +448,11 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 		return 0
 	case errors.Is(err, errUnsaved):
 		t.Sent.Dial = time.Time{} // not sent
-		return e.backoff(en)
+		if !e.slowTooLong(en, err) {
+			return e.backoff(en)
+		}
+		e.failErr(ctx, en, StepDial, err)
+		return 0
 	case transient(err):
 		// The answer was lost or the provider failed: the consult may
 		// exist. The visibility window decides.
@@ -649,6 +678,13 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			// alone in a bridge of ours.
 			en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		case en.lost:
+			return 0
+		case e.slowTooLong(en, err):
+			// Not sent, and given up: an earlier join, if any, may still
+			// land (see joinNotSent).
+			t.Sent.Join = time.Time{}
+			joinNotSent(en)
+			e.failErr(ctx, en, StepTransfer, err)
 			return 0
 		case errors.Is(err, errUnsaved):
 			// Not sent, and owed again: joinBefore, if any, is kept for it.
@@ -2150,7 +2186,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 	if left <= 0 {
 		s := &t.Steps[len(t.Steps)-1]
 		s.Status, s.EndedAt, s.Detail = StepFailed, e.now(), notSentDetail+"its intent took longer than the step timeout to save"
-		return errUnsaved
+		return errSlowIntent
 	}
 	e.crash(t, name+":intent")
 	sctx, cancel := context.WithTimeout(ctx, left)
