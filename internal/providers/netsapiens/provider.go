@@ -253,17 +253,24 @@ func keyOf(ac *activeCall) rowKey { return rowKey{ac.SessionID, ac.OrigCallID, a
 // says more [doc], decides, as it does a short page (shortPage): none
 // counted, the domain has no calls and the page stands; more is a listing
 // cut (unknown, never calls gone); a count unreadable for now is unknown;
-// one refused, or showing no total, tells nothing, and the page stands.
-// Asked only when a page has no array, it costs a listing that has one
-// nothing.
+// one the PBX refused (a status of 4xx: a PBX without it, a key not
+// allowed it) tells nothing, and the page stands. A count answered 2xx
+// that says no number (an empty body or null, an object without its
+// total, a total that is no number) is unknown too: the same answer cut
+// to nothing that emptied the listing empties the count, and taken for
+// telling nothing it left the page standing, the failure the count is
+// asked to rule out. Asked only when a page has no array, it costs a
+// listing that has one nothing.
 func (c *Client) noArray(ctx context.Context, path string) (cut, err error) {
 	total, err := c.countCalls(ctx, path)
 	switch {
-	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
+	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable && orchestrator.EvidenceOf(err) != nil:
 		return nil, nil
 	case err != nil:
 		return fmt.Errorf("%w (a page answered with no array, and the domain's count could not be read: %v)", errListingCut, err), nil
-	case total == nil || *total == 0:
+	case total == nil:
+		return fmt.Errorf("%w (a page answered with no array, and the domain's count showed no total)", errListingCut), nil
+	case *total == 0:
 		return nil, nil
 	}
 	return fmt.Errorf("%w (a page answered with no array while the domain counts %d calls)", errListingCut, *total), nil
@@ -308,13 +315,27 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 }
 
 // countCalls reads the count of a collection of calls (path, without its
-// query): nil when the answer shows no total.
+// query): nil when the answer shows no total. The total is read written
+// as a number or as a string of one, as a PHP controller may write it
+// (listings' fields are read so too: flexString); refused as undecodable,
+// a count that said how many calls there are told nothing. A total that
+// is no number is an error of no evidence (the PBX answered 2xx).
 func (c *Client) countCalls(ctx context.Context, path string) (*int, error) {
 	var count struct {
-		Total *int `json:"total"`
+		Total flexString `json:"total"`
 	}
-	err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count)
-	return count.Total, err
+	if err := c.do(ctx, request{op: "count_calls", method: http.MethodGet, path: path + "/count", safe: true}, &count); err != nil {
+		return nil, err
+	}
+	if count.Total == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(string(count.Total))
+	if err != nil || n < 0 {
+		return nil, orchestrator.E("netsapiens.count_calls", orchestrator.KindProviderRejected,
+			fmt.Errorf("the count's total %q is no number of calls", string(count.Total)))
+	}
+	return &n, nil
 }
 
 // shortPage tells whether a listing of one page shorter than the limit
