@@ -105,10 +105,20 @@ func TestCallbackToAnotherReplicaReachesTheOneDrivingTheTransfer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The engine drives with the receiver where it is a provider
+		// (noteWatch): a note about a transfer this replica drives is
+		// applied to the adapter the transfer is driven with
+		// (Engine.DrivenBy), not to the API's receiver, so a watch only
+		// the API knew saw nothing of it.
+		rcv := receiver(client)
+		var p orchestrator.Provider = client
+		if rp, ok := rcv.(orchestrator.Provider); ok {
+			p = rp
+		}
 		reg := prometheus.NewRegistry()
 		eng, err := orchestrator.New(orchestrator.Config{Owner: name, PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
 			VisibilityWindow: 200 * time.Millisecond, VerifyTimeout: 500 * time.Millisecond},
-			store, []orchestrator.Provider{client}, zerolog.Nop(), reg)
+			store, []orchestrator.Provider{p}, zerolog.Nop(), reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +129,7 @@ func TestCallbackToAnotherReplicaReachesTheOneDrivingTheTransfer(t *testing.T) {
 		})
 		srv := httptest.NewUnstartedServer(nil)
 		srv.Config.Handler = api.NewServer(api.Config{Idempotency: store, CallbackSigner: signer,
-			Callbacks: map[string]api.CallbackReceiver{bandwidth.Name: receiver(client)}, Forwarder: callbackForwarder(store)},
+			Callbacks: map[string]api.CallbackReceiver{bandwidth.Name: rcv}, Forwarder: callbackForwarder(store)},
 			eng, zerolog.Nop(), reg, reg)
 		srv.Start()
 		t.Cleanup(srv.Close)
