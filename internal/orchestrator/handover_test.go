@@ -18,7 +18,8 @@ import (
 )
 
 // handoverStores are the stores the hand-over tests run on: the shared
-// store of the replicas.
+// store of the replicas (PostgreSQL, where replicas run, when
+// TRANSFERD_TEST_DATABASE_URL is set).
 var handoverStores = map[string]func(t *testing.T) orchestrator.Store{
 	"memory": func(*testing.T) orchestrator.Store { return memory.New() },
 	"sqlite": func(t *testing.T) orchestrator.Store {
@@ -29,6 +30,7 @@ var handoverStores = map[string]func(t *testing.T) orchestrator.Store{
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	},
+	"postgres": openPostgres,
 }
 
 // shutdownWithin shuts e down with a generous timeout and returns its
