@@ -149,6 +149,9 @@ func unavailableDetail(r *http.Request, err error) string {
 		return "the store's answer was lost, so whether the action was recorded is not known yet. " +
 			"Retry it, with the same Idempotency-Key if any: it is accepted if the action is pending or was not recorded, " +
 			"and refused with state-conflict once the transfer has moved on (read the transfer then)"
+	case errors.Is(err, orchestrator.ErrSignalNotRecorded):
+		log().Msg("the store could not be read to check an action")
+		return "the store could not be read, so the action was not recorded: retry it, with the same Idempotency-Key if any"
 	case errors.Is(err, orchestrator.ErrReservationLost):
 		log().Dur("reservation_timeout_ms", orchestrator.ReservationTimeout).Msg("the create outlived its Idempotency-Key reservation")
 		return "this create's Idempotency-Key reservation was settled before its transfer could be saved (the request took longer than " +

@@ -802,7 +802,7 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 	t, err := e.current(ctx, id)
 	for try := 1; ; try++ {
 		if err != nil {
-			return nil, err
+			return nil, notRecorded(ctx, s, err)
 		}
 		err = e.signalChecked(ctx, t, s)
 		if !errors.Is(err, ErrStale) || try == maxSignalTries {
@@ -813,6 +813,21 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 		// elsewhere): checked again against the store's.
 		t, err = e.Get(ctx, id)
 	}
+}
+
+// notRecorded returns the error of a signal whose transfer could not be
+// read: a read that failed for no kind (the store's connection ended: a
+// restart or failover of the database) recorded nothing, which the
+// client is told (ErrSignalNotRecorded, KindUnavailable) so that it
+// tries the action again. As an internal error it was a 500 whose
+// client, told nothing of a retry, could leave the action undone: a
+// complete sent during a failover to a replica that does not drive the
+// transfer then never reached its owner, and the consult ran out.
+func notRecorded(ctx context.Context, s Signal, err error) error {
+	if KindOf(err) != KindInternal || ctx.Err() != nil {
+		return err
+	}
+	return &Error{Op: "orchestrator." + string(s), Kind: KindUnavailable, Err: fmt.Errorf("%w: %w", ErrSignalNotRecorded, err)}
 }
 
 // maxSignalTries bounds how often a signal is checked again against a

@@ -20,6 +20,26 @@ import (
 // PostgreSQL: the tests of what several replicas do run on it too.
 func openPostgres(t *testing.T) orchestrator.Store {
 	t.Helper()
+	return openPostgresAt(t, postgresSchema(t))
+}
+
+// openPostgresAt opens another Store on the database and schema of url,
+// as another replica's, closed when the test ends.
+func openPostgresAt(t *testing.T, url string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// postgresSchema returns the URL of a schema of its own on
+// TRANSFERD_TEST_DATABASE_URL, dropped when the test ends, or skips the
+// test when the variable is not set.
+func postgresSchema(t *testing.T) string {
+	t.Helper()
 	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
 	if admin == "" {
 		t.Skip("TRANSFERD_TEST_DATABASE_URL is not set (postgres://…)")
@@ -52,10 +72,26 @@ func openPostgres(t *testing.T) orchestrator.Store {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	s, err := postgres.Open(ctx, u.String())
+	return u.String()
+}
+
+// cutEveryConnection ends every connection to the database of url but
+// its own, as a restart or a failover of the server does: the pools'
+// connections and the listeners' at once.
+func cutEveryConnection(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	return s
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no connection to cut")
+	}
 }

@@ -297,6 +297,13 @@ var ErrSaveUnknown = errors.New("the store's answer to the save was lost; the tr
 // conflict once the transfer has moved on. Returned with KindUnavailable.
 var ErrSignalUnknown = errors.New("the store's answer to the action was lost; it may have been recorded")
 
+// ErrSignalNotRecorded is the cause of a /complete or /cancel whose
+// transfer the store could not read to check the action against (a
+// database restarting or failing over ends every connection at once):
+// nothing was recorded, and the same action made again is checked
+// afresh. Returned with KindUnavailable.
+var ErrSignalNotRecorded = errors.New("the store could not be read to check the action; nothing was recorded")
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id
