@@ -19,7 +19,7 @@ const claimBatch = 100
 // replicas whose heartbeat expired, and starts the maintenance loop:
 // heartbeat, claims and the settling of reservations (stopped replicas',
 // and this replica's own older than ReservationTimeout) every LeaseTTL/4,
-// signals put through other replicas every PollInterval, and the
+// signals put through other replicas every two PollIntervals, and the
 // retention purge (transfers, and the store's finished webhook
 // deliveries) every PurgeInterval. Shutdown stops it.
 //
