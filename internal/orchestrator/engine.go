@@ -925,13 +925,25 @@ func (e *Engine) wake(id string, signalled bool) {
 // every version it was woken for: a sixth of what the engine allocated
 // per transfer).
 func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool) (*Transfer, error) {
+	var last *Transfer // the last record read, and whether it is shared
+	var lastShared bool
 	for {
 		w := e.waitOn(id)
 		t, shared, err := e.latest(ctx, id)
+		if err != nil && last != nil && KindOf(err) == KindInternal && ctx.Err() == nil {
+			// A read of another replica's transfer that failed for no
+			// kind (the store's connections ended: a database restarting
+			// or failing over) is tried again at the next poll, the wait
+			// answering the last record read should it end meanwhile. It
+			// ended the wait with the error: a long poll answered a 500
+			// for a transfer it had read, while its owner drove it on.
+			t, shared, err = last, lastShared, nil
+		}
 		if err != nil {
 			e.unwait(id, w)
 			return nil, err
 		}
+		last, lastShared = t, shared
 		if t.State.Terminal() || until(t) {
 			e.unwait(id, w)
 			return own(t, shared), nil
