@@ -1522,10 +1522,10 @@ export interface components {
         };
         /**
          * @description The store could not record the request's Idempotency-Key (the request was not served and
-         *     nothing was done), or its answer to the action's signal was lost (whether the action was
-         *     recorded is not known yet). Retry, with the same Idempotency-Key if any: the same action is
-         *     accepted while it is pending, and refused with state-conflict once the transfer has moved
-         *     on.
+         *     nothing was done), its answer to the action's signal was lost (whether the action was
+         *     recorded is not known yet), or it could not be read to check the action (nothing was
+         *     recorded). Retry, with the same Idempotency-Key if any: the same action is accepted while
+         *     it is pending, and refused with state-conflict once the transfer has moved on.
          */
         NotRecorded: {
             headers: {
