@@ -304,6 +304,12 @@ var ErrSignalUnknown = errors.New("the store's answer to the action was lost; it
 // afresh. Returned with KindUnavailable.
 var ErrSignalNotRecorded = errors.New("the store could not be read to check the action; nothing was recorded")
 
+// ErrUndecodable matches (errors.Is) the error of a read whose stored
+// record was read but could not be decoded: a corrupt record, a bug, not
+// a store that could not be read (whose reads the API answers with a 503
+// inviting a retry).
+var ErrUndecodable = errors.New("a stored record could not be decoded")
+
 // IdempotencyRecord remembers one request made with an Idempotency-Key.
 type IdempotencyRecord struct {
 	Scope       string // the action, e.g. "POST /v1/transfers" or "POST /v1/transfers/{id}/cancel" with the id

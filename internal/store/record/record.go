@@ -52,7 +52,7 @@ func EncodeString(t *orchestrator.Transfer) (string, error) {
 func Decode(b []byte) (*orchestrator.Transfer, error) {
 	t := new(orchestrator.Transfer)
 	if err := jsonv1.Unmarshal(b, t); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
+		return nil, &decodeError{what: "record", err: err}
 	}
 	return t, nil
 }
@@ -65,7 +65,18 @@ func Decode(b []byte) (*orchestrator.Transfer, error) {
 func DecodeDelivery(b []byte) (webhooks.Delivery, error) {
 	var d webhooks.Delivery
 	if err := jsonv1.Unmarshal(b, &d); err != nil {
-		return webhooks.Delivery{}, fmt.Errorf("decode delivery: %w", err)
+		return webhooks.Delivery{}, &decodeError{what: "delivery", err: err}
 	}
 	return d, nil
 }
+
+// decodeError is a stored form that could not be read: it matches
+// orchestrator.ErrUndecodable, so that the API tells a corrupt record (a
+// bug, a 500) from a store that could not be read (a 503: retry).
+type decodeError struct {
+	what string
+	err  error
+}
+
+func (e *decodeError) Error() string   { return "decode " + e.what + ": " + e.err.Error() }
+func (e *decodeError) Unwrap() []error { return []error{orchestrator.ErrUndecodable, e.err} }

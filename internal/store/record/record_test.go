@@ -3,6 +3,7 @@ package record_test
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -327,4 +328,19 @@ func BenchmarkDelivery(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A record or delivery that could not be decoded matches ErrUndecodable,
+// which the API answers as a bug (500), not as a store that could not be
+// read (503: retry); the message and the decoder's error are kept.
+func TestUndecodableIsToldApart(t *testing.T) {
+	_, err := record.Decode([]byte(`{"id":`))
+	var syntax *jsonv1.SyntaxError
+	if !errors.Is(err, orchestrator.ErrUndecodable) || !errors.As(err, &syntax) || !strings.HasPrefix(err.Error(), "decode record: ") {
+		t.Errorf("Decode of a truncated record: %v; want ErrUndecodable, the decoder's error, \"decode record: \"", err)
+	}
+	_, err = record.DecodeDelivery([]byte(`[`))
+	if !errors.Is(err, orchestrator.ErrUndecodable) || !strings.HasPrefix(err.Error(), "decode delivery: ") {
+		t.Errorf("DecodeDelivery of a bad delivery: %v; want ErrUndecodable, \"decode delivery: \"", err)
+	}
 }
