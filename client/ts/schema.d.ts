@@ -1551,6 +1551,22 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /**
+         * @description The store could not be read (a database restarting or failing over, every connection
+         *     ended; SQLite's file unreadable): nothing was answered from it. Retry after
+         *     `Retry-After`, on this instance or another.
+         */
+        StoreUnreadable: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Retry-After": components["headers"]["Retry-After-Required"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description Not ready (shutting down, or the store cannot save transfers, renew the heartbeat or be reached); `detail` says which. */
         NotReady: {
             headers: {
@@ -1761,6 +1777,7 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnreadable"];
         };
     };
     createTransfer: {
@@ -1899,6 +1916,7 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnreadable"];
         };
     };
     completeTransfer: {
@@ -2050,6 +2068,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnreadable"];
         };
     };
     streamEvents: {
@@ -2101,6 +2120,7 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnreadable"];
         };
     };
     listWebhookDeliveries: {
@@ -2143,6 +2163,7 @@ export interface operations {
             404: components["responses"]["NoWebhooks"];
             405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnreadable"];
         };
     };
     redeliverWebhook: {

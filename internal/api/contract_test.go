@@ -103,6 +103,13 @@ func newEnvSigning(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner)
 // newEnvStore is newEnvSigning on store.
 func newEnvStore(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner, store orchestrator.Store) *env {
 	t.Helper()
+	return newEnvConfig(t, log, signer, store, nil)
+}
+
+// newEnvConfig is newEnvStore with the server's configuration changed by
+// tweak, if any.
+func newEnvConfig(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner, store orchestrator.Store, tweak func(*api.Config)) *env {
+	t.Helper()
 	fake := orchestratortest.NewFake("netsapiens")
 	reg := prometheus.NewRegistry()
 	eng, err := orchestrator.New(orchestrator.Config{
@@ -116,10 +123,13 @@ func newEnvStore(t *testing.T, log zerolog.Logger, signer *api.CallbackSigner, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.NewServer(api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
+	cfg := api.Config{OpenAPI: transferd.OpenAPI, Idempotency: store,
 		Callbacks: map[string]api.CallbackReceiver{"netsapiens": eventReceiver{}},
-		Keys:      testKeys(t), CallbackSigner: signer},
-		eng, log, reg, reg)
+		Keys:      testKeys(t), CallbackSigner: signer}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	h := api.NewServer(cfg, eng, log, reg, reg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()

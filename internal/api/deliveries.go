@@ -104,7 +104,7 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 		}
 		key, err := eng.EventIDKey(r.Context())
 		if err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		ids := newEventIDs(key, orchestrator.TenantOf(r.Context()))
@@ -155,7 +155,7 @@ func handleListDeliveries(eng *orchestrator.Engine, dl Deliveries) http.Handler 
 			return
 		}
 		if err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		out := struct {

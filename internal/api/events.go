@@ -56,7 +56,7 @@ func handleTransferEvents(eng *orchestrator.Engine) http.Handler {
 		id := chi.URLParam(r, "id")
 		// Not found for another tenant's transfer, as GET /v1/transfers/{id}.
 		if _, err := eng.Get(r.Context(), id); err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		items := []eventJSON{}
@@ -64,7 +64,7 @@ func handleTransferEvents(eng *orchestrator.Engine) http.Handler {
 		for {
 			evs, err := eng.Events(r.Context(), orchestrator.EventFilter{TransferID: id, After: after, Limit: eventsPage})
 			if err != nil {
-				writeError(w, r, err)
+				writeReadError(w, r, err)
 				return
 			}
 			for _, ev := range evs {
@@ -183,7 +183,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		}
 		key, err := eng.EventIDKey(r.Context())
 		if err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		ids := newEventIDs(key, orchestrator.TenantOf(r.Context()))
@@ -217,7 +217,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 		}
 		if f.TransferID != "" {
 			if _, err := eng.Get(r.Context(), f.TransferID); err != nil {
-				writeError(w, r, err)
+				writeReadError(w, r, err)
 				return
 			}
 		}
@@ -238,7 +238,7 @@ func handleEventStream(eng *orchestrator.Engine, lim *limiter, saved *wake.Tenan
 			// Start at the end of the outbox: the client asked for what
 			// happens next. One index lookup, however long the history.
 			if f.After, err = eng.LastEventPos(r.Context(), f.TransferID); err != nil {
-				writeError(w, r, err)
+				writeReadError(w, r, err)
 				return
 			}
 		}

@@ -131,6 +131,26 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeProblem(w, r, p)
 }
 
+// writeReadError is writeError for a read of the store (a transfer, a
+// list, events, webhook deliveries): a read that failed for no kind is
+// taken as the store's (a database restarting or failing over ends every
+// connection at once; SQLite's file unreadable), a 503 inviting a retry,
+// logged here once. As a 500 "internal error" it told a client and a load
+// balancer "a bug", not "retry shortly". A record read but not decoded
+// (orchestrator.ErrUndecodable) stays a 500: retrying does not mend it.
+// A request whose client left is not answered as the store's fault.
+func writeReadError(w http.ResponseWriter, r *http.Request, err error) {
+	if orchestrator.KindOf(err) != orchestrator.KindInternal || errors.Is(err, orchestrator.ErrUndecodable) || r.Context().Err() != nil {
+		writeError(w, r, err)
+		return
+	}
+	hlog.FromRequest(r).Error().Err(err).Msg("the store could not be read")
+	p := probUnavailable
+	p.Detail = "the store could not be read; retry"
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, r, p)
+}
+
 // unavailableDetail words a 503 by its cause, and logs the causes that are
 // the store's.
 func unavailableDetail(r *http.Request, err error) string {

@@ -369,7 +369,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 		}
 		t, err := eng.Get(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		wait, waits := preferWait(r)
@@ -461,7 +461,7 @@ func handleListTransfers(eng *orchestrator.Engine) http.Handler {
 		}
 		ts, more, err := eng.List(r.Context(), f)
 		if err != nil {
-			writeError(w, r, err)
+			writeReadError(w, r, err)
 			return
 		}
 		out := listJSON{Items: make([]transferJSON, 0, len(ts))}
