@@ -1315,11 +1315,6 @@ type Internal = Problem
 // docs/problems.md.
 type KeyInProgress = Problem
 
-// KeyNotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
-// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
-// docs/problems.md.
-type KeyNotRecorded = Problem
-
 // KeyReused An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
@@ -1349,6 +1344,11 @@ type NotReady = Problem
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
 type NotRecorded = Problem
+
+// RedeliveryNotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
+// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
+// docs/problems.md.
+type RedeliveryNotRecorded = Problem
 
 // ShuttingDown An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
@@ -5628,6 +5628,7 @@ type RedeliverWebhookResponse500Headers struct {
 // RedeliverWebhookResponse503Headers the declared response headers of an HTTP 503 response for RedeliverWebhook
 type RedeliverWebhookResponse503Headers struct {
 	CacheControl string
+	RetryAfter   string
 	XRequestId   string
 }
 
@@ -5661,7 +5662,7 @@ type RedeliverWebhookResponse struct {
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *KeyNotRecorded
+	ApplicationproblemJSON503 *RedeliveryNotRecorded
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *RedeliverWebhookResponse202Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -5758,7 +5759,7 @@ func (r RedeliverWebhookResponse) GetApplicationproblemJSON500() *Internal {
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r RedeliverWebhookResponse) GetApplicationproblemJSON503() *KeyNotRecorded {
+func (r RedeliverWebhookResponse) GetApplicationproblemJSON503() *RedeliveryNotRecorded {
 	return r.ApplicationproblemJSON503
 }
 
@@ -9293,7 +9294,7 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		response.ApplicationproblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest KeyNotRecorded
+		var dest RedeliveryNotRecorded
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9587,6 +9588,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string

@@ -1538,13 +1538,20 @@ export interface components {
             };
         };
         /**
-         * @description The store could not record the request's Idempotency-Key: the request was not served and
-         *     nothing was done. Retry with the same key.
+         * @description The store could not record the request's Idempotency-Key (the request was not served and
+         *     nothing was done), or it failed to record the redelivery (a database restarting or
+         *     failing over, every connection ended), which may or may not have been made. Retry, with
+         *     the same Idempotency-Key if any: a redelivery made twice sends the delivery once more.
          */
-        KeyNotRecorded: {
+        RedeliveryNotRecorded: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
+                /**
+                 * @description Seconds to wait before retrying; sent when the store failed to record the redelivery.
+                 * @example 1
+                 */
+                "Retry-After"?: string;
                 [name: string]: unknown;
             };
             content: {
@@ -2217,7 +2224,7 @@ export interface operations {
             422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
-            503: components["responses"]["KeyNotRecorded"];
+            503: components["responses"]["RedeliveryNotRecorded"];
         };
     };
     receiveCallback: {

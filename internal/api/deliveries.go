@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog/hlog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/webhooks"
@@ -193,11 +194,31 @@ func handleRedeliver(dl Deliveries) http.Handler {
 			return
 		}
 		if err != nil {
-			writeError(w, r, err)
+			writeRedeliverError(w, r, err)
 			return
 		}
 		encode(w, http.StatusAccepted, toDeliveryJSON(d))
 	})
+}
+
+// writeRedeliverError answers a redelivery the store failed for no kind
+// (its connections ended: a database restarting or failing over) with a
+// 503 telling the client to retry, as the reads and the transfer actions
+// are answered: it was a 500, "a bug" to a client and a load balancer.
+// Whether the store made the redelivery is not known, and need not be: one
+// made twice only sends the delivery once more, which a receiver of
+// at-least-once deliveries takes. A record not decodable (a bug) stays a
+// 500.
+func writeRedeliverError(w http.ResponseWriter, r *http.Request, err error) {
+	if orchestrator.KindOf(err) != orchestrator.KindInternal || errors.Is(err, orchestrator.ErrUndecodable) || r.Context().Err() != nil {
+		writeError(w, r, err)
+		return
+	}
+	hlog.FromRequest(r).Error().Err(err).Msg("the store failed to record a redelivery")
+	p := probUnavailable
+	p.Detail = "the store failed to record the redelivery, which may or may not have been made: retry (a redelivery made twice sends the delivery once more)"
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, r, p)
 }
 
 func noWebhooks() Problem {

@@ -82,6 +82,9 @@ func (d unreadableDeliveries) Deliveries(ctx context.Context, f webhooks.Deliver
 }
 
 func (d unreadableDeliveries) Redeliver(ctx context.Context, tenant, id string) (webhooks.Delivery, error) {
+	if err := d.s.failed("redeliver"); err != nil {
+		return webhooks.Delivery{}, err
+	}
 	return webhooks.Delivery{}, orchestrator.E("test.Redeliver", orchestrator.KindNotFound, errors.New("no such delivery"))
 }
 
@@ -122,6 +125,19 @@ func TestContractStoreUnreadable(t *testing.T) {
 			}
 		})
 	}
+	// A redelivery the store failed for no kind was a 500 too. Whether it
+	// was made is not known; one made twice only sends the delivery once
+	// more, so the client is told to retry.
+	t.Run("POST redeliver", func(t *testing.T) {
+		r := e.do(t, exchange{method: "POST", path: "/v1/webhook-deliveries/dlv_0123456789abcdef01234567/redeliver"}, false)
+		if p := r.problem(t); r.status != http.StatusServiceUnavailable || p.Type != api.ProblemBase+"unavailable" ||
+			!strings.Contains(string(r.body), "the store failed to record the redelivery") {
+			t.Fatalf("%d %s; want 503 unavailable saying the redelivery may not be recorded", r.status, r.body)
+		}
+		if r.header.Get("Retry-After") == "" {
+			t.Errorf("no Retry-After on the 503")
+		}
+	})
 	corrupt := fmt.Errorf("decode record: %w", orchestrator.ErrUndecodable)
 	store.err.Store(&corrupt)
 	t.Run("a record that could not be decoded: 500", func(t *testing.T) {
