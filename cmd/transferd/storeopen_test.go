@@ -3,58 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/transferd/transferd/internal/store/storetest"
 )
 
 // testDatabase returns TRANSFERD_TEST_DATABASE_URL with a schema of its
 // own (search_path), dropped when the test ends, or skips the test.
 func testDatabase(t testing.TB) *url.URL {
 	t.Helper()
-	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
-	if admin == "" {
-		t.Skip("TRANSFERD_TEST_DATABASE_URL is not set (postgres://…)")
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := fmt.Sprintf("storeopen_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u
+	return storetest.PostgresSchema(t, "storeopen")
 }
 
 // flakyProxy forwards TCP connections to target, but ends the first

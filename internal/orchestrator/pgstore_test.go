@@ -2,16 +2,13 @@ package orchestrator_test
 
 import (
 	"context"
-	"fmt"
-	"net/url"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/store/postgres"
+	"github.com/transferd/transferd/internal/store/storetest"
 )
 
 // openPostgres opens the PostgreSQL store of TRANSFERD_TEST_DATABASE_URL
@@ -40,39 +37,7 @@ func openPostgresAt(t *testing.T, url string) *postgres.Store {
 // test when the variable is not set.
 func postgresSchema(t *testing.T) string {
 	t.Helper()
-	admin := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
-	if admin == "" {
-		t.Skip("TRANSFERD_TEST_DATABASE_URL is not set (postgres://…)")
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := fmt.Sprintf("orchestrator_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.PostgresSchema(t, "orchestrator").String()
 }
 
 // cutEveryConnection ends every connection to the database of url but
