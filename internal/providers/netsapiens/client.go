@@ -165,7 +165,14 @@ type Client struct {
 	// [guess]; a page longer than pageOwn forgets it.
 	pageSeen atomic.Int64
 	pageOwn  atomic.Int64
-	window   time.Duration // Config.VisibilityWindow
+	// startIgnored: the PBX answered a page again for a start past its
+	// first (it ignores start), so a listing with more calls than a page
+	// shows can never be read whole, and the calls of a transfer's agent
+	// are read from the agent's own listing, which is shorter (userCalls).
+	// It only adds requests where a listing is cut; a PBX taken for one
+	// that ignores start is still paged by start as before.
+	startIgnored atomic.Bool
+	window       time.Duration // Config.VisibilityWindow
 	// stepTimeout is Config.StepTimeout: the bound of a dial step left
 	// unfinished (Client.dialAnswered).
 	stepTimeout time.Duration

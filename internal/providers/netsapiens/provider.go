@@ -81,6 +81,30 @@ func (c *Client) listCalls(ctx context.Context, r *orchestrator.Request) (calls 
 	return c.listDomain(ctx, r.Call.Domain)
 }
 
+// userCalls reads the calls of user in domain ("Read Active Calls for
+// User" [doc]: the sessions the user is a party to [inferred]) where the
+// domain's listing is cut and the PBX ignores start (startIgnored). Such a
+// PBX, paging by a size of its own, shows only its first page of the
+// domain however it is asked: a domain busier than a page could not be
+// read whole, every locate there was unknown, and no setting helped
+// (TRANSFERD_NETSAPIENS_LIST_LIMIT at the page's size only made the cut
+// known). An agent's calls, though, fit in a page. The user's listing is
+// paged as the domain's is, a page short of the PBX's page size its end;
+// whole says it was read to its end. Anything else (a page again whose
+// count cannot tell, an error) is not whole, and the caller keeps the
+// domain's cut: unknown, never gone.
+func (c *Client) userCalls(ctx context.Context, domain, user string) (rows []activeCall, whole bool) {
+	if user == "" || !c.startIgnored.Load() {
+		return nil, false
+	}
+	rows, _, cut, err := c.listPaged(ctx, "/domains/"+seg(domain)+"/users/"+seg(user)+"/calls", c.pageFull())
+	if err != nil || cut != nil {
+		zerolog.Ctx(ctx).Debug().Str("domain", domain).AnErr("cut", cut).Err(err).Msg("a user's listing could not be read whole")
+		return nil, false
+	}
+	return rows, true
+}
+
 // maxListing bounds a domain's listing. A row is about 800 bytes, so
 // apiclient.MaxBody cut the listing of a domain with more than about 1,300
 // calls, and every transfer in such a domain failed to find its call (the
@@ -89,6 +113,11 @@ const maxListing = 32 << 20
 
 // errListingCut: see listDomain.
 var errListingCut = errors.New("the listing of the domain's calls could not be read whole: a call it does not show may be up")
+
+// errPageAgain is the cut of a PBX that answered a page again, for a
+// start past it, while counting more calls than the page shows: it ignores
+// start (answeredAgain).
+var errPageAgain = errors.New("the PBX answered a page again")
 
 // rowKey identifies a row across the pages of a listing.
 type rowKey struct{ session, orig, term string }
@@ -119,9 +148,12 @@ type rowKey struct{ session, orig, term string }
 // calls as the count is whole (answeredAgain). What a cut listing does
 // not show is unknown, never gone: its readers say so.
 func (c *Client) listDomain(ctx context.Context, domain string) (calls []activeCall, cut, err error) {
-	calls, _, cut, err = c.listPaged(ctx, domain, c.pageFull())
+	calls, _, cut, err = c.listPaged(ctx, domainCalls(domain), c.pageFull())
 	return calls, cut, err
 }
+
+// domainCalls is the path of a domain's collection of calls.
+func domainCalls(domain string) string { return "/domains/" + seg(domain) + "/calls" }
 
 // pageFull is the length from which a page is read on from: the limit
 // asked for, or the PBX's own page size below it once learned.
@@ -149,9 +181,9 @@ func (c *Client) sawPage(n int) {
 }
 
 // listPaged is listDomain reading on from every page of full rows or
-// more; longest is the longest page read.
-func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls []activeCall, longest int, cut, err error) {
-	path := "/domains/" + seg(domain) + "/calls"
+// more, of the collection of calls at path (a domain's, or a user's:
+// listUser); longest is the longest page read.
+func (c *Client) listPaged(ctx context.Context, path string, full int) (calls []activeCall, longest int, cut, err error) {
 	// seen holds every row read, true for a row of the first page or of
 	// a page that began with a row marked true: no row up to it was
 	// skipped.
@@ -225,6 +257,8 @@ func (c *Client) listPaged(ctx context.Context, domain string, full int) (calls 
 		}
 		stepBack = 1
 		if start > 0 && !again && fresh == 0 && len(rows) >= full {
+			// The PBX answered the page before again: it ignores start.
+			c.startIgnored.Store(true)
 			calls, cut, err := c.answeredAgain(ctx, path+q, calls, seen)
 			return calls, longest, cut, err
 		}
@@ -309,7 +343,7 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 		}
 	}
 	if *total > len(rows) {
-		return calls, fmt.Errorf("%w (the PBX answered a page again: %d calls shown of %d)", errListingCut, len(rows), *total), nil
+		return calls, fmt.Errorf("%w (%w: %d calls shown of %d)", errListingCut, errPageAgain, len(rows), *total), nil
 	}
 	return calls, nil, nil
 }
@@ -375,7 +409,7 @@ func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCal
 	if !missed && (full < c.listLimit || int64(n) < c.pageSeen.Load()) {
 		return calls, nil, nil
 	}
-	total, err := c.countCalls(ctx, "/domains/"+seg(domain)+"/calls")
+	total, err := c.countCalls(ctx, domainCalls(domain))
 	switch {
 	case err != nil && orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable:
 		return calls, nil, nil
@@ -392,7 +426,7 @@ func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCal
 	// n rows was followed by more (a call started just then too teaches
 	// a page size too small, which costs a request per listing of n rows
 	// or more until a longer page forgets it; it cuts nothing).
-	more, longest, cut, err := c.listPaged(ctx, domain, n)
+	more, longest, cut, err := c.listPaged(ctx, domainCalls(domain), n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -404,6 +438,22 @@ func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCal
 		// lagging behind, or calls that ended meanwhile. Unknown, as a
 		// count above the page was before the listing was read on; the
 		// engine's next attempt reads again.
+		if errors.Is(cut, errPageAgain) && longest == n {
+			// A PBX that pages by n rows of its own and ignores start,
+			// found out. Its first page is all that any listing shows:
+			// taken for the end of the listing, a page of n rows left out
+			// the calls past it (a consult never seen counted as ended at
+			// the visibility window; the join's lookup past it refused).
+			// Learned as its page size, a page of n rows is read on from,
+			// answered again, and checked against the count (cut, unknown,
+			// when it counts more), as TRANSFERD_NETSAPIENS_LIST_LIMIT at
+			// that size made it; and the calls a transfer looks for are
+			// read from its agent's listing (userCalls).
+			c.learnPage(n)
+			log.Int("page", n).Msg("the PBX pages by a size of its own below the limit and ignores start: a listing of that many calls is checked against the domain's count, and a transfer's calls are read from its agent's own listing")
+			return more, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d): %v",
+				errListingCut, n, c.listLimit, *total, cut), nil
+		}
 		if cut == nil {
 			cut = fmt.Errorf("read on, %d calls listed", len(more))
 		}
@@ -411,12 +461,18 @@ func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCal
 		return more, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d: a PBX that pages by %d calls of its own needs TRANSFERD_NETSAPIENS_LIST_LIMIT at most that): %v",
 			errListingCut, n, c.listLimit, *total, n, cut), nil
 	case longest == n && len(more) > n:
-		if c.pageOwn.Load() == 0 || int64(n) < c.pageOwn.Load() {
-			c.pageOwn.Store(int64(n))
-		}
+		c.learnPage(n)
 		log.Int("page", n).Msg("the PBX pages by a size of its own below the limit: read on from pages of that size (TRANSFERD_NETSAPIENS_LIST_LIMIT at that size spares the count this took)")
 	}
 	return more, nil, nil
+}
+
+// learnPage records n as the PBX's own page size (Client.pageOwn), unless
+// a smaller one is known.
+func (c *Client) learnPage(n int) {
+	if own := c.pageOwn.Load(); own == 0 || int64(n) < own {
+		c.pageOwn.Store(int64(n))
+	}
 }
 
 // cutErr is the error of a reader that cannot know what it looks for
@@ -458,6 +514,18 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 			return orchestrator.Legs{}, err
 		}
 		found = agents(calls)
+	}
+	if cut != nil && len(found) <= 1 && (len(found) == 0 || r.Call.CallID == "") {
+		// A PBX that ignores start cannot show the domain whole: the
+		// agent's own listing, read whole, shows the agent's calls. One
+		// that shows none leaves the domain's cut standing: whether that
+		// listing shows every call of the user's is inferred, and a call
+		// not found must be one the PBX showed is not there.
+		if rows, whole := c.userCalls(ctx, r.Call.Domain, r.Call.User); whole {
+			if mine := agents(rows); len(mine) > 0 {
+				found, cut = mine, nil
+			}
+		}
 	}
 	switch {
 	case cut != nil && len(found) <= 1 && (len(found) == 0 || r.Call.CallID == ""):
@@ -607,6 +675,16 @@ func (c *Client) findConsult(ctx context.Context, t *orchestrator.Transfer, id s
 		}
 	}
 	if cut != nil {
+		// The consult, a CallRequest of the agent's, is in the agent's own
+		// listing until a join: read whole there, a PBX that ignores start
+		// shows it past the domain's first page (userCalls). Not shown, it
+		// stays unknown.
+		rows, _ := c.userCalls(ctx, t.Request.Call.Domain, t.Request.Call.User)
+		for i := range rows {
+			if rows[i].OrigCallID == id || rows[i].ByCallID == id {
+				return &rows[i], nil
+			}
+		}
 		return nil, cutErr("netsapiens.find_consult", cut)
 	}
 	return nil, nil
@@ -629,8 +707,11 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	if err != nil {
 		return nil, err
 	}
+	if cut != nil {
+		calls = c.agentsCalls(ctx, calls, ts)
+	}
 	v := newView(calls)
-	if extra, unsure := c.confirmCallers(ctx, v, ts); len(extra) > 0 || len(unsure) > 0 {
+	if extra, unsure := c.confirmCallers(ctx, v, ts, cut != nil); len(extra) > 0 || len(unsure) > 0 {
 		if len(extra) > 0 {
 			v = newView(append(calls, extra...))
 		}
@@ -640,6 +721,57 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 	v.cut = cut
 	v.youngDial = c.youngDial
 	return v, nil
+}
+
+// agentsCalls adds to calls, a listing cut short, the rows of the agents'
+// own listings (userCalls) of transfers whose join was not sent and whose
+// caller's call or consult the listing does not show: on a PBX that
+// ignores start, a domain busier than a page shows its first page only,
+// and a consult past it was never seen (the transfer waited unknown for
+// its end, and was given up). Until the join, both sessions are the
+// agent's. The listing stays cut: a call neither shows is still unknown.
+// A user is read once, and only where the PBX ignores start.
+func (c *Client) agentsCalls(ctx context.Context, calls []activeCall, ts []*orchestrator.Transfer) []activeCall {
+	if !c.startIgnored.Load() {
+		return calls
+	}
+	var v *view
+	read := map[string]bool{}
+	var seen map[rowKey]bool
+	var buf [8]int32
+	for _, t := range ts {
+		user := strings.ToLower(t.Request.Call.User)
+		if !t.Sent.Join.IsZero() || user == "" || read[user] {
+			continue
+		}
+		if v == nil {
+			v = newView(calls)
+		}
+		caller := t.Legs.Caller.CallID
+		shown := (caller == "" || len(v.rowsOf(buf[:0], caller)) > 0) &&
+			(t.Sent.Dial.IsZero() || len(v.rowsOf(buf[:0], consultID(t))) > 0)
+		if shown {
+			continue
+		}
+		read[user] = true
+		rows, whole := c.userCalls(ctx, t.Request.Call.Domain, t.Request.Call.User)
+		if !whole {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[rowKey]bool, len(calls))
+			for i := range calls {
+				seen[keyOf(&calls[i])] = true
+			}
+		}
+		for i := range rows {
+			if k := keyOf(&rows[i]); !seen[k] {
+				seen[k] = true
+				calls = append(calls, rows[i])
+			}
+		}
+	}
+	return calls
 }
 
 // confirmCallers reads one by one the callers' calls that the listing
@@ -695,7 +827,7 @@ func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer
 // caller's call is the agent's call: a caller who hangs up ends it). The
 // consult's call-id is the agent's own leg (a CallRequest of the agent's
 // user), and is read as it is.
-func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer) (extra []activeCall, unsure []string) {
+func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator.Transfer, cut bool) (extra []activeCall, unsure []string) {
 	var buf [8]int32
 	// readUnder reads call id under user: whether a row carries what
 	// carries looks for (those rows go to extra), and the read's error.
@@ -792,6 +924,19 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				// target gone (the transfer ended target_hung_up while the
 				// target talked to the agent), and not remembered.
 				unsure = append(unsure, id)
+			}
+		} else if id := consultID(t); cut && !t.Sent.Join.IsZero() && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+			// After a join, on a listing cut short (a PBX that ignores
+			// start, in a domain busier than a page), a consult not listed
+			// may be on a page not read: its absence, which a join that
+			// took leaves, was unknown at every reading, and the transfer
+			// given up unverified with the caller talking to the target.
+			// It is read by its call-id as after a join that did not take
+			// (below): only a row that shows it, or a 404 past the window,
+			// changes the reading.
+			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
+			if !shown && notFound(err) && !c.youngDial(t) {
+				c.gone.add(id)
 			}
 		} else if id := consultID(t); joinShownNotTaken(v, t) && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
 			// After a join that this listing shows did not take (the
