@@ -136,8 +136,9 @@ type rowKey struct{ session, orig, term string }
 // ignores it with a smaller page of its own, looks whole; the default
 // limit is CakePHP's default cap, 100, for that [guess]. The locate checks
 // a short page against the domain's count, and a PBX so found to page by
-// a size of its own that honours start is read on from pages of that
-// size from then on: see shortPage.)
+// a size of its own is read on from pages of that size from then on, and
+// where it ignores start, a transfer's calls from its agent's listing:
+// see shortPage.)
 //
 // cut is not nil when the listing may leave calls out: ListPages pages
 // were read and the last was full, or a full page brought no row not seen
@@ -390,7 +391,10 @@ func (c *Client) countCalls(ctx context.Context, path string) (*int, error) {
 // shows the rest, and its page size, now known (pageOwn), is read on from
 // by every listing after, without TRANSFERD_NETSAPIENS_LIST_LIMIT; one
 // that does not answers its first page again, and the listing is cut
-// (unknown, not "not found"). The count that cannot be read for now is
+// (unknown, not "not found"), its page size learned all the same (a
+// listing of that many rows is checked against the count) and the calls a
+// transfer looks for read from its agent's own listing (userCalls). The
+// count that cannot be read for now is
 // unknown too; refused (404, 403: a PBX without it, a key not allowed
 // it), it tells nothing, and the page stands for the listing, as before.
 //
@@ -457,9 +461,9 @@ func (c *Client) shortPage(ctx context.Context, domain string, calls []activeCal
 		if cut == nil {
 			cut = fmt.Errorf("read on, %d calls listed", len(more))
 		}
-		log.Msg("the PBX listed fewer calls than it counts, on a page short of the limit, even read on: an API node lagging behind, or a PBX that pages by a size of its own and ignores start, which needs TRANSFERD_NETSAPIENS_LIST_LIMIT at the page's size or less")
-		return more, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d: a PBX that pages by %d calls of its own needs TRANSFERD_NETSAPIENS_LIST_LIMIT at most that): %v",
-			errListingCut, n, c.listLimit, *total, n, cut), nil
+		log.Msg("the PBX listed fewer calls than it counts, on a page short of the limit, even read on: an API node lagging behind, or calls that ended meanwhile")
+		return more, fmt.Errorf("%w (a page of %d calls, short of the limit of %d, while the domain counts %d): %v",
+			errListingCut, n, c.listLimit, *total, cut), nil
 	case longest == n && len(more) > n:
 		c.learnPage(n)
 		log.Int("page", n).Msg("the PBX pages by a size of its own below the limit: read on from pages of that size (TRANSFERD_NETSAPIENS_LIST_LIMIT at that size spares the count this took)")
