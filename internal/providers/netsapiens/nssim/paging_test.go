@@ -102,6 +102,17 @@ func TestListingPages(t *testing.T) {
 		if got := h.sessionsOf("/domains/TEST/calls?limit=4&start=2"); !slices.Equal(got, all[:2]) {
 			t.Errorf("%v, want the first page %v whatever is asked", got, all[:2])
 		}
+		// A user's listing alike, and its count counts the user's calls
+		// (the adapter reads an agent's own listing on such a PBX).
+		other := h.placeCall("1001").SessionID
+		if got := h.sessionsOf("/domains/TEST/users/1001/calls?start=1"); !slices.Equal(got, []string{other}) {
+			t.Errorf("a user's listing: %v, want its one call %v", got, other)
+		}
+		var count struct{ Total int }
+		h.api(http.MethodGet, "/domains/TEST/users/1000/calls/count", nil).decode(t, &count)
+		if count.Total != 5 {
+			t.Errorf("a user's count %d, want 5", count.Total)
+		}
 	})
 }
 
