@@ -19,6 +19,7 @@ package bandwidth
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -312,8 +313,13 @@ const maxMessage = 512
 // body may not be JSON at all (a proxy's HTML page), and whatever text is
 // kept is bounded and stripped of control characters, because it ends up
 // in transfer records and logs.
-func decodeError(status int, body []byte) *APIError {
+//
+// secrets are what the request carried that the text must not keep
+// (sentSecrets): they are cut before the text is bounded, so that no
+// part of one is left at the cut.
+func decodeError(status int, body []byte, secrets ...string) *APIError {
 	e := &APIError{Status: status}
+	scrub := func(s string) string { return withoutSecrets(withoutTokens(s), secrets) }
 	var raw struct {
 		Category flexString      `json:"category"`
 		Code     flexString      `json:"code"`
@@ -321,12 +327,12 @@ func decodeError(status int, body []byte) *APIError {
 		Details  json.RawMessage `json:"details"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		e.Message = cleanText(withoutTokens(string(body)), 200)
+		e.Message = cleanText(scrub(string(body)), 200)
 		return e
 	}
-	e.Category = cleanText(string(raw.Category), 64)
-	e.Code = cleanText(string(raw.Code), 64)
-	e.Message = cleanText(withoutTokens(string(raw.Message)), maxMessage)
+	e.Category = cleanText(scrub(string(raw.Category)), 64)
+	e.Code = cleanText(scrub(string(raw.Code)), 64)
+	e.Message = cleanText(scrub(string(raw.Message)), maxMessage)
 	var details []struct {
 		Name  flexString `json:"name"`
 		Value flexString `json:"value"`
@@ -354,6 +360,46 @@ var tokenRE = regexp.MustCompile(regexp.QuoteMeta(CallbackPath) + "([^/\\s`'\"<>
 // writes it.
 func withoutTokens(s string) string {
 	return tokenRE.ReplaceAllString(s, CallbackPath+"${1}/redacted")
+}
+
+// minSecret is the shortest secret withoutSecrets cuts: shorter ones
+// protect nothing, and cutting them would garble the text.
+const minSecret = 4
+
+// sentSecrets are what a request carries that provider text must not
+// keep: the account's credentials, as given and as the Authorization
+// header carries them. A refusal may quote them (a 401 naming the token
+// it refuses: its body is a guess, notes §12.8 unknown 6), and so may a
+// page in front of the API (a proxy's error page echoing the request's
+// headers or body); the text is kept in the transfer's record, its
+// events and the log.
+func sentSecrets(cr *credentials) []string {
+	basic := base64.StdEncoding.EncodeToString([]byte(cr.token + ":" + cr.secret))
+	return []string{cr.token, cr.secret, basic}
+}
+
+// withoutSecrets cuts every secret from s, as given and escaped as a URL
+// or a form would escape it (a validator quoting a value as a query
+// parameter), longest first, so that a secret within another is not
+// left in pieces. A JSON body's own escapes (\u002F) are read before
+// this: decodeError decodes the body first.
+func withoutSecrets(s string, secrets []string) string {
+	var forms []string
+	for _, sec := range secrets {
+		if len(sec) < minSecret {
+			continue
+		}
+		for _, f := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
+			if !slices.Contains(forms, f) {
+				forms = append(forms, f)
+			}
+		}
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range forms {
+		s = strings.ReplaceAll(s, f, "redacted")
+	}
+	return s
 }
 
 // cleanText makes provider text safe to keep: valid UTF-8, no control
@@ -662,7 +708,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		return attempt{}
 	}
 
-	ae := decodeError(resp.StatusCode, data)
+	ae := decodeError(resp.StatusCode, data, sentSecrets(cr)...)
 	a := attempt{err: &orchestrator.Error{Op: op, Kind: kindOf(ae), Err: ae,
 		Evidence: &orchestrator.Evidence{Status: ae.Status, Code: ae.Code, Message: ae.Message}}}
 	switch {

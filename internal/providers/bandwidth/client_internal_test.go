@@ -554,3 +554,25 @@ func TestWithoutTokens(t *testing.T) {
 		t.Errorf("a body that is not JSON kept the token: %q", e.Message)
 	}
 }
+
+// withoutSecrets cuts each secret as given and escaped, longest first,
+// and leaves secrets too short to protect anything alone.
+func TestWithoutSecrets(t *testing.T) {
+	secrets := []string{"tok-Ab+C/9", "tok-Ab+C/9:sec=1", "ab"}
+	cases := []struct{ in, want string }{
+		{"token tok-Ab+C/9 refused", "token redacted refused"},
+		{"credentials tok-Ab+C/9:sec=1 refused", "credentials redacted refused"},
+		{"credentials tok-Ab%2BC%2F9%3Asec%3D1 refused", "credentials redacted refused"},
+		{"path /tok-Ab+C%2F9/", "path /redacted/"},
+		{"about abc", "about abc"},
+	}
+	for _, c := range cases {
+		if got := withoutSecrets(c.in, secrets); got != c.want {
+			t.Errorf("withoutSecrets(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	e := decodeError(401, []byte(`{"code":"unauthorized","message":"token `+strings.Repeat("x", maxMessage-8)+`tok-Ab+C/9 refused"}`), secrets...)
+	if strings.Contains(e.Message, "tok-") {
+		t.Errorf("a secret at the bound was kept in part: %q", e.Message)
+	}
+}
