@@ -57,7 +57,7 @@ func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (o
 	// A's transfer (findTransferLeg), here or when watching.
 	var cr created
 	err := c.do(ctx, request{op: "transfer", method: http.MethodPost, path: "/calls/" + seg(t.Legs.Caller.CallID),
-		body: c.transferBody(t)}, &cr)
+		body: c.transferBody(t), secrets: c.callbackSecrets(t.ID)}, &cr)
 	if err == nil {
 		return orchestrator.LegRef{CallID: cr.ID}, nil
 	}

@@ -164,7 +164,8 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 		body.RecordingEnabled, body.RecordingFileFormat = rec.Enabled, rec.FileFormat
 	}
 	var cr created
-	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: "/calls", body: body}, &cr)
+	err := c.do(ctx, request{op: "create_call", method: http.MethodPost, path: "/calls", body: body,
+		secrets: c.callbackSecrets(t.ID)}, &cr)
 	if err != nil {
 		if unknownOutcome(err) {
 			if id, ferr := c.findConsultCall(ctx, t); ferr == nil && id != "" {

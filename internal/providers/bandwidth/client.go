@@ -255,6 +255,17 @@ func (c *Client) callbackSuffix(transferID string) string {
 	return tokenSuffix(transferID, c.callbackToken(transferID))
 }
 
+// callbackSecrets is what a request sending t's callbackUrl carries that
+// an answer's text must not keep (request.secrets): the URL's token. Cut
+// as a URL path only (withoutTokens), a message quoting the URL escaped
+// (its slashes %2F) kept it.
+func (c *Client) callbackSecrets(transferID string) []string {
+	if c.publicURL == "" || c.callbackToken == nil {
+		return nil
+	}
+	return []string{c.callbackToken(transferID)}
+}
+
 // tokenSuffix is a callbackSuffix with token.
 func tokenSuffix(transferID, token string) string { return CallbackPath + transferID + "/" + token }
 
@@ -368,14 +379,16 @@ const minSecret = 4
 
 // sentSecrets are what a request carries that provider text must not
 // keep: the account's credentials, as given and as the Authorization
-// header carries them. A refusal may quote them (a 401 naming the token
-// it refuses: its body is a guess, notes §12.8 unknown 6), and so may a
-// page in front of the API (a proxy's error page echoing the request's
-// headers or body); the text is kept in the transfer's record, its
-// events and the log.
-func sentSecrets(cr *credentials) []string {
+// header carries them, and the request's own (request.secrets: the
+// token of the callbackUrl it sends). A refusal may quote them (a 401
+// naming the token it refuses: its body is a guess, notes §12.8 unknown
+// 6; a validator quoting the callbackUrl it refuses, escaped), and so
+// may a page in front of the API (a proxy's error page echoing the
+// request's headers or body); the text is kept in the transfer's
+// record, its events and the log.
+func sentSecrets(cr *credentials, r request) []string {
 	basic := base64.StdEncoding.EncodeToString([]byte(cr.token + ":" + cr.secret))
-	return []string{cr.token, cr.secret, basic}
+	return append([]string{cr.token, cr.secret, basic}, r.secrets...)
 }
 
 // withoutSecrets cuts every secret from s, as given and escaped as a URL
@@ -535,6 +548,10 @@ type request struct {
 	// safe; they are retried only after a rate limit, which means the
 	// platform did not execute them.
 	safe bool
+	// secrets are what the body carries that an answer's text must not
+	// keep, besides the credentials (sentSecrets): the callback token of
+	// a callbackUrl it sends (callbackSecrets).
+	secrets []string
 }
 
 // created receives the id of the resource a request created, from the
@@ -708,7 +725,7 @@ func (c *Client) once(ctx context.Context, r request, payload []byte, out any) a
 		return attempt{}
 	}
 
-	ae := decodeError(resp.StatusCode, data, sentSecrets(cr)...)
+	ae := decodeError(resp.StatusCode, data, sentSecrets(cr, r)...)
 	a := attempt{err: &orchestrator.Error{Op: op, Kind: kindOf(ae), Err: ae,
 		Evidence: &orchestrator.Evidence{Status: ae.Status, Code: ae.Code, Message: ae.Message}}}
 	switch {
