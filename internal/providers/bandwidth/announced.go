@@ -58,6 +58,17 @@ func (c *Client) dialAnnounced(ctx context.Context, t *orchestrator.Transfer) (o
 	var cr created
 	err := c.do(ctx, request{op: "transfer", method: http.MethodPost, path: "/calls/" + seg(t.Legs.Caller.CallID),
 		body: c.transferBody(t), secrets: c.callbackSecrets(t.ID)}, &cr)
+	if err == nil && cr.ID == t.Legs.Caller.CallID {
+		// The Location names the call the request updated, as a generic
+		// REST layer writes one, not the new leg (which the notes pin by
+		// SDK fixtures only). Taken for the leg, the caller's own call,
+		// read transferring, was a live consult: the transfer reported
+		// completed at its first reading while the target still rang. It
+		// tells no more than an answer without a Location: the leg's id
+		// is unknown, and looked for.
+		err = orchestrator.E("bandwidth.transfer", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("POST /calls/%s was answered with a Location naming that call, not the new leg: the new leg's id is unknown", cr.ID))
+	}
 	if err == nil {
 		return orchestrator.LegRef{CallID: cr.ID}, nil
 	}
