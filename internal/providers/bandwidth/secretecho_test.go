@@ -2,15 +2,18 @@ package bandwidth_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/bandwidth"
 	"github.com/transferd/transferd/internal/providers/bandwidth/bwsim"
 )
 
@@ -128,4 +131,30 @@ func TestAProviderMessageQuotingTheCallbackURLEscapedDoesNotCarryItsToken(t *tes
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// The account's credential check (the providers' status endpoint and its
+// log) says why the credentials were refused in the provider's words,
+// which may name the token refused: it is cut there too.
+func TestACredentialCheckRefusedNamingTheTokenDoesNotCarryIt(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"category":"authentication","code":"unauthorized","message":"Token `+apiToken+` is not valid"}`)
+	}))
+	defer srv.Close()
+	c, err := bandwidth.New(bandwidth.Config{BaseURL: srv.URL + basePath, UserID: userID, APIToken: apiToken, APISecret: apiSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.CheckCredentials(context.Background())
+	if orchestrator.KindOf(err) != orchestrator.KindProviderAuth {
+		t.Fatalf("CheckCredentials = %v, want a refusal of the credentials", err)
+	}
+	if strings.Contains(err.Error(), apiToken) {
+		t.Errorf("the check's error carries the token: %v", err)
+	}
+	if !strings.Contains(err.Error(), "is not valid") {
+		t.Errorf("the check's error lost the provider's words: %v", err)
+	}
 }
