@@ -291,8 +291,8 @@ func dialled(t *orchestrator.Transfer) bool { return !t.Sent.Dial.IsZero() }
 // the events merged in order as mergeCause says, and with a plain end a
 // callback reported. It is "" when neither tells, and the callbacks' cause
 // with the read's error when the history could not be read (a failure, or
-// "not found" for a call just read): then why the leg ended is unknown,
-// not untold.
+// "not found" for a call just read), or shows no end yet of the call read
+// ended (historyLags): then why the leg ended is unknown, not untold.
 //
 // A plain end a callback told (ORIGINATOR_CANCEL, NORMAL_CLEARING) is not
 // the whole story: the timeout event before it may be lost, or come after
@@ -315,16 +315,27 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 		}
 		return told, err
 	}
-	cause := ""
+	cause, shown := "", false
 	for _, ev := range events {
 		switch strings.ToLower(string(ev.Name)) {
 		case "hangup":
+			shown = true
 			if d := strings.TrimSpace(string(ev.Data)); d != "" {
 				cause = mergeCause(cause, strings.ToUpper(d))
 			}
 		case "timeout":
+			shown = true
 			cause = mergeCause(cause, causeNoAnswer)
 		}
+	}
+	if !shown && c.historyLags(t.ID, callID) {
+		// The call reads ended (endCause is asked only then) and its
+		// history shows no end: it is not up to date yet (a history
+		// served from an index that lags the call object). Taken for one
+		// that says nothing, it had a busy target's leg, ended with the
+		// caller's call by the platform, read as the caller hanging up.
+		return told, orchestrator.E("bandwidth.call_events", orchestrator.KindProviderUnavailable,
+			fmt.Errorf("call %s reads ended and its event history shows no end yet: why it ended is unknown", callID))
 	}
 	switch {
 	case cause == "":
@@ -342,6 +353,26 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 // historyRead marks, beside a call id in the causeBook, a call whose
 // event history endCause has read.
 const historyRead = "#history"
+
+// historyLag keeps, beside a call id in the causeBook, when this process
+// first read the call's history without its end (historyLags).
+const historyLag = "#lag"
+
+// historyLags reports whether a history that shows no end of a call read
+// ended is to be taken for one not up to date: for the visibility window
+// from when this process first read it so. Past it, a platform whose
+// histories never show an end (hangup entries are documented, but not
+// that every platform writes them) is taken at its word, so that a leg's
+// end is judged once the window has passed, as before.
+func (c *Client) historyLags(transferID, callID string) bool {
+	k := callID + historyLag
+	first, err := time.Parse(time.RFC3339Nano, c.causes.get(transferID, k))
+	if err != nil {
+		first = c.now()
+		c.causes.put(transferID, k, first.Format(time.RFC3339Nano))
+	}
+	return c.young(first)
+}
 
 // mergeCause returns the cause of a leg that reported old and then next.
 // A failure (a timeout's NO_ANSWER, USER_BUSY, NORMAL_TEMPORARY_FAILURE...)
