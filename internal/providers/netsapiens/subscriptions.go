@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -49,9 +50,16 @@ const subscriptionDatetime = "2006-01-02 15:04:05"
 // deleted.
 const requestTimeout = 30 * time.Second
 
-// subscriber keeps one subscription per watched domain.
+// subscriber keeps one subscription per watched domain. It may be shared
+// by the clients of one account built one after another (a reload of the
+// tenants file that changed a budget, say: TakeSubscriptions), which
+// would otherwise both keep the one subscription the PBX lets an account
+// have per post-url, and the old one delete it under the new.
 type subscriber struct {
-	c      *Client
+	// c is the client requests are made with: the newest of those that
+	// share the subscriber (its secrets and budget are the account's in
+	// force).
+	c      atomic.Pointer[Client]
 	url    func(domain string) string
 	ttl    time.Duration
 	linger time.Duration
@@ -61,23 +69,29 @@ type subscriber struct {
 
 	mu      sync.Mutex
 	domains map[string]*domainSub
+	// clients are those sharing the subscriber and not closed; the last
+	// one's Close deletes the subscriptions.
+	clients map[*Client]bool
 	closed  bool
 	wg      sync.WaitGroup
 }
 
 // domainSub is the state of one domain's subscription, owned by its
-// goroutine except for watched, which the engine's calls set.
+// goroutine except for watchers, which the engine's calls set.
 type domainSub struct {
-	watched bool
-	wake    chan struct{}
-	id      string // the subscription's id once created or adopted
+	// watchers are the clients whose watcher of the domain runs: the
+	// domain is watched while one does.
+	watchers map[*Client]bool
+	wake     chan struct{}
+	id       string // the subscription's id once created or adopted
 }
 
 func newSubscriber(c *Client, cfg Config) *subscriber {
 	ctx, stop := context.WithCancel(context.Background())
-	s := &subscriber{c: c, url: cfg.EventURL, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
+	s := &subscriber{url: cfg.EventURL, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
 		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
-		domains: map[string]*domainSub{}}
+		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}}
+	s.c.Store(c)
 	if s.ttl <= 0 {
 		s.ttl = DefaultSubscriptionTTL
 	}
@@ -91,7 +105,7 @@ func newSubscriber(c *Client, cfg Config) *subscriber {
 // watch key) gets a subscription unless it has one. It does not block.
 func (c *Client) WatchStarted(key string) {
 	if c.subs != nil {
-		c.subs.set(key, true)
+		c.subs.set(c, key, true)
 	}
 }
 
@@ -99,16 +113,16 @@ func (c *Client) WatchStarted(key string) {
 // subscription is deleted after the linger unless a watch starts again.
 func (c *Client) WatchStopped(key string) {
 	if c.subs != nil {
-		c.subs.set(key, false)
+		c.subs.set(c, key, false)
 	}
 }
 
 var _ orchestrator.ViewWatcher = (*Client)(nil)
 
-func (s *subscriber) set(domain string, watched bool) {
+func (s *subscriber) set(c *Client, domain string, watched bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || !s.clients[c] {
 		return
 	}
 	d := s.domains[domain]
@@ -116,7 +130,7 @@ func (s *subscriber) set(domain string, watched bool) {
 		if !watched {
 			return
 		}
-		d = &domainSub{wake: make(chan struct{}, 1)}
+		d = &domainSub{watchers: map[*Client]bool{}, wake: make(chan struct{}, 1)}
 		s.domains[domain] = d
 		s.wg.Add(1)
 		go func() {
@@ -124,7 +138,11 @@ func (s *subscriber) set(domain string, watched bool) {
 			s.keep(domain, d)
 		}()
 	}
-	d.watched = watched
+	if watched {
+		d.watchers[c] = true
+	} else {
+		delete(d.watchers, c)
+	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -134,7 +152,7 @@ func (s *subscriber) set(domain string, watched bool) {
 func (s *subscriber) isWatched(domain string, d *domainSub) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return d.watched
+	return len(d.watchers) > 0
 }
 
 // keep runs while domain is watched or its subscription lingers: it
@@ -200,7 +218,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 				d.id = ""
 			}
 			s.mu.Lock()
-			if d.watched {
+			if len(d.watchers) > 0 {
 				s.mu.Unlock()
 				continue
 			}
@@ -266,7 +284,7 @@ func (s *subscriber) create(domain string) (string, error) {
 		// Omitted, geo support behaves as "no" (notes §7.1).
 		"subscription-geo-support": "yes", "subscription-expires-datetime": s.expiry()}
 	var out subscriptionWire
-	err := s.c.do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
+	err := s.c.Load().do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
 	var e *orchestrator.Error
 	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
 		id, err := s.find(ctx, domain, postURL)
@@ -310,14 +328,14 @@ func (s *subscriber) create(domain string) (string, error) {
 func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, error) {
 	seen := map[string]bool{}
 	start, pages := 0, 0
-	for pages < s.c.listPages {
+	for pages < s.c.Load().listPages {
 		pages++
-		q := "?limit=" + strconv.Itoa(s.c.listLimit)
+		q := "?limit=" + strconv.Itoa(s.c.Load().listLimit)
 		if start > 0 {
 			q += "&start=" + strconv.Itoa(start)
 		}
 		var subs []subscriptionWire
-		if err := s.c.do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions" + q, safe: true}, &subs); err != nil {
+		if err := s.c.Load().do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions" + q, safe: true}, &subs); err != nil {
 			return "", err
 		}
 		fresh := 0
@@ -343,7 +361,7 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, 
 func (s *subscriber) renew(domain, id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	return s.c.do(ctx, request{op: "subscription_update", method: http.MethodPut, path: "/subscriptions/" + seg(id),
+	return s.c.Load().do(ctx, request{op: "subscription_update", method: http.MethodPut, path: "/subscriptions/" + seg(id),
 		body: map[string]string{"subscription-expires-datetime": s.expiry()}, safe: true}, nil)
 }
 
@@ -351,7 +369,7 @@ func (s *subscriber) renew(domain, id string) error {
 func (s *subscriber) delete(ctx context.Context, domain, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	err := s.c.do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
+	err := s.c.Load().do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
 		body: map[string]string{"subscription_id": id, "domain": domain}, safe: true}, nil)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 		return nil // gone already
@@ -368,6 +386,35 @@ func (c *Client) Close(ctx context.Context) error {
 		return nil
 	}
 	s.mu.Lock()
+	if !s.clients[c] {
+		s.mu.Unlock()
+		return nil // closed already
+	}
+	delete(s.clients, c)
+	if len(s.clients) > 0 {
+		// Shared (TakeSubscriptions): the subscriptions are the other
+		// clients' too. Deleted here, they were deleted under the
+		// transfers those clients drive (their watchers' renewals then
+		// answered 404, and the domains went unsubscribed until a new
+		// one was made). Only c's watches end with it.
+		if s.c.Load() == c {
+			for other := range s.clients {
+				s.c.Store(other)
+				break
+			}
+		}
+		for _, d := range s.domains {
+			if d.watchers[c] {
+				delete(d.watchers, c)
+				select {
+				case d.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.mu.Unlock()
 	s.stop()
@@ -388,6 +435,33 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	clear(s.domains)
 	return errors.Join(errs...)
+}
+
+// TakeSubscriptions makes c, built anew for the account old is at the
+// same PBX (a reload of the tenants file that changed another setting),
+// share old's event subscriptions, which it then makes its requests for.
+// Each kept its own keeper of the one subscription a domain has per
+// post-url (the PBX refuses a second, and the two adopt the same): once
+// the old client's last transfer in the domain ended, its keeper deleted
+// the subscription after the linger (Close would too), under the
+// transfers the new one drives, whose domains then went unsubscribed
+// until its renewal, up to half a TTL later, answered 404. Shared, the
+// subscription is deleted once neither watches the domain, and by the
+// Close of the last of them. To be called before c is used.
+func (c *Client) TakeSubscriptions(old *Client) {
+	if c.subs == nil || old.subs == nil || c.subs == old.subs {
+		return
+	}
+	s := old.subs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.clients[old] {
+		return // old is closed: c keeps its own
+	}
+	c.subs.stop() // c's own, never used
+	s.clients[c] = true
+	s.c.Store(c)
+	c.subs = s
 }
 
 // maxDelivery bounds a delivery's body: a tick's changes of one domain.
