@@ -174,6 +174,9 @@ type Engine struct {
 	workers    sync.WaitGroup
 	bg         sync.WaitGroup // watchers and the maintenance loop
 	lookups    atomic.Int32   // the creates findLater looks for
+	// adopting counts the adoptions between their look-up of the
+	// account and their entry (adopt), for DrivesWith.
+	adopting atomic.Int32
 	// published counts the records saves publish as entry.cur
 	// (entry.published): a watcher notes it before it loads the records
 	// it reads for, so a reading tells whether it was read for a record
@@ -1082,6 +1085,32 @@ func (e *Engine) DrivenBy(id, tenant, name string) (Provider, bool) {
 	return en.p, true
 }
 
+// DrivesWith reports whether p, an account a reload of the tenants file
+// replaced or removed, may still be used here: a transfer this replica
+// drives is driven with it, or an adoption is between its look-up of the
+// account and its entry. False, it never will
+// be again (the accounts hand out another), and it may be released (a
+// NetSapiens client's subscriptions and their goroutines).
+func (e *Engine) DrivesWith(p Provider) bool {
+	// Read before the entries: an adoption that begins after this read
+	// looks up the accounts in force, which no longer hand out p; one
+	// that began before is counted, or its entry is already in place.
+	if e.adopting.Load() > 0 {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, en := range e.entries {
+		if en.p == p {
+			return true
+		}
+	}
+	// A watcher of p's may outlive its last subscriber by a poll: its
+	// readings wake nobody, and a released adapter still reads (a
+	// NetSapiens client's Close ends its subscriptions only).
+	return false
+}
+
 // beginCreate counts id among the transfers about to be adopted (see
 // creating), unless shutdown has begun; endCreate ends that count.
 func (e *Engine) beginCreate(id string) bool {
@@ -1294,6 +1323,11 @@ func (e *Engine) Running() []string {
 // adopt makes this replica drive t (a new transfer, or one it claimed)
 // and queues it. resumed says that another process drove it before.
 func (e *Engine) adopt(t *Transfer, resumed bool) {
+	// Counted from before the look-up until the entry holds the account
+	// (DrivesWith): an account a reload just replaced is not released
+	// under an adoption that took it.
+	e.adopting.Add(1)
+	defer e.adopting.Add(-1)
 	p, ok := e.provider(tenantOf(t), t.Request.Provider)
 	if !ok {
 		e.log.Error().Str("transfer_id", t.ID).Str("tenant", tenantOf(t)).Str("provider", t.Request.Provider).
