@@ -107,6 +107,23 @@ func rotateAccount(p orchestrator.Provider, a tenants.Account) (apply func(), ok
 	return nil, false
 }
 
+// handOverAccount has an adapter built anew for an account at the same
+// place take over what the one it replaces must not go on doing alone
+// (tenants.Options.HandOver): a NetSapiens client's event subscriptions,
+// which the old one deleted under the new one's watch.
+func handOverAccount(old, successor orchestrator.Provider) func() {
+	o, ok1 := old.(*netsapiens.Client)
+	n, ok2 := successor.(*netsapiens.Client)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	return func() { n.TakeSubscriptions(o) }
+}
+
+// releaseTimeout bounds the release of a replaced account (the deletion
+// of its subscriptions nobody shares).
+const releaseTimeout = 30 * time.Second
+
 // callbackSigner signs callback URLs under TRANSFERD_CALLBACK_SECRET and
 // accepts those of TRANSFERD_CALLBACK_SECRET_ACCEPTED too; in demo mode
 // without a secret, it signs under one made for this process (demo
@@ -353,7 +370,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Build: func(a tenants.Account) (orchestrator.Provider, error) {
 				return build(a.Tenant, tenantAccount(a, cfg.RequestBurst))
 			},
-			Rotate: rotateAccount})
+			Rotate: rotateAccount, HandOver: handOverAccount,
+			// An account a reload replaced is released once no transfer
+			// here is driven with it any more (checked at every poll of
+			// the file): a NetSapiens client's subscription keepers ran
+			// on, and its subscriptions were deleted by nobody.
+			InUse: func(p orchestrator.Provider) bool { return eng.DrivesWith(p) },
+			Release: func(p orchestrator.Provider) {
+				if c, ok := p.(*netsapiens.Client); ok {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+					defer cancel()
+					if err := c.Close(ctx); err != nil {
+						log.Warn().Err(err).Msg("a replaced account's event subscriptions are left to expire")
+					}
+				}
+			}})
 		if err != nil {
 			return err
 		}

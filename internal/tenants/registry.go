@@ -42,10 +42,27 @@ type Options struct {
 	// flight send the new secrets too (the old ones may be revoked at
 	// once), and its watchers, budget and callbacks stay with them. One
 	// built anew for another setting changed with its secrets has them
-	// given to its old adapter as well, while it is the same account at
-	// the provider (URL and user): that adapter still drives the
-	// transfers in flight.
+	// given to its old adapters as well (that one, and those earlier
+	// reloads replaced, until Sweep releases them), while it is the same
+	// account at the provider (URL and user): they still drive the
+	// transfers in flight adopted before.
 	Rotate func(p orchestrator.Provider, a Account) (apply func(), ok bool)
+	// HandOver, if set, says how an adapter built anew at the same place
+	// takes over from the one it replaces what the two must not both do
+	// (a NetSapiens client's event subscriptions, which the two would
+	// share and the old one delete under the new). The function it
+	// returns is applied with the rotations; nil hands nothing over.
+	HandOver func(old, successor orchestrator.Provider) (apply func())
+	// InUse, if set, reports whether an adapter a reload replaced or
+	// removed still drives transfers here (orchestrator.Engine.DrivesWith).
+	// Such adapters are kept, given the rotations of their account while
+	// it stays at the same place, and released (Release) by Sweep once
+	// InUse says false. Unset, they are kept for the rotations and never
+	// released.
+	InUse func(p orchestrator.Provider) bool
+	// Release, if set, frees an adapter no transfer uses any more (a
+	// NetSapiens client's subscriptions and goroutines).
+	Release func(p orchestrator.Provider)
 	// Defaults are the limits of a tenant whose file entry gives none.
 	Defaults api.Limits
 	Log      zerolog.Logger
@@ -59,7 +76,9 @@ type Options struct {
 // orchestrator.Accounts, api.Authenticator and api.Tenants, and is safe
 // for concurrent use.
 type Registry struct {
-	o       Options
+	o Options
+	// serial orders reloads and sweeps: each rewrites retired.
+	serial  sync.Mutex
 	mu      sync.RWMutex
 	keys    *api.KeySet
 	tenants map[string]*tenantState
@@ -70,6 +89,18 @@ type Registry struct {
 	reloads *prometheus.CounterVec
 	// generation numbers the accounts' changes (tenantState.generations).
 	generation uint64
+	// retired are the adapters reloads replaced or removed, kept while
+	// they may still drive transfers in flight (Options.InUse): a later
+	// reload's rotation reaches them too, and Sweep releases them.
+	retired []*retiredAdapter
+}
+
+// retiredAdapter is an adapter no longer in force, with where its
+// account was and the secrets it holds.
+type retiredAdapter struct {
+	tenant, provider string
+	p                orchestrator.Provider
+	place, secrets   [32]byte
 }
 
 type tenantState struct {
@@ -129,6 +160,8 @@ func (r *Registry) Reload() error {
 }
 
 func (r *Registry) reload() error {
+	r.serial.Lock()
+	defer r.serial.Unlock()
 	// Stamped before reading, so that a change made while reading is
 	// seen by the next poll; a failed attempt is stamped too, so that a
 	// bad file is not retried until it changes again. The secret files
@@ -201,16 +234,8 @@ func (r *Registry) reload() error {
 					return fmt.Errorf("tenants file %s: tenant %s: %w", r.o.Path, tc.name, err)
 				}
 				kept = prov
-				// Built anew for another setting (a budget) changed in
-				// the same edit as its secrets: the old adapter still
-				// drives the transfers in flight, and is given the new
-				// secrets as well while it is the same account at the
-				// provider (its URL and user). It kept the old ones, which
-				// a rotation after a leak revokes at once: every request
-				// of those transfers was refused, their callers held.
-				if prev != nil && prev.providers[a.Provider] != nil && r.o.Rotate != nil &&
-					prev.places[a.Provider] == place(a) && prev.secrets[a.Provider] != secretsOf(a) {
-					if apply, ok := r.o.Rotate(prev.providers[a.Provider], a); ok {
+				if prev != nil && prev.providers[a.Provider] != nil && r.o.HandOver != nil && prev.places[a.Provider] == place(a) {
+					if apply := r.o.HandOver(prev.providers[a.Provider], prov); apply != nil {
 						rotations = append(rotations, apply)
 					}
 				}
@@ -229,6 +254,45 @@ func (r *Registry) reload() error {
 		sort.Strings(ts.names)
 		next[tc.name] = ts
 	}
+	// The adapters this reload replaces or removes join those earlier
+	// reloads did: they may still drive transfers in flight.
+	r.mu.RLock()
+	retired := slices.Clone(r.retired)
+	r.mu.RUnlock()
+	for name, prev := range old {
+		for _, prov := range prev.names {
+			if ts := next[name]; ts == nil || ts.providers[prov] != prev.providers[prov] {
+				retired = append(retired, &retiredAdapter{tenant: name, provider: prov, p: prev.providers[prov],
+					place: prev.places[prov], secrets: prev.secrets[prov]})
+			}
+		}
+	}
+	// Each is given its account's new secrets while the account is at
+	// the same place (provider, URL, user): it drives the transfers in
+	// flight, and kept the old secrets, which a rotation after a leak
+	// revokes at once: every request of those transfers was refused and
+	// their callers held. This was done for the adapter in force only,
+	// then also for one replaced in the same edit; one replaced by an
+	// earlier reload kept the secrets it had. Moved to another URL or
+	// user, it keeps its own for the transfers on the old one.
+	if r.o.Rotate != nil {
+		for _, ra := range retired {
+			ts := next[ra.tenant]
+			if ts == nil || ts.providers[ra.provider] == nil || ts.places[ra.provider] != ra.place || ts.secrets[ra.provider] == ra.secrets {
+				continue
+			}
+			a := ts.account(ra.provider)
+			if apply, ok := r.o.Rotate(ra.p, a); ok {
+				secrets := ts.secrets[ra.provider]
+				rotations = append(rotations, func() {
+					apply()
+					r.mu.Lock()
+					ra.secrets = secrets
+					r.mu.Unlock()
+				})
+			}
+		}
+	}
 	for _, rotate := range rotations {
 		rotate()
 	}
@@ -236,7 +300,7 @@ func (r *Registry) reload() error {
 		r.o.Log.Warn().Str("file", r.o.Path).Msg(w)
 	}
 	r.mu.Lock()
-	r.keys, r.tenants, r.generation = keys, next, generation
+	r.keys, r.tenants, r.generation, r.retired = keys, next, generation, retired
 	r.mu.Unlock()
 	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
 	return nil
@@ -304,6 +368,7 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 		case <-hup:
 			why = "SIGHUP"
 		case <-tick:
+			r.Sweep()
 			if !r.changed() {
 				continue
 			}
@@ -318,7 +383,35 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 		if r.o.OnReload != nil {
 			r.o.OnReload(err)
 		}
+		r.Sweep()
 	}
+}
+
+// Sweep releases the adapters reloads replaced or removed that no
+// transfer uses any more (Options.InUse, Options.Release). Run calls it at
+// every poll and after every reload.
+func (r *Registry) Sweep() {
+	if r.o.InUse == nil {
+		return
+	}
+	r.serial.Lock()
+	defer r.serial.Unlock()
+	r.mu.RLock()
+	retired := r.retired
+	r.mu.RUnlock()
+	var kept []*retiredAdapter
+	for _, ra := range retired {
+		if r.o.InUse(ra.p) {
+			kept = append(kept, ra)
+			continue
+		}
+		if r.o.Release != nil {
+			r.o.Release(ra.p)
+		}
+	}
+	r.mu.Lock()
+	r.retired = kept
+	r.mu.Unlock()
 }
 
 // changed reports whether the tenants file or a secret file the last
@@ -341,6 +434,16 @@ func stamp(files []string) string {
 		}
 	}
 	return b.String()
+}
+
+// account is the account of the provider called name.
+func (ts *tenantState) account(name string) Account {
+	for _, a := range ts.cfg.accounts {
+		if a.Provider == name {
+			return a
+		}
+	}
+	return Account{}
 }
 
 func (r *Registry) tenant(name string) *tenantState {
