@@ -120,6 +120,23 @@ func handOverAccount(old, successor orchestrator.Provider) func() {
 	return func() { n.TakeSubscriptions(o) }
 }
 
+// pairRefused checks a Bandwidth token and secret read apart (see
+// tenants.Options.Refused) with an adapter of their own, which sends
+// nothing else: true only when the provider refused them, so that a
+// provider that cannot be reached leaves the reload as it was.
+func pairRefused(ctx context.Context, cfg bandwidth.Config) bool {
+	c, err := bandwidth.New(cfg)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pairCheckTimeout)
+	defer cancel()
+	return orchestrator.KindOf(c.CheckCredentials(ctx)) == orchestrator.KindProviderAuth
+}
+
+// pairCheckTimeout bounds pairRefused's check.
+const pairCheckTimeout = 10 * time.Second
+
 // releaseTimeout bounds the release of a replaced account (the deletion
 // of its subscriptions nobody shares).
 const releaseTimeout = 30 * time.Second
@@ -371,6 +388,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return build(a.Tenant, tenantAccount(a, cfg.RequestBurst))
 			},
 			Rotate: rotateAccount, HandOver: handOverAccount,
+			Refused: func(a tenants.Account) bool {
+				return pairRefused(ctx, bandwidth.Config{BaseURL: a.BaseURL, UserID: a.UserID, APIToken: a.APIToken, APISecret: a.APISecret,
+					Metrics: pm, StepTimeout: cfg.StepTimeout})
+			},
 			// An account a reload replaced is released once no transfer
 			// here is driven with it any more (checked at every poll of
 			// the file): a NetSapiens client's subscription keepers ran

@@ -75,3 +75,26 @@ func TestARotatedSecretIsSentByTheAdapterInForce(t *testing.T) {
 		t.Errorf("credentials sent %q, want %q", seen, want)
 	}
 }
+
+// A Bandwidth pair read apart is checked with an adapter of its own:
+// refused is a 401 only, a pair the provider takes is not.
+func TestAPairReadApartIsCheckedAtTheProvider(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, _ := r.BasicAuth(); u != "t-new" || p != "s-new" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"category":"unauthorized","code":"unauthorized","message":"bad credentials"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`[]`))
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	if !pairRefused(ctx, bandwidth.Config{BaseURL: srv.URL + "/v1", UserID: "u-acme", APIToken: "t-new", APISecret: "s-old"}) {
+		t.Error("a token with another secret, refused by the provider, is said taken")
+	}
+	if pairRefused(ctx, bandwidth.Config{BaseURL: srv.URL + "/v1", UserID: "u-acme", APIToken: "t-new", APISecret: "s-new"}) {
+		t.Error("a pair the provider takes is said refused")
+	}
+}

@@ -63,6 +63,13 @@ type Options struct {
 	// Release, if set, frees an adapter no transfer uses any more (a
 	// NetSapiens client's subscriptions and goroutines).
 	Release func(p orchestrator.Provider)
+	// Refused, if set, checks a's credentials at its provider and
+	// reports whether the provider refused them (not whether it could
+	// not tell). It is asked of an account whose secrets changed apart (a
+	// Bandwidth token without its secret, or the other way round: two
+	// Secrets that Kubernetes updates one after the other), which keeps
+	// the pair in force while the provider refuses the one read.
+	Refused func(a Account) bool
 	// Defaults are the limits of a tenant whose file entry gives none.
 	Defaults api.Limits
 	Log      zerolog.Logger
@@ -120,6 +127,9 @@ type tenantState struct {
 	// generations change with an account's prints: the credential
 	// monitor checks an account again when its generation changes.
 	generations map[string]uint64
+	// inForce are the accounts as their adapters hold them: the file's,
+	// but for a pair of secrets read half-rotated (Options.Refused).
+	inForce map[string]Account
 }
 
 var (
@@ -211,11 +221,25 @@ func (r *Registry) reload() error {
 	r.mu.RUnlock()
 	for _, tc := range p.tenants {
 		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{},
-			settings: map[string][32]byte{}, places: map[string][32]byte{}, secrets: map[string][32]byte{}, generations: map[string]uint64{}}
+			settings: map[string][32]byte{}, places: map[string][32]byte{}, secrets: map[string][32]byte{}, generations: map[string]uint64{},
+			inForce: map[string]Account{}}
 		tc.limits = r.limitsOf(tc.limitsSpec)
 		for _, a := range tc.accounts {
-			fp, sp := fingerprint(a), fingerprint(withoutSecrets(a))
 			prev := old[tc.name]
+			if prev != nil && prev.providers[a.Provider] != nil && r.o.Refused != nil && prev.places[a.Provider] == place(a) &&
+				changedApart(prev.inForce[a.Provider], a) && r.o.Refused(a) {
+				// A token read without its secret (or the other way
+				// round), which the provider refuses: two Secrets updated
+				// apart, the second not mounted yet. Given to the adapter,
+				// every request of the transfers in flight was refused,
+				// their callers held, until the next poll read the other
+				// half. The pair in force stays; the second file's change
+				// reloads again. Its other settings are the file's.
+				r.o.Log.Warn().Str("tenant", tc.name).Str("provider", a.Provider).
+					Msg("the account's token and secret changed apart and the provider refuses the pair read; the pair in force is kept until the other one changes too")
+				a.APIToken, a.APISecret = prev.inForce[a.Provider].APIToken, prev.inForce[a.Provider].APISecret
+			}
+			fp, sp := fingerprint(a), fingerprint(withoutSecrets(a))
 			var kept orchestrator.Provider
 			if prev != nil && prev.providers[a.Provider] != nil {
 				switch {
@@ -240,7 +264,7 @@ func (r *Registry) reload() error {
 					}
 				}
 			}
-			ts.providers[a.Provider] = kept
+			ts.providers[a.Provider], ts.inForce[a.Provider] = kept, a
 			ts.prints[a.Provider], ts.settings[a.Provider] = fp, sp
 			ts.places[a.Provider], ts.secrets[a.Provider] = place(a), secretsOf(a)
 			if prev != nil && prev.prints[a.Provider] == fp {
@@ -281,7 +305,7 @@ func (r *Registry) reload() error {
 			if ts == nil || ts.providers[ra.provider] == nil || ts.places[ra.provider] != ra.place || ts.secrets[ra.provider] == ra.secrets {
 				continue
 			}
-			a := ts.account(ra.provider)
+			a := ts.inForce[ra.provider]
 			if apply, ok := r.o.Rotate(ra.p, a); ok {
 				secrets := ts.secrets[ra.provider]
 				rotations = append(rotations, func() {
@@ -342,6 +366,12 @@ func place(a Account) [32]byte {
 // secretsOf is the print of a's secrets.
 func secretsOf(a Account) [32]byte {
 	return fingerprint(Account{APIKey: a.APIKey, APIToken: a.APIToken, APISecret: a.APISecret})
+}
+
+// changedApart reports whether a's pair of secrets (Bandwidth's token
+// and secret) differs from old's in one of the two only.
+func changedApart(old, a Account) bool {
+	return a.Provider == "bandwidth" && (old.APIToken != a.APIToken) != (old.APISecret != a.APISecret)
 }
 
 // withoutSecrets is a with its secrets blanked.
@@ -434,16 +464,6 @@ func stamp(files []string) string {
 		}
 	}
 	return b.String()
-}
-
-// account is the account of the provider called name.
-func (ts *tenantState) account(name string) Account {
-	for _, a := range ts.cfg.accounts {
-		if a.Provider == name {
-			return a
-		}
-	}
-	return Account{}
 }
 
 func (r *Registry) tenant(name string) *tenantState {

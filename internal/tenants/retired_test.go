@@ -154,3 +154,66 @@ func TestAReplacedAdapterIsReleasedOnceNoTransferUsesIt(t *testing.T) {
 		t.Errorf("handed over to an account at another URL: %v", rig.handed)
 	}
 }
+
+// A Bandwidth token and secret kept in two Secrets, which Kubernetes
+// updates one after the other, were read as a pair of the new token and
+// the old secret and given to the adapter: the provider refused every
+// request of the transfers in flight (their callers held) until the next
+// poll read the other half. A pair changed apart that the provider
+// refuses now leaves the pair in force; the second half's arrival gives
+// both. One changed apart that the provider takes (a secret rotated
+// alone) is given as before.
+func TestATokenReadWithoutItsSecretIsNotGiven(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tenants.yaml")
+	content := exampleFile(t, dir)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, rot := &built{}, &rotations{}
+	var checked []tenants.Account
+	good := map[[2]string]bool{{"beta-bw-token", "beta-bw-secret"}: true, {"beta-bw-token-2", "beta-bw-secret-2"}: true,
+		{"beta-bw-token-2", "beta-bw-secret-3"}: true}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate, Build: b.build,
+		Refused: func(a tenants.Account) bool {
+			checked = append(checked, a)
+			return !good[[2]string{a.APIToken, a.APISecret}]
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { env["BETA_BW_SECRET"] = "beta-bw-secret" }()
+	adapter, _ := r.Provider("beta", "bandwidth")
+	reload := func() {
+		t.Helper()
+		if err := r.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := r.Provider("beta", "bandwidth"); p != adapter {
+			t.Fatal("the account was built anew")
+		}
+	}
+	// The token's Secret first.
+	if err := os.WriteFile(filepath.Join(dir, "beta-token"), []byte("beta-bw-token-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if len(rot.applied) != 0 {
+		t.Fatalf("a token read without its secret, refused, was given: %q", rot.applied)
+	}
+	if len(checked) != 1 || checked[0].APIToken != "beta-bw-token-2" || checked[0].APISecret != "beta-bw-secret" {
+		t.Fatalf("checked %d pairs, want the one read", len(checked))
+	}
+	// Then the secret's.
+	env["BETA_BW_SECRET"] = "beta-bw-secret-2"
+	reload()
+	if len(rot.applied) != 1 || rot.applied[0] != "beta-bw-secret-2" || len(checked) != 1 {
+		t.Fatalf("the whole pair: given %q, %d pairs checked (want the pair given, none checked: both changed)", rot.applied, len(checked))
+	}
+	// A secret rotated alone, which the provider takes, is given.
+	env["BETA_BW_SECRET"] = "beta-bw-secret-3"
+	reload()
+	if len(rot.applied) != 2 || rot.applied[1] != "beta-bw-secret-3" || len(checked) != 2 {
+		t.Fatalf("a secret rotated alone and taken: given %q, %d pairs checked", rot.applied, len(checked))
+	}
+}
