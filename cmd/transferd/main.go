@@ -316,9 +316,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if cfg.PublicURL != "" {
 				// An event subscription per watched domain, posting to the
 				// callback route under a token bound to tenant and domain.
+				eventURL := func(domain, token string) string {
+					return strings.TrimRight(cfg.PublicURL, "/") + netsapiens.SubscriptionPath + url.PathEscape(domain) + "/" + token
+				}
 				nc.EventURL = func(domain string) string {
-					return strings.TrimRight(cfg.PublicURL, "/") + netsapiens.SubscriptionPath + url.PathEscape(domain) +
-						"/" + signer.Token(api.TokenSubscription, tenant, domain)
+					return eventURL(domain, signer.Token(api.TokenSubscription, tenant, domain))
+				}
+				// A subscription a process made before a rotation of the
+				// callback secret (its token of a secret only accepted
+				// now) is adopted and moved to the new post-url.
+				nc.AcceptedEventURLs = func(domain string) []string {
+					var urls []string
+					for _, token := range signer.AcceptedTokens(api.TokenSubscription, tenant, domain) {
+						urls = append(urls, eventURL(domain, token))
+					}
+					return urls
 				}
 			}
 			return netsapiens.New(nc)

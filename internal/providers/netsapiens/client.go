@@ -114,6 +114,11 @@ type Config struct {
 	// watched domain (it implements orchestrator.ViewWatcher); without
 	// it, domains are only polled.
 	EventURL func(domain string) string
+	// AcceptedEventURLs, when set, gives the post-urls of a domain's
+	// subscription that other callback secrets accepted during a
+	// rotation (TRANSFERD_CALLBACK_SECRET_ACCEPTED) make: a subscription
+	// posting to one is ours, adopted and moved to EventURL's.
+	AcceptedEventURLs func(domain string) []string
 	// SubscriptionTTL is the expiry a subscription asks for, renewed at
 	// half (default DefaultSubscriptionTTL).
 	SubscriptionTTL time.Duration

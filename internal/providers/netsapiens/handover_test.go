@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -52,5 +53,42 @@ func TestASubscriptionHandedOverIsNotDeletedByTheOldClient(t *testing.T) {
 	}
 	if n := rig.count(nssim.OpSubscriptionCreate, http.StatusOK); n != 1 {
 		t.Fatalf("%d subscriptions created, want the one shared", n)
+	}
+}
+
+// A subscription made before a rotation of the callback secret posts with
+// a token of the old secret, which the new process only accepts. A PBX
+// whose 409 leaves the post-url out of its match refused the new one, and
+// find, looking for the new post-url only, never found the old: the
+// domain went unsubscribed, and once the old secret was no longer
+// accepted its posts were refused. It is now adopted and moved to the new
+// post-url. A PBX matching the post-url makes the new one, and the old is
+// left to expire as before.
+func TestASubscriptionOfAnAcceptedSecretIsMovedToTheNewPostURL(t *testing.T) {
+	for _, ignores := range []bool{true, false} {
+		t.Run(fmt.Sprintf("match ignores post-url %v", ignores), func(t *testing.T) {
+			var rig *subRig
+			rig = newSubRig(t, nssim.Config{SubscriptionMatchIgnoresPostURL: ignores}, netsapiens.Config{
+				AcceptedEventURLs: func(d string) []string { return []string{rig.postURL + "old-token/" + d} }})
+			rig.subscribe(t, rig.postURL+"old-token/test")
+			old := rig.sim.Subscriptions()[0]
+			rig.client.WatchStarted("test")
+			if ignores {
+				rig.waitSim(t, "the old subscription moved", func() bool {
+					subs := rig.sim.Subscriptions()
+					return len(subs) == 1 && subs[0].PostURL == rig.postURL+"test"
+				})
+				if got := rig.sim.Subscriptions()[0]; got.ID != old.ID {
+					t.Errorf("subscription %s, want %s adopted", got.ID, old.ID)
+				}
+				return
+			}
+			rig.waitSim(t, "a new subscription", func() bool { return len(rig.sim.Subscriptions()) == 2 })
+			for _, s := range rig.sim.Subscriptions() {
+				if s.ID == old.ID && s.PostURL != old.PostURL {
+					t.Errorf("the old subscription was moved to %s where a new one was made", s.PostURL)
+				}
+			}
+		})
 	}
 }

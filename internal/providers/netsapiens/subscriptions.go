@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,13 +60,16 @@ type subscriber struct {
 	// c is the client requests are made with: the newest of those that
 	// share the subscriber (its secrets and budget are the account's in
 	// force).
-	c      atomic.Pointer[Client]
-	url    func(domain string) string
-	ttl    time.Duration
-	linger time.Duration
-	log    zerolog.Logger
-	ctx    context.Context
-	stop   context.CancelFunc
+	c   atomic.Pointer[Client]
+	url func(domain string) string
+	// accepted gives the post-urls of the accepted callback secrets
+	// (Config.AcceptedEventURLs); nil, none.
+	accepted func(domain string) []string
+	ttl      time.Duration
+	linger   time.Duration
+	log      zerolog.Logger
+	ctx      context.Context
+	stop     context.CancelFunc
 
 	mu      sync.Mutex
 	domains map[string]*domainSub
@@ -88,7 +92,7 @@ type domainSub struct {
 
 func newSubscriber(c *Client, cfg Config) *subscriber {
 	ctx, stop := context.WithCancel(context.Background())
-	s := &subscriber{url: cfg.EventURL, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
+	s := &subscriber{url: cfg.EventURL, accepted: cfg.AcceptedEventURLs, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
 		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
 		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}}
 	s.c.Store(c)
@@ -287,11 +291,17 @@ func (s *subscriber) create(domain string) (string, error) {
 	err := s.c.Load().do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
 	var e *orchestrator.Error
 	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
-		id, err := s.find(ctx, domain, postURL)
+		id, moved, err := s.find(ctx, domain, postURL)
 		if err != nil {
 			return "", err
 		}
-		if err := s.renew(domain, id); err != nil {
+		// One posting with a token of a secret only accepted now (made
+		// before a rotation of the callback secret) is moved to this
+		// post-url: it kept the old token, and its posts were refused
+		// once the old secret was no longer accepted, while the keeper
+		// took the domain for subscribed (a PBX whose 409 leaves the
+		// post-url out of its match refuses a second subscription).
+		if err := s.update(domain, id, moved); err != nil {
 			return "", err
 		}
 		return id, nil
@@ -325,7 +335,11 @@ func (s *subscriber) create(domain string) (string, error) {
 // row that was first on the next page. Not found, the error is transient
 // for the keeper, which tries the create again after a back-off; nothing
 // is created meanwhile (the PBX refuses a second matching subscription).
-func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, error) {
+func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, moved string, err error) {
+	var accepted []string
+	if s.accepted != nil {
+		accepted = s.accepted(domain)
+	}
 	seen := map[string]bool{}
 	start, pages := 0, 0
 	for pages < s.c.Load().listPages {
@@ -336,12 +350,17 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, 
 		}
 		var subs []subscriptionWire
 		if err := s.c.Load().do(ctx, request{op: "subscription_list", method: http.MethodGet, path: "/subscriptions" + q, safe: true}, &subs); err != nil {
-			return "", err
+			return "", "", err
 		}
 		fresh := 0
 		for _, sub := range subs {
-			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.PostURL == postURL && sub.ID != "" {
-				return string(sub.ID), nil
+			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.ID != "" {
+				switch {
+				case sub.PostURL == postURL:
+					return string(sub.ID), "", nil
+				case slices.Contains(accepted, sub.PostURL):
+					return string(sub.ID), postURL, nil
+				}
 			}
 			if !seen[string(sub.ID)] {
 				seen[string(sub.ID)] = true
@@ -353,16 +372,23 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (string, 
 		}
 		start += max(1, len(subs)-1)
 	}
-	return "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed (%d subscriptions on %d pages read)",
+	return "", "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed (%d subscriptions on %d pages read)",
 		domain, len(seen), pages)
 }
 
 // renew moves the subscription's expiry a TTL ahead.
-func (s *subscriber) renew(domain, id string) error {
+func (s *subscriber) renew(domain, id string) error { return s.update(domain, id, "") }
+
+// update renews the subscription id and, with postURL, moves it there.
+func (s *subscriber) update(domain, id, postURL string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	body := map[string]string{"subscription-expires-datetime": s.expiry()}
+	if postURL != "" {
+		body["post-url"] = postURL
+	}
 	return s.c.Load().do(ctx, request{op: "subscription_update", method: http.MethodPut, path: "/subscriptions/" + seg(id),
-		body: map[string]string{"subscription-expires-datetime": s.expiry()}, safe: true}, nil)
+		body: body, safe: true}, nil)
 }
 
 // delete removes the subscription; DELETE's body is required (notes §7.1).

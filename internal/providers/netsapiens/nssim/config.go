@@ -290,6 +290,11 @@ type Config struct {
 	// undocumented [G]. Default 0, UTC; from -12 h to +14 h, as zones go.
 	SubscriptionZone time.Duration
 
+	// SubscriptionMatchIgnoresPostURL has a create answer 409 for a subscription of the same
+	// model, domain and user whatever its post-url. Whether the "matching set of parameters"
+	// the 409 speaks of includes the post-url is undocumented [G]; default false, it does.
+	SubscriptionMatchIgnoresPostURL bool
+
 	// SubscriptionClient sends the posts; default http.DefaultClient.
 	SubscriptionClient *http.Client
 

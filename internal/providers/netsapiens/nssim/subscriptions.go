@@ -231,7 +231,8 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 			expires = t
 		}
 		for _, other := range s.subs {
-			if other.Model == model && other.Domain == domain && other.User == user && other.PostURL == *in.PostURL {
+			if other.Model == model && other.Domain == domain && other.User == user &&
+				(other.PostURL == *in.PostURL || s.cfg.SubscriptionMatchIgnoresPostURL) {
 				writeJSON(w, http.StatusConflict, map[string]string{"message": "Subscription ID already Exists or matching set of parameters already exists"})
 				return
 			}
