@@ -61,6 +61,16 @@ type Config struct {
 	// MaxAge is how long a delivery keeps being retried before it becomes
 	// a dead letter; default 24 h.
 	MaxAge time.Duration
+	// UnconfiguredGrace is how long the deliveries of an endpoint no
+	// longer configured (removed from the tenants file, or renamed) are
+	// kept before they are given up unsent, dead letters that say why;
+	// default 10 min. They are given up only once the replicas that
+	// claimed them found the endpoint missing for that long, with no
+	// attempt, redelivery or enqueue of a replica that still has it in
+	// between: during a rolling change of the configuration a replica
+	// with the old one goes on sending them. It is the time a change of
+	// the configuration may take to reach every replica.
+	UnconfiguredGrace time.Duration
 	// Batch bounds the events read from the outbox per endpoint and scan;
 	// default 500.
 	Batch int
@@ -88,6 +98,7 @@ func (c *Config) setDefaults() {
 	def(&c.MinBackoff, time.Second)
 	def(&c.MaxBackoff, 10*time.Minute)
 	def(&c.MaxAge, 24*time.Hour)
+	def(&c.UnconfiguredGrace, 10*time.Minute)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 32
 	}
@@ -144,6 +155,10 @@ type Dispatcher struct {
 	// gone holds, by endpoint key, the endpoints that answered 410 Gone
 	// (markGone).
 	gone map[string]goneMark
+	// missing holds, by endpoint key, since when (d.now) this replica
+	// has found the endpoint of deliveries it claimed not configured,
+	// with no sign since that another replica has it (unconfigured).
+	missing map[string]time.Time
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
@@ -188,7 +203,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
-		gone:  map[string]goneMark{},
+		gone: map[string]goneMark{}, missing: map[string]time.Time{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -690,9 +705,17 @@ func holds(stored, dl Delivery) bool {
 // try sends one delivery and returns it with the attempt's result, to be
 // stored: delivered, or pending with its next attempt, or dead.
 func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
+	if d.urlOf(dl.Tenant, dl.Endpoint) == "" {
+		return d.unconfigured(dl)
+	}
+	d.mu.Lock()
+	delete(d.missing, EndpointKey(dl.Tenant, dl.Endpoint))
+	d.mu.Unlock()
 	code, retryAfter, err := d.send(ctx, dl)
 	now := d.now()
-	dl.UpdatedAt, dl.LastCode, dl.LastError = now, code, ""
+	// An attempt of a replica that has the endpoint: whatever the
+	// replicas without it marked, it is not theirs to give up.
+	dl.UpdatedAt, dl.LastCode, dl.LastError, dl.Unconfigured = now, code, "", time.Time{}
 	// A redelivery is made once an attempt of it was, not when its claim
 	// ran out before anything of it was written: the attempt after is
 	// the redelivery still, sent under a 410 Gone's mark.
@@ -725,6 +748,63 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	}
 	// The store may keep a failed delivery pending that this claim's
 	// Deadline would have given up: a redelivery during the attempt wins.
+	return dl
+}
+
+// errUnconfigured is what the error of a delivery not sent because its
+// endpoint is not configured says.
+var errUnconfigured = errors.New("not sent: the endpoint is no longer configured")
+
+// unconfigured is the result of a claim of dl, whose endpoint this
+// replica does not have (removed from the tenants file, renamed): it
+// is given up unsent once the endpoint has been missing for
+// UnconfiguredGrace, and waits until then. It was sent again, to no
+// URL, until MaxAge (a day by default), holding up its transfer's later
+// deliveries and the backlog alert for as long. The time counts from the
+// earlier of this replica's first finding (missing, so that a
+// transfer's later deliveries, heads one after another, do not wait a
+// grace each) and the delivery's mark (Unconfigured: what other
+// replicas, or this one before a restart, found). A replica that still
+// has the endpoint (another one, during a rolling change of the
+// configuration) shows it in what it writes: its attempts and
+// redeliveries clear the mark and move UpdatedAt, its enqueues make
+// deliveries after the finding; such a delivery starts the count again,
+// here and in the store, so that the deliveries it sends are not given
+// up under it. The back-off meanwhile is the usual one, so that such a
+// replica gets to claim them.
+func (d *Dispatcher) unconfigured(dl Delivery) Delivery {
+	key := EndpointKey(dl.Tenant, dl.Endpoint)
+	now := d.now()
+	d.mu.Lock()
+	since, known := d.missing[key]
+	if !known || dl.Unconfigured.IsZero() && dl.UpdatedAt.After(since) {
+		since = now
+	}
+	if !dl.Unconfigured.IsZero() && dl.Unconfigured.Before(since) {
+		since = dl.Unconfigured
+	}
+	d.missing[key] = since
+	d.mu.Unlock()
+	giveUp := since.Add(d.cfg.UnconfiguredGrace)
+	if !known {
+		d.log.Warn().Str("tenant", dl.Tenant).Str("endpoint", dl.Endpoint).Time("since", since).Time("given_up_at", giveUp).
+			Msg("webhooks: deliveries to an endpoint no longer configured: given up unsent once it is missing for the grace, unless a replica that has it sends them")
+	}
+	// Resend stays: the redelivery was not sent.
+	dl.UpdatedAt, dl.LastCode, dl.Unconfigured = now, 0, since
+	if !now.Before(giveUp) || !now.Before(dl.Deadline) {
+		dl.Status = StatusDead
+		dl.LastError = fmt.Sprintf("%v (since %s): given up unsent", errUnconfigured, since.Format(time.RFC3339))
+		return dl
+	}
+	dl.LastError = fmt.Sprintf("%v (since %s): given up unsent at %s unless a replica that has it sends it", errUnconfigured,
+		since.Format(time.RFC3339), giveUp.Format(time.RFC3339))
+	dl.NextAttempt = now.Add(d.backoff(dl.Attempts - dl.Redelivered))
+	for _, t := range []time.Time{giveUp, dl.Deadline} {
+		if t.Before(dl.NextAttempt) {
+			dl.NextAttempt = t
+		}
+	}
 	return dl
 }
 
@@ -994,10 +1074,20 @@ func retryAfter(v string, now time.Time) time.Duration {
 }
 
 // Redeliver makes a tenant's delivery pending again with a fresh MaxAge,
-// and nudges the dispatcher.
+// and nudges the dispatcher. A delivery whose endpoint this replica does
+// not have is not redelivered (ErrEndpointNotConfigured, KindConflict):
+// it could not be sent, and would only be given up again. A replica that
+// still has it (during a rolling change of the configuration) redelivers
+// it, and its redelivery restarts the grace (unconfigured).
 func (d *Dispatcher) Redeliver(ctx context.Context, tenant, id string) (Delivery, error) {
 	now := d.now()
-	dl, err := d.store.Redeliver(ctx, tenant, id, now, now.Add(d.cfg.MaxAge))
+	allow := func(dl Delivery) error {
+		if d.urlOf(tenant, dl.Endpoint) == "" {
+			return orchestrator.E("webhooks.Redeliver", orchestrator.KindConflict, ErrEndpointNotConfigured)
+		}
+		return nil
+	}
+	dl, err := d.store.Redeliver(ctx, tenant, id, now, now.Add(d.cfg.MaxAge), allow)
 	if err == nil {
 		d.Nudge()
 	}

@@ -136,8 +136,16 @@ type Delivery struct {
 	// it set. Left out of the stored record when false, so that a record
 	// reads as it did before; a replica of an older version ignores it
 	// and writes its records without it.
-	Resend      bool `json:",omitempty"`
-	NextAttempt time.Time
+	Resend bool `json:",omitempty"`
+	// Unconfigured is when the replicas that claimed it began to find its
+	// endpoint configured at none of them (a tenants file or setting that
+	// dropped it), zero once an attempt, a redelivery or an enqueue of a
+	// replica that has the endpoint comes after; such a replica sends it
+	// whatever the mark says. A delivery whose mark is
+	// Config.UnconfiguredGrace old is given up unsent. Left out of the
+	// stored record when zero, as Resend is.
+	Unconfigured time.Time `json:",omitzero"`
+	NextAttempt  time.Time
 	// Owner and LeaseUntil are the replica attempting it now, if any.
 	Owner      string
 	LeaseUntil time.Time
@@ -166,7 +174,7 @@ func ApplyResult(stored, d Delivery) (Delivery, bool) {
 		return Delivery{}, false
 	}
 	if stored.Redelivered == d.Redelivered {
-		stored.Status, stored.NextAttempt, stored.Resend = d.Status, d.NextAttempt, d.Resend
+		stored.Status, stored.NextAttempt, stored.Resend, stored.Unconfigured = d.Status, d.NextAttempt, d.Resend, d.Unconfigured
 	}
 	stored.UpdatedAt, stored.LastCode, stored.LastError = d.UpdatedAt, d.LastCode, d.LastError
 	stored.Owner, stored.LeaseUntil = "", time.Time{}
@@ -198,6 +206,11 @@ type DeliveryFilter struct {
 // from one that does not exist (or no longer does), so that a cursor is
 // no oracle of another tenant's deliveries, and neither lists anything.
 var ErrUnknownCursor = errors.New("webhooks: the cursor names no delivery of the tenant")
+
+// ErrEndpointNotConfigured is the error (kind KindConflict) of a
+// redelivery to an endpoint the replica that serves it does not have
+// configured: it could not be sent.
+var ErrEndpointNotConfigured = errors.New("webhooks: the delivery's endpoint is no longer configured")
 
 // ErrCursorMoved is returned by Store.EnqueueDeliveries when the cursor
 // is no longer where the caller read it: another replica enqueued first.
@@ -251,10 +264,13 @@ type Store interface {
 	// no delivery of f.Tenant.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, bool, error)
 	// Redeliver makes a tenant's delivery pending again, due at now, with
-	// a new deadline, sets Redelivered to Attempts and sets Resend; KindNotFound if
-	// the tenant has no such delivery. A delivery in flight keeps its
-	// claim (FinishDelivery then keeps it pending).
-	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time) (Delivery, error)
+	// a new deadline, sets Redelivered to Attempts, sets Resend and clears
+	// Unconfigured; KindNotFound if the tenant has no such delivery. When
+	// allow is not nil it is given the delivery as stored first, and an
+	// error of it is returned as it is, nothing written (the dispatcher
+	// refuses a redelivery to an endpoint it does not have). A delivery in
+	// flight keeps its claim (FinishDelivery then keeps it pending).
+	Redeliver(ctx context.Context, tenant, id string, now time.Time, deadline time.Time, allow func(Delivery) error) (Delivery, error)
 	// DeliveryBacklog counts pending deliveries and returns the creation time of
 	// the oldest (zero if none).
 	DeliveryBacklog(ctx context.Context) (int, time.Time, error)

@@ -189,12 +189,17 @@ func selected(dl *webhooks.Delivery, f webhooks.DeliveryFilter) bool {
 }
 
 // Redeliver implements webhooks.Store.
-func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadline time.Time) (webhooks.Delivery, error) {
+func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadline time.Time, allow func(webhooks.Delivery) error) (webhooks.Delivery, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dl, ok := d.byID[id]
 	if !ok || dl.Tenant != tenant {
 		return webhooks.Delivery{}, orchestrator.E("memory.Redeliver", orchestrator.KindNotFound, nil)
+	}
+	if allow != nil {
+		if err := allow(clone(dl)); err != nil {
+			return webhooks.Delivery{}, err
+		}
 	}
 	if dl.Status != webhooks.StatusPending || !dl.LeaseUntil.After(now) {
 		// A delivery in flight keeps its claim; its FinishDelivery sees
@@ -202,6 +207,7 @@ func (d *Deliveries) Redeliver(_ context.Context, tenant, id string, now, deadli
 		dl.Owner, dl.LeaseUntil = "", time.Time{}
 	}
 	dl.Status, dl.NextAttempt, dl.Deadline, dl.Redelivered, dl.UpdatedAt = webhooks.StatusPending, now, deadline, dl.Attempts, now
+	dl.Unconfigured = time.Time{}
 	// Resend, as Redelivered cannot tell a delivery never attempted yet
 	// (Attempts 0) redelivered from one never redelivered.
 	dl.Resend = true

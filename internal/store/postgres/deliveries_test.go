@@ -515,7 +515,7 @@ func TestRedeliverKeepsTheWritesPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 6 { // the server caches a generic plan at the sixth run
-		if _, err := s.Redeliver(ctx, "acme", d.ID, now, now.Add(time.Hour)); err != nil {
+		if _, err := s.Redeliver(ctx, "acme", d.ID, now, now.Add(time.Hour), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -714,7 +714,7 @@ func TestAnotherTenantsRedeliveryTakesNoLockOfTheDelivery(t *testing.T) {
 	for what, id := range map[string]string{"another tenant's delivery": d.ID, "no delivery": "dlv_000000000000000000000000"} {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		start := time.Now()
-		_, err := s.Redeliver(rctx, "zeta", id, now, now.Add(time.Hour))
+		_, err := s.Redeliver(rctx, "zeta", id, now, now.Add(time.Hour), nil)
 		cancel()
 		if orchestrator.KindOf(err) != orchestrator.KindNotFound {
 			t.Errorf("%s: %v (after %s), want not found at once", what, err, time.Since(start).Round(time.Millisecond))

@@ -249,7 +249,7 @@ func TestResendIsInTheRecordAndGoesWithAnOlderReplicasRewrite(t *testing.T) {
 	if err := s.EnqueueDeliveries(ctx, webhooks.EndpointKey("acme", "crm"), 0, 2, []webhooks.Delivery{first, second}); err != nil {
 		t.Fatal(err)
 	}
-	redelivered, err := s.Redeliver(ctx, "acme", second.ID, now, now.Add(time.Hour))
+	redelivered, err := s.Redeliver(ctx, "acme", second.ID, now, now.Add(time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

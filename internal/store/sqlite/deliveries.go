@@ -596,7 +596,7 @@ func deliveriesQuery(f webhooks.DeliveryFilter) (string, []any) {
 }
 
 // Redeliver implements webhooks.Store.
-func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline time.Time) (webhooks.Delivery, error) {
+func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline time.Time, allow func(webhooks.Delivery) error) (webhooks.Delivery, error) {
 	const op = "redeliver"
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -611,12 +611,18 @@ func (s *Store) Redeliver(ctx context.Context, tenant, id string, now, deadline 
 	if err != nil {
 		return webhooks.Delivery{}, fail(op, err)
 	}
+	if allow != nil {
+		if err := allow(d); err != nil {
+			return webhooks.Delivery{}, err
+		}
+	}
 	if d.Status != webhooks.StatusPending || !d.LeaseUntil.After(now) {
 		// A delivery in flight keeps its claim; its FinishDelivery sees
 		// Redelivered moved and keeps it pending.
 		d.Owner, d.LeaseUntil = "", time.Time{}
 	}
 	d.Status, d.NextAttempt, d.Deadline, d.Redelivered, d.UpdatedAt = webhooks.StatusPending, now, deadline, d.Attempts, now
+	d.Unconfigured = time.Time{}
 	// Resend, as Redelivered cannot tell a delivery never attempted yet
 	// (Attempts 0) redelivered from one never redelivered.
 	d.Resend = true

@@ -82,10 +82,10 @@ func TestDeliveries(t *testing.T) {
 	if n, _, _ := s.DeliveryBacklog(ctx); n != 2 {
 		t.Fatalf("backlog %d, want 2", n)
 	}
-	if _, err := s.Redeliver(ctx, "other", done.ID, now, now.Add(time.Hour)); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+	if _, err := s.Redeliver(ctx, "other", done.ID, now, now.Add(time.Hour), nil); orchestrator.KindOf(err) != orchestrator.KindNotFound {
 		t.Fatalf("another tenant redelivered: %v", err)
 	}
-	if d, err := s.Redeliver(ctx, "acme", done.ID, now, now.Add(time.Hour)); err != nil || d.Status != webhooks.StatusPending {
+	if d, err := s.Redeliver(ctx, "acme", done.ID, now, now.Add(time.Hour), nil); err != nil || d.Status != webhooks.StatusPending {
 		t.Fatalf("redeliver: %+v %v", d, err)
 	}
 	list, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", Statuses: []webhooks.Status{webhooks.StatusPending}, Limit: 10})

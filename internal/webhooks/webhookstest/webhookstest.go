@@ -39,6 +39,55 @@ func Run(t *testing.T, open func(t *testing.T) webhooks.Store) {
 	t.Run("SettleResultsThenClaim", func(t *testing.T) { testSettle(t, open(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, open(t)) })
 	t.Run("AResultReadsBack", func(t *testing.T) { testResultReadsBack(t, open(t)) })
+	t.Run("UnconfiguredMarkAndARefusedRedelivery", func(t *testing.T) { testUnconfiguredMark(t, open(t)) })
+}
+
+// testUnconfiguredMark: a result's Unconfigured mark (a replica found the
+// endpoint missing) is stored and read back; a redelivery that allow
+// refuses writes nothing and returns allow's error as it is; one made
+// clears the mark, which a replica that has the endpoint makes only.
+func testUnconfiguredMark(t *testing.T, s webhooks.Store) {
+	ctx := context.Background()
+	d := mk("acme", "crm", "tr_a", 1, 1)
+	if err := s.EnqueueDeliveries(ctx, "acme/crm", 0, 1, []webhooks.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimDeliveries(ctx, "r1", now, time.Minute, 1, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %+v %v", got, err)
+	}
+	c := got[0]
+	c.LastError, c.UpdatedAt, c.NextAttempt, c.Unconfigured = "not sent: the endpoint is no longer configured", now, now.Add(time.Minute), now
+	if stored, ok, err := s.FinishDelivery(ctx, c); !ok || err != nil || !stored.Unconfigured.Equal(now) {
+		t.Fatalf("finish: %+v %v %v; want the mark stored", stored, ok, err)
+	}
+	read := func() webhooks.Delivery {
+		t.Helper()
+		ds, _, err := s.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme", TransferID: "tr_a"})
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("read: %+v %v", ds, err)
+		}
+		return ds[0]
+	}
+	if r := read(); !r.Unconfigured.Equal(now) {
+		t.Fatalf("read back: the mark is %v, want %v", r.Unconfigured, now)
+	}
+	refused := errors.New("refused")
+	var seen webhooks.Delivery
+	_, err = s.Redeliver(ctx, "acme", d.ID, now.Add(time.Second), now.Add(time.Hour), func(dl webhooks.Delivery) error {
+		seen = dl
+		return refused
+	})
+	if err != refused || seen.ID != d.ID || seen.Endpoint != "crm" {
+		t.Fatalf("a refused redelivery: %v, allow given %+v; want allow's error, given the delivery", err, seen)
+	}
+	if r := read(); r.Redelivered != 0 || r.Resend || !r.UpdatedAt.Equal(now) || !r.Unconfigured.Equal(now) {
+		t.Fatalf("a refused redelivery wrote: %+v", r)
+	}
+	r, err := s.Redeliver(ctx, "acme", d.ID, now.Add(time.Second), now.Add(time.Hour), func(webhooks.Delivery) error { return nil })
+	if err != nil || !r.Unconfigured.IsZero() || !read().Unconfigured.IsZero() {
+		t.Fatalf("a redelivery: %+v %v; want the mark cleared", r, err)
+	}
 }
 
 // now is a fixed time with whole microseconds, which every store keeps.
@@ -151,13 +200,13 @@ func testLifecycle(t *testing.T, s webhooks.Store) {
 		if n, oldest, err := s.DeliveryBacklog(ctx); n != 1 || !oldest.Equal(now) || err != nil {
 			t.Fatalf("backlog %d %v (%v), want 1 since %v", n, oldest, err, now)
 		}
-		if _, err := s.Redeliver(ctx, "other", d.ID, late, late.Add(time.Hour)); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		if _, err := s.Redeliver(ctx, "other", d.ID, late, late.Add(time.Hour), nil); orchestrator.KindOf(err) != orchestrator.KindNotFound {
 			t.Fatalf("another tenant redelivered: %v", err)
 		}
-		if _, err := s.Redeliver(ctx, "acme", "dlv_nope", late, late.Add(time.Hour)); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		if _, err := s.Redeliver(ctx, "acme", "dlv_nope", late, late.Add(time.Hour), nil); orchestrator.KindOf(err) != orchestrator.KindNotFound {
 			t.Fatalf("no such delivery: %v", err)
 		}
-		r, err := s.Redeliver(ctx, "acme", d.ID, late, late.Add(24*time.Hour))
+		r, err := s.Redeliver(ctx, "acme", d.ID, late, late.Add(24*time.Hour), nil)
 		if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.Equal(late.Add(24*time.Hour)) {
 			t.Fatalf("redeliver: %+v %v", r, err)
 		}
@@ -501,7 +550,7 @@ func testRedeliverDuringAttempt(t *testing.T, s webhooks.Store) {
 	}
 	at := now.Add(time.Second)
 	for _, c := range claimed {
-		r, err := s.Redeliver(ctx, "acme", c.ID, at, at.Add(24*time.Hour))
+		r, err := s.Redeliver(ctx, "acme", c.ID, at, at.Add(24*time.Hour), nil)
 		if err != nil || r.Status != webhooks.StatusPending || !r.Deadline.Equal(at.Add(24*time.Hour)) || r.Redelivered != 1 {
 			t.Fatalf("redeliver in flight: %+v (%v), want pending with the new deadline and Redelivered 1", r, err)
 		}
@@ -718,10 +767,10 @@ func testPurge(t *testing.T, s webhooks.Store) {
 	}
 	// tr_revived is redelivered (pending, due now); tr_redone too, three
 	// hours ago, and delivered then.
-	if _, err := s.Redeliver(ctx, "acme", ids["tr_revived"], now, now.Add(24*time.Hour)); err != nil {
+	if _, err := s.Redeliver(ctx, "acme", ids["tr_revived"], now, now.Add(24*time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Redeliver(ctx, "acme", ids["tr_redone"], now.Add(-3*time.Hour), now.Add(21*time.Hour)); err != nil {
+	if _, err := s.Redeliver(ctx, "acme", ids["tr_redone"], now.Add(-3*time.Hour), now.Add(21*time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	redone, err := s.ClaimDeliveries(ctx, "r1", now.Add(-3*time.Hour), time.Minute, 10, nil)
@@ -935,7 +984,7 @@ func testRedeliveryHead(t *testing.T, s webhooks.Store) {
 	first := claim(now, "[tr_a#1]")
 	finish(first[0], webhooks.StatusDelivered)
 	at := now.Add(time.Second)
-	if _, err := s.Redeliver(ctx, "acme", first[0].ID, at, at.Add(time.Hour)); err != nil {
+	if _, err := s.Redeliver(ctx, "acme", first[0].ID, at, at.Add(time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	again := claim(at, "[tr_a#1]")
@@ -945,7 +994,7 @@ func testRedeliveryHead(t *testing.T, s webhooks.Store) {
 	third := claim(at, "[tr_a#3]")
 	// The dead letter is redelivered while #3 is in flight: it goes now,
 	// and #3's result leaves it first.
-	if _, err := s.Redeliver(ctx, "acme", second[0].ID, at, at.Add(time.Hour)); err != nil {
+	if _, err := s.Redeliver(ctx, "acme", second[0].ID, at, at.Add(time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	redone := claim(at, "[tr_a#2]")
@@ -1001,7 +1050,7 @@ func testRedeliveryBeforeAnyAttempt(t *testing.T, s webhooks.Store) {
 		return got
 	}
 	at := now.Add(time.Second)
-	r, err := s.Redeliver(ctx, "acme", ds[1].ID, at, at.Add(time.Hour))
+	r, err := s.Redeliver(ctx, "acme", ds[1].ID, at, at.Add(time.Hour), nil)
 	if err != nil || r.Attempts != 0 || r.Redelivered != 0 || !r.Resend || r.Status != webhooks.StatusPending {
 		t.Fatalf("redelivered before any attempt: %+v (%v), want pending, Attempts 0, Resend", r, err)
 	}
@@ -1020,7 +1069,7 @@ func testRedeliveryBeforeAnyAttempt(t *testing.T, s webhooks.Store) {
 	// Redelivered again while its attempt is in flight: the attempt's
 	// result (made, so Resend cleared) does not clear the redelivery.
 	later := at.Add(time.Second)
-	if _, err := s.Redeliver(ctx, "acme", c.ID, later, later.Add(time.Hour)); err != nil {
+	if _, err := s.Redeliver(ctx, "acme", c.ID, later, later.Add(time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	c.Status, c.Resend, c.LastCode, c.UpdatedAt = webhooks.StatusDelivered, false, 204, later
