@@ -192,6 +192,7 @@ func (e NetSapiensTransferRequestProvider) Valid() bool {
 const (
 	ProblemTypeActiveTransfer        ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer"
 	ProblemTypeBodyTooLarge          ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large"
+	ProblemTypeEndpointNotConfigured ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#endpoint-not-configured"
 	ProblemTypeForbidden             ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden"
 	ProblemTypeIdempotencyInProgress ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress"
 	ProblemTypeIdempotencyKeyReused  ProblemType = "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused"
@@ -216,6 +217,8 @@ func (e ProblemType) Valid() bool {
 	case ProblemTypeActiveTransfer:
 		return true
 	case ProblemTypeBodyTooLarge:
+		return true
+	case ProblemTypeEndpointNotConfigured:
 		return true
 	case ProblemTypeForbidden:
 		return true
@@ -1310,11 +1313,6 @@ type Forbidden = Problem
 // docs/problems.md.
 type Internal = Problem
 
-// KeyInProgress An RFC 9457 problem details object, served as `application/problem+json` with
-// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
-// docs/problems.md.
-type KeyInProgress = Problem
-
 // KeyReused An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
@@ -1344,6 +1342,11 @@ type NotReady = Problem
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
 // docs/problems.md.
 type NotRecorded = Problem
+
+// RedeliverConflict An RFC 9457 problem details object, served as `application/problem+json` with
+// `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
+// docs/problems.md.
+type RedeliverConflict = Problem
 
 // RedeliveryNotRecorded An RFC 9457 problem details object, served as `application/problem+json` with
 // `Cache-Control: no-store`. `type` is one of the stable URIs below, each described in
@@ -5650,7 +5653,7 @@ type RedeliverWebhookResponse struct {
 	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
 	ApplicationproblemJSON408 *BodyTimeout
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *KeyInProgress
+	ApplicationproblemJSON409 *RedeliverConflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *BodyTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -5729,7 +5732,7 @@ func (r RedeliverWebhookResponse) GetApplicationproblemJSON408() *BodyTimeout {
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r RedeliverWebhookResponse) GetApplicationproblemJSON409() *KeyInProgress {
+func (r RedeliverWebhookResponse) GetApplicationproblemJSON409() *RedeliverConflict {
 	return r.ApplicationproblemJSON409
 }
 
@@ -9252,7 +9255,7 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		response.ApplicationproblemJSON408 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest KeyInProgress
+		var dest RedeliverConflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9468,7 +9471,7 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		}
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.RetryAfter = value

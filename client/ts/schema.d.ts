@@ -1189,7 +1189,7 @@ export interface components {
              * Format: uri
              * @enum {string}
              */
-            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#request-timeout" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal";
+            type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#request-timeout" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#endpoint-not-configured";
             /** @description A short summary of the problem type; the same for every occurrence. */
             title: string;
             /** @description The HTTP status code. */
@@ -1388,14 +1388,16 @@ export interface components {
             };
         };
         /**
-         * @description A request with the same `Idempotency-Key` is still being served (`idempotency-in-progress`,
-         *     with `Retry-After`): retry after the indicated time to get its answer.
+         * @description The delivery's endpoint is no longer in the tenant's configuration
+         *     (`endpoint-not-configured`): it cannot be sent, and is not redelivered. Or
+         *     (`idempotency-in-progress`, with `Retry-After`): a request with the same `Idempotency-Key`
+         *     is still being served.
          */
-        KeyInProgress: {
+        RedeliverConflict: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 "Cache-Control": components["headers"]["Cache-Control"];
-                "Retry-After": components["headers"]["Retry-After-Required"];
+                "Retry-After": components["headers"]["Retry-After"];
                 [name: string]: unknown;
             };
             content: {
@@ -2218,7 +2220,7 @@ export interface operations {
             404: components["responses"]["DeliveryNotFound"];
             405: components["responses"]["MethodNotAllowed"];
             408: components["responses"]["BodyTimeout"];
-            409: components["responses"]["KeyInProgress"];
+            409: components["responses"]["RedeliverConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["KeyReused"];

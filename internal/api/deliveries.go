@@ -193,6 +193,14 @@ func handleRedeliver(dl Deliveries) http.Handler {
 			writeProblem(w, r, p)
 			return
 		}
+		if errors.Is(err, webhooks.ErrEndpointNotConfigured) {
+			// It could not be sent: a redelivery accepted would only be
+			// given up again, a 202 for nothing.
+			p := probNoEndpoint
+			p.Detail = "the delivery's endpoint is not in the tenant's configuration: it cannot be sent"
+			writeProblem(w, r, p)
+			return
+		}
 		if err != nil {
 			writeRedeliverError(w, r, err)
 			return

@@ -57,6 +57,7 @@ var (
 	probForbidden     = Problem{Type: ProblemBase + "forbidden", Title: "The API key may not do this", Status: http.StatusForbidden}
 	probRateLimited   = Problem{Type: ProblemBase + "rate-limited", Title: "Too many requests for this tenant", Status: http.StatusTooManyRequests}
 	probInternal      = Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+	probNoEndpoint    = Problem{Type: ProblemBase + "endpoint-not-configured", Title: "The webhook delivery's endpoint is no longer configured", Status: http.StatusConflict}
 )
 
 // writeProblem sends p as application/problem+json.

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,5 +161,62 @@ func TestARedeliveryNeverAttemptedIsSentUnderA410Gone(t *testing.T) {
 		if d.Status != "dead" || d.LastCode != http.StatusGone {
 			t.Errorf("redelivered delivery %d: %+v; want sent, answered 410", d.Seq, d)
 		}
+	}
+}
+
+// switchable is a directory whose endpoints a test replaces, as a
+// reloaded tenants file does.
+type switchable struct {
+	mu  sync.Mutex
+	eps webhooks.Static
+}
+
+func (s *switchable) set(eps webhooks.Static) { s.mu.Lock(); s.eps = eps; s.mu.Unlock() }
+
+func (s *switchable) Tenants() []string { s.mu.Lock(); defer s.mu.Unlock(); return s.eps.Tenants() }
+
+func (s *switchable) Endpoints(tenant string) []webhooks.Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eps.Endpoints(tenant)
+}
+
+// TestARedeliveryToARemovedEndpointIsAConflict: a redelivery of a
+// delivery whose endpoint was removed from the configuration was
+// accepted (202), to be retried to no URL until its maximum age; it is
+// refused, 409 endpoint-not-configured, nothing redelivered, and the
+// exchange is the contract's.
+func TestARedeliveryToARemovedEndpointIsAConflict(t *testing.T) {
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(rcv.Close)
+	store := memory.New()
+	reg := prometheus.NewRegistry()
+	start := time.Now().UTC()
+	dir := &switchable{eps: webhooks.Static{"default": {{ID: "crm", URL: rcv.URL, Secrets: []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}}}}}
+	disp := webhooks.New(webhooks.Config{Clock: func() time.Time { return start }}, memory.NewDeliveries(store), dir,
+		api.EventPayload, zerolog.Nop(), reg)
+	ev := eventsServer(t, store, reg, api.Config{Idempotency: store, Deliveries: disp})
+	id := ev.start(t, writeKey, "1001")
+	if err := disp.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	failing := decodeBody[struct{ Items []deliveryBody }](t,
+		ev.req(t, "GET", "/v1/webhook-deliveries?status=failing&transfer_id="+id, readKey, ""), http.StatusOK).Items
+	if len(failing) != 1 {
+		t.Fatalf("%d failing deliveries, want 1", len(failing))
+	}
+	dir.set(webhooks.Static{})
+	e := &env{c: loadContract(t), srv: ev.srv, eng: ev.eng, ids: map[string]string{"d": failing[0].ID}}
+	r := e.do(t, exchange{method: "POST", path: "/v1/webhook-deliveries/<d>/redeliver", header: map[string]string{"Idempotency-Key": "again-1"}}, false)
+	if p := r.problem(t); r.status != http.StatusConflict || !strings.HasSuffix(p.Type, "#endpoint-not-configured") {
+		t.Fatalf("a redelivery to a removed endpoint: %d %s, want 409 endpoint-not-configured:\n%s", r.status, p.Type, r.body)
+	}
+	// Configured again, the same key redelivers: the refusal was not
+	// remembered.
+	dir.set(webhooks.Static{"default": {{ID: "crm", URL: rcv.URL, Secrets: []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}}}})
+	if r := e.do(t, exchange{method: "POST", path: "/v1/webhook-deliveries/<d>/redeliver", header: map[string]string{"Idempotency-Key": "again-1"}}, false); r.status != http.StatusAccepted {
+		t.Fatalf("the redelivery once the endpoint is back: %d, want 202:\n%s", r.status, r.body)
 	}
 }
