@@ -159,6 +159,10 @@ type Dispatcher struct {
 	// has found the endpoint of deliveries it claimed not configured,
 	// with no sign since that another replica has it (unconfigured).
 	missing map[string]time.Time
+	// hung holds the endpoint keys whose last attempt at this replica got
+	// no answer within Timeout (noteAnswer): together they get at most
+	// half the slots (shares.next).
+	hung map[string]bool
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
@@ -203,7 +207,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
-		gone: map[string]goneMark{}, missing: map[string]time.Time{},
+		gone: map[string]goneMark{}, missing: map[string]time.Time{}, hung: map[string]bool{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -271,7 +275,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
 		for {
-			limit, skip := sh.next()
+			limit, skip := sh.next(d.hungKeys())
 			skip = d.withPaused(skip)
 			if d.allSkipped(skip) {
 				limit = 0
@@ -474,20 +478,37 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 }
 
 // next returns how many deliveries the next claim may take, and the
-// endpoints it must skip; a limit of 0 means no slot is free.
-func (s *shares) next() (limit int, skip []string) {
+// endpoints it must skip; a limit of 0 means no slot is free. hung are
+// the endpoints whose last attempt got no answer within Timeout: they
+// hold at most half the slots together. The shares of one endpoint and
+// the reserve held against one hung receiver, or a few, not dozens: with
+// some 30 hanging at once (a network partition, a provider of many
+// tenants' receivers down), every slot was held by one of them, each
+// attempt for Timeout, their retries (the oldest due) taking each slot
+// that came free, and a healthy endpoint waited for a slot like them
+// for as long as they hung.
+func (s *shares) next(hung []string) (limit int, skip []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	free := s.total - s.inFlight
 	if free <= 0 {
 		return 0, nil
 	}
+	hungRoom := max(s.total/2, 1)
+	for _, key := range hung {
+		hungRoom -= s.busy[key]
+	}
+	if hungRoom <= 0 {
+		skip = append(skip, hung...)
+	}
 	tight := free <= s.reserve
 	most := 0
 	for key, n := range s.busy {
-		if tight || n >= s.perEndpoint {
+		switch {
+		case slices.Contains(skip, key):
+		case tight || n >= s.perEndpoint:
 			skip = append(skip, key)
-		} else {
+		default:
 			most = max(most, n)
 		}
 	}
@@ -495,8 +516,46 @@ func (s *shares) next() (limit int, skip []string) {
 		return 1, skip
 	}
 	// Every endpoint not skipped has room for the whole claim, and the
-	// claim leaves the reserve.
-	return min(free-s.reserve, s.perEndpoint-most), skip
+	// claim leaves the reserve; hung endpoints not skipped have room for
+	// it in their half.
+	limit = min(free-s.reserve, s.perEndpoint-most)
+	if hungRoom > 0 && len(hung) > 0 {
+		limit = min(limit, hungRoom)
+	}
+	return limit, skip
+}
+
+// hungKeys returns the endpoints marked hung (noteAnswer).
+func (d *Dispatcher) hungKeys() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.hung) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(d.hung))
+	for key := range d.hung {
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// noteAnswer marks the endpoint key hung when an attempt of it got no
+// answer within Timeout (err, with no code), and unmarks it when one got
+// an answer (code). Other failures (a refused connection, a DNS error)
+// hold a slot for no time, and leave the mark as it is.
+func (d *Dispatcher) noteAnswer(key string, code int, err error) {
+	var timeout interface{ Timeout() bool }
+	timedOut := code == 0 && err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout())
+	if code == 0 && !timedOut {
+		return
+	}
+	d.mu.Lock()
+	if timedOut {
+		d.hung[key] = true
+	} else {
+		delete(d.hung, key)
+	}
+	d.mu.Unlock()
 }
 
 func (s *shares) take(key string) {
@@ -543,7 +602,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 	defer wg.Wait()
 	total := 0
 	for {
-		limit, skip := sh.next()
+		limit, skip := sh.next(d.hungKeys())
 		skip = d.withPaused(skip)
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
@@ -712,6 +771,7 @@ func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
 	delete(d.missing, EndpointKey(dl.Tenant, dl.Endpoint))
 	d.mu.Unlock()
 	code, retryAfter, err := d.send(ctx, dl)
+	d.noteAnswer(EndpointKey(dl.Tenant, dl.Endpoint), code, err)
 	now := d.now()
 	// An attempt of a replica that has the endpoint: whatever the
 	// replicas without it marked, it is not theirs to give up.

@@ -2,9 +2,11 @@ package webhooks_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,5 +183,96 @@ func TestDrainKeepsEachEndpointToItsShare(t *testing.T) {
 	}
 	if st.most != 2 {
 		t.Errorf("the endpoint had up to %d attempts in flight during the drain, want its share of 2", st.most)
+	}
+}
+
+// manyHung is a transport to dozens of receivers that accept every
+// attempt and never answer, and to one that answers 204 at once. An
+// attempt to a hung one is handed to the test (held), which ends it as
+// if Timeout had passed (context.DeadlineExceeded) or keeps it.
+type manyHung struct {
+	held chan manyHungAttempt
+	stop chan struct{} // closed at the end: every attempt ends
+	fast atomic.Int64
+}
+
+type manyHungAttempt struct {
+	host string
+	end  chan error
+}
+
+func (m *manyHung) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == "fast.invalid" {
+		m.fast.Add(1)
+		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+	}
+	a := manyHungAttempt{host: r.URL.Host, end: make(chan error, 1)}
+	select {
+	case m.held <- a:
+	case <-m.stop:
+		return nil, context.Canceled
+	}
+	select {
+	case err := <-a.end:
+		return nil, err
+	case <-m.stop:
+		return nil, context.Canceled
+	}
+}
+
+// Thirty endpoints that hang at once, each attempt timing out: the shares
+// kept one hung receiver, or a few, from slowing the others, not dozens.
+// Each took a slot of the reserve (endpoints with nothing in flight), and
+// their retries, the oldest due, took every slot as it came free, so
+// that all 32 were held by hung receivers and a healthy endpoint's events
+// waited with them. Once each hung endpoint's attempt has timed out, they
+// hold at most half the slots together, and the healthy endpoint's events
+// go out while they still hang. Counted, not timed: the attempts held are
+// never let go until the end.
+func TestDozensOfHungEndpointsHoldHalfTheSlots(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	const hungs = 30
+	dir := webhooks.Static{"fast": {{ID: "crm", URL: "http://fast.invalid/", Secrets: []string{secretOld}}}}
+	for i := range hungs {
+		tenant := fmt.Sprintf("h%02d", i)
+		dir[tenant] = []webhooks.Endpoint{{ID: "crm", URL: "http://" + tenant + ".invalid/", Secrets: []string{secretOld}}}
+		seed(t, s, tenant, i*10, 4, 1)
+	}
+	m := &manyHung{held: make(chan manyHungAttempt, 256), stop: make(chan struct{})}
+	_, w := newDispatcher(t, st, dir, webhooks.Config{Concurrency: 32, Timeout: time.Minute, Client: &http.Client{Transport: m}})
+	// Before the dispatcher's own cleanup waits for its attempts.
+	t.Cleanup(func() { close(m.stop) })
+	var kept []manyHungAttempt
+	// Every hung endpoint's attempts time out until each one has, and
+	// the dispatcher recorded it.
+	timedOut := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(timedOut) < hungs {
+		select {
+		case a := <-m.held:
+			a.end <- context.DeadlineExceeded
+		case dl := <-w.ch:
+			if dl.Tenant != "fast" && dl.LastCode == 0 && dl.LastError != "" {
+				timedOut[dl.Tenant] = true
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d hung endpoints timed out", len(timedOut), hungs)
+		}
+	}
+	// From now on they hang for good; a healthy tenant's events come.
+	seed(t, s, "fast", 1000, 20, 1)
+	for m.fast.Load() < 20 {
+		select {
+		case a := <-m.held:
+			kept = append(kept, a)
+			if len(kept) > 16 {
+				t.Fatalf("the hung endpoints hold %d of 32 slots (the healthy endpoint got %d of its 20 deliveries); want at most half",
+					len(kept), m.fast.Load())
+			}
+		case <-w.ch:
+		case <-deadline:
+			t.Fatalf("the healthy endpoint got %d of its 20 deliveries while the hung ones hold %d slots", m.fast.Load(), len(kept))
+		}
 	}
 }
