@@ -802,7 +802,17 @@ func (e *Engine) signal(ctx context.Context, id string, s Signal) (*Transfer, er
 			return nil, ctx.Err()
 		}
 	}
-	t, err := e.current(ctx, id)
+	// A transfer this replica does not drive is read from the store, not
+	// from the final records kept for long polls (finished): one the
+	// retention purge deleted was answered from there, a 409 naming its
+	// end where the store, and every other route, say 404.
+	var t *Transfer
+	var err error
+	if en != nil {
+		t, err = e.current(ctx, id)
+	} else {
+		t, err = e.Get(ctx, id)
+	}
 	for try := 1; ; try++ {
 		if err != nil {
 			return nil, notRecorded(ctx, s, err)
