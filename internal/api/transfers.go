@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -337,7 +338,8 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
+			began := time.Now()
+			ctx, cancel, cut := waitContext(r, wait, ends.of(eng, t.ID))
 			latest, werr := eng.Wait(ctx, t.ID, settled)
 			cancel()
 			// The wait is over: its slot is free before the client hears
@@ -353,7 +355,7 @@ func handleCreateTransfer(eng *orchestrator.Engine, permit func(context.Context,
 			if werr == nil {
 				t = latest
 			}
-			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+			w.Header().Set("Preference-Applied", waitApplied(wait, began, cut() && !settled(t)))
 			if settled(t) {
 				status = http.StatusCreated
 			}
@@ -387,7 +389,8 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			extendWrite(w, r, wait, writeTimeout)
 			// Long-poll: wait for the next change of state, or for the
 			// target to answer (which a manual client waits for).
-			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
+			began := time.Now()
+			ctx, cancel, cut := waitContext(r, wait, ends.of(eng, t.ID))
 			from, answered := t.State, t.Answered
 			if latest, werr := eng.Wait(ctx, t.ID, func(x *orchestrator.Transfer) bool {
 				return x.State != from || x.Answered != answered
@@ -395,6 +398,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 				t = latest
 			}
 			cancel()
+			changed := t.State != from || t.Answered != answered
 			release() // before the answer, as for a create
 			if !stillAuthorized(r.Context()) {
 				// Revoked while the poll waited: what it waited for is
@@ -402,7 +406,7 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 				writeUnauthorized(w, r, "the API key is not known")
 				return
 			}
-			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+			w.Header().Set("Preference-Applied", waitApplied(wait, began, cut() && !changed))
 		}
 		encode(w, http.StatusOK, toJSON(t))
 	})
@@ -517,7 +521,8 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 		status := http.StatusAccepted
 		if waits {
 			extendWrite(w, r, wait, writeTimeout)
-			ctx, cancel := waitContext(r, wait, ends.of(eng, t.ID))
+			began := time.Now()
+			ctx, cancel, cut := waitContext(r, wait, ends.of(eng, t.ID))
 			latest, werr := eng.Wait(ctx, t.ID, func(*orchestrator.Transfer) bool { return false })
 			cancel()
 			release() // before the answer, as for a create
@@ -531,7 +536,7 @@ func handleSignal(eng *orchestrator.Engine, action string, act func(context.Cont
 			if werr == nil {
 				t = latest
 			}
-			w.Header().Set("Preference-Applied", fmt.Sprintf("wait=%d", int(wait/time.Second)))
+			w.Header().Set("Preference-Applied", waitApplied(wait, began, cut() && !t.State.Terminal()))
 			if t.State.Terminal() {
 				status = http.StatusOK
 			}
@@ -645,19 +650,35 @@ func (w waitEnds) begun() <-chan struct{} {
 // down). The request then answers with what it has, as at the end of its
 // wait: a long poll that waited on (another replica's transfer, on a
 // shared store) held the server's Shutdown for the whole shutdown
-// timeout, and was then cut without an answer.
-func waitContext(r *http.Request, wait time.Duration, closing <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+// timeout, and was then cut without an answer. cut reports whether
+// closing ended the wait.
+func waitContext(r *http.Request, wait time.Duration, closing <-chan struct{}) (ctx context.Context, cancel context.CancelFunc, cut func() bool) {
+	ctx, cancel = context.WithTimeout(r.Context(), wait)
+	var ended atomic.Bool
 	if closing != nil {
 		go func() {
 			select {
 			case <-closing:
+				ended.Store(true)
 				cancel()
 			case <-ctx.Done():
 			}
 		}()
 	}
-	return ctx, cancel
+	return ctx, cancel, ended.Load
+}
+
+// waitApplied is the Preference-Applied of a wait granted for wait that
+// began at began: the wait granted, which the server held itself to; or,
+// when the shutdown cut it short before what it waited for came about,
+// the whole seconds it waited. Said as the wait granted, a 202 after a
+// moment told the client that the transfer had not settled within the
+// whole wait (openapi.yaml), when the server had stopped waiting for it.
+func waitApplied(wait time.Duration, began time.Time, cut bool) string {
+	if cut {
+		wait = min(wait, time.Since(began))
+	}
+	return fmt.Sprintf("wait=%d", int(wait/time.Second))
 }
 
 // extendWrite moves the write and read deadlines of a request that was
