@@ -47,8 +47,8 @@ type config struct {
 	LogLevel          string        `envconfig:"TRANSFERD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	ConsultTimeout    time.Duration `envconfig:"TRANSFERD_CONSULT_TIMEOUT" default:"30s" desc:"consult_timeout of requests that do not name one"`
 	MaxConsultTimeout time.Duration `envconfig:"TRANSFERD_MAX_CONSULT_TIMEOUT" default:"10m" desc:"largest consult_timeout a request may ask for (at most 24h)"`
-	ShutdownTimeout   time.Duration `envconfig:"TRANSFERD_SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to hand consults in progress over to another replica (or give them back to their agents) and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits"`
-	ShutdownDelay     time.Duration `envconfig:"TRANSFERD_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, time during which /readyz reports not ready while the API still serves, before the shutdown begins: behind a load balancer (a Kubernetes Service), room for it to stop sending requests here. A second signal ends it"`
+	ShutdownTimeout   time.Duration `envconfig:"TRANSFERD_SHUTDOWN_TIMEOUT" default:"30s" desc:"on SIGTERM, time to hand consults in progress over to another replica (or give them back to their agents) and let completing transfers finish; what is left then stays in the store for the next owner, and transferd exits. At least TRANSFERD_STEP_TIMEOUT, at most 1h"`
+	ShutdownDelay     time.Duration `envconfig:"TRANSFERD_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, time during which /readyz reports not ready while the API still serves, before the shutdown begins: behind a load balancer (a Kubernetes Service), room for it to stop sending requests here. A second signal ends it. At most 1h"`
 	PollInterval      time.Duration `envconfig:"TRANSFERD_POLL_INTERVAL" default:"200ms" desc:"how often a provider view (a NetSapiens domain, a Bandwidth account) is read while some transfer in it waits for something to happen soon (a ringing consult: it bounds the time from the target answering to the join)"`
 	PollMaxInterval   time.Duration `envconfig:"TRANSFERD_POLL_MAX_INTERVAL" default:"2s" desc:"how often a provider view is read otherwise (manual consults in conversation, tombstones)"`
 	VisibilityWindow  time.Duration `envconfig:"TRANSFERD_VISIBILITY_WINDOW" default:"5s" desc:"how long the provider may take to list a new call or show an accepted action; the call a request names is looked for this long before the transfer is call_not_found, and a consult not seen within it counts as ended (the caller is taken back) and is watched for; on Bandwidth, how long a step waits for a bridge update it sent to show (at least 1s)"`
@@ -140,6 +140,10 @@ func loadConfig() (config, error) {
 // maxConsultTimeoutCeiling bounds TRANSFERD_MAX_CONSULT_TIMEOUT.
 const maxConsultTimeoutCeiling = 24 * time.Hour
 
+// shutdownCeiling bounds TRANSFERD_SHUTDOWN_TIMEOUT and
+// TRANSFERD_SHUTDOWN_DELAY (the README's configuration table says it).
+const shutdownCeiling = time.Hour
+
 func (c *config) validate() error {
 	var errs []error
 	// Only the documented four, in any case: zerolog's parser also takes
@@ -164,11 +168,20 @@ func (c *config) validate() error {
 	if c.ConsultTimeout < time.Second || c.ConsultTimeout > c.MaxConsultTimeout {
 		errs = append(errs, fmt.Errorf("TRANSFERD_CONSULT_TIMEOUT: must be between 1s and TRANSFERD_MAX_CONSULT_TIMEOUT (%s)", c.MaxConsultTimeout))
 	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_TIMEOUT: must be positive"))
+	// A shutdown gives callers back with an unhold, a provider request
+	// that has the step timeout: a shorter shutdown (any positive value
+	// was taken, a nanosecond included) cut it, and left the caller held
+	// for the next owner, which a lone replica is only once restarted.
+	// Past an hour, nothing the shutdown does is still coming (it hands
+	// over or gives back, it does not wait for consults to end), and the
+	// lock patience of a restart, the delay plus the timeout plus a
+	// margin, overflowed near a time.Duration's largest value: negative,
+	// a restart overlapping the old process failed at once.
+	if least := max(c.StepTimeout, time.Second); c.ShutdownTimeout < least || c.ShutdownTimeout > shutdownCeiling {
+		errs = append(errs, fmt.Errorf("TRANSFERD_SHUTDOWN_TIMEOUT: must be between TRANSFERD_STEP_TIMEOUT (%s), the time the provider has to take a caller off hold, and %s", least, shutdownCeiling))
 	}
-	if c.ShutdownDelay < 0 {
-		errs = append(errs, errors.New("TRANSFERD_SHUTDOWN_DELAY: must not be negative"))
+	if c.ShutdownDelay < 0 || c.ShutdownDelay > shutdownCeiling {
+		errs = append(errs, fmt.Errorf("TRANSFERD_SHUTDOWN_DELAY: must be between 0s and %s", shutdownCeiling))
 	}
 	// A tombstone is kept from the moment a consult's window ran out to a
 	// TTL after its dial: a TTL no longer than the window kept none.

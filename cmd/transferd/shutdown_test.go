@@ -64,6 +64,7 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 	// refused with 429 tells that the first is waiting.
 	t.Setenv("TRANSFERD_INSTANCE_ID", "b")
 	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "5s")
+	t.Setenv("TRANSFERD_STEP_TIMEOUT", "5s") // the shutdown's floor
 	t.Setenv("TRANSFERD_TENANT_MAX_WAITS", "1")
 	logsB, stopB := runInBackground()
 	t.Cleanup(func() { _ = stopB() })

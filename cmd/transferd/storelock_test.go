@@ -99,6 +99,7 @@ func TestStartRefusesADataDirectoryInUse(t *testing.T) {
 	t.Setenv("TRANSFERD_LISTEN_ADDR", "127.0.0.1:0")
 	t.Setenv("TRANSFERD_DEMO_ADDR", "127.0.0.1:0")
 	t.Setenv("TRANSFERD_SHUTDOWN_TIMEOUT", "5s")
+	t.Setenv("TRANSFERD_STEP_TIMEOUT", "5s") // the shutdown's floor
 	t.Setenv("TRANSFERD_DATA_DIR", dir)
 	logs := newLogWatch()
 	err := run(context.Background(), nil, io.Discard, logs)
@@ -181,7 +182,7 @@ func TestMainExitsOnADataDirectoryInUse(t *testing.T) {
 		}
 	}
 	cmd.Env = append(env, "TRANSFERD_TEST_RUN_MAIN=1", "TRANSFERD_DATA_DIR="+dir,
-		"TRANSFERD_LISTEN_ADDR=127.0.0.1:0", "TRANSFERD_DEMO_ADDR=127.0.0.1:0", "TRANSFERD_SHUTDOWN_TIMEOUT=1s")
+		"TRANSFERD_LISTEN_ADDR=127.0.0.1:0", "TRANSFERD_DEMO_ADDR=127.0.0.1:0", "TRANSFERD_SHUTDOWN_TIMEOUT=1s", "TRANSFERD_STEP_TIMEOUT=1s")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()

@@ -64,10 +64,11 @@ const (
 	// stormLeaseTTL is the replicas' TRANSFERD_LEASE_TTL: short, so that a
 	// dead replica's transfers are taken over within seconds.
 	stormLeaseTTL = 3 * time.Second
-	// stormShutdownTimeout is TRANSFERD_SHUTDOWN_TIMEOUT: below the step
-	// timeout, so that a graceful stop is sometimes cut short with a step
-	// still running, and its leftovers are claimed by the next owner.
-	stormShutdownTimeout = 10 * time.Second
+	// stormShutdownTimeout is TRANSFERD_SHUTDOWN_TIMEOUT: the step
+	// timeout, its floor, so that a graceful stop is sometimes cut short
+	// with a step it began still running (an unhold, a hang-up), and its
+	// leftovers are claimed by the next owner.
+	stormShutdownTimeout = 15 * time.Second
 )
 
 // stormEnv is the configuration of the storm's transferd: fast polling, a
