@@ -596,6 +596,30 @@ func (e ListWebhookDeliveriesParamsStatus) Valid() bool {
 	}
 }
 
+// Defines values for HeadWebhookDeliveriesParamsStatus.
+const (
+	HeadWebhookDeliveriesParamsStatusDead      HeadWebhookDeliveriesParamsStatus = "dead"
+	HeadWebhookDeliveriesParamsStatusDelivered HeadWebhookDeliveriesParamsStatus = "delivered"
+	HeadWebhookDeliveriesParamsStatusFailing   HeadWebhookDeliveriesParamsStatus = "failing"
+	HeadWebhookDeliveriesParamsStatusPending   HeadWebhookDeliveriesParamsStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the HeadWebhookDeliveriesParamsStatus enum.
+func (e HeadWebhookDeliveriesParamsStatus) Valid() bool {
+	switch e {
+	case HeadWebhookDeliveriesParamsStatusDead:
+		return true
+	case HeadWebhookDeliveriesParamsStatusDelivered:
+		return true
+	case HeadWebhookDeliveriesParamsStatusFailing:
+		return true
+	case HeadWebhookDeliveriesParamsStatusPending:
+		return true
+	default:
+		return false
+	}
+}
+
 // BandwidthCall The Bandwidth (Catapult) call to transfer: `call_id` is the caller's call (the A leg);
 // an attended transfer also needs `agent_call_id`, the agent's own call, which is bridged
 // with the consult.
@@ -1415,8 +1439,69 @@ type StreamEventsParams struct {
 	LastEventID StreamEventID `json:"Last-Event-ID,omitempty"`
 }
 
+// HeadEventStreamParams defines parameters for HeadEventStream.
+type HeadEventStreamParams struct {
+	// TransferId Only this transfer's events. Sent empty (`transfer_id=`), it is a
+	// `400 validation-error` naming it: leave it out to stream every transfer's events.
+	// (A request that carries `after` too, as the Go client of earlier releases sent
+	// every stream, those its caller left unset empty, is read as it always was: an
+	// empty one as left out.)
+	TransferId *TransferID `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
+
+	// After The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
+	// `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
+	// every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
+	// Sent empty (`after=`), it is a position not known yet: the stream starts from now, as
+	// without it.
+	After *StreamEventID `form:"after,omitempty" json:"after,omitempty"`
+
+	// LastEventID Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a
+	// `400 validation-error` naming `Last-Event-ID`.
+	LastEventID StreamEventID `json:"Last-Event-ID,omitempty"`
+}
+
 // ListTransfersParams defines parameters for ListTransfers.
 type ListTransfersParams struct {
+	// State Only transfers in one of these states. A comma-separated list
+	// (`state=consulting,completing`); repeating the parameter works too.
+	State []State `form:"state,omitempty" json:"state,omitempty"`
+
+	// Provider Only transfers of this provider: one of the providers configured for the caller's
+	// tenant (e.g. `netsapiens`), in any letter case, as a create takes it. Any other name is
+	// a `400 validation-error` naming `provider` and the configured ones: a typo would
+	// otherwise read as an empty page.
+	Provider *string `form:"provider,omitempty" json:"provider,omitempty"`
+
+	// Limit Page size (50 when absent).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page (the id of its last transfer).
+	Cursor *TransferID `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// ExternalId Transfers created with this `external_id`.
+	ExternalId *string `form:"external_id,omitempty" json:"external_id,omitempty"`
+
+	// Domain Transfers of calls in this NetSapiens domain (with `user`, of one agent's call), in any letter case, as the PBX matches domains.
+	Domain *string `form:"domain,omitempty" json:"domain,omitempty"`
+
+	// User Transfers of this NetSapiens user's call (use with `domain`), in any letter case, as the PBX matches users.
+	User *string `form:"user,omitempty" json:"user,omitempty"`
+
+	// CallId Transfers of the call with this provider call id (Bandwidth).
+	CallId *string `form:"call_id,omitempty" json:"call_id,omitempty"`
+
+	// Target Transfers to this target.
+	Target *string `form:"target,omitempty" json:"target,omitempty"`
+
+	// CreatedAfter Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored.
+	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
+
+	// CreatedBefore Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. (Such a client's own requests, which carry every parameter, are read as before: no bound.)
+	CreatedBefore *time.Time `form:"created_before,omitempty" json:"created_before,omitempty"`
+}
+
+// HeadTransfersParams defines parameters for HeadTransfers.
+type HeadTransfersParams struct {
 	// State Only transfers in one of these states. A comma-separated list
 	// (`state=consulting,completing`); repeating the parameter works too.
 	State []State `form:"state,omitempty" json:"state,omitempty"`
@@ -1482,6 +1567,17 @@ type CreateTransferParams struct {
 
 // GetTransferParams defines parameters for GetTransfer.
 type GetTransferParams struct {
+	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+	// larger N, however large, is 60) and ignores any other preference. Preferences may be
+	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+	// waits for.
+	Prefer Prefer `json:"Prefer,omitempty"`
+}
+
+// HeadTransferParams defines parameters for HeadTransfer.
+type HeadTransferParams struct {
 	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
 	// larger N, however large, is 60) and ignores any other preference. Preferences may be
 	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
@@ -1561,6 +1657,27 @@ type ListWebhookDeliveriesParams struct {
 
 // ListWebhookDeliveriesParamsStatus defines parameters for ListWebhookDeliveries.
 type ListWebhookDeliveriesParamsStatus string
+
+// HeadWebhookDeliveriesParams defines parameters for HeadWebhookDeliveries.
+type HeadWebhookDeliveriesParams struct {
+	// Status Comma-separated statuses.
+	Status     []HeadWebhookDeliveriesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
+	TransferId *TransferID                         `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
+
+	// Limit Page size (50 when absent).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, opaque: the list goes on from where that
+	// page's last delivery stood, even if it has since been purged. A cursor this API did
+	// not return to the caller's tenant is a `400 validation-error` naming `cursor`. A
+	// delivery's id, the cursor of earlier releases, is still taken while its delivery is
+	// kept (then a `400` as above); another tenant's delivery is answered exactly as one
+	// that does not exist.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadWebhookDeliveriesParamsStatus defines parameters for HeadWebhookDeliveries.
+type HeadWebhookDeliveriesParamsStatus string
 
 // RedeliverWebhookParams defines parameters for RedeliverWebhook.
 type RedeliverWebhookParams struct {
@@ -1844,6 +1961,14 @@ type ClientInterface interface {
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadHealth Liveness, headers only
+	//
+	// What `getHealth` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /healthz (the `HeadHealth` operationId).
+	HeadHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetMetrics Prometheus metrics
 	//
 	// The Prometheus exposition of transferd's own registry (`transferd_*` metrics:
@@ -1855,12 +1980,28 @@ type ClientInterface interface {
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadMetrics Prometheus metrics, headers only
+	//
+	// What `getMetrics` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /metrics (the `HeadMetrics` operationId).
+	HeadMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetOpenAPI This contract
 	//
 	// This OpenAPI document, as built into the running binary.
 	//
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPI` operationId).
 	GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadOpenAPI This document, headers only
+	//
+	// What `getOpenAPI` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /openapi.yaml (the `HeadOpenAPI` operationId).
+	HeadOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetReadiness Readiness
 	//
@@ -1871,6 +2012,14 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadReadiness Readiness, headers only
+	//
+	// What `getReadiness` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
+	HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetProviderStatus Provider credential health, per account
 	//
@@ -1893,6 +2042,14 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /status/providers (the `GetProviderStatus` operationId).
 	GetProviderStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadProviderStatus Provider credential status, headers only
+	//
+	// What `getProviderStatus` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /status/providers (the `HeadProviderStatus` operationId).
+	HeadProviderStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamEvents The tenant's events as a live stream (Server-Sent Events)
 	//
@@ -1924,6 +2081,14 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadEventStream Stream events, headers only
+	//
+	// What `streamEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key. No stream is opened.
+	//
+	// Corresponds with HEAD /v1/events (the `HeadEventStream` operationId).
+	HeadEventStream(ctx context.Context, params *HeadEventStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTransfers List transfers
 	//
 	// Transfers, newest first, optionally filtered by state and provider. Pages are chained
@@ -1938,6 +2103,14 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 	ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadTransfers List transfers, headers only
+	//
+	// What `listTransfers` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /v1/transfers (the `HeadTransfers` operationId).
+	HeadTransfers(ctx context.Context, params *HeadTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateTransferWithBody Start a transfer
 	//
@@ -2002,6 +2175,15 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 	GetTransfer(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadTransfer Get a transfer, headers only
+	//
+	// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
+	// it does there.
+	//
+	// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
+	HeadTransfer(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CancelTransfer Cancel a transfer
 	//
 	// Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
@@ -2051,6 +2233,14 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/transfers/{id}/events (the `ListTransferEvents` operationId).
 	ListTransferEvents(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadTransferEvents List a transfer's events, headers only
+	//
+	// What `listTransferEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /v1/transfers/{id}/events (the `HeadTransferEvents` operationId).
+	HeadTransferEvents(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListWebhookDeliveries List webhook deliveries (by default the failed ones)
 	//
 	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
@@ -2065,6 +2255,14 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadWebhookDeliveries List webhook deliveries, headers only
+	//
+	// What `listWebhookDeliveries` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Corresponds with HEAD /v1/webhook-deliveries (the `HeadWebhookDeliveries` operationId).
+	HeadWebhookDeliveries(ctx context.Context, params *HeadWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RedeliverWebhook Send a webhook delivery again
 	//
@@ -2100,6 +2298,24 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 	return c.Client.Do(req)
 }
 
+// HeadHealth Liveness, headers only
+//
+// What `getHealth` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /healthz (the `HeadHealth` operationId).
+func (c *Client) HeadHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadHealthRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetMetrics Prometheus metrics
 //
 // The Prometheus exposition of transferd's own registry (`transferd_*` metrics:
@@ -2111,6 +2327,24 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMetricsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadMetrics Prometheus metrics, headers only
+//
+// What `getMetrics` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /metrics (the `HeadMetrics` operationId).
+func (c *Client) HeadMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadMetricsRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2138,6 +2372,24 @@ func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) 
 	return c.Client.Do(req)
 }
 
+// HeadOpenAPI This document, headers only
+//
+// What `getOpenAPI` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /openapi.yaml (the `HeadOpenAPI` operationId).
+func (c *Client) HeadOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadOpenAPIRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetReadiness Readiness
 //
 // Answers `200` when transferd can take transfers: it is not shutting down, its store
@@ -2148,6 +2400,24 @@ func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadinessRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadReadiness Readiness, headers only
+//
+// What `getReadiness` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
+func (c *Client) HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadReadinessRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2180,6 +2450,24 @@ func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn
 // Corresponds with GET /status/providers (the `GetProviderStatus` operationId).
 func (c *Client) GetProviderStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetProviderStatusRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadProviderStatus Provider credential status, headers only
+//
+// What `getProviderStatus` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /status/providers (the `HeadProviderStatus` operationId).
+func (c *Client) HeadProviderStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadProviderStatusRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2230,6 +2518,24 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 	return c.Client.Do(req)
 }
 
+// HeadEventStream Stream events, headers only
+//
+// What `streamEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key. No stream is opened.
+//
+// Corresponds with HEAD /v1/events (the `HeadEventStream` operationId).
+func (c *Client) HeadEventStream(ctx context.Context, params *HeadEventStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadEventStreamRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListTransfers List transfers
 //
 // Transfers, newest first, optionally filtered by state and provider. Pages are chained
@@ -2245,6 +2551,24 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 // Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 func (c *Client) ListTransfers(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListTransfersRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadTransfers List transfers, headers only
+//
+// What `listTransfers` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /v1/transfers (the `HeadTransfers` operationId).
+func (c *Client) HeadTransfers(ctx context.Context, params *HeadTransfersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadTransfersRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2348,6 +2672,25 @@ func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTran
 	return c.Client.Do(req)
 }
 
+// HeadTransfer Get a transfer, headers only
+//
+// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
+// it does there.
+//
+// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
+func (c *Client) HeadTransfer(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadTransferRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // CancelTransfer Cancel a transfer
 //
 // Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
@@ -2427,6 +2770,24 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 	return c.Client.Do(req)
 }
 
+// HeadTransferEvents List a transfer's events, headers only
+//
+// What `listTransferEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /v1/transfers/{id}/events (the `HeadTransferEvents` operationId).
+func (c *Client) HeadTransferEvents(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadTransferEventsRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListWebhookDeliveries List webhook deliveries (by default the failed ones)
 //
 // The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
@@ -2442,6 +2803,24 @@ func (c *Client) ListTransferEvents(ctx context.Context, id TransferID, reqEdito
 // Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListWebhookDeliveriesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadWebhookDeliveries List webhook deliveries, headers only
+//
+// What `listWebhookDeliveries` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Corresponds with HEAD /v1/webhook-deliveries (the `HeadWebhookDeliveries` operationId).
+func (c *Client) HeadWebhookDeliveries(ctx context.Context, params *HeadWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadWebhookDeliveriesRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2505,6 +2884,33 @@ func NewGetHealthRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadHealthRequest constructs an http.Request for the HeadHealth method
+func NewHeadHealthRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/healthz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetMetricsRequest constructs an http.Request for the GetMetrics method
 func NewGetMetricsRequest(server string) (*http.Request, error) {
 	var err error
@@ -2525,6 +2931,33 @@ func NewGetMetricsRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadMetricsRequest constructs an http.Request for the HeadMetrics method
+func NewHeadMetricsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/metrics")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2559,6 +2992,33 @@ func NewGetOpenAPIRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadOpenAPIRequest constructs an http.Request for the HeadOpenAPI method
+func NewHeadOpenAPIRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/openapi.yaml")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetReadinessRequest constructs an http.Request for the GetReadiness method
 func NewGetReadinessRequest(server string) (*http.Request, error) {
 	var err error
@@ -2586,6 +3046,33 @@ func NewGetReadinessRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadReadinessRequest constructs an http.Request for the HeadReadiness method
+func NewHeadReadinessRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/readyz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetProviderStatusRequest constructs an http.Request for the GetProviderStatus method
 func NewGetProviderStatusRequest(server string) (*http.Request, error) {
 	var err error
@@ -2606,6 +3093,33 @@ func NewGetProviderStatusRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadProviderStatusRequest constructs an http.Request for the HeadProviderStatus method
+func NewHeadProviderStatusRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/status/providers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2672,6 +3186,85 @@ func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Re
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Last-Event-ID", headerParam0)
+
+	}
+
+	return req, nil
+}
+
+// NewHeadEventStreamRequest constructs an http.Request for the HeadEventStream method
+func NewHeadEventStreamRequest(server string, params *HeadEventStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TransferId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", *params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2866,6 +3459,180 @@ func NewListTransfersRequest(server string, params *ListTransfersParams) (*http.
 	return req, nil
 }
 
+// NewHeadTransfersRequest constructs an http.Request for the HeadTransfers method
+func NewHeadTransfersRequest(server string, params *HeadTransfersParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/transfers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.State != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "state", params.State, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ExternalId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "external_id", *params.ExternalId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Domain != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "domain", *params.Domain, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.User != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user", *params.User, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CallId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "call_id", *params.CallId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Target != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "target", *params.Target, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CreatedAfter != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_after", *params.CreatedAfter, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CreatedBefore != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "created_before", *params.CreatedBefore, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewCreateTransferRequest calls the generic CreateTransfer builder with application/json body
 func NewCreateTransferRequest(server string, params *CreateTransferParams, body CreateTransferJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2957,6 +3724,53 @@ func NewGetTransferRequest(server string, id TransferID, params *GetTransferPara
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Prefer", headerParam0)
+
+	}
+
+	return req, nil
+}
+
+// NewHeadTransferRequest constructs an http.Request for the HeadTransfer method
+func NewHeadTransferRequest(server string, id TransferID, params *HeadTransferParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/transfers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3127,6 +3941,40 @@ func NewListTransferEventsRequest(server string, id TransferID) (*http.Request, 
 	return req, nil
 }
 
+// NewHeadTransferEventsRequest constructs an http.Request for the HeadTransferEvents method
+func NewHeadTransferEventsRequest(server string, id TransferID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/transfers/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListWebhookDeliveriesRequest constructs an http.Request for the ListWebhookDeliveries method
 func NewListWebhookDeliveriesRequest(server string, params *ListWebhookDeliveriesParams) (*http.Request, error) {
 	var err error
@@ -3210,6 +4058,96 @@ func NewListWebhookDeliveriesRequest(server string, params *ListWebhookDeliverie
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadWebhookDeliveriesRequest constructs an http.Request for the HeadWebhookDeliveries method
+func NewHeadWebhookDeliveriesRequest(server string, params *HeadWebhookDeliveriesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/webhook-deliveries")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "status", params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TransferId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "transfer_id", *params.TransferId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3319,6 +4257,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
 	GetHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthResponse, error)
 
+	// HeadHealthWithResponse Liveness, headers only
+	//
+	// What `getHealth` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /healthz (the `HeadHealth` operationId).
+	HeadHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadHealthResponse, error)
+
 	// GetMetricsWithResponse Prometheus metrics
 	//
 	// The Prometheus exposition of transferd's own registry (`transferd_*` metrics:
@@ -3332,6 +4280,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMetricsResponse, error)
 
+	// HeadMetricsWithResponse Prometheus metrics, headers only
+	//
+	// What `getMetrics` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /metrics (the `HeadMetrics` operationId).
+	HeadMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadMetricsResponse, error)
+
 	// GetOpenAPIWithResponse This contract
 	//
 	// This OpenAPI document, as built into the running binary.
@@ -3340,6 +4298,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPI` operationId).
 	GetOpenAPIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetOpenAPIResponse, error)
+
+	// HeadOpenAPIWithResponse This document, headers only
+	//
+	// What `getOpenAPI` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /openapi.yaml (the `HeadOpenAPI` operationId).
+	HeadOpenAPIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadOpenAPIResponse, error)
 
 	// GetReadinessWithResponse Readiness
 	//
@@ -3352,6 +4320,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadinessResponse, error)
+
+	// HeadReadinessWithResponse Readiness, headers only
+	//
+	// What `getReadiness` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
+	HeadReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadReadinessResponse, error)
 
 	// GetProviderStatusWithResponse Provider credential health, per account
 	//
@@ -3376,6 +4354,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /status/providers (the `GetProviderStatus` operationId).
 	GetProviderStatusWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetProviderStatusResponse, error)
+
+	// HeadProviderStatusWithResponse Provider credential status, headers only
+	//
+	// What `getProviderStatus` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /status/providers (the `HeadProviderStatus` operationId).
+	HeadProviderStatusWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadProviderStatusResponse, error)
 
 	// StreamEventsWithResponse The tenant's events as a live stream (Server-Sent Events)
 	//
@@ -3409,6 +4397,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/events (the `StreamEvents` operationId).
 	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
+	// HeadEventStreamWithResponse Stream events, headers only
+	//
+	// What `streamEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key. No stream is opened.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/events (the `HeadEventStream` operationId).
+	HeadEventStreamWithResponse(ctx context.Context, params *HeadEventStreamParams, reqEditors ...RequestEditorFn) (*HeadEventStreamResponse, error)
+
 	// ListTransfersWithResponse List transfers
 	//
 	// Transfers, newest first, optionally filtered by state and provider. Pages are chained
@@ -3425,6 +4423,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/transfers (the `ListTransfers` operationId).
 	ListTransfersWithResponse(ctx context.Context, params *ListTransfersParams, reqEditors ...RequestEditorFn) (*ListTransfersResponse, error)
+
+	// HeadTransfersWithResponse List transfers, headers only
+	//
+	// What `listTransfers` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/transfers (the `HeadTransfers` operationId).
+	HeadTransfersWithResponse(ctx context.Context, params *HeadTransfersParams, reqEditors ...RequestEditorFn) (*HeadTransfersResponse, error)
 
 	// CreateTransferWithBodyWithResponse Start a transfer
 	//
@@ -3491,6 +4499,17 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/transfers/{id} (the `GetTransfer` operationId).
 	GetTransferWithResponse(ctx context.Context, id TransferID, params *GetTransferParams, reqEditors ...RequestEditorFn) (*GetTransferResponse, error)
 
+	// HeadTransferWithResponse Get a transfer, headers only
+	//
+	// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
+	// it does there.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
+	HeadTransferWithResponse(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error)
+
 	// CancelTransferWithResponse Cancel a transfer
 	//
 	// Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
@@ -3546,6 +4565,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/transfers/{id}/events (the `ListTransferEvents` operationId).
 	ListTransferEventsWithResponse(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*ListTransferEventsResponse, error)
 
+	// HeadTransferEventsWithResponse List a transfer's events, headers only
+	//
+	// What `listTransferEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/transfers/{id}/events (the `HeadTransferEvents` operationId).
+	HeadTransferEventsWithResponse(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*HeadTransferEventsResponse, error)
+
 	// ListWebhookDeliveriesWithResponse List webhook deliveries (by default the failed ones)
 	//
 	// The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
@@ -3562,6 +4591,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/webhook-deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveriesWithResponse(ctx context.Context, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*ListWebhookDeliveriesResponse, error)
+
+	// HeadWebhookDeliveriesWithResponse List webhook deliveries, headers only
+	//
+	// What `listWebhookDeliveries` answers, without its body (a `HEAD`, RFC 9110): the same status
+	// and headers, `Content-Type` included, for the same request and key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/webhook-deliveries (the `HeadWebhookDeliveries` operationId).
+	HeadWebhookDeliveriesWithResponse(ctx context.Context, params *HeadWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*HeadWebhookDeliveriesResponse, error)
 
 	// RedeliverWebhookWithResponse Send a webhook delivery again
 	//
@@ -3650,6 +4689,56 @@ func (r GetHealthResponse) ContentType() string {
 	return ""
 }
 
+// HeadHealthResponse200Headers the declared response headers of an HTTP 200 response for HeadHealth
+type HeadHealthResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadHealthResponse405Headers the declared response headers of an HTTP 405 response for HeadHealth
+type HeadHealthResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+type HeadHealthResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadHealthResponse200Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadHealthResponse405Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadHealthResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadHealthResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadHealthResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadHealthResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetMetrics
 type GetMetricsResponse200Headers struct {
 	XRequestId string
@@ -3701,6 +4790,56 @@ func (r GetMetricsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadMetricsResponse200Headers the declared response headers of an HTTP 200 response for HeadMetrics
+type HeadMetricsResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadMetricsResponse405Headers the declared response headers of an HTTP 405 response for HeadMetrics
+type HeadMetricsResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+type HeadMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadMetricsResponse200Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadMetricsResponse405Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadMetricsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3773,6 +4912,56 @@ func (r GetOpenAPIResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetOpenAPIResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadOpenAPIResponse200Headers the declared response headers of an HTTP 200 response for HeadOpenAPI
+type HeadOpenAPIResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadOpenAPIResponse405Headers the declared response headers of an HTTP 405 response for HeadOpenAPI
+type HeadOpenAPIResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+type HeadOpenAPIResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadOpenAPIResponse200Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadOpenAPIResponse405Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadOpenAPIResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadOpenAPIResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadOpenAPIResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadOpenAPIResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3862,6 +5051,64 @@ func (r GetReadinessResponse) ContentType() string {
 	return ""
 }
 
+// HeadReadinessResponse200Headers the declared response headers of an HTTP 200 response for HeadReadiness
+type HeadReadinessResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadReadinessResponse405Headers the declared response headers of an HTTP 405 response for HeadReadiness
+type HeadReadinessResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadReadinessResponse503Headers the declared response headers of an HTTP 503 response for HeadReadiness
+type HeadReadinessResponse503Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+type HeadReadinessResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadReadinessResponse200Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadReadinessResponse405Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadReadinessResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadReadinessResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadReadinessResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadReadinessResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadReadinessResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetProviderStatusResponse200Headers the declared response headers of an HTTP 200 response for GetProviderStatus
 type GetProviderStatusResponse200Headers struct {
 	XRequestId string
@@ -3926,9 +5173,60 @@ func (r GetProviderStatusResponse) ContentType() string {
 	return ""
 }
 
+// HeadProviderStatusResponse200Headers the declared response headers of an HTTP 200 response for HeadProviderStatus
+type HeadProviderStatusResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadProviderStatusResponse405Headers the declared response headers of an HTTP 405 response for HeadProviderStatus
+type HeadProviderStatusResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+type HeadProviderStatusResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadProviderStatusResponse200Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadProviderStatusResponse405Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadProviderStatusResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadProviderStatusResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadProviderStatusResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadProviderStatusResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // StreamEventsResponse200Headers the declared response headers of an HTTP 200 response for StreamEvents
 type StreamEventsResponse200Headers struct {
-	XRequestId string
+	CacheControl string
+	XRequestId   string
 }
 
 // StreamEventsResponse400Headers the declared response headers of an HTTP 400 response for StreamEvents
@@ -4093,6 +5391,118 @@ func (r StreamEventsResponse) ContentType() string {
 	return ""
 }
 
+// HeadEventStreamResponse200Headers the declared response headers of an HTTP 200 response for HeadEventStream
+type HeadEventStreamResponse200Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadEventStreamResponse400Headers the declared response headers of an HTTP 400 response for HeadEventStream
+type HeadEventStreamResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadEventStreamResponse401Headers the declared response headers of an HTTP 401 response for HeadEventStream
+type HeadEventStreamResponse401Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadEventStreamResponse403Headers the declared response headers of an HTTP 403 response for HeadEventStream
+type HeadEventStreamResponse403Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadEventStreamResponse404Headers the declared response headers of an HTTP 404 response for HeadEventStream
+type HeadEventStreamResponse404Headers struct {
+	CacheControl       string
+	IdempotentReplayed string
+	XRequestId         string
+}
+
+// HeadEventStreamResponse405Headers the declared response headers of an HTTP 405 response for HeadEventStream
+type HeadEventStreamResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadEventStreamResponse429Headers the declared response headers of an HTTP 429 response for HeadEventStream
+type HeadEventStreamResponse429Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+// HeadEventStreamResponse500Headers the declared response headers of an HTTP 500 response for HeadEventStream
+type HeadEventStreamResponse500Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadEventStreamResponse503Headers the declared response headers of an HTTP 503 response for HeadEventStream
+type HeadEventStreamResponse503Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+type HeadEventStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadEventStreamResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadEventStreamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadEventStreamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadEventStreamResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadEventStreamResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadEventStreamResponse405Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadEventStreamResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadEventStreamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadEventStreamResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadEventStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadEventStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadEventStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadEventStreamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListTransfersResponse200Headers the declared response headers of an HTTP 200 response for ListTransfers
 type ListTransfersResponse200Headers struct {
 	XRequestId string
@@ -4245,6 +5655,108 @@ func (r ListTransfersResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListTransfersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadTransfersResponse200Headers the declared response headers of an HTTP 200 response for HeadTransfers
+type HeadTransfersResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadTransfersResponse400Headers the declared response headers of an HTTP 400 response for HeadTransfers
+type HeadTransfersResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransfersResponse401Headers the declared response headers of an HTTP 401 response for HeadTransfers
+type HeadTransfersResponse401Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransfersResponse403Headers the declared response headers of an HTTP 403 response for HeadTransfers
+type HeadTransfersResponse403Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransfersResponse405Headers the declared response headers of an HTTP 405 response for HeadTransfers
+type HeadTransfersResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransfersResponse429Headers the declared response headers of an HTTP 429 response for HeadTransfers
+type HeadTransfersResponse429Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+// HeadTransfersResponse500Headers the declared response headers of an HTTP 500 response for HeadTransfers
+type HeadTransfersResponse500Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransfersResponse503Headers the declared response headers of an HTTP 503 response for HeadTransfers
+type HeadTransfersResponse503Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+type HeadTransfersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadTransfersResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadTransfersResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadTransfersResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadTransfersResponse403Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadTransfersResponse405Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadTransfersResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadTransfersResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadTransfersResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadTransfersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadTransfersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadTransfersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadTransfersResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4677,6 +6189,118 @@ func (r GetTransferResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetTransferResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadTransferResponse200Headers the declared response headers of an HTTP 200 response for HeadTransfer
+type HeadTransferResponse200Headers struct {
+	PreferenceApplied string
+	XRequestId        string
+}
+
+// HeadTransferResponse400Headers the declared response headers of an HTTP 400 response for HeadTransfer
+type HeadTransferResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferResponse401Headers the declared response headers of an HTTP 401 response for HeadTransfer
+type HeadTransferResponse401Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransferResponse403Headers the declared response headers of an HTTP 403 response for HeadTransfer
+type HeadTransferResponse403Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransferResponse404Headers the declared response headers of an HTTP 404 response for HeadTransfer
+type HeadTransferResponse404Headers struct {
+	CacheControl       string
+	IdempotentReplayed string
+	XRequestId         string
+}
+
+// HeadTransferResponse405Headers the declared response headers of an HTTP 405 response for HeadTransfer
+type HeadTransferResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferResponse429Headers the declared response headers of an HTTP 429 response for HeadTransfer
+type HeadTransferResponse429Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+// HeadTransferResponse500Headers the declared response headers of an HTTP 500 response for HeadTransfer
+type HeadTransferResponse500Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferResponse503Headers the declared response headers of an HTTP 503 response for HeadTransfer
+type HeadTransferResponse503Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+type HeadTransferResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadTransferResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadTransferResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadTransferResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadTransferResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadTransferResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadTransferResponse405Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadTransferResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadTransferResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadTransferResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadTransferResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadTransferResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadTransferResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadTransferResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5385,6 +7009,108 @@ func (r ListTransferEventsResponse) ContentType() string {
 	return ""
 }
 
+// HeadTransferEventsResponse200Headers the declared response headers of an HTTP 200 response for HeadTransferEvents
+type HeadTransferEventsResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadTransferEventsResponse400Headers the declared response headers of an HTTP 400 response for HeadTransferEvents
+type HeadTransferEventsResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferEventsResponse401Headers the declared response headers of an HTTP 401 response for HeadTransferEvents
+type HeadTransferEventsResponse401Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransferEventsResponse403Headers the declared response headers of an HTTP 403 response for HeadTransferEvents
+type HeadTransferEventsResponse403Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadTransferEventsResponse404Headers the declared response headers of an HTTP 404 response for HeadTransferEvents
+type HeadTransferEventsResponse404Headers struct {
+	CacheControl       string
+	IdempotentReplayed string
+	XRequestId         string
+}
+
+// HeadTransferEventsResponse405Headers the declared response headers of an HTTP 405 response for HeadTransferEvents
+type HeadTransferEventsResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferEventsResponse500Headers the declared response headers of an HTTP 500 response for HeadTransferEvents
+type HeadTransferEventsResponse500Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadTransferEventsResponse503Headers the declared response headers of an HTTP 503 response for HeadTransferEvents
+type HeadTransferEventsResponse503Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+type HeadTransferEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadTransferEventsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadTransferEventsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadTransferEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadTransferEventsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadTransferEventsResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadTransferEventsResponse405Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadTransferEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadTransferEventsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadTransferEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadTransferEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadTransferEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadTransferEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListWebhookDeliveriesResponse200Headers the declared response headers of an HTTP 200 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse200Headers struct {
 	XRequestId string
@@ -5536,6 +7262,107 @@ func (r ListWebhookDeliveriesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListWebhookDeliveriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadWebhookDeliveriesResponse200Headers the declared response headers of an HTTP 200 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse200Headers struct {
+	XRequestId string
+}
+
+// HeadWebhookDeliveriesResponse400Headers the declared response headers of an HTTP 400 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse400Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadWebhookDeliveriesResponse401Headers the declared response headers of an HTTP 401 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse401Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadWebhookDeliveriesResponse403Headers the declared response headers of an HTTP 403 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse403Headers struct {
+	CacheControl    string
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// HeadWebhookDeliveriesResponse404Headers the declared response headers of an HTTP 404 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse404Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadWebhookDeliveriesResponse405Headers the declared response headers of an HTTP 405 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse405Headers struct {
+	Allow        string
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadWebhookDeliveriesResponse500Headers the declared response headers of an HTTP 500 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse500Headers struct {
+	CacheControl string
+	XRequestId   string
+}
+
+// HeadWebhookDeliveriesResponse503Headers the declared response headers of an HTTP 503 response for HeadWebhookDeliveries
+type HeadWebhookDeliveriesResponse503Headers struct {
+	CacheControl string
+	RetryAfter   string
+	XRequestId   string
+}
+
+type HeadWebhookDeliveriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadWebhookDeliveriesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadWebhookDeliveriesResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadWebhookDeliveriesResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadWebhookDeliveriesResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadWebhookDeliveriesResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *HeadWebhookDeliveriesResponse405Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadWebhookDeliveriesResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadWebhookDeliveriesResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadWebhookDeliveriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadWebhookDeliveriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadWebhookDeliveriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadWebhookDeliveriesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5810,6 +7637,22 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 	return ParseGetHealthResponse(rsp)
 }
 
+// HeadHealthWithResponse Liveness, headers only
+//
+// What `getHealth` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /healthz (the `HeadHealth` operationId).
+func (c *ClientWithResponses) HeadHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadHealthResponse, error) {
+	rsp, err := c.HeadHealth(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadHealthResponse(rsp)
+}
+
 // GetMetricsWithResponse Prometheus metrics
 //
 // The Prometheus exposition of transferd's own registry (`transferd_*` metrics:
@@ -5829,6 +7672,22 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 	return ParseGetMetricsResponse(rsp)
 }
 
+// HeadMetricsWithResponse Prometheus metrics, headers only
+//
+// What `getMetrics` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /metrics (the `HeadMetrics` operationId).
+func (c *ClientWithResponses) HeadMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadMetricsResponse, error) {
+	rsp, err := c.HeadMetrics(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadMetricsResponse(rsp)
+}
+
 // GetOpenAPIWithResponse This contract
 //
 // This OpenAPI document, as built into the running binary.
@@ -5842,6 +7701,22 @@ func (c *ClientWithResponses) GetOpenAPIWithResponse(ctx context.Context, reqEdi
 		return nil, err
 	}
 	return ParseGetOpenAPIResponse(rsp)
+}
+
+// HeadOpenAPIWithResponse This document, headers only
+//
+// What `getOpenAPI` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /openapi.yaml (the `HeadOpenAPI` operationId).
+func (c *ClientWithResponses) HeadOpenAPIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadOpenAPIResponse, error) {
+	rsp, err := c.HeadOpenAPI(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadOpenAPIResponse(rsp)
 }
 
 // GetReadinessWithResponse Readiness
@@ -5860,6 +7735,22 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 		return nil, err
 	}
 	return ParseGetReadinessResponse(rsp)
+}
+
+// HeadReadinessWithResponse Readiness, headers only
+//
+// What `getReadiness` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
+func (c *ClientWithResponses) HeadReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadReadinessResponse, error) {
+	rsp, err := c.HeadReadiness(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadReadinessResponse(rsp)
 }
 
 // GetProviderStatusWithResponse Provider credential health, per account
@@ -5890,6 +7781,22 @@ func (c *ClientWithResponses) GetProviderStatusWithResponse(ctx context.Context,
 		return nil, err
 	}
 	return ParseGetProviderStatusResponse(rsp)
+}
+
+// HeadProviderStatusWithResponse Provider credential status, headers only
+//
+// What `getProviderStatus` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /status/providers (the `HeadProviderStatus` operationId).
+func (c *ClientWithResponses) HeadProviderStatusWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadProviderStatusResponse, error) {
+	rsp, err := c.HeadProviderStatus(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadProviderStatusResponse(rsp)
 }
 
 // StreamEventsWithResponse The tenant's events as a live stream (Server-Sent Events)
@@ -5930,6 +7837,22 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 	return ParseStreamEventsResponse(rsp)
 }
 
+// HeadEventStreamWithResponse Stream events, headers only
+//
+// What `streamEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key. No stream is opened.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/events (the `HeadEventStream` operationId).
+func (c *ClientWithResponses) HeadEventStreamWithResponse(ctx context.Context, params *HeadEventStreamParams, reqEditors ...RequestEditorFn) (*HeadEventStreamResponse, error) {
+	rsp, err := c.HeadEventStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadEventStreamResponse(rsp)
+}
+
 // ListTransfersWithResponse List transfers
 //
 // Transfers, newest first, optionally filtered by state and provider. Pages are chained
@@ -5951,6 +7874,22 @@ func (c *ClientWithResponses) ListTransfersWithResponse(ctx context.Context, par
 		return nil, err
 	}
 	return ParseListTransfersResponse(rsp)
+}
+
+// HeadTransfersWithResponse List transfers, headers only
+//
+// What `listTransfers` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/transfers (the `HeadTransfers` operationId).
+func (c *ClientWithResponses) HeadTransfersWithResponse(ctx context.Context, params *HeadTransfersParams, reqEditors ...RequestEditorFn) (*HeadTransfersResponse, error) {
+	rsp, err := c.HeadTransfers(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadTransfersResponse(rsp)
 }
 
 // CreateTransferWithBodyWithResponse Start a transfer
@@ -6036,6 +7975,23 @@ func (c *ClientWithResponses) GetTransferWithResponse(ctx context.Context, id Tr
 	return ParseGetTransferResponse(rsp)
 }
 
+// HeadTransferWithResponse Get a transfer, headers only
+//
+// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
+// it does there.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
+func (c *ClientWithResponses) HeadTransferWithResponse(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error) {
+	rsp, err := c.HeadTransfer(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadTransferResponse(rsp)
+}
+
 // CancelTransferWithResponse Cancel a transfer
 //
 // Abandons a transfer that has not started completing (`pending`, `holding`, `dialing`
@@ -6109,6 +8065,22 @@ func (c *ClientWithResponses) ListTransferEventsWithResponse(ctx context.Context
 	return ParseListTransferEventsResponse(rsp)
 }
 
+// HeadTransferEventsWithResponse List a transfer's events, headers only
+//
+// What `listTransferEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/transfers/{id}/events (the `HeadTransferEvents` operationId).
+func (c *ClientWithResponses) HeadTransferEventsWithResponse(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*HeadTransferEventsResponse, error) {
+	rsp, err := c.HeadTransferEvents(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadTransferEventsResponse(rsp)
+}
+
 // ListWebhookDeliveriesWithResponse List webhook deliveries (by default the failed ones)
 //
 // The caller's tenant's webhook deliveries, newest first (an event's deliveries to several
@@ -6130,6 +8102,22 @@ func (c *ClientWithResponses) ListWebhookDeliveriesWithResponse(ctx context.Cont
 		return nil, err
 	}
 	return ParseListWebhookDeliveriesResponse(rsp)
+}
+
+// HeadWebhookDeliveriesWithResponse List webhook deliveries, headers only
+//
+// What `listWebhookDeliveries` answers, without its body (a `HEAD`, RFC 9110): the same status
+// and headers, `Content-Type` included, for the same request and key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/webhook-deliveries (the `HeadWebhookDeliveries` operationId).
+func (c *ClientWithResponses) HeadWebhookDeliveriesWithResponse(ctx context.Context, params *HeadWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*HeadWebhookDeliveriesResponse, error) {
+	rsp, err := c.HeadWebhookDeliveries(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadWebhookDeliveriesResponse(rsp)
 }
 
 // RedeliverWebhookWithResponse Send a webhook delivery again
@@ -6228,6 +8216,59 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	return response, nil
 }
 
+// ParseHeadHealthResponse parses an HTTP response from a HeadHealthWithResponse call
+func ParseHeadHealthResponse(rsp *http.Response) (*HeadHealthResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadHealthResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadHealthResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadHealthResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetMetricsResponse parses an HTTP response from a GetMetricsWithResponse call
 func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6264,6 +8305,59 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 		response.Headers200 = &headers
 	case rsp.StatusCode == 405:
 		var headers GetMetricsResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadMetricsResponse parses an HTTP response from a HeadMetricsWithResponse call
+func ParseHeadMetricsResponse(rsp *http.Response) (*HeadMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadMetricsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadMetricsResponse405Headers
 		if values := rsp.Header.Values("Allow"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6338,6 +8432,59 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 		response.Headers200 = &headers
 	case rsp.StatusCode == 405:
 		var headers GetOpenAPIResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadOpenAPIResponse parses an HTTP response from a HeadOpenAPIWithResponse call
+func ParseHeadOpenAPIResponse(rsp *http.Response) (*HeadOpenAPIResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadOpenAPIResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadOpenAPIResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadOpenAPIResponse405Headers
 		if values := rsp.Header.Values("Allow"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6461,6 +8608,76 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 	return response, nil
 }
 
+// ParseHeadReadinessResponse parses an HTTP response from a HeadReadinessWithResponse call
+func ParseHeadReadinessResponse(rsp *http.Response) (*HeadReadinessResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadReadinessResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadReadinessResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadReadinessResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadReadinessResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetProviderStatusResponse parses an HTTP response from a GetProviderStatusWithResponse call
 func ParseGetProviderStatusResponse(rsp *http.Response) (*GetProviderStatusResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6504,6 +8721,59 @@ func ParseGetProviderStatusResponse(rsp *http.Response) (*GetProviderStatusRespo
 		response.Headers200 = &headers
 	case rsp.StatusCode == 405:
 		var headers GetProviderStatusResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadProviderStatusResponse parses an HTTP response from a HeadProviderStatusWithResponse call
+func ParseHeadProviderStatusResponse(rsp *http.Response) (*HeadProviderStatusResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadProviderStatusResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadProviderStatusResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadProviderStatusResponse405Headers
 		if values := rsp.Header.Values("Allow"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6606,6 +8876,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 	switch {
 	case rsp.StatusCode == 200:
 		var headers StreamEventsResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6770,6 +9047,220 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers StreamEventsResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadEventStreamResponse parses an HTTP response from a HeadEventStreamWithResponse call
+func ParseHeadEventStreamResponse(rsp *http.Response) (*HeadEventStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadEventStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadEventStreamResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadEventStreamResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadEventStreamResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadEventStreamResponse403Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadEventStreamResponse404Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadEventStreamResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadEventStreamResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadEventStreamResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadEventStreamResponse503Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7012,6 +9503,189 @@ func ParseListTransfersResponse(rsp *http.Response) (*ListTransfersResponse, err
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListTransfersResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadTransfersResponse parses an HTTP response from a HeadTransfersWithResponse call
+func ParseHeadTransfersResponse(rsp *http.Response) (*HeadTransfersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadTransfersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadTransfersResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadTransfersResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadTransfersResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadTransfersResponse403Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadTransfersResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadTransfersResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadTransfersResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadTransfersResponse503Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7741,6 +10415,220 @@ func ParseGetTransferResponse(rsp *http.Response) (*GetTransferResponse, error) 
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetTransferResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadTransferResponse parses an HTTP response from a HeadTransferWithResponse call
+func ParseHeadTransferResponse(rsp *http.Response) (*HeadTransferResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadTransferResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadTransferResponse200Headers
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadTransferResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadTransferResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadTransferResponse403Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadTransferResponse404Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadTransferResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadTransferResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadTransferResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadTransferResponse503Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -8956,6 +11844,189 @@ func ParseListTransferEventsResponse(rsp *http.Response) (*ListTransferEventsRes
 	return response, nil
 }
 
+// ParseHeadTransferEventsResponse parses an HTTP response from a HeadTransferEventsWithResponse call
+func ParseHeadTransferEventsResponse(rsp *http.Response) (*HeadTransferEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadTransferEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadTransferEventsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadTransferEventsResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadTransferEventsResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadTransferEventsResponse403Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadTransferEventsResponse404Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadTransferEventsResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadTransferEventsResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadTransferEventsResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListWebhookDeliveriesResponse parses an HTTP response from a ListWebhookDeliveriesWithResponse call
 func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliveriesResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -9164,6 +12235,182 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListWebhookDeliveriesResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadWebhookDeliveriesResponse parses an HTTP response from a HeadWebhookDeliveriesWithResponse call
+func ParseHeadWebhookDeliveriesResponse(rsp *http.Response) (*HeadWebhookDeliveriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadWebhookDeliveriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadWebhookDeliveriesResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadWebhookDeliveriesResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadWebhookDeliveriesResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadWebhookDeliveriesResponse403Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadWebhookDeliveriesResponse404Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers HeadWebhookDeliveriesResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadWebhookDeliveriesResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadWebhookDeliveriesResponse503Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

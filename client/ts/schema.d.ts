@@ -46,7 +46,12 @@ export interface paths {
         post: operations["createTransfer"];
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * List transfers, headers only
+         * @description What `listTransfers` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headTransfers"];
         patch?: never;
         trace?: never;
     };
@@ -82,7 +87,13 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Get a transfer, headers only
+         * @description What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
+         *     it does there.
+         */
+        head: operations["headTransfer"];
         patch?: never;
         trace?: never;
     };
@@ -188,7 +199,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * List a transfer's events, headers only
+         * @description What `listTransferEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headTransferEvents"];
         patch?: never;
         trace?: never;
     };
@@ -231,7 +247,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Stream events, headers only
+         * @description What `streamEvents` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key. No stream is opened.
+         */
+        head: operations["headEventStream"];
         patch?: never;
         trace?: never;
     };
@@ -259,7 +280,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * List webhook deliveries, headers only
+         * @description What `listWebhookDeliveries` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headWebhookDeliveries"];
         patch?: never;
         trace?: never;
     };
@@ -386,7 +412,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Liveness, headers only
+         * @description What `getHealth` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headHealth"];
         patch?: never;
         trace?: never;
     };
@@ -409,7 +440,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Readiness, headers only
+         * @description What `getReadiness` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headReadiness"];
         patch?: never;
         trace?: never;
     };
@@ -444,7 +480,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Provider credential status, headers only
+         * @description What `getProviderStatus` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headProviderStatus"];
         patch?: never;
         trace?: never;
     };
@@ -468,7 +509,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * Prometheus metrics, headers only
+         * @description What `getMetrics` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headMetrics"];
         patch?: never;
         trace?: never;
     };
@@ -488,7 +534,12 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /**
+         * This document, headers only
+         * @description What `getOpenAPI` answers, without its body (a `HEAD`, RFC 9110): the same status
+         *     and headers, `Content-Type` included, for the same request and key.
+         */
+        head: operations["headOpenAPI"];
         patch?: never;
         trace?: never;
     };
@@ -1616,6 +1667,102 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description The response `BadQuery`, to a `HEAD`: its status and headers, without its body. */
+        HeadBadQuery: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `Forbidden`, to a `HEAD`: its status and headers, without its body. */
+        HeadForbidden: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "WWW-Authenticate": components["headers"]["WWW-Authenticate-Scope"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `Internal`, to a `HEAD`: its status and headers, without its body. */
+        HeadInternal: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `MethodNotAllowed`, to a `HEAD`: its status and headers, without its body. */
+        HeadMethodNotAllowed: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                Allow: components["headers"]["Allow"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `NoWebhooks`, to a `HEAD`: its status and headers, without its body. */
+        HeadNoWebhooks: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `NotFound`, to a `HEAD`: its status and headers, without its body. */
+        HeadNotFound: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `NotReady`, to a `HEAD`: its status and headers, without its body. */
+        HeadNotReady: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `StoreUnreadable`, to a `HEAD`: its status and headers, without its body. */
+        HeadStoreUnreadable: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Retry-After": components["headers"]["Retry-After-Required"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `TooManyRequests`, to a `HEAD`: its status and headers, without its body. */
+        HeadTooManyRequests: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "Retry-After": components["headers"]["Retry-After-Required"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The response `Unauthorized`, to a `HEAD`: its status and headers, without its body. */
+        HeadUnauthorized: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                "Cache-Control": components["headers"]["Cache-Control"];
+                "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
     };
     parameters: {
         /**
@@ -1670,7 +1817,9 @@ export interface components {
          * @description `wait=N`, the wait the server applied: present on every successful answer to a request
          *     with `Prefer: wait`, with the wait granted (capped at 60), or `wait=0` where there was
          *     nothing to wait for (a `GET` of a terminal transfer, or of a manual one whose target
-         *     answered). Absent without `Prefer: wait`, on a replay (`Idempotent-Replayed: true`,
+         *     answered). Where the server's shutdown ended the wait before what it waited for came
+         *     about, `N` is the whole seconds it waited (less than the wait granted, often `0`): the
+         *     answer then says nothing of what the rest of the wait would have brought. Absent without `Prefer: wait`, on a replay (`Idempotent-Replayed: true`,
          *     whatever the repeat's `Prefer`: it answers at once with the first answer, and waits for
          *     nothing), and on the `202` of a create or action whose API key was revoked while it
          *     waited (the transfer as the request found it, not what the wait brought).
@@ -1679,6 +1828,8 @@ export interface components {
         "Preference-Applied": string;
         /** @description Problem responses are never cached. */
         "Cache-Control": "no-store";
+        /** @description An event stream is not cached by proxies between it and its client. */
+        "Cache-Control-Stream": "no-cache";
         /**
          * @description `true` when the response is the recorded answer to an earlier request with the same
          *     `Idempotency-Key` and body (a replay); absent otherwise. A replay is sent at once: it waits
@@ -1881,6 +2032,72 @@ export interface operations {
             503: components["responses"]["ShuttingDown"];
         };
     };
+    headTransfers: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only transfers in one of these states. A comma-separated list
+                 *     (`state=consulting,completing`); repeating the parameter works too.
+                 * @example [
+                 *       "pending",
+                 *       "holding",
+                 *       "dialing",
+                 *       "consulting",
+                 *       "completing",
+                 *       "recovering"
+                 *     ]
+                 */
+                state?: components["schemas"]["State"][];
+                /**
+                 * @description Only transfers of this provider: one of the providers configured for the caller's
+                 *     tenant (e.g. `netsapiens`), in any letter case, as a create takes it. Any other name is
+                 *     a `400 validation-error` naming `provider` and the configured ones: a typo would
+                 *     otherwise read as an empty page.
+                 * @example netsapiens
+                 */
+                provider?: string;
+                /** @description Page size (50 when absent). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page (the id of its last transfer). */
+                cursor?: components["schemas"]["TransferID"];
+                /** @description Transfers created with this `external_id`. */
+                external_id?: string;
+                /** @description Transfers of calls in this NetSapiens domain (with `user`, of one agent's call), in any letter case, as the PBX matches domains. */
+                domain?: string;
+                /** @description Transfers of this NetSapiens user's call (use with `domain`), in any letter case, as the PBX matches users. */
+                user?: string;
+                /** @description Transfers of the call with this provider call id (Bandwidth). */
+                call_id?: string;
+                /** @description Transfers to this target. */
+                target?: string;
+                /** @description Transfers created at or after this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. */
+                created_after?: string;
+                /** @description Transfers created before this time. Creation times are kept to the microsecond; digits past the microsecond are ignored. The zero time, `0001-01-01T00:00:00Z` (however written, to the microsecond), is a `400 validation-error` naming `created_before`: nothing is created before it, but earlier Go clients sent it for no bound, so neither answer is safe; leave the parameter out to list without a bound. (Such a client's own requests, which carry every parameter, are read as before: no bound.) */
+                created_before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `listTransfers` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadBadQuery"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadForbidden"];
+            405: components["responses"]["HeadMethodNotAllowed"];
+            429: components["responses"]["HeadTooManyRequests"];
+            500: components["responses"]["HeadInternal"];
+            503: components["responses"]["HeadStoreUnreadable"];
+        };
+    };
     getTransfer: {
         parameters: {
             query?: never;
@@ -1926,6 +2143,51 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["StoreUnreadable"];
+        };
+    };
+    headTransfer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
+                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
+                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
+                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
+                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
+                 *     waits for.
+                 * @example wait=10
+                 */
+                Prefer?: components["parameters"]["Prefer"];
+            };
+            path: {
+                /**
+                 * @description The transfer id. A value that is not shaped like a transfer id names no transfer
+                 *     (`404 not-found`).
+                 */
+                id: components["parameters"]["TransferID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getTransfer` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Preference-Applied": components["headers"]["Preference-Applied"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadBadQuery"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadForbidden"];
+            404: components["responses"]["HeadNotFound"];
+            405: components["responses"]["HeadMethodNotAllowed"];
+            429: components["responses"]["HeadTooManyRequests"];
+            500: components["responses"]["HeadInternal"];
+            503: components["responses"]["HeadStoreUnreadable"];
         };
     };
     completeTransfer: {
@@ -2080,6 +2342,38 @@ export interface operations {
             503: components["responses"]["StoreUnreadable"];
         };
     };
+    headTransferEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The transfer id. A value that is not shaped like a transfer id names no transfer
+                 *     (`404 not-found`).
+                 */
+                id: components["parameters"]["TransferID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `listTransferEvents` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadBadQuery"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadForbidden"];
+            404: components["responses"]["HeadNotFound"];
+            405: components["responses"]["HeadMethodNotAllowed"];
+            500: components["responses"]["HeadInternal"];
+            503: components["responses"]["HeadStoreUnreadable"];
+        };
+    };
     streamEvents: {
         parameters: {
             query?: {
@@ -2116,6 +2410,7 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control-Stream"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2130,6 +2425,57 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["StoreUnreadable"];
+        };
+    };
+    headEventStream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only this transfer's events. Sent empty (`transfer_id=`), it is a
+                 *     `400 validation-error` naming it: leave it out to stream every transfer's events.
+                 *     (A request that carries `after` too, as the Go client of earlier releases sent
+                 *     every stream, those its caller left unset empty, is read as it always was: an
+                 *     empty one as left out.)
+                 */
+                transfer_id?: components["schemas"]["TransferID"];
+                /**
+                 * @description The same as `Last-Event-ID`, for clients that cannot set headers. When both are sent,
+                 *     `Last-Event-ID` wins: an `EventSource` opened with `?after=` keeps it in the URL of
+                 *     every reconnection and sends the id of the last event it saw in `Last-Event-ID`.
+                 *     Sent empty (`after=`), it is a position not known yet: the stream starts from now, as
+                 *     without it.
+                 */
+                after?: components["schemas"]["StreamEventID"];
+            };
+            header?: {
+                /**
+                 * @description Resume after this event id (`0`, the start); it wins over `after`. Sent twice, it is a
+                 *     `400 validation-error` naming `Last-Event-ID`.
+                 */
+                "Last-Event-ID"?: components["schemas"]["StreamEventID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `streamEvents` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control-Stream"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadBadQuery"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadForbidden"];
+            404: components["responses"]["HeadNotFound"];
+            405: components["responses"]["HeadMethodNotAllowed"];
+            429: components["responses"]["HeadTooManyRequests"];
+            500: components["responses"]["HeadInternal"];
+            503: components["responses"]["HeadStoreUnreadable"];
         };
     };
     listWebhookDeliveries: {
@@ -2173,6 +2519,47 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["Internal"];
             503: components["responses"]["StoreUnreadable"];
+        };
+    };
+    headWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description Comma-separated statuses. */
+                status?: ("pending" | "failing" | "delivered" | "dead")[];
+                transfer_id?: components["schemas"]["TransferID"];
+                /** @description Page size (50 when absent). */
+                limit?: number;
+                /**
+                 * @description The `next_cursor` of the previous page, opaque: the list goes on from where that
+                 *     page's last delivery stood, even if it has since been purged. A cursor this API did
+                 *     not return to the caller's tenant is a `400 validation-error` naming `cursor`. A
+                 *     delivery's id, the cursor of earlier releases, is still taken while its delivery is
+                 *     kept (then a `400` as above); another tenant's delivery is answered exactly as one
+                 *     that does not exist.
+                 */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `listWebhookDeliveries` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadBadQuery"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadForbidden"];
+            404: components["responses"]["HeadNoWebhooks"];
+            405: components["responses"]["HeadMethodNotAllowed"];
+            500: components["responses"]["HeadInternal"];
+            503: components["responses"]["HeadStoreUnreadable"];
         };
     };
     redeliverWebhook: {
@@ -2337,6 +2724,26 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
         };
     };
+    headHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getHealth` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            405: components["responses"]["HeadMethodNotAllowed"];
+        };
+    };
     getReadiness: {
         parameters: {
             query?: never;
@@ -2363,6 +2770,27 @@ export interface operations {
             503: components["responses"]["NotReady"];
         };
     };
+    headReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getReadiness` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            405: components["responses"]["HeadMethodNotAllowed"];
+            503: components["responses"]["HeadNotReady"];
+        };
+    };
     getProviderStatus: {
         parameters: {
             query?: never;
@@ -2383,6 +2811,26 @@ export interface operations {
                 };
             };
             405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    headProviderStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getProviderStatus` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            405: components["responses"]["HeadMethodNotAllowed"];
         };
     };
     getMetrics: {
@@ -2413,6 +2861,26 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
         };
     };
+    headMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getMetrics` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            405: components["responses"]["HeadMethodNotAllowed"];
+        };
+    };
     getOpenAPI: {
         parameters: {
             query?: never;
@@ -2437,6 +2905,26 @@ export interface operations {
                 };
             };
             405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    headOpenAPI: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As `getOpenAPI` answers, without the body. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            405: components["responses"]["HeadMethodNotAllowed"];
         };
     };
     transferCreated: {

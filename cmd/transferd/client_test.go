@@ -73,6 +73,12 @@ func TestGoClientDrivesATransfer(t *testing.T) {
 	if got.JSON200.Call.User != "1000" || got.JSON200.Provider != "netsapiens" {
 		t.Errorf("get: call %+v, provider %q", got.JSON200.Call, got.JSON200.Provider)
 	}
+	// HEAD, declared in openapi.yaml: the generated client sends it and
+	// reads its answer, the JSON Content-Type with no body, without error.
+	head, err := c.HeadTransferWithResponse(ctx, id, nil)
+	if err != nil || head.StatusCode() != http.StatusOK || len(head.Body) != 0 || head.Headers200.XRequestId == "" {
+		t.Errorf("head: %v %+v", err, head)
+	}
 
 	found := false
 	for tr, err := range c.Transfers(ctx, client.ListTransfersParams{State: []client.State{client.StateConsulting}, Limit: new(1)}) {

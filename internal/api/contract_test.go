@@ -1234,6 +1234,10 @@ func TestContractRoutes(t *testing.T) {
 	var served []string
 	err = chi.Walk(rs, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		served = append(served, method+" "+route)
+		if method == http.MethodGet {
+			// middleware.GetHead answers HEAD with the GET handler.
+			served = append(served, http.MethodHead+" "+route)
+		}
 		return nil
 	})
 	if err != nil {
