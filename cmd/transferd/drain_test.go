@@ -65,7 +65,7 @@ func TestANegativeShutdownDelayIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_SHUTDOWN_DELAY: must not be negative") {
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "TRANSFERD_SHUTDOWN_DELAY: must be between 0s and") {
 		t.Errorf("TRANSFERD_SHUTDOWN_DELAY=-5s: validate = %v, want it refused by name", err)
 	}
 }
