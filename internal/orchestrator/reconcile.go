@@ -180,7 +180,7 @@ var errUnsaved = errors.New("the step's intent could not be saved")
 // errSlowIntent says that a step was not sent because its intent took
 // longer than the step timeout to save (see step). It is an errUnsaved,
 // whose handling it shares, but its intent was saved: a step given up
-// for it (slowTooLong) is saved as given up.
+// for it (unsentTooLong) is saved as given up.
 var errSlowIntent error = slowIntentError{}
 
 type slowIntentError struct{}
@@ -191,14 +191,40 @@ func (slowIntentError) Error() string {
 
 func (slowIntentError) Is(target error) bool { return target == errUnsaved }
 
-// slowTooLong reports whether err says a step was not sent for its
-// intent's slow save, again past the step's patience: the store commits,
-// but slower than a step may take, every time. Tried again without end,
-// a dial or a join kept the caller held for as long as the store was
-// slow; given up, the transfer fails and its recovery, whose unhold and
-// hang-up are sent whatever their saves take, gives the caller back.
-func (e *Engine) slowTooLong(en *entry, err error) bool {
-	return errors.Is(err, errSlowIntent) && !e.patient(en)
+// errIntentRefused says that a step was not sent because the store
+// failed to save its intent while this replica's heartbeat held (a store
+// that refuses one table's or one row's writes, a full disk, a trigger).
+// It is an errUnsaved; a step refused so past its patience is given up
+// (unsentTooLong), in memory only, as nothing can be saved.
+var errIntentRefused error = intentRefusedError{}
+
+type intentRefusedError struct{}
+
+func (intentRefusedError) Error() string {
+	return "not sent: the store could not save its intent, again past the step's patience"
+}
+
+func (intentRefusedError) Is(target error) bool { return target == errUnsaved }
+
+// unsentTooLong reports whether err says a step was not sent for its
+// intent's save, again past the step's patience: the store commits, but
+// slower than a step may take, every time (errSlowIntent), or refuses
+// the intent while the heartbeat is renewed (errIntentRefused). Tried
+// again without end, a hold, a dial or a join kept the caller held for as
+// long as the store was slow or refusing; given up, the transfer fails
+// and its recovery, whose unhold and hang-up are sent whatever their
+// saves take (and with none, while the heartbeat has not lapsed since the
+// last save), gives the caller back.
+//
+// Given up on a refused save, the failure is the working record's only:
+// readers see the last saved record, and the end is counted and
+// announced once a save goes through. A process that resumes the saved
+// record instead (this one stopped first) takes up the transfer from
+// there and reads the provider as it goes (a hold resent, a dial that
+// rings the target, a join judged by readings), ending it with the
+// caller back or with the target; it is not left held.
+func (e *Engine) unsentTooLong(en *entry, err error) bool {
+	return (errors.Is(err, errSlowIntent) || errors.Is(err, errIntentRefused)) && !e.patient(en)
 }
 
 // errCancelledFirst says that the join was not sent because a cancel the
@@ -396,7 +422,7 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 	switch {
 	case err == nil || en.lost:
 		return 0
-	case e.slowTooLong(en, err):
+	case e.unsentTooLong(en, err):
 	case errors.Is(err, errUnsaved):
 		return e.backoff(en)
 	case transient(err) && e.patient(en):
@@ -448,7 +474,7 @@ func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
 		return 0
 	case errors.Is(err, errUnsaved):
 		t.Sent.Dial = time.Time{} // not sent
-		if !e.slowTooLong(en, err) {
+		if !e.unsentTooLong(en, err) {
 			return e.backoff(en)
 		}
 		e.failErr(ctx, en, StepDial, err)
@@ -679,7 +705,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 			en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		case en.lost:
 			return 0
-		case e.slowTooLong(en, err):
+		case e.unsentTooLong(en, err):
 			// Not sent, and given up: an earlier join, if any, may still
 			// land (see joinNotSent).
 			t.Sent.Join = time.Time{}
@@ -2110,7 +2136,8 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			case en.lost:
 				return ErrVersionConflict
 			case !restorative:
-				return notSent("the store could not save its intent")
+				notSent("the store could not save its intent")
+				return errIntentRefused
 			case en.lapses != lapses:
 				// The heartbeat lapsed since the transfer was last saved:
 				// another replica may have claimed it and be acting on it.
