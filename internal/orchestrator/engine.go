@@ -259,8 +259,17 @@ type Engine struct {
 		expires time.Time
 		ctx     context.Context
 		cancel  context.CancelFunc
-		timer   *time.Timer
+		timer   leaseTimer
 	}
+	// afterFunc starts the lease's timer: time.AfterFunc, which the tests
+	// replace to fire it at a moment of their choosing.
+	afterFunc func(d time.Duration, f func()) leaseTimer
+}
+
+// leaseTimer is what the engine uses of the lease's timer (*time.Timer).
+type leaseTimer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
 }
 
 // waiter is the channel closed on a transfer's next change, shared by
@@ -316,8 +325,9 @@ func New(cfg Config, store Store, providers []Provider, log zerolog.Logger, reg 
 		now: cfg.Clock, token: NewToken(), superseded: make(chan struct{}),
 		hard: hard, cancelHard: cancel, stop: make(chan struct{}), q: newQueue(),
 		entries: map[string]*entry{}, handed: map[string]struct{}{}, creating: map[string]int{}, waiters: map[string]*waiter{}, settled: make(chan struct{}),
-		finished: make(map[string]*Transfer, finishedKept),
-		watchers: map[watchKey]*watcher{},
+		finished:  make(map[string]*Transfer, finishedKept),
+		watchers:  map[watchKey]*watcher{},
+		afterFunc: func(d time.Duration, f func()) leaseTimer { return time.AfterFunc(d, f) },
 	}
 	e.exportWatched()
 	return e, nil
@@ -1175,7 +1185,7 @@ func (e *Engine) renewLease(at time.Time, expired bool) bool {
 		e.lease.ctx, e.lease.cancel = context.WithCancel(context.Background())
 	}
 	if e.lease.timer == nil {
-		e.lease.timer = time.AfterFunc(e.lease.expires.Sub(e.now()), e.leaseRanOut)
+		e.lease.timer = e.afterFunc(e.lease.expires.Sub(e.now()), e.leaseRanOut)
 	} else {
 		e.lease.timer.Reset(e.lease.expires.Sub(e.now()))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,12 +150,73 @@ func TestAStepsSendGateShutsAtTheStepTimeout(t *testing.T) {
 	}
 }
 
-// slowClock is a wall clock that runs at half the speed of real time from
-// its start: the engine's clock falling behind the durations its timers
-// run on, as a new reading of the database server's clock moves it back.
-type slowClock struct{ start time.Time }
+// manualLeaseTimer is the lease's timer of an engine (SetLeaseTimer) that
+// fires only when the test fires it: as the runtime would once the
+// duration it was set for has passed, whatever the engine's clock says.
+type manualLeaseTimer struct {
+	mu    sync.Mutex
+	f     func()
+	armed bool
+	d     time.Duration // what it was last set for
+}
 
-func (c slowClock) Now() time.Time { return c.start.Add(time.Since(c.start) / 2) }
+func (m *manualLeaseTimer) start(d time.Duration, f func()) orchestrator.LeaseTimer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.f, m.armed, m.d = f, true, d
+	return m
+}
+
+func (m *manualLeaseTimer) Reset(d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	was := m.armed
+	m.armed, m.d = true, d
+	return was
+}
+
+func (m *manualLeaseTimer) Stop() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	was := m.armed
+	m.armed = false
+	return was
+}
+
+// set reports whether the timer is set, and for how long.
+func (m *manualLeaseTimer) set() (bool, time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.armed, m.d
+}
+
+// fire runs the timer's function if it is set, and reports whether it was.
+func (m *manualLeaseTimer) fire() bool {
+	m.mu.Lock()
+	if !m.armed {
+		m.mu.Unlock()
+		return false
+	}
+	m.armed = false
+	f := m.f
+	m.mu.Unlock()
+	f()
+	return true
+}
+
+// cutCounted is a partitionedStore that counts the heartbeats it refused
+// while cut.
+type cutCounted struct {
+	*partitionedStore
+	refusedBeats atomic.Int32
+}
+
+func (s *cutCounted) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
+	if s.cut.Load() {
+		s.refusedBeats.Add(1)
+	}
+	return s.partitionedStore.Heartbeat(ctx, owner, token, now, ttl, take)
+}
 
 // Found by the engine review (sixty-third pass): the lease's timer, set
 // for the time left of the heartbeat when it was renewed, cancels the
@@ -164,15 +226,23 @@ func (c slowClock) Now() time.Time { return c.start.Add(time.Since(c.start) / 2)
 // not set again: with the store cut off, no renewal set it again either,
 // and a request in flight (an adapter's retries) ran until the step's
 // own timeout, past the moment other replicas may claim the transfer.
-// It is now set again for what is left.
+// It is now set again for what is left. (Made deterministic in the
+// sixty-fourth pass: a manual clock, and a lease timer the test fires.)
 func TestTheLeasesTimerFiredEarlyIsSetAgain(t *testing.T) {
 	ctx := context.Background()
-	store := &partitionedStore{Store: memory.New()}
+	const ttl = 400 * time.Millisecond // a heartbeat runs ttl/2 past its renewal
+	clock := newManualClock()
+	store := &cutCounted{partitionedStore: &partitionedStore{Store: memory.New()}}
 	prov := &holdUntilDone{Fake: orchestratortest.NewFake("fake"), started: make(chan struct{}), ended: make(chan error, 1)}
-	e := testEngine(t, orchestrator.Config{Owner: "a", LeaseTTL: 400 * time.Millisecond, StepTimeout: time.Minute,
+	e := testEngine(t, orchestrator.Config{Owner: "a", LeaseTTL: ttl, StepTimeout: time.Hour,
 		VisibilityWindow: 50 * time.Millisecond, PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond,
-		Clock: slowClock{start: time.Now()}.Now}, store, prov, nil)
-	t.Cleanup(func() { store.cut.Store(false) }) // before the Shutdown
+		Clock: clock.Now}, store, prov, nil)
+	timer := &manualLeaseTimer{}
+	orchestrator.SetLeaseTimer(e, timer.start)
+	t.Cleanup(func() { // before the Shutdown: the heartbeat is renewed again, and the recovery's time passes
+		store.cut.Store(false)
+		clock.Run()
+	})
 	if err := e.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +251,39 @@ func TestTheLeasesTimerFiredEarlyIsSetAgain(t *testing.T) {
 	}
 	<-prov.started
 	store.cut.Store(true) // no heartbeat from now on
+	// Once one heartbeat was refused, none that began before the cut can
+	// still renew the lease (they run one after another): the timer is
+	// the test's alone.
+	eventually(t, "a heartbeat refused", func() bool { return store.refusedBeats.Load() > 0 })
+	if set, _ := timer.set(); !set {
+		t.Fatal("the lease's timer is not set while the heartbeat runs")
+	}
+	// The timer fires while the engine's clock says a quarter of the
+	// heartbeat is left: its time has passed on the durations timers run
+	// on, not on the engine's clock (moved back by a new reading of the
+	// server's).
+	clock.Advance(ttl/2 - ttl/8)
+	timer.fire()
+	select {
+	case err := <-prov.ended:
+		t.Fatalf("the hold ended (%v) while the heartbeat still ran on the engine's clock", err)
+	default:
+	}
+	set, d := timer.set()
+	if !set {
+		t.Fatal("the lease's timer, fired while the heartbeat still ran on the engine's clock, was not set again: nothing cancels the hold once it ends")
+	}
+	if d != ttl/8 {
+		t.Errorf("the lease's timer was set again for %s, want what is left of the heartbeat, %s", d, ttl/8)
+	}
+	clock.Advance(d)
+	timer.fire()
 	select {
 	case err := <-prov.ended:
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("the hold ended with %v, want cancelled by the lease", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(10 * time.Second): // a bound on a hang, not a measure: the cancel is made by fire
 		t.Fatal("the hold was not cancelled once the heartbeat had ended on the engine's clock")
 	}
 }

@@ -1,8 +1,18 @@
 package orchestrator
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // AdoptOrphans runs the engine's look for the open transfers it owns and
 // drives none of, as its maintenance loop does after a claim whose answer
 // was lost.
 func AdoptOrphans(ctx context.Context, e *Engine) bool { return e.adoptOrphans(ctx) }
+
+// LeaseTimer is the lease's timer as the tests see it.
+type LeaseTimer = leaseTimer
+
+// SetLeaseTimer makes the engine start the lease's timer with after, in
+// place of time.AfterFunc. It must be called before Open.
+func SetLeaseTimer(e *Engine, after func(d time.Duration, f func()) LeaseTimer) { e.afterFunc = after }
