@@ -1361,6 +1361,9 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	// t is the engine's from now on: it is the record readers see until
 	// the first reconcile stores its own working copy.
 	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1)}
+	if resumed {
+		en.adoptedAt = en.entered
+	}
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
 	en.shown.Store(t)

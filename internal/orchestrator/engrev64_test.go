@@ -3,8 +3,12 @@ package orchestrator_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
@@ -87,5 +91,150 @@ func TestAStepWhoseIntentCannotBeSavedIsGivenUpWhileTheHeartbeatHolds(t *testing
 				t.Errorf("actions %q; want the consult hung up", acts)
 			}
 		})
+	}
+}
+
+// accountView is a Fake whose readings show, besides the transfers read
+// for, transfer extra's calls too, as a watcher's view of a whole account
+// does (Bandwidth's calls of an account, a NetSapiens domain's listing):
+// a reading taken before extra was subscribed shows it. It counts the
+// observations of extra made on its readings.
+type accountView struct {
+	*orchestratortest.Fake
+	extra    atomic.Pointer[orchestrator.Transfer]
+	reads    atomic.Int32
+	observed atomic.Int32
+}
+
+func (p *accountView) Read(ctx context.Context, key string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	x := p.extra.Load()
+	if x != nil && !slices.ContainsFunc(ts, func(t *orchestrator.Transfer) bool { return t.ID == x.ID }) {
+		ts = append(slices.Clip(ts), x)
+	}
+	v, err := p.Fake.Read(ctx, key, ts)
+	p.reads.Add(1)
+	if err != nil {
+		return nil, err
+	}
+	return extraCountedView{View: v, p: p}, nil
+}
+
+type extraCountedView struct {
+	orchestrator.View
+	p *accountView
+}
+
+func (v extraCountedView) Observe(t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	if x := v.p.extra.Load(); x != nil && x.ID == t.ID {
+		v.p.observed.Add(1)
+	}
+	return v.View.Observe(t)
+}
+
+// Left open by the sixty-third pass, taken up by the engine review of the
+// sixty-fourth: every request of a process that drove a transfer before
+// was written before the process resuming it claimed it (its send gate
+// shuts with its lease, before any claim), but not within its step's
+// bound, nor with a saved intent, when it was a hang-up of the consult
+// whose intent took long to save (it has the step timeout from that
+// save) or could not be saved (sent blind, known to nobody after).
+// Applied late, a hang-up of a leg that carries the caller (an announced
+// transfer, Bandwidth's B-leg) ends the caller's call with the target.
+// The resuming process, whose watcher's view of the account had a
+// reading taken before the claim showing the caller with the target,
+// reported the transfer completed, verified, at its first look, sending
+// no hang-up of its own, and the first process's hang-up landed after.
+// A resumed transfer now takes a reading of the caller with the target as
+// final (recovering, sweep) only once taken a visibility window after
+// its adoption.
+func TestAHangupSentBeforeAResumptionCanLandAfterItsFirstReadings(t *testing.T) {
+	ctx := context.Background()
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").AnnouncedOnly().SetTarget(orchestratortest.TargetRings)
+	prov := &accountView{Fake: f}
+
+	// The replica that resumes the transfer: it drives a consult of its
+	// own, so that its watcher reads the account all along. Its clock
+	// stands still, an hour ahead: the other replica's heartbeat has run
+	// out on it.
+	clock := newManualClock()
+	clock.Advance(time.Hour)
+	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
+		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
+		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		clock.Run()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = second.Shutdown(ctx)
+	})
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	own := request("fake", "2000")
+	own.Mode = orchestrator.ModeAnnounced
+	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	hit, release := make(chan struct{}), make(chan struct{})
+	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+		switch p {
+		case "state:recovering":
+			// The store refuses saves from here: the hang-up is sent blind,
+			// accepted, and applied later.
+			st.failing.Store(true)
+			f.Defer(orchestratortest.MethodHangupConsult, 1)
+		case orchestrator.StepHangup + ":effect":
+			close(hit)
+			<-release // the process is dead from here on
+		}
+	}}, st, f)
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	r := request("fake", "1000")
+	r.Mode = orchestrator.ModeAnnounced
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	if _, err := first.Cancel(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	// The target answers before the hang-up lands: the provider connects
+	// the caller to the target (an announced transfer).
+	f.Answer(tr.ID)
+	st.failing.Store(false)
+	saved, err := st.Get(ctx, tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov.extra.Store(saved)
+	n := prov.reads.Load()
+	eventually(t, "a reading of the account showing the caller with the target", func() bool { return prov.reads.Load() > n+1 })
+
+	// The second replica claims the transfer (its look for stopped
+	// replicas' transfers runs every quarter of its lease) and looks at
+	// it; its clock stands still, so that no time passes for it.
+	eventually(t, "the transfer resumed and looked at", func() bool {
+		got, err := second.Get(ctx, tr.ID)
+		return (err == nil && got.State.Terminal()) || prov.observed.Load() >= 20
+	})
+	if got, err := second.Get(ctx, tr.ID); err == nil && got.State == orchestrator.StateCompleted {
+		t.Errorf("reported %s %+v on a reading taken as it resumed the transfer, while the first process's hang-up could still land", got.State, got.Outcome)
+	}
+	f.ApplyDeferred(tr.ID) // the hang-up lands: the caller's call ends with the B-leg
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerGone {
+		t.Fatalf("the provider shows the caller %v; want gone, with the B-leg hung up", c.Caller)
+	}
+	clock.Run()
+	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State == orchestrator.StateCompleted {
+		t.Errorf("%s %+v; the caller's call was ended by the first process's hang-up", end.State, end.Outcome)
 	}
 }

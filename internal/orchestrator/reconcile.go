@@ -105,7 +105,11 @@ type entry struct {
 	lookedSignal Signal
 	entered      time.Time // when t entered its state (in this process)
 	resumed      bool      // another process drove it before
-	noted        bool      // the resume was recorded
+	// adoptedAt is when this process took the transfer up from another
+	// (resumed): every request of that process was written before it
+	// (see hangupSettledAt).
+	adoptedAt time.Time
+	noted     bool // the resume was recorded
 	// joinBefore: the join a stopped process may have sent, or one that
 	// failed on the way, which a reading showed did not take, while it is
 	// sent again (see completing); what the record says went out if the
@@ -254,6 +258,7 @@ func (e *Engine) process(id string) {
 		// that one (twice, the time on hold too).
 		en.ended = nil
 		en.resumed, en.noted = true, false
+		en.adoptedAt = e.now()
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		// The recovery's verification patience runs from here, as from an
 		// adoption: from when this entry last moved the transfer, it could
@@ -1003,7 +1008,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		e.callerSeenUp(en, obs, at, failure)
 		e.notFoundWhich(en, obs, at, failure)
 		if obs.Caller == CallerTransferred {
-			if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
+			if s := e.hangupSettledAt(en); at.Before(s) {
 				// A hang-up we sent may not be applied yet. Where the
 				// provider's transfer ends the caller's call with its B-leg
 				// (Bandwidth, announced), it would end the call the caller
@@ -1132,7 +1137,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		// transfer, after this one gave the caller back), and this
 		// transfer's outcome does not change for it. Once no hang-up of
 		// ours can still land on that call, the sweeper says so.
-		if s := e.stepSettledAt(t, StepHangup); at.Before(s) {
+		if s := e.hangupSettledAt(en); at.Before(s) {
 			return e.readingFrom(en, s)
 		}
 		// The agent first: a hang-up held back is tried again, and what
@@ -1826,6 +1831,27 @@ func (e *Engine) settledAt(t *Transfer) time.Time {
 // bounded by the step timeout. A reading started before it cannot show it.
 func (e *Engine) stepEnd(t *Transfer, name string) time.Time {
 	return t.StepEnd(name, e.cfg.StepTimeout)
+}
+
+// hangupSettledAt is when no hang-up of the consult sent for the transfer
+// can still land: a visibility window after the last one's step ended
+// and, for a transfer this process resumed, a window after it adopted
+// it. The process that drove it before may have sent one later than its
+// step's record says (its intent slow to save: a hang-up has the step
+// timeout from that save) or with no record at all (its intent could not
+// be saved: sent blind), but not after this process adopted it: its send
+// gate shut with its lease, before any claim, and a process restarted
+// under its name was stopped first. Where a hang-up of the consult ends
+// the caller's call with the target (an announced transfer, Bandwidth's
+// B-leg), a reading of the caller with the target taken before it landed
+// was reported completed, verified, and no hang-up of this process's own
+// came after it to be waited for.
+func (e *Engine) hangupSettledAt(en *entry) time.Time {
+	s := e.stepSettledAt(en.t, StepHangup)
+	if en.resumed && !en.adoptedAt.IsZero() {
+		s = later(s, en.adoptedAt.Add(e.cfg.VisibilityWindow))
+	}
+	return s
 }
 
 // stepSettledAt is when the last request of step name can no longer be
