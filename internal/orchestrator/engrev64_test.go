@@ -35,6 +35,7 @@ func TestAStepWhoseIntentCannotBeSavedIsGivenUpWhileTheHeartbeatHolds(t *testing
 		manual bool
 		sent   string // the action of that step, never sent
 	}{
+		{orchestrator.StepHold, orchestrator.StepLocate + ":effect", false, hold},
 		{orchestrator.StepDial, "hold:effect", false, dial},
 		{orchestrator.StepTransfer, "state:completing", true, complete},
 	} {
