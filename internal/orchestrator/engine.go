@@ -534,7 +534,14 @@ func (e *Engine) Start(ctx context.Context, r Request, o StartOptions) (*Transfe
 		Owner: e.cfg.Owner, IdempotencyScope: o.IdempotencyScope, IdempotencyKey: o.IdempotencyKey,
 		IdempotencyReservedAt: o.IdempotencyReservedAt, RequestID: o.RequestID}
 	emit(t, EventCreated, now, "", StatePending)
+	t.Token = e.token
 	if err := e.store.Create(ctx, t); err != nil {
+		if errors.Is(err, ErrSuperseded) {
+			// Another process took the name over since the look above:
+			// nothing was saved, and this one stops.
+			e.supersede()
+			return nil, E("orchestrator.Start", KindUnavailable, ErrSuperseded)
+		}
 		if !Uncertain(err) {
 			return nil, err
 		}
@@ -1800,10 +1807,14 @@ func (e *Engine) takeBack(ctx context.Context, t *Transfer) (*Transfer, bool) {
 		}
 		// A peer's claim or resumption made meanwhile moved the version,
 		// and this save fails.
-		t.Owner = e.cfg.Owner
+		t.Owner, t.Token = e.cfg.Owner, e.token
 		err := e.store.Update(ctx, t)
 		if err == nil {
 			return t, true
+		}
+		if errors.Is(err, ErrSuperseded) {
+			e.supersede()
+			return nil, false
 		}
 		if !errors.Is(err, ErrVersionConflict) || try == takeBackTries {
 			e.log.Warn().Err(err).Str("transfer_id", t.ID).Msg("taking back a transfer handed over failed: it stays for the next replica to claim")

@@ -2310,8 +2310,16 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	en.t.UpdatedAt = e.now()
 	_, lapses := e.leaseHeld()
 	en.looked, en.lookedSignal = false, SignalNone
+	// Saved only while this process's heartbeat is the name's: once
+	// another process took the name over, this one's saves, and so the
+	// requests each of them precedes, stop (Store.Update).
+	en.t.Token = e.token
 	err := e.store.Update(ctx, en.t)
-	if errors.Is(err, ErrVersionConflict) && en.saveFailing {
+	if errors.Is(err, ErrSuperseded) {
+		// Not a write of this replica's own that a failed save made (see
+		// ownWrite): the name is another process's.
+		e.supersede()
+	} else if errors.Is(err, ErrVersionConflict) && en.saveFailing {
 		var own bool
 		if own, err = e.ownWrite(ctx, en); own {
 			// The failed save was made, with its events: announce them

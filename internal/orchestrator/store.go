@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -19,6 +20,14 @@ var ErrVersionConflict = errors.New("transfer version conflict")
 // while a new one started in its place. That one drives the name's
 // transfers now.
 var ErrSuperseded = errors.New("another process took this replica's name over")
+
+// ErrSupersededSave is the cause of a save refused because it carried its
+// process's token (Transfer.Token) and the heartbeat of the record's Owner
+// was written since by another process under that name (see
+// Store.Update): nothing was written. It matches ErrSuperseded, and
+// ErrVersionConflict too, for to the saver the record is another
+// writer's now. Stores return it with KindConflict.
+var ErrSupersededSave = fmt.Errorf("%w; %w", ErrSuperseded, ErrVersionConflict)
 
 // NewToken returns a random incarnation token, one per process (see
 // Store.Heartbeat).
@@ -90,7 +99,7 @@ type Store interface {
 	// lapsed: the reservation was settled, and the key may be a retry's
 	// now; a create refused for this and for its call may get either
 	// error). The events in t.Outbox are written in the same transaction
-	// (see Update).
+	// (see Update). The token check is Update's.
 	Create(ctx context.Context, t *Transfer) error
 	// Update saves t when the stored version equals t.Version and then
 	// increments t.Version; otherwise it returns ErrVersionConflict. The
@@ -102,6 +111,19 @@ type Store interface {
 	// sets t.SignalLooked and t.PendingSignal: every signal put at a
 	// version the write moved past is found, and none put later can be at
 	// such a version (PutSignal). Nothing else of t changes.
+	//
+	// When t.Token is set and t.Owner is not "", the save is made only
+	// while Owner's heartbeat, if there is one, holds that token: a
+	// process whose name another process took over (Heartbeat with take)
+	// saves nothing more once that heartbeat is written, and gets
+	// ErrSupersededSave (KindConflict). Every provider request is
+	// preceded by a save of its intent, so such a process sends nothing
+	// that was not decided before the takeover. A save already under way
+	// as the takeover commits may still be made (PostgreSQL judges the
+	// heartbeat as of its statement's start): one request at most, as
+	// one in flight at the takeover. A heartbeat that never was (a name
+	// with no row), or one without a token (an older version's, which
+	// Heartbeat takes over too), is no other process's.
 	Update(ctx context.Context, t *Transfer) error
 	// Get returns a copy, or an error of kind KindNotFound.
 	Get(ctx context.Context, id string) (*Transfer, error)

@@ -36,6 +36,19 @@ func (s *slowTake) Claim(ctx context.Context, owner string, now time.Time, own b
 	return s.Store.Claim(ctx, owner, now, own, limit)
 }
 
+// createdBeforeTakeover saves a create as PostgreSQL saves one whose
+// statement began before the takeover of its name committed: judged
+// against the heartbeat as it was, which still held its process's token
+// (Store.Update). Any later create of its process is refused.
+type createdBeforeTakeover struct{ *heldBeats }
+
+func (s createdBeforeTakeover) Create(ctx context.Context, t *orchestrator.Transfer) error {
+	tok := t.Token
+	t.Token = ""
+	defer func() { t.Token = tok }()
+	return s.heldBeats.Create(ctx, t)
+}
+
 // The older of two processes under one name may renew its heartbeat
 // while the newer one's taking write is on its way: the older one's
 // lease then runs from after the newer one read its clock for that
@@ -64,7 +77,7 @@ func TestTakeoverWaitsFromTheAnswerOfItsWrite(t *testing.T) {
 	held := &heldBeats{Store: mem, gate: make(chan struct{})}
 	defer close(held.gate)
 	slow := &slowTake{Store: mem, sent: make(chan struct{}), gate: make(chan struct{})}
-	older, newer := engine(held, fake), engine(slow, fake)
+	older, newer := engine(createdBeforeTakeover{held}, fake), engine(slow, fake)
 	// Run first among the cleanups: the shutdowns wait on the clock.
 	t.Cleanup(func() { now := time.Now(); runs.Store(&now) })
 
@@ -82,6 +95,7 @@ func TestTakeoverWaitsFromTheAnswerOfItsWrite(t *testing.T) {
 	if err := <-opened; err != nil {
 		t.Fatal(err)
 	}
+	// A create whose save was under way as the takeover committed.
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
 	tr, err := older.Start(ctx, r, orchestrator.StartOptions{})

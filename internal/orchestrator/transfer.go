@@ -357,8 +357,12 @@ type Transfer struct {
 	LookForSignal bool   `json:"-"`
 	SignalLooked  bool   `json:"-"`
 	PendingSignal Signal `json:"-"`
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Token asks the next save (Store.Create, Store.Update) to be made
+	// only while Owner's heartbeat was last written with this token, the
+	// saving process's (Store.Heartbeat); "" asks nothing. Not stored.
+	Token     string `json:"-"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Open reports whether the transfer still needs reconciling: it is not

@@ -77,6 +77,9 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id, CleaningUp: true}}
 	}
+	if s.superseded(t) {
+		return orchestrator.E("memory.Create", orchestrator.KindConflict, orchestrator.ErrSupersededSave)
+	}
 	if t.IdempotencyKey != "" && !t.IdempotencyReservedAt.IsZero() {
 		row, ok := s.idem[[2]string{t.IdempotencyScope, t.IdempotencyKey}]
 		if !ok || row.transferID != "" || row.rec.Response != nil || !row.rec.CreatedAt.Equal(t.IdempotencyReservedAt) {
@@ -102,13 +105,22 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	return nil
 }
 
+// superseded reports whether a save of t carries a token (Transfer.Token)
+// while its owner's heartbeat holds another process's: another process
+// took the name over. No token in the row is an older version's, as for
+// Heartbeat, and no alarm.
+func (s *Store) superseded(t *orchestrator.Transfer) bool {
+	hb, ok := s.replicas[t.Owner]
+	return t.Token != "" && t.Owner != "" && ok && hb.token != "" && hb.token != t.Token
+}
+
 // stored is the copy of t the store keeps, as the SQL stores keep it:
 // neither the outbox (written as events) nor the reservation a create held
 // is part of the record.
 func stored(t *orchestrator.Transfer) *orchestrator.Transfer {
 	c := t.Clone()
 	c.Outbox, c.IdempotencyReservedAt = nil, time.Time{}
-	c.LookForSignal, c.SignalLooked, c.PendingSignal = false, false, orchestrator.SignalNone
+	c.LookForSignal, c.SignalLooked, c.PendingSignal, c.Token = false, false, orchestrator.SignalNone, ""
 	return c
 }
 
@@ -148,6 +160,9 @@ func (s *Store) Update(_ context.Context, t *orchestrator.Transfer) error {
 	cur, ok := s.byID[t.ID]
 	if !ok {
 		return orchestrator.E("memory.Update", orchestrator.KindNotFound, nil)
+	}
+	if s.superseded(t) {
+		return orchestrator.E("memory.Update", orchestrator.KindConflict, orchestrator.ErrSupersededSave)
 	}
 	if cur.Version != t.Version {
 		return orchestrator.E("memory.Update", orchestrator.KindConflict, orchestrator.ErrVersionConflict)

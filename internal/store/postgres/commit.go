@@ -98,7 +98,20 @@ type saveReq struct {
 	// (Transfer.LookForSignal), into found, before the verdict is sent.
 	look  bool
 	found orchestrator.Signal
+	// token: the saving process's (orchestrator.Transfer.Token), which
+	// the heartbeat of owner must hold (tokenHeld); "" checks nothing.
+	token string
 }
+
+// tokenHeld is the condition of a save that carries its process's token
+// (%[2]s) for owner %[1]s: none is carried, there is no owner (a
+// hand-over), or owner's heartbeat holds no other process's token (a name
+// with no heartbeat, or one without a token, an older version's, is no
+// one else's: Heartbeat takes it over). Judged as of the statement's
+// snapshot: a takeover that commits while the statement runs is seen by
+// the saves after it (orchestrator.Store.Update). The look is one index
+// lookup of the heartbeats' primary key.
+const tokenHeld = `(%[2]s = '' OR %[1]s = '' OR NOT EXISTS (SELECT 1 FROM replicas WHERE name = %[1]s AND token NOT IN ('', %[2]s)))`
 
 // verdict is the committer's answer to one save.
 type verdict struct {
@@ -157,7 +170,7 @@ const (
 var (
 	// updateEventsSQL is updateSQL with the save's events.
 	updateEventsSQL = `WITH saved AS (UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
-		WHERE id = $7 AND version = $8 RETURNING id),
+		WHERE id = $7 AND version = $8 AND ` + fmt.Sprintf(tokenHeld, "$3::text", "$17::text") + ` RETURNING id),
 	written AS (` + fmt.Sprintf(eventsFrom, 9, 10, 11, 12, 13, 14, 15, 16) + `)
 	SELECT count(*) FROM saved`
 
@@ -191,6 +204,7 @@ var (
 	saved AS (INSERT INTO transfers (id, version, state, provider, call_key, owner, open, updated_at, record, tenant)
 		SELECT $1::text, 1, $2::text, $3::text, $4::text, $5::text, $7::boolean, $9::timestamptz, $6::json, $10::text
 		WHERE ($26::timestamptz IS NULL OR EXISTS (SELECT 1 FROM held)) AND NOT EXISTS (SELECT 1 FROM holding)
+			AND ` + fmt.Sprintf(tokenHeld, "$5::text", "$27::text") + `
 		ON CONFLICT DO NOTHING RETURNING id),
 	keyed AS (INSERT INTO transfer_keys (id, tenant, provider, external_id, call_domain, call_user, call_id, target, created_at)
 		SELECT id, $10, $3, $11, $12, $13, $14, $15, $8 FROM saved),
@@ -206,17 +220,19 @@ var (
 )
 
 // mergedUpdateSQL is updateEventsSQL for several updates at once, their
-// columns as arrays ($1-$8, one element per save, in lock order) and their
-// events as arrays ($9-$16) with the position of each event's save among
-// them ($17). It returns the positions of the saves that wrote their rows.
-// The events are inserted in the arrays' order: the saves' order, then
-// each outbox's.
+// columns as arrays ($1-$8 and their tokens $18, one element per save, in
+// lock order) and their events as arrays ($9-$16) with the position of
+// each event's save among them ($17). It returns the positions of the
+// saves that wrote their rows. The events are inserted in the arrays'
+// order: the saves' order, then each outbox's.
 var mergedUpdateSQL = `WITH saving AS (
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::json[])
-			WITH ORDINALITY AS s(id, version, next, state, owner, open, updated_at, record, n)),
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::json[],
+				$18::text[])
+			WITH ORDINALITY AS s(id, version, next, state, owner, open, updated_at, record, token, n)),
 	saved AS (UPDATE transfers t SET version = s.next, state = s.state, owner = s.owner, open = s.open, updated_at = s.updated_at,
 			record = s.record
-		FROM saving s WHERE t.id = s.id AND t.version = s.version RETURNING s.n, s.record),
+		FROM saving s WHERE t.id = s.id AND t.version = s.version AND ` + fmt.Sprintf(tokenHeld, "s.owner", "s.token") + `
+		RETURNING s.n, s.record),
 	written AS (INSERT INTO events (id, tenant, transfer_id, seq, type, at, from_state, to_state, snapshot)
 		SELECT ev.id, ev.tenant, ev.transfer_id, ev.seq, ev.type, ev.at, ev.from_state, ev.to_state, saved.record
 		FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::timestamptz[], $15::text[], $16::text[],
@@ -308,13 +324,13 @@ func (s *Store) settingsSQL(settings string) string {
 
 // updateColumns are the updates of a batch as mergedUpdateSQL's arrays.
 type updateColumns struct {
-	ids, states, owners []string
-	versions, nexts     []int64
-	opens               []bool
-	updated             []time.Time
-	records             [][]byte
-	events              eventColumns
-	saveOf              []int64 // of each event, its save's position (from 1)
+	ids, states, owners, tokens []string
+	versions, nexts             []int64
+	opens                       []bool
+	updated                     []time.Time
+	records                     [][]byte
+	events                      eventColumns
+	saveOf                      []int64 // of each event, its save's position (from 1)
 }
 
 // mergeUpdates returns the columns of saves, updates in lock order, for
@@ -327,6 +343,7 @@ func mergeUpdates(saves []*saveReq) *updateColumns {
 		u.nexts = append(u.nexts, r.next)
 		u.states = append(u.states, r.col.state)
 		u.owners = append(u.owners, r.owner)
+		u.tokens = append(u.tokens, r.token)
 		u.opens = append(u.opens, r.open)
 		u.updated = append(u.updated, r.updated)
 		u.records = append(u.records, r.col.record)
@@ -342,7 +359,7 @@ func mergeUpdates(saves []*saveReq) *updateColumns {
 func (u *updateColumns) queue(b *pgx.Batch) {
 	e := &u.events
 	b.Queue(mergedUpdateSQL, u.ids, u.versions, u.nexts, u.states, u.owners, u.opens, u.updated, u.records,
-		e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, u.saveOf)
+		e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, u.saveOf, u.tokens)
 }
 
 // mergeable returns how many of saves (in lock order) one mergedUpdateSQL
@@ -369,12 +386,12 @@ func (r *saveReq) queue(b *pgx.Batch) {
 	case r.create:
 		b.Queue(createSQL, r.id, c.state, c.provider, c.callKey, r.owner, c.record, r.open, r.created, r.updated,
 			c.tenant, c.externalID, c.domain, c.user, c.callID, c.target, r.idemScope, r.idemKey,
-			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, r.idemHeld)
+			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, r.idemHeld, r.token)
 	case e.len() > 0:
 		b.Queue(updateEventsSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version,
-			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos)
+			e.ids, e.tenants, e.transferIDs, e.seqs, e.types, e.ats, e.froms, e.tos, r.token)
 	default:
-		b.Queue(updateSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version)
+		b.Queue(updateSQL, r.next, c.state, r.owner, r.open, r.updated, c.record, r.id, r.version, r.token)
 	}
 }
 

@@ -292,7 +292,8 @@ func TestMergedUpdatePlan(t *testing.T) {
 	now := time.Now()
 	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"", ""},
 		[]bool{true, true}, []time.Time{now, now}, [][]byte{[]byte(`{}`), []byte(`{}`)},
-		[]string{}, []string{}, []string{}, []int64{}, []string{}, []time.Time{}, []string{}, []string{}, []int64{}}
+		[]string{}, []string{}, []string{}, []int64{}, []string{}, []time.Time{}, []string{}, []string{}, []int64{},
+		[]string{"", ""}}
 	// A table that is empty, one that holds a few rows and was never
 	// analyzed (a new database: the plan a connection caches at its
 	// first batch is kept until something invalidates it, while the

@@ -157,7 +157,7 @@ func createReq(t *orchestrator.Transfer) (*saveReq, error) {
 		return nil, err
 	}
 	req := &saveReq{id: c.ID, create: true, next: 1, owner: c.Owner, open: c.Open(), created: c.CreatedAt,
-		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1)}
+		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1), token: c.Token}
 	if c.IdempotencyKey != "" {
 		req.idemScope, req.idemKey = &c.IdempotencyScope, &c.IdempotencyKey
 		if !c.IdempotencyReservedAt.IsZero() {
@@ -203,18 +203,24 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 		return false, nil
 	}
 	var (
-		idTaken bool
-		active  *string
-		owing   *string
-		held    = true
+		idTaken    bool
+		active     *string
+		owing      *string
+		held       = true
+		superseded bool
 	)
 	ctx, cancel := verdictContext(ctx)
 	defer cancel()
-	if err := s.pool.QueryRow(ctx, refusedSQL, req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld).
-		Scan(&idTaken, &active, &owing, &held); err != nil {
+	if err := s.pool.QueryRow(ctx, refusedSQL, req.id, req.col.callKey, req.idemScope, req.idemKey, req.idemHeld, req.owner, req.token).
+		Scan(&idTaken, &active, &owing, &held, &superseded); err != nil {
 		return false, s.fail(op, err)
 	}
 	switch {
+	case superseded:
+		// Another process took the owner's name over (tokenHeld); the
+		// name is never given back to this token, so what the insert saw
+		// is what this read sees.
+		return false, kindErr(op, orchestrator.KindConflict, orchestrator.ErrSupersededSave)
 	case !held:
 		// Its request outlived its reservation, which was settled: the
 		// key may be a retry's now.
@@ -230,13 +236,15 @@ func (s *Store) created(ctx context.Context, t *orchestrator.Transfer, req *save
 }
 
 // refusedSQL tells apart why a create inserted nothing: its id is taken,
-// its call has an active transfer or an ended one that owes it, or its
-// reservation ($5) was settled.
+// its call has an active transfer or an ended one that owes it, its
+// reservation ($5) was settled, or its owner's heartbeat ($6) holds
+// another token than its process's ($7).
 var refusedSQL = `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1),
 		(SELECT id FROM transfers WHERE call_key = $2 AND ` + nonTerminal + `),
 		(` + fmt.Sprintf(owingSQL, "$2") + `),
 		$5::timestamptz IS NULL OR EXISTS (SELECT 1 FROM idempotency WHERE scope = $3 AND key = $4 AND created_at = $5
-			AND transfer_id IS NULL AND status IS NULL)`
+			AND transfer_id IS NULL AND status IS NULL),
+		NOT ` + fmt.Sprintf(tokenHeld, "$6::text", "$7::text")
 
 // activeID returns the id of the non-terminal transfer of callKey.
 func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
@@ -247,8 +255,8 @@ func (s *Store) activeID(ctx context.Context, callKey string) (string, error) {
 
 // updateSQL writes what a transition may change. The request's columns
 // (provider, call_key, tenant, and transfer_keys) are Create's alone.
-const updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
-	WHERE id = $7 AND version = $8`
+var updateSQL = `UPDATE transfers SET version = $1, state = $2, owner = $3, open = $4, updated_at = $5, record = $6
+	WHERE id = $7 AND version = $8 AND ` + fmt.Sprintf(tokenHeld, "$3::text", "$9::text")
 
 // Update implements orchestrator.Store: a compare-and-set on version. The
 // save goes through the group commit (commit.go), which writes the saves
@@ -275,7 +283,7 @@ func updateReq(t *orchestrator.Transfer) (*saveReq, error) {
 		return nil, err
 	}
 	return &saveReq{id: t.ID, version: t.Version, next: c.Version, owner: c.Owner, open: c.Open(),
-		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1), look: t.LookForSignal}, nil
+		updated: c.UpdatedAt, col: col, events: eventsOf(c), done: make(chan verdict, 1), look: t.LookForSignal, token: t.Token}, nil
 }
 
 // updated turns the verdict on an Update of t into its result.
@@ -297,12 +305,19 @@ func (s *Store) updated(ctx context.Context, t *orchestrator.Transfer, req *save
 	if v.refused {
 		return s.updateErr(ctx, op, req.col, v.err)
 	}
-	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)`, t.ID).Scan(&exists); err != nil {
+	var exists, superseded bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1), NOT `+fmt.Sprintf(tokenHeld, "$2::text", "$3::text"),
+		t.ID, req.owner, req.token).Scan(&exists, &superseded); err != nil {
 		return s.fail(op, err)
 	}
-	if !exists {
+	switch {
+	case !exists:
 		return kindErr(op, orchestrator.KindNotFound, errNotFound)
+	case superseded:
+		// Refused for the token, or for its version and the token as
+		// well (a takeover claims the name's transfers): a conflict
+		// either way, and the name is another process's.
+		return kindErr(op, orchestrator.KindConflict, orchestrator.ErrSupersededSave)
 	}
 	return kindErr(op, orchestrator.KindConflict, orchestrator.ErrVersionConflict)
 }

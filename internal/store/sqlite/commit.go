@@ -43,6 +43,9 @@ type updateReq struct {
 	// (Transfer.LookForSignal), into found, before the verdict is sent.
 	look  bool
 	found orchestrator.Signal
+	// token: the saving process's (orchestrator.Transfer.Token), which
+	// the heartbeat of the record's owner must hold; "" checks nothing.
+	token string
 }
 
 // op names a save in its errors.
@@ -108,7 +111,8 @@ func (s *Store) writeBatch(batch []*updateReq, savepoints bool) bool {
 	}
 	st := batchStmts{update: tx.StmtContext(ctx, s.update), insert: tx.StmtContext(ctx, s.insert),
 		insertEvent: tx.StmtContext(ctx, s.insertEvent), link: tx.StmtContext(ctx, s.linkIdem),
-		look: tx.StmtContext(ctx, s.look), holding: tx.StmtContext(ctx, s.holding), fault: s.eventFault}
+		look: tx.StmtContext(ctx, s.look), holding: tx.StmtContext(ctx, s.holding), tokenOf: tx.StmtContext(ctx, s.tokenOf),
+		fault: s.eventFault}
 	for i, r := range batch {
 		write := func(wrote *bool) error {
 			if r.create {
@@ -168,8 +172,8 @@ func refusal(err error) bool {
 // batchStmts are the store's prepared statements bound to a batch's
 // transaction.
 type batchStmts struct {
-	update, insert, insertEvent, link, look, holding *sql.Stmt
-	fault                                            func(eventID string) error // tests: an event that cannot be written
+	update, insert, insertEvent, link, look, holding, tokenOf *sql.Stmt
+	fault                                                     func(eventID string) error // tests: an event that cannot be written
 }
 
 // updateIn is one compare-and-set inside the batch's transaction, with
@@ -177,6 +181,9 @@ type batchStmts struct {
 // transaction: SQLite rolls back just that statement. *wrote is set once
 // the compare-and-set has changed the row.
 func updateIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wrote *bool) error {
+	if err := tokenFreeIn(ctx, st, r); err != nil {
+		return err
+	}
 	if err := casIn(ctx, tx, st.update, r); err != nil {
 		return err
 	}
@@ -230,6 +237,9 @@ func saveIn(ctx context.Context, tx *sql.Tx, r *updateReq, write func(wrote *boo
 func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wrote *bool) error {
 	op := r.op()
 	c := &r.col
+	if err := tokenFreeIn(ctx, st, r); err != nil {
+		return err
+	}
 	if held, err := callFreeIn(ctx, st, r.id, c); err != nil {
 		return fail(op, err)
 	} else if held != nil {
@@ -273,6 +283,28 @@ func createIn(ctx context.Context, tx *sql.Tx, st *batchStmts, r *updateReq, wro
 			// now): the savepoint takes the transfer back.
 			return kindErr(op, orchestrator.KindUnavailable, orchestrator.ErrReservationLost)
 		}
+	}
+	return nil
+}
+
+// tokenFreeIn refuses a save that carries a token (updateReq.token) when
+// the heartbeat of the record's owner holds another: a process started
+// under the name took it over (orchestrator.Store.Update). The data
+// directory's lock keeps a second process out, unless its lock file was
+// removed by hand; the writer's transaction orders the look with the
+// heartbeat's write. A refusal, before anything of the save is written.
+func tokenFreeIn(ctx context.Context, st *batchStmts, r *updateReq) error {
+	if r.token == "" || r.col.owner == "" {
+		return nil
+	}
+	var tok string
+	switch err := st.tokenOf.QueryRowContext(ctx, r.col.owner).Scan(&tok); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // no heartbeat under the name: no other process's
+	case err != nil:
+		return fail(r.op(), err)
+	case tok != "" && tok != r.token: // none: an older version's heartbeat, no alarm (as Heartbeat)
+		return kindErr(r.op(), orchestrator.KindConflict, orchestrator.ErrSupersededSave)
 	}
 	return nil
 }

@@ -75,6 +75,9 @@ type Store struct {
 	// holding reads the transfers that hold a call in a create's
 	// transaction.
 	holding *sql.Stmt
+	// tokenOf reads the token of a replica's heartbeat in a save's
+	// transaction (tokenFreeIn).
+	tokenOf *sql.Stmt
 	// eventFault, set only by tests, fails the writing of an event.
 	eventFault func(eventID string) error
 	// signalTaken, set only by tests, is called once PutSignal has the
@@ -189,7 +192,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
-	}{{&s.look, lookSignalSQL}, {&s.holding, holdingSQL}} {
+	}{{&s.look, lookSignalSQL}, {&s.holding, holdingSQL}, {&s.tokenOf, tokenOfSQL}} {
 		if *p.st, err = s.w.PrepareContext(ctx, p.q); err != nil {
 			_ = s.Close()
 			return nil, fail("prepare", err)
@@ -323,7 +326,7 @@ func (s *Store) Close() error {
 	if s.update != nil {
 		errs = append(errs, s.update.Close())
 	}
-	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look, s.holding} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.insert, s.linkIdem, s.look, s.holding, s.tokenOf} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

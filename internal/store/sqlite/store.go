@@ -121,7 +121,7 @@ func createReq(t *orchestrator.Transfer) (*updateReq, error) {
 	if err != nil {
 		return nil, fail("create "+t.ID, err)
 	}
-	req := &updateReq{id: t.ID, create: true, next: 1, col: col, done: make(chan error, 1)}
+	req := &updateReq{id: t.ID, create: true, next: 1, col: col, token: t.Token, done: make(chan error, 1)}
 	if c.IdempotencyKey != "" {
 		req.idemScope, req.idemKey = c.IdempotencyScope, c.IdempotencyKey
 		if !c.IdempotencyReservedAt.IsZero() {
@@ -191,8 +191,12 @@ func updateReqOf(t *orchestrator.Transfer) (*updateReq, error) {
 	if err != nil {
 		return nil, fail("update "+t.ID, err)
 	}
-	return &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, done: make(chan error, 1), look: t.LookForSignal}, nil
+	return &updateReq{id: t.ID, version: t.Version, next: c.Version, col: col, token: t.Token, done: make(chan error, 1),
+		look: t.LookForSignal}, nil
 }
+
+// tokenOfSQL reads the token of a replica's heartbeat (tokenFreeIn).
+const tokenOfSQL = `SELECT token FROM replicas WHERE name = ?`
 
 // lookSignalSQL reads a transfer's pending signal in a save's transaction.
 const lookSignalSQL = `SELECT signal FROM signals WHERE transfer_id = ?`

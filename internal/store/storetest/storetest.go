@@ -86,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"Peers", testPeers},
 		{"HandedOver", testHandedOver},
 		{"Superseded", testSuperseded},
+		{"SavesCarryTheToken", testSavesCarryTheToken},
 		{"Claim", testClaim},
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
 		{"ClaimConcurrent", testClaimConcurrent},
@@ -1164,6 +1165,111 @@ func testHeartbeat(f *fixture) {
 	if !f.heartbeat("B", now.Add(time.Hour), ttl) {
 		f.Errorf("a Heartbeat long after the last: expired false, want true")
 	}
+}
+
+// A save that carries its process's token (Transfer.Token) is made only
+// while its owner's heartbeat holds that token: once a second process took
+// the name over, the first one's updates and creates write nothing, events
+// included, and fail with ErrSupersededSave (KindConflict), which matches
+// ErrSuperseded and ErrVersionConflict; the second's are made. No token, no
+// owner (a hand-over), a name with no heartbeat, or one whose heartbeat
+// has no token (an older version's) is no check. Before, the
+// first process went on saving the name's transfers until its next
+// heartbeat, up to a quarter of the lease, and each save could precede a
+// provider request: a transfer it created, or one the second adopted
+// without a claim, was driven by both.
+func testSavesCarryTheToken(f *fixture) {
+	const ttl = 10 * time.Second
+	refused := func(what string, err error) {
+		f.Helper()
+		if !errors.Is(err, orchestrator.ErrSuperseded) || !errors.Is(err, orchestrator.ErrVersionConflict) ||
+			orchestrator.KindOf(err) != orchestrator.KindConflict {
+			f.Errorf("%s = %v (kind %v), want ErrSupersededSave of kind conflict", what, err, orchestrator.KindOf(err))
+		}
+	}
+	f.beat("X", "first", now, ttl, false)
+	a := f.transfer("1000")
+	a.Owner, a.Token = "X", "first"
+	f.create(a)
+	a.State = orchestrator.StateHolding
+	f.update(a)
+	// Several, so that a store that writes concurrent saves together
+	// (the group commits) meets both verdicts in one batch.
+	var many []*orchestrator.Transfer
+	for i := range 8 {
+		t := f.transfer("2" + strconv.Itoa(i))
+		t.Owner, t.Token = "X", "first"
+		many = append(many, f.create(t))
+	}
+
+	f.beat("X", "second", now.Add(time.Second), ttl, true) // a second process takes the name over
+
+	a.State = orchestrator.StateDialing
+	Emit(a, orchestrator.EventStateChanged, orchestrator.StateHolding, orchestrator.StateDialing)
+	refused("the first process's update after the takeover", f.s.Update(f.ctx, a))
+	if a.Version != 2 {
+		f.Errorf("a refused update changed the version to %d", a.Version)
+	}
+	if got := f.get(a.ID); got.Version != 2 || got.State != orchestrator.StateHolding {
+		f.Errorf("after a refused update the record is at version %d, %s; want 2, holding", got.Version, got.State)
+	}
+	if evs := f.events(orchestrator.EventFilter{Tenant: orchestrator.DefaultTenant, TransferID: a.ID}); len(evs) != 0 {
+		f.Errorf("a refused update wrote events %v", eventIDs(evs))
+	}
+	clearOutbox(a)
+
+	c := f.transfer("1001")
+	c.Owner, c.Token = "X", "first"
+	refused("the first process's create after the takeover", f.s.Create(f.ctx, c))
+	if _, err := f.s.Get(f.ctx, c.ID); orchestrator.KindOf(err) != orchestrator.KindNotFound {
+		f.Errorf("Get of a refused create = %v, want not found", err)
+	}
+	c2 := f.transfer("1001") // the call was left free
+	c2.Owner, c2.Token = "X", "second"
+	f.create(c2)
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(many))
+	for i, t := range many {
+		if i%2 == 1 {
+			t.Token = "second"
+		}
+		t.State = orchestrator.StateHolding
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.s.Update(f.ctx, t)
+		}()
+	}
+	wg.Wait()
+	for i, t := range many {
+		if i%2 == 1 {
+			if errs[i] != nil || f.get(t.ID).Version != 2 {
+				f.Errorf("the second process's update of %s beside refused ones = %v, stored version %d; want saved, 2", t.ID, errs[i], f.get(t.ID).Version)
+			}
+			continue
+		}
+		refused("the first process's update "+t.ID+" beside the second's", errs[i])
+		if got := f.get(t.ID); got.Version != 1 || got.State != orchestrator.StatePending {
+			f.Errorf("after a refused update %s is at version %d, %s; want 1, pending", t.ID, got.Version, got.State)
+		}
+	}
+
+	a.Token = "second"
+	f.update(a)
+	a.Token, a.State = "", orchestrator.StateConsulting
+	f.update(a) // no token: no check (an older version's save)
+	a.Owner, a.Token = "", "first"
+	f.update(a) // a hand-over: no owner whose heartbeat to check
+	w := f.transfer("1002")
+	w.Owner, w.Token = "W", "any" // a name with no heartbeat
+	f.create(w)
+	f.update(w)
+	f.beat("V", "", now, ttl, false) // an older version's heartbeat, without a token
+	v := f.transfer("1003")
+	v.Owner, v.Token = "V", "any"
+	f.create(v)
+	f.update(v)
 }
 
 // A heartbeat carries its process's token: a process whose heartbeat is
