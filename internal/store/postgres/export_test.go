@@ -21,6 +21,13 @@ import (
 // orchestrator.
 const TerminalList = terminalList
 
+// PurgeSQL and PurgeIdempotencySQL are the statements of Purge's batches,
+// for the test of their plans.
+var (
+	PurgeSQL            = purgeSQL
+	PurgeIdempotencySQL = purgeIdempotencySQL
+)
+
 // SetPurgeBatch makes Purge delete at most n rows per statement.
 func SetPurgeBatch(s *Store, n int) { s.purgeBatch = n }
 

@@ -175,6 +175,44 @@ func TestDeliveriesPurgePlanUsesIndex(t *testing.T) {
 	}
 }
 
+// Each batch of the retention purge finds its rows by an index, in the
+// order of the index, and deletes them, their events and their
+// idempotency records by their keys: no join over a whole table, in both
+// plans a prepared statement gets. The generic plan of the statements as
+// joins read all of transfers, events and idempotency at every batch (a
+// hash semi join over a sequential scan), 594 ms a batch of 500 at
+// 300,000 transfers.
+func TestPurgePlanUsesIndexes(t *testing.T) {
+	ctx := context.Background()
+	conn := planConn(t)
+	before := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			q    string
+			want []string
+		}{
+			{postgres.PurgeSQL, []string{`Index Scan using transfers_closed_updated on transfers`, `Index Cond: (updated_at < `,
+				`Index Scan using transfers_pkey on transfers`, `Index Cond: (id = ANY `,
+				`Index Scan using events_transfer on events`, `Index Cond: (transfer_id = ANY `}},
+			{postgres.PurgeIdempotencySQL, []string{`Index Scan using idempotency_created on idempotency`, `Index Cond: (created_at < `,
+				`Tid Scan on idempotency`}},
+		} {
+			plan := explain(t, conn, c.q, []any{before, 500})
+			bad := strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Semi Join") || strings.Contains(plan, "Sort") ||
+				unbounded.MatchString(plan)
+			for _, w := range c.want {
+				bad = bad || !strings.Contains(plan, w)
+			}
+			if bad {
+				t.Errorf("%s: want the rows found by index and deleted by their keys (%q):\n%s", mode, c.want, plan)
+			}
+		}
+	}
+}
+
 // purgePlan matches the delete of the purge of deliveries: a scan of the
 // primary key for the ids that the limited scan of
 // webhook_deliveries_finished (its index condition finished_at) found.
