@@ -478,3 +478,6 @@ func HoldConn(ctx context.Context, s *Store) (release func(), err error) {
 	}
 	return c.Release, nil
 }
+
+// PgCode returns the SQLSTATE and constraint of a server error.
+func PgCode(err error) (code, constraint string) { return pgCode(err) }

@@ -118,11 +118,15 @@ func connect(t testing.TB, url string) *pgx.Conn {
 }
 
 // undoSchema18 takes a database back to before schema 18 (the token of
-// each heartbeat's process), for the tests that take it back to an older
-// schema and open it again.
+// each heartbeat's process) and 19 (the refusal of an older release's
+// heartbeat), for the tests that take it back to an older schema and open
+// it again.
 func undoSchema18(t testing.TB, conn *pgx.Conn) {
 	t.Helper()
-	if _, err := conn.Exec(context.Background(), `ALTER TABLE replicas DROP COLUMN token;
+	if _, err := conn.Exec(context.Background(), `DROP TRIGGER replicas_a_stamp ON replicas;
+		DROP TRIGGER replicas_b_older_release ON replicas;
+		DROP FUNCTION replicas_stamp(), replicas_older_release();
+		ALTER TABLE replicas DROP COLUMN stamp, DROP COLUMN token;
 		DELETE FROM schema_migrations WHERE version >= 18`); err != nil {
 		t.Fatalf("back to schema 17: %v", err)
 	}
@@ -264,8 +268,8 @@ func TestOpenConcurrentMigrations(t *testing.T) {
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}) {
-		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}) {
+		t.Errorf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19]", versions, err)
 	}
 }
 

@@ -202,9 +202,64 @@ func TestTimedOutResultsLetGoOfTheirLocks(t *testing.T) {
 // only.
 func olderReplicaBeat(t *testing.T, conn *pgx.Conn, owner string, expires time.Time) {
 	t.Helper()
-	if _, err := conn.Exec(context.Background(), `INSERT INTO replicas (name, expires) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires`, owner, expires); err != nil {
+	if err := olderReplicaTry(conn, owner, expires); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// olderReplicaTry is olderReplicaBeat, answering its error.
+func olderReplicaTry(conn *pgx.Conn, owner string, expires time.Time) error {
+	_, err := conn.Exec(context.Background(), `INSERT INTO replicas (name, expires) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET expires = excluded.expires`, owner, expires)
+	return err
+}
+
+// A replica of a release before schema 18 under the name a newer process
+// took over cannot renew that process's heartbeat: its write is refused
+// (SQLSTATE TR001), so that it sends nothing more once its last heartbeat
+// runs out, and the newer process, which finds nothing amiss in its row,
+// drives the name's transfers alone. Before schema 19 the older replica's
+// upsert renewed the row, the newer process saw its own token in it, and
+// both drove the name's transfers. Once the newer process has released
+// the row (a roll back to the older release), the older replica's
+// heartbeat is taken, the row then without a token; an older replica
+// under a name of its own, and a replica of schema 18 (which writes its
+// token), renew theirs as before. Times are the server's (the trigger
+// judges a row live by now()).
+func TestAnOlderReleaseCannotRenewANewerProcesssHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openRaw(t)
+	now := time.Now().Truncate(time.Microsecond)
+	const ttl = time.Minute
+	if _, err := s.Heartbeat(ctx, "shared", "new", now, ttl, true); err != nil {
+		t.Fatal(err)
+	}
+	err := olderReplicaTry(conn, "shared", now.Add(time.Second+ttl))
+	if code, _ := postgres.PgCode(err); code != "TR001" {
+		t.Fatalf("an older release's heartbeat over a newer process's live row = %v, want refused (TR001)", err)
+	}
+	if expired, err := s.Heartbeat(ctx, "shared", "new", now.Add(2*time.Second), ttl, false); err != nil || expired {
+		t.Errorf("the newer process's heartbeat after the refused one: expired %v, %v; want false, nil", expired, err)
+	}
+	if err := s.Release(ctx, "shared", "new", now.Add(2*time.Second+ttl), now); err != nil {
+		t.Fatal(err)
+	}
+	olderReplicaBeat(t, conn, "shared", time.Now().Add(ttl)) // rolled back: the row had run out
+	var tok string
+	if err := conn.QueryRow(ctx, `SELECT token FROM replicas WHERE name = 'shared'`).Scan(&tok); err != nil || tok != "" {
+		t.Errorf("the row the older release took after the newer process released it has token %q (%v), want none", tok, err)
+	}
+
+	olderReplicaBeat(t, conn, "old", now.Add(ttl))
+	olderReplicaBeat(t, conn, "old", now.Add(time.Second+ttl))
+	for i := range 2 {
+		// A schema 18 replica's heartbeat: it sets the token.
+		if _, err := conn.Exec(ctx, `INSERT INTO replicas (name, expires, token) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET expires = excluded.expires, token = excluded.token
+			WHERE replicas.token IN ('', excluded.token) OR replicas.expires <= $4`,
+			"eighteen", now.Add(time.Duration(i)*time.Second+ttl), "t18", now); err != nil {
+			t.Errorf("a schema 18 replica's heartbeat %d: %v", i, err)
+		}
 	}
 }
 
@@ -212,7 +267,10 @@ func olderReplicaBeat(t *testing.T, conn *pgx.Conn, owner string, expires time.T
 // process also runs under (a misconfiguration it cannot see): its
 // heartbeats leave the newer one's token in the row, and the newer one
 // is not stopped by a mistaken alarm. A row an older replica inserted has
-// no token, which is no alarm either.
+// no token, which is no alarm either. (The times here are long past by
+// the server's clock, so the older replica's write over the newer one's
+// row is taken, as over a row that ran out: a live one refuses it, see
+// TestAnOlderReleaseCannotRenewANewerProcesssHeartbeat.)
 func TestOlderReplicasHeartbeatsRaiseNoAlarm(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openRaw(t)
