@@ -92,3 +92,30 @@ func TestASubscriptionOfAnAcceptedSecretIsMovedToTheNewPostURL(t *testing.T) {
 		})
 	}
 }
+
+// A subscription of an accepted secret is moved only where the domain has
+// none posting to the new post-url. On a PBX matching the post-url, the
+// 409 of a process that finds the new one made already (by another
+// replica, or by itself before a restart) says that one exists; the
+// listing, in the order the subscriptions were made, showed the old one
+// first, and the old one was moved onto the new post-url: two
+// subscriptions posting every event twice (or, on a PBX refusing a
+// second match on an update too, a create failing at every try). The
+// one posting to the new post-url is adopted, and the old one left as it
+// is.
+func TestASubscriptionOfTheNewPostURLIsAdoptedBeforeOneOfAnAcceptedSecret(t *testing.T) {
+	var rig *subRig
+	rig = newSubRig(t, nssim.Config{}, netsapiens.Config{
+		AcceptedEventURLs: func(d string) []string { return []string{rig.postURL + "old-token/" + d} }})
+	rig.subscribe(t, rig.postURL+"old-token/test")
+	rig.subscribe(t, rig.postURL+"test")
+	rig.client.WatchStarted("test")
+	rig.waitSim(t, "a subscription adopted", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
+	subs := rig.sim.Subscriptions()
+	if len(subs) != 2 {
+		t.Fatalf("%d subscriptions, want the two made", len(subs))
+	}
+	if subs[0].PostURL != rig.postURL+"old-token/test" {
+		t.Errorf("the old subscription was moved to %s while one posted there already", subs[0].PostURL)
+	}
+}

@@ -341,6 +341,15 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 		accepted = s.accepted(domain)
 	}
 	seen := map[string]bool{}
+	// other is the first subscription posting to an accepted secret's
+	// post-url: taken only once the listing has shown none posting to
+	// postURL. A PBX matching the post-url answers 409 for the one
+	// posting there (another replica's, or this process's before a
+	// restart), and the old one, listed first as it was made first, was
+	// moved onto postURL beside it: every event posted twice, or, where
+	// the PBX refuses an update matching another as it refuses a create,
+	// a create failing at every try.
+	other := ""
 	start, pages := 0, 0
 	for pages < s.c.Load().listPages {
 		pages++
@@ -358,8 +367,8 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 				switch {
 				case sub.PostURL == postURL:
 					return string(sub.ID), "", nil
-				case slices.Contains(accepted, sub.PostURL):
-					return string(sub.ID), postURL, nil
+				case other == "" && slices.Contains(accepted, sub.PostURL):
+					other = string(sub.ID)
 				}
 			}
 			if !seen[string(sub.ID)] {
@@ -371,6 +380,9 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 			break // the end, or a PBX that answers a page again
 		}
 		start += max(1, len(subs)-1)
+	}
+	if other != "" {
+		return other, postURL, nil
 	}
 	return "", "", fmt.Errorf("netsapiens: subscribe %s: a matching subscription exists but is not listed (%d subscriptions on %d pages read)",
 		domain, len(seen), pages)
