@@ -2,9 +2,13 @@ package netsapiens_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/transferd/transferd/internal/orchestrator"
@@ -116,5 +120,61 @@ func TestALocateOnAPBXThatIgnoresStartReadsTheAgentsOwnListing(t *testing.T) {
 				t.Fatalf("locate: legs %+v, %v (kind %v); want %s", legs, err, orchestrator.KindOf(err), tc.says)
 			}
 		})
+	}
+}
+
+// The agent's own listing adds to what the domain's first page shows of
+// the agent's calls; it does not stand for it. On a PBX that ignores
+// start, the agent with a call on the domain's first page and one past
+// it, and a user's listing that does not show the first (an API node
+// lagging behind the one that answered the domain's page, or a listing
+// narrower than the notes infer: [inferred]), the locate took the one call
+// the user's listing showed for the agent's only call, dropping the one
+// the domain had shown: it moved that call where the client, naming no
+// call_id, was to be asked which (ErrSeveralCalls).
+func TestALocateKeepsTheAgentsCallsTheDomainShowedBesideItsOwnListing(t *testing.T) {
+	var hidden atomic.Value // the session the user's listing leaves out
+	hidden.Store("")
+	sim, srv := newSimServer(t, stuckPBX, func(_ *nssim.Sim, next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/users/1000/calls") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			var rows []map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &rows); err != nil {
+				t.Errorf("a user's listing that is no array: %v", err)
+				return
+			}
+			kept := rows[:0]
+			for _, row := range rows {
+				if row["call-session-id"] != hidden.Load() {
+					kept = append(kept, row)
+				}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(kept)
+		})
+	})
+	first, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555601", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden.Store(first.SessionID)
+	placeOthers(t, sim, 3)
+	if _, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555602", To: "11111111111"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newLocator(t, srv.URL)
+	tr := &orchestrator.Transfer{ID: "tr_01JASTARTIGNOREDMERGEXXXX0", Request: orchestrator.Request{Provider: netsapiens.Name,
+		Call: orchestrator.CallRef{Domain: domain, User: "1000"}, Target: "1010"}}
+	legs, err := c.Locate(context.Background(), tr)
+	if !errors.Is(err, orchestrator.ErrSeveralCalls) {
+		t.Fatalf("locate: legs %+v, %v (kind %v); want ErrSeveralCalls", legs, err, orchestrator.KindOf(err))
+	}
+	if userListings(sim) == 0 {
+		t.Error("no user's listing read: the case was not played")
 	}
 }

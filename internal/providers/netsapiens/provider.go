@@ -524,10 +524,16 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 		// agent's own listing, read whole, shows the agent's calls. One
 		// that shows none leaves the domain's cut standing: whether that
 		// listing shows every call of the user's is inferred, and a call
-		// not found must be one the PBX showed is not there.
+		// not found must be one the PBX showed is not there. What it
+		// shows adds to what the domain's page showed, never replaces
+		// it: a call of the agent's that the page showed and the user's
+		// listing does not (an API node lagging behind the page's, a
+		// listing narrower than inferred) is a call all the same, and
+		// dropped, the one call left was taken where the client was to
+		// be asked which (ErrSeveralCalls).
 		if rows, whole := c.userCalls(ctx, r.Call.Domain, r.Call.User); whole {
 			if mine := agents(rows); len(mine) > 0 {
-				found, cut = mine, nil
+				found, cut = sessionsOf(found, mine), nil
 			}
 		}
 	}
@@ -577,6 +583,26 @@ func (c *Client) Locate(ctx context.Context, t *orchestrator.Transfer) (orchestr
 		Caller: orchestrator.LegRef{CallID: callerID, SessionID: ac.SessionID, Server: ac.Server},
 		Agent:  orchestrator.LegRef{CallID: agentID},
 	}, nil
+}
+
+// sessionsOf is the rows of a and b, a session listed in both once (as a
+// holds it): the same call read in two listings may show its legs
+// rewritten between them, so rows are told apart by session, and by
+// their keys where a row has no session id.
+func sessionsOf(a, b []activeCall) []activeCall {
+	out := slices.Clone(a)
+	for i := range b {
+		dup := slices.ContainsFunc(out, func(ac activeCall) bool {
+			if ac.SessionID != "" || b[i].SessionID != "" {
+				return ac.SessionID == b[i].SessionID
+			}
+			return keyOf(&ac) == keyOf(&b[i])
+		})
+		if !dup {
+			out = append(out, b[i])
+		}
+	}
+	return out
 }
 
 // Hold implements orchestrator.Provider (guide step 3): the agent's leg,
