@@ -821,10 +821,10 @@ var errUnconfigured = errors.New("not sent: the endpoint is no longer configured
 // UnconfiguredGrace, and waits until then. It was sent again, to no
 // URL, until MaxAge (a day by default), holding up its transfer's later
 // deliveries and the backlog alert for as long. The time counts from the
-// earlier of this replica's first finding (missing, so that a
-// transfer's later deliveries, heads one after another, do not wait a
-// grace each) and the delivery's mark (Unconfigured: what other
-// replicas, or this one before a restart, found). A replica that still
+// delivery's mark (Unconfigured: what the replica that wrote it last, or
+// this one before a restart, found) or, unmarked, from this replica's
+// first finding (missing, so that a transfer's later deliveries, heads
+// one after another, do not wait a grace each). A replica that still
 // has the endpoint (another one, during a rolling change of the
 // configuration) shows it in what it writes: its attempts and
 // redeliveries clear the mark and move UpdatedAt, its enqueues make
@@ -837,11 +837,16 @@ func (d *Dispatcher) unconfigured(dl Delivery) Delivery {
 	now := d.now()
 	d.mu.Lock()
 	since, known := d.missing[key]
-	if !known || dl.Unconfigured.IsZero() && dl.UpdatedAt.After(since) {
-		since = now
-	}
-	if !dl.Unconfigured.IsZero() && dl.Unconfigured.Before(since) {
+	switch {
+	case !dl.Unconfigured.IsZero():
+		// The delivery's own count. A mark later than this replica's
+		// finding may have been set after a write of a replica that has
+		// the endpoint (which clears it), one this replica never saw:
+		// counted from the earlier of the two, a delivery that replica
+		// had just sent was given up a grace after this one's finding.
 		since = dl.Unconfigured
+	case !known || dl.UpdatedAt.After(since):
+		since = now
 	}
 	d.missing[key] = since
 	d.mu.Unlock()

@@ -192,3 +192,56 @@ func TestAReplicaWithoutTheEndpointDoesNotGiveUpWhatAnotherStillSends(t *testing
 		t.Fatalf("a redelivery of a replica that has the endpoint was given up at once: %s %q", dl.Status, dl.LastError)
 	}
 }
+
+// A replica without the endpoint counted the grace from its own first
+// finding even when the delivery's mark, set by another replica without
+// it, was later: the mark is set after a write of a replica that has the
+// endpoint (which clears it), a write this replica never saw. With two
+// replicas without the endpoint and one that still sends it, the first
+// gave up, a grace after its own finding, a delivery the third had sent
+// (and failed) since: the count had started again at the second's
+// finding after that attempt.
+func TestAnEarlierFindingDoesNotOutliveAnotherReplicasAttempt(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	srv, got := countingEndpoint(t, http.StatusInternalServerError)
+	c := &manualClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	t0 := c.now()
+	seed(t, s, "acme", 0, 1, 1)
+	old := removedReplica(t, "old", st, endpoint(srv.URL), c)
+	if err := webhooks.EnqueueAll(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	first := removedReplica(t, "new1", st, webhooks.Static{}, c)
+	second := removedReplica(t, "new2", st, webhooks.Static{}, c)
+	head := func() webhooks.Delivery {
+		t.Helper()
+		dls := deliveriesOf(t, old, "acme")
+		if len(dls) != 1 {
+			t.Fatalf("%d deliveries, want 1", len(dls))
+		}
+		return dls[0]
+	}
+	drainAt(t, first, c, t0) // the first finds it missing
+	// The replica with the old configuration sends it, and fails.
+	drainAt(t, old, c, t0.Add(time.Minute))
+	if n := got.Load(); n != 1 {
+		t.Fatalf("%d attempts of the replica that has the endpoint, want 1", n)
+	}
+	// The second, which never found it missing, starts the count then.
+	drainAt(t, second, c, t0.Add(2*time.Minute))
+	if dl := head(); dl.Status != webhooks.StatusPending || !dl.Unconfigured.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("after the second's finding: %s, missing since %v; want pending since %v", dl.Status, dl.Unconfigured, t0.Add(2*time.Minute))
+	}
+	// A grace after the first's finding, but not after the attempt.
+	drainAt(t, first, c, t0.Add(10*time.Minute))
+	if dl := head(); dl.Status != webhooks.StatusPending || !dl.Unconfigured.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("a grace after the first finding, 9 minutes after an attempt: %s %q, missing since %v; want pending since %v",
+			dl.Status, dl.LastError, dl.Unconfigured, t0.Add(2*time.Minute))
+	}
+	// A grace after the count started again, with no attempt between.
+	drainAt(t, first, c, t0.Add(12*time.Minute))
+	if dl := head(); dl.Status != webhooks.StatusDead {
+		t.Fatalf("a grace after the count started again: %s; want dead", dl.Status)
+	}
+}
