@@ -157,8 +157,9 @@ type Dispatcher struct {
 	gone map[string]goneMark
 	// missing holds, by endpoint key, since when (d.now) this replica
 	// has found the endpoint of deliveries it claimed not configured,
-	// with no sign since that another replica has it (unconfigured).
-	missing map[string]time.Time
+	// with no sign since that another replica has it (unconfigured), nor
+	// that it is configured here again (forgetConfigured).
+	missing map[string]missingMark
 	// hung holds the endpoint keys whose last attempt at this replica got
 	// no answer within Timeout (noteAnswer): together they get at most
 	// half the slots (shares.next).
@@ -207,7 +208,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
-		gone: map[string]goneMark{}, missing: map[string]time.Time{}, hung: map[string]bool{},
+		gone: map[string]goneMark{}, missing: map[string]missingMark{}, hung: map[string]bool{},
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -272,6 +273,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-done:
 		}
 		d.repair(ctx)
+		d.forgetConfigured()
 		// Claim until the slots are taken or nothing more is due: each
 		// claim is bounded so that no endpoint passes its share.
 		for {
@@ -600,6 +602,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 	sh := d.newShares()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	d.forgetConfigured()
 	total := 0
 	for {
 		limit, skip := sh.next(d.hungKeys())
@@ -836,7 +839,8 @@ func (d *Dispatcher) unconfigured(dl Delivery) Delivery {
 	key := EndpointKey(dl.Tenant, dl.Endpoint)
 	now := d.now()
 	d.mu.Lock()
-	since, known := d.missing[key]
+	mark, known := d.missing[key]
+	since := mark.since
 	switch {
 	case !dl.Unconfigured.IsZero():
 		// The delivery's own count. A mark later than this replica's
@@ -848,7 +852,7 @@ func (d *Dispatcher) unconfigured(dl Delivery) Delivery {
 	case !known || dl.UpdatedAt.After(since):
 		since = now
 	}
-	d.missing[key] = since
+	d.missing[key] = missingMark{tenant: dl.Tenant, endpoint: dl.Endpoint, since: since}
 	d.mu.Unlock()
 	giveUp := since.Add(d.cfg.UnconfiguredGrace)
 	if !known {
@@ -871,6 +875,44 @@ func (d *Dispatcher) unconfigured(dl Delivery) Delivery {
 		}
 	}
 	return dl
+}
+
+// missingMark is this replica's finding that an endpoint is not
+// configured (Dispatcher.missing).
+type missingMark struct {
+	tenant, endpoint string
+	since            time.Time
+}
+
+// forgetConfigured ends the findings of endpoints configured here again
+// (a reload that reverted their removal). Kept, a finding outlived the
+// endpoint's return while other replicas sent its deliveries (only an
+// attempt here ended it): removed again later, the deliveries that had
+// no write since the old finding, a transfer's next one made ready by
+// another replica's delivery of the one before, were given up at this
+// replica's first claim, with no grace at all.
+func (d *Dispatcher) forgetConfigured() {
+	d.mu.Lock()
+	if len(d.missing) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	marks := make(map[string]missingMark, len(d.missing))
+	for key, m := range d.missing {
+		marks[key] = m
+	}
+	d.mu.Unlock()
+	// The directory is asked outside d.mu: it takes locks of its own.
+	for key, m := range marks {
+		if d.urlOf(m.tenant, m.endpoint) == "" {
+			continue
+		}
+		d.mu.Lock()
+		if d.missing[key] == m { // not found again meanwhile
+			delete(d.missing, key)
+		}
+		d.mu.Unlock()
+	}
 }
 
 // pause has this replica's claims skip an endpoint whose receiver at url

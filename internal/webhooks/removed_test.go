@@ -245,3 +245,69 @@ func TestAnEarlierFindingDoesNotOutliveAnotherReplicasAttempt(t *testing.T) {
 		t.Fatalf("a grace after the count started again: %s; want dead", dl.Status)
 	}
 }
+
+// switchDir is a directory a test changes, as a reload of the tenants
+// file does.
+type switchDir struct {
+	mu  sync.Mutex
+	eps webhooks.Static
+}
+
+func (s *switchDir) set(eps webhooks.Static) { s.mu.Lock(); s.eps = eps; s.mu.Unlock() }
+
+func (s *switchDir) Tenants() []string { s.mu.Lock(); defer s.mu.Unlock(); return s.eps.Tenants() }
+
+func (s *switchDir) Endpoints(tenant string) []webhooks.Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eps.Endpoints(tenant)
+}
+
+// A replica's finding that an endpoint was missing outlived the
+// endpoint's return (a change reverted, then made again later): while
+// another replica sent its deliveries, nothing at this one cleared it,
+// and once the endpoint was removed again a transfer's next delivery,
+// made ready by the other replica's delivery of the one before, was
+// given up at this replica's first claim, with no grace at all.
+func TestAFindingEndsWhenTheEndpointIsConfiguredAgain(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	srv, got := countingEndpoint(t, http.StatusNoContent)
+	c := &manualClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	t0 := c.now()
+	ctx := context.Background()
+	seed(t, s, "acme", 0, 1, 2)
+	if err := webhooks.EnqueueAll(ctx, removedReplica(t, "b", st, endpoint(srv.URL), c)); err != nil {
+		t.Fatal(err)
+	}
+	dir := &switchDir{eps: webhooks.Static{}}
+	a := removedReplica(t, "a", st, dir, c)
+	drainAt(t, a, c, t0) // the head found missing
+	// The change is reverted: the endpoint is configured again at this
+	// replica, which has nothing of it due now.
+	dir.set(endpoint(srv.URL))
+	drainAt(t, a, c, t0)
+	// Another replica that has it delivers the head.
+	c.set(t0.Add(time.Minute))
+	claimed, err := st.ClaimDeliveries(ctx, "b", c.now(), time.Minute, 10, nil)
+	if err != nil || len(claimed) != 1 || claimed[0].Seq != 1 {
+		t.Fatalf("the other replica claimed %+v, %v; want the head", claimed, err)
+	}
+	head := claimed[0]
+	head.Status, head.LastCode, head.LastError, head.UpdatedAt, head.Unconfigured = webhooks.StatusDelivered, http.StatusNoContent, "", c.now(), time.Time{}
+	if _, ok, err := st.FinishDelivery(ctx, head); !ok || err != nil {
+		t.Fatalf("the other replica's delivery: %v, %v", ok, err)
+	}
+	// The change is made again.
+	dir.set(webhooks.Static{})
+	drainAt(t, a, c, t0.Add(15*time.Minute))
+	for _, dl := range deliveriesOf(t, a, "acme") {
+		if dl.Seq == 2 && (dl.Status != webhooks.StatusPending || !dl.Unconfigured.Equal(t0.Add(15*time.Minute))) {
+			t.Fatalf("the next delivery, at the first claim since the endpoint was removed again: %s %q, missing since %v; want pending, counted from now",
+				dl.Status, dl.LastError, dl.Unconfigured)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Errorf("%d attempts reached the receiver; want none", n)
+	}
+}
