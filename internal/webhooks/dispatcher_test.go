@@ -600,3 +600,26 @@ func TestValidSecretLength(t *testing.T) {
 		}
 	}
 }
+
+// A receiver that answers a redirect has not accepted the delivery: the
+// dispatcher follows no redirect (a webhook sent on to wherever the answer
+// points would carry its signed body there), so the attempt failed and
+// the delivery is tried again. Counted as delivered (any status below 400
+// taken for success, a mutation no test caught), the event was never
+// received, and nothing retried it: at-least-once delivery was lost.
+func TestARedirectIsAFailedAttempt(t *testing.T) {
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			s := memory.New()
+			st := memory.NewDeliveries(s)
+			rc, srv := newReceiver(t)
+			rc.fail = func(string, int) (int, string) { return code, "" }
+			seed(t, s, "acme", 0, 1, 1)
+			_, w := newDispatcher(t, st, endpoint(srv.URL), webhooks.Config{})
+			dl := <-w.ch
+			if dl.Status != webhooks.StatusPending || dl.LastCode != code || dl.LastError == "" {
+				t.Errorf("after a %d: status %s, last code %d, error %q; want pending, to be tried again", code, dl.Status, dl.LastCode, dl.LastError)
+			}
+		})
+	}
+}
