@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,44 @@ func TestAttemptLogLinesNameTheTenant(t *testing.T) {
 			seen[tr] = true
 		case <-timeout:
 			t.Fatalf("attempts logged for %v only", seen)
+		}
+	}
+}
+
+// An endpoint's URL may carry a token (a path segment, a query
+// parameter): it is the receiver's credential. An attempt that got no
+// response failed with Go's *url.Error, whose text quotes the URL; its
+// cause alone goes into the delivery's last error, which the deliveries
+// API shows the tenant and the attempt's log line writes. With the URL's
+// error kept whole (a mutation no test caught), both carried the token.
+func TestAnAttemptWithoutAResponseKeepsTheURLOutOfItsError(t *testing.T) {
+	const token = "tok-4f9a2c"
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler) // the connection is cut: no response
+	}))
+	t.Cleanup(srv.Close)
+	s := memory.New()
+	seed(t, s, "acme", 0, 1, 1)
+	st := memory.NewDeliveries(s)
+	ep := webhooks.Endpoint{ID: "crm", URL: srv.URL + "/hooks/" + token + "?key=" + token, Secrets: []string{secretOld}}
+	logs := make(lines, 100)
+	d := webhooks.New(webhooks.Config{}, st, webhooks.Static{"acme": {ep}}, render,
+		zerolog.New(logs).Level(zerolog.DebugLevel), prometheus.NewRegistry())
+	ctx := context.Background()
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ds, _, err := d.Deliveries(ctx, webhooks.DeliveryFilter{Tenant: "acme"})
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("deliveries %+v, %v; want one", ds, err)
+	}
+	if ds[0].LastError == "" || ds[0].Status != webhooks.StatusPending || strings.Contains(ds[0].LastError, token) {
+		t.Errorf("last error %q (status %s); want a failed attempt whose error does not hold the URL's token", ds[0].LastError, ds[0].Status)
+	}
+	close(logs)
+	for l := range logs {
+		if strings.Contains(l, token) {
+			t.Errorf("a log line holds the URL's token: %s", l)
 		}
 	}
 }
