@@ -395,3 +395,29 @@ func sendKeyed(url, key string) <-chan keyedAnswer {
 	}()
 	return done
 }
+
+// A repeat whose wait for the request with its key runs out is told to
+// retry, and when: the 409 idempotency-in-progress carries Retry-After, as
+// openapi.yaml's KeyInProgress requires. Without it (a mutation no test
+// caught) a client had no time to wait, and one that retries at once
+// while the first request is still served only meets the same 409 again.
+func TestARepeatWhoseWaitRanOutIsToldWhenToRetry(t *testing.T) {
+	defer api.SetRepeatWait(50 * time.Millisecond)()
+	store := &heldStore{Store: memory.New(), recording: make(chan struct{}), release: make(chan struct{}), refused: make(chan time.Time, 64)}
+	inst := newInstance(t, store, orchestratortest.NewFake("netsapiens"))
+	url := inst.srv.URL + "/v1/transfers"
+	first := sendKeyed(url, "key-held")
+	<-store.recording // the first is served; its answer not recorded yet
+	a := <-sendKeyed(url, "key-held")
+	close(store.release)
+	if f := <-first; f.err != nil || f.res.StatusCode != http.StatusAccepted {
+		t.Fatalf("the first request: %+v", f)
+	}
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if a.res.StatusCode != http.StatusConflict || !strings.Contains(a.body, "idempotency-in-progress") || a.res.Header.Get("Retry-After") != "1" {
+		t.Errorf("the repeat whose wait ran out: %d, Retry-After %q, %s; want 409 idempotency-in-progress with Retry-After 1",
+			a.res.StatusCode, a.res.Header.Get("Retry-After"), a.body)
+	}
+}
