@@ -145,6 +145,28 @@ func TestPublicURLCredentialsAreRedactedInTheConfigLog(t *testing.T) {
 	}
 }
 
+// TestProviderURLCredentialsAreRedactedInTheConfigLog: a provider URL
+// with user information is refused at start (validate), but the
+// configuration is logged before that verdict: the log shows each URL
+// without it. With the NetSapiens URL left out of the redaction (a
+// mutation no test caught) its password was written to the log.
+func TestProviderURLCredentialsAreRedactedInTheConfigLog(t *testing.T) {
+	t.Setenv("TRANSFERD_NETSAPIENS_BASE_URL", "https://ns:TopSecretPw@pbx.example/ns-api/v2")
+	t.Setenv("TRANSFERD_BANDWIDTH_BASE_URL", "https://bw:TopSecretPw@voice.example/api/v1")
+	t.Setenv("TRANSFERD_BANDWIDTH_USER_ID", "u-1")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("config", cfg).Msg("starting")
+	if strings.Contains(buf.String(), "TopSecretPw") || !strings.Contains(buf.String(), "pbx.example/ns-api/v2") ||
+		!strings.Contains(buf.String(), "voice.example/api/v1") {
+		t.Errorf("the configuration log shows the provider URLs as: %s", buf.String())
+	}
+}
+
 // TestZeroDurationsThatMeantADefaultAreRefused: a setting that the
 // component behind it reads as "use my default" when it is 0 or less is
 // refused at start, rather than logged as 0s and run as 24h or 10s.
