@@ -398,7 +398,7 @@ func sendKeyed(url, key string) <-chan keyedAnswer {
 
 // A repeat whose wait for the request with its key runs out is told to
 // retry, and when: the 409 idempotency-in-progress carries Retry-After, as
-// openapi.yaml's KeyInProgress requires. Without it (a mutation no test
+// openapi.yaml's ActiveTransfer (a create's 409) requires. Without it (a mutation no test
 // caught) a client had no time to wait, and one that retries at once
 // while the first request is still served only meets the same 409 again.
 func TestARepeatWhoseWaitRanOutIsToldWhenToRetry(t *testing.T) {
