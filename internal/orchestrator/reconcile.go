@@ -696,6 +696,16 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		if wait, landed := e.holdLanded(ctx, en); !landed {
 			return wait
 		}
+		if s := e.hangupSettledAt(en); e.now().Before(s) {
+			// Resumed: the process before may have given its join up (its
+			// intent refused past the step's patience) and hung the
+			// consult up blind, with nothing saved of either. Sent before
+			// that hang-up lands, the join connected the caller to a leg
+			// about to end, and the hang-up then ended the caller's call
+			// with the target. Sent once it has landed, a join to an ended
+			// consult is refused, and the caller is given back.
+			return e.readingFrom(en, s)
+		}
 		t.Sent.Join = e.now()
 		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false, saveLater)
 		switch {
