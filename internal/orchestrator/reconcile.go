@@ -798,6 +798,15 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	en.warnedUnread = false
 	e.observed(en, obs, at)
 	switch {
+	case obs.Caller == CallerTransferred && at.Before(e.hangupSettledAt(en)):
+		// Resumed: the process before may have failed the transfer in
+		// memory (a join not shown in time, its failure refused by the
+		// store) and hung the consult up blind on a reading without the
+		// join. A join landing late shows the caller with the target
+		// until that hang-up lands and ends the caller's call with the
+		// consult: report what shows once it could have, as recovering
+		// does.
+		return e.readingFrom(en, e.hangupSettledAt(en))
 	case obs.Caller == CallerTransferred:
 		detail := "the caller is connected to the target"
 		if obs.CallerEnded {

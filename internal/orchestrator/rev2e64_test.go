@@ -123,3 +123,98 @@ func TestAJoinResumedAfterABlindHangupWaitsForIt(t *testing.T) {
 		t.Errorf("the provider shows the caller %v; want connected, given back", c.Caller)
 	}
 }
+
+// Found by the second review of the sixty-fourth pass's engine fixes: a
+// join that did not show within the verification's patience fails the
+// transfer, and the recovery hangs the consult up on a reading that
+// shows the caller held; with the store refusing saves, both are the
+// working record's only, and the hang-up goes out blind. The saved
+// record still says completing, its join sent. The join landing late,
+// the process that resumed the transfer read the caller with the target
+// before that hang-up landed and reported the transfer completed,
+// verified: the hang-up then ended the caller's call with the target.
+// Recovering and the sweep took such a reading as final only once taken
+// a visibility window after the adoption; completing now does too.
+func TestACompletingTransferResumedWaitsForAHangupSentBlind(t *testing.T) {
+	ctx := context.Background()
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings).IgnoreComplete(true)
+	prov := &accountView{Fake: f}
+
+	clock := newManualClock()
+	clock.Advance(time.Hour)
+	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
+		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
+		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		clock.Run()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = second.Shutdown(ctx)
+	})
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	own := request("fake", "2000")
+	own.Completion = orchestrator.CompletionManual
+	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	hit, release := make(chan struct{}), make(chan struct{})
+	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
+	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, VerifyTimeout: 200 * time.Millisecond,
+		CrashPoint: func(_ *orchestrator.Transfer, p string) {
+			switch p {
+			case orchestrator.StepTransfer + ":effect":
+				// The join is sent, its intent saved; the store refuses
+				// saves from here.
+				st.failing.Store(true)
+			case orchestrator.StepHangup + ":effect":
+				close(hit)
+				<-release // the process is dead from here on
+			}
+		}}, st, f)
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	f.Answer(tr.ID)
+	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if _, err := first.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	st.failing.Store(false)
+	saved, err := st.Get(ctx, tr.ID)
+	if err != nil || saved.State != orchestrator.StateCompleting || saved.Sent.Join.IsZero() {
+		t.Fatalf("saved %+v (%v); want completing, the join sent", saved, err)
+	}
+	// The join lands, late: the caller is with the target.
+	f.SetCaller(tr.ID, orchestrator.CallerTransferred)
+	prov.extra.Store(saved)
+	eventually(t, "the transfer resumed and looked at", func() bool {
+		got, err := second.Get(ctx, tr.ID)
+		return (err == nil && got.State.Terminal()) || (second.Drives(tr.ID) && prov.observed.Load() >= 20)
+	})
+	if got, err := second.Get(ctx, tr.ID); err == nil && got.State == orchestrator.StateCompleted {
+		t.Errorf("reported %s %+v on a reading taken as it resumed the transfer, while the first process's hang-up could still land", got.State, got.Outcome)
+	}
+	f.ApplyDeferred(tr.ID) // the hang-up lands: the caller's call ends with the consult
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerGone {
+		t.Fatalf("the provider shows the caller %v; want gone, with the consult hung up", c.Caller)
+	}
+	clock.Run()
+	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State == orchestrator.StateCompleted {
+		t.Errorf("%s %+v; the caller's call was ended by the first process's hang-up", end.State, end.Outcome)
+	}
+}
