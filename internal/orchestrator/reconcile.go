@@ -2181,6 +2181,15 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			case en.lost:
 				return ErrVersionConflict
 			case !restorative:
+				if held, now := e.leaseHeld(); !held || now != lapses {
+					// The heartbeat ran out while the save was tried (a
+					// store cut off answers at its i/o timeout): held back
+					// by the lease, as if it had run out first, and not
+					// given up (unsentTooLong) while another replica may
+					// own the transfer; it goes on once the heartbeat is
+					// renewed.
+					return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
+				}
 				notSent("the store could not save its intent")
 				return errIntentRefused
 			case en.lapses != lapses:

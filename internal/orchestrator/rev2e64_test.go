@@ -2,8 +2,10 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,5 +218,96 @@ func TestACompletingTransferResumedWaitsForAHangupSentBlind(t *testing.T) {
 	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	if end.State == orchestrator.StateCompleted {
 		t.Errorf("%s %+v; the caller's call was ended by the first process's hang-up", end.State, end.Outcome)
+	}
+}
+
+// straddlingStore refuses saves (Update) once refusing is set, as a store
+// that refuses a table's writes does. The first dial's intent it refuses
+// arms it: the next one takes as long as the replica's heartbeat has (it
+// moves the engine's clock an hour on, as a store cut off answers at its
+// i/o timeout), and saves and heartbeats fail from then on, until the
+// test clears straddling.
+type straddlingStore struct {
+	*memory.Store
+	clock      *manualClock
+	refusing   atomic.Bool
+	straddling atomic.Bool
+	refused    atomic.Int32 // a dial's intents refused
+	straddled  atomic.Int32
+}
+
+func (s *straddlingStore) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	dialIntent := len(t.Steps) > 0 && t.Steps[len(t.Steps)-1].Name == orchestrator.StepDial &&
+		t.Steps[len(t.Steps)-1].Status == orchestrator.StepStarted
+	switch {
+	case s.straddling.Load() && s.straddled.Load() > 0:
+		return errPartition
+	case s.straddling.Load() && dialIntent:
+		s.clock.Advance(time.Hour)
+		s.straddled.Add(1)
+		return errPartition
+	case s.refusing.Load():
+		if dialIntent {
+			s.refused.Add(1)
+			s.straddling.Store(true)
+		}
+		return errors.New("straddlingStore: permission denied for table transfers")
+	}
+	return s.Store.Update(ctx, t)
+}
+
+func (s *straddlingStore) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
+	if s.straddling.Load() {
+		return false, errPartition
+	}
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
+}
+
+// Found by the second review of the sixty-fourth pass's engine fixes: a
+// step whose intent the store refused past the step's patience is given
+// up, and one held back by a lapsed lease is not (nothing could be sent,
+// and the transfer goes on once the heartbeat is renewed). The lease was
+// judged before the intent's save only: a save that ran until the
+// heartbeat had ended (a store cut off, answering at its i/o timeout)
+// was taken for the store refusing the intent with the lease held, and
+// the dial was given up, the transfer failed (internal) in memory while
+// another replica could own it, and failed once the store was back where
+// it would have gone on. The lease is judged again after the failed save.
+func TestAnIntentsSaveThatOutlivesTheLeaseIsNotGivenUp(t *testing.T) {
+	ctx := context.Background()
+	clock := newManualClock()
+	st := &straddlingStore{Store: memory.New(), clock: clock}
+	f := orchestratortest.NewFake("fake")
+	clock.Run()
+	e := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, StepTimeout: time.Second,
+		VerifyTimeout: time.Hour, Clock: clock.Now, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+			if p == orchestrator.StepHold+":effect" {
+				st.refusing.Store(true)
+			}
+		}}, st, f)
+	t.Cleanup(func() { st.straddling.Store(false) }) // before the Shutdown
+	if err := e.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := e.Start(ctx, request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dial's intent refused once, within the step's patience; its
+	// next save outlives the heartbeat.
+	eventually(t, "a save that outlived the heartbeat", func() bool { return st.straddled.Load() >= 1 })
+	if acts := f.ActionsFor(tr.ID); slices.Contains(acts, dial) {
+		t.Fatalf("actions %q; the dial went out with its intent unsaved", acts)
+	}
+	// The store is back: the heartbeat is renewed, and the transfer goes
+	// on from where it was.
+	st.refusing.Store(false)
+	st.straddling.Store(false)
+	end := waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State == orchestrator.StateFailed && end.Outcome != nil && end.Outcome.Reason == orchestrator.ReasonInternal {
+		t.Errorf("%s %+v; a dial held back by a lapsed heartbeat was given up", end.State, end.Outcome)
+	}
+	if acts := f.ActionsFor(tr.ID); !slices.Contains(acts, dial) {
+		t.Errorf("actions %q; want the dial sent once the heartbeat was renewed", acts)
 	}
 }
