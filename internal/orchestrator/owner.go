@@ -127,6 +127,15 @@ func (e *Engine) opening(ctx context.Context, what string, step func(context.Con
 // claim takes open transfers: this replica's own from a previous life
 // (own), or those of replicas whose heartbeat expired.
 func (e *Engine) claim(ctx context.Context, own bool) error {
+	if held, _ := e.leaseHeld(); !own && !held {
+		// Its heartbeat ran out (not renewed yet, or another process took
+		// the name over: supersede ends the lease): it could send nothing
+		// for what it claimed. Woken beside a process that took its name
+		// over, it would make another replica's transfers the name's, each
+		// refused at its first save (Store.Update), and the name's live
+		// process drives them only at its look for orphans, a minute later.
+		return nil
+	}
 	total := 0
 	// This replica's own transfers stay claimable by it after a claim (it
 	// owns them), so they are claimed in one batch: claiming them again in
