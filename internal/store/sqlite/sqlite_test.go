@@ -611,6 +611,10 @@ func BenchmarkUpdate(b *testing.B)    { storetest.BenchUpdate(b, open(b, b.TempD
 func BenchmarkCreate(b *testing.B)    { storetest.BenchCreate(b, open(b, b.TempDir())) }
 func BenchmarkHeartbeat(b *testing.B) { storetest.BenchHeartbeat(b, open(b, b.TempDir())) }
 func BenchmarkClaimIdle(b *testing.B) { storetest.BenchClaimIdle(b, open(b, b.TempDir()), 1000) }
+
+// The read of the owner's heartbeat each save makes (tokenFreeIn).
+func BenchmarkUpdateWithToken(b *testing.B) { storetest.BenchUpdateWithToken(b, open(b, b.TempDir())) }
+
 func BenchmarkUpdateParallel(b *testing.B) {
 	storetest.BenchUpdateParallel(b, open(b, b.TempDir()))
 }

@@ -39,9 +39,22 @@ func benchTransfer(now time.Time, user string) *orchestrator.Transfer {
 // pays twice per provider step (intent, then result): Update of a
 // mid-transfer record, alternating a step between started and succeeded so
 // that the record keeps its size.
-func BenchUpdate(b *testing.B, s orchestrator.Store) {
+func BenchUpdate(b *testing.B, s orchestrator.Store) { benchUpdate(b, s, "") }
+
+// BenchUpdateWithToken is BenchUpdate with each save carrying its
+// process's token (Transfer.Token), as the engine's do: the store checks
+// it against the owner's heartbeat.
+func BenchUpdateWithToken(b *testing.B, s orchestrator.Store) {
+	if _, err := s.Heartbeat(context.Background(), "replica-a", "token-a", time.Now(), time.Hour, true); err != nil {
+		b.Fatal(err)
+	}
+	benchUpdate(b, s, "token-a")
+}
+
+func benchUpdate(b *testing.B, s orchestrator.Store, token string) {
 	ctx := context.Background()
 	t := benchTransfer(time.Now(), "1000")
+	t.Token = token
 	if err := s.Create(ctx, t); err != nil {
 		b.Fatal(err)
 	}
