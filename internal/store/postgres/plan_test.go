@@ -328,10 +328,13 @@ func TestMergedUpdatePlan(t *testing.T) {
 	s, conn := openRaw(t)
 	tbl := &planTable{t: t, s: s, conn: conn, ids: batchIDs{at: time.Now()}}
 	now := time.Now()
-	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"", ""},
+	// Owners and tokens as the engine's saves carry them, so that the look
+	// at each owner's heartbeat (tokenHeld) is planned as it runs: one
+	// lookup of replicas_pkey a save, beside the nested loop.
+	args := []any{[]string{"a", "b"}, []int64{1, 1}, []int64{2, 2}, []string{"holding", "holding"}, []string{"replica-a", "replica-b"},
 		[]bool{true, true}, []time.Time{now, now}, [][]byte{[]byte(`{}`), []byte(`{}`)},
 		[]string{}, []string{}, []string{}, []int64{}, []string{}, []time.Time{}, []string{}, []string{}, []int64{},
-		[]string{"", ""}}
+		[]string{"token-a", "token-b"}}
 	// A table that is empty, one that holds a few rows and was never
 	// analyzed (a new database: the plan a connection caches at its
 	// first batch is kept until something invalidates it, while the
