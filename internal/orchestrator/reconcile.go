@@ -2343,11 +2343,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	// requests each of them precedes, stop (Store.Update).
 	en.t.Token = e.token
 	err := e.store.Update(ctx, en.t)
-	if errors.Is(err, ErrSuperseded) {
-		// Not a write of this replica's own that a failed save made (see
-		// ownWrite): the name is another process's.
-		e.supersede()
-	} else if errors.Is(err, ErrVersionConflict) && en.saveFailing {
+	if errors.Is(err, ErrVersionConflict) && !errors.Is(err, ErrSuperseded) && en.saveFailing {
 		var own bool
 		if own, err = e.ownWrite(ctx, en); own {
 			// The failed save was made, with its events: announce them
@@ -2355,6 +2351,13 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 			e.eventsSaved(en.t)
 			err = e.store.Update(ctx, en.t)
 		}
+	}
+	if errors.Is(err, ErrSuperseded) {
+		// Not a write of this replica's own that a failed save made (see
+		// ownWrite): the name is another process's. Also when the save
+		// made again after that write is refused: the takeover landed
+		// between the two.
+		e.supersede()
 	}
 	if err == nil && en.t.LookForSignal && en.t.SignalLooked {
 		en.looked, en.lookedSignal = true, en.t.PendingSignal

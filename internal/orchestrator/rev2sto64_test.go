@@ -2,6 +2,9 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +87,83 @@ func TestAProcessWhoseLeaseRanOutClaimsNothing(t *testing.T) {
 	if got.Owner != "z" {
 		t.Errorf("a process whose lease had run out claimed %s (owner %q, driven by the name's live process: %v); want it left to z",
 			tr.ID, got.Owner, second.Drives(tr.ID))
+	}
+}
+
+// lostThenTaken answers one save of a transfer with an error after
+// writing it (a commit whose answer was lost), and has another process
+// take the name over while the engine reads the record to tell its own
+// write (ownWrite).
+type lostThenTaken struct {
+	*heldBeats
+	mu        sync.Mutex
+	id        string
+	lose, got bool
+}
+
+func (s *lostThenTaken) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	s.mu.Lock()
+	lose := s.lose && t.ID == s.id
+	s.lose = s.lose && !lose
+	s.mu.Unlock()
+	v := t.Version
+	err := s.heldBeats.Update(ctx, t)
+	if lose && err == nil {
+		t.Version = v // as a store that answered with an error leaves it
+		return orchestrator.E("test", orchestrator.KindUnavailable, errors.New("the commit's answer was lost"))
+	}
+	return err
+}
+
+func (s *lostThenTaken) Get(ctx context.Context, id string) (*orchestrator.Transfer, error) {
+	s.mu.Lock()
+	take := !s.lose && s.id == id && !s.got
+	s.got = s.got || take
+	s.mu.Unlock()
+	if take {
+		if _, err := s.Store.Heartbeat(ctx, "x", "newer", time.Now(), time.Minute, true); err != nil {
+			return nil, err
+		}
+	}
+	return s.heldBeats.Get(ctx, id)
+}
+
+// Found by the second review of the sixty-fourth pass's storage fixes: a
+// save made again after one whose answer was lost, and refused for the
+// token (another process took the name over between the two), stops the
+// process as any refused save does. Taken for a version conflict, it only
+// dropped the transfer, and the process, not superseded, stayed ready and
+// took creates until its next refused save or heartbeat.
+func TestASaveRefusedAfterItsOwnLostWriteStopsTheProcess(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	st := &lostThenTaken{heldBeats: &heldBeats{Store: mem, gate: make(chan struct{})}}
+	defer close(st.gate)
+	fake := orchestratortest.NewFake("fake")
+	first := replica(t, "x", st, fake, nil)
+	if err := first.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, answered)
+	st.mu.Lock()
+	st.id, st.lose = tr.ID, true
+	st.mu.Unlock()
+	if _, err := first.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the transfer dropped after the refused save", func() bool { return !slices.Contains(first.Running(), tr.ID) })
+	select {
+	case <-first.Superseded():
+	default:
+		t.Error("a save refused for the token after its own lost write did not stop the process")
+	}
+	if n := countActions(fake.ActionsFor(tr.ID), orchestratortest.MethodComplete); n != 0 {
+		t.Errorf("%d joins sent by the process whose name was taken over, want none", n)
 	}
 }
