@@ -451,20 +451,23 @@ func purgeAll(ctx context.Context, purge func(context.Context, time.Time, int) (
 
 // maintain runs until Shutdown has finished: the heartbeat is renewed
 // while shutdown compensates, so that no peer claims a transfer mid-undo.
-// The heartbeat and the purge have loops of their own: a slow claim must
-// not hold the heartbeat back until this replica's lease runs out (and
-// its transfers stop, see leaseHeld) or others claim them; a purge of a
+// The heartbeat, the poll for signals and the purge have loops of their
+// own: a slow claim must not hold the heartbeat back until this
+// replica's lease runs out (and its transfers stop, see leaseHeld) or
+// others claim them; a claim of a large dead replica's load must not
+// hold back the signals clients put through other replicas (a /complete
+// waited behind it, its consult running on, perhaps out); a purge of a
 // large backlog (PostgreSQL's is paced, minutes at 1M stored transfers)
-// must hold back neither, nor the claims of a stopped replica's
-// transfers, whose callers may be on hold.
+// must hold back none of them, nor the claims of a stopped replica's
+// transfers, whose callers may be on hold. The poll comes as often as it
+// did in this loop: one query every two PollIntervals.
 func (e *Engine) maintain() {
 	ctx := e.hard
 	e.every(ctx, e.cfg.LeaseTTL/4, false, e.heartbeat)
+	e.every(ctx, 2*e.cfg.PollInterval, false, e.signals)
 	e.every(ctx, e.cfg.PurgeInterval, true, e.purge)
 	claims := time.NewTicker(e.cfg.LeaseTTL / 4)
 	defer claims.Stop()
-	sigs := time.NewTicker(2 * e.cfg.PollInterval)
-	defer sigs.Stop()
 	orphans := time.NewTicker(e.cfg.OrphanInterval)
 	defer orphans.Stop()
 	for {
@@ -491,8 +494,6 @@ func (e *Engine) maintain() {
 					e.log.Warn().Err(err).Msg("settling Idempotency-Key reservations failed")
 				}
 			}
-		case <-sigs.C:
-			e.signals(ctx)
 		}
 	}
 }
