@@ -382,13 +382,40 @@ func withoutSecrets(a Account) Account {
 
 // Run reloads on every value of hup (SIGHUP) and whenever the tenants
 // file or a secret file it names changes (checked every poll; 0 disables),
-// until ctx is done. A failed reload is logged and changes nothing.
+// until ctx is done. A failed reload is logged and changes nothing. It
+// sweeps at every poll and after every reload in a goroutine of its own,
+// which it waits for before it returns: a release that takes its time (a
+// NetSapiens PBX that does not answer the deletion of a subscription)
+// held the next reload back, a rotation included, up to 30 s per account
+// released.
 func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Duration) {
 	var tick <-chan time.Time
 	if poll > 0 {
 		t := time.NewTicker(poll)
 		defer t.Stop()
 		tick = t.C
+	}
+	sweeps := make(chan struct{}, 1)
+	swept := make(chan struct{})
+	defer func() { <-swept }()
+	go func() {
+		defer close(swept)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sweeps:
+				r.Sweep()
+			}
+		}
+	}()
+	// One sweep waiting is enough: it sees every adapter retired before
+	// it starts.
+	sweep := func() {
+		select {
+		case sweeps <- struct{}{}:
+		default:
+		}
 	}
 	for {
 		why := ""
@@ -398,7 +425,7 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 		case <-hup:
 			why = "SIGHUP"
 		case <-tick:
-			r.Sweep()
+			sweep()
 			if !r.changed() {
 				continue
 			}
@@ -413,35 +440,44 @@ func (r *Registry) Run(ctx context.Context, hup <-chan os.Signal, poll time.Dura
 		if r.o.OnReload != nil {
 			r.o.OnReload(err)
 		}
-		r.Sweep()
+		sweep()
 	}
 }
 
 // Sweep releases the adapters reloads replaced or removed that no
 // transfer uses any more (Options.InUse, Options.Release). Run calls it at
 // every poll and after every reload.
+//
+// They are released after serial is let go: a release may take its time
+// (Options.Release), and a reload waited for it. Each is taken out of
+// retired first, under serial, so that no later sweep releases it again
+// and no reload gives it a rotation or hands over from it meanwhile; no
+// transfer is adopted with it since, as it is not in force (InUse).
 func (r *Registry) Sweep() {
 	if r.o.InUse == nil {
 		return
 	}
 	r.serial.Lock()
-	defer r.serial.Unlock()
 	r.mu.RLock()
 	retired := r.retired
 	r.mu.RUnlock()
-	var kept []*retiredAdapter
+	var kept, unused []*retiredAdapter
 	for _, ra := range retired {
 		if r.o.InUse(ra.p) {
 			kept = append(kept, ra)
-			continue
-		}
-		if r.o.Release != nil {
-			r.o.Release(ra.p)
+		} else {
+			unused = append(unused, ra)
 		}
 	}
 	r.mu.Lock()
 	r.retired = kept
 	r.mu.Unlock()
+	r.serial.Unlock()
+	if r.o.Release != nil {
+		for _, ra := range unused {
+			r.o.Release(ra.p)
+		}
+	}
 }
 
 // changed reports whether the tenants file or a secret file the last
