@@ -123,13 +123,14 @@ func handOverAccount(old, successor orchestrator.Provider) func() {
 // pairRefused checks a Bandwidth token and secret read apart (see
 // tenants.Options.Refused) with an adapter of their own, which sends
 // nothing else: true only when the provider refused them, so that a
-// provider that cannot be reached leaves the reload as it was.
+// provider that cannot be reached leaves the reload as it was. ctx is
+// the reload's, which bounds all its checks together.
 func pairRefused(ctx context.Context, cfg bandwidth.Config) bool {
 	c, err := bandwidth.New(cfg)
 	if err != nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pairCheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, pairCheckTimeout)
 	defer cancel()
 	return orchestrator.KindOf(c.CheckCredentials(ctx)) == orchestrator.KindProviderAuth
 }
@@ -400,7 +401,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return build(a.Tenant, tenantAccount(a, cfg.RequestBurst))
 			},
 			Rotate: rotateAccount, HandOver: handOverAccount,
-			Refused: func(a tenants.Account) bool {
+			Refused: func(ctx context.Context, a tenants.Account) bool {
 				return pairRefused(ctx, bandwidth.Config{BaseURL: a.BaseURL, UserID: a.UserID, APIToken: a.APIToken, APISecret: a.APISecret,
 					Metrics: pm, StepTimeout: cfg.StepTimeout})
 			},

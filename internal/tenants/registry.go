@@ -65,11 +65,13 @@ type Options struct {
 	Release func(p orchestrator.Provider)
 	// Refused, if set, checks a's credentials at its provider and
 	// reports whether the provider refused them (not whether it could
-	// not tell). It is asked of an account whose secrets changed apart (a
-	// Bandwidth token without its secret, or the other way round: two
-	// Secrets that Kubernetes updates one after the other), which keeps
-	// the pair in force while the provider refuses the one read.
-	Refused func(a Account) bool
+	// not tell, nor once ctx ends). It is asked of an account whose
+	// secrets changed apart (a Bandwidth token without its secret, or the
+	// other way round: two Secrets that Kubernetes updates one after the
+	// other), which keeps the pair in force while the provider refuses
+	// the one read. The checks of one reload run pairChecksAtOnce at a
+	// time, all within pairChecksTimeout (ctx's deadline).
+	Refused func(ctx context.Context, a Account) bool
 	// Defaults are the limits of a tenant whose file entry gives none.
 	Defaults api.Limits
 	Log      zerolog.Logger
@@ -219,6 +221,7 @@ func (r *Registry) reload() error {
 	r.mu.RLock()
 	generation := r.generation
 	r.mu.RUnlock()
+	refused := r.checkPairs(p, old)
 	for _, tc := range p.tenants {
 		ts := &tenantState{cfg: tc, providers: map[string]orchestrator.Provider{}, prints: map[string][32]byte{},
 			settings: map[string][32]byte{}, places: map[string][32]byte{}, secrets: map[string][32]byte{}, generations: map[string]uint64{},
@@ -226,8 +229,7 @@ func (r *Registry) reload() error {
 		tc.limits = r.limitsOf(tc.limitsSpec)
 		for _, a := range tc.accounts {
 			prev := old[tc.name]
-			if prev != nil && prev.providers[a.Provider] != nil && r.o.Refused != nil && prev.places[a.Provider] == place(a) &&
-				changedApart(prev.inForce[a.Provider], a) && r.o.Refused(a) {
+			if refused[[2]string{tc.name, a.Provider}] {
 				// A token read without its secret (or the other way
 				// round), which the provider refuses: two Secrets updated
 				// apart, the second not mounted yet. Given to the adapter,
@@ -328,6 +330,74 @@ func (r *Registry) reload() error {
 	r.mu.Unlock()
 	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
 	return nil
+}
+
+// pairChecksTimeout bounds all the pair checks of one reload together,
+// and pairChecksAtOnce how many run at a time. A reload holds the next
+// one (a rotation included) and the sweeps while it checks: one check
+// after another, each bounded alone, a provider that did not answer held
+// it 10 s per account read half-rotated (a Secret that many tenants'
+// accounts name, updated first). A check the bound cuts short, or never
+// starts, cannot tell: its pair is given, as one the provider could not
+// be asked about.
+const (
+	pairChecksTimeout = 10 * time.Second
+	pairChecksAtOnce  = 8
+)
+
+// checkPairs asks Options.Refused about every account of p whose pair of
+// secrets changed apart from the pair in force at the same place, and
+// returns those the provider refused, by tenant and provider.
+func (r *Registry) checkPairs(p *parsed, old map[string]*tenantState) map[[2]string]bool {
+	if r.o.Refused == nil {
+		return nil
+	}
+	type pair struct {
+		tenant string
+		a      Account
+	}
+	var check []pair
+	for _, tc := range p.tenants {
+		prev := old[tc.name]
+		if prev == nil {
+			continue
+		}
+		for _, a := range tc.accounts {
+			if prev.providers[a.Provider] != nil && prev.places[a.Provider] == place(a) && changedApart(prev.inForce[a.Provider], a) {
+				check = append(check, pair{tc.name, a})
+			}
+		}
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pairChecksTimeout)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		refused = map[[2]string]bool{}
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, pairChecksAtOnce)
+	)
+	for _, c := range check {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break // the others cannot tell either
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if r.o.Refused(ctx, c.a) {
+				mu.Lock()
+				refused[[2]string{c.tenant, c.a.Provider}] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return refused
 }
 
 func (r *Registry) limitsOf(s limitsSpec) api.Limits {

@@ -106,3 +106,79 @@ func TestAReleaseDoesNotHoldTheNextReloadBack(t *testing.T) {
 	default:
 	}
 }
+
+// The pair checks of one reload (a token read without its secret: a
+// Secret several tenants' accounts name, updated before the other) ran
+// one after the other, each bounded alone: a provider that did not answer
+// held the reload, and the next one (a rotation included) and the
+// sweeps, 10 s per account. They run together now, under one deadline.
+func TestThePairChecksOfOneReloadRunTogetherUnderOneDeadline(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("bw-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tenants.yaml")
+	account := `    providers:
+      bandwidth:
+        user_id: u-TENANT
+        api_token: {file: ` + token + `}
+        api_secret: {env: BETA_BW_SECRET}
+`
+	content := "tenants:\n  - name: acme\n    keys:\n      - {name: acme-crm, hash: \"" + hexOf(acmeWrite) + "\", scope: write}\n" +
+		strings.ReplaceAll(account, "TENANT", "acme") +
+		"  - name: beta\n    keys:\n      - {name: beta-crm, hash: \"" + hexOf(betaWrite) + "\", scope: write}\n" +
+		strings.ReplaceAll(account, "TENANT", "beta")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		deadlines []time.Time
+		apart     bool // a check waited in vain for the other
+		entered   = make(chan struct{}, 2)
+		both      = make(chan struct{})
+		bothOnce  sync.Once
+	)
+	b, rot := &built{}, &rotations{}
+	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate, Build: b.build,
+		Refused: func(ctx context.Context, a tenants.Account) bool {
+			d, ok := ctx.Deadline()
+			mu.Lock()
+			if ok {
+				deadlines = append(deadlines, d)
+			}
+			mu.Unlock()
+			entered <- struct{}{}
+			if len(entered) == 2 {
+				bothOnce.Do(func() { close(both) })
+			}
+			select {
+			case <-both:
+				return true // the provider refuses the token without its secret
+			case <-time.After(liveness):
+				mu.Lock()
+				apart = true
+				mu.Unlock()
+				return false
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte("bw-token-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if apart {
+		t.Fatal("the two accounts' pairs were checked one after the other")
+	}
+	if len(deadlines) != 2 || !deadlines[0].Equal(deadlines[1]) {
+		t.Errorf("the checks' deadlines were %v, want one for both", deadlines)
+	}
+	if len(rot.applied) != 0 {
+		t.Errorf("pairs the provider refused were given: %q", rot.applied)
+	}
+}

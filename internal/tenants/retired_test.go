@@ -1,6 +1,7 @@
 package tenants_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -175,7 +176,7 @@ func TestATokenReadWithoutItsSecretIsNotGiven(t *testing.T) {
 	good := map[[2]string]bool{{"beta-bw-token", "beta-bw-secret"}: true, {"beta-bw-token-2", "beta-bw-secret-2"}: true,
 		{"beta-bw-token-2", "beta-bw-secret-3"}: true}
 	r, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Log: zerolog.Nop(), Rotate: rot.rotate, Build: b.build,
-		Refused: func(a tenants.Account) bool {
+		Refused: func(_ context.Context, a tenants.Account) bool {
 			checked = append(checked, a)
 			return !good[[2]string{a.APIToken, a.APISecret}]
 		}})
