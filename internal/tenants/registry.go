@@ -50,8 +50,11 @@ type Options struct {
 	// HandOver, if set, says how an adapter built anew at the same place
 	// takes over from the one it replaces what the two must not both do
 	// (a NetSapiens client's event subscriptions, which the two would
-	// share and the old one delete under the new). The function it
-	// returns is applied with the rotations; nil hands nothing over.
+	// share and the old one delete under the new). The one it replaces is
+	// the adapter in force there, or else the newest a reload retired
+	// there and no sweep released (an account removed, or moved, and
+	// brought back). The function it returns is applied with the
+	// rotations; nil hands nothing over.
 	HandOver func(old, successor orchestrator.Provider) (apply func())
 	// InUse, if set, reports whether an adapter a reload replaced or
 	// removed still drives transfers here (orchestrator.Engine.DrivesWith).
@@ -260,8 +263,8 @@ func (r *Registry) reload() error {
 					return fmt.Errorf("tenants file %s: tenant %s: %w", r.o.Path, tc.name, err)
 				}
 				kept = prov
-				if prev != nil && prev.providers[a.Provider] != nil && r.o.HandOver != nil && prev.places[a.Provider] == place(a) {
-					if apply := r.o.HandOver(prev.providers[a.Provider], prov); apply != nil {
+				if from := r.predecessor(prev, tc.name, a); from != nil && r.o.HandOver != nil {
+					if apply := r.o.HandOver(from, prov); apply != nil {
 						rotations = append(rotations, apply)
 					}
 				}
@@ -329,6 +332,28 @@ func (r *Registry) reload() error {
 	r.keys, r.tenants, r.generation, r.retired = keys, next, generation, retired
 	r.mu.Unlock()
 	r.o.Log.Info().Str("file", r.o.Path).Int("tenants", len(next)).Int("keys", keys.Len()).Msg("tenants loaded")
+	return nil
+}
+
+// predecessor is the adapter one built anew for a (tenant's account)
+// takes over from (Options.HandOver): the one in force at the same place,
+// or else the newest a reload retired there and no sweep released. An
+// account removed, or moved elsewhere, and then brought back had none:
+// its old adapter, still driving transfers, kept a NetSapiens subscriber
+// of its own, both adopted the domain's one subscription (one post-url),
+// and the old one's release deleted it under the new one's watch.
+func (r *Registry) predecessor(prev *tenantState, tenant string, a Account) orchestrator.Provider {
+	at := place(a)
+	if prev != nil && prev.providers[a.Provider] != nil && prev.places[a.Provider] == at {
+		return prev.providers[a.Provider]
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, ra := range slices.Backward(r.retired) {
+		if ra.tenant == tenant && ra.provider == a.Provider && ra.place == at {
+			return ra.p
+		}
+	}
 	return nil
 }
 

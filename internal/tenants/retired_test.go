@@ -218,3 +218,57 @@ func TestATokenReadWithoutItsSecretIsNotGiven(t *testing.T) {
 		t.Fatalf("a secret rotated alone and taken: given %q, %d pairs checked", rot.applied, len(checked))
 	}
 }
+
+// An account removed and then added back at the same place was built with
+// no predecessor: its old adapter, still driving transfers, kept a
+// NetSapiens subscriber of its own, both adopted the domain's one
+// subscription, and the old one's release deleted it under the new one's
+// watch. The one built anew now takes over from the newest adapter
+// retired there; from none a sweep released.
+func TestAnAccountAddedBackTakesOverFromItsRetiredAdapter(t *testing.T) {
+	rig := newRetiredRig(t)
+	first, _ := rig.r.Provider("beta", "bandwidth")
+	rig.inUse[first] = true
+	withoutBeta := rig.content[:strings.Index(rig.content, "  - name: beta\n")]
+	write := func(content string) orchestrator.Provider {
+		t.Helper()
+		if err := os.WriteFile(rig.path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := rig.r.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := rig.r.Provider("beta", "bandwidth")
+		return p
+	}
+	if p := write(withoutBeta); p != nil {
+		t.Fatal("the removed account is still in force")
+	}
+	rig.r.Sweep() // first still drives transfers: kept
+	second := write(rig.content)
+	if second == nil || second == first {
+		t.Fatal("the account added back was not built anew")
+	}
+	if len(rig.handed) != 1 || rig.handed[0] != [2]orchestrator.Provider{first, second} {
+		t.Fatalf("handed over %v, want the retired adapter's to the one added back", rig.handed)
+	}
+	// Removed again, second is released (no transfer used it), and first
+	// stays: added back once more, the new one takes over from first, the
+	// newest retired there and not released.
+	write(withoutBeta)
+	rig.r.Sweep()
+	if len(rig.released) != 1 || rig.released[0] != second {
+		t.Fatalf("released %v, want the second adapter", rig.released)
+	}
+	third := write(rig.content)
+	if len(rig.handed) != 2 || rig.handed[1] != [2]orchestrator.Provider{first, third} {
+		t.Fatalf("handed over %v, want the first adapter's (the second is released) to the third", rig.handed)
+	}
+	// Elsewhere (another URL), nothing is handed over from those
+	// retired at the old one.
+	write(withoutBeta)
+	write(strings.Replace(rig.content, "        user_id: u-beta\n", "        user_id: u-beta\n        base_url: https://bw.beta.example/v1\n", 1))
+	if len(rig.handed) != 2 {
+		t.Errorf("handed over to an account at another URL: %v", rig.handed)
+	}
+}
