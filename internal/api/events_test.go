@@ -96,7 +96,13 @@ func eventsServer(t *testing.T, store orchestrator.Store, reg *prometheus.Regist
 
 func (e *eventsEnv) req(t *testing.T, method, path, key, body string, hdr ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	return e.reqContext(t, context.Background(), method, path, key, body, hdr...)
+}
+
+// reqContext is req whose request ends with ctx.
+func (e *eventsEnv) reqContext(t *testing.T, ctx context.Context, method, path, key, body string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,21 +167,32 @@ func (e *eventsEnv) start(t *testing.T, key, user string) string {
 type sse struct {
 	res *http.Response
 	sc  *bufio.Scanner
+	// end ends the stream's request: next calls it once it has waited
+	// failAfter for an event.
+	end context.CancelFunc
 }
 
 func (e *eventsEnv) stream(t *testing.T, key, query string, hdr ...string) *sse {
 	t.Helper()
-	res := e.req(t, "GET", "/v1/events"+query, key, "", hdr...)
+	ctx, end := context.WithCancel(t.Context())
+	res := e.reqContext(t, ctx, "GET", "/v1/events"+query, key, "", hdr...)
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		end()
 		t.Fatalf("stream: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	t.Cleanup(func() { res.Body.Close() })
-	return &sse{res: res, sc: bufio.NewScanner(res.Body)}
+	t.Cleanup(func() { end(); res.Body.Close() })
+	return &sse{res: res, sc: bufio.NewScanner(res.Body), end: end}
 }
 
-// next returns the next event's id and body.
+// next returns the next event's id and body. A stream that sends none
+// within failAfter (a liveness bound, not a timing assertion) fails the
+// test: waited for with no deadline, a regression that silenced streams
+// (one that reads no tenant's events) hung the package until its
+// timeout, every test after it unrun.
 func (s *sse) next(t *testing.T) (string, eventBody) {
 	t.Helper()
+	timer := time.AfterFunc(failAfter, s.end)
+	defer timer.Stop()
 	var id string
 	for s.sc.Scan() {
 		line := s.sc.Text()
@@ -189,6 +206,9 @@ func (s *sse) next(t *testing.T) (string, eventBody) {
 			}
 			return id, ev
 		}
+	}
+	if !timer.Stop() {
+		t.Fatalf("no event within %v: the stream sent nothing", failAfter)
 	}
 	t.Fatalf("stream ended: %v", s.sc.Err())
 	return "", eventBody{}

@@ -62,7 +62,7 @@ func (e *eventsEnv) openStream(t *testing.T, key, query string) (s *sse, close f
 		res.Body.Close()
 	}
 	t.Cleanup(close)
-	return &sse{res: res, sc: bufio.NewScanner(res.Body)}, close
+	return &sse{res: res, sc: bufio.NewScanner(res.Body), end: cancel}, close
 }
 
 // createManual creates a manual transfer with key and waits until it
