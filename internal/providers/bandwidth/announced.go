@@ -196,7 +196,7 @@ func (c *Client) searchTransferLeg(ctx context.Context, t *orchestrator.Transfer
 // be the B-leg of t's transfer of a, as polling tells: a live outbound
 // call to the target from the number the transfer shows, started since.
 func mayBeOurs(b, a *apiCall, t *orchestrator.Transfer) bool {
-	return b.ID != a.ID && b.Direction == "out" && b.To == t.Request.Target && !b.ended() && fromMatches(b, a, t) &&
+	return b.ID != a.ID && b.outbound() && b.To == t.Request.Target && !b.ended() && fromMatches(b, a, t) &&
 		startedSince(b, a, t.CreatedAt.Add(-skewMargin))
 }
 
@@ -226,7 +226,7 @@ func (c *Client) mayHaveMade(ctx context.Context, t *orchestrator.Transfer, a *a
 		return false, err
 	}
 	return slices.ContainsFunc(calls, func(b apiCall) bool {
-		return b.ID != a.ID && b.Direction == "out" && b.To == t.Request.Target && fromMatches(&b, a, t) &&
+		return b.ID != a.ID && b.outbound() && b.To == t.Request.Target && fromMatches(&b, a, t) &&
 			startedSince(&b, a, t.CreatedAt.Add(-skewMargin))
 	}), nil
 }

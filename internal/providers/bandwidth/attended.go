@@ -284,7 +284,7 @@ func (c *Client) findConsultCall(ctx context.Context, t *orchestrator.Transfer) 
 		return "", err
 	}
 	for _, call := range calls {
-		if call.Tag == t.ID && call.Direction == "out" {
+		if call.Tag == t.ID && call.outbound() {
 			return call.ID, nil
 		}
 	}

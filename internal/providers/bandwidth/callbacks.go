@@ -112,6 +112,18 @@ func (c *Client) ReceiveCallback(r *http.Request, transferID string) (note strin
 	switch strings.ToLower(string(ev.EventType)) {
 	case "hangup":
 		cause = strings.ToUpper(string(ev.Cause))
+	case "reject":
+		// The docs send a rejection as a hangup with CALL_REJECTED; the
+		// Java SDK's event enum names a "reject" type too. Read as an
+		// event that says nothing, a rejected leg whose hangup callback
+		// never came was the caller hanging up (announced: the platform
+		// ends the caller's call with the failed transfer).
+		// A cause it carries that is a failure says more; a plain end
+		// (a hang-up) does not undo the rejection the type says.
+		cause = causeCallRejected
+		if c := strings.ToUpper(string(ev.Cause)); c != "" && !plainEnd(c) {
+			cause = c
+		}
 	case "timeout":
 		// "the call is not answered until the specified timeout"; the
 		// hangup that follows may carry a cause of its own, which does not

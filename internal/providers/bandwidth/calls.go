@@ -62,10 +62,17 @@ func (c *apiCall) bridgeID() string {
 	return ""
 }
 
+// outbound reports an outbound call. The notes give direction as "in"
+// or "out" and no case; ownNumber folds it, and so do the searches for a
+// transfer's legs: compared exactly, a platform writing "OUT" had every
+// leg of ours taken for someone else's (an attended consult whose create
+// answer was lost never found, and its leg left ringing).
+func (c *apiCall) outbound() bool { return strings.EqualFold(strings.TrimSpace(c.Direction), "out") }
+
 // ownNumber is the account's number on the call: an inbound call's "to"
 // (the number the caller dialled), an outbound call's "from".
 func (c *apiCall) ownNumber() string {
-	if strings.EqualFold(c.Direction, "out") {
+	if c.outbound() {
 		return c.From
 	}
 	return c.To

@@ -76,6 +76,10 @@ type options struct {
 	// 200 without handing it to the client: a callback the process
 	// receiving it never acted on (it stopped first).
 	dropCallback func(body []byte) bool
+	// rewriteCallback, when set, replaces a callback's body before the
+	// client reads it (and onCallback sees it): a platform that words an
+	// event otherwise than bwsim.
+	rewriteCallback func(body []byte) []byte
 	// callbackToken is the client's CallbackToken (nil: none).
 	callbackToken func(transferID string) string
 	// respond, when set, wraps the writer of every API answer, so that a
@@ -153,6 +157,9 @@ func setup(t *testing.T, o options) *harness {
 		cbMux := http.NewServeMux()
 		cbMux.Handle("/callbacks/bandwidth/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
+			if o.rewriteCallback != nil {
+				body = o.rewriteCallback(body)
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			if o.dropCallback != nil && o.dropCallback(body) {
 				w.WriteHeader(http.StatusOK)
