@@ -79,9 +79,9 @@ func (f *recordingForwarder) sent() []string {
 	return slices.Clone(f.forwarded)
 }
 
-// A callback reaching a replica that does not drive its transfer is
-// forwarded with what it told (its receiver's note), once it was taken;
-// one about a transfer this replica drives, or that told nothing, is not;
+// A callback is forwarded with what it told (its receiver's note), once
+// it was taken, whether or not this replica drives its transfer; one that
+// told nothing is not;
 // a forward that fails still answers the provider 2xx. What the other
 // replicas forward is handed to the receiver of its tenant and provider
 // here, and nothing else: another provider, a malformed note. Each is
@@ -143,7 +143,7 @@ func TestCallbacksForwardedToTheReplicaThatDrivesTheTransfer(t *testing.T) {
 	fwd.fail = true
 	fwd.mu.Unlock()
 	post(other, "c-3")
-	if got, want := fwd.sent(), []string{"default netsapiens " + other + " c-2/USER_BUSY"}; !slices.Equal(got, want) {
+	if got, want := fwd.sent(), []string{"default netsapiens " + mine.ID + " c-1/USER_BUSY", "default netsapiens " + other + " c-2/USER_BUSY"}; !slices.Equal(got, want) {
 		t.Errorf("forwarded %q, want %q", got, want)
 	}
 
@@ -159,7 +159,7 @@ func TestCallbacksForwardedToTheReplicaThatDrivesTheTransfer(t *testing.T) {
 transferd_callbacks_forwarded_total{result="applied"} 1
 transferd_callbacks_forwarded_total{result="failed"} 1
 transferd_callbacks_forwarded_total{result="refused"} 2
-transferd_callbacks_forwarded_total{result="sent"} 1
+transferd_callbacks_forwarded_total{result="sent"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "transferd_callbacks_forwarded_total"); err != nil {
 		t.Error(err)

@@ -39,7 +39,8 @@ type Config struct {
 	// provider name, at /callbacks/{provider}/{transfer_id}/{token}.
 	Callbacks map[string]CallbackReceiver
 	// Forwarder, when set, forwards what a callback told to the other
-	// replicas when this one does not drive its transfer, and hands what
+	// replicas (whichever drives its transfer: another may take it over),
+	// and hands what
 	// they forward to this replica's receivers. nil: a callback's note
 	// stays with the replica that received it (a single process).
 	Forwarder CallbackForwarder
@@ -127,8 +128,9 @@ type Config struct {
 // What an event tells may be kept in the receiver's memory (why a call
 // ended, say), where only the replica that received it sees it. So
 // ReceiveCallback returns it as a note, one word of the receiver's own
-// making ("" when it told nothing to keep), which the server forwards
-// when another replica drives the transfer (Config.Forwarder); there
+// making ("" when it told nothing to keep), which the server forwards to
+// the other replicas (Config.Forwarder), whichever drives the transfer,
+// since another may take it over; there
 // ApplyCallbackNote keeps it as if the event had come there. A malformed
 // note is an error of kind KindInvalid.
 type CallbackReceiver interface {

@@ -578,10 +578,10 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // failure of the token is a 404, as for a transfer that does not exist.
 // Providers only need a 2xx; the body is empty.
 //
-// A load balancer sends a callback to any replica. One that does not
-// drive the transfer forwards what the event told: the replica that
-// drives it would otherwise never know why its consult ended, only that
-// it did.
+// A load balancer sends a callback to any replica. Each forwards what the
+// event told to the others: the replica that drives the transfer would
+// otherwise never know why its consult ended, only that it did, nor would
+// one that takes the transfer over.
 func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id string) (CallbackReceiver, bool),
 	forward func(r *http.Request, tenant, provider, id, note string), signer *CallbackSigner, m *authMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -715,12 +715,20 @@ func (s *shared) permit(ctx context.Context, r *orchestrator.Request) error {
 const forwardTimeout = 2 * time.Second
 
 // forward sends a callback's note to the other replicas (Config.
-// Forwarder; nothing without one) when this replica does not drive its
-// transfer and the event told something. A forward that fails is logged
-// and counted, and the event still answered 2xx: the callback was valid,
-// and the provider sending it again would only reach a replica at random.
+// Forwarder; nothing without one) when the event told something, whether
+// or not this replica drives its transfer: the replica driving it now may
+// not be the one that ends it. Kept here alone, what only a callback told
+// (the leg of a transfer whose answer was lost and that the platform
+// never lists, why a leg ended) was lost to the replica a hand-over (a
+// rolling restart) or a crash gave the transfer to: an announced transfer
+// to a busy target, the platform ending the caller's call with it, was
+// then reported caller_hung_up. It costs a notification per callback
+// (Bandwidth's: a few per transfer), beside the one of every save. A
+// forward that fails is logged and counted, and the event still answered
+// 2xx: the callback was valid, and the provider sending it again would
+// only reach a replica at random.
 func (s *shared) forward(r *http.Request, tenant, provider, id, note string) {
-	if s.cfg.Forwarder == nil || note == "" || s.eng.Drives(id) {
+	if s.cfg.Forwarder == nil || note == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)

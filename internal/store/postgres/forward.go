@@ -10,8 +10,8 @@ import (
 // Callbacks forwarded between replicas. A provider's callback (a
 // Bandwidth hangup, say) reaches whichever replica the load balancer
 // chose, and what it tells (why the consult ended) lives in the memory of
-// the provider client that received it. When that replica does not drive
-// the transfer, it forwards what the callback told on the notification
+// the provider client that received it. That replica, whether or not it
+// drives the transfer, forwards what the callback told on the notification
 // channel the saves use (ForwardCallback), and every other replica's
 // listener hands it to its own client (ListenCallbacks): the replica that
 // drives the transfer knows it as if the callback had come to it, and so
