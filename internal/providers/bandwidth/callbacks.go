@@ -1,6 +1,7 @@
 package bandwidth
 
 import (
+	"container/list"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,8 @@ import (
 // maxCallbackBody bounds a callback body; Catapult events are small.
 const maxCallbackBody = 64 << 10
 
-// maxCauses bounds the hangup causes kept in memory.
+// maxCauses is the least number of transfers whose notes (hangup causes,
+// the leg a callback named) are kept in memory (causeBook).
 const maxCauses = 4096
 
 var (
@@ -177,17 +179,47 @@ func (ev *callbackEvent) problem() (field, msg string) {
 	return "", ""
 }
 
-// causeBook remembers the hangup causes callbacks (or event histories)
-// reported, per transfer and call, forgetting the oldest beyond its size.
+// causeBook remembers what callbacks (or event histories) told, per
+// transfer and call: hangup causes, the leg a callback named, marks of a
+// history read. It is bounded by transfers, forgetting first those least
+// recently used: a transfer's notes are used when written and whenever
+// this client reads the transfer (touch, from Read), so those of the
+// transfers in flight here outlive those of finished ones, which nothing
+// reads any more. The bound follows what is in flight: at least base
+// transfers, and twice the most this client has read at once. A
+// transfer keeps at most maxNotesPerTransfer keys, its oldest forgotten
+// first (only a forged callback naming call after call could write that
+// many).
+//
+// It was a ring of 4,096 keys in insertion order, a key written again not
+// refreshed: with more than about 1,300 transfers receiving callbacks
+// during one consult (three keys each), an in-flight transfer's notes
+// were evicted by newer ones, finished or not, and with them a leg only a
+// callback had named or why it ended.
 type causeBook struct {
-	mu   sync.Mutex
-	m    map[string]string
-	ring []string // keys in insertion order, overwritten cyclically
-	next int
+	mu sync.Mutex
+	m  map[string]string // causeKey → what was told
+	// transfers holds each transfer's element of lru, whose value is its
+	// *bookEntry; lru's front is the most recently used.
+	transfers map[string]*list.Element
+	lru       *list.List
+	base      int // the least number of transfers kept
+	size      int // the number of transfers kept: base, or more (touch)
 }
 
+// bookEntry is a transfer's part of the book: its keys in m, oldest first.
+type bookEntry struct {
+	transferID string
+	keys       []string
+}
+
+// maxNotesPerTransfer bounds the keys one transfer keeps in the book: a
+// leg or two, each with its cause and history marks, need a handful.
+const maxNotesPerTransfer = 32
+
 func newCauseBook(size int) *causeBook {
-	return &causeBook{m: make(map[string]string, size), ring: make([]string, size)}
+	return &causeBook{m: make(map[string]string), transfers: make(map[string]*list.Element), lru: list.New(),
+		base: size, size: size}
 }
 
 func causeKey(transferID, callID string) string { return transferID + "/" + callID }
@@ -195,18 +227,56 @@ func causeKey(transferID, callID string) string { return transferID + "/" + call
 func (b *causeBook) put(transferID, callID, cause string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.putLocked(causeKey(transferID, callID), cause)
+	b.putLocked(transferID, callID, cause)
 }
 
-func (b *causeBook) putLocked(k, cause string) {
+func (b *causeBook) putLocked(transferID, callID, cause string) {
+	k := causeKey(transferID, callID)
+	el, ok := b.transfers[transferID]
+	if ok {
+		b.lru.MoveToFront(el)
+	} else {
+		el = b.lru.PushFront(&bookEntry{transferID: transferID})
+		b.transfers[transferID] = el
+		b.evictLocked()
+	}
 	if _, ok := b.m[k]; !ok {
-		if old := b.ring[b.next]; old != "" {
-			delete(b.m, old)
+		e := el.Value.(*bookEntry)
+		if len(e.keys) >= maxNotesPerTransfer {
+			delete(b.m, e.keys[0])
+			e.keys = e.keys[1:]
 		}
-		b.ring[b.next] = k
-		b.next = (b.next + 1) % len(b.ring)
+		e.keys = append(e.keys, k)
 	}
 	b.m[k] = cause
+}
+
+// evictLocked forgets the transfers least recently used beyond size.
+func (b *causeBook) evictLocked() {
+	for b.lru.Len() > b.size {
+		el := b.lru.Back()
+		e := el.Value.(*bookEntry)
+		for _, k := range e.keys {
+			delete(b.m, k)
+		}
+		delete(b.transfers, e.transferID)
+		b.lru.Remove(el)
+	}
+}
+
+// touch marks the notes of transfers this client reads (all those it
+// watches, Read) as used, and sizes the book for them: twice as many
+// transfers as it reads at once, so that the notes of those in flight
+// are never the ones forgotten for newer ones.
+func (b *causeBook) touch(transferIDs []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.size = max(b.size, b.base, 2*len(transferIDs))
+	for _, id := range transferIDs {
+		if el, ok := b.transfers[id]; ok {
+			b.lru.MoveToFront(el)
+		}
+	}
 }
 
 // merge records cause after whatever the call reported before, as
@@ -216,7 +286,7 @@ func (b *causeBook) merge(transferID, callID, cause string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cause = mergeCause(b.m[causeKey(transferID, callID)], cause)
-	b.putLocked(causeKey(transferID, callID), cause)
+	b.putLocked(transferID, callID, cause)
 }
 
 // noteLeg records the call a callback for the transfer named; leg
@@ -224,7 +294,7 @@ func (b *causeBook) merge(transferID, callID, cause string) {
 func (b *causeBook) noteLeg(transferID, callID string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.putLocked(causeKey(transferID, legKey), callID)
+	b.putLocked(transferID, legKey, callID)
 }
 
 func (b *causeBook) leg(transferID string) string { return b.get(transferID, legKey) }

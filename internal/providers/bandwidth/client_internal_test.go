@@ -385,17 +385,35 @@ func TestCallbackNotesCarryWhatACallbackTold(t *testing.T) {
 	}
 }
 
+// The book is bounded by transfers, forgetting those least recently used
+// first (a note written, or the transfer read), and by keys per transfer.
 func TestCauseBookIsBounded(t *testing.T) {
 	b := newCauseBook(3)
 	for i := range 10 {
-		b.put("tr", "c-"+strconv.Itoa(i), "USER_BUSY")
+		b.put("tr-"+strconv.Itoa(i), "c-1", "USER_BUSY")
 	}
-	if len(b.m) != 3 || b.get("tr", "c-9") == "" || b.get("tr", "c-6") != "" {
+	if len(b.m) != 3 || b.get("tr-9", "c-1") == "" || b.get("tr-6", "c-1") != "" {
 		t.Errorf("book = %v", b.m)
 	}
-	b.put("tr", "c-9", "CALL_REJECTED") // an update does not evict
-	if len(b.m) != 3 || b.get("tr", "c-7") == "" || b.get("tr", "c-9") != "CALL_REJECTED" {
+	b.put("tr-7", "c-1", "CALL_REJECTED") // used again: the last to go
+	b.touch([]string{"tr-8"})             // read: used too
+	b.put("tr-10", "c-1", "USER_BUSY")
+	if len(b.m) != 3 || b.get("tr-9", "c-1") != "" || b.get("tr-7", "c-1") != "CALL_REJECTED" || b.get("tr-8", "c-1") == "" {
 		t.Errorf("book = %v", b.m)
+	}
+	for i := range maxNotesPerTransfer + 5 {
+		b.put("tr-10", "c-"+strconv.Itoa(i+2), "USER_BUSY")
+	}
+	if b.get("tr-10", "c-1") != "" || b.get("tr-10", "c-6") != "" || b.get("tr-10", "c-7") == "" || len(b.m) != 2+maxNotesPerTransfer {
+		t.Errorf("%d keys; c-1 %q, c-6 %q, c-7 %q", len(b.m), b.get("tr-10", "c-1"), b.get("tr-10", "c-6"), b.get("tr-10", "c-7"))
+	}
+	// Reading more transfers at once than the book holds sizes it for them.
+	b.touch([]string{"a", "b", "c", "d"})
+	for i := range 8 {
+		b.put("tr-x"+strconv.Itoa(i), "c-1", "USER_BUSY")
+	}
+	if n := b.lru.Len(); n != 8 {
+		t.Errorf("%d transfers kept, want 8", n)
 	}
 }
 

@@ -96,6 +96,11 @@ const readConcurrency = 8
 // transfer's calls and bridge read by id, a few at a time; a transfer
 // whose part fails reads as unknown without failing the others.
 func (c *Client) Read(ctx context.Context, _ string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	c.causes.touch(ids)
 	v := make(view, len(ts))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
