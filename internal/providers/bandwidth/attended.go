@@ -291,6 +291,39 @@ func (c *Client) findConsultCall(ctx context.Context, t *orchestrator.Transfer) 
 	return "", nil
 }
 
+// namedConsult is the consult of t, whose create answer was lost and
+// which the listing does not show, as its callbacks tell: the call they
+// named (a callback to t's URL comes from a call of t's, as its token
+// says; not which call it speaks of), taken when it reads with t's tag,
+// as findConsultCall would (a call the listing shows late); or, when it
+// cannot be read (a failed leg the platform never indexes: bwsim
+// VanishFailedLegs), no leg, and why it ended when a callback told it
+// (told). A call read without t's tag is not taken: a replayed or forged
+// callback naming another call would have the join bridge it with the
+// caller, and the hang-up end it; one that cannot be read is used for its
+// end alone, never joined nor hung up by that id. Both "" when no
+// callback named a call, or the one named says nothing.
+//
+// Without it, a busy target's leg the platform never lists, its create
+// answer lost, was judged by the visibility window as a consult that
+// never appeared: consult_failed, where its callback said busy.
+func (c *Client) namedConsult(ctx context.Context, t *orchestrator.Transfer) (tid, told string, err error) {
+	id := c.causes.leg(t.ID)
+	if id == "" || id == t.Legs.Caller.CallID || id == t.Legs.Agent.CallID {
+		return "", "", nil
+	}
+	call, err := c.getCall(ctx, id)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return "", c.causes.get(t.ID, id), nil
+	case err != nil:
+		return "", "", err
+	case call.Tag == t.ID && call.outbound():
+		return id, "", nil
+	}
+	return "", "", nil
+}
+
 // observeAttended reads b1, which shows whom the caller hears, and T.
 func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
 	var obs orchestrator.Observation
@@ -305,6 +338,15 @@ func (c *Client) observeAttended(ctx context.Context, t *orchestrator.Transfer) 
 		// our tag. A platform may list a new call only after a while.
 		if tid, err = c.findConsultCall(ctx, t); err != nil {
 			return obs, err
+		}
+		if tid == "" {
+			var told string
+			if tid, told, err = c.namedConsult(ctx, t); err != nil {
+				return obs, err
+			}
+			if told != "" {
+				consultEnded(&obs, nil, told)
+			}
 		}
 		obs.ConsultLeg.CallID = tid
 	}

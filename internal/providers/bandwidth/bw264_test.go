@@ -126,3 +126,39 @@ func TestAConsultIsFoundWhateverTheCaseOfItsDirection(t *testing.T) {
 		})
 	}
 }
+
+// An attended consult to a busy target whose create answer is lost, on a
+// platform that lists and reads the leg (the listing finds it by its
+// tag), or never indexes it (VanishFailedLegs: only its callbacks name
+// it). The callback-named leg was not used: never found, it was judged by
+// the visibility window as a consult that never appeared, consult_failed,
+// where its callback said busy. Both sides now report busy, the caller
+// restored.
+func TestAConsultWhoseCreateAnswerWasLostEndsWithItsCallbacksCause(t *testing.T) {
+	for _, vanish := range []bool{false, true} {
+		name := "listed"
+		if vanish {
+			name = "never listed"
+		}
+		t.Run(name, func(t *testing.T) {
+			h, hungUp := setupBusyWithCallbacks(t, bwsim.Config{VanishFailedLegs: vanish})
+			a, g, _ := h.placeBridged(t)
+			h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpCreateCall, Drop: true, Apply: true, Count: 1})
+			// The consult is looked for once its hangup callback was
+			// handled.
+			h.before(func(method, path, _ string) bool {
+				return method == http.MethodGet && path == "/users/"+userID+"/calls"
+			}, hungUp)
+			req := attendedReq(a, g, orchestrator.CompletionAuto)
+			req.ConsultTimeout = time.Minute
+			end := h.waitSaved(t, h.start(t, req).ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+			if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonBusy || !end.Outcome.CallerRestored {
+				t.Fatalf("ended %s %+v; want failed, busy, the caller restored", end.State, end.Outcome)
+			}
+			h.idle(t)
+			if c := mustCall(t, h, a.ID); c.Ended() {
+				t.Errorf("the caller's call is %s", c.State)
+			}
+		})
+	}
+}
