@@ -835,7 +835,7 @@ type FieldError struct {
 
 // LegRef A provider's identifiers for one leg; only those the provider uses are present.
 type LegRef struct {
-	// BridgeId Bandwidth bridge of an attended consult.
+	// BridgeId Bandwidth bridge of the call (those of an attended consult, or the one an announced transfer's caller shared with the agent when it began).
 	BridgeId string `json:"bridge_id,omitempty"`
 
 	// CallId The leg's call id (NetSapiens call-orig/term-call-id; Bandwidth call id).

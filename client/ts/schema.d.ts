@@ -967,7 +967,7 @@ export interface components {
             session_id?: string;
             /** @description NetSapiens core server (hostname) that carries the call. */
             server?: string;
-            /** @description Bandwidth bridge of an attended consult. */
+            /** @description Bandwidth bridge of the call (those of an attended consult, or the one an announced transfer's caller shared with the agent when it began). */
             bridge_id?: string;
         };
         /** @description The provider ids of every leg the transfer touches, filled in as they become known. */

@@ -28,7 +28,9 @@ func (c *Client) locateAnnounced(ctx context.Context, t *orchestrator.Transfer) 
 		return orchestrator.Legs{}, orchestrator.E(op, orchestrator.KindCallNotActive,
 			fmt.Errorf("call %s is %q; only an active call can be transferred", id, a.state()))
 	}
-	return orchestrator.Legs{Caller: orchestrator.LegRef{CallID: id}}, nil
+	// The bridge the caller shares with the agent, if any: a failed
+	// transfer may give the caller back out of it, alone (callerAlone).
+	return orchestrator.Legs{Caller: orchestrator.LegRef{CallID: id, BridgeID: a.bridgeID()}}, nil
 }
 
 // transferBody maps the request onto the page's fields: exactly the
@@ -421,6 +423,18 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Detail = appendDetail(obs.Detail, "the transfer's answer was lost, the caller's call reads active showing no transfer, "+
 			"as it may both once given back and once connected to the target, and a live call to the target that may be its leg is listed: "+
 			"without TRANSFERD_PUBLIC_URL no call object names the transfer's leg")
+	case a.state() == stateActive && callerAlone(t, a):
+		// Given back after a failed transfer (TransferFailure restore),
+		// out of the bridge it shared with the agent: up, but with no one.
+		// Taken for connected, the outcome said the caller restored while
+		// the caller heard silence. The request names no agent, and the
+		// platform's part in the bridge is a guess (a transfer takes the
+		// call out of it in bwsim; nothing documents transferring a
+		// bridged call), so nothing puts the caller back: the engine
+		// reports the caller not restored, and why.
+		obs.Caller = orchestrator.CallerUnknown
+		obs.Detail = appendDetail(obs.Detail, "the caller's call is up but no longer in bridge "+t.Legs.Caller.BridgeID+
+			", which it shared with the agent when the transfer began: it is connected to no one")
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:
@@ -430,6 +444,16 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		obs.Caller = orchestrator.CallerUnknown
 	}
 	return obs, nil
+}
+
+// callerAlone reports whether A, read active, has left the bridge it was
+// in when the transfer began and is in none: on the platform's side of
+// the guess that takes a transferred call out of its bridge and gives it
+// back alone when the transfer fails. One the client's application put
+// in another bridge since is with someone, as before; one in its bridge
+// still (the other side of the guess), or never bridged, is connected.
+func callerAlone(t *orchestrator.Transfer, a *apiCall) bool {
+	return t.Legs.Caller.BridgeID != "" && a.bridgeID() == ""
 }
 
 // dialAnswered is when t's dial was answered (its last dial step ended),

@@ -162,3 +162,41 @@ func TestAConsultWhoseCreateAnswerWasLostEndsWithItsCallbacksCause(t *testing.T)
 		})
 	}
 }
+
+// An announced transfer to a busy target, on the platform's side of the
+// guess that gives the caller's call back when the transfer fails
+// (TransferFailure restore). A caller who was bridged with an agent
+// comes back out of that bridge (bwsim takes a transferred call out of
+// its bridge), up but connected to no one: it was reported restored,
+// verified. It is now reported not restored, with why. A caller who was
+// in no bridge is restored, as before.
+func TestACallerGivenBackOutOfItsBridgeIsNotReportedRestored(t *testing.T) {
+	for _, bridged := range []bool{false, true} {
+		name := "not bridged"
+		if bridged {
+			name = "bridged with an agent"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := setup(t, options{engine: shortWindows, sim: bwsim.Config{TransferFailure: bwsim.TransferFailureRestore}})
+			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+			var a bwsim.Call
+			if bridged {
+				a, _, _ = h.placeBridged(t)
+			} else {
+				a = h.placeCall(t)
+			}
+			end := h.waitSaved(t, h.start(t, announcedReq(a, target)).ID, func(x *orchestrator.Transfer) bool {
+				return x.State.Terminal() && x.Cleanup == nil
+			})
+			if c := mustCall(t, h, a.ID); c.Ended() || (bridged && c.BridgeID != "") {
+				t.Fatalf("setup: the caller's call is %s in bridge %q", c.State, c.BridgeID)
+			}
+			if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonBusy || end.Outcome.CallerRestored == bridged {
+				t.Fatalf("ended %s %+v; want failed, busy, the caller restored %v", end.State, end.Outcome, !bridged)
+			}
+			if bridged && !strings.Contains(end.Outcome.Detail, "no longer in bridge") {
+				t.Errorf("detail %q should say the caller is out of its bridge", end.Outcome.Detail)
+			}
+		})
+	}
+}
