@@ -1080,7 +1080,7 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 			restored = obs.Caller == CallerConnected
 			why = fmt.Sprintf("the provider shows the caller %s and the consult %s", obs.Caller, obs.Consult)
 		}
-		detail := fmt.Sprintf("%s; not verified within %s (%s): a cleanup obligation remains", failure.Detail, e.cfg.VerifyTimeout, why)
+		detail := fmt.Sprintf("%s"+notePendingFrom+"%s (%s)"+notePendingTo, failure.Detail, e.cfg.VerifyTimeout, why)
 		until := now
 		if tb := e.tombstone(t, now); tb != nil {
 			until = tb.Until
@@ -1174,7 +1174,7 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			t.State, old.Reason)
 		e.note(en, StepVerify, detail)
 		emit(t, EventOutcomeVerified, now, t.State, t.State)
-		detail = "the provider connected the caller to the target although " + old.Detail
+		detail = "the provider connected the caller to the target although " + withoutPending(old.Detail, "")
 		detail += d
 		e.finish(ctx, en, StateCompleted, Outcome{Reason: ReasonTransferred, Verified: true, Detail: detail}, nil)
 		return 0
@@ -1262,6 +1262,10 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 		detail += fmt.Sprintf("; caller_restored corrected to %t (caller %s)", restored, obs.Caller)
 		o.CallerRestored = restored
 	}
+	// What the outcome said while unverified (the patience that ran out, the
+	// reading then, the obligation open) is no longer true once verified:
+	// it says what the reading that verifies it shows instead.
+	o.Detail = withoutPending(o.Detail, fmt.Sprintf("; verified later: the provider shows the caller %s and the consult %s", obs.Caller, obs.Consult))
 	// (An outcome the provider can no longer show took the branch near
 	// the top: it is never verified here.)
 	o.Verified = true
@@ -1276,6 +1280,30 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 			Msg("cleanup done: outcome verified")
 	}
 	return 0
+}
+
+// notePendingFrom and notePendingTo frame what an outcome the recovery
+// could not verify in time says of it: the patience, the reading then and
+// the obligation left open (withoutPending takes it out once verified).
+const (
+	notePendingFrom = "; not verified within "
+	notePendingTo   = ": a cleanup obligation remains"
+)
+
+// withoutPending is detail with its note of an outcome not verified in time
+// replaced by now: a verified outcome must not say an obligation remains,
+// nor what a reading showed before it was verified. A note wrapped in a
+// later detail (callerSeenUp quotes the outcome) is replaced where it is.
+func withoutPending(detail, now string) string {
+	i := strings.LastIndex(detail, notePendingFrom)
+	if i < 0 {
+		return detail
+	}
+	j := strings.Index(detail[i:], notePendingTo)
+	if j < 0 {
+		return detail
+	}
+	return detail[:i] + now + detail[i+j+len(notePendingTo):]
 }
 
 // noteUnknowable ends the detail of an outcome that stays unverified with
