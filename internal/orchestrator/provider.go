@@ -178,6 +178,15 @@ type Observation struct {
 	// caller and target rather than strand the caller on hold. Providers
 	// that cannot tell leave it false.
 	AgentGone bool
+	// CallerAlone: in a flow without a hold, the caller's call is up and
+	// connected to no one, given back by the provider out of the call it
+	// shared with the agent, and the provider can put it back (Unhold):
+	// the agent's call was still where the caller left it when read
+	// (Bandwidth announced, on the side of the guess that gives a caller
+	// back when the transfer fails). Caller is CallerUnknown with it. The
+	// engine sends the unhold once the consult is clear, as it does for a
+	// caller held; the provider refuses it when the agent has left.
+	CallerAlone bool
 }
 
 // View is one reading of the provider made by Provider.Read; the engine
@@ -215,7 +224,8 @@ type Provider interface {
 	Hold(ctx context.Context, t *Transfer) error
 	// Unhold takes the caller off hold by the saved ids, without reading
 	// first; safe to repeat. KindCallNotFound means the caller's call is
-	// gone.
+	// gone. In a flow without a hold it is sent only to a caller read
+	// alone (Observation.CallerAlone), and puts it back with the agent.
 	Unhold(ctx context.Context, t *Transfer) error
 	// Dial starts the consult leg (attended) or hands the caller to the
 	// target (announced) and returns the leg's ids.

@@ -1625,11 +1625,15 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 			}
 		}
 	}
-	if t.Sent.Hold.IsZero() || callerDone || en.callerGone || en.unholdRefused != "" {
+	// A flow without a hold owes an unhold only to a caller the provider
+	// gave back alone (Observation.CallerAlone), once a reading shows the
+	// consult clear: the unhold puts the caller back with the agent.
+	alone := fresh && obs.CallerAlone && !alive
+	if (t.Sent.Hold.IsZero() && t.Sent.Unhold.IsZero() && !alone) || callerDone || en.callerGone || en.unholdRefused != "" {
 		return
 	}
 	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || stepInterrupted(en, StepUnhold) ||
-		(fresh && obs.Caller == CallerHeld && settled(StepUnhold))
+		(fresh && (obs.Caller == CallerHeld || alone) && settled(StepUnhold))
 	// After a join was sent, the caller may be with the target, and an
 	// unhold would take the caller back from the target (Bandwidth gives
 	// the caller's bridge back to caller and agent): it is sent only on a
@@ -1913,9 +1917,17 @@ func (e *Engine) stepSettledAt(t *Transfer, name string) time.Time {
 }
 
 func (e *Engine) recoveryNotes(en *entry, restored bool) string {
+	// In a flow without a hold, an unhold puts a caller given back alone
+	// back with the agent (Observation.CallerAlone): say that, not "off
+	// hold", for the caller was never held.
+	alone := en.t.Sent.Hold.IsZero() && !en.t.Sent.Unhold.IsZero()
 	switch {
+	case restored && alone:
+		return "; the caller is back with the agent"
 	case restored:
 		return ""
+	case alone && en.unholdRefused != "":
+		return "; not put back with the agent: " + en.unholdRefused
 	case en.callerGone:
 		return "; the caller hung up before being taken off hold"
 	case en.unholdRefused != "":

@@ -29,8 +29,82 @@ func (c *Client) locateAnnounced(ctx context.Context, t *orchestrator.Transfer) 
 			fmt.Errorf("call %s is %q; only an active call can be transferred", id, a.state()))
 	}
 	// The bridge the caller shares with the agent, if any: a failed
-	// transfer may give the caller back out of it, alone (callerAlone).
-	return orchestrator.Legs{Caller: orchestrator.LegRef{CallID: id, BridgeID: a.bridgeID()}}, nil
+	// transfer may give the caller back out of it, alone (callerAlone),
+	// and the call it shared it with is where Unhold puts it back. The
+	// request names no agent: the bridge's other call is the one the
+	// caller was talking to when the transfer was asked for, and putting
+	// the caller back with it, only while it is still in that bridge, is
+	// undoing the transfer, as an attended one is undone.
+	legs := orchestrator.Legs{Caller: orchestrator.LegRef{CallID: id, BridgeID: a.bridgeID()}}
+	if b1 := a.bridgeID(); b1 != "" {
+		br, err := c.getBridge(ctx, b1)
+		if err != nil {
+			return orchestrator.Legs{}, err
+		}
+		if others := slices.DeleteFunc(slices.Clone(br.CallIDs), func(m string) bool { return m == id }); len(others) == 1 {
+			legs.Agent = orchestrator.LegRef{CallID: others[0]}
+		}
+	}
+	return legs, nil
+}
+
+// restoreAnnounced puts a caller the platform gave back alone, out of the
+// bridge it shared with the agent (callerAlone), back into that bridge
+// with the agent's call, audio on: the bridge update unholdAttended sends.
+// Only while the agent's call is live in that bridge still: a caller is
+// never joined to a bridge the agent has left (hung up, or put elsewhere
+// by the client's application), which is refused with KindCallNotActive,
+// so that the outcome says the caller was not given back, and why. A
+// caller in its bridge again already is success; one in another bridge,
+// or transferring again, is someone else's doing, and is left alone.
+func (c *Client) restoreAnnounced(ctx context.Context, t *orchestrator.Transfer) error {
+	const op = "bandwidth.unhold"
+	a, g, b1 := t.Legs.Caller.CallID, t.Legs.Agent.CallID, t.Legs.Caller.BridgeID
+	if g == "" || b1 == "" {
+		return orchestrator.E(op, orchestrator.KindCallNotActive,
+			fmt.Errorf("the caller's call %s shared no bridge with one other call when the transfer began: there is no one to give it back to", a))
+	}
+	ac, err := c.getKnownCall(ctx, a)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ac.ended():
+		return orchestrator.E(op, orchestrator.KindCallNotFound, fmt.Errorf("the caller's call %s has ended", a))
+	case ac.bridgeID() == b1:
+		return nil
+	case ac.bridgeID() != "" || ac.state() != stateActive:
+		return orchestrator.E(op, orchestrator.KindCallNotActive,
+			fmt.Errorf("the caller's call %s is %q in bridge %q: moved on since it was given back, it is left there", a, ac.state(), ac.bridgeID()))
+	}
+	agentLeft := func() error {
+		gc, err := c.getKnownCall(ctx, g)
+		if err != nil {
+			return err
+		}
+		if gc.ended() || gc.bridgeID() != b1 {
+			return orchestrator.E(op, orchestrator.KindCallNotActive,
+				fmt.Errorf("the agent's call %s is %q and no longer in bridge %s: the caller cannot be given back to the agent", g, gc.state(), b1))
+		}
+		return nil
+	}
+	if err := agentLeft(); err != nil {
+		return err
+	}
+	err = c.updateBridge(ctx, "unhold", b1, bridgeBody{CallIDs: members(a, g), BridgeAudio: audioOn(true)})
+	if err == nil {
+		return nil
+	}
+	if k := orchestrator.KindOf(err); k == orchestrator.KindProviderUnavailable || k == orchestrator.KindProviderAuth {
+		return err // the engine retries, or the cause is ours
+	}
+	// Refused: the agent may have left between the read and the update
+	// (the bridge completed, or the call ended). Said so when it shows;
+	// otherwise the refusal stands, and the engine sends it again.
+	if lerr := agentLeft(); lerr != nil && orchestrator.KindOf(lerr) == orchestrator.KindCallNotActive {
+		return lerr
+	}
+	return err
 }
 
 // transferBody maps the request onto the page's fields: exactly the
@@ -430,11 +504,21 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 		// the caller heard silence. The request names no agent, and the
 		// platform's part in the bridge is a guess (a transfer takes the
 		// call out of it in bwsim; nothing documents transferring a
-		// bridged call), so nothing puts the caller back: the engine
-		// reports the caller not restored, and why.
-		obs.Caller = orchestrator.CallerUnknown
-		obs.Detail = appendDetail(obs.Detail, "the caller's call is up but no longer in bridge "+t.Legs.Caller.BridgeID+
-			", which it shared with the agent when the transfer began: it is connected to no one")
+		// bridged call). The engine sends Unhold, which puts the caller
+		// back with the agent's call if it is still in the bridge, and
+		// reports the caller not restored, and why, when it is not.
+		// The agent's call, when Locate knew it, is where Unhold puts the
+		// caller back (restoreAnnounced), while it is still in the bridge.
+		// The detail goes into the outcome decided on this reading: said
+		// so, it stays true once the caller is back with the agent.
+		obs.Caller, obs.CallerAlone = orchestrator.CallerUnknown, t.Legs.Agent.CallID != ""
+		if obs.CallerAlone {
+			obs.Detail = appendDetail(obs.Detail, "the caller's call was given back out of bridge "+t.Legs.Caller.BridgeID+
+				", which it shared with the agent when the transfer began, alone")
+		} else {
+			obs.Detail = appendDetail(obs.Detail, "the caller's call is up but no longer in bridge "+t.Legs.Caller.BridgeID+
+				", which it shared with the agent when the transfer began: it is connected to no one")
+		}
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:

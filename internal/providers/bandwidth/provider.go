@@ -61,10 +61,12 @@ func (c *Client) Hold(ctx context.Context, t *orchestrator.Transfer) error {
 	return c.holdAttended(ctx, t)
 }
 
-// Unhold implements orchestrator.Provider (attended only).
+// Unhold implements orchestrator.Provider. Announced, the flow has no
+// hold, and the engine sends it only to a caller given back alone
+// (Observation.CallerAlone): it puts the caller back with the agent.
 func (c *Client) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
 	if announced(t) {
-		return nil
+		return c.restoreAnnounced(ctx, t)
 	}
 	return c.unholdAttended(ctx, t)
 }
