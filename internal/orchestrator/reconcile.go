@@ -1265,7 +1265,13 @@ func (e *Engine) sweep(ctx context.Context, en *entry) time.Duration {
 	// What the outcome said while unverified (the patience that ran out, the
 	// reading then, the obligation open) is no longer true once verified:
 	// it says what the reading that verifies it shows instead.
-	o.Detail = withoutPending(o.Detail, fmt.Sprintf("; verified later: the provider shows the caller %s and the consult %s", obs.Caller, obs.Consult))
+	// The reading's own detail says what "unknown" is (a caller alone,
+	// say), unless the outcome says it already.
+	verified := fmt.Sprintf("; verified later: the provider shows the caller %s and the consult %s", obs.Caller, obs.Consult)
+	if obs.Detail != "" && !strings.Contains(o.Detail, obs.Detail) {
+		verified += " (" + obs.Detail + ")"
+	}
+	o.Detail = withoutPending(o.Detail, verified)
 	// (An outcome the provider can no longer show took the branch near
 	// the top: it is never verified here.)
 	o.Verified = true

@@ -519,6 +519,26 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 			obs.Detail = appendDetail(obs.Detail, "the caller's call is up but no longer in bridge "+t.Legs.Caller.BridgeID+
 				", which it shared with the agent when the transfer began: it is connected to no one")
 		}
+	case a.state() == stateActive && t.Legs.Agent.CallID != "" && a.bridgeID() == t.Legs.Caller.BridgeID:
+		// In the bridge it shared with the agent: put back there
+		// (restoreAnnounced), or kept there by a platform that does not
+		// take a transferred call out of its bridge (the other side of
+		// that guess). With the agent only if the agent's call is in it
+		// still, audio on, as an attended unhold is read: the agent who
+		// hung up while the target rang, or right after the caller was
+		// put back, left the caller alone in it, which was reported
+		// restored. An ended call leaves its bridge.
+		br, err := c.getBridge(ctx, a.bridgeID())
+		if err != nil {
+			return obs, err
+		}
+		if br.has(t.Legs.Agent.CallID) && bool(br.BridgeAudio) {
+			obs.Caller = orchestrator.CallerConnected
+			break
+		}
+		obs.Caller = orchestrator.CallerUnknown
+		obs.Detail = appendDetail(obs.Detail, "the caller's call is in bridge "+br.ID+" without the agent's call "+t.Legs.Agent.CallID+
+			", or with its audio off: it is connected to no one")
 	case a.state() == stateActive:
 		obs.Caller = orchestrator.CallerConnected
 	case a.state() == stateTransferring:

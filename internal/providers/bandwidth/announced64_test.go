@@ -2,7 +2,10 @@ package bandwidth_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,5 +90,61 @@ func TestACallerGivenBackOutOfItsBridgeIsPutBackWithTheAgent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The same, and the agent hangs up the moment the caller is put back, or,
+// on a platform that keeps a transferred call in its bridge (the other
+// side of that guess), while the target rings: the caller is up, alone in
+// its bridge. A caller read active in its bridge was taken for with the
+// agent, and reported restored, verified; it is with the agent only when
+// the bridge shows the agent's call in it, audio on.
+func TestACallerAloneInItsBridgeIsNotReportedRestored(t *testing.T) {
+	var mu sync.Mutex
+	var a, g, b1 string
+	wrap := func(sim *bwsim.Sim, api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			restore := r.Method == http.MethodPost && b1 != "" && r.URL.Path == "/users/"+userID+"/bridges/"+b1
+			ag := g
+			mu.Unlock()
+			if !restore {
+				api.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, r)
+			// The agent hangs up as the caller is put back: the bridge
+			// holds the caller alone.
+			if err := sim.Hangup(ag); err != nil {
+				t.Error(err)
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		})
+	}
+	h := setup(t, options{engine: shortWindows, sim: bwsim.Config{TransferFailure: bwsim.TransferFailureRestore}, wrap: wrap})
+	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeBusy})
+	ca, cg, br := h.placeBridged(t)
+	mu.Lock()
+	a, g, b1 = ca.ID, cg.ID, br.ID
+	mu.Unlock()
+	end := h.waitSaved(t, h.start(t, announcedReq(ca, target)).ID, func(x *orchestrator.Transfer) bool {
+		return x.State.Terminal() && x.Cleanup == nil
+	})
+	h.idle(t)
+	c := mustCall(t, h, a)
+	if c.Ended() || c.BridgeID != b1 || !mustCall(t, h, g).Ended() {
+		t.Fatalf("setup: the caller's call is %s in bridge %q, the agent's %s; want the caller alone in %s",
+			c.State, c.BridgeID, mustCall(t, h, g).State, b1)
+	}
+	if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonBusy || end.Outcome.CallerRestored {
+		t.Errorf("ended %s %+v; want failed, busy, the caller not restored", end.State, end.Outcome)
+	}
+	if !strings.Contains(end.Outcome.Detail, "without the agent's call") {
+		t.Errorf("detail %q should say the caller is in its bridge without the agent", end.Outcome.Detail)
 	}
 }
