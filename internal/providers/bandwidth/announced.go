@@ -400,14 +400,19 @@ func (c *Client) observeAnnounced(ctx context.Context, t *orchestrator.Transfer)
 	// Polling cannot find B without A naming it (searchTransferLeg), but
 	// a listing with no leg that may be ours shows A is not connected to
 	// one; a listing with one cannot tell (mayHaveTaken).
-	if aGone && causeErr != nil {
+	if causeErr != nil && (aGone || errors.Is(causeErr, errHistoryLags)) {
 		// Both calls ended and why B did is unknown: the caller who hung
 		// up (B cancelled with it) and the platform ending the caller's
 		// call because B failed (busy, rejected, no answer) look alike
 		// but for B's cause. Taken for untold, the reading blamed the
-		// caller (caller_hung_up) for a busy target.
+		// caller (caller_hung_up) for a busy target. A history that shows
+		// B's end not yet is waited out with A read live too: the platform
+		// ends A a moment after B, and a reading between the two, taken
+		// for a leg that told nothing, had a busy target reported
+		// consult_failed, "Bandwidth did not say why"; it lasts a
+		// visibility window at most (historyLags).
 		return obs, orchestrator.E("bandwidth.observe", orchestrator.KindProviderUnavailable,
-			fmt.Errorf("the caller's call and the transfer's leg %s ended, and why the leg ended could not be read: %w", id, causeErr))
+			fmt.Errorf("the transfer's leg %s ended, and why could not be read: %w", id, causeErr))
 	}
 	if aGone && legUnknown && id == "" && !elsewhere(a, t) {
 		// The transfer's answer was lost, A has ended, and no leg of the

@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -342,7 +343,7 @@ func (c *Client) endCause(ctx context.Context, t *orchestrator.Transfer, callID 
 		// that says nothing, it had a busy target's leg, ended with the
 		// caller's call by the platform, read as the caller hanging up.
 		return told, orchestrator.E("bandwidth.call_events", orchestrator.KindProviderUnavailable,
-			fmt.Errorf("call %s reads ended and its event history shows no end yet: why it ended is unknown", callID))
+			fmt.Errorf("call %s reads ended and its %w: why it ended is unknown", callID, errHistoryLags))
 	}
 	switch {
 	case cause == "":
@@ -364,6 +365,12 @@ const historyRead = "#history"
 // historyLag keeps, beside a call id in the causeBook, when this process
 // first read the call's history without its end (historyLags).
 const historyLag = "#lag"
+
+// errHistoryLags is endCause's error for a history not up to date with
+// its call (historyLags): unlike one that could not be read, it lasts a
+// visibility window at most, and the reading waits it out whatever the
+// caller's call shows (observeAnnounced).
+var errHistoryLags = errors.New("event history shows no end yet")
 
 // historyLags reports whether a history that shows no end of a call read
 // ended is to be taken for one not up to date: for the visibility window
