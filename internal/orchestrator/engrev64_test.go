@@ -154,33 +154,10 @@ func TestAHangupSentBeforeAResumptionCanLandAfterItsFirstReadings(t *testing.T) 
 	f := orchestratortest.NewFake("fake").AnnouncedOnly().SetTarget(orchestratortest.TargetRings)
 	prov := &accountView{Fake: f}
 
-	// The replica that resumes the transfer: it drives a consult of its
-	// own, so that its watcher reads the account all along. Its clock
-	// stands still, an hour ahead: the other replica's heartbeat has run
-	// out on it.
-	clock := newManualClock()
-	clock.Advance(time.Hour)
-	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
-		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
-		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		clock.Run()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = second.Shutdown(ctx)
-	})
-	if err := second.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// The replica that resumes the transfer (resumerAnHourAhead).
 	own := request("fake", "2000")
 	own.Mode = orchestrator.ModeAnnounced
-	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	second, clock := resumerAnHourAhead(t, st, prov, own)
 
 	hit, release := make(chan struct{}), make(chan struct{})
 	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, CrashPoint: func(_ *orchestrator.Transfer, p string) {
@@ -238,4 +215,36 @@ func TestAHangupSentBeforeAResumptionCanLandAfterItsFirstReadings(t *testing.T) 
 	if end.State == orchestrator.StateCompleted {
 		t.Errorf("%s %+v; the caller's call was ended by the first process's hang-up", end.State, end.Outcome)
 	}
+}
+
+// resumerAnHourAhead opens the replica, "y", that resumes a transfer in
+// these tests: its clock stands still an hour ahead, so the other
+// replica's heartbeat has run out on it, and it drives a consult of its
+// own, own, so that its watcher reads the account all along. The test
+// lets its clock run (clock.Run) once the transfer is to be resumed.
+func resumerAnHourAhead(t *testing.T, st orchestrator.Store, prov orchestrator.Provider, own orchestrator.Request) (*orchestrator.Engine, *manualClock) {
+	t.Helper()
+	ctx := context.Background()
+	clock := newManualClock()
+	clock.Advance(time.Hour)
+	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
+		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
+		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		clock.Run()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = second.Shutdown(ctx)
+	})
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return second, clock
 }

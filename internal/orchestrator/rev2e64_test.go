@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -35,33 +32,10 @@ func TestAJoinResumedAfterABlindHangupWaitsForIt(t *testing.T) {
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
 	prov := &accountView{Fake: f}
 
-	// The replica that resumes the transfer; its clock stands still, an
-	// hour ahead: the other replica's heartbeat has run out on it.
-	clock := newManualClock()
-	clock.Advance(time.Hour)
-	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
-		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
-		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		clock.Run()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = second.Shutdown(ctx)
-	})
-	if err := second.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// A consult of its own, so that its watcher reads the account all
-	// along.
+	// The replica that resumes the transfer (resumerAnHourAhead).
 	own := request("fake", "2000")
 	own.Completion = orchestrator.CompletionManual
-	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	second, clock := resumerAnHourAhead(t, st, prov, own)
 
 	hit, release := make(chan struct{}), make(chan struct{})
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
@@ -143,29 +117,10 @@ func TestACompletingTransferResumedWaitsForAHangupSentBlind(t *testing.T) {
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings).IgnoreComplete(true)
 	prov := &accountView{Fake: f}
 
-	clock := newManualClock()
-	clock.Advance(time.Hour)
-	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
-		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
-		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
-		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		clock.Run()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = second.Shutdown(ctx)
-	})
-	if err := second.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// The replica that resumes the transfer (resumerAnHourAhead).
 	own := request("fake", "2000")
 	own.Completion = orchestrator.CompletionManual
-	if _, err := second.Start(ctx, own, orchestrator.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	second, clock := resumerAnHourAhead(t, st, prov, own)
 
 	hit, release := make(chan struct{}), make(chan struct{})
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later

@@ -53,21 +53,12 @@ func TestAnEventHistoryThatDoesNotShowTheLegsEndYetIsNotTheCallerHangingUp(t *te
 						t.Errorf("setup: the history answered %d %s", rec.Code, rec.Body)
 						return
 					}
-					kept := events[:0:0]
-					for _, ev := range events {
-						if name, _ := ev["name"].(string); name != "hangup" && name != "timeout" {
-							kept = append(kept, ev)
-						}
-					}
 					mu.Lock()
-					first := len(kept) < len(events) && !lag[r.URL.Path]
-					if first {
-						lag[r.URL.Path] = true
-					}
+					shown := len(events)
+					events = withoutItsEndOnce(lag, r.URL.Path, events)
 					mu.Unlock()
-					if first {
+					if len(events) < shown {
 						lagged.Add(1)
-						events = kept
 					}
 					w.Header().Set("Content-Type", "application/json")
 					_ = json.NewEncoder(w).Encode(events)
@@ -150,17 +141,7 @@ func TestALegWhoseHistoryLagsIsWaitedOutWithTheCallerReadLive(t *testing.T) {
 				t.Errorf("setup: the history answered %s", rec.Body)
 				return
 			}
-			kept := events[:0:0]
-			for _, ev := range events {
-				if name, _ := ev["name"].(string); name != "hangup" && name != "timeout" {
-					kept = append(kept, ev)
-				}
-			}
-			if len(kept) < len(events) && !lagged[r.URL.Path] {
-				lagged[r.URL.Path] = true
-				events = kept
-			}
-			_ = json.NewEncoder(w).Encode(events)
+			_ = json.NewEncoder(w).Encode(withoutItsEndOnce(lagged, r.URL.Path, events))
 		})
 	}
 	h := setup(t, options{wrap: wrap, engine: func(c *orchestrator.Config) { c.VisibilityWindow = time.Minute }})
@@ -180,4 +161,22 @@ func TestALegWhoseHistoryLagsIsWaitedOutWithTheCallerReadLive(t *testing.T) {
 	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonBusy {
 		t.Fatalf("state %s outcome %+v: want failed, busy", tr.State, tr.Outcome)
 	}
+}
+
+// withoutItsEndOnce answers the first read of the history at path that
+// would show the call's end (a hangup or timeout entry) without it, as an
+// index behind the call object would, and every later read whole; lagged
+// keeps the paths answered so (the caller holds its lock).
+func withoutItsEndOnce(lagged map[string]bool, path string, events []map[string]any) []map[string]any {
+	kept := events[:0:0]
+	for _, ev := range events {
+		if name, _ := ev["name"].(string); name != "hangup" && name != "timeout" {
+			kept = append(kept, ev)
+		}
+	}
+	if len(kept) == len(events) || lagged[path] {
+		return events
+	}
+	lagged[path] = true
+	return kept
 }
