@@ -78,56 +78,6 @@ func TestAProviderMessageQuotingTheCredentialsDoesNotCarryThem(t *testing.T) {
 	}
 }
 
-// A refusal may quote the request's callbackUrl escaped (a validator
-// printing the value as a query parameter would): the path's slashes then
-// read %2F, which the cut of a quoted callback URL did not see, and the
-// transfer's callback token reached its record and the log.
-func TestAProviderMessageQuotingTheCallbackURLEscapedDoesNotCarryItsToken(t *testing.T) {
-	const token = "acme.Zq8rT2vW5yX9aB3cD6eF_Gh-Jk"
-	var quoted string
-	wrap := func(_ *bwsim.Sim, api http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			var b struct {
-				State       string `json:"state"`
-				CallbackURL string `json:"callbackUrl"`
-			}
-			if r.Method != http.MethodPost || json.Unmarshal(body, &b) != nil || b.State != bwsim.StateTransferring {
-				api.ServeHTTP(w, r)
-				return
-			}
-			quoted = b.CallbackURL
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_ = json.NewEncoder(w).Encode(map[string]any{"category": "bad-request", "code": "callback-invalid-url",
-				"message": "Invalid value for callbackUrl=" + url.QueryEscape(b.CallbackURL)})
-		})
-	}
-	h := setup(t, options{callbacks: true, wrap: wrap, callbackToken: func(string) string { return token }})
-	a := h.placeCall(t)
-	tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
-	if !strings.Contains(quoted, token) {
-		t.Fatalf("setup: the transfer's callbackUrl %q does not carry the token", quoted)
-	}
-	if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != orchestrator.ReasonProviderError {
-		t.Fatalf("state %s outcome %+v; want failed, provider_error", tr.State, tr.Outcome)
-	}
-	record, err := json.Marshal(tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(record), token) {
-		t.Errorf("the transfer's record carries the callback token: %s", record)
-	}
-	if !strings.Contains(string(record), "callback-invalid-url") {
-		t.Errorf("the record lost the refusal's code: %s", record)
-	}
-	if logs := h.logs.String(); strings.Contains(logs, token) {
-		t.Errorf("the log carries the callback token")
-	}
-}
-
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)

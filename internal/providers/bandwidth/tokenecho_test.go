@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -19,7 +20,21 @@ import (
 // shown by the API, webhooks and events) and the log. The token is cut
 // from provider text as the access log cuts it.
 func TestAProviderMessageQuotingTheCallbackURLDoesNotCarryItsToken(t *testing.T) {
-	const token = "cbtok-Zq8rT2vW5yX9aB3cD6eF"
+	for _, c := range []struct {
+		name, token string
+		message     func(callbackURL string) string
+	}{
+		{"as written", "cbtok-Zq8rT2vW5yX9aB3cD6eF", func(u string) string { return "The callbackUrl `" + u + "` is not a valid URL" }},
+		// Escaped, as a validator printing the value as a query parameter
+		// would: the path's slashes then read %2F, which the cut of a
+		// quoted callback URL did not see.
+		{"escaped", "acme.Zq8rT2vW5yX9aB3cD6eF_Gh-Jk", func(u string) string { return "Invalid value for callbackUrl=" + url.QueryEscape(u) }},
+	} {
+		t.Run(c.name, func(t *testing.T) { refusalQuotingTheCallbackURL(t, c.token, c.message) })
+	}
+}
+
+func refusalQuotingTheCallbackURL(t *testing.T, token string, message func(string) string) {
 	var quoted string
 	wrap := func(_ *bwsim.Sim, api http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +52,7 @@ func TestAProviderMessageQuotingTheCallbackURLDoesNotCarryItsToken(t *testing.T)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			_ = json.NewEncoder(w).Encode(map[string]any{"category": "bad-request", "code": "callback-invalid-url",
-				"message": "The callbackUrl `" + b.CallbackURL + "` is not a valid URL"})
+				"message": message(b.CallbackURL)})
 		})
 	}
 	h := setup(t, options{callbacks: true, wrap: wrap, callbackToken: func(string) string { return token }})
