@@ -164,7 +164,9 @@ type Store interface {
 	// those owned by owner itself (a process restarted under the same
 	// name), for owner: Owner is set and Version incremented, so that the
 	// previous owner's next Update fails with ErrVersionConflict. The
-	// claimed records are returned, oldest first.
+	// claimed records are returned, oldest first, each with Unowned set
+	// when it had no owner at the claim (a hand-over), whatever it said
+	// when it was read.
 	Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*Transfer, error)
 	// Owned returns the ids of the open transfers owned by owner, oldest
 	// first: a replica whose claim may have been saved although its

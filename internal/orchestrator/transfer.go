@@ -360,7 +360,12 @@ type Transfer struct {
 	// Token asks the next save (Store.Create, Store.Update) to be made
 	// only while Owner's heartbeat was last written with this token, the
 	// saving process's (Store.Heartbeat); "" asks nothing. Not stored.
-	Token     string `json:"-"`
+	Token string `json:"-"`
+	// Unowned is set by Store.Claim on a record it took with no owner: a
+	// graceful hand-over's (Engine.handOver), whose save recorded all the
+	// replica before sent. A record it took from a replica (a crash, or
+	// one that claimed it and died unrecorded) is not. Not stored.
+	Unowned   bool `json:"-"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

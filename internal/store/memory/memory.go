@@ -364,9 +364,12 @@ func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, 
 		if t.Owner != "" && !(own && mine) && (mine || s.live(t.Owner, now)) {
 			continue
 		}
+		unowned := t.Owner == ""
 		t.Owner = owner
 		t.Version++
-		out = append(out, t.Clone())
+		c := t.Clone()
+		c.Unowned = unowned
+		out = append(out, c)
 	}
 	return out, nil
 }

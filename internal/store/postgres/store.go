@@ -638,6 +638,9 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	}
 	var b pgx.Batch
 	for _, t := range claimed {
+		// The record's owner is the column's (every write sets both),
+		// read under the claim's lock.
+		t.Unowned = t.Owner == ""
 		t.Owner = owner
 		t.Version++ // the previous owner's next Update fails
 		col, err := encode(t)

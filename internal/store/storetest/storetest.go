@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) orchestrator.Store) {
 		{"Superseded", testSuperseded},
 		{"SavesCarryTheToken", testSavesCarryTheToken},
 		{"Claim", testClaim},
+		{"ClaimSaysUnowned", testClaimSaysUnowned},
 		{"ClaimFollowsOpen", testClaimFollowsOpen},
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"Signals", testSignals},
@@ -309,6 +310,8 @@ func normalize(t *orchestrator.Transfer) *orchestrator.Transfer {
 	}
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
+	// What Claim found, not stored: testClaimSaysUnowned checks it.
+	c.Unowned = false
 	return c
 }
 
@@ -1454,6 +1457,51 @@ func testHandedOver(f *fixture) {
 	}
 	if got := f.claim("c", now.Add(time.Second), false, 0); len(got) != 0 {
 		f.Errorf("a second Claim = %v, want none", ids(got))
+	}
+}
+
+// Claim says which records it took with no owner (Unowned: a hand-over's,
+// whose save recorded all its replica sent) and which it took from a
+// replica (a crash): the engine waits, before its join, for a hang-up
+// the replica before may have sent unrecorded from the latter only. The
+// owner at the claim decides, not what a record said when saved: one
+// claimed with no owner and saved by its claimer (Unowned still set in
+// the engine's copy) is that claimer's when the next claim takes it.
+func testClaimSaysUnowned(f *fixture) {
+	const ttl = 30 * time.Second
+	f.heartbeat("dead", now.Add(-time.Minute), ttl) // ended at now-30s
+	f.heartbeat("self", now, ttl)
+	handed := f.owned("1", "")
+	crashed := f.owned("2", "dead")
+	mine := f.owned("3", "self")
+
+	got := f.claim("b", now, false, 0)
+	if !slices.Equal(ids(got), idsOf(handed, crashed)) {
+		f.Fatalf("Claim(b) = %v, want %v", ids(got), idsOf(handed, crashed))
+	}
+	if !got[0].Unowned || got[1].Unowned {
+		f.Errorf("Claim(b): Unowned %v (no owner) and %v (a dead replica's), want true and false", got[0].Unowned, got[1].Unowned)
+	}
+	if f.get(handed.ID).Unowned {
+		f.Errorf("Get after the claim says Unowned: it is not stored")
+	}
+	// b saves the one it took with no owner, its copy still marked, and
+	// dies: the next claim takes it from b.
+	f.update(got[0])
+	f.heartbeat("c", now, ttl)
+	again := f.claim("c", now.Add(ttl-time.Microsecond), false, 0) // b never beat; self's heartbeat holds
+	if !slices.Equal(ids(again), idsOf(handed, crashed)) {
+		f.Fatalf("Claim(c) = %v, want %v", ids(again), idsOf(handed, crashed))
+	}
+	for _, t := range again {
+		if t.Unowned {
+			f.Errorf("Claim(c) of %s: Unowned, want false: b owned it", t.ID)
+		}
+	}
+	// A process restarted under its own name takes its own from itself.
+	own := f.claim("self", now, true, 0)
+	if !slices.Equal(ids(own), idsOf(mine)) || own[0].Unowned {
+		f.Errorf("Claim(self, own) = %v (Unowned %v), want %v, not unowned", ids(own), len(own) > 0 && own[0].Unowned, idsOf(mine))
 	}
 }
 
