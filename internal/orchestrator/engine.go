@@ -1370,7 +1370,18 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 	en := &entry{id: t.ID, p: p, flow: p.Flow(&t.Request), log: &e.log, entered: e.now(), resumed: resumed, gate: make(chan struct{}, 1)}
 	if resumed {
 		en.adoptedAt = en.entered
+		if t.Unowned {
+			// Claimed with no owner: handed over at a shutdown, whose save
+			// recorded all the replica before sent (handOver saves only
+			// between steps, and never while saves fail), so no hang-up
+			// it sent unrecorded can still land, and its join goes out at
+			// once. That replica may itself have resumed the transfer
+			// from one that died, and handed it over before that one's
+			// hang-ups could all land: the wait runs from its resumption.
+			en.adoptedAt = lastResumed(t)
+		}
 	}
+	t.Unowned = false            // what the claim found; the engine's record says nothing of it
 	_, en.lapses = e.leaseHeld() // just created or claimed: this replica's
 	en.cur.Store(t)
 	en.shown.Store(t)
@@ -1411,6 +1422,8 @@ func (e *Engine) reclaim(t *Transfer) bool {
 	e.mu.Lock()
 	en := e.entries[t.ID]
 	if en != nil {
+		// Waits from now, whatever the claim found: this entry is stale.
+		t.Unowned = false
 		en.claimed.Store(t)
 	}
 	e.mu.Unlock()
@@ -1845,6 +1858,19 @@ func resumedSinceHandover(t *Transfer) bool {
 		}
 	}
 	return false
+}
+
+// lastResumed is when a replica last saved its resumption of t ("resumed
+// by", recorded once it adopted t, so at or after its adoption), zero if
+// none did: the latest moment from which a hang-up a replica before it
+// sent unrecorded may still land a visibility window later.
+func lastResumed(t *Transfer) time.Time {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		if s := t.Steps[i]; s.Name == StepReconcile && strings.HasPrefix(s.Detail, resumedNote) {
+			return s.StartedAt
+		}
+	}
+	return time.Time{}
 }
 
 // handedOverNote begins the step handOver records; resumedNote, followed

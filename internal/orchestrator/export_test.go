@@ -16,3 +16,7 @@ type LeaseTimer = leaseTimer
 // SetLeaseTimer makes the engine start the lease's timer with after, in
 // place of time.AfterFunc. It must be called before Open.
 func SetLeaseTimer(e *Engine, after func(d time.Duration, f func()) LeaseTimer) { e.afterFunc = after }
+
+// Wake has the engine reconcile transfer id now, as a watcher's change
+// does: a test that moves a manual clock past a wait ends it at once.
+func Wake(e *Engine, id string) { e.wake(id, false) }
