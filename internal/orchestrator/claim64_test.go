@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,5 +166,54 @@ func TestATransferTakenFromACrashStillWaitsTheWindow(t *testing.T) {
 				t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
 			}
 		})
+	}
+}
+
+// gatedUpdates holds every Update, once held, until release is closed, so
+// that an entry a save would drop stays for the test to see.
+type gatedUpdates struct {
+	orchestrator.Store
+	held    atomic.Bool
+	release chan struct{}
+}
+
+func (s *gatedUpdates) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if s.held.Load() {
+		<-s.release
+	}
+	return s.Store.Update(ctx, t)
+}
+
+// Found by the third look at this pass's claims: a process another took
+// its name over from (superseded) still adopted, at its look for orphans,
+// the name's transfers the newer process drives: each entry was dropped
+// at its first save, refused for the token, and nothing was sent, but
+// meanwhile it counted them in flight (and their callers on hold) beside
+// the newer process. A superseded process now adopts nothing.
+func TestASupersededProcessAdoptsNoOrphans(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	gated := &gatedUpdates{Store: st, release: make(chan struct{})}
+	first := replica(t, "x", gated, fake, nil)
+	t.Cleanup(func() { close(gated.release) }) // before first shuts down
+	if err := first.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := replica(t, "x", st, fake, nil)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Superseded():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first process never found that the second took its name over")
+	}
+	tr := consultingOn(t, second, "1000")
+	gated.held.Store(true) // first's saves wait from here
+
+	orchestrator.AdoptOrphans(ctx, first)
+	if first.Drives(tr.ID) {
+		t.Errorf("the superseded process adopted %s, which the process that took its name over drives", tr.ID)
 	}
 }

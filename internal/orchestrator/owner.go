@@ -195,6 +195,12 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 // cannot drive are counted in transferd_transfers_undriven and logged
 // once a look. It reports whether the store could be read.
 func (e *Engine) adoptOrphans(ctx context.Context) bool {
+	if e.isSuperseded() {
+		// The name's transfers are the newer process's, which drives
+		// them: adopted here, each was dropped at its first save (refused
+		// for the token), counted in flight here meanwhile.
+		return true
+	}
 	ids, err := e.store.Owned(ctx, e.cfg.Owner)
 	if err != nil {
 		e.log.Warn().Err(err).Msg("looking for transfers this replica owns and does not drive failed")
