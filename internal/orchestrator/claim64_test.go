@@ -217,3 +217,61 @@ func TestASupersededProcessAdoptsNoOrphans(t *testing.T) {
 		t.Errorf("the superseded process adopted %s, which the process that took its name over drives", tr.ID)
 	}
 }
+
+// skippingClaims leaves transfer skip out of the claims of a process's
+// own transfers, as PostgreSQL's SKIP LOCKED does while another
+// transaction holds its row (a peer's PutSignal at that instant). The row
+// is left as it was.
+type skippingClaims struct {
+	orchestrator.Store
+	skip string
+}
+
+func (s *skippingClaims) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	if !own {
+		return s.Store.Claim(ctx, owner, now, own, limit)
+	}
+	ts, err := s.Store.Claim(ctx, owner, now, own, limit)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(ts, func(t *orchestrator.Transfer) bool { return t.ID == s.skip }), nil
+}
+
+// Found by the third look at this pass's claims: a process restarted
+// under its name after a crash (the heartbeat it took had run out, so no
+// look at afterTakeover) claims its transfers at Open, and its claim
+// skips a row another transaction holds at that instant. Such a transfer
+// waited for the look for orphans, a minute, its caller perhaps held.
+// Open now looks for them at once.
+func TestOpenDrivesTheOwnTransfersItsClaimSkipped(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	fake := orchestratortest.NewFake("fake")
+	dead := &freeze{release: make(chan struct{})}
+	// The first process is never Opened: its heartbeat, written here, has
+	// run out when the second starts.
+	first := replica(t, "x", st, fake, dead.point)
+	t.Cleanup(func() { close(dead.release) }) // before first shuts down
+	if _, err := st.Heartbeat(ctx, "x", "", time.Now(), time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	skipped := consultingOn(t, first, "1000")
+	claimed := consultingOn(t, first, "1001")
+	dead.arm()
+	if _, err := st.Heartbeat(ctx, "x", "", time.Now().Add(-time.Hour), time.Nanosecond, true); err != nil {
+		t.Fatal(err)
+	}
+
+	second := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, OrphanInterval: time.Hour},
+		&skippingClaims{Store: st, skip: skipped.ID}, fake)
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Drives(claimed.ID) {
+		t.Fatalf("the restarted process does not drive %s, which its claim took", claimed.ID)
+	}
+	if !second.Drives(skipped.ID) {
+		t.Errorf("the restarted process does not drive %s, which its claim skipped: it waits for the look for orphans", skipped.ID)
+	}
+}

@@ -75,6 +75,16 @@ func (e *Engine) Open(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	// The claim skips a row another transaction holds at that instant
+	// (PostgreSQL's SKIP LOCKED: a peer's PutSignal), its transfer still
+	// the name's and driven by none; the look for orphans reads without
+	// locking and adopts it now, not a minute later (OrphanInterval), its
+	// caller perhaps held. Only after a crash: a live process taken over
+	// may still drive them, and they are looked for once it can send
+	// nothing more (afterTakeover).
+	if e.tookOver.IsZero() && !e.adoptOrphans(ctx) {
+		e.orphaned.Store(true) // looked for with the next claim
+	}
 	// The API serves after Open: every reservation this replica owns now
 	// is its previous life's.
 	if err := e.opening(ctx, "settling Idempotency-Key reservations", func(ctx context.Context) error {
