@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -245,8 +246,37 @@ func (s *skippingClaims) Claim(ctx context.Context, owner string, now time.Time,
 // waited for the look for orphans, a minute, its caller perhaps held.
 // Open now looks for them at once.
 func TestOpenDrivesTheOwnTransfersItsClaimSkipped(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		st := memory.New()
+		openSkipping(t, st, func(id string) (orchestrator.Store, func()) { return &skippingClaims{Store: st, skip: id}, func() {} })
+	})
+	// The row held for real, by a transaction of the test's.
+	t.Run("postgres", func(t *testing.T) {
+		url := postgresSchema(t)
+		st := openPostgresAt(t, url)
+		openSkipping(t, st, func(id string) (orchestrator.Store, func()) {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE`, id); err != nil {
+				t.Fatal(err)
+			}
+			return st, func() { _ = conn.Close(ctx) } // its transaction with it
+		})
+	})
+}
+
+// openSkipping runs TestOpenDrivesTheOwnTransfersItsClaimSkipped on st,
+// the restarted process's store made by holding(id of the transfer whose
+// row is held), which also gives what lets the row go.
+func openSkipping(t *testing.T, st orchestrator.Store, holding func(id string) (orchestrator.Store, func())) {
 	ctx := context.Background()
-	st := memory.New()
 	fake := orchestratortest.NewFake("fake")
 	dead := &freeze{release: make(chan struct{})}
 	// The first process is never Opened: its heartbeat, written here, has
@@ -263,9 +293,11 @@ func TestOpenDrivesTheOwnTransfersItsClaimSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, OrphanInterval: time.Hour},
-		&skippingClaims{Store: st, skip: skipped.ID}, fake)
-	if err := second.Open(ctx); err != nil {
+	held, release := holding(skipped.ID)
+	second := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, OrphanInterval: time.Hour}, held, fake)
+	err := second.Open(ctx)
+	release()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !second.Drives(claimed.ID) {
