@@ -380,6 +380,12 @@ const (
 	// connection ends before their answer is read: the server may have
 	// committed them.
 	FaultAfter
+	// FaultAfterTimeout: the batch's statements are written whole, then
+	// the read of their answer times out (a server that stopped
+	// answering, a network that dropped it): the server may have
+	// committed them, as for FaultAfter, with an error pgconn calls a
+	// timeout.
+	FaultAfterTimeout
 )
 
 // BatchFault fails the connection of the next batch that creates a
@@ -440,6 +446,10 @@ func (c *faultConn) Write(p []byte) (int, error) {
 		// loss would say that nothing of the batch was sent.
 		n, err := c.Conn.Write(p)
 		c.Conn.Close()
+		return n, err
+	case m == FaultAfterTimeout && len(p) > 0 && p[0] == 'B' && c.mode.CompareAndSwap(m, 0):
+		n, err := c.Conn.Write(p)
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
 		return n, err
 	}
 	return c.Conn.Write(p)
