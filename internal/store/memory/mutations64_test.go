@@ -11,3 +11,7 @@ import (
 func TestSupersededOnceTheTakerStopped(t *testing.T) {
 	storetest.RunSupersededOnceTheTakerStopped(t, func(*testing.T) orchestrator.Store { return memory.New() })
 }
+
+func TestPurgeTakesTheKeyOfAKeptEndedTransfer(t *testing.T) {
+	storetest.RunPurgeTakesTheKeyOfAKeptEndedTransfer(t, func(*testing.T) orchestrator.Store { return memory.New() })
+}

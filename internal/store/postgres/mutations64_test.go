@@ -51,3 +51,8 @@ func TestSupersededOnceTheTakerStopped(t *testing.T) {
 	baseURL(t)
 	storetest.RunSupersededOnceTheTakerStopped(t, func(t *testing.T) orchestrator.Store { return open(t) })
 }
+
+func TestPurgeTakesTheKeyOfAKeptEndedTransfer(t *testing.T) {
+	baseURL(t)
+	storetest.RunPurgeTakesTheKeyOfAKeptEndedTransfer(t, func(t *testing.T) orchestrator.Store { return open(t) })
+}

@@ -10,3 +10,7 @@ import (
 func TestSupersededOnceTheTakerStopped(t *testing.T) {
 	storetest.RunSupersededOnceTheTakerStopped(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
 }
+
+func TestPurgeTakesTheKeyOfAKeptEndedTransfer(t *testing.T) {
+	storetest.RunPurgeTakesTheKeyOfAKeptEndedTransfer(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
+}
