@@ -136,25 +136,9 @@ func TestTheDeliveriesOfARemovedEndpointAreGivenUpAfterTheGrace(t *testing.T) {
 // given up. A redelivery is refused where the endpoint is missing (409,
 // ErrEndpointNotConfigured) and made where it is configured.
 func TestAReplicaWithoutTheEndpointDoesNotGiveUpWhatAnotherStillSends(t *testing.T) {
-	s := memory.New()
-	st := memory.NewDeliveries(s)
-	srv, got := countingEndpoint(t, http.StatusInternalServerError)
-	c := &manualClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	t0 := c.now()
-	seed(t, s, "acme", 0, 1, 1)
-	old := removedReplica(t, "old", st, endpoint(srv.URL), c)
-	if err := webhooks.EnqueueAll(context.Background(), old); err != nil {
-		t.Fatal(err)
-	}
+	rc := newRollingChange(t)
+	st, got, c, t0, old, head := rc.st, rc.got, rc.c, rc.t0, rc.old, rc.head
 	updated := removedReplica(t, "new", st, webhooks.Static{}, c)
-	head := func() webhooks.Delivery {
-		t.Helper()
-		dls := deliveriesOf(t, old, "acme")
-		if len(dls) != 1 {
-			t.Fatalf("%d deliveries, want 1", len(dls))
-		}
-		return dls[0]
-	}
 	drainAt(t, updated, c, t0) // found missing
 	// The replica with the old configuration sends it, and fails.
 	drainAt(t, old, c, t0.Add(9*time.Minute))
@@ -202,26 +186,10 @@ func TestAReplicaWithoutTheEndpointDoesNotGiveUpWhatAnotherStillSends(t *testing
 // (and failed) since: the count had started again at the second's
 // finding after that attempt.
 func TestAnEarlierFindingDoesNotOutliveAnotherReplicasAttempt(t *testing.T) {
-	s := memory.New()
-	st := memory.NewDeliveries(s)
-	srv, got := countingEndpoint(t, http.StatusInternalServerError)
-	c := &manualClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	t0 := c.now()
-	seed(t, s, "acme", 0, 1, 1)
-	old := removedReplica(t, "old", st, endpoint(srv.URL), c)
-	if err := webhooks.EnqueueAll(context.Background(), old); err != nil {
-		t.Fatal(err)
-	}
+	rc := newRollingChange(t)
+	st, got, c, t0, old, head := rc.st, rc.got, rc.c, rc.t0, rc.old, rc.head
 	first := removedReplica(t, "new1", st, webhooks.Static{}, c)
 	second := removedReplica(t, "new2", st, webhooks.Static{}, c)
-	head := func() webhooks.Delivery {
-		t.Helper()
-		dls := deliveriesOf(t, old, "acme")
-		if len(dls) != 1 {
-			t.Fatalf("%d deliveries, want 1", len(dls))
-		}
-		return dls[0]
-	}
 	drainAt(t, first, c, t0) // the first finds it missing
 	// The replica with the old configuration sends it, and fails.
 	drainAt(t, old, c, t0.Add(time.Minute))
@@ -310,4 +278,38 @@ func TestAFindingEndsWhenTheEndpointIsConfiguredAgain(t *testing.T) {
 	if n := got.Load(); n != 0 {
 		t.Errorf("%d attempts reached the receiver; want none", n)
 	}
+}
+
+// rollingChange is a rolling change of configuration at its start: one
+// delivery of "acme", enqueued by the replica "old", which still has the
+// endpoint (a receiver failing every attempt, got counting them), on a
+// clock held at t0; head reads the delivery.
+type rollingChange struct {
+	st   webhooks.Store
+	got  *atomic.Int64
+	c    *manualClock
+	t0   time.Time
+	old  *webhooks.Dispatcher
+	head func() webhooks.Delivery
+}
+
+func newRollingChange(t *testing.T) rollingChange {
+	t.Helper()
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	srv, got := countingEndpoint(t, http.StatusInternalServerError)
+	c := &manualClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	seed(t, s, "acme", 0, 1, 1)
+	old := removedReplica(t, "old", st, endpoint(srv.URL), c)
+	if err := webhooks.EnqueueAll(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	return rollingChange{st: st, got: got, c: c, t0: c.now(), old: old, head: func() webhooks.Delivery {
+		t.Helper()
+		dls := deliveriesOf(t, old, "acme")
+		if len(dls) != 1 {
+			t.Fatalf("%d deliveries, want 1", len(dls))
+		}
+		return dls[0]
+	}}
 }
