@@ -48,6 +48,18 @@ type AgentHanger interface {
 	HangupAgent(ctx context.Context, t *Transfer) error
 }
 
+// NoteKeeper is a provider whose adapter learns of a transfer outside
+// its readings (Bandwidth's callbacks, which may reach one process only):
+// Notes returns what it knows of t for the record, in its own words,
+// including what t.ProviderNotes carried (the adapter reads that back
+// wherever it uses its notes), or "" when it knows nothing. The engine
+// saves it as t.ProviderNotes whenever it differs, so that a process
+// resuming the transfer knows what only the process that heard it knew.
+// It is called at every reconcile and save: cheap, without I/O.
+type NoteKeeper interface {
+	Notes(t *Transfer) string
+}
+
 // JoinExplainer is a provider that can say why an accepted join may not
 // have taken, for the operator: the engine appends JoinNotTaken's answer
 // (when not empty) to the outcome of a join the provider accepted and

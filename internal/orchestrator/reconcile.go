@@ -282,6 +282,13 @@ func (e *Engine) process(id string) {
 	if !e.takenOver(ctx, en) {
 		wait = e.reconcile(ctx, en)
 	}
+	if !en.lost && en.t.Open() && e.keepNotes(en) {
+		// A note the adapter took since the last save (a callback heard
+		// here woke this reconcile) is saved by its end, whatever the
+		// reading made of it: a process resuming the transfer after this
+		// one stops knows it only from the record.
+		en.unsaved = true
+	}
 	if en.unsaved && !en.lost {
 		e.save(ctx, en)
 	}
@@ -2058,6 +2065,22 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	return changed
 }
 
+// keepNotes takes into the record what the provider's adapter knows of
+// the transfer outside its readings (NoteKeeper), and reports whether
+// that changed it. A provider that keeps none costs a type assertion.
+func (e *Engine) keepNotes(en *entry) bool {
+	k, ok := en.p.(NoteKeeper)
+	if !ok {
+		return false
+	}
+	n := k.Notes(en.t)
+	if n == "" || n == en.t.ProviderNotes {
+		return false
+	}
+	en.t.ProviderNotes = n
+	return true
+}
+
 // joinSettledAt is when a join can no longer be applied late: a visibility
 // window after its step ended. The step ends after the request went out,
 // which may be well after Sent.Join (the intent's save; on Bandwidth, the
@@ -2382,6 +2405,7 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 	}
 	ctx = context.WithoutCancel(ctx)
 	en.t.UpdatedAt = e.now()
+	e.keepNotes(en) // carried by every save, at no write of its own
 	_, lapses := e.leaseHeld()
 	en.looked, en.lookedSignal = false, SignalNone
 	// Saved only while this process's heartbeat is the name's: once

@@ -316,6 +316,13 @@ type Transfer struct {
 	// provider showed; see their types.
 	Sent Sent
 	Seen Seen
+	// ProviderNotes is what the provider's adapter learnt of the transfer
+	// outside its readings, in its own words (NoteKeeper): Bandwidth's
+	// callbacks, which name a leg the platform may never list and say why
+	// it ended. Kept in memory alone, it died with every process that
+	// heard it, and a process resuming the transfer judged the leg as one
+	// that never appeared. "" for providers that keep none.
+	ProviderNotes string `json:",omitempty"`
 	// Answered is set when the target answered the consult.
 	Answered bool
 	// Failure is why the transfer is recovering (set on entering recovering).

@@ -153,6 +153,7 @@ func (e *encoder) transfer(t *orchestrator.Transfer) {
 	e.bool(s, "consult_ended", t.Seen.ConsultEnded, true)
 	e.bool(s, "not_joined", t.Seen.NotJoined, true)
 	e.close()
+	e.str(o, "ProviderNotes", t.ProviderNotes, true)
 	e.bool(o, "Answered", t.Answered, false)
 	e.member(o, "Failure")
 	e.outcome(t.Failure)
