@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -163,6 +164,101 @@ func (c *Client) learn(transferID, callID, cause string) {
 	c.causes.noteLeg(transferID, callID)
 	if cause != "" {
 		c.causes.merge(transferID, callID, cause)
+	}
+}
+
+// Notes implements orchestrator.NoteKeeper: what callbacks (and event
+// histories) told of t's legs, the leg a callback named and why each leg
+// ended, for the record. The book lives in this process's memory: a
+// process that heard a callback and stopped (a crash, a rolling restart)
+// took it along, and forwarding reaches only the replicas alive then.
+// The process resuming the transfer found no leg where only a callback
+// named it (one the platform never lists, its create or transfer answer
+// lost) and judged it as one that never appeared: consult_failed where
+// the target was busy, or the caller hanging up where the platform ended
+// the caller's call with the failed transfer. It now reads them back
+// from the record (recall). Nothing is kept for a transfer no callback
+// told of, and the record changes only when a note does.
+func (c *Client) Notes(t *orchestrator.Transfer) string {
+	c.recall(t)
+	return c.causes.notes(t.ID)
+}
+
+// recall takes back into the book what t's record carries (Notes), as
+// the callbacks would have told it here: where the book knows a leg's
+// cause too, it is merged as told after the record's (mergeCause), a
+// failure the record says not undone by a plain end heard here.
+func (c *Client) recall(t *orchestrator.Transfer) {
+	if t.ProviderNotes != "" {
+		c.causes.recall(t.ID, t.ProviderNotes)
+	}
+}
+
+// maxSavedNotes bounds the notes a record keeps: the leg named, and the
+// causes of a few calls (a transfer has one leg, two when a lost answer
+// was followed by one sent again), the named leg's first. Only a forged
+// callback could name more.
+const maxSavedNotes = 8
+
+// notes is the stored form of the transfer's notes: "leg=<call id>" for
+// the leg a callback named, then "<call id>=<cause>", separated by
+// spaces; the named leg's cause first, then in call id order, so that
+// the same notes read the same (the engine saves only a change).
+func (b *causeBook) notes(transferID string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	el, ok := b.transfers[transferID]
+	if !ok {
+		return ""
+	}
+	prefix := causeKey(transferID, "")
+	leg := b.m[prefix+legKey]
+	var calls []string
+	for _, k := range el.Value.(*bookEntry).keys {
+		if id := strings.TrimPrefix(k, prefix); callIDRE.MatchString(id) && id != leg && b.m[k] != "" {
+			calls = append(calls, id)
+		}
+	}
+	slices.Sort(calls)
+	var parts []string
+	if leg != "" {
+		parts = append(parts, legKey+"="+leg)
+		if cause := b.m[prefix+leg]; cause != "" {
+			parts = append(parts, leg+"="+cause)
+		}
+	}
+	for _, id := range calls {
+		if len(parts) == maxSavedNotes {
+			break
+		}
+		parts = append(parts, id+"="+b.m[prefix+id])
+	}
+	return strings.Join(parts, " ")
+}
+
+// recall merges a record's notes (notes) into the book. A part that is
+// not well formed (a record of another version) is skipped: the notes
+// are checked as a callback is.
+func (b *causeBook) recall(transferID, notes string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for part := range strings.FieldsSeq(notes) {
+		k, v, ok := strings.Cut(part, "=")
+		switch {
+		case !ok:
+		case k == legKey:
+			if callIDRE.MatchString(v) && b.m[causeKey(transferID, legKey)] == "" {
+				b.putLocked(transferID, legKey, v)
+			}
+		case callIDRE.MatchString(k) && causeRE.MatchString(v) && v == strings.ToUpper(v):
+			cur, cause := b.m[causeKey(transferID, k)], v
+			if cur != "" {
+				cause = mergeCause(v, cur)
+			}
+			if cause != cur {
+				b.putLocked(transferID, k, cause)
+			}
+		}
 	}
 }
 

@@ -152,7 +152,10 @@ type Client struct {
 	stepTimeout time.Duration
 }
 
-var _ orchestrator.Provider = (*Client)(nil)
+var (
+	_ orchestrator.Provider   = (*Client)(nil)
+	_ orchestrator.NoteKeeper = (*Client)(nil)
+)
 
 var userIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

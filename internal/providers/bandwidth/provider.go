@@ -73,6 +73,7 @@ func (c *Client) Unhold(ctx context.Context, t *orchestrator.Transfer) error {
 
 // Dial implements orchestrator.Provider.
 func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrator.LegRef, error) {
+	c.recall(t)
 	if announced(t) {
 		return c.dialAnnounced(ctx, t)
 	}
@@ -81,6 +82,7 @@ func (c *Client) Dial(ctx context.Context, t *orchestrator.Transfer) (orchestrat
 
 // observe reads what Catapult shows of one transfer.
 func (c *Client) observe(ctx context.Context, t *orchestrator.Transfer) (orchestrator.Observation, error) {
+	c.recall(t)
 	if announced(t) {
 		return c.observeAnnounced(ctx, t)
 	}
@@ -164,6 +166,7 @@ func (c *Client) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 
 // HangupConsult implements orchestrator.Provider.
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
+	c.recall(t)
 	if announced(t) {
 		return c.hangupAnnounced(ctx, t)
 	}

@@ -1,0 +1,72 @@
+package bandwidth
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+)
+
+// The notes a record keeps read back as the callbacks told them: in a
+// process that heard nothing, and merged in one that heard more since (a
+// failure the record says is not undone by a plain end heard here, nor
+// the leg heard here by the record's); their form does not depend on the
+// order they were heard in, malformed parts are skipped, and a transfer
+// no callback told of keeps nothing.
+func TestCallbackNotesReadBackFromTheRecord(t *testing.T) {
+	tr := &orchestrator.Transfer{ID: "tr-1"}
+	first := bookClient(t)
+	if n := first.Notes(tr); n != "" {
+		t.Fatalf("notes of a transfer nothing told of: %q", n)
+	}
+	first.learn(tr.ID, "c-b", causeUserBusy)
+	first.learn(tr.ID, "c-a", causeNormalClearing)
+	first.learn(tr.ID, "c-leg", "")
+	first.causes.put(tr.ID, "c-a"+historyRead, "1") // not a note for the record
+	want := "leg=c-leg c-a=NORMAL_CLEARING c-b=USER_BUSY"
+	if n := first.Notes(tr); n != want {
+		t.Fatalf("notes %q, want %q", n, want)
+	}
+	other := bookClient(t)
+	other.learn(tr.ID, "c-a", causeNormalClearing)
+	other.learn(tr.ID, "c-b", causeUserBusy)
+	other.learn(tr.ID, "c-leg", "")
+	if n := other.Notes(tr); n != want {
+		t.Fatalf("notes heard in another order: %q, want %q", n, want)
+	}
+
+	tr.ProviderNotes = first.Notes(tr)
+	second := bookClient(t)
+	if n := second.Notes(tr); n != want {
+		t.Errorf("notes read back: %q, want %q", n, want)
+	}
+	if leg, cause := second.causes.leg(tr.ID), second.causes.get(tr.ID, "c-b"); leg != "c-leg" || cause != causeUserBusy {
+		t.Errorf("read back: leg %q, c-b's cause %q", leg, cause)
+	}
+
+	third := bookClient(t)
+	third.learn(tr.ID, "c-b", causeNormalClearing) // after the busy the record says
+	third.learn(tr.ID, "c-a", causeUserBusy)       // a failure after the record's plain end
+	third.learn(tr.ID, "c-new", "")
+	if n := third.Notes(tr); n != "leg=c-new c-a=USER_BUSY c-b=USER_BUSY" {
+		t.Errorf("merged: %q", n)
+	}
+
+	malformed := &orchestrator.Transfer{ID: "tr-2",
+		ProviderNotes: "leg=x c-a=busy c-b c-c=USER_BUSY =1 c-d=NO_ANSWER=1 leg=c-e"}
+	if n := bookClient(t).Notes(malformed); n != "leg=c-e c-c=USER_BUSY" {
+		t.Errorf("malformed notes read back as %q", n)
+	}
+
+	many := bookClient(t)
+	many.learn(tr.ID, "c-zz", causeUserBusy)
+	for i := range 20 {
+		many.learn(tr.ID, fmt.Sprintf("c-%02d", i), causeCallRejected)
+	}
+	many.learn(tr.ID, "c-zz", "")
+	n := many.Notes(&orchestrator.Transfer{ID: tr.ID})
+	if parts := strings.Fields(n); len(parts) != maxSavedNotes || parts[0] != "leg=c-zz" || parts[1] != "c-zz=USER_BUSY" {
+		t.Errorf("notes of a transfer told of many calls: %q", n)
+	}
+}
