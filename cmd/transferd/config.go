@@ -105,6 +105,10 @@ type config struct {
 	WebhookSecret  secret        `envconfig:"TRANSFERD_WEBHOOK_SECRET" desc:"whsec_ secret signing the webhooks of TRANSFERD_WEBHOOK_URL; two separated by a comma during a rotation (secret)"`
 	WebhookMaxAge  time.Duration `envconfig:"TRANSFERD_WEBHOOK_MAX_AGE" default:"24h" desc:"how long a failing webhook delivery is retried before it becomes a dead letter (operators can redeliver it); at least 1m"`
 	WebhookTimeout time.Duration `envconfig:"TRANSFERD_WEBHOOK_TIMEOUT" default:"10s" desc:"how long a webhook attempt waits for the endpoint's answer (1s to 2m); a replica's claim on a delivery lasts 1.5 times this plus 1 s"`
+	// The time a change of the tenants file may take to reach every
+	// replica: until then a replica with the old file may still send a
+	// removed endpoint's deliveries.
+	WebhookUnconfiguredGrace time.Duration `envconfig:"TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE" default:"10m" desc:"how long the pending deliveries of an endpoint removed from the configuration are kept, after the replicas that claim them find it missing, before they are given up unsent (1m to 24h); a replica that still has it sends them meanwhile"`
 
 	DemoAddr string `envconfig:"TRANSFERD_DEMO_ADDR" default:"127.0.0.1:8081" desc:"loopback address of the built-in provider simulator in demo mode (no provider configured)"`
 }

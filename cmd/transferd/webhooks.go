@@ -64,6 +64,13 @@ func (c *config) validateWebhooks() []error {
 	if c.WebhookTimeout < time.Second || c.WebhookTimeout > 2*time.Minute {
 		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_TIMEOUT: must be from 1s to 2m"))
 	}
+	// 0 would be the dispatcher's 10m default. Under a minute, a reload
+	// still on its way to a replica that has the endpoint is not waited
+	// for; over a day, the default TRANSFERD_WEBHOOK_MAX_AGE ends the
+	// delivery first anyway.
+	if c.WebhookUnconfiguredGrace < time.Minute || c.WebhookUnconfiguredGrace > 24*time.Hour {
+		errs = append(errs, errors.New("TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE: must be from 1m to 24h"))
+	}
 	if c.WebhookURL == "" {
 		if c.WebhookSecret != "" {
 			errs = append(errs, errors.New("TRANSFERD_WEBHOOK_URL: required with TRANSFERD_WEBHOOK_SECRET"))
@@ -119,7 +126,8 @@ func newWebhooks(cfg *config, store orchestrator.Store, dir webhooks.Directory, 
 // its delivery leases, the clock it stores and judges them by, and the
 // operator's settings.
 func (c *config) webhookConfig(owner string, clock func() time.Time) webhooks.Config {
-	return webhooks.Config{Owner: owner, MaxAge: c.WebhookMaxAge, Timeout: c.WebhookTimeout, Clock: clock}
+	return webhooks.Config{Owner: owner, MaxAge: c.WebhookMaxAge, Timeout: c.WebhookTimeout,
+		UnconfiguredGrace: c.WebhookUnconfiguredGrace, Clock: clock}
 }
 
 // runWebhooks delivers until stop is called; stop then waits for the

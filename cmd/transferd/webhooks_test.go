@@ -125,3 +125,53 @@ func TestWebhookTimeoutReachesTheDispatcher(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookUnconfiguredGraceReachesTheDispatcher:
+// TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE is how long the dispatcher keeps a
+// removed endpoint's deliveries before giving them up unsent; it had no
+// variable, and a rolling change of the tenants file slower than 10
+// minutes could not be given the time it takes.
+func TestWebhookUnconfiguredGraceReachesTheDispatcher(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"", 10 * time.Minute}, {"1m", time.Minute}, {"2h", 2 * time.Hour}, {"24h", 24 * time.Hour}} {
+		t.Run(c.env, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE", c.env)
+			}
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.validate(); err != nil {
+				t.Fatalf("validate = %v", err)
+			}
+			if got := cfg.webhookConfig("r1", time.Now).UnconfiguredGrace; got != c.want {
+				t.Errorf("TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE=%q: the dispatcher's grace is %s, want %s", c.env, got, c.want)
+			}
+		})
+	}
+}
+
+// TestWebhookUnconfiguredGraceOutOfBoundsIsRefused: a grace of 0 would be
+// read by the dispatcher as its 10m default, and one under a minute gives
+// a replica with the old configuration (a reload on its way) too little
+// time to send what it still can; one over a day outlives the default
+// TRANSFERD_WEBHOOK_MAX_AGE that ends a delivery anyway. Each is refused
+// at start, by name, with the bounds.
+func TestWebhookUnconfiguredGraceOutOfBoundsIsRefused(t *testing.T) {
+	for _, v := range []string{"0", "-1m", "30s", "25h"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv("TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE", v)
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.validate()
+			if err == nil || !strings.Contains(err.Error(), "TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE: must be from 1m to 24h") {
+				t.Errorf("validate = %v, want TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE refused with its bounds", err)
+			}
+		})
+	}
+}

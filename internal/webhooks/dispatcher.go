@@ -69,7 +69,8 @@ type Config struct {
 	// attempt, redelivery or enqueue of a replica that still has it in
 	// between: during a rolling change of the configuration a replica
 	// with the old one goes on sending them. It is the time a change of
-	// the configuration may take to reach every replica.
+	// the configuration may take to reach every replica
+	// (TRANSFERD_WEBHOOK_UNCONFIGURED_GRACE).
 	UnconfiguredGrace time.Duration
 	// Batch bounds the events read from the outbox per endpoint and scan;
 	// default 500.
