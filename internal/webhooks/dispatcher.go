@@ -701,9 +701,13 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 	}
 }
 
-// attempt sends one delivery and records the result (Drain's).
+// attempt sends one delivery and records the result (Drain's). The
+// result is stored whatever ctx says, as Run's are (settle): ctx is the
+// shutdown's, and a 2xx that came as it ended, left unrecorded, was sent
+// again by another replica once the claim's lease ran out.
 func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 	dl = d.try(ctx, dl)
+	ctx = context.WithoutCancel(ctx)
 	stored, ok, err := d.store.FinishDelivery(ctx, dl)
 	if err != nil {
 		d.log.Error().Err(err).Str("tenant", dl.Tenant).Str("delivery", dl.ID).Msg("webhooks: record attempt")
