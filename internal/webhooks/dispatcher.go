@@ -344,10 +344,11 @@ func reset(t *time.Timer, wait time.Duration) {
 // limit deliveries (none once ctx is done), in one write, and starts an
 // attempt for each delivery claimed, which takes its slot in sh and
 // hands its result to ended. It returns how many it claimed, and false if
-// the store failed: the results are then lost (each delivery stays
-// leased, and is tried again once its lease expires), as when
-// FinishDelivery fails, but for those the store holds all the same
-// (readBack).
+// the store failed: the results the store does not hold (readBack) are
+// then kept for the next scan's write, while their claims last (ended.keep).
+// Dropped, each such delivery stayed leased to this replica until its
+// lease ran out and was then sent again, a delivered one included,
+// although the store was back at the next scan.
 func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
 	if ctx.Err() != nil {
 		limit = 0
@@ -369,9 +370,10 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 		if ctx.Err() == nil || len(rs) > 0 {
 			d.log.Error().Err(err).Int("results", len(rs)).Msg("webhooks: record attempts and claim deliveries")
 		}
-		d.readBack(sctx, err, rs)
+		ended.keep(rs, d.readBack(sctx, err, rs), d.mono())
 		return 0, false
 	}
+	ended.stored(rs)
 	for i, dl := range rs {
 		d.recorded(dl, vs[i].Delivery, vs[i].OK)
 	}
@@ -381,7 +383,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl))
+			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl), at.Add(d.lease()))
 			sh.give(key)
 			select {
 			case done <- struct{}{}:
@@ -392,24 +394,75 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 	return len(claimed), true
 }
 
-// ended holds the results of attempts that Run has yet to store.
+// ended holds the results of attempts that Run has yet to store, each
+// with when its claim's lease ends (on d.mono).
 type ended struct {
-	mu sync.Mutex
-	ds []Delivery
+	mu    sync.Mutex
+	ds    []Delivery
+	until map[claim]time.Time
 }
 
-func (r *ended) add(dl Delivery) {
+// claim names one claim of a delivery: its ID and Attempts.
+type claim struct {
+	id       string
+	attempts int
+}
+
+// add hands over the result of an attempt whose claim lasts until until.
+func (r *ended) add(dl Delivery, until time.Time) {
 	r.mu.Lock()
 	r.ds = append(r.ds, dl)
+	if r.until == nil {
+		r.until = map[claim]time.Time{}
+	}
+	r.until[claim{dl.ID, dl.Attempts}] = until
 	r.mu.Unlock()
 }
 
+// take returns the results to store.
 func (r *ended) take() []Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ds := r.ds
 	r.ds = nil
 	return ds
+}
+
+// keep hands back, for the next write, the results of unheld (those of
+// rs, a write that failed, that the store does not hold) whose claims
+// last after now; the others are dropped. Writing a result again is safe:
+// the store applies it only while the delivery is still pending under
+// its claim (ApplyResult), and it is counted when the store says it
+// applied it, which readBack's results were not. Past the claim's lease
+// another replica may have taken the delivery (its result is the one
+// that counts), and a result the store keeps refusing is not tried for
+// ever, holding up every claim of this replica.
+func (r *ended) keep(rs, unheld []Delivery, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, dl := range unheld {
+		if until, ok := r.until[claim{dl.ID, dl.Attempts}]; ok && now.Before(until) {
+			r.ds = append(r.ds, dl)
+		}
+	}
+	kept := make(map[claim]bool, len(r.ds))
+	for _, dl := range r.ds {
+		kept[claim{dl.ID, dl.Attempts}] = true
+	}
+	for _, dl := range rs {
+		if c := (claim{dl.ID, dl.Attempts}); !kept[c] {
+			delete(r.until, c)
+		}
+	}
+}
+
+// stored forgets the claims of results the store took (or refused).
+func (r *ended) stored(ds []Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, dl := range ds {
+		delete(r.until, claim{dl.ID, dl.Attempts})
+	}
 }
 
 // allSkipped reports whether a claim would skip every endpoint
@@ -727,15 +780,17 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 // read back as not written, or that cannot be read, is not counted (it
 // is attempted again once its lease expires, and counted then), nor is
 // one the store writes after the read (a commit that lands late), so
-// that none is counted twice.
-func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) {
+// that none is counted twice. It returns the results of rs not read back
+// as held: all of them when err says nothing was written.
+func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) []Delivery {
 	if !orchestrator.Uncertain(err) {
-		return
+		return rs
 	}
 	// The write's own deadline may be what ended it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
 	defer cancel()
 	read := map[[2]string][]Delivery{} // by tenant and transfer; nil if unreadable
+	var unheld []Delivery
 	for _, dl := range rs {
 		key := [2]string{dl.Tenant, dl.TransferID}
 		ds, ok := read[key]
@@ -748,12 +803,18 @@ func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) {
 			}
 			read[key] = ds
 		}
+		held := false
 		for _, stored := range ds {
 			if stored.ID == dl.ID && holds(stored, dl) {
 				d.recorded(dl, stored, true)
+				held = true
 			}
 		}
+		if !held {
+			unheld = append(unheld, dl)
+		}
 	}
+	return unheld
 }
 
 // readBackTimeout bounds readBack's reads.
