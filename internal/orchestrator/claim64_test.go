@@ -228,11 +228,11 @@ type skippingClaims struct {
 	skip string
 }
 
-func (s *skippingClaims) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *skippingClaims) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	if !own {
-		return s.Store.Claim(ctx, owner, now, own, limit)
+		return s.Store.Claim(ctx, owner, token, now, own, limit)
 	}
-	ts, err := s.Store.Claim(ctx, owner, now, own, limit)
+	ts, err := s.Store.Claim(ctx, owner, token, now, own, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -481,11 +481,11 @@ func (s *partitionedStore) TakeSignal(ctx context.Context, id string) (orchestra
 	return s.Store.TakeSignal(ctx, id)
 }
 
-func (s *partitionedStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *partitionedStore) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	if s.cut.Load() {
 		return nil, errPartition
 	}
-	return s.Store.Claim(ctx, owner, now, own, limit)
+	return s.Store.Claim(ctx, owner, token, now, own, limit)
 }
 
 func (s *partitionedStore) Owned(ctx context.Context, owner string) ([]string, error) {
@@ -670,9 +670,9 @@ func (s *blockingPurge) Heartbeat(ctx context.Context, owner, token string, now 
 	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
-func (s *blockingPurge) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *blockingPurge) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.claims.Add(1)
-	return s.Store.Claim(ctx, owner, now, own, limit)
+	return s.Store.Claim(ctx, owner, token, now, own, limit)
 }
 
 // Neither the heartbeat nor the claims of stopped replicas' transfers are

@@ -37,8 +37,8 @@ func (s *restartingStore) Heartbeat(ctx context.Context, owner, token string, no
 	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
-func (s *restartingStore) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
-	ts, err := s.Store.Claim(ctx, owner, now, own, limit)
+func (s *restartingStore) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	ts, err := s.Store.Claim(ctx, owner, token, now, own, limit)
 	if own && s.claims.Add(1) == 1 && err == nil {
 		return nil, errTerminated
 	}

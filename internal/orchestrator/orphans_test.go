@@ -26,8 +26,8 @@ type claimLost struct {
 	once sync.Once
 }
 
-func (s *claimLost) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
-	ts, err := s.Store.Claim(ctx, owner, now, own, limit)
+func (s *claimLost) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+	ts, err := s.Store.Claim(ctx, owner, token, now, own, limit)
 	if err != nil || len(ts) == 0 {
 		return ts, err
 	}

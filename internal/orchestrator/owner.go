@@ -157,7 +157,7 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 		batch = 0
 	}
 	for {
-		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.now(), own, batch)
+		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.token, e.now(), own, batch)
 		if err != nil {
 			if Uncertain(err) {
 				e.orphaned.Store(true)

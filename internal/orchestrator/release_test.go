@@ -58,7 +58,7 @@ func TestShutdownEndsTheHeartbeat(t *testing.T) {
 			// Past the margin a cut shutdown leaves (an eighth of the
 			// lease), well within the heartbeat.
 			later := time.Now().Add(leaseTTL / 4)
-			if got, err := store.Claim(ctx, "b", later, false, 0); err != nil || len(got) != 0 {
+			if got, err := store.Claim(ctx, "b", "", later, false, 0); err != nil || len(got) != 0 {
 				t.Fatalf("a peer claimed %v (%v) while the shutdown ran a step, want nothing", transferIDs(got), err)
 			}
 			cut()
@@ -70,12 +70,12 @@ func TestShutdownEndsTheHeartbeat(t *testing.T) {
 			if err != nil || !got.Open() || got.Owner != "a" {
 				t.Fatalf("after the shutdown the transfer is %+v (%v), want open and a's", got, err)
 			}
-			if got, err := store.Claim(ctx, "b", later, false, 0); err != nil || !slices.Equal(transferIDs(got), []string{tr.ID}) {
+			if got, err := store.Claim(ctx, "b", "", later, false, 0); err != nil || !slices.Equal(transferIDs(got), []string{tr.ID}) {
 				t.Fatalf("a peer's claim after the shutdown took %v (%v), want %s: the heartbeat still holds it", transferIDs(got), err, tr.ID)
 			}
 
 			// Given back to a by hand: its restart resumes it at once.
-			if _, err := store.Claim(ctx, "a", later, true, 0); err != nil {
+			if _, err := store.Claim(ctx, "a", "", later, true, 0); err != nil {
 				t.Fatal(err)
 			}
 			fake.Block(orchestratortest.MethodHangupConsult).Release()

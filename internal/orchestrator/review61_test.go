@@ -115,14 +115,14 @@ type claimInFlight struct {
 	once    atomic.Bool
 }
 
-func (s *claimInFlight) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *claimInFlight) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	if owner == s.stall && !own && s.armed.CompareAndSwap(true, false) {
 		close(s.entered)
 		<-ctx.Done()
-		_, _ = s.Store.Claim(context.WithoutCancel(ctx), owner, now, own, limit)
+		_, _ = s.Store.Claim(context.WithoutCancel(ctx), owner, token, now, own, limit)
 		return nil, ctx.Err()
 	}
-	return s.Store.Claim(ctx, owner, now, own, limit)
+	return s.Store.Claim(ctx, owner, token, now, own, limit)
 }
 
 func (s *claimInFlight) Update(ctx context.Context, t *orchestrator.Transfer) error {

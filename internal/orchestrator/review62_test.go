@@ -26,7 +26,7 @@ type claimBeforeTakeBack struct {
 func (s *claimBeforeTakeBack) Update(ctx context.Context, t *orchestrator.Transfer) error {
 	if t.Owner == s.taker && !s.claimed.Load() {
 		if cur, err := s.Store.Get(ctx, t.ID); err == nil && cur.Owner == "" && s.claimed.CompareAndSwap(false, true) {
-			if _, err := s.Store.Claim(ctx, s.claimer, time.Now(), false, 0); err != nil {
+			if _, err := s.Store.Claim(ctx, s.claimer, "", time.Now(), false, 0); err != nil {
 				return err
 			}
 		}

@@ -17,7 +17,7 @@ import (
 // holding, as happens when the creator's heartbeat lapsed while the store
 // could not be reached.
 func claimedBy(s orchestrator.Store, owner string) {
-	ts, err := s.Claim(context.Background(), owner, time.Now(), false, 0)
+	ts, err := s.Claim(context.Background(), owner, "", time.Now(), false, 0)
 	if err != nil || len(ts) != 1 {
 		panic("the claim by the other replica failed")
 	}

@@ -21,7 +21,7 @@ type longClaim struct {
 	release chan struct{}
 }
 
-func (s *longClaim) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *longClaim) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.mu.Lock()
 	armed := s.armed && !own
 	if armed {
@@ -36,7 +36,7 @@ func (s *longClaim) Claim(ctx context.Context, owner string, now time.Time, own 
 			return nil, ctx.Err()
 		}
 	}
-	return s.Store.Claim(ctx, owner, now, own, limit)
+	return s.Store.Claim(ctx, owner, token, now, own, limit)
 }
 
 // A /complete sent to a replica that does not drive the transfer reaches

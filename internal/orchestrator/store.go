@@ -167,7 +167,17 @@ type Store interface {
 	// claimed records are returned, oldest first, each with Unowned set
 	// when it had no owner at the claim (a hand-over), whatever it said
 	// when it was read.
-	Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*Transfer, error)
+	//
+	// When token is set, the claim is made only while owner's heartbeat,
+	// if there is one, holds that token (or none), as a save is (see
+	// Update): a process whose name another process took over claims
+	// nothing, whether anything was claimable or not, and gets
+	// ErrSuperseded (KindConflict). Claimed by it, a dead replica's
+	// transfers and handed-over ones became the name's, each refused at
+	// its first save, and waited for the name's live process to adopt
+	// them (a heartbeat TTL after its takeover) where a live replica
+	// claims them at its next claim.
+	Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*Transfer, error)
 	// Owned returns the ids of the open transfers owned by owner, oldest
 	// first: a replica whose claim may have been saved although its
 	// answer was lost finds there the transfers it owns and drives none of.

@@ -31,9 +31,9 @@ func (s *slowTake) Heartbeat(ctx context.Context, owner, token string, now time.
 	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
 }
 
-func (s *slowTake) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *slowTake) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	defer s.claims.Add(1)
-	return s.Store.Claim(ctx, owner, now, own, limit)
+	return s.Store.Claim(ctx, owner, token, now, own, limit)
 }
 
 // createdBeforeTakeover saves a create as PostgreSQL saves one whose

@@ -107,7 +107,7 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 
 // superseded reports whether a save of t carries a token (Transfer.Token)
 // while its owner's heartbeat holds another process's: another process
-// took the name over. No token in the row is an older version's, as for
+// took the name over. A claim is judged as a save of its claimer's. No token in the row is an older version's, as for
 // Heartbeat, and no alarm.
 func (s *Store) superseded(t *orchestrator.Transfer) bool {
 	hb, ok := s.replicas[t.Owner]
@@ -344,9 +344,12 @@ func (s *Store) Peers(_ context.Context, owner string, now time.Time) (int, erro
 }
 
 // Claim implements orchestrator.Store.
-func (s *Store) Claim(_ context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *Store) Claim(_ context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.superseded(&orchestrator.Transfer{Owner: owner, Token: token}) {
+		return nil, orchestrator.E("memory.Claim", orchestrator.KindConflict, orchestrator.ErrSuperseded)
+	}
 	var out []*orchestrator.Transfer
 	for _, id := range s.ids { // ascending ids: oldest first
 		if limit > 0 && len(out) >= limit {

@@ -136,7 +136,7 @@ func createOwned(t *testing.T, s *postgres.Store, user, owner string) *orchestra
 // claimIDs claims for owner at now through s and returns the ids claimed.
 func claimIDs(t *testing.T, s *postgres.Store, owner string, now time.Time) map[string]bool {
 	t.Helper()
-	ts, err := s.Claim(context.Background(), owner, now, false, 0)
+	ts, err := s.Claim(context.Background(), owner, "", now, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

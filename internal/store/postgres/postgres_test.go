@@ -467,7 +467,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 		}
 	}
 	now := at.Add(time.Hour)
-	claimed, err := s.Claim(ctx, "new", now, false, 10)
+	claimed, err := s.Claim(ctx, "new", "", now, false, 10)
 	if err != nil || len(claimed) != 1 || claimed[0].ID != active.ID || claimed[0].Version != 4 {
 		t.Fatalf("Claim after the migration = %v, %v; want %s at version 4", claimed, err, active.ID)
 	}

@@ -612,7 +612,7 @@ func deadOwner(column string, n int) string {
 // longer matches. (A claimer whose very first heartbeat committed after
 // this statement's snapshot looks dead to it; the row is then taken from
 // it at once and its next Update fails: churn, never two writers.)
-func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *Store) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	const op = "claim"
 	var bound *int // NULL: no bound
 	if limit > 0 {
@@ -623,6 +623,21 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 		return nil, s.fail(op, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if token != "" {
+		// Judged as a save's condition is, as of the statement's start: a
+		// claim under way as a takeover commits may still be made, and the
+		// transfers it claims are adopted by the name's live process once
+		// this one can send nothing more (afterTakeover). Locking the
+		// heartbeat's row instead would make this process's own heartbeat
+		// wait for a slow claim, which the engine keeps apart.
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT `+fmt.Sprintf(tokenHeld, "$1::text", "$2::text"), owner, token).Scan(&held); err != nil {
+			return nil, s.fail(op, err)
+		}
+		if !held {
+			return nil, kindErr(op, orchestrator.KindConflict, orchestrator.ErrSuperseded)
+		}
+	}
 	rows, err := tx.Query(ctx, `SELECT record FROM transfers
 		WHERE open AND (owner = '' OR ($1 AND owner = $2) OR (owner <> $2 AND `+deadOwner("owner", 3)+`))
 		ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED`, own, owner, now, bound)

@@ -45,7 +45,7 @@ func TestOpenEndsTheHeartbeatsOfEarlierProcesses(t *testing.T) {
 	if n, err := s.Peers(ctx, "new-host", now); err != nil || n != 0 {
 		t.Errorf("Peers after the earlier process ended = %d, %v; want 0", n, err)
 	}
-	claimed, err := s.Claim(ctx, "new-host", now, true, 0)
+	claimed, err := s.Claim(ctx, "new-host", "", now, true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

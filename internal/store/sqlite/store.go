@@ -454,6 +454,13 @@ func (s *Store) Peers(ctx context.Context, owner string, now time.Time) (int, er
 	return n, nil
 }
 
+// tokenHeldSQL is true unless a claim made with a token (its two
+// parameters: the token, the claimer's name, the token again) is under a
+// name whose heartbeat holds another process's (Store.Claim): no token
+// checks nothing, and a name with no heartbeat, or one without a token
+// (an older version's), is no other process's.
+const tokenHeldSQL = `(? = '' OR NOT EXISTS (SELECT 1 FROM replicas WHERE name = ? AND token NOT IN ('', ?)))`
+
 // deadOwner is the SQL condition "the row's owner column names no replica
 // with a live heartbeat at ?". The subquery is not correlated, so SQLite
 // lists the live replicas once per statement, not once per row.
@@ -464,7 +471,7 @@ func deadOwner(column string) string {
 // Claim implements orchestrator.Store. The single writer connection makes
 // the select-then-update one atomic step: two Claims run one after the
 // other and the second sees the first's owners.
-func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
+func (s *Store) Claim(ctx context.Context, owner, token string, now time.Time, own bool, limit int) ([]*orchestrator.Transfer, error) {
 	const op = "claim"
 	if limit <= 0 {
 		limit = -1 // SQLite: no bound
@@ -475,14 +482,19 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 	// Every replica claims periodically and almost always finds nothing:
 	// a reader answers that without queueing behind the writer's saves.
 	// Should a transfer become claimable right after this read, the next
-	// Claim takes it.
-	var found int
-	err := s.reads.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)`,
-		own, owner, owner, ts(now)).Scan(&found)
+	// Claim takes it. The same read looks at the name's token; a refusal
+	// it sees is made in the writer's transaction (a heartbeat may have
+	// taken the run-out name back since).
+	var (
+		found int
+		held  bool
+	)
+	err := s.reads.queryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM transfers WHERE `+claimable+` LIMIT 1)),
+		`+tokenHeldSQL, own, owner, owner, ts(now), token, owner, token).Scan(&found, &held)
 	if err != nil {
 		return nil, fail(op, err)
 	}
-	if found == 0 {
+	if found == 0 && held {
 		return nil, nil
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -490,6 +502,17 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, own bool
 		return nil, fail(op, err)
 	}
 	defer tx.Rollback()
+	// The writer's transaction orders this look with the heartbeats'
+	// writes, as tokenFreeIn does a save's.
+	if err := tx.QueryRowContext(ctx, `SELECT `+tokenHeldSQL, token, owner, token).Scan(&held); err != nil {
+		return nil, fail(op, err)
+	}
+	if !held {
+		return nil, kindErr(op, orchestrator.KindConflict, orchestrator.ErrSuperseded)
+	}
+	if found == 0 {
+		return nil, nil
+	}
 	claimed, err := selectRecords(ctx, tx, `SELECT record FROM transfers WHERE `+claimable+` ORDER BY id `+limitArg,
 		own, owner, owner, ts(now), limit)
 	if err != nil {

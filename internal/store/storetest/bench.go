@@ -147,7 +147,7 @@ func BenchClaimIdle(b *testing.B, s orchestrator.Store, open int) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		ts, err := s.Claim(ctx, "replica-b", now, false, 100)
+		ts, err := s.Claim(ctx, "replica-b", "", now, false, 100)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -220,7 +220,7 @@ func token(owner string) string { return "token-" + owner }
 
 func (f *fixture) claim(owner string, now time.Time, own bool, limit int) []*orchestrator.Transfer {
 	f.Helper()
-	ts, err := f.s.Claim(f.ctx, owner, now, own, limit)
+	ts, err := f.s.Claim(f.ctx, owner, "", now, own, limit)
 	if err != nil {
 		f.Fatalf("Claim(%s): %v", owner, err)
 	}
@@ -1641,7 +1641,7 @@ func testClaimConcurrent(f *fixture) {
 	for o := range owners {
 		wg.Go(func() {
 			for {
-				ts, err := f.s.Claim(f.ctx, "owner-"+strconv.Itoa(o), now, false, 3)
+				ts, err := f.s.Claim(f.ctx, "owner-"+strconv.Itoa(o), "", now, false, 3)
 				if err != nil {
 					errs[o] = err
 					return

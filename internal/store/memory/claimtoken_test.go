@@ -1,0 +1,13 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/store/memory"
+	"github.com/transferd/transferd/internal/store/storetest"
+)
+
+func TestClaimCarriesTheToken(t *testing.T) {
+	storetest.RunClaimCarriesTheToken(t, func(*testing.T) orchestrator.Store { return memory.New() })
+}
