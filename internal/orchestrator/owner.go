@@ -109,7 +109,9 @@ func (e *Engine) Open(ctx context.Context) error {
 // until OpenPatience has passed since its first try or ctx ends. Every
 // store error is tried again: the engine's maintenance loop treats them
 // all as passing too, and one a wait does not cure (a table dropped, a
-// role's grant revoked) costs the patience before the process exits.
+// role's grant revoked) costs the patience before the process exits;
+// but not a claim refused because another process took the name over
+// meanwhile (supersede), which every try would meet again.
 // Leaving at the first error instead would end the process for a
 // server's restart, and its supervisor would start it again only after a
 // back-off of its own, with the callers of its transfers on hold.
@@ -121,7 +123,7 @@ func (e *Engine) opening(ctx context.Context, what string, step func(context.Con
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if ctx.Err() != nil || e.isSuperseded() || time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		e.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in_ms", wait).Msg(what + " failed; trying again")
@@ -159,6 +161,13 @@ func (e *Engine) claim(ctx context.Context, own bool) error {
 	for {
 		ts, err := e.store.Claim(ctx, e.cfg.Owner, e.token, e.now(), own, batch)
 		if err != nil {
+			if errors.Is(err, ErrSuperseded) {
+				// Another process took the name over: its heartbeat, not
+				// this one's next, tells it, and it stops as a refused
+				// save stops it. What it would have claimed stays for
+				// the live replicas.
+				e.supersede()
+			}
 			if Uncertain(err) {
 				e.orphaned.Store(true)
 			}
