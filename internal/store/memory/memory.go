@@ -107,8 +107,8 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 
 // superseded reports whether a save of t carries a token (Transfer.Token)
 // while its owner's heartbeat holds another process's: another process
-// took the name over. A claim is judged as a save of its claimer's. No token in the row is an older version's, as for
-// Heartbeat, and no alarm.
+// took the name over. No token in the row is an older version's, as for
+// Heartbeat, and no alarm. A claim is judged as a save by its claimer.
 func (s *Store) superseded(t *orchestrator.Transfer) bool {
 	hb, ok := s.replicas[t.Owner]
 	return t.Token != "" && t.Owner != "" && ok && hb.token != "" && hb.token != t.Token
