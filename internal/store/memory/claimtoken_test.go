@@ -11,3 +11,7 @@ import (
 func TestClaimCarriesTheToken(t *testing.T) {
 	storetest.RunClaimCarriesTheToken(t, func(*testing.T) orchestrator.Store { return memory.New() })
 }
+
+func TestASupersededCreateIsRefusedForItsToken(t *testing.T) {
+	storetest.RunASupersededCreateIsRefusedForItsToken(t, func(*testing.T) orchestrator.Store { return memory.New() })
+}

@@ -65,6 +65,11 @@ func (s *Store) EventIDKey(context.Context) (orchestrator.EventIDKey, error) {
 func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The token first, as SQLite and PostgreSQL judge it: a process taken
+	// over stops at its first refused save, whatever else refuses it.
+	if s.superseded(t) {
+		return orchestrator.E("memory.Create", orchestrator.KindConflict, orchestrator.ErrSupersededSave)
+	}
 	if _, ok := s.byID[t.ID]; ok {
 		return orchestrator.E("memory.Create", orchestrator.KindConflict, nil)
 	}
@@ -76,9 +81,6 @@ func (s *Store) Create(_ context.Context, t *orchestrator.Transfer) error {
 	if id := s.holding(key); id != "" {
 		return &orchestrator.Error{Op: "memory.Create", Kind: orchestrator.KindConflict,
 			Err: &orchestrator.ActiveTransferError{ID: id, CleaningUp: true}}
-	}
-	if s.superseded(t) {
-		return orchestrator.E("memory.Create", orchestrator.KindConflict, orchestrator.ErrSupersededSave)
 	}
 	if t.IdempotencyKey != "" && !t.IdempotencyReservedAt.IsZero() {
 		row, ok := s.idem[[2]string{t.IdempotencyScope, t.IdempotencyKey}]

@@ -11,3 +11,8 @@ func TestClaimCarriesTheToken(t *testing.T) {
 	baseURL(t)
 	storetest.RunClaimCarriesTheToken(t, func(t *testing.T) orchestrator.Store { return open(t) })
 }
+
+func TestASupersededCreateIsRefusedForItsToken(t *testing.T) {
+	baseURL(t)
+	storetest.RunASupersededCreateIsRefusedForItsToken(t, func(t *testing.T) orchestrator.Store { return open(t) })
+}

@@ -10,3 +10,7 @@ import (
 func TestClaimCarriesTheToken(t *testing.T) {
 	storetest.RunClaimCarriesTheToken(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
 }
+
+func TestASupersededCreateIsRefusedForItsToken(t *testing.T) {
+	storetest.RunASupersededCreateIsRefusedForItsToken(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
+}
