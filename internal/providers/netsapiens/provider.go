@@ -1656,8 +1656,10 @@ func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
 // (the call-id a CallRequest names is there to "read back the call later
 // or end it" [doc]). Disconnecting it would end the caller's call with
 // the target. So after a join the consult is disconnected only when a
-// listing shows that no session carrying our call-id carries the caller;
-// when the listing fails, the hang-up fails too (the engine sends it again).
+// listing shows that no session carrying our call-id carries the caller
+// (on a listing cut short, the caller's own call read by its id shows
+// it: callersSession); when the listing fails, the hang-up fails too (the
+// engine sends it again).
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
 	id := consultID(t)
 	if !t.Sent.Join.IsZero() {
@@ -1678,8 +1680,18 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			}
 		}
 		if cut != nil {
-			// Such a session may be on a page not read.
-			return cutErr("netsapiens.disconnect", cut)
+			// Such a session may be on a page not read, and the hang-up
+			// was unknown at every try: the consult, the agent talking
+			// to the target after a join a reading showed did not take,
+			// was never hung up. The caller's own call tells instead.
+			switch ours, shown, err := c.callersSession(ctx, t, id); {
+			case ours:
+				return nil // as a listed session that carries the caller
+			case !shown && err != nil:
+				return err
+			case !shown:
+				return cutErr("netsapiens.disconnect", cut)
+			}
 		}
 		if !listed && c.youngDial(t) {
 			// No session with our call-id listed, within the visibility
@@ -1737,6 +1749,59 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 		return nil
 	}
 	return err
+}
+
+// callersSession reads, after a join, on a listing cut short, which
+// session the caller is in, so that a hang-up by our call-id id cannot
+// end it: ours says a row of the caller's call carries id (the session
+// the join kept is the caller's call now: nothing of ours to end), shown
+// that a row shows the caller's call. The caller's call-id is the
+// device's own, in one session: shown without id, no session with id
+// carries the caller, whatever the pages not read hold (two sessions
+// with our call-id, one of them the caller's, is what a read of the
+// consult by id cannot rule out). It is read under the agent's user,
+// then, where the PBX reads only a user's own legs [guess], by the
+// agent's leg that carries it, then under the target's, which a join that
+// took made a party to it. Within the visibility window of the join an
+// API node lagging behind may show the caller's call as it was before
+// it: nothing is read, unknown. A read that fails, or shows no caller,
+// leaves it unknown (err, the first failure other than a 404).
+func (c *Client) callersSession(ctx context.Context, t *orchestrator.Transfer, id string) (ours, shown bool, err error) {
+	caller := t.Legs.Caller.CallID
+	if caller == "" || c.young(t.Sent.Join) {
+		return false, false, nil
+	}
+	type byID struct{ user, id string }
+	reads := []byID{{t.Request.Call.User, caller}}
+	if agent := t.Legs.Agent.CallID; agent != "" && agent != caller {
+		reads = append(reads, byID{t.Request.Call.User, agent})
+	}
+	if target, ok := targetUser(&t.Request); ok {
+		reads = append(reads, byID{target, caller})
+	}
+	for _, r := range reads {
+		rows, rerr := c.readByIDUnder(ctx, t, r.user, r.id)
+		if rerr != nil {
+			if err == nil && orchestrator.KindOf(rerr) != orchestrator.KindCallNotFound {
+				err = rerr
+			}
+			continue
+		}
+		for i := range rows {
+			ac := &rows[i]
+			if !carriesCaller(t, ac) || !ac.hasCall(r.id) {
+				continue
+			}
+			if ac.hasCall(id) || ac.ByCallID == id {
+				return true, true, nil
+			}
+			shown = true
+		}
+		if shown {
+			return false, true, nil
+		}
+	}
+	return false, false, err
 }
 
 // readByID reads call id under t's user (GET …/users/{user}/calls/{id}).

@@ -1,0 +1,121 @@
+package netsapiens_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// The hang-up of a consult after a join, on a PBX that ignores start in a
+// domain busier than a page (every listing of the domain cut short). The
+// engine sends it only once a reading shows the join did not take; it
+// stayed unknown at every try (a session with our call-id carrying the
+// caller could be on a page not read), so the consult, the agent talking
+// to the target, was never hung up. The caller's own call, read by its
+// id (or, where the PBX reads only a user's own legs, the agent's leg
+// that carries it), shows which session the caller is in: one with our
+// call-id is the caller's call now, and nothing is sent; one without it
+// rules out any session with our call-id carrying the caller, and the
+// consult is read and disconnected as on a listing read whole. A caller
+// no read shows stays unknown, nothing sent, and so does the hang-up
+// within the visibility window of the join (an API node lagging behind
+// may show the caller's call as it was before it).
+func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
+	type want int
+	const (
+		ended   want = iota // the consult disconnected
+		kept                // nothing sent, the caller with the target
+		unknown             // nothing sent, the hang-up unknown
+	)
+	for _, tc := range []struct {
+		name     string
+		keeps    string
+		otherLeg string
+		joined   bool
+		young    bool // the join sent a moment ago
+		want     want
+	}{
+		{"not joined: the consult is disconnected", nssim.JoinKeepsConsult, nssim.OtherLegFound, false, false, ended},
+		{"not joined, the join a moment ago: unknown", nssim.JoinKeepsConsult, nssim.OtherLegFound, false, true, unknown},
+		{"not joined, only the user's own legs read", nssim.JoinKeepsConsult, nssim.OtherLegNotFound, false, false, ended},
+		{"joined, the consult's session kept", nssim.JoinKeepsConsult, nssim.OtherLegFound, true, false, kept},
+		{"joined, the caller's session kept", nssim.JoinKeepsCaller, nssim.OtherLegFound, true, false, kept},
+		{"joined, the consult's session kept, only the user's own legs read", nssim.JoinKeepsConsult, nssim.OtherLegNotFound, true, false, unknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const trID = "tr_01JCUTHANGUPXXXXXXXXXXXXXX0"
+			const window = 5 * time.Second
+			simCfg := stuckPBX
+			simCfg.JoinKeeps, simCfg.ReadOtherLeg = tc.keeps, tc.otherLeg
+			clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
+				placeOthers(t, sim, 4) // the caller's call and the consult past the first page
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// The locate finds the PBX out (it ignores start, pages by 3).
+			tr.Request.Call.CallID = orig.OrigCallID
+			if _, err := c.Locate(ctx, tr); err != nil {
+				t.Fatalf("locate: %v", err)
+			}
+			for _, ss := range sim.Truth().Sessions {
+				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
+					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
+				}
+			}
+			tr.Answered = true
+			if tc.joined {
+				if err := c.Complete(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+				if err := sim.WaitApplied(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tr.Sent.Join = clock.Now()
+			clock.advance(2 * window)
+			if tc.young {
+				// An API node lagging behind may show the caller's call as
+				// it was before the join.
+				tr.Sent.Join = clock.Now().Add(-window / 2)
+			}
+
+			err := c.HangupConsult(ctx, tr)
+			if err := sim.WaitApplied(ctx); err != nil {
+				t.Fatal(err)
+			}
+			disconnects := 0
+			for _, r := range sim.Requests() {
+				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
+					disconnects++
+				}
+			}
+			consultUp, callerWithTarget := false, false
+			for _, ss := range sim.Truth().Sessions {
+				if ss.ByCallID == netsapiens.ConsultCallID(trID) && (ss.Orig.User == "1000" || ss.Term.User == "1000") {
+					consultUp = true
+				}
+				if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
+					callerWithTarget = true
+				}
+			}
+			switch tc.want {
+			case ended:
+				if err != nil || consultUp || disconnects == 0 {
+					t.Errorf("hang-up %v; the consult up %v after %d disconnects: want it disconnected", err, consultUp, disconnects)
+				}
+			case kept:
+				if err != nil || disconnects != 0 || !callerWithTarget {
+					t.Errorf("hang-up %v; %d disconnects sent, the caller with the target %v: want none sent, the join kept", err, disconnects, callerWithTarget)
+				}
+			case unknown:
+				if orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable || disconnects != 0 || callerWithTarget != tc.joined {
+					t.Errorf("hang-up %v; %d disconnects sent, the caller with the target %v: want unknown, none sent", err, disconnects, callerWithTarget)
+				}
+			}
+		})
+	}
+}
