@@ -348,12 +348,12 @@ func (s *Sim) pageLocked(list []*session, q url.Values) []*session {
 // honours params (a ListParams value): the calls' listings and the subscriptions' alike.
 func page[T any](list []T, size int, params string, q url.Values) []T {
 	start := 0
-	if params != ListParamsIgnored {
+	if params == ListParamsHonoured || params == ListParamsStartOnly {
 		if v, err := strconv.Atoi(q.Get("start")); err == nil && v > 0 {
 			start = v
 		}
 	}
-	if params == ListParamsHonoured {
+	if params == ListParamsHonoured || params == ListParamsLimitOnly {
 		if v, err := strconv.Atoi(q.Get("limit")); err == nil && v > 0 {
 			size = v
 		}

@@ -129,6 +129,9 @@ const (
 	// ListParamsStartOnly honours start and ignores limit: every page is ListPageSize long
 	// (a controller that keeps its own page size, or caps limit at it).
 	ListParamsStartOnly = "start_only"
+	// ListParamsLimitOnly honours limit and ignores start: every listing is its first rows,
+	// limit of them (ListPageSize without one), however far on it is asked to start.
+	ListParamsLimitOnly = "limit_only"
 	// ListParamsIgnored ignores both: every listing is its first ListPageSize rows (all of
 	// them with ListPageSize 0), whatever is asked.
 	ListParamsIgnored = "ignored"
@@ -237,7 +240,8 @@ type Config struct {
 
 	// ListParams is which of a listing's limit and start query parameters are honoured (the
 	// calls' and the subscriptions' alike):
-	// ListParamsHonoured (default), ListParamsStartOnly or ListParamsIgnored. The notes say
+	// ListParamsHonoured (default), ListParamsStartOnly, ListParamsLimitOnly or
+	// ListParamsIgnored. The notes say
 	// many controllers honour them [C-code]; whether the calls controller does is [G].
 	ListParams string
 

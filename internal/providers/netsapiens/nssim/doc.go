@@ -10,7 +10,7 @@
 // scopes, and {"code","message"} error bodies.
 // Listings of calls, and of subscriptions, are paged as Config.ListPageSize and
 // Config.ListParams say: by default not at all (every row in one answer); with a page size,
-// the limit and start query parameters honoured, start alone, or neither [G] (guesses:
+// the limit and start query parameters honoured, start alone, limit alone, or neither [G] (guesses:
 // /config/guesses switches them).
 // Every behaviour the notes tag as a guess [G] is a Config field, so a test can pin the
 // variant it depends on, and the comment where it is implemented says so.

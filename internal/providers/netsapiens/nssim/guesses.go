@@ -120,7 +120,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("SubscriptionShape", g.SubscriptionShape, ShapeArray, ShapeObject)
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
-	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsIgnored)
+	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsLimitOnly, ListParamsIgnored)
 	oneOf("EmptyListing", g.EmptyListing, EmptyListingArray, EmptyListingNull, EmptyListingNone)
 	if g.ListPageSize < 0 {
 		errs = append(errs, fmt.Errorf("%s %d is negative: a page size, or 0 for no paging", name("ListPageSize"), g.ListPageSize))

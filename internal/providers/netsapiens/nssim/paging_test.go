@@ -158,6 +158,8 @@ func TestSubscriptionListingPages(t *testing.T) {
 		{nssim.Config{ListPageSize: 2}, "?start=5", func([]string) []string { return []string{} }},
 		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsStartOnly}, "?limit=4&start=1", func(all []string) []string { return all[1:3] }},
 		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, "?limit=4&start=2", func(all []string) []string { return all[:2] }},
+		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsLimitOnly}, "?limit=4&start=2", func(all []string) []string { return all[:4] }},
+		{nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsLimitOnly}, "?start=2", func(all []string) []string { return all[:2] }},
 	} {
 		h := newHarness(t, c.cfg)
 		all := subscribe(h, 5)
