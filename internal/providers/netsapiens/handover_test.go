@@ -119,3 +119,55 @@ func TestASubscriptionOfTheNewPostURLIsAdoptedBeforeOneOfAnAcceptedSecret(t *tes
 		t.Errorf("the old subscription was moved to %s while one posted there already", subs[0].PostURL)
 	}
 }
+
+// A rolling restart that rotates the callback secret: the new process,
+// refused a second subscription by a PBX whose 409 leaves the post-url out
+// of its match, adopts the old process's and moves it to its own
+// post-url. The old process then deleted it, by its Close or once its
+// last watch of the domain had lingered, under the new one's transfers
+// (the new one subscribed again only when its renewal answered 404,
+// polling meanwhile). A subscription that no longer posts to the old
+// process's post-url is not its own any more, and is left alone; one
+// that still does is deleted, as before (TestSubscriptionLifecycle).
+func TestASubscriptionMovedToANewProcessIsNotDeletedByTheOldOne(t *testing.T) {
+	for _, closed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("closed %v", closed), func(t *testing.T) {
+			var rig *subRig
+			rig = newSubRig(t, nssim.Config{SubscriptionMatchIgnoresPostURL: true}, netsapiens.Config{
+				AcceptedEventURLs: func(d string) []string { return []string{rig.postURL + "old-token/" + d} }})
+			old, err := netsapiens.New(netsapiens.Config{BaseURL: rig.pbxURL, APIKey: apiKey, RetryBase: time.Millisecond,
+				SubscriptionLinger: time.Millisecond, EventURL: func(d string) string { return rig.postURL + "old-token/" + d }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			defer old.Close(ctx)
+			old.WatchStarted("test")
+			rig.waitSim(t, "the old process's subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+			sub := rig.sim.Subscriptions()[0]
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "the subscription moved", func() bool {
+				subs := rig.sim.Subscriptions()
+				return len(subs) == 1 && subs[0].PostURL == rig.postURL+"test"
+			})
+			if closed {
+				if err := old.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				old.WatchStopped("test")
+				rig.waitSim(t, "the old process's look at its subscription", func() bool {
+					return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0 ||
+						rig.count(nssim.OpSubscriptionDelete, http.StatusAccepted) > 0
+				})
+				if err := old.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if now := rig.sim.Subscriptions(); len(now) != 1 || now[0].ID != sub.ID {
+				t.Fatalf("after the old process let go: %+v, want %s kept for the new process", now, sub.ID)
+			}
+		})
+	}
+}

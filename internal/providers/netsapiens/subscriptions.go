@@ -404,10 +404,32 @@ func (s *subscriber) update(domain, id, postURL string) error {
 }
 
 // delete removes the subscription; DELETE's body is required (notes §7.1).
+//
+// It is read first (GET /subscriptions/{id} [doc]): one that no longer
+// posts to this process's post-url was adopted and moved by another
+// process (a rolling restart that rotated the callback secret, on a PBX
+// whose 409 leaves the post-url out of its match: see create), and is
+// its now. Deleted, by this process's Close or by its keeper once its
+// last watch lingered, it went from under the new process's transfers
+// (polled until its renewal answered 404 and it subscribed again). It is
+// left alone. A read that fails, or shows no post-url, tells nothing,
+// and the subscription, ours as far as this process knows, is deleted as
+// before. (A move between the read and the delete is not seen: the new
+// process then subscribes again after its renewal's 404, as it did.)
 func (s *subscriber) delete(ctx context.Context, domain, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	err := s.c.Load().do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
+	var sub subscriptionWire
+	err := s.c.Load().do(ctx, request{op: "subscription_read", method: http.MethodGet, path: "/subscriptions/" + seg(id), safe: true}, &sub)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return nil // gone already
+	case err == nil && sub.PostURL != "" && sub.PostURL != s.url(domain):
+		s.log.Info().Str("domain", domain).Str("subscription", id).
+			Msg("the subscription posts elsewhere now, moved by another process: left to it")
+		return nil
+	}
+	err = s.c.Load().do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
 		body: map[string]string{"subscription_id": id, "domain": domain}, safe: true}, nil)
 	if orchestrator.KindOf(err) == orchestrator.KindCallNotFound {
 		return nil // gone already
