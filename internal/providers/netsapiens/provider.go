@@ -992,6 +992,21 @@ func (c *Client) confirmCallers(ctx context.Context, v *view, ts []*orchestrator
 				// target talked to the agent), and not remembered.
 				unsure = append(unsure, id)
 			}
+		} else if id := consultID(t); cut && t.Sent.Join.IsZero() && !t.Sent.Dial.IsZero() && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
+			// Before a join, on a listing cut short, a consult never seen
+			// that the agent's own listing (agentsCalls) does not show
+			// either — a user's listing narrower than the notes infer, the
+			// consult past a page of it, an agent's listing not read whole
+			// — was unknown at every reading, and the transfer could not
+			// complete. It is the agent's CallRequest, whose call-id is
+			// there to read the call back [doc]: read by it, a row shows
+			// it, and a 404 past the window of the dial is the consult
+			// gone, as a listing read whole would have shown. Anything else
+			// leaves it unknown, as it was.
+			shown, err := read(t, id, func(ac *activeCall) bool { return ac.OrigCallID == id || ac.ByCallID == id })
+			if !shown && notFound(err) && !c.youngDial(t) {
+				c.gone.add(id)
+			}
 		} else if id := consultID(t); cut && !t.Sent.Join.IsZero() && !c.gone.has(id) && len(v.rowsOf(buf[:0], id)) == 0 {
 			// After a join, on a listing cut short (a PBX that ignores
 			// start, in a domain busier than a page), a consult not listed
