@@ -2,6 +2,7 @@ package netsapiens_test
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
@@ -19,18 +20,34 @@ import (
 // listing is read, by the locate or by a reading. The other side of the
 // guess: a PBX that ignores limit too, paging by the limit's size of its
 // own, answers its page again to the larger limit, and the listing stays
-// cut (the agent's listing read, as before).
+// cut (the agent's listing read, as before); so does one that refuses the
+// larger limit (400).
 func TestAPBXThatHonoursLimitAndIgnoresStartIsReadWholeWithALargerLimit(t *testing.T) {
+	// refusesLargerLimits answers 400 to a listing asking for more than two
+	// rows: a PBX that refuses a limit above its cap.
+	refusesLargerLimits := func(_ *nssim.Sim, h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if n, _ := strconv.Atoi(r.URL.Query().Get("limit")); n > 2 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"code":400,"message":"limit too large"}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
 	for _, tc := range []struct {
 		name    string
 		sim     nssim.Config
+		wrap    func(*nssim.Sim, http.Handler) http.Handler
 		byUsers bool
 	}{
-		{"limit honoured, start ignored", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsLimitOnly}, false},
-		{"both ignored, pages of the limit's size", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, true},
+		{"limit honoured, start ignored", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsLimitOnly}, nil, false},
+		{"both ignored, pages of the limit's size", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsIgnored}, nil, true},
+		{"a larger limit refused", nssim.Config{ListPageSize: 2, ListParams: nssim.ListParamsLimitOnly}, refusesLargerLimits, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sim, srv := newSimServer(t, tc.sim, nil)
+			sim, srv := newSimServer(t, tc.sim, tc.wrap)
 			placeOthers(t, sim, 4)
 			orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
 			if err != nil {
@@ -66,7 +83,7 @@ func TestAPBXThatHonoursLimitAndIgnoresStartIsReadWholeWithALargerLimit(t *testi
 					larger++
 				}
 			}
-			if larger == 0 {
+			if larger == 0 && tc.wrap == nil { // a refused request does not reach nssim
 				t.Error("no listing asked with a limit above the one set")
 			}
 		})

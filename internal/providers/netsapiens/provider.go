@@ -353,8 +353,8 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 		// by the limit's size of its own, or capping limit there, answers
 		// the same page; a PBX paging below the limit ignores it, and is
 		// not asked.
-		if all, ok, err := c.listAll(ctx, path, *total); err != nil || ok {
-			return all, nil, err
+		if all, ok := c.listAll(ctx, path, *total); ok {
+			return all, nil, nil
 		}
 	}
 	if *total > len(rows) {
@@ -370,20 +370,19 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 // and at least as long as the count (a PBX capping limit below it
 // answers a page shorter than asked too; a call that ended meanwhile
 // makes it unknown, read again at the next reading). The limit leaves
-// room for calls that start meanwhile.
-func (c *Client) listAll(ctx context.Context, path string, total int) (calls []activeCall, ok bool, err error) {
+// room for calls that start meanwhile. A request that fails (a PBX
+// refusing a limit it caps, a listing past maxListing) leaves the listing
+// cut, as it was without it.
+func (c *Client) listAll(ctx context.Context, path string, total int) (calls []activeCall, ok bool) {
 	limit := total + max(8, total/8)
 	var rows listing
 	if err := c.do(ctx, request{op: "list_calls", method: http.MethodGet, path: path + "?limit=" + strconv.Itoa(limit),
 		safe: true, maxBody: maxListing}, &rows); err != nil {
-		if orchestrator.KindOf(err) == orchestrator.KindCallNotFound { // as listDomain's
-			err = &orchestrator.Error{Op: "netsapiens.list_calls", Kind: orchestrator.KindProviderRejected, Err: err,
-				Evidence: orchestrator.EvidenceOf(err)}
-		}
-		return nil, false, err
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("a listing asked for more rows than counted could not be read")
+		return nil, false
 	}
 	c.sawPage(len(rows))
-	return rows, len(rows) < limit && len(rows) >= total, nil
+	return rows, len(rows) < limit && len(rows) >= total
 }
 
 // countCalls reads the count of a collection of calls (path, without its
