@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/transferd/transferd/internal/api"
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/bandwidth"
 )
 
 // Builder makes the provider adapter of an account; transferd's run gives
@@ -453,9 +456,43 @@ func fingerprint(a Account) [32]byte {
 }
 
 // place is the print of where a is at its provider: the same place with
-// other secrets is the same account rotated.
+// other secrets is the same account rotated. Its URL is taken as the
+// server reads it (sameServer).
 func place(a Account) [32]byte {
-	return fingerprint(Account{Tenant: a.Tenant, Provider: a.Provider, BaseURL: a.BaseURL, UserID: a.UserID})
+	base := a.BaseURL
+	if base == "" && a.Provider == bandwidth.Name {
+		base = bandwidth.DefaultBaseURL // what the adapter is built with
+	}
+	return fingerprint(Account{Tenant: a.Tenant, Provider: a.Provider, BaseURL: sameServer(base), UserID: a.UserID})
+}
+
+// sameServer writes a validated base URL the one way of all those that
+// reach the same server at the same API root: scheme and host in lower
+// case (RFC 3986 has them case-insensitive), the scheme's default port
+// left out, no trailing slash (the adapters trim it). A URL written
+// another way was another place: an account moved so was built anew with
+// no hand-over (a NetSapiens client's subscription, shared by the two,
+// was deleted by the old one's release under the new one's watch) and its
+// adapters still driving transfers were not given its rotated secrets.
+// Another host name is another place, though it may name the same server
+// (an alias): it may as well be another one. So is another scheme, port
+// or path (whose case counts).
+func sameServer(raw string) string {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil {
+		return raw
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	u.Host = host
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		u.Host = "[" + host + "]" // IPv6
+	}
+	return u.String()
 }
 
 // secretsOf is the print of a's secrets.
