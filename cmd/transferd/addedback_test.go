@@ -28,6 +28,23 @@ import (
 // TTL). The one added back now shares the old one's subscriptions, which
 // only the last of them deletes.
 func TestAnAccountAddedBackKeepsTheSubscriptionTheOldClientReleases(t *testing.T) {
+	subscriptionOutlivesTheOldClient(t, true, func(url string) string { return url })
+}
+
+// The same account moved to its PBX's URL written another way (the
+// scheme's case, a trailing slash) is at the same place: it was built
+// with no hand-over, and the old client's release deleted the one
+// subscription under the new client's watch.
+func TestAnAccountMovedToItsURLWrittenAnotherWayKeepsTheSubscription(t *testing.T) {
+	subscriptionOutlivesTheOldClient(t, false, func(url string) string { return strings.ToUpper(url[:4]) + url[4:] + "/" })
+}
+
+// subscriptionOutlivesTheOldClient has acme's NetSapiens client watch its
+// domain, then reloads the file with the account's base URL as moved
+// gives it (after one reload without the account, if removed), and
+// checks that the old client's release deletes no subscription under the
+// new one's watch.
+func subscriptionOutlivesTheOldClient(t *testing.T, removed bool, moved func(url string) string) {
 	const domain, key = "acme.example", "ns-key-acme"
 	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{key: {Domain: domain}}, SubscriptionLag: time.Hour})
 	mux := http.NewServeMux()
@@ -42,8 +59,11 @@ func TestAnAccountAddedBackKeepsTheSubscriptionTheOldClientReleases(t *testing.T
 	}
 	// beta keeps the file valid while acme has no account.
 	beta := keys("beta", "cd") + "    providers:\n      bandwidth:\n        user_id: u-beta\n        api_token: {env: BW_TOKEN}\n        api_secret: {env: BW_SECRET}\n"
-	withAcme := "tenants:\n" + keys("acme", "ab") + "    providers:\n      netsapiens:\n        base_url: " + pbx.URL +
-		"/ns-api/v2\n        api_key: {env: NS_KEY}\n" + beta
+	acme := func(url string) string {
+		return "tenants:\n" + keys("acme", "ab") + "    providers:\n      netsapiens:\n        base_url: " + url +
+			"\n        api_key: {env: NS_KEY}\n" + beta
+	}
+	withAcme := acme(pbx.URL + "/ns-api/v2")
 	withoutAcme := "tenants:\n" + beta
 	write := func(content string) {
 		t.Helper()
@@ -107,18 +127,20 @@ func TestAnAccountAddedBackKeepsTheSubscriptionTheOldClientReleases(t *testing.T
 	wait("the domain's subscription", func() bool { return len(sim.Subscriptions()) == 1 })
 	sub := sim.Subscriptions()[0]
 
-	write(withoutAcme)
-	if err := r.Reload(); err != nil {
-		t.Fatal(err)
+	if removed {
+		write(withoutAcme)
+		if err := r.Reload(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	write(withAcme)
+	write(acme(moved(pbx.URL + "/ns-api/v2")))
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	p, _ = r.Provider("acme", netsapiens.Name)
 	added := p.(*netsapiens.Client)
 	if added == old {
-		t.Fatal("the account added back kept the removed client")
+		t.Fatal("the account added back or moved kept the old client")
 	}
 	added.WatchStarted(domain) // a new transfer on the account added back
 
