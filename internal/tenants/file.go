@@ -110,7 +110,9 @@ func (s *secretRef) UnmarshalYAML(n *yaml.Node) error {
 		case "file":
 			s.File = v.Value
 		default:
-			return fmt.Errorf("line %d: a secret reference has env or file, not %q", k.Line, k.Value)
+			// Not quoted: a secret written in braces ({the-key}) is a
+			// mapping's key, and lands here.
+			return fmt.Errorf("line %d: a secret reference has env or file, nothing else (what is given is not shown: it may be the secret itself)", k.Line)
 		}
 	}
 	if (s.Env == "") == (s.File == "") {
@@ -184,10 +186,20 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // ("cannot unmarshal !!str `sk_live...` into tenants.keySpec").
 var quotedValue = regexp.MustCompile("`[^`]*` ")
 
+// unknownField is yaml.v3's error for a mapping key its type lacks
+// (KnownFields), and fieldName what the file's fields are made of.
+var (
+	unknownField = regexp.MustCompile(`^(line \d+: field )(.*)( not found in type .*)$`)
+	fieldName    = regexp.MustCompile(`^[a-z_]{1,32}$`)
+)
+
 // unquoted drops the values a type error quotes. The value in the wrong
 // place is most often a secret written where its reference or its hash
 // goes (an API key itself as an entry of keys:), and the error is logged
 // at every start and reload. The line and the type expected say enough.
+// So is an unknown field's name unless it could be one of the file's (a
+// typo, worth showing): a secret written in braces ({the-key}) is a
+// mapping's key.
 func unquoted(err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
@@ -195,6 +207,9 @@ func unquoted(err error) error {
 	}
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
+		if f := unknownField.FindStringSubmatch(m); f != nil && !fieldName.MatchString(f[2]) {
+			m = f[1] + "(name not shown: it may be a secret)" + f[3]
+		}
 		msgs[i] = quotedValue.ReplaceAllString(m, "")
 	}
 	return &yaml.TypeError{Errors: msgs}
