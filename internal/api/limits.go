@@ -200,17 +200,16 @@ func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func()
 
 // wait takes one of the tenant's wait slots (a long poll, a stream, or a
 // repeat waiting for the request with its Idempotency-Key); release gives
-// it back.
+// it back. Waits are counted with no bound too: a bound a reload sets
+// then counts those already held (streams may stay open for hours), which
+// went uncounted, the tenant let open as many as the bound more.
 func (l *limiter) wait(ctx context.Context) (release func(), err error) {
 	tenant := orchestrator.TenantOf(ctx)
 	lim := l.limits(tenant)
-	if lim.MaxWaits <= 0 {
-		return func() {}, nil
-	}
 	s := l.state(tenant, lim)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s.waits >= lim.MaxWaits {
+	if lim.MaxWaits > 0 && s.waits >= lim.MaxWaits {
 		return nil, &errLimited{detail: fmt.Sprintf("this tenant already holds %d long polls, streams or waiting repeats, its limit", lim.MaxWaits), retryAfter: time.Second}
 	}
 	s.waits++
