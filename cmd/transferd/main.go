@@ -267,6 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pm := apiclient.NewMetrics(reg)
 	budgets := apiclient.NewBudgetMetrics(reg)
+	accountBudgets := apiclient.NewBudgets(budgets)
 
 	var providers []orchestrator.Provider
 	demo := cfg.demo()
@@ -293,7 +294,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// build makes one provider account's adapter with its own request
 	// budget and, for Bandwidth, callback URLs signed for its tenant.
 	build := func(tenant string, a account) (orchestrator.Provider, error) {
-		b, err := apiclient.NewBudget(a.provider, a.budget, a.burst, budgets)
+		// An account built anew by a reload spends the bucket of the
+		// adapter it replaces, which drives the transfers in flight.
+		b, err := accountBudgets.For(tenant+"/"+a.provider, a.provider, a.budget, a.burst)
 		if err != nil {
 			return nil, err
 		}

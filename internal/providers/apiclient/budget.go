@@ -3,6 +3,7 @@ package apiclient
 import (
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -107,4 +108,46 @@ func (t budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // Waits returns the counter of the budget waits of provider's accounts.
 func (m *BudgetMetrics) Waits(provider string) prometheus.Counter {
 	return m.waits.WithLabelValues(provider)
+}
+
+// Budgets keeps each account's budget for every adapter built for it.
+// A reload of the tenants file that changes another of an account's
+// settings (a budget, a URL) builds it anew, and the adapter it replaces
+// drives the transfers in flight until they end: each with a bucket of
+// its own, the two sent up to twice the budget to the provider
+// (Bandwidth's 403 call-rate-limit), and a budget lowered to stop that
+// was not held until the old transfers ended.
+type Budgets struct {
+	m  *BudgetMetrics
+	mu sync.Mutex
+	by map[string]*Budget
+}
+
+// NewBudgets returns the budgets of a process's accounts; m may be nil.
+func NewBudgets(m *BudgetMetrics) *Budgets {
+	return &Budgets{m: m, by: map[string]*Budget{}}
+}
+
+// For returns the budget of account (its tenant and provider) at
+// perSecond requests a second with bursts of burst, as NewBudget: the
+// one its earlier adapters spend, set to these, or a new one. With no
+// budget (perSecond 0) it is nil and forgotten: the earlier adapters
+// keep the one they had.
+func (bs *Budgets) For(account, provider string, perSecond float64, burst int) (*Budget, error) {
+	b, err := NewBudget(provider, perSecond, burst, bs.m)
+	if b == nil || err != nil {
+		bs.mu.Lock()
+		delete(bs.by, account)
+		bs.mu.Unlock()
+		return b, err
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if old := bs.by[account]; old != nil && old.provider == provider {
+		old.lim.SetLimit(b.lim.Limit())
+		old.lim.SetBurst(b.lim.Burst())
+		return old, nil
+	}
+	bs.by[account] = b
+	return b, nil
 }

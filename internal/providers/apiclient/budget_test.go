@@ -102,3 +102,50 @@ func TestNoBudgetIsNil(t *testing.T) {
 		t.Error("a negative budget was accepted")
 	}
 }
+
+// An account built anew (a reload that changed its budget or another
+// setting) spends the bucket its earlier adapter, still driving the
+// transfers in flight, spends: the provider sees the account's budget,
+// not one per adapter. Another account's is its own, and an account
+// whose budget is removed and set again starts afresh.
+func TestAnAccountsAdaptersShareItsBudget(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	bs := apiclient.NewBudgets(nil)
+	get := func(b *apiclient.Budget) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		resp, err := b.Client(nil).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	first, err := bs.For("acme/bandwidth", "bandwidth", slow, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := get(first); err != nil {
+			t.Fatalf("request %d within the burst: %v", i+1, err)
+		}
+	}
+	second, _ := bs.For("acme/bandwidth", "bandwidth", slow, 3)
+	if err := get(second); err == nil {
+		t.Error("the account built anew sent past the budget its earlier adapter spent")
+	}
+	if other, _ := bs.For("beta/bandwidth", "bandwidth", slow, 1); get(other) != nil {
+		t.Error("another account's budget was spent by acme's")
+	}
+	if none, _ := bs.For("acme/bandwidth", "bandwidth", 0, 0); none != nil {
+		t.Fatal("no budget is not nil")
+	}
+	if again, _ := bs.For("acme/bandwidth", "bandwidth", slow, 1); get(again) != nil {
+		t.Error("a budget set again after none did not start afresh")
+	}
+	if n := hits.Load(); n != 4 {
+		t.Errorf("the provider saw %d requests, want 4", n)
+	}
+}
