@@ -1377,8 +1377,9 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 			// it sent unrecorded can still land, and its join goes out at
 			// once. That replica may itself have resumed the transfer
 			// from one that died, and handed it over before that one's
-			// hang-ups could all land: the wait runs from its resumption.
-			en.adoptedAt = lastResumed(t)
+			// hang-ups could all land: the wait runs from its resumption,
+			// unless its hand-over says that nothing was sent unrecorded.
+			en.adoptedAt = unrecordedUntil(t)
 		}
 	}
 	t.Unowned = false            // what the claim found; the engine's record says nothing of it
@@ -1597,7 +1598,15 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 		return false
 	}
 	en.t.Owner = ""
-	e.note(en, StepReconcile, handedOverNote+" to another replica, which goes on with the transfer")
+	detail := handedOverNote + " to another replica, which goes on with the transfer"
+	if !en.resumed || en.adoptedAt.IsZero() {
+		// No replica before this one can have sent anything unrecorded
+		// (this one created the transfer, or took it from a hand-over
+		// that said so): the next one need not wait from this one's
+		// resumption either (adopt).
+		detail += onRecordNote
+	}
+	e.note(en, StepReconcile, detail)
 	saved := e.save(ctx, en)
 	if en.lost {
 		return true // another replica's already
@@ -1860,24 +1869,36 @@ func resumedSinceHandover(t *Transfer) bool {
 	return false
 }
 
-// lastResumed is when a replica last saved its resumption of t ("resumed
-// by", recorded once it adopted t, so at or after its adoption), zero if
-// none did: the latest moment from which a hang-up a replica before it
-// sent unrecorded may still land a visibility window later.
-func lastResumed(t *Transfer) time.Time {
+// unrecordedUntil is, for a transfer claimed from a hand-over, the latest
+// moment from which a hang-up a replica sent unrecorded may still land a
+// visibility window later: when a replica last saved its resumption of t
+// ("resumed by", recorded once it adopted t, so at or after its
+// adoption), zero if none did, or if the last hand-over after it says
+// that its replica had nothing to wait for (onRecordNote: it created the
+// transfer, or took it from such a hand-over). A hand-over by a release
+// that does not say so is waited for from the resumption before it.
+func unrecordedUntil(t *Transfer) time.Time {
 	for i := len(t.Steps) - 1; i >= 0; i-- {
-		if s := t.Steps[i]; s.Name == StepReconcile && strings.HasPrefix(s.Detail, resumedNote) {
+		switch s := t.Steps[i]; {
+		case s.Name != StepReconcile:
+		case strings.HasPrefix(s.Detail, handedOverNote) && strings.HasSuffix(s.Detail, onRecordNote):
+			return time.Time{}
+		case strings.HasPrefix(s.Detail, resumedNote):
 			return s.StartedAt
 		}
 	}
 	return time.Time{}
 }
 
-// handedOverNote begins the step handOver records; resumedNote, followed
-// by the replica's name, is the step a replica saves first when it goes
-// on with a transfer it did not drive (reconcile).
+// handedOverNote begins the step handOver records, and onRecordNote ends
+// it when no replica before the one handing over can have sent anything
+// unrecorded (a suffix, so that a release that looks for the note by its
+// beginning still finds it); resumedNote, followed by the replica's name,
+// is the step a replica saves first when it goes on with a transfer it
+// did not drive (reconcile).
 const (
 	handedOverNote = "transferd shut down: handed over"
+	onRecordNote   = "; every request sent for it is on record"
 	resumedNote    = "resumed by "
 )
 
