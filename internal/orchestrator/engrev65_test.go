@@ -64,3 +64,63 @@ func TestATransferHandedOverTwiceJoinsWithoutWaitingTheWindow(t *testing.T) {
 		t.Fatalf("the transfer ended %s (%+v), want completed, verified", done.State, done.Outcome)
 	}
 }
+
+// Found by the sixty-fifth pass's engine review: a consult that a process
+// before this one hung up blind (its give-up's hang-up, whose intent the
+// store refused) was reported ended by the target (target_hung_up) by the
+// process that resumed the transfer: nothing on record says who ended it,
+// and a provider shows an answered leg we hung up as one that hung up
+// (Bandwidth's NORMAL_CLEARING). A consult that a resumed transfer finds
+// ended before any reading a visibility window after its adoption showed
+// it live is reported ended for an unknown cause (consult_failed),
+// saying why.
+func TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget(t *testing.T) {
+	ctx := context.Background()
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	prov := &accountView{Fake: f}
+	own := request("fake", "2000")
+	own.Completion = orchestrator.CompletionManual
+	second, clock := resumerAnHourAhead(t, st, prov, own)
+
+	hit, release := make(chan struct{}), make(chan struct{})
+	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
+	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
+		VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+			switch p {
+			case "state:completing":
+				// The store refuses saves from here: the join's intent
+				// cannot be saved, and past its patience it is given up.
+				st.failing.Store(true)
+			case orchestrator.StepHangup + ":effect":
+				close(hit)
+				<-release // the process is dead from here on
+			}
+		}}, st, f)
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+	f.Answer(tr.ID)
+	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if _, err := first.Complete(ctx, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	st.failing.Store(false)
+	f.ApplyDeferred(tr.ID) // the blind hang-up lands before the second process looks
+	clock.Run()
+	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome == nil || end.Outcome.Reason == orchestrator.ReasonTargetHungUp {
+		t.Errorf("%s %+v: the target was blamed for a hang-up the process before sent", end.State, end.Outcome)
+	} else if end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
+		t.Errorf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v; want connected, given back", c.Caller)
+	}
+}

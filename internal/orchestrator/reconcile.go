@@ -109,7 +109,11 @@ type entry struct {
 	// (resumed): every request of that process was written before it
 	// (see hangupSettledAt).
 	adoptedAt time.Time
-	noted     bool // the resume was recorded
+	// outlived: a reading taken a visibility window after the adoption
+	// showed the consult live, so that a hang-up the process before sent
+	// unrecorded has landed without ending it (see whoEnded).
+	outlived bool
+	noted    bool // the resume was recorded
 	// joinBefore: the join a stopped process may have sent, or one that
 	// failed on the way, which a reading showed did not take, while it is
 	// sent again (see completing); what the record says went out if the
@@ -257,7 +261,7 @@ func (e *Engine) process(id string) {
 		// replica saves from it is counted then. Kept, it was counted with
 		// that one (twice, the time on hold too).
 		en.ended = nil
-		en.resumed, en.noted = true, false
+		en.resumed, en.noted, en.outlived = true, false, false
 		en.adoptedAt = e.now()
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		// The recovery's verification patience runs from here, as from an
@@ -615,6 +619,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		if detail == "" {
 			detail = "the consult call ended before the transfer completed; the provider did not say why"
 		}
+		reason, detail = e.whoEnded(en, reason, detail)
 		e.fail(ctx, en, reason, detail, nil)
 		return 0
 	case obs.Consult == ConsultAbsent && at.After(e.consultDueAt(t)):
@@ -856,7 +861,8 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		// join could have applied; a leg shown ended still counts below.
 		return e.readingFrom(en, e.joinSettledAt(t))
 	case consultGone(t, obs):
-		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up while the transfer was completing", nil)
+		reason, detail := e.whoEnded(en, ReasonTargetHungUp, "the target hung up while the transfer was completing")
+		e.fail(ctx, en, reason, detail, nil)
 	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
 		// A stopped process saved the join's intent and not its answer,
 		// or the join failed on the way (a 5xx, a 429, no answer): whether
@@ -953,7 +959,8 @@ func (e *Engine) holdLanded(ctx context.Context, en *entry) (time.Duration, bool
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up before the transfer was completed", nil)
 		return 0, false
 	case consultGone(t, obs):
-		e.fail(ctx, en, ReasonTargetHungUp, "the target hung up before the transfer was completed", nil)
+		reason, detail := e.whoEnded(en, ReasonTargetHungUp, "the target hung up before the transfer was completed")
+		e.fail(ctx, en, reason, detail, nil)
 		return 0, false
 	case t.Seen.Held && holdSentOnce(t):
 		return 0, true
@@ -1472,8 +1479,7 @@ func (e *Engine) notFoundWhich(en *entry, obs Observation, at time.Time, f *Outc
 		f.Detail += "; the caller's call has ended"
 	case (t.Sent.Hangup.IsZero() || at.Before(t.Sent.Hangup)) &&
 		consultGone(t, obs):
-		f.Reason = ReasonTargetHungUp
-		f.Detail += "; the consult call has ended"
+		f.Reason, f.Detail = e.whoEnded(en, ReasonTargetHungUp, f.Detail+"; the consult call has ended")
 	default:
 		return
 	}
@@ -1897,6 +1903,25 @@ func (e *Engine) stepEnd(t *Transfer, name string) time.Time {
 	return t.StepEnd(name, e.cfg.StepTimeout)
 }
 
+// whoEnded returns reason and detail for a consult found ended, unless
+// reason blames the target (target_hung_up) for an end that a hang-up of
+// the process before this one may have caused: a transfer resumed from a
+// process that may have sent one unrecorded (hangupSettledAt), whose
+// consult no reading showed live once such a hang-up had landed. The
+// record cannot say that process sent one (its intent was refused: a
+// give-up's compensation sent blind), and a provider shows an answered
+// leg hung up by us as one whose party hung up (Bandwidth's
+// NORMAL_CLEARING): the cause is unknown (consult_failed), never a wrong
+// one. A reason the provider gave that no hang-up of ours produces (busy,
+// rejected, no answer) is kept.
+func (e *Engine) whoEnded(en *entry, reason Reason, detail string) (Reason, string) {
+	if reason != ReasonTargetHungUp || !en.resumed || en.adoptedAt.IsZero() || en.outlived {
+		return reason, detail
+	}
+	return ReasonConsultFailed, detail + "; a process that drove the transfer before this one may have hung the consult up " +
+		"without a record of it: whether the target hung up is unknown"
+}
+
 // hangupSettledAt is when no hang-up of the consult sent for the transfer
 // can still land: a visibility window after the last one's step ended
 // and, for a transfer this process resumed, a window after it adopted
@@ -2036,6 +2061,10 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 		!t.Seen.NotJoined && !t.Sent.Join.IsZero() &&
 		!at.Before(e.joinSettledAt(t)) {
 		t.Seen.NotJoined, changed = true, true
+	}
+	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && en.resumed && !en.adoptedAt.IsZero() &&
+		!at.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)) {
+		en.outlived = true
 	}
 	// A leg seen ended was there: no tombstone needs to watch for it.
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
