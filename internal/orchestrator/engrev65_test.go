@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +123,125 @@ func TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget(t *testing.T)
 	}
 	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerConnected {
 		t.Errorf("the provider shows the caller %v; want connected, given back", c.Caller)
+	}
+}
+
+// Confirms what the sixty-fourth pass left noted: a step whose intent the
+// store refused is given up in memory and the caller given back, while
+// the saved record still says the transfer is pending, holding or
+// joining. The process that resumes that record after the first stopped
+// (its restart, or a takeover) holds the caller again and dials, or
+// sends the join: it ends the transfer with the caller connected to the
+// target or given back, never held, and with no consult leg of ours left
+// up, as the provider shows.
+func TestAGiveUpInMemoryResumedFromItsSavedRecordLeavesNobodyHeld(t *testing.T) {
+	for _, tc := range []struct {
+		step   string // the step whose intent cannot be saved
+		point  string // where the store starts refusing saves
+		manual bool
+		state  orchestrator.State // what the saved record says
+		// lateUnhold: the give-up's unhold lands only once the process
+		// that resumed the transfer has held the caller again and the
+		// target answered its consult.
+		lateUnhold bool
+	}{
+		// A state entered with a step's intent is saved with it: the
+		// refused hold leaves pending on record, the refused dial holding
+		// (the hold sent).
+		{orchestrator.StepHold, "state:holding", false, orchestrator.StatePending, false},
+		{orchestrator.StepDial, "state:dialing", false, orchestrator.StateHolding, false},
+		{orchestrator.StepTransfer, "state:completing", true, orchestrator.StateCompleting, false},
+		{orchestrator.StepDial, "state:dialing", true, orchestrator.StateHolding, true},
+	} {
+		name := tc.step
+		if tc.lateUnhold {
+			name += ", its unhold landing late"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := &failingUpdates{Store: memory.New()}
+			f := orchestratortest.NewFake("fake")
+			if tc.manual {
+				f.SetTarget(orchestratortest.TargetRings)
+			}
+			prov := &accountView{Fake: f}
+			own := request("fake", "2000")
+			own.Completion = orchestrator.CompletionManual
+			second, clock := resumerAnHourAhead(t, st, prov, own)
+
+			if tc.lateUnhold {
+				f.SetTarget(orchestratortest.TargetRings)
+				f.Defer(orchestratortest.MethodUnhold, 1) // accepted, applied later
+			}
+			hit, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
+				VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+					switch p {
+					case tc.point:
+						st.failing.Store(true)
+					case orchestrator.StepUnhold + ":effect":
+						// The caller given back, unsaved: the process is
+						// dead from here on.
+						once.Do(func() { close(hit) })
+						<-release
+					}
+				}}, st, f)
+			t.Cleanup(func() { close(release) }) // before first shuts down
+			r := request("fake", "1000")
+			if tc.manual {
+				r.Completion = orchestrator.CompletionManual
+			}
+			tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.manual && !tc.lateUnhold {
+				waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
+				f.Answer(tr.ID)
+				waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+				if _, err := first.Complete(ctx, tr.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			<-hit
+			if c, _ := f.State(tr.ID); !tc.lateUnhold && c.Caller != orchestrator.CallerConnected {
+				t.Fatalf("the provider shows the caller %v after the give-up; want connected", c.Caller)
+			}
+			st.failing.Store(false)
+			if saved, err := st.Get(ctx, tr.ID); err != nil || saved.State != tc.state {
+				t.Fatalf("saved %+v (%v); want %s, the give-up unsaved", saved, err, tc.state)
+			}
+
+			clock.Run()
+			if tc.lateUnhold {
+				waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "y" && x.Seen.Held })
+				waitFor(t, second, tr.ID, inState(orchestrator.StateConsulting))
+				f.Answer(tr.ID)
+				waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
+				if f.ApplyDeferred(tr.ID) != 1 {
+					t.Fatal("the give-up's unhold was not waiting to land")
+				}
+				if _, err := second.Complete(ctx, tr.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+			c, _ := f.State(tr.ID)
+			switch {
+			case c.Caller == orchestrator.CallerHeld:
+				t.Errorf("%s %+v: the provider shows the caller held", end.State, end.Outcome)
+			case end.State == orchestrator.StateCompleted && c.Caller != orchestrator.CallerTransferred:
+				t.Errorf("%s %+v: the provider shows the caller %v, not with the target", end.State, end.Outcome, c.Caller)
+			case end.State != orchestrator.StateCompleted && (c.Caller != orchestrator.CallerConnected || !end.Outcome.CallerRestored):
+				t.Errorf("%s %+v: the provider shows the caller %v; want connected, given back", end.State, end.Outcome, c.Caller)
+			case end.State != orchestrator.StateCompleted && (c.Consult == orchestrator.ConsultRinging || c.Consult == orchestrator.ConsultAnswered):
+				t.Errorf("%s %+v: the provider shows the consult %v, left up", end.State, end.Outcome, c.Consult)
+			}
+			t.Logf("ended %s %+v; the provider shows the caller %v, the consult %v", end.State, end.Outcome, c.Caller, c.Consult)
+			if c.Dials > 1 {
+				t.Errorf("the provider created %d consult legs", c.Dials)
+			}
+		})
 	}
 }
