@@ -245,3 +245,51 @@ func TestAGiveUpInMemoryResumedFromItsSavedRecordLeavesNobodyHeld(t *testing.T) 
 		})
 	}
 }
+
+// The other side of TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget:
+// a consult that a reading showed live a visibility window after the
+// adoption outlived any hang-up the process before sent, and its end
+// after that is the target's, reported so.
+func TestAConsultThatOutlivedTheAdoptionsWindowIsEndedByTheTarget(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	f := orchestratortest.NewFake("fake")
+	prov := &accountView{Fake: f}
+	clock := newManualClock()
+	clock.Run()
+	dead := &freeze{release: make(chan struct{})}
+	c := clockedReplica(t, "c", clock, time.Hour, st, prov, nil)
+	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
+	t.Cleanup(func() { close(dead.release) }) // before a shuts down
+	// a is never Opened: its heartbeat, written here, is never renewed,
+	// and runs out when the clock jumps.
+	if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
+		t.Fatal(err)
+	}
+	tr := consultingOn(t, a, "1000")
+	dead.arm() // a stops at its next step boundary
+	clock.Advance(time.Minute)
+	openAll(t, c)
+	// A consult of c's own, so that its watcher reads the account all
+	// along.
+	consultingOn(t, c, "2000")
+	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	if orchestrator.Outlived(c, tr.ID) {
+		t.Fatal("the consult taken for outliving the adoption's window before it passed")
+	}
+	clock.Advance(2 * time.Hour) // c's window
+	eventually(t, "a reading of the consult live once the window passed", func() bool {
+		orchestrator.Wake(c, tr.ID)
+		return orchestrator.Outlived(c, tr.ID)
+	})
+	f.HangupTarget(tr.ID)
+	eventually(t, "the transfer ended", func() bool {
+		orchestrator.Wake(c, tr.ID)
+		x, err := c.Get(ctx, tr.ID)
+		return err == nil && x.State.Terminal()
+	})
+	end := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
+	}
+}

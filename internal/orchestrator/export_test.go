@@ -20,3 +20,13 @@ func SetLeaseTimer(e *Engine, after func(d time.Duration, f func()) LeaseTimer) 
 // Wake has the engine reconcile transfer id now, as a watcher's change
 // does: a test that moves a manual clock past a wait ends it at once.
 func Wake(e *Engine, id string) { e.wake(id, false) }
+
+// Outlived reports whether a reading of transfer id that this engine
+// resumed showed its consult live once a hang-up the process before sent
+// unrecorded had landed (see whoEnded).
+func Outlived(e *Engine, id string) bool {
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	return en != nil && en.outlived.Load()
+}

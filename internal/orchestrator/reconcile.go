@@ -111,8 +111,9 @@ type entry struct {
 	adoptedAt time.Time
 	// outlived: a reading taken a visibility window after the adoption
 	// showed the consult live, so that a hang-up the process before sent
-	// unrecorded has landed without ending it (see whoEnded).
-	outlived bool
+	// unrecorded has landed without ending it (see whoEnded). Atomic for
+	// the tests only: the entry's worker alone writes it.
+	outlived atomic.Bool
 	noted    bool // the resume was recorded
 	// joinBefore: the join a stopped process may have sent, or one that
 	// failed on the way, which a reading showed did not take, while it is
@@ -261,7 +262,8 @@ func (e *Engine) process(id string) {
 		// replica saves from it is counted then. Kept, it was counted with
 		// that one (twice, the time on hold too).
 		en.ended = nil
-		en.resumed, en.noted, en.outlived = true, false, false
+		en.resumed, en.noted = true, false
+		en.outlived.Store(false)
 		en.adoptedAt = e.now()
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		// The recovery's verification patience runs from here, as from an
@@ -1915,7 +1917,7 @@ func (e *Engine) stepEnd(t *Transfer, name string) time.Time {
 // one. A reason the provider gave that no hang-up of ours produces (busy,
 // rejected, no answer) is kept.
 func (e *Engine) whoEnded(en *entry, reason Reason, detail string) (Reason, string) {
-	if reason != ReasonTargetHungUp || !en.resumed || en.adoptedAt.IsZero() || en.outlived {
+	if reason != ReasonTargetHungUp || !en.resumed || en.adoptedAt.IsZero() || en.outlived.Load() {
 		return reason, detail
 	}
 	return ReasonConsultFailed, detail + "; a process that drove the transfer before this one may have hung the consult up " +
@@ -2064,7 +2066,7 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 	}
 	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && en.resumed && !en.adoptedAt.IsZero() &&
 		!at.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)) {
-		en.outlived = true
+		en.outlived.Store(true)
 	}
 	// A leg seen ended was there: no tombstone needs to watch for it.
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
