@@ -1576,17 +1576,6 @@ type GetTransferParams struct {
 	Prefer Prefer `json:"Prefer,omitempty"`
 }
 
-// HeadTransferParams defines parameters for HeadTransfer.
-type HeadTransferParams struct {
-	// Prefer RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-	// larger N, however large, is 60) and ignores any other preference. Preferences may be
-	// listed in one header (`respond-async, wait=10`) or several; parameters after `;`
-	// (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
-	// not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
-	// waits for.
-	Prefer Prefer `json:"Prefer,omitempty"`
-}
-
 // CancelTransferParams defines parameters for CancelTransfer.
 type CancelTransferParams struct {
 	// IdempotencyKey Makes the request safe to retry. Every repeat with the same key, body and query string gets the first
@@ -2168,7 +2157,8 @@ type ClientInterface interface {
 	// true (a long poll; a manual client waits for that before `/complete`), and then answers
 	// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
 	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
-	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+	// wait for: the answer comes at once, with `Preference-Applied: wait=0`. A `HEAD`
+	// (`headTransfer`) does not wait.
 	//
 	// The operation takes no query parameter: any is a `400 validation-error` naming it.
 	//
@@ -2177,12 +2167,14 @@ type ClientInterface interface {
 
 	// HeadTransfer Get a transfer, headers only
 	//
-	// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
-	// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
-	// it does there.
+	// What `getTransfer` answers without `Prefer: wait`, without its body (a `HEAD`, RFC
+	// 9110): the same status and headers, `Content-Type` included, for the same request and
+	// key. A `HEAD` does not long-poll: it answers at once, holds none of the tenant's long-poll
+	// slots, and ignores a `Prefer: wait` (no `Preference-Applied`, RFC 7240), since an answer
+	// without a body says nothing of what changed while it waited.
 	//
 	// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
-	HeadTransfer(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+	HeadTransfer(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CancelTransfer Cancel a transfer
 	//
@@ -2655,7 +2647,8 @@ func (c *Client) CreateTransfer(ctx context.Context, params *CreateTransferParam
 // true (a long poll; a manual client waits for that before `/complete`), and then answers
 // with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
 // already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
-// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+// wait for: the answer comes at once, with `Preference-Applied: wait=0`. A `HEAD`
+// (`headTransfer`) does not wait.
 //
 // The operation takes no query parameter: any is a `400 validation-error` naming it.
 //
@@ -2674,13 +2667,15 @@ func (c *Client) GetTransfer(ctx context.Context, id TransferID, params *GetTran
 
 // HeadTransfer Get a transfer, headers only
 //
-// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
-// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
-// it does there.
+// What `getTransfer` answers without `Prefer: wait`, without its body (a `HEAD`, RFC
+// 9110): the same status and headers, `Content-Type` included, for the same request and
+// key. A `HEAD` does not long-poll: it answers at once, holds none of the tenant's long-poll
+// slots, and ignores a `Prefer: wait` (no `Preference-Applied`, RFC 7240), since an answer
+// without a body says nothing of what changed while it waited.
 //
 // Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
-func (c *Client) HeadTransfer(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHeadTransferRequest(c.Server, id, params)
+func (c *Client) HeadTransfer(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadTransferRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -3745,7 +3740,7 @@ func NewGetTransferRequest(server string, id TransferID, params *GetTransferPara
 }
 
 // NewHeadTransferRequest constructs an http.Request for the HeadTransfer method
-func NewHeadTransferRequest(server string, id TransferID, params *HeadTransferParams) (*http.Request, error) {
+func NewHeadTransferRequest(server string, id TransferID) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3773,19 +3768,6 @@ func NewHeadTransferRequest(server string, id TransferID, params *HeadTransferPa
 	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
-	}
-
-	if params != nil {
-
-		var headerParam0 string
-
-		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-		if err != nil {
-			return nil, err
-		}
-
-		req.Header.Set("Prefer", headerParam0)
-
 	}
 
 	return req, nil
@@ -4490,7 +4472,8 @@ type ClientWithResponsesInterface interface {
 	// true (a long poll; a manual client waits for that before `/complete`), and then answers
 	// with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
 	// already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
-	// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+	// wait for: the answer comes at once, with `Preference-Applied: wait=0`. A `HEAD`
+	// (`headTransfer`) does not wait.
 	//
 	// The operation takes no query parameter: any is a `400 validation-error` naming it.
 	//
@@ -4501,14 +4484,16 @@ type ClientWithResponsesInterface interface {
 
 	// HeadTransferWithResponse Get a transfer, headers only
 	//
-	// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
-	// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
-	// it does there.
+	// What `getTransfer` answers without `Prefer: wait`, without its body (a `HEAD`, RFC
+	// 9110): the same status and headers, `Content-Type` included, for the same request and
+	// key. A `HEAD` does not long-poll: it answers at once, holds none of the tenant's long-poll
+	// slots, and ignores a `Prefer: wait` (no `Preference-Applied`, RFC 7240), since an answer
+	// without a body says nothing of what changed while it waited.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
-	HeadTransferWithResponse(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error)
+	HeadTransferWithResponse(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error)
 
 	// CancelTransferWithResponse Cancel a transfer
 	//
@@ -6197,8 +6182,7 @@ func (r GetTransferResponse) ContentType() string {
 
 // HeadTransferResponse200Headers the declared response headers of an HTTP 200 response for HeadTransfer
 type HeadTransferResponse200Headers struct {
-	PreferenceApplied string
-	XRequestId        string
+	XRequestId string
 }
 
 // HeadTransferResponse400Headers the declared response headers of an HTTP 400 response for HeadTransfer
@@ -6235,13 +6219,6 @@ type HeadTransferResponse405Headers struct {
 	XRequestId   string
 }
 
-// HeadTransferResponse429Headers the declared response headers of an HTTP 429 response for HeadTransfer
-type HeadTransferResponse429Headers struct {
-	CacheControl string
-	RetryAfter   string
-	XRequestId   string
-}
-
 // HeadTransferResponse500Headers the declared response headers of an HTTP 500 response for HeadTransfer
 type HeadTransferResponse500Headers struct {
 	CacheControl string
@@ -6270,8 +6247,6 @@ type HeadTransferResponse struct {
 	Headers404 *HeadTransferResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
 	Headers405 *HeadTransferResponse405Headers
-	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *HeadTransferResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *HeadTransferResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -7960,7 +7935,8 @@ func (c *ClientWithResponses) CreateTransferWithResponse(ctx context.Context, pa
 // true (a long poll; a manual client waits for that before `/complete`), and then answers
 // with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
 // already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
-// wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+// wait for: the answer comes at once, with `Preference-Applied: wait=0`. A `HEAD`
+// (`headTransfer`) does not wait.
 //
 // The operation takes no query parameter: any is a `400 validation-error` naming it.
 //
@@ -7977,15 +7953,17 @@ func (c *ClientWithResponses) GetTransferWithResponse(ctx context.Context, id Tr
 
 // HeadTransferWithResponse Get a transfer, headers only
 //
-// What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
-// and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
-// it does there.
+// What `getTransfer` answers without `Prefer: wait`, without its body (a `HEAD`, RFC
+// 9110): the same status and headers, `Content-Type` included, for the same request and
+// key. A `HEAD` does not long-poll: it answers at once, holds none of the tenant's long-poll
+// slots, and ignores a `Prefer: wait` (no `Preference-Applied`, RFC 7240), since an answer
+// without a body says nothing of what changed while it waited.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with HEAD /v1/transfers/{id} (the `HeadTransfer` operationId).
-func (c *ClientWithResponses) HeadTransferWithResponse(ctx context.Context, id TransferID, params *HeadTransferParams, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error) {
-	rsp, err := c.HeadTransfer(ctx, id, params, reqEditors...)
+func (c *ClientWithResponses) HeadTransferWithResponse(ctx context.Context, id TransferID, reqEditors ...RequestEditorFn) (*HeadTransferResponse, error) {
+	rsp, err := c.HeadTransfer(ctx, id, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10458,13 +10436,6 @@ func ParseHeadTransferResponse(rsp *http.Response) (*HeadTransferResponse, error
 	switch {
 	case rsp.StatusCode == 200:
 		var headers HeadTransferResponse200Headers
-		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.PreferenceApplied = value
-		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10586,30 +10557,6 @@ func ParseHeadTransferResponse(rsp *http.Response) (*HeadTransferResponse, error
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
-	case rsp.StatusCode == 429:
-		var headers HeadTransferResponse429Headers
-		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.CacheControl = value
-		}
-		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RetryAfter = value
-		}
-		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.XRequestId = value
-		}
-		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers HeadTransferResponse500Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {

@@ -78,7 +78,8 @@ export interface paths {
          *     true (a long poll; a manual client waits for that before `/complete`), and then answers
          *     with `Preference-Applied: wait=N`. A terminal transfer, and a manual one whose target
          *     already answered (it waits for the client's `/complete` or `/cancel`), have nothing to
-         *     wait for: the answer comes at once, with `Preference-Applied: wait=0`.
+         *     wait for: the answer comes at once, with `Preference-Applied: wait=0`. A `HEAD`
+         *     (`headTransfer`) does not wait.
          *
          *     The operation takes no query parameter: any is a `400 validation-error` naming it.
          */
@@ -89,9 +90,11 @@ export interface paths {
         options?: never;
         /**
          * Get a transfer, headers only
-         * @description What `getTransfer` answers, without its body (a `HEAD`, RFC 9110): the same status
-         *     and headers, `Content-Type` included, for the same request and key. A `Prefer: wait` waits as
-         *     it does there.
+         * @description What `getTransfer` answers without `Prefer: wait`, without its body (a `HEAD`, RFC
+         *     9110): the same status and headers, `Content-Type` included, for the same request and
+         *     key. A `HEAD` does not long-poll: it answers at once, holds none of the tenant's long-poll
+         *     slots, and ignores a `Prefer: wait` (no `Preference-Applied`, RFC 7240), since an answer
+         *     without a body says nothing of what changed while it waited.
          */
         head: operations["headTransfer"];
         patch?: never;
@@ -2148,18 +2151,7 @@ export interface operations {
     headTransfer: {
         parameters: {
             query?: never;
-            header?: {
-                /**
-                 * @description RFC 7240 preferences. transferd honours `wait=N` (N whole seconds, capped at 60: a
-                 *     larger N, however large, is 60) and ignores any other preference. Preferences may be
-                 *     listed in one header (`respond-async, wait=10`) or several; parameters after `;`
-                 *     (`wait=10; foo=bar`) are ignored. Only the first `wait` counts, and one whose value is
-                 *     not whole seconds (`wait=soon`, `wait=-1`) applies no wait. See each operation for what it
-                 *     waits for.
-                 * @example wait=10
-                 */
-                Prefer?: components["parameters"]["Prefer"];
-            };
+            header?: never;
             path: {
                 /**
                  * @description The transfer id. A value that is not shaped like a transfer id names no transfer
@@ -2175,7 +2167,6 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Preference-Applied": components["headers"]["Preference-Applied"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2185,7 +2176,6 @@ export interface operations {
             403: components["responses"]["HeadForbidden"];
             404: components["responses"]["HeadNotFound"];
             405: components["responses"]["HeadMethodNotAllowed"];
-            429: components["responses"]["HeadTooManyRequests"];
             500: components["responses"]["HeadInternal"];
             503: components["responses"]["HeadStoreUnreadable"];
         };

@@ -75,7 +75,7 @@ func TestGoClientDrivesATransfer(t *testing.T) {
 	}
 	// HEAD, declared in openapi.yaml: the generated client sends it and
 	// reads its answer, the JSON Content-Type with no body, without error.
-	head, err := c.HeadTransferWithResponse(ctx, id, nil)
+	head, err := c.HeadTransferWithResponse(ctx, id)
 	if err != nil || head.StatusCode() != http.StatusOK || len(head.Body) != 0 || head.Headers200.XRequestId == "" {
 		t.Errorf("head: %v %+v", err, head)
 	}

@@ -375,6 +375,14 @@ func handleGetTransfer(eng *orchestrator.Engine, lim *limiter, writeTimeout time
 			return
 		}
 		wait, waits := preferWait(r)
+		if r.Method == http.MethodHead {
+			// A HEAD answers at once and applies no wait (RFC 7240 lets
+			// a server ignore a preference): its answer has no body and
+			// the same headers whether the transfer changed or the wait
+			// ran out, so a long poll would tell its client nothing for
+			// the wait, and hold a slot of its tenant's long polls.
+			waits = false
+		}
 		if waits && (t.State.Terminal() || awaitsClient(t)) {
 			// Nothing to wait for (the transfer ended, or waits for the
 			// client's complete or cancel): answered at once, with the
