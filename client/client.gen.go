@@ -652,8 +652,10 @@ type BandwidthTransferRequest struct {
 	// `/complete`) before the transfer is abandoned and the caller taken off hold. A
 	// positive duration written as digits and a unit, from `1s` to the server's maximum
 	// (10m by default); when absent, `30s` unless the operator configured another.
-	ConsultTimeout Duration   `json:"consult_timeout,omitempty"`
-	Diversion      *Diversion `json:"diversion,omitempty"`
+	ConsultTimeout Duration `json:"consult_timeout,omitempty"`
+
+	// Diversion SIP Diversion headers on the new leg. Announced transfers.
+	Diversion *Diversion `json:"diversion,omitempty"`
 
 	// ExternalId The client's own id for the transfer (a CRM call or ticket id); stored and returned, never interpreted.
 	ExternalId ExternalID `json:"external_id,omitempty"`
@@ -665,14 +667,18 @@ type BandwidthTransferRequest struct {
 	Mode Mode `json:"mode,omitempty"`
 
 	// Provider `bandwidth` (the server also accepts it in any letter case).
-	Provider  BandwidthTransferRequestProvider `json:"provider"`
-	Recording *Recording                       `json:"recording,omitempty"`
+	Provider BandwidthTransferRequestProvider `json:"provider"`
+
+	// Recording Record the new leg (an attended transfer's consult leg).
+	Recording *Recording `json:"recording,omitempty"`
 
 	// Target Who to transfer to. An E.164 number or a SIP URI.
 	//
 	//
 	// Examples: +15553330000
-	Target  string   `json:"target"`
+	Target string `json:"target"`
+
+	// Whisper Audio played to the target before it is connected. Announced transfers.
 	Whisper *Whisper `json:"whisper,omitempty"`
 }
 
@@ -735,46 +741,22 @@ type Duration = string
 // of the history. `data` is the transfer as `GET /v1/transfers/{id}` returned it when the
 // event was saved.
 type Event struct {
-	// Data A transfer and everything known about it. The request's options are echoed when given.
-	Data Transfer `json:"data,omitempty"`
+	// Data The transfer as it was saved with the event.
+	Data Transfer `json:"data"`
 
-	// From The transfer's place in the state machine:
-	//
-	// * `pending`: saved, not started; the call is being located.
-	// * `holding`: the caller is being put on hold.
-	// * `dialing`: the consult leg to the target is being placed (announced: the caller is
-	//   being handed to the target).
-	// * `consulting`: the consult leg rings or is answered; waits for the target to answer
-	//   (`auto`) or for `/complete` or `/cancel` (`manual`), until `consult_deadline`.
-	// * `completing`: caller and target are being joined and the join verified.
-	// * `completed`: the caller is connected to the target (terminal).
-	// * `recovering`: something failed or the transfer was cancelled; the consult leg is hung
-	//   up and the caller taken off hold.
-	// * `failed`: ended without transferring; see `outcome` (terminal).
-	// * `cancelled`: ended by `/cancel` (terminal).
+	// From The state left; `transfer.state_changed` only.
 	From State `json:"from,omitempty"`
 
 	// Id Unique; the `webhook-id` of every delivery of the event.
 	Id string `json:"id"`
 
 	// Seq Per transfer, 1, 2, 3, …; a gap tells a receiver it missed one (a dead letter).
-	Seq       int       `json:"seq"`
+	Seq int `json:"seq"`
+
+	// Timestamp When the event happened.
 	Timestamp time.Time `json:"timestamp"`
 
-	// To The transfer's place in the state machine:
-	//
-	// * `pending`: saved, not started; the call is being located.
-	// * `holding`: the caller is being put on hold.
-	// * `dialing`: the consult leg to the target is being placed (announced: the caller is
-	//   being handed to the target).
-	// * `consulting`: the consult leg rings or is answered; waits for the target to answer
-	//   (`auto`) or for `/complete` or `/cancel` (`manual`), until `consult_deadline`.
-	// * `completing`: caller and target are being joined and the join verified.
-	// * `completed`: the caller is connected to the target (terminal).
-	// * `recovering`: something failed or the transfer was cancelled; the consult leg is hung
-	//   up and the caller taken off hold.
-	// * `failed`: ended without transferring; see `outcome` (terminal).
-	// * `cancelled`: ended by `/cancel` (terminal).
+	// To The state entered; `transfer.state_changed` only.
 	To State `json:"to,omitempty"`
 
 	// TransferId A transfer id: `tr_` and 26 Crockford base32 characters (48 bits of milliseconds, 80
@@ -794,8 +776,9 @@ type Event struct {
 	Type EventType `json:"type"`
 }
 
-// EventList defines model for EventList.
+// EventList A transfer's events.
 type EventList struct {
+	// Items Every event of the transfer, oldest first (`seq` 1, 2, 3, …).
 	Items []Event `json:"items"`
 }
 
@@ -823,7 +806,7 @@ type Evidence struct {
 // ExternalID The client's own id for the transfer (a CRM call or ticket id); stored and returned, never interpreted.
 type ExternalID = string
 
-// FieldError defines model for FieldError.
+// FieldError One field or query parameter a request got wrong.
 type FieldError struct {
 	// Detail What is wrong with it, worded for a person.
 	Detail string `json:"detail"`
@@ -931,9 +914,16 @@ type Outcome struct {
 	// CallerRestored True when the caller is connected as before the transfer started (never held, or
 	// taken off hold). False when the caller was transferred, hung up, or could not be
 	// taken off hold.
-	CallerRestored bool      `json:"caller_restored"`
-	Detail         string    `json:"detail,omitempty"`
-	Evidence       *Evidence `json:"evidence,omitempty"`
+	CallerRestored bool `json:"caller_restored"`
+
+	// Detail What happened, worded for a person (`the target did not answer within consult_timeout
+	// 30s`); for an outcome that can never be verified, that it cannot. Not stable text:
+	// programs read `reason`, `caller_restored`, `verified` and `final`. Provider text
+	// quoted in it has the credentials cut.
+	Detail string `json:"detail,omitempty"`
+
+	// Evidence What the provider said when it refused or failed the request that ended the transfer.
+	Evidence *Evidence `json:"evidence,omitempty"`
 
 	// Final True once nothing about this outcome will change: no cleanup obligation remains
 	// (`transfer.outcome_verified` is sent when one is discharged after the transfer
@@ -1002,14 +992,16 @@ type Problem struct {
 	Title string `json:"title"`
 
 	// TransferId The transfer a conflict is about.
-	TransferId TransferID  `json:"transfer_id,omitempty"`
-	Type       ProblemType `json:"type"`
+	TransferId TransferID `json:"transfer_id,omitempty"`
+
+	// Type The problem's kind, a stable URI; programs branch on it. docs/problems.md describes each.
+	Type ProblemType `json:"type"`
 }
 
-// ProblemType defines model for Problem.Type.
+// ProblemType The problem's kind, a stable URI; programs branch on it. docs/problems.md describes each.
 type ProblemType string
 
-// ProviderStatus defines model for ProviderStatus.
+// ProviderStatus One provider account's last credential check.
 type ProviderStatus struct {
 	// Account The account: `<tenant>/<provider>`, the default tenant's being `default/<provider>`
 	// (the provider settings of the environment).
@@ -1037,7 +1029,7 @@ type ProviderStatus struct {
 // could not reach the provider (that is a provider outage, not a credential problem).
 type ProviderStatusCredentials string
 
-// ProviderStatusList defines model for ProviderStatusList.
+// ProviderStatusList The credential checks of every configured provider account.
 type ProviderStatusList struct {
 	// Providers One entry per configured provider account, ordered by account.
 	Providers []ProviderStatus `json:"providers"`
@@ -1054,6 +1046,8 @@ type Reason string
 
 // Recording Record the transferred call (Bandwidth only; NetSapiens answers 422).
 type Recording struct {
+	// Enabled Whether Bandwidth records the new leg (`recordingEnabled`), sent as given, `false`
+	// included; absent, the account's default applies.
 	Enabled bool `json:"enabled,omitempty"`
 
 	// FileFormat Recording format (provider default `wav`).
@@ -1098,10 +1092,24 @@ type Step struct {
 	// (`provider_unavailable`); the step ran out of time (`timeout`); transferd's own store was
 	// `unavailable`; or `internal`, `invalid`, `unsupported`, `not_found`, `conflict`.
 	ErrorKind StepErrorKind `json:"error_kind,omitempty"`
-	Evidence  *Evidence     `json:"evidence,omitempty"`
-	Name      StepName      `json:"name"`
-	StartedAt time.Time     `json:"started_at"`
-	Status    StepStatus    `json:"status"`
+
+	// Evidence What the provider said when it refused or failed the step's request.
+	Evidence *Evidence `json:"evidence,omitempty"`
+
+	// Name What the step did: find the caller's call (`locate`), put it on hold (`hold`), place
+	// the consult leg (`dial`; an announced transfer's hand-over), see the target answer
+	// (`answered`), join caller and target (`transfer`), confirm an outcome after the end
+	// (`verify`), hang up the consult leg (`hangup_consult`), take the caller off hold
+	// (`unhold`), note what a resumed or handed-over transfer found (`reconcile`), or end
+	// the agent's call (`hangup_agent`). A name may appear more than once.
+	Name StepName `json:"name"`
+
+	// StartedAt When the step was saved, before its request was sent.
+	StartedAt time.Time `json:"started_at"`
+
+	// Status `started` from when the step is saved, before its request is sent, until its result
+	// is saved: `succeeded` or `failed`.
+	Status StepStatus `json:"status"`
 }
 
 // StepErrorKind The kind of a failed step's error, absent otherwise: the provider had no such call
@@ -1111,10 +1119,16 @@ type Step struct {
 // `unavailable`; or `internal`, `invalid`, `unsupported`, `not_found`, `conflict`.
 type StepErrorKind string
 
-// StepName defines model for Step.Name.
+// StepName What the step did: find the caller's call (`locate`), put it on hold (`hold`), place
+// the consult leg (`dial`; an announced transfer's hand-over), see the target answer
+// (`answered`), join caller and target (`transfer`), confirm an outcome after the end
+// (`verify`), hang up the consult leg (`hangup_consult`), take the caller off hold
+// (`unhold`), note what a resumed or handed-over transfer found (`reconcile`), or end
+// the agent's call (`hangup_agent`). A name may appear more than once.
 type StepName string
 
-// StepStatus defines model for Step.Status.
+// StepStatus `started` from when the step is saved, before its request is sent, until its result
+// is saved: `succeeded` or `failed`.
 type StepStatus string
 
 // StreamEventID An event id the stream sent (`id:`), or `0` for the start of the stream. Opaque; a plain number is an id of an older transferd.
@@ -1127,8 +1141,10 @@ type Transfer struct {
 	// Call The call a transfer moves, as the request named it: `domain`, `user` and maybe `call_id`
 	// for NetSapiens (`NetSapiensCall`); `call_id` and maybe `agent_call_id` for Bandwidth
 	// (`BandwidthCall`).
-	Call     CallRef `json:"call"`
-	CallerId string  `json:"caller_id,omitempty"`
+	Call CallRef `json:"call"`
+
+	// CallerId The request's `caller_id` (Bandwidth); absent when it gave none.
+	CallerId string `json:"caller_id,omitempty"`
 
 	// Completion `auto` completes as soon as the target answers. `manual` waits in `consulting` for
 	// `/complete` or `/cancel` (the agent talks to the target first) until `consult_timeout`.
@@ -1139,9 +1155,13 @@ type Transfer struct {
 	ConsultDeadline *time.Time `json:"consult_deadline,omitempty"`
 
 	// ConsultTimeout The effective consult timeout, in Go's canonical form (`30s`, `2m0s`).
-	ConsultTimeout Duration   `json:"consult_timeout"`
-	CreatedAt      time.Time  `json:"created_at"`
-	Diversion      *Diversion `json:"diversion,omitempty"`
+	ConsultTimeout Duration `json:"consult_timeout"`
+
+	// CreatedAt When the transfer was created, to the microsecond (what `created_after` and `created_before` compare).
+	CreatedAt time.Time `json:"created_at"`
+
+	// Diversion The request's `diversion` (Bandwidth); absent when it gave none.
+	Diversion *Diversion `json:"diversion,omitempty"`
 
 	// ExternalId The client's own id for the transfer (a CRM call or ticket id); stored and returned, never interpreted.
 	ExternalId ExternalID `json:"external_id,omitempty"`
@@ -1169,7 +1189,9 @@ type Transfer struct {
 	Outcome *Outcome `json:"outcome,omitempty"`
 
 	// Provider The provider's configured name, e.g. `netsapiens`.
-	Provider  string     `json:"provider"`
+	Provider string `json:"provider"`
+
+	// Recording The request's `recording` (Bandwidth); absent when it gave none.
 	Recording *Recording `json:"recording,omitempty"`
 
 	// State The transfer's place in the state machine:
@@ -1189,13 +1211,19 @@ type Transfer struct {
 	State State `json:"state"`
 
 	// Steps Every provider interaction, oldest first.
-	Steps  []Step `json:"steps"`
+	Steps []Step `json:"steps"`
+
+	// Target Who the call is transferred to, as the request named it.
 	Target string `json:"target"`
 
 	// TargetAnswered Whether the target answered the consult.
-	TargetAnswered bool      `json:"target_answered"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	Whisper        *Whisper  `json:"whisper,omitempty"`
+	TargetAnswered bool `json:"target_answered"`
+
+	// UpdatedAt When the transfer was last saved.
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Whisper The request's `whisper` (Bandwidth); absent when it gave none.
+	Whisper *Whisper `json:"whisper,omitempty"`
 }
 
 // TransferID A transfer id: `tr_` and 26 Crockford base32 characters (48 bits of milliseconds, 80
@@ -1204,17 +1232,21 @@ type Transfer struct {
 // Examples: tr_01M7Z6NZRM4TFF59TDWH9EDD1R
 type TransferID = string
 
-// TransferList defines model for TransferList.
+// TransferList A page of transfers.
 type TransferList struct {
+	// Items The page's transfers, newest first.
 	Items []Transfer `json:"items"`
 
 	// NextCursor Pass as `cursor` for the next page; absent on the last page.
 	NextCursor TransferID `json:"next_cursor,omitempty"`
 }
 
-// WebhookDelivery defines model for WebhookDelivery.
+// WebhookDelivery One event on its way to one webhook endpoint.
 type WebhookDelivery struct {
-	Attempts  int       `json:"attempts"`
+	// Attempts Attempts made, an attempt cut short by a crash included; never goes back.
+	Attempts int `json:"attempts"`
+
+	// CreatedAt When the delivery was made, with its event.
 	CreatedAt time.Time `json:"created_at"`
 
 	// Deadline When a still failing delivery becomes dead.
@@ -1222,17 +1254,29 @@ type WebhookDelivery struct {
 
 	// Endpoint The endpoint's name in the tenants file (`default` for `TRANSFERD_WEBHOOK_URL`).
 	Endpoint string `json:"endpoint"`
-	EventId  string `json:"event_id"`
-	Id       string `json:"id"`
+
+	// EventId The event's `id`, the `webhook-id` of every attempt.
+	EventId string `json:"event_id"`
+
+	// Id The delivery's id (one per endpoint and event), for `/redeliver`.
+	Id string `json:"id"`
 
 	// LastCode The HTTP status of the last attempt, absent when it got no response.
-	LastCode  int    `json:"last_code,omitempty"`
+	LastCode int `json:"last_code,omitempty"`
+
+	// LastError Why the last attempt failed, or why the delivery was given up unsent, worded for a person; absent otherwise.
 	LastError string `json:"last_error,omitempty"`
 
 	// NextAttempt Pending deliveries only: when it may be tried next. A time not after now means it is due: a new delivery is due from its event's time, and waits only for a free attempt slot and for the deliveries of its transfer's earlier events to the same endpoint. Due deliveries are tried earliest first.
-	NextAttempt time.Time             `json:"next_attempt,omitempty"`
-	Seq         int                   `json:"seq"`
-	Status      WebhookDeliveryStatus `json:"status"`
+	NextAttempt time.Time `json:"next_attempt,omitempty"`
+
+	// Seq The event's `seq` within its transfer.
+	Seq int `json:"seq"`
+
+	// Status `pending`: not delivered yet, to be tried (again) at `next_attempt`; `delivered`: the
+	// endpoint answered 2xx; `dead`: given up (past `deadline`, answered `410 Gone`, or its
+	// endpoint removed), until redelivered.
+	Status WebhookDeliveryStatus `json:"status"`
 
 	// TransferId A transfer id: `tr_` and 26 Crockford base32 characters (48 bits of milliseconds, 80
 	// random bits), so ids sort by creation time.
@@ -1248,15 +1292,20 @@ type WebhookDelivery struct {
 	// wrong), a tombstone's watch for a consult that never appeared ending, or an outcome the
 	// provider can no longer show (`outcome.verified` stays false). After it the outcome is
 	// final (`outcome.final`).
-	Type      EventType `json:"type"`
+	Type EventType `json:"type"`
+
+	// UpdatedAt When the delivery was last saved (an attempt's result, a redelivery).
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// WebhookDeliveryStatus defines model for WebhookDelivery.Status.
+// WebhookDeliveryStatus `pending`: not delivered yet, to be tried (again) at `next_attempt`; `delivered`: the
+// endpoint answered 2xx; `dead`: given up (past `deadline`, answered `410 Gone`, or its
+// endpoint removed), until redelivered.
 type WebhookDeliveryStatus string
 
-// WebhookDeliveryList defines model for WebhookDeliveryList.
+// WebhookDeliveryList A page of webhook deliveries.
 type WebhookDeliveryList struct {
+	// Items The page's deliveries, in the order the operation describes.
 	Items []WebhookDelivery `json:"items"`
 
 	// NextCursor Pass as `cursor` for the next page (opaque); absent on the last page.
@@ -4623,6 +4672,7 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *struct {
+		// Status Always `ok`; the process is up.
 		Status GetHealth200JSONResponseBodyStatus `json:"status"`
 	}
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
@@ -4635,6 +4685,7 @@ type GetHealthResponse struct {
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *struct {
+	// Status Always `ok`; the process is up.
 	Status GetHealth200JSONResponseBodyStatus `json:"status"`
 } {
 	return r.JSON200
@@ -4848,9 +4899,14 @@ type GetOpenAPIResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *struct {
-		Info    map[string]interface{} `json:"info"`
-		Openapi string                 `json:"openapi"`
-		Paths   map[string]interface{} `json:"paths"`
+		// Info The API's title, version and introduction.
+		Info map[string]interface{} `json:"info"`
+
+		// Openapi The OpenAPI version, 3.1.
+		Openapi string `json:"openapi"`
+
+		// Paths Every operation, by path.
+		Paths map[string]interface{} `json:"paths"`
 	}
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
 	ApplicationproblemJSON405 *MethodNotAllowed
@@ -4862,9 +4918,14 @@ type GetOpenAPIResponse struct {
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenAPIResponse) GetYAML200() *struct {
-	Info    map[string]interface{} `json:"info"`
-	Openapi string                 `json:"openapi"`
-	Paths   map[string]interface{} `json:"paths"`
+	// Info The API's title, version and introduction.
+	Info map[string]interface{} `json:"info"`
+
+	// Openapi The OpenAPI version, 3.1.
+	Openapi string `json:"openapi"`
+
+	// Paths Every operation, by path.
+	Paths map[string]interface{} `json:"paths"`
 } {
 	return r.YAML200
 }
@@ -4976,6 +5037,7 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *struct {
+		// Status Always `ready`; a replica that is not answers `503`.
 		Status GetReadiness200JSONResponseBodyStatus `json:"status"`
 	}
 	// ApplicationproblemJSON405 the response for an HTTP 405 `application/problem+json` response
@@ -4992,6 +5054,7 @@ type GetReadinessResponse struct {
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *struct {
+	// Status Always `ready`; a replica that is not answers `503`.
 	Status GetReadiness200JSONResponseBodyStatus `json:"status"`
 } {
 	return r.JSON200
@@ -8138,6 +8201,7 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest struct {
+			// Status Always `ok`; the process is up.
 			Status GetHealth200JSONResponseBodyStatus `json:"status"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8379,9 +8443,14 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
 		var dest struct {
-			Info    map[string]interface{} `json:"info"`
-			Openapi string                 `json:"openapi"`
-			Paths   map[string]interface{} `json:"paths"`
+			// Info The API's title, version and introduction.
+			Info map[string]interface{} `json:"info"`
+
+			// Openapi The OpenAPI version, 3.1.
+			Openapi string `json:"openapi"`
+
+			// Paths Every operation, by path.
+			Paths map[string]interface{} `json:"paths"`
 		}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
@@ -8506,6 +8575,7 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest struct {
+			// Status Always `ready`; a replica that is not answers `503`.
 			Status GetReadiness200JSONResponseBodyStatus `json:"status"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {

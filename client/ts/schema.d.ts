@@ -875,6 +875,10 @@ export interface components {
         };
         /** @description Record the transferred call (Bandwidth only; NetSapiens answers 422). */
         Recording: {
+            /**
+             * @description Whether Bandwidth records the new leg (`recordingEnabled`), sent as given, `false`
+             *     included; absent, the account's default applies.
+             */
             enabled?: boolean;
             /**
              * @description Recording format (provider default `wav`).
@@ -956,8 +960,11 @@ export interface components {
              *     the account owns). Announced transfers.
              */
             caller_id?: string;
+            /** @description Audio played to the target before it is connected. Announced transfers. */
             whisper?: components["schemas"]["Whisper"];
+            /** @description SIP Diversion headers on the new leg. Announced transfers. */
             diversion?: components["schemas"]["Diversion"];
+            /** @description Record the new leg (an attended transfer's consult leg). */
             recording?: components["schemas"]["Recording"];
             external_id?: components["schemas"]["ExternalID"];
             metadata?: components["schemas"]["Metadata"];
@@ -1000,11 +1007,26 @@ export interface components {
          *     (Bandwidth attended) ends the agent's call once the caller is seen with the target.
          */
         Step: {
-            /** @enum {string} */
+            /**
+             * @description What the step did: find the caller's call (`locate`), put it on hold (`hold`), place
+             *     the consult leg (`dial`; an announced transfer's hand-over), see the target answer
+             *     (`answered`), join caller and target (`transfer`), confirm an outcome after the end
+             *     (`verify`), hang up the consult leg (`hangup_consult`), take the caller off hold
+             *     (`unhold`), note what a resumed or handed-over transfer found (`reconcile`), or end
+             *     the agent's call (`hangup_agent`). A name may appear more than once.
+             * @enum {string}
+             */
             name: "locate" | "hold" | "dial" | "answered" | "transfer" | "verify" | "hangup_consult" | "unhold" | "reconcile" | "hangup_agent";
-            /** @enum {string} */
+            /**
+             * @description `started` from when the step is saved, before its request is sent, until its result
+             *     is saved: `succeeded` or `failed`.
+             * @enum {string}
+             */
             status: "started" | "succeeded" | "failed";
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the step was saved, before its request was sent.
+             */
             started_at: string;
             /**
              * Format: date-time
@@ -1013,6 +1035,7 @@ export interface components {
             ended_at?: string;
             /** @description Why a step failed, or what an observation saw. */
             detail?: string;
+            /** @description What the provider said when it refused or failed the step's request. */
             evidence?: components["schemas"]["Evidence"];
             /**
              * @description The kind of a failed step's error, absent otherwise: the provider had no such call
@@ -1080,7 +1103,14 @@ export interface components {
              *     `final: true` means the provider can no longer show what happened.
              */
             final: boolean;
+            /**
+             * @description What happened, worded for a person (`the target did not answer within consult_timeout
+             *     30s`); for an outcome that can never be verified, that it cannot. Not stable text:
+             *     programs read `reason`, `caller_restored`, `verified` and `final`. Provider text
+             *     quoted in it has the credentials cut.
+             */
             detail?: string;
+            /** @description What the provider said when it refused or failed the request that ended the transfer. */
             evidence?: components["schemas"]["Evidence"];
         };
         /** @description A transfer and everything known about it. The request's options are echoed when given. */
@@ -1091,6 +1121,7 @@ export interface components {
             mode: components["schemas"]["Mode"];
             state: components["schemas"]["State"];
             call: components["schemas"]["CallRef"];
+            /** @description Who the call is transferred to, as the request named it. */
             target: string;
             completion: components["schemas"]["Completion"];
             /** @description The effective consult timeout, in Go's canonical form (`30s`, `2m0s`). */
@@ -1102,9 +1133,13 @@ export interface components {
             consult_deadline?: string;
             /** @description Whether the target answered the consult. */
             target_answered: boolean;
+            /** @description The request's `caller_id` (Bandwidth); absent when it gave none. */
             caller_id?: string;
+            /** @description The request's `whisper` (Bandwidth); absent when it gave none. */
             whisper?: components["schemas"]["Whisper"];
+            /** @description The request's `diversion` (Bandwidth); absent when it gave none. */
             diversion?: components["schemas"]["Diversion"];
+            /** @description The request's `recording` (Bandwidth); absent when it gave none. */
             recording?: components["schemas"]["Recording"];
             legs: components["schemas"]["Legs"];
             /** @description Every provider interaction, oldest first. */
@@ -1113,9 +1148,15 @@ export interface components {
             outcome?: components["schemas"]["Outcome"];
             external_id?: components["schemas"]["ExternalID"];
             metadata?: components["schemas"]["Metadata"];
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the transfer was created, to the microsecond (what `created_after` and `created_before` compare).
+             */
             created_at: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the transfer was last saved.
+             */
             updated_at: string;
         };
         /** @description The client's own id for the transfer (a CRM call or ticket id); stored and returned, never interpreted. */
@@ -1144,28 +1185,46 @@ export interface components {
             /** @description Unique; the `webhook-id` of every delivery of the event. */
             id: string;
             type: components["schemas"]["EventType"];
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the event happened.
+             */
             timestamp: string;
             transfer_id: components["schemas"]["TransferID"];
             /** @description Per transfer, 1, 2, 3, …; a gap tells a receiver it missed one (a dead letter). */
             seq: number;
+            /** @description The state left; `transfer.state_changed` only. */
             from?: components["schemas"]["State"];
+            /** @description The state entered; `transfer.state_changed` only. */
             to?: components["schemas"]["State"];
-            data?: components["schemas"]["Transfer"];
+            /** @description The transfer as it was saved with the event. */
+            data: components["schemas"]["Transfer"];
         };
+        /** @description A transfer's events. */
         EventList: {
+            /** @description Every event of the transfer, oldest first (`seq` 1, 2, 3, …). */
             items: components["schemas"]["Event"][];
         };
+        /** @description One event on its way to one webhook endpoint. */
         WebhookDelivery: {
+            /** @description The delivery's id (one per endpoint and event), for `/redeliver`. */
             id: string;
             /** @description The endpoint's name in the tenants file (`default` for `TRANSFERD_WEBHOOK_URL`). */
             endpoint: string;
+            /** @description The event's `id`, the `webhook-id` of every attempt. */
             event_id: string;
             transfer_id: components["schemas"]["TransferID"];
+            /** @description The event's `seq` within its transfer. */
             seq: number;
             type: components["schemas"]["EventType"];
-            /** @enum {string} */
+            /**
+             * @description `pending`: not delivered yet, to be tried (again) at `next_attempt`; `delivered`: the
+             *     endpoint answered 2xx; `dead`: given up (past `deadline`, answered `410 Gone`, or its
+             *     endpoint removed), until redelivered.
+             * @enum {string}
+             */
             status: "pending" | "delivered" | "dead";
+            /** @description Attempts made, an attempt cut short by a crash included; never goes back. */
             attempts: number;
             /**
              * Format: date-time
@@ -1179,22 +1238,34 @@ export interface components {
             deadline: string;
             /** @description The HTTP status of the last attempt, absent when it got no response. */
             last_code?: number;
+            /** @description Why the last attempt failed, or why the delivery was given up unsent, worded for a person; absent otherwise. */
             last_error?: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the delivery was made, with its event.
+             */
             created_at: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the delivery was last saved (an attempt's result, a redelivery).
+             */
             updated_at: string;
         };
+        /** @description A page of webhook deliveries. */
         WebhookDeliveryList: {
+            /** @description The page's deliveries, in the order the operation describes. */
             items: components["schemas"]["WebhookDelivery"][];
             /** @description Pass as `cursor` for the next page (opaque); absent on the last page. */
             next_cursor?: string;
         };
+        /** @description A page of transfers. */
         TransferList: {
+            /** @description The page's transfers, newest first. */
             items: components["schemas"]["Transfer"][];
             /** @description Pass as `cursor` for the next page; absent on the last page. */
             next_cursor?: components["schemas"]["TransferID"];
         };
+        /** @description One field or query parameter a request got wrong. */
         FieldError: {
             /**
              * @description The JSON path of a body field (`call.domain`) or the name of a query parameter. An
@@ -1204,10 +1275,12 @@ export interface components {
             /** @description What is wrong with it, worded for a person. */
             detail: string;
         };
+        /** @description The credential checks of every configured provider account. */
         ProviderStatusList: {
             /** @description One entry per configured provider account, ordered by account. */
             providers: components["schemas"]["ProviderStatus"][];
         };
+        /** @description One provider account's last credential check. */
         ProviderStatus: {
             /** @description The provider's configured name. */
             provider: string;
@@ -1241,6 +1314,7 @@ export interface components {
         Problem: {
             /**
              * Format: uri
+             * @description The problem's kind, a stable URI; programs branch on it. docs/problems.md describes each.
              * @enum {string}
              */
             type: "https://github.com/transferd/transferd/blob/main/docs/problems.md#malformed-request" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#validation-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-option" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#body-too-large" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#request-timeout" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unsupported-media-type" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#not-found" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#method-not-allowed" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#state-conflict" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#active-transfer" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unavailable" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#provider-error" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-key-reused" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#idempotency-in-progress" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#unauthorized" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#forbidden" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#rate-limited" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#internal" | "https://github.com/transferd/transferd/blob/main/docs/problems.md#endpoint-not-configured";
@@ -2626,8 +2700,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description The provider's event type (Catapult `answer`, `hangup`, …). */
                     eventType: string;
+                    /** @description The provider's id of the call the event is about. */
                     callId?: string;
+                    /** @description A hangup's cause (Catapult `USER_BUSY`, `NO_ANSWER`, …), which transferd remembers. */
                     cause?: string;
                 } & {
                     [key: string]: unknown;
@@ -2706,7 +2783,10 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        /** @enum {string} */
+                        /**
+                         * @description Always `ok`; the process is up.
+                         * @enum {string}
+                         */
                         status: "ok";
                     };
                 };
@@ -2751,7 +2831,10 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        /** @enum {string} */
+                        /**
+                         * @description Always `ready`; a replica that is not answers `503`.
+                         * @enum {string}
+                         */
                         status: "ready";
                     };
                 };
@@ -2888,8 +2971,11 @@ export interface operations {
                 };
                 content: {
                     "application/yaml": {
+                        /** @description The OpenAPI version, 3.1. */
                         openapi: string;
+                        /** @description The API's title, version and introduction. */
                         info: Record<string, never>;
+                        /** @description Every operation, by path. */
                         paths: Record<string, never>;
                     };
                 };
