@@ -72,8 +72,11 @@ func (l *limiter) limits(tenant string) Limits {
 }
 
 // state returns tenant's state with its bucket following the current
-// limits (a reload may change them).
-func (l *limiter) state(tenant string, lim Limits) *tenantLimits {
+// limits (a reload may change them), and that bucket (nil: no start
+// rate). The bucket is read here, under l.mu: another request of the
+// tenant may replace s.bucket at any time after a reload, and a create
+// refunds its token to the bucket it took it from, not to none.
+func (l *limiter) state(tenant string, lim Limits) (*tenantLimits, *bucket) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.m[tenant]
@@ -91,7 +94,7 @@ func (l *limiter) state(tenant string, lim Limits) *tenantLimits {
 	} else {
 		s.bucket = nil
 	}
-	return s
+	return s, s.bucket
 }
 
 // bucket is a token bucket of starts: burst tokens, refilled at rate a
@@ -166,14 +169,14 @@ func (e *errLimited) Error() string { return e.detail }
 func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func() error) (err error) {
 	tenant := orchestrator.TenantOf(ctx)
 	lim := l.limits(tenant)
-	s := l.state(tenant, lim)
-	if s.bucket != nil {
-		if d := s.bucket.take(time.Now()); d > 0 {
+	s, b := l.state(tenant, lim)
+	if b != nil {
+		if d := b.take(time.Now()); d > 0 {
 			return &errLimited{detail: fmt.Sprintf("this tenant may start %g transfers a second (bursts of %d)", lim.StartRate, max(lim.StartBurst, 1)), retryAfter: d}
 		}
 		defer func() {
 			if err != nil {
-				s.bucket.refund()
+				b.refund()
 			}
 		}()
 	}
@@ -206,7 +209,7 @@ func (l *limiter) start(ctx context.Context, eng *orchestrator.Engine, do func()
 func (l *limiter) wait(ctx context.Context) (release func(), err error) {
 	tenant := orchestrator.TenantOf(ctx)
 	lim := l.limits(tenant)
-	s := l.state(tenant, lim)
+	s, _ := l.state(tenant, lim)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if lim.MaxWaits > 0 && s.waits >= lim.MaxWaits {
