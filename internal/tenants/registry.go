@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -468,9 +469,10 @@ func place(a Account) [32]byte {
 
 // sameServer writes a validated base URL the one way of all those that
 // reach the same server at the same API root: scheme and host in lower
-// case (RFC 3986 has them case-insensitive), the scheme's default port
-// left out, no trailing slash (the adapters trim it). A URL written
-// another way was another place: an account moved so was built anew with
+// case (RFC 3986 has them case-insensitive; an IPv6 zone, an
+// interface's name, is kept as written), the port as the number dialled
+// (0443 is 443) and the scheme's default one left out, no trailing slash
+// (the adapters trim it). A URL written another way was another place: an account moved so was built anew with
 // no hand-over (a NetSapiens client's subscription, shared by the two,
 // was deleted by the old one's release under the new one's watch) and its
 // adapters still driving transfers were not given its rotated secrets.
@@ -482,7 +484,15 @@ func sameServer(raw string) string {
 	if err != nil {
 		return raw
 	}
-	host, port := strings.ToLower(u.Hostname()), u.Port()
+	host, port := u.Hostname(), u.Port()
+	addr, zone, _ := strings.Cut(host, "%")
+	host = strings.ToLower(addr)
+	if zone != "" {
+		host += "%" + zone
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
 	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
 		port = ""
 	}
