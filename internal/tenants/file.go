@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -95,6 +96,10 @@ func (s *secretRef) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if v.Kind != yaml.ScalarNode {
+			if k.Value != "env" && k.Value != "file" {
+				// Not named: a secret written in braces is a key.
+				return fmt.Errorf("line %d: a secret reference has env or file, nothing else (what is given is not shown: it may be the secret itself)", k.Line)
+			}
 			return fmt.Errorf("line %d: %s must be a string", v.Line, k.Value)
 		}
 		// yaml.v3 refuses a key twice only where it decodes the mapping
@@ -182,15 +187,21 @@ func (e *errorList) add(line int, format string, args ...any) {
 // envNameRE is what a POSIX shell takes for a variable's name.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// quotedValue is the start of a value yaml.v3 quotes in a type error
-// ("cannot unmarshal !!str `sk_live...` into tenants.keySpec").
-var quotedValue = regexp.MustCompile("`[^`]*` ")
+// quotedValue is a value yaml.v3 quotes in an error ("cannot unmarshal
+// !!str `sk_live...` into tenants.keySpec", "cannot decode !!str `…` as
+// a !!int"), up to the last quote before the type: the value may hold a
+// backtick of its own, and a quote taken for its end left its start shown.
+var quotedValue = regexp.MustCompile("(?s)`.*` (into|as a) ")
 
-// unknownField is yaml.v3's error for a mapping key its type lacks
-// (KnownFields), and fieldName what the file's fields are made of.
+// unknownField and duplicateKey are yaml.v3's errors for a mapping key its
+// type lacks (KnownFields) and one given twice, and fieldName what the
+// file's fields are made of; anchor is its error naming an anchor, which
+// is what a secret beginning with * or & is taken for.
 var (
 	unknownField = regexp.MustCompile(`^(line \d+: field )(.*)( not found in type .*)$`)
+	duplicateKey = regexp.MustCompile(`^(line \d+: mapping key )(".*")( already defined at line \d+)$`)
 	fieldName    = regexp.MustCompile(`^[a-z_]{1,32}$`)
+	anchor       = regexp.MustCompile(`(?s)(anchor )'.*'( referenced| value contains itself)`)
 )
 
 // unquoted drops the values a type error quotes. The value in the wrong
@@ -203,16 +214,33 @@ var (
 func unquoted(err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return err
+		if err == nil {
+			return nil
+		}
+		// A syntax error, or one yaml.v3 gives up at ("unknown anchor
+		// 'sk_live…' referenced").
+		return errors.New(unquotedMsg(err.Error()))
 	}
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
-		if f := unknownField.FindStringSubmatch(m); f != nil && !fieldName.MatchString(f[2]) {
-			m = f[1] + "(name not shown: it may be a secret)" + f[3]
-		}
-		msgs[i] = quotedValue.ReplaceAllString(m, "")
+		msgs[i] = unquotedMsg(m)
 	}
 	return &yaml.TypeError{Errors: msgs}
+}
+
+// unquotedMsg is one of yaml.v3's messages without what may be a secret.
+func unquotedMsg(m string) string {
+	const notShown = "(name not shown: it may be a secret)"
+	if f := unknownField.FindStringSubmatch(m); f != nil && !fieldName.MatchString(f[2]) {
+		m = f[1] + notShown + f[3]
+	}
+	if f := duplicateKey.FindStringSubmatch(m); f != nil {
+		if name, err := strconv.Unquote(f[2]); err != nil || !fieldName.MatchString(name) {
+			m = f[1] + notShown + f[3]
+		}
+	}
+	m = anchor.ReplaceAllString(m, "${1}"+notShown+"${2}")
+	return quotedValue.ReplaceAllString(m, "$1 ")
 }
 
 // parse reads and validates a tenants file. lookupEnv resolves {env: …}.
@@ -223,7 +251,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*parsed, error) 
 	p := &parsed{}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return p, err
+		return p, unquoted(err)
 	}
 	var f fileSpec
 	dec := yaml.NewDecoder(bytes.NewReader(data))
