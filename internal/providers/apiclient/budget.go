@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -117,15 +118,20 @@ func (m *BudgetMetrics) Waits(provider string) prometheus.Counter {
 // its own, the two sent up to twice the budget to the provider
 // (Bandwidth's 403 call-rate-limit), and a budget lowered to stop that
 // was not held until the old transfers ended.
+//
+// A budget is held by its adapters, not by Budgets (a weak pointer): once
+// the last is released (a tenant removed, its transfers ended), it goes
+// with them, as it did when each adapter had its own, rather than being
+// kept for every account the process was ever given.
 type Budgets struct {
 	m  *BudgetMetrics
 	mu sync.Mutex
-	by map[string]*Budget
+	by map[string]weak.Pointer[Budget]
 }
 
 // NewBudgets returns the budgets of a process's accounts; m may be nil.
 func NewBudgets(m *BudgetMetrics) *Budgets {
-	return &Budgets{m: m, by: map[string]*Budget{}}
+	return &Budgets{m: m, by: map[string]weak.Pointer[Budget]{}}
 }
 
 // For returns the budget of account (its tenant and provider) at
@@ -143,11 +149,18 @@ func (bs *Budgets) For(account, provider string, perSecond float64, burst int) (
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	if old := bs.by[account]; old != nil && old.provider == provider {
+	// The accounts whose adapters are all gone are forgotten here, at a
+	// build: one pass over the accounts, at a reload's pace.
+	for k, w := range bs.by {
+		if w.Value() == nil {
+			delete(bs.by, k)
+		}
+	}
+	if old := bs.by[account].Value(); old != nil && old.provider == provider {
 		old.lim.SetLimit(b.lim.Limit())
 		old.lim.SetBurst(b.lim.Burst())
 		return old, nil
 	}
-	bs.by[account] = b
+	bs.by[account] = weak.Make(b)
 	return b, nil
 }

@@ -2,8 +2,10 @@ package apiclient_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,6 +138,9 @@ func TestAnAccountsAdaptersShareItsBudget(t *testing.T) {
 	if err := get(second); err == nil {
 		t.Error("the account built anew sent past the budget its earlier adapter spent")
 	}
+	// The earlier adapter, still driving transfers, holds its budget
+	// (Budgets keeps none an adapter does not).
+	runtime.KeepAlive(first)
 	if other, _ := bs.For("beta/bandwidth", "bandwidth", slow, 1); get(other) != nil {
 		t.Error("another account's budget was spent by acme's")
 	}
@@ -147,5 +152,38 @@ func TestAnAccountsAdaptersShareItsBudget(t *testing.T) {
 	}
 	if n := hits.Load(); n != 4 {
 		t.Errorf("the provider saw %d requests, want 4", n)
+	}
+}
+
+// A budget no adapter holds any more (a tenant removed, its transfers
+// ended and its adapters released) is not kept: the process keeps one
+// per account ever configured no longer. One an adapter still holds is
+// still shared, however many collections pass.
+func TestABudgetNoAdapterHoldsIsForgotten(t *testing.T) {
+	bs := apiclient.NewBudgets(nil)
+	held, err := bs.For("acme/bandwidth", "bandwidth", slow, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		dropBudget(t, bs, fmt.Sprintf("gone-%d/netsapiens", i))
+	}
+	runtime.GC()
+	if again, _ := bs.For("acme/bandwidth", "bandwidth", slow, 1); again != held {
+		t.Error("the budget an adapter holds was not shared after a collection")
+	}
+	if n := bs.Len(); n != 1 {
+		t.Errorf("%d budgets kept, want the one an adapter holds", n)
+	}
+	runtime.KeepAlive(held)
+}
+
+// dropBudget makes a budget for account and lets it go, as an adapter
+// released does.
+//
+//go:noinline
+func dropBudget(t *testing.T, bs *apiclient.Budgets, account string) {
+	if _, err := bs.For(account, "netsapiens", slow, 1); err != nil {
+		t.Fatal(err)
 	}
 }
