@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // Values of Config.TermInfoField.
@@ -84,6 +86,15 @@ const (
 	// NumbersAsUsers renders an external number as if it were a user of the domain: the
 	// number as call-*-user, the requester's domain, sip:<number>@<domain> as URI.
 	NumbersAsUsers = "user"
+)
+
+// Values of Config.SubscriptionPostURL.
+const (
+	// PostURLVerbatim: reads answer a subscription's post-url as it was written.
+	PostURLVerbatim = "verbatim"
+	// PostURLCanonical: reads answer it normalised (scheme and host in lower case, a default
+	// port dropped, the path ending with a slash).
+	PostURLCanonical = "canonical"
 )
 
 // Values of Config.JoinKeeps.
@@ -299,6 +310,14 @@ type Config struct {
 	// the 409 speaks of includes the post-url is undocumented [G]; default false, it does.
 	SubscriptionMatchIgnoresPostURL bool
 
+	// SubscriptionPostURL chooses how reads (the create's answer, the listing, a read by id)
+	// render a subscription's post-url: PostURLVerbatim (default, as written) or
+	// PostURLCanonical (scheme and host in lower case, a default port dropped, the path ending
+	// with a slash), as a PBX that normalises URLs when it stores them would. Whether a read
+	// answers the post-url as written is undocumented [G]; posts go to it as written either
+	// way.
+	SubscriptionPostURL string
+
 	// SubscriptionClient sends the posts; default http.DefaultClient.
 	SubscriptionClient *http.Client
 
@@ -423,6 +442,10 @@ func (c Config) Validate() error {
 	errs = append(errs, c.guesses().check(false)...)
 	if c.SubscriptionZone < -12*time.Hour || c.SubscriptionZone > 14*time.Hour {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionZone %v is no zone's offset: -12h to +14h", c.SubscriptionZone))
+	}
+	if c.SubscriptionPostURL != "" && c.SubscriptionPostURL != PostURLVerbatim && c.SubscriptionPostURL != PostURLCanonical {
+		errs = append(errs, fmt.Errorf("nssim: SubscriptionPostURL %q is not one of %s", c.SubscriptionPostURL,
+			simjson.OrList([]string{PostURLVerbatim, PostURLCanonical})))
 	}
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))

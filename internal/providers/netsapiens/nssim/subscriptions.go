@@ -160,6 +160,30 @@ func (s *Sim) subscriptionsLocked() []Subscription {
 	return out
 }
 
+// renderedLocked is sub as the API answers it: its post-url as Config.SubscriptionPostURL
+// renders it.
+func (s *Sim) renderedLocked(sub Subscription) Subscription {
+	if s.cfg.SubscriptionPostURL != PostURLCanonical {
+		return sub
+	}
+	u, err := url.Parse(sub.PostURL)
+	if err != nil {
+		return sub
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+		u.Host = strings.TrimSuffix(u.Host, ":"+p)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		if u.RawPath != "" {
+			u.RawPath += "/"
+		}
+	}
+	sub.PostURL = u.String()
+	return sub
+}
+
 // expireSubscriptionsLocked removes subscriptions past their expiry.
 func (s *Sim) expireSubscriptionsLocked() {
 	now := s.cfg.Now()
@@ -193,7 +217,7 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 		out := []Subscription{}
 		for _, v := range s.subscriptionsLocked() {
 			if scopeCovers(scope, v.Domain) {
-				out = append(out, v)
+				out = append(out, s.renderedLocked(v))
 			}
 		}
 		// Paged as the calls' listings are (Config.ListPageSize, Config.ListParams): the
@@ -205,7 +229,7 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 		}
 		writeJSON(w, http.StatusOK, out)
 	case OpSubscriptionRead:
-		writeJSON(w, http.StatusOK, sub.Subscription)
+		writeJSON(w, http.StatusOK, s.renderedLocked(sub.Subscription))
 	case OpSubscriptionCreate:
 		model, domain, user := str(in.Model, ""), str(in.Domain, "*"), str(in.User, "*")
 		if !slices.Contains(subscriptionModels, model) {
@@ -250,7 +274,7 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 		s.subs[sub.ID] = sub
 		s.subOrder = append(s.subOrder, sub.ID)
 		s.startPosterLocked()
-		writeJSON(w, http.StatusOK, sub.Subscription)
+		writeJSON(w, http.StatusOK, s.renderedLocked(sub.Subscription))
 	case OpSubscriptionUpdate:
 		// Filters are immutable [C-code]: only the post-url, expiry, geo, preferred server
 		// and counter resets change.

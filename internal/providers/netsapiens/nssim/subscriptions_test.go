@@ -265,3 +265,29 @@ func TestSubscriptionExpiryZone(t *testing.T) {
 		t.Error("a zone 15 hours east was accepted")
 	}
 }
+
+// TestSubscriptionPostURLRendering: SubscriptionPostURL canonical answers a subscription's
+// post-url normalised in the create's answer, the listing and a read, and keeps it as written
+// (Sim.Subscriptions; the posts go there); verbatim, the default, answers it as written.
+func TestSubscriptionPostURLRendering(t *testing.T) {
+	const written, canonical = "HTTPS://Transferd.Example:443/callbacks/x", "https://transferd.example/callbacks/x/"
+	for _, c := range []struct{ rendering, want string }{{"", written}, {nssim.PostURLCanonical, canonical}} {
+		h := newHarness(t, nssim.Config{SubscriptionPostURL: c.rendering})
+		r := h.api("POST", "/subscriptions", map[string]any{"model": "call", "post-url": written, "domain": "TEST", "user": "*"})
+		var got nssim.Subscription
+		r.decode(t, &got)
+		var listed []nssim.Subscription
+		h.api("GET", "/subscriptions", nil).decode(t, &listed)
+		var read nssim.Subscription
+		h.api("GET", "/subscriptions/"+got.ID, nil).decode(t, &read)
+		if got.PostURL != c.want || len(listed) != 1 || listed[0].PostURL != c.want || read.PostURL != c.want {
+			t.Errorf("%q: created %q, listed %+v, read %q; want %q", c.rendering, got.PostURL, listed, read.PostURL, c.want)
+		}
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].PostURL != written {
+			t.Errorf("%q: kept %+v, want the post-url as written", c.rendering, subs)
+		}
+	}
+	if err := (nssim.Config{SubscriptionPostURL: "lower"}).Validate(); err == nil {
+		t.Error("an unknown rendering validated")
+	}
+}
