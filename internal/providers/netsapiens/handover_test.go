@@ -130,10 +130,15 @@ func TestASubscriptionOfTheNewPostURLIsAdoptedBeforeOneOfAnAcceptedSecret(t *tes
 // process's post-url is not its own any more, and is left alone; one
 // that still does is deleted, as before (TestSubscriptionLifecycle).
 func TestASubscriptionMovedToANewProcessIsNotDeletedByTheOldOne(t *testing.T) {
-	for _, closed := range []bool{true, false} {
-		t.Run(fmt.Sprintf("closed %v", closed), func(t *testing.T) {
+	// Both renderings of a read's post-url (TestASubscriptionPostingToOurURLAsThePBXRendersItIsOurs).
+	for _, c := range []struct {
+		closed    bool
+		rendering string
+	}{{true, nssim.PostURLVerbatim}, {false, nssim.PostURLVerbatim}, {true, nssim.PostURLCanonical}, {false, nssim.PostURLCanonical}} {
+		closed := c.closed
+		t.Run(fmt.Sprintf("closed %v %s", closed, c.rendering), func(t *testing.T) {
 			var rig *subRig
-			rig = newSubRig(t, nssim.Config{SubscriptionMatchIgnoresPostURL: true}, netsapiens.Config{
+			rig = newSubRig(t, nssim.Config{SubscriptionMatchIgnoresPostURL: true, SubscriptionPostURL: c.rendering}, netsapiens.Config{
 				AcceptedEventURLs: func(d string) []string { return []string{rig.postURL + "old-token/" + d} }})
 			old, err := netsapiens.New(netsapiens.Config{BaseURL: rig.pbxURL, APIKey: apiKey, RetryBase: time.Millisecond,
 				SubscriptionLinger: time.Millisecond, EventURL: func(d string) string { return rig.postURL + "old-token/" + d }})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,9 +366,9 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 		for _, sub := range subs {
 			if sub.Model == "call" && strings.EqualFold(sub.Domain, domain) && sub.User == "*" && sub.ID != "" {
 				switch {
-				case sub.PostURL == postURL:
+				case samePostURL(sub.PostURL, postURL):
 					return string(sub.ID), "", nil
-				case other == "" && slices.Contains(accepted, sub.PostURL):
+				case other == "" && slices.ContainsFunc(accepted, func(u string) bool { return samePostURL(sub.PostURL, u) }):
 					other = string(sub.ID)
 				}
 			}
@@ -403,6 +404,42 @@ func (s *subscriber) update(domain, id, postURL string) error {
 		body: body, safe: true}, nil)
 }
 
+// samePostURL reports whether post-urls a and b, one as written and one
+// as a read answers it, are the same URL. Whether a read answers the
+// post-url as written is undocumented [guess]: a PBX that normalises URLs
+// when it stores them answers the scheme and host in lower case, without
+// a default port, the path with a trailing slash (RFC 3986's equivalences,
+// which a receiver serves alike). Compared as strings, this process's own
+// subscription read so was taken for one another process had moved, and
+// left undeleted (posting to a process gone until it expired, up to a TTL
+// and a day), and the 409's search (find) never found it: the domain's
+// next watch could not subscribe before then. The path's token, and the
+// query, are compared as they are: a token differing in case is another
+// secret's.
+func samePostURL(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ua, err := url.Parse(a)
+	if err != nil {
+		return false
+	}
+	ub, err := url.Parse(b)
+	if err != nil {
+		return false
+	}
+	host := func(u *url.URL) string {
+		h := strings.ToLower(u.Host)
+		if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			h = strings.TrimSuffix(h, ":"+p)
+		}
+		return h
+	}
+	path := func(u *url.URL) string { return strings.TrimSuffix(u.EscapedPath(), "/") }
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && host(ua) == host(ub) && path(ua) == path(ub) &&
+		ua.User.String() == ub.User.String() && ua.RawQuery == ub.RawQuery
+}
+
 // delete removes the subscription; DELETE's body is required (notes §7.1).
 //
 // It is read first (GET /subscriptions/{id} [doc]): one that no longer
@@ -424,7 +461,7 @@ func (s *subscriber) delete(ctx context.Context, domain, id string) error {
 	switch {
 	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
 		return nil // gone already
-	case err == nil && sub.PostURL != "" && sub.PostURL != s.url(domain):
+	case err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)):
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
 		return nil

@@ -1,0 +1,67 @@
+package netsapiens_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/providers/netsapiens"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
+)
+
+// Whether a read answers a subscription's post-url as it was written is
+// undocumented: a PBX that normalises URLs when it stores them (nssim's
+// SubscriptionPostURL canonical: host in lower case, a trailing slash)
+// answers ours spelled otherwise. Compared as strings, the read before a
+// delete took the process's own subscription for one moved by another
+// process and left it, at Close and after the linger (posting to a
+// process gone for up to a TTL and a day), and the 409's search never
+// found it: the domain's next watch could not subscribe until it
+// expired. The post-url is compared as a URL; both renderings hold.
+func TestASubscriptionPostingToOurURLAsThePBXRendersItIsOurs(t *testing.T) {
+	for _, rendering := range []string{nssim.PostURLVerbatim, nssim.PostURLCanonical} {
+		t.Run(rendering+" closed", func(t *testing.T) {
+			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{})
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := rig.client.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if subs := rig.sim.Subscriptions(); len(subs) != 0 {
+				t.Fatalf("left after Close: %+v", subs)
+			}
+		})
+		t.Run(rendering+" lingered", func(t *testing.T) {
+			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{SubscriptionLinger: time.Millisecond})
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+			rig.client.WatchStopped("test")
+			rig.waitSim(t, "the look at the subscription", func() bool {
+				return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// Close waits for the keeper, which deletes after its read or
+			// leaves the subscription; Close itself has none left to delete.
+			if err := rig.client.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if subs := rig.sim.Subscriptions(); len(subs) != 0 {
+				t.Fatalf("left after the linger: %+v", subs)
+			}
+		})
+		t.Run(rendering+" adopted", func(t *testing.T) {
+			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{})
+			// A killed process's subscription, posting where this one's does.
+			rig.subscribe(t, rig.postURL+"test")
+			rig.client.WatchStarted("test")
+			rig.waitSim(t, "the subscription adopted", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
+			if n := rig.count(nssim.OpSubscriptionCreate, http.StatusOK); n != 1 {
+				t.Fatalf("%d subscriptions created, want only the killed process's", n)
+			}
+		})
+	}
+}
