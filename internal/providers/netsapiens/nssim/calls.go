@@ -244,6 +244,7 @@ func (s *Sim) attendedTransferLocked(sess, dest *session, domain, user string, u
 				s.aliasLocked(dest, id)
 			}
 		}
+		dest.byHidden = s.cfg.JoinHidesCallBy
 		target.info = InfoActive
 		s.markAnsweredLocked(dest)
 		s.notifyLocked()

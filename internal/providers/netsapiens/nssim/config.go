@@ -213,6 +213,11 @@ type Config struct {
 	// NumbersAsUsers. Either way SetBehaviour and Answer name the number as the user.
 	ExternalNumbers string
 
+	// JoinHidesCallBy has the session an attended transfer kept under JoinKeepsConsult show no
+	// call-by-* fields from then on, while the CallRequest's call-id still addresses it (reads,
+	// DELETE). Whether they survive the merge is undocumented [G]; default false, they do.
+	JoinHidesCallBy bool
+
 	// JoinKeeps is which session survives an attended transfer: JoinKeepsCaller (default)
 	// or JoinKeepsConsult. Which session and Call-IDs survive is undocumented [G].
 	JoinKeeps string

@@ -99,6 +99,29 @@ func TestJoinKeeps(t *testing.T) {
 		// The call-id no longer addresses anything.
 		wantStatus(t, h.api(http.MethodGet, callPath("1000", "consult-1", ""), nil), http.StatusNotFound)
 	})
+	// JoinHidesCallBy: the kept session shows no call-by-* fields, and the call-id still
+	// addresses it.
+	t.Run("consult, call-by hidden", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{JoinKeeps: nssim.JoinKeepsConsult, JoinHidesCallBy: true})
+		orig, consult := setupConsult(h)
+		if consult.ByCallID != "consult-1" {
+			t.Fatalf("consult %+v before the join; want its call-by-call-id shown", consult)
+		}
+		wantAccepted(t, h.api(http.MethodPatch, callPath("1000", orig.OrigCallID, "transfer"), map[string]string{
+			"hostname": orig.CoreServer, "call-destination-session-id": consult.SessionID,
+		}))
+		h.idle()
+		calls := h.calls()
+		if len(calls) != 1 || calls[0].SessionID != consult.SessionID || calls[0].OrigCallID != orig.OrigCallID ||
+			calls[0].ByCallID != "" || calls[0].ByAction != "" || calls[0].ByUser != "" {
+			t.Fatalf("calls %+v; want the consult's session, the caller in 1000's place, no call-by-* fields", calls)
+		}
+		wantStatus(t, h.api(http.MethodGet, callPath("1000", "consult-1", ""), nil), http.StatusOK)
+		wantStatus(t, h.api(http.MethodDelete, callPath("1000", "consult-1", ""), nil), http.StatusOK)
+		if calls := h.calls(); len(calls) != 0 {
+			t.Errorf("calls %+v after disconnecting by the call-id; want none", calls)
+		}
+	})
 }
 
 func TestJoinConfigValidation(t *testing.T) {

@@ -297,6 +297,9 @@ type session struct {
 	// aliases are Call-IDs that address the session although no leg carries them (the
 	// call-id of a CallRequest whose session an attended transfer kept, JoinKeepsConsult).
 	aliases []string
+	// byHidden is whether the call-by-* fields are left out of the session's record
+	// (Config.JoinHidesCallBy); they still address it.
+	byHidden bool
 	// targetAnswered is whether the target (term) leg of a CallRequest has ever connected,
 	// for Truth: two of these for one call-id means a second consult leg was connected.
 	targetAnswered bool
@@ -369,6 +372,10 @@ func (s *session) record(r renderOptions) ActiveCall {
 	if !s.answered.IsZero() {
 		answer = s.answered.UTC().Format(datetimeLayout)
 	}
+	byAction, byUser, byDomain, byCallID := s.byAction, s.byUser, s.byDomain, s.byCallID
+	if s.byHidden {
+		byAction, byUser, byDomain, byCallID = "", "", "", ""
+	}
 	return ActiveCall{
 		CoreServer:     s.core,
 		SessionID:      s.id,
@@ -380,10 +387,10 @@ func (s *session) record(r renderOptions) ActiveCall {
 		OrigName:       o.name,
 		CallerIDNumber: s.callerID,
 		DialedNumber:   s.dialed,
-		ByAction:       s.byAction,
-		ByUser:         s.byUser,
-		ByDomain:       s.byDomain,
-		ByCallID:       s.byCallID,
+		ByAction:       byAction,
+		ByUser:         byUser,
+		ByDomain:       byDomain,
+		ByCallID:       byCallID,
 		TermCallID:     t.callID,
 		TermUser:       tu,
 		TermDomain:     td,
