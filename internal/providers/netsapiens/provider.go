@@ -1721,7 +1721,7 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 		listed := false
 		for i := range calls {
 			ac := &calls[i]
-			if ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id {
+			if ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id || inConsultsSession(t, ac) {
 				if carriesCaller(t, ac) {
 					// Nothing of ours to end: the session with our call-id
 					// is the caller's call now, which readings show.
@@ -1804,8 +1804,9 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 
 // callersSession reads, after a join, on a listing cut short, which
 // session the caller is in, so that a hang-up by our call-id id cannot
-// end it: ours says a row of the caller's call carries id (the session
-// the join kept is the caller's call now: nothing of ours to end), shown
+// end it: ours says a row of the caller's call carries id, or is in the
+// consult's session (inConsultsSession) (the session the join kept is the
+// caller's call now: nothing of ours to end), shown
 // that a row shows the caller's call. The caller's call-id is the
 // device's own, in one session: shown without id, no session with id
 // carries the caller, whatever the pages not read hold (two sessions
@@ -1843,7 +1844,7 @@ func (c *Client) callersSession(ctx context.Context, t *orchestrator.Transfer, i
 			if !carriesCaller(t, ac) || !ac.hasCall(r.id) {
 				continue
 			}
-			if ac.hasCall(id) || ac.ByCallID == id {
+			if ac.hasCall(id) || ac.ByCallID == id || inConsultsSession(t, ac) {
 				return true, true, nil
 			}
 			shown = true
@@ -1881,7 +1882,8 @@ func targetUser(r *orchestrator.Request) (string, bool) {
 // joinedCallRead reads, after a join, the call with the consult's call-id
 // id, which a listing did not show, under the agent's user (whose call a
 // CallRequest made it). done means nothing is left to disconnect: the
-// call carries the caller (the session the join kept), or the read
+// call carries the caller (the session the join kept, whether or not it
+// still shows our call-id: inConsultsSession), or the read
 // answers 404 (ended; or, under a PBX that reads only a user's own legs,
 // no longer the agent's call, which after a join is the caller's). A
 // read that fails is unknown (the error), sent again by the engine.
@@ -1894,7 +1896,7 @@ func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, i
 		return false, err
 	}
 	for i := range rows {
-		if ac := &rows[i]; (ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id) && carriesCaller(t, ac) {
+		if ac := &rows[i]; (ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id || inConsultsSession(t, ac)) && carriesCaller(t, ac) {
 			return true, nil
 		}
 	}
@@ -1904,6 +1906,19 @@ func (c *Client) joinedCallRead(ctx context.Context, t *orchestrator.Transfer, i
 	// otherwise fail every hang-up after a join for good). Either way the
 	// disconnect goes on.
 	return false, nil
+}
+
+// inConsultsSession reports whether ac is a row of t's consult's session
+// (its call-session-id), whatever ids it shows. A PBX that keeps the
+// consult's session at a join moves the caller's leg into it, and may
+// show no call-by-* fields on it from then on [guess] while our call-id
+// still addresses it [doc: a CallRequest's call-id is there to "read back
+// the call later or end it"]: no row then carries our call-id beside the
+// caller, and the hang-up after the join, finding none, disconnected our
+// call-id, the caller's call with the target. Such a row carrying the
+// caller is the caller's call now.
+func inConsultsSession(t *orchestrator.Transfer, ac *activeCall) bool {
+	return ac.SessionID != "" && ac.SessionID == t.Legs.Consult.SessionID
 }
 
 // hungUpBefore reports whether an earlier hang-up of t's consult was
