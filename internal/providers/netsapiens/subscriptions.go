@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -408,14 +409,15 @@ func (s *subscriber) update(domain, id, postURL string) error {
 // as a read answers it, are the same URL. Whether a read answers the
 // post-url as written is undocumented [guess]: a PBX that normalises URLs
 // when it stores them answers the scheme and host in lower case, without
-// a default port, the path with a trailing slash (RFC 3986's equivalences,
-// which a receiver serves alike). Compared as strings, this process's own
+// a default port, the path with a trailing slash, escapes decoded or
+// written otherwise, the query's parameters in another order (RFC 3986's
+// equivalences, which a receiver serves alike). Compared as strings, this process's own
 // subscription read so was taken for one another process had moved, and
 // left undeleted (posting to a process gone until it expired, up to a TTL
 // and a day), and the 409's search (find) never found it: the domain's
-// next watch could not subscribe before then. The path's token, and the
-// query, are compared as they are: a token differing in case is another
-// secret's.
+// next watch could not subscribe before then. The path's token and the
+// query's values are compared as they are: a token differing in case is
+// another secret's.
 func samePostURL(a, b string) bool {
 	if a == b {
 		return true
@@ -435,9 +437,9 @@ func samePostURL(a, b string) bool {
 		}
 		return h
 	}
-	path := func(u *url.URL) string { return strings.TrimSuffix(u.EscapedPath(), "/") }
+	path := func(u *url.URL) string { return strings.TrimSuffix(u.Path, "/") }
 	return strings.EqualFold(ua.Scheme, ub.Scheme) && host(ua) == host(ub) && path(ua) == path(ub) &&
-		ua.User.String() == ub.User.String() && ua.RawQuery == ub.RawQuery
+		ua.User.String() == ub.User.String() && maps.EqualFunc(ua.Query(), ub.Query(), slices.Equal)
 }
 
 // delete removes the subscription; DELETE's body is required (notes §7.1).
