@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
@@ -70,5 +71,82 @@ func TestAConsultNoListingShowsOnACutListingIsReadByItsID(t *testing.T) {
 	obs, err := observer(t, c, tr)()
 	if err != nil || obs.Consult == orchestrator.ConsultAbsent {
 		t.Fatalf("observation %+v, %v: want the consult shown", obs, err)
+	}
+}
+
+// Both sides of the read by id that a cut listing falls back on for a
+// consult never seen, behind a load balancer with an API node lagging
+// behind (nssim's lagging node): its 404 within the visibility window of
+// the dial is a consult it does not know yet, an unknown reading, not the
+// consult gone (which would fail the transfer target_hung_up while the
+// target talked to the agent), and not remembered: the consult is shown
+// once the node catches up. A consult that really ended is gone past the
+// window, as a listing read whole would show.
+func TestAConsultReadByItsIDOnACutListingIsUnknownWithinTheWindow(t *testing.T) {
+	const trID = "tr_01JNARROWLAGXXXXXXXXXXXXXX0"
+	const window = 5 * time.Second
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	simCfg := stuckPBX
+	simCfg.Now = clock.Now
+	sim, srv := newSimServer(t, simCfg, termOnlyUserListings)
+	placeOthers(t, sim, 4)
+	orig, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1000", From: "15555555555", To: "11111111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	c, err := netsapiens.New(netsapiens.Config{BaseURL: srv.URL + basePath, APIKey: apiKey, Attempts: 1,
+		VisibilityWindow: window, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transferOf(trID, orig)
+	located := *tr
+	located.Legs = orchestrator.Legs{}
+	if _, err := c.Locate(t.Context(), &located); err != nil {
+		t.Fatalf("locate: %v", err)
+	}
+	tr.Sent.Dial = clock.Now()
+	dialConsult(t, sim, c, tr)
+	observe := observer(t, c, tr)
+	lag := func(on bool) {
+		t.Helper()
+		var ch nssim.Chaos
+		if on {
+			ch = nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
+		}
+		if err := sim.SetChaos(ch, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	lag(true)
+	clock.advance(window / 2)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("a lagging node's 404 for a consult dialled %s ago: observation %+v, %v; want an unknown reading", window/2, obs, err)
+	}
+	lag(false)
+	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult shown once the node caught up", obs, err)
+	}
+
+	ended := 0
+	for _, s := range sim.Sessions(domain) {
+		if s.ByCallID == netsapiens.ConsultCallID(trID) {
+			if err := sim.Hangup(s.SessionID, "term"); err != nil {
+				t.Fatal(err)
+			}
+			ended++
+		}
+	}
+	if ended != 1 {
+		t.Fatalf("%d consult calls hung up, want 1", ended)
+	}
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want unknown within the window", obs, err)
+	}
+	clock.advance(window)
+	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
 	}
 }
