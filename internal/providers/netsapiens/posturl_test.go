@@ -3,6 +3,7 @@ package netsapiens_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +64,36 @@ func TestASubscriptionPostingToOurURLAsThePBXRendersItIsOurs(t *testing.T) {
 				t.Fatalf("%d subscriptions created, want only the killed process's", n)
 			}
 		})
+	}
+}
+
+// A read of the subscription answered 404 while it exists (a PBX
+// without that route answers "404 No Route Found" [C-code], or one
+// scoping reads otherwise than deletes) was taken for the subscription
+// gone, and the DELETE never sent: left posting to a process gone until
+// it expired. The read only spares a delete of one moved elsewhere; its
+// 404 tells nothing the DELETE's own 404 would not, and the DELETE goes.
+func TestASubscriptionWhoseReadAnswers404IsStillDeleted(t *testing.T) {
+	noRead := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/subscriptions/") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				w.Write([]byte(`{"code":404,"message":"No Route Found"}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{}, noRead)
+	rig.client.WatchStarted("test")
+	rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rig.client.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
+		t.Fatalf("left after Close: %+v", subs)
 	}
 }

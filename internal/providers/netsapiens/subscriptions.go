@@ -451,19 +451,20 @@ func samePostURL(a, b string) bool {
 // its now. Deleted, by this process's Close or by its keeper once its
 // last watch lingered, it went from under the new process's transfers
 // (polled until its renewal answered 404 and it subscribed again). It is
-// left alone. A read that fails, or shows no post-url, tells nothing,
-// and the subscription, ours as far as this process knows, is deleted as
-// before. (A move between the read and the delete is not seen: the new
+// left alone. A read that fails (a 404 too), or shows no post-url, tells
+// nothing, and the subscription, ours as far as this process knows, is
+// deleted as before. (A move between the read and the delete is not seen: the new
 // process then subscribes again after its renewal's 404, as it did.)
 func (s *subscriber) delete(ctx context.Context, domain, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	var sub subscriptionWire
 	err := s.c.Load().do(ctx, request{op: "subscription_read", method: http.MethodGet, path: "/subscriptions/" + seg(id), safe: true}, &sub)
-	switch {
-	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
-		return nil // gone already
-	case err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)):
+	// A read answered 404 is not taken for the subscription gone: a PBX
+	// without the route answers "404 No Route Found" [C-code], and the
+	// subscription, never deleted, posted to a process gone until it
+	// expired. The DELETE's own 404 says gone.
+	if err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
 		return nil
