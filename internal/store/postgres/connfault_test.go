@@ -10,6 +10,20 @@ import (
 	"github.com/transferd/transferd/internal/store/postgres"
 )
 
+// openFaulty opens a store in a schema of its own, closed with the test,
+// whose batches' connections the returned fault fails once armed.
+func openFaulty(t *testing.T) (*postgres.Store, *postgres.BatchFault) {
+	t.Helper()
+	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
+	fault := new(postgres.BatchFault)
+	s, err := postgres.OpenFaulty(context.Background(), url, fault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, fault
+}
+
 // A create whose batch's connection fails before anything of the batch
 // was written (the driver can tell: pgconn.SafeToRetry) was not saved,
 // for certain: its verdict says so (ErrNotSaved, of kind unavailable),
@@ -20,20 +34,14 @@ import (
 // fails once the batch was written leaves the batch unknown, as before:
 // the server may have committed it.
 func TestBatchWhoseConnectionFailsBeforeWritingIsNotSaved(t *testing.T) {
-	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var fault postgres.BatchFault
-	s, err := postgres.OpenFaulty(ctx, url, &fault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fault := openFaulty(t)
 	ids := batchIDs{at: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
 
 	fault.Arm(postgres.FaultBefore)
 	tr := ids.transfer("1000")
-	err = s.Create(ctx, tr)
+	err := s.Create(ctx, tr)
 	if !errors.Is(err, orchestrator.ErrNotSaved) || orchestrator.KindOf(err) != orchestrator.KindUnavailable {
 		t.Errorf("Create whose connection failed before writing = %v (kind %v), want ErrNotSaved of kind unavailable", err, orchestrator.KindOf(err))
 	}

@@ -23,20 +23,14 @@ import (
 // pgconn.Timeout for "sent nothing" failed no test, FaultAfter closing the
 // connection (an EOF, not a timeout).
 func TestBatchWhoseAnswerTimesOutIsUnknown(t *testing.T) {
-	url := inSchema(baseURL(t), newSchema(t, baseURL(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var fault postgres.BatchFault
-	s, err := postgres.OpenFaulty(ctx, url, &fault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fault := openFaulty(t)
 	ids := batchIDs{at: time.Date(2026, 12, 7, 11, 0, 0, 0, time.UTC)}
 
 	fault.Arm(postgres.FaultAfterTimeout)
 	lost := ids.transfer("1000")
-	err = s.Create(ctx, lost)
+	err := s.Create(ctx, lost)
 	if !pgconn.Timeout(err) {
 		t.Fatalf("Create whose answer timed out = %v; want the timeout (the fault did not act as meant)", err)
 	}
