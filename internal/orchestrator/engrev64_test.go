@@ -64,12 +64,7 @@ func TestAStepWhoseIntentCannotBeSavedIsGivenUpWhileTheHeartbeatHolds(t *testing
 				t.Fatal(err)
 			}
 			if tc.manual {
-				waitFor(t, e, tr.ID, inState(orchestrator.StateConsulting))
-				f.Answer(tr.ID)
-				waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-				if _, err := e.Complete(ctx, tr.ID); err != nil {
-					t.Fatal(err)
-				}
+				completeOnceAnswered(t, e, f, tr.ID)
 			}
 			eventually(t, "the store refusing saves", st.failing.Load)
 			eventually(t, "the caller given back while the saves fail", func() bool {
@@ -159,20 +154,12 @@ func TestAHangupSentBeforeAResumptionCanLandAfterItsFirstReadings(t *testing.T) 
 	own.Mode = orchestrator.ModeAnnounced
 	second, clock := resumerAnHourAhead(t, st, prov, own)
 
-	hit, release := make(chan struct{}), make(chan struct{})
-	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, CrashPoint: func(_ *orchestrator.Transfer, p string) {
-		switch p {
-		case "state:recovering":
-			// The store refuses saves from here: the hang-up is sent blind,
-			// accepted, and applied later.
-			st.failing.Store(true)
-			f.Defer(orchestratortest.MethodHangupConsult, 1)
-		case orchestrator.StepHangup + ":effect":
-			close(hit)
-			<-release // the process is dead from here on
-		}
-	}}, st, f)
-	t.Cleanup(func() { close(release) }) // before first shuts down
+	first, hit := blindHangupReplica(t, orchestrator.Config{}, st, f, "state:recovering", func() {
+		// The store refuses saves from here: the hang-up is sent blind,
+		// accepted, and applied later.
+		st.failing.Store(true)
+		f.Defer(orchestratortest.MethodHangupConsult, 1)
+	})
 	r := request("fake", "1000")
 	r.Mode = orchestrator.ModeAnnounced
 	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
@@ -214,6 +201,43 @@ func TestAHangupSentBeforeAResumptionCanLandAfterItsFirstReadings(t *testing.T) 
 	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 	if end.State == orchestrator.StateCompleted {
 		t.Errorf("%s %+v; the caller's call was ended by the first process's hang-up", end.State, end.Outcome)
+	}
+}
+
+// blindHangupReplica opens the replica, "x", whose hang-up of the consult
+// the replica that resumes the transfer (resumerAnHourAhead) must wait
+// out in these tests: at its crash point armAt, arm runs (the store
+// starts refusing saves, so that what follows goes out blind); once the
+// hang-up is sent, hit is closed and the process is dead, its worker held
+// until the test ends. cfg's Owner, LeaseTTL and CrashPoint are set here.
+func blindHangupReplica(t *testing.T, cfg orchestrator.Config, st orchestrator.Store, f *orchestratortest.Fake,
+	armAt string, arm func()) (first *orchestrator.Engine, hit <-chan struct{}) {
+	t.Helper()
+	sent, release := make(chan struct{}), make(chan struct{})
+	cfg.Owner, cfg.LeaseTTL = "x", 2*time.Second
+	cfg.CrashPoint = func(_ *orchestrator.Transfer, p string) {
+		switch p {
+		case armAt:
+			arm()
+		case orchestrator.StepHangup + ":effect":
+			close(sent)
+			<-release // the process is dead from here on
+		}
+	}
+	first = replicaWith(t, cfg, st, f)
+	t.Cleanup(func() { close(release) }) // before first shuts down
+	return first, sent
+}
+
+// completeOnceAnswered completes e's manual transfer id once its target,
+// rung by f, has answered.
+func completeOnceAnswered(t *testing.T, e *orchestrator.Engine, f *orchestratortest.Fake, id string) {
+	t.Helper()
+	waitFor(t, e, id, inState(orchestrator.StateConsulting))
+	f.Answer(id)
+	waitFor(t, e, id, func(x *orchestrator.Transfer) bool { return x.Answered })
+	if _, err := e.Complete(context.Background(), id); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -87,12 +87,7 @@ func TestTheTimeInAStateRunsFromItsStartAcrossARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
-	f.Answer(tr.ID)
-	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	if _, err := first.Complete(ctx, tr.ID); err != nil {
-		t.Fatal(err)
-	}
+	completeOnceAnswered(t, first, f, tr.ID)
 	<-hit // completing is saved; the process dies before the join
 	clock.Advance(gap)
 

@@ -37,33 +37,20 @@ func TestAJoinResumedAfterABlindHangupWaitsForIt(t *testing.T) {
 	own.Completion = orchestrator.CompletionManual
 	second, clock := resumerAnHourAhead(t, st, prov, own)
 
-	hit, release := make(chan struct{}), make(chan struct{})
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
-	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
-		VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
-			switch p {
-			case "state:completing":
-				// The store refuses saves from here: the join's intent
-				// cannot be saved, and past its patience it is given up.
-				st.failing.Store(true)
-			case orchestrator.StepHangup + ":effect":
-				close(hit)
-				<-release // the process is dead from here on
-			}
-		}}, st, f)
-	t.Cleanup(func() { close(release) }) // before first shuts down
+	first, hit := blindHangupReplica(t, orchestrator.Config{StepTimeout: 100 * time.Millisecond, VerifyTimeout: time.Hour}, st, f,
+		"state:completing", func() {
+			// The store refuses saves from here: the join's intent cannot
+			// be saved, and past its patience it is given up.
+			st.failing.Store(true)
+		})
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
 	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
-	f.Answer(tr.ID)
-	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	if _, err := first.Complete(ctx, tr.ID); err != nil {
-		t.Fatal(err)
-	}
+	completeOnceAnswered(t, first, f, tr.ID)
 	<-hit
 	st.failing.Store(false)
 	if saved, err := st.Get(ctx, tr.ID); err != nil || saved.State != orchestrator.StateCompleting || !saved.Sent.Join.IsZero() {
@@ -122,33 +109,20 @@ func TestACompletingTransferResumedWaitsForAHangupSentBlind(t *testing.T) {
 	own.Completion = orchestrator.CompletionManual
 	second, clock := resumerAnHourAhead(t, st, prov, own)
 
-	hit, release := make(chan struct{}), make(chan struct{})
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
-	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, VerifyTimeout: 200 * time.Millisecond,
-		CrashPoint: func(_ *orchestrator.Transfer, p string) {
-			switch p {
-			case orchestrator.StepTransfer + ":effect":
-				// The join is sent, its intent saved; the store refuses
-				// saves from here.
-				st.failing.Store(true)
-			case orchestrator.StepHangup + ":effect":
-				close(hit)
-				<-release // the process is dead from here on
-			}
-		}}, st, f)
-	t.Cleanup(func() { close(release) }) // before first shuts down
+	first, hit := blindHangupReplica(t, orchestrator.Config{VerifyTimeout: 200 * time.Millisecond}, st, f,
+		orchestrator.StepTransfer+":effect", func() {
+			// The join is sent, its intent saved; the store refuses saves
+			// from here.
+			st.failing.Store(true)
+		})
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
 	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
-	f.Answer(tr.ID)
-	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	if _, err := first.Complete(ctx, tr.ID); err != nil {
-		t.Fatal(err)
-	}
+	completeOnceAnswered(t, first, f, tr.ID)
 	<-hit
 	st.failing.Store(false)
 	saved, err := st.Get(ctx, tr.ID)
