@@ -1,7 +1,6 @@
 package orchestrator_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -31,19 +30,8 @@ func wantVerifiedDetailTrue(t *testing.T, tr *orchestrator.Transfer) {
 // verified outcome kept that detail: a transfer reported verified, nothing
 // owed, said an obligation remained and the provider could not be read.
 func TestAVerifiedOutcomeSaysNoObligationRemains(t *testing.T) {
-	cfg := testConfig()
-	h := newHarness(t, cfg)
-	h.f.SetTarget(orchestratortest.TargetRings)
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	id := h.start(t, r)
-	h.waitFor(t, id, inState(orchestrator.StateConsulting))
-	heldSeen(t, h)
-	h.f.FailOn(observe, fakeErr(observe, orchestrator.KindProviderUnavailable), -1)
-	if _, err := h.e.Cancel(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	tr := h.done(t, id)
+	h := newHarness(t, testConfig())
+	id, tr := cancelledUnread(t, h)
 	if tr.Outcome.Verified || tr.Cleanup == nil || !strings.Contains(tr.Outcome.Detail, "cleanup obligation remains") {
 		t.Fatalf("outcome %+v cleanup %+v, want unverified, an obligation said open", tr.Outcome, tr.Cleanup)
 	}

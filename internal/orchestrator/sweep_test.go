@@ -173,16 +173,11 @@ func TestTombstoneCorrectsToCompletedOnlyWhatItsOwnLegDid(t *testing.T) {
 	})
 }
 
-// An unverified outcome whose caller moved on: the cancel's unhold was
-// sent while the provider could not be read, and the agent then
-// transferred the caller elsewhere. While reads fail nothing ends the
-// obligation (a failed read is never evidence); once they work, a caller
-// shown with neither the agent nor the target for the verification
-// patience ends it, caller_restored corrected to false. It used to stay
-// open for ever.
-func TestUnverifiedObligationEndsWhenTheCallerMovedOn(t *testing.T) {
-	cfg := testConfig()
-	h := newHarness(t, cfg)
+// cancelledUnread cancels a manual transfer on h while its target rings
+// and the provider cannot be read (from then on, until the test clears
+// h.f's faults), and returns it as it ended: its unhold sent, unverified.
+func cancelledUnread(t *testing.T, h *harness) (string, *orchestrator.Transfer) {
+	t.Helper()
 	h.f.SetTarget(orchestratortest.TargetRings)
 	r := request("fake", "1000")
 	r.Completion = orchestrator.CompletionManual
@@ -193,7 +188,20 @@ func TestUnverifiedObligationEndsWhenTheCallerMovedOn(t *testing.T) {
 	if _, err := h.e.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	tr := h.done(t, id)
+	return id, h.done(t, id)
+}
+
+// An unverified outcome whose caller moved on: the cancel's unhold was
+// sent while the provider could not be read, and the agent then
+// transferred the caller elsewhere. While reads fail nothing ends the
+// obligation (a failed read is never evidence); once they work, a caller
+// shown with neither the agent nor the target for the verification
+// patience ends it, caller_restored corrected to false. It used to stay
+// open for ever.
+func TestUnverifiedObligationEndsWhenTheCallerMovedOn(t *testing.T) {
+	cfg := testConfig()
+	h := newHarness(t, cfg)
+	id, tr := cancelledUnread(t, h)
 	if tr.State != orchestrator.StateCancelled || tr.Outcome.Verified || !tr.Outcome.CallerRestored || tr.Cleanup == nil {
 		t.Fatalf("state %s outcome %+v cleanup %+v, want cancelled, restored as far as known, unverified, with an obligation",
 			tr.State, tr.Outcome, tr.Cleanup)
