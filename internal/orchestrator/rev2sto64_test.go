@@ -49,13 +49,7 @@ func TestAProcessWhoseLeaseRanOutClaimsNothing(t *testing.T) {
 	if err := z.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := z.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, z, tr.ID, answered)
+	tr := consultingOn(t, z, "1000")
 
 	clock := newManualClock()
 	sleeper := &tickedBeats{heldBeats: &heldBeats{Store: mem, gate: make(chan struct{})}, settled: make(chan struct{})}
@@ -144,13 +138,7 @@ func TestASaveRefusedAfterItsOwnLostWriteStopsTheProcess(t *testing.T) {
 	if err := first.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, first, tr.ID, answered)
+	tr := consultingOn(t, first, "1000")
 	st.mu.Lock()
 	st.id, st.lose = tr.ID, true
 	st.mu.Unlock()

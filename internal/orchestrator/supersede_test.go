@@ -27,13 +27,7 @@ func TestTwoProcessesUnderOneNameTheOlderStops(t *testing.T) {
 	if err := first.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, first, tr.ID, answered)
+	tr := consultingOn(t, first, "1000")
 
 	second := replica(t, "x", store, fake, nil)
 	if err := second.Open(ctx); err != nil {
