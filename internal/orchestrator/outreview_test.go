@@ -81,13 +81,7 @@ func TestTheTimeInAStateRunsFromItsStartAcrossARestart(t *testing.T) {
 		}
 	}), st, f, nil)
 	t.Cleanup(func() { close(release) }) // before first shuts down
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	completeOnceAnswered(t, first, f, tr.ID)
+	tr := startCompleted(t, first, f)
 	<-hit // completing is saved; the process dies before the join
 	clock.Advance(gap)
 

@@ -241,6 +241,20 @@ func completeOnceAnswered(t *testing.T, e *orchestrator.Engine, f *orchestratort
 	}
 }
 
+// startCompleted starts a manual transfer of user 1000's call on e and
+// completes it once its target, rung by f, has answered.
+func startCompleted(t *testing.T, e *orchestrator.Engine, f *orchestratortest.Fake) *orchestrator.Transfer {
+	t.Helper()
+	r := request("fake", "1000")
+	r.Completion = orchestrator.CompletionManual
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completeOnceAnswered(t, e, f, tr.ID)
+	return tr
+}
+
 // resumerAnHourAhead opens the replica, "y", that resumes a transfer in
 // these tests: its clock stands still an hour ahead, so the other
 // replica's heartbeat has run out on it, and it drives a consult of its

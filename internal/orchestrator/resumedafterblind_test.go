@@ -44,13 +44,7 @@ func TestAJoinResumedAfterABlindHangupWaitsForIt(t *testing.T) {
 			// be saved, and past its patience it is given up.
 			st.failing.Store(true)
 		})
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	completeOnceAnswered(t, first, f, tr.ID)
+	tr := startCompleted(t, first, f)
 	<-hit
 	st.failing.Store(false)
 	if saved, err := st.Get(ctx, tr.ID); err != nil || saved.State != orchestrator.StateCompleting || !saved.Sent.Join.IsZero() {
@@ -116,13 +110,7 @@ func TestACompletingTransferResumedWaitsForAHangupSentBlind(t *testing.T) {
 			// from here.
 			st.failing.Store(true)
 		})
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	completeOnceAnswered(t, first, f, tr.ID)
+	tr := startCompleted(t, first, f)
 	<-hit
 	st.failing.Store(false)
 	saved, err := st.Get(ctx, tr.ID)
