@@ -76,7 +76,6 @@ func TestATransferHandedOverTwiceJoinsWithoutWaitingTheWindow(t *testing.T) {
 // it live is reported ended for an unknown cause (consult_failed),
 // saying why.
 func TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget(t *testing.T) {
-	ctx := context.Background()
 	st := &failingUpdates{Store: memory.New()}
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
 	prov := &accountView{Fake: f}
@@ -84,33 +83,14 @@ func TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget(t *testing.T)
 	own.Completion = orchestrator.CompletionManual
 	second, clock := resumerAnHourAhead(t, st, prov, own)
 
-	hit, release := make(chan struct{}), make(chan struct{})
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
-	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
-		VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
-			switch p {
-			case "state:completing":
-				// The store refuses saves from here: the join's intent
-				// cannot be saved, and past its patience it is given up.
-				st.failing.Store(true)
-			case orchestrator.StepHangup + ":effect":
-				close(hit)
-				<-release // the process is dead from here on
-			}
-		}}, st, f)
-	t.Cleanup(func() { close(release) }) // before first shuts down
-	r := request("fake", "1000")
-	r.Completion = orchestrator.CompletionManual
-	tr, err := first.Start(ctx, r, orchestrator.StartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, first, tr.ID, inState(orchestrator.StateConsulting))
-	f.Answer(tr.ID)
-	waitFor(t, first, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
-	if _, err := first.Complete(ctx, tr.ID); err != nil {
-		t.Fatal(err)
-	}
+	first, hit := blindHangupReplica(t, orchestrator.Config{StepTimeout: 100 * time.Millisecond, VerifyTimeout: time.Hour}, st, f,
+		"state:completing", func() {
+			// The store refuses saves from here: the join's intent cannot
+			// be saved, and past its patience it is given up.
+			st.failing.Store(true)
+		})
+	tr := startCompleted(t, first, f)
 	<-hit
 	st.failing.Store(false)
 	f.ApplyDeferred(tr.ID) // the blind hang-up lands before the second process looks
