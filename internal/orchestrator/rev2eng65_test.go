@@ -99,3 +99,95 @@ func TestACrashAfterAHandOverOnRecordStillWaitsTheWindow(t *testing.T) {
 		t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
 	}
 }
+
+// heldBeatsOn is heldBeats and tickedBeats on any store: its renewals of
+// a heartbeat wait for gate, and each maintenance round's settling of
+// reservations ticks settled.
+type heldBeatsOn struct {
+	orchestrator.Store
+	gate, settled chan struct{}
+}
+
+func (s *heldBeatsOn) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
+	if !take {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
+}
+
+func (s *heldBeatsOn) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
+	n, err := s.Store.SettleIdempotency(ctx, owner, now, ownBefore)
+	select {
+	case s.settled <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// TestAProcessTakenOverClaimsNothing on the stores replicas share: the
+// claim of a process whose name another process took over, its lease
+// still held, is refused by SQLite and PostgreSQL for its token, leaves
+// the dead replica's transfer to the live replicas, and stops the
+// process, as on memory.
+func TestAProcessTakenOverClaimsNothingOnEveryStore(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := handoverStores[name](t)
+			fake := orchestratortest.NewFake("fake")
+			z := replicaWith(t, orchestrator.Config{Owner: "z", LeaseTTL: time.Hour}, st, fake)
+			if err := z.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := request("fake", "1000")
+			r.Completion = orchestrator.CompletionManual
+			tr, err := z.Start(ctx, r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, z, tr.ID, answered)
+
+			// The first process's clock stands still: its lease holds
+			// whenever its claims run, and its heartbeat waits, so that
+			// only its claim can tell it of the takeover.
+			clock := newManualClock()
+			first := &heldBeatsOn{Store: st, gate: make(chan struct{}), settled: make(chan struct{})}
+			defer close(first.gate)
+			x := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, Clock: clock.Now}, first, fake)
+			if err := x.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			second := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: time.Hour}, st, fake)
+			if err := second.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// z dies: its heartbeat ends before the first process's clock.
+			if _, err := st.Heartbeat(ctx, "z", "", clock.Now().Add(-time.Hour), time.Minute, true); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				select {
+				case <-first.settled:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the first process's maintenance never ran")
+				}
+			}
+			got, err := st.Get(ctx, tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Owner != "z" {
+				t.Errorf("the process taken over claimed %s (owner %q): want it left to the live replicas", tr.ID, got.Owner)
+			}
+			select {
+			case <-x.Superseded():
+			default:
+				t.Error("the process whose claim was refused for its token is not superseded")
+			}
+		})
+	}
+}
