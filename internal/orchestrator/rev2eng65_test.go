@@ -191,3 +191,64 @@ func TestAProcessTakenOverClaimsNothingOnEveryStore(t *testing.T) {
 		})
 	}
 }
+
+// Checked by the second review of the sixty-fifth pass's engine fixes: a
+// transfer taken from a crash whose consult ends within the adoption's
+// window for a reason no hang-up of ours produces (busy, rejected, no
+// answer) keeps it: only a blame on the target (target_hung_up) is made
+// consult_failed there (whoEnded).
+func TestAResumedTransfersConsultEndedBusyKeepsItsReason(t *testing.T) {
+	for _, tc := range []struct {
+		target orchestratortest.Target
+		want   orchestrator.Reason
+	}{
+		{orchestratortest.TargetBusy, orchestrator.ReasonBusy},
+		{orchestratortest.TargetRejects, orchestrator.ReasonRejected},
+		{orchestratortest.TargetNoAnswer, orchestrator.ReasonNoAnswer},
+	} {
+		t.Run(string(tc.want), func(t *testing.T) {
+			ctx := context.Background()
+			st := memory.New()
+			f := orchestratortest.NewFake("fake").SetTarget(tc.target)
+			clock := newManualClock()
+			clock.Run()
+			release := make(chan struct{})
+			// a dies as it enters dialing: the record says holding, the
+			// dial unsent.
+			a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, func(_ *orchestrator.Transfer, p string) {
+				if p == "state:"+string(orchestrator.StateDialing) {
+					<-release
+				}
+			})
+			t.Cleanup(func() { close(release) }) // before a shuts down
+			// c's window is an hour: the consult ends within it.
+			c := clockedReplica(t, "c", clock, time.Hour, st, f, nil)
+			// a is never Opened: its heartbeat, written here, is never
+			// renewed, and runs out when the clock jumps.
+			if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
+				t.Fatal(err)
+			}
+			r := request("fake", "1000")
+			r.Completion = orchestrator.CompletionManual
+			tr, err := a.Start(ctx, r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the caller held", func() bool { return slices.Contains(f.ActionsFor(tr.ID), "Hold") })
+			clock.Advance(time.Minute)
+			openAll(t, c)
+			// Failed: the caller is given back (recovering, its unhold
+			// judged a window later).
+			end := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && x.Failure != nil })
+			if end.Failure.Reason != tc.want {
+				t.Fatalf("%s %+v; want %s", end.State, end.Failure, tc.want)
+			}
+			clock.Advance(2 * time.Hour) // the unhold's window
+			eventually(t, "the transfer ended", func() bool {
+				orchestrator.Wake(c, tr.ID)
+				x, err := c.Get(ctx, tr.ID)
+				return err == nil && x.State.Terminal()
+			})
+		})
+	}
+}
