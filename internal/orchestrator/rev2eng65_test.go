@@ -252,3 +252,42 @@ func TestAResumedTransfersConsultEndedBusyKeepsItsReason(t *testing.T) {
 		})
 	}
 }
+
+// Checked by the second review of the sixty-fifth pass's engine fixes: a
+// caller who hangs up during the consult of a transfer taken from a crash,
+// within the adoption's window, is reported as the caller's hang-up
+// (whoEnded widens only a blame on the target).
+func TestAResumedTransfersCallerHangUpIsTheCallers(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	f := orchestratortest.NewFake("fake")
+	clock := newManualClock()
+	clock.Run()
+	dead := &freeze{release: make(chan struct{})}
+	c := clockedReplica(t, "c", clock, time.Hour, st, f, nil)
+	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
+	t.Cleanup(func() { close(dead.release) }) // before a shuts down
+	// a is never Opened: its heartbeat, written here, is never renewed,
+	// and runs out when the clock jumps.
+	if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
+		t.Fatal(err)
+	}
+	tr := consultingOn(t, a, "1000")
+	dead.arm() // a stops at its next step boundary
+	clock.Advance(time.Minute)
+	openAll(t, c)
+	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	if f.HangupCaller(tr.ID) != 1 {
+		t.Fatal("the caller was not up")
+	}
+	end := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Failure != nil })
+	if end.Failure.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Failure)
+	}
+	clock.Advance(2 * time.Hour) // the window of what the end sends
+	eventually(t, "the transfer ended", func() bool {
+		orchestrator.Wake(c, tr.ID)
+		x, err := c.Get(ctx, tr.ID)
+		return err == nil && x.State.Terminal()
+	})
+}
