@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/transferd/transferd/internal/providers/simjson"
 )
 
 // Values of Config.TermInfoField.
@@ -419,6 +417,9 @@ func (c Config) withDefaults() Config {
 	if c.SubscriptionShape == "" {
 		c.SubscriptionShape = ShapeArray
 	}
+	if c.SubscriptionPostURL == "" {
+		c.SubscriptionPostURL = PostURLVerbatim
+	}
 	if c.SubscriptionLag == 0 {
 		c.SubscriptionLag = 3 * time.Second
 	}
@@ -447,10 +448,6 @@ func (c Config) Validate() error {
 	errs = append(errs, c.guesses().check(false)...)
 	if c.SubscriptionZone < -12*time.Hour || c.SubscriptionZone > 14*time.Hour {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionZone %v is no zone's offset: -12h to +14h", c.SubscriptionZone))
-	}
-	if c.SubscriptionPostURL != "" && c.SubscriptionPostURL != PostURLVerbatim && c.SubscriptionPostURL != PostURLCanonical {
-		errs = append(errs, fmt.Errorf("nssim: SubscriptionPostURL %q is not one of %s", c.SubscriptionPostURL,
-			simjson.OrList([]string{PostURLVerbatim, PostURLCanonical})))
 	}
 	if c.SubscriptionLag < 0 {
 		errs = append(errs, fmt.Errorf("nssim: SubscriptionLag %v is negative", c.SubscriptionLag))

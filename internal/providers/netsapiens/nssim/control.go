@@ -58,7 +58,7 @@ import (
 //	 "not_ringing_status":409,"duplicate_call_id_status":409,
 //	 "list_page_size":0,"list_params":"honoured","empty_listing":"array",
 //	 "subscription_names":"legacy","subscription_duplicate":false,"subscription_reorder":false,
-//	 "subscription_shape":"array"}
+//	 "subscription_shape":"array","subscription_post_url":"verbatim","join_hides_call_by":false}
 //
 // PUT /config/adversarial with "enabled":true installs AdversarialChaos(fault_rate), fault_rate
 // defaulting to AdversarialFaultRate; "enabled":false turns every knob off.

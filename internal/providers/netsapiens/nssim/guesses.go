@@ -38,6 +38,8 @@ type Guesses struct {
 	SubscriptionDuplicate bool   `json:"subscription_duplicate"`
 	SubscriptionReorder   bool   `json:"subscription_reorder"`
 	SubscriptionShape     string `json:"subscription_shape"`
+	SubscriptionPostURL   string `json:"subscription_post_url"`
+	JoinHidesCallBy       bool   `json:"join_hides_call_by"`
 }
 
 // guesses are c's Guesses.
@@ -51,6 +53,7 @@ func (c Config) guesses() Guesses {
 		ListPageSize: c.ListPageSize, ListParams: c.ListParams, EmptyListing: c.EmptyListing,
 		SubscriptionNames: c.SubscriptionNames, SubscriptionDuplicate: c.SubscriptionChaos.Duplicate,
 		SubscriptionReorder: c.SubscriptionChaos.Reorder, SubscriptionShape: c.SubscriptionShape,
+		SubscriptionPostURL: c.SubscriptionPostURL, JoinHidesCallBy: c.JoinHidesCallBy,
 	}
 }
 
@@ -63,6 +66,7 @@ func (c *Config) setGuesses(g Guesses) {
 	c.NotRingingStatus, c.DuplicateCallIDStatus = g.NotRingingStatus, g.DuplicateCallIDStatus
 	c.ListPageSize, c.ListParams, c.EmptyListing = g.ListPageSize, g.ListParams, g.EmptyListing
 	c.SubscriptionNames, c.SubscriptionShape = g.SubscriptionNames, g.SubscriptionShape
+	c.SubscriptionPostURL, c.JoinHidesCallBy = g.SubscriptionPostURL, g.JoinHidesCallBy
 	c.SubscriptionChaos = SubscriptionChaos{Duplicate: g.SubscriptionDuplicate, Reorder: g.SubscriptionReorder}
 }
 
@@ -118,6 +122,7 @@ func (g Guesses) check(jsonNames bool) []error {
 	oneOf("JoinKeeps", g.JoinKeeps, JoinKeepsCaller, JoinKeepsConsult)
 	oneOf("SubscriptionNames", g.SubscriptionNames, NamesLegacy, NamesHyphenated)
 	oneOf("SubscriptionShape", g.SubscriptionShape, ShapeArray, ShapeObject)
+	oneOf("SubscriptionPostURL", g.SubscriptionPostURL, PostURLVerbatim, PostURLCanonical)
 	oneOf("RingingDisconnect", g.RingingDisconnect, RingingEnds, RingingIgnored, RingingRefused)
 	oneOf("ReadOtherLeg", g.ReadOtherLeg, OtherLegFound, OtherLegNotFound)
 	oneOf("ListParams", g.ListParams, ListParamsHonoured, ListParamsStartOnly, ListParamsLimitOnly, ListParamsIgnored)

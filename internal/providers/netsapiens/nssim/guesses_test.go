@@ -19,7 +19,7 @@ func TestControlGuesses(t *testing.T) {
 		WrongHostname: nssim.HostnameIgnore, HostnameMatch: nssim.HostnameOfOriginal, UnknownDestination: nssim.DestinationIgnore,
 		HeldSide: nssim.HeldRemote, ExternalNumbers: nssim.NumbersPSTN, JoinKeeps: nssim.JoinKeepsConsult, HeldInfo: nssim.InfoHeld, RingingDisconnect: nssim.RingingEnds,
 		ReadOtherLeg: nssim.OtherLegFound, NotRingingStatus: 409, DuplicateCallIDStatus: 409, SubscriptionNames: nssim.NamesLegacy, SubscriptionShape: nssim.ShapeArray,
-		ListParams: nssim.ListParamsHonoured, EmptyListing: nssim.EmptyListingArray}
+		ListParams: nssim.ListParamsHonoured, EmptyListing: nssim.EmptyListingArray, SubscriptionPostURL: nssim.PostURLVerbatim}
 	if g != want {
 		t.Fatalf("guesses at start %+v, want %+v", g, want)
 	}
