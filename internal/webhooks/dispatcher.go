@@ -777,11 +777,13 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 // (recorded) as it would have had the answer come. They were not
 // counted, and a delivered result was never counted at all: it is not
 // attempted again. Each transfer's deliveries are read once; a result
-// read back as not written, or that cannot be read, is not counted (it
-// is attempted again once its lease expires, and counted then), nor is
-// one the store writes after the read (a commit that lands late), so
-// that none is counted twice. It returns the results of rs not read back
-// as held: all of them when err says nothing was written.
+// read back as not written, or that cannot be read, is not counted here
+// (settle keeps it for the next scan's write while its claim lasts, and
+// it is counted if that write applies it; past the claim the delivery is
+// attempted again once its lease expires, and counted then), nor is one
+// the store writes after the read (a commit that lands late), so that
+// none is counted twice. It returns the results of rs not read back as
+// held: all of them when err says nothing was written.
 func (d *Dispatcher) readBack(ctx context.Context, err error, rs []Delivery) []Delivery {
 	if !orchestrator.Uncertain(err) {
 		return rs
