@@ -664,6 +664,14 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
 		}
+		if err := ctx.Err(); err != nil {
+			// Nothing more is claimed once the shutdown's time is over,
+			// whatever the store does with a context that is done (the
+			// memory store claims under it): an attempt it cut is left
+			// leased unstored (attempt), and claimed again here it was
+			// cut again, round after round.
+			return total, err
+		}
 		at := d.mono()
 		claimed, err := d.store.ClaimDeliveries(ctx, d.cfg.Owner, d.now(), d.lease(), limit, skip)
 		if err != nil {
@@ -675,7 +683,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 			sh.take(key)
 			wg.Go(func() {
 				defer sh.give(key)
-				d.attempt(d.gated(ctx, at), dl)
+				d.attempt(ctx, dl, at)
 			})
 		}
 		if len(claimed) < limit {
@@ -754,12 +762,21 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 	}
 }
 
-// attempt sends one delivery and records the result (Drain's). The
-// result is stored whatever ctx says, as Run's are (settle): ctx is the
-// shutdown's, and a 2xx that came as it ended, left unrecorded, was sent
-// again by another replica once the claim's lease ran out.
-func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
-	dl = d.try(ctx, dl)
+// attempt sends one delivery, claimed at at (on d.mono), and records the
+// result (Drain's). The result is stored whatever ctx says, as Run's are
+// (settle): ctx is the shutdown's, and a 2xx that came as it ended, left
+// unrecorded, was sent again by another replica once the claim's lease
+// ran out. An attempt that ctx cut before any answer is not stored: the
+// receiver did not fail it, this process's shutdown did. Stored, it was
+// a failed attempt counted against the endpoint and, on a delivery's
+// last try (one claimed at its Deadline), a dead letter never given its
+// time; left leased, it is sent again by whichever replica claims it once
+// the lease has run out.
+func (d *Dispatcher) attempt(ctx context.Context, dl Delivery, at time.Time) {
+	dl = d.try(d.gated(ctx, at), dl)
+	if ctx.Err() != nil && unanswered(dl) {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	stored, ok, err := d.store.FinishDelivery(ctx, dl)
 	if err != nil {
@@ -768,6 +785,13 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) {
 		return
 	}
 	d.recorded(dl, stored, ok)
+}
+
+// unanswered reports whether dl, the result of an attempt (try), failed
+// without any answer of the receiver: no status, and sent (not a
+// delivery given up or held unsent for an endpoint not configured).
+func unanswered(dl Delivery) bool {
+	return dl.Status != StatusDelivered && dl.LastCode == 0 && dl.LastError != "" && dl.Unconfigured.IsZero()
 }
 
 // readBack records the results rs whose write failed with err that the
