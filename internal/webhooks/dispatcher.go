@@ -788,8 +788,11 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery, at time.Time) {
 }
 
 // unanswered reports whether dl, the result of an attempt (try), failed
-// without any answer of the receiver: no status, and sent (not a
-// delivery given up or held unsent for an endpoint not configured).
+// without any answer of the receiver: no status, and not a delivery
+// given up or held unsent for an endpoint not configured. A refusal of
+// this process's own (a 410 Gone mark, a signer error) reads so too;
+// left leased at shutdown, the replica that claims it next decides the
+// same.
 func unanswered(dl Delivery) bool {
 	return dl.Status != StatusDelivered && dl.LastCode == 0 && dl.LastError != "" && dl.Unconfigured.IsZero()
 }
