@@ -70,3 +70,34 @@ func TestCallbackNotesReadBackFromTheRecord(t *testing.T) {
 		t.Errorf("notes of a transfer told of many calls: %q", n)
 	}
 }
+
+// Notes that forged callbacks push past a transfer's share of the book
+// (maxNotesPerTransfer, evicting parts the record keeps, which recall
+// takes back) settle once the callbacks stop: the engine saves a change
+// only, and notes whose text moved at every reading would have cost a
+// save per reconcile for as long as the transfer lasts.
+func TestCallbackNotesSettleWhenForgedCallbacksFillTheBook(t *testing.T) {
+	for _, falling := range []bool{false, true} {
+		c := bookClient(t)
+		tr := &orchestrator.Transfer{ID: "tr-1"}
+		c.learn(tr.ID, "c-leg", "")
+		for i := range 2 * maxNotesPerTransfer {
+			id := fmt.Sprintf("c-%03d", i)
+			if falling {
+				id = fmt.Sprintf("c-%03d", 999-i)
+			}
+			c.learn(tr.ID, id, causeUserBusy)
+			c.learn(tr.ID, "c-leg", "")
+			tr.ProviderNotes = c.Notes(tr) // each reconcile a callback wakes saves its change
+		}
+		for i := range 4 {
+			if n := c.Notes(tr); n != tr.ProviderNotes {
+				t.Fatalf("falling ids %v: reading %d after the callbacks stopped changed the notes:\n%q\nto %q",
+					falling, i, tr.ProviderNotes, n)
+			}
+		}
+		if parts := strings.Fields(tr.ProviderNotes); len(parts) != maxSavedNotes || parts[0] != "leg=c-leg" {
+			t.Errorf("falling ids %v: notes %q", falling, tr.ProviderNotes)
+		}
+	}
+}
