@@ -1,6 +1,7 @@
 package crashtest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestStormDrawsEveryListingAndALaggingNode(t *testing.T) {
 		}
 		writes[g.laggingWrites] = true
 	}
-	for _, side := range []string{"", nssim.ListParamsHonoured, nssim.ListParamsStartOnly} {
+	for _, side := range []string{"", nssim.ListParamsHonoured, nssim.ListParamsStartOnly, nssim.ListParamsLimitOnly} {
 		if !listings[side] {
 			t.Errorf("no seed of 2 to 65 draws listings %q", side)
 		}
@@ -88,5 +89,37 @@ func TestStormDrawsEveryEmptyListing(t *testing.T) {
 		if !seen[side] {
 			t.Errorf("no seed of 2 to 65 draws empty_listing %q", side)
 		}
+	}
+}
+
+// TestStormDrawsThePostURLsRenderingAndHiddenCallBy: the storm's seeds run
+// against a PBX that renders a subscription's post-url as written and one
+// that normalises it, and one whose kept session hides its call-by fields
+// after a join and one that shows them; seed 1 keeps the defaults, and a
+// seed's line names both.
+func TestStormDrawsThePostURLsRenderingAndHiddenCallBy(t *testing.T) {
+	if g := drawGuesses(1); g.ns.SubscriptionPostURL != "" || g.ns.JoinHidesCallBy {
+		t.Errorf("seed 1 draws subscription_post_url %q and join_hides_call_by %v, want the defaults",
+			g.ns.SubscriptionPostURL, g.ns.JoinHidesCallBy)
+	}
+	rendering, hidden := map[string]bool{}, map[bool]bool{}
+	for seed := uint64(2); seed < 66; seed++ {
+		g := drawGuesses(seed)
+		rendering[g.ns.SubscriptionPostURL] = true
+		hidden[g.ns.JoinHidesCallBy] = true
+		for _, want := range []string{`"subscription_post_url":"` + g.ns.SubscriptionPostURL + `"`,
+			fmt.Sprintf(`"join_hides_call_by":%v`, g.ns.JoinHidesCallBy)} {
+			if !strings.Contains(g.String(), want) {
+				t.Fatalf("seed %d prints %s, which does not say %s", seed, g, want)
+			}
+		}
+	}
+	for _, side := range []string{nssim.PostURLVerbatim, nssim.PostURLCanonical} {
+		if !rendering[side] {
+			t.Errorf("no seed of 2 to 65 draws subscription_post_url %q", side)
+		}
+	}
+	if !hidden[true] || !hidden[false] {
+		t.Errorf("seeds 2 to 65 draw join_hides_call_by only %v", hidden)
 	}
 }

@@ -485,6 +485,17 @@ func drawGuesses(seed uint64) stormGuesses {
 	// the end): [], null, or a 2xx with no body, none of which the API
 	// documents; drawn after all the above.
 	g.ns.EmptyListing = pick(nssim.EmptyListingArray, nssim.EmptyListingNull, nssim.EmptyListingNone)
+	// The sixty-fifth pass's guesses, drawn after all the above: a PBX
+	// that honours limit but ignores start, where the draw above left
+	// the listing unpaged (transferd asks it whole with a larger limit
+	// once a page comes back again); how reads render a subscription's
+	// post-url (transferd compares it as a URL); and whether the session
+	// a join keeps shows its call-by fields.
+	if g.ns.ListParams == "" && r.IntN(2) == 0 {
+		g.ns.ListParams, g.listLimit = nssim.ListParamsLimitOnly, stormListLimit
+	}
+	g.ns.SubscriptionPostURL = pick(nssim.PostURLVerbatim, nssim.PostURLCanonical)
+	g.ns.JoinHidesCallBy = r.IntN(2) == 0
 	return g
 }
 
