@@ -273,3 +273,64 @@ func TestAConsultThatOutlivedTheAdoptionsWindowIsEndedByTheTarget(t *testing.T) 
 		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
 	}
 }
+
+// The cause of TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget's
+// flake (sixty-fifth pass). A transfer joins its view's watcher at its
+// first reading, and a resumed transfer whose hold had landed took none
+// before its join: its first came in the recovery, after the join was
+// refused. The watcher, reading the account for another transfer all
+// along, had a reading taken after the refusal but not for this transfer,
+// which the recovery took for a provider that could not be read: it hung
+// the consult up blind, and the readings after that hang-up could not
+// say which call the join had not found (notFoundWhich), so the refusal
+// was reported as it came (call_not_active), without whoEnded's doubt. A
+// reading begun before the transfer joined the watcher is not its
+// reading. Here the recovery of the refused join waits until the watcher
+// has read the account twice since.
+func TestAReadingBegunBeforeATransferWasWatchedIsNotItsReading(t *testing.T) {
+	st := &failingUpdates{Store: memory.New()}
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	prov := &accountView{Fake: f}
+	own := request("fake", "2000")
+	own.Completion = orchestrator.CompletionManual
+	recovering, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	second, clock := resumerAnHourAheadWith(t, st, prov, own, func(_ *orchestrator.Transfer, p string) {
+		if p == "state:"+string(orchestrator.StateRecovering) {
+			once.Do(func() {
+				close(recovering)
+				<-release
+			})
+		}
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+
+	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
+	first, hit := blindHangupReplica(t, orchestrator.Config{StepTimeout: 100 * time.Millisecond, VerifyTimeout: time.Hour}, st, f,
+		"state:completing", func() { st.failing.Store(true) })
+	tr := startCompleted(t, first, f)
+	<-hit
+	st.failing.Store(false)
+	f.ApplyDeferred(tr.ID)
+	clock.Run()
+	<-recovering // the join refused, the move to recovering saved
+	// Two readings begun after it, of the account as watched for the
+	// second replica's own transfer: the second is stored by the time a
+	// third has been read.
+	n := prov.reads.Load()
+	eventually(t, "three readings of the account", func() bool { return prov.reads.Load() >= n+3 })
+	close(release)
+	end := waitFor(t, second, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
+		t.Errorf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
+	if c, _ := f.State(tr.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v; want connected, given back", c.Caller)
+	}
+}

@@ -262,12 +262,20 @@ func startCompleted(t *testing.T, e *orchestrator.Engine, f *orchestratortest.Fa
 // lets its clock run (clock.Run) once the transfer is to be resumed.
 func resumerAnHourAhead(t *testing.T, st orchestrator.Store, prov orchestrator.Provider, own orchestrator.Request) (*orchestrator.Engine, *manualClock) {
 	t.Helper()
+	return resumerAnHourAheadWith(t, st, prov, own, nil)
+}
+
+// resumerAnHourAheadWith is resumerAnHourAhead with crash as the
+// replica's CrashPoint.
+func resumerAnHourAheadWith(t *testing.T, st orchestrator.Store, prov orchestrator.Provider, own orchestrator.Request,
+	crash func(*orchestrator.Transfer, string)) (*orchestrator.Engine, *manualClock) {
+	t.Helper()
 	ctx := context.Background()
 	clock := newManualClock()
 	clock.Advance(time.Hour)
 	second, err := orchestrator.New(orchestrator.Config{Owner: "y", LeaseTTL: 2 * time.Second, Clock: clock.Now,
 		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, VerifyTimeout: time.Hour,
-		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second},
+		VisibilityWindow: 50 * time.Millisecond, StepTimeout: time.Second, CrashPoint: crash},
 		st, []orchestrator.Provider{prov}, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
