@@ -77,6 +77,10 @@ type entry struct {
 	// claimed) record was stored as cur: a reading noted at or after it
 	// was read for that record or a later one (see reading).
 	published uint64
+	// subscribed is the count of readings its watcher had begun when the
+	// transfer joined it (subscribe): a reading counted up to it was not
+	// read for this transfer (see reading).
+	subscribed uint64
 	// signal: a client signal may be pending in the store.
 	signal atomic.Bool
 	// gate orders a client's signal against the worker's decisions on
@@ -2020,7 +2024,14 @@ func finalState(failure *Outcome) State {
 func (e *Engine) reading(en *entry, after time.Time) (Observation, time.Time, error, bool) {
 	e.subscribe(en)
 	s := en.w.latest()
-	if s == nil || !s.at.After(after) {
+	// A reading begun before the transfer joined the watcher (one of a
+	// view watched for other transfers) was not read for it: an adapter
+	// answers it unknown, or from a listing not read for this record
+	// (see below). Taken as the transfer's, a provider unreadable, the
+	// recovery of a refused join hung the consult up blind on it, and
+	// no reading after that hang-up could say which call the join had
+	// not found (notFoundWhich).
+	if s == nil || !s.at.After(after) || s.read <= en.subscribed {
 		en.w.need(en.id)
 		return Observation{}, time.Time{}, nil, false
 	}

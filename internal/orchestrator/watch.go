@@ -31,6 +31,10 @@ type watcher struct {
 	// transfer costs the watcher's reading of it, not a reconcile per
 	// poll. Its deadlines wake it through the queue's timers.
 	seen map[string]Observation
+	// reads counts the readings begun (subscribers), so that a
+	// subscriber can tell a reading begun before it subscribed, which
+	// was not read for it (see reading).
+	reads uint64
 }
 
 // snapshot is one reading: taken no earlier than at, for records no
@@ -38,6 +42,7 @@ type watcher struct {
 type snapshot struct {
 	at        time.Time
 	published uint64
+	read      uint64 // the watcher's count of readings begun, this one's
 	view      View
 	err       error
 }
@@ -84,6 +89,7 @@ func (e *Engine) subscribe(en *entry) {
 	}
 	w.mu.Lock()
 	w.subs[en.id] = en
+	en.subscribed = w.reads
 	w.mu.Unlock()
 	e.watchMu.Unlock()
 	en.w = w
@@ -182,7 +188,7 @@ func (w *watcher) loop(k watchKey) {
 		// which is saved before its request is sent.
 		start := e.now()
 		published := e.published.Load()
-		ts, ids, fast := w.subscribers()
+		ts, ids, fast, read := w.subscribers()
 		if len(ts) == 0 {
 			e.watchMu.Lock()
 			w.mu.Lock()
@@ -205,7 +211,7 @@ func (w *watcher) loop(k watchKey) {
 		cancel()
 		e.m.reads.WithLabelValues(w.p.Name(), resultLabel(err)).Inc()
 		w.mu.Lock()
-		w.snap = &snapshot{at: start, published: published, view: v, err: err}
+		w.snap = &snapshot{at: start, published: published, read: read, view: v, err: err}
 		wake := w.changedLocked(ts, ids, v, err)
 		w.mu.Unlock()
 		for _, id := range wake {
@@ -253,10 +259,12 @@ func (w *watcher) changedLocked(ts []*Transfer, ids []string, v View, err error)
 }
 
 // subscribers returns the records to read (as last reconciled), their
-// ids, and whether any of them waits for something to happen soon.
-func (w *watcher) subscribers() ([]*Transfer, []string, bool) {
+// ids, whether any of them waits for something to happen soon, and the
+// count of readings begun, this one's.
+func (w *watcher) subscribers() ([]*Transfer, []string, bool, uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.reads++
 	ts := make([]*Transfer, 0, len(w.subs))
 	ids := make([]string, 0, len(w.subs))
 	fast := false
@@ -269,7 +277,7 @@ func (w *watcher) subscribers() ([]*Transfer, []string, bool) {
 		ids = append(ids, id)
 		fast = fast || urgent(t)
 	}
-	return ts, ids, fast
+	return ts, ids, fast, w.reads
 }
 
 // urgent reports whether t waits for the provider to show something that
