@@ -30,3 +30,14 @@ func Outlived(e *Engine, id string) bool {
 	e.mu.Unlock()
 	return en != nil && en.outlived.Load()
 }
+
+// WhoEnded is whoEnded's verdict on reason for a consult found ended by
+// an engine that resumed its transfer (adopted at adoptedAt; zero when
+// its hand-over said nothing was sent unrecorded) or created it, whose
+// readings did or did not show the consult outlive the adoption's window.
+func WhoEnded(resumed bool, adoptedAt time.Time, outlived bool, reason Reason) Reason {
+	en := &entry{resumed: resumed, adoptedAt: adoptedAt}
+	en.outlived.Store(outlived)
+	r, _ := (*Engine)(nil).whoEnded(en, reason, "")
+	return r
+}
