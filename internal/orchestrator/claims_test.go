@@ -50,6 +50,54 @@ func joinedWithin(t *testing.T, f *orchestratortest.Fake, prov *accountView, id 
 	return slices.Contains(f.ActionsFor(id), complete)
 }
 
+// crashedConsultOn has a replica a, on st and f, put a transfer into its
+// consult and die at its next step boundary. a is never Opened: its
+// heartbeat, written here, is never renewed, and has run out on clock
+// (advanced a minute) when this returns. The replicas built before it
+// shut down after it is let go.
+func crashedConsultOn(t *testing.T, clock *manualClock, st orchestrator.Store, f *orchestratortest.Fake) *orchestrator.Transfer {
+	t.Helper()
+	dead := &freeze{release: make(chan struct{})}
+	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
+	t.Cleanup(func() { close(dead.release) }) // before a shuts down
+	if _, err := st.Heartbeat(context.Background(), "a", "", clock.Now(), 30*time.Second, true); err != nil {
+		t.Fatal(err)
+	}
+	tr := consultingOn(t, a, "1000")
+	dead.arm() // a stops at its next step boundary
+	clock.Advance(time.Minute)
+	return tr
+}
+
+// wokenUntilEnded wakes id on e until it ends, and returns it ended: a
+// jump of the clock also lapses e's lease until its next heartbeat, and
+// nothing drives the transfer meanwhile but a wake.
+func wokenUntilEnded(t *testing.T, e *orchestrator.Engine, id, what string) *orchestrator.Transfer {
+	t.Helper()
+	eventually(t, what, func() bool {
+		orchestrator.Wake(e, id)
+		x, err := e.Get(context.Background(), id)
+		return err == nil && x.State.Terminal()
+	})
+	return waitFor(t, e, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+}
+
+// completesOnceTheWindowPassed jumps clock past e's window of an hour,
+// wants the join of id sent only then, and the transfer completed after
+// the join's own window.
+func completesOnceTheWindowPassed(t *testing.T, clock *manualClock, e *orchestrator.Engine, f *orchestratortest.Fake, id string) {
+	t.Helper()
+	clock.Advance(time.Hour)
+	eventually(t, "the join, once the window passed", func() bool {
+		orchestrator.Wake(e, id)
+		return slices.Contains(f.ActionsFor(id), complete)
+	})
+	clock.Advance(2 * time.Hour) // the join's own window
+	if done := wokenUntilEnded(t, e, id, "the transfer completed"); done.State != orchestrator.StateCompleted {
+		t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
+	}
+}
+
 // Found by the third look at this pass's claims: a transfer handed over at
 // a graceful shutdown (saved with no owner) was resumed as one taken from
 // a crashed replica, its join and the report of its completion held a
@@ -114,20 +162,9 @@ func TestATransferTakenFromACrashStillWaitsTheWindow(t *testing.T) {
 			prov := &accountView{Fake: f}
 			clock := newManualClock()
 			clock.Run()
-			dead := &freeze{release: make(chan struct{})}
 			// c's window is an hour: only a jump of the clock ends it.
 			c := clockedReplica(t, "c", clock, time.Hour, st, prov, nil)
-			a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
-			t.Cleanup(func() { close(dead.release) }) // before a shuts down
-			// a is never Opened: its heartbeat, written here, is never
-			// renewed, and runs out when the clock jumps.
-			if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
-				t.Fatal(err)
-			}
-			tr := consultingOn(t, a, "1000")
-			dead.arm() // a stops at its next step boundary
-			// a's heartbeat runs out on the clock of the others.
-			clock.Advance(time.Minute)
+			tr := crashedConsultOn(t, clock, st, f)
 			if handed {
 				b := clockedReplica(t, "b", clock, 50*time.Millisecond, st, f, nil)
 				openAll(t, b)
@@ -149,23 +186,7 @@ func TestATransferTakenFromACrashStillWaitsTheWindow(t *testing.T) {
 			if joinedWithin(t, f, prov, tr.ID) {
 				t.Fatalf("actions %q: the join was sent while a hang-up of a crashed replica could still land", f.ActionsFor(tr.ID))
 			}
-			// The jump also lapses c's lease until its next heartbeat:
-			// the transfer is woken until the join goes out.
-			clock.Advance(time.Hour)
-			eventually(t, "the join, once the window passed", func() bool {
-				orchestrator.Wake(c, tr.ID)
-				return slices.Contains(f.ActionsFor(tr.ID), complete)
-			})
-			clock.Advance(2 * time.Hour) // the join's own window
-			eventually(t, "the transfer completed", func() bool {
-				orchestrator.Wake(c, tr.ID)
-				x, err := c.Get(ctx, tr.ID)
-				return err == nil && x.State.Terminal()
-			})
-			done := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
-			if done.State != orchestrator.StateCompleted {
-				t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
-			}
+			completesOnceTheWindowPassed(t, clock, c, f, tr.ID)
 		})
 	}
 }

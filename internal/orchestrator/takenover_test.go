@@ -13,22 +13,6 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// tickedBeats is heldBeats that also tells each settling of reservations,
-// the last step of a maintenance round after its claim.
-type tickedBeats struct {
-	*heldBeats
-	settled chan struct{}
-}
-
-func (s *tickedBeats) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
-	n, err := s.heldBeats.SettleIdempotency(ctx, owner, now, ownBefore)
-	select {
-	case s.settled <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
 // Found by the second review of the sixty-fourth pass's storage fixes: a
 // process whose lease has run out (a paused VM that wakes, its heartbeat
 // not renewed yet) claims no other replica's transfers. Woken beside the
@@ -52,7 +36,7 @@ func TestAProcessWhoseLeaseRanOutClaimsNothing(t *testing.T) {
 	tr := consultingOn(t, z, "1000")
 
 	clock := newManualClock()
-	sleeper := &tickedBeats{heldBeats: &heldBeats{Store: mem, gate: make(chan struct{})}, settled: make(chan struct{})}
+	sleeper := &heldBeatsOn{Store: mem, gate: make(chan struct{}), settled: make(chan struct{})}
 	defer close(sleeper.gate)
 	first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, Clock: clock.Now}, sleeper, fake)
 	if err := first.Open(ctx); err != nil {
@@ -67,13 +51,7 @@ func TestAProcessWhoseLeaseRanOutClaimsNothing(t *testing.T) {
 	}
 	// Two rounds of the sleeper's maintenance: the second one's claim
 	// began after the wake.
-	for range 2 {
-		select {
-		case <-sleeper.settled:
-		case <-time.After(20 * time.Second):
-			t.Fatal("the woken process's maintenance never ran")
-		}
-	}
+	sleeper.settledTwice(t, "the woken process's maintenance never ran")
 	got, err := mem.Get(ctx, tr.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -82,114 +82,7 @@ func TestACrashAfterAHandOverOnRecordStillWaitsTheWindow(t *testing.T) {
 	if joinedWithin(t, f, prov, tr.ID) {
 		t.Fatalf("actions %q: the join was sent while a hang-up of the replica that died could still land", f.ActionsFor(tr.ID))
 	}
-	// The jump also lapses c's lease until its next heartbeat: the
-	// transfer is woken until the join goes out.
-	clock.Advance(time.Hour)
-	eventually(t, "the join, once the window passed", func() bool {
-		orchestrator.Wake(c, tr.ID)
-		return slices.Contains(f.ActionsFor(tr.ID), complete)
-	})
-	clock.Advance(2 * time.Hour) // the join's own window
-	eventually(t, "the transfer completed", func() bool {
-		orchestrator.Wake(c, tr.ID)
-		x, err := c.Get(ctx, tr.ID)
-		return err == nil && x.State.Terminal()
-	})
-	if done := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() }); done.State != orchestrator.StateCompleted {
-		t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
-	}
-}
-
-// heldBeatsOn is heldBeats and tickedBeats on any store: its renewals of
-// a heartbeat wait for gate, and each maintenance round's settling of
-// reservations ticks settled.
-type heldBeatsOn struct {
-	orchestrator.Store
-	gate, settled chan struct{}
-}
-
-func (s *heldBeatsOn) Heartbeat(ctx context.Context, owner, token string, now time.Time, ttl time.Duration, take bool) (bool, error) {
-	if !take {
-		select {
-		case <-s.gate:
-		case <-ctx.Done():
-			return false, ctx.Err()
-		}
-	}
-	return s.Store.Heartbeat(ctx, owner, token, now, ttl, take)
-}
-
-func (s *heldBeatsOn) SettleIdempotency(ctx context.Context, owner string, now, ownBefore time.Time) (int, error) {
-	n, err := s.Store.SettleIdempotency(ctx, owner, now, ownBefore)
-	select {
-	case s.settled <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-// TestAProcessTakenOverClaimsNothing on the stores replicas share: the
-// claim of a process whose name another process took over, its lease
-// still held, is refused by SQLite and PostgreSQL for its token, leaves
-// the dead replica's transfer to the live replicas, and stops the
-// process, as on memory.
-func TestAProcessTakenOverClaimsNothingOnEveryStore(t *testing.T) {
-	for _, name := range []string{"sqlite", "postgres"} {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			st := handoverStores[name](t)
-			fake := orchestratortest.NewFake("fake")
-			z := replicaWith(t, orchestrator.Config{Owner: "z", LeaseTTL: time.Hour}, st, fake)
-			if err := z.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
-			r := request("fake", "1000")
-			r.Completion = orchestrator.CompletionManual
-			tr, err := z.Start(ctx, r, orchestrator.StartOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, z, tr.ID, answered)
-
-			// The first process's clock stands still: its lease holds
-			// whenever its claims run, and its heartbeat waits, so that
-			// only its claim can tell it of the takeover.
-			clock := newManualClock()
-			first := &heldBeatsOn{Store: st, gate: make(chan struct{}), settled: make(chan struct{})}
-			defer close(first.gate)
-			x := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, Clock: clock.Now}, first, fake)
-			if err := x.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
-			second := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: time.Hour}, st, fake)
-			if err := second.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
-			// z dies: its heartbeat ends before the first process's clock.
-			if _, err := st.Heartbeat(ctx, "z", "", clock.Now().Add(-time.Hour), time.Minute, true); err != nil {
-				t.Fatal(err)
-			}
-			for range 2 {
-				select {
-				case <-first.settled:
-				case <-time.After(20 * time.Second):
-					t.Fatal("the first process's maintenance never ran")
-				}
-			}
-			got, err := st.Get(ctx, tr.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Owner != "z" {
-				t.Errorf("the process taken over claimed %s (owner %q): want it left to the live replicas", tr.ID, got.Owner)
-			}
-			select {
-			case <-x.Superseded():
-			default:
-				t.Error("the process whose claim was refused for its token is not superseded")
-			}
-		})
-	}
+	completesOnceTheWindowPassed(t, clock, c, f, tr.ID)
 }
 
 // Checked by the second review of the sixty-fifth pass's engine fixes: a
@@ -244,11 +137,7 @@ func TestAResumedTransfersConsultEndedBusyKeepsItsReason(t *testing.T) {
 				t.Fatalf("%s %+v; want %s", end.State, end.Failure, tc.want)
 			}
 			clock.Advance(2 * time.Hour) // the unhold's window
-			eventually(t, "the transfer ended", func() bool {
-				orchestrator.Wake(c, tr.ID)
-				x, err := c.Get(ctx, tr.ID)
-				return err == nil && x.State.Terminal()
-			})
+			wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 		})
 	}
 }
@@ -258,23 +147,12 @@ func TestAResumedTransfersConsultEndedBusyKeepsItsReason(t *testing.T) {
 // within the adoption's window, is reported as the caller's hang-up
 // (whoEnded widens only a blame on the target).
 func TestAResumedTransfersCallerHangUpIsTheCallers(t *testing.T) {
-	ctx := context.Background()
 	st := memory.New()
 	f := orchestratortest.NewFake("fake")
 	clock := newManualClock()
 	clock.Run()
-	dead := &freeze{release: make(chan struct{})}
 	c := clockedReplica(t, "c", clock, time.Hour, st, f, nil)
-	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
-	t.Cleanup(func() { close(dead.release) }) // before a shuts down
-	// a is never Opened: its heartbeat, written here, is never renewed,
-	// and runs out when the clock jumps.
-	if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
-		t.Fatal(err)
-	}
-	tr := consultingOn(t, a, "1000")
-	dead.arm() // a stops at its next step boundary
-	clock.Advance(time.Minute)
+	tr := crashedConsultOn(t, clock, st, f)
 	openAll(t, c)
 	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
 	if f.HangupCaller(tr.ID) != 1 {
@@ -285,9 +163,5 @@ func TestAResumedTransfersCallerHangUpIsTheCallers(t *testing.T) {
 		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Failure)
 	}
 	clock.Advance(2 * time.Hour) // the window of what the end sends
-	eventually(t, "the transfer ended", func() bool {
-		orchestrator.Wake(c, tr.ID)
-		x, err := c.Get(ctx, tr.ID)
-		return err == nil && x.State.Terminal()
-	})
+	wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 }

@@ -55,12 +55,7 @@ func TestATransferHandedOverTwiceJoinsWithoutWaitingTheWindow(t *testing.T) {
 	// The join's own window. The jump also lapses c's lease until its
 	// next heartbeat: the transfer is woken until it ends.
 	clock.Advance(2 * time.Hour)
-	eventually(t, "the transfer ended", func() bool {
-		orchestrator.Wake(c, tr.ID)
-		x, err := c.Get(ctx, tr.ID)
-		return err == nil && x.State.Terminal()
-	})
-	done := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	done := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 	if done.State != orchestrator.StateCompleted || done.Outcome == nil || !done.Outcome.Verified {
 		t.Fatalf("the transfer ended %s (%+v), want completed, verified", done.State, done.Outcome)
 	}
@@ -231,24 +226,13 @@ func TestAGiveUpInMemoryResumedFromItsSavedRecordLeavesNobodyHeld(t *testing.T) 
 // adoption outlived any hang-up the process before sent, and its end
 // after that is the target's, reported so.
 func TestAConsultThatOutlivedTheAdoptionsWindowIsEndedByTheTarget(t *testing.T) {
-	ctx := context.Background()
 	st := memory.New()
 	f := orchestratortest.NewFake("fake")
 	prov := &accountView{Fake: f}
 	clock := newManualClock()
 	clock.Run()
-	dead := &freeze{release: make(chan struct{})}
 	c := clockedReplica(t, "c", clock, time.Hour, st, prov, nil)
-	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, dead.point)
-	t.Cleanup(func() { close(dead.release) }) // before a shuts down
-	// a is never Opened: its heartbeat, written here, is never renewed,
-	// and runs out when the clock jumps.
-	if _, err := st.Heartbeat(ctx, "a", "", clock.Now(), 30*time.Second, true); err != nil {
-		t.Fatal(err)
-	}
-	tr := consultingOn(t, a, "1000")
-	dead.arm() // a stops at its next step boundary
-	clock.Advance(time.Minute)
+	tr := crashedConsultOn(t, clock, st, f)
 	openAll(t, c)
 	// A consult of c's own, so that its watcher reads the account all
 	// along.
@@ -263,12 +247,7 @@ func TestAConsultThatOutlivedTheAdoptionsWindowIsEndedByTheTarget(t *testing.T) 
 		return orchestrator.Outlived(c, tr.ID)
 	})
 	f.HangupTarget(tr.ID)
-	eventually(t, "the transfer ended", func() bool {
-		orchestrator.Wake(c, tr.ID)
-		x, err := c.Get(ctx, tr.ID)
-		return err == nil && x.State.Terminal()
-	})
-	end := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
 		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
 	}
