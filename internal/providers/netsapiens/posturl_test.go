@@ -1,7 +1,6 @@
 package netsapiens_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,35 +23,19 @@ func TestASubscriptionPostingToOurURLAsThePBXRendersItIsOurs(t *testing.T) {
 	for _, rendering := range []string{nssim.PostURLVerbatim, nssim.PostURLCanonical} {
 		t.Run(rendering+" closed", func(t *testing.T) {
 			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{})
-			rig.client.WatchStarted("test")
-			rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := rig.client.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if subs := rig.sim.Subscriptions(); len(subs) != 0 {
-				t.Fatalf("left after Close: %+v", subs)
-			}
+			rig.subscribed(t)
+			rig.closeLeavesNone(t, "Close")
 		})
 		t.Run(rendering+" lingered", func(t *testing.T) {
 			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{SubscriptionLinger: time.Millisecond})
-			rig.client.WatchStarted("test")
-			rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+			rig.subscribed(t)
 			rig.client.WatchStopped("test")
 			rig.waitSim(t, "the look at the subscription", func() bool {
 				return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
 			// Close waits for the keeper, which deletes after its read or
 			// leaves the subscription; Close itself has none left to delete.
-			if err := rig.client.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if subs := rig.sim.Subscriptions(); len(subs) != 0 {
-				t.Fatalf("left after the linger: %+v", subs)
-			}
+			rig.closeLeavesNone(t, "the linger")
 		})
 		t.Run(rendering+" adopted", func(t *testing.T) {
 			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{})
@@ -86,14 +69,6 @@ func TestASubscriptionWhoseReadAnswers404IsStillDeleted(t *testing.T) {
 		})
 	}
 	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{}, noRead)
-	rig.client.WatchStarted("test")
-	rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := rig.client.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
-		t.Fatalf("left after Close: %+v", subs)
-	}
+	rig.subscribed(t)
+	rig.closeLeavesNone(t, "Close")
 }

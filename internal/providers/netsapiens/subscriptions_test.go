@@ -108,6 +108,27 @@ func (rig *subRig) waitSim(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// subscribed starts a watch of the domain and waits for its subscription.
+func (rig *subRig) subscribed(t *testing.T) {
+	t.Helper()
+	rig.client.WatchStarted("test")
+	rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+}
+
+// closeLeavesNone closes the client and wants no subscription left after
+// it; after says what was to delete it.
+func (rig *subRig) closeLeavesNone(t *testing.T, after string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rig.client.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
+		t.Fatalf("left after %s: %+v", after, subs)
+	}
+}
+
 func (rig *subRig) count(op string, status int) int {
 	n := 0
 	for _, r := range rig.sim.Requests() {
@@ -276,8 +297,7 @@ func TestForgedDeliveryChangesNothing(t *testing.T) {
 // and deleted by Close.
 func TestSubscriptionLifecycle(t *testing.T) {
 	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{SubscriptionTTL: 4 * time.Second, SubscriptionLinger: time.Millisecond})
-	rig.client.WatchStarted("test")
-	rig.waitSim(t, "a subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+	rig.subscribed(t)
 	first := rig.sim.Subscriptions()[0]
 	rig.waitSim(t, "a renewal", func() bool { return rig.count(nssim.OpSubscriptionUpdate, http.StatusAccepted) > 0 })
 	if now := rig.sim.Subscriptions(); len(now) != 1 || now[0].ID != first.ID || now[0].Expires == first.Expires {
@@ -292,14 +312,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	}
 	rig.client.WatchStarted("test")
 	rig.waitSim(t, "a new subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := rig.client.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
-		t.Fatalf("left after Close: %+v", subs)
-	}
+	rig.closeLeavesNone(t, "Close")
 	rig.client.WatchStarted("test") // after Close: nothing
 	if n := rig.count(nssim.OpSubscriptionCreate, http.StatusOK); n != 2 {
 		t.Fatalf("%d creates, want 2", n)
@@ -321,14 +334,7 @@ func TestSubscriptionLeftByAKilledProcessIsAdopted(t *testing.T) {
 	if now := rig.sim.Subscriptions(); len(now) != 1 || now[0].ID != left.ID || now[0].Expires == left.Expires {
 		t.Fatalf("after adoption %+v, was %+v", now, left)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := rig.client.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if subs := rig.sim.Subscriptions(); len(subs) != 0 {
-		t.Fatalf("left after Close: %+v", subs)
-	}
+	rig.closeLeavesNone(t, "Close")
 }
 
 // subscribe creates a subscription of the domain's calls posting to
