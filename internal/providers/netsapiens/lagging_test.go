@@ -98,49 +98,7 @@ func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
 	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
 		t.Fatalf("observation %+v, %v: want the consult shown", obs, err)
 	}
-
-	lag := func(on bool) {
-		t.Helper()
-		var ch nssim.Chaos
-		if on {
-			ch = nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
-		}
-		if err := sim.SetChaos(ch, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lag(true)
-	clock.advance(window / 2)
-	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
-		t.Fatalf("a lagging node's 404 for a consult dialled %s ago: observation %+v, %v; want an unknown reading, not the consult ended",
-			window/2, obs, err)
-	}
-	lag(false)
-	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
-		t.Fatalf("observation %+v, %v: want the consult shown again once the node caught up (the 404 not remembered)", obs, err)
-	}
-
-	// The other side: the consult really ends. Within the window a 404 is
-	// still unknown; past it the consult has ended.
-	ended := 0
-	for _, s := range sim.Sessions(domain) {
-		if s.ByCallID == netsapiens.ConsultCallID(trID) {
-			if err := sim.Hangup(s.SessionID, "term"); err != nil {
-				t.Fatal(err)
-			}
-			ended++
-		}
-	}
-	if ended != 1 {
-		t.Fatalf("%d consult calls hung up, want 1", ended)
-	}
-	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
-		t.Fatalf("observation %+v, %v: want unknown within the window", obs, err)
-	}
-	clock.advance(window)
-	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
-		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
-	}
+	laggedThenEnded(t, clock, sim, observe, trID, window)
 
 	// The caller's call: a call just placed, a transfer just asked for.
 	young, err := sim.PlaceCall(nssim.InboundCall{Domain: domain, User: "1030", From: "15555555556", To: "11111111111"})
@@ -150,7 +108,7 @@ func TestANotFoundFromALaggingNodeIsUnknownWithinTheWindow(t *testing.T) {
 	tr2 := transferOf("tr_01JLAGGINGNODEXXXXXXXXXXXX1", young)
 	tr2.Request.Call.User = "1030"
 	tr2.CreatedAt = clock.Now()
-	lag(true)
+	lagging(t, sim, true)
 	v, err := c.Read(context.Background(), "k", []*orchestrator.Transfer{tr2})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +129,34 @@ func lagging(t *testing.T, sim *nssim.Sim, on bool) {
 	}
 	if err := sim.SetChaos(ch, 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// laggedThenEnded reads trID's consult, dialled a moment ago and up, with
+// observe: window/2 later, from a lagging node, its 404 is an unknown
+// reading, not the consult ended, and not remembered once the node caught
+// up. The other side: the consult really ends; within the window a 404 is
+// still unknown, past it the consult has ended.
+func laggedThenEnded(t *testing.T, clock *fakeClock, sim *nssim.Sim, observe func() (orchestrator.Observation, error), trID string, window time.Duration) {
+	t.Helper()
+	lagging(t, sim, true)
+	clock.advance(window / 2)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("a lagging node's 404 for a consult dialled %s ago: observation %+v, %v; want an unknown reading, not the consult ended",
+			window/2, obs, err)
+	}
+	lagging(t, sim, false)
+	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult shown again once the node caught up (the 404 not remembered)", obs, err)
+	}
+
+	hangUpConsult(t, sim, trID)
+	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
+		t.Fatalf("observation %+v, %v: want unknown within the window", obs, err)
+	}
+	clock.advance(window)
+	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
+		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
 	}
 }
 

@@ -109,44 +109,5 @@ func TestAConsultReadByItsIDOnACutListingIsUnknownWithinTheWindow(t *testing.T) 
 	tr.Sent.Dial = clock.Now()
 	dialConsult(t, sim, c, tr)
 	observe := observer(t, c, tr)
-	lag := func(on bool) {
-		t.Helper()
-		var ch nssim.Chaos
-		if on {
-			ch = nssim.Chaos{LaggingNodeRate: 1, LaggingNodeAge: 30 * time.Second}
-		}
-		if err := sim.SetChaos(ch, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	lag(true)
-	clock.advance(window / 2)
-	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
-		t.Fatalf("a lagging node's 404 for a consult dialled %s ago: observation %+v, %v; want an unknown reading", window/2, obs, err)
-	}
-	lag(false)
-	if obs, err := observe(); err != nil || obs.Consult == orchestrator.ConsultAbsent {
-		t.Fatalf("observation %+v, %v: want the consult shown once the node caught up", obs, err)
-	}
-
-	ended := 0
-	for _, s := range sim.Sessions(domain) {
-		if s.ByCallID == netsapiens.ConsultCallID(trID) {
-			if err := sim.Hangup(s.SessionID, "term"); err != nil {
-				t.Fatal(err)
-			}
-			ended++
-		}
-	}
-	if ended != 1 {
-		t.Fatalf("%d consult calls hung up, want 1", ended)
-	}
-	if obs, err := observe(); orchestrator.KindOf(err) != orchestrator.KindProviderUnavailable {
-		t.Fatalf("observation %+v, %v: want unknown within the window", obs, err)
-	}
-	clock.advance(window)
-	if obs, err := observe(); err != nil || obs.Consult != orchestrator.ConsultAbsent {
-		t.Fatalf("observation %+v, %v: want the consult ended past the window", obs, err)
-	}
+	laggedThenEnded(t, clock, sim, observe, trID, window)
 }
