@@ -61,19 +61,10 @@ func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
 			if _, err := c.Locate(ctx, tr); err != nil {
 				t.Fatalf("locate: %v", err)
 			}
-			for _, ss := range sim.Truth().Sessions {
-				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
-					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
-				}
-			}
+			consultLegOf(sim, tr, trID)
 			tr.Answered = true
 			if tc.joined {
-				if err := c.Complete(ctx, tr); err != nil {
-					t.Fatal(err)
-				}
-				if err := sim.WaitApplied(ctx); err != nil {
-					t.Fatal(err)
-				}
+				joinedOn(t, ctx, sim, c, tr)
 			}
 			tr.Sent.Join = clock.Now()
 			clock.advance(2 * window)
@@ -84,24 +75,7 @@ func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
 			}
 
 			err := c.HangupConsult(ctx, tr)
-			if err := sim.WaitApplied(ctx); err != nil {
-				t.Fatal(err)
-			}
-			disconnects := 0
-			for _, r := range sim.Requests() {
-				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
-					disconnects++
-				}
-			}
-			consultUp, callerWithTarget := false, false
-			for _, ss := range sim.Truth().Sessions {
-				if ss.ByCallID == netsapiens.ConsultCallID(trID) && (ss.Orig.User == "1000" || ss.Term.User == "1000") {
-					consultUp = true
-				}
-				if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
-					callerWithTarget = true
-				}
-			}
+			disconnects, consultUp, callerWithTarget := afterTheHangup(t, ctx, sim, trID, orig)
 			switch tc.want {
 			case ended:
 				if err != nil || consultUp || disconnects == 0 {
@@ -118,4 +92,50 @@ func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// consultLegOf sets tr's consult leg to the session sim holds with our
+// call-id of trID, if any.
+func consultLegOf(sim *nssim.Sim, tr *orchestrator.Transfer, trID string) {
+	for _, ss := range sim.Truth().Sessions {
+		if ss.ByCallID == netsapiens.ConsultCallID(trID) {
+			tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
+		}
+	}
+}
+
+// joinedOn sends tr's join through c and waits for sim to apply it.
+func joinedOn(t *testing.T, ctx context.Context, sim *nssim.Sim, c *netsapiens.Client, tr *orchestrator.Transfer) {
+	t.Helper()
+	if err := c.Complete(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// afterTheHangup waits for sim to apply what a hang-up of trID's consult
+// sent, and says how many disconnects (or rejects) it was sent, whether
+// the consult still carries the agent (1000), and whether the caller's
+// call orig is with the target (1010).
+func afterTheHangup(t *testing.T, ctx context.Context, sim *nssim.Sim, trID string, orig nssim.ActiveCall) (disconnects int, consultUp, callerWithTarget bool) {
+	t.Helper()
+	if err := sim.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sim.Requests() {
+		if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
+			disconnects++
+		}
+	}
+	for _, ss := range sim.Truth().Sessions {
+		if ss.ByCallID == netsapiens.ConsultCallID(trID) && (ss.Orig.User == "1000" || ss.Term.User == "1000") {
+			consultUp = true
+		}
+		if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
+			callerWithTarget = true
+		}
+	}
+	return disconnects, consultUp, callerWithTarget
 }

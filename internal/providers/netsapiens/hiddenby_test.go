@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
@@ -48,40 +46,17 @@ func TestTheHangupAfterAJoinKeepingTheConsultsSessionWithoutItsCallByLeavesTheCa
 			if _, err := c.Locate(ctx, tr); err != nil {
 				t.Fatalf("locate: %v", err)
 			}
-			for _, ss := range sim.Truth().Sessions {
-				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
-					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
-				}
-			}
+			consultLegOf(sim, tr, trID)
 			if tr.Legs.Consult.SessionID == "" {
 				t.Fatal("no consult")
 			}
 			tr.Answered = true
-			if err := c.Complete(ctx, tr); err != nil {
-				t.Fatal(err)
-			}
-			if err := sim.WaitApplied(ctx); err != nil {
-				t.Fatal(err)
-			}
+			joinedOn(t, ctx, sim, c, tr)
 			tr.Sent.Join = clock.Now()
 			clock.advance(2 * window)
 
 			err := c.HangupConsult(ctx, tr)
-			if err := sim.WaitApplied(ctx); err != nil {
-				t.Fatal(err)
-			}
-			disconnects := 0
-			for _, r := range sim.Requests() {
-				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
-					disconnects++
-				}
-			}
-			callerWithTarget := false
-			for _, ss := range sim.Truth().Sessions {
-				if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
-					callerWithTarget = true
-				}
-			}
+			disconnects, _, callerWithTarget := afterTheHangup(t, ctx, sim, trID, orig)
 			if err != nil || disconnects != 0 || !callerWithTarget {
 				t.Errorf("hang-up %v; %d disconnects sent, the caller with the target %v: want none sent, the join kept", err, disconnects, callerWithTarget)
 			}

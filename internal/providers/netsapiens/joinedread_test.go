@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transferd/transferd/internal/orchestrator"
-	"github.com/transferd/transferd/internal/providers/netsapiens"
 	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
@@ -47,21 +45,12 @@ func TestTheHangupAfterAJoinReadsACallTheListingLeftOut(t *testing.T) {
 					}
 				}
 			})
-			for _, ss := range sim.Truth().Sessions {
-				if ss.ByCallID == netsapiens.ConsultCallID(trID) {
-					tr.Legs.Consult = orchestrator.LegRef{CallID: netsapiens.ConsultCallID(trID), SessionID: ss.SessionID, Server: ss.CoreServer}
-				}
-			}
+			consultLegOf(sim, tr, trID)
 			tr.Answered = true
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if tc.joined {
-				if err := c.Complete(ctx, tr); err != nil {
-					t.Fatal(err)
-				}
-				if err := sim.WaitApplied(ctx); err != nil {
-					t.Fatal(err)
-				}
+				joinedOn(t, ctx, sim, c, tr)
 			}
 			tr.Sent.Join = clock.Now()
 			clock.advance(2 * window) // past the window: not listed was gone
@@ -69,24 +58,7 @@ func TestTheHangupAfterAJoinReadsACallTheListingLeftOut(t *testing.T) {
 			if err := c.HangupConsult(ctx, tr); err != nil {
 				t.Fatalf("hang-up after the join: %v", err)
 			}
-			if err := sim.WaitApplied(ctx); err != nil {
-				t.Fatal(err)
-			}
-			disconnects := 0
-			for _, r := range sim.Requests() {
-				if r.Operation == nssim.OpDisconnect || r.Operation == nssim.OpReject {
-					disconnects++
-				}
-			}
-			consultUp, callerWithTarget := false, false
-			for _, ss := range sim.Truth().Sessions {
-				if ss.ByCallID == netsapiens.ConsultCallID(trID) && (ss.Orig.User == "1000" || ss.Term.User == "1000") {
-					consultUp = true
-				}
-				if (ss.Orig.CallID == orig.OrigCallID || ss.Term.CallID == orig.OrigCallID) && (ss.Orig.User == "1010" || ss.Term.User == "1010") {
-					callerWithTarget = true
-				}
-			}
+			disconnects, consultUp, callerWithTarget := afterTheHangup(t, ctx, sim, trID, orig)
 			if tc.wantEnded {
 				if consultUp || disconnects == 0 {
 					t.Errorf("the consult, not joined, is up %v after %d disconnects: want it disconnected", consultUp, disconnects)
