@@ -1,14 +1,8 @@
 package tenants_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
-
-	"github.com/transferd/transferd/internal/tenants"
 )
 
 // A secret written in braces, or as a field's name, is a mapping's key,
@@ -31,14 +25,7 @@ func TestASecretWrittenAsAKeyIsNotShown(t *testing.T) {
 			"line 7: field base_ulr not found in type tenants.netsapiensSpec"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "tenants.yaml")
-			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
-			}
+			err := refused(t, tc.file, tc.want)
 			if strings.Contains(err.Error(), "the-key") {
 				t.Errorf("the error shows the secret: %v", err)
 			}

@@ -84,6 +84,21 @@ func (b *built) build(a tenants.Account) (orchestrator.Provider, error) {
 	return orchestratortest.NewFake(a.Provider), nil
 }
 
+// refused opens a registry of content, with the test's environment, and
+// wants it refused with an error containing want, which it returns.
+func refused(t *testing.T, content, want string) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+	return err
+}
+
 func open(t *testing.T, content string) (*tenants.Registry, *built, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -201,14 +216,7 @@ func TestErrorsNameTheLine(t *testing.T) {
 			"line 6: target pattern"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "tenants.yaml")
-			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
-			}
+			err := refused(t, tc.file, tc.want)
 			// yaml.v3 quotes a value's first seven bytes ("the-key...").
 			for _, s := range []string{"the-key", "user:pw", "acme-ns-secret"} {
 				if strings.Contains(err.Error(), s) {

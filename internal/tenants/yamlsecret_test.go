@@ -1,14 +1,8 @@
 package tenants_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
-
-	"github.com/transferd/transferd/internal/tenants"
 )
 
 // No part of a secret written where it does not belong is shown by the
@@ -34,14 +28,7 @@ func TestAYAMLErrorShowsNoPartOfASecret(t *testing.T) {
 			"line 6"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "tenants.yaml")
-			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := tenants.Open(tenants.Options{Path: path, LookupEnv: lookup, Build: (&built{}).build, Log: zerolog.Nop()})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
-			}
+			err := refused(t, tc.file, tc.want)
 			if strings.Contains(err.Error(), "the-k") {
 				t.Errorf("the error shows the secret: %v", err)
 			}
