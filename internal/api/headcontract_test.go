@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/transferd/transferd/internal/api"
-	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 )
 
@@ -19,12 +18,7 @@ import (
 func TestEveryHeadConformsWithTheWaitSlotsTaken(t *testing.T) {
 	fake := orchestratortest.NewFake("netsapiens").SetTarget(orchestratortest.TargetRings)
 	e := newLimitedEnv(t, fake, api.Config{Limits: api.Limits{MaxWaits: 1}})
-	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("6200", "manual")}, false)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("create: %d %s", r.status, r.body)
-	}
-	e.ids["ringing"] = r.transfer(t).ID
-	e.wait(t, e.ids["ringing"], func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+	ringing(t, e, "6200")
 	closeStream := openStream(t, e, readKey)
 	defer closeStream()
 

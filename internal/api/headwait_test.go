@@ -23,14 +23,9 @@ func TestAHeadDoesNotLongPoll(t *testing.T) {
 	e := newLimitedEnv(t, fake, api.Config{Limits: api.Limits{MaxWaits: 1}})
 
 	// A manual transfer ringing its target: a GET long poll of it waits.
-	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("6100", "manual")}, false)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("create: %d %s", r.status, r.body)
-	}
-	e.ids["ringing"] = r.transfer(t).ID
-	e.wait(t, e.ids["ringing"], func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+	ringing(t, e, "6100")
 	// And one that ended, which a GET long poll answers at once.
-	r = e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("6101", "manual")}, false)
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody("6101", "manual")}, false)
 	e.ids["ended"] = r.transfer(t).ID
 	if r := e.do(t, exchange{method: "POST", path: "/v1/transfers/<ended>/cancel", header: map[string]string{"Prefer": "wait=60"}}, false); r.status != http.StatusOK {
 		t.Fatalf("cancel: %d %s", r.status, r.body)
@@ -51,4 +46,17 @@ func TestAHeadDoesNotLongPoll(t *testing.T) {
 	if get := e.do(t, exchange{method: http.MethodGet, path: "/v1/transfers/<ringing>", header: map[string]string{"Prefer": "wait=60"}}, false); get.status != http.StatusTooManyRequests {
 		t.Errorf("GET long poll with the tenant's wait slots taken: %d, want 429", get.status)
 	}
+}
+
+// ringing creates a manual transfer for user whose target rings (e's
+// fake keeps it ringing), named <ringing> in e's paths, and waits for its
+// consult: a GET long poll of it waits.
+func ringing(t *testing.T, e *env, user string) {
+	t.Helper()
+	r := e.do(t, exchange{method: "POST", path: "/v1/transfers", header: jsonHeader(), body: createBody(user, "manual")}, false)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	e.ids["ringing"] = r.transfer(t).ID
+	e.wait(t, e.ids["ringing"], func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
 }
