@@ -288,27 +288,24 @@ func expectCrash(t *testing.T, ty *tally, p *proc, point, id string, last *trans
 // rollout of a new secret does.
 func TestCrashAtEveryStepBoundary(t *testing.T) {
 	needBinaries(t)
-	for _, sd := range sides {
-		t.Run(sd.name, func(t *testing.T) {
-			t.Parallel()
-			sd := sd.start(t)
-			n := 0 // this side's cases: a NetSapiens agent each (agentUser)
-			ty := &tally{}
-			defer ty.summary(t, "sqlite, one replica restarted, "+sd.name)
-			for _, f := range flows {
-				t.Run(f.name, func(t *testing.T) {
+	eachSide(t, func(t *testing.T, sd side) {
+		sd = sd.start(t)
+		n := 0 // this side's cases: a NetSapiens agent each (agentUser)
+		ty := &tally{}
+		defer ty.summary(t, "sqlite, one replica restarted, "+sd.name)
+		for _, f := range flows {
+			t.Run(f.name, func(t *testing.T) {
+				n++
+				baseline(t, sd, f, n)
+				for _, point := range f.points(sd) {
 					n++
-					baseline(t, sd, f, n)
-					for _, point := range f.points(sd) {
-						n++
-						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
-							crashSQLite(t, ty, sd, f, point, n)
-						})
-					}
-				})
-			}
-		})
-	}
+					t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
+						crashSQLite(t, ty, sd, f, point, n)
+					})
+				}
+			})
+		}
+	})
 }
 
 // baseline runs the flow once without a crash, checks it ends its natural

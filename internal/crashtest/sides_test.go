@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +176,21 @@ func rotated(env []string) []string {
 		}
 	}
 	return out
+}
+
+// eachSide runs body on every side at once, each in a subtest named for
+// the side. The sides are started together rather than with t.Parallel:
+// go test runs at most -parallel (GOMAXPROCS by default) parallel subtests
+// at a time, and on two cores the third side waited for the first two to
+// end, though the sides spend their time waiting on processes, not on the
+// CPU; that wait made the crash tests run past go test's default timeout.
+func eachSide(t *testing.T, body func(t *testing.T, sd side)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, sd := range sides {
+		wg.Go(func() {
+			t.Run(sd.name, func(t *testing.T) { body(t, sd) })
+		})
+	}
+	wg.Wait()
 }
