@@ -65,26 +65,34 @@ func TestCrashWithReplicasOnPostgres(t *testing.T) {
 	if admin == "" {
 		t.Skip("set TRANSFERD_TEST_DATABASE_URL (postgres://…) to run the replica crash tests")
 	}
-	// All sides at once, each with its own pbxsim and database (a replica
-	// takes over any dead replica's transfers in its database, and must
-	// reach their simulator).
-	eachSide(t, func(t *testing.T, sd side) {
-		sd = sd.start(t)
-		dbURL := freshDatabase(t, admin)
-		n := 1000
-		ty := &tally{}
-		defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String()+", "+sd.name)
-		for _, f := range flows {
-			t.Run(f.name, func(t *testing.T) {
-				for _, point := range pgPoints(f, sd) {
-					n++
-					t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
-						crashReplicas(t, ty, dbURL, sd, f, point, n)
-					})
-				}
-			})
-		}
-	})
+	for _, sd := range sides {
+		t.Run(sd.name, func(t *testing.T) {
+			// In parallel, each side with its own pbxsim and database (a
+			// replica takes over any dead replica's transfers in its
+			// database, and must reach their simulator). Not all at once,
+			// as eachSide runs the SQLite sides: each case here needs a
+			// replica's heartbeat renewed within the test's short TTL, and
+			// the load of three sides' replicas beside the other packages'
+			// tests let heartbeats lapse and another replica take the
+			// transfer over before its owner reached the crash point.
+			t.Parallel()
+			sd := sd.start(t)
+			dbURL := freshDatabase(t, admin)
+			n := 1000
+			ty := &tally{}
+			defer ty.summary(t, "postgres, three replicas, lease "+leaseTTL.String()+", "+sd.name)
+			for _, f := range flows {
+				t.Run(f.name, func(t *testing.T) {
+					for _, point := range pgPoints(f, sd) {
+						n++
+						t.Run(strings.ReplaceAll(point, ":", "="), func(t *testing.T) {
+							crashReplicas(t, ty, dbURL, sd, f, point, n)
+						})
+					}
+				})
+			}
+		})
+	}
 }
 
 // freshDatabase creates a database of its own for this run on the server
