@@ -1709,7 +1709,8 @@ func (c *Client) JoinNotTaken(t *orchestrator.Transfer) string {
 // the target. So after a join the consult is disconnected only when a
 // listing shows that no session carrying our call-id carries the caller
 // (on a listing cut short, the caller's own call read by its id shows
-// it: callersSession); when the listing fails, the hang-up fails too (the
+// it: callersSession; where no read shows the caller, the consult read by
+// its id: consultAfterCut); when the listing fails, the hang-up fails too (the
 // engine sends it again).
 func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) error {
 	id := consultID(t)
@@ -1741,7 +1742,15 @@ func (c *Client) HangupConsult(ctx context.Context, t *orchestrator.Transfer) er
 			case !shown && err != nil:
 				return err
 			case !shown:
-				return cutErr("netsapiens.disconnect", cut)
+				// No read shows the caller's call (each answered 404):
+				// the caller hung up, or the PBX reads only a user's own
+				// legs. Left unknown, the consult of a join that did not
+				// take, once the caller hung up, rang or talked on,
+				// orphaned. The consult itself tells.
+				if done, err := c.consultAfterCut(ctx, t, id, cut); done || err != nil {
+					return err
+				}
+				listed = true // the consult read by its id, as listed
 			}
 		}
 		if !listed && c.youngDial(t) {
@@ -1854,6 +1863,54 @@ func (c *Client) callersSession(ctx context.Context, t *orchestrator.Transfer, i
 		}
 	}
 	return false, false, err
+}
+
+// consultAfterCut reads, after a join, on a listing cut short, where no
+// read showed the caller's call (callersSession), the call with our
+// call-id id under the agent's user, whose CallRequest it is. done means
+// nothing is left to disconnect: the read answers 404 past the window of
+// the dial (ended, as a listing read whole would show it; or, under a
+// PBX that reads only a user's own legs, no longer the agent's call, the
+// join having taken), or shows the caller in it (the session the join
+// kept). A row of the consult's session (or, its session unknown, of our
+// call-id) that carries the agent and not the caller is the consult the
+// join left, agent and target still on it: the disconnect goes on (a
+// session that a join kept as the caller's call no longer carries the
+// agent, who left it). Anything else is unknown (cut): within the window
+// a lagging node may not show the consult, and a row of neither kind
+// does not say which call our call-id addresses; so is a join younger
+// than the window (a lagging node may show the consult's session as it
+// was before the join moved the caller in).
+func (c *Client) consultAfterCut(ctx context.Context, t *orchestrator.Transfer, id string, cut error) (done bool, err error) {
+	if c.young(t.Sent.Join) || c.youngDial(t) {
+		return false, cutErr("netsapiens.disconnect", cut)
+	}
+	rows, err := c.readByID(ctx, t, id)
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	consult := false
+	for i := range rows {
+		ac := &rows[i]
+		withID := ac.OrigCallID == id || ac.ByCallID == id || ac.TermCallID == id
+		if (withID || inConsultsSession(t, ac)) && carriesCaller(t, ac) {
+			return true, nil
+		}
+		consults := withID
+		if t.Legs.Consult.SessionID != "" {
+			consults = inConsultsSession(t, ac)
+		}
+		if consults && (sameUser(ac.OrigUser, t.Request.Call.User) || sameUser(ac.TermUser, t.Request.Call.User)) {
+			consult = true
+		}
+	}
+	if !consult {
+		return false, cutErr("netsapiens.disconnect", cut)
+	}
+	return false, nil
 }
 
 // readByID reads call id under t's user (GET …/users/{user}/calls/{id}).
