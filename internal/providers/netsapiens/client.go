@@ -177,7 +177,12 @@ type Client struct {
 	// It only adds requests where a listing is cut; a PBX taken for one
 	// that ignores start is still paged by start as before.
 	startIgnored atomic.Bool
-	window       time.Duration // Config.VisibilityWindow
+	// limitHonoured: a listing asked for more rows than counted came back
+	// whole (listAll) after the PBX answered a page again. From then on a
+	// first page of the limit is followed by the count and that request
+	// at once (listAllAtOnce), until one is not answered whole.
+	limitHonoured atomic.Bool
+	window        time.Duration // Config.VisibilityWindow
 	// stepTimeout is Config.StepTimeout: the bound of a dial step left
 	// unfinished (Client.dialAnswered).
 	stepTimeout time.Duration

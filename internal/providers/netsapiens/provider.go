@@ -221,6 +221,11 @@ func (c *Client) listPaged(ctx context.Context, path string, full int) (calls []
 		}
 		c.sawPage(len(rows))
 		longest = max(longest, len(rows))
+		if start == 0 && full == c.listLimit && len(rows) >= full && c.limitHonoured.Load() {
+			if all, ok := c.listAllAtOnce(ctx, path); ok {
+				return all, longest, nil, nil
+			}
+		}
 		// A row met before is not listed twice: a call that started
 		// meanwhile moves the rows after it one on.
 		fresh := 0
@@ -354,6 +359,10 @@ func (c *Client) answeredAgain(ctx context.Context, query string, calls []active
 		// the same page; a PBX paging below the limit ignores it, and is
 		// not asked.
 		if all, ok := c.listAll(ctx, path, *total); ok {
+			if !c.limitHonoured.Swap(true) {
+				zerolog.Ctx(ctx).Info().Int("limit", c.listLimit).
+					Msg("the PBX honours limit and ignores start: a listing of a full page is asked at once for more rows than counted")
+			}
 			return all, nil, nil
 		}
 	}
@@ -383,6 +392,29 @@ func (c *Client) listAll(ctx context.Context, path string, total int) (calls []a
 	}
 	c.sawPage(len(rows))
 	return rows, len(rows) < limit && len(rows) >= total
+}
+
+// listAllAtOnce is listAll for a PBX known to answer it whole
+// (Client.limitHonoured), asked after a first page of the limit: the
+// count, then the larger limit, without the page answered again and the
+// page read after the count that answeredAgain asks first (three requests
+// a listing where there were five). ok says the answer is the whole
+// listing; otherwise the listing is paged as before. An answer no longer
+// than the limit (or a refusal) says the PBX no longer honours a larger
+// limit, and it is forgotten: the next listing that answers a page again
+// tries it once more and learns it again where it is answered whole. A
+// call that ended between the count and the answer leaves it remembered.
+func (c *Client) listAllAtOnce(ctx context.Context, path string) (calls []activeCall, ok bool) {
+	total, err := c.countCalls(ctx, path)
+	if err != nil || total == nil {
+		return nil, false
+	}
+	all, ok := c.listAll(ctx, path, *total)
+	if !ok && len(all) <= c.listLimit && c.limitHonoured.CompareAndSwap(true, false) {
+		zerolog.Ctx(ctx).Info().Int("limit", c.listLimit).Int("answered", len(all)).
+			Msg("the PBX no longer answers a larger limit whole: listings are paged again")
+	}
+	return all, ok
 }
 
 // countCalls reads the count of a collection of calls (path, without its
