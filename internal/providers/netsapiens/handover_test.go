@@ -150,6 +150,7 @@ func TestASubscriptionMovedToANewProcessIsNotDeletedByTheOldOne(t *testing.T) {
 			defer old.Close(ctx)
 			old.WatchStarted("test")
 			rig.waitSim(t, "the old process's subscription", func() bool { return len(rig.sim.Subscriptions()) == 1 })
+			rig.waitSim(t, "the read after its create", func() bool { return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0 })
 			sub := rig.sim.Subscriptions()[0]
 			rig.client.WatchStarted("test")
 			rig.waitSim(t, "the subscription moved", func() bool {
@@ -161,9 +162,11 @@ func TestASubscriptionMovedToANewProcessIsNotDeletedByTheOldOne(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
+				// Reads before it (after the create) are not its look.
+				reads := rig.count(nssim.OpSubscriptionRead, http.StatusOK)
 				old.WatchStopped("test")
 				rig.waitSim(t, "the old process's look at its subscription", func() bool {
-					return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0 ||
+					return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > reads ||
 						rig.count(nssim.OpSubscriptionDelete, http.StatusAccepted) > 0
 				})
 				if err := old.Close(ctx); err != nil {

@@ -29,9 +29,12 @@ func TestASubscriptionPostingToOurURLAsThePBXRendersItIsOurs(t *testing.T) {
 		t.Run(rendering+" lingered", func(t *testing.T) {
 			rig := newSubRig(t, nssim.Config{SubscriptionPostURL: rendering}, netsapiens.Config{SubscriptionLinger: time.Millisecond})
 			rig.subscribed(t)
+			// The read after the create (which learns how the PBX renders
+			// the expiry written) is not the look after the linger.
+			rig.waitSim(t, "the read after the create", func() bool { return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0 })
 			rig.client.WatchStopped("test")
 			rig.waitSim(t, "the look at the subscription", func() bool {
-				return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 0
+				return rig.count(nssim.OpSubscriptionRead, http.StatusOK) > 1
 			})
 			// Close waits for the keeper, which deletes after its read or
 			// leaves the subscription; Close itself has none left to delete.

@@ -90,6 +90,13 @@ type domainSub struct {
 	watchers map[*Client]bool
 	wake     chan struct{}
 	id       string // the subscription's id once created or adopted
+	// written is the subscription's expiry as the PBX renders it after
+	// this process's last write of it ("" unknown), and sharedAt when a
+	// read last showed an expiry this process had not written: another
+	// process posting to the same post-url renewed it, and uses it
+	// (delete).
+	written  string
+	sharedAt time.Time
 }
 
 func newSubscriber(c *Client, cfg Config) *subscriber {
@@ -175,7 +182,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 		var wait time.Duration
 		switch watched := s.isWatched(domain, d); {
 		case watched && d.id == "":
-			id, err := s.create(domain)
+			id, written, err := s.create(domain)
 			if err != nil {
 				failures++
 				wait = apiclient.Backoff(failures, time.Second, time.Minute)
@@ -183,7 +190,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 				break
 			}
 			failures = 0
-			d.id, renewAt = id, time.Now().Add(s.ttl/2)
+			d.id, d.written, d.sharedAt, renewAt = id, written, time.Time{}, time.Now().Add(s.ttl/2)
 			log.Info().Str("subscription", id).Msg("subscribed to the domain's call events")
 			wait = s.ttl / 2
 		case watched:
@@ -191,7 +198,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 				wait = left
 				break
 			}
-			err := s.renew(domain, d.id)
+			err := s.renew(domain, d)
 			switch {
 			case orchestrator.KindOf(err) == orchestrator.KindCallNotFound:
 				// Expired or deleted by someone else: make a new one.
@@ -218,7 +225,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 				if s.isWatched(domain, d) {
 					continue
 				}
-				if err := s.delete(context.Background(), domain, d.id); err != nil {
+				if err := s.delete(context.Background(), domain, d); err != nil {
 					log.Warn().Err(err).Str("subscription", d.id).Msg("cannot delete the subscription; it expires by itself")
 				}
 				d.id = ""
@@ -259,6 +266,7 @@ type subscriptionWire struct {
 	Domain  string     `json:"domain"`
 	User    string     `json:"user"`
 	PostURL string     `json:"post-url"`
+	Expires string     `json:"subscription-expires-datetime"`
 }
 
 // easternmost is how far ahead of UTC the easternmost zone is (UTC+14).
@@ -281,8 +289,10 @@ func (s *subscriber) expiry() string {
 
 // create subscribes the domain; a 409 (ours exists, left by a process
 // that was killed or by another replica with the same public URL) adopts
-// the matching subscription and renews it.
-func (s *subscriber) create(domain string) (string, error) {
+// the matching subscription and renews it. written is the expiry as a
+// read renders it after the create ("" for one adopted, or unknown: see
+// renew).
+func (s *subscriber) create(domain string) (id, written string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	postURL := s.url(domain)
@@ -290,12 +300,12 @@ func (s *subscriber) create(domain string) (string, error) {
 		// Omitted, geo support behaves as "no" (notes §7.1).
 		"subscription-geo-support": "yes", "subscription-expires-datetime": s.expiry()}
 	var out subscriptionWire
-	err := s.c.Load().do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
+	err = s.c.Load().do(ctx, request{op: "subscription_create", method: http.MethodPost, path: "/subscriptions", body: body}, &out)
 	var e *orchestrator.Error
 	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
 		id, moved, err := s.find(ctx, domain, postURL)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		// One posting with a token of a secret only accepted now (made
 		// before a rotation of the callback secret) is moved to this
@@ -304,17 +314,24 @@ func (s *subscriber) create(domain string) (string, error) {
 		// took the domain for subscribed (a PBX whose 409 leaves the
 		// post-url out of its match refuses a second subscription).
 		if err := s.update(domain, id, moved); err != nil {
-			return "", err
+			return "", "", err
 		}
-		return id, nil
+		return id, "", nil
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if out.ID == "" {
-		return "", orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
+		return "", "", orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
 	}
-	return string(out.ID), nil
+	// This write's expiry as reads render it, which is what a read before
+	// a delete is held against (sharedWith): the create's answer may
+	// render it otherwise (the guide's example answers it as written,
+	// reads answer ISO-8601 with an offset [C-code]), and taken from it,
+	// this process's own write looked like another's, and a process alone
+	// left its subscription at Close. A read that fails leaves it unknown.
+	written, _ = s.readExpiry(string(out.ID))
+	return string(out.ID), written, nil
 }
 
 // find looks for the subscription a create was refused for (409): the
@@ -390,8 +407,49 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 		domain, len(seen), pages)
 }
 
-// renew moves the subscription's expiry a TTL ahead.
-func (s *subscriber) renew(domain, id string) error { return s.update(domain, id, "") }
+// renew moves the subscription d's expiry a TTL ahead. It is read before
+// (when this process's last write is known: d.written) and after: an
+// expiry other than the one this process wrote last is another process's
+// write (one posting to the same post-url, which adopted the subscription
+// on its create's 409 and renews it at half its life), and the
+// subscription, shared, is not deleted by this one while that process
+// may still use it (delete); the read after learns the rendering of this
+// write. A read that fails tells nothing (written unknown until the next
+// renewal), and the renewal goes on as before.
+func (s *subscriber) renew(domain string, d *domainSub) error {
+	if d.written != "" {
+		if expires, ok := s.readExpiry(d.id); ok && expires != "" && expires != d.written {
+			d.sharedAt = time.Now()
+		}
+	}
+	if err := s.update(domain, d.id, ""); err != nil {
+		return err
+	}
+	d.written, _ = s.readExpiry(d.id)
+	return nil
+}
+
+// readExpiry reads subscription id's expiry as the PBX renders it; ok
+// says the read succeeded.
+func (s *subscriber) readExpiry(id string) (expires string, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	var sub subscriptionWire
+	if err := s.c.Load().do(ctx, request{op: "subscription_read", method: http.MethodGet, path: "/subscriptions/" + seg(id), safe: true}, &sub); err != nil {
+		return "", false
+	}
+	return sub.Expires, true
+}
+
+// sharedWith says another process posting to this post-url used the
+// subscription d lately: a read (expires, as it renders the expiry now)
+// shows an expiry this process did not write last, or one did within the
+// last TTL (the other renews at half its life, so one still running
+// writes within any TTL).
+func (s *subscriber) sharedWith(d *domainSub, expires string) bool {
+	return (expires != "" && d.written != "" && expires != d.written) ||
+		(!d.sharedAt.IsZero() && time.Since(d.sharedAt) < s.ttl)
+}
 
 // update renews the subscription id and, with postURL, moves it there.
 func (s *subscriber) update(domain, id, postURL string) error {
@@ -455,7 +513,23 @@ func samePostURL(a, b string) bool {
 // nothing, and the subscription, ours as far as this process knows, is
 // deleted as before. (A move between the read and the delete is not seen: the new
 // process then subscribes again after its renewal's 404, as it did.)
-func (s *subscriber) delete(ctx context.Context, domain, id string) error {
+//
+// Two processes posting to one post-url (replicas behind one public URL,
+// or a restart overlap without a rotated secret) share one subscription:
+// the PBX refuses the second's create (409), which adopts the first's and
+// renews it. It is the one both use, and the one that lets go first
+// deleted it under the other's transfers (polled until its renewal
+// answered 404, up to half a TTL). A read showing an expiry this process
+// did not write last, or a renewal of this process that saw another's
+// write within the last TTL (sharedWith), says another process uses it:
+// it is left to that process, whose own end deletes it. What this cannot
+// tell: writes of one TTL within one second write the same expiry; a PBX
+// whose reads show no expiry (or fail) tells nothing, and the delete goes
+// on as before; and the last of the processes to let go, within a TTL of
+// the other's last write, leaves it too, to expire by itself (within a
+// TTL and a day, as a killed process's does; the next process adopts it).
+func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) error {
+	id := d.id
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	var sub subscriptionWire
@@ -467,6 +541,11 @@ func (s *subscriber) delete(ctx context.Context, domain, id string) error {
 	if err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
+		return nil
+	}
+	if err == nil && s.sharedWith(d, sub.Expires) {
+		s.log.Info().Str("domain", domain).Str("subscription", id).
+			Msg("another process posting to the same url renewed the subscription: left to it")
 		return nil
 	}
 	err = s.c.Load().do(ctx, request{op: "subscription_delete", method: http.MethodDelete, path: "/subscriptions/" + seg(id),
@@ -528,7 +607,7 @@ func (c *Client) Close(ctx context.Context) error {
 	var errs []error
 	for domain, d := range s.domains {
 		if d.id != "" {
-			if err := s.delete(ctx, domain, d.id); err != nil {
+			if err := s.delete(ctx, domain, d); err != nil {
 				errs = append(errs, fmt.Errorf("netsapiens: unsubscribe %s: %w", domain, err))
 			}
 		}
