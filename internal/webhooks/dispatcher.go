@@ -44,6 +44,9 @@ type Config struct {
 	EnqueueGap time.Duration
 	// Concurrency bounds attempts in flight; default 32. A transfer's
 	// events go one at a time (in order), so this spreads over transfers.
+	// While every slot is taken, an endpoint with nothing in flight and
+	// not known to hang still gets one attempt (shares.next): in flight
+	// at once are at most Concurrency and one for each endpoint.
 	Concurrency int
 	// EndpointConcurrency bounds one endpoint's attempts in flight;
 	// default half of Concurrency. With the last quarter of Concurrency
@@ -253,10 +256,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		for {
 			select {
 			case <-idle:
-				d.settle(ctx, &results, sh, 0, nil, &wg, done)
+				d.settle(ctx, &results, sh, 0, nil, false, &wg, done)
 				return
 			case <-done:
-				d.settle(ctx, &results, sh, 0, nil, &wg, done)
+				d.settle(ctx, &results, sh, 0, nil, false, &wg, done)
 			}
 		}
 	}()
@@ -275,15 +278,17 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		d.repair(ctx)
 		d.forgetConfigured()
-		// Claim until the slots are taken or nothing more is due: each
-		// claim is bounded so that no endpoint passes its share.
+		// Claim until nothing more may be claimed or nothing more is
+		// due: each claim is bounded so that no endpoint passes its
+		// share, and once the slots are taken an endpoint with nothing
+		// in flight gets an extra, one a claim.
 		for {
-			limit, skip := sh.next(d.hungKeys())
+			limit, skip, extra := sh.next(d.hungKeys())
 			skip = d.withPaused(skip)
 			if d.allSkipped(skip) {
 				limit = 0
 			}
-			if claimed, ok := d.settle(ctx, &results, sh, limit, skip, &wg, done); !ok || claimed < limit || limit == 0 {
+			if claimed, ok := d.settle(ctx, &results, sh, limit, skip, extra, &wg, done); !ok || claimed < limit || limit == 0 {
 				break
 			}
 		}
@@ -342,14 +347,15 @@ func reset(t *time.Timer, wait time.Duration) {
 
 // settle stores the results of the attempts that ended and claims up to
 // limit deliveries (none once ctx is done), in one write, and starts an
-// attempt for each delivery claimed, which takes its slot in sh and
+// attempt for each delivery claimed, which takes its slot in sh (an
+// extra's if extra) and
 // hands its result to ended. It returns how many it claimed, and false if
 // the store failed: the results the store does not hold (readBack) are
 // then kept for the next scan's write, while their claims last (ended.keep).
 // Dropped, each such delivery stayed leased to this replica until its
 // lease ran out and was then sent again, a delivered one included,
 // although the store was back at the next scan.
-func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
+func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, extra bool, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
 	if ctx.Err() != nil {
 		limit = 0
 	}
@@ -379,12 +385,12 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 	}
 	for _, dl := range claimed {
 		key := EndpointKey(dl.Tenant, dl.Endpoint)
-		sh.take(key)
+		sh.take(key, extra)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl), at.Add(d.lease()))
-			sh.give(key)
+			sh.give(key, extra)
 			select {
 			case done <- struct{}{}:
 			default:
@@ -490,12 +496,17 @@ func (d *Dispatcher) allSkipped(skip []string) bool {
 // retries are the oldest due) and hold back every other endpoint's
 // webhooks for as long as it stays down. An endpoint holds at most
 // perEndpoint slots, and the last reserve free ones go only to endpoints
-// with nothing in flight, one per claim.
+// with nothing in flight, one per claim. Once every slot is taken, an
+// endpoint with nothing in flight that is not known to hang gets one
+// attempt all the same, beyond the slots (an extra): receivers that
+// start hanging together, not yet known to, may hold every slot for a
+// Timeout, and a healthy endpoint then waited that long for its next
+// event (next).
 type shares struct {
 	mu                          sync.Mutex
 	total, perEndpoint, reserve int
-	inFlight                    int
-	busy                        map[string]int // attempts in flight by endpoint key; no zeros
+	inFlight                    int            // attempts holding a slot; extras do not
+	busy                        map[string]int // attempts in flight by endpoint key, extras included; no zeros
 }
 
 // newShares divides the dispatcher's Concurrency: EndpointConcurrency
@@ -533,8 +544,8 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 	return sendgate.With(ctx, func() bool { return d.mono().Before(until) })
 }
 
-// next returns how many deliveries the next claim may take, and the
-// endpoints it must skip; a limit of 0 means no slot is free. hung are
+// next returns how many deliveries the next claim may take, the
+// endpoints it must skip, and whether what it takes are extras. hung are
 // the endpoints whose last attempt got no answer within Timeout: they
 // hold at most half the slots together. The shares of one endpoint and
 // the reserve held against one hung receiver, or a few, not dozens: with
@@ -543,12 +554,37 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 // attempt for Timeout, their retries (the oldest due) taking each slot
 // that came free, and a healthy endpoint waited for a slot like them
 // for as long as they hung.
-func (s *shares) next(hung []string) (limit int, skip []string) {
+//
+// With no slot free, the claim is of an extra: one delivery of an
+// endpoint with nothing in flight and not hung, beyond the slots.
+// Claims take the earliest due first, and receivers that start hanging
+// together are not known to hang until an attempt of theirs has timed
+// out: their first attempts took every slot, and a healthy endpoint,
+// its events newer, waited a Timeout for one; then, as the slots came
+// free, receivers not attempted yet took them (the reserve goes to
+// endpoints with nothing in flight, one each), and it waited another,
+// round after round, once per outage. With extras every endpoint with a
+// delivery due is attempted in the first round (each hanging one is
+// known to hang once its attempt times out), and a healthy endpoint
+// always has an attempt in flight while it has one due: what hanging
+// receivers cost it is its attempts beyond the first until they are
+// known to hang, and a claim (a write of the store) for each endpoint
+// with nothing in flight whose delivery was due before its own. Extras
+// are bounded by the endpoints configured, one each, a goroutine and a
+// connection each; an endpoint known to hang gets none, so that it
+// stays within its half.
+func (s *shares) next(hung []string) (limit int, skip []string, extra bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	free := s.total - s.inFlight
 	if free <= 0 {
-		return 0, nil
+		skip = append(skip, hung...)
+		for key := range s.busy {
+			if !slices.Contains(skip, key) {
+				skip = append(skip, key)
+			}
+		}
+		return 1, skip, true
 	}
 	hungRoom := max(s.total/2, 1)
 	for _, key := range hung {
@@ -569,7 +605,7 @@ func (s *shares) next(hung []string) (limit int, skip []string) {
 		}
 	}
 	if tight {
-		return 1, skip
+		return 1, skip, false
 	}
 	// Every endpoint not skipped has room for the whole claim, and the
 	// claim leaves the reserve; hung endpoints not skipped have room for
@@ -578,7 +614,7 @@ func (s *shares) next(hung []string) (limit int, skip []string) {
 	if hungRoom > 0 && len(hung) > 0 {
 		limit = min(limit, hungRoom)
 	}
-	return limit, skip
+	return limit, skip, false
 }
 
 // hungKeys returns the endpoints marked hung (noteAnswer).
@@ -614,16 +650,23 @@ func (d *Dispatcher) noteAnswer(key string, code int, err error) {
 	d.mu.Unlock()
 }
 
-func (s *shares) take(key string) {
+// take counts an attempt of the endpoint key in flight, in a slot unless
+// it is an extra (next).
+func (s *shares) take(key string, extra bool) {
 	s.mu.Lock()
-	s.inFlight++
+	if !extra {
+		s.inFlight++
+	}
 	s.busy[key]++
 	s.mu.Unlock()
 }
 
-func (s *shares) give(key string) {
+// give ends what take counted.
+func (s *shares) give(key string, extra bool) {
 	s.mu.Lock()
-	s.inFlight--
+	if !extra {
+		s.inFlight--
+	}
 	if s.busy[key]--; s.busy[key] == 0 {
 		delete(s.busy, key)
 	}
@@ -659,7 +702,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 	d.forgetConfigured()
 	total := 0
 	for {
-		limit, skip := sh.next(d.hungKeys())
+		limit, skip, extra := sh.next(d.hungKeys())
 		skip = d.withPaused(skip)
 		if limit == 0 || d.allSkipped(skip) {
 			return total, nil
@@ -680,9 +723,9 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 		total += len(claimed)
 		for _, dl := range claimed {
 			key := EndpointKey(dl.Tenant, dl.Endpoint)
-			sh.take(key)
+			sh.take(key, extra)
 			wg.Go(func() {
-				defer sh.give(key)
+				defer sh.give(key, extra)
 				d.attempt(ctx, dl, at)
 			})
 		}

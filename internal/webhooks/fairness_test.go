@@ -276,3 +276,126 @@ func TestDozensOfHungEndpointsHoldHalfTheSlots(t *testing.T) {
 		}
 	}
 }
+
+// Forty receivers that start hanging together, none of them timed out
+// yet, and a healthy endpoint whose events are newer than theirs (claims
+// take the earliest due first). Every slot went to the hanging receivers'
+// first attempts, the last ones (the reserve) each to one not attempted
+// yet, and the healthy endpoint's events waited for a Timeout, then for
+// another each time receivers not attempted before took the slots that
+// came free (found by review: about a timeout a round, once per outage).
+// An endpoint not known to hang with nothing in flight now always gets
+// an attempt, beyond the slots if they are all taken: the healthy
+// endpoint's events go out one at a time while the others hang, and
+// every hanging receiver is attempted in the first round, so that each
+// is known to hang after one Timeout. Counted, not timed: no attempt of
+// a hanging receiver ends until the test does.
+func TestReceiversHangingTogetherLeaveAHealthyEndpointAnAttempt(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	const hungs, concurrency = 40, 32
+	dir := webhooks.Static{"fast": {{ID: "crm", URL: "http://fast.invalid/", Secrets: []string{secretOld}}}}
+	for i := range hungs {
+		tenant := fmt.Sprintf("h%02d", i)
+		dir[tenant] = []webhooks.Endpoint{{ID: "crm", URL: "http://" + tenant + ".invalid/", Secrets: []string{secretOld}}}
+		seed(t, s, tenant, i*10, 4, 1)
+	}
+	seed(t, s, "fast", 1000, 5, 4)
+	m := &manyHung{held: make(chan manyHungAttempt, 256), stop: make(chan struct{})}
+	_, w := newDispatcher(t, st, dir, webhooks.Config{Concurrency: concurrency, Timeout: time.Minute, Client: &http.Client{Transport: m}})
+	// Before the dispatcher's own cleanup waits for its attempts.
+	t.Cleanup(func() { close(m.stop) })
+	held := map[string]int{} // attempts held, by host
+	total := 0
+	last := map[string]int64{} // the healthy endpoint's last seq delivered, by transfer
+	got := 0
+	deadline := time.After(30 * time.Second)
+	for got < 20 || len(held) < hungs {
+		select {
+		case a := <-m.held:
+			held[a.host]++
+			total++
+		case dl := <-w.ch:
+			if dl.Tenant != "fast" || dl.Status != webhooks.StatusDelivered {
+				t.Fatalf("an attempt of %s was recorded %s (%s): no hanging receiver's attempt ends", dl.Tenant, dl.Status, dl.LastError)
+			}
+			if dl.Seq != last[dl.TransferID]+1 {
+				t.Errorf("transfer %s: seq %d delivered after %d", dl.TransferID, dl.Seq, last[dl.TransferID])
+			}
+			last[dl.TransferID] = dl.Seq
+			got++
+		case <-deadline:
+			t.Fatalf("%d receivers hanging, %d attempts held, none timed out: the healthy endpoint got %d of its 20 deliveries",
+				len(held), total, got)
+		}
+	}
+	// The bound: the slots, and one attempt each for the endpoints that
+	// had none in flight when the slots were all taken.
+	if total > concurrency+hungs {
+		t.Errorf("the hanging receivers hold %d attempts, want at most %d (the slots and one each)", total, concurrency+hungs)
+	}
+	for host, n := range held {
+		if n > concurrency/2 {
+			t.Errorf("%s holds %d attempts, more than its share of %d", host, n, concurrency/2)
+		}
+	}
+}
+
+// Endpoints known to hang (an attempt of each timed out) get no attempt
+// beyond the slots: with two slots, one held by a slow endpoint not known
+// to hang and one by a hung endpoint (their half), a healthy endpoint's
+// events go out as extras while the other hung endpoints, their retries
+// due, get none. Counted, not timed, as above.
+func TestEndpointsKnownToHangGetNoExtraAttempt(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	const hungs = 3
+	dir := webhooks.Static{
+		"fast": {{ID: "crm", URL: "http://fast.invalid/", Secrets: []string{secretOld}}},
+		"slow": {{ID: "crm", URL: "http://slow.invalid/", Secrets: []string{secretOld}}},
+	}
+	for i := range hungs {
+		tenant := fmt.Sprintf("h%02d", i)
+		dir[tenant] = []webhooks.Endpoint{{ID: "crm", URL: "http://" + tenant + ".invalid/", Secrets: []string{secretOld}}}
+		seed(t, s, tenant, i*10, 2, 1)
+	}
+	m := &manyHung{held: make(chan manyHungAttempt, 256), stop: make(chan struct{})}
+	_, w := newDispatcher(t, st, dir, webhooks.Config{Concurrency: 2, Timeout: time.Minute, Client: &http.Client{Transport: m}})
+	t.Cleanup(func() { close(m.stop) })
+	timedOut := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(timedOut) < hungs {
+		select {
+		case a := <-m.held:
+			a.end <- context.DeadlineExceeded
+		case dl := <-w.ch:
+			if dl.LastCode == 0 && dl.LastError != "" {
+				timedOut[dl.Tenant] = true
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d hung endpoints timed out", len(timedOut), hungs)
+		}
+	}
+	// From now on every attempt of theirs, and the slow endpoint's, is
+	// held for good.
+	seed(t, s, "slow", 100, 1, 1)
+	seed(t, s, "fast", 1000, 20, 1)
+	hungHeld, slowHeld := 0, 0
+	for m.fast.Load() < 20 {
+		select {
+		case a := <-m.held:
+			if a.host == "slow.invalid" {
+				slowHeld++
+				continue
+			}
+			if hungHeld++; hungHeld > 1 {
+				t.Fatalf("the hung endpoints hold %d attempts (the healthy endpoint got %d of its 20), want 1, their half of 2 slots",
+					hungHeld, m.fast.Load())
+			}
+		case <-w.ch:
+		case <-deadline:
+			t.Fatalf("the healthy endpoint got %d of its 20 deliveries while the slow one holds %d attempts and the hung ones %d",
+				m.fast.Load(), slowHeld, hungHeld)
+		}
+	}
+}
