@@ -661,6 +661,13 @@ func (s *shares) take(key string, extra bool) {
 	s.mu.Unlock()
 }
 
+// idle reports whether no attempt is in flight.
+func (s *shares) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.busy) == 0
+}
+
 // give ends what take counted.
 func (s *shares) give(key string, extra bool) {
 	s.mu.Lock()
@@ -677,28 +684,51 @@ func (s *shares) give(key string, extra bool) {
 // every new event is enqueued and every due delivery attempted (a failed
 // one is retried only if its back-off already passed). Run does the same
 // continuously; Drain serves a one-off flush and tests that need to know
-// when the attempts they caused were made. Each round claims as Run
-// does, within the endpoints' shares (shares), and waits for its
-// attempts: one claim of Concurrency sent them all to one endpoint at
-// shutdown, twice the EndpointConcurrency it gets otherwise.
+// when the attempts they caused were made. It claims as Run does, within
+// the endpoints' shares (shares), and claims again as each attempt ends:
+// one claim of Concurrency sent them all to one endpoint at shutdown,
+// twice the EndpointConcurrency it gets otherwise, and rounds that each
+// waited for every attempt they made held a transfer's next event behind
+// any receiver that did not answer, a Timeout a round.
 func (d *Dispatcher) Drain(ctx context.Context) error {
-	for {
-		for more := true; more && ctx.Err() == nil; {
-			more, _ = d.enqueue(ctx)
-		}
-		n, err := d.drainRound(ctx)
-		if err != nil || n == 0 {
-			return err
-		}
-	}
-}
-
-// drainRound claims what is due within the shares, attempts it, and
-// returns once every attempt has ended, with how many it claimed.
-func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 	sh := d.newShares()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ended := make(chan struct{}, 1)
+	d.enqueueAll(ctx)
+	for {
+		claimed, err := d.drainClaims(ctx, sh, &wg, ended)
+		if err != nil {
+			return err
+		}
+		if claimed == 0 && sh.idle() {
+			// Nothing due, nothing in flight: a last read of the
+			// outbox, for what was saved meanwhile.
+			if !d.enqueueAll(ctx) {
+				return nil
+			}
+			continue
+		}
+		<-ended
+	}
+}
+
+// enqueueAll enqueues every endpoint's new events, and reports whether
+// it enqueued any delivery.
+func (d *Dispatcher) enqueueAll(ctx context.Context) bool {
+	some := false
+	for more := true; more && ctx.Err() == nil; {
+		var n bool
+		more, n = d.enqueue(ctx)
+		some = some || n
+	}
+	return some
+}
+
+// drainClaims claims what is due within the shares sh and starts an
+// attempt for each, which signals ended once it has ended and given its
+// slot back; it returns how many it claimed.
+func (d *Dispatcher) drainClaims(ctx context.Context, sh *shares, wg *sync.WaitGroup, ended chan struct{}) (int, error) {
 	d.forgetConfigured()
 	total := 0
 	for {
@@ -712,7 +742,7 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 			// whatever the store does with a context that is done (the
 			// memory store claims under it): an attempt it cut is left
 			// leased unstored (attempt), and claimed again here it was
-			// cut again, round after round.
+			// cut again, claim after claim.
 			return total, err
 		}
 		at := d.mono()
@@ -725,8 +755,9 @@ func (d *Dispatcher) drainRound(ctx context.Context) (int, error) {
 			key := EndpointKey(dl.Tenant, dl.Endpoint)
 			sh.take(key, extra)
 			wg.Go(func() {
-				defer sh.give(key, extra)
 				d.attempt(ctx, dl, at)
+				sh.give(key, extra)
+				signal(ended)
 			})
 		}
 		if len(claimed) < limit {

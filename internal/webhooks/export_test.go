@@ -25,9 +25,7 @@ func Gauge(ctx context.Context, d *Dispatcher) { d.gauge(ctx) }
 // EnqueueAll copies every endpoint's new outbox events into deliveries,
 // as each scan of Run does first.
 func EnqueueAll(ctx context.Context, d *Dispatcher) error {
-	for more := true; more && ctx.Err() == nil; {
-		more, _ = d.enqueue(ctx)
-	}
+	d.enqueueAll(ctx)
 	return nil
 }
 

@@ -194,6 +194,8 @@ type manyHung struct {
 	held chan manyHungAttempt
 	stop chan struct{} // closed at the end: every attempt ends
 	fast atomic.Int64
+	// answered, if set, is sent on as each healthy attempt is answered.
+	answered chan struct{}
 }
 
 type manyHungAttempt struct {
@@ -204,6 +206,9 @@ type manyHungAttempt struct {
 func (m *manyHung) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Host == "fast.invalid" {
 		m.fast.Add(1)
+		if m.answered != nil {
+			m.answered <- struct{}{}
+		}
 		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
 	}
 	a := manyHungAttempt{host: r.URL.Host, end: make(chan error, 1)}
@@ -397,5 +402,59 @@ func TestEndpointsKnownToHangGetNoExtraAttempt(t *testing.T) {
 			t.Fatalf("the healthy endpoint got %d of its 20 deliveries while the slow one holds %d attempts and the hung ones %d",
 				m.fast.Load(), slowHeld, hungHeld)
 		}
+	}
+}
+
+// The shutdown's drain went in rounds, each waiting for every attempt it
+// made: a receiver that hangs held a healthy endpoint's transfer to one
+// event a Timeout, its next event due only once the round ended (found
+// by review). It now claims again as each attempt ends, as Run does: the
+// healthy transfer's three events go out while the hung receiver holds
+// its attempt, and the drain returns once that attempt has ended too.
+func TestADrainDoesNotHoldAHealthyTransferBehindAHungReceiver(t *testing.T) {
+	s := memory.New()
+	st := memory.NewDeliveries(s)
+	seed(t, s, "slow", 0, 1, 1)
+	seed(t, s, "fast", 10, 1, 3)
+	dir := webhooks.Static{
+		"slow": {{ID: "crm", URL: "http://slow.invalid/", Secrets: []string{secretOld}}},
+		"fast": {{ID: "crm", URL: "http://fast.invalid/", Secrets: []string{secretOld}}},
+	}
+	m := &manyHung{held: make(chan manyHungAttempt, 16), stop: make(chan struct{}), answered: make(chan struct{}, 16)}
+	defer close(m.stop)
+	d := webhooks.New(webhooks.Config{Owner: "a", Timeout: time.Minute, MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		Client: &http.Client{Transport: m}}, st, dir, render, zerolog.Nop(), prometheus.NewRegistry())
+	drained := make(chan error, 1)
+	go func() { drained <- d.Drain(context.Background()) }()
+	var a manyHungAttempt
+	select {
+	case a = <-m.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hung receiver's attempt never started")
+	}
+	deadline := time.After(10 * time.Second)
+	for got := 0; got < 3; got++ {
+		select {
+		case <-m.answered:
+		case <-deadline:
+			a.end <- context.DeadlineExceeded
+			t.Fatalf("the healthy transfer got %d of its 3 events while the hung receiver holds the drain's attempt", got)
+		}
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("the drain returned (%v) with an attempt in flight", err)
+	default:
+	}
+	a.end <- context.DeadlineExceeded // as if its Timeout had passed
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	ds, _, err := st.Deliveries(context.Background(), webhooks.DeliveryFilter{Tenant: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Status != webhooks.StatusPending || ds[0].Owner != "" || ds[0].Attempts != 1 {
+		t.Errorf("the hung receiver's delivery is %+v, want pending, one attempt, its claim released", ds)
 	}
 }
