@@ -348,13 +348,12 @@ func reset(t *time.Timer, wait time.Duration) {
 // settle stores the results of the attempts that ended and claims up to
 // limit deliveries (none once ctx is done), in one write, and starts an
 // attempt for each delivery claimed, which takes its slot in sh (an
-// extra's if extra) and
-// hands its result to ended. It returns how many it claimed, and false if
-// the store failed: the results the store does not hold (readBack) are
-// then kept for the next scan's write, while their claims last (ended.keep).
-// Dropped, each such delivery stayed leased to this replica until its
-// lease ran out and was then sent again, a delivered one included,
-// although the store was back at the next scan.
+// extra if extra) and hands its result to ended. It returns how many it
+// claimed, and false if the store failed: the results the store does not
+// hold (readBack) are then kept for the next scan's write, while their
+// claims last (ended.keep). Dropped, each such delivery stayed leased to
+// this replica until its lease ran out and was then sent again, a
+// delivered one included, although the store was back at the next scan.
 func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit int, skip []string, extra bool, wg *sync.WaitGroup, done chan struct{}) (int, bool) {
 	if ctx.Err() != nil {
 		limit = 0
@@ -570,9 +569,9 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 // receivers cost it is its attempts beyond the first until they are
 // known to hang, and a claim (a write of the store) for each endpoint
 // with nothing in flight whose delivery was due before its own. Extras
-// are bounded by the endpoints configured, one each, a goroutine and a
-// connection each; an endpoint known to hang gets none, so that it
-// stays within its half.
+// are one an endpoint, a goroutine and a connection each (those of an
+// endpoint no longer configured end at once, unsent); an endpoint known
+// to hang gets none, so that it stays within its half.
 func (s *shares) next(hung []string) (limit int, skip []string, extra bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
