@@ -144,7 +144,8 @@ func TestACorrectedOutcomeObservesTheHoldOnce(t *testing.T) {
 // unreadable for that long after a busy target, paged for callers
 // verified safe. It counts in transfers_in_flight only.
 func TestATombstoneIsNoCallerAwaitingCleanup(t *testing.T) {
-	h := newHarness(t, tombstoneConfig())
+	clock := newManualClock()
+	h := newHarness(t, tombstoneConfig(clock))
 	h.f.SetTarget(orchestratortest.TargetVanishes)
 	fake := map[string]string{"provider": "fake"}
 	var mu sync.Mutex
@@ -155,7 +156,7 @@ func TestATombstoneIsNoCallerAwaitingCleanup(t *testing.T) {
 		pending = metric(t, h.reg, "transferd_cleanups_pending", fake)
 		inFlight = metric(t, h.reg, "transferd_transfers_in_flight", fake)
 	})
-	wantTombstoneDischarged(t, h, tr.ID)
+	wantTombstoneDischarged(t, h, clock, tr.ID)
 	mu.Lock()
 	defer mu.Unlock()
 	if pending != 0 || inFlight != 1 {

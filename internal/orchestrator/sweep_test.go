@@ -21,12 +21,30 @@ import (
 // These tests began as a review's failing NetSapiens tests; each fails on
 // the sweeper that judged the caller during a tombstone.
 
-// tombstoneConfig gives the tombstone a window far longer than the
-// transfer takes to end, so that the caller or the agent act inside it.
-func tombstoneConfig() orchestrator.Config {
+// tombstoneTTL is the tombstone's window on the clock of tombstoneConfig.
+const tombstoneTTL = time.Hour
+
+// tombstoneConfig judges stored times by clock, which runs with real time
+// from now. The tombstone's window and the verification's patience are an
+// hour on it: however loaded the machine, the transfer ends verified with
+// its tombstone, and the caller or the agent act inside the window, which
+// ends only when the test moves the clock past it (lapse). With the
+// second and 50 ms of real time they were, a reading late by 50 ms left
+// the outcome unverified, and a transfer slow to end had no tombstone.
+func tombstoneConfig(clock *manualClock) orchestrator.Config {
 	cfg := testConfig()
-	cfg.TombstoneTTL = time.Second
+	cfg.TombstoneTTL = tombstoneTTL
+	cfg.VerifyTimeout = time.Hour
+	cfg.Clock = clock.Now
+	clock.Run()
 	return cfg
+}
+
+// lapse ends the tombstone of id: the clock moves past its window, and the
+// transfer, asleep until the window's end, is woken to see it.
+func lapse(h *harness, clock *manualClock, id string) {
+	clock.Advance(tombstoneTTL)
+	h.e.Notify(id)
 }
 
 // tombstoned runs a transfer whose consult leg the provider drops before
@@ -35,14 +53,15 @@ func tombstoneConfig() orchestrator.Config {
 // runs once, as the caller's or the agent's own doing, at the start of the
 // first reading taken after that end was saved: inside the tombstone's
 // window (only a reading taken after its end may discharge it), and seen
-// by that reading.
+// by that reading. tombstoned returns once act has run.
 func tombstoned(t *testing.T, h *harness, act func(id string)) *orchestrator.Transfer {
 	t.Helper()
 	var once sync.Once
+	acted := make(chan struct{})
 	h.f.Before(observe, func(r orchestratortest.Record) {
 		tr, err := h.store.Get(context.Background(), r.TransferID)
 		if err == nil && tr.State.Terminal() && tr.Cleanup != nil {
-			once.Do(func() { act(r.TransferID) })
+			once.Do(func() { act(r.TransferID); close(acted) })
 		}
 	})
 	id := h.start(t, request("fake", "1000"))
@@ -51,14 +70,20 @@ func tombstoned(t *testing.T, h *harness, act func(id string)) *orchestrator.Tra
 	if !tr.Outcome.Verified || tr.Cleanup == nil || !strings.HasPrefix(tr.Cleanup.Reason, "tombstone") {
 		t.Fatalf("outcome %+v cleanup %+v, want verified with a tombstone for the consult never seen", tr.Outcome, tr.Cleanup)
 	}
+	select {
+	case <-acted:
+	case <-time.After(10 * time.Second): // a liveness bound: the watcher reads every PollInterval
+		t.Fatal("no reading of the transfer after its end")
+	}
 	return tr
 }
 
-// wantTombstoneDischarged waits until the tombstone of id is discharged
-// and checks that the verified outcome was left as it was, reported by
+// wantTombstoneDischarged ends the tombstone of id (lapse), waits until it
+// is discharged and checks that the verified outcome was left as it was, reported by
 // transfer.outcome_verified and by nothing else after the end.
-func wantTombstoneDischarged(t *testing.T, h *harness, id string) *orchestrator.Transfer {
+func wantTombstoneDischarged(t *testing.T, h *harness, clock *manualClock, id string) *orchestrator.Transfer {
 	t.Helper()
+	lapse(h, clock, id)
 	end := h.store.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.Cleanup == nil })
 	wantOutcome(t, end, orchestrator.StateFailed, orchestrator.ReasonConsultFailed, true)
 	if !end.Outcome.Verified || !hasStep(end, orchestrator.StepVerify) {
@@ -88,10 +113,11 @@ func wantTombstoneDischarged(t *testing.T, h *harness, id string) *orchestrator.
 // caller_restored false and raised transfer.needs_attention: a false report
 // of a stranded caller for every short call after a busy target.
 func TestTombstoneKeepsTheVerifiedOutcomeWhenTheCallerHangsUp(t *testing.T) {
-	h := newHarness(t, tombstoneConfig())
+	clock := newManualClock()
+	h := newHarness(t, tombstoneConfig(clock))
 	h.f.SetTarget(orchestratortest.TargetVanishes)
 	tr := tombstoned(t, h, func(id string) { h.f.HangupCaller(id) })
-	wantTombstoneDischarged(t, h, tr.ID)
+	wantTombstoneDischarged(t, h, clock, tr.ID)
 	if c, _ := h.f.State(tr.ID); c.Caller != orchestrator.CallerGone {
 		t.Errorf("provider shows the caller %v, want gone: the hang-up did not happen inside the tombstone", c.Caller)
 	}
@@ -101,10 +127,11 @@ func TestTombstoneKeepsTheVerifiedOutcomeWhenTheCallerHangsUp(t *testing.T) {
 // of their own. The sweeper saw the caller held and took them off hold:
 // it undid the agent's action on a call that was no longer transferd's.
 func TestTombstoneLeavesTheAgentsOwnHoldAlone(t *testing.T) {
-	h := newHarness(t, tombstoneConfig())
+	clock := newManualClock()
+	h := newHarness(t, tombstoneConfig(clock))
 	h.f.SetTarget(orchestratortest.TargetVanishes)
 	tr := tombstoned(t, h, func(id string) { h.f.SetCaller(id, orchestrator.CallerHeld) })
-	wantTombstoneDischarged(t, h, tr.ID)
+	wantTombstoneDischarged(t, h, clock, tr.ID)
 	if c, _ := h.f.State(tr.ID); c.Caller != orchestrator.CallerHeld {
 		t.Errorf("provider shows the caller %v, want still held by the agent", c.Caller)
 	}
@@ -115,10 +142,11 @@ func TestTombstoneLeavesTheAgentsOwnHoldAlone(t *testing.T) {
 // its recovery done, and the transfer stayed open (claimed, read every
 // visibility window) for ever.
 func TestTombstoneEndsWhenTheCallerMovedOn(t *testing.T) {
-	h := newHarness(t, tombstoneConfig())
+	clock := newManualClock()
+	h := newHarness(t, tombstoneConfig(clock))
 	h.f.SetTarget(orchestratortest.TargetVanishes)
 	tr := tombstoned(t, h, func(id string) { h.f.SetCaller(id, orchestrator.CallerUnknown) })
-	wantTombstoneDischarged(t, h, tr.ID)
+	wantTombstoneDischarged(t, h, clock, tr.ID)
 	if c, _ := h.f.State(tr.ID); c.Caller != orchestrator.CallerUnknown {
 		t.Errorf("provider shows the caller %v, want still elsewhere", c.Caller)
 	}
@@ -132,17 +160,18 @@ func TestTombstoneEndsWhenTheCallerMovedOn(t *testing.T) {
 // connects the caller, and completed is the truth.
 func TestTombstoneCorrectsToCompletedOnlyWhatItsOwnLegDid(t *testing.T) {
 	t.Run("the agent's own transfer to the target", func(t *testing.T) {
-		h := newHarness(t, tombstoneConfig())
+		clock := newManualClock()
+		h := newHarness(t, tombstoneConfig(clock))
 		h.f.SetTarget(orchestratortest.TargetVanishes)
 		tr := tombstoned(t, h, func(id string) { h.f.SetCaller(id, orchestrator.CallerTransferred) })
-		wantTombstoneDischarged(t, h, tr.ID)
+		wantTombstoneDischarged(t, h, clock, tr.ID)
 		if c, _ := h.f.State(tr.ID); c.Caller != orchestrator.CallerTransferred {
 			t.Errorf("provider shows the caller %v, want with the target", c.Caller)
 		}
 	})
 	t.Run("a late announced leg answered", func(t *testing.T) {
 		f := orchestratortest.NewFake("fake").AnnouncedOnly().SetTarget(orchestratortest.TargetRings).Defer(dial, 1)
-		h := newHarness(t, tombstoneConfig(), f)
+		h := newHarness(t, tombstoneConfig(newManualClock()), f)
 		var once sync.Once
 		f.Before(observe, func(r orchestratortest.Record) {
 			tr, err := h.store.Get(context.Background(), r.TransferID)
