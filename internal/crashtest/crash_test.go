@@ -22,6 +22,9 @@ type tally struct {
 	diverted                      []string // cases that did not end the flow's natural way
 	takeovers                     int
 	maxTakeover                   time.Duration
+	// voids counts attempts a takeover before the crash point voided
+	// (crashReplicas): tried again, not counted as cases.
+	voids int
 }
 
 // attempt counts a case: one step boundary of one flow.
@@ -64,6 +67,13 @@ func (ty *tally) add(name string, f flow, tr *transfer, v verdict) {
 	}
 }
 
+// voided counts an attempt voided by a takeover before its crash point.
+func (ty *tally) voided() {
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	ty.voids++
+}
+
 func (ty *tally) tookOver(d time.Duration) {
 	ty.mu.Lock()
 	defer ty.mu.Unlock()
@@ -82,6 +92,9 @@ func (ty *tally) summary(t *testing.T, label string) {
 		label, ty.kills, ty.cases, ty.completed, ty.compensated, ty.restored, ty.notRestored, ty.held, ty.orphans, ty.secondConsults)
 	if ty.takeovers > 0 {
 		line += fmt.Sprintf("; %d takeovers, slowest %s after the owner died", ty.takeovers, ty.maxTakeover.Round(10*time.Millisecond))
+	}
+	if ty.voids > 0 {
+		line += fmt.Sprintf("; %d attempts tried again, voided by a lapsed heartbeat's takeover before the crash point", ty.voids)
 	}
 	if len(ty.diverted) > 0 {
 		line += fmt.Sprintf("; %d ended otherwise than their flow's natural end", len(ty.diverted))

@@ -20,7 +20,9 @@
 // per run, dropped at the end). That part covers a representative set of
 // crash points per flow, or all of them with TRANSFERD_CRASH_ALL_POINTS=1
 // (about 1.5 s each: a takeover waits for the dead owner's heartbeat to
-// expire). Set
+// expire). A case whose owner is claimed from while still alive (its
+// heartbeat lapsed on a loaded machine) before reaching the point is
+// said so in the log and tried again, up to three times. Set
 // TRANSFERD_CRASH_SUMMARY to a file name to get the summary lines there:
 // go test prints a passing package's output only with -v.
 //

@@ -151,6 +151,14 @@ func (p *proc) killedBySIGKILL() bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
+// kill kills the process, unless it has exited, and waits for its exit.
+func (p *proc) kill() {
+	if !p.dead() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 // waitDead waits for the process to exit, at most d.
 func (p *proc) waitDead(d time.Duration) bool { return waitFor(d, p.dead) }
 
@@ -236,10 +244,7 @@ func startTransferdAsync(t *testing.T, name string, env []string) *proc {
 		changes.ring()
 	}()
 	t.Cleanup(func() {
-		if !p.dead() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		p.kill()
 		if t.Failed() {
 			t.Logf("last log lines of %s:\n%s", p.name, p.tail(25))
 		}
