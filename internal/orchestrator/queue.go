@@ -25,6 +25,11 @@ type queue struct {
 	wakeUps    wakeUpHeap
 	timer      *time.Timer // fires at wakeUps[0].at; nil until the first
 	closed     bool
+	// now is the clock wake-ups fall due by: time.Now, the local clock
+	// (a wake-up is a local wait, never judged against a stored time).
+	// The queue's tests move one of their own and call wake as the timer
+	// would, so that a loaded machine cannot reorder what falls due.
+	now func() time.Time
 }
 
 // wakeUp is an id's pending wake-up, at its place in queue.wakeUps.
@@ -58,7 +63,7 @@ func (h *wakeUpHeap) Pop() any {
 }
 
 func newQueue() *queue {
-	q := &queue{dirty: map[string]bool{}, processing: map[string]bool{}, waiting: map[string]*wakeUp{}}
+	q := &queue{dirty: map[string]bool{}, processing: map[string]bool{}, waiting: map[string]*wakeUp{}, now: time.Now}
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
@@ -88,7 +93,7 @@ func (q *queue) AddAfter(id string, d time.Duration) {
 		q.Add(id)
 		return
 	}
-	at := time.Now().Add(d)
+	at := q.now().Add(d)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -118,7 +123,7 @@ func (q *queue) armLocked() {
 		}
 		return
 	}
-	d := time.Until(q.wakeUps[0].at)
+	d := q.wakeUps[0].at.Sub(q.now())
 	if q.timer == nil {
 		q.timer = time.AfterFunc(d, q.wake)
 		return
@@ -133,7 +138,7 @@ func (q *queue) wake() {
 	if q.closed {
 		return
 	}
-	now := time.Now()
+	now := q.now()
 	for len(q.wakeUps) > 0 && !q.wakeUps[0].at.After(now) {
 		w := heap.Pop(&q.wakeUps).(*wakeUp)
 		delete(q.waiting, w.id)
