@@ -1729,6 +1729,10 @@ func (e *Engine) awaitHandover(ctx context.Context) int {
 		e.mu.Lock()
 		delete(e.handed, t.ID)
 		e.mu.Unlock()
+		// One line per transfer: the line above counts those it tries,
+		// some of which a peer turns out to drive, or whose hand-over
+		// was never saved (kept, not taken back from anyone).
+		e.log.Info().Str("transfer_id", t.ID).Msg("took back a transfer handed over, to give its caller back")
 		e.adopt(t, true)
 	}
 	if unread > 0 {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/transferd/transferd/internal/orchestrator"
 	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
 	"github.com/transferd/transferd/internal/store/memory"
@@ -254,4 +256,60 @@ func TestAHandoverThatCannotBeSavedIsTakenBackAtOnce(t *testing.T) {
 		t.Errorf("owner %q, want a", got.Owner)
 	}
 	wantCallerSafe(t, fake, tr.ID)
+}
+
+// A transfer taken back is logged by its id, once, and so is one handed
+// over and one whose hand-over could not be saved: the storm counts the
+// hand-overs by these lines (crashtest's countHandovers, which names
+// them), where the one line of a stop's take-back ("taking them back")
+// also counts what it kept, whose hand-over was never saved.
+func TestEachHandoverAndTakeBackIsLoggedByTransfer(t *testing.T) {
+	ctx := context.Background()
+	store := &disownFails{Store: memory.New()}
+	fake := orchestratortest.NewFake("fake")
+	var logs logLines
+	cfg := orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, HandoverPatience: 20 * time.Millisecond,
+		PollInterval: time.Millisecond, PollMaxInterval: 20 * time.Millisecond, StepTimeout: time.Second,
+		VerifyTimeout: 200 * time.Millisecond, VisibilityWindow: 50 * time.Millisecond}
+	a := loggingEngine(t, cfg, store, fake, nil, zerolog.New(&logs))
+	openAll(t, a)
+	// A peer that beat an hour's heartbeat and claims nothing.
+	if _, err := store.Heartbeat(ctx, "gone", "token-gone", time.Now(), time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	kept, handed := consultingOn(t, a, "1000"), consultingOn(t, a, "1001")
+	if err := shutdownWithin(a); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// The first hand-over's save fails (disownFails): which transfer's
+	// it was depends on the order the shutdown takes them in.
+	if logs.has("handed the transfer over to the other replicas", kept.ID) {
+		kept, handed = handed, kept
+	}
+	for _, c := range []struct{ what, msg, id string }{
+		{"the hand-over", "handed the transfer over to the other replicas", handed.ID},
+		{"the hand-over not saved", "handing the transfer over could not be saved; checking what the store holds before this replica stops", kept.ID},
+		{"the take-back of the transfer handed over", "took back a transfer handed over, to give its caller back", handed.ID},
+		{"the take-back of the transfer kept", "took back a transfer handed over, to give its caller back", kept.ID},
+	} {
+		if n := logs.count(c.msg, c.id); n != 1 {
+			t.Errorf("%s of %s: %d lines %q, want 1", c.what, c.id, n, c.msg)
+		}
+	}
+	for _, tr := range []*orchestrator.Transfer{kept, handed} {
+		wantCallerSafe(t, fake, tr.ID)
+	}
+}
+
+// count is how many lines contain every one of parts.
+func (l *logLines) count(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			n++
+		}
+	}
+	return n
 }
