@@ -741,25 +741,87 @@ func (f *fleet) storeErrors() int {
 	return n
 }
 
-// handovers counts, over every process's log, the transfers a graceful
-// stop handed over to a peer, and those it took back because no peer
-// claimed them.
-func (f *fleet) handovers() (handed, takenBack int) {
+// handovers counts, over every process's log, what graceful stops did
+// with the transfers they drove (countHandovers).
+func (f *fleet) handovers() handoverCounts {
 	f.mu.Lock()
 	all := slices.Clone(f.all)
 	f.mu.Unlock()
+	var c handoverCounts
 	for _, p := range all {
-		for _, l := range p.logs.all() {
-			switch l.str("message") {
-			case "handed the transfer over to the other replicas":
-				handed++
-			case "no other replica took over transfers handed over: taking them back to give their callers back":
-				n, _ := l.fields["transfers"].(float64) // a JSON number
-				takenBack += int(n)
+		c.add(countHandovers(p.logs.all()))
+	}
+	return c
+}
+
+// The engine's lines of a graceful stop's hand-overs (Engine.handOver,
+// Engine.awaitHandover), one per transfer each.
+const (
+	handedOverLine = "handed the transfer over to the other replicas"
+	notHandedLine  = "handing the transfer over could not be saved; checking what the store holds before this replica stops"
+	takenBackLine  = "took back a transfer handed over, to give its caller back"
+)
+
+// handoverCounts is what graceful stops did with the transfers they drove.
+type handoverCounts struct {
+	// handed counts the hand-overs saved: the transfer left with no owner
+	// for a peer to claim.
+	handed int
+	// takenBack counts those of handed that the stopping process took
+	// back, no peer having claimed them (or none driving them) within the
+	// patience: their callers were given back, not carried on.
+	takenBack int
+	// notSaved counts the hand-overs whose save failed: the process kept
+	// the transfer, or a peer's claim had taken it; either way it was not
+	// handed over, and taking it back is not counted above.
+	notSaved int
+}
+
+func (c *handoverCounts) add(o handoverCounts) {
+	c.handed += o.handed
+	c.takenBack += o.takenBack
+	c.notSaved += o.notSaved
+}
+
+// phrase is what the storm's line says of c.
+func (c handoverCounts) phrase() string {
+	var s string
+	if c.handed > 0 {
+		s = fmt.Sprintf(", %d transfers handed over to a peer (%d of them taken back unclaimed, their callers given back)",
+			c.handed, c.takenBack)
+	}
+	if c.notSaved > 0 {
+		s += fmt.Sprintf(", %d hand-overs not saved", c.notSaved)
+	}
+	return s
+}
+
+// countHandovers counts the hand-overs in one process's log lines. A
+// take-back counts only for a transfer that process handed over before
+// it: the engine takes back, by the same line, what it kept when the
+// hand-over could not be saved. (The engine's summary line, "taking them
+// back", counts every transfer it is about to try, those too, and those a
+// peer turns out to drive: it once stood for this count, which came out
+// larger than what was handed over.)
+func countHandovers(lines []logLine) handoverCounts {
+	var c handoverCounts
+	handed := map[string]bool{}
+	for _, l := range lines {
+		id := l.str("transfer_id")
+		switch l.str("message") {
+		case handedOverLine:
+			c.handed++
+			handed[id] = true
+		case notHandedLine:
+			c.notSaved++
+		case takenBackLine:
+			if handed[id] {
+				c.takenBack++
+				delete(handed, id)
 			}
 		}
 	}
-	return handed, takenBack
+	return c
 }
 
 // linesAbout returns every process's log lines about a transfer.
@@ -1216,7 +1278,7 @@ func runStorm(t *testing.T, seed uint64, label string, n, conc int, store string
 		t.Errorf("storm seed %s: %s", label, e)
 	}
 	cnt.storeErrors = fl.storeErrors()
-	cnt.handedOver, cnt.takenBack = fl.handovers()
+	cnt.handovers = fl.handovers()
 	if accounts != nil {
 		cnt.claimedWithout = fl.claimedWithoutAccount()
 	}
@@ -1766,12 +1828,10 @@ func stepLines(tr *transfer) string {
 // stormCounts is the storm's one line of counts.
 type stormCounts struct {
 	transfers, violations, kills int
-	renamed                      int // kills a replica came back from with a new instance id
-	graceful                     int // kills that were graceful stops (SIGTERM)
-	// handedOver counts the transfers graceful stops handed over to a
-	// peer, takenBack those they took back, unclaimed.
-	handedOver, takenBack int
-	outages               atomic.Int32
+	renamed                      int            // kills a replica came back from with a new instance id
+	graceful                     int            // kills that were graceful stops (SIGTERM)
+	handovers                    handoverCounts // what the graceful stops did with their transfers
+	outages                      atomic.Int32
 	// dbFaults counts the store's faults: on PostgreSQL the moments every
 	// connection to the database was ended (stormDBFaults), backendsEnded
 	// the connections; on SQLite the spans the disk refused transferd's
@@ -1862,9 +1922,7 @@ func (c *stormCounts) line(label string) string {
 	kills := strconv.Itoa(c.kills)
 	if c.graceful > 0 {
 		kills += fmt.Sprintf(" (%d of them graceful", c.graceful)
-		if c.handedOver > 0 {
-			kills += fmt.Sprintf(", %d transfers handed over, %d of them taken back", c.handedOver, c.takenBack)
-		}
+		kills += c.handovers.phrase()
 		kills += ")"
 	}
 	if c.renamed > 0 {
