@@ -1474,13 +1474,17 @@ func (e *Engine) callerSeenUp(en *entry, obs Observation, at time.Time, o *Outco
 // hang-up: after it, the consult ended is the recovery's doing, and a join
 // refused while both parties stayed (a NetSapiens join addresses the
 // agent's call, which may be what was not found) was blamed on the target.
+// A caller's call shown ended counts only on a reading started before the
+// recovery's unhold: a caller given back may hang up, which says nothing
+// of the join (the first reading after a refusal comes after the
+// compensations when the readings before failed).
 func (e *Engine) notFoundWhich(en *entry, obs Observation, at time.Time, f *Outcome) {
 	t := en.t
 	if !refusedWhich(t, f) {
 		return
 	}
 	switch {
-	case obs.Caller == CallerGone:
+	case (t.Sent.Unhold.IsZero() || at.Before(t.Sent.Unhold)) && obs.Caller == CallerGone:
 		f.Reason = ReasonCallerHungUp
 		f.Detail += "; the caller's call has ended"
 	case (t.Sent.Hangup.IsZero() || at.Before(t.Sent.Hangup)) &&
