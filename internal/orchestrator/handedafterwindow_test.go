@@ -1,0 +1,125 @@
+package orchestrator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// handOverHook runs handed, when set, once an Update saving a hand-over
+// has returned.
+type handOverHook struct {
+	*memory.Store
+	handed func(id string)
+}
+
+func (s *handOverHook) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	err := s.Store.Update(ctx, t)
+	if n := len(t.Steps); err == nil && s.handed != nil && n > 0 && strings.HasPrefix(t.Steps[n-1].Detail, "transferd shut down: handed over") {
+		s.handed(t.ID)
+	}
+	return err
+}
+
+// takenFromACrashThenHandedOver has replica b take a transfer from a
+// crash, see its consult live once b's window of an hour has passed (the
+// clock jumped past it), and hand it over to c, whose window is an hour
+// too unless cWindow says otherwise; a consult of c's own keeps c's
+// watcher reading the account.
+// handed, when not nil, runs once b's hand-over is saved. It returns c,
+// the fake, the account c reads it through, the clock and the transfer,
+// once c has claimed it.
+func takenFromACrashThenHandedOver(t *testing.T, cWindow time.Duration, handed func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *accountView, *manualClock, *orchestrator.Transfer) {
+	t.Helper()
+	st := &handOverHook{Store: memory.New()}
+	f := orchestratortest.NewFake("fake")
+	prov := &accountView{Fake: f}
+	clock := newManualClock()
+	clock.Run()
+	c := clockedReplica(t, "c", clock, cWindow, st, prov, nil)
+	tr := crashedConsultOn(t, clock, st, f)
+	b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+	if handed != nil {
+		st.handed = func(id string) { handed(f, id) }
+	}
+	openAll(t, b)
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+	clock.Advance(2 * time.Hour) // b's window
+	eventually(t, "a reading by b of the consult live once its window passed", func() bool {
+		orchestrator.Wake(b, tr.ID)
+		return orchestrator.Outlived(b, tr.ID)
+	})
+	// The jump lapsed b's heartbeat: c, opened before b renews it, takes
+	// the transfer from b as from a crash, not from b's hand-over.
+	eventually(t, "b's heartbeat renewed after the jump", func() bool {
+		n, err := st.Peers(context.Background(), "c", clock.Now())
+		return err == nil && n == 1
+	})
+	openAll(t, c)
+	consultingOn(t, c, "2000")
+	if err := shutdownWithin(b); err != nil {
+		t.Fatalf("Shutdown b: %v", err)
+	}
+	got := waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	if !saysStep(got, "handed over") {
+		t.Fatalf("steps %+v: c took the transfer from b without b's hand-over", got.Steps)
+	}
+	return c, f, prov, clock, tr
+}
+
+// Checked by the sixty-sixth pass's engine review, which the sixty-fifth
+// left noted: a transfer handed over by a replica that took it from a
+// crash, once that replica's window had passed, carries no "on record"
+// suffix, and the next replica's wait runs from that replica's
+// resumption. With the same window, that wait is over by the claim: the
+// join goes out at once. (Only a replica with a longer window waits, and
+// by its own reckoning it must.)
+func TestAHandOverAfterTheWindowOfATakeoverJoinsAtOnce(t *testing.T) {
+	c, f, prov, clock, tr := takenFromACrashThenHandedOver(t, time.Hour, nil)
+	if _, err := c.Complete(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !joinedWithin(t, f, prov, tr.ID) {
+		t.Fatalf("actions %q: the join waited a window that had passed", f.ActionsFor(tr.ID))
+	}
+	clock.Advance(2 * time.Hour) // the join's own window
+	if done := wokenUntilEnded(t, c, tr.ID, "the transfer completed"); done.State != orchestrator.StateCompleted {
+		t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
+	}
+}
+
+// Found by the sixty-sixth pass's engine review: a target who hung up
+// between the last reading of the replica handing the transfer over and
+// the first of the one claiming it was reported consult_failed (whoEnded's
+// doubt) when the replica handing over had taken the transfer from a
+// crash, although a reading of that replica had shown the consult live
+// once a hang-up sent unrecorded before its takeover had landed. The
+// hand-over now says when the consult was last seen live, and the
+// replica claiming it judges that reading by its own window.
+func TestAConsultSeenLiveByTheReplicaBeforeIsEndedByTheTarget(t *testing.T) {
+	c, _, _, _, tr := takenFromACrashThenHandedOver(t, time.Hour, func(f *orchestratortest.Fake, id string) { f.HangupTarget(id) })
+	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
+	}
+}
+
+// The other side of TestAConsultSeenLiveByTheReplicaBeforeIsEndedByTheTarget:
+// a reading of the replica before counts by the window of the replica
+// claiming the transfer. Here c's window is three hours: b saw the consult
+// live two hours after its takeover, when a hang-up sent unrecorded before
+// it could, by c's reckoning, still land, and the consult's end is not
+// blamed on the target.
+func TestAConsultSeenLiveWithinTheClaimingReplicasWindowIsNotBlamedOnTheTarget(t *testing.T) {
+	c, _, _, clock, tr := takenFromACrashThenHandedOver(t, 3*time.Hour, func(f *orchestratortest.Fake, id string) { f.HangupTarget(id) })
+	clock.Advance(2 * time.Hour) // c's window, for the recovery's readings
+	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
+}
