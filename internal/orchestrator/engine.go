@@ -1380,6 +1380,13 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 			// hang-ups could all land: the wait runs from its resumption,
 			// unless its hand-over says that nothing was sent unrecorded.
 			en.adoptedAt = unrecordedUntil(t)
+			// The replica before may have seen the consult live once
+			// such a hang-up had landed, by this replica's window: its
+			// end is then not in doubt (whoEnded).
+			if s := seenLiveAt(t); !en.adoptedAt.IsZero() && !s.IsZero() {
+				en.liveAt = s
+				en.outlived.Store(!s.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)))
+			}
 		}
 	}
 	t.Unowned = false            // what the claim found; the engine's record says nothing of it
@@ -1605,6 +1612,11 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 		// that said so): the next one need not wait from this one's
 		// resumption either (adopt).
 		detail += onRecordNote
+	} else if !en.liveAt.IsZero() {
+		// The next replica waits from this one's resumption; a consult
+		// seen live a window after it, by that replica's window, has
+		// outlived any hang-up sent unrecorded before it (adopt).
+		detail += seenLiveNote + en.liveAt.UTC().Format(time.RFC3339Nano)
 	}
 	e.note(en, StepReconcile, detail)
 	saved := e.save(ctx, en)
@@ -1894,15 +1906,44 @@ func unrecordedUntil(t *Transfer) time.Time {
 	return time.Time{}
 }
 
+// seenLiveAt is, for a transfer claimed from a hand-over, when the
+// replica that handed it over last saw its consult live, as its hand-over
+// says (seenLiveNote); zero if it does not say, or if that replica
+// created the transfer or claimed it from a hand-over on record
+// (onRecordNote instead).
+func seenLiveAt(t *Transfer) time.Time {
+	for i := len(t.Steps) - 1; i >= 0; i-- {
+		switch s := t.Steps[i]; {
+		case s.Name != StepReconcile:
+		case strings.HasPrefix(s.Detail, handedOverNote):
+			_, at, ok := strings.Cut(s.Detail, seenLiveNote)
+			if !ok {
+				return time.Time{}
+			}
+			live, err := time.Parse(time.RFC3339Nano, at)
+			if err != nil {
+				return time.Time{}
+			}
+			return live
+		case strings.HasPrefix(s.Detail, resumedNote):
+			return time.Time{}
+		}
+	}
+	return time.Time{}
+}
+
 // handedOverNote begins the step handOver records, and onRecordNote ends
 // it when no replica before the one handing over can have sent anything
 // unrecorded (a suffix, so that a release that looks for the note by its
-// beginning still finds it); resumedNote, followed by the replica's name,
-// is the step a replica saves first when it goes on with a transfer it
-// did not drive (reconcile).
+// beginning still finds it); otherwise seenLiveNote and a time end it
+// when that replica saw the consult live (when the reading that showed
+// it began). resumedNote, followed by the replica's name, is the step a
+// replica saves first when it goes on with a transfer it did not drive
+// (reconcile).
 const (
 	handedOverNote = "transferd shut down: handed over"
 	onRecordNote   = "; every request sent for it is on record"
+	seenLiveNote   = "; its consult was last seen live at "
 	resumedNote    = "resumed by "
 )
 

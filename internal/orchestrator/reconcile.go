@@ -118,7 +118,12 @@ type entry struct {
 	// unrecorded has landed without ending it (see whoEnded). Atomic for
 	// the tests only: the entry's worker alone writes it.
 	outlived atomic.Bool
-	noted    bool // the resume was recorded
+	// liveAt is when the latest reading of a transfer resumed with an
+	// adoption's wait began that showed its consult live, or what the
+	// hand-over it was claimed from said of it (see seenLiveAt): a
+	// hand-over says it, for the next replica to judge by its own window.
+	liveAt time.Time
+	noted  bool // the resume was recorded
 	// joinBefore: the join a stopped process may have sent, or one that
 	// failed on the way, which a reading showed did not take, while it is
 	// sent again (see completing); what the record says went out if the
@@ -268,6 +273,7 @@ func (e *Engine) process(id string) {
 		en.ended = nil
 		en.resumed, en.noted = true, false
 		en.outlived.Store(false)
+		en.liveAt = time.Time{}
 		en.adoptedAt = e.now()
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		// The recovery's verification patience runs from here, as from an
@@ -2079,9 +2085,11 @@ func (e *Engine) observed(en *entry, obs Observation, at time.Time) bool {
 		!at.Before(e.joinSettledAt(t)) {
 		t.Seen.NotJoined, changed = true, true
 	}
-	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && en.resumed && !en.adoptedAt.IsZero() &&
-		!at.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)) {
-		en.outlived.Store(true)
+	if (obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered) && en.resumed && !en.adoptedAt.IsZero() {
+		en.liveAt = later(en.liveAt, at)
+		if !at.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)) {
+			en.outlived.Store(true)
+		}
 	}
 	// A leg seen ended was there: no tombstone needs to watch for it.
 	if obs.Consult != ConsultAbsent && !t.Seen.Consult {
