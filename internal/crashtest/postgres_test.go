@@ -246,6 +246,21 @@ func crashReplicasOnce(t *testing.T, ty *tally, dbURL string, sd side, f flow, p
 			if !fw.last.terminal() && !fw.follow(ctx, other, other, nil) {
 				return false
 			}
+			// The attempt tests no crash point, but a takeover from a
+			// live owner all the same: the simulator must show nobody
+			// held, no consult left and at most one consult call, as
+			// after any case (not counted in the tally, which counts the
+			// crash points' cases).
+			v, err := check(ctx, f, pl, fw.last)
+			if err != nil {
+				t.Errorf("reading the simulator after the voided attempt: %v", err)
+			}
+			for _, pr := range v.problems {
+				t.Errorf("voided attempt %d: %s: %s", attempt, fw.last, pr)
+			}
+			if v.consultCalls > 1 {
+				t.Errorf("voided attempt %d: %s: %d consult calls were created, want at most 1", attempt, fw.last, v.consultCalls)
+			}
 			for _, p := range []*proc{r0, r1, r2} {
 				p.kill()
 			}
