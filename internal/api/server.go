@@ -44,6 +44,10 @@ type Config struct {
 	// they forward to this replica's receivers. nil: a callback's note
 	// stays with the replica that received it (a single process).
 	Forwarder CallbackForwarder
+	// CallbackKeepTimeout bounds how long a callback's answer waits for
+	// what it told to be saved with its transfer (NoteKeeper); zero is
+	// DefaultCallbackKeepTimeout.
+	CallbackKeepTimeout time.Duration
 	// Accounts, when set, are the tenants' own provider accounts; the
 	// account a tenant uses for a provider receives its callbacks when it
 	// is a CallbackReceiver.
@@ -137,6 +141,21 @@ type CallbackReceiver interface {
 	ReceiveCallback(r *http.Request, transferID string) (note string, err error)
 	ApplyCallbackNote(transferID, note string) error
 }
+
+// NoteKeeper is a CallbackReceiver whose notes the replica driving the
+// transfer saves with its record (orchestrator.NoteKeeper): NoteKept
+// reports whether the record t holds what note told. A callback it
+// receives is answered 2xx only once the saved record does (see
+// handleCallback).
+type NoteKeeper interface {
+	NoteKept(t *orchestrator.Transfer, note string) bool
+}
+
+// DefaultCallbackKeepTimeout is how long a callback's answer waits for
+// its note to be saved, by default: half of Catapult's callbackTimeout
+// (10 s, its default and its most), which then has the time to post it
+// to the fallbackUrl.
+const DefaultCallbackKeepTimeout = 5 * time.Second
 
 // CallbackForwarder carries callback notes between the replicas sharing
 // a store (the PostgreSQL store's notifications): ForwardCallback sends

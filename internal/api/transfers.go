@@ -591,7 +591,8 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // otherwise never know why its consult ended, only that it did, nor would
 // one that takes the transfer over.
 func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id string) (CallbackReceiver, bool),
-	forward func(r *http.Request, tenant, provider, id, note string), signer *CallbackSigner, m *authMetrics) http.Handler {
+	forward func(r *http.Request, tenant, provider, id, note string), signer *CallbackSigner, m *authMetrics,
+	keepTimeout time.Duration, ends waitEnds) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "transfer_id")
 		var tenant string
@@ -621,8 +622,51 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id
 		}
 		forward(r, tenant, chi.URLParam(r, "provider"), id, note)
 		eng.Notify(id)
+		if k, ok := rcv.(NoteKeeper); ok && note != "" && !noteSaved(r, eng, k, tenant, id, note, keepTimeout, ends) {
+			// The provider sends a callback that failed again (Catapult:
+			// to the fallbackUrl, which names this same route), to this
+			// replica or another; meanwhile the note is in the memory of
+			// every replica that heard it, as before.
+			zerolog.Ctx(r.Context()).Info().Str("transfer_id", id).
+				Msg("a callback's note is not saved with its transfer yet: answered 503 for the provider to send it again")
+			p := probUnavailable
+			p.Detail = "what the callback told is not saved yet: send it again"
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, r, p)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// noteSaved waits, for keepTimeout at most, until the saved record of
+// transfer id holds what a callback told (note, which k kept in memory),
+// and reports whether it does; also when the transfer is over or gone,
+// which keep nothing more. A note lived only in the memory of the
+// processes that heard it until the reconcile it wakes saved it, and the
+// callback was answered 2xx at once: the driving process stopping before
+// that save (a crash, a restart within the moment), or a forward to it
+// lost, took the note along, and the provider never sent it again. The
+// wait follows the record as saved: this replica's own when it drives
+// the transfer, else the store's, polled (Engine.Wait), whichever
+// replica saves it. It ends with the engine's shutdown as a long poll's
+// does (waitEnds.of): a transfer driven here is saved by that shutdown,
+// another's is not changed by it.
+func noteSaved(r *http.Request, eng *orchestrator.Engine, k NoteKeeper, tenant, id, note string,
+	keepTimeout time.Duration, ends waitEnds) bool {
+	if keepTimeout <= 0 {
+		keepTimeout = DefaultCallbackKeepTimeout
+	}
+	ctx, cancel, _ := waitContext(r.WithContext(orchestrator.WithTenant(r.Context(), tenant)), keepTimeout, ends.of(eng, id))
+	defer cancel()
+	t, err := eng.Wait(ctx, id, func(t *orchestrator.Transfer) bool { return !t.Open() || k.NoteKept(t, note) })
+	switch {
+	case orchestrator.KindOf(err) == orchestrator.KindNotFound:
+		return true // nothing to keep it with
+	case err != nil:
+		return false
+	}
+	return t.State.Terminal() || k.NoteKept(t, note)
 }
 
 // waitEnds are the two moments a wait a request was granted may end at
