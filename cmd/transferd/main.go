@@ -222,6 +222,10 @@ simulator. Configuration comes from these environment variables:
 // halves of the receiver.
 var _ api.CallbackReceiver = (*bandwidth.Client)(nil)
 
+// Its callbacks are answered once what they told is saved with their
+// transfer.
+var _ api.NoteKeeper = (*bandwidth.Client)(nil)
+
 // answerGrace is how long the servers still wait, once the shutdown's
 // time is over, for the requests they are running (the answers of waits
 // the shutdown ended, above all) before closing their connections: long

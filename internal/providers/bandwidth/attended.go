@@ -159,7 +159,7 @@ func (c *Client) dialAttended(ctx context.Context, t *orchestrator.Transfer) (or
 
 	// 3. T into b2, tagged with the transfer id so it can be found again.
 	body := createCallBody{From: from, To: r.Target, BridgeID: leg.BridgeID, CallTimeout: callTimeout(r.ConsultTimeout),
-		Tag: t.ID, CallbackURL: c.callbackURL(t.ID)}
+		Tag: t.ID, CallbackURL: c.callbackURL(t.ID), FallbackURL: c.callbackURL(t.ID)}
 	if rec := r.Recording; rec != nil {
 		body.RecordingEnabled, body.RecordingFileFormat = rec.Enabled, rec.FileFormat
 	}

@@ -109,7 +109,7 @@ func TestAttendedConsultCallOptions(t *testing.T) {
 	}
 	creates := h.requestsOf(bwsim.OpCreateCall)
 	want := map[string]any{"from": owned, "to": target, "bridgeId": tr.Legs.Consult.BridgeID, "callTimeout": float64(300),
-		"tag": tr.ID, "callbackUrl": h.public + "/callbacks/bandwidth/" + tr.ID,
+		"tag": tr.ID, "callbackUrl": h.public + "/callbacks/bandwidth/" + tr.ID, "fallbackUrl": h.public + "/callbacks/bandwidth/" + tr.ID,
 		"recordingEnabled": true, "recordingFileFormat": "mp3"}
 	if len(creates) != 1 || !jsonEqual(creates[0].Body, want) {
 		t.Fatalf("create call bodies = %v\nwant exactly %v", creates, want)

@@ -52,7 +52,10 @@ type callbackEvent struct {
 // transfer's callbackUrl (searchTransferLeg).
 //
 // Malformed transfer ids and bodies are answered 400; everything else 200
-// at once (Catapult ignores the body of the answer).
+// at once (Catapult ignores the body of the answer). transferd's own
+// server answers only once what the event told is saved with its
+// transfer (NoteKept), 503 otherwise: this handler, which has no record
+// to wait for, does not.
 func (c *Client) CallbackHandler(notify func(transferID string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
@@ -182,6 +185,34 @@ func (c *Client) learn(transferID, callID, cause string) {
 func (c *Client) Notes(t *orchestrator.Transfer) string {
 	c.recall(t)
 	return c.causes.notes(t.ID)
+}
+
+// NoteKept implements api.NoteKeeper: whether t's record (its notes,
+// Notes) holds what a callback told, its note from ReceiveCallback or
+// ApplyCallbackNote: the call it named, named the leg or with a cause of
+// its own (a leg named later stands for the calls named before it), and
+// the cause it gave, as merged after the record's (mergeCause). transferd
+// answers the callback 2xx only then, so that Catapult posts it again
+// (fallbackUrl) when the process driving the transfer stopped before
+// saving it. A note past the record's bound (maxSavedNotes: only forged
+// callbacks name so many calls) is never kept, and such a callback is
+// answered 503 each time.
+func (c *Client) NoteKept(t *orchestrator.Transfer, note string) bool {
+	callID, cause, _ := strings.Cut(note, "/")
+	leg, kept := "", ""
+	for part := range strings.FieldsSeq(t.ProviderNotes) {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case legKey:
+			leg = v
+		case callID:
+			kept = v
+		}
+	}
+	if leg == "" && kept == "" {
+		return false
+	}
+	return cause == "" || (kept != "" && mergeCause(kept, cause) == kept)
 }
 
 // recall takes back into the book what t's record carries (Notes), as

@@ -132,12 +132,18 @@ type transferBody struct {
 
 // createCallBody is POST /calls (postCalls.md).
 type createCallBody struct {
-	From                string `json:"from"`
-	To                  string `json:"to"`
-	BridgeID            string `json:"bridgeId"`
-	CallTimeout         int    `json:"callTimeout"`
-	Tag                 string `json:"tag"`
-	CallbackURL         string `json:"callbackUrl,omitempty"`
+	From        string `json:"from"`
+	To          string `json:"to"`
+	BridgeID    string `json:"bridgeId"`
+	CallTimeout int    `json:"callTimeout"`
+	Tag         string `json:"tag"`
+	CallbackURL string `json:"callbackUrl,omitempty"`
+	// FallbackURL is where Catapult posts an event once more when its
+	// post to callbackUrl failed (notes §9: the one retry documented).
+	// transferd answers a callback 503 while what it told is not saved
+	// with its transfer (api.NoteKeeper), and gives the same URL: a
+	// balancer may send the second post to another replica.
+	FallbackURL         string `json:"fallbackUrl,omitempty"`
 	RecordingEnabled    *bool  `json:"recordingEnabled,omitempty"`
 	RecordingFileFormat string `json:"recordingFileFormat,omitempty"`
 }

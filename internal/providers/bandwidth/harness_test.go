@@ -76,6 +76,11 @@ type options struct {
 	// 200 without handing it to the client: a callback the process
 	// receiving it never acted on (it stopped first).
 	dropCallback func(body []byte) bool
+	// refuseCallback, when it reports true for a callback's body, answers
+	// it 503 without handing it to the client: transferd's answer to a
+	// callback whose note the process driving its transfer did not save
+	// in time (api.NoteKeeper), for the platform to send it again.
+	refuseCallback func(body []byte) bool
 	// rewriteCallback, when set, replaces a callback's body before the
 	// client reads it (and onCallback sees it): a platform that words an
 	// event otherwise than bwsim.
@@ -165,6 +170,10 @@ func setup(t *testing.T, o options) *harness {
 				w.WriteHeader(http.StatusOK)
 				return
 			}
+			if o.refuseCallback != nil && o.refuseCallback(body) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
 			h.mu.Lock()
 			handler := h.callbacks
 			h.mu.Unlock()
@@ -174,11 +183,7 @@ func setup(t *testing.T, o options) *harness {
 			}
 			http.StripPrefix("/callbacks/bandwidth", handler).ServeHTTP(w, r)
 			if o.onCallback != nil {
-				var ev struct {
-					EventType string `json:"eventType"`
-				}
-				_ = json.Unmarshal(body, &ev)
-				o.onCallback(ev.EventType)
+				o.onCallback(eventOf(body))
 			}
 		}))
 		cbSrv = httptest.NewServer(cbMux)
@@ -227,6 +232,15 @@ func setup(t *testing.T, o options) *harness {
 		}
 	})
 	return h
+}
+
+// eventOf is the eventType of a callback's body ("" when it has none).
+func eventOf(body []byte) string {
+	var ev struct {
+		EventType string `json:"eventType"`
+	}
+	_ = json.Unmarshal(body, &ev)
+	return ev.EventType
 }
 
 func (h *harness) runHooks(method, path, body string) {

@@ -101,3 +101,34 @@ func TestCallbackNotesSettleWhenForgedCallbacksFillTheBook(t *testing.T) {
 		}
 	}
 }
+
+// A callback's note is kept once the record's notes hold what it told:
+// the call it named (the leg, or a call with a cause) and its cause as
+// merged after the record's. transferd answers the callback 2xx only
+// then (api.NoteKeeper).
+func TestACallbackNoteIsKeptOnceTheRecordHoldsIt(t *testing.T) {
+	c := bookClient(t)
+	for _, k := range []struct {
+		notes, note string
+		kept        bool
+	}{
+		{"", "c-leg", false},
+		{"", "c-leg/USER_BUSY", false},
+		{"leg=c-leg", "c-leg", true},
+		{"leg=c-leg", "c-leg/USER_BUSY", false},
+		{"leg=c-leg c-leg=USER_BUSY", "c-leg/USER_BUSY", true},
+		// A plain end does not undo a failure, as when heard (mergeCause);
+		// a failure after a plain end does.
+		{"leg=c-leg c-leg=USER_BUSY", "c-leg/NORMAL_CLEARING", true},
+		{"leg=c-leg c-leg=NORMAL_CLEARING", "c-leg/USER_BUSY", false},
+		// A leg named later stands for one named before it.
+		{"leg=c-new c-new=USER_BUSY", "c-old", true},
+		{"leg=c-new", "c-old/NO_ANSWER", false},
+		{"leg=c-new c-old=NO_ANSWER", "c-old/NO_ANSWER", true},
+	} {
+		tr := &orchestrator.Transfer{ID: "tr-1", ProviderNotes: k.notes}
+		if got := c.NoteKept(tr, k.note); got != k.kept {
+			t.Errorf("notes %q, note %q: kept %v, want %v", k.notes, k.note, got, k.kept)
+		}
+	}
+}
