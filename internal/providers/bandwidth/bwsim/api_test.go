@@ -361,6 +361,39 @@ func TestCallbackFallbackAndGET(t *testing.T) {
 	}
 }
 
+// Retries beyond the fallbackUrl's post are undocumented (a [GUESS]):
+// none by default, CallbackRetries more posts to the callbackUrl while
+// every post so far failed.
+func TestCallbackRetries(t *testing.T) {
+	for _, retries := range []int{0, 2} {
+		failing := newReceiver(t, http.StatusServiceUnavailable)
+		fallback := newReceiver(t, http.StatusServiceUnavailable)
+		e := newEnv(t, Config{CallbackRetries: retries})
+		r := e.send(http.MethodPost, callsPath, `{"from":"`+ownedMain+`","to":"`+target+`","callbackUrl":"`+
+			failing.srv.URL+`","fallbackUrl":"`+fallback.srv.URL+`"}`)
+		e.wantStatus(r, http.StatusCreated)
+		e.idle()
+		if got := len(failing.eventTypes(r.id())); got != 1+retries {
+			t.Errorf("retries %d: posts to the callbackUrl %d, want %d", retries, got, 1+retries)
+		}
+		if got := len(fallback.eventTypes(r.id())); got != 1 {
+			t.Errorf("retries %d: posts to the fallbackUrl %d, want 1", retries, got)
+		}
+		cbs := e.sim.Callbacks()
+		if len(cbs) != 2+retries || !cbs[1].Fallback || (retries > 0 && !cbs[len(cbs)-1].Retry) {
+			t.Errorf("retries %d: Callbacks() = %+v", retries, cbs)
+		}
+	}
+	ok := newReceiver(t, http.StatusNoContent)
+	e := newEnv(t, Config{CallbackRetries: 2})
+	r := e.send(http.MethodPost, callsPath, `{"from":"`+ownedMain+`","to":"`+target+`","callbackUrl":"`+ok.srv.URL+`"}`)
+	e.wantStatus(r, http.StatusCreated)
+	e.idle()
+	if got := len(ok.eventTypes(r.id())); got != 1 {
+		t.Errorf("an event answered 2xx was posted %d times", got)
+	}
+}
+
 func TestWaitForAndChanged(t *testing.T) {
 	e := newEnv(t, Config{AnswerDelay: 2 * time.Millisecond})
 	e.sim.SetBehaviour(target, Behaviour{Mode: ModeAfter})

@@ -12,7 +12,7 @@ import (
 
 // This file delivers call events (notes §9, §12.6): one attempt on the call's callbackUrl,
 // then one on its fallbackUrl if that failed; further retries are undocumented, so there are
-// none. A call's events are delivered in order, one at a time; different calls' events are
+// none unless Config.CallbackRetries asks for them. A call's events are delivered in order, one at a time; different calls' events are
 // delivered concurrently.
 
 // callbackUserAgent stands in for "BandwidthAPI/v1 ({CURRENT_BUILD_TIMESTAMP})".
@@ -130,13 +130,21 @@ func (s *Sim) runQueue(ctx context.Context, callID string, q *cbQueue) {
 
 // deliver makes the attempts for one event and returns their records.
 func (s *Sim) deliver(ctx context.Context, d delivery) []Callback {
-	first := s.attempt(ctx, d, d.url)
-	if first.Delivered() || d.fallback == "" {
-		return []Callback{first}
+	recs := []Callback{s.attempt(ctx, d, d.url)}
+	if !recs[0].Delivered() && d.fallback != "" {
+		second := s.attempt(ctx, d, d.fallback)
+		second.Fallback = true
+		recs = append(recs, second)
 	}
-	second := s.attempt(ctx, d, d.fallback)
-	second.Fallback = true
-	return []Callback{first, second}
+	for range s.cfg.CallbackRetries {
+		if recs[len(recs)-1].Delivered() || ctx.Err() != nil {
+			break
+		}
+		retry := s.attempt(ctx, d, d.url)
+		retry.Retry = true
+		recs = append(recs, retry)
+	}
+	return recs
 }
 
 func (s *Sim) attempt(ctx context.Context, d delivery, target string) Callback {

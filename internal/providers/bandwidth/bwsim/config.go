@@ -159,6 +159,13 @@ type Config struct {
 	// leg it gave up on might say ORIGINATOR_CANCEL.
 	TimeoutHangupCause string
 
+	// CallbackRetries is how many more times an event is posted to its callbackUrl once
+	// every post so far failed (the callbackUrl's, then the fallbackUrl's when the call has
+	// one). The notes document the fallbackUrl's one post and no retry beyond it: more is a
+	// [GUESS] (known unknown 8); default 0, none. transferd answers a callback 503 until
+	// what it told is saved, for the platform to post it again.
+	CallbackRetries int
+
 	// TransferLegCallback says where the events of a B-leg go when the transfer request had
 	// no callbackUrl ([GUESS]): TransferLegCallbackALeg (default) or TransferLegCallbackNone.
 	TransferLegCallback string

@@ -290,10 +290,13 @@ type Callback struct {
 	EventType string          `json:"event_type"`
 	Event     json.RawMessage `json:"event"`
 	// Fallback reports a retry on the call's fallbackUrl after the callbackUrl failed.
-	Fallback bool      `json:"fallback,omitempty"`
-	Status   int       `json:"status,omitempty"` // 0 when no response arrived
-	Error    string    `json:"error,omitempty"`
-	Time     time.Time `json:"time"`
+	Fallback bool `json:"fallback,omitempty"`
+	// Retry reports a post to the callbackUrl again after every post so far failed
+	// (Config.CallbackRetries).
+	Retry  bool      `json:"retry,omitempty"`
+	Status int       `json:"status,omitempty"` // 0 when no response arrived
+	Error  string    `json:"error,omitempty"`
+	Time   time.Time `json:"time"`
 }
 
 // Delivered reports a 2xx answer.
