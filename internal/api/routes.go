@@ -31,7 +31,7 @@ func (s *shared) routes(r chi.Router, parts part) {
 		r.Method("GET", "/openapi.yaml", handleOpenAPI(cfg.OpenAPI))
 	}
 	if parts&partCallbacks != 0 {
-		r.Method("POST", "/callbacks/{provider}/{transfer_id}/{token}", handleCallback(eng, s.receiver, s.forward, cfg.CallbackSigner, s.auth, cfg.CallbackKeepTimeout, ends))
+		r.Method("POST", "/callbacks/{provider}/{transfer_id}/{token}", handleCallback(eng, s.receiver, s.forward, cfg.CallbackSigner, s.auth, cfg.keepTimeout(), ends))
 		r.Method("POST", "/callbacks/{provider}/subscriptions/{key}/{token}", handleSubscriptionDelivery(eng, s))
 	}
 	if parts&partAdmin != 0 {

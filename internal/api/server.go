@@ -46,7 +46,7 @@ type Config struct {
 	Forwarder CallbackForwarder
 	// CallbackKeepTimeout bounds how long a callback's answer waits for
 	// what it told to be saved with its transfer (NoteKeeper); zero is
-	// DefaultCallbackKeepTimeout.
+	// DefaultCallbackKeepTimeout. Half of WriteTimeout at most.
 	CallbackKeepTimeout time.Duration
 	// Accounts, when set, are the tenants' own provider accounts; the
 	// account a tenant uses for a provider receives its callbacks when it

@@ -639,6 +639,20 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id
 	})
 }
 
+// keepTimeout is how long a callback's answer waits for its note to be
+// saved (Config.CallbackKeepTimeout): half the write timeout at most, so
+// that the 503 is still written when the save does not come.
+func (cfg Config) keepTimeout() time.Duration {
+	keep := cfg.CallbackKeepTimeout
+	if keep <= 0 {
+		keep = DefaultCallbackKeepTimeout
+	}
+	if cfg.WriteTimeout > 0 {
+		keep = min(keep, cfg.WriteTimeout/2)
+	}
+	return keep
+}
+
 // noteSaved waits, for keepTimeout at most, until the saved record of
 // transfer id holds what a callback told (note, which k kept in memory),
 // and reports whether it does; also when the transfer is over or gone,
@@ -654,9 +668,6 @@ func handleCallback(eng *orchestrator.Engine, receiver func(tenant, provider, id
 // another's is not changed by it.
 func noteSaved(r *http.Request, eng *orchestrator.Engine, k NoteKeeper, tenant, id, note string,
 	keepTimeout time.Duration, ends waitEnds) bool {
-	if keepTimeout <= 0 {
-		keepTimeout = DefaultCallbackKeepTimeout
-	}
 	ctx, cancel, _ := waitContext(r.WithContext(orchestrator.WithTenant(r.Context(), tenant)), keepTimeout, ends.of(eng, id))
 	defer cancel()
 	t, err := eng.Wait(ctx, id, func(t *orchestrator.Transfer) bool { return !t.Open() || k.NoteKept(t, note) })
