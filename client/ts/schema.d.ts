@@ -2724,6 +2724,25 @@ export interface operations {
             400: components["responses"]["BadCallback"];
             404: components["responses"]["NoCallbackReceiver"];
             405: components["responses"]["MethodNotAllowed"];
+            /**
+             * @description What the event told (Bandwidth: the call it names, a hangup's cause) is not saved
+             *     with its transfer yet, within 5 s (half `TRANSFERD_WRITE_TIMEOUT` at most): the
+             *     replica driving the transfer stopped before saving it, or none drives it now. Post it
+             *     again (Catapult posts a failed event to the call's `fallbackUrl`, which transferd sets
+             *     to the same URL); an event already saved, or about a transfer that has ended, is
+             *     answered `204`.
+             */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     receiveSubscriptionEvents: {
