@@ -584,7 +584,9 @@ func noInput(w http.ResponseWriter, r *http.Request) bool {
 // wakes the transfer it is about. The token in the URL authenticates it:
 // an HMAC of the tenant and transfer id under the callback secret. Any
 // failure of the token is a 404, as for a transfer that does not exist.
-// Providers only need a 2xx; the body is empty.
+// Providers only need a 2xx; the body is empty. A receiver whose notes the
+// record keeps (NoteKeeper) has its callbacks answered 2xx only once the
+// record holds what they told, 503 otherwise (noteSaved).
 //
 // A load balancer sends a callback to any replica. Each forwards what the
 // event told to the others: the replica that drives the transfer would
