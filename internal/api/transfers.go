@@ -672,7 +672,7 @@ func noteSaved(r *http.Request, eng *orchestrator.Engine, k NoteKeeper, tenant, 
 	keepTimeout time.Duration, ends waitEnds) bool {
 	ctx, cancel, _ := waitContext(r.WithContext(orchestrator.WithTenant(r.Context(), tenant)), keepTimeout, ends.of(eng, id))
 	defer cancel()
-	t, err := eng.Wait(ctx, id, func(t *orchestrator.Transfer) bool { return !t.Open() || k.NoteKept(t, note) })
+	t, err := eng.Wait(ctx, id, func(t *orchestrator.Transfer) bool { return k.NoteKept(t, note) }) // or terminal
 	switch {
 	case orchestrator.KindOf(err) == orchestrator.KindNotFound:
 		return true // nothing to keep it with
