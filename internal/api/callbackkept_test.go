@@ -79,10 +79,10 @@ func (s *stoppingStore) Update(ctx context.Context, t *orchestrator.Transfer) er
 // saved record, so that a provider whose callback was not (Bandwidth's
 // fallbackUrl) sends it again. It was answered at once, the note then
 // living only in the memory of the processes that heard it until the
-// reconcile it woke saved it: the driving process stopping in that
-// reconcile took the note along, and the
-// provider, told 204, never sent it again. Now the answer waits for the
-// save, for a while: 503 when it did not come, 204 once it has.
+// reconcile it woke saved it: the driving process stopping before that
+// save took the note along, and the provider, told 204, never sent it
+// again. Now the answer waits for the save, for a while: 503 when it did
+// not come, 204 once it has.
 func TestACallbackIsAnsweredOnlyOnceItsNoteIsSaved(t *testing.T) {
 	f := keepingFake{&receivingFake{Fake: orchestratortest.NewFake("bandwidth")}}
 	store := memory.New()
