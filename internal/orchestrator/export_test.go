@@ -41,3 +41,8 @@ func WhoEnded(resumed bool, adoptedAt time.Time, outlived bool, reason Reason) R
 	r, _ := (*Engine)(nil).whoEnded(en, reason, "")
 	return r
 }
+
+// Reclaim hands e a claim's record of a transfer it still holds, as its
+// own claim does when it takes back a transfer another replica took over
+// meanwhile (reclaim); it reports whether e held the transfer.
+func Reclaim(e *Engine, t *Transfer) bool { return e.reclaim(t) }
