@@ -1,7 +1,9 @@
 package netsapiens_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +76,45 @@ func TestASubscriptionWhoseReadAnswers404IsStillDeleted(t *testing.T) {
 	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{}, noRead)
 	rig.subscribed(t)
 	rig.closeLeavesNone(t, "Close")
+}
+
+// A read before the delete that answers the subscription without its
+// post-url (a PBX whose read leaves the field out; which fields a read
+// answers is [guess]) says nothing of where it posts: the subscription is
+// ours, deleted at Close, not taken for one another process moved and
+// left to post to a process gone (the sixty-sixth pass's mutation N5
+// found this untested).
+func TestASubscriptionReadWithoutItsPostURLIsDeletedAtClose(t *testing.T) {
+	withoutPostURL := func(api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/subscriptions/") {
+				api.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, r)
+			var one map[string]any
+			var many []map[string]any
+			body := rec.Body.Bytes()
+			switch {
+			case json.Unmarshal(body, &one) == nil:
+				delete(one, "post-url")
+				body, _ = json.Marshal(one)
+			case json.Unmarshal(body, &many) == nil:
+				for _, s := range many {
+					delete(s, "post-url")
+				}
+				body, _ = json.Marshal(many)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+	rig := newSubRig(t, nssim.Config{}, netsapiens.Config{}, withoutPostURL)
+	rig.subscribed(t)
+	rig.closeLeavesNone(t, "Close, its read answered without a post-url")
+	if n := rig.count(nssim.OpSubscriptionRead, http.StatusOK); n == 0 {
+		t.Error("no read of the subscription before its delete: not the case under test")
+	}
 }
