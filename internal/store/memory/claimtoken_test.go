@@ -15,3 +15,7 @@ func TestClaimCarriesTheToken(t *testing.T) {
 func TestASupersededCreateIsRefusedForItsToken(t *testing.T) {
 	storetest.RunASupersededCreateIsRefusedForItsToken(t, func(*testing.T) orchestrator.Store { return memory.New() })
 }
+
+func TestAClaimWithNothingClaimableIsRefusedForTheToken(t *testing.T) {
+	storetest.RunAClaimWithNothingClaimableIsRefusedForTheToken(t, func(*testing.T) orchestrator.Store { return memory.New() })
+}

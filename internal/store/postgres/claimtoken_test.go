@@ -34,3 +34,8 @@ func TestAClaimWhoseTokenCannotBeReadIsNoRefusal(t *testing.T) {
 		}
 	})
 }
+
+func TestAClaimWithNothingClaimableIsRefusedForTheToken(t *testing.T) {
+	baseURL(t)
+	storetest.RunAClaimWithNothingClaimableIsRefusedForTheToken(t, func(t *testing.T) orchestrator.Store { return open(t) })
+}

@@ -31,3 +31,7 @@ func TestAClaimWhoseTokenCannotBeReadIsNoRefusal(t *testing.T) {
 		}
 	})
 }
+
+func TestAClaimWithNothingClaimableIsRefusedForTheToken(t *testing.T) {
+	storetest.RunAClaimWithNothingClaimableIsRefusedForTheToken(t, func(t *testing.T) orchestrator.Store { return open(t, t.TempDir()) })
+}

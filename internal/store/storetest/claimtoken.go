@@ -80,3 +80,38 @@ func RunClaimCarriesTheToken(t *testing.T, open func(t *testing.T) orchestrator.
 		f.Errorf("Claim(X, own) once the first process took the name back = %v; want no error", err)
 	}
 }
+
+// RunAClaimWithNothingClaimableIsRefusedForTheToken runs the side of
+// RunClaimCarriesTheToken where nothing at all is claimable (a live
+// replica's transfer, the claimer's own not asked for): the claim made
+// with the token of a process whose name another took over is refused
+// all the same (ErrSuperseded of kind conflict), as Store.Claim says,
+// whether the store finds anything claimable or not. A store answering
+// "nothing" before it looks at the token (SQLite's read ahead of its
+// writer's transaction, were it to return on no row found whatever the
+// token) would leave the process unaware of the takeover until its next
+// heartbeat. The sixty-sixth pass's mutations found this untested:
+// RunClaimCarriesTheToken's "nothing claimable" case has a handed-over
+// transfer, which is claimable.
+func RunAClaimWithNothingClaimableIsRefusedForTheToken(t *testing.T, open func(t *testing.T) orchestrator.Store) {
+	t.Parallel()
+	f := &fixture{T: t, s: open(t), ctx: t.Context()}
+	const ttl = 10 * time.Second
+	f.beat("X", "first", now, ttl, false)
+	f.beat("Z", "z", now, ttl, false)
+	dead := f.transfer("1001")
+	dead.Owner = "Z" // live
+	f.create(dead)
+	mine := f.transfer("1000")
+	mine.Owner = "X"
+	f.create(mine)
+	if got, err := f.s.Claim(f.ctx, "X", "first", now.Add(time.Second), false, 0); err != nil || len(got) > 0 {
+		f.Fatalf("Claim(X) with nothing claimable = %v, %v; want nothing, no error", ids(got), err)
+	}
+	f.beat("X", "second", now.Add(2*time.Second), ttl, true)
+	got, err := f.s.Claim(f.ctx, "X", "first", now.Add(3*time.Second), false, 0)
+	if !errors.Is(err, orchestrator.ErrSuperseded) || orchestrator.KindOf(err) != orchestrator.KindConflict || len(got) > 0 {
+		f.Errorf("Claim(X) with nothing claimable by the process taken over = %v, %v (kind %v); want nothing and ErrSuperseded of kind conflict",
+			ids(got), err, orchestrator.KindOf(err))
+	}
+}
