@@ -24,3 +24,19 @@ func TestAFailureHeardAfterTheRecordsFailureWins(t *testing.T) {
 		t.Errorf("c-a's cause %q, want %q", cause, causeCallRejected)
 	}
 }
+
+// The leg a callback named is written once in the notes, its cause
+// right after it, and not again among the other calls: written twice, it
+// took a place of the few a record keeps (maxSavedNotes) from another
+// call's cause (the sixty-sixth pass's mutations found this untested:
+// the leg of TestCallbackNotesReadBackFromTheRecord's notes has no cause,
+// and where it has one it sorts past the bound).
+func TestTheNamedLegIsWrittenOnceInTheNotes(t *testing.T) {
+	c := bookClient(t)
+	tr := &orchestrator.Transfer{ID: "tr-1"}
+	c.learn(tr.ID, "c-a", causeNormalClearing)
+	c.learn(tr.ID, "c-b", causeUserBusy) // the leg named last
+	if n, want := c.Notes(tr), "leg=c-b c-b="+causeUserBusy+" c-a="+causeNormalClearing; n != want {
+		t.Errorf("notes %q, want %q", n, want)
+	}
+}
