@@ -171,9 +171,11 @@ type Dispatcher struct {
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
-	// attempt; scanned after each scan of Run.
+	// attempt; scanned after each scan of Run; drained after each attempt
+	// of Drain has ended and given its slot back.
 	finished func(Delivery)
 	scanned  func()
+	drained  func()
 }
 
 // goneMark is an endpoint's answer 410 Gone to an attempt sent to url:
@@ -756,6 +758,9 @@ func (d *Dispatcher) drainClaims(ctx context.Context, sh *shares, wg *sync.WaitG
 			wg.Go(func() {
 				d.attempt(ctx, dl, at)
 				sh.give(key, extra)
+				if d.drained != nil {
+					d.drained()
+				}
 				signal(ended)
 			})
 		}
