@@ -698,11 +698,16 @@ func (d *Dispatcher) Drain(ctx context.Context) error {
 	ended := make(chan struct{}, 1)
 	d.enqueueAll(ctx)
 	for {
+		// Whether nothing was in flight before the claim, not after: an
+		// attempt that ended during a claim that found nothing due may
+		// have made its transfer's next event due too late for it, and
+		// the drain returned with that event unsent.
+		idle := sh.idle()
 		claimed, err := d.drainClaims(ctx, sh, &wg, ended)
 		if err != nil {
 			return err
 		}
-		if claimed == 0 && sh.idle() {
+		if claimed == 0 && idle {
 			// Nothing due, nothing in flight: a last read of the
 			// outbox, for what was saved meanwhile.
 			if !d.enqueueAll(ctx) {
