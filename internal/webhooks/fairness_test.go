@@ -493,3 +493,88 @@ func TestADrainSendsAnEventSavedDuringIt(t *testing.T) {
 		t.Errorf("the drain made %d attempts, want 2: the event saved during the first was not sent", n)
 	}
 }
+
+// Extras are held outside the slots: once the receivers that took the
+// slots are known to hang (their attempts timed out), the slots are free
+// again, and a healthy endpoint gets its share back while the extras of
+// receivers not known to hang yet are still held. Counted in the slots,
+// the extras kept every claim an extra until they had timed out too, and
+// the healthy endpoint, its first attempt in flight, got no second (left
+// untested by the pass that brought extras). Four slots (a share of two,
+// a reserve of one): the first four receivers, the earliest due, take
+// them; the next two and the healthy endpoint's first transfer get
+// extras; the slots' attempts time out, and the healthy endpoint's
+// second transfer goes out while its first is still in flight. Every
+// delivery is enqueued before the first claim, so that which attempts
+// are extras is known; checked for Run and for the shutdown's drain.
+func TestExtrasAreHeldOutsideTheSlots(t *testing.T) {
+	const concurrency, slots, extras = 4, 4, 2
+	setup := func(t *testing.T) (webhooks.Store, webhooks.Static, *manyHung) {
+		s := memory.New()
+		dir := webhooks.Static{"f": {{ID: "crm", URL: "http://f.invalid/", Secrets: []string{secretOld}}}}
+		for i := range slots + extras {
+			tenant := fmt.Sprintf("h%02d", i)
+			dir[tenant] = []webhooks.Endpoint{{ID: "crm", URL: "http://" + tenant + ".invalid/", Secrets: []string{secretOld}}}
+			seed(t, s, tenant, i*10, 1, 1)
+		}
+		seed(t, s, "f", 1000, 2, 1)
+		m := &manyHung{held: make(chan manyHungAttempt, 64), stop: make(chan struct{})}
+		return memory.NewDeliveries(s), dir, m
+	}
+	check := func(t *testing.T, m *manyHung) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		held := map[string][]manyHungAttempt{}
+		for n := 0; n < slots+extras+1; n++ {
+			select {
+			case a := <-m.held:
+				held[a.host] = append(held[a.host], a)
+			case <-deadline:
+				t.Fatalf("%d of %d attempts held: %v", n, slots+extras+1, held)
+			}
+		}
+		if len(held["f.invalid"]) != 1 || len(held) != slots+extras+1 {
+			t.Fatalf("attempts held by host %v, want one each", held)
+		}
+		// The slots' attempts time out: those receivers are known to hang,
+		// their retries an hour away.
+		for i := range slots {
+			held[fmt.Sprintf("h%02d.invalid", i)][0].end <- context.DeadlineExceeded
+		}
+		select {
+		case a := <-m.held:
+			if a.host != "f.invalid" {
+				t.Fatalf("an attempt of %s, want the healthy endpoint's second", a.host)
+			}
+		case <-deadline:
+			t.Fatal("the healthy endpoint got no second attempt with the slots free and the extras held")
+		}
+	}
+	cfg := webhooks.Config{Concurrency: concurrency, Timeout: time.Minute, MinBackoff: time.Hour, MaxBackoff: time.Hour}
+	t.Run("Run", func(t *testing.T) {
+		st, dir, m := setup(t)
+		cfg := cfg
+		cfg.Client = &http.Client{Transport: m}
+		newDispatcher(t, st, dir, cfg, func(d *webhooks.Dispatcher) {
+			if err := webhooks.EnqueueAll(context.Background(), d); err != nil {
+				t.Fatal(err)
+			}
+		})
+		// Before the dispatcher's own cleanup waits for its attempts.
+		t.Cleanup(func() { close(m.stop) })
+		check(t, m)
+	})
+	t.Run("Drain", func(t *testing.T) {
+		st, dir, m := setup(t)
+		cfg := cfg
+		cfg.Owner, cfg.Client = "a", &http.Client{Transport: m}
+		d := webhooks.New(cfg, st, dir, render, zerolog.Nop(), prometheus.NewRegistry())
+		drained := make(chan error, 1)
+		go func() { drained <- d.Drain(context.Background()) }()
+		check(t, m)
+		close(m.stop)
+		if err := <-drained; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
