@@ -171,11 +171,11 @@ type Dispatcher struct {
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// finished, when set (by tests), is called after each recorded
-	// attempt; scanned after each scan of Run; drained after each attempt
-	// of Drain has ended and given its slot back.
+	// attempt; scanned after each scan of Run; gaveBack after each
+	// attempt (of Run or Drain) has ended and given its slot back.
 	finished func(Delivery)
 	scanned  func()
-	drained  func()
+	gaveBack func()
 }
 
 // goneMark is an endpoint's answer 410 Gone to an attempt sent to url:
@@ -392,6 +392,9 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 			defer wg.Done()
 			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl), at.Add(d.lease()))
 			sh.give(key, extra)
+			if d.gaveBack != nil {
+				d.gaveBack()
+			}
 			select {
 			case done <- struct{}{}:
 			default:
@@ -763,9 +766,11 @@ func (d *Dispatcher) drainClaims(ctx context.Context, sh *shares, wg *sync.WaitG
 			wg.Go(func() {
 				d.attempt(ctx, dl, at)
 				sh.give(key, extra)
-				if d.drained != nil {
-					d.drained()
+				if d.gaveBack != nil {
+					d.gaveBack()
 				}
+				// After give: woken, the drain reads whether anything
+				// is still in flight.
 				signal(ended)
 			})
 		}

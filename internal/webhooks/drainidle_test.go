@@ -97,7 +97,7 @@ func TestADrainSendsTheNextEventOfAnAttemptThatEndedDuringAClaim(t *testing.T) {
 	d := webhooks.New(webhooks.Config{Owner: "a", Client: &http.Client{Transport: h}}, st,
 		endpoint("http://crm.invalid/"), render, zerolog.Nop(), prometheus.NewRegistry())
 	var ends atomic.Int64
-	webhooks.OnDrainAttemptEnd(d, func() {
+	webhooks.OnAttemptEnd(d, func() {
 		// The held attempt ends second: the other is answered at once.
 		if ends.Add(1) == 2 {
 			close(st.ended)
@@ -118,5 +118,85 @@ func TestADrainSendsTheNextEventOfAnAttemptThatEndedDuringAClaim(t *testing.T) {
 	}
 	if len(seqs) != 2 || seqs[0] != 1 || seqs[1] != 2 {
 		t.Errorf("the held transfer's attempts were of seqs %v, want [1 2]", seqs)
+	}
+}
+
+// hostGate answers 204 to each attempt once its host's gate is open,
+// and tells entered the host of each attempt as it starts.
+type hostGate struct {
+	entered chan string
+	gates   map[string]chan struct{}
+	mu      sync.Mutex
+	hits    map[string]int
+}
+
+func (g *hostGate) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	g.hits[r.URL.Host]++
+	g.mu.Unlock()
+	g.entered <- r.URL.Host
+	if gate, ok := g.gates[r.URL.Host]; ok {
+		<-gate
+	}
+	return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+}
+
+// releaseAfterClaim is a store whose first claim that takes nothing once
+// an attempt of the drain has ended opens the gate of the extra's host:
+// the extra is then the only attempt in flight, and the drain has just
+// read whether anything was in flight.
+type releaseAfterClaim struct {
+	webhooks.Store
+	ends *atomic.Int64
+	open func()
+	once sync.Once
+}
+
+func (s *releaseAfterClaim) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, skip []string) ([]webhooks.Delivery, error) {
+	ds, err := s.Store.ClaimDeliveries(ctx, owner, now, lease, limit, skip)
+	if err == nil && len(ds) == 0 && s.ends.Load() > 0 {
+		s.once.Do(s.open)
+	}
+	return ds, err
+}
+
+// An extra in flight is an attempt in flight for the drain, though it
+// holds no slot: with the slot's attempt ended and only an extra left,
+// the drain waits for it and sends its transfer's next event. One slot:
+// the first endpoint's attempt takes it, the second's first event goes
+// as an extra; the slot's attempt ends, and the extra is let go only once
+// the drain has claimed (nothing) after that end.
+func TestADrainWaitsForItsExtras(t *testing.T) {
+	s := memory.New()
+	seed(t, s, "one", 0, 1, 1)
+	seed(t, s, "two", 10, 1, 2)
+	dir := webhooks.Static{
+		"one": {{ID: "crm", URL: "http://one.invalid/", Secrets: []string{secretOld}}},
+		"two": {{ID: "crm", URL: "http://two.invalid/", Secrets: []string{secretOld}}},
+	}
+	g := &hostGate{entered: make(chan string, 16), hits: map[string]int{},
+		gates: map[string]chan struct{}{"one.invalid": make(chan struct{}), "two.invalid": make(chan struct{})}}
+	var ends atomic.Int64
+	st := &releaseAfterClaim{Store: memory.NewDeliveries(s), ends: &ends, open: func() { close(g.gates["two.invalid"]) }}
+	d := webhooks.New(webhooks.Config{Owner: "a", Concurrency: 1, Client: &http.Client{Transport: g}}, st, dir, render,
+		zerolog.Nop(), prometheus.NewRegistry())
+	webhooks.OnAttemptEnd(d, func() { ends.Add(1) })
+	drained := make(chan error, 1)
+	go func() { drained <- d.Drain(context.Background()) }()
+	for range 2 {
+		select {
+		case <-g.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the slot's attempt and the extra never both started")
+		}
+	}
+	close(g.gates["one.invalid"])
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.hits["one.invalid"] != 1 || g.hits["two.invalid"] != 2 {
+		t.Errorf("attempts by host %v, want one.invalid 1 and two.invalid 2: the extra's transfer's second event unsent", g.hits)
 	}
 }

@@ -12,9 +12,9 @@ func OnFinish(d *Dispatcher, f func(Delivery)) { d.finished = f }
 // OnScan makes d call f after each scan of Run.
 func OnScan(d *Dispatcher, f func()) { d.scanned = f }
 
-// OnDrainAttemptEnd makes d call f after each attempt of Drain has ended
-// and given its slot back, before Drain hears of it.
-func OnDrainAttemptEnd(d *Dispatcher, f func()) { d.drained = f }
+// OnAttemptEnd makes d call f after each attempt (of Run or Drain) has
+// ended and given its slot back, before Run or Drain hears of it.
+func OnAttemptEnd(d *Dispatcher, f func()) { d.gaveBack = f }
 
 // SetClock makes d read the time from now.
 func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
