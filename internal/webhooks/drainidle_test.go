@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -198,5 +199,100 @@ func TestADrainWaitsForItsExtras(t *testing.T) {
 	defer g.mu.Unlock()
 	if g.hits["one.invalid"] != 1 || g.hits["two.invalid"] != 2 {
 		t.Errorf("attempts by host %v, want one.invalid 1 and two.invalid 2: the extra's transfer's second event unsent", g.hits)
+	}
+}
+
+// An extra that ends gives back no slot it did not take: with every slot
+// held by receivers that do not answer (not known to hang), and two
+// healthy endpoints' extras answered, a slow endpoint that holds an
+// extra gets no second attempt. Given back as a slot, each extra that
+// ended freed one that no attempt had given up, and the slow endpoint,
+// its next event the earliest due, got one beyond the slots. Four slots
+// (a reserve of one); every delivery enqueued before the first claim, so
+// that which attempts are extras is known; the check is made at a scan
+// begun after both extras gave back what they held.
+func TestAnExtraThatEndsGivesBackNoSlot(t *testing.T) {
+	s := memory.New()
+	dir := webhooks.Static{}
+	gates := map[string]chan struct{}{}
+	add := func(tenant string, from, transfers, n int) {
+		dir[tenant] = []webhooks.Endpoint{{ID: "crm", URL: "http://" + tenant + ".invalid/", Secrets: []string{secretOld}}}
+		gates[tenant+".invalid"] = make(chan struct{})
+		seed(t, s, tenant, from, transfers, n)
+	}
+	for i := range 4 {
+		add(fmt.Sprintf("h%02d", i), i*10, 1, 1)
+	}
+	add("slow", 100, 2, 1)
+	add("f", 200, 1, 1)
+	add("g", 300, 1, 1)
+	g := &hostGate{entered: make(chan string, 64), hits: map[string]int{}, gates: gates}
+	st := memory.NewDeliveries(s)
+	var ends atomic.Int64
+	scans := make(chan struct{}, 1)
+	newDispatcher(t, st, dir, webhooks.Config{Concurrency: 4, Timeout: time.Minute, MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		Client: &http.Client{Transport: g}}, func(d *webhooks.Dispatcher) {
+		if err := webhooks.EnqueueAll(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		webhooks.OnAttemptEnd(d, func() { ends.Add(1) })
+		webhooks.OnScan(d, func() {
+			select {
+			case scans <- struct{}{}:
+			default:
+			}
+		})
+	})
+	// Before the dispatcher's own cleanup waits for its attempts.
+	t.Cleanup(func() {
+		for host, gate := range gates {
+			if host != "f.invalid" && host != "g.invalid" {
+				close(gate)
+			}
+		}
+	})
+	entered := map[string]int{}
+	for range 7 {
+		select {
+		case host := <-g.entered:
+			entered[host]++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("attempts started by host %v, want the four slots' and the three extras'", entered)
+		}
+	}
+	if len(entered) != 7 {
+		t.Fatalf("attempts started by host %v, want one each", entered)
+	}
+	close(gates["f.invalid"])
+	close(gates["g.invalid"])
+	for ends.Load() < 2 {
+		select {
+		case <-scans:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of the two extras ended", ends.Load())
+		}
+	}
+	// Three scans: the first may have ended before both gave back (its
+	// wake left waiting), the second after, and the third began after
+	// the second ended.
+	for range 3 {
+		select {
+		case <-scans:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no scan")
+		}
+	}
+	ds, _, err := st.Deliveries(context.Background(), webhooks.DeliveryFilter{Tenant: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := 0
+	for _, dl := range ds {
+		if dl.Attempts > 0 {
+			claimed++
+		}
+	}
+	if claimed != 1 {
+		t.Errorf("the slow endpoint's deliveries claimed: %d, want 1 (its extra): an extra that ended gave back a slot", claimed)
 	}
 }
