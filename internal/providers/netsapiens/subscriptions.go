@@ -408,24 +408,38 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 }
 
 // renew moves the subscription d's expiry a TTL ahead. It is read before
-// (when this process's last write is known: d.written) and after: an
-// expiry other than the one this process wrote last is another process's
-// write (one posting to the same post-url, which adopted the subscription
-// on its create's 409 and renews it at half its life), and the
-// subscription, shared, is not deleted by this one while that process
-// may still use it (delete); the read after learns the rendering of this
-// write. A read that fails tells nothing (written unknown until the next
-// renewal), and the renewal goes on as before.
+// and after: before, an expiry other than the one this process wrote last
+// (d.written, when known) is another process's write (one posting to the
+// same post-url, which adopted the subscription on its create's 409 and
+// renews it at half its life), and the subscription, shared, is not
+// deleted by this one while that process may still use it (delete); the
+// read after learns the rendering of this write. A read that fails tells
+// nothing, and the renewal goes on as before.
+//
+// The read after is this write only where it shows an expiry other than
+// the read before did. The PUT answers 202 [doc], applied when the PBX
+// gets to it, and a read after one applied later shows the expiry as it
+// was; a PUT answered a failure may have been applied all the same (a
+// 5xx, a timeout after it reached the PBX). Either, taken for this
+// process's write, made its own renewal look like another's once applied
+// (at the next renewal's read before, or the delete's), and a process
+// alone left its subscription to post to it, gone, until it expired (a
+// TTL and up to a day). Such a write is unknown (written ""), as is one
+// whose reads failed: the delete then goes on, unless a renewal saw
+// another's write within the TTL (the two writes of one second the same
+// expiry, left in docs/invariants.md, are unknown too).
 func (s *subscriber) renew(domain string, d *domainSub) error {
-	if d.written != "" {
-		if expires, ok := s.readExpiry(d.id); ok && expires != "" && expires != d.written {
-			d.sharedAt = time.Now()
-		}
+	before, read := s.readExpiry(d.id)
+	if read && before != "" && d.written != "" && before != d.written {
+		d.sharedAt = time.Now()
 	}
+	d.written = ""
 	if err := s.update(domain, d.id, ""); err != nil {
 		return err
 	}
-	d.written, _ = s.readExpiry(d.id)
+	if after, ok := s.readExpiry(d.id); read && ok && after != before {
+		d.written = after
+	}
 	return nil
 }
 
