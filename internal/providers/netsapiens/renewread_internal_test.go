@@ -100,3 +100,34 @@ func TestARenewalsOwnWriteReadLateIsNotAnotherProcesss(t *testing.T) {
 		})
 	}
 }
+
+// A read before the delete that answers without an expiry (a PBX that
+// leaves it out, "{}") shows no other process's write: the subscription,
+// this process's alone as far as it knows, is deleted as before, not
+// taken for renewed by another because what it shows differs from this
+// process's last write.
+func TestASubscriptionReadWithoutAnExpiryBeforeItsDeleteIsDeleted(t *testing.T) {
+	const key = "nsd_SeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCrEtSeCr1234abcd"
+	sim := nssim.New(nssim.Config{APIKeys: map[string]nssim.KeyScope{key: {Domain: "TEST"}}, SubscriptionLag: time.Hour})
+	srv := httptest.NewServer(sim.APIHandler())
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	c, err := New(Config{BaseURL: srv.URL, APIKey: key, RetryBase: time.Millisecond, SubscriptionTTL: time.Hour,
+		EventURL: func(d string) string { return "https://transferd.example/events/" + d }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.subs.stop() })
+	id, written, err := c.subs.create("TEST")
+	if err != nil || written == "" {
+		t.Fatalf("create: %q, %q, %v", id, written, err)
+	}
+	d := &domainSub{id: id, written: written}
+	empty := "{}"
+	sim.InjectFault(nssim.Fault{Operation: nssim.OpSubscriptionRead, Status: http.StatusOK, Body: &empty, Count: 1})
+	if err := c.subs.delete(context.Background(), "TEST", d); err != nil {
+		t.Fatal(err)
+	}
+	if left := sim.Subscriptions(); len(left) != 0 {
+		t.Errorf("a process alone left its subscription after a read showing no expiry: %+v", left)
+	}
+}
