@@ -31,11 +31,12 @@ func TestARenewalsOwnWriteReadLateIsNotAnotherProcesss(t *testing.T) {
 		name string
 		// late holds each PUT answered 202 until the request after it has
 		// been answered; failed has the first renewal applied and answered
-		// 500.
-		late, failed bool
+		// 500; beforeFails has the read before the renewal answer 500.
+		late, failed, beforeFails bool
 	}{
 		{name: "applied at once"},
 		{name: "applied after the read after it", late: true},
+		{name: "applied after the read after it, the read before failed", late: true, beforeFails: true},
 		{name: "applied and answered a failure", failed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +65,7 @@ func TestARenewalsOwnWriteReadLateIsNotAnotherProcesss(t *testing.T) {
 			})
 			srv := httptest.NewServer(h)
 			t.Cleanup(func() { srv.Close(); sim.Close() })
-			c, err := New(Config{BaseURL: srv.URL, APIKey: key, RetryBase: time.Millisecond, SubscriptionTTL: time.Hour,
+			c, err := New(Config{BaseURL: srv.URL, APIKey: key, Attempts: 1, SubscriptionTTL: time.Hour,
 				EventURL: func(d string) string { return "https://transferd.example/events/" + d }})
 			if err != nil {
 				t.Fatal(err)
@@ -84,6 +85,9 @@ func TestARenewalsOwnWriteReadLateIsNotAnotherProcesss(t *testing.T) {
 				}
 				sim.ClearFaults()
 				s.ttl = 3 * time.Hour
+			}
+			if tc.beforeFails {
+				sim.InjectFault(nssim.Fault{Operation: nssim.OpSubscriptionRead, Status: http.StatusInternalServerError, Count: 1})
 			}
 			if err := s.renew("TEST", d); err != nil {
 				t.Fatal(err)
