@@ -190,7 +190,8 @@ func (c *Client) Notes(t *orchestrator.Transfer) string {
 // NoteKept implements api.NoteKeeper: whether t's record (its notes,
 // Notes) holds what a callback told, its note from ReceiveCallback or
 // ApplyCallbackNote: the call it named, named the leg or with a cause of
-// its own (a leg named later stands for the calls named before it), and
+// its own (a leg named later stands for the calls named before it, not
+// for one this process heard named after it), and
 // the cause it gave, as merged after the record's (mergeCause). transferd
 // answers the callback 2xx only then, so that Catapult posts it again
 // (fallbackUrl) when the process driving the transfer stopped before
@@ -210,6 +211,13 @@ func (c *Client) NoteKept(t *orchestrator.Transfer, note string) bool {
 		}
 	}
 	if leg == "" && kept == "" {
+		return false
+	}
+	if cause == "" && leg != callID && c.causes.leg(t.ID) == callID {
+		// Named here after every call the record's leg stands for (a
+		// create sent again after a lost answer, that answer lost too):
+		// the record names a leg before it, and a process resuming the
+		// transfer from it would follow that one.
 		return false
 	}
 	return cause == "" || (kept != "" && mergeCause(kept, cause) == kept)

@@ -132,3 +132,41 @@ func TestACallbackNoteIsKeptOnceTheRecordHoldsIt(t *testing.T) {
 		}
 	}
 }
+
+// A call a callback names after the record's leg is the leg from then
+// on: the record naming the leg before it does not hold what its
+// callback told. A consult's create sent again after its answer was
+// lost makes a second leg; its callback (its create's answer lost too)
+// is what names it. NoteKept took any leg in the record for the call
+// named, so that callback was answered 204 before the record named the
+// new leg, and a driver stopping then left the leg unknown to the
+// process resuming the transfer, which followed the old one.
+func TestANoteNamingANewLegIsNotKeptByTheLegBefore(t *testing.T) {
+	c := bookClient(t)
+	tr := &orchestrator.Transfer{ID: "tr-1"}
+	c.learn(tr.ID, "c-old", "")
+	tr.ProviderNotes = c.Notes(tr)
+	c.learn(tr.ID, "c-new", "")
+	if c.NoteKept(tr, "c-new") {
+		t.Errorf("notes %q: kept the new leg c-new", tr.ProviderNotes)
+	}
+	// The record saved since holds it, and stands for the leg before.
+	tr.ProviderNotes = c.Notes(tr)
+	if !c.NoteKept(tr, "c-new") || !c.NoteKept(tr, "c-old") {
+		t.Errorf("notes %q: the new leg, or the leg before, not kept", tr.ProviderNotes)
+	}
+	// A call heard here last that the record names with a cause of its
+	// own, another leg named after: the record holds it, the process
+	// that saved it having heard the other after it.
+	c.learn(tr.ID, "c-old", causeUserBusy)
+	c.learn(tr.ID, "c-new", "")
+	tr.ProviderNotes = c.Notes(tr)
+	c.learn(tr.ID, "c-old", "")
+	if !c.NoteKept(tr, "c-old/"+causeUserBusy) {
+		t.Errorf("notes %q: c-old's cause not kept", tr.ProviderNotes)
+	}
+	// Named again after c-new, c-old is the leg the record is to name.
+	if c.NoteKept(tr, "c-old") {
+		t.Errorf("notes %q: kept c-old, named after the record's leg", tr.ProviderNotes)
+	}
+}
