@@ -169,4 +169,9 @@ func TestANoteNamingANewLegIsNotKeptByTheLegBefore(t *testing.T) {
 	if c.NoteKept(tr, "c-old") {
 		t.Errorf("notes %q: kept c-old, named after the record's leg", tr.ProviderNotes)
 	}
+	// The leg the record names, with its cause, heard again.
+	tr.ProviderNotes = c.Notes(tr)
+	if !strings.HasPrefix(tr.ProviderNotes, "leg=c-old c-old=") || !c.NoteKept(tr, "c-old") {
+		t.Errorf("notes %q: c-old heard again not kept", tr.ProviderNotes)
+	}
 }

@@ -392,6 +392,15 @@ func TestCallbackRetries(t *testing.T) {
 	if got := len(ok.eventTypes(r.id())); got != 1 {
 		t.Errorf("an event answered 2xx was posted %d times", got)
 	}
+	// Nor is it posted to the fallbackUrl.
+	unused := newReceiver(t, http.StatusNoContent)
+	r = e.send(http.MethodPost, callsPath, `{"from":"`+ownedMain+`","to":"`+target+`","callbackUrl":"`+ok.srv.URL+
+		`","fallbackUrl":"`+unused.srv.URL+`"}`)
+	e.wantStatus(r, http.StatusCreated)
+	e.idle()
+	if got := len(unused.eventTypes(r.id())); got != 0 {
+		t.Errorf("an event answered 2xx was posted %d times to the fallbackUrl", got)
+	}
 }
 
 func TestWaitForAndChanged(t *testing.T) {
