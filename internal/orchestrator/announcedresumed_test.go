@@ -1,0 +1,91 @@
+package orchestrator_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// announcedResumedByB has replica a stop (for good) once its announced
+// transfer is consulting, its consult ringing, and replica b, whose window
+// is an hour, take it from a as from a crash. before runs once a has
+// stopped, before b looks. It returns b, the fake, the clock and the
+// transfer, once b has resumed it.
+func announcedResumedByB(t *testing.T, before func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *manualClock, *orchestrator.Transfer) {
+	t.Helper()
+	st := memory.New()
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	clock := newManualClock()
+	clock.Run()
+	hit, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a := clockedReplica(t, "a", clock, 50*time.Millisecond, st, f, func(_ *orchestrator.Transfer, p string) {
+		if p == "state:"+string(orchestrator.StateConsulting) {
+			once.Do(func() { close(hit) })
+			<-release // a is dead from here on
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before a shuts down
+	if _, err := st.Heartbeat(context.Background(), "a", "", clock.Now(), 30*time.Second, true); err != nil {
+		t.Fatal(err)
+	}
+	r := request("fake", "1000")
+	r.Mode = orchestrator.ModeAnnounced
+	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	if before != nil {
+		before(f, tr.ID)
+	}
+	clock.Advance(time.Minute) // a's heartbeat
+	b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+	openAll(t, b)
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+	return b, f, clock, tr
+}
+
+// Found by the sixty-sixth pass's second engine review: where the provider
+// connects the caller and the consult itself (announced), the consult's
+// end may end the caller's call (Bandwidth ends it with a B-leg cancelled
+// before the answer, which then reads as when the caller hangs up). A
+// transfer resumed from a process that may have hung the consult up
+// unrecorded, finding the caller's call ended before any reading a window
+// after its adoption showed the consult live, reported the caller hung up
+// (caller_hung_up); who ended it is unknown (consult_failed).
+func TestACallerGoneWithAnAnnouncedConsultAProcessBeforeMayHaveHungUpIsNotBlamed(t *testing.T) {
+	// The fake's caller hangs up, which ends the announced consult with it:
+	// read as Bandwidth shows a B-leg cancelled by the process before.
+	b, _, _, tr := announcedResumedByB(t, func(f *orchestratortest.Fake, id string) { f.HangupCaller(id) })
+	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason == orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v: the caller was blamed for an end a hang-up of the process before may have caused", end.State, end.Outcome)
+	}
+	if end.Outcome.Reason != orchestrator.ReasonConsultFailed || end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want consult_failed, the caller not restored", end.State, end.Outcome)
+	}
+}
+
+// The other side: once a reading a window after the adoption showed the
+// announced consult live, a hang-up of the process before has landed
+// without ending it, and a caller's call ended after that is the caller
+// hanging up.
+func TestACallerGoneAfterTheAnnouncedConsultOutlivedTheAdoptionHungUp(t *testing.T) {
+	b, f, clock, tr := announcedResumedByB(t, nil)
+	clock.Advance(2 * time.Hour) // b's window
+	eventually(t, "a reading by b of the consult live once its window passed", func() bool {
+		orchestrator.Wake(b, tr.ID)
+		return orchestrator.Outlived(b, tr.ID)
+	})
+	f.HangupCaller(tr.ID)
+	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
+	}
+}
