@@ -586,7 +586,8 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		// (A caller's call ended where the provider cannot show why is
 		// not the caller hanging up: it is judged as the consult shows,
 		// and the outcome says it cannot be verified; see unknowable.)
-		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up during the consult", nil)
+		reason, detail := e.whoHungUp(en, obs)
+		e.fail(ctx, en, reason, detail, nil)
 		return 0
 	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
 		if !t.Answered {
@@ -1936,6 +1937,27 @@ func (e *Engine) whoEnded(en *entry, reason Reason, detail string) (Reason, stri
 	}
 	return ReasonConsultFailed, detail + "; a process that drove the transfer before this one may have hung the consult up " +
 		"without a record of it: whether the target hung up is unknown"
+}
+
+// whoHungUp returns reason and detail for a caller's call found ended
+// during the consult: the caller hung up, unless a hang-up of the consult
+// by a process before this one may have ended it. Where the provider
+// connects the caller and the consult itself (an announced transfer,
+// Flow.Join false), the consult's end may take the caller's call with it:
+// Bandwidth ends the caller's call when its B-leg is cancelled before the
+// answer, and the leg then reads cancelled (ORIGINATOR_CANCEL) as when the
+// caller hangs up while it rings. For a transfer resumed from a process
+// that may have sent such a hang-up unrecorded, whose consult no reading
+// showed live once it had landed (as whoEnded), and is not shown live
+// now, who ended the call is unknown (consult_failed), never the caller.
+func (e *Engine) whoHungUp(en *entry, obs Observation) (Reason, string) {
+	const detail = "the caller hung up during the consult"
+	if en.flow.Join || !en.resumed || en.adoptedAt.IsZero() || en.outlived.Load() ||
+		obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered {
+		return ReasonCallerHungUp, detail
+	}
+	return ReasonConsultFailed, "the caller's call ended during the consult; a process that drove the transfer before this one " +
+		"may have hung the consult up without a record of it, which ends the caller's call with it: whether the caller hung up is unknown"
 }
 
 // hangupSettledAt is when no hang-up of the consult sent for the transfer
