@@ -11,12 +11,13 @@ import (
 	"github.com/transferd/transferd/internal/store/memory"
 )
 
-// announcedResumedByB has replica a stop (for good) once its announced
-// transfer is consulting, its consult ringing, and replica b, whose window
+// announcedResumedByB has replica a stop (for good) once its transfer, of
+// mode (announced unless attended), is consulting, its consult ringing,
+// and replica b, whose window
 // is an hour, take it from a as from a crash. before runs once a has
 // stopped, before b looks. It returns b, the fake, the clock and the
 // transfer, once b has resumed it.
-func announcedResumedByB(t *testing.T, before func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *manualClock, *orchestrator.Transfer) {
+func announcedResumedByB(t *testing.T, attended bool, before func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *manualClock, *orchestrator.Transfer) {
 	t.Helper()
 	st := memory.New()
 	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
@@ -35,7 +36,9 @@ func announcedResumedByB(t *testing.T, before func(f *orchestratortest.Fake, id 
 		t.Fatal(err)
 	}
 	r := request("fake", "1000")
-	r.Mode = orchestrator.ModeAnnounced
+	if !attended {
+		r.Mode = orchestrator.ModeAnnounced
+	}
 	tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +65,7 @@ func announcedResumedByB(t *testing.T, before func(f *orchestratortest.Fake, id 
 func TestACallerGoneWithAnAnnouncedConsultAProcessBeforeMayHaveHungUpIsNotBlamed(t *testing.T) {
 	// The fake's caller hangs up, which ends the announced consult with it:
 	// read as Bandwidth shows a B-leg cancelled by the process before.
-	b, _, _, tr := announcedResumedByB(t, func(f *orchestratortest.Fake, id string) { f.HangupCaller(id) })
+	b, _, _, tr := announcedResumedByB(t, false, func(f *orchestratortest.Fake, id string) { f.HangupCaller(id) })
 	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason == orchestrator.ReasonCallerHungUp {
 		t.Fatalf("%s %+v: the caller was blamed for an end a hang-up of the process before may have caused", end.State, end.Outcome)
@@ -77,7 +80,7 @@ func TestACallerGoneWithAnAnnouncedConsultAProcessBeforeMayHaveHungUpIsNotBlamed
 // without ending it, and a caller's call ended after that is the caller
 // hanging up.
 func TestACallerGoneAfterTheAnnouncedConsultOutlivedTheAdoptionHungUp(t *testing.T) {
-	b, f, clock, tr := announcedResumedByB(t, nil)
+	b, f, clock, tr := announcedResumedByB(t, false, nil)
 	clock.Advance(2 * time.Hour) // b's window
 	eventually(t, "a reading by b of the consult live once its window passed", func() bool {
 		orchestrator.Wake(b, tr.ID)
@@ -87,5 +90,32 @@ func TestACallerGoneAfterTheAnnouncedConsultOutlivedTheAdoptionHungUp(t *testing
 	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
 		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
+	}
+}
+
+// A caller's call read ended next to an announced consult still ringing
+// ended first: a hang-up of the consult would have ended the consult
+// first. The caller hung up, whatever the process before sent.
+func TestACallerGoneBesideARingingAnnouncedConsultHungUp(t *testing.T) {
+	b, _, _, tr := announcedResumedByB(t, false, func(f *orchestratortest.Fake, id string) { f.SetCaller(id, orchestrator.CallerGone) })
+	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
+	}
+}
+
+// Where the caller is held apart from the consult (attended), no hang-up
+// of the consult ends the caller's call: a resumed transfer that finds it
+// ended, its consult not shown, reports the caller hung up.
+func TestAResumedAttendedTransfersCallerGoneHungUp(t *testing.T) {
+	b, _, _, tr := announcedResumedByB(t, true, func(f *orchestratortest.Fake, id string) {
+		f.SetCaller(id, orchestrator.CallerGone)
+		f.HideConsult(id, 1) // b's first reading shows no consult
+	})
+	// The recovery then waits b's window of an hour for its hang-up: the
+	// failure it recovers from says what the outcome will.
+	got := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Failure != nil || x.State.Terminal() })
+	if got.Failure == nil || got.Failure.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want failed for caller_hung_up", got.State, got.Failure)
 	}
 }
