@@ -938,8 +938,9 @@ type Outcome struct {
 	// refused (`provider_error`) or could not be reached (`provider_unavailable`); a deadline
 	// passed (`timeout`); `cancelled` by the client; transferd `shutdown` during the
 	// transfer; `internal` error; the consult leg ended or never appeared and the provider did
-	// not say why, or a replica that took the transfer over cannot tell whether the target or
-	// the process before it ended it (`consult_failed`).
+	// not say why, or a replica that took the transfer over cannot tell whether the target (or,
+	// for an announced transfer, the caller) or the process before it ended the call
+	// (`consult_failed`).
 	Reason Reason `json:"reason"`
 
 	// Verified True once the provider was seen in the state the outcome describes (the caller with
@@ -1042,8 +1043,9 @@ type ProviderStatusList struct {
 // refused (`provider_error`) or could not be reached (`provider_unavailable`); a deadline
 // passed (`timeout`); `cancelled` by the client; transferd `shutdown` during the
 // transfer; `internal` error; the consult leg ended or never appeared and the provider did
-// not say why, or a replica that took the transfer over cannot tell whether the target or
-// the process before it ended it (`consult_failed`).
+// not say why, or a replica that took the transfer over cannot tell whether the target (or,
+// for an announced transfer, the caller) or the process before it ended the call
+// (`consult_failed`).
 type Reason string
 
 // Recording Record the transferred call (Bandwidth only; NetSapiens answers 422).

@@ -1054,8 +1054,9 @@ export interface components {
          *     refused (`provider_error`) or could not be reached (`provider_unavailable`); a deadline
          *     passed (`timeout`); `cancelled` by the client; transferd `shutdown` during the
          *     transfer; `internal` error; the consult leg ended or never appeared and the provider did
-         *     not say why, or a replica that took the transfer over cannot tell whether the target or
-         *     the process before it ended it (`consult_failed`).
+         *     not say why, or a replica that took the transfer over cannot tell whether the target (or,
+         *     for an announced transfer, the caller) or the process before it ended the call
+         *     (`consult_failed`).
          * @enum {string}
          */
         Reason: "transferred" | "no_answer" | "busy" | "rejected" | "target_hung_up" | "caller_hung_up" | "call_not_found" | "call_not_active" | "provider_error" | "provider_unavailable" | "timeout" | "cancelled" | "shutdown" | "internal" | "consult_failed";
