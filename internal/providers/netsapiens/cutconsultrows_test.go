@@ -60,16 +60,9 @@ func TestTheConsultReadAfterACutHangupIsEndedOnlyWhereItCarriesTheAgent(t *testi
 			const window = 5 * time.Second
 			simCfg := stuckPBX
 			simCfg.ReadOtherLeg = nssim.OtherLegFound
-			clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
-				placeOthers(t, sim, 4) // the caller's call and the consult past the first page
-			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			tr.Request.Call.CallID = orig.OrigCallID
-			if _, err := c.Locate(ctx, tr); err != nil {
-				t.Fatalf("locate: %v", err)
-			}
-			consultLegOf(sim, tr, trID)
+			clock, sim, c, tr, orig := locatedOnACutListing(t, ctx, trID, simCfg, window)
 			if tr.Legs.Consult.SessionID == "" || tr.Legs.Caller.SessionID == "" {
 				t.Fatalf("legs %+v: want both sessions known", tr.Legs)
 			}

@@ -57,17 +57,9 @@ func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
 			const window = 5 * time.Second
 			simCfg := stuckPBX
 			simCfg.JoinKeeps, simCfg.ReadOtherLeg = tc.keeps, tc.otherLeg
-			clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
-				placeOthers(t, sim, 4) // the caller's call and the consult past the first page
-			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			// The locate finds the PBX out (it ignores start, pages by 3).
-			tr.Request.Call.CallID = orig.OrigCallID
-			if _, err := c.Locate(ctx, tr); err != nil {
-				t.Fatalf("locate: %v", err)
-			}
-			consultLegOf(sim, tr, trID)
+			clock, sim, c, tr, orig := locatedOnACutListing(t, ctx, trID, simCfg, window)
 			tr.Answered = true
 			if tc.joined {
 				joinedOn(t, ctx, sim, c, tr)
@@ -98,6 +90,25 @@ func TestTheHangupAfterAJoinOnACutListingReadsTheCallersCall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// locatedOnACutListing starts a young consult of trID on simCfg (a PBX
+// that cuts its listings) behind four calls of other users, so that the
+// caller's call and the consult are past the first page, and locates the
+// caller's call through c: the set-up of the hang-up tests on a cut
+// listing, which set the consult's leg (consultLegOf) once they have it.
+func locatedOnACutListing(t *testing.T, ctx context.Context, trID string, simCfg nssim.Config, window time.Duration) (*fakeClock, *nssim.Sim, *netsapiens.Client, *orchestrator.Transfer, nssim.ActiveCall) {
+	t.Helper()
+	clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
+		placeOthers(t, sim, 4) // the caller's call and the consult past the first page
+	})
+	// The locate finds the PBX out (it ignores start, pages by 3).
+	tr.Request.Call.CallID = orig.OrigCallID
+	if _, err := c.Locate(ctx, tr); err != nil {
+		t.Fatalf("locate: %v", err)
+	}
+	consultLegOf(sim, tr, trID)
+	return clock, sim, c, tr, orig
 }
 
 // consultLegOf sets tr's consult leg to the session sim holds with our

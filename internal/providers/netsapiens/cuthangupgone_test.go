@@ -32,16 +32,9 @@ func TestTheHangupAfterAFailedJoinOnACutListingOnceTheCallerHungUp(t *testing.T)
 			const window = 5 * time.Second
 			simCfg := stuckPBX
 			simCfg.ReadOtherLeg = tc.otherLeg
-			clock, sim, c, tr, orig := youngConsultAfter(t, trID, simCfg, window, func(sim *nssim.Sim) {
-				placeOthers(t, sim, 4) // the caller's call and the consult past the first page
-			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			tr.Request.Call.CallID = orig.OrigCallID
-			if _, err := c.Locate(ctx, tr); err != nil {
-				t.Fatalf("locate: %v", err)
-			}
-			consultLegOf(sim, tr, trID)
+			clock, sim, c, tr, orig := locatedOnACutListing(t, ctx, trID, simCfg, window)
 			tr.Answered = true
 			tr.Sent.Join = clock.Now() // sent, and a reading showed it did not take
 			clock.advance(2 * window)
