@@ -2,6 +2,7 @@ package crashtest
 
 import (
 	"net"
+	"os"
 	"strconv"
 	"testing"
 )
@@ -11,7 +12,10 @@ import (
 // port 0 and outgoing connections, so that nothing else running takes it
 // between freeAddr and the bind of the transferd it is for.
 func TestFreeAddrIsOutsideTheEphemeralPorts(t *testing.T) {
-	lo, hi := belowEphemeral()
+	lo, hi, err := portSlice(os.Getenv("TRANSFERD_CRASHTEST_PORTS"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for range 200 {
 		addr, err := freeAddr()
@@ -49,5 +53,32 @@ func TestFreeAddrIsOutsideTheEphemeralPorts(t *testing.T) {
 	defer c.Close()
 	if p := c.LocalAddr().(*net.TCPAddr).Port; p >= lo && p < hi {
 		t.Fatalf("an outgoing connection's local port %d is in freeAddr's range [%d, %d)", p, lo, hi)
+	}
+}
+
+// TestPortSlicesAreDisjoint: lanes given i/n for each i take their ports
+// from parts of the range that do not overlap and together stay inside it;
+// a malformed slice is refused, not read as the whole range.
+func TestPortSlicesAreDisjoint(t *testing.T) {
+	lo, hi := belowEphemeral()
+	if l, h, err := portSlice(""); err != nil || l != lo || h != hi {
+		t.Fatalf(`portSlice("") = %d, %d, %v; want %d, %d`, l, h, err, lo, hi)
+	}
+	const n = 3
+	prev := lo
+	for i := range n {
+		l, h, err := portSlice(strconv.Itoa(i) + "/" + strconv.Itoa(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l < prev || h <= l || h > hi {
+			t.Fatalf("slice %d/%d = [%d, %d): overlaps the one before (ending %d) or leaves [%d, %d)", i, n, l, h, prev, lo, hi)
+		}
+		prev = h
+	}
+	for _, bad := range []string{"3/3", "-1/3", "1/0", "1", "a/b", "1/3x"} {
+		if _, _, err := portSlice(bad); err == nil {
+			t.Errorf("portSlice(%q) accepted", bad)
+		}
 	}
 }

@@ -1733,10 +1733,18 @@ func readOutage(ctx context.Context, ns bool, seed uint64, bwUnlistedNotFound bo
 // a replica found its port taken while the replicas started beside it
 // opened their connections to PostgreSQL (CI, crash tests with replicas:
 // "bind: address already in use").
+//
+// Another test process running at once (.ci/run runs the storms in lanes
+// side by side) could take a port this one handed out while the
+// transferd it is for is down between a kill and its restart: each lane
+// draws from a slice of the range of its own (portSlice).
 func freeAddr() (string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
-	lo, hi := belowEphemeral()
+	lo, hi, err := portSlice(os.Getenv("TRANSFERD_CRASHTEST_PORTS"))
+	if err != nil {
+		return "", err
+	}
 	for range 1000 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
 		if handedOut.addrs[addr] {
@@ -1770,6 +1778,22 @@ func belowEphemeral() (lo, hi int) {
 		}
 	}
 	return lo, hi
+}
+
+// portSlice is the part of belowEphemeral's range this process takes its
+// ports from: all of it for "", the i-th of n equal parts for "i/n"
+// (TRANSFERD_CRASHTEST_PORTS, counted from 0).
+func portSlice(spec string) (lo, hi int, err error) {
+	lo, hi = belowEphemeral()
+	if spec == "" {
+		return lo, hi, nil
+	}
+	var i, n int
+	if _, err := fmt.Sscanf(spec, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n || fmt.Sprintf("%d/%d", i, n) != spec {
+		return 0, 0, fmt.Errorf("TRANSFERD_CRASHTEST_PORTS: %q is not i/n with 0 <= i < n", spec)
+	}
+	size := (hi - lo) / n
+	return lo + i*size, lo + (i+1)*size, nil
 }
 
 // handedOut is every address freeAddr handed out.
