@@ -31,4 +31,9 @@
 // adversarial profiles, with SIGKILL restarts, checked against the
 // simulators' ground truth. docs/invariants.md describes it and how to
 // replay a seed (TRANSFERD_STORM_SEEDS).
+//
+// Every transferd listens on a loopback port below the kernel's ephemeral
+// ones (freeAddr). Processes of this package running at once, as .ci/run's
+// storm lanes do, each take a slice of that range of their own:
+// TRANSFERD_CRASHTEST_PORTS=i/n, the i-th of n parts, counted from 0.
 package crashtest
