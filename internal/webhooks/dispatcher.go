@@ -170,12 +170,18 @@ type Dispatcher struct {
 	hung map[string]bool
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
+	// bodyDrain bounds the read of an answer's body after its status
+	// (drain): the const bodyDrain, but in tests.
+	bodyDrain time.Duration
+
 	// finished, when set (by tests), is called after each recorded
 	// attempt; scanned after each scan of Run; gaveBack after each
-	// attempt (of Run or Drain) has ended and given its slot back.
+	// attempt (of Run or Drain) has ended and given its slot back;
+	// drained after each answer's body was read (drain).
 	finished func(Delivery)
 	scanned  func()
 	gaveBack func()
+	drained  func()
 }
 
 // goneMark is an endpoint's answer 410 Gone to an attempt sent to url:
@@ -214,7 +220,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
-		gone: map[string]goneMark{}, missing: map[string]missingMark{}, hung: map[string]bool{},
+		gone: map[string]goneMark{}, missing: map[string]missingMark{}, hung: map[string]bool{}, bodyDrain: bodyDrain,
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -234,7 +240,8 @@ func signal(c chan struct{}) {
 }
 
 // Run delivers until ctx is done, then waits for the attempts in flight
-// (each bounded by Timeout), stores their results and returns. Store
+// (each bounded by Timeout) and the reads of their answers' bodies (by
+// bodyDrain), stores their results and returns. Store
 // failures are logged and retried at the next scan.
 //
 // An attempt that ends hands its result to the scan it wakes, which
@@ -390,7 +397,7 @@ func (d *Dispatcher) settle(ctx context.Context, ended *ended, sh *shares, limit
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl), at.Add(d.lease()))
+			ended.add(d.try(d.gated(context.WithoutCancel(ctx), at), dl, wg), at.Add(d.lease()))
 			sh.give(key, extra)
 			if d.gaveBack != nil {
 				d.gaveBack()
@@ -693,7 +700,8 @@ func (s *shares) give(key string, extra bool) {
 // one claim of Concurrency sent them all to one endpoint at shutdown,
 // twice the EndpointConcurrency it gets otherwise, and rounds that each
 // waited for every attempt they made held a transfer's next event behind
-// any receiver that did not answer, a Timeout a round.
+// any receiver that did not answer, a Timeout a round. It returns once
+// its attempts, and the reads of their answers' bodies, have ended.
 func (d *Dispatcher) Drain(ctx context.Context) error {
 	sh := d.newShares()
 	var wg sync.WaitGroup
@@ -764,7 +772,7 @@ func (d *Dispatcher) drainClaims(ctx context.Context, sh *shares, wg *sync.WaitG
 			key := EndpointKey(dl.Tenant, dl.Endpoint)
 			sh.take(key, extra)
 			wg.Go(func() {
-				d.attempt(ctx, dl, at)
+				d.attempt(ctx, dl, at, wg)
 				sh.give(key, extra)
 				if d.gaveBack != nil {
 					d.gaveBack()
@@ -860,8 +868,8 @@ func (d *Dispatcher) enqueueEndpoint(ctx context.Context, tenant string, ep Endp
 // last try (one claimed at its Deadline), a dead letter never given its
 // time; left leased, it is sent again by whichever replica claims it once
 // the lease has run out.
-func (d *Dispatcher) attempt(ctx context.Context, dl Delivery, at time.Time) {
-	dl = d.try(d.gated(ctx, at), dl)
+func (d *Dispatcher) attempt(ctx context.Context, dl Delivery, at time.Time, bodies *sync.WaitGroup) {
+	dl = d.try(d.gated(ctx, at), dl, bodies)
 	if ctx.Err() != nil && unanswered(dl) {
 		return
 	}
@@ -948,15 +956,16 @@ func holds(stored, dl Delivery) bool {
 }
 
 // try sends one delivery and returns it with the attempt's result, to be
-// stored: delivered, or pending with its next attempt, or dead.
-func (d *Dispatcher) try(ctx context.Context, dl Delivery) Delivery {
+// stored: delivered, or pending with its next attempt, or dead. What is
+// left of the answer's body is read on a goroutine of bodies (send).
+func (d *Dispatcher) try(ctx context.Context, dl Delivery, bodies *sync.WaitGroup) Delivery {
 	if d.urlOf(dl.Tenant, dl.Endpoint) == "" {
 		return d.unconfigured(dl)
 	}
 	d.mu.Lock()
 	delete(d.missing, EndpointKey(dl.Tenant, dl.Endpoint))
 	d.mu.Unlock()
-	code, retryAfter, err := d.send(ctx, dl)
+	code, retryAfter, err := d.send(ctx, dl, bodies)
 	d.noteAnswer(EndpointKey(dl.Tenant, dl.Endpoint), code, err)
 	now := d.now()
 	// An attempt of a replica that has the endpoint: whatever the
@@ -1241,8 +1250,9 @@ func (d *Dispatcher) recorded(dl, stored Delivery, ok bool) {
 
 // send makes one attempt: the status code, any Retry-After, and an error
 // unless the endpoint answered 2xx. Errors never carry a secret or the
-// endpoint's URL (which may hold a token).
-func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration, error) {
+// endpoint's URL (which may hold a token). It returns once the status is
+// known: the answer's body is read on a goroutine of bodies (drain).
+func (d *Dispatcher) send(ctx context.Context, dl Delivery, bodies *sync.WaitGroup) (int, time.Duration, error) {
 	var ep *Endpoint
 	for _, e := range d.dir.Endpoints(dl.Tenant) {
 		if e.ID == dl.Endpoint {
@@ -1265,29 +1275,18 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 	if err != nil {
 		return 0, 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Payload))
+	resp, cancel, err := d.post(ctx, *ep, s, dl)
 	if err != nil {
-		return 0, 0, errors.New("the endpoint URL is invalid")
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "transferd-webhooks")
-	if err := s.headers(req.Header, dl.EventID, d.now(), dl.Payload); err != nil {
 		return 0, 0, err
 	}
-	start := time.Now()
-	resp, err := d.cfg.Client.Do(req)
-	d.m.latency.Observe(time.Since(start).Seconds())
-	if err != nil {
-		var uerr interface{ Unwrap() error }
-		if errors.As(err, &uerr) && uerr.Unwrap() != nil {
-			err = uerr.Unwrap()
-		}
-		return 0, 0, fmt.Errorf("no response: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// The status decides the attempt (Standard Webhooks: any 2xx is
+	// delivered); the rest of the body only serves the connection's
+	// reuse. Read before the attempt ended, a body that a receiver
+	// stalled after its status line held the attempt's slot, and its
+	// result, for the whole Timeout, as one that never answered; read
+	// in the background, it holds a goroutine and the connection for
+	// bodyDrain at most.
+	bodies.Go(func() { d.drain(resp.Body, cancel) })
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		d.forgetGone(key)
 		return resp.StatusCode, 0, nil
@@ -1300,6 +1299,58 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery) (int, time.Duration,
 		d.pause(dl, ep.URL, wait)
 	}
 	return resp.StatusCode, wait, fmt.Errorf("the endpoint answered %d", resp.StatusCode)
+}
+
+// post sends the attempt of dl to ep, signed by s, and returns the
+// answer with the cancel of its request, whose body the caller reads and
+// closes (drain); the error says why there is none.
+func (d *Dispatcher) post(ctx context.Context, ep Endpoint, s signer, dl Delivery) (*http.Response, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Payload))
+	if err != nil {
+		cancel()
+		return nil, nil, errors.New("the endpoint URL is invalid")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "transferd-webhooks")
+	if err := s.headers(req.Header, dl.EventID, d.now(), dl.Payload); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	start := time.Now()
+	resp, err := d.cfg.Client.Do(req)
+	d.m.latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		cancel()
+		var uerr interface{ Unwrap() error }
+		if errors.As(err, &uerr) && uerr.Unwrap() != nil {
+			err = uerr.Unwrap()
+		}
+		return nil, nil, fmt.Errorf("no response: %w", err)
+	}
+	return resp, cancel, nil
+}
+
+// bodyDrain bounds how long the rest of an answer's body is read after
+// its status (drain): a healthy receiver's is on its way with the status,
+// often in the same packet.
+const bodyDrain = time.Second
+
+// drain reads what is left of an answer's body, up to 64 KiB, so that
+// its connection goes back to the pool for the endpoint's next attempt,
+// and then closes it and cancels its request. Past d.bodyDrain (and the
+// request's own Timeout) it cancels the request, which closes the
+// connection: a receiver that stalls its body is not kept a connection
+// for the rest of the Timeout.
+func (d *Dispatcher) drain(body io.ReadCloser, cancel context.CancelFunc) {
+	cut := time.AfterFunc(d.bodyDrain, cancel)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	cut.Stop()
+	_ = body.Close()
+	cancel()
+	if d.drained != nil {
+		d.drained()
+	}
 }
 
 // redelivery reports whether the attempt of dl is an operator's

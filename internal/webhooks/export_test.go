@@ -36,3 +36,11 @@ func EnqueueAll(ctx context.Context, d *Dispatcher) error {
 // Repair runs what a scan of Run does first to the deliveries an older
 // replica left unready.
 func Repair(ctx context.Context, d *Dispatcher) { d.repair(ctx) }
+
+// SetBodyDrain makes d read what is left of an answer's body after its
+// status for at most wait before it closes the connection.
+func SetBodyDrain(d *Dispatcher, wait time.Duration) { d.bodyDrain = wait }
+
+// OnBodyDrained makes d call f after the body of each answer was read
+// and closed.
+func OnBodyDrained(d *Dispatcher, f func()) { d.drained = f }
