@@ -45,9 +45,17 @@ type Config struct {
 	// Concurrency bounds attempts in flight; default 32. A transfer's
 	// events go one at a time (in order), so this spreads over transfers.
 	// While every slot is taken, an endpoint with nothing in flight and
-	// not known to hang still gets one attempt (shares.next): in flight
-	// at once are at most Concurrency and one for each endpoint.
+	// not known to hang still gets one attempt (shares.next), up to
+	// Extras of them.
 	Concurrency int
+	// Extras bounds the attempts in flight beyond Concurrency, of
+	// endpoints with nothing else in flight; default Concurrency. In
+	// flight at once are at most Concurrency plus Extras, whatever the
+	// endpoints configured: unbounded, receivers of thousands of tenants
+	// starting to hang together were as many connections for a Timeout,
+	// and as many claims, one after another, each skipping every endpoint
+	// busy so far (shares.next).
+	Extras int
 	// EndpointConcurrency bounds one endpoint's attempts in flight;
 	// default half of Concurrency. With the last quarter of Concurrency
 	// kept for endpoints that have nothing in flight, it keeps an endpoint
@@ -105,6 +113,9 @@ func (c *Config) setDefaults() {
 	def(&c.UnconfiguredGrace, 10*time.Minute)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 32
+	}
+	if c.Extras <= 0 {
+		c.Extras = c.Concurrency
 	}
 	if c.EndpointConcurrency <= 0 {
 		c.EndpointConcurrency = c.Concurrency / 2
@@ -509,22 +520,24 @@ func (d *Dispatcher) allSkipped(skip []string) bool {
 // perEndpoint slots, and the last reserve free ones go only to endpoints
 // with nothing in flight, one per claim. Once every slot is taken, an
 // endpoint with nothing in flight that is not known to hang gets one
-// attempt all the same, beyond the slots (an extra): receivers that
+// attempt all the same, beyond the slots (an extra, up to Extras in
+// flight): receivers that
 // start hanging together, not yet known to, may hold every slot for a
 // Timeout, and a healthy endpoint then waited that long for its next
 // event (next).
 type shares struct {
-	mu                          sync.Mutex
-	total, perEndpoint, reserve int
-	inFlight                    int            // attempts holding a slot; extras do not
-	busy                        map[string]int // attempts in flight by endpoint key, extras included; no zeros
+	mu                                  sync.Mutex
+	total, perEndpoint, reserve, extras int
+	inFlight                            int            // attempts holding a slot; extras do not
+	extraInFlight                       int            // extras in flight
+	busy                                map[string]int // attempts in flight by endpoint key, extras included; no zeros
 }
 
 // newShares divides the dispatcher's Concurrency: EndpointConcurrency
 // for an endpoint, a quarter kept in reserve.
 func (d *Dispatcher) newShares() *shares {
 	return &shares{total: d.cfg.Concurrency, perEndpoint: d.cfg.EndpointConcurrency, reserve: d.cfg.Concurrency / 4,
-		busy: map[string]int{}}
+		extras: d.cfg.Extras, busy: map[string]int{}}
 }
 
 // lease is how long a claim holds a delivery (Config.Timeout): the
@@ -584,10 +597,23 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 // are one an endpoint, a goroutine and a connection each (those of an
 // endpoint no longer configured end at once, unsent); an endpoint known
 // to hang gets none, so that it stays within its half.
+//
+// With extras up to their bound in flight too, nothing is claimed until
+// one ends. The bound is the price of a few: receivers of thousands of
+// tenants starting to hang together took as many extras, connections
+// held for a Timeout, claimed one a claim, each of them skipping every
+// endpoint busy so far (a skip list, and a store's read of the endpoints
+// it passes over, as long as the extras claimed before). Past the slots
+// and the extras, a healthy endpoint waits again, a Timeout a round,
+// until the hanging receivers are known to hang; at most Concurrency
+// plus Extras of them are learned in the first round.
 func (s *shares) next(hung []string) (limit int, skip []string, extra bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	free := s.total - s.inFlight
+	if free <= 0 && s.extraInFlight >= s.extras {
+		return 0, nil, false
+	}
 	if free <= 0 {
 		skip = append(skip, hung...)
 		for key := range s.busy {
@@ -665,7 +691,9 @@ func (d *Dispatcher) noteAnswer(key string, code int, err error) {
 // it is an extra (next).
 func (s *shares) take(key string, extra bool) {
 	s.mu.Lock()
-	if !extra {
+	if extra {
+		s.extraInFlight++
+	} else {
 		s.inFlight++
 	}
 	s.busy[key]++
@@ -682,7 +710,9 @@ func (s *shares) idle() bool {
 // give ends what take counted.
 func (s *shares) give(key string, extra bool) {
 	s.mu.Lock()
-	if !extra {
+	if extra {
+		s.extraInFlight--
+	} else {
 		s.inFlight--
 	}
 	if s.busy[key]--; s.busy[key] == 0 {
@@ -1286,7 +1316,11 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, bodies *sync.WaitGro
 	// result, for the whole Timeout, as one that never answered; read
 	// in the background, it holds a goroutine and the connection for
 	// bodyDrain at most.
-	bodies.Go(func() { d.drain(resp.Body, cancel) })
+	if resp.Body == http.NoBody {
+		d.drain(resp.Body, cancel) // nothing to read (a 204, a Content-Length of 0)
+	} else {
+		bodies.Go(func() { d.drain(resp.Body, cancel) })
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		d.forgetGone(key)
 		return resp.StatusCode, 0, nil
