@@ -252,8 +252,8 @@ func signal(c chan struct{}) {
 
 // Run delivers until ctx is done, then waits for the attempts in flight
 // (each bounded by Timeout) and the reads of their answers' bodies (by
-// bodyDrain), stores their results and returns. Store
-// failures are logged and retried at the next scan.
+// bodyDrain), stores their results and returns. Store failures are
+// logged and retried at the next scan.
 //
 // An attempt that ends hands its result to the scan it wakes, which
 // stores it with its next claim in one write (Store.SettleDeliveries):
@@ -521,10 +521,9 @@ func (d *Dispatcher) allSkipped(skip []string) bool {
 // with nothing in flight, one per claim. Once every slot is taken, an
 // endpoint with nothing in flight that is not known to hang gets one
 // attempt all the same, beyond the slots (an extra, up to Extras in
-// flight): receivers that
-// start hanging together, not yet known to, may hold every slot for a
-// Timeout, and a healthy endpoint then waited that long for its next
-// event (next).
+// flight): receivers that start hanging together, not yet known to, may
+// hold every slot for a Timeout, and a healthy endpoint then waited that
+// long for its next event (next).
 type shares struct {
 	mu                                  sync.Mutex
 	total, perEndpoint, reserve, extras int
@@ -598,15 +597,15 @@ func (d *Dispatcher) gated(ctx context.Context, at time.Time) context.Context {
 // endpoint no longer configured end at once, unsent); an endpoint known
 // to hang gets none, so that it stays within its half.
 //
-// With extras up to their bound in flight too, nothing is claimed until
-// one ends. The bound is the price of a few: receivers of thousands of
-// tenants starting to hang together took as many extras, connections
-// held for a Timeout, claimed one a claim, each of them skipping every
-// endpoint busy so far (a skip list, and a store's read of the endpoints
-// it passes over, as long as the extras claimed before). Past the slots
-// and the extras, a healthy endpoint waits again, a Timeout a round,
-// until the hanging receivers are known to hang; at most Concurrency
-// plus Extras of them are learned in the first round.
+// With Extras in flight too, nothing is claimed until one ends.
+// Unbounded, receivers of thousands of tenants starting to hang together
+// took as many extras, connections held for a Timeout, claimed one a
+// claim, each claim skipping every endpoint busy so far (a skip list,
+// and a store's read of the endpoints it passes over, as long as the
+// extras claimed before it): a scan of minutes for 2,000 of them. The
+// bound's price: past the slots and the extras, a healthy endpoint whose
+// events are newer than theirs waits again, a Timeout a round, until
+// every hanging receiver has been attempted (and is known to hang).
 func (s *shares) next(hung []string) (limit int, skip []string, extra bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
