@@ -123,3 +123,28 @@ func TestStormDrawsThePostURLsRenderingAndHiddenCallBy(t *testing.T) {
 		t.Errorf("seeds 2 to 65 draw join_hides_call_by only %v", hidden)
 	}
 }
+
+// TestStormDrawsCallbackRetries: the storm's seeds run against a platform
+// that posts a refused event no more after its fallbackUrl (the notes'
+// reading, bwsim's default) and one that posts it again to the
+// callbackUrl, seed 1 on the default, and a seed's line names the side:
+// transferd answers a callback 503 until its note is saved, and must be
+// right whether the platform gives up or posts it again.
+func TestStormDrawsCallbackRetries(t *testing.T) {
+	if g := drawGuesses(1); g.bw.CallbackRetries != 0 {
+		t.Errorf("seed 1 draws callback_retries %d, want the default", g.bw.CallbackRetries)
+	}
+	seen := map[int]bool{}
+	for seed := uint64(2); seed < 66; seed++ {
+		g := drawGuesses(seed)
+		seen[g.bw.CallbackRetries] = true
+		if want := fmt.Sprintf(`"callback_retries":%d`, g.bw.CallbackRetries); !strings.Contains(g.String(), want) {
+			t.Fatalf("seed %d prints %s, which does not say %s", seed, g, want)
+		}
+	}
+	for _, side := range []int{0, 1} {
+		if !seen[side] {
+			t.Errorf("no seed of 2 to 65 draws callback_retries %d", side)
+		}
+	}
+}

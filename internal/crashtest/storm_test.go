@@ -496,6 +496,10 @@ func drawGuesses(seed uint64) stormGuesses {
 	}
 	g.ns.SubscriptionPostURL = pick(nssim.PostURLVerbatim, nssim.PostURLCanonical)
 	g.ns.JoinHidesCallBy = r.IntN(2) == 0
+	// Whether Bandwidth posts a refused event again to its callbackUrl
+	// after the fallbackUrl's post (known unknown 8; the sixty-seventh
+	// pass), drawn after all the above.
+	g.bw.CallbackRetries = r.IntN(2)
 	return g
 }
 

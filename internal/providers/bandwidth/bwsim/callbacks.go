@@ -52,6 +52,9 @@ type delivery struct {
 	fallback string
 	method   string
 	timeout  time.Duration
+	// retries is CallbackRetries as the event was emitted: a guess, switched at run
+	// time under mu, which deliver does not hold.
+	retries int
 }
 
 type cbQueue struct{ items []delivery }
@@ -81,7 +84,8 @@ func (s *Sim) emitLocked(c *call, eventType, cause string) {
 		Time:      formatEventTime(s.now()),
 	}
 	body, _ := json.Marshal(ev) // strings only: cannot fail
-	d := delivery{event: ev, body: body, url: c.CallbackURL, fallback: c.FallbackURL, method: c.CallbackHTTPMethod, timeout: defaultCallbackTimeout}
+	d := delivery{event: ev, body: body, url: c.CallbackURL, fallback: c.FallbackURL, method: c.CallbackHTTPMethod, timeout: defaultCallbackTimeout,
+		retries: s.cfg.CallbackRetries}
 	if c.CallbackTimeoutMS > 0 {
 		d.timeout = time.Duration(c.CallbackTimeoutMS) * time.Millisecond
 	}
@@ -136,7 +140,7 @@ func (s *Sim) deliver(ctx context.Context, d delivery) []Callback {
 		second.Fallback = true
 		recs = append(recs, second)
 	}
-	for range s.cfg.CallbackRetries {
+	for range d.retries {
 		if recs[len(recs)-1].Delivered() || ctx.Err() != nil {
 			break
 		}

@@ -162,8 +162,9 @@ type Config struct {
 	// CallbackRetries is how many more times an event is posted to its callbackUrl once
 	// every post so far failed (the callbackUrl's, then the fallbackUrl's when the call has
 	// one). The notes document the fallbackUrl's one post and no retry beyond it: more is a
-	// [GUESS] (known unknown 8); default 0, none. transferd answers a callback 503 until
-	// what it told is saved, for the platform to post it again.
+	// [GUESS] (known unknown 8); default 0, none; 5 at most. transferd answers a callback 503
+	// until what it told is saved, for the platform to post it again. One of the Guesses: the
+	// storm draws it.
 	CallbackRetries int
 
 	// TransferLegCallback says where the events of a B-leg go when the transfer request had

@@ -56,7 +56,7 @@ import (
 //	{"transfer_failure":"hangup", "transferred_a_leg_state":"transferring",
 //	 "a_leg_transfer_fields":"always", "timeout_hangup_cause":"NO_ANSWER",
 //	 "transfer_leg_callback":"a-leg", "forbidden_category":"forbidden",
-//	 "transfer_leg_from":"as-given"}
+//	 "transfer_leg_from":"as-given", "callback_retries":0}
 //
 // On PUT, "enabled" picks the base, the Adversarial profile (true) or everything off
 // (false), and every other field given overrides the base, so {"enabled":true,"seed":7} is

@@ -23,19 +23,25 @@ type Guesses struct {
 	TransferLegCallback  string `json:"transfer_leg_callback"`
 	ForbiddenCategory    string `json:"forbidden_category"`
 	TransferLegFrom      string `json:"transfer_leg_from"`
+	CallbackRetries      int    `json:"callback_retries"`
 }
+
+// maxCallbackRetries bounds CallbackRetries: each post may wait a whole callbackTimeout,
+// and a call's later events wait for it.
+const maxCallbackRetries = 5
 
 func (c Config) guesses() Guesses {
 	return Guesses{TransferFailure: c.TransferFailure, TransferredALegState: c.TransferredALegState,
 		ALegTransferFields: c.ALegTransferFields, TimeoutHangupCause: c.TimeoutHangupCause,
-		TransferLegCallback: c.TransferLegCallback, ForbiddenCategory: c.ForbiddenCategory, TransferLegFrom: c.TransferLegFrom}
+		TransferLegCallback: c.TransferLegCallback, ForbiddenCategory: c.ForbiddenCategory, TransferLegFrom: c.TransferLegFrom,
+		CallbackRetries: c.CallbackRetries}
 }
 
 // setGuesses writes g's fields into c, and no other field.
 func (c *Config) setGuesses(g Guesses) {
 	c.TransferFailure, c.TransferredALegState, c.ALegTransferFields = g.TransferFailure, g.TransferredALegState, g.ALegTransferFields
 	c.TimeoutHangupCause, c.TransferLegCallback, c.ForbiddenCategory = g.TimeoutHangupCause, g.TransferLegCallback, g.ForbiddenCategory
-	c.TransferLegFrom = g.TransferLegFrom
+	c.TransferLegFrom, c.CallbackRetries = g.TransferLegFrom, g.CallbackRetries
 }
 
 // check reports every guess of g that holds a value the simulator does not know, with the
@@ -64,6 +70,9 @@ func (g Guesses) check(jsonNames bool) []error {
 	if v := g.TimeoutHangupCause; v != "" && v != TimeoutHangupNone && !hangupCauseRE.MatchString(v) {
 		errs = append(errs, fmt.Errorf("%s %q: want a hangup cause such as %q (capitals and underscores), or %q",
 			name("TimeoutHangupCause"), v, CauseNoAnswer, TimeoutHangupNone))
+	}
+	if g.CallbackRetries < 0 || g.CallbackRetries > maxCallbackRetries {
+		errs = append(errs, fmt.Errorf("%s %d: want 0 to %d", name("CallbackRetries"), g.CallbackRetries, maxCallbackRetries))
 	}
 	return errs
 }

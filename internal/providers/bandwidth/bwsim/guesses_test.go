@@ -79,6 +79,7 @@ func TestGuessErrorsNameTheJSONField(t *testing.T) {
 		{`{"timeout_hangup_cause":"no answer"}`, "TimeoutHangupCause", []string{`timeout_hangup_cause "no answer"`, `"NO_ANSWER"`, `"none"`}},
 		{`{"transfer_leg_callback":"x"}`, "TransferLegCallback", []string{`transfer_leg_callback "x"`, `"a-leg"`, `"none"`}},
 		{`{"transfer_leg_from":"x"}`, "TransferLegFrom", []string{`transfer_leg_from "x"`, `"as-given"`, `"called-number"`, `"anonymous"`}},
+		{`{"callback_retries":-1}`, "CallbackRetries", []string{`callback_retries -1: want 0 to 5`}},
 		{`{"transfer_failure":1}`, "TransferFailure", []string{`transfer_failure is a string, not a JSON number`}},
 		// Two at once: both named.
 		{`{"transfer_failure":"x","transfer_leg_from":"y"}`, "TransferLegFrom", []string{`transfer_failure "x"`, `transfer_leg_from "y"`}},
@@ -112,5 +113,31 @@ func TestGuessErrorsNameTheJSONField(t *testing.T) {
 		if !strings.Contains(msg, tc.want) || strings.Contains(msg, "Rate") || strings.Contains(msg, "Go struct") {
 			t.Errorf("PUT /config/adversarial %s: error %q, want it to say %s and name no Go field", tc.body, msg, tc.want)
 		}
+	}
+}
+
+// CallbackRetries is a guess (known unknown 8): switched at run time, an
+// event refused after that is posted again to its callbackUrl as many
+// times, and DELETE puts back the configured none.
+func TestCallbackRetriesIsAGuess(t *testing.T) {
+	e := newEnv(t, Config{})
+	r := e.control(http.MethodPut, "/config/guesses", `{"callback_retries":2}`)
+	e.wantStatus(r, http.StatusOK)
+	if got := decodeJSON[Guesses](t, r); got.CallbackRetries != 2 {
+		t.Fatalf("guesses after PUT %+v, want callback_retries 2", got)
+	}
+	failing := newReceiver(t, http.StatusServiceUnavailable)
+	r = e.send(http.MethodPost, callsPath, `{"from":"`+ownedMain+`","to":"`+target+`","callbackUrl":"`+failing.srv.URL+`"}`)
+	e.wantStatus(r, http.StatusCreated)
+	e.idle()
+	if got := len(failing.eventTypes(r.id())); got != 3 {
+		t.Errorf("posts to the callbackUrl with callback_retries 2: %d, want 3", got)
+	}
+	e.wantStatus(e.control(http.MethodDelete, "/config/guesses", ""), http.StatusNoContent)
+	if got := e.sim.Guesses().CallbackRetries; got != 0 {
+		t.Errorf("callback_retries after DELETE %d, want the configured 0", got)
+	}
+	if err := (Config{CallbackRetries: 6}).Validate(); err == nil || !strings.Contains(err.Error(), "CallbackRetries 6") {
+		t.Errorf("Config.Validate of CallbackRetries 6: %v, want it refused", err)
 	}
 }
