@@ -104,6 +104,13 @@ type Config struct {
 	// tenant's event streams) reads it now rather than at its next scan.
 	// It must not block.
 	EventsSaved func(tenant string)
+	// NotesSaved, when set, is called with the transfer's id after each
+	// save that took into the record provider notes it did not hold
+	// (NoteKeeper), so that another replica waiting for them (the API's
+	// answer to the callback that told them, which waits until the
+	// record holds them) is told (HeardNotesSaved) and reads the record
+	// now rather than at its next poll. It must not block.
+	NotesSaved func(id string)
 }
 
 func (c *Config) setDefaults() {
@@ -1000,6 +1007,21 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 		if timer != nil {
 			timer.Stop()
 		}
+	}
+}
+
+// HeardNotesSaved tells the waits on transfer id (Wait) that another
+// replica saved notes into its record (its Config.NotesSaved, carried by
+// the store's notifications): they read the store again now. A wait on
+// another replica's transfer read it every quarter of PollMaxInterval
+// only, and a callback's answer waiting for its note held its request
+// about that long, for a save made milliseconds after the callback. The
+// poll stays: a word lost (a listener reconnecting, a pooler that
+// delivers none) costs that wait its poll, as before. The waits on a
+// transfer this replica drives are woken by its own saves.
+func (e *Engine) HeardNotesSaved(id string) {
+	if !e.local(id) {
+		e.publish(id)
 	}
 }
 

@@ -2531,9 +2531,12 @@ func (e *Engine) save(ctx context.Context, en *entry) bool {
 		}
 		c := en.t.Clone()
 		en.cur.Store(c)
-		en.shown.Store(c)
+		prev := en.shown.Swap(c)
 		en.published = e.published.Add(1)
 		e.publish(en.id)
+		if e.cfg.NotesSaved != nil && c.ProviderNotes != "" && (prev == nil || prev.ProviderNotes != c.ProviderNotes) {
+			e.cfg.NotesSaved(en.id)
+		}
 		if !en.gated {
 			// A signal checked against the record before this one has
 			// been put by now (see entry.gate).
