@@ -509,10 +509,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
 		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
 		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log), Clock: clock, EventsSaved: eventsSaved,
+		NotesSaved: notesSaved(store),
 	}, store, providers, log, reg)
 	if err != nil {
 		return err
 	}
+	hearNotesSaved(store, eng)
 	// Every configured account is checked: the environment's and, asked
 	// again after each reload, the tenants file's. A file tenant named
 	// default with its own account at a provider is the account its

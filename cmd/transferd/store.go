@@ -266,6 +266,47 @@ var _ eventsNotifier = (*postgres.Store)(nil)
 
 var _ api.CallbackForwarder = (*postgres.Store)(nil)
 
+// notesAnnouncer is a store that carries word of a transfer's saved notes
+// between the replicas sharing it (the PostgreSQL store's notifications).
+type notesAnnouncer interface {
+	AnnounceNotesSaved(ctx context.Context, id string) error
+	ListenNotesSaved(heard func(id string))
+}
+
+var _ notesAnnouncer = (*postgres.Store)(nil)
+
+// announceNotesTimeout bounds a word of saved notes: a word not sent
+// costs another replica's waiting callback its next poll, no more.
+const announceNotesTimeout = 2 * time.Second
+
+// notesSaved is the engine's Config.NotesSaved for store: word, to the
+// other replicas, of each save that took in a callback's note, so that a
+// callback answered there (which waits until the record holds its note)
+// reads the record at once. nil for a store no other process writes. The
+// word is sent off the engine's worker, which must not wait for it.
+func notesSaved(store orchestrator.Store) func(id string) {
+	n, ok := store.(notesAnnouncer)
+	if !ok {
+		return nil
+	}
+	return func(id string) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), announceNotesTimeout)
+			defer cancel()
+			_ = n.AnnounceNotesSaved(ctx, id) // a word lost costs a poll; the store is closing, or failing and said so
+		}()
+	}
+}
+
+// hearNotesSaved has other replicas' word of saved notes wake eng's waits
+// on the transfer (a callback's answer waiting for its note), where the
+// store carries it.
+func hearNotesSaved(store orchestrator.Store, eng *orchestrator.Engine) {
+	if n, ok := store.(notesAnnouncer); ok {
+		n.ListenNotesSaved(eng.HeardNotesSaved)
+	}
+}
+
 // callbackForwarder is the store's carrier of callback notes between the
 // replicas sharing it (api.Config.Forwarder), or nil for a store no other
 // process writes.

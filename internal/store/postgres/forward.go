@@ -83,3 +83,52 @@ func (s *Store) parseCallback(p string) (f forwarded, ok bool) {
 	}
 	return forwarded{tenant: parts[0], provider: parts[1], transferID: parts[2], note: parts[3]}, true
 }
+
+// Word of saved notes. A callback's answer waits until its transfer's
+// saved record holds what it told (api: noteSaved); on a replica that
+// does not drive the transfer it read the store every quarter of
+// TRANSFERD_POLL_MAX_INTERVAL, and a save made milliseconds after the
+// callback was seen about half a second later. The driving replica now
+// says, on the same channel, that it saved notes into a transfer's
+// record (AnnounceNotesSaved, after the save), and the others' waits on
+// it read it at once (ListenNotesSaved). A payload is one word, the
+// sending Store's token, notesMark and the transfer id: every listener of
+// this version and of the ones before ignores a payload of one word that
+// is not its own probe nor a forward. Best effort, as forwards are: a word
+// lost costs a wait its next poll.
+
+// notesMark marks the payload of a word of saved notes, between the token
+// and the transfer id.
+const notesMark = ":notes:"
+
+// AnnounceNotesSaved tells the other replicas' ListenNotesSaved that this
+// replica saved notes into transfer id's record. It returns once the
+// server accepted the word.
+func (s *Store) AnnounceNotesSaved(ctx context.Context, id string) error {
+	if id == "" || strings.ContainsAny(id, " \x00") || len(id) > maxPayload-len(s.token)-len(notesMark) {
+		return s.fail("announce saved notes", fmt.Errorf("cannot announce the notes of transfer %q", id))
+	}
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, s.token+notesMark+id); err != nil {
+		return s.fail("announce saved notes", err)
+	}
+	return nil
+}
+
+// ListenNotesSaved has heard called with the id of each transfer another
+// replica (another Store on this database and schema) announces it saved
+// notes of (AnnounceNotesSaved); what is announced while the listener
+// does not listen is not heard. Like ListenCallbacks, it starts the
+// listener if none runs. heard must not block.
+func (s *Store) ListenNotesSaved(heard func(id string)) {
+	s.addHandler(eventsHandler{notesSaved: heard})
+}
+
+// parseNotesSaved reads a word of saved notes; ok is false for any other
+// payload and for this Store's own.
+func (s *Store) parseNotesSaved(p string) (id string, ok bool) {
+	token, id, ok := strings.Cut(p, notesMark)
+	if !ok || token == s.token || id == "" || strings.ContainsAny(token, " /") || strings.Contains(id, " ") {
+		return "", false
+	}
+	return id, true
+}

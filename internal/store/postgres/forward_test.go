@@ -133,3 +133,73 @@ func TestForwardRefusesWhatItCannotCarry(t *testing.T) {
 		}
 	}
 }
+
+// A replica's word that it saved a transfer's notes (AnnounceNotesSaved)
+// reaches the other replicas' ListenNotesSaved, and not its own; their
+// callbacks listeners and event streams hear nothing of it (an older
+// replica's listener reads one word, and ignores it).
+func TestNotesSavedReachTheOtherReplicas(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := replicas(t)
+	var mu sync.Mutex
+	heard := map[*postgres.Store][]string{}
+	bell := make(chan struct{}, 1)
+	for _, s := range []*postgres.Store{a, b} {
+		s.ListenNotesSaved(func(id string) {
+			mu.Lock()
+			heard[s] = append(heard[s], id)
+			mu.Unlock()
+			select {
+			case bell <- struct{}{}:
+			default:
+			}
+		})
+	}
+	fb := hearForwards(b)
+	hb := listenTo(b)
+	hb.started(t)
+	listening(t, a)
+	listening(t, b)
+	n := hb.count()
+
+	id := orchestrator.NewID(time.Now())
+	if err := a.AnnounceNotesSaved(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(heardLong)
+	for {
+		mu.Lock()
+		got := slices.Clone(heard[b])
+		mu.Unlock()
+		if len(got) > 0 {
+			if !slices.Equal(got, []string{id}) {
+				t.Errorf("b heard notes saved of %q, want %q", got, id)
+			}
+			break
+		}
+		select {
+		case <-bell:
+		case <-deadline:
+			t.Fatalf("b heard no word of notes saved within %s", heardLong)
+		}
+	}
+	// Fence: a save of a's, committed after the word, is heard after it.
+	ids := batchIDs{at: time.Now()}
+	if err := a.Create(ctx, ofTenant(ids.transfer("670"), "initech")); err != nil {
+		t.Fatal(err)
+	}
+	if got := hb.after(t, n, "initech"); !slices.Equal(got, []string{"initech"}) {
+		t.Errorf("b's events listener heard %q after the word, want only a's save of initech", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard[a]) != 0 {
+		t.Errorf("a heard its own word: %q", heard[a])
+	}
+	if got := fb.await(t, 0); len(got) != 0 {
+		t.Errorf("b's callbacks listener heard %q", got)
+	}
+	if err := a.AnnounceNotesSaved(ctx, "a b"); err == nil {
+		t.Error("a word of an id with a space was sent")
+	}
+}

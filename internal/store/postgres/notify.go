@@ -174,11 +174,12 @@ func (s *Store) addHandler(h eventsHandler) {
 func (s *Store) Listening() bool { return s.listening.Load() }
 
 // eventsHandler is one ListenEvents's pair of functions, or one
-// ListenCallbacks's function.
+// ListenCallbacks's or ListenNotesSaved's function.
 type eventsHandler struct {
-	saved    func(tenant string)
-	failed   func(error)
-	callback func(tenant, provider, transferID, note string)
+	saved      func(tenant string)
+	failed     func(error)
+	callback   func(tenant, provider, transferID, note string)
+	notesSaved func(id string)
 }
 
 // stopListening stops the listener, if any, and waits for it (Close).
@@ -301,6 +302,14 @@ func (s *Store) listenOn(ctx context.Context, told *bool, up func()) error {
 					// or while notifications were not delivered, was not
 					// heard.
 					s.heard("")
+				}
+				continue
+			}
+			if id, ok := s.parseNotesSaved(n.Payload); ok {
+				for _, h := range s.handlersNow() {
+					if h.notesSaved != nil {
+						h.notesSaved(id)
+					}
 				}
 				continue
 			}
