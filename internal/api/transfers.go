@@ -664,8 +664,10 @@ func (cfg Config) keepTimeout() time.Duration {
 // that save (a crash, a restart within the moment), or a forward to it
 // lost, took the note along, and the provider never sent it again. The
 // wait follows the record as saved: this replica's own when it drives
-// the transfer, else the store's, polled (Engine.Wait), whichever
-// replica saves it. It ends with the engine's shutdown as a long poll's
+// the transfer, else the store's (Engine.Wait), whichever replica saves
+// it: read again as the driver says it saved the transfer's notes (on
+// PostgreSQL, Engine.HeardNotesSaved), and polled should that word be
+// lost. It ends with the engine's shutdown as a long poll's
 // does (waitEnds.of): a transfer driven here is saved by that shutdown,
 // another's is not changed by it.
 func noteSaved(r *http.Request, eng *orchestrator.Engine, k NoteKeeper, tenant, id, note string,

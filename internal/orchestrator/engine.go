@@ -985,8 +985,9 @@ func (e *Engine) Wait(ctx context.Context, id string, until func(*Transfer) bool
 			e.unwait(id, w)
 			return own(t, shared), nil
 		}
-		// A transfer driven by another replica publishes nothing here:
-		// read the store again now and then.
+		// A transfer driven by another replica publishes nothing here
+		// but the word of its saved notes (HeardNotesSaved): read the
+		// store again now and then.
 		var poll <-chan time.Time
 		var timer *time.Timer
 		if !e.local(id) {
