@@ -509,7 +509,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		VisibilityWindow: cfg.VisibilityWindow, TombstoneTTL: cfg.TombstoneTTL, VerifyTimeout: cfg.VerifyTimeout,
 		StepTimeout: cfg.StepTimeout, Owner: instance, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, Accounts: accounts,
 		CrashPoint: crashPoint(os.Getenv("TRANSFERD_TEST_CRASH_AT"), log), Clock: clock, EventsSaved: eventsSaved,
-		NotesSaved: notesSaved(store),
+		NotesSaved: notesSaved(store, cfg.PublicURL),
 	}, store, providers, log, reg)
 	if err != nil {
 		return err

@@ -66,7 +66,7 @@ func TestACallbackOnAnotherReplicaIsAnsweredOnTheDriversWord(t *testing.T) {
 		}
 		reg := prometheus.NewRegistry()
 		eng, err := orchestrator.New(orchestrator.Config{Owner: name, PollInterval: time.Millisecond, PollMaxInterval: pollMax,
-			VisibilityWindow: 200 * time.Millisecond, VerifyTimeout: 500 * time.Millisecond, NotesSaved: notesSaved(store)},
+			VisibilityWindow: 200 * time.Millisecond, VerifyTimeout: 500 * time.Millisecond, NotesSaved: notesSaved(store, publicURL)},
 			store, []orchestrator.Provider{client}, zerolog.Nop(), reg)
 		if err != nil {
 			t.Fatal(err)
@@ -116,5 +116,23 @@ func TestACallbackOnAnotherReplicaIsAnsweredOnTheDriversWord(t *testing.T) {
 		if !cb.Delivered() || cb.Fallback || cb.Retry {
 			t.Errorf("callback %s of %s answered %d (fallback %v): want each answered 2xx at its first post", cb.EventType, cb.CallID, cb.Status, cb.Fallback)
 		}
+	}
+}
+
+// announcer is a store that carries word of saved notes.
+type announcer struct{ orchestrator.Store }
+
+func (announcer) AnnounceNotesSaved(context.Context, string) error { return nil }
+func (announcer) ListenNotesSaved(func(string))                    {}
+
+// A replica with no public URL announces no saved notes: its legs send no
+// callbacks, and its Bandwidth transfers' notes (the legs they made) would
+// cost the database a notification apiece for no one.
+func TestNotesAreAnnouncedOnlyWhereCallbacksCome(t *testing.T) {
+	if notesSaved(announcer{}, "") != nil {
+		t.Error("notes are announced with no public URL")
+	}
+	if notesSaved(announcer{}, "https://transferd.example.com") == nil {
+		t.Error("notes are not announced with a public URL")
 	}
 }

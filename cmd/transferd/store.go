@@ -282,11 +282,16 @@ const announceNotesTimeout = 2 * time.Second
 // notesSaved is the engine's Config.NotesSaved for store: word, to the
 // other replicas, of each save that took in a callback's note, so that a
 // callback answered there (which waits until the record holds its note)
-// reads the record at once. nil for a store no other process writes. The
-// word is sent off the engine's worker, which must not wait for it.
-func notesSaved(store orchestrator.Store) func(id string) {
+// reads the record at once. nil for a store no other process writes, and
+// without a public URL: the legs of a replica with none send no
+// callbacks, and its Bandwidth transfers' notes (the legs they made),
+// saved all the same, would cost the database a notification apiece for
+// no one. The replica that hears callbacks listens whatever its own URL
+// (hearNotesSaved). The word is sent off the engine's worker, which must
+// not wait for it.
+func notesSaved(store orchestrator.Store, publicURL string) func(id string) {
 	n, ok := store.(notesAnnouncer)
-	if !ok {
+	if !ok || publicURL == "" {
 		return nil
 	}
 	return func(id string) {
