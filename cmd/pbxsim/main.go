@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
 	actionDelay := fs.Duration("action-delay", 200*time.Millisecond, "delay before an accepted NetSapiens action (hold, transfer…) takes effect")
+	subscriptionWriteDelay := fs.Duration("subscription-write-delay", 0, "delay before a NetSapiens subscription create, renewal or delete takes effect (0: at once)")
 	answerDelay := fs.Duration("answer-delay", 3*time.Second, "how long a target rings before answering by default")
 	targetMode := fs.String("target-mode", "after", "how targets without a behaviour of their own react when rung: answer (at once), after (-answer-delay), never (ring until -ring-timeout), manual")
 	ringTimeout := fs.Duration("ring-timeout", time.Minute, "how long a leg that nobody answers rings before it ends; load tests that park consults set it long")
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("-target-mode %q: want answer, after, never or manual", *targetMode)
 	}
+	if *subscriptionWriteDelay < 0 {
+		return fmt.Errorf("-subscription-write-delay %v: must not be negative", *subscriptionWriteDelay)
+	}
 	if *historyLimit < 0 {
 		return fmt.Errorf("-history-limit %d: must not be negative", *historyLimit)
 	}
@@ -59,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base := "http://" + ln.Addr().String()
 	cfg := pbxsim.DemoConfig(base)
 	cfg.NetSapiens.ActionDelay = *actionDelay
+	cfg.NetSapiens.SubscriptionWriteDelay = *subscriptionWriteDelay
 	cfg.NetSapiens.AnswerDelay = *answerDelay
 	cfg.Bandwidth.AnswerDelay = *answerDelay
 	// Both simulators name their modes alike.

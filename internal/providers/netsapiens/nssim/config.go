@@ -292,6 +292,17 @@ type Config struct {
 	// server polls its database about every 3 s [3rd], so posts lag by up to that. Default 3s.
 	SubscriptionLag time.Duration
 
+	// SubscriptionWriteDelay is how long a subscription write (a create, an update, a delete)
+	// waits, once answered, before it takes effect: PUT and DELETE answer 202 [C-doc], accepted
+	// and applied when the PBX gets to it, as its call actions are, and a create may be too
+	// [G]. Meanwhile reads, listings and posts show the subscription as it was (a create's
+	// subscription not at all: its id reads 404, and a matching create is not refused for it);
+	// writes are applied in the order they were answered, and one whose subscription is gone
+	// by then (deleted, expired) or, for a create, matched by another by then, does nothing.
+	// Requests are checked (400, 404, 409) when they arrive. Default 0: applied at once.
+	// ApplySubscriptionWrites applies every waiting write now.
+	SubscriptionWriteDelay time.Duration
+
 	// SubscriptionNames chooses the names of posted objects: NamesLegacy (default, as real
 	// captures show) or NamesHyphenated.
 	SubscriptionNames string
@@ -455,7 +466,8 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"ActionDelay", c.ActionDelay}, {"RingTimeout", c.RingTimeout}, {"AnswerDelay", c.AnswerDelay}} {
+	}{{"ActionDelay", c.ActionDelay}, {"RingTimeout", c.RingTimeout}, {"AnswerDelay", c.AnswerDelay},
+		{"SubscriptionWriteDelay", c.SubscriptionWriteDelay}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("nssim: %s %v is negative", d.name, d.v))
 		}

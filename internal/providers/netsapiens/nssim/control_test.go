@@ -164,6 +164,7 @@ func TestConfigValidate(t *testing.T) {
 		{UnknownDestination: "404"},
 		{HeldSide: "local"},
 		{ActionDelay: -1},
+		{SubscriptionWriteDelay: -1},
 		{NotRingingStatus: 200},
 		{HistoryLimit: -1},
 		{CoreServers: []string{""}},

@@ -7,7 +7,9 @@
 // callback leg rings before the destination, the attended-transfer merge of the vendor guide
 // (and its call-term-user pitfall; which session survives it is Config.JoinKeeps), PSTN legs
 // without a user as the spec's example shows them (Config.ExternalNumbers), bearer-key
-// scopes, and {"code","message"} error bodies.
+// scopes, and {"code","message"} error bodies. Subscription writes (create, PUT, DELETE) are
+// applied at once, or after Config.SubscriptionWriteDelay as a PBX answering 202 may apply
+// them; ApplySubscriptionWrites lets a test apply the waiting ones when it wants.
 // Listings of calls, and of subscriptions, are paged as Config.ListPageSize and
 // Config.ListParams say: by default not at all (every row in one answer); with a page size,
 // the limit and start query parameters honoured, start alone, limit alone, or neither [G] (guesses:

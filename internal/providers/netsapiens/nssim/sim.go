@@ -109,6 +109,9 @@ type Sim struct {
 	subOrder   []string
 	posting    bool
 	stopPoster func()
+	// subWrites are the subscription writes answered and not applied yet
+	// (Config.SubscriptionWriteDelay), in the order they were answered.
+	subWrites []*queuedAction
 }
 
 // queuedAction is an accepted action waiting for its time.
@@ -292,6 +295,7 @@ func (s *Sim) stopTimersLocked() {
 	s.immediate = 0
 	s.pending = 0
 	s.actions = nil
+	s.subWrites = nil
 	s.notifyLocked()
 }
 
@@ -334,10 +338,10 @@ func (s *Sim) applyDueActionsLocked() {
 }
 
 // WaitApplied blocks until every accepted (202) action has been applied, however late
-// (ActionDelay, Chaos.ActionJitter). Ringing, ring timeouts and listing delays are not
-// actions and are not waited for.
+// (ActionDelay, Chaos.ActionJitter), and every subscription write (SubscriptionWriteDelay).
+// Ringing, ring timeouts and listing delays are not actions and are not waited for.
 func (s *Sim) WaitApplied(ctx context.Context) error {
-	return s.waitFor(ctx, func() bool { return s.pending == 0 })
+	return s.waitFor(ctx, func() bool { return s.pending == 0 && len(s.subWrites) == 0 })
 }
 
 // --- ids -------------------------------------------------------------------------------------

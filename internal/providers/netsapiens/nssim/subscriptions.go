@@ -254,12 +254,9 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 			}
 			expires = t
 		}
-		for _, other := range s.subs {
-			if other.Model == model && other.Domain == domain && other.User == user &&
-				(other.PostURL == *in.PostURL || s.cfg.SubscriptionMatchIgnoresPostURL) {
-				writeJSON(w, http.StatusConflict, map[string]string{"message": "Subscription ID already Exists or matching set of parameters already exists"})
-				return
-			}
+		if s.matchedLocked(model, domain, user, *in.PostURL) {
+			writeJSON(w, http.StatusConflict, map[string]string{"message": "Subscription ID already Exists or matching set of parameters already exists"})
+			return
 		}
 		userScope := "Office Manager"
 		if scope.Domain == "*" {
@@ -271,9 +268,15 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 			PreferredServer: str(in.PreferredServer, str(in.ServerPreferred, s.cfg.CoreServers[0])), Status: "pending",
 			Created: now.Format(time.RFC3339)}, last: map[string]ActiveCall{}}
 		s.setExpiresLocked(sub, expires)
-		s.subs[sub.ID] = sub
-		s.subOrder = append(s.subOrder, sub.ID)
-		s.startPosterLocked()
+		s.subscriptionWriteLocked(func() {
+			// Applied late, a create matched by one applied meanwhile does nothing.
+			if s.matchedLocked(model, domain, user, sub.PostURL) {
+				return
+			}
+			s.subs[sub.ID] = sub
+			s.subOrder = append(s.subOrder, sub.ID)
+			s.startPosterLocked()
+		})
 		writeJSON(w, http.StatusOK, s.renderedLocked(sub.Subscription))
 	case OpSubscriptionUpdate:
 		// Filters are immutable [C-code]: only the post-url, expiry, geo, preferred server
@@ -292,24 +295,35 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 				writeError(w, http.StatusBadRequest, "post-url must be an absolute http(s) URL")
 				return
 			}
-			sub.PostURL = *in.PostURL
 		}
+		var expires time.Time
 		if in.Expires != nil {
 			t, ok := s.parseDatetime(*in.Expires)
 			if !ok {
 				writeError(w, http.StatusBadRequest, "subscription-expires-datetime must be YYYY-MM-DD HH:MM:SS")
 				return
 			}
-			s.setExpiresLocked(sub, t)
+			expires = t
 		}
-		sub.GeoSupport = str(in.GeoSupport, sub.GeoSupport)
-		sub.PreferredServer = str(in.PreferredServer, sub.PreferredServer)
-		if in.ErrorCount != nil {
-			sub.ErrorCount = 0
-		}
-		if in.PostsCount != nil {
-			sub.PostsCount = 0
-		}
+		s.subscriptionWriteLocked(func() {
+			if s.subs[sub.ID] != sub {
+				return // deleted or expired meanwhile
+			}
+			if in.PostURL != nil {
+				sub.PostURL = *in.PostURL
+			}
+			if in.Expires != nil {
+				s.setExpiresLocked(sub, expires)
+			}
+			sub.GeoSupport = str(in.GeoSupport, sub.GeoSupport)
+			sub.PreferredServer = str(in.PreferredServer, sub.PreferredServer)
+			if in.ErrorCount != nil {
+				sub.ErrorCount = 0
+			}
+			if in.PostsCount != nil {
+				sub.PostsCount = 0
+			}
+		})
 		writeAccepted(w)
 	case OpSubscriptionDelete:
 		// The body is required [C-doc].
@@ -317,9 +331,70 @@ func (s *Sim) apiSubscription(w http.ResponseWriter, r *http.Request, rt route, 
 			writeError(w, http.StatusBadRequest, "subscription_id is required in the body and must match the path")
 			return
 		}
-		delete(s.subs, sub.ID)
-		s.subOrder = slices.DeleteFunc(s.subOrder, func(id string) bool { return id == sub.ID })
+		s.subscriptionWriteLocked(func() {
+			if s.subs[sub.ID] != sub {
+				return
+			}
+			delete(s.subs, sub.ID)
+			s.subOrder = slices.DeleteFunc(s.subOrder, func(id string) bool { return id == sub.ID })
+		})
 		writeAccepted(w)
+	}
+	s.notifyLocked()
+}
+
+// matchedLocked reports whether a subscription exists that a create of model, domain, user
+// and postURL matches (a 409).
+func (s *Sim) matchedLocked(model, domain, user, postURL string) bool {
+	for _, other := range s.subs {
+		if other.Model == model && other.Domain == domain && other.User == user &&
+			(other.PostURL == postURL || s.cfg.SubscriptionMatchIgnoresPostURL) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscriptionWriteLocked applies a subscription write now, or after
+// Config.SubscriptionWriteDelay, after every write answered before it.
+func (s *Sim) subscriptionWriteLocked(fn func()) {
+	d := s.cfg.SubscriptionWriteDelay
+	if d <= 0 {
+		fn()
+		return
+	}
+	if s.closed {
+		return
+	}
+	s.subWrites = append(s.subWrites, &queuedAction{due: time.Now().Add(d), fn: fn})
+	s.afterLocked(d, s.applySubscriptionWritesLocked)
+}
+
+// applySubscriptionWritesLocked applies, in order, the waiting subscription writes whose
+// time has come.
+func (s *Sim) applySubscriptionWritesLocked() {
+	now := time.Now()
+	for len(s.subWrites) > 0 && !s.subWrites[0].due.After(now) {
+		s.applyFirstSubscriptionWriteLocked()
+	}
+}
+
+func (s *Sim) applyFirstSubscriptionWriteLocked() {
+	a := s.subWrites[0]
+	s.subWrites[0] = nil
+	s.subWrites = s.subWrites[1:]
+	s.expireSubscriptionsLocked()
+	a.fn()
+}
+
+// ApplySubscriptionWrites applies every subscription write waiting for its
+// Config.SubscriptionWriteDelay now, in the order they were answered: a test holds writes
+// with a long delay and lets the PBX catch up when it wants to.
+func (s *Sim) ApplySubscriptionWrites() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.subWrites) > 0 {
+		s.applyFirstSubscriptionWriteLocked()
 	}
 	s.notifyLocked()
 }

@@ -291,3 +291,93 @@ func TestSubscriptionPostURLRendering(t *testing.T) {
 		t.Error("an unknown rendering validated")
 	}
 }
+
+// TestSubscriptionWriteDelay: with Config.SubscriptionWriteDelay, a create, a renewal and a
+// delete are answered at once and take effect later, in the order they were answered
+// (ApplySubscriptionWrites, or WaitApplied once the delay has passed); a create applied late
+// that another matches by then does nothing. Without it, each takes effect before its answer.
+func TestSubscriptionWriteDelay(t *testing.T) {
+	create := map[string]any{"model": "call", "post-url": "https://transferd.example/callbacks/x", "domain": "TEST",
+		"user": "*", "subscription-expires-datetime": "2030-01-02 03:04:05"}
+	t.Run("held", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{SubscriptionWriteDelay: time.Hour})
+		r := h.api("POST", "/subscriptions", create)
+		var got nssim.Subscription
+		r.decode(t, &got)
+		if r.status != http.StatusOK || got.ID == "" || got.Expires != "2030-01-02T03:04:05Z" {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		if r := h.api("GET", "/subscriptions/"+got.ID, nil); r.status != http.StatusNotFound {
+			t.Fatalf("read before the create is applied: %d, want 404", r.status)
+		}
+		if n := len(h.sim.Subscriptions()); n != 0 {
+			t.Fatalf("%d subscriptions before the create is applied", n)
+		}
+		// Not refused for a create not applied yet, and dropped when applied after it.
+		if r := h.api("POST", "/subscriptions", create); r.status != http.StatusOK {
+			t.Fatalf("a second create before the first is applied: %d, want 200", r.status)
+		}
+		h.sim.ApplySubscriptionWrites()
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].ID != got.ID {
+			t.Fatalf("after the creates were applied: %+v, want %s alone", subs, got.ID)
+		}
+		if r := h.api("POST", "/subscriptions", create); r.status != http.StatusConflict {
+			t.Fatalf("a create matching one applied: %d, want 409", r.status)
+		}
+
+		for _, at := range []string{"2031-01-01 00:00:00", "2032-01-01 00:00:00"} {
+			if r := h.api("PUT", "/subscriptions/"+got.ID, map[string]any{"subscription-expires-datetime": at}); r.status != http.StatusAccepted {
+				t.Fatalf("renew: %d %s", r.status, r.body)
+			}
+		}
+		var read nssim.Subscription
+		h.api("GET", "/subscriptions/"+got.ID, nil).decode(t, &read)
+		if read.Expires != "2030-01-02T03:04:05Z" {
+			t.Fatalf("read before the renewals are applied: %s, want the expiry as created", read.Expires)
+		}
+		del := map[string]any{"subscription_id": got.ID, "domain": "TEST"}
+		if r := h.api("DELETE", "/subscriptions/"+got.ID, del); r.status != http.StatusAccepted {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].Expires != "2030-01-02T03:04:05Z" {
+			t.Fatalf("before the writes are applied: %+v", subs)
+		}
+		// A write is checked when it arrives: the id is still there.
+		if r := h.api("PUT", "/subscriptions/nosuch", map[string]any{"subscription-expires-datetime": "2031-01-01 00:00:00"}); r.status != http.StatusNotFound {
+			t.Fatalf("renewing an unknown id: %d, want 404", r.status)
+		}
+		h.sim.ApplySubscriptionWrites()
+		if subs := h.sim.Subscriptions(); len(subs) != 0 {
+			t.Fatalf("after the renewals and the delete were applied in order: %+v", subs)
+		}
+	})
+	t.Run("late", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{SubscriptionWriteDelay: time.Millisecond})
+		r := h.api("POST", "/subscriptions", create)
+		var got nssim.Subscription
+		r.decode(t, &got)
+		if err := h.sim.WaitApplied(h.ctx()); err != nil {
+			t.Fatal(err)
+		}
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].ID != got.ID {
+			t.Fatalf("after the delay: %+v", subs)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		h := newHarness(t, nssim.Config{})
+		r := h.api("POST", "/subscriptions", create)
+		var got nssim.Subscription
+		r.decode(t, &got)
+		if r := h.api("GET", "/subscriptions/"+got.ID, nil); r.status != http.StatusOK {
+			t.Fatalf("read after the create: %d, want 200", r.status)
+		}
+		h.api("PUT", "/subscriptions/"+got.ID, map[string]any{"subscription-expires-datetime": "2031-01-01 00:00:00"})
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].Expires != "2031-01-01T00:00:00Z" {
+			t.Fatalf("after the renewal's answer: %+v", subs)
+		}
+		h.api("DELETE", "/subscriptions/"+got.ID, map[string]any{"subscription_id": got.ID, "domain": "TEST"})
+		if subs := h.sim.Subscriptions(); len(subs) != 0 {
+			t.Fatalf("after the delete's answer: %+v", subs)
+		}
+	})
+}
