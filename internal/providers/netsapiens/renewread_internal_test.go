@@ -72,7 +72,7 @@ func TestARenewalsOwnWriteReadLateIsNotAnotherProcesss(t *testing.T) {
 			}
 			t.Cleanup(func() { c.subs.stop() })
 			s := c.subs
-			id, written, err := s.create("TEST")
+			id, written, _, _, err := s.create("TEST")
 			if err != nil || written == "" {
 				t.Fatalf("create: %q, %q, %v", id, written, err)
 			}
@@ -121,7 +121,7 @@ func TestASubscriptionReadWithoutAnExpiryBeforeItsDeleteIsDeleted(t *testing.T) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.subs.stop() })
-	id, written, err := c.subs.create("TEST")
+	id, written, _, _, err := c.subs.create("TEST")
 	if err != nil || written == "" {
 		t.Fatalf("create: %q, %q, %v", id, written, err)
 	}

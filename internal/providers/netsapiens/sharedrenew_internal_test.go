@@ -36,7 +36,7 @@ func TestARenewalThatSeesAnotherProcesssWriteLeavesTheSubscriptionShared(t *test
 				return c
 			}
 			older, other := newClient(time.Hour), newClient(2*time.Hour)
-			id, written, err := older.subs.create("TEST")
+			id, written, _, _, err := older.subs.create("TEST")
 			if err != nil || written == "" {
 				t.Fatalf("create: %q, %q, %v", id, written, err)
 			}
@@ -44,7 +44,7 @@ func TestARenewalThatSeesAnotherProcesssWriteLeavesTheSubscriptionShared(t *test
 			if shared {
 				// The other replica adopts it (its create's 409) and
 				// renews it; then the older one renews it after.
-				if oid, _, err := other.subs.create("TEST"); err != nil || oid != id {
+				if oid, _, _, _, err := other.subs.create("TEST"); err != nil || oid != id {
 					t.Fatalf("the other's create: %q, %v; want %s adopted", oid, err, id)
 				}
 			}

@@ -48,6 +48,11 @@ const (
 // ISO-8601).
 const subscriptionDatetime = "2006-01-02 15:04:05"
 
+// renewSlack is how late a live process's renewal may come after half its
+// TTL: its reads and PUT, each with its retries, and a failed try's
+// back-off.
+const renewSlack = 2 * time.Minute
+
 // requestTimeout bounds one subscription request with its retries. The
 // requests do not end with Close: a create in flight must be known to be
 // deleted.
@@ -97,6 +102,13 @@ type domainSub struct {
 	// (delete).
 	written  string
 	sharedAt time.Time
+	// adopted says the subscription was another process's when this
+	// one's create adopted it (a 409 for the same post-url), and no
+	// renewal of this one has looked for that process's writes since;
+	// makerAt is when that process wrote it last, as the adoption's reads
+	// tell (zero unknown): see delete.
+	adopted bool
+	makerAt time.Time
 }
 
 func newSubscriber(c *Client, cfg Config) *subscriber {
@@ -182,7 +194,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 		var wait time.Duration
 		switch watched := s.isWatched(domain, d); {
 		case watched && d.id == "":
-			id, written, err := s.create(domain)
+			id, written, makerAt, adopted, err := s.create(domain)
 			if err != nil {
 				failures++
 				wait = apiclient.Backoff(failures, time.Second, time.Minute)
@@ -190,7 +202,7 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 				break
 			}
 			failures = 0
-			d.id, d.written, d.sharedAt, renewAt = id, written, time.Time{}, time.Now().Add(s.ttl/2)
+			d.id, d.written, d.sharedAt, d.adopted, d.makerAt, renewAt = id, written, time.Time{}, adopted, makerAt, time.Now().Add(s.ttl/2)
 			log.Info().Str("subscription", id).Msg("subscribed to the domain's call events")
 			wait = s.ttl / 2
 		case watched:
@@ -290,9 +302,11 @@ func (s *subscriber) expiry() string {
 // create subscribes the domain; a 409 (ours exists, left by a process
 // that was killed or by another replica with the same public URL) adopts
 // the matching subscription and renews it. written is the expiry as a
-// read renders it after the create ("" for one adopted, or unknown: see
-// renew).
-func (s *subscriber) create(domain string) (id, written string, err error) {
+// read renders it after this process's write ("" unknown: see renew);
+// adopted says it was adopted from another process posting to the same
+// post-url, makerAt when that process wrote it last (zero unknown; see
+// delete).
+func (s *subscriber) create(domain string) (id, written string, makerAt time.Time, adopted bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	postURL := s.url(domain)
@@ -305,7 +319,7 @@ func (s *subscriber) create(domain string) (id, written string, err error) {
 	if errors.As(err, &e) && e.Evidence != nil && e.Evidence.Status == http.StatusConflict {
 		id, moved, err := s.find(ctx, domain, postURL)
 		if err != nil {
-			return "", "", err
+			return "", "", time.Time{}, false, err
 		}
 		// One posting with a token of a secret only accepted now (made
 		// before a rotation of the callback secret) is moved to this
@@ -313,16 +327,40 @@ func (s *subscriber) create(domain string) (id, written string, err error) {
 		// once the old secret was no longer accepted, while the keeper
 		// took the domain for subscribed (a PBX whose 409 leaves the
 		// post-url out of its match refuses a second subscription).
-		if err := s.update(domain, id, moved); err != nil {
-			return "", "", err
+		//
+		// The adoption's write is learned as a renewal's is (written):
+		// unknown, the maker's next renewal, read by this process's
+		// first renewal, was taken for nothing, and the subscription for
+		// this process's alone from then on.
+		//
+		// The maker's last write is told by the expiry it wrote (read
+		// before this write) against this one's (read after), both
+		// rendered alike: each is its write's time plus a TTL and the
+		// same offset (see expiry), whatever the zone the PBX reads them
+		// in. Assuming the maker's TTL is this process's (replicas share
+		// their configuration), the maker wrote it last this write's time
+		// less their difference: a maker gone for longer than half a TTL
+		// (a killed process's, or one whose expiry was written by hand)
+		// is not waited for.
+		at := time.Now()
+		before, _, written, err := s.write(domain, id, moved)
+		if err != nil {
+			return "", "", time.Time{}, false, err
 		}
-		return id, "", nil
+		if b, ok := parseExpiry(before); ok && written != "" {
+			if w, ok := parseExpiry(written); ok {
+				makerAt = at.Add(-w.Sub(b))
+			}
+		}
+		// One moved from another secret's post-url no longer posts to
+		// its maker, whose liveness does not matter to it.
+		return id, written, makerAt, moved == "", nil
 	}
 	if err != nil {
-		return "", "", err
+		return "", "", time.Time{}, false, err
 	}
 	if out.ID == "" {
-		return "", "", orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
+		return "", "", time.Time{}, false, orchestrator.E("netsapiens.subscription_create", orchestrator.KindProviderRejected, errors.New("the answer has no id"))
 	}
 	// This write's expiry as reads render it, which is what a read before
 	// a delete is held against (sharedWith): the create's answer may
@@ -331,7 +369,7 @@ func (s *subscriber) create(domain string) (id, written string, err error) {
 	// this process's own write looked like another's, and a process alone
 	// left its subscription at Close. A read that fails leaves it unknown.
 	written, _ = s.readExpiry(string(out.ID))
-	return string(out.ID), written, nil
+	return string(out.ID), written, time.Time{}, false, nil
 }
 
 // find looks for the subscription a create was refused for (409): the
@@ -428,19 +466,53 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // whose reads failed: the delete then goes on, unless a renewal saw
 // another's write within the TTL (the two writes of one second the same
 // expiry, left in docs/invariants.md, are unknown too).
+//
+// An adopted subscription's maker may still be running; it renews within
+// half a TTL of its last write, which came before the adoption. A renewal
+// half a TTL after the adoption whose read before could tell another's
+// write (it shows an expiry, and this process's last write is known) has
+// looked for it: the subscription is no longer taken for adopted
+// (sharedWith), a write it saw being taken for shared as any other.
 func (s *subscriber) renew(domain string, d *domainSub) error {
-	before, read := s.readExpiry(d.id)
-	if read && before != "" && d.written != "" && before != d.written {
+	before, read, written, err := s.write(domain, d.id, "")
+	told := read && before != "" && d.written != ""
+	if told && before != d.written {
 		d.sharedAt = time.Now()
 	}
-	d.written = ""
-	if err := s.update(domain, d.id, ""); err != nil {
+	d.written = written
+	if err != nil {
 		return err
 	}
-	if after, ok := s.readExpiry(d.id); read && ok && after != before {
-		d.written = after
+	if told {
+		d.adopted = false
 	}
 	return nil
+}
+
+// write renews the subscription id (and, with postURL, moves it there)
+// between two reads of its expiry: before is what the read before shows
+// (read, whether it succeeded), written this write as the read after
+// renders it, "" unknown (see renew).
+func (s *subscriber) write(domain, id, postURL string) (before string, read bool, written string, err error) {
+	before, read = s.readExpiry(id)
+	if err := s.update(domain, id, postURL); err != nil {
+		return before, read, "", err
+	}
+	if after, ok := s.readExpiry(id); read && ok && after != before {
+		written = after
+	}
+	return before, read, written, nil
+}
+
+// parseExpiry reads an expiry as reads render it: ISO-8601 with an offset
+// [C-code], or as written (a zone the same for every value of one PBX).
+func parseExpiry(v string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339, subscriptionDatetime, "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // readExpiry reads subscription id's expiry as the PBX renders it; ok
@@ -536,10 +608,20 @@ func samePostURL(a, b string) bool {
 // answered 404, up to half a TTL). A read showing an expiry this process
 // did not write last, or a renewal of this process that saw another's
 // write within the last TTL (sharedWith), says another process uses it:
-// it is left to that process, whose own end deletes it. What this cannot
+// it is left to that process, whose own end deletes it. So is one this
+// process adopted (d.adopted) and has not renewed since, whatever the
+// read says: its maker, which wrote before the adoption, writes again
+// within half a TTL if it still runs, and no look of this process has
+// spanned that yet, unless its last write (d.makerAt, see create) is
+// older than half a TTL (and renewSlack) by now. An adopter letting go before its first renewal (a
+// replica that used the domain for one transfer) deleted it under its
+// maker, which lost its events until its renewal answered 404 (up to half
+// a TTL); a killed maker's subscription adopted so is left to expire by
+// itself, as its maker left it (within a TTL and a day). What this cannot
 // tell: writes of one TTL within one second write the same expiry; a PBX
 // whose reads show no expiry (or fail) tells nothing, and the delete goes
-// on as before; and the last of the processes to let go, within a TTL of
+// on as before (an adopter's renewals then never look, and it leaves the
+// subscription to expire); and the last of the processes to let go, within a TTL of
 // the other's last write, leaves it too, to expire by itself (within a
 // TTL and a day, as a killed process's does; the next process adopts it).
 func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) error {
@@ -555,6 +637,11 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 	if err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
+		return nil
+	}
+	if d.adopted && (d.makerAt.IsZero() || time.Since(d.makerAt) < s.ttl/2+renewSlack) {
+		s.log.Info().Str("domain", domain).Str("subscription", id).
+			Msg("the subscription was adopted from another process posting to the same url and not renewed since: left to it")
 		return nil
 	}
 	if err == nil && s.sharedWith(d, sub.Expires) {
