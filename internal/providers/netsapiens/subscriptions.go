@@ -77,6 +77,8 @@ type subscriber struct {
 	log      zerolog.Logger
 	ctx      context.Context
 	stop     context.CancelFunc
+	// now is the clock the expiries written are reckoned from.
+	now func() time.Time
 
 	mu      sync.Mutex
 	domains map[string]*domainSub
@@ -115,7 +117,7 @@ func newSubscriber(c *Client, cfg Config) *subscriber {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &subscriber{url: cfg.EventURL, accepted: cfg.AcceptedEventURLs, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
 		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
-		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}}
+		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}, now: time.Now}
 	s.c.Store(c)
 	if s.ttl <= 0 {
 		s.ttl = DefaultSubscriptionTTL
@@ -296,7 +298,7 @@ const easternmost = 14 * time.Hour
 // process leaves then outlives it by up to a day rather than an hour;
 // the next process adopts it (a 409), and its posts only hasten readings.
 func (s *subscriber) expiry() string {
-	return time.Now().UTC().Add(s.ttl + easternmost).Format(subscriptionDatetime)
+	return s.now().UTC().Add(s.ttl + easternmost).Format(subscriptionDatetime)
 }
 
 // create subscribes the domain; a 409 (ours exists, left by a process
@@ -342,7 +344,7 @@ func (s *subscriber) create(domain string) (id, written string, makerAt time.Tim
 		// less their difference: a maker gone for longer than half a TTL
 		// (a killed process's, or one whose expiry was written by hand)
 		// is not waited for.
-		at := time.Now()
+		at := s.now()
 		before, _, written, err := s.write(domain, id, moved)
 		if err != nil {
 			return "", "", time.Time{}, false, err
