@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,9 +50,15 @@ const (
 const subscriptionDatetime = "2006-01-02 15:04:05"
 
 // renewSlack is how late a live process's renewal may come after half its
-// TTL: its reads and PUT, each with its retries, and a failed try's
-// back-off.
+// TTL (its reads and PUT, each with its retries, and a failed try's
+// back-off), and how far the adoption's estimate of it may be off (the
+// two processes' expiries end on seconds of their own: expiry).
 const renewSlack = 2 * time.Minute
+
+// markTTL is the shortest TTL whose expiries end on a second of the
+// process's own (see expiry): one of these a minute, renewals half a TTL
+// apart must fall in different minutes to move the expiry.
+const markTTL = 2 * time.Minute
 
 // requestTimeout bounds one subscription request with its retries. The
 // requests do not end with Close: a create in flight must be known to be
@@ -79,6 +86,12 @@ type subscriber struct {
 	stop     context.CancelFunc
 	// now is the clock the expiries written are reckoned from.
 	now func() time.Time
+	// mark is the second of the minute every expiry this process writes
+	// ends on, drawn at random (-1 none: a TTL under markTTL), and marked
+	// says a read has shown one ending on it: the PBX keeps the seconds
+	// written (see expiry).
+	mark   int
+	marked atomic.Bool
 
 	mu      sync.Mutex
 	domains map[string]*domainSub
@@ -117,13 +130,16 @@ func newSubscriber(c *Client, cfg Config) *subscriber {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &subscriber{url: cfg.EventURL, accepted: cfg.AcceptedEventURLs, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
 		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
-		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}, now: time.Now}
+		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}, now: time.Now, mark: -1}
 	s.c.Store(c)
 	if s.ttl <= 0 {
 		s.ttl = DefaultSubscriptionTTL
 	}
 	if s.linger <= 0 {
 		s.linger = DefaultSubscriptionLinger
+	}
+	if s.ttl >= markTTL {
+		s.mark = rand.IntN(60)
 	}
 	return s
 }
@@ -297,8 +313,51 @@ const easternmost = 14 * time.Hour
 // read, and at most a TTL and 26 hours (UTC-12). A subscription a killed
 // process leaves then outlives it by up to a day rather than an hour;
 // the next process adopts it (a 409), and its posts only hasten readings.
+//
+// It ends on the second of the minute this process drew (mark), up to a
+// minute more. Two processes sharing a subscription (see delete) tell
+// each other's writes by the expiry read back; writes of one TTL within
+// one second wrote the same one, and a replica adopting the subscription
+// in the second its maker wrote it (a restart overlap, replicas starting
+// together) went unseen: each took the other's write for its own, and the
+// first to let go deleted it under the other. Ending on seconds of their
+// own, their writes differ whenever they were made (unless they drew the
+// same second, one in sixty), and a read shows whose write it is even
+// before this process knows how the PBX renders its own, as on a PBX
+// applying writes late (foreign). A TTL under markTTL (tests) has no
+// mark: its renewals would write the same expiry within a minute.
 func (s *subscriber) expiry() string {
-	return s.now().UTC().Add(s.ttl + easternmost).Format(subscriptionDatetime)
+	t := s.now().UTC().Add(s.ttl + easternmost).Truncate(time.Second)
+	if s.mark >= 0 {
+		t = t.Add(time.Duration((s.mark-t.Second()+60)%60) * time.Second)
+	}
+	return t.Format(subscriptionDatetime)
+}
+
+// observe learns from an expiry as a read renders it whether the PBX keeps
+// the seconds written: one ending on mark is this process's write (or,
+// one in sixty, another's ending there too).
+func (s *subscriber) observe(expires string) {
+	if t, ok := parseExpiry(expires); ok && s.mark >= 0 && t.Second() == s.mark {
+		s.marked.Store(true)
+	}
+}
+
+// foreign says a read of d's subscription showing expires shows another
+// process's write: an expiry other than this process's last write (when
+// known), or, once the PBX is known to keep the seconds written
+// (marked), one not ending on this process's second. The latter needs
+// no read after a write of this process, which a PBX applying writes
+// late answers as it was before the write.
+func (s *subscriber) foreign(d *domainSub, expires string) bool {
+	if expires == "" {
+		return false
+	}
+	if d.written != "" && expires != d.written {
+		return true
+	}
+	t, ok := parseExpiry(expires)
+	return ok && s.mark >= 0 && s.marked.Load() && t.Second() != s.mark
 }
 
 // create subscribes the domain; a 409 (ours exists, left by a process
@@ -370,6 +429,10 @@ func (s *subscriber) create(domain string) (id, written string, makerAt time.Tim
 	// reads answer ISO-8601 with an offset [C-code]), and taken from it,
 	// this process's own write looked like another's, and a process alone
 	// left its subscription at Close. A read that fails leaves it unknown.
+	// The answer's expiry, whatever its layout, ends on this process's
+	// second if the PBX keeps it: on a PBX applying the create late, the
+	// read after answers 404, and this is all there is to learn it from.
+	s.observe(out.Expires)
 	written, _ = s.readExpiry(string(out.ID))
 	return string(out.ID), written, time.Time{}, false, nil
 }
@@ -477,8 +540,8 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // (sharedWith), a write it saw being taken for shared as any other.
 func (s *subscriber) renew(domain string, d *domainSub) error {
 	before, read, written, err := s.write(domain, d.id, "")
-	told := read && before != "" && d.written != ""
-	if told && before != d.written {
+	told := read && before != "" && (d.written != "" || s.marked.Load())
+	if told && s.foreign(d, before) {
 		d.sharedAt = time.Now()
 	}
 	d.written = written
@@ -526,6 +589,7 @@ func (s *subscriber) readExpiry(id string) (expires string, ok bool) {
 	if err := s.c.Load().do(ctx, request{op: "subscription_read", method: http.MethodGet, path: "/subscriptions/" + seg(id), safe: true}, &sub); err != nil {
 		return "", false
 	}
+	s.observe(sub.Expires)
 	return sub.Expires, true
 }
 
@@ -535,7 +599,7 @@ func (s *subscriber) readExpiry(id string) (expires string, ok bool) {
 // last TTL (the other renews at half its life, so one still running
 // writes within any TTL).
 func (s *subscriber) sharedWith(d *domainSub, expires string) bool {
-	return (expires != "" && d.written != "" && expires != d.written) ||
+	return s.foreign(d, expires) ||
 		(!d.sharedAt.IsZero() && time.Since(d.sharedAt) < s.ttl)
 }
 
@@ -636,6 +700,9 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 	// without the route answers "404 No Route Found" [C-code], and the
 	// subscription, never deleted, posted to a process gone until it
 	// expired. The DELETE's own 404 says gone.
+	if err == nil {
+		s.observe(sub.Expires)
+	}
 	if err == nil && sub.PostURL != "" && !samePostURL(sub.PostURL, s.url(domain)) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
