@@ -18,7 +18,8 @@ import (
 // nothing on the PBX; one that shows another write finds it shared, and
 // leaves it. (The keeper renews on the wall clock, at half a TTL: renew is
 // called here directly, each write a TTL of its own, as writes of one TTL
-// within a second write the same expiry.)
+// within a second write the same expiry where the two processes drew the
+// same second to end their expiries on.)
 func TestAnAdoptedSubscriptionIsDeletedOnceARenewalShowsItsMakerGone(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -31,8 +31,9 @@ import (
 // TestAnAdoptedSubscriptionIsDeletedOnceARenewalShowsItsMakerGone).
 //
 // The two ask for different TTLs: writes of one TTL within one second
-// write the same expiry, which no read tells apart (see the section of
-// docs/invariants.md).
+// write the same expiry where the two drew the same second to end their
+// expiries on (one in sixty), which no read tells apart (see the sections
+// of docs/invariants.md).
 func TestASubscriptionSharedByAPostURLIsNotDeletedByTheOlderProcess(t *testing.T) {
 	for _, closed := range []bool{true, false} {
 		name := "unwatched past the linger"

@@ -529,8 +529,9 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // alone left its subscription to post to it, gone, until it expired (a
 // TTL and up to a day). Such a write is unknown (written ""), as is one
 // whose reads failed: the delete then goes on, unless a renewal saw
-// another's write within the TTL (the two writes of one second the same
-// expiry, left in docs/invariants.md, are unknown too).
+// another's write within the TTL. A write of this process's own second
+// (see expiry) read once the PBX is known to keep it is not unknown for
+// that: an expiry ending on another second is another's (foreign).
 //
 // An adopted subscription's maker may still be running; it renews within
 // half a TTL of its last write, which came before the adoption. A renewal
@@ -684,7 +685,8 @@ func samePostURL(a, b string) bool {
 // maker, which lost its events until its renewal answered 404 (up to half
 // a TTL); a killed maker's subscription adopted so is left to expire by
 // itself, as its maker left it (within a TTL and a day). What this cannot
-// tell: writes of one TTL within one second write the same expiry; a PBX
+// tell: two processes that drew the same second (see expiry) write the
+// same expiry when they write in one second, of one TTL; a PBX
 // whose reads show no expiry (or fail) tells nothing, and the delete goes
 // on as before (an adopter's renewals then never look, and it leaves the
 // subscription to expire); and the last of the processes to let go, within a TTL of
