@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,5 +118,67 @@ func TestAResumedAttendedTransfersCallerGoneHungUp(t *testing.T) {
 	got := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Failure != nil || x.State.Terminal() })
 	if got.Failure == nil || got.Failure.Reason != orchestrator.ReasonCallerHungUp {
 		t.Fatalf("%s %+v; want failed for caller_hung_up", got.State, got.Failure)
+	}
+}
+
+// Left by the sixty-sixth pass's second engine review, found by the
+// sixty-seventh pass's engine review: the same doubt once the target has
+// answered. A cancel the process before sent while the consult rang, and
+// the provider applied once it had answered, ends the caller connected to
+// it (Bandwidth ends a connected A with its B-leg), and a reading that
+// cannot show the caller connected first (a whisper) reads the caller's
+// call ended. The transfer, moved to completing on the answer, reported
+// the caller hung up (caller_hung_up); who ended the call is unknown
+// (consult_failed).
+func TestAnAnnouncedCallerGoneWhileCompletingAProcessBeforeMayHaveCancelledIsNotBlamed(t *testing.T) {
+	b, f, clock, tr := announcedResumedByB(t, false, nil)
+	f.Answer(tr.ID)
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateCompleting })
+	// The late cancel, within b's window: the caller's call ends with
+	// the consult, as the fake's caller hanging up ends it.
+	f.HangupCaller(tr.ID)
+	clock.Advance(2 * time.Hour) // b's window, which completing waits out before it reports
+	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason == orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v: the caller was blamed for an end a cancel of the process before may have caused", end.State, end.Outcome)
+	}
+	if end.Outcome.Reason != orchestrator.ReasonConsultFailed || end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want consult_failed, the caller not restored", end.State, end.Outcome)
+	}
+}
+
+// The other side: a transfer no process before this one drove has no
+// unrecorded cancel to doubt, and its caller whose call ends while it
+// completes hung up (caller_hung_up). The reading that shows the answer
+// shows the caller not connected yet (a whisper playing), so completing
+// is where the caller's end is read.
+func TestAnAnnouncedCallerGoneWhileCompletingATransferNotResumedHungUp(t *testing.T) {
+	st := memory.New()
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	clock := newManualClock()
+	clock.Run()
+	e := clockedReplica(t, "a", clock, time.Hour, st, f, nil)
+	openAll(t, e)
+	var answer atomic.Bool
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		if answer.CompareAndSwap(true, false) {
+			f.Answer(r.TransferID)
+			f.SetCaller(r.TransferID, orchestrator.CallerHeld)
+		}
+	})
+	r := request("fake", "1000")
+	r.Mode = orchestrator.ModeAnnounced
+	tr, err := e.Start(context.Background(), r, orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+	answer.Store(true)
+	orchestrator.Wake(e, tr.ID)
+	waitFor(t, e, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateCompleting })
+	f.HangupCaller(tr.ID)
+	end := wokenUntilEnded(t, e, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
 	}
 }

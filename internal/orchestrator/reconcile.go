@@ -586,7 +586,7 @@ func (e *Engine) consulting(ctx context.Context, en *entry) time.Duration {
 		// (A caller's call ended where the provider cannot show why is
 		// not the caller hanging up: it is judged as the consult shows,
 		// and the outcome says it cannot be verified; see unknowable.)
-		reason, detail := e.whoHungUp(en, obs)
+		reason, detail := e.whoHungUp(en, obs, "the caller hung up during the consult", "the caller's call ended during the consult")
 		e.fail(ctx, en, reason, detail, nil)
 		return 0
 	case obs.Consult == ConsultAnswered || obs.Caller == CallerTransferred:
@@ -860,8 +860,14 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		// the target, before any reading showed it: a listing cannot tell
 		// that from a caller who hung up first. Said as it is, and the
 		// outcome stays unverified (see recovering).
-		e.fail(ctx, en, ReasonCallerHungUp, "the caller's call ended before a reading showed the transfer connect it to the target: "+
-			"whether the caller was connected to the target first, the provider does not show", nil)
+		// Announced (an answered consult: where the provider connects
+		// them itself, joinUnknown holds all through completing), a cancel
+		// the process before sent while the consult rang may have ended
+		// it (whoHungUp).
+		const ended = "the caller's call ended before a reading showed the transfer connect it to the target: " +
+			"whether the caller was connected to the target first, the provider does not show"
+		reason, detail := e.whoHungUp(en, obs, ended, ended)
+		e.fail(ctx, en, reason, detail, nil)
 	case obs.Caller == CallerGone:
 		e.fail(ctx, en, ReasonCallerHungUp, "the caller hung up while the transfer was completing", nil)
 	case obs.Consult == ConsultAbsent && t.Seen.Consult && en.flow.Join && at.Before(e.joinSettledAt(t)):
@@ -1940,23 +1946,25 @@ func (e *Engine) whoEnded(en *entry, reason Reason, detail string) (Reason, stri
 }
 
 // whoHungUp returns reason and detail for a caller's call found ended
-// during the consult: the caller hung up, unless a hang-up of the consult
-// by a process before this one may have ended it. Where the provider
-// connects the caller and the consult itself (an announced transfer,
-// Flow.Join false), the consult's end may take the caller's call with it:
-// Bandwidth ends the caller's call when its B-leg is cancelled before the
-// answer, and the leg then reads cancelled (ORIGINATOR_CANCEL) as when the
-// caller hangs up while it rings. For a transfer resumed from a process
-// that may have sent such a hang-up unrecorded, whose consult no reading
-// showed live once it had landed (as whoEnded), and is not shown live
-// now, who ended the call is unknown (consult_failed), never the caller.
-func (e *Engine) whoHungUp(en *entry, obs Observation) (Reason, string) {
-	const detail = "the caller hung up during the consult"
+// during the consult or while completing: the caller hung up (hungUp),
+// unless a hang-up of the consult by a process before this one may have
+// ended it. Where the provider connects the caller and the consult itself
+// (an announced transfer, Flow.Join false), the consult's end may take the
+// caller's call with it: Bandwidth ends the caller's call when its B-leg
+// is cancelled before the answer, and the leg then reads cancelled
+// (ORIGINATOR_CANCEL) as when the caller hangs up while it rings; a cancel
+// sent while the leg rang and applied once it answered ends the connected
+// caller with it, as the caller hanging up on the target does. For a
+// transfer resumed from a process that may have sent such a hang-up
+// unrecorded, whose consult no reading showed live once it had landed (as
+// whoEnded), and is not shown live now, who ended the call is unknown
+// (consult_failed; ended says what is known), never the caller.
+func (e *Engine) whoHungUp(en *entry, obs Observation, hungUp, ended string) (Reason, string) {
 	if en.flow.Join || !en.resumed || en.adoptedAt.IsZero() || en.outlived.Load() ||
 		obs.Consult == ConsultRinging || obs.Consult == ConsultAnswered {
-		return ReasonCallerHungUp, detail
+		return ReasonCallerHungUp, hungUp
 	}
-	return ReasonConsultFailed, "the caller's call ended during the consult; a process that drove the transfer before this one " +
+	return ReasonConsultFailed, ended + "; a process that drove the transfer before this one " +
 		"may have hung the consult up without a record of it, which ends the caller's call with it: whether the caller hung up is unknown"
 }
 

@@ -83,14 +83,17 @@ func resumeAnnounced(t *testing.T, firstToken func(string) string, publicURL fun
 // and store, its client configured as second (the platform's address and
 // credentials, and the retry settings, set here), and opens it: it
 // resumes the transfers the first process left. Its callbacks are none of
-// the first's.
-func (h *harness) restart(t *testing.T, second bandwidth.Config) {
+// the first's. engine, if any, change its engine's configuration last.
+func (h *harness) restart(t *testing.T, second bandwidth.Config, engine ...func(*orchestrator.Config)) {
 	t.Helper()
 	second.BaseURL, second.UserID, second.APIToken, second.APISecret = h.apiURL, userID, apiToken, apiSecret
 	second.Attempts, second.RetryBase, second.MaxRateLimitWait = 3, time.Millisecond, 5*time.Second
 	second.Metrics = apiclient.NewMetrics(nil)
 	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond, Owner: "replica-1"}
 	shortWindows(&cfg)
+	for _, f := range engine {
+		f(&cfg)
+	}
 	if second.VisibilityWindow == 0 {
 		// The deployment's window, as the engine's (cmd/transferd).
 		second.VisibilityWindow = cfg.VisibilityWindow
