@@ -46,3 +46,20 @@ func WhoEnded(resumed bool, adoptedAt time.Time, outlived bool, reason Reason) R
 // own claim does when it takes back a transfer another replica took over
 // meanwhile (reclaim); it reports whether e held the transfer.
 func Reclaim(e *Engine, t *Transfer) bool { return e.reclaim(t) }
+
+// SeenLive is when the latest reading of transfer id, resumed by e with
+// an adoption's wait, began that showed its consult live (entry.liveAt):
+// what e's hand-over would say of it. Read under the entry's gate, which
+// the worker holds through consulting, where it is written; for a
+// transfer in consulting only.
+func SeenLive(e *Engine, id string) time.Time {
+	e.mu.Lock()
+	en := e.entries[id]
+	e.mu.Unlock()
+	if en == nil {
+		return time.Time{}
+	}
+	en.gate <- struct{}{}
+	defer func() { <-en.gate }()
+	return en.liveAt
+}

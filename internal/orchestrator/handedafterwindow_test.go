@@ -36,6 +36,15 @@ func (s *handOverHook) Update(ctx context.Context, t *orchestrator.Transfer) err
 // once c has claimed it.
 func takenFromACrashThenHandedOver(t *testing.T, cWindow time.Duration, handed func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *accountView, *manualClock, *orchestrator.Transfer) {
 	t.Helper()
+	return takenFromACrashThenHandedOverBy(t, time.Hour, cWindow, handed)
+}
+
+// takenFromACrashThenHandedOverBy is takenFromACrashThenHandedOver with
+// b's window bWindow: the clock jumps two hours past b's takeover, and b
+// hands over once a reading begun after the jump showed the consult live,
+// whether or not bWindow had passed by then.
+func takenFromACrashThenHandedOverBy(t *testing.T, bWindow, cWindow time.Duration, handed func(f *orchestratortest.Fake, id string)) (*orchestrator.Engine, *orchestratortest.Fake, *accountView, *manualClock, *orchestrator.Transfer) {
+	t.Helper()
 	st := &handOverHook{Store: memory.New()}
 	f := orchestratortest.NewFake("fake")
 	prov := &accountView{Fake: f}
@@ -43,16 +52,17 @@ func takenFromACrashThenHandedOver(t *testing.T, cWindow time.Duration, handed f
 	clock.Run()
 	c := clockedReplica(t, "c", clock, cWindow, st, prov, nil)
 	tr := crashedConsultOn(t, clock, st, f)
-	b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+	b := clockedReplica(t, "b", clock, bWindow, st, f, nil)
 	if handed != nil {
 		st.handed = func(id string) { handed(f, id) }
 	}
 	openAll(t, b)
 	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
-	clock.Advance(2 * time.Hour) // b's window
-	eventually(t, "a reading by b of the consult live once its window passed", func() bool {
+	clock.Advance(2 * time.Hour) // b's window, unless bWindow is longer
+	jumped := clock.Now()
+	eventually(t, "a reading by b of the consult live after the jump", func() bool {
 		orchestrator.Wake(b, tr.ID)
-		return orchestrator.Outlived(b, tr.ID)
+		return !orchestrator.SeenLive(b, tr.ID).Before(jumped) && (bWindow > 2*time.Hour || orchestrator.Outlived(b, tr.ID))
 	})
 	// The jump lapsed b's heartbeat: c, opened before b renews it, takes
 	// the transfer from b as from a crash, not from b's hand-over.
@@ -121,5 +131,22 @@ func TestAConsultSeenLiveWithinTheClaimingReplicasWindowIsNotBlamedOnTheTarget(t
 	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
 		t.Fatalf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
+}
+
+// Mutant M3 of the sixty-sixth pass's second engine review, killed by the
+// sixty-seventh pass's engine review: the replica handing over passes on
+// every reading that showed the consult live, also one within its own
+// window, for the replica claiming it to judge by that replica's window.
+// Here b's window is three hours and c's one: b saw the consult live two
+// hours after its takeover, which by c's window outlived any hang-up sent
+// unrecorded before it, and the target who hangs up once b handed over
+// hung up (target_hung_up). Kept only from readings past b's own window,
+// the reading was lost, and the end blamed on nobody (consult_failed).
+func TestAConsultSeenLiveWithinTheHandingReplicasWindowCountsByTheClaimingReplicas(t *testing.T) {
+	c, _, _, _, tr := takenFromACrashThenHandedOverBy(t, 3*time.Hour, time.Hour, func(f *orchestratortest.Fake, id string) { f.HangupTarget(id) })
+	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
 	}
 }
