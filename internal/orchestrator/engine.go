@@ -1635,11 +1635,20 @@ func (e *Engine) handOver(ctx context.Context, en *entry) bool {
 		// that said so): the next one need not wait from this one's
 		// resumption either (adopt).
 		detail += onRecordNote
-	} else if !en.liveAt.IsZero() {
-		// The next replica waits from this one's resumption; a consult
-		// seen live a window after it, by that replica's window, has
-		// outlived any hang-up sent unrecorded before it (adopt).
-		detail += seenLiveNote + en.liveAt.UTC().Format(time.RFC3339Nano)
+	} else {
+		// The next replica waits from this one's adoption, from which
+		// this one waited: every request sent unrecorded went out before
+		// it (this one took the transfer from a crash, after the send
+		// gate of the replica before had shut), or before the one the
+		// hand-over it claimed passed on (all it sent itself is on
+		// record by now). Its resumption, later, made a chain of
+		// hand-overs wait from the last one's. A consult seen live a
+		// window after it, by the next replica's window, has outlived
+		// any hang-up sent unrecorded before it (adopt).
+		detail += unrecordedNote + en.adoptedAt.UTC().Format(time.RFC3339Nano)
+		if !en.liveAt.IsZero() {
+			detail += seenLiveNote + en.liveAt.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	e.note(en, StepReconcile, detail)
 	saved := e.save(ctx, en)
@@ -1910,18 +1919,28 @@ func resumedSinceHandover(t *Transfer) bool {
 
 // unrecordedUntil is, for a transfer claimed from a hand-over, the latest
 // moment from which a hang-up a replica sent unrecorded may still land a
-// visibility window later: when a replica last saved its resumption of t
-// ("resumed by", recorded once it adopted t, so at or after its
-// adoption), zero if none did, or if the last hand-over after it says
-// that its replica had nothing to wait for (onRecordNote: it created the
-// transfer, or took it from such a hand-over). A hand-over by a release
-// that does not say so is waited for from the resumption before it.
+// visibility window later: the adoption the last hand-over says its
+// replica waited from (unrecordedNote), zero if it says that its replica
+// had nothing to wait for (onRecordNote: it created the transfer, or took
+// it from such a hand-over), or, for a hand-over by a release that says
+// neither, when its replica saved its resumption of t ("resumed by",
+// recorded once it adopted t, so at or after its adoption; zero if none
+// did).
 func unrecordedUntil(t *Transfer) time.Time {
 	for i := len(t.Steps) - 1; i >= 0; i-- {
 		switch s := t.Steps[i]; {
 		case s.Name != StepReconcile:
 		case strings.HasPrefix(s.Detail, handedOverNote) && strings.HasSuffix(s.Detail, onRecordNote):
 			return time.Time{}
+		case strings.HasPrefix(s.Detail, handedOverNote):
+			// Unparsable, it is waited for from the resumption before it,
+			// which is no earlier.
+			if _, rest, ok := strings.Cut(s.Detail, unrecordedNote); ok {
+				at, _, _ := strings.Cut(rest, ";")
+				if adopted, err := time.Parse(time.RFC3339Nano, at); err == nil {
+					return adopted
+				}
+			}
 		case strings.HasPrefix(s.Detail, resumedNote):
 			return s.StartedAt
 		}
@@ -1958,14 +1977,17 @@ func seenLiveAt(t *Transfer) time.Time {
 // handedOverNote begins the step handOver records, and onRecordNote ends
 // it when no replica before the one handing over can have sent anything
 // unrecorded (a suffix, so that a release that looks for the note by its
-// beginning still finds it); otherwise seenLiveNote and a time end it
-// when that replica saw the consult live (when the reading that showed
-// it began). resumedNote, followed by the replica's name, is the step a
-// replica saves first when it goes on with a transfer it did not drive
+// beginning still finds it); otherwise unrecordedNote and a time follow
+// it, the adoption that replica waited from, and seenLiveNote and a time
+// end it when that replica saw the consult live (when the reading that
+// showed it began; last, where a release before unrecordedNote reads it).
+// resumedNote, followed by the replica's name, is the step a replica
+// saves first when it goes on with a transfer it did not drive
 // (reconcile).
 const (
 	handedOverNote = "transferd shut down: handed over"
 	onRecordNote   = "; every request sent for it is on record"
+	unrecordedNote = "; what was sent for it unrecorded went out before "
 	seenLiveNote   = "; its consult was last seen live at "
 	resumedNote    = "resumed by "
 )

@@ -1,0 +1,106 @@
+package orchestrator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// handedTwiceAfterACrash has replica b take a transfer from a crash, the
+// clock jump by jump (none: 0), b hand it over to c and c, at once, to d;
+// every window is an hour, and a consult of c's and d's own keeps their
+// watchers reading the account. It returns d, the fake, the account d
+// reads it through, the clock and the transfer, once d has claimed it.
+func handedTwiceAfterACrash(t *testing.T, jump time.Duration) (*orchestrator.Engine, *orchestratortest.Fake, *accountView, *manualClock, *orchestrator.Transfer) {
+	t.Helper()
+	st := memory.New()
+	f := orchestratortest.NewFake("fake")
+	clock := newManualClock()
+	clock.Run()
+	cProv, dProv := &accountView{Fake: f}, &accountView{Fake: f}
+	c := clockedReplica(t, "c", clock, time.Hour, st, cProv, nil)
+	d := clockedReplica(t, "d", clock, time.Hour, st, dProv, nil)
+	tr := crashedConsultOn(t, clock, st, f)
+	b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+	openAll(t, b)
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+	if jump > 0 {
+		clock.Advance(jump)
+		// The jump lapsed b's heartbeat: c, opened before b renews it,
+		// would take the transfer from b as from a crash.
+		eventually(t, "b's heartbeat renewed after the jump", func() bool {
+			n, err := st.Peers(context.Background(), "c", clock.Now())
+			return err == nil && n == 1
+		})
+	}
+	openAll(t, c)
+	consultingOn(t, c, "2000")
+	if err := shutdownWithin(b); err != nil {
+		t.Fatalf("Shutdown b: %v", err)
+	}
+	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	openAll(t, d)
+	consultingOn(t, d, "3000")
+	if err := shutdownWithin(c); err != nil {
+		t.Fatalf("Shutdown c: %v", err)
+	}
+	got := waitFor(t, d, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "d" && saysStep(x, "resumed by d") })
+	if n := countSteps(got, "handed over"); n != 2 {
+		t.Fatalf("steps %+v: %d hand-overs, want b's and c's", got.Steps, n)
+	}
+	return d, f, dProv, clock, tr
+}
+
+// countSteps is how many of tr's steps have a detail containing s.
+func countSteps(tr *orchestrator.Transfer, s string) int {
+	n := 0
+	for _, st := range tr.Steps {
+		if strings.Contains(st.Detail, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// The sixty-sixth pass's engine review left it noted, measured by the
+// sixty-seventh's: after two hand-overs in a row, the first by a replica
+// that took the transfer from a crash, the last replica waited a window
+// from the resumption of the replica between (c), not from the takeover
+// (b) where the doubt began: longer by the time c claimed the transfer
+// after b took it (here two hours, the clock jumped before b's hand-over:
+// its join waited an hour it need not). c took it from b's hand-over,
+// which recorded all b sent, and recorded all it sent itself before its
+// own: no request of c's went out unrecorded. c's hand-over now passes on
+// the adoption it waited from, and d joins at once.
+func TestASecondHandOverAfterATakeoverWaitsFromTheTakeover(t *testing.T) {
+	d, f, prov, clock, tr := handedTwiceAfterACrash(t, 2*time.Hour)
+	if _, err := d.Complete(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !joinedWithin(t, f, prov, tr.ID) {
+		t.Fatalf("actions %q: the join waited a window from c's resumption, passed since b's takeover", f.ActionsFor(tr.ID))
+	}
+	clock.Advance(2 * time.Hour) // the join's own window
+	if done := wokenUntilEnded(t, d, tr.ID, "the transfer completed"); done.State != orchestrator.StateCompleted {
+		t.Fatalf("the transfer ended %s (%+v), want completed", done.State, done.Outcome)
+	}
+}
+
+// The other side: the same two hand-overs before b's window passed. A
+// hang-up the crashed replica sent unrecorded may land up to a window
+// after b's takeover: d's join waits for it, and goes once it has passed.
+func TestASecondHandOverWithinTheTakeoversWindowStillWaits(t *testing.T) {
+	d, f, prov, clock, tr := handedTwiceAfterACrash(t, 0)
+	if _, err := d.Complete(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	if joinedWithin(t, f, prov, tr.ID) {
+		t.Fatalf("actions %q: the join went out within a window of b's takeover", f.ActionsFor(tr.ID))
+	}
+	completesOnceTheWindowPassed(t, clock, d, f, tr.ID)
+}
