@@ -14,7 +14,8 @@ import (
 // handedTwiceAfterACrash has replica b take a transfer from a crash, the
 // clock jump by jump (none: 0), b hand it over to c and c, at once, to d;
 // every window is an hour, and a consult of c's and d's own keeps their
-// watchers reading the account. It returns d, the fake, the account d
+// watchers reading the account. c hands over once it has seen the consult
+// live. It returns d, the fake, the account d
 // reads it through, the clock and the transfer, once d has claimed it.
 func handedTwiceAfterACrash(t *testing.T, jump time.Duration) (*orchestrator.Engine, *orchestratortest.Fake, *accountView, *manualClock, *orchestrator.Transfer) {
 	t.Helper()
@@ -44,6 +45,10 @@ func handedTwiceAfterACrash(t *testing.T, jump time.Duration) (*orchestrator.Eng
 		t.Fatalf("Shutdown b: %v", err)
 	}
 	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	eventually(t, "a reading by c of the consult live", func() bool {
+		orchestrator.Wake(c, tr.ID)
+		return !orchestrator.SeenLive(c, tr.ID).IsZero()
+	})
 	openAll(t, d)
 	consultingOn(t, d, "3000")
 	if err := shutdownWithin(c); err != nil {
@@ -103,4 +108,32 @@ func TestASecondHandOverWithinTheTakeoversWindowStillWaits(t *testing.T) {
 		t.Fatalf("actions %q: the join went out within a window of b's takeover", f.ActionsFor(tr.ID))
 	}
 	completesOnceTheWindowPassed(t, clock, d, f, tr.ID)
+}
+
+// The consult's side of TestASecondHandOverAfterATakeoverWaitsFromTheTakeover:
+// c saw the consult live after its claim, two hours after b's takeover,
+// and passed it on; judged against b's takeover, that reading outlived any
+// hang-up sent unrecorded before it, and the target who hangs up once d
+// claimed the transfer hung up (target_hung_up). Judged against c's
+// resumption, as before, it was consult_failed.
+func TestATargetWhoHangsUpAfterTwoHandOversPastTheTakeoversWindowHungUp(t *testing.T) {
+	d, f, _, _, tr := handedTwiceAfterACrash(t, 2*time.Hour)
+	f.HangupTarget(tr.ID)
+	end := wokenUntilEnded(t, d, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
+	}
+}
+
+// Its other side: within b's window, what c saw proves nothing of a
+// hang-up the crashed replica sent unrecorded, and the consult's end is
+// not blamed on the target.
+func TestATargetGoneAfterTwoHandOversWithinTheTakeoversWindowIsNotBlamed(t *testing.T) {
+	d, f, _, clock, tr := handedTwiceAfterACrash(t, 0)
+	f.HangupTarget(tr.ID)
+	clock.Advance(2 * time.Hour) // d's window, for the recovery's readings
+	end := wokenUntilEnded(t, d, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
 }
