@@ -1132,10 +1132,7 @@ func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int
 			n = min(n, limit-total)
 		}
 		var gone int
-		p, err := s.startBatch(ctx)
-		if err != nil {
-			return total, s.fail(op, err)
-		}
+		start := s.clock()
 		if err := s.pool.QueryRow(ctx, purgeDeliveriesSQL, before, n).Scan(&gone); err != nil {
 			return total, s.fail(op, err)
 		}
@@ -1143,7 +1140,7 @@ func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time, limit int
 		if gone < n {
 			break
 		}
-		if err := s.pace(ctx, p); err != nil {
+		if err := s.pace(ctx, start); err != nil {
 			return total, s.fail(op, err)
 		}
 	}

@@ -37,17 +37,6 @@ func SetPurgePace(s *Store, clock func() time.Time, rest func(context.Context, t
 	s.clock, s.rest = clock, rest
 }
 
-// SetPurgeWAL replaces how a purge reads the server's WAL position and
-// the WAL a second it may write (Store.pace).
-func SetPurgeWAL(s *Store, walAt func(context.Context) (int64, float64, error)) { s.walAt = walAt }
-
-// SetPurgeWALShare sets the part of the WAL the server absorbs that a
-// purge may write; 0 paces it by its batches' time alone.
-func SetPurgeWALShare(s *Store, share float64) { s.walShare = share }
-
-// MaxPurgeRest bounds a purge's rest after a batch.
-const MaxPurgeRest = maxPurgeRest
-
 // ListQuery, EventsQuery and DeliveriesQuery are the statements of List,
 // Events and Deliveries, for the tests that check their plans.
 var (

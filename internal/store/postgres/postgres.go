@@ -52,11 +52,6 @@ type Store struct {
 	// (Store.pace); tests replace both.
 	clock func() time.Time
 	rest  func(ctx context.Context, d time.Duration) error
-	// walAt reads the server's WAL position and the WAL a second a purge
-	// may write (Store.walPosition, at walShare); tests replace it or
-	// the share.
-	walAt    func(ctx context.Context) (int64, float64, error)
-	walShare float64
 	// The group commit (commit.go).
 	commits *groupcommit.Queue[*saveReq]
 	// finishes is the group commit of webhook results (FinishDelivery);
@@ -126,9 +121,8 @@ func OpenWithClock(ctx context.Context, dbURL string, wall func() time.Time) (*S
 // configuration last (the tests' tracer), and wall as this replica's
 // clock.
 func open(ctx context.Context, dbURL string, tune func(*pgxpool.Config), wall func() time.Time) (*Store, error) {
-	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, walShare: walShare, finishTimeout: commitTimeout, wall: wall,
+	s := &Store{secrets: passwords(dbURL), purgeBatch: purgeBatch, clock: time.Now, rest: sleep, finishTimeout: commitTimeout, wall: wall,
 		token: newToken(), quietCheck: listenCheck}
-	s.walAt = s.walPosition
 	s.probeWithin.Store(int64(probeWait))
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {

@@ -535,8 +535,6 @@ func TestPurgeRestsAfterFullBatches(t *testing.T) {
 	// Every batch reads the clock before and after its statement: 7 ms.
 	postgres.SetPurgePace(s, func() time.Time { tick = tick.Add(7 * time.Millisecond); return tick },
 		func(_ context.Context, d time.Duration) error { rests = append(rests, d); return nil })
-	// The rests for the batches' WAL: TestPurgeRestsForItsWAL.
-	postgres.SetPurgeWALShare(s, 0)
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	terminal := func(n int) {
 		t.Helper()

@@ -927,28 +927,23 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		// NOT open alone implies terminal; the state test guards against a
 		// row whose open column was ever written wrong.
 		var deleted int
-		p, err := s.startBatch(ctx)
+		start := s.clock()
+		err := s.pool.QueryRow(ctx, purgeSQL, before, n).Scan(&deleted)
 		if err != nil {
-			return total, s.fail(op, err)
-		}
-		if err := s.pool.QueryRow(ctx, purgeSQL, before, n).Scan(&deleted); err != nil {
 			return total, s.fail(op, err)
 		}
 		total += deleted
 		if deleted < n {
 			break
 		}
-		if err := s.pace(ctx, p); err != nil {
+		if err := s.pace(ctx, start); err != nil {
 			return total, s.fail(op, err)
 		}
 	}
 	// A call that filled its limit may have left transfers: the
 	// idempotency records wait for the call that finds the end.
 	for !(limit > 0 && total == limit) {
-		p, err := s.startBatch(ctx)
-		if err != nil {
-			return total, s.fail(op, err)
-		}
+		start := s.clock()
 		tag, err := s.pool.Exec(ctx, purgeIdempotencySQL, before, s.purgeBatch)
 		if err != nil {
 			return total, s.fail(op, err)
@@ -956,7 +951,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		if int(tag.RowsAffected()) < s.purgeBatch {
 			break
 		}
-		if err := s.pace(ctx, p); err != nil {
+		if err := s.pace(ctx, start); err != nil {
 			return total, s.fail(op, err)
 		}
 	}
@@ -987,79 +982,17 @@ var (
 		LIMIT $2 FOR UPDATE SKIP LOCKED))`
 )
 
-// batchStart is where a purge's batch began: the clock and the server's
-// WAL position, and the WAL the server absorbs a second (walAt).
-type batchStart struct {
-	at     time.Time
-	wal    int64
-	budget float64
-}
-
-// startBatch reads where a purge's batch begins, for Store.pace.
-func (s *Store) startBatch(ctx context.Context) (batchStart, error) {
-	wal, budget, err := s.walAt(ctx)
-	return batchStart{at: s.clock(), wal: wal, budget: budget}, err
-}
-
 // pace rests after a full batch of a purge (more may follow, in this call
-// or the engine's next) for as long as the batch took since it started,
-// so that a purge keeps the server's disk busy half the time at most, as
+// or the engine's next) for as long as the batch took since start, so
+// that a purge keeps the server's disk busy half the time at most, as
 // PostgreSQL's own vacuum rests by its cost delay. Back to back at 1M
 // stored transfers, on a database larger than the host's page cache, the
 // batches' reads, their WAL and the checkpoints that WAL brought
 // saturated the disk, and a few saves of open transfers waited 150–250 ms
 // on it (thirty-fifth pass, docs/benchmarks.md). A batch that is slow
 // because the disk is busy rests the longer for it.
-//
-// It rests longer if the batch wrote more WAL than walShare of what the
-// server absorbs a second between two timed checkpoints: with the
-// server's defaults the batches' time alone let the purge's WAL (its
-// first change of each page after a checkpoint is the whole page) bring a
-// checkpoint every 6–17 s, each ending in an fsync of the data files the
-// saves' commits waited behind for up to 190 ms (thirty-sixth pass).
-// Paced to its share, the purge leaves the checkpoints to
-// checkpoint_timeout, which spreads their writes, and dirties pages no
-// faster than the kernel writes them back. No rest is longer than
-// maxPurgeRest, so that a purge always moves.
-func (s *Store) pace(ctx context.Context, b batchStart) error {
-	d := s.clock().Sub(b.at)
-	wal, _, err := s.walAt(ctx)
-	if err != nil {
-		return err
-	}
-	if b.budget > 0 && wal > b.wal {
-		d = max(d, time.Duration(float64(wal-b.wal)/b.budget*float64(time.Second)))
-	}
-	return s.rest(ctx, min(d, maxPurgeRest))
-}
-
-// walShare is the part of the WAL the server absorbs between timed
-// checkpoints that a purge may write (Store.pace); maxPurgeRest bounds
-// one rest.
-const (
-	walShare     = 0.5
-	maxPurgeRest = time.Minute
-)
-
-// walPositionSQL reads the server's WAL insert position in bytes and the
-// WAL a second it can take without a checkpoint before
-// checkpoint_timeout: it asks for one once max_wal_size / (1 +
-// checkpoint_completion_target) has been written since the last. Every
-// role may read both.
-const walPositionSQL = `SELECT (pg_current_wal_insert_lsn() - '0/0')::int8,
-	pg_size_bytes(current_setting('max_wal_size'))::float8
-		/ ((1 + current_setting('checkpoint_completion_target')::float8)
-			* extract(epoch FROM current_setting('checkpoint_timeout')::interval)::float8)`
-
-// walPosition is Store.walAt on the server: its WAL position and the
-// purge's share of what it absorbs a second.
-func (s *Store) walPosition(ctx context.Context) (int64, float64, error) {
-	var at int64
-	var absorbs float64
-	if err := s.pool.QueryRow(ctx, walPositionSQL).Scan(&at, &absorbs); err != nil {
-		return 0, 0, err
-	}
-	return at, absorbs * s.walShare, nil
+func (s *Store) pace(ctx context.Context, start time.Time) error {
+	return s.rest(ctx, s.clock().Sub(start))
 }
 
 // sleep waits d or until ctx ends.
