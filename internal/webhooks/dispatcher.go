@@ -179,6 +179,10 @@ type Dispatcher struct {
 	// no answer within Timeout (noteAnswer): together they get at most
 	// half the slots (shares.next).
 	hung map[string]bool
+	// reading counts the answers' bodies being read after their
+	// attempts ended (drain), by endpoint key (no zeros) and in all.
+	reading      map[string]int
+	readingTotal int
 	// nudge wakes Run's claims, nudgeOutbox its enqueuer.
 	nudge, nudgeOutbox chan struct{}
 	// bodyDrain bounds the read of an answer's body after its status
@@ -231,7 +235,7 @@ func New(cfg Config, store Store, dir Directory, render Render, log zerolog.Logg
 	}
 	return &Dispatcher{cfg: cfg, store: store, dir: dir, render: render, log: log, m: newMetrics(reg),
 		now: func() time.Time { return clock().UTC() }, mono: time.Now, signers: map[string]signerFor{}, paused: map[string]pauseMark{},
-		gone: map[string]goneMark{}, missing: map[string]missingMark{}, hung: map[string]bool{}, bodyDrain: bodyDrain,
+		gone: map[string]goneMark{}, missing: map[string]missingMark{}, hung: map[string]bool{}, reading: map[string]int{}, bodyDrain: bodyDrain,
 		nudge: make(chan struct{}, 1), nudgeOutbox: make(chan struct{}, 1)}
 }
 
@@ -1315,10 +1319,19 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, bodies *sync.WaitGro
 	// result, for the whole Timeout, as one that never answered; read
 	// in the background, it holds a goroutine and the connection for
 	// bodyDrain at most.
-	if resp.Body == http.NoBody {
-		d.drain(resp.Body, cancel) // nothing to read (a 204, a Content-Length of 0)
-	} else {
-		bodies.Go(func() { d.drain(resp.Body, cancel) })
+	switch {
+	case resp.Body == http.NoBody:
+		d.drain(resp.Body, cancel, "") // nothing to read (a 204, a Content-Length of 0)
+	case d.startReading(key):
+		bodies.Go(func() { d.drain(resp.Body, cancel, key) })
+	default:
+		// As many of the endpoint's bodies as its share, or of all as
+		// the slots, are being read already. Unbounded, a receiver that
+		// stalled its bodies was kept a connection and a goroutine for
+		// each delivery it was sent within bodyDrain (thousands a
+		// second at load), where attempts that held their slots had
+		// kept it to its share.
+		d.drain(unread{resp.Body}, cancel, "")
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		d.forgetGone(key)
@@ -1374,17 +1387,48 @@ const bodyDrain = time.Second
 // and then closes it and cancels its request. Past d.bodyDrain (and the
 // request's own Timeout) it cancels the request, which closes the
 // connection: a receiver that stalls its body is not kept a connection
-// for the rest of the Timeout.
-func (d *Dispatcher) drain(body io.ReadCloser, cancel context.CancelFunc) {
+// for the rest of the Timeout. A read counted by startReading under key
+// is ended.
+func (d *Dispatcher) drain(body io.ReadCloser, cancel context.CancelFunc, key string) {
 	cut := time.AfterFunc(d.bodyDrain, cancel)
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 	cut.Stop()
 	_ = body.Close()
 	cancel()
+	if key != "" {
+		d.mu.Lock()
+		d.readingTotal--
+		if d.reading[key]--; d.reading[key] == 0 {
+			delete(d.reading, key)
+		}
+		d.mu.Unlock()
+	}
 	if d.drained != nil {
 		d.drained()
 	}
 }
+
+// startReading counts a read of a body of the endpoint key (drain), and
+// reports whether it may be made: an endpoint's reads at once are at
+// most its share of the slots (EndpointConcurrency), and all of them
+// the slots (Concurrency), as its attempts in flight are.
+func (d *Dispatcher) startReading(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reading[key] >= d.cfg.EndpointConcurrency || d.readingTotal >= d.cfg.Concurrency {
+		return false
+	}
+	d.reading[key]++
+	d.readingTotal++
+	return true
+}
+
+// unread is a body closed unread (drain): its connection is closed with
+// it (Go's transport pools only a connection whose body was read to its
+// end).
+type unread struct{ io.ReadCloser }
+
+func (unread) Read([]byte) (int, error) { return 0, io.EOF }
 
 // redelivery reports whether the attempt of dl is an operator's
 // redelivery, to be sent whatever the endpoint answered before: one not
