@@ -133,35 +133,82 @@ func TestABodyStalledPastItsBoundClosesTheConnection(t *testing.T) {
 // endpoint's next attempt reuses the connection. The test lets each
 // attempt end only once its body was read (the read is its own goroutine,
 // which the next attempt's claim would otherwise race): one connection
-// for a transfer's ten events, one at a time.
+// for a transfer's ten events, one at a time. With one slot, each read
+// ended must give back its count (startReading), or the next body is
+// closed unread and its connection with it.
 func TestAHealthyBodyIsReadAndItsConnectionReused(t *testing.T) {
-	const n = 10
-	s := memory.New()
-	st := memory.NewDeliveries(s)
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = io.WriteString(w, `{"received":true}`)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
-		if cs == http.StateNew {
-			conns.Add(1)
-		}
+	for _, tc := range []struct {
+		name string
+		cfg  webhooks.Config
+	}{{"default", webhooks.Config{Owner: "a"}}, {"one slot", webhooks.Config{Owner: "a", Concurrency: 1}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 10
+			s := memory.New()
+			st := memory.NewDeliveries(s)
+			var conns atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				_, _ = io.WriteString(w, `{"received":true}`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+				if cs == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			seed(t, s, "acme", 0, 1, n)
+			d := webhooks.New(tc.cfg, st, endpoint(srv.URL), render, zerolog.Nop(), prometheus.NewRegistry())
+			read := make(chan struct{}, n)
+			webhooks.OnBodyDrained(d, func() { read <- struct{}{} })
+			webhooks.OnAttemptEnd(d, func() { <-read })
+			if err := d.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, err := st.DeliveryBacklog(context.Background()); err != nil || n != 0 {
+				t.Fatalf("%d deliveries still pending (%v)", n, err)
+			}
+			if got := conns.Load(); got != 1 {
+				t.Errorf("%d events opened %d connections, want 1", n, got)
+			}
+		})
 	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	seed(t, s, "acme", 0, 1, n)
-	d := webhooks.New(webhooks.Config{Owner: "a"}, st, endpoint(srv.URL), render, zerolog.Nop(), prometheus.NewRegistry())
-	read := make(chan struct{}, n)
-	webhooks.OnBodyDrained(d, func() { read <- struct{}{} })
-	webhooks.OnAttemptEnd(d, func() { <-read })
-	if err := d.Drain(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if n, _, err := st.DeliveryBacklog(context.Background()); err != nil || n != 0 {
-		t.Fatalf("%d deliveries still pending (%v)", n, err)
-	}
-	if got := conns.Load(); got != 1 {
-		t.Errorf("%d events opened %d connections, want 1", n, got)
+}
+
+// TestRunAndDrainReturnOnceTheirBodiesAreRead: the rest of an answer's
+// body is read on a goroutine of its own after the attempt ended, and
+// Run (once its ctx is done) and Drain return only once those reads have
+// ended too, so that no goroutine of theirs outlives them (what the
+// caller does next, a process's exit or a test's end, does not race
+// them). The receiver stalls the body until its read is cut (bodyDrain,
+// a second); each returns with it read, not at once.
+func TestRunAndDrainReturnOnceTheirBodiesAreRead(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "run", true: "drain"}[drain], func(t *testing.T) {
+			s := memory.New()
+			st := memory.NewDeliveries(s)
+			rc := newStallsAfterStatus(t)
+			t.Cleanup(func() { close(rc.release) })
+			seed(t, s, "acme", 0, 1, 1)
+			d := webhooks.New(webhooks.Config{Owner: "a", Timeout: time.Hour}, st, endpoint(rc.srv.URL), render,
+				zerolog.Nop(), prometheus.NewRegistry())
+			var read atomic.Int64
+			webhooks.OnBodyDrained(d, func() { read.Add(1) })
+			if drain {
+				if err := d.Drain(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				// Stopped once the attempt's result is stored: its body
+				// is still stalled.
+				webhooks.OnFinish(d, func(webhooks.Delivery) { cancel() })
+				d.Run(ctx)
+			}
+			if got := read.Load(); got != 1 {
+				t.Errorf("returned with %d of the answer's 1 body read", got)
+			}
+		})
 	}
 }
