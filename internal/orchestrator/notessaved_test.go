@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,5 +118,74 @@ func TestNotesSavedTellsOfTheSavesThatTookInNotes(t *testing.T) {
 	defer mu.Unlock()
 	if len(told) != 1 || told[0] != "leg=c-1" {
 		t.Errorf("NotesSaved told with the record's notes %q, want once, after the save of %q", told, "leg=c-1")
+	}
+}
+
+// refusingNotes is a recStore that refuses the first save carrying notes,
+// as a database restarting does, and closes refused then.
+type refusingNotes struct {
+	*recStore
+	notes   string
+	once    sync.Once
+	refused chan struct{}
+}
+
+func (s *refusingNotes) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	refuse := false
+	if t.ProviderNotes == s.notes {
+		s.once.Do(func() { refuse = true })
+	}
+	if refuse {
+		close(s.refused)
+		return errors.New("refusingNotes: the database system is shutting down")
+	}
+	return s.recStore.Update(ctx, t)
+}
+
+// A note whose save failed is told of once a later save takes it in: the
+// record as last saved (not the working record, which kept the note
+// through the failure) is what the word compares with. Compared with the
+// working record, the save that finally took the note in told nothing, and
+// a callback on another replica waiting for it was answered at its poll.
+func TestNotesSavedTellsOfANoteWhoseFirstSaveFailed(t *testing.T) {
+	f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+	p := &notedFake{Fake: f}
+	rec := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	st := &refusingNotes{recStore: rec, notes: "leg=c-1", refused: make(chan struct{})}
+	var mu sync.Mutex
+	var told []string // the notes the record held when each word came
+	cfg := testConfig()
+	cfg.NotesSaved = func(id string) {
+		tr, err := rec.Store.Get(context.Background(), id)
+		if err != nil {
+			t.Errorf("NotesSaved(%s): %v", id, err)
+			return
+		}
+		mu.Lock()
+		told = append(told, tr.ProviderNotes)
+		mu.Unlock()
+	}
+	e := testEngine(t, cfg, st, p, nil)
+	h := &harness{e: e, f: f, store: rec}
+	id := h.start(t, request("fake", "1000"))
+	// Once the consult is seen ringing, its reconciles save nothing more: the
+	// note is the only change, saved at the end of the reconcile it wakes,
+	// which the refusal ends. The next reconcile carries it again.
+	rec.waitSaved(t, id, func(tr *orchestrator.Transfer) bool {
+		return tr.State == orchestrator.StateConsulting && tr.Seen.Consult
+	})
+	p.set("leg=c-1")
+	e.Notify(id)
+	<-st.refused
+	e.Notify(id) // a reconcile more, whose save carries the note again
+	rec.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.ProviderNotes == "leg=c-1" })
+	if _, err := e.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, id, func(tr *orchestrator.Transfer) bool { return tr.State.Terminal() })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 1 || told[0] != "leg=c-1" {
+		t.Errorf("NotesSaved told with the record's notes %q, want once, after the save that took in %q", told, "leg=c-1")
 	}
 }
