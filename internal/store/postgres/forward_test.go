@@ -203,3 +203,56 @@ func TestNotesSavedReachTheOtherReplicas(t *testing.T) {
 		t.Error("a word of an id with a space was sent")
 	}
 }
+
+// A forward whose note holds the mark of a word of saved notes is heard
+// as the forward it is, and not as a word: what comes before that mark in
+// a forward's payload holds its slashes (ForwardCallback takes any
+// one-word note; Bandwidth's never hold the mark, another provider's may).
+// Read as a word, the forward was lost to the replica driving its
+// transfer. A's word sent after it is the fence: heard, alone.
+func TestAForwardNamingTheNotesMarkIsHeardAsAForward(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := replicas(t)
+	var mu sync.Mutex
+	var words []string
+	bell := make(chan struct{}, 1)
+	b.ListenNotesSaved(func(id string) {
+		mu.Lock()
+		words = append(words, id)
+		mu.Unlock()
+		select {
+		case bell <- struct{}{}:
+		default:
+		}
+	})
+	fb := hearForwards(b)
+	listening(t, b)
+
+	id, named, fence := orchestrator.NewID(time.Now()), orchestrator.NewID(time.Now()), orchestrator.NewID(time.Now())
+	if err := a.ForwardCallback(ctx, "acme", "bandwidth", id, "c-1:notes:"+named); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AnnounceNotesSaved(ctx, fence); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(heardLong)
+	for {
+		mu.Lock()
+		got := slices.Clone(words)
+		mu.Unlock()
+		if len(got) > 0 {
+			if !slices.Equal(got, []string{fence}) {
+				t.Errorf("b heard words of saved notes %q, want only the fence %q", got, fence)
+			}
+			break
+		}
+		select {
+		case <-bell:
+		case <-deadline:
+			t.Fatalf("b heard no word of saved notes within %s", heardLong)
+		}
+	}
+	if got, want := fb.await(t, 1), []string{"acme bandwidth " + id + " c-1:notes:" + named}; !slices.Equal(got, want) {
+		t.Errorf("b heard the forwards %q, want %q", got, want)
+	}
+}
