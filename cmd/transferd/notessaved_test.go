@@ -136,3 +136,46 @@ func TestNotesAreAnnouncedOnlyWhereCallbacksCome(t *testing.T) {
 		t.Error("notes are not announced with a public URL")
 	}
 }
+
+// heldAnnouncer holds each word of saved notes until released, telling
+// first of the word and of whether its context bounds it.
+type heldAnnouncer struct {
+	announcer
+	told    chan string
+	bounded chan bool
+	release chan struct{}
+}
+
+func (a heldAnnouncer) AnnounceNotesSaved(ctx context.Context, id string) error {
+	_, ok := ctx.Deadline()
+	a.bounded <- ok
+	a.told <- id
+	<-a.release
+	return nil
+}
+
+// The word of saved notes is sent off the engine's worker, which calls
+// Config.NotesSaved after its save and must not wait for the database
+// (a statement per word, a pool connection each), and within a bound:
+// a word not sent costs a poll, no more.
+func TestNotesSavedIsSentOffTheWorkerWithinABound(t *testing.T) {
+	a := heldAnnouncer{told: make(chan string, 1), bounded: make(chan bool, 1), release: make(chan struct{})}
+	defer close(a.release)
+	tell := notesSaved(a, "https://transferd.example.com")
+	returned := make(chan struct{})
+	go func() {
+		tell("tr_01M99000000000000000000000")
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(30 * time.Second):
+		t.Fatal("NotesSaved waited for the word to be sent")
+	}
+	if !<-a.bounded {
+		t.Error("the word is sent with no deadline")
+	}
+	if id := <-a.told; id != "tr_01M99000000000000000000000" {
+		t.Errorf("the word told of %q", id)
+	}
+}
