@@ -1,8 +1,11 @@
 package bwsim
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -139,5 +142,49 @@ func TestCallbackRetriesIsAGuess(t *testing.T) {
 	}
 	if err := (Config{CallbackRetries: 6}).Validate(); err == nil || !strings.Contains(err.Error(), "CallbackRetries 6") {
 		t.Errorf("Config.Validate of CallbackRetries 6: %v, want it refused", err)
+	}
+}
+
+// An event is posted again as many times as CallbackRetries said when it
+// was emitted: a switch made while its first post is in flight applies to
+// the events emitted after it. deliver holds no lock, and read the guess
+// as it went, it would race with the switch.
+func TestCallbackRetriesAreTheOnesInForceAsTheEventIsEmitted(t *testing.T) {
+	e := newEnv(t, Config{})
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	var mu sync.Mutex
+	var posts []string // each post's event type, in order
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ EventType string }
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		posts = append(posts, ev.EventType)
+		first := len(posts) == 1
+		mu.Unlock()
+		if first {
+			close(arrived)
+			<-release
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	r := e.send(http.MethodPost, callsPath, `{"from":"`+ownedMain+`","to":"`+target+`","callbackUrl":"`+srv.URL+`"}`)
+	e.wantStatus(r, http.StatusCreated)
+	<-arrived
+	e.wantStatus(e.control(http.MethodPut, "/config/guesses", `{"callback_retries":2}`), http.StatusOK)
+	once.Do(func() { close(release) })
+	e.idle()
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, p := range posts {
+		if p == posts[0] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the %s event, emitted with callback_retries 0, was posted %d times (posts %q), want once", posts[0], n, posts)
 	}
 }
