@@ -84,7 +84,8 @@ type subscriber struct {
 	log      zerolog.Logger
 	ctx      context.Context
 	stop     context.CancelFunc
-	// now is the clock the expiries written are reckoned from.
+	// now is the clock the expiries written are reckoned from, and the
+	// times of other processes' writes (sharedAt, makerAt) and their ages.
 	now func() time.Time
 	// mark is the second of the minute every expiry this process writes
 	// ends on, drawn at random (-1 none: a TTL under markTTL), and marked
@@ -543,7 +544,7 @@ func (s *subscriber) renew(domain string, d *domainSub) error {
 	before, read, written, err := s.write(domain, d.id, "")
 	told := read && before != "" && (d.written != "" || s.marked.Load())
 	if told && s.foreign(d, before) {
-		d.sharedAt = time.Now()
+		d.sharedAt = s.now()
 	}
 	d.written = written
 	if err != nil {
@@ -601,7 +602,7 @@ func (s *subscriber) readExpiry(id string) (expires string, ok bool) {
 // writes within any TTL).
 func (s *subscriber) sharedWith(d *domainSub, expires string) bool {
 	return s.foreign(d, expires) ||
-		(!d.sharedAt.IsZero() && time.Since(d.sharedAt) < s.ttl)
+		(!d.sharedAt.IsZero() && s.now().Sub(d.sharedAt) < s.ttl)
 }
 
 // update renews the subscription id and, with postURL, moves it there.
@@ -710,7 +711,7 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 			Msg("the subscription posts elsewhere now, moved by another process: left to it")
 		return nil
 	}
-	if d.adopted && (d.makerAt.IsZero() || time.Since(d.makerAt) < s.ttl/2+renewSlack) {
+	if d.adopted && (d.makerAt.IsZero() || s.now().Sub(d.makerAt) < s.ttl/2+renewSlack) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription was adopted from another process posting to the same url and not renewed since: left to it")
 		return nil
