@@ -96,6 +96,10 @@ type subscriber struct {
 
 	mu      sync.Mutex
 	domains map[string]*domainSub
+	// left is what this process knew of each subscription it adopted
+	// and a keeper let go of without deleting it (delete), by domain,
+	// until the domain's next create (see create).
+	left map[string]leftSub
 	// clients are those sharing the subscriber and not closed; the last
 	// one's Close deletes the subscriptions.
 	clients map[*Client]bool
@@ -122,16 +126,26 @@ type domainSub struct {
 	// one's create adopted it (a 409 for the same post-url), and no
 	// renewal of this one has looked for that process's writes since;
 	// makerAt is when that process wrote it last, as the adoption's reads
-	// tell (zero unknown): see delete.
+	// tell, or as this process knew when it let go of the subscription
+	// before (zero unknown): see create, delete.
 	adopted bool
 	makerAt time.Time
+}
+
+// leftSub is an adopted subscription a keeper left to its maker (delete):
+// its id, this process's last write as a read renders it (written, ""
+// unknown), and when the maker wrote it last, as this process knew then
+// (makerAt, zero unknown).
+type leftSub struct {
+	id, written string
+	makerAt     time.Time
 }
 
 func newSubscriber(c *Client, cfg Config) *subscriber {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &subscriber{url: cfg.EventURL, accepted: cfg.AcceptedEventURLs, ttl: cfg.SubscriptionTTL, linger: cfg.SubscriptionLinger,
 		log: cfg.Log.With().Str("component", "netsapiens-subscriptions").Logger(), ctx: ctx, stop: stop,
-		domains: map[string]*domainSub{}, clients: map[*Client]bool{c: true}, now: time.Now, mark: -1}
+		domains: map[string]*domainSub{}, left: map[string]leftSub{}, clients: map[*Client]bool{c: true}, now: time.Now, mark: -1}
 	s.c.Store(c)
 	if s.ttl <= 0 {
 		s.ttl = DefaultSubscriptionTTL
@@ -369,6 +383,7 @@ func (s *subscriber) foreign(d *domainSub, expires string) bool {
 // post-url, makerAt when that process wrote it last (zero unknown; see
 // delete).
 func (s *subscriber) create(domain string) (id, written string, makerAt time.Time, adopted bool, err error) {
+	prev, hadPrev := s.takeLeft(domain)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	postURL := s.url(domain)
@@ -413,6 +428,20 @@ func (s *subscriber) create(domain string) (id, written string, makerAt time.Tim
 			if w, ok := parseExpiry(written); ok {
 				makerAt = at.Add(-w.Sub(b))
 			}
+		}
+		// The subscription this process adopted and let go of before
+		// (delete), read as its own last write left it: its maker has
+		// not written since, and wrote last when this process knew then.
+		// The estimate above is this process's own last write's time:
+		// taken for the maker's, each new watch of the domain moved it
+		// on, and a process whose watches never lasted half a TTL (short
+		// transfers, a linger of seconds) never deleted the
+		// subscription, at a linger or at its end, long after its maker
+		// was gone.
+		if hadPrev && prev.id == id && before != "" && (prev.written != "" || s.marked.Load()) &&
+			!s.foreign(&domainSub{written: prev.written}, before) &&
+			!prev.makerAt.IsZero() {
+			makerAt = prev.makerAt
 		}
 		// One moved from another secret's post-url no longer posts to
 		// its maker, whose liveness does not matter to it.
@@ -681,7 +710,8 @@ func samePostURL(a, b string) bool {
 // read says: its maker, which wrote before the adoption, writes again
 // within half a TTL if it still runs, and no look of this process has
 // spanned that yet, unless its last write (d.makerAt, see create) is
-// older than half a TTL (and renewSlack) by now. An adopter letting go before its first renewal (a
+// older than half a TTL (and renewSlack) by now (kept when the next watch
+// adopts it again: see create). An adopter letting go before its first renewal (a
 // replica that used the domain for one transfer) deleted it under its
 // maker, which lost its events until its renewal answered 404 (up to half
 // a TTL); a killed maker's subscription adopted so is left to expire by
@@ -712,6 +742,7 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 		return nil
 	}
 	if d.adopted && (d.makerAt.IsZero() || s.now().Sub(d.makerAt) < s.ttl/2+renewSlack) {
+		s.leave(domain, d)
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("the subscription was adopted from another process posting to the same url and not renewed since: left to it")
 		return nil
@@ -727,6 +758,24 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 		return nil // gone already
 	}
 	return err
+}
+
+// leave records that a keeper let go of d's adopted subscription without
+// deleting it: see create.
+func (s *subscriber) leave(domain string, d *domainSub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.left[domain] = leftSub{id: d.id, written: d.written, makerAt: d.makerAt}
+}
+
+// takeLeft returns and forgets what leave recorded of domain's
+// subscription.
+func (s *subscriber) takeLeft(domain string) (leftSub, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.left[domain]
+	delete(s.left, domain)
+	return l, ok
 }
 
 // Close deletes every subscription the client holds, bounded by ctx, and
@@ -786,6 +835,9 @@ func (c *Client) Close(ctx context.Context) error {
 		}
 	}
 	clear(s.domains)
+	s.mu.Lock()
+	clear(s.left)
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
