@@ -140,3 +140,35 @@ func TestAnAdopterThatCouldNotLookForItsMakerLeavesTheSubscription(t *testing.T)
 		})
 	}
 }
+
+// The adoption's estimate of its maker's last write compares two
+// expiries, each rounded up to its writer's second (up to a minute). The
+// adopter's own rounding, which it knows, made the maker look up to a
+// minute older, half of renewSlack: a live maker whose renewal came 70 s
+// late (its reads and PUT retried) looked gone, and an adopter letting
+// go before its first renewal deleted the subscription under it. Only the
+// maker's rounding, which makes it look younger, is left in.
+func TestTheAdoptionsEstimateLeavesOutTheAdoptersOwnRounding(t *testing.T) {
+	sim, url := newSubSim(t, 0)
+	t0 := time.Now().Truncate(time.Second)
+	makerAt := t0.Add(-(30*time.Minute + 70*time.Second))
+	// The maker's expiry rounded up by nothing, the adopter's by 59 s.
+	maker := newSubClient(t, url, time.Hour, makerAt.Add(time.Hour+easternmost).Second(), func() time.Time { return makerAt })
+	if _, _, _, _, err := maker.subs.create("TEST"); err != nil {
+		t.Fatal(err)
+	}
+	adopter := newSubClient(t, url, time.Hour, (t0.Add(time.Hour+easternmost).Second()+59)%60, func() time.Time { return t0 })
+	id, written, est, adopted, err := adopter.subs.create("TEST")
+	if err != nil || !adopted || est.IsZero() {
+		t.Fatalf("the adoption: %q, maker at %v, adopted %v, %v", id, est, adopted, err)
+	}
+	if est.Before(makerAt) {
+		t.Errorf("the maker's last write, at %v, taken for %v", makerAt, est)
+	}
+	if err := adopter.subs.delete(context.Background(), "TEST", &domainSub{id: id, written: written, adopted: true, makerAt: est}); err != nil {
+		t.Fatal(err)
+	}
+	if left := len(sim.Subscriptions()); left != 1 || subDeletes(sim) != 0 {
+		t.Errorf("%d subscriptions left, %d deletions under a maker 70 s late", left, subDeletes(sim))
+	}
+}

@@ -342,11 +342,19 @@ const easternmost = 14 * time.Hour
 // applying writes late (foreign). A TTL under markTTL (tests) has no
 // mark: its renewals would write the same expiry within a minute.
 func (s *subscriber) expiry() string {
-	t := s.now().UTC().Add(s.ttl + easternmost).Truncate(time.Second)
+	e, _ := s.expiryAt(s.now())
+	return e
+}
+
+// expiryAt is the expiry written at now, and how much later than a TTL
+// ahead at UTC+14 it ends (up to a minute, less the second's fraction).
+func (s *subscriber) expiryAt(now time.Time) (string, time.Duration) {
+	least := now.UTC().Add(s.ttl + easternmost)
+	t := least.Truncate(time.Second)
 	if s.mark >= 0 {
 		t = t.Add(time.Duration((s.mark-t.Second()+60)%60) * time.Second)
 	}
-	return t.Format(subscriptionDatetime)
+	return t.Format(subscriptionDatetime), t.Sub(least)
 }
 
 // observe learns from an expiry as a read renders it whether the PBX keeps
@@ -418,15 +426,21 @@ func (s *subscriber) create(domain string) (id, written string, makerAt time.Tim
 		// their configuration), the maker wrote it last this write's time
 		// less their difference: a maker gone for longer than half a TTL
 		// (a killed process's, or one whose expiry was written by hand)
-		// is not waited for.
+		// is not waited for. Each expiry is rounded up to its writer's
+		// second; this one's rounding, known, is left out of the
+		// difference: it made the maker look up to a minute older, half
+		// of renewSlack. The maker's, up to a minute, makes it look
+		// younger, and a killed maker's subscription waited for that
+		// much longer.
 		at := s.now()
-		before, _, written, err := s.write(domain, id, moved)
+		expires, up := s.expiryAt(at)
+		before, _, written, err := s.write(domain, id, moved, expires)
 		if err != nil {
 			return "", "", time.Time{}, false, err
 		}
 		if b, ok := parseExpiry(before); ok && written != "" {
 			if w, ok := parseExpiry(written); ok {
-				makerAt = at.Add(-w.Sub(b))
+				makerAt = at.Add(-(w.Sub(b) - up))
 			}
 		}
 		// The subscription this process adopted and let go of before
@@ -570,7 +584,7 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // looked for it: the subscription is no longer taken for adopted
 // (sharedWith), a write it saw being taken for shared as any other.
 func (s *subscriber) renew(domain string, d *domainSub) error {
-	before, read, written, err := s.write(domain, d.id, "")
+	before, read, written, err := s.write(domain, d.id, "", s.expiry())
 	told := read && before != "" && (d.written != "" || s.marked.Load())
 	if told && s.foreign(d, before) {
 		d.sharedAt = s.now()
@@ -585,13 +599,13 @@ func (s *subscriber) renew(domain string, d *domainSub) error {
 	return nil
 }
 
-// write renews the subscription id (and, with postURL, moves it there)
-// between two reads of its expiry: before is what the read before shows
+// write renews the subscription id to expires (and, with postURL, moves it
+// there) between two reads of its expiry: before is what the read before shows
 // (read, whether it succeeded), written this write as the read after
 // renders it, "" unknown (see renew).
-func (s *subscriber) write(domain, id, postURL string) (before string, read bool, written string, err error) {
+func (s *subscriber) write(domain, id, postURL, expires string) (before string, read bool, written string, err error) {
 	before, read = s.readExpiry(id)
-	if err := s.update(domain, id, postURL); err != nil {
+	if err := s.update(domain, id, postURL, expires); err != nil {
 		return before, read, "", err
 	}
 	if after, ok := s.readExpiry(id); read && ok && after != before {
@@ -634,11 +648,12 @@ func (s *subscriber) sharedWith(d *domainSub, expires string) bool {
 		(!d.sharedAt.IsZero() && s.now().Sub(d.sharedAt) < s.ttl)
 }
 
-// update renews the subscription id and, with postURL, moves it there.
-func (s *subscriber) update(domain, id, postURL string) error {
+// update renews the subscription id to expires and, with postURL, moves
+// it there.
+func (s *subscriber) update(domain, id, postURL, expires string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	body := map[string]string{"subscription-expires-datetime": s.expiry()}
+	body := map[string]string{"subscription-expires-datetime": expires}
 	if postURL != "" {
 		body["post-url"] = postURL
 	}
