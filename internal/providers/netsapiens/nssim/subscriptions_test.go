@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,7 +296,8 @@ func TestSubscriptionPostURLRendering(t *testing.T) {
 // TestSubscriptionWriteDelay: with Config.SubscriptionWriteDelay, a create, a renewal and a
 // delete are answered at once and take effect later, in the order they were answered
 // (ApplySubscriptionWrites, or WaitApplied once the delay has passed); a create applied late
-// that another matches by then does nothing. Without it, each takes effect before its answer.
+// that another matches by then does nothing, nor does a renewal applied after its
+// subscription expired. Without it, each takes effect before its answer.
 func TestSubscriptionWriteDelay(t *testing.T) {
 	create := map[string]any{"model": "call", "post-url": "https://transferd.example/callbacks/x", "domain": "TEST",
 		"user": "*", "subscription-expires-datetime": "2030-01-02 03:04:05"}
@@ -361,6 +363,24 @@ func TestSubscriptionWriteDelay(t *testing.T) {
 		}
 		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].ID != got.ID {
 			t.Fatalf("after the delay: %+v", subs)
+		}
+	})
+	// A renewal applied after the subscription expired does nothing: it
+	// renewed one the PBX had dropped, and brought it back.
+	t.Run("expired meanwhile", func(t *testing.T) {
+		var now atomic.Int64
+		now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		h := newHarness(t, nssim.Config{SubscriptionWriteDelay: time.Hour, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+		var got nssim.Subscription
+		h.api("POST", "/subscriptions", create).decode(t, &got)
+		h.sim.ApplySubscriptionWrites()
+		if r := h.api("PUT", "/subscriptions/"+got.ID, map[string]any{"subscription-expires-datetime": "2031-01-01 00:00:00"}); r.status != http.StatusAccepted {
+			t.Fatalf("renew: %d %s", r.status, r.body)
+		}
+		now.Store(time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC).UnixNano())
+		h.sim.ApplySubscriptionWrites()
+		if subs := h.sim.Subscriptions(); len(subs) != 0 {
+			t.Fatalf("a renewal applied after the expiry: %+v, want none", subs)
 		}
 	})
 	t.Run("off", func(t *testing.T) {
