@@ -2,7 +2,10 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,5 +138,85 @@ func TestATargetGoneAfterTwoHandOversWithinTheTakeoversWindowIsNotBlamed(t *test
 	end := wokenUntilEnded(t, d, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {
 		t.Fatalf("%s %+v; want consult_failed, the caller restored", end.State, end.Outcome)
+	}
+}
+
+// blindAccount is an accountView whose readings fail once blind is set,
+// as a provider that cannot be read does: the replica reading through it
+// sees nothing of its consults from then on.
+type blindAccount struct {
+	accountView
+	blind atomic.Bool
+}
+
+func (p *blindAccount) Read(ctx context.Context, key string, ts []*orchestrator.Transfer) (orchestrator.View, error) {
+	if p.blind.Load() {
+		return nil, orchestrator.E("blind.Read", orchestrator.KindProviderUnavailable, errors.New("the provider cannot be read"))
+	}
+	return p.accountView.Read(ctx, key, ts)
+}
+
+// Mutant M2 of the sixty-sixth pass's second engine review, equivalent
+// only while a chain of hand-overs was judged from the last resumption,
+// killed by the sixty-seventh pass's second engine review: the replica
+// claiming a hand-over keeps the reading the note passes on, and passes
+// it on in turn. b takes the transfer from a crash, sees the consult live
+// two hours after (its window an hour), and hands over to c; c cannot
+// read the provider, so no reading of its own shows the consult, and
+// hands over to d; the target hangs up once c's hand-over is saved,
+// before d reads. b's reading, judged against b's takeover, outlived any
+// hang-up sent unrecorded before it: the target hung up (target_hung_up).
+// Without b's reading kept by c, c's hand-over named none, and the end
+// was blamed on nobody (consult_failed).
+func TestAConsultSeenLiveBeforeTwoHandOversIsEndedByTheTarget(t *testing.T) {
+	f := orchestratortest.NewFake("fake")
+	var mu sync.Mutex
+	handovers := map[string]int{}
+	st := &handOverHook{Store: memory.New(), handed: func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if handovers[id]++; handovers[id] == 2 {
+			f.HangupTarget(id) // c's hand-over, the second of the transfer
+		}
+	}}
+	clock := newManualClock()
+	clock.Run()
+	cProv, dProv := &blindAccount{accountView: accountView{Fake: f}}, &accountView{Fake: f}
+	c := clockedReplica(t, "c", clock, time.Hour, st, cProv, nil)
+	d := clockedReplica(t, "d", clock, time.Hour, st, dProv, nil)
+	tr := crashedConsultOn(t, clock, st, f)
+	b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+	openAll(t, b)
+	waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+	clock.Advance(2 * time.Hour) // b's window
+	eventually(t, "a reading by b of the consult live once its window passed", func() bool {
+		orchestrator.Wake(b, tr.ID)
+		return orchestrator.Outlived(b, tr.ID)
+	})
+	// The jump lapsed b's heartbeat: c, opened before b renews it, would
+	// take the transfer from b as from a crash.
+	eventually(t, "b's heartbeat renewed after the jump", func() bool {
+		n, err := st.Peers(context.Background(), "c", clock.Now())
+		return err == nil && n == 1
+	})
+	openAll(t, c)
+	consultingOn(t, c, "2000")
+	cProv.blind.Store(true)
+	if err := shutdownWithin(b); err != nil {
+		t.Fatalf("Shutdown b: %v", err)
+	}
+	waitFor(t, c, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "c" && saysStep(x, "resumed by c") })
+	openAll(t, d)
+	consultingOn(t, d, "3000")
+	if err := shutdownWithin(c); err != nil {
+		t.Fatalf("Shutdown c: %v", err)
+	}
+	got := waitFor(t, d, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "d" && saysStep(x, "resumed by d") })
+	if n := countSteps(got, "handed over"); n != 2 {
+		t.Fatalf("steps %+v: %d hand-overs, want b's and c's", got.Steps, n)
+	}
+	end := wokenUntilEnded(t, d, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonTargetHungUp || !end.Outcome.CallerRestored {
+		t.Fatalf("%s %+v; want target_hung_up, the caller restored", end.State, end.Outcome)
 	}
 }
