@@ -182,3 +182,74 @@ func TestAnAnnouncedCallerGoneWhileCompletingATransferNotResumedHungUp(t *testin
 		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
 	}
 }
+
+// The other side of whoHungUp's doubt, checked by the sixty-seventh
+// pass's second engine review: a transfer handed over by the replica that
+// created it carries every request sent for it on record, and a replica
+// that claims it has no hang-up of a process before to doubt. Its caller
+// whose call ends, with the announced consult, while it consults or
+// completes hung up (caller_hung_up), as on a transfer not resumed;
+// consult_failed would say that an end nobody could have caused is
+// unknown. In completing, the reading that shows the answer shows the
+// caller not connected yet (a whisper playing).
+func TestAnAnnouncedCallerGoneAfterAHandOverOnRecordHungUp(t *testing.T) {
+	for _, state := range []orchestrator.State{orchestrator.StateConsulting, orchestrator.StateCompleting} {
+		t.Run(string(state), func(t *testing.T) {
+			st := memory.New()
+			f := orchestratortest.NewFake("fake").SetTarget(orchestratortest.TargetRings)
+			clock := newManualClock()
+			clock.Run()
+			a := clockedReplica(t, "a", clock, time.Hour, st, f, nil)
+			b := clockedReplica(t, "b", clock, time.Hour, st, f, nil)
+			openAll(t, a, b)
+			var answer atomic.Bool
+			f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+				if answer.CompareAndSwap(true, false) {
+					f.Answer(r.TransferID)
+					f.SetCaller(r.TransferID, orchestrator.CallerHeld)
+				}
+			})
+			r := request("fake", "1000")
+			r.Mode = orchestrator.ModeAnnounced
+			tr, err := a.Start(context.Background(), r, orchestrator.StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, a, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateConsulting })
+			if err := shutdownWithin(a); err != nil {
+				t.Fatalf("Shutdown a: %v", err)
+			}
+			got := waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.Owner == "b" && saysStep(x, "resumed by b") })
+			if !saysStep(got, "is on record") {
+				t.Fatalf("steps %+v: b took the transfer without a's hand-over on record", got.Steps)
+			}
+			if state == orchestrator.StateCompleting {
+				answer.Store(true)
+				orchestrator.Wake(b, tr.ID)
+				waitFor(t, b, tr.ID, func(x *orchestrator.Transfer) bool { return x.State == orchestrator.StateCompleting })
+			}
+			f.HangupCaller(tr.ID)
+			end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+			if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
+				t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
+			}
+		})
+	}
+}
+
+// Mutant of whoHungUp's live-consult condition, answered side, killed by
+// the sixty-seventh pass's second engine review (its ringing side is
+// TestACallerGoneBesideARingingAnnouncedConsultHungUp): a caller's call
+// read ended next to an announced consult still answered was not ended
+// by a hang-up of the consult, which would have ended the consult first.
+// The caller hung up, whatever the process before sent.
+func TestACallerGoneBesideAnAnsweredAnnouncedConsultHungUp(t *testing.T) {
+	b, _, _, tr := announcedResumedByB(t, false, func(f *orchestratortest.Fake, id string) {
+		f.Answer(id)
+		f.SetCaller(id, orchestrator.CallerGone)
+	})
+	end := wokenUntilEnded(t, b, tr.ID, "the transfer ended")
+	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonCallerHungUp {
+		t.Fatalf("%s %+v; want caller_hung_up", end.State, end.Outcome)
+	}
+}
