@@ -1400,12 +1400,19 @@ func (e *Engine) adopt(t *Transfer, resumed bool) {
 			// it sent unrecorded can still land, and its join goes out at
 			// once. That replica may itself have resumed the transfer
 			// from one that died, and handed it over before that one's
-			// hang-ups could all land: the wait runs from its resumption,
-			// unless its hand-over says that nothing was sent unrecorded.
+			// hang-ups could all land: the wait runs from the adoption
+			// its hand-over names (its own, or the one it claimed a
+			// hand-over with), from its resumption where the note names
+			// none, and not at all where it says that nothing was sent
+			// unrecorded.
 			en.adoptedAt = unrecordedUntil(t)
 			// The replica before may have seen the consult live once
 			// such a hang-up had landed, by this replica's window: its
-			// end is then not in doubt (whoEnded).
+			// end is then not in doubt (whoEnded). The reading and the
+			// adoption may be two replicas' reckonings of the server's
+			// clock (Config.Clock), a few tenths of a second apart at
+			// most: within the lease's margin, by which the last request
+			// of the replica that died went out before the takeover.
 			if s := seenLiveAt(t); !en.adoptedAt.IsZero() && !s.IsZero() {
 				en.liveAt = s
 				en.outlived.Store(!s.Before(en.adoptedAt.Add(e.cfg.VisibilityWindow)))

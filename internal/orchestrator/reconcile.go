@@ -111,7 +111,9 @@ type entry struct {
 	resumed      bool      // another process drove it before
 	// adoptedAt is when this process took the transfer up from another
 	// (resumed): every request of that process was written before it
-	// (see hangupSettledAt).
+	// (see hangupSettledAt). Claimed from a hand-over, it is the moment
+	// the hand-over says every request sent unrecorded went out before
+	// (unrecordedUntil), another replica's; zero when nothing was.
 	adoptedAt time.Time
 	// outlived: a reading taken a visibility window after the adoption
 	// showed the consult live, so that a hang-up the process before sent
