@@ -433,11 +433,26 @@ func TestFailureAtEachStepCompensates(t *testing.T) {
 		{"transfer refused", nssim.Fault{Operation: "transfer", Status: 400, Message: "Bad transfer"}, orchestrator.ReasonProviderError, true, []string{"hangup_consult", "unhold"}},
 		{"transfer unavailable", nssim.Fault{Operation: "transfer", Status: 503}, orchestrator.ReasonProviderUnavailable, true, []string{"hangup_consult", "unhold"}},
 	}
+	// The step each operation's fault fails.
+	steps := map[string]string{"list": orchestrator.StepLocate, "hold": orchestrator.StepHold, "transfer": orchestrator.StepTransfer}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			// A join whose result is unknown is verified before it is
-			// undone; keep that wait short here.
-			h := setup(t, nssim.Config{}, func(c *orchestrator.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+			// A step the provider cannot be reached for is tried again
+			// until the step timeout has passed since its first failure:
+			// the clock moves past it after each failure, instead of the
+			// test waiting it out.
+			clock := &aheadClock{}
+			sim, srv := newSimServer(t, nssim.Config{}, nil)
+			store := orchestratortest.NewSaved(memory.New())
+			h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{Now: clock.Now}, func(c *orchestrator.Config) {
+				// A join whose result is unknown is verified before it is
+				// undone; keep that wait short here.
+				c.VerifyTimeout = 300 * time.Millisecond
+				c.Clock = clock.Now
+				if tc.fault.Status == http.StatusServiceUnavailable {
+					c.CrashPoint = clock.lapseAfter(steps[tc.fault.Operation], orchestrator.DefaultStepTimeout)
+				}
+			})
 			orig := h.placeCall(t)
 			h.sim.InjectFault(tc.fault)
 			tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
