@@ -62,7 +62,7 @@ func TestAnUnsavedConsultBridgeIsEmptiedWhenTheAgentReadsNotFoundOnce(t *testing
 			api.ServeHTTP(w, r)
 		})
 	}
-	h := setup(t, options{wrap: wrap})
+	h := setup(t, options{wrap: wrap, engine: briefWindow})
 	ca, cg, b1 := h.placeBridged(t)
 	mu.Lock()
 	a, g = ca.ID, cg.ID
@@ -107,7 +107,7 @@ func TestAJoinFindsAnUnsavedConsultBridgeThroughTheTargetWhenTheAgentReadsNotFou
 			api.ServeHTTP(w, r)
 		})
 	}
-	h := setup(t, options{wrap: wrap})
+	h := setup(t, options{wrap: wrap, engine: briefWindow})
 	ca, cg, _ := h.placeBridged(t)
 	mu.Lock()
 	g = cg.ID

@@ -266,7 +266,7 @@ func TestAnnouncedTransferRefused(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := setup(t, options{})
+			h := setup(t, options{engine: briefWindow})
 			a := h.placeCall(t)
 			h.sim.InjectFault(tc.fault)
 			tr := h.end(t, h.start(t, announcedReq(a, target)).ID)
@@ -387,7 +387,7 @@ func TestCallMissingOrNotActiveChangesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := setup(t, options{})
+			h := setup(t, options{engine: briefWindow})
 			tr := h.end(t, h.start(t, tc.req(t, h)).ID)
 			if tr.State != orchestrator.StateFailed || tr.Outcome.Reason != tc.reason || !tr.Outcome.CallerRestored {
 				t.Fatalf("state %s outcome %+v", tr.State, tr.Outcome)

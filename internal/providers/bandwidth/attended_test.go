@@ -152,7 +152,7 @@ func TestAttendedManualWaitsForComplete(t *testing.T) {
 }
 
 func TestAttendedCancelRestoresCaller(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	a, g, b1 := h.placeBridged(t)
 	tr := h.start(t, attendedReq(a, g, orchestrator.CompletionManual))
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -182,7 +182,7 @@ func TestAttendedCancelRestoresCaller(t *testing.T) {
 }
 
 func TestAttendedTargetNoAnswer(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeNever})
 	a, g, _ := h.placeBridged(t)
 	req := attendedReq(a, g, orchestrator.CompletionAuto)
@@ -202,7 +202,7 @@ func TestAttendedTargetBusyOrRejects(t *testing.T) {
 		bwsim.ModeBusy: orchestrator.ReasonBusy, bwsim.ModeReject: orchestrator.ReasonRejected,
 	} {
 		t.Run(mode, func(t *testing.T) {
-			h := setup(t, options{})
+			h := setup(t, options{engine: briefWindow})
 			h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: mode})
 			a, g, _ := h.placeBridged(t)
 			tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
@@ -216,7 +216,7 @@ func TestAttendedTargetBusyOrRejects(t *testing.T) {
 
 func TestAttendedHangupsDuringConsult(t *testing.T) {
 	t.Run("target hangs up", func(t *testing.T) {
-		h := setup(t, options{})
+		h := setup(t, options{engine: briefWindow})
 		a, g, _ := h.placeBridged(t)
 		tr := h.start(t, attendedReq(a, g, orchestrator.CompletionManual))
 		tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -230,7 +230,7 @@ func TestAttendedHangupsDuringConsult(t *testing.T) {
 		assertAgentRestored(t, h, tr, a, g)
 	})
 	t.Run("caller hangs up", func(t *testing.T) {
-		h := setup(t, options{})
+		h := setup(t, options{engine: briefWindow})
 		a, g, _ := h.placeBridged(t)
 		tr := h.start(t, attendedReq(a, g, orchestrator.CompletionManual))
 		tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -250,7 +250,7 @@ func TestAttendedHangupsDuringConsult(t *testing.T) {
 		}
 	})
 	t.Run("caller hangs up while held, then cancel", func(t *testing.T) {
-		h := setup(t, options{})
+		h := setup(t, options{engine: briefWindow})
 		a, g, _ := h.placeBridged(t)
 		tr := h.start(t, attendedReq(a, g, orchestrator.CompletionManual))
 		tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })
@@ -418,7 +418,7 @@ func TestAttendedRateLimitsWaitThenSucceed(t *testing.T) {
 
 // A rate limit that outlasts the patience fails fast instead of hammering.
 func TestRateLimitBeyondPatienceFails(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	a, g, _ := h.placeBridged(t)
 	h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpCreateCall, Status: 429, RateLimitReset: time.Hour, Count: 1})
 	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)

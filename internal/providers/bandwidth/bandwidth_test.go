@@ -42,7 +42,7 @@ func requestSamples(t *testing.T, h *harness, op string) int {
 // The API token and secret never appear in logs (debug level included),
 // transfer records, errors or metrics (STYLE 19).
 func TestCredentialsNeverLeak(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	a, g, _ := h.placeBridged(t)
 	h.sim.InjectFault(bwsim.Fault{Operation: bwsim.OpCreateCall, Status: 401})
 	tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
@@ -227,7 +227,7 @@ func TestValidate(t *testing.T) {
 
 // A provider error's status, code and message are kept as evidence.
 func TestEvidenceOfCatapultErrors(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	tr := h.end(t, h.start(t, announcedReq(bwsim.Call{ID: "c-nope"}, target)).ID)
 	s := tr.Steps[0]
 	if s.Evidence == nil || s.Evidence.Status != 404 || s.Evidence.Code != "call-not-found" || !strings.Contains(s.Evidence.Message, "c-nope") {

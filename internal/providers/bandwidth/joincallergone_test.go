@@ -21,7 +21,7 @@ import (
 // API against the demo simulator; NetSapiens says caller_hung_up). It is
 // caller_hung_up.
 func TestAJoinRefusedBecauseTheCallerHungUpSaysSo(t *testing.T) {
-	h := setup(t, options{})
+	h := setup(t, options{engine: briefWindow})
 	a, g, b1 := h.placeBridged(t)
 	tr := h.start(t, attendedReq(a, g, orchestrator.CompletionManual))
 	tr = h.wait(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.Answered })

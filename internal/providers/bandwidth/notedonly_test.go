@@ -19,7 +19,7 @@ import (
 // stopped first, and the process resuming the transfer, which knows the
 // notes only from the record (recall), would never learn them.
 func TestACallbackNoteIsSavedByTheReconcileItWakesAlone(t *testing.T) {
-	h := setup(t, options{callbacks: true})
+	h := setup(t, options{callbacks: true, engine: briefWindow})
 	h.sim.SetBehaviour(target, bwsim.Behaviour{Mode: bwsim.ModeManual}) // rings until the test ends
 	a, g, _ := h.placeBridged(t)
 	req := attendedReq(a, g, orchestrator.CompletionAuto)

@@ -53,7 +53,7 @@ func TestAProviderMessageQuotingTheCredentialsDoesNotCarryThem(t *testing.T) {
 					_, _ = io.Copy(w, bytes.NewReader([]byte(c.body)))
 				})
 			}
-			h := setup(t, options{wrap: wrap})
+			h := setup(t, options{wrap: wrap, engine: briefWindow})
 			a, g, _ := h.placeBridged(t)
 			tr := h.end(t, h.start(t, attendedReq(a, g, orchestrator.CompletionAuto)).ID)
 			if tr.Outcome == nil || tr.Outcome.Reason != orchestrator.ReasonProviderError {

@@ -45,7 +45,7 @@ func TestAnUnholdRefusedTwiceWithTheCallerReadNotFoundEachTimeRestoresTheCaller(
 			api.ServeHTTP(w, r)
 		})
 	}
-	h := setup(t, options{wrap: wrap})
+	h := setup(t, options{wrap: wrap, engine: briefWindow})
 	ca, cg, cb1 := h.placeBridged(t)
 	mu.Lock()
 	a, g, b1 = ca.ID, cg.ID, cb1.ID

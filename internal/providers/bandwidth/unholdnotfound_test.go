@@ -46,7 +46,7 @@ func TestAnUnholdRefusedThenAKnownCallReadNotFoundIsTriedAgain(t *testing.T) {
 					api.ServeHTTP(w, r)
 				})
 			}
-			h := setup(t, options{wrap: wrap})
+			h := setup(t, options{wrap: wrap, engine: briefWindow})
 			ca, cg, cb1 := h.placeBridged(t)
 			mu.Lock()
 			a, g, b1 = ca.ID, cg.ID, cb1.ID
