@@ -48,7 +48,9 @@ type contract struct {
 	router routers.Router
 }
 
-func loadContract(t *testing.T) *contract {
+// parseContract loads openapi.yaml, validates it and routes it (what
+// loadContract keeps for the package).
+func parseContract(t *testing.T) *contract {
 	t.Helper()
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(transferd.OpenAPI)
