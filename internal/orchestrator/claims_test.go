@@ -17,9 +17,10 @@ import (
 )
 
 // clockedReplica builds an engine of owner on st and p whose clock is
-// clock's, with a visibility window of window, and shuts it down when the
-// test ends, clock running by then. Its consults last a day: the jumps of
-// the clock end none.
+// clock's, with a visibility window of window, and shuts it down at once
+// (stopAtOnce) when the test ends, clock running by then: its windows (of
+// an hour) would not pass before the shutdown's deadline. Its consults
+// last a day: the jumps of the clock end none.
 func clockedReplica(t *testing.T, owner string, clock *manualClock, window time.Duration, st orchestrator.Store, p orchestrator.Provider, crash func(*orchestrator.Transfer, string)) *orchestrator.Engine {
 	t.Helper()
 	e, err := orchestrator.New(orchestrator.Config{Owner: owner, LeaseTTL: 2 * time.Second, Clock: clock.Now,
@@ -31,9 +32,7 @@ func clockedReplica(t *testing.T, owner string, clock *manualClock, window time.
 	}
 	t.Cleanup(func() {
 		clock.Run()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
+		stopAtOnce(e)
 	})
 	return e
 }

@@ -127,7 +127,15 @@ func TestAConsultSeenLiveByTheReplicaBeforeIsEndedByTheTarget(t *testing.T) {
 // it could, by c's reckoning, still land, and the consult's end is not
 // blamed on the target.
 func TestAConsultSeenLiveWithinTheClaimingReplicasWindowIsNotBlamedOnTheTarget(t *testing.T) {
-	c, _, _, clock, tr := takenFromACrashThenHandedOver(t, 3*time.Hour, func(f *orchestratortest.Fake, id string) { f.HangupTarget(id) })
+	c, f, _, clock, tr := takenFromACrashThenHandedOver(t, 3*time.Hour, func(f *orchestratortest.Fake, id string) { f.HangupTarget(id) })
+	// The recovery's unhold lands before the jump: after it, c's lease
+	// has lapsed until its next heartbeat, an unhold not sent yet is held
+	// back, and the recovery's patience (an hour, from its start) has run
+	// out, so a wake in between reported the caller still held.
+	eventually(t, "the recovery's unhold applied", func() bool {
+		s, ok := f.State(tr.ID)
+		return ok && s.Caller == orchestrator.CallerConnected
+	})
 	clock.Advance(2 * time.Hour) // c's window, for the recovery's readings
 	end := wokenUntilEnded(t, c, tr.ID, "the transfer ended")
 	if end.Outcome == nil || end.Outcome.Reason != orchestrator.ReasonConsultFailed || !end.Outcome.CallerRestored {

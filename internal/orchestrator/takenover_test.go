@@ -30,6 +30,8 @@ func TestAProcessWhoseLeaseRanOutClaimsNothing(t *testing.T) {
 	fake := orchestratortest.NewFake("fake")
 	// A replica the sleeper's clock finds dead, live by everyone else's.
 	z := replicaWith(t, orchestrator.Config{Owner: "z", LeaseTTL: time.Hour}, mem, fake)
+	// Its consult is still up at the end, handed over to no one.
+	t.Cleanup(func() { stopAtOnce(z) })
 	if err := z.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
