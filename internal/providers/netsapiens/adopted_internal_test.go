@@ -46,6 +46,8 @@ func TestAnAdoptedSubscriptionIsDeletedOnceARenewalShowsItsMakerGone(t *testing.
 				return c
 			}
 			maker, adopter := newClient(time.Hour), newClient(2*time.Hour)
+			at := time.Now()
+			adopter.subs.now = func() time.Time { return at }
 			id, written, _, adopted, err := maker.subs.create("TEST")
 			if err != nil || written == "" || adopted {
 				t.Fatalf("the maker's create: %q, %q, adopted %v, %v", id, written, adopted, err)
@@ -55,7 +57,7 @@ func TestAnAdoptedSubscriptionIsDeletedOnceARenewalShowsItsMakerGone(t *testing.
 			if err != nil || aid != id || awritten == "" || !adopted || makerAt.IsZero() {
 				t.Fatalf("the adoption: %q, %q, maker at %v, adopted %v, %v; want %s adopted, both writes known", aid, awritten, makerAt, adopted, err, id)
 			}
-			d := &domainSub{id: id, written: awritten, adopted: true, makerAt: makerAt}
+			d := &domainSub{id: id, written: awritten, adopted: true, makerAt: makerAt, adoptedAt: at}
 			if tc.makerRenews {
 				maker.subs.ttl = 3 * time.Hour
 				if err := maker.subs.renew("TEST", md); err != nil {
@@ -63,6 +65,9 @@ func TestAnAdoptedSubscriptionIsDeletedOnceARenewalShowsItsMakerGone(t *testing.
 				}
 			}
 			if tc.renewed {
+				// Late enough that the maker's renewal was due by then,
+				// whatever the TTLs: one made before cannot find it gone.
+				at = at.Add(3 * time.Hour)
 				adopter.subs.ttl = 4 * time.Hour
 				if err := adopter.subs.renew("TEST", d); err != nil {
 					t.Fatal(err)

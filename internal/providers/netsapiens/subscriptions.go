@@ -130,6 +130,10 @@ type domainSub struct {
 	// before (zero unknown): see create, delete.
 	adopted bool
 	makerAt time.Time
+	// adoptedAt is when this process adopted the subscription (on the
+	// subscriber's clock): the maker wrote last no later than then, when
+	// makerAt is unknown (see renew).
+	adoptedAt time.Time
 }
 
 // leftSub is an adopted subscription a keeper left to its maker (delete):
@@ -236,6 +240,10 @@ func (s *subscriber) keep(domain string, d *domainSub) {
 			}
 			failures = 0
 			d.id, d.written, d.sharedAt, d.adopted, d.makerAt, renewAt = id, written, time.Time{}, adopted, makerAt, time.Now().Add(s.ttl/2)
+			d.adoptedAt = time.Time{}
+			if adopted {
+				d.adoptedAt = s.now()
+			}
 			log.Info().Str("subscription", id).Msg("subscribed to the domain's call events")
 			wait = s.ttl / 2
 		case watched:
@@ -578,25 +586,46 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // that: an expiry ending on another second is another's (foreign).
 //
 // An adopted subscription's maker may still be running; it renews within
-// half a TTL of its last write, which came before the adoption. A renewal
-// half a TTL after the adoption whose read before could tell another's
-// write (it shows an expiry, and this process's last write is known) has
-// looked for it: the subscription is no longer taken for adopted
-// (sharedWith), a write it saw being taken for shared as any other.
+// half a TTL and renewSlack of its last write, which came before the
+// adoption. A renewal whose read before could tell another's write (it
+// shows an expiry, and this process's last write is known) has looked for
+// it once it saw one (shared, as any other), or once the maker's renewal
+// was due by then: the subscription is no longer taken for adopted
+// (sharedWith). One made before (the adopter's renewal comes half a TTL
+// after the adoption, which may follow the maker's write by less than
+// renewSlack: replicas starting together, a maker's renewal running late)
+// showed the adopter's own write while the live maker had not renewed
+// yet, and an adopter letting go then deleted the subscription under it,
+// which lost its events until its renewal answered 404. Such a look
+// leaves it adopted; the delete, once the maker's renewal is due, reads
+// for itself (delete), and the next renewal looks again.
 func (s *subscriber) renew(domain string, d *domainSub) error {
+	at := s.now()
 	before, read, written, err := s.write(domain, d.id, "", s.expiry())
 	told := read && before != "" && (d.written != "" || s.marked.Load())
-	if told && s.foreign(d, before) {
+	seen := told && s.foreign(d, before)
+	if seen {
 		d.sharedAt = s.now()
 	}
 	d.written = written
 	if err != nil {
 		return err
 	}
-	if told {
+	if seen || (told && s.makerDue(d, at)) {
 		d.adopted = false
 	}
 	return nil
+}
+
+// makerDue says the maker of d's adopted subscription, if it still runs,
+// has renewed it by at: half a TTL and renewSlack after its last write
+// (makerAt, or, unknown, no later than the adoption).
+func (s *subscriber) makerDue(d *domainSub, at time.Time) bool {
+	last := d.makerAt
+	if last.IsZero() {
+		last = d.adoptedAt
+	}
+	return at.Sub(last) >= s.ttl/2+renewSlack
 }
 
 // write renews the subscription id to expires (and, with postURL, moves it

@@ -137,7 +137,8 @@ func TestTheKeeperWithSubscriptionWritesAppliedLate(t *testing.T) {
 					}
 					return
 				}
-				adopter := newSubClient(t, url, 2*time.Hour, 23, nil)
+				at := time.Now()
+				adopter := newSubClient(t, url, 2*time.Hour, 23, func() time.Time { return at })
 				aid, awritten, makerAt, adopted, err := adopter.subs.create("TEST")
 				if err != nil || aid != id || !adopted {
 					t.Fatalf("the adoption: %q, adopted %v, %v; want %s adopted", aid, adopted, err, id)
@@ -150,7 +151,10 @@ func TestTheKeeperWithSubscriptionWritesAppliedLate(t *testing.T) {
 				if left := sim.Subscriptions(); len(left) != 1 || subDeletes(sim) != 0 {
 					t.Fatalf("the maker let go under its adopter: %+v left, %d deletions", left, subDeletes(sim))
 				}
-				d := &domainSub{id: id, written: awritten, adopted: true, makerAt: makerAt}
+				d := &domainSub{id: id, written: awritten, adopted: true, makerAt: makerAt, adoptedAt: at}
+				// The renewal comes once the maker's was due: one made
+				// before cannot find it gone.
+				at = at.Add(3 * time.Hour)
 				adopter.subs.ttl = 3 * time.Hour
 				if err := adopter.subs.renew("TEST", d); err != nil {
 					t.Fatal(err)
