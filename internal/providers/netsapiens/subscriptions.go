@@ -738,7 +738,8 @@ func samePostURL(a, b string) bool {
 // (polled until its renewal answered 404 and it subscribed again). It is
 // left alone. A read that fails (a 404 too), or shows no post-url, tells
 // nothing, and the subscription, ours as far as this process knows, is
-// deleted as before. (A move between the read and the delete is not seen: the new
+// deleted as before, unless a renewal saw another process's write within the
+// TTL (below). (A move between the read and the delete is not seen: the new
 // process then subscribes again after its renewal's 404, as it did.)
 //
 // Two processes posting to one post-url (replicas behind one public URL,
@@ -763,7 +764,8 @@ func samePostURL(a, b string) bool {
 // tell: two processes that drew the same second (see expiry) write the
 // same expiry when they write in one second, of one TTL; a PBX
 // whose reads show no expiry (or fail) tells nothing, and the delete goes
-// on as before (an adopter's renewals then never look, and it leaves the
+// on as before (a failed read of a subscription a renewal saw shared still
+// leaves it) (an adopter's renewals then never look, and it leaves the
 // subscription to expire); and the last of the processes to let go, within a TTL of
 // the other's last write, leaves it too, to expire by itself (within a
 // TTL and a day, as a killed process's does; the next process adopts it).
@@ -791,7 +793,15 @@ func (s *subscriber) delete(ctx context.Context, domain string, d *domainSub) er
 			Msg("the subscription was adopted from another process posting to the same url and not renewed since: left to it")
 		return nil
 	}
-	if err == nil && s.sharedWith(d, sub.Expires) {
+	// A renewal that saw another's write within the TTL (sharedAt) tells
+	// without this read: taken for nothing when the read failed (a 5xx
+	// after its retries, a timeout), the subscription was deleted under
+	// the process still renewing it.
+	expires := sub.Expires
+	if err != nil {
+		expires = ""
+	}
+	if s.sharedWith(d, expires) {
 		s.log.Info().Str("domain", domain).Str("subscription", id).
 			Msg("another process posting to the same url renewed the subscription: left to it")
 		return nil
