@@ -303,6 +303,12 @@ type Config struct {
 	// ApplySubscriptionWrites applies every waiting write now.
 	SubscriptionWriteDelay time.Duration
 
+	// SubscriptionExpiryMinutes stores a subscription's expiry to the minute, its seconds
+	// dropped, as a PBX keeping datetimes without seconds would. The PBX stores the expiry as
+	// written [C-code]; this is for tests of clients that must be right on either. Default
+	// false: kept to the second.
+	SubscriptionExpiryMinutes bool
+
 	// SubscriptionNames chooses the names of posted objects: NamesLegacy (default, as real
 	// captures show) or NamesHyphenated.
 	SubscriptionNames string

@@ -405,6 +405,9 @@ func scopeCovers(scope KeyScope, domain string) bool {
 }
 
 func (s *Sim) setExpiresLocked(sub *subscription, t time.Time) {
+	if s.cfg.SubscriptionExpiryMinutes {
+		t = t.Truncate(time.Minute)
+	}
 	sub.expires = t.UTC()
 	// Reads return ISO-8601 with an offset; writes use YYYY-MM-DD HH:MM:SS [C-code].
 	sub.Expires = sub.expires.In(s.subscriptionZone()).Format(time.RFC3339)

@@ -267,6 +267,28 @@ func TestSubscriptionExpiryZone(t *testing.T) {
 	}
 }
 
+// SubscriptionExpiryMinutes stores an expiry without its seconds, a create's and a renewal's;
+// by default they are kept.
+func TestSubscriptionExpiryMinutes(t *testing.T) {
+	for _, minutes := range []bool{false, true} {
+		h := newHarness(t, nssim.Config{SubscriptionExpiryMinutes: minutes})
+		r := h.api("POST", "/subscriptions", map[string]any{"model": "call", "post-url": "https://transferd.example/callbacks/x",
+			"domain": "TEST", "subscription-expires-datetime": "2099-03-04 12:00:37"})
+		wantStatus(t, r, http.StatusOK)
+		var got nssim.Subscription
+		r.decode(t, &got)
+		want := map[bool]string{false: "2099-03-04T12:00:37Z", true: "2099-03-04T12:00:00Z"}[minutes]
+		if got.Expires != want {
+			t.Errorf("minutes %v: the create's expiry read back %q, want %q", minutes, got.Expires, want)
+		}
+		wantStatus(t, h.api("PUT", "/subscriptions/"+got.ID, map[string]any{"subscription-expires-datetime": "2099-03-04 13:00:59"}), http.StatusAccepted)
+		want = map[bool]string{false: "2099-03-04T13:00:59Z", true: "2099-03-04T13:00:00Z"}[minutes]
+		if subs := h.sim.Subscriptions(); len(subs) != 1 || subs[0].Expires != want {
+			t.Errorf("minutes %v: after a renewal %+v, want its expiry %q", minutes, subs, want)
+		}
+	}
+}
+
 // TestSubscriptionPostURLRendering: SubscriptionPostURL canonical answers a subscription's
 // post-url normalised in the create's answer, the listing and a read, and keeps it as written
 // (Sim.Subscriptions; the posts go there); verbatim, the default, answers it as written.
