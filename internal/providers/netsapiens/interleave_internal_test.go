@@ -3,11 +3,13 @@ package netsapiens
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/providers/netsapiens/nssim"
 )
 
 // The keeper of a subscription shared by one post-url, walked through the
@@ -33,16 +35,16 @@ func TestTheSharedSubscriptionsInterleavings(t *testing.T) {
 		closes
 	)
 	fateName := map[fate]string{runs: "runs", killedBefore: "killed before the adoption", killedAfter: "killed after it", closes: "closes"}
-	for _, late := range []bool{false, true} {
+	for _, pbx := range walkPBXs {
 		for _, adoptAfter := range []time.Duration{5 * time.Second, 90 * time.Second, 10 * time.Minute, 29*time.Minute + 30*time.Second} {
 			for _, makerLate := range []time.Duration{0, 100 * time.Second} {
 				for _, f := range []fate{runs, killedBefore, killedAfter, closes} {
 					for _, letGo := range []time.Duration{20 * time.Minute, 30*time.Minute + 10*time.Second, 31*time.Minute + 30*time.Second,
 						45 * time.Minute, 61 * time.Minute, 95 * time.Minute} {
 						name := fmt.Sprintf("%s/adopted after %v/maker %v late/maker %s/adopter lets go %v on",
-							map[bool]string{false: "at once", true: "late"}[late], adoptAfter, makerLate, fateName[f], letGo)
+							pbx, adoptAfter, makerLate, fateName[f], letGo)
 						t.Run(name, func(t *testing.T) {
-							walkInterleaving(t, late, ttl, adoptAfter, makerLate, f == killedBefore, f == killedAfter, f == closes, letGo)
+							walkInterleaving(t, pbx, ttl, adoptAfter, makerLate, f == killedBefore, f == killedAfter, f == closes, letGo)
 						})
 					}
 				}
@@ -51,12 +53,9 @@ func TestTheSharedSubscriptionsInterleavings(t *testing.T) {
 	}
 }
 
-func walkInterleaving(t *testing.T, late bool, ttl, adoptAfter, makerLate time.Duration, killedBefore, killedAfter, closes bool, letGo time.Duration) {
-	delay := time.Duration(0)
-	if late {
-		delay = time.Hour
-	}
-	sim, url := newSubSim(t, delay)
+func walkInterleaving(t *testing.T, pbx walkPBX, ttl, adoptAfter, makerLate time.Duration, killedBefore, killedAfter, closes bool, letGo time.Duration) {
+	sim, url := pbx.serve(t)
+	late := pbx.late
 	t0 := time.Now().Truncate(time.Minute)
 	now := t0
 	clock := func() time.Time { return now }
@@ -185,13 +184,10 @@ type walkProc struct {
 // walkKeepers runs the processes' keepers, as keep makes its calls, on one
 // simulator until horizon, and fails at a step where a delete took the
 // subscription from under a process still watching the domain.
-func walkKeepers(t *testing.T, late bool, ttl, horizon time.Duration, procs []*walkProc) {
+func walkKeepers(t *testing.T, pbx walkPBX, ttl, horizon time.Duration, procs []*walkProc) {
 	t.Helper()
-	delay := time.Duration(0)
-	if late {
-		delay = time.Hour
-	}
-	sim, url := newSubSim(t, delay)
+	sim, url := pbx.serve(t)
+	late := pbx.late
 	t0 := time.Now().Truncate(time.Minute)
 	now := t0
 	for _, p := range procs {
@@ -297,7 +293,7 @@ func walkKeepers(t *testing.T, late bool, ttl, horizon time.Duration, procs []*w
 func TestTheSharedSubscriptionsInterleavingsOfThreeAndOfWatchesAgain(t *testing.T) {
 	const ttl = time.Hour
 	never := time.Duration(-1)
-	for _, late := range []bool{false, true} {
+	for _, pbx := range walkPBXs {
 		for _, makerLate := range []time.Duration{0, 100 * time.Second} {
 			for _, makerEnd := range []string{"runs", "killed", "closes"} {
 				for _, second := range []time.Duration{5 * time.Second, 10 * time.Minute} {
@@ -312,7 +308,7 @@ func TestTheSharedSubscriptionsInterleavingsOfThreeAndOfWatchesAgain(t *testing.
 									againName = "once"
 								}
 								name := fmt.Sprintf("%s/maker %v late, %s/second after %v, %s/each staying %v/%s",
-									map[bool]string{false: "at once", true: "late"}[late], makerLate, makerEnd, second, thirdName, stay, againName)
+									pbx, makerLate, makerEnd, second, thirdName, stay, againName)
 								t.Run(name, func(t *testing.T) {
 									maker := &walkProc{watches: [][2]time.Duration{{0, never}}, renewLate: makerLate, killedAt: never, mark: 7}
 									// Without a third, the maker's end is
@@ -332,7 +328,7 @@ func TestTheSharedSubscriptionsInterleavingsOfThreeAndOfWatchesAgain(t *testing.
 									if third >= 0 {
 										procs = append(procs, &walkProc{watches: [][2]time.Duration{{cStart, cStart + stay}}, killedAt: never, mark: 41})
 									}
-									walkKeepers(t, late, ttl, 4*time.Hour, procs)
+									walkKeepers(t, pbx, ttl, 4*time.Hour, procs)
 								})
 							}
 						}
@@ -341,4 +337,34 @@ func TestTheSharedSubscriptionsInterleavingsOfThreeAndOfWatchesAgain(t *testing.
 			}
 		}
 	}
+}
+
+// walkPBX is how the simulator of a walk keeps subscriptions: writes
+// applied at once or late (held until the walk's next step), expiries kept
+// to the second or to the minute.
+type walkPBX struct{ late, minutes bool }
+
+// Not walked: a PBX both applying writes late and keeping minutes. No read
+// there shows a process its own write before another's may overwrite it
+// (the read after shows the expiry before, and no seconds carry the
+// process's mark): a maker letting go before its first renewal takes the
+// subscription for its own, and an adopter never finds its maker gone
+// (the cases the invariants leave as unknowable).
+var walkPBXs = []walkPBX{{}, {late: true}, {minutes: true}}
+
+func (p walkPBX) String() string {
+	return map[bool]string{false: "at once", true: "late"}[p.late] + map[bool]string{false: "", true: ", minutes"}[p.minutes]
+}
+
+func (p walkPBX) serve(t *testing.T) (*nssim.Sim, string) {
+	t.Helper()
+	cfg := nssim.Config{APIKeys: map[string]nssim.KeyScope{subTestKey: {Domain: "TEST"}}, SubscriptionLag: time.Hour,
+		SubscriptionExpiryMinutes: p.minutes}
+	if p.late {
+		cfg.SubscriptionWriteDelay = time.Hour
+	}
+	sim := nssim.New(cfg)
+	srv := httptest.NewServer(sim.APIHandler())
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	return sim, srv.URL
 }

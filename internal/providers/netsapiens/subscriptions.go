@@ -60,6 +60,11 @@ const renewSlack = 2 * time.Minute
 // apart must fall in different minutes to move the expiry.
 const markTTL = 2 * time.Minute
 
+// maxPush bounds how much further a write's expiry goes to read unlike
+// the one it replaces on a PBX keeping minutes (see write): a minute for
+// each process writing in one minute.
+const maxPush = 5 * time.Minute
+
 // requestTimeout bounds one subscription request with its retries. The
 // requests do not end with Close: a create in flight must be known to be
 // deleted.
@@ -441,8 +446,7 @@ func (s *subscriber) create(domain string) (id, written string, makerAt time.Tim
 		// younger, and a killed maker's subscription waited for that
 		// much longer.
 		at := s.now()
-		expires, up := s.expiryAt(at)
-		before, _, written, err := s.write(domain, id, moved, expires)
+		before, _, written, up, err := s.write(domain, id, moved, at)
 		if err != nil {
 			return "", "", time.Time{}, false, err
 		}
@@ -601,7 +605,7 @@ func (s *subscriber) find(ctx context.Context, domain, postURL string) (id, move
 // for itself (delete), and the next renewal looks again.
 func (s *subscriber) renew(domain string, d *domainSub) error {
 	at := s.now()
-	before, read, written, err := s.write(domain, d.id, "", s.expiry())
+	before, read, written, _, err := s.write(domain, d.id, "", at)
 	told := read && before != "" && (d.written != "" || s.marked.Load())
 	seen := told && s.foreign(d, before)
 	if seen {
@@ -628,19 +632,44 @@ func (s *subscriber) makerDue(d *domainSub, at time.Time) bool {
 	return at.Sub(last) >= s.ttl/2+renewSlack
 }
 
-// write renews the subscription id to expires (and, with postURL, moves it
-// there) between two reads of its expiry: before is what the read before shows
-// (read, whether it succeeded), written this write as the read after
-// renders it, "" unknown (see renew).
-func (s *subscriber) write(domain, id, postURL, expires string) (before string, read bool, written string, err error) {
+// write renews the subscription id to the expiry reckoned at at (and,
+// with postURL, moves it there) between two reads of its expiry: before is
+// what the read before shows (read, whether it succeeded), written this
+// write as the read after renders it, "" unknown (see renew), and up how
+// much later than a TTL ahead at UTC+14 the expiry written ends.
+//
+// An expiry that would read as the one it replaces, or earlier, goes to
+// the minute after it. On a PBX keeping expiries to the minute [guess:
+// stored as written, C-code], writes in one minute read alike whatever
+// seconds they end on (expiry): an adoption in the minute of its maker's
+// write (replicas starting together) was no write at all to either. The
+// maker's end took the adopter's expiry for its own and deleted the
+// subscription under it, and the adopter, learning neither its write nor
+// its maker's age, never deleted it at its end. Later than the one read,
+// each write reads unlike every write before it, a third process's in
+// that minute too. The expiry before, rendered in the zone the PBX reads
+// writes in, shows the minute the write would read as; one ending on
+// second 0 may be such a PBX's (or another process's mark of 0: a minute
+// more, harmless), and one more than maxPush ahead is not (a PBX rendering
+// in another zone than it reads in): left as it is.
+func (s *subscriber) write(domain, id, postURL string, at time.Time) (before string, read bool, written string, up time.Duration, err error) {
 	before, read = s.readExpiry(id)
+	expires, up := s.expiryAt(at)
+	if b, ok := parseExpiry(before); ok && b.Second() == 0 {
+		bm := time.Date(b.Year(), b.Month(), b.Day(), b.Hour(), b.Minute(), 0, 0, time.UTC)
+		if e, err := time.Parse(subscriptionDatetime, expires); err == nil {
+			if push := bm.Sub(e.Truncate(time.Minute)) + time.Minute; push > 0 && push <= maxPush {
+				expires, up = e.Add(push).Format(subscriptionDatetime), up+push
+			}
+		}
+	}
 	if err := s.update(domain, id, postURL, expires); err != nil {
-		return before, read, "", err
+		return before, read, "", up, err
 	}
 	if after, ok := s.readExpiry(id); read && ok && after != before {
 		written = after
 	}
-	return before, read, written, nil
+	return before, read, written, up, nil
 }
 
 // parseExpiry reads an expiry as reads render it: ISO-8601 with an offset
