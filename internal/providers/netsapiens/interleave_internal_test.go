@@ -15,7 +15,7 @@ import (
 // The keeper of a subscription shared by one post-url, walked through the
 // interleavings of two processes on the simulator, with writes applied at
 // once or late (before the next step: a read after a write shows it as it
-// was): the maker creates it, the adopter adopts it some time later (its
+// was), or expiries kept to the minute (walkPBXs): the maker creates it, the adopter adopts it some time later (its
 // create refused 409); each renews at half a TTL, the maker late by up to
 // more than a minute; the maker runs on, is killed (before the adoption
 // or after it) or closes, and the adopter lets go at some time. Checked

@@ -639,8 +639,9 @@ func (s *subscriber) makerDue(d *domainSub, at time.Time) bool {
 // much later than a TTL ahead at UTC+14 the expiry written ends.
 //
 // An expiry that would read as the one it replaces, or earlier, goes to
-// the minute after it. On a PBX keeping expiries to the minute [guess:
-// stored as written, C-code], writes in one minute read alike whatever
+// the minute after it. On a PBX keeping expiries to the minute (one
+// stores them as written [C-code]; the keeper must be right on either
+// side), writes in one minute read alike whatever
 // seconds they end on (expiry): an adoption in the minute of its maker's
 // write (replicas starting together) was no write at all to either. The
 // maker's end took the adopter's expiry for its own and deleted the
