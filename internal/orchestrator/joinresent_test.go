@@ -20,8 +20,10 @@ import (
 // takes neither. refuseSecond, when set, is the answer to every second
 // form. Once refusing is set, every join is refused before it is counted.
 // The failNth'th join (from 1) is answered 503 without reaching the PBX.
+// With oneForm, the provider has no second form (JoinAgain is false).
 type formPBX struct {
 	*orchestratortest.Fake
+	oneForm      bool
 	wantSecond   bool
 	ignoreAll    bool
 	refuseSecond error
@@ -32,7 +34,7 @@ type formPBX struct {
 	forms    []bool // each join counted: whether it was the second form
 }
 
-func (p *formPBX) JoinAgain(*orchestrator.Transfer) bool { return true }
+func (p *formPBX) JoinAgain(*orchestrator.Transfer) bool { return !p.oneForm }
 
 func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error {
 	second := !t.Sent.JoinFirst.IsZero()
@@ -145,27 +147,34 @@ func stopAt(t *testing.T, p *formPBX, point string, nth int, verify time.Duratio
 
 // A join whose process stopped after saving its intent and before saving
 // its answer may or may not have gone out. Once a reading shows it did
-// not take, it is sent again in the same form: sending the other form
-// instead would fail the transfer on a PBX that takes this one (the join
-// never went out), and after a form that went out and was ignored the
-// other follows as usual. Without the resend the first two cases end
-// failed, the caller given back (the other form was sent, or none), and
-// the third sends the other form at once.
-func TestJoinInterruptedIsSentAgainInTheSameForm(t *testing.T) {
+// not take, the other form is sent where the provider has one: the first
+// may have gone out and been ignored. Should the other be seen not to
+// take too, the first is sent once more, since it may never have gone
+// out (Sent.JoinFirstMaybeUnsent). Where the provider has no other form,
+// the join is sent again in its one form. Before, a stopped process's
+// join was always sent again in the same form: the first case cost a
+// window less, and the third one more, and a process stopped after each
+// join never got past the first form
+// (TestJoinStoppedAfterEachSendGetsPastAFormThePBXIgnores).
+func TestJoinInterruptedIsFollowedByItsOtherForm(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
+		oneForm    bool
 		point      string
 		nth        int
 		wantSecond bool
 		forms      []bool // the joins that reached the provider
 	}{
-		{"stopped before sending the first form, which the PBX takes", "transfer:intent", 1, false, []bool{false}},
-		{"stopped before sending the second form, which the PBX takes", "transfer:intent", 2, true, []bool{false, true}},
-		{"stopped after sending the first form, which the PBX ignores", "transfer:effect", 1, true, []bool{false, false, true}},
-		{"stopped after sending the second form, which the PBX takes", "transfer:effect", 2, true, []bool{false, true}},
+		{"stopped before sending the first form, which the PBX takes", false, "transfer:intent", 1, false, []bool{true, false}},
+		{"stopped before sending the first form, which the PBX ignores", false, "transfer:intent", 1, true, []bool{true}},
+		{"stopped before sending the second form, which the PBX takes", false, "transfer:intent", 2, true, []bool{false, true}},
+		{"stopped after sending the first form, which the PBX ignores", false, "transfer:effect", 1, true, []bool{false, true}},
+		{"stopped after sending the first form, which the PBX takes", false, "transfer:effect", 1, false, []bool{false}},
+		{"stopped after sending the second form, which the PBX takes", false, "transfer:effect", 2, true, []bool{false, true}},
+		{"stopped before sending the one form there is", true, "transfer:intent", 1, false, []bool{false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: tc.wantSecond}
+			p := &formPBX{Fake: orchestratortest.NewFake("fake"), oneForm: tc.oneForm, wantSecond: tc.wantSecond}
 			end, _ := stopAt(t, p, tc.point, tc.nth, 2*time.Second, nil)
 			assertJoinedAfter(t, p, end, tc.forms)
 		})
@@ -205,9 +214,9 @@ func TestJoinInterruptedResentRefusedKeepsItOnRecord(t *testing.T) {
 // after the intent, so a reading shows whether it took only a visibility
 // window after that: with the shipped settings (a 15 s step timeout, a 5 s
 // window) 20 s after the intent, past the 15 s the join is verified for.
-// The resumed join is waited for until it can be judged, and sent again;
-// it failed at the verification timeout before, never sent again (nor in
-// its second form).
+// The resumed join is waited for until it can be judged, and followed by
+// its other form, then by the first once more; it failed at the
+// verification timeout before, never sent again (nor in its second form).
 func TestJoinInterruptedIsJudgedPastAShorterVerifyTimeout(t *testing.T) {
 	p := &formPBX{Fake: orchestratortest.NewFake("fake")}
 	// A step timeout of 1s: the join is judged 1.05s after its intent.
@@ -215,8 +224,8 @@ func TestJoinInterruptedIsJudgedPastAShorterVerifyTimeout(t *testing.T) {
 	if end.State != orchestrator.StateCompleted || !end.Outcome.Verified {
 		t.Errorf("%s %+v; want completed, verified", end.State, end.Outcome)
 	}
-	if got := p.sent(); !slices.Equal(got, []bool{false}) {
-		t.Errorf("joins sent (second form?): %v; want the first form once", got)
+	if got := p.sent(); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("joins sent (second form?): %v; want the second form, then the first", got)
 	}
 }
 
@@ -253,4 +262,64 @@ func TestJoinFailedOnTheWayIsSentAgainInTheSameForm(t *testing.T) {
 			assertJoinedAfter(t, p, end, tc.forms)
 		})
 	}
+}
+
+// Found by the storm (seed 723238167575024: SQLite, a kill every 3 to
+// 12 s, a disk refusing writes for long spans, a PBX that ignores a join
+// naming the consult's core server): a join's answer is saved late
+// (saveLater), so a process stopped a moment after each join it sent
+// left every one interrupted, and each process after it sent the first
+// form again, the one the PBX ignores. The second form went out only once
+// some process lived a visibility window past its join; four callers
+// stayed held beside their consult calls past the storm's liveness
+// bound. Now the process after a stopped one sends the other form: here
+// two processes each stop right after their join went out, and the third
+// finds the caller with the target. Before, the joins were the first
+// form three times, then the second.
+func TestJoinStoppedAfterEachSendGetsPastAFormThePBXIgnores(t *testing.T) {
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: true}
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	// process returns an engine (the same owner each time, as a process
+	// restarted in its place) whose worker stops for good the first time
+	// it has sent a join, and a channel closed then.
+	process := func(stops bool) (*orchestrator.Engine, chan struct{}) {
+		hit, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		cfg := fastConfig(2*time.Second, stormWindowShort)
+		cfg.Owner = "x"
+		if stops {
+			cfg.CrashPoint = func(_ *orchestrator.Transfer, point string) {
+				if point != "transfer:effect" {
+					return
+				}
+				once.Do(func() { close(hit) })
+				<-release
+			}
+		}
+		e := testEngine(t, cfg, st, p, nil)
+		// After the engine's own clean-up is registered, so run before
+		// it: its Shutdown waits for the blocked worker.
+		t.Cleanup(func() { close(release) })
+		return e, hit
+	}
+	first, hit := process(true)
+	tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	second, hit := process(true)
+	if err := second.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	if got := p.sent(); !slices.Equal(got, []bool{false, true}) {
+		t.Fatalf("joins sent by the two stopped processes (second form?): %v; want the first form, then the second", got)
+	}
+	third, _ := process(false)
+	if err := third.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	assertJoinedAfter(t, p, end, []bool{false, true})
 }

@@ -75,7 +75,11 @@ type JoinExplainer interface {
 // whether there is one for t; Complete sends the second form when
 // t.Sent.JoinFirst is set. The engine sends it once (again only when it
 // may never have reached the provider: the process that sent it stopped
-// before saving its answer, or it failed on the way). NetSapiens:
+// before saving its answer, or it failed on the way). A first form whose
+// process stopped before saving its answer is followed by the second at
+// once, and, the second seen not to take, by the first once more (it may
+// never have gone out: Transfer.Sent.JoinFirstMaybeUnsent), Complete then
+// called with JoinFirst cleared. NetSapiens:
 // the join names the other call's core server, where the two calls are
 // on different cores and which one the PBX wants is undocumented; on one
 // core, a join sent a moment after the dial (which an API node lagging
@@ -247,7 +251,7 @@ type Provider interface {
 	// a reading showed did not take (Transfer.Sent.JoinFirst set), and a
 	// form again only where it may never have reached the provider and a
 	// reading showed it did not take (a stopped process's, or one that
-	// failed on the way).
+	// failed on the way; see JoinRetrier).
 	Complete(ctx context.Context, t *Transfer) error
 	// HangupConsult ends every leg of the transfer's consult that the
 	// provider shows now, whatever its state, and undoes what Dial set up

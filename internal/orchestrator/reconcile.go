@@ -28,8 +28,10 @@ import (
 //     answer lost: that is resolved by watching. A join is sent again
 //     only once a reading taken after it could have applied shows it did
 //     not take: in its second form (JoinRetrier), or in the same form
-//     when it may never have reached the provider (the process that sent
-//     it stopped before saving its answer, or it failed on the way).
+//     when it may never have reached the provider (it failed on the
+//     way, or the process that sent it stopped before saving its answer
+//     and there is no other form; where there is, the other is sent,
+//     and the first once more should that not take either).
 //   - A join whose effect is unknown is never undone. It is verified for
 //     VerifyTimeout; a provider that cannot be read about it for that long
 //     ends the transfer unverified, and the sweeper verifies it from then.
@@ -884,16 +886,36 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 	case consultGone(t, obs):
 		reason, detail := e.whoEnded(en, ReasonTargetHungUp, "the target hung up while the transfer was completing")
 		e.fail(ctx, en, reason, detail, nil)
+	case t.Seen.NotJoined && interrupted && joinsAgain(en) && (t.Sent.JoinFirst.IsZero() || t.Sent.JoinFirstMaybeUnsent):
+		// A stopped process saved the join's intent and not its answer
+		// (an accepted join's is saved late: saveLater), and a reading
+		// taken once it could have applied shows it did not take. It may
+		// have gone out and been ignored, or never gone out: the provider
+		// cannot tell which. The other form is sent (the first again, if
+		// the first may never have gone out either), and the record keeps
+		// that the form left behind may be unsent, so that it is sent once
+		// more should the other be seen not to take. Sent again in the
+		// same form, a join whose process is stopped every time before its
+		// answer is judged never got past a form the PBX ignores: found by
+		// the storm (seed 723238167575024: a kill every 3 to 12 s and a
+		// disk refusing writes for long spans, a PBX that ignores the
+		// consult's core server), four callers held past its liveness
+		// bound, each process sending the first form again.
+		e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending its other form")
+		joinOtherForm(en, true)
+		return e.completing(ctx, en)
 	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
-		// A stopped process saved the join's intent and not its answer,
-		// or the join failed on the way (a 5xx, a 429, no answer): whether
-		// it reached the provider is unknown, and a reading taken once it
-		// could have applied shows it did not take. Sent again, in the
-		// same form, as never sent: a form that went out and was ignored
-		// is followed by the second as usual, and one that never went out
-		// is not skipped for the other (which a PBX that wants this one
-		// ignores), nor given up on where there is no other. Failures on
-		// the way are sent again for as long as the step's patience lasts.
+		// A stopped process saved the join's intent and not its answer
+		// where the provider has no other form, or the join failed on the
+		// way (a 5xx, a 429, no answer): whether it reached the provider
+		// is unknown, and a reading taken once it could have applied shows
+		// it did not take. Sent again, in the same form, as never sent: a
+		// form that went out and was ignored is followed by the second as
+		// usual, and one that never went out is not skipped for the other
+		// (which a PBX that wants this one ignores), nor given up on where
+		// there is no other. Failures on the way are sent again for as
+		// long as the step's patience lasts (its process lives on: no
+		// other form is needed to get past one it keeps failing on).
 		// Until the new one is accepted the record keeps this one
 		// (joinBefore), so that no saved record shows no join sent.
 		if interrupted {
@@ -904,13 +926,20 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		en.joinBefore = t.Sent.Join
 		t.Sent.Join, t.Seen.NotJoined = time.Time{}, false
 		return e.completing(ctx, en)
-	case t.Seen.NotJoined && t.Sent.JoinFirst.IsZero() && joinsAgain(en):
-		// The join did not take, and the provider has a second form of
-		// it (NetSapiens: naming the other call's core server). Sent at
-		// once, from the same pass: the record is saved with it (its
-		// intent), so no saved record shows the first join unsent.
-		e.note(en, StepReconcile, "the join was accepted and did not take; sending its other form")
-		t.Sent.JoinFirst, t.Sent.Join, t.Seen.NotJoined = t.Sent.Join, time.Time{}, false
+	case t.Seen.NotJoined && joinsAgain(en) && (t.Sent.JoinFirst.IsZero() || t.Sent.JoinFirstMaybeUnsent):
+		// The join was accepted and did not take, and the provider has a
+		// second form of it (NetSapiens: naming the other call's core
+		// server). Sent at once, from the same pass: the record is saved
+		// with it (its intent), so no saved record shows the first join
+		// unsent. The second form seen not to take where the first may
+		// never have gone out (JoinFirstMaybeUnsent) is followed by the
+		// first once more.
+		if t.Sent.JoinFirst.IsZero() {
+			e.note(en, StepReconcile, "the join was accepted and did not take; sending its other form")
+		} else {
+			e.note(en, StepReconcile, "the join's other form was accepted and did not take, and the first may never have gone out; sending the first again")
+		}
+		joinOtherForm(en, false)
 		return e.completing(ctx, en)
 	case at.After(since.Add(within)):
 		if s := t.lastStep(StepTransfer); s != nil && s.Status == StepFailed {
@@ -1376,6 +1405,25 @@ func unknowableNote(detail string, obs Observation) string {
 func joinsAgain(en *entry) bool {
 	r, ok := en.p.(JoinRetrier)
 	return ok && r.JoinAgain(en.t)
+}
+
+// joinOtherForm sets the record up for the join's other form
+// (JoinRetrier): the second, its first recorded in JoinFirst, with
+// maybeUnsent when the first may never have gone out; or, from the
+// second, the first again, the second's send kept (joinBefore) until the
+// first is accepted. Each move back to the first clears
+// JoinFirstMaybeUnsent, and only a stopped process sets it: without
+// stops, a join is sent in at most four forms (first, second, first,
+// second) before it is given up.
+func joinOtherForm(en *entry, maybeUnsent bool) {
+	t := en.t
+	if t.Sent.JoinFirst.IsZero() {
+		t.Sent.JoinFirst, t.Sent.JoinFirstMaybeUnsent = t.Sent.Join, maybeUnsent
+	} else {
+		en.joinBefore = t.Sent.Join
+		t.Sent.JoinFirst, t.Sent.JoinFirstMaybeUnsent = time.Time{}, false
+	}
+	t.Sent.Join, t.Seen.NotJoined = time.Time{}, false
 }
 
 // joinNotSent records that the join last decided was not sent. Where it

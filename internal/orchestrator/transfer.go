@@ -251,8 +251,13 @@ type Sent struct {
 	// provider's second form was decided (JoinRetrier): the first was seen
 	// not to take (Seen.NotJoined), and Join is the second's.
 	JoinFirst time.Time `json:"join_first,omitzero"`
-	Hangup    time.Time `json:"hangup,omitzero"`
-	Unhold    time.Time `json:"unhold,omitzero"`
+	// JoinFirstMaybeUnsent: the first form was decided by a process that
+	// stopped before its answer was saved, so it may never have reached
+	// the provider. The second form was sent in its place, and once that
+	// is seen not to take the first is sent once more (joinOtherForm).
+	JoinFirstMaybeUnsent bool      `json:"join_first_maybe_unsent,omitempty"`
+	Hangup               time.Time `json:"hangup,omitzero"`
+	Unhold               time.Time `json:"unhold,omitzero"`
 	// HoldSends counts the hold requests the adapter sent (CountSend),
 	// retries included, over every hold step.
 	HoldSends int `json:"hold_sends,omitempty"`

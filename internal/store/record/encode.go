@@ -142,6 +142,7 @@ func (e *encoder) transfer(t *orchestrator.Transfer) {
 	e.time(s, "dial", t.Sent.Dial, true)
 	e.time(s, "join", t.Sent.Join, true)
 	e.time(s, "join_first", t.Sent.JoinFirst, true)
+	e.bool(s, "join_first_maybe_unsent", t.Sent.JoinFirstMaybeUnsent, true)
 	e.time(s, "hangup", t.Sent.Hangup, true)
 	e.time(s, "unhold", t.Sent.Unhold, true)
 	e.int(s, "hold_sends", int64(t.Sent.HoldSends), true)
