@@ -19,8 +19,8 @@ import (
 // PBX does a join that names the wrong core server; with ignoreAll it
 // takes neither. refuseSecond, when set, is the answer to every second
 // form. Once refusing is set, every join is refused before it is counted.
-// The failNth'th join (from 1) is answered 503 without reaching the PBX.
-// With oneForm, the provider has no second form (JoinAgain is false).
+// The failNth'th join (from 1) is answered 503 without reaching the PBX,
+// and the refuseNth'th is refused (counted, nothing joined). With oneForm, the provider has no second form (JoinAgain is false).
 type formPBX struct {
 	*orchestratortest.Fake
 	oneForm      bool
@@ -28,6 +28,7 @@ type formPBX struct {
 	ignoreAll    bool
 	refuseSecond error
 	failNth      int
+	refuseNth    int
 
 	mu       sync.Mutex
 	refusing bool
@@ -44,10 +45,13 @@ func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error 
 		return orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))
 	}
 	p.forms = append(p.forms, second)
-	failed := len(p.forms) == p.failNth
+	failed, refused := len(p.forms) == p.failNth, len(p.forms) == p.refuseNth
 	p.mu.Unlock()
 	if failed {
 		return orchestrator.E("fake.complete", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))
+	}
+	if refused {
+		return orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))
 	}
 	if second && p.refuseSecond != nil {
 		return p.refuseSecond
@@ -322,4 +326,70 @@ func TestJoinStoppedAfterEachSendGetsPastAFormThePBXIgnores(t *testing.T) {
 	}
 	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
 	assertJoinedAfter(t, p, end, []bool{false, true})
+}
+
+// The alternation a stopped process starts ends without stops: a join
+// stopped at either point, on a PBX that takes neither form, goes out at
+// most four times in all (the stopped one, its other form, the first once
+// more, the second once more) and is then given up, the caller given
+// back, the last join on record as sent and seen not to take. Sending the
+// first again from any second form, or marking any second form as
+// following a first that may be unsent, sent joins until the test timed
+// out.
+func TestJoinInterruptedAlternationEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		point string
+		forms []bool // the joins that reached the provider
+	}{
+		{"stopped before sending the first form", "transfer:intent", []bool{true, false, true}},
+		{"stopped after sending the first form", "transfer:effect", []bool{false, true, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &formPBX{Fake: orchestratortest.NewFake("fake"), ignoreAll: true}
+			end, _ := stopAt(t, p, tc.point, 1, 2*time.Second, nil)
+			if end.State != orchestrator.StateFailed || end.Outcome.Reason != orchestrator.ReasonProviderError ||
+				!end.Outcome.CallerRestored || !end.Outcome.Verified {
+				t.Errorf("%s %+v; want failed, provider_error, caller restored, verified", end.State, end.Outcome)
+			}
+			if got := p.sent(); !slices.Equal(got, tc.forms) {
+				t.Errorf("joins sent (second form?): %v; want %v", got, tc.forms)
+			}
+			if end.Sent.Join.IsZero() || end.Sent.JoinFirst.IsZero() || end.Sent.JoinFirstMaybeUnsent || !end.Seen.NotJoined {
+				t.Errorf("sent: join %v, first %v, first maybe unsent %v, seen not joined %v; want the second form on record after a first sent, seen not to take",
+					end.Sent.Join, end.Sent.JoinFirst, end.Sent.JoinFirstMaybeUnsent, end.Seen.NotJoined)
+			}
+			if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerConnected {
+				t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
+			}
+		})
+	}
+}
+
+// The first form sent once more after a stopped process's (the second
+// form went out in between, accepted, and did not take) and refused
+// joined nothing, but the second form went out: the record keeps it,
+// sent and seen not to take, so that the recovery knows a join was sent
+// (a NetSapiens hang-up of the consult then looks first for a call
+// carrying the caller). It failed when the move back to the first form
+// forgot the second's send (joinBefore). The caller is given back.
+func TestJoinFirstSentAgainRefusedKeepsTheSecondOnRecord(t *testing.T) {
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), refuseNth: 2}
+	end, left := stopAt(t, p, "transfer:intent", 1, 2*time.Second, nil)
+	if left.Sent.Join.IsZero() {
+		t.Fatal("setup: the stopped process's record shows no join intent")
+	}
+	if end.State != orchestrator.StateFailed || !end.Outcome.CallerRestored || !end.Outcome.Verified {
+		t.Fatalf("%s %+v; want failed, caller restored, verified", end.State, end.Outcome)
+	}
+	if got := p.sent(); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("joins that reached the provider (second form?): %v; want the second form, then the first", got)
+	}
+	if end.Sent.Join.IsZero() || end.Sent.Join.Equal(left.Sent.Join) || !end.Seen.NotJoined {
+		t.Errorf("sent: join %v, seen not joined %v; want the second form's (after the stopped process's %v) on record, seen not to take",
+			end.Sent.Join, end.Seen.NotJoined, left.Sent.Join)
+	}
+	if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerConnected {
+		t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
+	}
 }
