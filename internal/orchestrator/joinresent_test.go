@@ -371,8 +371,9 @@ func TestJoinInterruptedAlternationEnds(t *testing.T) {
 // joined nothing, but the second form went out: the record keeps it,
 // sent and seen not to take, so that the recovery knows a join was sent
 // (a NetSapiens hang-up of the consult then looks first for a call
-// carrying the caller). It failed when the move back to the first form
-// forgot the second's send (joinBefore). The caller is given back.
+// carrying the caller), and nothing says the first may be unsent. It
+// failed when the move back to the first form forgot the second's send
+// (joinBefore), or kept JoinFirstMaybeUnsent. The caller is given back.
 func TestJoinFirstSentAgainRefusedKeepsTheSecondOnRecord(t *testing.T) {
 	p := &formPBX{Fake: orchestratortest.NewFake("fake"), refuseNth: 2}
 	end, left := stopAt(t, p, "transfer:intent", 1, 2*time.Second, nil)
@@ -388,6 +389,11 @@ func TestJoinFirstSentAgainRefusedKeepsTheSecondOnRecord(t *testing.T) {
 	if end.Sent.Join.IsZero() || end.Sent.Join.Equal(left.Sent.Join) || !end.Seen.NotJoined {
 		t.Errorf("sent: join %v, seen not joined %v; want the second form's (after the stopped process's %v) on record, seen not to take",
 			end.Sent.Join, end.Seen.NotJoined, left.Sent.Join)
+	}
+	// The first form was sent once more: nothing on record says it may be
+	// unsent.
+	if !end.Sent.JoinFirst.IsZero() || end.Sent.JoinFirstMaybeUnsent {
+		t.Errorf("sent: first %v, first maybe unsent %v; want neither once the first was sent again", end.Sent.JoinFirst, end.Sent.JoinFirstMaybeUnsent)
 	}
 	if c, _ := p.State(end.ID); c.Caller != orchestrator.CallerConnected {
 		t.Errorf("the provider shows the caller %v, want back with the agent", c.Caller)
