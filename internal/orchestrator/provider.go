@@ -76,10 +76,12 @@ type JoinExplainer interface {
 // t.Sent.JoinFirst is set. The engine sends it once (again only when it
 // may never have reached the provider: the process that sent it stopped
 // before saving its answer, or it failed on the way). A first form whose
-// process stopped before saving its answer is followed by the second at
-// once, and, the second seen not to take, by the first once more (it may
-// never have gone out: Transfer.Sent.JoinFirstMaybeUnsent), Complete then
-// called with JoinFirst cleared. NetSapiens:
+// process stopped before saving its answer, seen not to take, is followed
+// by the second rather than sent again, and, the second seen not to take,
+// by the first once more (it may never have gone out:
+// Transfer.Sent.JoinFirstMaybeUnsent), Complete then called with
+// JoinFirst cleared; the second may then follow once more, so that
+// without stops a join goes out in at most four forms. NetSapiens:
 // the join names the other call's core server, where the two calls are
 // on different cores and which one the PBX wants is undocumented; on one
 // core, a join sent a moment after the dial (which an API node lagging
