@@ -258,18 +258,31 @@ func wantCallerSafe(t *testing.T, f *orchestratortest.Fake, id string) {
 
 // TestFailures injects a failure at every provider step and checks the end
 // state and the exact order of the compensations.
+//
+// The engine runs on a manual clock going at real pace, with the
+// verification's patience and the tombstone's window an hour on it: a case
+// whose end is verified gets it however loaded the machine (with 50 ms of
+// real time to read the caller back, and 100 ms for the tombstone, a
+// reading held back that long left the outcome unverified, or the consult
+// without its tombstone). A case that runs a patience out says where
+// (lapse); the test moves the clock past it there.
 func TestFailures(t *testing.T) {
 	type fake = orchestratortest.Fake
 	all := []string{locate, hold, dial, hangup, unhold}
 	ev := &orchestrator.Evidence{Status: 403, Code: "hold_denied", Message: "not allowed"}
 	manual := func(r *orchestrator.Request) { r.Completion = orchestrator.CompletionManual }
 	shortConsult := func(r *orchestrator.Request) { r.ConsultTimeout = time.Second }
-	shortSteps := func(c *orchestrator.Config) { c.StepTimeout = 50 * time.Millisecond }
-	// clearedAndVerified lifts every fault and waits for the sweeper to
+	// patience is VerifyTimeout and TombstoneTTL on the test's clock; a
+	// lapse moves the clock by it, past them and the step timeout (5 s).
+	const patience = time.Hour
+	// clearedAndVerified lifts every fault, ends the obligation's window
+	// (the tombstone's, when it has one) and waits for the sweeper to
 	// verify the outcome at the provider and drop the obligation.
-	clearedAndVerified := func(restored bool) func(*testing.T, *harness, string) {
-		return func(t *testing.T, h *harness, id string) {
+	clearedAndVerified := func(restored bool) func(*testing.T, *harness, *manualClock, string) {
+		return func(t *testing.T, h *harness, clock *manualClock, id string) {
 			h.f.ClearFaults()
+			clock.Advance(patience)
+			h.e.Notify(id)
 			tr := h.store.waitSaved(t, id, func(tr *orchestrator.Transfer) bool { return tr.Cleanup == nil })
 			if !tr.Outcome.Verified || tr.Outcome.CallerRestored != restored {
 				t.Fatalf("after the sweep: outcome %+v, want verified, caller_restored %v", tr.Outcome, restored)
@@ -300,14 +313,19 @@ func TestFailures(t *testing.T) {
 		// is due, which may or may not come before the end).
 		repeats  []string
 		evidence *orchestrator.Evidence
-		cfg      func(*orchestrator.Config)
 		// unverified: the transfer ends with an unverified outcome and a
 		// cleanup obligation; after then runs once it has ended.
 		unverified bool
 		// tombstone: the outcome is verified, and an obligation watches
 		// for a consult that was never seen.
 		tombstone bool
-		after     func(*testing.T, *harness, string)
+		after     func(*testing.T, *harness, *manualClock, string)
+		// lapse: the clock moves past every patience (by patience) at
+		// the start of call number lapseAt (from 1) of method lapse, a
+		// moment the case is sure to reach and that comes after what
+		// the patience is counted from.
+		lapse   string
+		lapseAt int
 	}{
 		// Locate changes nothing: nothing is compensated. A call not
 		// found may be one the provider does not list yet: it is looked
@@ -327,14 +345,14 @@ func TestFailures(t *testing.T) {
 		// again until StepTimeout.
 		{name: "locate unavailable is retried", setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindProviderUnavailable), 1) },
 			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, actions: []string{locate, locate, hold, dial, complete}},
-		{name: "locate unavailable past step_timeout", cfg: shortSteps,
+		{name: "locate unavailable past step_timeout", lapse: locate, lapseAt: 2,
 			setup: func(f *fake) { f.FailOn(locate, fakeErr(locate, orchestrator.KindProviderUnavailable), -1) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate}, retried: true},
 
 		// A failed hold may have held the caller anyway: it is undone.
 		{name: "hold unavailable is retried", setup: func(f *fake) { f.FailOn(hold, fakeErr(hold, orchestrator.KindProviderUnavailable), 1) },
 			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, actions: []string{locate, hold, hold, dial, complete}},
-		{name: "hold unavailable past step_timeout", cfg: shortSteps,
+		{name: "hold unavailable past step_timeout", lapse: hold, lapseAt: 2,
 			setup: func(f *fake) { f.FailOn(hold, fakeErr(hold, orchestrator.KindProviderUnavailable), -1) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, unhold}, retried: true},
 		{name: "hold rejected", setup: func(f *fake) {
@@ -373,7 +391,7 @@ func TestFailures(t *testing.T) {
 			// The hang-up and the unhold are sent blind; the outcome cannot
 			// be verified until the provider can be read again.
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: all,
-			unverified: true, after: clearedAndVerified(true)},
+			unverified: true, after: clearedAndVerified(true), lapse: unhold, lapseAt: 1},
 
 		{name: "consult busy", setup: func(f *fake) { f.SetTarget(orchestratortest.TargetBusy) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: all},
@@ -413,14 +431,15 @@ func TestFailures(t *testing.T) {
 			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, restored: false, actions: []string{locate, hold, dial, complete, complete}},
 		{name: "complete unavailable past the step's patience", setup: func(f *fake) { f.FailOn(complete, fakeErr(complete, orchestrator.KindProviderUnavailable), -1) },
 			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderUnavailable, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold},
-			retried: true},
+			retried: true, lapse: complete, lapseAt: 2},
 		// The join happened but its response was lost: the provider's state
 		// says so, and the consult leg (now the caller's) is not hung up.
 		{name: "complete response lost", setup: func(f *fake) { f.LoseResponse(complete, fakeErr(complete, orchestrator.KindTimeout), 1) },
 			state: orchestrator.StateCompleted, reason: orchestrator.ReasonTransferred, restored: false, actions: []string{locate, hold, dial, complete}},
 		// Accepted, no effect (the NetSapiens pitfall): verification fails.
 		{name: "complete without effect", setup: func(f *fake) { f.IgnoreComplete(true) },
-			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold}},
+			state: orchestrator.StateFailed, reason: orchestrator.ReasonProviderError, restored: true, actions: []string{locate, hold, dial, complete, hangup, unhold},
+			lapse: complete, lapseAt: 1},
 		{name: "caller hangs up while completing", setup: func(f *fake) {
 			f.IgnoreComplete(true).Before(complete, func(r orchestratortest.Record) { f.HangupCaller(r.TransferID) })
 		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonCallerHungUp, restored: false, actions: []string{locate, hold, dial, complete, hangup}},
@@ -445,14 +464,14 @@ func TestFailures(t *testing.T) {
 		{name: "unhold refused for credentials until the verify deadline", setup: func(f *fake) {
 			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderAuth), -1)
 		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: false, actions: all, retried: true,
-			unverified: true, after: clearedAndVerified(true)},
+			unverified: true, after: clearedAndVerified(true), lapse: unhold, lapseAt: 1},
 		// The caller is still held when VerifyTimeout ends the recovery:
 		// the outcome says so, unverified, and the sweeper unholds the
 		// caller once the provider accepts it.
 		{name: "unhold unavailable until the verify deadline", setup: func(f *fake) {
 			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderUnavailable), -1)
 		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: false, actions: all, retried: true,
-			unverified: true, after: clearedAndVerified(true)},
+			unverified: true, after: clearedAndVerified(true), lapse: unhold, lapseAt: 1},
 		{name: "unhold unavailable twice is retried", setup: func(f *fake) {
 			f.SetTarget(orchestratortest.TargetBusy).FailOn(unhold, fakeErr(unhold, orchestrator.KindProviderUnavailable), 2)
 		}, state: orchestrator.StateFailed, reason: orchestrator.ReasonBusy, restored: true, actions: []string{locate, hold, dial, hangup, unhold, unhold, unhold}},
@@ -462,13 +481,21 @@ func TestFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			clock := newManualClock()
 			cfg := testConfig()
-			if tc.cfg != nil {
-				tc.cfg(&cfg)
-			}
+			cfg.VerifyTimeout, cfg.TombstoneTTL, cfg.Clock = patience, patience, clock.Now
+			clock.Run()
 			h := newHarness(t, cfg)
 			if tc.setup != nil {
 				tc.setup(h.f)
+			}
+			if tc.lapse != "" {
+				var calls atomic.Int32
+				h.f.Before(tc.lapse, func(orchestratortest.Record) {
+					if calls.Add(1) == int32(tc.lapseAt) {
+						clock.Advance(patience)
+					}
+				})
 			}
 			r := request("fake", "1000")
 			if tc.req != nil {
@@ -504,9 +531,8 @@ func TestFailures(t *testing.T) {
 				}
 			case tc.tombstone:
 				wantCallerSafe(t, h.f, id)
-				// The terminal record as saved: the tombstone lasts
-				// TombstoneTTL (100ms), which a test slowed down on a
-				// busy machine may reach before Wait reads the record.
+				// The terminal record as saved: what the recovery
+				// decided, whatever the sweeper did since.
 				saves := h.store.saves(id)
 				i := slices.IndexFunc(saves, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
 				if i < 0 {
@@ -522,7 +548,7 @@ func TestFailures(t *testing.T) {
 				}
 			}
 			if tc.after != nil {
-				tc.after(t, h, id)
+				tc.after(t, h, clock, id)
 			}
 			checkSaves(t, h.store, id)
 			lbl := map[string]string{"provider": "fake"}
