@@ -1269,6 +1269,17 @@ func testConfig() orchestrator.Config {
 	}
 }
 
+// patientConfig is testConfig for a test whose recovery must end verified
+// and that never waits the verification's patience out: the recovery
+// waits an hour, not 50 ms of real time, for a reading that can show the
+// caller back or gone, which a loaded machine can hold back that long (the
+// outcome then ended unverified, and the sweeper verified it later).
+func patientConfig() orchestrator.Config {
+	cfg := testConfig()
+	cfg.VerifyTimeout = time.Hour
+	return cfg
+}
+
 // event is one entry of the interleaved log of saves and provider calls.
 type event struct {
 	id   string

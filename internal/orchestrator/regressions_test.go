@@ -182,7 +182,7 @@ func TestACallerEndedAfterAnAcceptedUnholdIsNotSaidToHaveEndedHeld(t *testing.T)
 	for _, applied := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unhold applied %v", applied), func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, testConfig())
+			h := newHarness(t, patientConfig())
 			h.f.SetTarget(orchestratortest.TargetBusy).Defer(unhold, 1)
 			var once sync.Once
 			h.f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
