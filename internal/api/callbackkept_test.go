@@ -99,13 +99,20 @@ func TestACallbackIsAnsweredOnlyOnceItsNoteIsSaved(t *testing.T) {
 		_ = eng.Shutdown(ctx)
 	})
 	signer := mustSigner(t, newSecret)
-	// The wait bounds the answer only where no save is coming: its length
-	// decides nothing here.
-	srv := httptest.NewServer(api.NewServer(api.Config{Idempotency: store, CallbackSigner: signer,
-		Callbacks: map[string]api.CallbackReceiver{"bandwidth": f}, CallbackKeepTimeout: 50 * time.Millisecond},
-		eng, zerolog.Nop(), reg, reg))
-	t.Cleanup(srv.Close)
-	post := func(id, body string) int {
+	// Two servers of the one engine. A callback whose save comes is posted
+	// to one that waits for it as long as the test waits for anything
+	// (30 s): with 50 ms of real time, a reconcile that load held back
+	// longer had it answered 503. The one whose save is held is posted to
+	// one that waits 50 ms, which no load can turn into a 204.
+	server := func(keep time.Duration, reg *prometheus.Registry) *httptest.Server {
+		srv := httptest.NewServer(api.NewServer(api.Config{Idempotency: store, CallbackSigner: signer,
+			Callbacks: map[string]api.CallbackReceiver{"bandwidth": f}, CallbackKeepTimeout: keep},
+			eng, zerolog.Nop(), reg, reg))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	srv, brief := server(30*time.Second, reg), server(50*time.Millisecond, prometheus.NewRegistry())
+	postTo := func(srv *httptest.Server, id, body string) int {
 		t.Helper()
 		res, err := srv.Client().Post(srv.URL+"/callbacks/bandwidth/"+id+"/"+signer.Token(api.TokenTransfer, orchestrator.DefaultTenant, id),
 			"application/json", strings.NewReader(body))
@@ -115,6 +122,7 @@ func TestACallbackIsAnsweredOnlyOnceItsNoteIsSaved(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode
 	}
+	post := func(id, body string) int { t.Helper(); return postTo(srv, id, body) }
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -140,7 +148,7 @@ func TestACallbackIsAnsweredOnlyOnceItsNoteIsSaved(t *testing.T) {
 	// callback wakes.
 	release := saves.hold()
 	t.Cleanup(release)
-	if code := post(tr.ID, "c-target/USER_BUSY"); code != http.StatusServiceUnavailable {
+	if code := postTo(brief, tr.ID, "c-target/USER_BUSY"); code != http.StatusServiceUnavailable {
 		t.Errorf("a callback whose note was not saved: %d, want 503 (sent again by the provider)", code)
 	}
 	if got, err := store.Get(ctx, tr.ID); err != nil || strings.Contains(got.ProviderNotes, "USER_BUSY") {
