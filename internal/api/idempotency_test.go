@@ -178,12 +178,24 @@ func TestAnEmptyIdempotencyKeyIsRefused(t *testing.T) {
 // SettleIdempotency reports each round on rounds (to a test waiting for
 // one) and moves the cutoff of the caller's own reservations on by
 // advance: the round a live replica runs once that much more time has
-// passed (its heartbeat renewed meanwhile).
+// passed (its heartbeat renewed meanwhile). It keeps each heartbeat for
+// heartbeatKept, not the engine's lease of 40 ms (short for settle rounds
+// every 10 ms): a heartbeat that load held back 30 ms lapsed the lease,
+// and a round settled the reservation of a replica it took for stopped,
+// young as it was. The replica stays alive, as the test says.
 type unrecordedStore struct {
 	*memory.Store
 	failed  atomic.Bool
 	advance atomic.Int64 // a time.Duration
 	rounds  chan time.Duration
+}
+
+// heartbeatKept is how long unrecordedStore keeps a replica's heartbeat:
+// longer than the test lasts.
+const heartbeatKept = time.Minute
+
+func (s *unrecordedStore) Heartbeat(ctx context.Context, owner, token string, now time.Time, _ time.Duration, take bool) (bool, error) {
+	return s.Store.Heartbeat(ctx, owner, token, now, heartbeatKept, take)
 }
 
 func (s *unrecordedStore) CompleteIdempotency(ctx context.Context, scope, key string, createdAt time.Time, resp orchestrator.IdempotentResponse) error {
