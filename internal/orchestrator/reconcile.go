@@ -1132,9 +1132,10 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 	} else if rerr != nil {
 		e.warnUnread(en, rerr)
 	}
-	// The patience runs from when readings could settle, not from before.
-	deadline := later(en.entered, e.settledAt(t)).Add(e.cfg.VerifyTimeout)
-	if !now.Before(deadline) {
+	deadline := e.recoveryDeadline(en)
+	// A process that took the transfer up judges it on a reading of its
+	// own, whatever the record's patience says.
+	if !now.Before(deadline) && (ok || !en.resumed) {
 		// The provider did not show the caller back in time: say what is
 		// known, and leave the rest to the sweeper.
 		restored := !t.Sent.Unhold.IsZero() && !en.redoUnhold && !en.callerGone && en.unholdRefused == "" &&
@@ -1167,6 +1168,42 @@ func (e *Engine) recovering(ctx context.Context, en *entry) time.Duration {
 		wait = min(wait, e.readingFrom(en, s))
 	}
 	return wait
+}
+
+// recoveryDeadline is when the recovery stops waiting for the provider to
+// show the caller back and ends the transfer unverified, leaving the rest
+// to the sweeper: TRANSFERD_VERIFY_TIMEOUT after the recovery began (the
+// record's StateAt) or readings could settle, if later. Counted from when
+// this process took the transfer up, as it was, processes stopped one
+// after another, each sooner than the patience, each began it again, and
+// a recovery the provider could not be read about stayed recovering for
+// as long as the stops went on. A process that took the transfer up is
+// still given a reading of the first compensation it sent itself (a
+// visibility window after it was answered), so that one resuming a
+// recovery long after it began does not report the caller unverified
+// before any reading could show its own unhold; never longer than the
+// patience from its adoption, the bound it had before.
+func (e *Engine) recoveryDeadline(en *entry) time.Time {
+	t := en.t
+	began := t.StateAt
+	if began.IsZero() { // a record saved before StateAt existed
+		began = en.entered
+	}
+	deadline := later(began, e.settledAt(t)).Add(e.cfg.VerifyTimeout)
+	if !en.resumed {
+		return deadline
+	}
+	for _, s := range t.Steps {
+		if (s.Name == StepUnhold || s.Name == StepHangup) && !s.StartedAt.Before(en.entered) &&
+			!s.EndedAt.IsZero() && !strings.HasPrefix(s.Detail, notSentDetail) {
+			own, bound := s.EndedAt.Add(e.cfg.VisibilityWindow), en.entered.Add(e.cfg.VerifyTimeout)
+			if own.After(bound) {
+				own = bound
+			}
+			return later(deadline, own)
+		}
+	}
+	return deadline
 }
 
 // sweep works on a terminal transfer's cleanup obligation. What it owes

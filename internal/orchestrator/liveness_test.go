@@ -1,0 +1,152 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/internal/orchestrator"
+	"github.com/transferd/transferd/internal/orchestrator/orchestratortest"
+	"github.com/transferd/transferd/internal/store/memory"
+)
+
+// livenessVerify is the verification patience of the liveness tests: far
+// longer than any of them runs, on a clock that moves only when they move
+// it.
+const livenessVerify = time.Minute
+
+// recoveryResumedLate drives a transfer whose dial the provider refuses
+// into its recovery, stops its process at point, moves the clock past the
+// recovery's verification patience (counted from the recovery's start),
+// as processes stopped one after another, each sooner, would have, and
+// resumes the transfer in a new process. It returns the store, the
+// transfer's id, and the record the stop left.
+func recoveryResumedLate(t *testing.T, f *orchestratortest.Fake, clock *manualClock, point string) (
+	st *recStore, id string, left *orchestrator.Transfer) {
+	t.Helper()
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: time.Second, VerifyTimeout: livenessVerify, VisibilityWindow: stormWindowShort,
+		TombstoneTTL: stormWindowShort, Clock: clock.Now}
+	f.FailOn(orchestratortest.MethodDial, orchestrator.E("fake.Dial", orchestrator.KindProviderRejected,
+		errors.New("HTTP 400: refused")), 1)
+	st = &recStore{Store: memory.New(), saved: make(chan struct{})}
+	release, hit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crash := func(_ *orchestrator.Transfer, pt string) {
+		if pt != point {
+			return
+		}
+		once.Do(func() {
+			clock.Advance(livenessVerify + time.Second)
+			close(hit)
+		})
+		<-release // stopped from here on
+	}
+	cfg.Owner, cfg.CrashPoint = "x", crash
+	first := testEngine(t, cfg, st, f, nil)
+	// After the engine's own cleanup is registered, so run before it: its
+	// Close waits for the blocked worker.
+	t.Cleanup(func() { close(release) })
+	tr, err := first.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hit
+	if left, err = st.Get(context.Background(), tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left.State != orchestrator.StateRecovering || left.Sent.Unhold.IsZero() {
+		t.Fatalf("stopped in %s, unhold decided at %v: want recovering, the unhold decided", left.State, left.Sent.Unhold)
+	}
+	cfg.CrashPoint = nil
+	second := testEngine(t, cfg, st, f, nil)
+	if err := second.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st, tr.ID, left
+}
+
+// Found by the liveness review (sixty-eighth pass): the recovery's
+// verification patience (TRANSFERD_VERIFY_TIMEOUT, how long it waits to
+// see the caller back before it ends the transfer unverified and leaves the
+// rest to the sweeper) ran from when this process took the transfer up,
+// in memory only. Processes stopped one after another, each sooner than
+// the patience, each began it again: a recovery the provider could not be
+// read about never ended, the transfer recovering for as long as the
+// stops went on, its cleanup never handed to the sweeper. Here the
+// processes before stopped with the recovery's unhold sent and saved,
+// past the patience counted from the recovery's start (the record's
+// StateAt); the provider cannot be read. The process that resumes it has
+// nothing of its own to wait for: it ends it unverified, with a cleanup
+// obligation, on its first reading, where it began the patience over.
+func TestARecoveryResumedPastItsPatienceEndsUnverified(t *testing.T) {
+	clock := newManualClock()
+	f := orchestratortest.NewFake("fake")
+	f.FailOn(orchestratortest.MethodObserve, orchestrator.E("fake.Observe", orchestrator.KindProviderUnavailable,
+		errors.New("HTTP 503")), -1)
+	st, id, _ := recoveryResumedLate(t, f, clock, orchestrator.StepUnhold+":result")
+	end := st.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.State != orchestrator.StateFailed || end.Outcome == nil || end.Outcome.Verified || end.Cleanup == nil {
+		t.Fatalf("%s, outcome %+v, cleanup %+v: want failed unverified, the rest left to the sweeper",
+			end.State, end.Outcome, end.Cleanup)
+	}
+}
+
+// The other side of the same change: a process resuming a recovery past
+// its patience that owes the caller an unhold of its own (the process
+// before stopped as it was about to send it) still waits for a reading
+// that can show it, a visibility window after it was answered, and
+// reports the caller given back, verified. Here the PBX applies the
+// unhold late: readings taken first show the caller still held. Ended on
+// them, the transfer was reported unverified, the caller not restored.
+func TestARecoveryResumedPastItsPatienceWaitsForItsOwnUnhold(t *testing.T) {
+	clock := newManualClock()
+	f := orchestratortest.NewFake("fake")
+	f.Defer(orchestratortest.MethodUnhold, 1)
+	// The readings that show the caller held: three begun after the
+	// resumed process's unhold was sent, within its visibility window; the
+	// unhold is applied at the fourth, with the clock moved past it.
+	var unholds, after atomic.Int32
+	f.Before(orchestratortest.MethodUnhold, func(orchestratortest.Record) {
+		// Readings begun from here on are taken after the unhold was
+		// decided, and so count, before it can show.
+		clock.Advance(stormWindowShort / 4)
+		unholds.Add(1)
+	})
+	f.Before(orchestratortest.MethodObserve, func(r orchestratortest.Record) {
+		if unholds.Load() == 0 || f.Deferred(r.TransferID) == 0 {
+			return
+		}
+		if after.Add(1) == 4 {
+			clock.Advance(2 * stormWindowShort)
+			f.ApplyDeferred(r.TransferID)
+		}
+	})
+	st, id, left := recoveryResumedLate(t, f, clock, orchestrator.StepUnhold+":intent")
+	if unholds.Load() != 0 || !left.Sent.Hold.After(time.Time{}) {
+		t.Fatalf("%d unholds before the stop: want none", unholds.Load())
+	}
+	end := st.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome == nil || !end.Outcome.Verified || !end.Outcome.CallerRestored {
+		t.Fatalf("%s, outcome %+v: want the caller given back, verified", end.State, end.Outcome)
+	}
+}
+
+// And a process resuming a recovery past its patience, with nothing left
+// to send, still reports what its first reading shows: here the caller
+// back, verified, rather than unverified before it read anything.
+func TestARecoveryResumedPastItsPatienceJudgesOnAReadingOfItsOwn(t *testing.T) {
+	clock := newManualClock()
+	f := orchestratortest.NewFake("fake")
+	st, id, _ := recoveryResumedLate(t, f, clock, orchestrator.StepUnhold+":result")
+	end := st.waitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() })
+	if end.Outcome == nil || !end.Outcome.Verified || !end.Outcome.CallerRestored {
+		t.Fatalf("%s, outcome %+v: want the caller given back, verified", end.State, end.Outcome)
+	}
+	if n := len(f.ActionsFor(id)); n == 0 || f.ActionsFor(id)[n-1] != orchestratortest.MethodUnhold {
+		t.Errorf("actions %q: want the unhold last", f.ActionsFor(id))
+	}
+}
