@@ -150,3 +150,39 @@ func TestARecoveryResumedPastItsPatienceJudgesOnAReadingOfItsOwn(t *testing.T) {
 		t.Errorf("actions %q: want the unhold last", f.ActionsFor(id))
 	}
 }
+
+// Found by the same review: the patience of a step that changes nothing
+// yet (a hold the provider answers 503, TRANSFERD_STEP_TIMEOUT) ran from
+// its first failure in this process (entry.firstTry), in memory only.
+// Processes stopped one after another, each sooner than the patience,
+// each began it again: a hold failing for good was tried for as long as
+// the stops went on, the transfer holding, its caller held if a hold had
+// taken, never given back. Here the process before tried the hold, failed,
+// and stopped; the next tries it past the patience counted from that first
+// try, fails, and gives up: the transfer fails and the caller is given
+// back, where it began the patience over.
+func TestAHoldResumedPastItsPatienceIsGivenUp(t *testing.T) {
+	clock := newManualClock()
+	cfg := orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: time.Second, VerifyTimeout: livenessVerify, VisibilityWindow: stormWindowShort,
+		TombstoneTTL: stormWindowShort, Clock: clock.Now}
+	f := orchestratortest.NewFake("fake")
+	f.FailOn(orchestratortest.MethodHold, orchestrator.E("fake.Hold", orchestrator.KindProviderUnavailable,
+		errors.New("HTTP 503")), -1)
+	// The recovery's readings count once begun after its unhold, and its
+	// hold's window, on a clock that moves only here.
+	f.Before(orchestratortest.MethodUnhold, func(orchestratortest.Record) { clock.Advance(2 * stormWindowShort) })
+	var holds atomic.Int32
+	f.Before(orchestratortest.MethodHold, func(orchestratortest.Record) { holds.Add(1) })
+	stop := func(_ *orchestrator.Transfer, pt string) bool { return pt == orchestrator.StepHold+":result" }
+	end, left := stopAndResume(t, f, cfg, stop, func(*orchestrator.Transfer) { clock.Advance(cfg.StepTimeout + time.Second) })
+	if left.State != orchestrator.StateHolding {
+		t.Fatalf("stopped in %s: want holding", left.State)
+	}
+	if end.State != orchestrator.StateFailed || end.Outcome == nil || !end.Outcome.CallerRestored {
+		t.Fatalf("%s, outcome %+v: want failed, the caller given back", end.State, end.Outcome)
+	}
+	if n := holds.Load(); n != 2 {
+		t.Errorf("%d holds: want two, one a process", n)
+	}
+}

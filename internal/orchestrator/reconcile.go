@@ -451,6 +451,7 @@ func (e *Engine) holding(ctx context.Context, en *entry) time.Duration {
 // passed since the first try; a call the locate did not find, until
 // VisibilityWindow has; anything else ends the transfer.
 func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err error) time.Duration {
+	resumedFirstTry(en, step)
 	switch {
 	case err == nil || en.lost:
 		return 0
@@ -469,6 +470,29 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 	}
 	e.failErr(ctx, en, step, err)
 	return 0
+}
+
+// resumedFirstTry starts the patience of a step of pending or holding that
+// a process before this one tried in the same state (its steps since the
+// record's StateAt, begun before this process took the transfer up) from
+// that first try, as that process would have.
+// Begun again by each process, processes stopped one after another, each
+// sooner than the patience, tried a locate or a hold the provider failed
+// for good for as long as the stops went on: the transfer never failed,
+// and a caller a hold had taken was never given back. Each process still
+// tries the step once.
+func resumedFirstTry(en *entry, step string) {
+	if !en.resumed || !en.firstTry.IsZero() {
+		return
+	}
+	for _, s := range en.t.Steps {
+		if s.Name == step && !s.StartedAt.Before(en.t.StateAt) && s.StartedAt.Before(en.entered) {
+			// Its failure, as this process counts its own; a try
+			// stopped before its answer, from its start.
+			en.firstTry = later(s.StartedAt, s.EndedAt)
+			return
+		}
+	}
 }
 
 func (e *Engine) dialing(ctx context.Context, en *entry) time.Duration {
