@@ -1785,7 +1785,20 @@ func (e *Engine) compensate(ctx context.Context, en *entry, obs Observation, at 
 	if (t.Sent.Hold.IsZero() && t.Sent.Unhold.IsZero() && !alone) || callerDone || en.callerGone || en.unholdRefused != "" {
 		return
 	}
-	due := t.Sent.Unhold.IsZero() || (en.redoUnhold && !now.Before(en.retryAt)) || stepInterrupted(en, StepUnhold) ||
+	redo := en.redoUnhold && !now.Before(en.retryAt)
+	if redo && fresh && !at.After(e.stepEnd(t, StepUnhold)) {
+		// The reading began before the failed unhold was answered: the
+		// caller it shows held may have gone on since (the agent's own
+		// transfer put the caller with the target as the unhold went
+		// out, seen in CI: TestSweepOfACallerWithTheTargetDoesNotSpin),
+		// and an unhold sent again on it takes the caller back from the
+		// target. The next reading decides. Without one (the provider
+		// unreadable, fresh false) the unhold is sent again blind, as
+		// before: a compensation needs no reading.
+		redo = false
+		e.needReading(en)
+	}
+	due := t.Sent.Unhold.IsZero() || redo || stepInterrupted(en, StepUnhold) ||
 		(fresh && (obs.Caller == CallerHeld || alone) && settled(StepUnhold))
 	// After a join was sent, the caller may be with the target, and an
 	// unhold would take the caller back from the target (Bandwidth gives

@@ -22,6 +22,8 @@ type countingFake struct {
 	mu       sync.Mutex
 	reads    map[string]int // readings that covered the transfer
 	observes map[string]int // View.Observe calls for the transfer
+	// readSeen, when set, receives (without blocking) after each reading.
+	readSeen chan struct{}
 }
 
 type countingView struct {
@@ -45,7 +47,14 @@ func (p *countingFake) Read(ctx context.Context, key string, ts []*orchestrator.
 	for _, t := range ts {
 		p.reads[t.ID]++
 	}
+	seen := p.readSeen
 	p.mu.Unlock()
+	if seen != nil {
+		select {
+		case seen <- struct{}{}:
+		default:
+		}
+	}
 	return countingView{v, p}, nil
 }
 
@@ -96,6 +105,23 @@ func TestSweepOfACallerWithTheTargetDoesNotSpin(t *testing.T) {
 					// recovery ends unverified, with an obligation.
 					p.FailOn(observe, unavailable, -1)
 				case 2:
+					if tc.unholdFails {
+						// A reading begun after this unhold was decided
+						// (the second to end from here), showing the
+						// caller still held, is the last before its
+						// failure: sent again on it, the unhold took the
+						// caller back from the target (seen in CI once,
+						// where such a reading fell there by chance).
+						seen := make(chan struct{})
+						p.mu.Lock()
+						p.readSeen = seen
+						p.mu.Unlock()
+						<-seen
+						<-seen
+						p.mu.Lock()
+						p.readSeen = nil
+						p.mu.Unlock()
+					}
 					p.SetCaller(rec.TransferID, orchestrator.CallerTransferred)
 					if tc.unholdFails {
 						p.FailOn(unhold, orchestrator.E("fake.Unhold", orchestrator.KindProviderUnavailable, errors.New("HTTP 503")), 1)
