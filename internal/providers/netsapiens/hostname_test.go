@@ -36,31 +36,12 @@ func TestJoinNamesTheCoreServerThePBXWants(t *testing.T) {
 					h := newHarnessWith(t, sim, srv, store, store, "", netsapiens.Config{JoinHostname: names})
 					orig := h.placeCall(t)
 					tr := h.end(t, h.start(t, orchestrator.CompletionAuto, 0).ID)
-					if tr.Legs.Caller.Server == "" || strings.EqualFold(tr.Legs.Caller.Server, tr.Legs.Consult.Server) {
-						t.Fatalf("setup: caller on %q, consult on %q; want two cores", tr.Legs.Caller.Server, tr.Legs.Consult.Server)
-					}
-					var joins []string
-					for _, r := range sim.Requests() {
-						if r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/transfer") {
-							joins = append(joins, r.Body)
-						}
-					}
-					first, other := tr.Legs.Caller.Server, tr.Legs.Consult.Server
-					if names == netsapiens.JoinHostnameConsult {
-						first, other = other, first
-					}
+					first, other := joinCores(t, tr, names)
 					want := []string{first}
 					if !right {
 						want = append(want, other)
 					}
-					if len(joins) != len(want) {
-						t.Fatalf("%d joins sent, want %d naming %q: %q", len(joins), len(want), want, joins)
-					}
-					for i, host := range want {
-						if !strings.Contains(joins[i], `"hostname":"`+host+`"`) {
-							t.Errorf("join %d is %s, want it to name %s", i+1, joins[i], host)
-						}
-					}
+					assertJoinsNamed(t, sim, want)
 					assertCompleted(t, tr)
 					assertJoined(t, h, orig, "1010")
 					if again := !tr.Sent.JoinFirst.IsZero(); again != (!right && wrong == nssim.HostnameIgnore) {
@@ -68,6 +49,41 @@ func TestJoinNamesTheCoreServerThePBXWants(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// joinCores returns the core servers tr's joins name first and second
+// (names: Config.JoinHostname), failing the test unless the caller and
+// the consult are on different cores.
+func joinCores(t *testing.T, tr *orchestrator.Transfer, names string) (first, other string) {
+	t.Helper()
+	if tr.Legs.Caller.Server == "" || strings.EqualFold(tr.Legs.Caller.Server, tr.Legs.Consult.Server) {
+		t.Fatalf("setup: caller on %q, consult on %q; want two cores", tr.Legs.Caller.Server, tr.Legs.Consult.Server)
+	}
+	first, other = tr.Legs.Caller.Server, tr.Legs.Consult.Server
+	if names == netsapiens.JoinHostnameConsult {
+		first, other = other, first
+	}
+	return first, other
+}
+
+// assertJoinsNamed checks that the joins sim received named the core
+// servers want, in order.
+func assertJoinsNamed(t *testing.T, sim *nssim.Sim, want []string) {
+	t.Helper()
+	var joins []string
+	for _, r := range sim.Requests() {
+		if r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/transfer") {
+			joins = append(joins, r.Body)
+		}
+	}
+	if len(joins) != len(want) {
+		t.Fatalf("%d joins sent, want %d naming %q: %q", len(joins), len(want), want, joins)
+	}
+	for i, host := range want {
+		if !strings.Contains(joins[i], `"hostname":"`+host+`"`) {
+			t.Errorf("join %d is %s, want it to name %s", i+1, joins[i], host)
 		}
 	}
 }

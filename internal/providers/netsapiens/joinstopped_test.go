@@ -2,8 +2,6 @@ package netsapiens_test
 
 import (
 	"context"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 
@@ -88,19 +86,7 @@ func TestJoinStoppedAfterEachSendCompletesOnEverySide(t *testing.T) {
 							}
 						}
 						tr := store.WaitSaved(t, id, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
-						if tr.Legs.Caller.Server == "" || strings.EqualFold(tr.Legs.Caller.Server, tr.Legs.Consult.Server) {
-							t.Fatalf("setup: caller on %q, consult on %q; want two cores", tr.Legs.Caller.Server, tr.Legs.Consult.Server)
-						}
-						var joins []string
-						for _, r := range sim.Requests() {
-							if r.Method == http.MethodPatch && strings.HasSuffix(r.Path, "/transfer") {
-								joins = append(joins, r.Body)
-							}
-						}
-						first1, other := tr.Legs.Caller.Server, tr.Legs.Consult.Server
-						if names == netsapiens.JoinHostnameConsult {
-							first1, other = other, first1
-						}
+						first1, other := joinCores(t, tr, names)
 						// One join naming the core the PBX wants, after one
 						// naming the other where the first named is wrong: in
 						// the same step where the PBX refuses it, from the next
@@ -117,14 +103,7 @@ func TestJoinStoppedAfterEachSendCompletesOnEverySide(t *testing.T) {
 								want = append(want, other, first1)
 							}
 						}
-						if len(joins) != len(want) {
-							t.Fatalf("%d joins sent, want %d naming %q: %q", len(joins), len(want), want, joins)
-						}
-						for i, host := range want {
-							if !strings.Contains(joins[i], `"hostname":"`+host+`"`) {
-								t.Errorf("join %d is %s, want it to name %s", i+1, joins[i], host)
-							}
-						}
+						assertJoinsNamed(t, sim, want)
 						assertCompleted(t, tr)
 						assertJoined(t, first, orig, "1010")
 					})
