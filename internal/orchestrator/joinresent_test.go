@@ -19,8 +19,8 @@ import (
 // PBX does a join that names the wrong core server; with ignoreAll it
 // takes neither. refuseSecond, when set, is the answer to every second
 // form. Once refusing is set, every join is refused before it is counted.
-// The failNth'th join (from 1) is answered 503 without reaching the PBX,
-// and the refuseNth'th is refused (counted, nothing joined). With oneForm, the provider has no second form (JoinAgain is false).
+// The failNth'th join (from 1), and the failAgainNth'th, are answered 503
+// without reaching the PBX, and the refuseNth'th is refused (counted, nothing joined). With oneForm, the provider has no second form (JoinAgain is false).
 type formPBX struct {
 	*orchestratortest.Fake
 	oneForm      bool
@@ -28,6 +28,7 @@ type formPBX struct {
 	ignoreAll    bool
 	refuseSecond error
 	failNth      int
+	failAgainNth int
 	refuseNth    int
 
 	mu       sync.Mutex
@@ -45,7 +46,8 @@ func (p *formPBX) Complete(ctx context.Context, t *orchestrator.Transfer) error 
 		return orchestrator.E("fake.complete", orchestrator.KindProviderRejected, errors.New("refused"))
 	}
 	p.forms = append(p.forms, second)
-	failed, refused := len(p.forms) == p.failNth, len(p.forms) == p.refuseNth
+	n := len(p.forms)
+	failed, refused := n == p.failNth || n == p.failAgainNth, n == p.refuseNth
 	p.mu.Unlock()
 	if failed {
 		return orchestrator.E("fake.complete", orchestrator.KindProviderUnavailable, errors.New("HTTP 503"))

@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,4 +186,145 @@ func TestAHoldResumedPastItsPatienceIsGivenUp(t *testing.T) {
 	if n := holds.Load(); n != 2 {
 		t.Errorf("%d holds: want two, one a process", n)
 	}
+}
+
+// livenessConfig is the configuration of the liveness tests that stop a
+// process and resume its transfer past a patience: a step timeout of a
+// second and a verification patience of a minute on clock.
+func livenessConfig(clock *manualClock) orchestrator.Config {
+	return orchestrator.Config{PollInterval: time.Millisecond, PollMaxInterval: 5 * time.Millisecond,
+		StepTimeout: time.Second, VerifyTimeout: livenessVerify, VisibilityWindow: stormWindowShort,
+		TombstoneTTL: stormWindowShort, Clock: clock.Now}
+}
+
+// stoppedAfterFailed stops a process right after the save of a failed
+// step called name.
+func stoppedAfterFailed(name string) func(*orchestrator.Transfer, string) bool {
+	return func(tr *orchestrator.Transfer, pt string) bool {
+		if pt != name+":result" {
+			return false
+		}
+		s := tr.Steps[len(tr.Steps)-1]
+		return s.Name == name && s.Status == orchestrator.StepFailed
+	}
+}
+
+// A join the provider fails for good, in processes stopped one after
+// another each sooner than the step timeout: its patience counted from
+// this process's first failure, each process sent it again, and the
+// transfer stayed completing, the caller held beside the consult, for as
+// long as the stops went on. It counts from the first failure on record,
+// whichever process saw it; the transfer is given up and the caller given
+// back. Held back (ErrNotSent), the join is still sent once by the
+// resumed process; failed on the way, it may have gone out, and it is
+// judged by readings, as it would have been by the process that sent it.
+func TestAJoinResumedPastItsPatienceIsGivenUp(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		joins int32
+	}{
+		{"failed on the way", orchestrator.E("fake.Complete", orchestrator.KindProviderUnavailable, errors.New("HTTP 503")), 1},
+		{"held back", notSentErr(), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Real time, moved on at the stop as processes stopped one
+			// after another, each sooner, would have moved it.
+			clock := newManualClock()
+			clock.Run()
+			cfg := livenessConfig(clock)
+			f := orchestratortest.NewFake("fake")
+			f.FailOn(orchestratortest.MethodComplete, tc.err, -1)
+			var joins atomic.Int32
+			f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+				if joins.Add(1) == tc.joins+1 {
+					t.Errorf("join %d: the resumed process went on sending a join past its patience", tc.joins+1)
+				}
+			})
+			// Past the step timeout since the first failure, and past the
+			// verification of the join that failed on the way.
+			end, left := stopAndResume(t, f, cfg, stoppedAfterFailed(orchestrator.StepTransfer),
+				func(*orchestrator.Transfer) { clock.Advance(cfg.StepTimeout + livenessVerify + time.Second) })
+			if left.State != orchestrator.StateCompleting {
+				t.Fatalf("stopped in %s: want completing", left.State)
+			}
+			if end.State != orchestrator.StateFailed || end.Outcome == nil || !end.Outcome.CallerRestored {
+				t.Fatalf("%s, outcome %+v: want failed, the caller given back", end.State, end.Outcome)
+			}
+			if n := joins.Load(); n != tc.joins {
+				t.Errorf("%d joins: want %d", n, tc.joins)
+			}
+			if c, _ := f.State(end.ID); c.Caller != orchestrator.CallerConnected {
+				t.Errorf("the provider shows the caller %s: want back with the agent", c.Caller)
+			}
+		})
+	}
+}
+
+// The agent's hang-up after the join (Bandwidth's flow), failed for good
+// in processes stopped one after another each sooner than the step
+// timeout: each process began its patience again, and the transfer stayed
+// completing, the caller with the target, for as long as the stops went
+// on. The resumed process counts from the first try on record and tries
+// once; the transfer completes, and its outcome says the agent's call
+// could not be hung up.
+func TestAnAgentHangupResumedPastItsPatienceCompletes(t *testing.T) {
+	clock := newManualClock()
+	clock.Run()
+	cfg := livenessConfig(clock)
+	f := orchestratortest.NewFake("fake").SetFlow(orchestrator.Flow{Hold: true, Join: true, HangupAgent: true})
+	f.FailOn(orchestratortest.MethodHangupAgent, orchestrator.E("fake.HangupAgent",
+		orchestrator.KindProviderUnavailable, errors.New("HTTP 500 internal-server-error")), -1)
+	var hangups atomic.Int32
+	f.Before(orchestratortest.MethodHangupAgent, func(orchestratortest.Record) {
+		if hangups.Add(1) == 3 {
+			t.Error("hang-up 3: the resumed process went on sending it past its patience")
+		}
+	})
+	end, left := stopAndResume(t, f, cfg, stoppedAfterFailed(orchestrator.StepHangupAgent),
+		func(*orchestrator.Transfer) { clock.Advance(cfg.StepTimeout + time.Second) })
+	if left.State != orchestrator.StateCompleting {
+		t.Fatalf("stopped in %s: want completing", left.State)
+	}
+	if end.State != orchestrator.StateCompleted || end.Outcome == nil || !end.Outcome.Verified {
+		t.Fatalf("%s, outcome %+v: want completed, verified", end.State, end.Outcome)
+	}
+	if d := end.Outcome.Detail; !strings.Contains(d, "could not be hung up") {
+		t.Errorf("outcome detail %q: want the agent's call said not hung up", d)
+	}
+	if n := hangups.Load(); n != 2 {
+		t.Errorf("%d hang-ups: want two, one a process", n)
+	}
+}
+
+// The patience of a join that failed on the way starts over at a join the
+// provider accepted, in a process that took the transfer up as in the one
+// that saw it: the first form failed on the way, was sent again and
+// accepted but did not take, and the second form failed on the way; the
+// process stopped. The resumed process counts from the second form's
+// failure, not the first form's a step timeout before it, and sends the
+// second form again, which the PBX takes.
+func TestAResumedJoinsPatienceStartsOverAtAnAcceptedJoin(t *testing.T) {
+	clock := newManualClock()
+	clock.Run()
+	cfg := livenessConfig(clock)
+	// Far longer than the test takes, so that real time cannot use it up.
+	cfg.StepTimeout = time.Minute
+	p := &formPBX{Fake: orchestratortest.NewFake("fake"), wantSecond: true, failNth: 1, failAgainNth: 3}
+	var accepted atomic.Int32
+	p.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) {
+		if accepted.Add(1) == 1 {
+			// The first form's second try is accepted a step timeout
+			// after the first failed.
+			clock.Advance(cfg.StepTimeout)
+		}
+	})
+	stop := func(tr *orchestrator.Transfer, pt string) bool {
+		return stoppedAfterFailed(orchestrator.StepTransfer)(tr, pt) && !tr.Sent.JoinFirst.IsZero()
+	}
+	end, left := stopAndResume(t, p, cfg, stop, nil)
+	if left.State != orchestrator.StateCompleting {
+		t.Fatalf("stopped in %s: want completing", left.State)
+	}
+	assertJoinedAfter(t, p, end, []bool{false, false, true, true})
 }

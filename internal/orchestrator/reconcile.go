@@ -472,6 +472,47 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 	return 0
 }
 
+// resumedJoinFirstTry starts the patience of a join that failed on the way
+// or was held back (ErrNotSent), or whose intent was refused, in a process
+// that took the transfer up: from the first such failure in this state
+// since the last join the provider accepted, whichever process saw it, as
+// the process that saw it counts (an accepted join starts the patience
+// over; a join stopped unanswered neither starts nor ends it). Begun again
+// by each process, processes stopped one after another, each sooner than
+// the step timeout, sent a join the provider failed for good for as long
+// as the stops went on: the transfer stayed completing, the caller held
+// beside the consult. Each process still sends the join once: this is
+// looked at only after a failure.
+func resumedJoinFirstTry(en *entry) {
+	if !en.resumed {
+		return
+	}
+	var first time.Time
+	for _, s := range en.t.Steps {
+		if s.Name != StepTransfer || s.StartedAt.Before(en.t.StateAt) {
+			continue
+		}
+		switch s.Status {
+		case StepSucceeded:
+			first = time.Time{}
+		case StepFailed:
+			if first.IsZero() {
+				first = later(s.StartedAt, s.EndedAt)
+			}
+		}
+	}
+	if !first.IsZero() && (en.firstTry.IsZero() || first.Before(en.firstTry)) {
+		en.firstTry = first
+	}
+}
+
+// joinPatient reports whether a join that failed on the way may be sent
+// again (see resumedJoinFirstTry).
+func (e *Engine) joinPatient(en *entry) bool {
+	resumedJoinFirstTry(en)
+	return e.patient(en)
+}
+
 // resumedFirstTry starts the patience of a step of pending or holding that
 // a process before this one tried in the same state (its steps since the
 // record's StateAt, begun before this process took the transfer up) from
@@ -761,6 +802,9 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		}
 		t.Sent.Join = e.now()
 		err := e.step(ctx, en, StepTransfer, func(ctx context.Context) error { return en.p.Complete(ctx, t) }, "", false, saveLater)
+		if err != nil {
+			resumedJoinFirstTry(en)
+		}
 		switch {
 		case err == nil:
 			en.joinBefore = time.Time{}
@@ -928,7 +972,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending its other form")
 		joinOtherForm(en, true)
 		return e.completing(ctx, en)
-	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.patient(en))):
+	case t.Seen.NotJoined && (interrupted || (failedOnTheWay && e.joinPatient(en))):
 		// A stopped process saved the join's intent and not its answer
 		// where the provider has no other form, or the join failed on the
 		// way (a 5xx, a 429, no answer): whether it reached the provider
@@ -1875,6 +1919,14 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 		// from there, a hang-up that failed for a moment was not sent
 		// again, and the agent's call stayed up alone in a bridge of ours.
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+	} else if last := en.t.lastStep(StepHangupAgent); en.resumed && last.StartedAt.Before(en.entered) {
+		// Tried by a process before this one and not yet by this one:
+		// from the first try in this state, as that process counted it.
+		// Begun again by each process, processes stopped one after
+		// another kept a hang-up the provider failed for good going, and
+		// the transfer completing, for as long as the stops went on.
+		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
+		resumedFirstTry(en, StepHangupAgent)
 	}
 	err := e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
 	if en.lost {
