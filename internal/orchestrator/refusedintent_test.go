@@ -29,6 +29,10 @@ import (
 // readers see the last saved record, and the failure once the store
 // takes it.
 func TestAStepWhoseIntentCannotBeSavedIsGivenUpWhileTheHeartbeatHolds(t *testing.T) {
+	// The step's patience, and a heartbeat long enough that moving the
+	// clock past the patience lapses no lease: the heartbeat holds, and
+	// the step is given up, not held back.
+	const patience, lease = time.Minute, time.Hour
 	for _, tc := range []struct {
 		step   string // the step whose intent cannot be saved
 		point  string // where the store starts refusing saves
@@ -41,13 +45,21 @@ func TestAStepWhoseIntentCannotBeSavedIsGivenUpWhileTheHeartbeatHolds(t *testing
 	} {
 		t.Run(tc.step, func(t *testing.T) {
 			ctx := context.Background()
-			st := &failingUpdates{Store: memory.New()}
+			// The step's patience runs out when the clock is moved past it,
+			// at the second refused save of its intent (the first starts
+			// the patience): counted in real time, 100 ms, a save of an
+			// earlier step's intent held back that long by a loaded
+			// machine gave that step up instead.
+			clock := newManualClock()
+			clock.Run()
+			st := &lapsingUpdates{failingUpdates: &failingUpdates{Store: memory.New()}, step: tc.step, at: 2,
+				lapse: func() { clock.Advance(patience) }}
 			f := orchestratortest.NewFake("fake")
 			if tc.manual {
 				f.SetTarget(orchestratortest.TargetRings)
 			}
-			e := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
-				VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+			e := replicaWith(t, orchestrator.Config{Owner: "a", LeaseTTL: lease, StepTimeout: patience,
+				VerifyTimeout: time.Hour, Clock: clock.Now, CrashPoint: func(_ *orchestrator.Transfer, p string) {
 					if p == tc.point {
 						st.failing.Store(true)
 					}
@@ -293,4 +305,22 @@ func resumerAnHourAheadWith(t *testing.T, st orchestrator.Store, prov orchestrat
 		t.Fatal(err)
 	}
 	return second, clock
+}
+
+// lapsingUpdates is failingUpdates calling lapse at the at-th refused
+// save of an intent of step.
+type lapsingUpdates struct {
+	*failingUpdates
+	step    string
+	at      int32
+	lapse   func()
+	refused atomic.Int32
+}
+
+func (s *lapsingUpdates) Update(ctx context.Context, t *orchestrator.Transfer) error {
+	if n := len(t.Steps); s.failing.Load() && n > 0 && t.Steps[n-1].Name == s.step && t.Steps[n-1].Status == orchestrator.StepStarted &&
+		s.refused.Add(1) == s.at {
+		s.lapse()
+	}
+	return s.failingUpdates.Update(ctx, t)
 }
