@@ -150,8 +150,19 @@ func TestAGiveUpInMemoryResumedFromItsSavedRecordLeavesNobodyHeld(t *testing.T) 
 			}
 			hit, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
-			first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 2 * time.Second, StepTimeout: 100 * time.Millisecond,
-				VerifyTimeout: time.Hour, CrashPoint: func(_ *orchestrator.Transfer, p string) {
+			// The first process's step patience runs out when its clock is
+			// moved past it, at the second refused save of the step's
+			// intent: counted in real time, 100 ms, a save of an earlier
+			// step's intent held back that long by a loaded machine gave
+			// that step up instead. Its heartbeat outlasts the jump (the
+			// step is given up, not held back), and the second process,
+			// an hour ahead, still finds it run out.
+			firstClock := newManualClock()
+			firstClock.Run()
+			lapsing := &lapsingUpdates{failingUpdates: st, step: tc.step, at: 2,
+				lapse: func() { firstClock.Advance(time.Minute) }}
+			first := replicaWith(t, orchestrator.Config{Owner: "x", LeaseTTL: 10 * time.Minute, StepTimeout: time.Minute,
+				VerifyTimeout: time.Hour, Clock: firstClock.Now, CrashPoint: func(_ *orchestrator.Transfer, p string) {
 					switch p {
 					case tc.point:
 						st.failing.Store(true)
@@ -161,7 +172,7 @@ func TestAGiveUpInMemoryResumedFromItsSavedRecordLeavesNobodyHeld(t *testing.T) 
 						once.Do(func() { close(hit) })
 						<-release
 					}
-				}}, st, f)
+				}}, lapsing, f)
 			t.Cleanup(func() { close(release) }) // before first shuts down
 			r := request("fake", "1000")
 			if tc.manual {
