@@ -79,12 +79,7 @@ func TestAConsultAProcessBeforeMayHaveHungUpIsNotBlamedOnTheTarget(t *testing.T)
 	second, clock := resumerAnHourAhead(t, st, prov, own)
 
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
-	first, hit := blindHangupReplica(t, orchestrator.Config{StepTimeout: 100 * time.Millisecond, VerifyTimeout: time.Hour}, st, f,
-		"state:completing", func() {
-			// The store refuses saves from here: the join's intent cannot
-			// be saved, and past its patience it is given up.
-			st.failing.Store(true)
-		})
+	first, hit := joinGivenUpReplica(t, st, f)
 	tr := startCompleted(t, first, f)
 	<-hit
 	st.failing.Store(false)
@@ -302,8 +297,7 @@ func TestAReadingBegunBeforeATransferWasWatchedIsNotItsReading(t *testing.T) {
 	})
 
 	f.Defer(orchestratortest.MethodHangupConsult, 1) // accepted, applied later
-	first, hit := blindHangupReplica(t, orchestrator.Config{StepTimeout: 100 * time.Millisecond, VerifyTimeout: time.Hour}, st, f,
-		"state:completing", func() { st.failing.Store(true) })
+	first, hit := joinGivenUpReplica(t, st, f)
 	tr := startCompleted(t, first, f)
 	<-hit
 	st.failing.Store(false)

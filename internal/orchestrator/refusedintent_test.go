@@ -1,6 +1,7 @@
 package orchestrator_test
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync/atomic"
@@ -226,7 +227,7 @@ func blindHangupReplica(t *testing.T, cfg orchestrator.Config, st orchestrator.S
 	armAt string, arm func()) (first *orchestrator.Engine, hit <-chan struct{}) {
 	t.Helper()
 	sent, release := make(chan struct{}), make(chan struct{})
-	cfg.Owner, cfg.LeaseTTL = "x", 2*time.Second
+	cfg.Owner, cfg.LeaseTTL = "x", cmp.Or(cfg.LeaseTTL, 2*time.Second)
 	cfg.CrashPoint = func(_ *orchestrator.Transfer, p string) {
 		switch p {
 		case armAt:
@@ -239,6 +240,28 @@ func blindHangupReplica(t *testing.T, cfg orchestrator.Config, st orchestrator.S
 	first = replicaWith(t, cfg, st, f)
 	t.Cleanup(func() { close(release) }) // before first shuts down
 	return first, sent
+}
+
+// joinGivenUpReplica is blindHangupReplica whose join's intent st refuses
+// from state:completing on. The join's patience is a minute on the
+// replica's manual clock, moved past it at the second refused save of the
+// intent (the first starts the patience): counted in real time, 100 ms, a
+// save of an earlier step's intent held back that long by a loaded machine
+// gave that step up instead. The heartbeat, ten minutes, outlasts the
+// jump (the join is given up, not held back); a replica an hour ahead
+// still finds it run out.
+func joinGivenUpReplica(t *testing.T, st *failingUpdates, f *orchestratortest.Fake) (first *orchestrator.Engine, hit <-chan struct{}) {
+	t.Helper()
+	clock := newManualClock()
+	clock.Run()
+	lapsing := &lapsingUpdates{failingUpdates: st, step: orchestrator.StepTransfer, at: 2,
+		lapse: func() { clock.Advance(time.Minute) }}
+	cfg := orchestrator.Config{LeaseTTL: 10 * time.Minute, StepTimeout: time.Minute, VerifyTimeout: time.Hour, Clock: clock.Now}
+	return blindHangupReplica(t, cfg, lapsing, f, "state:completing", func() {
+		// The store refuses saves from here: the join's intent cannot be
+		// saved, and past its patience it is given up.
+		st.failing.Store(true)
+	})
 }
 
 // completeOnceAnswered completes e's manual transfer id once its target,
