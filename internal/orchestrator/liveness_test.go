@@ -328,3 +328,54 @@ func TestAResumedJoinsPatienceStartsOverAtAnAcceptedJoin(t *testing.T) {
 	}
 	assertJoinedAfter(t, p, end, []bool{false, false, true, true})
 }
+
+// Found by the second review of the resumed join's patience (sixty-ninth
+// pass): a join that failed on the way starts its patience, in the
+// process that saw the failure, at the first reading that shows it did
+// not take (where that process sends it again), not at the failure: the
+// join may yet apply until then. The resumed process counted from the
+// failure all the same, as much as a visibility window and however long
+// the provider took to be read earlier, and gave up a join the process
+// before would still have sent again. Here the first failure is read
+// late (0.9 of the step timeout after it), sent again and failed on the
+// way once more; the process stops and is down a fifth of the step
+// timeout. Counted from the failure, the patience is over and the
+// caller is given back; counted from the reading the process before
+// counted from, it is not, and the join is sent again, and taken.
+func TestAResumedJoinsPatienceStartsAtTheReadingThatShowedItNotTaken(t *testing.T) {
+	clock := newManualClock()
+	clock.Run()
+	cfg := livenessConfig(clock)
+	// Far longer than the test takes, so that real time cannot use it up.
+	cfg.StepTimeout = time.Minute
+	// Over by the time the resumed process reads the second failure: the
+	// transfer is failed at once where the join is not sent again.
+	cfg.VerifyTimeout = cfg.StepTimeout / 10
+	f := orchestratortest.NewFake("fake")
+	f.FailOn(orchestratortest.MethodComplete, orchestrator.E("fake.Complete", orchestrator.KindProviderUnavailable,
+		errors.New("HTTP 503")), 2)
+	var joins atomic.Int32
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) { joins.Add(1) })
+	failed := 0 // the first engine's worker alone reaches crash points
+	stop := func(tr *orchestrator.Transfer, pt string) bool {
+		if !stoppedAfterFailed(orchestrator.StepTransfer)(tr, pt) {
+			return false
+		}
+		if failed++; failed == 1 {
+			// No reading shows the first failure until long after it.
+			clock.Advance(cfg.StepTimeout * 9 / 10)
+			return false
+		}
+		return true
+	}
+	end, left := stopAndResume(t, f, cfg, stop, func(*orchestrator.Transfer) { clock.Advance(cfg.StepTimeout / 5) })
+	if left.State != orchestrator.StateCompleting {
+		t.Fatalf("stopped in %s: want completing", left.State)
+	}
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("%s, outcome %+v: want completed, the join sent again", end.State, end.Outcome)
+	}
+	if n := joins.Load(); n != 3 {
+		t.Errorf("%d joins: want three", n)
+	}
+}

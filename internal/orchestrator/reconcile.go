@@ -474,37 +474,74 @@ func (e *Engine) afterStep(ctx context.Context, en *entry, step string, err erro
 
 // resumedJoinFirstTry starts the patience of a join that failed on the way
 // or was held back (ErrNotSent), or whose intent was refused, in a process
-// that took the transfer up: from the first such failure in this state
-// since the last join the provider accepted, whichever process saw it, as
-// the process that saw it counts (an accepted join starts the patience
+// that took the transfer up: from where the process that saw the first
+// such failure in this state, since the last join the provider accepted,
+// began it, as that process counts (an accepted join starts the patience
 // over; a join stopped unanswered neither starts nor ends it). Begun again
 // by each process, processes stopped one after another, each sooner than
 // the step timeout, sent a join the provider failed for good for as long
 // as the stops went on: the transfer stayed completing, the caller held
 // beside the consult. Each process still sends the join once: this is
 // looked at only after a failure.
+//
+// A join held back or refused begins it at its failure, and is sent
+// again after a back-off, with no reading between. One that failed on the
+// way begins it at the first reading that showed it did not take, where
+// its process sent it again (notTakenResent): until then it may still
+// apply. Counted from the failure, a resumed process gave up, a
+// visibility window and however long the provider took to be read
+// earlier, a join the process before would still have sent again. Where
+// no process read it, from the failure.
 func resumedJoinFirstTry(en *entry) {
 	if !en.resumed {
 		return
 	}
-	var first time.Time
-	for _, s := range en.t.Steps {
-		if s.Name != StepTransfer || s.StartedAt.Before(en.t.StateAt) {
+	t := en.t
+	// unread: the end of the last failure, while it is not known whether
+	// it was held back or failed on the way.
+	var first, onTheWay, unread time.Time
+	for _, s := range t.Steps {
+		if s.StartedAt.Before(t.StateAt) {
 			continue
 		}
-		switch s.Status {
-		case StepSucceeded:
-			first = time.Time{}
-		case StepFailed:
+		switch {
+		case s.Name == StepReconcile && s.Detail == notTakenResent:
 			if first.IsZero() {
-				first = later(s.StartedAt, s.EndedAt)
+				first = s.StartedAt
+			}
+			unread = time.Time{}
+		case s.Name != StepTransfer:
+		default:
+			if !unread.IsZero() && first.IsZero() {
+				first = unread // sent again with no reading: held back
+			}
+			unread = time.Time{}
+			switch s.Status {
+			case StepSucceeded:
+				first, onTheWay = time.Time{}, time.Time{}
+			case StepFailed:
+				unread = later(s.StartedAt, s.EndedAt)
+				if onTheWay.IsZero() {
+					onTheWay = unread
+				}
 			}
 		}
+	}
+	if !unread.IsZero() && first.IsZero() && !joinFailedOnTheWay(t) {
+		first = unread
+	}
+	if first.IsZero() {
+		first = onTheWay
 	}
 	if !first.IsZero() && (en.firstTry.IsZero() || first.Before(en.firstTry)) {
 		en.firstTry = first
 	}
 }
+
+// notTakenResent notes a join that failed on the way, which a reading
+// showed did not take, sent again: its patience began there (see
+// resumedJoinFirstTry).
+const notTakenResent = "the join failed on the way and did not take; sending it again"
 
 // joinPatient reports whether a join that failed on the way may be sent
 // again (see resumedJoinFirstTry).
@@ -989,7 +1026,7 @@ func (e *Engine) completing(ctx context.Context, en *entry) time.Duration {
 		if interrupted {
 			e.note(en, StepReconcile, "the join a stopped process was sending did not take; sending it again")
 		} else {
-			e.note(en, StepReconcile, "the join failed on the way and did not take; sending it again")
+			e.note(en, StepReconcile, notTakenResent)
 		}
 		en.joinBefore = t.Sent.Join
 		t.Sent.Join, t.Seen.NotJoined = time.Time{}, false
