@@ -496,12 +496,11 @@ func resumedJoinFirstTry(en *entry) {
 	if !en.resumed {
 		return
 	}
-	t := en.t
 	// unread: the end of the last failure, while it is not known whether
 	// it was held back or failed on the way.
-	var first, onTheWay, unread time.Time
-	for _, s := range t.Steps {
-		if s.StartedAt.Before(t.StateAt) {
+	var first, unread time.Time
+	for _, s := range en.t.Steps {
+		if s.StartedAt.Before(en.t.StateAt) {
 			continue
 		}
 		switch {
@@ -510,7 +509,7 @@ func resumedJoinFirstTry(en *entry) {
 				first = s.StartedAt
 			}
 			unread = time.Time{}
-		case s.Name != StepTransfer:
+		case s.Name != StepTransfer || heldBackByLease(s):
 		default:
 			if !unread.IsZero() && first.IsZero() {
 				first = unread // sent again with no reading: held back
@@ -518,24 +517,29 @@ func resumedJoinFirstTry(en *entry) {
 			unread = time.Time{}
 			switch s.Status {
 			case StepSucceeded:
-				first, onTheWay = time.Time{}, time.Time{}
+				first = time.Time{}
 			case StepFailed:
 				unread = later(s.StartedAt, s.EndedAt)
-				if onTheWay.IsZero() {
-					onTheWay = unread
-				}
 			}
 		}
 	}
-	if !unread.IsZero() && first.IsZero() && !joinFailedOnTheWay(t) {
-		first = unread
-	}
 	if first.IsZero() {
-		first = onTheWay
+		// The last failure, not read yet, is the only one since the last
+		// accepted join: from its end.
+		first = unread
 	}
 	if !first.IsZero() && (en.firstTry.IsZero() || first.Before(en.firstTry)) {
 		en.firstTry = first
 	}
+}
+
+// heldBackByLease reports whether s is a step held back because this
+// replica's heartbeat had run out or lapsed (see step): its process
+// waits for the heartbeat, however long, and begins no patience for it,
+// nor does a process that resumes the transfer. Known by its detail,
+// which the record alone carries.
+func heldBackByLease(s Step) bool {
+	return s.Status == StepFailed && strings.HasPrefix(s.Detail, notSentDetail) && strings.Contains(s.Detail, "heartbeat")
 }
 
 // notTakenResent notes a join that failed on the way, which a reading

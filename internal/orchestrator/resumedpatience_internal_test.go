@@ -1,0 +1,41 @@
+package orchestrator
+
+import (
+	"testing"
+	"time"
+)
+
+// Found by the second review of the resumed join's patience (sixty-ninth
+// pass): a join held back because this replica's heartbeat had run out
+// (or lapsed) starts no patience in the process that holds it back: it
+// waits for the heartbeat, however long, and is not given up for it (see
+// step). The resumed process took such a failure for the first of its
+// patience all the same, and gave up, after one try of its own, a join
+// whose patience the process before had begun only at the reading that
+// showed its later failure not taken, a step timeout after the hold-back.
+// Driven through a lapse of the heartbeat, the record is the one a
+// process leaves; built here, so that the clock and the lapse need no
+// engine of their own.
+func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := func(name string, d time.Duration, status StepStatus, detail, kind string) Step {
+		return Step{Name: name, Status: status, StartedAt: at.Add(d), EndedAt: at.Add(d), Detail: detail, ErrKind: kind}
+	}
+	for _, heldBack := range []string{
+		"this replica's heartbeat ran out; another replica may own the transfer now",
+		"this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now",
+	} {
+		tr := &Transfer{State: StateCompleting, StateAt: at, Sent: Sent{Join: at.Add(40 * time.Second)}, Steps: []Step{
+			step(StepTransfer, time.Second, StepFailed, notSentDetail+heldBack, ""),
+			step(StepTransfer, 40*time.Second, StepFailed, "fake.Complete: HTTP 503", "provider_unavailable"),
+			step(StepReconcile, 41*time.Second, StepSucceeded, notTakenResent, ""),
+			step(StepTransfer, 41*time.Second, StepFailed, "fake.Complete: HTTP 503", "provider_unavailable"),
+		}}
+		en := &entry{t: tr, resumed: true}
+		resumedJoinFirstTry(en)
+		if want := at.Add(41 * time.Second); !en.firstTry.Equal(want) {
+			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the reading that showed the join not taken",
+				heldBack, en.firstTry.Sub(at), want.Sub(at))
+		}
+	}
+}
