@@ -39,3 +39,31 @@ func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// The agent's hang-up held back for the heartbeat is, like the join, no
+// start of its patience in the process that holds it back (afterJoin
+// waits for the heartbeat and asks no patience of it); the resumed
+// process took the first hang-up on record for it all the same, and
+// completed the transfer with the agent's call up, after one try of its
+// own, where the process before would have sent the hang-up again.
+func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := func(d time.Duration, detail, kind string) Step {
+		return Step{Name: StepHangupAgent, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d), Detail: detail, ErrKind: kind}
+	}
+	for _, heldBack := range []string{
+		"this replica's heartbeat ran out; another replica may own the transfer now",
+		"this replica's heartbeat lapsed since the transfer was last saved",
+	} {
+		tr := &Transfer{State: StateCompleting, StateAt: at, Steps: []Step{
+			step(time.Second, notSentDetail+heldBack, ""),
+			step(40*time.Second, "fake.HangupAgent: HTTP 503", "provider_unavailable"),
+		}}
+		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
+		resumedHangupFirstTry(en)
+		if want := at.Add(40 * time.Second); !en.firstTry.Equal(want) {
+			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hang-up sent",
+				heldBack, en.firstTry.Sub(at), want.Sub(at))
+		}
+	}
+}
