@@ -379,3 +379,42 @@ func TestAResumedJoinsPatienceStartsAtTheReadingThatShowedItNotTaken(t *testing.
 		t.Errorf("%d joins: want three", n)
 	}
 }
+
+// A process that drove the transfer from its start counts the patience of
+// a join that failed on the way from the first reading that showed it not
+// taken, whenever that reading comes: nothing of the record is taken into
+// it (resumedJoinFirstTry is a resumed process's only). Here no reading
+// shows the failure until past a step timeout after it; the join is sent
+// again, and taken.
+func TestALiveJoinsPatienceStartsAtItsOwnReading(t *testing.T) {
+	clock := newManualClock()
+	clock.Run()
+	cfg := livenessConfig(clock)
+	// Far longer than the test takes, so that real time cannot use it up.
+	cfg.StepTimeout = time.Minute
+	cfg.VerifyTimeout = 2 * cfg.StepTimeout
+	f := orchestratortest.NewFake("fake")
+	f.FailOn(orchestratortest.MethodComplete, orchestrator.E("fake.Complete", orchestrator.KindProviderUnavailable,
+		errors.New("HTTP 503")), 1)
+	var joins atomic.Int32
+	f.Before(orchestratortest.MethodComplete, func(orchestratortest.Record) { joins.Add(1) })
+	var once sync.Once
+	cfg.Owner, cfg.CrashPoint = "x", func(tr *orchestrator.Transfer, pt string) {
+		if stoppedAfterFailed(orchestrator.StepTransfer)(tr, pt) {
+			once.Do(func() { clock.Advance(cfg.StepTimeout + time.Second) })
+		}
+	}
+	st := &recStore{Store: memory.New(), saved: make(chan struct{})}
+	e := testEngine(t, cfg, st, f, nil)
+	tr, err := e.Start(context.Background(), request("fake", "1000"), orchestrator.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := st.waitSaved(t, tr.ID, func(x *orchestrator.Transfer) bool { return x.State.Terminal() && x.Cleanup == nil })
+	if end.State != orchestrator.StateCompleted {
+		t.Fatalf("%s, outcome %+v: want completed, the join sent again", end.State, end.Outcome)
+	}
+	if n := joins.Load(); n != 2 {
+		t.Errorf("%d joins: want two", n)
+	}
+}

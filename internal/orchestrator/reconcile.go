@@ -497,7 +497,8 @@ func resumedJoinFirstTry(en *entry) {
 		return
 	}
 	// unread: the end of the last failure, while it is not known whether
-	// it was held back or failed on the way.
+	// it was held back or failed on the way (a note after it, which sets
+	// first, says the latter).
 	var first, unread time.Time
 	for _, s := range en.t.Steps {
 		if s.StartedAt.Before(en.t.StateAt) {
@@ -508,7 +509,6 @@ func resumedJoinFirstTry(en *entry) {
 			if first.IsZero() {
 				first = s.StartedAt
 			}
-			unread = time.Time{}
 		case s.Name != StepTransfer || heldBackByLease(s):
 		default:
 			if !unread.IsZero() && first.IsZero() {
@@ -535,7 +535,7 @@ func resumedJoinFirstTry(en *entry) {
 
 // resumedHangupFirstTry starts the patience of the agent's hang-up that
 // a process before this one tried in the same state, and this one has
-// not yet, from the first try on record as that process counted it: its
+// not yet (afterJoin looks at this only then), from the first try on record as that process counted it: its
 // failure (a try stopped before its answer, from its start). A hang-up
 // held back for the heartbeat (heldBackByLease) began nothing there:
 // afterJoin sends it again once the heartbeat is renewed, however long
@@ -544,7 +544,7 @@ func resumedJoinFirstTry(en *entry) {
 // transfer completed with the agent's call up alone in a bridge of ours.
 func resumedHangupFirstTry(en *entry) {
 	for _, s := range en.t.Steps {
-		if s.Name == StepHangupAgent && !s.StartedAt.Before(en.t.StateAt) && s.StartedAt.Before(en.entered) && !heldBackByLease(s) {
+		if s.Name == StepHangupAgent && !s.StartedAt.Before(en.t.StateAt) && !heldBackByLease(s) {
 			en.firstTry = later(s.StartedAt, s.EndedAt)
 			return
 		}

@@ -18,8 +18,13 @@ import (
 // engine of their own.
 func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// A step's answer comes half a second after its start; a note's at once.
 	step := func(name string, d time.Duration, status StepStatus, detail, kind string) Step {
-		return Step{Name: name, Status: status, StartedAt: at.Add(d), EndedAt: at.Add(d), Detail: detail, ErrKind: kind}
+		s := Step{Name: name, Status: status, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
+		if name == StepReconcile {
+			s.EndedAt = s.StartedAt
+		}
+		return s
 	}
 	for _, heldBack := range []string{
 		"this replica's heartbeat ran out; another replica may own the transfer now",
@@ -38,6 +43,27 @@ func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 				heldBack, en.firstTry.Sub(at), want.Sub(at))
 		}
 	}
+	// A join whose intent the store refused does begin it, at its failure
+	// (unsentTooLong asks the patience there), and so does one held back
+	// by the adapter (ErrNotSent), sent again after a back-off with no
+	// reading between.
+	for _, first := range []Step{
+		step(StepTransfer, time.Second, StepFailed, notSentDetail+"the store could not save its intent", ""),
+		step(StepTransfer, time.Second, StepFailed, "fake.Complete: HTTP 503 on the read the join needs first", "provider_unavailable"),
+	} {
+		tr := &Transfer{State: StateCompleting, StateAt: at, Sent: Sent{Join: at.Add(40 * time.Second)}, Steps: []Step{
+			first,
+			step(StepTransfer, 40*time.Second, StepFailed, "fake.Complete: HTTP 503", "provider_unavailable"),
+			step(StepReconcile, 41*time.Second, StepSucceeded, notTakenResent, ""),
+			step(StepTransfer, 41*time.Second, StepFailed, "fake.Complete: HTTP 503", "provider_unavailable"),
+		}}
+		en := &entry{t: tr, resumed: true}
+		resumedJoinFirstTry(en)
+		if want := at.Add(time.Second + time.Second/2); !en.firstTry.Equal(want) {
+			t.Errorf("%q: the patience begins %s after the state's start: want %s, at its failure",
+				first.Detail, en.firstTry.Sub(at), want.Sub(at))
+		}
+	}
 }
 
 // The agent's hang-up held back for the heartbeat is, like the join, no
@@ -49,7 +75,7 @@ func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	step := func(d time.Duration, detail, kind string) Step {
-		return Step{Name: StepHangupAgent, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d), Detail: detail, ErrKind: kind}
+		return Step{Name: StepHangupAgent, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
 	}
 	for _, heldBack := range []string{
 		"this replica's heartbeat ran out; another replica may own the transfer now",
@@ -61,7 +87,7 @@ func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testi
 		}}
 		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
 		resumedHangupFirstTry(en)
-		if want := at.Add(40 * time.Second); !en.firstTry.Equal(want) {
+		if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
 			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hang-up sent",
 				heldBack, en.firstTry.Sub(at), want.Sub(at))
 		}
