@@ -554,10 +554,17 @@ func resumedHangupFirstTry(en *entry) {
 // heldBackByLease reports whether s is a step held back because this
 // replica's heartbeat had run out or lapsed (see step): its process
 // waits for the heartbeat, however long, and begins no patience for it,
-// nor does a process that resumes the transfer. Known by its detail,
-// which the record alone carries.
+// nor does a process that resumes the transfer. Known by its detail (one
+// of the lease's reasons), which the record alone carries.
 func heldBackByLease(s Step) bool {
-	return s.Status == StepFailed && strings.HasPrefix(s.Detail, notSentDetail) && strings.Contains(s.Detail, "heartbeat")
+	if s.Status != StepFailed {
+		return false
+	}
+	switch s.Detail {
+	case notSentDetail + leaseRanOut, notSentDetail + leaseRanOutInSave, notSentDetail + leaseLapsed, notSentDetail + leaseLapsedRefused:
+		return true
+	}
+	return false
 }
 
 // notTakenResent notes a join that failed on the way, which a reading
@@ -2519,6 +2526,17 @@ const (
 // (errUnsaved).
 const notSentDetail = "not sent: "
 
+// Why a step was held back for this replica's heartbeat (errUnsaved, after
+// notSentDetail): its process waits for the heartbeat, however long, and
+// begins no patience for it, and a process that resumes the transfer knows
+// such a step by its detail alone (heldBackByLease).
+const (
+	leaseRanOut        = "this replica's heartbeat ran out; another replica may own the transfer now"
+	leaseRanOutInSave  = "this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now"
+	leaseLapsed        = "this replica's heartbeat lapsed since the transfer was last saved"
+	leaseLapsedRefused = "the store could not save its intent, and this replica's heartbeat lapsed since the transfer was last saved"
+)
+
 // step saves the intent of a provider request, makes it, and saves its
 // result (when; see resultSave). When it succeeds and next is set, the
 // move to state next goes with the result: one durable write instead of
@@ -2549,7 +2567,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 		}
 		held, lapses := e.leaseHeld()
 		if !held {
-			return heldBack("this replica's heartbeat ran out; another replica may own the transfer now")
+			return heldBack(leaseRanOut)
 		}
 		// The join's last look for a cancel (below) is made by its
 		// intent's save, in the same transaction.
@@ -2562,7 +2580,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 			// Without that save, only the lease says the transfer is still
 			// this replica's.
 			if en.lapses != lapses {
-				return notSent("this replica's heartbeat lapsed since the transfer was last saved")
+				return notSent(leaseLapsed)
 			}
 		case !e.save(ctx, en):
 			switch {
@@ -2576,7 +2594,7 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 					// given up (unsentTooLong) while another replica may
 					// own the transfer; it goes on once the heartbeat is
 					// renewed.
-					return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
+					return heldBack(leaseRanOutInSave)
 				}
 				notSent("the store could not save its intent")
 				return errIntentRefused
@@ -2584,14 +2602,14 @@ func (e *Engine) step(ctx context.Context, en *entry, name string, f func(contex
 				// The heartbeat lapsed since the transfer was last saved:
 				// another replica may have claimed it and be acting on it.
 				// Only a save, which its claim would make fail, can tell.
-				return notSent("the store could not save its intent, and this replica's heartbeat lapsed since the transfer was last saved")
+				return notSent(leaseLapsedRefused)
 			}
 		}
 		// The save may have taken long (a store that cannot be reached
 		// answers at its i/o timeout): the lease is judged again at the
 		// moment of sending.
 		if held, now := e.leaseHeld(); !held || now != lapses {
-			return heldBack("this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now")
+			return heldBack(leaseRanOutInSave)
 		}
 		if restorative {
 			// An unhold or a hang-up has the step timeout from here, its

@@ -26,10 +26,7 @@ func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 		}
 		return s
 	}
-	for _, heldBack := range []string{
-		"this replica's heartbeat ran out; another replica may own the transfer now",
-		"this replica's heartbeat ran out while it saved the intent; another replica may own the transfer now",
-	} {
+	for _, heldBack := range []string{leaseRanOut, leaseRanOutInSave, leaseLapsedRefused} {
 		tr := &Transfer{State: StateCompleting, StateAt: at, Sent: Sent{Join: at.Add(40 * time.Second)}, Steps: []Step{
 			step(StepTransfer, time.Second, StepFailed, notSentDetail+heldBack, ""),
 			step(StepTransfer, 40*time.Second, StepFailed, "fake.Complete: HTTP 503", "provider_unavailable"),
@@ -77,10 +74,7 @@ func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testi
 	step := func(d time.Duration, detail, kind string) Step {
 		return Step{Name: StepHangupAgent, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
 	}
-	for _, heldBack := range []string{
-		"this replica's heartbeat ran out; another replica may own the transfer now",
-		"this replica's heartbeat lapsed since the transfer was last saved",
-	} {
+	for _, heldBack := range []string{leaseRanOut, leaseLapsed} {
 		tr := &Transfer{State: StateCompleting, StateAt: at, Steps: []Step{
 			step(time.Second, notSentDetail+heldBack, ""),
 			step(40*time.Second, "fake.HangupAgent: HTTP 503", "provider_unavailable"),
