@@ -533,24 +533,6 @@ func resumedJoinFirstTry(en *entry) {
 	}
 }
 
-// resumedHangupFirstTry starts the patience of the agent's hang-up that
-// a process before this one tried in the same state, and this one has
-// not yet (afterJoin looks at this only then), from the first try on record as that process counted it: its
-// failure (a try stopped before its answer, from its start). A hang-up
-// held back for the heartbeat (heldBackByLease) began nothing there:
-// afterJoin sends it again once the heartbeat is renewed, however long
-// that takes. Taken for the first try, it left the resumed process a
-// patience its process before had not used up, or none, and the
-// transfer completed with the agent's call up alone in a bridge of ours.
-func resumedHangupFirstTry(en *entry) {
-	for _, s := range en.t.Steps {
-		if s.Name == StepHangupAgent && !s.StartedAt.Before(en.t.StateAt) && !heldBackByLease(s) {
-			en.firstTry = later(s.StartedAt, s.EndedAt)
-			return
-		}
-	}
-}
-
 // heldBackByLease reports whether s is a step held back because this
 // replica's heartbeat had run out or lapsed (see step): its process
 // waits for the heartbeat, however long, and begins no patience for it,
@@ -587,13 +569,15 @@ func (e *Engine) joinPatient(en *entry) bool {
 // sooner than the patience, tried a locate or a hold the provider failed
 // for good for as long as the stops went on: the transfer never failed,
 // and a caller a hold had taken was never given back. Each process still
-// tries the step once.
+// tries the step once. A try held back for the heartbeat (heldBackByLease)
+// began no patience in its process, which waits for the heartbeat however
+// long, and begins none here.
 func resumedFirstTry(en *entry, step string) {
 	if !en.resumed || !en.firstTry.IsZero() {
 		return
 	}
 	for _, s := range en.t.Steps {
-		if s.Name == step && !s.StartedAt.Before(en.t.StateAt) && s.StartedAt.Before(en.entered) {
+		if s.Name == step && !s.StartedAt.Before(en.t.StateAt) && s.StartedAt.Before(en.entered) && !heldBackByLease(s) {
 			// Its failure, as this process counts its own; a try
 			// stopped before its answer, from its start.
 			en.firstTry = later(s.StartedAt, s.EndedAt)
@@ -1991,8 +1975,11 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 		// Begun again by each process, processes stopped one after
 		// another kept a hang-up the provider failed for good going, and
 		// the transfer completing, for as long as the stops went on.
+		// A hang-up held back for the heartbeat began nothing there:
+		// afterJoin sends it again once the heartbeat is renewed, however
+		// long that takes.
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
-		resumedHangupFirstTry(en)
+		resumedFirstTry(en, StepHangupAgent)
 	}
 	err := e.step(ctx, en, StepHangupAgent, func(ctx context.Context) error { return h.HangupAgent(ctx, en.t) }, "", true, saveNext)
 	if en.lost {

@@ -80,9 +80,33 @@ func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testi
 			step(40*time.Second, "fake.HangupAgent: HTTP 503", "provider_unavailable"),
 		}}
 		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
-		resumedHangupFirstTry(en)
+		resumedFirstTry(en, StepHangupAgent)
 		if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
 			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hang-up sent",
+				heldBack, en.firstTry.Sub(at), want.Sub(at))
+		}
+	}
+}
+
+// The same for a hold (resumedFirstTry, the sixty-eighth pass's): a hold
+// held back for the heartbeat began no patience in its process (afterStep
+// backs off from errUnsaved and asks no patience of it), and a resumed
+// process took it for the first try all the same, giving up, after one
+// try of its own, a hold the process before would have tried again.
+func TestAResumedHoldsPatienceSkipsAHoldHeldBackByTheHeartbeat(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := func(d time.Duration, detail, kind string) Step {
+		return Step{Name: StepHold, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
+	}
+	for _, heldBack := range []string{leaseRanOut, leaseRanOutInSave, leaseLapsedRefused} {
+		tr := &Transfer{State: StateHolding, StateAt: at, Steps: []Step{
+			step(time.Second, notSentDetail+heldBack, ""),
+			step(40*time.Second, "fake.Hold: HTTP 503", "provider_unavailable"),
+		}}
+		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
+		resumedFirstTry(en, StepHold)
+		if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
+			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hold sent",
 				heldBack, en.firstTry.Sub(at), want.Sub(at))
 		}
 	}
