@@ -1962,22 +1962,20 @@ func (e *Engine) afterJoin(ctx context.Context, en *entry) (detail string, lost 
 	if !ok {
 		return fmt.Sprintf("; provider %s has no way to hang up the agent's call", en.p.Name()), false, 0
 	}
-	if en.t.lastStep(StepHangupAgent) == nil {
+	if last := en.t.lastStep(StepHangupAgent); last == nil || (en.resumed && last.StartedAt.Before(en.entered)) {
 		// Its patience runs from its own first try, not from a failure of
 		// the join before it (one that failed on the way and was applied
 		// all the same, or was held back before it was accepted): judged
 		// from there, a hang-up that failed for a moment was not sent
 		// again, and the agent's call stayed up alone in a bridge of ours.
-		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
-	} else if last := en.t.lastStep(StepHangupAgent); en.resumed && last.StartedAt.Before(en.entered) {
 		// Tried by a process before this one and not yet by this one:
-		// from the first try in this state, as that process counted it.
-		// Begun again by each process, processes stopped one after
-		// another kept a hang-up the provider failed for good going, and
-		// the transfer completing, for as long as the stops went on.
-		// A hang-up held back for the heartbeat began nothing there:
-		// afterJoin sends it again once the heartbeat is renewed, however
-		// long that takes.
+		// from the first try in this state, as that process counted it
+		// (resumedFirstTry). Begun again by each process, processes
+		// stopped one after another kept a hang-up the provider failed for
+		// good going, and the transfer completing, for as long as the
+		// stops went on. A hang-up held back for the heartbeat began
+		// nothing there: afterJoin sends it again once the heartbeat is
+		// renewed, however long that takes.
 		en.retries, en.retryAt, en.firstTry = 0, time.Time{}, time.Time{}
 		resumedFirstTry(en, StepHangupAgent)
 	}

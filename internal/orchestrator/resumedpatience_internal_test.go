@@ -63,51 +63,37 @@ func TestAResumedJoinsPatienceSkipsAJoinHeldBackByTheHeartbeat(t *testing.T) {
 	}
 }
 
-// The agent's hang-up held back for the heartbeat is, like the join, no
-// start of its patience in the process that holds it back (afterJoin
-// waits for the heartbeat and asks no patience of it); the resumed
-// process took the first hang-up on record for it all the same, and
-// completed the transfer with the agent's call up, after one try of its
-// own, where the process before would have sent the hang-up again.
-func TestAResumedAgentHangupsPatienceSkipsAHangupHeldBackByTheHeartbeat(t *testing.T) {
+// A hold, or the agent's hang-up after the join, held back for the
+// heartbeat began no patience in its process (afterStep and afterJoin
+// back off from errUnsaved and ask no patience of it), and a resumed
+// process took it for the first try all the same (resumedFirstTry),
+// giving up, after one try of its own, a step the process before would
+// have tried again: a hold, the caller given back; the hang-up, the
+// transfer completed with the agent's call up.
+func TestAResumedStepsPatienceSkipsAStepHeldBackByTheHeartbeat(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	step := func(d time.Duration, detail, kind string) Step {
-		return Step{Name: StepHangupAgent, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
-	}
-	for _, heldBack := range []string{leaseRanOut, leaseLapsed} {
-		tr := &Transfer{State: StateCompleting, StateAt: at, Steps: []Step{
-			step(time.Second, notSentDetail+heldBack, ""),
-			step(40*time.Second, "fake.HangupAgent: HTTP 503", "provider_unavailable"),
-		}}
-		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
-		resumedFirstTry(en, StepHangupAgent)
-		if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
-			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hang-up sent",
-				heldBack, en.firstTry.Sub(at), want.Sub(at))
+	for _, tc := range []struct {
+		step     string
+		state    State
+		heldBack []string
+	}{
+		{StepHangupAgent, StateCompleting, []string{leaseRanOut, leaseLapsed}},
+		{StepHold, StateHolding, []string{leaseRanOut, leaseRanOutInSave, leaseLapsedRefused}},
+	} {
+		step := func(d time.Duration, detail, kind string) Step {
+			return Step{Name: tc.step, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
 		}
-	}
-}
-
-// The same for a hold (resumedFirstTry, the sixty-eighth pass's): a hold
-// held back for the heartbeat began no patience in its process (afterStep
-// backs off from errUnsaved and asks no patience of it), and a resumed
-// process took it for the first try all the same, giving up, after one
-// try of its own, a hold the process before would have tried again.
-func TestAResumedHoldsPatienceSkipsAHoldHeldBackByTheHeartbeat(t *testing.T) {
-	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	step := func(d time.Duration, detail, kind string) Step {
-		return Step{Name: StepHold, Status: StepFailed, StartedAt: at.Add(d), EndedAt: at.Add(d + time.Second/2), Detail: detail, ErrKind: kind}
-	}
-	for _, heldBack := range []string{leaseRanOut, leaseRanOutInSave, leaseLapsedRefused} {
-		tr := &Transfer{State: StateHolding, StateAt: at, Steps: []Step{
-			step(time.Second, notSentDetail+heldBack, ""),
-			step(40*time.Second, "fake.Hold: HTTP 503", "provider_unavailable"),
-		}}
-		en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
-		resumedFirstTry(en, StepHold)
-		if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
-			t.Errorf("held back (%s): the patience begins %s after the state's start: want %s, at the first hold sent",
-				heldBack, en.firstTry.Sub(at), want.Sub(at))
+		for _, heldBack := range tc.heldBack {
+			tr := &Transfer{State: tc.state, StateAt: at, Steps: []Step{
+				step(time.Second, notSentDetail+heldBack, ""),
+				step(40*time.Second, "fake: HTTP 503", "provider_unavailable"),
+			}}
+			en := &entry{t: tr, resumed: true, entered: at.Add(50 * time.Second)}
+			resumedFirstTry(en, tc.step)
+			if want := at.Add(40*time.Second + time.Second/2); !en.firstTry.Equal(want) {
+				t.Errorf("%s held back (%s): the patience begins %s after the state's start: want %s, at the first one sent",
+					tc.step, heldBack, en.firstTry.Sub(at), want.Sub(at))
+			}
 		}
 	}
 }
